@@ -1,0 +1,240 @@
+"""Typed errors raised by queuert.
+
+Every error a caller may want to handle has its own class with the facts as attributes. All derive from
+:class:`QueuertError`. Programmer mistakes (calling ``complete`` twice, a bad cursor) raise
+:class:`UsageError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
+
+__all__ = [
+    "BlockerReference",
+    "BlockerReferenceError",
+    "ChainCancelledError",
+    "ChainFailedError",
+    "ChainNotFoundError",
+    "DuplicateJobIdError",
+    "DuplicateJobTypeError",
+    "InvalidIdentifierError",
+    "InvalidJobIdError",
+    "JobAlreadyCompletedError",
+    "JobNotFoundError",
+    "JobNotTriggerableError",
+    "JobTakenByAnotherWorkerError",
+    "JobTypeMismatchError",
+    "JobTypeValidationError",
+    "NotJsonError",
+    "NotifyAdapterClosedError",
+    "QueuertError",
+    "RescheduleJob",
+    "StateAdapterClosedError",
+    "TransactionHooksRequiredError",
+    "UnknownJobTypeError",
+    "UsageError",
+    "WaitChainTimeoutError",
+]
+
+
+class QueuertError(Exception):
+    """Base class of every error queuert raises on purpose."""
+
+
+class UsageError(QueuertError):
+    """The API was used in a way it does not support (a programming mistake)."""
+
+
+class NotJsonError(QueuertError, TypeError):
+    """A value that must be stored as JSON is not JSON-serialisable.
+
+    ``path`` locates the offending value, e.g. ``$.items[2].when``.
+    """
+
+    def __init__(self, path: str, value: object, reason: str) -> None:
+        self.path = path
+        self.value_type = type(value).__name__
+        self.reason = reason
+        super().__init__(f"value at {path} is not JSON-serialisable ({self.value_type}): {reason}")
+
+
+ValidationCode = Literal[
+    "not_entry_point", "invalid_input", "invalid_output", "invalid_continuation", "invalid_blockers"
+]
+
+
+class JobTypeValidationError(QueuertError):
+    """A job could not be created or completed because it breaks its job type's declaration."""
+
+    def __init__(self, code: ValidationCode, type_name: str, details: str) -> None:
+        self.code: ValidationCode = code
+        self.type_name = type_name
+        self.details = details
+        super().__init__(f"{code} for job type {type_name!r}: {details}")
+
+
+class UnknownJobTypeError(QueuertError):
+    def __init__(self, type_name: str, registered: Sequence[str]) -> None:
+        self.type_name = type_name
+        self.registered_type_names = tuple(registered)
+        super().__init__(
+            f"job type {type_name!r} is not registered (registered: {', '.join(registered) or 'none'})"
+        )
+
+
+class DuplicateJobTypeError(QueuertError):
+    def __init__(self, type_names: Sequence[str]) -> None:
+        self.duplicate_type_names = tuple(type_names)
+        super().__init__(f"job type names registered twice: {', '.join(type_names)}")
+
+
+class InvalidJobIdError(QueuertError):
+    def __init__(self, job_id: object, source: Literal["caller", "generator"]) -> None:
+        self.job_id = job_id
+        self.source = source
+        super().__init__(f"invalid job id {job_id!r} (from the {source})")
+
+
+class DuplicateJobIdError(QueuertError):
+    """A caller-supplied job id is already used by another job."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"a job with id {job_id!r} already exists")
+
+
+class JobNotFoundError(QueuertError):
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"job {job_id!r} not found")
+
+
+class ChainNotFoundError(QueuertError):
+    def __init__(self, chain_id: str) -> None:
+        self.chain_id = chain_id
+        super().__init__(f"chain {chain_id!r} not found")
+
+
+class JobAlreadyCompletedError(QueuertError):
+    """The job (or the chain's current job) is already closed."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"job {job_id!r} is already completed")
+
+
+class JobTakenByAnotherWorkerError(QueuertError):
+    def __init__(self, job_id: str, worker_id: str | None, leased_by: str | None) -> None:
+        self.job_id = job_id
+        self.worker_id = worker_id
+        self.leased_by = leased_by
+        super().__init__(f"job {job_id!r} is now leased by {leased_by!r}, not by {worker_id!r}")
+
+
+class JobNotTriggerableError(QueuertError):
+    def __init__(self, job_id: str, status: str) -> None:
+        self.job_id = job_id
+        self.status = status
+        super().__init__(f"job {job_id!r} cannot be triggered: it is {status}")
+
+
+class JobTypeMismatchError(QueuertError):
+    def __init__(self, expected: str, actual: str) -> None:
+        self.expected_type_name = expected
+        self.actual_type_name = actual
+        super().__init__(f"expected a {expected!r} job or chain, found {actual!r}")
+
+
+class WaitChainTimeoutError(QueuertError, TimeoutError):
+    def __init__(self, chain_id: str, timeout: float) -> None:
+        self.chain_id = chain_id
+        self.timeout = timeout
+        super().__init__(f"chain {chain_id!r} did not close within {timeout:g}s")
+
+
+class ChainFailedError(QueuertError):
+    """``wait_for_chain`` found the chain closed as *failed* (its job ran out of attempts)."""
+
+    def __init__(self, chain_id: str, job_id: str, error: str | None) -> None:
+        self.chain_id = chain_id
+        self.job_id = job_id
+        self.error = error
+        super().__init__(f"chain {chain_id!r} failed at job {job_id!r}: {error}")
+
+
+class ChainCancelledError(QueuertError):
+    """``wait_for_chain`` found the chain closed as *cancelled*."""
+
+    def __init__(self, chain_id: str) -> None:
+        self.chain_id = chain_id
+        super().__init__(f"chain {chain_id!r} was cancelled")
+
+
+@dataclass(frozen=True)
+class BlockerReference:
+    """``chain_id`` (asked to be deleted) blocks ``referenced_by_job_id`` (not asked to be deleted)."""
+
+    chain_id: str
+    referenced_by_job_id: str
+
+
+class BlockerReferenceError(QueuertError):
+    """``delete_chains`` refused: jobs outside the set are blocked by chains inside it."""
+
+    def __init__(self, references: Sequence[BlockerReference]) -> None:
+        self.references = tuple(references)
+        listed = ", ".join(f"{r.chain_id} (blocks {r.referenced_by_job_id})" for r in references)
+        super().__init__(f"chains are still referenced as blockers: {listed}")
+
+
+class TransactionHooksRequiredError(UsageError):
+    """A mutating call got a transaction that no hooks scope is bound to."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this call needs transaction hooks: open the transaction with client.transaction(), "
+            "wrap your own transaction in `async with client.hooks(tx):`, or pass hooks=..."
+        )
+
+
+class InvalidIdentifierError(QueuertError, ValueError):
+    """A configured SQL identifier (schema, table prefix, ...) is not a plain identifier."""
+
+    def __init__(self, what: str, value: str) -> None:
+        self.what = what
+        self.value = value
+        super().__init__(f"invalid {what} {value!r}: must match [A-Za-z_][A-Za-z0-9_]*")
+
+
+class StateAdapterClosedError(QueuertError):
+    def __init__(self) -> None:
+        super().__init__("the state adapter is closed")
+
+
+class NotifyAdapterClosedError(QueuertError):
+    def __init__(self) -> None:
+        super().__init__("the notify adapter is closed")
+
+
+class RescheduleJob(Exception):  # noqa: N818 - raised by handlers as a control-flow signal
+    """Raise from a handler to retry the job exactly when asked, instead of with backoff.
+
+    ``RescheduleJob(after=timedelta(minutes=5))`` or ``RescheduleJob(at=datetime(...))``; ``reason`` is
+    recorded as the job's last error.
+    """
+
+    def __init__(
+        self,
+        *,
+        after: timedelta | float | None = None,
+        at: object = None,
+        reason: str | None = None,
+    ) -> None:
+        from queuert.schedule import Schedule
+
+        self.schedule = Schedule.of(at=at, after=after)
+        self.reason = reason
+        super().__init__(reason or f"reschedule requested ({self.schedule})")

@@ -1,0 +1,6 @@
+"""In-memory adapters: the reference state adapter and the in-process notify adapter."""
+
+from queuert.in_memory.notify import InProcessNotifyAdapter, NoopNotifyAdapter
+from queuert.in_memory.state import InMemoryStateAdapter, InMemoryTransaction
+
+__all__ = ["InMemoryStateAdapter", "InMemoryTransaction", "InProcessNotifyAdapter", "NoopNotifyAdapter"]

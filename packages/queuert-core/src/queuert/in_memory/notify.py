@@ -1,0 +1,187 @@
+"""Notify adapters that need no server: in-process (one process) and no-op (polling only)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from queuert.errors import NotifyAdapterClosedError
+from queuert.notify import Unsubscribe
+
+__all__ = ["InProcessNotifyAdapter", "NoopNotifyAdapter"]
+
+logger = logging.getLogger("queuert.notify")
+
+WAKE_HINT_TTL = 60.0
+
+
+class _Listeners:
+    """Callbacks keyed by a routing key (type name, chain id or job id)."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[str, dict[int, Callable[[str], None]]] = {}
+        self._next = 0
+
+    def add(self, keys: Sequence[str], callback: Callable[[str], None]) -> Callable[[], None]:
+        self._next += 1
+        token = self._next
+        for key in keys:
+            self._by_key.setdefault(key, {})[token] = callback
+
+        def remove() -> None:
+            for key in keys:
+                bucket = self._by_key.get(key)
+                if bucket is not None:
+                    bucket.pop(token, None)
+                    if not bucket:
+                        del self._by_key[key]
+
+        return remove
+
+    def dispatch(self, key: str) -> None:
+        for callback in list(self._by_key.get(key, {}).values()):
+            try:
+                callback(key)
+            except Exception:
+                logger.exception("notify listener failed", extra={"queuert_key": key})
+
+    def clear(self) -> None:
+        self._by_key.clear()
+
+
+class InProcessNotifyAdapter:
+    """Delivers notifications to listeners in the same process (synchronously, on publish).
+
+    The companion of the in-memory state adapter and of single-process SQLite setups. Wake-hint budgets
+    are kept per type and expire 60 seconds after their last top-up.
+    """
+
+    def __init__(self, *, wake_hint_ttl: float = WAKE_HINT_TTL) -> None:
+        self._scheduled = _Listeners()
+        self._chains = _Listeners()
+        self._ownership = _Listeners()
+        self._hints: dict[str, tuple[int, float]] = {}
+        self._ttl = wake_hint_ttl
+        self._closed = False
+
+    def _check(self) -> None:
+        if self._closed:
+            raise NotifyAdapterClosedError()
+
+    def _unsubscribe(self, remove: Callable[[], None]) -> Unsubscribe:
+        async def unsubscribe() -> None:
+            remove()
+
+        return unsubscribe
+
+    async def notify_job_scheduled(self, type_name: str) -> None:
+        self._check()
+        self._scheduled.dispatch(type_name)
+
+    async def listen_job_scheduled(
+        self, type_names: Sequence[str], callback: Callable[[str], None]
+    ) -> Unsubscribe:
+        self._check()
+        return self._unsubscribe(self._scheduled.add(list(dict.fromkeys(type_names)), callback))
+
+    async def provide_wake_hint(self, type_name: str, count: int) -> None:
+        self._check()
+        if count <= 0:
+            return
+        current = self._budget(type_name)
+        self._hints[type_name] = ((current or 0) + count, time.monotonic() + self._ttl)
+
+    async def consume_wake_hint(self, type_name: str) -> bool:
+        self._check()
+        current = self._budget(type_name)
+        if current is None:
+            return True
+        if current <= 0:
+            return False
+        _, expires = self._hints[type_name]
+        self._hints[type_name] = (current - 1, expires)
+        return True
+
+    def _budget(self, type_name: str) -> int | None:
+        entry = self._hints.get(type_name)
+        if entry is None:
+            return None
+        if entry[1] <= time.monotonic():
+            del self._hints[type_name]
+            return None
+        return entry[0]
+
+    async def notify_chain_closed(self, chain_id: str) -> None:
+        self._check()
+        self._chains.dispatch(chain_id)
+
+    async def listen_chain_closed(self, chain_id: str, callback: Callable[[], None]) -> Unsubscribe:
+        self._check()
+        return self._unsubscribe(self._chains.add([chain_id], lambda _key: callback()))
+
+    async def notify_job_ownership_lost(self, job_id: str) -> None:
+        self._check()
+        self._ownership.dispatch(job_id)
+
+    async def listen_job_ownership_lost(
+        self, job_id: str, callback: Callable[[], None]
+    ) -> Unsubscribe:
+        self._check()
+        return self._unsubscribe(self._ownership.add([job_id], lambda _key: callback()))
+
+    async def close(self) -> None:
+        self._closed = True
+        self._scheduled.clear()
+        self._chains.clear()
+        self._ownership.clear()
+        self._hints.clear()
+
+
+class NoopNotifyAdapter:
+    """Publishes nothing and never calls listeners: workers and waiters rely on polling alone."""
+
+    def __init__(self) -> None:
+        self._closed = False
+
+    def _check(self) -> None:
+        if self._closed:
+            raise NotifyAdapterClosedError()
+
+    async def _noop_unsubscribe(self) -> None:
+        return None
+
+    async def notify_job_scheduled(self, type_name: str) -> None:
+        self._check()
+
+    async def listen_job_scheduled(
+        self, type_names: Sequence[str], callback: Callable[[str], None]
+    ) -> Unsubscribe:
+        self._check()
+        return self._noop_unsubscribe
+
+    async def provide_wake_hint(self, type_name: str, count: int) -> None:
+        self._check()
+
+    async def consume_wake_hint(self, type_name: str) -> bool:
+        self._check()
+        return True
+
+    async def notify_chain_closed(self, chain_id: str) -> None:
+        self._check()
+
+    async def listen_chain_closed(self, chain_id: str, callback: Callable[[], None]) -> Unsubscribe:
+        self._check()
+        return self._noop_unsubscribe
+
+    async def notify_job_ownership_lost(self, job_id: str) -> None:
+        self._check()
+
+    async def listen_job_ownership_lost(
+        self, job_id: str, callback: Callable[[], None]
+    ) -> Unsubscribe:
+        self._check()
+        return self._noop_unsubscribe
+
+    async def close(self) -> None:
+        self._closed = True

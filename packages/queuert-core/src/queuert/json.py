@@ -1,0 +1,62 @@
+"""JSON values: the only thing queuert stores as job input and output."""
+
+from __future__ import annotations
+
+import json as _json
+import math
+from collections.abc import Mapping
+from typing import Any, TypeAlias, cast
+
+from queuert.errors import NotJsonError
+
+JsonValue: TypeAlias = "None | bool | int | float | str | list[JsonValue] | dict[str, JsonValue]"
+
+__all__ = ["JsonValue", "dumps", "ensure_json", "loads"]
+
+
+def ensure_json(value: object, path: str = "$") -> JsonValue:
+    """Return ``value`` if it is plain JSON data, else raise :class:`NotJsonError` naming the path.
+
+    Accepts ``None``, ``bool``, ``int``, finite ``float``, ``str``, lists/tuples of JSON and dicts with ``str``
+    keys. Refuses everything else (datetimes, sets, bytes, class instances, NaN, infinities), so a value that
+    is accepted reads back equal after a round trip through the store. Tuples come back as lists.
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise NotJsonError(path, value, "NaN and infinities are not JSON")
+        return value
+    if isinstance(value, (list, tuple)):
+        return [ensure_json(item, f"{path}[{i}]") for i, item in enumerate(value)]
+    if isinstance(value, Mapping):
+        out: dict[str, JsonValue] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise NotJsonError(f"{path}.<key>", key, "object keys must be strings")
+            out[key] = ensure_json(item, f"{path}.{key}")
+        return out
+    raise NotJsonError(path, value, "only None, bool, int, float, str, list and dict are JSON")
+
+
+def dumps(value: JsonValue) -> str:
+    """Compact JSON text of an already checked value."""
+    return _json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def loads(text: str | bytes) -> JsonValue:
+    return cast(JsonValue, _json.loads(text))
+
+
+def _deep_copy(value: Any) -> JsonValue:
+    """Copy a JSON value (used by stores that keep Python objects, so callers cannot alias them)."""
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    return cast(JsonValue, value)
+
+
+copy_json = _deep_copy

@@ -1,0 +1,537 @@
+"""The state adapter contract: what every storage backend implements.
+
+The core never sees SQL. It calls the operations below, each a named state transition of the job model
+(see ``docs/job-model.md``). A backend (PostgreSQL, SQLite, MySQL, MongoDB, in-memory) implements them
+once; ``queuert-conformance`` checks that it behaves like the in-memory reference.
+
+Conventions that hold for every operation:
+
+* **Transactions.** ``transaction()`` opens a transaction and yields the backend's transaction object
+  (``TxT``: a connection, a session, ...). Every operation takes ``tx=``. With a ``tx`` it runs inside
+  that transaction; without one it runs on the adapter's own connection in its own short transaction
+  (and never on a connection that is inside someone else's transaction: a read without ``tx`` must not
+  see uncommitted work). ``savepoint(tx)`` nests a savepoint: released on success, rolled back (and the
+  error re-raised) on error; the outer transaction stays usable.
+* **Time.** Every timestamp is computed with the store's clock (``now()`` of the database), never the
+  caller's. Timestamps come back timezone-aware in UTC.
+* **Batches.** Operations that take sequences handle the whole batch in as few round trips as the backend
+  allows and return results in input order.
+* **Derived status.** A job's status is not stored; adapters derive it at read time with
+  :func:`derive_status` (or an equivalent expression in the query) from the stored facts.
+* **Locks.** ``lock=True`` takes a write-intent lock on the row (the chain's tail for chains) that is held
+  until the transaction ends; a concurrent locked read of the same row waits. "Find work" operations
+  (``claim_jobs``, ``reap_expired_leases``, ``next_due``) skip rows locked by other transactions instead
+  of waiting on them. Backends that serialise all writers (SQLite, in-memory) meet this trivially.
+* **Errors.** Operations raise the typed errors of :mod:`queuert.errors` where this module says so; any
+  other exception is a backend failure that the caller may retry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Generic, Literal, Protocol, TypeVar, runtime_checkable
+
+from queuert.errors import BlockerReference
+from queuert.json import JsonValue
+from queuert.schedule import Deduplication, Schedule
+
+__all__ = [
+    "BlockersAdded",
+    "Capabilities",
+    "ChainFilter",
+    "ChainStatus",
+    "ClaimResult",
+    "CompleteResult",
+    "CreatedJob",
+    "DeleteResult",
+    "JobFilter",
+    "JobStatus",
+    "LeaseRenewal",
+    "MigrationResult",
+    "NewJob",
+    "Order",
+    "Outcome",
+    "Page",
+    "StateAdapter",
+    "StoredChain",
+    "StoredJob",
+    "TriggerResult",
+    "derive_status",
+]
+
+TxT = TypeVar("TxT")
+T = TypeVar("T")
+
+JobStatus = Literal[
+    "blocked", "scheduled", "ready", "running", "continued", "completed", "failed", "cancelled"
+]
+"""Derived job status. ``continued``, ``completed``, ``failed`` and ``cancelled`` are closed states."""
+
+Outcome = Literal["completed", "failed", "cancelled"]
+"""How a job was closed (a stored fact). ``completed`` with a successor reads as status ``continued``."""
+
+ChainStatus = Literal["open", "closed"]
+Order = Literal["asc", "desc"]
+
+CLOSED_STATUSES: frozenset[str] = frozenset({"continued", "completed", "failed", "cancelled"})
+
+
+def derive_status(
+    *,
+    outcome: Outcome | None,
+    succeeded_by_job_id: str | None,
+    leased_until: datetime | None,
+    blocked: bool,
+    scheduled_at: datetime,
+    now: datetime,
+) -> JobStatus:
+    """The status of a job from its stored facts, in the order the job model fixes.
+
+    1. closed with a successor → ``continued``; closed otherwise → its outcome;
+    2. holds a lease → ``running``; 3. has open blockers → ``blocked``;
+    4. ``scheduled_at`` in the future → ``scheduled``; 5. otherwise ``ready``.
+    """
+    if outcome is not None:
+        if succeeded_by_job_id is not None:
+            return "continued"
+        return outcome
+    if leased_until is not None:
+        return "running"
+    if blocked:
+        return "blocked"
+    if scheduled_at > now:
+        return "scheduled"
+    return "ready"
+
+
+@dataclass(frozen=True)
+class StoredJob:
+    """One job row as the store holds it (plus its derived ``status``)."""
+
+    id: str
+    type_name: str
+    chain_id: str
+    chain_type_name: str
+    chain_index: int
+    """0 for the chain's first job, +1 per continuation; ``(chain_id, chain_index)`` is unique."""
+    input: JsonValue
+    output: JsonValue
+    """The output of a job closed as ``completed`` without a successor; ``None`` otherwise."""
+    status: JobStatus
+    outcome: Outcome | None
+    created_at: datetime
+    scheduled_at: datetime
+    completed_at: datetime | None
+    """When the job was closed (completed, continued, failed or cancelled)."""
+    completed_by: str | None
+    """The worker id that closed the job; ``None`` for workerless completion and cancellation."""
+    succeeded_by_job_id: str | None
+    attempt: int
+    """Number of attempts started so far (claims); recorded in a committed step at claim time."""
+    last_attempt_at: datetime | None
+    last_attempt_error: str | None
+    leased_by: str | None
+    leased_until: datetime | None
+    blocked: bool
+    """True while at least one blocker chain is open."""
+    deduplication_key: str | None = None
+    chain_trace_context: str | None = None
+    trace_context: str | None = None
+
+    @property
+    def is_closed(self) -> bool:
+        return self.outcome is not None
+
+    @property
+    def closes_chain(self) -> bool:
+        """True if this job is closed and has no successor (the chain is closed)."""
+        return self.outcome is not None and self.succeeded_by_job_id is None
+
+
+@dataclass(frozen=True)
+class StoredChain:
+    """A chain as the pair of its first job (``root``, which *is* the chain) and its current ``tail``.
+
+    ``tail`` is the job with no successor (the root itself for a one-job chain).
+    """
+
+    root: StoredJob
+    tail: StoredJob
+
+    @property
+    def id(self) -> str:
+        return self.root.id
+
+    @property
+    def status(self) -> ChainStatus:
+        return "closed" if self.tail.closes_chain else "open"
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A job to insert.
+
+    ``id`` is generated (or validated) by the client before the call. ``chain_id`` is ``None`` for a
+    chain's first job (the store sets ``chain_id = id``) and the chain's id for a continuation, whose
+    ``chain_index`` is the predecessor's + 1.
+    """
+
+    id: str
+    type_name: str
+    chain_type_name: str
+    input: JsonValue
+    chain_id: str | None = None
+    chain_index: int = 0
+    schedule: Schedule | None = None
+    """``scheduled_at`` = max(``at`` or now + ``after``, now); ``None`` means now."""
+    deduplication: Deduplication | None = None
+    """Only for first jobs. Matched on (``chain_type_name``, key) against *chains* (their status is
+    the tail's), newest match wins; race-free against concurrent creators of the same key."""
+    chain_trace_context: str | None = None
+    trace_context: str | None = None
+
+
+@dataclass(frozen=True)
+class CreatedJob:
+    """Result of :meth:`StateAdapter.create_jobs` for one input.
+
+    ``deduplicated`` is True when nothing was inserted for this input: ``job`` is then the first job
+    of the matching existing chain (deduplication, including an earlier item of the same batch with
+    the same chain type and key) or the existing job at the same ``(chain_id, chain_index)``
+    (an idempotent continuation).
+    """
+
+    job: StoredJob
+    deduplicated: bool
+
+
+@dataclass(frozen=True)
+class BlockersAdded:
+    """Result of :meth:`StateAdapter.add_blockers` for one job."""
+
+    job: StoredJob
+    """The job re-read after the links were added (``blocked`` set if any blocker is open)."""
+    open_blocker_chain_ids: list[str]
+    blocker_chain_trace_contexts: list[str | None]
+    """The ``chain_trace_context`` of each blocker chain, in the order given."""
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    jobs: list[StoredJob]
+    """Claimed jobs, oldest ``scheduled_at`` first, each now ``running`` with ``attempt`` + 1."""
+    has_more: bool
+    """True only if another ready job of the requested types remained after these were taken."""
+
+
+@dataclass(frozen=True)
+class LeaseRenewal:
+    renewed: dict[str, datetime]
+    """Job id → new ``leased_until`` for every lease still held by the worker."""
+    lost: list[str]
+    """Ids whose lease the worker no longer holds (reaped, closed, deleted, taken by another worker)."""
+
+
+@dataclass(frozen=True)
+class CompleteResult:
+    job: StoredJob
+    """The closed job."""
+    unblocked: list[StoredJob] = field(default_factory=list)
+    """Jobs that became unblocked because this job closed its chain (empty for a continuation)."""
+    blocker_trace_contexts: list[str] = field(default_factory=list)
+    """Non-null ``trace_context`` values of the blocker links that pointed at the closed chain."""
+
+
+@dataclass(frozen=True)
+class TriggerResult:
+    triggered: list[StoredJob]
+    not_found: list[str]
+    not_triggerable: list[tuple[str, JobStatus]]
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    deleted: list[StoredChain]
+    references: list[BlockerReference]
+    """If not empty, nothing was deleted."""
+
+
+@dataclass(frozen=True)
+class MigrationResult:
+    applied: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    unrecognized: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+    """Opaque cursor of the next page; ``None`` when there is none (never a false positive)."""
+
+
+@dataclass(frozen=True)
+class ChainFilter:
+    """Filters of :meth:`StateAdapter.list_chains`; every given filter must match (AND)."""
+
+    type_names: Sequence[str] | None = None
+    status: ChainStatus | None = None
+    chain_ids: Sequence[str] | None = None
+    job_ids: Sequence[str] | None = None
+    """Chains that contain any of these jobs."""
+    root_only: bool = False
+    """Exclude chains that some job waits for as a blocker."""
+    created_from: datetime | None = None
+    """Inclusive lower bound on the chain's (first job's) ``created_at``."""
+    created_to: datetime | None = None
+    """Exclusive upper bound."""
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    type_names: Sequence[str] | None = None
+    statuses: Sequence[JobStatus] | None = None
+    job_ids: Sequence[str] | None = None
+    chain_ids: Sequence[str] | None = None
+    chain_type_names: Sequence[str] | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do; the conformance suites consult these instead of keeping skip lists."""
+
+    savepoints: bool = True
+    """``savepoint(tx)`` rolls back only its own work and leaves the transaction usable."""
+    row_locks: bool = True
+    """``lock=True`` makes a concurrent locked read of the same row wait until commit."""
+    concurrent_transactions: bool = True
+    """Several transactions can be open at once (False: transactions are serialised)."""
+    multi_process: bool = True
+    """Several processes can share one store."""
+    poison_transaction: bool = False
+    """The adapter's harness can make a statement fail inside a transaction (for error-path tests)."""
+
+
+@runtime_checkable
+class StateAdapter(Protocol[TxT]):
+    """Storage of jobs, chains and blocker links. See the module docstring for the shared conventions."""
+
+    capabilities: Capabilities
+
+    # -- lifecycle and transactions ---------------------------------------------------------------
+
+    def transaction(self) -> AbstractAsyncContextManager[TxT]:
+        """Open a transaction: commit when the block exits normally, roll back when it raises."""
+        ...
+
+    def savepoint(self, tx: TxT) -> AbstractAsyncContextManager[TxT]:
+        """A savepoint inside ``tx``: released on success, rolled back and re-raised on error."""
+        ...
+
+    async def migrate(self) -> MigrationResult:
+        """Create or upgrade the schema. Idempotent; safe when several processes run it at once."""
+        ...
+
+    async def close(self) -> None:
+        """Release the adapter's own resources. Idempotent; later calls raise
+        :class:`~queuert.errors.StateAdapterClosedError`."""
+        ...
+
+    # -- creating ---------------------------------------------------------------------------------
+
+    async def create_jobs(self, jobs: Sequence[NewJob], *, tx: TxT | None = None) -> list[CreatedJob]:
+        """Insert jobs (chain starts and continuations); one result per input, in input order.
+
+        Deduplication and continuation idempotency as described on :class:`NewJob` /
+        :class:`CreatedJob`. A caller-supplied id already used by another job raises
+        :class:`~queuert.errors.DuplicateJobIdError` and nothing of the batch is written.
+        An empty batch returns ``[]``.
+        """
+        ...
+
+    async def add_blockers(
+        self,
+        links: Sequence[tuple[str, Sequence[str]]],
+        *,
+        trace_contexts: Sequence[Sequence[str | None]] | None = None,
+        tx: TxT | None = None,
+    ) -> list[BlockersAdded]:
+        """Make each job ``links[i][0]`` wait for the chains ``links[i][1]`` (in slot order).
+
+        Locks the tail of every blocker chain before deciding whether it is open, so a blocker chain
+        closing concurrently is never missed (no dependent is stranded ``blocked``, none released
+        early). A blocker chain that is already closed does not block. The same chain may appear
+        in several slots of one job. A missing blocker chain raises
+        :class:`~queuert.errors.ChainNotFoundError`. ``trace_contexts[i][j]`` is stored on link j.
+        """
+        ...
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    async def get_job(self, job_id: str, *, lock: bool = False, tx: TxT | None = None) -> StoredJob | None:
+        ...
+
+    async def get_chain(
+        self, chain_id: str, *, lock: bool = False, tx: TxT | None = None
+    ) -> StoredChain | None:
+        """The chain whose first job has id ``chain_id`` (``None`` if missing or if ``chain_id``
+        is not a first job). ``lock`` locks the tail only."""
+        ...
+
+    async def get_job_blockers(self, job_id: str, *, tx: TxT | None = None) -> list[StoredChain]:
+        """The blocker chains of a job, in slot order (``[]`` if none or job missing)."""
+        ...
+
+    async def next_due(self, type_names: Sequence[str], *, tx: TxT | None = None) -> timedelta | None:
+        """Time until the earliest job of these types that is open, not blocked and not leased becomes
+        ready (``timedelta(0)`` if one is ready now); ``None`` if there is none. Skips locked rows."""
+        ...
+
+    async def list_chains(
+        self,
+        filter: ChainFilter,
+        *,
+        order: Order = "desc",
+        cursor: str | None = None,
+        limit: int = 50,
+        tx: TxT | None = None,
+    ) -> Page[StoredChain]:
+        """Chains ordered by the first job's (``created_at``, ``id``). ``cursor`` comes from a previous
+        page of the same query; a malformed one raises :class:`~queuert.errors.UsageError`."""
+        ...
+
+    async def list_jobs(
+        self,
+        filter: JobFilter,
+        *,
+        order: Order = "desc",
+        cursor: str | None = None,
+        limit: int = 50,
+        tx: TxT | None = None,
+    ) -> Page[StoredJob]:
+        """Jobs ordered by (``created_at``, ``id``)."""
+        ...
+
+    async def list_chain_jobs(
+        self,
+        chain_id: str,
+        *,
+        order: Order = "asc",
+        cursor: str | None = None,
+        limit: int = 50,
+        tx: TxT | None = None,
+    ) -> Page[StoredJob]:
+        """The jobs of one chain ordered by ``chain_index``."""
+        ...
+
+    async def list_blocked_jobs(
+        self,
+        chain_id: str,
+        *,
+        order: Order = "desc",
+        cursor: str | None = None,
+        limit: int = 50,
+        tx: TxT | None = None,
+    ) -> Page[StoredJob]:
+        """Jobs that have ``chain_id`` among their blockers (open or not), by (``created_at``, ``id``)."""
+        ...
+
+    # -- processing -------------------------------------------------------------------------------
+
+    async def claim_jobs(
+        self,
+        *,
+        leases: Mapping[str, timedelta],
+        limit: int,
+        worker_id: str,
+        tx: TxT | None = None,
+    ) -> ClaimResult:
+        """Claim up to ``limit`` ready jobs whose type is a key of ``leases``, oldest ``scheduled_at``
+        first (ties by id), in one atomic step: each gets ``attempt + 1``, ``last_attempt_at = now``,
+        ``leased_by = worker_id`` and ``leased_until = now + leases[type]``. Two claimers never get the
+        same job; rows locked by other transactions are skipped, never waited on."""
+        ...
+
+    async def renew_leases(
+        self, leases: Mapping[str, timedelta], *, worker_id: str, tx: TxT | None = None
+    ) -> LeaseRenewal:
+        """For every job id in ``leases`` still leased by ``worker_id`` and open, set ``leased_until =
+        now + duration``; report the others as lost. One round trip for all of them."""
+        ...
+
+    async def complete_job(
+        self,
+        job_id: str,
+        *,
+        outcome: Outcome,
+        worker_id: str | None,
+        output: JsonValue = None,
+        succeeded_by_job_id: str | None = None,
+        error: str | None = None,
+        tx: TxT,
+    ) -> CompleteResult:
+        """Close a job: ``completed_at = now``, ``completed_by = worker_id``, the lease cleared.
+
+        * ``outcome="completed"`` with ``succeeded_by_job_id``: the job continued (output stays null,
+          the chain stays open).
+        * ``outcome="completed"`` without a successor: the chain is closed with ``output``.
+        * ``outcome="failed"`` (``error`` recorded as ``last_attempt_error``) or ``"cancelled"``:
+          the chain is closed without output.
+
+        A successful ``completed`` clears ``last_attempt_error``. When the chain closes, every job
+        that waits for it and has no other open blocker is unblocked (``scheduled_at`` raised to
+        at least now) and returned. The caller holds the job's lock (it read it with ``lock=True``
+        in ``tx``) and has checked it is open; raises :class:`~queuert.errors.JobNotFoundError` if
+        the row is gone.
+        """
+        ...
+
+    async def reschedule_job(
+        self,
+        job_id: str,
+        *,
+        schedule: Schedule | None,
+        error: str | None,
+        tx: TxT | None = None,
+    ) -> StoredJob:
+        """Put a running job back: lease cleared, ``scheduled_at`` per ``schedule`` (``None`` = now,
+        never earlier than now), ``last_attempt_error = error`` unless ``error`` is ``None`` (kept).
+        Raises :class:`~queuert.errors.JobNotFoundError` if missing."""
+        ...
+
+    async def reap_expired_leases(
+        self,
+        type_names: Sequence[str],
+        *,
+        limit: int,
+        exclude_job_ids: Sequence[str] = (),
+        tx: TxT | None = None,
+    ) -> list[StoredJob]:
+        """Return up to ``limit`` open jobs of these types whose lease expired (``leased_until <=
+        now``) to ready, oldest expiry first, skipping locked rows and ``exclude_job_ids``. The
+        returned rows show the lease they had (``leased_by`` / ``leased_until`` of the expired lease)
+        so the caller can tell the old owner; the stored lease is cleared."""
+        ...
+
+    # -- administration ---------------------------------------------------------------------------
+
+    async def trigger_jobs(self, job_ids: Sequence[str], *, tx: TxT | None = None) -> TriggerResult:
+        """Make ``scheduled``/``ready`` jobs ready now (``scheduled_at = now``). All or nothing: if any
+        id is missing or in another status, nothing changes and the result lists them."""
+        ...
+
+    async def delete_chains(
+        self, chain_ids: Sequence[str], *, cascade: bool = False, tx: TxT | None = None
+    ) -> DeleteResult:
+        """Delete whole chains (every job and blocker link), all or nothing.
+
+        With ``cascade``, the set first grows by the blocker chains of *every* job of the chains in
+        it, transitively. If a job outside the set is blocked by a chain inside it, nothing is deleted
+        and the references are returned. Ids that are missing or not chains are skipped.
+        """
+        ...

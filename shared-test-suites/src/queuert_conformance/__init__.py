@@ -1,0 +1,25 @@
+"""queuert-conformance: the test suites every queuert adapter passes.
+
+An adapter author writes one fixture that builds their adapter and imports the suites::
+
+    # tests/conftest.py
+    import pytest
+    from queuert_conformance import StateHarness
+
+    @pytest.fixture
+    async def queuert_state_harness():
+        adapter = MyStateAdapter(...)
+        await adapter.migrate()
+        yield StateHarness(adapter=adapter)
+        await adapter.close()
+
+    # tests/test_conformance.py
+    from queuert_conformance.state import *  # noqa: F403
+
+The suites consult ``adapter.capabilities`` (and the harness's optional hooks) to decide which cases
+apply, so no adapter keeps a skip list.
+"""
+
+from queuert_conformance.harness import NotifyHarness, StateHarness
+
+__all__ = ["NotifyHarness", "StateHarness"]

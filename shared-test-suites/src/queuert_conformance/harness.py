@@ -1,0 +1,44 @@
+"""What an adapter author hands to the suites."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from queuert.notify import NotifyAdapter
+from queuert.state import StateAdapter
+
+
+@dataclass
+class StateHarness:
+    """A freshly migrated, empty store.
+
+    ``adapter`` is the state adapter under test. Optional hooks widen what the suites can check:
+
+    * ``poison(tx)`` makes the current statement of ``tx`` fail the way a real failing SQL statement
+      does (needed for the savepoint-isolation cases; declare ``capabilities.poison_transaction``).
+    * ``open_another()`` returns a second adapter over the same store (another "process"); the suites
+      close it.
+    """
+
+    adapter: StateAdapter[Any]
+    poison: Callable[[Any], Awaitable[None]] | None = None
+    open_another: Callable[[], Awaitable[StateAdapter[Any]]] | None = None
+
+
+@dataclass
+class NotifyHarness:
+    """A notify adapter under test.
+
+    ``open_another()`` returns a second adapter connected to the same server (another process), used
+    for fan-out across connections; the suites close it. ``interrupt()`` drops the adapter's
+    connections (as a server restart would) so the suites can check recovery; it returns once the
+    drop happened.
+    """
+
+    adapter: NotifyAdapter
+    open_another: Callable[[], Awaitable[NotifyAdapter]] | None = None
+    interrupt: Callable[[], Awaitable[None]] | None = None
+    cross_process: bool = True
+    """False for adapters that only deliver within one process (in-process adapter)."""
