@@ -219,7 +219,7 @@ class NotifyAdapterClosedError(QueuertError):
         super().__init__("the notify adapter is closed")
 
 
-class RescheduleJob(Exception):  # noqa: N818 - raised by handlers as a control-flow signal
+class RescheduleJob(Exception):
     """Raise from a handler to retry the job exactly when asked, instead of with backoff.
 
     ``RescheduleJob(after=timedelta(minutes=5))`` or ``RescheduleJob(at=datetime(...))``; ``reason`` is

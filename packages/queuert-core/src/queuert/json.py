@@ -9,7 +9,7 @@ from typing import Any, TypeAlias, cast
 
 from queuert.errors import NotJsonError
 
-JsonValue: TypeAlias = "None | bool | int | float | str | list[JsonValue] | dict[str, JsonValue]"
+JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
 
 __all__ = ["JsonValue", "dumps", "ensure_json", "loads"]
 

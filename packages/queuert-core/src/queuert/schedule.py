@@ -37,7 +37,9 @@ class Schedule:
             if not isinstance(self.at, datetime):
                 raise UsageError(f"schedule `at` must be a datetime, not {self.at!r}")
             if self.at.tzinfo is None:
-                raise UsageError("schedule `at` must be timezone-aware (e.g. datetime.now(timezone.utc))")
+                raise UsageError(
+                    "schedule `at` must be timezone-aware (e.g. datetime.now(timezone.utc))"
+                )
             object.__setattr__(self, "at", self.at.astimezone(timezone.utc))
         if self.after is not None:
             after = _as_timedelta(self.after)

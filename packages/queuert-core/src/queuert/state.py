@@ -344,7 +344,9 @@ class StateAdapter(Protocol[TxT]):
 
     # -- creating ---------------------------------------------------------------------------------
 
-    async def create_jobs(self, jobs: Sequence[NewJob], *, tx: TxT | None = None) -> list[CreatedJob]:
+    async def create_jobs(
+        self, jobs: Sequence[NewJob], *, tx: TxT | None = None
+    ) -> list[CreatedJob]:
         """Insert jobs (chain starts and continuations); one result per input, in input order.
 
         Deduplication and continuation idempotency as described on :class:`NewJob` /
@@ -373,8 +375,9 @@ class StateAdapter(Protocol[TxT]):
 
     # -- reading ----------------------------------------------------------------------------------
 
-    async def get_job(self, job_id: str, *, lock: bool = False, tx: TxT | None = None) -> StoredJob | None:
-        ...
+    async def get_job(
+        self, job_id: str, *, lock: bool = False, tx: TxT | None = None
+    ) -> StoredJob | None: ...
 
     async def get_chain(
         self, chain_id: str, *, lock: bool = False, tx: TxT | None = None
@@ -387,7 +390,9 @@ class StateAdapter(Protocol[TxT]):
         """The blocker chains of a job, in slot order (``[]`` if none or job missing)."""
         ...
 
-    async def next_due(self, type_names: Sequence[str], *, tx: TxT | None = None) -> timedelta | None:
+    async def next_due(
+        self, type_names: Sequence[str], *, tx: TxT | None = None
+    ) -> timedelta | None:
         """Time until the earliest job of these types that is open, not blocked and not leased becomes
         ready (``timedelta(0)`` if one is ready now); ``None`` if there is none. Skips locked rows."""
         ...

@@ -3,4 +3,9 @@
 from queuert.in_memory.notify import InProcessNotifyAdapter, NoopNotifyAdapter
 from queuert.in_memory.state import InMemoryStateAdapter, InMemoryTransaction
 
-__all__ = ["InMemoryStateAdapter", "InMemoryTransaction", "InProcessNotifyAdapter", "NoopNotifyAdapter"]
+__all__ = [
+    "InMemoryStateAdapter",
+    "InMemoryTransaction",
+    "InProcessNotifyAdapter",
+    "NoopNotifyAdapter",
+]

@@ -1,0 +1,105 @@
+"""queuert: durable background job chains that live in your own database.
+
+Start chains inside your own transaction (if it rolls back, the job never existed), process them with
+asyncio workers in any number of processes, continue them, fan them out and in with blockers, retry,
+schedule, deduplicate, complete them from outside a worker, and wait for their results.
+"""
+
+from queuert.attempt import Attempt, CancellationSignal, CancelReason, Mode
+from queuert.backoff import Backoff, Lease
+from queuert.client import Client, TxContext, WorkerlessCompletion
+from queuert.codec import Codec, CodecError, DefaultCodec
+from queuert.errors import (
+    BlockerReference,
+    BlockerReferenceError,
+    ChainCancelledError,
+    ChainFailedError,
+    ChainNotFoundError,
+    DuplicateJobIdError,
+    DuplicateJobTypeError,
+    InvalidIdentifierError,
+    InvalidJobIdError,
+    JobAlreadyCompletedError,
+    JobNotFoundError,
+    JobNotTriggerableError,
+    JobTakenByAnotherWorkerError,
+    JobTypeMismatchError,
+    JobTypeValidationError,
+    NotifyAdapterClosedError,
+    NotJsonError,
+    QueuertError,
+    RescheduleJob,
+    StateAdapterClosedError,
+    TransactionHooksRequiredError,
+    UnknownJobTypeError,
+    UsageError,
+    WaitChainTimeoutError,
+)
+from queuert.hooks import TransactionHooks
+from queuert.in_memory import InMemoryStateAdapter, InProcessNotifyAdapter, NoopNotifyAdapter
+from queuert.job_types import EntryJobType, JobType
+from queuert.models import Chain, Job
+from queuert.notify import NotifyAdapter
+from queuert.observability import LoggingObservability, ObservabilityAdapter, RecordingObservability
+from queuert.schedule import Deduplication, Schedule
+from queuert.state import Page, StateAdapter
+from queuert.worker import AttemptMiddleware, Worker
+
+__all__ = [
+    "Attempt",
+    "AttemptMiddleware",
+    "Backoff",
+    "BlockerReference",
+    "BlockerReferenceError",
+    "CancelReason",
+    "CancellationSignal",
+    "Chain",
+    "ChainCancelledError",
+    "ChainFailedError",
+    "ChainNotFoundError",
+    "Client",
+    "Codec",
+    "CodecError",
+    "Deduplication",
+    "DefaultCodec",
+    "DuplicateJobIdError",
+    "DuplicateJobTypeError",
+    "EntryJobType",
+    "InMemoryStateAdapter",
+    "InProcessNotifyAdapter",
+    "InvalidIdentifierError",
+    "InvalidJobIdError",
+    "Job",
+    "JobAlreadyCompletedError",
+    "JobNotFoundError",
+    "JobNotTriggerableError",
+    "JobTakenByAnotherWorkerError",
+    "JobType",
+    "JobTypeMismatchError",
+    "JobTypeValidationError",
+    "Lease",
+    "LoggingObservability",
+    "Mode",
+    "NoopNotifyAdapter",
+    "NotJsonError",
+    "NotifyAdapter",
+    "NotifyAdapterClosedError",
+    "ObservabilityAdapter",
+    "Page",
+    "QueuertError",
+    "RecordingObservability",
+    "RescheduleJob",
+    "Schedule",
+    "StateAdapter",
+    "StateAdapterClosedError",
+    "TransactionHooks",
+    "TransactionHooksRequiredError",
+    "TxContext",
+    "UnknownJobTypeError",
+    "UsageError",
+    "WaitChainTimeoutError",
+    "Worker",
+    "WorkerlessCompletion",
+]
+
+__version__ = "0.1.0"

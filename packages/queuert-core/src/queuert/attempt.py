@@ -1,0 +1,305 @@
+"""What a handler receives: :class:`Attempt`, its cancellation signal and processing modes.
+
+A handler is ``async def handle(attempt: Attempt[MyType]) -> None``. It reads ``attempt.input`` (typed)
+and ``attempt.blockers`` (typed blocker chains), optionally calls ``prepare``, and must call
+``complete`` with the output or with a job of a declared continuation type.
+
+Modes:
+
+* **atomic** — ``prepare("atomic")`` opens a transaction that locks the job; ``complete`` runs in it,
+  and it commits when the handler returns. Use for short database work: the job's completion and your
+  own writes commit together.
+* **staged** — ``prepare("staged")``: the handler works outside any transaction while the worker keeps
+  renewing the lease; ``complete`` opens a new transaction that first checks the worker still owns the
+  job.
+* **auto** (no ``prepare``) — decided at the handler's first suspension: if ``complete`` is called before
+  the handler awaited anything that suspended, the attempt is atomic; otherwise staged.
+
+In both modes the completing transaction commits only after the handler returns; an exception raised
+after ``complete`` rolls the completion back and the attempt counts as failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Generator
+from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+
+from queuert.client import TxContext
+from queuert.errors import UsageError
+from queuert.hooks import TransactionHooks
+from queuert.job_types import JobType
+from queuert.models import Job
+from queuert.state import StoredJob
+
+if TYPE_CHECKING:
+    from queuert.worker import Worker
+
+__all__ = ["Attempt", "CancelReason", "CancellationSignal", "Mode"]
+
+J = TypeVar("J", bound=JobType[Any, Any, Any, Any, Any], covariant=True)
+I = TypeVar("I")  # noqa: E741
+O = TypeVar("O")  # noqa: E741
+C = TypeVar("C")
+B = TypeVar("B")
+T = TypeVar("T")
+
+Mode = Literal["atomic", "staged"]
+CancelReason = Literal[
+    "taken_by_another_worker", "not_found", "already_completed", "cancelled", "error", "shutdown"
+]
+LOST_REASONS = frozenset({"taken_by_another_worker", "not_found", "already_completed", "cancelled"})
+
+
+class CancellationSignal:
+    """Tells a handler to stop: the worker lost the job (``reason`` says why) or is shutting down.
+
+    ``shutdown`` is a request: the handler may finish within the worker's shutdown timeout, after
+    which it is cancelled. For the other reasons the handler is cancelled at once and its completion
+    would be refused anyway.
+    """
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self.reason: CancelReason | None = None
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    async def wait(self) -> CancelReason:
+        await self._event.wait()
+        assert self.reason is not None
+        return self.reason
+
+    def _set(self, reason: CancelReason) -> None:
+        if self.reason is None or (self.reason == "shutdown" and reason != "shutdown"):
+            self.reason = reason
+        self._event.set()
+
+
+class OwnershipLostError(Exception):
+    """Raised inside the worker when a guarded transaction finds the job is no longer ours."""
+
+    def __init__(self, job_id: str, reason: CancelReason, leased_by: str | None = None) -> None:
+        self.job_id = job_id
+        self.reason: CancelReason = reason
+        self.leased_by = leased_by
+        super().__init__(f"job {job_id} lost: {reason}")
+
+
+class Attempt(Generic[J]):
+    """One execution of a handler for one job."""
+
+    def __init__(
+        self,
+        *,
+        worker: Worker[Any],
+        stored: StoredJob,
+        job: Job,
+        input: Any,
+        blockers: tuple[Any, ...],
+    ) -> None:
+        self._worker = worker
+        self._stored = stored
+        self.job = job
+        self._input = input
+        self._blockers = blockers
+        self.signal = CancellationSignal()
+        self.context: dict[str, Any] = {}
+        """Free-form values middleware puts here for the handler (e.g. a request id)."""
+        self.mode: Mode | None = None
+        self._prepared = False
+        self._completed = False
+        self._suspended = False
+        self._auto = False
+        self._stack: AsyncExitStack | None = None
+        self._tx: Any = None
+        self._hooks: TransactionHooks | None = None
+        self.continued_with: str | None = None
+
+    # -- typed views ------------------------------------------------------------------------------
+
+    @property
+    def input(self: Attempt[JobType[I, Any, Any, Any, Any]]) -> I:
+        value: I = self._input
+        return value
+
+    @property
+    def blockers(self: Attempt[JobType[Any, Any, Any, B, Any]]) -> B:
+        """The blocker chains, slot by slot, with their typed outputs (closed by the time the job runs)."""
+        value: B = self._blockers  # type: ignore[assignment]
+        return value
+
+    @property
+    def number(self) -> int:
+        """1 for the first attempt, 2 for the first retry, ..."""
+        return self._stored.attempt
+
+    @property
+    def worker_id(self) -> str:
+        return self._worker.id
+
+    @property
+    def completed(self) -> bool:
+        return self._completed
+
+    # -- prepare / complete -----------------------------------------------------------------------
+
+    async def prepare(
+        self, mode: Mode, fn: Callable[[TxContext[Any]], Awaitable[T]] | None = None
+    ) -> T | None:
+        """Choose the processing mode, optionally running ``fn`` in a transaction that holds the job.
+
+        ``atomic``: the transaction stays open for ``complete``. ``staged``: it commits right away
+        (only opened if ``fn`` is given). Returns ``fn``'s result. Call at most once, before ``complete``.
+        """
+        if self._auto:
+            raise UsageError(
+                "prepare cannot be called after the mode was set automatically (the handler awaited first)"
+            )
+        if self._prepared:
+            raise UsageError("prepare can only be called once")
+        if self._completed:
+            raise UsageError("prepare must come before complete")
+        if mode not in ("atomic", "staged"):
+            raise UsageError(f"mode must be 'atomic' or 'staged', not {mode!r}")
+        self._prepared = True
+        self.mode = mode
+        if mode == "atomic":
+            await self._open()
+            if fn is None:
+                return None
+            return await self._in_savepoint(fn)
+        if fn is None:
+            return None
+        await self._open()
+        try:
+            result = await self._in_savepoint(fn)
+        except BaseException as exc:
+            await self._close(exc)
+            raise
+        await self._close(None)
+        return result
+
+    async def complete(
+        self: Attempt[JobType[Any, O, C, Any, Any]],
+        result: O | C | Callable[[TxContext[Any]], Awaitable[O | C]],
+    ) -> None:
+        """Complete the job with its output, or continue the chain with a job of a declared
+        continuation type. ``result`` may be an async function of the transaction context that
+        returns either (to write your own rows in the same transaction)."""
+        self._check_can_complete()
+        if self.mode is None:
+            self.mode = "staged" if self._suspended else "atomic"
+        if self._stack is None:
+            await self._open()
+        self._completed = True
+
+        async def run(ctx: TxContext[Any]) -> None:
+            value = (
+                await result(ctx)
+                if callable(result) and not isinstance(result, JobType)
+                else result
+            )
+            _outcome, successor = await self._worker.client.finish_job(
+                self._stored, value, worker_id=self._worker.id, tx=ctx.tx, hooks=ctx.hooks
+            )
+            self.continued_with = successor.id if successor is not None else None
+
+        try:
+            await self._in_savepoint(run)
+        except BaseException:
+            self._completed = False
+            raise
+
+    def _check_can_complete(self) -> None:
+        if self._completed:
+            raise UsageError("complete can only be called once")
+
+    # -- transaction plumbing (used by the worker) ------------------------------------------------
+
+    def _on_first_suspension(self) -> None:
+        self._suspended = True
+        if self.mode is None and not self._prepared and not self._completed:
+            self.mode = "staged"
+            self._auto = True
+
+    async def _open(self) -> None:
+        """Open the transaction that holds the job (locked and checked to be still ours)."""
+        stack = AsyncExitStack()
+        client = self._worker.client
+        tx = await stack.enter_async_context(client.transaction())
+        self._stack, self._tx = stack, tx
+        self._hooks = client._hooks_for(tx, None)
+        self._worker._held.add(self.job.id)
+        try:
+            await self._worker._check_owned(self.job.id, tx=tx)
+        except BaseException as exc:
+            await self._close(exc)
+            raise
+
+    async def _close(self, exc: BaseException | None) -> None:
+        """Commit (``exc is None``) or roll back the open transaction."""
+        stack, self._stack, self._tx, self._hooks = self._stack, None, None, None
+        if stack is None:
+            return
+        try:
+            if exc is None:
+                await stack.aclose()
+            else:
+                await stack.__aexit__(type(exc), exc, exc.__traceback__)
+        finally:
+            self._worker._held.discard(self.job.id)
+
+    async def _in_savepoint(self, fn: Callable[[TxContext[Any]], Awaitable[T]]) -> T:
+        assert self._hooks is not None
+        state = self._worker.client.state
+        ctx = TxContext(self._worker.client, self._tx, self._hooks)
+        restore = self._hooks.checkpoint()
+        try:
+            if state.capabilities.savepoints:
+                async with state.savepoint(self._tx) as sp_tx:
+                    ctx.tx = sp_tx
+                    return await fn(ctx)
+            return await fn(ctx)
+        except BaseException:
+            restore()
+            raise
+
+
+class FirstSuspension(Generic[T]):
+    """Runs a coroutine and calls ``on_suspend`` the first time it yields to the event loop."""
+
+    def __init__(self, coro: Awaitable[T], on_suspend: Callable[[], None]) -> None:
+        self._coro = coro
+        self._on_suspend = on_suspend
+
+    def __await__(self) -> Generator[Any, Any, T]:
+        iterator = self._coro.__await__()
+        try:
+            value = iterator.send(None)
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+        self._on_suspend()
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                close = getattr(iterator, "close", None)
+                if close is not None:
+                    close()
+                raise
+            except BaseException as exc:
+                try:
+                    value = iterator.throw(exc)
+                except StopIteration as stop:
+                    result = stop.value
+                    return result
+            else:
+                try:
+                    value = iterator.send(sent)
+                except StopIteration as stop:
+                    result = stop.value
+                    return result

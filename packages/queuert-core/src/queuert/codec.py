@@ -1,0 +1,126 @@
+"""Codecs turn typed inputs and outputs into JSON and back (runtime validation is pluggable).
+
+The client encodes every input before it writes a job and every output before it completes one; the
+worker and the read methods decode stored JSON with the declared type. An encoder refuses anything that
+is not JSON-serialisable, naming the offending path, before anything is written.
+
+* :class:`DefaultCodec` (no dependencies): dataclasses (nested too), ``TypedDict`` and plain JSON
+  types. It checks the outer type of dataclass values and that everything is JSON; it does not
+  validate field types.
+* :class:`queuert.pydantic.PydanticCodec`: full validation of pydantic models, dataclasses and
+  ``TypedDict`` with pydantic's ``TypeAdapter``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import typing
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any, Protocol, runtime_checkable
+
+from queuert.errors import NotJsonError
+from queuert.json import JsonValue, ensure_json
+
+__all__ = ["Codec", "CodecError", "DefaultCodec"]
+
+
+class CodecError(ValueError):
+    """A value does not fit its declared type (raised by codecs; the client wraps it)."""
+
+
+@runtime_checkable
+class Codec(Protocol):
+    def encode(self, tp: Any, value: Any) -> JsonValue:
+        """Validate ``value`` against ``tp`` and return its JSON form. Raise :class:`CodecError` or
+        :class:`~queuert.errors.NotJsonError`."""
+        ...
+
+    def decode(self, tp: Any, data: JsonValue) -> Any:
+        """Build a value of ``tp`` from stored JSON. Raise :class:`CodecError` if it does not fit."""
+        ...
+
+
+def _is_typeddict(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, dict) and hasattr(tp, "__total__")
+
+
+@lru_cache(maxsize=1024)
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+class DefaultCodec:
+    """Dataclasses, TypedDicts and plain JSON values, without extra dependencies."""
+
+    def encode(self, tp: Any, value: Any) -> JsonValue:
+        if dataclasses.is_dataclass(tp) and isinstance(tp, type) and not isinstance(value, tp):
+            raise CodecError(f"expected {tp.__name__}, got {type(value).__name__}")
+        return ensure_json(self._to_plain(value, "$"))
+
+    def _to_plain(self, value: Any, path: str) -> Any:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {
+                f.name: self._to_plain(getattr(value, f.name), f"{path}.{f.name}")
+                for f in dataclasses.fields(value)
+            }
+        if isinstance(value, enum.Enum):
+            return value.value
+        if isinstance(value, (list, tuple)):
+            return [self._to_plain(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        if isinstance(value, Mapping):
+            return {k: self._to_plain(v, f"{path}.{k}") for k, v in value.items()}
+        return value
+
+    def decode(self, tp: Any, data: JsonValue) -> Any:
+        try:
+            return self._build(tp, data)
+        except NotJsonError:
+            raise
+        except (TypeError, ValueError, KeyError) as exc:
+            raise CodecError(
+                f"stored value does not fit {getattr(tp, '__name__', tp)}: {exc}"
+            ) from exc
+
+    def _build(self, tp: Any, data: Any) -> Any:
+        if tp is Any or tp is None or data is None:
+            return data
+        if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+            if not isinstance(data, dict):
+                raise CodecError(f"expected an object for {tp.__name__}, got {type(data).__name__}")
+            hints = _field_types(tp)
+            kwargs = {}
+            for f in dataclasses.fields(tp):
+                if f.name in data:
+                    kwargs[f.name] = self._build(hints.get(f.name, Any), data[f.name])
+            return tp(**kwargs)
+        if isinstance(tp, type) and issubclass(tp, enum.Enum):
+            return tp(data)
+        origin = typing.get_origin(tp)
+        args = typing.get_args(tp)
+        if origin in (list, typing.List) and args and isinstance(data, list):  # noqa: UP006
+            return [self._build(args[0], v) for v in data]
+        if origin is tuple and args and isinstance(data, list):
+            if len(args) == 2 and args[1] is Ellipsis:
+                return tuple(self._build(args[0], v) for v in data)
+            return tuple(self._build(a, v) for a, v in zip(args, data, strict=False))
+        if origin in (dict, typing.Dict) and len(args) == 2 and isinstance(data, dict):  # noqa: UP006
+            return {k: self._build(args[1], v) for k, v in data.items()}
+        if args and _is_union(tp):
+            for arg in args:
+                if arg is type(None):
+                    continue
+                if dataclasses.is_dataclass(arg) and isinstance(data, dict):
+                    try:
+                        return self._build(arg, data)
+                    except (TypeError, CodecError):
+                        continue
+            return data
+        return data
+
+
+def _is_union(tp: Any) -> bool:
+    import types
+
+    return typing.get_origin(tp) is typing.Union or isinstance(tp, types.UnionType)

@@ -1,0 +1,147 @@
+"""Transaction hooks: side effects buffered until the transaction commits.
+
+Notifications (wake-ups, chain closed, ownership lost) and observability events produced while a
+transaction is open are collected in a :class:`TransactionHooks` tied to that transaction. They are
+flushed after COMMIT and dropped on rollback; a savepoint that rolls back drops its share only.
+
+A hooks object must *enclose* the transaction it serves, so that it flushes after the commit::
+
+    async with client.transaction() as tx:          # opens both; flushes after commit
+        await client.start_chain(SendEmail(...), tx=tx)
+
+    async with client.hooks(conn):                  # your own transaction (e.g. asyncpg)
+        async with conn.transaction():
+            await client.start_chain(SendEmail(...), tx=conn)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
+
+__all__ = ["CallbackBuffer", "HookState", "TransactionHooks"]
+
+logger = logging.getLogger("queuert.hooks")
+
+S = TypeVar("S", bound="HookState")
+
+
+class HookState(Protocol):
+    """One kind of buffered side effect (e.g. "notifications")."""
+
+    async def flush(self) -> None:
+        """Run the side effects (after commit). Errors are logged by the caller, never raised."""
+        ...
+
+    def discard(self) -> None:
+        """Forget everything (after rollback)."""
+        ...
+
+    def snapshot(self) -> object:
+        """A value from which :meth:`restore` can bring the state back (for savepoints)."""
+        ...
+
+    def restore(self, snapshot: object) -> None: ...
+
+
+class TransactionHooks:
+    """Buffers of side effects for one transaction, keyed by kind."""
+
+    def __init__(self) -> None:
+        self._states: dict[object, HookState] = {}
+        self._done = False
+
+    def get(self, key: object, factory: Callable[[], S]) -> S:
+        """The buffer registered under ``key``, created with ``factory()`` on first use."""
+        if self._done:
+            raise RuntimeError("these transaction hooks were already flushed or discarded")
+        state = self._states.get(key)
+        if state is None:
+            state = factory()
+            self._states[key] = state
+        return state  # type: ignore[return-value]
+
+    def checkpoint(self) -> Callable[[], None]:
+        """Remember the current buffers; the returned function restores them (savepoint rollback).
+
+        Buffers created after the checkpoint are discarded by the restore.
+        """
+        saved = {key: state.snapshot() for key, state in self._states.items()}
+
+        def restore() -> None:
+            for key in list(self._states):
+                state = self._states[key]
+                if key in saved:
+                    state.restore(saved[key])
+                else:
+                    state.discard()
+                    del self._states[key]
+
+        return restore
+
+    async def flush(self) -> None:
+        """Run every buffered side effect (concurrently across kinds); errors are logged."""
+        if self._done:
+            return
+        self._done = True
+        states = list(self._states.values())
+        self._states.clear()
+        if not states:
+            return
+        if len(states) == 1:
+            await _safe_flush(states[0])
+            return
+        await asyncio.gather(*(_safe_flush(s) for s in states))
+
+    def discard(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        for state in self._states.values():
+            try:
+                state.discard()
+            except Exception:
+                logger.exception("discarding transaction hooks failed")
+        self._states.clear()
+
+    @property
+    def is_done(self) -> bool:
+        return self._done
+
+
+async def _safe_flush(state: HookState) -> None:
+    try:
+        await state.flush()
+    except Exception:
+        logger.exception(
+            "flushing transaction hooks failed", extra={"queuert_hook": type(state).__name__}
+        )
+
+
+class CallbackBuffer:
+    """An ordered list of callbacks run one by one at flush (observability events use this)."""
+
+    def __init__(self) -> None:
+        self.callbacks: list[Callable[[], Awaitable[None] | None]] = []
+
+    async def flush(self) -> None:
+        for callback in self.callbacks:
+            try:
+                result = callback()
+                if result is not None:
+                    await result
+            except Exception:
+                logger.exception("after-commit callback failed")
+        self.callbacks.clear()
+
+    def discard(self) -> None:
+        self.callbacks.clear()
+
+    def snapshot(self) -> object:
+        return len(self.callbacks)
+
+    def restore(self, snapshot: object) -> None:
+        assert isinstance(snapshot, int)
+        del self.callbacks[snapshot:]

@@ -1,0 +1,98 @@
+"""What callers read back: :class:`Job` and :class:`Chain` (with typed outputs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic
+
+from typing_extensions import TypeVar
+
+from queuert.errors import ChainCancelledError, ChainFailedError, UsageError
+from queuert.job_types import JobType
+from queuert.state import ChainStatus, JobStatus, Outcome
+
+__all__ = ["Chain", "Job"]
+
+J = TypeVar("J", bound=JobType[Any, Any, Any, Any, Any], covariant=True)
+R = TypeVar("R")
+I = TypeVar("I")  # noqa: E741
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job as callers see it. ``input``/``output`` are decoded with the job type's declared types
+    when the client knows the type, and plain JSON otherwise."""
+
+    id: str
+    type_name: str
+    chain_id: str
+    chain_type_name: str
+    status: JobStatus
+    input: Any
+    output: Any
+    attempt: int
+    created_at: datetime
+    scheduled_at: datetime
+    completed_at: datetime | None
+    completed_by: str | None
+    succeeded_by_job_id: str | None
+    last_attempt_at: datetime | None
+    last_attempt_error: str | None
+    leased_by: str | None
+    leased_until: datetime | None
+    deduplication_key: str | None = None
+
+    @property
+    def is_closed(self) -> bool:
+        return self.status in ("continued", "completed", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class Chain(Generic[J]):
+    """A chain: its first job (``root``, which *is* the chain) and its current ``tail``.
+
+    ``Chain[Fetch]`` is a chain started with a ``Fetch`` job; its ``output`` has the type declared as
+    ``Fetch``'s chain result.
+    """
+
+    id: str
+    type_name: str
+    status: ChainStatus
+    outcome: Outcome | None
+    """``None`` while open; how it closed otherwise."""
+    root: Job
+    tail: Job
+    deduplicated: bool = False
+    """True when ``start_chain`` found an existing chain instead of starting one."""
+    _output: Any = field(default=None, repr=False)
+
+    @property
+    def input(self: Chain[JobType[I, Any, Any, Any, Any]]) -> I:
+        """The input of the chain's first job."""
+        value: I = self.root.input
+        return value
+
+    @property
+    def output(self: Chain[JobType[Any, Any, Any, Any, R]]) -> R:
+        """The chain's result. Raises if the chain is open, failed or cancelled."""
+        if self.outcome == "completed":
+            value: R = self._output
+            return value
+        if self.outcome == "failed":
+            raise ChainFailedError(self.id, self.tail.id, self.tail.last_attempt_error)
+        if self.outcome == "cancelled":
+            raise ChainCancelledError(self.id)
+        raise UsageError(f"chain {self.id} is still open; it has no output yet")
+
+    @property
+    def created_at(self) -> datetime:
+        return self.root.created_at
+
+    @property
+    def closed_at(self) -> datetime | None:
+        return self.tail.completed_at if self.status == "closed" else None
+
+    @property
+    def is_closed(self) -> bool:
+        return self.status == "closed"

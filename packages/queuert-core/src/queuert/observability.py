@@ -1,0 +1,294 @@
+"""Observability: typed lifecycle events and the adapters that receive them.
+
+The core describes what happens as :class:`Event` objects and hands each to an
+:class:`ObservabilityAdapter`. Events about work done inside a transaction are emitted only after that
+transaction commits (never for rolled-back work). Adapters must not block and must not raise.
+
+Shipped here: :class:`LoggingObservability` (stdlib ``logging`` with structured ``extra``, the default),
+:class:`RecordingObservability` (keeps events in a list; for tests) and :class:`NoopObservability`.
+``queuert-otel`` maps the same events to OpenTelemetry metrics, traces and logs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+
+__all__ = [
+    "AttemptCompleted",
+    "AttemptFailed",
+    "AttemptStarted",
+    "ChainClosed",
+    "ChainCreated",
+    "ChainDeduplicated",
+    "ChainDeleted",
+    "Event",
+    "JobBlocked",
+    "JobCompleted",
+    "JobCreated",
+    "JobInfo",
+    "JobReaped",
+    "JobTriggered",
+    "JobUnblocked",
+    "LeaseLost",
+    "LoggingObservability",
+    "NoopObservability",
+    "NotifyAdapterError",
+    "ObservabilityAdapter",
+    "RecordingObservability",
+    "StateAdapterError",
+    "WorkerError",
+    "WorkerStarted",
+    "WorkerStopped",
+    "WorkerStopping",
+]
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    id: str
+    type_name: str
+    chain_id: str
+    chain_type_name: str
+    attempt: int = 0
+
+
+@dataclass(frozen=True)
+class Event:
+    name: ClassVar[str] = "event"
+    level: ClassVar[int] = logging.INFO
+
+    def fields(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class WorkerStarted(Event):
+    name: ClassVar[str] = "worker_started"
+    worker_id: str
+    type_names: tuple[str, ...]
+    concurrency: int
+
+
+@dataclass(frozen=True)
+class WorkerStopping(Event):
+    name: ClassVar[str] = "worker_stopping"
+    worker_id: str
+    in_flight: int
+
+
+@dataclass(frozen=True)
+class WorkerStopped(Event):
+    name: ClassVar[str] = "worker_stopped"
+    worker_id: str
+
+
+@dataclass(frozen=True)
+class WorkerError(Event):
+    name: ClassVar[str] = "worker_error"
+    level: ClassVar[int] = logging.ERROR
+    worker_id: str
+    error: str
+    retry_in: float
+
+
+@dataclass(frozen=True)
+class ChainCreated(Event):
+    name: ClassVar[str] = "chain_created"
+    chain_id: str
+    type_name: str
+
+
+@dataclass(frozen=True)
+class ChainDeduplicated(Event):
+    name: ClassVar[str] = "chain_deduplicated"
+    chain_id: str
+    type_name: str
+    deduplication_key: str | None
+
+
+@dataclass(frozen=True)
+class JobCreated(Event):
+    name: ClassVar[str] = "job_created"
+    job: JobInfo
+    scheduled_at: datetime
+    blocked: bool
+
+
+@dataclass(frozen=True)
+class JobBlocked(Event):
+    name: ClassVar[str] = "job_blocked"
+    job: JobInfo
+    blocker_chain_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class JobUnblocked(Event):
+    name: ClassVar[str] = "job_unblocked"
+    job: JobInfo
+    by_chain_id: str
+
+
+@dataclass(frozen=True)
+class AttemptStarted(Event):
+    name: ClassVar[str] = "job_attempt_started"
+    job: JobInfo
+    worker_id: str
+    waited: float
+    """Seconds from when the job became due to when this attempt started."""
+
+
+@dataclass(frozen=True)
+class AttemptCompleted(Event):
+    name: ClassVar[str] = "job_attempt_completed"
+    job: JobInfo
+    worker_id: str
+    duration: float
+    mode: Literal["atomic", "staged"]
+    continued_with: str | None = None
+
+
+@dataclass(frozen=True)
+class AttemptFailed(Event):
+    name: ClassVar[str] = "job_attempt_failed"
+    level: ClassVar[int] = logging.WARNING
+    job: JobInfo
+    worker_id: str
+    duration: float
+    error_type: str
+    error: str
+    retry_at: datetime | None
+    """When the job will be retried; ``None`` if the failure closed the chain as failed."""
+    rescheduled_by_handler: bool = False
+
+
+@dataclass(frozen=True)
+class JobCompleted(Event):
+    name: ClassVar[str] = "job_completed"
+    job: JobInfo
+    worker_id: str | None
+    """``None`` for workerless completion."""
+    duration: float
+    """Seconds from creation to completion."""
+    continued_with: str | None = None
+
+
+@dataclass(frozen=True)
+class ChainClosed(Event):
+    name: ClassVar[str] = "chain_closed"
+    chain_id: str
+    type_name: str
+    outcome: Literal["completed", "failed", "cancelled"]
+    duration: float | None
+    """Seconds from the chain's start to its close, when known without an extra read."""
+
+
+@dataclass(frozen=True)
+class JobReaped(Event):
+    name: ClassVar[str] = "job_reaped"
+    level: ClassVar[int] = logging.WARNING
+    job: JobInfo
+    leased_by: str | None
+    worker_id: str
+
+
+@dataclass(frozen=True)
+class LeaseLost(Event):
+    name: ClassVar[str] = "job_lease_lost"
+    level: ClassVar[int] = logging.WARNING
+    job: JobInfo
+    worker_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class JobTriggered(Event):
+    name: ClassVar[str] = "job_triggered"
+    job: JobInfo
+
+
+@dataclass(frozen=True)
+class ChainDeleted(Event):
+    name: ClassVar[str] = "chain_deleted"
+    chain_id: str
+    type_name: str
+
+
+@dataclass(frozen=True)
+class NotifyAdapterError(Event):
+    name: ClassVar[str] = "notify_adapter_error"
+    level: ClassVar[int] = logging.WARNING
+    operation: str
+    error: str
+
+
+@dataclass(frozen=True)
+class StateAdapterError(Event):
+    name: ClassVar[str] = "state_adapter_error"
+    level: ClassVar[int] = logging.WARNING
+    operation: str
+    error: str
+
+
+@runtime_checkable
+class ObservabilityAdapter(Protocol):
+    def emit(self, event: Event) -> None:
+        """Receive one event. Must not block or raise."""
+        ...
+
+
+class NoopObservability:
+    def emit(self, event: Event) -> None:
+        return None
+
+
+class LoggingObservability:
+    """Logs every event on the ``queuert`` logger with the event's fields under ``extra``.
+
+    The record's message is the event name plus its main fields; ``record.queuert_event`` is the name
+    and ``record.queuert`` the fields as a dict, for structured log handlers.
+    """
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self._logger = logger or logging.getLogger("queuert")
+
+    def emit(self, event: Event) -> None:
+        if not self._logger.isEnabledFor(event.level):
+            return
+        fields = event.fields()
+        summary = " ".join(f"{k}={_short(v)}" for k, v in fields.items())
+        self._logger.log(
+            event.level,
+            "%s %s",
+            event.name,
+            summary,
+            extra={"queuert_event": event.name, "queuert": fields},
+        )
+
+
+def _short(value: object) -> str:
+    if isinstance(value, dict) and "id" in value and "type_name" in value:
+        return f"{value['type_name']}:{value['id']}"
+    text = str(value)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+@dataclass
+class RecordingObservability:
+    """Keeps every event (for tests): ``names()`` lists their names in order."""
+
+    events: list[Event] = field(default_factory=list)
+
+    def emit(self, event: Event) -> None:
+        self.events.append(event)
+
+    def names(self) -> list[str]:
+        return [e.name for e in self.events]
+
+    def of(self, kind: type[Event]) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+    def clear(self) -> None:
+        self.events.clear()

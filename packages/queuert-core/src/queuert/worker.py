@@ -1,0 +1,713 @@
+"""The worker: claims jobs, runs handlers, keeps leases, retries, reaps, shuts down gracefully.
+
+One asyncio worker per process; any number of processes. The worker
+
+* claims up to as many ready jobs as it has free slots in one state operation (the claim writes the
+  lease and counts the attempt in a committed step, so even a handler that kills the process is
+  counted and backs off);
+* runs each attempt in its own task (see :mod:`queuert.attempt` for atomic, staged and auto modes);
+* renews the leases of all its running jobs in one state operation per interval; a lost lease (reaped,
+  completed elsewhere, deleted, cancelled) cancels the handler and its completion is refused;
+* retries failures with exponential backoff and jitter (``RescheduleJob`` for explicit times), and
+  closes the chain as *failed* once an opt-in ``max_attempts`` is reached;
+* reaps expired leases of its job types in batches, so jobs of dead workers come back;
+* sleeps until a notification (with wake hints), the next due job, or the poll interval (with jitter);
+* recovers from state errors with a backoff that resets after the next success;
+* on ``close()`` stops claiming, tells handlers (``signal.reason == "shutdown"``), waits up to
+  ``shutdown_timeout``, then cancels what is left and returns its jobs to ready; every task it started
+  has ended when ``close()`` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import re
+import signal as signals
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Generic, Protocol, TypeVar
+
+from queuert.attempt import (
+    LOST_REASONS,
+    Attempt,
+    CancelReason,
+    FirstSuspension,
+    OwnershipLostError,
+)
+from queuert.backoff import Backoff, Lease
+from queuert.client import Client
+from queuert.errors import RescheduleJob, UsageError
+from queuert.job_types import JobType
+from queuert.models import Chain
+from queuert.observability import (
+    AttemptCompleted,
+    AttemptFailed,
+    AttemptStarted,
+    JobReaped,
+    LeaseLost,
+    NotifyAdapterError,
+    StateAdapterError,
+    WorkerError,
+    WorkerStarted,
+    WorkerStopped,
+    WorkerStopping,
+)
+from queuert.state import StoredJob
+
+__all__ = ["AttemptMiddleware", "Handler", "HandlerConfig", "Worker"]
+
+logger = logging.getLogger("queuert.worker")
+
+TxT = TypeVar("TxT")
+J = TypeVar("J", bound=JobType[Any, Any, Any, Any, Any])
+
+Handler = Callable[[Attempt[J]], Awaitable[None]]
+
+MAX_ERROR_LENGTH = 10_000
+_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+
+
+class AttemptMiddleware(Protocol):
+    """Wraps every attempt (onion order: the first middleware is the outermost).
+
+    ``async def middleware(attempt, call_next): ...; await call_next()``. Use it for logging, context
+    (put values in ``attempt.context``), metrics or tracing. An exception it raises fails the attempt.
+    """
+
+    def __call__(
+        self, attempt: Attempt[Any], call_next: Callable[[], Awaitable[None]]
+    ) -> Awaitable[None]: ...
+
+
+@dataclass(frozen=True)
+class HandlerConfig:
+    job_type: type[JobType[Any, Any, Any, Any, Any]]
+    handler: Callable[[Attempt[Any]], Awaitable[None]]
+    lease: Lease
+    backoff: Backoff
+    max_attempts: int | None
+
+
+def serialize_error(exc: BaseException) -> str:
+    """``Type: message`` plus a traceback summary, capped at 10,000 characters."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=8))
+    head = f"{type(exc).__name__}: {exc}"
+    text = head + "\n" + text if not text.startswith(head) else text
+    if len(text) > MAX_ERROR_LENGTH:
+        text = text[: MAX_ERROR_LENGTH - 20] + "\n...[truncated]"
+    return text
+
+
+class _Running:
+    """Book-keeping of one in-flight attempt."""
+
+    def __init__(self, job: StoredJob, config: HandlerConfig) -> None:
+        self.job = job
+        self.config = config
+        self.attempt: Attempt[Any] | None = None
+        self.handler_task: asyncio.Task[None] | None = None
+        self.cancel_reason: CancelReason | None = None
+
+    def cancel(self, reason: CancelReason) -> None:
+        if self.attempt is not None:
+            self.attempt.signal._set(reason)
+        if self.cancel_reason is None or reason in LOST_REASONS:
+            self.cancel_reason = reason
+        if self.handler_task is not None and not self.handler_task.done():
+            self.handler_task.cancel()
+
+
+class Worker(Generic[TxT]):
+    """Processes jobs of the types it has handlers for.
+
+    ``Worker(client, name="mailer", concurrency=10, handlers={SendEmail: send_email})`` or register
+    handlers with ``@worker.handler(SendEmail)``. Then ``async with worker: ...``, ``await
+    worker.run()`` (until SIGINT/SIGTERM or ``close()``), or ``start()`` / ``close()``.
+    """
+
+    def __init__(
+        self,
+        client: Client[TxT],
+        *,
+        name: str | None = None,
+        concurrency: int = 1,
+        handlers: Mapping[
+            type[JobType[Any, Any, Any, Any, Any]], Callable[[Attempt[Any]], Awaitable[None]]
+        ]
+        | None = None,
+        middleware: Sequence[AttemptMiddleware] = (),
+        poll_interval: float = 60.0,
+        lease: Lease | None = None,
+        backoff: Backoff | None = None,
+        recovery_backoff: Backoff | None = None,
+        shutdown_timeout: float = 30.0,
+        reap_interval: float | None = None,
+        reap_batch: int = 100,
+    ) -> None:
+        if name is not None and not _NAME_RE.match(name):
+            raise UsageError("worker name must be 1-100 characters of A-Z a-z 0-9 . _ -")
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise UsageError("concurrency must be a positive int")
+        if poll_interval <= 0 or shutdown_timeout < 0:
+            raise UsageError("poll_interval must be positive and shutdown_timeout not negative")
+        self.client = client
+        self.name = name
+        self.id = f"{name}-{uuid.uuid4().hex[:12]}" if name else uuid.uuid4().hex
+        self.concurrency = concurrency
+        self.poll_interval = float(poll_interval)
+        self.default_lease = lease or Lease()
+        self.default_backoff = backoff or Backoff()
+        self.recovery_backoff = recovery_backoff or Backoff()
+        self.shutdown_timeout = float(shutdown_timeout)
+        self.reap_interval = reap_interval
+        self.reap_batch = reap_batch
+        self.middleware = tuple(middleware)
+        self._configs: dict[str, HandlerConfig] = {}
+        for job_type, fn in (handlers or {}).items():
+            self.register(job_type, fn)
+        self._running: dict[str, _Running] = {}
+        self._held: set[str] = set()
+        """Jobs whose row this worker holds locked in an open transaction (not renewed meanwhile)."""
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._started = False
+        self._closed = asyncio.Event()
+        self._closing: asyncio.Task[None] | None = None
+        self._main: asyncio.Task[None] | None = None
+        self._renewer: asyncio.Task[None] | None = None
+        self._unsubscribe: Callable[[], Awaitable[None]] | None = None
+        self._stop_requested: asyncio.Event | None = None
+        self._consuming: set[str] = set()
+        self._next_reap = 0.0
+        self.processed = 0
+        """Attempts finished (any outcome) since start; handy for tests and benchmarks."""
+
+    # -- configuration --------------------------------------------------------------------------
+
+    def register(
+        self,
+        job_type: type[J],
+        handler: Callable[[Attempt[J]], Awaitable[None]],
+        *,
+        lease: Lease | None = None,
+        backoff: Backoff | None = None,
+        max_attempts: int | None = None,
+    ) -> None:
+        if self._started:
+            raise UsageError("register handlers before the worker starts")
+        self.client.registry.check_registered(job_type)
+        if job_type.type_name in self._configs:
+            raise UsageError(f"a handler for {job_type.type_name!r} is already registered")
+        if max_attempts is not None and (not isinstance(max_attempts, int) or max_attempts < 1):
+            raise UsageError("max_attempts must be a positive int")
+        self._configs[job_type.type_name] = HandlerConfig(
+            job_type=job_type,
+            handler=handler,
+            lease=lease or self.default_lease,
+            backoff=backoff or self.default_backoff,
+            max_attempts=max_attempts if max_attempts is not None else job_type.max_attempts,
+        )
+
+    def handler(
+        self,
+        job_type: type[J],
+        *,
+        lease: Lease | None = None,
+        backoff: Backoff | None = None,
+        max_attempts: int | None = None,
+    ) -> Callable[
+        [Callable[[Attempt[J]], Awaitable[None]]], Callable[[Attempt[J]], Awaitable[None]]
+    ]:
+        """Decorator form of :meth:`register`."""
+
+        def decorate(
+            fn: Callable[[Attempt[J]], Awaitable[None]],
+        ) -> Callable[[Attempt[J]], Awaitable[None]]:
+            self.register(job_type, fn, lease=lease, backoff=backoff, max_attempts=max_attempts)
+            return fn
+
+        return decorate
+
+    @property
+    def type_names(self) -> list[str]:
+        return sorted(self._configs)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._started:
+            raise UsageError("the worker was already started")
+        if not self._configs:
+            raise UsageError("the worker has no handlers")
+        self._started = True
+        try:
+            self._unsubscribe = await self.client.notify.listen_job_scheduled(
+                self.type_names, self._on_scheduled
+            )
+        except Exception as exc:
+            self.client.emit(NotifyAdapterError(operation="listen_job_scheduled", error=repr(exc)))
+        self._main = asyncio.create_task(self._main_loop(), name=f"queuert-worker-{self.id}")
+        self._renewer = asyncio.create_task(self._renew_loop(), name=f"queuert-leases-{self.id}")
+        self.client.emit(WorkerStarted(self.id, tuple(self.type_names), self.concurrency))
+
+    async def close(self) -> None:
+        """Stop gracefully within ``shutdown_timeout`` (+ a short cleanup grace); idempotent."""
+        if not self._started:
+            return
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._shutdown())
+        await asyncio.shield(self._closing)
+
+    async def run(self, *, handle_signals: bool = True) -> None:
+        """Start, then run until SIGINT/SIGTERM (if ``handle_signals``) or :meth:`stop`; then close."""
+        self._stop_requested = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        installed: list[signals.Signals] = []
+        if handle_signals:
+            for sig in (signals.SIGINT, signals.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.add_signal_handler(sig, self.stop)
+                    installed.append(sig)
+        try:
+            await self.start()
+            await self._stop_requested.wait()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            await self.close()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return (it then closes the worker)."""
+        if self._stop_requested is not None:
+            self._stop_requested.set()
+        elif self._started and self._closing is None:
+            self._closing = asyncio.ensure_future(self._shutdown())
+
+    async def __aenter__(self) -> Worker[TxT]:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _shutdown(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        self.client.emit(WorkerStopping(self.id, len(self._running)))
+        if self._main is not None:
+            await _finish(self._main, timeout=self.shutdown_timeout + 5)
+        for running in list(self._running.values()):
+            if running.attempt is not None:
+                running.attempt.signal._set("shutdown")
+        attempts = [t for t in self._tasks if t.get_name().startswith("queuert-attempt")]
+        if attempts:
+            _, pending = await asyncio.wait(attempts, timeout=self.shutdown_timeout)
+            if pending:
+                for running in list(self._running.values()):
+                    running.cancel("shutdown")
+                _, still = await asyncio.wait(pending, timeout=10.0)
+                for task in still:
+                    task.cancel()
+                await asyncio.gather(*still, return_exceptions=True)
+        if self._renewer is not None:
+            await _finish(self._renewer, timeout=0)
+        if self._unsubscribe is not None:
+            try:
+                await self._unsubscribe()
+            except Exception as exc:
+                self.client.emit(NotifyAdapterError(operation="unsubscribe", error=repr(exc)))
+        while self._tasks:
+            remaining = list(self._tasks)
+            for task in remaining:
+                task.cancel()
+            await asyncio.gather(*remaining, return_exceptions=True)
+        self.client.emit(WorkerStopped(self.id))
+        self._closed.set()
+
+    def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- main loop ------------------------------------------------------------------------------
+
+    async def _main_loop(self) -> None:
+        failures = 0
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                again = await self._iteration()
+                failures = 0
+                if again:
+                    continue
+                await self._wait()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                delay = self.recovery_backoff.delay(failures)
+                self.client.emit(WorkerError(self.id, repr(exc), delay))
+                await self._sleep(delay)
+
+    async def _iteration(self) -> bool:
+        """Claim for the free slots and reap when due. True if the loop should go again at once."""
+        loop = asyncio.get_running_loop()
+        free = self.concurrency - len(self._running)
+        again = False
+        if free > 0:
+            leases = {
+                name: timedelta(seconds=cfg.lease.duration) for name, cfg in self._configs.items()
+            }
+            claim = await self.client.state.claim_jobs(leases=leases, limit=free, worker_id=self.id)
+            for job in claim.jobs:
+                if self._stopping:
+                    self._spawn(self._release(job), f"queuert-release-{job.id}")
+                else:
+                    self._start_attempt(job)
+            again = claim.has_more and len(self._running) < self.concurrency
+        if loop.time() >= self._next_reap:
+            self._next_reap = loop.time() + self._reap_every()
+            reaped = await self.client.state.reap_expired_leases(
+                self.type_names, limit=self.reap_batch, exclude_job_ids=list(self._running)
+            )
+            if reaped:
+                self._after_reap(reaped)
+                self._next_reap = 0.0 if len(reaped) >= self.reap_batch else self._next_reap
+                again = True
+        return again and not self._stopping
+
+    def _reap_every(self) -> float:
+        if self.reap_interval is not None:
+            return self.reap_interval
+        shortest = min(cfg.lease.duration for cfg in self._configs.values())
+        return max(min(shortest / 2, self.poll_interval), 0.05)
+
+    def _after_reap(self, reaped: list[StoredJob]) -> None:
+        by_type: dict[str, int] = {}
+        for job in reaped:
+            by_type[job.type_name] = by_type.get(job.type_name, 0) + 1
+            self.client.emit(JobReaped(self.client.job_info(job), job.leased_by, self.id))
+        self.client._spawn(self.client._publish(by_type, set(), set(), {j.id for j in reaped}))
+
+    async def _wait(self) -> None:
+        loop = asyncio.get_running_loop()
+        delay = self.poll_interval
+        if len(self._running) < self.concurrency:
+            due = await self.client.state.next_due(self.type_names)
+            if due is not None:
+                delay = min(delay, max(due.total_seconds(), 0.0))
+        delay = min(delay, max(self._next_reap - loop.time(), 0.0))
+        if delay > 0:
+            delay *= random.uniform(0.95, 1.05)
+            await self._sleep(delay)
+
+    async def _sleep(self, delay: float) -> None:
+        """Sleep up to ``delay`` seconds or until woken (notification, freed slot, stop)."""
+        if self._stopping:
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), delay)
+
+    def _on_scheduled(self, type_name: str) -> None:
+        if self._stopping or len(self._running) >= self.concurrency or type_name in self._consuming:
+            return
+        self._consuming.add(type_name)
+        self._spawn(self._consume_hint(type_name), f"queuert-hint-{type_name}")
+
+    async def _consume_hint(self, type_name: str) -> None:
+        try:
+            granted = await self.client.notify.consume_wake_hint(type_name)
+        except Exception as exc:
+            self.client.emit(NotifyAdapterError(operation="consume_wake_hint", error=repr(exc)))
+            granted = True
+        finally:
+            self._consuming.discard(type_name)
+        if granted:
+            self._wake.set()
+
+    # -- leases ---------------------------------------------------------------------------------
+
+    async def _renew_loop(self) -> None:
+        interval = min(cfg.lease.renew_every for cfg in self._configs.values())
+        while True:
+            await asyncio.sleep(interval)
+            leases = {
+                job_id: timedelta(seconds=r.config.lease.duration)
+                for job_id, r in self._running.items()
+                if job_id not in self._held
+            }
+            if not leases:
+                continue
+            try:
+                renewal = await self.client.state.renew_leases(leases, worker_id=self.id)
+            except Exception as exc:
+                self.client.emit(StateAdapterError(operation="renew_leases", error=repr(exc)))
+                continue
+            for job_id in renewal.lost:
+                if job_id in self._running and job_id not in self._held:
+                    self._spawn(self._classify_loss(job_id), f"queuert-loss-{job_id}")
+
+    async def _classify_loss(self, job_id: str) -> None:
+        try:
+            await self._check_owned(job_id)
+        except OwnershipLostError as lost:
+            self._lose(job_id, lost.reason)
+        except Exception as exc:
+            self.client.emit(StateAdapterError(operation="get_job", error=repr(exc)))
+
+    async def _check_owned(self, job_id: str, *, tx: Any = None) -> None:
+        """Raise :class:`OwnershipLostError` unless the job is open and leased by this worker.
+
+        With ``tx``, the row is read with a lock held until that transaction ends.
+        """
+        stored = await self.client.state.get_job(job_id, lock=tx is not None, tx=tx)
+        if stored is None:
+            raise OwnershipLostError(job_id, "not_found")
+        if stored.is_closed:
+            reason: CancelReason = (
+                "cancelled" if stored.outcome == "cancelled" else "already_completed"
+            )
+            raise OwnershipLostError(job_id, reason)
+        if stored.leased_by != self.id:
+            raise OwnershipLostError(job_id, "taken_by_another_worker", stored.leased_by)
+
+    def _lose(self, job_id: str, reason: CancelReason) -> None:
+        running = self._running.get(job_id)
+        if running is None:
+            return
+        self.client.emit(LeaseLost(self.client.job_info(running.job), self.id, reason))
+        running.cancel(reason)
+
+    def _on_ownership_hint(self, job_id: str) -> None:
+        if job_id in self._running and job_id not in self._held:
+            self._spawn(self._classify_loss(job_id), f"queuert-loss-{job_id}")
+
+    # -- attempts -------------------------------------------------------------------------------
+
+    def _start_attempt(self, job: StoredJob) -> None:
+        config = self._configs.get(job.type_name)
+        if config is None:  # cannot happen: we only claim our own types
+            self._spawn(self._release(job), f"queuert-release-{job.id}")
+            return
+        running = _Running(job, config)
+        self._running[job.id] = running
+        self._spawn(self._run_attempt(running), f"queuert-attempt-{job.id}")
+
+    async def _run_attempt(self, running: _Running) -> None:
+        job = running.job
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        unsubscribe = None
+        try:
+            try:
+                unsubscribe = await self.client.notify.listen_job_ownership_lost(
+                    job.id, lambda: self._on_ownership_hint(job.id)
+                )
+            except Exception as exc:
+                self.client.emit(
+                    NotifyAdapterError(operation="listen_job_ownership_lost", error=repr(exc))
+                )
+            await self._attempt(running, started)
+        except Exception:
+            logger.exception("attempt bookkeeping failed", extra={"queuert_job_id": job.id})
+        finally:
+            self._running.pop(job.id, None)
+            self.processed += 1
+            self._wake.set()
+            if unsubscribe is not None:
+                with contextlib.suppress(Exception):
+                    await unsubscribe()
+
+    async def _attempt(self, running: _Running, started: float) -> None:
+        job = running.job
+        client = self.client
+        config = running.config
+        spec = config.job_type.spec()
+        try:
+            blockers: tuple[Chain[Any], ...] = ()
+            if spec.blockers.declared:
+                blockers = tuple(await client.get_job_blockers(job.id))
+                failed = [b for b in blockers if b.outcome in ("failed", "cancelled")]
+                if failed and config.job_type.on_blocker_failure == "fail":
+                    raise _BlockerFailed(failed[0].id, failed[0].outcome or "failed")
+            attempt: Attempt[Any] = Attempt(
+                worker=self,
+                stored=job,
+                job=client.to_job(job),
+                input=client._decode(job.type_name, job.input, "input"),
+                blockers=blockers,
+            )
+        except Exception as exc:
+            await self._record_failure(running, exc, started, final=isinstance(exc, _BlockerFailed))
+            return
+        running.attempt = attempt
+        if running.cancel_reason is not None:
+            attempt.signal._set(running.cancel_reason)
+        now = datetime.now(timezone.utc)
+        client.emit(
+            AttemptStarted(
+                client.job_info(job), self.id, max((now - job.scheduled_at).total_seconds(), 0.0)
+            )
+        )
+        running.handler_task = asyncio.ensure_future(self._run_handler(attempt, config))
+        try:
+            await asyncio.shield(running.handler_task)
+        except asyncio.CancelledError:
+            # The worker itself is being torn down: stop the handler and wait for its rollback.
+            if not running.handler_task.done():
+                running.handler_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await running.handler_task
+            if running.cancel_reason not in LOST_REASONS:
+                await self._release(job)
+            raise
+        except OwnershipLostError as lost:
+            self._lose(job.id, lost.reason)
+            return
+        except BaseException as exc:
+            reason = running.cancel_reason
+            if reason in LOST_REASONS:
+                return
+            if reason == "shutdown" and isinstance(exc, asyncio.CancelledError):
+                await self._release(job)
+                return
+            if isinstance(exc, Exception):
+                await self._record_failure(running, exc, started)
+                return
+            raise
+        client.emit(
+            AttemptCompleted(
+                client.job_info(job),
+                self.id,
+                loop_time_since(started),
+                attempt.mode or "atomic",
+                continued_with=attempt.continued_with,
+            )
+        )
+
+    async def _run_handler(self, attempt: Attempt[Any], config: HandlerConfig) -> None:
+        """Runs in its own task so the worker can cancel it; commits the completing transaction."""
+
+        async def innermost() -> None:
+            await FirstSuspension(config.handler(attempt), attempt._on_first_suspension)
+
+        call: Callable[[], Awaitable[None]] = innermost
+        for middleware in reversed(self.middleware):
+            call = _bind(middleware, attempt, call)
+        try:
+            await call()
+            if not attempt.completed:
+                raise UsageError(
+                    f"the handler for {attempt.job.type_name!r} returned without calling attempt.complete(...)"
+                )
+        except BaseException as exc:
+            await attempt._close(exc)
+            raise
+        await attempt._close(None)
+
+    async def _release(self, job: StoredJob) -> None:
+        """Give a job back (shutdown): ready again at once, attempt kept, only if still ours."""
+        try:
+            async with self.client.transaction() as tx:
+                await self._check_owned(job.id, tx=tx)
+                await self.client.state.reschedule_job(job.id, schedule=None, error=None, tx=tx)
+            await self.client._publish({job.type_name: 1}, set(), set(), set())
+        except OwnershipLostError:
+            return
+        except Exception as exc:
+            self.client.emit(StateAdapterError(operation="release", error=repr(exc)))
+
+    async def _record_failure(
+        self, running: _Running, exc: Exception, started: float, *, final: bool = False
+    ) -> None:
+        job = running.job
+        config = running.config
+        client = self.client
+        from queuert.schedule import Schedule
+
+        error_text = serialize_error(exc)
+        try:
+            async with client.transaction() as tx:
+                hooks = client._hooks_for(tx, None)
+                await self._check_owned(job.id, tx=tx)
+                retry_at: datetime | None
+                if isinstance(exc, RescheduleJob):
+                    stored = await client.state.reschedule_job(
+                        job.id, schedule=exc.schedule, error=exc.reason or str(exc), tx=tx
+                    )
+                    retry_at = stored.scheduled_at
+                elif final or (
+                    config.max_attempts is not None and job.attempt >= config.max_attempts
+                ):
+                    result = await client.state.complete_job(
+                        job.id, outcome="failed", worker_id=self.id, error=error_text, tx=tx
+                    )
+                    client.after_close(result, worker_id=self.id, hooks=hooks)
+                    retry_at = None
+                else:
+                    delay = config.backoff.delay(job.attempt)
+                    stored = await client.state.reschedule_job(
+                        job.id,
+                        schedule=Schedule(after=timedelta(seconds=delay)),
+                        error=error_text,
+                        tx=tx,
+                    )
+                    retry_at = stored.scheduled_at
+                client._after_commit(
+                    hooks,
+                    AttemptFailed(
+                        client.job_info(job),
+                        self.id,
+                        loop_time_since(started),
+                        type(exc).__name__,
+                        str(exc)[:1000],
+                        retry_at,
+                        rescheduled_by_handler=isinstance(exc, RescheduleJob),
+                    ),
+                )
+        except OwnershipLostError as lost:
+            self._lose(job.id, lost.reason)
+        except Exception as record_exc:
+            # The lease will expire and the reaper returns the job; the attempt is already counted.
+            client.emit(StateAdapterError(operation="record_failure", error=repr(record_exc)))
+
+
+class _BlockerFailed(Exception):
+    def __init__(self, chain_id: str, outcome: str) -> None:
+        super().__init__(f"blocker chain {chain_id} closed as {outcome}")
+
+
+def _bind(
+    middleware: AttemptMiddleware, attempt: Attempt[Any], call_next: Callable[[], Awaitable[None]]
+) -> Callable[[], Awaitable[None]]:
+    async def call() -> None:
+        await middleware(attempt, call_next)
+
+    return call
+
+
+def loop_time_since(started: float) -> float:
+    return max(asyncio.get_running_loop().time() - started, 0.0)
+
+
+async def _finish(task: asyncio.Task[Any], *, timeout: float) -> None:
+    """Let ``task`` end within ``timeout`` seconds, then cancel it; always awaits it."""
+    if not task.done() and timeout > 0:
+        await asyncio.wait([task], timeout=timeout)
+    if not task.done():
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
