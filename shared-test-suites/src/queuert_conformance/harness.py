@@ -41,4 +41,12 @@ class NotifyHarness:
     open_another: Callable[[], Awaitable[NotifyAdapter]] | None = None
     interrupt: Callable[[], Awaitable[None]] | None = None
     cross_process: bool = True
-    """False for adapters that only deliver within one process (in-process adapter)."""
+    """False for adapters that only deliver within one process (in-process adapter). When True, wake-hint
+    budgets are expected to be shared with the adapters ``open_another()`` returns."""
+    delivers: bool = True
+    """False for adapters that never call listeners (the no-op adapter): the suites then check only that
+    every call succeeds, that unsubscribe works and that ``close()`` behaves."""
+    wake_hint_budgets: bool = True
+    """False for adapters without a counter: ``consume_wake_hint`` must then always return True."""
+    timeout: float = 10.0
+    """Seconds a case waits for a delivery, and for the recovery after ``interrupt()``."""
