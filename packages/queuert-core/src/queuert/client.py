@@ -157,7 +157,7 @@ class Client(Generic[TxT]):
     the job type classes this client may create (their continuation targets and blocker types are
     added automatically). ``notify`` defaults to no notifications (workers then poll);
     ``observability`` defaults to structured logging; ``codec`` to :class:`~queuert.codec.DefaultCodec`.
-    ``close()`` waits for pending publishes and closes the adapters.
+    ``close()`` waits for pending publishes (the adapters are closed by whoever created them).
     """
 
     def __init__(
@@ -279,14 +279,12 @@ class Client(Generic[TxT]):
         await asyncio.gather(*calls)
 
     async def close(self) -> None:
-        """Wait for pending publishes, then close the notify and state adapters. Idempotent."""
+        """Wait for pending publishes. The adapters stay open: whoever created them closes them."""
         if self._closed:
             return
         self._closed = True
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        await self.notify.close()
-        await self.state.close()
 
     async def __aenter__(self) -> Client[TxT]:
         return self

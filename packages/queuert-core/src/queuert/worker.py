@@ -169,8 +169,6 @@ class Worker(Generic[TxT]):
         self.reap_batch = reap_batch
         self.middleware = tuple(middleware)
         self._configs: dict[str, HandlerConfig] = {}
-        for job_type, fn in (handlers or {}).items():
-            self.register(job_type, fn)
         self._running: dict[str, _Running] = {}
         self._held: set[str] = set()
         """Jobs whose row this worker holds locked in an open transaction (not renewed meanwhile)."""
@@ -188,6 +186,8 @@ class Worker(Generic[TxT]):
         self._next_reap = 0.0
         self.processed = 0
         """Attempts finished (any outcome) since start; handy for tests and benchmarks."""
+        for job_type, fn in (handlers or {}).items():
+            self.register(job_type, fn)
 
     # -- configuration --------------------------------------------------------------------------
 

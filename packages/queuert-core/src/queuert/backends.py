@@ -1,0 +1,42 @@
+"""Find state adapters by URL scheme (``sqlite:///jobs.db``, ``postgresql://...``, ``memory://``).
+
+Adapter distributions register an async factory ``from_url(url) -> StateAdapter`` under the entry-point
+group ``queuert.state_adapters`` with the scheme as name; the core imports none of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+from queuert.errors import UsageError
+from queuert.in_memory import InMemoryStateAdapter
+from queuert.state import StateAdapter
+
+__all__ = ["available_schemes", "open_state_adapter"]
+
+GROUP = "queuert.state_adapters"
+
+
+def _entry_points() -> dict[str, Any]:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=GROUP)}
+
+
+def available_schemes() -> list[str]:
+    return sorted({"memory", *_entry_points()})
+
+
+async def open_state_adapter(url: str) -> StateAdapter[Any]:
+    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    if scheme == "memory":
+        return InMemoryStateAdapter()
+    entry = _entry_points().get(scheme)
+    if entry is None:
+        raise UsageError(
+            f"no state adapter for {scheme or url!r}; installed: {', '.join(available_schemes())}"
+            " (install queuert-sqlite, queuert-postgres, ...)"
+        )
+    factory = cast(Callable[[str], Awaitable[StateAdapter[Any]]], entry.load())
+    return await factory(url)

@@ -1,0 +1,91 @@
+"""The ``queuert`` command: ``demo``, ``worker`` and ``migrate``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import inspect
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+
+def _load(target: str) -> Any:
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise SystemExit(f"expected module:attribute, got {target!r}")
+    sys.path.insert(0, ".")
+    module = importlib.import_module(module_name)
+    value: Any = module
+    for part in attr.split("."):
+        value = getattr(value, part)
+    return value
+
+
+async def _run_worker(target: str) -> None:
+    from queuert.worker import Worker
+
+    obj = _load(target)
+    if callable(obj) and not isinstance(obj, Worker):
+        obj = obj()
+        if inspect.isawaitable(obj):
+            obj = await obj
+    if not isinstance(obj, Worker):
+        raise SystemExit(f"{target} is not a queuert Worker (or a function returning one)")
+    await obj.run()
+
+
+async def _migrate(dsn: str) -> None:
+    from queuert.backends import open_state_adapter
+
+    state = await open_state_adapter(dsn)
+    try:
+        result = await state.migrate()
+    finally:
+        await state.close()
+    for name in result.applied:
+        print(f"applied  {name}")
+    for name in result.skipped:
+        print(f"skipped  {name} (already applied)")
+    for name in result.unrecognized:
+        print(f"unknown  {name} (recorded in the database, not known to this version)")
+    if not result.applied:
+        print("schema is up to date")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="queuert", description="queuert command line")
+    parser.add_argument(
+        "--log-level", default="WARNING", help="stdlib logging level (default WARNING)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="run a small workflow with a worker and show progress")
+    demo.add_argument(
+        "--dsn", help="state store URL (default: a SQLite file in the temp directory)"
+    )
+    demo.add_argument("--orders", type=int, default=3)
+    worker = commands.add_parser("worker", help="run the worker defined at module:attribute")
+    worker.add_argument(
+        "target", help="module:attribute of a Worker, or of a function returning one"
+    )
+    migrate = commands.add_parser("migrate", help="create or upgrade the schema of a state store")
+    migrate.add_argument("--dsn", required=True, help="e.g. sqlite:///jobs.db or postgresql://...")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    if args.command == "demo":
+        from queuert.demo import main as demo_main
+
+        return demo_main(dsn=args.dsn, orders=args.orders)
+    if args.command == "worker":
+        asyncio.run(_run_worker(args.target))
+        return 0
+    asyncio.run(_migrate(args.dsn))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,32 @@
+"""All behaviour suites: ``from queuert_conformance.behaviour import *`` in an adapter's test module.
+
+Needs the ``queuert_state_harness`` fixture (see :mod:`queuert_conformance`) and, optionally, a
+``queuert_notify_factory`` fixture (default: an in-process notify adapter).
+"""
+
+from queuert_conformance.behaviour_suite.support import queuert_env
+from queuert_conformance.behaviour_suite.test_blockers import TestFanOutFanIn
+from queuert_conformance.behaviour_suite.test_chains import TestContinuations, TestPatterns
+from queuert_conformance.behaviour_suite.test_processing import (
+    TestErrors,
+    TestMaxAttempts,
+    TestMisuse,
+    TestModes,
+)
+from queuert_conformance.behaviour_suite.test_scheduling import TestDeduplication, TestScheduling
+from queuert_conformance.behaviour_suite.test_workerless import TestCancel, TestWorkerlessCompletion
+
+__all__ = [
+    "TestCancel",
+    "TestContinuations",
+    "TestDeduplication",
+    "TestErrors",
+    "TestFanOutFanIn",
+    "TestMaxAttempts",
+    "TestMisuse",
+    "TestModes",
+    "TestPatterns",
+    "TestScheduling",
+    "TestWorkerlessCompletion",
+    "queuert_env",
+]

@@ -1,0 +1,1 @@
+"""Behaviour suites: the job model exercised through the public client and worker."""

@@ -1,0 +1,93 @@
+"""Job types used by the behaviour suites."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from queuert import Chain, EntryJobType, JobType
+from typing_extensions import Never
+
+
+@dataclass
+class Num:
+    value: int
+
+
+@dataclass
+class Text:
+    text: str
+
+
+class Echo(EntryJobType[Num, Num], name="b_echo"):
+    """Completes with its input (handlers vary per test)."""
+
+
+class Other(EntryJobType[Num, Num], name="b_other"):
+    pass
+
+
+class Double(JobType[Num, Num], name="b_double"):
+    pass
+
+
+class Describe(JobType[Num, Text], name="b_describe"):
+    pass
+
+
+class Step(
+    EntryJobType[Num, Num, "Step | Double | Describe", tuple[()], "Num | Text"], name="b_step"
+):
+    """Loops to itself, or goes to Double / Describe."""
+
+
+class Start(EntryJobType[Num, Never, "Double | Describe", tuple[()], "Num | Text"], name="b_start"):
+    """Always continues (branches at run time)."""
+
+
+class Leaf(EntryJobType[Num, Num], name="b_leaf"):
+    pass
+
+
+class Join(EntryJobType[Text, Num, Never, tuple[Chain[Leaf], ...]], name="b_join"):
+    """Waits for any number of Leaf chains and sums their outputs."""
+
+
+class Pair(EntryJobType[Text, Text, Never, tuple[Chain[Leaf], Chain[Echo]]], name="b_pair"):
+    """Two fixed blocker slots of different types."""
+
+
+class Tolerant(
+    EntryJobType[Text, Text, Never, tuple[Chain[Leaf], ...]],
+    name="b_tolerant",
+    on_blocker_failure="proceed",
+):
+    """Runs even when a blocker chain failed."""
+
+
+class Limited(EntryJobType[Num, Num], name="b_limited", max_attempts=2):
+    """Closes as failed after two failed attempts."""
+
+
+class Gather(EntryJobType[Num, Never, "Collect"], name="b_gather"):
+    """Continues to Collect, which waits for blockers started while continuing."""
+
+
+class Collect(JobType[Num, Num, Never, tuple[Chain[Leaf], ...]], name="b_collect"):
+    pass
+
+
+ALL = [
+    Echo,
+    Other,
+    Double,
+    Describe,
+    Step,
+    Start,
+    Leaf,
+    Join,
+    Pair,
+    Tolerant,
+    Limited,
+    Gather,
+    Collect,
+]

@@ -1,0 +1,161 @@
+"""Shared fixtures and helpers of the behaviour suites."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from queuert import (
+    Backoff,
+    Chain,
+    Client,
+    JobType,
+    Lease,
+    NotifyAdapter,
+    RecordingObservability,
+    StateAdapter,
+    Worker,
+)
+from queuert.state import Capabilities
+
+from queuert_conformance.harness import StateHarness
+
+FAST_BACKOFF = Backoff(initial=0.05, multiplier=2.0, maximum=0.2, jitter=0.0)
+FAST_LEASE = Lease(duration=2.0, renew_every=0.5)
+
+
+@dataclass
+class Env:
+    """One store (and notify adapter) with a client; builds workers that are closed at teardown."""
+
+    harness: StateHarness
+    notify: NotifyAdapter
+    client: Client[Any]
+    events: RecordingObservability
+    _workers: list[Worker[Any]] = field(default_factory=list)
+    _clients: list[Client[Any]] = field(default_factory=list)
+
+    @property
+    def state(self) -> StateAdapter[Any]:
+        return self.harness.adapter
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.harness.adapter.capabilities
+
+    def worker(
+        self,
+        handlers: dict[type[JobType[Any, Any, Any, Any, Any]], Callable[[Any], Awaitable[None]]]
+        | None = None,
+        *,
+        client: Client[Any] | None = None,
+        **options: Any,
+    ) -> Worker[Any]:
+        options.setdefault("poll_interval", 0.1)
+        options.setdefault("backoff", FAST_BACKOFF)
+        options.setdefault("lease", FAST_LEASE)
+        options.setdefault("recovery_backoff", Backoff(initial=0.05, maximum=0.2, jitter=0.0))
+        options.setdefault("shutdown_timeout", 2.0)
+        worker: Worker[Any] = Worker(client or self.client, handlers=handlers, **options)
+        self._workers.append(worker)
+        return worker
+
+    def another_client(
+        self, *, state: StateAdapter[Any] | None = None, **options: Any
+    ) -> Client[Any]:
+        client: Client[Any] = Client(
+            state or self.state,
+            job_types=list(self.client.registry._by_name.values()),
+            notify=options.pop("notify", self.notify),
+            observability=options.pop("observability", self.events),
+            **options,
+        )
+        self._clients.append(client)
+        return client
+
+    async def start(self, *jobs: Any) -> list[Chain[Any]]:
+        """Start one chain per job, all in one transaction."""
+        async with self.client.transaction() as tx:
+            return await self.client.start_chains(list(jobs), tx=tx)
+
+    async def start_one(self, job: Any) -> Chain[Any]:
+        (chain,) = await self.start(job)
+        return chain
+
+    async def wait(self, chain: Chain[Any], timeout: float = 10.0) -> Any:
+        return await self.client.wait_for_chain(chain, timeout=timeout, poll_interval=0.05)
+
+    async def wait_closed(self, chain: Chain[Any] | str, timeout: float = 10.0) -> Chain[Any]:
+        """Poll until the chain is closed (any outcome) and return it."""
+        chain_id = chain if isinstance(chain, str) else chain.id
+
+        async def closed() -> Chain[Any]:
+            while True:
+                current = await self.client.get_chain(chain_id)
+                assert current is not None, f"chain {chain_id} disappeared"
+                if current.is_closed:
+                    return current
+                await asyncio.sleep(0.02)
+
+        return await asyncio.wait_for(closed(), timeout)
+
+    async def close(self) -> None:
+        for worker in self._workers:
+            await worker.close()
+        for client in [*self._clients, self.client]:
+            await client.close()
+
+
+MakeEnv = Callable[..., Awaitable[Env]]
+
+
+async def eventually(
+    predicate: Callable[[], Awaitable[bool] | bool],
+    *,
+    timeout: float = 10.0,
+    what: str = "condition",
+) -> None:
+    """Wait until ``predicate()`` is true (checked every 20 ms), failing after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = predicate()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def queuert_env(
+    queuert_state_harness: StateHarness,
+    queuert_notify_factory: Callable[[], Awaitable[NotifyAdapter]],
+) -> AsyncIterator[MakeEnv]:
+    """``await queuert_env(job_types=[...])`` builds an :class:`Env` on the adapter under test."""
+    envs: list[Env] = []
+
+    async def make(
+        job_types: Sequence[type[JobType[Any, Any, Any, Any, Any]]], **client_options: Any
+    ) -> Env:
+        notify = await queuert_notify_factory()
+        events = RecordingObservability()
+        client: Client[Any] = Client(
+            queuert_state_harness.adapter,
+            job_types=job_types,
+            notify=notify,
+            observability=client_options.pop("observability", events),
+            **client_options,
+        )
+        env = Env(queuert_state_harness, notify, client, events)
+        envs.append(env)
+        return env
+
+    yield make
+    for env in envs:
+        await env.close()
