@@ -7,26 +7,48 @@ Needs the ``queuert_state_harness`` fixture (see :mod:`queuert_conformance`) and
 from queuert_conformance.behaviour_suite.support import queuert_env
 from queuert_conformance.behaviour_suite.test_blockers import TestFanOutFanIn
 from queuert_conformance.behaviour_suite.test_chains import TestContinuations, TestPatterns
+from queuert_conformance.behaviour_suite.test_deletion import TestDeletion, TestWaitForChain
 from queuert_conformance.behaviour_suite.test_processing import (
     TestErrors,
     TestMaxAttempts,
     TestMisuse,
     TestModes,
 )
+from queuert_conformance.behaviour_suite.test_resilience import (
+    TestNotifyResilience,
+    TestStateResilience,
+)
 from queuert_conformance.behaviour_suite.test_scheduling import TestDeduplication, TestScheduling
+from queuert_conformance.behaviour_suite.test_transactions import TestTransactions, TestValidation
 from queuert_conformance.behaviour_suite.test_workerless import TestCancel, TestWorkerlessCompletion
+from queuert_conformance.behaviour_suite.test_workers import (
+    TestLeases,
+    TestPickup,
+    TestRecovery,
+    TestShutdown,
+)
 
 __all__ = [
     "TestCancel",
     "TestContinuations",
     "TestDeduplication",
+    "TestDeletion",
     "TestErrors",
     "TestFanOutFanIn",
+    "TestLeases",
     "TestMaxAttempts",
     "TestMisuse",
     "TestModes",
+    "TestNotifyResilience",
     "TestPatterns",
+    "TestPickup",
+    "TestRecovery",
     "TestScheduling",
+    "TestShutdown",
+    "TestStateResilience",
+    "TestTransactions",
+    "TestValidation",
+    "TestWaitForChain",
     "TestWorkerlessCompletion",
     "queuert_env",
 ]

@@ -253,19 +253,19 @@ class Attempt(Generic[J]):
             self._worker._held.discard(self.job.id)
 
     async def _in_savepoint(self, fn: Callable[[TxContext[Any]], Awaitable[T]]) -> T:
+        """Run a user callback in a savepoint so a failing statement cannot poison the transaction the
+        worker needs to record the failure."""
         assert self._hooks is not None
-        state = self._worker.client.state
-        ctx = TxContext(self._worker.client, self._tx, self._hooks)
-        restore = self._hooks.checkpoint()
-        try:
-            if state.capabilities.savepoints:
-                async with state.savepoint(self._tx) as sp_tx:
-                    ctx.tx = sp_tx
-                    return await fn(ctx)
-            return await fn(ctx)
-        except BaseException:
-            restore()
-            raise
+        client = self._worker.client
+        if not client.state.capabilities.savepoints:
+            restore = self._hooks.checkpoint()
+            try:
+                return await fn(TxContext(client, self._tx, self._hooks))
+            except BaseException:
+                restore()
+                raise
+        async with client.savepoint(self._tx, hooks=self._hooks) as inner:
+            return await fn(TxContext(client, inner, self._hooks))
 
 
 class FirstSuspension(Generic[T]):

@@ -201,20 +201,41 @@ class Client(Generic[TxT]):
         await hooks.flush()
 
     @asynccontextmanager
-    async def hooks(self, tx: Any) -> AsyncIterator[TransactionHooks]:
-        """Bind transaction hooks to your own transaction object ``tx``.
+    async def hooks(self, tx: Any = None) -> AsyncIterator[TransactionHooks]:
+        """Transaction hooks for your own transaction.
 
         Open it *around* the transaction: the hooks flush when this block exits normally (after your
-        commit) and are dropped when it raises.
+        commit) and are dropped when it raises. With ``tx`` (e.g. the asyncpg connection you will run
+        the transaction on) calls given that ``tx`` find the hooks by themselves; otherwise pass
+        ``hooks=`` to each call.
         """
         hooks = TransactionHooks()
         try:
-            with self._bind(tx, hooks):
+            if tx is None:
                 yield hooks
+            else:
+                with self._bind(tx, hooks):
+                    yield hooks
         except BaseException:
             hooks.discard()
             raise
         await hooks.flush()
+
+    @asynccontextmanager
+    async def savepoint(
+        self, tx: TxT, *, hooks: TransactionHooks | None = None
+    ) -> AsyncIterator[TxT]:
+        """A savepoint inside ``tx`` that also covers its side effects: if the block raises, its
+        writes are rolled back and its buffered notifications and events are dropped."""
+        hooks = self._hooks_for(tx, hooks)
+        restore = hooks.checkpoint()
+        try:
+            async with self.state.savepoint(tx) as inner:
+                with self._bind(inner, hooks):
+                    yield inner
+        except BaseException:
+            restore()
+            raise
 
     @contextmanager
     def _bind(self, tx: Any, hooks: TransactionHooks) -> Iterator[None]:

@@ -132,6 +132,19 @@ async def eventually(
         await asyncio.sleep(0.02)
 
 
+def stall_lease_renewal(worker: Worker[Any]) -> Callable[[], None]:
+    """Stop the worker's lease renewal, as a stalled process would; call the result to resume it."""
+    assert worker._renewer is not None
+    worker._renewer.cancel()
+
+    def resume() -> None:
+        worker._renewer = asyncio.ensure_future(worker._renew_loop())
+        worker._tasks.add(worker._renewer)
+        worker._renewer.add_done_callback(worker._tasks.discard)
+
+    return resume
+
+
 @pytest.fixture
 async def queuert_env(
     queuert_state_harness: StateHarness,

@@ -1,0 +1,139 @@
+"""The transaction contract seen from the client: rollback means the job never existed; side effects
+only after commit; bad input is refused with a typed error and nothing written."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import pytest
+from queuert import (
+    Client,
+    DuplicateJobIdError,
+    EntryJobType,
+    InvalidJobIdError,
+    JobTypeValidationError,
+    NotJsonError,
+    TransactionHooksRequiredError,
+    UnknownJobTypeError,
+    UsageError,
+)
+from queuert.observability import ChainCreated, JobCreated
+
+from queuert_conformance.behaviour_suite.jobs import ALL, Double, Echo, Num
+from queuert_conformance.behaviour_suite.support import MakeEnv
+
+
+@dataclass
+class Loose:
+    payload: object
+
+
+class Anything(EntryJobType[Loose, Loose], name="b_anything"):
+    pass
+
+
+class NotRegistered(EntryJobType[Num, Num], name="b_not_registered"):
+    pass
+
+
+class TestTransactions:
+    async def test_a_rolled_back_start_never_existed_and_announced_nothing(
+        self, queuert_env: MakeEnv
+    ) -> None:
+        env = await queuert_env(job_types=ALL)
+        woken: list[str] = []
+        unsubscribe = await env.notify.listen_job_scheduled(["b_echo"], woken.append)
+        chain_id = None
+        with pytest.raises(RuntimeError):
+            async with env.client.transaction() as tx:
+                chain = await env.client.start_chain(Echo(Num(1)), tx=tx)
+                chain_id = chain.id
+                assert await env.state.get_job(chain.id, tx=tx) is not None
+                raise RuntimeError("business write failed")
+        await unsubscribe()
+        assert chain_id is not None
+        assert await env.client.get_chain(chain_id) is None
+        assert env.events.events == []
+        await env.client.close()
+        assert woken == []
+
+    async def test_events_are_emitted_only_after_commit(self, queuert_env: MakeEnv) -> None:
+        env = await queuert_env(job_types=ALL)
+        async with env.client.transaction() as tx:
+            await env.client.start_chain(Echo(Num(1)), tx=tx)
+            assert env.events.events == [], "nothing is emitted while the transaction is open"
+        assert [type(e) for e in env.events.events] == [ChainCreated, JobCreated]
+
+    async def test_a_savepoint_rolls_back_its_share_only(self, queuert_env: MakeEnv) -> None:
+        env = await queuert_env(job_types=ALL)
+        if not env.capabilities.savepoints:
+            pytest.skip("the adapter declares no savepoints")
+        async with env.client.transaction() as tx:
+            kept = await env.client.start_chain(Echo(Num(1)), tx=tx)
+            with pytest.raises(RuntimeError):
+                async with env.client.savepoint(tx) as inner:
+                    dropped = await env.client.start_chain(Echo(Num(2)), tx=inner)
+                    raise RuntimeError("undo this one")
+        assert await env.client.get_chain(kept.id) is not None
+        assert await env.client.get_chain(dropped.id) is None
+        assert [e.chain_id for e in env.events.of(ChainCreated)] == [kept.id]
+
+    async def test_hooks_are_required_and_can_wrap_your_own_transaction(
+        self, queuert_env: MakeEnv
+    ) -> None:
+        env = await queuert_env(job_types=ALL)
+        async with env.state.transaction() as tx:
+            with pytest.raises(TransactionHooksRequiredError):
+                await env.client.start_chain(Echo(Num(1)), tx=tx)
+        with pytest.raises(UsageError):
+            await env.client.start_chain(Echo(Num(1)), tx=None)
+        async with env.client.hooks() as hooks:
+            async with env.state.transaction() as tx:
+                chain = await env.client.start_chain(Echo(Num(1)), tx=tx, hooks=hooks)
+            assert env.events.events == []
+        assert env.events.of(ChainCreated)[0].chain_id == chain.id
+
+
+class TestValidation:
+    async def test_bad_input_is_refused_with_a_typed_error_and_nothing_written(
+        self, queuert_env: MakeEnv
+    ) -> None:
+        env = await queuert_env(job_types=[*ALL, Anything])
+        taken = await env.start_one(Echo(Num(0)))
+        async with env.client.transaction() as tx:
+            with pytest.raises(NotJsonError) as not_json:
+                await env.client.start_chain(Anything(Loose(datetime.now(timezone.utc))), tx=tx)
+            assert not_json.value.path == "$.payload"
+            with pytest.raises(NotJsonError):
+                await env.client.start_chain(Anything(Loose(float("nan"))), tx=tx)
+            with pytest.raises(JobTypeValidationError) as wrong:
+                await env.client.start_chain(Echo(Loose(1)), tx=tx)  # type: ignore[arg-type]
+            assert wrong.value.code == "invalid_input"
+            with pytest.raises(JobTypeValidationError) as not_entry:
+                await env.client.start_chain(Double(Num(1)), tx=tx)  # type: ignore[type-var]
+            assert not_entry.value.code == "not_entry_point"
+            with pytest.raises(UnknownJobTypeError):
+                await env.client.start_chain(NotRegistered(Num(1)), tx=tx)
+            with pytest.raises(InvalidJobIdError):
+                await env.client.start_chain(Echo(Num(1), id="42"), tx=tx)
+        with pytest.raises(DuplicateJobIdError):
+            async with env.client.transaction() as tx:
+                await env.client.start_chain(Echo(Num(1), id=taken.id), tx=tx)
+        assert [c.id for c in (await env.client.list_chains()).items] == [taken.id]
+
+    async def test_caller_ids_are_used(self, queuert_env: MakeEnv) -> None:
+        env = await queuert_env(job_types=ALL)
+        wanted = str(uuid.uuid4())
+        chain = await env.start_one(Echo(Num(0), id=wanted))
+        assert chain.id == wanted
+
+    async def test_a_custom_id_scheme(self, queuert_env: MakeEnv) -> None:
+        env = await queuert_env(job_types=ALL)
+        client: Client[object] = env.another_client(
+            generate_id=lambda: str(uuid.uuid4()), validate_id=None
+        )
+        async with client.transaction() as tx:
+            chain = await client.start_chain(Echo(Num(0)), tx=tx)
+        assert uuid.UUID(chain.id).version == 4

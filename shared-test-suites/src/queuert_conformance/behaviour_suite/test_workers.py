@@ -1,0 +1,250 @@
+"""Worker lifecycle: pickup, order, concurrency, batching, middleware, leases, reaper, shutdown, recovery."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from queuert import Attempt, Backoff, Lease
+from queuert.observability import JobReaped, WorkerError
+
+from queuert_conformance.behaviour_suite.faults import CountingStateAdapter, FlakyStateAdapter
+from queuert_conformance.behaviour_suite.jobs import ALL, Echo, Num
+from queuert_conformance.behaviour_suite.support import MakeEnv, eventually, stall_lease_renewal
+
+
+async def _echo(attempt: Attempt[Echo]) -> None:
+    await attempt.complete(Num(attempt.input.value))
+
+
+class TestPickup:
+    async def test_jobs_created_before_and_while_the_worker_runs_are_processed(
+        self, queuert_env: MakeEnv
+    ) -> None:
+        env = await queuert_env(job_types=ALL)
+        before = await env.start_one(Echo(Num(1)))
+        async with env.worker({Echo: _echo}, poll_interval=0.2):
+            assert (await env.wait(before)).value == 1
+            during = await env.start_one(Echo(Num(2)))
+            assert (await env.wait(during)).value == 2
+
+    async def test_one_slot_processes_in_fifo_order(self, queuert_env: MakeEnv) -> None:
+        env = await queuert_env(job_types=ALL)
+        seen: list[int] = []
+
+        async def handle(attempt: Attempt[Echo]) -> None:
+            seen.append(attempt.input.value)
+            await attempt.complete(Num(0))
+
+        chains = []
+        for i in range(5):
+            chains.append(await env.start_one(Echo(Num(i))))
+        async with env.worker({Echo: handle}, concurrency=1):
+            for chain in chains:
+                await env.wait(chain)
+        assert seen == [0, 1, 2, 3, 4]
+
+    async def test_concurrency_is_used_and_never_exceeded(self, queuert_env: MakeEnv) -> None:
+        env = await queuert_env(job_types=ALL)
+        running = 0
+        peak = 0
+
+        async def handle(attempt: Attempt[Echo]) -> None:
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            await asyncio.sleep(0.05)
+            running -= 1
+            await attempt.complete(Num(0))
+
+        chains = await env.start(*(Echo(Num(i)) for i in range(12)))
+        async with env.worker({Echo: handle}, concurrency=4):
+            for chain in chains:
+                await env.wait(chain)
+        assert peak == 4
+
+    async def test_free_slots_are_filled_by_one_batched_claim(self, queuert_env: MakeEnv) -> None:
+        env = await queuert_env(job_types=ALL)
+        counting = CountingStateAdapter(env.state)
+        client = env.another_client(state=counting)
+        chains = await env.start(*(Echo(Num(i)) for i in range(5)))
+        async with env.worker({Echo: _echo}, client=client, concurrency=5):
+            for chain in chains:
+                await env.wait(chain)
+        assert max(counting.claimed_per_call) == 5
+
+    async def test_middleware_wraps_every_attempt_in_order(self, queuert_env: MakeEnv) -> None:
+        env = await queuert_env(job_types=ALL)
+        trace: list[str] = []
+
+        def layer(
+            name: str,
+        ) -> Callable[[Attempt[Any], Callable[[], Awaitable[None]]], Awaitable[None]]:
+            async def middleware(
+                attempt: Attempt[Any], call_next: Callable[[], Awaitable[None]]
+            ) -> None:
+                trace.append(f"{name}>")
+                attempt.context.setdefault("layers", []).append(name)
+                await call_next()
+                trace.append(f"<{name}")
+
+            return middleware
+
+        async def handle(attempt: Attempt[Echo]) -> None:
+            trace.append("handler:" + ",".join(attempt.context["layers"]))
+            await attempt.complete(Num(0))
+
+        chain = await env.start_one(Echo(Num(0)))
+        async with env.worker({Echo: handle}, middleware=[layer("outer"), layer("inner")]):
+            await env.wait(chain)
+        assert trace == ["outer>", "inner>", "handler:outer,inner", "<inner", "<outer"]
+
+
+class TestLeases:
+    async def test_a_job_longer_than_its_lease_keeps_it_and_runs_once(
+        self, queuert_env: MakeEnv
+    ) -> None:
+        env = await queuert_env(job_types=ALL)
+        runs = 0
+
+        async def slow(attempt: Attempt[Echo]) -> None:
+            nonlocal runs
+            runs += 1
+            await asyncio.sleep(1.2)
+            await attempt.complete(Num(runs))
+
+        lease = Lease(duration=0.4, renew_every=0.1)
+        chain = await env.start_one(Echo(Num(0)))
+        first = env.worker({Echo: slow}, lease=lease, concurrency=2)
+        second = env.worker({Echo: slow}, lease=lease, client=env.another_client())
+        async with first, second:
+            assert (await env.wait(chain)).value == 1
+        assert runs == 1
+        assert env.events.of(JobReaped) == []
+
+    async def test_jobs_of_a_dead_worker_are_reaped_and_processed(
+        self, queuert_env: MakeEnv
+    ) -> None:
+        env = await queuert_env(job_types=ALL)
+        chain = await env.start_one(Echo(Num(3)))
+        claim = await env.state.claim_jobs(
+            leases={"b_echo": timedelta(seconds=0.3)}, limit=1, worker_id="dead-worker"
+        )
+        assert [j.id for j in claim.jobs] == [chain.id]
+        async with env.worker({Echo: _echo}, reap_interval=0.1):
+            assert (await env.wait(chain)).value == 3
+        (reaped,) = env.events.of(JobReaped)
+        assert reaped.job.id == chain.id and reaped.leased_by == "dead-worker"
+        job = await env.client.get_job(chain.id)
+        assert job is not None and job.attempt == 2
+
+    async def test_a_worker_that_lost_its_lease_is_cancelled_and_cannot_complete(
+        self, queuert_env: MakeEnv
+    ) -> None:
+        env = await queuert_env(job_types=ALL)
+        stalled_entered = asyncio.Event()
+        reasons: list[str | None] = []
+        completions: list[str] = []
+
+        async def stalled(attempt: Attempt[Echo]) -> None:
+            await attempt.prepare("staged")
+            stalled_entered.set()
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                reasons.append(attempt.signal.reason)
+                raise
+            completions.append("stalled")
+
+        async def healthy(attempt: Attempt[Echo]) -> None:
+            completions.append("healthy")
+            await attempt.complete(Num(1))
+
+        lease = Lease(duration=0.3, renew_every=0.1)
+        chain = await env.start_one(Echo(Num(0)))
+        first = env.worker({Echo: stalled}, lease=lease)
+        async with first:
+            await asyncio.wait_for(stalled_entered.wait(), 5)
+            resume = stall_lease_renewal(first)  # the first worker stalls: its lease expires
+            second = env.worker(
+                {Echo: healthy}, lease=lease, client=env.another_client(), reap_interval=0.1
+            )
+            async with second:
+                assert (await env.wait(chain)).value == 1
+                resume()  # the stall ends: the next renewal (or the notification) tells it the job is gone
+                await eventually(lambda: bool(reasons), what="the stalled handler to be cancelled")
+        assert len(reasons) == 1 and reasons[0] in ("taken_by_another_worker", "already_completed")
+        assert completions == ["healthy"]
+
+
+class TestShutdown:
+    async def test_handlers_are_told_and_may_finish(self, queuert_env: MakeEnv) -> None:
+        env = await queuert_env(job_types=ALL)
+        entered = asyncio.Event()
+
+        async def handle(attempt: Attempt[Echo]) -> None:
+            entered.set()
+            reason = await attempt.signal.wait()
+            await attempt.complete(Num(1 if reason == "shutdown" else -1))
+
+        chain = await env.start_one(Echo(Num(0)))
+        worker = env.worker({Echo: handle}, shutdown_timeout=5)
+        await worker.start()
+        await asyncio.wait_for(entered.wait(), 5)
+        await worker.close()
+        assert (await env.wait(chain, timeout=1)).value == 1
+
+    async def test_shutdown_is_bounded_and_returns_unfinished_jobs(
+        self, queuert_env: MakeEnv
+    ) -> None:
+        env = await queuert_env(job_types=ALL)
+        entered = asyncio.Event()
+
+        async def stubborn(attempt: Attempt[Echo]) -> None:
+            await attempt.prepare("staged")
+            entered.set()
+            await asyncio.sleep(60)
+
+        chain = await env.start_one(Echo(Num(4)))
+        worker = env.worker({Echo: stubborn}, shutdown_timeout=0.3)
+        await worker.start()
+        await asyncio.wait_for(entered.wait(), 5)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await worker.close()
+        assert loop.time() - started < 5
+        assert not worker._tasks, "close() awaited every task it started"
+        assert not [
+            t for t in asyncio.all_tasks() if t.get_name().startswith("queuert-") and not t.done()
+        ]
+        job = await env.client.get_job(chain.id)
+        assert (
+            job is not None and job.status == "ready" and job.leased_by is None and job.attempt == 1
+        )
+        async with env.worker({Echo: _echo}):
+            assert (await env.wait(chain)).value == 4
+
+
+class TestRecovery:
+    async def test_recovery_backoff_grows_and_resets_after_success(
+        self, queuert_env: MakeEnv
+    ) -> None:
+        env = await queuert_env(job_types=ALL)
+        flaky = FlakyStateAdapter(
+            env.state, fail_only=("claim_jobs",), pattern=[True, True, True, False, True, True]
+        )
+        client = env.another_client(state=flaky)
+        worker = env.worker(
+            {Echo: _echo},
+            client=client,
+            recovery_backoff=Backoff(initial=0.05, multiplier=2, maximum=5, jitter=0),
+            poll_interval=0.05,
+        )
+        async with worker:
+            await eventually(
+                lambda: len(env.events.of(WorkerError)) >= 5, what="five worker errors"
+            )
+        delays = [e.retry_in for e in env.events.of(WorkerError)][:5]
+        assert delays == [0.05, 0.1, 0.2, 0.05, 0.1]
