@@ -1,0 +1,3 @@
+"""The notify conformance suite against Redis."""
+
+from queuert_conformance.notify import *  # noqa: F403
