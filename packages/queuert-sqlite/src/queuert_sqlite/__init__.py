@@ -1,0 +1,30 @@
+"""SQLite state adapter for queuert (on aiosqlite).
+
+>>> adapter = await from_url("sqlite:///jobs.db")      # doctest: +SKIP
+>>> await adapter.migrate()                              # doctest: +SKIP
+
+See the package README for the concurrency model (one writer, reader pool, WAL, busy retries).
+"""
+
+from queuert_sqlite._adapter import SqliteStateAdapter
+from queuert_sqlite._provider import (
+    SqliteConnection,
+    SqliteOptions,
+    SqliteProvider,
+    SqliteSetupError,
+    TransactionAbortedError,
+)
+from queuert_sqlite._schema import MIGRATIONS
+from queuert_sqlite._url import from_url, parse_url
+
+__all__ = [
+    "MIGRATIONS",
+    "SqliteConnection",
+    "SqliteOptions",
+    "SqliteProvider",
+    "SqliteSetupError",
+    "SqliteStateAdapter",
+    "TransactionAbortedError",
+    "from_url",
+    "parse_url",
+]

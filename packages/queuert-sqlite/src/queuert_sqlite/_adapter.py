@@ -1,0 +1,971 @@
+"""The SQLite state adapter: :class:`queuert.state.StateAdapter` over a :class:`SqliteProvider`.
+
+Every operation is one function executed on a connection's thread (one round trip, whatever the batch
+size); inside it, statements work on whole batches through ``json_each`` or ``executemany``. Writers
+are serialised (one writer connection, ``BEGIN IMMEDIATE``), so the locking rules of the contract hold
+trivially: a locked read is a read inside the write transaction, and "find work" operations never
+meet a row locked by someone else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any, cast
+
+from queuert.cursor import (
+    decode_index_cursor,
+    decode_time_cursor,
+    encode_index_cursor,
+    encode_time_cursor,
+)
+from queuert.errors import (
+    BlockerReference,
+    ChainNotFoundError,
+    DuplicateJobIdError,
+    JobNotFoundError,
+    UsageError,
+)
+from queuert.json import JsonValue, dumps, ensure_json
+from queuert.schedule import Schedule
+from queuert.state import (
+    BlockersAdded,
+    Capabilities,
+    ChainFilter,
+    ClaimResult,
+    CompleteResult,
+    CreatedJob,
+    DeleteResult,
+    JobFilter,
+    JobStatus,
+    LeaseRenewal,
+    MigrationResult,
+    NewJob,
+    Order,
+    Outcome,
+    Page,
+    StoredChain,
+    StoredJob,
+    TriggerResult,
+    derive_status,
+)
+
+from queuert_sqlite._provider import SqliteConnection, SqliteOptions, SqliteProvider
+from queuert_sqlite._rows import (
+    I_CREATED_AT,
+    I_ID,
+    I_LEASED_BY,
+    I_LEASED_UNTIL,
+    I_OUTCOME,
+    I_SCHEDULED_AT,
+    NCOLS,
+    job_from_row,
+)
+from queuert_sqlite._schema import apply_migrations, validate_prefix
+from queuert_sqlite._sql import STATUS_SQL, Statements
+from queuert_sqlite._time import NOW_SQL, add_delta, format_ts, parse_ts
+
+__all__ = ["SqliteStateAdapter"]
+
+_STATUSES = frozenset(
+    {"blocked", "scheduled", "ready", "running", "continued", "completed", "failed", "cancelled"}
+)
+
+
+def _now(raw: sqlite3.Connection) -> str:
+    row = raw.execute(NOW_SQL).fetchone()
+    return cast(str, row[0])
+
+
+def _scheduled_at(schedule: Schedule | None, now: str) -> str:
+    """``at`` or ``now + after``, never earlier than now (text comparison is time comparison)."""
+    if schedule is None:
+        return now
+    if schedule.at is not None:
+        return max(format_ts(schedule.at), now)
+    if schedule.after is not None and schedule.after > timedelta(0):
+        return add_delta(now, schedule.after)
+    return now
+
+
+def _check_page(order: Order, limit: int) -> bool:
+    """Validate paging arguments; True for descending order."""
+    if order not in ("asc", "desc"):
+        raise UsageError(f"order must be 'asc' or 'desc', not {order!r}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise UsageError(f"limit must be a positive int, not {limit!r}")
+    return order == "desc"
+
+
+def _jdump(value: object) -> str:
+    """JSON text of a parameter list or map (ids, keys, timestamps: plain strings and numbers)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _json_list(values: Sequence[str] | None) -> str:
+    return _jdump(list(values) if values is not None else [])
+
+
+class _InsertConflict(Exception):
+    """An INSERT of create_jobs hit a constraint; the ids to check for a collision ride along."""
+
+    def __init__(self, ids: list[str], cause: sqlite3.IntegrityError) -> None:
+        super().__init__(str(cause))
+        self.ids = ids
+        self.cause = cause
+
+
+class SqliteStateAdapter:
+    """Jobs, chains and blocker links in a SQLite database (see the package README).
+
+    Build it with :meth:`open` (or :func:`queuert_sqlite.from_url`), then ``await adapter.migrate()``.
+    The transaction object (``tx=``) is a :class:`~queuert_sqlite.SqliteConnection`.
+    """
+
+    def __init__(
+        self,
+        provider: SqliteProvider,
+        *,
+        table_prefix: str = "queuert_",
+        owns_provider: bool = True,
+    ) -> None:
+        self.table_prefix = validate_prefix(table_prefix)
+        self.provider = provider
+        self._owns_provider = owns_provider
+        self._sql = Statements(self.table_prefix)
+        self.capabilities = Capabilities(
+            savepoints=True,
+            row_locks=True,
+            concurrent_transactions=False,
+            multi_process=not provider.memory,
+            poison_transaction=True,
+        )
+
+    @classmethod
+    async def open(
+        cls,
+        database: str | os.PathLike[str],
+        *,
+        table_prefix: str = "queuert_",
+        readers: int = 2,
+        busy_timeout: float = 5.0,
+        busy_retries: int = 3,
+        journal_mode: str = "WAL",
+        synchronous: str = "NORMAL",
+        cached_statements: int = 256,
+    ) -> SqliteStateAdapter:
+        """Open ``database`` (a file path, ``":memory:"`` or a ``file:`` URI); see SqliteOptions."""
+        prefix = validate_prefix(table_prefix)
+        options = SqliteOptions(
+            readers=readers,
+            busy_timeout=busy_timeout,
+            busy_retries=busy_retries,
+            journal_mode=journal_mode,
+            synchronous=synchronous,
+            cached_statements=cached_statements,
+        )
+        provider = await SqliteProvider.open(os.fspath(database), options)
+        return cls(provider, table_prefix=prefix)
+
+    # -- lifecycle and transactions ---------------------------------------------------------------
+
+    def transaction(self) -> AbstractAsyncContextManager[SqliteConnection]:
+        """A write transaction (``BEGIN IMMEDIATE`` before its first statement); yields the
+        connection to pass as ``tx=`` and to run your own SQL on."""
+        return self.provider.transaction()
+
+    def savepoint(self, tx: SqliteConnection) -> AbstractAsyncContextManager[SqliteConnection]:
+        return self.provider.savepoint(tx)
+
+    async def migrate(self) -> MigrationResult:
+        """Create or upgrade the schema (one ``BEGIN IMMEDIATE`` transaction; safe to run from
+        several processes at once: the write lock serialises them)."""
+        prefix = self.table_prefix
+        return await self.provider.run_write(lambda raw: apply_migrations(raw, prefix))
+
+    async def close(self) -> None:
+        if self._owns_provider:
+            await self.provider.close()
+        else:
+            self.provider._check_open()
+
+    async def poison(self, tx: SqliteConnection) -> None:
+        """Make a statement fail inside ``tx`` (for error-path tests): raises sqlite3.IntegrityError.
+
+        SQLite keeps the transaction usable after a failed statement (unlike PostgreSQL), so the
+        failure is only the raised error.
+        """
+        sql = self._sql
+
+        def op(raw: sqlite3.Connection) -> None:
+            raw.execute(
+                f"INSERT INTO {sql.prefix}job_blocker (job_id, slot, blocked_by_chain_id) "
+                "VALUES (NULL, 0, NULL)"
+            )
+
+        await self.provider.run_write(op, tx)
+
+    # -- creating ---------------------------------------------------------------------------------
+
+    async def create_jobs(
+        self, jobs: Sequence[NewJob], *, tx: SqliteConnection | None = None
+    ) -> list[CreatedJob]:
+        if not jobs:
+            self.provider._check_open()
+            return []
+        prepared: list[tuple[NewJob, JsonValue, str]] = []
+        for new in jobs:
+            if not isinstance(new.id, str) or not new.id:
+                raise UsageError(f"a job id must be a non-empty string, not {new.id!r}")
+            if new.chain_id is None and new.chain_index != 0:
+                raise UsageError("a chain's first job (chain_id=None) has chain_index 0")
+            value = ensure_json(new.input)
+            prepared.append((new, value, dumps(value)))
+        sql = self._sql
+
+        def op(raw: sqlite3.Connection) -> list[CreatedJob]:
+            now = _now(raw)
+            now_dt = parse_ts(now)
+            count = len(prepared)
+            results: list[CreatedJob | None] = [None] * count
+
+            # continuations: the job already at (chain_id, chain_index) makes them idempotent
+            existing_at: dict[tuple[str, int], StoredJob] = {}
+            conts = [(i, new) for i, (new, _, _) in enumerate(prepared) if new.chain_id is not None]
+            if conts:
+                keys = [[new.chain_id, new.chain_index] for _, new in conts]
+                for row in raw.execute(sql.continuation_lookup, (_jdump(keys),)):
+                    _, new = conts[row[0]]
+                    assert new.chain_id is not None
+                    if not row[1]:
+                        raise ChainNotFoundError(new.chain_id)
+                    if row[2] is not None:
+                        existing_at[(new.chain_id, new.chain_index)] = job_from_row(row, now_dt, 2)
+
+            # deduplication: newest matching chain (keyed on the chain: its status is the tail's)
+            first_of_key: dict[tuple[str, str], int] = {}
+            lookups: list[int] = []
+            for i, (new, _, _) in enumerate(prepared):
+                dedup = new.deduplication
+                if new.chain_id is None and dedup is not None:
+                    key = (new.chain_type_name, dedup.key)
+                    if key not in first_of_key:
+                        first_of_key[key] = i
+                        lookups.append(i)
+            matched: dict[int, StoredJob] = {}
+            if lookups:
+                params = []
+                for i in lookups:
+                    new = prepared[i][0]
+                    dedup = new.deduplication
+                    assert dedup is not None
+                    since = add_delta(now, -dedup.window) if dedup.window is not None else None
+                    params.append(
+                        [
+                            new.chain_type_name,
+                            dedup.key,
+                            dedup.scope,
+                            since,
+                            list(dedup.exclude_chain_ids),
+                        ]
+                    )
+                for row in raw.execute(sql.dedup_lookup, (_jdump(params),)):
+                    matched[lookups[row[0]]] = job_from_row(row, now_dt, 1)
+
+            # what to insert, in input order
+            rows: list[tuple[Any, ...]] = []
+            inserted_ids: set[str] = set()
+            by_position: dict[int, StoredJob] = {}
+            batch_at: dict[tuple[str, int], StoredJob] = {}
+            for i, (new, value, text) in enumerate(prepared):
+                dedup = new.deduplication if new.chain_id is None else None
+                if dedup is not None:
+                    first = first_of_key[(new.chain_type_name, dedup.key)]
+                    if first != i:
+                        results[i] = CreatedJob(job=by_position[first], deduplicated=True)
+                        continue
+                    found = matched.get(i)
+                    if found is not None:
+                        by_position[i] = found
+                        results[i] = CreatedJob(job=found, deduplicated=True)
+                        continue
+                if new.chain_id is not None:
+                    at = (new.chain_id, new.chain_index)
+                    earlier = existing_at.get(at) or batch_at.get(at)
+                    if earlier is not None:
+                        results[i] = CreatedJob(job=earlier, deduplicated=True)
+                        continue
+                if new.id in inserted_ids:
+                    raise DuplicateJobIdError(new.id)
+                inserted_ids.add(new.id)
+                scheduled = _scheduled_at(new.schedule, now)
+                chain_id = new.id if new.chain_id is None else new.chain_id
+                key_text = dedup.key if dedup is not None else None
+                rows.append(
+                    (
+                        new.id,
+                        new.type_name,
+                        chain_id,
+                        new.chain_type_name,
+                        new.chain_index,
+                        text,
+                        now,
+                        scheduled,
+                        key_text,
+                        new.chain_trace_context,
+                        new.trace_context,
+                    )
+                )
+                scheduled_dt = parse_ts(scheduled)
+                job = StoredJob(
+                    id=new.id,
+                    type_name=new.type_name,
+                    chain_id=chain_id,
+                    chain_type_name=new.chain_type_name,
+                    chain_index=new.chain_index,
+                    input=value,
+                    output=None,
+                    status="scheduled" if scheduled > now else "ready",
+                    outcome=None,
+                    created_at=now_dt,
+                    scheduled_at=scheduled_dt,
+                    completed_at=None,
+                    completed_by=None,
+                    succeeded_by_job_id=None,
+                    attempt=0,
+                    last_attempt_at=None,
+                    last_attempt_error=None,
+                    leased_by=None,
+                    leased_until=None,
+                    blocked=False,
+                    deduplication_key=key_text,
+                    chain_trace_context=new.chain_trace_context,
+                    trace_context=new.trace_context,
+                )
+                by_position[i] = job
+                if new.chain_id is not None:
+                    batch_at[(new.chain_id, new.chain_index)] = job
+                results[i] = CreatedJob(job=job, deduplicated=False)
+            if rows:
+                try:
+                    raw.executemany(sql.insert_job, rows)
+                except sqlite3.IntegrityError as exc:
+                    raise _InsertConflict([r[0] for r in rows], exc) from exc
+            return cast(list[CreatedJob], results)
+
+        try:
+            return await self.provider.run_write(op, tx)
+        except _InsertConflict as conflict:
+            # Everything of the batch was rolled back; name the id that collides, if that was it.
+            ids = conflict.ids
+
+            def which(raw: sqlite3.Connection) -> list[str]:
+                return [r[0] for r in raw.execute(sql.existing_ids, (_jdump(ids),))]
+
+            taken = set(await self.provider.run_read(which, tx))
+            for job_id in ids:
+                if job_id in taken:
+                    raise DuplicateJobIdError(job_id) from None
+            raise conflict.cause from None
+
+    async def add_blockers(
+        self,
+        links: Sequence[tuple[str, Sequence[str]]],
+        *,
+        trace_contexts: Sequence[Sequence[str | None]] | None = None,
+        tx: SqliteConnection | None = None,
+    ) -> list[BlockersAdded]:
+        if trace_contexts is not None and len(trace_contexts) != len(links):
+            raise UsageError("trace_contexts must have one entry per link")
+        if not links:
+            self.provider._check_open()
+            return []
+        plan: list[tuple[str, list[str], list[str | None]]] = []
+        for i, (job_id, chain_ids) in enumerate(links):
+            chains = list(chain_ids)
+            contexts: list[str | None] = (
+                list(trace_contexts[i]) if trace_contexts is not None else [None] * len(chains)
+            )
+            if len(contexts) != len(chains):
+                raise UsageError(f"trace_contexts[{i}] must have one entry per blocker chain")
+            plan.append((job_id, chains, contexts))
+        job_ids = list(dict.fromkeys(job_id for job_id, _, _ in plan))
+        chain_ids_all = list(dict.fromkeys(c for _, chains, _ in plan for c in chains))
+        sql = self._sql
+
+        def op(raw: sqlite3.Connection) -> list[BlockersAdded]:
+            now_dt = parse_ts(_now(raw))
+            jobs = {
+                row[0]: job_from_row(row, now_dt)
+                for row in raw.execute(sql.jobs_by_ids, (_jdump(job_ids),))
+            }
+            chains: dict[str, tuple[str | None, bool]] = {}
+            if chain_ids_all:
+                for row in raw.execute(sql.blocker_chains, (_jdump(chain_ids_all),)):
+                    chains[row[0]] = (row[1], bool(row[2]))
+            for job_id, chain_list, _ in plan:
+                if job_id not in jobs:
+                    raise JobNotFoundError(job_id)
+                for chain_id in chain_list:
+                    if chain_id not in chains:
+                        raise ChainNotFoundError(chain_id)
+            next_slot = {
+                row[0]: row[1] + 1 for row in raw.execute(sql.max_slots, (_jdump(job_ids),))
+            }
+            link_rows: list[tuple[str, int, str, str | None]] = []
+            to_block: list[str] = []
+            results: list[BlockersAdded] = []
+            for job_id, chain_list, contexts in plan:
+                slot = next_slot.get(job_id, 0)
+                open_ids: list[str] = []
+                chain_contexts: list[str | None] = []
+                for chain_id, context in zip(chain_list, contexts, strict=True):
+                    link_rows.append((job_id, slot, chain_id, context))
+                    slot += 1
+                    chain_context, is_open = chains[chain_id]
+                    chain_contexts.append(chain_context)
+                    if is_open and chain_id not in open_ids:
+                        open_ids.append(chain_id)
+                next_slot[job_id] = slot
+                job = jobs[job_id]
+                if open_ids and not job.blocked:
+                    job = replace(
+                        job,
+                        blocked=True,
+                        status=derive_status(
+                            outcome=job.outcome,
+                            succeeded_by_job_id=job.succeeded_by_job_id,
+                            leased_until=job.leased_until,
+                            blocked=True,
+                            scheduled_at=job.scheduled_at,
+                            now=now_dt,
+                        ),
+                    )
+                    jobs[job_id] = job
+                    to_block.append(job_id)
+                results.append(
+                    BlockersAdded(
+                        job=job,
+                        open_blocker_chain_ids=open_ids,
+                        blocker_chain_trace_contexts=chain_contexts,
+                    )
+                )
+            if link_rows:
+                raw.executemany(sql.insert_blocker, link_rows)
+            if to_block:
+                raw.execute(sql.mark_blocked, (_jdump(to_block),))
+            # a job listed twice gets its final row in every result
+            return [replace(r, job=jobs[r.job.id]) for r in results]
+
+        return await self.provider.run_write(op, tx)
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    async def get_job(
+        self, job_id: str, *, lock: bool = False, tx: SqliteConnection | None = None
+    ) -> StoredJob | None:
+        # lock=True: inside tx the write lock (BEGIN IMMEDIATE) is already held; writers are
+        # serialised, so no other transaction can change the row before ours ends.
+        sql = self._sql.get_job
+
+        def op(raw: sqlite3.Connection) -> StoredJob | None:
+            now_dt = parse_ts(_now(raw))
+            row = raw.execute(sql, (job_id,)).fetchone()
+            return None if row is None else job_from_row(row, now_dt)
+
+        return await self.provider.run_read(op, tx)
+
+    async def get_chain(
+        self, chain_id: str, *, lock: bool = False, tx: SqliteConnection | None = None
+    ) -> StoredChain | None:
+        sql = self._sql.get_chain
+
+        def op(raw: sqlite3.Connection) -> StoredChain | None:
+            now_dt = parse_ts(_now(raw))
+            root: StoredJob | None = None
+            tail: StoredJob | None = None
+            for row in raw.execute(sql, (chain_id,)):
+                if row[0] == 0:
+                    root = job_from_row(row, now_dt, 1)
+                else:
+                    tail = job_from_row(row, now_dt, 1)
+            if root is None or tail is None:
+                return None
+            return StoredChain(root=root, tail=tail)
+
+        return await self.provider.run_read(op, tx)
+
+    async def get_job_blockers(
+        self, job_id: str, *, tx: SqliteConnection | None = None
+    ) -> list[StoredChain]:
+        sql = self._sql.get_job_blockers
+
+        def op(raw: sqlite3.Connection) -> list[StoredChain]:
+            now_dt = parse_ts(_now(raw))
+            return [
+                StoredChain(root=job_from_row(row, now_dt), tail=job_from_row(row, now_dt, NCOLS))
+                for row in raw.execute(sql, (job_id,))
+            ]
+
+        return await self.provider.run_read(op, tx)
+
+    async def next_due(
+        self, type_names: Sequence[str], *, tx: SqliteConnection | None = None
+    ) -> timedelta | None:
+        types = _jdump(list(dict.fromkeys(type_names)))
+        sql = self._sql.next_due
+
+        def op(raw: sqlite3.Connection) -> timedelta | None:
+            now = _now(raw)
+            row = raw.execute(sql, (types,)).fetchone()
+            if row is None or row[0] is None:
+                return None
+            return max(parse_ts(row[0]) - parse_ts(now), timedelta(0))
+
+        return await self.provider.run_read(op, tx)
+
+    async def list_chains(
+        self,
+        filter: ChainFilter,
+        *,
+        order: Order = "desc",
+        cursor: str | None = None,
+        limit: int = 50,
+        tx: SqliteConnection | None = None,
+    ) -> Page[StoredChain]:
+        desc = _check_page(order, limit)
+        after = decode_time_cursor(cursor) if cursor is not None else None
+        if filter.status is not None and filter.status not in ("open", "closed"):
+            raise UsageError(f"chain status must be 'open' or 'closed', not {filter.status!r}")
+        sql = self._sql
+        conds = ["r.chain_index = 0"]
+        params: dict[str, Any] = {"lim": limit + 1}
+        if filter.type_names is not None:
+            conds.append("r.type_name IN (SELECT value FROM json_each(:types))")
+            params["types"] = _json_list(filter.type_names)
+        if filter.status is not None:
+            closed = "(t.outcome IS NOT NULL AND t.succeeded_by_job_id IS NULL)"
+            conds.append(closed if filter.status == "closed" else f"NOT {closed}")
+        if filter.chain_ids is not None:
+            conds.append("r.id IN (SELECT value FROM json_each(:chain_ids))")
+            params["chain_ids"] = _json_list(filter.chain_ids)
+        if filter.job_ids is not None:
+            conds.append(
+                f"r.id IN (SELECT x.chain_id FROM {sql.prefix}job x "
+                "WHERE x.id IN (SELECT value FROM json_each(:job_ids)))"
+            )
+            params["job_ids"] = _json_list(filter.job_ids)
+        if filter.root_only:
+            conds.append(
+                f"NOT EXISTS (SELECT 1 FROM {sql.prefix}job_blocker b "
+                "WHERE b.blocked_by_chain_id = r.id)"
+            )
+        if filter.created_from is not None:
+            conds.append("r.created_at >= :created_from")
+            params["created_from"] = format_ts(filter.created_from)
+        if filter.created_to is not None:
+            conds.append("r.created_at < :created_to")
+            params["created_to"] = format_ts(filter.created_to)
+        if after is not None:
+            conds.append(f"(r.created_at, r.id) {'<' if desc else '>'} (:after_at, :after_id)")
+            params["after_at"] = format_ts(after[0])
+            params["after_id"] = after[1]
+        direction = "DESC" if desc else "ASC"
+        query = (
+            f"SELECT {sql.chain_columns} FROM {sql.prefix}job r {sql.tail_join} "
+            f"WHERE {' AND '.join(conds)} "
+            f"ORDER BY r.created_at {direction}, r.id {direction} LIMIT :lim"
+        )
+
+        def op(raw: sqlite3.Connection) -> Page[StoredChain]:
+            now_dt = parse_ts(_now(raw))
+            items = [
+                StoredChain(root=job_from_row(row, now_dt), tail=job_from_row(row, now_dt, NCOLS))
+                for row in raw.execute(query, params)
+            ]
+            return _page(items, limit, lambda c: encode_time_cursor(c.root.created_at, c.root.id))
+
+        return await self.provider.run_read(op, tx)
+
+    async def list_jobs(
+        self,
+        filter: JobFilter,
+        *,
+        order: Order = "desc",
+        cursor: str | None = None,
+        limit: int = 50,
+        tx: SqliteConnection | None = None,
+    ) -> Page[StoredJob]:
+        desc = _check_page(order, limit)
+        after = decode_time_cursor(cursor) if cursor is not None else None
+        conds: list[str] = []
+        params: dict[str, Any] = {"lim": limit + 1}
+        if filter.type_names is not None:
+            conds.append("j.type_name IN (SELECT value FROM json_each(:types))")
+            params["types"] = _json_list(filter.type_names)
+        if filter.statuses is not None:
+            unknown = [s for s in filter.statuses if s not in _STATUSES]
+            if unknown:
+                raise UsageError(f"unknown job status {unknown[0]!r}")
+            conds.append(f"{STATUS_SQL} IN (SELECT value FROM json_each(:statuses))")
+            params["statuses"] = _json_list(filter.statuses)
+        if filter.job_ids is not None:
+            conds.append("j.id IN (SELECT value FROM json_each(:job_ids))")
+            params["job_ids"] = _json_list(filter.job_ids)
+        if filter.chain_ids is not None:
+            conds.append("j.chain_id IN (SELECT value FROM json_each(:chain_ids))")
+            params["chain_ids"] = _json_list(filter.chain_ids)
+        if filter.chain_type_names is not None:
+            conds.append("j.chain_type_name IN (SELECT value FROM json_each(:chain_types))")
+            params["chain_types"] = _json_list(filter.chain_type_names)
+        if filter.created_from is not None:
+            conds.append("j.created_at >= :created_from")
+            params["created_from"] = format_ts(filter.created_from)
+        if filter.created_to is not None:
+            conds.append("j.created_at < :created_to")
+            params["created_to"] = format_ts(filter.created_to)
+        if after is not None:
+            conds.append(f"(j.created_at, j.id) {'<' if desc else '>'} (:after_at, :after_id)")
+            params["after_at"] = format_ts(after[0])
+            params["after_id"] = after[1]
+        return await self._list_jobs_query(conds, params, desc, limit, tx)
+
+    async def _list_jobs_query(
+        self,
+        conds: list[str],
+        params: dict[str, Any],
+        desc: bool,
+        limit: int,
+        tx: SqliteConnection | None,
+    ) -> Page[StoredJob]:
+        sql = self._sql
+        direction = "DESC" if desc else "ASC"
+        where = f"WHERE {' AND '.join(conds)} " if conds else ""
+        query = (
+            f"SELECT {sql.job_columns} FROM {sql.prefix}job j {where}"
+            f"ORDER BY j.created_at {direction}, j.id {direction} LIMIT :lim"
+        )
+        needs_now = ":now" in query
+
+        def op(raw: sqlite3.Connection) -> Page[StoredJob]:
+            now = _now(raw)
+            now_dt = parse_ts(now)
+            if needs_now:
+                params["now"] = now
+            items = [job_from_row(row, now_dt) for row in raw.execute(query, params)]
+            return _page(items, limit, lambda j: encode_time_cursor(j.created_at, j.id))
+
+        return await self.provider.run_read(op, tx)
+
+    async def list_chain_jobs(
+        self,
+        chain_id: str,
+        *,
+        order: Order = "asc",
+        cursor: str | None = None,
+        limit: int = 50,
+        tx: SqliteConnection | None = None,
+    ) -> Page[StoredJob]:
+        desc = _check_page(order, limit)
+        after = decode_index_cursor(cursor) if cursor is not None else None
+        sql = self._sql
+        params: dict[str, Any] = {"chain": chain_id, "lim": limit + 1}
+        keyset = ""
+        if after is not None:
+            keyset = f"AND j.chain_index {'<' if desc else '>'} :after "
+            params["after"] = after
+        direction = "DESC" if desc else "ASC"
+        # chain_id of a row always names its chain's first job, so a non-chain id matches nothing
+        query = (
+            f"SELECT {sql.job_columns} FROM {sql.prefix}job j WHERE j.chain_id = :chain {keyset}"
+            f"ORDER BY j.chain_index {direction} LIMIT :lim"
+        )
+
+        def op(raw: sqlite3.Connection) -> Page[StoredJob]:
+            now_dt = parse_ts(_now(raw))
+            items = [job_from_row(row, now_dt) for row in raw.execute(query, params)]
+            return _page(items, limit, lambda j: encode_index_cursor(j.chain_index))
+
+        return await self.provider.run_read(op, tx)
+
+    async def list_blocked_jobs(
+        self,
+        chain_id: str,
+        *,
+        order: Order = "desc",
+        cursor: str | None = None,
+        limit: int = 50,
+        tx: SqliteConnection | None = None,
+    ) -> Page[StoredJob]:
+        desc = _check_page(order, limit)
+        after = decode_time_cursor(cursor) if cursor is not None else None
+        conds = [
+            f"j.id IN (SELECT b.job_id FROM {self._sql.prefix}job_blocker b "
+            "WHERE b.blocked_by_chain_id = :chain)"
+        ]
+        params: dict[str, Any] = {"chain": chain_id, "lim": limit + 1}
+        if after is not None:
+            conds.append(f"(j.created_at, j.id) {'<' if desc else '>'} (:after_at, :after_id)")
+            params["after_at"] = format_ts(after[0])
+            params["after_id"] = after[1]
+        return await self._list_jobs_query(conds, params, desc, limit, tx)
+
+    # -- processing -------------------------------------------------------------------------------
+
+    async def claim_jobs(
+        self,
+        *,
+        leases: Mapping[str, timedelta],
+        limit: int,
+        worker_id: str,
+        tx: SqliteConnection | None = None,
+    ) -> ClaimResult:
+        durations = dict(leases)
+        if not durations:
+            self.provider._check_open()
+            return ClaimResult(jobs=[], has_more=False)
+        types = list(durations)
+        sql = self._sql
+        claim_sql = sql.claim(len(types))
+        types_json = _jdump(types)
+
+        def op(raw: sqlite3.Connection) -> ClaimResult:
+            now = _now(raw)
+            if limit < 1:
+                more = raw.execute(sql.any_ready, (now, types_json)).fetchone()[0]
+                return ClaimResult(jobs=[], has_more=bool(more))
+            untils = [add_delta(now, durations[t]) for t in types]
+            rows = raw.execute(claim_sql, (now, limit, worker_id, *types, *untils)).fetchall()
+            rows.sort(key=lambda r: (r[I_SCHEDULED_AT], r[I_ID]))
+            now_dt = parse_ts(now)
+            claimed = [job_from_row(row, now_dt) for row in rows]
+            has_more = False
+            if len(claimed) >= limit:
+                # writers are serialised: anything still ready now remained after this claim
+                has_more = bool(raw.execute(sql.any_ready, (now, types_json)).fetchone()[0])
+            return ClaimResult(jobs=claimed, has_more=has_more)
+
+        return await self.provider.run_write(op, tx, atomic=False)
+
+    async def renew_leases(
+        self, leases: Mapping[str, timedelta], *, worker_id: str, tx: SqliteConnection | None = None
+    ) -> LeaseRenewal:
+        durations = dict(leases)
+        if not durations:
+            self.provider._check_open()
+            return LeaseRenewal(renewed={}, lost=[])
+        sql = self._sql.renew_leases
+
+        def op(raw: sqlite3.Connection) -> LeaseRenewal:
+            now = _now(raw)
+            untils = {job_id: add_delta(now, d) for job_id, d in durations.items()}
+            renewed = {
+                row[0]: parse_ts(row[1])
+                for row in raw.execute(sql, (_jdump(untils), worker_id)).fetchall()
+            }
+            lost = [job_id for job_id in durations if job_id not in renewed]
+            return LeaseRenewal(
+                renewed={k: renewed[k] for k in durations if k in renewed}, lost=lost
+            )
+
+        return await self.provider.run_write(op, tx, atomic=False)
+
+    async def complete_job(
+        self,
+        job_id: str,
+        *,
+        outcome: Outcome,
+        worker_id: str | None,
+        output: JsonValue = None,
+        succeeded_by_job_id: str | None = None,
+        error: str | None = None,
+        tx: SqliteConnection,
+    ) -> CompleteResult:
+        if outcome not in ("completed", "failed", "cancelled"):
+            raise UsageError(f"outcome must be completed, failed or cancelled, not {outcome!r}")
+        if succeeded_by_job_id is not None and outcome != "completed":
+            raise UsageError("only a completed job can have a successor")
+        output_text = (
+            dumps(ensure_json(output))
+            if outcome == "completed" and succeeded_by_job_id is None
+            else None
+        )
+        sql = self._sql
+
+        def op(raw: sqlite3.Connection) -> CompleteResult:
+            now = _now(raw)
+            now_dt = parse_ts(now)
+            row = raw.execute(
+                sql.complete_job,
+                (job_id, outcome, output_text, succeeded_by_job_id, now, worker_id, error),
+            ).fetchone()
+            if row is None:
+                raise JobNotFoundError(job_id)
+            closed = job_from_row(row, now_dt)
+            if succeeded_by_job_id is not None:
+                return CompleteResult(job=closed)
+            still_open = raw.execute(sql.chain_open, (closed.chain_id,)).fetchone()
+            if still_open is not None and still_open[0]:
+                return CompleteResult(job=closed)
+            contexts = [r[0] for r in raw.execute(sql.blocker_trace_contexts, (closed.chain_id,))]
+            released = raw.execute(sql.unblock, (closed.chain_id, now)).fetchall()
+            released.sort(key=lambda r: (r[I_CREATED_AT], r[I_ID]))
+            unblocked = [job_from_row(r, now_dt) for r in released if r[I_OUTCOME] is None]
+            return CompleteResult(job=closed, unblocked=unblocked, blocker_trace_contexts=contexts)
+
+        return await self.provider.run_write(op, tx)
+
+    async def reschedule_job(
+        self,
+        job_id: str,
+        *,
+        schedule: Schedule | None,
+        error: str | None,
+        tx: SqliteConnection | None = None,
+    ) -> StoredJob:
+        sql = self._sql.reschedule
+
+        def op(raw: sqlite3.Connection) -> StoredJob:
+            now = _now(raw)
+            row = raw.execute(sql, (job_id, _scheduled_at(schedule, now), error)).fetchone()
+            if row is None:
+                raise JobNotFoundError(job_id)
+            return job_from_row(row, parse_ts(now))
+
+        return await self.provider.run_write(op, tx, atomic=False)
+
+    async def reap_expired_leases(
+        self,
+        type_names: Sequence[str],
+        *,
+        limit: int,
+        exclude_job_ids: Sequence[str] = (),
+        tx: SqliteConnection | None = None,
+    ) -> list[StoredJob]:
+        types = _jdump(list(dict.fromkeys(type_names)))
+        excluded = _jdump(list(exclude_job_ids))
+        sql = self._sql
+        if limit < 1 or not type_names:
+            self.provider._check_open()
+            return []
+
+        def op(raw: sqlite3.Connection) -> list[StoredJob]:
+            now = _now(raw)
+            now_dt = parse_ts(now)
+            rows = raw.execute(sql.expired_leases, (now, types, excluded, limit)).fetchall()
+            if not rows:
+                return []
+            raw.execute(sql.clear_leases, (_jdump([r[0] for r in rows]),))
+            reaped: list[StoredJob] = []
+            for row in rows:
+                cleared = list(row)
+                cleared[I_LEASED_BY] = None
+                cleared[I_LEASED_UNTIL] = None
+                job = job_from_row(cleared, now_dt)
+                reaped.append(
+                    replace(
+                        job,
+                        leased_by=row[I_LEASED_BY],
+                        leased_until=parse_ts(row[I_LEASED_UNTIL]),
+                    )
+                )
+            return reaped
+
+        return await self.provider.run_write(op, tx)
+
+    # -- administration ---------------------------------------------------------------------------
+
+    async def trigger_jobs(
+        self, job_ids: Sequence[str], *, tx: SqliteConnection | None = None
+    ) -> TriggerResult:
+        ids = list(dict.fromkeys(job_ids))
+        if not ids:
+            self.provider._check_open()
+            return TriggerResult(triggered=[], not_found=[], not_triggerable=[])
+        sql = self._sql
+        ids_json = _jdump(ids)
+
+        def op(raw: sqlite3.Connection) -> TriggerResult:
+            now = _now(raw)
+            now_dt = parse_ts(now)
+            found = {
+                row[0]: job_from_row(row, now_dt)
+                for row in raw.execute(sql.jobs_by_ids, (ids_json,))
+            }
+            not_found = [i for i in ids if i not in found]
+            not_triggerable: list[tuple[str, JobStatus]] = [
+                (i, found[i].status)
+                for i in ids
+                if i in found and found[i].status not in ("scheduled", "ready")
+            ]
+            if not_found or not_triggerable:
+                return TriggerResult(
+                    triggered=[], not_found=not_found, not_triggerable=not_triggerable
+                )
+            raw.execute(sql.trigger, (ids_json, now))
+            triggered = []
+            for i in ids:
+                job = found[i]
+                if job.scheduled_at > now_dt:
+                    job = replace(job, scheduled_at=now_dt, status="ready")
+                triggered.append(job)
+            return TriggerResult(triggered=triggered, not_found=[], not_triggerable=[])
+
+        return await self.provider.run_write(op, tx)
+
+    async def delete_chains(
+        self, chain_ids: Sequence[str], *, cascade: bool = False, tx: SqliteConnection | None = None
+    ) -> DeleteResult:
+        if not chain_ids:
+            self.provider._check_open()
+            return DeleteResult(deleted=[], references=[])
+        requested = _jdump(list(dict.fromkeys(chain_ids)))
+        sql = self._sql
+
+        def op(raw: sqlite3.Connection) -> DeleteResult:
+            now_dt = parse_ts(_now(raw))
+            targets: dict[str, None] = {
+                row[0]: None for row in raw.execute(sql.chain_roots, (requested,))
+            }
+            if not targets:
+                return DeleteResult(deleted=[], references=[])
+            if cascade:
+                # the blocker chains of every job of every chain in the set, transitively
+                stack = list(targets)
+                while stack:
+                    chain_id = stack.pop()
+                    for (blocker,) in raw.execute(sql.chain_blocker_chains, (chain_id,)).fetchall():
+                        if blocker not in targets:
+                            targets[blocker] = None
+                            stack.append(blocker)
+            target_json = _jdump(list(targets))
+            references = [
+                BlockerReference(chain_id=row[1], referenced_by_job_id=row[2])
+                for row in raw.execute(sql.external_references, (target_json,))
+            ]
+            if references:
+                return DeleteResult(deleted=[], references=references)
+            pairs = {
+                row[0]: StoredChain(
+                    root=job_from_row(row, now_dt, 1), tail=job_from_row(row, now_dt, 1 + NCOLS)
+                )
+                for row in raw.execute(sql.chains_by_ids, (target_json,))
+            }
+            raw.execute(sql.delete_blockers, (target_json,))
+            raw.execute(sql.delete_jobs, (target_json,))
+            return DeleteResult(deleted=[pairs[i] for i in sorted(pairs)], references=[])
+
+        return await self.provider.run_write(op, tx)
+
+
+def _page(items: list[Any], limit: int, cursor_of: Any) -> Page[Any]:
+    """``items`` holds up to ``limit + 1`` rows; the extra one proves that a next page exists."""
+    if len(items) > limit:
+        items = items[:limit]
+        return Page(items=items, next_cursor=cursor_of(items[-1]))
+    return Page(items=items, next_cursor=None)

@@ -1,0 +1,684 @@
+"""Connections to one SQLite database: one writer, a small pool of readers, transactions and retries.
+
+Concurrency model
+    SQLite allows one writer at a time per database file. The provider keeps exactly one writer
+    connection per process and serialises its use with an :class:`asyncio.Lock`: a transaction holds
+    the lock from ``transaction()`` entry to exit, an operation without a transaction holds it for
+    one round trip. Writes take SQLite's write lock up front (``BEGIN IMMEDIATE``), so a transaction
+    never fails half-way when upgrading a read lock, and ``busy_timeout`` plus bounded retries with
+    backoff absorb other processes holding the lock. Reads without a transaction go to reader
+    connections; in WAL mode they see the last committed state and never wait for the writer (read
+    isolation).
+
+Round trips
+    Each connection runs on its own thread (aiosqlite). Crossing to that thread is the expensive part,
+    so every adapter operation is *one* hop: a plain function that executes all its statements on the
+    connection's thread. Inside a transaction, ``BEGIN IMMEDIATE`` and savepoint statements are queued
+    and sent together with the next operation (an empty transaction or an unused savepoint costs no
+    round trip at all).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from functools import partial
+from types import TracebackType
+from typing import Any, TypeVar
+
+import aiosqlite
+from queuert.errors import QueuertError, StateAdapterClosedError, UsageError
+
+__all__ = [
+    "SqliteConnection",
+    "SqliteOptions",
+    "SqliteProvider",
+    "SqliteSetupError",
+    "TransactionAbortedError",
+]
+
+T = TypeVar("T")
+
+logger = logging.getLogger("queuert_sqlite")
+
+_BEGIN = "BEGIN IMMEDIATE"
+_SQLITE_BUSY = 5
+_SQLITE_LOCKED = 6
+
+
+class SqliteSetupError(QueuertError):
+    """The database cannot be used as configured (e.g. foreign keys cannot be enabled)."""
+
+
+class TransactionAbortedError(QueuertError):
+    """SQLite rolled the transaction back on its own after an error (disk full, I/O error, ...).
+
+    The transaction cannot continue; leave the ``async with`` block (it rolls back) and retry.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("SQLite rolled this transaction back after an error; it cannot continue")
+
+
+def is_busy(exc: BaseException) -> bool:
+    """True for SQLITE_BUSY / SQLITE_LOCKED (another connection holds a conflicting lock)."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+    text = str(exc).lower()
+    return "database is locked" in text or "database table is locked" in text or "busy" in text
+
+
+@dataclass(frozen=True)
+class SqliteOptions:
+    """How connections are opened and how contention is handled.
+
+    * ``readers``: reader connections for reads without a transaction (0 = read on the writer, waiting
+      for open transactions; forced to 0 for an in-memory database).
+    * ``busy_timeout``: seconds SQLite itself waits for a lock held by another connection.
+    * ``busy_retries``: extra attempts (with exponential backoff and jitter) after ``busy_timeout``
+      ran out, for transactions the provider runs on its own and for the ``BEGIN`` of yours.
+    * ``journal_mode``: ``"WAL"`` (default; required for readers that never wait for the writer).
+    * ``synchronous``: ``"NORMAL"`` (default; durable across application crashes, the last
+      transactions may be lost on power failure) or ``"FULL"`` (fsync at every commit).
+    * ``cached_statements``: size of each connection's prepared statement cache.
+    """
+
+    readers: int = 2
+    busy_timeout: float = 5.0
+    busy_retries: int = 3
+    journal_mode: str = "WAL"
+    synchronous: str = "NORMAL"
+    cached_statements: int = 256
+
+    def __post_init__(self) -> None:
+        if isinstance(self.readers, bool) or not isinstance(self.readers, int) or self.readers < 0:
+            raise UsageError(f"readers must be an int >= 0, not {self.readers!r}")
+        if not isinstance(self.busy_timeout, (int, float)) or self.busy_timeout < 0:
+            raise UsageError(
+                f"busy_timeout must be a number of seconds >= 0, not {self.busy_timeout!r}"
+            )
+        if (
+            isinstance(self.busy_retries, bool)
+            or not isinstance(self.busy_retries, int)
+            or self.busy_retries < 0
+        ):
+            raise UsageError(f"busy_retries must be an int >= 0, not {self.busy_retries!r}")
+        if self.journal_mode.upper() not in ("WAL", "DELETE", "TRUNCATE", "PERSIST", "MEMORY"):
+            raise UsageError(f"unsupported journal_mode {self.journal_mode!r}")
+        if self.synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise UsageError(f"unsupported synchronous {self.synchronous!r}")
+        if isinstance(self.cached_statements, bool) or not isinstance(self.cached_statements, int):
+            raise UsageError(f"cached_statements must be an int, not {self.cached_statements!r}")
+
+
+def _backoff(attempt: int) -> float:
+    """Seconds to wait before retry ``attempt`` (0-based): 20 ms doubling up to 1 s, with jitter."""
+    return float(min(0.02 * (2**attempt), 1.0) * random.uniform(0.5, 1.0))
+
+
+_Submit = Callable[[Callable[[], Any]], Awaitable[Any]]
+
+
+class _Conn:
+    """One SQLite connection and the aiosqlite thread it lives on."""
+
+    __slots__ = ("_submit", "aio", "raw", "role")
+
+    def __init__(self, aio: aiosqlite.Connection, raw: sqlite3.Connection, role: str) -> None:
+        self.aio = aio
+        self.raw = raw
+        self.role = role
+        # aiosqlite runs every call of a connection on that connection's thread, in order. Its
+        # internal ``_execute`` is the one primitive that runs an arbitrary function there, which is
+        # what lets an operation of many statements cost one thread hop instead of one per statement.
+        submit: _Submit | None = getattr(aio, "_execute", None)
+        if submit is None:  # pragma: no cover - guarded by the aiosqlite version range
+            raise SqliteSetupError(
+                "this aiosqlite version has no Connection._execute; install aiosqlite >=0.20,<1"
+            )
+        self._submit = submit
+
+    def call(self, fn: Callable[[], T]) -> Awaitable[T]:
+        """Run ``fn`` on the connection's thread (after everything queued before it)."""
+        return self._submit(fn)
+
+    @classmethod
+    async def open(
+        cls,
+        database: str,
+        *,
+        uri: bool,
+        options: SqliteOptions,
+        role: str,
+        setup: Callable[[sqlite3.Connection], None],
+    ) -> _Conn:
+        holder: list[sqlite3.Connection] = []
+
+        def connector() -> sqlite3.Connection:
+            raw = sqlite3.connect(
+                database,
+                timeout=options.busy_timeout,
+                isolation_level=None,
+                uri=uri,
+                cached_statements=options.cached_statements,
+            )
+            try:
+                setup(raw)
+            except BaseException:
+                raw.close()
+                raise
+            holder.append(raw)
+            return raw
+
+        aio = aiosqlite.Connection(connector, 64)
+        await aio
+        return cls(aio, holder[0], role)
+
+    async def close(self) -> None:
+        await self.aio.close()
+
+
+def _run_with_busy_retries(action: Callable[[], T], options: SqliteOptions, what: str) -> T:
+    """Run ``action`` on a connection thread, retrying on SQLITE_BUSY (used while connecting)."""
+    attempt = 0
+    while True:
+        try:
+            return action()
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc) or attempt >= options.busy_retries:
+                raise
+            logger.warning(
+                "sqlite busy during %s, retrying",
+                what,
+                extra={"queuert_operation": what, "queuert_attempt": attempt + 1},
+            )
+            time.sleep(_backoff(attempt))
+            attempt += 1
+
+
+def _common_setup(raw: sqlite3.Connection, options: SqliteOptions) -> None:
+    raw.execute(f"PRAGMA busy_timeout = {int(options.busy_timeout * 1000)}")
+    raw.execute("PRAGMA foreign_keys = ON")
+    row = raw.execute("PRAGMA foreign_keys").fetchone()
+    if row is None or row[0] != 1:
+        raise SqliteSetupError(
+            "PRAGMA foreign_keys = ON has no effect on this SQLite build (compiled without foreign "
+            "key support?); queuert needs enforced foreign keys"
+        )
+    raw.execute(f"PRAGMA synchronous = {options.synchronous.upper()}")
+    raw.execute("PRAGMA temp_store = MEMORY")
+
+
+class SqliteConnection:
+    """The transaction object of the SQLite adapter: the writer connection inside your transaction.
+
+    Pass it as ``tx=`` to queuert calls, and run your own SQL in the same transaction with
+    :meth:`execute`, :meth:`executemany` or :meth:`run`. It is valid only inside the
+    ``async with ....transaction()`` block that produced it.
+    """
+
+    __slots__ = ("_active", "_begun", "_pending", "_provider", "_savepoints", "_task")
+
+    def __init__(self, provider: SqliteProvider, task: asyncio.Task[Any] | None) -> None:
+        self._provider = provider
+        self._task = task
+        self._active = True
+        self._begun = False
+        """Set on the writer thread once ``BEGIN IMMEDIATE`` has run."""
+        self._pending: list[str] = [_BEGIN]
+        """Statements to send before the next operation (BEGIN, SAVEPOINT, RELEASE, ROLLBACK TO)."""
+        self._savepoints = 0
+
+    @property
+    def is_active(self) -> bool:
+        return self._active
+
+    @property
+    def provider(self) -> SqliteProvider:
+        return self._provider
+
+    async def execute(self, sql: str, parameters: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
+        """Execute one statement in this transaction and return all its rows (tuples)."""
+        return await self._provider.run_write(
+            lambda raw: raw.execute(sql, parameters).fetchall(), self, atomic=False
+        )
+
+    async def executemany(self, sql: str, seq_of_parameters: Sequence[Sequence[Any]]) -> int:
+        """Execute one statement once per parameter set; returns the number of changed rows."""
+
+        def op(raw: sqlite3.Connection) -> int:
+            return raw.executemany(sql, seq_of_parameters).rowcount
+
+        return await self._provider.run_write(op, self, atomic=False)
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(connection)`` on the writer's thread, inside this transaction, in one hop.
+
+        ``fn`` gets the plain :class:`sqlite3.Connection`; it must not commit or roll back.
+        """
+        return await self._provider.run_write(fn, self, atomic=False)
+
+    async def aiosqlite_connection(self) -> aiosqlite.Connection:
+        """The underlying :class:`aiosqlite.Connection`, after the transaction has begun.
+
+        Statements you send through it run in this transaction; do not commit or roll back on it.
+        """
+        await self._provider.run_write(lambda raw: None, self, atomic=False)
+        return self._provider._writer_conn().aio
+
+    def __repr__(self) -> str:
+        state = "active" if self._active else "ended"
+        return f"<SqliteConnection {state} begun={self._begun}>"
+
+
+class _Transaction:
+    """``async with provider.transaction() as tx``."""
+
+    __slots__ = ("_provider", "_tx")
+
+    def __init__(self, provider: SqliteProvider) -> None:
+        self._provider = provider
+        self._tx: SqliteConnection | None = None
+
+    async def __aenter__(self) -> SqliteConnection:
+        self._tx = await self._provider._begin()
+        return self._tx
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        tx = self._tx
+        assert tx is not None
+        await self._provider._end(tx, commit=exc_type is None)
+
+
+class _Savepoint:
+    __slots__ = ("_name", "_provider", "_tx")
+
+    def __init__(self, provider: SqliteProvider, tx: SqliteConnection) -> None:
+        self._provider = provider
+        self._tx = tx
+        self._name = ""
+
+    async def __aenter__(self) -> SqliteConnection:
+        tx = self._provider._check_tx(self._tx)
+        tx._savepoints += 1
+        self._name = f"queuert_sp_{tx._savepoints}"
+        tx._pending.append(f"SAVEPOINT {self._name}")
+        return tx
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        tx = self._tx
+        if not tx._active:
+            return
+        opened = f"SAVEPOINT {self._name}"
+        if tx._pending and tx._pending[-1] == opened:
+            tx._pending.pop()  # nothing ran inside: the savepoint never reached SQLite
+            return
+        if exc_type is not None:
+            tx._pending.append(f"ROLLBACK TO {self._name}")
+        tx._pending.append(f"RELEASE {self._name}")
+
+
+class SqliteProvider:
+    """The connections of one database: a writer, readers, transactions and busy handling.
+
+    Open with :meth:`open`; share one provider per database per process.
+    """
+
+    def __init__(
+        self,
+        database: str,
+        *,
+        uri: bool,
+        memory: bool,
+        options: SqliteOptions,
+        writer: _Conn,
+        readers: list[_Conn],
+    ) -> None:
+        self.database = database
+        self.options = options
+        self.memory = memory
+        self.uri = uri
+        self._writer = writer
+        self._readers = readers
+        self._idle: asyncio.Queue[_Conn] = asyncio.Queue()
+        for reader in readers:
+            self._idle.put_nowait(reader)
+        self._write_lock = asyncio.Lock()
+        self._owner: asyncio.Task[Any] | None = None
+        self._closed = False
+        self.journal_mode = ""
+        self.sqlite_version = sqlite3.sqlite_version
+
+    # -- opening and closing ------------------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, database: str, options: SqliteOptions | None = None) -> SqliteProvider:
+        """Connect to ``database`` (a path, ``":memory:"`` or a ``file:`` URI).
+
+        ``":memory:"`` gives a private in-memory database served by the writer connection alone.
+        """
+        options = options or SqliteOptions()
+        memory = database == ":memory:" or (
+            database.startswith("file:") and ("mode=memory" in database or ":memory:" in database)
+        )
+        uri = database.startswith("file:")
+        reader_count = 0 if memory else options.readers
+        journal = "MEMORY" if memory else options.journal_mode.upper()
+        modes: list[str] = []
+
+        def writer_setup(raw: sqlite3.Connection) -> None:
+            _common_setup(raw, options)
+
+            def set_journal() -> None:
+                row = raw.execute(f"PRAGMA journal_mode = {journal}").fetchone()
+                modes.append(str(row[0]).upper() if row else "")
+
+            _run_with_busy_retries(set_journal, options, "set journal mode")
+
+        writer = await _Conn.open(
+            database, uri=uri, options=options, role="writer", setup=writer_setup
+        )
+        readers: list[_Conn] = []
+        try:
+            if not memory and modes and modes[0] != journal:
+                logger.warning(
+                    "sqlite journal_mode %s requested but the database uses %s",
+                    journal,
+                    modes[0],
+                    extra={"queuert_database": database, "queuert_journal_mode": modes[0]},
+                )
+
+            def reader_setup(raw: sqlite3.Connection) -> None:
+                _common_setup(raw, options)
+                raw.execute("PRAGMA query_only = ON")
+
+            for _ in range(reader_count):
+                readers.append(
+                    await _Conn.open(
+                        database, uri=uri, options=options, role="reader", setup=reader_setup
+                    )
+                )
+        except BaseException:
+            for conn in (*readers, writer):
+                await conn.close()
+            raise
+        provider = cls(
+            database, uri=uri, memory=memory, options=options, writer=writer, readers=readers
+        )
+        provider.journal_mode = modes[0] if modes else ""
+        return provider
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def close(self) -> None:
+        """Close every connection (idempotent). Later use raises StateAdapterClosedError."""
+        if self._closed:
+            return
+        self._closed = True
+        conns = [*self._readers, self._writer]
+        errors: list[BaseException] = []
+        for conn in conns:
+            try:
+                await conn.close()
+            except Exception as exc:  # pragma: no cover - closing a healthy connection
+                errors.append(exc)
+        if errors:  # pragma: no cover
+            raise errors[0]
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StateAdapterClosedError()
+
+    def _writer_conn(self) -> _Conn:
+        self._check_open()
+        return self._writer
+
+    # -- transactions -------------------------------------------------------------------------------
+
+    def transaction(self) -> AbstractAsyncContextManager[SqliteConnection]:
+        """A write transaction on the writer connection: commit on normal exit, roll back on error.
+
+        Waits while another task of this process holds the writer. Raises
+        :class:`~queuert.errors.UsageError` if the current task already holds one (it would wait for
+        itself forever).
+        """
+        return _Transaction(self)
+
+    def savepoint(self, tx: SqliteConnection) -> AbstractAsyncContextManager[SqliteConnection]:
+        """``SAVEPOINT`` / ``RELEASE`` / ``ROLLBACK TO`` inside ``tx`` (yields ``tx``)."""
+        return _Savepoint(self, tx)
+
+    def _check_not_owner(self) -> None:
+        task = asyncio.current_task()
+        if self._owner is not None and self._owner is task:
+            raise UsageError(
+                "this task already holds a transaction of this SQLite database and SQLite has a "
+                "single writer, so opening another one (or writing without tx=) would wait for "
+                "itself forever: pass the open transaction as tx=..."
+            )
+
+    async def _begin(self) -> SqliteConnection:
+        self._check_open()
+        self._check_not_owner()
+        await self._write_lock.acquire()
+        if self._closed:
+            self._write_lock.release()
+            raise StateAdapterClosedError()
+        task = asyncio.current_task()
+        self._owner = task
+        return SqliteConnection(self, task)
+
+    async def _end(self, tx: SqliteConnection, *, commit: bool) -> None:
+        try:
+            if tx._begun and not self._closed:
+                if commit:
+                    await self._writer.call(lambda: self._commit_on_thread(tx))
+                else:
+                    try:
+                        await self._writer.call(lambda: self._rollback_on_thread(tx))
+                    except Exception:  # keep the error that made us roll back
+                        logger.exception(
+                            "sqlite rollback failed", extra={"queuert_database": self.database}
+                        )
+            elif commit and self._closed:
+                raise StateAdapterClosedError()
+        finally:
+            tx._active = False
+            tx._pending.clear()
+            self._owner = None
+            self._write_lock.release()
+
+    def _commit_on_thread(self, tx: SqliteConnection) -> None:
+        raw = self._writer.raw
+        if not raw.in_transaction:
+            raise TransactionAbortedError()
+        try:
+            self._flush_pending(tx, raw)
+            attempt = 0
+            while True:
+                try:
+                    raw.execute("COMMIT")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if not is_busy(exc) or attempt >= self.options.busy_retries:
+                        raise
+                    time.sleep(_backoff(attempt))
+                    attempt += 1
+        except BaseException:
+            if raw.in_transaction:
+                raw.execute("ROLLBACK")
+            raise
+
+    def _rollback_on_thread(self, tx: SqliteConnection) -> None:
+        tx._pending.clear()
+        raw = self._writer.raw
+        if raw.in_transaction:
+            raw.execute("ROLLBACK")
+
+    def _flush_pending(self, tx: SqliteConnection, raw: sqlite3.Connection) -> None:
+        """Send the queued BEGIN / savepoint statements (on the writer thread)."""
+        pending = tx._pending
+        while pending:
+            stmt = pending[0]
+            if stmt == _BEGIN:
+                if raw.in_transaction:  # left over by a cancelled caller: never join it
+                    raw.execute("ROLLBACK")
+                raw.execute(_BEGIN)
+                tx._begun = True
+            else:
+                raw.execute(stmt)
+            del pending[0]
+        if tx._begun and not raw.in_transaction:
+            raise TransactionAbortedError()
+
+    def _check_tx(self, tx: object) -> SqliteConnection:
+        self._check_open()
+        if not isinstance(tx, SqliteConnection) or tx._provider is not self:
+            raise UsageError(f"{tx!r} is not a transaction of this SQLite database")
+        if not tx._active:
+            raise UsageError("the transaction has already ended")
+        return tx
+
+    # -- running operations -------------------------------------------------------------------------
+
+    async def run_write(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        tx: SqliteConnection | None = None,
+        *,
+        atomic: bool = True,
+    ) -> T:
+        """Run ``fn(connection)`` on the writer thread, in ``tx`` or in a transaction of its own.
+
+        Without ``tx`` the whole transaction (``BEGIN IMMEDIATE``, ``fn``, ``COMMIT``) is one hop and
+        is retried on SQLITE_BUSY. With ``tx`` and ``atomic``, ``fn`` runs inside a savepoint so that
+        an error leaves nothing of it behind in ``tx``.
+        """
+        if tx is not None:
+            return await self._run_in_tx(self._check_tx(tx), fn, atomic=atomic)
+        self._check_open()
+        self._check_not_owner()
+        attempt = 0
+        while True:
+            async with self._write_lock:
+                self._check_open()
+                try:
+                    return await self._writer.call(lambda: self._own_tx_on_thread(fn))
+                except sqlite3.OperationalError as exc:
+                    if not is_busy(exc) or attempt >= self.options.busy_retries:
+                        raise
+            logger.info(
+                "sqlite busy, retrying the transaction",
+                extra={"queuert_attempt": attempt + 1, "queuert_database": self.database},
+            )
+            await asyncio.sleep(_backoff(attempt))
+            attempt += 1
+
+    def _own_tx_on_thread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        raw = self._writer.raw
+        if raw.in_transaction:  # left over by a cancelled transaction: never join it
+            raw.execute("ROLLBACK")
+        raw.execute(_BEGIN)
+        try:
+            result = fn(raw)
+            raw.execute("COMMIT")
+        except BaseException:
+            if raw.in_transaction:
+                raw.execute("ROLLBACK")
+            raise
+        return result
+
+    async def _run_in_tx(
+        self, tx: SqliteConnection, fn: Callable[[sqlite3.Connection], T], *, atomic: bool
+    ) -> T:
+        def job() -> T:
+            raw = self._writer.raw
+            self._flush_pending(tx, raw)
+            if not atomic:
+                return fn(raw)
+            raw.execute("SAVEPOINT queuert_op")
+            try:
+                result = fn(raw)
+            except BaseException:
+                if raw.in_transaction:
+                    raw.execute("ROLLBACK TO queuert_op")
+                    raw.execute("RELEASE queuert_op")
+                raise
+            raw.execute("RELEASE queuert_op")
+            return result
+
+        attempt = 0
+        while True:
+            try:
+                return await self._writer.call(job)
+            except sqlite3.OperationalError as exc:
+                # Only the BEGIN may be retried: nothing of the transaction has run yet.
+                if (
+                    tx._begun
+                    or not tx._pending
+                    or tx._pending[0] != _BEGIN
+                    or not is_busy(exc)
+                    or attempt >= self.options.busy_retries
+                ):
+                    raise
+            logger.info(
+                "sqlite busy at BEGIN, retrying",
+                extra={"queuert_attempt": attempt + 1, "queuert_database": self.database},
+            )
+            await asyncio.sleep(_backoff(attempt))
+            attempt += 1
+            self._check_tx(tx)
+
+    async def run_read(
+        self, fn: Callable[[sqlite3.Connection], T], tx: SqliteConnection | None = None
+    ) -> T:
+        """Run ``fn(connection)`` in ``tx``, else on a reader (never inside someone's transaction)."""
+        if tx is not None:
+            return await self._run_in_tx(self._check_tx(tx), fn, atomic=False)
+        self._check_open()
+        if not self._readers:
+            return await self._read_on_writer(fn)
+        attempt = 0
+        while True:
+            reader = await self._idle.get()
+            try:
+                self._check_open()
+                return await reader.call(partial(fn, reader.raw))
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc) or attempt >= self.options.busy_retries:
+                    raise
+            finally:
+                self._idle.put_nowait(reader)
+            await asyncio.sleep(_backoff(attempt))
+            attempt += 1
+
+    async def _read_on_writer(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        raw = self._writer.raw
+        if self._owner is not None and self._owner is asyncio.current_task():
+            # The task holding the transaction reads without tx=: with a single connection it can
+            # only read through that connection (its own uncommitted writes are visible).
+            return await self._writer.call(lambda: fn(raw))
+        async with self._write_lock:
+            self._check_open()
+            return await self._writer.call(lambda: fn(raw))

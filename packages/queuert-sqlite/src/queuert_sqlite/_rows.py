@@ -1,0 +1,118 @@
+"""Mapping rows of the job table to :class:`queuert.state.StoredJob`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from queuert.json import loads
+from queuert.state import StoredJob, derive_status
+
+__all__ = ["COLUMNS", "NCOLS", "columns", "job_from_row"]
+
+COLUMNS = (
+    "id",
+    "type_name",
+    "chain_id",
+    "chain_type_name",
+    "chain_index",
+    "input",
+    "output",
+    "outcome",
+    "created_at",
+    "scheduled_at",
+    "completed_at",
+    "completed_by",
+    "succeeded_by_job_id",
+    "attempt",
+    "last_attempt_at",
+    "last_attempt_error",
+    "leased_by",
+    "leased_until",
+    "blocked",
+    "deduplication_key",
+    "chain_trace_context",
+    "trace_context",
+)
+NCOLS = len(COLUMNS)
+
+# positions used by the adapter
+I_ID = 0
+I_OUTCOME = 7
+I_SCHEDULED_AT = 9
+I_LEASED_BY = 16
+I_LEASED_UNTIL = 17
+I_CREATED_AT = 8
+
+
+def columns(alias: str) -> str:
+    """The select list of a job row under table alias ``alias``."""
+    return ", ".join(f"{alias}.{name}" for name in COLUMNS)
+
+
+def _ts(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text + "+00:00")
+
+
+def job_from_row(row: Sequence[Any], now: datetime, offset: int = 0) -> StoredJob:
+    """The StoredJob of the ``NCOLS`` columns of ``row`` starting at ``offset``."""
+    (
+        job_id,
+        type_name,
+        chain_id,
+        chain_type_name,
+        chain_index,
+        input_text,
+        output_text,
+        outcome,
+        created_at,
+        scheduled_at,
+        completed_at,
+        completed_by,
+        succeeded_by_job_id,
+        attempt,
+        last_attempt_at,
+        last_attempt_error,
+        leased_by,
+        leased_until,
+        blocked,
+        deduplication_key,
+        chain_trace_context,
+        trace_context,
+    ) = row[offset : offset + NCOLS]
+    scheduled = datetime.fromisoformat(scheduled_at + "+00:00")
+    lease_end = _ts(leased_until)
+    is_blocked = bool(blocked)
+    return StoredJob(
+        id=job_id,
+        type_name=type_name,
+        chain_id=chain_id,
+        chain_type_name=chain_type_name,
+        chain_index=chain_index,
+        input=loads(input_text),
+        output=None if output_text is None else loads(output_text),
+        status=derive_status(
+            outcome=outcome,
+            succeeded_by_job_id=succeeded_by_job_id,
+            leased_until=lease_end,
+            blocked=is_blocked,
+            scheduled_at=scheduled,
+            now=now,
+        ),
+        outcome=outcome,
+        created_at=datetime.fromisoformat(created_at + "+00:00"),
+        scheduled_at=scheduled,
+        completed_at=_ts(completed_at),
+        completed_by=completed_by,
+        succeeded_by_job_id=succeeded_by_job_id,
+        attempt=attempt,
+        last_attempt_at=_ts(last_attempt_at),
+        last_attempt_error=last_attempt_error,
+        leased_by=leased_by,
+        leased_until=lease_end,
+        blocked=is_blocked,
+        deduplication_key=deduplication_key,
+        chain_trace_context=chain_trace_context,
+        trace_context=trace_context,
+    )

@@ -1,0 +1,231 @@
+"""The SQL of the adapter for one table prefix (built once per adapter; values are always bound).
+
+Lists are bound as one JSON text parameter and expanded with ``json_each``, so a statement handles a
+whole batch. Statements whose text depends only on the prefix (or on a small count, like the number
+of job types of a claim) are reused, so SQLite's prepared statement cache serves them.
+"""
+
+from __future__ import annotations
+
+from queuert_sqlite._rows import COLUMNS, columns
+
+__all__ = ["Statements"]
+
+# The chain's tail: the job with the highest chain_index (unique index on (chain_id, chain_index)).
+_TAIL_OPEN = (
+    "(SELECT t.outcome IS NULL OR t.succeeded_by_job_id IS NOT NULL FROM {p}job t "
+    "WHERE t.chain_id = {root} ORDER BY t.chain_index DESC LIMIT 1)"
+)
+
+# Derived status, same precedence as queuert.state.derive_status (:now is the store's clock).
+STATUS_SQL = (
+    "(CASE WHEN j.outcome IS NOT NULL THEN "
+    "(CASE WHEN j.succeeded_by_job_id IS NOT NULL THEN 'continued' ELSE j.outcome END) "
+    "WHEN j.leased_until IS NOT NULL THEN 'running' "
+    "WHEN j.blocked = 1 THEN 'blocked' "
+    "WHEN j.scheduled_at > :now THEN 'scheduled' "
+    "ELSE 'ready' END)"
+)
+
+_RETURNING = ", ".join(COLUMNS)
+
+_READY = "outcome IS NULL AND {a}leased_until IS NULL AND {a}blocked = 0"
+
+
+class Statements:
+    def __init__(self, prefix: str) -> None:
+        p = prefix
+        self.prefix = p
+        self._claim: dict[int, str] = {}
+        J = columns("j")
+        R = columns("r")
+        T = columns("t")
+        self.job_columns = J
+        self.chain_columns = f"{R}, {T}"
+        self.tail_join = (
+            f"JOIN {p}job t ON t.chain_id = r.id AND t.chain_index = "
+            f"(SELECT max(x.chain_index) FROM {p}job x WHERE x.chain_id = r.id)"
+        )
+
+        def tail_open(root: str) -> str:
+            return _TAIL_OPEN.format(p=p, root=root)
+
+        self.tail_open = tail_open
+
+        # -- create ---------------------------------------------------------------------------------
+        self.insert_job = (
+            f"INSERT INTO {p}job (id, type_name, chain_id, chain_type_name, chain_index, input, "
+            "created_at, scheduled_at, deduplication_key, chain_trace_context, trace_context) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        # [[chain_id, chain_index], ...] -> (position, chain exists, existing job at that index)
+        self.continuation_lookup = (
+            f"SELECT k.key, EXISTS (SELECT 1 FROM {p}job r WHERE r.id = json_extract(k.value, '$[0]') "
+            f"AND r.chain_index = 0), {J} FROM json_each(?1) k LEFT JOIN {p}job j "
+            "ON j.chain_id = json_extract(k.value, '$[0]') "
+            "AND j.chain_index = json_extract(k.value, '$[1]')"
+        )
+        # [[chain_type, key, scope, since | null, [excluded ids]], ...] -> (position, newest match)
+        self.dedup_lookup = (
+            f"SELECT k.key, {J} FROM json_each(?1) k JOIN {p}job j ON j.id = ("
+            f"SELECT r.id FROM {p}job r "
+            "WHERE r.chain_type_name = json_extract(k.value, '$[0]') "
+            "AND r.deduplication_key = json_extract(k.value, '$[1]') AND r.chain_index = 0 "
+            "AND (json_extract(k.value, '$[3]') IS NULL OR r.created_at >= json_extract(k.value, '$[3]')) "
+            "AND r.id NOT IN (SELECT e.value FROM json_each(k.value, '$[4]') e) "
+            f"AND (json_extract(k.value, '$[2]') = 'any' OR {tail_open('r.id')}) "
+            "ORDER BY r.created_at DESC, r.id DESC LIMIT 1)"
+        )
+        self.existing_ids = f"SELECT id FROM {p}job WHERE id IN (SELECT value FROM json_each(?1))"
+
+        # -- blockers -------------------------------------------------------------------------------
+        self.jobs_by_ids = f"SELECT {J} FROM json_each(?1) k JOIN {p}job j ON j.id = k.value"
+        self.blocker_chains = (
+            f"SELECT r.id, r.chain_trace_context, {tail_open('r.id')} "
+            f"FROM json_each(?1) k JOIN {p}job r ON r.id = k.value AND r.chain_index = 0"
+        )
+        self.max_slots = (
+            f"SELECT job_id, max(slot) FROM {p}job_blocker "
+            "WHERE job_id IN (SELECT value FROM json_each(?1)) GROUP BY job_id"
+        )
+        self.insert_blocker = (
+            f"INSERT INTO {p}job_blocker (job_id, slot, blocked_by_chain_id, trace_context) "
+            "VALUES (?, ?, ?, ?)"
+        )
+        self.mark_blocked = (
+            f"UPDATE {p}job SET blocked = 1 "
+            "WHERE id IN (SELECT value FROM json_each(?1)) AND blocked = 0"
+        )
+
+        # -- reads ----------------------------------------------------------------------------------
+        self.get_job = f"SELECT {J} FROM {p}job j WHERE j.id = ?1"
+        self.get_chain = (
+            f"SELECT 0, {J} FROM {p}job j WHERE j.id = ?1 AND j.chain_index = 0 "
+            f"UNION ALL SELECT * FROM (SELECT 1, {J} FROM {p}job j WHERE j.chain_id = ?1 "
+            "ORDER BY j.chain_index DESC LIMIT 1)"
+        )
+        self.get_job_blockers = (
+            f"SELECT {R}, {T} FROM {p}job_blocker b JOIN {p}job r ON r.id = b.blocked_by_chain_id "
+            f"{self.tail_join} WHERE b.job_id = ?1 ORDER BY b.slot"
+        )
+        self.next_due = (
+            f"SELECT min((SELECT j.scheduled_at FROM {p}job j WHERE j.type_name = k.value AND "
+            f"j.{_READY.format(a='j.')} ORDER BY j.scheduled_at LIMIT 1)) FROM json_each(?1) k"
+        )
+
+        # -- processing -----------------------------------------------------------------------------
+        self.any_ready = (
+            f"SELECT EXISTS (SELECT 1 FROM {p}job j "
+            "WHERE j.type_name IN (SELECT value FROM json_each(?2)) "
+            f"AND j.{_READY.format(a='j.')} AND j.scheduled_at <= ?1)"
+        )
+        self.renew_leases = (
+            f"UPDATE {p}job SET leased_until = "
+            f"(SELECT k.value FROM json_each(?1) k WHERE k.key = {p}job.id) "
+            "WHERE id IN (SELECT key FROM json_each(?1)) AND leased_by = ?2 "
+            "AND outcome IS NULL AND leased_until IS NOT NULL RETURNING id, leased_until"
+        )
+        self.complete_job = (
+            f"UPDATE {p}job SET outcome = ?2, output = ?3, succeeded_by_job_id = ?4, "
+            "completed_at = ?5, completed_by = ?6, leased_by = NULL, leased_until = NULL, "
+            "last_attempt_error = CASE WHEN ?2 = 'completed' THEN NULL "
+            "ELSE coalesce(?7, last_attempt_error) END "
+            f"WHERE id = ?1 RETURNING {_RETURNING}"
+        )
+        self.chain_open = (
+            f"SELECT t.outcome IS NULL OR t.succeeded_by_job_id IS NOT NULL FROM {p}job t "
+            "WHERE t.chain_id = ?1 ORDER BY t.chain_index DESC LIMIT 1"
+        )
+        self.blocker_trace_contexts = (
+            f"SELECT b.trace_context FROM {p}job_blocker b JOIN {p}job d ON d.id = b.job_id "
+            "WHERE b.blocked_by_chain_id = ?1 AND b.trace_context IS NOT NULL "
+            "ORDER BY d.created_at, d.id, b.slot"
+        )
+        self.unblock = (
+            f"UPDATE {p}job SET blocked = 0, scheduled_at = max(scheduled_at, ?2) "
+            "WHERE blocked = 1 AND id IN "
+            f"(SELECT b.job_id FROM {p}job_blocker b WHERE b.blocked_by_chain_id = ?1) "
+            f"AND NOT EXISTS (SELECT 1 FROM {p}job_blocker o WHERE o.job_id = {p}job.id "
+            f"AND {tail_open('o.blocked_by_chain_id')}) "
+            f"RETURNING {_RETURNING}"
+        )
+        self.reschedule = (
+            f"UPDATE {p}job SET leased_by = NULL, leased_until = NULL, scheduled_at = ?2, "
+            "last_attempt_error = coalesce(?3, last_attempt_error) "
+            f"WHERE id = ?1 RETURNING {_RETURNING}"
+        )
+        self.expired_leases = (
+            f"SELECT {J} FROM {p}job j WHERE j.type_name IN (SELECT value FROM json_each(?2)) "
+            "AND j.leased_until IS NOT NULL AND j.leased_until <= ?1 AND j.outcome IS NULL "
+            "AND j.id NOT IN (SELECT value FROM json_each(?3)) "
+            "ORDER BY j.leased_until, j.id LIMIT ?4"
+        )
+        self.clear_leases = (
+            f"UPDATE {p}job SET leased_by = NULL, leased_until = NULL "
+            "WHERE id IN (SELECT value FROM json_each(?1))"
+        )
+
+        # -- administration -------------------------------------------------------------------------
+        self.trigger = (
+            f"UPDATE {p}job SET scheduled_at = min(scheduled_at, ?2) "
+            "WHERE id IN (SELECT value FROM json_each(?1))"
+        )
+        self.chain_roots = (
+            f"SELECT k.value FROM json_each(?1) k JOIN {p}job r ON r.id = k.value "
+            "AND r.chain_index = 0 ORDER BY k.key"
+        )
+        self.chain_blocker_chains = (
+            f"SELECT b.blocked_by_chain_id FROM {p}job j "
+            f"JOIN {p}job_blocker b ON b.job_id = j.id "
+            f"JOIN {p}job r ON r.id = b.blocked_by_chain_id AND r.chain_index = 0 "
+            "WHERE j.chain_id = ?1 ORDER BY j.chain_index, b.slot"
+        )
+        self.external_references = (
+            f"SELECT DISTINCT k.key, b.blocked_by_chain_id, b.job_id FROM json_each(?1) k "
+            f"JOIN {p}job_blocker b ON b.blocked_by_chain_id = k.value "
+            f"JOIN {p}job d ON d.id = b.job_id "
+            "WHERE d.chain_id NOT IN (SELECT value FROM json_each(?1)) ORDER BY k.key, b.job_id"
+        )
+        self.chains_by_ids = (
+            f"SELECT k.key, {R}, {T} FROM json_each(?1) k JOIN {p}job r ON r.id = k.value "
+            f"{self.tail_join}"
+        )
+        self.delete_blockers = (
+            f"DELETE FROM {p}job_blocker WHERE job_id IN (SELECT id FROM {p}job "
+            "WHERE chain_id IN (SELECT value FROM json_each(?1)))"
+        )
+        self.delete_jobs = f"DELETE FROM {p}job WHERE chain_id IN (SELECT value FROM json_each(?1))"
+
+    def claim(self, type_count: int) -> str:
+        sql = self._claim.get(type_count)
+        if sql is None:
+            sql = self._claim[type_count] = self._build_claim(type_count)
+        return sql
+
+    def _build_claim(self, type_count: int) -> str:
+        """Claim the oldest ready jobs of ``type_count`` types in one UPDATE ... RETURNING.
+
+        Parameters: ?1 now, ?2 limit, ?3 worker id, then the type names, then each type's new
+        ``leased_until``. Each type contributes its own oldest ``limit`` jobs (an ordered range scan
+        of the ready index), and the union is cut to ``limit`` again, so no type's backlog is sorted.
+        """
+        p = self.prefix
+        types = [f"?{4 + i}" for i in range(type_count)]
+        untils = [f"?{4 + type_count + i}" for i in range(type_count)]
+        parts = [
+            f"SELECT * FROM (SELECT j.id, j.scheduled_at FROM {p}job j WHERE j.type_name = {t} "
+            f"AND j.{_READY.format(a='j.')} AND j.scheduled_at <= ?1 "
+            "ORDER BY j.scheduled_at, j.id LIMIT ?2)"
+            for t in types
+        ]
+        pick = " UNION ALL ".join(parts)
+        if type_count > 1:
+            pick = f"SELECT id FROM ({pick}) ORDER BY scheduled_at, id LIMIT ?2"
+        else:
+            pick = f"SELECT id FROM ({pick})"
+        lease = " ".join(f"WHEN {t} THEN {u}" for t, u in zip(types, untils, strict=True))
+        return (
+            f"UPDATE {p}job SET attempt = attempt + 1, last_attempt_at = ?1, leased_by = ?3, "
+            f"leased_until = CASE type_name {lease} END "
+            f"WHERE id IN ({pick}) RETURNING {_RETURNING}"
+        )

@@ -1,0 +1,64 @@
+"""``sqlite:`` URLs: ``sqlite:///relative/path.db``, ``sqlite:////abs/path.db``, ``sqlite://:memory:``.
+
+Options may ride in the query string (``?table_prefix=app_&readers=4&busy_timeout=10``); keyword
+arguments of :func:`from_url` override them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+from queuert.errors import UsageError
+
+from queuert_sqlite._adapter import SqliteStateAdapter
+
+__all__ = ["from_url", "parse_url"]
+
+_INT_OPTIONS = frozenset({"readers", "busy_retries", "cached_statements"})
+_FLOAT_OPTIONS = frozenset({"busy_timeout"})
+_STR_OPTIONS = frozenset({"table_prefix", "journal_mode", "synchronous"})
+
+
+def parse_url(url: str) -> tuple[str, dict[str, Any]]:
+    """The database (path or ``":memory:"``) and the options of a ``sqlite:`` URL."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() != "sqlite":
+        raise UsageError(
+            f"not a sqlite URL: {url!r} (use sqlite:///relative.db, sqlite:////abs/path.db or "
+            "sqlite://:memory:)"
+        )
+    location, _, query = rest.partition("?")
+    if location in (":memory:", "/:memory:"):
+        database = ":memory:"
+    elif location.startswith("/") and len(location) > 1:
+        database = unquote(location[1:])
+    else:
+        raise UsageError(
+            f"sqlite URL {url!r} names no database file (use sqlite:///relative.db, "
+            "sqlite:////abs/path.db or sqlite://:memory:)"
+        )
+    options: dict[str, Any] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        try:
+            if key in _INT_OPTIONS:
+                options[key] = int(value)
+            elif key in _FLOAT_OPTIONS:
+                options[key] = float(value)
+            elif key in _STR_OPTIONS:
+                options[key] = value
+            else:
+                raise UsageError(f"unknown sqlite URL option {key!r}")
+        except ValueError as exc:
+            raise UsageError(f"invalid value {value!r} for sqlite URL option {key!r}") from exc
+    return database, options
+
+
+async def from_url(url: str, **options: Any) -> SqliteStateAdapter:
+    """Open the SQLite state adapter a URL names (the ``queuert.state_adapters`` entry point).
+
+    Does not migrate: call ``await adapter.migrate()`` (or ``queuert migrate --dsn URL``).
+    """
+    database, parsed = parse_url(url)
+    parsed.update(options)
+    return await SqliteStateAdapter.open(database, **parsed)
