@@ -28,9 +28,12 @@ from queuert_conformance.state_suite.blockers import (  # noqa: E402
 )
 from queuert_conformance.state_suite.claim import TestClaimJobs  # noqa: E402
 from queuert_conformance.state_suite.complete import TestCompleteJob  # noqa: E402
+from queuert_conformance.state_suite.concurrency import TestConcurrency  # noqa: E402
 from queuert_conformance.state_suite.create import TestCreateJobs, TestDeduplication  # noqa: E402
 from queuert_conformance.state_suite.delete import TestDeleteChains  # noqa: E402
+from queuert_conformance.state_suite.isolation import TestReadIsolation  # noqa: E402
 from queuert_conformance.state_suite.lease import TestRenewLeases  # noqa: E402
+from queuert_conformance.state_suite.lifecycle import TestAdapterLifecycle  # noqa: E402
 from queuert_conformance.state_suite.listing import (  # noqa: E402
     TestListBlockedJobs,
     TestListChainJobs,
@@ -47,9 +50,11 @@ from queuert_conformance.state_suite.transactions import (  # noqa: E402
 from queuert_conformance.state_suite.trigger import TestTriggerJobs  # noqa: E402
 
 __all__ = [
+    "TestAdapterLifecycle",
     "TestAddBlockers",
     "TestClaimJobs",
     "TestCompleteJob",
+    "TestConcurrency",
     "TestCreateJobs",
     "TestDeduplication",
     "TestDeleteChains",
@@ -61,6 +66,7 @@ __all__ = [
     "TestListChains",
     "TestListJobs",
     "TestNextDue",
+    "TestReadIsolation",
     "TestReapExpiredLeases",
     "TestRenewLeases",
     "TestRescheduleJob",

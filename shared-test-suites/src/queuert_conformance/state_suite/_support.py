@@ -8,10 +8,10 @@ different timestamps (PostgreSQL's ``now()`` is the transaction's start time).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from queuert.ids import uuid7
 from queuert.json import JsonValue
@@ -170,6 +170,46 @@ async def background(coro: Coroutine[Any, Any, T]) -> AsyncIterator[asyncio.Task
 async def settle() -> None:
     """Give concurrently started tasks a chance to run up to their blocking point (see SETTLE)."""
     await asyncio.sleep(SETTLE)
+
+
+class Competitor(Generic[T]):
+    """A concurrent actor for race cases: runs ``factory()`` in its own task once :meth:`go` is called.
+
+    Use it as ``async with Competitor(lambda: ..., "what") as rival:`` around the transaction it races,
+    so that the task outlives the transaction (a serialised backend runs it only after the commit) and
+    is still cancelled and awaited if the case fails.
+    """
+
+    def __init__(self, factory: Callable[[], Awaitable[T]], what: str) -> None:
+        self._factory = factory
+        self._go = asyncio.Event()
+        self.what = what
+        self.task: asyncio.Task[T] | None = None
+
+    async def _run(self) -> T:
+        await self._go.wait()
+        return await self._factory()
+
+    async def __aenter__(self) -> Competitor[T]:
+        self.task = asyncio.ensure_future(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        task = self.task
+        if task is not None:
+            if not task.done():
+                task.cancel()
+            with suppress(BaseException):
+                await task
+
+    def go(self) -> None:
+        """Let the competitor start."""
+        self._go.set()
+
+    async def result(self, seconds: float = DEADLOCK_TIMEOUT) -> T:
+        assert self.task is not None, "use the competitor as an async context manager"
+        self.go()
+        return await within(asyncio.shield(self.task), self.what, seconds)
 
 
 class Boom(Exception):
