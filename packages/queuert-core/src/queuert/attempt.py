@@ -117,6 +117,7 @@ class Attempt(Generic[J]):
         self._tx: Any = None
         self._hooks: TransactionHooks | None = None
         self.continued_with: str | None = None
+        self._checked: tuple[Any, Any] | None = None
 
     # -- typed views ------------------------------------------------------------------------------
 
@@ -188,30 +189,40 @@ class Attempt(Generic[J]):
     ) -> None:
         """Complete the job with its output, or continue the chain with a job of a declared
         continuation type. ``result`` may be an async function of the transaction context that
-        returns either (to write your own rows in the same transaction)."""
+        returns either (to write your own rows in the same transaction).
+
+        The result is validated at once (a wrong output or an undeclared continuation raises here);
+        it is written, and the transaction commits, when the handler returns.
+        """
         self._check_can_complete()
         if self.mode is None:
             self.mode = "staged" if self._suspended else "atomic"
-        if self._stack is None:
-            await self._open()
+        client = self._worker.client
+        if callable(result) and not isinstance(result, JobType):
+            if self._stack is None:
+                await self._open()
+            callback = result
+
+            async def run(ctx: TxContext[Any]) -> Any:
+                return await callback(ctx)
+
+            value: Any = await self._in_savepoint(run)
+        else:
+            value = result
+        self._checked = client.check_result(self._stored, value)
         self._completed = True
 
-        async def run(ctx: TxContext[Any]) -> None:
-            value = (
-                await result(ctx)
-                if callable(result) and not isinstance(result, JobType)
-                else result
-            )
-            _outcome, successor = await self._worker.client.finish_job(
-                self._stored, value, worker_id=self._worker.id, tx=ctx.tx, hooks=ctx.hooks
-            )
-            self.continued_with = successor.id if successor is not None else None
-
-        try:
-            await self._in_savepoint(run)
-        except BaseException:
-            self._completed = False
-            raise
+    async def _finish(self) -> None:
+        """Write the result given to ``complete`` and commit (the handler returned normally)."""
+        assert self._checked is not None
+        if self._stack is None:
+            await self._open()
+        assert self._hooks is not None
+        _result, successor = await self._worker.client.write_result(
+            self._stored, self._checked, worker_id=self._worker.id, tx=self._tx, hooks=self._hooks
+        )
+        self.continued_with = successor.id if successor is not None else None
+        await self._close(None)
 
     def _check_can_complete(self) -> None:
         if self._completed:

@@ -102,7 +102,7 @@ class _NotifyBuffer:
         closed, lost = set(self.closed_chains), set(self.ownership_lost)
         self.discard()
         if ready or scheduled or closed or lost:
-            self._client._spawn(self._client._publish(ready, scheduled, closed, lost))
+            self._client._publisher.add(ready, scheduled, closed, lost)
 
     def discard(self) -> None:
         self.ready.clear()
@@ -124,6 +124,44 @@ class _NotifyBuffer:
         self.scheduled = set(snapshot[1])
         self.closed_chains = set(snapshot[2])
         self.ownership_lost = set(snapshot[3])
+
+
+class _Publisher:
+    """Publishes notifications in one background task, merging whatever accumulates while it is busy
+    (wake-up counts add up, ids are deduplicated), so a burst of commits costs a few publishes."""
+
+    def __init__(self, client: Client[Any]) -> None:
+        self._client = client
+        self._ready: Counter[str] = Counter()
+        self._scheduled: set[str] = set()
+        self._closed: set[str] = set()
+        self._lost: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def add(
+        self, ready: dict[str, int], scheduled: set[str], closed: set[str], lost: set[str]
+    ) -> None:
+        self._ready.update(ready)
+        self._scheduled |= scheduled
+        self._closed |= closed
+        self._lost |= lost
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        while self._ready or self._scheduled or self._closed or self._lost:
+            ready, scheduled, closed, lost = (
+                dict(self._ready),
+                self._scheduled,
+                self._closed,
+                self._lost,
+            )
+            self._ready, self._scheduled, self._closed, self._lost = Counter(), set(), set(), set()
+            await self._client._publish(ready, scheduled, closed, lost)
+
+    async def drain(self) -> None:
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
 
 
 _NOTIFY_KEY = "queuert.notify"
@@ -181,7 +219,7 @@ class Client(Generic[TxT]):
         self._generate_id = generate_id
         self._validate_id = validate_id
         self._bound_hooks: dict[int, list[TransactionHooks]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._publisher = _Publisher(self)
         self._closed = False
 
     # -- transactions and hooks -----------------------------------------------------------------
@@ -272,10 +310,11 @@ class Client(Generic[TxT]):
 
     # -- background publishing ------------------------------------------------------------------
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def publish_later(
+        self, ready: dict[str, int], scheduled: set[str], closed: set[str], lost: set[str]
+    ) -> None:
+        """Queue notifications for the background publisher (used after a commit)."""
+        self._publisher.add(ready, scheduled, closed, lost)
 
     async def _publish(
         self, ready: dict[str, int], scheduled: set[str], closed: set[str], lost: set[str]
@@ -288,24 +327,19 @@ class Client(Generic[TxT]):
 
         for type_name, count in ready.items():
             await call("provide_wake_hint", self.notify.provide_wake_hint(type_name, count))
-        calls = [
-            call("notify_job_scheduled", self.notify.notify_job_scheduled(t))
-            for t in sorted(set(ready) | scheduled)
-        ]
-        calls += [call("notify_chain_closed", self.notify.notify_chain_closed(c)) for c in closed]
-        calls += [
-            call("notify_job_ownership_lost", self.notify.notify_job_ownership_lost(j))
-            for j in lost
-        ]
-        await asyncio.gather(*calls)
+        for type_name in sorted(set(ready) | scheduled):
+            await call("notify_job_scheduled", self.notify.notify_job_scheduled(type_name))
+        for chain_id in closed:
+            await call("notify_chain_closed", self.notify.notify_chain_closed(chain_id))
+        for job_id in lost:
+            await call("notify_job_ownership_lost", self.notify.notify_job_ownership_lost(job_id))
 
     async def close(self) -> None:
         """Wait for pending publishes. The adapters stay open: whoever created them closes them."""
         if self._closed:
             return
         self._closed = True
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._publisher.drain()
 
     async def __aenter__(self) -> Client[TxT]:
         return self
@@ -470,6 +504,12 @@ class Client(Generic[TxT]):
         hooks: TransactionHooks,
     ) -> list[tuple[StoredJob, bool]]:
         """Validate, then create jobs and their blocker links. All validation happens before any write."""
+        return await self._insert(self._plan(jobs, continuation_of), continuation_of, tx, hooks)
+
+    def _plan(
+        self, jobs: list[JobType[Any, Any, Any, Any, Any]], continuation_of: StoredJob | None
+    ) -> list[tuple[NewJob, list[str]]]:
+        """Validate jobs to create and turn them into rows and blocker lists (no writes)."""
         new_jobs: list[NewJob] = []
         blockers: list[list[str]] = []
         for job in jobs:
@@ -501,8 +541,19 @@ class Client(Generic[TxT]):
                         schedule=job.schedule,
                     )
                 )
-        if not new_jobs:
+        return list(zip(new_jobs, blockers, strict=True))
+
+    async def _insert(
+        self,
+        plans: list[tuple[NewJob, list[str]]],
+        continuation_of: StoredJob | None,
+        tx: TxT,
+        hooks: TransactionHooks,
+    ) -> list[tuple[StoredJob, bool]]:
+        if not plans:
             return []
+        new_jobs = [plan[0] for plan in plans]
+        blockers = [plan[1] for plan in plans]
         restore = hooks.checkpoint()
         try:
             created = await self.state.create_jobs(new_jobs, tx=tx)
@@ -549,8 +600,10 @@ class Client(Generic[TxT]):
 
     def check_result(
         self, job: StoredJob, value: Any
-    ) -> tuple[JobType[Any, Any, Any, Any, Any] | None, JsonValue]:
-        """Validate what a completion returned: a continuation job or the output. No writes."""
+    ) -> tuple[tuple[NewJob, list[str]] | None, JsonValue]:
+        """Validate what a completion returned (a continuation job, fully, or the output); no writes.
+
+        Returns the planned continuation row with its blockers, or the encoded output."""
         jt = self.registry.require(job.type_name)
         spec = jt.spec()
         if isinstance(value, JobType):
@@ -562,7 +615,8 @@ class Client(Generic[TxT]):
                     job.type_name,
                     f"cannot continue to {target.type_name!r} (declared: {allowed})",
                 )
-            return value, None
+            (plan,) = self._plan([value], job)
+            return plan, None
         if not spec.can_complete:
             raise JobTypeValidationError(
                 "invalid_output",
@@ -586,12 +640,24 @@ class Client(Generic[TxT]):
         hooks: TransactionHooks,
     ) -> tuple[CompleteResult, StoredJob | None]:
         """Complete ``job`` with an output or continue it with the job in ``value`` (locked by caller)."""
-        continuation, output = self.check_result(job, value)
+        return await self.write_result(
+            job, self.check_result(job, value), worker_id=worker_id, tx=tx, hooks=hooks
+        )
+
+    async def write_result(
+        self,
+        job: StoredJob,
+        checked: tuple[tuple[NewJob, list[str]] | None, JsonValue],
+        *,
+        worker_id: str | None,
+        tx: TxT,
+        hooks: TransactionHooks,
+    ) -> tuple[CompleteResult, StoredJob | None]:
+        """Write a result already validated by :meth:`check_result`."""
+        continuation, output = checked
         successor: StoredJob | None = None
         if continuation is not None:
-            ((successor, _),) = await self._create(
-                [continuation], continuation_of=job, tx=tx, hooks=hooks
-            )
+            ((successor, _),) = await self._insert([continuation], job, tx, hooks)
             result = await self.state.complete_job(
                 job.id,
                 outcome="completed",

@@ -16,7 +16,6 @@ A hooks object must *enclose* the transaction it serves, so that it flushes afte
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
@@ -82,18 +81,14 @@ class TransactionHooks:
         return restore
 
     async def flush(self) -> None:
-        """Run every buffered side effect (concurrently across kinds); errors are logged."""
+        """Run every buffered side effect, kind by kind; errors are logged, never raised."""
         if self._done:
             return
         self._done = True
         states = list(self._states.values())
         self._states.clear()
-        if not states:
-            return
-        if len(states) == 1:
-            await _safe_flush(states[0])
-            return
-        await asyncio.gather(*(_safe_flush(s) for s in states))
+        for state in states:
+            await _safe_flush(state)
 
     def discard(self) -> None:
         if self._done:

@@ -400,7 +400,7 @@ class Worker(Generic[TxT]):
         for job in reaped:
             by_type[job.type_name] = by_type.get(job.type_name, 0) + 1
             self.client.emit(JobReaped(self.client.job_info(job), job.leased_by, self.id))
-        self.client._spawn(self.client._publish(by_type, set(), set(), {j.id for j in reaped}))
+        self.client.publish_later(by_type, set(), set(), {j.id for j in reaped})
 
     async def _wait(self) -> None:
         loop = asyncio.get_running_loop()
@@ -543,12 +543,9 @@ class Worker(Generic[TxT]):
                 failed = [b for b in blockers if b.outcome in ("failed", "cancelled")]
                 if failed and config.job_type.on_blocker_failure == "fail":
                     raise _BlockerFailed(failed[0].id, failed[0].outcome or "failed")
+            public = client.to_job(job)
             attempt: Attempt[Any] = Attempt(
-                worker=self,
-                stored=job,
-                job=client.to_job(job),
-                input=client._decode(job.type_name, job.input, "input"),
-                blockers=blockers,
+                worker=self, stored=job, job=public, input=public.input, blockers=blockers
             )
         except Exception as exc:
             await self._record_failure(running, exc, started, final=isinstance(exc, _BlockerFailed))
@@ -613,10 +610,10 @@ class Worker(Generic[TxT]):
                 raise UsageError(
                     f"the handler for {attempt.job.type_name!r} returned without calling attempt.complete(...)"
                 )
+            await attempt._finish()
         except BaseException as exc:
             await attempt._close(exc)
             raise
-        await attempt._close(None)
 
     async def _release(self, job: StoredJob) -> None:
         """Give a job back (shutdown): ready again at once, attempt kept, only if still ours."""
@@ -624,7 +621,7 @@ class Worker(Generic[TxT]):
             async with self.client.transaction() as tx:
                 await self._check_owned(job.id, tx=tx)
                 await self.client.state.reschedule_job(job.id, schedule=None, error=None, tx=tx)
-            await self.client._publish({job.type_name: 1}, set(), set(), set())
+            self.client.publish_later({job.type_name: 1}, set(), set(), set())
         except OwnershipLostError:
             return
         except Exception as exc:

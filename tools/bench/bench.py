@@ -1,0 +1,370 @@
+"""queuert benchmarks: processing capacity, enqueue-to-start latency and memory.
+
+Every measurement runs in a fresh child process, several times; the report gives medians (and the
+spread). Backends are chosen by URL: ``memory://``, ``sqlite:///path.db``, ``postgresql://...``.
+
+    uv run python tools/bench/bench.py processing --dsn postgresql://postgres@127.0.0.1/test --runs 5
+    uv run python tools/bench/bench.py latency --dsn ... --notify postgres|redis|nats|none --runs 3
+    uv run python tools/bench/bench.py memory --dsn ... --runs 3
+
+processing: start N chains one by one (one transaction each) and in batches of 100, then process them
+with one worker at concurrency 10 in atomic and in staged mode; reports chains/s and jobs/s.
+latency: start single jobs one at a time against an idle worker and measure how long until the handler
+starts (min / median / p99), with the given notify adapter and a 1 s poll interval.
+memory: Python heap (tracemalloc) for setup, peak while processing 1,000 jobs, and retained after
+close, over repeated build -> process -> close cycles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from queuert import Attempt, Client, EntryJobType, InProcessNotifyAdapter, NoopNotifyAdapter, Worker
+from queuert.backends import open_state_adapter
+from queuert.backoff import Lease
+from queuert.observability import NoopObservability
+
+
+@dataclass
+class Item:
+    index: int
+
+
+@dataclass
+class Done:
+    ok: bool
+
+
+class BenchJob(EntryJobType[Item, Done], name="bench_job"):
+    pass
+
+
+# -- backends ---------------------------------------------------------------------------------------
+
+
+def isolated_dsn(dsn: str, tag: str) -> str:
+    """A DSN whose data does not collide with other runs (own SQLite file / own PG schema)."""
+    if dsn.startswith("sqlite:///") and dsn != "sqlite:///:memory:":
+        base = dsn[len("sqlite:///") :]
+        root, ext = os.path.splitext(base)
+        return f"sqlite:///{root}-{tag}{ext or '.db'}"
+    if dsn.startswith(("postgresql://", "postgres://")):
+        sep = "&" if "?" in dsn else "?"
+        return f"{dsn}{sep}schema=bench_{tag}"
+    return dsn
+
+
+async def open_backend(dsn: str, notify: str) -> tuple[Any, Any]:
+    state = await open_state_adapter(dsn)
+    await state.migrate()
+    if notify == "in_process":
+        return state, InProcessNotifyAdapter()
+    if notify == "none":
+        return state, NoopNotifyAdapter()
+    if notify == "postgres":
+        from queuert_postgres import PgNotifyAdapter  # type: ignore[import-not-found]
+
+        return state, await PgNotifyAdapter.connect(
+            dsn.split("?")[0], channel_prefix=f"b{uuid.uuid4().hex[:8]}"
+        )
+    if notify == "redis":
+        from queuert_redis import RedisNotifyAdapter  # type: ignore[import-not-found]
+
+        return state, RedisNotifyAdapter.from_url(
+            "redis://127.0.0.1:6379", prefix=f"bench-{uuid.uuid4().hex[:8]}"
+        )
+    if notify == "nats":
+        from queuert_nats import NatsNotifyAdapter  # type: ignore[import-not-found]
+
+        return state, await NatsNotifyAdapter.connect(
+            "nats://127.0.0.1:4222", prefix=f"bench{uuid.uuid4().hex[:8]}"
+        )
+    raise SystemExit(f"unknown notify adapter {notify!r}")
+
+
+async def drop_backend(dsn: str) -> None:
+    if dsn.startswith("sqlite:///") and dsn != "sqlite:///:memory:":
+        path = dsn[len("sqlite:///") :]
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(path + suffix):
+                os.remove(path + suffix)
+    elif dsn.startswith(("postgresql://", "postgres://")) and "schema=bench_" in dsn:
+        import asyncpg  # type: ignore[import-untyped]
+
+        schema = dsn.split("schema=")[1].split("&")[0]
+        conn = await asyncpg.connect(dsn.split("?")[0])
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+
+# -- one measured run (child process) --------------------------------------------------------------
+
+
+async def run_processing(
+    dsn: str, chains: int, start_mode: str, process_mode: str, notify: str
+) -> dict[str, float]:
+    state, notifier = await open_backend(dsn, notify)
+    client: Client[Any] = Client(
+        state, job_types=[BenchJob], notify=notifier, observability=NoopObservability()
+    )
+    done = asyncio.Event()
+    worker: Worker[Any] = Worker(client, concurrency=10, poll_interval=1.0, lease=Lease(60, 30))
+
+    if process_mode == "atomic":
+
+        @worker.handler(BenchJob)
+        async def atomic(attempt: Attempt[BenchJob]) -> None:
+            await attempt.complete(Done(True))
+
+    else:
+
+        @worker.handler(BenchJob)
+        async def staged(attempt: Attempt[BenchJob]) -> None:
+            await attempt.prepare("staged")
+            await attempt.complete(Done(True))
+
+    t0 = time.perf_counter()
+    if start_mode == "single":
+        for i in range(chains):
+            async with client.transaction() as tx:
+                await client.start_chain(BenchJob(Item(i)), tx=tx)
+    else:
+        for offset in range(0, chains, 100):
+            async with client.transaction() as tx:
+                await client.start_chains(
+                    [BenchJob(Item(i)) for i in range(offset, min(offset + 100, chains))], tx=tx
+                )
+    started = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    await worker.start()
+    while worker.processed < chains:
+        await asyncio.sleep(0.005)
+    processed = time.perf_counter() - t1
+    await worker.close()
+    await client.close()
+    remaining = await client.list_jobs(statuses=["ready", "running", "scheduled"], limit=1)
+    assert not remaining.items, "every job was processed"
+    await notifier.close()
+    await state.close()
+    del done
+    return {"start_per_s": chains / started, "process_per_s": chains / processed}
+
+
+async def run_latency(dsn: str, samples: int, notify: str) -> dict[str, float]:
+    state, notifier = await open_backend(dsn, notify)
+    client: Client[Any] = Client(
+        state, job_types=[BenchJob], notify=notifier, observability=NoopObservability()
+    )
+    started: dict[int, float] = {}
+    arrived: dict[int, asyncio.Event] = {}
+    worker: Worker[Any] = Worker(client, concurrency=1, poll_interval=1.0)
+
+    @worker.handler(BenchJob)
+    async def handle(attempt: Attempt[BenchJob]) -> None:
+        started[attempt.input.index] = time.perf_counter()
+        arrived[attempt.input.index].set()
+        await attempt.complete(Done(True))
+
+    await worker.start()
+    await asyncio.sleep(0.3)  # let the worker reach its idle wait
+    latencies: list[float] = []
+    for i in range(samples):
+        arrived[i] = asyncio.Event()
+        async with client.transaction() as tx:
+            await client.start_chain(BenchJob(Item(i)), tx=tx)
+        committed = time.perf_counter()
+        await asyncio.wait_for(arrived[i].wait(), 10)
+        latencies.append((started[i] - committed) * 1000)
+        await asyncio.sleep(0.02)
+    await worker.close()
+    await client.close()
+    await notifier.close()
+    await state.close()
+    latencies.sort()
+    return {
+        "min_ms": latencies[0],
+        "median_ms": statistics.median(latencies),
+        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+    }
+
+
+async def run_memory(dsn: str, jobs: int, cycles: int) -> dict[str, float]:
+    import gc
+    import tracemalloc
+
+    async def cycle() -> tuple[int, int]:
+        base = tracemalloc.get_traced_memory()[0]
+        state, notifier = await open_backend(dsn, "in_process")
+        client: Client[Any] = Client(
+            state, job_types=[BenchJob], notify=notifier, observability=NoopObservability()
+        )
+        worker: Worker[Any] = Worker(client, concurrency=10, poll_interval=1.0)
+
+        @worker.handler(BenchJob)
+        async def handle(attempt: Attempt[BenchJob]) -> None:
+            await attempt.complete(Done(True))
+
+        setup = tracemalloc.get_traced_memory()[0] - base
+        async with client.transaction() as tx:
+            await client.start_chains([BenchJob(Item(i)) for i in range(jobs)], tx=tx)
+        tracemalloc.reset_peak()
+        await worker.start()
+        while worker.processed < jobs:
+            await asyncio.sleep(0.005)
+        peak = tracemalloc.get_traced_memory()[1] - base
+        await worker.close()
+        await client.close()
+        await notifier.close()
+        await state.close()
+        return setup, peak
+
+    tracemalloc.start()
+    await cycle()  # warm-up: imports, caches, prepared statements
+    gc.collect()
+    start = tracemalloc.get_traced_memory()[0]
+    setups, peaks, retained = [], [], []
+    for _ in range(cycles):
+        setup, peak = await cycle()
+        gc.collect()
+        setups.append(setup)
+        peaks.append(peak)
+        retained.append(tracemalloc.get_traced_memory()[0] - start)
+    return {
+        "setup_kb": statistics.median(setups) / 1024,
+        "peak_kb": statistics.median(peaks) / 1024,
+        "retained_after_first_kb": retained[0] / 1024,
+        "retained_after_last_kb": retained[-1] / 1024,
+    }
+
+
+# -- driver ----------------------------------------------------------------------------------------
+
+
+def child(args: list[str]) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, "_child", *args], capture_output=True, text=True, check=False
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"benchmark run failed:\n{out.stderr}")
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def describe_backend(dsn: str) -> str:
+    if dsn.startswith(("postgresql://", "postgres://")):
+        return "PostgreSQL (server defaults: fsync and synchronous_commit as configured, not tuned)"
+    if dsn.startswith("sqlite"):
+        import sqlite3
+
+        return f"SQLite {sqlite3.sqlite_version} (file, WAL)"
+    return "in-memory"
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_child":
+        kind, payload = sys.argv[2], json.loads(sys.argv[3])
+        dsn = isolated_dsn(payload["dsn"], uuid.uuid4().hex[:10])
+        payload["dsn"] = dsn
+        try:
+            if kind == "processing":
+                result = asyncio.run(run_processing(**payload))
+            elif kind == "latency":
+                result = asyncio.run(run_latency(**payload))
+            else:
+                result = asyncio.run(run_memory(**payload))
+        finally:
+            asyncio.run(drop_backend(dsn))
+        print(json.dumps(result))
+        return
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("kind", choices=["processing", "latency", "memory"])
+    parser.add_argument("--dsn", default="memory://")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--chains", type=int, default=5000)
+    parser.add_argument("--notify", default="in_process")
+    parser.add_argument("--samples", type=int, default=200)
+    args = parser.parse_args()
+    print(f"queuert bench: {args.kind}, backend {describe_backend(args.dsn)}, notify {args.notify}")
+    print(
+        f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cpus; {args.runs} runs, medians"
+    )
+    if args.kind == "processing":
+        rows = []
+        for start_mode, process_mode in (
+            ("single", "staged"),
+            ("batch", "atomic"),
+            ("batch", "staged"),
+        ):
+            runs = [
+                child(
+                    [
+                        "processing",
+                        json.dumps(
+                            {
+                                "dsn": args.dsn,
+                                "chains": args.chains,
+                                "start_mode": start_mode,
+                                "process_mode": process_mode,
+                                "notify": args.notify,
+                            }
+                        ),
+                    ]
+                )
+                for _ in range(args.runs)
+            ]
+            starts = [r["start_per_s"] for r in runs]
+            procs = [r["process_per_s"] for r in runs]
+            rows.append((start_mode, process_mode, starts, procs))
+        print(
+            f"{'start':<8}{'process':<9}{'start chains/s':>16}{'process jobs/s':>16}   (min..max)"
+        )
+        for start_mode, process_mode, starts, procs in rows:
+            print(
+                f"{start_mode:<8}{process_mode:<9}{statistics.median(starts):>16,.0f}{statistics.median(procs):>16,.0f}"
+                f"   ({min(starts):,.0f}..{max(starts):,.0f} / {min(procs):,.0f}..{max(procs):,.0f})"
+            )
+    elif args.kind == "latency":
+        runs = [
+            child(
+                [
+                    "latency",
+                    json.dumps({"dsn": args.dsn, "samples": args.samples, "notify": args.notify}),
+                ]
+            )
+            for _ in range(args.runs)
+        ]
+        for key in ("min_ms", "median_ms", "p99_ms"):
+            values = [r[key] for r in runs]
+            print(
+                f"{key:<10}{statistics.median(values):>10.2f}   ({min(values):.2f}..{max(values):.2f})"
+            )
+    else:
+        runs = [
+            child(["memory", json.dumps({"dsn": args.dsn, "jobs": 1000, "cycles": 5})])
+            for _ in range(args.runs)
+        ]
+        for key in ("setup_kb", "peak_kb", "retained_after_first_kb", "retained_after_last_kb"):
+            values = [r[key] for r in runs]
+            print(
+                f"{key:<26}{statistics.median(values):>10.1f} KiB   ({min(values):.1f}..{max(values):.1f})"
+            )
+
+
+if __name__ == "__main__":
+    main()
