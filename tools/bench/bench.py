@@ -33,7 +33,21 @@ from typing import Any
 from queuert import Attempt, Client, EntryJobType, InProcessNotifyAdapter, NoopNotifyAdapter, Worker
 from queuert.backends import open_state_adapter
 from queuert.backoff import Lease
-from queuert.observability import NoopObservability
+from queuert.observability import AttemptCompleted, Event, NoopObservability
+
+
+class Countdown:
+    """Observability adapter that sets ``done`` once ``target`` attempts completed."""
+
+    def __init__(self, target: int) -> None:
+        self.remaining = target
+        self.done = asyncio.Event()
+
+    def emit(self, event: Event) -> None:
+        if isinstance(event, AttemptCompleted):
+            self.remaining -= 1
+            if self.remaining <= 0:
+                self.done.set()
 
 
 @dataclass
@@ -93,13 +107,16 @@ async def open_backend(dsn: str, notify: str) -> tuple[Any, Any]:
     raise SystemExit(f"unknown notify adapter {notify!r}")
 
 
-async def drop_backend(dsn: str) -> None:
+def remove_sqlite_files(dsn: str) -> None:
     if dsn.startswith("sqlite:///") and dsn != "sqlite:///:memory:":
         path = dsn[len("sqlite:///") :]
         for suffix in ("", "-wal", "-shm"):
             if os.path.exists(path + suffix):
                 os.remove(path + suffix)
-    elif dsn.startswith(("postgresql://", "postgres://")) and "schema=bench_" in dsn:
+
+
+async def drop_backend(dsn: str) -> None:
+    if dsn.startswith(("postgresql://", "postgres://")) and "schema=bench_" in dsn:
         import asyncpg  # type: ignore[import-untyped]
 
         schema = dsn.split("schema=")[1].split("&")[0]
@@ -117,10 +134,10 @@ async def run_processing(
     dsn: str, chains: int, start_mode: str, process_mode: str, notify: str
 ) -> dict[str, float]:
     state, notifier = await open_backend(dsn, notify)
+    countdown = Countdown(chains)
     client: Client[Any] = Client(
-        state, job_types=[BenchJob], notify=notifier, observability=NoopObservability()
+        state, job_types=[BenchJob], notify=notifier, observability=countdown
     )
-    done = asyncio.Event()
     worker: Worker[Any] = Worker(client, concurrency=10, poll_interval=1.0, lease=Lease(60, 30))
 
     if process_mode == "atomic":
@@ -151,8 +168,7 @@ async def run_processing(
 
     t1 = time.perf_counter()
     await worker.start()
-    while worker.processed < chains:
-        await asyncio.sleep(0.005)
+    await countdown.done.wait()
     processed = time.perf_counter() - t1
     await worker.close()
     await client.close()
@@ -160,7 +176,6 @@ async def run_processing(
     assert not remaining.items, "every job was processed"
     await notifier.close()
     await state.close()
-    del done
     return {"start_per_s": chains / started, "process_per_s": chains / processed}
 
 
@@ -209,8 +224,9 @@ async def run_memory(dsn: str, jobs: int, cycles: int) -> dict[str, float]:
     async def cycle() -> tuple[int, int]:
         base = tracemalloc.get_traced_memory()[0]
         state, notifier = await open_backend(dsn, "in_process")
+        countdown = Countdown(jobs)
         client: Client[Any] = Client(
-            state, job_types=[BenchJob], notify=notifier, observability=NoopObservability()
+            state, job_types=[BenchJob], notify=notifier, observability=countdown
         )
         worker: Worker[Any] = Worker(client, concurrency=10, poll_interval=1.0)
 
@@ -223,8 +239,7 @@ async def run_memory(dsn: str, jobs: int, cycles: int) -> dict[str, float]:
             await client.start_chains([BenchJob(Item(i)) for i in range(jobs)], tx=tx)
         tracemalloc.reset_peak()
         await worker.start()
-        while worker.processed < jobs:
-            await asyncio.sleep(0.005)
+        await countdown.done.wait()
         peak = tracemalloc.get_traced_memory()[1] - base
         await worker.close()
         await client.close()
@@ -287,6 +302,7 @@ def main() -> None:
             else:
                 result = asyncio.run(run_memory(**payload))
         finally:
+            remove_sqlite_files(dsn)
             asyncio.run(drop_backend(dsn))
         print(json.dumps(result))
         return
