@@ -52,6 +52,7 @@ class Subscriber:
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._troubled = False
+        self._closed = False
         self.reconnects = 0
         """How many times the subscription came back after a drop or a failed start."""
 
@@ -73,13 +74,13 @@ class Subscriber:
                     await connection.send_command(
                         "SUBSCRIBE", self._channels[topic], check_health=False
                     )
-        if self._task is None:
+        if self._task is None and not self._closed:
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name="queuert-redis-notify-subscriber"
             )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while topic not in self._live and not self._down:
+        while topic not in self._live and not self._down and not self._closed:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
@@ -89,6 +90,7 @@ class Subscriber:
         return topic in self._live
 
     async def close(self) -> None:
+        self._closed = True
         task, self._task = self._task, None
         if task is not None:
             task.cancel()

@@ -155,8 +155,13 @@ class RedisNotifyAdapter:
         listener = Listener(tuple(dict.fromkeys(keys)), callback)
         listeners = self._listeners[topic]
         listeners.add(listener)
-        if not await self._subscriber.ensure(topic, self._listen_timeout):
-            # Not live yet (Redis unreachable): the listener gets a catch-up call once it is.
+        try:
+            live = await self._subscriber.ensure(topic, self._listen_timeout)
+        except BaseException:
+            listeners.remove(listener)  # the caller never gets its unsubscribe function
+            raise
+        if not live:
+            # Redis is unreachable: the listener gets a catch-up call once the subscription is up.
             listener.stale = True
 
         async def unsubscribe() -> None:
