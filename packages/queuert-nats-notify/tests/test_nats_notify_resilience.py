@@ -8,6 +8,7 @@ import pytest
 from nats.aio.client import Client
 from nats_notify_support import NATS_URL, Calls, NatsServer, make_adapter
 from queuert.errors import NotifyAdapterClosedError
+from queuert.notify import NotifyAdapter
 from queuert_nats import NatsNotifyAdapter
 
 
@@ -159,7 +160,10 @@ async def test_prefixes_keep_applications_apart(prefix: str) -> None:
         await second.close()
 
 
-def test_configuration_is_checked() -> None:
+async def test_configuration_is_checked() -> None:
+    adapter = NatsNotifyAdapter(NATS_URL)
+    assert isinstance(adapter, NotifyAdapter)
+    await adapter.close()
     with pytest.raises(ValueError, match="exactly one"):
         NatsNotifyAdapter()
     with pytest.raises(ValueError, match="exactly one"):

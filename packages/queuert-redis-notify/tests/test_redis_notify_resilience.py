@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 from queuert.errors import NotifyAdapterClosedError
+from queuert.notify import NotifyAdapter
 from queuert_redis import RedisNotifyAdapter
 from redis.asyncio import Redis
 from redis_notify_support import REDIS_URL, Calls, LogWatcher, RedisServer
@@ -178,7 +179,10 @@ async def test_prefixes_keep_applications_apart(prefix: str) -> None:
         await second.close()
 
 
-def test_configuration_is_checked() -> None:
+async def test_configuration_is_checked() -> None:
+    adapter = RedisNotifyAdapter(REDIS_URL)
+    assert isinstance(adapter, NotifyAdapter)
+    await adapter.close()
     with pytest.raises(ValueError, match="exactly one"):
         RedisNotifyAdapter()
     with pytest.raises(ValueError, match="exactly one"):

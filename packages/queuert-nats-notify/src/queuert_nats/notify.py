@@ -142,6 +142,16 @@ class NatsNotifyAdapter:
             )
 
     async def _connect(self) -> None:
+        try:
+            await self._establish()
+        except Exception:
+            # nats-py retries unreachable servers forever, so this is a configuration problem (a bad
+            # URL, say): stay usable without notifications rather than die with an unretrieved error.
+            self._attempt_failed = True
+            self._signal()
+            logger.exception("queuert notify cannot connect to NATS; notifications are off")
+
+    async def _establish(self) -> None:
         await self._nc.connect(
             self._servers,
             error_cb=self._on_error,
@@ -192,15 +202,23 @@ class NatsNotifyAdapter:
         await self._connection_up()
 
     async def _connection_up(self) -> None:
-        await self._subscribe_missing()
+        try:
+            await self._restore()
+        except Exception:
+            # Never let an error escape into nats-py's reconnect loop (it would take it for a failed
+            # reconnect); the listeners stay stale and get their catch-up call next time.
+            logger.exception("queuert notify failed to restore its NATS subscriptions")
+        self._signal()
+
+    async def _restore(self) -> None:
         if self._bucket is not None:
             # Open it afresh: a server restart loses a memory-storage bucket, which is then re-created.
             self._kv, self._kv_retry_at = None, 0.0
-            await self._open_bucket()
-        if self._nc.is_connected:
+        if await self._subscribe_missing():
             for listeners in self._listeners.values():
                 listeners.catch_up()
         self._signal()
+        await self._open_bucket()
 
     async def _await_connection(self, timeout: float) -> bool:
         """True once connected. Waits only while a first connection attempt is still in progress."""
