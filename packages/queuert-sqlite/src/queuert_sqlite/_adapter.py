@@ -68,18 +68,13 @@ from queuert_sqlite._rows import (
 )
 from queuert_sqlite._schema import apply_migrations, validate_prefix
 from queuert_sqlite._sql import STATUS_SQL, Statements
-from queuert_sqlite._time import NOW_SQL, add_delta, format_ts, parse_ts
+from queuert_sqlite._time import add_delta, format_ts, now, parse_ts
 
 __all__ = ["SqliteStateAdapter"]
 
 _STATUSES = frozenset(
     {"blocked", "scheduled", "ready", "running", "continued", "completed", "failed", "cancelled"}
 )
-
-
-def _now(raw: sqlite3.Connection) -> str:
-    row = raw.execute(NOW_SQL).fetchone()
-    return cast(str, row[0])
 
 
 def _scheduled_at(schedule: Schedule | None, now: str) -> str:
@@ -195,20 +190,22 @@ class SqliteStateAdapter:
             self.provider._check_open()
 
     async def poison(self, tx: SqliteConnection) -> None:
-        """Make a statement fail inside ``tx`` (for error-path tests): raises sqlite3.IntegrityError.
+        """Make a statement fail inside ``tx`` (the conformance suites' ``StateHarness.poison``).
 
-        SQLite keeps the transaction usable after a failed statement (unlike PostgreSQL), so the
-        failure is only the raised error.
+        Runs an INSERT that violates a NOT NULL constraint (raising :class:`sqlite3.IntegrityError`)
+        and then emulates PostgreSQL's aborted-transaction state, which SQLite does not have: every
+        operation in ``tx`` raises :class:`~queuert_sqlite.TransactionAbortedError` until the
+        savepoint that was open at the failure rolls back, and the transaction cannot commit.
         """
-        sql = self._sql
+        prefix = self._sql.prefix
 
         def op(raw: sqlite3.Connection) -> None:
             raw.execute(
-                f"INSERT INTO {sql.prefix}job_blocker (job_id, slot, blocked_by_chain_id) "
+                f"INSERT INTO {prefix}job_blocker (job_id, slot, blocked_by_chain_id) "
                 "VALUES (NULL, 0, NULL)"
             )
 
-        await self.provider.run_write(op, tx)
+        await self.provider.poison(tx, op)
 
     # -- creating ---------------------------------------------------------------------------------
 
@@ -229,8 +226,7 @@ class SqliteStateAdapter:
         sql = self._sql
 
         def op(raw: sqlite3.Connection) -> list[CreatedJob]:
-            now = _now(raw)
-            now_dt = parse_ts(now)
+            now_text, now_dt = now()
             count = len(prepared)
             results: list[CreatedJob | None] = [None] * count
 
@@ -264,7 +260,7 @@ class SqliteStateAdapter:
                     new = prepared[i][0]
                     dedup = new.deduplication
                     assert dedup is not None
-                    since = add_delta(now, -dedup.window) if dedup.window is not None else None
+                    since = add_delta(now_text, -dedup.window) if dedup.window is not None else None
                     params.append(
                         [
                             new.chain_type_name,
@@ -303,7 +299,7 @@ class SqliteStateAdapter:
                 if new.id in inserted_ids:
                     raise DuplicateJobIdError(new.id)
                 inserted_ids.add(new.id)
-                scheduled = _scheduled_at(new.schedule, now)
+                scheduled = _scheduled_at(new.schedule, now_text)
                 chain_id = new.id if new.chain_id is None else new.chain_id
                 key_text = dedup.key if dedup is not None else None
                 rows.append(
@@ -314,7 +310,7 @@ class SqliteStateAdapter:
                         new.chain_type_name,
                         new.chain_index,
                         text,
-                        now,
+                        now_text,
                         scheduled,
                         key_text,
                         new.chain_trace_context,
@@ -330,7 +326,7 @@ class SqliteStateAdapter:
                     chain_index=new.chain_index,
                     input=value,
                     output=None,
-                    status="scheduled" if scheduled > now else "ready",
+                    status="scheduled" if scheduled > now_text else "ready",
                     outcome=None,
                     created_at=now_dt,
                     scheduled_at=scheduled_dt,
@@ -399,7 +395,7 @@ class SqliteStateAdapter:
         sql = self._sql
 
         def op(raw: sqlite3.Connection) -> list[BlockersAdded]:
-            now_dt = parse_ts(_now(raw))
+            _, now_dt = now()
             jobs = {
                 row[0]: job_from_row(row, now_dt)
                 for row in raw.execute(sql.jobs_by_ids, (_jdump(job_ids),))
@@ -474,7 +470,7 @@ class SqliteStateAdapter:
         sql = self._sql.get_job
 
         def op(raw: sqlite3.Connection) -> StoredJob | None:
-            now_dt = parse_ts(_now(raw))
+            _, now_dt = now()
             row = raw.execute(sql, (job_id,)).fetchone()
             return None if row is None else job_from_row(row, now_dt)
 
@@ -486,7 +482,7 @@ class SqliteStateAdapter:
         sql = self._sql.get_chain
 
         def op(raw: sqlite3.Connection) -> StoredChain | None:
-            now_dt = parse_ts(_now(raw))
+            _, now_dt = now()
             root: StoredJob | None = None
             tail: StoredJob | None = None
             for row in raw.execute(sql, (chain_id,)):
@@ -506,7 +502,7 @@ class SqliteStateAdapter:
         sql = self._sql.get_job_blockers
 
         def op(raw: sqlite3.Connection) -> list[StoredChain]:
-            now_dt = parse_ts(_now(raw))
+            _, now_dt = now()
             return [
                 StoredChain(root=job_from_row(row, now_dt), tail=job_from_row(row, now_dt, NCOLS))
                 for row in raw.execute(sql, (job_id,))
@@ -521,11 +517,11 @@ class SqliteStateAdapter:
         sql = self._sql.next_due
 
         def op(raw: sqlite3.Connection) -> timedelta | None:
-            now = _now(raw)
+            _, now_dt = now()
             row = raw.execute(sql, (types,)).fetchone()
             if row is None or row[0] is None:
                 return None
-            return max(parse_ts(row[0]) - parse_ts(now), timedelta(0))
+            return max(parse_ts(row[0]) - now_dt, timedelta(0))
 
         return await self.provider.run_read(op, tx)
 
@@ -583,7 +579,7 @@ class SqliteStateAdapter:
         )
 
         def op(raw: sqlite3.Connection) -> Page[StoredChain]:
-            now_dt = parse_ts(_now(raw))
+            _, now_dt = now()
             items = [
                 StoredChain(root=job_from_row(row, now_dt), tail=job_from_row(row, now_dt, NCOLS))
                 for row in raw.execute(query, params)
@@ -653,10 +649,9 @@ class SqliteStateAdapter:
         needs_now = ":now" in query
 
         def op(raw: sqlite3.Connection) -> Page[StoredJob]:
-            now = _now(raw)
-            now_dt = parse_ts(now)
+            now_text, now_dt = now()
             if needs_now:
-                params["now"] = now
+                params["now"] = now_text
             items = [job_from_row(row, now_dt) for row in raw.execute(query, params)]
             return _page(items, limit, lambda j: encode_time_cursor(j.created_at, j.id))
 
@@ -687,7 +682,7 @@ class SqliteStateAdapter:
         )
 
         def op(raw: sqlite3.Connection) -> Page[StoredJob]:
-            now_dt = parse_ts(_now(raw))
+            _, now_dt = now()
             items = [job_from_row(row, now_dt) for row in raw.execute(query, params)]
             return _page(items, limit, lambda j: encode_index_cursor(j.chain_index))
 
@@ -735,19 +730,19 @@ class SqliteStateAdapter:
         types_json = _jdump(types)
 
         def op(raw: sqlite3.Connection) -> ClaimResult:
-            now = _now(raw)
+            now_text, now_dt = now()
             if limit < 1:
-                more = raw.execute(sql.any_ready, (now, types_json)).fetchone()[0]
+                more = raw.execute(sql.any_ready, (now_text, types_json)).fetchone()[0]
                 return ClaimResult(jobs=[], has_more=bool(more))
-            untils = [add_delta(now, durations[t]) for t in types]
-            rows = raw.execute(claim_sql, (now, limit, worker_id, *types, *untils)).fetchall()
+            untils = [add_delta(now_text, durations[t]) for t in types]
+            rows = raw.execute(claim_sql, (now_text, limit, worker_id, *types, *untils)).fetchall()
             rows.sort(key=lambda r: (r[I_SCHEDULED_AT], r[I_ID]))
-            now_dt = parse_ts(now)
+            now_dt = parse_ts(now_text)
             claimed = [job_from_row(row, now_dt) for row in rows]
             has_more = False
             if len(claimed) >= limit:
-                # writers are serialised: anything still ready now remained after this claim
-                has_more = bool(raw.execute(sql.any_ready, (now, types_json)).fetchone()[0])
+                # writers are serialised: anything still ready now_text remained after this claim
+                has_more = bool(raw.execute(sql.any_ready, (now_text, types_json)).fetchone()[0])
             return ClaimResult(jobs=claimed, has_more=has_more)
 
         return await self.provider.run_write(op, tx, atomic=False)
@@ -762,8 +757,8 @@ class SqliteStateAdapter:
         sql = self._sql.renew_leases
 
         def op(raw: sqlite3.Connection) -> LeaseRenewal:
-            now = _now(raw)
-            untils = {job_id: add_delta(now, d) for job_id, d in durations.items()}
+            now_text, _ = now()
+            untils = {job_id: add_delta(now_text, d) for job_id, d in durations.items()}
             renewed = {
                 row[0]: parse_ts(row[1])
                 for row in raw.execute(sql, (_jdump(untils), worker_id)).fetchall()
@@ -798,11 +793,10 @@ class SqliteStateAdapter:
         sql = self._sql
 
         def op(raw: sqlite3.Connection) -> CompleteResult:
-            now = _now(raw)
-            now_dt = parse_ts(now)
+            now_text, now_dt = now()
             row = raw.execute(
                 sql.complete_job,
-                (job_id, outcome, output_text, succeeded_by_job_id, now, worker_id, error),
+                (job_id, outcome, output_text, succeeded_by_job_id, now_text, worker_id, error),
             ).fetchone()
             if row is None:
                 raise JobNotFoundError(job_id)
@@ -813,7 +807,7 @@ class SqliteStateAdapter:
             if still_open is not None and still_open[0]:
                 return CompleteResult(job=closed)
             contexts = [r[0] for r in raw.execute(sql.blocker_trace_contexts, (closed.chain_id,))]
-            released = raw.execute(sql.unblock, (closed.chain_id, now)).fetchall()
+            released = raw.execute(sql.unblock, (closed.chain_id, now_text)).fetchall()
             released.sort(key=lambda r: (r[I_CREATED_AT], r[I_ID]))
             unblocked = [job_from_row(r, now_dt) for r in released if r[I_OUTCOME] is None]
             return CompleteResult(job=closed, unblocked=unblocked, blocker_trace_contexts=contexts)
@@ -831,11 +825,11 @@ class SqliteStateAdapter:
         sql = self._sql.reschedule
 
         def op(raw: sqlite3.Connection) -> StoredJob:
-            now = _now(raw)
-            row = raw.execute(sql, (job_id, _scheduled_at(schedule, now), error)).fetchone()
+            now_text, now_dt = now()
+            row = raw.execute(sql, (job_id, _scheduled_at(schedule, now_text), error)).fetchone()
             if row is None:
                 raise JobNotFoundError(job_id)
-            return job_from_row(row, parse_ts(now))
+            return job_from_row(row, now_dt)
 
         return await self.provider.run_write(op, tx, atomic=False)
 
@@ -855,9 +849,8 @@ class SqliteStateAdapter:
             return []
 
         def op(raw: sqlite3.Connection) -> list[StoredJob]:
-            now = _now(raw)
-            now_dt = parse_ts(now)
-            rows = raw.execute(sql.expired_leases, (now, types, excluded, limit)).fetchall()
+            now_text, now_dt = now()
+            rows = raw.execute(sql.expired_leases, (now_text, types, excluded, limit)).fetchall()
             if not rows:
                 return []
             raw.execute(sql.clear_leases, (_jdump([r[0] for r in rows]),))
@@ -891,8 +884,7 @@ class SqliteStateAdapter:
         ids_json = _jdump(ids)
 
         def op(raw: sqlite3.Connection) -> TriggerResult:
-            now = _now(raw)
-            now_dt = parse_ts(now)
+            now_text, now_dt = now()
             found = {
                 row[0]: job_from_row(row, now_dt)
                 for row in raw.execute(sql.jobs_by_ids, (ids_json,))
@@ -907,7 +899,7 @@ class SqliteStateAdapter:
                 return TriggerResult(
                     triggered=[], not_found=not_found, not_triggerable=not_triggerable
                 )
-            raw.execute(sql.trigger, (ids_json, now))
+            raw.execute(sql.trigger, (ids_json, now_text))
             triggered = []
             for i in ids:
                 job = found[i]
@@ -928,7 +920,7 @@ class SqliteStateAdapter:
         sql = self._sql
 
         def op(raw: sqlite3.Connection) -> DeleteResult:
-            now_dt = parse_ts(_now(raw))
+            _, now_dt = now()
             targets: dict[str, None] = {
                 row[0]: None for row in raw.execute(sql.chain_roots, (requested,))
             }

@@ -57,13 +57,19 @@ class SqliteSetupError(QueuertError):
 
 
 class TransactionAbortedError(QueuertError):
-    """SQLite rolled the transaction back on its own after an error (disk full, I/O error, ...).
+    """The transaction (or savepoint) cannot continue.
 
-    The transaction cannot continue; leave the ``async with`` block (it rolls back) and retry.
+    Either SQLite rolled the transaction back on its own after an error (disk full, I/O error, ...),
+    or a statement was made to fail with :meth:`SqliteStateAdapter.poison`, which emulates
+    PostgreSQL's aborted-transaction state for tests: every operation raises until the savepoint
+    that was open at the failure is rolled back, and the transaction cannot commit.
     """
 
-    def __init__(self) -> None:
-        super().__init__("SQLite rolled this transaction back after an error; it cannot continue")
+    def __init__(
+        self,
+        message: str = "SQLite rolled this transaction back after an error; it cannot continue",
+    ) -> None:
+        super().__init__(message)
 
 
 def is_busy(exc: BaseException) -> bool:
@@ -226,7 +232,16 @@ class SqliteConnection:
     ``async with ....transaction()`` block that produced it.
     """
 
-    __slots__ = ("_active", "_begun", "_pending", "_provider", "_savepoints", "_task")
+    __slots__ = (
+        "_aborted",
+        "_active",
+        "_begun",
+        "_depth",
+        "_pending",
+        "_provider",
+        "_savepoints",
+        "_task",
+    )
 
     def __init__(self, provider: SqliteProvider, task: asyncio.Task[Any] | None) -> None:
         self._provider = provider
@@ -237,6 +252,10 @@ class SqliteConnection:
         self._pending: list[str] = [_BEGIN]
         """Statements to send before the next operation (BEGIN, SAVEPOINT, RELEASE, ROLLBACK TO)."""
         self._savepoints = 0
+        self._depth = 0
+        """Open savepoints (0 = the transaction itself)."""
+        self._aborted: int | None = None
+        """Depth at which a poisoned statement failed (emulated aborted state), else None."""
 
     @property
     def is_active(self) -> bool:
@@ -305,16 +324,20 @@ class _Transaction:
 
 
 class _Savepoint:
-    __slots__ = ("_name", "_provider", "_tx")
+    __slots__ = ("_depth", "_name", "_provider", "_tx")
 
     def __init__(self, provider: SqliteProvider, tx: SqliteConnection) -> None:
         self._provider = provider
         self._tx = tx
         self._name = ""
+        self._depth = 0
 
     async def __aenter__(self) -> SqliteConnection:
         tx = self._provider._check_tx(self._tx)
+        self._provider._check_not_aborted(tx)
         tx._savepoints += 1
+        tx._depth += 1
+        self._depth = tx._depth
         self._name = f"queuert_sp_{tx._savepoints}"
         tx._pending.append(f"SAVEPOINT {self._name}")
         return tx
@@ -328,13 +351,22 @@ class _Savepoint:
         tx = self._tx
         if not tx._active:
             return
+        tx._depth = self._depth - 1
+        aborted = tx._aborted is not None and tx._aborted >= self._depth
+        if aborted:
+            tx._aborted = None  # rolling this savepoint back ends the aborted state
+        rollback = exc_type is not None or aborted
         opened = f"SAVEPOINT {self._name}"
         if tx._pending and tx._pending[-1] == opened:
             tx._pending.pop()  # nothing ran inside: the savepoint never reached SQLite
-            return
-        if exc_type is not None:
-            tx._pending.append(f"ROLLBACK TO {self._name}")
-        tx._pending.append(f"RELEASE {self._name}")
+        else:
+            if rollback:
+                tx._pending.append(f"ROLLBACK TO {self._name}")
+            tx._pending.append(f"RELEASE {self._name}")
+        if aborted and exc_type is None:
+            raise TransactionAbortedError(
+                "a statement failed in this savepoint; it has been rolled back"
+            )
 
 
 class SqliteProvider:
@@ -490,6 +522,9 @@ class SqliteProvider:
         return SqliteConnection(self, task)
 
     async def _end(self, tx: SqliteConnection, *, commit: bool) -> None:
+        aborted = commit and tx._aborted is not None
+        if aborted:
+            commit = False
         try:
             if tx._begun and not self._closed:
                 if commit:
@@ -508,6 +543,10 @@ class SqliteProvider:
             tx._pending.clear()
             self._owner = None
             self._write_lock.release()
+        if aborted:
+            raise TransactionAbortedError(
+                "a statement failed in this transaction; it has been rolled back"
+            )
 
     def _commit_on_thread(self, tx: SqliteConnection) -> None:
         raw = self._writer.raw
@@ -559,6 +598,22 @@ class SqliteProvider:
         if not tx._active:
             raise UsageError("the transaction has already ended")
         return tx
+
+    @staticmethod
+    def _check_not_aborted(tx: SqliteConnection) -> None:
+        if tx._aborted is not None:
+            raise TransactionAbortedError(
+                "a statement failed in this transaction: roll back to the enclosing savepoint "
+                "(or end the transaction) before running more statements"
+            )
+
+    async def poison(self, tx: SqliteConnection, fn: Callable[[sqlite3.Connection], Any]) -> None:
+        """Run ``fn`` (a statement that fails) in ``tx`` and put ``tx`` into the aborted state."""
+        tx = self._check_tx(tx)
+        try:
+            await self._run_in_tx(tx, fn, atomic=False)
+        finally:
+            tx._aborted = tx._depth
 
     # -- running operations -------------------------------------------------------------------------
 
@@ -612,6 +667,8 @@ class SqliteProvider:
     async def _run_in_tx(
         self, tx: SqliteConnection, fn: Callable[[sqlite3.Connection], T], *, atomic: bool
     ) -> T:
+        self._check_not_aborted(tx)
+
         def job() -> T:
             raw = self._writer.raw
             self._flush_pending(tx, raw)

@@ -1,32 +1,36 @@
-"""Timestamps as SQLite stores them: UTC text ``YYYY-MM-DD HH:MM:SS.SSS`` (millisecond precision).
+"""Timestamps as the adapter stores them: UTC text ``YYYY-MM-DD HH:MM:SS.ffffff`` (microseconds).
 
-This is the format of ``strftime('%Y-%m-%d %H:%M:%f', 'now')``. Fixed width, so text order is time
-order and SQL can compare and ``max()`` the values directly. "Now" always comes from SQLite; Python only
-adds durations to it and formats/parses values.
+Fixed width, so text order is time order and SQL compares and ``max()``/``min()``s values directly.
+It is also a format SQLite's own date functions read.
+
+The clock. SQLite is embedded: its ``'now'`` (``julianday('now')``, ``strftime(..., 'now')``) is the
+host's real-time clock read through the VFS, and every process that opens the file runs on that host
+(WAL needs shared memory, so no network file systems). But SQLite only reports it with *millisecond*
+resolution, which is too coarse for a queue (operations a few hundred microseconds apart would carry
+the same time and lose their order). The adapter therefore reads the same clock, ``CLOCK_REALTIME``,
+with microsecond resolution on the connection's thread at the start of each operation, and does the
+arithmetic in Python. It never uses a caller-supplied time as "now".
 """
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
 
-__all__ = ["MAX_TS", "NOW_SQL", "add_delta", "format_ts", "parse_ts"]
+__all__ = ["MAX_TS", "add_delta", "format_ts", "now", "parse_ts"]
 
 UTC = timezone.utc
-
-NOW_SQL = "SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')"
-"""The store's clock, read once per operation."""
-
-MAX_TS = "9999-12-31 23:59:59.999"
+MAX_TS = "9999-12-31 23:59:59.999999"
 
 
 def format_ts(value: datetime) -> str:
-    """Text form of an aware datetime (converted to UTC, truncated to milliseconds)."""
+    """Text form of an aware datetime (converted to UTC)."""
     if value.tzinfo is None:
         raise ValueError("naive datetimes cannot be stored; pass a timezone-aware value")
     v = value.astimezone(UTC)
     return (
         f"{v.year:04d}-{v.month:02d}-{v.day:02d} "
-        f"{v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond // 1000:03d}"
+        f"{v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}"
     )
 
 
@@ -35,9 +39,21 @@ def parse_ts(text: str) -> datetime:
     return datetime.fromisoformat(text + "+00:00")
 
 
+def now() -> tuple[str, datetime]:
+    """The store's clock now, as stored text and as an aware datetime."""
+    micros = time.time_ns() // 1000
+    seconds, us = divmod(micros, 1_000_000)
+    t = time.gmtime(seconds)
+    text = (
+        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{us:06d}"
+    )
+    return text, datetime(t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, us, UTC)
+
+
 def add_delta(now: str, delta: timedelta) -> str:
     """``now + delta`` in stored form (saturating at the largest representable time)."""
     try:
         return format_ts(parse_ts(now) + delta)
     except OverflowError:
-        return MAX_TS if delta > timedelta(0) else now
+        return MAX_TS if delta > timedelta(0) else "0001-01-01 00:00:00.000000"
