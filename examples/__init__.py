@@ -1,0 +1,1 @@
+"""Runnable examples of queuert, one feature per module (``python -m examples.<name>``)."""

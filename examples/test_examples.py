@@ -1,0 +1,146 @@
+"""Runs every example's ``main()`` and checks what it shows."""
+
+from __future__ import annotations
+
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from examples import (
+    blockers,
+    continuations,
+    deduplication,
+    deletion_and_trigger,
+    middleware_and_shutdown,
+    observability,
+    processing_modes,
+    pydantic_validation,
+    quick_start,
+    scheduling_and_retries,
+    transactional_enqueue,
+    workerless,
+)
+
+HERE = Path(__file__).parent
+
+
+def test_every_example_is_tested() -> None:
+    tested = {name.removeprefix("test_") for name in globals() if name.startswith("test_")}
+    examples = {m.name for m in pkgutil.iter_modules([str(HERE)]) if not m.name.startswith("test_")}
+    assert examples <= tested
+
+
+def test_examples_run_as_scripts() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "examples.quick_start"],
+        cwd=HERE.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "WelcomeSent(message_id='msg-42')" in done.stdout
+
+
+async def test_quick_start(capsys: pytest.CaptureFixture[str]) -> None:
+    sent = await quick_start.main()
+    assert sent == quick_start.WelcomeSent(message_id="msg-42")
+    assert "status closed, outcome completed, attempts 1" in capsys.readouterr().out
+
+
+async def test_transactional_enqueue() -> None:
+    exists = await transactional_enqueue.main()
+    assert exists == {"o-1": False, "o-2": True, "o-3": False, "o-4": True}
+
+
+async def test_continuations() -> None:
+    results = await continuations.main()
+    assert results["linear"] == continuations.Url("https://cdn.example.com/512/cat.png")
+    assert results["card"].how.startswith("card charged")
+    assert results["invoice"].how.startswith("invoice sent")
+    assert results["loop"] == continuations.Liftoff(ticks=3)
+    assert results["loop_jobs"] == 4
+    assert results["goto"].rounds == 3
+
+
+async def test_blockers() -> None:
+    results = await blockers.main()
+    assert results["good"] == blockers.Valuation("ann", 1250 + 830 + 415, missing=[])
+    assert results["lenient"] == blockers.Valuation("cy", 1250, missing=["NOPE"])
+    assert results["report"].line == "user7 has 2 orders"
+    assert "closed as failed" in results["bad"]
+
+
+async def test_scheduling_and_retries() -> None:
+    results = await scheduling_and_retries.main()
+    assert results["flaky"].attempts == 3
+    assert results["limited"].attempts == 2
+    assert results["broken"].outcome == "failed"
+    assert results["broken"].tail.attempt == 3
+    log = results["log"]
+    assert log.index("reminder 'after' runs") < log.index("reminder 'at' runs")
+
+
+async def test_deduplication() -> None:
+    results = await deduplication.main()
+    assert results == {
+        "again": True,
+        "other_type": False,
+        "after_close": False,
+        "recent": True,
+        "outside": False,
+        "duplicate": True,
+        "runs": [1, 2, 3],
+    }
+
+
+async def test_workerless() -> None:
+    results = await workerless.main()
+    assert results["ann"] == workerless.Paid("tr-ann")
+    assert isinstance(results["bob"], workerless.Rejected)
+    assert results["cy"] == "cancelled"
+
+
+async def test_deletion_and_trigger() -> None:
+    results = await deletion_and_trigger.main()
+    assert results["refused"] is True
+    assert results["deleted"] == ["build_sitemap", "crawl", "crawl"]
+    assert results["blog"].url == "/blog"
+    assert results["left"] == 0
+
+
+async def test_processing_modes() -> None:
+    results = await processing_modes.main()
+    assert results["modes"] == {
+        "record_payment attempt 1": "atomic",
+        "record_payment attempt 2": "atomic",
+        "render_pdf": "staged",
+        "ping fast": "atomic",
+        "ping slow": "staged",
+    }
+    assert results["audit"] == ["pay-1 attempt 2"], "the failed attempt's own write rolled back"
+
+
+async def test_middleware_and_shutdown(capsys: pytest.CaptureFixture[str]) -> None:
+    done = await middleware_and_shutdown.main()
+    assert done.processed == 30
+    assert done.workers == ["worker-a", "worker-b"]
+    assert "process_batch took" in capsys.readouterr().out
+
+
+async def test_observability() -> None:
+    counts = await observability.main()
+    for name in ("chain_created", "job_attempt_started", "job_attempt_completed", "chain_closed"):
+        assert counts[name] == 1
+
+
+async def test_pydantic_validation() -> None:
+    results = await pydantic_validation.main()
+    assert results["invalid"] == "invalid_input"
+    assert results["confirmation"].code == "ADA"
+    assert results["confirmation"].departs.day == 4
+    assert results["not_json"] == "$.when"
+    assert results["chains"] == 1, "the refused booking wrote nothing"
