@@ -138,7 +138,7 @@ class NatsNotifyAdapter:
     def _start(self) -> None:
         if self._owns_client and self._connect_task is None:
             self._connect_task = asyncio.get_running_loop().create_task(
-                self._connect(), name="queuert-nats-notify-connect"
+                self._connect(), name="queuert_nats.connect"
             )
 
     async def _connect(self) -> None:

@@ -76,7 +76,7 @@ class Subscriber:
                     )
         if self._task is None and not self._closed:
             self._task = asyncio.get_running_loop().create_task(
-                self._run(), name="queuert-redis-notify-subscriber"
+                self._run(), name="queuert_redis.subscriber"
             )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
