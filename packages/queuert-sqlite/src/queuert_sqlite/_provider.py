@@ -399,6 +399,7 @@ class SqliteProvider:
         self._closed = False
         self.journal_mode = ""
         self.sqlite_version = sqlite3.sqlite_version
+        self._poll_begin = False
 
     # -- opening and closing ------------------------------------------------------------------------
 
@@ -425,6 +426,10 @@ class SqliteProvider:
                 modes.append(str(row[0]).upper() if row else "")
 
             _run_with_busy_retries(set_journal, options, "set journal mode")
+            if modes and modes[0] == "WAL":
+                # In WAL mode only BEGIN IMMEDIATE ever waits on the writer; the provider polls
+                # for it itself (see _begin_on_thread), so SQLite's own handler is switched off.
+                raw.execute("PRAGMA busy_timeout = 0")
 
         writer = await _Conn.open(
             database, uri=uri, options=options, role="writer", setup=writer_setup
@@ -457,6 +462,7 @@ class SqliteProvider:
             database, uri=uri, memory=memory, options=options, writer=writer, readers=readers
         )
         provider.journal_mode = modes[0] if modes else ""
+        provider._poll_begin = provider.journal_mode == "WAL"
         return provider
 
     @property
@@ -569,6 +575,34 @@ class SqliteProvider:
                 raw.execute("ROLLBACK")
             raise
 
+    def _begin_on_thread(self, raw: sqlite3.Connection) -> None:
+        """``BEGIN IMMEDIATE``, waiting up to ``busy_timeout`` for another process's write lock.
+
+        SQLite's own busy handler sleeps in growing steps up to 100 ms, so a process waiting in it
+        can starve while other processes take and release the lock between its naps. In WAL mode
+        the provider polls instead, every 0.1 to 2 ms with jitter (a failed attempt is one
+        non-blocking file-lock call), which shares the lock fairly between processes.
+        """
+        if not self._poll_begin:
+            raw.execute(_BEGIN)
+            return
+        deadline: float | None = None
+        delay = 0.0001
+        while True:
+            try:
+                raw.execute(_BEGIN)
+                return
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc):
+                    raise
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self.options.busy_timeout
+                elif now >= deadline:
+                    raise
+            time.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, 0.002)
+
     def _rollback_on_thread(self, tx: SqliteConnection) -> None:
         tx._pending.clear()
         raw = self._writer.raw
@@ -583,7 +617,7 @@ class SqliteProvider:
             if stmt == _BEGIN:
                 if raw.in_transaction:  # left over by a cancelled caller: never join it
                     raw.execute("ROLLBACK")
-                raw.execute(_BEGIN)
+                self._begin_on_thread(raw)
                 tx._begun = True
             else:
                 raw.execute(stmt)
@@ -654,7 +688,7 @@ class SqliteProvider:
         raw = self._writer.raw
         if raw.in_transaction:  # left over by a cancelled transaction: never join it
             raw.execute("ROLLBACK")
-        raw.execute(_BEGIN)
+        self._begin_on_thread(raw)
         try:
             result = fn(raw)
             raw.execute("COMMIT")

@@ -1,0 +1,27 @@
+"""The shared behaviour suites (client + worker) on a SQLite file, with and without a table prefix."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from queuert.state import StateAdapter
+from queuert_conformance import StateHarness
+from queuert_conformance.behaviour import *  # noqa: F403
+from queuert_sqlite import SqliteStateAdapter
+
+
+@pytest.fixture
+async def queuert_state_harness(db_path: Path, table_prefix: str) -> AsyncIterator[StateHarness]:
+    adapter = await SqliteStateAdapter.open(db_path, table_prefix=table_prefix)
+    await adapter.migrate()
+
+    async def open_another() -> StateAdapter[Any]:
+        return await SqliteStateAdapter.open(db_path, table_prefix=table_prefix)
+
+    try:
+        yield StateHarness(adapter=adapter, poison=adapter.poison, open_another=open_another)
+    finally:
+        await adapter.close()
