@@ -1,0 +1,25 @@
+"""PostgreSQL backends for queuert: a state adapter and a LISTEN/NOTIFY notify adapter."""
+
+from queuert_postgres._provider import (
+    AsyncpgProvider,
+    PgProvider,
+    PsycopgProvider,
+    Sql,
+    SqlAlchemyProvider,
+    TransactionAbortedError,
+)
+from queuert_postgres._schema import MIGRATIONS
+from queuert_postgres._url import from_url
+from queuert_postgres.state import PgStateAdapter
+
+__all__ = [
+    "MIGRATIONS",
+    "AsyncpgProvider",
+    "PgProvider",
+    "PgStateAdapter",
+    "PsycopgProvider",
+    "Sql",
+    "SqlAlchemyProvider",
+    "TransactionAbortedError",
+    "from_url",
+]

@@ -1,0 +1,361 @@
+"""The provider seam: how queuert's SQL reaches the database driver the application already uses.
+
+The state adapter writes every statement once, with PostgreSQL's native ``$1, $2, ...`` placeholders,
+and hands it to a provider together with the arguments and the transaction (``tx``) the caller passed.
+A provider knows one driver:
+
+* :class:`AsyncpgProvider` (default): ``tx`` is an ``asyncpg`` connection inside a transaction.
+* :class:`PsycopgProvider`: ``tx`` is a ``psycopg.AsyncConnection`` (psycopg 3).
+* :class:`SqlAlchemyProvider`: ``tx`` is a SQLAlchemy 2 ``AsyncSession`` or ``AsyncConnection``; the SQL runs
+  on the session's underlying driver connection (asyncpg or psycopg), inside the session's transaction.
+
+Without ``tx`` a provider runs the statement on a connection of its own (a pooled one that is not inside
+anybody's transaction), so such reads never see uncommitted work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import re
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from queuert.errors import QueuertError, UsageError
+
+__all__ = [
+    "AsyncpgProvider",
+    "PgProvider",
+    "PsycopgProvider",
+    "Sql",
+    "SqlAlchemyProvider",
+    "TransactionAbortedError",
+]
+
+TxT = TypeVar("TxT")
+Row = Sequence[Any]
+
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+class TransactionAbortedError(QueuertError):
+    """A statement failed inside the transaction, so PostgreSQL rolled it back instead of committing."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the transaction was aborted by a failed statement and has been rolled back "
+            "(roll back to a savepoint to recover from a failed statement)"
+        )
+
+
+class Sql:
+    """One SQL statement with ``$n`` placeholders, translated lazily for drivers that need another style."""
+
+    __slots__ = ("_format", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._format: tuple[str, tuple[int, ...]] | None = None
+
+    def format_style(self) -> tuple[str, tuple[int, ...]]:
+        """The statement in psycopg's ``%s`` style and, per placeholder, the argument index it takes."""
+        if self._format is None:
+            order: list[int] = []
+
+            def repl(match: re.Match[str]) -> str:
+                order.append(int(match.group(1)) - 1)
+                return "%s"
+
+            escaped = self.text.replace("%", "%%")
+            self._format = (_PLACEHOLDER.sub(repl, escaped), tuple(order))
+        return self._format
+
+    def __repr__(self) -> str:
+        return f"Sql({self.text[:60]!r}...)"
+
+
+@runtime_checkable
+class PgProvider(Protocol[TxT]):
+    """What the PostgreSQL state adapter needs from a database driver."""
+
+    def transaction(self) -> AbstractAsyncContextManager[TxT]:
+        """A new transaction on a connection of the provider: commit on normal exit, roll back on error."""
+        ...
+
+    async def fetch(self, sql: Sql, args: Sequence[Any], tx: TxT | None) -> list[Row]:
+        """Run one statement (in ``tx`` when given, else on the provider's own connection) and return
+        its rows (empty for statements without a result)."""
+        ...
+
+    async def script(self, sql: str, tx: TxT) -> None:
+        """Run a parameterless script of one or more statements in ``tx`` (used for DDL)."""
+        ...
+
+    async def close(self) -> None:
+        """Release what the provider owns (not what the application passed in)."""
+        ...
+
+
+_savepoint_ids = itertools.count(1)
+
+
+def savepoint_name() -> str:
+    return f"queuert_sp_{next(_savepoint_ids)}"
+
+
+# -- asyncpg ----------------------------------------------------------------------------------------
+
+
+async def _asyncpg_fetch(conn: Any, sql: Sql, args: Sequence[Any]) -> list[Row]:
+    rows: list[Row] = await conn.fetch(sql.text, *args)
+    return rows
+
+
+class AsyncpgProvider:
+    """Runs the SQL on an ``asyncpg`` pool (``tx`` = an asyncpg connection inside a transaction).
+
+    Build it from a pool you already have (``AsyncpgProvider(pool)``; you close the pool) or let it
+    create one (``await AsyncpgProvider.connect(dsn)``; closed with the adapter). asyncpg prepares and
+    caches statements; behind PgBouncer in transaction pooling mode pass ``prepared_statements=False``
+    to :meth:`connect` (or create your pool with ``statement_cache_size=0``).
+    """
+
+    def __init__(self, pool: Any, *, owns_pool: bool = False) -> None:
+        self.pool = pool
+        self._owns_pool = owns_pool
+
+    @classmethod
+    async def connect(
+        cls,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        prepared_statements: bool = True,
+        **pool_options: Any,
+    ) -> AsyncpgProvider:
+        import asyncpg
+
+        if not prepared_statements:
+            pool_options.setdefault("statement_cache_size", 0)
+        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, **pool_options)
+        return cls(pool, owns_pool=True)
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Any]:
+        async with self.pool.acquire() as conn:
+            await conn.execute("BEGIN")
+            try:
+                yield conn
+            except BaseException:
+                if not conn.is_closed():
+                    with contextlib.suppress(Exception):
+                        await conn.execute("ROLLBACK")
+                raise
+            status = await conn.execute("COMMIT")
+            if status != "COMMIT":
+                raise TransactionAbortedError()
+
+    def transaction(self) -> AbstractAsyncContextManager[Any]:
+        return self._transaction()
+
+    async def fetch(self, sql: Sql, args: Sequence[Any], tx: Any | None) -> list[Row]:
+        if tx is None:
+            async with self.pool.acquire() as conn:
+                return await _asyncpg_fetch(conn, sql, args)
+        return await _asyncpg_fetch(tx, sql, args)
+
+    async def script(self, sql: str, tx: Any) -> None:
+        await tx.execute(sql)
+
+    async def close(self) -> None:
+        if self._owns_pool:
+            await self.pool.close()
+
+
+# -- psycopg 3 --------------------------------------------------------------------------------------
+
+
+async def _psycopg_fetch(
+    conn: Any, sql: Sql, args: Sequence[Any], prepare: bool | None
+) -> list[Row]:
+    text, order = sql.format_style()
+    params = [args[i] for i in order]
+    async with conn.cursor() as cur:
+        await cur.execute(text, params, prepare=prepare)
+        if cur.description is None:
+            return []
+        rows: list[Row] = await cur.fetchall()
+        return rows
+
+
+def _psycopg_in_error(conn: Any) -> bool:
+    from psycopg.pq import TransactionStatus
+
+    return bool(conn.info.transaction_status == TransactionStatus.INERROR)
+
+
+class _PsycopgPool:
+    """A minimal pool of autocommit ``psycopg.AsyncConnection`` objects (used when no pool is given)."""
+
+    def __init__(self, conninfo: str, max_size: int) -> None:
+        self._conninfo = conninfo
+        self._idle: list[Any] = []
+        self._slots = asyncio.Semaphore(max_size)
+        self._closed = False
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Any]:
+        import psycopg
+
+        async with self._slots:
+            conn = self._idle.pop() if self._idle else None
+            if conn is None or conn.closed:
+                conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+            healthy = False
+            try:
+                yield conn
+                healthy = True
+            finally:
+                from psycopg.pq import TransactionStatus
+
+                if (
+                    healthy
+                    and not self._closed
+                    and not conn.closed
+                    and conn.info.transaction_status == TransactionStatus.IDLE
+                ):
+                    self._idle.append(conn)
+                else:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+
+    async def close(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+
+class PsycopgProvider:
+    """Runs the SQL with psycopg 3 (``tx`` = a ``psycopg.AsyncConnection`` inside a transaction).
+
+    Pass ``conninfo`` (the provider keeps a small pool of its own autocommit connections) or ``pool``,
+    any object with an ``async with pool.connection() as conn`` method (e.g. ``psycopg_pool``'s
+    ``AsyncConnectionPool`` whose connections are in autocommit mode). ``prepare=False`` disables
+    server-side prepared statements (PgBouncer transaction pooling).
+    """
+
+    def __init__(
+        self,
+        conninfo: str | None = None,
+        *,
+        pool: Any = None,
+        max_size: int = 10,
+        prepare: bool | None = None,
+    ) -> None:
+        if (conninfo is None) == (pool is None):
+            raise UsageError("PsycopgProvider needs exactly one of conninfo or pool")
+        self._own_pool = _PsycopgPool(conninfo, max_size) if conninfo is not None else None
+        self.pool: Any = self._own_pool if self._own_pool is not None else pool
+        self._prepare = False if prepare is False else None
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Any]:
+        async with self.pool.connection() as conn, conn.transaction():
+            yield conn
+            if _psycopg_in_error(conn):
+                raise TransactionAbortedError()
+
+    def transaction(self) -> AbstractAsyncContextManager[Any]:
+        return self._transaction()
+
+    async def fetch(self, sql: Sql, args: Sequence[Any], tx: Any | None) -> list[Row]:
+        if tx is None:
+            async with self.pool.connection() as conn:
+                return await _psycopg_fetch(conn, sql, args, self._prepare)
+        return await _psycopg_fetch(tx, sql, args, self._prepare)
+
+    async def script(self, sql: str, tx: Any) -> None:
+        await tx.execute(sql)
+
+    async def close(self) -> None:
+        if self._own_pool is not None:
+            await self._own_pool.close()
+
+
+# -- SQLAlchemy 2 (async) ---------------------------------------------------------------------------
+
+
+class SqlAlchemyProvider:
+    """Runs the SQL inside SQLAlchemy 2 async transactions (``tx`` = ``AsyncSession`` or ``AsyncConnection``).
+
+    Built from the application's ``AsyncEngine`` (``postgresql+asyncpg://`` or
+    ``postgresql+psycopg://``). Statements go straight to the driver connection under the session, in
+    the session's transaction, so a rollback of the session also removes the jobs. ``transaction()``
+    yields an ``AsyncConnection`` of ``engine.begin()``.
+    """
+
+    def __init__(self, engine: Any, *, prepare: bool | None = None) -> None:
+        self.engine = engine
+        self._prepare = False if prepare is False else None
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Any]:
+        async with self.engine.begin() as conn:
+            yield conn
+            kind, driver = await self._driver(conn)
+            if kind == "psycopg" and _psycopg_in_error(driver):
+                raise TransactionAbortedError()
+
+    def transaction(self) -> AbstractAsyncContextManager[Any]:
+        return self._transaction()
+
+    async def _driver(self, tx: Any) -> tuple[str, Any]:
+        """The driver connection under ``tx``, with the transaction begun on the server."""
+        conn = tx
+        if hasattr(tx, "sync_session"):  # AsyncSession
+            conn = await tx.connection()
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        module = type(driver).__module__
+        if module.startswith("asyncpg"):
+            if conn.in_transaction() and not driver.is_in_transaction():
+                # SQLAlchemy's asyncpg adapter sends BEGIN lazily, with its first statement.
+                await conn.exec_driver_sql("SELECT 1")
+            return "asyncpg", driver
+        if module.startswith("psycopg"):
+            return "psycopg", driver
+        raise UsageError(f"SqlAlchemyProvider supports asyncpg and psycopg engines, not {module}")
+
+    async def _run(self, conn: Any, sql: Sql, args: Sequence[Any]) -> list[Row]:
+        kind, driver = await self._driver(conn)
+        if kind == "asyncpg":
+            return await _asyncpg_fetch(driver, sql, args)
+        return await _psycopg_fetch(driver, sql, args, self._prepare)
+
+    async def fetch(self, sql: Sql, args: Sequence[Any], tx: Any | None) -> list[Row]:
+        if tx is not None:
+            return await self._run(tx, sql, args)
+        async with self.engine.connect() as conn:
+            kind, driver = await self._driver(conn)
+            if kind == "asyncpg":  # not in a transaction: the statement commits by itself
+                return await _asyncpg_fetch(driver, sql, args)
+            try:
+                rows = await _psycopg_fetch(driver, sql, args, self._prepare)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await driver.rollback()
+                raise
+            await driver.commit()
+            return rows
+
+    async def script(self, sql: str, tx: Any) -> None:
+        kind, driver = await self._driver(tx)
+        await driver.execute(sql)
+
+    async def close(self) -> None:
+        """The engine belongs to the application; nothing to release."""

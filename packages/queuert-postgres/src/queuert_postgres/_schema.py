@@ -1,0 +1,150 @@
+"""Identifiers, table names and the versioned migrations of the PostgreSQL schema."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from queuert.errors import InvalidIdentifierError
+
+__all__ = ["MIGRATIONS", "Migration", "Names", "validate_identifier"]
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_MAX_PREFIX = 40  # leaves room for the longest suffix within PostgreSQL's 63-byte identifiers
+
+
+def validate_identifier(what: str, value: object, *, allow_empty: bool = False) -> str:
+    if not isinstance(value, str):
+        raise InvalidIdentifierError(what, repr(value))
+    if value == "" and allow_empty:
+        return value
+    if not _IDENTIFIER.fullmatch(value) or len(value) > 63:
+        raise InvalidIdentifierError(what, value)
+    return value
+
+
+@dataclass(frozen=True)
+class Names:
+    """Quoted, validated names of everything the adapter creates."""
+
+    schema: str
+    prefix: str
+
+    def __post_init__(self) -> None:
+        validate_identifier("schema", self.schema)
+        validate_identifier("table prefix", self.prefix, allow_empty=True)
+        if len(self.prefix) > _MAX_PREFIX:
+            raise InvalidIdentifierError("table prefix", self.prefix)
+
+    def _q(self, name: str) -> str:
+        return f'"{self.schema}"."{self.prefix}{name}"'
+
+    @property
+    def schema_q(self) -> str:
+        return f'"{self.schema}"'
+
+    @property
+    def job(self) -> str:
+        return self._q("job")
+
+    @property
+    def blocker(self) -> str:
+        return self._q("job_blocker")
+
+    @property
+    def migration(self) -> str:
+        return self._q("migration")
+
+    def index(self, name: str) -> str:
+        """An unqualified index name (indexes live in their table's schema)."""
+        return f'"{self.prefix}{name}"'
+
+    def render(self, template: str) -> str:
+        return (
+            template.replace("{job}", self.job)
+            .replace("{blocker}", self.blocker)
+            .replace("{migration}", self.migration)
+            .replace("{schema}", self.schema_q)
+            .replace("{p}", self.prefix)
+        )
+
+
+@dataclass(frozen=True)
+class Migration:
+    name: str
+    sql: str
+    """A script template (``{job}``, ``{blocker}``, ``{p}`` are replaced with the configured names)."""
+
+
+_INITIAL = """
+CREATE TABLE {job} (
+    id                  uuid        PRIMARY KEY,
+    type_name           text        NOT NULL,
+    chain_id            uuid        NOT NULL,
+    chain_type_name     text        NOT NULL,
+    chain_index         integer     NOT NULL,
+    input               json,
+    output              json,
+    outcome             text        CHECK (outcome IN ('completed', 'failed', 'cancelled')),
+    succeeded_by_job_id uuid,
+    created_at          timestamptz NOT NULL,
+    scheduled_at        timestamptz NOT NULL,
+    completed_at        timestamptz,
+    completed_by        text,
+    attempt             integer     NOT NULL DEFAULT 0,
+    last_attempt_at     timestamptz,
+    last_attempt_error  text,
+    leased_by           text,
+    leased_until        timestamptz,
+    open_blockers       integer     NOT NULL DEFAULT 0,
+    deduplication_key   text,
+    chain_trace_context text,
+    trace_context       text,
+    CONSTRAINT "{p}job_root_chk" CHECK ((chain_index = 0) = (chain_id = id))
+);
+CREATE UNIQUE INDEX "{p}job_chain_position_idx" ON {job} (chain_id, chain_index);
+CREATE INDEX "{p}job_ready_idx" ON {job} (type_name, scheduled_at, id)
+    WHERE outcome IS NULL AND open_blockers = 0 AND leased_until IS NULL;
+CREATE INDEX "{p}job_leased_idx" ON {job} (type_name, leased_until, id)
+    WHERE outcome IS NULL AND leased_until IS NOT NULL;
+CREATE INDEX "{p}job_dedup_idx" ON {job} (chain_type_name, deduplication_key, created_at DESC)
+    WHERE deduplication_key IS NOT NULL AND chain_index = 0;
+CREATE INDEX "{p}job_listing_idx" ON {job} (created_at, id);
+CREATE INDEX "{p}job_listing_type_idx" ON {job} (type_name, created_at, id);
+CREATE INDEX "{p}chain_listing_idx" ON {job} (created_at, id) WHERE chain_index = 0;
+CREATE INDEX "{p}chain_listing_type_idx" ON {job} (type_name, created_at, id) WHERE chain_index = 0;
+
+CREATE TABLE {blocker} (
+    job_id              uuid    NOT NULL REFERENCES {job} (id),
+    slot                integer NOT NULL,
+    blocked_by_chain_id uuid    NOT NULL REFERENCES {job} (id),
+    trace_context       text,
+    PRIMARY KEY (job_id, slot)
+);
+CREATE INDEX "{p}job_blocker_chain_idx" ON {blocker} (blocked_by_chain_id);
+"""
+
+_STORAGE_TUNING = """
+ALTER TABLE {job} SET (
+    fillfactor = 75,
+    autovacuum_vacuum_scale_factor = 0.02,
+    autovacuum_analyze_scale_factor = 0.02,
+    autovacuum_vacuum_cost_delay = 0
+);
+ALTER TABLE {blocker} SET (autovacuum_vacuum_cost_delay = 0);
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration("0001_initial_schema", _INITIAL),
+    Migration("0002_storage_tuning", _STORAGE_TUNING),
+)
+"""Applied in order; each in its own transaction. Never edit one that has shipped: add a new one."""
+
+BOOTSTRAP = """
+CREATE TABLE IF NOT EXISTS {migration} (
+    name       text        PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+MIGRATION_LOCK_KEY = 0x7175657565727401  # "queuert" + 1: one lock for every migrating process

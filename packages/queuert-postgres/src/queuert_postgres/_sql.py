@@ -1,0 +1,482 @@
+"""Every statement of the PostgreSQL state adapter, rendered once per (schema, table prefix).
+
+Conventions: ``$n`` placeholders with explicit casts (so every driver binds the same types); ids travel
+as text and are cast to ``uuid`` in SQL; JSON travels as text (``::json``) and comes back as text;
+"now" is ``statement_timestamp()`` (one clock reading per statement, taken by the server).
+"""
+
+from __future__ import annotations
+
+from queuert_postgres._provider import Sql
+from queuert_postgres._schema import Names
+
+__all__ = ["NCOLS", "Statements", "cols", "status_sql"]
+
+NOW = "statement_timestamp()"
+
+NCOLS = 23
+"""Number of columns :func:`cols` selects for one job."""
+
+
+def status_sql(a: str) -> str:
+    """The derived status of the job row ``a`` (precedence of :func:`queuert.state.derive_status`)."""
+    return (
+        f"CASE WHEN {a}.outcome IS NOT NULL THEN "
+        f"(CASE WHEN {a}.succeeded_by_job_id IS NOT NULL THEN 'continued' ELSE {a}.outcome END) "
+        f"WHEN {a}.leased_until IS NOT NULL THEN 'running' "
+        f"WHEN {a}.open_blockers > 0 THEN 'blocked' "
+        f"WHEN {a}.scheduled_at > {NOW} THEN 'scheduled' ELSE 'ready' END"
+    )
+
+
+def cols(a: str) -> str:
+    """The columns of one job (decoded by ``_rows.job_from_row``)."""
+    return (
+        f"{a}.id::text, {a}.type_name, {a}.chain_id::text, {a}.chain_type_name, {a}.chain_index, "
+        f"{a}.input::text, {a}.output::text, {a}.outcome, {a}.created_at, {a}.scheduled_at, "
+        f"{a}.completed_at, {a}.completed_by, {a}.succeeded_by_job_id::text, {a}.attempt, "
+        f"{a}.last_attempt_at, {a}.last_attempt_error, {a}.leased_by, {a}.leased_until, "
+        f"{a}.open_blockers > 0, {a}.deduplication_key, {a}.chain_trace_context, "
+        f"{a}.trace_context, {status_sql(a)}"
+    )
+
+
+NULL_COLS = ", ".join(["NULL"] * NCOLS)
+
+READY = "{a}.outcome IS NULL AND {a}.open_blockers = 0 AND {a}.leased_until IS NULL"
+
+
+def tail_of(chain: str, *, lock: str = "") -> str:
+    """A LATERAL subquery selecting the tail (highest ``chain_index``) of chain ``chain``."""
+    return (
+        f"(SELECT * FROM {{job}} t WHERE t.chain_id = {chain} "
+        f"ORDER BY t.chain_index DESC LIMIT 1 {lock})"
+    )
+
+
+def chain_open(root: str) -> str:
+    """True if the chain whose first job is ``root`` is open (its tail is open or continued)."""
+    return (
+        f"EXISTS (SELECT 1 FROM (SELECT t.outcome, t.succeeded_by_job_id FROM {{job}} t "
+        f"WHERE t.chain_id = {root} ORDER BY t.chain_index DESC LIMIT 1) t "
+        f"WHERE t.outcome IS NULL OR t.succeeded_by_job_id IS NOT NULL)"
+    )
+
+
+CREATE = f"""
+WITH i AS (
+    SELECT u.ord::int AS ord, u.id::uuid AS id, u.type_name, u.chain_type_name,
+           u.chain_id::uuid AS chain_id, u.chain_index, u.input, u.sched_at, u.sched_after,
+           u.dkey, u.dany, u.dwin, u.ctc, u.tc,
+           (CASE WHEN u.chain_id IS NOT NULL
+                 THEN min(u.ord) OVER (PARTITION BY u.chain_id, u.chain_index)
+                 WHEN u.dkey IS NOT NULL
+                 THEN min(u.ord) OVER (PARTITION BY u.chain_type_name, u.dkey)
+                 ELSE u.ord END)::int AS leader
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[],
+                $7::timestamptz[], $8::float8[], $9::text[], $10::bool[], $11::float8[],
+                $12::text[], $13::text[])
+         WITH ORDINALITY AS u(id, type_name, chain_type_name, chain_id, chain_index, input,
+                              sched_at, sched_after, dkey, dany, dwin, ctc, tc, ord)
+),
+cont AS (
+    SELECT i.ord, j.id AS rid
+    FROM i JOIN {{job}} j ON j.chain_id = i.chain_id AND j.chain_index = i.chain_index
+    WHERE i.chain_id IS NOT NULL AND i.leader = i.ord
+),
+dm AS (
+    SELECT DISTINCT ON (i.ord) i.ord, r.id AS rid
+    FROM i JOIN {{job}} r
+      ON r.chain_type_name = i.chain_type_name AND r.deduplication_key = i.dkey
+     AND r.chain_index = 0
+    WHERE i.dkey IS NOT NULL AND i.leader = i.ord
+      AND (i.dwin IS NULL OR r.created_at >= {NOW} - i.dwin * interval '1 second')
+      AND NOT EXISTS (SELECT 1 FROM unnest($14::int[], $15::text[]) AS e(o, c)
+                      WHERE e.o = i.ord AND e.c::uuid = r.id)
+      AND (i.dany OR {chain_open("r.id")})
+    ORDER BY i.ord, r.created_at DESC, r.id DESC
+),
+x AS (
+    SELECT i.* FROM i
+    WHERE i.leader = i.ord
+      AND NOT EXISTS (SELECT 1 FROM cont WHERE cont.ord = i.ord)
+      AND NOT EXISTS (SELECT 1 FROM dm WHERE dm.ord = i.ord)
+),
+clash AS (
+    SELECT x.ord, x.id FROM x WHERE EXISTS (SELECT 1 FROM {{job}} j WHERE j.id = x.id)
+    UNION ALL
+    SELECT min(x.ord), x.id FROM x GROUP BY x.id HAVING count(*) > 1
+),
+ins AS (
+    INSERT INTO {{job}} AS j (id, type_name, chain_id, chain_type_name, chain_index, input,
+                              created_at, scheduled_at, deduplication_key,
+                              chain_trace_context, trace_context)
+    SELECT x.id, x.type_name, coalesce(x.chain_id, x.id), x.chain_type_name, x.chain_index,
+           x.input::json, {NOW},
+           greatest(coalesce(x.sched_at, {NOW} + x.sched_after * interval '1 second'), {NOW}),
+           x.dkey, x.ctc, x.tc
+    FROM x WHERE NOT EXISTS (SELECT 1 FROM clash)
+    ORDER BY x.ord
+    ON CONFLICT (chain_id, chain_index) DO UPDATE SET chain_index = excluded.chain_index
+       WHERE excluded.chain_index > 0
+    RETURNING j.*
+),
+res AS (
+    SELECT cont.ord, true AS dedup, j.* FROM cont JOIN {{job}} j ON j.id = cont.rid
+    UNION ALL
+    SELECT dm.ord, true, j.* FROM dm JOIN {{job}} j ON j.id = dm.rid
+    UNION ALL
+    SELECT x.ord, ins.id <> x.id, ins.*
+    FROM x JOIN ins ON ins.chain_id = coalesce(x.chain_id, x.id) AND ins.chain_index = x.chain_index
+)
+SELECT c.clash::text, i.ord, (r.dedup OR i.leader <> i.ord), {cols("r")}
+FROM (SELECT (array_agg(clash.id ORDER BY clash.ord))[1] AS clash FROM clash) c
+LEFT JOIN (i JOIN res r ON r.ord = i.leader) ON true
+ORDER BY i.ord
+"""
+
+DEDUP_LOCKS = "SELECT pg_advisory_xact_lock(u.k) IS NULL FROM unnest($1::int8[]) AS u(k)"
+
+UNDO_CREATE = "DELETE FROM {job} WHERE id = ANY($1::text[]::uuid[])"
+
+ADD_BLOCKERS = f"""
+WITH l AS (
+    SELECT u.ord::int AS ord, u.job_id::uuid AS job_id, u.chain_id::uuid AS chain_id, u.ctx, u.item
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::int[])
+         WITH ORDINALITY AS u(job_id, chain_id, ctx, item, ord)
+),
+bad AS (
+    SELECT l.ord, l.item, l.job_id, l.chain_id,
+           NOT EXISTS (SELECT 1 FROM {{job}} j WHERE j.id = l.job_id) AS no_job
+    FROM l
+    WHERE NOT EXISTS (SELECT 1 FROM {{job}} j WHERE j.id = l.job_id)
+       OR (l.chain_id IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM {{job}} r WHERE r.id = l.chain_id AND r.chain_index = 0))
+    ORDER BY l.ord
+    LIMIT 1
+),
+tails AS (
+    SELECT c.chain_id, t.outcome, t.succeeded_by_job_id
+    FROM (SELECT DISTINCT l.chain_id FROM l
+          WHERE l.chain_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM bad)
+          ORDER BY l.chain_id) c
+    CROSS JOIN LATERAL {tail_of("c.chain_id", lock="FOR SHARE")} t
+),
+prev AS (
+    SELECT DISTINCT b.job_id, b.blocked_by_chain_id AS chain_id
+    FROM {{blocker}} b WHERE b.job_id IN (SELECT l.job_id FROM l)
+),
+fresh AS (
+    SELECT DISTINCT l.job_id, l.chain_id FROM l
+    WHERE l.chain_id IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM prev WHERE prev.job_id = l.job_id AND prev.chain_id = l.chain_id)
+),
+ins AS (
+    INSERT INTO {{blocker}} (job_id, slot, blocked_by_chain_id, trace_context)
+    SELECT l.job_id,
+           coalesce((SELECT max(b.slot) FROM {{blocker}} b WHERE b.job_id = l.job_id), -1)
+             + row_number() OVER (PARTITION BY l.job_id ORDER BY l.ord),
+           l.chain_id, l.ctx
+    FROM l WHERE l.chain_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM bad)
+),
+upd AS (
+    UPDATE {{job}} j SET open_blockers = j.open_blockers + n.k
+    FROM (SELECT f.job_id, count(*)::int AS k
+          FROM fresh f JOIN tails t ON t.chain_id = f.chain_id
+          WHERE t.outcome IS NULL GROUP BY f.job_id) n
+    WHERE j.id = n.job_id
+    RETURNING j.*
+),
+jr AS (
+    SELECT * FROM upd
+    UNION ALL
+    SELECT j.* FROM {{job}} j
+    WHERE j.id IN (SELECT l.job_id FROM l) AND j.id NOT IN (SELECT upd.id FROM upd)
+)
+SELECT b.no_job, b.item, b.chain_id::text,
+       l.item, l.chain_id::text,
+       CASE WHEN t.outcome IS NULL THEN 'open'
+            WHEN t.succeeded_by_job_id IS NULL THEN 'closed' ELSE 'follow' END,
+       r.chain_trace_context,
+       EXISTS (SELECT 1 FROM fresh f WHERE f.job_id = l.job_id AND f.chain_id = l.chain_id),
+       {cols("jr")}
+FROM (SELECT 1) one
+LEFT JOIN bad b ON true
+LEFT JOIN (l JOIN jr ON jr.id = l.job_id
+           LEFT JOIN tails t ON t.chain_id = l.chain_id
+           LEFT JOIN {{job}} r ON r.id = l.chain_id) ON b.ord IS NULL
+ORDER BY l.ord
+"""
+
+LOCK_TAILS = f"""
+SELECT c.chain_id::text,
+       CASE WHEN t.outcome IS NULL THEN 'open'
+            WHEN t.succeeded_by_job_id IS NULL THEN 'closed' ELSE 'follow' END
+FROM (SELECT DISTINCT x::uuid AS chain_id FROM unnest($1::text[]) AS x ORDER BY 1) c
+CROSS JOIN LATERAL {tail_of("c.chain_id", lock="FOR SHARE")} t
+"""
+
+ADD_OPEN_BLOCKERS = f"""
+UPDATE {{job}} j SET open_blockers = j.open_blockers + n.k
+FROM unnest($1::text[], $2::int[]) AS n(id, k)
+WHERE j.id = n.id::uuid
+RETURNING {cols("j")}
+"""
+
+GET_JOB = f"SELECT {cols('j')} FROM {{job}} j WHERE j.id = $1::uuid"
+GET_JOB_LOCKED = GET_JOB + " FOR NO KEY UPDATE"
+
+_GET_CHAIN = """
+SELECT {r}, {t} FROM {{job}} r CROSS JOIN LATERAL {tail} t
+WHERE r.id = $1::uuid AND r.chain_index = 0
+"""
+GET_CHAIN = _GET_CHAIN.format(r=cols("r"), t=cols("t"), tail=tail_of("r.id"))
+GET_CHAIN_LOCKED = _GET_CHAIN.format(
+    r=cols("r"), t=cols("t"), tail=tail_of("r.id", lock="FOR NO KEY UPDATE")
+)
+
+GET_JOB_BLOCKERS = f"""
+SELECT {cols("r")}, {cols("t")}
+FROM {{blocker}} b JOIN {{job}} r ON r.id = b.blocked_by_chain_id
+CROSS JOIN LATERAL {tail_of("r.id")} t
+WHERE b.job_id = $1::uuid
+ORDER BY b.slot
+"""
+
+NEXT_DUE = f"""
+SELECT min(x.scheduled_at), {NOW}
+FROM unnest($1::text[]) AS q(type_name)
+CROSS JOIN LATERAL (
+    SELECT j.scheduled_at FROM {{job}} j
+    WHERE j.type_name = q.type_name AND {READY.format(a="j")}
+    ORDER BY j.scheduled_at, j.id
+    LIMIT 1
+    FOR NO KEY UPDATE SKIP LOCKED
+) x
+"""
+
+CLAIM = f"""
+WITH req AS (
+    SELECT q.type_name, q.secs FROM unnest($1::text[], $2::float8[]) AS q(type_name, secs)
+),
+cand AS (
+    SELECT c.id, c.scheduled_at, req.secs
+    FROM req CROSS JOIN LATERAL (
+        SELECT j.id, j.scheduled_at FROM {{job}} j
+        WHERE j.type_name = req.type_name AND {READY.format(a="j")} AND j.scheduled_at <= {NOW}
+        ORDER BY j.scheduled_at, j.id
+        LIMIT $3::int + 1
+        FOR NO KEY UPDATE SKIP LOCKED
+    ) c
+    ORDER BY c.scheduled_at, c.id
+    LIMIT $3::int + 1
+),
+pick AS (SELECT * FROM cand ORDER BY cand.scheduled_at, cand.id LIMIT $3::int),
+upd AS (
+    UPDATE {{job}} j
+    SET attempt = j.attempt + 1, last_attempt_at = {NOW}, leased_by = $4::text,
+        leased_until = {NOW} + p.secs * interval '1 second'
+    FROM pick p WHERE j.id = p.id
+    RETURNING j.*
+)
+SELECT (SELECT count(*) FROM cand) > $3::int, {cols("u")}
+FROM (SELECT 1) one LEFT JOIN upd u ON true
+ORDER BY u.scheduled_at, u.id
+"""
+
+RENEW = f"""
+UPDATE {{job}} j SET leased_until = {NOW} + r.secs * interval '1 second'
+FROM unnest($1::text[], $2::float8[]) AS r(id, secs)
+WHERE j.id = r.id::uuid AND j.leased_by = $3::text AND j.outcome IS NULL
+  AND j.leased_until IS NOT NULL
+RETURNING j.id::text, j.leased_until
+"""
+
+COMPLETE = f"""
+WITH prior AS (
+    SELECT j.chain_id, j.chain_index, j.outcome FROM {{job}} j WHERE j.id = $1::uuid
+),
+upd AS (
+    UPDATE {{job}} j
+    SET outcome = $2::text, output = $3::text::json, succeeded_by_job_id = $4::text::uuid,
+        completed_at = {NOW}, completed_by = $5::text, leased_by = NULL, leased_until = NULL,
+        last_attempt_error = CASE WHEN $2::text = 'completed' THEN NULL
+                                  ELSE coalesce($6::text, j.last_attempt_error) END
+    WHERE j.id = $1::uuid
+    RETURNING j.*
+),
+closing AS (
+    SELECT p.chain_id FROM prior p
+    WHERE $4::text IS NULL AND p.outcome IS NULL AND EXISTS (SELECT 1 FROM upd)
+      AND NOT EXISTS (SELECT 1 FROM {{job}} h
+                      WHERE h.chain_id = p.chain_id AND h.chain_index > p.chain_index)
+),
+links AS (
+    SELECT b.job_id, b.slot, b.trace_context FROM {{blocker}} b
+    WHERE b.blocked_by_chain_id IN (SELECT closing.chain_id FROM closing)
+),
+unb AS (
+    UPDATE {{job}} d
+    SET open_blockers = d.open_blockers - 1,
+        scheduled_at = CASE WHEN d.open_blockers = 1 THEN greatest(d.scheduled_at, {NOW})
+                            ELSE d.scheduled_at END
+    WHERE d.id IN (SELECT links.job_id FROM links) AND d.open_blockers > 0
+    RETURNING d.*
+)
+SELECT 0 AS kind, NULL::text AS ctx, {cols("upd")} FROM upd
+UNION ALL
+SELECT 1, NULL, {cols("unb")} FROM unb WHERE unb.open_blockers = 0 AND unb.outcome IS NULL
+UNION ALL
+SELECT 2, links.trace_context, {NULL_COLS} FROM links WHERE links.trace_context IS NOT NULL
+"""
+
+RESCHEDULE = f"""
+UPDATE {{job}} j
+SET leased_by = NULL, leased_until = NULL,
+    scheduled_at = greatest(coalesce($2::timestamptz, {NOW} + $3::float8 * interval '1 second'), {NOW}),
+    last_attempt_error = coalesce($4::text, j.last_attempt_error)
+WHERE j.id = $1::uuid
+RETURNING {cols("j")}
+"""
+
+REAP = f"""
+WITH c AS (
+    SELECT x.id, x.leased_by, x.leased_until
+    FROM unnest($1::text[]) AS q(type_name)
+    CROSS JOIN LATERAL (
+        SELECT j.id, j.leased_by, j.leased_until FROM {{job}} j
+        WHERE j.type_name = q.type_name AND j.outcome IS NULL AND j.leased_until IS NOT NULL
+          AND j.leased_until <= {NOW} AND j.id <> ALL($3::text[]::uuid[])
+        ORDER BY j.leased_until, j.id
+        LIMIT $2::int
+        FOR NO KEY UPDATE SKIP LOCKED
+    ) x
+    ORDER BY x.leased_until, x.id
+    LIMIT $2::int
+),
+upd AS (
+    UPDATE {{job}} j SET leased_by = NULL, leased_until = NULL
+    FROM c WHERE j.id = c.id
+    RETURNING j.*, c.leased_by AS old_by, c.leased_until AS old_until
+)
+SELECT {cols("u")}, u.old_by, u.old_until FROM upd u ORDER BY u.old_until, u.id
+"""
+
+TRIGGER = f"""
+WITH req AS (
+    SELECT u.id::uuid AS id, u.ord::int AS ord FROM unnest($1::text[]) WITH ORDINALITY AS u(id, ord)
+),
+locked AS (
+    SELECT j.id, {status_sql("j")} AS status FROM {{job}} j
+    WHERE j.id IN (SELECT req.id FROM req)
+    ORDER BY j.id
+    FOR NO KEY UPDATE
+),
+bad AS (
+    SELECT req.ord, req.id, l.status FROM req LEFT JOIN locked l ON l.id = req.id
+    WHERE l.id IS NULL OR l.status NOT IN ('scheduled', 'ready')
+),
+upd AS (
+    UPDATE {{job}} j SET scheduled_at = least(j.scheduled_at, {NOW})
+    FROM locked l WHERE j.id = l.id AND NOT EXISTS (SELECT 1 FROM bad)
+    RETURNING j.*
+)
+SELECT 0 AS kind, req.ord, NULL::text AS status, {cols("u")} FROM upd u JOIN req ON req.id = u.id
+UNION ALL
+SELECT 1, bad.ord, bad.status, bad.id::text, {", ".join(["NULL"] * (NCOLS - 1))} FROM bad
+ORDER BY 1, 2
+"""
+
+DELETE = f"""
+WITH RECURSIVE req AS (
+    SELECT u.id::uuid AS id, u.ord::int AS ord FROM unnest($1::text[]) WITH ORDINALITY AS u(id, ord)
+),
+targets(id) AS (
+    SELECT r.id FROM {{job}} r WHERE r.id IN (SELECT req.id FROM req) AND r.chain_index = 0
+    UNION
+    SELECT b.blocked_by_chain_id
+    FROM targets tg JOIN {{job}} m ON m.chain_id = tg.id JOIN {{blocker}} b ON b.job_id = m.id
+    WHERE $2::bool
+),
+members AS (
+    SELECT j.id FROM {{job}} j WHERE j.chain_id IN (SELECT targets.id FROM targets)
+    ORDER BY j.id
+    FOR UPDATE
+),
+refs AS (
+    SELECT DISTINCT b.blocked_by_chain_id AS chain_id, b.job_id
+    FROM {{blocker}} b JOIN {{job}} d ON d.id = b.job_id
+    WHERE b.blocked_by_chain_id IN (SELECT targets.id FROM targets)
+      AND d.chain_id NOT IN (SELECT targets.id FROM targets)
+),
+chains AS (
+    SELECT req.ord, r.created_at AS sort_at, {cols("r")}, {cols("t")}
+    FROM targets tg JOIN {{job}} r ON r.id = tg.id
+    LEFT JOIN req ON req.id = tg.id
+    CROSS JOIN LATERAL {tail_of("r.id")} t
+),
+delb AS (
+    DELETE FROM {{blocker}} b
+    WHERE b.job_id IN (SELECT members.id FROM members) AND NOT EXISTS (SELECT 1 FROM refs)
+),
+delj AS (
+    DELETE FROM {{job}} j
+    WHERE j.id IN (SELECT members.id FROM members) AND NOT EXISTS (SELECT 1 FROM refs)
+)
+SELECT 0 AS kind, NULL::text AS ref_chain, NULL::text AS ref_job, chains.*
+FROM chains WHERE NOT EXISTS (SELECT 1 FROM refs)
+UNION ALL
+SELECT 1, refs.chain_id::text, refs.job_id::text, NULL, NULL, {NULL_COLS}, {NULL_COLS} FROM refs
+"""
+
+_ALL = {
+    "create": CREATE,
+    "dedup_locks": DEDUP_LOCKS,
+    "undo_create": UNDO_CREATE,
+    "add_blockers": ADD_BLOCKERS,
+    "lock_tails": LOCK_TAILS,
+    "add_open_blockers": ADD_OPEN_BLOCKERS,
+    "get_job": GET_JOB,
+    "get_job_locked": GET_JOB_LOCKED,
+    "get_chain": GET_CHAIN,
+    "get_chain_locked": GET_CHAIN_LOCKED,
+    "get_job_blockers": GET_JOB_BLOCKERS,
+    "next_due": NEXT_DUE,
+    "claim": CLAIM,
+    "renew": RENEW,
+    "complete": COMPLETE,
+    "reschedule": RESCHEDULE,
+    "reap": REAP,
+    "trigger": TRIGGER,
+    "delete": DELETE,
+}
+
+
+class Statements:
+    """The statements above with the configured schema and table names filled in."""
+
+    def __init__(self, names: Names) -> None:
+        self.names = names
+        rendered = {key: Sql(names.render(text)) for key, text in _ALL.items()}
+        self.create = rendered["create"]
+        self.dedup_locks = rendered["dedup_locks"]
+        self.undo_create = rendered["undo_create"]
+        self.add_blockers = rendered["add_blockers"]
+        self.lock_tails = rendered["lock_tails"]
+        self.add_open_blockers = rendered["add_open_blockers"]
+        self.get_job = rendered["get_job"]
+        self.get_job_locked = rendered["get_job_locked"]
+        self.get_chain = rendered["get_chain"]
+        self.get_chain_locked = rendered["get_chain_locked"]
+        self.get_job_blockers = rendered["get_job_blockers"]
+        self.next_due = rendered["next_due"]
+        self.claim = rendered["claim"]
+        self.renew = rendered["renew"]
+        self.complete = rendered["complete"]
+        self.reschedule = rendered["reschedule"]
+        self.reap = rendered["reap"]
+        self.trigger = rendered["trigger"]
+        self.delete = rendered["delete"]
+
+    def render(self, template: str) -> Sql:
+        return Sql(self.names.render(template))

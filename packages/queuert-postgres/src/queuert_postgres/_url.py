@@ -1,0 +1,69 @@
+"""``from_url``: the entry point ``queuert migrate --dsn postgresql://...`` uses."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from queuert.errors import UsageError
+
+from queuert_postgres.state import PgStateAdapter
+
+__all__ = ["from_url"]
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _flag(name: str, value: str) -> bool:
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise UsageError(f"query parameter {name}={value!r} must be true or false")
+
+
+async def from_url(url: str, **options: Any) -> PgStateAdapter[Any]:
+    """A :class:`PgStateAdapter` over a new asyncpg pool for a ``postgresql://`` or ``postgres://`` DSN.
+
+    queuert's own options may be given as keyword arguments or as query parameters of the URL:
+    ``schema``, ``table_prefix``, ``prepared_statements`` (``false`` behind PgBouncer in transaction
+    mode), ``pool_min_size``, ``pool_max_size``. Other query parameters stay in the DSN for asyncpg.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise UsageError(f"not a PostgreSQL URL: {url!r} (expected postgresql://...)")
+    keep: list[tuple[str, str]] = []
+    found: dict[str, str] = {}
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key in (
+            "schema",
+            "table_prefix",
+            "prepared_statements",
+            "pool_min_size",
+            "pool_max_size",
+        ):
+            found[key] = value
+        else:
+            keep.append((key, value))
+    dsn = urlunsplit(parts._replace(query=urlencode(keep)))
+    schema = options.pop("schema", found.get("schema", "public"))
+    table_prefix = options.pop("table_prefix", found.get("table_prefix", "queuert_"))
+    prepared = options.pop(
+        "prepared_statements",
+        _flag("prepared_statements", found["prepared_statements"])
+        if "prepared_statements" in found
+        else True,
+    )
+    min_size = int(options.pop("min_size", found.get("pool_min_size", 1)))
+    max_size = int(options.pop("max_size", found.get("pool_max_size", 10)))
+    return await PgStateAdapter.connect(
+        dsn,
+        schema=schema,
+        table_prefix=table_prefix,
+        min_size=min_size,
+        max_size=max_size,
+        prepared_statements=prepared,
+        **options,
+    )

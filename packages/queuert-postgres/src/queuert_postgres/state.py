@@ -1,0 +1,837 @@
+"""``PgStateAdapter``: the PostgreSQL implementation of :class:`queuert.state.StateAdapter`."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import datetime, timedelta
+from typing import Any, Generic, TypeVar
+
+from queuert.cursor import (
+    decode_index_cursor,
+    decode_time_cursor,
+    encode_index_cursor,
+    encode_time_cursor,
+)
+from queuert.errors import (
+    BlockerReference,
+    ChainNotFoundError,
+    DuplicateJobIdError,
+    InvalidJobIdError,
+    JobNotFoundError,
+    StateAdapterClosedError,
+    UsageError,
+)
+from queuert.ids import is_uuid
+from queuert.json import JsonValue, dumps, ensure_json
+from queuert.schedule import Schedule
+from queuert.state import (
+    BlockersAdded,
+    Capabilities,
+    ChainFilter,
+    ClaimResult,
+    CompleteResult,
+    CreatedJob,
+    DeleteResult,
+    JobFilter,
+    LeaseRenewal,
+    MigrationResult,
+    NewJob,
+    Order,
+    Outcome,
+    Page,
+    StoredChain,
+    StoredJob,
+    TriggerResult,
+)
+
+from queuert_postgres._provider import PgProvider, Row, Sql, savepoint_name
+from queuert_postgres._rows import chain_from_row, job_from_row, utc
+from queuert_postgres._schema import BOOTSTRAP, MIGRATION_LOCK_KEY, MIGRATIONS, Names
+from queuert_postgres._sql import NCOLS, Statements, cols, status_sql, tail_of
+
+__all__ = ["PgStateAdapter"]
+
+TxT = TypeVar("TxT")
+T = TypeVar("T")
+
+logger = logging.getLogger("queuert.postgres")
+
+_MAX_FOLLOW = 1000
+"""Upper bound on re-reads while following a chain that keeps continuing under a locked read."""
+
+
+def _secs(delta: timedelta) -> float:
+    return delta.total_seconds()
+
+
+def _check_page(order: Order, limit: int) -> bool:
+    if order not in ("asc", "desc"):
+        raise UsageError(f"order must be 'asc' or 'desc', not {order!r}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise UsageError(f"limit must be a positive int, not {limit!r}")
+    return order == "desc"
+
+
+class _Params:
+    """Collects positional parameters for dynamically built statements."""
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+
+    def add(self, value: Any, cast: str) -> str:
+        self.values.append(value)
+        return f"${len(self.values)}::{cast}"
+
+
+class PgStateAdapter(Generic[TxT]):
+    """Jobs, chains and blocker links in PostgreSQL tables (``{schema}.{table_prefix}job`` and
+    ``{schema}.{table_prefix}job_blocker``).
+
+    ``provider`` runs the SQL on the driver you use (see :mod:`queuert_postgres._provider`); the
+    transaction object ``tx`` of every operation is that driver's transaction object. Use
+    :meth:`connect` for the default asyncpg pool. Call :meth:`migrate` once per deployment (it is
+    idempotent and safe to run from several processes at once).
+
+    Transactions must run at ``READ COMMITTED`` (PostgreSQL's default): the adapter relies on each
+    statement seeing what committed before it started.
+    """
+
+    def __init__(
+        self,
+        provider: PgProvider[TxT],
+        *,
+        schema: str = "public",
+        table_prefix: str = "queuert_",
+    ) -> None:
+        self.names = Names(schema, table_prefix)
+        self.provider = provider
+        self.sql = Statements(self.names)
+        self.capabilities = Capabilities(
+            savepoints=True,
+            row_locks=True,
+            concurrent_transactions=True,
+            multi_process=True,
+            poison_transaction=True,
+        )
+        self._closed = False
+        self._dynamic: dict[str, Sql] = {}
+
+    @classmethod
+    async def connect(
+        cls,
+        dsn: str,
+        *,
+        schema: str = "public",
+        table_prefix: str = "queuert_",
+        min_size: int = 1,
+        max_size: int = 10,
+        prepared_statements: bool = True,
+        **pool_options: Any,
+    ) -> PgStateAdapter[Any]:
+        """An adapter over a new asyncpg pool (closed by :meth:`close`)."""
+        from queuert_postgres._provider import AsyncpgProvider
+
+        names = Names(schema, table_prefix)  # validate before connecting
+        provider = await AsyncpgProvider.connect(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            prepared_statements=prepared_statements,
+            **pool_options,
+        )
+        return PgStateAdapter(provider, schema=names.schema, table_prefix=names.prefix)
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StateAdapterClosedError()
+
+    async def _fetch(self, sql: Sql, args: Sequence[Any], tx: TxT | None) -> list[Row]:
+        self._check_open()
+        return await self.provider.fetch(sql, args, tx)
+
+    def _sql(self, template: str) -> Sql:
+        """A dynamically built statement (cached by text so drivers can reuse prepared statements)."""
+        found = self._dynamic.get(template)
+        if found is None:
+            if len(self._dynamic) > 512:
+                self._dynamic.clear()
+            found = self._dynamic[template] = self.sql.render(template)
+        return found
+
+    @asynccontextmanager
+    async def _maybe_transaction(self, tx: TxT | None) -> AsyncIterator[TxT]:
+        if tx is not None:
+            yield tx
+            return
+        async with self.transaction() as own:
+            yield own
+
+    # -- lifecycle and transactions ---------------------------------------------------------------
+
+    def transaction(self) -> AbstractAsyncContextManager[TxT]:
+        self._check_open()
+        return self.provider.transaction()
+
+    def savepoint(self, tx: TxT) -> AbstractAsyncContextManager[TxT]:
+        return self._savepoint(tx)
+
+    @asynccontextmanager
+    async def _savepoint(self, tx: TxT) -> AsyncIterator[TxT]:
+        self._check_open()
+        name = savepoint_name()
+        await self.provider.script(f"SAVEPOINT {name}", tx)
+        try:
+            yield tx
+        except BaseException:
+            await self.provider.script(
+                f"ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}", tx
+            )
+            raise
+        await self.provider.script(f"RELEASE SAVEPOINT {name}", tx)
+
+    async def poison(self, tx: TxT) -> None:
+        """Make a statement fail inside ``tx`` (PostgreSQL then aborts the transaction until it
+        rolls back to a savepoint). For error-path tests; the error is swallowed."""
+        try:
+            await self.provider.script("SELECT 1/0", tx)
+        except Exception:
+            pass
+
+    async def migrate(self) -> MigrationResult:
+        """Create or upgrade the schema; see :mod:`queuert_postgres._schema` for the migrations.
+
+        Each migration runs in its own transaction under a transaction-scoped advisory lock, so
+        processes migrating at once apply every migration exactly once.
+        """
+        self._check_open()
+        names = self.names
+        applied: list[str] = []
+        skipped: list[str] | None = None
+        unrecognized: list[str] = []
+        known = [m.name for m in MIGRATIONS]
+        lock = Sql("SELECT pg_advisory_xact_lock($1::int8) IS NULL")
+        select = self.sql.render("SELECT name FROM {migration} ORDER BY name")
+        record = self.sql.render("INSERT INTO {migration} (name) VALUES ($1::text)")
+        while True:
+            async with self.provider.transaction() as tx:
+                await self.provider.fetch(lock, [MIGRATION_LOCK_KEY], tx)
+                if names.schema != "public":
+                    await self.provider.script(f"CREATE SCHEMA IF NOT EXISTS {names.schema_q}", tx)
+                await self.provider.script(names.render(BOOTSTRAP), tx)
+                done = [row[0] for row in await self.provider.fetch(select, [], tx)]
+                if skipped is None:
+                    skipped = [name for name in known if name in done]
+                    unrecognized = [name for name in done if name not in known]
+                pending = [m for m in MIGRATIONS if m.name not in done]
+                if not pending:
+                    break
+                migration = pending[0]
+                logger.info(
+                    "applying migration",
+                    extra={"queuert_migration": migration.name, "queuert_schema": names.schema},
+                )
+                await self.provider.script(names.render(migration.sql), tx)
+                await self.provider.fetch(record, [migration.name], tx)
+            applied.append(migration.name)
+        return MigrationResult(applied=applied, skipped=skipped or [], unrecognized=unrecognized)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self.provider.close()
+
+    # -- creating ---------------------------------------------------------------------------------
+
+    def _dedup_lock_key(self, chain_type_name: str, key: str) -> int:
+        raw = "\x1f".join((self.names.schema, self.names.prefix, chain_type_name, key))
+        digest = hashlib.blake2b(raw.encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big", signed=True)
+
+    async def create_jobs(
+        self, jobs: Sequence[NewJob], *, tx: TxT | None = None
+    ) -> list[CreatedJob]:
+        self._check_open()
+        if not jobs:
+            return []
+        columns: list[list[Any]] = [[] for _ in range(13)]
+        excl_ord: list[int] = []
+        excl_id: list[str] = []
+        lock_keys: set[int] = set()
+        for ordinal, new in enumerate(jobs, start=1):
+            if not is_uuid(new.id):
+                raise InvalidJobIdError(new.id, "caller")
+            dedup = None
+            if new.chain_id is None:
+                if new.chain_index != 0:
+                    raise UsageError("a chain's first job (chain_id=None) has chain_index 0")
+                dedup = new.deduplication
+            else:
+                if not is_uuid(new.chain_id):
+                    raise InvalidJobIdError(new.chain_id, "caller")
+                if isinstance(new.chain_index, bool) or new.chain_index < 1:
+                    raise UsageError("a continuation has chain_index >= 1")
+            schedule = new.schedule
+            at = schedule.at if schedule is not None else None
+            after = (
+                _secs(schedule.after)
+                if schedule is not None and schedule.after is not None
+                else None
+            )
+            values = (
+                new.id,
+                new.type_name,
+                new.chain_type_name,
+                new.chain_id,
+                new.chain_index,
+                dumps(ensure_json(new.input)),
+                at,
+                after,
+                dedup.key if dedup is not None else None,
+                dedup.scope == "any" if dedup is not None else None,
+                _secs(dedup.window) if dedup is not None and dedup.window is not None else None,
+                new.chain_trace_context,
+                new.trace_context,
+            )
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+            if dedup is not None:
+                lock_keys.add(self._dedup_lock_key(new.chain_type_name, dedup.key))
+                for excluded in dedup.exclude_chain_ids:
+                    if is_uuid(excluded):
+                        excl_ord.append(ordinal)
+                        excl_id.append(excluded)
+        args = [*columns, excl_ord, excl_id]
+        if not lock_keys:
+            rows = await self._fetch(self.sql.create, args, tx)
+            return await self._created(jobs, rows, tx)
+        async with self._maybe_transaction(tx) as own:
+            # Serialise creators of the same (chain type, key) before the check. A separate statement:
+            # under READ COMMITTED the check must take its snapshot after the lock is granted.
+            await self._fetch(self.sql.dedup_locks, [sorted(lock_keys)], own)
+            rows = await self._fetch(self.sql.create, args, own)
+            return await self._created(jobs, rows, own)
+
+    async def _created(
+        self, jobs: Sequence[NewJob], rows: list[Row], tx: TxT | None
+    ) -> list[CreatedJob]:
+        if rows and rows[0][0] is not None:
+            raise DuplicateJobIdError(rows[0][0])
+        results: list[CreatedJob] = []
+        by_ord = {row[1]: row for row in rows if row[1] is not None}
+        missing = [ordinal for ordinal in range(1, len(jobs) + 1) if ordinal not in by_ord]
+        if missing:
+            # A concurrent transaction inserted a first job with one of our ids between our check and
+            # our insert: undo what this statement inserted and report the id.
+            inserted = [row[3] for row in rows if row[1] is not None and not row[2]]
+            if inserted:
+                await self._fetch(self.sql.undo_create, [inserted], tx)
+            raise DuplicateJobIdError(jobs[missing[0] - 1].id)
+        for ordinal in range(1, len(jobs) + 1):
+            row = by_ord[ordinal]
+            results.append(CreatedJob(job=job_from_row(row, 3), deduplicated=bool(row[2])))
+        return results
+
+    async def add_blockers(
+        self,
+        links: Sequence[tuple[str, Sequence[str]]],
+        *,
+        trace_contexts: Sequence[Sequence[str | None]] | None = None,
+        tx: TxT | None = None,
+    ) -> list[BlockersAdded]:
+        self._check_open()
+        if trace_contexts is not None and len(trace_contexts) != len(links):
+            raise UsageError("trace_contexts must have one entry per link")
+        if not links:
+            return []
+        job_ids: list[str] = []
+        chain_ids: list[str | None] = []
+        contexts: list[str | None] = []
+        items: list[int] = []
+        for i, (job_id, blockers) in enumerate(links):
+            given: Sequence[str | None] = (
+                trace_contexts[i] if trace_contexts is not None else [None] * len(blockers)
+            )
+            if len(given) != len(blockers):
+                raise UsageError(f"trace_contexts[{i}] must have one entry per blocker chain")
+            if not is_uuid(job_id):
+                raise JobNotFoundError(job_id)
+            for chain_id in blockers:
+                if not is_uuid(chain_id):
+                    raise ChainNotFoundError(chain_id)
+            if not blockers:
+                job_ids.append(job_id)
+                chain_ids.append(None)
+                contexts.append(None)
+                items.append(i)
+            for chain_id, context in zip(blockers, given, strict=True):
+                job_ids.append(job_id)
+                chain_ids.append(chain_id)
+                contexts.append(context)
+                items.append(i)
+        async with self._maybe_transaction(tx) as own:
+            return await self._add_blockers(links, [job_ids, chain_ids, contexts, items], own)
+
+    async def _add_blockers(
+        self, links: Sequence[tuple[str, Sequence[str]]], args: list[Any], tx: TxT
+    ) -> list[BlockersAdded]:
+        rows = await self._fetch(self.sql.add_blockers, args, tx)
+        first = rows[0]
+        if first[1] is not None:  # the first item naming a missing job or blocker chain
+            if first[0]:
+                raise JobNotFoundError(links[first[1]][0])
+            raise ChainNotFoundError(first[2])
+        states: dict[str, str] = {}
+        contexts: dict[str, str | None] = {}
+        fresh: list[tuple[int, str]] = []
+        jobs: dict[int, StoredJob] = {}
+        for row in rows:
+            item, chain_id = row[3], row[4]
+            jobs[item] = job_from_row(row, 8)
+            if chain_id is None:
+                continue
+            states[chain_id] = row[5]
+            contexts[chain_id] = row[6]
+            if row[7]:
+                fresh.append((item, chain_id))
+        pending = [c for c, state in states.items() if state == "follow"]
+        followed = set(pending)
+        rounds = 0
+        while pending:
+            # A blocker chain's tail continued while we waited for its lock; its successor committed
+            # after our statement began, so lock the tail again with a fresh snapshot (see §11.10).
+            rounds += 1
+            if rounds > _MAX_FOLLOW:  # pragma: no cover - a chain continuing forever under us
+                raise RuntimeError("blocker chains kept continuing while being locked")
+            for chain_id, state in await self._fetch(self.sql.lock_tails, [pending], tx):
+                states[chain_id] = state
+            pending = [c for c in pending if states[c] == "follow"]
+        if followed:
+            increments: dict[str, int] = {}
+            seen: set[tuple[str, str]] = set()
+            for item, chain_id in fresh:
+                job_id = links[item][0]
+                if chain_id not in followed or states[chain_id] != "open":
+                    continue
+                if (job_id, chain_id) in seen:
+                    continue
+                seen.add((job_id, chain_id))
+                increments[job_id] = increments.get(job_id, 0) + 1
+            if increments:
+                updated = await self._fetch(
+                    self.sql.add_open_blockers, [list(increments), list(increments.values())], tx
+                )
+                latest = {row[0]: job_from_row(row) for row in updated}
+                for item, job in list(jobs.items()):
+                    jobs[item] = latest.get(job.id, job)
+        results: list[BlockersAdded] = []
+        for i, (_, blockers) in enumerate(links):
+            open_ids = list(dict.fromkeys(c for c in blockers if states.get(c) == "open"))
+            results.append(
+                BlockersAdded(
+                    job=jobs[i],
+                    open_blocker_chain_ids=open_ids,
+                    blocker_chain_trace_contexts=[contexts.get(c) for c in blockers],
+                )
+            )
+        return results
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    async def get_job(
+        self, job_id: str, *, lock: bool = False, tx: TxT | None = None
+    ) -> StoredJob | None:
+        self._check_open()
+        if not is_uuid(job_id):
+            return None
+        sql = self.sql.get_job_locked if lock else self.sql.get_job
+        rows = await self._fetch(sql, [job_id], tx)
+        return job_from_row(rows[0]) if rows else None
+
+    async def get_chain(
+        self, chain_id: str, *, lock: bool = False, tx: TxT | None = None
+    ) -> StoredChain | None:
+        self._check_open()
+        if not is_uuid(chain_id):
+            return None
+        sql = self.sql.get_chain_locked if lock else self.sql.get_chain
+        for _ in range(_MAX_FOLLOW):
+            rows = await self._fetch(sql, [chain_id], tx)
+            if not rows:
+                return None
+            chain = chain_from_row(rows[0])
+            if not lock or chain.tail.succeeded_by_job_id is None:
+                return chain
+            # The tail continued while we waited for its lock: read again to lock the new tail.
+        raise RuntimeError("the chain kept continuing while being locked")  # pragma: no cover
+
+    async def get_job_blockers(self, job_id: str, *, tx: TxT | None = None) -> list[StoredChain]:
+        self._check_open()
+        if not is_uuid(job_id):
+            return []
+        rows = await self._fetch(self.sql.get_job_blockers, [job_id], tx)
+        return [chain_from_row(row) for row in rows]
+
+    async def next_due(
+        self, type_names: Sequence[str], *, tx: TxT | None = None
+    ) -> timedelta | None:
+        self._check_open()
+        types = list(dict.fromkeys(type_names))
+        if not types:
+            return None
+        rows = await self._fetch(self.sql.next_due, [types], tx)
+        earliest, now = rows[0]
+        if earliest is None:
+            return None
+        return max(utc(earliest) - utc(now), timedelta(0))
+
+    async def list_chains(
+        self,
+        filter: ChainFilter,
+        *,
+        order: Order = "desc",
+        cursor: str | None = None,
+        limit: int = 50,
+        tx: TxT | None = None,
+    ) -> Page[StoredChain]:
+        self._check_open()
+        desc = _check_page(order, limit)
+        p = _Params()
+        where = ["r.chain_index = 0"]
+        if filter.type_names is not None:
+            where.append(f"r.type_name = ANY({p.add(list(filter.type_names), 'text[]')})")
+        if filter.chain_ids is not None:
+            ids = [c for c in filter.chain_ids if is_uuid(c)]
+            where.append(f"r.id = ANY({p.add(ids, 'text[]')}::uuid[])")
+        if filter.job_ids is not None:
+            ids = [j for j in filter.job_ids if is_uuid(j)]
+            where.append(
+                f"r.id IN (SELECT m.chain_id FROM {{job}} m "
+                f"WHERE m.id = ANY({p.add(ids, 'text[]')}::uuid[]))"
+            )
+        if filter.status is not None:
+            closed = "(t.outcome IS NOT NULL AND t.succeeded_by_job_id IS NULL)"
+            where.append(closed if filter.status == "closed" else f"NOT {closed}")
+        if filter.root_only:
+            where.append(
+                "NOT EXISTS (SELECT 1 FROM {blocker} b WHERE b.blocked_by_chain_id = r.id)"
+            )
+        self._time_filters(where, p, "r", filter.created_from, filter.created_to)
+        self._keyset(where, p, "r", cursor, desc)
+        direction = "DESC" if desc else "ASC"
+        sql = (
+            f"SELECT {cols('r')}, {cols('t')} FROM {{job}} r "
+            f"CROSS JOIN LATERAL {tail_of('r.id')} t "
+            f"WHERE {' AND '.join(where)} "
+            f"ORDER BY r.created_at {direction}, r.id {direction} "
+            f"LIMIT {p.add(limit + 1, 'int')}"
+        )
+        rows = await self._fetch(self._sql(sql), p.values, tx)
+        items = [chain_from_row(row) for row in rows]
+        return _page(items, limit, lambda c: encode_time_cursor(c.root.created_at, c.root.id))
+
+    async def list_jobs(
+        self,
+        filter: JobFilter,
+        *,
+        order: Order = "desc",
+        cursor: str | None = None,
+        limit: int = 50,
+        tx: TxT | None = None,
+    ) -> Page[StoredJob]:
+        self._check_open()
+        desc = _check_page(order, limit)
+        p = _Params()
+        where = ["true"]
+        if filter.type_names is not None:
+            where.append(f"j.type_name = ANY({p.add(list(filter.type_names), 'text[]')})")
+        if filter.statuses is not None:
+            where.append(f"({status_sql('j')}) = ANY({p.add(list(filter.statuses), 'text[]')})")
+        if filter.job_ids is not None:
+            ids = [j for j in filter.job_ids if is_uuid(j)]
+            where.append(f"j.id = ANY({p.add(ids, 'text[]')}::uuid[])")
+        if filter.chain_ids is not None:
+            ids = [c for c in filter.chain_ids if is_uuid(c)]
+            where.append(f"j.chain_id = ANY({p.add(ids, 'text[]')}::uuid[])")
+        if filter.chain_type_names is not None:
+            names = list(filter.chain_type_names)
+            where.append(f"j.chain_type_name = ANY({p.add(names, 'text[]')})")
+        self._time_filters(where, p, "j", filter.created_from, filter.created_to)
+        self._keyset(where, p, "j", cursor, desc)
+        direction = "DESC" if desc else "ASC"
+        sql = (
+            f"SELECT {cols('j')} FROM {{job}} j WHERE {' AND '.join(where)} "
+            f"ORDER BY j.created_at {direction}, j.id {direction} "
+            f"LIMIT {p.add(limit + 1, 'int')}"
+        )
+        rows = await self._fetch(self._sql(sql), p.values, tx)
+        items = [job_from_row(row) for row in rows]
+        return _page(items, limit, lambda j: encode_time_cursor(j.created_at, j.id))
+
+    async def list_chain_jobs(
+        self,
+        chain_id: str,
+        *,
+        order: Order = "asc",
+        cursor: str | None = None,
+        limit: int = 50,
+        tx: TxT | None = None,
+    ) -> Page[StoredJob]:
+        self._check_open()
+        desc = _check_page(order, limit)
+        after = decode_index_cursor(cursor) if cursor is not None else None
+        if not is_uuid(chain_id):
+            return Page(items=[], next_cursor=None)
+        p = _Params()
+        where = [f"j.chain_id = {p.add(chain_id, 'text')}::uuid"]
+        if after is not None:
+            where.append(f"j.chain_index {'<' if desc else '>'} {p.add(after, 'int')}")
+        direction = "DESC" if desc else "ASC"
+        sql = (
+            f"SELECT {cols('j')} FROM {{job}} j WHERE {' AND '.join(where)} "
+            f"ORDER BY j.chain_index {direction} LIMIT {p.add(limit + 1, 'int')}"
+        )
+        rows = await self._fetch(self._sql(sql), p.values, tx)
+        items = [job_from_row(row) for row in rows]
+        return _page(items, limit, lambda j: encode_index_cursor(j.chain_index))
+
+    async def list_blocked_jobs(
+        self,
+        chain_id: str,
+        *,
+        order: Order = "desc",
+        cursor: str | None = None,
+        limit: int = 50,
+        tx: TxT | None = None,
+    ) -> Page[StoredJob]:
+        self._check_open()
+        desc = _check_page(order, limit)
+        p = _Params()
+        if not is_uuid(chain_id):
+            if cursor is not None:
+                decode_time_cursor(cursor)
+            return Page(items=[], next_cursor=None)
+        where = [
+            f"j.id IN (SELECT b.job_id FROM {{blocker}} b "
+            f"WHERE b.blocked_by_chain_id = {p.add(chain_id, 'text')}::uuid)"
+        ]
+        self._keyset(where, p, "j", cursor, desc)
+        direction = "DESC" if desc else "ASC"
+        sql = (
+            f"SELECT {cols('j')} FROM {{job}} j WHERE {' AND '.join(where)} "
+            f"ORDER BY j.created_at {direction}, j.id {direction} "
+            f"LIMIT {p.add(limit + 1, 'int')}"
+        )
+        rows = await self._fetch(self._sql(sql), p.values, tx)
+        items = [job_from_row(row) for row in rows]
+        return _page(items, limit, lambda j: encode_time_cursor(j.created_at, j.id))
+
+    @staticmethod
+    def _time_filters(
+        where: list[str], p: _Params, a: str, start: datetime | None, end: datetime | None
+    ) -> None:
+        if start is not None:
+            where.append(f"{a}.created_at >= {p.add(start, 'timestamptz')}")
+        if end is not None:
+            where.append(f"{a}.created_at < {p.add(end, 'timestamptz')}")
+
+    @staticmethod
+    def _keyset(where: list[str], p: _Params, a: str, cursor: str | None, desc: bool) -> None:
+        if cursor is None:
+            return
+        at, row_id = decode_time_cursor(cursor)
+        if not is_uuid(row_id):
+            raise UsageError(f"invalid cursor {cursor!r}")
+        op = "<" if desc else ">"
+        where.append(
+            f"({a}.created_at, {a}.id) {op} "
+            f"({p.add(at, 'timestamptz')}, {p.add(row_id, 'text')}::uuid)"
+        )
+
+    # -- processing -------------------------------------------------------------------------------
+
+    async def claim_jobs(
+        self,
+        *,
+        leases: Mapping[str, timedelta],
+        limit: int,
+        worker_id: str,
+        tx: TxT | None = None,
+    ) -> ClaimResult:
+        self._check_open()
+        if not leases:
+            return ClaimResult(jobs=[], has_more=False)
+        types = list(leases)
+        secs = [_secs(leases[t]) for t in types]
+        rows = await self._fetch(self.sql.claim, [types, secs, max(limit, 0), worker_id], tx)
+        jobs = [job_from_row(row, 1) for row in rows if row[1] is not None]
+        return ClaimResult(jobs=jobs, has_more=bool(rows[0][0]))
+
+    async def renew_leases(
+        self, leases: Mapping[str, timedelta], *, worker_id: str, tx: TxT | None = None
+    ) -> LeaseRenewal:
+        self._check_open()
+        if not leases:
+            return LeaseRenewal(renewed={}, lost=[])
+        ids = [job_id for job_id in leases if is_uuid(job_id)]
+        rows = await self._fetch(
+            self.sql.renew, [ids, [_secs(leases[j]) for j in ids], worker_id], tx
+        )
+        renewed = {row[0]: utc(row[1]) for row in rows}
+        return LeaseRenewal(renewed=renewed, lost=[j for j in leases if j not in renewed])
+
+    async def complete_job(
+        self,
+        job_id: str,
+        *,
+        outcome: Outcome,
+        worker_id: str | None,
+        output: JsonValue = None,
+        succeeded_by_job_id: str | None = None,
+        error: str | None = None,
+        tx: TxT,
+    ) -> CompleteResult:
+        self._check_open()
+        if outcome not in ("completed", "failed", "cancelled"):
+            raise UsageError(f"outcome must be completed, failed or cancelled, not {outcome!r}")
+        if succeeded_by_job_id is not None:
+            if outcome != "completed":
+                raise UsageError("only a completed job can have a successor")
+            if not is_uuid(succeeded_by_job_id):
+                raise InvalidJobIdError(succeeded_by_job_id, "caller")
+        stored_output = (
+            dumps(ensure_json(output))
+            if outcome == "completed" and succeeded_by_job_id is None
+            else None
+        )
+        if not is_uuid(job_id):
+            raise JobNotFoundError(job_id)
+        rows = await self._fetch(
+            self.sql.complete,
+            [job_id, outcome, stored_output, succeeded_by_job_id, worker_id, error],
+            tx,
+        )
+        closed: StoredJob | None = None
+        unblocked: list[StoredJob] = []
+        contexts: list[str] = []
+        for row in rows:
+            kind = row[0]
+            if kind == 0:
+                closed = job_from_row(row, 2)
+            elif kind == 1:
+                unblocked.append(job_from_row(row, 2))
+            elif row[1] is not None:
+                contexts.append(row[1])
+        if closed is None:
+            raise JobNotFoundError(job_id)
+        unblocked.sort(key=lambda j: (j.created_at, j.id))
+        return CompleteResult(job=closed, unblocked=unblocked, blocker_trace_contexts=contexts)
+
+    async def reschedule_job(
+        self,
+        job_id: str,
+        *,
+        schedule: Schedule | None,
+        error: str | None,
+        tx: TxT | None = None,
+    ) -> StoredJob:
+        self._check_open()
+        if not is_uuid(job_id):
+            raise JobNotFoundError(job_id)
+        at = schedule.at if schedule is not None else None
+        after = (
+            _secs(schedule.after) if schedule is not None and schedule.after is not None else None
+        )
+        rows = await self._fetch(self.sql.reschedule, [job_id, at, after, error], tx)
+        if not rows:
+            raise JobNotFoundError(job_id)
+        return job_from_row(rows[0])
+
+    async def reap_expired_leases(
+        self,
+        type_names: Sequence[str],
+        *,
+        limit: int,
+        exclude_job_ids: Sequence[str] = (),
+        tx: TxT | None = None,
+    ) -> list[StoredJob]:
+        self._check_open()
+        types = list(dict.fromkeys(type_names))
+        if limit < 1 or not types:
+            return []
+        excluded = [j for j in exclude_job_ids if is_uuid(j)]
+        rows = await self._fetch(self.sql.reap, [types, limit, excluded], tx)
+        reaped: list[StoredJob] = []
+        for row in rows:
+            job = job_from_row(row)
+            reaped.append(
+                StoredJob(
+                    **{
+                        **job.__dict__,
+                        "leased_by": row[NCOLS],
+                        "leased_until": utc(row[NCOLS + 1]),
+                    }
+                )
+            )
+        return reaped
+
+    # -- administration ---------------------------------------------------------------------------
+
+    async def trigger_jobs(self, job_ids: Sequence[str], *, tx: TxT | None = None) -> TriggerResult:
+        self._check_open()
+        ids = list(dict.fromkeys(job_ids))
+        if not ids:
+            return TriggerResult(triggered=[], not_found=[], not_triggerable=[])
+        valid = [j for j in ids if is_uuid(j)]
+        rows = await self._fetch(self.sql.trigger, [valid], tx) if valid else []
+        triggered: list[StoredJob] = []
+        problems: dict[str, str | None] = {j: None for j in ids if not is_uuid(j)}
+        for row in rows:
+            if row[0] == 0:
+                triggered.append(job_from_row(row, 3))
+            else:
+                problems[row[3]] = row[2]
+        if problems:
+            not_found = [j for j in ids if j in problems and problems[j] is None]
+            not_triggerable = [(j, problems[j]) for j in ids if problems.get(j) is not None]
+            return TriggerResult(
+                triggered=[],
+                not_found=not_found,
+                not_triggerable=not_triggerable,  # type: ignore[arg-type]
+            )
+        return TriggerResult(triggered=triggered, not_found=[], not_triggerable=[])
+
+    async def delete_chains(
+        self, chain_ids: Sequence[str], *, cascade: bool = False, tx: TxT | None = None
+    ) -> DeleteResult:
+        self._check_open()
+        ids = list(dict.fromkeys(c for c in chain_ids if is_uuid(c)))
+        if not ids:
+            return DeleteResult(deleted=[], references=[])
+        rows = await self._fetch(self.sql.delete, [ids, cascade], tx)
+        references = [BlockerReference(row[1], row[2]) for row in rows if row[0] == 1]
+        if references:
+            order = {c: i for i, c in enumerate(ids)}
+            references.sort(
+                key=lambda r: (
+                    order.get(r.chain_id, len(order)),
+                    r.chain_id,
+                    r.referenced_by_job_id,
+                )
+            )
+            return DeleteResult(deleted=[], references=references)
+        chains = [row for row in rows if row[0] == 0]
+        chains.sort(key=lambda row: (row[3] is None, row[3] or 0, row[4], row[5]))
+        return DeleteResult(deleted=[chain_from_row(row, 5) for row in chains], references=[])
+
+
+def _page(items: list[T], limit: int, cursor_of: Any) -> Page[T]:
+    if len(items) > limit:
+        items = items[:limit]
+        return Page(items=items, next_cursor=cursor_of(items[-1]))
+    return Page(items=items, next_cursor=None)
