@@ -213,13 +213,30 @@ class Attempt(Generic[J]):
         self._completed = True
 
     async def _finish(self) -> None:
-        """Write the result given to ``complete`` and commit (the handler returned normally)."""
+        """Write the result given to ``complete`` and commit (the handler returned normally).
+
+        A plain output with no transaction open goes to the worker's completer, which writes the
+        completions of attempts finishing together in one state operation; a continuation opens a
+        transaction of its own. Either way the write checks the job is still leased by this worker.
+        """
         assert self._checked is not None
+        worker = self._worker
+        if self._stack is None and self._checked[0] is None:
+            result = await worker._completer.submit(self._stored, self._checked[1])
+            if result is None:
+                await worker._check_owned(self.job.id)  # raises OwnershipLostError with the reason
+                raise OwnershipLostError(self.job.id, "taken_by_another_worker")
+            return
         if self._stack is None:
-            await self._open()
+            await self._open(guard=False)
         assert self._hooks is not None
-        _result, successor = await self._worker.client.write_result(
-            self._stored, self._checked, worker_id=self._worker.id, tx=self._tx, hooks=self._hooks
+        _result, successor = await worker.client.write_result(
+            self._stored,
+            self._checked,
+            worker_id=worker.id,
+            tx=self._tx,
+            hooks=self._hooks,
+            owner=worker.id,
         )
         self.continued_with = successor.id if successor is not None else None
         await self._close(None)
@@ -236,14 +253,17 @@ class Attempt(Generic[J]):
             self.mode = "staged"
             self._auto = True
 
-    async def _open(self) -> None:
-        """Open the transaction that holds the job (locked and checked to be still ours)."""
+    async def _open(self, *, guard: bool = True) -> None:
+        """Open the transaction that holds the job; with ``guard``, lock the job at once and check it
+        is still ours (before user code runs in it)."""
         stack = AsyncExitStack()
         client = self._worker.client
         tx = await stack.enter_async_context(client.transaction())
         self._stack, self._tx = stack, tx
         self._hooks = client._hooks_for(tx, None)
         self._worker._held.add(self.job.id)
+        if not guard:
+            return
         try:
             await self._worker._check_owned(self.job.id, tx=tx)
         except BaseException as exc:

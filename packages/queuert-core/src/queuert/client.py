@@ -652,8 +652,10 @@ class Client(Generic[TxT]):
         worker_id: str | None,
         tx: TxT,
         hooks: TransactionHooks,
+        owner: str | None = None,
     ) -> tuple[CompleteResult, StoredJob | None]:
-        """Write a result already validated by :meth:`check_result`."""
+        """Write a result already validated by :meth:`check_result` (only if still leased by
+        ``owner`` when given)."""
         continuation, output = checked
         successor: StoredJob | None = None
         if continuation is not None:
@@ -663,11 +665,12 @@ class Client(Generic[TxT]):
                 outcome="completed",
                 worker_id=worker_id,
                 succeeded_by_job_id=successor.id,
+                owner=owner,
                 tx=tx,
             )
         else:
             result = await self.state.complete_job(
-                job.id, outcome="completed", worker_id=worker_id, output=output, tx=tx
+                job.id, outcome="completed", worker_id=worker_id, output=output, owner=owner, tx=tx
             )
         self.after_close(result, worker_id=worker_id, hooks=hooks)
         return result, successor

@@ -45,6 +45,7 @@ __all__ = [
     "ChainStatus",
     "ClaimResult",
     "CompleteResult",
+    "Completion",
     "CreatedJob",
     "DeleteResult",
     "JobFilter",
@@ -243,6 +244,17 @@ class CompleteResult:
     """Jobs that became unblocked because this job closed its chain (empty for a continuation)."""
     blocker_trace_contexts: list[str] = field(default_factory=list)
     """Non-null ``trace_context`` values of the blocker links that pointed at the closed chain."""
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One job to close with :meth:`StateAdapter.complete_jobs` (same meaning as ``complete_job``)."""
+
+    job_id: str
+    outcome: Outcome = "completed"
+    output: JsonValue = None
+    succeeded_by_job_id: str | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -478,7 +490,8 @@ class StateAdapter(Protocol[TxT]):
         output: JsonValue = None,
         succeeded_by_job_id: str | None = None,
         error: str | None = None,
-        tx: TxT,
+        owner: str | None = None,
+        tx: TxT | None = None,
     ) -> CompleteResult:
         """Close a job: ``completed_at = now``, ``completed_by = worker_id``, the lease cleared.
 
@@ -490,9 +503,30 @@ class StateAdapter(Protocol[TxT]):
 
         A successful ``completed`` clears ``last_attempt_error``. When the chain closes, every job
         that waits for it and has no other open blocker is unblocked (``scheduled_at`` raised to
-        at least now) and returned. The caller holds the job's lock (it read it with ``lock=True``
-        in ``tx``) and has checked it is open; raises :class:`~queuert.errors.JobNotFoundError` if
-        the row is gone.
+        at least now) and returned. Raises :class:`~queuert.errors.JobNotFoundError` if the row is
+        gone and :class:`~queuert.errors.JobAlreadyCompletedError` if it is already closed.
+
+        With ``owner``, the job must also be leased by ``owner`` (checked under the row's write lock,
+        in the same statement where the backend allows), else
+        :class:`~queuert.errors.JobTakenByAnotherWorkerError`; nothing changes when it raises.
+        Without ``tx`` the operation runs in its own transaction.
+        """
+        ...
+
+    async def complete_jobs(
+        self,
+        completions: Sequence[Completion],
+        *,
+        worker_id: str | None,
+        owner: str | None = None,
+        tx: TxT | None = None,
+    ) -> list[CompleteResult | None]:
+        """Close several jobs at once, each as :meth:`complete_job` would; results in input order.
+
+        A job that is missing or already closed — or, with ``owner``, not leased by ``owner`` — is
+        left untouched and its result is ``None``. The others are closed (and their dependents
+        unblocked) atomically, in one round trip where the backend allows. Each job appears at
+        most once.
         """
         ...
 

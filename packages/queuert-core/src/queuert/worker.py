@@ -58,7 +58,9 @@ from queuert.observability import (
     WorkerStopped,
     WorkerStopping,
 )
-from queuert.state import StoredJob
+from queuert.hooks import TransactionHooks
+from queuert.json import JsonValue
+from queuert.state import CompleteResult, Completion, StoredJob
 
 __all__ = ["AttemptMiddleware", "Handler", "HandlerConfig", "Worker"]
 
@@ -102,6 +104,51 @@ def serialize_error(exc: BaseException) -> str:
     if len(text) > MAX_ERROR_LENGTH:
         text = text[: MAX_ERROR_LENGTH - 20] + "\n...[truncated]"
     return text
+
+
+class _Completer:
+    """Group commit: plain-output completions of attempts that finish while a batch is being
+    written are written together in the next batch, in one state operation (``complete_jobs``,
+    guarded by this worker's lease)."""
+
+    def __init__(self, worker: Worker[Any]) -> None:
+        self._worker = worker
+        self._pending: list[tuple[StoredJob, JsonValue, asyncio.Future[CompleteResult | None]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def submit(self, job: StoredJob, output: JsonValue) -> asyncio.Future[CompleteResult | None]:
+        future: asyncio.Future[CompleteResult | None] = asyncio.get_running_loop().create_future()
+        self._pending.append((job, output, future))
+        if self._task is None or self._task.done():
+            self._task = self._worker._spawn(self._run(), "queuert-completer")
+        return future
+
+    async def _run(self) -> None:
+        worker = self._worker
+        client = worker.client
+        while self._pending:
+            batch, self._pending = self._pending, []
+            hooks = TransactionHooks()
+            try:
+                results = await client.state.complete_jobs(
+                    [Completion(job.id, output=output) for job, output, _ in batch],
+                    worker_id=worker.id,
+                    owner=worker.id,
+                )
+            except BaseException as exc:
+                hooks.discard()
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for (_, _, future), result in zip(batch, results, strict=True):
+                if result is not None:
+                    client.after_close(result, worker_id=worker.id, hooks=hooks)
+                if not future.done():
+                    future.set_result(result)
+            await hooks.flush()
 
 
 class _Running:
@@ -184,6 +231,7 @@ class Worker(Generic[TxT]):
         self._stop_requested: asyncio.Event | None = None
         self._consuming: set[str] = set()
         self._next_reap = 0.0
+        self._completer = _Completer(self)
         self.processed = 0
         """Attempts finished (any outcome) since start; handy for tests and benchmarks."""
         for job_type, fn in (handlers or {}).items():

@@ -44,7 +44,9 @@ from queuert.errors import (
     BlockerReference,
     ChainNotFoundError,
     DuplicateJobIdError,
+    JobAlreadyCompletedError,
     JobNotFoundError,
+    JobTakenByAnotherWorkerError,
     StateAdapterClosedError,
     UsageError,
 )
@@ -56,6 +58,7 @@ from queuert.state import (
     ChainFilter,
     ClaimResult,
     CompleteResult,
+    Completion,
     CreatedJob,
     DeleteResult,
     JobFilter,
@@ -1177,45 +1180,93 @@ class InMemoryStateAdapter:
         output: JsonValue = None,
         succeeded_by_job_id: str | None = None,
         error: str | None = None,
-        tx: InMemoryTransaction,
+        owner: str | None = None,
+        tx: InMemoryTransaction | None = None,
     ) -> CompleteResult:
         self._check_open()
-        if outcome not in ("completed", "failed", "cancelled"):
-            raise UsageError(f"outcome must be completed, failed or cancelled, not {outcome!r}")
-        if succeeded_by_job_id is not None and outcome != "completed":
-            raise UsageError("only a completed job can have a successor")
-        stored_output = (
-            ensure_json(output) if outcome == "completed" and succeeded_by_job_id is None else None
+        completion = self._checked_completion(
+            Completion(job_id, outcome, output, succeeded_by_job_id, error)
         )
 
         def op(view: _View, now: datetime) -> CompleteResult:
             row = view.job(job_id)
             if row is None:
                 raise JobNotFoundError(job_id)
-            if outcome == "completed":
-                last_error = None
-            elif error is not None:
-                last_error = error
-            else:
-                last_error = row.last_attempt_error
-            row = replace(
-                row,
-                outcome=outcome,
-                output=stored_output,
-                succeeded_by_job_id=succeeded_by_job_id,
-                completed_at=now,
-                completed_by=worker_id,
-                leased_by=None,
-                leased_until=None,
-                last_attempt_error=last_error,
-            )
-            view.put(row)
-            closed = _stored(row, now)
-            if succeeded_by_job_id is not None or view.chain_is_open(row.chain_id):
-                return CompleteResult(job=closed)
-            return self._unblock_dependents(view, row.chain_id, closed, now)
+            if not row.is_open:
+                raise JobAlreadyCompletedError(job_id)
+            if owner is not None and row.leased_by != owner:
+                raise JobTakenByAnotherWorkerError(job_id, owner, row.leased_by)
+            return self._close_row(view, row, completion, worker_id, now)
 
         return await self._write(tx, op)
+
+    async def complete_jobs(
+        self,
+        completions: Sequence[Completion],
+        *,
+        worker_id: str | None,
+        owner: str | None = None,
+        tx: InMemoryTransaction | None = None,
+    ) -> list[CompleteResult | None]:
+        self._check_open()
+        checked = [self._checked_completion(c) for c in completions]
+        if len({c.job_id for c in checked}) != len(checked):
+            raise UsageError("complete_jobs takes each job at most once")
+        if not checked:
+            return []
+
+        def op(view: _View, now: datetime) -> list[CompleteResult | None]:
+            results: list[CompleteResult | None] = []
+            for completion in checked:
+                row = view.job(completion.job_id)
+                if row is None or not row.is_open or (owner is not None and row.leased_by != owner):
+                    results.append(None)
+                    continue
+                results.append(self._close_row(view, row, completion, worker_id, now))
+            return results
+
+        return await self._write(tx, op)
+
+    @staticmethod
+    def _checked_completion(completion: Completion) -> Completion:
+        if completion.outcome not in ("completed", "failed", "cancelled"):
+            raise UsageError(
+                f"outcome must be completed, failed or cancelled, not {completion.outcome!r}"
+            )
+        if completion.succeeded_by_job_id is not None and completion.outcome != "completed":
+            raise UsageError("only a completed job can have a successor")
+        closes_with_output = (
+            completion.outcome == "completed" and completion.succeeded_by_job_id is None
+        )
+        return replace(
+            completion, output=ensure_json(completion.output) if closes_with_output else None
+        )
+
+    def _close_row(
+        self, view: _View, row: _Row, completion: Completion, worker_id: str | None, now: datetime
+    ) -> CompleteResult:
+        if completion.outcome == "completed":
+            last_error = None
+        elif completion.error is not None:
+            last_error = completion.error
+        else:
+            last_error = row.last_attempt_error
+        row = replace(
+            row,
+            outcome=completion.outcome,
+            output=completion.output,
+            succeeded_by_job_id=completion.succeeded_by_job_id,
+            completed_at=now,
+            completed_by=worker_id,
+            leased_by=None,
+            leased_until=None,
+            last_attempt_error=last_error,
+        )
+        view.put(row)
+        closed = _stored(row, now)
+        if completion.succeeded_by_job_id is not None or view.chain_is_open(row.chain_id):
+            return CompleteResult(job=closed)
+        return self._unblock_dependents(view, row.chain_id, closed, now)
 
     @staticmethod
     def _unblock_dependents(
