@@ -1,0 +1,115 @@
+"""Unit tests of the small building blocks: JSON checks, ids, cursors, backoff and schedules."""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from queuert import Backoff, Deduplication, Lease, NotJsonError, Schedule, UsageError
+from queuert.cursor import (
+    decode_index_cursor,
+    decode_time_cursor,
+    encode_index_cursor,
+    encode_time_cursor,
+)
+from queuert.ids import is_uuid, uuid7
+from queuert.json import ensure_json
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(json_values)
+def test_json_values_are_accepted_and_round_trip(value: object) -> None:
+    checked = ensure_json(value)
+    assert json.loads(json.dumps(checked)) == checked
+
+
+@pytest.mark.parametrize(
+    ("value", "path"),
+    [
+        ({"when": datetime.now(timezone.utc)}, "$.when"),
+        ([1, {2, 3}], "$[1]"),
+        ({"a": [float("nan")]}, "$.a[0]"),
+        ({"a": math.inf}, "$.a"),
+        (b"bytes", "$"),
+        ({1: "int key"}, "$.<key>"),
+        ({"deep": {"er": object()}}, "$.deep.er"),
+    ],
+)
+def test_non_json_values_are_refused_with_their_path(value: object, path: str) -> None:
+    with pytest.raises(NotJsonError) as info:
+        ensure_json(value)
+    assert info.value.path == path
+
+
+def test_uuid7_ids_are_valid_time_ordered_and_unique() -> None:
+    ids = [uuid7() for _ in range(5000)]
+    assert len(set(ids)) == len(ids)
+    assert ids == sorted(ids), "ids made by one process increase"
+    assert all(uuid.UUID(i).version == 7 and is_uuid(i) for i in ids[:50])
+    assert not is_uuid("not-a-uuid") and not is_uuid(str(uuid.uuid4()).upper())
+
+
+@given(st.datetimes(timezones=st.just(timezone.utc)), st.text(min_size=1, max_size=40))
+def test_time_cursors_round_trip(when: datetime, row_id: str) -> None:
+    assert decode_time_cursor(encode_time_cursor(when, row_id)) == (when, row_id)
+
+
+@given(st.integers(min_value=0, max_value=10**9))
+def test_index_cursors_round_trip(index: int) -> None:
+    assert decode_index_cursor(encode_index_cursor(index)) == index
+
+
+@pytest.mark.parametrize("cursor", ["", "%%%", "eyJrIjoiaSJ9", encode_index_cursor(3)])
+def test_malformed_or_foreign_cursors_are_usage_errors(cursor: str) -> None:
+    with pytest.raises(UsageError):
+        decode_time_cursor(cursor)
+
+
+def test_backoff_grows_caps_and_spreads() -> None:
+    exact = Backoff(initial=10, multiplier=2, maximum=300, jitter=0)
+    assert [exact.delay(n) for n in range(1, 8)] == [10, 20, 40, 80, 160, 300, 300]
+    assert exact.delay(10_000) == 300, "no overflow for huge attempt numbers"
+    jittered = Backoff(initial=10, multiplier=2, maximum=300, jitter=0.1)
+    delays = {jittered.delay(3) for _ in range(200)}
+    assert all(36 <= d <= 44 for d in delays)
+    assert len(delays) > 100, "retries of many jobs do not line up on the same instant"
+    with pytest.raises(UsageError):
+        Backoff(jitter=1.5)
+
+
+def test_lease_must_renew_more_often_than_it_lasts() -> None:
+    assert Lease(duration=60, renew_every=30).renew_every == 30
+    assert Lease(duration=timedelta(seconds=5), renew_every=timedelta(seconds=1)).duration == 5
+    with pytest.raises(UsageError):
+        Lease(duration=10, renew_every=10)
+
+
+def test_schedule_and_deduplication_validate_their_options() -> None:
+    with pytest.raises(UsageError):
+        Schedule(at=datetime.now(timezone.utc), after=timedelta(seconds=1))
+    with pytest.raises(UsageError):
+        Schedule(at=datetime(2030, 1, 1))  # naive datetimes are ambiguous
+    assert Schedule.of(after=-5).after == timedelta(0)
+    assert Schedule.of(after=1.5).after == timedelta(seconds=1.5)
+    with pytest.raises(UsageError):
+        Deduplication("")
+    with pytest.raises(UsageError):
+        Deduplication("k", scope="closed")  # type: ignore[arg-type]
+    with pytest.raises(UsageError):
+        Deduplication("k", window=timedelta(0))
