@@ -5,8 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from queuert.errors import DuplicateJobIdError
-from queuert.state import JobFilter
+from queuert.errors import (
+    DuplicateJobIdError,
+    JobAlreadyCompletedError,
+    JobNotFoundError,
+    JobTakenByAnotherWorkerError,
+)
+from queuert.state import Completion, JobFilter
 from queuert_sqlite import SqliteStateAdapter
 from sqlite_helpers import LEASE, TYPE, HopCounter, new_job
 
@@ -91,3 +96,31 @@ async def test_claim_across_types_takes_the_oldest_first(adapter: SqliteStateAda
     assert [j.id for j in first.jobs] == order[:5] and first.has_more
     rest = await adapter.claim_jobs(leases=leases, limit=7, worker_id="w")
     assert [j.id for j in rest.jobs] == order[5:] and not rest.has_more
+
+
+async def test_complete_jobs_is_one_round_trip_and_skips_what_it_cannot_close(
+    adapter: SqliteStateAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    created = await adapter.create_jobs([new_job(i) for i in range(50)])
+    claimed = await adapter.claim_jobs(leases=LEASE, limit=40, worker_id="w")
+    other = await adapter.claim_jobs(leases=LEASE, limit=10, worker_id="other")
+    hops = HopCounter(monkeypatch)
+    completions = [Completion(j.id, output=j.input) for j in claimed.jobs]
+    completions += [Completion(j.id) for j in other.jobs]  # leased by someone else
+    completions.append(Completion("missing"))
+    results = await adapter.complete_jobs(completions, worker_id="w", owner="w")
+    assert hops.count == 1
+    assert [r.job.id if r else None for r in results] == [j.id for j in claimed.jobs] + [None] * 11
+    assert all(r.job.status == "completed" and r.job.output == r.job.input for r in results if r)
+    again = await adapter.complete_jobs(completions[:3], worker_id="w")
+    assert again == [None, None, None], "closed jobs are left untouched"
+    with pytest.raises(JobAlreadyCompletedError):
+        await adapter.complete_job(claimed.jobs[0].id, outcome="completed", worker_id="w")
+    with pytest.raises(JobTakenByAnotherWorkerError) as caught:
+        await adapter.complete_job(other.jobs[0].id, outcome="failed", worker_id="w", owner="w")
+    assert caught.value.leased_by == "other"
+    with pytest.raises(JobNotFoundError):
+        await adapter.complete_job("missing", outcome="cancelled", worker_id=None)
+    untouched = await adapter.get_job(other.jobs[0].id)
+    assert untouched is not None and untouched.status == "running"
+    assert len(created) == 50

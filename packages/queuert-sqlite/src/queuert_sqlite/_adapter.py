@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from queuert.cursor import (
@@ -28,7 +28,9 @@ from queuert.errors import (
     BlockerReference,
     ChainNotFoundError,
     DuplicateJobIdError,
+    JobAlreadyCompletedError,
     JobNotFoundError,
+    JobTakenByAnotherWorkerError,
     UsageError,
 )
 from queuert.json import JsonValue, dumps, ensure_json
@@ -39,6 +41,7 @@ from queuert.state import (
     ChainFilter,
     ClaimResult,
     CompleteResult,
+    Completion,
     CreatedJob,
     DeleteResult,
     JobFilter,
@@ -104,6 +107,25 @@ def _jdump(value: object) -> str:
 
 def _json_list(values: Sequence[str] | None) -> str:
     return _jdump(list(values) if values is not None else [])
+
+
+_CompletionParams = tuple[str, str, "str | None", "str | None", "str | None"]
+"""(job id, outcome, output JSON text, successor id, error) of one completion."""
+
+
+def _completion_params(completion: Completion) -> _CompletionParams:
+    outcome = completion.outcome
+    if outcome not in ("completed", "failed", "cancelled"):
+        raise UsageError(f"outcome must be completed, failed or cancelled, not {outcome!r}")
+    successor = completion.succeeded_by_job_id
+    if successor is not None and outcome != "completed":
+        raise UsageError("only a completed job can have a successor")
+    output_text = (
+        dumps(ensure_json(completion.output))
+        if outcome == "completed" and successor is None
+        else None
+    )
+    return (completion.job_id, outcome, output_text, successor, completion.error)
 
 
 class _InsertConflict(Exception):
@@ -779,40 +801,79 @@ class SqliteStateAdapter:
         output: JsonValue = None,
         succeeded_by_job_id: str | None = None,
         error: str | None = None,
-        tx: SqliteConnection,
+        owner: str | None = None,
+        tx: SqliteConnection | None = None,
     ) -> CompleteResult:
-        if outcome not in ("completed", "failed", "cancelled"):
-            raise UsageError(f"outcome must be completed, failed or cancelled, not {outcome!r}")
-        if succeeded_by_job_id is not None and outcome != "completed":
-            raise UsageError("only a completed job can have a successor")
-        output_text = (
-            dumps(ensure_json(output))
-            if outcome == "completed" and succeeded_by_job_id is None
-            else None
-        )
+        params = _completion_params(Completion(job_id, outcome, output, succeeded_by_job_id, error))
         sql = self._sql
 
         def op(raw: sqlite3.Connection) -> CompleteResult:
             now_text, now_dt = now()
-            row = raw.execute(
-                sql.complete_job,
-                (job_id, outcome, output_text, succeeded_by_job_id, now_text, worker_id, error),
-            ).fetchone()
+            result = self._close(raw, params, worker_id, owner, now_text, now_dt)
+            if result is not None:
+                return result
+            # the guarded UPDATE changed nothing: say why (nothing was written)
+            row = raw.execute(sql.get_job, (job_id,)).fetchone()
             if row is None:
                 raise JobNotFoundError(job_id)
-            closed = job_from_row(row, now_dt)
-            if succeeded_by_job_id is not None:
-                return CompleteResult(job=closed)
-            still_open = raw.execute(sql.chain_open, (closed.chain_id,)).fetchone()
-            if still_open is not None and still_open[0]:
-                return CompleteResult(job=closed)
-            contexts = [r[0] for r in raw.execute(sql.blocker_trace_contexts, (closed.chain_id,))]
-            released = raw.execute(sql.unblock, (closed.chain_id, now_text)).fetchall()
-            released.sort(key=lambda r: (r[I_CREATED_AT], r[I_ID]))
-            unblocked = [job_from_row(r, now_dt) for r in released if r[I_OUTCOME] is None]
-            return CompleteResult(job=closed, unblocked=unblocked, blocker_trace_contexts=contexts)
+            current = job_from_row(row, now_dt)
+            if current.outcome is not None:
+                raise JobAlreadyCompletedError(job_id)
+            raise JobTakenByAnotherWorkerError(job_id, owner, current.leased_by)
 
         return await self.provider.run_write(op, tx)
+
+    async def complete_jobs(
+        self,
+        completions: Sequence[Completion],
+        *,
+        worker_id: str | None,
+        owner: str | None = None,
+        tx: SqliteConnection | None = None,
+    ) -> list[CompleteResult | None]:
+        checked = [_completion_params(c) for c in completions]
+        if len({c[0] for c in checked}) != len(checked):
+            raise UsageError("complete_jobs takes each job at most once")
+        if not checked:
+            self.provider._check_open()
+            return []
+
+        def op(raw: sqlite3.Connection) -> list[CompleteResult | None]:
+            now_text, now_dt = now()
+            return [self._close(raw, p, worker_id, owner, now_text, now_dt) for p in checked]
+
+        return await self.provider.run_write(op, tx)
+
+    def _close(
+        self,
+        raw: sqlite3.Connection,
+        params: _CompletionParams,
+        worker_id: str | None,
+        owner: str | None,
+        now_text: str,
+        now_dt: datetime,
+    ) -> CompleteResult | None:
+        """Close one open job (leased by ``owner`` if given) and release the jobs that waited for
+        its chain; None if the guarded UPDATE matched nothing (on the writer thread)."""
+        sql = self._sql
+        job_id, outcome, output_text, successor, error = params
+        row = raw.execute(
+            sql.complete_job,
+            (job_id, outcome, output_text, successor, now_text, worker_id, error, owner),
+        ).fetchone()
+        if row is None:
+            return None
+        closed = job_from_row(row, now_dt)
+        if successor is not None:
+            return CompleteResult(job=closed)
+        still_open, has_dependents = raw.execute(sql.after_close, (closed.chain_id,)).fetchone()
+        if still_open or not has_dependents:
+            return CompleteResult(job=closed)
+        contexts = [r[0] for r in raw.execute(sql.blocker_trace_contexts, (closed.chain_id,))]
+        released = raw.execute(sql.unblock, (closed.chain_id, now_text)).fetchall()
+        released.sort(key=lambda r: (r[I_CREATED_AT], r[I_ID]))
+        unblocked = [job_from_row(r, now_dt) for r in released if r[I_OUTCOME] is None]
+        return CompleteResult(job=closed, unblocked=unblocked, blocker_trace_contexts=contexts)
 
     async def reschedule_job(
         self,

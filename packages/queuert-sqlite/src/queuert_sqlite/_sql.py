@@ -130,11 +130,13 @@ class Statements:
             "completed_at = ?5, completed_by = ?6, leased_by = NULL, leased_until = NULL, "
             "last_attempt_error = CASE WHEN ?2 = 'completed' THEN NULL "
             "ELSE coalesce(?7, last_attempt_error) END "
-            f"WHERE id = ?1 RETURNING {_RETURNING}"
+            "WHERE id = ?1 AND outcome IS NULL AND (?8 IS NULL OR leased_by = ?8) "
+            f"RETURNING {_RETURNING}"
         )
-        self.chain_open = (
-            f"SELECT t.outcome IS NULL OR t.succeeded_by_job_id IS NOT NULL FROM {p}job t "
-            "WHERE t.chain_id = ?1 ORDER BY t.chain_index DESC LIMIT 1"
+        # after closing a job: is its chain still open, and does any job wait for the chain?
+        self.after_close = (
+            f"SELECT {tail_open('?1')}, "
+            f"EXISTS (SELECT 1 FROM {p}job_blocker b WHERE b.blocked_by_chain_id = ?1)"
         )
         self.blocker_trace_contexts = (
             f"SELECT b.trace_context FROM {p}job_blocker b JOIN {p}job d ON d.id = b.job_id "
