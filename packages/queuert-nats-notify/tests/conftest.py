@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import nats
 import pytest
 from nats.aio.client import Client
+from nats.js.api import StorageType
 from nats.js.errors import NotFoundError
 from nats_notify_support import NATS_URL, NatsServer, TcpProxy, make_adapter, nats_server_binary
 from queuert_conformance import NotifyHarness
@@ -75,7 +76,9 @@ async def queuert_notify_harness(
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.1,  # type: ignore[arg-type]
         )
-        kv = await client.jetstream().create_key_value(bucket=prefix, ttl=60, history=1)
+        kv = await client.jetstream().create_key_value(
+            bucket=prefix, ttl=60, history=1, storage=StorageType.MEMORY
+        )
         adapter = NatsNotifyAdapter(client=client, subject_prefix=prefix, wake_hint_bucket=kv)
         box.append(adapter)
         closing.append(client)

@@ -248,6 +248,11 @@ class NatsNotifyAdapter:
                     )
                     added = True
                 if added:
+                    # Twice: nats-py (2.16) writes a flush's PING straight to the socket, ahead of the SUB
+                    # still waiting in its buffer, so the first PONG does not prove the server has the
+                    # subscription. The second PING leaves after the SUB (the buffer is written while
+                    # the first round trip is under way), so its PONG does.
+                    await self._nc.flush(timeout=self._listen_timeout)  # type: ignore[arg-type]
                     await self._nc.flush(timeout=self._listen_timeout)  # type: ignore[arg-type]
             except NATS_ERRORS as error:
                 logger.warning(

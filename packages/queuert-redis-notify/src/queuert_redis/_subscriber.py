@@ -56,10 +56,6 @@ class Subscriber:
         self.reconnects = 0
         """How many times the subscription came back after a drop or a failed start."""
 
-    @property
-    def live_topics(self) -> frozenset[str]:
-        return frozenset(self._live)
-
     async def ensure(self, topic: str, timeout: float) -> bool:
         """Subscribes to ``topic`` (once per lifetime); True once live, False if Redis is unreachable.
 
