@@ -354,7 +354,7 @@ class SqlAlchemyProvider:
             return rows
 
     async def script(self, sql: str, tx: Any) -> None:
-        kind, driver = await self._driver(tx)
+        _kind, driver = await self._driver(tx)
         await driver.execute(sql)
 
     async def close(self) -> None:

@@ -156,11 +156,11 @@ bad AS (
     LIMIT 1
 ),
 tails AS (
-    SELECT c.chain_id, t.outcome, t.succeeded_by_job_id
+    SELECT c.chain_id, t.id AS tail_id, t.outcome, t.succeeded_by_job_id
     FROM (SELECT DISTINCT l.chain_id FROM l
           WHERE l.chain_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM bad)
           ORDER BY l.chain_id) c
-    CROSS JOIN LATERAL {tail_of("c.chain_id", lock="FOR SHARE")} t
+    CROSS JOIN LATERAL {tail_of("c.chain_id", lock="FOR NO KEY UPDATE")} t
 ),
 prev AS (
     SELECT DISTINCT b.job_id, b.blocked_by_chain_id AS chain_id
@@ -179,13 +179,22 @@ ins AS (
            l.chain_id, l.ctx
     FROM l WHERE l.chain_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM bad)
 ),
+incr AS (
+    SELECT f.job_id, count(*)::int AS k
+    FROM fresh f JOIN tails t ON t.chain_id = f.chain_id
+    WHERE t.outcome IS NULL GROUP BY f.job_id
+),
 upd AS (
-    UPDATE {{job}} j SET open_blockers = j.open_blockers + n.k
-    FROM (SELECT f.job_id, count(*)::int AS k
-          FROM fresh f JOIN tails t ON t.chain_id = f.chain_id
-          WHERE t.outcome IS NULL GROUP BY f.job_id) n
-    WHERE j.id = n.job_id
+    UPDATE {{job}} j SET open_blockers = j.open_blockers + incr.k
+    FROM incr WHERE j.id = incr.job_id
     RETURNING j.*
+),
+touch AS (
+    -- a real write on every open blocker tail, so that a completer whose statement started
+    -- before this transaction committed notices the change and re-reads the links
+    UPDATE {{job}} tt SET open_blockers = tt.open_blockers
+    WHERE tt.id IN (SELECT tails.tail_id FROM tails WHERE tails.outcome IS NULL)
+      AND tt.id NOT IN (SELECT incr.job_id FROM incr)
 ),
 jr AS (
     SELECT * FROM upd
@@ -209,11 +218,19 @@ ORDER BY l.ord
 """
 
 LOCK_TAILS = f"""
-SELECT c.chain_id::text,
-       CASE WHEN t.outcome IS NULL THEN 'open'
-            WHEN t.succeeded_by_job_id IS NULL THEN 'closed' ELSE 'follow' END
-FROM (SELECT DISTINCT x::uuid AS chain_id FROM unnest($1::text[]) AS x ORDER BY 1) c
-CROSS JOIN LATERAL {tail_of("c.chain_id", lock="FOR SHARE")} t
+WITH tails AS (
+    SELECT c.chain_id, t.id AS tail_id, t.outcome, t.succeeded_by_job_id
+    FROM (SELECT DISTINCT x::uuid AS chain_id FROM unnest($1::text[]) AS x ORDER BY 1) c
+    CROSS JOIN LATERAL {tail_of("c.chain_id", lock="FOR NO KEY UPDATE")} t
+),
+touch AS (
+    UPDATE {{job}} tt SET open_blockers = tt.open_blockers
+    WHERE tt.id IN (SELECT tails.tail_id FROM tails WHERE tails.outcome IS NULL)
+)
+SELECT tails.chain_id::text,
+       CASE WHEN tails.outcome IS NULL THEN 'open'
+            WHEN tails.succeeded_by_job_id IS NULL THEN 'closed' ELSE 'follow' END
+FROM tails
 """
 
 ADD_OPEN_BLOCKERS = f"""
@@ -292,42 +309,93 @@ WHERE j.id = r.id::uuid AND j.leased_by = $3::text AND j.outcome IS NULL
 RETURNING j.id::text, j.leased_until
 """
 
-COMPLETE = f"""
-WITH prior AS (
-    SELECT j.chain_id, j.chain_index, j.outcome FROM {{job}} j WHERE j.id = $1::uuid
-),
-upd AS (
-    UPDATE {{job}} j
-    SET outcome = $2::text, output = $3::text::json, succeeded_by_job_id = $4::text::uuid,
-        completed_at = {NOW}, completed_by = $5::text, leased_by = NULL, leased_until = NULL,
-        last_attempt_error = CASE WHEN $2::text = 'completed' THEN NULL
-                                  ELSE coalesce($6::text, j.last_attempt_error) END
-    WHERE j.id = $1::uuid
-    RETURNING j.*
-),
-closing AS (
-    SELECT p.chain_id FROM prior p
-    WHERE $4::text IS NULL AND p.outcome IS NULL AND EXISTS (SELECT 1 FROM upd)
-      AND NOT EXISTS (SELECT 1 FROM {{job}} h
-                      WHERE h.chain_id = p.chain_id AND h.chain_index > p.chain_index)
-),
-links AS (
-    SELECT b.job_id, b.slot, b.trace_context FROM {{blocker}} b
-    WHERE b.blocked_by_chain_id IN (SELECT closing.chain_id FROM closing)
+_UNBLOCK = f"""
+dec AS (
+    SELECT links.job_id, count(DISTINCT links.chain_id)::int AS k, max(links.ord) AS ord
+    FROM links GROUP BY links.job_id
 ),
 unb AS (
     UPDATE {{job}} d
-    SET open_blockers = d.open_blockers - 1,
-        scheduled_at = CASE WHEN d.open_blockers = 1 THEN greatest(d.scheduled_at, {NOW})
+    SET open_blockers = greatest(d.open_blockers - dec.k, 0),
+        scheduled_at = CASE WHEN d.open_blockers <= dec.k THEN greatest(d.scheduled_at, {NOW})
                             ELSE d.scheduled_at END
-    WHERE d.id IN (SELECT links.job_id FROM links) AND d.open_blockers > 0
-    RETURNING d.*
-)
-SELECT 0 AS kind, NULL::text AS ctx, {cols("upd")} FROM upd
+    FROM dec WHERE d.id = dec.job_id AND d.open_blockers > 0
+    RETURNING d.*, dec.ord AS by_ord
+)"""
+
+COMPLETE = f"""
+WITH c AS (
+    SELECT u.ord::int AS ord, u.id::uuid AS id, u.outcome, u.output, u.succ::uuid AS succ, u.err
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+         WITH ORDINALITY AS u(id, outcome, output, succ, err, ord)
+),
+snap AS (
+    SELECT j.id, j.xmin::text AS v FROM {{job}} j WHERE j.id IN (SELECT c.id FROM c)
+),
+cur AS (
+    SELECT j.id, j.xmin::text AS v, j.chain_id, j.chain_index, j.outcome, j.leased_by
+    FROM {{job}} j WHERE j.id IN (SELECT c.id FROM c)
+    ORDER BY j.id
+    FOR NO KEY UPDATE
+),
+ok AS (
+    SELECT c.*, cur.chain_id, cur.chain_index, cur.v IS DISTINCT FROM snap.v AS moved
+    FROM c JOIN cur ON cur.id = c.id LEFT JOIN snap ON snap.id = c.id
+    WHERE cur.outcome IS NULL AND ($7::text IS NULL OR cur.leased_by = $7::text)
+),
+upd AS (
+    UPDATE {{job}} j
+    SET outcome = ok.outcome, output = ok.output::json, succeeded_by_job_id = ok.succ,
+        completed_at = {NOW}, completed_by = $6::text, leased_by = NULL, leased_until = NULL,
+        last_attempt_error = CASE WHEN ok.outcome = 'completed' THEN NULL
+                                  ELSE coalesce(ok.err, j.last_attempt_error) END
+    FROM ok WHERE j.id = ok.id
+    RETURNING j.*, ok.ord AS by_ord
+),
+closing AS (
+    SELECT ok.ord, ok.chain_id, ok.moved FROM ok
+    WHERE ok.succ IS NULL
+      AND NOT EXISTS (SELECT 1 FROM {{job}} h
+                      WHERE h.chain_id = ok.chain_id AND h.chain_index > ok.chain_index)
+),
+links AS (
+    SELECT closing.ord, closing.chain_id, b.job_id, b.slot, b.trace_context
+    FROM {{blocker}} b JOIN closing ON b.blocked_by_chain_id = closing.chain_id
+),
+{_UNBLOCK}
+SELECT 0 AS kind, u.by_ord AS ord, NULL::text AS a, NULL::text AS b, {cols("u")} FROM upd u
 UNION ALL
-SELECT 1, NULL, {cols("unb")} FROM unb WHERE unb.open_blockers = 0 AND unb.outcome IS NULL
+SELECT 1, n.by_ord, NULL, NULL, {cols("n")} FROM unb n
+WHERE n.open_blockers = 0 AND n.outcome IS NULL
 UNION ALL
-SELECT 2, links.trace_context, {NULL_COLS} FROM links WHERE links.trace_context IS NOT NULL
+SELECT 2, l.ord, l.trace_context, NULL, {NULL_COLS} FROM links l WHERE l.trace_context IS NOT NULL
+UNION ALL
+SELECT 3, cl.ord, cl.chain_id::text, l.job_id::text, {NULL_COLS}
+FROM closing cl LEFT JOIN links l ON l.ord = cl.ord WHERE cl.moved
+UNION ALL
+SELECT 4, c.ord, cur.outcome, cur.leased_by, cur.id::text, {", ".join(["NULL"] * (NCOLS - 1))}
+FROM c LEFT JOIN cur ON cur.id = c.id WHERE NOT EXISTS (SELECT 1 FROM ok WHERE ok.ord = c.ord)
+"""
+
+COMPLETE_CATCH_UP = f"""
+WITH mc AS (
+    SELECT u.chain_id::uuid AS chain_id, u.ord FROM unnest($1::text[], $2::int[]) AS u(chain_id, ord)
+),
+handled AS (
+    SELECT u.chain_id::uuid AS chain_id, u.job_id::uuid AS job_id
+    FROM unnest($3::text[], $4::text[]) AS u(chain_id, job_id)
+),
+links AS (
+    SELECT mc.ord, mc.chain_id, b.job_id, b.slot, b.trace_context
+    FROM {{blocker}} b JOIN mc ON b.blocked_by_chain_id = mc.chain_id
+    WHERE NOT EXISTS (SELECT 1 FROM handled h
+                      WHERE h.chain_id = mc.chain_id AND h.job_id = b.job_id)
+),
+{_UNBLOCK}
+SELECT 1 AS kind, n.by_ord AS ord, NULL::text AS a, NULL::text AS b, {cols("n")} FROM unb n
+WHERE n.open_blockers = 0 AND n.outcome IS NULL
+UNION ALL
+SELECT 2, l.ord, l.trace_context, NULL, {NULL_COLS} FROM links l WHERE l.trace_context IS NOT NULL
 """
 
 RESCHEDULE = f"""
@@ -445,6 +513,7 @@ _ALL = {
     "claim": CLAIM,
     "renew": RENEW,
     "complete": COMPLETE,
+    "complete_catch_up": COMPLETE_CATCH_UP,
     "reschedule": RESCHEDULE,
     "reap": REAP,
     "trigger": TRIGGER,
@@ -473,6 +542,7 @@ class Statements:
         self.claim = rendered["claim"]
         self.renew = rendered["renew"]
         self.complete = rendered["complete"]
+        self.complete_catch_up = rendered["complete_catch_up"]
         self.reschedule = rendered["reschedule"]
         self.reap = rendered["reap"]
         self.trigger = rendered["trigger"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
@@ -20,7 +21,9 @@ from queuert.errors import (
     ChainNotFoundError,
     DuplicateJobIdError,
     InvalidJobIdError,
+    JobAlreadyCompletedError,
     JobNotFoundError,
+    JobTakenByAnotherWorkerError,
     StateAdapterClosedError,
     UsageError,
 )
@@ -33,6 +36,7 @@ from queuert.state import (
     ChainFilter,
     ClaimResult,
     CompleteResult,
+    Completion,
     CreatedJob,
     DeleteResult,
     JobFilter,
@@ -197,10 +201,8 @@ class PgStateAdapter(Generic[TxT]):
     async def poison(self, tx: TxT) -> None:
         """Make a statement fail inside ``tx`` (PostgreSQL then aborts the transaction until it
         rolls back to a savepoint). For error-path tests; the error is swallowed."""
-        try:
+        with suppress(Exception):
             await self.provider.script("SELECT 1/0", tx)
-        except Exception:
-            pass
 
     async def migrate(self) -> MigrationResult:
         """Create or upgrade the schema; see :mod:`queuert_postgres._schema` for the migrations.
@@ -694,43 +696,113 @@ class PgStateAdapter(Generic[TxT]):
         output: JsonValue = None,
         succeeded_by_job_id: str | None = None,
         error: str | None = None,
-        tx: TxT,
+        owner: str | None = None,
+        tx: TxT | None = None,
     ) -> CompleteResult:
         self._check_open()
-        if outcome not in ("completed", "failed", "cancelled"):
-            raise UsageError(f"outcome must be completed, failed or cancelled, not {outcome!r}")
-        if succeeded_by_job_id is not None:
-            if outcome != "completed":
-                raise UsageError("only a completed job can have a successor")
-            if not is_uuid(succeeded_by_job_id):
-                raise InvalidJobIdError(succeeded_by_job_id, "caller")
-        stored_output = (
-            dumps(ensure_json(output))
-            if outcome == "completed" and succeeded_by_job_id is None
-            else None
-        )
+        completion = _checked(Completion(job_id, outcome, output, succeeded_by_job_id, error))
         if not is_uuid(job_id):
             raise JobNotFoundError(job_id)
-        rows = await self._fetch(
-            self.sql.complete,
-            [job_id, outcome, stored_output, succeeded_by_job_id, worker_id, error],
-            tx,
-        )
-        closed: StoredJob | None = None
-        unblocked: list[StoredJob] = []
-        contexts: list[str] = []
-        for row in rows:
-            kind = row[0]
-            if kind == 0:
-                closed = job_from_row(row, 2)
-            elif kind == 1:
-                unblocked.append(job_from_row(row, 2))
-            elif row[1] is not None:
-                contexts.append(row[1])
-        if closed is None:
+        results, refusals = await self._complete([completion], worker_id, owner, tx)
+        result = results[0]
+        if result is not None:
+            return result
+        found, closed_as, leased_by = refusals[1]
+        if not found:
             raise JobNotFoundError(job_id)
-        unblocked.sort(key=lambda j: (j.created_at, j.id))
-        return CompleteResult(job=closed, unblocked=unblocked, blocker_trace_contexts=contexts)
+        if closed_as is not None:
+            raise JobAlreadyCompletedError(job_id)
+        raise JobTakenByAnotherWorkerError(job_id, owner, leased_by)
+
+    async def complete_jobs(
+        self,
+        completions: Sequence[Completion],
+        *,
+        worker_id: str | None,
+        owner: str | None = None,
+        tx: TxT | None = None,
+    ) -> list[CompleteResult | None]:
+        self._check_open()
+        checked = [_checked(c) for c in completions]
+        if len({c.job_id for c in checked}) != len(checked):
+            raise UsageError("complete_jobs takes each job at most once")
+        if not checked:
+            return []
+        valid = [c for c in checked if is_uuid(c.job_id)]
+        results_valid, _ = await self._complete(valid, worker_id, owner, tx) if valid else ([], {})
+        by_id = {c.job_id: r for c, r in zip(valid, results_valid, strict=True)}
+        return [by_id.get(c.job_id) for c in checked]
+
+    async def _complete(
+        self,
+        completions: Sequence[Completion],
+        worker_id: str | None,
+        owner: str | None,
+        tx: TxT | None,
+    ) -> tuple[list[CompleteResult | None], dict[int, tuple[bool, str | None, str | None]]]:
+        """Close jobs in one statement (plus a catch-up statement in a rare race, see below).
+
+        Returns one result per completion (``None`` when refused) and, per refused ordinal (1-based),
+        (row found, its outcome, its lease holder).
+        """
+        args = [
+            [c.job_id for c in completions],
+            [c.outcome for c in completions],
+            [dumps(c.output) if _closes_with_output(c) else None for c in completions],
+            [c.succeeded_by_job_id for c in completions],
+            [c.error for c in completions],
+            worker_id,
+            owner,
+        ]
+        rows = await self._fetch(self.sql.complete, args, tx)
+        closed: dict[int, StoredJob] = {}
+        unblocked: dict[int, list[StoredJob]] = {}
+        contexts: dict[int, list[str]] = {}
+        refusals: dict[int, tuple[bool, str | None, str | None]] = {}
+        moved: dict[int, tuple[str, list[str]]] = {}
+        for row in rows:
+            kind, ordinal = row[0], row[1]
+            if kind == 0:
+                closed[ordinal] = job_from_row(row, 4)
+            elif kind == 1:
+                unblocked.setdefault(ordinal, []).append(job_from_row(row, 4))
+            elif kind == 2:
+                contexts.setdefault(ordinal, []).append(row[2])
+            elif kind == 3:
+                handled = moved.setdefault(ordinal, (row[2], []))[1]
+                if row[3] is not None:
+                    handled.append(row[3])
+            else:
+                refusals[ordinal] = (row[4] is not None, row[2], row[3])
+        if moved:
+            # The tail of a chain we closed changed between our snapshot and our lock (a blocker link
+            # may have been added and committed in that window, invisible to our statement): release
+            # the dependents we could not see, with a fresh snapshot.
+            pairs = [(chain, job) for chain, jobs in moved.values() for job in jobs]
+            catch_up = [
+                [chain for chain, _ in moved.values()],
+                list(moved),
+                [chain for chain, _ in pairs],
+                [job for _, job in pairs],
+            ]
+            for row in await self._fetch(self.sql.complete_catch_up, catch_up, tx):
+                if row[0] == 1:
+                    unblocked.setdefault(row[1], []).append(job_from_row(row, 4))
+                else:
+                    contexts.setdefault(row[1], []).append(row[2])
+        results: list[CompleteResult | None] = []
+        for ordinal in range(1, len(completions) + 1):
+            job = closed.get(ordinal)
+            if job is None:
+                results.append(None)
+                continue
+            released = sorted(unblocked.get(ordinal, []), key=lambda j: (j.created_at, j.id))
+            results.append(
+                CompleteResult(
+                    job=job, unblocked=released, blocker_trace_contexts=contexts.get(ordinal, [])
+                )
+            )
+        return results, refusals
 
     async def reschedule_job(
         self,
@@ -769,15 +841,7 @@ class PgStateAdapter(Generic[TxT]):
         reaped: list[StoredJob] = []
         for row in rows:
             job = job_from_row(row)
-            reaped.append(
-                StoredJob(
-                    **{
-                        **job.__dict__,
-                        "leased_by": row[NCOLS],
-                        "leased_until": utc(row[NCOLS + 1]),
-                    }
-                )
-            )
+            reaped.append(replace(job, leased_by=row[NCOLS], leased_until=utc(row[NCOLS + 1])))
         return reaped
 
     # -- administration ---------------------------------------------------------------------------
@@ -828,6 +892,24 @@ class PgStateAdapter(Generic[TxT]):
         chains = [row for row in rows if row[0] == 0]
         chains.sort(key=lambda row: (row[3] is None, row[3] or 0, row[4], row[5]))
         return DeleteResult(deleted=[chain_from_row(row, 5) for row in chains], references=[])
+
+
+def _closes_with_output(completion: Completion) -> bool:
+    return completion.outcome == "completed" and completion.succeeded_by_job_id is None
+
+
+def _checked(completion: Completion) -> Completion:
+    if completion.outcome not in ("completed", "failed", "cancelled"):
+        raise UsageError(
+            f"outcome must be completed, failed or cancelled, not {completion.outcome!r}"
+        )
+    if completion.succeeded_by_job_id is not None:
+        if completion.outcome != "completed":
+            raise UsageError("only a completed job can have a successor")
+        if not is_uuid(completion.succeeded_by_job_id):
+            raise InvalidJobIdError(completion.succeeded_by_job_id, "caller")
+    output = ensure_json(completion.output) if _closes_with_output(completion) else None
+    return replace(completion, output=output)
 
 
 def _page(items: list[T], limit: int, cursor_of: Any) -> Page[T]:
