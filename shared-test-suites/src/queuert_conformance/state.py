@@ -40,6 +40,7 @@ from queuert_conformance.state_suite.listing import (  # noqa: E402
     TestListChains,
     TestListJobs,
 )
+from queuert_conformance.state_suite.model import TestStateModel  # noqa: E402
 from queuert_conformance.state_suite.read import TestGetChain, TestGetJob, TestNextDue  # noqa: E402
 from queuert_conformance.state_suite.reap import TestReapExpiredLeases  # noqa: E402
 from queuert_conformance.state_suite.reschedule import TestRescheduleJob  # noqa: E402
@@ -71,6 +72,7 @@ __all__ = [
     "TestRenewLeases",
     "TestRescheduleJob",
     "TestSavepoints",
+    "TestStateModel",
     "TestTransactions",
     "TestTriggerJobs",
     "TestUnblocking",
