@@ -3,46 +3,22 @@ in ``public``), dropped afterwards, so concurrent test runs on the shared server
 
 from __future__ import annotations
 
-import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
 import pytest
-from queuert_conformance import StateHarness
-from queuert_postgres import (
-    AsyncpgProvider,
-    PgProvider,
-    PgStateAdapter,
-    PsycopgProvider,
-    SqlAlchemyProvider,
+from pg_helpers import (
+    DSN,
+    STATE_CONFIGS,
+    Namespace,
+    drop_namespace,
+    make_adapter,
+    terminate_backend,
+    unique_schema,
 )
-
-DSN = os.environ.get("QUEUERT_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-@dataclass(frozen=True)
-class Namespace:
-    schema: str
-    prefix: str
-
-
-async def drop_namespace(ns: Namespace) -> None:
-    conn = await asyncpg.connect(DSN)
-    try:
-        if ns.schema == "public":
-            for table in ("job_blocker", "job", "migration"):
-                await conn.execute(f'DROP TABLE IF EXISTS public."{ns.prefix}{table}" CASCADE')
-        else:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{ns.schema}" CASCADE')
-    finally:
-        await conn.close()
-
-
-def unique_schema() -> str:
-    return f"qt_{uuid.uuid4().hex[:12]}"
+from queuert_conformance import StateHarness
+from queuert_postgres import PgStateAdapter
 
 
 @pytest.fixture
@@ -51,45 +27,6 @@ async def namespace() -> AsyncIterator[Namespace]:
     ns = Namespace(unique_schema(), "queuert_")
     yield ns
     await drop_namespace(ns)
-
-
-ProviderFactory = Callable[[], Awaitable[PgProvider[Any]]]
-
-
-async def make_provider(kind: str) -> PgProvider[Any]:
-    if kind == "asyncpg":
-        return await AsyncpgProvider.connect(DSN, min_size=1, max_size=10)
-    if kind == "psycopg":
-        return PsycopgProvider(DSN, max_size=10)
-    if kind in ("sqlalchemy", "sqlalchemy-psycopg"):
-        from sqlalchemy.ext.asyncio import create_async_engine
-
-        driver = "asyncpg" if kind == "sqlalchemy" else "psycopg"
-        engine = create_async_engine(DSN.replace("postgresql://", f"postgresql+{driver}://"))
-        return _OwnedEngine(engine)
-    raise AssertionError(kind)
-
-
-class _OwnedEngine(SqlAlchemyProvider):
-    """A SQLAlchemy provider that disposes its engine on close (tests only)."""
-
-    async def close(self) -> None:
-        await self.engine.dispose()
-
-
-async def make_adapter(kind: str, ns: Namespace) -> PgStateAdapter[Any]:
-    provider = await make_provider(kind)
-    return PgStateAdapter(provider, schema=ns.schema, table_prefix=ns.prefix)
-
-
-STATE_CONFIGS = {
-    # provider, schema ("" = a unique one), table prefix ("" = a unique one)
-    "asyncpg-public": ("asyncpg", "public", ""),
-    "asyncpg-schema-prefix": ("asyncpg", "", "qx_"),
-    "psycopg": ("psycopg", "", "queuert_"),
-    "sqlalchemy-asyncpg": ("sqlalchemy", "", "queuert_"),
-    "sqlalchemy-psycopg": ("sqlalchemy-psycopg", "", "queuert_"),
-}
 
 
 @pytest.fixture(params=list(STATE_CONFIGS))
@@ -107,3 +44,34 @@ async def queuert_state_harness(request: pytest.FixtureRequest) -> AsyncIterator
     finally:
         await adapter.close()
         await drop_namespace(ns)
+
+
+@pytest.fixture
+async def queuert_notify_harness() -> AsyncIterator[Any]:
+    import asyncio
+
+    from queuert_conformance import NotifyHarness
+    from queuert_postgres import PgNotifyAdapter
+
+    prefix = f"qt{uuid.uuid4().hex[:12]}"
+    adapter = PgNotifyAdapter(DSN, channel_prefix=prefix, reconnect_initial_delay=0.05)
+
+    async def open_another() -> PgNotifyAdapter:
+        return PgNotifyAdapter(DSN, channel_prefix=prefix, reconnect_initial_delay=0.05)
+
+    async def interrupt() -> None:
+        pid = adapter.listener_pid
+        assert pid is not None, "the adapter has no listening connection to interrupt"
+        lost = adapter._lost  # set by the connection's termination listener
+        await terminate_backend(pid)
+        await asyncio.wait_for(lost.wait(), 10)
+
+    try:
+        yield NotifyHarness(
+            adapter=adapter,
+            open_another=open_another,
+            interrupt=interrupt,
+            wake_hint_budgets=False,
+        )
+    finally:
+        await adapter.close()

@@ -10,11 +10,13 @@ from queuert_postgres._provider import (
 )
 from queuert_postgres._schema import MIGRATIONS
 from queuert_postgres._url import from_url
+from queuert_postgres.notify import PgNotifyAdapter
 from queuert_postgres.state import PgStateAdapter
 
 __all__ = [
     "MIGRATIONS",
     "AsyncpgProvider",
+    "PgNotifyAdapter",
     "PgProvider",
     "PgStateAdapter",
     "PsycopgProvider",

@@ -1,0 +1,333 @@
+"""``PgNotifyAdapter``: :class:`queuert.notify.NotifyAdapter` on PostgreSQL LISTEN/NOTIFY (asyncpg).
+
+* Channels ``{prefix}_sched`` (payload: job type name), ``{prefix}_chainc`` (chain id) and
+  ``{prefix}_owls`` (job id); ``prefix`` defaults to ``queuert``.
+* Publishing runs ``SELECT pg_notify(channel, payload)`` on a pooled connection. A failed publish is
+  logged and swallowed: notifications are hints, polling covers a lost one.
+* Listening uses ONE dedicated connection per adapter that LISTENs to the three channels once, for the
+  adapter's lifetime; every local callback is multiplexed on it by payload. Subscribing and
+  unsubscribing only touch in-process maps (no LISTEN/UNLISTEN round trips).
+* When that connection drops (server restart, ``pg_terminate_backend``, network), a supervisor task
+  reconnects with exponential backoff and jitter, LISTENs again, then calls every job-scheduled listener
+  once per subscribed type and every chain/ownership listener once, so listeners re-check whatever they
+  may have missed. A periodic ping detects silently dead connections.
+* No wake-hint counter: ``provide_wake_hint`` does nothing and ``consume_wake_hint`` returns True (every
+  idle worker wakes; ``SKIP LOCKED`` sorts out who gets the jobs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from queuert.errors import NotifyAdapterClosedError
+from queuert.notify import Unsubscribe
+
+from queuert_postgres._schema import validate_identifier
+
+__all__ = ["PgNotifyAdapter"]
+
+logger = logging.getLogger("queuert.postgres.notify")
+
+_MAX_PAYLOAD = 7999
+
+
+class _Routes:
+    """Callbacks keyed by routing key (type name, chain id or job id)."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[str, dict[int, Callable[[str], None]]] = {}
+
+    def add(self, token: int, keys: Sequence[str], callback: Callable[[str], None]) -> None:
+        for key in keys:
+            self.by_key.setdefault(key, {})[token] = callback
+
+    def remove(self, token: int, keys: Sequence[str]) -> None:
+        for key in keys:
+            bucket = self.by_key.get(key)
+            if bucket is not None:
+                bucket.pop(token, None)
+                if not bucket:
+                    del self.by_key[key]
+
+    def dispatch(self, key: str) -> None:
+        for callback in list(self.by_key.get(key, {}).values()):
+            _call(callback, key)
+
+    def catch_up(self) -> None:
+        """Every callback once per key it listens to."""
+        for key, bucket in list(self.by_key.items()):
+            for callback in list(bucket.values()):
+                _call(callback, key)
+
+
+def _call(callback: Callable[[str], None], key: str) -> None:
+    try:
+        callback(key)
+    except Exception:
+        logger.exception("notify listener failed", extra={"queuert_key": key})
+
+
+class PgNotifyAdapter:
+    """LISTEN/NOTIFY notifications for queuert over asyncpg.
+
+    ``dsn`` is used for the dedicated listening connection and, unless ``pool`` (an asyncpg pool, e.g.
+    the state adapter's ``provider.pool``) is given, for a small publishing pool of its own.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        channel_prefix: str = "queuert",
+        pool: Any = None,
+        reconnect_initial_delay: float = 0.1,
+        reconnect_max_delay: float = 10.0,
+        ping_interval: float = 30.0,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        validate_identifier("channel prefix", channel_prefix)
+        self._dsn = dsn
+        self.channel_prefix = channel_prefix
+        self.channels = {
+            "sched": f"{channel_prefix}_sched",
+            "chainc": f"{channel_prefix}_chainc",
+            "owls": f"{channel_prefix}_owls",
+        }
+        self._routes = {name: _Routes() for name in self.channels}
+        self._by_channel = {channel: self._routes[name] for name, channel in self.channels.items()}
+        self._pool = pool
+        self._owns_pool = pool is None
+        self._pool_lock = asyncio.Lock()
+        self._initial_delay = reconnect_initial_delay
+        self._max_delay = reconnect_max_delay
+        self._ping_interval = ping_interval
+        self._connect_timeout = connect_timeout
+        self._conn: Any = None
+        self._live = asyncio.Event()
+        self._lost = asyncio.Event()
+        self._supervisor: asyncio.Task[None] | None = None
+        self._first: asyncio.Future[None] | None = None
+        self._next_token = 0
+        self._closed = False
+        self.reconnects = 0
+        """How many times the listening connection was re-established (diagnostics)."""
+
+    # -- state --------------------------------------------------------------------------------------
+
+    @property
+    def listener_pid(self) -> int | None:
+        """Backend pid of the listening connection while it is up (diagnostics and tests)."""
+        conn = self._conn
+        if conn is None or conn.is_closed():
+            return None
+        return int(conn.get_server_pid())
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise NotifyAdapterClosedError()
+
+    # -- publishing ---------------------------------------------------------------------------------
+
+    async def _publisher(self) -> Any:
+        if self._pool is None:
+            async with self._pool_lock:
+                if self._pool is None:
+                    import asyncpg
+
+                    self._pool = await asyncpg.create_pool(
+                        self._dsn, min_size=0, max_size=2, timeout=self._connect_timeout
+                    )
+        return self._pool
+
+    async def _publish(self, kind: str, payload: str) -> None:
+        self._check_open()
+        channel = self.channels[kind]
+        if len(payload.encode()) > _MAX_PAYLOAD:
+            logger.error(
+                "notification payload too long for NOTIFY; dropped",
+                extra={"queuert_channel": channel, "queuert_payload_size": len(payload)},
+            )
+            return
+        try:
+            pool = await self._publisher()
+            await pool.execute("SELECT pg_notify($1::text, $2::text)", channel, payload)
+        except Exception as error:
+            if self._closed:
+                raise NotifyAdapterClosedError() from error
+            logger.warning(
+                "publishing a notification failed (polling will catch up)",
+                extra={"queuert_channel": channel, "queuert_error": repr(error)},
+            )
+
+    async def notify_job_scheduled(self, type_name: str) -> None:
+        await self._publish("sched", type_name)
+
+    async def notify_chain_closed(self, chain_id: str) -> None:
+        await self._publish("chainc", chain_id)
+
+    async def notify_job_ownership_lost(self, job_id: str) -> None:
+        await self._publish("owls", job_id)
+
+    async def provide_wake_hint(self, type_name: str, count: int) -> None:
+        """No counter on PostgreSQL: nothing to do."""
+        self._check_open()
+
+    async def consume_wake_hint(self, type_name: str) -> bool:
+        """No counter on PostgreSQL: every listener may wake."""
+        self._check_open()
+        return True
+
+    # -- listening ----------------------------------------------------------------------------------
+
+    async def listen_job_scheduled(
+        self, type_names: Sequence[str], callback: Callable[[str], None]
+    ) -> Unsubscribe:
+        return await self._subscribe("sched", list(dict.fromkeys(type_names)), callback)
+
+    async def listen_chain_closed(self, chain_id: str, callback: Callable[[], None]) -> Unsubscribe:
+        return await self._subscribe("chainc", [chain_id], lambda _key: callback())
+
+    async def listen_job_ownership_lost(
+        self, job_id: str, callback: Callable[[], None]
+    ) -> Unsubscribe:
+        return await self._subscribe("owls", [job_id], lambda _key: callback())
+
+    async def _subscribe(
+        self, kind: str, keys: list[str], callback: Callable[[str], None]
+    ) -> Unsubscribe:
+        self._check_open()
+        await self._ensure_listening()
+        self._check_open()
+        self._next_token += 1
+        token = self._next_token
+        routes = self._routes[kind]
+        routes.add(token, keys, callback)
+        removed = False
+
+        async def unsubscribe() -> None:
+            nonlocal removed
+            if not removed:
+                removed = True
+                routes.remove(token, keys)
+
+        return unsubscribe
+
+    async def _ensure_listening(self) -> None:
+        """Start the supervisor on first use and wait for the first connection (errors propagate, and
+        the next subscriber tries again). Later subscribers do not wait for a reconnect: the catch-up
+        call after it covers them."""
+        if self._supervisor is not None and not self._supervisor.done():
+            if self._first is not None:
+                await asyncio.shield(self._first)
+            return
+        loop = asyncio.get_running_loop()
+        self._first = loop.create_future()
+        self._supervisor = asyncio.create_task(self._supervise(), name="queuert-pg-listener")
+        await asyncio.shield(self._first)
+
+    async def _connect(self) -> Any:
+        import asyncpg
+
+        conn = await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
+        try:
+            lost = self._lost
+            conn.add_termination_listener(lambda _conn: lost.set())
+            for channel in self.channels.values():
+                await conn.add_listener(channel, self._on_notification)
+        except BaseException:
+            conn.terminate()
+            raise
+        return conn
+
+    def _on_notification(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
+        routes = self._by_channel.get(channel)
+        if routes is not None:
+            routes.dispatch(payload)
+
+    async def _supervise(self) -> None:
+        delay = self._initial_delay
+        connected_before = False
+        first = self._first
+        while not self._closed:
+            self._lost = asyncio.Event()
+            try:
+                conn = await self._connect()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                if first is not None and not first.done():
+                    # Nobody has been told the subscription is live yet: let the caller see why.
+                    first.set_exception(error)
+                    self._supervisor = None
+                    return
+                logger.warning(
+                    "LISTEN connection failed; retrying",
+                    extra={"queuert_error": repr(error), "queuert_retry_in": delay},
+                )
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, self._max_delay)
+                continue
+            self._conn = conn
+            delay = self._initial_delay
+            if first is not None and not first.done():
+                first.set_result(None)
+            if connected_before:
+                self.reconnects += 1
+                logger.info("LISTEN connection re-established; catching up listeners")
+                for routes in self._routes.values():
+                    routes.catch_up()
+            connected_before = True
+            try:
+                await self._watch(conn)
+            finally:
+                self._conn = None
+                with contextlib.suppress(Exception):
+                    conn.terminate()
+            if not self._closed:
+                logger.warning("LISTEN connection lost; reconnecting")
+
+    async def _watch(self, conn: Any) -> None:
+        """Return when ``conn`` is lost (termination callback or a failed ping)."""
+        while True:
+            try:
+                await asyncio.wait_for(self._lost.wait(), self._ping_interval)
+                return
+            except asyncio.TimeoutError:
+                pass
+            try:
+                await asyncio.wait_for(conn.fetchval("SELECT 1"), self._connect_timeout)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                return
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        task, self._supervisor = self._supervisor, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._first is not None and not self._first.done():
+            self._first.set_exception(NotifyAdapterClosedError())
+            with contextlib.suppress(BaseException):
+                self._first.exception()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), 2.0)
+            if not conn.is_closed():
+                conn.terminate()
+        for routes in self._routes.values():
+            routes.by_key.clear()
+        if self._owns_pool and self._pool is not None:
+            pool, self._pool = self._pool, None
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pool.close(), 5.0)

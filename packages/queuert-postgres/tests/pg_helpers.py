@@ -1,0 +1,119 @@
+"""Shared test helpers. Every test gets its own PostgreSQL namespace (a unique schema, or a unique table prefix
+in ``public``), dropped afterwards, so concurrent test runs on the shared server never collide."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from queuert_postgres import (
+    AsyncpgProvider,
+    PgProvider,
+    PgStateAdapter,
+    PsycopgProvider,
+    Sql,
+    SqlAlchemyProvider,
+)
+
+DSN = os.environ.get("QUEUERT_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@dataclass(frozen=True)
+class Namespace:
+    schema: str
+    prefix: str
+
+
+async def drop_namespace(ns: Namespace) -> None:
+    conn = await asyncpg.connect(DSN)
+    try:
+        if ns.schema == "public":
+            for table in ("job_blocker", "job", "migration"):
+                await conn.execute(f'DROP TABLE IF EXISTS public."{ns.prefix}{table}" CASCADE')
+        else:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{ns.schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+def unique_schema() -> str:
+    return f"qt_{uuid.uuid4().hex[:12]}"
+
+
+ProviderFactory = Callable[[], Awaitable[PgProvider[Any]]]
+
+
+async def make_provider(kind: str) -> PgProvider[Any]:
+    if kind == "asyncpg":
+        return await AsyncpgProvider.connect(DSN, min_size=1, max_size=10)
+    if kind == "psycopg":
+        return PsycopgProvider(DSN, max_size=10)
+    if kind in ("sqlalchemy", "sqlalchemy-psycopg"):
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        driver = "asyncpg" if kind == "sqlalchemy" else "psycopg"
+        engine = create_async_engine(DSN.replace("postgresql://", f"postgresql+{driver}://"))
+        return _OwnedEngine(engine)
+    raise AssertionError(kind)
+
+
+class _OwnedEngine(SqlAlchemyProvider):
+    """A SQLAlchemy provider that disposes its engine on close (tests only)."""
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+async def make_adapter(kind: str, ns: Namespace) -> PgStateAdapter[Any]:
+    provider = await make_provider(kind)
+    return PgStateAdapter(provider, schema=ns.schema, table_prefix=ns.prefix)
+
+
+STATE_CONFIGS = {
+    # provider, schema ("" = a unique one), table prefix ("" = a unique one)
+    "asyncpg-public": ("asyncpg", "public", ""),
+    "asyncpg-schema-prefix": ("asyncpg", "", "qx_"),
+    "psycopg": ("psycopg", "", "queuert_"),
+    "sqlalchemy-asyncpg": ("sqlalchemy", "", "queuert_"),
+    "sqlalchemy-psycopg": ("sqlalchemy-psycopg", "", "queuert_"),
+}
+
+
+async def terminate_backend(pid: int) -> None:
+    conn = await asyncpg.connect(DSN)
+    try:
+        await conn.execute("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await conn.close()
+
+
+class CountingProvider:
+    """Delegates to ``inner`` and records every statement sent (one entry per round trip)."""
+
+    def __init__(self, inner: PgProvider[Any]) -> None:
+        self.inner = inner
+        self.statements: list[str] = []
+
+    def transaction(self) -> AbstractAsyncContextManager[Any]:
+        return self.inner.transaction()
+
+    async def fetch(self, sql: Sql, args: Sequence[Any], tx: Any | None) -> list[Any]:
+        self.statements.append(sql.text)
+        return await self.inner.fetch(sql, args, tx)
+
+    async def script(self, sql: str, tx: Any) -> None:
+        self.statements.append(sql)
+        await self.inner.script(sql, tx)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    def take(self) -> int:
+        count = len(self.statements)
+        self.statements.clear()
+        return count

@@ -1,0 +1,3 @@
+"""The shared notify adapter suite over LISTEN/NOTIFY (unique channel prefix per test)."""
+
+from queuert_conformance.notify import *  # noqa: F403

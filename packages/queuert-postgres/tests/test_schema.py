@@ -1,0 +1,150 @@
+"""Schema placement, identifier validation and migrations (idempotent, concurrent, reported)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import asyncpg
+import pytest
+from pg_helpers import DSN, Namespace, drop_namespace, make_adapter, unique_schema
+from queuert.errors import InvalidIdentifierError
+from queuert.ids import uuid7
+from queuert.state import NewJob
+from queuert_postgres import MIGRATIONS, AsyncpgProvider, PgStateAdapter
+
+
+@pytest.mark.parametrize(
+    ("schema", "prefix"),
+    [
+        ("bad-schema", "queuert_"),
+        ("1abc", "queuert_"),
+        ('x"; drop table y; --', "queuert_"),
+        ("", "queuert_"),
+        ("ok", "bad prefix"),
+        ("ok", "pre-fix_"),
+        ("ok", "p" * 41),
+    ],
+)
+async def test_invalid_identifiers_are_refused_before_connecting(schema: str, prefix: str) -> None:
+    with pytest.raises(InvalidIdentifierError):
+        await PgStateAdapter.connect(
+            "postgresql://nobody@127.0.0.1:1/none", schema=schema, table_prefix=prefix
+        )
+
+
+async def test_empty_prefix_is_allowed(namespace: Namespace) -> None:
+    ns = Namespace(namespace.schema, "")
+    adapter = await make_adapter("asyncpg", ns)
+    try:
+        result = await adapter.migrate()
+        assert result.applied == [m.name for m in MIGRATIONS]
+    finally:
+        await adapter.close()
+
+
+async def tables_in(schema: str) -> set[str]:
+    conn = await asyncpg.connect(DSN)
+    try:
+        rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = $1", schema)
+        return {r[0] for r in rows}
+    finally:
+        await conn.close()
+
+
+async def test_tables_live_in_the_configured_schema_with_the_prefix() -> None:
+    ns = Namespace(unique_schema(), "acme_")
+    adapter = await make_adapter("asyncpg", ns)
+    try:
+        result = await adapter.migrate()
+        assert result.applied == [m.name for m in MIGRATIONS]
+        assert result.skipped == [] and result.unrecognized == []
+        assert await tables_in(ns.schema) == {"acme_job", "acme_job_blocker", "acme_migration"}
+        conn = await asyncpg.connect(DSN)
+        try:
+            options = await conn.fetchval(
+                "SELECT reloptions FROM pg_class WHERE oid = $1::regclass",
+                f'"{ns.schema}"."acme_job"',
+            )
+            assert "fillfactor=75" in options
+            indexes = {
+                r[0]
+                for r in await conn.fetch(
+                    "SELECT indexname FROM pg_indexes WHERE schemaname = $1", ns.schema
+                )
+            }
+            assert {"acme_job_ready_idx", "acme_job_leased_idx", "acme_job_dedup_idx"} <= indexes
+        finally:
+            await conn.close()
+    finally:
+        await adapter.close()
+        await drop_namespace(ns)
+
+
+async def test_migrate_twice_is_a_no_op(namespace: Namespace) -> None:
+    adapter = await make_adapter("asyncpg", namespace)
+    try:
+        first = await adapter.migrate()
+        second = await adapter.migrate()
+        assert first.applied == [m.name for m in MIGRATIONS]
+        assert second.applied == []
+        assert second.skipped == [m.name for m in MIGRATIONS]
+    finally:
+        await adapter.close()
+
+
+async def test_concurrent_migrations_apply_each_migration_once(namespace: Namespace) -> None:
+    adapters = [await make_adapter("asyncpg", namespace) for _ in range(4)]
+    try:
+        results = await asyncio.gather(*(a.migrate() for a in adapters))
+        applied = [name for r in results for name in r.applied]
+        assert sorted(applied) == sorted(m.name for m in MIGRATIONS)
+        conn = await asyncpg.connect(DSN)
+        try:
+            count = await conn.fetchval(
+                f'SELECT count(*) FROM "{namespace.schema}"."queuert_migration"'
+            )
+        finally:
+            await conn.close()
+        assert count == len(MIGRATIONS)
+    finally:
+        for adapter in adapters:
+            await adapter.close()
+
+
+async def test_unknown_migrations_in_the_database_are_reported(namespace: Namespace) -> None:
+    adapter = await make_adapter("asyncpg", namespace)
+    try:
+        await adapter.migrate()
+        conn = await asyncpg.connect(DSN)
+        try:
+            await conn.execute(
+                f'INSERT INTO "{namespace.schema}"."queuert_migration" (name) VALUES ($1)',
+                "9999_from_the_future",
+            )
+        finally:
+            await conn.close()
+        result = await adapter.migrate()
+        assert result.unrecognized == ["9999_from_the_future"]
+        assert result.applied == []
+    finally:
+        await adapter.close()
+
+
+async def test_two_installations_in_one_database_are_independent() -> None:
+    a = Namespace(unique_schema(), "queuert_")
+    b = Namespace(a.schema, "other_")
+    first = await make_adapter("asyncpg", a)
+    second = PgStateAdapter(
+        AsyncpgProvider(first.provider.pool), schema=b.schema, table_prefix=b.prefix
+    )  # type: ignore[attr-defined]
+    try:
+        await first.migrate()
+        await second.migrate()
+        await first.create_jobs([NewJob(id=uuid7(), type_name="t", chain_type_name="t", input=1)])
+        lease = {"t": timedelta(seconds=5)}
+        assert (await second.claim_jobs(leases=lease, limit=5, worker_id="w")).jobs == []
+        assert len((await first.claim_jobs(leases=lease, limit=5, worker_id="w")).jobs) == 1
+    finally:
+        await first.close()
+        await drop_namespace(a)
