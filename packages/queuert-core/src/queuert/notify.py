@@ -15,13 +15,19 @@ Messages:
 * **chain closed** (per chain id): what ``wait_for_chain`` listens to.
 * **job ownership lost** (per job id): the worker running that job should re-check its lease now.
 
-Listener contract: ``listen_*`` returns once the subscription is live and gives back an async
+Listener contract: ``listen_*`` returns once the subscription is live — or, when the server cannot
+be reached, at once, with the subscription coming up when the server does — and gives back an async
 ``unsubscribe`` function (idempotent, safe to call after ``close()``). Callbacks are plain functions
 called on the event loop; an exception in one callback is logged and never reaches the publisher or
-other callbacks. After a lost connection is re-established, the adapter calls every job-scheduled
-listener once per subscribed type and every chain/ownership listener once, so that listeners re-check
-state for whatever they missed. ``close()`` is idempotent; afterwards ``notify_*``/``listen_*`` raise
-:class:`~queuert.errors.NotifyAdapterClosedError`.
+other callbacks. Messages from one publisher on one topic arrive in the order they were published.
+After a lost connection is re-established (or first established late), the adapter calls every
+job-scheduled listener once per subscribed type and every chain/ownership listener once, so that
+listeners re-check state for whatever they missed.
+
+Failure contract: notifications are hints, so ``notify_*`` and ``provide_wake_hint`` never raise
+connection errors into the caller (they log and count them); ``consume_wake_hint`` answers True when it
+cannot tell. Calls are bounded in time. ``close()`` is idempotent; afterwards ``notify_*``/``listen_*``
+raise :class:`~queuert.errors.NotifyAdapterClosedError`.
 """
 
 from __future__ import annotations
