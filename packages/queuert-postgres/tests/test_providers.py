@@ -1,0 +1,171 @@
+"""Enqueue inside the application's own transaction, for every provider: a rolled-back business write
+leaves no job, a committed one leaves a job that a worker then runs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import pytest
+from pg_helpers import DSN, Namespace
+from queuert import Attempt, Client, EntryJobType, Worker
+from queuert_postgres import (
+    AsyncpgProvider,
+    PgNotifyAdapter,
+    PgStateAdapter,
+    PsycopgProvider,
+    SqlAlchemyProvider,
+)
+
+
+@dataclass
+class Order:
+    order_id: str
+
+
+@dataclass
+class Receipt:
+    text: str
+
+
+class SendReceipt(EntryJobType[Order, Receipt]):
+    pass
+
+
+class Boom(Exception):
+    pass
+
+
+# Each scenario: (adapter, "open my own transaction" -> (tx, insert_order(tx, id)), cleanup)
+OwnTx = Callable[[], AbstractAsyncContextManager[tuple[Any, Callable[[Any, str], Awaitable[None]]]]]
+
+
+@asynccontextmanager
+async def asyncpg_scenario(ns: Namespace) -> AsyncIterator[tuple[PgStateAdapter[Any], OwnTx]]:
+    pool = await asyncpg.create_pool(DSN, min_size=1, max_size=4)
+    adapter = PgStateAdapter(AsyncpgProvider(pool), schema=ns.schema)
+
+    async def insert(conn: Any, order_id: str) -> None:
+        await conn.execute(f'INSERT INTO "{ns.schema}".orders (id) VALUES ($1)', order_id)
+
+    @asynccontextmanager
+    async def own() -> AsyncIterator[tuple[Any, Callable[[Any, str], Awaitable[None]]]]:
+        async with pool.acquire() as conn, conn.transaction():
+            yield conn, insert
+
+    try:
+        yield adapter, own
+    finally:
+        await adapter.close()
+        await pool.close()
+
+
+@asynccontextmanager
+async def psycopg_scenario(ns: Namespace) -> AsyncIterator[tuple[PgStateAdapter[Any], OwnTx]]:
+    import psycopg
+
+    adapter = PgStateAdapter(PsycopgProvider(DSN), schema=ns.schema)
+
+    async def insert(conn: Any, order_id: str) -> None:
+        await conn.execute(f'INSERT INTO "{ns.schema}".orders (id) VALUES (%s)', (order_id,))
+
+    @asynccontextmanager
+    async def own() -> AsyncIterator[tuple[Any, Callable[[Any, str], Awaitable[None]]]]:
+        async with await psycopg.AsyncConnection.connect(DSN) as conn, conn.transaction():
+            yield conn, insert
+
+    try:
+        yield adapter, own
+    finally:
+        await adapter.close()
+
+
+def sqlalchemy_scenario(driver: str) -> Any:
+    @asynccontextmanager
+    async def scenario(ns: Namespace) -> AsyncIterator[tuple[PgStateAdapter[Any], OwnTx]]:
+        from sqlalchemy import text
+        from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+        engine = create_async_engine(DSN.replace("postgresql://", f"postgresql+{driver}://"))
+        adapter = PgStateAdapter(SqlAlchemyProvider(engine), schema=ns.schema)
+
+        async def insert(session: Any, order_id: str) -> None:
+            await session.execute(
+                text(f'INSERT INTO "{ns.schema}".orders (id) VALUES (:id)'), {"id": order_id}
+            )
+
+        @asynccontextmanager
+        async def own() -> AsyncIterator[tuple[Any, Callable[[Any, str], Awaitable[None]]]]:
+            async with AsyncSession(engine) as session, session.begin():
+                yield session, insert
+
+        try:
+            yield adapter, own
+        finally:
+            await adapter.close()
+            await engine.dispose()
+
+    return scenario
+
+
+SCENARIOS = {
+    "asyncpg": asyncpg_scenario,
+    "psycopg": psycopg_scenario,
+    "sqlalchemy-asyncpg": sqlalchemy_scenario("asyncpg"),
+    "sqlalchemy-psycopg": sqlalchemy_scenario("psycopg"),
+}
+
+
+async def count_orders(ns: Namespace) -> int:
+    conn = await asyncpg.connect(DSN)
+    try:
+        return int(await conn.fetchval(f'SELECT count(*) FROM "{ns.schema}".orders'))
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("kind", list(SCENARIOS))
+async def test_enqueue_in_the_applications_transaction(kind: str, namespace: Namespace) -> None:
+    async with SCENARIOS[kind](namespace) as (adapter, own_transaction):
+        await adapter.migrate()
+        conn = await asyncpg.connect(DSN)
+        try:
+            await conn.execute(f'CREATE TABLE "{namespace.schema}".orders (id text PRIMARY KEY)')
+        finally:
+            await conn.close()
+        notify = PgNotifyAdapter(DSN, channel_prefix=namespace.schema)
+        client = Client(adapter, job_types=[SendReceipt], notify=notify)
+        try:
+            # 1. The business write and the chain roll back together.
+            rolled_back = ""
+            with pytest.raises(Boom):
+                async with own_transaction() as (tx, insert), client.hooks(tx):
+                    await insert(tx, "o-1")
+                    chain = await client.start_chain(SendReceipt(Order("o-1")), tx=tx)
+                    rolled_back = chain.id
+                    raise Boom()
+            assert await adapter.get_chain(rolled_back) is None
+            assert await count_orders(namespace) == 0
+
+            # 2. Committed together: the order exists and a worker runs the job.
+            async with own_transaction() as (tx, insert), client.hooks(tx):
+                await insert(tx, "o-2")
+                chain = await client.start_chain(SendReceipt(Order("o-2")), tx=tx)
+                # not visible outside the transaction before the commit
+                assert await adapter.get_chain(chain.id) is None
+            assert await count_orders(namespace) == 1
+            worker = Worker(client, name=f"w-{kind}", concurrency=2)
+
+            @worker.handler(SendReceipt)
+            async def send(attempt: Attempt[SendReceipt]) -> None:
+                await attempt.complete(Receipt(f"receipt for {attempt.input.order_id}"))
+
+            async with worker:
+                receipt = await client.wait_for_chain(chain, timeout=20)
+            assert receipt == Receipt("receipt for o-2")
+        finally:
+            await client.close()
+            await notify.close()
