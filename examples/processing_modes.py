@@ -80,9 +80,10 @@ async def main() -> dict[str, Any]:
         payment = attempt.input
 
         async def write(ctx: TxContext[Any]) -> Receipt:
-            # With PostgreSQL or SQLite, ctx.tx is the driver's connection (or session) inside the
-            # transaction that holds the job:
-            #     await ctx.tx.execute("INSERT INTO ledger (payment_id, cents) VALUES ($1, $2)", ...)
+            # ctx.tx is the state adapter's transaction object, the one that holds the job. With
+            # PostgreSQL it is your driver's connection (or session), with SQLite the adapter's
+            # connection:
+            #     await ctx.tx.execute("INSERT INTO ledger (payment_id, cents) VALUES (?, ?)", ...)
             # The in-memory adapter has no SQL, so this example writes through queuert instead.
             await ctx.start_chain(
                 AuditEntry(AuditIn(f"{payment.payment_id} attempt {attempt.number}"))
