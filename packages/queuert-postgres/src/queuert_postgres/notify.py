@@ -227,7 +227,7 @@ class PgNotifyAdapter:
             return
         loop = asyncio.get_running_loop()
         self._first = loop.create_future()
-        self._supervisor = asyncio.create_task(self._supervise(), name="queuert-pg-listener")
+        self._supervisor = asyncio.create_task(self._supervise(), name="pg-notify-listener")
         await asyncio.shield(self._first)
 
     async def _connect(self) -> Any:

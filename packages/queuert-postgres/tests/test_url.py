@@ -1,0 +1,45 @@
+"""``from_url`` and the ``queuert.state_adapters`` entry points used by ``queuert migrate --dsn``."""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+import pytest
+from pg_helpers import DSN, Namespace, unique_schema
+from queuert.backends import open_state_adapter
+from queuert.errors import InvalidIdentifierError, UsageError
+from queuert_postgres import MIGRATIONS, PgStateAdapter, from_url
+
+
+def test_entry_points_are_registered() -> None:
+    names = {ep.name: ep.value for ep in entry_points(group="queuert.state_adapters")}
+    assert names.get("postgresql") == "queuert_postgres:from_url"
+    assert names.get("postgres") == "queuert_postgres:from_url"
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+async def test_open_by_url_with_schema_and_prefix_in_the_query(scheme: str) -> None:
+    ns = Namespace(unique_schema(), "viaurl_")
+    url = DSN.replace("postgresql://", f"{scheme}://") + (
+        f"?schema={ns.schema}&table_prefix={ns.prefix}&prepared_statements=false&pool_max_size=2"
+    )
+    adapter = await open_state_adapter(url)
+    try:
+        assert isinstance(adapter, PgStateAdapter)
+        assert (adapter.names.schema, adapter.names.prefix) == (ns.schema, ns.prefix)
+        result = await adapter.migrate()
+        assert result.applied == [m.name for m in MIGRATIONS]
+    finally:
+        await adapter.close()
+        from pg_helpers import drop_namespace
+
+        await drop_namespace(ns)
+
+
+async def test_bad_urls_and_identifiers_are_clear_errors() -> None:
+    with pytest.raises(UsageError):
+        await from_url("mysql://localhost/db")
+    with pytest.raises(InvalidIdentifierError):
+        await from_url(DSN + "?schema=bad-name")
+    with pytest.raises(UsageError):
+        await from_url(DSN + "?prepared_statements=maybe")
