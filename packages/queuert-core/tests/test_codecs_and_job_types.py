@@ -77,6 +77,11 @@ def test_pydantic_codec_validates_both_ways() -> None:
     with pytest.raises(CodecError):
         codec.decode(Model, {"name": "a"})
     assert codec.encode(Point, {"x": 1, "y": 2}) == {"x": 1, "y": 2}
+    with pytest.raises(CodecError):
+        codec.encode(
+            Model, Model.model_construct(name="a", count="many")
+        )  # built without validation
+    assert codec.encode(Inner, Inner("3")) == {"n": 3, "color": "red"}  # type: ignore[arg-type]
     assert codec.decode(Outer, {"name": "b", "items": [{"n": 5}]}).items == [Inner(5)]
 
 

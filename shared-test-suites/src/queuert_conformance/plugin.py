@@ -10,6 +10,7 @@ import inspect
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -18,19 +19,20 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        function = getattr(item, "function", None)
-        if function is None or not getattr(function, "__module__", "").startswith(
-            "queuert_conformance"
-        ):
-            continue
-        item.add_marker(pytest.mark.queuert_conformance)
-        if inspect.iscoroutinefunction(function) and item.get_closest_marker("asyncio") is None:
-            item.add_marker(pytest.mark.asyncio)
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> None:
+    """Mark the suites' coroutine tests before pytest-asyncio looks at them (strict mode too)."""
+    module = getattr(obj, "__module__", "") or ""
+    if not module.startswith("queuert_conformance") or not inspect.iscoroutinefunction(obj):
+        return
+    marks = getattr(obj, "pytestmark", [])
+    if not any(getattr(mark, "name", None) == "asyncio" for mark in marks):
+        pytest.mark.asyncio(obj)
+    if not any(getattr(mark, "name", None) == "queuert_conformance" for mark in marks):
+        pytest.mark.queuert_conformance(obj)
 
 
-@pytest.fixture
+@pytest_asyncio.fixture
 async def queuert_notify_factory() -> Any:
     """Default notify adapter of the behaviour suites: one in-process adapter shared by the test.
 

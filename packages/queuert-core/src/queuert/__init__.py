@@ -10,6 +10,7 @@ from queuert.backoff import Backoff, Lease
 from queuert.client import Client, TxContext, WorkerlessCompletion
 from queuert.codec import Codec, CodecError, DefaultCodec
 from queuert.errors import (
+    BlockerChainFailedError,
     BlockerReference,
     BlockerReferenceError,
     ChainCancelledError,
@@ -20,6 +21,7 @@ from queuert.errors import (
     InvalidIdentifierError,
     InvalidJobIdError,
     JobAlreadyCompletedError,
+    JobLostError,
     JobNotFoundError,
     JobNotTriggerableError,
     JobTakenByAnotherWorkerError,
@@ -49,6 +51,7 @@ __all__ = [
     "Attempt",
     "AttemptMiddleware",
     "Backoff",
+    "BlockerChainFailedError",
     "BlockerReference",
     "BlockerReferenceError",
     "CancelReason",
@@ -71,6 +74,7 @@ __all__ = [
     "InvalidJobIdError",
     "Job",
     "JobAlreadyCompletedError",
+    "JobLostError",
     "JobNotFoundError",
     "JobNotTriggerableError",
     "JobTakenByAnotherWorkerError",

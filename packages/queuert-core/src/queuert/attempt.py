@@ -27,7 +27,7 @@ from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from queuert.client import TxContext
-from queuert.errors import UsageError
+from queuert.errors import JobLostError, UsageError
 from queuert.hooks import TransactionHooks
 from queuert.job_types import JobType
 from queuert.models import Job
@@ -47,7 +47,7 @@ T = TypeVar("T")
 
 Mode = Literal["atomic", "staged"]
 CancelReason = Literal[
-    "taken_by_another_worker", "not_found", "already_completed", "cancelled", "error", "shutdown"
+    "taken_by_another_worker", "not_found", "already_completed", "cancelled", "shutdown"
 ]
 LOST_REASONS = frozenset({"taken_by_another_worker", "not_found", "already_completed", "cancelled"})
 
@@ -78,14 +78,12 @@ class CancellationSignal:
         self._event.set()
 
 
-class OwnershipLostError(Exception):
-    """Raised inside the worker when a guarded transaction finds the job is no longer ours."""
+class OwnershipLostError(JobLostError):
+    """:class:`~queuert.errors.JobLostError` with the reason typed as a :data:`CancelReason`."""
 
     def __init__(self, job_id: str, reason: CancelReason, leased_by: str | None = None) -> None:
-        self.job_id = job_id
+        super().__init__(job_id, reason, leased_by)
         self.reason: CancelReason = reason
-        self.leased_by = leased_by
-        super().__init__(f"job {job_id} lost: {reason}")
 
 
 class Attempt(Generic[J]):

@@ -25,6 +25,9 @@ def _load(target: str) -> Any:
 
 
 async def _run_worker(target: str) -> None:
+    """Run the worker at ``target``: a Worker, a function (sync or async) returning one, or a
+    function returning an async context manager that yields one (set up and tear down your
+    adapters around it)."""
     from queuert.worker import Worker
 
     obj = _load(target)
@@ -32,9 +35,22 @@ async def _run_worker(target: str) -> None:
         obj = obj()
         if inspect.isawaitable(obj):
             obj = await obj
-    if not isinstance(obj, Worker):
+    if hasattr(obj, "__aenter__") and not isinstance(obj, Worker):
+        async with obj as worker:
+            await _run(worker, target)
+        return
+    await _run(obj, target)
+
+
+async def _run(worker: object, target: str) -> None:
+    from queuert.worker import Worker
+
+    if not isinstance(worker, Worker):
         raise SystemExit(f"{target} is not a queuert Worker (or a function returning one)")
-    await obj.run()
+    try:
+        await worker.run()
+    finally:
+        await worker.client.close()
 
 
 async def _migrate(dsn: str) -> None:

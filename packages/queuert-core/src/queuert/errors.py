@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Literal
 
 __all__ = [
+    "BlockerChainFailedError",
     "BlockerReference",
     "BlockerReferenceError",
     "ChainCancelledError",
@@ -23,6 +24,7 @@ __all__ = [
     "InvalidIdentifierError",
     "InvalidJobIdError",
     "JobAlreadyCompletedError",
+    "JobLostError",
     "JobNotFoundError",
     "JobNotTriggerableError",
     "JobTakenByAnotherWorkerError",
@@ -139,6 +141,27 @@ class JobNotTriggerableError(QueuertError):
         self.job_id = job_id
         self.status = status
         super().__init__(f"job {job_id!r} cannot be triggered: it is {status}")
+
+
+class JobLostError(QueuertError):
+    """The worker no longer owns the job it was running (``reason``: ``taken_by_another_worker``,
+    ``not_found``, ``already_completed`` or ``cancelled``); its completion is refused."""
+
+    def __init__(self, job_id: str, reason: str, leased_by: str | None = None) -> None:
+        self.job_id = job_id
+        self.reason = reason
+        self.leased_by = leased_by
+        super().__init__(f"job {job_id} was lost: {reason}")
+
+
+class BlockerChainFailedError(QueuertError):
+    """A job whose type fails on blocker failure found a blocker chain closed as failed or
+    cancelled; the job is closed as failed without running its handler."""
+
+    def __init__(self, chain_id: str, outcome: str) -> None:
+        self.chain_id = chain_id
+        self.outcome = outcome
+        super().__init__(f"blocker chain {chain_id} closed as {outcome}")
 
 
 class JobTypeMismatchError(QueuertError):

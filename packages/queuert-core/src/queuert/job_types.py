@@ -54,7 +54,7 @@ In = TypeVar("In")
 Out = TypeVar("Out")
 Next = TypeVar("Next", default=Never)
 Blockers = TypeVar("Blockers", default=tuple[()])
-Result = TypeVar("Result", default=Out)
+Result = TypeVar("Result", default=Out, covariant=True)
 
 BlockerFailurePolicy = Literal["fail", "proceed"]
 """What a job does when one of its blocker chains closes as failed or cancelled: ``fail`` closes it as

@@ -271,6 +271,8 @@ class LoggingObservability:
 def _short(value: object) -> str:
     if isinstance(value, dict) and "id" in value and "type_name" in value:
         return f"{value['type_name']}:{value['id']}"
+    if isinstance(value, float):
+        return f"{value:.3f}"
     text = str(value)
     return text if len(text) <= 200 else text[:197] + "..."
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import PydanticUserError, TypeAdapter, ValidationError
+from pydantic_core import PydanticSerializationError
 
 from queuert.codec import CodecError
 from queuert.json import JsonValue, ensure_json
@@ -25,18 +26,30 @@ class PydanticCodec:
         try:
             return self._adapters[tp]
         except KeyError:
-            adapter: TypeAdapter[Any] = TypeAdapter(tp)
-            self._adapters[tp] = adapter
-            return adapter
-        except TypeError:  # unhashable type expression
+            pass
+        except TypeError:  # unhashable type expression: not cached
+            return self._build(tp)
+        adapter = self._build(tp)
+        self._adapters[tp] = adapter
+        return adapter
+
+    @staticmethod
+    def _build(tp: Any) -> TypeAdapter[Any]:
+        try:
             return TypeAdapter(tp)
+        except PydanticUserError as exc:  # e.g. typing.TypedDict on Python < 3.12
+            raise CodecError(f"pydantic cannot handle {tp!r}: {exc}") from exc
 
     def encode(self, tp: Any, value: Any) -> JsonValue:
+        """Serialise, then validate the serialised form (instances built without validation, such
+        as ``model_construct`` or a dataclass given a wrong field type, are checked too), then
+        store the validated form."""
         adapter = self._adapter(tp)
         try:
-            validated = adapter.validate_python(value)
+            dumped = adapter.dump_python(value, mode="json", warnings=False)
+            validated = adapter.validate_python(dumped)
             return ensure_json(adapter.dump_python(validated, mode="json"))
-        except ValidationError as exc:
+        except (ValidationError, PydanticSerializationError) as exc:
             raise CodecError(str(exc)) from exc
 
     def decode(self, tp: Any, data: JsonValue) -> Any:

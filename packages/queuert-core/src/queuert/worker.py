@@ -42,8 +42,10 @@ from queuert.attempt import (
 )
 from queuert.backoff import Backoff, Lease
 from queuert.client import Client
-from queuert.errors import RescheduleJob, UsageError
+from queuert.errors import BlockerChainFailedError, RescheduleJob, UsageError
+from queuert.hooks import TransactionHooks
 from queuert.job_types import JobType
+from queuert.json import JsonValue
 from queuert.models import Chain
 from queuert.observability import (
     AttemptCompleted,
@@ -58,8 +60,6 @@ from queuert.observability import (
     WorkerStopped,
     WorkerStopping,
 )
-from queuert.hooks import TransactionHooks
-from queuert.json import JsonValue
 from queuert.state import CompleteResult, Completion, StoredJob
 
 __all__ = ["AttemptMiddleware", "Handler", "HandlerConfig", "Worker"]
@@ -590,13 +590,15 @@ class Worker(Generic[TxT]):
                 blockers = tuple(await client.get_job_blockers(job.id))
                 failed = [b for b in blockers if b.outcome in ("failed", "cancelled")]
                 if failed and config.job_type.on_blocker_failure == "fail":
-                    raise _BlockerFailed(failed[0].id, failed[0].outcome or "failed")
+                    raise BlockerChainFailedError(failed[0].id, failed[0].outcome or "failed")
             public = client.to_job(job)
             attempt: Attempt[Any] = Attempt(
                 worker=self, stored=job, job=public, input=public.input, blockers=blockers
             )
         except Exception as exc:
-            await self._record_failure(running, exc, started, final=isinstance(exc, _BlockerFailed))
+            await self._record_failure(
+                running, exc, started, final=isinstance(exc, BlockerChainFailedError)
+            )
             return
         running.attempt = attempt
         if running.cancel_reason is not None:
@@ -683,7 +685,7 @@ class Worker(Generic[TxT]):
         client = self.client
         from queuert.schedule import Schedule
 
-        error_text = serialize_error(exc)
+        error_text = str(exc) if isinstance(exc, BlockerChainFailedError) else serialize_error(exc)
         try:
             async with client.transaction() as tx:
                 hooks = client._hooks_for(tx, None)
@@ -728,11 +730,6 @@ class Worker(Generic[TxT]):
         except Exception as record_exc:
             # The lease will expire and the reaper returns the job; the attempt is already counted.
             client.emit(StateAdapterError(operation="record_failure", error=repr(record_exc)))
-
-
-class _BlockerFailed(Exception):
-    def __init__(self, chain_id: str, outcome: str) -> None:
-        super().__init__(f"blocker chain {chain_id} closed as {outcome}")
 
 
 def _bind(

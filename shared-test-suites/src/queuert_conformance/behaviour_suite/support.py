@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
+import pytest_asyncio
 from queuert import (
     Backoff,
     Chain,
@@ -145,7 +145,7 @@ def stall_lease_renewal(worker: Worker[Any]) -> Callable[[], None]:
     return resume
 
 
-@pytest.fixture
+@pytest_asyncio.fixture
 async def queuert_env(
     queuert_state_harness: StateHarness,
     queuert_notify_factory: Callable[[], Awaitable[NotifyAdapter]],
