@@ -81,6 +81,8 @@ async def client_side(client: Client[Any], tx: Any) -> None:
     by_id = await client.wait_for_chain("id", Summarize, timeout=1)
     reveal_type(by_id)  # R: check_api.Summary | int
     bad: str = await client.wait_for_chain(fetched, timeout=1)  # E: arg-type
+    print(await client.wait_for_chain(fetched, timeout=1))
+    anything: object = await client.wait_for_chain(fetched, timeout=1)
 
 
 async def handle_summarize(attempt: Attempt[Summarize]) -> None:
