@@ -27,7 +27,7 @@ from queuert_conformance.state_suite.blockers import (  # noqa: E402
     TestUnblocking,
 )
 from queuert_conformance.state_suite.claim import TestClaimJobs  # noqa: E402
-from queuert_conformance.state_suite.complete import TestCompleteJob  # noqa: E402
+from queuert_conformance.state_suite.complete import TestCompleteJob, TestCompleteJobs  # noqa: E402
 from queuert_conformance.state_suite.concurrency import TestConcurrency  # noqa: E402
 from queuert_conformance.state_suite.create import TestCreateJobs, TestDeduplication  # noqa: E402
 from queuert_conformance.state_suite.delete import TestDeleteChains  # noqa: E402
@@ -55,6 +55,7 @@ __all__ = [
     "TestAddBlockers",
     "TestClaimJobs",
     "TestCompleteJob",
+    "TestCompleteJobs",
     "TestConcurrency",
     "TestCreateJobs",
     "TestDeduplication",

@@ -5,13 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from queuert.errors import JobNotFoundError
+from queuert.errors import (
+    JobAlreadyCompletedError,
+    JobNotFoundError,
+    JobTakenByAnotherWorkerError,
+)
 from queuert.ids import uuid7
+from queuert.state import Completion, StoredJob
 
 from queuert_conformance.harness import StateHarness
 from queuert_conformance.state_suite._support import (
+    OTHER_WORKER,
     TYPE_A,
     TYPE_B,
+    TYPE_C,
     WORKER,
     Ops,
     assert_about,
@@ -21,7 +28,7 @@ from queuert_conformance.state_suite._support import (
     utcnow,
 )
 
-__all__ = ["TestCompleteJob"]
+__all__ = ["TestCompleteJob", "TestCompleteJobs"]
 
 
 class TestCompleteJob:
@@ -173,3 +180,196 @@ class TestCompleteJob:
         chain = await ops.chain(first.id)
         assert chain.status == "closed" and chain.tail.output == [True]
         assert result.job.chain_index == 1
+
+    async def test_without_tx_runs_in_its_own_transaction(
+        self, queuert_state_harness: StateHarness
+    ) -> None:
+        ops = Ops(queuert_state_harness)
+        adapter = queuert_state_harness.adapter
+        blocker = await ops.start(TYPE_B)
+        dependent = await ops.start_blocked(TYPE_A, [blocker.id])
+        result = await adapter.complete_job(
+            blocker.id, outcome="completed", worker_id=None, output={"ok": 1}
+        )
+        assert_status(result.job, "completed")
+        assert ids_of(result.unblocked) == [dependent.id]
+        assert (await ops.job(blocker.id)).output == {"ok": 1}
+        assert_status(await ops.job(dependent.id), "ready")
+
+    async def test_an_already_closed_job_raises(self, queuert_state_harness: StateHarness) -> None:
+        ops = Ops(queuert_state_harness)
+        adapter = queuert_state_harness.adapter
+        job = await ops.start(TYPE_A)
+        await ops.close_job(job.id, output="first")
+        with pytest.raises(JobAlreadyCompletedError) as caught:
+            await adapter.complete_job(job.id, outcome="completed", worker_id=None, output="again")
+        assert caught.value.job_id == job.id
+        assert (await ops.job(job.id)).output == "first", "a refused completion changes nothing"
+        first = await ops.start(TYPE_A)
+        await ops.continue_with(first, TYPE_B)
+        with pytest.raises(JobAlreadyCompletedError):
+            await adapter.complete_job(first.id, outcome="cancelled", worker_id=None)
+        assert_status(await ops.job(first.id), "continued")
+
+    async def test_owner_guard(self, queuert_state_harness: StateHarness) -> None:
+        ops = Ops(queuert_state_harness)
+        adapter = queuert_state_harness.adapter
+        job = await ops.start(TYPE_A)
+        claimed = await ops.claim_one(job.id, worker_id=OTHER_WORKER)
+        with pytest.raises(JobTakenByAnotherWorkerError) as caught:
+            await adapter.complete_job(
+                job.id, outcome="completed", worker_id=WORKER, output=1, owner=WORKER
+            )
+        assert caught.value.job_id == job.id and caught.value.leased_by == OTHER_WORKER
+        assert await ops.job(job.id) == claimed, "a refused completion changes nothing"
+        unleased = await ops.start(TYPE_B)
+        with pytest.raises(JobTakenByAnotherWorkerError):
+            await adapter.complete_job(
+                unleased.id, outcome="failed", worker_id=WORKER, error="e", owner=WORKER
+            )
+        assert_status(await ops.job(unleased.id), "ready")
+        result = await adapter.complete_job(
+            job.id, outcome="completed", worker_id=OTHER_WORKER, output=2, owner=OTHER_WORKER
+        )
+        assert_status(result.job, "completed")
+        assert result.job.completed_by == OTHER_WORKER
+
+    async def test_owner_guard_inside_a_transaction(
+        self, queuert_state_harness: StateHarness
+    ) -> None:
+        ops = Ops(queuert_state_harness)
+        adapter = queuert_state_harness.adapter
+        job = await ops.start(TYPE_A)
+        await ops.claim_one(job.id)
+        async with adapter.transaction() as tx:
+            successor_job = await ops.create(next_job(job, TYPE_B), tx=tx)
+            result = await adapter.complete_job(
+                job.id,
+                outcome="completed",
+                worker_id=WORKER,
+                succeeded_by_job_id=successor_job[0].id,
+                owner=WORKER,
+                tx=tx,
+            )
+            assert_status(result.job, "continued")
+        assert (await ops.chain(job.id)).tail.id == successor_job[0].id
+
+
+def ids_of(jobs: list[StoredJob]) -> list[str]:
+    return [j.id for j in jobs]
+
+
+class TestCompleteJobs:
+    async def test_closes_several_jobs_in_input_order(
+        self, queuert_state_harness: StateHarness
+    ) -> None:
+        ops = Ops(queuert_state_harness)
+        adapter = queuert_state_harness.adapter
+        a = await ops.start(TYPE_A)
+        b = await ops.start(TYPE_A)
+        c = await ops.start(TYPE_A)
+        await ops.claim(TYPE_A)
+        results = await adapter.complete_jobs(
+            [
+                Completion(c.id, output={"c": 1}),
+                Completion(a.id, outcome="failed", error="a failed"),
+                Completion(b.id, outcome="cancelled"),
+            ],
+            worker_id=WORKER,
+        )
+        assert [r.job.id if r else None for r in results] == [c.id, a.id, b.id]
+        assert [r.job.status if r else None for r in results] == [
+            "completed",
+            "failed",
+            "cancelled",
+        ]
+        stored_c = await ops.job(c.id)
+        assert stored_c.output == {"c": 1} and stored_c.completed_by == WORKER
+        assert stored_c.leased_until is None
+        assert (await ops.job(a.id)).last_attempt_error == "a failed"
+        for job in (a, b, c):
+            assert (await ops.chain(job.id)).status == "closed"
+
+    async def test_missing_closed_and_foreign_jobs_are_skipped(
+        self, queuert_state_harness: StateHarness
+    ) -> None:
+        ops = Ops(queuert_state_harness)
+        adapter = queuert_state_harness.adapter
+        mine = await ops.start(TYPE_A)
+        theirs = await ops.start(TYPE_B)
+        closed = await ops.start(TYPE_C)
+        await ops.claim_one(mine.id)
+        await ops.claim_one(theirs.id, worker_id=OTHER_WORKER)
+        await ops.close_job(closed.id, output="done")
+        missing = uuid7()
+        results = await adapter.complete_jobs(
+            [
+                Completion(mine.id, output=1),
+                Completion(theirs.id, output=2),
+                Completion(closed.id, output=3),
+                Completion(missing, output=4),
+            ],
+            worker_id=WORKER,
+            owner=WORKER,
+        )
+        assert results[0] is not None and results[0].job.id == mine.id
+        assert results[1:] == [None, None, None], (
+            "a job leased by another worker, a closed job and a missing job give None"
+        )
+        assert_status(await ops.job(theirs.id), "running")
+        assert (await ops.job(theirs.id)).leased_by == OTHER_WORKER
+        assert (await ops.job(closed.id)).output == "done"
+        assert_status(await ops.job(mine.id), "completed")
+
+    async def test_unblocks_dependents_and_continues(
+        self, queuert_state_harness: StateHarness
+    ) -> None:
+        ops = Ops(queuert_state_harness)
+        adapter = queuert_state_harness.adapter
+        b1 = await ops.start(TYPE_B)
+        b2 = await ops.start(TYPE_B)
+        both = await ops.start_blocked(TYPE_A, [b1.id, b2.id])
+        only_b1 = await ops.start_blocked(TYPE_A, [b1.id])
+        looping = await ops.start(TYPE_C)
+        async with adapter.transaction() as tx:
+            (successor,) = await ops.create(next_job(looping, TYPE_C), tx=tx)
+            results = await adapter.complete_jobs(
+                [
+                    Completion(b1.id, output=1),
+                    Completion(looping.id, succeeded_by_job_id=successor.id),
+                    Completion(b2.id, output=2),
+                ],
+                worker_id=None,
+                tx=tx,
+            )
+        r1, r_loop, r2 = results
+        assert r1 is not None and r_loop is not None and r2 is not None
+        assert ids_of(r1.unblocked) == [only_b1.id], "released once its only blocker closed"
+        assert ids_of(r2.unblocked) == [both.id], "released when its last open blocker closed"
+        assert r_loop.unblocked == [] and r_loop.job.status == "continued"
+        assert_status(await ops.job(both.id), "ready")
+        assert_status(await ops.job(only_b1.id), "ready")
+        assert (await ops.chain(looping.id)).tail.id == successor.id
+
+    async def test_empty_input(self, queuert_state_harness: StateHarness) -> None:
+        assert await queuert_state_harness.adapter.complete_jobs([], worker_id=None) == []
+
+    async def test_rolls_back_with_its_transaction(
+        self, queuert_state_harness: StateHarness
+    ) -> None:
+        ops = Ops(queuert_state_harness)
+        adapter = queuert_state_harness.adapter
+        blocker = await ops.start(TYPE_B)
+        dependent = await ops.start_blocked(TYPE_A, [blocker.id])
+
+        class Abort(Exception):
+            pass
+
+        with pytest.raises(Abort):
+            async with adapter.transaction() as tx:
+                await adapter.complete_jobs(
+                    [Completion(blocker.id, output=1)], worker_id=None, tx=tx
+                )
+                raise Abort()
+        assert_status(await ops.job(blocker.id), "ready")
+        assert_status(await ops.job(dependent.id), "blocked")
