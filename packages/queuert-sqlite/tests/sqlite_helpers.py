@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
@@ -15,9 +16,13 @@ from queuert.ids import uuid7
 from queuert.json import JsonValue
 from queuert.state import NewJob
 from queuert_sqlite import SqliteStateAdapter
-from queuert_sqlite._provider import _Conn
+from queuert_sqlite._provider import DRIVER_ENV, _Conn, load_driver
 
 T = TypeVar("T")
+
+DRIVER = os.environ.get(DRIVER_ENV, "sqlite3")
+"""The SQLite driver under test (QUEUERT_SQLITE_DRIVER=sqlean runs the suites on sqlean.py)."""
+DBAPI = load_driver(DRIVER)
 
 TYPE = "sqlite.test"
 LEASE = {TYPE: timedelta(minutes=5)}

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -15,7 +16,7 @@ import pytest
 from queuert.errors import StateAdapterClosedError, UsageError
 from queuert.state import JobFilter
 from queuert_sqlite import SqliteStateAdapter
-from sqlite_helpers import LEASE, TYPE, new_job, run_processes
+from sqlite_helpers import DBAPI, LEASE, TYPE, new_job, run_processes
 
 SETTLE = 0.2
 """Seconds given to a concurrent task to reach its waiting point. A task that has not got there
@@ -25,7 +26,9 @@ yet only makes a check weaker (it never makes a case pass wrongly)."""
 @contextmanager
 def external_write_lock(path: Path) -> Iterator[sqlite3.Connection]:
     """Another connection (as another process would) holding the database's write lock."""
-    raw = sqlite3.connect(path, isolation_level=None)
+    # the same SQLite library as the adapter: two libraries in one process would break each
+    # other's POSIX locks on the file
+    raw: sqlite3.Connection = DBAPI.connect(str(path), isolation_level=None)
     try:
         raw.execute("BEGIN IMMEDIATE")
         yield raw
@@ -211,9 +214,9 @@ async def _create_in_transaction(adapter: SqliteStateAdapter) -> None:
 async def test_busy_retries_are_bounded(db_path: Path) -> None:
     async with open_adapter(db_path, busy_timeout=0.01, busy_retries=2) as adapter:
         with external_write_lock(db_path):
-            with pytest.raises(sqlite3.OperationalError, match="locked"):
+            with pytest.raises(DBAPI.OperationalError, match="locked"):
                 await asyncio.wait_for(adapter.create_jobs([new_job()]), 30)
-            with pytest.raises(sqlite3.OperationalError, match="locked"):
+            with pytest.raises(DBAPI.OperationalError, match="locked"):
                 async with adapter.transaction() as tx:
                     await asyncio.wait_for(adapter.create_jobs([new_job()], tx=tx), 30)
         # the writer is usable again once the lock is gone
@@ -342,3 +345,17 @@ async def test_processes_claim_each_job_exactly_once(db_path: Path, table_prefix
         assert all(j.status == "completed" and j.attempt == 1 for j in jobs)
         owner = {job_id: f"{modes[n]}-{n}" for n, ids in enumerate(results) for job_id in ids}
         assert all(j.output == owner[j.id] == j.completed_by for j in jobs)
+
+
+async def test_a_forgotten_close_does_not_hang_interpreter_exit(db_path: Path) -> None:
+    script = (
+        "import asyncio\n"
+        "from queuert_sqlite import SqliteStateAdapter\n"
+        "async def main():\n"
+        f"    adapter = await SqliteStateAdapter.open({str(db_path)!r})\n"
+        "    await adapter.migrate()\n"
+        "    globals()['kept'] = adapter  # never closed\n"
+        "asyncio.run(main())\n"
+    )
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", script)
+    assert await asyncio.wait_for(proc.wait(), 60) == 0

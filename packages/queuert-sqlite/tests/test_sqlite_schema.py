@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
+from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,10 +13,10 @@ import pytest
 from queuert.errors import InvalidIdentifierError
 from queuert.state import ChainFilter, JobFilter
 from queuert_sqlite import MIGRATIONS, SqliteOptions, SqliteSetupError, SqliteStateAdapter
-from queuert_sqlite._provider import _common_setup
+from queuert_sqlite._provider import _common_setup, load_driver
 from queuert_sqlite._schema import Migration
 from queuert_sqlite._sql import Statements
-from sqlite_helpers import new_job, run_processes
+from sqlite_helpers import DBAPI, new_job, run_processes
 
 
 @pytest.mark.parametrize(
@@ -36,7 +37,7 @@ async def test_valid_prefixes_create_prefixed_tables(db_path: Path, prefix: str)
         await adapter.migrate()
     finally:
         await adapter.close()
-    with sqlite3.connect(db_path) as raw:
+    with closing(sqlite3.connect(db_path)) as raw:
         tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {f"{prefix}job", f"{prefix}job_blocker", f"{prefix}migration"} <= tables
 
@@ -67,7 +68,7 @@ async def test_migrate_is_idempotent(db_path: Path, table_prefix: str) -> None:
         assert again.skipped == [m.name for m in MIGRATIONS]
     finally:
         await adapter.close()
-    with sqlite3.connect(db_path) as raw:
+    with closing(sqlite3.connect(db_path)) as raw:
         rows = raw.execute(f"SELECT name, applied_at FROM {table_prefix}migration").fetchall()
     assert [r[0] for r in rows] == [m.name for m in MIGRATIONS]
 
@@ -97,7 +98,7 @@ async def test_a_failing_migration_leaves_nothing_behind(db_path: Path) -> None:
     adapter = await SqliteStateAdapter.open(db_path)
     try:
         await adapter.migrate()
-        with pytest.raises(sqlite3.OperationalError):
+        with pytest.raises(DBAPI.OperationalError):
             await adapter.provider.run_write(lambda raw: apply_migrations(raw, "queuert_", broken))
         names = await adapter.provider.run_read(
             lambda raw: [r[0] for r in raw.execute("SELECT name FROM sqlite_master")]
@@ -155,7 +156,7 @@ async def test_connection_settings(adapter: SqliteStateAdapter) -> None:
 
 
 async def test_readers_refuse_writes(adapter: SqliteStateAdapter) -> None:
-    with pytest.raises(sqlite3.OperationalError, match=r"readonly|read-only|query_only"):
+    with pytest.raises(DBAPI.OperationalError, match=r"readonly|read-only|query_only"):
         await adapter.provider.run_read(
             lambda raw: raw.execute("DELETE FROM " + adapter.table_prefix + "job")
         )
@@ -163,7 +164,7 @@ async def test_readers_refuse_writes(adapter: SqliteStateAdapter) -> None:
 
 async def test_foreign_keys_are_enforced(adapter: SqliteStateAdapter) -> None:
     p = adapter.table_prefix
-    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+    with pytest.raises(DBAPI.IntegrityError, match="FOREIGN KEY"):
         await adapter.provider.run_write(
             lambda raw: raw.execute(
                 f"INSERT INTO {p}job_blocker (job_id, slot, blocked_by_chain_id) "
@@ -205,7 +206,7 @@ async def test_timestamps_are_utc_with_microseconds(adapter: SqliteStateAdapter)
     seconds = await adapter.provider.run_read(
         lambda raw: (
             raw.execute("SELECT unixepoch(?)", (text,)).fetchone()[0]
-            if sqlite3.sqlite_version_info >= (3, 38)
+            if DBAPI.sqlite_version_info >= (3, 38)
             else raw.execute("SELECT CAST(strftime('%s', ?) AS INTEGER)", (text,)).fetchone()[0]
         )
     )
@@ -276,3 +277,19 @@ def _assert_no_job_scan(plan: str) -> None:
             if "CONSTANT ROW" in line:
                 continue
             raise AssertionError(f"full scan in plan: {line}\n{plan}")
+
+
+def test_drivers_are_checked() -> None:
+    with pytest.raises(SqliteSetupError, match="not installed"):
+        load_driver("no_such_sqlite_driver")
+    with pytest.raises(SqliteSetupError, match="not a SQLite DB-API module"):
+        load_driver("json")
+    assert load_driver("sqlite3") is sqlite3
+
+
+async def test_the_driver_in_use_is_reported(adapter: SqliteStateAdapter) -> None:
+    assert adapter.provider.dbapi is DBAPI
+    version = await adapter.provider.run_read(
+        lambda raw: raw.execute("SELECT sqlite_version()").fetchone()[0]
+    )
+    assert version == adapter.provider.sqlite_version == DBAPI.sqlite_version

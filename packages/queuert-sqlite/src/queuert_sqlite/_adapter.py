@@ -58,7 +58,12 @@ from queuert.state import (
     derive_status,
 )
 
-from queuert_sqlite._provider import SqliteConnection, SqliteOptions, SqliteProvider
+from queuert_sqlite._provider import (
+    SqliteConnection,
+    SqliteOptions,
+    SqliteProvider,
+    is_integrity_error,
+)
 from queuert_sqlite._rows import (
     I_CREATED_AT,
     I_ID,
@@ -131,7 +136,7 @@ def _completion_params(completion: Completion) -> _CompletionParams:
 class _InsertConflict(Exception):
     """An INSERT of create_jobs hit a constraint; the ids to check for a collision ride along."""
 
-    def __init__(self, ids: list[str], cause: sqlite3.IntegrityError) -> None:
+    def __init__(self, ids: list[str], cause: Exception) -> None:
         super().__init__(str(cause))
         self.ids = ids
         self.cause = cause
@@ -175,6 +180,7 @@ class SqliteStateAdapter:
         journal_mode: str = "WAL",
         synchronous: str = "NORMAL",
         cached_statements: int = 256,
+        driver: str | None = None,
     ) -> SqliteStateAdapter:
         """Open ``database`` (a file path, ``":memory:"`` or a ``file:`` URI); see SqliteOptions."""
         prefix = validate_prefix(table_prefix)
@@ -185,6 +191,7 @@ class SqliteStateAdapter:
             journal_mode=journal_mode,
             synchronous=synchronous,
             cached_statements=cached_statements,
+            **({"driver": driver} if driver is not None else {}),
         )
         provider = await SqliteProvider.open(os.fspath(database), options)
         return cls(provider, table_prefix=prefix)
@@ -214,7 +221,7 @@ class SqliteStateAdapter:
     async def poison(self, tx: SqliteConnection) -> None:
         """Make a statement fail inside ``tx`` (the conformance suites' ``StateHarness.poison``).
 
-        Runs an INSERT that violates a NOT NULL constraint (raising :class:`sqlite3.IntegrityError`)
+        Runs an INSERT that violates a NOT NULL constraint (raising the driver's ``IntegrityError``)
         and then emulates PostgreSQL's aborted-transaction state, which SQLite does not have: every
         operation in ``tx`` raises :class:`~queuert_sqlite.TransactionAbortedError` until the
         savepoint that was open at the failure rolls back, and the transaction cannot commit.
@@ -372,7 +379,9 @@ class SqliteStateAdapter:
             if rows:
                 try:
                     raw.executemany(sql.insert_job, rows)
-                except sqlite3.IntegrityError as exc:
+                except Exception as exc:
+                    if not is_integrity_error(exc):
+                        raise
                     raise _InsertConflict([r[0] for r in rows], exc) from exc
             return cast(list[CreatedJob], results)
 

@@ -21,15 +21,17 @@ Round trips
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
+import os
 import random
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import Any, TypeVar
 
 import aiosqlite
@@ -48,6 +50,9 @@ T = TypeVar("T")
 logger = logging.getLogger("queuert_sqlite")
 
 _BEGIN = "BEGIN IMMEDIATE"
+DRIVER_ENV = "QUEUERT_SQLITE_DRIVER"
+MIN_SQLITE = (3, 35, 0)
+"""RETURNING (3.35) and json_each are required."""
 _SQLITE_BUSY = 5
 _SQLITE_LOCKED = 6
 
@@ -72,9 +77,18 @@ class TransactionAbortedError(QueuertError):
         super().__init__(message)
 
 
+def _is_dbapi_error(exc: BaseException, name: str) -> bool:
+    """True if ``exc`` is a DB-API ``name`` error of any SQLite driver (stdlib, sqlean, ...)."""
+    return any(cls.__name__ == name for cls in type(exc).__mro__)
+
+
+def is_integrity_error(exc: BaseException) -> bool:
+    return _is_dbapi_error(exc, "IntegrityError")
+
+
 def is_busy(exc: BaseException) -> bool:
     """True for SQLITE_BUSY / SQLITE_LOCKED (another connection holds a conflicting lock)."""
-    if not isinstance(exc, sqlite3.OperationalError):
+    if not _is_dbapi_error(exc, "OperationalError"):
         return False
     code = getattr(exc, "sqlite_errorcode", None)
     if isinstance(code, int):
@@ -96,6 +110,10 @@ class SqliteOptions:
     * ``synchronous``: ``"NORMAL"`` (default; durable across application crashes, the last
       transactions may be lost on power failure) or ``"FULL"`` (fsync at every commit).
     * ``cached_statements``: size of each connection's prepared statement cache.
+    * ``driver``: the DB-API module that provides SQLite: ``"sqlite3"`` (the standard library,
+      default), ``"sqlean"`` (sqlean.py) or ``"pysqlite3"`` (pysqlite3 / pysqlite3-binary), for a
+      newer SQLite than the one bundled with Python. The environment variable
+      ``QUEUERT_SQLITE_DRIVER`` sets the default.
     """
 
     readers: int = 2
@@ -104,6 +122,7 @@ class SqliteOptions:
     journal_mode: str = "WAL"
     synchronous: str = "NORMAL"
     cached_statements: int = 256
+    driver: str = field(default_factory=lambda: os.environ.get(DRIVER_ENV, "sqlite3"))
 
     def __post_init__(self) -> None:
         if isinstance(self.readers, bool) or not isinstance(self.readers, int) or self.readers < 0:
@@ -124,6 +143,28 @@ class SqliteOptions:
             raise UsageError(f"unsupported synchronous {self.synchronous!r}")
         if isinstance(self.cached_statements, bool) or not isinstance(self.cached_statements, int):
             raise UsageError(f"cached_statements must be an int, not {self.cached_statements!r}")
+
+
+def load_driver(name: str) -> ModuleType:
+    """The DB-API module of a SQLite driver, checked for the SQLite features the adapter needs."""
+    try:
+        module = importlib.import_module(name)
+    except ImportError as exc:
+        raise SqliteSetupError(
+            f"SQLite driver {name!r} is not installed (pip install sqlean.py or pysqlite3-binary, "
+            "or use the standard library's 'sqlite3')"
+        ) from exc
+    if not hasattr(module, "connect") and hasattr(module, "dbapi2"):
+        module = module.dbapi2
+    if not hasattr(module, "connect") or not hasattr(module, "sqlite_version_info"):
+        raise SqliteSetupError(f"{name!r} is not a SQLite DB-API module")
+    version = tuple(module.sqlite_version_info)
+    if version < MIN_SQLITE:
+        raise SqliteSetupError(
+            f"SQLite {module.sqlite_version} from {name!r} is too old: queuert needs "
+            f"{'.'.join(map(str, MIN_SQLITE))} or newer (RETURNING); try driver='sqlean'"
+        )
+    return module
 
 
 def _backoff(attempt: int) -> float:
@@ -166,11 +207,12 @@ class _Conn:
         options: SqliteOptions,
         role: str,
         setup: Callable[[sqlite3.Connection], None],
+        dbapi: ModuleType,
     ) -> _Conn:
         holder: list[sqlite3.Connection] = []
 
         def connector() -> sqlite3.Connection:
-            raw = sqlite3.connect(
+            raw: sqlite3.Connection = dbapi.connect(
                 database,
                 timeout=options.busy_timeout,
                 isolation_level=None,
@@ -186,6 +228,11 @@ class _Conn:
             return raw
 
         aio = aiosqlite.Connection(connector, 64)
+        # A forgotten close() must not hang interpreter exit on aiosqlite's (non-daemon) thread;
+        # being killed at exit is safe for SQLite (an open transaction rolls back on next open).
+        thread = getattr(aio, "_thread", None)
+        if thread is not None:
+            thread.daemon = True
         await aio
         return cls(aio, holder[0], role)
 
@@ -199,7 +246,7 @@ def _run_with_busy_retries(action: Callable[[], T], options: SqliteOptions, what
     while True:
         try:
             return action()
-        except sqlite3.OperationalError as exc:
+        except Exception as exc:
             if not is_busy(exc) or attempt >= options.busy_retries:
                 raise
             logger.warning(
@@ -399,6 +446,8 @@ class SqliteProvider:
         self._closed = False
         self.journal_mode = ""
         self.sqlite_version = sqlite3.sqlite_version
+        self.dbapi: ModuleType = sqlite3
+        """The DB-API module in use (its exception classes are the ones operations raise)."""
         self._poll_begin = False
 
     # -- opening and closing ------------------------------------------------------------------------
@@ -410,6 +459,7 @@ class SqliteProvider:
         ``":memory:"`` gives a private in-memory database served by the writer connection alone.
         """
         options = options or SqliteOptions()
+        dbapi = load_driver(options.driver)
         memory = database == ":memory:" or (
             database.startswith("file:") and ("mode=memory" in database or ":memory:" in database)
         )
@@ -432,7 +482,7 @@ class SqliteProvider:
                 raw.execute("PRAGMA busy_timeout = 0")
 
         writer = await _Conn.open(
-            database, uri=uri, options=options, role="writer", setup=writer_setup
+            database, uri=uri, options=options, role="writer", setup=writer_setup, dbapi=dbapi
         )
         readers: list[_Conn] = []
         try:
@@ -451,7 +501,12 @@ class SqliteProvider:
             for _ in range(reader_count):
                 readers.append(
                     await _Conn.open(
-                        database, uri=uri, options=options, role="reader", setup=reader_setup
+                        database,
+                        uri=uri,
+                        options=options,
+                        role="reader",
+                        setup=reader_setup,
+                        dbapi=dbapi,
                     )
                 )
         except BaseException:
@@ -461,6 +516,8 @@ class SqliteProvider:
         provider = cls(
             database, uri=uri, memory=memory, options=options, writer=writer, readers=readers
         )
+        provider.dbapi = dbapi
+        provider.sqlite_version = str(dbapi.sqlite_version)
         provider.journal_mode = modes[0] if modes else ""
         provider._poll_begin = provider.journal_mode == "WAL"
         return provider
@@ -565,7 +622,7 @@ class SqliteProvider:
                 try:
                     raw.execute("COMMIT")
                     return
-                except sqlite3.OperationalError as exc:
+                except Exception as exc:
                     if not is_busy(exc) or attempt >= self.options.busy_retries:
                         raise
                     time.sleep(_backoff(attempt))
@@ -592,7 +649,7 @@ class SqliteProvider:
             try:
                 raw.execute(_BEGIN)
                 return
-            except sqlite3.OperationalError as exc:
+            except Exception as exc:
                 if not is_busy(exc):
                     raise
                 now = time.monotonic()
@@ -674,7 +731,7 @@ class SqliteProvider:
                 self._check_open()
                 try:
                     return await self._writer.call(lambda: self._own_tx_on_thread(fn))
-                except sqlite3.OperationalError as exc:
+                except Exception as exc:
                     if not is_busy(exc) or attempt >= self.options.busy_retries:
                         raise
             logger.info(
@@ -723,7 +780,7 @@ class SqliteProvider:
         while True:
             try:
                 return await self._writer.call(job)
-            except sqlite3.OperationalError as exc:
+            except Exception as exc:
                 # Only the BEGIN may be retried: nothing of the transaction has run yet.
                 if (
                     tx._begun
@@ -756,7 +813,7 @@ class SqliteProvider:
             try:
                 self._check_open()
                 return await reader.call(partial(fn, reader.raw))
-            except sqlite3.OperationalError as exc:
+            except Exception as exc:
                 if not is_busy(exc) or attempt >= self.options.busy_retries:
                     raise
             finally:

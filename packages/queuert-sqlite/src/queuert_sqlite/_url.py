@@ -17,7 +17,7 @@ __all__ = ["from_url", "parse_url"]
 
 _INT_OPTIONS = frozenset({"readers", "busy_retries", "cached_statements"})
 _FLOAT_OPTIONS = frozenset({"busy_timeout"})
-_STR_OPTIONS = frozenset({"table_prefix", "journal_mode", "synchronous"})
+_STR_OPTIONS = frozenset({"table_prefix", "journal_mode", "synchronous", "driver"})
 
 
 def parse_url(url: str) -> tuple[str, dict[str, Any]]:
