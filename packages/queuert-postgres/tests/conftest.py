@@ -76,18 +76,3 @@ async def queuert_notify_harness() -> AsyncIterator[Any]:
     finally:
         await adapter.close()
 
-
-_NEXT_DUE_CONFLICT = (
-    "contract conflict, reported to the lead: queuert.state says next_due 'skips locked rows' (so an "
-    "idle worker does not spin on a ready job that another transaction holds and claim_jobs skips), "
-    "while this isolation case expects next_due without tx to report the committed state of a row "
-    "another open transaction has locked"
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "test_reads_without_tx_never_see_uncommitted_work" in item.name and any(
-            f"-{write}]" in item.name for write in ("update", "claim", "blocker", "continuation")
-        ):
-            item.add_marker(pytest.mark.xfail(strict=True, reason=_NEXT_DUE_CONFLICT))

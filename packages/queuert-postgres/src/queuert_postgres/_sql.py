@@ -121,20 +121,18 @@ ins AS (
        WHERE excluded.chain_index > 0
     RETURNING j.*
 ),
-res AS (
-    SELECT cont.ord, true AS dedup, j.* FROM cont JOIN {{job}} j ON j.id = cont.rid
+found AS (
+    SELECT cont.ord, j.* FROM cont JOIN {{job}} j ON j.id = cont.rid
     UNION ALL
-    SELECT dm.ord, true, j.* FROM dm JOIN {{job}} j ON j.id = dm.rid
-    UNION ALL
-    SELECT x.ord, ins.id <> x.id, ins.*
-    FROM x JOIN ins ON ins.chain_id = coalesce(x.chain_id, x.id) AND ins.chain_index = x.chain_index
+    SELECT dm.ord, j.* FROM dm JOIN {{job}} j ON j.id = dm.rid
 )
-SELECT c.clash::text, i.ord, (r.dedup OR i.leader <> i.ord), {cols("r")}
-FROM (SELECT (array_agg(clash.id ORDER BY clash.ord))[1] AS clash FROM clash) c
-LEFT JOIN (i JOIN res r ON r.ord = i.leader) ON true
-ORDER BY i.ord
+SELECT 0 AS kind, (SELECT (array_agg(clash.id ORDER BY clash.ord))[1] FROM clash)::text, NULL::int,
+       {NULL_COLS}
+UNION ALL
+SELECT 1, NULL, f.ord, {cols("f")} FROM found f
+UNION ALL
+SELECT 2, NULL, NULL, {cols("ins")} FROM ins
 """
-
 DEDUP_LOCKS = "SELECT pg_advisory_xact_lock(u.k) IS NULL FROM unnest($1::int8[]) AS u(k)"
 
 UNDO_CREATE = "DELETE FROM {job} WHERE id = ANY($1::text[]::uuid[])"

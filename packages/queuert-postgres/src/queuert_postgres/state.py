@@ -322,21 +322,54 @@ class PgStateAdapter(Generic[TxT]):
     async def _created(
         self, jobs: Sequence[NewJob], rows: list[Row], tx: TxT | None
     ) -> list[CreatedJob]:
-        if rows and rows[0][0] is not None:
-            raise DuplicateJobIdError(rows[0][0])
+        """Assemble the results: rows are the clash marker (kind 0), existing jobs matched by leaders
+        (kind 1, with the leader's ordinal) and inserted rows (kind 2, matched by chain position)."""
+        if rows and rows[0][0] == 0 and rows[0][1] is not None:
+            raise DuplicateJobIdError(rows[0][1])
+        found: dict[int, StoredJob] = {}
+        inserted: dict[tuple[str, int], StoredJob] = {}
+        for row in rows:
+            if row[0] == 1:
+                found[row[2]] = job_from_row(row, 3)
+            elif row[0] == 2:
+                job = job_from_row(row, 3)
+                inserted[(job.chain_id, job.chain_index)] = job
+        leaders: dict[tuple[Any, ...], int] = {}
         results: list[CreatedJob] = []
-        by_ord = {row[1]: row for row in rows if row[1] is not None}
-        missing = [ordinal for ordinal in range(1, len(jobs) + 1) if ordinal not in by_ord]
+        missing: list[int] = []
+        for ordinal, new in enumerate(jobs, start=1):
+            if new.chain_id is not None:
+                group: tuple[Any, ...] = ("c", new.chain_id, new.chain_index)
+            elif new.deduplication is not None:
+                group = ("d", new.chain_type_name, new.deduplication.key)
+            else:
+                group = ("o", ordinal)
+            leader = leaders.setdefault(group, ordinal)
+            if leader != ordinal:
+                earlier = results[leader - 1] if leader - 1 < len(results) else None
+                if earlier is None:
+                    missing.append(ordinal)
+                    results.append(CreatedJob(job=None, deduplicated=True))  # type: ignore[arg-type]
+                else:
+                    results.append(CreatedJob(job=earlier.job, deduplicated=True))
+                continue
+            if ordinal in found:
+                results.append(CreatedJob(job=found[ordinal], deduplicated=True))
+                continue
+            row_job = inserted.get((new.chain_id or new.id, new.chain_index))
+            if row_job is None:
+                missing.append(ordinal)
+                results.append(CreatedJob(job=None, deduplicated=False))  # type: ignore[arg-type]
+                continue
+            # a continuation that lost a race for its position gets the winner's row
+            results.append(CreatedJob(job=row_job, deduplicated=row_job.id != new.id))
         if missing:
             # A concurrent transaction inserted a first job with one of our ids between our check and
             # our insert: undo what this statement inserted and report the id.
-            inserted = [row[3] for row in rows if row[1] is not None and not row[2]]
-            if inserted:
-                await self._fetch(self.sql.undo_create, [inserted], tx)
+            ours = [job.id for job in inserted.values()]
+            if ours:
+                await self._fetch(self.sql.undo_create, [ours], tx)
             raise DuplicateJobIdError(jobs[missing[0] - 1].id)
-        for ordinal in range(1, len(jobs) + 1):
-            row = by_ord[ordinal]
-            results.append(CreatedJob(job=job_from_row(row, 3), deduplicated=bool(row[2])))
         return results
 
     async def add_blockers(
