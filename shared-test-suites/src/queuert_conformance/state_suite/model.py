@@ -39,6 +39,7 @@ from queuert.json import JsonValue
 from queuert.schedule import Deduplication, DeduplicationScope, Schedule
 from queuert.state import (
     ChainFilter,
+    Completion,
     JobFilter,
     NewJob,
     Outcome,
@@ -531,6 +532,56 @@ class StateModelMachine(RuleBasedStateMachine):
         predicted = self.model.close(job, "completed", output=output, worker_id=worker)
         result = self.run(self.close(job.id, "completed", output=output, worker_id=worker))
         self.release(predicted, result.unblocked, f"completing {job.id}")
+
+    @rule(data=st.data())
+    @precondition(lambda self: self.has_jobs())
+    def complete_attempts_together(self, data: st.DataObject) -> None:
+        """A worker group-commits several completions, guarded by its lease (others are skipped)."""
+        worker = data.draw(st.sampled_from(WORKERS), label="worker")
+        chosen = data.draw(
+            st.lists(st.sampled_from(sorted(self.model.jobs)), min_size=1, max_size=3, unique=True),
+            label="jobs",
+        )
+        completions = []
+        for job_id in chosen:
+            outcome: Outcome = data.draw(st.sampled_from(["completed", "failed"]), label="outcome")
+            completions.append(
+                Completion(
+                    job_id,
+                    outcome=outcome,
+                    output=data.draw(small_json, label="output")
+                    if outcome == "completed"
+                    else None,
+                    error=self.next_error() if outcome == "failed" else None,
+                )
+            )
+        predicted: list[set[str] | None] = []
+        for completion in completions:
+            job = self.model.jobs[completion.job_id]
+            if job.outcome is not None or job.leased_by != worker:
+                predicted.append(None)
+                continue
+            predicted.append(
+                self.model.close(
+                    job,
+                    completion.outcome,
+                    output=completion.output,
+                    worker_id=worker,
+                    error=completion.error,
+                )
+            )
+        results = self.run(self.adapter.complete_jobs(completions, worker_id=worker, owner=worker))
+        assert len(results) == len(completions), "complete_jobs returns one result per completion"
+        for completion, result, released in zip(completions, results, predicted, strict=True):
+            if released is None:
+                assert result is None, (
+                    f"complete_jobs closed {completion.job_id}, which {worker} does not hold"
+                )
+                continue
+            assert result is not None and result.job.id == completion.job_id, (
+                f"complete_jobs skipped {completion.job_id}, which {worker} holds"
+            )
+            self.release(released, result.unblocked, f"group-completing {completion.job_id}")
 
     @rule(data=st.data())
     @precondition(lambda self: self.has_open())
