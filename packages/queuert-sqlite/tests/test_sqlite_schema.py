@@ -220,6 +220,8 @@ _HOT = [
     ("dedup_lookup", "job_dedup_idx"),
     ("unblock", "job_blocker_chain_idx"),
     ("blocker_trace_contexts", "job_blocker_chain_idx"),
+    ("chain_has_dependents", "job_blocker_chain_idx"),
+    ("after_close", "job_chain_index_idx"),
     ("get_chain", "job_chain_index_idx"),
 ]
 

@@ -62,6 +62,7 @@ from queuert_sqlite._provider import (
     SqliteConnection,
     SqliteOptions,
     SqliteProvider,
+    in_savepoint,
     is_integrity_error,
 )
 from queuert_sqlite._rows import (
@@ -386,7 +387,8 @@ class SqliteStateAdapter:
             return cast(list[CreatedJob], results)
 
         try:
-            return await self.provider.run_write(op, tx)
+            # one job is one INSERT, atomic by itself; a batch needs a savepoint inside tx
+            return await self.provider.run_write(op, tx, atomic=len(prepared) > 1)
         except _InsertConflict as conflict:
             # Everything of the batch was rolled back; name the id that collides, if that was it.
             ids = conflict.ids
@@ -818,7 +820,15 @@ class SqliteStateAdapter:
 
         def op(raw: sqlite3.Connection) -> CompleteResult:
             now_text, now_dt = now()
-            result = self._close(raw, params, worker_id, owner, now_text, now_dt)
+            waiting = (
+                params[3] is None and raw.execute(sql.chain_has_dependents, (job_id,)).fetchone()[0]
+            )
+            if waiting:  # two writes (close, unblock): keep them atomic
+                result = in_savepoint(
+                    raw, lambda r: self._close(r, params, worker_id, owner, now_text, now_dt)
+                )
+            else:  # one write: atomic by itself
+                result = self._close(raw, params, worker_id, owner, now_text, now_dt, unblock=False)
             if result is not None:
                 return result
             # the guarded UPDATE changed nothing: say why (nothing was written)
@@ -830,7 +840,7 @@ class SqliteStateAdapter:
                 raise JobAlreadyCompletedError(job_id)
             raise JobTakenByAnotherWorkerError(job_id, owner, current.leased_by)
 
-        return await self.provider.run_write(op, tx)
+        return await self.provider.run_write(op, tx, atomic=False)
 
     async def complete_jobs(
         self,
@@ -861,9 +871,13 @@ class SqliteStateAdapter:
         owner: str | None,
         now_text: str,
         now_dt: datetime,
+        *,
+        unblock: bool = True,
     ) -> CompleteResult | None:
         """Close one open job (leased by ``owner`` if given) and release the jobs that waited for
-        its chain; None if the guarded UPDATE matched nothing (on the writer thread)."""
+        its chain; None if the guarded UPDATE matched nothing (on the writer thread).
+
+        ``unblock=False``: the caller knows that no job waits for the chain."""
         sql = self._sql
         job_id, outcome, output_text, successor, error = params
         row = raw.execute(
@@ -873,7 +887,7 @@ class SqliteStateAdapter:
         if row is None:
             return None
         closed = job_from_row(row, now_dt)
-        if successor is not None:
+        if successor is not None or not unblock:
             return CompleteResult(job=closed)
         still_open, has_dependents = raw.execute(sql.after_close, (closed.chain_id,)).fetchone()
         if still_open or not has_dependents:

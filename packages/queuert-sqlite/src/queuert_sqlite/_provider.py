@@ -145,6 +145,21 @@ class SqliteOptions:
             raise UsageError(f"cached_statements must be an int, not {self.cached_statements!r}")
 
 
+def in_savepoint(raw: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """Run ``fn`` inside a savepoint: nothing of it remains if it raises (on the connection's
+    thread, inside a transaction)."""
+    raw.execute("SAVEPOINT queuert_op")
+    try:
+        result = fn(raw)
+    except BaseException:
+        if raw.in_transaction:
+            raw.execute("ROLLBACK TO queuert_op")
+            raw.execute("RELEASE queuert_op")
+        raise
+    raw.execute("RELEASE queuert_op")
+    return result
+
+
 def load_driver(name: str) -> ModuleType:
     """The DB-API module of a SQLite driver, checked for the SQLite features the adapter needs."""
     try:
@@ -765,16 +780,7 @@ class SqliteProvider:
             self._flush_pending(tx, raw)
             if not atomic:
                 return fn(raw)
-            raw.execute("SAVEPOINT queuert_op")
-            try:
-                result = fn(raw)
-            except BaseException:
-                if raw.in_transaction:
-                    raw.execute("ROLLBACK TO queuert_op")
-                    raw.execute("RELEASE queuert_op")
-                raise
-            raw.execute("RELEASE queuert_op")
-            return result
+            return in_savepoint(raw, fn)
 
         attempt = 0
         while True:

@@ -133,6 +133,11 @@ class Statements:
             "WHERE id = ?1 AND outcome IS NULL AND (?8 IS NULL OR leased_by = ?8) "
             f"RETURNING {_RETURNING}"
         )
+        # before closing a job: does any job wait for its chain?
+        self.chain_has_dependents = (
+            f"SELECT EXISTS (SELECT 1 FROM {p}job j JOIN {p}job_blocker b "
+            "ON b.blocked_by_chain_id = j.chain_id WHERE j.id = ?1)"
+        )
         # after closing a job: is its chain still open, and does any job wait for the chain?
         self.after_close = (
             f"SELECT {tail_open('?1')}, "
