@@ -75,4 +75,3 @@ async def queuert_notify_harness() -> AsyncIterator[Any]:
         )
     finally:
         await adapter.close()
-
