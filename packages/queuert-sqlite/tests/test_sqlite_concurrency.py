@@ -359,3 +359,32 @@ async def test_a_forgotten_close_does_not_hang_interpreter_exit(db_path: Path) -
     )
     proc = await asyncio.create_subprocess_exec(sys.executable, "-c", script)
     assert await asyncio.wait_for(proc.wait(), 60) == 0
+
+
+async def test_checkpoints_run_in_the_background(db_path: Path) -> None:
+    async with open_adapter(db_path, checkpoint_interval=0) as adapter:
+        provider = adapter.provider
+        assert provider._checkpointer is not None
+        writer = provider._writer
+        auto = await writer.call(
+            lambda: writer.raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        )
+        assert auto == 0, "the writer leaves checkpoints to the background connection"
+        for i in range(20):
+            await adapter.create_jobs([new_job(i)])
+            task = provider._checkpoint_task
+            assert task is not None
+            await task
+        wal = Path(str(db_path) + "-wal")
+        frames = await provider._checkpointer.call(
+            lambda: provider._checkpointer.raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()  # type: ignore[union-attr]
+        )
+        assert frames[0] == 0 and frames[1] == frames[2], frames  # everything checkpointed
+        assert await asyncio.to_thread(wal.exists)
+    async with open_adapter(db_path, checkpoint_interval=None) as adapter:
+        assert adapter.provider._checkpointer is None
+        writer = adapter.provider._writer
+        auto = await writer.call(
+            lambda: writer.raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        )
+        assert auto == 1000

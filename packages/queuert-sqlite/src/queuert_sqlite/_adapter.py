@@ -181,6 +181,7 @@ class SqliteStateAdapter:
         journal_mode: str = "WAL",
         synchronous: str = "NORMAL",
         cached_statements: int = 256,
+        checkpoint_interval: float | None = 0.25,
         driver: str | None = None,
     ) -> SqliteStateAdapter:
         """Open ``database`` (a file path, ``":memory:"`` or a ``file:`` URI); see SqliteOptions."""
@@ -192,8 +193,10 @@ class SqliteStateAdapter:
             journal_mode=journal_mode,
             synchronous=synchronous,
             cached_statements=cached_statements,
-            **({"driver": driver} if driver is not None else {}),
+            checkpoint_interval=checkpoint_interval,
         )
+        if driver is not None:
+            options = replace(options, driver=driver)
         provider = await SqliteProvider.open(os.fspath(database), options)
         return cls(provider, table_prefix=prefix)
 

@@ -21,6 +21,7 @@ Round trips
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 import os
@@ -110,6 +111,10 @@ class SqliteOptions:
     * ``synchronous``: ``"NORMAL"`` (default; durable across application crashes, the last
       transactions may be lost on power failure) or ``"FULL"`` (fsync at every commit).
     * ``cached_statements``: size of each connection's prepared statement cache.
+    * ``checkpoint_interval``: in WAL mode, WAL checkpoints run on a background connection of
+      their own, at most every this many seconds after a commit, so that the writer never pays for
+      copying pages back and for the fsync (``None``: SQLite's automatic checkpoints in the
+      committing writer).
     * ``driver``: the DB-API module that provides SQLite: ``"sqlite3"`` (the standard library,
       default), ``"sqlean"`` (sqlean.py) or ``"pysqlite3"`` (pysqlite3 / pysqlite3-binary), for a
       newer SQLite than the one bundled with Python. The environment variable
@@ -122,6 +127,7 @@ class SqliteOptions:
     journal_mode: str = "WAL"
     synchronous: str = "NORMAL"
     cached_statements: int = 256
+    checkpoint_interval: float | None = 0.25
     driver: str = field(default_factory=lambda: os.environ.get(DRIVER_ENV, "sqlite3"))
 
     def __post_init__(self) -> None:
@@ -141,6 +147,12 @@ class SqliteOptions:
             raise UsageError(f"unsupported journal_mode {self.journal_mode!r}")
         if self.synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise UsageError(f"unsupported synchronous {self.synchronous!r}")
+        if self.checkpoint_interval is not None and (
+            not isinstance(self.checkpoint_interval, (int, float)) or self.checkpoint_interval < 0
+        ):
+            raise UsageError(
+                f"checkpoint_interval must be seconds >= 0 or None, not {self.checkpoint_interval!r}"
+            )
         if isinstance(self.cached_statements, bool) or not isinstance(self.cached_statements, int):
             raise UsageError(f"cached_statements must be an int, not {self.cached_statements!r}")
 
@@ -446,6 +458,7 @@ class SqliteProvider:
         options: SqliteOptions,
         writer: _Conn,
         readers: list[_Conn],
+        checkpointer: _Conn | None = None,
     ) -> None:
         self.database = database
         self.options = options
@@ -464,6 +477,9 @@ class SqliteProvider:
         self.dbapi: ModuleType = sqlite3
         """The DB-API module in use (its exception classes are the ones operations raise)."""
         self._poll_begin = False
+        self._checkpointer = checkpointer
+        self._checkpoint_task: asyncio.Task[None] | None = None
+        self._last_checkpoint = 0.0
 
     # -- opening and closing ------------------------------------------------------------------------
 
@@ -495,11 +511,14 @@ class SqliteProvider:
                 # In WAL mode only BEGIN IMMEDIATE ever waits on the writer; the provider polls
                 # for it itself (see _begin_on_thread), so SQLite's own handler is switched off.
                 raw.execute("PRAGMA busy_timeout = 0")
+                if options.checkpoint_interval is not None:
+                    raw.execute("PRAGMA wal_autocheckpoint = 0")  # see _checkpoint
 
         writer = await _Conn.open(
             database, uri=uri, options=options, role="writer", setup=writer_setup, dbapi=dbapi
         )
         readers: list[_Conn] = []
+        checkpointer: _Conn | None = None
         try:
             if not memory and modes and modes[0] != journal:
                 logger.warning(
@@ -524,12 +543,27 @@ class SqliteProvider:
                         dbapi=dbapi,
                     )
                 )
+            if modes and modes[0] == "WAL" and options.checkpoint_interval is not None:
+                checkpointer = await _Conn.open(
+                    database,
+                    uri=uri,
+                    options=options,
+                    role="checkpointer",
+                    setup=lambda raw: _common_setup(raw, options),
+                    dbapi=dbapi,
+                )
         except BaseException:
             for conn in (*readers, writer):
                 await conn.close()
             raise
         provider = cls(
-            database, uri=uri, memory=memory, options=options, writer=writer, readers=readers
+            database,
+            uri=uri,
+            memory=memory,
+            options=options,
+            writer=writer,
+            readers=readers,
+            checkpointer=checkpointer,
         )
         provider.dbapi = dbapi
         provider.sqlite_version = str(dbapi.sqlite_version)
@@ -546,7 +580,14 @@ class SqliteProvider:
         if self._closed:
             return
         self._closed = True
+        task = self._checkpoint_task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         conns = [*self._readers, self._writer]
+        if self._checkpointer is not None:
+            conns.append(self._checkpointer)
         errors: list[BaseException] = []
         for conn in conns:
             try:
@@ -559,6 +600,49 @@ class SqliteProvider:
     def _check_open(self) -> None:
         if self._closed:
             raise StateAdapterClosedError()
+
+    # -- background checkpoints ---------------------------------------------------------------------
+
+    def _committed(self) -> None:
+        """After a commit: start a background checkpoint if one is due (and none is running)."""
+        if self._checkpointer is None or self._closed:
+            return
+        task = self._checkpoint_task
+        if task is not None and not task.done():
+            return
+        loop = asyncio.get_running_loop()
+        interval = self.options.checkpoint_interval or 0.0
+        if loop.time() - self._last_checkpoint < interval:
+            return
+        self._last_checkpoint = loop.time()
+        self._checkpoint_task = loop.create_task(
+            self._checkpoint(), name="queuert_sqlite:checkpoint"
+        )
+
+    async def _checkpoint(self) -> None:
+        """``PRAGMA wal_checkpoint(PASSIVE)`` on the checkpointer's own connection and thread.
+
+        PASSIVE never waits for readers or writers: it copies what it can, and SQLite starts the
+        WAL over once a checkpoint has caught up with it. Every process on the file runs its own;
+        SQLite lets one at a time proceed.
+        """
+        conn = self._checkpointer
+        assert conn is not None
+        raw = conn.raw
+        try:
+            row = await conn.call(lambda: raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone())
+            logger.debug(
+                "sqlite checkpoint",
+                extra={"queuert_database": self.database, "queuert_checkpoint": tuple(row or ())},
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.warning(
+                "sqlite background checkpoint failed",
+                exc_info=True,
+                extra={"queuert_database": self.database},
+            )
 
     def _writer_conn(self) -> _Conn:
         self._check_open()
@@ -607,6 +691,7 @@ class SqliteProvider:
             if tx._begun and not self._closed:
                 if commit:
                     await self._writer.call(lambda: self._commit_on_thread(tx))
+                    self._committed()
                 else:
                     try:
                         await self._writer.call(lambda: self._rollback_on_thread(tx))
@@ -745,7 +830,9 @@ class SqliteProvider:
             async with self._write_lock:
                 self._check_open()
                 try:
-                    return await self._writer.call(lambda: self._own_tx_on_thread(fn))
+                    result = await self._writer.call(lambda: self._own_tx_on_thread(fn))
+                    self._committed()
+                    return result
                 except Exception as exc:
                     if not is_busy(exc) or attempt >= self.options.busy_retries:
                         raise

@@ -16,7 +16,7 @@ from queuert_sqlite._adapter import SqliteStateAdapter
 __all__ = ["from_url", "parse_url"]
 
 _INT_OPTIONS = frozenset({"readers", "busy_retries", "cached_statements"})
-_FLOAT_OPTIONS = frozenset({"busy_timeout"})
+_FLOAT_OPTIONS = frozenset({"busy_timeout", "checkpoint_interval"})
 _STR_OPTIONS = frozenset({"table_prefix", "journal_mode", "synchronous", "driver"})
 
 
