@@ -247,6 +247,7 @@ class Attempt(Generic[J]):
 
     def _on_first_suspension(self) -> None:
         self._suspended = True
+        self._worker._on_attempt_suspended(self.job.id)
         if self.mode is None and not self._prepared and not self._completed:
             self.mode = "staged"
             self._auto = True

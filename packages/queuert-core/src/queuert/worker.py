@@ -72,6 +72,7 @@ J = TypeVar("J", bound=JobType[Any, Any, Any, Any, Any])
 Handler = Callable[[Attempt[J]], Awaitable[None]]
 
 MAX_ERROR_LENGTH = 10_000
+_CLAIM_GATHER_TURNS = 3
 _NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 
 
@@ -160,6 +161,8 @@ class _Running:
         self.attempt: Attempt[Any] | None = None
         self.handler_task: asyncio.Task[None] | None = None
         self.cancel_reason: CancelReason | None = None
+        self.holds_slot = True
+        self.watch: asyncio.Task[Callable[[], Awaitable[None]] | None] | None = None
 
     def cancel(self, reason: CancelReason) -> None:
         if self.attempt is not None:
@@ -217,6 +220,8 @@ class Worker(Generic[TxT]):
         self.middleware = tuple(middleware)
         self._configs: dict[str, HandlerConfig] = {}
         self._running: dict[str, _Running] = {}
+        self._busy = 0
+        """Slots taken by running handlers (a settled handler frees its slot before its write)."""
         self._held: set[str] = set()
         """Jobs whose row this worker holds locked in an open transaction (not renewed meanwhile)."""
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -289,7 +294,18 @@ class Worker(Generic[TxT]):
 
     @property
     def in_flight(self) -> int:
+        """Attempts started and not yet settled (their completion may still be being written)."""
         return len(self._running)
+
+    def _free_slots(self) -> int:
+        return self.concurrency - self._busy
+
+    def _release_slot(self, running: _Running) -> None:
+        """A handler finished: its slot takes new work while its completion is being written."""
+        if running.holds_slot:
+            running.holds_slot = False
+            self._busy -= 1
+            self._wake.set()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -413,7 +429,12 @@ class Worker(Generic[TxT]):
     async def _iteration(self) -> bool:
         """Claim for the free slots and reap when due. True if the loop should go again at once."""
         loop = asyncio.get_running_loop()
-        free = self.concurrency - len(self._running)
+        if 0 < self._busy < self.concurrency:
+            # Handlers that are about to finish free their slots within a few loop turns: let them,
+            # so one claim fills several slots instead of one claim per freed slot.
+            for _ in range(_CLAIM_GATHER_TURNS):
+                await asyncio.sleep(0)
+        free = self._free_slots()
         again = False
         if free > 0:
             leases = {
@@ -425,7 +446,7 @@ class Worker(Generic[TxT]):
                     self._spawn(self._release(job), f"queuert-release-{job.id}")
                 else:
                     self._start_attempt(job)
-            again = claim.has_more and len(self._running) < self.concurrency
+            again = claim.has_more and self._free_slots() > 0
         if loop.time() >= self._next_reap:
             self._next_reap = loop.time() + self._reap_every()
             reaped = await self.client.state.reap_expired_leases(
@@ -453,7 +474,7 @@ class Worker(Generic[TxT]):
     async def _wait(self) -> None:
         loop = asyncio.get_running_loop()
         delay = self.poll_interval
-        if len(self._running) < self.concurrency:
+        if self._free_slots() > 0:
             due = await self.client.state.next_due(self.type_names)
             if due is not None:
                 delay = min(delay, max(due.total_seconds(), 0.0))
@@ -470,7 +491,7 @@ class Worker(Generic[TxT]):
             await asyncio.wait_for(self._wake.wait(), delay)
 
     def _on_scheduled(self, type_name: str) -> None:
-        if self._stopping or len(self._running) >= self.concurrency or type_name in self._consuming:
+        if self._stopping or self._free_slots() <= 0 or type_name in self._consuming:
             return
         self._consuming.add(type_name)
         self._spawn(self._consume_hint(type_name), f"queuert-hint-{type_name}")
@@ -539,6 +560,37 @@ class Worker(Generic[TxT]):
         self.client.emit(LeaseLost(self.client.job_info(running.job), self.id, reason))
         running.cancel(reason)
 
+    def _on_attempt_suspended(self, job_id: str) -> None:
+        """The handler awaited something: from now on it may run long, so listen for the job's
+        ownership-lost notification (an attempt that never suspends needs no subscription)."""
+        running = self._running.get(job_id)
+        if running is not None and running.watch is None:
+            running.watch = self._spawn(self._watch(job_id), f"queuert-watch-{job_id}")
+
+    async def _watch(self, job_id: str) -> Callable[[], Awaitable[None]] | None:
+        try:
+            return await self.client.notify.listen_job_ownership_lost(
+                job_id, lambda: self._on_ownership_hint(job_id)
+            )
+        except Exception as exc:
+            self.client.emit(
+                NotifyAdapterError(operation="listen_job_ownership_lost", error=repr(exc))
+            )
+            return None
+
+    async def _unwatch(self, watch: asyncio.Task[Callable[[], Awaitable[None]] | None]) -> None:
+        try:
+            unsubscribe = await watch
+        except asyncio.CancelledError:
+            if not watch.cancelled():
+                raise
+            return
+        if unsubscribe is not None:
+            try:
+                await unsubscribe()
+            except Exception as exc:
+                self.client.emit(NotifyAdapterError(operation="unsubscribe", error=repr(exc)))
+
     def _on_ownership_hint(self, job_id: str) -> None:
         if job_id in self._running and job_id not in self._held:
             self._spawn(self._classify_loss(job_id), f"queuert-loss-{job_id}")
@@ -552,32 +604,24 @@ class Worker(Generic[TxT]):
             return
         running = _Running(job, config)
         self._running[job.id] = running
+        self._busy += 1
         self._spawn(self._run_attempt(running), f"queuert-attempt-{job.id}")
 
     async def _run_attempt(self, running: _Running) -> None:
         job = running.job
         loop = asyncio.get_running_loop()
         started = loop.time()
-        unsubscribe = None
         try:
-            try:
-                unsubscribe = await self.client.notify.listen_job_ownership_lost(
-                    job.id, lambda: self._on_ownership_hint(job.id)
-                )
-            except Exception as exc:
-                self.client.emit(
-                    NotifyAdapterError(operation="listen_job_ownership_lost", error=repr(exc))
-                )
             await self._attempt(running, started)
         except Exception:
             logger.exception("attempt bookkeeping failed", extra={"queuert_job_id": job.id})
         finally:
             self._running.pop(job.id, None)
+            self._release_slot(running)
             self.processed += 1
             self._wake.set()
-            if unsubscribe is not None:
-                with contextlib.suppress(Exception):
-                    await unsubscribe()
+            if running.watch is not None:
+                await self._unwatch(running.watch)
 
     async def _attempt(self, running: _Running, started: float) -> None:
         job = running.job
@@ -609,7 +653,7 @@ class Worker(Generic[TxT]):
                 client.job_info(job), self.id, max((now - job.scheduled_at).total_seconds(), 0.0)
             )
         )
-        running.handler_task = asyncio.ensure_future(self._run_handler(attempt, config))
+        running.handler_task = asyncio.ensure_future(self._run_handler(running, attempt, config))
         try:
             await asyncio.shield(running.handler_task)
         except asyncio.CancelledError:
@@ -645,7 +689,9 @@ class Worker(Generic[TxT]):
             )
         )
 
-    async def _run_handler(self, attempt: Attempt[Any], config: HandlerConfig) -> None:
+    async def _run_handler(
+        self, running: _Running, attempt: Attempt[Any], config: HandlerConfig
+    ) -> None:
         """Runs in its own task so the worker can cancel it; commits the completing transaction."""
 
         async def innermost() -> None:
@@ -656,6 +702,7 @@ class Worker(Generic[TxT]):
             call = _bind(middleware, attempt, call)
         try:
             await call()
+            self._release_slot(running)
             if not attempt.completed:
                 raise UsageError(
                     f"the handler for {attempt.job.type_name!r} returned without calling attempt.complete(...)"
