@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from queuert.cursor import (
     decode_index_cursor,
@@ -52,6 +52,7 @@ from queuert.state import (
     Order,
     Outcome,
     Page,
+    StateAdapter,
     StoredChain,
     StoredJob,
     TriggerResult,
@@ -1048,3 +1049,10 @@ def _page(items: list[Any], limit: int, cursor_of: Any) -> Page[Any]:
         items = items[:limit]
         return Page(items=items, next_cursor=cursor_of(items[-1]))
     return Page(items=items, next_cursor=None)
+
+
+if TYPE_CHECKING:
+
+    def _conforms(adapter: SqliteStateAdapter) -> StateAdapter[SqliteConnection]:
+        """mypy checks that the adapter implements the contract's protocol."""
+        return adapter
