@@ -124,3 +124,46 @@ async def test_complete_jobs_is_one_round_trip_and_skips_what_it_cannot_close(
     untouched = await adapter.get_job(other.jobs[0].id)
     assert untouched is not None and untouched.status == "running"
     assert len(created) == 50
+
+
+def test_rows_build_the_same_stored_job_as_its_constructor() -> None:
+    from dataclasses import asdict, replace
+    from datetime import datetime, timezone
+
+    from queuert.state import StoredJob
+    from queuert_sqlite._rows import _FAST, make_job
+
+    at = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)
+    values: dict[str, object] = {
+        "id": "j",
+        "type_name": "t",
+        "chain_id": "j",
+        "chain_type_name": "t",
+        "chain_index": 0,
+        "input": {"a": [1, 2]},
+        "output": None,
+        "status": "ready",
+        "outcome": None,
+        "created_at": at,
+        "scheduled_at": at,
+        "completed_at": None,
+        "completed_by": None,
+        "succeeded_by_job_id": None,
+        "attempt": 0,
+        "last_attempt_at": None,
+        "last_attempt_error": None,
+        "leased_by": None,
+        "leased_until": None,
+        "blocked": False,
+        "deduplication_key": "k",
+        "chain_trace_context": None,
+        "trace_context": "tc",
+    }
+    assert _FAST, "StoredJob changed shape: rows now use its constructor (slower, still correct)"
+    fast = make_job(dict(values))
+    slow = StoredJob(**values)  # type: ignore[arg-type]
+    assert fast == slow and repr(fast) == repr(slow)
+    assert asdict(fast) == asdict(slow)
+    assert replace(fast, attempt=1) == replace(slow, attempt=1)
+    with pytest.raises(AttributeError):
+        fast.attempt = 2  # type: ignore[misc]

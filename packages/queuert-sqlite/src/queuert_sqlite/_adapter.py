@@ -75,6 +75,7 @@ from queuert_sqlite._rows import (
     I_SCHEDULED_AT,
     NCOLS,
     job_from_row,
+    make_job,
 )
 from queuert_sqlite._schema import apply_migrations, validate_prefix
 from queuert_sqlite._sql import STATUS_SQL, Statements
@@ -352,30 +353,32 @@ class SqliteStateAdapter:
                     )
                 )
                 scheduled_dt = parse_ts(scheduled)
-                job = StoredJob(
-                    id=new.id,
-                    type_name=new.type_name,
-                    chain_id=chain_id,
-                    chain_type_name=new.chain_type_name,
-                    chain_index=new.chain_index,
-                    input=value,
-                    output=None,
-                    status="scheduled" if scheduled > now_text else "ready",
-                    outcome=None,
-                    created_at=now_dt,
-                    scheduled_at=scheduled_dt,
-                    completed_at=None,
-                    completed_by=None,
-                    succeeded_by_job_id=None,
-                    attempt=0,
-                    last_attempt_at=None,
-                    last_attempt_error=None,
-                    leased_by=None,
-                    leased_until=None,
-                    blocked=False,
-                    deduplication_key=key_text,
-                    chain_trace_context=new.chain_trace_context,
-                    trace_context=new.trace_context,
+                job = make_job(
+                    {
+                        "id": new.id,
+                        "type_name": new.type_name,
+                        "chain_id": chain_id,
+                        "chain_type_name": new.chain_type_name,
+                        "chain_index": new.chain_index,
+                        "input": value,
+                        "output": None,
+                        "status": "scheduled" if scheduled > now_text else "ready",
+                        "outcome": None,
+                        "created_at": now_dt,
+                        "scheduled_at": scheduled_dt,
+                        "completed_at": None,
+                        "completed_by": None,
+                        "succeeded_by_job_id": None,
+                        "attempt": 0,
+                        "last_attempt_at": None,
+                        "last_attempt_error": None,
+                        "leased_by": None,
+                        "leased_until": None,
+                        "blocked": False,
+                        "deduplication_key": key_text,
+                        "chain_trace_context": new.chain_trace_context,
+                        "trace_context": new.trace_context,
+                    }
                 )
                 by_position[i] = job
                 if new.chain_id is not None:
