@@ -133,6 +133,26 @@ class Statements:
             "WHERE id = ?1 AND outcome IS NULL AND (?8 IS NULL OR leased_by = ?8) "
             f"RETURNING {_RETURNING}"
         )
+        # close a batch: ?1 [[id, outcome, output JSON text, successor, error], ...], ?2 now,
+        # ?3 worker id, ?4 owner (only jobs that are open, and leased by the owner if given)
+        self.complete_many = (
+            f"UPDATE {p}job SET outcome = c.outcome, output = c.output, "
+            "succeeded_by_job_id = c.successor, completed_at = ?2, completed_by = ?3, "
+            "leased_by = NULL, leased_until = NULL, "
+            "last_attempt_error = CASE WHEN c.outcome = 'completed' THEN NULL "
+            f"ELSE coalesce(c.error, {p}job.last_attempt_error) END "
+            "FROM (SELECT json_extract(k.value, '$[0]') AS id, "
+            "json_extract(k.value, '$[1]') AS outcome, json_extract(k.value, '$[2]') AS output, "
+            "json_extract(k.value, '$[3]') AS successor, json_extract(k.value, '$[4]') AS error "
+            "FROM json_each(?1) k) AS c "
+            f"WHERE {p}job.id = c.id AND {p}job.outcome IS NULL "
+            f"AND (?4 IS NULL OR {p}job.leased_by = ?4) RETURNING {_RETURNING}"
+        )
+        # before closing jobs: does any job wait for one of their chains?
+        self.any_chain_has_dependents = (
+            f"SELECT EXISTS (SELECT 1 FROM json_each(?1) k JOIN {p}job j ON j.id = k.value "
+            f"JOIN {p}job_blocker b ON b.blocked_by_chain_id = j.chain_id)"
+        )
         # before closing a job: does any job wait for its chain?
         self.chain_has_dependents = (
             f"SELECT EXISTS (SELECT 1 FROM {p}job j JOIN {p}job_blocker b "
