@@ -978,7 +978,7 @@ class SqliteStateAdapter:
                 )
             return reaped
 
-        return await self.provider.run_write(op, tx)
+        return await self.provider.run_write(op, tx, atomic=False)  # one write
 
     # -- administration ---------------------------------------------------------------------------
 
@@ -1017,7 +1017,7 @@ class SqliteStateAdapter:
                 triggered.append(job)
             return TriggerResult(triggered=triggered, not_found=[], not_triggerable=[])
 
-        return await self.provider.run_write(op, tx)
+        return await self.provider.run_write(op, tx, atomic=False)  # one write
 
     async def delete_chains(
         self, chain_ids: Sequence[str], *, cascade: bool = False, tx: SqliteConnection | None = None
