@@ -1,0 +1,302 @@
+"""Resilience with worker *processes* sharing one schema:
+
+* one of two worker processes is SIGKILLed while its handlers are inside jobs (staged mode, 2 s lease)
+  and a new process starts under the same worker name: every chain completes exactly once, the killed
+  worker's jobs are reclaimed within about one lease, and the surviving process keeps going;
+* jobs that run four times longer than their lease keep it by renewal and run once, while another
+  worker process with free slots reaps every 100 ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from pg_helpers import DSN, Namespace
+from queuert import Client
+from queuert_postgres import PgNotifyAdapter, PgStateAdapter
+from resilience_support import (
+    JOB_TYPES,
+    N,
+    RLeaf,
+    Workload,
+    check_exactly_once,
+    install_audit,
+    start_workload,
+    wait_all_closed,
+)
+
+WORKER_SCRIPT = Path(__file__).with_name("resilience_worker.py")
+LEASE = 2.0
+RENEW_EVERY = 0.5
+REAP_INTERVAL = 0.25
+
+
+@dataclass
+class Process:
+    name: str
+    process: asyncio.subprocess.Process
+    log: Path
+    worker_id: str = ""
+    pid: int = 0
+
+
+@dataclass
+class Fleet:
+    """Worker processes on one schema; every process still running at teardown is killed."""
+
+    namespace: Namespace
+    root: Path
+    channel_prefix: str = field(default_factory=lambda: f"qt{uuid.uuid4().hex[:12]}")
+    processes: list[Process] = field(default_factory=list)
+
+    @property
+    def markers(self) -> Path:
+        return self.root / "markers"
+
+    async def spawn(self, name: str, *options: str) -> Process:
+        tag = f"{name}-{len(self.processes)}"
+        ready = self.root / f"{tag}.ready"
+        log = self.root / f"{tag}.log"
+        with log.open("wb") as out:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                str(WORKER_SCRIPT),
+                "--dsn",
+                DSN,
+                "--schema",
+                self.namespace.schema,
+                "--prefix",
+                self.namespace.prefix,
+                "--channel-prefix",
+                self.channel_prefix,
+                "--name",
+                name,
+                "--markers",
+                str(self.markers),
+                "--ready",
+                str(ready),
+                *options,
+                stdout=out,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+        handle = Process(name, process, log)
+        self.processes.append(handle)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while not ready.exists():
+            if process.returncode is not None or loop.time() > deadline:
+                raise AssertionError(f"worker {tag} did not start:\n{log.read_text()}")
+            await asyncio.sleep(0.02)
+        info = json.loads(ready.read_text())
+        handle.worker_id, handle.pid = info["worker"], info["pid"]
+        return handle
+
+    async def stop(self, handle: Process) -> int:
+        """SIGTERM (graceful shutdown) and the exit code."""
+        handle.process.send_signal(signal.SIGTERM)
+        try:
+            return await asyncio.wait_for(handle.process.wait(), 20)
+        except asyncio.TimeoutError:
+            handle.process.kill()
+            await handle.process.wait()
+            raise AssertionError(f"{handle.name} did not stop:\n{handle.log.read_text()}") from None
+
+    def marks(self) -> list[dict[str, Any]]:
+        return [
+            json.loads(p.read_text())
+            for p in self.markers.iterdir()
+            if not p.name.startswith("hanging.")
+        ]
+
+    def hanging(self, pid: int) -> list[dict[str, Any]]:
+        return [
+            json.loads(p.read_text())
+            for p in self.markers.glob(f"hanging.{pid}.*")
+            if p.stat().st_size
+        ]
+
+    async def close(self) -> None:
+        for handle in self.processes:
+            if handle.process.returncode is None:
+                handle.process.kill()
+                with contextlib.suppress(Exception):
+                    await handle.process.wait()
+
+
+@pytest.fixture
+async def fleet(namespace: Namespace, tmp_path: Path) -> AsyncIterator[Fleet]:
+    state = await PgStateAdapter.connect(
+        DSN, schema=namespace.schema, table_prefix=namespace.prefix, max_size=2
+    )
+    try:
+        await state.migrate()
+    finally:
+        await state.close()
+    await install_audit(DSN, namespace.schema, namespace.prefix)
+    result = Fleet(namespace, tmp_path)
+    result.markers.mkdir()
+    try:
+        yield result
+    finally:
+        await result.close()
+
+
+@contextlib.asynccontextmanager
+async def producer(fleet: Fleet) -> AsyncIterator[Client[Any]]:
+    state = await PgStateAdapter.connect(
+        DSN, schema=fleet.namespace.schema, table_prefix=fleet.namespace.prefix, max_size=2
+    )
+    notify = PgNotifyAdapter(DSN, channel_prefix=fleet.channel_prefix)
+    client: Client[Any] = Client(state, job_types=JOB_TYPES, notify=notify)
+    try:
+        yield client
+    finally:
+        await client.close()
+        await notify.close()
+        await state.close()
+
+
+async def _wait_for(predicate: Any, *, timeout: float, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def test_sigkill_of_a_worker_process_mid_job(fleet: Fleet) -> None:
+    ns = fleet.namespace
+    options = (
+        "--concurrency=4",
+        f"--lease={LEASE}",
+        f"--renew-every={RENEW_EVERY}",
+        f"--reap-interval={REAP_INTERVAL}",
+        "--job-seconds=0.02",
+    )
+    async with producer(fleet) as client:
+        victim = await fleet.spawn("victim", *options, "--hang-after=60")
+        survivor = await fleet.spawn("survivor", *options)
+        work = await start_workload(client, two_step=240, joins=12)
+        assert work.chains == 300
+
+        # The victim's handlers hang inside their jobs once it has started 60 attempts: wait until
+        # all four of its slots are inside a job, then SIGKILL it.
+        await _wait_for(
+            lambda: len(fleet.hanging(victim.pid)) == 4, timeout=30, what="the victim to hang"
+        )
+        hung = {m["job"]: m for m in fleet.hanging(victim.pid)}
+        killed_at = _now()
+        os.kill(victim.pid, signal.SIGKILL)
+        assert await asyncio.wait_for(victim.process.wait(), 10) == -signal.SIGKILL
+        # A new process under the same worker name (a new worker id) joins.
+        replacement = await fleet.spawn("victim", *options)
+        assert replacement.worker_id != victim.worker_id
+
+        await wait_all_closed(DSN, ns.schema, ns.prefix, work.chains, timeout=60)
+        # The survivor kept going: a chain started now is still processed.
+        extra = Workload()
+        async with client.transaction() as tx:
+            extra.leaves = await client.start_chains(
+                [RLeaf(N(900_000 + i)) for i in range(20)], tx=tx
+            )
+        work.extend(extra)
+        await wait_all_closed(DSN, ns.schema, ns.prefix, work.chains, timeout=30)
+        assert survivor.process.returncode is None, "the surviving worker process kept running"
+        assert await fleet.stop(survivor) == 0
+        assert await fleet.stop(replacement) == 0
+
+    await check_exactly_once(DSN, ns.schema, ns.prefix, work)
+    marks = fleet.marks()
+    # Each hung job was run again (attempt 2) by another process, within about one lease of the kill.
+    delays = []
+    for job_id, hung_mark in hung.items():
+        retries = [
+            m for m in marks if m["job"] == job_id and m["attempt"] == hung_mark["attempt"] + 1
+        ]
+        assert len(retries) == 1, f"job {job_id} was retried {len(retries)} times"
+        assert retries[0]["pid"] in (survivor.pid, replacement.pid)
+        delays.append(retries[0]["t"] - killed_at)
+    bound = LEASE + REAP_INTERVAL + 1.0
+    assert max(delays) <= bound, f"reclaimed after {max(delays):.2f}s (bound {bound}s)"
+    assert min(delays) >= LEASE - RENEW_EVERY - 0.5, (
+        f"reclaimed after {min(delays):.2f}s: before the lease could have expired"
+    )
+    # Apart from the hung ones, no job ran twice; the survivor worked before and after the kill.
+    runs: dict[str, int] = {}
+    for m in marks:
+        runs[m["job"]] = runs.get(m["job"], 0) + 1
+    assert {job for job, n in runs.items() if n > 1} == set(hung)
+    assert any(m["pid"] == survivor.pid and m["t"] > killed_at for m in marks)
+    assert any(m["pid"] == survivor.pid and m["t"] < killed_at for m in marks)
+    completed_by = await _completed_by(ns, list(hung))
+    assert set(completed_by.values()) <= {survivor.worker_id, replacement.worker_id}
+    print(
+        f"\nkilled worker's {len(hung)} jobs reclaimed {min(delays):.2f}-{max(delays):.2f}s "
+        f"after SIGKILL (lease {LEASE}s, bound {bound}s); the survivor ran "
+        f"{sum(1 for m in marks if m['pid'] == survivor.pid)} attempts, the replacement "
+        f"{sum(1 for m in marks if m['pid'] == replacement.pid)}"
+    )
+
+
+async def test_jobs_longer_than_their_lease_keep_it_and_run_once(fleet: Fleet) -> None:
+    """Four 4-second jobs with a 1-second lease (two staged, two atomic) on two worker processes
+    that both have free slots and reap every 100 ms: renewal (staged) and the row lock (atomic) keep
+    every job with its first worker."""
+    ns = fleet.namespace
+    options = (
+        "--concurrency=4",
+        "--lease=1.0",
+        "--renew-every=0.25",
+        "--reap-interval=0.1",
+        "--job-seconds=4",
+        "--mode=mixed",
+    )
+    first = await fleet.spawn("first", *options)
+    second = await fleet.spawn("second", *options)
+    async with producer(fleet) as client:
+        work = Workload()
+        async with client.transaction() as tx:
+            work.leaves = await client.start_chains([RLeaf(N(i)) for i in range(4)], tx=tx)
+        await wait_all_closed(DSN, ns.schema, ns.prefix, work.chains, timeout=30)
+    assert await fleet.stop(first) == 0
+    assert await fleet.stop(second) == 0
+    await check_exactly_once(DSN, ns.schema, ns.prefix, work)
+    marks = fleet.marks()
+    assert sorted(m["job"] for m in marks) == sorted(c.id for c in work.leaves), (
+        f"every job ran exactly once: {marks}"
+    )
+    assert {m["mode"] for m in marks} == {"staged", "atomic"}
+    assert all(m["attempt"] == 1 for m in marks)
+    completed_by = await _completed_by(ns, [c.id for c in work.leaves])
+    assert completed_by == {m["job"]: m["worker"] for m in marks}
+
+
+def _now() -> float:
+    return time.time()
+
+
+async def _completed_by(ns: Namespace, job_ids: list[str]) -> dict[str, str]:
+    conn = await asyncpg.connect(DSN)
+    try:
+        rows = await conn.fetch(
+            f'SELECT id::text, completed_by FROM "{ns.schema}"."{ns.prefix}job" '
+            "WHERE id = ANY($1::uuid[])",
+            job_ids,
+        )
+        return {r[0]: r[1] for r in rows}
+    finally:
+        await conn.close()
