@@ -1,0 +1,107 @@
+"""A transaction whose connection is terminated under it: the error (or cancellation) raised in the
+block must reach the caller unchanged, and the provider must stay usable.
+
+The worker relies on this: a handler cancelled at shutdown must end as cancelled, and a failed
+attempt must record its real cause. Known failures are marked ``xfail(strict=True)`` with the
+diagnosis, so the marker has to go once the provider is fixed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import pytest
+from pg_helpers import DSN, make_provider
+from queuert_postgres import PgProvider, Sql
+
+PID = Sql("SELECT pg_backend_pid()")
+ONE = Sql("SELECT 1")
+
+_ASYNCPG_BUG = (
+    "BUG (queuert_postgres/_provider.py, AsyncpgProvider._transaction, `if not conn.is_closed()`): "
+    "when the connection dies asyncpg hands it back to the pool and detaches the proxy, so "
+    "is_closed() raises InterfaceError('connection has been released back to the pool'), which "
+    "replaces the block's exception (also a CancelledError)"
+)
+_SQLALCHEMY_BUG = (
+    "BUG (queuert_postgres/_provider.py, SqlAlchemyProvider._transaction): engine.begin() rolls back "
+    "on the dead connection and raises the driver's error instead of the block's exception"
+)
+KINDS = [
+    pytest.param("asyncpg", marks=pytest.mark.xfail(strict=True, reason=_ASYNCPG_BUG)),
+    "psycopg",
+    pytest.param("sqlalchemy", marks=pytest.mark.xfail(strict=True, reason=_SQLALCHEMY_BUG)),
+    pytest.param(
+        "sqlalchemy-psycopg", marks=pytest.mark.xfail(strict=True, reason=_SQLALCHEMY_BUG)
+    ),
+]
+
+
+class Boom(Exception):
+    pass
+
+
+async def _terminate(pid: int) -> None:
+    """Terminate one backend (this test's own) and wait until it is gone."""
+    conn = await asyncpg.connect(DSN)
+    try:
+        await conn.execute("SELECT pg_terminate_backend($1)", pid)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
+            assert loop.time() < deadline, "the backend did not exit"
+            await asyncio.sleep(0.01)
+    finally:
+        await conn.close()
+
+
+async def _inside_a_dead_transaction(provider: PgProvider[Any], then: Any) -> None:
+    async with provider.transaction() as tx:
+        lost = asyncio.Event()
+        if hasattr(tx, "add_termination_listener"):  # asyncpg: learn when the client saw it
+            tx.add_termination_listener(lambda _conn: lost.set())
+        else:
+            lost.set()  # the other drivers mark the connection broken when a statement fails
+        (row,) = await provider.fetch(PID, [], tx)
+        await _terminate(row[0])
+        with pytest.raises(Exception):  # noqa: B017 - each driver has its own error
+            await provider.fetch(ONE, [], tx)
+        await asyncio.wait_for(lost.wait(), 10)
+        await then()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_the_blocks_exception_propagates_when_the_connection_died(kind: str) -> None:
+    provider = await make_provider(kind)
+    try:
+
+        async def boom() -> None:
+            raise Boom()
+
+        with pytest.raises(Boom):
+            await _inside_a_dead_transaction(provider, boom)
+        async with provider.transaction() as tx:  # the provider is still usable
+            assert (await provider.fetch(ONE, [], tx))[0][0] == 1
+    finally:
+        await provider.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_cancelled_block_ends_cancelled_when_the_connection_died(kind: str) -> None:
+    provider = await make_provider(kind)
+    try:
+        entered = asyncio.Event()
+
+        async def park() -> None:
+            entered.set()
+            await asyncio.Event().wait()
+
+        task = asyncio.ensure_future(_inside_a_dead_transaction(provider, park))
+        await asyncio.wait_for(entered.wait(), 10)
+        task.cancel()
+        await asyncio.wait([task], timeout=10)
+        assert task.cancelled(), f"the task ended with {task.exception()!r}, not cancelled"
+    finally:
+        await provider.close()
