@@ -1,15 +1,19 @@
-"""Fixtures of the NATS notify adapter tests: real NATS with JetStream at 127.0.0.1:4222.
+"""Fixtures of the NATS notify adapter tests: real NATS with JetStream at 127.0.0.1:4222
+(``QUEUERT_NATS_URL``), and PostgreSQL (``QUEUERT_PG_DSN``, one schema per test) for the worker-level tests.
 
 Every test gets its own subject prefix and its own KV bucket, so concurrent runs never collide.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
+import asyncpg
 import nats
 import pytest
 from nats.aio.client import Client
@@ -18,6 +22,7 @@ from nats.js.errors import NotFoundError
 from nats_notify_support import NATS_URL, NatsServer, TcpProxy, make_adapter, nats_server_binary
 from queuert_conformance import NotifyHarness
 from queuert_nats import NatsNotifyAdapter
+from queuert_postgres import PgStateAdapter
 
 
 @pytest.fixture
@@ -110,3 +115,32 @@ async def nats_server(tmp_path: Path) -> AsyncIterator[NatsServer]:
     server = NatsServer(nats_server_binary(), str(tmp_path))
     yield server
     await server.crash()
+
+
+PG_DSN = os.environ.get("QUEUERT_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+async def pg_states() -> AsyncIterator[Callable[[], Awaitable[PgStateAdapter[Any]]]]:
+    """Opens PostgreSQL state adapters (each with its own pool, as separate processes would have) on
+    one schema of the test's own, migrated by the first; closes them and drops the schema afterwards."""
+    schema = f"qt_nats_{uuid.uuid4().hex[:12]}"
+    opened: list[PgStateAdapter[Any]] = []
+
+    async def open_state() -> PgStateAdapter[Any]:
+        adapter = await PgStateAdapter.connect(PG_DSN, schema=schema, min_size=1, max_size=10)
+        opened.append(adapter)
+        if len(opened) == 1:
+            await adapter.migrate()
+        return adapter
+
+    try:
+        yield open_state
+    finally:
+        for adapter in opened:
+            await adapter.close()
+        connection = await asyncpg.connect(PG_DSN)
+        try:
+            await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await connection.close()

@@ -12,12 +12,21 @@ from collections.abc import Callable
 
 from queuert_nats import NatsNotifyAdapter
 
-NATS_URL = os.environ.get("QUEUERT_TEST_NATS_URL", "nats://127.0.0.1:4222")
+NATS_URL = (
+    os.environ.get("QUEUERT_NATS_URL")
+    or os.environ.get("QUEUERT_TEST_NATS_URL")
+    or "nats://127.0.0.1:4222"
+)
+"""The shared server of the tests that need no server of their own (``tools/matrix`` sets it)."""
 
 
 def nats_server_binary() -> str:
-    binary = shutil.which("nats-server") or (
-        "/usr/sbin/nats-server" if os.path.exists("/usr/sbin/nats-server") else None
+    """What starts the servers the resilience tests own: ``$QUEUERT_NATS_SERVER`` (set by
+    ``tools/matrix`` to another version's binary) or the ``nats-server`` on the PATH."""
+    binary = (
+        os.environ.get("QUEUERT_NATS_SERVER")
+        or shutil.which("nats-server")
+        or ("/usr/sbin/nats-server" if os.path.exists("/usr/sbin/nats-server") else None)
     )
     assert binary is not None, "the nats-server binary is needed (apt-get install nats-server)"
     return binary
@@ -165,6 +174,20 @@ class NatsServer:
         assert process.stdout is not None
         while await process.stdout.readline():
             pass
+
+    async def stop(self) -> None:
+        """Stops the server the ordinary way (SIGTERM: it closes its clients and exits)."""
+        process, self._process = self._process, None
+        if process is not None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 15)
+            except asyncio.TimeoutError:
+                process.kill()
+                await process.wait()
+        if self._drain is not None:
+            await self._drain
+            self._drain = None
 
     async def crash(self) -> None:
         """Kills the server (SIGKILL) and returns once it is gone."""

@@ -1,18 +1,29 @@
-"""Fixtures of the Redis notify adapter tests: real Redis 7 at 127.0.0.1:6379, one prefix per test."""
+"""Fixtures of the Redis notify adapter tests: real Redis 7 at 127.0.0.1:6379 (``QUEUERT_REDIS_URL``),
+one prefix per test; PostgreSQL (``QUEUERT_PG_DSN``) with one schema per test for the worker-level tests."""
 
 from __future__ import annotations
 
 import logging
-import shutil
+import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import pytest
 from queuert_conformance import NotifyHarness
+from queuert_postgres import PgStateAdapter
 from queuert_redis import RedisNotifyAdapter
 from redis.asyncio import Redis
-from redis_notify_support import REDIS_URL, LogWatcher, RedisServer, kill_clients, make_adapter
+from redis_notify_support import (
+    REDIS_URL,
+    LogWatcher,
+    RedisServer,
+    kill_clients,
+    make_adapter,
+    redis_server_command,
+)
 
 
 @pytest.fixture
@@ -52,9 +63,7 @@ async def queuert_notify_harness(prefix: str, admin: Redis) -> AsyncIterator[Not
 
 @pytest.fixture
 async def redis_server(tmp_path: Path) -> AsyncIterator[RedisServer]:
-    binary = shutil.which("redis-server")
-    assert binary is not None, "the redis-server binary is needed (apt-get install redis-server)"
-    server = RedisServer(binary, str(tmp_path))
+    server = RedisServer(redis_server_command(), str(tmp_path))
     yield server
     if server.running:
         server.resume()
@@ -78,3 +87,32 @@ def watch_log() -> Iterator[Callable[[str], LogWatcher]]:
     for watcher in watchers:
         logger.removeHandler(watcher)
     logger.setLevel(previous)
+
+
+PG_DSN = os.environ.get("QUEUERT_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+async def pg_states() -> AsyncIterator[Callable[[], Awaitable[PgStateAdapter[Any]]]]:
+    """Opens PostgreSQL state adapters (each with its own pool, as separate processes would have) on
+    one schema of the test's own, migrated by the first; closes them and drops the schema afterwards."""
+    schema = f"qt_redis_{uuid.uuid4().hex[:12]}"
+    opened: list[PgStateAdapter[Any]] = []
+
+    async def open_state() -> PgStateAdapter[Any]:
+        adapter = await PgStateAdapter.connect(PG_DSN, schema=schema, min_size=1, max_size=10)
+        opened.append(adapter)
+        if len(opened) == 1:
+            await adapter.migrate()
+        return adapter
+
+    try:
+        yield open_state
+    finally:
+        for adapter in opened:
+            await adapter.close()
+        connection = await asyncpg.connect(PG_DSN)
+        try:
+            await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await connection.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import socket
 from collections.abc import Callable
@@ -12,7 +13,20 @@ from collections.abc import Callable
 from queuert_redis import RedisNotifyAdapter
 from redis.asyncio import Redis
 
-REDIS_URL = os.environ.get("QUEUERT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_URL = (
+    os.environ.get("QUEUERT_REDIS_URL")
+    or os.environ.get("QUEUERT_TEST_REDIS_URL")
+    or "redis://127.0.0.1:6379/0"
+)
+"""The shared server of the tests that need no server of their own (``tools/matrix`` sets it)."""
+
+
+def redis_server_command() -> str:
+    """What starts the servers the resilience tests own: ``$QUEUERT_REDIS_SERVER`` (set by
+    ``tools/matrix`` to another version's binary) or the ``redis-server`` on the PATH."""
+    command = os.environ.get("QUEUERT_REDIS_SERVER") or shutil.which("redis-server")
+    assert command is not None, "the redis-server binary is needed (apt-get install redis-server)"
+    return command
 
 
 async def kill_clients(admin: Redis, name_prefix: str) -> int:
@@ -97,6 +111,20 @@ class RedisServer:
         if process is not None:
             process.kill()
             await process.wait()
+        if self._drain is not None:
+            await self._drain
+            self._drain = None
+
+    async def stop(self) -> None:
+        """Stops the server the ordinary way (SIGTERM: it closes its clients and exits)."""
+        process, self._process = self._process, None
+        if process is not None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 15)
+            except asyncio.TimeoutError:
+                process.kill()
+                await process.wait()
         if self._drain is not None:
             await self._drain
             self._drain = None
