@@ -6,20 +6,27 @@ Every test gets its own subject prefix and its own KV bucket, so concurrent runs
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import asyncpg
 import nats
 import pytest
 from nats.aio.client import Client
 from nats.js.api import StorageType
 from nats.js.errors import NotFoundError
-from nats_notify_support import NATS_URL, NatsServer, TcpProxy, make_adapter, nats_server_binary
+from nats_notify_support import (
+    NATS_URL,
+    PG_DSN,
+    NatsServer,
+    TcpProxy,
+    drop_schema,
+    make_adapter,
+    nats_server_binary,
+    unique_schema,
+)
 from queuert_conformance import NotifyHarness
 from queuert_nats import NatsNotifyAdapter
 from queuert_postgres import PgStateAdapter
@@ -117,14 +124,11 @@ async def nats_server(tmp_path: Path) -> AsyncIterator[NatsServer]:
     await server.crash()
 
 
-PG_DSN = os.environ.get("QUEUERT_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-
-
 @pytest.fixture
 async def pg_states() -> AsyncIterator[Callable[[], Awaitable[PgStateAdapter[Any]]]]:
     """Opens PostgreSQL state adapters (each with its own pool, as separate processes would have) on
     one schema of the test's own, migrated by the first; closes them and drops the schema afterwards."""
-    schema = f"qt_nats_{uuid.uuid4().hex[:12]}"
+    schema = unique_schema()
     opened: list[PgStateAdapter[Any]] = []
 
     async def open_state() -> PgStateAdapter[Any]:
@@ -139,8 +143,4 @@ async def pg_states() -> AsyncIterator[Callable[[], Awaitable[PgStateAdapter[Any
     finally:
         for adapter in opened:
             await adapter.close()
-        connection = await asyncpg.connect(PG_DSN)
-        try:
-            await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await connection.close()
+        await drop_schema(schema)

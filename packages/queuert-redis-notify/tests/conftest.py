@@ -4,25 +4,26 @@ one prefix per test; PostgreSQL (``QUEUERT_PG_DSN``) with one schema per test fo
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from queuert_conformance import NotifyHarness
 from queuert_postgres import PgStateAdapter
 from queuert_redis import RedisNotifyAdapter
 from redis.asyncio import Redis
 from redis_notify_support import (
+    PG_DSN,
     REDIS_URL,
     LogWatcher,
     RedisServer,
+    drop_schema,
     kill_clients,
     make_adapter,
     redis_server_command,
+    unique_schema,
 )
 
 
@@ -89,14 +90,11 @@ def watch_log() -> Iterator[Callable[[str], LogWatcher]]:
     logger.setLevel(previous)
 
 
-PG_DSN = os.environ.get("QUEUERT_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-
-
 @pytest.fixture
 async def pg_states() -> AsyncIterator[Callable[[], Awaitable[PgStateAdapter[Any]]]]:
     """Opens PostgreSQL state adapters (each with its own pool, as separate processes would have) on
     one schema of the test's own, migrated by the first; closes them and drops the schema afterwards."""
-    schema = f"qt_redis_{uuid.uuid4().hex[:12]}"
+    schema = unique_schema()
     opened: list[PgStateAdapter[Any]] = []
 
     async def open_state() -> PgStateAdapter[Any]:
@@ -111,8 +109,4 @@ async def pg_states() -> AsyncIterator[Callable[[], Awaitable[PgStateAdapter[Any
     finally:
         for adapter in opened:
             await adapter.close()
-        connection = await asyncpg.connect(PG_DSN)
-        try:
-            await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await connection.close()
+        await drop_schema(schema)

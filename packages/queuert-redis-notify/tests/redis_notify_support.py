@@ -8,8 +8,10 @@ import os
 import shutil
 import signal
 import socket
+import uuid
 from collections.abc import Callable
 
+import asyncpg
 from queuert_redis import RedisNotifyAdapter
 from redis.asyncio import Redis
 
@@ -178,3 +180,19 @@ class LogWatcher(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if self.text in record.getMessage():
             self.seen.set()
+
+
+PG_DSN = os.environ.get("QUEUERT_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+"""PostgreSQL for the state of the worker-level tests and the behaviour suites on PostgreSQL."""
+
+
+def unique_schema() -> str:
+    return f"qt_redis_{uuid.uuid4().hex[:12]}"
+
+
+async def drop_schema(schema: str) -> None:
+    connection = await asyncpg.connect(PG_DSN)
+    try:
+        await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await connection.close()
