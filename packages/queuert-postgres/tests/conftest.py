@@ -75,3 +75,26 @@ async def queuert_notify_harness() -> AsyncIterator[Any]:
         )
     finally:
         await adapter.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The hypothesis model case runs for the asyncpg configurations only in the default run: it
+    drives the same SQL whatever the provider, and takes half a minute per run. The other
+    providers get every other case. ``QUEUERT_PG_FULL=1`` (tools/matrix, GitHub) runs it for all."""
+    import os
+
+    if os.environ.get("QUEUERT_PG_FULL") == "1":
+        return
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        config_name = callspec.params.get("queuert_state_harness") if callspec else None
+        is_model = item.cls is not None and item.cls.__name__ == "TestStateModel"
+        if is_model and config_name is not None and not str(config_name).startswith("asyncpg"):
+            dropped.append(item)
+        else:
+            keep.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep

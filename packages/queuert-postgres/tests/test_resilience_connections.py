@@ -2,8 +2,7 @@
 block must reach the caller unchanged, and the provider must stay usable.
 
 The worker relies on this: a handler cancelled at shutdown must end as cancelled, and a failed
-attempt must record its real cause. Known failures are marked ``xfail(strict=True)`` with the
-diagnosis, so the marker has to go once the provider is fixed.
+attempt must record its real cause.
 """
 
 from __future__ import annotations
@@ -19,24 +18,7 @@ from queuert_postgres import PgProvider, Sql
 PID = Sql("SELECT pg_backend_pid()")
 ONE = Sql("SELECT 1")
 
-_ASYNCPG_BUG = (
-    "BUG (queuert_postgres/_provider.py, AsyncpgProvider._transaction, `if not conn.is_closed()`): "
-    "when the connection dies asyncpg hands it back to the pool and detaches the proxy, so "
-    "is_closed() raises InterfaceError('connection has been released back to the pool'), which "
-    "replaces the block's exception (also a CancelledError)"
-)
-_SQLALCHEMY_BUG = (
-    "BUG (queuert_postgres/_provider.py, SqlAlchemyProvider._transaction): engine.begin() rolls back "
-    "on the dead connection and raises the driver's error instead of the block's exception"
-)
-KINDS = [
-    pytest.param("asyncpg", marks=pytest.mark.xfail(strict=True, reason=_ASYNCPG_BUG)),
-    "psycopg",
-    pytest.param("sqlalchemy", marks=pytest.mark.xfail(strict=True, reason=_SQLALCHEMY_BUG)),
-    pytest.param(
-        "sqlalchemy-psycopg", marks=pytest.mark.xfail(strict=True, reason=_SQLALCHEMY_BUG)
-    ),
-]
+KINDS = ["asyncpg", "psycopg", "sqlalchemy", "sqlalchemy-psycopg"]
 
 
 class Boom(Exception):

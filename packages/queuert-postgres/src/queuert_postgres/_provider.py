@@ -150,8 +150,10 @@ class AsyncpgProvider:
             try:
                 yield conn
             except BaseException:
-                if not conn.is_closed():
-                    with contextlib.suppress(Exception):
+                # The block's exception must reach the caller unchanged: a dead connection can
+                # fail the rollback (or even is_closed(), once asyncpg released it to the pool).
+                with contextlib.suppress(Exception):
+                    if not conn.is_closed():
                         await conn.execute("ROLLBACK")
                 raise
             status = await conn.execute("COMMIT")
@@ -305,11 +307,24 @@ class SqlAlchemyProvider:
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Any]:
-        async with self.engine.begin() as conn:
-            yield conn
-            kind, driver = await self._driver(conn)
-            if kind == "psycopg" and _psycopg_in_error(driver):
-                raise TransactionAbortedError()
+        conn = await self.engine.connect()
+        try:
+            transaction = await conn.begin()
+            try:
+                yield conn
+                kind, driver = await self._driver(conn)
+                if kind == "psycopg" and _psycopg_in_error(driver):
+                    raise TransactionAbortedError()
+            except BaseException:
+                # Keep the block's exception: rolling back on a dead connection raises the
+                # driver's own error, which must not replace it.
+                with contextlib.suppress(Exception):
+                    await transaction.rollback()
+                raise
+            await transaction.commit()
+        finally:
+            with contextlib.suppress(Exception):
+                await conn.close()
 
     def transaction(self) -> AbstractAsyncContextManager[Any]:
         return self._transaction()
