@@ -230,7 +230,7 @@ async def test_sigkill_of_a_worker_process_mid_job(fleet: Fleet) -> None:
         assert len(retries) == 1, f"job {job_id} was retried {len(retries)} times"
         assert retries[0]["pid"] in (survivor.pid, replacement.pid)
         delays.append(retries[0]["t"] - killed_at)
-    bound = LEASE + REAP_INTERVAL + 1.0
+    bound = LEASE + REAP_INTERVAL + 1.5
     assert max(delays) <= bound, f"reclaimed after {max(delays):.2f}s (bound {bound}s)"
     assert min(delays) >= LEASE - RENEW_EVERY - 0.5, (
         f"reclaimed after {min(delays):.2f}s: before the lease could have expired"

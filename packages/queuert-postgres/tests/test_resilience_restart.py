@@ -107,7 +107,7 @@ async def test_a_server_restart_during_processing(cluster: PrivateCluster) -> No
         assert len(executions) == work.jobs
         felt = progress.count("worker_error") + progress.count("state_adapter_error")
         assert felt > 0, "the restart reached the worker"
-        assert latency < 1.0, f"the wake-up took {latency:.2f}s: the notification did not arrive"
+        assert latency < 2.0, f"the wake-up took {latency:.2f}s: the notification did not arrive"
         print(
             f"{work.chains} chains done {took:.1f}s after the restart; re-run attempts "
             f"{sum(executions.values()) - len(executions)}, worker errors "
