@@ -82,6 +82,8 @@ C = TypeVar("C")
 R = TypeVar("R")
 
 AnyJobType = type[JobType[Any, Any, Any, Any, Any]]
+_DECODE: Any = object()
+"""Sentinel: decode the stored input."""
 
 
 # -- buffered side effects ---------------------------------------------------------------------
@@ -218,6 +220,7 @@ class Client(Generic[TxT]):
         self.registry = JobTypeRegistry(job_types)
         self._generate_id = generate_id
         self._validate_id = validate_id
+        self._check_generated = validate_id is not None and generate_id is not uuid7
         self._bound_hooks: dict[int, list[TransactionHooks]] = {}
         self._publisher = _Publisher(self)
         self._closed = False
@@ -364,14 +367,17 @@ class Client(Generic[TxT]):
                 f"stored {which} does not decode: {exc}",
             ) from exc
 
-    def to_job(self, stored: StoredJob) -> Job:
+    def to_job(self, stored: StoredJob, *, input: Any = _DECODE) -> Job:
+        """The public view of a stored job (``input`` given: already decoded, used as is)."""
         return Job(
             id=stored.id,
             type_name=stored.type_name,
             chain_id=stored.chain_id,
             chain_type_name=stored.chain_type_name,
             status=stored.status,
-            input=self._decode(stored.type_name, stored.input, "input"),
+            input=self._decode(stored.type_name, stored.input, "input")
+            if input is _DECODE
+            else input,
             output=self._decode(stored.type_name, stored.output, "output"),
             attempt=stored.attempt,
             created_at=stored.created_at,
@@ -386,8 +392,10 @@ class Client(Generic[TxT]):
             deduplication_key=stored.deduplication_key,
         )
 
-    def to_chain(self, stored: StoredChain, *, deduplicated: bool = False) -> Chain[Any]:
-        root = self.to_job(stored.root)
+    def to_chain(
+        self, stored: StoredChain, *, deduplicated: bool = False, input: Any = _DECODE
+    ) -> Chain[Any]:
+        root = self.to_job(stored.root, input=input)
         tail = root if stored.tail.id == stored.root.id else self.to_job(stored.tail)
         closed = stored.tail.closes_chain
         return Chain(
@@ -434,7 +442,14 @@ class Client(Generic[TxT]):
                     "not_entry_point", type(job).type_name, "only entry job types can start a chain"
                 )
         created = await self._create(list(jobs), continuation_of=None, tx=tx, hooks=hooks)
-        return [self.to_chain(StoredChain(root=j, tail=j), deduplicated=d) for j, d in created]
+        return [
+            self.to_chain(
+                StoredChain(root=row, tail=row),
+                deduplicated=dedup,
+                input=_DECODE if dedup else job.input,  # a new chain holds the input it was given
+            )
+            for job, (row, dedup) in zip(jobs, created, strict=True)
+        ]
 
     def _new_id(self, job: JobType[Any, Any, Any, Any, Any]) -> str:
         if job.id is not None:
@@ -444,7 +459,7 @@ class Client(Generic[TxT]):
                 raise InvalidJobIdError(job.id, "caller")
             return job.id
         new_id = self._generate_id()
-        if self._validate_id is not None and not self._validate_id(new_id):
+        if self._check_generated and not self._validate_id(new_id):  # type: ignore[misc]
             raise InvalidJobIdError(new_id, "generator")
         return new_id
 

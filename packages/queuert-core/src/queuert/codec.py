@@ -55,23 +55,9 @@ class DefaultCodec:
     """Dataclasses, TypedDicts and plain JSON values, without extra dependencies."""
 
     def encode(self, tp: Any, value: Any) -> JsonValue:
-        if dataclasses.is_dataclass(tp) and isinstance(tp, type) and not isinstance(value, tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp) and not isinstance(value, tp):
             raise CodecError(f"expected {tp.__name__}, got {type(value).__name__}")
-        return ensure_json(self._to_plain(value, "$"))
-
-    def _to_plain(self, value: Any, path: str) -> Any:
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return {
-                f.name: self._to_plain(getattr(value, f.name), f"{path}.{f.name}")
-                for f in dataclasses.fields(value)
-            }
-        if isinstance(value, enum.Enum):
-            return value.value
-        if isinstance(value, (list, tuple)):
-            return [self._to_plain(v, f"{path}[{i}]") for i, v in enumerate(value)]
-        if isinstance(value, Mapping):
-            return {k: self._to_plain(v, f"{path}.{k}") for k, v in value.items()}
-        return value
+        return _to_json(value, "$")
 
     def decode(self, tp: Any, data: JsonValue) -> Any:
         try:
@@ -118,6 +104,41 @@ class DefaultCodec:
                         continue
             return data
         return data
+
+
+_SCALARS = (str, int, bool, type(None))
+
+
+def _to_json(value: Any, path: str) -> JsonValue:
+    """Convert dataclasses and enums to plain JSON and check it is JSON, in one pass."""
+    if isinstance(value, _SCALARS):
+        return value
+    if isinstance(value, float):
+        return ensure_json(value, path)
+    if isinstance(value, dict):
+        out: dict[str, JsonValue] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise NotJsonError(f"{path}.<key>", key, "object keys must be strings")
+            out[key] = _to_json(item, f"{path}.{key}")
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_to_json(item, f"{path}[{i}]") for i, item in enumerate(value)]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: _to_json(getattr(value, f.name), f"{path}.{f.name}")
+            for f in _fields(type(value))
+        }
+    if isinstance(value, enum.Enum):
+        return _to_json(value.value, path)
+    if isinstance(value, Mapping):
+        return _to_json(dict(value), path)
+    return ensure_json(value, path)  # raises NotJsonError naming the path
+
+
+@lru_cache(maxsize=1024)
+def _fields(cls: type) -> tuple[dataclasses.Field[Any], ...]:
+    return dataclasses.fields(cls)
 
 
 def _is_union(tp: Any) -> bool:

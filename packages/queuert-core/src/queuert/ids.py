@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import random
 import threading
 import time
 import uuid
@@ -18,14 +18,16 @@ def uuid7() -> str:
     """A new RFC 9562 UUIDv7 as a string: 48-bit Unix milliseconds, then a counter and random bits.
 
     Ids made by one process are strictly increasing (a 12-bit counter in ``rand_a`` orders ids made in
-    the same millisecond), so ordering by id within a process follows creation order.
+    the same millisecond), so ordering by id within a process follows creation order. The random bits
+    come from :mod:`random`, which Python reseeds in a forked child, so forked workers do not repeat
+    each other's sequences.
     """
     global _last_ms, _counter
     with _lock:
         ms = time.time_ns() // 1_000_000
         if ms > _last_ms:
             _last_ms = ms
-            _counter = int.from_bytes(os.urandom(2), "big") & 0x3FF  # leave room to count up
+            _counter = random.getrandbits(10)  # leave room to count up within the millisecond
         else:
             _counter += 1
             if _counter > 0xFFF:  # counter exhausted: borrow the next millisecond
@@ -33,13 +35,9 @@ def uuid7() -> str:
                 _counter = 0
             ms = _last_ms
         counter = _counter
-    rand_b = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
-    value = (ms & ((1 << 48) - 1)) << 80
-    value |= 0x7 << 76
-    value |= counter << 64
-    value |= 0b10 << 62
-    value |= rand_b
-    return str(uuid.UUID(int=value))
+    value = ((ms & 0xFFFF_FFFF_FFFF) << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62)
+    h = f"{value | random.getrandbits(62):032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def is_uuid(value: object) -> bool:

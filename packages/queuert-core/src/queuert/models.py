@@ -8,6 +8,7 @@ from typing import Any, Generic
 
 from typing_extensions import TypeVar
 
+from queuert._fastinit import fast_init
 from queuert.errors import ChainCancelledError, ChainFailedError, UsageError
 from queuert.job_types import JobType
 from queuert.state import ChainStatus, JobStatus, Outcome
@@ -19,6 +20,7 @@ R = TypeVar("R")
 I = TypeVar("I")  # noqa: E741
 
 
+@fast_init
 @dataclass(frozen=True)
 class Job:
     """One job as callers see it. ``input``/``output`` are decoded with the job type's declared types
@@ -48,6 +50,7 @@ class Job:
         return self.status in ("continued", "completed", "failed", "cancelled")
 
 
+@fast_init
 @dataclass(frozen=True)
 class Chain(Generic[J]):
     """A chain: its first job (``root``, which *is* the chain) and its current ``tail``.

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
+from queuert._fastinit import fast_init
+
 __all__ = [
     "AttemptCompleted",
     "AttemptFailed",
@@ -230,6 +232,11 @@ class StateAdapterError(Event):
     level: ClassVar[int] = logging.WARNING
     operation: str
     error: str
+
+
+_EVENT_CLASSES: list[type[Any]] = [JobInfo, *Event.__subclasses__()]
+for _event_class in _EVENT_CLASSES:
+    fast_init(_event_class)
 
 
 @runtime_checkable

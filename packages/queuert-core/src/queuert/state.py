@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Generic, Literal, Protocol, TypeVar, runtime_checkable
 
+from queuert._fastinit import fast_init
 from queuert.errors import BlockerReference
 from queuert.json import JsonValue
 from queuert.schedule import Deduplication, Schedule
@@ -108,6 +109,7 @@ def derive_status(
     return "ready"
 
 
+@fast_init
 @dataclass(frozen=True)
 class StoredJob:
     """One job row as the store holds it (plus its derived ``status``)."""
@@ -152,6 +154,7 @@ class StoredJob:
         return self.outcome is not None and self.succeeded_by_job_id is None
 
 
+@fast_init
 @dataclass(frozen=True)
 class StoredChain:
     """A chain as the pair of its first job (``root``, which *is* the chain) and its current ``tail``.
@@ -171,6 +174,7 @@ class StoredChain:
         return "closed" if self.tail.closes_chain else "open"
 
 
+@fast_init
 @dataclass(frozen=True)
 class NewJob:
     """A job to insert.
@@ -195,6 +199,7 @@ class NewJob:
     trace_context: str | None = None
 
 
+@fast_init
 @dataclass(frozen=True)
 class CreatedJob:
     """Result of :meth:`StateAdapter.create_jobs` for one input.
@@ -246,6 +251,7 @@ class CompleteResult:
     """Non-null ``trace_context`` values of the blocker links that pointed at the closed chain."""
 
 
+@fast_init
 @dataclass(frozen=True)
 class Completion:
     """One job to close with :meth:`StateAdapter.complete_jobs` (same meaning as ``complete_job``)."""
