@@ -36,8 +36,7 @@ class Place(EntryJobType[Order, Never, Ship, tuple[()], Total], name="mp_place")
     pass
 
 
-async def main() -> None:
-    database, log_path = sys.argv[1:3]
+async def main(database: str, log: Any) -> None:
     state = await from_url(f"sqlite:///{database}")
     client: Client[Any] = Client(state, job_types=[Place, Ship])
     worker: Worker[Any] = Worker(
@@ -48,7 +47,6 @@ async def main() -> None:
         lease=Lease(duration=30, renew_every=10),
         backoff=Backoff(initial=0.01, maximum=0.1),
     )
-    log = open(log_path, "a", buffering=1)  # noqa: SIM115 - closed below, line-buffered appends
 
     @worker.handler(Place)
     async def place(attempt: Attempt[Place]) -> None:
@@ -67,8 +65,8 @@ async def main() -> None:
     finally:
         await client.close()
         await state.close()
-        log.close()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    with open(sys.argv[2], "a", buffering=1) as log_file:  # line-buffered appends
+        asyncio.run(main(sys.argv[1], log_file))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,18 +32,20 @@ async def test_four_worker_processes_drain_2000_chains_exactly_once(tmp_path: Pa
     script = Path(__file__).with_name("sqlite_worker_proc.py")
     logs = [tmp_path / f"worker{i}.log" for i in range(PROCESSES)]
     processes = [
-        subprocess.Popen(
-            [sys.executable, str(script), str(database), str(log)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(script),
+            str(database),
+            str(log),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         for log in logs
     ]
     try:
         for process in processes:
             assert process.stdout is not None
-            assert process.stdout.readline().strip() == "ready"
+            assert (await asyncio.wait_for(process.stdout.readline(), 60)).strip() == b"ready"
 
         async def all_closed() -> None:
             while True:
@@ -58,8 +59,8 @@ async def test_four_worker_processes_drain_2000_chains_exactly_once(tmp_path: Pa
         for process in processes:
             process.send_signal(signal.SIGTERM)
         for process in processes:
-            _, err = process.communicate(timeout=60)
-            assert process.returncode == 0, err
+            _, err = await asyncio.wait_for(process.communicate(), 60)
+            assert process.returncode == 0, err.decode()
     executions: collections.Counter[str] = collections.Counter()
     per_process = []
     for log in logs:
