@@ -1,82 +1,17 @@
-"""Local listeners of one topic, routed by key, with the bookkeeping for catch-up calls."""
+"""Routing of local listeners: the core's shared building block, with this adapter's logger."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+
+from queuert.listeners import Listener
+from queuert.listeners import Listeners as _Listeners
 
 __all__ = ["Listener", "Listeners"]
 
-logger = logging.getLogger("queuert.notify.nats")
+_logger = logging.getLogger("queuert.notify.nats")
 
 
-class Listener:
-    """One ``listen_*`` call: its keys (type names, or the one chain or job id) and its callback.
-
-    ``stale`` is True while the listener may have missed messages (the subscription was not live when it
-    registered, or the connection dropped since): the next time the subscription comes up, the listener
-    gets one catch-up call per key.
-    """
-
-    __slots__ = ("callback", "keys", "stale")
-
-    def __init__(self, keys: tuple[str, ...], callback: Callable[[str], None]) -> None:
-        self.keys = keys
-        self.callback = callback
-        self.stale = False
-
-
-class Listeners:
+class Listeners(_Listeners):
     def __init__(self, topic: str) -> None:
-        self.topic = topic
-        self._by_key: dict[str, dict[int, Listener]] = {}
-        self._all: dict[int, Listener] = {}
-
-    def __len__(self) -> int:
-        return len(self._all)
-
-    def add(self, listener: Listener) -> None:
-        self._all[id(listener)] = listener
-        for key in listener.keys:
-            self._by_key.setdefault(key, {})[id(listener)] = listener
-
-    def remove(self, listener: Listener) -> None:
-        if self._all.pop(id(listener), None) is None:
-            return
-        for key in listener.keys:
-            bucket = self._by_key.get(key)
-            if bucket is not None:
-                bucket.pop(id(listener), None)
-                if not bucket:
-                    del self._by_key[key]
-
-    def dispatch(self, key: str) -> None:
-        bucket = self._by_key.get(key)
-        if bucket:
-            for listener in list(bucket.values()):
-                self._call(listener, key)
-
-    def mark_stale(self) -> None:
-        for listener in self._all.values():
-            listener.stale = True
-
-    def catch_up(self) -> None:
-        """Calls every stale listener once per key, so it re-checks whatever it may have missed."""
-        for listener in list(self._all.values()):
-            if listener.stale and id(listener) in self._all:
-                listener.stale = False
-                for key in listener.keys:
-                    self._call(listener, key)
-
-    def clear(self) -> None:
-        self._by_key.clear()
-        self._all.clear()
-
-    def _call(self, listener: Listener, key: str) -> None:
-        try:
-            listener.callback(key)
-        except Exception:
-            logger.exception(
-                "queuert notify listener failed",
-                extra={"queuert_topic": self.topic, "queuert_key": key},
-            )
+        super().__init__(topic, _logger)

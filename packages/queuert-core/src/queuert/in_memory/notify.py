@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from queuert.errors import NotifyAdapterClosedError
+from queuert.listeners import Listener, Listeners
 from queuert.notify import Unsubscribe
 
 __all__ = ["InProcessNotifyAdapter", "NoopNotifyAdapter"]
@@ -14,40 +15,6 @@ __all__ = ["InProcessNotifyAdapter", "NoopNotifyAdapter"]
 logger = logging.getLogger("queuert.notify")
 
 WAKE_HINT_TTL = 60.0
-
-
-class _Listeners:
-    """Callbacks keyed by a routing key (type name, chain id or job id)."""
-
-    def __init__(self) -> None:
-        self._by_key: dict[str, dict[int, Callable[[str], None]]] = {}
-        self._next = 0
-
-    def add(self, keys: Sequence[str], callback: Callable[[str], None]) -> Callable[[], None]:
-        self._next += 1
-        token = self._next
-        for key in keys:
-            self._by_key.setdefault(key, {})[token] = callback
-
-        def remove() -> None:
-            for key in keys:
-                bucket = self._by_key.get(key)
-                if bucket is not None:
-                    bucket.pop(token, None)
-                    if not bucket:
-                        del self._by_key[key]
-
-        return remove
-
-    def dispatch(self, key: str) -> None:
-        for callback in list(self._by_key.get(key, {}).values()):
-            try:
-                callback(key)
-            except Exception:
-                logger.exception("notify listener failed", extra={"queuert_key": key})
-
-    def clear(self) -> None:
-        self._by_key.clear()
 
 
 class InProcessNotifyAdapter:
@@ -58,9 +25,9 @@ class InProcessNotifyAdapter:
     """
 
     def __init__(self, *, wake_hint_ttl: float = WAKE_HINT_TTL) -> None:
-        self._scheduled = _Listeners()
-        self._chains = _Listeners()
-        self._ownership = _Listeners()
+        self._scheduled = Listeners("job_scheduled", logger)
+        self._chains = Listeners("chain_closed", logger)
+        self._ownership = Listeners("job_ownership_lost", logger)
         self._hints: dict[str, tuple[int, float]] = {}
         self._ttl = wake_hint_ttl
         self._closed = False
@@ -69,9 +36,15 @@ class InProcessNotifyAdapter:
         if self._closed:
             raise NotifyAdapterClosedError()
 
-    def _unsubscribe(self, remove: Callable[[], None]) -> Unsubscribe:
+    @staticmethod
+    def _subscribe(
+        listeners: Listeners, keys: Sequence[str], callback: Callable[[str], None]
+    ) -> Unsubscribe:
+        listener = Listener(tuple(dict.fromkeys(keys)), callback)
+        listeners.add(listener)
+
         async def unsubscribe() -> None:
-            remove()
+            listeners.remove(listener)
 
         return unsubscribe
 
@@ -83,7 +56,7 @@ class InProcessNotifyAdapter:
         self, type_names: Sequence[str], callback: Callable[[str], None]
     ) -> Unsubscribe:
         self._check()
-        return self._unsubscribe(self._scheduled.add(list(dict.fromkeys(type_names)), callback))
+        return self._subscribe(self._scheduled, type_names, callback)
 
     async def provide_wake_hint(self, type_name: str, count: int) -> None:
         self._check()
@@ -118,7 +91,7 @@ class InProcessNotifyAdapter:
 
     async def listen_chain_closed(self, chain_id: str, callback: Callable[[], None]) -> Unsubscribe:
         self._check()
-        return self._unsubscribe(self._chains.add([chain_id], lambda _key: callback()))
+        return self._subscribe(self._chains, [chain_id], lambda _key: callback())
 
     async def notify_job_ownership_lost(self, job_id: str) -> None:
         self._check()
@@ -128,7 +101,7 @@ class InProcessNotifyAdapter:
         self, job_id: str, callback: Callable[[], None]
     ) -> Unsubscribe:
         self._check()
-        return self._unsubscribe(self._ownership.add([job_id], lambda _key: callback()))
+        return self._subscribe(self._ownership, [job_id], lambda _key: callback())
 
     async def close(self) -> None:
         self._closed = True
