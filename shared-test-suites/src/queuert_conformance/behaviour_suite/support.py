@@ -14,6 +14,7 @@ from queuert import (
     Client,
     JobType,
     Lease,
+    NoopNotifyAdapter,
     NotifyAdapter,
     RecordingObservability,
     StateAdapter,
@@ -130,6 +131,42 @@ async def eventually(
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+async def reason_a_running_handler_is_told(
+    env: Env, action: Callable[[Chain[Any], Any], Awaitable[Any]]
+) -> str | None:
+    """Start a chain whose handler runs (staged) until it is cancelled, call ``action(chain, tx)`` in
+    a client transaction, and return the reason the handler's signal gave.
+
+    When the notify adapter delivers, the lease is renewed only every 30 s, so the handler can only
+    learn in time from the ownership-lost notification; without notifications the next lease renewal
+    tells it.
+    """
+    from queuert_conformance.behaviour_suite.jobs import Echo, Num
+
+    entered = asyncio.Event()
+    reasons: list[str | None] = []
+
+    async def handle(attempt: Any) -> None:
+        await attempt.prepare("staged")
+        entered.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            reasons.append(attempt.signal.reason)
+            raise
+
+    delivers = not isinstance(env.notify, NoopNotifyAdapter)
+    lease = Lease(duration=60, renew_every=30) if delivers else FAST_LEASE
+    chain = await env.start_one(Echo(Num(0)))
+    async with env.worker({Echo: handle}, lease=lease):
+        await asyncio.wait_for(entered.wait(), 5)
+        async with env.client.transaction() as tx:
+            await action(chain, tx)
+        await eventually(lambda: bool(reasons), timeout=5, what="the running handler to be told")
+    assert len(reasons) == 1
+    return reasons[0]
 
 
 def stall_lease_renewal(worker: Worker[Any]) -> Callable[[], None]:

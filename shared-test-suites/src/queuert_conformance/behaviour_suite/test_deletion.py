@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from queuert import (
     Attempt,
     BlockerReferenceError,
+    Chain,
     ChainNotFoundError,
     JobTypeMismatchError,
     NoopNotifyAdapter,
@@ -26,7 +28,11 @@ from queuert_conformance.behaviour_suite.jobs import (
     Step,
     Text,
 )
-from queuert_conformance.behaviour_suite.support import MakeEnv, eventually
+from queuert_conformance.behaviour_suite.support import (
+    MakeEnv,
+    eventually,
+    reason_a_running_handler_is_told,
+)
 
 
 class TestDeletion:
@@ -110,25 +116,11 @@ class TestDeletion:
 
     async def test_a_running_job_of_a_deleted_chain_is_told(self, queuert_env: MakeEnv) -> None:
         env = await queuert_env(job_types=ALL)
-        entered = asyncio.Event()
-        reasons: list[str | None] = []
 
-        async def handle(attempt: Attempt[Echo]) -> None:
-            await attempt.prepare("staged")
-            entered.set()
-            try:
-                await asyncio.sleep(30)
-            except asyncio.CancelledError:
-                reasons.append(attempt.signal.reason)
-                raise
+        async def delete(chain: Chain[Any], tx: Any) -> None:
+            await env.client.delete_chains([chain], tx=tx)
 
-        chain = await env.start_one(Echo(Num(0)))
-        async with env.worker({Echo: handle}):
-            await asyncio.wait_for(entered.wait(), 5)
-            async with env.client.transaction() as tx:
-                await env.client.delete_chains([chain], tx=tx)
-            await eventually(lambda: bool(reasons), what="the handler to be cancelled")
-        assert reasons == ["not_found"]
+        assert await reason_a_running_handler_is_told(env, delete) == "not_found"
 
     async def test_deletion_needs_transaction_hooks(self, queuert_env: MakeEnv) -> None:
         env = await queuert_env(job_types=ALL)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
 from queuert import (
     Attempt,
+    Chain,
     ChainCancelledError,
     ChainNotFoundError,
     JobAlreadyCompletedError,
@@ -28,7 +28,7 @@ from queuert_conformance.behaviour_suite.jobs import (
     Start,
     Text,
 )
-from queuert_conformance.behaviour_suite.support import MakeEnv, eventually
+from queuert_conformance.behaviour_suite.support import MakeEnv, reason_a_running_handler_is_told
 
 
 class TestWorkerlessCompletion:
@@ -88,26 +88,12 @@ class TestWorkerlessCompletion:
         self, queuert_env: MakeEnv
     ) -> None:
         env = await queuert_env(job_types=ALL)
-        entered = asyncio.Event()
-        reasons: list[str | None] = []
 
-        async def handle(attempt: Attempt[Echo]) -> None:
-            await attempt.prepare("staged")
-            entered.set()
-            try:
-                await asyncio.sleep(30)
-            except asyncio.CancelledError:
-                reasons.append(attempt.signal.reason)
-                raise
-            await attempt.complete(Num(-1))
+        async def complete(chain: Chain[Any], tx: Any) -> None:
+            await env.client.complete_chain(chain, Echo, Num(99), tx=tx)
 
-        chain = await env.start_one(Echo(Num(0)))
-        async with env.worker({Echo: handle}):
-            await asyncio.wait_for(entered.wait(), 5)
-            async with env.client.transaction() as tx:
-                await env.client.complete_chain(chain, Echo, Num(99), tx=tx)
-            await eventually(lambda: bool(reasons), what="the handler to be cancelled")
-        assert reasons == ["already_completed"]
+        assert await reason_a_running_handler_is_told(env, complete) == "already_completed"
+        (chain,) = (await env.client.list_chains(type_names=["b_echo"])).items
         assert (await env.wait(chain)).value == 99
 
 
@@ -141,23 +127,8 @@ class TestCancel:
 
     async def test_cancel_tells_the_running_attempt(self, queuert_env: MakeEnv) -> None:
         env = await queuert_env(job_types=ALL)
-        entered = asyncio.Event()
-        reasons: list[str | None] = []
 
-        async def handle(attempt: Attempt[Echo]) -> None:
-            await attempt.prepare("staged")
-            entered.set()
-            try:
-                await asyncio.sleep(30)
-            except asyncio.CancelledError:
-                reasons.append(attempt.signal.reason)
-                raise
-            await attempt.complete(Num(-1))
+        async def cancel(chain: Chain[Any], tx: Any) -> None:
+            await env.client.cancel_chain(chain, tx=tx)
 
-        chain = await env.start_one(Echo(Num(0)))
-        async with env.worker({Echo: handle}):
-            await asyncio.wait_for(entered.wait(), 5)
-            async with env.client.transaction() as tx:
-                await env.client.cancel_chain(chain, tx=tx)
-            await eventually(lambda: bool(reasons), what="the handler to be cancelled")
-        assert reasons == ["cancelled"]
+        assert await reason_a_running_handler_is_told(env, cancel) == "cancelled"
