@@ -337,6 +337,10 @@ class Client(Generic[TxT]):
         for job_id in lost:
             await call("notify_job_ownership_lost", self.notify.notify_job_ownership_lost(job_id))
 
+    async def wait_published(self) -> None:
+        """Wait until the notifications of every transaction committed so far are published."""
+        await self._publisher.drain()
+
     async def close(self) -> None:
         """Wait for pending publishes. The adapters stay open: whoever created them closes them."""
         if self._closed:

@@ -26,16 +26,22 @@ class _Proxy:
 
 
 class CountingStateAdapter(_Proxy):
-    """Delegates everything; records how many jobs each ``claim_jobs`` call returned."""
+    """Delegates everything; records how many jobs each ``claim_jobs`` call returned and how many
+    leases each ``renew_leases`` call renewed."""
 
     def __init__(self, inner: StateAdapter[Any]) -> None:
         super().__init__(inner)
         self.claimed_per_call: list[int] = []
+        self.renewed_per_call: list[int] = []
 
     async def claim_jobs(self, **kwargs: Any) -> Any:
         result = await self._inner.claim_jobs(**kwargs)
         self.claimed_per_call.append(len(result.jobs))
         return result
+
+    async def renew_leases(self, leases: Any, **kwargs: Any) -> Any:
+        self.renewed_per_call.append(len(leases))
+        return await self._inner.renew_leases(leases, **kwargs)
 
 
 class FlakyStateAdapter(_Proxy):

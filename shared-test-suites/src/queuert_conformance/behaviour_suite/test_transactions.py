@@ -14,6 +14,7 @@ from queuert import (
     EntryJobType,
     InvalidJobIdError,
     JobTypeValidationError,
+    NoopNotifyAdapter,
     NotJsonError,
     TransactionHooksRequiredError,
     UnknownJobTypeError,
@@ -58,6 +59,26 @@ class TestTransactions:
         assert env.events.events == []
         await env.client.close()
         assert woken == []
+
+    async def test_jobs_created_blocked_wake_nobody_until_unblocked(
+        self, queuert_env: MakeEnv
+    ) -> None:
+        from queuert_conformance.behaviour_suite.jobs import Join, Leaf, Text
+
+        env = await queuert_env(job_types=ALL)
+        woken: list[str] = []
+        unsubscribe = await env.notify.listen_job_scheduled(["b_join", "b_leaf"], woken.append)
+        async with env.client.transaction() as tx:
+            leaf = await env.client.start_chain(Leaf(Num(1)), tx=tx)
+            await env.client.start_chain(Join(Text("j"), blockers=(leaf,)), tx=tx)
+        await env.client.wait_published()
+        delivers = not isinstance(env.notify, NoopNotifyAdapter)
+        assert woken == (["b_leaf"] if delivers else []), "the blocked job announced nothing"
+        async with env.client.transaction() as tx:
+            await env.client.complete_chain(leaf, Leaf, Num(1), tx=tx)
+        await env.client.wait_published()
+        await unsubscribe()
+        assert woken == (["b_leaf", "b_join"] if delivers else []), "unblocking announces it"
 
     async def test_events_are_emitted_only_after_commit(self, queuert_env: MakeEnv) -> None:
         env = await queuert_env(job_types=ALL)

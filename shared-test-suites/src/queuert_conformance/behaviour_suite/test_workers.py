@@ -124,6 +124,36 @@ class TestLeases:
         assert runs == 1
         assert env.events.of(JobReaped) == []
 
+    async def test_all_leases_of_a_worker_are_renewed_in_one_operation(
+        self, queuert_env: MakeEnv
+    ) -> None:
+        env = await queuert_env(job_types=ALL)
+        counting = CountingStateAdapter(env.state)
+        client = env.another_client(state=counting)
+        release = asyncio.Event()
+        running = 0
+
+        async def slow(attempt: Attempt[Echo]) -> None:
+            nonlocal running
+            await attempt.prepare("staged")
+            running += 1
+            await release.wait()
+            await attempt.complete(Num(0))
+
+        chains = await env.start(*(Echo(Num(i)) for i in range(3)))
+        lease = Lease(duration=1.0, renew_every=0.1)
+        async with env.worker({Echo: slow}, client=client, concurrency=3, lease=lease):
+            await eventually(lambda: running == 3, what="three jobs running")
+            before = len(counting.renewed_per_call)
+            await eventually(
+                lambda: len(counting.renewed_per_call) >= before + 3, what="three renewal rounds"
+            )
+            release.set()
+            for chain in chains:
+                await env.wait(chain)
+        rounds = counting.renewed_per_call[before : before + 3]
+        assert rounds == [3, 3, 3], "one renew_leases call per interval covers every running job"
+
     async def test_jobs_of_a_dead_worker_are_reaped_and_processed(
         self, queuert_env: MakeEnv
     ) -> None:
