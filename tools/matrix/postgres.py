@@ -224,14 +224,15 @@ def table(results: list[Result], quick: bool, command: str) -> str:
     lines = [
         f"PostgreSQL matrix, {when}: {scope}. Rerun: `{command}`",
         "",
-        "| PostgreSQL | passed | failed | skipped | xfailed | errors | time |",
-        "|---|---|---|---|---|---|---|",
+        "| PostgreSQL | passed | failed | errors | skipped | xfailed | deselected | time |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         c = r.counts
         lines.append(
-            f"| {r.version} | {c.get('passed', 0)} | {c.get('failed', 0)} | {c.get('skipped', 0)} "
-            f"| {c.get('xfailed', 0)} | {c.get('error', 0)} | {r.seconds / 60:.1f} min |"
+            f"| {r.version} | {c.get('passed', 0)} | {c.get('failed', 0)} | {c.get('error', 0)} "
+            f"| {c.get('skipped', 0)} | {c.get('xfailed', 0)} | {c.get('deselected', 0)} "
+            f"| {r.seconds / 60:.1f} min |"
         )
     return "\n".join(lines)
 
