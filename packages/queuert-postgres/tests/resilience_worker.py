@@ -29,6 +29,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from resilience_support import JOB_TYPES, N, RFinish, RJoin, RLeaf, RStart
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Readers see the whole file or none (written under a hidden name, then renamed)."""
+    hidden = path.with_name(f".{path.name}.tmp")
+    hidden.write_text(text)
+    os.replace(hidden, path)
+
+
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dsn", required=True)
@@ -77,9 +84,9 @@ async def main(args: argparse.Namespace) -> None:
             "t": time.time(),
         }
         path = markers / f"{attempt.job.id}.{pid}.{attempt.number}"
-        path.write_text(json.dumps(mark))
+        write_atomically(path, json.dumps(mark))
         if args.hang_after and started > args.hang_after:
-            (markers / f"hanging.{pid}.{attempt.job.id}").write_text(json.dumps(mark))
+            write_atomically(markers / f"hanging.{pid}.{attempt.job.id}", json.dumps(mark))
             await never.wait()
         await asyncio.sleep(args.job_seconds)
 
@@ -115,7 +122,8 @@ async def main(args: argparse.Namespace) -> None:
     try:
         await worker.start()
         ready = Path(args.ready)
-        await asyncio.to_thread(ready.write_text, json.dumps({"worker": worker.id, "pid": pid}))
+        info = json.dumps({"worker": worker.id, "pid": pid})
+        await asyncio.to_thread(write_atomically, ready, info)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         import signal

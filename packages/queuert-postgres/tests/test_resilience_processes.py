@@ -118,15 +118,11 @@ class Fleet:
         return [
             json.loads(p.read_text())
             for p in self.markers.iterdir()
-            if not p.name.startswith("hanging.")
+            if not p.name.startswith(("hanging.", "."))
         ]
 
     def hanging(self, pid: int) -> list[dict[str, Any]]:
-        return [
-            json.loads(p.read_text())
-            for p in self.markers.glob(f"hanging.{pid}.*")
-            if p.stat().st_size
-        ]
+        return [json.loads(p.read_text()) for p in self.markers.glob(f"hanging.{pid}.*")]
 
     async def close(self) -> None:
         for handle in self.processes:
