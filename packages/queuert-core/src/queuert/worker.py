@@ -21,6 +21,7 @@ One asyncio worker per process; any number of processes. The worker
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
@@ -72,6 +73,7 @@ J = TypeVar("J", bound=JobType[Any, Any, Any, Any, Any])
 Handler = Callable[[Attempt[J]], Awaitable[None]]
 
 MAX_ERROR_LENGTH = 10_000
+_PREFETCH_MAX_HANDLER_TIME = 0.05
 _CLAIM_GATHER_TURNS = 3
 _NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 
@@ -199,6 +201,7 @@ class Worker(Generic[TxT]):
         shutdown_timeout: float = 30.0,
         reap_interval: float | None = None,
         reap_batch: int = 100,
+        prefetch: int | None = None,
     ) -> None:
         if name is not None and not _NAME_RE.match(name):
             raise UsageError("worker name must be 1-100 characters of A-Z a-z 0-9 . _ -")
@@ -218,6 +221,12 @@ class Worker(Generic[TxT]):
         self.reap_interval = reap_interval
         self.reap_batch = reap_batch
         self.middleware = tuple(middleware)
+        if prefetch is not None and (not isinstance(prefetch, int) or prefetch < 0):
+            raise UsageError("prefetch must be None (adaptive) or an int >= 0")
+        self.prefetch = prefetch
+        self._buffer: collections.deque[StoredJob] = collections.deque()
+        """Claimed jobs waiting for a slot (their leases are renewed like running jobs')."""
+        self._handler_time: float | None = None
         self._configs: dict[str, HandlerConfig] = {}
         self._running: dict[str, _Running] = {}
         self._busy = 0
@@ -371,6 +380,9 @@ class Worker(Generic[TxT]):
         self.client.emit(WorkerStopping(self.id, len(self._running)))
         if self._main is not None:
             await _finish(self._main, timeout=self.shutdown_timeout + 5)
+        while self._buffer:
+            job = self._buffer.popleft()
+            self._spawn(self._release(job), f"queuert-release-{job.id}")
         for running in list(self._running.values()):
             if running.attempt is not None:
                 running.attempt.signal._set("shutdown")
@@ -427,36 +439,65 @@ class Worker(Generic[TxT]):
                 await self._sleep(delay)
 
     async def _iteration(self) -> bool:
-        """Claim for the free slots and reap when due. True if the loop should go again at once."""
+        """Fill free slots (from the prefetch buffer first, then with one claim) and reap when due.
+        True if the loop should go again at once."""
         loop = asyncio.get_running_loop()
         if 0 < self._busy < self.concurrency:
             # Handlers that are about to finish free their slots within a few loop turns: let them,
             # so one claim fills several slots instead of one claim per freed slot.
             for _ in range(_CLAIM_GATHER_TURNS):
                 await asyncio.sleep(0)
-        free = self._free_slots()
+        self._start_buffered()
         again = False
-        if free > 0:
+        prefetch = self._prefetch_target()
+        wanted = self.concurrency + prefetch - self._busy - len(self._buffer)
+        # Claim when a slot is free, or (all slots busy) to refill a prefetch buffer that ran low.
+        if wanted > 0 and (self._free_slots() > 0 or len(self._buffer) <= prefetch // 2):
             leases = {
                 name: timedelta(seconds=cfg.lease.duration) for name, cfg in self._configs.items()
             }
-            claim = await self.client.state.claim_jobs(leases=leases, limit=free, worker_id=self.id)
+            claim = await self.client.state.claim_jobs(
+                leases=leases, limit=wanted, worker_id=self.id
+            )
             for job in claim.jobs:
                 if self._stopping:
                     self._spawn(self._release(job), f"queuert-release-{job.id}")
                 else:
-                    self._start_attempt(job)
+                    self._buffer.append(job)
+            self._start_buffered()
             again = claim.has_more and self._free_slots() > 0
         if loop.time() >= self._next_reap:
             self._next_reap = loop.time() + self._reap_every()
             reaped = await self.client.state.reap_expired_leases(
-                self.type_names, limit=self.reap_batch, exclude_job_ids=list(self._running)
+                self.type_names,
+                limit=self.reap_batch,
+                exclude_job_ids=[*self._running, *(job.id for job in self._buffer)],
             )
             if reaped:
                 self._after_reap(reaped)
                 self._next_reap = 0.0 if len(reaped) >= self.reap_batch else self._next_reap
                 again = True
         return again and not self._stopping
+
+    def _start_buffered(self) -> None:
+        while self._buffer and self._free_slots() > 0 and not self._stopping:
+            self._start_attempt(self._buffer.popleft())
+
+    def _prefetch_target(self) -> int:
+        """How many claimed jobs may wait for a slot. ``prefetch=None`` (the default) prefetches up
+        to ``concurrency`` jobs only while handlers are short (moving average under 50 ms), so a
+        worker never sits on work that another worker could start now."""
+        if self.prefetch is not None:
+            return self.prefetch
+        if self._handler_time is None or self._handler_time > _PREFETCH_MAX_HANDLER_TIME:
+            return 0
+        return self.concurrency
+
+    def _note_handler_time(self, seconds: float) -> None:
+        if self._handler_time is None:
+            self._handler_time = seconds
+        else:
+            self._handler_time += (seconds - self._handler_time) * 0.1
 
     def _reap_every(self) -> float:
         if self.reap_interval is not None:
@@ -518,6 +559,8 @@ class Worker(Generic[TxT]):
                 for job_id, r in self._running.items()
                 if job_id not in self._held
             }
+            for job in self._buffer:
+                leases[job.id] = timedelta(seconds=self._configs[job.type_name].lease.duration)
             if not leases:
                 continue
             try:
@@ -525,6 +568,9 @@ class Worker(Generic[TxT]):
             except Exception as exc:
                 self.client.emit(StateAdapterError(operation="renew_leases", error=repr(exc)))
                 continue
+            lost = set(renewal.lost)
+            if lost and self._buffer:
+                self._buffer = collections.deque(j for j in self._buffer if j.id not in lost)
             for job_id in renewal.lost:
                 if job_id in self._running and job_id not in self._held:
                     self._spawn(self._classify_loss(job_id), f"queuert-loss-{job_id}")
@@ -700,8 +746,11 @@ class Worker(Generic[TxT]):
         call: Callable[[], Awaitable[None]] = innermost
         for middleware in reversed(self.middleware):
             call = _bind(middleware, attempt, call)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             await call()
+            self._note_handler_time(loop.time() - started)
             self._release_slot(running)
             if not attempt.completed:
                 raise UsageError(

@@ -75,6 +75,31 @@ class TestPickup:
                 await env.wait(chain)
         assert max(counting.claimed_per_call) == 5
 
+    async def test_a_worker_with_slow_handlers_leaves_waiting_jobs_to_others(
+        self, queuert_env: MakeEnv
+    ) -> None:
+        """Claimed jobs may wait in a worker's prefetch buffer only while its handlers are short."""
+        env = await queuert_env(job_types=ALL)
+        seen_by: list[str] = []
+
+        def handler(name: str) -> Callable[[Attempt[Echo]], Awaitable[None]]:
+            async def slow(attempt: Attempt[Echo]) -> None:
+                seen_by.append(name)
+                await asyncio.sleep(0.3)
+                await attempt.complete(Num(0))
+
+            return slow
+
+        chains = await env.start(*(Echo(Num(i)) for i in range(4)))
+        first = env.worker({Echo: handler("first")}, concurrency=1)
+        second = env.worker({Echo: handler("second")}, concurrency=1, client=env.another_client())
+        async with first:
+            await eventually(lambda: bool(seen_by), what="the first worker to start a job")
+            async with second:
+                for chain in chains:
+                    await env.wait(chain)
+        assert seen_by.count("second") >= 1, seen_by
+
     async def test_middleware_wraps_every_attempt_in_order(self, queuert_env: MakeEnv) -> None:
         env = await queuert_env(job_types=ALL)
         trace: list[str] = []
