@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 import time
@@ -138,4 +139,7 @@ async def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
+    logging.basicConfig(
+        level=logging.WARNING, format="%(created).3f %(name)s %(levelname)s %(message)s"
+    )
     asyncio.run(main(parse()))

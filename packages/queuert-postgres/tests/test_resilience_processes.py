@@ -17,6 +17,7 @@ import signal
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,6 +124,12 @@ class Fleet:
 
     def hanging(self, pid: int) -> list[dict[str, Any]]:
         return [json.loads(p.read_text()) for p in self.markers.glob(f"hanging.{pid}.*")]
+
+    def logs(self) -> str:
+        """The output of every worker process (for failure messages)."""
+        return "\n".join(
+            f"--- {h.name} ({h.worker_id}):\n{h.log.read_text()}" for h in self.processes
+        )
 
     async def close(self) -> None:
         for handle in self.processes:
@@ -231,11 +238,16 @@ async def test_sigkill_of_a_worker_process_mid_job(fleet: Fleet) -> None:
     assert min(delays) >= LEASE - RENEW_EVERY - 0.5, (
         f"reclaimed after {min(delays):.2f}s: before the lease could have expired"
     )
-    # Apart from the hung ones, no job ran twice; the survivor worked before and after the kill.
-    runs: dict[str, int] = {}
+    # A job runs again only after its lease was taken back: never two runs of one attempt (a job
+    # other than the hung ones may be re-run if its worker was starved past its lease; its
+    # completion is still written once, which check_exactly_once verified).
+    attempts: dict[tuple[str, int], int] = {}
     for m in marks:
-        runs[m["job"]] = runs.get(m["job"], 0) + 1
-    assert {job for job, n in runs.items() if n > 1} == set(hung)
+        attempts[(m["job"], m["attempt"])] = attempts.get((m["job"], m["attempt"]), 0) + 1
+    assert all(n == 1 for n in attempts.values()), "an attempt ran twice"
+    runs = Counter(m["job"] for m in marks)
+    reruns = {job for job, n in runs.items() if n > 1} - set(hung)
+    # the survivor worked before and after the kill
     assert any(m["pid"] == survivor.pid and m["t"] > killed_at for m in marks)
     assert any(m["pid"] == survivor.pid and m["t"] < killed_at for m in marks)
     completed_by = await _completed_by(ns, list(hung))
@@ -244,18 +256,19 @@ async def test_sigkill_of_a_worker_process_mid_job(fleet: Fleet) -> None:
         f"\nkilled worker's {len(hung)} jobs reclaimed {min(delays):.2f}-{max(delays):.2f}s "
         f"after SIGKILL (lease {LEASE}s, bound {bound}s); the survivor ran "
         f"{sum(1 for m in marks if m['pid'] == survivor.pid)} attempts, the replacement "
-        f"{sum(1 for m in marks if m['pid'] == replacement.pid)}"
+        f"{sum(1 for m in marks if m['pid'] == replacement.pid)}; other jobs re-run: {len(reruns)}"
     )
 
 
 async def test_jobs_longer_than_their_lease_keep_it_and_run_once(fleet: Fleet) -> None:
-    """Four 4-second jobs with a 1-second lease (two staged, two atomic) on two worker processes
-    that both have free slots and reap every 100 ms: renewal (staged) and the row lock (atomic) keep
-    every job with its first worker."""
+    """Four 4-second jobs with a 1.5-second lease renewed every 0.25 s (two staged, two atomic) on two
+    worker processes that both have free slots and reap every 100 ms: renewal (staged) and the row
+    lock (atomic) keep every job with its first worker. (A renewal commits, so under a saturated
+    machine with a durable server it may take a while: the lease leaves 1.25 s for it.)"""
     ns = fleet.namespace
     options = (
         "--concurrency=4",
-        "--lease=1.0",
+        "--lease=1.5",
         "--renew-every=0.25",
         "--reap-interval=0.1",
         "--job-seconds=4",
@@ -273,7 +286,7 @@ async def test_jobs_longer_than_their_lease_keep_it_and_run_once(fleet: Fleet) -
     await check_exactly_once(DSN, ns.schema, ns.prefix, work)
     marks = fleet.marks()
     assert sorted(m["job"] for m in marks) == sorted(c.id for c in work.leaves), (
-        f"every job ran exactly once: {marks}"
+        f"every job ran exactly once: {marks}\n{fleet.logs()}"
     )
     assert {m["mode"] for m in marks} == {"staged", "atomic"}
     assert all(m["attempt"] == 1 for m in marks)
