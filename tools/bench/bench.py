@@ -89,21 +89,17 @@ async def open_backend(dsn: str, notify: str) -> tuple[Any, Any]:
     if notify == "postgres":
         from queuert_postgres import PgNotifyAdapter  # type: ignore[import-not-found]
 
-        return state, await PgNotifyAdapter.connect(
-            dsn.split("?")[0], channel_prefix=f"b{uuid.uuid4().hex[:8]}"
-        )
+        return state, PgNotifyAdapter(dsn.split("?")[0], channel_prefix=f"b{uuid.uuid4().hex[:8]}")
     if notify == "redis":
         from queuert_redis import RedisNotifyAdapter  # type: ignore[import-not-found]
 
-        return state, RedisNotifyAdapter.from_url(
-            "redis://127.0.0.1:6379", prefix=f"bench-{uuid.uuid4().hex[:8]}"
-        )
+        url = os.environ.get("QUEUERT_REDIS_URL", "redis://127.0.0.1:6379/0")
+        return state, RedisNotifyAdapter(url, prefix=f"bench-{uuid.uuid4().hex[:8]}")
     if notify == "nats":
         from queuert_nats import NatsNotifyAdapter  # type: ignore[import-not-found]
 
-        return state, await NatsNotifyAdapter.connect(
-            "nats://127.0.0.1:4222", prefix=f"bench{uuid.uuid4().hex[:8]}"
-        )
+        url = os.environ.get("QUEUERT_NATS_URL", "nats://127.0.0.1:4222")
+        return state, NatsNotifyAdapter(url, subject_prefix=f"bench{uuid.uuid4().hex[:8]}")
     raise SystemExit(f"unknown notify adapter {notify!r}")
 
 
