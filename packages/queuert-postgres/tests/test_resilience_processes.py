@@ -224,39 +224,38 @@ async def test_sigkill_of_a_worker_process_mid_job(fleet: Fleet) -> None:
 
     await check_exactly_once(DSN, ns.schema, ns.prefix, work)
     marks = fleet.marks()
-    # Each hung job was run again (attempt 2) by another process, within about one lease of the kill.
+    # Never two runs of one attempt: a job runs again only after its lease was taken back.
+    attempts = Counter((m["job"], m["attempt"]) for m in marks)
+    assert all(n == 1 for n in attempts.values()), "an attempt ran twice"
+    # The jobs the victim held when it died - the four hung ones, and any whose completion it had
+    # not written yet (a finished handler frees its slot before its completion is written) - were
+    # run again by another process, within about one lease of the kill. No other job ran twice.
+    by_job: dict[str, list[dict[str, Any]]] = {}
+    for m in sorted(marks, key=lambda m: m["attempt"]):
+        by_job.setdefault(m["job"], []).append(m)
+    rerun = {job: runs for job, runs in by_job.items() if len(runs) > 1}
+    assert set(hung) <= set(rerun), "every hung job was run again"
     delays = []
-    for job_id, hung_mark in hung.items():
-        retries = [
-            m for m in marks if m["job"] == job_id and m["attempt"] == hung_mark["attempt"] + 1
-        ]
-        assert len(retries) == 1, f"job {job_id} was retried {len(retries)} times"
-        assert retries[0]["pid"] in (survivor.pid, replacement.pid)
-        delays.append(retries[0]["t"] - killed_at)
+    for job_id, runs in rerun.items():
+        first, again = runs[-2], runs[-1]
+        assert first["pid"] == victim.pid, f"job {job_id} re-run although its worker lived: {runs}"
+        assert again["pid"] in (survivor.pid, replacement.pid)
+        delays.append(again["t"] - killed_at)
     bound = LEASE + REAP_INTERVAL + 1.5
     assert max(delays) <= bound, f"reclaimed after {max(delays):.2f}s (bound {bound}s)"
     assert min(delays) >= LEASE - RENEW_EVERY - 0.5, (
         f"reclaimed after {min(delays):.2f}s: before the lease could have expired"
     )
-    # A job runs again only after its lease was taken back: never two runs of one attempt (a job
-    # other than the hung ones may be re-run if its worker was starved past its lease; its
-    # completion is still written once, which check_exactly_once verified).
-    attempts: dict[tuple[str, int], int] = {}
-    for m in marks:
-        attempts[(m["job"], m["attempt"])] = attempts.get((m["job"], m["attempt"]), 0) + 1
-    assert all(n == 1 for n in attempts.values()), "an attempt ran twice"
-    runs = Counter(m["job"] for m in marks)
-    reruns = {job for job, n in runs.items() if n > 1} - set(hung)
     # the survivor worked before and after the kill
     assert any(m["pid"] == survivor.pid and m["t"] > killed_at for m in marks)
     assert any(m["pid"] == survivor.pid and m["t"] < killed_at for m in marks)
     completed_by = await _completed_by(ns, list(hung))
     assert set(completed_by.values()) <= {survivor.worker_id, replacement.worker_id}
     print(
-        f"\nkilled worker's {len(hung)} jobs reclaimed {min(delays):.2f}-{max(delays):.2f}s "
+        f"\nkilled worker's {len(rerun)} jobs ({len(hung)} hung) reclaimed {min(delays):.2f}-{max(delays):.2f}s "
         f"after SIGKILL (lease {LEASE}s, bound {bound}s); the survivor ran "
         f"{sum(1 for m in marks if m['pid'] == survivor.pid)} attempts, the replacement "
-        f"{sum(1 for m in marks if m['pid'] == replacement.pid)}; other jobs re-run: {len(reruns)}"
+        f"{sum(1 for m in marks if m['pid'] == replacement.pid)}"
     )
 
 
