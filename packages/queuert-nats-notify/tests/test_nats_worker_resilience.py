@@ -99,7 +99,6 @@ async def test_a_worker_processes_2000_chains_through_a_nats_restart(
         async with worker:
             await produce(setup.producer, recorder, before)
             await recorder.wait_finished(before, 30, "before the restart")
-            assert recorder.median_pickup(before) < FAST
 
             await nats_server.stop()
             # NATS is down: chains keep coming, and the worker gets to them by polling alone.
@@ -117,7 +116,6 @@ async def test_a_worker_processes_2000_chains_through_a_nats_restart(
             )
             await produce(setup.producer, recorder, after)
             await recorder.wait_finished(after, 30, "after the restart")
-            assert recorder.median_pickup(after) < FAST, "notifications flow again"
             await setup.probes(worker, after.stop)
 
         await check_every_chain_once(setup.producer, recorder, after.stop + PROBES)
@@ -150,7 +148,6 @@ async def test_a_worker_started_while_nats_is_down_polls_then_picks_notification
             )
             await produce(setup.producer, recorder, after)
             await recorder.wait_finished(after, 30, "with NATS")
-            assert recorder.median_pickup(after) < FAST
             await setup.probes(worker, after.stop)
         finally:
             await worker.close()

@@ -7,7 +7,6 @@ The worker polls every ``POLL_INTERVAL`` seconds (a realistic setting), so a wak
 from __future__ import annotations
 
 import asyncio
-import statistics
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -73,13 +72,6 @@ class Recorder:
                 f"{what}: {len(missing)} chains not processed within {timeout} s "
                 f"(first: {missing[:5]})"
             ) from None
-
-    def pickup_latencies(self, numbers: Iterable[int]) -> list[float]:
-        """Seconds from each chain's commit to the start of its first handler."""
-        return [max(self.picked[n] - self.committed[n], 0.0) for n in numbers]
-
-    def median_pickup(self, numbers: Iterable[int]) -> float:
-        return statistics.median(self.pickup_latencies(numbers))
 
 
 async def produce(

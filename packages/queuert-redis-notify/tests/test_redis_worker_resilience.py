@@ -94,7 +94,6 @@ async def test_a_worker_processes_2000_chains_through_a_redis_restart(
         async with worker:
             await produce(setup.producer, recorder, before)
             await recorder.wait_finished(before, 30, "before the restart")
-            assert recorder.median_pickup(before) < FAST
 
             await redis_server.stop()
             # Redis is down: chains keep coming, and the worker gets to them by polling alone.
@@ -112,7 +111,6 @@ async def test_a_worker_processes_2000_chains_through_a_redis_restart(
             )
             await produce(setup.producer, recorder, after)
             await recorder.wait_finished(after, 30, "after the restart")
-            assert recorder.median_pickup(after) < FAST, "notifications flow again"
             await setup.probes(worker, after.stop)
 
         await check_every_chain_once(setup.producer, recorder, after.stop + PROBES)
@@ -145,7 +143,6 @@ async def test_a_worker_started_while_redis_is_down_polls_then_picks_notificatio
             )
             await produce(setup.producer, recorder, after)
             await recorder.wait_finished(after, 30, "with Redis")
-            assert recorder.median_pickup(after) < FAST
             await setup.probes(worker, after.stop)
         finally:
             await worker.close()
