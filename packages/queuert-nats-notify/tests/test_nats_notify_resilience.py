@@ -55,7 +55,7 @@ async def test_listeners_recover_after_nats_crashes_and_restarts(
         await scheduled.wait_for(4)
         assert scheduled.calls[3] == "sms"
         assert adapter.publish_errors == errors_before
-        # The bucket's definition survived the restart (same store directory): budgets work again.
+        # A restart loses a memory-storage bucket; the adapter created it again: budgets work again.
         await adapter.provide_wake_hint("sms", 1)
         assert [await adapter.consume_wake_hint("sms") for _ in range(2)] == [True, False]
     finally:

@@ -46,6 +46,7 @@ class Setup:
             server.url, prefix=prefix, client_name=f"{prefix}-producer"
         )
         self.recorder = Recorder()
+        self.producer: Client[Any] | None = None
 
     async def open(self, open_state: OpenState) -> tuple[Client[Any], Worker[Any]]:
         worker_client: Client[Any] = Client(
@@ -54,7 +55,7 @@ class Setup:
             notify=self.worker_notify,
             observability=NoopObservability(),
         )
-        self.producer: Client[Any] = Client(
+        self.producer = Client(
             await open_state(),
             job_types=[ResStart],
             notify=self.producer_notify,
@@ -72,12 +73,14 @@ class Setup:
         """Chains started one at a time on the idle worker are picked up and seen closed fast."""
         for n in range(first, first + PROBES):
             await wait_idle(worker)
+            assert self.producer is not None
             picked, closed = await probe(self.producer, self.recorder, n)
             assert picked < FAST, f"probe {n} waited {picked:.3f} s: no job-scheduled notification"
             assert closed < FAST + 0.5, f"probe {n}: chain-closed noticed after {closed:.3f} s"
 
     async def close(self) -> None:
-        await self.producer.close()
+        if self.producer is not None:
+            await self.producer.close()
         await self.worker_notify.close()
         await self.producer_notify.close()
 
@@ -91,13 +94,15 @@ async def test_a_worker_processes_2000_chains_through_a_redis_restart(
     before, during, after = range(0, 800), range(800, 1200), range(1200, 1995)
     try:
         worker_client, worker = await setup.open(pg_states)
+        producer = setup.producer
+        assert producer is not None
         async with worker:
-            await produce(setup.producer, recorder, before)
+            await produce(producer, recorder, before)
             await recorder.wait_finished(before, 30, "before the restart")
 
             await redis_server.stop()
             # Redis is down: chains keep coming, and the worker gets to them by polling alone.
-            await produce(setup.producer, recorder, during)
+            await produce(producer, recorder, during)
             await recorder.wait_finished(during, 4 * POLL_INTERVAL + 10, "while Redis was down")
             assert setup.producer_notify.publish_errors > 0, "the producer's publishes failed"
             assert setup.worker_notify.reconnects == 0
@@ -109,11 +114,11 @@ async def test_a_worker_processes_2000_chains_through_a_redis_restart(
                 timeout=30,
                 what="the worker's subscription to come back",
             )
-            await produce(setup.producer, recorder, after)
+            await produce(producer, recorder, after)
             await recorder.wait_finished(after, 30, "after the restart")
             await setup.probes(worker, after.stop)
 
-        await check_every_chain_once(setup.producer, recorder, after.stop + PROBES)
+        await check_every_chain_once(producer, recorder, after.stop + PROBES)
         await worker_client.close()
     finally:
         await setup.close()
@@ -128,9 +133,11 @@ async def test_a_worker_started_while_redis_is_down_polls_then_picks_notificatio
     before, after = range(0, 100), range(100, 300)
     try:
         worker_client, worker = await setup.open(pg_states)
+        producer = setup.producer
+        assert producer is not None
         await asyncio.wait_for(worker.start(), 5)  # does not wait for Redis
         try:
-            await produce(setup.producer, recorder, before, pause=0.3)
+            await produce(producer, recorder, before, pause=0.3)
             await recorder.wait_finished(before, 4 * POLL_INTERVAL + 10, "without Redis")
             assert setup.worker_notify.reconnects == 0
             assert setup.producer_notify.publish_errors > 0
@@ -141,13 +148,13 @@ async def test_a_worker_started_while_redis_is_down_polls_then_picks_notificatio
                 timeout=30,
                 what="the worker's subscription to open",
             )
-            await produce(setup.producer, recorder, after)
+            await produce(producer, recorder, after)
             await recorder.wait_finished(after, 30, "with Redis")
             await setup.probes(worker, after.stop)
         finally:
             await worker.close()
 
-        await check_every_chain_once(setup.producer, recorder, after.stop + PROBES)
+        await check_every_chain_once(producer, recorder, after.stop + PROBES)
         await worker_client.close()
     finally:
         await setup.close()
