@@ -8,6 +8,7 @@ attempt must record its real cause.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import asyncpg
@@ -50,7 +51,10 @@ async def _inside_a_dead_transaction(provider: PgProvider[Any], then: Any) -> No
         await _terminate(row[0])
         with pytest.raises(Exception):  # noqa: B017 - each driver has its own error
             await provider.fetch(ONE, [], tx)
-        await asyncio.wait_for(lost.wait(), 10)
+        # Usually at once; should asyncpg notice the closed socket only later, the block raises
+        # first, which must work as well.
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(lost.wait(), 5)
         await then()
 
 
