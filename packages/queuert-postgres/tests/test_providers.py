@@ -141,19 +141,20 @@ async def test_enqueue_in_the_applications_transaction(kind: str, namespace: Nam
         try:
             # 1. The business write and the chain roll back together.
             rolled_back = ""
+            # (the hooks scope encloses the transaction, so it flushes after the commit)
             with pytest.raises(Boom):
-                async with own_transaction() as (tx, insert), client.hooks(tx):
+                async with client.hooks() as hooks, own_transaction() as (tx, insert):
                     await insert(tx, "o-1")
-                    chain = await client.start_chain(SendReceipt(Order("o-1")), tx=tx)
+                    chain = await client.start_chain(SendReceipt(Order("o-1")), tx=tx, hooks=hooks)
                     rolled_back = chain.id
                     raise Boom()
             assert await adapter.get_chain(rolled_back) is None
             assert await count_orders(namespace) == 0
 
             # 2. Committed together: the order exists and a worker runs the job.
-            async with own_transaction() as (tx, insert), client.hooks(tx):
+            async with client.hooks() as hooks, own_transaction() as (tx, insert):
                 await insert(tx, "o-2")
-                chain = await client.start_chain(SendReceipt(Order("o-2")), tx=tx)
+                chain = await client.start_chain(SendReceipt(Order("o-2")), tx=tx, hooks=hooks)
                 # not visible outside the transaction before the commit
                 assert await adapter.get_chain(chain.id) is None
             assert await count_orders(namespace) == 1
@@ -169,3 +170,44 @@ async def test_enqueue_in_the_applications_transaction(kind: str, namespace: Nam
         finally:
             await client.close()
             await notify.close()
+
+
+@pytest.mark.parametrize("driver", ["asyncpg", "psycopg"])
+async def test_sqlalchemy_sessions_flush_side_effects_on_their_own_commit(
+    driver: str, namespace: Namespace
+) -> None:
+    """With a SQLAlchemy session no hooks scope is needed: the session's commit and rollback events
+    flush or drop the notifications and events (after the commit, never before)."""
+    from queuert import RecordingObservability
+    from queuert.observability import ChainCreated
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+    engine = create_async_engine(DSN.replace("postgresql://", f"postgresql+{driver}://"))
+    adapter = PgStateAdapter(SqlAlchemyProvider(engine), schema=namespace.schema)
+    await adapter.migrate()
+    events = RecordingObservability()
+    client = Client(adapter, job_types=[SendReceipt], observability=events)
+    try:
+        with pytest.raises(Boom):
+            async with AsyncSession(engine) as session, session.begin():
+                await client.start_chain(SendReceipt(Order("o-1")), tx=session)
+                raise Boom()
+        await client.wait_published()
+        assert events.of(ChainCreated) == []
+
+        async with AsyncSession(engine) as session:
+            async with session.begin():
+                chain = await client.start_chain(SendReceipt(Order("o-2")), tx=session)
+                assert events.of(ChainCreated) == [], "nothing before the commit"
+            await client.wait_published()
+            assert [e.chain_id for e in events.of(ChainCreated)] == [chain.id]
+            # the same session's next transaction gets fresh hooks
+            async with session.begin():
+                second = await client.start_chain(SendReceipt(Order("o-3")), tx=session)
+            await client.wait_published()
+            assert [e.chain_id for e in events.of(ChainCreated)] == [chain.id, second.id]
+        assert await adapter.get_chain(chain.id) is not None
+    finally:
+        await client.close()
+        await adapter.close()
+        await engine.dispose()

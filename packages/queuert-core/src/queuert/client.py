@@ -223,6 +223,7 @@ class Client(Generic[TxT]):
         self._check_generated = validate_id is not None and generate_id is not uuid7
         self._bound_hooks: dict[int, list[TransactionHooks]] = {}
         self._publisher = _Publisher(self)
+        self._flushes: set[asyncio.Task[None]] = set()
         self._closed = False
 
     # -- transactions and hooks -----------------------------------------------------------------
@@ -297,7 +298,45 @@ class Client(Generic[TxT]):
         stack = self._bound_hooks.get(id(tx))
         if stack:
             return stack[-1]
+        attached = self._attach_commit_hooks(tx)
+        if attached is not None:
+            return attached
         raise TransactionHooksRequiredError()
+
+    def _attach_commit_hooks(self, tx: Any) -> TransactionHooks | None:
+        """Hooks flushed by the transaction's own commit event, where the adapter offers one."""
+        attach = getattr(self.state, "attach_commit_hooks", None)
+        if attach is None:
+            return None
+        hooks = TransactionHooks()
+        key = id(tx)
+
+        def on_commit() -> None:
+            self._unbind_attached(key, hooks)
+            self._flush_later(hooks)
+
+        def on_rollback() -> None:
+            self._unbind_attached(key, hooks)
+            hooks.discard()
+
+        if not attach(tx, on_commit, on_rollback):
+            return None
+        self._bound_hooks.setdefault(key, []).append(hooks)
+        return hooks
+
+    def _unbind_attached(self, key: int, hooks: TransactionHooks) -> None:
+        stack = self._bound_hooks.get(key)
+        if stack and hooks in stack:
+            stack.remove(hooks)
+            if not stack:
+                del self._bound_hooks[key]
+
+    def _flush_later(self, hooks: TransactionHooks) -> None:
+        """Flush hooks from a synchronous commit event: in a task the client owns (awaited by
+        :meth:`wait_published` and :meth:`close`)."""
+        task = asyncio.ensure_future(hooks.flush())
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
 
     def _after_commit(self, hooks: TransactionHooks, event: Event) -> None:
         hooks.get(_EVENTS_KEY, CallbackBuffer).callbacks.append(lambda: self.emit(event))
@@ -339,6 +378,8 @@ class Client(Generic[TxT]):
 
     async def wait_published(self) -> None:
         """Wait until the notifications of every transaction committed so far are published."""
+        while self._flushes:
+            await asyncio.gather(*list(self._flushes), return_exceptions=True)
         await self._publisher.drain()
 
     async def close(self) -> None:
@@ -346,7 +387,7 @@ class Client(Generic[TxT]):
         if self._closed:
             return
         self._closed = True
-        await self._publisher.drain()
+        await self.wait_published()
 
     async def __aenter__(self) -> Client[TxT]:
         return self

@@ -28,11 +28,11 @@ Conventions that hold for every operation:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Generic, Literal, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 from queuert._fastinit import fast_init
 from queuert.errors import BlockerReference
@@ -60,6 +60,7 @@ __all__ = [
     "StateAdapter",
     "StoredChain",
     "StoredJob",
+    "SupportsCommitHooks",
     "TriggerResult",
     "derive_status",
 ]
@@ -333,6 +334,23 @@ class Capabilities:
     """Several processes can share one store."""
     poison_transaction: bool = False
     """The adapter's harness can make a statement fail inside a transaction (for error-path tests)."""
+
+
+@runtime_checkable
+class SupportsCommitHooks(Protocol):
+    """Optional for state adapters: run callbacks when a caller's transaction ends.
+
+    Where the driver or ORM exposes transaction events (SQLAlchemy sessions do), the client uses this
+    to flush its transaction hooks after the commit by itself, so callers cannot forget to wrap
+    their transaction in ``client.hooks(...)``.
+    """
+
+    def attach_commit_hooks(
+        self, tx: Any, on_commit: Callable[[], None], on_rollback: Callable[[], None]
+    ) -> bool:
+        """Arrange for ``on_commit()`` after ``tx`` commits and ``on_rollback()`` after it rolls back
+        (each at most once, whichever comes first). Return False if ``tx`` offers no such events."""
+        ...
 
 
 @runtime_checkable

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import itertools
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -304,6 +304,44 @@ class SqlAlchemyProvider:
     def __init__(self, engine: Any, *, prepare: bool | None = None) -> None:
         self.engine = engine
         self._prepare = False if prepare is False else None
+
+    def attach_commit_hooks(
+        self, tx: Any, on_commit: Callable[[], None], on_rollback: Callable[[], None]
+    ) -> bool:
+        """For an ``AsyncSession``: call ``on_commit`` after its transaction commits and
+        ``on_rollback`` after it rolls back (SQLAlchemy session events), whichever comes first."""
+        sync_session = getattr(tx, "sync_session", None)
+        if sync_session is None:
+            return False
+        from sqlalchemy import event
+
+        done = False
+
+        def committed(_session: Any) -> None:
+            if finish():
+                on_commit()
+
+        def rolled_back(_session: Any) -> None:
+            if finish():
+                on_rollback()
+
+        def finish() -> bool:
+            nonlocal done
+            if done:
+                return False
+            done = True
+            # SQLAlchemy forbids removing listeners while it runs them: detach on the next turn.
+            asyncio.get_running_loop().call_soon(detach)
+            return True
+
+        def detach() -> None:
+            for name, listener in (("after_commit", committed), ("after_rollback", rolled_back)):
+                if event.contains(sync_session, name, listener):
+                    event.remove(sync_session, name, listener)
+
+        event.listen(sync_session, "after_commit", committed)
+        event.listen(sync_session, "after_rollback", rolled_back)
+        return True
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Any]:

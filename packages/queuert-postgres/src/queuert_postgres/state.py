@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -180,6 +180,14 @@ class PgStateAdapter(Generic[TxT]):
     def transaction(self) -> AbstractAsyncContextManager[TxT]:
         self._check_open()
         return self.provider.transaction()
+
+    def attach_commit_hooks(
+        self, tx: Any, on_commit: Callable[[], None], on_rollback: Callable[[], None]
+    ) -> bool:
+        """See :class:`queuert.state.SupportsCommitHooks`: supported for SQLAlchemy sessions, so
+        ``client.start_chain(job, tx=session)`` needs no ``client.hooks(...)`` around it."""
+        attach = getattr(self.provider, "attach_commit_hooks", None)
+        return bool(attach(tx, on_commit, on_rollback)) if attach is not None else False
 
     def savepoint(self, tx: TxT) -> AbstractAsyncContextManager[TxT]:
         return self._savepoint(tx)
