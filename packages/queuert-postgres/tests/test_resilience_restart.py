@@ -87,6 +87,7 @@ async def test_a_server_restart_during_processing(cluster: PrivateCluster) -> No
             assert listener_before is not None
             await progress.reached(300)
             restarted = loop.time()
+            at_restart = progress.completed
             await cluster.restart()
             print(f"\nrestart took {loop.time() - restarted:.2f}s at {progress.completed} attempts")
             took = await wait_all_closed(dsn, schema, prefix, work.chains, timeout=60)
@@ -105,8 +106,9 @@ async def test_a_server_restart_during_processing(cluster: PrivateCluster) -> No
         work.leaves.append(chain)
         await check_exactly_once(dsn, schema, prefix, work)
         assert len(executions) == work.jobs
-        felt = progress.count("worker_error") + progress.count("state_adapter_error")
-        assert felt > 0, "the restart reached the worker"
+        # The server went down mid-run. (Whether a statement was in flight then is up to timing: the
+        # pool replaces connections that died idle without an error.)
+        assert at_restart < work.jobs - 100, "the restart happened while work was left"
         assert latency < 2.0, f"the wake-up took {latency:.2f}s: the notification did not arrive"
         print(
             f"{work.chains} chains done {took:.1f}s after the restart; re-run attempts "
