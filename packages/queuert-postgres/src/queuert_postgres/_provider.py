@@ -113,6 +113,11 @@ async def _asyncpg_fetch(conn: Any, sql: Sql, args: Sequence[Any]) -> list[Row]:
     return rows
 
 
+async def _keep_session(conn: Any) -> None:
+    """asyncpg pool ``reset`` hook that keeps the session (asyncpg has already rolled back an open
+    transaction and dropped listeners when it calls this)."""
+
+
 class AsyncpgProvider:
     """Runs the SQL on an ``asyncpg`` pool (``tx`` = an asyncpg connection inside a transaction).
 
@@ -120,6 +125,12 @@ class AsyncpgProvider:
     create one (``await AsyncpgProvider.connect(dsn)``; closed with the adapter). asyncpg prepares and
     caches statements; behind PgBouncer in transaction pooling mode pass ``prepared_statements=False``
     to :meth:`connect` (or create your pool with ``statement_cache_size=0``).
+
+    A pool created by :meth:`connect` does not run asyncpg's session reset (``RESET ALL``, ``UNLISTEN
+    *``, advisory unlock: one more round trip) when a connection returns to it: queuert's statements
+    leave no session state, and an open transaction is still rolled back. If your code changes session
+    state on these connections (``SET`` rather than ``SET LOCAL``, ``LISTEN``, session advisory
+    locks), pass ``reset_sessions=True``.
     """
 
     def __init__(self, pool: Any, *, owns_pool: bool = False) -> None:
@@ -134,12 +145,15 @@ class AsyncpgProvider:
         min_size: int = 1,
         max_size: int = 10,
         prepared_statements: bool = True,
+        reset_sessions: bool = False,
         **pool_options: Any,
     ) -> AsyncpgProvider:
         import asyncpg
 
         if not prepared_statements:
             pool_options.setdefault("statement_cache_size", 0)
+        if not reset_sessions:
+            pool_options.setdefault("reset", _keep_session)
         pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, **pool_options)
         return cls(pool, owns_pool=True)
 
