@@ -14,11 +14,25 @@ from queuert_conformance.notify import *  # noqa: F403
 async def queuert_notify_harness(request: pytest.FixtureRequest) -> AsyncIterator[NotifyHarness]:
     if request.param == "in_process":
         in_process = InProcessNotifyAdapter()
-        yield NotifyHarness(adapter=in_process, cross_process=False)
+
+        async def another_in_process() -> InProcessNotifyAdapter:
+            return in_process.another()
+
+        yield NotifyHarness(
+            adapter=in_process, open_another=another_in_process, interrupt=in_process.interrupt
+        )
         await in_process.close()
     else:
         noop = NoopNotifyAdapter()
+
+        async def another_noop() -> NoopNotifyAdapter:
+            return noop.another()
+
         yield NotifyHarness(
-            adapter=noop, cross_process=False, delivers=False, wake_hint_budgets=False
+            adapter=noop,
+            open_another=another_noop,
+            interrupt=noop.interrupt,
+            delivers=False,
+            wake_hint_budgets=False,
         )
         await noop.close()

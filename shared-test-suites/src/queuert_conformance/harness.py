@@ -32,7 +32,7 @@ class NotifyHarness:
     """A notify adapter under test.
 
     ``open_another()`` returns a second adapter connected to the same server (another process), used
-    for fan-out across connections; the suites close it. ``interrupt()`` drops the adapter's
+    for fan-out across connections and shared wake-hint budgets; the suites close it. ``interrupt()`` drops the adapter's
     connections (as a server restart would) so the suites can check recovery; it returns once the
     drop happened.
     """
@@ -40,9 +40,6 @@ class NotifyHarness:
     adapter: NotifyAdapter
     open_another: Callable[[], Awaitable[NotifyAdapter]] | None = None
     interrupt: Callable[[], Awaitable[None]] | None = None
-    cross_process: bool = True
-    """False for adapters that only deliver within one process (in-process adapter). When True, wake-hint
-    budgets are expected to be shared with the adapters ``open_another()`` returns."""
     delivers: bool = True
     """False for adapters that never call listeners (the no-op adapter): the suites then check only that
     every call succeeds, that unsubscribe works and that ``close()`` behaves."""

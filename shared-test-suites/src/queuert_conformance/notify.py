@@ -20,9 +20,9 @@ An adapter author provides one fixture and imports every case class::
     from queuert_conformance.notify import *  # noqa: F403
 
 The harness says what applies (see :class:`~queuert_conformance.NotifyHarness`): ``delivers=False`` for
-an adapter that never calls listeners, ``wake_hint_budgets=False`` for one without a counter,
-``cross_process=False`` for one that delivers only inside its process. Cases that need a hook the harness
-does not offer (``open_another``, ``interrupt``) are skipped with the reason. The fixture must give every
+an adapter that never calls listeners, ``wake_hint_budgets=False`` for one without a counter. Cases
+that need a hook the harness does not offer (``open_another``, ``interrupt``) are skipped with the
+reason; the adapters of ``queuert`` itself offer both. The fixture must give every
 test its own namespace (channel or subject prefix) when test runs share a server; cases also use fresh
 random keys.
 

@@ -38,7 +38,12 @@ from queuert.errors import (
     WaitChainTimeoutError,
 )
 from queuert.hooks import TransactionHooks
-from queuert.in_memory import InMemoryStateAdapter, InProcessNotifyAdapter, NoopNotifyAdapter
+from queuert.in_memory import (
+    InMemoryStateAdapter,
+    InProcessHub,
+    InProcessNotifyAdapter,
+    NoopNotifyAdapter,
+)
 from queuert.job_types import EntryJobType, JobType
 from queuert.models import Chain, Job
 from queuert.notify import NotifyAdapter
@@ -69,6 +74,7 @@ __all__ = [
     "DuplicateJobTypeError",
     "EntryJobType",
     "InMemoryStateAdapter",
+    "InProcessHub",
     "InProcessNotifyAdapter",
     "InvalidIdentifierError",
     "InvalidJobIdError",

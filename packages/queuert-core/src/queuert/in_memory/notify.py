@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -10,27 +11,73 @@ from queuert.errors import NotifyAdapterClosedError
 from queuert.listeners import Listener, Listeners
 from queuert.notify import Unsubscribe
 
-__all__ = ["InProcessNotifyAdapter", "NoopNotifyAdapter"]
+__all__ = ["InProcessHub", "InProcessNotifyAdapter", "NoopNotifyAdapter"]
 
 logger = logging.getLogger("queuert.notify")
 
 WAKE_HINT_TTL = 60.0
 
 
+class InProcessHub:
+    """What several :class:`InProcessNotifyAdapter` objects of one process share, as networked adapters
+    share a server: every message published through one reaches the listeners of all of them, and
+    wake-hint budgets are common (they expire ``wake_hint_ttl`` seconds after their last top-up)."""
+
+    def __init__(self, *, wake_hint_ttl: float = WAKE_HINT_TTL) -> None:
+        self.adapters: list[InProcessNotifyAdapter] = []
+        self.hints: dict[str, tuple[int, float]] = {}
+        self.ttl = wake_hint_ttl
+
+    def budget(self, type_name: str) -> int | None:
+        entry = self.hints.get(type_name)
+        if entry is None:
+            return None
+        if entry[1] <= time.monotonic():
+            del self.hints[type_name]
+            return None
+        return entry[0]
+
+
 class InProcessNotifyAdapter:
     """Delivers notifications to listeners in the same process (synchronously, on publish).
 
-    The companion of the in-memory state adapter and of single-process SQLite setups. Wake-hint budgets
-    are kept per type and expire 60 seconds after their last top-up.
+    The companion of the in-memory state adapter and of single-process SQLite setups. Adapters built
+    with the same ``hub`` (:class:`InProcessHub`) deliver to each other's listeners and share wake-hint
+    budgets; without one, the adapter has a hub of its own. Wake-hint budgets expire 60 seconds after
+    their last top-up (``wake_hint_ttl``, when the adapter creates its hub).
     """
 
-    def __init__(self, *, wake_hint_ttl: float = WAKE_HINT_TTL) -> None:
+    def __init__(
+        self, *, hub: InProcessHub | None = None, wake_hint_ttl: float = WAKE_HINT_TTL
+    ) -> None:
+        self.hub = hub if hub is not None else InProcessHub(wake_hint_ttl=wake_hint_ttl)
         self._scheduled = Listeners("job_scheduled", logger)
         self._chains = Listeners("chain_closed", logger)
         self._ownership = Listeners("job_ownership_lost", logger)
-        self._hints: dict[str, tuple[int, float]] = {}
-        self._ttl = wake_hint_ttl
         self._closed = False
+        self.hub.adapters.append(self)
+
+    def another(self) -> InProcessNotifyAdapter:
+        """A new adapter on this adapter's hub (as another process would connect to the same server)."""
+        self._check()
+        return InProcessNotifyAdapter(hub=self.hub)
+
+    async def interrupt(self, downtime: float = 0.0) -> None:
+        """Detach from the hub for ``downtime`` seconds, as a networked adapter loses its connection:
+        messages published meanwhile do not reach this adapter's listeners, and once it re-attaches
+        every listener gets one catch-up call per key (what the notify contract asks after a
+        reconnect). For testing code that must survive lost notifications."""
+        self._check()
+        if self in self.hub.adapters:
+            self.hub.adapters.remove(self)
+        for listeners in (self._scheduled, self._chains, self._ownership):
+            listeners.mark_stale()
+        await asyncio.sleep(downtime)
+        if self._closed:
+            return
+        self.hub.adapters.append(self)
+        for listeners in (self._scheduled, self._chains, self._ownership):
+            listeners.catch_up()
 
     def _check(self) -> None:
         if self._closed:
@@ -50,7 +97,8 @@ class InProcessNotifyAdapter:
 
     async def notify_job_scheduled(self, type_name: str) -> None:
         self._check()
-        self._scheduled.dispatch(type_name)
+        for adapter in list(self.hub.adapters):
+            adapter._scheduled.dispatch(type_name)
 
     async def listen_job_scheduled(
         self, type_names: Sequence[str], callback: Callable[[str], None]
@@ -62,32 +110,24 @@ class InProcessNotifyAdapter:
         self._check()
         if count <= 0:
             return
-        current = self._budget(type_name)
-        self._hints[type_name] = ((current or 0) + count, time.monotonic() + self._ttl)
+        current = self.hub.budget(type_name)
+        self.hub.hints[type_name] = ((current or 0) + count, time.monotonic() + self.hub.ttl)
 
     async def consume_wake_hint(self, type_name: str) -> bool:
         self._check()
-        current = self._budget(type_name)
+        current = self.hub.budget(type_name)
         if current is None:
             return True
         if current <= 0:
             return False
-        _, expires = self._hints[type_name]
-        self._hints[type_name] = (current - 1, expires)
+        _, expires = self.hub.hints[type_name]
+        self.hub.hints[type_name] = (current - 1, expires)
         return True
-
-    def _budget(self, type_name: str) -> int | None:
-        entry = self._hints.get(type_name)
-        if entry is None:
-            return None
-        if entry[1] <= time.monotonic():
-            del self._hints[type_name]
-            return None
-        return entry[0]
 
     async def notify_chain_closed(self, chain_id: str) -> None:
         self._check()
-        self._chains.dispatch(chain_id)
+        for adapter in list(self.hub.adapters):
+            adapter._chains.dispatch(chain_id)
 
     async def listen_chain_closed(self, chain_id: str, callback: Callable[[], None]) -> Unsubscribe:
         self._check()
@@ -95,7 +135,8 @@ class InProcessNotifyAdapter:
 
     async def notify_job_ownership_lost(self, job_id: str) -> None:
         self._check()
-        self._ownership.dispatch(job_id)
+        for adapter in list(self.hub.adapters):
+            adapter._ownership.dispatch(job_id)
 
     async def listen_job_ownership_lost(
         self, job_id: str, callback: Callable[[], None]
@@ -104,15 +145,30 @@ class InProcessNotifyAdapter:
         return self._subscribe(self._ownership, [job_id], lambda _key: callback())
 
     async def close(self) -> None:
+        if self._closed:
+            return
         self._closed = True
+        if self in self.hub.adapters:
+            self.hub.adapters.remove(self)
         self._scheduled.clear()
         self._chains.clear()
         self._ownership.clear()
-        self._hints.clear()
+        if not self.hub.adapters:
+            self.hub.hints.clear()
 
 
 class NoopNotifyAdapter:
     """Publishes nothing and never calls listeners: workers and waiters rely on polling alone."""
+
+    def another(self) -> NoopNotifyAdapter:
+        """Another no-op adapter (for symmetry with :meth:`InProcessNotifyAdapter.another`)."""
+        self._check()
+        return NoopNotifyAdapter()
+
+    async def interrupt(self, downtime: float = 0.0) -> None:
+        """Nothing to lose: waits ``downtime`` seconds (for symmetry with the in-process adapter)."""
+        self._check()
+        await asyncio.sleep(downtime)
 
     def __init__(self) -> None:
         self._closed = False
