@@ -65,6 +65,25 @@ def test_uuid7_ids_are_valid_time_ordered_and_unique() -> None:
     assert not is_uuid("not-a-uuid") and not is_uuid(str(uuid.uuid4()).upper())
 
 
+def _canonical_by_uuid_module(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
+@given(
+    st.uuids().map(str)
+    | st.uuids().map(lambda u: str(u).upper())
+    | st.uuids().map(lambda u: "{" + str(u) + "}")
+    | st.uuids().map(lambda u: u.hex)
+    | st.text(alphabet="0123456789abcdefABCDEF-{}\n ", min_size=30, max_size=40)
+    | st.text(max_size=40)
+)
+def test_is_uuid_accepts_exactly_the_canonical_form(value: str) -> None:
+    assert is_uuid(value) == _canonical_by_uuid_module(value)
+
+
 @given(st.datetimes(timezones=st.just(timezone.utc)), st.text(min_size=1, max_size=40))
 def test_time_cursors_round_trip(when: datetime, row_id: str) -> None:
     assert decode_time_cursor(encode_time_cursor(when, row_id)) == (when, row_id)
