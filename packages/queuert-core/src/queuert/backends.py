@@ -17,6 +17,11 @@ __all__ = ["available_schemes", "open_state_adapter"]
 
 GROUP = "queuert.state_adapters"
 
+_Factory = Callable[[str], Awaitable[StateAdapter[Any]]]
+_factories: dict[str, _Factory] = {}
+"""Factories already loaded, by scheme: the entry-point scan reads every installed distribution's
+metadata from disk, so it runs once per scheme and process, not on every call."""
+
 
 def _entry_points() -> dict[str, Any]:
     from importlib.metadata import entry_points
@@ -32,11 +37,13 @@ async def open_state_adapter(url: str) -> StateAdapter[Any]:
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
     if scheme == "memory":
         return InMemoryStateAdapter()
-    entry = _entry_points().get(scheme)
-    if entry is None:
-        raise UsageError(
-            f"no state adapter for {scheme or url!r}; installed: {', '.join(available_schemes())}"
-            " (install queuert-sqlite, queuert-postgres, ...)"
-        )
-    factory = cast(Callable[[str], Awaitable[StateAdapter[Any]]], entry.load())
+    factory = _factories.get(scheme)
+    if factory is None:
+        entry = _entry_points().get(scheme)
+        if entry is None:
+            raise UsageError(
+                f"no state adapter for {scheme or url!r}; installed: "
+                f"{', '.join(available_schemes())} (install queuert-sqlite, queuert-postgres, ...)"
+            )
+        factory = _factories[scheme] = cast(_Factory, entry.load())
     return await factory(url)
