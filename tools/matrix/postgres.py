@@ -198,7 +198,9 @@ def run_tests(server: Server, quick: bool, extra: list[str]) -> Result:
         extra = ["-k", QUICK_SELECTION, *extra]
     env = dict(os.environ, QUEUERT_PG_DSN=server.dsn, QUEUERT_PG_BIN=str(server.bindir))
     env.setdefault("UV_PYTHON_DOWNLOADS", "never")
-    command = ["uv", "run", "--no-sync", "pytest", "-q", "-p", "no:cacheprovider", *targets, *extra]
+    # The interpreter running this tool is the workspace's (``uv run python ...``): its pytest needs
+    # no ``uv`` on PATH.
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *targets, *extra]
     log(f"PostgreSQL {server.major}: {' '.join(command)} (DSN {server.dsn})")
     started = time.monotonic()
     with log_path.open("w") as out:

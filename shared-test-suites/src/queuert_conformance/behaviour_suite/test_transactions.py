@@ -23,7 +23,7 @@ from queuert import (
 from queuert.observability import ChainCreated, JobCreated
 
 from queuert_conformance.behaviour_suite.jobs import ALL, Double, Echo, Num
-from queuert_conformance.behaviour_suite.support import MakeEnv
+from queuert_conformance.behaviour_suite.support import MakeEnv, eventually
 
 
 @dataclass
@@ -68,16 +68,30 @@ class TestTransactions:
         env = await queuert_env(job_types=ALL)
         woken: list[str] = []
         unsubscribe = await env.notify.listen_job_scheduled(["b_join", "b_leaf"], woken.append)
+        barriers: list[str] = []
+        barrier_type = f"barrier-{uuid.uuid4().hex[:12]}"
+        stop_barrier = await env.notify.listen_job_scheduled([barrier_type], barriers.append)
+        delivers = not isinstance(env.notify, NoopNotifyAdapter)
+
+        async def everything_published_arrived() -> None:
+            # wait_published() means sent, not received (LISTEN/NOTIFY, Redis and NATS deliver over
+            # another connection): a barrier sent after it by the same adapter arrives after it.
+            await env.client.wait_published()
+            if delivers:
+                before = len(barriers)
+                await env.notify.notify_job_scheduled(barrier_type)
+                await eventually(lambda: len(barriers) > before, what="the barrier notification")
+
         async with env.client.transaction() as tx:
             leaf = await env.client.start_chain(Leaf(Num(1)), tx=tx)
             await env.client.start_chain(Join(Text("j"), blockers=(leaf,)), tx=tx)
-        await env.client.wait_published()
-        delivers = not isinstance(env.notify, NoopNotifyAdapter)
+        await everything_published_arrived()
         assert woken == (["b_leaf"] if delivers else []), "the blocked job announced nothing"
         async with env.client.transaction() as tx:
             await env.client.complete_chain(leaf, Leaf, Num(1), tx=tx)
-        await env.client.wait_published()
+        await everything_published_arrived()
         await unsubscribe()
+        await stop_barrier()
         assert woken == (["b_leaf", "b_join"] if delivers else []), "unblocking announces it"
 
     async def test_events_are_emitted_only_after_commit(self, queuert_env: MakeEnv) -> None:
