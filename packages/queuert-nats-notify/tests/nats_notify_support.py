@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import shutil
-import socket
 import uuid
-from collections.abc import Callable
 
 import asyncpg
+from queuert_conformance.notify_worker import ServerProcess
 from queuert_nats import NatsNotifyAdapter
 
 NATS_URL = (
@@ -32,12 +30,6 @@ def nats_server_binary() -> str:
     )
     assert binary is not None, "the nats-server binary is needed (apt-get install nats-server)"
     return binary
-
-
-def spare_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def make_adapter(servers: str, prefix: str, **options: object) -> NatsNotifyAdapter:
@@ -127,120 +119,18 @@ class TcpProxy:
         await self.drop()
 
 
-class NatsServer:
+class NatsServer(ServerProcess):
     """A nats-server process (JetStream on) of the test's own, on a spare port, to stop and restart."""
 
     def __init__(self, binary: str, directory: str) -> None:
-        self._binary = binary
-        self._directory = directory
-        self._process: asyncio.subprocess.Process | None = None
-        self._drain: asyncio.Task[None] | None = None
-        self.port = 0
+        def command(port: int) -> list[str]:
+            return [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", directory]
+
+        super().__init__(command, b"Server is ready", "nats-server")
 
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
-
-    def reserve_port(self) -> int:
-        self.port = spare_port()
-        return self.port
-
-    async def start(self) -> None:
-        """Starts the server and returns once it accepts clients."""
-        if not self.port:
-            self.reserve_port()
-        process = await asyncio.create_subprocess_exec(
-            self._binary,
-            "-a", "127.0.0.1",
-            "-p", str(self.port),
-            "-js",
-            "-sd", self._directory,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
-        assert process.stdout is not None
-        output: list[bytes] = []
-        while True:
-            line = await asyncio.wait_for(process.stdout.readline(), 30)
-            if not line:
-                await process.wait()
-                raise RuntimeError(f"nats-server did not start: {b''.join(output).decode()}")
-            output.append(line)
-            if b"Server is ready" in line:
-                break
-        self._process = process
-        self._drain = asyncio.get_running_loop().create_task(self._discard_output(process))
-
-    @staticmethod
-    async def _discard_output(process: asyncio.subprocess.Process) -> None:
-        assert process.stdout is not None
-        while await process.stdout.readline():
-            pass
-
-    async def stop(self) -> None:
-        """Stops the server the ordinary way (SIGTERM: it closes its clients and exits)."""
-        process, self._process = self._process, None
-        if process is not None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 15)
-            except asyncio.TimeoutError:
-                process.kill()
-                await process.wait()
-        if self._drain is not None:
-            await self._drain
-            self._drain = None
-
-    async def crash(self) -> None:
-        """Kills the server (SIGKILL) and returns once it is gone."""
-        process, self._process = self._process, None
-        if process is not None:
-            process.kill()
-            await process.wait()
-        if self._drain is not None:
-            await self._drain
-            self._drain = None
-
-
-class Calls:
-    """A listener callback recording its calls; tests wait on it instead of sleeping."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-        self._changed = asyncio.Event()
-
-    def __call__(self, key: str) -> None:
-        self.calls.append(key)
-        self._changed.set()
-
-    def bind(self, key: str) -> Callable[[], None]:
-        return lambda: self(key)
-
-    async def wait_for(self, count: int, timeout: float = 15.0) -> None:
-        async def reached() -> None:
-            while len(self.calls) < count:
-                self._changed.clear()
-                await self._changed.wait()
-
-        try:
-            await asyncio.wait_for(reached(), timeout)
-        except asyncio.TimeoutError:
-            raise AssertionError(
-                f"expected {count} calls within {timeout}s: {self.calls!r}"
-            ) from None
-
-
-class LogWatcher(logging.Handler):
-    """Sets an event when the adapter logs a record containing ``text``."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__(logging.DEBUG)
-        self.text = text
-        self.seen = asyncio.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if self.text in record.getMessage():
-            self.seen.set()
 
 
 PG_DSN = os.environ.get("QUEUERT_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")

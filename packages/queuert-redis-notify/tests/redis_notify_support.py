@@ -6,12 +6,10 @@ import asyncio
 import logging
 import os
 import shutil
-import signal
-import socket
 import uuid
-from collections.abc import Callable
 
 import asyncpg
+from queuert_conformance.notify_worker import ServerProcess
 from queuert_redis import RedisNotifyAdapter
 from redis.asyncio import Redis
 
@@ -50,123 +48,25 @@ def make_adapter(prefix: str, name: str, url: str = REDIS_URL) -> RedisNotifyAda
     )
 
 
-class RedisServer:
+class RedisServer(ServerProcess):
     """A redis-server process of the test's own, on a spare port, that the test stops and restarts."""
 
     def __init__(self, binary: str, directory: str) -> None:
-        self._binary = binary
-        self._directory = directory
-        self._process: asyncio.subprocess.Process | None = None
-        self._drain: asyncio.Task[None] | None = None
-        self.port = 0
+        def command(port: int) -> list[str]:
+            return [
+                binary,
+                "--port", str(port),
+                "--bind", "127.0.0.1",
+                "--save", "",
+                "--appendonly", "no",
+                "--dir", directory,
+            ]  # fmt: skip
+
+        super().__init__(command, b"Ready to accept connections", "redis-server")
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None
-
-    def reserve_port(self) -> int:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = int(probe.getsockname()[1])
-        return self.port
-
-    async def start(self) -> None:
-        """Starts the server (on the reserved port) and returns once it accepts connections."""
-        if not self.port:
-            self.reserve_port()
-        process = await asyncio.create_subprocess_exec(
-            self._binary,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", self._directory,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
-        assert process.stdout is not None
-        output: list[bytes] = []
-        while True:
-            line = await asyncio.wait_for(process.stdout.readline(), 30)
-            if not line:
-                await process.wait()
-                raise RuntimeError(f"redis-server did not start: {b''.join(output).decode()}")
-            output.append(line)
-            if b"Ready to accept connections" in line:
-                break
-        self._process = process
-        self._drain = asyncio.get_running_loop().create_task(self._discard_output(process))
-
-    @staticmethod
-    async def _discard_output(process: asyncio.subprocess.Process) -> None:
-        assert process.stdout is not None
-        while await process.stdout.readline():
-            pass
-
-    async def crash(self) -> None:
-        """Kills the server (SIGKILL, like a crash) and returns once it is gone."""
-        process, self._process = self._process, None
-        if process is not None:
-            process.kill()
-            await process.wait()
-        if self._drain is not None:
-            await self._drain
-            self._drain = None
-
-    async def stop(self) -> None:
-        """Stops the server the ordinary way (SIGTERM: it closes its clients and exits)."""
-        process, self._process = self._process, None
-        if process is not None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 15)
-            except asyncio.TimeoutError:
-                process.kill()
-                await process.wait()
-        if self._drain is not None:
-            await self._drain
-            self._drain = None
-
-    def pause(self) -> None:
-        """SIGSTOP: the server keeps its sockets open but answers nothing (a silent network drop)."""
-        assert self._process is not None
-        self._process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self._process is not None
-        self._process.send_signal(signal.SIGCONT)
-
-
-class Calls:
-    """A listener callback recording its calls; tests wait on it instead of sleeping."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-        self._changed = asyncio.Event()
-
-    def __call__(self, key: str) -> None:
-        self.calls.append(key)
-        self._changed.set()
-
-    def bind(self, key: str) -> Callable[[], None]:
-        return lambda: self(key)
-
-    async def wait_for(self, count: int, timeout: float = 15.0) -> None:
-        async def reached() -> None:
-            while len(self.calls) < count:
-                self._changed.clear()
-                await self._changed.wait()
-
-        try:
-            await asyncio.wait_for(reached(), timeout)
-        except asyncio.TimeoutError:
-            raise AssertionError(
-                f"expected {count} calls within {timeout}s: {self.calls!r}"
-            ) from None
 
 
 class LogWatcher(logging.Handler):
