@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import itertools
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -35,6 +35,7 @@ __all__ = [
 ]
 
 TxT = TypeVar("TxT")
+T = TypeVar("T")
 Row = Sequence[Any]
 
 _PLACEHOLDER = re.compile(r"\$(\d+)")
@@ -113,6 +114,50 @@ async def _asyncpg_fetch(conn: Any, sql: Sql, args: Sequence[Any]) -> list[Row]:
     return rows
 
 
+_END_TIMEOUT = 10.0
+"""Seconds a COMMIT or ROLLBACK may take before the connection is terminated instead."""
+
+
+async def _to_the_end(conn: Any, statement: Awaitable[T]) -> T:
+    """Await a transaction's COMMIT or ROLLBACK to its end even if the caller is cancelled meanwhile.
+
+    Cancelling the task that ends a transaction (a worker shutting down cancels twice: once for the
+    block, again during its rollback) would otherwise hand the connection back to the pool in the
+    middle of the statement, still inside the transaction. The cancellation is re-raised once the
+    statement finished; a statement that takes longer than ``_END_TIMEOUT`` terminates the connection
+    (the server then rolls back whatever was not committed).
+    """
+    task = asyncio.ensure_future(statement)
+    cancelled = False
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _END_TIMEOUT
+    while not task.done():
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            break
+        try:
+            await asyncio.wait({task}, timeout=remaining)
+        except asyncio.CancelledError:
+            cancelled = True
+    if not task.done():
+        conn.terminate()  # aborts the transport: the pending statement fails at once
+        task.cancel()
+        try:
+            await asyncio.wait({task}, timeout=1.0)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved: the cancellation is what the caller gets
+        raise asyncio.CancelledError()
+    if task.cancelled():
+        raise ConnectionError(
+            f"the transaction's end did not finish within {_END_TIMEOUT:g} s; its connection was "
+            "terminated (a COMMIT that did not reach the server is rolled back by it)"
+        )
+    return task.result()
+
+
 async def _keep_session(conn: Any) -> None:
     """asyncpg pool ``reset`` hook that keeps the session (asyncpg has already rolled back an open
     transaction and dropped listeners when it calls this)."""
@@ -168,9 +213,9 @@ class AsyncpgProvider:
                 # fail the rollback (or even is_closed(), once asyncpg released it to the pool).
                 with contextlib.suppress(Exception):
                     if not conn.is_closed():
-                        await conn.execute("ROLLBACK")
+                        await _to_the_end(conn, conn.execute("ROLLBACK"))
                 raise
-            status = await conn.execute("COMMIT")
+            status = await _to_the_end(conn, conn.execute("COMMIT"))
             if status != "COMMIT":
                 raise TransactionAbortedError()
 
