@@ -258,7 +258,7 @@ async def run_memory(dsn: str, jobs: int, cycles: int) -> dict[str, float]:
         "peak_kb": statistics.median(peaks) / 1024,
         "retained_after_first_kb": retained[0] / 1024,
         "retained_after_last_kb": retained[-1] / 1024,
-        "growth_per_cycle_b": (retained[-1] - retained[0]) / (cycles - 1),
+        "growth_per_cycle_b": (retained[-1] - retained[0]) / max(cycles - 1, 1),
     }
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 import pytest
 from pg_helpers import DSN, make_provider
-from queuert_postgres import PgProvider, Sql
+from queuert_postgres import PgProvider, Sql, _provider
 
 PID = Sql("SELECT pg_backend_pid()")
 ONE = Sql("SELECT 1")
@@ -111,9 +111,9 @@ async def test_cancellations_during_the_rollback_do_not_leak_the_transaction() -
         await setup.execute("CREATE TABLE IF NOT EXISTS queuert_cancel_probe (v text)")
         # Whether a cancellation lands in the window where the ROLLBACK was sent but its answer not
         # yet read is timing: without the fix a run of these tries reported the leaked transaction
-        # in some runs only (a standalone loop: about once in 30-150 tries), so this is a guard, not
-        # a deterministic reproduction.
-        for _ in range(500):
+        # in some runs only, so this is a stress guard; the two tests below pin the mechanism
+        # deterministically with a statement that takes a known time.
+        for _ in range(200):
             entered = asyncio.Event()
 
             async def block(entered: asyncio.Event = entered) -> None:
@@ -143,3 +143,50 @@ async def test_cancellations_during_the_rollback_do_not_leak_the_transaction() -
     finally:
         loop.set_exception_handler(previous)
         await provider.close()
+
+
+async def test_a_transaction_end_runs_to_its_end_through_cancellations() -> None:
+    """``_to_the_end`` (how the asyncpg provider sends COMMIT and ROLLBACK): the caller is cancelled
+    again and again while a 0.3 s statement runs; the statement still completes on the connection
+    before the cancellation reaches the caller, and the connection is free for the next statement."""
+    conn = await asyncpg.connect(DSN)
+    try:
+        loop = asyncio.get_running_loop()
+        finished: list[float] = []
+
+        async def end() -> None:
+            await _provider._to_the_end(conn, conn.execute("SELECT pg_sleep(0.3)"))
+            finished.append(loop.time())
+
+        started = loop.time()
+        task = asyncio.ensure_future(end())
+        # Let the statement get on its way (a task cancelled before its first step never starts).
+        await asyncio.sleep(0.05)
+        while not task.done():
+            task.cancel()
+            await asyncio.sleep(0.01)
+        assert task.cancelled()
+        assert finished == [], "the cancellation reached the caller"
+        assert loop.time() - started >= 0.29, "the caller was released before the statement ended"
+        assert not conn.is_in_transaction()
+        assert await conn.fetchval("SELECT 1") == 1, "the connection is free again"
+    finally:
+        await conn.close()
+
+
+async def test_a_transaction_end_that_hangs_terminates_the_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past the bound, the connection is terminated (the server rolls back) and the caller gets a
+    ``ConnectionError``, not a hang and not a stray cancellation."""
+    monkeypatch.setattr(_provider, "_END_TIMEOUT", 0.2)
+    conn = await asyncpg.connect(DSN)
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(ConnectionError):
+            await _provider._to_the_end(conn, conn.execute("SELECT pg_sleep(10)"))
+        assert loop.time() - started < 3
+        assert conn.is_closed()
+    finally:
+        await conn.close()
