@@ -133,6 +133,23 @@ SELECT 1, NULL, f.ord, {cols("f")} FROM found f
 UNION ALL
 SELECT 2, NULL, NULL, {cols("ins")} FROM ins
 """
+CREATE_FIRST = f"""
+INSERT INTO {{job}} AS j (id, type_name, chain_id, chain_type_name, chain_index, input, created_at,
+                          scheduled_at, chain_trace_context, trace_context)
+SELECT u.id::uuid, u.type_name, u.id::uuid, u.chain_type_name, 0, u.input::json, {NOW},
+       greatest(coalesce(u.sched_at, {NOW} + u.sched_after * interval '1 second'), {NOW}),
+       u.ctc, u.tc
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::float8[],
+            $7::text[], $8::text[])
+     WITH ORDINALITY AS u(id, type_name, chain_type_name, input, sched_at, sched_after, ctc, tc, ord)
+ORDER BY u.ord
+ON CONFLICT DO NOTHING
+RETURNING j.id::text, j.created_at, j.scheduled_at, j.scheduled_at > {NOW}
+"""
+"""The common case of :data:`CREATE`: chain starts without deduplication. A row whose id is taken
+(stored, or earlier in the batch) is skipped, not returned; the caller then undoes the batch. Only
+what the server decided comes back: the caller knows the rest of each row."""
+
 DEDUP_LOCKS = "SELECT pg_advisory_xact_lock(u.k) IS NULL FROM unnest($1::int8[]) AS u(k)"
 
 UNDO_CREATE = "DELETE FROM {job} WHERE id = ANY($1::text[]::uuid[])"
@@ -497,6 +514,7 @@ SELECT 1, refs.chain_id::text, refs.job_id::text, NULL, NULL, {NULL_COLS}, {NULL
 
 _ALL = {
     "create": CREATE,
+    "create_first": CREATE_FIRST,
     "dedup_locks": DEDUP_LOCKS,
     "undo_create": UNDO_CREATE,
     "add_blockers": ADD_BLOCKERS,
@@ -526,6 +544,7 @@ class Statements:
         self.names = names
         rendered = {key: Sql(names.render(text)) for key, text in _ALL.items()}
         self.create = rendered["create"]
+        self.create_first = rendered["create_first"]
         self.dedup_locks = rendered["dedup_locks"]
         self.undo_create = rendered["undo_create"]
         self.add_blockers = rendered["add_blockers"]

@@ -262,6 +262,19 @@ class TestCreateJobs:
             )
         assert await queuert_state_harness.adapter.get_job(job_id) is None
 
+    async def test_chain_start_with_the_id_of_a_continuation_raises(
+        self, queuert_state_harness: StateHarness
+    ) -> None:
+        ops = Ops(queuert_state_harness)
+        first = await ops.start(TYPE_A)
+        (second,) = await ops.create(next_job(first, TYPE_B))
+        fresh = new_job(TYPE_B)
+        with pytest.raises(DuplicateJobIdError) as caught:
+            await queuert_state_harness.adapter.create_jobs([fresh, new_job(TYPE_A, id=second.id)])
+        assert caught.value.job_id == second.id
+        assert await queuert_state_harness.adapter.get_job(fresh.id) is None
+        assert (await ops.job(second.id)).chain_id == first.id, "the continuation is untouched"
+
     async def test_continuation_with_an_id_in_use_raises(
         self, queuert_state_harness: StateHarness
     ) -> None:
