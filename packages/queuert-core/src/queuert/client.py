@@ -31,7 +31,7 @@ from queuert.errors import (
     UsageError,
     WaitChainTimeoutError,
 )
-from queuert.hooks import CallbackBuffer, TransactionHooks
+from queuert.hooks import TransactionHooks
 from queuert.ids import is_uuid, uuid7
 from queuert.in_memory.notify import NoopNotifyAdapter
 from queuert.job_types import EntryJobType, JobType, JobTypeRegistry
@@ -126,6 +126,30 @@ class _NotifyBuffer:
         self.scheduled = set(snapshot[1])
         self.closed_chains = set(snapshot[2])
         self.ownership_lost = set(snapshot[3])
+
+
+class _EventBuffer:
+    """Observability events to emit after commit, in order."""
+
+    def __init__(self, client: Client[Any]) -> None:
+        self._client = client
+        self.events: list[Event] = []
+
+    async def flush(self) -> None:
+        events, self.events = self.events, []
+        emit = self._client.emit
+        for event in events:
+            emit(event)
+
+    def discard(self) -> None:
+        self.events.clear()
+
+    def snapshot(self) -> object:
+        return len(self.events)
+
+    def restore(self, snapshot: object) -> None:
+        assert isinstance(snapshot, int)
+        del self.events[snapshot:]
 
 
 class _Publisher:
@@ -339,7 +363,10 @@ class Client(Generic[TxT]):
         task.add_done_callback(self._flushes.discard)
 
     def _after_commit(self, hooks: TransactionHooks, event: Event) -> None:
-        hooks.get(_EVENTS_KEY, CallbackBuffer).callbacks.append(lambda: self.emit(event))
+        self._event_buffer(hooks).events.append(event)
+
+    def _event_buffer(self, hooks: TransactionHooks) -> _EventBuffer:
+        return hooks.get(_EVENTS_KEY, lambda: _EventBuffer(self))
 
     def _notify_buffer(self, hooks: TransactionHooks) -> _NotifyBuffer:
         return hooks.get(_NOTIFY_KEY, lambda: _NotifyBuffer(self))
@@ -398,8 +425,10 @@ class Client(Generic[TxT]):
     # -- conversions ----------------------------------------------------------------------------
 
     def _decode(self, type_name: str, data: JsonValue, which: str) -> Any:
+        if data is None:
+            return None
         jt = self.registry.get(type_name)
-        if jt is None or data is None:
+        if jt is None:
             return data
         spec = jt.spec()
         tp = spec.input_type if which == "input" else spec.output_type
@@ -630,25 +659,27 @@ class Client(Generic[TxT]):
                     for i, (row, dedup) in enumerate(results)
                 ]
             notify = self._notify_buffer(hooks)
+            events = self._event_buffer(hooks).events
+            ready = notify.ready
             for i, (row, dedup) in enumerate(results):
                 if dedup:
                     if continuation_of is None:
-                        self._after_commit(
-                            hooks,
+                        events.append(
                             ChainDeduplicated(
                                 row.chain_id, row.chain_type_name, row.deduplication_key
-                            ),
+                            )
                         )
                     continue
-                if continuation_of is None:
-                    self._after_commit(hooks, ChainCreated(row.id, row.type_name))
-                self._after_commit(
-                    hooks, JobCreated(self.job_info(row), row.scheduled_at, row.blocked)
+                info = JobInfo(
+                    row.id, row.type_name, row.chain_id, row.chain_type_name, row.attempt
                 )
+                if continuation_of is None:
+                    events.append(ChainCreated(row.id, row.type_name))
+                events.append(JobCreated(info, row.scheduled_at, row.blocked))
                 if row.blocked:
-                    self._after_commit(hooks, JobBlocked(self.job_info(row), tuple(blockers[i])))
+                    events.append(JobBlocked(info, tuple(blockers[i])))
                 elif row.status == "ready":
-                    notify.ready[row.type_name] += 1
+                    ready[row.type_name] += 1
                 else:
                     notify.scheduled.add(row.type_name)
             return results

@@ -41,13 +41,20 @@ def ensure_json(value: object, path: str = "$") -> JsonValue:
     raise NotJsonError(path, value, "only None, bool, int, float, str, list and dict are JSON")
 
 
+_encode = _json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+_decode = _json.JSONDecoder().decode
+
+
 def dumps(value: JsonValue) -> str:
-    """Compact JSON text of an already checked value."""
-    return _json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    """Compact JSON text of an already checked value (one shared encoder: ``json.dumps`` with
+    options builds a new one per call)."""
+    return _encode(value)
 
 
 def loads(text: str | bytes) -> JsonValue:
-    return cast(JsonValue, _json.loads(text))
+    if isinstance(text, (bytes, bytearray)):
+        return cast(JsonValue, _json.loads(text))
+    return cast(JsonValue, _decode(text))
 
 
 def _deep_copy(value: Any) -> JsonValue:
