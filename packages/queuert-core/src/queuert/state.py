@@ -63,6 +63,7 @@ __all__ = [
     "SupportsCommitHooks",
     "TriggerResult",
     "derive_status",
+    "inserted_job",
 ]
 
 TxT = TypeVar("TxT")
@@ -198,6 +199,45 @@ class NewJob:
     the tail's), newest match wins; race-free against concurrent creators of the same key."""
     chain_trace_context: str | None = None
     trace_context: str | None = None
+
+
+def inserted_job(
+    new: NewJob,
+    *,
+    input: JsonValue,
+    created_at: datetime,
+    scheduled_at: datetime,
+    status: JobStatus,
+) -> StoredJob:
+    """The stored form of ``new`` just after its insert, for adapters that assemble it from what they
+    sent instead of reading the row back: not yet attempted, leased, blocked or closed (blockers are
+    added afterwards). ``input`` is the checked copy of ``new.input`` that was stored."""
+    dedup = new.deduplication if new.chain_id is None else None
+    return StoredJob(
+        id=new.id,
+        type_name=new.type_name,
+        chain_id=new.id if new.chain_id is None else new.chain_id,
+        chain_type_name=new.chain_type_name,
+        chain_index=new.chain_index,
+        input=input,
+        output=None,
+        status=status,
+        outcome=None,
+        created_at=created_at,
+        scheduled_at=scheduled_at,
+        completed_at=None,
+        completed_by=None,
+        succeeded_by_job_id=None,
+        attempt=0,
+        last_attempt_at=None,
+        last_attempt_error=None,
+        leased_by=None,
+        leased_until=None,
+        blocked=False,
+        deduplication_key=dedup.key if dedup is not None else None,
+        chain_trace_context=new.chain_trace_context,
+        trace_context=new.trace_context,
+    )
 
 
 @fast_init

@@ -49,6 +49,7 @@ from queuert.state import (
     StoredChain,
     StoredJob,
     TriggerResult,
+    inserted_job,
 )
 
 from queuert_postgres._provider import PgProvider, Row, Sql, savepoint_name
@@ -355,36 +356,14 @@ class PgStateAdapter(Generic[TxT]):
                 if rows:
                     await self._fetch(self.sql.undo_create, [[r[0] for r in rows]], tx)
                 raise DuplicateJobIdError(new.id)
-            results.append(
-                CreatedJob(
-                    job=StoredJob(
-                        id=new.id,
-                        type_name=new.type_name,
-                        chain_id=new.id,
-                        chain_type_name=new.chain_type_name,
-                        chain_index=0,
-                        input=value,
-                        output=None,
-                        status="scheduled" if row[3] else "ready",
-                        outcome=None,
-                        created_at=utc(row[1]),
-                        scheduled_at=utc(row[2]),
-                        completed_at=None,
-                        completed_by=None,
-                        succeeded_by_job_id=None,
-                        attempt=0,
-                        last_attempt_at=None,
-                        last_attempt_error=None,
-                        leased_by=None,
-                        leased_until=None,
-                        blocked=False,
-                        deduplication_key=None,
-                        chain_trace_context=new.chain_trace_context,
-                        trace_context=new.trace_context,
-                    ),
-                    deduplicated=False,
-                )
+            job = inserted_job(
+                new,
+                input=value,
+                created_at=utc(row[1]),
+                scheduled_at=utc(row[2]),
+                status="scheduled" if row[3] else "ready",
             )
+            results.append(CreatedJob(job=job, deduplicated=False))
         return results
 
     async def _created(

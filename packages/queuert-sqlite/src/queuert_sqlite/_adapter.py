@@ -57,6 +57,7 @@ from queuert.state import (
     StoredJob,
     TriggerResult,
     derive_status,
+    inserted_job,
 )
 
 from queuert_sqlite._provider import (
@@ -75,7 +76,6 @@ from queuert_sqlite._rows import (
     I_SCHEDULED_AT,
     NCOLS,
     job_from_row,
-    make_job,
 )
 from queuert_sqlite._schema import apply_migrations, validate_prefix
 from queuert_sqlite._sql import STATUS_SQL, Statements
@@ -352,33 +352,12 @@ class SqliteStateAdapter:
                         new.trace_context,
                     )
                 )
-                scheduled_dt = parse_ts(scheduled)
-                job = make_job(
-                    {
-                        "id": new.id,
-                        "type_name": new.type_name,
-                        "chain_id": chain_id,
-                        "chain_type_name": new.chain_type_name,
-                        "chain_index": new.chain_index,
-                        "input": value,
-                        "output": None,
-                        "status": "scheduled" if scheduled > now_text else "ready",
-                        "outcome": None,
-                        "created_at": now_dt,
-                        "scheduled_at": scheduled_dt,
-                        "completed_at": None,
-                        "completed_by": None,
-                        "succeeded_by_job_id": None,
-                        "attempt": 0,
-                        "last_attempt_at": None,
-                        "last_attempt_error": None,
-                        "leased_by": None,
-                        "leased_until": None,
-                        "blocked": False,
-                        "deduplication_key": key_text,
-                        "chain_trace_context": new.chain_trace_context,
-                        "trace_context": new.trace_context,
-                    }
+                job = inserted_job(
+                    new,
+                    input=value,
+                    created_at=now_dt,
+                    scheduled_at=parse_ts(scheduled),
+                    status="scheduled" if scheduled > now_text else "ready",
                 )
                 by_position[i] = job
                 if new.chain_id is not None:
