@@ -43,3 +43,15 @@ async def test_bad_urls_and_identifiers_are_clear_errors() -> None:
         await from_url(DSN + "?schema=bad-name")
     with pytest.raises(UsageError):
         await from_url(DSN + "?prepared_statements=maybe")
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"), [("", "force_generic_plan"), ("?generic_plans=false", "auto")]
+)
+async def test_generic_plans_by_url(query: str, expected: str) -> None:
+    adapter = await from_url(DSN + query)
+    try:
+        async with adapter.transaction() as tx:
+            assert await tx.fetchval("SELECT current_setting('plan_cache_mode')") == expected
+    finally:
+        await adapter.close()

@@ -29,7 +29,8 @@ async def from_url(url: str, **options: Any) -> PgStateAdapter[Any]:
 
     queuert's own options may be given as keyword arguments or as query parameters of the URL:
     ``schema``, ``table_prefix``, ``prepared_statements`` (``false`` behind PgBouncer in transaction
-    mode), ``pool_min_size``, ``pool_max_size``. Other query parameters stay in the DSN for asyncpg.
+    mode), ``generic_plans`` (see :class:`AsyncpgProvider`), ``pool_min_size``, ``pool_max_size``.
+    Other query parameters stay in the DSN for asyncpg.
     """
     parts = urlsplit(url)
     if parts.scheme not in ("postgresql", "postgres"):
@@ -41,6 +42,7 @@ async def from_url(url: str, **options: Any) -> PgStateAdapter[Any]:
             "schema",
             "table_prefix",
             "prepared_statements",
+            "generic_plans",
             "pool_min_size",
             "pool_max_size",
         ):
@@ -56,6 +58,8 @@ async def from_url(url: str, **options: Any) -> PgStateAdapter[Any]:
         if "prepared_statements" in found
         else True,
     )
+    if "generic_plans" in found:
+        options.setdefault("generic_plans", _flag("generic_plans", found["generic_plans"]))
     min_size = int(options.pop("min_size", found.get("pool_min_size", 1)))
     max_size = int(options.pop("max_size", found.get("pool_max_size", 10)))
     return await PgStateAdapter.connect(
