@@ -74,6 +74,19 @@ async def test_tables_live_in_the_configured_schema_with_the_prefix() -> None:
                 )
             }
             assert {"acme_job_ready_idx", "acme_job_leased_idx", "acme_job_dedup_idx"} <= indexes
+            # every index is written by each claim and completion: only the hot paths and two listings
+            assert indexes == {
+                "acme_job_pkey",
+                "acme_job_chain_position_idx",
+                "acme_job_ready_idx",
+                "acme_job_leased_idx",
+                "acme_job_dedup_idx",
+                "acme_job_listing_idx",
+                "acme_chain_listing_idx",
+                "acme_job_blocker_pkey",
+                "acme_job_blocker_chain_idx",
+                "acme_migration_pkey",
+            }
         finally:
             await conn.close()
     finally:
@@ -148,3 +161,50 @@ async def test_two_installations_in_one_database_are_independent() -> None:
     finally:
         await first.close()
         await drop_namespace(a)
+
+
+async def test_upgrade_drops_the_listing_indexes_by_type_and_keeps_the_jobs(
+    namespace: Namespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An installation migrated before ``0003`` (which has the listing indexes by type) upgrades in
+    place: the indexes go, its jobs stay, and listings filtered by type still find them."""
+    import queuert_postgres.state as pg_state
+    from queuert.state import JobFilter
+
+    async def type_indexes() -> set[str]:
+        conn = await asyncpg.connect(DSN)
+        try:
+            rows = await conn.fetch(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND indexname LIKE $2",
+                namespace.schema,
+                "%listing_type_idx",
+            )
+            return {r[0] for r in rows}
+        finally:
+            await conn.close()
+
+    old = await make_adapter("asyncpg", namespace)
+    monkeypatch.setattr(pg_state, "MIGRATIONS", MIGRATIONS[:2])
+    try:
+        assert (await old.migrate()).applied == [m.name for m in MIGRATIONS[:2]]
+        created = await old.create_jobs(
+            [
+                NewJob(id=uuid7(), type_name=t, chain_type_name=t, input=i)
+                for i, t in enumerate(["a", "b", "a"])
+            ]
+        )
+    finally:
+        await old.close()
+    p = namespace.prefix
+    assert await type_indexes() == {f"{p}job_listing_type_idx", f"{p}chain_listing_type_idx"}
+
+    monkeypatch.setattr(pg_state, "MIGRATIONS", MIGRATIONS)
+    new = await make_adapter("asyncpg", namespace)
+    try:
+        result = await new.migrate()
+        assert result.applied == ["0003_fewer_listing_indexes"]
+        assert await type_indexes() == set()
+        page = await new.list_jobs(JobFilter(type_names=["a"]), order="asc")
+        assert [j.id for j in page.items] == [created[0].job.id, created[2].job.id]
+    finally:
+        await new.close()
