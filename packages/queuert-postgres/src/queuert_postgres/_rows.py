@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import Any, cast
+from typing import Any
 
-from queuert.json import JsonValue
 from queuert.state import StoredChain, StoredJob
 
 from queuert_postgres._sql import NCOLS
@@ -22,16 +21,6 @@ def utc(value: datetime) -> datetime:
     if value.tzinfo is _UTC:
         return value
     return value.astimezone(_UTC)
-
-
-def _utc_or_none(value: datetime | None) -> datetime | None:
-    return None if value is None else utc(value)
-
-
-def _json(text: str | None) -> JsonValue:
-    if text is None:
-        return None
-    return cast(JsonValue, _decode(text))
 
 
 _decode = json.JSONDecoder().decode
