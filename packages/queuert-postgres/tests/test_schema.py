@@ -74,7 +74,7 @@ async def test_tables_live_in_the_configured_schema_with_the_prefix() -> None:
                 )
             }
             assert {"acme_job_ready_idx", "acme_job_leased_idx", "acme_job_dedup_idx"} <= indexes
-            # every index is written by each claim and completion: only the hot paths and two listings
+            # every index is written by each claim and completion: only the hot paths and one listing
             assert indexes == {
                 "acme_job_pkey",
                 "acme_job_chain_position_idx",
@@ -82,7 +82,6 @@ async def test_tables_live_in_the_configured_schema_with_the_prefix() -> None:
                 "acme_job_leased_idx",
                 "acme_job_dedup_idx",
                 "acme_job_listing_idx",
-                "acme_chain_listing_idx",
                 "acme_job_blocker_pkey",
                 "acme_job_blocker_chain_idx",
                 "acme_migration_pkey",
@@ -166,18 +165,19 @@ async def test_two_installations_in_one_database_are_independent() -> None:
 async def test_upgrade_drops_the_listing_indexes_by_type_and_keeps_the_jobs(
     namespace: Namespace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An installation migrated before ``0003`` (which has the listing indexes by type) upgrades in
-    place: the indexes go, its jobs stay, and listings filtered by type still find them."""
+    """An installation migrated before ``0003`` (which has the chain listing and the listing indexes by
+    type) upgrades in place: the indexes go, its jobs stay, and the listings still find them."""
     import queuert_postgres.state as pg_state
-    from queuert.state import JobFilter
+    from queuert.state import ChainFilter, JobFilter
 
-    async def type_indexes() -> set[str]:
+    async def dropped_indexes() -> set[str]:
         conn = await asyncpg.connect(DSN)
         try:
             rows = await conn.fetch(
-                "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND indexname LIKE $2",
+                "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND indexname <> $2"
+                " AND indexname LIKE '%listing%'",
                 namespace.schema,
-                "%listing_type_idx",
+                f"{namespace.prefix}job_listing_idx",
             )
             return {r[0] for r in rows}
         finally:
@@ -196,15 +196,21 @@ async def test_upgrade_drops_the_listing_indexes_by_type_and_keeps_the_jobs(
     finally:
         await old.close()
     p = namespace.prefix
-    assert await type_indexes() == {f"{p}job_listing_type_idx", f"{p}chain_listing_type_idx"}
+    assert await dropped_indexes() == {
+        f"{p}job_listing_type_idx",
+        f"{p}chain_listing_type_idx",
+        f"{p}chain_listing_idx",
+    }
 
     monkeypatch.setattr(pg_state, "MIGRATIONS", MIGRATIONS)
     new = await make_adapter("asyncpg", namespace)
     try:
         result = await new.migrate()
         assert result.applied == ["0003_fewer_listing_indexes"]
-        assert await type_indexes() == set()
+        assert await dropped_indexes() == set()
         page = await new.list_jobs(JobFilter(type_names=["a"]), order="asc")
         assert [j.id for j in page.items] == [created[0].job.id, created[2].job.id]
+        chains = await new.list_chains(ChainFilter(type_names=["a"]), order="asc")
+        assert [c.id for c in chains.items] == [created[0].job.id, created[2].job.id]
     finally:
         await new.close()

@@ -137,13 +137,15 @@ ALTER TABLE {blocker} SET (autovacuum_vacuum_cost_delay = 0);
 _FEWER_LISTING_INDEXES = """
 DROP INDEX IF EXISTS {schema}."{p}job_listing_type_idx";
 DROP INDEX IF EXISTS {schema}."{p}chain_listing_type_idx";
+DROP INDEX IF EXISTS {schema}."{p}chain_listing_idx";
 """
 """Claims and completions change indexed columns, so each is a non-HOT update that writes an entry
-into every index of the job table. The two listing indexes by (type_name, created_at, id) cost about a
-fifth of a worker's throughput (``tools/bench``, batch-started atomic processing, medians of 5
-alternating runs twice: 4,208 -> 4,896 and 4,184 -> 5,092 jobs/s) for listings filtered by type, which
-now walk the (created_at, id) listing indexes and filter (a listing pages by time anyway, and a filter
-of several types could not use them in order)."""
+into every index of the job table. The listing indexes other than the jobs' (created_at, id) one cost
+a worker a large share of its throughput (``tools/bench``, batch-started atomic processing, medians of
+5 alternating runs, two rounds each: dropping the two by type 4,208 -> 4,896 and 4,184 -> 5,092 jobs/s;
+then dropping the chains' one 5,250 -> 5,838 and 5,177 -> 5,835). Listings of jobs filtered by type,
+and listings of chains, now walk the (created_at, id) listing index and filter; a listing pages by
+time anyway."""
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_initial_schema", _INITIAL),
