@@ -40,6 +40,7 @@ from queuert.json import JsonValue
 from queuert.schedule import Deduplication, Schedule
 
 __all__ = [
+    "STORED_FIELDS",
     "BlockersAdded",
     "Capabilities",
     "ChainFilter",
@@ -199,6 +200,34 @@ class NewJob:
     the tail's), newest match wins; race-free against concurrent creators of the same key."""
     chain_trace_context: str | None = None
     trace_context: str | None = None
+
+
+STORED_FIELDS: tuple[str, ...] = (
+    "id",
+    "type_name",
+    "chain_id",
+    "chain_type_name",
+    "chain_index",
+    "input",
+    "output",
+    "outcome",
+    "created_at",
+    "scheduled_at",
+    "completed_at",
+    "completed_by",
+    "succeeded_by_job_id",
+    "attempt",
+    "last_attempt_at",
+    "last_attempt_error",
+    "leased_by",
+    "leased_until",
+    "blocked",
+    "deduplication_key",
+    "chain_trace_context",
+    "trace_context",
+)
+"""The stored facts of a :class:`StoredJob` (every field but the derived ``status``), in the order the
+SQL adapters select them."""
 
 
 def inserted_job(

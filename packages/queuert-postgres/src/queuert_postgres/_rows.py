@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from queuert.state import StoredChain, StoredJob
+from queuert.state import STORED_FIELDS, StoredChain, StoredJob
 
 from queuert_postgres._sql import NCOLS
 
@@ -26,31 +26,7 @@ def utc(value: datetime) -> datetime:
 _decode = json.JSONDecoder().decode
 _new = object.__new__
 
-_FIELDS = (
-    "id",
-    "type_name",
-    "chain_id",
-    "chain_type_name",
-    "chain_index",
-    "input",
-    "output",
-    "outcome",
-    "created_at",
-    "scheduled_at",
-    "completed_at",
-    "completed_by",
-    "succeeded_by_job_id",
-    "attempt",
-    "last_attempt_at",
-    "last_attempt_error",
-    "leased_by",
-    "leased_until",
-    "blocked",
-    "deduplication_key",
-    "chain_trace_context",
-    "trace_context",
-    "status",
-)
+_FIELDS = (*STORED_FIELDS, "status")
 """The :class:`StoredJob` field of each column :func:`~queuert_postgres._sql.cols` selects, in order."""
 
 assert len(_FIELDS) == NCOLS and set(_FIELDS) == set(StoredJob.__dataclass_fields__)

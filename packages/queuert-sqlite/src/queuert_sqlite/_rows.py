@@ -8,34 +8,11 @@ from datetime import datetime
 from typing import Any
 
 from queuert.json import loads
-from queuert.state import StoredJob, derive_status
+from queuert.state import STORED_FIELDS, StoredJob, derive_status
 
 __all__ = ["COLUMNS", "NCOLS", "columns", "job_from_row", "make_job"]
 
-COLUMNS = (
-    "id",
-    "type_name",
-    "chain_id",
-    "chain_type_name",
-    "chain_index",
-    "input",
-    "output",
-    "outcome",
-    "created_at",
-    "scheduled_at",
-    "completed_at",
-    "completed_by",
-    "succeeded_by_job_id",
-    "attempt",
-    "last_attempt_at",
-    "last_attempt_error",
-    "leased_by",
-    "leased_until",
-    "blocked",
-    "deduplication_key",
-    "chain_trace_context",
-    "trace_context",
-)
+COLUMNS = STORED_FIELDS
 NCOLS = len(COLUMNS)
 
 # positions used by the adapter
