@@ -122,6 +122,38 @@ async def test_a_worker_renews_all_its_leases_in_one_statement_per_interval(
     assert transactions == 0, "no transaction per job per renewal"
 
 
+async def test_a_locked_job_row_does_not_hold_up_the_other_leases(
+    recorded: tuple[PgStateAdapter[Any], RecordingProvider],
+) -> None:
+    """A worker's atomic attempt holds its job row locked in its transaction for as long as the handler
+    runs. A renewal that includes that job (it was taken while the attempt opened its transaction) must
+    not wait for the lock: it renews the other leases at once and reports the locked one as still
+    held, neither renewed nor lost. (Waiting let the other jobs' leases expire and be reaped.)"""
+    adapter, _provider = recorded
+    jobs = [NewJob(id=uuid7(), type_name="work", chain_type_name="work", input=i) for i in range(3)]
+    await adapter.create_jobs(jobs)
+    claim = await adapter.claim_jobs(
+        leases={"work": timedelta(seconds=30)}, limit=3, worker_id="w1"
+    )
+    assert len(claim.jobs) == 3
+    locked, *others = [job.id for job in claim.jobs]
+    async with adapter.transaction() as tx:
+        row = await tx.fetchrow(
+            f"SELECT id FROM {adapter.names.job} WHERE id = $1::uuid FOR UPDATE", locked
+        )
+        assert row is not None
+        renewal = await _within(
+            adapter.renew_leases(
+                {job.id: timedelta(minutes=5) for job in claim.jobs}, worker_id="w1"
+            ),
+            timeout=5,
+        )
+    assert sorted(renewal.renewed) == sorted(others)
+    assert renewal.lost == [], "a locked lease is still held, not lost"
+    after = await adapter.renew_leases({locked: timedelta(minutes=5)}, worker_id="w1")
+    assert list(after.renewed) == [locked], "renewed once the lock is gone"
+
+
 # -- §11.8: LISTEN once per worker; no wake-ups for blocked jobs --------------------------------
 
 

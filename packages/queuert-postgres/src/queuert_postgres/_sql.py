@@ -317,12 +317,34 @@ ORDER BY u.scheduled_at, u.id
 """
 
 RENEW = f"""
-UPDATE {{job}} j SET leased_until = {NOW} + r.secs * interval '1 second'
-FROM unnest($1::text[], $2::float8[]) AS r(id, secs)
-WHERE j.id = r.id::uuid AND j.leased_by = $3::text AND j.outcome IS NULL
-  AND j.leased_until IS NOT NULL
-RETURNING j.id::text, j.leased_until
+WITH r AS (
+    SELECT u.id::uuid AS id, u.secs FROM unnest($1::text[], $2::float8[]) AS u(id, secs)
+),
+mine AS (
+    SELECT j.id FROM {{job}} j
+    WHERE j.id IN (SELECT r.id FROM r) AND j.leased_by = $3::text AND j.outcome IS NULL
+      AND j.leased_until IS NOT NULL
+),
+free AS (
+    SELECT j.id FROM {{job}} j WHERE j.id IN (SELECT mine.id FROM mine)
+    ORDER BY j.id
+    FOR NO KEY UPDATE SKIP LOCKED
+),
+upd AS (
+    UPDATE {{job}} j SET leased_until = {NOW} + r.secs * interval '1 second'
+    FROM r
+    WHERE j.id = r.id AND j.id IN (SELECT free.id FROM free) AND j.leased_by = $3::text
+      AND j.outcome IS NULL AND j.leased_until IS NOT NULL
+    RETURNING j.id::text AS id, j.leased_until
+)
+SELECT true AS renewed, upd.id, upd.leased_until FROM upd
+UNION ALL
+SELECT false, mine.id::text, NULL FROM mine WHERE mine.id NOT IN (SELECT free.id FROM free)
 """
+"""One statement for all of a worker's leases. A row locked by another transaction (typically the
+worker's own atomic attempt, whose transaction holds the job row for the whole handler) is skipped,
+not waited for, and reported as still held (``renewed`` false): waiting would stall every other lease
+of the worker behind that one transaction."""
 
 _UNBLOCK = f"""
 dec AS (

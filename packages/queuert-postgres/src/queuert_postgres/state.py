@@ -764,8 +764,11 @@ class PgStateAdapter(Generic[TxT]):
         rows = await self._fetch(
             self.sql.renew, [ids, [_secs(leases[j]) for j in ids], worker_id], tx
         )
-        renewed = {row[0]: utc(row[1]) for row in rows}
-        return LeaseRenewal(renewed=renewed, lost=[j for j in leases if j not in renewed])
+        renewed = {row[1]: utc(row[2]) for row in rows if row[0]}
+        busy = {row[1] for row in rows if not row[0]}  # ours, but locked right now: try next round
+        return LeaseRenewal(
+            renewed=renewed, lost=[j for j in leases if j not in renewed and j not in busy]
+        )
 
     async def complete_job(
         self,
