@@ -87,16 +87,16 @@ async def open_backend(dsn: str, notify: str) -> tuple[Any, Any]:
     if notify == "none":
         return state, NoopNotifyAdapter()
     if notify == "postgres":
-        from queuert_postgres import PgNotifyAdapter  # type: ignore[import-not-found]
+        from queuert_postgres import PgNotifyAdapter
 
         return state, PgNotifyAdapter(dsn.split("?")[0], channel_prefix=f"b{uuid.uuid4().hex[:8]}")
     if notify == "redis":
-        from queuert_redis import RedisNotifyAdapter  # type: ignore[import-not-found]
+        from queuert_redis import RedisNotifyAdapter
 
         url = os.environ.get("QUEUERT_REDIS_URL", "redis://127.0.0.1:6379/0")
         return state, RedisNotifyAdapter(url, prefix=f"bench-{uuid.uuid4().hex[:8]}")
     if notify == "nats":
-        from queuert_nats import NatsNotifyAdapter  # type: ignore[import-not-found]
+        from queuert_nats import NatsNotifyAdapter
 
         url = os.environ.get("QUEUERT_NATS_URL", "nats://127.0.0.1:4222")
         return state, NatsNotifyAdapter(url, subject_prefix=f"bench{uuid.uuid4().hex[:8]}")
@@ -113,7 +113,7 @@ def remove_sqlite_files(dsn: str) -> None:
 
 async def drop_backend(dsn: str) -> None:
     if dsn.startswith(("postgresql://", "postgres://")) and "schema=bench_" in dsn:
-        import asyncpg  # type: ignore[import-untyped]
+        import asyncpg
 
         schema = dsn.split("schema=")[1].split("&")[0]
         conn = await asyncpg.connect(dsn.split("?")[0])

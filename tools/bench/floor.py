@@ -1,0 +1,331 @@
+"""Floors: what the machine, the drivers and the databases cost before queuert adds anything.
+
+The processing benchmark (bench.py) says how fast queuert is; this one says how fast anything written
+in Python with the same drivers could be on the same machine, so that a target can be checked against
+what is reachable. Every figure is the median of several repetitions in one process (the range is in
+brackets), per operation:
+
+    uv run python tools/bench/floor.py                       # machine, SQLite and client floors
+    uv run python tools/bench/floor.py --dsn postgresql://postgres@127.0.0.1/test   # and PostgreSQL
+
+- thread round trip: two OS threads pass a token through a queue and back (two context switches).
+- asyncio -> thread hop: ``await`` of a function run on an aiosqlite connection's thread; every SQLite
+  call from asyncio costs at least this (queuert's SQLite provider packs each operation in one hop).
+- SQLite insert per row: ``executemany`` of 100 rows into queuert's job table, called directly on the
+  thread (no asyncio), in a ``BEGIN IMMEDIATE`` ... ``COMMIT`` of their own; one-row transaction, no
+  asyncio: ``BEGIN IMMEDIATE``, one insert, ``COMMIT`` in a plain loop.
+- SQLite one-row transaction in 1 hop / in 2 hops: ``BEGIN IMMEDIATE``, one insert into queuert's job
+  table and ``COMMIT`` from asyncio with no queuert code, all in one hop, or split as a transaction
+  opened by a caller is (``BEGIN`` with the first statement, ``COMMIT`` at the end).
+- PostgreSQL round trip: ``SELECT 1`` through asyncpg; one-row transaction: ``BEGIN``, an insert into
+  a two-column table and ``COMMIT`` (what a one-chain transaction costs at
+  least; on one held connection, no pool); insert per row: 100 rows in one ``INSERT ... SELECT FROM unnest(...)`` into that table.
+- client per chain: queuert's client starting chains on the in-memory adapter (no database at all), one
+  by one in a transaction each and in batches of 100: the Python cost of the client and of a store
+  written in Python, without any I/O.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import queue
+import sqlite3
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from queuert import Client, EntryJobType, InMemoryStateAdapter, NoopNotifyAdapter
+from queuert.ids import uuid7
+from queuert.observability import NoopObservability
+
+REPEATS = 5
+
+
+@dataclass
+class Item:
+    index: int
+
+
+@dataclass
+class Done:
+    ok: bool
+
+
+class FloorJob(EntryJobType[Item, Done], name="floor_job"):
+    pass
+
+
+def report(name: str, samples: list[float], unit: str = "us") -> float:
+    median = statistics.median(samples)
+    print(f"  {name:<44}{median:>10.1f} {unit}   ({min(samples):.1f}..{max(samples):.1f})")
+    return median
+
+
+def timed(fn: Callable[[], None], count: int) -> list[float]:
+    """Microseconds per operation of ``fn`` (which runs ``count`` operations), per repetition."""
+    out = []
+    for _ in range(REPEATS):
+        t0 = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t0) / count * 1e6)
+    return out
+
+
+async def atimed(fn: Callable[[], Awaitable[None]], count: int) -> list[float]:
+    out = []
+    for _ in range(REPEATS):
+        t0 = time.perf_counter()
+        await fn()
+        out.append((time.perf_counter() - t0) / count * 1e6)
+    return out
+
+
+# -- machine ---------------------------------------------------------------------------------------
+
+
+def thread_round_trip(count: int = 20_000) -> list[float]:
+    there: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+    back: queue.SimpleQueue[int] = queue.SimpleQueue()
+
+    def echo() -> None:
+        while (token := there.get()) is not None:
+            back.put(token)
+
+    thread = threading.Thread(target=echo, daemon=True)
+    thread.start()
+
+    def run() -> None:
+        for i in range(count):
+            there.put(i)
+            back.get()
+
+    try:
+        return timed(run, count)
+    finally:
+        there.put(None)
+        thread.join()
+
+
+# -- SQLite ----------------------------------------------------------------------------------------
+
+_INSERT = (
+    "INSERT INTO job (id, type_name, chain_id, chain_type_name, chain_index, input, created_at, "
+    "scheduled_at) VALUES (?, 'floor_job', ?, 'floor_job', 0, '{\"index\": 1}', "
+    "'2026-01-01 00:00:00.000000', '2026-01-01 00:00:00.000000')"
+)
+
+
+def queuert_schema(path: str) -> sqlite3.Connection:
+    from queuert_sqlite._schema import apply_migrations  # the real schema, indexes included
+
+    raw = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    raw.execute("PRAGMA journal_mode = WAL")
+    raw.execute("PRAGMA synchronous = NORMAL")
+    raw.execute("PRAGMA foreign_keys = ON")
+    raw.execute("BEGIN IMMEDIATE")
+    apply_migrations(raw, "")
+    raw.execute("COMMIT")
+    return raw
+
+
+def sqlite_insert_per_row(path: str, batches: int = 50) -> list[float]:
+    raw = queuert_schema(path)
+
+    def run() -> None:
+        for _ in range(batches):
+            rows = [(i, i) for i in (uuid7() for _ in range(100))]
+            raw.execute("BEGIN IMMEDIATE")
+            raw.executemany(_INSERT, rows)
+            raw.execute("COMMIT")
+
+    try:
+        return timed(run, batches * 100)
+    finally:
+        raw.close()
+
+
+def sqlite_one_row_tx(path: str, count: int = 3_000) -> list[float]:
+    raw = queuert_schema(path)
+
+    def run() -> None:
+        for _ in range(count):
+            new = uuid7()
+            raw.execute("BEGIN IMMEDIATE")
+            raw.execute(_INSERT, (new, new))
+            raw.execute("COMMIT")
+
+    try:
+        return timed(run, count)
+    finally:
+        raw.close()
+
+
+async def sqlite_hops(path: str, count: int = 3_000) -> dict[str, list[float]]:
+    import aiosqlite
+
+    raw_holder: list[sqlite3.Connection] = []
+
+    def connector() -> sqlite3.Connection:
+        raw_holder.append(queuert_schema(path))
+        return raw_holder[0]
+
+    aio = aiosqlite.Connection(connector, 64)
+    await aio
+    raw = raw_holder[0]
+    hop: Callable[[Callable[[], Any]], Awaitable[Any]] = aio._execute
+
+    def noop() -> None:
+        return None
+
+    async def hops() -> None:
+        for _ in range(count):
+            await hop(noop)
+
+    def begin_insert() -> None:
+        new = uuid7()
+        raw.execute("BEGIN IMMEDIATE")
+        raw.execute(_INSERT, (new, new))
+
+    def commit() -> None:
+        raw.execute("COMMIT")
+
+    def whole() -> None:
+        begin_insert()
+        commit()
+
+    async def one_hop() -> None:
+        for _ in range(count):
+            await hop(whole)
+
+    async def two_hops() -> None:
+        for _ in range(count):
+            await hop(begin_insert)
+            await hop(commit)
+
+    try:
+        return {
+            "hop": await atimed(hops, count),
+            "tx1": await atimed(one_hop, count),
+            "tx2": await atimed(two_hops, count),
+        }
+    finally:
+        await aio.close()
+
+
+# -- PostgreSQL --------------------------------------------------------------------------------------
+
+
+async def postgres(dsn: str, count: int = 2_000) -> dict[str, list[float]]:
+    import asyncpg
+
+    table = f"queuert_floor_{os.getpid()}"
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            await conn.execute(f"CREATE TABLE {table} (id text PRIMARY KEY, body text NOT NULL)")
+
+            async def select1() -> None:
+                for _ in range(count):
+                    await conn.fetchval("SELECT 1")
+
+            round_trip = await atimed(select1, count)
+
+            async def one_row_tx() -> None:
+                for _ in range(count):
+                    async with conn.transaction():
+                        await conn.execute(f"INSERT INTO {table} VALUES ($1, 'x')", uuid7())
+
+            tx = await atimed(one_row_tx, count)
+
+        async def batches() -> None:
+            for _ in range(count // 100):
+                ids = [uuid7() for _ in range(100)]
+                async with pool.acquire() as conn, conn.transaction():
+                    await conn.execute(
+                        f"INSERT INTO {table} SELECT * FROM unnest($1::text[], $2::text[])",
+                        ids,
+                        ids,
+                    )
+
+        per_row = await atimed(batches, count // 100 * 100)
+        async with pool.acquire() as conn:
+            await conn.execute(f"DROP TABLE {table}")
+        return {"rt": round_trip, "tx": tx, "row": per_row}
+    finally:
+        await pool.close()
+
+
+# -- the client alone --------------------------------------------------------------------------------
+
+
+async def client_alone(count: int = 5_000) -> dict[str, list[float]]:
+    state = InMemoryStateAdapter()
+    client: Client[Any] = Client(
+        state, job_types=[FloorJob], notify=NoopNotifyAdapter(), observability=NoopObservability()
+    )
+
+    async def single() -> None:
+        for i in range(count):
+            async with client.transaction() as tx:
+                await client.start_chain(FloorJob(Item(i)), tx=tx)
+
+    async def batched() -> None:
+        for offset in range(0, count, 100):
+            async with client.transaction() as tx:
+                await client.start_chains([FloorJob(Item(offset + i)) for i in range(100)], tx=tx)
+
+    try:
+        return {"single": await atimed(single, count), "batch": await atimed(batched, count)}
+    finally:
+        await client.close()
+        await state.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--dsn", help="a PostgreSQL URL: also measure the PostgreSQL floors")
+    args = parser.parse_args()
+    print(
+        f"queuert floors: python {platform.python_version()} on {platform.machine()}, "
+        f"{os.cpu_count()} cpus, SQLite {sqlite3.sqlite_version}; medians of {REPEATS} repetitions"
+    )
+    print("machine")
+    report("thread round trip (2 context switches)", thread_round_trip())
+    with tempfile.TemporaryDirectory() as tmp:
+        print("SQLite (WAL, synchronous=NORMAL, queuert's job table and indexes)")
+        row = report("insert per row, 100 per transaction", sqlite_insert_per_row(f"{tmp}/a.db"))
+        report("one-row transaction, no asyncio", sqlite_one_row_tx(f"{tmp}/c.db"))
+        hops = asyncio.run(sqlite_hops(f"{tmp}/b.db"))
+        hop = report("asyncio -> thread hop", hops["hop"])
+        tx1 = report("one-row transaction in 1 hop", hops["tx1"])
+        tx2 = report("one-row transaction in 2 hops", hops["tx2"])
+    client = asyncio.run(client_alone())
+    print("queuert client on the in-memory adapter (no database)")
+    report("per chain, one by one", client["single"])
+    report("per chain, in batches of 100", client["batch"])
+    print("ceilings with no queuert code at all (1e6 / the database floors above)")
+    print(f"  SQLite one by one:    {1e6 / tx2:>10,.0f} chains/s   (in 1 hop: {1e6 / tx1:,.0f})")
+    print(f"  SQLite batches of 100:{1e6 / (row + 2 * hop / 100):>10,.0f} chains/s")
+    if args.dsn:
+        pg = asyncio.run(postgres(args.dsn))
+        print("PostgreSQL (asyncpg, server defaults)")
+        report("round trip (SELECT 1)", pg["rt"])
+        tx = report("one-row transaction (BEGIN, INSERT, COMMIT)", pg["tx"])
+        pg_row = report("insert per row, 100 per statement", pg["row"])
+        print(f"  ceiling one by one:   {1e6 / tx:>10,.0f} chains/s   (no queuert code)")
+        print(f"  ceiling batches:      {1e6 / pg_row:>10,.0f} chains/s   (two-column table)")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
