@@ -13,8 +13,10 @@ from typing import Any
 
 import asyncpg
 import pytest
-from pg_helpers import DSN, make_provider
-from queuert_postgres import PgProvider, Sql, _provider
+from pg_helpers import DSN, Namespace, make_provider
+from queuert import Attempt, Client, EntryJobType, Worker
+from queuert.observability import AttemptCompleted, Event
+from queuert_postgres import PgProvider, PgStateAdapter, Sql, _provider
 
 PID = Sql("SELECT pg_backend_pid()")
 ONE = Sql("SELECT 1")
@@ -24,6 +26,24 @@ KINDS = ["asyncpg", "psycopg", "sqlalchemy", "sqlalchemy-psycopg"]
 
 class Boom(Exception):
     pass
+
+
+class Tick(EntryJobType[int, int], name="tick"):
+    pass
+
+
+class Countdown:
+    """Observability adapter: ``done`` is set once ``target`` attempts completed."""
+
+    def __init__(self, target: int) -> None:
+        self.remaining = target
+        self.done = asyncio.Event()
+
+    def emit(self, event: Event) -> None:
+        if isinstance(event, AttemptCompleted):
+            self.remaining -= 1
+            if self.remaining <= 0:
+                self.done.set()
 
 
 async def _terminate(pid: int) -> None:
@@ -143,6 +163,77 @@ async def test_cancellations_during_the_rollback_do_not_leak_the_transaction() -
     finally:
         loop.set_exception_handler(previous)
         await provider.close()
+
+
+async def test_a_cancellation_during_begin_does_not_leak_the_transaction() -> None:
+    """A task cancelled while its ``BEGIN`` is on the way (a worker shutting down as an attempt opens
+    its transaction): the server opens the transaction all the same, so the provider must end it
+    before the connection goes back to the pool; asyncpg otherwise rolls it back itself and reports
+    "Resetting connection with an active transaction" through the loop's exception handler. The
+    cancellation is sent after 0 to 4 loop turns, which puts it before, during and after the
+    ``BEGIN``'s round trip; the task must end cancelled every time and the pool stay usable."""
+    loop = asyncio.get_running_loop()
+    reported: list[str] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reported.append(str(context.get("message"))))
+    provider = await make_provider("asyncpg")
+    try:
+        for attempt in range(200):
+
+            async def block() -> None:
+                async with provider.transaction():
+                    await asyncio.Event().wait()
+
+            task = asyncio.ensure_future(block())
+            for _ in range(attempt % 5):
+                await asyncio.sleep(0)
+            task.cancel()
+            await asyncio.wait([task], timeout=10)
+            assert task.cancelled(), f"the task ended with {task.exception()!r}, not cancelled"
+        async with provider.transaction() as tx:  # the pool still works
+            assert (await provider.fetch(ONE, [], tx))[0][0] == 1
+        assert [m for m in reported if "active transaction" in m] == []
+    finally:
+        loop.set_exception_handler(previous)
+        await provider.close()
+
+
+async def test_closing_a_busy_worker_leaves_no_connection_inside_a_transaction(
+    namespace: Namespace,
+) -> None:
+    """The end-to-end case of the test above: a worker closed while its slots keep opening
+    transactions (attempts, claims, completions) must hand every connection back to the pool
+    outside a transaction, so asyncpg has nothing to roll back and report. Before the fix this
+    reported in about every other run (timing), so it is a stress guard; the test above pins the
+    mechanism."""
+    loop = asyncio.get_running_loop()
+    reported: list[str] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reported.append(str(context.get("message"))))
+    adapter = PgStateAdapter(
+        await make_provider("asyncpg"), schema=namespace.schema, table_prefix=namespace.prefix
+    )
+    try:
+        await adapter.migrate()
+        for _cycle in range(3):
+            processed = Countdown(150)
+            client: Client[Any] = Client(adapter, job_types=[Tick], observability=processed)
+            async with client.transaction() as tx:
+                await client.start_chains([Tick(n) for n in range(600)], tx=tx)
+            worker: Worker[Any] = Worker(client, concurrency=10, poll_interval=1.0)
+
+            @worker.handler(Tick)
+            async def tick(attempt: Attempt[Tick]) -> None:
+                await attempt.complete(attempt.input)
+
+            await worker.start()
+            await asyncio.wait_for(processed.done.wait(), 60)
+            await worker.close()  # with attempts, claims and completions in flight
+            await client.close()
+        assert [m for m in reported if "active transaction" in m] == []
+    finally:
+        loop.set_exception_handler(previous)
+        await adapter.close()
 
 
 async def test_a_transaction_end_runs_to_its_end_through_cancellations() -> None:
