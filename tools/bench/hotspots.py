@@ -1,0 +1,146 @@
+"""Where the time goes: the processing benchmark's phases under cProfile, and a one-by-one start split
+into its three steps.
+
+    uv run python tools/bench/hotspots.py --dsn sqlite:////tmp/profile.db
+    uv run python tools/bench/hotspots.py --dsn postgresql://postgres@127.0.0.1/test --top 30
+
+For each phase (start one by one, start in batches of 100, process atomic at concurrency 10) it prints
+the wall time per chain or job, the process's CPU time per chain or job (``getrusage``: the event
+loop's thread and, on SQLite, the connection threads), the share of the event loop's time spent idle
+in ``select`` (waiting for the database), and the functions with the most time of their own. cProfile
+slows Python code down, so its figures are for proportions; the throughput figures come from
+bench.py. Then, without the profiler, the median time of each step of a one-chain transaction:
+entering ``client.transaction()``, ``start_chain`` and leaving the block (commit, side effects).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import pstats
+import resource
+import statistics
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bench import BenchJob, Countdown, Done, Item, drop_backend, isolated_dsn, remove_sqlite_files
+from queuert import Attempt, Client, InProcessNotifyAdapter, Worker
+from queuert.backends import open_state_adapter
+from queuert.backoff import Lease
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def profiled(name: str, count: int, top: int, body: Callable[[], Awaitable[None]]) -> None:
+    profile = cProfile.Profile()
+    cpu, wall = cpu_seconds(), time.perf_counter()
+    profile.enable()
+    await body()
+    profile.disable()
+    wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
+    stats = pstats.Stats(profile, stream=io.StringIO())
+    idle = sum(
+        entry[2]
+        for func, entry in stats.stats.items()  # type: ignore[attr-defined]
+        if func[2]
+        in (
+            "<method 'poll' of 'select.epoll' objects>",
+            "<method 'select' of 'select.kqueue' objects>",
+        )
+    )
+    print(f"\n== {name}: {count:,} in {wall:.2f} s under the profiler")
+    print(
+        f"   {wall / count * 1e6:.0f} us wall and {cpu / count * 1e6:.0f} us CPU per item; "
+        f"event loop idle in select {idle / wall:.0%} of the time"
+    )
+    out = io.StringIO()
+    pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(top)
+    lines = out.getvalue().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith("ncalls"))
+    print("\n".join(lines[start:]))
+
+
+async def run(dsn: str, chains: int, top: int) -> None:
+    state = await open_state_adapter(dsn)
+    await state.migrate()
+    countdown = Countdown(chains)
+    client: Client[Any] = Client(
+        state, job_types=[BenchJob], notify=InProcessNotifyAdapter(), observability=countdown
+    )
+
+    async def one_by_one() -> None:
+        for i in range(chains):
+            async with client.transaction() as tx:
+                await client.start_chain(BenchJob(Item(i)), tx=tx)
+
+    async def batches() -> None:
+        for offset in range(0, chains, 100):
+            async with client.transaction() as tx:
+                await client.start_chains(
+                    [BenchJob(Item(i)) for i in range(offset, min(offset + 100, chains))], tx=tx
+                )
+
+    worker: Worker[Any] = Worker(client, concurrency=10, poll_interval=1.0, lease=Lease(60, 30))
+
+    @worker.handler(BenchJob)
+    async def atomic(attempt: Attempt[BenchJob]) -> None:
+        await attempt.complete(Done(True))
+
+    async def process() -> None:
+        await worker.start()
+        await countdown.done.wait()
+
+    # The start phases leave 2 * chains jobs; processing takes the first `chains` of them.
+    await profiled("start one by one (a transaction each)", chains, top, one_by_one)
+    await profiled("start in batches of 100", chains, top, batches)
+    await profiled("process, atomic, concurrency 10", chains, top, process)
+    await worker.close()
+
+    steps: list[list[float]] = [[], [], []]
+    for i in range(min(chains, 2000)):
+        t0 = time.perf_counter()
+        block = client.transaction()
+        tx = await block.__aenter__()
+        t1 = time.perf_counter()
+        await client.start_chain(BenchJob(Item(i)), tx=tx)
+        t2 = time.perf_counter()
+        await block.__aexit__(None, None, None)
+        t3 = time.perf_counter()
+        for step, seconds in zip(steps, (t1 - t0, t2 - t1, t3 - t2), strict=True):
+            step.append(seconds * 1e6)
+    print("\n== one-chain transaction, without the profiler: median us per step")
+    for label, step in zip(
+        ("enter client.transaction()", "start_chain", "leave the block (commit, side effects)"),
+        steps,
+        strict=True,
+    ):
+        print(f"   {label:<42}{statistics.median(step):>8.0f}")
+    await client.close()
+    await state.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--dsn", default="sqlite:////tmp/queuert-profile.db")
+    parser.add_argument("--chains", type=int, default=5000)
+    parser.add_argument("--top", type=int, default=25)
+    args = parser.parse_args()
+    dsn = isolated_dsn(args.dsn, uuid.uuid4().hex[:10])
+    try:
+        asyncio.run(run(dsn, args.chains, args.top))
+    finally:
+        remove_sqlite_files(dsn)
+        asyncio.run(drop_backend(dsn))
+
+
+if __name__ == "__main__":
+    main()
