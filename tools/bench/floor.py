@@ -18,8 +18,9 @@ brackets), per operation:
   table and ``COMMIT`` from asyncio with no queuert code, all in one hop, or split as a transaction
   opened by a caller is (``BEGIN`` with the first statement, ``COMMIT`` at the end).
 - PostgreSQL round trip: ``SELECT 1`` through asyncpg; one-row transaction: ``BEGIN``, an insert into
-  a two-column table and ``COMMIT`` (what a one-chain transaction costs at
-  least; on one held connection, no pool); insert per row: 100 rows in one ``INSERT ... SELECT FROM unnest(...)`` into that table.
+  a two-column table and ``COMMIT`` on one held connection, no pool (what a one-chain transaction
+  costs at least); insert per row: 100 rows in one ``INSERT ... SELECT FROM unnest(...)`` into that
+  table.
 - client per chain: queuert's client starting chains on the in-memory adapter (no database at all), one
   by one in a transaction each and in batches of 100: the Python cost of the client and of a store
   written in Python, without any I/O.
