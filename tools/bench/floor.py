@@ -40,28 +40,14 @@ import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
-from queuert import Client, EntryJobType, InMemoryStateAdapter, NoopNotifyAdapter
+from bench import BenchJob, Item
+from queuert import Client, InMemoryStateAdapter, NoopNotifyAdapter
 from queuert.ids import uuid7
 from queuert.observability import NoopObservability
 
 REPEATS = 5
-
-
-@dataclass
-class Item:
-    index: int
-
-
-@dataclass
-class Done:
-    ok: bool
-
-
-class FloorJob(EntryJobType[Item, Done], name="floor_job"):
-    pass
 
 
 def report(name: str, samples: list[float], unit: str = "us") -> float:
@@ -270,18 +256,18 @@ async def postgres(dsn: str, count: int = 2_000) -> dict[str, list[float]]:
 async def client_alone(count: int = 5_000) -> dict[str, list[float]]:
     state = InMemoryStateAdapter()
     client: Client[Any] = Client(
-        state, job_types=[FloorJob], notify=NoopNotifyAdapter(), observability=NoopObservability()
+        state, job_types=[BenchJob], notify=NoopNotifyAdapter(), observability=NoopObservability()
     )
 
     async def single() -> None:
         for i in range(count):
             async with client.transaction() as tx:
-                await client.start_chain(FloorJob(Item(i)), tx=tx)
+                await client.start_chain(BenchJob(Item(i)), tx=tx)
 
     async def batched() -> None:
         for offset in range(0, count, 100):
             async with client.transaction() as tx:
-                await client.start_chains([FloorJob(Item(offset + i)) for i in range(100)], tx=tx)
+                await client.start_chains([BenchJob(Item(offset + i)) for i in range(100)], tx=tx)
 
     try:
         return {"single": await atimed(single, count), "batch": await atimed(batched, count)}

@@ -15,8 +15,8 @@ import asyncpg
 import pytest
 from pg_helpers import DSN, Namespace, make_provider
 from queuert import Attempt, Client, EntryJobType, Worker
-from queuert.observability import AttemptCompleted, Event
 from queuert_postgres import PgProvider, PgStateAdapter, Sql, _provider
+from resilience_support import Progress
 
 PID = Sql("SELECT pg_backend_pid()")
 ONE = Sql("SELECT 1")
@@ -30,20 +30,6 @@ class Boom(Exception):
 
 class Tick(EntryJobType[int, int], name="tick"):
     pass
-
-
-class Countdown:
-    """Observability adapter: ``done`` is set once ``target`` attempts completed."""
-
-    def __init__(self, target: int) -> None:
-        self.remaining = target
-        self.done = asyncio.Event()
-
-    def emit(self, event: Event) -> None:
-        if isinstance(event, AttemptCompleted):
-            self.remaining -= 1
-            if self.remaining <= 0:
-                self.done.set()
 
 
 async def _terminate(pid: int) -> None:
@@ -216,7 +202,7 @@ async def test_closing_a_busy_worker_leaves_no_connection_inside_a_transaction(
     try:
         await adapter.migrate()
         for _cycle in range(3):
-            processed = Countdown(150)
+            processed = Progress()
             client: Client[Any] = Client(adapter, job_types=[Tick], observability=processed)
             async with client.transaction() as tx:
                 await client.start_chains([Tick(n) for n in range(600)], tx=tx)
@@ -227,7 +213,7 @@ async def test_closing_a_busy_worker_leaves_no_connection_inside_a_transaction(
                 await attempt.complete(attempt.input)
 
             await worker.start()
-            await asyncio.wait_for(processed.done.wait(), 60)
+            await asyncio.wait_for(processed.reached(150), 60)
             await worker.close()  # with attempts, claims and completions in flight
             await client.close()
         assert [m for m in reported if "active transaction" in m] == []
