@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import pydantic
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from queuert import (
     Attempt,
     Chain,
@@ -19,9 +22,11 @@ from queuert import (
     InMemoryStateAdapter,
     JobType,
     JobTypeValidationError,
+    NotJsonError,
     UsageError,
     Worker,
 )
+from queuert.codec import _to_json
 from queuert.pydantic import PydanticCodec
 from typing_extensions import Never, TypedDict, Unpack
 
@@ -66,6 +71,57 @@ def test_default_codec_round_trips_nested_dataclasses() -> None:
     assert codec.decode(Point, {"x": 1, "y": 2}) == {"x": 1, "y": 2}
     with pytest.raises(CodecError):
         codec.encode(Outer, Inner(1))
+
+
+@dataclass
+class _DictLike(dict):  # type: ignore[type-arg]
+    """A dataclass that is also a dict: encoded as the dict it is."""
+
+    tag: str = "t"
+
+
+_leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=4)
+    | st.sampled_from([Color.RED, object(), {1}])
+    | st.builds(Inner, st.integers())
+)
+
+
+@st.composite
+def _encodable(draw: st.DrawFn, children: st.SearchStrategy[Any]) -> Any:
+    kind = draw(st.sampled_from(["list", "tuple", "dict", "mapping", "outer", "dictlike"]))
+    if kind in ("list", "tuple"):
+        items = draw(st.lists(children, max_size=3))
+        return items if kind == "list" else tuple(items)
+    if kind in ("dict", "mapping"):
+        keys = st.text(max_size=3) | st.integers(0, 2) if kind == "dict" else st.text(max_size=3)
+        d = draw(st.dictionaries(keys, children, max_size=3))
+        return d if kind == "dict" else MappingProxyType(d)
+    if kind == "outer":
+        return Outer(draw(st.text(max_size=3)), draw(st.lists(st.builds(Inner, st.integers()))))
+    like = _DictLike()
+    like.update(draw(st.dictionaries(st.text(max_size=3), children, max_size=2)))
+    return like
+
+
+def _encoded(encode: Any) -> tuple[str, str]:
+    try:
+        return "ok", repr(encode())
+    except NotJsonError as exc:
+        return "refused", exc.path
+
+
+@given(st.recursive(_leaves, _encodable, max_leaves=10))
+def test_default_codec_shortcut_agrees_with_the_general_conversion(value: Any) -> None:
+    """DefaultCodec.encode converts exact built-in types and plain dataclasses without building paths;
+    for anything it must give what the general conversion gives, or refuse at the same path."""
+    assert _encoded(lambda: DefaultCodec().encode(Any, value)) == _encoded(
+        lambda: _to_json(value, "$")
+    )
 
 
 def test_pydantic_codec_validates_both_ways() -> None:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import math
+import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from types import MappingProxyType
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from queuert import Backoff, Deduplication, Lease, NotJsonError, Schedule, UsageError
+from queuert import Backoff, Deduplication, Lease, NotJsonError, Schedule, UsageError, ids
 from queuert.cursor import (
     decode_index_cursor,
     decode_time_cursor,
@@ -18,7 +22,7 @@ from queuert.cursor import (
     encode_time_cursor,
 )
 from queuert.ids import is_uuid, uuid7
-from queuert.json import ensure_json
+from queuert.json import _walk, ensure_json
 
 json_values = st.recursive(
     st.none()
@@ -57,12 +61,96 @@ def test_non_json_values_are_refused_with_their_path(value: object, path: str) -
     assert info.value.path == path
 
 
+class _IntKind(enum.IntEnum):
+    ONE = 1
+
+
+class _StrKind(str, enum.Enum):
+    A = "a"
+
+
+class _Dict(dict):  # type: ignore[type-arg]
+    pass
+
+
+# JSON values plus what only the general walk handles (subclasses of the JSON types, other mappings,
+# tuples) and what it refuses (NaN, infinities, non-string keys, other objects).
+awkward_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=5)
+    | st.sampled_from([_IntKind.ONE, _StrKind.A, b"x", {1, 2}, object()]),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.lists(children, max_size=3).map(tuple)
+        | st.dictionaries(st.text(max_size=3) | st.integers(0, 3), children, max_size=3)
+        | st.dictionaries(st.text(max_size=3), children, max_size=3).map(_Dict)
+        | st.dictionaries(st.text(max_size=3), children, max_size=3).map(
+            lambda d: MappingProxyType(d)
+        )
+    ),
+    max_leaves=12,
+)
+
+
+def _outcome(check: Callable[[], object]) -> tuple[str, object]:
+    try:
+        return "ok", check()
+    except NotJsonError as exc:
+        return "refused", exc.path
+
+
+@given(awkward_values)
+def test_ensure_json_agrees_with_the_general_walk(value: object) -> None:
+    """ensure_json takes a shortcut for exact built-in types; whatever the value, it must accept,
+    convert and refuse (naming the same path) exactly as the general walk does."""
+    fast, general = _outcome(lambda: ensure_json(value)), _outcome(lambda: _walk(value, "$"))
+    assert repr(fast) == repr(general)
+
+
+@given(json_values)
+def test_ensure_json_shares_no_container_with_its_argument(value: object) -> None:
+    checked = ensure_json(value)
+
+    def containers(v: object) -> list[int]:
+        if isinstance(v, list):
+            return [id(v), *(i for item in v for i in containers(item))]
+        if isinstance(v, dict):
+            return [id(v), *(i for item in v.values() for i in containers(item))]
+        return []
+
+    assert not set(containers(checked)) & set(containers(value))
+
+
 def test_uuid7_ids_are_valid_time_ordered_and_unique() -> None:
-    ids = [uuid7() for _ in range(5000)]
-    assert len(set(ids)) == len(ids)
-    assert ids == sorted(ids), "ids made by one process increase"
-    assert all(uuid.UUID(i).version == 7 and is_uuid(i) for i in ids[:50])
+    before = time.time_ns() // 1_000_000
+    made = [uuid7() for _ in range(5000)]
+    after = time.time_ns() // 1_000_000
+    assert len(set(made)) == len(made)
+    assert made == sorted(made), "ids made by one process increase"
+    for i in made[:50] + made[-50:]:
+        parsed = uuid.UUID(i)
+        assert (parsed.version, parsed.variant, is_uuid(i)) == (7, uuid.RFC_4122, True)
+        assert before <= parsed.int >> 80 <= after + 1, "the first 48 bits are Unix milliseconds"
     assert not is_uuid("not-a-uuid") and not is_uuid(str(uuid.uuid4()).upper())
+
+
+def test_uuid7_borrows_the_next_millisecond_when_its_counter_runs_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """More than 4,096 ids within one millisecond (here: a clock that stands still) stay increasing:
+    the counter restarts on the next millisecond."""
+    frozen = (time.time_ns() // 1_000_000 + 10_000) * 1_000_000  # ahead of any id made so far
+    for name in ("_last_ms", "_counter", "_prefix"):  # restored afterwards: later ids use the clock
+        monkeypatch.setattr(ids, name, getattr(ids, name))
+    monkeypatch.setattr(ids, "_time_ns", lambda: frozen)
+    made = [uuid7() for _ in range(6000)]
+    assert made == sorted(made) and len(set(made)) == len(made)
+    millis = [uuid.UUID(i).int >> 80 for i in made]
+    assert millis[0] == frozen // 1_000_000
+    assert millis[-1] in (millis[0] + 1, millis[0] + 2), "borrowed one millisecond per 4,096 ids"
 
 
 def _canonical_by_uuid_module(value: str) -> bool:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Generic, TypeVar, overload
 
+from queuert._fastinit import from_fields
 from queuert.codec import Codec, CodecError, DefaultCodec
 from queuert.errors import (
     BlockerReferenceError,
@@ -443,44 +444,59 @@ class Client(Generic[TxT]):
 
     def to_job(self, stored: StoredJob, *, input: Any = _DECODE) -> Job:
         """The public view of a stored job (``input`` given: already decoded, used as is)."""
-        return Job(
-            id=stored.id,
-            type_name=stored.type_name,
-            chain_id=stored.chain_id,
-            chain_type_name=stored.chain_type_name,
-            status=stored.status,
-            input=self._decode(stored.type_name, stored.input, "input")
-            if input is _DECODE
-            else input,
-            output=self._decode(stored.type_name, stored.output, "output"),
-            attempt=stored.attempt,
-            created_at=stored.created_at,
-            scheduled_at=stored.scheduled_at,
-            completed_at=stored.completed_at,
-            completed_by=stored.completed_by,
-            succeeded_by_job_id=stored.succeeded_by_job_id,
-            last_attempt_at=stored.last_attempt_at,
-            last_attempt_error=stored.last_attempt_error,
-            leased_by=stored.leased_by,
-            leased_until=stored.leased_until,
-            deduplication_key=stored.deduplication_key,
+        type_name = stored.type_name
+        output = stored.output
+        # the fields as one dict (Job's declaration order): cheaper than 18 keyword arguments
+        return from_fields(
+            Job,
+            {
+                "id": stored.id,
+                "type_name": type_name,
+                "chain_id": stored.chain_id,
+                "chain_type_name": stored.chain_type_name,
+                "status": stored.status,
+                "input": self._decode(type_name, stored.input, "input")
+                if input is _DECODE
+                else input,
+                "output": None if output is None else self._decode(type_name, output, "output"),
+                "attempt": stored.attempt,
+                "created_at": stored.created_at,
+                "scheduled_at": stored.scheduled_at,
+                "completed_at": stored.completed_at,
+                "completed_by": stored.completed_by,
+                "succeeded_by_job_id": stored.succeeded_by_job_id,
+                "last_attempt_at": stored.last_attempt_at,
+                "last_attempt_error": stored.last_attempt_error,
+                "leased_by": stored.leased_by,
+                "leased_until": stored.leased_until,
+                "deduplication_key": stored.deduplication_key,
+            },
         )
 
     def to_chain(
         self, stored: StoredChain, *, deduplicated: bool = False, input: Any = _DECODE
     ) -> Chain[Any]:
-        root = self.to_job(stored.root, input=input)
-        tail = root if stored.tail.id == stored.root.id else self.to_job(stored.tail)
-        closed = stored.tail.closes_chain
-        return Chain(
-            id=stored.root.id,
-            type_name=stored.root.type_name,
-            status="closed" if closed else "open",
-            outcome=stored.tail.outcome if closed else None,
-            root=root,
-            tail=tail,
-            deduplicated=deduplicated,
-            _output=tail.output if closed and stored.tail.outcome == "completed" else None,
+        return self._chain(stored.root, stored.tail, deduplicated, input)
+
+    def _chain(
+        self, root_row: StoredJob, tail_row: StoredJob, deduplicated: bool, input: Any
+    ) -> Chain[Any]:
+        root = self.to_job(root_row, input=input)
+        tail = root if tail_row.id == root_row.id else self.to_job(tail_row)
+        closed = tail_row.closes_chain
+        completed = closed and tail_row.outcome == "completed"
+        return from_fields(
+            Chain,
+            {
+                "id": root_row.id,
+                "type_name": root_row.type_name,
+                "status": "closed" if closed else "open",
+                "outcome": tail_row.outcome if closed else None,
+                "root": root,
+                "tail": tail,
+                "deduplicated": deduplicated,
+                "_output": tail.output if completed else None,
+            },
         )
 
     @staticmethod
@@ -517,11 +533,8 @@ class Client(Generic[TxT]):
                 )
         created = await self._create(list(jobs), continuation_of=None, tx=tx, hooks=hooks)
         return [
-            self.to_chain(
-                StoredChain(root=row, tail=row),
-                deduplicated=dedup,
-                input=_DECODE if dedup else job.input,  # a new chain holds the input it was given
-            )
+            # a new chain holds the input it was given
+            self._chain(row, row, dedup, _DECODE if dedup else job.input)
             for job, (row, dedup) in zip(jobs, created, strict=True)
         ]
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import typing
 from collections.abc import Mapping
 from functools import lru_cache
@@ -57,7 +58,12 @@ class DefaultCodec:
     def encode(self, tp: Any, value: Any) -> JsonValue:
         if isinstance(tp, type) and dataclasses.is_dataclass(tp) and not isinstance(value, tp):
             raise CodecError(f"expected {tp.__name__}, got {type(value).__name__}")
-        return _to_json(value, "$")
+        try:
+            return _plain_to_json(value)
+        except _NotPlain:
+            # enums, other mappings, subclasses of the JSON types, or a value to refuse: the general
+            # walk converts the first and names the path of the second
+            return _to_json(value, "$")
 
     def decode(self, tp: Any, data: JsonValue) -> Any:
         try:
@@ -107,6 +113,44 @@ class DefaultCodec:
 
 
 _SCALARS = (str, int, bool, type(None))
+
+
+class _NotPlain(Exception):
+    pass
+
+
+def _plain_to_json(value: Any) -> JsonValue:
+    """The common case of :func:`_to_json` without building paths: exact built-in JSON types and
+    dataclasses of them. Raises :class:`_NotPlain` for anything else."""
+    kind: type = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value  # type: ignore[no-any-return]
+    names = _dataclass_fields(kind)
+    if names is not None:
+        return {name: _plain_to_json(getattr(value, name)) for name in names}
+    if kind is dict:
+        out: dict[str, JsonValue] = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _NotPlain
+            out[key] = _plain_to_json(item)
+        return out
+    if kind is list or kind is tuple:
+        return [_plain_to_json(item) for item in value]
+    if kind is float and math.isfinite(value):
+        return value  # type: ignore[no-any-return]
+    raise _NotPlain
+
+
+@lru_cache(maxsize=1024)
+def _dataclass_fields(kind: type) -> tuple[str, ...] | None:
+    """The field names of a dataclass type, ``None`` for any other type (and for a dataclass that
+    subclasses a JSON type: :func:`_to_json` converts those as the JSON type)."""
+    if dataclasses.is_dataclass(kind) and not issubclass(
+        kind, (str, int, float, dict, list, tuple)
+    ):
+        return tuple(f.name for f in dataclasses.fields(kind))
+    return None
 
 
 def _to_json(value: Any, path: str) -> JsonValue:

@@ -20,7 +20,44 @@ def ensure_json(value: object, path: str = "$") -> JsonValue:
     Accepts ``None``, ``bool``, ``int``, finite ``float``, ``str``, lists/tuples of JSON and dicts with ``str``
     keys. Refuses everything else (datetimes, sets, bytes, class instances, NaN, infinities), so a value that
     is accepted reads back equal after a round trip through the store. Tuples come back as lists.
+    Containers are copied: the result shares no list or dict with ``value``.
     """
+    try:
+        return _plain(value)
+    except _NotPlain:
+        # Subclasses of the JSON types (enums on int or str, OrderedDict, other mappings), or a value
+        # to refuse: the general walk accepts the first and names the path of the second.
+        return _walk(value, path)
+
+
+class _NotPlain(Exception):
+    pass
+
+
+def _plain(value: object) -> JsonValue:
+    """The common case, without building paths: only the exact built-in types (checked with ``is``)."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value  # type: ignore[return-value]
+    if kind is dict:
+        out: dict[str, JsonValue] = {}
+        for key, item in value.items():  # type: ignore[attr-defined]
+            if type(key) is not str:
+                raise _NotPlain
+            item_kind = type(item)
+            if item_kind is str or item_kind is int or item_kind is bool or item is None:
+                out[key] = item
+            else:
+                out[key] = _plain(item)
+        return out
+    if kind is list or kind is tuple:
+        return [_plain(item) for item in value]  # type: ignore[attr-defined]
+    if kind is float and math.isfinite(value):  # type: ignore[arg-type]
+        return value  # type: ignore[return-value]
+    raise _NotPlain
+
+
+def _walk(value: object, path: str) -> JsonValue:
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
@@ -30,13 +67,13 @@ def ensure_json(value: object, path: str = "$") -> JsonValue:
             raise NotJsonError(path, value, "NaN and infinities are not JSON")
         return value
     if isinstance(value, (list, tuple)):
-        return [ensure_json(item, f"{path}[{i}]") for i, item in enumerate(value)]
+        return [_walk(item, f"{path}[{i}]") for i, item in enumerate(value)]
     if isinstance(value, Mapping):
         out: dict[str, JsonValue] = {}
         for key, item in value.items():
             if not isinstance(key, str):
                 raise NotJsonError(f"{path}.<key>", key, "object keys must be strings")
-            out[key] = ensure_json(item, f"{path}.{key}")
+            out[key] = _walk(item, f"{path}.{key}")
         return out
     raise NotJsonError(path, value, "only None, bool, int, float, str, list and dict are JSON")
 

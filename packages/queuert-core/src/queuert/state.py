@@ -28,13 +28,14 @@ Conventions that hold for every operation:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
-from queuert._fastinit import fast_init
+from queuert._fastinit import fast_init, from_fields
 from queuert.errors import BlockerReference
 from queuert.json import JsonValue
 from queuert.schedule import Deduplication, Schedule
@@ -241,32 +242,28 @@ def inserted_job(
     """The stored form of ``new`` just after its insert, for adapters that assemble it from what they
     sent instead of reading the row back: not yet attempted, leased, blocked or closed (blockers are
     added afterwards). ``input`` is the checked copy of ``new.input`` that was stored."""
-    dedup = new.deduplication if new.chain_id is None else None
-    return StoredJob(
-        id=new.id,
-        type_name=new.type_name,
-        chain_id=new.id if new.chain_id is None else new.chain_id,
-        chain_type_name=new.chain_type_name,
-        chain_index=new.chain_index,
-        input=input,
-        output=None,
-        status=status,
-        outcome=None,
-        created_at=created_at,
-        scheduled_at=scheduled_at,
-        completed_at=None,
-        completed_by=None,
-        succeeded_by_job_id=None,
-        attempt=0,
-        last_attempt_at=None,
-        last_attempt_error=None,
-        leased_by=None,
-        leased_until=None,
-        blocked=False,
-        deduplication_key=dedup.key if dedup is not None else None,
-        chain_trace_context=new.chain_trace_context,
-        trace_context=new.trace_context,
-    )
+    # Built on a copy of a prepared field dict rather than through __init__: batch starts make one
+    # per job, and a call with 23 keyword arguments costs about three times as much.
+    fields = _FRESH_JOB.copy()
+    fields["id"] = new.id
+    fields["type_name"] = new.type_name
+    fields["chain_id"] = new.id if new.chain_id is None else new.chain_id
+    fields["chain_type_name"] = new.chain_type_name
+    fields["chain_index"] = new.chain_index
+    fields["input"] = input
+    fields["status"] = status
+    fields["created_at"] = created_at
+    fields["scheduled_at"] = scheduled_at
+    if new.chain_id is None and new.deduplication is not None:
+        fields["deduplication_key"] = new.deduplication.key
+    fields["chain_trace_context"] = new.chain_trace_context
+    fields["trace_context"] = new.trace_context
+    return from_fields(StoredJob, fields)
+
+
+_FRESH_JOB: dict[str, Any] = {f.name: None for f in dataclasses.fields(StoredJob)}
+_FRESH_JOB.update(attempt=0, blocked=False)
+"""A new job's fields in declaration order: ``None`` but for the counters (the rest is filled in)."""
 
 
 @fast_init

@@ -134,21 +134,30 @@ UNION ALL
 SELECT 2, NULL, NULL, {cols("ins")} FROM ins
 """
 CREATE_FIRST = f"""
-INSERT INTO {{job}} AS j (id, type_name, chain_id, chain_type_name, chain_index, input, created_at,
-                          scheduled_at, chain_trace_context, trace_context)
-SELECT u.id::uuid, u.type_name, u.id::uuid, u.chain_type_name, 0, u.input::json, {NOW},
-       greatest(coalesce(u.sched_at, {NOW} + u.sched_after * interval '1 second'), {NOW}),
-       u.ctc, u.tc
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::float8[],
-            $7::text[], $8::text[])
-     WITH ORDINALITY AS u(id, type_name, chain_type_name, input, sched_at, sched_after, ctc, tc, ord)
-ORDER BY u.ord
-ON CONFLICT DO NOTHING
-RETURNING j.id::text, j.created_at, j.scheduled_at, j.scheduled_at > {NOW}
+WITH ins AS (
+    INSERT INTO {{job}} AS j (id, type_name, chain_id, chain_type_name, chain_index, input, created_at,
+                              scheduled_at, chain_trace_context, trace_context)
+    SELECT u.id::uuid, u.type_name, u.id::uuid, u.chain_type_name, 0, u.input::json, {NOW},
+           greatest(coalesce(u.sched_at, {NOW} + u.sched_after * interval '1 second'), {NOW}),
+           u.ctc, u.tc
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::float8[],
+                $7::text[], $8::text[])
+         WITH ORDINALITY AS u(id, type_name, chain_type_name, input, sched_at, sched_after, ctc, tc, ord)
+    ORDER BY u.ord
+    ON CONFLICT DO NOTHING
+    RETURNING j.id, j.scheduled_at
+)
+SELECT {NOW}, count(*),
+       CASE WHEN count(*) < cardinality($1::text[]) THEN array_agg(ins.id::text) END,
+       array_agg(ins.id::text) FILTER (WHERE ins.scheduled_at > {NOW}),
+       array_agg(ins.scheduled_at) FILTER (WHERE ins.scheduled_at > {NOW})
+FROM ins
 """
 """The common case of :data:`CREATE`: chain starts without deduplication. A row whose id is taken
-(stored, or earlier in the batch) is skipped, not returned; the caller then undoes the batch. Only
-what the server decided comes back: the caller knows the rest of each row."""
+(stored, or earlier in the batch) is skipped; the caller then undoes the batch. One row comes back,
+with only what the server decided: the statement's time (every row's ``created_at``, and its
+``scheduled_at`` unless later), how many rows were inserted, their ids if not all were, and the ids
+and times of the rows scheduled later. The caller knows the rest of each row."""
 
 DEDUP_LOCKS = "SELECT pg_advisory_xact_lock(u.k) IS NULL FROM unnest($1::int8[]) AS u(k)"
 

@@ -356,7 +356,7 @@ class SqliteStateAdapter:
                     new,
                     input=value,
                     created_at=now_dt,
-                    scheduled_at=parse_ts(scheduled),
+                    scheduled_at=now_dt if scheduled == now_text else parse_ts(scheduled),
                     status="scheduled" if scheduled > now_text else "ready",
                 )
                 by_position[i] = job

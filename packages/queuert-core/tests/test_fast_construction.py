@@ -1,0 +1,155 @@
+"""Hot paths build StoredJob, Job and Chain from a dict of their fields instead of calling
+``__init__`` (``queuert._fastinit.from_fields``). These tests pin that what they build is the same
+object ``__init__`` builds: every field, in declaration order, nothing else, and still frozen."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta, timezone
+from typing import Any, cast
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from queuert import Client, InMemoryStateAdapter
+from queuert.json import JsonValue
+from queuert.models import Chain, Job
+from queuert.schedule import Deduplication, Schedule
+from queuert.state import JobStatus, NewJob, Outcome, StoredChain, StoredJob, inserted_job
+
+moments = st.datetimes(
+    min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1), timezones=st.just(timezone.utc)
+)
+maybe_text = st.none() | st.text(max_size=5)
+
+
+@st.composite
+def stored_jobs(draw: st.DrawFn) -> StoredJob:
+    outcome: Outcome | None = draw(st.sampled_from([None, "completed", "failed", "cancelled"]))
+    values = st.none() | st.integers() | st.dictionaries(st.text(max_size=3), st.integers())
+    return StoredJob(
+        id=draw(st.uuids().map(str)),
+        type_name=draw(st.sampled_from(["a", "b"])),
+        chain_id=draw(st.uuids().map(str)),
+        chain_type_name="a",
+        chain_index=draw(st.integers(0, 5)),
+        input=cast(JsonValue, draw(values)),
+        output=cast(JsonValue, draw(values)),
+        status=draw(st.sampled_from(["ready", "running", "completed", "continued", "blocked"])),
+        outcome=outcome,
+        created_at=draw(moments),
+        scheduled_at=draw(moments),
+        completed_at=draw(st.none() | moments),
+        completed_by=draw(maybe_text),
+        succeeded_by_job_id=draw(st.none() | st.uuids().map(str)),
+        attempt=draw(st.integers(0, 9)),
+        last_attempt_at=draw(st.none() | moments),
+        last_attempt_error=draw(maybe_text),
+        leased_by=draw(maybe_text),
+        leased_until=draw(st.none() | moments),
+        blocked=draw(st.booleans()),
+        deduplication_key=draw(maybe_text),
+        chain_trace_context=draw(maybe_text),
+        trace_context=draw(maybe_text),
+    )
+
+
+def _names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _same_as_init(built: Any, cls: type[Any]) -> None:
+    assert type(built) is cls
+    assert list(vars(built)) == _names(cls), "every field, in declaration order, nothing else"
+    assert built == cls(**vars(built))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.id = "changed"
+
+
+@given(
+    continuation=st.booleans(),
+    schedule=st.none() | st.builds(Schedule, after=st.timedeltas(timedelta(0), timedelta(1))),
+    dedup=st.none() | st.builds(Deduplication, st.text(min_size=1, max_size=4)),
+    contexts=st.tuples(maybe_text, maybe_text),
+    when=moments,
+    later=st.booleans(),
+)
+def test_inserted_job_is_the_job_init_would_build(
+    continuation: bool,
+    schedule: Schedule | None,
+    dedup: Deduplication | None,
+    contexts: tuple[str | None, str | None],
+    when: datetime,
+    later: bool,
+) -> None:
+    new = NewJob(
+        id="j1",
+        type_name="b",
+        chain_type_name="a",
+        input={"k": [1]},
+        chain_id="c1" if continuation else None,
+        chain_index=3 if continuation else 0,
+        schedule=schedule,
+        deduplication=None if continuation else dedup,
+        chain_trace_context=contexts[0],
+        trace_context=contexts[1],
+    )
+    at = when + timedelta(seconds=5) if later else when
+    status: JobStatus = "scheduled" if later else "ready"
+    job = inserted_job(new, input={"k": [1]}, created_at=when, scheduled_at=at, status=status)
+    _same_as_init(job, StoredJob)
+    assert job == StoredJob(
+        id="j1",
+        type_name="b",
+        chain_id="c1" if continuation else "j1",
+        chain_type_name="a",
+        chain_index=3 if continuation else 0,
+        input={"k": [1]},
+        output=None,
+        status=status,
+        outcome=None,
+        created_at=when,
+        scheduled_at=at,
+        completed_at=None,
+        completed_by=None,
+        succeeded_by_job_id=None,
+        attempt=0,
+        last_attempt_at=None,
+        last_attempt_error=None,
+        leased_by=None,
+        leased_until=None,
+        blocked=False,
+        deduplication_key=dedup.key if dedup is not None and not continuation else None,
+        chain_trace_context=contexts[0],
+        trace_context=contexts[1],
+    )
+
+
+@given(root=stored_jobs(), tail=stored_jobs(), same=st.booleans(), deduplicated=st.booleans())
+def test_client_views_are_the_objects_init_would_build(
+    root: StoredJob, tail: StoredJob, same: bool, deduplicated: bool
+) -> None:
+    client: Client[Any] = Client(InMemoryStateAdapter(), job_types=[])
+    if same:
+        tail = root
+
+    def job_by_init(stored: StoredJob) -> Job:
+        return Job(**{name: getattr(stored, name) for name in _names(Job)})
+
+    job = client.to_job(root)
+    _same_as_init(job, Job)
+    assert job == job_by_init(root)
+
+    chain = client.to_chain(StoredChain(root=root, tail=tail), deduplicated=deduplicated)
+    _same_as_init(chain, Chain)
+    closed = tail.closes_chain
+    assert chain == Chain(
+        id=root.id,
+        type_name=root.type_name,
+        status="closed" if closed else "open",
+        outcome=tail.outcome if closed else None,
+        root=job_by_init(root),
+        tail=job_by_init(tail),
+        deduplicated=deduplicated,
+        _output=tail.output if closed and tail.outcome == "completed" else None,
+    )
