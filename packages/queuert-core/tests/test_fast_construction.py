@@ -12,10 +12,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from queuert import Client, InMemoryStateAdapter
+from queuert.in_memory.state import _Row
 from queuert.json import JsonValue
 from queuert.models import Chain, Job
 from queuert.schedule import Deduplication, Schedule
-from queuert.state import JobStatus, NewJob, Outcome, StoredChain, StoredJob, inserted_job
+from queuert.state import (
+    STORED_FIELDS,
+    JobStatus,
+    NewJob,
+    Outcome,
+    StoredChain,
+    StoredJob,
+    inserted_job,
+)
 
 moments = st.datetimes(
     min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1), timezones=st.just(timezone.utc)
@@ -153,3 +162,9 @@ def test_client_views_are_the_objects_init_would_build(
         deduplicated=deduplicated,
         _output=tail.output if closed and tail.outcome == "completed" else None,
     )
+
+
+def test_the_in_memory_rows_hold_the_stored_fields_in_order() -> None:
+    """The in-memory store builds a new row from ``inserted_job``'s result field by field."""
+    assert tuple(_names(_Row)) == STORED_FIELDS
+    assert [n for n in _names(StoredJob) if n != "status"] == list(STORED_FIELDS)

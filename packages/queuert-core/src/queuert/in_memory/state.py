@@ -28,6 +28,7 @@ import asyncio
 import bisect
 import contextvars
 import heapq
+import operator
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
@@ -53,6 +54,7 @@ from queuert.errors import (
 from queuert.json import JsonValue, copy_json, ensure_json
 from queuert.schedule import Deduplication, Schedule
 from queuert.state import (
+    STORED_FIELDS,
     BlockersAdded,
     Capabilities,
     ChainFilter,
@@ -72,6 +74,7 @@ from queuert.state import (
     StoredJob,
     TriggerResult,
     derive_status,
+    inserted_job,
 )
 
 __all__ = ["InMemoryStateAdapter", "InMemoryTransaction", "TransactionAbortedError"]
@@ -462,6 +465,10 @@ class _View:
 # -- helpers ----------------------------------------------------------------------------------------
 
 
+_stored_fields = operator.attrgetter(*STORED_FIELDS)
+"""A stored job's facts in the order of :class:`_Row`'s fields (the tests check the two agree)."""
+
+
 def _stored(row: _Row, now: datetime) -> StoredJob:
     """The public view of a row, with its derived status and JSON values copied out."""
     return StoredJob(
@@ -765,30 +772,15 @@ class InMemoryStateAdapter:
                         continue
                 if view.job(new.id) is not None:
                     raise DuplicateJobIdError(new.id)
-                row = _Row(
-                    id=new.id,
-                    type_name=new.type_name,
-                    chain_id=new.id if new.chain_id is None else new.chain_id,
-                    chain_type_name=new.chain_type_name,
-                    chain_index=new.chain_index,
+                scheduled_at = _scheduled_at(new.schedule, now)
+                fresh = inserted_job(
+                    new,
                     input=input_value,
-                    output=None,
-                    outcome=None,
                     created_at=now,
-                    scheduled_at=_scheduled_at(new.schedule, now),
-                    completed_at=None,
-                    completed_by=None,
-                    succeeded_by_job_id=None,
-                    attempt=0,
-                    last_attempt_at=None,
-                    last_attempt_error=None,
-                    leased_by=None,
-                    leased_until=None,
-                    blocked=False,
-                    deduplication_key=dedup.key if dedup is not None else None,
-                    chain_trace_context=new.chain_trace_context,
-                    trace_context=new.trace_context,
+                    scheduled_at=scheduled_at,
+                    status="scheduled" if scheduled_at > now else "ready",
                 )
+                row = _Row(*_stored_fields(fresh))
                 view.put(row)
                 created = _stored(row, now)
                 if dedup is not None:
