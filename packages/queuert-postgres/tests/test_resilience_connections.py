@@ -151,18 +151,22 @@ async def test_cancellations_during_the_rollback_do_not_leak_the_transaction() -
         await provider.close()
 
 
-async def test_a_cancellation_during_begin_does_not_leak_the_transaction() -> None:
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_cancellation_during_begin_does_not_leak_the_transaction(kind: str) -> None:
     """A task cancelled while its ``BEGIN`` is on the way (a worker shutting down as an attempt opens
     its transaction): the server opens the transaction all the same, so the provider must end it
     before the connection goes back to the pool; asyncpg otherwise rolls it back itself and reports
     "Resetting connection with an active transaction" through the loop's exception handler. The
     cancellation is sent after 0 to 4 loop turns, which puts it before, during and after the
-    ``BEGIN``'s round trip; the task must end cancelled every time and the pool stay usable."""
+    ``BEGIN``'s round trip; with every provider the task must end cancelled every time and the pool
+    stay usable. (SQLAlchemy on asyncpg also reports "Future exception was never retrieved" for some
+    of these: its pool terminates the interrupted connection and asyncpg leaves that future unread.
+    The checks below hold for it all the same.)"""
     loop = asyncio.get_running_loop()
     reported: list[str] = []
     previous = loop.get_exception_handler()
     loop.set_exception_handler(lambda _loop, context: reported.append(str(context.get("message"))))
-    provider = await make_provider("asyncpg")
+    provider = await make_provider(kind)
     try:
         for attempt in range(200):
 
