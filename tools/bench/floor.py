@@ -7,6 +7,7 @@ brackets), per operation:
 
     uv run python tools/bench/floor.py                       # machine, SQLite and client floors
     uv run python tools/bench/floor.py --dsn postgresql://postgres@127.0.0.1/test   # and PostgreSQL
+    uv run python tools/bench/floor.py --dsn postgresql://... --memory-cycles 120   # and asyncpg's heap
 
 - thread round trip: two OS threads pass a token through a queue and back (two context switches).
 - asyncio -> thread hop: ``await`` of a function run on an aiosqlite connection's thread; every SQLite
@@ -21,6 +22,9 @@ brackets), per operation:
   a two-column table and ``COMMIT`` on one held connection, no pool (what a one-chain transaction
   costs at least); insert per row: 100 rows in one ``INSERT ... SELECT FROM unnest(...)`` into that
   table.
+- with ``--memory-cycles N``: the Python heap that asyncpg alone retains over N cycles of opening a
+  pool, running 50 transactions and closing it (what bench.py's memory figures for PostgreSQL
+  include before queuert adds anything).
 - client per chain: queuert's client starting chains on the in-memory adapter (no database at all), one
   by one in a transaction each and in batches of 100: the Python cost of the client and of a store
   written in Python, without any I/O.
@@ -250,6 +254,41 @@ async def postgres(dsn: str, count: int = 2_000) -> dict[str, list[float]]:
         await pool.close()
 
 
+async def asyncpg_memory(dsn: str, cycles: int) -> list[tuple[int, float]]:
+    """Python heap retained (KiB, ``tracemalloc``) after repeated cycles of asyncpg alone: open a pool
+    of up to 10 connections, run 50 concurrent one-statement transactions, close it. The baseline is
+    taken after one warm-up cycle; the result holds a reading after every tenth of the cycles."""
+    import gc
+    import tracemalloc
+
+    import asyncpg
+
+    async def cycle() -> None:
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=10)
+
+        async def one() -> None:
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.fetch("SELECT $1::int", 1)
+
+        await asyncio.gather(*[one() for _ in range(50)])
+        await pool.close()
+
+    tracemalloc.start()
+    try:
+        await cycle()
+        gc.collect()
+        base = tracemalloc.get_traced_memory()[0]
+        readings = []
+        for i in range(1, cycles + 1):
+            await cycle()
+            gc.collect()
+            if i % max(cycles // 10, 1) == 0:
+                readings.append((i, (tracemalloc.get_traced_memory()[0] - base) / 1024))
+        return readings
+    finally:
+        tracemalloc.stop()
+
+
 # -- the client alone --------------------------------------------------------------------------------
 
 
@@ -281,6 +320,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--dsn", help="a PostgreSQL URL: also measure the PostgreSQL floors")
+    parser.add_argument(
+        "--memory-cycles",
+        type=int,
+        default=0,
+        help="with --dsn: also the Python heap asyncpg alone retains over this many pool cycles",
+    )
     args = parser.parse_args()
     print(
         f"queuert floors: python {platform.python_version()} on {platform.machine()}, "
@@ -311,6 +356,10 @@ def main() -> None:
         pg_row = report("insert per row, 100 per statement", pg["row"])
         print(f"  ceiling one by one:   {1e6 / tx:>10,.0f} chains/s   (no queuert code)")
         print(f"  ceiling batches:      {1e6 / pg_row:>10,.0f} chains/s   (two-column table)")
+        if args.memory_cycles:
+            readings = asyncio.run(asyncpg_memory(args.dsn, args.memory_cycles))
+            print("  heap retained by asyncpg alone (open pool, 50 transactions, close), KiB:")
+            print("   " + "  ".join(f"{i}: {kib:.1f}" for i, kib in readings))
     sys.stdout.flush()
 
 
