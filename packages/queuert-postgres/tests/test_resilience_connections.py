@@ -22,6 +22,8 @@ PID = Sql("SELECT pg_backend_pid()")
 ONE = Sql("SELECT 1")
 
 KINDS = ["asyncpg", "psycopg", "sqlalchemy", "sqlalchemy-psycopg"]
+POOL_SIZE = 10
+"""At least as many connections as any provider of ``make_provider`` keeps idle."""
 
 
 class Boom(Exception):
@@ -44,6 +46,27 @@ async def _terminate(pid: int) -> None:
             await asyncio.sleep(0.01)
     finally:
         await conn.close()
+
+
+async def _transactions_start_fresh(provider: PgProvider[Any], count: int) -> bool:
+    """Open ``count`` transactions at once (so the pool hands out that many different connections)
+    and tell whether each one began now: a connection handed back inside an older transaction would
+    report that transaction's start (``now()``) from before this call."""
+    mark = (await provider.fetch(Sql("SELECT clock_timestamp()"), [], None))[0][0]
+    inside = 0
+    all_inside = asyncio.Event()
+
+    async def one() -> bool:
+        nonlocal inside
+        async with provider.transaction() as tx:
+            started = (await provider.fetch(Sql("SELECT now()"), [], tx))[0][0]
+            inside += 1
+            if inside == count:
+                all_inside.set()
+            await all_inside.wait()  # hold the connection until every transaction has its own
+            return bool(started >= mark)
+
+    return all(await asyncio.wait_for(asyncio.gather(*[one() for _ in range(count)]), 30))
 
 
 async def _inside_a_dead_transaction(provider: PgProvider[Any], then: Any) -> None:
@@ -180,8 +203,9 @@ async def test_a_cancellation_during_begin_does_not_leak_the_transaction(kind: s
             task.cancel()
             await asyncio.wait([task], timeout=10)
             assert task.cancelled(), f"the task ended with {task.exception()!r}, not cancelled"
-        async with provider.transaction() as tx:  # the pool still works
-            assert (await provider.fetch(ONE, [], tx))[0][0] == 1
+        assert await _transactions_start_fresh(provider, POOL_SIZE), (
+            "a pooled connection was still inside a transaction opened before"
+        )
         assert [m for m in reported if "active transaction" in m] == []
     finally:
         loop.set_exception_handler(previous)
