@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -72,6 +74,21 @@ async def run_processes(argv: Sequence[Sequence[str]], timeout: float = 120.0) -
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
+
+
+@contextmanager
+def external_write_lock(path: Path) -> Iterator[sqlite3.Connection]:
+    """Another connection (as another process would) holding the database's write lock."""
+    # the same SQLite library as the adapter: two libraries in one process would break each
+    # other's POSIX locks on the file
+    raw: sqlite3.Connection = DBAPI.connect(str(path), isolation_level=None)
+    try:
+        raw.execute("BEGIN IMMEDIATE")
+        yield raw
+        if raw.in_transaction:
+            raw.execute("ROLLBACK")
+    finally:
+        raw.close()
 
 
 class HopCounter:

@@ -5,37 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 from queuert.errors import StateAdapterClosedError, UsageError
 from queuert.state import JobFilter
 from queuert_sqlite import SqliteStateAdapter
-from sqlite_helpers import DBAPI, LEASE, TYPE, new_job, run_processes
+from sqlite_helpers import DBAPI, LEASE, TYPE, external_write_lock, new_job, run_processes
 
 SETTLE = 0.2
 """Seconds given to a concurrent task to reach its waiting point. A task that has not got there
 yet only makes a check weaker (it never makes a case pass wrongly)."""
-
-
-@contextmanager
-def external_write_lock(path: Path) -> Iterator[sqlite3.Connection]:
-    """Another connection (as another process would) holding the database's write lock."""
-    # the same SQLite library as the adapter: two libraries in one process would break each
-    # other's POSIX locks on the file
-    raw: sqlite3.Connection = DBAPI.connect(str(path), isolation_level=None)
-    try:
-        raw.execute("BEGIN IMMEDIATE")
-        yield raw
-        if raw.in_transaction:
-            raw.execute("ROLLBACK")
-    finally:
-        raw.close()
 
 
 @asynccontextmanager

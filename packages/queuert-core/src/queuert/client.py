@@ -627,6 +627,7 @@ class Client(Generic[TxT]):
                         input=payload,
                         schedule=job.schedule,
                         deduplication=job.deduplication,
+                        fresh_id=job.id is None and self._generate_id is uuid7,
                     )
                 )
             else:

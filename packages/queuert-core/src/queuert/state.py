@@ -201,6 +201,11 @@ class NewJob:
     the tail's), newest match wins; race-free against concurrent creators of the same key."""
     chain_trace_context: str | None = None
     trace_context: str | None = None
+    fresh_id: bool = False
+    """Set by the client when it generated ``id`` itself with its built-in uuid7 generator, so no
+    stored job can have it. A store may then write a new chain's job later in the transaction (with
+    its next statement or its commit) instead of right away: the insert cannot clash, and if it fails
+    for another reason the whole transaction fails. Stores may ignore it."""
 
 
 STORED_FIELDS: tuple[str, ...] = (

@@ -99,6 +99,35 @@ def _scheduled_at(schedule: Schedule | None, now: str) -> str:
     return now
 
 
+def _new_row(
+    new: NewJob, value: JsonValue, text: str, now_text: str, now_dt: datetime
+) -> tuple[tuple[Any, ...], StoredJob]:
+    """The INSERT parameters of a job that is inserted, and the job as stored."""
+    scheduled = _scheduled_at(new.schedule, now_text)
+    dedup = new.deduplication if new.chain_id is None else None
+    row = (
+        new.id,
+        new.type_name,
+        new.id if new.chain_id is None else new.chain_id,
+        new.chain_type_name,
+        new.chain_index,
+        text,
+        now_text,
+        scheduled,
+        dedup.key if dedup is not None else None,
+        new.chain_trace_context,
+        new.trace_context,
+    )
+    job = inserted_job(
+        new,
+        input=value,
+        created_at=now_dt,
+        scheduled_at=now_dt if scheduled == now_text else parse_ts(scheduled),
+        status="scheduled" if scheduled > now_text else "ready",
+    )
+    return row, job
+
+
 def _check_page(order: Order, limit: int) -> bool:
     """Validate paging arguments; True for descending order."""
     if order not in ("asc", "desc"):
@@ -259,6 +288,12 @@ class SqliteStateAdapter:
             value = ensure_json(new.input)
             prepared.append((new, value, dumps(value)))
         sql = self._sql
+        if self.provider.can_defer(tx) and all(
+            new.fresh_id and new.chain_id is None and new.deduplication is None
+            for new, _, _ in prepared
+        ):
+            assert tx is not None
+            return self._create_later(prepared, tx)
 
         def op(raw: sqlite3.Connection) -> list[CreatedJob]:
             now_text, now_dt = now()
@@ -334,31 +369,8 @@ class SqliteStateAdapter:
                 if new.id in inserted_ids:
                     raise DuplicateJobIdError(new.id)
                 inserted_ids.add(new.id)
-                scheduled = _scheduled_at(new.schedule, now_text)
-                chain_id = new.id if new.chain_id is None else new.chain_id
-                key_text = dedup.key if dedup is not None else None
-                rows.append(
-                    (
-                        new.id,
-                        new.type_name,
-                        chain_id,
-                        new.chain_type_name,
-                        new.chain_index,
-                        text,
-                        now_text,
-                        scheduled,
-                        key_text,
-                        new.chain_trace_context,
-                        new.trace_context,
-                    )
-                )
-                job = inserted_job(
-                    new,
-                    input=value,
-                    created_at=now_dt,
-                    scheduled_at=now_dt if scheduled == now_text else parse_ts(scheduled),
-                    status="scheduled" if scheduled > now_text else "ready",
-                )
+                row, job = _new_row(new, value, text, now_text, now_dt)
+                rows.append(row)
                 by_position[i] = job
                 if new.chain_id is not None:
                     batch_at[(new.chain_id, new.chain_index)] = job
@@ -387,6 +399,27 @@ class SqliteStateAdapter:
                 if job_id in taken:
                     raise DuplicateJobIdError(job_id) from None
             raise conflict.cause from None
+
+    def _create_later(
+        self, prepared: list[tuple[NewJob, JsonValue, str]], tx: SqliteConnection
+    ) -> list[CreatedJob]:
+        """New chains with fresh ids and no deduplication: nothing to look up and nothing they can
+        clash with, so the result is known now and the INSERT goes with the transaction's next
+        operation or its COMMIT (one thread hop less; see SqliteProvider.defer_write)."""
+        now_text, now_dt = now()
+        rows: list[tuple[Any, ...]] = []
+        results: list[CreatedJob] = []
+        ids: set[str] = set()
+        for new, value, text in prepared:
+            if new.id in ids:
+                raise DuplicateJobIdError(new.id)
+            ids.add(new.id)
+            row, job = _new_row(new, value, text, now_text, now_dt)
+            rows.append(row)
+            results.append(CreatedJob(job=job, deduplicated=False))
+        insert = self._sql.insert_job
+        self.provider.defer_write(tx, lambda raw: raw.executemany(insert, rows))
+        return results
 
     async def add_blockers(
         self,

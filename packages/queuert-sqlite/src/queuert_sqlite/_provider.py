@@ -15,7 +15,9 @@ Round trips
     so every adapter operation is *one* hop: a plain function that executes all its statements on the
     connection's thread. Inside a transaction, ``BEGIN IMMEDIATE`` and savepoint statements are queued
     and sent together with the next operation (an empty transaction or an unused savepoint costs no
-    round trip at all).
+    round trip at all). So are writes whose result is known without asking SQLite (chain starts with
+    a fresh id, see :meth:`SqliteProvider.defer_write`): a transaction that only starts chains is
+    one hop, ``BEGIN IMMEDIATE``, the INSERT and ``COMMIT`` together.
 """
 
 from __future__ import annotations
@@ -311,10 +313,12 @@ class SqliteConnection:
         "_active",
         "_begun",
         "_depth",
+        "_direct",
         "_pending",
         "_provider",
         "_savepoints",
         "_task",
+        "_writes",
     )
 
     def __init__(self, provider: SqliteProvider, task: asyncio.Task[Any] | None) -> None:
@@ -323,8 +327,14 @@ class SqliteConnection:
         self._active = True
         self._begun = False
         """Set on the writer thread once ``BEGIN IMMEDIATE`` has run."""
-        self._pending: list[str] = [_BEGIN]
-        """Statements to send before the next operation (BEGIN, SAVEPOINT, RELEASE, ROLLBACK TO)."""
+        self._pending: list[str | Callable[[sqlite3.Connection], object]] = [_BEGIN]
+        """What to send before the next operation: statements (BEGIN, SAVEPOINT, RELEASE, ROLLBACK TO)
+        and deferred writes (see :meth:`SqliteProvider.defer_write`)."""
+        self._writes = 0
+        """Deferred writes in ``_pending``."""
+        self._direct = False
+        """The aiosqlite connection was handed out: statements may reach SQLite without us, so
+        nothing may be deferred any more (they would not see it)."""
         self._savepoints = 0
         self._depth = 0
         """Open savepoints (0 = the transaction itself)."""
@@ -365,6 +375,7 @@ class SqliteConnection:
 
         Statements you send through it run in this transaction; do not commit or roll back on it.
         """
+        self._direct = True
         await self._provider.run_write(lambda raw: None, self, atomic=False)
         return self._provider._writer_conn().aio
 
@@ -431,8 +442,13 @@ class _Savepoint:
             tx._aborted = None  # rolling this savepoint back ends the aborted state
         rollback = exc_type is not None or aborted
         opened = f"SAVEPOINT {self._name}"
-        if tx._pending and tx._pending[-1] == opened:
-            tx._pending.pop()  # nothing ran inside: the savepoint never reached SQLite
+        pending = tx._pending
+        if pending and pending[-1] == opened:
+            pending.pop()  # nothing ran inside: the savepoint never reached SQLite
+        elif rollback and opened in pending:
+            # Only deferred writes ran inside and none reached SQLite: forget them.
+            del pending[pending.index(opened) :]
+            tx._writes = sum(1 for item in pending if not isinstance(item, str))
         else:
             if rollback:
                 tx._pending.append(f"ROLLBACK TO {self._name}")
@@ -471,6 +487,7 @@ class SqliteProvider:
             self._idle.put_nowait(reader)
         self._write_lock = asyncio.Lock()
         self._owner: asyncio.Task[Any] | None = None
+        self._owner_tx: SqliteConnection | None = None
         self._closed = False
         self.journal_mode = ""
         self.sqlite_version = sqlite3.sqlite_version
@@ -681,17 +698,18 @@ class SqliteProvider:
             raise StateAdapterClosedError()
         task = asyncio.current_task()
         self._owner = task
-        return SqliteConnection(self, task)
+        tx = SqliteConnection(self, task)
+        self._owner_tx = tx
+        return tx
 
     async def _end(self, tx: SqliteConnection, *, commit: bool) -> None:
         aborted = commit and tx._aborted is not None
         if aborted:
             commit = False
         try:
-            if tx._begun and not self._closed:
+            if (tx._begun or (commit and tx._writes)) and not self._closed:
                 if commit:
-                    await self._writer.call(lambda: self._commit_on_thread(tx))
-                    self._committed()
+                    await self._commit(tx)
                 else:
                     try:
                         await self._writer.call(lambda: self._rollback_on_thread(tx))
@@ -704,16 +722,44 @@ class SqliteProvider:
         finally:
             tx._active = False
             tx._pending.clear()
+            tx._writes = 0
             self._owner = None
+            self._owner_tx = None
             self._write_lock.release()
         if aborted:
             raise TransactionAbortedError(
                 "a statement failed in this transaction; it has been rolled back"
             )
 
+    async def _commit(self, tx: SqliteConnection) -> None:
+        """Send what is pending and COMMIT, in one hop; a BEGIN that found the database busy (only
+        deferred writes were queued, nothing ran yet) is retried like any transaction's BEGIN."""
+        attempt = 0
+        while True:
+            try:
+                await self._writer.call(lambda: self._commit_on_thread(tx))
+                break
+            except Exception as exc:
+                if (
+                    tx._begun
+                    or not tx._pending
+                    or tx._pending[0] != _BEGIN
+                    or not is_busy(exc)
+                    or attempt >= self.options.busy_retries
+                ):
+                    raise
+            logger.info(
+                "sqlite busy at BEGIN, retrying",
+                extra={"queuert_attempt": attempt + 1, "queuert_database": self.database},
+            )
+            await asyncio.sleep(_backoff(attempt))
+            attempt += 1
+            self._check_open()
+        self._committed()
+
     def _commit_on_thread(self, tx: SqliteConnection) -> None:
         raw = self._writer.raw
-        if not raw.in_transaction:
+        if tx._begun and not raw.in_transaction:
             raise TransactionAbortedError()
         try:
             self._flush_pending(tx, raw)
@@ -776,8 +822,18 @@ class SqliteProvider:
                     raw.execute("ROLLBACK")
                 self._begin_on_thread(raw)
                 tx._begun = True
-            else:
+            elif isinstance(stmt, str):
                 raw.execute(stmt)
+            else:
+                del pending[0]
+                tx._writes -= 1
+                try:
+                    stmt(raw)
+                except BaseException:
+                    # Its caller was told it succeeded: the transaction must not commit now.
+                    tx._aborted = 0
+                    raise
+                continue
             del pending[0]
         if tx._begun and not raw.in_transaction:
             raise TransactionAbortedError()
@@ -797,6 +853,25 @@ class SqliteProvider:
                 "a statement failed in this transaction: roll back to the enclosing savepoint "
                 "(or end the transaction) before running more statements"
             )
+
+    @staticmethod
+    def can_defer(tx: object) -> bool:
+        """True if writes may be deferred in ``tx`` (see :meth:`defer_write`): not once the
+        transaction's aiosqlite connection was handed out, whose statements would not see them."""
+        return isinstance(tx, SqliteConnection) and not tx._direct
+
+    def defer_write(self, tx: SqliteConnection, fn: Callable[[sqlite3.Connection], object]) -> None:
+        """Queue ``fn(connection)`` to run in ``tx`` with its next operation or its COMMIT.
+
+        For writes whose outcome the caller already knows (a chain start with a fresh id): the
+        transaction's first write then rides along with the next statement or with the COMMIT
+        (``BEGIN IMMEDIATE``, the write and ``COMMIT`` in one hop). If ``fn`` fails, the operation
+        that sent it raises that error and the transaction can no longer commit.
+        """
+        tx = self._check_tx(tx)
+        self._check_not_aborted(tx)
+        tx._pending.append(fn)
+        tx._writes += 1
 
     async def poison(self, tx: SqliteConnection, fn: Callable[[sqlite3.Connection], Any]) -> None:
         """Run ``fn`` (a statement that fails) in ``tx`` and put ``tx`` into the aborted state."""
@@ -918,7 +993,11 @@ class SqliteProvider:
         raw = self._writer.raw
         if self._owner is not None and self._owner is asyncio.current_task():
             # The task holding the transaction reads without tx=: with a single connection it can
-            # only read through that connection (its own uncommitted writes are visible).
+            # only read through that connection (its own uncommitted writes are visible, the
+            # deferred ones too).
+            tx = self._owner_tx
+            if tx is not None and tx._writes:
+                return await self._run_in_tx(tx, fn, atomic=False)
             return await self._writer.call(lambda: fn(raw))
         async with self._write_lock:
             self._check_open()

@@ -1,0 +1,400 @@
+"""Chain starts written later in their transaction.
+
+A new chain whose id the client generated (uuid7) and that has no deduplication key cannot clash
+with anything, so the adapter knows the result without asking SQLite: its INSERT is queued and sent
+with the transaction's next operation or with its COMMIT. A transaction that only starts a chain is
+then one hop (BEGIN IMMEDIATE, INSERT, COMMIT) instead of two. These tests pin what must not change
+for the caller: what the transaction sees, savepoints, rollbacks, failures and busy retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from queuert import Client, Deduplication, EntryJobType
+from queuert.errors import DuplicateJobIdError
+from queuert.ids import uuid7
+from queuert_sqlite import SqliteConnection, SqliteStateAdapter, TransactionAbortedError
+from sqlite_helpers import DBAPI, HopCounter, external_write_lock
+
+ORDERS = "CREATE TABLE orders (id INTEGER PRIMARY KEY, note TEXT NOT NULL)"
+
+
+@dataclass
+class Note:
+    text: str
+
+
+class Mail(EntryJobType[Note, None], name="deferred_mail"):
+    pass
+
+
+class Boom(EntryJobType[Note, None], name="deferred_boom"):
+    """Its INSERT fails: a trigger refuses it (stands for a disk or I/O error at write time)."""
+
+
+@pytest.fixture
+async def client(adapter: SqliteStateAdapter) -> AsyncIterator[Client[SqliteConnection]]:
+    table = f"{adapter.table_prefix}job"
+    async with adapter.transaction() as tx:
+        await tx.execute(ORDERS)
+        await tx.execute(
+            f"CREATE TRIGGER refuse_boom BEFORE INSERT ON {table} "
+            "WHEN NEW.type_name = 'deferred_boom' BEGIN SELECT RAISE(ABORT, 'boom refused'); END"
+        )
+    c: Client[SqliteConnection] = Client(adapter, job_types=[Mail, Boom])
+    try:
+        yield c
+    finally:
+        await c.close()
+
+
+def rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Read with a connection of its own: only what was committed."""
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def job_ids(adapter: SqliteStateAdapter, path: Path) -> set[str]:
+    return {r[0] for r in rows(path, f"SELECT id FROM {adapter.table_prefix}job")}
+
+
+def order_notes(path: Path) -> list[str]:
+    return [r[0] for r in rows(path, "SELECT note FROM orders ORDER BY id")]
+
+
+async def test_a_transaction_that_only_starts_a_chain_is_one_hop(
+    client: Client[SqliteConnection],
+    adapter: SqliteStateAdapter,
+    db_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hops = HopCounter(monkeypatch)
+    async with client.transaction() as tx:
+        chain = await client.start_chain(Mail(Note("a")), tx=tx)
+        assert hops.count == 0  # nothing sent yet
+    assert hops.count == 1  # BEGIN IMMEDIATE, INSERT and COMMIT together
+    assert job_ids(adapter, db_path) == {chain.id}
+    stored = await client.get_chain(chain.id)
+    assert stored is not None and stored.status == "open"
+    assert stored.root.created_at == chain.root.created_at
+    assert stored.root.scheduled_at == chain.root.scheduled_at
+
+    hops.reset()
+    async with client.transaction() as tx:
+        chains = await client.start_chains([Mail(Note(str(i))) for i in range(100)], tx=tx)
+    assert hops.count == 1
+    assert {c.id for c in chains} <= job_ids(adapter, db_path)
+
+
+@pytest.mark.parametrize("case", ["explicit id", "deduplication key", "custom id generator"])
+async def test_starts_that_can_clash_are_written_at_once(
+    adapter: SqliteStateAdapter, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    def my_ids() -> str:
+        return uuid7()
+
+    generator = my_ids if case == "custom id generator" else uuid7
+    client: Client[SqliteConnection] = Client(adapter, job_types=[Mail], generate_id=generator)
+    job = {
+        "explicit id": Mail(Note("x"), id=uuid7()),
+        "deduplication key": Mail(Note("x"), deduplication=Deduplication(key="k")),
+        "custom id generator": Mail(Note("x")),
+    }[case]
+    hops = HopCounter(monkeypatch)
+    async with client.transaction() as tx:
+        await client.start_chain(job, tx=tx)
+        assert hops.count == 1
+    assert hops.count == 2
+    await client.close()
+
+
+async def test_an_explicit_id_that_exists_raises_at_the_call(
+    client: Client[SqliteConnection], adapter: SqliteStateAdapter, db_path: Path
+) -> None:
+    async with client.transaction() as tx:
+        first = await client.start_chain(Mail(Note("first")), tx=tx)
+    async with client.transaction() as tx:
+        pending = await client.start_chain(Mail(Note("pending")), tx=tx)
+        with pytest.raises(DuplicateJobIdError):
+            await client.start_chain(Mail(Note("again"), id=first.id), tx=tx)
+    assert job_ids(adapter, db_path) == {first.id, pending.id}
+
+
+async def test_the_transaction_sees_its_queued_starts(
+    client: Client[SqliteConnection], adapter: SqliteStateAdapter
+) -> None:
+    table = f"{adapter.table_prefix}job"
+    async with client.transaction() as tx:
+        a = await client.start_chain(Mail(Note("a")), tx=tx)
+        seen = await client.get_chain(a.id, tx=tx)
+        assert seen is not None and seen.id == a.id
+        b = await client.start_chain(Mail(Note("b")), tx=tx)
+        assert await tx.execute(f"SELECT count(*) FROM {table} WHERE id = ?", (b.id,)) == [(1,)]
+        c = await client.start_chain(Mail(Note("c")), tx=tx)
+        # reads without tx= go to a reader connection: committed work only, as for any write
+        assert await client.get_chain(c.id) is None
+        d = await client.start_chain(Mail(Note("d")), tx=tx)
+        raw = await tx.aiosqlite_connection()
+        async with raw.execute(f"SELECT count(*) FROM {table} WHERE id = ?", (d.id,)) as cur:
+            assert await cur.fetchone() == (1,)
+        # statements on the handed-out connection bypass the adapter: no more deferring
+        e = await client.start_chain(Mail(Note("e")), tx=tx)
+        async with raw.execute(f"SELECT count(*) FROM {table} WHERE id = ?", (e.id,)) as cur:
+            assert await cur.fetchone() == (1,)
+
+
+async def test_without_readers_the_transactions_task_reads_its_queued_starts(db_path: Path) -> None:
+    adapter = await SqliteStateAdapter.open(db_path, readers=0)
+    await adapter.migrate()
+    client: Client[SqliteConnection] = Client(adapter, job_types=[Mail])
+    try:
+        async with client.transaction() as tx:
+            chain = await client.start_chain(Mail(Note("a")), tx=tx)
+            # one connection: the task holding the transaction reads through it, without tx= too
+            unbound = await client.get_chain(chain.id)
+            assert unbound is not None and unbound.id == chain.id
+    finally:
+        await client.close()
+        await adapter.close()
+
+
+async def test_starts_keep_their_order_with_your_own_writes(
+    client: Client[SqliteConnection], adapter: SqliteStateAdapter, db_path: Path
+) -> None:
+    table = f"{adapter.table_prefix}job"
+    async with client.transaction() as tx:
+        chain = await client.start_chain(Mail(Note("a")), tx=tx)
+        # a statement that reads the job table in the same transaction sees the queued row
+        await tx.execute(
+            f"INSERT INTO orders (note) SELECT 'job ' || id FROM {table} WHERE id = ?", (chain.id,)
+        )
+    assert order_notes(db_path) == [f"job {chain.id}"]
+
+
+async def test_a_rolled_back_transaction_writes_nothing(
+    client: Client[SqliteConnection],
+    adapter: SqliteStateAdapter,
+    db_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hops = HopCounter(monkeypatch)
+    with pytest.raises(RuntimeError):
+        async with client.transaction() as tx:
+            await client.start_chain(Mail(Note("a")), tx=tx)
+            raise RuntimeError("business logic failed")
+    assert hops.count == 0  # nothing had reached SQLite, so nothing to roll back
+    assert job_ids(adapter, db_path) == set()
+    async with client.transaction() as tx:  # the writer is free and clean
+        kept = await client.start_chain(Mail(Note("b")), tx=tx)
+    assert job_ids(adapter, db_path) == {kept.id}
+
+
+async def test_savepoints_roll_back_only_their_own_starts(
+    client: Client[SqliteConnection], adapter: SqliteStateAdapter, db_path: Path
+) -> None:
+    async with client.transaction() as tx:
+        outer = await client.start_chain(Mail(Note("outer")), tx=tx)
+        with pytest.raises(RuntimeError):
+            async with client.savepoint(tx) as sp:
+                await client.start_chain(Mail(Note("dropped")), tx=sp)
+                async with client.savepoint(sp) as inner:
+                    await client.start_chain(Mail(Note("dropped too")), tx=inner)
+                raise RuntimeError
+        async with client.savepoint(tx) as sp:
+            released = await client.start_chain(Mail(Note("released")), tx=sp)
+        await tx.execute("INSERT INTO orders (note) VALUES ('sent')")
+        with pytest.raises(RuntimeError):
+            async with client.savepoint(tx) as sp:  # opened after statements reached SQLite
+                await tx.execute("INSERT INTO orders (note) VALUES ('dropped')")
+                await client.start_chain(Mail(Note("dropped")), tx=sp)
+                raise RuntimeError
+        last = await client.start_chain(Mail(Note("last")), tx=tx)
+    assert job_ids(adapter, db_path) == {outer.id, released.id, last.id}
+    assert order_notes(db_path) == ["sent"]
+
+
+async def test_a_failed_queued_write_fails_the_next_statement_and_the_transaction(
+    client: Client[SqliteConnection], adapter: SqliteStateAdapter, db_path: Path
+) -> None:
+    with pytest.raises(TransactionAbortedError):
+        async with client.transaction() as tx:
+            await tx.execute("INSERT INTO orders (note) VALUES ('before')")
+            await client.start_chain(Mail(Note("ok")), tx=tx)
+            await client.start_chain(Boom(Note("refused")), tx=tx)  # queued: nothing fails yet
+            with pytest.raises(DBAPI.IntegrityError, match="boom refused"):
+                await tx.execute("INSERT INTO orders (note) VALUES ('after')")
+            with pytest.raises(TransactionAbortedError):  # the transaction cannot go on ...
+                await client.start_chain(Mail(Note("more")), tx=tx)
+            async with client.savepoint(tx):  # ... not even from a savepoint opened after it
+                pass
+    assert job_ids(adapter, db_path) == set()  # ... and cannot commit
+    assert order_notes(db_path) == []
+
+
+async def test_a_failed_queued_write_fails_the_commit(
+    client: Client[SqliteConnection],
+    adapter: SqliteStateAdapter,
+    db_path: Path,
+) -> None:
+    with pytest.raises(DBAPI.IntegrityError, match="boom refused"):
+        async with client.transaction() as tx:
+            await tx.execute("INSERT INTO orders (note) VALUES ('business write')")
+            await client.start_chain(Mail(Note("ok")), tx=tx)
+            await client.start_chain(Boom(Note("refused")), tx=tx)
+    assert job_ids(adapter, db_path) == set()
+    assert order_notes(db_path) == []
+    async with client.transaction() as tx:  # the writer is usable again
+        kept = await client.start_chain(Mail(Note("b")), tx=tx)
+    assert job_ids(adapter, db_path) == {kept.id}
+
+
+# -- busy: another process holds the write lock when the one hop wants to BEGIN -------------------
+
+
+async def test_a_busy_begin_at_commit_is_retried(db_path: Path) -> None:
+    adapter = await SqliteStateAdapter.open(db_path, busy_timeout=0.02, busy_retries=100)
+    await adapter.migrate()
+    client: Client[SqliteConnection] = Client(adapter, job_types=[Mail])
+    try:
+        with external_write_lock(db_path) as other:
+
+            async def start() -> str:
+                async with client.transaction() as tx:
+                    chain = await client.start_chain(Mail(Note("waits")), tx=tx)
+                return chain.id
+
+            started = asyncio.create_task(start())
+            await asyncio.sleep(0.3)
+            assert not started.done(), "the commit must wait for the other process's lock"
+            other.execute("COMMIT")
+            chain_id = await asyncio.wait_for(started, 30)
+        assert job_ids(adapter, db_path) == {chain_id}
+    finally:
+        await client.close()
+        await adapter.close()
+
+
+async def test_a_begin_that_stays_busy_fails_the_commit_and_writes_nothing(db_path: Path) -> None:
+    adapter = await SqliteStateAdapter.open(db_path, busy_timeout=0.01, busy_retries=2)
+    await adapter.migrate()
+    client: Client[SqliteConnection] = Client(adapter, job_types=[Mail])
+    try:
+        with (
+            external_write_lock(db_path),
+            pytest.raises(DBAPI.OperationalError, match="locked"),
+        ):
+            async with client.transaction() as tx:
+                await client.start_chain(Mail(Note("never")), tx=tx)
+        assert job_ids(adapter, db_path) == set()
+        async with client.transaction() as tx:  # usable again once the lock is gone
+            kept = await client.start_chain(Mail(Note("kept")), tx=tx)
+        assert job_ids(adapter, db_path) == {kept.id}
+    finally:
+        await client.close()
+        await adapter.close()
+
+
+# -- a model: any mix of starts, own writes and savepoints commits what a direct write would -------
+
+Step = tuple[Any, ...]
+
+steps: st.SearchStrategy[list[Step]] = st.recursive(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("start"), st.booleans()),  # True: the client generates the id
+            st.tuples(st.just("order")),
+            st.tuples(st.just("read")),
+        ),
+        max_size=4,
+    ),
+    lambda inner: st.lists(
+        st.one_of(
+            st.tuples(st.just("start"), st.booleans()),
+            st.tuples(st.just("order")),
+            st.tuples(st.just("savepoint"), inner, st.booleans()),  # True: the block raises
+        ),
+        max_size=4,
+    ),
+    max_leaves=12,
+)
+
+
+class _Abandon(Exception):
+    pass
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(program=steps, commit=st.booleans())
+def test_any_program_commits_what_the_model_says(program: list[Step], commit: bool) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(_run_program(Path(tmp) / "q.db", program, commit))
+
+
+async def _run_program(path: Path, program: list[Step], commit: bool) -> None:
+    adapter = await SqliteStateAdapter.open(path)
+    await adapter.migrate()
+    async with adapter.transaction() as tx:
+        await tx.execute(ORDERS)
+    client: Client[SqliteConnection] = Client(adapter, job_types=[Mail])
+    expected_jobs: dict[str, Any] = {}
+    expected_orders: list[str] = []
+    counter = iter(range(10_000))
+
+    async def run(
+        body: list[Step], tx: SqliteConnection, jobs: dict[str, Any], orders: list[str]
+    ) -> None:
+        for step in body:
+            if step[0] == "start":
+                job = Mail(Note("s")) if step[1] else Mail(Note("e"), id=uuid7())
+                chain = await client.start_chain(job, tx=tx)
+                jobs[chain.id] = chain.root
+            elif step[0] == "order":
+                note = f"o{next(counter)}"
+                await tx.execute("INSERT INTO orders (note) VALUES (?)", (note,))
+                orders.append(note)
+            elif step[0] == "read":
+                for job_id in jobs:
+                    assert await client.get_job(job_id, tx=tx) is not None
+            else:
+                _, inner, fail = step
+                inner_jobs: dict[str, Any] = {}
+                inner_orders: list[str] = []
+                try:
+                    async with client.savepoint(tx) as sp:
+                        await run(inner, sp, inner_jobs, inner_orders)
+                        if fail:
+                            raise _Abandon
+                except _Abandon:
+                    continue
+                jobs.update(inner_jobs)
+                orders.extend(inner_orders)
+
+    try:
+        try:
+            async with client.transaction() as tx:
+                await run(program, tx, expected_jobs, expected_orders)
+                if not commit:
+                    raise _Abandon
+        except _Abandon:
+            expected_jobs.clear()
+            expected_orders.clear()
+        assert job_ids(adapter, path) == set(expected_jobs)
+        assert order_notes(path) == expected_orders
+        for job_id, returned in expected_jobs.items():
+            assert await client.get_job(job_id) == returned
+    finally:
+        await client.close()
+        await adapter.close()
