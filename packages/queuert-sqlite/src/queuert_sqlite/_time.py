@@ -9,7 +9,9 @@ host's real-time clock read through the VFS, and every process that opens the fi
 resolution, which is too coarse for a queue (operations a few hundred microseconds apart would carry
 the same time and lose their order). The adapter therefore reads the same clock, ``CLOCK_REALTIME``,
 with microsecond resolution on the connection's thread at the start of each operation, and does the
-arithmetic in Python. It never uses a caller-supplied time as "now".
+arithmetic in Python. It never uses a caller-supplied time as "now". (A chain start whose INSERT is
+deferred to the transaction's next statement reads it when ``create_jobs`` is called, on the event
+loop's thread: the same clock, a moment before the row reaches SQLite, as with any statement time.)
 """
 
 from __future__ import annotations
