@@ -59,8 +59,9 @@ async def client(adapter: SqliteStateAdapter) -> AsyncIterator[Client[SqliteConn
 
 
 def rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
-    """Read with a connection of its own: only what was committed."""
-    conn = sqlite3.connect(path)
+    """Read with a connection of its own: only what was committed (through the driver under test:
+    two SQLite libraries in one process would break each other's locks on the file)."""
+    conn: sqlite3.Connection = DBAPI.connect(str(path))
     try:
         return conn.execute(sql).fetchall()
     finally:
