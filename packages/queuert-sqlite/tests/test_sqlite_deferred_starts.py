@@ -245,6 +245,41 @@ async def test_a_failed_queued_write_fails_the_next_statement_and_the_transactio
     assert order_notes(db_path) == []
 
 
+async def test_a_failed_queued_write_in_a_savepoint_fails_only_that_savepoint(
+    client: Client[SqliteConnection], adapter: SqliteStateAdapter, db_path: Path
+) -> None:
+    async with client.transaction() as tx:
+        await tx.execute("INSERT INTO orders (note) VALUES ('kept')")
+        kept = await client.start_chain(Mail(Note("kept")), tx=tx)
+        with pytest.raises(DBAPI.IntegrityError, match="boom refused"):
+            async with client.savepoint(tx) as sp:
+                # one INSERT for both: the first row goes in before the second one fails
+                await client.start_chains([Mail(Note("half")), Boom(Note("refused"))], tx=sp)
+                await sp.execute("INSERT INTO orders (note) VALUES ('dropped')")
+        # rolling the savepoint back ended it all: the transaction goes on
+        after = await client.start_chain(Mail(Note("after")), tx=tx)
+    assert job_ids(adapter, db_path) == {kept.id, after.id}
+    assert order_notes(db_path) == ["kept"]
+
+
+async def test_a_failed_queued_write_of_a_released_savepoint_fails_the_transaction(
+    client: Client[SqliteConnection], adapter: SqliteStateAdapter, db_path: Path
+) -> None:
+    with pytest.raises(TransactionAbortedError):
+        async with client.transaction() as tx:
+            async with client.savepoint(tx) as first:
+                await client.start_chain(Boom(Note("refused")), tx=first)
+            # released with its INSERT still queued: the INSERT now belongs to the transaction
+            with pytest.raises(DBAPI.IntegrityError, match="boom refused"):
+                async with client.savepoint(tx) as second:  # a sibling, at the same depth
+                    await second.execute("INSERT INTO orders (note) VALUES ('in second')")
+            # rolling back the sibling must not end the aborted state
+            with pytest.raises(TransactionAbortedError):
+                await tx.execute("INSERT INTO orders (note) VALUES ('after')")
+    assert job_ids(adapter, db_path) == set()
+    assert order_notes(db_path) == []
+
+
 async def test_a_failed_queued_write_fails_the_commit(
     client: Client[SqliteConnection],
     adapter: SqliteStateAdapter,

@@ -300,6 +300,15 @@ def _common_setup(raw: sqlite3.Connection, options: SqliteOptions) -> None:
     raw.execute("PRAGMA temp_store = MEMORY")
 
 
+@dataclass(frozen=True)
+class _Deferred:
+    """A write queued by :meth:`SqliteProvider.defer_write` inside ``savepoint`` (a name; ``None``
+    for the transaction itself)."""
+
+    fn: Callable[[sqlite3.Connection], object]
+    savepoint: str | None
+
+
 class SqliteConnection:
     """The transaction object of the SQLite adapter: the writer connection inside your transaction.
 
@@ -314,6 +323,7 @@ class SqliteConnection:
         "_begun",
         "_depth",
         "_direct",
+        "_open",
         "_pending",
         "_provider",
         "_savepoints",
@@ -327,7 +337,7 @@ class SqliteConnection:
         self._active = True
         self._begun = False
         """Set on the writer thread once ``BEGIN IMMEDIATE`` has run."""
-        self._pending: list[str | Callable[[sqlite3.Connection], object]] = [_BEGIN]
+        self._pending: list[str | _Deferred] = [_BEGIN]
         """What to send before the next operation: statements (BEGIN, SAVEPOINT, RELEASE, ROLLBACK TO)
         and deferred writes (see :meth:`SqliteProvider.defer_write`)."""
         self._writes = 0
@@ -338,6 +348,8 @@ class SqliteConnection:
         self._savepoints = 0
         self._depth = 0
         """Open savepoints (0 = the transaction itself)."""
+        self._open: list[str] = []
+        """Names of the open savepoints, outermost first."""
         self._aborted: int | None = None
         """Depth at which a poisoned statement failed (emulated aborted state), else None."""
 
@@ -424,6 +436,7 @@ class _Savepoint:
         tx._depth += 1
         self._depth = tx._depth
         self._name = f"queuert_sp_{tx._savepoints}"
+        tx._open.append(self._name)
         tx._pending.append(f"SAVEPOINT {self._name}")
         return tx
 
@@ -437,6 +450,7 @@ class _Savepoint:
         if not tx._active:
             return
         tx._depth = self._depth - 1
+        del tx._open[self._depth - 1 :]
         aborted = tx._aborted is not None and tx._aborted >= self._depth
         if aborted:
             tx._aborted = None  # rolling this savepoint back ends the aborted state
@@ -828,10 +842,14 @@ class SqliteProvider:
                 del pending[0]
                 tx._writes -= 1
                 try:
-                    stmt(raw)
+                    stmt.fn(raw)
                 except BaseException:
-                    # Its caller was told it succeeded: the transaction must not commit now.
-                    tx._aborted = 0
+                    # Its caller was told it succeeded: what it was part of must not commit now.
+                    # If the savepoint it was queued in is still open, rolling that back ends the
+                    # aborted state, as after a statement that failed in it; if that savepoint has
+                    # ended already (released into its parent), only the transaction's end does.
+                    sp = stmt.savepoint
+                    tx._aborted = tx._open.index(sp) + 1 if sp in tx._open else 0
                     raise
                 continue
             del pending[0]
@@ -866,11 +884,12 @@ class SqliteProvider:
         For writes whose outcome the caller already knows (a chain start with a fresh id): the
         transaction's first write then rides along with the next statement or with the COMMIT
         (``BEGIN IMMEDIATE``, the write and ``COMMIT`` in one hop). If ``fn`` fails, the operation
-        that sent it raises that error and the transaction can no longer commit.
+        that sent it raises that error, and the savepoint ``fn`` was queued in (or the transaction)
+        can no longer commit: it must be rolled back, as after a statement that failed in it.
         """
         tx = self._check_tx(tx)
         self._check_not_aborted(tx)
-        tx._pending.append(fn)
+        tx._pending.append(_Deferred(fn, tx._open[-1] if tx._open else None))
         tx._writes += 1
 
     async def poison(self, tx: SqliteConnection, fn: Callable[[sqlite3.Connection], Any]) -> None:
