@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from queuert import Client, Deduplication, EntryJobType
+from queuert import Attempt, Backoff, Client, Deduplication, EntryJobType, TxContext, Worker
 from queuert.errors import DuplicateJobIdError
 from queuert.ids import uuid7
 from queuert_sqlite import SqliteConnection, SqliteStateAdapter, TransactionAbortedError
@@ -295,6 +295,57 @@ async def test_a_failed_queued_write_fails_the_commit(
     async with client.transaction() as tx:  # the writer is usable again
         kept = await client.start_chain(Mail(Note("b")), tx=tx)
     assert job_ids(adapter, db_path) == {kept.id}
+
+
+class Parent(EntryJobType[Note, str], name="deferred_parent"):
+    """Its handler starts a Flaky chain in the attempt's transaction and completes."""
+
+
+class Flaky(EntryJobType[Note, None], name="deferred_flaky"):
+    """Its INSERT fails on the first attempt of its parent (a trigger refuses ``try 1``)."""
+
+
+async def test_a_handler_whose_deferred_start_fails_is_retried_and_leaves_nothing(
+    adapter: SqliteStateAdapter, db_path: Path
+) -> None:
+    table = f"{adapter.table_prefix}job"
+    async with adapter.transaction() as tx:
+        await tx.execute(
+            f"CREATE TRIGGER refuse_flaky BEFORE INSERT ON {table} "
+            "WHEN NEW.type_name = 'deferred_flaky' AND json_extract(NEW.input, '$.text') = 'try 1' "
+            "BEGIN SELECT RAISE(ABORT, 'flaky refused'); END"
+        )
+    client: Client[SqliteConnection] = Client(adapter, job_types=[Parent, Flaky])
+    worker: Worker[SqliteConnection] = Worker(
+        client, poll_interval=0.05, backoff=Backoff(initial=0.05, maximum=0.1, jitter=0)
+    )
+    attempts = 0
+
+    @worker.handler(Parent)
+    async def parent(attempt: Attempt[Parent]) -> None:
+        nonlocal attempts
+        attempts += 1
+
+        async def write(ctx: TxContext[SqliteConnection]) -> str:
+            child = await ctx.start_chain(Flaky(Note(f"try {attempts}")))
+            return child.id
+
+        await attempt.complete(write)
+
+    async with client.transaction() as tx:
+        chain = await client.start_chain(Parent(Note("p")), tx=tx)
+    await worker.start()
+    try:
+        child_id = await client.wait_for_chain(chain, timeout=30, poll_interval=0.05)
+    finally:
+        await worker.close()
+        await client.close()
+    assert attempts == 2
+    flaky = rows(db_path, f"SELECT id, input FROM {table} WHERE type_name = 'deferred_flaky'")
+    # the first attempt's start is gone with its transaction, the second one's is there
+    assert flaky == [(child_id, '{"text":"try 2"}')]
+    parent_job = await adapter.get_job(chain.id)
+    assert parent_job is not None and parent_job.attempt == 2 and parent_job.outcome == "completed"
 
 
 # -- busy: another process holds the write lock when the one hop wants to BEGIN -------------------
