@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Any, Generic, TypeVar, overload
 
 from queuert._fastinit import from_fields
+from queuert._tasks import drain
 from queuert.codec import Codec, CodecError, DefaultCodec
 from queuert.errors import (
     BlockerReferenceError,
@@ -406,8 +407,7 @@ class Client(Generic[TxT]):
 
     async def wait_published(self) -> None:
         """Wait until the notifications of every transaction committed so far are published."""
-        while self._flushes:
-            await asyncio.gather(*list(self._flushes), return_exceptions=True)
+        await drain(self._flushes)
         await self._publisher.drain()
 
     async def close(self) -> None:

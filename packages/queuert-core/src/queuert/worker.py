@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Generic, Protocol, TypeVar
 
+from queuert._tasks import drain
 from queuert.attempt import (
     LOST_REASONS,
     Attempt,
@@ -403,11 +404,7 @@ class Worker(Generic[TxT]):
                 await self._unsubscribe()
             except Exception as exc:
                 self.client.emit(NotifyAdapterError(operation="unsubscribe", error=repr(exc)))
-        while self._tasks:
-            remaining = list(self._tasks)
-            for task in remaining:
-                task.cancel()
-            await asyncio.gather(*remaining, return_exceptions=True)
+        await drain(self._tasks, cancel=True)
         self.client.emit(WorkerStopped(self.id))
         self._closed.set()
 
