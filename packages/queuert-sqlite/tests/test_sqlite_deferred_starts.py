@@ -485,3 +485,105 @@ async def _run_program(path: Path, program: list[Step], commit: bool) -> None:
     finally:
         await client.close()
         await adapter.close()
+
+
+# -- with failing writes: no start is lost without its caller hearing of it, none appears unasked ---
+
+failing_steps: st.SearchStrategy[list[Step]] = st.recursive(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("start"), st.booleans()),
+            st.tuples(st.just("boom")),  # a start whose INSERT fails when it is sent
+            st.tuples(st.just("order")),
+            st.tuples(st.just("read")),
+        ),
+        max_size=4,
+    ),
+    lambda inner: st.lists(
+        st.one_of(
+            st.tuples(st.just("start"), st.booleans()),
+            st.tuples(st.just("boom")),
+            st.tuples(st.just("order")),
+            st.tuples(st.just("savepoint"), inner, st.booleans()),
+        ),
+        max_size=4,
+    ),
+    max_leaves=12,
+)
+
+
+@dataclass
+class _Unit:
+    """A savepoint block, or the transaction: ``ok`` is False once it ended with an exception."""
+
+    ok: bool = True
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(program=failing_steps, commit=st.booleans())
+def test_a_start_commits_exactly_when_every_block_around_it_succeeded(
+    program: list[Step], commit: bool
+) -> None:
+    """Whatever fails where (a queued INSERT refused when some later statement, savepoint or the
+    commit sends it), the committed chains and rows are exactly those whose every enclosing block,
+    the transaction included, ended without an exception. A refused start can never be committed,
+    so if the caller were never told (no enclosing block failed), this would not hold."""
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(_run_failing_program(Path(tmp) / "q.db", program, commit))
+
+
+async def _run_failing_program(path: Path, program: list[Step], commit: bool) -> None:
+    adapter = await SqliteStateAdapter.open(path)
+    await adapter.migrate()
+    async with adapter.transaction() as tx:
+        await tx.execute(ORDERS)
+        await tx.execute(
+            f"CREATE TRIGGER refuse_boom BEFORE INSERT ON {adapter.table_prefix}job "
+            "WHEN NEW.type_name = 'deferred_boom' BEGIN SELECT RAISE(ABORT, 'boom refused'); END"
+        )
+    client: Client[SqliteConnection] = Client(adapter, job_types=[Mail, Boom])
+    started: list[tuple[str, tuple[_Unit, ...]]] = []
+    written: list[tuple[str, tuple[_Unit, ...]]] = []
+    counter = iter(range(10_000))
+
+    async def run(body: list[Step], tx: SqliteConnection, units: tuple[_Unit, ...]) -> None:
+        for step in body:
+            if step[0] == "start":
+                job = Mail(Note("s")) if step[1] else Mail(Note("e"), id=uuid7())
+                started.append(((await client.start_chain(job, tx=tx)).id, units))
+            elif step[0] == "boom":
+                started.append(((await client.start_chain(Boom(Note("b")), tx=tx)).id, units))
+            elif step[0] == "order":
+                note = f"o{next(counter)}"
+                await tx.execute("INSERT INTO orders (note) VALUES (?)", (note,))
+                written.append((note, units))
+            elif step[0] == "read":
+                for job_id, _ in started:
+                    await client.get_job(job_id, tx=tx)
+            else:
+                _, inner, fail = step
+                unit = _Unit()
+                try:
+                    async with client.savepoint(tx) as sp:
+                        await run(inner, sp, (*units, unit))
+                        if fail:
+                            raise _Abandon
+                except Exception:
+                    unit.ok = False
+
+    top = _Unit()
+    try:
+        try:
+            async with client.transaction() as tx:
+                await run(program, tx, (top,))
+                if not commit:
+                    raise _Abandon
+        except Exception:
+            top.ok = False
+        expected_jobs = {job_id for job_id, units in started if all(u.ok for u in units)}
+        expected_orders = [note for note, units in written if all(u.ok for u in units)]
+        assert job_ids(adapter, path) == expected_jobs
+        assert order_notes(path) == expected_orders
+    finally:
+        await client.close()
+        await adapter.close()
