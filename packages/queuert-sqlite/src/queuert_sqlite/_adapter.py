@@ -1,7 +1,10 @@
 """The SQLite state adapter: :class:`queuert.state.StateAdapter` over a :class:`SqliteProvider`.
 
 Every operation is one function executed on a connection's thread (one round trip, whatever the batch
-size); inside it, statements work on whole batches through ``json_each`` or ``executemany``. Writers
+size); inside it, statements work on whole batches through ``json_each`` or ``executemany``. The one
+exception is a batch of new chains with fresh ids and no deduplication key inside a transaction: its
+INSERT is queued and sent with the transaction's next operation or its COMMIT (no round trip of its
+own). Writers
 are serialised (one writer connection, ``BEGIN IMMEDIATE``), so the locking rules of the contract hold
 trivially: a locked read is a read inside the write transaction, and "find work" operations never
 meet a row locked by someone else.
