@@ -328,7 +328,6 @@ class SqliteConnection:
         "_provider",
         "_savepoints",
         "_task",
-        "_writes",
     )
 
     def __init__(self, provider: SqliteProvider, task: asyncio.Task[Any] | None) -> None:
@@ -340,8 +339,6 @@ class SqliteConnection:
         self._pending: list[str | _Deferred] = [_BEGIN]
         """What to send before the next operation: statements (BEGIN, SAVEPOINT, RELEASE, ROLLBACK TO)
         and deferred writes (see :meth:`SqliteProvider.defer_write`)."""
-        self._writes = 0
-        """Deferred writes in ``_pending``."""
         self._direct = False
         """The aiosqlite connection was handed out: statements may reach SQLite without us, so
         nothing may be deferred any more (they would not see it)."""
@@ -352,6 +349,11 @@ class SqliteConnection:
         """Names of the open savepoints, outermost first."""
         self._aborted: int | None = None
         """Depth at which a poisoned statement failed (emulated aborted state), else None."""
+
+    @property
+    def _has_writes(self) -> bool:
+        """Deferred writes are queued (they make the transaction worth committing)."""
+        return any(type(item) is _Deferred for item in self._pending)
 
     @property
     def is_active(self) -> bool:
@@ -462,7 +464,6 @@ class _Savepoint:
         elif rollback and opened in pending:
             # Only deferred writes ran inside and none reached SQLite: forget them.
             del pending[pending.index(opened) :]
-            tx._writes = sum(1 for item in pending if not isinstance(item, str))
         else:
             if rollback:
                 tx._pending.append(f"ROLLBACK TO {self._name}")
@@ -500,8 +501,8 @@ class SqliteProvider:
         for reader in readers:
             self._idle.put_nowait(reader)
         self._write_lock = asyncio.Lock()
-        self._owner: asyncio.Task[Any] | None = None
-        self._owner_tx: SqliteConnection | None = None
+        self._owner: SqliteConnection | None = None
+        """The open transaction (it holds the write lock), if any."""
         self._closed = False
         self.journal_mode = ""
         self.sqlite_version = sqlite3.sqlite_version
@@ -694,9 +695,15 @@ class SqliteProvider:
         """``SAVEPOINT`` / ``RELEASE`` / ``ROLLBACK TO`` inside ``tx`` (yields ``tx``)."""
         return _Savepoint(self, tx)
 
+    def _held_here(self) -> SqliteConnection | None:
+        """The open transaction if the current task holds it."""
+        owner = self._owner
+        if owner is None or owner._task is None:
+            return None
+        return owner if owner._task is asyncio.current_task() else None
+
     def _check_not_owner(self) -> None:
-        task = asyncio.current_task()
-        if self._owner is not None and self._owner is task:
+        if self._held_here() is not None:
             raise UsageError(
                 "this task already holds a transaction of this SQLite database and SQLite has a "
                 "single writer, so opening another one (or writing without tx=) would wait for "
@@ -710,10 +717,8 @@ class SqliteProvider:
         if self._closed:
             self._write_lock.release()
             raise StateAdapterClosedError()
-        task = asyncio.current_task()
-        self._owner = task
-        tx = SqliteConnection(self, task)
-        self._owner_tx = tx
+        tx = SqliteConnection(self, asyncio.current_task())
+        self._owner = tx
         return tx
 
     async def _end(self, tx: SqliteConnection, *, commit: bool) -> None:
@@ -721,7 +726,7 @@ class SqliteProvider:
         if aborted:
             commit = False
         try:
-            if (tx._begun or (commit and tx._writes)) and not self._closed:
+            if (tx._begun or (commit and tx._has_writes)) and not self._closed:
                 if commit:
                     await self._commit(tx)
                 else:
@@ -736,9 +741,7 @@ class SqliteProvider:
         finally:
             tx._active = False
             tx._pending.clear()
-            tx._writes = 0
             self._owner = None
-            self._owner_tx = None
             self._write_lock.release()
         if aborted:
             raise TransactionAbortedError(
@@ -746,13 +749,19 @@ class SqliteProvider:
             )
 
     async def _commit(self, tx: SqliteConnection) -> None:
-        """Send what is pending and COMMIT, in one hop; a BEGIN that found the database busy (only
-        deferred writes were queued, nothing ran yet) is retried like any transaction's BEGIN."""
+        """Send what is pending and COMMIT, in one hop (a busy BEGIN retried, see _hop)."""
+        await self._hop(tx, lambda: self._commit_on_thread(tx))
+        self._committed()
+
+    async def _hop(self, tx: SqliteConnection, job: Callable[[], T]) -> T:
+        """Run ``job`` (which first sends ``tx``'s pending statements) on the writer's thread.
+
+        If the BEGIN it sends finds the database busy, the hop is retried with backoff: nothing of
+        the transaction has run yet. Any other failure, or one after the BEGIN, is raised."""
         attempt = 0
         while True:
             try:
-                await self._writer.call(lambda: self._commit_on_thread(tx))
-                break
+                return await self._writer.call(job)
             except Exception as exc:
                 if (
                     tx._begun
@@ -768,8 +777,7 @@ class SqliteProvider:
             )
             await asyncio.sleep(_backoff(attempt))
             attempt += 1
-            self._check_open()
-        self._committed()
+            self._check_tx(tx)
 
     def _commit_on_thread(self, tx: SqliteConnection) -> None:
         raw = self._writer.raw
@@ -840,7 +848,6 @@ class SqliteProvider:
                 raw.execute(stmt)
             else:
                 del pending[0]
-                tx._writes -= 1
                 try:
                     stmt.fn(raw)
                 except BaseException:
@@ -890,7 +897,6 @@ class SqliteProvider:
         tx = self._check_tx(tx)
         self._check_not_aborted(tx)
         tx._pending.append(_Deferred(fn, tx._open[-1] if tx._open else None))
-        tx._writes += 1
 
     async def poison(self, tx: SqliteConnection, fn: Callable[[sqlite3.Connection], Any]) -> None:
         """Run ``fn`` (a statement that fails) in ``tx`` and put ``tx`` into the aborted state."""
@@ -963,27 +969,7 @@ class SqliteProvider:
                 return fn(raw)
             return in_savepoint(raw, fn)
 
-        attempt = 0
-        while True:
-            try:
-                return await self._writer.call(job)
-            except Exception as exc:
-                # Only the BEGIN may be retried: nothing of the transaction has run yet.
-                if (
-                    tx._begun
-                    or not tx._pending
-                    or tx._pending[0] != _BEGIN
-                    or not is_busy(exc)
-                    or attempt >= self.options.busy_retries
-                ):
-                    raise
-            logger.info(
-                "sqlite busy at BEGIN, retrying",
-                extra={"queuert_attempt": attempt + 1, "queuert_database": self.database},
-            )
-            await asyncio.sleep(_backoff(attempt))
-            attempt += 1
-            self._check_tx(tx)
+        return await self._hop(tx, job)
 
     async def run_read(
         self, fn: Callable[[sqlite3.Connection], T], tx: SqliteConnection | None = None
@@ -1010,12 +996,12 @@ class SqliteProvider:
 
     async def _read_on_writer(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         raw = self._writer.raw
-        if self._owner is not None and self._owner is asyncio.current_task():
+        tx = self._held_here()
+        if tx is not None:
             # The task holding the transaction reads without tx=: with a single connection it can
             # only read through that connection (its own uncommitted writes are visible, the
             # deferred ones too).
-            tx = self._owner_tx
-            if tx is not None and tx._writes:
+            if tx._has_writes:
                 return await self._run_in_tx(tx, fn, atomic=False)
             return await self._writer.call(lambda: fn(raw))
         async with self._write_lock:
