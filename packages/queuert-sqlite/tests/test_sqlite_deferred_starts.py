@@ -24,7 +24,7 @@ from queuert import Attempt, Backoff, Client, Deduplication, EntryJobType, TxCon
 from queuert.errors import DuplicateJobIdError
 from queuert.ids import uuid7
 from queuert_sqlite import SqliteConnection, SqliteStateAdapter, TransactionAbortedError
-from sqlite_helpers import DBAPI, HopCounter, external_write_lock
+from sqlite_helpers import DBAPI, HopCounter, external_write_lock, statements_of
 
 ORDERS = "CREATE TABLE orders (id INTEGER PRIMARY KEY, note TEXT NOT NULL)"
 
@@ -227,6 +227,20 @@ async def test_savepoints_roll_back_only_their_own_starts(
     assert order_notes(db_path) == ["sent"]
 
 
+async def test_a_rolled_back_savepoint_of_queued_starts_never_reaches_sqlite(
+    client: Client[SqliteConnection], adapter: SqliteStateAdapter, db_path: Path
+) -> None:
+    seen = await statements_of(adapter)
+    async with client.transaction() as tx:
+        with pytest.raises(RuntimeError):
+            async with client.savepoint(tx) as sp:
+                await client.start_chain(Mail(Note("dropped")), tx=sp)
+                raise RuntimeError
+        kept = await client.start_chain(Mail(Note("kept")), tx=tx)
+    assert not [s for s in seen if "SAVEPOINT" in s or "ROLLBACK" in s], seen
+    assert job_ids(adapter, db_path) == {kept.id}
+
+
 async def test_a_failed_queued_write_fails_the_next_statement_and_the_transaction(
     client: Client[SqliteConnection], adapter: SqliteStateAdapter, db_path: Path
 ) -> None:
@@ -394,122 +408,35 @@ async def test_a_begin_that_stays_busy_fails_the_commit_and_writes_nothing(db_pa
         await adapter.close()
 
 
-# -- a model: any mix of starts, own writes and savepoints commits what a direct write would -------
+# -- programs: any mix of starts, own writes, reads and savepoints, some starts refused --------------
 
 Step = tuple[Any, ...]
 
-steps: st.SearchStrategy[list[Step]] = st.recursive(
-    st.lists(
-        st.one_of(
-            st.tuples(st.just("start"), st.booleans()),  # True: the client generates the id
-            st.tuples(st.just("order")),
-            st.tuples(st.just("read")),
+
+def programs(refused: bool) -> st.SearchStrategy[list[Step]]:
+    """Nested programs; with ``refused``, also starts whose INSERT a trigger refuses when sent."""
+    start = st.tuples(st.just("start"), st.booleans())  # True: the client generates the id
+    boom = [st.tuples(st.just("boom"))] if refused else []
+    return st.recursive(
+        st.lists(
+            st.one_of(start, *boom, st.tuples(st.just("order")), st.tuples(st.just("read"))),
+            max_size=4,
         ),
-        max_size=4,
-    ),
-    lambda inner: st.lists(
-        st.one_of(
-            st.tuples(st.just("start"), st.booleans()),
-            st.tuples(st.just("order")),
-            st.tuples(st.just("savepoint"), inner, st.booleans()),  # True: the block raises
+        lambda inner: st.lists(
+            st.one_of(
+                start,
+                *boom,
+                st.tuples(st.just("order")),
+                st.tuples(st.just("savepoint"), inner, st.booleans()),  # True: the block raises
+            ),
+            max_size=4,
         ),
-        max_size=4,
-    ),
-    max_leaves=12,
-)
+        max_leaves=12,
+    )
 
 
 class _Abandon(Exception):
     pass
-
-
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(program=steps, commit=st.booleans())
-def test_any_program_commits_what_the_model_says(program: list[Step], commit: bool) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        asyncio.run(_run_program(Path(tmp) / "q.db", program, commit))
-
-
-async def _run_program(path: Path, program: list[Step], commit: bool) -> None:
-    adapter = await SqliteStateAdapter.open(path)
-    await adapter.migrate()
-    async with adapter.transaction() as tx:
-        await tx.execute(ORDERS)
-    client: Client[SqliteConnection] = Client(adapter, job_types=[Mail])
-    expected_jobs: dict[str, Any] = {}
-    expected_orders: list[str] = []
-    counter = iter(range(10_000))
-
-    async def run(
-        body: list[Step], tx: SqliteConnection, jobs: dict[str, Any], orders: list[str]
-    ) -> None:
-        for step in body:
-            if step[0] == "start":
-                job = Mail(Note("s")) if step[1] else Mail(Note("e"), id=uuid7())
-                chain = await client.start_chain(job, tx=tx)
-                jobs[chain.id] = chain.root
-            elif step[0] == "order":
-                note = f"o{next(counter)}"
-                await tx.execute("INSERT INTO orders (note) VALUES (?)", (note,))
-                orders.append(note)
-            elif step[0] == "read":
-                for job_id in jobs:
-                    assert await client.get_job(job_id, tx=tx) is not None
-            else:
-                _, inner, fail = step
-                inner_jobs: dict[str, Any] = {}
-                inner_orders: list[str] = []
-                try:
-                    async with client.savepoint(tx) as sp:
-                        await run(inner, sp, inner_jobs, inner_orders)
-                        if fail:
-                            raise _Abandon
-                except _Abandon:
-                    continue
-                jobs.update(inner_jobs)
-                orders.extend(inner_orders)
-
-    try:
-        try:
-            async with client.transaction() as tx:
-                await run(program, tx, expected_jobs, expected_orders)
-                if not commit:
-                    raise _Abandon
-        except _Abandon:
-            expected_jobs.clear()
-            expected_orders.clear()
-        assert job_ids(adapter, path) == set(expected_jobs)
-        assert order_notes(path) == expected_orders
-        for job_id, returned in expected_jobs.items():
-            assert await client.get_job(job_id) == returned
-    finally:
-        await client.close()
-        await adapter.close()
-
-
-# -- with failing writes: no start is lost without its caller hearing of it, none appears unasked ---
-
-failing_steps: st.SearchStrategy[list[Step]] = st.recursive(
-    st.lists(
-        st.one_of(
-            st.tuples(st.just("start"), st.booleans()),
-            st.tuples(st.just("boom")),  # a start whose INSERT fails when it is sent
-            st.tuples(st.just("order")),
-            st.tuples(st.just("read")),
-        ),
-        max_size=4,
-    ),
-    lambda inner: st.lists(
-        st.one_of(
-            st.tuples(st.just("start"), st.booleans()),
-            st.tuples(st.just("boom")),
-            st.tuples(st.just("order")),
-            st.tuples(st.just("savepoint"), inner, st.booleans()),
-        ),
-        max_size=4,
-    ),
-    max_leaves=12,
-)
 
 
 @dataclass
@@ -519,8 +446,17 @@ class _Unit:
     ok: bool = True
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(program=programs(refused=False), commit=st.booleans())
+def test_any_program_commits_what_a_direct_write_would(program: list[Step], commit: bool) -> None:
+    """Without failures, exactly the starts and rows of blocks that were not abandoned commit, and
+    each committed job equals what ``start_chain`` returned."""
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(_run_program(Path(tmp) / "q.db", program, commit, refused=False))
+
+
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(program=failing_steps, commit=st.booleans())
+@given(program=programs(refused=True), commit=st.booleans())
 def test_a_start_commits_exactly_when_every_block_around_it_succeeded(
     program: list[Step], commit: bool
 ) -> None:
@@ -529,10 +465,12 @@ def test_a_start_commits_exactly_when_every_block_around_it_succeeded(
     the transaction included, ended without an exception. A refused start can never be committed,
     so if the caller were never told (no enclosing block failed), this would not hold."""
     with tempfile.TemporaryDirectory() as tmp:
-        asyncio.run(_run_failing_program(Path(tmp) / "q.db", program, commit))
+        asyncio.run(_run_program(Path(tmp) / "q.db", program, commit, refused=True))
 
 
-async def _run_failing_program(path: Path, program: list[Step], commit: bool) -> None:
+async def _run_program(path: Path, program: list[Step], commit: bool, *, refused: bool) -> None:
+    """Run ``program`` in a transaction; without ``refused`` starts, only ``_Abandon`` may end a
+    block (anything else is a failure of the test)."""
     adapter = await SqliteStateAdapter.open(path)
     await adapter.migrate()
     async with adapter.transaction() as tx:
@@ -542,24 +480,29 @@ async def _run_failing_program(path: Path, program: list[Step], commit: bool) ->
             "WHEN NEW.type_name = 'deferred_boom' BEGIN SELECT RAISE(ABORT, 'boom refused'); END"
         )
     client: Client[SqliteConnection] = Client(adapter, job_types=[Mail, Boom])
-    started: list[tuple[str, tuple[_Unit, ...]]] = []
+    started: list[tuple[Any, tuple[_Unit, ...]]] = []  # (the job start_chain returned, its blocks)
     written: list[tuple[str, tuple[_Unit, ...]]] = []
     counter = iter(range(10_000))
 
+    def holds(units: tuple[_Unit, ...]) -> bool:
+        return all(unit.ok for unit in units)
+
     async def run(body: list[Step], tx: SqliteConnection, units: tuple[_Unit, ...]) -> None:
         for step in body:
-            if step[0] == "start":
-                job = Mail(Note("s")) if step[1] else Mail(Note("e"), id=uuid7())
-                started.append(((await client.start_chain(job, tx=tx)).id, units))
-            elif step[0] == "boom":
-                started.append(((await client.start_chain(Boom(Note("b")), tx=tx)).id, units))
+            if step[0] in ("start", "boom"):
+                if step[0] == "boom":
+                    job: Mail | Boom = Boom(Note("b"))
+                else:
+                    job = Mail(Note("s")) if step[1] else Mail(Note("e"), id=uuid7())
+                started.append(((await client.start_chain(job, tx=tx)).root, units))
             elif step[0] == "order":
                 note = f"o{next(counter)}"
                 await tx.execute("INSERT INTO orders (note) VALUES (?)", (note,))
                 written.append((note, units))
             elif step[0] == "read":
-                for job_id, _ in started:
-                    await client.get_job(job_id, tx=tx)
+                for root, around in started:
+                    if holds(around):
+                        assert await client.get_job(root.id, tx=tx) is not None
             else:
                 _, inner, fail = step
                 unit = _Unit()
@@ -568,7 +511,9 @@ async def _run_failing_program(path: Path, program: list[Step], commit: bool) ->
                         await run(inner, sp, (*units, unit))
                         if fail:
                             raise _Abandon
-                except Exception:
+                except Exception as exc:
+                    if not refused and not isinstance(exc, _Abandon):
+                        raise
                     unit.ok = False
 
     top = _Unit()
@@ -578,12 +523,15 @@ async def _run_failing_program(path: Path, program: list[Step], commit: bool) ->
                 await run(program, tx, (top,))
                 if not commit:
                     raise _Abandon
-        except Exception:
+        except Exception as exc:
+            if not refused and not isinstance(exc, _Abandon):
+                raise
             top.ok = False
-        expected_jobs = {job_id for job_id, units in started if all(u.ok for u in units)}
-        expected_orders = [note for note, units in written if all(u.ok for u in units)]
-        assert job_ids(adapter, path) == expected_jobs
-        assert order_notes(path) == expected_orders
+        committed = {root.id: root for root, units in started if holds(units)}
+        assert job_ids(adapter, path) == set(committed)
+        assert order_notes(path) == [note for note, units in written if holds(units)]
+        for job_id, returned in committed.items():
+            assert await client.get_job(job_id) == returned
     finally:
         await client.close()
         await adapter.close()
