@@ -412,11 +412,7 @@ class SqliteStateAdapter:
         now_text, now_dt = now()
         rows: list[tuple[Any, ...]] = []
         results: list[CreatedJob] = []
-        ids: set[str] = set()
         for new, value, text in prepared:
-            if new.id in ids:
-                raise DuplicateJobIdError(new.id)
-            ids.add(new.id)
             row, job = _new_row(new, value, text, now_text, now_dt)
             rows.append(row)
             results.append(CreatedJob(job=job, deduplicated=False))
