@@ -18,7 +18,8 @@ from queuert.ids import uuid7
 from queuert.json import JsonValue
 from queuert.state import NewJob
 from queuert_sqlite import SqliteStateAdapter
-from queuert_sqlite._provider import DRIVER_ENV, _Conn, load_driver
+from queuert_sqlite._connection import ThreadConnection
+from queuert_sqlite._driver import DRIVER_ENV, load_driver
 
 T = TypeVar("T")
 
@@ -96,14 +97,14 @@ class HopCounter:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.count = 0
-        original = _Conn.call
+        original = ThreadConnection.call
 
-        def call(conn: _Conn, fn: Callable[[], T]) -> Awaitable[T]:
+        def call(conn: ThreadConnection, fn: Callable[[], T]) -> Awaitable[T]:
             if conn.role != "checkpointer":  # background work, not part of an operation
                 self.count += 1
             return original(conn, fn)
 
-        monkeypatch.setattr(_Conn, "call", call)
+        monkeypatch.setattr(ThreadConnection, "call", call)
 
     def reset(self) -> None:
         self.count = 0

@@ -13,7 +13,8 @@ import pytest
 from queuert.errors import InvalidIdentifierError
 from queuert.state import ChainFilter, JobFilter
 from queuert_sqlite import MIGRATIONS, SqliteOptions, SqliteSetupError, SqliteStateAdapter
-from queuert_sqlite._provider import _common_setup, load_driver
+from queuert_sqlite._connection import setup_connection
+from queuert_sqlite._driver import load_driver
 from queuert_sqlite._schema import Migration
 from queuert_sqlite._sql import Statements
 from sqlite_helpers import DBAPI, new_job, run_processes
@@ -185,7 +186,7 @@ def test_startup_refuses_a_connection_without_foreign_keys(tmp_path: Path) -> No
 
         raw.set_authorizer(authorizer)
         with pytest.raises(SqliteSetupError, match="foreign"):
-            _common_setup(raw, SqliteOptions())
+            setup_connection(raw, SqliteOptions())
     finally:
         raw.close()
 

@@ -7,14 +7,11 @@ See the package README for the concurrency model (one writer, reader pool, WAL, 
 """
 
 from queuert_sqlite._adapter import SqliteStateAdapter
-from queuert_sqlite._provider import (
-    SqliteConnection,
-    SqliteOptions,
-    SqliteProvider,
-    SqliteSetupError,
-    TransactionAbortedError,
-)
+from queuert_sqlite._driver import SqliteSetupError
+from queuert_sqlite._options import SqliteOptions
+from queuert_sqlite._provider import SqliteProvider
 from queuert_sqlite._schema import MIGRATIONS
+from queuert_sqlite._transaction import SqliteConnection, TransactionAbortedError
 from queuert_sqlite._url import from_url, parse_url
 
 __all__ = [

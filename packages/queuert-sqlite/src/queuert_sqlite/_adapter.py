@@ -63,13 +63,9 @@ from queuert.state import (
     inserted_job,
 )
 
-from queuert_sqlite._provider import (
-    SqliteConnection,
-    SqliteOptions,
-    SqliteProvider,
-    in_savepoint,
-    is_integrity_error,
-)
+from queuert_sqlite._driver import is_integrity_error
+from queuert_sqlite._options import SqliteOptions
+from queuert_sqlite._provider import SqliteProvider
 from queuert_sqlite._rows import (
     I_CREATED_AT,
     I_ID,
@@ -83,6 +79,7 @@ from queuert_sqlite._rows import (
 from queuert_sqlite._schema import apply_migrations, validate_prefix
 from queuert_sqlite._sql import STATUS_SQL, Statements
 from queuert_sqlite._time import add_delta, format_ts, now, parse_ts
+from queuert_sqlite._transaction import SqliteConnection, in_savepoint
 
 __all__ = ["SqliteStateAdapter"]
 

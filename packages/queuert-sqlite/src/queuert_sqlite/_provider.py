@@ -1,4 +1,4 @@
-"""Connections to one SQLite database: one writer, a small pool of readers, transactions and retries.
+"""The connections of one SQLite database: one writer, a pool of readers, and how operations run.
 
 Concurrency model
     SQLite allows one writer at a time per database file. The provider keeps exactly one writer
@@ -18,460 +18,44 @@ Round trips
     round trip at all). So are writes whose result is known without asking SQLite (chain starts with
     a fresh id, see :meth:`SqliteProvider.defer_write`): a transaction that only starts chains is
     one hop, ``BEGIN IMMEDIATE``, the INSERT and ``COMMIT`` together.
+
+The pieces live in their own modules: the options (``_options``), the driver and its errors
+(``_driver``), a connection on its thread (``_connection``), waiting for a busy lock (``_busy``) and
+the transaction object with its savepoints (``_transaction``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
-import os
-import random
 import sqlite3
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
 from functools import partial
-from types import ModuleType, TracebackType
+from types import ModuleType
 from typing import Any, TypeVar
 
-import aiosqlite
-from queuert.errors import QueuertError, StateAdapterClosedError, UsageError
+from queuert.errors import StateAdapterClosedError, UsageError
 
-__all__ = [
-    "SqliteConnection",
-    "SqliteOptions",
-    "SqliteProvider",
-    "SqliteSetupError",
-    "TransactionAbortedError",
-]
+from queuert_sqlite._busy import BEGIN, backoff, begin_immediate, retry_busy
+from queuert_sqlite._connection import ThreadConnection, setup_connection
+from queuert_sqlite._driver import is_busy, load_driver
+from queuert_sqlite._options import SqliteOptions
+from queuert_sqlite._transaction import (
+    Deferred,
+    SavepointBlock,
+    SqliteConnection,
+    TransactionAbortedError,
+    TransactionBlock,
+    in_savepoint,
+)
+
+__all__ = ["SqliteProvider"]
 
 T = TypeVar("T")
 
 logger = logging.getLogger("queuert_sqlite")
-
-_BEGIN = "BEGIN IMMEDIATE"
-DRIVER_ENV = "QUEUERT_SQLITE_DRIVER"
-MIN_SQLITE = (3, 35, 0)
-"""RETURNING (3.35) and json_each are required."""
-_SQLITE_BUSY = 5
-_SQLITE_LOCKED = 6
-
-
-class SqliteSetupError(QueuertError):
-    """The database cannot be used as configured (e.g. foreign keys cannot be enabled)."""
-
-
-class TransactionAbortedError(QueuertError):
-    """The transaction (or savepoint) cannot continue.
-
-    Either SQLite rolled the transaction back on its own after an error (disk full, I/O error, ...),
-    or a statement was made to fail with :meth:`SqliteStateAdapter.poison`, which emulates
-    PostgreSQL's aborted-transaction state for tests: every operation raises until the savepoint
-    that was open at the failure is rolled back, and the transaction cannot commit.
-    """
-
-    def __init__(
-        self,
-        message: str = "SQLite rolled this transaction back after an error; it cannot continue",
-    ) -> None:
-        super().__init__(message)
-
-
-def _is_dbapi_error(exc: BaseException, name: str) -> bool:
-    """True if ``exc`` is a DB-API ``name`` error of any SQLite driver (stdlib, sqlean, ...)."""
-    return any(cls.__name__ == name for cls in type(exc).__mro__)
-
-
-def is_integrity_error(exc: BaseException) -> bool:
-    return _is_dbapi_error(exc, "IntegrityError")
-
-
-def is_busy(exc: BaseException) -> bool:
-    """True for SQLITE_BUSY / SQLITE_LOCKED (another connection holds a conflicting lock)."""
-    if not _is_dbapi_error(exc, "OperationalError"):
-        return False
-    code = getattr(exc, "sqlite_errorcode", None)
-    if isinstance(code, int):
-        return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
-    text = str(exc).lower()
-    return "database is locked" in text or "database table is locked" in text or "busy" in text
-
-
-@dataclass(frozen=True)
-class SqliteOptions:
-    """How connections are opened and how contention is handled.
-
-    * ``readers``: reader connections for reads without a transaction (0 = read on the writer, waiting
-      for open transactions; forced to 0 for an in-memory database).
-    * ``busy_timeout``: seconds SQLite itself waits for a lock held by another connection.
-    * ``busy_retries``: extra attempts (with exponential backoff and jitter) after ``busy_timeout``
-      ran out, for transactions the provider runs on its own and for the ``BEGIN`` of yours.
-    * ``journal_mode``: ``"WAL"`` (default; required for readers that never wait for the writer).
-    * ``synchronous``: ``"NORMAL"`` (default; durable across application crashes, the last
-      transactions may be lost on power failure) or ``"FULL"`` (fsync at every commit).
-    * ``cached_statements``: size of each connection's prepared statement cache.
-    * ``checkpoint_interval``: in WAL mode, WAL checkpoints run on a background connection of
-      their own, at most every this many seconds after a commit, so that the writer never pays for
-      copying pages back and for the fsync (``None``: SQLite's automatic checkpoints in the
-      committing writer).
-    * ``driver``: the DB-API module that provides SQLite: ``"sqlite3"`` (the standard library,
-      default), ``"sqlean"`` (sqlean.py) or ``"pysqlite3"`` (pysqlite3 / pysqlite3-binary), for a
-      newer SQLite than the one bundled with Python. The environment variable
-      ``QUEUERT_SQLITE_DRIVER`` sets the default.
-    """
-
-    readers: int = 2
-    busy_timeout: float = 5.0
-    busy_retries: int = 3
-    journal_mode: str = "WAL"
-    synchronous: str = "NORMAL"
-    cached_statements: int = 256
-    checkpoint_interval: float | None = 0.25
-    driver: str = field(default_factory=lambda: os.environ.get(DRIVER_ENV, "sqlite3"))
-
-    def __post_init__(self) -> None:
-        if isinstance(self.readers, bool) or not isinstance(self.readers, int) or self.readers < 0:
-            raise UsageError(f"readers must be an int >= 0, not {self.readers!r}")
-        if not isinstance(self.busy_timeout, (int, float)) or self.busy_timeout < 0:
-            raise UsageError(
-                f"busy_timeout must be a number of seconds >= 0, not {self.busy_timeout!r}"
-            )
-        if (
-            isinstance(self.busy_retries, bool)
-            or not isinstance(self.busy_retries, int)
-            or self.busy_retries < 0
-        ):
-            raise UsageError(f"busy_retries must be an int >= 0, not {self.busy_retries!r}")
-        if self.journal_mode.upper() not in ("WAL", "DELETE", "TRUNCATE", "PERSIST", "MEMORY"):
-            raise UsageError(f"unsupported journal_mode {self.journal_mode!r}")
-        if self.synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
-            raise UsageError(f"unsupported synchronous {self.synchronous!r}")
-        if self.checkpoint_interval is not None and (
-            not isinstance(self.checkpoint_interval, (int, float)) or self.checkpoint_interval < 0
-        ):
-            raise UsageError(
-                f"checkpoint_interval must be seconds >= 0 or None, not {self.checkpoint_interval!r}"
-            )
-        if isinstance(self.cached_statements, bool) or not isinstance(self.cached_statements, int):
-            raise UsageError(f"cached_statements must be an int, not {self.cached_statements!r}")
-
-
-def in_savepoint(raw: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
-    """Run ``fn`` inside a savepoint: nothing of it remains if it raises (on the connection's
-    thread, inside a transaction)."""
-    raw.execute("SAVEPOINT queuert_op")
-    try:
-        result = fn(raw)
-    except BaseException:
-        if raw.in_transaction:
-            raw.execute("ROLLBACK TO queuert_op")
-            raw.execute("RELEASE queuert_op")
-        raise
-    raw.execute("RELEASE queuert_op")
-    return result
-
-
-def load_driver(name: str) -> ModuleType:
-    """The DB-API module of a SQLite driver, checked for the SQLite features the adapter needs."""
-    try:
-        module = importlib.import_module(name)
-    except ImportError as exc:
-        raise SqliteSetupError(
-            f"SQLite driver {name!r} is not installed (pip install sqlean.py or pysqlite3-binary, "
-            "or use the standard library's 'sqlite3')"
-        ) from exc
-    if not hasattr(module, "connect") and hasattr(module, "dbapi2"):
-        module = module.dbapi2
-    if not hasattr(module, "connect") or not hasattr(module, "sqlite_version_info"):
-        raise SqliteSetupError(f"{name!r} is not a SQLite DB-API module")
-    version = tuple(module.sqlite_version_info)
-    if version < MIN_SQLITE:
-        raise SqliteSetupError(
-            f"SQLite {module.sqlite_version} from {name!r} is too old: queuert needs "
-            f"{'.'.join(map(str, MIN_SQLITE))} or newer (RETURNING); try driver='sqlean'"
-        )
-    return module
-
-
-def _backoff(attempt: int) -> float:
-    """Seconds to wait before retry ``attempt`` (0-based): 20 ms doubling up to 1 s, with jitter."""
-    return float(min(0.02 * (2**attempt), 1.0) * random.uniform(0.5, 1.0))
-
-
-_Submit = Callable[[Callable[[], Any]], Awaitable[Any]]
-
-
-class _Conn:
-    """One SQLite connection and the aiosqlite thread it lives on."""
-
-    __slots__ = ("_submit", "aio", "raw", "role")
-
-    def __init__(self, aio: aiosqlite.Connection, raw: sqlite3.Connection, role: str) -> None:
-        self.aio = aio
-        self.raw = raw
-        self.role = role
-        # aiosqlite runs every call of a connection on that connection's thread, in order. Its
-        # internal ``_execute`` is the one primitive that runs an arbitrary function there, which is
-        # what lets an operation of many statements cost one thread hop instead of one per statement.
-        submit: _Submit | None = getattr(aio, "_execute", None)
-        if submit is None:  # pragma: no cover - guarded by the aiosqlite version range
-            raise SqliteSetupError(
-                "this aiosqlite version has no Connection._execute; install aiosqlite >=0.20,<1"
-            )
-        self._submit = submit
-
-    def call(self, fn: Callable[[], T]) -> Awaitable[T]:
-        """Run ``fn`` on the connection's thread (after everything queued before it)."""
-        return self._submit(fn)
-
-    @classmethod
-    async def open(
-        cls,
-        database: str,
-        *,
-        uri: bool,
-        options: SqliteOptions,
-        role: str,
-        setup: Callable[[sqlite3.Connection], None],
-        dbapi: ModuleType,
-    ) -> _Conn:
-        holder: list[sqlite3.Connection] = []
-
-        def connector() -> sqlite3.Connection:
-            raw: sqlite3.Connection = dbapi.connect(
-                database,
-                timeout=options.busy_timeout,
-                isolation_level=None,
-                uri=uri,
-                cached_statements=options.cached_statements,
-            )
-            try:
-                setup(raw)
-            except BaseException:
-                raw.close()
-                raise
-            holder.append(raw)
-            return raw
-
-        aio = aiosqlite.Connection(connector, 64)
-        # A forgotten close() must not hang interpreter exit on aiosqlite's (non-daemon) thread;
-        # being killed at exit is safe for SQLite (an open transaction rolls back on next open).
-        thread = getattr(aio, "_thread", None)
-        if thread is not None:
-            thread.daemon = True
-        await aio
-        return cls(aio, holder[0], role)
-
-    async def close(self) -> None:
-        await self.aio.close()
-
-
-def _run_with_busy_retries(action: Callable[[], T], options: SqliteOptions, what: str) -> T:
-    """Run ``action`` on a connection thread, retrying on SQLITE_BUSY (used while connecting)."""
-    attempt = 0
-    while True:
-        try:
-            return action()
-        except Exception as exc:
-            if not is_busy(exc) or attempt >= options.busy_retries:
-                raise
-            logger.warning(
-                "sqlite busy during %s, retrying",
-                what,
-                extra={"queuert_operation": what, "queuert_attempt": attempt + 1},
-            )
-            time.sleep(_backoff(attempt))
-            attempt += 1
-
-
-def _common_setup(raw: sqlite3.Connection, options: SqliteOptions) -> None:
-    raw.execute(f"PRAGMA busy_timeout = {int(options.busy_timeout * 1000)}")
-    raw.execute("PRAGMA foreign_keys = ON")
-    row = raw.execute("PRAGMA foreign_keys").fetchone()
-    if row is None or row[0] != 1:
-        raise SqliteSetupError(
-            "PRAGMA foreign_keys = ON has no effect on this SQLite build (compiled without foreign "
-            "key support?); queuert needs enforced foreign keys"
-        )
-    raw.execute(f"PRAGMA synchronous = {options.synchronous.upper()}")
-    raw.execute("PRAGMA temp_store = MEMORY")
-
-
-@dataclass(frozen=True)
-class _Deferred:
-    """A write queued by :meth:`SqliteProvider.defer_write` inside ``savepoint`` (a name; ``None``
-    for the transaction itself)."""
-
-    fn: Callable[[sqlite3.Connection], object]
-    savepoint: str | None
-
-
-class SqliteConnection:
-    """The transaction object of the SQLite adapter: the writer connection inside your transaction.
-
-    Pass it as ``tx=`` to queuert calls, and run your own SQL in the same transaction with
-    :meth:`execute`, :meth:`executemany` or :meth:`run`. It is valid only inside the
-    ``async with ....transaction()`` block that produced it.
-    """
-
-    __slots__ = (
-        "_aborted",
-        "_active",
-        "_begun",
-        "_depth",
-        "_direct",
-        "_open",
-        "_pending",
-        "_provider",
-        "_savepoints",
-        "_task",
-    )
-
-    def __init__(self, provider: SqliteProvider, task: asyncio.Task[Any] | None) -> None:
-        self._provider = provider
-        self._task = task
-        self._active = True
-        self._begun = False
-        """Set on the writer thread once ``BEGIN IMMEDIATE`` has run."""
-        self._pending: list[str | _Deferred] = [_BEGIN]
-        """What to send before the next operation: statements (BEGIN, SAVEPOINT, RELEASE, ROLLBACK TO)
-        and deferred writes (see :meth:`SqliteProvider.defer_write`)."""
-        self._direct = False
-        """The aiosqlite connection was handed out: statements may reach SQLite without us, so
-        nothing may be deferred any more (they would not see it)."""
-        self._savepoints = 0
-        self._depth = 0
-        """Open savepoints (0 = the transaction itself)."""
-        self._open: list[str] = []
-        """Names of the open savepoints, outermost first."""
-        self._aborted: int | None = None
-        """Depth at which a poisoned statement failed (emulated aborted state), else None."""
-
-    @property
-    def _has_writes(self) -> bool:
-        """Deferred writes are queued (they make the transaction worth committing)."""
-        return any(type(item) is _Deferred for item in self._pending)
-
-    @property
-    def is_active(self) -> bool:
-        return self._active
-
-    @property
-    def provider(self) -> SqliteProvider:
-        return self._provider
-
-    async def execute(self, sql: str, parameters: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
-        """Execute one statement in this transaction and return all its rows (tuples)."""
-        return await self._provider.run_write(
-            lambda raw: raw.execute(sql, parameters).fetchall(), self, atomic=False
-        )
-
-    async def executemany(self, sql: str, seq_of_parameters: Sequence[Sequence[Any]]) -> int:
-        """Execute one statement once per parameter set; returns the number of changed rows."""
-
-        def op(raw: sqlite3.Connection) -> int:
-            return raw.executemany(sql, seq_of_parameters).rowcount
-
-        return await self._provider.run_write(op, self, atomic=False)
-
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn(connection)`` on the writer's thread, inside this transaction, in one hop.
-
-        ``fn`` gets the plain :class:`sqlite3.Connection`; it must not commit or roll back.
-        """
-        return await self._provider.run_write(fn, self, atomic=False)
-
-    async def aiosqlite_connection(self) -> aiosqlite.Connection:
-        """The underlying :class:`aiosqlite.Connection`, after the transaction has begun.
-
-        Statements you send through it run in this transaction; do not commit or roll back on it.
-        """
-        self._direct = True
-        await self._provider.run_write(lambda raw: None, self, atomic=False)
-        return self._provider._writer_conn().aio
-
-    def __repr__(self) -> str:
-        state = "active" if self._active else "ended"
-        return f"<SqliteConnection {state} begun={self._begun}>"
-
-
-class _Transaction:
-    """``async with provider.transaction() as tx``."""
-
-    __slots__ = ("_provider", "_tx")
-
-    def __init__(self, provider: SqliteProvider) -> None:
-        self._provider = provider
-        self._tx: SqliteConnection | None = None
-
-    async def __aenter__(self) -> SqliteConnection:
-        self._tx = await self._provider._begin()
-        return self._tx
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        tx = self._tx
-        assert tx is not None
-        await self._provider._end(tx, commit=exc_type is None)
-
-
-class _Savepoint:
-    __slots__ = ("_depth", "_name", "_provider", "_tx")
-
-    def __init__(self, provider: SqliteProvider, tx: SqliteConnection) -> None:
-        self._provider = provider
-        self._tx = tx
-        self._name = ""
-        self._depth = 0
-
-    async def __aenter__(self) -> SqliteConnection:
-        tx = self._provider._check_tx(self._tx)
-        self._provider._check_not_aborted(tx)
-        tx._savepoints += 1
-        tx._depth += 1
-        self._depth = tx._depth
-        self._name = f"queuert_sp_{tx._savepoints}"
-        tx._open.append(self._name)
-        tx._pending.append(f"SAVEPOINT {self._name}")
-        return tx
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        tx = self._tx
-        if not tx._active:
-            return
-        tx._depth = self._depth - 1
-        del tx._open[self._depth - 1 :]
-        aborted = tx._aborted is not None and tx._aborted >= self._depth
-        if aborted:
-            tx._aborted = None  # rolling this savepoint back ends the aborted state
-        rollback = exc_type is not None or aborted
-        opened = f"SAVEPOINT {self._name}"
-        pending = tx._pending
-        if pending and pending[-1] == opened:
-            pending.pop()  # nothing ran inside: the savepoint never reached SQLite
-        elif rollback and opened in pending:
-            # Only deferred writes ran inside and none reached SQLite: forget them.
-            del pending[pending.index(opened) :]
-        else:
-            if rollback:
-                tx._pending.append(f"ROLLBACK TO {self._name}")
-            tx._pending.append(f"RELEASE {self._name}")
-        if aborted and exc_type is None:
-            raise TransactionAbortedError(
-                "a statement failed in this savepoint; it has been rolled back"
-            )
 
 
 class SqliteProvider:
@@ -487,9 +71,9 @@ class SqliteProvider:
         uri: bool,
         memory: bool,
         options: SqliteOptions,
-        writer: _Conn,
-        readers: list[_Conn],
-        checkpointer: _Conn | None = None,
+        writer: ThreadConnection,
+        readers: list[ThreadConnection],
+        checkpointer: ThreadConnection | None = None,
     ) -> None:
         self.database = database
         self.options = options
@@ -497,7 +81,7 @@ class SqliteProvider:
         self.uri = uri
         self._writer = writer
         self._readers = readers
-        self._idle: asyncio.Queue[_Conn] = asyncio.Queue()
+        self._idle: asyncio.Queue[ThreadConnection] = asyncio.Queue()
         for reader in readers:
             self._idle.put_nowait(reader)
         self._write_lock = asyncio.Lock()
@@ -532,13 +116,13 @@ class SqliteProvider:
         modes: list[str] = []
 
         def writer_setup(raw: sqlite3.Connection) -> None:
-            _common_setup(raw, options)
+            setup_connection(raw, options)
 
             def set_journal() -> None:
                 row = raw.execute(f"PRAGMA journal_mode = {journal}").fetchone()
                 modes.append(str(row[0]).upper() if row else "")
 
-            _run_with_busy_retries(set_journal, options, "set journal mode")
+            retry_busy(set_journal, options.busy_retries, "set journal mode")
             if modes and modes[0] == "WAL":
                 # In WAL mode only BEGIN IMMEDIATE ever waits on the writer; the provider polls
                 # for it itself (see _begin_on_thread), so SQLite's own handler is switched off.
@@ -546,11 +130,11 @@ class SqliteProvider:
                 if options.checkpoint_interval is not None:
                     raw.execute("PRAGMA wal_autocheckpoint = 0")  # see _checkpoint
 
-        writer = await _Conn.open(
+        writer = await ThreadConnection.open(
             database, uri=uri, options=options, role="writer", setup=writer_setup, dbapi=dbapi
         )
-        readers: list[_Conn] = []
-        checkpointer: _Conn | None = None
+        readers: list[ThreadConnection] = []
+        checkpointer: ThreadConnection | None = None
         try:
             if not memory and modes and modes[0] != journal:
                 logger.warning(
@@ -561,12 +145,12 @@ class SqliteProvider:
                 )
 
             def reader_setup(raw: sqlite3.Connection) -> None:
-                _common_setup(raw, options)
+                setup_connection(raw, options)
                 raw.execute("PRAGMA query_only = ON")
 
             for _ in range(reader_count):
                 readers.append(
-                    await _Conn.open(
+                    await ThreadConnection.open(
                         database,
                         uri=uri,
                         options=options,
@@ -576,12 +160,12 @@ class SqliteProvider:
                     )
                 )
             if modes and modes[0] == "WAL" and options.checkpoint_interval is not None:
-                checkpointer = await _Conn.open(
+                checkpointer = await ThreadConnection.open(
                     database,
                     uri=uri,
                     options=options,
                     role="checkpointer",
-                    setup=lambda raw: _common_setup(raw, options),
+                    setup=lambda raw: setup_connection(raw, options),
                     dbapi=dbapi,
                 )
         except BaseException:
@@ -676,7 +260,7 @@ class SqliteProvider:
                 extra={"queuert_database": self.database},
             )
 
-    def _writer_conn(self) -> _Conn:
+    def _writer_conn(self) -> ThreadConnection:
         self._check_open()
         return self._writer
 
@@ -689,11 +273,11 @@ class SqliteProvider:
         :class:`~queuert.errors.UsageError` if the current task already holds one (it would wait for
         itself forever).
         """
-        return _Transaction(self)
+        return TransactionBlock(self)
 
     def savepoint(self, tx: SqliteConnection) -> AbstractAsyncContextManager[SqliteConnection]:
         """``SAVEPOINT`` / ``RELEASE`` / ``ROLLBACK TO`` inside ``tx`` (yields ``tx``)."""
-        return _Savepoint(self, tx)
+        return SavepointBlock(self, tx)
 
     def _held_here(self) -> SqliteConnection | None:
         """The open transaction if the current task holds it."""
@@ -766,7 +350,7 @@ class SqliteProvider:
                 if (
                     tx._begun
                     or not tx._pending
-                    or tx._pending[0] != _BEGIN
+                    or tx._pending[0] != BEGIN
                     or not is_busy(exc)
                     or attempt >= self.options.busy_retries
                 ):
@@ -775,7 +359,7 @@ class SqliteProvider:
                 "sqlite busy at BEGIN, retrying",
                 extra={"queuert_attempt": attempt + 1, "queuert_database": self.database},
             )
-            await asyncio.sleep(_backoff(attempt))
+            await asyncio.sleep(backoff(attempt))
             attempt += 1
             self._check_tx(tx)
 
@@ -785,48 +369,16 @@ class SqliteProvider:
             raise TransactionAbortedError()
         try:
             self._flush_pending(tx, raw)
-            attempt = 0
-            while True:
-                try:
-                    raw.execute("COMMIT")
-                    return
-                except Exception as exc:
-                    if not is_busy(exc) or attempt >= self.options.busy_retries:
-                        raise
-                    time.sleep(_backoff(attempt))
-                    attempt += 1
+            retry_busy(lambda: raw.execute("COMMIT"), self.options.busy_retries)
         except BaseException:
             if raw.in_transaction:
                 raw.execute("ROLLBACK")
             raise
 
     def _begin_on_thread(self, raw: sqlite3.Connection) -> None:
-        """``BEGIN IMMEDIATE``, waiting up to ``busy_timeout`` for another process's write lock.
-
-        SQLite's own busy handler sleeps in growing steps up to 100 ms, so a process waiting in it
-        can starve while other processes take and release the lock between its naps. In WAL mode
-        the provider polls instead, every 0.1 to 2 ms with jitter (a failed attempt is one
-        non-blocking file-lock call), which shares the lock fairly between processes.
-        """
-        if not self._poll_begin:
-            raw.execute(_BEGIN)
-            return
-        deadline: float | None = None
-        delay = 0.0001
-        while True:
-            try:
-                raw.execute(_BEGIN)
-                return
-            except Exception as exc:
-                if not is_busy(exc):
-                    raise
-                now = time.monotonic()
-                if deadline is None:
-                    deadline = now + self.options.busy_timeout
-                elif now >= deadline:
-                    raise
-            time.sleep(delay * random.uniform(0.5, 1.5))
-            delay = min(delay * 2, 0.002)
+        """``BEGIN IMMEDIATE``, waiting up to ``busy_timeout`` for another process's write lock
+        (polling for it in WAL mode, see :func:`begin_immediate`)."""
+        begin_immediate(raw, poll=self._poll_begin, timeout=self.options.busy_timeout)
 
     def _rollback_on_thread(self, tx: SqliteConnection) -> None:
         tx._pending.clear()
@@ -839,7 +391,7 @@ class SqliteProvider:
         pending = tx._pending
         while pending:
             stmt = pending[0]
-            if stmt == _BEGIN:
+            if stmt == BEGIN:
                 if raw.in_transaction:  # left over by a cancelled caller: never join it
                     raw.execute("ROLLBACK")
                 self._begin_on_thread(raw)
@@ -872,14 +424,6 @@ class SqliteProvider:
         return tx
 
     @staticmethod
-    def _check_not_aborted(tx: SqliteConnection) -> None:
-        if tx._aborted is not None:
-            raise TransactionAbortedError(
-                "a statement failed in this transaction: roll back to the enclosing savepoint "
-                "(or end the transaction) before running more statements"
-            )
-
-    @staticmethod
     def can_defer(tx: object) -> bool:
         """True if writes may be deferred in ``tx`` (see :meth:`defer_write`): not once the
         transaction's aiosqlite connection was handed out, whose statements would not see them."""
@@ -895,8 +439,8 @@ class SqliteProvider:
         can no longer commit: it must be rolled back, as after a statement that failed in it.
         """
         tx = self._check_tx(tx)
-        self._check_not_aborted(tx)
-        tx._pending.append(_Deferred(fn, tx._open[-1] if tx._open else None))
+        tx._check_not_aborted()
+        tx._pending.append(Deferred(fn, tx._open[-1] if tx._open else None))
 
     async def poison(self, tx: SqliteConnection, fn: Callable[[sqlite3.Connection], Any]) -> None:
         """Run ``fn`` (a statement that fails) in ``tx`` and put ``tx`` into the aborted state."""
@@ -940,7 +484,7 @@ class SqliteProvider:
                 "sqlite busy, retrying the transaction",
                 extra={"queuert_attempt": attempt + 1, "queuert_database": self.database},
             )
-            await asyncio.sleep(_backoff(attempt))
+            await asyncio.sleep(backoff(attempt))
             attempt += 1
 
     def _own_tx_on_thread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -960,7 +504,7 @@ class SqliteProvider:
     async def _run_in_tx(
         self, tx: SqliteConnection, fn: Callable[[sqlite3.Connection], T], *, atomic: bool
     ) -> T:
-        self._check_not_aborted(tx)
+        tx._check_not_aborted()
 
         def job() -> T:
             raw = self._writer.raw
@@ -991,7 +535,7 @@ class SqliteProvider:
                     raise
             finally:
                 self._idle.put_nowait(reader)
-            await asyncio.sleep(_backoff(attempt))
+            await asyncio.sleep(backoff(attempt))
             attempt += 1
 
     async def _read_on_writer(self, fn: Callable[[sqlite3.Connection], T]) -> T:
