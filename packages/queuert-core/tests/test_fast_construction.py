@@ -11,8 +11,10 @@ from typing import Any, cast
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from queuert import Client, InMemoryStateAdapter
+from queuert._mapping import Mapper
+from queuert.codec import DefaultCodec
 from queuert.in_memory.state import _Row
+from queuert.job_types import JobTypeRegistry
 from queuert.json import JsonValue
 from queuert.models import Chain, Job
 from queuert.schedule import Deduplication, Schedule
@@ -138,18 +140,18 @@ def test_inserted_job_is_the_job_init_would_build(
 def test_client_views_are_the_objects_init_would_build(
     root: StoredJob, tail: StoredJob, same: bool, deduplicated: bool
 ) -> None:
-    client: Client[Any] = Client(InMemoryStateAdapter(), job_types=[])
+    mapper = Mapper(JobTypeRegistry([]), DefaultCodec())
     if same:
         tail = root
 
     def job_by_init(stored: StoredJob) -> Job:
         return Job(**{name: getattr(stored, name) for name in _names(Job)})
 
-    job = client.to_job(root)
+    job = mapper.to_job(root)
     _same_as_init(job, Job)
     assert job == job_by_init(root)
 
-    chain = client.to_chain(StoredChain(root=root, tail=tail), deduplicated=deduplicated)
+    chain = mapper.to_chain(StoredChain(root=root, tail=tail), deduplicated=deduplicated)
     _same_as_init(chain, Chain)
     closed = tail.closes_chain
     assert chain == Chain(

@@ -24,19 +24,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Generator
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
-from queuert.client import TxContext
+from queuert._bound_transaction import BoundTransaction
+from queuert._core import Core
+from queuert._finishing import CheckedResult
+from queuert.client import Client, TxContext
 from queuert.errors import JobLostError, UsageError
-from queuert.hooks import TransactionHooks
 from queuert.job_types import JobType
+from queuert.json import JsonValue
 from queuert.models import Job
-from queuert.state import StoredJob
+from queuert.state import CompleteResult, StoredJob
 
-if TYPE_CHECKING:
-    from queuert.worker import Worker
-
-__all__ = ["Attempt", "CancelReason", "CancellationSignal", "Mode"]
+__all__ = ["Attempt", "AttemptHost", "CancelReason", "CancellationSignal", "Mode"]
 
 J = TypeVar("J", bound=JobType[Any, Any, Any, Any, Any], covariant=True)
 I = TypeVar("I")  # noqa: E741
@@ -86,19 +86,59 @@ class OwnershipLostError(JobLostError):
         self.reason: CancelReason = reason
 
 
+class AttemptHost(Protocol):
+    """What an attempt needs from the worker running it (the worker hands each attempt one)."""
+
+    @property
+    def worker_id(self) -> str: ...
+
+    @property
+    def client(self) -> Client[Any]:
+        """The client the worker was built on (callbacks get it in their :class:`TxContext`)."""
+        ...
+
+    @property
+    def core(self) -> Core[Any]:
+        """That client's internals: bound transactions and job finishing."""
+        ...
+
+    def complete_later(self, job: StoredJob, output: JsonValue) -> Awaitable[CompleteResult | None]:
+        """Complete ``job`` with ``output`` in the worker's next group commit, only if the worker
+        still holds its lease (``None`` if it does not)."""
+        ...
+
+    async def check_owned(self, job_id: str, *, tx: Any = None) -> None:
+        """Raise :class:`OwnershipLostError` unless the job is open and leased by the worker; with
+        ``tx``, the row stays locked until that transaction ends."""
+        ...
+
+    def hold(self, job_id: str) -> None:
+        """A transaction of the attempt holds the job's row locked (its lease is not renewed
+        meanwhile: a renewal would wait for that lock)."""
+        ...
+
+    def unhold(self, job_id: str) -> None:
+        """That transaction ended."""
+        ...
+
+    def suspended(self, job_id: str) -> None:
+        """The handler awaited something for the first time (it may now run long)."""
+        ...
+
+
 class Attempt(Generic[J]):
     """One execution of a handler for one job."""
 
     def __init__(
         self,
         *,
-        worker: Worker[Any],
+        host: AttemptHost,
         stored: StoredJob,
         job: Job,
         input: Any,
         blockers: tuple[Any, ...],
     ) -> None:
-        self._worker = worker
+        self._host = host
         self._stored = stored
         self.job = job
         self._input = input
@@ -112,10 +152,10 @@ class Attempt(Generic[J]):
         self._suspended = False
         self._auto = False
         self._stack: AsyncExitStack | None = None
-        self._tx: Any = None
-        self._hooks: TransactionHooks | None = None
+        self._bound: BoundTransaction[Any] | None = None
+        """The open transaction holding the job, with its hooks."""
         self.continued_with: str | None = None
-        self._checked: tuple[Any, Any] | None = None
+        self._checked: CheckedResult | None = None
 
     # -- typed views ------------------------------------------------------------------------------
 
@@ -137,7 +177,7 @@ class Attempt(Generic[J]):
 
     @property
     def worker_id(self) -> str:
-        return self._worker.id
+        return self._host.worker_id
 
     @property
     def completed(self) -> bool:
@@ -195,7 +235,6 @@ class Attempt(Generic[J]):
         self._check_can_complete()
         if self.mode is None:
             self.mode = "staged" if self._suspended else "atomic"
-        client = self._worker.client
         if callable(result) and not isinstance(result, JobType):
             if self._stack is None:
                 await self._open()
@@ -207,7 +246,7 @@ class Attempt(Generic[J]):
             value: Any = await self._in_savepoint(run)
         else:
             value = result
-        self._checked = client.check_result(self._stored, value)
+        self._checked = self._host.core.finishing.check_result(self._stored, value)
         self._completed = True
 
     async def _finish(self) -> None:
@@ -217,24 +256,24 @@ class Attempt(Generic[J]):
         completions of attempts finishing together in one state operation; a continuation opens a
         transaction of its own. Either way the write checks the job is still leased by this worker.
         """
-        assert self._checked is not None
-        worker = self._worker
-        if self._stack is None and self._checked[0] is None:
-            result = await worker._completer.submit(self._stored, self._checked[1])
+        checked = self._checked
+        assert checked is not None
+        host = self._host
+        if self._stack is None and checked.continuation is None:
+            result = await host.complete_later(self._stored, checked.output)
             if result is None:
-                await worker._check_owned(self.job.id)  # raises OwnershipLostError with the reason
+                await host.check_owned(self.job.id)  # raises OwnershipLostError with the reason
                 raise OwnershipLostError(self.job.id, "taken_by_another_worker")
             return
         if self._stack is None:
             await self._open(guard=False)
-        assert self._hooks is not None
-        _result, successor = await worker.client.write_result(
+        assert self._bound is not None
+        _result, successor = await host.core.finishing.write_result(
             self._stored,
-            self._checked,
-            worker_id=worker.id,
-            tx=self._tx,
-            hooks=self._hooks,
-            owner=worker.id,
+            checked,
+            worker_id=host.worker_id,
+            bound=self._bound,
+            owner=host.worker_id,
         )
         self.continued_with = successor.id if successor is not None else None
         await self._close(None)
@@ -247,7 +286,7 @@ class Attempt(Generic[J]):
 
     def _on_first_suspension(self) -> None:
         self._suspended = True
-        self._worker._on_attempt_suspended(self.job.id)
+        self._host.suspended(self.job.id)
         if self.mode is None and not self._prepared and not self._completed:
             self.mode = "staged"
             self._auto = True
@@ -256,22 +295,21 @@ class Attempt(Generic[J]):
         """Open the transaction that holds the job; with ``guard``, lock the job at once and check it
         is still ours (before user code runs in it)."""
         stack = AsyncExitStack()
-        client = self._worker.client
-        tx = await stack.enter_async_context(client.transaction())
-        self._stack, self._tx = stack, tx
-        self._hooks = client._hooks_for(tx, None)
-        self._worker._held.add(self.job.id)
+        host = self._host
+        bound = await stack.enter_async_context(host.core.transactions.transaction())
+        self._stack, self._bound = stack, bound
+        host.hold(self.job.id)
         if not guard:
             return
         try:
-            await self._worker._check_owned(self.job.id, tx=tx)
+            await host.check_owned(self.job.id, tx=bound.tx)
         except BaseException as exc:
             await self._close(exc)
             raise
 
     async def _close(self, exc: BaseException | None) -> None:
         """Commit (``exc is None``) or roll back the open transaction."""
-        stack, self._stack, self._tx, self._hooks = self._stack, None, None, None
+        stack, self._stack, self._bound = self._stack, None, None
         if stack is None:
             return
         try:
@@ -280,22 +318,24 @@ class Attempt(Generic[J]):
             else:
                 await stack.__aexit__(type(exc), exc, exc.__traceback__)
         finally:
-            self._worker._held.discard(self.job.id)
+            self._host.unhold(self.job.id)
 
     async def _in_savepoint(self, fn: Callable[[TxContext[Any]], Awaitable[T]]) -> T:
         """Run a user callback in a savepoint so a failing statement cannot poison the transaction the
         worker needs to record the failure."""
-        assert self._hooks is not None
-        client = self._worker.client
-        if not client.state.capabilities.savepoints:
-            restore = self._hooks.checkpoint()
+        bound = self._bound
+        assert bound is not None
+        host = self._host
+        core = host.core
+        if not core.state.capabilities.savepoints:
+            restore = bound.hooks.checkpoint()
             try:
-                return await fn(TxContext(client, self._tx, self._hooks))
+                return await fn(TxContext(host.client, bound.tx, bound.hooks))
             except BaseException:
                 restore()
                 raise
-        async with client.savepoint(self._tx, hooks=self._hooks) as inner:
-            return await fn(TxContext(client, inner, self._hooks))
+        async with core.transactions.savepoint(bound) as inner:
+            return await fn(TxContext(host.client, inner.tx, inner.hooks))
 
 
 class FirstSuspension(Generic[T]):

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Generic, Protocol, TypeVar
 
+from queuert._core import Core
+from queuert._mapping import job_info
 from queuert._tasks import drain
 from queuert.attempt import (
     LOST_REASONS,
@@ -62,6 +64,7 @@ from queuert.observability import (
     WorkerStopped,
     WorkerStopping,
 )
+from queuert.schedule import Schedule
 from queuert.state import CompleteResult, Completion, StoredJob
 
 __all__ = ["AttemptMiddleware", "Handler", "HandlerConfig", "Worker"]
@@ -117,6 +120,7 @@ class _Completer:
 
     def __init__(self, worker: Worker[Any]) -> None:
         self._worker = worker
+        self._core = worker._core
         self._pending: list[tuple[StoredJob, JsonValue, asyncio.Future[CompleteResult | None]]] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -129,12 +133,13 @@ class _Completer:
 
     async def _run(self) -> None:
         worker = self._worker
-        client = worker.client
+        core = self._core
+        after_close = core.finishing.after_close
         while self._pending:
             batch, self._pending = self._pending, []
             hooks = TransactionHooks()
             try:
-                results = await client.state.complete_jobs(
+                results = await core.state.complete_jobs(
                     [Completion(job.id, output=output) for job, output, _ in batch],
                     worker_id=worker.id,
                     owner=worker.id,
@@ -149,10 +154,37 @@ class _Completer:
                 continue
             for (_, _, future), result in zip(batch, results, strict=True):
                 if result is not None:
-                    client.after_close(result, worker_id=worker.id, hooks=hooks)
+                    after_close(result, worker_id=worker.id, hooks=hooks)
                 if not future.done():
                     future.set_result(result)
             await hooks.flush()
+
+
+class _AttemptHost:
+    """The worker as its attempts see it: a :class:`~queuert.attempt.AttemptHost`."""
+
+    def __init__(self, worker: Worker[Any]) -> None:
+        self._worker = worker
+        self.worker_id = worker.id
+        self.client: Client[Any] = worker.client
+        self.core: Core[Any] = worker._core
+
+    def complete_later(
+        self, job: StoredJob, output: JsonValue
+    ) -> asyncio.Future[CompleteResult | None]:
+        return self._worker._completer.submit(job, output)
+
+    async def check_owned(self, job_id: str, *, tx: Any = None) -> None:
+        await self._worker._check_owned(job_id, tx=tx)
+
+    def hold(self, job_id: str) -> None:
+        self._worker._held.add(job_id)
+
+    def unhold(self, job_id: str) -> None:
+        self._worker._held.discard(job_id)
+
+    def suspended(self, job_id: str) -> None:
+        self._worker._on_attempt_suspended(job_id)
 
 
 class _Running:
@@ -211,6 +243,8 @@ class Worker(Generic[TxT]):
         if poll_interval <= 0 or shutdown_timeout < 0:
             raise UsageError("poll_interval must be positive and shutdown_timeout not negative")
         self.client = client
+        self._core: Core[TxT] = client._core
+        """The client's internals (publishing, bound transactions, mapping, finishing)."""
         self.name = name
         self.id = f"{name}-{uuid.uuid4().hex[:12]}" if name else uuid.uuid4().hex
         self.concurrency = concurrency
@@ -247,6 +281,7 @@ class Worker(Generic[TxT]):
         self._consuming: set[str] = set()
         self._next_reap = 0.0
         self._completer = _Completer(self)
+        self._host = _AttemptHost(self)
         self.processed = 0
         """Attempts finished (any outcome) since start; handy for tests and benchmarks."""
         for job_type, fn in (handlers or {}).items():
@@ -265,7 +300,7 @@ class Worker(Generic[TxT]):
     ) -> None:
         if self._started:
             raise UsageError("register handlers before the worker starts")
-        self.client.registry.check_registered(job_type)
+        self._core.registry.check_registered(job_type)
         if job_type.type_name in self._configs:
             raise UsageError(f"a handler for {job_type.type_name!r} is already registered")
         if max_attempts is not None and (not isinstance(max_attempts, int) or max_attempts < 1):
@@ -326,14 +361,14 @@ class Worker(Generic[TxT]):
             raise UsageError("the worker has no handlers")
         self._started = True
         try:
-            self._unsubscribe = await self.client.notify.listen_job_scheduled(
+            self._unsubscribe = await self._core.notify.listen_job_scheduled(
                 self.type_names, self._on_scheduled
             )
         except Exception as exc:
-            self.client.emit(NotifyAdapterError(operation="listen_job_scheduled", error=repr(exc)))
+            self._core.emit(NotifyAdapterError(operation="listen_job_scheduled", error=repr(exc)))
         self._main = asyncio.create_task(self._main_loop(), name=f"queuert-worker-{self.id}")
         self._renewer = asyncio.create_task(self._renew_loop(), name=f"queuert-leases-{self.id}")
-        self.client.emit(WorkerStarted(self.id, tuple(self.type_names), self.concurrency))
+        self._core.emit(WorkerStarted(self.id, tuple(self.type_names), self.concurrency))
 
     async def close(self) -> None:
         """Stop gracefully within ``shutdown_timeout`` (+ a short cleanup grace); idempotent."""
@@ -378,7 +413,7 @@ class Worker(Generic[TxT]):
     async def _shutdown(self) -> None:
         self._stopping = True
         self._wake.set()
-        self.client.emit(WorkerStopping(self.id, len(self._running)))
+        self._core.emit(WorkerStopping(self.id, len(self._running)))
         if self._main is not None:
             await _finish(self._main, timeout=self.shutdown_timeout + 5)
         while self._buffer:
@@ -403,9 +438,9 @@ class Worker(Generic[TxT]):
             try:
                 await self._unsubscribe()
             except Exception as exc:
-                self.client.emit(NotifyAdapterError(operation="unsubscribe", error=repr(exc)))
+                self._core.emit(NotifyAdapterError(operation="unsubscribe", error=repr(exc)))
         await drain(self._tasks, cancel=True)
-        self.client.emit(WorkerStopped(self.id))
+        self._core.emit(WorkerStopped(self.id))
         self._closed.set()
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
@@ -432,7 +467,7 @@ class Worker(Generic[TxT]):
             except Exception as exc:
                 failures += 1
                 delay = self.recovery_backoff.delay(failures)
-                self.client.emit(WorkerError(self.id, repr(exc), delay))
+                self._core.emit(WorkerError(self.id, repr(exc), delay))
                 await self._sleep(delay)
 
     async def _iteration(self) -> bool:
@@ -453,7 +488,7 @@ class Worker(Generic[TxT]):
             leases = {
                 name: timedelta(seconds=cfg.lease.duration) for name, cfg in self._configs.items()
             }
-            claim = await self.client.state.claim_jobs(
+            claim = await self._core.state.claim_jobs(
                 leases=leases, limit=wanted, worker_id=self.id
             )
             for job in claim.jobs:
@@ -465,7 +500,7 @@ class Worker(Generic[TxT]):
             again = claim.has_more and self._free_slots() > 0
         if loop.time() >= self._next_reap:
             self._next_reap = loop.time() + self._reap_every()
-            reaped = await self.client.state.reap_expired_leases(
+            reaped = await self._core.state.reap_expired_leases(
                 self.type_names,
                 limit=self.reap_batch,
                 exclude_job_ids=[*self._running, *(job.id for job in self._buffer)],
@@ -508,14 +543,14 @@ class Worker(Generic[TxT]):
         by_type: dict[str, int] = {}
         for job in reaped:
             by_type[job.type_name] = by_type.get(job.type_name, 0) + 1
-            self.client.emit(JobReaped(self.client.job_info(job), job.leased_by, self.id))
-        self.client.publish_later(by_type, set(), set(), {j.id for j in reaped})
+            self._core.emit(JobReaped(job_info(job), job.leased_by, self.id))
+        self._core.publish_later(by_type, set(), set(), {j.id for j in reaped})
 
     async def _wait(self) -> None:
         loop = asyncio.get_running_loop()
         delay = self.poll_interval
         if self._free_slots() > 0:
-            due = await self.client.state.next_due(self.type_names)
+            due = await self._core.state.next_due(self.type_names)
             if due is not None:
                 delay = min(delay, max(due.total_seconds(), 0.0))
         delay = min(delay, max(self._next_reap - loop.time(), 0.0))
@@ -538,9 +573,9 @@ class Worker(Generic[TxT]):
 
     async def _consume_hint(self, type_name: str) -> None:
         try:
-            granted = await self.client.notify.consume_wake_hint(type_name)
+            granted = await self._core.notify.consume_wake_hint(type_name)
         except Exception as exc:
-            self.client.emit(NotifyAdapterError(operation="consume_wake_hint", error=repr(exc)))
+            self._core.emit(NotifyAdapterError(operation="consume_wake_hint", error=repr(exc)))
             granted = True
         finally:
             self._consuming.discard(type_name)
@@ -563,9 +598,9 @@ class Worker(Generic[TxT]):
             if not leases:
                 continue
             try:
-                renewal = await self.client.state.renew_leases(leases, worker_id=self.id)
+                renewal = await self._core.state.renew_leases(leases, worker_id=self.id)
             except Exception as exc:
-                self.client.emit(StateAdapterError(operation="renew_leases", error=repr(exc)))
+                self._core.emit(StateAdapterError(operation="renew_leases", error=repr(exc)))
                 continue
             lost = set(renewal.lost)
             if lost and self._buffer:
@@ -580,14 +615,14 @@ class Worker(Generic[TxT]):
         except OwnershipLostError as lost:
             self._lose(job_id, lost.reason)
         except Exception as exc:
-            self.client.emit(StateAdapterError(operation="get_job", error=repr(exc)))
+            self._core.emit(StateAdapterError(operation="get_job", error=repr(exc)))
 
     async def _check_owned(self, job_id: str, *, tx: Any = None) -> None:
         """Raise :class:`OwnershipLostError` unless the job is open and leased by this worker.
 
         With ``tx``, the row is read with a lock held until that transaction ends.
         """
-        stored = await self.client.state.get_job(job_id, lock=tx is not None, tx=tx)
+        stored = await self._core.state.get_job(job_id, lock=tx is not None, tx=tx)
         if stored is None:
             raise OwnershipLostError(job_id, "not_found")
         if stored.is_closed:
@@ -602,7 +637,7 @@ class Worker(Generic[TxT]):
         running = self._running.get(job_id)
         if running is None:
             return
-        self.client.emit(LeaseLost(self.client.job_info(running.job), self.id, reason))
+        self._core.emit(LeaseLost(job_info(running.job), self.id, reason))
         running.cancel(reason)
 
     def _on_attempt_suspended(self, job_id: str) -> None:
@@ -614,11 +649,11 @@ class Worker(Generic[TxT]):
 
     async def _watch(self, job_id: str) -> Callable[[], Awaitable[None]] | None:
         try:
-            return await self.client.notify.listen_job_ownership_lost(
+            return await self._core.notify.listen_job_ownership_lost(
                 job_id, lambda: self._on_ownership_hint(job_id)
             )
         except Exception as exc:
-            self.client.emit(
+            self._core.emit(
                 NotifyAdapterError(operation="listen_job_ownership_lost", error=repr(exc))
             )
             return None
@@ -634,7 +669,7 @@ class Worker(Generic[TxT]):
             try:
                 await unsubscribe()
             except Exception as exc:
-                self.client.emit(NotifyAdapterError(operation="unsubscribe", error=repr(exc)))
+                self._core.emit(NotifyAdapterError(operation="unsubscribe", error=repr(exc)))
 
     def _on_ownership_hint(self, job_id: str) -> None:
         if job_id in self._running and job_id not in self._held:
@@ -671,6 +706,7 @@ class Worker(Generic[TxT]):
     async def _attempt(self, running: _Running, started: float) -> None:
         job = running.job
         client = self.client
+        core = self._core
         config = running.config
         spec = config.job_type.spec()
         try:
@@ -680,9 +716,9 @@ class Worker(Generic[TxT]):
                 failed = [b for b in blockers if b.outcome in ("failed", "cancelled")]
                 if failed and config.job_type.on_blocker_failure == "fail":
                     raise BlockerChainFailedError(failed[0].id, failed[0].outcome or "failed")
-            public = client.to_job(job)
+            public = core.to_job(job)
             attempt: Attempt[Any] = Attempt(
-                worker=self, stored=job, job=public, input=public.input, blockers=blockers
+                host=self._host, stored=job, job=public, input=public.input, blockers=blockers
             )
         except Exception as exc:
             await self._record_failure(
@@ -693,9 +729,9 @@ class Worker(Generic[TxT]):
         if running.cancel_reason is not None:
             attempt.signal._set(running.cancel_reason)
         now = datetime.now(timezone.utc)
-        client.emit(
+        core.emit(
             AttemptStarted(
-                client.job_info(job), self.id, max((now - job.scheduled_at).total_seconds(), 0.0)
+                job_info(job), self.id, max((now - job.scheduled_at).total_seconds(), 0.0)
             )
         )
         running.handler_task = asyncio.ensure_future(self._run_handler(running, attempt, config))
@@ -724,9 +760,9 @@ class Worker(Generic[TxT]):
                 await self._record_failure(running, exc, started)
                 return
             raise
-        client.emit(
+        core.emit(
             AttemptCompleted(
-                client.job_info(job),
+                job_info(job),
                 self.id,
                 loop_time_since(started),
                 attempt.mode or "atomic",
@@ -762,56 +798,56 @@ class Worker(Generic[TxT]):
 
     async def _release(self, job: StoredJob) -> None:
         """Give a job back (shutdown): ready again at once, attempt kept, only if still ours."""
+        core = self._core
         try:
-            async with self.client.transaction() as tx:
-                await self._check_owned(job.id, tx=tx)
-                await self.client.state.reschedule_job(job.id, schedule=None, error=None, tx=tx)
-            self.client.publish_later({job.type_name: 1}, set(), set(), set())
+            async with core.transactions.transaction() as bound:
+                await self._check_owned(job.id, tx=bound.tx)
+                await core.state.reschedule_job(job.id, schedule=None, error=None, tx=bound.tx)
+            core.publish_later({job.type_name: 1}, set(), set(), set())
         except OwnershipLostError:
             return
         except Exception as exc:
-            self.client.emit(StateAdapterError(operation="release", error=repr(exc)))
+            core.emit(StateAdapterError(operation="release", error=repr(exc)))
 
     async def _record_failure(
         self, running: _Running, exc: Exception, started: float, *, final: bool = False
     ) -> None:
         job = running.job
         config = running.config
-        client = self.client
-        from queuert.schedule import Schedule
-
+        core = self._core
+        state = core.state
         error_text = str(exc) if isinstance(exc, BlockerChainFailedError) else serialize_error(exc)
         try:
-            async with client.transaction() as tx:
-                hooks = client._hooks_for(tx, None)
+            async with core.transactions.transaction() as bound:
+                tx, hooks = bound.tx, bound.hooks
                 await self._check_owned(job.id, tx=tx)
                 retry_at: datetime | None
                 if isinstance(exc, RescheduleJob):
-                    stored = await client.state.reschedule_job(
+                    stored = await state.reschedule_job(
                         job.id, schedule=exc.schedule, error=exc.reason or str(exc), tx=tx
                     )
                     retry_at = stored.scheduled_at
                 elif final or (
                     config.max_attempts is not None and job.attempt >= config.max_attempts
                 ):
-                    result = await client.state.complete_job(
+                    result = await state.complete_job(
                         job.id, outcome="failed", worker_id=self.id, error=error_text, tx=tx
                     )
-                    client.after_close(result, worker_id=self.id, hooks=hooks)
+                    core.finishing.after_close(result, worker_id=self.id, hooks=hooks)
                     retry_at = None
                 else:
                     delay = config.backoff.delay(job.attempt)
-                    stored = await client.state.reschedule_job(
+                    stored = await state.reschedule_job(
                         job.id,
                         schedule=Schedule(after=timedelta(seconds=delay)),
                         error=error_text,
                         tx=tx,
                     )
                     retry_at = stored.scheduled_at
-                client._after_commit(
+                core.after_commit(
                     hooks,
                     AttemptFailed(
-                        client.job_info(job),
+                        job_info(job),
                         self.id,
                         loop_time_since(started),
                         type(exc).__name__,
@@ -824,7 +860,7 @@ class Worker(Generic[TxT]):
             self._lose(job.id, lost.reason)
         except Exception as record_exc:
             # The lease will expire and the reaper returns the job; the attempt is already counted.
-            client.emit(StateAdapterError(operation="record_failure", error=repr(record_exc)))
+            core.emit(StateAdapterError(operation="record_failure", error=repr(record_exc)))
 
 
 def _bind(

@@ -1,0 +1,233 @@
+"""Chain creation: new jobs checked and planned as rows, then written with their blocker links.
+
+Planning validates everything before anything is written: the job is an instance of a registered
+type (an entry type to start a chain), its input encodes, its blockers match the declared slots, its
+id is well-formed (or generated), and deduplication is only asked of chain starts. It turns each job
+into a :class:`~queuert.state.NewJob` row and the ids of the chains it waits for. Writing creates the
+rows in one state operation, links the blockers in another, and buffers the events and wake-ups of
+what was created in the transaction's hooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, NamedTuple, TypeVar
+
+from queuert._bound_transaction import BoundTransaction
+from queuert._publishing import Publishing
+from queuert.codec import Codec, CodecError
+from queuert.errors import InvalidJobIdError, JobTypeValidationError, NotJsonError, UsageError
+from queuert.job_types import JobType, JobTypeRegistry
+from queuert.json import JsonValue
+from queuert.models import Chain
+from queuert.observability import (
+    ChainCreated,
+    ChainDeduplicated,
+    JobBlocked,
+    JobCreated,
+    JobInfo,
+)
+from queuert.state import NewJob, StateAdapter, StoredJob
+
+__all__ = ["ChainCreation", "PlannedJob"]
+
+TxT = TypeVar("TxT")
+AnyJob = JobType[Any, Any, Any, Any, Any]
+
+
+class PlannedJob(NamedTuple):
+    """A job ready to write: its row and the ids of the chains it waits for (slot order)."""
+
+    row: NewJob
+    blockers: list[str]
+
+
+class ChainCreation(Generic[TxT]):
+    """Plans and writes new jobs: chain starts and continuations."""
+
+    def __init__(
+        self,
+        state: StateAdapter[TxT],
+        registry: JobTypeRegistry,
+        codec: Codec,
+        publishing: Publishing,
+        *,
+        generate_id: Callable[[], str],
+        validate_id: Callable[[str], bool] | None,
+        fresh_ids: bool,
+    ) -> None:
+        self._state = state
+        self._registry = registry
+        self._codec = codec
+        self._publishing = publishing
+        self._generate_id = generate_id
+        self._validate_id = validate_id
+        self._check_generated = validate_id is not None and not fresh_ids
+        self._fresh_ids = fresh_ids
+        """The generator makes ids no stored job has (``NewJob.fresh_id``)."""
+
+    # -- planning (no writes) -------------------------------------------------------------------
+
+    def plan_starts(self, jobs: Sequence[AnyJob]) -> list[PlannedJob]:
+        """Rows for new chains started with ``jobs`` (instances of entry job types)."""
+        for job in jobs:
+            if not isinstance(job, JobType):
+                raise UsageError(
+                    f"start_chain takes a job (an instance of a job type), not {job!r}"
+                )
+            if not type(job).entry:
+                raise JobTypeValidationError(
+                    "not_entry_point", type(job).type_name, "only entry job types can start a chain"
+                )
+        return self.plan(jobs, None)
+
+    def plan(self, jobs: Sequence[AnyJob], continuation_of: StoredJob | None) -> list[PlannedJob]:
+        """Rows for ``jobs``: new chains, or the next job of ``continuation_of``'s chain."""
+        plans: list[PlannedJob] = []
+        for job in jobs:
+            jt = type(job)
+            payload = self._encode_input(job)
+            blockers = self._check_blockers(job)
+            if continuation_of is None:
+                row = NewJob(
+                    id=self._new_id(job),
+                    type_name=jt.type_name,
+                    chain_type_name=jt.type_name,
+                    input=payload,
+                    schedule=job.schedule,
+                    deduplication=job.deduplication,
+                    fresh_id=job.id is None and self._fresh_ids,
+                )
+            else:
+                if job.deduplication is not None:
+                    raise UsageError("deduplication applies to chain starts, not to continuations")
+                row = NewJob(
+                    id=self._new_id(job),
+                    type_name=jt.type_name,
+                    chain_type_name=continuation_of.chain_type_name,
+                    input=payload,
+                    chain_id=continuation_of.chain_id,
+                    chain_index=continuation_of.chain_index + 1,
+                    schedule=job.schedule,
+                )
+            plans.append(PlannedJob(row, blockers))
+        return plans
+
+    def _new_id(self, job: AnyJob) -> str:
+        if job.id is not None:
+            if not isinstance(job.id, str) or (
+                self._validate_id is not None and not self._validate_id(job.id)
+            ):
+                raise InvalidJobIdError(job.id, "caller")
+            return job.id
+        new_id = self._generate_id()
+        if self._check_generated and not self._validate_id(new_id):  # type: ignore[misc]
+            raise InvalidJobIdError(new_id, "generator")
+        return new_id
+
+    def _encode_input(self, job: AnyJob) -> JsonValue:
+        jt = type(job)
+        self._registry.check_registered(jt)
+        try:
+            return self._codec.encode(jt.spec().input_type, job.input)
+        except NotJsonError:
+            raise
+        except CodecError as exc:
+            raise JobTypeValidationError("invalid_input", jt.type_name, str(exc)) from exc
+
+    def _check_blockers(self, job: AnyJob) -> list[str]:
+        jt = type(job)
+        slots = jt.spec().blockers
+        chains = list(job.blockers)
+        if not slots.declared:
+            if chains:
+                raise JobTypeValidationError(
+                    "invalid_blockers", jt.type_name, "this type declares no blockers"
+                )
+            return []
+        for chain in chains:
+            if not isinstance(chain, Chain):
+                raise JobTypeValidationError(
+                    "invalid_blockers",
+                    jt.type_name,
+                    f"blockers must be Chain objects, got {chain!r}",
+                )
+        if len(chains) < len(slots.fixed) or (
+            slots.rest is None and len(chains) != len(slots.fixed)
+        ):
+            expected = f"{len(slots.fixed)}{' or more' if slots.rest is not None else ''}"
+            raise JobTypeValidationError(
+                "invalid_blockers",
+                jt.type_name,
+                f"expected {expected} blocker chains, got {len(chains)}",
+            )
+        for index, chain in enumerate(chains):
+            allowed = slots.fixed[index] if index < len(slots.fixed) else slots.rest or ()
+            if chain.type_name not in {a.type_name for a in allowed}:
+                names = " | ".join(a.type_name for a in allowed)
+                raise JobTypeValidationError(
+                    "invalid_blockers",
+                    jt.type_name,
+                    f"blocker {index} must be a chain of {names}, got {chain.type_name!r}",
+                )
+        return [chain.id for chain in chains]
+
+    # -- writing -------------------------------------------------------------------------------
+
+    async def write(
+        self,
+        plans: Sequence[PlannedJob],
+        continuation_of: StoredJob | None,
+        bound: BoundTransaction[TxT],
+    ) -> list[tuple[StoredJob, bool]]:
+        """Create the planned rows and their blocker links in ``bound``; per plan, the stored row and
+        whether deduplication matched an existing chain instead (in plan order)."""
+        if not plans:
+            return []
+        hooks = bound.hooks
+        tx = bound.tx
+        new_jobs = [plan.row for plan in plans]
+        blockers = [plan.blockers for plan in plans]
+        restore = hooks.checkpoint()
+        try:
+            created = await self._state.create_jobs(new_jobs, tx=tx)
+            results = [(c.job, c.deduplicated) for c in created]
+            links: list[tuple[str, Sequence[str]]] = [
+                (row.id, blockers[i])
+                for i, (row, dedup) in enumerate(results)
+                if blockers[i] and not dedup
+            ]
+            if links:
+                added = iter(await self._state.add_blockers(links, tx=tx))
+                results = [
+                    (next(added).job, dedup) if blockers[i] and not dedup else (row, dedup)
+                    for i, (row, dedup) in enumerate(results)
+                ]
+            notify = self._publishing.notify_buffer(hooks)
+            events = self._publishing.event_buffer(hooks).events
+            ready = notify.ready
+            for i, (row, dedup) in enumerate(results):
+                if dedup:
+                    if continuation_of is None:
+                        events.append(
+                            ChainDeduplicated(
+                                row.chain_id, row.chain_type_name, row.deduplication_key
+                            )
+                        )
+                    continue
+                info = JobInfo(
+                    row.id, row.type_name, row.chain_id, row.chain_type_name, row.attempt
+                )
+                if continuation_of is None:
+                    events.append(ChainCreated(row.id, row.type_name))
+                events.append(JobCreated(info, row.scheduled_at, row.blocked))
+                if row.blocked:
+                    events.append(JobBlocked(info, tuple(blockers[i])))
+                elif row.status == "ready":
+                    ready[row.type_name] += 1
+                else:
+                    notify.scheduled.add(row.type_name)
+            return results
+        except BaseException:
+            restore()
+            raise

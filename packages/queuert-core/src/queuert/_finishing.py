@@ -1,0 +1,161 @@
+"""Finishing a job, shared by the worker and workerless completion.
+
+Three steps: check what the completion returned (a continuation job of a declared type, planned in
+full, or an output that encodes; nothing written), write it (the continuation's row, then the job
+closed as completed, guarded by the worker's lease when an owner is given), and after the close buffer
+what the commit announces: the job's and the chain's events, the chain-closed notification, and
+wake-ups for jobs that were waiting for the chain.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Generic, NamedTuple, TypeVar
+
+from queuert._bound_transaction import BoundTransaction
+from queuert._chain_creation import ChainCreation, PlannedJob
+from queuert._mapping import job_info
+from queuert._publishing import Publishing
+from queuert.codec import Codec, CodecError
+from queuert.errors import JobTypeValidationError, NotJsonError
+from queuert.hooks import TransactionHooks
+from queuert.job_types import JobType, JobTypeRegistry
+from queuert.json import JsonValue
+from queuert.observability import ChainClosed, JobCompleted, JobUnblocked
+from queuert.state import CompleteResult, Outcome, StateAdapter, StoredJob
+
+__all__ = ["CheckedResult", "Finishing", "chain_closed"]
+
+TxT = TypeVar("TxT")
+
+
+class CheckedResult(NamedTuple):
+    """A completion's result after :meth:`Finishing.check_result`: a planned continuation, or
+    (``continuation is None``) the encoded output."""
+
+    continuation: PlannedJob | None
+    output: JsonValue
+
+
+class Finishing(Generic[TxT]):
+    """Checks and writes what completes a job, and buffers what its close announces."""
+
+    def __init__(
+        self,
+        state: StateAdapter[TxT],
+        registry: JobTypeRegistry,
+        codec: Codec,
+        creation: ChainCreation[TxT],
+        publishing: Publishing,
+    ) -> None:
+        self._state = state
+        self._registry = registry
+        self._codec = codec
+        self._creation = creation
+        self._publishing = publishing
+
+    def check_result(self, job: StoredJob, value: Any) -> CheckedResult:
+        """Validate what a completion returned (a continuation job, fully, or the output); no writes."""
+        jt = self._registry.require(job.type_name)
+        spec = jt.spec()
+        if isinstance(value, JobType):
+            target = type(value)
+            if target not in spec.continues_to:
+                allowed = ", ".join(t.type_name for t in spec.continues_to) or "none"
+                raise JobTypeValidationError(
+                    "invalid_continuation",
+                    job.type_name,
+                    f"cannot continue to {target.type_name!r} (declared: {allowed})",
+                )
+            (plan,) = self._creation.plan([value], job)
+            return CheckedResult(plan, None)
+        if not spec.can_complete:
+            raise JobTypeValidationError(
+                "invalid_output",
+                job.type_name,
+                "this type must continue the chain, it declares no output",
+            )
+        try:
+            return CheckedResult(None, self._codec.encode(spec.output_type, value))
+        except NotJsonError:
+            raise
+        except CodecError as exc:
+            raise JobTypeValidationError("invalid_output", job.type_name, str(exc)) from exc
+
+    async def finish(
+        self, job: StoredJob, value: Any, *, worker_id: str | None, bound: BoundTransaction[TxT]
+    ) -> tuple[CompleteResult, StoredJob | None]:
+        """Complete ``job`` with an output or continue it with the job in ``value`` (the caller
+        holds the job locked in ``bound``)."""
+        return await self.write_result(
+            job, self.check_result(job, value), worker_id=worker_id, bound=bound
+        )
+
+    async def write_result(
+        self,
+        job: StoredJob,
+        checked: CheckedResult,
+        *,
+        worker_id: str | None,
+        bound: BoundTransaction[TxT],
+        owner: str | None = None,
+    ) -> tuple[CompleteResult, StoredJob | None]:
+        """Write a result from :meth:`check_result` (only if still leased by ``owner`` when given);
+        returns the close and the continuation's row, if any."""
+        continuation, output = checked
+        successor: StoredJob | None = None
+        if continuation is not None:
+            ((successor, _),) = await self._creation.write([continuation], job, bound)
+            result = await self._state.complete_job(
+                job.id,
+                outcome="completed",
+                worker_id=worker_id,
+                succeeded_by_job_id=successor.id,
+                owner=owner,
+                tx=bound.tx,
+            )
+        else:
+            result = await self._state.complete_job(
+                job.id,
+                outcome="completed",
+                worker_id=worker_id,
+                output=output,
+                owner=owner,
+                tx=bound.tx,
+            )
+        self.after_close(result, worker_id=worker_id, hooks=bound.hooks)
+        return result, successor
+
+    def after_close(
+        self, result: CompleteResult, *, worker_id: str | None, hooks: TransactionHooks
+    ) -> None:
+        """Buffer the notifications and events of a closed job (completed, continued, failed,
+        cancelled) in ``hooks``."""
+        publishing = self._publishing
+        job = result.job
+        now = job.completed_at or datetime.now(timezone.utc)
+        events = publishing.event_buffer(hooks).events
+        if job.outcome == "completed":
+            events.append(
+                JobCompleted(
+                    job_info(job),
+                    worker_id,
+                    (now - job.created_at).total_seconds(),
+                    continued_with=job.succeeded_by_job_id,
+                )
+            )
+        notify = publishing.notify_buffer(hooks)
+        if job.closes_chain:
+            notify.closed_chains.add(job.chain_id)
+            assert job.outcome is not None
+            events.append(chain_closed(job, job.outcome, now))
+            for unblocked in result.unblocked:
+                notify.ready[unblocked.type_name] += 1
+                events.append(JobUnblocked(job_info(unblocked), job.chain_id))
+
+
+def chain_closed(job: StoredJob, outcome: Outcome, now: datetime) -> ChainClosed:
+    """The event of a chain closed by ``job``; its duration is known here only when ``job`` is the
+    chain's first one."""
+    duration = (now - job.created_at).total_seconds() if job.chain_index == 0 else None
+    return ChainClosed(job.chain_id, job.chain_type_name, outcome, duration)

@@ -1,0 +1,202 @@
+"""After-commit publishing: what a committed transaction tells workers, waiters and observers.
+
+Work done in a transaction buffers two kinds of side effects in the transaction's
+:class:`~queuert.hooks.TransactionHooks`: notifications (wake-ups per job type, job types with newly
+scheduled jobs, closed chains, jobs whose worker lost them) and observability events. When the hooks
+flush after the commit, the events go to the observability adapter in order and the notifications to
+one background publisher per client, which merges whatever accumulates while it is busy (wake-up
+counts add up, ids are deduplicated), so a burst of commits costs a few publishes. A rollback drops
+both; a rolled-back savepoint drops its share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from queuert._tasks import drain
+from queuert.hooks import TransactionHooks
+from queuert.notify import NotifyAdapter
+from queuert.observability import Event, NotifyAdapterError, ObservabilityAdapter
+
+__all__ = ["EventBuffer", "NotifyBuffer", "Publisher", "Publishing"]
+
+logger = logging.getLogger("queuert.client")
+
+_NOTIFY_KEY = "queuert.notify"
+_EVENTS_KEY = "queuert.events"
+
+
+class Publisher:
+    """Publishes notifications in one background task, merging whatever accumulates while it is busy
+    (wake-up counts add up, ids are deduplicated), so a burst of commits costs a few publishes."""
+
+    def __init__(self, notify: NotifyAdapter, emit: Callable[[Event], None]) -> None:
+        self._notify = notify
+        self._emit = emit
+        self._ready: Counter[str] = Counter()
+        self._scheduled: set[str] = set()
+        self._closed: set[str] = set()
+        self._lost: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def add(
+        self, ready: dict[str, int], scheduled: set[str], closed: set[str], lost: set[str]
+    ) -> None:
+        self._ready.update(ready)
+        self._scheduled |= scheduled
+        self._closed |= closed
+        self._lost |= lost
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        while self._ready or self._scheduled or self._closed or self._lost:
+            ready, scheduled, closed, lost = (
+                dict(self._ready),
+                self._scheduled,
+                self._closed,
+                self._lost,
+            )
+            self._ready, self._scheduled, self._closed, self._lost = Counter(), set(), set(), set()
+            await self._publish(ready, scheduled, closed, lost)
+
+    async def _publish(
+        self, ready: dict[str, int], scheduled: set[str], closed: set[str], lost: set[str]
+    ) -> None:
+        notify = self._notify
+
+        async def call(operation: str, coro: Awaitable[Any]) -> None:
+            try:
+                await coro
+            except Exception as exc:
+                self._emit(NotifyAdapterError(operation=operation, error=repr(exc)))
+
+        for type_name, count in ready.items():
+            await call("provide_wake_hint", notify.provide_wake_hint(type_name, count))
+        for type_name in sorted(set(ready) | scheduled):
+            await call("notify_job_scheduled", notify.notify_job_scheduled(type_name))
+        for chain_id in closed:
+            await call("notify_chain_closed", notify.notify_chain_closed(chain_id))
+        for job_id in lost:
+            await call("notify_job_ownership_lost", notify.notify_job_ownership_lost(job_id))
+
+    async def drain(self) -> None:
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
+
+
+class NotifyBuffer:
+    """Notifications to publish after commit."""
+
+    def __init__(self, publisher: Publisher) -> None:
+        self._publisher = publisher
+        self.ready: Counter[str] = Counter()
+        """Jobs that became ready, by type (each is a wake-up hint)."""
+        self.scheduled: set[str] = set()
+        """Types with jobs scheduled for later."""
+        self.closed_chains: set[str] = set()
+        self.ownership_lost: set[str] = set()
+        """Jobs a worker may be running that it no longer owns (completed, cancelled, deleted)."""
+
+    async def flush(self) -> None:
+        ready, scheduled = dict(self.ready), set(self.scheduled)
+        closed, lost = set(self.closed_chains), set(self.ownership_lost)
+        self.discard()
+        if ready or scheduled or closed or lost:
+            self._publisher.add(ready, scheduled, closed, lost)
+
+    def discard(self) -> None:
+        self.ready.clear()
+        self.scheduled.clear()
+        self.closed_chains.clear()
+        self.ownership_lost.clear()
+
+    def snapshot(self) -> object:
+        return (
+            Counter(self.ready),
+            set(self.scheduled),
+            set(self.closed_chains),
+            set(self.ownership_lost),
+        )
+
+    def restore(self, snapshot: object) -> None:
+        assert isinstance(snapshot, tuple)
+        self.ready = Counter(snapshot[0])
+        self.scheduled = set(snapshot[1])
+        self.closed_chains = set(snapshot[2])
+        self.ownership_lost = set(snapshot[3])
+
+
+class EventBuffer:
+    """Observability events to emit after commit, in order."""
+
+    def __init__(self, emit: Callable[[Event], None]) -> None:
+        self._emit = emit
+        self.events: list[Event] = []
+
+    async def flush(self) -> None:
+        events, self.events = self.events, []
+        emit = self._emit
+        for event in events:
+            emit(event)
+
+    def discard(self) -> None:
+        self.events.clear()
+
+    def snapshot(self) -> object:
+        return len(self.events)
+
+    def restore(self, snapshot: object) -> None:
+        assert isinstance(snapshot, int)
+        del self.events[snapshot:]
+
+
+class Publishing:
+    """One client's after-commit side effects: the buffers in each transaction's hooks, the
+    background publisher they flush into, and flushes started from synchronous commit events."""
+
+    def __init__(self, notify: NotifyAdapter, observability: ObservabilityAdapter) -> None:
+        self.notify = notify
+        self.observability = observability
+        self._publisher = Publisher(notify, self.emit)
+        self._flushes: set[asyncio.Task[None]] = set()
+        self._new_notify_buffer = lambda: NotifyBuffer(self._publisher)
+        self._new_event_buffer = lambda: EventBuffer(self.emit)
+
+    def emit(self, event: Event) -> None:
+        """Hand ``event`` to the observability adapter now (errors are logged, never raised)."""
+        try:
+            self.observability.emit(event)
+        except Exception:
+            logger.exception("observability adapter failed", extra={"queuert_event": event.name})
+
+    def notify_buffer(self, hooks: TransactionHooks) -> NotifyBuffer:
+        return hooks.get(_NOTIFY_KEY, self._new_notify_buffer)
+
+    def event_buffer(self, hooks: TransactionHooks) -> EventBuffer:
+        return hooks.get(_EVENTS_KEY, self._new_event_buffer)
+
+    def after_commit(self, hooks: TransactionHooks, event: Event) -> None:
+        """Emit ``event`` once the transaction of ``hooks`` commits."""
+        self.event_buffer(hooks).events.append(event)
+
+    def publish_later(
+        self, ready: dict[str, int], scheduled: set[str], closed: set[str], lost: set[str]
+    ) -> None:
+        """Queue notifications for the background publisher (for work already committed)."""
+        self._publisher.add(ready, scheduled, closed, lost)
+
+    def flush_later(self, hooks: TransactionHooks) -> None:
+        """Flush hooks from a synchronous commit event, in a task awaited by :meth:`wait_published`."""
+        task = asyncio.ensure_future(hooks.flush())
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def wait_published(self) -> None:
+        """Wait until the notifications of every transaction committed so far are published."""
+        await drain(self._flushes)
+        await self._publisher.drain()
