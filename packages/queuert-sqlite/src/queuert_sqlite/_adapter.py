@@ -4,22 +4,20 @@ Every operation is one function executed on a connection's thread (one round tri
 size); inside it, statements work on whole batches through ``json_each`` or ``executemany``. The one
 exception is a batch of new chains with fresh ids and no deduplication key inside a transaction: its
 INSERT is queued and sent with the transaction's next operation or its COMMIT (no round trip of its
-own). Writers
-are serialised (one writer connection, ``BEGIN IMMEDIATE``), so the locking rules of the contract hold
+own). Writers are serialised (one writer connection, ``BEGIN IMMEDIATE``), so the locking rules of the contract hold
 trivially: a locked read is a read inside the write transaction, and "find work" operations never
 meet a row locked by someone else.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from queuert.cursor import (
     decode_index_cursor,
@@ -60,10 +58,15 @@ from queuert.state import (
     StoredJob,
     TriggerResult,
     derive_status,
-    inserted_job,
 )
 
-from queuert_sqlite._driver import is_integrity_error
+from queuert_sqlite._create import (
+    InsertConflict,
+    create_on_thread,
+    fresh_starts,
+    prepare,
+    taken_ids,
+)
 from queuert_sqlite._options import SqliteOptions
 from queuert_sqlite._provider import SqliteProvider
 from queuert_sqlite._rows import (
@@ -77,8 +80,8 @@ from queuert_sqlite._rows import (
     job_from_row,
 )
 from queuert_sqlite._schema import apply_migrations, validate_prefix
-from queuert_sqlite._sql import STATUS_SQL, Statements
-from queuert_sqlite._time import add_delta, format_ts, now, parse_ts
+from queuert_sqlite._sql import Statements, json_param
+from queuert_sqlite._time import add_delta, now, parse_ts, scheduled_at
 from queuert_sqlite._transaction import SqliteConnection, in_savepoint
 
 __all__ = ["SqliteStateAdapter"]
@@ -88,46 +91,6 @@ _STATUSES = frozenset(
 )
 
 
-def _scheduled_at(schedule: Schedule | None, now: str) -> str:
-    """``at`` or ``now + after``, never earlier than now (text comparison is time comparison)."""
-    if schedule is None:
-        return now
-    if schedule.at is not None:
-        return max(format_ts(schedule.at), now)
-    if schedule.after is not None and schedule.after > timedelta(0):
-        return add_delta(now, schedule.after)
-    return now
-
-
-def _new_row(
-    new: NewJob, value: JsonValue, text: str, now_text: str, now_dt: datetime
-) -> tuple[tuple[Any, ...], StoredJob]:
-    """The INSERT parameters of a job that is inserted, and the job as stored."""
-    scheduled = _scheduled_at(new.schedule, now_text)
-    dedup = new.deduplication if new.chain_id is None else None
-    row = (
-        new.id,
-        new.type_name,
-        new.id if new.chain_id is None else new.chain_id,
-        new.chain_type_name,
-        new.chain_index,
-        text,
-        now_text,
-        scheduled,
-        dedup.key if dedup is not None else None,
-        new.chain_trace_context,
-        new.trace_context,
-    )
-    job = inserted_job(
-        new,
-        input=value,
-        created_at=now_dt,
-        scheduled_at=now_dt if scheduled == now_text else parse_ts(scheduled),
-        status="scheduled" if scheduled > now_text else "ready",
-    )
-    return row, job
-
-
 def _check_page(order: Order, limit: int) -> bool:
     """Validate paging arguments; True for descending order."""
     if order not in ("asc", "desc"):
@@ -135,15 +98,6 @@ def _check_page(order: Order, limit: int) -> bool:
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise UsageError(f"limit must be a positive int, not {limit!r}")
     return order == "desc"
-
-
-def _jdump(value: object) -> str:
-    """JSON text of a parameter list or map (ids, keys, timestamps: plain strings and numbers)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def _json_list(values: Sequence[str] | None) -> str:
-    return _jdump(list(values) if values is not None else [])
 
 
 _CompletionParams = tuple[str, str, "str | None", "str | None", "str | None"]
@@ -163,15 +117,6 @@ def _completion_params(completion: Completion) -> _CompletionParams:
         else None
     )
     return (completion.job_id, outcome, output_text, successor, completion.error)
-
-
-class _InsertConflict(Exception):
-    """An INSERT of create_jobs hit a constraint; the ids to check for a collision ride along."""
-
-    def __init__(self, ids: list[str], cause: Exception) -> None:
-        super().__init__(str(cause))
-        self.ids = ids
-        self.cause = cause
 
 
 class SqliteStateAdapter:
@@ -261,15 +206,8 @@ class SqliteStateAdapter:
         operation in ``tx`` raises :class:`~queuert_sqlite.TransactionAbortedError` until the
         savepoint that was open at the failure rolls back, and the transaction cannot commit.
         """
-        prefix = self._sql.prefix
-
-        def op(raw: sqlite3.Connection) -> None:
-            raw.execute(
-                f"INSERT INTO {prefix}job_blocker (job_id, slot, blocked_by_chain_id) "
-                "VALUES (NULL, 0, NULL)"
-            )
-
-        await self.provider.poison(tx, op)
+        failing = self._sql.failing_insert
+        await self.provider.poison(tx, lambda raw: raw.execute(failing))
 
     # -- creating ---------------------------------------------------------------------------------
 
@@ -279,143 +217,30 @@ class SqliteStateAdapter:
         if not jobs:
             self.provider._check_open()
             return []
-        prepared: list[tuple[NewJob, JsonValue, str]] = []
-        for new in jobs:
-            if not isinstance(new.id, str) or not new.id:
-                raise UsageError(f"a job id must be a non-empty string, not {new.id!r}")
-            if new.chain_id is None and new.chain_index != 0:
-                raise UsageError("a chain's first job (chain_id=None) has chain_index 0")
-            value = ensure_json(new.input)
-            prepared.append((new, value, dumps(value)))
+        prepared = prepare(jobs)
         sql = self._sql
         if self.provider.can_defer(tx) and all(
             new.fresh_id and new.chain_id is None and new.deduplication is None
             for new, _, _ in prepared
         ):
             assert tx is not None
-            return self._create_later(prepared, tx)
-
-        def op(raw: sqlite3.Connection) -> list[CreatedJob]:
-            now_text, now_dt = now()
-            count = len(prepared)
-            results: list[CreatedJob | None] = [None] * count
-
-            # continuations: the job already at (chain_id, chain_index) makes them idempotent
-            existing_at: dict[tuple[str, int], StoredJob] = {}
-            conts = [(i, new) for i, (new, _, _) in enumerate(prepared) if new.chain_id is not None]
-            if conts:
-                keys = [[new.chain_id, new.chain_index] for _, new in conts]
-                for row in raw.execute(sql.continuation_lookup, (_jdump(keys),)):
-                    _, new = conts[row[0]]
-                    assert new.chain_id is not None
-                    if not row[1]:
-                        raise ChainNotFoundError(new.chain_id)
-                    if row[2] is not None:
-                        existing_at[(new.chain_id, new.chain_index)] = job_from_row(row, now_dt, 2)
-
-            # deduplication: newest matching chain (keyed on the chain: its status is the tail's)
-            first_of_key: dict[tuple[str, str], int] = {}
-            lookups: list[int] = []
-            for i, (new, _, _) in enumerate(prepared):
-                dedup = new.deduplication
-                if new.chain_id is None and dedup is not None:
-                    key = (new.chain_type_name, dedup.key)
-                    if key not in first_of_key:
-                        first_of_key[key] = i
-                        lookups.append(i)
-            matched: dict[int, StoredJob] = {}
-            if lookups:
-                params = []
-                for i in lookups:
-                    new = prepared[i][0]
-                    dedup = new.deduplication
-                    assert dedup is not None
-                    since = add_delta(now_text, -dedup.window) if dedup.window is not None else None
-                    params.append(
-                        [
-                            new.chain_type_name,
-                            dedup.key,
-                            dedup.scope,
-                            since,
-                            list(dedup.exclude_chain_ids),
-                        ]
-                    )
-                for row in raw.execute(sql.dedup_lookup, (_jdump(params),)):
-                    matched[lookups[row[0]]] = job_from_row(row, now_dt, 1)
-
-            # what to insert, in input order
-            rows: list[tuple[Any, ...]] = []
-            inserted_ids: set[str] = set()
-            by_position: dict[int, StoredJob] = {}
-            batch_at: dict[tuple[str, int], StoredJob] = {}
-            for i, (new, value, text) in enumerate(prepared):
-                dedup = new.deduplication if new.chain_id is None else None
-                if dedup is not None:
-                    first = first_of_key[(new.chain_type_name, dedup.key)]
-                    if first != i:
-                        results[i] = CreatedJob(job=by_position[first], deduplicated=True)
-                        continue
-                    found = matched.get(i)
-                    if found is not None:
-                        by_position[i] = found
-                        results[i] = CreatedJob(job=found, deduplicated=True)
-                        continue
-                if new.chain_id is not None:
-                    at = (new.chain_id, new.chain_index)
-                    earlier = existing_at.get(at) or batch_at.get(at)
-                    if earlier is not None:
-                        results[i] = CreatedJob(job=earlier, deduplicated=True)
-                        continue
-                if new.id in inserted_ids:
-                    raise DuplicateJobIdError(new.id)
-                inserted_ids.add(new.id)
-                row, job = _new_row(new, value, text, now_text, now_dt)
-                rows.append(row)
-                by_position[i] = job
-                if new.chain_id is not None:
-                    batch_at[(new.chain_id, new.chain_index)] = job
-                results[i] = CreatedJob(job=job, deduplicated=False)
-            if rows:
-                try:
-                    raw.executemany(sql.insert_job, rows)
-                except Exception as exc:
-                    if not is_integrity_error(exc):
-                        raise
-                    raise _InsertConflict([r[0] for r in rows], exc) from exc
-            return cast(list[CreatedJob], results)
-
+            rows, results = fresh_starts(prepared)
+            insert = sql.insert_job
+            self.provider.defer_write(tx, lambda raw: raw.executemany(insert, rows))
+            return results
         try:
             # one job is one INSERT, atomic by itself; a batch needs a savepoint inside tx
-            return await self.provider.run_write(op, tx, atomic=len(prepared) > 1)
-        except _InsertConflict as conflict:
+            return await self.provider.run_write(
+                lambda raw: create_on_thread(raw, sql, prepared), tx, atomic=len(prepared) > 1
+            )
+        except InsertConflict as conflict:
             # Everything of the batch was rolled back; name the id that collides, if that was it.
             ids = conflict.ids
-
-            def which(raw: sqlite3.Connection) -> list[str]:
-                return [r[0] for r in raw.execute(sql.existing_ids, (_jdump(ids),))]
-
-            taken = set(await self.provider.run_read(which, tx))
+            taken = set(await self.provider.run_read(lambda raw: taken_ids(raw, sql, ids), tx))
             for job_id in ids:
                 if job_id in taken:
                     raise DuplicateJobIdError(job_id) from None
             raise conflict.cause from None
-
-    def _create_later(
-        self, prepared: list[tuple[NewJob, JsonValue, str]], tx: SqliteConnection
-    ) -> list[CreatedJob]:
-        """New chains with fresh ids and no deduplication: nothing to look up and nothing they can
-        clash with, so the result is known now and the INSERT goes with the transaction's next
-        operation or its COMMIT (one thread hop less; see SqliteProvider.defer_write)."""
-        now_text, now_dt = now()
-        rows: list[tuple[Any, ...]] = []
-        results: list[CreatedJob] = []
-        for new, value, text in prepared:
-            row, job = _new_row(new, value, text, now_text, now_dt)
-            rows.append(row)
-            results.append(CreatedJob(job=job, deduplicated=False))
-        insert = self._sql.insert_job
-        self.provider.defer_write(tx, lambda raw: raw.executemany(insert, rows))
-        return results
 
     async def add_blockers(
         self,
@@ -446,11 +271,11 @@ class SqliteStateAdapter:
             _, now_dt = now()
             jobs = {
                 row[0]: job_from_row(row, now_dt)
-                for row in raw.execute(sql.jobs_by_ids, (_jdump(job_ids),))
+                for row in raw.execute(sql.jobs_by_ids, (json_param(job_ids),))
             }
             chains: dict[str, tuple[str | None, bool]] = {}
             if chain_ids_all:
-                for row in raw.execute(sql.blocker_chains, (_jdump(chain_ids_all),)):
+                for row in raw.execute(sql.blocker_chains, (json_param(chain_ids_all),)):
                     chains[row[0]] = (row[1], bool(row[2]))
             for job_id, chain_list, _ in plan:
                 if job_id not in jobs:
@@ -459,7 +284,7 @@ class SqliteStateAdapter:
                     if chain_id not in chains:
                         raise ChainNotFoundError(chain_id)
             next_slot = {
-                row[0]: row[1] + 1 for row in raw.execute(sql.max_slots, (_jdump(job_ids),))
+                row[0]: row[1] + 1 for row in raw.execute(sql.max_slots, (json_param(job_ids),))
             }
             link_rows: list[tuple[str, int, str, str | None]] = []
             to_block: list[str] = []
@@ -502,7 +327,7 @@ class SqliteStateAdapter:
             if link_rows:
                 raw.executemany(sql.insert_blocker, link_rows)
             if to_block:
-                raw.execute(sql.mark_blocked, (_jdump(to_block),))
+                raw.execute(sql.mark_blocked, (json_param(to_block),))
             # a job listed twice gets its final row in every result
             return [replace(r, job=jobs[r.job.id]) for r in results]
 
@@ -561,7 +386,7 @@ class SqliteStateAdapter:
     async def next_due(
         self, type_names: Sequence[str], *, tx: SqliteConnection | None = None
     ) -> timedelta | None:
-        types = _jdump(list(dict.fromkeys(type_names)))
+        types = json_param(list(dict.fromkeys(type_names)))
         sql = self._sql.next_due
 
         def op(raw: sqlite3.Connection) -> timedelta | None:
@@ -586,45 +411,7 @@ class SqliteStateAdapter:
         after = decode_time_cursor(cursor) if cursor is not None else None
         if filter.status is not None and filter.status not in ("open", "closed"):
             raise UsageError(f"chain status must be 'open' or 'closed', not {filter.status!r}")
-        sql = self._sql
-        conds = ["r.chain_index = 0"]
-        params: dict[str, Any] = {"lim": limit + 1}
-        if filter.type_names is not None:
-            conds.append("r.type_name IN (SELECT value FROM json_each(:types))")
-            params["types"] = _json_list(filter.type_names)
-        if filter.status is not None:
-            closed = "(t.outcome IS NOT NULL AND t.succeeded_by_job_id IS NULL)"
-            conds.append(closed if filter.status == "closed" else f"NOT {closed}")
-        if filter.chain_ids is not None:
-            conds.append("r.id IN (SELECT value FROM json_each(:chain_ids))")
-            params["chain_ids"] = _json_list(filter.chain_ids)
-        if filter.job_ids is not None:
-            conds.append(
-                f"r.id IN (SELECT x.chain_id FROM {sql.prefix}job x "
-                "WHERE x.id IN (SELECT value FROM json_each(:job_ids)))"
-            )
-            params["job_ids"] = _json_list(filter.job_ids)
-        if filter.root_only:
-            conds.append(
-                f"NOT EXISTS (SELECT 1 FROM {sql.prefix}job_blocker b "
-                "WHERE b.blocked_by_chain_id = r.id)"
-            )
-        if filter.created_from is not None:
-            conds.append("r.created_at >= :created_from")
-            params["created_from"] = format_ts(filter.created_from)
-        if filter.created_to is not None:
-            conds.append("r.created_at < :created_to")
-            params["created_to"] = format_ts(filter.created_to)
-        if after is not None:
-            conds.append(f"(r.created_at, r.id) {'<' if desc else '>'} (:after_at, :after_id)")
-            params["after_at"] = format_ts(after[0])
-            params["after_id"] = after[1]
-        direction = "DESC" if desc else "ASC"
-        query = (
-            f"SELECT {sql.chain_columns} FROM {sql.prefix}job r {sql.tail_join} "
-            f"WHERE {' AND '.join(conds)} "
-            f"ORDER BY r.created_at {direction}, r.id {direction} LIMIT :lim"
-        )
+        query, params = self._sql.list_chains(filter, desc=desc, after=after, limit=limit)
 
         def op(raw: sqlite3.Connection) -> Page[StoredChain]:
             _, now_dt = now()
@@ -647,63 +434,12 @@ class SqliteStateAdapter:
     ) -> Page[StoredJob]:
         desc = _check_page(order, limit)
         after = decode_time_cursor(cursor) if cursor is not None else None
-        conds: list[str] = []
-        params: dict[str, Any] = {"lim": limit + 1}
-        if filter.type_names is not None:
-            conds.append("j.type_name IN (SELECT value FROM json_each(:types))")
-            params["types"] = _json_list(filter.type_names)
         if filter.statuses is not None:
             unknown = [s for s in filter.statuses if s not in _STATUSES]
             if unknown:
                 raise UsageError(f"unknown job status {unknown[0]!r}")
-            conds.append(f"{STATUS_SQL} IN (SELECT value FROM json_each(:statuses))")
-            params["statuses"] = _json_list(filter.statuses)
-        if filter.job_ids is not None:
-            conds.append("j.id IN (SELECT value FROM json_each(:job_ids))")
-            params["job_ids"] = _json_list(filter.job_ids)
-        if filter.chain_ids is not None:
-            conds.append("j.chain_id IN (SELECT value FROM json_each(:chain_ids))")
-            params["chain_ids"] = _json_list(filter.chain_ids)
-        if filter.chain_type_names is not None:
-            conds.append("j.chain_type_name IN (SELECT value FROM json_each(:chain_types))")
-            params["chain_types"] = _json_list(filter.chain_type_names)
-        if filter.created_from is not None:
-            conds.append("j.created_at >= :created_from")
-            params["created_from"] = format_ts(filter.created_from)
-        if filter.created_to is not None:
-            conds.append("j.created_at < :created_to")
-            params["created_to"] = format_ts(filter.created_to)
-        if after is not None:
-            conds.append(f"(j.created_at, j.id) {'<' if desc else '>'} (:after_at, :after_id)")
-            params["after_at"] = format_ts(after[0])
-            params["after_id"] = after[1]
-        return await self._list_jobs_query(conds, params, desc, limit, tx)
-
-    async def _list_jobs_query(
-        self,
-        conds: list[str],
-        params: dict[str, Any],
-        desc: bool,
-        limit: int,
-        tx: SqliteConnection | None,
-    ) -> Page[StoredJob]:
-        sql = self._sql
-        direction = "DESC" if desc else "ASC"
-        where = f"WHERE {' AND '.join(conds)} " if conds else ""
-        query = (
-            f"SELECT {sql.job_columns} FROM {sql.prefix}job j {where}"
-            f"ORDER BY j.created_at {direction}, j.id {direction} LIMIT :lim"
-        )
-        needs_now = ":now" in query
-
-        def op(raw: sqlite3.Connection) -> Page[StoredJob]:
-            now_text, now_dt = now()
-            if needs_now:
-                params["now"] = now_text
-            items = [job_from_row(row, now_dt) for row in raw.execute(query, params)]
-            return _page(items, limit, lambda j: encode_time_cursor(j.created_at, j.id))
-
-        return await self.provider.run_read(op, tx)
+        query, params = self._sql.list_jobs(filter, desc=desc, after=after, limit=limit)
+        return await self._job_page(query, params, limit, tx)
 
     async def list_chain_jobs(
         self,
@@ -716,18 +452,7 @@ class SqliteStateAdapter:
     ) -> Page[StoredJob]:
         desc = _check_page(order, limit)
         after = decode_index_cursor(cursor) if cursor is not None else None
-        sql = self._sql
-        params: dict[str, Any] = {"chain": chain_id, "lim": limit + 1}
-        keyset = ""
-        if after is not None:
-            keyset = f"AND j.chain_index {'<' if desc else '>'} :after "
-            params["after"] = after
-        direction = "DESC" if desc else "ASC"
-        # chain_id of a row always names its chain's first job, so a non-chain id matches nothing
-        query = (
-            f"SELECT {sql.job_columns} FROM {sql.prefix}job j WHERE j.chain_id = :chain {keyset}"
-            f"ORDER BY j.chain_index {direction} LIMIT :lim"
-        )
+        query, params = self._sql.list_chain_jobs(chain_id, desc=desc, after=after, limit=limit)
 
         def op(raw: sqlite3.Connection) -> Page[StoredJob]:
             _, now_dt = now()
@@ -747,16 +472,22 @@ class SqliteStateAdapter:
     ) -> Page[StoredJob]:
         desc = _check_page(order, limit)
         after = decode_time_cursor(cursor) if cursor is not None else None
-        conds = [
-            f"j.id IN (SELECT b.job_id FROM {self._sql.prefix}job_blocker b "
-            "WHERE b.blocked_by_chain_id = :chain)"
-        ]
-        params: dict[str, Any] = {"chain": chain_id, "lim": limit + 1}
-        if after is not None:
-            conds.append(f"(j.created_at, j.id) {'<' if desc else '>'} (:after_at, :after_id)")
-            params["after_at"] = format_ts(after[0])
-            params["after_id"] = after[1]
-        return await self._list_jobs_query(conds, params, desc, limit, tx)
+        query, params = self._sql.list_blocked_jobs(chain_id, desc=desc, after=after, limit=limit)
+        return await self._job_page(query, params, limit, tx)
+
+    async def _job_page(
+        self, query: str, params: dict[str, Any], limit: int, tx: SqliteConnection | None
+    ) -> Page[StoredJob]:
+        needs_now = ":now" in query
+
+        def op(raw: sqlite3.Connection) -> Page[StoredJob]:
+            now_text, now_dt = now()
+            if needs_now:
+                params["now"] = now_text
+            items = [job_from_row(row, now_dt) for row in raw.execute(query, params)]
+            return _page(items, limit, lambda j: encode_time_cursor(j.created_at, j.id))
+
+        return await self.provider.run_read(op, tx)
 
     # -- processing -------------------------------------------------------------------------------
 
@@ -775,7 +506,7 @@ class SqliteStateAdapter:
         types = list(durations)
         sql = self._sql
         claim_sql = sql.claim(len(types))
-        types_json = _jdump(types)
+        types_json = json_param(types)
 
         def op(raw: sqlite3.Connection) -> ClaimResult:
             now_text, now_dt = now()
@@ -809,7 +540,7 @@ class SqliteStateAdapter:
             untils = {job_id: add_delta(now_text, d) for job_id, d in durations.items()}
             renewed = {
                 row[0]: parse_ts(row[1])
-                for row in raw.execute(sql, (_jdump(untils), worker_id)).fetchall()
+                for row in raw.execute(sql, (json_param(untils), worker_id)).fetchall()
             }
             lost = [job_id for job_id in durations if job_id not in renewed]
             return LeaseRenewal(
@@ -873,8 +604,8 @@ class SqliteStateAdapter:
             return []
 
         sql = self._sql
-        batch = _jdump([list(c) for c in checked])
-        ids = _jdump([c[0] for c in checked])
+        batch = json_param([list(c) for c in checked])
+        ids = json_param([c[0] for c in checked])
 
         def op(raw: sqlite3.Connection) -> list[CompleteResult | None]:
             now_text, now_dt = now()
@@ -943,7 +674,7 @@ class SqliteStateAdapter:
 
         def op(raw: sqlite3.Connection) -> StoredJob:
             now_text, now_dt = now()
-            row = raw.execute(sql, (job_id, _scheduled_at(schedule, now_text), error)).fetchone()
+            row = raw.execute(sql, (job_id, scheduled_at(schedule, now_text), error)).fetchone()
             if row is None:
                 raise JobNotFoundError(job_id)
             return job_from_row(row, now_dt)
@@ -958,8 +689,8 @@ class SqliteStateAdapter:
         exclude_job_ids: Sequence[str] = (),
         tx: SqliteConnection | None = None,
     ) -> list[StoredJob]:
-        types = _jdump(list(dict.fromkeys(type_names)))
-        excluded = _jdump(list(exclude_job_ids))
+        types = json_param(list(dict.fromkeys(type_names)))
+        excluded = json_param(list(exclude_job_ids))
         sql = self._sql
         if limit < 1 or not type_names:
             self.provider._check_open()
@@ -970,7 +701,7 @@ class SqliteStateAdapter:
             rows = raw.execute(sql.expired_leases, (now_text, types, excluded, limit)).fetchall()
             if not rows:
                 return []
-            raw.execute(sql.clear_leases, (_jdump([r[0] for r in rows]),))
+            raw.execute(sql.clear_leases, (json_param([r[0] for r in rows]),))
             reaped: list[StoredJob] = []
             for row in rows:
                 cleared = list(row)
@@ -998,7 +729,7 @@ class SqliteStateAdapter:
             self.provider._check_open()
             return TriggerResult(triggered=[], not_found=[], not_triggerable=[])
         sql = self._sql
-        ids_json = _jdump(ids)
+        ids_json = json_param(ids)
 
         def op(raw: sqlite3.Connection) -> TriggerResult:
             now_text, now_dt = now()
@@ -1033,7 +764,7 @@ class SqliteStateAdapter:
         if not chain_ids:
             self.provider._check_open()
             return DeleteResult(deleted=[], references=[])
-        requested = _jdump(list(dict.fromkeys(chain_ids)))
+        requested = json_param(list(dict.fromkeys(chain_ids)))
         sql = self._sql
 
         def op(raw: sqlite3.Connection) -> DeleteResult:
@@ -1052,7 +783,7 @@ class SqliteStateAdapter:
                         if blocker not in targets:
                             targets[blocker] = None
                             stack.append(blocker)
-            target_json = _jdump(list(targets))
+            target_json = json_param(list(targets))
             references = [
                 BlockerReference(chain_id=row[1], referenced_by_job_id=row[2])
                 for row in raw.execute(sql.external_references, (target_json,))

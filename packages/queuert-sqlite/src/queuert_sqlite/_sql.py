@@ -7,9 +7,30 @@ of job types of a claim) are reused, so SQLite's prepared statement cache serves
 
 from __future__ import annotations
 
-from queuert_sqlite._rows import COLUMNS, columns
+import json
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
 
-__all__ = ["Statements"]
+from queuert.state import ChainFilter, JobFilter
+
+from queuert_sqlite._rows import COLUMNS, columns
+from queuert_sqlite._time import format_ts
+
+__all__ = ["STATUS_SQL", "Query", "Statements", "json_param"]
+
+Query = tuple[str, dict[str, Any]]
+"""A statement built for one call, and its named parameters."""
+
+
+def json_param(value: object) -> str:
+    """The JSON text bound for a list or map (ids, keys, timestamps: plain strings and numbers)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _json_list(values: Iterable[str]) -> str:
+    return json_param(list(values))
+
 
 # The chain's tail: the job with the highest chain_index (unique index on (chain_id, chain_index)).
 _TAIL_OPEN = (
@@ -33,6 +54,9 @@ _READY = "outcome IS NULL AND {a}leased_until IS NULL AND {a}blocked = 0"
 
 
 class Statements:
+    """Every statement of the adapter for one table prefix, each with a one-line description
+    (``?n`` are positional parameters; a JSON list or map is one parameter)."""
+
     def __init__(self, prefix: str) -> None:
         p = prefix
         self.prefix = p
@@ -53,19 +77,20 @@ class Statements:
         self.tail_open = tail_open
 
         # -- create ---------------------------------------------------------------------------------
+        # insert jobs, one parameter row each (executemany)
         self.insert_job = (
             f"INSERT INTO {p}job (id, type_name, chain_id, chain_type_name, chain_index, input, "
             "created_at, scheduled_at, deduplication_key, chain_trace_context, trace_context) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
-        # [[chain_id, chain_index], ...] -> (position, chain exists, existing job at that index)
+        # per [chain_id, chain_index] of ?1: (position, does the chain exist, the job at that index)
         self.continuation_lookup = (
             f"SELECT k.key, EXISTS (SELECT 1 FROM {p}job r WHERE r.id = json_extract(k.value, '$[0]') "
             f"AND r.chain_index = 0), {J} FROM json_each(?1) k LEFT JOIN {p}job j "
             "ON j.chain_id = json_extract(k.value, '$[0]') "
             "AND j.chain_index = json_extract(k.value, '$[1]')"
         )
-        # [[chain_type, key, scope, since | null, [excluded ids]], ...] -> (position, newest match)
+        # per [chain_type, key, scope, since | null, [excluded ids]] of ?1: (position, newest match)
         self.dedup_lookup = (
             f"SELECT k.key, {J} FROM json_each(?1) k JOIN {p}job j ON j.id = ("
             f"SELECT r.id FROM {p}job r "
@@ -76,55 +101,73 @@ class Statements:
             f"AND (json_extract(k.value, '$[2]') = 'any' OR {tail_open('r.id')}) "
             "ORDER BY r.created_at DESC, r.id DESC LIMIT 1)"
         )
+        # which of ?1 (JSON list of ids) are ids of stored jobs
         self.existing_ids = f"SELECT id FROM {p}job WHERE id IN (SELECT value FROM json_each(?1))"
 
+        # a statement that fails (NOT NULL), for poison()
+        self.failing_insert = (
+            f"INSERT INTO {p}job_blocker (job_id, slot, blocked_by_chain_id) VALUES (NULL, 0, NULL)"
+        )
+
         # -- blockers -------------------------------------------------------------------------------
+        # the jobs of ?1 (JSON list of ids), those that exist
         self.jobs_by_ids = f"SELECT {J} FROM json_each(?1) k JOIN {p}job j ON j.id = k.value"
+        # per chain of ?1 (JSON list of chain ids): id, its trace context, is it open
         self.blocker_chains = (
             f"SELECT r.id, r.chain_trace_context, {tail_open('r.id')} "
             f"FROM json_each(?1) k JOIN {p}job r ON r.id = k.value AND r.chain_index = 0"
         )
+        # per job of ?1 (JSON list of ids): the highest blocker slot it uses
         self.max_slots = (
             f"SELECT job_id, max(slot) FROM {p}job_blocker "
             "WHERE job_id IN (SELECT value FROM json_each(?1)) GROUP BY job_id"
         )
+        # insert blocker links (job, slot, blocking chain, trace context)
         self.insert_blocker = (
             f"INSERT INTO {p}job_blocker (job_id, slot, blocked_by_chain_id, trace_context) "
             "VALUES (?, ?, ?, ?)"
         )
+        # mark the jobs of ?1 (JSON list of ids) blocked
         self.mark_blocked = (
             f"UPDATE {p}job SET blocked = 1 "
             "WHERE id IN (SELECT value FROM json_each(?1)) AND blocked = 0"
         )
 
         # -- reads ----------------------------------------------------------------------------------
+        # one job by id
         self.get_job = f"SELECT {J} FROM {p}job j WHERE j.id = ?1"
+        # a chain: its first job (tagged 0) and its tail (tagged 1)
         self.get_chain = (
             f"SELECT 0, {J} FROM {p}job j WHERE j.id = ?1 AND j.chain_index = 0 "
             f"UNION ALL SELECT * FROM (SELECT 1, {J} FROM {p}job j WHERE j.chain_id = ?1 "
             "ORDER BY j.chain_index DESC LIMIT 1)"
         )
+        # the blocker chains of job ?1 (root and tail columns), in slot order
         self.get_job_blockers = (
             f"SELECT {R}, {T} FROM {p}job_blocker b JOIN {p}job r ON r.id = b.blocked_by_chain_id "
             f"{self.tail_join} WHERE b.job_id = ?1 ORDER BY b.slot"
         )
+        # the earliest scheduled_at of a ready job of the types of ?1 (JSON list)
         self.next_due = (
             f"SELECT min((SELECT j.scheduled_at FROM {p}job j WHERE j.type_name = k.value AND "
             f"j.{_READY.format(a='j.')} ORDER BY j.scheduled_at LIMIT 1)) FROM json_each(?1) k"
         )
 
         # -- processing -----------------------------------------------------------------------------
+        # is any job of the types of ?2 (JSON list) ready at ?1
         self.any_ready = (
             f"SELECT EXISTS (SELECT 1 FROM {p}job j "
             "WHERE j.type_name IN (SELECT value FROM json_each(?2)) "
             f"AND j.{_READY.format(a='j.')} AND j.scheduled_at <= ?1)"
         )
+        # set each lease of ?1 (JSON map id -> leased_until) held by worker ?2
         self.renew_leases = (
             f"UPDATE {p}job SET leased_until = "
             f"(SELECT k.value FROM json_each(?1) k WHERE k.key = {p}job.id) "
             "WHERE id IN (SELECT key FROM json_each(?1)) AND leased_by = ?2 "
             "AND outcome IS NULL AND leased_until IS NOT NULL RETURNING id, leased_until"
         )
+        # close open job ?1 (leased by ?8 if given) as ?2 with output ?3, successor ?4, error ?7
         self.complete_job = (
             f"UPDATE {p}job SET outcome = ?2, output = ?3, succeeded_by_job_id = ?4, "
             "completed_at = ?5, completed_by = ?6, leased_by = NULL, leased_until = NULL, "
@@ -163,11 +206,13 @@ class Statements:
             f"SELECT {tail_open('?1')}, "
             f"EXISTS (SELECT 1 FROM {p}job_blocker b WHERE b.blocked_by_chain_id = ?1)"
         )
+        # the trace contexts of the links to chain ?1, in the blocked jobs' order
         self.blocker_trace_contexts = (
             f"SELECT b.trace_context FROM {p}job_blocker b JOIN {p}job d ON d.id = b.job_id "
             "WHERE b.blocked_by_chain_id = ?1 AND b.trace_context IS NOT NULL "
             "ORDER BY d.created_at, d.id, b.slot"
         )
+        # release the jobs blocked by chain ?1 whose blocker chains are all closed (now ?2)
         self.unblock = (
             f"UPDATE {p}job SET blocked = 0, scheduled_at = max(scheduled_at, ?2) "
             "WHERE blocked = 1 AND id IN "
@@ -176,52 +221,162 @@ class Statements:
             f"AND {tail_open('o.blocked_by_chain_id')}) "
             f"RETURNING {_RETURNING}"
         )
+        # release job ?1 to run at ?2, keeping error ?3 as its last attempt error
         self.reschedule = (
             f"UPDATE {p}job SET leased_by = NULL, leased_until = NULL, scheduled_at = ?2, "
             "last_attempt_error = coalesce(?3, last_attempt_error) "
             f"WHERE id = ?1 RETURNING {_RETURNING}"
         )
+        # up to ?4 jobs of the types of ?2 whose lease ran out at ?1, except the ids of ?3
         self.expired_leases = (
             f"SELECT {J} FROM {p}job j WHERE j.type_name IN (SELECT value FROM json_each(?2)) "
             "AND j.leased_until IS NOT NULL AND j.leased_until <= ?1 AND j.outcome IS NULL "
             "AND j.id NOT IN (SELECT value FROM json_each(?3)) "
             "ORDER BY j.leased_until, j.id LIMIT ?4"
         )
+        # end the leases of the jobs of ?1 (JSON list of ids)
         self.clear_leases = (
             f"UPDATE {p}job SET leased_by = NULL, leased_until = NULL "
             "WHERE id IN (SELECT value FROM json_each(?1))"
         )
 
         # -- administration -------------------------------------------------------------------------
+        # make the jobs of ?1 (JSON list of ids) due at ?2 at the latest
         self.trigger = (
             f"UPDATE {p}job SET scheduled_at = min(scheduled_at, ?2) "
             "WHERE id IN (SELECT value FROM json_each(?1))"
         )
+        # the ids of ?1 (JSON list) that name chains, in input order
         self.chain_roots = (
             f"SELECT k.value FROM json_each(?1) k JOIN {p}job r ON r.id = k.value "
             "AND r.chain_index = 0 ORDER BY k.key"
         )
+        # the chains that jobs of chain ?1 wait for (their blocker chains)
         self.chain_blocker_chains = (
             f"SELECT b.blocked_by_chain_id FROM {p}job j "
             f"JOIN {p}job_blocker b ON b.job_id = j.id "
             f"JOIN {p}job r ON r.id = b.blocked_by_chain_id AND r.chain_index = 0 "
             "WHERE j.chain_id = ?1 ORDER BY j.chain_index, b.slot"
         )
+        # links from jobs outside the chains of ?1 to chains of ?1
         self.external_references = (
             f"SELECT DISTINCT k.key, b.blocked_by_chain_id, b.job_id FROM json_each(?1) k "
             f"JOIN {p}job_blocker b ON b.blocked_by_chain_id = k.value "
             f"JOIN {p}job d ON d.id = b.job_id "
             "WHERE d.chain_id NOT IN (SELECT value FROM json_each(?1)) ORDER BY k.key, b.job_id"
         )
+        # the chains of ?1 (JSON list of chain ids), root and tail columns
         self.chains_by_ids = (
             f"SELECT k.key, {R}, {T} FROM json_each(?1) k JOIN {p}job r ON r.id = k.value "
             f"{self.tail_join}"
         )
+        # delete the blocker links of the jobs of the chains of ?1
         self.delete_blockers = (
             f"DELETE FROM {p}job_blocker WHERE job_id IN (SELECT id FROM {p}job "
             "WHERE chain_id IN (SELECT value FROM json_each(?1)))"
         )
+        # delete the jobs of the chains of ?1
         self.delete_jobs = f"DELETE FROM {p}job WHERE chain_id IN (SELECT value FROM json_each(?1))"
+
+    # -- lists (built per call from the filter; named parameters) -------------------------------------
+
+    def list_chains(
+        self, filter: ChainFilter, *, desc: bool, after: tuple[datetime, str] | None, limit: int
+    ) -> Query:
+        """A page of chains (root and tail columns) matching ``filter``, by the root's
+        (created_at, id), after the cursor position ``after``; ``limit + 1`` rows at most."""
+        p = self.prefix
+        conds = ["r.chain_index = 0"]
+        params: dict[str, Any] = {"lim": limit + 1}
+        if filter.type_names is not None:
+            conds.append("r.type_name IN (SELECT value FROM json_each(:types))")
+            params["types"] = _json_list(filter.type_names)
+        if filter.status is not None:
+            closed = "(t.outcome IS NOT NULL AND t.succeeded_by_job_id IS NULL)"
+            conds.append(closed if filter.status == "closed" else f"NOT {closed}")
+        if filter.chain_ids is not None:
+            conds.append("r.id IN (SELECT value FROM json_each(:chain_ids))")
+            params["chain_ids"] = _json_list(filter.chain_ids)
+        if filter.job_ids is not None:
+            conds.append(
+                f"r.id IN (SELECT x.chain_id FROM {p}job x "
+                "WHERE x.id IN (SELECT value FROM json_each(:job_ids)))"
+            )
+            params["job_ids"] = _json_list(filter.job_ids)
+        if filter.root_only:
+            conds.append(
+                f"NOT EXISTS (SELECT 1 FROM {p}job_blocker b WHERE b.blocked_by_chain_id = r.id)"
+            )
+        _created_between(conds, params, "r", filter.created_from, filter.created_to)
+        _after(conds, params, "r", after, desc)
+        direction = "DESC" if desc else "ASC"
+        query = (
+            f"SELECT {self.chain_columns} FROM {p}job r {self.tail_join} "
+            f"WHERE {' AND '.join(conds)} "
+            f"ORDER BY r.created_at {direction}, r.id {direction} LIMIT :lim"
+        )
+        return query, params
+
+    def list_jobs(
+        self, filter: JobFilter, *, desc: bool, after: tuple[datetime, str] | None, limit: int
+    ) -> Query:
+        """A page of jobs matching ``filter`` by (created_at, id) after ``after`` (``:now`` is
+        bound by the caller when the statement filters on the status)."""
+        conds: list[str] = []
+        params: dict[str, Any] = {"lim": limit + 1}
+        if filter.type_names is not None:
+            conds.append("j.type_name IN (SELECT value FROM json_each(:types))")
+            params["types"] = _json_list(filter.type_names)
+        if filter.statuses is not None:
+            conds.append(f"{STATUS_SQL} IN (SELECT value FROM json_each(:statuses))")
+            params["statuses"] = _json_list(filter.statuses)
+        if filter.job_ids is not None:
+            conds.append("j.id IN (SELECT value FROM json_each(:job_ids))")
+            params["job_ids"] = _json_list(filter.job_ids)
+        if filter.chain_ids is not None:
+            conds.append("j.chain_id IN (SELECT value FROM json_each(:chain_ids))")
+            params["chain_ids"] = _json_list(filter.chain_ids)
+        if filter.chain_type_names is not None:
+            conds.append("j.chain_type_name IN (SELECT value FROM json_each(:chain_types))")
+            params["chain_types"] = _json_list(filter.chain_type_names)
+        _created_between(conds, params, "j", filter.created_from, filter.created_to)
+        _after(conds, params, "j", after, desc)
+        return self._job_page(conds, params, desc), params
+
+    def list_blocked_jobs(
+        self, chain_id: str, *, desc: bool, after: tuple[datetime, str] | None, limit: int
+    ) -> Query:
+        """A page of the jobs that chain ``chain_id`` blocks, by (created_at, id) after ``after``."""
+        conds = [
+            f"j.id IN (SELECT b.job_id FROM {self.prefix}job_blocker b "
+            "WHERE b.blocked_by_chain_id = :chain)"
+        ]
+        params: dict[str, Any] = {"chain": chain_id, "lim": limit + 1}
+        _after(conds, params, "j", after, desc)
+        return self._job_page(conds, params, desc), params
+
+    def list_chain_jobs(self, chain_id: str, *, desc: bool, after: int | None, limit: int) -> Query:
+        """A page of the jobs of chain ``chain_id`` by chain_index after ``after`` (a chain_id
+        always names its chain's first job, so a non-chain id matches nothing)."""
+        params: dict[str, Any] = {"chain": chain_id, "lim": limit + 1}
+        keyset = ""
+        if after is not None:
+            keyset = f"AND j.chain_index {'<' if desc else '>'} :after "
+            params["after"] = after
+        direction = "DESC" if desc else "ASC"
+        query = (
+            f"SELECT {self.job_columns} FROM {self.prefix}job j WHERE j.chain_id = :chain {keyset}"
+            f"ORDER BY j.chain_index {direction} LIMIT :lim"
+        )
+        return query, params
+
+    def _job_page(self, conds: list[str], params: dict[str, Any], desc: bool) -> str:
+        direction = "DESC" if desc else "ASC"
+        where = f"WHERE {' AND '.join(conds)} " if conds else ""
+        return (
+            f"SELECT {self.job_columns} FROM {self.prefix}job j {where}"
+            f"ORDER BY j.created_at {direction}, j.id {direction} LIMIT :lim"
+        )
 
     def claim(self, type_count: int) -> str:
         sql = self._claim.get(type_count)
@@ -256,3 +411,33 @@ class Statements:
             f"leased_until = CASE type_name {lease} END "
             f"WHERE id IN ({pick}) RETURNING {_RETURNING}"
         )
+
+
+def _created_between(
+    conds: list[str],
+    params: dict[str, Any],
+    alias: str,
+    start: datetime | None,
+    end: datetime | None,
+) -> None:
+    if start is not None:
+        conds.append(f"{alias}.created_at >= :created_from")
+        params["created_from"] = format_ts(start)
+    if end is not None:
+        conds.append(f"{alias}.created_at < :created_to")
+        params["created_to"] = format_ts(end)
+
+
+def _after(
+    conds: list[str],
+    params: dict[str, Any],
+    alias: str,
+    after: tuple[datetime, str] | None,
+    desc: bool,
+) -> None:
+    if after is not None:
+        conds.append(
+            f"({alias}.created_at, {alias}.id) {'<' if desc else '>'} (:after_at, :after_id)"
+        )
+        params["after_at"] = format_ts(after[0])
+        params["after_id"] = after[1]

@@ -19,7 +19,9 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta, timezone
 
-__all__ = ["MAX_TS", "add_delta", "format_ts", "now", "parse_ts"]
+from queuert.schedule import Schedule
+
+__all__ = ["MAX_TS", "add_delta", "format_ts", "now", "parse_ts", "scheduled_at"]
 
 UTC = timezone.utc
 MAX_TS = "9999-12-31 23:59:59.999999"
@@ -59,3 +61,14 @@ def add_delta(now: str, delta: timedelta) -> str:
         return format_ts(parse_ts(now) + delta)
     except OverflowError:
         return MAX_TS if delta > timedelta(0) else "0001-01-01 00:00:00.000000"
+
+
+def scheduled_at(schedule: Schedule | None, now: str) -> str:
+    """``at`` or ``now + after``, never earlier than now (text comparison is time comparison)."""
+    if schedule is None:
+        return now
+    if schedule.at is not None:
+        return max(format_ts(schedule.at), now)
+    if schedule.after is not None and schedule.after > timedelta(0):
+        return add_delta(now, schedule.after)
+    return now
