@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 import pytest
 from queuert import Attempt, JobTypeValidationError
 
-from queuert_conformance.behaviour_suite.jobs import ALL, Echo, Join, Leaf, Num, Pair, Text
-from queuert_conformance.behaviour_suite.support import MakeEnv
+from queuert_conformance.behaviour_suite.jobs import ALL, Echo, Join, Leaf, Num, Other, Pair, Text
+from queuert_conformance.behaviour_suite.support import Env, MakeEnv
 
 
 async def _leaf(attempt: Attempt[Leaf]) -> None:
@@ -17,6 +18,32 @@ async def _leaf(attempt: Attempt[Leaf]) -> None:
 
 async def _join(attempt: Attempt[Join]) -> None:
     await attempt.complete(Num(sum(chain.output.value for chain in attempt.blockers)))
+
+
+class _RolledBack(Exception):
+    def __init__(self, at: datetime) -> None:
+        super().__init__()
+        self.at = at
+
+
+async def _store_clock(env: Env) -> datetime:
+    """The store's clock: the creation time it gives a chain started in a transaction that is then
+    rolled back (nothing is written)."""
+    try:
+        async with env.client.transaction() as tx:
+            probe = await env.client.start_chain(Other(Num(0)), tx=tx)
+            raise _RolledBack(probe.root.created_at)
+    except _RolledBack as rolled_back:
+        return rolled_back.at
+
+
+async def _until_the_store_clock_passes(env: Env, moment: datetime, timeout: float = 5.0) -> None:
+    """Return once the store's clock reads later than ``moment`` (re-read every millisecond)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while await _store_clock(env) <= moment:
+        assert loop.time() < deadline, f"the store's clock did not pass {moment} in {timeout}s"
+        await asyncio.sleep(0.001)
 
 
 class TestFanOutFanIn:
@@ -104,9 +131,11 @@ class TestFanOutFanIn:
         async with env.client.transaction() as tx:
             leaf = await env.client.start_chain(Leaf(Num(1)), tx=tx)
             join = await env.client.start_chain(Join(Text("j"), blockers=(leaf,)), tx=tx)
-        await asyncio.sleep(0.01)
+        # Strictly later timestamps, whatever the resolution of the store's clock: the echoes
+        # become ready after the join was created, and the leaf closes after the echoes are ready.
+        await _until_the_store_clock_passes(env, join.root.created_at)
         echoes = await env.start(*(Echo(Num(i)) for i in range(3)))
-        await asyncio.sleep(0.01)
+        await _until_the_store_clock_passes(env, max(e.root.scheduled_at for e in echoes))
         async with env.worker({Leaf: _leaf}):
             await env.wait(leaf)
         stored = await env.client.get_job(join.id)
