@@ -1,14 +1,20 @@
 # ruff: noqa: B023  (the closures in the loops run to completion within their own iteration)
 """Races on a real server: exclusive claims, deduplication, attaching blockers to a chain that closes
-or continues concurrently (reference §11.1, §11.10), completions that race a blocker attachment."""
+or continues concurrently, completions that race a blocker attachment.
+
+Where a case needs one transaction to wait for another's lock, it does not sleep and hope: it watches
+``pg_stat_activity`` until the other backend waits for a lock (``wait_event_type = 'Lock'``), or until
+the other statement went through without waiting (the case's assertions then tell whether that was
+right)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 from pg_helpers import DSN, CountingProvider, Namespace, make_adapter
 from queuert.ids import uuid7
@@ -21,6 +27,42 @@ LEASE = {"work": timedelta(minutes=5)}
 
 def job(type_name: str = "work", **kw: Any) -> NewJob:
     return NewJob(id=uuid7(), type_name=type_name, chain_type_name=type_name, input=None, **kw)
+
+
+async def _until(
+    check: Callable[[asyncpg.Connection], Awaitable[bool]], what: str, timeout: float = 10.0
+) -> None:
+    """Re-check ``check`` on a connection of its own (each query sees the current activity) until
+    it holds; fail after ``timeout`` seconds."""
+    conn = await asyncpg.connect(DSN)
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not await check(conn):
+            assert loop.time() < deadline, f"timed out after {timeout}s waiting for {what}"
+            await asyncio.sleep(0.002)
+    finally:
+        await conn.close()
+
+
+async def _waiting_for_a_lock(conn: asyncpg.Connection, pids: Collection[int]) -> set[int]:
+    """Those of ``pids`` whose backend is waiting for a lock right now."""
+    rows = await conn.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE pid = ANY($1::int[]) AND wait_event_type = 'Lock'",
+        list(pids),
+    )
+    return {row["pid"] for row in rows}
+
+
+async def _someone_waits_for(conn: asyncpg.Connection, holder: int) -> bool:
+    """Whether a backend is waiting for a lock that backend ``holder`` holds."""
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity"
+            " WHERE wait_event_type = 'Lock' AND $1 = ANY(pg_blocking_pids(pid)))",
+            holder,
+        )
+    )
 
 
 @pytest.fixture
@@ -52,20 +94,39 @@ async def test_concurrent_claimers_never_share_a_job(adapters: list[PgStateAdapt
 async def test_concurrent_starts_with_one_key_create_one_chain(
     adapters: list[PgStateAdapter[Any]],
 ) -> None:
-    """§11.1: check-then-insert without a lock lets concurrent transactions both insert."""
+    """Eight transactions start a chain with one deduplication key at once: checking for a match
+    and inserting must not be two unguarded steps (both transactions would find nothing and insert).
+    Each starter holds its transaction open until every other one has either sent its insert and
+    waits for a lock, or got through."""
+    starters = 8
     gate = asyncio.Event()
+    all_in = asyncio.Event()
+    pids: list[int] = []
+    through: set[int] = set()
+
+    async def others_settled(conn: asyncpg.Connection, mine: int) -> bool:
+        pending = set(pids) - through - {mine}
+        return pending <= await _waiting_for_a_lock(conn, pending)
 
     async def start(adapter: PgStateAdapter[Any]) -> tuple[str, bool]:
         async with adapter.transaction() as tx:
+            pid = tx.get_server_pid()
+            pids.append(pid)
+            if len(pids) == starters:
+                all_in.set()
             await gate.wait()
             (created,) = await adapter.create_jobs(
                 [job(deduplication=Deduplication(key="nightly"))], tx=tx
             )
-            await asyncio.sleep(0.02)  # hold the transaction open so the others overlap it
+            through.add(pid)
+            await _until(
+                lambda conn: others_settled(conn, pid),
+                "the other starters to wait for a lock or get through",
+            )
             return created.job.id, created.deduplicated
 
-    tasks = [asyncio.create_task(start(adapters[i % 4])) for i in range(8)]
-    await asyncio.sleep(0.05)
+    tasks = [asyncio.create_task(start(adapters[i % 4])) for i in range(starters)]
+    await asyncio.wait_for(all_in.wait(), 10)  # every starter is inside its transaction
     gate.set()
     results = await asyncio.gather(*tasks)
     assert len({chain_id for chain_id, _ in results}) == 1
@@ -99,12 +160,16 @@ async def test_attaching_to_a_chain_that_closes_concurrently_never_strands(
 async def test_attaching_to_a_chain_that_continues_concurrently_is_not_released_early(
     adapters: list[PgStateAdapter[Any]],
 ) -> None:
-    """§11.10: the blocker chain continues (its old tail closes with a successor) while the
-    dependent is attached; the chain is still open, so the dependent must stay blocked."""
+    """The blocker chain continues (its old tail closes with a successor) while the dependent is
+    attached; the chain is still open, so the dependent must stay blocked. The attachment reads the
+    chain's tail while the continuing transaction holds its lock, so it must lock the tail again
+    with a fresh snapshot once it gets it, and find the successor."""
     for _ in range(20):
         (blocker,) = await adapters[0].create_jobs([job("blocker")])
         (dependent,) = await adapters[1].create_jobs([job("dep")])
         locked = asyncio.Event()
+        attacher: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        attached = False
 
         async def continue_chain() -> None:
             async with adapters[2].transaction() as tx:
@@ -123,7 +188,12 @@ async def test_attaching_to_a_chain_that_continues_concurrently_is_not_released_
                     ],
                     tx=tx,
                 )
-                await asyncio.sleep(0.02)  # the attacher now waits for the tail's lock
+                pid = await attacher
+
+                async def attacher_waits(conn: asyncpg.Connection) -> bool:
+                    return attached or pid in await _waiting_for_a_lock(conn, [pid])
+
+                await _until(attacher_waits, "the attachment to wait for the tail's lock")
                 await adapters[2].complete_job(
                     blocker.job.id,
                     outcome="completed",
@@ -133,11 +203,14 @@ async def test_attaching_to_a_chain_that_continues_concurrently_is_not_released_
                 )
 
         async def attach() -> list[str]:
+            nonlocal attached
             await locked.wait()
             async with adapters[1].transaction() as tx:
+                attacher.set_result(tx.get_server_pid())
                 (added,) = await adapters[1].add_blockers(
                     [(dependent.job.id, [blocker.job.id])], tx=tx
                 )
+                attached = True
             return added.open_blocker_chain_ids
 
         _, open_ids = await asyncio.gather(continue_chain(), attach())
@@ -177,9 +250,11 @@ async def _group_commit_race(
         (dependent,) = await adapters[1].create_jobs([job("dep")])
         attached = asyncio.Event()
         release = asyncio.Event()
+        attacher: list[int] = []
 
         async def attach() -> None:
             async with adapters[1].transaction() as tx:
+                attacher.append(tx.get_server_pid())
                 await adapters[1].add_blockers([(dependent.job.id, [blocker.job.id])], tx=tx)
                 attached.set()
                 await release.wait()
@@ -190,7 +265,11 @@ async def _group_commit_race(
             task = asyncio.ensure_future(
                 completer.complete_jobs([Completion(blocker.job.id)], worker_id="w", owner="w")
             )
-            await asyncio.sleep(0.05)  # the completion is now waiting for the tail's lock
+
+            async def completion_waits(conn: asyncpg.Connection) -> bool:
+                return task.done() or await _someone_waits_for(conn, attacher[0])
+
+            await _until(completion_waits, "the completion to wait for the attachment's lock")
             release.set()
             (result,) = await task
             assert result is not None
