@@ -7,19 +7,46 @@ import contextlib
 import logging
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from queuert.errors import StateAdapterClosedError, UsageError
 from queuert.state import JobFilter
 from queuert_sqlite import SqliteStateAdapter
-from sqlite_helpers import DBAPI, LEASE, TYPE, external_write_lock, new_job, run_processes
+from sqlite_helpers import (
+    DBAPI,
+    LEASE,
+    TYPE,
+    external_write_lock,
+    new_job,
+    run_processes,
+    statements_of,
+)
 
-SETTLE = 0.2
-"""Seconds given to a concurrent task to reach its waiting point. A task that has not got there
-yet only makes a check weaker (it never makes a case pass wrongly)."""
+
+class ObservedLock(asyncio.Lock):
+    """The provider's write lock, telling when a task starts waiting for it (``contended``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.contended = asyncio.Event()
+
+    async def acquire(self) -> Literal[True]:
+        if self.locked():
+            self.contended.set()
+        return await super().acquire()
+
+
+async def until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Re-check ``condition`` (every millisecond) until it holds; fail after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, f"timed out after {timeout}s waiting for {what}"
+        await asyncio.sleep(0.001)
 
 
 @asynccontextmanager
@@ -93,6 +120,9 @@ async def test_a_second_transaction_in_the_same_task_is_refused(
 
 
 async def test_other_tasks_wait_for_the_writer(adapter: SqliteStateAdapter) -> None:
+    lock = ObservedLock()
+    adapter.provider._write_lock = lock
+    holding = asyncio.Event()
     release = asyncio.Event()
     order: list[str] = []
 
@@ -100,6 +130,7 @@ async def test_other_tasks_wait_for_the_writer(adapter: SqliteStateAdapter) -> N
         async with adapter.transaction() as tx:
             await adapter.create_jobs([new_job("first")], tx=tx)
             order.append("holder in")
+            holding.set()
             await release.wait()
             order.append("holder out")
 
@@ -108,9 +139,9 @@ async def test_other_tasks_wait_for_the_writer(adapter: SqliteStateAdapter) -> N
         order.append("writer done")
 
     hold = asyncio.create_task(holder())
-    await asyncio.sleep(SETTLE)
+    await asyncio.wait_for(holding.wait(), 10)
     write = asyncio.create_task(writer())
-    await asyncio.sleep(SETTLE)
+    await asyncio.wait_for(lock.contended.wait(), 10)  # the write waits for the write lock
     assert not write.done(), "a write must wait for the open transaction"
     release.set()
     await asyncio.wait_for(asyncio.gather(hold, write), 10)
@@ -164,9 +195,14 @@ async def test_a_transaction_of_another_database_is_refused(
 
 async def test_writes_wait_for_another_process(db_path: Path) -> None:
     async with open_adapter(db_path) as adapter:
+        seen = await statements_of(adapter)
         with external_write_lock(db_path) as other:
             write = asyncio.create_task(adapter.create_jobs([new_job()]))
-            await asyncio.sleep(SETTLE)
+            # a second BEGIN IMMEDIATE on the writer: the first found the file locked, and the
+            # writer is polling for the lock
+            await until(
+                lambda: seen.count("BEGIN IMMEDIATE") >= 2, "the writer to poll for the lock"
+            )
             assert not write.done(), "the write must wait for the other process's lock"
             other.execute("COMMIT")
             (created,) = await asyncio.wait_for(write, 10)
@@ -181,7 +217,10 @@ async def test_busy_transactions_are_retried_with_backoff(
         with external_write_lock(db_path) as other:
             write = asyncio.create_task(adapter.create_jobs([new_job()]))
             opened = asyncio.create_task(_create_in_transaction(adapter))
-            await asyncio.sleep(SETTLE * 2)
+            await until(
+                lambda: any("retrying" in r.getMessage() for r in caplog.records),
+                "a busy write to be retried",
+            )
             assert not write.done() and not opened.done()
             other.execute("COMMIT")
             await asyncio.wait_for(asyncio.gather(write, opened), 30)
@@ -212,8 +251,6 @@ async def test_busy_retries_are_bounded(db_path: Path) -> None:
 
 
 async def test_write_lock_is_taken_before_the_first_statement(adapter: SqliteStateAdapter) -> None:
-    from sqlite_helpers import statements_of
-
     seen = await statements_of(adapter)
     async with adapter.transaction() as tx:
         await adapter.get_job("nope", tx=tx)
@@ -227,8 +264,6 @@ async def test_write_lock_is_taken_before_the_first_statement(adapter: SqliteSta
 
 
 async def test_an_empty_transaction_costs_nothing(adapter: SqliteStateAdapter) -> None:
-    from sqlite_helpers import statements_of
-
     seen = await statements_of(adapter)
     async with adapter.transaction():
         pass
