@@ -21,7 +21,8 @@ from queuert.cursor import (
     encode_index_cursor,
     encode_time_cursor,
 )
-from queuert.ids import is_uuid, uuid7
+from queuert.errors import InvalidJobIdError
+from queuert.ids import UUID_IDS, IdPolicy, check_id, check_ids, is_uuid, uuid7
 from queuert.json import _walk, ensure_json
 
 json_values = st.recursive(
@@ -170,6 +171,50 @@ def _canonical_by_uuid_module(value: str) -> bool:
 )
 def test_is_uuid_accepts_exactly_the_canonical_form(value: str) -> None:
     assert is_uuid(value) == _canonical_by_uuid_module(value)
+
+
+def test_the_uuid_policy_generates_uuid7_and_accepts_canonical_uuids() -> None:
+    made = [UUID_IDS.generate() for _ in range(100)]
+    assert all(UUID_IDS.is_valid(i) and uuid.UUID(i).version == 7 for i in made)
+    assert made == sorted(made) and len(set(made)) == len(made)
+    assert UUID_IDS.is_valid(str(uuid.uuid4()))
+    assert not UUID_IDS.is_valid(str(uuid.uuid4()).upper()) and not UUID_IDS.is_valid("")
+
+
+@pytest.mark.parametrize(
+    "value", ["", "nope", "01A2B3C4-0000-7000-8000-000000000000", 7, None, b"x"]
+)
+def test_check_id_refuses_what_the_policy_refuses_naming_the_argument(value: object) -> None:
+    with pytest.raises(InvalidJobIdError) as info:
+        check_id(UUID_IDS, value, argument="chain_id")
+    assert isinstance(info.value, UsageError), "a bad id is the caller's mistake"
+    assert info.value.job_id == value and info.value.argument == "chain_id"
+    assert info.value.expected == UUID_IDS.describe and "chain_id" in str(info.value)
+
+
+def test_check_ids_names_the_position_and_refuses_a_single_string() -> None:
+    good = uuid7()
+    assert check_ids(UUID_IDS, [good, good], argument="job_ids") == (good, good)
+    assert check_ids(UUID_IDS, iter([]), argument="job_ids") == ()
+    with pytest.raises(InvalidJobIdError) as info:
+        check_ids(UUID_IDS, [good, "bad"], argument="job_ids")
+    assert info.value.argument == "job_ids[1]"
+    with pytest.raises(UsageError, match="sequence of ids"):
+        check_ids(UUID_IDS, good, argument="job_ids")
+
+
+def test_a_policy_of_other_ids() -> None:
+    """A store with other ids (say 24 hex digits) declares its own policy; the checks follow it."""
+    counter = iter(range(10**6))
+    hex24 = IdPolicy(
+        name="hex24",
+        generate=lambda: f"{next(counter):024x}",
+        is_valid=lambda v: len(v) == 24 and all(c in "0123456789abcdef" for c in v),
+        describe="24 lower-case hex digits",
+    )
+    assert check_id(hex24, hex24.generate()) == f"{0:024x}"
+    with pytest.raises(InvalidJobIdError, match="24 lower-case hex digits"):
+        check_id(hex24, uuid7())
 
 
 @given(st.datetimes(timezones=st.just(timezone.utc)), st.text(min_size=1, max_size=40))

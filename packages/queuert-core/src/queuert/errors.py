@@ -35,6 +35,7 @@ __all__ = [
     "QueuertError",
     "RescheduleJob",
     "StateAdapterClosedError",
+    "TransactionAbortedError",
     "TransactionHooksRequiredError",
     "UnknownJobTypeError",
     "UsageError",
@@ -93,11 +94,28 @@ class DuplicateJobTypeError(QueuertError):
         super().__init__(f"job type names registered twice: {', '.join(type_names)}")
 
 
-class InvalidJobIdError(QueuertError):
-    def __init__(self, job_id: object, source: Literal["caller", "generator"]) -> None:
+class InvalidJobIdError(UsageError):
+    """An id the state adapter's id policy does not accept (see :class:`queuert.ids.IdPolicy`).
+
+    ``source`` says who made it (``caller`` or ``generator``), ``argument`` where it was passed
+    (e.g. ``chain_ids[2]``), ``expected`` what the policy accepts. Raised before the store is touched.
+    """
+
+    def __init__(
+        self,
+        job_id: object,
+        source: Literal["caller", "generator"] = "caller",
+        *,
+        expected: str | None = None,
+        argument: str | None = None,
+    ) -> None:
         self.job_id = job_id
         self.source = source
-        super().__init__(f"invalid job id {job_id!r} (from the {source})")
+        self.expected = expected
+        self.argument = argument
+        where = f" as {argument}" if argument else ""
+        hint = f": expected {expected}" if expected else ""
+        super().__init__(f"invalid job id {job_id!r}{where} (from the {source}){hint}")
 
 
 class DuplicateJobIdError(QueuertError):
@@ -230,6 +248,20 @@ class InvalidIdentifierError(QueuertError, ValueError):
         self.what = what
         self.value = value
         super().__init__(f"invalid {what} {value!r}: must match [A-Za-z_][A-Za-z0-9_]*")
+
+
+class TransactionAbortedError(QueuertError):
+    """A statement failed in this transaction, so it cannot go on.
+
+    Every later operation in it raises this until the savepoint that was open when the statement
+    failed is rolled back; if no savepoint was open, the transaction cannot commit: ending it rolls
+    it back and raises this. Every state adapter raises (or maps its driver's error to) this class.
+    """
+
+    def __init__(
+        self, message: str = "the transaction is aborted: a statement failed in it"
+    ) -> None:
+        super().__init__(message)
 
 
 class StateAdapterClosedError(QueuertError):

@@ -1,4 +1,10 @@
-"""Job ids: time-ordered UUIDs (version 7) by default."""
+"""Job ids: the id policy of a state adapter, and time-ordered UUIDs (version 7), the default one.
+
+Which strings are job ids is the state adapter's decision (a column type, a document key), declared
+as its :class:`IdPolicy` (``StateAdapter.ids``). The core enforces it: the client generates new ids
+with the policy and checks every id a caller gives it with :func:`check_id` / :func:`check_ids` before
+it touches the store, so an adapter only ever receives ids its policy accepts.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,12 @@ import random
 import re
 import threading
 import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
-__all__ = ["is_uuid", "uuid7"]
+from queuert.errors import InvalidJobIdError, UsageError
+
+__all__ = ["UUID_IDS", "IdPolicy", "check_id", "check_ids", "is_uuid", "uuid7"]
 
 _lock = threading.Lock()
 _last_ms = 0
@@ -56,3 +66,53 @@ _CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-
 def is_uuid(value: object) -> bool:
     """True for a canonical lower-case hyphenated UUID string."""
     return isinstance(value, str) and _CANONICAL.fullmatch(value) is not None
+
+
+@dataclass(frozen=True)
+class IdPolicy:
+    """Which strings a state adapter takes as job ids, and how new ones are made.
+
+    ``generate()`` returns a new id that no stored job has; ``is_valid(value)`` is True for exactly the
+    strings the store can hold as an id (it is given strings only). ``describe`` completes "expected
+    ..." in error messages.
+    """
+
+    name: str
+    generate: Callable[[], str]
+    is_valid: Callable[[str], bool]
+    describe: str
+
+
+UUID_IDS = IdPolicy(
+    name="uuid",
+    generate=uuid7,
+    is_valid=is_uuid,
+    describe="a canonical lower-case hyphenated UUID",
+)
+"""UUIDv7 ids made by :func:`uuid7`; any canonical lower-case UUID is accepted from callers."""
+
+
+def check_id(policy: IdPolicy, value: object, *, argument: str = "job id") -> str:
+    """``value`` if ``policy`` accepts it as an id, else :class:`~queuert.errors.InvalidJobIdError`
+    naming ``argument`` (the parameter it came from)."""
+    if type(value) is not str or not policy.is_valid(value):
+        raise InvalidJobIdError(value, "caller", expected=policy.describe, argument=argument)
+    return value
+
+
+def check_ids(policy: IdPolicy, values: Iterable[str], *, argument: str) -> tuple[str, ...]:
+    """Every id of ``values`` checked with :func:`check_id` (``argument[i]`` names a bad one), as a
+    tuple. A plain string is refused with :class:`~queuert.errors.UsageError`: it is a sequence of
+    characters, never meant as one."""
+    if isinstance(values, (str, bytes)):
+        raise UsageError(
+            f"{argument} must be a sequence of ids, not a single {type(values).__name__}"
+        )
+    checked = tuple(values)
+    is_valid = policy.is_valid
+    for i, value in enumerate(checked):
+        if type(value) is not str or not is_valid(value):
+            raise InvalidJobIdError(
+                value, "caller", expected=policy.describe, argument=f"{argument}[{i}]"
+            )
+    return checked

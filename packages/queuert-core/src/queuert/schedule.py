@@ -9,7 +9,7 @@ from typing import Literal
 
 from queuert.errors import UsageError
 
-__all__ = ["Deduplication", "DeduplicationScope", "Schedule"]
+__all__ = ["Deduplication", "DeduplicationScope", "Schedule", "scheduled_at"]
 
 
 def _as_timedelta(value: timedelta | float | int) -> timedelta:
@@ -59,6 +59,25 @@ class Schedule:
         if self.after is not None:
             return f"after {self.after.total_seconds():g}s"
         return "now"
+
+
+_LATEST = datetime.max.replace(tzinfo=timezone.utc)
+
+
+def scheduled_at(schedule: Schedule | None, now: datetime) -> datetime:
+    """The ``scheduled_at`` of a job given ``schedule`` at ``now`` (the store's clock): ``at``, or
+    ``now + after``, never earlier than ``now``; ``now`` when there is no schedule. A delay beyond
+    the calendar saturates at the latest representable time."""
+    if schedule is None:
+        return now
+    if schedule.at is not None:
+        return max(schedule.at, now)
+    if schedule.after is not None:
+        try:
+            return now + schedule.after
+        except OverflowError:
+            return _LATEST
+    return now
 
 
 DeduplicationScope = Literal["open", "any"]

@@ -6,24 +6,60 @@ once; ``queuert-conformance`` checks that it behaves like the in-memory referenc
 
 Conventions that hold for every operation:
 
+* **Arguments are valid.** The core checks every argument before it calls an operation, so an
+  adapter never re-checks one and may rely on all of these: every id is accepted by the adapter's
+  id policy (:attr:`StateAdapter.ids`); filters hold only known values (:class:`ChainFilter` and
+  :class:`JobFilter` check themselves when built); ``order`` is ``"asc"`` or ``"desc"``, ``limit``
+  an int from 1 to :data:`queuert.paging.MAX_LIMIT` and ``cursor`` a cursor of the same list
+  (:func:`queuert.paging.check_page`); a :class:`Completion` is consistent (it checks itself);
+  inputs and outputs are checked JSON (:func:`queuert.json.ensure_json`). A bad argument is the
+  caller's :class:`~queuert.errors.UsageError`, raised before anything is read or written.
+* **Ids.** ``ids`` is the adapter's :class:`~queuert.ids.IdPolicy`: which strings its store holds as
+  job ids, and how the client makes new ones. An adapter that stores UUIDs declares
+  :data:`~queuert.ids.UUID_IDS`. An id the policy accepts but no job has is simply not found.
 * **Transactions.** ``transaction()`` opens a transaction and yields the backend's transaction object
   (``TxT``: a connection, a session, ...). Every operation takes ``tx=``. With a ``tx`` it runs inside
   that transaction; without one it runs on the adapter's own connection in its own short transaction
   (and never on a connection that is inside someone else's transaction: a read without ``tx`` must not
   see uncommitted work). ``savepoint(tx)`` nests a savepoint: released on success, rolled back (and the
-  error re-raised) on error; the outer transaction stays usable.
+  error re-raised) on error; the outer transaction stays usable. After a statement fails inside a
+  transaction, every operation in it raises :class:`~queuert.errors.TransactionAbortedError` until the
+  savepoint that was open at the failure is rolled back, and a transaction left in that state raises
+  it when it ends instead of committing.
 * **Time.** Every timestamp is computed with the store's clock (``now()`` of the database), never the
-  caller's. Timestamps come back timezone-aware in UTC.
+  caller's. Timestamps come back timezone-aware in UTC. A job's ``scheduled_at`` is
+  :func:`queuert.schedule.scheduled_at` of its schedule at that clock's now.
 * **Batches.** Operations that take sequences handle the whole batch in as few round trips as the backend
-  allows and return results in input order.
-* **Derived status.** A job's status is not stored; adapters derive it at read time with
-  :func:`derive_status` (or an equivalent expression in the query) from the stored facts.
+  allows and return results in input order (unless the operation says otherwise).
 * **Locks.** ``lock=True`` takes a write-intent lock on the row (the chain's tail for chains) that is held
   until the transaction ends; a concurrent locked read of the same row waits. "Find work" operations
   (``claim_jobs``, ``reap_expired_leases``, ``next_due``) skip rows locked by other transactions instead
   of waiting on them. Backends that serialise all writers (SQLite, in-memory) meet this trivially.
+* **Pages.** List operations are keyset pages: fetch ``limit + 1`` rows in the list's order, after the
+  position the cursor decodes to (``queuert.cursor``, one decoder per list), and build the result with
+  the list's builder in :mod:`queuert.paging`, which sets ``next_cursor`` only when another row exists.
+* **Closing.** ``close()`` closes the adapter whoever owns its connections (a pool or provider it was
+  given is left open for its owner, but the adapter itself is closed): afterwards every operation and
+  ``transaction()`` raise :class:`~queuert.errors.StateAdapterClosedError`.
 * **Errors.** Operations raise the typed errors of :mod:`queuert.errors` where this module says so; any
   other exception is a backend failure that the caller may retry.
+
+Rules of the job model that a backend restates in its queries (each pinned by ``queuert-conformance``):
+
+* **Status precedence.** A job's status is never stored: it is derived at read time from the stored
+  facts by :func:`derive_status` (or an equivalent expression in the query), first match wins: closed
+  with a successor → ``continued``; closed → its outcome; leased → ``running``; blocked →
+  ``blocked``; ``scheduled_at`` after now → ``scheduled``; else ``ready``. Reads, the ``statuses``
+  filter and ``trigger_jobs`` all use this one derivation.
+* **Deduplication winner.** A chain start with :class:`~queuert.schedule.Deduplication` matches the
+  chains of the same ``chain_type_name`` whose first job has the key, that are not excluded, were
+  created within the window (if any) and, for scope ``"open"``, are open (the chain's status is its
+  tail's). The newest match wins: the largest (``created_at``, ``id``) of the first job.
+* **Unblocking.** A job with blocker chains has ``blocked`` set while at least one of them is open. In
+  the operation that closes a chain (its tail closes without a successor), every job that waits for
+  it and has no other open blocker chain gets ``blocked`` cleared and ``scheduled_at`` raised to at
+  least now; a job that still waits for another open chain stays blocked. A chain that continues
+  stays open and releases nothing.
 """
 
 from __future__ import annotations
@@ -32,11 +68,12 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
+from datetime import datetime, timedelta, timezone
+from typing import Any, Generic, Literal, Protocol, TypeVar, get_args, runtime_checkable
 
 from queuert._fastinit import fast_init, from_fields
-from queuert.errors import BlockerReference
+from queuert.errors import BlockerReference, UsageError
+from queuert.ids import IdPolicy, check_ids
 from queuert.json import JsonValue
 from queuert.schedule import Deduplication, Schedule
 
@@ -65,6 +102,7 @@ __all__ = [
     "SupportsCommitHooks",
     "TriggerResult",
     "derive_status",
+    "in_creation_order",
     "inserted_job",
 ]
 
@@ -82,7 +120,10 @@ Outcome = Literal["completed", "failed", "cancelled"]
 ChainStatus = Literal["open", "closed"]
 Order = Literal["asc", "desc"]
 
+JOB_STATUSES: frozenset[str] = frozenset(get_args(JobStatus))
 CLOSED_STATUSES: frozenset[str] = frozenset({"continued", "completed", "failed", "cancelled"})
+OUTCOMES: frozenset[str] = frozenset(get_args(Outcome))
+CHAIN_STATUSES: frozenset[str] = frozenset(get_args(ChainStatus))
 
 
 def derive_status(
@@ -183,9 +224,10 @@ class StoredChain:
 class NewJob:
     """A job to insert.
 
-    ``id`` is generated (or validated) by the client before the call. ``chain_id`` is ``None`` for a
-    chain's first job (the store sets ``chain_id = id``) and the chain's id for a continuation, whose
-    ``chain_index`` is the predecessor's + 1.
+    ``id`` is generated with the adapter's id policy, or a caller's id the client checked with it.
+    ``chain_id`` is ``None`` for a chain's first job (``chain_index`` 0; the store sets
+    ``chain_id = id``) and the chain's id for a continuation, whose ``chain_index`` is the
+    predecessor's + 1. ``input`` is checked JSON.
     """
 
     id: str
@@ -202,8 +244,8 @@ class NewJob:
     chain_trace_context: str | None = None
     trace_context: str | None = None
     fresh_id: bool = False
-    """Set by the client when it generated ``id`` itself with its built-in uuid7 generator, so no
-    stored job can have it. A store may then write a new chain's job later in the transaction (with
+    """Set by the client when it generated ``id`` itself with the adapter's id policy, so no stored
+    job can have it. A store may then write a new chain's job later in the transaction (with
     its next statement or its commit) instead of right away: the insert cannot clash, and if it fails
     for another reason the whole transaction fails. Stores may ignore it."""
 
@@ -323,16 +365,55 @@ class CompleteResult:
     """Non-null ``trace_context`` values of the blocker links that pointed at the closed chain."""
 
 
-@fast_init
 @dataclass(frozen=True)
 class Completion:
-    """One job to close with :meth:`StateAdapter.complete_jobs` (same meaning as ``complete_job``)."""
+    """One job to close with :meth:`StateAdapter.complete_jobs` (same meaning as ``complete_job``).
+
+    Consistent by construction, else :class:`~queuert.errors.UsageError`: ``outcome`` is an
+    :data:`Outcome`; only ``completed`` may have a successor; only a job that closes its chain as
+    ``completed`` has an ``output`` (``None`` for the others); a ``completed`` job records no
+    ``error``. ``output`` is checked JSON (the core encoded it).
+    """
 
     job_id: str
     outcome: Outcome = "completed"
     output: JsonValue = None
     succeeded_by_job_id: str | None = None
     error: str | None = None
+
+    def __init__(
+        self,
+        job_id: str,
+        outcome: Outcome = "completed",
+        output: JsonValue = None,
+        succeeded_by_job_id: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        if outcome == "completed":
+            if succeeded_by_job_id is not None and output is not None:
+                raise UsageError("a job that continues its chain has no output")
+            if error is not None:
+                raise UsageError("a completed job records no error")
+        elif outcome in OUTCOMES:
+            if succeeded_by_job_id is not None:
+                raise UsageError("only a completed job can have a successor")
+            if output is not None:
+                raise UsageError(f"a {outcome} job has no output")
+        else:
+            raise UsageError(f"outcome must be completed, failed or cancelled, not {outcome!r}")
+        # frozen: fill __dict__ directly, as fast_init does
+        self.__dict__.update(
+            job_id=job_id,
+            outcome=outcome,
+            output=output,
+            succeeded_by_job_id=succeeded_by_job_id,
+            error=error,
+        )
+
+    @property
+    def closes_with_output(self) -> bool:
+        """True if the job closes its chain as ``completed`` (its ``output`` is stored)."""
+        return self.outcome == "completed" and self.succeeded_by_job_id is None
 
 
 @dataclass(frozen=True)
@@ -345,8 +426,15 @@ class TriggerResult:
 @dataclass(frozen=True)
 class DeleteResult:
     deleted: list[StoredChain]
+    """Every deleted chain exactly once, in no particular order (see :func:`in_creation_order`)."""
     references: list[BlockerReference]
     """If not empty, nothing was deleted."""
+
+
+def in_creation_order(chains: Sequence[StoredChain]) -> list[StoredChain]:
+    """``chains`` ordered by their first job's (``created_at``, ``id``), oldest first: the order in
+    which the client returns deleted chains, whatever order the adapter found them in."""
+    return sorted(chains, key=lambda c: (c.root.created_at, c.root.id))
 
 
 @dataclass(frozen=True)
@@ -365,7 +453,13 @@ class Page(Generic[T]):
 
 @dataclass(frozen=True)
 class ChainFilter:
-    """Filters of :meth:`StateAdapter.list_chains`; every given filter must match (AND)."""
+    """Filters of :meth:`StateAdapter.list_chains`; every given filter must match (AND).
+
+    Checks itself when built (:class:`~queuert.errors.UsageError` for an unknown ``status``, a
+    sequence that is a plain string or holds something other than strings, a naive datetime);
+    sequences are stored as tuples and datetimes in UTC. :meth:`check_ids` checks the ids against an
+    adapter's id policy. An empty sequence matches nothing.
+    """
 
     type_names: Sequence[str] | None = None
     status: ChainStatus | None = None
@@ -379,16 +473,92 @@ class ChainFilter:
     created_to: datetime | None = None
     """Exclusive upper bound."""
 
+    def __post_init__(self) -> None:
+        _strings(self, "type_names")
+        if self.status is not None and self.status not in CHAIN_STATUSES:
+            raise UsageError(f"chain status must be 'open' or 'closed', not {self.status!r}")
+        _strings(self, "chain_ids")
+        _strings(self, "job_ids")
+        if not isinstance(self.root_only, bool):
+            raise UsageError(f"root_only must be a bool, not {self.root_only!r}")
+        _moment(self, "created_from")
+        _moment(self, "created_to")
+
+    def check_ids(self, ids: IdPolicy) -> None:
+        """Raise :class:`~queuert.errors.InvalidJobIdError` for an id ``ids`` does not accept."""
+        if self.chain_ids is not None:
+            check_ids(ids, self.chain_ids, argument="chain_ids")
+        if self.job_ids is not None:
+            check_ids(ids, self.job_ids, argument="job_ids")
+
 
 @dataclass(frozen=True)
 class JobFilter:
+    """Filters of :meth:`StateAdapter.list_jobs`; every given filter must match (AND).
+
+    Checks itself like :class:`ChainFilter` (a status that is not a :data:`JobStatus` is a
+    :class:`~queuert.errors.UsageError`).
+    """
+
     type_names: Sequence[str] | None = None
     statuses: Sequence[JobStatus] | None = None
     job_ids: Sequence[str] | None = None
     chain_ids: Sequence[str] | None = None
     chain_type_names: Sequence[str] | None = None
+    """The chain's type (its first job's), not the job's."""
     created_from: datetime | None = None
+    """Inclusive lower bound on the job's ``created_at``."""
     created_to: datetime | None = None
+    """Exclusive upper bound."""
+
+    def __post_init__(self) -> None:
+        _strings(self, "type_names")
+        _strings(self, "statuses")
+        for status in self.statuses or ():
+            if status not in JOB_STATUSES:
+                known = ", ".join(sorted(JOB_STATUSES))
+                raise UsageError(f"unknown job status {status!r} (known: {known})")
+        _strings(self, "job_ids")
+        _strings(self, "chain_ids")
+        _strings(self, "chain_type_names")
+        _moment(self, "created_from")
+        _moment(self, "created_to")
+
+    def check_ids(self, ids: IdPolicy) -> None:
+        """Raise :class:`~queuert.errors.InvalidJobIdError` for an id ``ids`` does not accept."""
+        if self.job_ids is not None:
+            check_ids(ids, self.job_ids, argument="job_ids")
+        if self.chain_ids is not None:
+            check_ids(ids, self.chain_ids, argument="chain_ids")
+
+
+def _strings(filter: object, name: str) -> None:
+    """Store the filter's sequence ``name`` as a tuple of strings (``None`` stays ``None``)."""
+    value = getattr(filter, name)
+    if value is None:
+        return
+    if isinstance(value, (str, bytes)):
+        raise UsageError(
+            f"{name} must be a sequence of strings, not a single {type(value).__name__}"
+        )
+    try:
+        items = tuple(value)
+    except TypeError:
+        raise UsageError(f"{name} must be a sequence of strings, not {value!r}") from None
+    for i, item in enumerate(items):
+        if type(item) is not str:
+            raise UsageError(f"{name}[{i}] must be a str, not {item!r}")
+    object.__setattr__(filter, name, items)
+
+
+def _moment(filter: object, name: str) -> None:
+    """Store the filter's datetime ``name`` in UTC; refuse anything but a timezone-aware datetime."""
+    value = getattr(filter, name)
+    if value is None:
+        return
+    if not isinstance(value, datetime) or value.utcoffset() is None:
+        raise UsageError(f"{name} must be a timezone-aware datetime, not {value!r}")
+    object.__setattr__(filter, name, value.astimezone(timezone.utc))
 
 
 @dataclass(frozen=True)
@@ -429,6 +599,8 @@ class StateAdapter(Protocol[TxT]):
     """Storage of jobs, chains and blocker links. See the module docstring for the shared conventions."""
 
     capabilities: Capabilities
+    ids: IdPolicy
+    """Which strings are job ids in this store, and how new ones are made (the core enforces it)."""
 
     # -- lifecycle and transactions ---------------------------------------------------------------
 
@@ -445,8 +617,9 @@ class StateAdapter(Protocol[TxT]):
         ...
 
     async def close(self) -> None:
-        """Release the adapter's own resources. Idempotent; later calls raise
-        :class:`~queuert.errors.StateAdapterClosedError`."""
+        """Close the adapter and release the resources it owns (a pool or provider it was given
+        stays open for its owner). Idempotent; later operations and ``transaction()`` raise
+        :class:`~queuert.errors.StateAdapterClosedError` whoever owns the connections."""
         ...
 
     # -- creating ---------------------------------------------------------------------------------
@@ -476,7 +649,8 @@ class StateAdapter(Protocol[TxT]):
         closing concurrently is never missed (no dependent is stranded ``blocked``, none released
         early). A blocker chain that is already closed does not block. The same chain may appear
         in several slots of one job. A missing blocker chain raises
-        :class:`~queuert.errors.ChainNotFoundError`. ``trace_contexts[i][j]`` is stored on link j.
+        :class:`~queuert.errors.ChainNotFoundError`. ``trace_contexts[i][j]`` is stored on link j
+        (``trace_contexts`` has one entry per link and per chain when given).
         """
         ...
 
@@ -513,8 +687,9 @@ class StateAdapter(Protocol[TxT]):
         limit: int = 50,
         tx: TxT | None = None,
     ) -> Page[StoredChain]:
-        """Chains ordered by the first job's (``created_at``, ``id``). ``cursor`` comes from a previous
-        page of the same query; a malformed one raises :class:`~queuert.errors.UsageError`."""
+        """Chains ordered by the first job's (``created_at``, ``id``); ``cursor`` is a cursor of this
+        list (decode it with :func:`queuert.cursor.decode_chains_cursor`, build the page with
+        :func:`queuert.paging.chains_page`)."""
         ...
 
     async def list_jobs(
@@ -526,7 +701,8 @@ class StateAdapter(Protocol[TxT]):
         limit: int = 50,
         tx: TxT | None = None,
     ) -> Page[StoredJob]:
-        """Jobs ordered by (``created_at``, ``id``)."""
+        """Jobs ordered by (``created_at``, ``id``) (:func:`~queuert.cursor.decode_jobs_cursor`,
+        :func:`~queuert.paging.jobs_page`)."""
         ...
 
     async def list_chain_jobs(
@@ -538,7 +714,8 @@ class StateAdapter(Protocol[TxT]):
         limit: int = 50,
         tx: TxT | None = None,
     ) -> Page[StoredJob]:
-        """The jobs of one chain ordered by ``chain_index``."""
+        """The jobs of one chain ordered by ``chain_index``; none if ``chain_id`` is not a chain
+        (:func:`~queuert.cursor.decode_chain_jobs_cursor`, :func:`~queuert.paging.chain_jobs_page`)."""
         ...
 
     async def list_blocked_jobs(
@@ -550,7 +727,8 @@ class StateAdapter(Protocol[TxT]):
         limit: int = 50,
         tx: TxT | None = None,
     ) -> Page[StoredJob]:
-        """Jobs that have ``chain_id`` among their blockers (open or not), by (``created_at``, ``id``)."""
+        """Jobs that have ``chain_id`` among their blockers (open or not), by (``created_at``, ``id``)
+        (:func:`~queuert.cursor.decode_blocked_jobs_cursor`, :func:`~queuert.paging.blocked_jobs_page`)."""
         ...
 
     # -- processing -------------------------------------------------------------------------------
@@ -621,7 +799,8 @@ class StateAdapter(Protocol[TxT]):
         A job that is missing or already closed — or, with ``owner``, not leased by ``owner`` — is
         left untouched and its result is ``None``. The others are closed (and their dependents
         unblocked) atomically, in one round trip where the backend allows. Each job appears at
-        most once.
+        most once (the core guarantees it). A job released by several of the closings appears in
+        the ``unblocked`` of exactly one result.
         """
         ...
 
@@ -666,6 +845,8 @@ class StateAdapter(Protocol[TxT]):
 
         With ``cascade``, the set first grows by the blocker chains of *every* job of the chains in
         it, transitively. If a job outside the set is blocked by a chain inside it, nothing is deleted
-        and the references are returned. Ids that are missing or not chains are skipped.
+        and the references are returned (in no particular order). Ids that are missing or not chains
+        are skipped, an id given twice counts once. ``deleted`` holds every deleted chain exactly
+        once, in no particular order: the client orders it (:func:`in_creation_order`).
         """
         ...

@@ -115,9 +115,7 @@ class TestCompleteJob:
         ops = Ops(queuert_state_harness)
         job = await ops.start(TYPE_A)
         await ops.claim_one(job.id)
-        result = await ops.close_job(
-            job.id, "failed", output={"ignored": True}, worker_id=WORKER, error="ValueError: bad"
-        )
+        result = await ops.close_job(job.id, "failed", worker_id=WORKER, error="ValueError: bad")
         failed = assert_status(result.job, "failed", "a failed job")
         assert failed.outcome == "failed"
         assert failed.last_attempt_error == "ValueError: bad"

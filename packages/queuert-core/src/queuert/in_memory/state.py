@@ -36,10 +36,10 @@ from datetime import datetime, timedelta, timezone
 from typing import TypeAlias, TypeVar
 
 from queuert.cursor import (
-    decode_index_cursor,
-    decode_time_cursor,
-    encode_index_cursor,
-    encode_time_cursor,
+    decode_blocked_jobs_cursor,
+    decode_chain_jobs_cursor,
+    decode_chains_cursor,
+    decode_jobs_cursor,
 )
 from queuert.errors import (
     BlockerReference,
@@ -49,10 +49,13 @@ from queuert.errors import (
     JobNotFoundError,
     JobTakenByAnotherWorkerError,
     StateAdapterClosedError,
+    TransactionAbortedError,
     UsageError,
 )
-from queuert.json import JsonValue, copy_json, ensure_json
-from queuert.schedule import Deduplication, Schedule
+from queuert.ids import UUID_IDS
+from queuert.json import JsonValue, copy_json
+from queuert.paging import blocked_jobs_page, chain_jobs_page, chains_page, jobs_page
+from queuert.schedule import Deduplication, Schedule, scheduled_at
 from queuert.state import (
     STORED_FIELDS,
     BlockersAdded,
@@ -77,7 +80,7 @@ from queuert.state import (
     inserted_job,
 )
 
-__all__ = ["InMemoryStateAdapter", "InMemoryTransaction", "TransactionAbortedError"]
+__all__ = ["InMemoryStateAdapter", "InMemoryTransaction"]
 
 T = TypeVar("T")
 
@@ -85,19 +88,6 @@ _Link: TypeAlias = "tuple[str, str | None]"
 """One blocker link of a job: (blocker chain id, trace context of the link)."""
 _Key: TypeAlias = "tuple[datetime, str]"
 """A sort key: (timestamp, job id)."""
-
-
-class TransactionAbortedError(RuntimeError):
-    """A statement failed earlier in this transaction (see :meth:`InMemoryStateAdapter.poison`).
-
-    Like PostgreSQL's aborted-transaction state: every operation raises until the savepoint that was
-    open when the statement failed is rolled back; a poisoned transaction cannot commit.
-    """
-
-    def __init__(
-        self, message: str = "the transaction is aborted: a statement failed in it"
-    ) -> None:
-        super().__init__(message)
 
 
 # -- rows and indexes -------------------------------------------------------------------------------
@@ -505,34 +495,6 @@ def _stored(row: _Row, now: datetime) -> StoredJob:
     )
 
 
-def _scheduled_at(schedule: Schedule | None, now: datetime) -> datetime:
-    """``at`` or ``now + after``, never earlier than now."""
-    if schedule is None:
-        return now
-    if schedule.at is not None:
-        return max(schedule.at, now)
-    if schedule.after is not None:
-        return now + max(schedule.after, timedelta(0))
-    return now
-
-
-def _check_page(order: Order, limit: int) -> bool:
-    """Validate paging arguments; True for descending order."""
-    if order not in ("asc", "desc"):
-        raise UsageError(f"order must be 'asc' or 'desc', not {order!r}")
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise UsageError(f"limit must be a positive int, not {limit!r}")
-    return order == "desc"
-
-
-def _page(items: list[T], limit: int, cursor_of: Callable[[T], str]) -> Page[T]:
-    """``items`` holds up to ``limit + 1`` rows; the extra one proves that a next page exists."""
-    if len(items) > limit:
-        items = items[:limit]
-        return Page(items=items, next_cursor=cursor_of(items[-1]))
-    return Page(items=items, next_cursor=None)
-
-
 def _beyond(key: _Key, after: _Key | None, reverse: bool) -> bool:
     if after is None:
         return True
@@ -581,6 +543,8 @@ class InMemoryStateAdapter:
     deadlock.
     """
 
+    ids = UUID_IDS
+
     def __init__(self) -> None:
         self.capabilities = Capabilities(
             savepoints=True,
@@ -592,6 +556,15 @@ class InMemoryStateAdapter:
         self._store = _Store()
         self._lock = asyncio.Lock()
         self._closed = False
+
+    def another(self) -> InMemoryStateAdapter:
+        """A second adapter over this one's store (and its transaction lock), which it does not own:
+        each sees the other's commits and takes the other's transactions as ``tx=``; closing one
+        leaves the other open."""
+        other = InMemoryStateAdapter()
+        other._store = self._store
+        other._lock = self._lock
+        return other
 
     # -- lifecycle and transactions ---------------------------------------------------------------
 
@@ -612,7 +585,7 @@ class InMemoryStateAdapter:
         task = asyncio.current_task()
         held = _HELD.get()
         for other in held:
-            if other._adapter is self and other._open and other._task is task:
+            if other._adapter._store is self._store and other._open and other._task is task:
                 raise UsageError(
                     "this task already holds a transaction of this in-memory state adapter and "
                     "transactions are serialised, so opening another one would deadlock: pass the "
@@ -672,7 +645,9 @@ class InMemoryStateAdapter:
         rolls back and raises when it would commit. For error-path tests (``StateHarness.poison``).
         """
         self._check_open()
-        if not isinstance(tx, InMemoryTransaction) or tx._adapter is not self or not tx._open:
+        if not isinstance(tx, InMemoryTransaction) or tx._adapter._store is not self._store:
+            raise UsageError("poison() needs an open transaction of this adapter")
+        if not tx._open:
             raise UsageError("poison() needs an open transaction of this adapter")
         if tx._layers:
             tx._layers[-1].poisoned = True
@@ -692,7 +667,7 @@ class InMemoryStateAdapter:
 
     def _check_tx(self, tx: object) -> InMemoryTransaction:
         self._check_open()
-        if not isinstance(tx, InMemoryTransaction) or tx._adapter is not self:
+        if not isinstance(tx, InMemoryTransaction) or tx._adapter._store is not self._store:
             raise UsageError(f"{tx!r} is not a transaction of this in-memory state adapter")
         if not tx._open:
             raise UsageError("the transaction has already ended")
@@ -740,18 +715,14 @@ class InMemoryStateAdapter:
         self._check_open()
         if not jobs:
             return []
-        prepared = [(job, ensure_json(job.input)) for job in jobs]
+        prepared = [(job, copy_json(job.input)) for job in jobs]
 
         def op(view: _View, now: datetime) -> list[CreatedJob]:
             results: list[CreatedJob] = []
             first_of_key: dict[tuple[str, str], StoredJob] = {}
             for new, input_value in prepared:
-                if not isinstance(new.id, str) or not new.id:
-                    raise UsageError(f"a job id must be a non-empty string, not {new.id!r}")
                 dedup = new.deduplication if new.chain_id is None else None
                 if new.chain_id is None:
-                    if new.chain_index != 0:
-                        raise UsageError("a chain's first job (chain_id=None) has chain_index 0")
                     if dedup is not None:
                         key = (new.chain_type_name, dedup.key)
                         earlier = first_of_key.get(key)
@@ -772,13 +743,13 @@ class InMemoryStateAdapter:
                         continue
                 if view.job(new.id) is not None:
                     raise DuplicateJobIdError(new.id)
-                scheduled_at = _scheduled_at(new.schedule, now)
+                due = scheduled_at(new.schedule, now)
                 fresh = inserted_job(
                     new,
                     input=input_value,
                     created_at=now,
-                    scheduled_at=scheduled_at,
-                    status="scheduled" if scheduled_at > now else "ready",
+                    scheduled_at=due,
+                    status="scheduled" if due > now else "ready",
                 )
                 row = _Row(*_stored_fields(fresh))
                 view.put(row)
@@ -820,8 +791,6 @@ class InMemoryStateAdapter:
         tx: InMemoryTransaction | None = None,
     ) -> list[BlockersAdded]:
         self._check_open()
-        if trace_contexts is not None and len(trace_contexts) != len(links):
-            raise UsageError("trace_contexts must have one entry per link")
         if not links:
             return []
 
@@ -834,8 +803,6 @@ class InMemoryStateAdapter:
                 contexts: Sequence[str | None] = (
                     trace_contexts[i] if trace_contexts is not None else [None] * len(chain_ids)
                 )
-                if len(contexts) != len(chain_ids):
-                    raise UsageError(f"trace_contexts[{i}] must have one entry per blocker chain")
                 new_links: list[_Link] = []
                 chain_contexts: list[str | None] = []
                 open_ids: list[str] = []
@@ -910,9 +877,9 @@ class InMemoryStateAdapter:
         def op(view: _View, now: datetime) -> timedelta | None:
             earliest: datetime | None = None
             for type_name in dict.fromkeys(type_names):
-                for scheduled_at, _ in view.iter_pending(type_name):
-                    if earliest is None or scheduled_at < earliest:
-                        earliest = scheduled_at
+                for due, _ in view.iter_pending(type_name):
+                    if earliest is None or due < earliest:
+                        earliest = due
                     break
             if earliest is None:
                 return None
@@ -929,8 +896,8 @@ class InMemoryStateAdapter:
         limit: int = 50,
         tx: InMemoryTransaction | None = None,
     ) -> Page[StoredChain]:
-        reverse = _check_page(order, limit)
-        after = decode_time_cursor(cursor) if cursor is not None else None
+        reverse = order == "desc"
+        after = decode_chains_cursor(cursor) if cursor is not None else None
         type_names = set(filter.type_names) if filter.type_names is not None else None
 
         def op(view: _View, now: datetime) -> Page[StoredChain]:
@@ -974,7 +941,7 @@ class InMemoryStateAdapter:
                 items.append(StoredChain(root=_stored(root, now), tail=_stored(tail, now)))
                 if len(items) > limit:
                     break
-            return _page(items, limit, lambda c: encode_time_cursor(c.root.created_at, c.root.id))
+            return chains_page(items, limit)
 
         return self._read(tx, op)
 
@@ -987,8 +954,8 @@ class InMemoryStateAdapter:
         limit: int = 50,
         tx: InMemoryTransaction | None = None,
     ) -> Page[StoredJob]:
-        reverse = _check_page(order, limit)
-        after = decode_time_cursor(cursor) if cursor is not None else None
+        reverse = order == "desc"
+        after = decode_jobs_cursor(cursor) if cursor is not None else None
         type_names = set(filter.type_names) if filter.type_names is not None else None
         statuses = set(filter.statuses) if filter.statuses is not None else None
         job_ids = set(filter.job_ids) if filter.job_ids is not None else None
@@ -1032,7 +999,7 @@ class InMemoryStateAdapter:
                 items.append(job)
                 if len(items) > limit:
                     break
-            return _page(items, limit, lambda j: encode_time_cursor(j.created_at, j.id))
+            return jobs_page(items, limit)
 
         return self._read(tx, op)
 
@@ -1045,8 +1012,8 @@ class InMemoryStateAdapter:
         limit: int = 50,
         tx: InMemoryTransaction | None = None,
     ) -> Page[StoredJob]:
-        reverse = _check_page(order, limit)
-        after = decode_index_cursor(cursor) if cursor is not None else None
+        reverse = order == "desc"
+        after = decode_chain_jobs_cursor(cursor) if cursor is not None else None
 
         def op(view: _View, now: datetime) -> Page[StoredJob]:
             if view.chain(chain_id) is None:
@@ -1062,7 +1029,7 @@ class InMemoryStateAdapter:
                 items.append(_stored(row, now))
                 if len(items) > limit:
                     break
-            return _page(items, limit, lambda j: encode_index_cursor(j.chain_index))
+            return chain_jobs_page(items, limit)
 
         return self._read(tx, op)
 
@@ -1075,8 +1042,8 @@ class InMemoryStateAdapter:
         limit: int = 50,
         tx: InMemoryTransaction | None = None,
     ) -> Page[StoredJob]:
-        reverse = _check_page(order, limit)
-        after = decode_time_cursor(cursor) if cursor is not None else None
+        reverse = order == "desc"
+        after = decode_blocked_jobs_cursor(cursor) if cursor is not None else None
 
         def op(view: _View, now: datetime) -> Page[StoredJob]:
             rows = [row for j in view.dependents(chain_id) if (row := view.job(j)) is not None]
@@ -1088,7 +1055,7 @@ class InMemoryStateAdapter:
                 items.append(_stored(row, now))
                 if len(items) > limit:
                     break
-            return _page(items, limit, lambda j: encode_time_cursor(j.created_at, j.id))
+            return blocked_jobs_page(items, limit)
 
         return self._read(tx, op)
 
@@ -1109,8 +1076,8 @@ class InMemoryStateAdapter:
             ready = heapq.merge(*(view.iter_pending(t) for t in durations))
             claimed: list[StoredJob] = []
             has_more = False
-            for scheduled_at, job_id in ready:
-                if scheduled_at > now:
+            for due, job_id in ready:
+                if due > now:
                     break
                 if len(claimed) >= limit:
                     has_more = True
@@ -1176,9 +1143,7 @@ class InMemoryStateAdapter:
         tx: InMemoryTransaction | None = None,
     ) -> CompleteResult:
         self._check_open()
-        completion = self._checked_completion(
-            Completion(job_id, outcome, output, succeeded_by_job_id, error)
-        )
+        completion = Completion(job_id, outcome, output, succeeded_by_job_id, error)
 
         def op(view: _View, now: datetime) -> CompleteResult:
             row = view.job(job_id)
@@ -1201,15 +1166,12 @@ class InMemoryStateAdapter:
         tx: InMemoryTransaction | None = None,
     ) -> list[CompleteResult | None]:
         self._check_open()
-        checked = [self._checked_completion(c) for c in completions]
-        if len({c.job_id for c in checked}) != len(checked):
-            raise UsageError("complete_jobs takes each job at most once")
-        if not checked:
+        if not completions:
             return []
 
         def op(view: _View, now: datetime) -> list[CompleteResult | None]:
             results: list[CompleteResult | None] = []
-            for completion in checked:
+            for completion in completions:
                 row = view.job(completion.job_id)
                 if row is None or not row.is_open or (owner is not None and row.leased_by != owner):
                     results.append(None)
@@ -1218,21 +1180,6 @@ class InMemoryStateAdapter:
             return results
 
         return await self._write(tx, op)
-
-    @staticmethod
-    def _checked_completion(completion: Completion) -> Completion:
-        if completion.outcome not in ("completed", "failed", "cancelled"):
-            raise UsageError(
-                f"outcome must be completed, failed or cancelled, not {completion.outcome!r}"
-            )
-        if completion.succeeded_by_job_id is not None and completion.outcome != "completed":
-            raise UsageError("only a completed job can have a successor")
-        closes_with_output = (
-            completion.outcome == "completed" and completion.succeeded_by_job_id is None
-        )
-        return replace(
-            completion, output=ensure_json(completion.output) if closes_with_output else None
-        )
 
     def _close_row(
         self, view: _View, row: _Row, completion: Completion, worker_id: str | None, now: datetime
@@ -1246,7 +1193,7 @@ class InMemoryStateAdapter:
         row = replace(
             row,
             outcome=completion.outcome,
-            output=completion.output,
+            output=copy_json(completion.output),
             succeeded_by_job_id=completion.succeeded_by_job_id,
             completed_at=now,
             completed_by=worker_id,
@@ -1298,7 +1245,7 @@ class InMemoryStateAdapter:
                 row,
                 leased_by=None,
                 leased_until=None,
-                scheduled_at=_scheduled_at(schedule, now),
+                scheduled_at=scheduled_at(schedule, now),
                 last_attempt_error=error if error is not None else row.last_attempt_error,
             )
             view.put(row)
