@@ -9,7 +9,7 @@ from typing import Any
 
 from queuert.state import STORED_FIELDS, StoredChain, StoredJob
 
-from queuert_postgres._sql import NCOLS
+from queuert_postgres._sql import JOB_ID, NCOLS
 
 __all__ = ["chain_from_row", "job_from_row", "utc"]
 
@@ -59,6 +59,8 @@ def job_from_row(row: Sequence[Any], o: int = 0) -> StoredJob:
 def chain_from_row(row: Sequence[Any], o: int = 0) -> StoredChain:
     """A chain from two consecutive job column groups (root, then tail)."""
     tail = job_from_row(row, o + NCOLS)
-    if row[o] == tail.id:  # a one-job chain: the tail columns are the freshest (a locked read)
+    if (
+        row[o + JOB_ID] == tail.id
+    ):  # a one-job chain: the tail columns are the freshest (a locked read)
         return StoredChain(root=tail, tail=tail)
     return StoredChain(root=job_from_row(row, o), tail=tail)

@@ -10,7 +10,21 @@ from __future__ import annotations
 from queuert_postgres._provider import Sql
 from queuert_postgres._schema import Names
 
-__all__ = ["NCOLS", "Statements", "cols", "status_sql"]
+__all__ = [
+    "JOB_ID",
+    "NCOLS",
+    "AddBlockersRow",
+    "ClaimRow",
+    "CompleteRow",
+    "CreateRow",
+    "DeleteRow",
+    "ReapRow",
+    "RenewRow",
+    "Statements",
+    "TriggerRow",
+    "cols",
+    "status_sql",
+]
 
 NOW = "statement_timestamp()"
 
@@ -42,6 +56,131 @@ def cols(a: str) -> str:
 
 
 NULL_COLS = ", ".join(["NULL"] * NCOLS)
+
+# -- result rows ----------------------------------------------------------------------------------
+# A statement that returns several kinds of rows tags each with its kind in the first column and
+# pads the columns a kind does not use with NULLs. The classes below name each statement's kinds and
+# column positions; the statements are rendered from them, and the adapter decodes with them.
+
+JOB_ID = 0
+"""Position of the job's id within :func:`cols`."""
+
+
+class CreateRow:
+    """Rows of :data:`CREATE`; the first row is always the ``CLASHES`` row."""
+
+    CLASHES = 0
+    """kind: ``CLASH`` is the first id (input order) stored already or repeated in the batch, or NULL."""
+    MATCHED = 1
+    """kind: a stored job that a leader's continuation or deduplication look-up found."""
+    INSERTED = 2
+    """kind: an inserted job (matched to its input by chain position)."""
+
+    KIND = 0
+    CLASH = 1
+    LEADER = 2
+    """``MATCHED``: the ordinal of the leader."""
+    JOB = 3
+
+
+class AddBlockersRow:
+    """Rows of :data:`ADD_BLOCKERS`: one per input link (in input order), or one naming the first
+    link whose job or blocker chain does not exist (``MISSING_ITEM`` not NULL)."""
+
+    MISSING_IS_JOB = 0
+    """True if the job of the missing link is missing, else its blocker chain is."""
+    MISSING_ITEM = 1
+    MISSING_CHAIN = 2
+    ITEM = 3
+    """The index of the link's entry in the input."""
+    CHAIN = 4
+    """The blocker chain (NULL for an entry without blockers)."""
+    TAIL = 5
+    """The state of the blocker chain's tail: 'open', 'closed' or 'follow' (it continued)."""
+    CHAIN_TRACE_CONTEXT = 6
+    FRESH = 7
+    """The link is new (the job did not wait for that chain before)."""
+    JOB = 8
+
+
+class ClaimRow:
+    """Rows of :data:`CLAIM`: at least one; job columns NULL when nothing was claimed."""
+
+    HAS_MORE = 0
+    JOB = 1
+
+
+class RenewRow:
+    """Rows of :data:`RENEW`: (renewed, job id, new leased_until); not renewed: locked right now."""
+
+    RENEWED = 0
+    ID = 1
+    LEASED_UNTIL = 2
+
+
+class CompleteRow:
+    """Rows of :data:`COMPLETE` and :data:`COMPLETE_CATCH_UP`; ``ORDINAL`` is the 1-based position
+    of the completion the row belongs to."""
+
+    CLOSED = 0
+    """kind: the job the completion closed (job columns)."""
+    UNBLOCKED = 1
+    """kind: a job released because the closed chain was its last open blocker (job columns)."""
+    TRACE_CONTEXT = 2
+    """kind: ``TEXT`` is the trace context of a blocker link to the closed chain."""
+    TAIL_MOVED = 3
+    """kind: the closed job changed between the statement's snapshot and its lock; ``TEXT`` is the
+    chain and ``OTHER`` a dependent job the statement did handle (NULL: none)."""
+    REFUSED = 4
+    """kind: the completion was refused; ``TEXT`` is the job's outcome, ``OTHER`` its lease holder
+    and the first job column its id (NULL: no such job)."""
+
+    KIND = 0
+    ORDINAL = 1
+    TEXT = 2
+    OTHER = 3
+    JOB = 4
+
+
+class TriggerRow:
+    """Rows of :data:`TRIGGER`."""
+
+    TRIGGERED = 0
+    """kind: a triggered job (job columns)."""
+    REFUSED = 1
+    """kind: a job that cannot be triggered; ``STATUS`` its status (NULL: no such job) and the
+    first job column its id."""
+
+    KIND = 0
+    ORDINAL = 1
+    STATUS = 2
+    JOB = 3
+
+
+class ReapRow:
+    """Rows of :data:`REAP`: the job (lease cleared), then the lease it had."""
+
+    JOB = 0
+    LEASED_BY = NCOLS
+    LEASED_UNTIL = NCOLS + 1
+
+
+class DeleteRow:
+    """Rows of :data:`DELETE`: deleted chains, or else the links that prevented the delete."""
+
+    CHAIN = 0
+    """kind: a deleted chain (root and tail job columns from ``ROOT``)."""
+    REFERENCE = 1
+    """kind: a link from a job outside the set (``REF_JOB``) to a chain of it (``REF_CHAIN``)."""
+
+    KIND = 0
+    REF_CHAIN = 1
+    REF_JOB = 2
+    ORDINAL = 3
+    """The chain's position among the requested ids (NULL: deleted as a blocker of one)."""
+    CREATED_AT = 4
+    ROOT = 5
+
 
 READY = "{a}.outcome IS NULL AND {a}.open_blockers = 0 AND {a}.leased_until IS NULL"
 
@@ -126,12 +265,12 @@ found AS (
     UNION ALL
     SELECT dm.ord, j.* FROM dm JOIN {{job}} j ON j.id = dm.rid
 )
-SELECT 0 AS kind, (SELECT (array_agg(clash.id ORDER BY clash.ord))[1] FROM clash)::text, NULL::int,
-       {NULL_COLS}
+SELECT {CreateRow.CLASHES} AS kind,
+       (SELECT (array_agg(clash.id ORDER BY clash.ord))[1] FROM clash)::text, NULL::int, {NULL_COLS}
 UNION ALL
-SELECT 1, NULL, f.ord, {cols("f")} FROM found f
+SELECT {CreateRow.MATCHED}, NULL, f.ord, {cols("f")} FROM found f
 UNION ALL
-SELECT 2, NULL, NULL, {cols("ins")} FROM ins
+SELECT {CreateRow.INSERTED}, NULL, NULL, {cols("ins")} FROM ins
 """
 CREATE_FIRST = f"""
 WITH ins AS (
@@ -409,17 +548,21 @@ links AS (
     FROM {{blocker}} b JOIN closing ON b.blocked_by_chain_id = closing.chain_id
 ),
 {_UNBLOCK}
-SELECT 0 AS kind, u.by_ord AS ord, NULL::text AS a, NULL::text AS b, {cols("u")} FROM upd u
+SELECT {CompleteRow.CLOSED} AS kind, u.by_ord AS ord, NULL::text AS text, NULL::text AS other,
+       {cols("u")}
+FROM upd u
 UNION ALL
-SELECT 1, n.by_ord, NULL, NULL, {cols("n")} FROM unb n
+SELECT {CompleteRow.UNBLOCKED}, n.by_ord, NULL, NULL, {cols("n")} FROM unb n
 WHERE n.open_blockers = 0 AND n.outcome IS NULL
 UNION ALL
-SELECT 2, l.ord, l.trace_context, NULL, {NULL_COLS} FROM links l WHERE l.trace_context IS NOT NULL
+SELECT {CompleteRow.TRACE_CONTEXT}, l.ord, l.trace_context, NULL, {NULL_COLS}
+FROM links l WHERE l.trace_context IS NOT NULL
 UNION ALL
-SELECT 3, cl.ord, cl.chain_id::text, l.job_id::text, {NULL_COLS}
+SELECT {CompleteRow.TAIL_MOVED}, cl.ord, cl.chain_id::text, l.job_id::text, {NULL_COLS}
 FROM closing cl LEFT JOIN links l ON l.ord = cl.ord WHERE cl.moved
 UNION ALL
-SELECT 4, c.ord, cur.outcome, cur.leased_by, cur.id::text, {", ".join(["NULL"] * (NCOLS - 1))}
+SELECT {CompleteRow.REFUSED}, c.ord, cur.outcome, cur.leased_by, cur.id::text,
+       {", ".join(["NULL"] * (NCOLS - 1))}
 FROM c LEFT JOIN cur ON cur.id = c.id WHERE NOT EXISTS (SELECT 1 FROM ok WHERE ok.ord = c.ord)
 """
 
@@ -438,10 +581,13 @@ links AS (
                       WHERE h.chain_id = mc.chain_id AND h.job_id = b.job_id)
 ),
 {_UNBLOCK}
-SELECT 1 AS kind, n.by_ord AS ord, NULL::text AS a, NULL::text AS b, {cols("n")} FROM unb n
+SELECT {CompleteRow.UNBLOCKED} AS kind, n.by_ord AS ord, NULL::text AS text, NULL::text AS other,
+       {cols("n")}
+FROM unb n
 WHERE n.open_blockers = 0 AND n.outcome IS NULL
 UNION ALL
-SELECT 2, l.ord, l.trace_context, NULL, {NULL_COLS} FROM links l WHERE l.trace_context IS NOT NULL
+SELECT {CompleteRow.TRACE_CONTEXT}, l.ord, l.trace_context, NULL, {NULL_COLS}
+FROM links l WHERE l.trace_context IS NOT NULL
 """
 
 RESCHEDULE = f"""
@@ -495,9 +641,11 @@ upd AS (
     FROM locked l WHERE j.id = l.id AND NOT EXISTS (SELECT 1 FROM bad)
     RETURNING j.*
 )
-SELECT 0 AS kind, req.ord, NULL::text AS status, {cols("u")} FROM upd u JOIN req ON req.id = u.id
+SELECT {TriggerRow.TRIGGERED} AS kind, req.ord, NULL::text AS status, {cols("u")}
+FROM upd u JOIN req ON req.id = u.id
 UNION ALL
-SELECT 1, bad.ord, bad.status, bad.id::text, {", ".join(["NULL"] * (NCOLS - 1))} FROM bad
+SELECT {TriggerRow.REFUSED}, bad.ord, bad.status, bad.id::text, {", ".join(["NULL"] * (NCOLS - 1))}
+FROM bad
 ORDER BY 1, 2
 """
 
@@ -537,10 +685,12 @@ delj AS (
     DELETE FROM {{job}} j
     WHERE j.id IN (SELECT members.id FROM members) AND NOT EXISTS (SELECT 1 FROM refs)
 )
-SELECT 0 AS kind, NULL::text AS ref_chain, NULL::text AS ref_job, chains.*
+SELECT {DeleteRow.CHAIN} AS kind, NULL::text AS ref_chain, NULL::text AS ref_job, chains.*
 FROM chains WHERE NOT EXISTS (SELECT 1 FROM refs)
 UNION ALL
-SELECT 1, refs.chain_id::text, refs.job_id::text, NULL, NULL, {NULL_COLS}, {NULL_COLS} FROM refs
+SELECT {DeleteRow.REFERENCE}, refs.chain_id::text, refs.job_id::text, NULL, NULL, {NULL_COLS},
+       {NULL_COLS}
+FROM refs
 """
 
 _ALL = {

@@ -55,7 +55,21 @@ from queuert.state import (
 from queuert_postgres._provider import PgProvider, Row, Sql, savepoint_name
 from queuert_postgres._rows import chain_from_row, job_from_row, utc
 from queuert_postgres._schema import BOOTSTRAP, MIGRATION_LOCK_KEY, MIGRATIONS, Names
-from queuert_postgres._sql import NCOLS, Statements, cols, status_sql, tail_of
+from queuert_postgres._sql import (
+    JOB_ID,
+    AddBlockersRow,
+    ClaimRow,
+    CompleteRow,
+    CreateRow,
+    DeleteRow,
+    ReapRow,
+    RenewRow,
+    Statements,
+    TriggerRow,
+    cols,
+    status_sql,
+    tail_of,
+)
 
 __all__ = ["PgStateAdapter"]
 
@@ -386,17 +400,19 @@ class PgStateAdapter(Generic[TxT]):
     async def _created(
         self, jobs: Sequence[NewJob], rows: list[Row], tx: TxT | None
     ) -> list[CreatedJob]:
-        """Assemble the results: rows are the clash marker (kind 0), existing jobs matched by leaders
-        (kind 1, with the leader's ordinal) and inserted rows (kind 2, matched by chain position)."""
-        if rows and rows[0][0] == 0 and rows[0][1] is not None:
-            raise DuplicateJobIdError(rows[0][1])
+        """Assemble the results from the rows of :data:`CREATE` (see :class:`CreateRow`)."""
+        if rows and rows[0][CreateRow.KIND] == CreateRow.CLASHES:
+            clash = rows[0][CreateRow.CLASH]
+            if clash is not None:
+                raise DuplicateJobIdError(clash)
         found: dict[int, StoredJob] = {}
         inserted: dict[tuple[str, int], StoredJob] = {}
         for row in rows:
-            if row[0] == 1:
-                found[row[2]] = job_from_row(row, 3)
-            elif row[0] == 2:
-                job = job_from_row(row, 3)
+            kind = row[CreateRow.KIND]
+            if kind == CreateRow.MATCHED:
+                found[row[CreateRow.LEADER]] = job_from_row(row, CreateRow.JOB)
+            elif kind == CreateRow.INSERTED:
+                job = job_from_row(row, CreateRow.JOB)
                 inserted[(job.chain_id, job.chain_index)] = job
         leaders: dict[tuple[Any, ...], int] = {}
         results: list[CreatedJob] = []
@@ -480,23 +496,25 @@ class PgStateAdapter(Generic[TxT]):
         self, links: Sequence[tuple[str, Sequence[str]]], args: list[Any], tx: TxT
     ) -> list[BlockersAdded]:
         rows = await self._fetch(self.sql.add_blockers, args, tx)
+        R = AddBlockersRow
         first = rows[0]
-        if first[1] is not None:  # the first item naming a missing job or blocker chain
-            if first[0]:
-                raise JobNotFoundError(links[first[1]][0])
-            raise ChainNotFoundError(first[2])
+        missing = first[R.MISSING_ITEM]
+        if missing is not None:  # the first item naming a missing job or blocker chain
+            if first[R.MISSING_IS_JOB]:
+                raise JobNotFoundError(links[missing][0])
+            raise ChainNotFoundError(first[R.MISSING_CHAIN])
         states: dict[str, str] = {}
         contexts: dict[str, str | None] = {}
         fresh: list[tuple[int, str]] = []
         jobs: dict[int, StoredJob] = {}
         for row in rows:
-            item, chain_id = row[3], row[4]
-            jobs[item] = job_from_row(row, 8)
+            item, chain_id = row[R.ITEM], row[R.CHAIN]
+            jobs[item] = job_from_row(row, R.JOB)
             if chain_id is None:
                 continue
-            states[chain_id] = row[5]
-            contexts[chain_id] = row[6]
-            if row[7]:
+            states[chain_id] = row[R.TAIL]
+            contexts[chain_id] = row[R.CHAIN_TRACE_CONTEXT]
+            if row[R.FRESH]:
                 fresh.append((item, chain_id))
         pending = [c for c, state in states.items() if state == "follow"]
         followed = set(pending)
@@ -525,7 +543,7 @@ class PgStateAdapter(Generic[TxT]):
                 updated = await self._fetch(
                     self.sql.add_open_blockers, [list(increments), list(increments.values())], tx
                 )
-                latest = {row[0]: job_from_row(row) for row in updated}
+                latest = {row[JOB_ID]: job_from_row(row) for row in updated}
                 for item, job in list(jobs.items()):
                     jobs[item] = latest.get(job.id, job)
         results: list[BlockersAdded] = []
@@ -768,8 +786,9 @@ class PgStateAdapter(Generic[TxT]):
         types = list(leases)
         secs = [_secs(leases[t]) for t in types]
         rows = await self._fetch(self.sql.claim, [types, secs, max(limit, 0), worker_id], tx)
-        jobs = [job_from_row(row, 1) for row in rows if row[1] is not None]
-        return ClaimResult(jobs=jobs, has_more=bool(rows[0][0]))
+        at = ClaimRow.JOB
+        jobs = [job_from_row(row, at) for row in rows if row[at] is not None]
+        return ClaimResult(jobs=jobs, has_more=bool(rows[0][ClaimRow.HAS_MORE]))
 
     async def renew_leases(
         self, leases: Mapping[str, timedelta], *, worker_id: str, tx: TxT | None = None
@@ -781,8 +800,9 @@ class PgStateAdapter(Generic[TxT]):
         rows = await self._fetch(
             self.sql.renew, [ids, [_secs(leases[j]) for j in ids], worker_id], tx
         )
-        renewed = {row[1]: utc(row[2]) for row in rows if row[0]}
-        busy = {row[1] for row in rows if not row[0]}  # ours, but locked right now: try next round
+        R = RenewRow
+        renewed = {row[R.ID]: utc(row[R.LEASED_UNTIL]) for row in rows if row[R.RENEWED]}
+        busy = {row[R.ID] for row in rows if not row[R.RENEWED]}  # locked right now: next round
         return LeaseRenewal(
             renewed=renewed, lost=[j for j in leases if j not in renewed and j not in busy]
         )
@@ -860,20 +880,23 @@ class PgStateAdapter(Generic[TxT]):
         contexts: dict[int, list[str]] = {}
         refusals: dict[int, tuple[bool, str | None, str | None]] = {}
         moved: dict[int, tuple[str, list[str]]] = {}
+        R = CompleteRow
         for row in rows:
-            kind, ordinal = row[0], row[1]
-            if kind == 0:
-                closed[ordinal] = job_from_row(row, 4)
-            elif kind == 1:
-                unblocked.setdefault(ordinal, []).append(job_from_row(row, 4))
-            elif kind == 2:
-                contexts.setdefault(ordinal, []).append(row[2])
-            elif kind == 3:
-                handled = moved.setdefault(ordinal, (row[2], []))[1]
-                if row[3] is not None:
-                    handled.append(row[3])
+            kind, ordinal = row[R.KIND], row[R.ORDINAL]
+            if kind == R.CLOSED:
+                closed[ordinal] = job_from_row(row, R.JOB)
+            elif kind == R.UNBLOCKED:
+                unblocked.setdefault(ordinal, []).append(job_from_row(row, R.JOB))
+            elif kind == R.TRACE_CONTEXT:
+                contexts.setdefault(ordinal, []).append(row[R.TEXT])
+            elif kind == R.TAIL_MOVED:
+                handled = moved.setdefault(ordinal, (row[R.TEXT], []))[1]
+                if row[R.OTHER] is not None:
+                    handled.append(row[R.OTHER])
             else:
-                refusals[ordinal] = (row[4] is not None, row[2], row[3])
+                assert kind == R.REFUSED
+                found = row[R.JOB + JOB_ID] is not None
+                refusals[ordinal] = (found, row[R.TEXT], row[R.OTHER])
         if moved:
             # The tail of a chain we closed changed between our snapshot and our lock (a blocker link
             # may have been added and committed in that window, invisible to our statement): release
@@ -886,10 +909,10 @@ class PgStateAdapter(Generic[TxT]):
                 [job for _, job in pairs],
             ]
             for row in await self._fetch(self.sql.complete_catch_up, catch_up, tx):
-                if row[0] == 1:
-                    unblocked.setdefault(row[1], []).append(job_from_row(row, 4))
+                if row[R.KIND] == R.UNBLOCKED:
+                    unblocked.setdefault(row[R.ORDINAL], []).append(job_from_row(row, R.JOB))
                 else:
-                    contexts.setdefault(row[1], []).append(row[2])
+                    contexts.setdefault(row[R.ORDINAL], []).append(row[R.TEXT])
         results: list[CompleteResult | None] = []
         for ordinal in range(1, len(completions) + 1):
             job = closed.get(ordinal)
@@ -941,7 +964,13 @@ class PgStateAdapter(Generic[TxT]):
         reaped: list[StoredJob] = []
         for row in rows:
             job = job_from_row(row)
-            reaped.append(replace(job, leased_by=row[NCOLS], leased_until=utc(row[NCOLS + 1])))
+            reaped.append(
+                replace(
+                    job,
+                    leased_by=row[ReapRow.LEASED_BY],
+                    leased_until=utc(row[ReapRow.LEASED_UNTIL]),
+                )
+            )
         return reaped
 
     # -- administration ---------------------------------------------------------------------------
@@ -955,11 +984,12 @@ class PgStateAdapter(Generic[TxT]):
         rows = await self._fetch(self.sql.trigger, [valid], tx) if valid else []
         triggered: list[StoredJob] = []
         problems: dict[str, str | None] = {j: None for j in ids if not is_uuid(j)}
+        R = TriggerRow
         for row in rows:
-            if row[0] == 0:
-                triggered.append(job_from_row(row, 3))
+            if row[R.KIND] == R.TRIGGERED:
+                triggered.append(job_from_row(row, R.JOB))
             else:
-                problems[row[3]] = row[2]
+                problems[row[R.JOB + JOB_ID]] = row[R.STATUS]
         if problems:
             not_found = [j for j in ids if j in problems and problems[j] is None]
             not_triggerable = [(j, problems[j]) for j in ids if problems.get(j) is not None]
@@ -978,7 +1008,12 @@ class PgStateAdapter(Generic[TxT]):
         if not ids:
             return DeleteResult(deleted=[], references=[])
         rows = await self._fetch(self.sql.delete, [ids, cascade], tx)
-        references = [BlockerReference(row[1], row[2]) for row in rows if row[0] == 1]
+        R = DeleteRow
+        references = [
+            BlockerReference(row[R.REF_CHAIN], row[R.REF_JOB])
+            for row in rows
+            if row[R.KIND] == R.REFERENCE
+        ]
         if references:
             order = {c: i for i, c in enumerate(ids)}
             references.sort(
@@ -989,9 +1024,16 @@ class PgStateAdapter(Generic[TxT]):
                 )
             )
             return DeleteResult(deleted=[], references=references)
-        chains = [row for row in rows if row[0] == 0]
-        chains.sort(key=lambda row: (row[3] is None, row[3] or 0, row[4], row[5]))
-        return DeleteResult(deleted=[chain_from_row(row, 5) for row in chains], references=[])
+        chains = [row for row in rows if row[R.KIND] == R.CHAIN]
+        chains.sort(
+            key=lambda row: (
+                row[R.ORDINAL] is None,
+                row[R.ORDINAL] or 0,
+                row[R.CREATED_AT],
+                row[R.ROOT + JOB_ID],
+            )
+        )
+        return DeleteResult(deleted=[chain_from_row(row, R.ROOT) for row in chains], references=[])
 
 
 def _closes_with_output(completion: Completion) -> bool:
