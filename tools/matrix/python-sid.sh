@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Run the whole workspace test suite on a Python this machine does not have (3.14, 3.15), inside a
-# Debian sid chroot. Needs root and debootstrap (Debian's bookworm has no Python 3.14; sid's builds
-# need a newer glibc, so they run in a chroot that shares the host's loopback and its servers).
+# Run the whole workspace test suite on a Python the host does not have (3.14, 3.15), inside a
+# Debian sid chroot. Needs a Debian host, root and debootstrap (Debian's bookworm has no Python 3.14;
+# sid's builds need a newer glibc, so they run in a chroot that shares the host's loopback and its
+# servers).
 #
 #   sudo bash tools/matrix/python-sid.sh            # Python 3.14, the committed HEAD
 #   sudo bash tools/matrix/python-sid.sh 3.15 -k sqlite   # another Python; the rest goes to pytest
 #
 # First run: debootstrap of sid (about 20-40 s) and the packages below (about 15 s) into
-# $QUEUERT_MATRIX_DIR/sid (default /tmp/queuert-matrix/sid). Every run: a clone of HEAD (committed work
+# $QUEUERT_MATRIX_DIR/sid (default: queuert-matrix/sid in $TMPDIR). Every run: a clone of HEAD (committed work
 # only) bind-mounted at /src/repo, `uv sync --frozen` into /src/venv-<version>, then pytest -n 3.
 # The tests reach the host's servers (PostgreSQL 15, Redis, NATS) over 127.0.0.1; the resilience tests
 # that start servers of their own use the chroot's redis-server, nats-server and PostgreSQL 18.
@@ -16,7 +17,7 @@ set -euo pipefail
 version=${1:-3.14}
 [ $# -gt 0 ] && shift
 repo=$(cd "$(dirname "$0")/../.." && pwd)
-root=${QUEUERT_MATRIX_DIR:-/tmp/queuert-matrix}/sid
+root=${QUEUERT_MATRIX_DIR:-${TMPDIR:-/tmp}/queuert-matrix}/sid
 mirror=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
 mirror=${mirror:-http://deb.debian.org/debian}
 

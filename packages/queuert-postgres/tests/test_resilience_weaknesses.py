@@ -1,17 +1,17 @@
-"""Weaknesses of the original design (reference §11) that the PostgreSQL adapter fixes, pinned at the
+"""Costs and races the PostgreSQL adapter gets right where a simpler design does not, pinned at the
 level of a running worker where the operation-level tests cannot see them. Each test fails on the
-original behaviour:
+simpler behaviour:
 
-* §11.4  - one lease-renewal statement per interval for all of a worker's jobs, no transaction per job;
-* §11.8  - LISTEN once per worker lifetime (no LISTEN/UNLISTEN around waits); no "job scheduled" for
+* lease renewal - one statement per interval for all of a worker's jobs, no transaction per job;
+* notifications - LISTEN once per worker lifetime (no LISTEN/UNLISTEN around waits); no "job scheduled" for
   jobs created blocked, one when they are released;
-* §11.16 - a caller id taken by a concurrent transaction raises the typed ``DuplicateJobIdError`` and
+* caller ids - a caller id taken by a concurrent transaction raises the typed ``DuplicateJobIdError`` and
   the batch writes nothing;
-* §11.17 - a bounded number of round trips per processed job (batched claims and completions, no
+* round trips - a bounded number of round trips per processed job (batched claims and completions, no
   blocker reads for types without blockers);
-* §11.19 - a busy worker (no free slot) still reaps expired leases, a whole batch per statement.
+* reaping - a busy worker (no free slot) still reaps expired leases, a whole batch per statement.
 
-The others are pinned elsewhere (see the package README, "Resilience and fixed weaknesses").
+The others are pinned elsewhere (see the package README, "Resilience").
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ async def _within(awaitable: Any, timeout: float = 10.0) -> Any:
     return await asyncio.wait_for(awaitable, timeout)
 
 
-# -- §11.4: batched lease renewal ----------------------------------------------------------------
+# -- batched lease renewal ----------------------------------------------------------------------
 
 
 async def test_a_worker_renews_all_its_leases_in_one_statement_per_interval(
@@ -154,7 +154,7 @@ async def test_a_locked_job_row_does_not_hold_up_the_other_leases(
     assert list(after.renewed) == [locked], "renewed once the lock is gone"
 
 
-# -- §11.8: LISTEN once per worker; no wake-ups for blocked jobs --------------------------------
+# -- LISTEN once per worker; no wake-ups for blocked jobs ---------------------------------------
 
 
 async def _listener_activity(pid: int) -> tuple[Any, ...]:
@@ -268,7 +268,7 @@ async def test_jobs_created_blocked_are_announced_only_when_released(namespace: 
         await state.close()
 
 
-# -- §11.16: a caller id taken concurrently -------------------------------------------------------
+# -- a caller id taken concurrently ---------------------------------------------------------------
 
 
 async def test_a_caller_id_taken_by_a_concurrent_transaction_raises_the_typed_error(
@@ -328,7 +328,7 @@ async def _blocked_on_a_lock(pid: int, timeout: float = 10.0) -> None:
         await conn.close()
 
 
-# -- §11.17: round trips per processed job -------------------------------------------------------
+# -- round trips per processed job ----------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -382,7 +382,7 @@ async def test_round_trips_per_processed_job_stay_bounded(
     assert per_job <= bound, f"{per_job:.2f} round trips per job (bound {bound})"
 
 
-# -- §11.19: reaping in batches, also when busy --------------------------------------------------
+# -- reaping in batches, also when busy -----------------------------------------------------------
 
 
 async def test_a_busy_worker_reaps_a_whole_batch_per_statement(

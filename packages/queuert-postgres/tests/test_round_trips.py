@@ -130,5 +130,5 @@ async def test_has_more_has_no_false_positive(
     assert len(first.jobs) == 2 and first.has_more
     last = await adapter.claim_jobs(leases=LEASE, limit=1, worker_id="w")
     assert len(last.jobs) == 1
-    assert last.has_more is False, "taking the last ready job must not report more (§11.16)"
+    assert last.has_more is False, "taking the last ready job must not report more"
     assert (await adapter.claim_jobs(leases=LEASE, limit=5, worker_id="w")).jobs == []

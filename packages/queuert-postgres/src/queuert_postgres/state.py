@@ -521,7 +521,8 @@ class PgStateAdapter(Generic[TxT]):
         rounds = 0
         while pending:
             # A blocker chain's tail continued while we waited for its lock; its successor committed
-            # after our statement began, so lock the tail again with a fresh snapshot (see §11.10).
+            # after our statement began, so lock the tail again with a fresh snapshot (a dependent
+            # attached to the old tail alone would be released while its blocker chain is open).
             rounds += 1
             if rounds > _MAX_FOLLOW:  # pragma: no cover - a chain continuing forever under us
                 raise RuntimeError("blocker chains kept continuing while being locked")

@@ -160,7 +160,8 @@ class TestDeduplication:
     async def test_a_chain_whose_first_job_continued_is_still_open(
         self, queuert_env: MakeEnv
     ) -> None:
-        """Deduplication looks at the chain, not at its first job (a weakness of the original)."""
+        """Deduplication looks at the chain's status, not at its first job: a chain whose first job
+        continued is still open and still deduplicates."""
         env = await queuert_env(job_types=ALL)
         hold = asyncio.Event()
 
