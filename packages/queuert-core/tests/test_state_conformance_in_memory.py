@@ -24,7 +24,11 @@ from queuert_conformance.state import *  # noqa: F403
 async def queuert_state_harness() -> AsyncIterator[StateHarness]:
     adapter = InMemoryStateAdapter()
     await adapter.migrate()
-    yield StateHarness(adapter=adapter, poison=adapter.poison)
+
+    async def open_sharing() -> StateAdapter[InMemoryTransaction]:
+        return adapter.another()
+
+    yield StateHarness(adapter=adapter, poison=adapter.poison, open_sharing=open_sharing)
     await adapter.close()
 
 

@@ -20,11 +20,15 @@ class StateHarness:
       does (needed for the savepoint-isolation cases; declare ``capabilities.poison_transaction``).
     * ``open_another()`` returns a second adapter over the same store (another "process"); the suites
       close it.
+    * ``open_sharing()`` returns a second adapter built over ``adapter``'s own connections (its
+      pool, provider or store), which it does not own: closing it must close it and leave the
+      connections to their owner. The suites close it.
     """
 
     adapter: StateAdapter[Any]
     poison: Callable[[Any], Awaitable[None]] | None = None
     open_another: Callable[[], Awaitable[StateAdapter[Any]]] | None = None
+    open_sharing: Callable[[], Awaitable[StateAdapter[Any]]] | None = None
 
 
 @dataclass

@@ -31,6 +31,7 @@ from queuert_conformance.state_suite.complete import TestCompleteJob, TestComple
 from queuert_conformance.state_suite.concurrency import TestConcurrency  # noqa: E402
 from queuert_conformance.state_suite.create import TestCreateJobs, TestDeduplication  # noqa: E402
 from queuert_conformance.state_suite.delete import TestDeleteChains  # noqa: E402
+from queuert_conformance.state_suite.ids import TestIdPolicy  # noqa: E402
 from queuert_conformance.state_suite.isolation import TestReadIsolation  # noqa: E402
 from queuert_conformance.state_suite.lease import TestRenewLeases  # noqa: E402
 from queuert_conformance.state_suite.lifecycle import TestAdapterLifecycle  # noqa: E402
@@ -44,6 +45,7 @@ from queuert_conformance.state_suite.model import TestStateModel  # noqa: E402
 from queuert_conformance.state_suite.read import TestGetChain, TestGetJob, TestNextDue  # noqa: E402
 from queuert_conformance.state_suite.reap import TestReapExpiredLeases  # noqa: E402
 from queuert_conformance.state_suite.reschedule import TestRescheduleJob  # noqa: E402
+from queuert_conformance.state_suite.status import TestStatusPrecedence  # noqa: E402
 from queuert_conformance.state_suite.transactions import (  # noqa: E402
     TestSavepoints,
     TestTransactions,
@@ -63,6 +65,7 @@ __all__ = [
     "TestGetChain",
     "TestGetJob",
     "TestGetJobBlockers",
+    "TestIdPolicy",
     "TestListBlockedJobs",
     "TestListChainJobs",
     "TestListChains",
@@ -74,6 +77,7 @@ __all__ = [
     "TestRescheduleJob",
     "TestSavepoints",
     "TestStateModel",
+    "TestStatusPrecedence",
     "TestTransactions",
     "TestTriggerJobs",
     "TestUnblocking",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from queuert.errors import ChainNotFoundError
 from queuert.ids import uuid7
 from queuert.schedule import Schedule
-from queuert.state import JobFilter
+from queuert.state import Completion, JobFilter
 
 from queuert_conformance.harness import StateHarness
 from queuert_conformance.state_suite._support import (
@@ -198,6 +200,53 @@ class TestUnblocking:
         assert_status(second.unblocked[0], "ready", "the unblocked job as returned")
         assert second.unblocked[0].blocked is False
         assert_status(await ops.job(job.id), "ready", "the unblocked job re-read")
+
+    @pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
+    async def test_released_only_when_the_last_open_blocker_closes(
+        self, queuert_state_harness: StateHarness, order: tuple[int, ...]
+    ) -> None:
+        """Three blocker chains closed in every order: one fills two slots, one continues before
+        it closes. The job stays blocked until the last of them closes, and that close releases it."""
+        ops = Ops(queuert_state_harness)
+        blockers = [await ops.start(TYPE_B) for _ in range(3)]
+        slots = [blockers[0].id, blockers[1].id, blockers[0].id, blockers[2].id]
+        job = await ops.start_blocked(TYPE_A, slots)
+        tail, continued = await ops.continue_with(blockers[2], TYPE_C)
+        assert continued.unblocked == [], "a blocker chain that continues stays open"
+        closing = [blockers[0].id, blockers[1].id, tail.id]
+        for step, index in enumerate(order):
+            result = await ops.close_job(closing[index], output=index)
+            if step < len(order) - 1:
+                assert result.unblocked == [], (
+                    f"closing blocker {index} released the job while another was open"
+                )
+                assert_status(await ops.job(job.id), "blocked", f"after closing blocker {index}")
+            else:
+                assert ids(result.unblocked) == [job.id], "closing the last open blocker releases"
+                assert_status(await ops.job(job.id), "ready", "the released job")
+
+    async def test_closing_the_last_blockers_together_releases_each_job_once(
+        self, queuert_state_harness: StateHarness
+    ) -> None:
+        """complete_jobs closing two blocker chains of one job in one call releases it once."""
+        ops = Ops(queuert_state_harness)
+        adapter = queuert_state_harness.adapter
+        b1 = await ops.start(TYPE_B)
+        b2 = await ops.start(TYPE_B)
+        both = await ops.start_blocked(TYPE_A, [b1.id, b2.id])
+        first_only = await ops.start_blocked(TYPE_A, [b1.id])
+        third = await ops.start(TYPE_B)
+        still = await ops.start_blocked(TYPE_C, [b2.id, third.id])
+        results = await adapter.complete_jobs(
+            [Completion(b1.id, output=1), Completion(b2.id, output=2)], worker_id=None
+        )
+        assert all(r is not None for r in results)
+        released = [j.id for r in results if r is not None for j in r.unblocked]
+        assert sorted(released) == sorted([both.id, first_only.id]), (
+            f"each released job appears in exactly one result, got {released}"
+        )
+        assert_status(await ops.job(both.id), "ready")
+        assert_status(await ops.job(still.id), "blocked", "a job with another open blocker")
 
     async def test_continuing_a_blocker_chain_does_not_release(
         self, queuert_state_harness: StateHarness

@@ -406,6 +406,36 @@ class TestDeduplication:
         )
         assert hit2.job.id == newest.job.id
 
+    async def test_the_newest_of_several_open_matches_wins(
+        self, queuert_state_harness: StateHarness
+    ) -> None:
+        """Several open chains with one key (each started excluding the others): the newest by
+        (``created_at``, ``id``) of the first job wins, also among chains of one transaction."""
+        adapter = queuert_state_harness.adapter
+
+        async def start(*excluded: StoredJob, tx: Any = None) -> StoredJob:
+            dedup = Deduplication("k", exclude_chain_ids=[j.id for j in excluded])
+            (created,) = await adapter.create_jobs([new_job(TYPE_A, deduplication=dedup)], tx=tx)
+            assert not created.deduplicated
+            return created.job
+
+        async def winner(*excluded: StoredJob) -> str:
+            dedup = Deduplication("k", exclude_chain_ids=[j.id for j in excluded])
+            (hit,) = await adapter.create_jobs([new_job(TYPE_A, deduplication=dedup)])
+            assert hit.deduplicated, "an open chain with the key exists"
+            return hit.job.id
+
+        a = await start()
+        b = await start(a)
+        assert await winner() == b.id
+        async with adapter.transaction() as tx:
+            c = await start(a, b, tx=tx)
+            d = await start(a, b, c, tx=tx)
+        assert await winner() == d.id, "the later start of one transaction is the newer"
+        assert await winner(d) == c.id
+        assert await winner(d, c) == b.id
+        assert await winner(d, c, b) == a.id
+
     async def test_open_scope_picks_the_open_chain_over_a_newer_closed_one(
         self, queuert_state_harness: StateHarness
     ) -> None:

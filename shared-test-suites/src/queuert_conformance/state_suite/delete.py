@@ -137,6 +137,47 @@ class TestDeleteChains:
         )
         assert await ops.all_jobs() == []
 
+    async def test_every_deleted_chain_is_returned_exactly_once(
+        self, queuert_state_harness: StateHarness
+    ) -> None:
+        """Ids given twice, a chain both asked for and reached by the cascade, and a diamond: each
+        chain is deleted and returned once (in no particular order: the client sorts)."""
+        ops = Ops(queuert_state_harness)
+        adapter = queuert_state_harness.adapter
+        bottom = await ops.start(TYPE_C)
+        left = await ops.start_blocked(TYPE_B, [bottom.id])
+        right = await ops.start_blocked(TYPE_B, [bottom.id, left.id])
+        top = await ops.start_blocked(TYPE_A, [left.id, right.id, left.id])
+        plain = await ops.start(TYPE_A)
+        result = await adapter.delete_chains(
+            [top.id, plain.id, left.id, top.id, bottom.id, plain.id], cascade=True
+        )
+        assert result.references == []
+        deleted = ids(result.deleted)
+        assert sorted(deleted) == sorted([top.id, left.id, right.id, bottom.id, plain.id]), (
+            f"every chain of the set exactly once, got {deleted}"
+        )
+        assert all(c.root.id == c.id and c.status == "open" for c in result.deleted)
+        assert await ops.all_jobs() == []
+        again = await adapter.delete_chains([plain.id, plain.id])
+        assert again.deleted == [] and again.references == []
+
+    async def test_deleted_chains_show_root_and_tail(
+        self, queuert_state_harness: StateHarness
+    ) -> None:
+        ops = Ops(queuert_state_harness)
+        adapter = queuert_state_harness.adapter
+        first = await ops.start(TYPE_A)
+        tail, _ = await ops.continue_with(first, TYPE_B)
+        await ops.close_job(tail.id, output={"x": 1})
+        single = await ops.start(TYPE_C)
+        result = await adapter.delete_chains([single.id, first.id, first.id])
+        by_id = {c.id: c for c in result.deleted}
+        assert sorted(by_id) == sorted([first.id, single.id]) and len(result.deleted) == 2
+        assert by_id[first.id].root.id == first.id and by_id[first.id].tail.id == tail.id
+        assert by_id[first.id].status == "closed" and by_id[first.id].tail.output == {"x": 1}
+        assert by_id[single.id].root.id == by_id[single.id].tail.id == single.id
+
     async def test_cascade_follows_blockers_of_continuations(
         self, queuert_state_harness: StateHarness
     ) -> None:

@@ -1,10 +1,12 @@
-"""The adapter itself: protocol shape, capabilities, migrate() and close()."""
+"""The adapter itself: protocol shape, capabilities, id policy, migrate() and close()."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from queuert.errors import StateAdapterClosedError
-from queuert.ids import uuid7
+from queuert.ids import IdPolicy
 from queuert.state import Capabilities, ChainFilter, JobFilter, MigrationResult, StateAdapter
 
 from queuert_conformance.harness import StateHarness
@@ -18,6 +20,7 @@ class TestAdapterLifecycle:
         adapter = queuert_state_harness.adapter
         assert isinstance(adapter, StateAdapter), "the adapter lacks StateAdapter methods"
         assert isinstance(adapter.capabilities, Capabilities)
+        assert isinstance(adapter.ids, IdPolicy), "the adapter declares no id policy (ids)"
 
     async def test_migrate_is_idempotent_and_keeps_data(
         self, queuert_state_harness: StateHarness
@@ -38,19 +41,54 @@ class TestAdapterLifecycle:
 
     async def test_operations_after_close_raise(self, queuert_state_harness: StateHarness) -> None:
         adapter = queuert_state_harness.adapter
-        await Ops(queuert_state_harness).start(TYPE_A)
+        job = await Ops(queuert_state_harness).start(TYPE_A)
         await adapter.close()
-        with pytest.raises(StateAdapterClosedError):
-            await adapter.get_job(uuid7())
-        with pytest.raises(StateAdapterClosedError):
-            await adapter.create_jobs([new_job(TYPE_A)])
-        with pytest.raises(StateAdapterClosedError):
-            await adapter.claim_jobs(leases={TYPE_A: LONG_LEASE}, limit=1, worker_id=WORKER)
-        with pytest.raises(StateAdapterClosedError):
-            await adapter.list_jobs(JobFilter())
-        with pytest.raises(StateAdapterClosedError):
-            await adapter.list_chains(ChainFilter())
-        with pytest.raises(StateAdapterClosedError):
-            async with adapter.transaction():
-                pass
+        await assert_closed(adapter, job.id)
         await adapter.close()
+
+    async def test_an_adapter_that_does_not_own_its_connections_closes_alone(
+        self, queuert_state_harness: StateHarness
+    ) -> None:
+        """``close()`` closes the adapter whoever owns its connections; their owner goes on."""
+        open_sharing = queuert_state_harness.open_sharing
+        if open_sharing is None:
+            pytest.skip("the harness offers no adapter over the same connections (open_sharing)")
+        ops = Ops(queuert_state_harness)
+        adapter = queuert_state_harness.adapter
+        job = await ops.start(TYPE_A)
+        sharing = await open_sharing()
+        try:
+            found = await sharing.get_job(job.id)
+            assert found is not None and found.id == job.id, "the sharing adapter sees the store"
+            await sharing.close()
+            await assert_closed(sharing, job.id)
+            await sharing.close()
+        finally:
+            await sharing.close()
+        assert (await ops.job(job.id)).id == job.id, (
+            "closing an adapter that does not own its connections closed them for their owner"
+        )
+        async with adapter.transaction() as tx:
+            later = await ops.start(TYPE_A, tx=tx)
+        assert (await ops.job(later.id)).status == "ready"
+
+
+async def assert_closed(adapter: StateAdapter[Any], job_id: str) -> None:
+    """Every kind of call on a closed adapter raises StateAdapterClosedError."""
+    with pytest.raises(StateAdapterClosedError):
+        await adapter.get_job(job_id)
+    with pytest.raises(StateAdapterClosedError):
+        await adapter.get_chain(job_id)
+    with pytest.raises(StateAdapterClosedError):
+        await adapter.create_jobs([new_job(TYPE_A, id=adapter.ids.generate())])
+    with pytest.raises(StateAdapterClosedError):
+        await adapter.claim_jobs(leases={TYPE_A: LONG_LEASE}, limit=1, worker_id=WORKER)
+    with pytest.raises(StateAdapterClosedError):
+        await adapter.list_jobs(JobFilter())
+    with pytest.raises(StateAdapterClosedError):
+        await adapter.list_chains(ChainFilter())
+    with pytest.raises(StateAdapterClosedError):
+        await adapter.delete_chains([job_id])
+    with pytest.raises(StateAdapterClosedError):
+        async with adapter.transaction():
+            pass
