@@ -115,6 +115,9 @@ def test_filters_check_their_ids_against_a_policy() -> None:
     with pytest.raises(InvalidJobIdError) as info:
         JobFilter(chain_ids=["x"]).check_ids(UUID_IDS)
     assert info.value.argument == "chain_ids[0]"
+    with pytest.raises(InvalidJobIdError) as info:
+        JobFilter(job_ids=[good, 7])  # not a string: no policy accepts it
+    assert info.value.argument == "job_ids[1]"
 
 
 # -- pages and cursors ----------------------------------------------------------------------------

@@ -72,7 +72,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Generic, Literal, Protocol, TypeVar, get_args, runtime_checkable
 
 from queuert._fastinit import fast_init, from_fields
-from queuert.errors import BlockerReference, UsageError
+from queuert.errors import BlockerReference, InvalidJobIdError, UsageError
 from queuert.ids import IdPolicy, check_ids
 from queuert.json import JsonValue
 from queuert.schedule import Deduplication, Schedule
@@ -547,8 +547,13 @@ def _strings(filter: object, name: str) -> None:
         raise UsageError(f"{name} must be a sequence of strings, not {value!r}") from None
     for i, item in enumerate(items):
         if type(item) is not str:
+            if name in _ID_FIELDS:
+                raise InvalidJobIdError(item, "caller", argument=f"{name}[{i}]")
             raise UsageError(f"{name}[{i}] must be a str, not {item!r}")
     object.__setattr__(filter, name, items)
+
+
+_ID_FIELDS = frozenset({"chain_ids", "job_ids"})
 
 
 def _moment(filter: object, name: str) -> None:
