@@ -22,7 +22,16 @@ async def queuert_state_harness(db_path: Path, table_prefix: str) -> AsyncIterat
         # another "process": its own writer and readers on the same file
         return await SqliteStateAdapter.open(db_path, table_prefix=table_prefix)
 
+    async def open_sharing() -> StateAdapter[Any]:
+        # over the same provider, which it does not own
+        return SqliteStateAdapter(adapter.provider, table_prefix=table_prefix, owns_provider=False)
+
     try:
-        yield StateHarness(adapter=adapter, poison=adapter.poison, open_another=open_another)
+        yield StateHarness(
+            adapter=adapter,
+            poison=adapter.poison,
+            open_another=open_another,
+            open_sharing=open_sharing,
+        )
     finally:
         await adapter.close()

@@ -21,9 +21,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from queuert import Attempt, Backoff, Client, Deduplication, EntryJobType, TxContext, Worker
-from queuert.errors import DuplicateJobIdError
+from queuert.errors import DuplicateJobIdError, TransactionAbortedError
 from queuert.ids import uuid7
-from queuert_sqlite import SqliteConnection, SqliteStateAdapter, TransactionAbortedError
+from queuert_sqlite import SqliteConnection, SqliteStateAdapter
 from sqlite_helpers import DBAPI, HopCounter, external_write_lock, statements_of
 
 ORDERS = "CREATE TABLE orders (id INTEGER PRIMARY KEY, note TEXT NOT NULL)"
@@ -100,19 +100,14 @@ async def test_a_transaction_that_only_starts_a_chain_is_one_hop(
     assert {c.id for c in chains} <= job_ids(adapter, db_path)
 
 
-@pytest.mark.parametrize("case", ["explicit id", "deduplication key", "custom id generator"])
+@pytest.mark.parametrize("case", ["explicit id", "deduplication key"])
 async def test_starts_that_can_clash_are_written_at_once(
     adapter: SqliteStateAdapter, monkeypatch: pytest.MonkeyPatch, case: str
 ) -> None:
-    def my_ids() -> str:
-        return uuid7()
-
-    generator = my_ids if case == "custom id generator" else uuid7
-    client: Client[SqliteConnection] = Client(adapter, job_types=[Mail], generate_id=generator)
+    client: Client[SqliteConnection] = Client(adapter, job_types=[Mail])
     job = {
         "explicit id": Mail(Note("x"), id=uuid7()),
         "deduplication key": Mail(Note("x"), deduplication=Deduplication(key="k")),
-        "custom id generator": Mail(Note("x")),
     }[case]
     hops = HopCounter(monkeypatch)
     async with client.transaction() as tx:

@@ -11,7 +11,7 @@ from queuert_sqlite._driver import SqliteSetupError
 from queuert_sqlite._options import SqliteOptions
 from queuert_sqlite._provider import SqliteProvider
 from queuert_sqlite._schema import MIGRATIONS
-from queuert_sqlite._transaction import SqliteConnection, TransactionAbortedError
+from queuert_sqlite._transaction import SqliteConnection
 from queuert_sqlite._url import from_url, parse_url
 
 __all__ = [
@@ -21,7 +21,6 @@ __all__ = [
     "SqliteProvider",
     "SqliteSetupError",
     "SqliteStateAdapter",
-    "TransactionAbortedError",
     "from_url",
     "parse_url",
 ]

@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from queuert.cursor import (
-    decode_index_cursor,
-    decode_time_cursor,
-    encode_index_cursor,
-    encode_time_cursor,
+    decode_blocked_jobs_cursor,
+    decode_chain_jobs_cursor,
+    decode_chains_cursor,
+    decode_jobs_cursor,
 )
 from queuert.errors import (
     BlockerReference,
@@ -32,9 +32,11 @@ from queuert.errors import (
     JobAlreadyCompletedError,
     JobNotFoundError,
     JobTakenByAnotherWorkerError,
-    UsageError,
+    StateAdapterClosedError,
 )
-from queuert.json import JsonValue, dumps, ensure_json
+from queuert.ids import UUID_IDS
+from queuert.json import JsonValue, dumps
+from queuert.paging import blocked_jobs_page, chain_jobs_page, chains_page, jobs_page
 from queuert.schedule import Schedule
 from queuert.state import (
     BlockersAdded,
@@ -67,6 +69,7 @@ from queuert_sqlite._create import (
     prepare,
     taken_ids,
 )
+from queuert_sqlite._driver import is_integrity_error
 from queuert_sqlite._options import SqliteOptions
 from queuert_sqlite._provider import SqliteProvider
 from queuert_sqlite._rows import (
@@ -86,37 +89,21 @@ from queuert_sqlite._transaction import SqliteConnection, in_savepoint
 
 __all__ = ["SqliteStateAdapter"]
 
-_STATUSES = frozenset(
-    {"blocked", "scheduled", "ready", "running", "continued", "completed", "failed", "cancelled"}
-)
-
-
-def _check_page(order: Order, limit: int) -> bool:
-    """Validate paging arguments; True for descending order."""
-    if order not in ("asc", "desc"):
-        raise UsageError(f"order must be 'asc' or 'desc', not {order!r}")
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise UsageError(f"limit must be a positive int, not {limit!r}")
-    return order == "desc"
-
+T = TypeVar("T")
 
 _CompletionParams = tuple[str, str, "str | None", "str | None", "str | None"]
 """(job id, outcome, output JSON text, successor id, error) of one completion."""
 
 
 def _completion_params(completion: Completion) -> _CompletionParams:
-    outcome = completion.outcome
-    if outcome not in ("completed", "failed", "cancelled"):
-        raise UsageError(f"outcome must be completed, failed or cancelled, not {outcome!r}")
-    successor = completion.succeeded_by_job_id
-    if successor is not None and outcome != "completed":
-        raise UsageError("only a completed job can have a successor")
-    output_text = (
-        dumps(ensure_json(completion.output))
-        if outcome == "completed" and successor is None
-        else None
+    output_text = dumps(completion.output) if completion.closes_with_output else None
+    return (
+        completion.job_id,
+        completion.outcome,
+        output_text,
+        completion.succeeded_by_job_id,
+        completion.error,
     )
-    return (completion.job_id, outcome, output_text, successor, completion.error)
 
 
 class SqliteStateAdapter:
@@ -125,6 +112,8 @@ class SqliteStateAdapter:
     Build it with :meth:`open` (or :func:`queuert_sqlite.from_url`), then ``await adapter.migrate()``.
     The transaction object (``tx=``) is a :class:`~queuert_sqlite.SqliteConnection`.
     """
+
+    ids = UUID_IDS
 
     def __init__(
         self,
@@ -136,6 +125,7 @@ class SqliteStateAdapter:
         self.table_prefix = validate_prefix(table_prefix)
         self.provider = provider
         self._owns_provider = owns_provider
+        self._closed = False
         self._sql = Statements(self.table_prefix)
         self.capabilities = Capabilities(
             savepoints=True,
@@ -181,33 +171,65 @@ class SqliteStateAdapter:
     def transaction(self) -> AbstractAsyncContextManager[SqliteConnection]:
         """A write transaction (``BEGIN IMMEDIATE`` before its first statement); yields the
         connection to pass as ``tx=`` and to run your own SQL on."""
+        self._check_open()
         return self.provider.transaction()
 
     def savepoint(self, tx: SqliteConnection) -> AbstractAsyncContextManager[SqliteConnection]:
+        self._check_open()
         return self.provider.savepoint(tx)
 
     async def migrate(self) -> MigrationResult:
         """Create or upgrade the schema (one ``BEGIN IMMEDIATE`` transaction; safe to run from
         several processes at once: the write lock serialises them)."""
         prefix = self.table_prefix
-        return await self.provider.run_write(lambda raw: apply_migrations(raw, prefix))
+        return await self._write(lambda raw: apply_migrations(raw, prefix))
 
     async def close(self) -> None:
+        """Close the adapter, and the provider if the adapter owns it (``owns_provider``); a
+        provider it was given stays open for its owner. Idempotent."""
+        self._closed = True
         if self._owns_provider:
             await self.provider.close()
-        else:
-            self.provider._check_open()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StateAdapterClosedError()
+        self.provider._check_open()
+
+    async def _write(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        tx: SqliteConnection | None = None,
+        *,
+        atomic: bool = True,
+    ) -> T:
+        """``provider.run_write`` once the adapter is known to be open."""
+        self._check_open()
+        return await self.provider.run_write(fn, tx, atomic=atomic)
+
+    async def _read(
+        self, fn: Callable[[sqlite3.Connection], T], tx: SqliteConnection | None = None
+    ) -> T:
+        """``provider.run_read`` once the adapter is known to be open."""
+        self._check_open()
+        return await self.provider.run_read(fn, tx)
 
     async def poison(self, tx: SqliteConnection) -> None:
         """Make a statement fail inside ``tx`` (the conformance suites' ``StateHarness.poison``).
 
-        Runs an INSERT that violates a NOT NULL constraint (raising the driver's ``IntegrityError``)
-        and then emulates PostgreSQL's aborted-transaction state, which SQLite does not have: every
-        operation in ``tx`` raises :class:`~queuert_sqlite.TransactionAbortedError` until the
-        savepoint that was open at the failure rolls back, and the transaction cannot commit.
+        Runs an INSERT that violates a NOT NULL constraint, swallows the driver's
+        ``IntegrityError`` (as a caller that catches it would) and then emulates PostgreSQL's
+        aborted-transaction state, which SQLite does not have: every operation in ``tx`` raises
+        :class:`~queuert.errors.TransactionAbortedError` until the savepoint that was open at the
+        failure rolls back, and the transaction cannot commit.
         """
+        self._check_open()
         failing = self._sql.failing_insert
-        await self.provider.poison(tx, lambda raw: raw.execute(failing))
+        try:
+            await self.provider.poison(tx, lambda raw: raw.execute(failing))
+        except Exception as exc:
+            if not is_integrity_error(exc):
+                raise
 
     # -- creating ---------------------------------------------------------------------------------
 
@@ -215,28 +237,29 @@ class SqliteStateAdapter:
         self, jobs: Sequence[NewJob], *, tx: SqliteConnection | None = None
     ) -> list[CreatedJob]:
         if not jobs:
-            self.provider._check_open()
+            self._check_open()
             return []
         prepared = prepare(jobs)
         sql = self._sql
         if self.provider.can_defer(tx) and all(
             new.fresh_id and new.chain_id is None and new.deduplication is None
-            for new, _, _ in prepared
+            for new, _ in prepared
         ):
             assert tx is not None
             rows, results = fresh_starts(prepared)
             insert = sql.insert_job
+            self._check_open()
             self.provider.defer_write(tx, lambda raw: raw.executemany(insert, rows))
             return results
         try:
             # one job is one INSERT, atomic by itself; a batch needs a savepoint inside tx
-            return await self.provider.run_write(
+            return await self._write(
                 lambda raw: create_on_thread(raw, sql, prepared), tx, atomic=len(prepared) > 1
             )
         except InsertConflict as conflict:
             # Everything of the batch was rolled back; name the id that collides, if that was it.
             ids = conflict.ids
-            taken = set(await self.provider.run_read(lambda raw: taken_ids(raw, sql, ids), tx))
+            taken = set(await self._read(lambda raw: taken_ids(raw, sql, ids), tx))
             for job_id in ids:
                 if job_id in taken:
                     raise DuplicateJobIdError(job_id) from None
@@ -249,10 +272,8 @@ class SqliteStateAdapter:
         trace_contexts: Sequence[Sequence[str | None]] | None = None,
         tx: SqliteConnection | None = None,
     ) -> list[BlockersAdded]:
-        if trace_contexts is not None and len(trace_contexts) != len(links):
-            raise UsageError("trace_contexts must have one entry per link")
         if not links:
-            self.provider._check_open()
+            self._check_open()
             return []
         plan: list[tuple[str, list[str], list[str | None]]] = []
         for i, (job_id, chain_ids) in enumerate(links):
@@ -260,8 +281,6 @@ class SqliteStateAdapter:
             contexts: list[str | None] = (
                 list(trace_contexts[i]) if trace_contexts is not None else [None] * len(chains)
             )
-            if len(contexts) != len(chains):
-                raise UsageError(f"trace_contexts[{i}] must have one entry per blocker chain")
             plan.append((job_id, chains, contexts))
         job_ids = list(dict.fromkeys(job_id for job_id, _, _ in plan))
         chain_ids_all = list(dict.fromkeys(c for _, chains, _ in plan for c in chains))
@@ -331,7 +350,7 @@ class SqliteStateAdapter:
             # a job listed twice gets its final row in every result
             return [replace(r, job=jobs[r.job.id]) for r in results]
 
-        return await self.provider.run_write(op, tx)
+        return await self._write(op, tx)
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -347,7 +366,7 @@ class SqliteStateAdapter:
             row = raw.execute(sql, (job_id,)).fetchone()
             return None if row is None else job_from_row(row, now_dt)
 
-        return await self.provider.run_read(op, tx)
+        return await self._read(op, tx)
 
     async def get_chain(
         self, chain_id: str, *, lock: bool = False, tx: SqliteConnection | None = None
@@ -367,7 +386,7 @@ class SqliteStateAdapter:
                 return None
             return StoredChain(root=root, tail=tail)
 
-        return await self.provider.run_read(op, tx)
+        return await self._read(op, tx)
 
     async def get_job_blockers(
         self, job_id: str, *, tx: SqliteConnection | None = None
@@ -381,7 +400,7 @@ class SqliteStateAdapter:
                 for row in raw.execute(sql, (job_id,))
             ]
 
-        return await self.provider.run_read(op, tx)
+        return await self._read(op, tx)
 
     async def next_due(
         self, type_names: Sequence[str], *, tx: SqliteConnection | None = None
@@ -396,7 +415,7 @@ class SqliteStateAdapter:
                 return None
             return max(parse_ts(row[0]) - now_dt, timedelta(0))
 
-        return await self.provider.run_read(op, tx)
+        return await self._read(op, tx)
 
     async def list_chains(
         self,
@@ -407,10 +426,8 @@ class SqliteStateAdapter:
         limit: int = 50,
         tx: SqliteConnection | None = None,
     ) -> Page[StoredChain]:
-        desc = _check_page(order, limit)
-        after = decode_time_cursor(cursor) if cursor is not None else None
-        if filter.status is not None and filter.status not in ("open", "closed"):
-            raise UsageError(f"chain status must be 'open' or 'closed', not {filter.status!r}")
+        desc = order == "desc"
+        after = decode_chains_cursor(cursor) if cursor is not None else None
         query, params = self._sql.list_chains(filter, desc=desc, after=after, limit=limit)
 
         def op(raw: sqlite3.Connection) -> Page[StoredChain]:
@@ -419,9 +436,9 @@ class SqliteStateAdapter:
                 StoredChain(root=job_from_row(row, now_dt), tail=job_from_row(row, now_dt, NCOLS))
                 for row in raw.execute(query, params)
             ]
-            return _page(items, limit, lambda c: encode_time_cursor(c.root.created_at, c.root.id))
+            return chains_page(items, limit)
 
-        return await self.provider.run_read(op, tx)
+        return await self._read(op, tx)
 
     async def list_jobs(
         self,
@@ -432,14 +449,10 @@ class SqliteStateAdapter:
         limit: int = 50,
         tx: SqliteConnection | None = None,
     ) -> Page[StoredJob]:
-        desc = _check_page(order, limit)
-        after = decode_time_cursor(cursor) if cursor is not None else None
-        if filter.statuses is not None:
-            unknown = [s for s in filter.statuses if s not in _STATUSES]
-            if unknown:
-                raise UsageError(f"unknown job status {unknown[0]!r}")
+        desc = order == "desc"
+        after = decode_jobs_cursor(cursor) if cursor is not None else None
         query, params = self._sql.list_jobs(filter, desc=desc, after=after, limit=limit)
-        return await self._job_page(query, params, limit, tx)
+        return await self._job_page(query, params, limit, jobs_page, tx)
 
     async def list_chain_jobs(
         self,
@@ -450,16 +463,16 @@ class SqliteStateAdapter:
         limit: int = 50,
         tx: SqliteConnection | None = None,
     ) -> Page[StoredJob]:
-        desc = _check_page(order, limit)
-        after = decode_index_cursor(cursor) if cursor is not None else None
+        desc = order == "desc"
+        after = decode_chain_jobs_cursor(cursor) if cursor is not None else None
         query, params = self._sql.list_chain_jobs(chain_id, desc=desc, after=after, limit=limit)
 
         def op(raw: sqlite3.Connection) -> Page[StoredJob]:
             _, now_dt = now()
             items = [job_from_row(row, now_dt) for row in raw.execute(query, params)]
-            return _page(items, limit, lambda j: encode_index_cursor(j.chain_index))
+            return chain_jobs_page(items, limit)
 
-        return await self.provider.run_read(op, tx)
+        return await self._read(op, tx)
 
     async def list_blocked_jobs(
         self,
@@ -470,13 +483,18 @@ class SqliteStateAdapter:
         limit: int = 50,
         tx: SqliteConnection | None = None,
     ) -> Page[StoredJob]:
-        desc = _check_page(order, limit)
-        after = decode_time_cursor(cursor) if cursor is not None else None
+        desc = order == "desc"
+        after = decode_blocked_jobs_cursor(cursor) if cursor is not None else None
         query, params = self._sql.list_blocked_jobs(chain_id, desc=desc, after=after, limit=limit)
-        return await self._job_page(query, params, limit, tx)
+        return await self._job_page(query, params, limit, blocked_jobs_page, tx)
 
     async def _job_page(
-        self, query: str, params: dict[str, Any], limit: int, tx: SqliteConnection | None
+        self,
+        query: str,
+        params: dict[str, Any],
+        limit: int,
+        page: Callable[[list[StoredJob], int], Page[StoredJob]],
+        tx: SqliteConnection | None,
     ) -> Page[StoredJob]:
         needs_now = ":now" in query
 
@@ -485,9 +503,9 @@ class SqliteStateAdapter:
             if needs_now:
                 params["now"] = now_text
             items = [job_from_row(row, now_dt) for row in raw.execute(query, params)]
-            return _page(items, limit, lambda j: encode_time_cursor(j.created_at, j.id))
+            return page(items, limit)
 
-        return await self.provider.run_read(op, tx)
+        return await self._read(op, tx)
 
     # -- processing -------------------------------------------------------------------------------
 
@@ -501,7 +519,7 @@ class SqliteStateAdapter:
     ) -> ClaimResult:
         durations = dict(leases)
         if not durations:
-            self.provider._check_open()
+            self._check_open()
             return ClaimResult(jobs=[], has_more=False)
         types = list(durations)
         sql = self._sql
@@ -524,14 +542,14 @@ class SqliteStateAdapter:
                 has_more = bool(raw.execute(sql.any_ready, (now_text, types_json)).fetchone()[0])
             return ClaimResult(jobs=claimed, has_more=has_more)
 
-        return await self.provider.run_write(op, tx, atomic=False)
+        return await self._write(op, tx, atomic=False)
 
     async def renew_leases(
         self, leases: Mapping[str, timedelta], *, worker_id: str, tx: SqliteConnection | None = None
     ) -> LeaseRenewal:
         durations = dict(leases)
         if not durations:
-            self.provider._check_open()
+            self._check_open()
             return LeaseRenewal(renewed={}, lost=[])
         sql = self._sql.renew_leases
 
@@ -547,7 +565,7 @@ class SqliteStateAdapter:
                 renewed={k: renewed[k] for k in durations if k in renewed}, lost=lost
             )
 
-        return await self.provider.run_write(op, tx, atomic=False)
+        return await self._write(op, tx, atomic=False)
 
     async def complete_job(
         self,
@@ -586,7 +604,7 @@ class SqliteStateAdapter:
                 raise JobAlreadyCompletedError(job_id)
             raise JobTakenByAnotherWorkerError(job_id, owner, current.leased_by)
 
-        return await self.provider.run_write(op, tx, atomic=False)
+        return await self._write(op, tx, atomic=False)
 
     async def complete_jobs(
         self,
@@ -597,10 +615,8 @@ class SqliteStateAdapter:
         tx: SqliteConnection | None = None,
     ) -> list[CompleteResult | None]:
         checked = [_completion_params(c) for c in completions]
-        if len({c[0] for c in checked}) != len(checked):
-            raise UsageError("complete_jobs takes each job at most once")
         if not checked:
-            self.provider._check_open()
+            self._check_open()
             return []
 
         sql = self._sql
@@ -618,7 +634,7 @@ class SqliteStateAdapter:
             closed = {row[I_ID]: job_from_row(row, now_dt) for row in rows}
             return [CompleteResult(job=closed[c[0]]) if c[0] in closed else None for c in checked]
 
-        return await self.provider.run_write(op, tx, atomic=len(checked) > 1)
+        return await self._write(op, tx, atomic=len(checked) > 1)
 
     def _close(
         self,
@@ -674,12 +690,13 @@ class SqliteStateAdapter:
 
         def op(raw: sqlite3.Connection) -> StoredJob:
             now_text, now_dt = now()
-            row = raw.execute(sql, (job_id, scheduled_at(schedule, now_text), error)).fetchone()
+            due, _ = scheduled_at(schedule, now_text, now_dt)
+            row = raw.execute(sql, (job_id, due, error)).fetchone()
             if row is None:
                 raise JobNotFoundError(job_id)
             return job_from_row(row, now_dt)
 
-        return await self.provider.run_write(op, tx, atomic=False)
+        return await self._write(op, tx, atomic=False)
 
     async def reap_expired_leases(
         self,
@@ -693,7 +710,7 @@ class SqliteStateAdapter:
         excluded = json_param(list(exclude_job_ids))
         sql = self._sql
         if limit < 1 or not type_names:
-            self.provider._check_open()
+            self._check_open()
             return []
 
         def op(raw: sqlite3.Connection) -> list[StoredJob]:
@@ -717,7 +734,7 @@ class SqliteStateAdapter:
                 )
             return reaped
 
-        return await self.provider.run_write(op, tx, atomic=False)  # one write
+        return await self._write(op, tx, atomic=False)  # one write
 
     # -- administration ---------------------------------------------------------------------------
 
@@ -726,7 +743,7 @@ class SqliteStateAdapter:
     ) -> TriggerResult:
         ids = list(dict.fromkeys(job_ids))
         if not ids:
-            self.provider._check_open()
+            self._check_open()
             return TriggerResult(triggered=[], not_found=[], not_triggerable=[])
         sql = self._sql
         ids_json = json_param(ids)
@@ -756,13 +773,13 @@ class SqliteStateAdapter:
                 triggered.append(job)
             return TriggerResult(triggered=triggered, not_found=[], not_triggerable=[])
 
-        return await self.provider.run_write(op, tx, atomic=False)  # one write
+        return await self._write(op, tx, atomic=False)  # one write
 
     async def delete_chains(
         self, chain_ids: Sequence[str], *, cascade: bool = False, tx: SqliteConnection | None = None
     ) -> DeleteResult:
         if not chain_ids:
-            self.provider._check_open()
+            self._check_open()
             return DeleteResult(deleted=[], references=[])
         requested = json_param(list(dict.fromkeys(chain_ids)))
         sql = self._sql
@@ -790,25 +807,15 @@ class SqliteStateAdapter:
             ]
             if references:
                 return DeleteResult(deleted=[], references=references)
-            pairs = {
-                row[0]: StoredChain(
-                    root=job_from_row(row, now_dt, 1), tail=job_from_row(row, now_dt, 1 + NCOLS)
-                )
+            deleted = [
+                StoredChain(root=job_from_row(row, now_dt), tail=job_from_row(row, now_dt, NCOLS))
                 for row in raw.execute(sql.chains_by_ids, (target_json,))
-            }
+            ]
             raw.execute(sql.delete_blockers, (target_json,))
             raw.execute(sql.delete_jobs, (target_json,))
-            return DeleteResult(deleted=[pairs[i] for i in sorted(pairs)], references=[])
+            return DeleteResult(deleted=deleted, references=[])  # in no particular order
 
-        return await self.provider.run_write(op, tx)
-
-
-def _page(items: list[Any], limit: int, cursor_of: Any) -> Page[Any]:
-    """``items`` holds up to ``limit + 1`` rows; the extra one proves that a next page exists."""
-    if len(items) > limit:
-        items = items[:limit]
-        return Page(items=items, next_cursor=cursor_of(items[-1]))
-    return Page(items=items, next_cursor=None)
+        return await self._write(op, tx)
 
 
 if TYPE_CHECKING:

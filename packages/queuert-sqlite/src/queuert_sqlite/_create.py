@@ -17,14 +17,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from queuert.errors import ChainNotFoundError, DuplicateJobIdError, UsageError
-from queuert.json import JsonValue, dumps, ensure_json
+from queuert.errors import ChainNotFoundError, DuplicateJobIdError
+from queuert.json import dumps
 from queuert.state import CreatedJob, NewJob, StoredJob, inserted_job
 
 from queuert_sqlite._driver import is_integrity_error
 from queuert_sqlite._rows import job_from_row
 from queuert_sqlite._sql import Statements, json_param
-from queuert_sqlite._time import add_delta, now, parse_ts, scheduled_at
+from queuert_sqlite._time import add_delta, now, scheduled_at
 
 __all__ = [
     "InsertConflict",
@@ -36,8 +36,8 @@ __all__ = [
     "taken_ids",
 ]
 
-Prepared = tuple[NewJob, JsonValue, str]
-"""A job to create, its checked input and the input's JSON text."""
+Prepared = tuple[NewJob, str]
+"""A job to create and its input's JSON text."""
 
 Row = tuple[Any, ...]
 """The parameters of :attr:`Statements.insert_job` for one job."""
@@ -56,23 +56,13 @@ class InsertConflict(Exception):
 
 
 def prepare(jobs: Sequence[NewJob]) -> list[Prepared]:
-    """Check each job and its input (nothing is written if one is refused)."""
-    prepared: list[Prepared] = []
-    for new in jobs:
-        if not isinstance(new.id, str) or not new.id:
-            raise UsageError(f"a job id must be a non-empty string, not {new.id!r}")
-        if new.chain_id is None and new.chain_index != 0:
-            raise UsageError("a chain's first job (chain_id=None) has chain_index 0")
-        value = ensure_json(new.input)
-        prepared.append((new, value, dumps(value)))
-    return prepared
+    """Each job with its input's JSON text (jobs and inputs arrive checked by the core)."""
+    return [(new, dumps(new.input)) for new in jobs]
 
 
-def new_row(
-    new: NewJob, value: JsonValue, text: str, now_text: str, now_dt: datetime
-) -> tuple[Row, StoredJob]:
+def new_row(new: NewJob, text: str, now_text: str, now_dt: datetime) -> tuple[Row, StoredJob]:
     """The INSERT parameters of a job that is inserted, and the job as stored."""
-    scheduled = scheduled_at(new.schedule, now_text)
+    scheduled, due = scheduled_at(new.schedule, now_text, now_dt)
     dedup = new.deduplication if new.chain_id is None else None
     row = (
         new.id,
@@ -89,9 +79,9 @@ def new_row(
     )
     job = inserted_job(
         new,
-        input=value,
+        input=new.input,
         created_at=now_dt,
-        scheduled_at=now_dt if scheduled == now_text else parse_ts(scheduled),
+        scheduled_at=due,
         status="scheduled" if scheduled > now_text else "ready",
     )
     return row, job
@@ -103,8 +93,8 @@ def fresh_starts(prepared: list[Prepared]) -> tuple[list[Row], list[CreatedJob]]
     now_text, now_dt = now()
     rows: list[Row] = []
     results: list[CreatedJob] = []
-    for new, value, text in prepared:
-        row, job = new_row(new, value, text, now_text, now_dt)
+    for new, text in prepared:
+        row, job = new_row(new, text, now_text, now_dt)
         rows.append(row)
         results.append(CreatedJob(job=job, deduplicated=False))
     return rows, results
@@ -129,7 +119,7 @@ def _jobs_at_positions(
     """The jobs already at the positions of the batch's continuations (they make a continuation
     idempotent); a continuation of a chain that does not exist is refused."""
     existing: dict[_Position, StoredJob] = {}
-    conts = [new for new, _, _ in prepared if new.chain_id is not None]
+    conts = [new for new, _ in prepared if new.chain_id is not None]
     if not conts:
         return existing
     keys = [[new.chain_id, new.chain_index] for new in conts]
@@ -154,7 +144,7 @@ def _deduplication_matches(
     leader the newest stored chain it matches (keyed on the chain: its status is the tail's)."""
     leaders: dict[tuple[str, str], int] = {}
     params: list[list[Any]] = []
-    for i, (new, _, _) in enumerate(prepared):
+    for i, (new, _) in enumerate(prepared):
         dedup = new.deduplication
         if new.chain_id is None and dedup is not None:
             key = (new.chain_type_name, dedup.key)
@@ -192,7 +182,7 @@ def _plan(
     inserted_ids: set[str] = set()
     by_position: dict[int, StoredJob] = {}
     batch_at: dict[_Position, StoredJob] = {}
-    for i, (new, value, text) in enumerate(prepared):
+    for i, (new, text) in enumerate(prepared):
         dedup = new.deduplication if new.chain_id is None else None
         if dedup is not None:
             leader = leaders[(new.chain_type_name, dedup.key)]
@@ -213,7 +203,7 @@ def _plan(
         if new.id in inserted_ids:
             raise DuplicateJobIdError(new.id)
         inserted_ids.add(new.id)
-        row, job = new_row(new, value, text, now_text, now_dt)
+        row, job = new_row(new, text, now_text, now_dt)
         rows.append(row)
         by_position[i] = job
         if new.chain_id is not None:

@@ -36,7 +36,7 @@ from functools import partial
 from types import ModuleType
 from typing import Any, TypeVar
 
-from queuert.errors import StateAdapterClosedError, UsageError
+from queuert.errors import StateAdapterClosedError, TransactionAbortedError, UsageError
 
 from queuert_sqlite._busy import BEGIN, backoff, begin_immediate, retry_busy
 from queuert_sqlite._connection import ThreadConnection, setup_connection
@@ -46,7 +46,6 @@ from queuert_sqlite._transaction import (
     Deferred,
     SavepointBlock,
     SqliteConnection,
-    TransactionAbortedError,
     TransactionBlock,
     in_savepoint,
 )
@@ -56,6 +55,8 @@ __all__ = ["SqliteProvider"]
 T = TypeVar("T")
 
 logger = logging.getLogger("queuert_sqlite")
+
+_ROLLED_BACK = "SQLite rolled this transaction back after an error (disk full, I/O error, ...)"
 
 
 class SqliteProvider:
@@ -366,7 +367,7 @@ class SqliteProvider:
     def _commit_on_thread(self, tx: SqliteConnection) -> None:
         raw = self._writer.raw
         if tx._begun and not raw.in_transaction:
-            raise TransactionAbortedError()
+            raise TransactionAbortedError(_ROLLED_BACK)
         try:
             self._flush_pending(tx, raw)
             retry_busy(lambda: raw.execute("COMMIT"), self.options.busy_retries)
@@ -413,7 +414,7 @@ class SqliteProvider:
                 continue
             del pending[0]
         if tx._begun and not raw.in_transaction:
-            raise TransactionAbortedError()
+            raise TransactionAbortedError(_ROLLED_BACK)
 
     def _check_tx(self, tx: object) -> SqliteConnection:
         self._check_open()

@@ -267,8 +267,7 @@ class Statements:
         )
         # the chains of ?1 (JSON list of chain ids), root and tail columns
         self.chains_by_ids = (
-            f"SELECT k.key, {R}, {T} FROM json_each(?1) k JOIN {p}job r ON r.id = k.value "
-            f"{self.tail_join}"
+            f"SELECT {R}, {T} FROM json_each(?1) k JOIN {p}job r ON r.id = k.value {self.tail_join}"
         )
         # delete the blocker links of the jobs of the chains of ?1
         self.delete_blockers = (

@@ -20,6 +20,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from queuert.schedule import Schedule
+from queuert.schedule import scheduled_at as schedule_due
 
 __all__ = ["MAX_TS", "add_delta", "format_ts", "now", "parse_ts", "scheduled_at"]
 
@@ -63,12 +64,13 @@ def add_delta(now: str, delta: timedelta) -> str:
         return MAX_TS if delta > timedelta(0) else "0001-01-01 00:00:00.000000"
 
 
-def scheduled_at(schedule: Schedule | None, now: str) -> str:
-    """``at`` or ``now + after``, never earlier than now (text comparison is time comparison)."""
+def scheduled_at(schedule: Schedule | None, now_text: str, now: datetime) -> tuple[str, datetime]:
+    """A job's ``scheduled_at`` (:func:`queuert.schedule.scheduled_at` at the store's ``now``), in
+    stored form and as an aware UTC datetime."""
     if schedule is None:
-        return now
-    if schedule.at is not None:
-        return max(format_ts(schedule.at), now)
-    if schedule.after is not None and schedule.after > timedelta(0):
-        return add_delta(now, schedule.after)
-    return now
+        return now_text, now
+    due = schedule_due(schedule, now)
+    if due == now:
+        return now_text, now
+    text = format_ts(due)
+    return text, parse_ts(text)

@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiosqlite
-from queuert.errors import QueuertError
+from queuert.errors import TransactionAbortedError
 
 from queuert_sqlite._busy import BEGIN
 
@@ -28,28 +28,11 @@ __all__ = [
     "Deferred",
     "SavepointBlock",
     "SqliteConnection",
-    "TransactionAbortedError",
     "TransactionBlock",
     "in_savepoint",
 ]
 
 T = TypeVar("T")
-
-
-class TransactionAbortedError(QueuertError):
-    """The transaction (or savepoint) cannot continue.
-
-    Either SQLite rolled the transaction back on its own after an error (disk full, I/O error, ...),
-    or a statement was made to fail with :meth:`SqliteStateAdapter.poison`, which emulates
-    PostgreSQL's aborted-transaction state for tests: every operation raises until the savepoint
-    that was open at the failure is rolled back, and the transaction cannot commit.
-    """
-
-    def __init__(
-        self,
-        message: str = "SQLite rolled this transaction back after an error; it cannot continue",
-    ) -> None:
-        super().__init__(message)
 
 
 def in_savepoint(raw: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
