@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import pytest
 from queuert import (
+    Attempt,
     Chain,
     Client,
     Deduplication,
@@ -23,17 +24,31 @@ from queuert import (
     StateAdapter,
     UsageError,
 )
+from queuert.ids import IdPolicy
 
-from queuert_conformance.behaviour_suite.jobs import ALL, Echo, Join, Leaf, Num, Text
+from queuert_conformance.behaviour_suite.jobs import (
+    ALL,
+    Describe,
+    Double,
+    Echo,
+    Join,
+    Leaf,
+    Num,
+    Start,
+    Text,
+)
 from queuert_conformance.behaviour_suite.support import Env, MakeEnv
 
 
 class Spy:
-    """The state adapter under test, recording every operation the client calls on it."""
+    """The state adapter under test, recording every operation the client calls on it (and, when
+    given, declaring another id policy)."""
 
-    def __init__(self, inner: StateAdapter[Any]) -> None:
+    def __init__(self, inner: StateAdapter[Any], ids: IdPolicy | None = None) -> None:
         self._inner = inner
         self.calls: list[str] = []
+        if ids is not None:
+            self.ids = ids
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._inner, name)
@@ -47,8 +62,8 @@ class Spy:
         return recorded
 
 
-async def spied(env: Env) -> tuple[Client[Any], Spy]:
-    spy = Spy(env.state)
+async def spied(env: Env, ids: IdPolicy | None = None) -> tuple[Client[Any], Spy]:
+    spy = Spy(env.state, ids)
     return env.another_client(state=cast(StateAdapter[Any], spy)), spy
 
 
@@ -90,6 +105,54 @@ ID_CALLS: dict[str, Call] = {
 
 
 class TestArguments:
+    async def test_the_client_makes_and_checks_ids_with_the_adapters_policy(
+        self, queuert_env: MakeEnv
+    ) -> None:
+        """New ids come from the adapter's policy, and a caller's id is checked with it (here a
+        narrower policy than the store's own refuses one id the store would take)."""
+        env = await queuert_env(job_types=ALL)
+        store = env.state.ids
+        made: list[str] = []
+        refused = store.generate()
+
+        def generate() -> str:
+            made.append(store.generate())
+            return made[-1]
+
+        narrow = IdPolicy(
+            name="narrow",
+            generate=generate,
+            is_valid=lambda value: value != refused and store.is_valid(value),
+            describe="an id of the store, but not the refused one",
+        )
+        client, spy = await spied(env, narrow)
+        async with client.transaction() as tx:
+            chain = await client.start_chain(Echo(Num(0)), tx=tx)
+            before = list(spy.calls)
+            with pytest.raises(InvalidJobIdError) as info:
+                await client.start_chain(Echo(Num(1), id=refused), tx=tx)
+            assert spy.calls == before, "the refused start reached the store"
+        assert made == [chain.id], "the client made the new chain's id with the policy"
+        assert info.value.job_id == refused and info.value.expected == narrow.describe
+        assert await client.get_chain(store.generate()) is None, "a valid unknown id is not found"
+        with pytest.raises(InvalidJobIdError):
+            await client.get_job(refused)
+
+        async def start(attempt: Attempt[Start]) -> None:
+            await attempt.complete(Double(Num(attempt.input.value)))
+
+        async def double(attempt: Attempt[Double]) -> None:
+            await attempt.complete(Num(attempt.input.value * 2))
+
+        async def describe(attempt: Attempt[Describe]) -> None:
+            await attempt.complete(Text(str(attempt.input.value)))
+
+        started = await client_start(client, Start(Num(4)))
+        async with env.worker({Start: start, Double: double, Describe: describe}, client=client):
+            assert (await client.wait_for_chain(started, timeout=10, poll_interval=0.05)).value == 8
+        jobs = (await client.list_chain_jobs(started.id)).items
+        assert [j.id for j in jobs] == made[1:3], "the worker's continuation got a policy id too"
+
     @pytest.mark.parametrize("call", list(ID_CALLS))
     async def test_a_malformed_id_is_refused_before_the_store_is_touched(
         self, queuert_env: MakeEnv, call: str
@@ -184,6 +247,11 @@ class TestArguments:
         assert [d.id for d in deleted] == oldest_first([leaf_one, leaf_two, join]), (
             "chains reached by the cascade are ordered with the others"
         )
+
+
+async def client_start(client: Client[Any], job: Any) -> Chain[Any]:
+    async with client.transaction() as tx:
+        return await client.start_chain(job, tx=tx)
 
 
 def oldest_first(chains: list[Chain[Any]]) -> list[str]:
