@@ -174,6 +174,23 @@ class TestInMemorySpecifics:
         with pytest.raises(StateAdapterClosedError):
             await adapter.get_job(created.job.id)
 
+    async def test_another_adapter_shares_the_store_and_its_transactions(
+        self, adapter: InMemoryStateAdapter
+    ) -> None:
+        other = adapter.another()
+        async with adapter.transaction() as tx:
+            (created,) = await other.create_jobs([job()], tx=tx)
+            with pytest.raises(UsageError, match="deadlock"):
+                async with other.transaction():
+                    pass
+        assert await other.get_job(created.job.id) is not None
+        assert await adapter.get_job(created.job.id) is not None
+        await other.close()
+        with pytest.raises(StateAdapterClosedError):
+            await other.get_job(created.job.id)
+        assert await adapter.get_job(created.job.id) is not None, "the owner stays open"
+        assert other.ids is adapter.ids
+
     async def test_triggering_a_ready_job_keeps_its_place(
         self, adapter: InMemoryStateAdapter
     ) -> None:
