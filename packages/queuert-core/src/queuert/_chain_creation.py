@@ -1,8 +1,9 @@
 """Chain creation: new jobs checked and planned as rows, then written with their blocker links.
 
 Planning validates everything before anything is written: the job is an instance of a registered
-type (an entry type to start a chain), its input encodes, its blockers match the declared slots, its
-id is well-formed (or generated), and deduplication is only asked of chain starts. It turns each job
+type (an entry type to start a chain), its input encodes, its blockers match the declared slots, a
+caller's id is one the state adapter's id policy accepts (else the policy generates one), and
+deduplication is only asked of chain starts. It turns each job
 into a :class:`~queuert.state.NewJob` row and the ids of the chains it waits for. Writing creates the
 rows in one state operation, links the blockers in another, and buffers the events and wake-ups of
 what was created in the transaction's hooks.
@@ -10,13 +11,14 @@ what was created in the transaction's hooks.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from queuert._bound_transaction import BoundTransaction
 from queuert._publishing import Publishing
 from queuert.codec import Codec, CodecError
-from queuert.errors import InvalidJobIdError, JobTypeValidationError, NotJsonError, UsageError
+from queuert.errors import JobTypeValidationError, NotJsonError, UsageError
+from queuert.ids import check_id, check_ids
 from queuert.job_types import JobType, JobTypeRegistry
 from queuert.json import JsonValue
 from queuert.models import Chain
@@ -51,20 +53,12 @@ class ChainCreation(Generic[TxT]):
         registry: JobTypeRegistry,
         codec: Codec,
         publishing: Publishing,
-        *,
-        generate_id: Callable[[], str],
-        validate_id: Callable[[str], bool] | None,
-        fresh_ids: bool,
     ) -> None:
         self._state = state
         self._registry = registry
         self._codec = codec
         self._publishing = publishing
-        self._generate_id = generate_id
-        self._validate_id = validate_id
-        self._check_generated = validate_id is not None and not fresh_ids
-        self._fresh_ids = fresh_ids
-        """The generator makes ids no stored job has (``NewJob.fresh_id``)."""
+        self._ids = state.ids
 
     # -- planning (no writes) -------------------------------------------------------------------
 
@@ -89,6 +83,12 @@ class ChainCreation(Generic[TxT]):
             payload = self._encode_input(job)
             blockers = self._check_blockers(job)
             if continuation_of is None:
+                if job.deduplication is not None and job.deduplication.exclude_chain_ids:
+                    check_ids(
+                        self._ids,
+                        job.deduplication.exclude_chain_ids,
+                        argument="deduplication.exclude_chain_ids",
+                    )
                 row = NewJob(
                     id=self._new_id(job),
                     type_name=jt.type_name,
@@ -96,7 +96,7 @@ class ChainCreation(Generic[TxT]):
                     input=payload,
                     schedule=job.schedule,
                     deduplication=job.deduplication,
-                    fresh_id=job.id is None and self._fresh_ids,
+                    fresh_id=job.id is None,
                 )
             else:
                 if job.deduplication is not None:
@@ -114,16 +114,11 @@ class ChainCreation(Generic[TxT]):
         return plans
 
     def _new_id(self, job: AnyJob) -> str:
-        if job.id is not None:
-            if not isinstance(job.id, str) or (
-                self._validate_id is not None and not self._validate_id(job.id)
-            ):
-                raise InvalidJobIdError(job.id, "caller")
-            return job.id
-        new_id = self._generate_id()
-        if self._check_generated and not self._validate_id(new_id):  # type: ignore[misc]
-            raise InvalidJobIdError(new_id, "generator")
-        return new_id
+        """The caller's id checked with the adapter's id policy, or a new one (no stored job has a
+        generated id: ``NewJob.fresh_id``)."""
+        if job.id is None:
+            return self._ids.generate()
+        return check_id(self._ids, job.id, argument="id")
 
     def _encode_input(self, job: AnyJob) -> JsonValue:
         jt = type(job)
@@ -145,13 +140,14 @@ class ChainCreation(Generic[TxT]):
                     "invalid_blockers", jt.type_name, "this type declares no blockers"
                 )
             return []
-        for chain in chains:
+        for index, chain in enumerate(chains):
             if not isinstance(chain, Chain):
                 raise JobTypeValidationError(
                     "invalid_blockers",
                     jt.type_name,
                     f"blockers must be Chain objects, got {chain!r}",
                 )
+            check_id(self._ids, chain.id, argument=f"blockers[{index}]")
         if len(chains) < len(slots.fixed) or (
             slots.rest is None and len(chains) != len(slots.fixed)
         ):

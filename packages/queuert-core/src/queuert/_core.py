@@ -7,7 +7,6 @@ finishing. The client, the worker and attempts use these; users never see them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from queuert._bound_transaction import Transactions
@@ -37,9 +36,6 @@ class Core(Generic[TxT]):
         observability: ObservabilityAdapter,
         codec: Codec,
         registry: JobTypeRegistry,
-        generate_id: Callable[[], str],
-        validate_id: Callable[[str], bool] | None,
-        fresh_ids: bool,
     ) -> None:
         self.state = state
         self.notify = notify
@@ -47,15 +43,7 @@ class Core(Generic[TxT]):
         self.publishing = Publishing(notify, observability)
         self.transactions: Transactions[TxT] = Transactions(state, self.publishing)
         self.mapper = Mapper(registry, codec)
-        self.creation: ChainCreation[TxT] = ChainCreation(
-            state,
-            registry,
-            codec,
-            self.publishing,
-            generate_id=generate_id,
-            validate_id=validate_id,
-            fresh_ids=fresh_ids,
-        )
+        self.creation: ChainCreation[TxT] = ChainCreation(state, registry, codec, self.publishing)
         self.finishing: Finishing[TxT] = Finishing(
             state, registry, codec, self.creation, self.publishing
         )

@@ -32,7 +32,7 @@ from queuert.errors import (
     WaitChainTimeoutError,
 )
 from queuert.hooks import TransactionHooks
-from queuert.ids import is_uuid, uuid7
+from queuert.ids import check_id, check_ids
 from queuert.in_memory.notify import NoopNotifyAdapter
 from queuert.job_types import EntryJobType, JobType, JobTypeRegistry
 from queuert.models import Chain, Job
@@ -44,6 +44,7 @@ from queuert.observability import (
     NotifyAdapterError,
     ObservabilityAdapter,
 )
+from queuert.paging import check_page
 from queuert.state import (
     ChainFilter,
     ChainStatus,
@@ -53,6 +54,7 @@ from queuert.state import (
     Page,
     StateAdapter,
     StoredChain,
+    in_creation_order,
 )
 
 __all__ = ["Client", "TxContext", "WorkerlessCompletion"]
@@ -106,8 +108,6 @@ class Client(Generic[TxT]):
         notify: NotifyAdapter | None = None,
         observability: ObservabilityAdapter | None = None,
         codec: Codec | None = None,
-        generate_id: Callable[[], str] = uuid7,
-        validate_id: Callable[[str], bool] | None = is_uuid,
     ) -> None:
         self.state = state
         self.notify: NotifyAdapter = notify if notify is not None else NoopNotifyAdapter()
@@ -122,11 +122,10 @@ class Client(Generic[TxT]):
             observability=self.observability,
             codec=self.codec,
             registry=self.registry,
-            generate_id=generate_id,
-            validate_id=validate_id,
-            fresh_ids=generate_id is uuid7,
         )
         """The internals this client is built from; the worker and attempts share them."""
+        self._ids = state.ids
+        """The adapter's id policy: every id a caller passes is checked with it first."""
         self._closed = False
 
     # -- transactions and hooks -----------------------------------------------------------------
@@ -177,6 +176,12 @@ class Client(Generic[TxT]):
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    def _chain_id(self, chain: Chain[Any] | str) -> str:
+        """The id of ``chain`` (a chain or its id), checked with the adapter's id policy."""
+        return check_id(
+            self._ids, chain.id if isinstance(chain, Chain) else chain, argument="chain"
+        )
+
     # -- creating chains -------------------------------------------------------------------------
 
     async def start_chain(
@@ -196,9 +201,9 @@ class Client(Generic[TxT]):
         """Start several chains in one batch (one round trip per stage where the backend allows);
         results in input order."""
         core = self._core
-        bound = core.transactions.bound(tx, hooks)
         creation = core.creation
-        created = await creation.write(creation.plan_starts(jobs), None, bound)
+        plans = creation.plan_starts(jobs)
+        created = await creation.write(plans, None, core.transactions.bound(tx, hooks))
         chain = core.mapper.chain
         return [
             # a new chain holds the input it was given
@@ -246,9 +251,9 @@ class Client(Generic[TxT]):
         :class:`WorkerlessCompletion` returning either. The job is locked like a worker would; a
         worker running it loses it (its completion is refused). Returns the chain re-read.
         """
+        chain_id = self._chain_id(chain)
         core = self._core
         bound = core.transactions.bound(tx, hooks)
-        chain_id = chain.id if isinstance(chain, Chain) else chain
         stored = await self.state.get_chain(chain_id, lock=True, tx=tx)
         if stored is None:
             raise ChainNotFoundError(chain_id)
@@ -283,9 +288,9 @@ class Client(Generic[TxT]):
     ) -> Chain[Any]:
         """Close an open chain as *cancelled*. A running attempt is told and its completion refused;
         jobs waiting for this chain are released (and see it cancelled)."""
+        chain_id = self._chain_id(chain)
         core = self._core
         bound = core.transactions.bound(tx, hooks)
-        chain_id = chain.id if isinstance(chain, Chain) else chain
         stored = await self.state.get_chain(chain_id, lock=True, tx=tx)
         if stored is None:
             raise ChainNotFoundError(chain_id)
@@ -316,24 +321,30 @@ class Client(Generic[TxT]):
         """Delete whole chains, all or nothing. Refuses with :class:`BlockerReferenceError` when a job
         outside the set waits for one of them; ``cascade=True`` also deletes the chains they wait for
         (transitively). Missing ids are skipped. Workers running a deleted job are told."""
+        if isinstance(chains, (str, bytes)):
+            raise UsageError("delete_chains takes a sequence of chains or chain ids, not one str")
+        ids = check_ids(
+            self._ids, (c.id if isinstance(c, Chain) else c for c in chains), argument="chains"
+        )
         core = self._core
         bound = core.transactions.bound(tx, hooks)
-        ids = [c.id if isinstance(c, Chain) else c for c in chains]
         result = await self.state.delete_chains(ids, cascade=cascade, tx=tx)
         if result.references:
             raise BlockerReferenceError(result.references)
         notify = core.publishing.notify_buffer(bound.hooks)
-        for deleted in result.deleted:
+        deleted_chains = in_creation_order(result.deleted)
+        for deleted in deleted_chains:
             core.after_commit(bound.hooks, ChainDeleted(deleted.root.id, deleted.root.type_name))
             if deleted.tail.leased_by is not None and not deleted.tail.is_closed:
                 notify.ownership_lost.add(deleted.tail.id)
-        return [core.to_chain(d) for d in result.deleted]
+        return [core.to_chain(d) for d in deleted_chains]
 
     async def trigger_jobs(
         self, job_ids: Sequence[str], *, tx: TxT, hooks: TransactionHooks | None = None
     ) -> list[Job]:
         """Make scheduled jobs ready now (also "retry now" for a job waiting in backoff). All or nothing:
         :class:`JobNotFoundError` / :class:`JobNotTriggerableError` and nothing changes."""
+        job_ids = check_ids(self._ids, job_ids, argument="job_ids")
         core = self._core
         bound = core.transactions.bound(tx, hooks)
         result = await self.state.trigger_jobs(job_ids, tx=tx)
@@ -365,6 +376,7 @@ class Client(Generic[TxT]):
     ) -> Chain[Any] | None:
         """The chain, or ``None``. With ``job_type``, a chain of another type raises
         :class:`JobTypeMismatchError`."""
+        check_id(self._ids, chain_id, argument="chain_id")
         stored = await self.state.get_chain(chain_id, tx=tx)
         if stored is None:
             return None
@@ -375,6 +387,7 @@ class Client(Generic[TxT]):
     async def get_job(
         self, job_id: str, job_type: AnyJobType | None = None, *, tx: TxT | None = None
     ) -> Job | None:
+        check_id(self._ids, job_id, argument="job_id")
         stored = await self.state.get_job(job_id, tx=tx)
         if stored is None:
             return None
@@ -384,6 +397,7 @@ class Client(Generic[TxT]):
 
     async def get_job_blockers(self, job_id: str, *, tx: TxT | None = None) -> list[Chain[Any]]:
         """The chains a job waits (or waited) for, in slot order."""
+        check_id(self._ids, job_id, argument="job_id")
         return list(map(self._core.to_chain, await self.state.get_job_blockers(job_id, tx=tx)))
 
     async def list_chains(
@@ -401,11 +415,13 @@ class Client(Generic[TxT]):
         limit: int = 50,
         tx: TxT | None = None,
     ) -> Page[Chain[Any]]:
-        _check_limit(limit)
+        where = ChainFilter(
+            type_names, status, chain_ids, job_ids, root_only, created_from, created_to
+        )
+        where.check_ids(self._ids)
+        check_page("chains", order=order, limit=limit, cursor=cursor, ids=self._ids)
         page = await self.state.list_chains(
-            ChainFilter(
-                type_names, status, chain_ids, job_ids, root_only, created_from, created_to
-            ),
+            where,
             order=order,
             cursor=cursor,
             limit=limit,
@@ -428,11 +444,13 @@ class Client(Generic[TxT]):
         limit: int = 50,
         tx: TxT | None = None,
     ) -> Page[Job]:
-        _check_limit(limit)
+        where = JobFilter(
+            type_names, statuses, job_ids, chain_ids, chain_type_names, created_from, created_to
+        )
+        where.check_ids(self._ids)
+        check_page("jobs", order=order, limit=limit, cursor=cursor, ids=self._ids)
         page = await self.state.list_jobs(
-            JobFilter(
-                type_names, statuses, job_ids, chain_ids, chain_type_names, created_from, created_to
-            ),
+            where,
             order=order,
             cursor=cursor,
             limit=limit,
@@ -449,7 +467,8 @@ class Client(Generic[TxT]):
         limit: int = 50,
         tx: TxT | None = None,
     ) -> Page[Job]:
-        _check_limit(limit)
+        check_id(self._ids, chain_id, argument="chain_id")
+        check_page("chain_jobs", order=order, limit=limit, cursor=cursor, ids=self._ids)
         page = await self.state.list_chain_jobs(
             chain_id, order=order, cursor=cursor, limit=limit, tx=tx
         )
@@ -465,7 +484,8 @@ class Client(Generic[TxT]):
         tx: TxT | None = None,
     ) -> Page[Job]:
         """Jobs that wait (or waited) for the chain ``chain_id``."""
-        _check_limit(limit)
+        check_id(self._ids, chain_id, argument="chain_id")
+        check_page("blocked_jobs", order=order, limit=limit, cursor=cursor, ids=self._ids)
         page = await self.state.list_blocked_jobs(
             chain_id, order=order, cursor=cursor, limit=limit, tx=tx
         )
@@ -512,6 +532,7 @@ class Client(Generic[TxT]):
             chain_id, expected = chain.id, chain.type_name
         else:
             chain_id, expected = chain, job_type.type_name if job_type is not None else None
+        check_id(self._ids, chain_id, argument="chain")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         woken = asyncio.Event()
@@ -549,8 +570,3 @@ class WorkerlessCompletion(TxContext[TxT], Generic[TxT, I]):
 
     job: Job = None  # type: ignore[assignment]
     input: I = None  # type: ignore[assignment]
-
-
-def _check_limit(limit: int) -> None:
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1 or limit > 1000:
-        raise UsageError("limit must be an int between 1 and 1000")

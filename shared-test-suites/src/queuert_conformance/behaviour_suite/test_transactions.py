@@ -9,7 +9,6 @@ from datetime import datetime, timezone
 
 import pytest
 from queuert import (
-    Client,
     DuplicateJobIdError,
     EntryJobType,
     InvalidJobIdError,
@@ -163,12 +162,3 @@ class TestValidation:
         wanted = str(uuid.uuid4())
         chain = await env.start_one(Echo(Num(0), id=wanted))
         assert chain.id == wanted
-
-    async def test_a_custom_id_scheme(self, queuert_env: MakeEnv) -> None:
-        env = await queuert_env(job_types=ALL)
-        client: Client[object] = env.another_client(
-            generate_id=lambda: str(uuid.uuid4()), validate_id=None
-        )
-        async with client.transaction() as tx:
-            chain = await client.start_chain(Echo(Num(0)), tx=tx)
-        assert uuid.UUID(chain.id).version == 4
