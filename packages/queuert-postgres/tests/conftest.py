@@ -40,7 +40,17 @@ async def queuert_state_harness(request: pytest.FixtureRequest) -> AsyncIterator
         async def open_another() -> PgStateAdapter[Any]:
             return await make_adapter(kind, ns)
 
-        yield StateHarness(adapter=adapter, poison=adapter.poison, open_another=open_another)
+        async def open_sharing() -> PgStateAdapter[Any]:
+            return PgStateAdapter(
+                adapter.provider, schema=ns.schema, table_prefix=ns.prefix, owns_provider=False
+            )
+
+        yield StateHarness(
+            adapter=adapter,
+            poison=adapter.poison,
+            open_another=open_another,
+            open_sharing=open_sharing,
+        )
     finally:
         await adapter.close()
         await drop_namespace(ns)
@@ -90,7 +100,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         callspec = getattr(item, "callspec", None)
         config_name = callspec.params.get("queuert_state_harness") if callspec else None
-        is_model = item.cls is not None and item.cls.__name__ == "TestStateModel"
+        cls = getattr(item, "cls", None)
+        is_model = cls is not None and cls.__name__ == "TestStateModel"
         if is_model and config_name is not None and not str(config_name).startswith("asyncpg"):
             dropped.append(item)
         else:

@@ -147,9 +147,8 @@ async def test_two_installations_in_one_database_are_independent() -> None:
     a = Namespace(unique_schema(), "queuert_")
     b = Namespace(a.schema, "other_")
     first = await make_adapter("asyncpg", a)
-    second = PgStateAdapter(
-        AsyncpgProvider(first.provider.pool), schema=b.schema, table_prefix=b.prefix
-    )  # type: ignore[attr-defined]
+    pool = first.provider.pool  # type: ignore[attr-defined]
+    second = PgStateAdapter(AsyncpgProvider(pool), schema=b.schema, table_prefix=b.prefix)
     try:
         await first.migrate()
         await second.migrate()

@@ -6,7 +6,6 @@ from queuert_postgres._provider import (
     PsycopgProvider,
     Sql,
     SqlAlchemyProvider,
-    TransactionAbortedError,
 )
 from queuert_postgres._schema import MIGRATIONS
 from queuert_postgres._url import from_url
@@ -22,6 +21,5 @@ __all__ = [
     "PsycopgProvider",
     "Sql",
     "SqlAlchemyProvider",
-    "TransactionAbortedError",
     "from_url",
 ]

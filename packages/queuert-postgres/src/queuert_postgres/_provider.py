@@ -19,11 +19,12 @@ import asyncio
 import contextlib
 import itertools
 import re
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from queuert.errors import QueuertError, UsageError
+from queuert.errors import TransactionAbortedError, UsageError
 
 __all__ = [
     "AsyncpgProvider",
@@ -31,7 +32,6 @@ __all__ = [
     "PsycopgProvider",
     "Sql",
     "SqlAlchemyProvider",
-    "TransactionAbortedError",
 ]
 
 TxT = TypeVar("TxT")
@@ -40,15 +40,22 @@ Row = Sequence[Any]
 
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 
+ABORTED_AT_COMMIT = (
+    "the transaction was aborted by a failed statement and has been rolled back "
+    "(roll back to a savepoint to recover from a failed statement)"
+)
 
-class TransactionAbortedError(QueuertError):
-    """A statement failed inside the transaction, so PostgreSQL rolled it back instead of committing."""
+IN_FAILED_TRANSACTION = "25P02"
+"""SQLSTATE of a statement sent in a transaction that a failed statement aborted."""
 
-    def __init__(self) -> None:
-        super().__init__(
-            "the transaction was aborted by a failed statement and has been rolled back "
-            "(roll back to a savepoint to recover from a failed statement)"
-        )
+
+def in_failed_transaction(exc: BaseException) -> bool:
+    """True if ``exc`` is a driver's error for a statement in an aborted transaction (asyncpg and
+    psycopg carry the SQLSTATE as ``sqlstate``; SQLAlchemy wraps the driver's error as ``orig``)."""
+    for error in (exc, getattr(exc, "orig", None)):
+        if getattr(error, "sqlstate", None) == IN_FAILED_TRANSACTION:
+            return True
+    return False
 
 
 class Sql:
@@ -242,7 +249,7 @@ class AsyncpgProvider:
                 raise
             status = await _to_the_end(conn, conn.execute("COMMIT"))
             if status != "COMMIT":
-                raise TransactionAbortedError()
+                raise TransactionAbortedError(ABORTED_AT_COMMIT)
 
     def transaction(self) -> AbstractAsyncContextManager[Any]:
         return self._transaction()
@@ -275,6 +282,17 @@ async def _psycopg_fetch(
             return []
         rows: list[Row] = await cur.fetchall()
         return rows
+
+
+async def _asyncpg_check_not_aborted(conn: Any) -> None:
+    """Raise TransactionAbortedError if the transaction of asyncpg connection ``conn`` is aborted
+    (one round trip: a statement there fails with SQLSTATE 25P02)."""
+    try:
+        await conn.execute("SELECT 1")
+    except Exception as exc:
+        if in_failed_transaction(exc):
+            raise TransactionAbortedError(ABORTED_AT_COMMIT) from exc
+        raise
 
 
 def _psycopg_in_error(conn: Any) -> bool:
@@ -354,7 +372,7 @@ class PsycopgProvider:
         async with self.pool.connection() as conn, conn.transaction():
             yield conn
             if _psycopg_in_error(conn):
-                raise TransactionAbortedError()
+                raise TransactionAbortedError(ABORTED_AT_COMMIT)
 
     def transaction(self) -> AbstractAsyncContextManager[Any]:
         return self._transaction()
@@ -388,6 +406,10 @@ class SqlAlchemyProvider:
     def __init__(self, engine: Any, *, prepare: bool | None = None) -> None:
         self.engine = engine
         self._prepare = False if prepare is False else None
+        self._failed: weakref.WeakSet[Any] = weakref.WeakSet()
+        """asyncpg connections on which a statement of ours failed inside a transaction. asyncpg
+        cannot tell whether that transaction is aborted (and its COMMIT then silently rolls back),
+        so :meth:`_transaction` asks the server before committing one of them."""
 
     def attach_commit_hooks(
         self, tx: Any, on_commit: Callable[[], None], on_rollback: Callable[[], None]
@@ -436,7 +458,10 @@ class SqlAlchemyProvider:
                 yield conn
                 kind, driver = await self._driver(conn)
                 if kind == "psycopg" and _psycopg_in_error(driver):
-                    raise TransactionAbortedError()
+                    raise TransactionAbortedError(ABORTED_AT_COMMIT)
+                if kind == "asyncpg" and driver in self._failed:
+                    self._failed.discard(driver)
+                    await _asyncpg_check_not_aborted(driver)
             except BaseException:
                 # Keep the block's exception: rolling back on a dead connection raises the
                 # driver's own error, which must not replace it.
@@ -471,7 +496,11 @@ class SqlAlchemyProvider:
     async def _run(self, conn: Any, sql: Sql, args: Sequence[Any]) -> list[Row]:
         kind, driver = await self._driver(conn)
         if kind == "asyncpg":
-            return await _asyncpg_fetch(driver, sql, args)
+            try:
+                return await _asyncpg_fetch(driver, sql, args)
+            except Exception:
+                self._failed.add(driver)
+                raise
         return await _psycopg_fetch(driver, sql, args, self._prepare)
 
     async def fetch(self, sql: Sql, args: Sequence[Any], tx: Any | None) -> list[Row]:
@@ -491,8 +520,13 @@ class SqlAlchemyProvider:
             return rows
 
     async def script(self, sql: str, tx: Any) -> None:
-        _kind, driver = await self._driver(tx)
-        await driver.execute(sql)
+        kind, driver = await self._driver(tx)
+        try:
+            await driver.execute(sql)
+        except Exception:
+            if kind == "asyncpg":
+                self._failed.add(driver)
+            raise
 
     async def close(self) -> None:
         """The engine belongs to the application; nothing to release."""

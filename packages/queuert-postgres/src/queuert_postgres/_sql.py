@@ -176,10 +176,7 @@ class DeleteRow:
     KIND = 0
     REF_CHAIN = 1
     REF_JOB = 2
-    ORDINAL = 3
-    """The chain's position among the requested ids (NULL: deleted as a blocker of one)."""
-    CREATED_AT = 4
-    ROOT = 5
+    ROOT = 3
 
 
 READY = "{a}.outcome IS NULL AND {a}.open_blockers = 0 AND {a}.leased_until IS NULL"
@@ -672,9 +669,8 @@ refs AS (
       AND d.chain_id NOT IN (SELECT targets.id FROM targets)
 ),
 chains AS (
-    SELECT req.ord, r.created_at AS sort_at, {cols("r")}, {cols("t")}
+    SELECT {cols("r")}, {cols("t")}
     FROM targets tg JOIN {{job}} r ON r.id = tg.id
-    LEFT JOIN req ON req.id = tg.id
     CROSS JOIN LATERAL {tail_of("r.id")} t
 ),
 delb AS (
@@ -688,8 +684,7 @@ delj AS (
 SELECT {DeleteRow.CHAIN} AS kind, NULL::text AS ref_chain, NULL::text AS ref_job, chains.*
 FROM chains WHERE NOT EXISTS (SELECT 1 FROM refs)
 UNION ALL
-SELECT {DeleteRow.REFERENCE}, refs.chain_id::text, refs.job_id::text, NULL, NULL, {NULL_COLS},
-       {NULL_COLS}
+SELECT {DeleteRow.REFERENCE}, refs.chain_id::text, refs.job_id::text, {NULL_COLS}, {NULL_COLS}
 FROM refs
 """
 

@@ -11,24 +11,24 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from queuert.cursor import (
-    decode_index_cursor,
-    decode_time_cursor,
-    encode_index_cursor,
-    encode_time_cursor,
+    decode_blocked_jobs_cursor,
+    decode_chain_jobs_cursor,
+    decode_chains_cursor,
+    decode_jobs_cursor,
 )
 from queuert.errors import (
     BlockerReference,
     ChainNotFoundError,
     DuplicateJobIdError,
-    InvalidJobIdError,
     JobAlreadyCompletedError,
     JobNotFoundError,
     JobTakenByAnotherWorkerError,
     StateAdapterClosedError,
-    UsageError,
+    TransactionAbortedError,
 )
-from queuert.ids import is_uuid
-from queuert.json import JsonValue, dumps, ensure_json
+from queuert.ids import UUID_IDS
+from queuert.json import JsonValue, dumps
+from queuert.paging import blocked_jobs_page, chain_jobs_page, chains_page, fetch_size, jobs_page
 from queuert.schedule import Schedule
 from queuert.state import (
     BlockersAdded,
@@ -52,7 +52,13 @@ from queuert.state import (
     inserted_job,
 )
 
-from queuert_postgres._provider import PgProvider, Row, Sql, savepoint_name
+from queuert_postgres._provider import (
+    PgProvider,
+    Row,
+    Sql,
+    in_failed_transaction,
+    savepoint_name,
+)
 from queuert_postgres._rows import chain_from_row, job_from_row, utc
 from queuert_postgres._schema import BOOTSTRAP, MIGRATION_LOCK_KEY, MIGRATIONS, Names
 from queuert_postgres._sql import (
@@ -78,20 +84,17 @@ T = TypeVar("T")
 
 logger = logging.getLogger("queuert.postgres")
 
+_ABORTED = (
+    "a statement failed in this transaction: roll back to the enclosing savepoint (or end the "
+    "transaction) before running more statements"
+)
+
 _MAX_FOLLOW = 1000
 """Upper bound on re-reads while following a chain that keeps continuing under a locked read."""
 
 
 def _secs(delta: timedelta) -> float:
     return delta.total_seconds()
-
-
-def _check_page(order: Order, limit: int) -> bool:
-    if order not in ("asc", "desc"):
-        raise UsageError(f"order must be 'asc' or 'desc', not {order!r}")
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise UsageError(f"limit must be a positive int, not {limit!r}")
-    return order == "desc"
 
 
 class _Params:
@@ -116,7 +119,12 @@ class PgStateAdapter(Generic[TxT]):
 
     Transactions must run at ``READ COMMITTED`` (PostgreSQL's default): the adapter relies on each
     statement seeing what committed before it started.
+
+    :meth:`close` closes the provider too unless ``owns_provider=False`` (a provider shared with
+    another adapter or owned by the application).
     """
+
+    ids = UUID_IDS
 
     def __init__(
         self,
@@ -124,9 +132,11 @@ class PgStateAdapter(Generic[TxT]):
         *,
         schema: str = "public",
         table_prefix: str = "queuert_",
+        owns_provider: bool = True,
     ) -> None:
         self.names = Names(schema, table_prefix)
         self.provider = provider
+        self._owns_provider = owns_provider
         self.sql = Statements(self.names)
         self.capabilities = Capabilities(
             savepoints=True,
@@ -171,7 +181,12 @@ class PgStateAdapter(Generic[TxT]):
 
     async def _fetch(self, sql: Sql, args: Sequence[Any], tx: TxT | None) -> list[Row]:
         self._check_open()
-        return await self.provider.fetch(sql, args, tx)
+        try:
+            return await self.provider.fetch(sql, args, tx)
+        except Exception as exc:
+            if tx is not None and in_failed_transaction(exc):
+                raise TransactionAbortedError(_ABORTED) from exc
+            raise
 
     def _sql(self, template: str) -> Sql:
         """A dynamically built statement (cached by text so drivers can reuse prepared statements)."""
@@ -211,7 +226,12 @@ class PgStateAdapter(Generic[TxT]):
     async def _savepoint(self, tx: TxT) -> AsyncIterator[TxT]:
         self._check_open()
         name = savepoint_name()
-        await self.provider.script(f"SAVEPOINT {name}", tx)
+        try:
+            await self.provider.script(f"SAVEPOINT {name}", tx)
+        except Exception as exc:
+            if in_failed_transaction(exc):
+                raise TransactionAbortedError(_ABORTED) from exc
+            raise
         try:
             yield tx
         except BaseException:
@@ -266,10 +286,12 @@ class PgStateAdapter(Generic[TxT]):
         return MigrationResult(applied=applied, skipped=skipped or [], unrecognized=unrecognized)
 
     async def close(self) -> None:
+        """Close the adapter, and its provider if it owns it (``owns_provider``). Idempotent."""
         if self._closed:
             return
         self._closed = True
-        await self.provider.close()
+        if self._owns_provider:
+            await self.provider.close()
 
     # -- creating ---------------------------------------------------------------------------------
 
@@ -291,18 +313,7 @@ class PgStateAdapter(Generic[TxT]):
         values: list[JsonValue] = []
         starts_only = True  # every job starts a chain, none deduplicates: the short statement
         for ordinal, new in enumerate(jobs, start=1):
-            if not is_uuid(new.id):
-                raise InvalidJobIdError(new.id, "caller")
-            dedup = None
-            if new.chain_id is None:
-                if new.chain_index != 0:
-                    raise UsageError("a chain's first job (chain_id=None) has chain_index 0")
-                dedup = new.deduplication
-            else:
-                if not is_uuid(new.chain_id):
-                    raise InvalidJobIdError(new.chain_id, "caller")
-                if isinstance(new.chain_index, bool) or new.chain_index < 1:
-                    raise UsageError("a continuation has chain_index >= 1")
+            dedup = new.deduplication if new.chain_id is None else None
             schedule = new.schedule
             at = schedule.at if schedule is not None else None
             after = (
@@ -312,7 +323,7 @@ class PgStateAdapter(Generic[TxT]):
             )
             if new.chain_id is not None or dedup is not None:
                 starts_only = False
-            value = ensure_json(new.input)
+            value = new.input
             values.append(value)
             per_job.append(
                 (
@@ -334,9 +345,8 @@ class PgStateAdapter(Generic[TxT]):
             if dedup is not None:
                 lock_keys.add(self._dedup_lock_key(new.chain_type_name, dedup.key))
                 for excluded in dedup.exclude_chain_ids:
-                    if is_uuid(excluded):
-                        excl_ord.append(ordinal)
-                        excl_id.append(excluded)
+                    excl_ord.append(ordinal)
+                    excl_id.append(excluded)
         # one argument array per column: the rows transposed in C rather than 13 appends per job
         columns = [list(column) for column in zip(*per_job, strict=True)]
         if starts_only:
@@ -460,8 +470,6 @@ class PgStateAdapter(Generic[TxT]):
         tx: TxT | None = None,
     ) -> list[BlockersAdded]:
         self._check_open()
-        if trace_contexts is not None and len(trace_contexts) != len(links):
-            raise UsageError("trace_contexts must have one entry per link")
         if not links:
             return []
         job_ids: list[str] = []
@@ -472,13 +480,6 @@ class PgStateAdapter(Generic[TxT]):
             given: Sequence[str | None] = (
                 trace_contexts[i] if trace_contexts is not None else [None] * len(blockers)
             )
-            if len(given) != len(blockers):
-                raise UsageError(f"trace_contexts[{i}] must have one entry per blocker chain")
-            if not is_uuid(job_id):
-                raise JobNotFoundError(job_id)
-            for chain_id in blockers:
-                if not is_uuid(chain_id):
-                    raise ChainNotFoundError(chain_id)
             if not blockers:
                 job_ids.append(job_id)
                 chain_ids.append(None)
@@ -565,8 +566,6 @@ class PgStateAdapter(Generic[TxT]):
         self, job_id: str, *, lock: bool = False, tx: TxT | None = None
     ) -> StoredJob | None:
         self._check_open()
-        if not is_uuid(job_id):
-            return None
         sql = self.sql.get_job_locked if lock else self.sql.get_job
         rows = await self._fetch(sql, [job_id], tx)
         return job_from_row(rows[0]) if rows else None
@@ -575,8 +574,6 @@ class PgStateAdapter(Generic[TxT]):
         self, chain_id: str, *, lock: bool = False, tx: TxT | None = None
     ) -> StoredChain | None:
         self._check_open()
-        if not is_uuid(chain_id):
-            return None
         sql = self.sql.get_chain_locked if lock else self.sql.get_chain
         for _ in range(_MAX_FOLLOW):
             rows = await self._fetch(sql, [chain_id], tx)
@@ -590,8 +587,6 @@ class PgStateAdapter(Generic[TxT]):
 
     async def get_job_blockers(self, job_id: str, *, tx: TxT | None = None) -> list[StoredChain]:
         self._check_open()
-        if not is_uuid(job_id):
-            return []
         rows = await self._fetch(self.sql.get_job_blockers, [job_id], tx)
         return [chain_from_row(row) for row in rows]
 
@@ -618,16 +613,17 @@ class PgStateAdapter(Generic[TxT]):
         tx: TxT | None = None,
     ) -> Page[StoredChain]:
         self._check_open()
-        desc = _check_page(order, limit)
+        desc = order == "desc"
+        after = decode_chains_cursor(cursor) if cursor is not None else None
         p = _Params()
         where = ["r.chain_index = 0"]
         if filter.type_names is not None:
             where.append(f"r.type_name = ANY({p.add(list(filter.type_names), 'text[]')})")
         if filter.chain_ids is not None:
-            ids = [c for c in filter.chain_ids if is_uuid(c)]
+            ids = list(filter.chain_ids)
             where.append(f"r.id = ANY({p.add(ids, 'text[]')}::uuid[])")
         if filter.job_ids is not None:
-            ids = [j for j in filter.job_ids if is_uuid(j)]
+            ids = list(filter.job_ids)
             where.append(
                 f"r.id IN (SELECT m.chain_id FROM {{job}} m "
                 f"WHERE m.id = ANY({p.add(ids, 'text[]')}::uuid[]))"
@@ -640,18 +636,17 @@ class PgStateAdapter(Generic[TxT]):
                 "NOT EXISTS (SELECT 1 FROM {blocker} b WHERE b.blocked_by_chain_id = r.id)"
             )
         self._time_filters(where, p, "r", filter.created_from, filter.created_to)
-        self._keyset(where, p, "r", cursor, desc)
+        self._keyset(where, p, "r", after, desc)
         direction = "DESC" if desc else "ASC"
         sql = (
             f"SELECT {cols('r')}, {cols('t')} FROM {{job}} r "
             f"CROSS JOIN LATERAL {tail_of('r.id')} t "
             f"WHERE {' AND '.join(where)} "
             f"ORDER BY r.created_at {direction}, r.id {direction} "
-            f"LIMIT {p.add(limit + 1, 'int')}"
+            f"LIMIT {p.add(fetch_size(limit), 'int')}"
         )
         rows = await self._fetch(self._sql(sql), p.values, tx)
-        items = [chain_from_row(row) for row in rows]
-        return _page(items, limit, lambda c: encode_time_cursor(c.root.created_at, c.root.id))
+        return chains_page([chain_from_row(row) for row in rows], limit)
 
     async def list_jobs(
         self,
@@ -663,7 +658,8 @@ class PgStateAdapter(Generic[TxT]):
         tx: TxT | None = None,
     ) -> Page[StoredJob]:
         self._check_open()
-        desc = _check_page(order, limit)
+        desc = order == "desc"
+        after = decode_jobs_cursor(cursor) if cursor is not None else None
         p = _Params()
         where = ["true"]
         if filter.type_names is not None:
@@ -671,25 +667,24 @@ class PgStateAdapter(Generic[TxT]):
         if filter.statuses is not None:
             where.append(f"({status_sql('j')}) = ANY({p.add(list(filter.statuses), 'text[]')})")
         if filter.job_ids is not None:
-            ids = [j for j in filter.job_ids if is_uuid(j)]
+            ids = list(filter.job_ids)
             where.append(f"j.id = ANY({p.add(ids, 'text[]')}::uuid[])")
         if filter.chain_ids is not None:
-            ids = [c for c in filter.chain_ids if is_uuid(c)]
+            ids = list(filter.chain_ids)
             where.append(f"j.chain_id = ANY({p.add(ids, 'text[]')}::uuid[])")
         if filter.chain_type_names is not None:
             names = list(filter.chain_type_names)
             where.append(f"j.chain_type_name = ANY({p.add(names, 'text[]')})")
         self._time_filters(where, p, "j", filter.created_from, filter.created_to)
-        self._keyset(where, p, "j", cursor, desc)
+        self._keyset(where, p, "j", after, desc)
         direction = "DESC" if desc else "ASC"
         sql = (
             f"SELECT {cols('j')} FROM {{job}} j WHERE {' AND '.join(where)} "
             f"ORDER BY j.created_at {direction}, j.id {direction} "
-            f"LIMIT {p.add(limit + 1, 'int')}"
+            f"LIMIT {p.add(fetch_size(limit), 'int')}"
         )
         rows = await self._fetch(self._sql(sql), p.values, tx)
-        items = [job_from_row(row) for row in rows]
-        return _page(items, limit, lambda j: encode_time_cursor(j.created_at, j.id))
+        return jobs_page([job_from_row(row) for row in rows], limit)
 
     async def list_chain_jobs(
         self,
@@ -701,10 +696,8 @@ class PgStateAdapter(Generic[TxT]):
         tx: TxT | None = None,
     ) -> Page[StoredJob]:
         self._check_open()
-        desc = _check_page(order, limit)
-        after = decode_index_cursor(cursor) if cursor is not None else None
-        if not is_uuid(chain_id):
-            return Page(items=[], next_cursor=None)
+        desc = order == "desc"
+        after = decode_chain_jobs_cursor(cursor) if cursor is not None else None
         p = _Params()
         where = [f"j.chain_id = {p.add(chain_id, 'text')}::uuid"]
         if after is not None:
@@ -712,11 +705,10 @@ class PgStateAdapter(Generic[TxT]):
         direction = "DESC" if desc else "ASC"
         sql = (
             f"SELECT {cols('j')} FROM {{job}} j WHERE {' AND '.join(where)} "
-            f"ORDER BY j.chain_index {direction} LIMIT {p.add(limit + 1, 'int')}"
+            f"ORDER BY j.chain_index {direction} LIMIT {p.add(fetch_size(limit), 'int')}"
         )
         rows = await self._fetch(self._sql(sql), p.values, tx)
-        items = [job_from_row(row) for row in rows]
-        return _page(items, limit, lambda j: encode_index_cursor(j.chain_index))
+        return chain_jobs_page([job_from_row(row) for row in rows], limit)
 
     async def list_blocked_jobs(
         self,
@@ -728,26 +720,22 @@ class PgStateAdapter(Generic[TxT]):
         tx: TxT | None = None,
     ) -> Page[StoredJob]:
         self._check_open()
-        desc = _check_page(order, limit)
+        desc = order == "desc"
+        after = decode_blocked_jobs_cursor(cursor) if cursor is not None else None
         p = _Params()
-        if not is_uuid(chain_id):
-            if cursor is not None:
-                decode_time_cursor(cursor)
-            return Page(items=[], next_cursor=None)
         where = [
             f"j.id IN (SELECT b.job_id FROM {{blocker}} b "
             f"WHERE b.blocked_by_chain_id = {p.add(chain_id, 'text')}::uuid)"
         ]
-        self._keyset(where, p, "j", cursor, desc)
+        self._keyset(where, p, "j", after, desc)
         direction = "DESC" if desc else "ASC"
         sql = (
             f"SELECT {cols('j')} FROM {{job}} j WHERE {' AND '.join(where)} "
             f"ORDER BY j.created_at {direction}, j.id {direction} "
-            f"LIMIT {p.add(limit + 1, 'int')}"
+            f"LIMIT {p.add(fetch_size(limit), 'int')}"
         )
         rows = await self._fetch(self._sql(sql), p.values, tx)
-        items = [job_from_row(row) for row in rows]
-        return _page(items, limit, lambda j: encode_time_cursor(j.created_at, j.id))
+        return blocked_jobs_page([job_from_row(row) for row in rows], limit)
 
     @staticmethod
     def _time_filters(
@@ -759,12 +747,13 @@ class PgStateAdapter(Generic[TxT]):
             where.append(f"{a}.created_at < {p.add(end, 'timestamptz')}")
 
     @staticmethod
-    def _keyset(where: list[str], p: _Params, a: str, cursor: str | None, desc: bool) -> None:
-        if cursor is None:
+    def _keyset(
+        where: list[str], p: _Params, a: str, after: tuple[datetime, str] | None, desc: bool
+    ) -> None:
+        """Rows after the cursor position ``after`` (a ``created_at`` and an id) in list order."""
+        if after is None:
             return
-        at, row_id = decode_time_cursor(cursor)
-        if not is_uuid(row_id):
-            raise UsageError(f"invalid cursor {cursor!r}")
+        at, row_id = after
         op = "<" if desc else ">"
         where.append(
             f"({a}.created_at, {a}.id) {op} "
@@ -797,7 +786,7 @@ class PgStateAdapter(Generic[TxT]):
         self._check_open()
         if not leases:
             return LeaseRenewal(renewed={}, lost=[])
-        ids = [job_id for job_id in leases if is_uuid(job_id)]
+        ids = list(leases)
         rows = await self._fetch(
             self.sql.renew, [ids, [_secs(leases[j]) for j in ids], worker_id], tx
         )
@@ -821,9 +810,7 @@ class PgStateAdapter(Generic[TxT]):
         tx: TxT | None = None,
     ) -> CompleteResult:
         self._check_open()
-        completion = _checked(Completion(job_id, outcome, output, succeeded_by_job_id, error))
-        if not is_uuid(job_id):
-            raise JobNotFoundError(job_id)
+        completion = Completion(job_id, outcome, output, succeeded_by_job_id, error)
         results, refusals = await self._complete([completion], worker_id, owner, tx)
         result = results[0]
         if result is not None:
@@ -844,15 +831,10 @@ class PgStateAdapter(Generic[TxT]):
         tx: TxT | None = None,
     ) -> list[CompleteResult | None]:
         self._check_open()
-        checked = [_checked(c) for c in completions]
-        if len({c.job_id for c in checked}) != len(checked):
-            raise UsageError("complete_jobs takes each job at most once")
-        if not checked:
+        if not completions:
             return []
-        valid = [c for c in checked if is_uuid(c.job_id)]
-        results_valid, _ = await self._complete(valid, worker_id, owner, tx) if valid else ([], {})
-        by_id = {c.job_id: r for c, r in zip(valid, results_valid, strict=True)}
-        return [by_id.get(c.job_id) for c in checked]
+        results, _ = await self._complete(completions, worker_id, owner, tx)
+        return results
 
     async def _complete(
         self,
@@ -869,7 +851,7 @@ class PgStateAdapter(Generic[TxT]):
         args = [
             [c.job_id for c in completions],
             [c.outcome for c in completions],
-            [dumps(c.output) if _closes_with_output(c) else None for c in completions],
+            [dumps(c.output) if c.closes_with_output else None for c in completions],
             [c.succeeded_by_job_id for c in completions],
             [c.error for c in completions],
             worker_id,
@@ -937,8 +919,6 @@ class PgStateAdapter(Generic[TxT]):
         tx: TxT | None = None,
     ) -> StoredJob:
         self._check_open()
-        if not is_uuid(job_id):
-            raise JobNotFoundError(job_id)
         at = schedule.at if schedule is not None else None
         after = (
             _secs(schedule.after) if schedule is not None and schedule.after is not None else None
@@ -960,7 +940,7 @@ class PgStateAdapter(Generic[TxT]):
         types = list(dict.fromkeys(type_names))
         if limit < 1 or not types:
             return []
-        excluded = [j for j in exclude_job_ids if is_uuid(j)]
+        excluded = list(exclude_job_ids)
         rows = await self._fetch(self.sql.reap, [types, limit, excluded], tx)
         reaped: list[StoredJob] = []
         for row in rows:
@@ -981,10 +961,9 @@ class PgStateAdapter(Generic[TxT]):
         ids = list(dict.fromkeys(job_ids))
         if not ids:
             return TriggerResult(triggered=[], not_found=[], not_triggerable=[])
-        valid = [j for j in ids if is_uuid(j)]
-        rows = await self._fetch(self.sql.trigger, [valid], tx) if valid else []
+        rows = await self._fetch(self.sql.trigger, [ids], tx)
         triggered: list[StoredJob] = []
-        problems: dict[str, str | None] = {j: None for j in ids if not is_uuid(j)}
+        problems: dict[str, str | None] = {}
         R = TriggerRow
         for row in rows:
             if row[R.KIND] == R.TRIGGERED:
@@ -1005,7 +984,7 @@ class PgStateAdapter(Generic[TxT]):
         self, chain_ids: Sequence[str], *, cascade: bool = False, tx: TxT | None = None
     ) -> DeleteResult:
         self._check_open()
-        ids = list(dict.fromkeys(c for c in chain_ids if is_uuid(c)))
+        ids = list(dict.fromkeys(chain_ids))
         if not ids:
             return DeleteResult(deleted=[], references=[])
         rows = await self._fetch(self.sql.delete, [ids, cascade], tx)
@@ -1025,38 +1004,5 @@ class PgStateAdapter(Generic[TxT]):
                 )
             )
             return DeleteResult(deleted=[], references=references)
-        chains = [row for row in rows if row[R.KIND] == R.CHAIN]
-        chains.sort(
-            key=lambda row: (
-                row[R.ORDINAL] is None,
-                row[R.ORDINAL] or 0,
-                row[R.CREATED_AT],
-                row[R.ROOT + JOB_ID],
-            )
-        )
-        return DeleteResult(deleted=[chain_from_row(row, R.ROOT) for row in chains], references=[])
-
-
-def _closes_with_output(completion: Completion) -> bool:
-    return completion.outcome == "completed" and completion.succeeded_by_job_id is None
-
-
-def _checked(completion: Completion) -> Completion:
-    if completion.outcome not in ("completed", "failed", "cancelled"):
-        raise UsageError(
-            f"outcome must be completed, failed or cancelled, not {completion.outcome!r}"
-        )
-    if completion.succeeded_by_job_id is not None:
-        if completion.outcome != "completed":
-            raise UsageError("only a completed job can have a successor")
-        if not is_uuid(completion.succeeded_by_job_id):
-            raise InvalidJobIdError(completion.succeeded_by_job_id, "caller")
-    output = ensure_json(completion.output) if _closes_with_output(completion) else None
-    return replace(completion, output=output)
-
-
-def _page(items: list[T], limit: int, cursor_of: Any) -> Page[T]:
-    if len(items) > limit:
-        items = items[:limit]
-        return Page(items=items, next_cursor=cursor_of(items[-1]))
-    return Page(items=items, next_cursor=None)
+        deleted = [chain_from_row(row, R.ROOT) for row in rows if row[R.KIND] == R.CHAIN]
+        return DeleteResult(deleted=deleted, references=[])  # in no particular order
