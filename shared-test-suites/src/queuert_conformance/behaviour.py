@@ -5,6 +5,7 @@ Needs the ``queuert_state_harness`` fixture (see :mod:`queuert_conformance`) and
 """
 
 from queuert_conformance.behaviour_suite.support import queuert_env
+from queuert_conformance.behaviour_suite.test_arguments import TestArguments
 from queuert_conformance.behaviour_suite.test_blockers import TestFanOutFanIn
 from queuert_conformance.behaviour_suite.test_chains import TestContinuations, TestPatterns
 from queuert_conformance.behaviour_suite.test_deletion import TestDeletion, TestWaitForChain
@@ -29,6 +30,7 @@ from queuert_conformance.behaviour_suite.test_workers import (
 )
 
 __all__ = [
+    "TestArguments",
     "TestCancel",
     "TestContinuations",
     "TestDeduplication",
