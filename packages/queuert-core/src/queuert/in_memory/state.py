@@ -562,6 +562,7 @@ class InMemoryStateAdapter:
         each sees the other's commits and takes the other's transactions as ``tx=``; closing one
         leaves the other open."""
         other = InMemoryStateAdapter()
+        other.ids = self.ids
         other._store = self._store
         other._lock = self._lock
         return other
