@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -196,23 +196,23 @@ class SqliteStateAdapter:
             raise StateAdapterClosedError()
         self.provider._check_open()
 
-    async def _write(
+    def _write(
         self,
         fn: Callable[[sqlite3.Connection], T],
         tx: SqliteConnection | None = None,
         *,
         atomic: bool = True,
-    ) -> T:
-        """``provider.run_write`` once the adapter is known to be open."""
+    ) -> Awaitable[T]:
+        """``provider.run_write`` once the adapter is known to be open (no coroutine of its own)."""
         self._check_open()
-        return await self.provider.run_write(fn, tx, atomic=atomic)
+        return self.provider.run_write(fn, tx, atomic=atomic)
 
-    async def _read(
+    def _read(
         self, fn: Callable[[sqlite3.Connection], T], tx: SqliteConnection | None = None
-    ) -> T:
-        """``provider.run_read`` once the adapter is known to be open."""
+    ) -> Awaitable[T]:
+        """``provider.run_read`` once the adapter is known to be open (no coroutine of its own)."""
         self._check_open()
-        return await self.provider.run_read(fn, tx)
+        return self.provider.run_read(fn, tx)
 
     async def poison(self, tx: SqliteConnection) -> None:
         """Make a statement fail inside ``tx`` (the conformance suites' ``StateHarness.poison``).
