@@ -230,7 +230,10 @@ class TestLeases:
                 assert (await env.wait(chain)).value == 1
                 resume()  # the stall ends: the next renewal (or the notification) tells it the job is gone
                 await eventually(lambda: bool(reasons), what="the stalled handler to be cancelled")
-        assert len(reasons) == 1 and reasons[0] in ("taken_by_another_worker", "already_completed")
+        # Once told, the first worker's slot is free: it may claim the reaped job again before the
+        # second worker does and lose it again the same way, so it can be told more than once.
+        assert reasons
+        assert set(reasons) <= {"taken_by_another_worker", "already_completed"}, reasons
         assert completions == ["healthy"]
 
 
