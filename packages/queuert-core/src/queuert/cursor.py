@@ -20,24 +20,17 @@ __all__ = [
     "decode_blocked_jobs_cursor",
     "decode_chain_jobs_cursor",
     "decode_chains_cursor",
-    "decode_index_cursor",
     "decode_jobs_cursor",
-    "decode_time_cursor",
     "encode_blocked_jobs_cursor",
     "encode_chain_jobs_cursor",
     "encode_chains_cursor",
-    "encode_index_cursor",
     "encode_jobs_cursor",
-    "encode_time_cursor",
 ]
 
 _CHAINS = "c"
 _JOBS = "j"
 _BLOCKED_JOBS = "b"
 _CHAIN_JOBS = "i"
-_TIME = "t"
-"""The kind of the cursors of :func:`encode_time_cursor`, shared by every time-ordered list (kept
-while adapters move to the per-list functions)."""
 
 
 def _encode(payload: dict[str, object]) -> str:
@@ -118,19 +111,3 @@ def decode_chain_jobs_cursor(cursor: str) -> int:
     if not isinstance(index, int) or isinstance(index, bool):
         raise UsageError(f"invalid cursor {cursor!r}")
     return index
-
-
-# -- the first cursors, one per order rather than per list (kept while adapters move over) ----------
-
-
-def encode_time_cursor(created_at: datetime, row_id: str) -> str:
-    """Cursor after a row ordered by (``created_at``, ``id``), for any time-ordered list."""
-    return _encode_time(_TIME, created_at, row_id)
-
-
-def decode_time_cursor(cursor: str) -> tuple[datetime, str]:
-    return _decode_time(cursor, _TIME)
-
-
-encode_index_cursor = encode_chain_jobs_cursor
-decode_index_cursor = decode_chain_jobs_cursor
