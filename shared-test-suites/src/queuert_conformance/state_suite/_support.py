@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager, suppress
 from datetime import datetime, timedelta, timezone
 from typing import Any, Generic, TypeVar
 
-from queuert.ids import uuid7
+from queuert.ids import IdPolicy
 from queuert.json import JsonValue
 from queuert.schedule import Deduplication, Schedule
 from queuert.state import (
@@ -60,9 +60,14 @@ def whole_second(dt: datetime) -> datetime:
 
 
 # -- building jobs ----------------------------------------------------------------------------------
+#
+# Every id a case hands to the adapter comes from the adapter's own id policy (``adapter.ids``), so an
+# adapter whose ids are not UUIDs passes the same cases. See :meth:`Ops.new_job`, :meth:`Ops.next_job`,
+# :meth:`Ops.new_id` and :meth:`Ops.unknown_id`.
 
 
 def new_job(
+    policy: IdPolicy,
     type_name: str = TYPE_A,
     input: JsonValue = None,
     *,
@@ -73,9 +78,10 @@ def new_job(
     chain_trace_context: str | None = None,
     trace_context: str | None = None,
 ) -> NewJob:
-    """The first job of a new chain (the chain's type is the job's type unless given)."""
+    """The first job of a new chain (the chain's type is the job's type unless given), with a new id
+    from ``policy`` unless ``id`` is given."""
     return NewJob(
-        id=id or uuid7(),
+        id=policy.generate() if id is None else id,
         type_name=type_name,
         chain_type_name=chain_type_name or type_name,
         input=input,
@@ -87,6 +93,7 @@ def new_job(
 
 
 def next_job(
+    policy: IdPolicy,
     previous: StoredJob,
     type_name: str | None = None,
     input: JsonValue = None,
@@ -95,9 +102,10 @@ def next_job(
     schedule: Schedule | None = None,
     trace_context: str | None = None,
 ) -> NewJob:
-    """The continuation of ``previous`` (same chain, next ``chain_index``)."""
+    """The continuation of ``previous`` (same chain, next ``chain_index``), with a new id from
+    ``policy`` unless ``id`` is given."""
     return NewJob(
-        id=id or uuid7(),
+        id=policy.generate() if id is None else id,
         type_name=type_name or previous.type_name,
         chain_type_name=previous.chain_type_name,
         input=input,
@@ -226,6 +234,70 @@ class Ops:
         self.harness = harness
         self.adapter: StateAdapter[Any] = harness.adapter
 
+    # -- ids: every one from the adapter's policy
+
+    @property
+    def policy(self) -> IdPolicy:
+        """The id policy of the adapter under test."""
+        return self.adapter.ids
+
+    def new_id(self) -> str:
+        """A new id from the adapter's policy, for a job a case is about to create."""
+        return self.adapter.ids.generate()
+
+    def unknown_id(self) -> str:
+        """An id that no job has: valid for the adapter's policy (a lookup of it must find nothing,
+        not fail on its form) and never used, since the policy makes a new id each time."""
+        return self.adapter.ids.generate()
+
+    def new_job(
+        self,
+        type_name: str = TYPE_A,
+        input: JsonValue = None,
+        *,
+        id: str | None = None,
+        chain_type_name: str | None = None,
+        schedule: Schedule | None = None,
+        deduplication: Deduplication | None = None,
+        chain_trace_context: str | None = None,
+        trace_context: str | None = None,
+    ) -> NewJob:
+        """:func:`new_job` with a new id from the adapter's policy unless ``id`` is given."""
+        return new_job(
+            self.adapter.ids,
+            type_name,
+            input,
+            id=id,
+            chain_type_name=chain_type_name,
+            schedule=schedule,
+            deduplication=deduplication,
+            chain_trace_context=chain_trace_context,
+            trace_context=trace_context,
+        )
+
+    def next_job(
+        self,
+        previous: StoredJob,
+        type_name: str | None = None,
+        input: JsonValue = None,
+        *,
+        id: str | None = None,
+        schedule: Schedule | None = None,
+        trace_context: str | None = None,
+    ) -> NewJob:
+        """:func:`next_job` with a new id from the adapter's policy unless ``id`` is given."""
+        return next_job(
+            self.adapter.ids,
+            previous,
+            type_name,
+            input,
+            id=id,
+            schedule=schedule,
+            trace_context=trace_context,
+        )
+
+    # -- operations
+
     async def create(self, *jobs: NewJob, tx: Any = None) -> list[StoredJob]:
         created = await self.adapter.create_jobs(list(jobs), tx=tx)
         assert len(created) == len(jobs), (
@@ -235,7 +307,7 @@ class Ops:
 
     async def start(self, type_name: str = TYPE_A, input: JsonValue = None, **kw: Any) -> StoredJob:
         tx = kw.pop("tx", None)
-        (job,) = await self.create(new_job(type_name, input, **kw), tx=tx)
+        (job,) = await self.create(self.new_job(type_name, input, **kw), tx=tx)
         return job
 
     async def start_blocked(
@@ -304,7 +376,9 @@ class Ops:
                 )
         locked = await self.adapter.get_job(job.id, lock=True, tx=tx)
         assert locked is not None, f"job {job.id} to continue is missing"
-        (successor,) = await self.create(next_job(job, type_name, input, schedule=schedule), tx=tx)
+        (successor,) = await self.create(
+            self.next_job(job, type_name, input, schedule=schedule), tx=tx
+        )
         if blockers:
             (added,) = await self.adapter.add_blockers([(successor.id, list(blockers))], tx=tx)
             successor = added.job

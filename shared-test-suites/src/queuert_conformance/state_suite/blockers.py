@@ -6,7 +6,6 @@ import itertools
 
 import pytest
 from queuert.errors import ChainNotFoundError
-from queuert.ids import uuid7
 from queuert.schedule import Schedule
 from queuert.state import Completion, JobFilter
 
@@ -117,7 +116,7 @@ class TestAddBlockers:
         ops = Ops(queuert_state_harness)
         adapter = queuert_state_harness.adapter
         job = await ops.start(TYPE_A)
-        missing = uuid7()
+        missing = ops.unknown_id()
         with pytest.raises(ChainNotFoundError) as caught:
             await adapter.add_blockers([(job.id, [missing])])
         assert caught.value.chain_id == missing
@@ -181,7 +180,7 @@ class TestGetJobBlockers:
         adapter = queuert_state_harness.adapter
         job = await ops.start(TYPE_A)
         assert await adapter.get_job_blockers(job.id) == []
-        assert await adapter.get_job_blockers(uuid7()) == []
+        assert await adapter.get_job_blockers(ops.unknown_id()) == []
 
 
 class TestUnblocking:

@@ -17,7 +17,6 @@ from queuert_conformance.state_suite._support import (
     assert_about,
     assert_status,
     ids,
-    new_job,
     utcnow,
 )
 
@@ -60,7 +59,7 @@ class TestClaimJobs:
         ops = Ops(queuert_state_harness)
         adapter = queuert_state_harness.adapter
         async with adapter.transaction() as tx:
-            created = await ops.create(*[new_job(TYPE_A, {"i": i}) for i in range(6)], tx=tx)
+            created = await ops.create(*[ops.new_job(TYPE_A, {"i": i}) for i in range(6)], tx=tx)
         # Transaction-time stores give these one scheduled_at; the order is then by id.
         expected = sorted(created, key=lambda j: (j.scheduled_at, j.id))
         result = await ops.claim(TYPE_A, limit=6)

@@ -10,7 +10,6 @@ from queuert.errors import (
     JobNotFoundError,
     JobTakenByAnotherWorkerError,
 )
-from queuert.ids import uuid7
 from queuert.state import Completion, StoredJob
 
 from queuert_conformance.harness import StateHarness
@@ -24,7 +23,6 @@ from queuert_conformance.state_suite._support import (
     assert_about,
     assert_status,
     assert_utc,
-    next_job,
     utcnow,
 )
 
@@ -137,8 +135,9 @@ class TestCompleteJob:
         assert_status(chain.root, "continued", "the chain's first job")
 
     async def test_missing_job_raises(self, queuert_state_harness: StateHarness) -> None:
+        ops = Ops(queuert_state_harness)
         adapter = queuert_state_harness.adapter
-        missing = uuid7()
+        missing = ops.unknown_id()
         async with adapter.transaction() as tx:
             with pytest.raises(JobNotFoundError) as caught:
                 await adapter.complete_job(
@@ -164,7 +163,7 @@ class TestCompleteJob:
         first = await ops.start(TYPE_A)
         async with adapter.transaction() as tx:
             await adapter.get_job(first.id, lock=True, tx=tx)
-            (second,) = await ops.create(next_job(first, TYPE_B), tx=tx)
+            (second,) = await ops.create(ops.next_job(first, TYPE_B), tx=tx)
             await adapter.complete_job(
                 first.id,
                 outcome="completed",
@@ -240,7 +239,7 @@ class TestCompleteJob:
         job = await ops.start(TYPE_A)
         await ops.claim_one(job.id)
         async with adapter.transaction() as tx:
-            successor_job = await ops.create(next_job(job, TYPE_B), tx=tx)
+            successor_job = await ops.create(ops.next_job(job, TYPE_B), tx=tx)
             result = await adapter.complete_job(
                 job.id,
                 outcome="completed",
@@ -299,7 +298,7 @@ class TestCompleteJobs:
         await ops.claim_one(mine.id)
         await ops.claim_one(theirs.id, worker_id=OTHER_WORKER)
         await ops.close_job(closed.id, output="done")
-        missing = uuid7()
+        missing = ops.unknown_id()
         results = await adapter.complete_jobs(
             [
                 Completion(mine.id, output=1),
@@ -330,7 +329,7 @@ class TestCompleteJobs:
         only_b1 = await ops.start_blocked(TYPE_A, [b1.id])
         looping = await ops.start(TYPE_C)
         async with adapter.transaction() as tx:
-            (successor,) = await ops.create(next_job(looping, TYPE_C), tx=tx)
+            (successor,) = await ops.create(ops.next_job(looping, TYPE_C), tx=tx)
             results = await adapter.complete_jobs(
                 [
                     Completion(b1.id, output=1),

@@ -14,7 +14,6 @@ from functools import partial
 from typing import Any
 
 import pytest
-from queuert.ids import uuid7
 from queuert.schedule import Deduplication, DeduplicationScope
 from queuert.state import CreatedJob, JobFilter, StateAdapter, StoredChain, StoredJob
 
@@ -30,7 +29,6 @@ from queuert_conformance.state_suite._support import (
     assert_status,
     ids,
     new_job,
-    next_job,
     settle,
     within,
 )
@@ -50,7 +48,7 @@ class TestConcurrency:
 
             async def writer(adapter: StateAdapter[Any], i: int) -> str:
                 async with adapter.transaction() as tx:
-                    (created,) = await adapter.create_jobs([new_job(TYPE_A, {"i": i})], tx=tx)
+                    (created,) = await adapter.create_jobs([ops.new_job(TYPE_A, {"i": i})], tx=tx)
                     await asyncio.sleep(0)
                     return created.job.id
 
@@ -71,7 +69,7 @@ class TestConcurrency:
 
         async def write(i: int) -> None:
             async with adapter.transaction() as tx:
-                await adapter.create_jobs([new_job(TYPE_B, {"w": i})], tx=tx)
+                await adapter.create_jobs([ops.new_job(TYPE_B, {"w": i})], tx=tx)
                 await settle()
 
         async def read() -> None:
@@ -136,7 +134,8 @@ class TestConcurrency:
                 async def start(a: StateAdapter[Any], key: str) -> CreatedJob:
                     async with a.transaction() as tx:
                         (created,) = await a.create_jobs(
-                            [new_job(TYPE_A, deduplication=Deduplication(key, scope=scope))], tx=tx
+                            [ops.new_job(TYPE_A, deduplication=Deduplication(key, scope=scope))],
+                            tx=tx,
                         )
                         return created
 
@@ -145,7 +144,8 @@ class TestConcurrency:
                 ) as rival:
                     async with adapter.transaction() as tx:
                         (first,) = await adapter.create_jobs(
-                            [new_job(TYPE_A, deduplication=Deduplication(key, scope=scope))], tx=tx
+                            [ops.new_job(TYPE_A, deduplication=Deduplication(key, scope=scope))],
+                            tx=tx,
                         )
                         rival.go()
                         await settle()
@@ -170,14 +170,14 @@ class TestConcurrency:
 
                 async def add(a: StateAdapter[Any], first: StoredJob) -> CreatedJob:
                     async with a.transaction() as tx:
-                        (created,) = await a.create_jobs([next_job(first, TYPE_B)], tx=tx)
+                        (created,) = await a.create_jobs([ops.next_job(first, TYPE_B)], tx=tx)
                         return created
 
                 async with Competitor(
                     partial(add, other, first), "the competing continuation"
                 ) as rival:
                     async with adapter.transaction() as tx:
-                        (mine,) = await adapter.create_jobs([next_job(first, TYPE_B)], tx=tx)
+                        (mine,) = await adapter.create_jobs([ops.next_job(first, TYPE_B)], tx=tx)
                         rival.go()
                         await settle()
                     theirs = await rival.result()
@@ -227,7 +227,7 @@ class TestConcurrency:
                     "a blocker chain closing while blockers are added",
                 ) as closer:
                     async with adapter.transaction() as tx:
-                        (created,) = await adapter.create_jobs([new_job(TYPE_A)], tx=tx)
+                        (created,) = await adapter.create_jobs([ops.new_job(TYPE_A)], tx=tx)
                         (added,) = await adapter.add_blockers(
                             [(created.job.id, [blocker.id])], tx=tx
                         )
@@ -257,7 +257,7 @@ class TestConcurrency:
                         chain = await adapter.get_chain(blocker.id, lock=True, tx=tx)
                         assert chain is not None
                         (successor,) = await adapter.create_jobs(
-                            [next_job(chain.tail, TYPE_C)], tx=tx
+                            [ops.next_job(chain.tail, TYPE_C)], tx=tx
                         )
                         await adapter.complete_job(
                             chain.tail.id,
@@ -354,14 +354,15 @@ class TestConcurrency:
     async def test_writes_without_tx_survive_a_concurrent_rollback(
         self, queuert_state_harness: StateHarness
     ) -> None:
+        ops = Ops(queuert_state_harness)
         adapter = queuert_state_harness.adapter
-        outside = new_job(TYPE_B)
+        outside = ops.new_job(TYPE_B)
         async with Competitor(
             lambda: adapter.create_jobs([outside]), "a write without tx next to a transaction"
         ) as writer:
             with pytest.raises(Boom):
                 async with adapter.transaction() as tx:
-                    (inside,) = await adapter.create_jobs([new_job(TYPE_A)], tx=tx)
+                    (inside,) = await adapter.create_jobs([ops.new_job(TYPE_A)], tx=tx)
                     writer.go()
                     await settle()
                     raise Boom()
@@ -380,7 +381,7 @@ def require_locking(harness: StateHarness) -> None:
 
 async def _start_blocked(adapter: StateAdapter[Any], blocker_id: str) -> StoredJob:
     async with adapter.transaction() as tx:
-        (created,) = await adapter.create_jobs([new_job(TYPE_A, id=uuid7())], tx=tx)
+        (created,) = await adapter.create_jobs([new_job(adapter.ids, TYPE_A)], tx=tx)
         (added,) = await adapter.add_blockers([(created.job.id, [blocker_id])], tx=tx)
         return added.job
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from itertools import pairwise
 from typing import Any
 
 import pytest
 from queuert.errors import DuplicateJobIdError
-from queuert.ids import uuid7
 from queuert.json import JsonValue
 from queuert.schedule import Deduplication, Schedule
 from queuert.state import JobFilter, StoredJob
@@ -22,8 +22,7 @@ from queuert_conformance.state_suite._support import (
     assert_about,
     assert_status,
     assert_utc,
-    new_job,
-    next_job,
+    ids,
     utcnow,
     whole_second,
 )
@@ -50,11 +49,11 @@ class TestCreateJobs:
         self, queuert_state_harness: StateHarness
     ) -> None:
         ops = Ops(queuert_state_harness)
-        job_id = uuid7()
+        job_id = ops.new_id()
         before = utcnow()
         created = await queuert_state_harness.adapter.create_jobs(
             [
-                new_job(
+                ops.new_job(
                     TYPE_A,
                     {"n": 1},
                     id=job_id,
@@ -124,7 +123,8 @@ class TestCreateJobs:
     async def test_batch_results_follow_input_order(
         self, queuert_state_harness: StateHarness
     ) -> None:
-        batch = [new_job(TYPE_A if i % 2 else TYPE_B, {"i": i}) for i in range(7)]
+        ops = Ops(queuert_state_harness)
+        batch = [ops.new_job(TYPE_A if i % 2 else TYPE_B, {"i": i}) for i in range(7)]
         created = await queuert_state_harness.adapter.create_jobs(batch)
         assert [c.job.id for c in created] == [j.id for j in batch]
         assert [c.job.input for c in created] == [{"i": i} for i in range(7)]
@@ -136,12 +136,12 @@ class TestCreateJobs:
     ) -> None:
         ops = Ops(queuert_state_harness)
         first = await ops.start(TYPE_A, {"step": 0}, chain_trace_context="ctx")
-        (second,) = await ops.create(next_job(first, TYPE_B, {"step": 1}))
+        (second,) = await ops.create(ops.next_job(first, TYPE_B, {"step": 1}))
         assert second.chain_id == first.id
         assert second.chain_index == 1
         assert second.chain_type_name == TYPE_A, "a continuation keeps the chain's type"
         assert second.type_name == TYPE_B
-        (third,) = await ops.create(next_job(second, TYPE_A, {"step": 2}))
+        (third,) = await ops.create(ops.next_job(second, TYPE_A, {"step": 2}))
         assert third.chain_index == 2 and third.chain_id == first.id
 
     async def test_continuation_at_an_existing_position_returns_the_existing_job(
@@ -149,8 +149,10 @@ class TestCreateJobs:
     ) -> None:
         ops = Ops(queuert_state_harness)
         first = await ops.start(TYPE_A)
-        (second,) = await ops.create(next_job(first, TYPE_B, {"v": 1}))
-        again = await queuert_state_harness.adapter.create_jobs([next_job(first, TYPE_B, {"v": 2})])
+        (second,) = await ops.create(ops.next_job(first, TYPE_B, {"v": 1}))
+        again = await queuert_state_harness.adapter.create_jobs(
+            [ops.next_job(first, TYPE_B, {"v": 2})]
+        )
         assert again[0].deduplicated is True, "a second job at the same (chain_id, chain_index)"
         assert again[0].job.id == second.id
         assert again[0].job.input == {"v": 1}, "the existing job is returned unchanged"
@@ -162,7 +164,7 @@ class TestCreateJobs:
     ) -> None:
         ops = Ops(queuert_state_harness)
         first = await ops.start(TYPE_A)
-        batch = [next_job(first, TYPE_B, {"v": 1}), next_job(first, TYPE_B, {"v": 2})]
+        batch = [ops.next_job(first, TYPE_B, {"v": 1}), ops.next_job(first, TYPE_B, {"v": 2})]
         created = await queuert_state_harness.adapter.create_jobs(batch)
         assert [c.deduplicated for c in created] == [False, True]
         assert created[1].job.id == created[0].job.id == batch[0].id
@@ -170,10 +172,11 @@ class TestCreateJobs:
     async def test_continuation_in_the_same_batch_as_its_chain_start(
         self, queuert_state_harness: StateHarness
     ) -> None:
-        first = new_job(TYPE_A)
+        ops = Ops(queuert_state_harness)
+        first = ops.new_job(TYPE_A)
         created = await queuert_state_harness.adapter.create_jobs([first])
-        cont = next_job(created[0].job, TYPE_B)
-        another = new_job(TYPE_B)
+        cont = ops.next_job(created[0].job, TYPE_B)
+        another = ops.new_job(TYPE_B)
         result = await queuert_state_harness.adapter.create_jobs([another, cont])
         assert [c.job.id for c in result] == [another.id, cont.id]
         assert result[1].job.chain_id == first.id
@@ -214,7 +217,7 @@ class TestCreateJobs:
     async def test_continuation_schedule(self, queuert_state_harness: StateHarness) -> None:
         ops = Ops(queuert_state_harness)
         first = await ops.start(TYPE_A)
-        (second,) = await ops.create(next_job(first, TYPE_B, schedule=Schedule(after=HOUR)))
+        (second,) = await ops.create(ops.next_job(first, TYPE_B, schedule=Schedule(after=HOUR)))
         assert_status(second, "scheduled")
 
     async def test_trace_contexts_round_trip(self, queuert_state_harness: StateHarness) -> None:
@@ -222,7 +225,7 @@ class TestCreateJobs:
         first = await ops.start(
             TYPE_A, chain_trace_context="00-chain-01", trace_context="00-first-01"
         )
-        (second,) = await ops.create(next_job(first, TYPE_B, trace_context="00-second-01"))
+        (second,) = await ops.create(ops.next_job(first, TYPE_B, trace_context="00-second-01"))
         stored_first = await ops.job(first.id)
         stored_second = await ops.job(second.id)
         assert (stored_first.chain_trace_context, stored_first.trace_context) == (
@@ -241,10 +244,10 @@ class TestCreateJobs:
     ) -> None:
         ops = Ops(queuert_state_harness)
         existing = await ops.start(TYPE_A)
-        fresh = new_job(TYPE_B)
+        fresh = ops.new_job(TYPE_B)
         with pytest.raises(DuplicateJobIdError) as caught:
             await queuert_state_harness.adapter.create_jobs(
-                [fresh, new_job(TYPE_B, id=existing.id)]
+                [fresh, ops.new_job(TYPE_B, id=existing.id)]
             )
         assert caught.value.job_id == existing.id
         assert await queuert_state_harness.adapter.get_job(fresh.id) is None, (
@@ -255,10 +258,11 @@ class TestCreateJobs:
     async def test_duplicate_ids_within_one_batch_raise(
         self, queuert_state_harness: StateHarness
     ) -> None:
-        job_id = uuid7()
+        ops = Ops(queuert_state_harness)
+        job_id = ops.new_id()
         with pytest.raises(DuplicateJobIdError):
             await queuert_state_harness.adapter.create_jobs(
-                [new_job(TYPE_A, id=job_id), new_job(TYPE_B, id=job_id)]
+                [ops.new_job(TYPE_A, id=job_id), ops.new_job(TYPE_B, id=job_id)]
             )
         assert await queuert_state_harness.adapter.get_job(job_id) is None
 
@@ -267,10 +271,12 @@ class TestCreateJobs:
     ) -> None:
         ops = Ops(queuert_state_harness)
         first = await ops.start(TYPE_A)
-        (second,) = await ops.create(next_job(first, TYPE_B))
-        fresh = new_job(TYPE_B)
+        (second,) = await ops.create(ops.next_job(first, TYPE_B))
+        fresh = ops.new_job(TYPE_B)
         with pytest.raises(DuplicateJobIdError) as caught:
-            await queuert_state_harness.adapter.create_jobs([fresh, new_job(TYPE_A, id=second.id)])
+            await queuert_state_harness.adapter.create_jobs(
+                [fresh, ops.new_job(TYPE_A, id=second.id)]
+            )
         assert caught.value.job_id == second.id
         assert await queuert_state_harness.adapter.get_job(fresh.id) is None
         assert (await ops.job(second.id)).chain_id == first.id, "the continuation is untouched"
@@ -282,7 +288,7 @@ class TestCreateJobs:
         first = await ops.start(TYPE_A)
         other = await ops.start(TYPE_B)
         with pytest.raises(DuplicateJobIdError):
-            await ops.create(next_job(first, TYPE_B, id=other.id))
+            await ops.create(ops.next_job(first, TYPE_B, id=other.id))
         page = await queuert_state_harness.adapter.list_chain_jobs(first.id)
         assert [j.id for j in page.items] == [first.id]
 
@@ -306,12 +312,13 @@ class TestDeduplication:
     async def test_same_key_returns_the_open_chain(
         self, queuert_state_harness: StateHarness
     ) -> None:
+        ops = Ops(queuert_state_harness)
         adapter = queuert_state_harness.adapter
-        first = new_job(TYPE_A, {"v": 1}, deduplication=Deduplication("k1"))
+        first = ops.new_job(TYPE_A, {"v": 1}, deduplication=Deduplication("k1"))
         (a,) = await adapter.create_jobs([first])
         assert a.deduplicated is False
         assert a.job.deduplication_key == "k1"
-        duplicate = new_job(TYPE_A, {"v": 2}, deduplication=Deduplication("k1"))
+        duplicate = ops.new_job(TYPE_A, {"v": 2}, deduplication=Deduplication("k1"))
         (b,) = await adapter.create_jobs([duplicate])
         assert b.deduplicated is True
         assert b.job.id == first.id and b.job.input == {"v": 1}
@@ -320,17 +327,19 @@ class TestDeduplication:
     async def test_keys_are_namespaced_by_chain_type(
         self, queuert_state_harness: StateHarness
     ) -> None:
+        ops = Ops(queuert_state_harness)
         adapter = queuert_state_harness.adapter
-        (a,) = await adapter.create_jobs([new_job(TYPE_A, deduplication=Deduplication("same"))])
-        (b,) = await adapter.create_jobs([new_job(TYPE_B, deduplication=Deduplication("same"))])
+        (a,) = await adapter.create_jobs([ops.new_job(TYPE_A, deduplication=Deduplication("same"))])
+        (b,) = await adapter.create_jobs([ops.new_job(TYPE_B, deduplication=Deduplication("same"))])
         assert not a.deduplicated and not b.deduplicated
         assert a.job.id != b.job.id
 
     async def test_different_keys_do_not_match(self, queuert_state_harness: StateHarness) -> None:
+        ops = Ops(queuert_state_harness)
         adapter = queuert_state_harness.adapter
-        await adapter.create_jobs([new_job(TYPE_A, deduplication=Deduplication("k1"))])
-        (b,) = await adapter.create_jobs([new_job(TYPE_A, deduplication=Deduplication("k2"))])
-        (c,) = await adapter.create_jobs([new_job(TYPE_A)])
+        await adapter.create_jobs([ops.new_job(TYPE_A, deduplication=Deduplication("k1"))])
+        (b,) = await adapter.create_jobs([ops.new_job(TYPE_A, deduplication=Deduplication("k2"))])
+        (c,) = await adapter.create_jobs([ops.new_job(TYPE_A)])
         assert not b.deduplicated and not c.deduplicated
 
     async def test_open_scope_ignores_closed_chains(
@@ -338,9 +347,9 @@ class TestDeduplication:
     ) -> None:
         ops = Ops(queuert_state_harness)
         adapter = queuert_state_harness.adapter
-        (a,) = await adapter.create_jobs([new_job(TYPE_A, deduplication=Deduplication("k"))])
+        (a,) = await adapter.create_jobs([ops.new_job(TYPE_A, deduplication=Deduplication("k"))])
         await ops.close_job(a.job.id, output={"done": True})
-        (b,) = await adapter.create_jobs([new_job(TYPE_A, deduplication=Deduplication("k"))])
+        (b,) = await adapter.create_jobs([ops.new_job(TYPE_A, deduplication=Deduplication("k"))])
         assert b.deduplicated is False, "scope='open' must not match a closed chain"
         assert b.job.id != a.job.id
 
@@ -350,9 +359,9 @@ class TestDeduplication:
     ) -> None:
         ops = Ops(queuert_state_harness)
         adapter = queuert_state_harness.adapter
-        (a,) = await adapter.create_jobs([new_job(TYPE_A, deduplication=Deduplication("k"))])
+        (a,) = await adapter.create_jobs([ops.new_job(TYPE_A, deduplication=Deduplication("k"))])
         await ops.close_job(a.job.id, outcome, error="boom")  # type: ignore[arg-type]
-        (b,) = await adapter.create_jobs([new_job(TYPE_A, deduplication=Deduplication("k"))])
+        (b,) = await adapter.create_jobs([ops.new_job(TYPE_A, deduplication=Deduplication("k"))])
         assert b.deduplicated is False, (
             f"a {outcome} chain is closed and must not match scope='open'"
         )
@@ -362,16 +371,16 @@ class TestDeduplication:
     ) -> None:
         ops = Ops(queuert_state_harness)
         adapter = queuert_state_harness.adapter
-        (a,) = await adapter.create_jobs([new_job(TYPE_A, deduplication=Deduplication("k"))])
+        (a,) = await adapter.create_jobs([ops.new_job(TYPE_A, deduplication=Deduplication("k"))])
         successor, _ = await ops.continue_with(a.job, TYPE_B)
         assert_status(await ops.job(a.job.id), "continued")
-        (b,) = await adapter.create_jobs([new_job(TYPE_A, deduplication=Deduplication("k"))])
+        (b,) = await adapter.create_jobs([ops.new_job(TYPE_A, deduplication=Deduplication("k"))])
         assert b.deduplicated is True, (
             "the chain is still open (its first job continued, its tail is open): it must deduplicate"
         )
         assert b.job.id == a.job.id, "deduplication returns the chain's first job"
         await ops.close_job(successor.id, output=1)
-        (c,) = await adapter.create_jobs([new_job(TYPE_A, deduplication=Deduplication("k"))])
+        (c,) = await adapter.create_jobs([ops.new_job(TYPE_A, deduplication=Deduplication("k"))])
         assert c.deduplicated is False, (
             "after the tail closed the chain, scope='open' must not match"
         )
@@ -381,28 +390,32 @@ class TestDeduplication:
     ) -> None:
         ops = Ops(queuert_state_harness)
         adapter = queuert_state_harness.adapter
-        (a,) = await adapter.create_jobs([new_job(TYPE_A, deduplication=Deduplication("k"))])
+        (a,) = await adapter.create_jobs([ops.new_job(TYPE_A, deduplication=Deduplication("k"))])
         await ops.close_job(a.job.id, output=1)
         (b,) = await adapter.create_jobs(
-            [new_job(TYPE_A, deduplication=Deduplication("k", scope="any"))]
+            [ops.new_job(TYPE_A, deduplication=Deduplication("k", scope="any"))]
         )
         assert b.deduplicated is True and b.job.id == a.job.id
 
     async def test_newest_match_wins(self, queuert_state_harness: StateHarness) -> None:
         ops = Ops(queuert_state_harness)
         adapter = queuert_state_harness.adapter
-        (old,) = await adapter.create_jobs([new_job(TYPE_A, deduplication=Deduplication("k"))])
+        (old,) = await adapter.create_jobs([ops.new_job(TYPE_A, deduplication=Deduplication("k"))])
         await ops.close_job(old.job.id, output=1)
-        (newer,) = await adapter.create_jobs([new_job(TYPE_A, deduplication=Deduplication("k"))])
+        (newer,) = await adapter.create_jobs(
+            [ops.new_job(TYPE_A, deduplication=Deduplication("k"))]
+        )
         await ops.close_job(newer.job.id, output=2)
         (hit,) = await adapter.create_jobs(
-            [new_job(TYPE_A, deduplication=Deduplication("k", scope="any"))]
+            [ops.new_job(TYPE_A, deduplication=Deduplication("k", scope="any"))]
         )
         assert hit.deduplicated and hit.job.id == newer.job.id, "the newest matching chain wins"
-        (newest,) = await adapter.create_jobs([new_job(TYPE_A, deduplication=Deduplication("k"))])
+        (newest,) = await adapter.create_jobs(
+            [ops.new_job(TYPE_A, deduplication=Deduplication("k"))]
+        )
         assert not newest.deduplicated
         (hit2,) = await adapter.create_jobs(
-            [new_job(TYPE_A, deduplication=Deduplication("k", scope="any"))]
+            [ops.new_job(TYPE_A, deduplication=Deduplication("k", scope="any"))]
         )
         assert hit2.job.id == newest.job.id
 
@@ -411,69 +424,95 @@ class TestDeduplication:
     ) -> None:
         """Several open chains with one key (each started excluding the others): the newest by
         (``created_at``, ``id``) of the first job wins, also among chains of one transaction."""
+        ops = Ops(queuert_state_harness)
         adapter = queuert_state_harness.adapter
 
         async def start(*excluded: StoredJob, tx: Any = None) -> StoredJob:
             dedup = Deduplication("k", exclude_chain_ids=[j.id for j in excluded])
-            (created,) = await adapter.create_jobs([new_job(TYPE_A, deduplication=dedup)], tx=tx)
+            (created,) = await adapter.create_jobs(
+                [ops.new_job(TYPE_A, deduplication=dedup)], tx=tx
+            )
             assert not created.deduplicated
             return created.job
 
         async def winner(*excluded: StoredJob) -> str:
             dedup = Deduplication("k", exclude_chain_ids=[j.id for j in excluded])
-            (hit,) = await adapter.create_jobs([new_job(TYPE_A, deduplication=dedup)])
+            (hit,) = await adapter.create_jobs([ops.new_job(TYPE_A, deduplication=dedup)])
             assert hit.deduplicated, "an open chain with the key exists"
             return hit.job.id
 
+        def age(job: StoredJob) -> tuple[Any, str]:
+            return (job.created_at, job.id)
+
         a = await start()
         b = await start(a)
-        assert await winner() == b.id
+        assert await winner() == max(a, b, key=age).id
         async with adapter.transaction() as tx:
             c = await start(a, b, tx=tx)
             d = await start(a, b, c, tx=tx)
-        assert await winner() == d.id, "the later start of one transaction is the newer"
-        assert await winner(d) == c.id
-        assert await winner(d, c) == b.id
-        assert await winner(d, c, b) == a.id
+        started = [a, b, c, d]
+        for earlier, later in pairwise(started):
+            assert earlier.created_at <= later.created_at, "a later start is never older"
+        # Starts the store's clock gives one time (c and d, with a clock per transaction) are
+        # ordered by id: the later start is the newer where the id policy makes growing ids, as
+        # UUIDv7 does. Exclude the winner each time: the next newest wins.
+        excluded: list[StoredJob] = []
+        for newest in sorted(started, key=age, reverse=True):
+            assert await winner(*excluded) == newest.id, (
+                f"the newest by (created_at, id) of {ids(started)} without {ids(excluded)} wins"
+            )
+            excluded.append(newest)
 
     async def test_open_scope_picks_the_open_chain_over_a_newer_closed_one(
         self, queuert_state_harness: StateHarness
     ) -> None:
         ops = Ops(queuert_state_harness)
         adapter = queuert_state_harness.adapter
-        (open_one,) = await adapter.create_jobs([new_job(TYPE_A, deduplication=Deduplication("k"))])
+        (open_one,) = await adapter.create_jobs(
+            [ops.new_job(TYPE_A, deduplication=Deduplication("k"))]
+        )
         (closed,) = await adapter.create_jobs(
-            [new_job(TYPE_A, deduplication=Deduplication("k", exclude_chain_ids=[open_one.job.id]))]
+            [
+                ops.new_job(
+                    TYPE_A, deduplication=Deduplication("k", exclude_chain_ids=[open_one.job.id])
+                )
+            ]
         )
         assert not closed.deduplicated
         await ops.close_job(closed.job.id, output=None)
-        (hit,) = await adapter.create_jobs([new_job(TYPE_A, deduplication=Deduplication("k"))])
+        (hit,) = await adapter.create_jobs([ops.new_job(TYPE_A, deduplication=Deduplication("k"))])
         assert hit.deduplicated and hit.job.id == open_one.job.id
 
     async def test_exclude_chain_ids(self, queuert_state_harness: StateHarness) -> None:
+        ops = Ops(queuert_state_harness)
         adapter = queuert_state_harness.adapter
-        (a,) = await adapter.create_jobs([new_job(TYPE_A, deduplication=Deduplication("k"))])
+        (a,) = await adapter.create_jobs([ops.new_job(TYPE_A, deduplication=Deduplication("k"))])
         (b,) = await adapter.create_jobs(
-            [new_job(TYPE_A, deduplication=Deduplication("k", exclude_chain_ids=[a.job.id]))]
+            [ops.new_job(TYPE_A, deduplication=Deduplication("k", exclude_chain_ids=[a.job.id]))]
         )
         assert b.deduplicated is False, "an excluded chain must not match"
         (c,) = await adapter.create_jobs(
-            [new_job(TYPE_A, deduplication=Deduplication("k", exclude_chain_ids=[a.job.id]))]
+            [ops.new_job(TYPE_A, deduplication=Deduplication("k", exclude_chain_ids=[a.job.id]))]
         )
         assert c.deduplicated is True and c.job.id == b.job.id, "other chains still match"
 
     async def test_window_matches_only_recent_chains(
         self, queuert_state_harness: StateHarness
     ) -> None:
+        ops = Ops(queuert_state_harness)
         adapter = queuert_state_harness.adapter
-        (a,) = await adapter.create_jobs([new_job(TYPE_A, deduplication=Deduplication("k"))])
+        (a,) = await adapter.create_jobs([ops.new_job(TYPE_A, deduplication=Deduplication("k"))])
         (within_window,) = await adapter.create_jobs(
-            [new_job(TYPE_A, deduplication=Deduplication("k", window=HOUR))]
+            [ops.new_job(TYPE_A, deduplication=Deduplication("k", window=HOUR))]
         )
         assert within_window.deduplicated and within_window.job.id == a.job.id
         await asyncio.sleep(0.1)  # let the store's clock move past a tiny window (not a race)
         (outside,) = await adapter.create_jobs(
-            [new_job(TYPE_A, deduplication=Deduplication("k", window=timedelta(milliseconds=20)))]
+            [
+                ops.new_job(
+                    TYPE_A, deduplication=Deduplication("k", window=timedelta(milliseconds=20))
+                )
+            ]
         )
         assert outside.deduplicated is False, "a chain created before the window must not match"
 
@@ -482,16 +521,16 @@ class TestDeduplication:
     ) -> None:
         ops = Ops(queuert_state_harness)
         adapter = queuert_state_harness.adapter
-        (a,) = await adapter.create_jobs([new_job(TYPE_A, deduplication=Deduplication("k"))])
+        (a,) = await adapter.create_jobs([ops.new_job(TYPE_A, deduplication=Deduplication("k"))])
         await ops.close_job(a.job.id, output=None)
         (hit,) = await adapter.create_jobs(
-            [new_job(TYPE_A, deduplication=Deduplication("k", scope="any", window=HOUR))]
+            [ops.new_job(TYPE_A, deduplication=Deduplication("k", scope="any", window=HOUR))]
         )
         assert hit.deduplicated and hit.job.id == a.job.id
         await asyncio.sleep(0.1)  # let the store's clock move past a tiny window (not a race)
         (miss,) = await adapter.create_jobs(
             [
-                new_job(
+                ops.new_job(
                     TYPE_A,
                     deduplication=Deduplication(
                         "k", scope="any", window=timedelta(milliseconds=20)
@@ -504,11 +543,12 @@ class TestDeduplication:
     async def test_deduplication_wins_over_a_caller_id(
         self, queuert_state_harness: StateHarness
     ) -> None:
+        ops = Ops(queuert_state_harness)
         adapter = queuert_state_harness.adapter
-        (a,) = await adapter.create_jobs([new_job(TYPE_A, deduplication=Deduplication("k"))])
-        wanted = uuid7()
+        (a,) = await adapter.create_jobs([ops.new_job(TYPE_A, deduplication=Deduplication("k"))])
+        wanted = ops.new_id()
         (b,) = await adapter.create_jobs(
-            [new_job(TYPE_A, id=wanted, deduplication=Deduplication("k"))]
+            [ops.new_job(TYPE_A, id=wanted, deduplication=Deduplication("k"))]
         )
         assert b.deduplicated and b.job.id == a.job.id
         assert await adapter.get_job(wanted) is None
@@ -516,20 +556,22 @@ class TestDeduplication:
     async def test_deduplication_hit_with_an_id_in_use_is_not_an_error(
         self, queuert_state_harness: StateHarness
     ) -> None:
+        ops = Ops(queuert_state_harness)
         adapter = queuert_state_harness.adapter
-        (a,) = await adapter.create_jobs([new_job(TYPE_A, deduplication=Deduplication("k"))])
+        (a,) = await adapter.create_jobs([ops.new_job(TYPE_A, deduplication=Deduplication("k"))])
         (b,) = await adapter.create_jobs(
-            [new_job(TYPE_A, id=a.job.id, deduplication=Deduplication("k"))]
+            [ops.new_job(TYPE_A, id=a.job.id, deduplication=Deduplication("k"))]
         )
         assert b.deduplicated and b.job.id == a.job.id
 
     async def test_same_key_twice_in_one_batch(self, queuert_state_harness: StateHarness) -> None:
+        ops = Ops(queuert_state_harness)
         adapter = queuert_state_harness.adapter
         batch = [
-            new_job(TYPE_A, {"i": 0}, deduplication=Deduplication("k")),
-            new_job(TYPE_B, {"i": 1}, deduplication=Deduplication("k")),
-            new_job(TYPE_A, {"i": 2}, deduplication=Deduplication("k")),
-            new_job(TYPE_A, {"i": 3}),
+            ops.new_job(TYPE_A, {"i": 0}, deduplication=Deduplication("k")),
+            ops.new_job(TYPE_B, {"i": 1}, deduplication=Deduplication("k")),
+            ops.new_job(TYPE_A, {"i": 2}, deduplication=Deduplication("k")),
+            ops.new_job(TYPE_A, {"i": 3}),
         ]
         created = await adapter.create_jobs(batch)
         assert [c.deduplicated for c in created] == [False, False, True, False]
@@ -539,12 +581,13 @@ class TestDeduplication:
     async def test_batch_item_matching_an_existing_chain(
         self, queuert_state_harness: StateHarness
     ) -> None:
+        ops = Ops(queuert_state_harness)
         adapter = queuert_state_harness.adapter
-        (a,) = await adapter.create_jobs([new_job(TYPE_A, deduplication=Deduplication("k"))])
+        (a,) = await adapter.create_jobs([ops.new_job(TYPE_A, deduplication=Deduplication("k"))])
         created = await adapter.create_jobs(
             [
-                new_job(TYPE_A, deduplication=Deduplication("k")),
-                new_job(TYPE_A, deduplication=Deduplication("k")),
+                ops.new_job(TYPE_A, deduplication=Deduplication("k")),
+                ops.new_job(TYPE_A, deduplication=Deduplication("k")),
             ]
         )
         assert [c.deduplicated for c in created] == [True, True]
@@ -553,13 +596,14 @@ class TestDeduplication:
     async def test_deduplication_sees_the_transactions_own_chains(
         self, queuert_state_harness: StateHarness
     ) -> None:
+        ops = Ops(queuert_state_harness)
         adapter = queuert_state_harness.adapter
         async with adapter.transaction() as tx:
             (a,) = await adapter.create_jobs(
-                [new_job(TYPE_A, deduplication=Deduplication("k"))], tx=tx
+                [ops.new_job(TYPE_A, deduplication=Deduplication("k"))], tx=tx
             )
             (b,) = await adapter.create_jobs(
-                [new_job(TYPE_A, deduplication=Deduplication("k"))], tx=tx
+                [ops.new_job(TYPE_A, deduplication=Deduplication("k"))], tx=tx
             )
         assert not a.deduplicated and b.deduplicated and b.job.id == a.job.id
 
@@ -568,9 +612,9 @@ class TestDeduplication:
     ) -> None:
         ops = Ops(queuert_state_harness)
         adapter = queuert_state_harness.adapter
-        (a,) = await adapter.create_jobs([new_job(TYPE_A, deduplication=Deduplication("k"))])
+        (a,) = await adapter.create_jobs([ops.new_job(TYPE_A, deduplication=Deduplication("k"))])
         await ops.continue_with(a.job, TYPE_B)
-        (b,) = await adapter.create_jobs([new_job(TYPE_A, deduplication=Deduplication("k"))])
+        (b,) = await adapter.create_jobs([ops.new_job(TYPE_A, deduplication=Deduplication("k"))])
         job: StoredJob = b.job
         assert job.id == a.job.id and job.chain_index == 0
         assert_status(job, "continued", "the returned first job")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from queuert.errors import BlockerReference
-from queuert.ids import uuid7
 from queuert.state import ChainFilter, JobFilter
 
 from queuert_conformance.harness import StateHarness
@@ -49,7 +48,7 @@ class TestDeleteChains:
         first = await ops.start(TYPE_A)
         second, _ = await ops.continue_with(first, TYPE_B)
         target = await ops.start(TYPE_A)
-        result = await adapter.delete_chains([uuid7(), second.id, target.id])
+        result = await adapter.delete_chains([ops.unknown_id(), second.id, target.id])
         assert ids(result.deleted) == [target.id]
         assert await adapter.get_job(second.id) is not None, "a non-first job id is not a chain id"
         assert (await adapter.delete_chains([])).deleted == []

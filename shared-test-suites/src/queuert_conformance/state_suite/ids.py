@@ -16,8 +16,6 @@ from queuert_conformance.state_suite._support import (
     WORKER,
     Ops,
     ids,
-    new_job,
-    next_job,
 )
 
 __all__ = ["TestIdPolicy"]
@@ -56,11 +54,11 @@ class TestIdPolicy:
         ops = Ops(queuert_state_harness)
         adapter = queuert_state_harness.adapter
         first_id, next_id, blocker_id, other_id = candidate_ids(queuert_state_harness, 4)
-        (blocker,) = await ops.create(new_job(TYPE_B, id=blocker_id))
+        (blocker,) = await ops.create(ops.new_job(TYPE_B, id=blocker_id))
         async with adapter.transaction() as tx:
-            (first,) = await ops.create(new_job(TYPE_A, {"n": 1}, id=first_id), tx=tx)
+            (first,) = await ops.create(ops.new_job(TYPE_A, {"n": 1}, id=first_id), tx=tx)
             (added,) = await adapter.add_blockers([(first.id, [blocker_id])], tx=tx)
-        (other,) = await ops.create(new_job(TYPE_C, id=other_id))
+        (other,) = await ops.create(ops.new_job(TYPE_C, id=other_id))
         assert (blocker.id, first.id, other.id) == (blocker_id, first_id, other_id)
         assert added.job.id == first_id and added.open_blocker_chain_ids == [blocker_id]
         assert first.chain_id == first_id, "a chain's id is its first job's"
@@ -82,7 +80,7 @@ class TestIdPolicy:
         assert list(renewal.renewed) == [first_id] and renewal.lost == []
         async with adapter.transaction() as tx:
             await adapter.get_job(first_id, lock=True, tx=tx)
-            (successor,) = await ops.create(next_job(first, TYPE_B, id=next_id), tx=tx)
+            (successor,) = await ops.create(ops.next_job(first, TYPE_B, id=next_id), tx=tx)
             continued = await adapter.complete_job(
                 first_id,
                 outcome="completed",

@@ -22,7 +22,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from queuert.ids import uuid7
 from queuert.schedule import Schedule
 from queuert.state import ChainFilter, JobFilter, StoredChain, StoredJob
 
@@ -38,8 +37,6 @@ from queuert_conformance.state_suite._support import (
     Competitor,
     Ops,
     ids,
-    new_job,
-    next_job,
     within,
 )
 
@@ -92,14 +89,14 @@ async def build_scene(ops: Ops) -> Scene:
     blocker = await ops.start(TYPE_B)
     dependent = await ops.start_blocked(TYPE_C, [blocker.id])
     doomed = await ops.start(TYPE_B, {"doomed": True})
-    return Scene(ready, scheduled, blocker, dependent, doomed, uuid7(), uuid7())
+    return Scene(ready, scheduled, blocker, dependent, doomed, ops.new_id(), ops.new_id())
 
 
 Write = Callable[[Ops, Scene, Any], Awaitable[None]]
 
 
 async def insert(ops: Ops, scene: Scene, tx: Any) -> None:
-    await ops.adapter.create_jobs([new_job(TYPE_D, {"new": 1}, id=scene.new_id)], tx=tx)
+    await ops.adapter.create_jobs([ops.new_job(TYPE_D, {"new": 1}, id=scene.new_id)], tx=tx)
 
 
 async def update(ops: Ops, scene: Scene, tx: Any) -> None:
@@ -122,7 +119,7 @@ async def blocker(ops: Ops, scene: Scene, tx: Any) -> None:
 
 async def continuation(ops: Ops, scene: Scene, tx: Any) -> None:
     await ops.adapter.get_job(scene.ready.id, lock=True, tx=tx)
-    await ops.adapter.create_jobs([next_job(scene.ready, TYPE_D, id=scene.successor_id)], tx=tx)
+    await ops.adapter.create_jobs([ops.next_job(scene.ready, TYPE_D, id=scene.successor_id)], tx=tx)
     await ops.adapter.complete_job(
         scene.ready.id,
         outcome="completed",

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from queuert.ids import uuid7
-
 from queuert_conformance.harness import StateHarness
 from queuert_conformance.state_suite._support import (
     OTHER_WORKER,
@@ -77,7 +75,7 @@ class TestRenewLeases:
         await adapter.reschedule_job(released.id, schedule=None, error=None)
         await ops.claim_one(deleted.id)
         await adapter.delete_chains([deleted.id])
-        missing = uuid7()
+        missing = ops.unknown_id()
         leases = {
             job_id: timedelta(minutes=1)
             for job_id in (

@@ -80,7 +80,7 @@ async def assert_closed(adapter: StateAdapter[Any], job_id: str) -> None:
     with pytest.raises(StateAdapterClosedError):
         await adapter.get_chain(job_id)
     with pytest.raises(StateAdapterClosedError):
-        await adapter.create_jobs([new_job(TYPE_A, id=adapter.ids.generate())])
+        await adapter.create_jobs([new_job(adapter.ids, TYPE_A)])
     with pytest.raises(StateAdapterClosedError):
         await adapter.claim_jobs(leases={TYPE_A: LONG_LEASE}, limit=1, worker_id=WORKER)
     with pytest.raises(StateAdapterClosedError):

@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
-from queuert.ids import uuid7
 from queuert.schedule import Schedule
 from queuert.state import ChainFilter, JobFilter, Order, Page, StoredChain, StoredJob
 
@@ -134,7 +133,7 @@ class TestListChains:
             "chain status is the tail's: a chain whose first job continued is open"
         )
         assert await listed(ChainFilter(status="closed")) == {a_closed.id, c_failed.id}
-        assert await listed(ChainFilter(chain_ids=[a_open.id, b_open.id, uuid7()])) == {
+        assert await listed(ChainFilter(chain_ids=[a_open.id, b_open.id, ops.unknown_id()])) == {
             a_open.id,
             b_open.id,
         }
@@ -233,7 +232,7 @@ class TestListJobs:
         assert await listed(JobFilter(chain_type_names=[TYPE_A])) == {a.id, a2.id}, (
             "chain_type_names matches the chain's type, not the job's"
         )
-        assert await listed(JobFilter(job_ids=[a2.id, c.id, uuid7()])) == {a2.id, c.id}
+        assert await listed(JobFilter(job_ids=[a2.id, c.id, ops.unknown_id()])) == {a2.id, c.id}
         assert await listed(JobFilter(statuses=["continued"])) == {a.id}
         assert await listed(JobFilter(statuses=["ready"])) == {a2.id}
         assert await listed(JobFilter(statuses=["running"])) == {b.id}
@@ -277,7 +276,8 @@ class TestListJobs:
 
 class TestListChainJobs:
     async def test_unknown_chain(self, queuert_state_harness: StateHarness) -> None:
-        page = await queuert_state_harness.adapter.list_chain_jobs(uuid7())
+        ops = Ops(queuert_state_harness)
+        page = await queuert_state_harness.adapter.list_chain_jobs(ops.unknown_id())
         assert page.items == [] and page.next_cursor is None
 
     async def test_jobs_of_one_chain_by_index(self, queuert_state_harness: StateHarness) -> None:
@@ -350,7 +350,7 @@ class TestListBlockedJobs:
         adapter = queuert_state_harness.adapter
         job = await ops.start(TYPE_A)
         assert (await adapter.list_blocked_jobs(job.id)).items == []
-        assert (await adapter.list_blocked_jobs(uuid7())).items == []
+        assert (await adapter.list_blocked_jobs(ops.unknown_id())).items == []
 
     @pytest.mark.parametrize("order", ["asc", "desc"])
     async def test_pagination(self, queuert_state_harness: StateHarness, order: Order) -> None:

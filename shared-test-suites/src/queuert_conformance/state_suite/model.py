@@ -34,7 +34,6 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from queuert.ids import uuid7
 from queuert.json import JsonValue
 from queuert.schedule import Deduplication, DeduplicationScope, Schedule
 from queuert.state import (
@@ -221,6 +220,10 @@ class StateModelMachine(RuleBasedStateMachine):
 
     # -- plumbing -----------------------------------------------------------------------------------
 
+    def new_id(self) -> str:
+        """A new id from the adapter's policy (for a job to create, or as an id no job has)."""
+        return self.adapter.ids.generate()
+
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         try:
@@ -300,7 +303,7 @@ class StateModelMachine(RuleBasedStateMachine):
                 )
             schedule = Schedule(after=HOUR) if data.draw(st.booleans(), label="later") else None
             new = NewJob(
-                id=uuid7(),
+                id=self.new_id(),
                 type_name=type_name,
                 chain_type_name=type_name,
                 input=data.draw(small_json, label="input"),
@@ -375,7 +378,7 @@ class StateModelMachine(RuleBasedStateMachine):
             label="jobs",
         )
         if data.draw(st.booleans(), label="with a missing id"):
-            chosen.append(uuid7())
+            chosen.append(self.new_id())
         not_found = [i for i in chosen if i not in self.model.jobs]
         refused = [
             (i, self.model.status(self.model.jobs[i]))
@@ -431,7 +434,10 @@ class StateModelMachine(RuleBasedStateMachine):
             try:
                 async with self.adapter.transaction() as tx:
                     new = NewJob(
-                        id=uuid7(), type_name=self.types[0], chain_type_name=self.types[0], input=1
+                        id=self.new_id(),
+                        type_name=self.types[0],
+                        chain_type_name=self.types[0],
+                        input=1,
                     )
                     await self.adapter.create_jobs([new], tx=tx)
                     await self.adapter.claim_jobs(
@@ -455,7 +461,7 @@ class StateModelMachine(RuleBasedStateMachine):
         open_jobs = self.model.open_jobs()
         victim = data.draw(st.sampled_from(open_jobs)).id if open_jobs else None
         type_name = data.draw(st.sampled_from(self.types))
-        new = NewJob(id=uuid7(), type_name=type_name, chain_type_name=type_name, input="kept")
+        new = NewJob(id=self.new_id(), type_name=type_name, chain_type_name=type_name, input="kept")
 
         class Abort(Exception):
             pass
@@ -465,7 +471,10 @@ class StateModelMachine(RuleBasedStateMachine):
                 try:
                     async with self.adapter.savepoint(tx) as sp:
                         lost = NewJob(
-                            id=uuid7(), type_name=type_name, chain_type_name=type_name, input=0
+                            id=self.new_id(),
+                            type_name=type_name,
+                            chain_type_name=type_name,
+                            input=0,
                         )
                         await self.adapter.create_jobs([lost], tx=sp)
                         if victim is not None:
@@ -594,7 +603,7 @@ class StateModelMachine(RuleBasedStateMachine):
         worker = job.leased_by
         root = self.model.jobs[job.chain_id]
         new = NewJob(
-            id=uuid7(),
+            id=self.new_id(),
             type_name=type_name,
             chain_type_name=root.type_name,
             input=data.draw(small_json, label="input"),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from queuert.ids import uuid7
 from queuert.schedule import Schedule
 
 from queuert_conformance.harness import StateHarness
@@ -15,7 +14,6 @@ from queuert_conformance.state_suite._support import (
     TYPE_C,
     Ops,
     assert_status,
-    new_job,
 )
 
 __all__ = ["TestGetChain", "TestGetJob", "TestNextDue"]
@@ -23,9 +21,10 @@ __all__ = ["TestGetChain", "TestGetJob", "TestNextDue"]
 
 class TestGetJob:
     async def test_unknown_id(self, queuert_state_harness: StateHarness) -> None:
+        ops = Ops(queuert_state_harness)
         adapter = queuert_state_harness.adapter
-        assert await adapter.get_job(uuid7()) is None
-        assert await adapter.get_job(uuid7(), lock=False) is None
+        assert await adapter.get_job(ops.unknown_id()) is None
+        assert await adapter.get_job(ops.unknown_id(), lock=False) is None
 
     async def test_locked_read_in_a_transaction(self, queuert_state_harness: StateHarness) -> None:
         ops = Ops(queuert_state_harness)
@@ -34,7 +33,7 @@ class TestGetJob:
         async with adapter.transaction() as tx:
             locked = await adapter.get_job(job.id, lock=True, tx=tx)
             assert locked == job, "a locked read returns the same row"
-            assert await adapter.get_job(uuid7(), lock=True, tx=tx) is None
+            assert await adapter.get_job(ops.unknown_id(), lock=True, tx=tx) is None
 
     async def test_statuses_of_a_chain_over_its_life(
         self, queuert_state_harness: StateHarness
@@ -86,7 +85,7 @@ class TestGetChain:
     async def test_unknown_or_not_a_chain_start(self, queuert_state_harness: StateHarness) -> None:
         ops = Ops(queuert_state_harness)
         adapter = queuert_state_harness.adapter
-        assert await adapter.get_chain(uuid7()) is None
+        assert await adapter.get_chain(ops.unknown_id()) is None
         first = await ops.start(TYPE_A)
         second, _ = await ops.continue_with(first, TYPE_B)
         assert await adapter.get_chain(second.id) is None, (
@@ -148,7 +147,8 @@ class TestNextDue:
         assert due is not None and due > HOUR - timedelta(seconds=30)
 
     async def test_inside_a_transaction(self, queuert_state_harness: StateHarness) -> None:
+        ops = Ops(queuert_state_harness)
         adapter = queuert_state_harness.adapter
         async with adapter.transaction() as tx:
-            await adapter.create_jobs([new_job(TYPE_A)], tx=tx)
+            await adapter.create_jobs([ops.new_job(TYPE_A)], tx=tx)
             assert await adapter.next_due([TYPE_A], tx=tx) == timedelta(0)

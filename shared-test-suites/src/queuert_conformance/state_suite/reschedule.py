@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from queuert.errors import JobNotFoundError
-from queuert.ids import uuid7
 from queuert.schedule import Schedule
 
 from queuert_conformance.harness import StateHarness
@@ -91,7 +90,8 @@ class TestRescheduleJob:
         assert stored.last_attempt_error == "replaced"
 
     async def test_missing_job_raises(self, queuert_state_harness: StateHarness) -> None:
-        missing = uuid7()
+        ops = Ops(queuert_state_harness)
+        missing = ops.unknown_id()
         with pytest.raises(JobNotFoundError) as caught:
             await queuert_state_harness.adapter.reschedule_job(missing, schedule=None, error="x")
         assert caught.value.job_id == missing

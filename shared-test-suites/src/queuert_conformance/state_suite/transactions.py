@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 from queuert.errors import TransactionAbortedError
-from queuert.ids import uuid7
 from queuert.schedule import Deduplication, Schedule
 
 from queuert_conformance.harness import StateHarness
@@ -23,7 +22,6 @@ from queuert_conformance.state_suite._support import (
     assert_status,
     diff_worlds,
     ids,
-    new_job,
     world,
 )
 
@@ -50,11 +48,12 @@ class TestTransactions:
     async def test_the_error_is_re_raised_unchanged(
         self, queuert_state_harness: StateHarness
     ) -> None:
+        ops = Ops(queuert_state_harness)
         adapter = queuert_state_harness.adapter
         error = Boom("mine")
         with pytest.raises(Boom) as caught:
             async with adapter.transaction() as tx:
-                await adapter.create_jobs([new_job(TYPE_A)], tx=tx)
+                await adapter.create_jobs([ops.new_job(TYPE_A)], tx=tx)
                 raise error
         assert caught.value is error
 
@@ -86,7 +85,7 @@ class TestTransactions:
                 await adapter.renew_leases({running.id: HOUR}, worker_id=WORKER, tx=tx)
                 await adapter.reschedule_job(running.id, schedule=None, error="x", tx=tx)
                 await adapter.create_jobs(
-                    [new_job(TYPE_B, deduplication=Deduplication("rolled-back"))], tx=tx
+                    [ops.new_job(TYPE_B, deduplication=Deduplication("rolled-back"))], tx=tx
                 )
                 raise Boom()
         await assert_unchanged(ops, before, "a rolled-back transaction left changes behind")
@@ -95,7 +94,7 @@ class TestTransactions:
         assert ids(claimed.jobs) == [claimable.id]
         assert claimed.jobs[0].attempt == 1, "a rolled-back claim does not count an attempt"
         (again,) = await adapter.create_jobs(
-            [new_job(TYPE_B, deduplication=Deduplication("rolled-back"))]
+            [ops.new_job(TYPE_B, deduplication=Deduplication("rolled-back"))]
         )
         assert again.deduplicated is False, "a rolled-back chain must not deduplicate"
         assert await adapter.reap_expired_leases([TYPE_D], limit=10) == []
@@ -156,10 +155,10 @@ class TestTransactions:
         ops = Ops(queuert_state_harness)
         adapter = queuert_state_harness.adapter
         existing = await ops.start(TYPE_A)
-        fresh = new_job(TYPE_B)
+        fresh = ops.new_job(TYPE_B)
         with pytest.raises(Exception):  # noqa: B017 - DuplicateJobIdError, or what wraps it
             async with adapter.transaction() as tx:
-                await adapter.create_jobs([fresh, new_job(TYPE_B, id=existing.id)], tx=tx)
+                await adapter.create_jobs([fresh, ops.new_job(TYPE_B, id=existing.id)], tx=tx)
         assert await adapter.get_job(fresh.id) is None
         assert (await ops.job(existing.id)) == existing
 
@@ -310,11 +309,11 @@ class TestSavepoints:
         poison = require_poison(queuert_state_harness)
         ops = Ops(queuert_state_harness)
         adapter = queuert_state_harness.adapter
-        job_id = uuid7()
+        job_id = ops.new_id()
         later: BaseException | None = None
         with pytest.raises(TransactionAbortedError):  # ending it rolls back and says so
             async with adapter.transaction() as tx:
-                await adapter.create_jobs([new_job(TYPE_A, id=job_id)], tx=tx)
+                await adapter.create_jobs([ops.new_job(TYPE_A, id=job_id)], tx=tx)
                 with suppress(Exception):  # a caller that swallows the failed statement
                     await poison(tx)
                 try:

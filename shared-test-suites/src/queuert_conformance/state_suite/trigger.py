@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from queuert.ids import uuid7
 from queuert.schedule import Schedule
 
 from queuert_conformance.harness import StateHarness
@@ -68,7 +67,7 @@ class TestTriggerJobs:
         ops = Ops(queuert_state_harness)
         adapter = queuert_state_harness.adapter
         job = await ops.start(TYPE_A, schedule=Schedule(after=HOUR))
-        missing = uuid7()
+        missing = ops.unknown_id()
         result = await adapter.trigger_jobs([job.id, missing])
         assert result.not_found == [missing]
         assert result.triggered == [], "all or nothing: one missing id triggers nothing"
