@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,23 @@ class Env:
     @property
     def capabilities(self) -> Capabilities:
         return self.harness.adapter.capabilities
+
+    def unknown_id(self) -> str:
+        """An id that no chain or job has: a new one from the adapter's id policy, so the client
+        accepts it and the store finds nothing."""
+        return self.state.ids.generate()
+
+    def malformed_ids(self) -> list[Any]:
+        """Values the adapter's id policy refuses (and non-strings, which no policy accepts)."""
+        policy = self.state.ids
+        candidates = ["not an id", "", " ", "x" * 300, str(uuid.uuid4()).upper(), "{0}", "42", 42]
+        bad = [v for v in candidates if not isinstance(v, str) or not policy.is_valid(v)]
+        assert len(bad) >= 4, f"the {policy.name!r} policy accepts nearly everything"
+        return bad
+
+    def malformed_id(self) -> str:
+        """A non-empty string the adapter's id policy refuses."""
+        return next(v for v in self.malformed_ids() if isinstance(v, str) and v)
 
     def worker(
         self,

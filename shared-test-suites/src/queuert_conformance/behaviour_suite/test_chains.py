@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import pytest
@@ -96,7 +95,7 @@ class TestPatterns:
 class TestContinuations:
     async def test_a_continuation_can_take_the_callers_id(self, queuert_env: MakeEnv) -> None:
         env = await queuert_env(job_types=ALL)
-        wanted = str(uuid.uuid4())
+        wanted = env.state.ids.generate()
 
         async def start(attempt: Attempt[Start]) -> None:
             await attempt.complete(Double(Num(1), id=wanted))
@@ -110,12 +109,13 @@ class TestContinuations:
 
     async def test_an_invalid_continuation_id_fails_the_attempt(self, queuert_env: MakeEnv) -> None:
         env = await queuert_env(job_types=ALL)
+        malformed = env.malformed_id()
         errors: list[BaseException] = []
 
         async def start(attempt: Attempt[Start]) -> None:
             if attempt.number == 1:
                 try:
-                    await attempt.complete(Double(Num(1), id="not a uuid"))
+                    await attempt.complete(Double(Num(1), id=malformed))
                 except InvalidJobIdError as exc:
                     errors.append(exc)
                     raise

@@ -53,10 +53,7 @@ class TestDeletion:
         assert (await env.client.list_jobs(chain_ids=[chain.id])).items == []
         assert await env.client.get_chain(keep.id) is not None
         async with env.client.transaction() as tx:
-            assert (
-                await env.client.delete_chains(["00000000-0000-7000-8000-000000000000"], tx=tx)
-                == []
-            )
+            assert await env.client.delete_chains([env.unknown_id()], tx=tx) == []
 
     async def test_a_chain_something_waits_for_is_not_deleted(self, queuert_env: MakeEnv) -> None:
         env = await queuert_env(job_types=ALL)
@@ -147,7 +144,7 @@ class TestWaitForChain:
             await env.client.wait_for_chain(chain, timeout=0.2, poll_interval=0.05)
         assert timeout.value.chain_id == chain.id
         with pytest.raises(ChainNotFoundError):
-            await env.client.wait_for_chain("00000000-0000-7000-8000-000000000000", Echo, timeout=1)
+            await env.client.wait_for_chain(env.unknown_id(), Echo, timeout=1)
         with pytest.raises(JobTypeMismatchError):
             await env.client.wait_for_chain(chain.id, Leaf, timeout=1)
 

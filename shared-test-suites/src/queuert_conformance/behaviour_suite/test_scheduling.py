@@ -70,9 +70,7 @@ class TestScheduling:
             join = await env.client.start_chain(Join(Text("j"), blockers=(leaf,)), tx=tx)
         async with env.client.transaction() as tx:
             with pytest.raises(JobNotFoundError):
-                await env.client.trigger_jobs(
-                    [leaf.id, "00000000-0000-7000-8000-000000000000"], tx=tx
-                )
+                await env.client.trigger_jobs([leaf.id, env.unknown_id()], tx=tx)
             with pytest.raises(JobNotTriggerableError) as info:
                 await env.client.trigger_jobs([leaf.id, join.id], tx=tx)
         assert info.value.status == "blocked"

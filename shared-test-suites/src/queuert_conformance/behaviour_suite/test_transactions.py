@@ -151,7 +151,7 @@ class TestValidation:
             with pytest.raises(UnknownJobTypeError):
                 await env.client.start_chain(NotRegistered(Num(1)), tx=tx)
             with pytest.raises(InvalidJobIdError):
-                await env.client.start_chain(Echo(Num(1), id="42"), tx=tx)
+                await env.client.start_chain(Echo(Num(1), id=env.malformed_id()), tx=tx)
         with pytest.raises(DuplicateJobIdError):
             async with env.client.transaction() as tx:
                 await env.client.start_chain(Echo(Num(1), id=taken.id), tx=tx)
@@ -159,6 +159,6 @@ class TestValidation:
 
     async def test_caller_ids_are_used(self, queuert_env: MakeEnv) -> None:
         env = await queuert_env(job_types=ALL)
-        wanted = str(uuid.uuid4())
+        wanted = env.state.ids.generate()
         chain = await env.start_one(Echo(Num(0), id=wanted))
         assert chain.id == wanted

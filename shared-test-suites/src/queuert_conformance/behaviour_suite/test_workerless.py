@@ -69,9 +69,7 @@ class TestWorkerlessCompletion:
         chain = await env.start_one(Echo(Num(1)))
         async with env.client.transaction() as tx:
             with pytest.raises(ChainNotFoundError):
-                await env.client.complete_chain(
-                    "00000000-0000-7000-8000-000000000000", Echo, Num(1), tx=tx
-                )
+                await env.client.complete_chain(env.unknown_id(), Echo, Num(1), tx=tx)
             with pytest.raises(JobTypeMismatchError):
                 await env.client.complete_chain(chain, Leaf, Num(1), tx=tx)
             with pytest.raises(JobTypeValidationError) as invalid:
