@@ -75,6 +75,10 @@ class IdPolicy:
     ``generate()`` returns a new id that no stored job has; ``is_valid(value)`` is True for exactly the
     strings the store can hold as an id (it is given strings only). ``describe`` completes "expected
     ..." in error messages.
+
+    Ids made by one process must increase (as strings) in the order they are made: where two jobs
+    have the same time, claims and deduplication order them by id, so first in, first out within a
+    batch or a transaction relies on it (UUIDv7 and ObjectIds do).
     """
 
     name: str
