@@ -647,11 +647,8 @@ ORDER BY 1, 2
 """
 
 DELETE = f"""
-WITH RECURSIVE req AS (
-    SELECT u.id::uuid AS id, u.ord::int AS ord FROM unnest($1::text[]) WITH ORDINALITY AS u(id, ord)
-),
-targets(id) AS (
-    SELECT r.id FROM {{job}} r WHERE r.id IN (SELECT req.id FROM req) AND r.chain_index = 0
+WITH RECURSIVE targets(id) AS (
+    SELECT r.id FROM {{job}} r WHERE r.id = ANY($1::text[]::uuid[]) AND r.chain_index = 0
     UNION
     SELECT b.blocked_by_chain_id
     FROM targets tg JOIN {{job}} m ON m.chain_id = tg.id JOIN {{blocker}} b ON b.job_id = m.id
