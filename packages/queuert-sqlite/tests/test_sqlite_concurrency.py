@@ -212,7 +212,7 @@ async def test_writes_wait_for_another_process(db_path: Path) -> None:
 async def test_busy_transactions_are_retried_with_backoff(
     db_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="queuert_sqlite")
+    caplog.set_level(logging.INFO, logger="queuert.sqlite")
     async with open_adapter(db_path, busy_timeout=0.02, busy_retries=100) as adapter:
         with external_write_lock(db_path) as other:
             write = asyncio.create_task(adapter.create_jobs([new_job()]))

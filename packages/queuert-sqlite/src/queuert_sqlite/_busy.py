@@ -19,7 +19,7 @@ __all__ = ["BEGIN", "backoff", "begin_immediate", "retry_busy"]
 
 T = TypeVar("T")
 
-logger = logging.getLogger("queuert_sqlite")
+logger = logging.getLogger("queuert.sqlite")
 
 BEGIN = "BEGIN IMMEDIATE"
 """How every write transaction begins: the write lock up front, never an upgrade half-way."""

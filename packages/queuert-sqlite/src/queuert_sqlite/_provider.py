@@ -54,7 +54,7 @@ __all__ = ["SqliteProvider"]
 
 T = TypeVar("T")
 
-logger = logging.getLogger("queuert_sqlite")
+logger = logging.getLogger("queuert.sqlite")
 
 _ROLLED_BACK = "SQLite rolled this transaction back after an error (disk full, I/O error, ...)"
 
