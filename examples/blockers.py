@@ -3,7 +3,8 @@
     uv run python -m examples.blockers
 
 * fan-out / fan-in — ``PlanValuation`` starts one ``FetchPrice`` chain per holding and continues to
-  ``SumPrices``, which waits for all of them (``tuple[Chain[FetchPrice], ...]``: any number);
+  ``SumPrices``, which waits for all of them (``Blockers[tuple[Chain[FetchPrice], ...]]``: any
+  number);
 * fixed slots — ``BuildReport`` waits for exactly one ``LoadUser`` and one ``LoadOrders`` chain, started by
   the caller in the same transaction; each slot has its own output type;
 * ``on_blocker_failure`` — when a blocker chain fails, ``SumPrices`` fails too (the default, ``"fail"``)
@@ -20,12 +21,14 @@ from typing import Any
 
 from queuert import (
     Attempt,
+    Blockers,
     Chain,
     ChainFailedError,
+    ChainResult,
     Client,
+    Continues,
     EntryJobType,
     InMemoryStateAdapter,
-    InProcessNotifyAdapter,
     JobType,
     TxContext,
     Worker,
@@ -64,16 +67,17 @@ class FetchPrice(EntryJobType[Symbol, Price], max_attempts=1):
     pass
 
 
-class SumPrices(JobType[Portfolio, Valuation, Never, tuple[Chain[FetchPrice], ...]]):
+class SumPrices(JobType[Portfolio, Valuation], Blockers[tuple[Chain[FetchPrice], ...]]):
     pass
 
 
-class PlanValuation(EntryJobType[Portfolio, Never, SumPrices, tuple[()], Valuation]):
+class PlanValuation(EntryJobType[Portfolio, Never], Continues[SumPrices], ChainResult[Valuation]):
     pass
 
 
 class BestEffortSum(
-    EntryJobType[Portfolio, Valuation, Never, tuple[Chain[FetchPrice], ...]],
+    EntryJobType[Portfolio, Valuation],
+    Blockers[tuple[Chain[FetchPrice], ...]],
     on_blocker_failure="proceed",
 ):
     pass
@@ -107,26 +111,29 @@ class LoadOrders(EntryJobType[UserRef, Orders]):
     pass
 
 
-class BuildReport(EntryJobType[UserRef, Report, Never, tuple[Chain[LoadUser], Chain[LoadOrders]]]):
+class BuildReport(
+    EntryJobType[UserRef, Report], Blockers[tuple[Chain[LoadUser], Chain[LoadOrders]]]
+):
     pass
 
 
 def build_worker(client: Client[Any]) -> Worker[Any]:
-    worker: Worker[Any] = Worker(client, concurrency=4, poll_interval=1.0)
+    worker: Worker[Any] = Worker(client, concurrency=4)
 
     @worker.handler(FetchPrice)
-    async def fetch_price(attempt: Attempt[FetchPrice]) -> None:
+    async def fetch_price(attempt: Attempt[FetchPrice]) -> Price:
         ticker = attempt.input.ticker
         if ticker not in PRICES:
             raise LookupError(f"unknown ticker {ticker}")
-        await attempt.complete(Price(ticker, PRICES[ticker]))
+        return Price(ticker, PRICES[ticker])
 
     @worker.handler(PlanValuation)
     async def plan(attempt: Attempt[PlanValuation]) -> None:
         portfolio = attempt.input
 
         # Fan out: the price chains and the continuation that waits for them are created in the
-        # transaction that completes this job, so they exist together or not at all.
+        # transaction that completes this job, so they exist together or not at all. That is what
+        # complete() with a callback is for (a returned job could not start chains first).
         async def fan_out(ctx: TxContext[Any]) -> SumPrices:
             prices = await ctx.start_chains([FetchPrice(Symbol(t)) for t in portfolio.tickers])
             return SumPrices(portfolio, blockers=tuple(prices))
@@ -134,43 +141,38 @@ def build_worker(client: Client[Any]) -> Worker[Any]:
         await attempt.complete(fan_out)
 
     @worker.handler(SumPrices)
-    async def sum_prices(attempt: Attempt[SumPrices]) -> None:
+    async def sum_prices(attempt: Attempt[SumPrices]) -> Valuation:
         # Every blocker chain is closed here; with the default policy all of them completed.
         total = sum(chain.output.cents for chain in attempt.blockers)  # output: Price
-        await attempt.complete(Valuation(attempt.input.owner, total, missing=[]))
+        return Valuation(attempt.input.owner, total, missing=[])
 
     @worker.handler(BestEffortSum)
-    async def best_effort(attempt: Attempt[BestEffortSum]) -> None:
+    async def best_effort(attempt: Attempt[BestEffortSum]) -> Valuation:
         done = [c.output for c in attempt.blockers if c.outcome == "completed"]
         missing = [c.input.ticker for c in attempt.blockers if c.outcome != "completed"]
         total = sum(price.cents for price in done)
-        await attempt.complete(Valuation(attempt.input.owner, total, missing))
+        return Valuation(attempt.input.owner, total, missing)
 
     @worker.handler(LoadUser)
-    async def load_user(attempt: Attempt[LoadUser]) -> None:
-        await attempt.complete(User(name=f"user{attempt.input.user_id}"))
+    async def load_user(attempt: Attempt[LoadUser]) -> User:
+        return User(name=f"user{attempt.input.user_id}")
 
     @worker.handler(LoadOrders)
-    async def load_orders(attempt: Attempt[LoadOrders]) -> None:
-        await attempt.complete(Orders(count=attempt.input.user_id % 5))
+    async def load_orders(attempt: Attempt[LoadOrders]) -> Orders:
+        return Orders(count=attempt.input.user_id % 5)
 
     @worker.handler(BuildReport)
-    async def build_report(attempt: Attempt[BuildReport]) -> None:
+    async def build_report(attempt: Attempt[BuildReport]) -> Report:
         user, orders = attempt.blockers  # Chain[LoadUser], Chain[LoadOrders]
-        await attempt.complete(Report(f"{user.output.name} has {orders.output.count} orders"))
+        return Report(f"{user.output.name} has {orders.output.count} orders")
 
     return worker
 
 
 async def main() -> dict[str, Any]:
-    state, notify = InMemoryStateAdapter(), InProcessNotifyAdapter()
-    client = Client(
-        state,
-        job_types=[PlanValuation, BestEffortSum, BuildReport, LoadUser, LoadOrders],
-        notify=notify,
-    )
     results: dict[str, Any] = {}
-    try:
+    async with InMemoryStateAdapter() as state, Client(state) as client:
+        worker = build_worker(client)  # registers the job types of its handlers with the client
         async with client.transaction() as tx:
             good = await client.start_chain(
                 PlanValuation(Portfolio("ann", ["ACME", "GLOBEX", "INITECH"])), tx=tx
@@ -192,7 +194,7 @@ async def main() -> dict[str, Any]:
             f"BuildReport starts {report.root.status}; BestEffortSum starts {lenient.root.status}"
         )
 
-        async with build_worker(client):
+        async with worker:
             results["good"] = await client.wait_for_chain(good, timeout=10)
             results["lenient"] = await client.wait_for_chain(lenient, timeout=10)
             results["report"] = await client.wait_for_chain(report, timeout=10)
@@ -200,15 +202,11 @@ async def main() -> dict[str, Any]:
                 await client.wait_for_chain(bad, timeout=10)
             except ChainFailedError as failed:
                 results["bad"] = (failed.error or "").splitlines()[0]
-        print(f"fan-in:      {results['good']}")
-        print(f"proceed:     {results['lenient']}")
-        print(f"fixed slots: {results['report'].line}")
-        print(f"fail:        bob's valuation failed: {results['bad']}")
-        return results
-    finally:
-        await client.close()
-        await notify.close()
-        await state.close()
+    print(f"fan-in:      {results['good']}")
+    print(f"proceed:     {results['lenient']}")
+    print(f"fixed slots: {results['report'].line}")
+    print(f"fail:        bob's valuation failed: {results['bad']}")
+    return results
 
 
 if __name__ == "__main__":

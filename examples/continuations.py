@@ -9,7 +9,9 @@ Four patterns:
 * loop     — ``Countdown`` continues to itself until it reaches zero;
 * go-to    — ``Review`` jumps back to ``Draft`` until the text is long enough, then ends.
 
-Types that are referenced before they are defined (or by themselves) are written as strings.
+A job type declares the types it may continue to with ``Continues[...]`` and, when its chain ends in
+another type, what the chain ends with (``ChainResult[...]``). Types that are referenced before they
+are defined (or by themselves) are written as strings.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from typing import Any
 
 from queuert import (
     Attempt,
+    ChainResult,
     Client,
+    Continues,
     EntryJobType,
     InMemoryStateAdapter,
-    InProcessNotifyAdapter,
     JobType,
     Worker,
 )
@@ -46,8 +49,8 @@ class Publish(JobType[Image, Url]):  # not an entry type: only reachable by cont
     pass
 
 
-# Output Never: Resize always continues. The 5th parameter is what the *chain* ends with.
-class Resize(EntryJobType[Image, Never, Publish, tuple[()], Url]):
+# Output Never: Resize always continues. ChainResult is what the *chain* ends with.
+class Resize(EntryJobType[Image, Never], Continues[Publish], ChainResult[Url]):
     pass
 
 
@@ -71,7 +74,7 @@ class SendInvoice(JobType[Payment, Paid]):
     pass
 
 
-class Pay(EntryJobType[Payment, Never, ChargeCard | SendInvoice, tuple[()], Paid]):
+class Pay(EntryJobType[Payment, Never], Continues[ChargeCard | SendInvoice], ChainResult[Paid]):
     pass
 
 
@@ -87,7 +90,7 @@ class Liftoff:
     ticks: int
 
 
-class Countdown(EntryJobType[Count, Liftoff, "Countdown"]):  # may end or continue to itself
+class Countdown(EntryJobType[Count, Liftoff], Continues["Countdown"]):  # ends or loops to itself
     pass
 
 
@@ -98,67 +101,65 @@ class Text:
     rounds: int = 0
 
 
-class Review(JobType[Text, Text, "Draft"]):
+class Review(JobType[Text, Text], Continues["Draft"]):
     pass
 
 
-class Draft(EntryJobType[Text, Never, Review, tuple[()], Text]):
+class Draft(EntryJobType[Text, Never], Continues[Review], ChainResult[Text]):
     pass
 
 
 def build_worker(client: Client[Any]) -> Worker[Any]:
-    worker: Worker[Any] = Worker(client, concurrency=4, poll_interval=1.0)
+    worker: Worker[Any] = Worker(client, concurrency=4)
 
+    # A handler returns its job's output, or the next job of the chain.
     @worker.handler(Resize)
-    async def resize(attempt: Attempt[Resize]) -> None:
+    async def resize(attempt: Attempt[Resize]) -> Publish:
         image = attempt.input
-        await attempt.complete(Publish(Image(image.name, width=image.width // 2)))
+        return Publish(Image(image.name, width=image.width // 2))
 
     @worker.handler(Publish)
-    async def publish(attempt: Attempt[Publish]) -> None:
+    async def publish(attempt: Attempt[Publish]) -> Url:
         image = attempt.input
-        await attempt.complete(Url(f"https://cdn.example.com/{image.width}/{image.name}"))
+        return Url(f"https://cdn.example.com/{image.width}/{image.name}")
 
     @worker.handler(Pay)
-    async def pay(attempt: Attempt[Pay]) -> None:
+    async def pay(attempt: Attempt[Pay]) -> ChargeCard | SendInvoice:
         payment = attempt.input
-        await attempt.complete(
-            ChargeCard(payment) if payment.method == "card" else SendInvoice(payment)
-        )
+        return ChargeCard(payment) if payment.method == "card" else SendInvoice(payment)
 
     @worker.handler(ChargeCard)
-    async def charge_card(attempt: Attempt[ChargeCard]) -> None:
-        await attempt.complete(Paid(f"card charged {attempt.input.amount_cents}"))
+    async def charge_card(attempt: Attempt[ChargeCard]) -> Paid:
+        return Paid(f"card charged {attempt.input.amount_cents}")
 
     @worker.handler(SendInvoice)
-    async def send_invoice(attempt: Attempt[SendInvoice]) -> None:
-        await attempt.complete(Paid(f"invoice sent for {attempt.input.amount_cents}"))
+    async def send_invoice(attempt: Attempt[SendInvoice]) -> Paid:
+        return Paid(f"invoice sent for {attempt.input.amount_cents}")
 
     @worker.handler(Countdown)
-    async def countdown(attempt: Attempt[Countdown]) -> None:
+    async def countdown(attempt: Attempt[Countdown]) -> Countdown | Liftoff:
         count = attempt.input
         if count.n > 0:
-            await attempt.complete(Countdown(Count(count.n - 1, count.ticks + 1)))
-        else:
-            await attempt.complete(Liftoff(ticks=count.ticks))
+            return Countdown(Count(count.n - 1, count.ticks + 1))
+        return Liftoff(ticks=count.ticks)
 
     @worker.handler(Draft)
-    async def draft(attempt: Attempt[Draft]) -> None:
+    async def draft(attempt: Attempt[Draft]) -> Review:
         text = attempt.input
-        await attempt.complete(Review(Text(text.body + " more words", text.rounds + 1)))
+        return Review(Text(text.body + " more words", text.rounds + 1))
 
     @worker.handler(Review)
-    async def review(attempt: Attempt[Review]) -> None:
+    async def review(attempt: Attempt[Review]) -> Text | Draft:
         text = attempt.input
-        await attempt.complete(text if len(text.body) > 30 else Draft(text))
+        return text if len(text.body) > 30 else Draft(text)
 
     return worker
 
 
 async def main() -> dict[str, Any]:
-    state, notify = InMemoryStateAdapter(), InProcessNotifyAdapter()
-    client = Client(state, job_types=[Resize, Pay, Countdown, Draft], notify=notify)
-    try:
+    # The worker registers its handlers' job types with the client: no job_types= needed.
+    async with InMemoryStateAdapter() as state, Client(state) as client:
+        worker = build_worker(client)
         async with client.transaction() as tx:
             linear = await client.start_chain(Resize(Image("cat.png", 1024)), tx=tx)
             by_card = await client.start_chain(Pay(Payment(500, "card")), tx=tx)
@@ -167,7 +168,7 @@ async def main() -> dict[str, Any]:
             goto = await client.start_chain(Draft(Text("Intro")), tx=tx)
 
         results: dict[str, Any] = {}
-        async with build_worker(client):
+        async with worker:
             results["linear"] = await client.wait_for_chain(linear, timeout=10)
             results["card"] = await client.wait_for_chain(by_card, timeout=10)
             results["invoice"] = await client.wait_for_chain(by_invoice, timeout=10)
@@ -184,10 +185,6 @@ async def main() -> dict[str, Any]:
             )
         results["loop_jobs"] = len((await client.list_chain_jobs(loop.id)).items)
         return results
-    finally:
-        await client.close()
-        await notify.close()
-        await state.close()
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from queuert import (
     Deduplication,
     EntryJobType,
     InMemoryStateAdapter,
-    InProcessNotifyAdapter,
     Schedule,
     TxContext,
     Worker,
@@ -57,16 +56,12 @@ class Heartbeat(EntryJobType[Tick, Tick]):
     """Recurring: every run starts the next one (a new chain), until run 3."""
 
 
-async def main() -> dict[str, Any]:
-    state, notify = InMemoryStateAdapter(), InProcessNotifyAdapter()
-    client = Client(state, job_types=[SyncAccount, ExportAccount, Heartbeat], notify=notify)
-    worker = Worker(client, concurrency=2, poll_interval=1.0)
-    runs: list[int] = []
-    third_run = asyncio.Event()
+def build_worker(client: Client[Any], runs: list[int], third_run: asyncio.Event) -> Worker[Any]:
+    worker: Worker[Any] = Worker(client, concurrency=2)
 
     @worker.handler(SyncAccount)
-    async def sync(attempt: Attempt[SyncAccount]) -> None:
-        await attempt.complete(Synced(attempt.input.account_id))
+    async def sync(attempt: Attempt[SyncAccount]) -> Synced:
+        return Synced(attempt.input.account_id)
 
     @worker.handler(Heartbeat)
     async def heartbeat(attempt: Attempt[Heartbeat]) -> None:
@@ -80,7 +75,7 @@ async def main() -> dict[str, Any]:
                 await ctx.start_chain(
                     Heartbeat(
                         Tick(tick.run + 1),
-                        schedule=Schedule(after=timedelta(seconds=0.1)),
+                        schedule=Schedule(after=0.1),
                         deduplication=Deduplication(
                             "heartbeat", exclude_chain_ids=[attempt.job.chain_id]
                         ),
@@ -88,8 +83,24 @@ async def main() -> dict[str, Any]:
                 )
             return tick
 
+        # The next run is started in the transaction that completes this one.
         await attempt.complete(schedule_next)
 
+    return worker
+
+
+async def main() -> dict[str, Any]:
+    runs: list[int] = []
+    third_run = asyncio.Event()
+    # ExportAccount has no handler here: the client lists it so that it can start it.
+    async with InMemoryStateAdapter() as state, Client(state, job_types=[ExportAccount]) as client:
+        worker = build_worker(client, runs, third_run)
+        return await demonstrate(client, worker, runs, third_run)
+
+
+async def demonstrate(
+    client: Client[Any], worker: Worker[Any], runs: list[int], third_run: asyncio.Event
+) -> dict[str, Any]:
     async def start(job: SyncAccount | ExportAccount | Heartbeat) -> Chain[Any]:
         async with client.transaction() as tx:
             return await client.start_chain(job, tx=tx)
@@ -98,49 +109,44 @@ async def main() -> dict[str, Any]:
         same = "the same chain" if chain.id == first.id else "a new chain"
         print(f"{label:<42} deduplicated={chain.deduplicated!s:<5} -> {same}")
 
-    try:
-        key = Deduplication("acct-1")  # scope="open"
-        first = await start(SyncAccount(Account("acct-1"), deduplication=key))
-        again = await start(SyncAccount(Account("acct-1"), deduplication=key))
-        show("same key while the first is open", again, first)
-        other_type = await start(ExportAccount(Account("acct-1"), deduplication=key))
-        show("same key, another chain type", other_type, first)
+    key = Deduplication("acct-1")  # scope="open"
+    first = await start(SyncAccount(Account("acct-1"), deduplication=key))
+    again = await start(SyncAccount(Account("acct-1"), deduplication=key))
+    show("same key while the first is open", again, first)
+    other_type = await start(ExportAccount(Account("acct-1"), deduplication=key))
+    show("same key, another chain type", other_type, first)
 
-        async with worker:
-            await client.wait_for_chain(first, timeout=10)
-            after_close = await start(SyncAccount(Account("acct-1"), deduplication=key))
-            show("scope='open' after it closed", after_close, first)
-            await client.wait_for_chain(after_close, timeout=10)
+    async with worker:
+        await client.wait_for_chain(first, timeout=10)
+        after_close = await start(SyncAccount(Account("acct-1"), deduplication=key))
+        show("scope='open' after it closed", after_close, first)
+        await client.wait_for_chain(after_close, timeout=10)
 
-            any_scope = Deduplication("acct-1", scope="any", window=timedelta(minutes=5))
-            recent = await start(SyncAccount(Account("acct-1"), deduplication=any_scope))
-            show("scope='any' within 5 minutes", recent, after_close)
-            await asyncio.sleep(0.2)
-            short = Deduplication("acct-1", scope="any", window=timedelta(seconds=0.1))
-            outside = await start(SyncAccount(Account("acct-1"), deduplication=short))
-            show("scope='any', window 0.1 s, 0.2 s later", outside, after_close)
+        any_scope = Deduplication("acct-1", scope="any", window=timedelta(minutes=5))
+        recent = await start(SyncAccount(Account("acct-1"), deduplication=any_scope))
+        show("scope='any' within 5 minutes", recent, after_close)
+        await asyncio.sleep(0.2)
+        short = Deduplication("acct-1", scope="any", window=timedelta(seconds=0.1))
+        outside = await start(SyncAccount(Account("acct-1"), deduplication=short))
+        show("scope='any', window 0.1 s, 0.2 s later", outside, after_close)
 
-            # Registering the recurring job twice starts it once.
-            beat = Deduplication("heartbeat")
-            heartbeat_chain = await start(Heartbeat(Tick(1), deduplication=beat))
-            duplicate = await start(Heartbeat(Tick(1), deduplication=beat))
-            show("recurring job registered twice", duplicate, heartbeat_chain)
-            await asyncio.wait_for(third_run.wait(), timeout=10)
-        heartbeats = (await client.list_chains(type_names=[Heartbeat.type_name])).items
-        print(f"heartbeat runs {runs}, one chain per run: {len(heartbeats)} chains")
-        return {
-            "again": again.deduplicated,
-            "other_type": other_type.deduplicated,
-            "after_close": after_close.deduplicated,
-            "recent": recent.deduplicated,
-            "outside": outside.deduplicated,
-            "duplicate": duplicate.deduplicated,
-            "runs": runs,
-        }
-    finally:
-        await client.close()
-        await notify.close()
-        await state.close()
+        # Registering the recurring job twice starts it once.
+        beat = Deduplication("heartbeat")
+        heartbeat_chain = await start(Heartbeat(Tick(1), deduplication=beat))
+        duplicate = await start(Heartbeat(Tick(1), deduplication=beat))
+        show("recurring job registered twice", duplicate, heartbeat_chain)
+        await asyncio.wait_for(third_run.wait(), timeout=10)
+    heartbeats = (await client.list_chains(type_names=[Heartbeat])).items
+    print(f"heartbeat runs {runs}, one chain per run: {len(heartbeats)} chains")
+    return {
+        "again": again.deduplicated,
+        "other_type": other_type.deduplicated,
+        "after_close": after_close.deduplicated,
+        "recent": recent.deduplicated,
+        "outside": outside.deduplicated,
+        "duplicate": duplicate.deduplicated,
+        "runs": runs,
+    }
 
 
 if __name__ == "__main__":

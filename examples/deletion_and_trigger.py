@@ -19,15 +19,14 @@ from typing import Any
 from queuert import (
     Attempt,
     BlockerReferenceError,
+    Blockers,
     Chain,
     Client,
     EntryJobType,
     InMemoryStateAdapter,
-    InProcessNotifyAdapter,
     Schedule,
     Worker,
 )
-from typing_extensions import Never
 
 
 @dataclass
@@ -50,21 +49,20 @@ class Crawl(EntryJobType[Url, Size]):
     pass
 
 
-class BuildSitemap(EntryJobType[Site, Size, Never, tuple[Chain[Crawl], ...]]):
+class BuildSitemap(EntryJobType[Site, Size], Blockers[tuple[Chain[Crawl], ...]]):
     pass
 
 
 async def main() -> dict[str, Any]:
-    state, notify = InMemoryStateAdapter(), InProcessNotifyAdapter()
-    client = Client(state, job_types=[Crawl, BuildSitemap], notify=notify)
-    worker = Worker(client, poll_interval=1.0)
-
-    @worker.handler(Crawl)
-    async def crawl(attempt: Attempt[Crawl]) -> None:
-        await attempt.complete(Size(attempt.input.url, len(attempt.input.url) * 100))
-
     results: dict[str, Any] = {}
-    try:
+    # No worker here handles BuildSitemap: the client lists it (Crawl, its blocker, comes along).
+    async with InMemoryStateAdapter() as state, Client(state, job_types=[BuildSitemap]) as client:
+        worker = Worker(client)
+
+        @worker.handler(Crawl)
+        async def crawl(attempt: Attempt[Crawl]) -> Size:
+            return Size(attempt.input.url, len(attempt.input.url) * 100)
+
         # A sitemap waiting for two crawls, and a crawl planned for tomorrow.
         async with client.transaction() as tx:
             pages = await client.start_chains([Crawl(Url("/")), Crawl(Url("/about"))], tx=tx)
@@ -100,16 +98,11 @@ async def main() -> dict[str, Any]:
         print(f"/blog crawled: {results['blog']}")
 
         async with client.transaction() as tx:
-            await client.delete_chains(
-                [tomorrow], tx=tx
-            )  # completed chains are deleted the same way
+            # completed chains are deleted the same way
+            await client.delete_chains([tomorrow], tx=tx)
         results["left"] = len((await client.list_chains()).items)
         print(f"chains left: {results['left']}")
-        return results
-    finally:
-        await client.close()
-        await notify.close()
-        await state.close()
+    return results
 
 
 if __name__ == "__main__":

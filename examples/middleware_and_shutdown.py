@@ -5,7 +5,7 @@
 Middleware wraps every attempt (the first in the list is the outermost) and can hand values to the
 handler through ``attempt.context``. On shutdown (``worker.stop()``, SIGINT/SIGTERM under
 ``worker.run()``, or ``close()``) the worker stops claiming and sets ``attempt.signal.reason`` to
-``"shutdown"``; handlers have ``shutdown_timeout`` seconds to finish before they are cancelled and
+``"shutdown"``; handlers have ``shutdown_timeout`` to finish before they are cancelled and
 their jobs go back to ready. Here a long batch job reacts by continuing its chain with the items it
 has not processed yet, and a second worker picks them up.
 """
@@ -22,9 +22,9 @@ from typing import Any
 from queuert import (
     Attempt,
     Client,
+    Continues,
     EntryJobType,
     InMemoryStateAdapter,
-    InProcessNotifyAdapter,
     Worker,
 )
 
@@ -42,7 +42,7 @@ class BatchDone:
     workers: list[str]
 
 
-class ProcessBatch(EntryJobType[Batch, BatchDone, "ProcessBatch"]):
+class ProcessBatch(EntryJobType[Batch, BatchDone], Continues["ProcessBatch"]):
     pass
 
 
@@ -64,37 +64,34 @@ async def timing(attempt: Attempt[Any], call_next: Callable[[], Awaitable[None]]
 
 def build_worker(client: Client[Any], name: str, progressed: asyncio.Event) -> Worker[Any]:
     worker: Worker[Any] = Worker(
-        client, name=name, poll_interval=0.5, shutdown_timeout=2.0, middleware=[request_id, timing]
+        client, name=name, shutdown_timeout=2, middleware=[request_id, timing]
     )
 
     @worker.handler(ProcessBatch)
-    async def process(attempt: Attempt[ProcessBatch]) -> None:
+    async def process(attempt: Attempt[ProcessBatch]) -> BatchDone | ProcessBatch:
         batch = attempt.input
         processed = batch.processed
         for position, _item in enumerate(batch.items):
             if attempt.signal.reason == "shutdown":
                 rest = Batch(batch.items[position:], processed, [*batch.workers, name])
                 print(f"  {name}: shutting down, handing over {len(rest.items)} items")
-                await attempt.complete(ProcessBatch(rest))  # continue the chain with the rest
-                return
+                return ProcessBatch(rest)  # continue the chain with the rest
             await asyncio.sleep(0.02)  # the real work on one item
             processed += 1
             if processed == 5:
                 progressed.set()
-        await attempt.complete(BatchDone(processed, [*batch.workers, name]))
+        return BatchDone(processed, [*batch.workers, name])
 
     return worker
 
 
 async def main() -> BatchDone:
-    state, notify = InMemoryStateAdapter(), InProcessNotifyAdapter()
-    client = Client(state, job_types=[ProcessBatch], notify=notify)
     progressed = asyncio.Event()
-    try:
+    async with InMemoryStateAdapter() as state, Client(state) as client:
+        first = build_worker(client, "worker-a", progressed)
         async with client.transaction() as tx:
             chain = await client.start_chain(ProcessBatch(Batch(list(range(30)))), tx=tx)
 
-        first = build_worker(client, "worker-a", progressed)
         running = asyncio.create_task(first.run())  # what `queuert worker module:attr` runs
         await progressed.wait()
         print("stopping worker-a (as SIGTERM would)")
@@ -104,12 +101,8 @@ async def main() -> BatchDone:
         print("starting worker-b")
         async with build_worker(client, "worker-b", progressed):
             done = await client.wait_for_chain(chain, timeout=10)
-        print(f"done: {done.processed} items, by {' then '.join(done.workers)}")
-        return done
-    finally:
-        await client.close()
-        await notify.close()
-        await state.close()
+    print(f"done: {done.processed} items, by {' then '.join(done.workers)}")
+    return done
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from queuert import (
     Client,
     EntryJobType,
     InMemoryStateAdapter,
-    InProcessNotifyAdapter,
     LoggingObservability,
     ObservabilityAdapter,
     Worker,
@@ -78,30 +77,23 @@ async def main() -> Counter[str]:
     logger.addHandler(handler)
     metrics = Metrics(forward=LoggingObservability(logger))
 
-    state, notify = InMemoryStateAdapter(), InProcessNotifyAdapter()
-    client = Client(state, job_types=[Shout], notify=notify, observability=metrics)
-    worker = Worker(client, poll_interval=1.0)
+    async with InMemoryStateAdapter() as state, Client(state, observability=metrics) as client:
+        worker = Worker(client)
 
-    @worker.handler(Shout)
-    async def shout(attempt: Attempt[Shout]) -> None:
-        await attempt.complete(Text(attempt.input.body.upper()))
+        @worker.handler(Shout)
+        async def shout(attempt: Attempt[Shout]) -> Text:
+            return Text(attempt.input.body.upper())
 
-    try:
         async with client.transaction() as tx:
             chain = await client.start_chain(Shout(Text("hello")), tx=tx)
             print(f"  (inside the transaction: {sum(metrics.counts.values())} events so far)")
         async with worker:
             result = await client.wait_for_chain(chain, timeout=10)
-        print(f"  result: {result}")
-        print(f"event counts: {dict(metrics.counts)}")
-        for type_name, durations in metrics.durations.items():
-            print(f"attempt durations of {type_name}: {[f'{d * 1000:.1f} ms' for d in durations]}")
-        return metrics.counts
-    finally:
-        await client.close()
-        await notify.close()
-        await state.close()
-        logger.removeHandler(handler)
+    print(f"  result: {result}")
+    print(f"event counts: {dict(metrics.counts)}")
+    for type_name, durations in metrics.durations.items():
+        print(f"attempt durations of {type_name}: {[f'{d * 1000:.1f} ms' for d in durations]}")
+    return metrics.counts
 
 
 if __name__ == "__main__":

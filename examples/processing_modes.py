@@ -12,7 +12,8 @@
 
 ``complete`` (and ``prepare``) accept an async function of a ``TxContext``: it runs inside the
 transaction, so what it writes commits with the completion, and rolls back with it if the handler
-fails, even after ``complete`` returned.
+fails, even after ``complete`` returned. (Returning the output from the handler completes the job
+too, in the same modes; these handlers call ``complete`` to show ``attempt.mode`` afterwards.)
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from queuert import (
     Client,
     EntryJobType,
     InMemoryStateAdapter,
-    InProcessNotifyAdapter,
     Lease,
     TxContext,
     Worker,
@@ -66,13 +66,8 @@ class AuditEntry(EntryJobType[AuditIn, AuditIn]):
     """Stands in for a row of your own table (no worker handles it)."""
 
 
-async def main() -> dict[str, Any]:
-    state, notify = InMemoryStateAdapter(), InProcessNotifyAdapter()
-    client = Client(state, job_types=[RecordPayment, RenderPdf, Ping, AuditEntry], notify=notify)
-    worker = Worker(
-        client, concurrency=4, poll_interval=1.0, backoff=Backoff(initial=0.05, jitter=0.0)
-    )
-    modes: dict[str, str | None] = {}
+def build_worker(client: Client[Any], modes: dict[str, str | None]) -> Worker[Any]:
+    worker: Worker[Any] = Worker(client, concurrency=4, backoff=Backoff(initial=0.05, jitter=0.0))
 
     @worker.handler(RecordPayment)
     async def record_payment(attempt: Attempt[RecordPayment]) -> None:
@@ -116,7 +111,14 @@ async def main() -> dict[str, Any]:
         await attempt.complete(Receipt(attempt.input.payment_id))
         modes[f"ping {attempt.input.payment_id}"] = attempt.mode
 
-    try:
+    return worker
+
+
+async def main() -> dict[str, Any]:
+    modes: dict[str, str | None] = {}
+    # AuditEntry has no handler: the client lists it to start (and read) it.
+    async with InMemoryStateAdapter() as state, Client(state, job_types=[AuditEntry]) as client:
+        worker = build_worker(client, modes)
         async with client.transaction() as tx:
             chains = await client.start_chains(
                 [
@@ -132,13 +134,9 @@ async def main() -> dict[str, Any]:
                 await client.wait_for_chain(chain, timeout=10)
         for what, mode in sorted(modes.items()):
             print(f"{what:<30} {mode}")
-        audit = (await client.list_chains(type_names=[AuditEntry.type_name])).items
+        audit = (await client.list_chains(type_names=[AuditEntry])).items
         print(f"audit rows committed: {[chain.input.message for chain in audit]}")
         return {"modes": modes, "audit": [chain.input.message for chain in audit]}
-    finally:
-        await client.close()
-        await notify.close()
-        await state.close()
 
 
 if __name__ == "__main__":

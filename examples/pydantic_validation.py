@@ -22,7 +22,6 @@ from queuert import (
     Client,
     EntryJobType,
     InMemoryStateAdapter,
-    InProcessNotifyAdapter,
     JobTypeValidationError,
     NotJsonError,
     Worker,
@@ -58,19 +57,17 @@ class Remind(EntryJobType[Reminder, Reminder]):
 
 
 async def main() -> dict[str, Any]:
-    state, notify = InMemoryStateAdapter(), InProcessNotifyAdapter()
-    client = Client(state, job_types=[Book, Remind], notify=notify, codec=PydanticCodec())
-    worker = Worker(client, poll_interval=1.0)
-
-    @worker.handler(Book)
-    async def book(attempt: Attempt[Book]) -> None:
-        request = attempt.input  # validated again on read: "arrives" is a datetime
-        departs = request["arrives"] + timedelta(days=request["nights"])
-        await attempt.complete(Confirmation(code=request["guest"][:3].upper(), departs=departs))
-
     results: dict[str, Any] = {}
     arrives = datetime(2030, 5, 1, 15, 0, tzinfo=timezone.utc)
-    try:
+    async with InMemoryStateAdapter() as state, Client(state, codec=PydanticCodec()) as client:
+        worker = Worker(client)
+
+        @worker.handler(Book)
+        async def book(attempt: Attempt[Book]) -> Confirmation:
+            request = attempt.input  # validated again on read: "arrives" is a datetime
+            departs = request["arrives"] + timedelta(days=request["nights"])
+            return Confirmation(code=request["guest"][:3].upper(), departs=departs)
+
         # Invalid input is refused before anything is written.
         try:
             async with client.transaction() as tx:
@@ -93,21 +90,15 @@ async def main() -> dict[str, Any]:
         results["confirmation"] = confirmation
 
         # The default codec refuses values that are not JSON, naming where they are.
-        plain = Client(state, job_types=[Remind])
-        try:
-            async with plain.transaction() as tx:
-                await plain.start_chain(Remind(Reminder(when=arrives)), tx=tx)
-        except NotJsonError as not_json:
-            results["not_json"] = not_json.path
-            print(f"default codec: {not_json}")
-        finally:
-            await plain.close()
+        async with Client(state, job_types=[Remind]) as plain:
+            try:
+                async with plain.transaction() as tx:
+                    await plain.start_chain(Remind(Reminder(when=arrives)), tx=tx)
+            except NotJsonError as not_json:
+                results["not_json"] = not_json.path
+                print(f"default codec: {not_json}")
         results["chains"] = len((await client.list_chains()).items)
-        return results
-    finally:
-        await client.close()
-        await notify.close()
-        await state.close()
+    return results
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
     uv run python -m examples.quick_start
 
 Runs on the in-memory state adapter. With a database, only the adapter changes, e.g.
-``state = await queuert_sqlite.from_url("sqlite:///app.db")`` then ``await state.migrate()``.
+``async with queuert_sqlite.from_url("sqlite:///app.db") as state:`` then ``await state.migrate()``.
 """
 
 from __future__ import annotations
@@ -11,14 +11,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from queuert import (
-    Attempt,
-    Client,
-    EntryJobType,
-    InMemoryStateAdapter,
-    InProcessNotifyAdapter,
-    Worker,
-)
+from queuert import Attempt, Client, EntryJobType, InMemoryStateAdapter, Worker
 
 
 @dataclass
@@ -37,22 +30,24 @@ class SendWelcome(EntryJobType[Signup, WelcomeSent]):
 
 
 async def main() -> WelcomeSent:
-    state = InMemoryStateAdapter()
-    notify = InProcessNotifyAdapter()  # wakes the worker and wait_for_chain at once
-    client = Client(state, job_types=[SendWelcome], notify=notify)
-    worker = Worker(client, name="mailer", concurrency=4)
+    # `async with` closes what it opened: the worker, the client, then the adapter.
+    async with InMemoryStateAdapter() as state, Client(state) as client:
+        worker = Worker(client, name="mailer", concurrency=4)
 
-    @worker.handler(SendWelcome)
-    async def send_welcome(attempt: Attempt[SendWelcome]) -> None:
-        signup = attempt.input  # typed: Signup
-        await attempt.complete(WelcomeSent(message_id=f"msg-{signup.user_id}"))
+        # The handler returns the job's output (typed: mypy checks it is a WelcomeSent).
+        # Registering it also makes SendWelcome known to the client.
+        @worker.handler(SendWelcome)
+        async def send_welcome(attempt: Attempt[SendWelcome]) -> WelcomeSent:
+            signup = attempt.input  # typed: Signup
+            return WelcomeSent(message_id=f"msg-{signup.user_id}")
 
-    try:
         # Your own business writes would go in this same transaction.
         async with client.transaction() as tx:
             chain = await client.start_chain(SendWelcome(Signup(42, "ada@example.com")), tx=tx)
         print(f"started chain {chain.type_name} {chain.id}, job status {chain.root.status}")
 
+        # With no notify adapter given, the client wakes the worker and wait_for_chain in this
+        # process at once.
         async with worker:  # start() ... close()
             sent = await client.wait_for_chain(chain, timeout=10)  # typed: WelcomeSent
         print(f"chain closed with {sent}")
@@ -61,10 +56,6 @@ async def main() -> WelcomeSent:
         assert done is not None
         print(f"status {done.status}, outcome {done.outcome}, attempts {done.tail.attempt}")
         return sent
-    finally:
-        await client.close()
-        await notify.close()
-        await state.close()
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@
 * a failing handler is retried with exponential backoff and jitter (``Backoff``), and the next attempt
   sees the previous error;
 * ``raise RescheduleJob(after=...)`` retries exactly when asked (e.g. an API said "retry in 0.3 s");
+  like every duration, ``after`` takes a ``timedelta`` or a number of seconds;
 * ``max_attempts`` (opt-in) closes the chain as *failed* once it is used up; ``wait_for_chain`` then
   raises ``ChainFailedError``.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -27,7 +29,6 @@ from queuert import (
     Client,
     EntryJobType,
     InMemoryStateAdapter,
-    InProcessNotifyAdapter,
     RescheduleJob,
     Schedule,
     Worker,
@@ -61,35 +62,22 @@ class ImportBrokenFile(EntryJobType[Request, Done], max_attempts=3):  # gives up
     pass
 
 
-async def main() -> dict[str, Any]:
-    state, notify = InMemoryStateAdapter(), InProcessNotifyAdapter()
-    client = Client(
-        state,
-        job_types=[Remind, CallFlakyApi, CallRateLimitedApi, ImportBrokenFile],
-        notify=notify,
-    )
-    started = time.monotonic()
-    log: list[str] = []
-
-    def say(line: str) -> None:
-        log.append(line)
-        print(f"[{time.monotonic() - started:4.2f}s] {line}")
-
-    # Short delays so the example runs in about a second; the default backoff is 10 s, x2, up to 300 s.
-    worker = Worker(
+def build_worker(client: Client[Any], say: Callable[[str], None]) -> Worker[Any]:
+    # Short delays so the example runs in about a second; the default backoff is 10 s, x2, up to
+    # 300 s. Durations take a timedelta or a number of seconds.
+    worker: Worker[Any] = Worker(
         client,
         concurrency=4,
-        poll_interval=1.0,
-        backoff=Backoff(initial=0.1, multiplier=2.0, maximum=1.0, jitter=0.1),
+        backoff=Backoff(initial=0.1, multiplier=2.0, maximum=timedelta(seconds=1), jitter=0.1),
     )
 
     @worker.handler(Remind)
-    async def remind(attempt: Attempt[Remind]) -> None:
+    async def remind(attempt: Attempt[Remind]) -> Done:
         say(f"reminder {attempt.input.name!r} runs")
-        await attempt.complete(Done(attempt.input.name, attempt.number))
+        return Done(attempt.input.name, attempt.number)
 
     @worker.handler(CallFlakyApi)
-    async def call_flaky(attempt: Attempt[CallFlakyApi]) -> None:
+    async def call_flaky(attempt: Attempt[CallFlakyApi]) -> Done:
         previous = (attempt.job.last_attempt_error or "").split("\n")[0]
         say(
             f"flaky api attempt {attempt.number}"
@@ -97,22 +85,35 @@ async def main() -> dict[str, Any]:
         )
         if attempt.number < 3:
             raise ConnectionError("gateway timeout")
-        await attempt.complete(Done(attempt.input.name, attempt.number))
+        return Done(attempt.input.name, attempt.number)
 
     @worker.handler(CallRateLimitedApi)
-    async def call_rate_limited(attempt: Attempt[CallRateLimitedApi]) -> None:
+    async def call_rate_limited(attempt: Attempt[CallRateLimitedApi]) -> Done:
         say(f"rate-limited api attempt {attempt.number}")
         if attempt.number == 1:
-            raise RescheduleJob(after=timedelta(seconds=0.3), reason="429: retry in 0.3 s")
-        await attempt.complete(Done(attempt.input.name, attempt.number))
+            raise RescheduleJob(after=0.3, reason="429: retry in 0.3 s")
+        return Done(attempt.input.name, attempt.number)
 
     # A per-handler backoff overrides the worker's default.
     @worker.handler(ImportBrokenFile, backoff=Backoff(initial=0.05, jitter=0.0))
-    async def import_file(attempt: Attempt[ImportBrokenFile]) -> None:
+    async def import_file(attempt: Attempt[ImportBrokenFile]) -> Done:
         say(f"import attempt {attempt.number}")
         raise ValueError("line 3: unexpected end of file")
 
-    try:
+    return worker
+
+
+async def main() -> dict[str, Any]:
+    started = time.monotonic()
+    log: list[str] = []
+
+    def say(line: str) -> None:
+        log.append(line)
+        print(f"[{time.monotonic() - started:4.2f}s] {line}")
+
+    results: dict[str, Any] = {}
+    async with InMemoryStateAdapter() as state, Client(state) as client:
+        worker = build_worker(client, say)
         now = datetime.now(timezone.utc)
         async with client.transaction() as tx:
             at = await client.start_chain(
@@ -126,7 +127,6 @@ async def main() -> dict[str, Any]:
             broken = await client.start_chain(ImportBrokenFile(Request("broken")), tx=tx)
         say(f"scheduled chains start as {at.root.status!r}, the others as {flaky.root.status!r}")
 
-        results: dict[str, Any] = {}
         async with worker:
             for chain in (after, at, flaky, limited):
                 results[chain.input.name] = await client.wait_for_chain(chain, timeout=10)
@@ -139,11 +139,7 @@ async def main() -> dict[str, Any]:
         say(f"import chain: outcome {closed.outcome!r} after {closed.tail.attempt} attempts")
         results["broken"] = closed
         results["log"] = log
-        return results
-    finally:
-        await client.close()
-        await notify.close()
-        await state.close()
+    return results
 
 
 if __name__ == "__main__":

@@ -35,11 +35,13 @@ class PaymentDeclined(Exception):
 
 
 async def main() -> dict[str, bool]:
-    state = InMemoryStateAdapter()
     events = RecordingObservability()  # keeps the lifecycle events it receives, in order
-    client = Client(state, job_types=[IssueInvoice], observability=events)
     exists: dict[str, bool] = {}
-    try:
+    # This process only starts chains (no worker): the client lists the types it starts.
+    async with (
+        InMemoryStateAdapter() as state,
+        Client(state, job_types=[IssueInvoice], observability=events) as client,
+    ):
         # 1. The business write fails after the chain was started: everything rolls back.
         chain_id = ""
         try:
@@ -73,10 +75,7 @@ async def main() -> dict[str, bool]:
             own = await client.start_chain(IssueInvoice(Order("o-4")), tx=tx, hooks=hooks)
         exists["o-4"] = await client.get_chain(own.id) is not None
         print(f"own transaction: o-4 exists={exists['o-4']}")
-        return exists
-    finally:
-        await client.close()
-        await state.close()
+    return exists
 
 
 if __name__ == "__main__":

@@ -17,10 +17,11 @@ from typing import Any
 from queuert import (
     Attempt,
     ChainCancelledError,
+    ChainResult,
     Client,
+    Continues,
     EntryJobType,
     InMemoryStateAdapter,
-    InProcessNotifyAdapter,
     JobType,
     Worker,
     WorkerlessCompletion,
@@ -47,7 +48,9 @@ class PayOut(JobType[Expense, Paid]):
     pass
 
 
-class AwaitApproval(EntryJobType[Expense, Rejected, PayOut, tuple[()], Paid | Rejected]):
+class AwaitApproval(
+    EntryJobType[Expense, Rejected], Continues[PayOut], ChainResult[Paid | Rejected]
+):
     """Ends the chain with Rejected, or continues to PayOut (so the chain ends Paid or Rejected)."""
 
 
@@ -67,16 +70,20 @@ async def decide(client: Client[Any], chain_id: str, approve: bool) -> None:
 
 
 async def main() -> dict[str, Any]:
-    state, notify = InMemoryStateAdapter(), InProcessNotifyAdapter()
-    client = Client(state, job_types=[AwaitApproval], notify=notify)
-    worker = Worker(client, poll_interval=1.0)  # handles PayOut only
-
-    @worker.handler(PayOut)
-    async def pay_out(attempt: Attempt[PayOut]) -> None:
-        await attempt.complete(Paid(transfer_id=f"tr-{attempt.input.employee}"))
-
     results: dict[str, Any] = {}
-    try:
+    async with (
+        InMemoryStateAdapter() as state,
+        Client(
+            state,
+            job_types=[AwaitApproval],  # no worker handles AwaitApproval: list it here
+        ) as client,
+    ):
+        worker = Worker(client)  # handles PayOut only
+
+        @worker.handler(PayOut)
+        async def pay_out(attempt: Attempt[PayOut]) -> Paid:
+            return Paid(transfer_id=f"tr-{attempt.input.employee}")
+
         async with client.transaction() as tx:
             ann, bob, cy = await client.start_chains(
                 [
@@ -104,11 +111,7 @@ async def main() -> dict[str, Any]:
         ann_jobs = (await client.list_chain_jobs(ann.id)).items
         by = [f"{j.type_name} (closed by {j.completed_by or 'complete_chain'})" for j in ann_jobs]
         print("ann's chain: " + " -> ".join(by))
-        return results
-    finally:
-        await client.close()
-        await notify.close()
-        await state.close()
+    return results
 
 
 if __name__ == "__main__":

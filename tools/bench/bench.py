@@ -139,8 +139,8 @@ async def run_processing(
     if process_mode == "atomic":
 
         @worker.handler(BenchJob)
-        async def atomic(attempt: Attempt[BenchJob]) -> None:
-            await attempt.complete(Done(True))
+        async def atomic(attempt: Attempt[BenchJob]) -> Done:
+            return Done(True)  # a returned output: the worker's group commit writes it
 
     else:
 

@@ -13,9 +13,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from queuert import (
     Attempt,
+    Blockers,
     Chain,
     Client,
     CodecError,
+    Continues,
     DefaultCodec,
     DuplicateJobTypeError,
     EntryJobType,
@@ -180,10 +182,16 @@ class Leaf(EntryJobType[N, N], name="jt_leaf"):
 
 
 class Loop(
-    EntryJobType[N, N, "Loop | Finish", tuple[Chain[Leaf], Unpack[tuple[Chain[Leaf], ...]]]],
+    EntryJobType[N, N],
+    Continues["Loop | Finish"],
+    Blockers[tuple[Chain[Leaf], Unpack[tuple[Chain[Leaf], ...]]]],
     name="jt_loop",
 ):
     pass
+
+
+class Inherited(Loop, name="jt_inherited"):
+    """A subclass of a job type inherits its declaration."""
 
 
 class Finish(JobType[N, Never], name="jt_finish"):
@@ -203,6 +211,9 @@ def test_declarations_are_read_at_runtime() -> None:
     assert Loop.entry and not Finish.entry
     assert not Finish.spec().can_complete
     assert CamelCaseName.type_name == "camel_case_name"
+    inherited = Inherited.spec()
+    assert (inherited.input_type, inherited.continues_to) == (N, (Loop, Finish))
+    assert inherited.blockers == spec.blockers
 
 
 def test_bad_declarations_are_clear_errors() -> None:
@@ -211,17 +222,27 @@ def test_bad_declarations_are_clear_errors() -> None:
         class BadName(EntryJobType[N, N], name="has space"):
             pass
 
-    class NotAJob(EntryJobType[N, N, "int"], name="jt_bad_next"):
+    class NotAJob(EntryJobType[N, N], Continues["int"], name="jt_bad_next"):
         pass
 
     with pytest.raises(UsageError, match="continuation targets"):
         NotAJob.spec()
 
-    class BadBlockers(EntryJobType[N, N, Never, tuple[Leaf]], name="jt_bad_blockers"):
+    class BadBlockers(EntryJobType[N, N], Blockers[tuple[Leaf]], name="jt_bad_blockers"):
         pass
 
     with pytest.raises(UsageError, match="Chain"):
         BadBlockers.spec()
+
+    with pytest.raises(UsageError, match="must subclass JobType"):
+
+        class OnlyAMixin(Continues[Leaf], name="jt_only_a_mixin"):
+            pass
+
+    with pytest.raises(TypeError):
+
+        class FiveSlots(EntryJobType[N, N, Never, tuple[()], N]):  # type: ignore[type-arg]
+            pass
 
     class Twin(EntryJobType[N, N], name="jt_leaf"):
         pass

@@ -18,7 +18,17 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
-from queuert import Attempt, Chain, Client, EntryJobType, JobType, RecordingObservability
+from queuert import (
+    Attempt,
+    Blockers,
+    Chain,
+    ChainResult,
+    Client,
+    Continues,
+    EntryJobType,
+    JobType,
+    RecordingObservability,
+)
 from queuert.observability import Event
 from typing_extensions import Never
 
@@ -28,7 +38,7 @@ class N:
     value: int
 
 
-class RStart(EntryJobType[N, Never, "RFinish", tuple[()], N], name="r_start"):
+class RStart(EntryJobType[N, Never], Continues["RFinish"], ChainResult[N], name="r_start"):
     """First step of a two-step chain: always continues to RFinish."""
 
 
@@ -40,11 +50,11 @@ class RLeaf(EntryJobType[N, N], name="r_leaf"):
     """A one-step chain that others wait for."""
 
 
-class RJoin(EntryJobType[N, N, Never, tuple[Chain[RLeaf], ...]], name="r_join"):
+class RJoin(EntryJobType[N, N], Blockers[tuple[Chain[RLeaf], ...]], name="r_join"):
     """Waits for leaf chains; closes with its input plus the sum of their outputs."""
 
 
-JOB_TYPES: list[type[JobType[Any, Any, Any, Any, Any]]] = [RStart, RFinish, RLeaf, RJoin]
+JOB_TYPES: list[type[JobType[Any, Any]]] = [RStart, RFinish, RLeaf, RJoin]
 
 
 def with_application_name(dsn: str, name: str) -> str:

@@ -12,7 +12,17 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from queuert import Attempt, Backoff, Client, EntryJobType, JobType, Lease, Worker
+from queuert import (
+    Attempt,
+    Backoff,
+    ChainResult,
+    Client,
+    Continues,
+    EntryJobType,
+    JobType,
+    Lease,
+    Worker,
+)
 from queuert_sqlite import from_url
 from typing_extensions import Never
 
@@ -32,7 +42,7 @@ class Ship(JobType[Order, Total], name="mp_ship"):
     pass
 
 
-class Place(EntryJobType[Order, Never, Ship, tuple[()], Total], name="mp_place"):
+class Place(EntryJobType[Order, Never], Continues[Ship], ChainResult[Total], name="mp_place"):
     pass
 
 

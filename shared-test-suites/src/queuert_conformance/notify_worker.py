@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import pytest
-from queuert import Attempt, Client, EntryJobType, JobType, StateAdapter, Worker
+from queuert import Attempt, Client, Continues, EntryJobType, JobType, StateAdapter, Worker
 from queuert.errors import NotifyAdapterClosedError
 from queuert.notify import NotifyAdapter
 from queuert.observability import NoopObservability
@@ -319,7 +319,7 @@ class Num:
     n: int
 
 
-class WorkerStart(EntryJobType[Num, Num, "WorkerFinish"], name="notify_worker_start"):
+class WorkerStart(EntryJobType[Num, Num], Continues["WorkerFinish"], name="notify_worker_start"):
     """First job of every chain: always continues to WorkerFinish."""
 
 
@@ -341,7 +341,7 @@ class RunRecorder:
         self.finished: set[int] = set()
         self._changed = asyncio.Event()
 
-    def handlers(self) -> dict[type[JobType[Any, Any, Any, Any, Any]], Handler]:
+    def handlers(self) -> dict[type[JobType[Any, Any]], Handler]:
         """The worker's handlers of :class:`WorkerStart` and :class:`WorkerFinish`."""
 
         async def start(attempt: Attempt[WorkerStart]) -> None:

@@ -22,6 +22,7 @@ from queuert.errors import (
     InvalidJobIdError,
     JobAlreadyCompletedError,
     JobLostError,
+    JobNotCompletedError,
     JobNotFoundError,
     JobNotTriggerableError,
     JobTakenByAnotherWorkerError,
@@ -45,7 +46,7 @@ from queuert.in_memory import (
     InProcessNotifyAdapter,
     NoopNotifyAdapter,
 )
-from queuert.job_types import EntryJobType, JobType
+from queuert.job_types import Blockers, ChainResult, Continues, EntryJobType, JobType
 from queuert.models import Chain, Job
 from queuert.notify import NotifyAdapter
 from queuert.observability import LoggingObservability, ObservabilityAdapter, RecordingObservability
@@ -60,15 +61,18 @@ __all__ = [
     "BlockerChainFailedError",
     "BlockerReference",
     "BlockerReferenceError",
+    "Blockers",
     "CancelReason",
     "CancellationSignal",
     "Chain",
     "ChainCancelledError",
     "ChainFailedError",
     "ChainNotFoundError",
+    "ChainResult",
     "Client",
     "Codec",
     "CodecError",
+    "Continues",
     "Deduplication",
     "DefaultCodec",
     "DuplicateJobIdError",
@@ -82,6 +86,7 @@ __all__ = [
     "Job",
     "JobAlreadyCompletedError",
     "JobLostError",
+    "JobNotCompletedError",
     "JobNotFoundError",
     "JobNotTriggerableError",
     "JobTakenByAnotherWorkerError",

@@ -34,7 +34,7 @@ from queuert.state import NewJob, StateAdapter, StoredJob
 __all__ = ["ChainCreation", "PlannedJob"]
 
 TxT = TypeVar("TxT")
-AnyJob = JobType[Any, Any, Any, Any, Any]
+AnyJob = JobType[Any, Any]
 
 
 class PlannedJob(NamedTuple):

@@ -1,8 +1,12 @@
 """What a handler receives: :class:`Attempt`, its cancellation signal and processing modes.
 
-A handler is ``async def handle(attempt: Attempt[MyType]) -> None``. It reads ``attempt.input`` (typed)
-and ``attempt.blockers`` (typed blocker chains), optionally calls ``prepare``, and must call
-``complete`` with the output or with a job of a declared continuation type.
+A handler is ``async def handle(attempt: Attempt[MyType]) -> Output | NextJob``. It reads
+``attempt.input`` (typed) and ``attempt.blockers`` (typed blocker chains), optionally calls ``prepare``,
+and completes the job by returning its output or a job of a declared continuation type. Instead of
+returning a value it may call ``complete`` (with a callback that runs in the completing transaction,
+for atomic work). A handler that does neither completes a job whose output type is ``None``; for any
+other type the job closes as failed without a retry (:class:`~queuert.errors.JobNotCompletedError`),
+since a retry would repeat whatever the handler already did.
 
 Modes:
 
@@ -16,7 +20,8 @@ Modes:
   the handler awaited anything that suspended, the attempt is atomic; otherwise staged.
 
 In both modes the completing transaction commits only after the handler returns; an exception raised
-after ``complete`` rolls the completion back and the attempt counts as failed.
+after ``complete`` rolls the completion back and the attempt counts as failed. A returned value
+completes the job as ``complete`` would have.
 """
 
 from __future__ import annotations
@@ -28,9 +33,10 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from queuert._bound_transaction import BoundTransaction
 from queuert._core import Core
+from queuert._declared import Completable, WithBlockers
 from queuert._finishing import CheckedResult
 from queuert.client import Client, TxContext
-from queuert.errors import JobLostError, UsageError
+from queuert.errors import JobLostError, JobNotCompletedError, UsageError
 from queuert.job_types import JobType
 from queuert.json import JsonValue
 from queuert.models import Job
@@ -38,7 +44,8 @@ from queuert.state import CompleteResult, StoredJob
 
 __all__ = ["Attempt", "AttemptHost", "CancelReason", "CancellationSignal", "Mode"]
 
-J = TypeVar("J", bound=JobType[Any, Any, Any, Any, Any], covariant=True)
+J = TypeVar("J", covariant=True)
+"""The job type of the attempt's job."""
 I = TypeVar("I")  # noqa: E741
 O = TypeVar("O")  # noqa: E741
 C = TypeVar("C")
@@ -156,16 +163,18 @@ class Attempt(Generic[J]):
         """The open transaction holding the job, with its hooks."""
         self.continued_with: str | None = None
         self._checked: CheckedResult | None = None
+        self._returned: object = None
+        """What the handler returned (set by the worker when it returns)."""
 
     # -- typed views ------------------------------------------------------------------------------
 
     @property
-    def input(self: Attempt[JobType[I, Any, Any, Any, Any]]) -> I:
+    def input(self: Attempt[JobType[I, Any]]) -> I:
         value: I = self._input
         return value
 
     @property
-    def blockers(self: Attempt[JobType[Any, Any, Any, B, Any]]) -> B:
+    def blockers(self: Attempt[WithBlockers[B]]) -> B:
         """The blocker chains, slot by slot, with their typed outputs (closed by the time the job runs)."""
         value: B = self._blockers  # type: ignore[assignment]
         return value
@@ -222,7 +231,7 @@ class Attempt(Generic[J]):
         return result
 
     async def complete(
-        self: Attempt[JobType[Any, O, C, Any, Any]],
+        self: Attempt[Completable[O, C]],
         result: O | C | Callable[[TxContext[Any]], Awaitable[O | C]],
     ) -> None:
         """Complete the job with its output, or continue the chain with a job of a declared
@@ -230,7 +239,8 @@ class Attempt(Generic[J]):
         returns either (to write your own rows in the same transaction).
 
         The result is validated at once (a wrong output or an undeclared continuation raises here);
-        it is written, and the transaction commits, when the handler returns.
+        it is written, and the transaction commits, when the handler returns. A handler that calls
+        ``complete`` returns ``None``; returning the output instead does the same with less code.
         """
         self._check_can_complete()
         if self.mode is None:
@@ -247,6 +257,30 @@ class Attempt(Generic[J]):
         else:
             value = result
         self._checked = self._host.core.finishing.check_result(self._stored, value)
+        self._completed = True
+
+    def _settle_returned(self) -> None:
+        """Make what the handler returned its result: a value completes the job (as ``complete``
+        would), ``None`` needs ``complete`` to have been called or a type whose output is ``None``.
+
+        Raises :class:`UsageError` when the handler returned a value after calling ``complete``, and
+        :class:`JobNotCompletedError` when it did neither (the worker closes the job as failed)."""
+        value = self._returned
+        if self._completed:
+            if value is not None:
+                raise UsageError(
+                    "the handler called attempt.complete(...) and also returned a value: "
+                    "complete the job one way only"
+                )
+            return
+        core = self._host.core
+        if value is None and not (
+            core.registry.require(self._stored.type_name).spec().completes_with_none
+        ):
+            raise JobNotCompletedError(self._stored.type_name)
+        if self.mode is None:
+            self.mode = "staged" if self._suspended else "atomic"
+        self._checked = core.finishing.check_result(self._stored, value)
         self._completed = True
 
     async def _finish(self) -> None:

@@ -15,12 +15,14 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar, overload
 
 from queuert._core import Core
+from queuert._declared import WithChainResult, WithOutput, WorkerlessCompletable
 from queuert._mapping import DECODE
 from queuert.codec import Codec, DefaultCodec
+from queuert.duration import Duration, to_timedelta
 from queuert.errors import (
     BlockerReferenceError,
     ChainNotFoundError,
@@ -33,8 +35,8 @@ from queuert.errors import (
 )
 from queuert.hooks import TransactionHooks
 from queuert.ids import check_id, check_ids
-from queuert.in_memory.notify import NoopNotifyAdapter
-from queuert.job_types import EntryJobType, JobType, JobTypeRegistry
+from queuert.in_memory.notify import InProcessNotifyAdapter
+from queuert.job_types import AnyJobType, EntryJobType, JobType, JobTypeRegistry, job_type_name
 from queuert.models import Chain, Job
 from queuert.notify import NotifyAdapter
 from queuert.observability import (
@@ -60,14 +62,17 @@ from queuert.state import (
 __all__ = ["Client", "TxContext", "WorkerlessCompletion"]
 
 TxT = TypeVar("TxT")
-J = TypeVar("J", bound=EntryJobType[Any, Any, Any, Any, Any])
-JT = TypeVar("JT", bound=JobType[Any, Any, Any, Any, Any])
+J = TypeVar("J", bound=EntryJobType[Any, Any])
+JT = TypeVar("JT", bound=JobType[Any, Any])
 I = TypeVar("I")  # noqa: E741
 O = TypeVar("O")  # noqa: E741
 C = TypeVar("C")
 R = TypeVar("R")
 
-AnyJobType = type[JobType[Any, Any, Any, Any, Any]]
+_WAIT_POLL = timedelta(seconds=1)
+
+TypeNames = Sequence[str | AnyJobType]
+"""Job types by stored name or by class (``[SendWelcome, "send_receipt"]``)."""
 
 
 @dataclass
@@ -93,24 +98,31 @@ class TxContext(Generic[TxT]):
 class Client(Generic[TxT]):
     """Entry point of queuert for application code.
 
-    ``Client(state, job_types=[...], notify=..., observability=..., codec=...)``. ``job_types`` lists
-    the job type classes this client may create (their continuation targets and blocker types are
-    added automatically). ``notify`` defaults to no notifications (workers then poll);
-    ``observability`` defaults to structured logging; ``codec`` to :class:`~queuert.codec.DefaultCodec`.
-    ``close()`` waits for pending publishes (the adapters are closed by whoever created them).
+    ``Client(state, notify=..., job_types=[...], observability=..., codec=...)``.
+
+    ``job_types`` lists job type classes this client starts or reads (their continuation targets and
+    blocker types are added automatically); a worker built on the client adds its handlers' types by
+    itself, so a process that runs a worker need not list them here (listing them too is fine).
+    ``notify`` defaults to an :class:`~queuert.in_memory.InProcessNotifyAdapter` of the client's own:
+    workers and ``wait_for_chain`` in this process wake at once, other processes do not hear it (give
+    every process a networked notify adapter, or let them poll). ``observability`` defaults to
+    structured logging; ``codec`` to :class:`~queuert.codec.DefaultCodec`. ``close()`` waits for
+    pending publishes and closes the notify adapter the client made; adapters you pass in are
+    closed by you (``async with`` them).
     """
 
     def __init__(
         self,
         state: StateAdapter[TxT],
         *,
-        job_types: Sequence[AnyJobType],
         notify: NotifyAdapter | None = None,
+        job_types: Sequence[AnyJobType] = (),
         observability: ObservabilityAdapter | None = None,
         codec: Codec | None = None,
     ) -> None:
         self.state = state
-        self.notify: NotifyAdapter = notify if notify is not None else NoopNotifyAdapter()
+        self._owns_notify = notify is None
+        self.notify: NotifyAdapter = notify if notify is not None else InProcessNotifyAdapter()
         self.observability: ObservabilityAdapter = (
             observability if observability is not None else LoggingObservability()
         )
@@ -164,11 +176,14 @@ class Client(Generic[TxT]):
         await self._core.publishing.wait_published()
 
     async def close(self) -> None:
-        """Wait for pending publishes. The adapters stay open: whoever created them closes them."""
+        """Wait for pending publishes, then close the notify adapter if the client made it. The
+        adapters you passed in stay open: whoever created them closes them."""
         if self._closed:
             return
         self._closed = True
         await self.wait_published()
+        if self._owns_notify:
+            await self.notify.close()
 
     async def __aenter__(self) -> Client[TxT]:
         return self
@@ -217,7 +232,7 @@ class Client(Generic[TxT]):
     async def complete_chain(
         self,
         chain: Chain[Any] | str,
-        job_type: type[JobType[I, O, C, Any, Any]],
+        job_type: type[WorkerlessCompletable[I, O, C]],
         result: Callable[[WorkerlessCompletion[TxT, I]], Awaitable[O | C]],
         *,
         tx: TxT,
@@ -228,7 +243,7 @@ class Client(Generic[TxT]):
     async def complete_chain(
         self,
         chain: Chain[Any] | str,
-        job_type: type[JobType[I, O, C, Any, Any]],
+        job_type: type[WorkerlessCompletable[I, O, C]],
         result: O | C,
         *,
         tx: TxT,
@@ -238,7 +253,7 @@ class Client(Generic[TxT]):
     async def complete_chain(
         self,
         chain: Chain[Any] | str,
-        job_type: type[JobType[Any, Any, Any, Any, Any]],
+        job_type: type[Any],
         result: Any,
         *,
         tx: TxT,
@@ -403,7 +418,7 @@ class Client(Generic[TxT]):
     async def list_chains(
         self,
         *,
-        type_names: Sequence[str] | None = None,
+        type_names: TypeNames | None = None,
         status: ChainStatus | None = None,
         chain_ids: Sequence[str] | None = None,
         job_ids: Sequence[str] | None = None,
@@ -416,7 +431,13 @@ class Client(Generic[TxT]):
         tx: TxT | None = None,
     ) -> Page[Chain[Any]]:
         where = ChainFilter(
-            type_names, status, chain_ids, job_ids, root_only, created_from, created_to
+            _type_names(type_names, "type_names"),
+            status,
+            chain_ids,
+            job_ids,
+            root_only,
+            created_from,
+            created_to,
         )
         where.check_ids(self._ids)
         check_page("chains", order=order, limit=limit, cursor=cursor, ids=self._ids)
@@ -432,11 +453,11 @@ class Client(Generic[TxT]):
     async def list_jobs(
         self,
         *,
-        type_names: Sequence[str] | None = None,
+        type_names: TypeNames | None = None,
         statuses: Sequence[JobStatus] | None = None,
         job_ids: Sequence[str] | None = None,
         chain_ids: Sequence[str] | None = None,
-        chain_type_names: Sequence[str] | None = None,
+        chain_type_names: TypeNames | None = None,
         created_from: datetime | None = None,
         created_to: datetime | None = None,
         order: Order = "desc",
@@ -445,7 +466,13 @@ class Client(Generic[TxT]):
         tx: TxT | None = None,
     ) -> Page[Job]:
         where = JobFilter(
-            type_names, statuses, job_ids, chain_ids, chain_type_names, created_from, created_to
+            _type_names(type_names, "type_names"),
+            statuses,
+            job_ids,
+            chain_ids,
+            _type_names(chain_type_names, "chain_type_names"),
+            created_from,
+            created_to,
         )
         where.check_ids(self._ids)
         check_page("jobs", order=order, limit=limit, cursor=cursor, ids=self._ids)
@@ -496,34 +523,56 @@ class Client(Generic[TxT]):
     @overload
     async def wait_for_chain(
         self,
-        chain: Chain[JobType[Any, Any, Any, Any, R]],
+        chain: Chain[WithChainResult[R]],
         *,
-        timeout: float,
-        poll_interval: float = 15.0,
+        timeout: Duration,
+        poll_interval: Duration = _WAIT_POLL,
+    ) -> R: ...
+
+    @overload
+    async def wait_for_chain(
+        self,
+        chain: Chain[WithOutput[O]],
+        *,
+        timeout: Duration,
+        poll_interval: Duration = _WAIT_POLL,
+    ) -> O: ...
+
+    @overload
+    async def wait_for_chain(
+        self,
+        chain: str,
+        job_type: type[WithChainResult[R]],
+        *,
+        timeout: Duration,
+        poll_interval: Duration = _WAIT_POLL,
     ) -> R: ...
 
     @overload
     async def wait_for_chain(
         self,
         chain: str,
-        job_type: type[JobType[Any, Any, Any, Any, R]],
+        job_type: type[WithOutput[O]],
         *,
-        timeout: float,
-        poll_interval: float = 15.0,
-    ) -> R: ...
+        timeout: Duration,
+        poll_interval: Duration = _WAIT_POLL,
+    ) -> O: ...
 
     async def wait_for_chain(
         self,
         chain: Chain[Any] | str,
-        job_type: AnyJobType | None = None,
+        job_type: type[Any] | None = None,
         *,
-        timeout: float,
-        poll_interval: float = 15.0,
+        timeout: Duration,
+        poll_interval: Duration = _WAIT_POLL,
     ) -> Any:
         """Wait until the chain closes and return its output.
 
-        Wakes on the chain-closed notification and polls every ``poll_interval`` seconds as a fallback.
-        Raises :class:`WaitChainTimeoutError` after ``timeout`` seconds, :class:`ChainNotFoundError`,
+        Wakes on the chain-closed notification and re-reads the chain every ``poll_interval`` (default:
+        one second) in case a notification does not arrive (another process closed the chain and
+        there is no networked notify adapter, or a notification was lost). ``timeout`` and
+        ``poll_interval`` take a ``timedelta`` or seconds.
+        Raises :class:`WaitChainTimeoutError` after ``timeout``, :class:`ChainNotFoundError`,
         :class:`JobTypeMismatchError`, and :class:`ChainFailedError` / :class:`ChainCancelledError`
         if it closed without an output.
         """
@@ -533,8 +582,10 @@ class Client(Generic[TxT]):
         else:
             chain_id, expected = chain, job_type.type_name if job_type is not None else None
         check_id(self._ids, chain_id, argument="chain")
+        timeout_td = to_timedelta(timeout, name="timeout")
+        poll = to_timedelta(poll_interval, name="poll_interval", positive=True).total_seconds()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + timeout_td.total_seconds()
         woken = asyncio.Event()
         unsubscribe = None
         try:
@@ -552,16 +603,28 @@ class Client(Generic[TxT]):
                     return self._core.to_chain(stored).output
                 remaining = deadline - loop.time()
                 if remaining <= 0:
-                    raise WaitChainTimeoutError(chain_id, timeout)
+                    raise WaitChainTimeoutError(chain_id, timeout_td)
                 woken.clear()
                 with suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(woken.wait(), min(poll_interval, remaining))
+                    await asyncio.wait_for(woken.wait(), min(poll, remaining))
         finally:
             if unsubscribe is not None:
                 try:
                     await unsubscribe()
                 except Exception as exc:
                     self._core.emit(NotifyAdapterError(operation="unsubscribe", error=repr(exc)))
+
+
+def _type_names(values: TypeNames | None, argument: str) -> list[str] | None:
+    """Type names for a filter, from names or job type classes (a single one is refused: it would
+    read as its characters)."""
+    if values is None:
+        return None
+    if isinstance(values, (str, bytes, type)):
+        raise UsageError(
+            f"{argument} takes a sequence of job type names or classes, not {values!r}"
+        )
+    return [job_type_name(value, argument=argument) for value in values]
 
 
 @dataclass

@@ -24,7 +24,7 @@ from queuert.attempt import Attempt
 from queuert.backoff import Backoff, Lease
 from queuert.client import Client, TxContext
 from queuert.errors import QueuertError
-from queuert.job_types import EntryJobType, JobType
+from queuert.job_types import Blockers, ChainResult, Continues, EntryJobType, JobType
 from queuert.models import Chain
 from queuert.observability import (
     AttemptFailed,
@@ -93,16 +93,24 @@ class AskForReview(JobType[ReviewIn, OrderDone], name="ask_for_review"):
     pass
 
 
-class Ship(JobType[ShipIn, Never, AskForReview, tuple[Chain[PackItem], ...]], name="ship"):
+class Ship(
+    JobType[ShipIn, Never],
+    Continues[AskForReview],
+    Blockers[tuple[Chain[PackItem], ...]],
+    name="ship",
+):
     pass
 
 
-class ChargePayment(JobType[ChargeIn, Never, Ship], name="charge_payment"):
+class ChargePayment(JobType[ChargeIn, Never], Continues[Ship], name="charge_payment"):
     pass
 
 
 class PlaceOrder(
-    EntryJobType[OrderIn, Never, ChargePayment, tuple[()], OrderDone], name="place_order"
+    EntryJobType[OrderIn, Never],
+    Continues[ChargePayment],
+    ChainResult[OrderDone],
+    name="place_order",
 ):
     pass
 
@@ -161,20 +169,16 @@ def build_worker(
     )
 
     @worker.handler(PlaceOrder)
-    async def place_order(attempt: Attempt[PlaceOrder]) -> None:
+    async def place_order(attempt: Attempt[PlaceOrder]) -> ChargePayment:
         order = attempt.input
         if not order.items or order.amount_cents <= 0:
             raise ValueError("an order needs items and a positive amount")
-        await attempt.complete(
-            ChargePayment(ChargeIn(order.order_id, order.items, order.amount_cents))
-        )
+        return ChargePayment(ChargeIn(order.order_id, order.items, order.amount_cents))
 
     @worker.handler(ChargePayment)
     async def charge_payment(attempt: Attempt[ChargePayment]) -> None:
         charge = attempt.input
-        await asyncio.sleep(
-            0.05
-        )  # talk to the payment gateway (outside any transaction: staged mode)
+        await asyncio.sleep(0.05)  # the payment gateway (outside any transaction: staged mode)
         failures[charge.order_id] = failures.get(charge.order_id, 0) + 1
         if failures[charge.order_id] == 1:
             raise ConnectionError("payment gateway timed out")
@@ -191,28 +195,24 @@ def build_worker(
         await attempt.complete(fan_out)
 
     @worker.handler(PackItem)
-    async def pack_item(attempt: Attempt[PackItem]) -> None:
+    async def pack_item(attempt: Attempt[PackItem]) -> Packed:
         await asyncio.sleep(0.02)
-        await attempt.complete(Packed(attempt.input.item, parcel=f"box-{attempt.input.item}"))
+        return Packed(attempt.input.item, parcel=f"box-{attempt.input.item}")
 
     @worker.handler(Ship)
-    async def ship(attempt: Attempt[Ship]) -> None:
+    async def ship(attempt: Attempt[Ship]) -> AskForReview:
         parcels = [chain.output.parcel for chain in attempt.blockers]
         tracking = f"TRK-{attempt.input.order_id}-{len(parcels)}"
-        await attempt.complete(
-            AskForReview(
-                ReviewIn(attempt.input.order_id, tracking, len(parcels)),
-                schedule=Schedule.of(after=2.0),
-            )
+        return AskForReview(
+            ReviewIn(attempt.input.order_id, tracking, len(parcels)),
+            schedule=Schedule(after=2.0),
         )
 
     @worker.handler(AskForReview)
-    async def ask_for_review(attempt: Attempt[AskForReview]) -> None:
+    async def ask_for_review(attempt: Attempt[AskForReview]) -> OrderDone:
         review = attempt.input
         payment_id = f"pay_{review.order_id}"
-        await attempt.complete(
-            OrderDone(review.order_id, payment_id, review.tracking, review.parcels)
-        )
+        return OrderDone(review.order_id, payment_id, review.tracking, review.parcels)
 
     return worker
 

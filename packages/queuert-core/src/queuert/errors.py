@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "InvalidJobIdError",
     "JobAlreadyCompletedError",
     "JobLostError",
+    "JobNotCompletedError",
     "JobNotFoundError",
     "JobNotTriggerableError",
     "JobTakenByAnotherWorkerError",
@@ -154,6 +155,21 @@ class JobTakenByAnotherWorkerError(QueuertError):
         super().__init__(f"job {job_id!r} is now leased by {leased_by!r}, not by {worker_id!r}")
 
 
+class JobNotCompletedError(UsageError):
+    """A handler returned ``None`` without completing its job, and the job type's output is not
+    ``None``. The worker closes the job as *failed* without a retry: the handler ran, so a retry
+    would repeat its side effects. Return the output (or the next job), or call
+    ``attempt.complete(...)``."""
+
+    def __init__(self, type_name: str) -> None:
+        self.type_name = type_name
+        super().__init__(
+            f"the handler for {type_name!r} returned None without completing the job: return its "
+            "output or the next job, or call attempt.complete(...). The job was closed as failed, "
+            "not retried, because a retry would repeat what the handler already did"
+        )
+
+
 class JobNotTriggerableError(QueuertError):
     def __init__(self, job_id: str, status: str) -> None:
         self.job_id = job_id
@@ -190,10 +206,10 @@ class JobTypeMismatchError(QueuertError):
 
 
 class WaitChainTimeoutError(QueuertError, TimeoutError):
-    def __init__(self, chain_id: str, timeout: float) -> None:
+    def __init__(self, chain_id: str, timeout: timedelta) -> None:
         self.chain_id = chain_id
         self.timeout = timeout
-        super().__init__(f"chain {chain_id!r} did not close within {timeout:g}s")
+        super().__init__(f"chain {chain_id!r} did not close within {timeout.total_seconds():g}s")
 
 
 class ChainFailedError(QueuertError):
@@ -285,11 +301,11 @@ class RescheduleJob(Exception):
         self,
         *,
         after: timedelta | float | None = None,
-        at: object = None,
+        at: datetime | None = None,
         reason: str | None = None,
     ) -> None:
         from queuert.schedule import Schedule
 
-        self.schedule = Schedule.of(at=at, after=after)
+        self.schedule = Schedule(at=at, after=after)
         self.reason = reason
         super().__init__(reason or f"reschedule requested ({self.schedule})")

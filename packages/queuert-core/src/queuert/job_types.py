@@ -1,25 +1,28 @@
 """Job types: declared once as classes, checked by mypy, used by the client and the worker.
 
-A job type is a subclass of :class:`JobType` (or :class:`EntryJobType` for types that may start a chain)
-whose generic arguments say what it takes and gives::
+A job type is a subclass of :class:`JobType` (or :class:`EntryJobType` for types that may start a
+chain) with its input and output types as generic arguments. Everything else it declares is named by
+a mixin::
 
     class Fetch(EntryJobType[FetchIn, FetchOut]): ...
+
+
     class Summarize(
-        EntryJobType[
-            SummarizeIn,               # input
-            Summary,                   # output (when the job ends the chain)
-            "Publish | Summarize",     # the types it may continue to (a loop back to itself here)
-            tuple[Chain[Fetch], Chain[Fetch]],  # the blocker chains it waits for, slot by slot
-            "Summary | PublishResult", # what the chain it starts ends with (defaults to its output)
-        ]
+        EntryJobType[SummarizeIn, Summary],  # input, output (when the job ends the chain)
+        Continues["Publish | Summarize"],  # the types it may continue to (here also itself)
+        Blockers[tuple[Chain[Fetch], Chain[Fetch]]],  # the chains it waits for, slot by slot
+        ChainResult["Summary | PublishResult"],  # what a chain it starts ends with
     ): ...
 
 An *instance* of a job type is a job to create: ``Fetch(FetchIn(url=...), schedule=...)``. Pass it to
-``client.start_chain`` to start a chain, or return it from a handler's ``complete`` to continue the chain.
+``client.start_chain`` to start a chain, or return it from a handler to continue the chain.
 
-What mypy then checks: only entry types can start chains; the input matches the type; a handler can only
-return its declared output or a job of a declared continuation type; blocker outputs read in a handler
-have the types of the declared blocker chains; ``wait_for_chain`` returns the chain's declared result.
+What mypy then checks: only entry types can start chains; the input matches the type; blockers match
+the declared slots; a handler can only return its declared output or a job of a declared continuation
+type; blocker outputs read in a handler have the types of the declared blocker chains;
+``wait_for_chain`` returns the chain's declared result. The runtime reads the same declaration from
+the class (:meth:`JobType.spec`) and checks it again for code mypy does not see. How mypy reads it is
+described in :mod:`queuert._declared`.
 """
 
 from __future__ import annotations
@@ -30,31 +33,40 @@ import types
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, cast
 
-from typing_extensions import Never, TypeVar
+from typing_extensions import Never
 
+from queuert._declared import Constructible, NoContinuation
 from queuert.errors import DuplicateJobTypeError, UnknownJobTypeError, UsageError
 from queuert.schedule import Deduplication, Schedule
 
 if TYPE_CHECKING:
+    from typing_extensions import Self
+
     from queuert.models import Chain
 
 __all__ = [
+    "AnyJobType",
     "BlockerFailurePolicy",
     "BlockerSlots",
+    "Blockers",
+    "ChainResult",
+    "Continues",
     "EntryJobType",
     "JobType",
     "JobTypeRegistry",
     "JobTypeSpec",
+    "NoContinuation",
+    "job_type_name",
 ]
 
 In = TypeVar("In")
 Out = TypeVar("Out")
-Next = TypeVar("Next", default=Never)
-Blockers = TypeVar("Blockers", default=tuple[()])
-Result = TypeVar("Result", default=Out, covariant=True)
+I = TypeVar("I")  # noqa: E741
+C = TypeVar("C")
+B = TypeVar("B")
+R = TypeVar("R")
 
 BlockerFailurePolicy = Literal["fail", "proceed"]
 """What a job does when one of its blocker chains closes as failed or cancelled: ``fail`` closes it as
@@ -68,20 +80,29 @@ def _snake_case(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
 
 
-class JobType(Generic[In, Out, Next, Blockers, Result]):
-    """Base of every job type. Subclass it to declare a type; instantiate the subclass to make a job.
-
-    Class keywords: ``name`` (stored type name; default: the class name in snake_case),
-    ``max_attempts`` (opt-in limit after which the chain closes as *failed*), ``on_blocker_failure``
-    (see :data:`BlockerFailurePolicy`). Lease and backoff are set where the handler is registered.
-    """
+class _JobTypeBase:
+    """What every job type and declaration mixin shares: the class keywords, the job's fields and
+    the constructor. Users subclass :class:`JobType` or :class:`EntryJobType`."""
 
     type_name: ClassVar[str] = ""
     entry: ClassVar[bool] = False
     max_attempts: ClassVar[int | None] = None
     on_blocker_failure: ClassVar[BlockerFailurePolicy] = "fail"
+    _spec: ClassVar[JobTypeSpec | None] = None
+    _abstract_job_type: ClassVar[bool] = True
 
     __slots__ = ("blockers", "deduplication", "id", "input", "schedule")
+
+    input: Any
+    id: str | None
+    schedule: Schedule | None
+    blockers: Sequence[Chain[Any]]
+    deduplication: Deduplication | None
+
+    if TYPE_CHECKING:
+        # the defaults of the declaration (see queuert._declared); the mixins override them
+        _queuert_next: NoContinuation
+        _queuert_blockers: tuple[()]
 
     def __init_subclass__(
         cls,
@@ -94,6 +115,11 @@ class JobType(Generic[In, Out, Next, Blockers, Result]):
         super().__init_subclass__(**kwargs)
         if cls.__dict__.get("_abstract_job_type", False):
             return
+        if not issubclass(cls, JobType):
+            raise UsageError(
+                f"{cls.__name__} must subclass JobType[Input, Output] or EntryJobType[Input, Output]; "
+                "Continues, Blockers and ChainResult only add to such a declaration"
+            )
         type_name = name if name is not None else _snake_case(cls.__name__)
         if not _NAME_RE.match(type_name):
             raise UsageError(
@@ -115,61 +141,134 @@ class JobType(Generic[In, Out, Next, Blockers, Result]):
             cls.on_blocker_failure = on_blocker_failure
         cls._spec = None
 
-    _spec: ClassVar[JobTypeSpec | None] = None
-    _abstract_job_type: ClassVar[bool] = True
-
-    def __init__(
-        self,
-        input: In,
+    def __new__(
+        cls: type[Constructible[I, B]],
+        input: I,
         *,
         id: str | None = None,
         schedule: Schedule | None = None,
-        blockers: Blockers | None = None,
+        blockers: B | None = None,
         deduplication: Deduplication | None = None,
-    ) -> None:
-        if type(self).__dict__.get("_abstract_job_type", False):
-            raise UsageError(
-                f"{type(self).__name__} is a base class; subclass it to declare a job type"
-            )
+    ) -> _JobTypeBase:
+        # ``cls`` is typed by what the class declares (its input and blocker slots), so mypy checks
+        # the arguments of ``Summarize(...)`` against Summarize's declaration.
+        klass = cast("type[_JobTypeBase]", cls)
+        if klass.__dict__.get("_abstract_job_type", False):
+            raise UsageError(f"{klass.__name__} is a base class; subclass it to declare a job type")
         if schedule is not None and not isinstance(schedule, Schedule):
             raise UsageError(f"schedule must be a queuert.Schedule, not {schedule!r}")
         if deduplication is not None and not isinstance(deduplication, Deduplication):
             raise UsageError(
                 f"deduplication must be a queuert.Deduplication, not {deduplication!r}"
             )
+        self = object.__new__(klass)
         self.input = input
         self.id = id
         self.schedule = schedule
-        self.blockers: Sequence[Chain[Any]] = (
-            tuple(typing.cast("Sequence[Chain[Any]]", blockers)) if blockers is not None else ()
+        self.blockers = (
+            tuple(cast("Sequence[Chain[Any]]", blockers)) if blockers is not None else ()
         )
         self.deduplication = deduplication
+        return self
 
     @classmethod
     def spec(cls) -> JobTypeSpec:
         """The runtime view of this type's declaration (resolved on first use)."""
-        if cls._spec is None:
-            cls._spec = _resolve_spec(cls)
-        return cls._spec
+        spec = cls._spec
+        if spec is None:
+            spec = cls._spec = _resolve_spec(cls)
+        return spec
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.input!r})"
 
 
-class EntryJobType(JobType[In, Out, Next, Blockers, Result]):
+class JobType(_JobTypeBase, Generic[In, Out]):
+    """Base of every job type: ``class Resize(JobType[Image, Url]): ...`` takes an ``Image`` and
+    closes its chain with a ``Url``. Instantiate the subclass to make a job.
+
+    Class keywords: ``name`` (stored type name; default: the class name in snake_case),
+    ``max_attempts`` (opt-in limit after which the chain closes as *failed*), ``on_blocker_failure``
+    (see :data:`BlockerFailurePolicy`). Lease and backoff are set where the handler is registered.
+    Add :class:`Continues`, :class:`Blockers` and :class:`ChainResult` to declare more.
+    """
+
+    __slots__ = ()
+    _abstract_job_type: ClassVar[bool] = True
+
+    if TYPE_CHECKING:
+        input: In
+        _queuert_input: In
+        _queuert_output: Out
+
+        @property
+        def _queuert_self(self) -> Self: ...
+
+
+class EntryJobType(JobType[In, Out]):
     """A job type that may start a chain (``client.start_chain`` accepts only these)."""
 
     __slots__ = ()
     _abstract_job_type: ClassVar[bool] = True
 
 
+class Continues(_JobTypeBase, Generic[C]):
+    """Declares the job types a job may continue its chain with: ``Continues[Publish]``, a union
+    ``Continues[ChargeCard | SendInvoice]``, or a string for types defined later or for the type
+    itself (``Continues["Countdown"]``). Without it, a job type cannot continue."""
+
+    __slots__ = ()
+    _abstract_job_type: ClassVar[bool] = True
+
+    if TYPE_CHECKING:
+        _queuert_next: C  # type: ignore[assignment]
+
+
+class Blockers(_JobTypeBase, Generic[B]):
+    """Declares the chains a job waits for before it runs, slot by slot:
+    ``Blockers[tuple[Chain[LoadUser], Chain[LoadOrders]]]`` (fixed slots),
+    ``Blockers[tuple[Chain[FetchPrice], ...]]`` (any number), or fixed slots then any number
+    (``tuple[Chain[A], Unpack[tuple[Chain[B], ...]]]``). Only entry types can be blockers."""
+
+    __slots__ = ()
+    _abstract_job_type: ClassVar[bool] = True
+
+    if TYPE_CHECKING:
+        _queuert_blockers: B  # type: ignore[assignment]
+
+
+class ChainResult(_JobTypeBase, Generic[R]):
+    """Declares what a chain *started* by this type ends with, when that is not this type's own
+    output (the chain ends in a continuation): ``ChainResult[Url]``, ``ChainResult["Paid | Refused"]``.
+    ``wait_for_chain`` and ``Chain.output`` return it."""
+
+    __slots__ = ()
+    _abstract_job_type: ClassVar[bool] = True
+
+    if TYPE_CHECKING:
+        _queuert_result: R
+
+
+AnyJobType = type[JobType[Any, Any]]
+"""Any job type class."""
+
+
+def job_type_name(value: str | AnyJobType, *, argument: str = "type_names") -> str:
+    """The stored type name of a job type class, or ``value`` itself when it is already a name."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, type) and issubclass(value, JobType) and value.type_name:
+        return value.type_name
+    raise UsageError(f"{argument} takes job type names or job type classes, not {value!r}")
+
+
 @dataclass(frozen=True)
 class BlockerSlots:
     """The blocker chains a type waits for: fixed slots, then optionally any number of ``rest``."""
 
-    fixed: tuple[tuple[type[JobType[Any, Any, Any, Any, Any]], ...], ...] = ()
+    fixed: tuple[tuple[AnyJobType, ...], ...] = ()
     """For each fixed slot, the entry types whose chains may fill it."""
-    rest: tuple[type[JobType[Any, Any, Any, Any, Any]], ...] | None = None
+    rest: tuple[AnyJobType, ...] | None = None
     """The entry types allowed in the variadic tail, or ``None`` if there is none."""
 
     @property
@@ -179,13 +278,13 @@ class BlockerSlots:
 
 @dataclass(frozen=True)
 class JobTypeSpec:
-    """What the runtime needs to know about a job type, read from its generic arguments."""
+    """What the runtime needs to know about a job type, read from its declaration."""
 
-    job_type: type[JobType[Any, Any, Any, Any, Any]]
+    job_type: AnyJobType
     input_type: Any
     output_type: Any
     """``Never`` when the type always continues."""
-    continues_to: tuple[type[JobType[Any, Any, Any, Any, Any]], ...]
+    continues_to: tuple[AnyJobType, ...]
     blockers: BlockerSlots
 
     @property
@@ -195,6 +294,11 @@ class JobTypeSpec:
     @property
     def can_complete(self) -> bool:
         return self.output_type is not Never and self.output_type is not typing.NoReturn
+
+    @property
+    def completes_with_none(self) -> bool:
+        """The declared output is ``None``: a handler that returns nothing completes the job."""
+        return self.output_type is None or self.output_type is type(None)
 
 
 def _namespace(cls: type) -> dict[str, Any]:
@@ -228,7 +332,7 @@ def _union_members(tp: Any, namespace: dict[str, Any]) -> tuple[Any, ...]:
 
 def _job_classes(
     tp: Any, namespace: dict[str, Any], what: str, owner: type
-) -> tuple[type[JobType[Any, Any, Any, Any, Any]], ...]:
+) -> tuple[AnyJobType, ...]:
     out = []
     for member in _union_members(tp, namespace):
         if not (isinstance(member, type) and issubclass(member, JobType)):
@@ -237,9 +341,7 @@ def _job_classes(
     return tuple(out)
 
 
-def _chain_slot(
-    tp: Any, namespace: dict[str, Any], owner: type
-) -> tuple[type[JobType[Any, Any, Any, Any, Any]], ...]:
+def _chain_slot(tp: Any, namespace: dict[str, Any], owner: type) -> tuple[AnyJobType, ...]:
     tp = _evaluate(tp, namespace)
     args = typing.get_args(tp)
     origin = typing.get_origin(tp)
@@ -270,7 +372,7 @@ def _blocker_slots(tp: Any, namespace: dict[str, Any], owner: type) -> BlockerSl
         return BlockerSlots()
     if len(args) == 2 and args[1] is Ellipsis:
         return BlockerSlots(rest=_chain_slot(args[0], namespace, owner))
-    fixed: list[tuple[type[JobType[Any, Any, Any, Any, Any]], ...]] = []
+    fixed: list[tuple[AnyJobType, ...]] = []
     rest = None
     for arg in args:
         arg = _evaluate(arg, namespace)
@@ -297,54 +399,69 @@ def _unpacked_tuple(arg: Any) -> Any:
     return None
 
 
-def _resolve_spec(cls: type[JobType[Any, Any, Any, Any, Any]]) -> JobTypeSpec:
-    if cls.__dict__.get("_abstract_job_type", False):
-        raise UsageError(f"{cls.__name__} is not a job type")
-    args: tuple[Any, ...] | None = None
+def _declared(cls: type) -> dict[type, tuple[Any, ...]]:
+    """The generic arguments of each declaration base (``JobType``, ``Continues``, ...) of ``cls``,
+    the nearest in the MRO winning (a subclass of a job type inherits its declaration)."""
+    found: dict[type, tuple[Any, ...]] = {}
     for klass in cls.__mro__:
         for base in klass.__dict__.get("__orig_bases__", ()):
             origin = typing.get_origin(base)
-            if isinstance(origin, type) and issubclass(origin, JobType):
-                candidate = typing.get_args(base)
-                if not any(isinstance(a, typing.TypeVar) for a in candidate[:2]):
-                    args = candidate
-                    break
-        if args is not None:
-            break
-    if args is None or len(args) < 2:
+            if not isinstance(origin, type) or not issubclass(origin, _JobTypeBase):
+                continue
+            kind = JobType if issubclass(origin, JobType) else origin
+            args = typing.get_args(base)
+            if kind in found or any(isinstance(a, typing.TypeVar) for a in args):
+                continue
+            found[kind] = args
+    return found
+
+
+def _resolve_spec(cls: type[_JobTypeBase]) -> JobTypeSpec:
+    if cls.__dict__.get("_abstract_job_type", False) or not issubclass(cls, JobType):
+        raise UsageError(f"{cls.__name__} is not a job type")
+    declared = _declared(cls)
+    io = declared.get(JobType)
+    if io is None or len(io) != 2:
         raise UsageError(
-            f"{cls.__name__} must subclass JobType[Input, Output, ...] or EntryJobType[...] with concrete types"
+            f"{cls.__name__} must subclass JobType[Input, Output] or EntryJobType[Input, Output] "
+            "with concrete types"
         )
     namespace = _namespace(cls)
-    input_type = _evaluate(args[0], namespace)
-    output_type = _evaluate(args[1], namespace)
-    continues_to: tuple[type[JobType[Any, Any, Any, Any, Any]], ...] = ()
-    if len(args) > 2 and not isinstance(args[2], typing.TypeVar):
-        continues_to = _job_classes(args[2], namespace, "continuation targets", cls)
+    continues_to: tuple[AnyJobType, ...] = ()
+    if Continues in declared:
+        continues_to = _job_classes(declared[Continues][0], namespace, "continuation targets", cls)
     blockers = BlockerSlots()
-    if len(args) > 3 and not isinstance(args[3], typing.TypeVar):
-        blockers = _blocker_slots(args[3], namespace, cls)
+    if Blockers in declared:
+        blockers = _blocker_slots(declared[Blockers][0], namespace, cls)
     return JobTypeSpec(
         job_type=cls,
-        input_type=input_type,
-        output_type=output_type,
+        input_type=_evaluate(io[0], namespace),
+        output_type=_evaluate(io[1], namespace),
         continues_to=continues_to,
         blockers=blockers,
     )
 
 
 class JobTypeRegistry:
-    """The job types a client knows, by name. Built from the classes given to the client."""
+    """The job types a client knows, by name: the classes given to the client and those of the
+    handlers registered with its workers, each with every type reachable from it as a continuation
+    target or blocker chain."""
 
-    def __init__(self, job_types: Sequence[type[JobType[Any, Any, Any, Any, Any]]]) -> None:
-        by_name: dict[str, type[JobType[Any, Any, Any, Any, Any]]] = {}
+    def __init__(self, job_types: Sequence[AnyJobType] = ()) -> None:
+        self._by_name: dict[str, AnyJobType] = {}
+        self.add(job_types)
+
+    def add(self, job_types: Sequence[AnyJobType]) -> None:
+        """Register ``job_types`` and the types reachable from them; all or nothing. A type
+        already registered is skipped; another class with a registered name raises
+        :class:`~queuert.errors.DuplicateJobTypeError`."""
+        by_name = dict(self._by_name)
         duplicates: list[str] = []
         pending = list(job_types)
-        # Types reachable as continuation targets or blocker chains are registered too.
         while pending:
             jt = pending.pop()
-            if not (isinstance(jt, type) and issubclass(jt, JobType)):
-                raise UsageError(f"job_types must be JobType subclasses, got {jt!r}")
+            if not (isinstance(jt, type) and issubclass(jt, JobType)) or not jt.type_name:
+                raise UsageError(f"job types must be JobType subclasses, got {jt!r}")
             existing = by_name.get(jt.type_name)
             if existing is jt:
                 continue
@@ -366,26 +483,18 @@ class JobTypeRegistry:
     def type_names(self) -> list[str]:
         return sorted(self._by_name)
 
-    def get(self, type_name: str) -> type[JobType[Any, Any, Any, Any, Any]] | None:
+    def get(self, type_name: str) -> AnyJobType | None:
         return self._by_name.get(type_name)
 
-    def require(self, type_name: str) -> type[JobType[Any, Any, Any, Any, Any]]:
+    def require(self, type_name: str) -> AnyJobType:
         jt = self._by_name.get(type_name)
         if jt is None:
             raise UnknownJobTypeError(type_name, self.type_names)
         return jt
 
-    def check_registered(self, job_type: type[JobType[Any, Any, Any, Any, Any]]) -> None:
+    def check_registered(self, job_type: AnyJobType) -> None:
         if self._by_name.get(job_type.type_name) is not job_type:
             raise UnknownJobTypeError(job_type.type_name, self.type_names)
 
     def __contains__(self, type_name: object) -> bool:
         return type_name in self._by_name
-
-
-def lease_or_default(value: timedelta | float | None, default: timedelta) -> timedelta:
-    if value is None:
-        return default
-    if isinstance(value, timedelta):
-        return value
-    return timedelta(seconds=value)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic
+from typing import Any, Generic, overload
 
 from typing_extensions import TypeVar
 
+from queuert._declared import WithChainResult, WithOutput
 from queuert._fastinit import fast_init
 from queuert.errors import ChainCancelledError, ChainFailedError, UsageError
 from queuert.job_types import JobType
@@ -15,8 +16,10 @@ from queuert.state import ChainStatus, JobStatus, Outcome
 
 __all__ = ["Chain", "Job"]
 
-J = TypeVar("J", bound=JobType[Any, Any, Any, Any, Any], covariant=True)
+J = TypeVar("J", covariant=True)
+"""The chain's type: the job type of its first job."""
 R = TypeVar("R")
+O = TypeVar("O")  # noqa: E741
 I = TypeVar("I")  # noqa: E741
 
 
@@ -50,6 +53,31 @@ class Job:
         return self.status in ("continued", "completed", "failed", "cancelled")
 
 
+class _ChainOutput:
+    """``Chain.output``, typed by the chain's declaration: ``ChainResult[R]`` gives ``R``, otherwise
+    the chain type's output."""
+
+    @overload
+    def __get__(self, chain: None, owner: type[Any]) -> _ChainOutput: ...
+
+    @overload
+    def __get__(self, chain: Chain[WithChainResult[R]], owner: type[Any]) -> R: ...
+
+    @overload
+    def __get__(self, chain: Chain[WithOutput[O]], owner: type[Any]) -> O: ...
+
+    def __get__(self, chain: Chain[Any] | None, owner: type[Any]) -> Any:
+        if chain is None:
+            return self
+        if chain.outcome == "completed":
+            return chain._output
+        if chain.outcome == "failed":
+            raise ChainFailedError(chain.id, chain.tail.id, chain.tail.last_attempt_error)
+        if chain.outcome == "cancelled":
+            raise ChainCancelledError(chain.id)
+        raise UsageError(f"chain {chain.id} is still open; it has no output yet")
+
+
 @fast_init
 @dataclass(frozen=True)
 class Chain(Generic[J]):
@@ -71,22 +99,14 @@ class Chain(Generic[J]):
     _output: Any = field(default=None, repr=False)
 
     @property
-    def input(self: Chain[JobType[I, Any, Any, Any, Any]]) -> I:
+    def input(self: Chain[JobType[I, Any]]) -> I:
         """The input of the chain's first job."""
         value: I = self.root.input
         return value
 
-    @property
-    def output(self: Chain[JobType[Any, Any, Any, Any, R]]) -> R:
-        """The chain's result. Raises if the chain is open, failed or cancelled."""
-        if self.outcome == "completed":
-            value: R = self._output
-            return value
-        if self.outcome == "failed":
-            raise ChainFailedError(self.id, self.tail.id, self.tail.last_attempt_error)
-        if self.outcome == "cancelled":
-            raise ChainCancelledError(self.id)
-        raise UsageError(f"chain {self.id} is still open; it has no output yet")
+    output = _ChainOutput()
+    """The chain's result: its declared ``ChainResult``, else its type's output. Raises if the chain
+    is open, failed or cancelled."""
 
     @property
     def created_at(self) -> datetime:

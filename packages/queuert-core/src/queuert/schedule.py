@@ -7,22 +7,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Literal
 
+from queuert.duration import Duration, to_timedelta
 from queuert.errors import UsageError
 
 __all__ = ["Deduplication", "DeduplicationScope", "Schedule", "scheduled_at"]
 
 
-def _as_timedelta(value: timedelta | float | int) -> timedelta:
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise UsageError(f"a delay must be a timedelta or a number of seconds, not {value!r}")
-    return timedelta(seconds=value)
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Schedule:
-    """Run at an absolute time (``at``, timezone-aware) or after a delay (``after``); never both.
+    """Run at an absolute time (``at``, timezone-aware) or after a delay (``after``, a ``timedelta``
+    or seconds; it reads back as a ``timedelta``); never both.
 
     A time in the past means now. The store's clock decides what "now" is.
     """
@@ -30,28 +24,21 @@ class Schedule:
     at: datetime | None = None
     after: timedelta | None = None
 
-    def __post_init__(self) -> None:
-        if self.at is not None and self.after is not None:
+    def __init__(self, at: datetime | None = None, after: Duration | None = None) -> None:
+        if at is not None and after is not None:
             raise UsageError("a schedule takes `at` or `after`, not both")
-        if self.at is not None:
-            if not isinstance(self.at, datetime):
-                raise UsageError(f"schedule `at` must be a datetime, not {self.at!r}")
-            if self.at.tzinfo is None:
+        if at is not None:
+            if not isinstance(at, datetime):
+                raise UsageError(f"schedule `at` must be a datetime, not {at!r}")
+            if at.tzinfo is None:
                 raise UsageError(
                     "schedule `at` must be timezone-aware (e.g. datetime.now(timezone.utc))"
                 )
-            object.__setattr__(self, "at", self.at.astimezone(timezone.utc))
-        if self.after is not None:
-            after = _as_timedelta(self.after)
-            if after < timedelta(0):
-                after = timedelta(0)
-            object.__setattr__(self, "after", after)
-
-    @classmethod
-    def of(cls, *, at: object = None, after: timedelta | float | None = None) -> Schedule:
-        if at is not None and not isinstance(at, datetime):
-            raise UsageError(f"`at` must be a datetime, not {at!r}")
-        return cls(at=at, after=None if after is None else _as_timedelta(after))
+            at = at.astimezone(timezone.utc)
+        object.__setattr__(self, "at", at)
+        object.__setattr__(
+            self, "after", None if after is None else to_timedelta(after, name="schedule `after`")
+        )
 
     def __str__(self) -> str:
         if self.at is not None:
@@ -83,14 +70,15 @@ def scheduled_at(schedule: Schedule | None, now: datetime) -> datetime:
 DeduplicationScope = Literal["open", "any"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Deduplication:
     """Start a chain only if no matching chain exists; otherwise return the existing one.
 
     A chain matches when it has the same chain type and ``key`` and, for ``scope="open"`` (the default),
-    is still open; for ``scope="any"`` it may be closed too. ``window`` limits matches to chains created
-    within that long ago. ``exclude_chain_ids`` ignores those chains (a recurring chain scheduling its
-    own next run while it is still open).
+    is still open; for ``scope="any"`` it may be closed too. ``window`` (a ``timedelta`` or seconds;
+    it reads back as a ``timedelta``) limits matches to chains created within that long ago.
+    ``exclude_chain_ids`` ignores those chains (a recurring chain scheduling its own next run while
+    it is still open).
     """
 
     key: str
@@ -98,14 +86,26 @@ class Deduplication:
     window: timedelta | None = None
     exclude_chain_ids: Sequence[str] = field(default=())
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.key, str) or not self.key:
+    def __init__(
+        self,
+        key: str,
+        scope: DeduplicationScope = "open",
+        window: Duration | None = None,
+        exclude_chain_ids: Sequence[str] = (),
+    ) -> None:
+        if not isinstance(key, str) or not key:
             raise UsageError("a deduplication key must be a non-empty string")
-        if self.scope not in ("open", "any"):
-            raise UsageError(f"deduplication scope must be 'open' or 'any', not {self.scope!r}")
-        if self.window is not None:
-            window = _as_timedelta(self.window)
-            if window <= timedelta(0):
-                raise UsageError("a deduplication window must be positive")
-            object.__setattr__(self, "window", window)
-        object.__setattr__(self, "exclude_chain_ids", tuple(self.exclude_chain_ids))
+        if scope not in ("open", "any"):
+            raise UsageError(f"deduplication scope must be 'open' or 'any', not {scope!r}")
+        if isinstance(exclude_chain_ids, str):
+            raise UsageError("exclude_chain_ids takes a sequence of chain ids, not one str")
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "scope", scope)
+        object.__setattr__(
+            self,
+            "window",
+            None
+            if window is None
+            else to_timedelta(window, name="deduplication window", positive=True),
+        )
+        object.__setattr__(self, "exclude_chain_ids", tuple(exclude_chain_ids))

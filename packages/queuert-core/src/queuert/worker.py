@@ -32,9 +32,10 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from queuert._core import Core
+from queuert._declared import Handled
 from queuert._mapping import job_info
 from queuert._tasks import drain
 from queuert.attempt import (
@@ -46,9 +47,15 @@ from queuert.attempt import (
 )
 from queuert.backoff import Backoff, Lease
 from queuert.client import Client
-from queuert.errors import BlockerChainFailedError, RescheduleJob, UsageError
+from queuert.duration import Duration, to_timedelta
+from queuert.errors import (
+    BlockerChainFailedError,
+    JobNotCompletedError,
+    RescheduleJob,
+    UsageError,
+)
 from queuert.hooks import TransactionHooks
-from queuert.job_types import JobType
+from queuert.job_types import AnyJobType, JobType
 from queuert.json import JsonValue
 from queuert.models import Chain
 from queuert.observability import (
@@ -72,9 +79,12 @@ __all__ = ["AttemptMiddleware", "Handler", "HandlerConfig", "Worker"]
 logger = logging.getLogger("queuert.worker")
 
 TxT = TypeVar("TxT")
-J = TypeVar("J", bound=JobType[Any, Any, Any, Any, Any])
+J = TypeVar("J")
+O = TypeVar("O")  # noqa: E741
+C = TypeVar("C")
 
-Handler = Callable[[Attempt[J]], Awaitable[None]]
+Handler = Callable[[Attempt[J]], Awaitable[object]]
+"""A handler for jobs of type ``J``: returns the output or the next job (or calls ``complete``)."""
 
 MAX_ERROR_LENGTH = 10_000
 _PREFETCH_MAX_HANDLER_TIME = 0.05
@@ -96,8 +106,8 @@ class AttemptMiddleware(Protocol):
 
 @dataclass(frozen=True)
 class HandlerConfig:
-    job_type: type[JobType[Any, Any, Any, Any, Any]]
-    handler: Callable[[Attempt[Any]], Awaitable[None]]
+    job_type: AnyJobType
+    handler: Callable[[Attempt[Any]], Awaitable[object]]
     lease: Lease
     backoff: Backoff
     max_attempts: int | None
@@ -222,17 +232,14 @@ class Worker(Generic[TxT]):
         *,
         name: str | None = None,
         concurrency: int = 1,
-        handlers: Mapping[
-            type[JobType[Any, Any, Any, Any, Any]], Callable[[Attempt[Any]], Awaitable[None]]
-        ]
-        | None = None,
+        handlers: Mapping[AnyJobType, Callable[[Attempt[Any]], Awaitable[object]]] | None = None,
         middleware: Sequence[AttemptMiddleware] = (),
-        poll_interval: float = 60.0,
+        poll_interval: Duration = timedelta(seconds=60),
         lease: Lease | None = None,
         backoff: Backoff | None = None,
         recovery_backoff: Backoff | None = None,
-        shutdown_timeout: float = 30.0,
-        reap_interval: float | None = None,
+        shutdown_timeout: Duration = timedelta(seconds=30),
+        reap_interval: Duration | None = None,
         reap_batch: int = 100,
         prefetch: int | None = None,
     ) -> None:
@@ -240,20 +247,28 @@ class Worker(Generic[TxT]):
             raise UsageError("worker name must be 1-100 characters of A-Z a-z 0-9 . _ -")
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise UsageError("concurrency must be a positive int")
-        if poll_interval <= 0 or shutdown_timeout < 0:
-            raise UsageError("poll_interval must be positive and shutdown_timeout not negative")
         self.client = client
         self._core: Core[TxT] = client._core
         """The client's internals (publishing, bound transactions, mapping, finishing)."""
         self.name = name
         self.id = f"{name}-{uuid.uuid4().hex[:12]}" if name else uuid.uuid4().hex
         self.concurrency = concurrency
-        self.poll_interval = float(poll_interval)
+        self.poll_interval = to_timedelta(poll_interval, name="poll_interval", positive=True)
+        """The longest the worker sleeps without a notification (±5 % jitter)."""
+        self._poll_seconds = self.poll_interval.total_seconds()
         self.default_lease = lease or Lease()
         self.default_backoff = backoff or Backoff()
         self.recovery_backoff = recovery_backoff or Backoff()
-        self.shutdown_timeout = float(shutdown_timeout)
-        self.reap_interval = reap_interval
+        self.shutdown_timeout = to_timedelta(shutdown_timeout, name="shutdown_timeout")
+        """How long in-flight handlers may take to finish on ``close()``."""
+        self._shutdown_seconds = self.shutdown_timeout.total_seconds()
+        self.reap_interval = (
+            None
+            if reap_interval is None
+            else to_timedelta(reap_interval, name="reap_interval", positive=True)
+        )
+        """How often the worker reaps expired leases; ``None``: half the shortest lease, at most
+        the poll interval."""
         self.reap_batch = reap_batch
         self.middleware = tuple(middleware)
         if prefetch is not None and (not isinstance(prefetch, int) or prefetch < 0):
@@ -291,43 +306,51 @@ class Worker(Generic[TxT]):
 
     def register(
         self,
-        job_type: type[J],
-        handler: Callable[[Attempt[J]], Awaitable[None]],
+        job_type: type[Handled[O, C, J]],
+        handler: Callable[[Attempt[J]], Awaitable[O | C | None]],
         *,
         lease: Lease | None = None,
         backoff: Backoff | None = None,
         max_attempts: int | None = None,
     ) -> None:
+        """Run ``handler`` for jobs of ``job_type``. The type (and every type reachable from it)
+        becomes known to the client, if it was not already. The handler returns the job's output
+        or the next job (mypy checks both against the type's declaration), or calls
+        ``attempt.complete(...)`` and returns ``None``."""
         if self._started:
             raise UsageError("register handlers before the worker starts")
-        self._core.registry.check_registered(job_type)
-        if job_type.type_name in self._configs:
-            raise UsageError(f"a handler for {job_type.type_name!r} is already registered")
+        jt = cast(AnyJobType, job_type)
+        if not (isinstance(jt, type) and issubclass(jt, JobType)) or not jt.type_name:
+            raise UsageError(f"register takes a job type class, not {job_type!r}")
+        if jt.type_name in self._configs:
+            raise UsageError(f"a handler for {jt.type_name!r} is already registered")
         if max_attempts is not None and (not isinstance(max_attempts, int) or max_attempts < 1):
             raise UsageError("max_attempts must be a positive int")
-        self._configs[job_type.type_name] = HandlerConfig(
-            job_type=job_type,
-            handler=handler,
+        self._core.registry.add([jt])
+        self._configs[jt.type_name] = HandlerConfig(
+            job_type=jt,
+            handler=cast("Callable[[Attempt[Any]], Awaitable[object]]", handler),
             lease=lease or self.default_lease,
             backoff=backoff or self.default_backoff,
-            max_attempts=max_attempts if max_attempts is not None else job_type.max_attempts,
+            max_attempts=max_attempts if max_attempts is not None else jt.max_attempts,
         )
 
     def handler(
         self,
-        job_type: type[J],
+        job_type: type[Handled[O, C, J]],
         *,
         lease: Lease | None = None,
         backoff: Backoff | None = None,
         max_attempts: int | None = None,
     ) -> Callable[
-        [Callable[[Attempt[J]], Awaitable[None]]], Callable[[Attempt[J]], Awaitable[None]]
+        [Callable[[Attempt[J]], Awaitable[O | C | None]]],
+        Callable[[Attempt[J]], Awaitable[O | C | None]],
     ]:
         """Decorator form of :meth:`register`."""
 
         def decorate(
-            fn: Callable[[Attempt[J]], Awaitable[None]],
-        ) -> Callable[[Attempt[J]], Awaitable[None]]:
+            fn: Callable[[Attempt[J]], Awaitable[O | C | None]],
+        ) -> Callable[[Attempt[J]], Awaitable[O | C | None]]:
             self.register(job_type, fn, lease=lease, backoff=backoff, max_attempts=max_attempts)
             return fn
 
@@ -415,7 +438,7 @@ class Worker(Generic[TxT]):
         self._wake.set()
         self._core.emit(WorkerStopping(self.id, len(self._running)))
         if self._main is not None:
-            await _finish(self._main, timeout=self.shutdown_timeout + 5)
+            await _finish(self._main, timeout=self._shutdown_seconds + 5)
         while self._buffer:
             job = self._buffer.popleft()
             self._spawn(self._release(job), f"queuert-release-{job.id}")
@@ -424,7 +447,7 @@ class Worker(Generic[TxT]):
                 running.attempt.signal._set("shutdown")
         attempts = [t for t in self._tasks if t.get_name().startswith("queuert-attempt")]
         if attempts:
-            _, pending = await asyncio.wait(attempts, timeout=self.shutdown_timeout)
+            _, pending = await asyncio.wait(attempts, timeout=self._shutdown_seconds)
             if pending:
                 for running in list(self._running.values()):
                     running.cancel("shutdown")
@@ -466,7 +489,7 @@ class Worker(Generic[TxT]):
                 raise
             except Exception as exc:
                 failures += 1
-                delay = self.recovery_backoff.delay(failures)
+                delay = self.recovery_backoff.delay_seconds(failures)
                 self._core.emit(WorkerError(self.id, repr(exc), delay))
                 await self._sleep(delay)
 
@@ -485,9 +508,7 @@ class Worker(Generic[TxT]):
         wanted = self.concurrency + prefetch - self._busy - len(self._buffer)
         # Claim when a slot is free, or (all slots busy) to refill a prefetch buffer that ran low.
         if wanted > 0 and (self._free_slots() > 0 or len(self._buffer) <= prefetch // 2):
-            leases = {
-                name: timedelta(seconds=cfg.lease.duration) for name, cfg in self._configs.items()
-            }
+            leases = {name: cfg.lease.duration for name, cfg in self._configs.items()}
             claim = await self._core.state.claim_jobs(
                 leases=leases, limit=wanted, worker_id=self.id
             )
@@ -535,9 +556,9 @@ class Worker(Generic[TxT]):
 
     def _reap_every(self) -> float:
         if self.reap_interval is not None:
-            return self.reap_interval
-        shortest = min(cfg.lease.duration for cfg in self._configs.values())
-        return max(min(shortest / 2, self.poll_interval), 0.05)
+            return self.reap_interval.total_seconds()
+        shortest = min(cfg.lease.duration for cfg in self._configs.values()).total_seconds()
+        return max(min(shortest / 2, self._poll_seconds), 0.05)
 
     def _after_reap(self, reaped: list[StoredJob]) -> None:
         by_type: dict[str, int] = {}
@@ -548,7 +569,7 @@ class Worker(Generic[TxT]):
 
     async def _wait(self) -> None:
         loop = asyncio.get_running_loop()
-        delay = self.poll_interval
+        delay = self._poll_seconds
         if self._free_slots() > 0:
             due = await self._core.state.next_due(self.type_names)
             if due is not None:
@@ -585,16 +606,16 @@ class Worker(Generic[TxT]):
     # -- leases ---------------------------------------------------------------------------------
 
     async def _renew_loop(self) -> None:
-        interval = min(cfg.lease.renew_every for cfg in self._configs.values())
+        interval = min(cfg.lease.renew_every for cfg in self._configs.values()).total_seconds()
         while True:
             await asyncio.sleep(interval)
             leases = {
-                job_id: timedelta(seconds=r.config.lease.duration)
+                job_id: r.config.lease.duration
                 for job_id, r in self._running.items()
                 if job_id not in self._held
             }
             for job in self._buffer:
-                leases[job.id] = timedelta(seconds=self._configs[job.type_name].lease.duration)
+                leases[job.id] = self._configs[job.type_name].lease.duration
             if not leases:
                 continue
             try:
@@ -757,7 +778,9 @@ class Worker(Generic[TxT]):
                 await self._release(job)
                 return
             if isinstance(exc, Exception):
-                await self._record_failure(running, exc, started)
+                # A handler that completed nothing must not run again: it would repeat its effects.
+                final = isinstance(exc, JobNotCompletedError)
+                await self._record_failure(running, exc, started, final=final)
                 return
             raise
         core.emit(
@@ -776,7 +799,9 @@ class Worker(Generic[TxT]):
         """Runs in its own task so the worker can cancel it; commits the completing transaction."""
 
         async def innermost() -> None:
-            await FirstSuspension(config.handler(attempt), attempt._on_first_suspension)
+            attempt._returned = await FirstSuspension(
+                config.handler(attempt), attempt._on_first_suspension
+            )
 
         call: Callable[[], Awaitable[None]] = innermost
         for middleware in reversed(self.middleware):
@@ -787,10 +812,7 @@ class Worker(Generic[TxT]):
             await call()
             self._note_handler_time(loop.time() - started)
             self._release_slot(running)
-            if not attempt.completed:
-                raise UsageError(
-                    f"the handler for {attempt.job.type_name!r} returned without calling attempt.complete(...)"
-                )
+            attempt._settle_returned()
             await attempt._finish()
         except BaseException as exc:
             await attempt._close(exc)
@@ -816,7 +838,12 @@ class Worker(Generic[TxT]):
         config = running.config
         core = self._core
         state = core.state
-        error_text = str(exc) if isinstance(exc, BlockerChainFailedError) else serialize_error(exc)
+        if isinstance(exc, BlockerChainFailedError):
+            error_text = str(exc)
+        elif isinstance(exc, JobNotCompletedError):
+            error_text = f"{type(exc).__name__}: {exc}"  # its traceback would show the worker only
+        else:
+            error_text = serialize_error(exc)
         try:
             async with core.transactions.transaction() as bound:
                 tx, hooks = bound.tx, bound.hooks
@@ -836,10 +863,9 @@ class Worker(Generic[TxT]):
                     core.finishing.after_close(result, worker_id=self.id, hooks=hooks)
                     retry_at = None
                 else:
-                    delay = config.backoff.delay(job.attempt)
                     stored = await state.reschedule_job(
                         job.id,
-                        schedule=Schedule(after=timedelta(seconds=delay)),
+                        schedule=Schedule(after=config.backoff.delay(job.attempt)),
                         error=error_text,
                         tx=tx,
                     )

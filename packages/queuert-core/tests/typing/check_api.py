@@ -9,7 +9,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from queuert import Attempt, Chain, Client, EntryJobType, JobType, Worker
+from typing_extensions import Never, Unpack
+
+from queuert import (
+    Attempt,
+    Blockers,
+    Chain,
+    ChainResult,
+    Client,
+    Continues,
+    EntryJobType,
+    JobType,
+    TxContext,
+    WorkerlessCompletion,
+    Worker,
+)
 
 
 @dataclass
@@ -42,13 +56,10 @@ class Fetch(EntryJobType[FetchIn, FetchOut]):
 
 
 class Summarize(
-    EntryJobType[
-        SummaryIn,
-        Summary,
-        "Publish | Summarize",
-        tuple[Chain[Fetch], Chain[Fetch]],
-        "Summary | int",
-    ]
+    EntryJobType[SummaryIn, Summary],
+    Continues["Publish | Summarize"],  # a loop to itself, by string forward reference
+    Blockers[tuple[Chain[Fetch], Chain[Fetch]]],  # fixed slots
+    ChainResult["Summary | int"],  # the chain may end in Publish, whose output is an int
 ):
     pass
 
@@ -59,6 +70,29 @@ class Publish(JobType[PublishIn, int]):
 
 class Unrelated(JobType[PublishIn, int]):
     pass
+
+
+class Gather(EntryJobType[SummaryIn, list[str]], Blockers[tuple[Chain[Fetch], ...]]):
+    """Any number of blocker chains."""
+
+
+class Mixed(
+    EntryJobType[SummaryIn, str],
+    Blockers[tuple[Chain[Summarize], Unpack[tuple[Chain[Fetch], ...]]]],
+):
+    """One fixed slot, then any number."""
+
+
+class Route(EntryJobType[SummaryIn, Never], Continues[Publish], ChainResult[int]):
+    """Always continues (its own output type is Never)."""
+
+
+class Ping(EntryJobType[SummaryIn, None]):
+    """A None output: a handler that returns nothing completes it."""
+
+
+class Reordered(ChainResult[str], Continues[Publish], JobType[FetchIn, str]):
+    """The mixins may come in any order."""
 
 
 async def client_side(client: Client[Any], tx: Any) -> None:
@@ -72,20 +106,41 @@ async def client_side(client: Client[Any], tx: Any) -> None:
     Fetch(SummaryIn("x"))  # E: arg-type
     # blockers must match the declared slots
     Summarize(SummaryIn("x"), blockers=(fetched,))  # E: arg-type
+    # a type that declares no blockers takes none
+    Fetch(FetchIn("x"), blockers=(fetched,))  # E: arg-type
+    # variadic slots take any number of chains of the declared type, and no other type
+    Gather(SummaryIn("x"), blockers=())
+    Gather(SummaryIn("x"), blockers=(fetched, fetched, fetched))
+    Gather(SummaryIn("x"), blockers=[fetched])  # E: arg-type
+    summarized = await client.get_chain("id", Summarize)
+    assert summarized is not None
+    Gather(SummaryIn("x"), blockers=(fetched, summarized))  # E: arg-type
+    # a fixed slot, then any number
+    Mixed(SummaryIn("x"), blockers=(summarized, fetched, fetched))
+    Mixed(SummaryIn("x"), blockers=(summarized,))
+    Mixed(SummaryIn("x"), blockers=(fetched,))  # E: arg-type
 
+    # wait_for_chain and Chain.output return the chain's declared result
     result = await client.wait_for_chain(fetched, timeout=1)
     reveal_type(result)  # R: check_api.FetchOut
-    summary_chain = await client.get_chain("id", Summarize)
-    assert summary_chain is not None
-    reveal_type(summary_chain.output)  # R: check_api.Summary | int
+    reveal_type(fetched.output)  # R: check_api.FetchOut
+    reveal_type(fetched.input)  # R: check_api.FetchIn
+    reveal_type(summarized.output)  # R: check_api.Summary | int
     by_id = await client.wait_for_chain("id", Summarize, timeout=1)
     reveal_type(by_id)  # R: check_api.Summary | int
+    routed = await client.wait_for_chain("id", Route, timeout=1)
+    reveal_type(routed)  # R: int
     bad: str = await client.wait_for_chain(fetched, timeout=1)  # E: arg-type
     print(await client.wait_for_chain(fetched, timeout=1))
     anything: object = await client.wait_for_chain(fetched, timeout=1)
 
+    # job type classes are accepted wherever type names are
+    await client.list_chains(type_names=[Fetch, "summarize"])
+    await client.list_jobs(type_names=[Publish], chain_type_names=[Summarize])
+    await client.list_chains(type_names=[FetchIn])  # E: list-item
 
-async def handle_summarize(attempt: Attempt[Summarize]) -> None:
+
+async def handle_summarize(attempt: Attempt[Summarize]) -> Summary | Publish | Summarize:
     reveal_type(attempt.input)  # R: check_api.SummaryIn
     first, second = attempt.blockers
     reveal_type(first.output)  # R: check_api.FetchOut
@@ -99,17 +154,103 @@ async def handle_summarize(attempt: Attempt[Summarize]) -> None:
     # so is a wrong output
     await attempt.complete(FetchOut(body="x"))  # E: arg-type
 
+    async def in_transaction(ctx: TxContext[Any]) -> Publish:
+        return Publish(PublishIn("from the transaction"))
 
-async def handle_fetch(attempt: Attempt[Fetch]) -> None:
+    await attempt.complete(in_transaction)
+    return Summary(text="done")
+
+
+async def handle_fetch(attempt: Attempt[Fetch]) -> FetchOut:
     reveal_type(attempt.blockers)  # R: tuple[()]
-    await attempt.complete(FetchOut(body=attempt.input.url))
+    # a type with no continuation rejects any continuation
+    await attempt.complete(Publish(PublishIn("x")))  # E: arg-type
+    return FetchOut(body=attempt.input.url)
+
+
+async def handle_gather(attempt: Attempt[Gather]) -> list[str]:
+    reveal_type(attempt.blockers)  # R: tuple[queuert.models.Chain[check_api.Fetch], ...]
+    return [chain.output.body for chain in attempt.blockers]
+
+
+async def handle_mixed(attempt: Attempt[Mixed]) -> str:
+    head, *rest = attempt.blockers
+    reveal_type(head.output)  # R: check_api.Summary | int
+    return str(len(rest))
+
+
+async def handle_route(attempt: Attempt[Route]) -> Publish:
+    await attempt.complete(Summary("x"))  # E: arg-type
+    return Publish(PublishIn(attempt.input.topic))
+
+
+async def handle_ping(attempt: Attempt[Ping]) -> None:
+    pass
+
+
+async def fetch_calling_complete(attempt: Attempt[Fetch]) -> None:
+    await attempt.complete(FetchOut(body="x"))
+
+
+async def fetch_wrong_output(attempt: Attempt[Fetch]) -> Summary:
+    return Summary(text="x")
+
+
+async def fetch_continuation(attempt: Attempt[Fetch]) -> Publish:
+    return Publish(PublishIn("x"))
+
+
+async def summarize_undeclared(attempt: Attempt[Summarize]) -> Unrelated:
+    return Unrelated(PublishIn("x"))
+
+
+async def route_output(attempt: Attempt[Route]) -> int:
+    return 1
 
 
 def register(worker: Worker[Any]) -> None:
-    worker.register(Fetch, handle_fetch)
-    worker.register(Summarize, handle_summarize)
+    # the handler's return type is checked against the type's output and continuations
+    worker.register(Fetch, handle_fetch)  # the right output
+    worker.register(Summarize, handle_summarize)  # outputs and continuations
+    worker.register(Route, handle_route)  # the right continuation
+    worker.register(Ping, handle_ping)  # None for a None-output type
+    worker.register(Fetch, fetch_calling_complete)  # None after calling complete
+    worker.register(Fetch, fetch_wrong_output)  # E: arg-type
+    worker.register(Fetch, fetch_continuation)  # E: arg-type
+    worker.register(Summarize, summarize_undeclared)  # E: arg-type
+    # (for a type whose output is Never, mypy words it as "cannot infer"; the decorator says arg-type)
+    worker.register(Route, route_output)  # E: misc
+    # and the handler must take an attempt of that type
     worker.register(Fetch, handle_summarize)  # E: arg-type
 
     @worker.handler(Publish)
-    async def publish(attempt: Attempt[Publish]) -> None:
-        await attempt.complete(len(attempt.input.summary))
+    async def publish(attempt: Attempt[Publish]) -> int:
+        return len(attempt.input.summary)
+
+    @worker.handler(Publish)  # E: arg-type
+    async def publish_wrong(attempt: Attempt[Publish]) -> str:
+        return attempt.input.summary
+
+    @worker.handler(Reordered)
+    async def reordered(attempt: Attempt[Reordered]) -> str | Publish:
+        return Publish(PublishIn(attempt.input.url))
+
+
+async def workerless(client: Client[Any], tx: Any) -> None:
+    async def decide(completion: WorkerlessCompletion[Any, SummaryIn]) -> Summary | Publish:
+        return Publish(PublishIn(completion.input.topic))
+
+    await client.complete_chain("id", Summarize, decide, tx=tx)
+    await client.complete_chain("id", Summarize, Summary("done"), tx=tx)
+    await client.complete_chain("id", Summarize, Unrelated(PublishIn("x")), tx=tx)  # E: arg-type
+    await client.complete_chain("id", Fetch, Publish(PublishIn("x")), tx=tx)  # E: arg-type
+
+
+def register_always_continuing(worker: Worker[Any]) -> None:
+    @worker.handler(Route)
+    async def route(attempt: Attempt[Route]) -> Publish:
+        return Publish(PublishIn(attempt.input.topic))
+
+    @worker.handler(Route)  # E: arg-type
+    async def route_wrong(attempt: Attempt[Route]) -> int:
+        return 1

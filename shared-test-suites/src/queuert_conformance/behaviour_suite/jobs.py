@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from queuert import Chain, EntryJobType, JobType
+from queuert import Blockers, Chain, ChainResult, Continues, EntryJobType, JobType
 from typing_extensions import Never
 
 
@@ -35,12 +35,20 @@ class Describe(JobType[Num, Text], name="b_describe"):
 
 
 class Step(
-    EntryJobType[Num, Num, "Step | Double | Describe", tuple[()], "Num | Text"], name="b_step"
+    EntryJobType[Num, Num],
+    Continues["Step | Double | Describe"],
+    ChainResult["Num | Text"],
+    name="b_step",
 ):
     """Loops to itself, or goes to Double / Describe."""
 
 
-class Start(EntryJobType[Num, Never, "Double | Describe", tuple[()], "Num | Text"], name="b_start"):
+class Start(
+    EntryJobType[Num, Never],
+    Continues["Double | Describe"],
+    ChainResult["Num | Text"],
+    name="b_start",
+):
     """Always continues (branches at run time)."""
 
 
@@ -48,31 +56,36 @@ class Leaf(EntryJobType[Num, Num], name="b_leaf"):
     pass
 
 
-class Join(EntryJobType[Text, Num, Never, tuple[Chain[Leaf], ...]], name="b_join"):
+class Join(EntryJobType[Text, Num], Blockers[tuple[Chain[Leaf], ...]], name="b_join"):
     """Waits for any number of Leaf chains and sums their outputs."""
 
 
-class Pair(EntryJobType[Text, Text, Never, tuple[Chain[Leaf], Chain[Echo]]], name="b_pair"):
+class Pair(EntryJobType[Text, Text], Blockers[tuple[Chain[Leaf], Chain[Echo]]], name="b_pair"):
     """Two fixed blocker slots of different types."""
 
 
 class Tolerant(
-    EntryJobType[Text, Text, Never, tuple[Chain[Leaf], ...]],
+    EntryJobType[Text, Text],
+    Blockers[tuple[Chain[Leaf], ...]],
     name="b_tolerant",
     on_blocker_failure="proceed",
 ):
     """Runs even when a blocker chain failed."""
 
 
+class Ping(EntryJobType[Num, None], name="b_ping"):
+    """Its output is None: a handler that returns nothing completes it."""
+
+
 class Limited(EntryJobType[Num, Num], name="b_limited", max_attempts=2):
     """Closes as failed after two failed attempts."""
 
 
-class Gather(EntryJobType[Num, Never, "Collect"], name="b_gather"):
+class Gather(EntryJobType[Num, Never], Continues["Collect"], name="b_gather"):
     """Continues to Collect, which waits for blockers started while continuing."""
 
 
-class Collect(JobType[Num, Num, Never, tuple[Chain[Leaf], ...]], name="b_collect"):
+class Collect(JobType[Num, Num], Blockers[tuple[Chain[Leaf], ...]], name="b_collect"):
     pass
 
 
@@ -87,6 +100,7 @@ ALL = [
     Join,
     Pair,
     Tolerant,
+    Ping,
     Limited,
     Gather,
     Collect,

@@ -67,8 +67,7 @@ class Env:
 
     def worker(
         self,
-        handlers: dict[type[JobType[Any, Any, Any, Any, Any]], Callable[[Any], Awaitable[None]]]
-        | None = None,
+        handlers: dict[type[JobType[Any, Any]], Callable[[Any], Awaitable[object]]] | None = None,
         *,
         client: Client[Any] | None = None,
         **options: Any,
@@ -208,9 +207,7 @@ async def queuert_env(
     """``await queuert_env(job_types=[...])`` builds an :class:`Env` on the adapter under test."""
     envs: list[Env] = []
 
-    async def make(
-        job_types: Sequence[type[JobType[Any, Any, Any, Any, Any]]], **client_options: Any
-    ) -> Env:
+    async def make(job_types: Sequence[type[JobType[Any, Any]]], **client_options: Any) -> Env:
         notify = await queuert_notify_factory()
         events = RecordingObservability()
         client: Client[Any] = Client(

@@ -131,7 +131,7 @@ class TestContinuations:
         env = await queuert_env(job_types=ALL)
 
         async def start(attempt: Attempt[Start]) -> None:
-            await attempt.complete(Double(Num(1), schedule=Schedule.of(after=0.5)))
+            await attempt.complete(Double(Num(1), schedule=Schedule(after=0.5)))
 
         worker = env.worker({Start: start, Double: _double, Describe: _describe})
         chain = await env.start_one(Start(Num(0)))

@@ -24,6 +24,7 @@ from queuert_conformance.behaviour_suite.jobs import (
     Leaf,
     Limited,
     Num,
+    Ping,
     Text,
     Tolerant,
 )
@@ -122,7 +123,7 @@ class TestMisuse:
             ("prepare_twice", "prepare can only be called once"),
             ("complete_twice", "complete can only be called once"),
             ("prepare_after_auto", "prepare cannot be called after"),
-            ("no_complete", "without calling attempt.complete"),
+            ("complete_and_return", "called attempt.complete(...) and also returned a value"),
         ],
     )
     async def test_misuse_fails_the_attempt_with_a_clear_error(
@@ -130,10 +131,9 @@ class TestMisuse:
     ) -> None:
         env = await queuert_env(job_types=ALL)
 
-        async def handle(attempt: Attempt[Echo]) -> None:
+        async def handle(attempt: Attempt[Echo]) -> Num | None:
             if attempt.number > 1:
-                await attempt.complete(Num(attempt.number))
-                return
+                return Num(attempt.number)
             if misuse == "prepare_twice":
                 await attempt.prepare("staged")
                 await attempt.prepare("staged")
@@ -143,6 +143,10 @@ class TestMisuse:
             elif misuse == "prepare_after_auto":
                 await asyncio.sleep(0)
                 await attempt.prepare("atomic")
+            elif misuse == "complete_and_return":
+                await attempt.complete(Num(1))
+                return Num(1)
+            return None
 
         worker = env.worker({Echo: handle})
         chain = await env.start_one(Echo(Num(0)))
@@ -150,6 +154,44 @@ class TestMisuse:
             assert (await env.wait(chain)).value == 2
         (failed,) = env.events.of(AttemptFailed)
         assert message in failed.error
+
+    async def test_a_handler_that_completes_nothing_fails_its_chain_without_a_retry(
+        self, queuert_env: MakeEnv
+    ) -> None:
+        """A retry would repeat what the handler did: the job closes as failed instead."""
+        env = await queuert_env(job_types=ALL)
+        runs = 0
+
+        async def handle(attempt: Attempt[Echo]) -> None:
+            nonlocal runs
+            runs += 1
+
+        worker = env.worker({Echo: handle})
+        chain = await env.start_one(Echo(Num(0)))
+        async with worker:
+            with pytest.raises(ChainFailedError) as failed:
+                await env.wait(chain)
+        assert failed.value.error is not None
+        assert "JobNotCompletedError" in failed.value.error
+        (event,) = env.events.of(AttemptFailed)
+        assert event.error_type == "JobNotCompletedError" and event.retry_at is None
+        assert runs == 1
+
+    async def test_a_handler_that_returns_nothing_completes_a_none_output_type(
+        self, queuert_env: MakeEnv
+    ) -> None:
+        env = await queuert_env(job_types=ALL)
+        seen: list[int] = []
+
+        async def handle(attempt: Attempt[Ping]) -> None:
+            seen.append(attempt.input.value)
+
+        worker = env.worker({Ping: handle})
+        chain = await env.start_one(Ping(Num(3)))
+        async with worker:
+            assert await env.wait(chain) is None
+        assert seen == [3]
+        assert not env.events.of(AttemptFailed)
 
 
 class TestErrors:

@@ -28,9 +28,7 @@ class TestScheduling:
         env = await queuert_env(job_types=ALL)
         before = datetime.now(timezone.utc)
         schedule = (
-            Schedule.of(after=0.4)
-            if how == "after"
-            else Schedule(at=before + timedelta(seconds=0.4))
+            Schedule(after=0.4) if how == "after" else Schedule(at=before + timedelta(seconds=0.4))
         )
         chain = await env.start_one(Echo(Num(1), schedule=schedule))
         assert chain.root.status == "scheduled"
@@ -50,8 +48,8 @@ class TestScheduling:
     async def test_trigger_makes_a_scheduled_job_ready_now(self, queuert_env: MakeEnv) -> None:
         env = await queuert_env(job_types=ALL)
         later, other = await env.start(
-            Echo(Num(1), schedule=Schedule.of(after=3600)),
-            Echo(Num(2), schedule=Schedule.of(after=3600)),
+            Echo(Num(1), schedule=Schedule(after=3600)),
+            Echo(Num(2), schedule=Schedule(after=3600)),
         )
         async with env.client.transaction() as tx:
             (triggered,) = await env.client.trigger_jobs([later.id], tx=tx)
@@ -64,9 +62,7 @@ class TestScheduling:
     async def test_trigger_is_all_or_nothing(self, queuert_env: MakeEnv) -> None:
         env = await queuert_env(job_types=ALL)
         async with env.client.transaction() as tx:
-            leaf = await env.client.start_chain(
-                Leaf(Num(1), schedule=Schedule.of(after=3600)), tx=tx
-            )
+            leaf = await env.client.start_chain(Leaf(Num(1), schedule=Schedule(after=3600)), tx=tx)
             join = await env.client.start_chain(Join(Text("j"), blockers=(leaf,)), tx=tx)
         async with env.client.transaction() as tx:
             with pytest.raises(JobNotFoundError):
@@ -92,7 +88,7 @@ class TestScheduling:
                     await env.client.start_chain(
                         Step(
                             Num(n + 1),
-                            schedule=Schedule.of(after=0.05),
+                            schedule=Schedule(after=0.05),
                             deduplication=Deduplication(
                                 "tick", exclude_chain_ids=[attempt.job.chain_id]
                             ),

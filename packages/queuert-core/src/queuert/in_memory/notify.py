@@ -6,7 +6,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 
+from queuert.duration import Duration, to_timedelta
 from queuert.errors import NotifyAdapterClosedError
 from queuert.listeners import Listener, Listeners
 from queuert.notify import Unsubscribe
@@ -15,7 +17,7 @@ __all__ = ["InProcessHub", "InProcessNotifyAdapter", "NoopNotifyAdapter"]
 
 logger = logging.getLogger("queuert.notify")
 
-WAKE_HINT_TTL = 60.0
+WAKE_HINT_TTL = timedelta(seconds=60)
 
 
 class InProcessHub:
@@ -23,10 +25,11 @@ class InProcessHub:
     share a server: every message published through one reaches the listeners of all of them, and
     wake-hint budgets are common (they expire ``wake_hint_ttl`` seconds after their last top-up)."""
 
-    def __init__(self, *, wake_hint_ttl: float = WAKE_HINT_TTL) -> None:
+    def __init__(self, *, wake_hint_ttl: Duration = WAKE_HINT_TTL) -> None:
         self.adapters: list[InProcessNotifyAdapter] = []
         self.hints: dict[str, tuple[int, float]] = {}
-        self.ttl = wake_hint_ttl
+        self.wake_hint_ttl = to_timedelta(wake_hint_ttl, name="wake_hint_ttl", positive=True)
+        self._ttl = self.wake_hint_ttl.total_seconds()
 
     def budget(self, type_name: str) -> int | None:
         entry = self.hints.get(type_name)
@@ -48,7 +51,7 @@ class InProcessNotifyAdapter:
     """
 
     def __init__(
-        self, *, hub: InProcessHub | None = None, wake_hint_ttl: float = WAKE_HINT_TTL
+        self, *, hub: InProcessHub | None = None, wake_hint_ttl: Duration = WAKE_HINT_TTL
     ) -> None:
         self.hub = hub if hub is not None else InProcessHub(wake_hint_ttl=wake_hint_ttl)
         self._scheduled = Listeners("job_scheduled", logger)
@@ -62,8 +65,8 @@ class InProcessNotifyAdapter:
         self._check()
         return InProcessNotifyAdapter(hub=self.hub)
 
-    async def interrupt(self, downtime: float = 0.0) -> None:
-        """Detach from the hub for ``downtime`` seconds, as a networked adapter loses its connection:
+    async def interrupt(self, downtime: Duration = 0.0) -> None:
+        """Detach from the hub for ``downtime`` (a ``timedelta`` or seconds), as a networked adapter loses its connection:
         messages published meanwhile do not reach this adapter's listeners, and once it re-attaches
         every listener gets one catch-up call per key (what the notify contract asks after a
         reconnect). For testing code that must survive lost notifications."""
@@ -72,7 +75,7 @@ class InProcessNotifyAdapter:
             self.hub.adapters.remove(self)
         for listeners in (self._scheduled, self._chains, self._ownership):
             listeners.mark_stale()
-        await asyncio.sleep(downtime)
+        await asyncio.sleep(to_timedelta(downtime, name="downtime").total_seconds())
         if self._closed:
             return
         self.hub.adapters.append(self)
@@ -111,7 +114,7 @@ class InProcessNotifyAdapter:
         if count <= 0:
             return
         current = self.hub.budget(type_name)
-        self.hub.hints[type_name] = ((current or 0) + count, time.monotonic() + self.hub.ttl)
+        self.hub.hints[type_name] = ((current or 0) + count, time.monotonic() + self.hub._ttl)
 
     async def consume_wake_hint(self, type_name: str) -> bool:
         self._check()
@@ -156,6 +159,12 @@ class InProcessNotifyAdapter:
         if not self.hub.adapters:
             self.hub.hints.clear()
 
+    async def __aenter__(self) -> InProcessNotifyAdapter:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
 
 class NoopNotifyAdapter:
     """Publishes nothing and never calls listeners: workers and waiters rely on polling alone."""
@@ -165,10 +174,10 @@ class NoopNotifyAdapter:
         self._check()
         return NoopNotifyAdapter()
 
-    async def interrupt(self, downtime: float = 0.0) -> None:
-        """Nothing to lose: waits ``downtime`` seconds (for symmetry with the in-process adapter)."""
+    async def interrupt(self, downtime: Duration = 0.0) -> None:
+        """Nothing to lose: waits ``downtime`` (for symmetry with the in-process adapter)."""
         self._check()
-        await asyncio.sleep(downtime)
+        await asyncio.sleep(to_timedelta(downtime, name="downtime").total_seconds())
 
     def __init__(self) -> None:
         self._closed = False
@@ -214,3 +223,9 @@ class NoopNotifyAdapter:
 
     async def close(self) -> None:
         self._closed = True
+
+    async def __aenter__(self) -> NoopNotifyAdapter:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -662,6 +662,12 @@ class InMemoryStateAdapter:
         """Idempotent; later operations raise :class:`~queuert.errors.StateAdapterClosedError`."""
         self._closed = True
 
+    async def __aenter__(self) -> InMemoryStateAdapter:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
     def _check_open(self) -> None:
         if self._closed:
             raise StateAdapterClosedError()
