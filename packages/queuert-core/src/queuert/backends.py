@@ -1,7 +1,8 @@
 """Find state adapters by URL scheme (``sqlite:///jobs.db``, ``postgresql://...``, ``memory://``).
 
-Adapter distributions register an async factory ``from_url(url) -> StateAdapter`` under the entry-point
-group ``queuert.state_adapters`` with the scheme as name; the core imports none of them.
+Adapter distributions register a factory ``from_url(url)`` returning an awaitable of the adapter
+(an :class:`~queuert.opening.Opening`, or a coroutine) under the entry-point group
+``queuert.state_adapters`` with the scheme as name; the core imports none of them.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any, cast
 
 from queuert.errors import UsageError
 from queuert.in_memory import InMemoryStateAdapter
+from queuert.opening import Opening
 from queuert.state import StateAdapter
 
 __all__ = ["available_schemes", "open_state_adapter"]
@@ -33,17 +35,22 @@ def available_schemes() -> list[str]:
     return sorted({"memory", *_entry_points()})
 
 
-async def open_state_adapter(url: str) -> StateAdapter[Any]:
-    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
-    if scheme == "memory":
-        return InMemoryStateAdapter()
-    factory = _factories.get(scheme)
-    if factory is None:
-        entry = _entry_points().get(scheme)
-        if entry is None:
-            raise UsageError(
-                f"no state adapter for {scheme or url!r}; installed: "
-                f"{', '.join(available_schemes())} (install queuert-sqlite, queuert-postgres, ...)"
-            )
-        factory = _factories[scheme] = cast(_Factory, entry.load())
-    return await factory(url)
+def open_state_adapter(url: str) -> Opening[StateAdapter[Any]]:
+    """The state adapter ``url`` names: ``await`` it, or ``async with`` it to close it on exit."""
+
+    async def open() -> StateAdapter[Any]:
+        scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+        if scheme == "memory":
+            return InMemoryStateAdapter()
+        factory = _factories.get(scheme)
+        if factory is None:
+            entry = _entry_points().get(scheme)
+            if entry is None:
+                raise UsageError(
+                    f"no state adapter for {scheme or url!r}; installed: "
+                    f"{', '.join(available_schemes())} (install queuert-sqlite, queuert-postgres, ...)"
+                )
+            factory = _factories[scheme] = cast(_Factory, entry.load())
+        return await factory(url)
+
+    return Opening(open)

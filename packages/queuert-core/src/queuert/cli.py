@@ -56,11 +56,8 @@ async def _run(worker: object, target: str) -> None:
 async def _migrate(dsn: str) -> None:
     from queuert.backends import open_state_adapter
 
-    state = await open_state_adapter(dsn)
-    try:
+    async with open_state_adapter(dsn) as state:
         result = await state.migrate()
-    finally:
-        await state.close()
     for name in result.applied:
         print(f"applied  {name}")
     for name in result.skipped:

@@ -217,39 +217,33 @@ def build_worker(
     return worker
 
 
-async def open_state(dsn: str | None) -> tuple[Any, str]:
-    """The state adapter for ``dsn``; by default a SQLite file if queuert-sqlite is installed."""
-    from queuert.backends import open_state_adapter
+def default_dsn() -> str:
+    """A SQLite file in the temp directory if queuert-sqlite is installed, else memory."""
+    from queuert.backends import available_schemes
 
-    if dsn is None:
-        from queuert.backends import available_schemes
+    if "sqlite" in available_schemes():
+        import tempfile
+        from pathlib import Path
 
-        if "sqlite" in available_schemes():
-            import tempfile
-            from pathlib import Path
-
-            path = Path(tempfile.gettempdir()) / f"queuert-demo-{int(time.time())}.db"
-            dsn = f"sqlite:///{path}"
-        else:
-            dsn = "memory://"
-    state = await open_state_adapter(dsn)
-    await state.migrate()
-    return state, dsn
+        path = Path(tempfile.gettempdir()) / f"queuert-demo-{int(time.time())}.db"
+        return f"sqlite:///{path}"
+    return "memory://"
 
 
 async def run_demo(*, dsn: str | None = None, orders: int = 3, out: Any = None) -> list[OrderDone]:
-    out = out or sys.stdout
-    state, where = await open_state(dsn)
-    print(f"queuert demo: {orders} orders, state in {where}", file=out, flush=True)
-    from queuert.in_memory.notify import InProcessNotifyAdapter
+    from queuert.backends import open_state_adapter
 
-    notify = InProcessNotifyAdapter()
+    out = out or sys.stdout
+    where = dsn or default_dsn()
+    print(f"queuert demo: {orders} orders, state in {where}", file=out, flush=True)
     printer = _Printer(out)
-    client: Client[Any] = Client(state, job_types=JOB_TYPES, notify=notify, observability=printer)
-    worker = build_worker(client, labels=printer.orders)
     results: list[OrderDone] = []
-    try:
-        async with worker:
+    async with (
+        open_state_adapter(where) as state,
+        Client(state, job_types=JOB_TYPES, observability=printer) as client,
+    ):
+        await state.migrate()
+        async with build_worker(client, labels=printer.orders):
             chains = []
             async with client.transaction() as tx:
                 for n in range(1, orders + 1):
@@ -260,11 +254,7 @@ async def run_demo(*, dsn: str | None = None, orders: int = 3, out: Any = None) 
                     printer.orders[chain.id] = f"[o{n}]"
                     chains.append(chain)
             for chain in chains:
-                results.append(await client.wait_for_chain(chain, timeout=60, poll_interval=1))
-    finally:
-        await client.close()
-        await notify.close()
-        await state.close()
+                results.append(await client.wait_for_chain(chain, timeout=60))
     for done in results:
         print(
             f"done: order {done.order_id} paid {done.payment_id}, {done.parcels} parcels, tracking {done.tracking}",

@@ -27,13 +27,16 @@ listeners re-check state for whatever they missed.
 Failure contract: notifications are hints, so ``notify_*`` and ``provide_wake_hint`` never raise
 connection errors into the caller (they log and count them); ``consume_wake_hint`` answers True when it
 cannot tell. Calls are bounded in time. ``close()`` is idempotent; afterwards ``notify_*``/``listen_*``
-raise :class:`~queuert.errors.NotifyAdapterClosedError`.
+raise :class:`~queuert.errors.NotifyAdapterClosedError`. The adapter is an async context manager that
+closes it on exit (``async with RedisNotifyAdapter(...) as notify: ...``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, runtime_checkable
+
+from typing_extensions import Self
 
 __all__ = ["NotifyAdapter", "Unsubscribe"]
 
@@ -67,3 +70,9 @@ class NotifyAdapter(Protocol):
     ) -> Unsubscribe: ...
 
     async def close(self) -> None: ...
+
+    async def __aenter__(self) -> Self:
+        """``async with adapter: ...`` yields the adapter itself and closes it on exit."""
+        ...
+
+    async def __aexit__(self, *exc: object) -> None: ...

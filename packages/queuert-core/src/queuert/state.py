@@ -40,7 +40,10 @@ Conventions that hold for every operation:
   the list's builder in :mod:`queuert.paging`, which sets ``next_cursor`` only when another row exists.
 * **Closing.** ``close()`` closes the adapter whoever owns its connections (a pool or provider it was
   given is left open for its owner, but the adapter itself is closed): afterwards every operation and
-  ``transaction()`` raise :class:`~queuert.errors.StateAdapterClosedError`.
+  ``transaction()`` raise :class:`~queuert.errors.StateAdapterClosedError`. The adapter is an async
+  context manager: ``async with adapter: ...`` yields it and closes it on exit. An adapter that must
+  connect first is opened by a function returning a :class:`queuert.opening.Opening` (awaitable, or
+  used in ``async with`` directly).
 * **Errors.** Operations raise the typed errors of :mod:`queuert.errors` where this module says so; any
   other exception is a backend failure that the caller may retry.
 
@@ -70,6 +73,8 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Generic, Literal, Protocol, TypeVar, get_args, runtime_checkable
+
+from typing_extensions import Self
 
 from queuert._fastinit import fast_init, from_fields
 from queuert.errors import BlockerReference, InvalidJobIdError, UsageError
@@ -625,6 +630,14 @@ class StateAdapter(Protocol[TxT]):
         """Close the adapter and release the resources it owns (a pool or provider it was given
         stays open for its owner). Idempotent; later operations and ``transaction()`` raise
         :class:`~queuert.errors.StateAdapterClosedError` whoever owns the connections."""
+        ...
+
+    async def __aenter__(self) -> Self:
+        """``async with adapter: ...`` yields the adapter itself..."""
+        ...
+
+    async def __aexit__(self, *exc: object) -> None:
+        """...and closes it when the block ends (also when it raises)."""
         ...
 
     # -- creating ---------------------------------------------------------------------------------

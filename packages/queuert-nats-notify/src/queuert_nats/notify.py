@@ -451,3 +451,9 @@ class NatsNotifyAdapter:
             for subscription in subscriptions.values():
                 with contextlib.suppress(*NATS_ERRORS):
                     await subscription.unsubscribe()
+
+    async def __aenter__(self) -> NatsNotifyAdapter:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -6,6 +6,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from queuert.errors import UsageError
+from queuert.opening import Opening
 
 from queuert_postgres.state import PgStateAdapter
 
@@ -24,8 +25,10 @@ def _flag(name: str, value: str) -> bool:
     raise UsageError(f"query parameter {name}={value!r} must be true or false")
 
 
-async def from_url(url: str, **options: Any) -> PgStateAdapter[Any]:
-    """A :class:`PgStateAdapter` over a new asyncpg pool for a ``postgresql://`` or ``postgres://`` DSN.
+def from_url(url: str, **options: Any) -> Opening[PgStateAdapter[Any]]:
+    """A :class:`PgStateAdapter` over a new asyncpg pool for a ``postgresql://`` or ``postgres://`` DSN:
+    ``async with from_url(url) as adapter:`` (closed when the block ends) or
+    ``adapter = await from_url(url)``.
 
     queuert's own options may be given as keyword arguments or as query parameters of the URL:
     ``schema``, ``table_prefix``, ``prepared_statements`` (``false`` behind PgBouncer in transaction
@@ -62,7 +65,7 @@ async def from_url(url: str, **options: Any) -> PgStateAdapter[Any]:
         options.setdefault("generic_plans", _flag("generic_plans", found["generic_plans"]))
     min_size = int(options.pop("min_size", found.get("pool_min_size", 1)))
     max_size = int(options.pop("max_size", found.get("pool_max_size", 10)))
-    return await PgStateAdapter.connect(
+    return PgStateAdapter.connect(
         dsn,
         schema=schema,
         table_prefix=table_prefix,

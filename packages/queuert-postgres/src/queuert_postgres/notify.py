@@ -331,3 +331,9 @@ class PgNotifyAdapter:
             pool, self._pool = self._pool, None
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(pool.close(), 5.0)
+
+    async def __aenter__(self) -> PgNotifyAdapter:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -28,6 +28,7 @@ from queuert.errors import (
 )
 from queuert.ids import UUID_IDS
 from queuert.json import JsonValue, dumps
+from queuert.opening import Opening
 from queuert.paging import blocked_jobs_page, chain_jobs_page, chains_page, fetch_size, jobs_page
 from queuert.schedule import Schedule
 from queuert.state import (
@@ -149,7 +150,7 @@ class PgStateAdapter(Generic[TxT]):
         self._dynamic: dict[str, Sql] = {}
 
     @classmethod
-    async def connect(
+    def connect(
         cls,
         dsn: str,
         *,
@@ -159,19 +160,25 @@ class PgStateAdapter(Generic[TxT]):
         max_size: int = 10,
         prepared_statements: bool = True,
         **pool_options: Any,
-    ) -> PgStateAdapter[Any]:
-        """An adapter over a new asyncpg pool (closed by :meth:`close`)."""
+    ) -> Opening[PgStateAdapter[Any]]:
+        """An adapter over a new asyncpg pool (closed by :meth:`close`):
+        ``async with PgStateAdapter.connect(dsn) as adapter:`` closes it when the block ends,
+        ``adapter = await PgStateAdapter.connect(dsn)`` leaves closing to you."""
         from queuert_postgres._provider import AsyncpgProvider
 
         names = Names(schema, table_prefix)  # validate before connecting
-        provider = await AsyncpgProvider.connect(
-            dsn,
-            min_size=min_size,
-            max_size=max_size,
-            prepared_statements=prepared_statements,
-            **pool_options,
-        )
-        return PgStateAdapter(provider, schema=names.schema, table_prefix=names.prefix)
+
+        async def open() -> PgStateAdapter[Any]:
+            provider = await AsyncpgProvider.connect(
+                dsn,
+                min_size=min_size,
+                max_size=max_size,
+                prepared_statements=prepared_statements,
+                **pool_options,
+            )
+            return PgStateAdapter(provider, schema=names.schema, table_prefix=names.prefix)
+
+        return Opening(open)
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -292,6 +299,12 @@ class PgStateAdapter(Generic[TxT]):
         self._closed = True
         if self._owns_provider:
             await self.provider.close()
+
+    async def __aenter__(self) -> PgStateAdapter[TxT]:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
     # -- creating ---------------------------------------------------------------------------------
 

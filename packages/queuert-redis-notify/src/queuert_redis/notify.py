@@ -237,3 +237,9 @@ class RedisNotifyAdapter:
             listeners.clear()
         if self._owns_client:
             await self._client.aclose()
+
+    async def __aenter__(self) -> RedisNotifyAdapter:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,7 +1,7 @@
 """SQLite state adapter for queuert (on aiosqlite).
 
->>> adapter = await from_url("sqlite:///jobs.db")      # doctest: +SKIP
->>> await adapter.migrate()                              # doctest: +SKIP
+>>> async with from_url("sqlite:///jobs.db") as adapter:   # doctest: +SKIP
+...     await adapter.migrate()
 
 See the package README for the concurrency model (one writer, reader pool, WAL, busy retries).
 """

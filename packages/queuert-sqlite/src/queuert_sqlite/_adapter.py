@@ -36,6 +36,7 @@ from queuert.errors import (
 )
 from queuert.ids import UUID_IDS
 from queuert.json import JsonValue, dumps
+from queuert.opening import Opening
 from queuert.paging import blocked_jobs_page, chain_jobs_page, chains_page, jobs_page
 from queuert.schedule import Schedule
 from queuert.state import (
@@ -109,8 +110,9 @@ def _completion_params(completion: Completion) -> _CompletionParams:
 class SqliteStateAdapter:
     """Jobs, chains and blocker links in a SQLite database (see the package README).
 
-    Build it with :meth:`open` (or :func:`queuert_sqlite.from_url`), then ``await adapter.migrate()``.
-    The transaction object (``tx=``) is a :class:`~queuert_sqlite.SqliteConnection`.
+        Open it with :meth:`open` (or :func:`queuert_sqlite.from_url`), in ``async with`` or with
+    ``await``, then ``await adapter.migrate()``.
+        The transaction object (``tx=``) is a :class:`~queuert_sqlite.SqliteConnection`.
     """
 
     ids = UUID_IDS
@@ -136,7 +138,7 @@ class SqliteStateAdapter:
         )
 
     @classmethod
-    async def open(
+    def open(
         cls,
         database: str | os.PathLike[str],
         *,
@@ -149,8 +151,11 @@ class SqliteStateAdapter:
         cached_statements: int = 256,
         checkpoint_interval: float | None = 0.25,
         driver: str | None = None,
-    ) -> SqliteStateAdapter:
-        """Open ``database`` (a file path, ``":memory:"`` or a ``file:`` URI); see SqliteOptions."""
+    ) -> Opening[SqliteStateAdapter]:
+        """Open ``database`` (a file path, ``":memory:"`` or a ``file:`` URI); see SqliteOptions.
+
+        ``async with SqliteStateAdapter.open(path) as adapter:`` closes the adapter when the block
+        ends; ``adapter = await SqliteStateAdapter.open(path)`` leaves closing to you."""
         prefix = validate_prefix(table_prefix)
         options = SqliteOptions(
             readers=readers,
@@ -163,8 +168,12 @@ class SqliteStateAdapter:
         )
         if driver is not None:
             options = replace(options, driver=driver)
-        provider = await SqliteProvider.open(os.fspath(database), options)
-        return cls(provider, table_prefix=prefix)
+        path = os.fspath(database)
+
+        async def connect() -> SqliteStateAdapter:
+            return cls(await SqliteProvider.open(path, options), table_prefix=prefix)
+
+        return Opening(connect)
 
     # -- lifecycle and transactions ---------------------------------------------------------------
 
@@ -190,6 +199,12 @@ class SqliteStateAdapter:
         self._closed = True
         if self._owns_provider:
             await self.provider.close()
+
+    async def __aenter__(self) -> SqliteStateAdapter:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
     def _check_open(self) -> None:
         if self._closed:

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from queuert.errors import UsageError
+from queuert.opening import Opening
 
 from queuert_sqlite._adapter import SqliteStateAdapter
 
@@ -54,11 +55,13 @@ def parse_url(url: str) -> tuple[str, dict[str, Any]]:
     return database, options
 
 
-async def from_url(url: str, **options: Any) -> SqliteStateAdapter:
-    """Open the SQLite state adapter a URL names (the ``queuert.state_adapters`` entry point).
+def from_url(url: str, **options: Any) -> Opening[SqliteStateAdapter]:
+    """Open the SQLite state adapter a URL names (the ``queuert.state_adapters`` entry point):
+    ``async with from_url(url) as adapter:`` (closed when the block ends) or
+    ``adapter = await from_url(url)``.
 
     Does not migrate: call ``await adapter.migrate()`` (or ``queuert migrate --dsn URL``).
     """
     database, parsed = parse_url(url)
     parsed.update(options)
-    return await SqliteStateAdapter.open(database, **parsed)
+    return SqliteStateAdapter.open(database, **parsed)

@@ -63,6 +63,21 @@ class TestClose:
     async def test_close_of_an_unused_adapter(self, queuert_notify_harness: NotifyHarness) -> None:
         await queuert_notify_harness.adapter.close()
 
+    async def test_async_with_closes_the_adapter(
+        self, queuert_notify_harness: NotifyHarness
+    ) -> None:
+        """``async with adapter as same: ...`` yields the adapter and closes it when the block
+        ends, also when the block raises."""
+        adapter = queuert_notify_harness.adapter
+        with pytest.raises(LookupError):
+            async with adapter as entered:
+                assert entered is adapter
+                await entered.listen_job_scheduled([unique("type")], Recorder())
+                raise LookupError("the block fails")
+        for method in METHODS:
+            with pytest.raises(NotifyAdapterClosedError):
+                await _calls(adapter)[method]()
+
     @pytest.mark.parametrize("method", METHODS)
     async def test_calls_after_close_raise(
         self, queuert_notify_harness: NotifyHarness, method: str

@@ -39,6 +39,20 @@ class TestAdapterLifecycle:
         await adapter.close()
         await adapter.close()
 
+    async def test_async_with_closes_the_adapter(self, queuert_state_harness: StateHarness) -> None:
+        """``async with adapter as same: ...`` yields the adapter and closes it when the block
+        ends, also when the block raises."""
+        adapter = queuert_state_harness.adapter
+        job = await Ops(queuert_state_harness).start(TYPE_A)
+        with pytest.raises(LookupError):
+            async with adapter as entered:
+                assert entered is adapter
+                assert (await entered.get_job(job.id)) is not None
+                raise LookupError("the block fails")
+        await assert_closed(adapter, job.id)
+        async with adapter:  # entering a closed adapter is harmless; leaving closes it again
+            pass
+
     async def test_operations_after_close_raise(self, queuert_state_harness: StateHarness) -> None:
         adapter = queuert_state_harness.adapter
         job = await Ops(queuert_state_harness).start(TYPE_A)
