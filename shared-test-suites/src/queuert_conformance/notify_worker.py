@@ -327,7 +327,7 @@ class WorkerFinish(JobType[Num, Num], name="notify_worker_finish"):
     """Second and last job: closes the chain with ``n * 3``."""
 
 
-Handler = Callable[[Attempt[Any]], Awaitable[None]]
+Handler = Callable[[Attempt[Any]], Awaitable[object]]
 
 
 class RunRecorder:
@@ -344,10 +344,10 @@ class RunRecorder:
     def handlers(self) -> dict[type[JobType[Any, Any]], Handler]:
         """The worker's handlers of :class:`WorkerStart` and :class:`WorkerFinish`."""
 
-        async def start(attempt: Attempt[WorkerStart]) -> None:
+        async def start(attempt: Attempt[WorkerStart]) -> WorkerFinish:
             self.executions[attempt.job.id] += 1
             self.picked.setdefault(attempt.input.n, asyncio.get_running_loop().time())
-            await attempt.complete(WorkerFinish(Num(attempt.input.n)))
+            return WorkerFinish(Num(attempt.input.n))
 
         async def finish(attempt: Attempt[WorkerFinish]) -> None:
             self.executions[attempt.job.id] += 1

@@ -128,14 +128,14 @@ class TestArguments:
         with pytest.raises(InvalidJobIdError):
             await client.get_job(refused)
 
-        async def start(attempt: Attempt[Start]) -> None:
-            await attempt.complete(Double(Num(attempt.input.value)))
+        async def start(attempt: Attempt[Start]) -> Double:
+            return Double(Num(attempt.input.value))
 
-        async def double(attempt: Attempt[Double]) -> None:
-            await attempt.complete(Num(attempt.input.value * 2))
+        async def double(attempt: Attempt[Double]) -> Num:
+            return Num(attempt.input.value * 2)
 
-        async def describe(attempt: Attempt[Describe]) -> None:
-            await attempt.complete(Text(str(attempt.input.value)))
+        async def describe(attempt: Attempt[Describe]) -> Text:
+            return Text(str(attempt.input.value))
 
         started = await client_start(client, Start(Num(4)))
         async with env.worker({Start: start, Double: double, Describe: describe}, client=client):

@@ -12,12 +12,12 @@ from queuert_conformance.behaviour_suite.jobs import ALL, Echo, Join, Leaf, Num,
 from queuert_conformance.behaviour_suite.support import Env, MakeEnv
 
 
-async def _leaf(attempt: Attempt[Leaf]) -> None:
-    await attempt.complete(Num(attempt.input.value))
+async def _leaf(attempt: Attempt[Leaf]) -> Num:
+    return Num(attempt.input.value)
 
 
-async def _join(attempt: Attempt[Join]) -> None:
-    await attempt.complete(Num(sum(chain.output.value for chain in attempt.blockers)))
+async def _join(attempt: Attempt[Join]) -> Num:
+    return Num(sum(chain.output.value for chain in attempt.blockers))
 
 
 class _RolledBack(Exception):
@@ -64,12 +64,12 @@ class TestFanOutFanIn:
     async def test_fixed_slots_give_typed_outputs_in_order(self, queuert_env: MakeEnv) -> None:
         env = await queuert_env(job_types=ALL)
 
-        async def echo(attempt: Attempt[Echo]) -> None:
-            await attempt.complete(Num(attempt.input.value + 100))
+        async def echo(attempt: Attempt[Echo]) -> Num:
+            return Num(attempt.input.value + 100)
 
-        async def pair(attempt: Attempt[Pair]) -> None:
+        async def pair(attempt: Attempt[Pair]) -> Text:
             leaf, echoed = attempt.blockers
-            await attempt.complete(Text(f"{leaf.output.value}/{echoed.output.value}"))
+            return Text(f"{leaf.output.value}/{echoed.output.value}")
 
         async with env.client.transaction() as tx:
             leaf = await env.client.start_chain(Leaf(Num(1)), tx=tx)
@@ -142,13 +142,13 @@ class TestFanOutFanIn:
         assert stored is not None and stored.status == "ready"
         assert all(stored.scheduled_at > e.root.scheduled_at for e in echoes)
 
-        async def echo(attempt: Attempt[Echo]) -> None:
+        async def echo(attempt: Attempt[Echo]) -> Num:
             order.append(f"echo{attempt.input.value}")
-            await attempt.complete(Num(0))
+            return Num(0)
 
-        async def join_handler(attempt: Attempt[Join]) -> None:
+        async def join_handler(attempt: Attempt[Join]) -> Num:
             order.append("join")
-            await attempt.complete(Num(0))
+            return Num(0)
 
         async with env.worker({Echo: echo, Join: join_handler}, concurrency=1):
             for chain in [*echoes, join]:

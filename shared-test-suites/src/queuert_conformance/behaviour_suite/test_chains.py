@@ -22,20 +22,20 @@ from queuert_conformance.behaviour_suite.jobs import (
 from queuert_conformance.behaviour_suite.support import MakeEnv
 
 
-async def _double(attempt: Attempt[Double]) -> None:
-    await attempt.complete(Num(attempt.input.value * 2))
+async def _double(attempt: Attempt[Double]) -> Num:
+    return Num(attempt.input.value * 2)
 
 
-async def _describe(attempt: Attempt[Describe]) -> None:
-    await attempt.complete(Text(f"value {attempt.input.value}"))
+async def _describe(attempt: Attempt[Describe]) -> Text:
+    return Text(f"value {attempt.input.value}")
 
 
 class TestPatterns:
     async def test_linear_chain(self, queuert_env: MakeEnv) -> None:
         env = await queuert_env(job_types=ALL)
 
-        async def start(attempt: Attempt[Start]) -> None:
-            await attempt.complete(Double(Num(attempt.input.value + 1)))
+        async def start(attempt: Attempt[Start]) -> Double:
+            return Double(Num(attempt.input.value + 1))
 
         worker = env.worker({Start: start, Double: _double, Describe: _describe})
         chain = await env.start_one(Start(Num(4)))
@@ -54,9 +54,9 @@ class TestPatterns:
     ) -> None:
         env = await queuert_env(job_types=ALL)
 
-        async def start(attempt: Attempt[Start]) -> None:
+        async def start(attempt: Attempt[Start]) -> Double | Describe:
             n = attempt.input.value
-            await attempt.complete(Double(Num(n)) if n % 2 == 0 else Describe(Num(n)))
+            return Double(Num(n)) if n % 2 == 0 else Describe(Num(n))
 
         worker = env.worker({Start: start, Double: _double, Describe: _describe})
         even, odd = await env.start(Start(Num(2)), Start(Num(3)))
@@ -67,9 +67,9 @@ class TestPatterns:
     async def test_loop_continues_to_the_same_type(self, queuert_env: MakeEnv) -> None:
         env = await queuert_env(job_types=ALL)
 
-        async def step(attempt: Attempt[Step]) -> None:
+        async def step(attempt: Attempt[Step]) -> Step | Num:
             n = attempt.input.value
-            await attempt.complete(Step(Num(n + 1)) if n < 5 else Num(n))
+            return Step(Num(n + 1)) if n < 5 else Num(n)
 
         worker = env.worker({Step: step, Double: _double, Describe: _describe})
         chain = await env.start_one(Step(Num(0)))
@@ -82,9 +82,9 @@ class TestPatterns:
     async def test_go_to_jumps_between_types(self, queuert_env: MakeEnv) -> None:
         env = await queuert_env(job_types=ALL)
 
-        async def step(attempt: Attempt[Step]) -> None:
+        async def step(attempt: Attempt[Step]) -> Step | Describe:
             n = attempt.input.value
-            await attempt.complete(Step(Num(n + 10)) if n < 10 else Describe(Num(n)))
+            return Step(Num(n + 10)) if n < 10 else Describe(Num(n))
 
         worker = env.worker({Step: step, Double: _double, Describe: _describe})
         chain = await env.start_one(Step(Num(1)))
@@ -97,8 +97,8 @@ class TestContinuations:
         env = await queuert_env(job_types=ALL)
         wanted = env.state.ids.generate()
 
-        async def start(attempt: Attempt[Start]) -> None:
-            await attempt.complete(Double(Num(1), id=wanted))
+        async def start(attempt: Attempt[Start]) -> Double:
+            return Double(Num(1), id=wanted)
 
         worker = env.worker({Start: start, Double: _double, Describe: _describe})
         chain = await env.start_one(Start(Num(0)))
@@ -130,8 +130,8 @@ class TestContinuations:
     async def test_a_continuation_can_be_scheduled_later(self, queuert_env: MakeEnv) -> None:
         env = await queuert_env(job_types=ALL)
 
-        async def start(attempt: Attempt[Start]) -> None:
-            await attempt.complete(Double(Num(1), schedule=Schedule(after=0.5)))
+        async def start(attempt: Attempt[Start]) -> Double:
+            return Double(Num(1), schedule=Schedule(after=0.5))
 
         worker = env.worker({Start: start, Double: _double, Describe: _describe})
         chain = await env.start_one(Start(Num(0)))
@@ -156,11 +156,11 @@ class TestContinuations:
 
             await attempt.complete(fan_out)
 
-        async def leaf(attempt: Attempt[Leaf]) -> None:
-            await attempt.complete(Num(attempt.input.value * 10))
+        async def leaf(attempt: Attempt[Leaf]) -> Num:
+            return Num(attempt.input.value * 10)
 
-        async def collect(attempt: Attempt[Collect]) -> None:
-            await attempt.complete(Num(sum(b.output.value for b in attempt.blockers)))
+        async def collect(attempt: Attempt[Collect]) -> Num:
+            return Num(sum(b.output.value for b in attempt.blockers))
 
         worker = env.worker({Gather: gather, Leaf: leaf, Collect: collect}, concurrency=3)
         chain = await env.start_one(Gather(Num(4)))
@@ -174,8 +174,8 @@ class TestContinuations:
         env = await queuert_env(job_types=ALL)
         started: list[str] = []
 
-        async def double(attempt: Attempt[Double]) -> None:
-            await attempt.complete(Num(attempt.input.value * 2))
+        async def double(attempt: Attempt[Double]) -> Num:
+            return Num(attempt.input.value * 2)
 
         async def start(attempt: Attempt[Start]) -> None:
             await attempt.prepare(mode)  # type: ignore[arg-type]
@@ -187,8 +187,8 @@ class TestContinuations:
 
             await attempt.complete(complete)
 
-        async def leaf(attempt: Attempt[Leaf]) -> None:
-            await attempt.complete(Num(attempt.input.value))
+        async def leaf(attempt: Attempt[Leaf]) -> Num:
+            return Num(attempt.input.value)
 
         worker = env.worker({Start: start, Double: double, Describe: _describe, Leaf: leaf})
         chain = await env.start_one(Start(Num(0)))

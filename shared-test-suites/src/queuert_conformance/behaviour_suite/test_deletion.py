@@ -39,9 +39,9 @@ class TestDeletion:
     async def test_delete_removes_every_job_of_the_chain(self, queuert_env: MakeEnv) -> None:
         env = await queuert_env(job_types=ALL)
 
-        async def step(attempt: Attempt[Step]) -> None:
+        async def step(attempt: Attempt[Step]) -> Step | Num:
             n = attempt.input.value
-            await attempt.complete(Step(Num(n + 1)) if n < 2 else Num(n))
+            return Step(Num(n + 1)) if n < 2 else Num(n)
 
         chain, keep = await env.start(Step(Num(0)), Echo(Num(1)))
         async with env.worker({Step: step}):

@@ -37,8 +37,8 @@ class TestModes:
     ) -> None:
         env = await queuert_env(job_types=ALL)
 
-        async def handle(attempt: Attempt[Echo]) -> None:
-            await attempt.complete(Num(attempt.input.value))
+        async def handle(attempt: Attempt[Echo]) -> Num:
+            return Num(attempt.input.value)
 
         env.worker({Echo: handle})
         chain = await env.start_one(Echo(Num(7)))
@@ -52,9 +52,9 @@ class TestModes:
     ) -> None:
         env = await queuert_env(job_types=ALL)
 
-        async def handle(attempt: Attempt[Echo]) -> None:
+        async def handle(attempt: Attempt[Echo]) -> Num:
             await asyncio.sleep(0.01)
-            await attempt.complete(Num(attempt.input.value + 1))
+            return Num(attempt.input.value + 1)
 
         worker = env.worker({Echo: handle})
         chain = await env.start_one(Echo(Num(1)))
@@ -70,7 +70,7 @@ class TestModes:
         env = await queuert_env(job_types=ALL)
         seen: list[Any] = []
 
-        async def handle(attempt: Attempt[Echo]) -> None:
+        async def handle(attempt: Attempt[Echo]) -> Num:
             async def prepare(ctx: TxContext[Any]) -> int:
                 job = await env.state.get_job(attempt.job.id, tx=ctx.tx)
                 assert job is not None
@@ -78,7 +78,7 @@ class TestModes:
 
             seen.append(await attempt.prepare(mode, prepare))  # type: ignore[arg-type]
             await asyncio.sleep(0.01)
-            await attempt.complete(Num(attempt.input.value))
+            return Num(attempt.input.value)
 
         worker = env.worker({Echo: handle})
         chain = await env.start_one(Echo(Num(3)))
@@ -97,11 +97,11 @@ class TestModes:
         entered = asyncio.Event()
         release = asyncio.Event()
 
-        async def handle(attempt: Attempt[Echo]) -> None:
+        async def handle(attempt: Attempt[Echo]) -> Num:
             await attempt.prepare("atomic")
             entered.set()
             await release.wait()
-            await attempt.complete(Num(0))
+            return Num(0)
 
         worker = env.worker({Echo: handle})
         chain = await env.start_one(Echo(Num(0)))
@@ -250,11 +250,11 @@ class TestErrors:
             if attempt.number == 1:
                 raise RuntimeError("after continuing")
 
-        async def double(attempt: Attempt[Double]) -> None:
-            await attempt.complete(Num(attempt.input.value * 2))
+        async def double(attempt: Attempt[Double]) -> Num:
+            return Num(attempt.input.value * 2)
 
-        async def describe(attempt: Attempt[Describe]) -> None:
-            await attempt.complete(Text("unused"))
+        async def describe(attempt: Attempt[Describe]) -> Text:
+            return Text("unused")
 
         worker = env.worker({Start: start, Double: double, Describe: describe})
         chain = await env.start_one(Start(Num(0)))
@@ -267,10 +267,10 @@ class TestErrors:
         env = await queuert_env(job_types=ALL)
         schedule: list[tuple[int, datetime, datetime | None]] = []
 
-        async def handle(attempt: Attempt[Echo]) -> None:
+        async def handle(attempt: Attempt[Echo]) -> Num:
             if attempt.number <= 3:
                 raise ValueError(f"failure {attempt.number}")
-            await attempt.complete(Num(attempt.number))
+            return Num(attempt.number)
 
         worker = env.worker(
             {Echo: handle}, backoff=Backoff(initial=0.1, multiplier=2, maximum=10, jitter=0)
@@ -294,11 +294,11 @@ class TestErrors:
         env = await queuert_env(job_types=ALL)
         seen: list[str | None] = []
 
-        async def handle(attempt: Attempt[Echo]) -> None:
+        async def handle(attempt: Attempt[Echo]) -> Num:
             seen.append(attempt.job.last_attempt_error)
             if attempt.number == 1:
                 raise KeyError("missing thing")
-            await attempt.complete(Num(1))
+            return Num(1)
 
         worker = env.worker({Echo: handle})
         chain = await env.start_one(Echo(Num(0)))
@@ -311,11 +311,11 @@ class TestErrors:
         env = await queuert_env(job_types=ALL)
         times: list[datetime] = []
 
-        async def handle(attempt: Attempt[Echo]) -> None:
+        async def handle(attempt: Attempt[Echo]) -> Num:
             times.append(datetime.now(timezone.utc))
             if attempt.number == 1:
                 raise RescheduleJob(after=timedelta(seconds=0.4), reason="not yet")
-            await attempt.complete(Num(attempt.number))
+            return Num(attempt.number)
 
         worker = env.worker({Echo: handle}, backoff=Backoff(initial=30, jitter=0))
         chain = await env.start_one(Echo(Num(0)))
@@ -357,17 +357,17 @@ class TestMaxAttempts:
     ) -> None:
         env = await queuert_env(job_types=ALL)
 
-        async def leaf(attempt: Attempt[Leaf]) -> None:
+        async def leaf(attempt: Attempt[Leaf]) -> Num:
             if attempt.input.value < 0:
                 raise RuntimeError("negative leaf")
-            await attempt.complete(Num(attempt.input.value))
+            return Num(attempt.input.value)
 
-        async def join(attempt: Attempt[Join]) -> None:
-            await attempt.complete(Num(sum(b.output.value for b in attempt.blockers)))
+        async def join(attempt: Attempt[Join]) -> Num:
+            return Num(sum(b.output.value for b in attempt.blockers))
 
-        async def tolerant(attempt: Attempt[Tolerant]) -> None:
+        async def tolerant(attempt: Attempt[Tolerant]) -> Text:
             outcomes = ",".join(str(b.outcome) for b in attempt.blockers)
-            await attempt.complete(Text(outcomes))
+            return Text(outcomes)
 
         worker = env.worker({Join: join, Tolerant: tolerant})
         worker.register(Leaf, leaf, max_attempts=1)

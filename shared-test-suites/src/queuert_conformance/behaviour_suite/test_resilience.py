@@ -19,17 +19,17 @@ CHAINS = 30
 async def _run_chains(env: Any, client: Any, *, concurrency: int, workers: int = 1) -> Counter[str]:
     executions: Counter[str] = Counter()
 
-    async def start(attempt: Attempt[Start]) -> None:
+    async def start(attempt: Attempt[Start]) -> Double:
         executions[attempt.job.id] += 1
-        await attempt.complete(Double(Num(attempt.input.value)))
+        return Double(Num(attempt.input.value))
 
-    async def double(attempt: Attempt[Double]) -> None:
+    async def double(attempt: Attempt[Double]) -> Num:
         executions[attempt.job.id] += 1
         await asyncio.sleep(0.001)
-        await attempt.complete(Num(attempt.input.value * 2))
+        return Num(attempt.input.value * 2)
 
-    async def describe(attempt: Attempt[Describe]) -> None:
-        await attempt.complete(Text(""))
+    async def describe(attempt: Attempt[Describe]) -> Text:
+        return Text("")
 
     chains = await env.start(*(Start(Num(i)) for i in range(CHAINS)))
     options: dict[str, Any] = {

@@ -18,8 +18,8 @@ from queuert_conformance.behaviour_suite.jobs import ALL, Echo, Join, Leaf, Num,
 from queuert_conformance.behaviour_suite.support import MakeEnv, eventually
 
 
-async def _echo(attempt: Attempt[Echo]) -> None:
-    await attempt.complete(Num(attempt.input.value))
+async def _echo(attempt: Attempt[Echo]) -> Num:
+    return Num(attempt.input.value)
 
 
 class TestScheduling:

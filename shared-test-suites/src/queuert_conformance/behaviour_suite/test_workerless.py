@@ -55,11 +55,11 @@ class TestWorkerlessCompletion:
             partly = await env.client.complete_chain(chain.id, Start, approve, tx=tx)
         assert partly.status == "open" and partly.tail.type_name == "b_double"
 
-        async def double(attempt: Attempt[Double]) -> None:
-            await attempt.complete(Num(attempt.input.value * 2))
+        async def double(attempt: Attempt[Double]) -> Num:
+            return Num(attempt.input.value * 2)
 
-        async def describe(attempt: Attempt[Describe]) -> None:
-            await attempt.complete(Text(""))
+        async def describe(attempt: Attempt[Describe]) -> Text:
+            return Text("")
 
         async with env.worker({Double: double, Describe: describe}):
             assert (await env.wait(chain)).value == 10
@@ -113,10 +113,10 @@ class TestCancel:
                 await env.client.cancel_chain(leaf, tx=tx)
         ran = False
 
-        async def join_handler(attempt: Attempt[Join]) -> None:
+        async def join_handler(attempt: Attempt[Join]) -> Num:
             nonlocal ran
             ran = True
-            await attempt.complete(Num(0))
+            return Num(0)
 
         async with env.worker({Join: join_handler}):
             closed = await env.wait_closed(join)

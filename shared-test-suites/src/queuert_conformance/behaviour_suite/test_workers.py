@@ -15,8 +15,8 @@ from queuert_conformance.behaviour_suite.jobs import ALL, Echo, Num
 from queuert_conformance.behaviour_suite.support import MakeEnv, eventually, stall_lease_renewal
 
 
-async def _echo(attempt: Attempt[Echo]) -> None:
-    await attempt.complete(Num(attempt.input.value))
+async def _echo(attempt: Attempt[Echo]) -> Num:
+    return Num(attempt.input.value)
 
 
 class TestPickup:
@@ -34,9 +34,9 @@ class TestPickup:
         env = await queuert_env(job_types=ALL)
         seen: list[int] = []
 
-        async def handle(attempt: Attempt[Echo]) -> None:
+        async def handle(attempt: Attempt[Echo]) -> Num:
             seen.append(attempt.input.value)
-            await attempt.complete(Num(0))
+            return Num(0)
 
         chains = []
         for i in range(5):
@@ -51,13 +51,13 @@ class TestPickup:
         running = 0
         peak = 0
 
-        async def handle(attempt: Attempt[Echo]) -> None:
+        async def handle(attempt: Attempt[Echo]) -> Num:
             nonlocal running, peak
             running += 1
             peak = max(peak, running)
             await asyncio.sleep(0.05)
             running -= 1
-            await attempt.complete(Num(0))
+            return Num(0)
 
         chains = await env.start(*(Echo(Num(i)) for i in range(12)))
         async with env.worker({Echo: handle}, concurrency=4):
@@ -82,11 +82,11 @@ class TestPickup:
         env = await queuert_env(job_types=ALL)
         seen_by: list[str] = []
 
-        def handler(name: str) -> Callable[[Attempt[Echo]], Awaitable[None]]:
-            async def slow(attempt: Attempt[Echo]) -> None:
+        def handler(name: str) -> Callable[[Attempt[Echo]], Awaitable[Num]]:
+            async def slow(attempt: Attempt[Echo]) -> Num:
                 seen_by.append(name)
                 await asyncio.sleep(0.3)
-                await attempt.complete(Num(0))
+                return Num(0)
 
             return slow
 
@@ -117,9 +117,9 @@ class TestPickup:
 
             return middleware
 
-        async def handle(attempt: Attempt[Echo]) -> None:
+        async def handle(attempt: Attempt[Echo]) -> Num:
             trace.append("handler:" + ",".join(attempt.context["layers"]))
-            await attempt.complete(Num(0))
+            return Num(0)
 
         chain = await env.start_one(Echo(Num(0)))
         async with env.worker({Echo: handle}, middleware=[layer("outer"), layer("inner")]):
@@ -134,11 +134,11 @@ class TestLeases:
         env = await queuert_env(job_types=ALL)
         runs = 0
 
-        async def slow(attempt: Attempt[Echo]) -> None:
+        async def slow(attempt: Attempt[Echo]) -> Num:
             nonlocal runs
             runs += 1
             await asyncio.sleep(1.2)
-            await attempt.complete(Num(runs))
+            return Num(runs)
 
         lease = Lease(duration=0.4, renew_every=0.1)
         chain = await env.start_one(Echo(Num(0)))
@@ -158,12 +158,12 @@ class TestLeases:
         release = asyncio.Event()
         running = 0
 
-        async def slow(attempt: Attempt[Echo]) -> None:
+        async def slow(attempt: Attempt[Echo]) -> Num:
             nonlocal running
             await attempt.prepare("staged")
             running += 1
             await release.wait()
-            await attempt.complete(Num(0))
+            return Num(0)
 
         chains = await env.start(*(Echo(Num(i)) for i in range(3)))
         lease = Lease(duration=1.0, renew_every=0.1)
@@ -213,9 +213,9 @@ class TestLeases:
                 raise
             completions.append("stalled")
 
-        async def healthy(attempt: Attempt[Echo]) -> None:
+        async def healthy(attempt: Attempt[Echo]) -> Num:
             completions.append("healthy")
-            await attempt.complete(Num(1))
+            return Num(1)
 
         lease = Lease(duration=0.3, renew_every=0.1)
         chain = await env.start_one(Echo(Num(0)))
@@ -242,10 +242,10 @@ class TestShutdown:
         env = await queuert_env(job_types=ALL)
         entered = asyncio.Event()
 
-        async def handle(attempt: Attempt[Echo]) -> None:
+        async def handle(attempt: Attempt[Echo]) -> Num:
             entered.set()
             reason = await attempt.signal.wait()
-            await attempt.complete(Num(1 if reason == "shutdown" else -1))
+            return Num(1 if reason == "shutdown" else -1)
 
         chain = await env.start_one(Echo(Num(0)))
         worker = env.worker({Echo: handle}, shutdown_timeout=5)
