@@ -1,10 +1,12 @@
-"""What mypy reads of a job type's declaration, without a plugin.
+"""What type checkers read of a job type's declaration, without a plugin.
 
 A job type declares its input and output as the generic arguments of ``JobType`` and the rest by
 name, with mixins (``Continues``, ``Blockers``, ``ChainResult``; see :mod:`queuert.job_types`). Each
-part of a declaration is a *phantom attribute*: an annotation on the class that exists only for the
-type checker. The job type base declares the defaults (no continuation, no blockers) and each mixin
-overrides one of them, so every job type class carries all of them.
+part of a declaration is a *phantom attribute*: an annotation on the class, inside ``if
+TYPE_CHECKING``, that exists only for the type checker. The job type base declares the defaults (no
+continuation, no blockers) and each mixin overrides one of them, so every job type class carries all
+of them. Their names are private (``__queuert_next``): mypy and pyright then take a mixin's
+declaration as an override of the default rather than as two bases disagreeing.
 
 The APIs then match a job type against the protocols below to pull out the parts they need: the
 attempt's ``complete`` takes ``Completable[O, C]`` and accepts ``O | C``, ``wait_for_chain`` takes
@@ -51,53 +53,57 @@ class NoContinuation:
         raise TypeError("NoContinuation has no instances: the job type declares no continuation")
 
 
-class Constructible(Protocol[I, B]):
-    """A job type's input and blocker slots: what its constructor accepts."""
+class Constructible(Protocol[I, B, S_co]):
+    """A job type's input and blocker slots, and the type itself: what its constructor accepts and
+    makes."""
 
-    _queuert_input: I
-    _queuert_blockers: B
+    __queuert_input: I
+    __queuert_blockers: B
+
+    @property
+    def __queuert_self(self) -> S_co: ...
 
 
 class Completable(Protocol[O, C]):
     """A job type's output and continuation types: what completes its job."""
 
-    _queuert_output: O
-    _queuert_next: C
+    __queuert_output: O
+    __queuert_next: C
 
 
 class WorkerlessCompletable(Protocol[I, O, C]):
     """Input, output and continuations: what a workerless completion reads and returns."""
 
-    _queuert_input: I
-    _queuert_output: O
-    _queuert_next: C
+    __queuert_input: I
+    __queuert_output: O
+    __queuert_next: C
 
 
 class Handled(Protocol[O, C, S_co]):
     """Output, continuations and the job type itself: what a handler for it is checked against."""
 
-    _queuert_output: O
-    _queuert_next: C
+    __queuert_output: O
+    __queuert_next: C
 
     @property
-    def _queuert_self(self) -> S_co: ...
+    def __queuert_self(self) -> S_co: ...
 
 
 class WithBlockers(Protocol[B]):
     """A job type's blocker slots (``tuple[()]`` when it declares none)."""
 
-    _queuert_blockers: B
+    __queuert_blockers: B
 
 
 class WithChainResult(Protocol[R_co]):
     """A job type that declares its chain's result with ``ChainResult``."""
 
     @property
-    def _queuert_result(self) -> R_co: ...
+    def __queuert_result(self) -> R_co: ...
 
 
 class WithOutput(Protocol[O_co]):
     """A job type's output (its chain's result when it declares no ``ChainResult``)."""
 
     @property
-    def _queuert_output(self) -> O_co: ...
+    def __queuert_output(self) -> O_co: ...

@@ -67,6 +67,7 @@ I = TypeVar("I")  # noqa: E741
 C = TypeVar("C")
 B = TypeVar("B")
 R = TypeVar("R")
+S = TypeVar("S")
 
 BlockerFailurePolicy = Literal["fail", "proceed"]
 """What a job does when one of its blocker chains closes as failed or cancelled: ``fail`` closes it as
@@ -101,57 +102,29 @@ class _JobTypeBase:
 
     if TYPE_CHECKING:
         # the defaults of the declaration (see queuert._declared); the mixins override them
-        _queuert_next: NoContinuation
-        _queuert_blockers: tuple[()]
+        __queuert_next: NoContinuation
+        __queuert_blockers: tuple[()]
 
-    def __init_subclass__(
-        cls,
-        *,
-        name: str | None = None,
-        max_attempts: int | None = None,
-        on_blocker_failure: BlockerFailurePolicy | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init_subclass__(**kwargs)
-        if cls.__dict__.get("_abstract_job_type", False):
-            return
-        if not issubclass(cls, JobType):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        if not cls.__dict__.get("_abstract_job_type", False) and not issubclass(cls, JobType):
             raise UsageError(
                 f"{cls.__name__} must subclass JobType[Input, Output] or EntryJobType[Input, Output]; "
                 "Continues, Blockers and ChainResult only add to such a declaration"
             )
-        type_name = name if name is not None else _snake_case(cls.__name__)
-        if not _NAME_RE.match(type_name):
-            raise UsageError(
-                f"invalid job type name {type_name!r}: use 1-200 of A-Z a-z 0-9 _ . : -"
-            )
-        cls.type_name = type_name
-        cls.entry = issubclass(cls, EntryJobType)
-        if max_attempts is not None:
-            if (
-                isinstance(max_attempts, bool)
-                or not isinstance(max_attempts, int)
-                or max_attempts < 1
-            ):
-                raise UsageError(f"max_attempts must be a positive int, not {max_attempts!r}")
-            cls.max_attempts = max_attempts
-        if on_blocker_failure is not None:
-            if on_blocker_failure not in ("fail", "proceed"):
-                raise UsageError("on_blocker_failure must be 'fail' or 'proceed'")
-            cls.on_blocker_failure = on_blocker_failure
-        cls._spec = None
+        super().__init_subclass__(**kwargs)
 
     def __new__(
-        cls: type[Constructible[I, B]],
+        cls: type[Constructible[I, B, S]],
         input: I,
         *,
         id: str | None = None,
         schedule: Schedule | None = None,
         blockers: B | None = None,
         deduplication: Deduplication | None = None,
-    ) -> _JobTypeBase:
-        # ``cls`` is typed by what the class declares (its input and blocker slots), so mypy checks
-        # the arguments of ``Summarize(...)`` against Summarize's declaration.
+    ) -> S:
+        # ``cls`` is typed by what the class declares (its input and blocker slots, and the class
+        # itself), so type checkers check the arguments of ``Summarize(...)`` against Summarize's
+        # declaration and see a ``Summarize`` come out.
         klass = cast("type[_JobTypeBase]", cls)
         if klass.__dict__.get("_abstract_job_type", False):
             raise UsageError(f"{klass.__name__} is a base class; subclass it to declare a job type")
@@ -169,7 +142,7 @@ class _JobTypeBase:
             tuple(cast("Sequence[Chain[Any]]", blockers)) if blockers is not None else ()
         )
         self.deduplication = deduplication
-        return self
+        return cast(S, self)
 
     @classmethod
     def spec(cls) -> JobTypeSpec:
@@ -196,13 +169,44 @@ class JobType(_JobTypeBase, Generic[In, Out]):
     __slots__ = ()
     _abstract_job_type: ClassVar[bool] = True
 
+    def __init_subclass__(
+        cls,
+        *,
+        name: str | None = None,
+        max_attempts: int | None = None,
+        on_blocker_failure: BlockerFailurePolicy | None = None,
+    ) -> None:
+        super().__init_subclass__()
+        if cls.__dict__.get("_abstract_job_type", False):
+            return
+        type_name = name if name is not None else _snake_case(cls.__name__)
+        if not _NAME_RE.match(type_name):
+            raise UsageError(
+                f"invalid job type name {type_name!r}: use 1-200 of A-Z a-z 0-9 _ . : -"
+            )
+        cls.type_name = type_name
+        cls.entry = issubclass(cls, EntryJobType)
+        if max_attempts is not None:
+            if (
+                isinstance(max_attempts, bool)
+                or not isinstance(max_attempts, int)
+                or max_attempts < 1
+            ):
+                raise UsageError(f"max_attempts must be a positive int, not {max_attempts!r}")
+            cls.max_attempts = max_attempts
+        if on_blocker_failure is not None:
+            if on_blocker_failure not in ("fail", "proceed"):
+                raise UsageError("on_blocker_failure must be 'fail' or 'proceed'")
+            cls.on_blocker_failure = on_blocker_failure
+        cls._spec = None
+
     if TYPE_CHECKING:
         input: In
-        _queuert_input: In
-        _queuert_output: Out
+        __queuert_input: In
+        __queuert_output: Out
 
         @property
-        def _queuert_self(self) -> Self: ...
+        def __queuert_self(self) -> Self: ...
 
 
 class EntryJobType(JobType[In, Out]):
@@ -221,7 +225,7 @@ class Continues(_JobTypeBase, Generic[C]):
     _abstract_job_type: ClassVar[bool] = True
 
     if TYPE_CHECKING:
-        _queuert_next: C  # type: ignore[assignment]
+        __queuert_next: C
 
 
 class Blockers(_JobTypeBase, Generic[B]):
@@ -234,7 +238,7 @@ class Blockers(_JobTypeBase, Generic[B]):
     _abstract_job_type: ClassVar[bool] = True
 
     if TYPE_CHECKING:
-        _queuert_blockers: B  # type: ignore[assignment]
+        __queuert_blockers: B
 
 
 class ChainResult(_JobTypeBase, Generic[R]):
@@ -246,7 +250,7 @@ class ChainResult(_JobTypeBase, Generic[R]):
     _abstract_job_type: ClassVar[bool] = True
 
     if TYPE_CHECKING:
-        _queuert_result: R
+        __queuert_result: R
 
 
 AnyJobType = type[JobType[Any, Any]]

@@ -95,9 +95,19 @@ class Reordered(ChainResult[str], Continues[Publish], JobType[FetchIn, str]):
     """The mixins may come in any order."""
 
 
+class Named(EntryJobType[FetchIn, FetchOut], name="named_fetch", max_attempts=3):
+    """Class keywords are checked too."""
+
+
+class Misnamed(EntryJobType[FetchIn, FetchOut], nme="typo"):  # E: call-arg
+    pass
+
+
 async def client_side(client: Client[Any], tx: Any) -> None:
     fetched = await client.start_chain(Fetch(FetchIn(url="https://example.com")), tx=tx)
     reveal_type(fetched)  # R: queuert.models.Chain[check_api.Fetch]
+    reveal_type(Named(FetchIn("x")))  # R: check_api.Named
+    reveal_type(Summarize(SummaryIn("x"), blockers=(fetched, fetched)))  # R: check_api.Summarize
     await client.start_chain(Summarize(SummaryIn("x"), blockers=(fetched, fetched)), tx=tx)
 
     # a non-entry type cannot start a chain
