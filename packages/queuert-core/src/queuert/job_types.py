@@ -125,7 +125,7 @@ class _JobTypeBase:
         # ``cls`` is typed by what the class declares (its input and blocker slots, and the class
         # itself), so type checkers check the arguments of ``Summarize(...)`` against Summarize's
         # declaration and see a ``Summarize`` come out.
-        klass = cast("type[_JobTypeBase]", cls)
+        klass: type[_JobTypeBase] = cls  # type: ignore[assignment]
         if klass.__dict__.get("_abstract_job_type", False):
             raise UsageError(f"{klass.__name__} is a base class; subclass it to declare a job type")
         if schedule is not None and not isinstance(schedule, Schedule):
@@ -142,7 +142,7 @@ class _JobTypeBase:
             tuple(cast("Sequence[Chain[Any]]", blockers)) if blockers is not None else ()
         )
         self.deduplication = deduplication
-        return cast(S, self)
+        return self  # type: ignore[return-value]
 
     @classmethod
     def spec(cls) -> JobTypeSpec:
