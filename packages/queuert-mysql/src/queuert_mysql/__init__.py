@@ -2,6 +2,7 @@
 
 from queuert_mysql._provider import AiomysqlProvider, MysqlProvider, TxState
 from queuert_mysql._schema import MIGRATIONS
+from queuert_mysql._sqlalchemy import SqlAlchemyProvider
 from queuert_mysql._url import from_url
 from queuert_mysql.state import MysqlStateAdapter
 
@@ -10,6 +11,7 @@ __all__ = [
     "AiomysqlProvider",
     "MysqlProvider",
     "MysqlStateAdapter",
+    "SqlAlchemyProvider",
     "TxState",
     "from_url",
 ]
