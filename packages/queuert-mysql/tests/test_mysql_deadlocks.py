@@ -56,13 +56,13 @@ async def heavy_locker(prefix: str, job_id: str) -> Any:
     return conn
 
 
-async def waiting_for_a_lock(thread_id: int) -> None:
-    """Return once the server shows connection ``thread_id`` waiting for a row lock."""
+async def waiting_for_a_lock(*thread_ids: int) -> None:
+    """Return once the server shows one of the connections ``thread_ids`` waiting for a row lock."""
     while True:
         rows = await sql(
-            "SELECT 1 FROM information_schema.innodb_trx "
-            "WHERE trx_mysql_thread_id = %s AND trx_state = 'LOCK WAIT'",
-            thread_id,
+            "SELECT 1 FROM information_schema.innodb_trx WHERE trx_state = 'LOCK WAIT' "
+            f"AND trx_mysql_thread_id IN ({', '.join(['%s'] * len(thread_ids))})",
+            *thread_ids,
         )
         if rows:
             return
@@ -81,10 +81,7 @@ async def test_a_deadlock_is_retried_in_the_adapters_own_transaction(
             adapter.complete_jobs([Completion(first), Completion(second)], worker_id=None)
         )
         pool = adapter.provider.pool  # type: ignore[attr-defined]
-        while not pool._used:
-            await asyncio.sleep(0.01)
-        (conn,) = pool._used
-        await waiting_for_a_lock(conn.server_thread_id[0])
+        await waiting_for_a_lock(*(c.server_thread_id[0] for c in [*pool._free, *pool._used]))
         async with other.cursor() as cur:
             # the other party now asks for `first`: a deadlock, and the adapter's transaction
             # (the lighter one) is rolled back and run again; it then waits for this commit
