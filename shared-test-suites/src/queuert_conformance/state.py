@@ -45,6 +45,7 @@ from queuert_conformance.state_suite.model import TestStateModel  # noqa: E402
 from queuert_conformance.state_suite.read import TestGetChain, TestGetJob, TestNextDue  # noqa: E402
 from queuert_conformance.state_suite.reap import TestReapExpiredLeases  # noqa: E402
 from queuert_conformance.state_suite.reschedule import TestRescheduleJob  # noqa: E402
+from queuert_conformance.state_suite.stats import TestQueueStats  # noqa: E402
 from queuert_conformance.state_suite.status import TestStatusPrecedence  # noqa: E402
 from queuert_conformance.state_suite.transactions import (  # noqa: E402
     TestSavepoints,
@@ -71,6 +72,7 @@ __all__ = [
     "TestListChains",
     "TestListJobs",
     "TestNextDue",
+    "TestQueueStats",
     "TestReadIsolation",
     "TestReapExpiredLeases",
     "TestRenewLeases",
