@@ -157,6 +157,11 @@ async def test_blocker_links_get_contexts_resolved_when_the_blocker_closes(
     gather = tracing.of(JobCreated)[-1]
     assert [(b.chain_id, b.open) for b in gather.blockers] == [(leaf.id, True), (done.id, False)]
     links = [b.trace_context for b in gather.blockers]
+    leaf_created, done_created = tracing.of(ChainCreated)[:2]
+    assert [b.chain_trace_context for b in gather.blockers] == [
+        leaf_created.trace_context,
+        done_created.trace_context,
+    ]
     assert all(link is not None and link.startswith("link:") for link in links)
     async with client.transaction() as tx:
         await client.complete_chain(leaf, Leaf, 1, tx=tx)

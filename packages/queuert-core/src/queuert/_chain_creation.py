@@ -221,6 +221,7 @@ class ChainCreation(Generic[TxT]):
             results = [(c.job, c.deduplicated) for c in created]
             linked = [i for i, (_, dedup) in enumerate(results) if blockers[i] and not dedup]
             opened: dict[int, set[str]] = {}
+            blocker_chains: dict[int, list[str | None]] = {}
             if linked:
                 links: list[tuple[str, Sequence[str]]] = [
                     (results[i][0].id, blockers[i]) for i in linked
@@ -238,6 +239,7 @@ class ChainCreation(Generic[TxT]):
                 for i, one in zip(linked, added, strict=True):
                     results[i] = (one.job, False)
                     opened[i] = set(one.open_blocker_chain_ids)
+                    blocker_chains[i] = one.blocker_chain_trace_contexts
             notify = self._publishing.notify_buffer(hooks)
             events = self._publishing.event_buffer(hooks).events
             ready = notify.ready
@@ -272,9 +274,12 @@ class ChainCreation(Generic[TxT]):
                 if blockers[i]:
                     contexts = link_contexts.get(i) or [None] * len(blockers[i])
                     is_open = opened.get(i, set())
+                    chain_contexts = blocker_chains.get(i) or [None] * len(blockers[i])
                     links_of = tuple(
-                        BlockerLink(chain_id, context, chain_id in is_open)
-                        for chain_id, context in zip(blockers[i], contexts, strict=True)
+                        BlockerLink(chain_id, context, chain_id in is_open, chain_context)
+                        for chain_id, context, chain_context in zip(
+                            blockers[i], contexts, chain_contexts, strict=True
+                        )
                     )
                     events.append(
                         JobCreated(

@@ -36,6 +36,7 @@ __all__ = [
     "JobTriggered",
     "JobUnblocked",
     "LeaseLost",
+    "LeasesRenewed",
     "LoggingObservability",
     "NoopObservability",
     "NotifyAdapterError",
@@ -70,6 +71,8 @@ class BlockerLink:
     chain_id: str
     trace_context: str | None
     open: bool
+    chain_trace_context: str | None = None
+    """The trace context stored with the blocker chain."""
 
 
 @dataclass(frozen=True)
@@ -234,6 +237,15 @@ class LeaseLost(Event):
     job: JobInfo
     worker_id: str
     reason: str
+
+
+@dataclass(frozen=True)
+class LeasesRenewed(Event):
+    name: ClassVar[str] = "job_leases_renewed"
+    level: ClassVar[int] = logging.DEBUG
+    worker_id: str
+    type_names: tuple[str, ...]
+    """The job type of each lease renewed (one entry per job)."""
 
 
 @dataclass(frozen=True)

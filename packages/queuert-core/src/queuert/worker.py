@@ -64,6 +64,7 @@ from queuert.observability import (
     AttemptStarted,
     JobReaped,
     LeaseLost,
+    LeasesRenewed,
     NotifyAdapterError,
     StateAdapterError,
     WorkerError,
@@ -614,8 +615,10 @@ class Worker(Generic[TxT]):
                 for job_id, r in self._running.items()
                 if job_id not in self._held
             }
+            types = {job_id: r.job.type_name for job_id, r in self._running.items()}
             for job in self._buffer:
                 leases[job.id] = self._configs[job.type_name].lease.duration
+                types[job.id] = job.type_name
             if not leases:
                 continue
             try:
@@ -623,6 +626,10 @@ class Worker(Generic[TxT]):
             except Exception as exc:
                 self._core.emit(StateAdapterError(operation="renew_leases", error=repr(exc)))
                 continue
+            if renewal.renewed:
+                self._core.emit(
+                    LeasesRenewed(self.id, tuple(types[j] for j in renewal.renewed if j in types))
+                )
             lost = set(renewal.lost)
             if lost and self._buffer:
                 self._buffer = collections.deque(j for j in self._buffer if j.id not in lost)
