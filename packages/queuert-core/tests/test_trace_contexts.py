@@ -3,13 +3,16 @@ and abandoned when the work that got them rolls back."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from queuert import (
+    Attempt,
     Blockers,
     Chain,
     ChainResult,
@@ -19,6 +22,7 @@ from queuert import (
     EntryJobType,
     InMemoryStateAdapter,
     JobType,
+    Worker,
 )
 from queuert.observability import (
     ChainClosed,
@@ -27,8 +31,9 @@ from queuert.observability import (
     Event,
     JobCompleted,
     JobCreated,
+    JobInfo,
 )
-from queuert.tracing import TraceContexts
+from queuert.tracing import AttemptScopes, TraceContexts
 from typing_extensions import Never
 
 
@@ -226,3 +231,47 @@ async def test_without_a_tracing_adapter_nothing_is_stored() -> None:
     stored = await client.state.get_job(chain.id)
     assert stored is not None
     assert (stored.chain_trace_context, stored.trace_context) == (None, None)
+
+
+CURRENT: contextvars.ContextVar[str | None] = contextvars.ContextVar("current", default=None)
+
+
+@dataclass
+class Scoped(Tracing):
+    """Also gives each attempt a scope that sets a context variable while the handler runs."""
+
+    entered: list[str] = field(default_factory=list)
+
+    @contextlib.contextmanager
+    def _scope(self, job: JobInfo) -> Iterator[None]:
+        token = CURRENT.set(f"{job.id}#{job.attempt}")
+        self.entered.append(job.id)
+        try:
+            yield
+        finally:
+            CURRENT.reset(token)
+
+    def attempt_scope(self, job: JobInfo) -> contextlib.AbstractContextManager[None]:
+        return self._scope(job)
+
+
+async def test_the_handler_runs_in_the_attempt_scope() -> None:
+    scoped = Scoped()
+    assert isinstance(scoped, AttemptScopes)
+    client: Client[Any] = Client(InMemoryStateAdapter(), job_types=[Leaf], observability=scoped)
+    seen: list[str | None] = []
+    worker: Worker[Any] = Worker(client)
+
+    @worker.handler(Leaf)
+    async def leaf(attempt: Attempt[Leaf]) -> int:
+        seen.append(CURRENT.get())
+        return attempt.input
+
+    async with client:
+        async with client.transaction() as tx:
+            chain = await client.start_chain(Leaf(1), tx=tx)
+        async with worker:
+            await client.wait_for_chain(chain, Leaf, timeout=10)
+    assert seen == [f"{chain.id}#1"]
+    assert scoped.entered == [chain.id]
+    assert CURRENT.get() is None, "the scope stays inside the handler's task"

@@ -129,9 +129,10 @@ async def test_a_chain_with_blockers_and_a_continuation(
         shown
     )
     assert parent_of(telemetry.one("process sum"), spans) is create_sum
-    # the blocker chains: each its own chain span, started inside the attempt that created them
+    # the blocker chains: started by the handler, inside the attempt's span
     fetch_chains = telemetry.named("create chain fetch")
     assert len(fetch_chains) == 2
+    assert all(parent_of(c, spans) is process_plan for c in fetch_chains), shown
     # one await/resolve pair per blocker link, in the blocked job's trace
     awaits = [s for s in spans if s.name.startswith("await ")]
     resolves = telemetry.named("resolve blocker")

@@ -21,7 +21,7 @@ from queuert._tasks import drain
 from queuert.hooks import TransactionHooks
 from queuert.notify import NotifyAdapter
 from queuert.observability import Event, NotifyAdapterError, ObservabilityAdapter
-from queuert.tracing import TraceContexts, handed_out
+from queuert.tracing import AttemptScopes, TraceContexts, handed_out
 
 __all__ = ["EventBuffer", "NotifyBuffer", "Publisher", "Publishing"]
 
@@ -175,6 +175,10 @@ class Publishing:
             observability if isinstance(observability, TraceContexts) else None
         )
         """The observability adapter when it stores trace contexts, else ``None``."""
+        self.scopes: AttemptScopes | None = (
+            observability if isinstance(observability, AttemptScopes) else None
+        )
+        """The observability adapter when it gives handlers a scope, else ``None``."""
         self._publisher = Publisher(notify, self.emit)
         self._flushes: set[asyncio.Task[None]] = set()
         self._new_notify_buffer = lambda: NotifyBuffer(self._publisher)

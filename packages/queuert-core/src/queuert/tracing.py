@@ -18,11 +18,12 @@ adapter may store anything that fits in a text column.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from typing import Protocol, runtime_checkable
 
-from queuert.observability import ChainCreated, ChainDeduplicated, Event, JobCreated
+from queuert.observability import ChainCreated, ChainDeduplicated, Event, JobCreated, JobInfo
 
-__all__ = ["TraceContexts", "handed_out"]
+__all__ = ["AttemptScopes", "TraceContexts", "handed_out"]
 
 
 @runtime_checkable
@@ -62,6 +63,20 @@ class TraceContexts(Protocol):
         """These contexts were handed out for work that will never commit (rolled back, or failed
         before its transaction could): no event will mention them."""
         ...
+
+
+@runtime_checkable
+class AttemptScopes(Protocol):
+    """Optional part of an observability adapter: a scope the handler of an attempt runs in.
+
+    The worker enters it inside the handler's own task, after the attempt's ``job_attempt_started``
+    event, and leaves it when the handler and its completion are done; a tracing adapter makes the
+    attempt's span the current one there, so the handler's own spans and the chains it starts are
+    its children. Must be quick and must not raise (an exception is logged and the handler runs
+    without it).
+    """
+
+    def attempt_scope(self, job: JobInfo) -> AbstractContextManager[object] | None: ...
 
 
 def handed_out(events: Iterable[Event]) -> list[str]:

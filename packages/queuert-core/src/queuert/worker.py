@@ -803,7 +803,24 @@ class Worker(Generic[TxT]):
     async def _run_handler(
         self, running: _Running, attempt: Attempt[Any], config: HandlerConfig
     ) -> None:
-        """Runs in its own task so the worker can cancel it; commits the completing transaction."""
+        """Runs in its own task so the worker can cancel it; commits the completing transaction
+        (inside the observability adapter's attempt scope, if it gives one)."""
+        scopes = self._core.publishing.scopes
+        scope = None
+        if scopes is not None:
+            try:
+                scope = scopes.attempt_scope(job_info(running.job))
+            except Exception:
+                logger.exception("observability adapter failed to give an attempt scope")
+        if scope is None:
+            await self._handle(running, attempt, config)
+            return
+        with scope:
+            await self._handle(running, attempt, config)
+
+    async def _handle(
+        self, running: _Running, attempt: Attempt[Any], config: HandlerConfig
+    ) -> None:
 
         async def innermost() -> None:
             attempt._returned = await FirstSuspension(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -13,7 +13,7 @@ from opentelemetry._logs import LoggerProvider
 from opentelemetry.metrics import Meter, MeterProvider
 from opentelemetry.trace import SpanContext, TracerProvider
 from queuert.observability import AttemptStarted, Event, JobInfo
-from queuert.tracing import TraceContexts
+from queuert.tracing import AttemptScopes, TraceContexts
 
 from queuert_otel._logs import Logs
 from queuert_otel._metrics import Metrics
@@ -37,7 +37,7 @@ def _version() -> str:
         return "0"
 
 
-class OtelObservability(TraceContexts):
+class OtelObservability(TraceContexts, AttemptScopes):
     """An observability adapter for ``Client(observability=...)`` (and so for its workers).
 
     ``tracer_provider``, ``meter_provider`` and ``logger_provider`` are each optional: what is not
@@ -138,6 +138,19 @@ class OtelObservability(TraceContexts):
             self._traces.abandon(trace_contexts)
         except Exception:
             logger.exception("abandoning spans failed")
+
+    # -- AttemptScopes: the handler runs with its attempt's span as the current span
+
+    def attempt_scope(self, job: JobInfo) -> AbstractContextManager[object] | None:
+        traces = self._traces
+        if traces is None:
+            return None
+        span = traces.attempt_span(job)
+        if span is None:
+            return None
+        return trace.use_span(
+            span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+        )
 
     # -- queue health
 
