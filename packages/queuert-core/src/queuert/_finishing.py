@@ -9,6 +9,7 @@ wake-ups for jobs that were waiting for the chain.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any, Generic, NamedTuple, TypeVar
 
@@ -154,14 +155,23 @@ class Finishing(Generic[TxT]):
         if job.closes_chain:
             notify.closed_chains.add(job.chain_id)
             assert job.outcome is not None
-            events.append(chain_closed(job, job.outcome, now))
+            events.append(chain_closed(job, job.outcome, now, result.blocker_trace_contexts))
             for unblocked in result.unblocked:
                 notify.ready[unblocked.type_name] += 1
                 events.append(JobUnblocked(job_info(unblocked), job.chain_id))
 
 
-def chain_closed(job: StoredJob, outcome: Outcome, now: datetime) -> ChainClosed:
+def chain_closed(
+    job: StoredJob, outcome: Outcome, now: datetime, blocker_trace_contexts: Sequence[str] = ()
+) -> ChainClosed:
     """The event of a chain closed by ``job``; its duration is known here only when ``job`` is the
     chain's first one."""
     duration = (now - job.created_at).total_seconds() if job.chain_index == 0 else None
-    return ChainClosed(job.chain_id, job.chain_type_name, outcome, duration)
+    return ChainClosed(
+        job.chain_id,
+        job.chain_type_name,
+        outcome,
+        duration,
+        job.chain_trace_context,
+        tuple(blocker_trace_contexts),
+    )

@@ -64,6 +64,7 @@ from queuert.observability import (
     AttemptStarted,
     JobReaped,
     LeaseLost,
+    LeasesRenewed,
     NotifyAdapterError,
     StateAdapterError,
     WorkerError,
@@ -624,8 +625,10 @@ class Worker(Generic[TxT]):
                 for job_id, r in self._running.items()
                 if job_id not in self._held
             }
+            types = {job_id: r.job.type_name for job_id, r in self._running.items()}
             for job in self._buffer:
                 leases[job.id] = self._configs[job.type_name].lease.duration
+                types[job.id] = job.type_name
             if not leases:
                 continue
             try:
@@ -633,6 +636,10 @@ class Worker(Generic[TxT]):
             except Exception as exc:
                 self._core.emit(StateAdapterError(operation="renew_leases", error=repr(exc)))
                 continue
+            if renewal.renewed:
+                self._core.emit(
+                    LeasesRenewed(self.id, tuple(types[j] for j in renewal.renewed if j in types))
+                )
             lost = set(renewal.lost)
             if lost and self._buffer:
                 self._buffer = collections.deque(j for j in self._buffer if j.id not in lost)
@@ -806,7 +813,24 @@ class Worker(Generic[TxT]):
     async def _run_handler(
         self, running: _Running, attempt: Attempt[Any], config: HandlerConfig
     ) -> None:
-        """Runs in its own task so the worker can cancel it; commits the completing transaction."""
+        """Runs in its own task so the worker can cancel it; commits the completing transaction
+        (inside the observability adapter's attempt scope, if it gives one)."""
+        scopes = self._core.publishing.scopes
+        scope = None
+        if scopes is not None:
+            try:
+                scope = scopes.attempt_scope(job_info(running.job))
+            except Exception:
+                logger.exception("observability adapter failed to give an attempt scope")
+        if scope is None:
+            await self._handle(running, attempt, config)
+            return
+        with scope:
+            await self._handle(running, attempt, config)
+
+    async def _handle(
+        self, running: _Running, attempt: Attempt[Any], config: HandlerConfig
+    ) -> None:
 
         async def innermost() -> None:
             attempt._returned = await FirstSuspension(
