@@ -17,6 +17,7 @@ _WITHOUT_IDS = {
     "migrate",
     "close",
     "next_due",
+    "get_queue_stats",
     "claim_jobs",
     "get_job_activity",
 }

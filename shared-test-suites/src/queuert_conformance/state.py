@@ -49,6 +49,7 @@ from queuert_conformance.state_suite.model import TestStateModel  # noqa: E402
 from queuert_conformance.state_suite.read import TestGetChain, TestGetJob, TestNextDue  # noqa: E402
 from queuert_conformance.state_suite.reap import TestReapExpiredLeases  # noqa: E402
 from queuert_conformance.state_suite.reschedule import TestRescheduleJob  # noqa: E402
+from queuert_conformance.state_suite.stats import TestQueueStats  # noqa: E402
 from queuert_conformance.state_suite.status import TestStatusPrecedence  # noqa: E402
 from queuert_conformance.state_suite.transactions import (  # noqa: E402
     TestSavepoints,
@@ -77,6 +78,7 @@ __all__ = [
     "TestListChainsByDeduplicationKey",
     "TestListJobs",
     "TestNextDue",
+    "TestQueueStats",
     "TestReadIsolation",
     "TestReapExpiredLeases",
     "TestRenewLeases",
