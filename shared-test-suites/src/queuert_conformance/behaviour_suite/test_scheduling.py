@@ -110,7 +110,7 @@ class TestScheduling:
         assert runs == [1, 2, 3]
 
 
-class TestDeduplication:
+class TestStartDeduplication:
     async def test_same_key_returns_the_open_chain(self, queuert_env: MakeEnv) -> None:
         env = await queuert_env(job_types=ALL)
         first = await env.start_one(Echo(Num(1), deduplication=Deduplication("k")))

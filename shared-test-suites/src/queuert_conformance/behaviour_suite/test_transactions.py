@@ -38,7 +38,7 @@ class NotRegistered(EntryJobType[Num, Num], name="b_not_registered"):
     pass
 
 
-class TestTransactions:
+class TestClientTransactions:
     async def test_a_rolled_back_start_never_existed_and_announced_nothing(
         self, queuert_env: MakeEnv
     ) -> None:

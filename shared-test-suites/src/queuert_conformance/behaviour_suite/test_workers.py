@@ -285,7 +285,7 @@ class TestShutdown:
             assert (await env.wait(chain)).value == 4
 
 
-class TestRecovery:
+class TestWorkerRecovery:
     async def test_recovery_backoff_grows_and_resets_after_success(
         self, queuert_env: MakeEnv
     ) -> None:
