@@ -1,35 +1,224 @@
-"""pytest plugin of queuert-conformance (registered through the ``pytest11`` entry point).
+"""pytest plugin of queuert-conformance, registered through the ``pytest11`` entry point.
 
-It marks the suites' coroutine tests for pytest-asyncio, so a third party does not need
-``asyncio_mode = "auto"``. Adapter authors provide the fixtures named in :mod:`queuert_conformance`.
+It acts only on the suites' own cases, so a project that imports no suite sees nothing of it:
+
+* it marks the suites' coroutine cases for pytest-asyncio, so they run in its strict mode as in auto
+  mode (your own async fixtures need ``@pytest_asyncio.fixture`` in strict mode);
+* it records, with each case's report, the adapter under test and what it declares;
+* after a run that included conformance cases it prints the certification summary: the adapters and
+  their declared capabilities and hooks, how many cases ran, passed and failed, and which were not
+  applicable and why (see :mod:`queuert_conformance.applicability`).
+
+Installing it also installs pytest-asyncio, whose plugin loads in every project of the environment
+and warns when ``asyncio_default_fixture_loop_scope`` is unset. This plugin keeps that one warning
+from being raised (the setting's meaning is unchanged), so that ``-W error`` or
+``filterwarnings = error`` in a project that never asked for pytest-asyncio does not stop pytest.
+Set the option in a project that runs the suites (``"function"``, see the README).
+
+It also provides the default ``queuert_notify_factory`` fixture of the behaviour suites.
 """
 
 from __future__ import annotations
 
 import inspect
+import warnings
+from collections import Counter
+from collections.abc import Generator, Iterable
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
+from queuert_conformance.applicability import reason_of
+from queuert_conformance.harness import NotifyHarness, StateHarness
 
+MARKER = "queuert_conformance"
+PROPERTY = "queuert_conformance_adapter"
+"""Name of the report property holding the description of the adapter a case ran against."""
+HARNESS_FIXTURES = ("queuert_state_harness", "queuert_notify_harness")
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "queuert_conformance: a case of the queuert conformance suites"
+    config.addinivalue_line("markers", f"{MARKER}: a case of the queuert conformance suites")
+    # Runs before pytest-asyncio's pytest_configure, inside the warning filters pytest set up for the
+    # configuration phase (they are restored when the session ends).
+    warnings.filterwarnings(
+        "ignore",
+        message='The configuration option "asyncio_default_fixture_loop_scope" is unset',
+        category=pytest.PytestDeprecationWarning,
     )
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> None:
-    """Mark the suites' coroutine tests before pytest-asyncio looks at them (strict mode too)."""
+    """Mark the suites' cases before pytest-asyncio looks at them (strict mode too)."""
     module = getattr(obj, "__module__", "") or ""
-    if not module.startswith("queuert_conformance") or not inspect.iscoroutinefunction(obj):
+    if not module.startswith("queuert_conformance") or not inspect.isfunction(obj):
+        return
+    if not name.startswith("test"):
         return
     marks = getattr(obj, "pytestmark", [])
-    if not any(getattr(mark, "name", None) == "asyncio" for mark in marks):
+    if inspect.iscoroutinefunction(obj) and not any(
+        getattr(mark, "name", None) == "asyncio" for mark in marks
+    ):
         pytest.mark.asyncio(obj)
-    if not any(getattr(mark, "name", None) == "queuert_conformance" for mark in marks):
-        pytest.mark.queuert_conformance(obj)
+    if not any(getattr(mark, "name", None) == MARKER for mark in marks):
+        getattr(pytest.mark, MARKER)(obj)
+
+
+def describe_harness(harness: object) -> str | None:
+    """One line naming the adapter under test, its declared capabilities and the hooks it offers."""
+    if isinstance(harness, StateHarness):
+        adapter: Any = harness.adapter
+        capabilities = adapter.capabilities
+        declared = [f.name for f in fields(capabilities) if getattr(capabilities, f.name)]
+        missing = [f.name for f in fields(capabilities) if not getattr(capabilities, f.name)]
+        hooks = [
+            name for name in ("poison", "open_another", "open_sharing") if getattr(harness, name)
+        ]
+        ids = getattr(getattr(adapter, "ids", None), "name", "?")
+        return (
+            f"state adapter {type(adapter).__module__}.{type(adapter).__qualname__} "
+            f"(ids: {ids}); capabilities: {', '.join(declared) or 'none'}"
+            f"; not declared: {', '.join(missing) or 'none'}"
+            f"; hooks: {', '.join(hooks) or 'none'}"
+        )
+    if isinstance(harness, NotifyHarness):
+        notify: Any = harness.adapter
+        hooks = [name for name in ("open_another", "interrupt") if getattr(harness, name)]
+        return (
+            f"notify adapter {type(notify).__module__}.{type(notify).__qualname__}"
+            f"; delivers: {harness.delivers}; wake-hint budgets: {harness.wake_hint_budgets}"
+            f"; hooks: {', '.join(hooks) or 'none'}"
+        )
+    return None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if item.get_closest_marker(MARKER) is None:
+        return report
+    funcargs: dict[str, Any] = getattr(item, "funcargs", {})
+    for name in HARNESS_FIXTURES:
+        description = describe_harness(funcargs.get(name))
+        if description is not None and (PROPERTY, description) not in report.user_properties:
+            report.user_properties.append((PROPERTY, description))
+    return report
+
+
+@dataclass
+class Tally:
+    """What the reports of one run say about the conformance cases, one outcome per case."""
+
+    adapters: set[str] = field(default_factory=set)
+    outcomes: dict[str, str] = field(default_factory=dict)
+    """Node id -> "passed", "failed", or the skip message (the worst report of the case wins)."""
+
+    def add(self, report: pytest.TestReport) -> None:
+        if MARKER not in report.keywords:
+            return
+        for name, value in report.user_properties:
+            if name == PROPERTY:
+                self.adapters.add(str(value))
+        if report.failed:
+            self.outcomes[report.nodeid] = "failed"
+        elif report.skipped:
+            if self.outcomes.get(report.nodeid) != "failed":
+                self.outcomes[report.nodeid] = _skip_message(report)
+        elif report.when == "call":
+            self.outcomes.setdefault(report.nodeid, "passed")
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for value in self.outcomes.values() if value == outcome)
+
+    def skips(self) -> tuple[Counter[str], Counter[str]]:
+        """(not applicable reasons, other skip messages), each with its number of cases."""
+        not_applicable: Counter[str] = Counter()
+        other: Counter[str] = Counter()
+        for value in self.outcomes.values():
+            if value in ("passed", "failed"):
+                continue
+            reason = reason_of(value)
+            if reason is None:
+                other[value] += 1
+            else:
+                not_applicable[reason] += 1
+        return not_applicable, other
+
+
+def _skip_message(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        message = str(longrepr[2])
+    else:
+        message = str(longrepr)
+    return message.removeprefix("Skipped: ")
+
+
+DESELECTED = pytest.StashKey[int]()
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    conformance = [item for item in items if item.get_closest_marker(MARKER) is not None]
+    if conformance:
+        config = conformance[0].config
+        config.stash[DESELECTED] = config.stash.get(DESELECTED, 0) + len(conformance)
+
+
+def summary_lines(reports: Iterable[pytest.TestReport], deselected: int = 0) -> list[str]:
+    """The certification summary of a run (no lines when it ran no conformance case)."""
+    tally = Tally()
+    for report in reports:
+        tally.add(report)
+    if not tally.outcomes:
+        return []
+    not_applicable, skipped = tally.skips()
+    failed = tally.count("failed")
+    lines = [f"adapter under test: {adapter}" for adapter in sorted(tally.adapters)]
+    lines.append(
+        f"cases: {len(tally.outcomes)}; passed: {tally.count('passed')}; failed: {failed}; "
+        f"not applicable: {sum(not_applicable.values())}; "
+        f"skipped for another reason: {sum(skipped.values())}"
+    )
+    if not_applicable:
+        lines.append("not applicable (the adapter does not declare what they need):")
+        lines.extend(f"  {n:4d}  {reason}" for reason, n in sorted(not_applicable.items()))
+    if skipped:
+        lines.append("skipped for another reason:")
+        lines.extend(f"  {n:4d}  {message}" for message, n in sorted(skipped.items()))
+    if deselected:
+        lines.append(f"deselected: {deselected} (-k, -m or a hook chose a part of the suites)")
+    if failed:
+        lines.append(f"NOT CERTIFIED: {failed} case(s) failed")
+    elif skipped:
+        lines.append("NOT CERTIFIED: cases were skipped for a reason other than a capability")
+    elif deselected:
+        lines.append("NOT CERTIFIED: a partial run (every applicable case that ran passed)")
+    else:
+        lines.append(
+            "certified for the capabilities and hooks declared above: every applicable case passed"
+        )
+    return lines
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    reports = [
+        report
+        for key in ("passed", "failed", "error", "skipped")
+        for report in terminalreporter.stats.get(key, [])
+        if isinstance(report, pytest.TestReport)
+    ]
+    lines = summary_lines(reports, config.stash.get(DESELECTED, 0))
+    if not lines:
+        return
+    terminalreporter.write_sep("=", "queuert conformance")
+    for line in lines:
+        terminalreporter.write_line(line)
 
 
 @pytest_asyncio.fixture

@@ -14,6 +14,7 @@ from queuert import (
     Schedule,
 )
 
+from queuert_conformance.applicability import require_capability
 from queuert_conformance.behaviour_suite.jobs import ALL, Echo, Join, Leaf, Num, Other, Step, Text
 from queuert_conformance.behaviour_suite.support import MakeEnv, eventually
 
@@ -192,6 +193,7 @@ class TestStartDeduplication:
         self, queuert_env: MakeEnv
     ) -> None:
         env = await queuert_env(job_types=ALL)
+        require_capability(env.capabilities, "concurrent_transactions")
         other = env.another_client()
 
         async def start(client: object, value: int) -> str:
