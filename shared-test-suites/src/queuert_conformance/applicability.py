@@ -33,6 +33,10 @@ REASONS: dict[str, str] = {
         "needs StateHarness.open_another (a second adapter over the same store, as another "
         "process would open it)"
     ),
+    "open_in_process": (
+        "needs StateHarness.open_in_process (an adapter opened in another OS process; "
+        "capabilities.multi_process is declared but not checked without it)"
+    ),
     "open_sharing": "needs StateHarness.open_sharing (an adapter over the adapter's own connections)",
     "notify_open_another": "needs NotifyHarness.open_another (a second connection to the server)",
     "notify_interrupt": "needs NotifyHarness.interrupt (a way to drop the adapter's connections)",

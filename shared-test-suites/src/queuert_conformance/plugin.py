@@ -37,6 +37,7 @@ MARKER = "queuert_conformance"
 PROPERTY = "queuert_conformance_adapter"
 """Name of the report property holding the description of the adapter a case ran against."""
 HARNESS_FIXTURES = ("queuert_state_harness", "queuert_notify_harness")
+STATE_HOOKS = ("poison", "open_another", "open_sharing", "open_in_process")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -75,9 +76,7 @@ def describe_harness(harness: object) -> str | None:
         capabilities = adapter.capabilities
         declared = [f.name for f in fields(capabilities) if getattr(capabilities, f.name)]
         missing = [f.name for f in fields(capabilities) if not getattr(capabilities, f.name)]
-        hooks = [
-            name for name in ("poison", "open_another", "open_sharing") if getattr(harness, name)
-        ]
+        hooks = [name for name in STATE_HOOKS if getattr(harness, name)]
         ids = getattr(getattr(adapter, "ids", None), "name", "?")
         return (
             f"state adapter {type(adapter).__module__}.{type(adapter).__qualname__} "

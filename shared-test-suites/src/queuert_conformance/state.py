@@ -42,6 +42,7 @@ from queuert_conformance.state_suite.listing import (  # noqa: E402
     TestListJobs,
 )
 from queuert_conformance.state_suite.model import TestStateModel  # noqa: E402
+from queuert_conformance.state_suite.processes import TestMultiProcess  # noqa: E402
 from queuert_conformance.state_suite.read import TestGetChain, TestGetJob, TestNextDue  # noqa: E402
 from queuert_conformance.state_suite.reap import TestReapExpiredLeases  # noqa: E402
 from queuert_conformance.state_suite.reschedule import TestRescheduleJob  # noqa: E402
@@ -70,6 +71,7 @@ __all__ = [
     "TestListChainJobs",
     "TestListChains",
     "TestListJobs",
+    "TestMultiProcess",
     "TestNextDue",
     "TestReadIsolation",
     "TestReapExpiredLeases",
