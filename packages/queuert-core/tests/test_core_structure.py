@@ -23,6 +23,7 @@ USER_CALLS = {
     "delete_chains",
     "trigger_jobs",
     # reading and waiting
+    "get_queue_stats",
     "get_chain",
     "get_job",
     "get_job_blockers",

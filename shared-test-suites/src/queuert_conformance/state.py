@@ -46,6 +46,7 @@ from queuert_conformance.state_suite.processes import TestMultiProcess  # noqa: 
 from queuert_conformance.state_suite.read import TestGetChain, TestGetJob, TestNextDue  # noqa: E402
 from queuert_conformance.state_suite.reap import TestReapExpiredLeases  # noqa: E402
 from queuert_conformance.state_suite.reschedule import TestRescheduleJob  # noqa: E402
+from queuert_conformance.state_suite.stats import TestQueueStats  # noqa: E402
 from queuert_conformance.state_suite.status import TestStatusPrecedence  # noqa: E402
 from queuert_conformance.state_suite.transactions import (  # noqa: E402
     TestSavepoints,
@@ -73,6 +74,7 @@ __all__ = [
     "TestListJobs",
     "TestMultiProcess",
     "TestNextDue",
+    "TestQueueStats",
     "TestReadIsolation",
     "TestReapExpiredLeases",
     "TestRenewLeases",

@@ -51,7 +51,7 @@ from queuert.models import Chain, Job
 from queuert.notify import NotifyAdapter
 from queuert.observability import LoggingObservability, ObservabilityAdapter, RecordingObservability
 from queuert.schedule import Deduplication, Schedule
-from queuert.state import Page, StateAdapter
+from queuert.state import Page, QueueStats, StateAdapter
 from queuert.worker import AttemptMiddleware, Worker
 
 __all__ = [
@@ -102,6 +102,7 @@ __all__ = [
     "NotifyAdapterClosedError",
     "ObservabilityAdapter",
     "Page",
+    "QueueStats",
     "QueuertError",
     "RecordingObservability",
     "RescheduleJob",

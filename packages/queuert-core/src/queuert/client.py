@@ -54,6 +54,7 @@ from queuert.state import (
     JobStatus,
     Order,
     Page,
+    QueueStats,
     StateAdapter,
     StoredChain,
     in_creation_order,
@@ -517,6 +518,16 @@ class Client(Generic[TxT]):
             chain_id, order=order, cursor=cursor, limit=limit, tx=tx
         )
         return Page(list(map(self._core.to_job, page.items)), page.next_cursor)
+
+    async def get_queue_stats(
+        self, type_names: TypeNames | None = None, *, tx: TxT | None = None
+    ) -> list[QueueStats]:
+        """Queue health in one cheap read: per job type, how many open jobs are ready (with the
+        age of the oldest), scheduled, blocked, running, and running on an expired lease that no
+        reaper has put back yet. Without ``type_names``, every type with open jobs; with them,
+        exactly those types (zeros for a type without open jobs). Sorted by type name."""
+        names = _type_names(type_names, "type_names")
+        return await self.state.get_queue_stats(names, tx=tx)
 
     # -- waiting ------------------------------------------------------------------------------
 

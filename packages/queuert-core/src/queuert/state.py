@@ -101,6 +101,7 @@ __all__ = [
     "Order",
     "Outcome",
     "Page",
+    "QueueStats",
     "StateAdapter",
     "StoredChain",
     "StoredJob",
@@ -109,6 +110,7 @@ __all__ = [
     "derive_status",
     "in_creation_order",
     "inserted_job",
+    "queue_stats_in_order",
 ]
 
 TxT = TypeVar("TxT")
@@ -443,6 +445,42 @@ def in_creation_order(chains: Sequence[StoredChain]) -> list[StoredChain]:
 
 
 @dataclass(frozen=True)
+class QueueStats:
+    """The open jobs of one job type, counted by :meth:`StateAdapter.get_queue_stats` in one reading.
+
+    Every count is of open jobs by their derived status (see :func:`derive_status`).
+    """
+
+    type_name: str
+    ready: int = 0
+    """Jobs that a worker could claim now (status ``ready``): the backlog."""
+    oldest_ready_age: timedelta | None = None
+    """How long the oldest ready job has been due (now minus its ``scheduled_at``, never negative);
+    ``None`` when no job is ready."""
+    scheduled: int = 0
+    """Jobs due later (status ``scheduled``)."""
+    blocked: int = 0
+    """Jobs waiting for blocker chains (status ``blocked``)."""
+    running: int = 0
+    """Jobs holding a lease (status ``running``), including those counted in ``lease_expired``."""
+    lease_expired: int = 0
+    """Running jobs whose lease has expired (``leased_until <= now``) and that no reaper has put back
+    yet: work a dead or stalled worker holds."""
+
+
+def queue_stats_in_order(
+    stats: Sequence[QueueStats], type_names: Sequence[str] | None
+) -> list[QueueStats]:
+    """The shape every adapter returns: ``stats`` (one per type that has open jobs) sorted by
+    ``type_name``; with ``type_names``, exactly one entry per distinct name asked for (all zeros for a
+    type without open jobs) and none for the others."""
+    by_type = {s.type_name: s for s in stats}
+    if type_names is not None:
+        return [by_type.get(name) or QueueStats(name) for name in sorted(set(type_names))]
+    return [by_type[name] for name in sorted(by_type)]
+
+
+@dataclass(frozen=True)
 class MigrationResult:
     applied: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
@@ -747,6 +785,21 @@ class StateAdapter(Protocol[TxT]):
     ) -> Page[StoredJob]:
         """Jobs that have ``chain_id`` among their blockers (open or not), by (``created_at``, ``id``)
         (:func:`~queuert.cursor.decode_blocked_jobs_cursor`, :func:`~queuert.paging.blocked_jobs_page`)."""
+        ...
+
+    async def get_queue_stats(
+        self, type_names: Sequence[str] | None = None, *, tx: TxT | None = None
+    ) -> list[QueueStats]:
+        """How many open jobs of each type are ready, scheduled, blocked, running and running on an
+        expired lease, with the age of the oldest ready job: one consistent reading (one statement
+        where the backend allows), with one clock reading as now.
+
+        Without ``type_names``: one entry per type that has at least one open job; with them: one
+        entry per distinct name given (zeros for a type without open jobs). Sorted by type name
+        (:func:`queue_stats_in_order`). Closed jobs are never read: a backend serves this from
+        indexes over open jobs, so its cost grows with the open jobs, not with the history.
+        Takes no locks and skips none (a count includes rows other transactions have locked).
+        """
         ...
 
     # -- processing -------------------------------------------------------------------------------

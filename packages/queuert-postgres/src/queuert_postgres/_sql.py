@@ -432,6 +432,32 @@ CROSS JOIN LATERAL (
 ) x
 """
 
+BLOCKED = "{a}.outcome IS NULL AND {a}.open_blockers > 0 AND {a}.leased_until IS NULL"
+"""Status ``blocked`` (the predicate of the blocked index)."""
+
+
+def _queue_stats(types: str) -> str:
+    """Per type, one row from each partial index over open jobs (``kind, type, n1, n2, age``): ready
+    (ready, scheduled, seconds the oldest ready job has been due), leased (running, lease expired)
+    and blocked (blocked)."""
+    return f"""
+SELECT 0, j.type_name, count(*) FILTER (WHERE j.scheduled_at <= {NOW}),
+    count(*) FILTER (WHERE j.scheduled_at > {NOW}),
+    extract(epoch FROM {NOW} - min(j.scheduled_at) FILTER (WHERE j.scheduled_at <= {NOW}))::float8
+FROM {{job}} j WHERE {READY.format(a="j")}{types} GROUP BY j.type_name
+UNION ALL
+SELECT 1, j.type_name, count(*), count(*) FILTER (WHERE j.leased_until <= {NOW}), NULL
+FROM {{job}} j WHERE j.outcome IS NULL AND j.leased_until IS NOT NULL{types} GROUP BY j.type_name
+UNION ALL
+SELECT 2, j.type_name, count(*), 0, NULL
+FROM {{job}} j WHERE {BLOCKED.format(a="j")}{types} GROUP BY j.type_name
+"""
+
+
+QUEUE_STATS = _queue_stats("")
+QUEUE_STATS_OF = _queue_stats(" AND j.type_name = ANY($1::text[])")
+
+
 CLAIM = f"""
 WITH req AS (
     SELECT q.type_name, q.secs FROM unnest($1::text[], $2::float8[]) AS q(type_name, secs)
@@ -699,6 +725,8 @@ _ALL = {
     "get_chain_locked": GET_CHAIN_LOCKED,
     "get_job_blockers": GET_JOB_BLOCKERS,
     "next_due": NEXT_DUE,
+    "queue_stats": QUEUE_STATS,
+    "queue_stats_of": QUEUE_STATS_OF,
     "claim": CLAIM,
     "renew": RENEW,
     "complete": COMPLETE,
@@ -729,6 +757,8 @@ class Statements:
         self.get_chain_locked = rendered["get_chain_locked"]
         self.get_job_blockers = rendered["get_job_blockers"]
         self.next_due = rendered["next_due"]
+        self.queue_stats = rendered["queue_stats"]
+        self.queue_stats_of = rendered["queue_stats_of"]
         self.claim = rendered["claim"]
         self.renew = rendered["renew"]
         self.complete = rendered["complete"]

@@ -47,10 +47,12 @@ from queuert.state import (
     Order,
     Outcome,
     Page,
+    QueueStats,
     StoredChain,
     StoredJob,
     TriggerResult,
     inserted_job,
+    queue_stats_in_order,
 )
 
 from queuert_postgres._provider import (
@@ -615,6 +617,30 @@ class PgStateAdapter(Generic[TxT]):
         if earliest is None:
             return None
         return max(utc(earliest) - utc(now), timedelta(0))
+
+    async def get_queue_stats(
+        self, type_names: Sequence[str] | None = None, *, tx: TxT | None = None
+    ) -> list[QueueStats]:
+        if type_names is None:
+            rows = await self._fetch(self.sql.queue_stats, [], tx)
+        elif not type_names:
+            return []
+        else:
+            rows = await self._fetch(self.sql.queue_stats_of, [sorted(set(type_names))], tx)
+        found: dict[str, dict[str, Any]] = {}
+        for kind, type_name, first, second, age in rows:
+            entry = found.setdefault(type_name, {})
+            if kind == 0:
+                entry["ready"], entry["scheduled"] = first, second
+                if age is not None:
+                    entry["oldest_ready_age"] = timedelta(seconds=max(age, 0.0))
+            elif kind == 1:
+                entry["running"], entry["lease_expired"] = first, second
+            else:
+                entry["blocked"] = first
+        return queue_stats_in_order(
+            [QueueStats(name, **entry) for name, entry in found.items()], type_names
+        )
 
     async def list_chains(
         self,

@@ -56,11 +56,13 @@ from queuert.state import (
     Order,
     Outcome,
     Page,
+    QueueStats,
     StateAdapter,
     StoredChain,
     StoredJob,
     TriggerResult,
     derive_status,
+    queue_stats_in_order,
 )
 
 from queuert_sqlite._create import (
@@ -429,6 +431,34 @@ class SqliteStateAdapter:
             if row is None or row[0] is None:
                 return None
             return max(parse_ts(row[0]) - now_dt, timedelta(0))
+
+        return await self._read(op, tx)
+
+    async def get_queue_stats(
+        self, type_names: Sequence[str] | None = None, *, tx: SqliteConnection | None = None
+    ) -> list[QueueStats]:
+        if type_names is None:
+            sql, types = self._sql.queue_stats, None
+        else:
+            sql, types = self._sql.queue_stats_of, json_param(sorted(set(type_names)))
+
+        def op(raw: sqlite3.Connection) -> list[QueueStats]:
+            now_text, now_dt = now()
+            params: tuple[str, ...] = (now_text,) if types is None else (now_text, types)
+            found: dict[str, dict[str, Any]] = {}
+            for kind, type_name, first, second, oldest in raw.execute(sql, params):
+                entry = found.setdefault(type_name, {})
+                if kind == 0:
+                    entry["ready"], entry["scheduled"] = first, second
+                    if oldest is not None:
+                        entry["oldest_ready_age"] = max(now_dt - parse_ts(oldest), timedelta(0))
+                elif kind == 1:
+                    entry["running"], entry["lease_expired"] = first, second
+                else:
+                    entry["blocked"] = first
+            return queue_stats_in_order(
+                [QueueStats(name, **entry) for name, entry in found.items()], type_names
+            )
 
         return await self._read(op, tx)
 

@@ -51,6 +51,24 @@ STATUS_SQL = (
 _RETURNING = ", ".join(COLUMNS)
 
 _READY = "outcome IS NULL AND {a}leased_until IS NULL AND {a}blocked = 0"
+_BLOCKED = "outcome IS NULL AND {a}leased_until IS NULL AND {a}blocked = 1"
+
+
+def _queue_stats(p: str, types: str) -> str:
+    """Per type, one row from each index over open jobs: ``(0, type, ready, scheduled, oldest
+    ready scheduled_at)``, ``(1, type, running, lease expired, NULL)``, ``(2, type, blocked, 0,
+    NULL)``; ?1 is now."""
+    return (
+        "SELECT 0, j.type_name, sum(j.scheduled_at <= ?1), sum(j.scheduled_at > ?1), "
+        f"min(CASE WHEN j.scheduled_at <= ?1 THEN j.scheduled_at END) FROM {p}job j "
+        f"WHERE j.{_READY.format(a='j.')} {types}GROUP BY j.type_name "
+        "UNION ALL "
+        f"SELECT 1, j.type_name, count(*), sum(j.leased_until <= ?1), NULL FROM {p}job j "
+        f"WHERE j.leased_until IS NOT NULL AND j.outcome IS NULL {types}GROUP BY j.type_name "
+        "UNION ALL "
+        f"SELECT 2, j.type_name, count(*), 0, NULL FROM {p}job j "
+        f"WHERE j.{_BLOCKED.format(a='j.')} {types}GROUP BY j.type_name"
+    )
 
 
 class Statements:
@@ -151,6 +169,13 @@ class Statements:
         self.next_due = (
             f"SELECT min((SELECT j.scheduled_at FROM {p}job j WHERE j.type_name = k.value AND "
             f"j.{_READY.format(a='j.')} ORDER BY j.scheduled_at LIMIT 1)) FROM json_each(?1) k"
+        )
+
+        # queue health at ?1 (now), per type: tagged rows from the ready, lease and blocked indexes
+        self.queue_stats = _queue_stats(p, "")
+        # the same for the types of ?2 (JSON list) only
+        self.queue_stats_of = _queue_stats(
+            p, "AND j.type_name IN (SELECT value FROM json_each(?2)) "
         )
 
         # -- processing -----------------------------------------------------------------------------

@@ -73,11 +73,13 @@ from queuert.state import (
     Order,
     Outcome,
     Page,
+    QueueStats,
     StoredChain,
     StoredJob,
     TriggerResult,
     derive_status,
     inserted_job,
+    queue_stats_in_order,
 )
 
 __all__ = ["InMemoryStateAdapter", "InMemoryTransaction"]
@@ -147,6 +149,13 @@ class _Row:
         return None
 
     @property
+    def blocked_key(self) -> _Key | None:
+        """Key in the per-type blocked index: open, blocked and not leased (status ``blocked``)."""
+        if self.outcome is None and self.blocked and self.leased_until is None:
+            return (self.created_at, self.id)
+        return None
+
+    @property
     def created_key(self) -> _Key:
         return (self.created_at, self.id)
 
@@ -196,6 +205,7 @@ class _Store:
         self.dedup: dict[tuple[str, str], set[str]] = {}
         self.pending: dict[str, _SortedKeys] = {}
         self.leased: dict[str, _SortedKeys] = {}
+        self.blocked: dict[str, _SortedKeys] = {}
         self.created = _SortedKeys()
         self.roots = _SortedKeys()
 
@@ -238,6 +248,9 @@ class _Store:
         lease = row.lease_key
         if lease is not None:
             self.leased.setdefault(row.type_name, _SortedKeys()).add(lease)
+        blocked = row.blocked_key
+        if blocked is not None:
+            self.blocked.setdefault(row.type_name, _SortedKeys()).add(blocked)
 
     def _unindex(self, row: _Row) -> None:
         members = self.members.get(row.chain_id)
@@ -261,6 +274,9 @@ class _Store:
         lease = row.lease_key
         if lease is not None and row.type_name in self.leased:
             self.leased[row.type_name].remove(lease)
+        blocked = row.blocked_key
+        if blocked is not None and row.type_name in self.blocked:
+            self.blocked[row.type_name].remove(blocked)
 
 
 class _Layer:
@@ -437,6 +453,21 @@ class _View:
             return row.lease_key if row.type_name == type_name else None
 
         return self._ordered(self._store.leased.get(type_name), key_of)
+
+    def iter_blocked(self, type_name: str) -> Iterator[_Key]:
+        """(created_at, id) of open, blocked, unleased jobs of a type."""
+
+        def key_of(row: _Row) -> _Key | None:
+            return row.blocked_key if row.type_name == type_name else None
+
+        return self._ordered(self._store.blocked.get(type_name), key_of)
+
+    def open_type_names(self) -> set[str]:
+        """Every type that may have open jobs (a superset: an index may be empty)."""
+        store = self._store
+        names = set(store.pending) | set(store.leased) | set(store.blocked)
+        names.update(row.type_name for row in self._dirty_jobs().values() if row is not None)
+        return names
 
     def iter_created(self, *, reverse: bool, after: _Key | None) -> Iterator[_Key]:
         return self._ordered(
@@ -891,6 +922,43 @@ class InMemoryStateAdapter:
             if earliest is None:
                 return None
             return max(earliest - now, timedelta(0))
+
+        return self._read(tx, op)
+
+    async def get_queue_stats(
+        self, type_names: Sequence[str] | None = None, *, tx: InMemoryTransaction | None = None
+    ) -> list[QueueStats]:
+        def op(view: _View, now: datetime) -> list[QueueStats]:
+            names = view.open_type_names() if type_names is None else set(type_names)
+            found: list[QueueStats] = []
+            for name in names:
+                ready = scheduled = running = expired = 0
+                oldest: datetime | None = None
+                for due, _ in view.iter_pending(name):
+                    if due <= now:
+                        ready += 1
+                        if oldest is None:
+                            oldest = due
+                    else:
+                        scheduled += 1
+                for until, _ in view.iter_leased(name):
+                    running += 1
+                    if until <= now:
+                        expired += 1
+                blocked = sum(1 for _ in view.iter_blocked(name))
+                if ready or scheduled or running or blocked:
+                    found.append(
+                        QueueStats(
+                            name,
+                            ready=ready,
+                            oldest_ready_age=None if oldest is None else now - oldest,
+                            scheduled=scheduled,
+                            blocked=blocked,
+                            running=running,
+                            lease_expired=expired,
+                        )
+                    )
+            return queue_stats_in_order(found, type_names)
 
         return self._read(tx, op)
 
