@@ -87,7 +87,7 @@ def test_cases_that_need_an_undeclared_hook_are_not_applicable(pytester: pytest.
             "not applicable (the adapter does not declare what they need):",
             "*10  needs StateHarness.open_another*",
             "*1  needs capabilities.concurrent_transactions*",
-            "deselected: *",
+            "partial run: * deselected; -k *",
             "NOT CERTIFIED: a partial run*",
             "SKIPPED [[]10[]] *not applicable: needs StateHarness.open_another*",
         ]

@@ -169,7 +169,23 @@ def pytest_deselected(items: list[pytest.Item]) -> None:
         config.stash[DESELECTED] = config.stash.get(DESELECTED, 0) + len(conformance)
 
 
-def summary_lines(reports: Iterable[pytest.TestReport], deselected: int = 0) -> list[str]:
+def partial_run(config: pytest.Config) -> str | None:
+    """Why the run covered only part of the collected suites, if it did."""
+    why: list[str] = []
+    deselected = config.stash.get(DESELECTED, 0)
+    if deselected:
+        why.append(f"{deselected} case(s) deselected")
+    for option, flag in (("keyword", "-k"), ("markexpr", "-m")):
+        value = config.getoption(option, default="")
+        if value:
+            why.append(f"{flag} {value!r}")
+    chosen = [arg for arg in config.args if "::" in arg]
+    if chosen:
+        why.append(f"node ids chosen on the command line: {', '.join(chosen)}")
+    return "; ".join(why) or None
+
+
+def summary_lines(reports: Iterable[pytest.TestReport], partial: str | None = None) -> list[str]:
     """The certification summary of a run (no lines when it ran no conformance case)."""
     tally = Tally()
     for report in reports:
@@ -190,13 +206,13 @@ def summary_lines(reports: Iterable[pytest.TestReport], deselected: int = 0) -> 
     if skipped:
         lines.append("skipped for another reason:")
         lines.extend(f"  {n:4d}  {message}" for message, n in sorted(skipped.items()))
-    if deselected:
-        lines.append(f"deselected: {deselected} (-k, -m or a hook chose a part of the suites)")
+    if partial:
+        lines.append(f"partial run: {partial}")
     if failed:
         lines.append(f"NOT CERTIFIED: {failed} case(s) failed")
     elif skipped:
         lines.append("NOT CERTIFIED: cases were skipped for a reason other than a capability")
-    elif deselected:
+    elif partial:
         lines.append("NOT CERTIFIED: a partial run (every applicable case that ran passed)")
     else:
         lines.append(
@@ -212,7 +228,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         for report in terminalreporter.stats.get(key, [])
         if isinstance(report, pytest.TestReport)
     ]
-    lines = summary_lines(reports, config.stash.get(DESELECTED, 0))
+    lines = summary_lines(reports, partial_run(config))
     if not lines:
         return
     terminalreporter.write_sep("=", "queuert conformance")
