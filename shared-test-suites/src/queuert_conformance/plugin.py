@@ -110,20 +110,24 @@ def pytest_runtest_makereport(
     return report
 
 
+NO_ADAPTER = "no adapter recorded (the harness fixture was not set up)"
+
+
 @dataclass
 class Tally:
     """What the reports of one run say about the conformance cases, one outcome per case."""
 
-    adapters: set[str] = field(default_factory=set)
     outcomes: dict[str, str] = field(default_factory=dict)
     """Node id -> "passed", "failed", or the skip message (the worst report of the case wins)."""
+    adapters: dict[str, str] = field(default_factory=dict)
+    """Node id -> the description of the adapter(s) it ran against."""
 
     def add(self, report: pytest.TestReport) -> None:
         if MARKER not in report.keywords:
             return
-        for name, value in report.user_properties:
-            if name == PROPERTY:
-                self.adapters.add(str(value))
+        described = [str(value) for name, value in report.user_properties if name == PROPERTY]
+        if described:
+            self.adapters[report.nodeid] = " + ".join(described)
         if report.failed:
             self.outcomes[report.nodeid] = "failed"
         elif report.skipped:
@@ -132,22 +136,37 @@ class Tally:
         elif report.when == "call":
             self.outcomes.setdefault(report.nodeid, "passed")
 
-    def count(self, outcome: str) -> int:
-        return sum(1 for value in self.outcomes.values() if value == outcome)
+    def by_adapter(self) -> dict[str, list[str]]:
+        """Each adapter's outcomes, adapters in name order."""
+        grouped: dict[str, list[str]] = {}
+        for nodeid, outcome in self.outcomes.items():
+            grouped.setdefault(self.adapters.get(nodeid, NO_ADAPTER), []).append(outcome)
+        return dict(sorted(grouped.items()))
 
-    def skips(self) -> tuple[Counter[str], Counter[str]]:
-        """(not applicable reasons, other skip messages), each with its number of cases."""
-        not_applicable: Counter[str] = Counter()
-        other: Counter[str] = Counter()
-        for value in self.outcomes.values():
-            if value in ("passed", "failed"):
-                continue
-            reason = reason_of(value)
+
+def _adapter_lines(adapter: str, outcomes: list[str]) -> list[str]:
+    not_applicable: Counter[str] = Counter()
+    other: Counter[str] = Counter()
+    for outcome in outcomes:
+        if outcome not in ("passed", "failed"):
+            reason = reason_of(outcome)
             if reason is None:
-                other[value] += 1
+                other[outcome] += 1
             else:
                 not_applicable[reason] += 1
-        return not_applicable, other
+    lines = [
+        f"adapter under test: {adapter}",
+        f"cases: {len(outcomes)}; passed: {outcomes.count('passed')}; "
+        f"failed: {outcomes.count('failed')}; not applicable: {sum(not_applicable.values())}; "
+        f"skipped for another reason: {sum(other.values())}",
+    ]
+    if not_applicable:
+        lines.append("not applicable (the adapter does not declare what they need):")
+        lines.extend(f"  {n:4d}  {reason}" for reason, n in sorted(not_applicable.items()))
+    if other:
+        lines.append("skipped for another reason:")
+        lines.extend(f"  {n:4d}  {message}" for message, n in sorted(other.items()))
+    return lines
 
 
 def _skip_message(report: pytest.TestReport) -> str:
@@ -192,20 +211,14 @@ def summary_lines(reports: Iterable[pytest.TestReport], partial: str | None = No
         tally.add(report)
     if not tally.outcomes:
         return []
-    not_applicable, skipped = tally.skips()
-    failed = tally.count("failed")
-    lines = [f"adapter under test: {adapter}" for adapter in sorted(tally.adapters)]
-    lines.append(
-        f"cases: {len(tally.outcomes)}; passed: {tally.count('passed')}; failed: {failed}; "
-        f"not applicable: {sum(not_applicable.values())}; "
-        f"skipped for another reason: {sum(skipped.values())}"
+    lines: list[str] = []
+    for adapter, outcomes in tally.by_adapter().items():
+        lines.extend(_adapter_lines(adapter, outcomes))
+    outcomes = list(tally.outcomes.values())
+    failed = outcomes.count("failed")
+    skipped = sum(
+        1 for outcome in outcomes if outcome not in ("passed", "failed") and not reason_of(outcome)
     )
-    if not_applicable:
-        lines.append("not applicable (the adapter does not declare what they need):")
-        lines.extend(f"  {n:4d}  {reason}" for reason, n in sorted(not_applicable.items()))
-    if skipped:
-        lines.append("skipped for another reason:")
-        lines.extend(f"  {n:4d}  {message}" for message, n in sorted(skipped.items()))
     if partial:
         lines.append(f"partial run: {partial}")
     if failed:
