@@ -109,7 +109,9 @@ class TestHostileValues:
         assert closed.outcome == "failed"
         (job,) = (await env.client.list_chain_jobs(chain.id)).items
         assert job.last_attempt_error is not None
-        assert "NUL" in job.last_attempt_error or "over the limit" in job.last_attempt_error, job.last_attempt_error
+        assert "NUL" in job.last_attempt_error or "over the limit" in job.last_attempt_error, (
+            job.last_attempt_error
+        )
 
     async def test_a_hostile_error_message_is_stored_escaped(self, queuert_env: MakeEnv) -> None:
         env = await queuert_env(job_types=ALL)
