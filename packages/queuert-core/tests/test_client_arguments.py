@@ -131,8 +131,16 @@ BAD_ARGUMENTS: dict[str, Call] = {
     "cursor": lambda c, tx: c.list_chains(cursor="garbage"),
     "naive datetime": lambda c, tx: c.list_jobs(created_from=datetime(2030, 1, 1)),
     "type names as one str": lambda c, tx: c.list_chains(type_names="echo"),
+    "queue stats of one str": lambda c, tx: c.get_queue_stats("echo"),
+    "queue stats of one class": lambda c, tx: c.get_queue_stats(Echo),
     "delete one str": lambda c, tx: c.delete_chains(str(uuid.uuid4()), tx=tx),
     "trigger one str": lambda c, tx: c.trigger_jobs(str(uuid.uuid4()), tx=tx),
+    "dedup keys as one str": lambda c, tx: c.list_chains(deduplication_keys="k"),
+    "activity window 0": lambda c, tx: c.get_job_activity(window=0),
+    "activity window negative": lambda c, tx: c.get_job_activity(window=-5),
+    "activity buckets 0": lambda c, tx: c.get_job_activity(buckets=0),
+    "activity buckets 1441": lambda c, tx: c.get_job_activity(buckets=1441),
+    "activity buckets float": lambda c, tx: c.get_job_activity(buckets=UNKNOWN),
 }
 
 
@@ -170,6 +178,17 @@ async def test_deleted_chains_come_back_in_creation_order(client: Client[Any]) -
     async with client.transaction() as tx:
         deleted = await client.delete_chains([third, first.id, second], tx=tx)
     assert [c.id for c in deleted] == [first.id, second.id, third.id]
+
+
+async def test_queue_stats_take_type_names_or_classes(client: Client[Any]) -> None:
+    async with client.transaction() as tx:
+        await client.start_chains([Echo(Num(1)), Echo(Num(2))], tx=tx)
+    for stats in (
+        await client.get_queue_stats([Echo]),
+        await client.get_queue_stats(["echo"]),
+        await client.get_queue_stats(),
+    ):
+        assert [(s.type_name, s.ready, s.running) for s in stats] == [("echo", 2, 0)]
 
 
 async def test_ids_follow_the_adapters_policy() -> None:

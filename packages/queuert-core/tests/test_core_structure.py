@@ -23,6 +23,7 @@ USER_CALLS = {
     "delete_chains",
     "trigger_jobs",
     # reading and waiting
+    "get_queue_stats",
     "get_chain",
     "get_job",
     "get_job_blockers",
@@ -30,6 +31,7 @@ USER_CALLS = {
     "list_jobs",
     "list_chain_jobs",
     "list_blocked_jobs",
+    "get_job_activity",
     "wait_for_chain",
     "wait_published",
     # lifetime

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
+import mysql_container
 import pytest
-from mysql_helpers import drop_prefix, make_adapter, unique_prefix
-from queuert_conformance import StateHarness
-from queuert_mysql import MysqlStateAdapter
+
+mysql_container.start_if_asked()  # before mysql_helpers reads QUEUERT_MYSQL_URL
+
+from mysql_helpers import drop_prefix, make_adapter, unique_prefix  # noqa: E402
+from queuert_conformance import StateHarness  # noqa: E402
+from queuert_mysql import MysqlStateAdapter  # noqa: E402
 
 STATE_CONFIGS = {
     # provider, table prefix ("queuert_": the default one, made unique per test)
@@ -40,10 +45,16 @@ async def queuert_state_harness(request: pytest.FixtureRequest) -> AsyncIterator
             poison=adapter.poison,
             open_another=open_another,
             open_sharing=open_sharing,
+            # in the suite's worker processes: the same provider kind and table prefix
+            open_in_process=functools.partial(make_adapter, prefix, kind),
         )
     finally:
         await adapter.close()
         await drop_prefix(prefix)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    mysql_container.stop()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

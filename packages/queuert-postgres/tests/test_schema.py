@@ -82,6 +82,7 @@ async def test_tables_live_in_the_configured_schema_with_the_prefix() -> None:
                 "acme_job_leased_idx",
                 "acme_job_dedup_idx",
                 "acme_job_listing_idx",
+                "acme_job_blocked_idx",
                 "acme_job_blocker_pkey",
                 "acme_job_blocker_chain_idx",
                 "acme_migration_pkey",
@@ -201,7 +202,7 @@ async def test_upgrade_drops_the_listing_indexes_by_type_and_keeps_the_jobs(
         f"{p}chain_listing_idx",
     }
 
-    monkeypatch.setattr(pg_state, "MIGRATIONS", MIGRATIONS)
+    monkeypatch.setattr(pg_state, "MIGRATIONS", MIGRATIONS[:3])
     new = await make_adapter("asyncpg", namespace)
     try:
         result = await new.migrate()
@@ -213,3 +214,43 @@ async def test_upgrade_drops_the_listing_indexes_by_type_and_keeps_the_jobs(
         assert [c.id for c in chains.items] == [created[0].job.id, created[2].job.id]
     finally:
         await new.close()
+
+
+async def test_queue_stats_read_only_the_partial_indexes_of_open_jobs(namespace: Namespace) -> None:
+    """The plan of ``get_queue_stats`` on a table of mostly closed jobs: each branch scans one
+    partial index over open jobs (ready, leased, blocked), never the table's closed history."""
+    adapter = await make_adapter("asyncpg", namespace)
+    try:
+        await adapter.migrate()
+        job = adapter.sql.names.job
+        conn = await asyncpg.connect(DSN)
+        try:
+            await conn.execute(
+                f"INSERT INTO {job} (id, type_name, chain_id, chain_type_name, chain_index, "
+                "outcome, created_at, scheduled_at, completed_at) "
+                "SELECT u, 't' || (n % 5), u, 't' || (n % 5), 0, 'completed', now(), now(), now() "
+                "FROM (SELECT gen_random_uuid() AS u, n FROM generate_series(1, 20000) n) g"
+            )
+            await adapter.create_jobs(
+                [
+                    NewJob(id=uuid7(), type_name="t1", chain_type_name="t1", input=i)
+                    for i in range(3)
+                ]
+            )
+            await conn.execute(f"ANALYZE {job}")
+            for statement, args in (
+                (adapter.sql.queue_stats, []),
+                (adapter.sql.queue_stats_of, [["t1", "t2"]]),
+            ):
+                rows = await conn.fetch("EXPLAIN " + statement.text, *args)
+                plan = "\n".join(r[0] for r in rows)
+                p = namespace.prefix
+                for index in ("job_ready_idx", "job_leased_idx", "job_blocked_idx"):
+                    assert f"{p}{index}" in plan, plan
+                assert "Seq Scan" not in plan, plan
+        finally:
+            await conn.close()
+        stats = await adapter.get_queue_stats()
+        assert [(s.type_name, s.ready) for s in stats] == [("t1", 3)]
+    finally:
+        await adapter.close()

@@ -269,6 +269,21 @@ async def test_listing_walks_the_creation_index(adapter: SqliteStateAdapter) -> 
     assert "TEMP B-TREE" not in jobs_plan and "TEMP B-TREE" not in chains_plan
 
 
+@pytest.mark.parametrize("statement", ["queue_stats", "queue_stats_of"])
+async def test_queue_stats_read_only_the_indexes_of_open_jobs(
+    adapter: SqliteStateAdapter, statement: str
+) -> None:
+    plan = await _plan(adapter, getattr(Statements(adapter.table_prefix), statement))
+    p = adapter.table_prefix
+    partial = [f"{p}job_ready_idx", f"{p}job_lease_idx", f"{p}job_blocked_idx"]
+    for index in partial:
+        assert index in plan, plan
+    for line in plan.splitlines():
+        # a scan of a partial index over open jobs reads no closed job
+        if line.strip().startswith("SCAN j "):
+            assert any(line.strip().endswith(f"INDEX {index}") for index in partial), plan
+
+
 async def _plan(adapter: SqliteStateAdapter, sql: str) -> str:
     count = max([int(n) for n in re.findall(r"\?(\d+)", sql)] or [0])
 

@@ -30,6 +30,7 @@ from queuert.errors import (
     JobTypeValidationError,
     NotifyAdapterClosedError,
     NotJsonError,
+    PayloadTooLargeError,
     QueuertError,
     RescheduleJob,
     StateAdapterClosedError,
@@ -51,7 +52,7 @@ from queuert.models import Chain, Job
 from queuert.notify import NotifyAdapter
 from queuert.observability import LoggingObservability, ObservabilityAdapter, RecordingObservability
 from queuert.schedule import Deduplication, Schedule
-from queuert.state import Page, StateAdapter
+from queuert.state import Page, QueueStats, StateAdapter
 from queuert.worker import AttemptMiddleware, Worker
 
 __all__ = [
@@ -102,6 +103,8 @@ __all__ = [
     "NotifyAdapterClosedError",
     "ObservabilityAdapter",
     "Page",
+    "PayloadTooLargeError",
+    "QueueStats",
     "QueuertError",
     "RecordingObservability",
     "RescheduleJob",

@@ -172,8 +172,19 @@ lock until its transaction ends. Creators of the same key are thereby serialised
 transaction-scoped advisory locks do; MySQL's ``GET_LOCK`` is held by the session, not the
 transaction, so it cannot serve here."""
 
+_BLOCKED_TYPE = f"""
+ALTER TABLE {{job}}
+    ADD COLUMN blocked_type {_NAME} AS (CASE WHEN outcome IS NULL AND open_blockers > 0
+                                            AND leased_until IS NULL THEN type_name END) STORED,
+    ADD KEY `{{p}}job_blocked_idx` (blocked_type)
+"""
+"""``get_queue_stats`` counts blocked jobs per type from this index (the ready and leased indexes
+serve its other counts), so a scrape reads open jobs only. A job that is never blocked keeps a NULL
+entry in it, which no claim or completion changes."""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_initial_schema", (_JOB, _BLOCKER, _DEDUP_LOCK)),
+    Migration("0002_blocked_index", (_BLOCKED_TYPE,)),
 )
 """Applied in order. Never edit one that has shipped: add a new one."""
 

@@ -88,6 +88,54 @@ INSERT_ROW = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 """The placeholders of one row of :data:`INSERT_COLUMNS`."""
 
 
+def queue_stats(types: int | None) -> str:
+    """Per type, one row from each index over open jobs (``kind, type, n1, n2, age``): ready
+    (ready, scheduled, microseconds the oldest ready job has been due), leased (running, lease
+    expired) and blocked (blocked); ``types`` placeholders restrict each part to those types."""
+
+    def only(column: str) -> str:
+        return f" AND j.{column} IN ({marks(types)})" if types is not None else ""
+
+    return (
+        f"SELECT 0, CONVERT(j.ready_type USING utf8mb4), SUM(j.scheduled_at <= {NOW}), "
+        f"SUM(j.scheduled_at > {NOW}), TIMESTAMPDIFF(MICROSECOND, "
+        f"MIN(CASE WHEN j.scheduled_at <= {NOW} THEN j.scheduled_at END), {NOW}) "
+        f"FROM {{job}} j WHERE j.ready_type IS NOT NULL{only('ready_type')} GROUP BY j.ready_type "
+        f"UNION ALL SELECT 1, CONVERT(j.leased_type USING utf8mb4), COUNT(*), "
+        f"SUM(j.leased_until <= {NOW}), NULL FROM {{job}} j "
+        f"WHERE j.leased_type IS NOT NULL{only('leased_type')} GROUP BY j.leased_type "
+        "UNION ALL SELECT 2, CONVERT(j.blocked_type USING utf8mb4), COUNT(*), 0, NULL "
+        f"FROM {{job}} j WHERE j.blocked_type IS NOT NULL{only('blocked_type')} "
+        "GROUP BY j.blocked_type"
+    )
+
+
+JOB_ACTIVITY = f"""
+WITH w AS (SELECT {NOW} AS now, {NOW} - INTERVAL %s MICROSECOND AS since),
+recent AS (
+    SELECT CONVERT(j.type_name USING utf8mb4) AS type_name, j.completed_at,
+           CONVERT(j.completed_by USING utf8mb4) AS completed_by, {status_sql("j")} AS status
+    FROM {{job}} j
+    WHERE j.outcome IS NULL OR j.completed_at >= (SELECT w.since FROM w)
+)
+SELECT 'c', r.type_name, r.status, COUNT(*), NULL, NULL FROM recent r GROUP BY r.type_name, r.status
+UNION ALL
+SELECT 'b', NULL, r.status, COUNT(*),
+       FLOOR(TIMESTAMPDIFF(MICROSECOND, w.since, r.completed_at) * %s / %s) AS slice, NULL
+FROM recent r, w WHERE r.completed_at IS NOT NULL
+GROUP BY slice, r.status
+UNION ALL
+SELECT 'w', r.completed_by, NULL, COUNT(*), NULL, MAX(r.completed_at)
+FROM recent r WHERE r.completed_by IS NOT NULL AND r.completed_at IS NOT NULL
+GROUP BY r.completed_by
+UNION ALL
+SELECT 't', NULL, NULL, NULL, NULL, w.now FROM w
+"""
+"""Counts by type and status of open jobs and jobs closed since ``now - %s`` microseconds, closings
+by slice (of ``%s`` slices over the window's ``%s`` microseconds) and status, closings by worker,
+and the clock (kind ``t``)."""
+
+
 class Statements:
     """The fixed statements of the adapter for one :class:`Names`, and builders for the ones whose
     text depends on a list's length (cached per length)."""
@@ -119,6 +167,8 @@ class Statements:
         self.failing = r(
             "INSERT INTO {blocker} (job_id, slot, blocked_by_chain_id) VALUES (NULL, 0, NULL)"
         )
+        self.queue_stats = r(queue_stats(None))
+        self.job_activity = r(JOB_ACTIVITY)
         self._cache: dict[tuple[str, int], str] = {}
 
     def render(self, template: str) -> str:

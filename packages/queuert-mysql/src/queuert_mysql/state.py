@@ -42,6 +42,7 @@ from queuert.state import (
     Completion,
     CreatedJob,
     DeleteResult,
+    JobActivity,
     JobFilter,
     JobStatus,
     LeaseRenewal,
@@ -50,12 +51,17 @@ from queuert.state import (
     Order,
     Outcome,
     Page,
+    QueueStats,
     StateAdapter,
+    StatusCount,
     StoredChain,
     StoredJob,
     TriggerResult,
+    WorkerActivity,
+    activity_buckets,
     derive_status,
     inserted_job,
+    queue_stats_in_order,
 )
 
 from queuert_mysql._errors import DEADLOCK, DUPLICATE_KEY, error_code, is_retryable
@@ -71,6 +77,7 @@ from queuert_mysql._sql import (
     chain_open,
     cols,
     marks,
+    queue_stats,
     status_sql,
     tail_join,
 )
@@ -763,6 +770,64 @@ class MysqlStateAdapter(Generic[TxT]):
         now: datetime = rows[0][1]
         return max(due - now, timedelta(0))
 
+    async def get_queue_stats(
+        self, type_names: Sequence[str] | None = None, *, tx: TxT | None = None
+    ) -> list[QueueStats]:
+        self._check_open()
+        if type_names is None:
+            rows = await self._fetch(self.sql.queue_stats, (), tx)
+        elif not type_names:
+            return []
+        else:
+            types = sorted(set(type_names))
+            sql = self.sql.sized("queue_stats", len(types), queue_stats)
+            rows = await self._fetch(sql, types * 3, tx)
+        found: dict[str, dict[str, Any]] = {}
+        for kind, type_name, first, second, age in rows:
+            entry = found.setdefault(type_name, {})
+            if kind == 0:
+                entry["ready"], entry["scheduled"] = int(first), int(second)
+                if age is not None:
+                    entry["oldest_ready_age"] = timedelta(microseconds=max(int(age), 0))
+            elif kind == 1:
+                entry["running"], entry["lease_expired"] = int(first), int(second)
+            else:
+                entry["blocked"] = int(first)
+        return queue_stats_in_order(
+            [QueueStats(name, **entry) for name, entry in found.items()], type_names
+        )
+
+    async def get_job_activity(
+        self, *, window: timedelta, buckets: int, tx: TxT | None = None
+    ) -> JobActivity:
+        self._check_open()
+        micros = _micros(window)
+        rows = await self._fetch(self.sql.job_activity, (micros, buckets, micros), tx)
+        now: datetime | None = None
+        counts: list[StatusCount] = []
+        closed: dict[tuple[int, str], int] = {}
+        workers: list[WorkerActivity] = []
+        for kind, name, status, n, index, moment in rows:
+            if kind == "c":
+                counts.append(StatusCount(name, status, int(n)))
+            elif kind == "b":
+                closed[(int(index), status)] = int(n)
+            elif kind == "w":
+                workers.append(WorkerActivity(name, int(n), utc(moment)))
+            else:
+                now = utc(moment)
+        assert now is not None
+        since = now - window
+        counts.sort(key=lambda c: (c.type_name, c.status))
+        workers.sort(key=lambda w: w.worker_id)
+        return JobActivity(
+            now=now,
+            since=since,
+            counts=counts,
+            buckets=activity_buckets(since, window, buckets, closed),
+            workers=workers,
+        )
+
     async def list_chains(
         self,
         filter: ChainFilter,
@@ -797,6 +862,8 @@ class MysqlStateAdapter(Generic[TxT]):
             where.append(
                 "NOT EXISTS (SELECT 1 FROM {blocker} b WHERE b.blocked_by_chain_id = r.id)"
             )
+        if filter.deduplication_keys is not None:
+            _in(where, args, "r.deduplication_key", filter.deduplication_keys)
         _time_filters(where, args, "r", filter.created_from, filter.created_to)
         _keyset(where, args, "r", after, desc)
         direction = "DESC" if desc else "ASC"

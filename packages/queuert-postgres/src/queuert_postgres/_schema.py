@@ -147,10 +147,19 @@ then dropping the chains' one 5,250 -> 5,838 and 5,177 -> 5,835). Listings of jo
 and listings of chains, now walk the (created_at, id) listing index and filter; a listing pages by
 time anyway."""
 
+_BLOCKED_INDEX = """
+CREATE INDEX "{p}job_blocked_idx" ON {job} (type_name)
+    WHERE outcome IS NULL AND open_blockers > 0 AND leased_until IS NULL;
+"""
+"""``get_queue_stats`` counts blocked jobs per type from this index (the ready and leased indexes
+serve its other counts), so a scrape reads open jobs only. Partial: a claim or completion of a job
+that was never blocked writes no entry into it."""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_initial_schema", _INITIAL),
     Migration("0002_storage_tuning", _STORAGE_TUNING),
     Migration("0003_fewer_listing_indexes", _FEWER_LISTING_INDEXES),
+    Migration("0004_blocked_index", _BLOCKED_INDEX),
 )
 """Applied in order; each in its own transaction. Never edit one that has shipped: add a new one."""
 

@@ -432,6 +432,32 @@ CROSS JOIN LATERAL (
 ) x
 """
 
+BLOCKED = "{a}.outcome IS NULL AND {a}.open_blockers > 0 AND {a}.leased_until IS NULL"
+"""Status ``blocked`` (the predicate of the blocked index)."""
+
+
+def _queue_stats(types: str) -> str:
+    """Per type, one row from each partial index over open jobs (``kind, type, n1, n2, age``): ready
+    (ready, scheduled, seconds the oldest ready job has been due), leased (running, lease expired)
+    and blocked (blocked)."""
+    return f"""
+SELECT 0, j.type_name, count(*) FILTER (WHERE j.scheduled_at <= {NOW}),
+    count(*) FILTER (WHERE j.scheduled_at > {NOW}),
+    extract(epoch FROM {NOW} - min(j.scheduled_at) FILTER (WHERE j.scheduled_at <= {NOW}))::float8
+FROM {{job}} j WHERE {READY.format(a="j")}{types} GROUP BY j.type_name
+UNION ALL
+SELECT 1, j.type_name, count(*), count(*) FILTER (WHERE j.leased_until <= {NOW}), NULL
+FROM {{job}} j WHERE j.outcome IS NULL AND j.leased_until IS NOT NULL{types} GROUP BY j.type_name
+UNION ALL
+SELECT 2, j.type_name, count(*), 0, NULL
+FROM {{job}} j WHERE {BLOCKED.format(a="j")}{types} GROUP BY j.type_name
+"""
+
+
+QUEUE_STATS = _queue_stats("")
+QUEUE_STATS_OF = _queue_stats(" AND j.type_name = ANY($1::text[])")
+
+
 CLAIM = f"""
 WITH req AS (
     SELECT q.type_name, q.secs FROM unnest($1::text[], $2::float8[]) AS q(type_name, secs)
@@ -685,6 +711,30 @@ SELECT {DeleteRow.REFERENCE}, refs.chain_id::text, refs.job_id::text, {NULL_COLS
 FROM refs
 """
 
+JOB_ACTIVITY = f"""
+WITH w AS (SELECT {NOW} AS now, {NOW} - make_interval(secs => $1::float8) AS since),
+recent AS (
+    SELECT j.type_name, j.completed_at, j.completed_by, {status_sql("j")} AS status
+    FROM {{job}} j
+    WHERE j.outcome IS NULL OR j.completed_at >= (SELECT since FROM w)
+)
+SELECT 'c', r.type_name, r.status, count(*)::int, NULL::int, NULL::timestamptz
+FROM recent r GROUP BY r.type_name, r.status
+UNION ALL
+SELECT 'b', NULL, r.status, count(*)::int,
+    floor(extract(epoch FROM r.completed_at - w.since) * $2::float8 / $1::float8)::int, NULL
+FROM recent r, w WHERE r.completed_at IS NOT NULL
+GROUP BY 5, r.status
+UNION ALL
+SELECT 'w', r.completed_by, NULL, count(*)::int, NULL, max(r.completed_at)
+FROM recent r WHERE r.completed_by IS NOT NULL AND r.completed_at IS NOT NULL
+GROUP BY r.completed_by
+UNION ALL
+SELECT 't', NULL, NULL, NULL, NULL, w.now FROM w
+"""
+"""Counts by type and status of open jobs and jobs closed since ``now - $1`` seconds, closings by
+slice (``$2`` slices) and status, closings by worker, and the clock (kind ``t``)."""
+
 _ALL = {
     "create": CREATE,
     "create_first": CREATE_FIRST,
@@ -699,6 +749,8 @@ _ALL = {
     "get_chain_locked": GET_CHAIN_LOCKED,
     "get_job_blockers": GET_JOB_BLOCKERS,
     "next_due": NEXT_DUE,
+    "queue_stats": QUEUE_STATS,
+    "queue_stats_of": QUEUE_STATS_OF,
     "claim": CLAIM,
     "renew": RENEW,
     "complete": COMPLETE,
@@ -707,6 +759,7 @@ _ALL = {
     "reap": REAP,
     "trigger": TRIGGER,
     "delete": DELETE,
+    "job_activity": JOB_ACTIVITY,
 }
 
 
@@ -729,6 +782,8 @@ class Statements:
         self.get_chain_locked = rendered["get_chain_locked"]
         self.get_job_blockers = rendered["get_job_blockers"]
         self.next_due = rendered["next_due"]
+        self.queue_stats = rendered["queue_stats"]
+        self.queue_stats_of = rendered["queue_stats_of"]
         self.claim = rendered["claim"]
         self.renew = rendered["renew"]
         self.complete = rendered["complete"]
@@ -737,6 +792,7 @@ class Statements:
         self.reap = rendered["reap"]
         self.trigger = rendered["trigger"]
         self.delete = rendered["delete"]
+        self.job_activity = rendered["job_activity"]
 
     def render(self, template: str) -> Sql:
         return Sql(self.names.render(template))

@@ -40,6 +40,7 @@ from queuert.state import (
     Completion,
     CreatedJob,
     DeleteResult,
+    JobActivity,
     JobFilter,
     LeaseRenewal,
     MigrationResult,
@@ -47,10 +48,15 @@ from queuert.state import (
     Order,
     Outcome,
     Page,
+    QueueStats,
+    StatusCount,
     StoredChain,
     StoredJob,
     TriggerResult,
+    WorkerActivity,
+    activity_buckets,
     inserted_job,
+    queue_stats_in_order,
 )
 
 from queuert_postgres._provider import (
@@ -616,6 +622,30 @@ class PgStateAdapter(Generic[TxT]):
             return None
         return max(utc(earliest) - utc(now), timedelta(0))
 
+    async def get_queue_stats(
+        self, type_names: Sequence[str] | None = None, *, tx: TxT | None = None
+    ) -> list[QueueStats]:
+        if type_names is None:
+            rows = await self._fetch(self.sql.queue_stats, [], tx)
+        elif not type_names:
+            return []
+        else:
+            rows = await self._fetch(self.sql.queue_stats_of, [sorted(set(type_names))], tx)
+        found: dict[str, dict[str, Any]] = {}
+        for kind, type_name, first, second, age in rows:
+            entry = found.setdefault(type_name, {})
+            if kind == 0:
+                entry["ready"], entry["scheduled"] = first, second
+                if age is not None:
+                    entry["oldest_ready_age"] = timedelta(seconds=max(age, 0.0))
+            elif kind == 1:
+                entry["running"], entry["lease_expired"] = first, second
+            else:
+                entry["blocked"] = first
+        return queue_stats_in_order(
+            [QueueStats(name, **entry) for name, entry in found.items()], type_names
+        )
+
     async def list_chains(
         self,
         filter: ChainFilter,
@@ -648,6 +678,9 @@ class PgStateAdapter(Generic[TxT]):
             where.append(
                 "NOT EXISTS (SELECT 1 FROM {blocker} b WHERE b.blocked_by_chain_id = r.id)"
             )
+        if filter.deduplication_keys is not None:
+            keys = list(filter.deduplication_keys)
+            where.append(f"r.deduplication_key = ANY({p.add(keys, 'text[]')})")
         self._time_filters(where, p, "r", filter.created_from, filter.created_to)
         self._keyset(where, p, "r", after, desc)
         direction = "DESC" if desc else "ASC"
@@ -660,6 +693,38 @@ class PgStateAdapter(Generic[TxT]):
         )
         rows = await self._fetch(self._sql(sql), p.values, tx)
         return chains_page([chain_from_row(row) for row in rows], limit)
+
+    async def get_job_activity(
+        self, *, window: timedelta, buckets: int, tx: TxT | None = None
+    ) -> JobActivity:
+        self._check_open()
+        rows = await self._fetch(
+            self.sql.job_activity, [window.total_seconds(), float(buckets)], tx
+        )
+        now: datetime | None = None
+        counts: list[StatusCount] = []
+        closed: dict[tuple[int, str], int] = {}
+        workers: list[WorkerActivity] = []
+        for kind, name, status, n, index, moment in rows:
+            if kind == "c":
+                counts.append(StatusCount(name, status, n))
+            elif kind == "b":
+                closed[(index, status)] = n
+            elif kind == "w":
+                workers.append(WorkerActivity(name, n, utc(moment)))
+            else:
+                now = utc(moment)
+        assert now is not None
+        since = now - window
+        counts.sort(key=lambda c: (c.type_name, c.status))
+        workers.sort(key=lambda w: w.worker_id)
+        return JobActivity(
+            now=now,
+            since=since,
+            counts=counts,
+            buckets=activity_buckets(since, window, buckets, closed),
+            workers=workers,
+        )
 
     async def list_jobs(
         self,

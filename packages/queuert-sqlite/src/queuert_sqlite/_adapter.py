@@ -48,6 +48,7 @@ from queuert.state import (
     Completion,
     CreatedJob,
     DeleteResult,
+    JobActivity,
     JobFilter,
     JobStatus,
     LeaseRenewal,
@@ -56,11 +57,16 @@ from queuert.state import (
     Order,
     Outcome,
     Page,
+    QueueStats,
     StateAdapter,
+    StatusCount,
     StoredChain,
     StoredJob,
     TriggerResult,
+    WorkerActivity,
+    activity_buckets,
     derive_status,
+    queue_stats_in_order,
 )
 
 from queuert_sqlite._create import (
@@ -85,7 +91,7 @@ from queuert_sqlite._rows import (
 )
 from queuert_sqlite._schema import apply_migrations, validate_prefix
 from queuert_sqlite._sql import Statements, json_param
-from queuert_sqlite._time import add_delta, now, parse_ts, scheduled_at
+from queuert_sqlite._time import add_delta, format_ts, now, parse_ts, scheduled_at
 from queuert_sqlite._transaction import SqliteConnection, in_savepoint
 
 __all__ = ["SqliteStateAdapter"]
@@ -432,6 +438,34 @@ class SqliteStateAdapter:
 
         return await self._read(op, tx)
 
+    async def get_queue_stats(
+        self, type_names: Sequence[str] | None = None, *, tx: SqliteConnection | None = None
+    ) -> list[QueueStats]:
+        if type_names is None:
+            sql, types = self._sql.queue_stats, None
+        else:
+            sql, types = self._sql.queue_stats_of, json_param(sorted(set(type_names)))
+
+        def op(raw: sqlite3.Connection) -> list[QueueStats]:
+            now_text, now_dt = now()
+            params: tuple[str, ...] = (now_text,) if types is None else (now_text, types)
+            found: dict[str, dict[str, Any]] = {}
+            for kind, type_name, first, second, oldest in raw.execute(sql, params):
+                entry = found.setdefault(type_name, {})
+                if kind == 0:
+                    entry["ready"], entry["scheduled"] = first, second
+                    if oldest is not None:
+                        entry["oldest_ready_age"] = max(now_dt - parse_ts(oldest), timedelta(0))
+                elif kind == 1:
+                    entry["running"], entry["lease_expired"] = first, second
+                else:
+                    entry["blocked"] = first
+            return queue_stats_in_order(
+                [QueueStats(name, **entry) for name, entry in found.items()], type_names
+            )
+
+        return await self._read(op, tx)
+
     async def list_chains(
         self,
         filter: ChainFilter,
@@ -452,6 +486,42 @@ class SqliteStateAdapter:
                 for row in raw.execute(query, params)
             ]
             return chains_page(items, limit)
+
+        return await self._read(op, tx)
+
+    async def get_job_activity(
+        self, *, window: timedelta, buckets: int, tx: SqliteConnection | None = None
+    ) -> JobActivity:
+        query = self._sql.job_activity
+
+        def op(raw: sqlite3.Connection) -> JobActivity:
+            now_text, now_dt = now()
+            since = now_dt - window
+            params = {
+                "now": now_text,
+                "since": format_ts(since),
+                "buckets": float(buckets),
+                "window": window.total_seconds(),
+            }
+            counts: list[StatusCount] = []
+            closed: dict[tuple[int, str], int] = {}
+            workers: list[WorkerActivity] = []
+            for kind, name, status, n, slot, last in raw.execute(query, params):
+                if kind == "c":
+                    counts.append(StatusCount(name, status, n))
+                elif kind == "b":
+                    closed[(slot, status)] = n
+                else:
+                    workers.append(WorkerActivity(name, n, parse_ts(last)))
+            counts.sort(key=lambda c: (c.type_name, c.status))
+            workers.sort(key=lambda w: w.worker_id)
+            return JobActivity(
+                now=now_dt,
+                since=since,
+                counts=counts,
+                buckets=activity_buckets(since, window, buckets, closed),
+                workers=workers,
+            )
 
         return await self._read(op, tx)
 

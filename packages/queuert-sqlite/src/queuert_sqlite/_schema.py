@@ -97,7 +97,19 @@ def _initial(p: str) -> list[str]:
     ]
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration("20260601000000_initial_schema", _initial),)
+def _blocked_index(p: str) -> list[str]:
+    # get_queue_stats: blocked jobs per type (the ready and lease indexes serve the other counts);
+    # partial, so a claim or completion of a job that was never blocked does not write it
+    return [
+        f"""CREATE INDEX {p}job_blocked_idx ON {p}job (type_name)
+            WHERE outcome IS NULL AND leased_until IS NULL AND blocked = 1"""
+    ]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration("20260601000000_initial_schema", _initial),
+    Migration("20261206000000_blocked_index", _blocked_index),
+)
 """Every migration, oldest first. Names sort in application order; never edit a released one."""
 
 

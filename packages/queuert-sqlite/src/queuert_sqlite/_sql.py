@@ -51,6 +51,24 @@ STATUS_SQL = (
 _RETURNING = ", ".join(COLUMNS)
 
 _READY = "outcome IS NULL AND {a}leased_until IS NULL AND {a}blocked = 0"
+_BLOCKED = "outcome IS NULL AND {a}leased_until IS NULL AND {a}blocked = 1"
+
+
+def _queue_stats(p: str, types: str) -> str:
+    """Per type, one row from each index over open jobs: ``(0, type, ready, scheduled, oldest
+    ready scheduled_at)``, ``(1, type, running, lease expired, NULL)``, ``(2, type, blocked, 0,
+    NULL)``; ?1 is now."""
+    return (
+        "SELECT 0, j.type_name, sum(j.scheduled_at <= ?1), sum(j.scheduled_at > ?1), "
+        f"min(CASE WHEN j.scheduled_at <= ?1 THEN j.scheduled_at END) FROM {p}job j "
+        f"WHERE j.{_READY.format(a='j.')} {types}GROUP BY j.type_name "
+        "UNION ALL "
+        f"SELECT 1, j.type_name, count(*), sum(j.leased_until <= ?1), NULL FROM {p}job j "
+        f"WHERE j.leased_until IS NOT NULL AND j.outcome IS NULL {types}GROUP BY j.type_name "
+        "UNION ALL "
+        f"SELECT 2, j.type_name, count(*), 0, NULL FROM {p}job j "
+        f"WHERE j.{_BLOCKED.format(a='j.')} {types}GROUP BY j.type_name"
+    )
 
 
 class Statements:
@@ -153,6 +171,13 @@ class Statements:
             f"j.{_READY.format(a='j.')} ORDER BY j.scheduled_at LIMIT 1)) FROM json_each(?1) k"
         )
 
+        # queue health at ?1 (now), per type: tagged rows from the ready, lease and blocked indexes
+        self.queue_stats = _queue_stats(p, "")
+        # the same for the types of ?2 (JSON list) only
+        self.queue_stats_of = _queue_stats(
+            p, "AND j.type_name IN (SELECT value FROM json_each(?2)) "
+        )
+
         # -- processing -----------------------------------------------------------------------------
         # is any job of the types of ?2 (JSON list) ready at ?1
         self.any_ready = (
@@ -240,6 +265,24 @@ class Statements:
             "WHERE id IN (SELECT value FROM json_each(?1))"
         )
 
+        # -- activity (named parameters :now, :since, :buckets, :window seconds) ----------------------
+        recent = (
+            f"SELECT j.type_name, j.completed_at, j.completed_by, {STATUS_SQL} AS status "
+            f"FROM {p}job j WHERE j.outcome IS NULL OR j.completed_at >= :since"
+        )
+        self.job_activity = (
+            f"WITH recent AS ({recent}) "
+            "SELECT 'c', type_name, status, count(*), NULL, NULL FROM recent "
+            "GROUP BY type_name, status "
+            "UNION ALL "
+            "SELECT 'b', NULL, status, count(*), CAST((julianday(completed_at) - julianday(:since))"
+            " * 86400.0 * :buckets / :window AS INTEGER) AS slot, NULL FROM recent "
+            "WHERE completed_at IS NOT NULL GROUP BY slot, status "
+            "UNION ALL "
+            "SELECT 'w', completed_by, NULL, count(*), NULL, max(completed_at) FROM recent "
+            "WHERE completed_by IS NOT NULL AND completed_at IS NOT NULL GROUP BY completed_by"
+        )
+
         # -- administration -------------------------------------------------------------------------
         # make the jobs of ?1 (JSON list of ids) due at ?2 at the latest
         self.trigger = (
@@ -306,6 +349,9 @@ class Statements:
             conds.append(
                 f"NOT EXISTS (SELECT 1 FROM {p}job_blocker b WHERE b.blocked_by_chain_id = r.id)"
             )
+        if filter.deduplication_keys is not None:
+            conds.append("r.deduplication_key IN (SELECT value FROM json_each(:dedup_keys))")
+            params["dedup_keys"] = _json_list(filter.deduplication_keys)
         _created_between(conds, params, "r", filter.created_from, filter.created_to)
         _after(conds, params, "r", after, desc)
         direction = "DESC" if desc else "ASC"

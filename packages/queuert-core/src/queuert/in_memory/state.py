@@ -66,6 +66,7 @@ from queuert.state import (
     Completion,
     CreatedJob,
     DeleteResult,
+    JobActivity,
     JobFilter,
     LeaseRenewal,
     MigrationResult,
@@ -73,11 +74,16 @@ from queuert.state import (
     Order,
     Outcome,
     Page,
+    QueueStats,
+    StatusCount,
     StoredChain,
     StoredJob,
     TriggerResult,
+    WorkerActivity,
+    activity_buckets,
     derive_status,
     inserted_job,
+    queue_stats_in_order,
 )
 
 __all__ = ["InMemoryStateAdapter", "InMemoryTransaction"]
@@ -147,6 +153,13 @@ class _Row:
         return None
 
     @property
+    def blocked_key(self) -> _Key | None:
+        """Key in the per-type blocked index: open, blocked and not leased (status ``blocked``)."""
+        if self.outcome is None and self.blocked and self.leased_until is None:
+            return (self.created_at, self.id)
+        return None
+
+    @property
     def created_key(self) -> _Key:
         return (self.created_at, self.id)
 
@@ -196,6 +209,7 @@ class _Store:
         self.dedup: dict[tuple[str, str], set[str]] = {}
         self.pending: dict[str, _SortedKeys] = {}
         self.leased: dict[str, _SortedKeys] = {}
+        self.blocked: dict[str, _SortedKeys] = {}
         self.created = _SortedKeys()
         self.roots = _SortedKeys()
 
@@ -238,6 +252,9 @@ class _Store:
         lease = row.lease_key
         if lease is not None:
             self.leased.setdefault(row.type_name, _SortedKeys()).add(lease)
+        blocked = row.blocked_key
+        if blocked is not None:
+            self.blocked.setdefault(row.type_name, _SortedKeys()).add(blocked)
 
     def _unindex(self, row: _Row) -> None:
         members = self.members.get(row.chain_id)
@@ -261,6 +278,9 @@ class _Store:
         lease = row.lease_key
         if lease is not None and row.type_name in self.leased:
             self.leased[row.type_name].remove(lease)
+        blocked = row.blocked_key
+        if blocked is not None and row.type_name in self.blocked:
+            self.blocked[row.type_name].remove(blocked)
 
 
 class _Layer:
@@ -437,6 +457,21 @@ class _View:
             return row.lease_key if row.type_name == type_name else None
 
         return self._ordered(self._store.leased.get(type_name), key_of)
+
+    def iter_blocked(self, type_name: str) -> Iterator[_Key]:
+        """(created_at, id) of open, blocked, unleased jobs of a type."""
+
+        def key_of(row: _Row) -> _Key | None:
+            return row.blocked_key if row.type_name == type_name else None
+
+        return self._ordered(self._store.blocked.get(type_name), key_of)
+
+    def open_type_names(self) -> set[str]:
+        """Every type that may have open jobs (a superset: an index may be empty)."""
+        store = self._store
+        names = set(store.pending) | set(store.leased) | set(store.blocked)
+        names.update(row.type_name for row in self._dirty_jobs().values() if row is not None)
+        return names
 
     def iter_created(self, *, reverse: bool, after: _Key | None) -> Iterator[_Key]:
         return self._ordered(
@@ -894,6 +929,43 @@ class InMemoryStateAdapter:
 
         return self._read(tx, op)
 
+    async def get_queue_stats(
+        self, type_names: Sequence[str] | None = None, *, tx: InMemoryTransaction | None = None
+    ) -> list[QueueStats]:
+        def op(view: _View, now: datetime) -> list[QueueStats]:
+            names = view.open_type_names() if type_names is None else set(type_names)
+            found: list[QueueStats] = []
+            for name in names:
+                ready = scheduled = running = expired = 0
+                oldest: datetime | None = None
+                for due, _ in view.iter_pending(name):
+                    if due <= now:
+                        ready += 1
+                        if oldest is None:
+                            oldest = due
+                    else:
+                        scheduled += 1
+                for until, _ in view.iter_leased(name):
+                    running += 1
+                    if until <= now:
+                        expired += 1
+                blocked = sum(1 for _ in view.iter_blocked(name))
+                if ready or scheduled or running or blocked:
+                    found.append(
+                        QueueStats(
+                            name,
+                            ready=ready,
+                            oldest_ready_age=None if oldest is None else now - oldest,
+                            scheduled=scheduled,
+                            blocked=blocked,
+                            running=running,
+                            lease_expired=expired,
+                        )
+                    )
+            return queue_stats_in_order(found, type_names)
+
+        return self._read(tx, op)
+
     async def list_chains(
         self,
         filter: ChainFilter,
@@ -906,6 +978,9 @@ class InMemoryStateAdapter:
         reverse = order == "desc"
         after = decode_chains_cursor(cursor) if cursor is not None else None
         type_names = set(filter.type_names) if filter.type_names is not None else None
+        dedup_keys = (
+            set(filter.deduplication_keys) if filter.deduplication_keys is not None else None
+        )
 
         def op(view: _View, now: datetime) -> Page[StoredChain]:
             source: Iterator[_Key]
@@ -945,10 +1020,53 @@ class InMemoryStateAdapter:
                     continue
                 if filter.root_only and view.dependents(chain_id):
                     continue
+                if dedup_keys is not None and root.deduplication_key not in dedup_keys:
+                    continue
                 items.append(StoredChain(root=_stored(root, now), tail=_stored(tail, now)))
                 if len(items) > limit:
                     break
             return chains_page(items, limit)
+
+        return self._read(tx, op)
+
+    async def get_job_activity(
+        self, *, window: timedelta, buckets: int, tx: InMemoryTransaction | None = None
+    ) -> JobActivity:
+        def op(view: _View, now: datetime) -> JobActivity:
+            since = now - window
+            counts: dict[tuple[str, str], int] = {}
+            closed: dict[tuple[int, str], int] = {}
+            workers: dict[str, tuple[int, datetime]] = {}
+            for _, job_id in view.iter_created(reverse=False, after=None):
+                row = view.job(job_id)
+                if row is None:
+                    continue
+                if row.completed_at is not None and row.completed_at < since:
+                    continue
+                job = _stored(row, now)
+                key = (row.type_name, job.status)
+                counts[key] = counts.get(key, 0) + 1
+                if row.completed_at is None:
+                    continue
+                index = int((row.completed_at - since) / window * buckets)
+                slot = (index, job.status)
+                closed[slot] = closed.get(slot, 0) + 1
+                if row.completed_by is not None:
+                    n, last = workers.get(row.completed_by, (0, row.completed_at))
+                    workers[row.completed_by] = (n + 1, max(last, row.completed_at))
+            return JobActivity(
+                now=now,
+                since=since,
+                counts=[
+                    StatusCount(type_name, status, n)  # type: ignore[arg-type]
+                    for (type_name, status), n in sorted(counts.items())
+                ],
+                buckets=activity_buckets(since, window, buckets, closed),
+                workers=[
+                    WorkerActivity(worker_id, n, last)
+                    for worker_id, (n, last) in sorted(workers.items())
+                ],
+            )
 
         return self._read(tx, op)
 
