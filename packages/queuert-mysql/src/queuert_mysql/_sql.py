@@ -13,6 +13,7 @@ from __future__ import annotations
 from queuert_mysql._schema import Names
 
 __all__ = [
+    "BY_CHAIN",
     "JOB_ID",
     "NCOLS",
     "NOW",
@@ -29,6 +30,13 @@ NCOLS = 23
 
 JOB_ID = 0
 """Position of the job's id within :func:`cols`."""
+
+
+BY_CHAIN = "FORCE INDEX (`{p}job_chain_position_idx`)"
+"""For locking reads of whole chains: a locking read locks every row it examines, and an optimizer
+that walked the primary key instead (to return rows in id order, say) would lock, and wait for, rows
+of unrelated chains, and deadlock with their workers. Through the chain position index it examines
+the chains' rows only, in (chain, position) order."""
 
 
 def marks(count: int) -> str:

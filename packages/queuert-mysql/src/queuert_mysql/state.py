@@ -69,6 +69,7 @@ from queuert_mysql._provider import MysqlProvider, Row, TxState, savepoint_name
 from queuert_mysql._rows import chain_from_row, job_from_row, naive, utc
 from queuert_mysql._schema import BOOTSTRAP, MIGRATION_LOCK, MIGRATIONS, Names
 from queuert_mysql._sql import (
+    BY_CHAIN,
     INSERT_COLUMNS,
     INSERT_ROW,
     NCOLS,
@@ -570,8 +571,8 @@ class MysqlStateAdapter(Generic[TxT]):
             len(chain_ids),
             lambda n: (
                 "SELECT j.chain_id, j.chain_index, j.id, j.outcome, j.succeeded_by_job_id, "
-                f"j.chain_trace_context FROM {{job}} j WHERE j.chain_id IN ({marks(n)}) "
-                "ORDER BY j.id FOR UPDATE"
+                f"j.chain_trace_context FROM {{job}} j {BY_CHAIN} WHERE j.chain_id IN ({marks(n)}) "
+                "FOR UPDATE"
             ),
         )
         for _ in range(_MAX_FOLLOW):
@@ -1528,7 +1529,7 @@ class MysqlStateAdapter(Generic[TxT]):
                 "lock_members",
                 n,
                 lambda n: (
-                    f"SELECT id FROM {{job}} WHERE chain_id IN ({marks(n)}) ORDER BY id FOR UPDATE"
+                    f"SELECT id FROM {{job}} {BY_CHAIN} WHERE chain_id IN ({marks(n)}) FOR UPDATE"
                 ),
             ),
             chain_list,
