@@ -107,6 +107,13 @@ class CountingProvider:
         self.statements.append(sql)
         return int(await self.inner.execute(sql, args, tx))
 
+    def multi_statements(self, tx: Any | None) -> bool:
+        return bool(self.inner.multi_statements(tx))
+
+    async def fetch_many(self, sql: str, args: Sequence[Any], tx: Any | None) -> list[Any]:
+        self.statements.append(sql)
+        return list(await self.inner.fetch_many(sql, args, tx))
+
     async def close(self) -> None:
         await self.inner.close()
 

@@ -1,6 +1,6 @@
-"""Pins the number of statements (round trips) each hot-path operation sends, so it cannot grow
-silently. Counted at the provider seam; ``BEGIN`` and ``COMMIT`` of the adapter's own transactions
-count too."""
+"""Pins the number of round trips each hot-path operation costs, so it cannot grow silently.
+Counted at the provider seam (a round trip may carry several statements); ``BEGIN`` and ``COMMIT``
+of the adapter's own transactions count too."""
 
 from __future__ import annotations
 
@@ -41,9 +41,10 @@ async def test_statement_counts_per_operation(
 
     async with adapter.transaction() as tx:
         provider.take()
-        # create: the server's clock, then one INSERT per batch, whatever its size
+        # create: one INSERT per batch, whatever its size, with the read of the server's clock it
+        # used sent in the same round trip
         created = await adapter.create_jobs([job() for _ in range(100)], tx=tx)
-        assert provider.take() == 2
+        assert provider.take() == 1
         blocker = await adapter.create_jobs([job("blocker")], tx=tx)
         dependents = await adapter.create_jobs([job("dep") for _ in range(10)], tx=tx)
         provider.take()
@@ -51,7 +52,8 @@ async def test_statement_counts_per_operation(
         # links, count the open blockers up, read the jobs back
         await adapter.add_blockers([(d.job.id, [blocker[0].job.id]) for d in dependents], tx=tx)
         assert provider.take() == 6
-        # with deduplication keys: + the dedup-lock rows and the look-up of matching chains
+        # with deduplication keys: the clock, the dedup-lock rows, the look-up of matching chains
+        # and the INSERT
         await adapter.create_jobs(
             [job(deduplication=Deduplication(key=f"k{i}")) for i in range(10)], tx=tx
         )

@@ -88,6 +88,15 @@ class MysqlProvider(Protocol[TxT]):
         """The :class:`TxState` of ``tx`` (created on first use)."""
         ...
 
+    def multi_statements(self, tx: TxT | None) -> bool:
+        """True if :meth:`fetch_many` may send several statements in one round trip."""
+        ...
+
+    async def fetch_many(self, sql: str, args: Sequence[Any], tx: TxT | None) -> list[Row]:
+        """Run several ``;``-separated statements in one round trip (only where
+        :meth:`multi_statements` says so) and return the rows of the first result set."""
+        ...
+
     async def close(self) -> None:
         """Release what the provider owns (not what the application passed in)."""
         ...
@@ -107,6 +116,20 @@ async def run_on(conn: Any, sql: str, args: Sequence[Any]) -> tuple[list[Row], i
         await cur.execute(sql, tuple(args))
         rows = await cur.fetchall() if cur.description is not None else ()
         return list(rows), cur.rowcount
+
+
+async def run_many(conn: Any, sql: str, args: Sequence[Any]) -> tuple[list[Row], int]:
+    """Run several statements sent as one (``;``-separated: one round trip, on a connection that
+    allows multi-statements): the rows of the first that has a result set, and the changed-row
+    count of the first statement."""
+    async with conn.cursor() as cur:
+        await cur.execute(sql, tuple(args))
+        count = cur.rowcount
+        rows = list(await cur.fetchall()) if cur.description is not None else None
+        while await cur.nextset():
+            if rows is None and cur.description is not None:
+                rows = list(await cur.fetchall())
+        return rows or [], count
 
 
 _END_TIMEOUT = 10.0
@@ -176,8 +199,7 @@ class AiomysqlProvider:
         connect_options.setdefault("charset", "utf8mb4")
         connect_options.setdefault("init_command", SESSION_SETUP)
         pool = await aiomysql.create_pool(minsize=minsize, maxsize=maxsize, **connect_options)
-        provider = cls(pool, owns_pool=True)
-        return provider
+        return cls(pool, owns_pool=True)
 
     async def _prepare(self, conn: Any) -> Any:
         if conn not in self._ready:
@@ -248,6 +270,15 @@ class AiomysqlProvider:
             async with self._acquire() as conn:
                 return (await run_on(conn, sql, args))[1]
         return (await run_on(tx, sql, args))[1]
+
+    def multi_statements(self, tx: Any | None) -> bool:
+        return True  # aiomysql connects with CLIENT_MULTI_STATEMENTS
+
+    async def fetch_many(self, sql: str, args: Sequence[Any], tx: Any | None) -> list[Row]:
+        if tx is None:
+            async with self._acquire() as conn:
+                return (await run_many(conn, sql, args))[0]
+        return (await run_many(tx, sql, args))[0]
 
     async def close(self) -> None:
         if self._owns_pool:

@@ -127,5 +127,11 @@ class SqlAlchemyProvider:
     async def execute(self, sql: str, args: Sequence[Any], tx: Any | None) -> int:
         return (await self._run(sql, args, tx))[1]
 
+    def multi_statements(self, tx: Any | None) -> bool:
+        return False
+
+    async def fetch_many(self, sql: str, args: Sequence[Any], tx: Any | None) -> list[Row]:
+        raise NotImplementedError("SqlAlchemyProvider sends one statement per round trip")
+
     async def close(self) -> None:
         """The engine belongs to the application; nothing to release."""

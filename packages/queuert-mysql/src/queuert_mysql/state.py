@@ -222,6 +222,21 @@ class MysqlStateAdapter(Generic[TxT]):
                 self._failed(state, exc)
             raise
 
+    async def _fetch_many(
+        self, sql: str, args: Sequence[Any], tx: TxT | None, *, expected: int | None = None
+    ) -> list[Row]:
+        """:meth:`_fetch` for several statements in one round trip (``provider.fetch_many``)."""
+        self._check_open()
+        if tx is None:
+            return await self.provider.fetch_many(sql, args, None)
+        state = self._state(tx)
+        try:
+            return await self.provider.fetch_many(sql, args, tx)
+        except Exception as exc:
+            if expected is None or error_code(exc) != expected:
+                self._failed(state, exc)
+            raise
+
     async def _execute(self, sql: str, args: Sequence[Any], tx: TxT | None) -> int:
         self._check_open()
         if tx is None:
@@ -400,6 +415,8 @@ class MysqlStateAdapter(Generic[TxT]):
         prepared = [(new, dumps(new.input)) for new in jobs]
         if all(new.chain_id is None and new.deduplication is None for new in jobs):
             # Chain starts only: nothing to look up, and one multi-row INSERT is atomic by itself.
+            if self.provider.multi_statements(tx) and all(new.schedule is None for new in jobs):
+                return await self._create_now(prepared, tx)
             return await self._create(prepared, tx)
         return await self._in_tx(tx, lambda t: self._create(prepared, t))
 
@@ -445,6 +462,62 @@ class MysqlStateAdapter(Generic[TxT]):
                 continue
             return results
         raise AssertionError("continuation positions kept changing")  # pragma: no cover
+
+    async def _create_now(
+        self, prepared: list[tuple[NewJob, str]], tx: TxT | None
+    ) -> list[CreatedJob]:
+        """Chain starts due now, without deduplication: the INSERT takes the server's clock for
+        ``created_at`` and ``scheduled_at``, and a read of one inserted row's ``created_at`` in the
+        same round trip returns it; the jobs are assembled from what was sent."""
+        seen: set[str] = set()
+        args: list[Any] = []
+        for new, text in prepared:
+            if new.id in seen:
+                raise DuplicateJobIdError(new.id)
+            seen.add(new.id)
+            args.extend(
+                (
+                    new.id,
+                    new.type_name,
+                    new.id,
+                    new.chain_type_name,
+                    text,
+                    new.chain_trace_context,
+                    new.trace_context,
+                )
+            )
+        args.append(prepared[0][0].id)
+        sql = self.sql.sized(
+            "insert_now",
+            len(prepared),
+            lambda n: (
+                "INSERT INTO {job} (id, type_name, chain_id, chain_type_name, chain_index, "
+                "input, created_at, scheduled_at, chain_trace_context, trace_context) VALUES "
+                + ", ".join([f"(%s, %s, %s, %s, 0, %s, {NOW}, {NOW}, %s, %s)"] * n)
+                + "; SELECT created_at FROM {job} WHERE id = %s"
+            ),
+        )
+        try:
+            rows = await self._fetch_many(sql, args, tx, expected=DUPLICATE_KEY)
+        except Exception as exc:
+            if error_code(exc) != DUPLICATE_KEY:
+                raise
+            ids = [new.id for new, _ in prepared]
+            taken = {job.id for job in await self._jobs_by_ids(ids, tx)}
+            for job_id in ids:
+                if job_id in taken:
+                    raise DuplicateJobIdError(job_id) from None
+            raise
+        now = utc(rows[0][0])
+        return [
+            CreatedJob(
+                job=inserted_job(
+                    new, input=new.input, created_at=now, scheduled_at=now, status="ready"
+                ),
+                deduplicated=False,
+            )
+            for new, _ in prepared
+        ]
 
     async def _positions(
         self, prepared: list[tuple[NewJob, str]], tx: TxT | None
