@@ -10,6 +10,8 @@ clock.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from queuert_mysql._schema import Names
 
 __all__ = [
@@ -182,12 +184,11 @@ class Statements:
     def render(self, template: str) -> str:
         return self.names.render(template)
 
-    def sized(self, key: str, count: int, build: object) -> str:
+    def sized(self, key: str, count: int, build: Callable[[int], str]) -> str:
         """The statement ``key`` for a list of ``count`` items, built once by ``build(count)``."""
         found = self._cache.get((key, count))
         if found is None:
             if len(self._cache) > 1024:
                 self._cache.clear()
-            assert callable(build)
             found = self._cache[(key, count)] = self.names.render(build(count))
         return found
