@@ -182,9 +182,20 @@ ALTER TABLE {{job}}
 serve its other counts), so a scrape reads open jobs only. A job that is never blocked keeps a NULL
 entry in it, which no claim or completion changes."""
 
+_EXACT_JSON = """
+ALTER TABLE {job}
+    MODIFY input  LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL,
+    MODIFY output LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL,
+    ADD CONSTRAINT `{p}job_json_chk` CHECK (JSON_VALID(input) AND JSON_VALID(output))
+"""
+"""Inputs and outputs as JSON text, checked with ``JSON_VALID``: what MariaDB's ``JSON`` type is
+anyway. MySQL's binary ``JSON`` would store an integer outside 64 bits as a double (and reorder
+object keys), so a value would not read back equal; the text does."""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_initial_schema", (_JOB, _BLOCKER, _DEDUP_LOCK)),
     Migration("0002_blocked_index", (_BLOCKED_TYPE,)),
+    Migration("0003_exact_json_text", (_EXACT_JSON,)),
 )
 """Applied in order. Never edit one that has shipped: add a new one."""
 

@@ -332,13 +332,14 @@ class MysqlStateAdapter(Generic[TxT]):
         names = self.names
         applied: list[str] = []
         known = [m.name for m in MIGRATIONS]
-        lock_name = f"{MIGRATION_LOCK}:{names.database or ''}:{names.prefix}"
         async with self.provider.transaction() as tx:
             # GET_LOCK is held by the session, across the implicit commits of the DDL below
             database = names.database
             if database is None:
                 ((database,),) = await self.provider.fetch("SELECT DATABASE()", (), tx)
-            lock_name = f"{MIGRATION_LOCK}:{database}:{names.prefix}"[:64]
+            # GET_LOCK names are at most 64 characters: a digest of the database and prefix
+            scope = hashlib.sha256(f"{database}:{names.prefix}".encode()).hexdigest()[:40]
+            lock_name = f"{MIGRATION_LOCK}:{scope}"
             ((got,),) = await self.provider.fetch(
                 "SELECT GET_LOCK(%s, %s)", (lock_name, _MIGRATION_LOCK_TIMEOUT), tx
             )
