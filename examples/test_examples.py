@@ -5,6 +5,7 @@ from __future__ import annotations
 import pkgutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from examples import (
     pydantic_validation,
     quick_start,
     scheduling_and_retries,
+    sqlalchemy_orm,
     transactional_enqueue,
     workerless,
 )
@@ -252,3 +254,20 @@ async def test_fastapi_service_receipt_timeout(tmp_path: Path) -> None:
         async with fastapi_service.build_worker(app.state.client):
             receipt = await http.get("/orders/o-1/receipt", params={"timeout": 10})
         assert receipt.json()["text"] == "paid 0.99 EUR"
+
+
+async def test_sqlalchemy_orm() -> None:
+    import asyncpg  # type: ignore[import-untyped, unused-ignore]
+
+    schema = f"ex_orm_{uuid.uuid4().hex[:12]}"
+    results = await sqlalchemy_orm.main(sqlalchemy_orm.DSN, schema)
+    assert results["declined_row"] is False
+    assert results["declined_chains"] == 0, "the rolled-back session left no chain"
+    assert results["shipment"] == sqlalchemy_orm.Shipment("TRK-o-2")
+    assert results["row"] == ("shipped", "TRK-o-2"), "the handler's write committed with the job"
+    conn = await asyncpg.connect(sqlalchemy_orm.PG_DSN)
+    try:
+        left = await conn.fetchval("SELECT count(*) FROM pg_namespace WHERE nspname = $1", schema)
+    finally:
+        await conn.close()
+    assert left == 0, "the example drops its schema"
