@@ -37,7 +37,7 @@ MARKER = "queuert_conformance"
 PROPERTY = "queuert_conformance_adapter"
 """Name of the report property holding the description of the adapter a case ran against."""
 HARNESS_FIXTURES = ("queuert_state_harness", "queuert_notify_harness")
-STATE_HOOKS = ("poison", "open_another", "open_sharing", "open_in_process")
+STATE_HOOKS = ("poison", "open_another", "open_sharing", "open_in_process", "write_raw")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -61,7 +61,9 @@ def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: objec
     if not name.startswith("test"):
         return
     marks = getattr(obj, "pytestmark", [])
-    if inspect.iscoroutinefunction(obj) and not any(
+    # a hypothesis test wraps the coroutine function in a plain one
+    inner = getattr(getattr(obj, "hypothesis", None), "inner_test", obj)
+    if inspect.iscoroutinefunction(inner) and not any(
         getattr(mark, "name", None) == "asyncio" for mark in marks
     ):
         pytest.mark.asyncio(obj)

@@ -34,6 +34,7 @@ from queuert.errors import (
     QueuertError,
     RescheduleJob,
     StateAdapterClosedError,
+    StoredValueError,
     TransactionAbortedError,
     TransactionHooksRequiredError,
     UnknownJobTypeError,
@@ -48,6 +49,7 @@ from queuert.in_memory import (
     NoopNotifyAdapter,
 )
 from queuert.job_types import Blockers, ChainResult, Continues, EntryJobType, JobType
+from queuert.json import UndecodableValue
 from queuert.models import Chain, Job
 from queuert.notify import NotifyAdapter
 from queuert.observability import LoggingObservability, ObservabilityAdapter, RecordingObservability
@@ -111,10 +113,12 @@ __all__ = [
     "Schedule",
     "StateAdapter",
     "StateAdapterClosedError",
+    "StoredValueError",
     "TransactionAbortedError",
     "TransactionHooks",
     "TransactionHooksRequiredError",
     "TxContext",
+    "UndecodableValue",
     "UnknownJobTypeError",
     "UsageError",
     "WaitChainTimeoutError",

@@ -52,6 +52,7 @@ from queuert.errors import (
     BlockerChainFailedError,
     JobNotCompletedError,
     RescheduleJob,
+    StoredValueError,
     UsageError,
 )
 from queuert.hooks import TransactionHooks
@@ -754,14 +755,14 @@ class Worker(Generic[TxT]):
                 failed = [b for b in blockers if b.outcome in ("failed", "cancelled")]
                 if failed and config.job_type.on_blocker_failure == "fail":
                     raise BlockerChainFailedError(failed[0].id, failed[0].outcome or "failed")
-            public = core.to_job(job)
+            public = core.to_job(job, strict=True)
             attempt: Attempt[Any] = Attempt(
                 host=self._host, stored=job, job=public, input=public.input, blockers=blockers
             )
         except Exception as exc:
-            await self._record_failure(
-                running, exc, started, final=isinstance(exc, BlockerChainFailedError)
-            )
+            # a failed blocker or a stored value that cannot be read: retrying changes nothing
+            final = isinstance(exc, (BlockerChainFailedError, StoredValueError))
+            await self._record_failure(running, exc, started, final=final)
             return
         running.attempt = attempt
         if running.cancel_reason is not None:
