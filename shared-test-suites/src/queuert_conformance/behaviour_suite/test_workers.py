@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -304,6 +305,40 @@ class TestShutdown:
         )
         async with env.worker({Echo: _echo}):
             assert (await env.wait(chain)).value == 4
+
+    async def test_a_handler_that_ignores_cancellation_does_not_hold_up_close(
+        self, queuert_env: MakeEnv
+    ) -> None:
+        """close() returns within shutdown_timeout plus the cleanup grace (here 0.3 + 1.3 s) even if
+        a handler swallows every cancellation; its job is not released (it may still be running)
+        but left to its lease, so no other worker runs it meanwhile."""
+        env = await queuert_env(job_types=ALL)
+        entered, let_go, ended = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+        async def swallows(attempt: Attempt[Echo]) -> None:
+            entered.set()
+            try:
+                while not let_go.is_set():
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await let_go.wait()
+            finally:
+                ended.set()
+
+        chain = await env.start_one(Echo(Num(5)))
+        worker = env.worker({Echo: swallows}, shutdown_timeout=0.3)
+        await worker.start()
+        await asyncio.wait_for(entered.wait(), 5)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.wait_for(worker.close(), 10)
+        assert loop.time() - started < 4, "close() waited for a handler that ignores cancellation"
+        assert not worker._tasks, "close() awaited every task it started"
+        job = await env.client.get_job(chain.id)
+        assert job is not None and job.status == "running", (
+            f"the abandoned handler's job was released ({job and job.status}) while it may run"
+        )
+        let_go.set()
+        await asyncio.wait_for(ended.wait(), 5)
 
 
 class TestWorkerRecovery:
