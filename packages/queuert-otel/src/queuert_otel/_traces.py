@@ -115,13 +115,7 @@ class Traces:
         span = self._tracer.start_span(
             f"create chain {chain_type_name}",
             kind=SpanKind.PRODUCER,
-            attributes={
-                a.MESSAGING_SYSTEM: a.SYSTEM,
-                a.DESTINATION: chain_type_name,
-                a.OPERATION_NAME: "create",
-                a.OPERATION_TYPE: "create",
-                a.CHAIN_TYPE: chain_type_name,
-            },
+            attributes={a.CHAIN_TYPE: chain_type_name},
         )
         return self._hold(span)
 
@@ -145,8 +139,6 @@ class Traces:
                 a.DESTINATION: type_name,
                 a.OPERATION_NAME: "create",
                 a.OPERATION_TYPE: "create",
-                a.JOB_TYPE: type_name,
-                a.CHAIN_TYPE: chain_type_name,
             },
         )
         return self._hold(span)
@@ -348,14 +340,13 @@ class Traces:
 
 
 def _process_attributes(job: JobInfo, worker_id: str) -> dict[str, Any]:
+    """The attributes of an attempt span (the chain's id and type are on the chain's span)."""
     return {
         a.MESSAGING_SYSTEM: a.SYSTEM,
         a.DESTINATION: job.type_name,
         a.OPERATION_NAME: "process",
         a.OPERATION_TYPE: "process",
         a.MESSAGE_ID: job.id,
-        a.CHAIN_ID: job.chain_id,
-        a.CHAIN_TYPE: job.chain_type_name,
         a.JOB_ATTEMPT: job.attempt,
         a.WORKER_ID: worker_id,
     }
