@@ -320,9 +320,7 @@ class Traces:
         attempt = self._chains.get(e.chain_id)
         if attempt is not None:
             # closed by the attempt running now: an event on its span, not a span of its own
-            attempt.add_event(
-                "chain closed", {a.CHAIN_OUTCOME: e.outcome, a.CHAIN_TYPE: e.type_name}
-            )
+            attempt.add_event("chain closed")
             attempt.set_attribute(a.CHAIN_OUTCOME, e.outcome)
         elif (parent := parse(e.trace_context)) is not None:
             self._tracer.start_span(
