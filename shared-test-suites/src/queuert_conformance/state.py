@@ -21,6 +21,10 @@ import pytest
 
 pytest.register_assert_rewrite("queuert_conformance.state_suite")
 
+from queuert_conformance.state_suite.activity import (  # noqa: E402
+    TestJobActivity,
+    TestListChainsByDeduplicationKey,
+)
 from queuert_conformance.state_suite.blockers import (  # noqa: E402
     TestAddBlockers,
     TestGetJobBlockers,
@@ -42,6 +46,7 @@ from queuert_conformance.state_suite.listing import (  # noqa: E402
     TestListJobs,
 )
 from queuert_conformance.state_suite.model import TestStateModel  # noqa: E402
+from queuert_conformance.state_suite.processes import TestMultiProcess  # noqa: E402
 from queuert_conformance.state_suite.read import TestGetChain, TestGetJob, TestNextDue  # noqa: E402
 from queuert_conformance.state_suite.reap import TestReapExpiredLeases  # noqa: E402
 from queuert_conformance.state_suite.reschedule import TestRescheduleJob  # noqa: E402
@@ -67,10 +72,13 @@ __all__ = [
     "TestGetJob",
     "TestGetJobBlockers",
     "TestIdPolicy",
+    "TestJobActivity",
     "TestListBlockedJobs",
     "TestListChainJobs",
     "TestListChains",
+    "TestListChainsByDeduplicationKey",
     "TestListJobs",
+    "TestMultiProcess",
     "TestNextDue",
     "TestQueueStats",
     "TestReadIsolation",

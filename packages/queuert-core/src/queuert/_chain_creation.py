@@ -18,7 +18,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 from queuert._bound_transaction import BoundTransaction
 from queuert._publishing import Publishing
-from queuert.codec import Codec, CodecError
+from queuert.codec import CodecError
 from queuert.errors import JobTypeValidationError, NotJsonError, UsageError
 from queuert.ids import check_id, check_ids
 from queuert.job_types import JobType, JobTypeRegistry
@@ -32,6 +32,7 @@ from queuert.observability import (
     JobCreated,
     JobInfo,
 )
+from queuert.payload import Payloads
 from queuert.state import NewJob, StateAdapter, StoredJob
 from queuert.tracing import TraceContexts
 
@@ -57,12 +58,12 @@ class ChainCreation(Generic[TxT]):
         self,
         state: StateAdapter[TxT],
         registry: JobTypeRegistry,
-        codec: Codec,
+        payloads: Payloads,
         publishing: Publishing,
     ) -> None:
         self._state = state
         self._registry = registry
-        self._codec = codec
+        self._payloads = payloads
         self._publishing = publishing
         self._ids = state.ids
 
@@ -153,7 +154,9 @@ class ChainCreation(Generic[TxT]):
         jt = type(job)
         self._registry.check_registered(jt)
         try:
-            return self._codec.encode(jt.spec().input_type, job.input)
+            return self._payloads.encode(
+                jt.spec().input_type, job.input, what="input", type_name=jt.type_name
+            )
         except NotJsonError:
             raise
         except CodecError as exc:

@@ -17,12 +17,13 @@ from queuert._bound_transaction import BoundTransaction
 from queuert._chain_creation import ChainCreation, PlannedJob
 from queuert._mapping import job_info
 from queuert._publishing import Publishing
-from queuert.codec import Codec, CodecError
+from queuert.codec import CodecError
 from queuert.errors import JobTypeValidationError, NotJsonError
 from queuert.hooks import TransactionHooks
 from queuert.job_types import JobType, JobTypeRegistry
 from queuert.json import JsonValue
 from queuert.observability import ChainClosed, JobCompleted, JobUnblocked
+from queuert.payload import Payloads
 from queuert.state import CompleteResult, Outcome, StateAdapter, StoredJob
 
 __all__ = ["CheckedResult", "Finishing", "chain_closed"]
@@ -45,13 +46,13 @@ class Finishing(Generic[TxT]):
         self,
         state: StateAdapter[TxT],
         registry: JobTypeRegistry,
-        codec: Codec,
+        payloads: Payloads,
         creation: ChainCreation[TxT],
         publishing: Publishing,
     ) -> None:
         self._state = state
         self._registry = registry
-        self._codec = codec
+        self._payloads = payloads
         self._creation = creation
         self._publishing = publishing
 
@@ -77,7 +78,12 @@ class Finishing(Generic[TxT]):
                 "this type must continue the chain, it declares no output",
             )
         try:
-            return CheckedResult(None, self._codec.encode(spec.output_type, value))
+            return CheckedResult(
+                None,
+                self._payloads.encode(
+                    spec.output_type, value, what="output", type_name=job.type_name
+                ),
+            )
         except NotJsonError:
             raise
         except CodecError as exc:

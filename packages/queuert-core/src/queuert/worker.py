@@ -72,6 +72,7 @@ from queuert.observability import (
     WorkerStopped,
     WorkerStopping,
 )
+from queuert.payload import storable_text
 from queuert.schedule import Schedule
 from queuert.state import CompleteResult, Completion, StoredJob
 
@@ -117,11 +118,20 @@ class HandlerConfig:
 def serialize_error(exc: BaseException) -> str:
     """``Type: message`` plus a traceback summary, capped at 10,000 characters."""
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=8))
-    head = f"{type(exc).__name__}: {exc}"
+    head = error_head(exc)
     text = head + "\n" + text if not text.startswith(head) else text
     if len(text) > MAX_ERROR_LENGTH:
         text = text[: MAX_ERROR_LENGTH - 20] + "\n...[truncated]"
-    return text
+    return storable_text(text)
+
+
+def error_head(exc: BaseException) -> str:
+    """``Type: message``, storable, even when the exception's ``__str__`` raises."""
+    try:
+        message = str(exc)
+    except Exception:
+        message = "<str() of the exception raised>"
+    return storable_text(f"{type(exc).__name__}: {message}" if message else type(exc).__name__)
 
 
 class _Completer:
@@ -863,9 +873,9 @@ class Worker(Generic[TxT]):
         core = self._core
         state = core.state
         if isinstance(exc, BlockerChainFailedError):
-            error_text = str(exc)
+            error_text = storable_text(str(exc))
         elif isinstance(exc, JobNotCompletedError):
-            error_text = f"{type(exc).__name__}: {exc}"  # its traceback would show the worker only
+            error_text = error_head(exc)  # its traceback would show the worker only
         else:
             error_text = serialize_error(exc)
         try:
@@ -875,7 +885,10 @@ class Worker(Generic[TxT]):
                 retry_at: datetime | None
                 if isinstance(exc, RescheduleJob):
                     stored = await state.reschedule_job(
-                        job.id, schedule=exc.schedule, error=exc.reason or str(exc), tx=tx
+                        job.id,
+                        schedule=exc.schedule,
+                        error=storable_text(exc.reason or str(exc)),
+                        tx=tx,
                     )
                     retry_at = stored.scheduled_at
                 elif final or (
