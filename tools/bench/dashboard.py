@@ -274,7 +274,9 @@ def literal(value: Any) -> str:
     if value is None:
         return "NULL"
     if isinstance(value, (list, tuple)):
-        items = ",".join('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in value)
+        items = ",".join(
+            '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in value
+        )
         value = "{" + items + "}"
     elif isinstance(value, datetime):
         value = value.isoformat()
