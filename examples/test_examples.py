@@ -17,6 +17,7 @@ from examples import (
     deletion_and_trigger,
     middleware_and_shutdown,
     observability,
+    otel,
     processing_modes,
     pydantic_validation,
     quick_start,
@@ -145,6 +146,25 @@ async def test_pydantic_validation() -> None:
     assert results["confirmation"].departs.day == 4
     assert results["not_json"] == "$.when"
     assert results["chains"] == 1, "the refused booking wrote nothing"
+
+
+async def test_otel(capsys: pytest.CaptureFixture[str]) -> None:
+    results = await otel.main()
+    assert results["valuation"] == otel.Valuation("ann", 2080)
+    tree = [line.strip() for line in results["tree"]]
+    assert tree[:4] == [
+        "POST /valuations [INTERNAL]",
+        "create chain plan_valuation [PRODUCER]",
+        "create plan_valuation [PRODUCER]",
+        "process plan_valuation [CONSUMER]",
+    ]
+    assert sum(line.startswith("await ") for line in tree) == 2
+    assert tree.count("resolve blocker [CONSUMER] ->1 link(s)") == 2
+    assert tree.count("process fetch_price [CONSUMER ERROR]") == 1
+    assert any(
+        k.startswith("queuert.queue.ready{") and v == 1 for k, v in results["backlog"].items()
+    )
+    assert "trace trees:" in capsys.readouterr().out
 
 
 async def test_dashboard() -> None:

@@ -1,52 +1,126 @@
-"""The plugin works for a third party: a plain test directory with only the state fixture, in
-pytest-asyncio's strict mode (no ``asyncio_mode = "auto"`` needed)."""
+"""The plugin as a third party meets it: strict and auto mode, the certification summary, cases that
+do not apply, and a project that does not use the suites at all (pytester, one pytest process each)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
-THIRD_PARTY_TESTS = textwrap.dedent(
+import pytest
+
+pytest_plugins = ["pytester"]
+
+HARNESS = textwrap.dedent(
     """
     from collections.abc import AsyncIterator
 
+    import pytest
     import pytest_asyncio
-
     from queuert import InMemoryStateAdapter
     from queuert_conformance import StateHarness
-    from queuert_conformance.behaviour import *  # noqa: F403
-    from queuert_conformance.state import *  # noqa: F403
 
 
-    @pytest_asyncio.fixture
+    @{decorator}
     async def queuert_state_harness() -> AsyncIterator[StateHarness]:
         adapter = InMemoryStateAdapter()
+        await adapter.migrate()
         yield StateHarness(adapter=adapter, poison=adapter.poison)
         await adapter.close()
     """
 )
 
+SUITES = """
+from queuert_conformance.behaviour import *  # noqa: F403
+from queuert_conformance.state import *  # noqa: F403
+"""
 
-def test_suites_run_in_a_third_party_directory_in_strict_mode(tmp_path: Path) -> None:
-    (tmp_path / "test_my_adapter.py").write_text(THIRD_PARTY_TESTS)
-    (tmp_path / "pytest.ini").write_text("[pytest]\nasyncio_mode = strict\n")
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-k",
-            "TestPatterns or TestCreate",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
+INI = "[pytest]\nasyncio_mode = {mode}\nasyncio_default_fixture_loop_scope = function\n"
+
+
+def third_party(pytester: pytest.Pytester, *, mode: str, decorator: str) -> None:
+    pytester.makeconftest(HARNESS.format(decorator=decorator))
+    pytester.makepyfile(test_my_adapter=SUITES)
+    pytester.makefile(".ini", pytest=INI.format(mode=mode))
+
+
+@pytest.mark.parametrize(
+    ("mode", "decorator"),
+    [
+        ("strict", "pytest_asyncio.fixture"),
+        ("auto", "pytest_asyncio.fixture"),
+        ("auto", "pytest.fixture"),
+    ],
+)
+def test_the_suites_run_in_strict_and_auto_mode(
+    pytester: pytest.Pytester, mode: str, decorator: str
+) -> None:
+    third_party(pytester, mode=mode, decorator=decorator)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-k", "TestPatterns or TestCreateJobs", "-W", "error"
     )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    assert " passed" in completed.stdout and "error" not in completed.stdout.lower()
+    result.assert_outcomes(passed=23)
+    result.stdout.fnmatch_lines(["*= queuert conformance =*", "cases: 23; passed: 23; failed: 0;*"])
+
+
+def test_both_suites_in_one_module_collect_every_case(pytester: pytest.Pytester) -> None:
+    third_party(pytester, mode="strict", decorator="pytest_asyncio.fixture")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--collect-only", "-q")
+    state = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--collect-only", "-q", "-k", "not (Test and Client)"
+    )
+    assert result.ret == 0 and state.ret == 0
+    collected = [line for line in result.outlines if "::" in line]
+    classes = {line.split("::")[1] for line in collected}
+    assert {"TestCreateJobs", "TestStateModel", "TestStartDeduplication", "TestPatterns"} <= classes
+    assert len(collected) == len(set(collected))
+
+
+def test_cases_that_need_an_undeclared_hook_are_not_applicable(pytester: pytest.Pytester) -> None:
+    third_party(pytester, mode="strict", decorator="pytest_asyncio.fixture")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-k", "TestConcurrency", "-rs")
+    result.assert_outcomes(passed=1, skipped=11)
+    result.stdout.fnmatch_lines(
+        [
+            "*= queuert conformance =*",
+            "adapter under test: state adapter queuert.in_memory.state.InMemoryStateAdapter *"
+            "not declared: concurrent_transactions, multi_process; hooks: poison",
+            "cases: 12; passed: 1; failed: 0; not applicable: 11; *",
+            "not applicable (the adapter does not declare what they need):",
+            "*10  needs StateHarness.open_another*",
+            "*1  needs capabilities.concurrent_transactions*",
+            "partial run: * deselected; -k *",
+            "NOT CERTIFIED: a partial run*",
+            "SKIPPED [[]10[]] *not applicable: needs StateHarness.open_another*",
+        ]
+    )
+
+
+def test_a_failing_case_is_not_certified(pytester: pytest.Pytester) -> None:
+    third_party(pytester, mode="strict", decorator="pytest_asyncio.fixture")
+    pytester.makeconftest(
+        HARNESS.format(decorator="pytest_asyncio.fixture")
+        .replace(
+            "adapter = InMemoryStateAdapter()",
+            "adapter = InMemoryStateAdapter()\n"
+            "    # a hook it does not declare\n"
+            "    adapter.capabilities = dataclasses.replace(\n"
+            "        adapter.capabilities, poison_transaction=False\n"
+            "    )",
+        )
+        .replace("import pytest\n", "import dataclasses\n\nimport pytest\n", 1)
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-k", "poison_hook_matches")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["cases: 1; passed: 0; failed: 1;*", "NOT CERTIFIED: 1 case(s) failed"]
+    )
+
+
+def test_a_project_without_the_suites_sees_nothing(pytester: pytest.Pytester) -> None:
+    """Installed next to an unrelated project (whose warnings are errors, with no pytest-asyncio
+    settings), the plugin neither breaks nor prints anything."""
+    pytester.makepyfile(test_other="def test_other():\n    assert True\n")
+    pytester.makefile(".ini", pytest="[pytest]\nfilterwarnings = error\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert "= queuert conformance =" not in result.stdout.str()
+    assert result.ret == 0

@@ -3,6 +3,7 @@ in ``public``), dropped afterwards, so concurrent test runs on the shared server
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -50,6 +51,8 @@ async def queuert_state_harness(request: pytest.FixtureRequest) -> AsyncIterator
             poison=adapter.poison,
             open_another=open_another,
             open_sharing=open_sharing,
+            # in the suite's worker processes: the same provider kind and namespace
+            open_in_process=functools.partial(make_adapter, kind, ns),
         )
     finally:
         await adapter.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,10 @@ async def queuert_state_harness(db_path: Path, table_prefix: str) -> AsyncIterat
             poison=adapter.poison,
             open_another=open_another,
             open_sharing=open_sharing,
+            # in the suite's worker processes: their own adapter on the same file
+            open_in_process=functools.partial(
+                SqliteStateAdapter.open, db_path, table_prefix=table_prefix
+            ),
         )
     finally:
         await adapter.close()

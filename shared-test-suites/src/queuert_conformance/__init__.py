@@ -1,12 +1,13 @@
 """queuert-conformance: the test suites every queuert adapter passes.
 
-An adapter author writes one fixture that builds their adapter and imports the suites::
+An adapter author writes one fixture that builds their adapter and imports the suites (the
+distribution's README is the full guide)::
 
     # tests/conftest.py
-    import pytest
+    import pytest_asyncio
     from queuert_conformance import StateHarness
 
-    @pytest.fixture
+    @pytest_asyncio.fixture
     async def queuert_state_harness():
         adapter = MyStateAdapter(...)
         await adapter.migrate()
@@ -17,7 +18,9 @@ An adapter author writes one fixture that builds their adapter and imports the s
     from queuert_conformance.state import *  # noqa: F403
 
 The suites consult ``adapter.capabilities`` (and the harness's optional hooks) to decide which cases
-apply, so no adapter keeps a skip list.
+apply, so no adapter keeps a skip list: a case that needs what the adapter does not declare is skipped
+as not applicable, with the reason (:mod:`queuert_conformance.applicability`), and the run ends with a
+certification summary (:mod:`queuert_conformance.plugin`).
 """
 
 from queuert_conformance.harness import NotifyHarness, StateHarness

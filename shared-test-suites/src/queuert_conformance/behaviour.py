@@ -9,6 +9,7 @@ from queuert_conformance.behaviour_suite.test_arguments import TestArguments
 from queuert_conformance.behaviour_suite.test_blockers import TestFanOutFanIn
 from queuert_conformance.behaviour_suite.test_chains import TestContinuations, TestPatterns
 from queuert_conformance.behaviour_suite.test_deletion import TestDeletion, TestWaitForChain
+from queuert_conformance.behaviour_suite.test_hostile_values import TestHostileValues
 from queuert_conformance.behaviour_suite.test_processing import (
     TestErrors,
     TestMaxAttempts,
@@ -19,24 +20,31 @@ from queuert_conformance.behaviour_suite.test_resilience import (
     TestNotifyResilience,
     TestStateResilience,
 )
-from queuert_conformance.behaviour_suite.test_scheduling import TestDeduplication, TestScheduling
-from queuert_conformance.behaviour_suite.test_transactions import TestTransactions, TestValidation
+from queuert_conformance.behaviour_suite.test_scheduling import (
+    TestScheduling,
+    TestStartDeduplication,
+)
+from queuert_conformance.behaviour_suite.test_transactions import (
+    TestClientTransactions,
+    TestValidation,
+)
 from queuert_conformance.behaviour_suite.test_workerless import TestCancel, TestWorkerlessCompletion
 from queuert_conformance.behaviour_suite.test_workers import (
     TestLeases,
     TestPickup,
-    TestRecovery,
     TestShutdown,
+    TestWorkerRecovery,
 )
 
 __all__ = [
     "TestArguments",
     "TestCancel",
+    "TestClientTransactions",
     "TestContinuations",
-    "TestDeduplication",
     "TestDeletion",
     "TestErrors",
     "TestFanOutFanIn",
+    "TestHostileValues",
     "TestLeases",
     "TestMaxAttempts",
     "TestMisuse",
@@ -44,13 +52,13 @@ __all__ = [
     "TestNotifyResilience",
     "TestPatterns",
     "TestPickup",
-    "TestRecovery",
     "TestScheduling",
     "TestShutdown",
+    "TestStartDeduplication",
     "TestStateResilience",
-    "TestTransactions",
     "TestValidation",
     "TestWaitForChain",
+    "TestWorkerRecovery",
     "TestWorkerlessCompletion",
     "queuert_env",
 ]

@@ -20,6 +20,12 @@ class StateHarness:
       does (needed for the savepoint-isolation cases; declare ``capabilities.poison_transaction``).
     * ``open_another()`` returns a second adapter over the same store (another "process"); the suites
       close it.
+    * ``open_in_process`` opens a new adapter over the same store in another OS process, for the
+      multi-process cases (declare ``capabilities.multi_process``). The cases start their processes
+      with multiprocessing's ``spawn`` and call it there, so it must be picklable and importable in
+      a fresh interpreter: a module-level function or classmethod, or a ``functools.partial`` of
+      one, taking no argument and returning an awaitable of the adapter (for example
+      ``functools.partial(MyAdapter.open, url, prefix=prefix)``). The processes close it.
     * ``open_sharing()`` returns a second adapter built over ``adapter``'s own connections (its
       pool, provider or store), which it does not own: closing it must close it and leave the
       connections to their owner. The suites close it.
@@ -29,6 +35,7 @@ class StateHarness:
     poison: Callable[[Any], Awaitable[None]] | None = None
     open_another: Callable[[], Awaitable[StateAdapter[Any]]] | None = None
     open_sharing: Callable[[], Awaitable[StateAdapter[Any]]] | None = None
+    open_in_process: Callable[[], Awaitable[StateAdapter[Any]]] | None = None
 
 
 @dataclass

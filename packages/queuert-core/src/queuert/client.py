@@ -47,6 +47,7 @@ from queuert.observability import (
     ObservabilityAdapter,
 )
 from queuert.paging import check_page
+from queuert.payload import DEFAULT_MAX_PAYLOAD_BYTES
 from queuert.state import (
     ChainFilter,
     ChainStatus,
@@ -109,7 +110,9 @@ class Client(Generic[TxT]):
     ``notify`` defaults to an :class:`~queuert.in_memory.InProcessNotifyAdapter` of the client's own:
     workers and ``wait_for_chain`` in this process wake at once, other processes do not hear it (give
     every process a networked notify adapter, or let them poll). ``observability`` defaults to
-    structured logging; ``codec`` to :class:`~queuert.codec.DefaultCodec`. ``close()`` waits for
+    structured logging; ``codec`` to :class:`~queuert.codec.DefaultCodec`. ``max_payload_bytes``
+    limits each input and output, encoded as JSON (1 MiB by default, ``None`` for no limit; see
+    :mod:`queuert.payload` for what else a stored value may not hold). ``close()`` waits for
     pending publishes and closes the notify adapter the client made; adapters you pass in are
     closed by you (``async with`` them).
     """
@@ -122,6 +125,7 @@ class Client(Generic[TxT]):
         job_types: Sequence[AnyJobType] = (),
         observability: ObservabilityAdapter | None = None,
         codec: Codec | None = None,
+        max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
         self.state = state
         self._owns_notify = notify is None
@@ -137,6 +141,7 @@ class Client(Generic[TxT]):
             observability=self.observability,
             codec=self.codec,
             registry=self.registry,
+            max_payload_bytes=max_payload_bytes,
         )
         """The internals this client is built from; the worker and attempts share them."""
         self._ids = state.ids

@@ -21,8 +21,10 @@ from queuert import (
     StateAdapter,
     Worker,
 )
+from queuert.errors import WaitChainTimeoutError
 from queuert.state import Capabilities
 
+from queuert_conformance.behaviour_suite.diagnosis import explain_unclosed_chain
 from queuert_conformance.harness import StateHarness
 
 FAST_BACKOFF = Backoff(initial=0.05, multiplier=2.0, maximum=0.2, jitter=0.0)
@@ -103,10 +105,23 @@ class Env:
         (chain,) = await self.start(job)
         return chain
 
-    async def wait(self, chain: Chain[Any], timeout: float = 10.0) -> Any:
-        return await self.client.wait_for_chain(chain, timeout=timeout, poll_interval=0.05)
+    async def wait(
+        self,
+        chain: Chain[Any],
+        timeout: float = 10.0,
+        *,
+        what: str = "waiting for a chain's result",
+    ) -> Any:
+        """The chain's result; fails naming what broke if it does not close within ``timeout``."""
+        try:
+            return await self.client.wait_for_chain(chain, timeout=timeout, poll_interval=0.05)
+        except WaitChainTimeoutError:
+            pass
+        raise AssertionError(await self.explain(chain.id, what, timeout))
 
-    async def wait_closed(self, chain: Chain[Any] | str, timeout: float = 10.0) -> Chain[Any]:
+    async def wait_closed(
+        self, chain: Chain[Any] | str, timeout: float = 10.0, *, what: str = "waiting for a chain"
+    ) -> Chain[Any]:
         """Poll until the chain is closed (any outcome) and return it."""
         chain_id = chain if isinstance(chain, str) else chain.id
 
@@ -118,7 +133,15 @@ class Env:
                     return current
                 await asyncio.sleep(0.02)
 
-        return await asyncio.wait_for(closed(), timeout)
+        try:
+            return await asyncio.wait_for(closed(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        raise AssertionError(await self.explain(chain_id, what, timeout))
+
+    async def explain(self, chain_id: str, what: str, timeout: float) -> str:
+        """Why the chain did not close: the broken property, and its jobs as stored."""
+        return await explain_unclosed_chain(self.state, self.events, chain_id, what, timeout)
 
     async def close(self) -> None:
         for worker in self._workers:

@@ -14,6 +14,7 @@ from queuert import (
     Schedule,
 )
 
+from queuert_conformance.applicability import require_capability
 from queuert_conformance.behaviour_suite.jobs import ALL, Echo, Join, Leaf, Num, Other, Step, Text
 from queuert_conformance.behaviour_suite.support import MakeEnv, eventually
 
@@ -110,7 +111,7 @@ class TestScheduling:
         assert runs == [1, 2, 3]
 
 
-class TestDeduplication:
+class TestStartDeduplication:
     async def test_same_key_returns_the_open_chain(self, queuert_env: MakeEnv) -> None:
         env = await queuert_env(job_types=ALL)
         first = await env.start_one(Echo(Num(1), deduplication=Deduplication("k")))
@@ -192,6 +193,7 @@ class TestDeduplication:
         self, queuert_env: MakeEnv
     ) -> None:
         env = await queuert_env(job_types=ALL)
+        require_capability(env.capabilities, "concurrent_transactions")
         other = env.another_client()
 
         async def start(client: object, value: int) -> str:

@@ -21,6 +21,7 @@ from queuert import (
 )
 from queuert.observability import ChainCreated, JobCreated
 
+from queuert_conformance.applicability import require_capability
 from queuert_conformance.behaviour_suite.jobs import ALL, Double, Echo, Num
 from queuert_conformance.behaviour_suite.support import MakeEnv, eventually
 
@@ -38,7 +39,7 @@ class NotRegistered(EntryJobType[Num, Num], name="b_not_registered"):
     pass
 
 
-class TestTransactions:
+class TestClientTransactions:
     async def test_a_rolled_back_start_never_existed_and_announced_nothing(
         self, queuert_env: MakeEnv
     ) -> None:
@@ -102,8 +103,7 @@ class TestTransactions:
 
     async def test_a_savepoint_rolls_back_its_share_only(self, queuert_env: MakeEnv) -> None:
         env = await queuert_env(job_types=ALL)
-        if not env.capabilities.savepoints:
-            pytest.skip("the adapter declares no savepoints")
+        require_capability(env.capabilities, "savepoints")
         async with env.client.transaction() as tx:
             kept = await env.client.start_chain(Echo(Num(1)), tx=tx)
             with pytest.raises(RuntimeError):

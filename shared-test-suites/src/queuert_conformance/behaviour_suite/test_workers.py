@@ -145,9 +145,16 @@ class TestLeases:
         first = env.worker({Echo: slow}, lease=lease, concurrency=2)
         second = env.worker({Echo: slow}, lease=lease, client=env.another_client())
         async with first, second:
-            assert (await env.wait(chain)).value == 1
-        assert runs == 1
-        assert env.events.of(JobReaped) == []
+            result = await env.wait(chain, what="a job running longer than its renewed lease")
+        reaped = env.events.of(JobReaped)
+        assert not reaped, (
+            f"lease was not renewed: the job was reaped from {reaped[0].leased_by} by "
+            f"{reaped[0].worker_id} while its handler ran (renew_leases did not extend it)"
+        )
+        assert runs == 1, (
+            f"lease was not renewed: the job ran {runs} times (reclaimed by another worker)"
+        )
+        assert result.value == 1
 
     async def test_all_leases_of_a_worker_are_renewed_in_one_operation(
         self, queuert_env: MakeEnv
@@ -177,7 +184,10 @@ class TestLeases:
             for chain in chains:
                 await env.wait(chain)
         rounds = counting.renewed_per_call[before : before + 3]
-        assert rounds == [3, 3, 3], "one renew_leases call per interval covers every running job"
+        assert rounds == [3, 3, 3], (
+            f"one renew_leases call per interval covers every running job; the calls renewed "
+            f"{rounds} jobs"
+        )
 
     async def test_jobs_of_a_dead_worker_are_reaped_and_processed(
         self, queuert_env: MakeEnv
@@ -189,11 +199,17 @@ class TestLeases:
         )
         assert [j.id for j in claim.jobs] == [chain.id]
         async with env.worker({Echo: _echo}, reap_interval=0.1):
-            assert (await env.wait(chain)).value == 3
-        (reaped,) = env.events.of(JobReaped)
-        assert reaped.job.id == chain.id and reaped.leased_by == "dead-worker"
+            result = await env.wait(chain, what="a job whose worker died (its lease expires)")
+        reaped = env.events.of(JobReaped)
+        assert [(r.job.id, r.leased_by) for r in reaped] == [(chain.id, "dead-worker")], (
+            f"an expired lease is reaped once, from the worker that held it; reaped: {reaped}"
+        )
+        assert result.value == 3
         job = await env.client.get_job(chain.id)
-        assert job is not None and job.attempt == 2
+        assert job is not None and job.attempt == 2, (
+            f"the reaped job is claimed again as attempt 2, stored attempt="
+            f"{None if job is None else job.attempt}"
+        )
 
     async def test_a_worker_that_lost_its_lease_is_cancelled_and_cannot_complete(
         self, queuert_env: MakeEnv
@@ -227,14 +243,19 @@ class TestLeases:
                 {Echo: healthy}, lease=lease, client=env.another_client(), reap_interval=0.1
             )
             async with second:
-                assert (await env.wait(chain)).value == 1
+                result = await env.wait(chain, what="a job whose worker stalled past its lease")
+                assert result.value == 1, (
+                    f"the job must be completed by the worker that reclaimed it, got {result.value}"
+                )
                 resume()  # the stall ends: the next renewal (or the notification) tells it the job is gone
                 await eventually(lambda: bool(reasons), what="the stalled handler to be cancelled")
         # Once told, the first worker's slot is free: it may claim the reaped job again before the
         # second worker does and lose it again the same way, so it can be told more than once.
         assert reasons
         assert set(reasons) <= {"taken_by_another_worker", "already_completed"}, reasons
-        assert completions == ["healthy"]
+        assert completions == ["healthy"], (
+            f"a worker that lost its lease must not complete the job; completions: {completions}"
+        )
 
 
 class TestShutdown:
@@ -285,7 +306,7 @@ class TestShutdown:
             assert (await env.wait(chain)).value == 4
 
 
-class TestRecovery:
+class TestWorkerRecovery:
     async def test_recovery_backoff_grows_and_resets_after_success(
         self, queuert_env: MakeEnv
     ) -> None:

@@ -21,6 +21,7 @@ import pytest
 from queuert.errors import NotifyAdapterClosedError
 from queuert.notify import NotifyAdapter, Unsubscribe
 
+from queuert_conformance.applicability import not_applicable
 from queuert_conformance.harness import NotifyHarness
 
 __all__ = [
@@ -230,7 +231,7 @@ class open_another:
 
     def __init__(self, harness: NotifyHarness) -> None:
         if harness.open_another is None:
-            pytest.skip("the harness offers no second connection (open_another)")
+            not_applicable("notify_open_another")
         self._factory = harness.open_another
         self._adapter: NotifyAdapter | None = None
 

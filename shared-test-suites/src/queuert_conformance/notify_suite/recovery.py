@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-
+from queuert_conformance.applicability import not_applicable
 from queuert_conformance.harness import NotifyHarness
 from queuert_conformance.notify_suite._support import (
     CHAIN_CLOSED,
@@ -21,7 +20,7 @@ __all__ = ["TestRecovery"]
 
 def _interruptible(harness: NotifyHarness) -> NotifyHarness:
     if harness.interrupt is None:
-        pytest.skip("the harness has no interrupt hook (no connection to lose)")
+        not_applicable("notify_interrupt")
     return harness
 
 

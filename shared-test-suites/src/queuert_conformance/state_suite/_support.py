@@ -28,6 +28,7 @@ from queuert.state import (
     StoredJob,
 )
 
+from queuert_conformance.applicability import not_applicable
 from queuert_conformance.harness import StateHarness
 
 T = TypeVar("T")
@@ -448,11 +449,10 @@ class Ops:
 
     @asynccontextmanager
     async def other_adapter(self) -> AsyncIterator[StateAdapter[Any]]:
-        """A second adapter over the same store when the harness offers one (another "process"),
-        else the adapter under test itself. A second adapter is closed at exit."""
+        """A second adapter over the same store (another "process"), closed at exit. The case is
+        not applicable when the harness offers no ``open_another``."""
         if self.harness.open_another is None:
-            yield self.adapter
-            return
+            not_applicable("open_another")
         other = await self.harness.open_another()
         try:
             yield other

@@ -2,9 +2,10 @@
 
 Each case starts a competitor while a transaction is open and gives it a moment to reach its blocking
 point (``settle``). The checks hold whether the competitor ran before, during or after the transaction,
-so a backend that serialises transactions passes them trivially while a concurrent one must really
-lock. When the harness offers ``open_another`` the competitor uses a second adapter over the same store
-(another "process").
+so a race between two transactions of one adapter that serialises them would pass trivially. The
+competitor therefore uses a second adapter over the same store (another "process", ``open_another``),
+where even a backend whose adapter serialises its own transactions must really lock; without that hook
+those cases are not applicable. A race inside one adapter needs ``concurrent_transactions``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 from queuert.schedule import Deduplication, DeduplicationScope
 from queuert.state import CreatedJob, JobFilter, StateAdapter, StoredChain, StoredJob
 
+from queuert_conformance.applicability import not_applicable, require_capability
 from queuert_conformance.harness import StateHarness
 from queuert_conformance.state_suite._support import (
     LONG_LEASE,
@@ -354,6 +356,7 @@ class TestConcurrency:
     async def test_writes_without_tx_survive_a_concurrent_rollback(
         self, queuert_state_harness: StateHarness
     ) -> None:
+        require_capability(queuert_state_harness.adapter.capabilities, "concurrent_transactions")
         ops = Ops(queuert_state_harness)
         adapter = queuert_state_harness.adapter
         outside = ops.new_job(TYPE_B)
@@ -376,7 +379,7 @@ class TestConcurrency:
 def require_locking(harness: StateHarness) -> None:
     caps = harness.adapter.capabilities
     if caps.concurrent_transactions and not caps.row_locks:
-        pytest.skip("capabilities.row_locks is False (and transactions run concurrently)")
+        not_applicable("row_locks")
 
 
 async def _start_blocked(adapter: StateAdapter[Any], blocker_id: str) -> StoredJob:

@@ -9,6 +9,7 @@ from queuert.errors import StateAdapterClosedError
 from queuert.ids import IdPolicy
 from queuert.state import Capabilities, ChainFilter, JobFilter, MigrationResult, StateAdapter
 
+from queuert_conformance.applicability import not_applicable
 from queuert_conformance.harness import StateHarness
 from queuert_conformance.state_suite._support import LONG_LEASE, TYPE_A, WORKER, Ops, new_job
 
@@ -66,7 +67,7 @@ class TestAdapterLifecycle:
         """``close()`` closes the adapter whoever owns its connections; their owner goes on."""
         open_sharing = queuert_state_harness.open_sharing
         if open_sharing is None:
-            pytest.skip("the harness offers no adapter over the same connections (open_sharing)")
+            not_applicable("open_sharing")
         ops = Ops(queuert_state_harness)
         adapter = queuert_state_harness.adapter
         job = await ops.start(TYPE_A)

@@ -9,6 +9,7 @@ import pytest
 from queuert.errors import TransactionAbortedError
 from queuert.schedule import Deduplication, Schedule
 
+from queuert_conformance.applicability import not_applicable, require_capability
 from queuert_conformance.harness import StateHarness
 from queuert_conformance.state_suite._support import (
     HOUR,
@@ -339,12 +340,11 @@ class TestSavepoints:
 
 
 def require_savepoints(harness: StateHarness) -> None:
-    if not harness.adapter.capabilities.savepoints:
-        pytest.skip("capabilities.savepoints is False: a savepoint cannot roll back on its own")
+    require_capability(harness.adapter.capabilities, "savepoints")
 
 
 def require_poison(harness: StateHarness) -> Any:
     poison = harness.poison
     if not harness.adapter.capabilities.poison_transaction or poison is None:
-        pytest.skip("needs capabilities.poison_transaction and StateHarness.poison")
+        not_applicable("poison")
     return poison
