@@ -12,10 +12,12 @@ import pytest
 from examples import (
     blockers,
     continuations,
+    dashboard,
     deduplication,
     deletion_and_trigger,
     middleware_and_shutdown,
     observability,
+    otel,
     processing_modes,
     pydantic_validation,
     quick_start,
@@ -144,3 +146,49 @@ async def test_pydantic_validation() -> None:
     assert results["confirmation"].departs.day == 4
     assert results["not_json"] == "$.when"
     assert results["chains"] == 1, "the refused booking wrote nothing"
+
+
+async def test_otel(capsys: pytest.CaptureFixture[str]) -> None:
+    results = await otel.main()
+    assert results["valuation"] == otel.Valuation("ann", 2080)
+    tree = [line.strip() for line in results["tree"]]
+    assert tree[:4] == [
+        "POST /valuations [INTERNAL]",
+        "create chain plan_valuation [PRODUCER]",
+        "create plan_valuation [PRODUCER]",
+        "process plan_valuation [CONSUMER]",
+    ]
+    assert sum(line.startswith("await ") for line in tree) == 2
+    assert tree.count("resolve blocker [CONSUMER] ->1 link(s)") == 2
+    assert tree.count("process fetch_price [CONSUMER ERROR]") == 1
+    assert any(
+        k.startswith("queuert.queue.ready{") and v == 1 for k, v in results["backlog"].items()
+    )
+    assert "trace trees:" in capsys.readouterr().out
+
+
+async def test_dashboard() -> None:
+    try:
+        import httpx2
+    except ImportError:  # httpx2 needs Python 3.11; 3.10 has httpx
+        import httpx as httpx2  # type: ignore[no-redef, import-not-found, unused-ignore]
+    from queuert import Client, InMemoryStateAdapter
+
+    async with InMemoryStateAdapter() as state, Client(state) as client:
+        worker = dashboard.build_worker(client)
+        await dashboard.start_signups(client, 3)
+        async with worker:
+            chains = await client.list_chains()
+            for chain in chains.items:
+                await client.wait_for_chain(chain.id, dashboard.SendWelcome, timeout=10)
+        transport = httpx2.ASGITransport(app=dashboard.build_app(client))
+        async with httpx2.AsyncClient(transport=transport, base_url="http://app") as http:
+            assert (await http.get("/")).status_code == 200
+            refused = await http.get("/admin/queue/")
+            assert refused.status_code == 401 and "Basic" in refused.headers["www-authenticate"]
+            page = await http.get("/admin/queue/", auth=(dashboard.USER, dashboard.PASSWORD))
+            assert page.status_code == 200
+            assert (
+                dashboard.SendWelcome.type_name in page.text
+                and 'href="/admin/queue/chains"' in page.text
+            )

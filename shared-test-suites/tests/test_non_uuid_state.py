@@ -19,6 +19,7 @@ _WITHOUT_IDS = {
     "next_due",
     "get_queue_stats",
     "claim_jobs",
+    "get_job_activity",
 }
 
 

@@ -135,6 +135,12 @@ BAD_ARGUMENTS: dict[str, Call] = {
     "queue stats of one class": lambda c, tx: c.get_queue_stats(Echo),
     "delete one str": lambda c, tx: c.delete_chains(str(uuid.uuid4()), tx=tx),
     "trigger one str": lambda c, tx: c.trigger_jobs(str(uuid.uuid4()), tx=tx),
+    "dedup keys as one str": lambda c, tx: c.list_chains(deduplication_keys="k"),
+    "activity window 0": lambda c, tx: c.get_job_activity(window=0),
+    "activity window negative": lambda c, tx: c.get_job_activity(window=-5),
+    "activity buckets 0": lambda c, tx: c.get_job_activity(buckets=0),
+    "activity buckets 1441": lambda c, tx: c.get_job_activity(buckets=1441),
+    "activity buckets float": lambda c, tx: c.get_job_activity(buckets=UNKNOWN),
 }
 
 

@@ -31,6 +31,7 @@ USER_CALLS = {
     "list_jobs",
     "list_chain_jobs",
     "list_blocked_jobs",
+    "get_job_activity",
     "wait_for_chain",
     "wait_published",
     # lifetime

@@ -15,6 +15,7 @@ DISTRIBUTIONS = [
     "queuert-postgres",
     "queuert-redis-notify",
     "queuert-nats-notify",
+    "queuert-dashboard",
     "queuert-conformance",
 ]
 

@@ -9,6 +9,7 @@ from queuert_conformance.behaviour_suite.test_arguments import TestArguments
 from queuert_conformance.behaviour_suite.test_blockers import TestFanOutFanIn
 from queuert_conformance.behaviour_suite.test_chains import TestContinuations, TestPatterns
 from queuert_conformance.behaviour_suite.test_deletion import TestDeletion, TestWaitForChain
+from queuert_conformance.behaviour_suite.test_hostile_values import TestHostileValues
 from queuert_conformance.behaviour_suite.test_processing import (
     TestErrors,
     TestMaxAttempts,
@@ -43,6 +44,7 @@ __all__ = [
     "TestDeletion",
     "TestErrors",
     "TestFanOutFanIn",
+    "TestHostileValues",
     "TestLeases",
     "TestMaxAttempts",
     "TestMisuse",

@@ -21,6 +21,10 @@ import pytest
 
 pytest.register_assert_rewrite("queuert_conformance.state_suite")
 
+from queuert_conformance.state_suite.activity import (  # noqa: E402
+    TestJobActivity,
+    TestListChainsByDeduplicationKey,
+)
 from queuert_conformance.state_suite.blockers import (  # noqa: E402
     TestAddBlockers,
     TestGetJobBlockers,
@@ -68,9 +72,11 @@ __all__ = [
     "TestGetJob",
     "TestGetJobBlockers",
     "TestIdPolicy",
+    "TestJobActivity",
     "TestListBlockedJobs",
     "TestListChainJobs",
     "TestListChains",
+    "TestListChainsByDeduplicationKey",
     "TestListJobs",
     "TestMultiProcess",
     "TestNextDue",

@@ -11,27 +11,34 @@ what was created in the transaction's hooks.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from queuert._bound_transaction import BoundTransaction
 from queuert._publishing import Publishing
-from queuert.codec import Codec, CodecError
+from queuert.codec import CodecError
 from queuert.errors import JobTypeValidationError, NotJsonError, UsageError
 from queuert.ids import check_id, check_ids
 from queuert.job_types import JobType, JobTypeRegistry
 from queuert.json import JsonValue
 from queuert.models import Chain
 from queuert.observability import (
+    BlockerLink,
     ChainCreated,
     ChainDeduplicated,
     JobBlocked,
     JobCreated,
     JobInfo,
 )
+from queuert.payload import Payloads
 from queuert.state import NewJob, StateAdapter, StoredJob
+from queuert.tracing import TraceContexts
 
 __all__ = ["ChainCreation", "PlannedJob"]
+
+logger = logging.getLogger("queuert.client")
 
 TxT = TypeVar("TxT")
 AnyJob = JobType[Any, Any]
@@ -51,12 +58,12 @@ class ChainCreation(Generic[TxT]):
         self,
         state: StateAdapter[TxT],
         registry: JobTypeRegistry,
-        codec: Codec,
+        payloads: Payloads,
         publishing: Publishing,
     ) -> None:
         self._state = state
         self._registry = registry
-        self._codec = codec
+        self._payloads = payloads
         self._publishing = publishing
         self._ids = state.ids
 
@@ -76,7 +83,30 @@ class ChainCreation(Generic[TxT]):
         return self.plan(jobs, None)
 
     def plan(self, jobs: Sequence[AnyJob], continuation_of: StoredJob | None) -> list[PlannedJob]:
-        """Rows for ``jobs``: new chains, or the next job of ``continuation_of``'s chain."""
+        """Rows for ``jobs``: new chains, or the next job of ``continuation_of``'s chain (with the
+        trace contexts of the tracing adapter, if there is one)."""
+        plans = self._plan(jobs, continuation_of)
+        tracing = self._publishing.tracing
+        if tracing is None:
+            return plans
+        traced: list[PlannedJob] = []
+        try:
+            for plan in plans:
+                traced.append(
+                    PlannedJob(_with_contexts(tracing, plan.row, continuation_of), plan.blockers)
+                )
+        except BaseException:
+            self.abandon(traced)
+            raise
+        return traced
+
+    def abandon(self, plans: Sequence[PlannedJob]) -> None:
+        """The planned jobs will not be written: their trace contexts are given up."""
+        contexts = [c for p in plans for c in (p.row.chain_trace_context, p.row.trace_context) if c]
+        if contexts:
+            self._publishing.abandon(contexts)
+
+    def _plan(self, jobs: Sequence[AnyJob], continuation_of: StoredJob | None) -> list[PlannedJob]:
         plans: list[PlannedJob] = []
         for job in jobs:
             jt = type(job)
@@ -124,7 +154,9 @@ class ChainCreation(Generic[TxT]):
         jt = type(job)
         self._registry.check_registered(jt)
         try:
-            return self._codec.encode(jt.spec().input_type, job.input)
+            return self._payloads.encode(
+                jt.spec().input_type, job.input, what="input", type_name=jt.type_name
+            )
         except NotJsonError:
             raise
         except CodecError as exc:
@@ -182,41 +214,89 @@ class ChainCreation(Generic[TxT]):
             return []
         hooks = bound.hooks
         tx = bound.tx
+        tracing = self._publishing.tracing
         new_jobs = [plan.row for plan in plans]
         blockers = [plan.blockers for plan in plans]
         restore = hooks.checkpoint()
+        link_contexts: dict[int, list[str | None]] = {}
         try:
             created = await self._state.create_jobs(new_jobs, tx=tx)
             results = [(c.job, c.deduplicated) for c in created]
-            links: list[tuple[str, Sequence[str]]] = [
-                (row.id, blockers[i])
-                for i, (row, dedup) in enumerate(results)
-                if blockers[i] and not dedup
-            ]
-            if links:
-                added = iter(await self._state.add_blockers(links, tx=tx))
-                results = [
-                    (next(added).job, dedup) if blockers[i] and not dedup else (row, dedup)
-                    for i, (row, dedup) in enumerate(results)
+            linked = [i for i, (_, dedup) in enumerate(results) if blockers[i] and not dedup]
+            opened: dict[int, set[str]] = {}
+            blocker_chains: dict[int, list[str | None]] = {}
+            if linked:
+                links: list[tuple[str, Sequence[str]]] = [
+                    (results[i][0].id, blockers[i]) for i in linked
                 ]
+                if tracing is not None:
+                    link_contexts = {
+                        i: _blocker_contexts(tracing, results[i][0].trace_context, blockers[i])
+                        for i in linked
+                    }
+                added = await self._state.add_blockers(
+                    links,
+                    trace_contexts=[link_contexts[i] for i in linked] if link_contexts else None,
+                    tx=tx,
+                )
+                for i, one in zip(linked, added, strict=True):
+                    results[i] = (one.job, False)
+                    opened[i] = set(one.open_blocker_chain_ids)
+                    blocker_chains[i] = one.blocker_chain_trace_contexts
             notify = self._publishing.notify_buffer(hooks)
             events = self._publishing.event_buffer(hooks).events
             ready = notify.ready
             for i, (row, dedup) in enumerate(results):
                 if dedup:
                     if continuation_of is None:
+                        planned = new_jobs[i]
                         events.append(
                             ChainDeduplicated(
-                                row.chain_id, row.chain_type_name, row.deduplication_key
+                                row.chain_id,
+                                row.chain_type_name,
+                                row.deduplication_key,
+                                planned.chain_trace_context,
+                                planned.trace_context,
+                                row.chain_trace_context,
                             )
                         )
+                    elif tracing is not None:
+                        self.abandon([plans[i]])
                     continue
                 info = JobInfo(
-                    row.id, row.type_name, row.chain_id, row.chain_type_name, row.attempt
+                    row.id,
+                    row.type_name,
+                    row.chain_id,
+                    row.chain_type_name,
+                    row.attempt,
+                    row.chain_trace_context,
+                    row.trace_context,
                 )
                 if continuation_of is None:
-                    events.append(ChainCreated(row.id, row.type_name))
-                events.append(JobCreated(info, row.scheduled_at, row.blocked))
+                    events.append(ChainCreated(row.id, row.type_name, row.chain_trace_context))
+                if blockers[i]:
+                    contexts = link_contexts.get(i) or [None] * len(blockers[i])
+                    is_open = opened.get(i, set())
+                    chain_contexts = blocker_chains.get(i) or [None] * len(blockers[i])
+                    links_of = tuple(
+                        BlockerLink(chain_id, context, chain_id in is_open, chain_context)
+                        for chain_id, context, chain_context in zip(
+                            blockers[i], contexts, chain_contexts, strict=True
+                        )
+                    )
+                    events.append(
+                        JobCreated(
+                            info,
+                            row.scheduled_at,
+                            row.blocked,
+                            _origin(continuation_of),
+                            links_of,
+                        )
+                    )
+                else:
+                    events.append(
+                        JobCreated(info, row.scheduled_at, row.blocked, _origin(continuation_of))
+                    )
                 if row.blocked:
                     events.append(JobBlocked(info, tuple(blockers[i])))
                 elif row.status == "ready":
@@ -226,4 +306,51 @@ class ChainCreation(Generic[TxT]):
             return results
         except BaseException:
             restore()
+            if tracing is not None:
+                self.abandon(plans)
+                self._publishing.abandon(
+                    [c for cs in link_contexts.values() for c in cs if c is not None]
+                )
             raise
+
+
+def _origin(continuation_of: StoredJob | None) -> str | None:
+    return None if continuation_of is None else continuation_of.trace_context
+
+
+def _with_contexts(
+    tracing: TraceContexts, row: NewJob, continuation_of: StoredJob | None
+) -> NewJob:
+    """``row`` with the chain's and the job's trace contexts (a new chain's from the adapter)."""
+    if continuation_of is None:
+        chain_context = _text(_call(tracing.start_chain, row.chain_type_name))
+        origin = None
+    else:
+        chain_context = continuation_of.chain_trace_context
+        origin = continuation_of.trace_context
+    job_context = _text(
+        _call(tracing.start_job, row.type_name, row.chain_type_name, chain_context, origin)
+    )
+    return replace(row, chain_trace_context=chain_context, trace_context=job_context)
+
+
+def _blocker_contexts(
+    tracing: TraceContexts, trace_context: str | None, chain_ids: Sequence[str]
+) -> list[str | None]:
+    contexts = _call(tracing.start_blockers, trace_context, chain_ids)
+    if not isinstance(contexts, list) or len(contexts) != len(chain_ids):
+        return [None] * len(chain_ids)
+    return [c if isinstance(c, str) else None for c in contexts]
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    """A tracing adapter's answer, or ``None`` if it raised (logged) or is not text or a list."""
+    try:
+        return fn(*args)
+    except Exception:
+        logger.exception("observability adapter failed to start a trace context")
+        return None

@@ -18,6 +18,7 @@ from queuert.codec import Codec
 from queuert.job_types import JobTypeRegistry
 from queuert.notify import NotifyAdapter
 from queuert.observability import ObservabilityAdapter
+from queuert.payload import DEFAULT_MAX_PAYLOAD_BYTES, Payloads
 from queuert.state import StateAdapter
 
 __all__ = ["Core"]
@@ -36,6 +37,7 @@ class Core(Generic[TxT]):
         observability: ObservabilityAdapter,
         codec: Codec,
         registry: JobTypeRegistry,
+        max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
         self.state = state
         self.notify = notify
@@ -43,9 +45,12 @@ class Core(Generic[TxT]):
         self.publishing = Publishing(notify, observability)
         self.transactions: Transactions[TxT] = Transactions(state, self.publishing)
         self.mapper = Mapper(registry, codec)
-        self.creation: ChainCreation[TxT] = ChainCreation(state, registry, codec, self.publishing)
+        self.payloads = Payloads(codec, max_payload_bytes)
+        self.creation: ChainCreation[TxT] = ChainCreation(
+            state, registry, self.payloads, self.publishing
+        )
         self.finishing: Finishing[TxT] = Finishing(
-            state, registry, codec, self.creation, self.publishing
+            state, registry, self.payloads, self.creation, self.publishing
         )
         # the calls on hot paths, bound once
         self.emit = self.publishing.emit

@@ -9,6 +9,7 @@ wake-ups for jobs that were waiting for the chain.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any, Generic, NamedTuple, TypeVar
 
@@ -16,12 +17,13 @@ from queuert._bound_transaction import BoundTransaction
 from queuert._chain_creation import ChainCreation, PlannedJob
 from queuert._mapping import job_info
 from queuert._publishing import Publishing
-from queuert.codec import Codec, CodecError
+from queuert.codec import CodecError
 from queuert.errors import JobTypeValidationError, NotJsonError
 from queuert.hooks import TransactionHooks
 from queuert.job_types import JobType, JobTypeRegistry
 from queuert.json import JsonValue
 from queuert.observability import ChainClosed, JobCompleted, JobUnblocked
+from queuert.payload import Payloads
 from queuert.state import CompleteResult, Outcome, StateAdapter, StoredJob
 
 __all__ = ["CheckedResult", "Finishing", "chain_closed"]
@@ -44,13 +46,13 @@ class Finishing(Generic[TxT]):
         self,
         state: StateAdapter[TxT],
         registry: JobTypeRegistry,
-        codec: Codec,
+        payloads: Payloads,
         creation: ChainCreation[TxT],
         publishing: Publishing,
     ) -> None:
         self._state = state
         self._registry = registry
-        self._codec = codec
+        self._payloads = payloads
         self._creation = creation
         self._publishing = publishing
 
@@ -76,7 +78,12 @@ class Finishing(Generic[TxT]):
                 "this type must continue the chain, it declares no output",
             )
         try:
-            return CheckedResult(None, self._codec.encode(spec.output_type, value))
+            return CheckedResult(
+                None,
+                self._payloads.encode(
+                    spec.output_type, value, what="output", type_name=job.type_name
+                ),
+            )
         except NotJsonError:
             raise
         except CodecError as exc:
@@ -148,14 +155,23 @@ class Finishing(Generic[TxT]):
         if job.closes_chain:
             notify.closed_chains.add(job.chain_id)
             assert job.outcome is not None
-            events.append(chain_closed(job, job.outcome, now))
+            events.append(chain_closed(job, job.outcome, now, result.blocker_trace_contexts))
             for unblocked in result.unblocked:
                 notify.ready[unblocked.type_name] += 1
                 events.append(JobUnblocked(job_info(unblocked), job.chain_id))
 
 
-def chain_closed(job: StoredJob, outcome: Outcome, now: datetime) -> ChainClosed:
+def chain_closed(
+    job: StoredJob, outcome: Outcome, now: datetime, blocker_trace_contexts: Sequence[str] = ()
+) -> ChainClosed:
     """The event of a chain closed by ``job``; its duration is known here only when ``job`` is the
     chain's first one."""
     duration = (now - job.created_at).total_seconds() if job.chain_index == 0 else None
-    return ChainClosed(job.chain_id, job.chain_type_name, outcome, duration)
+    return ChainClosed(
+        job.chain_id,
+        job.chain_type_name,
+        outcome,
+        duration,
+        job.chain_trace_context,
+        tuple(blocker_trace_contexts),
+    )

@@ -23,7 +23,15 @@ DECODE: Any = object()
 
 def job_info(job: StoredJob) -> JobInfo:
     """What events say about a job."""
-    return JobInfo(job.id, job.type_name, job.chain_id, job.chain_type_name, job.attempt)
+    return JobInfo(
+        job.id,
+        job.type_name,
+        job.chain_id,
+        job.chain_type_name,
+        job.attempt,
+        job.chain_trace_context,
+        job.trace_context,
+    )
 
 
 class Mapper:

@@ -21,6 +21,7 @@ from queuert._tasks import drain
 from queuert.hooks import TransactionHooks
 from queuert.notify import NotifyAdapter
 from queuert.observability import Event, NotifyAdapterError, ObservabilityAdapter
+from queuert.tracing import AttemptScopes, TraceContexts, handed_out
 
 __all__ = ["EventBuffer", "NotifyBuffer", "Publisher", "Publishing"]
 
@@ -132,10 +133,14 @@ class NotifyBuffer:
 
 
 class EventBuffer:
-    """Observability events to emit after commit, in order."""
+    """Observability events to emit after commit, in order; events dropped with a rollback go to
+    ``dropped`` (when given: the tracing adapter abandons the contexts they report)."""
 
-    def __init__(self, emit: Callable[[Event], None]) -> None:
+    def __init__(
+        self, emit: Callable[[Event], None], dropped: Callable[[list[Event]], None] | None
+    ) -> None:
         self._emit = emit
+        self._dropped = dropped
         self.events: list[Event] = []
 
     async def flush(self) -> None:
@@ -145,6 +150,8 @@ class EventBuffer:
             emit(event)
 
     def discard(self) -> None:
+        if self._dropped is not None and self.events:
+            self._dropped(self.events[:])
         self.events.clear()
 
     def snapshot(self) -> object:
@@ -152,6 +159,8 @@ class EventBuffer:
 
     def restore(self, snapshot: object) -> None:
         assert isinstance(snapshot, int)
+        if self._dropped is not None and len(self.events) > snapshot:
+            self._dropped(self.events[snapshot:])
         del self.events[snapshot:]
 
 
@@ -162,10 +171,19 @@ class Publishing:
     def __init__(self, notify: NotifyAdapter, observability: ObservabilityAdapter) -> None:
         self.notify = notify
         self.observability = observability
+        self.tracing: TraceContexts | None = (
+            observability if isinstance(observability, TraceContexts) else None
+        )
+        """The observability adapter when it stores trace contexts, else ``None``."""
+        self.scopes: AttemptScopes | None = (
+            observability if isinstance(observability, AttemptScopes) else None
+        )
+        """The observability adapter when it gives handlers a scope, else ``None``."""
         self._publisher = Publisher(notify, self.emit)
         self._flushes: set[asyncio.Task[None]] = set()
         self._new_notify_buffer = lambda: NotifyBuffer(self._publisher)
-        self._new_event_buffer = lambda: EventBuffer(self.emit)
+        dropped = self._dropped if self.tracing is not None else None
+        self._new_event_buffer = lambda: EventBuffer(self.emit, dropped)
 
     def emit(self, event: Event) -> None:
         """Hand ``event`` to the observability adapter now (errors are logged, never raised)."""
@@ -173,6 +191,17 @@ class Publishing:
             self.observability.emit(event)
         except Exception:
             logger.exception("observability adapter failed", extra={"queuert_event": event.name})
+
+    def abandon(self, trace_contexts: list[str]) -> None:
+        """Tell the tracing adapter that these contexts belong to work that will never commit."""
+        if self.tracing is not None and trace_contexts:
+            try:
+                self.tracing.abandon(trace_contexts)
+            except Exception:
+                logger.exception("observability adapter failed to abandon trace contexts")
+
+    def _dropped(self, events: list[Event]) -> None:
+        self.abandon(handed_out(events))
 
     def notify_buffer(self, hooks: TransactionHooks) -> NotifyBuffer:
         return hooks.get(_NOTIFY_KEY, self._new_notify_buffer)

@@ -1,4 +1,10 @@
-"""The ``queuert`` command: ``demo``, ``worker`` and ``migrate``."""
+"""The ``queuert`` command: ``demo``, ``worker``, ``migrate``, and the commands of installed packages.
+
+A distribution adds a command by registering ``name = "module:function"`` under the entry-point
+group ``queuert.commands`` (``queuert-dashboard`` adds ``dashboard``). The command line lists them
+from the installed metadata without importing them; ``function(argv)`` is imported and called with
+the arguments after the command's name only when that command runs, and returns the exit status.
+"""
 
 from __future__ import annotations
 
@@ -68,6 +74,16 @@ async def _migrate(dsn: str) -> None:
         print("schema is up to date")
 
 
+COMMANDS_GROUP = "queuert.commands"
+
+
+def _plugin_commands() -> dict[str, Any]:
+    """The entry points of ``queuert.commands`` by command name (metadata only, nothing imported)."""
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=COMMANDS_GROUP)}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="queuert", description="queuert command line")
     parser.add_argument(
@@ -85,7 +101,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     migrate = commands.add_parser("migrate", help="create or upgrade the schema of a state store")
     migrate.add_argument("--dsn", required=True, help="e.g. sqlite:///jobs.db or postgresql://...")
-    args = parser.parse_args(argv)
+    plugins = {
+        name: ep
+        for name, ep in _plugin_commands().items()
+        if name not in ("demo", "worker", "migrate")
+    }
+    for name, ep in sorted(plugins.items()):
+        dist = ep.dist.name if ep.dist is not None else ep.value
+        # the command parses its own arguments (--help included) once it is imported
+        commands.add_parser(
+            name, help=f"provided by {dist} (see queuert {name} --help)", add_help=False
+        )
+    args, rest = parser.parse_known_args(argv)
+    if args.command in plugins:
+        logging.basicConfig(
+            level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        )
+        command = plugins[args.command].load()
+        return int(command(rest))
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )

@@ -47,9 +47,11 @@ from queuert.observability import (
     ObservabilityAdapter,
 )
 from queuert.paging import check_page
+from queuert.payload import DEFAULT_MAX_PAYLOAD_BYTES
 from queuert.state import (
     ChainFilter,
     ChainStatus,
+    JobActivity,
     JobFilter,
     JobStatus,
     Order,
@@ -71,6 +73,7 @@ C = TypeVar("C")
 R = TypeVar("R")
 
 _WAIT_POLL = timedelta(seconds=1)
+MAX_ACTIVITY_BUCKETS = 1440
 
 TypeNames = Sequence[str | AnyJobType]
 """Job types by stored name or by class (``[SendWelcome, "send_receipt"]``)."""
@@ -107,7 +110,9 @@ class Client(Generic[TxT]):
     ``notify`` defaults to an :class:`~queuert.in_memory.InProcessNotifyAdapter` of the client's own:
     workers and ``wait_for_chain`` in this process wake at once, other processes do not hear it (give
     every process a networked notify adapter, or let them poll). ``observability`` defaults to
-    structured logging; ``codec`` to :class:`~queuert.codec.DefaultCodec`. ``close()`` waits for
+    structured logging; ``codec`` to :class:`~queuert.codec.DefaultCodec`. ``max_payload_bytes``
+    limits each input and output, encoded as JSON (1 MiB by default, ``None`` for no limit; see
+    :mod:`queuert.payload` for what else a stored value may not hold). ``close()`` waits for
     pending publishes and closes the notify adapter the client made; adapters you pass in are
     closed by you (``async with`` them).
     """
@@ -120,6 +125,7 @@ class Client(Generic[TxT]):
         job_types: Sequence[AnyJobType] = (),
         observability: ObservabilityAdapter | None = None,
         codec: Codec | None = None,
+        max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
         self.state = state
         self._owns_notify = notify is None
@@ -135,6 +141,7 @@ class Client(Generic[TxT]):
             observability=self.observability,
             codec=self.codec,
             registry=self.registry,
+            max_payload_bytes=max_payload_bytes,
         )
         """The internals this client is built from; the worker and attempts share them."""
         self._ids = state.ids
@@ -426,6 +433,7 @@ class Client(Generic[TxT]):
         root_only: bool = False,
         created_from: datetime | None = None,
         created_to: datetime | None = None,
+        deduplication_keys: Sequence[str] | None = None,
         order: Order = "desc",
         cursor: str | None = None,
         limit: int = 50,
@@ -439,6 +447,7 @@ class Client(Generic[TxT]):
             root_only,
             created_from,
             created_to,
+            deduplication_keys,
         )
         where.check_ids(self._ids)
         check_page("chains", order=order, limit=limit, cursor=cursor, ids=self._ids)
@@ -528,6 +537,24 @@ class Client(Generic[TxT]):
         exactly those types (zeros for a type without open jobs). Sorted by type name."""
         names = _type_names(type_names, "type_names")
         return await self.state.get_queue_stats(names, tx=tx)
+
+    async def get_job_activity(
+        self,
+        *,
+        window: Duration = timedelta(hours=1),
+        buckets: int = 60,
+        tx: TxT | None = None,
+    ) -> JobActivity:
+        """Jobs by type and status (open ones, and those closed in the last ``window``), the jobs
+        completed and failed in each of ``buckets`` equal slices of the window, and the workers
+        that closed jobs in it (see :class:`~queuert.state.JobActivity`). ``window`` takes a
+        ``timedelta`` or seconds; ``buckets`` is from 1 to 1440."""
+        span = to_timedelta(window, name="window", positive=True)
+        if type(buckets) is not int or not 1 <= buckets <= MAX_ACTIVITY_BUCKETS:
+            raise UsageError(
+                f"buckets must be an int from 1 to {MAX_ACTIVITY_BUCKETS}, not {buckets!r}"
+            )
+        return await self.state.get_job_activity(window=span, buckets=buckets, tx=tx)
 
     # -- waiting ------------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ __all__ = [
     "JobTypeValidationError",
     "NotJsonError",
     "NotifyAdapterClosedError",
+    "PayloadTooLargeError",
     "QueuertError",
     "RescheduleJob",
     "StateAdapterClosedError",
@@ -63,6 +64,21 @@ class NotJsonError(QueuertError, TypeError):
         self.value_type = type(value).__name__
         self.reason = reason
         super().__init__(f"value at {path} is not JSON-serialisable ({self.value_type}): {reason}")
+
+
+class PayloadTooLargeError(UsageError):
+    """A job's input or output is larger, encoded as JSON, than the client's ``max_payload_bytes``;
+    nothing was written. Store large data elsewhere and put its reference in the job."""
+
+    def __init__(self, what: str, type_name: str, size: int, limit: int) -> None:
+        self.what = what
+        self.type_name = type_name
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"the {what} of {type_name!r} is {size:,} bytes as JSON, over the limit of {limit:,}"
+            " (Client(max_payload_bytes=...))"
+        )
 
 
 ValidationCode = Literal[

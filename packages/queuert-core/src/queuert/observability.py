@@ -22,6 +22,7 @@ __all__ = [
     "AttemptCompleted",
     "AttemptFailed",
     "AttemptStarted",
+    "BlockerLink",
     "ChainClosed",
     "ChainCreated",
     "ChainDeduplicated",
@@ -35,6 +36,7 @@ __all__ = [
     "JobTriggered",
     "JobUnblocked",
     "LeaseLost",
+    "LeasesRenewed",
     "LoggingObservability",
     "NoopObservability",
     "NotifyAdapterError",
@@ -55,6 +57,22 @@ class JobInfo:
     chain_id: str
     chain_type_name: str
     attempt: int = 0
+    chain_trace_context: str | None = None
+    """The trace context stored with the job's chain (see :mod:`queuert.tracing`)."""
+    trace_context: str | None = None
+    """The trace context stored with the job (its creation)."""
+
+
+@dataclass(frozen=True)
+class BlockerLink:
+    """One blocker of a new job: the chain it waits for, the trace context stored on the link, and
+    whether that chain was still open when the link was made (a closed one does not block)."""
+
+    chain_id: str
+    trace_context: str | None
+    open: bool
+    chain_trace_context: str | None = None
+    """The trace context stored with the blocker chain."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +119,8 @@ class ChainCreated(Event):
     name: ClassVar[str] = "chain_created"
     chain_id: str
     type_name: str
+    trace_context: str | None = None
+    """The chain's stored trace context."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +129,12 @@ class ChainDeduplicated(Event):
     chain_id: str
     type_name: str
     deduplication_key: str | None
+    trace_context: str | None = None
+    """The trace context handed out for the chain that was not created."""
+    job_trace_context: str | None = None
+    """The trace context handed out for its first job, not created either."""
+    existing_trace_context: str | None = None
+    """The trace context of the existing chain that matched."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +143,10 @@ class JobCreated(Event):
     job: JobInfo
     scheduled_at: datetime
     blocked: bool
+    origin_trace_context: str | None = None
+    """For a continuation: the trace context of the job it continues."""
+    blockers: tuple[BlockerLink, ...] = ()
+    """The job's blockers in slot order (empty if it has none)."""
 
 
 @dataclass(frozen=True)
@@ -185,6 +215,10 @@ class ChainClosed(Event):
     outcome: Literal["completed", "failed", "cancelled"]
     duration: float | None
     """Seconds from the chain's start to its close, when known without an extra read."""
+    trace_context: str | None = None
+    """The chain's stored trace context."""
+    blocker_trace_contexts: tuple[str, ...] = ()
+    """The trace contexts stored on the blocker links that waited for this chain (now resolved)."""
 
 
 @dataclass(frozen=True)
@@ -203,6 +237,15 @@ class LeaseLost(Event):
     job: JobInfo
     worker_id: str
     reason: str
+
+
+@dataclass(frozen=True)
+class LeasesRenewed(Event):
+    name: ClassVar[str] = "job_leases_renewed"
+    level: ClassVar[int] = logging.DEBUG
+    worker_id: str
+    type_names: tuple[str, ...]
+    """The job type of each lease renewed (one entry per job)."""
 
 
 @dataclass(frozen=True)
@@ -234,7 +277,7 @@ class StateAdapterError(Event):
     error: str
 
 
-_EVENT_CLASSES: list[type[Any]] = [JobInfo, *Event.__subclasses__()]
+_EVENT_CLASSES: list[type[Any]] = [JobInfo, BlockerLink, *Event.__subclasses__()]
 for _event_class in _EVENT_CLASSES:
     fast_init(_event_class)
 

@@ -84,6 +84,7 @@ from queuert.schedule import Deduplication, Schedule
 
 __all__ = [
     "STORED_FIELDS",
+    "ActivityBucket",
     "BlockersAdded",
     "Capabilities",
     "ChainFilter",
@@ -93,6 +94,7 @@ __all__ = [
     "Completion",
     "CreatedJob",
     "DeleteResult",
+    "JobActivity",
     "JobFilter",
     "JobStatus",
     "LeaseRenewal",
@@ -103,10 +105,13 @@ __all__ = [
     "Page",
     "QueueStats",
     "StateAdapter",
+    "StatusCount",
     "StoredChain",
     "StoredJob",
     "SupportsCommitHooks",
     "TriggerResult",
+    "WorkerActivity",
+    "activity_buckets",
     "derive_status",
     "in_creation_order",
     "inserted_job",
@@ -515,9 +520,12 @@ class ChainFilter:
     """Inclusive lower bound on the chain's (first job's) ``created_at``."""
     created_to: datetime | None = None
     """Exclusive upper bound."""
+    deduplication_keys: Sequence[str] | None = None
+    """Chains whose first job was started with one of these deduplication keys."""
 
     def __post_init__(self) -> None:
         _strings(self, "type_names")
+        _strings(self, "deduplication_keys")
         if self.status is not None and self.status not in CHAIN_STATUSES:
             raise UsageError(f"chain status must be 'open' or 'closed', not {self.status!r}")
         _strings(self, "chain_ids")
@@ -607,6 +615,75 @@ def _moment(filter: object, name: str) -> None:
     if not isinstance(value, datetime) or value.utcoffset() is None:
         raise UsageError(f"{name} must be a timezone-aware datetime, not {value!r}")
     object.__setattr__(filter, name, value.astimezone(timezone.utc))
+
+
+@dataclass(frozen=True)
+class StatusCount:
+    """How many jobs of one type have one status (a row of :attr:`JobActivity.counts`)."""
+
+    type_name: str
+    status: JobStatus
+    count: int
+
+
+@dataclass(frozen=True)
+class ActivityBucket:
+    """Jobs closed in one slice of :meth:`StateAdapter.get_job_activity`'s window."""
+
+    start: datetime
+    """Inclusive start of the slice; it ends where the next one starts (the last one at ``now``)."""
+    completed: int
+    """Jobs closed as ``completed`` in the slice, continued ones included."""
+    failed: int
+    """Jobs closed as ``failed`` in the slice."""
+
+
+@dataclass(frozen=True)
+class WorkerActivity:
+    """A worker that closed jobs in :meth:`StateAdapter.get_job_activity`'s window."""
+
+    worker_id: str
+    closed: int
+    """Jobs it closed in the window (any outcome)."""
+    last_closed_at: datetime
+
+
+@dataclass(frozen=True)
+class JobActivity:
+    """What the store holds and what it did recently: :meth:`StateAdapter.get_job_activity`."""
+
+    now: datetime
+    """The store's clock when it was read."""
+    since: datetime
+    """``now - window``: the start of the window."""
+    counts: list[StatusCount]
+    """Every open job, and every job closed at or after ``since``, counted by (type, derived
+    status); only non-zero counts, ordered by type name then status."""
+    buckets: list[ActivityBucket]
+    """The window cut into equal slices, oldest first (one per requested bucket)."""
+    workers: list[WorkerActivity]
+    """Every ``completed_by`` of the jobs closed in the window, ordered by worker id."""
+
+
+def activity_buckets(
+    since: datetime, window: timedelta, buckets: int, closed: Mapping[tuple[int, str], int]
+) -> list[ActivityBucket]:
+    """The buckets of a :class:`JobActivity` from closings counted by (bucket index, status):
+    an index past the last bucket (a job closed exactly at ``now``) counts in the last one;
+    ``continued`` counts as completed; other statuses are left out."""
+    completed = [0] * buckets
+    failed = [0] * buckets
+    for (index, status), count in closed.items():
+        i = min(max(index, 0), buckets - 1)
+        if status in ("completed", "continued"):
+            completed[i] += count
+        elif status == "failed":
+            failed[i] += count
+    width = window / buckets
+    return [
+        ActivityBucket(start=since + width * i, completed=completed[i], failed=failed[i])
+        for i in range(buckets)
+    ]
 
 
 @dataclass(frozen=True)
@@ -800,6 +877,18 @@ class StateAdapter(Protocol[TxT]):
         indexes over open jobs, so its cost grows with the open jobs, not with the history.
         Takes no locks and skips none (a count includes rows other transactions have locked).
         """
+        ...
+
+    async def get_job_activity(
+        self, *, window: timedelta, buckets: int, tx: TxT | None = None
+    ) -> JobActivity:
+        """Counts of the store and of its recent work, read at the store's ``now``, with
+        ``since = now - window``: every open job and every job closed (``completed_at``) at or after
+        ``since`` counted by (type, derived status); the closings of the window in ``buckets``
+        equal slices (slice ``i`` starts at ``since + i * window / buckets``;
+        :func:`activity_buckets` builds them from counts by slice index); and the workers that
+        closed jobs in it. ``window`` is positive and ``buckets`` from 1 to 1440 (the core checks
+        both)."""
         ...
 
     # -- processing -------------------------------------------------------------------------------

@@ -64,6 +64,7 @@ from queuert.observability import (
     AttemptStarted,
     JobReaped,
     LeaseLost,
+    LeasesRenewed,
     NotifyAdapterError,
     StateAdapterError,
     WorkerError,
@@ -71,6 +72,7 @@ from queuert.observability import (
     WorkerStopped,
     WorkerStopping,
 )
+from queuert.payload import storable_text
 from queuert.schedule import Schedule
 from queuert.state import CompleteResult, Completion, StoredJob
 
@@ -116,11 +118,20 @@ class HandlerConfig:
 def serialize_error(exc: BaseException) -> str:
     """``Type: message`` plus a traceback summary, capped at 10,000 characters."""
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=8))
-    head = f"{type(exc).__name__}: {exc}"
+    head = error_head(exc)
     text = head + "\n" + text if not text.startswith(head) else text
     if len(text) > MAX_ERROR_LENGTH:
         text = text[: MAX_ERROR_LENGTH - 20] + "\n...[truncated]"
-    return text
+    return storable_text(text)
+
+
+def error_head(exc: BaseException) -> str:
+    """``Type: message``, storable, even when the exception's ``__str__`` raises."""
+    try:
+        message = str(exc)
+    except Exception:
+        message = "<str() of the exception raised>"
+    return storable_text(f"{type(exc).__name__}: {message}" if message else type(exc).__name__)
 
 
 class _Completer:
@@ -614,8 +625,10 @@ class Worker(Generic[TxT]):
                 for job_id, r in self._running.items()
                 if job_id not in self._held
             }
+            types = {job_id: r.job.type_name for job_id, r in self._running.items()}
             for job in self._buffer:
                 leases[job.id] = self._configs[job.type_name].lease.duration
+                types[job.id] = job.type_name
             if not leases:
                 continue
             try:
@@ -623,6 +636,10 @@ class Worker(Generic[TxT]):
             except Exception as exc:
                 self._core.emit(StateAdapterError(operation="renew_leases", error=repr(exc)))
                 continue
+            if renewal.renewed:
+                self._core.emit(
+                    LeasesRenewed(self.id, tuple(types[j] for j in renewal.renewed if j in types))
+                )
             lost = set(renewal.lost)
             if lost and self._buffer:
                 self._buffer = collections.deque(j for j in self._buffer if j.id not in lost)
@@ -796,7 +813,24 @@ class Worker(Generic[TxT]):
     async def _run_handler(
         self, running: _Running, attempt: Attempt[Any], config: HandlerConfig
     ) -> None:
-        """Runs in its own task so the worker can cancel it; commits the completing transaction."""
+        """Runs in its own task so the worker can cancel it; commits the completing transaction
+        (inside the observability adapter's attempt scope, if it gives one)."""
+        scopes = self._core.publishing.scopes
+        scope = None
+        if scopes is not None:
+            try:
+                scope = scopes.attempt_scope(job_info(running.job))
+            except Exception:
+                logger.exception("observability adapter failed to give an attempt scope")
+        if scope is None:
+            await self._handle(running, attempt, config)
+            return
+        with scope:
+            await self._handle(running, attempt, config)
+
+    async def _handle(
+        self, running: _Running, attempt: Attempt[Any], config: HandlerConfig
+    ) -> None:
 
         async def innermost() -> None:
             attempt._returned = await FirstSuspension(
@@ -839,9 +873,9 @@ class Worker(Generic[TxT]):
         core = self._core
         state = core.state
         if isinstance(exc, BlockerChainFailedError):
-            error_text = str(exc)
+            error_text = storable_text(str(exc))
         elif isinstance(exc, JobNotCompletedError):
-            error_text = f"{type(exc).__name__}: {exc}"  # its traceback would show the worker only
+            error_text = error_head(exc)  # its traceback would show the worker only
         else:
             error_text = serialize_error(exc)
         try:
@@ -851,7 +885,10 @@ class Worker(Generic[TxT]):
                 retry_at: datetime | None
                 if isinstance(exc, RescheduleJob):
                     stored = await state.reschedule_job(
-                        job.id, schedule=exc.schedule, error=exc.reason or str(exc), tx=tx
+                        job.id,
+                        schedule=exc.schedule,
+                        error=storable_text(exc.reason or str(exc)),
+                        tx=tx,
                     )
                     retry_at = stored.scheduled_at
                 elif final or (

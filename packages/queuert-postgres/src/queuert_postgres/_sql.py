@@ -711,6 +711,30 @@ SELECT {DeleteRow.REFERENCE}, refs.chain_id::text, refs.job_id::text, {NULL_COLS
 FROM refs
 """
 
+JOB_ACTIVITY = f"""
+WITH w AS (SELECT {NOW} AS now, {NOW} - make_interval(secs => $1::float8) AS since),
+recent AS (
+    SELECT j.type_name, j.completed_at, j.completed_by, {status_sql("j")} AS status
+    FROM {{job}} j
+    WHERE j.outcome IS NULL OR j.completed_at >= (SELECT since FROM w)
+)
+SELECT 'c', r.type_name, r.status, count(*)::int, NULL::int, NULL::timestamptz
+FROM recent r GROUP BY r.type_name, r.status
+UNION ALL
+SELECT 'b', NULL, r.status, count(*)::int,
+    floor(extract(epoch FROM r.completed_at - w.since) * $2::float8 / $1::float8)::int, NULL
+FROM recent r, w WHERE r.completed_at IS NOT NULL
+GROUP BY 5, r.status
+UNION ALL
+SELECT 'w', r.completed_by, NULL, count(*)::int, NULL, max(r.completed_at)
+FROM recent r WHERE r.completed_by IS NOT NULL AND r.completed_at IS NOT NULL
+GROUP BY r.completed_by
+UNION ALL
+SELECT 't', NULL, NULL, NULL, NULL, w.now FROM w
+"""
+"""Counts by type and status of open jobs and jobs closed since ``now - $1`` seconds, closings by
+slice (``$2`` slices) and status, closings by worker, and the clock (kind ``t``)."""
+
 _ALL = {
     "create": CREATE,
     "create_first": CREATE_FIRST,
@@ -735,6 +759,7 @@ _ALL = {
     "reap": REAP,
     "trigger": TRIGGER,
     "delete": DELETE,
+    "job_activity": JOB_ACTIVITY,
 }
 
 
@@ -767,6 +792,7 @@ class Statements:
         self.reap = rendered["reap"]
         self.trigger = rendered["trigger"]
         self.delete = rendered["delete"]
+        self.job_activity = rendered["job_activity"]
 
     def render(self, template: str) -> Sql:
         return Sql(self.names.render(template))

@@ -40,6 +40,7 @@ from queuert.state import (
     Completion,
     CreatedJob,
     DeleteResult,
+    JobActivity,
     JobFilter,
     LeaseRenewal,
     MigrationResult,
@@ -48,9 +49,12 @@ from queuert.state import (
     Outcome,
     Page,
     QueueStats,
+    StatusCount,
     StoredChain,
     StoredJob,
     TriggerResult,
+    WorkerActivity,
+    activity_buckets,
     inserted_job,
     queue_stats_in_order,
 )
@@ -674,6 +678,9 @@ class PgStateAdapter(Generic[TxT]):
             where.append(
                 "NOT EXISTS (SELECT 1 FROM {blocker} b WHERE b.blocked_by_chain_id = r.id)"
             )
+        if filter.deduplication_keys is not None:
+            keys = list(filter.deduplication_keys)
+            where.append(f"r.deduplication_key = ANY({p.add(keys, 'text[]')})")
         self._time_filters(where, p, "r", filter.created_from, filter.created_to)
         self._keyset(where, p, "r", after, desc)
         direction = "DESC" if desc else "ASC"
@@ -686,6 +693,38 @@ class PgStateAdapter(Generic[TxT]):
         )
         rows = await self._fetch(self._sql(sql), p.values, tx)
         return chains_page([chain_from_row(row) for row in rows], limit)
+
+    async def get_job_activity(
+        self, *, window: timedelta, buckets: int, tx: TxT | None = None
+    ) -> JobActivity:
+        self._check_open()
+        rows = await self._fetch(
+            self.sql.job_activity, [window.total_seconds(), float(buckets)], tx
+        )
+        now: datetime | None = None
+        counts: list[StatusCount] = []
+        closed: dict[tuple[int, str], int] = {}
+        workers: list[WorkerActivity] = []
+        for kind, name, status, n, index, moment in rows:
+            if kind == "c":
+                counts.append(StatusCount(name, status, n))
+            elif kind == "b":
+                closed[(index, status)] = n
+            elif kind == "w":
+                workers.append(WorkerActivity(name, n, utc(moment)))
+            else:
+                now = utc(moment)
+        assert now is not None
+        since = now - window
+        counts.sort(key=lambda c: (c.type_name, c.status))
+        workers.sort(key=lambda w: w.worker_id)
+        return JobActivity(
+            now=now,
+            since=since,
+            counts=counts,
+            buckets=activity_buckets(since, window, buckets, closed),
+            workers=workers,
+        )
 
     async def list_jobs(
         self,

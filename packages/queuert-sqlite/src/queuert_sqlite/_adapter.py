@@ -48,6 +48,7 @@ from queuert.state import (
     Completion,
     CreatedJob,
     DeleteResult,
+    JobActivity,
     JobFilter,
     JobStatus,
     LeaseRenewal,
@@ -58,9 +59,12 @@ from queuert.state import (
     Page,
     QueueStats,
     StateAdapter,
+    StatusCount,
     StoredChain,
     StoredJob,
     TriggerResult,
+    WorkerActivity,
+    activity_buckets,
     derive_status,
     queue_stats_in_order,
 )
@@ -87,7 +91,7 @@ from queuert_sqlite._rows import (
 )
 from queuert_sqlite._schema import apply_migrations, validate_prefix
 from queuert_sqlite._sql import Statements, json_param
-from queuert_sqlite._time import add_delta, now, parse_ts, scheduled_at
+from queuert_sqlite._time import add_delta, format_ts, now, parse_ts, scheduled_at
 from queuert_sqlite._transaction import SqliteConnection, in_savepoint
 
 __all__ = ["SqliteStateAdapter"]
@@ -482,6 +486,42 @@ class SqliteStateAdapter:
                 for row in raw.execute(query, params)
             ]
             return chains_page(items, limit)
+
+        return await self._read(op, tx)
+
+    async def get_job_activity(
+        self, *, window: timedelta, buckets: int, tx: SqliteConnection | None = None
+    ) -> JobActivity:
+        query = self._sql.job_activity
+
+        def op(raw: sqlite3.Connection) -> JobActivity:
+            now_text, now_dt = now()
+            since = now_dt - window
+            params = {
+                "now": now_text,
+                "since": format_ts(since),
+                "buckets": float(buckets),
+                "window": window.total_seconds(),
+            }
+            counts: list[StatusCount] = []
+            closed: dict[tuple[int, str], int] = {}
+            workers: list[WorkerActivity] = []
+            for kind, name, status, n, slot, last in raw.execute(query, params):
+                if kind == "c":
+                    counts.append(StatusCount(name, status, n))
+                elif kind == "b":
+                    closed[(slot, status)] = n
+                else:
+                    workers.append(WorkerActivity(name, n, parse_ts(last)))
+            counts.sort(key=lambda c: (c.type_name, c.status))
+            workers.sort(key=lambda w: w.worker_id)
+            return JobActivity(
+                now=now_dt,
+                since=since,
+                counts=counts,
+                buckets=activity_buckets(since, window, buckets, closed),
+                workers=workers,
+            )
 
         return await self._read(op, tx)
 

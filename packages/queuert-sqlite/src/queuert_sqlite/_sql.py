@@ -265,6 +265,24 @@ class Statements:
             "WHERE id IN (SELECT value FROM json_each(?1))"
         )
 
+        # -- activity (named parameters :now, :since, :buckets, :window seconds) ----------------------
+        recent = (
+            f"SELECT j.type_name, j.completed_at, j.completed_by, {STATUS_SQL} AS status "
+            f"FROM {p}job j WHERE j.outcome IS NULL OR j.completed_at >= :since"
+        )
+        self.job_activity = (
+            f"WITH recent AS ({recent}) "
+            "SELECT 'c', type_name, status, count(*), NULL, NULL FROM recent "
+            "GROUP BY type_name, status "
+            "UNION ALL "
+            "SELECT 'b', NULL, status, count(*), CAST((julianday(completed_at) - julianday(:since))"
+            " * 86400.0 * :buckets / :window AS INTEGER) AS slot, NULL FROM recent "
+            "WHERE completed_at IS NOT NULL GROUP BY slot, status "
+            "UNION ALL "
+            "SELECT 'w', completed_by, NULL, count(*), NULL, max(completed_at) FROM recent "
+            "WHERE completed_by IS NOT NULL AND completed_at IS NOT NULL GROUP BY completed_by"
+        )
+
         # -- administration -------------------------------------------------------------------------
         # make the jobs of ?1 (JSON list of ids) due at ?2 at the latest
         self.trigger = (
@@ -331,6 +349,9 @@ class Statements:
             conds.append(
                 f"NOT EXISTS (SELECT 1 FROM {p}job_blocker b WHERE b.blocked_by_chain_id = r.id)"
             )
+        if filter.deduplication_keys is not None:
+            conds.append("r.deduplication_key IN (SELECT value FROM json_each(:dedup_keys))")
+            params["dedup_keys"] = _json_list(filter.deduplication_keys)
         _created_between(conds, params, "r", filter.created_from, filter.created_to)
         _after(conds, params, "r", after, desc)
         direction = "DESC" if desc else "ASC"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from queuert import Blockers, Chain, ChainResult, Continues, EntryJobType, JobType
 from typing_extensions import Never
@@ -81,6 +82,10 @@ class Limited(EntryJobType[Num, Num], name="b_limited", max_attempts=2):
     """Closes as failed after two failed attempts."""
 
 
+class Raw(EntryJobType[Any, Any], name="b_raw", max_attempts=1):
+    """Any JSON in and out; one attempt (hostile values)."""
+
+
 class Gather(EntryJobType[Num, Never], Continues["Collect"], name="b_gather"):
     """Continues to Collect, which waits for blockers started while continuing."""
 
@@ -90,6 +95,7 @@ class Collect(JobType[Num, Num], Blockers[tuple[Chain[Leaf], ...]], name="b_coll
 
 
 ALL = [
+    Raw,
     Echo,
     Other,
     Double,

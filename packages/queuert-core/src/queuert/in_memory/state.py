@@ -66,6 +66,7 @@ from queuert.state import (
     Completion,
     CreatedJob,
     DeleteResult,
+    JobActivity,
     JobFilter,
     LeaseRenewal,
     MigrationResult,
@@ -74,9 +75,12 @@ from queuert.state import (
     Outcome,
     Page,
     QueueStats,
+    StatusCount,
     StoredChain,
     StoredJob,
     TriggerResult,
+    WorkerActivity,
+    activity_buckets,
     derive_status,
     inserted_job,
     queue_stats_in_order,
@@ -974,6 +978,9 @@ class InMemoryStateAdapter:
         reverse = order == "desc"
         after = decode_chains_cursor(cursor) if cursor is not None else None
         type_names = set(filter.type_names) if filter.type_names is not None else None
+        dedup_keys = (
+            set(filter.deduplication_keys) if filter.deduplication_keys is not None else None
+        )
 
         def op(view: _View, now: datetime) -> Page[StoredChain]:
             source: Iterator[_Key]
@@ -1013,10 +1020,53 @@ class InMemoryStateAdapter:
                     continue
                 if filter.root_only and view.dependents(chain_id):
                     continue
+                if dedup_keys is not None and root.deduplication_key not in dedup_keys:
+                    continue
                 items.append(StoredChain(root=_stored(root, now), tail=_stored(tail, now)))
                 if len(items) > limit:
                     break
             return chains_page(items, limit)
+
+        return self._read(tx, op)
+
+    async def get_job_activity(
+        self, *, window: timedelta, buckets: int, tx: InMemoryTransaction | None = None
+    ) -> JobActivity:
+        def op(view: _View, now: datetime) -> JobActivity:
+            since = now - window
+            counts: dict[tuple[str, str], int] = {}
+            closed: dict[tuple[int, str], int] = {}
+            workers: dict[str, tuple[int, datetime]] = {}
+            for _, job_id in view.iter_created(reverse=False, after=None):
+                row = view.job(job_id)
+                if row is None:
+                    continue
+                if row.completed_at is not None and row.completed_at < since:
+                    continue
+                job = _stored(row, now)
+                key = (row.type_name, job.status)
+                counts[key] = counts.get(key, 0) + 1
+                if row.completed_at is None:
+                    continue
+                index = int((row.completed_at - since) / window * buckets)
+                slot = (index, job.status)
+                closed[slot] = closed.get(slot, 0) + 1
+                if row.completed_by is not None:
+                    n, last = workers.get(row.completed_by, (0, row.completed_at))
+                    workers[row.completed_by] = (n + 1, max(last, row.completed_at))
+            return JobActivity(
+                now=now,
+                since=since,
+                counts=[
+                    StatusCount(type_name, status, n)  # type: ignore[arg-type]
+                    for (type_name, status), n in sorted(counts.items())
+                ],
+                buckets=activity_buckets(since, window, buckets, closed),
+                workers=[
+                    WorkerActivity(worker_id, n, last)
+                    for worker_id, (n, last) in sorted(workers.items())
+                ],
+            )
 
         return self._read(tx, op)
 

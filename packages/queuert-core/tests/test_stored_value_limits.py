@@ -1,0 +1,79 @@
+"""The limits on what a job may carry, checked before anything is written: schedules a backend can
+store, the client's payload size option, and error texts every backend can store."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from queuert import Client, PayloadTooLargeError, Schedule, UsageError
+from queuert.codec import DefaultCodec
+from queuert.in_memory import InMemoryStateAdapter
+from queuert.payload import Payloads, check_payload, storable_text
+from queuert.schedule import LATEST_SCHEDULE, LONGEST_DELAY
+from queuert.worker import serialize_error
+
+
+def test_a_schedule_beyond_the_year_9000_is_refused() -> None:
+    with pytest.raises(UsageError, match="before 9000-01-01"):
+        Schedule(at=datetime(9999, 12, 31, tzinfo=timezone.utc))
+    with pytest.raises(UsageError, match="before 9000-01-01"):
+        Schedule(at=LATEST_SCHEDULE)
+    assert Schedule(at=LATEST_SCHEDULE - timedelta(seconds=1)).at is not None
+
+
+@pytest.mark.parametrize("after", [LONGEST_DELAY + timedelta(days=1), 1e11, timedelta.max])
+def test_a_delay_over_a_thousand_years_is_refused(after: timedelta | float) -> None:
+    with pytest.raises(UsageError, match="schedule `after` is at most"):
+        Schedule(after=after)
+
+
+@pytest.mark.parametrize("after", [float("nan"), float("inf"), 1e300])
+def test_a_delay_that_is_no_duration_is_refused(after: float) -> None:
+    with pytest.raises(UsageError):
+        Schedule(after=after)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "1MB", True])
+def test_max_payload_bytes_must_be_a_positive_int_or_none(bad: object) -> None:
+    with pytest.raises(UsageError, match="max_payload_bytes"):
+        Client(InMemoryStateAdapter(), max_payload_bytes=bad)  # type: ignore[arg-type]
+
+
+def test_no_limit_accepts_a_large_value() -> None:
+    payloads = Payloads(DefaultCodec(), max_bytes=None)
+    assert payloads.encode(str, "x" * 5_000_000, what="input", type_name="t") == "x" * 5_000_000
+
+
+def test_the_limit_error_names_the_value() -> None:
+    with pytest.raises(PayloadTooLargeError) as raised:
+        check_payload("x" * 20, max_bytes=10, what="output", type_name="send")
+    error = raised.value
+    assert (error.what, error.type_name, error.size, error.limit) == ("output", "send", 22, 10)
+    assert "the output of 'send' is 22 bytes" in str(error)
+
+
+def test_a_backslash_u0000_written_as_text_is_not_taken_for_nul() -> None:
+    check_payload({"path": "C:\\u0000"}, max_bytes=None)  # a backslash, then 'u0000'
+
+
+@pytest.mark.parametrize(
+    ("text", "stored"),
+    [
+        ("plain", "plain"),
+        ("nul \x00 here", "nul \\x00 here"),
+        ("lone \udc80", "lone \\udc80"),
+        ("accents é and 😀", "accents é and 😀"),
+    ],
+)
+def test_error_text_is_stored_with_nul_and_surrogates_escaped(text: str, stored: str) -> None:
+    assert storable_text(text) == stored
+
+
+def test_an_exception_whose_str_raises_is_still_recorded() -> None:
+    class Hostile(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    text = serialize_error(Hostile())
+    assert text.startswith("Hostile: <str() of the exception raised>")

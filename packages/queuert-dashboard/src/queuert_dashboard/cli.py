@@ -1,0 +1,66 @@
+"""``queuert dashboard``: serve the dashboard over a state store with uvicorn.
+
+The core's ``queuert`` command finds this command through the ``queuert.commands`` entry point and
+imports this module only when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from collections.abc import Sequence
+
+__all__ = ["main", "serve"]
+
+logger = logging.getLogger("queuert.dashboard")
+
+
+async def serve(dsn: str, *, host: str, port: int, read_only: bool, root_path: str = "") -> None:
+    """Open the state store at ``dsn`` and serve the dashboard until interrupted."""
+    import uvicorn
+    from queuert import Client
+    from queuert.backends import open_state_adapter
+
+    from queuert_dashboard.app import create_dashboard
+
+    async with open_state_adapter(dsn) as state, Client(state) as client:
+        app = create_dashboard(client, read_only=read_only)
+        config = uvicorn.Config(
+            app, host=host, port=port, root_path=root_path, log_level="warning", lifespan="off"
+        )
+        server = uvicorn.Server(config)
+        logger.info(
+            "dashboard listening",
+            extra={"host": host, "port": port, "read_only": read_only},
+        )
+        await server.serve()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="queuert dashboard", description="serve the queuert dashboard over a state store"
+    )
+    parser.add_argument("--dsn", required=True, help="e.g. sqlite:///jobs.db or postgresql://...")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
+    parser.add_argument("--read-only", action="store_true", help="show everything, allow no action")
+    parser.add_argument(
+        "--root-path", default="", help="path prefix when served behind a proxy under a path"
+    )
+    args = parser.parse_args(argv)
+    try:
+        import uvicorn  # noqa: F401
+    except ImportError:
+        parser.exit(2, "queuert dashboard needs uvicorn: pip install 'queuert-dashboard[server]'\n")
+    print(f"queuert dashboard on http://{args.host}:{args.port}{args.root_path}/", flush=True)
+    asyncio.run(
+        serve(
+            args.dsn,
+            host=args.host,
+            port=args.port,
+            read_only=args.read_only,
+            root_path=args.root_path,
+        )
+    )
+    return 0

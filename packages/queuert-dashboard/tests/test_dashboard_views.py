@@ -1,0 +1,162 @@
+"""The pages: overview, chain list and page, job list and page, on every backend."""
+
+from __future__ import annotations
+
+import html
+import re
+from datetime import datetime, timedelta, timezone
+from urllib.parse import parse_qs, urlsplit
+
+from dashboard_helpers import Site, hrefs
+
+
+def rows(page: str, section: str) -> str:
+    match = re.search(rf'<section id="{section}"[^>]*>(.*?)</section>', page, re.S)
+    assert match, f"no live section {section}"
+    return match.group(1)
+
+
+def test_overview_counts_by_type_and_status_and_lists_workers(site: Site) -> None:
+    seed = site.seed
+    seed.start("shop.order")
+    seed.start("shop.order", after=timedelta(hours=1))
+    done = seed.start("mail.send")
+    failed = seed.start("mail.send")
+    seed.claim("mail.send", worker_id="worker-7")
+    seed.close(done.id, worker_id="worker-7", output="ok")
+    seed.close(failed.id, "failed", worker_id="worker-7", error="SMTPError: refused")
+    running = seed.start("report.build")
+    seed.claim("report.build", worker_id="worker-9")
+    page = site.http.get("/")
+    assert page.status_code == 200
+    counts = rows(page.text, "counts")
+    order_row = re.search(r"<tr><th><a[^>]*>shop.order</a></th>(.*?)</tr>", counts, re.S)
+    assert order_row
+    cells = re.findall(r"<td>(.*?)</td>", order_row.group(1))
+    numbers = [re.sub(r"<[^>]+>", "", c) for c in cells]
+    # statuses in the order of JobStatus: blocked scheduled ready running continued completed ...
+    assert numbers == ["0", "1", "1", "0", "0", "0", "0", "0"]
+    mail = re.search(r"<tr><th><a[^>]*>mail.send</a></th>(.*?)</tr>", counts, re.S)
+    assert mail
+    assert [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td>(.*?)</td>", mail.group(1))] == [
+        "0",
+        "0",
+        "0",
+        "0",
+        "0",
+        "1",
+        "1",
+        "0",
+    ]
+    workers = rows(page.text, "workers")
+    assert "worker-7" in workers and "worker-9" in workers
+    assert f"/jobs/{running.id}" in workers, "a worker's lease links to its job"
+    activity = rows(page.text, "activity")
+    assert activity.count('class="bar b-completed"') == 1
+    assert activity.count('class="bar b-failed"') == 1
+    cards = rows(page.text, "cards")
+    assert re.search(r"Ready backlog</h2><p class=\"big\">1<", cards)
+
+
+def test_chain_list_filters_and_hides_blocker_chains(site: Site) -> None:
+    seed = site.seed
+    blocker = seed.start("stock.check")
+    waiting = seed.start("shop.order", {"n": 1}, blockers=[blocker.id])
+    keyed = seed.start("shop.order", {"n": 2}, key="order-42")
+    closed = seed.start("mail.send")
+    seed.close(closed.id)
+
+    def listed(**query: str) -> list[str]:
+        page = site.http.get("/chains", params=query)
+        assert page.status_code == 200
+        return re.findall(r'href="/chains/([^"/?]+)"', rows(page.text, "chain-list"))
+
+    assert listed() == [closed.id, keyed.id, waiting.id], "newest first, blocker chain hidden"
+    assert blocker.id in listed(blockers="1")
+    assert listed(type="shop.order") == [keyed.id, waiting.id]
+    assert listed(status="closed") == [closed.id]
+    assert listed(q=keyed.id) == [keyed.id]
+    assert listed(q=blocker.id) == [blocker.id], "a searched id is found even if it blocks"
+    cont = seed.continue_chain(keyed, "shop.ship")
+    assert listed(q=cont.id) == [keyed.id], "a job id finds its chain"
+    assert listed(q="order-42") == [keyed.id], "a deduplication key finds its chain"
+    assert listed(q="no-such-key") == []
+    now = datetime.now(timezone.utc)
+    assert listed(**{"from": (now + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M")}) == []
+    assert len(listed(**{"to": (now + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M")})) == 3
+    bad = site.http.get("/chains", params={"from": "yesterday", "status": "weird"})
+    assert bad.status_code == 200
+    assert "from: not a date" in bad.text and "unknown status" in bad.text
+
+
+def test_chain_list_pages_with_a_cursor_keeping_filters(site: Site) -> None:
+    made = [site.seed.start("bulk.item", {"i": i}).id for i in range(53)]
+    site.seed.start("other.kind")
+    first = site.http.get("/chains", params={"type": "bulk.item"})
+    ids = re.findall(r'href="/chains/([^"/?]+)"', rows(first.text, "chain-list"))
+    assert ids == made[::-1][:50]
+    (next_link,) = [h for h in hrefs(first.text) if "cursor=" in h]
+    query = parse_qs(urlsplit(html.unescape(next_link)).query)
+    assert query["type"] == ["bulk.item"]
+    second = site.http.get(html.unescape(next_link))
+    ids2 = re.findall(r'href="/chains/([^"/?]+)"', rows(second.text, "chain-list"))
+    assert ids2 == made[::-1][50:]
+    assert not [h for h in hrefs(second.text) if "cursor=" in h and "rel" in h]
+    garbage = site.http.get("/chains", params={"cursor": "not-a-cursor"})
+    assert garbage.status_code == 200 and 'class="error"' in garbage.text
+
+
+def test_chain_page_draws_jobs_blockers_and_dependents(site: Site) -> None:
+    seed = site.seed
+    stock = seed.start("stock.check")
+    payment = seed.start("payment.auth")
+    order = seed.start("shop.order", blockers=[stock.id])
+    shipping = seed.continue_chain(order, "shop.ship")
+    audit = seed.start("audit.log", blockers=[order.id])
+    seed.close(payment.id, "failed", error="Traceback (most recent call last):\nValueError: card")
+    page = site.http.get(f"/chains/{order.id}")
+    assert page.status_code == 200
+    graph = rows(page.text, "chain-graph")
+    assert graph.count('class="node n-job"') == 2
+    assert graph.count('class="node n-blocker"') == 1
+    assert graph.count('class="node n-dependent"') == 1
+    assert f'href="/chains/{stock.id}"' in graph
+    assert f'href="/jobs/{audit.id}"' in graph
+    assert 'class="s-continued"' in graph and 'class="s-ready"' in graph
+    assert graph.count('class="edge e-continuation"') == 1
+    assert graph.count('class="edge e-blocker"') == 1
+    assert graph.count('class="edge e-dependent"') == 1
+    jobs = rows(page.text, "chain-jobs")
+    assert shipping.id in jobs and "stock.check" in jobs
+    failed = site.http.get(f"/chains/{payment.id}")
+    assert "ValueError: card" not in failed.text.split("<details>")[0].split("last error")[0]
+    assert "Traceback (most recent call last):" in failed.text
+
+
+def test_missing_and_malformed_ids_are_not_found(site: Site) -> None:
+    unknown = site.client.state.ids.generate()
+    for path in (f"/chains/{unknown}", f"/jobs/{unknown}", "/chains/not an id", "/jobs/%3Cx%3E"):
+        page = site.http.get(path)
+        assert page.status_code == 404, path
+
+
+def test_job_list_and_page(site: Site) -> None:
+    seed = site.seed
+    ready = seed.start("mail.send", {"to": "a@example.com"})
+    later = seed.start("mail.send", after=timedelta(hours=2))
+    running = seed.start("report.build")
+    seed.claim("report.build", worker_id="worker-3")
+    listed = site.http.get("/jobs", params={"status": "scheduled"})
+    assert re.findall(r'href="/jobs/([^"/?]+)"', rows(listed.text, "job-list")) == [later.id]
+    by_type = site.http.get("/jobs", params={"type": "mail.send"})
+    assert re.findall(r'href="/jobs/([^"/?]+)"', rows(by_type.text, "job-list")) == [
+        later.id,
+        ready.id,
+    ]
+    by_chain = site.http.get("/jobs", params={"q": running.chain_id})
+    assert running.id in by_chain.text
+    page = site.http.get(f"/jobs/{running.id}")
+    assert page.status_code == 200
+    assert "worker-3" in page.text and "lease" in page.text
+    detail = site.http.get(f"/jobs/{ready.id}")
+    assert "a@example.com" in detail.text

@@ -1,0 +1,326 @@
+"""Traces: spans for chains, jobs, blocker links and attempts, continued across processes through the
+trace contexts queuert stores with each chain, job and blocker link.
+
+The PRODUCER spans of new work are started when the client plans it (their contexts are written into
+the rows) and ended when its events arrive, after the commit. Work that rolls back is abandoned: its
+spans end with status ERROR ("rolled back"), so nothing else about it is exported. Attempt spans start
+when an attempt starts and end when it completes, fails or loses its job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from queuert.observability import (
+    AttemptCompleted,
+    AttemptFailed,
+    AttemptStarted,
+    ChainClosed,
+    ChainCreated,
+    ChainDeduplicated,
+    Event,
+    JobCompleted,
+    JobCreated,
+    JobInfo,
+    LeaseLost,
+)
+
+from queuert_otel import _attributes as a
+
+__all__ = ["MAX_PENDING", "Traces", "parse", "traceparent"]
+
+MAX_PENDING = 10_000
+"""Started spans kept waiting for their commit or their attempt's end; past this, the oldest is
+ended as an error (work whose outcome queuert never reported, e.g. a continuation planned by a
+handler that then failed)."""
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+def traceparent(span: Span) -> str | None:
+    """The W3C ``traceparent`` of ``span`` (``None`` for a span that is not sampled or invalid)."""
+    context = span.get_span_context()
+    if not context.is_valid:
+        return None
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
+
+
+def parse(value: str | None) -> Context | None:
+    """The context whose remote parent is the ``traceparent`` ``value``; ``None`` if it is missing
+    or not one (another tracer's value: ignored)."""
+    if not value:
+        return None
+    context = _PROPAGATOR.extract({"traceparent": value})
+    if not trace.get_current_span(context).get_span_context().is_valid:
+        return None
+    return context
+
+
+def _link(value: str | None) -> list[Link]:
+    context = parse(value)
+    if context is None:
+        return []
+    return [Link(trace.get_current_span(context).get_span_context())]
+
+
+class Traces:
+    """The tracing part of :class:`~queuert_otel.OtelObservability`."""
+
+    def __init__(self, tracer: Tracer) -> None:
+        self._tracer = tracer
+        self._pending: dict[str, Span] = {}
+        """Started PRODUCER spans by the context handed out, until their commit or abandon."""
+        self._attempts: dict[tuple[str, int], Span] = {}
+        self._handlers: dict[type[Event], Callable[[Any], None]] = {
+            ChainCreated: self._chain_created,
+            ChainDeduplicated: self._chain_deduplicated,
+            JobCreated: self._job_created,
+            AttemptStarted: self._attempt_started,
+            AttemptCompleted: self._attempt_completed,
+            AttemptFailed: self._attempt_failed,
+            LeaseLost: self._lease_lost,
+            JobCompleted: self._job_completed,
+            ChainClosed: self._chain_closed,
+        }
+
+    # -- TraceContexts: called while the creating transaction is open
+
+    def start_chain(self, chain_type_name: str) -> str | None:
+        span = self._tracer.start_span(
+            f"create chain {chain_type_name}",
+            kind=SpanKind.PRODUCER,
+            attributes={
+                a.MESSAGING_SYSTEM: a.SYSTEM,
+                a.DESTINATION: chain_type_name,
+                a.OPERATION_NAME: "create",
+                a.OPERATION_TYPE: "create",
+                a.CHAIN_TYPE: chain_type_name,
+            },
+        )
+        return self._hold(span)
+
+    def start_job(
+        self,
+        type_name: str,
+        chain_type_name: str,
+        chain_trace_context: str | None,
+        origin_trace_context: str | None,
+    ) -> str | None:
+        span = self._tracer.start_span(
+            f"create {type_name}",
+            context=parse(chain_trace_context),
+            kind=SpanKind.PRODUCER,
+            links=_link(origin_trace_context),
+            attributes={
+                a.MESSAGING_SYSTEM: a.SYSTEM,
+                a.DESTINATION: type_name,
+                a.OPERATION_NAME: "create",
+                a.OPERATION_TYPE: "create",
+                a.JOB_TYPE: type_name,
+                a.CHAIN_TYPE: chain_type_name,
+            },
+        )
+        return self._hold(span)
+
+    def start_blockers(
+        self, trace_context: str | None, blocker_chain_ids: Sequence[str]
+    ) -> list[str | None]:
+        parent = parse(trace_context)
+        out: list[str | None] = []
+        for index, chain_id in enumerate(blocker_chain_ids):
+            span = self._tracer.start_span(
+                "await blocker",
+                context=parent,
+                kind=SpanKind.PRODUCER,
+                attributes={a.BLOCKER_CHAIN_ID: chain_id, a.BLOCKER_INDEX: index},
+            )
+            out.append(self._hold(span))
+        return out
+
+    def abandon(self, trace_contexts: Sequence[str]) -> None:
+        for context in trace_contexts:
+            span = self._pending.pop(context, None)
+            if span is not None:
+                span.set_status(Status(StatusCode.ERROR, "rolled back"))
+                span.end()
+
+    def _hold(self, span: Span) -> str | None:
+        context = traceparent(span)
+        if context is None:
+            span.end()  # not sampled: nothing to wait for
+            return None
+        pending = self._pending
+        if len(pending) >= MAX_PENDING:
+            oldest = next(iter(pending))
+            self.abandon([oldest])
+        pending[context] = span
+        return context
+
+    def _release(self, context: str | None) -> Span | None:
+        return None if context is None else self._pending.pop(context, None)
+
+    # -- events: after the commit
+
+    def record(self, event: Event) -> None:
+        handler = self._handlers.get(type(event))
+        if handler is not None:
+            handler(event)
+
+    def _chain_created(self, e: ChainCreated) -> None:
+        span = self._release(e.trace_context)
+        if span is not None:
+            span.set_attribute(a.CHAIN_ID, e.chain_id)
+            span.end()
+
+    def _chain_deduplicated(self, e: ChainDeduplicated) -> None:
+        for context in (e.trace_context, e.job_trace_context):
+            span = self._release(context)
+            if span is None:
+                continue
+            span.set_attribute(a.CHAIN_ID, e.chain_id)
+            span.set_attribute(a.CHAIN_DEDUPLICATED, True)
+            for link in _link(e.existing_trace_context):
+                span.add_link(link.context, {"queuert.link": "existing chain"})
+            span.end()
+
+    def _job_created(self, e: JobCreated) -> None:
+        job = e.job
+        span = self._release(job.trace_context)
+        if span is not None:
+            span.set_attribute(a.MESSAGE_ID, job.id)
+            span.set_attribute(a.CHAIN_ID, job.chain_id)
+            if e.blocked:
+                span.set_attribute(a.BLOCKED, True)
+            span.end()
+        for blocker in e.blockers:
+            link_span = self._release(blocker.trace_context)
+            if link_span is None:
+                continue
+            link_span.update_name(f"await {blocker.chain_id}")
+            link_span.set_attribute(a.JOB_ID, job.id)
+            for link in _link(blocker.chain_trace_context):
+                link_span.add_link(link.context, {"queuert.link": "blocker chain"})
+            link_span.end()
+            if not blocker.open:
+                self._resolve(blocker.trace_context, blocker.chain_trace_context)
+
+    def _resolve(self, link_context: str | None, chain_context: str | None) -> None:
+        """The blocker link whose context is ``link_context`` is resolved (its chain closed)."""
+        parent = parse(link_context)
+        if parent is None:
+            return
+        self._tracer.start_span(
+            "resolve blocker", context=parent, kind=SpanKind.CONSUMER, links=_link(chain_context)
+        ).end()
+
+    def _attempt_started(self, e: AttemptStarted) -> None:
+        job = e.job
+        span = self._tracer.start_span(
+            f"process {job.type_name}",
+            context=parse(job.trace_context),
+            kind=SpanKind.CONSUMER,
+            attributes=_process_attributes(job, e.worker_id),
+        )
+        self._attempts[(job.id, job.attempt)] = span
+        if len(self._attempts) > MAX_PENDING:
+            key = next(iter(self._attempts))
+            self._attempts.pop(key).end()
+
+    def attempt_span(self, job: JobInfo) -> Span | None:
+        """The span of the job's current attempt, while it runs."""
+        return self._attempts.get((job.id, job.attempt))
+
+    def _attempt_span(self, job: JobInfo, worker_id: str) -> Span:
+        """The span of this attempt (one started now if it failed before it started)."""
+        span = self._attempts.pop((job.id, job.attempt), None)
+        if span is None:
+            span = self._tracer.start_span(
+                f"process {job.type_name}",
+                context=parse(job.trace_context),
+                kind=SpanKind.CONSUMER,
+                attributes=_process_attributes(job, worker_id),
+            )
+        return span
+
+    def _attempt_completed(self, e: AttemptCompleted) -> None:
+        span = self._attempt_span(e.job, e.worker_id)
+        span.set_attribute(a.MODE, e.mode)
+        if e.continued_with is not None:
+            span.set_attribute(a.CONTINUED_WITH, e.continued_with)
+        span.end()
+
+    def _attempt_failed(self, e: AttemptFailed) -> None:
+        span = self._attempt_span(e.job, e.worker_id)
+        span.set_attribute(a.ERROR_TYPE, e.error_type)
+        span.set_attribute(a.RETRIED, e.retry_at is not None)
+        if e.retry_at is not None:
+            span.set_attribute(a.RETRY_AT, e.retry_at.isoformat())
+        span.add_event(
+            "exception", {"exception.type": e.error_type, "exception.message": e.error[:4000]}
+        )
+        span.set_status(Status(StatusCode.ERROR, f"{e.error_type}: {e.error[:200]}"))
+        span.end()
+
+    def _lease_lost(self, e: LeaseLost) -> None:
+        span = self._attempts.pop((e.job.id, e.job.attempt), None)
+        if span is not None:
+            span.set_attribute(a.LEASE_LOST_REASON, e.reason)
+            span.set_status(Status(StatusCode.ERROR, f"lost the job: {e.reason}"))
+            span.end()
+
+    def _job_completed(self, e: JobCompleted) -> None:
+        if e.worker_id is not None:
+            return  # the attempt span shows it
+        job = e.job
+        attributes: dict[str, Any] = {
+            a.MESSAGING_SYSTEM: a.SYSTEM,
+            a.DESTINATION: job.type_name,
+            a.OPERATION_NAME: "complete",
+            a.OPERATION_TYPE: "settle",
+            a.MESSAGE_ID: job.id,
+            a.CHAIN_ID: job.chain_id,
+            a.WORKERLESS: True,
+        }
+        if e.continued_with is not None:
+            attributes[a.CONTINUED_WITH] = e.continued_with
+        self._tracer.start_span(
+            f"complete {job.type_name}",
+            context=parse(job.trace_context),
+            kind=SpanKind.INTERNAL,
+            attributes=attributes,
+        ).end()
+
+    def _chain_closed(self, e: ChainClosed) -> None:
+        parent = parse(e.trace_context)
+        if parent is not None:
+            self._tracer.start_span(
+                f"close chain {e.type_name}",
+                context=parent,
+                kind=SpanKind.INTERNAL,
+                attributes={
+                    a.CHAIN_TYPE: e.type_name,
+                    a.CHAIN_ID: e.chain_id,
+                    a.CHAIN_OUTCOME: e.outcome,
+                },
+            ).end()
+        for link_context in e.blocker_trace_contexts:
+            self._resolve(link_context, e.trace_context)
+
+
+def _process_attributes(job: JobInfo, worker_id: str) -> dict[str, Any]:
+    return {
+        a.MESSAGING_SYSTEM: a.SYSTEM,
+        a.DESTINATION: job.type_name,
+        a.OPERATION_NAME: "process",
+        a.OPERATION_TYPE: "process",
+        a.MESSAGE_ID: job.id,
+        a.CHAIN_ID: job.chain_id,
+        a.CHAIN_TYPE: job.chain_type_name,
+        a.JOB_ATTEMPT: job.attempt,
+        a.WORKER_ID: worker_id,
+    }
