@@ -38,6 +38,7 @@ PROPERTY = "queuert_conformance_adapter"
 """Name of the report property holding the description of the adapter a case ran against."""
 HARNESS_FIXTURES = ("queuert_state_harness", "queuert_notify_harness")
 STATE_HOOKS = ("poison", "open_another", "open_sharing", "open_in_process")
+NO_ADAPTER = "none (cases that check queuert's core alone, with no harness)"
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -62,7 +63,9 @@ def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: objec
     if not name.startswith("test"):
         return
     marks = getattr(obj, "pytestmark", [])
-    if inspect.iscoroutinefunction(obj) and not any(
+    # a hypothesis test (@given) wraps the coroutine function in a plain one
+    inner = getattr(getattr(obj, "hypothesis", None), "inner_test", obj)
+    if inspect.iscoroutinefunction(inner) and not any(
         getattr(mark, "name", None) == "asyncio" for mark in marks
     ):
         pytest.mark.asyncio(obj)
@@ -108,14 +111,12 @@ def pytest_runtest_makereport(
     if item.get_closest_marker(MARKER) is None:
         return report
     funcargs: dict[str, Any] = getattr(item, "funcargs", {})
-    for name in HARNESS_FIXTURES:
-        description = describe_harness(funcargs.get(name))
-        if description is not None and (PROPERTY, description) not in report.user_properties:
+    used = [name for name in HARNESS_FIXTURES if name in getattr(item, "fixturenames", ())]
+    descriptions = [describe_harness(funcargs.get(name)) or f"{name} not set up" for name in used]
+    for description in descriptions or [NO_ADAPTER]:
+        if (PROPERTY, description) not in report.user_properties:
             report.user_properties.append((PROPERTY, description))
     return report
-
-
-NO_ADAPTER = "no adapter recorded (the harness fixture was not set up)"
 
 
 @dataclass
