@@ -123,6 +123,14 @@ def test_a_failing_case_is_not_certified(pytester: pytest.Pytester) -> None:
     )
 
 
+def test_an_unset_loop_scope_is_pointed_out_in_the_summary(pytester: pytest.Pytester) -> None:
+    third_party(pytester, mode="strict", decorator="pytest_asyncio.fixture")
+    pytester.makefile(".ini", pytest="[pytest]\nfilterwarnings = error\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-k", "TestCreateJobs")
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(['note: set asyncio_default_fixture_loop_scope = "function" *'])
+
+
 def test_a_project_without_the_suites_sees_nothing(pytester: pytest.Pytester) -> None:
     """Installed next to an unrelated project (whose warnings are errors, with no pytest-asyncio
     settings), the plugin neither breaks nor prints anything."""

@@ -250,6 +250,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     lines = summary_lines(reports, partial_run(config))
     if not lines:
         return
+    if not config.getini("asyncio_default_fixture_loop_scope"):
+        lines.append(
+            'note: set asyncio_default_fixture_loop_scope = "function" in your pytest configuration '
+            "(pytest-asyncio's warning about it is not shown; see the queuert-conformance README)"
+        )
     terminalreporter.write_sep("=", "queuert conformance")
     for line in lines:
         terminalreporter.write_line(line)
