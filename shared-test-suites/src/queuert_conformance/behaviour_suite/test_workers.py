@@ -13,7 +13,12 @@ from queuert.observability import JobReaped, WorkerError
 
 from queuert_conformance.behaviour_suite.faults import CountingStateAdapter, FlakyStateAdapter
 from queuert_conformance.behaviour_suite.jobs import ALL, Echo, Num
-from queuert_conformance.behaviour_suite.support import MakeEnv, eventually, stall_lease_renewal
+from queuert_conformance.behaviour_suite.support import (
+    MakeEnv,
+    eventually,
+    handler_entered,
+    stall_lease_renewal,
+)
 
 
 async def _echo(attempt: Attempt[Echo]) -> Num:
@@ -238,7 +243,7 @@ class TestLeases:
         chain = await env.start_one(Echo(Num(0)))
         first = env.worker({Echo: stalled}, lease=lease)
         async with first:
-            await asyncio.wait_for(stalled_entered.wait(), 5)
+            await handler_entered(stalled_entered)
             resume = stall_lease_renewal(first)  # the first worker stalls: its lease expires
             second = env.worker(
                 {Echo: healthy}, lease=lease, client=env.another_client(), reap_interval=0.1
@@ -272,7 +277,7 @@ class TestShutdown:
         chain = await env.start_one(Echo(Num(0)))
         worker = env.worker({Echo: handle}, shutdown_timeout=5)
         await worker.start()
-        await asyncio.wait_for(entered.wait(), 5)
+        await handler_entered(entered)
         await worker.close()
         assert (await env.wait(chain, timeout=1)).value == 1
 
@@ -290,7 +295,7 @@ class TestShutdown:
         chain = await env.start_one(Echo(Num(4)))
         worker = env.worker({Echo: stubborn}, shutdown_timeout=0.3)
         await worker.start()
-        await asyncio.wait_for(entered.wait(), 5)
+        await handler_entered(entered)
         loop = asyncio.get_running_loop()
         started = loop.time()
         await worker.close()
