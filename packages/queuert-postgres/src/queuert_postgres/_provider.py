@@ -116,6 +116,27 @@ def savepoint_name() -> str:
 # -- asyncpg ----------------------------------------------------------------------------------------
 
 
+def _asyncpg_open(tx: Any) -> Any:
+    """``tx`` if it is an asyncpg connection inside an open transaction; :class:`UsageError` otherwise
+    (an object of another kind, a connection back in its pool, or one in autocommit, whose
+    statements would each commit on their own)."""
+    try:
+        in_transaction = tx.is_in_transaction()
+    except AttributeError:
+        raise UsageError(
+            f"tx={tx!r:.80} is not an asyncpg connection: pass the connection of your open"
+            " transaction, or open one with client.transaction()"
+        ) from None
+    except Exception as exc:  # asyncpg's InterfaceError: the connection went back to its pool
+        raise UsageError(f"the transaction has ended ({exc})") from None
+    if not in_transaction:
+        raise UsageError(
+            "this asyncpg connection has no open transaction (each statement would commit on its"
+            " own): pass it inside `async with conn.transaction():`"
+        )
+    return tx
+
+
 async def _asyncpg_fetch(conn: Any, sql: Sql, args: Sequence[Any]) -> list[Row]:
     rows: list[Row] = await conn.fetch(sql.text, *args)
     return rows
@@ -258,10 +279,10 @@ class AsyncpgProvider:
         if tx is None:
             async with self.pool.acquire() as conn:
                 return await _asyncpg_fetch(conn, sql, args)
-        return await _asyncpg_fetch(tx, sql, args)
+        return await _asyncpg_fetch(_asyncpg_open(tx), sql, args)
 
     async def script(self, sql: str, tx: Any) -> None:
-        await tx.execute(sql)
+        await _asyncpg_open(tx).execute(sql)
 
     async def close(self) -> None:
         if self._owns_pool:
@@ -269,6 +290,27 @@ class AsyncpgProvider:
 
 
 # -- psycopg 3 --------------------------------------------------------------------------------------
+
+
+def _psycopg_open(tx: Any) -> Any:
+    """``tx`` if it is a psycopg async connection that runs statements in a transaction;
+    :class:`UsageError` otherwise (an object of another kind, a closed connection, or one in
+    autocommit with no transaction open, whose statements would each commit on their own)."""
+    try:
+        closed, autocommit, status = tx.closed, tx.autocommit, tx.info.transaction_status
+    except AttributeError:
+        raise UsageError(
+            f"tx={tx!r:.80} is not a psycopg connection: pass the connection of your open"
+            " transaction, or open one with client.transaction()"
+        ) from None
+    if closed:
+        raise UsageError("the transaction has ended (its connection is closed)")
+    if autocommit and status == 0:  # TransactionStatus.IDLE
+        raise UsageError(
+            "this psycopg connection is in autocommit with no open transaction (each statement"
+            " would commit on its own): pass it inside `async with conn.transaction():`"
+        )
+    return tx
 
 
 async def _psycopg_fetch(
@@ -381,10 +423,10 @@ class PsycopgProvider:
         if tx is None:
             async with self.pool.connection() as conn:
                 return await _psycopg_fetch(conn, sql, args, self._prepare)
-        return await _psycopg_fetch(tx, sql, args, self._prepare)
+        return await _psycopg_fetch(_psycopg_open(tx), sql, args, self._prepare)
 
     async def script(self, sql: str, tx: Any) -> None:
-        await tx.execute(sql)
+        await _psycopg_open(tx).execute(sql)
 
     async def close(self) -> None:
         if self._own_pool is not None:
@@ -481,6 +523,11 @@ class SqlAlchemyProvider:
         conn = tx
         if hasattr(tx, "sync_session"):  # AsyncSession
             conn = await tx.connection()
+        if not hasattr(conn, "get_raw_connection"):
+            raise UsageError(
+                f"tx={tx!r:.80} is not a SQLAlchemy AsyncSession or AsyncConnection: pass the one"
+                " of your open transaction, or open one with client.transaction()"
+            )
         raw = await conn.get_raw_connection()
         driver = raw.driver_connection
         module = type(driver).__module__
