@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from queuert.duration import Duration, to_timedelta
 from queuert.errors import TransactionAbortedError, UsageError
 
 __all__ = [
@@ -195,7 +196,10 @@ class AsyncpgProvider:
     """Runs the SQL on an ``asyncpg`` pool (``tx`` = an asyncpg connection inside a transaction).
 
     Build it from a pool you already have (``AsyncpgProvider(pool)``; you close the pool) or let it
-    create one (``await AsyncpgProvider.connect(dsn)``; closed with the adapter). asyncpg prepares and
+    create one (``await AsyncpgProvider.connect(dsn)``; closed with the adapter). A pool it creates
+    gives up connecting after ``connect_timeout`` (10 s) and on a statement of queuert's after
+    ``statement_timeout`` (60 s; ``None``: no limit), raising ``TimeoutError``, so a server that
+    accepts connections but never answers cannot hang a worker. asyncpg prepares and
     caches statements; behind PgBouncer in transaction pooling mode pass ``prepared_statements=False``
     to :meth:`connect` (or create your pool with ``statement_cache_size=0``).
 
@@ -226,9 +230,20 @@ class AsyncpgProvider:
         prepared_statements: bool = True,
         reset_sessions: bool = False,
         generic_plans: bool = True,
+        connect_timeout: Duration = 10.0,
+        statement_timeout: Duration | None = 60.0,
         **pool_options: Any,
     ) -> AsyncpgProvider:
         import asyncpg
+
+        pool_options.setdefault(
+            "timeout", to_timedelta(connect_timeout, name="connect_timeout").total_seconds()
+        )
+        if statement_timeout is not None:
+            pool_options.setdefault(
+                "command_timeout",
+                to_timedelta(statement_timeout, name="statement_timeout").total_seconds(),
+            )
 
         if not prepared_statements:
             pool_options.setdefault("statement_cache_size", 0)
