@@ -25,6 +25,7 @@ from queuert_conformance.behaviour_suite.test_scheduling import (
     TestScheduling,
     TestStartDeduplication,
 )
+from queuert_conformance.behaviour_suite.test_transaction_handles import TestTransactionHandles
 from queuert_conformance.behaviour_suite.test_transactions import (
     TestClientTransactions,
     TestValidation,
@@ -58,6 +59,7 @@ __all__ = [
     "TestShutdown",
     "TestStartDeduplication",
     "TestStateResilience",
+    "TestTransactionHandles",
     "TestValidation",
     "TestWaitForChain",
     "TestWorkerRecovery",

@@ -19,6 +19,7 @@ __all__ = [
     "ChainCancelledError",
     "ChainFailedError",
     "ChainNotFoundError",
+    "ConfigurationError",
     "DuplicateJobIdError",
     "DuplicateJobTypeError",
     "InvalidIdentifierError",
@@ -283,6 +284,11 @@ class TransactionHooksRequiredError(UsageError):
             "this call needs transaction hooks: open the transaction with client.transaction(), "
             "wrap your own transaction in `async with client.hooks(tx):`, or pass hooks=..."
         )
+
+
+class ConfigurationError(UsageError, ValueError):
+    """An adapter was given options it cannot work with (a malformed key prefix or subject, both or
+    neither of two alternatives, a non-positive timeout); nothing was opened."""
 
 
 class InvalidIdentifierError(QueuertError, ValueError):
