@@ -1,7 +1,8 @@
 """queuert benchmarks: processing capacity, enqueue-to-start latency and memory.
 
 Every measurement runs in a fresh child process, several times; the report gives medians (and the
-spread). Backends are chosen by URL: ``memory://``, ``sqlite:///path.db``, ``postgresql://...``.
+spread). Backends are chosen by URL: ``memory://``, ``sqlite:///path.db``, ``postgresql://...``,
+``mysql://...`` (MySQL or MariaDB).
 
     uv run python tools/bench/bench.py processing --dsn postgresql://postgres@127.0.0.1/test --runs 5
     uv run python tools/bench/bench.py latency --dsn ... --notify postgres|redis|nats|none --runs 3
@@ -81,6 +82,9 @@ def isolated_dsn(dsn: str, tag: str) -> str:
     if dsn.startswith(("postgresql://", "postgres://")):
         sep = "&" if "?" in dsn else "?"
         return f"{dsn}{sep}schema=bench_{tag}"
+    if dsn.startswith(("mysql://", "mariadb://")):
+        sep = "&" if "?" in dsn else "?"
+        return f"{dsn}{sep}table_prefix=bench_{tag}_"
     return dsn
 
 
@@ -126,6 +130,18 @@ async def drop_backend(dsn: str) -> None:
             await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         finally:
             await conn.close()
+    if dsn.startswith(("mysql://", "mariadb://")) and "table_prefix=bench_" in dsn:
+        import aiomysql
+        from queuert_mysql._url import parse_url
+
+        prefix = dsn.split("table_prefix=")[1].split("&")[0]
+        conn = await aiomysql.connect(**parse_url(dsn)[0], autocommit=True)
+        try:
+            async with conn.cursor() as cur:
+                for table in ("job_blocker", "job", "dedup_lock", "migration"):
+                    await cur.execute(f"DROP TABLE IF EXISTS `{prefix}{table}`")
+        finally:
+            conn.close()
 
 
 # -- one measured run (child process) --------------------------------------------------------------
@@ -337,6 +353,8 @@ def child(args: list[str]) -> dict[str, float]:
 def describe_backend(dsn: str) -> str:
     if dsn.startswith(("postgresql://", "postgres://")):
         return "PostgreSQL (server defaults: fsync and synchronous_commit as configured, not tuned)"
+    if dsn.startswith(("mysql://", "mariadb://")):
+        return "MySQL/MariaDB (server defaults: innodb_flush_log_at_trx_commit as configured, not tuned)"
     if dsn.startswith("sqlite"):
         import sqlite3
 

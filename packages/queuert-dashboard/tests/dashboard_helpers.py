@@ -155,10 +155,15 @@ class Seeder:
 
         return self.run(go)
 
-    def claim(self, type_name: str, worker_id: str = "worker-1") -> list[StoredJob]:
+    def claim(
+        self,
+        type_name: str,
+        worker_id: str = "worker-1",
+        lease: timedelta = timedelta(minutes=5),
+    ) -> list[StoredJob]:
         async def go() -> list[StoredJob]:
             result = await self.state.claim_jobs(
-                leases={type_name: timedelta(minutes=5)}, limit=100, worker_id=worker_id
+                leases={type_name: lease}, limit=100, worker_id=worker_id
             )
             return result.jobs
 
