@@ -1,7 +1,8 @@
 """queuert benchmarks: processing capacity, enqueue-to-start latency and memory.
 
 Every measurement runs in a fresh child process, several times; the report gives medians (and the
-spread). Backends are chosen by URL: ``memory://``, ``sqlite:///path.db``, ``postgresql://...``.
+spread). Backends are chosen by URL: ``memory://``, ``sqlite:///path.db``, ``postgresql://...``,
+``mysql://...`` (MySQL or MariaDB).
 
     uv run python tools/bench/bench.py processing --dsn postgresql://postgres@127.0.0.1/test --runs 5
     uv run python tools/bench/bench.py latency --dsn ... --notify postgres|redis|nats|none --runs 3
@@ -13,6 +14,11 @@ latency: start single jobs one at a time against an idle worker and measure how 
 starts (min / median / p99), with the given notify adapter and a 1 s poll interval.
 memory: Python heap (tracemalloc) for setup, peak while processing 1,000 jobs, and retained after
 close, over repeated build -> process -> close cycles.
+otel: batch start and atomic processing with queuert-otel off and on (metrics, traces and logs
+with the default settings, into the OpenTelemetry SDK's batch processors and in-memory exporters),
+alternating off and on runs in one session; reports both throughputs and the ratio of the medians.
+
+    uv run python tools/bench/bench.py otel --dsn sqlite:///bench.db --runs 5
 """
 
 from __future__ import annotations
@@ -76,6 +82,9 @@ def isolated_dsn(dsn: str, tag: str) -> str:
     if dsn.startswith(("postgresql://", "postgres://")):
         sep = "&" if "?" in dsn else "?"
         return f"{dsn}{sep}schema=bench_{tag}"
+    if dsn.startswith(("mysql://", "mariadb://")):
+        sep = "&" if "?" in dsn else "?"
+        return f"{dsn}{sep}table_prefix=bench_{tag}_"
     return dsn
 
 
@@ -121,18 +130,71 @@ async def drop_backend(dsn: str) -> None:
             await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         finally:
             await conn.close()
+    if dsn.startswith(("mysql://", "mariadb://")) and "table_prefix=bench_" in dsn:
+        import aiomysql
+        from queuert_mysql._url import parse_url
+
+        prefix = dsn.split("table_prefix=")[1].split("&")[0]
+        conn = await aiomysql.connect(**parse_url(dsn)[0], autocommit=True)
+        try:
+            async with conn.cursor() as cur:
+                for table in ("job_blocker", "job", "dedup_lock", "migration"):
+                    await cur.execute(f"DROP TABLE IF EXISTS `{prefix}{table}`")
+        finally:
+            conn.close()
 
 
 # -- one measured run (child process) --------------------------------------------------------------
 
 
+def counting_otel(target: int) -> tuple[Any, asyncio.Event]:
+    """An ``OtelObservability`` exporting everything into the SDK's in-memory exporters (through the
+    batch processors, as in production: export on the SDK's thread), which also counts completed
+    attempts like :class:`Countdown`."""
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs import export as log_export
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from queuert_otel import OtelObservability
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(InMemorySpanExporter()))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    exporter = (
+        getattr(log_export, "InMemoryLogRecordExporter", None) or log_export.InMemoryLogExporter
+    )
+    logger_provider = LoggerProvider()
+    logger_provider.add_log_record_processor(log_export.BatchLogRecordProcessor(exporter()))
+    countdown = Countdown(target)
+
+    class Counting(OtelObservability):
+        def emit(self, event: Event) -> None:
+            super().emit(event)
+            countdown.emit(event)
+
+    otel = Counting(
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        logger_provider=logger_provider,
+    )
+    return otel, countdown.done
+
+
 async def run_processing(
-    dsn: str, chains: int, start_mode: str, process_mode: str, notify: str
+    dsn: str, chains: int, start_mode: str, process_mode: str, notify: str, otel: bool = False
 ) -> dict[str, float]:
     state, notifier = await open_backend(dsn, notify)
-    countdown = Countdown(chains)
+    observability: Any
+    if otel:
+        observability, done = counting_otel(chains)
+    else:
+        observability = Countdown(chains)
+        done = observability.done
     client: Client[Any] = Client(
-        state, job_types=[BenchJob], notify=notifier, observability=countdown
+        state, job_types=[BenchJob], notify=notifier, observability=observability
     )
     worker: Worker[Any] = Worker(client, concurrency=10, poll_interval=1.0, lease=Lease(60, 30))
 
@@ -163,16 +225,22 @@ async def run_processing(
     started = time.perf_counter() - t0
 
     t1 = time.perf_counter()
+    cpu1 = time.process_time()
     await worker.start()
-    await countdown.done.wait()
+    await done.wait()
     processed = time.perf_counter() - t1
+    cpu = time.process_time() - cpu1
     await worker.close()
     await client.close()
     remaining = await client.list_jobs(statuses=["ready", "running", "scheduled"], limit=1)
     assert not remaining.items, "every job was processed"
     await notifier.close()
     await state.close()
-    return {"start_per_s": chains / started, "process_per_s": chains / processed}
+    return {
+        "start_per_s": chains / started,
+        "process_per_s": chains / processed,
+        "process_cpu_us": cpu / chains * 1e6,
+    }
 
 
 async def run_latency(dsn: str, samples: int, notify: str) -> dict[str, float]:
@@ -278,6 +346,8 @@ def child(args: list[str]) -> dict[str, float]:
 def describe_backend(dsn: str) -> str:
     if dsn.startswith(("postgresql://", "postgres://")):
         return "PostgreSQL (server defaults: fsync and synchronous_commit as configured, not tuned)"
+    if dsn.startswith(("mysql://", "mariadb://")):
+        return "MySQL/MariaDB (server defaults: innodb_flush_log_at_trx_commit as configured, not tuned)"
     if dsn.startswith("sqlite"):
         import sqlite3
 
@@ -305,7 +375,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("kind", choices=["processing", "latency", "memory"])
+    parser.add_argument("kind", choices=["processing", "latency", "memory", "otel"])
     parser.add_argument("--dsn", default="memory://")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--chains", type=int, default=5000)
@@ -351,6 +421,46 @@ def main() -> None:
                 f"{start_mode:<8}{process_mode:<9}{statistics.median(starts):>16,.0f}{statistics.median(procs):>16,.0f}"
                 f"   ({min(starts):,.0f}..{max(starts):,.0f} / {min(procs):,.0f}..{max(procs):,.0f})"
             )
+    elif args.kind == "otel":
+        results: dict[bool, list[dict[str, float]]] = {False: [], True: []}
+        for _ in range(args.runs):
+            for on in (False, True):  # alternating, so drift hits both alike
+                payload = {
+                    "dsn": args.dsn,
+                    "chains": args.chains,
+                    "start_mode": "batch",
+                    "process_mode": "atomic",
+                    "notify": args.notify,
+                    "otel": on,
+                }
+                results[on].append(child(["processing", json.dumps(payload)]))
+        # CPU time of this process per processed job: far less sensitive than throughput to other
+        # processes competing for the machine (it includes the SDK's export threads)
+        print(
+            f"{'otel':<6}{'start chains/s':>16}{'process jobs/s':>16}{'process CPU us/job':>20}"
+            "   (min..max)"
+        )
+        medians: dict[bool, tuple[float, float, float]] = {}
+        for on in (False, True):
+            starts = [r["start_per_s"] for r in results[on]]
+            procs = [r["process_per_s"] for r in results[on]]
+            cpus = [r["process_cpu_us"] for r in results[on]]
+            medians[on] = (
+                statistics.median(starts),
+                statistics.median(procs),
+                statistics.median(cpus),
+            )
+            print(
+                f"{'on' if on else 'off':<6}{medians[on][0]:>16,.0f}{medians[on][1]:>16,.0f}"
+                f"{medians[on][2]:>20,.0f}"
+                f"   ({min(starts):,.0f}..{max(starts):,.0f} / {min(procs):,.0f}..{max(procs):,.0f}"
+                f" / {min(cpus):,.0f}..{max(cpus):,.0f})"
+            )
+        print(
+            f"on/off{medians[True][0] / medians[False][0]:>16.2f}"
+            f"{medians[True][1] / medians[False][1]:>16.2f}"
+            f"{medians[True][2] / medians[False][2]:>20.2f}"
+        )
     elif args.kind == "latency":
         runs = [
             child(

@@ -23,6 +23,11 @@ brackets), per operation:
   a two-column table and ``COMMIT`` on one held connection, no pool (what a one-chain transaction
   costs at least); insert per row: 100 rows in one ``INSERT ... SELECT FROM unnest(...)`` into that
   table.
+- MySQL / MariaDB (``--dsn mysql://...``), through aiomysql on one held connection: round trip
+  (``SELECT 1``); one-row transaction (``BEGIN``, an insert into a two-column table, ``COMMIT``);
+  insert per row (100 rows in one multi-row ``INSERT``); and a claim-shaped transaction: ``BEGIN``, a
+  locking read of 10 rows, an ``UPDATE`` of them and ``COMMIT`` (what claiming a batch costs at
+  least with four round trips), per row.
 - with ``--memory-cycles N``: the Python heap that asyncpg alone retains over N cycles of opening a
   pool, running 50 transactions and closing it (what bench.py's memory figures for PostgreSQL
   include before queuert adds anything).
@@ -255,6 +260,62 @@ async def postgres(dsn: str, count: int = 2_000) -> dict[str, list[float]]:
         await pool.close()
 
 
+async def mysql(dsn: str, count: int = 2_000) -> dict[str, list[float]]:
+    import aiomysql
+    from queuert_mysql._url import parse_url
+
+    table = f"queuert_floor_{os.getpid()}"
+    conn = await aiomysql.connect(**parse_url(dsn)[0], autocommit=True)
+    try:
+        cur = await conn.cursor()
+        await cur.execute(
+            f"CREATE TABLE {table} (id CHAR(36) PRIMARY KEY, body VARCHAR(20) NOT NULL, n INT)"
+        )
+
+        async def select1() -> None:
+            for _ in range(count):
+                await cur.execute("SELECT 1")
+                await cur.fetchall()
+
+        round_trip = await atimed(select1, count)
+
+        async def one_row_tx() -> None:
+            for _ in range(count):
+                await cur.execute("BEGIN")
+                await cur.execute(f"INSERT INTO {table} VALUES (%s, 'x', 0)", (uuid7(),))
+                await cur.execute("COMMIT")
+
+        tx = await atimed(one_row_tx, count)
+
+        async def batches() -> None:
+            for _ in range(count // 100):
+                rows = [v for _ in range(100) for v in (uuid7(), "x")]
+                await cur.execute(
+                    f"INSERT INTO {table} VALUES " + ", ".join(["(%s, %s, 0)"] * 100), rows
+                )
+
+        per_row = await atimed(batches, count // 100 * 100)
+
+        async def claims() -> None:
+            for _ in range(count // 10):
+                await cur.execute("BEGIN")
+                await cur.execute(
+                    f"SELECT id FROM {table} WHERE n = 0 ORDER BY id LIMIT 10 "
+                    "FOR UPDATE SKIP LOCKED"
+                )
+                ids = [row[0] for row in await cur.fetchall()]
+                await cur.execute(
+                    f"UPDATE {table} SET n = 1 WHERE id IN ({', '.join(['%s'] * len(ids))})", ids
+                )
+                await cur.execute("COMMIT")
+
+        claim = await atimed(claims, count // 10 * 10)
+        await cur.execute(f"DROP TABLE {table}")
+        return {"rt": round_trip, "tx": tx, "row": per_row, "claim": claim}
+    finally:
+        conn.close()
+
+
 async def asyncpg_memory(dsn: str, cycles: int) -> list[tuple[int, float]]:
     """Python heap retained (KiB, ``tracemalloc``) after repeated cycles of asyncpg alone: open a pool
     of up to 10 connections, run 50 concurrent one-statement transactions, close it. The baseline is
@@ -320,7 +381,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--dsn", help="a PostgreSQL URL: also measure the PostgreSQL floors")
+    parser.add_argument(
+        "--dsn", help="a PostgreSQL or MySQL URL: also measure that database's floors"
+    )
     parser.add_argument(
         "--memory-cycles",
         type=int,
@@ -352,7 +415,21 @@ def main() -> None:
         f"with a statement of yours first, 2 hops: {1e6 / tx2:,.0f})"
     )
     print(f"  SQLite batches of 100:{1e6 / (row + hop / 100):>10,.0f} chains/s")
-    if args.dsn:
+    if args.dsn and args.dsn.startswith(("mysql://", "mariadb://")):
+        my = asyncio.run(mysql(args.dsn))
+        print("MySQL / MariaDB (aiomysql, server defaults)")
+        report("round trip (SELECT 1)", my["rt"])
+        tx = report("one-row transaction (BEGIN, INSERT, COMMIT)", my["tx"])
+        my_row = report("insert per row, 100 per statement", my["row"])
+        claim = report(
+            "claim of 10 rows (BEGIN, locking read, UPDATE, COMMIT), per row", my["claim"]
+        )
+        print(f"  ceiling one by one:   {1e6 / tx:>10,.0f} chains/s   (no queuert code)")
+        print(f"  ceiling batches:      {1e6 / my_row:>10,.0f} chains/s   (three-column table)")
+        print(
+            f"  ceiling claims:       {1e6 / claim:>10,.0f} jobs/s     (claims alone, batches of 10)"
+        )
+    elif args.dsn:
         pg = asyncio.run(postgres(args.dsn))
         print("PostgreSQL (asyncpg, server defaults)")
         report("round trip (SELECT 1)", pg["rt"])

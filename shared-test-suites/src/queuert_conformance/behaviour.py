@@ -10,6 +10,7 @@ from queuert_conformance.behaviour_suite.test_blockers import TestFanOutFanIn
 from queuert_conformance.behaviour_suite.test_chains import TestContinuations, TestPatterns
 from queuert_conformance.behaviour_suite.test_deletion import TestDeletion, TestWaitForChain
 from queuert_conformance.behaviour_suite.test_hostile_values import TestHostileValues
+from queuert_conformance.behaviour_suite.test_poison_rows import TestPoisonRows
 from queuert_conformance.behaviour_suite.test_processing import (
     TestErrors,
     TestMaxAttempts,
@@ -24,6 +25,7 @@ from queuert_conformance.behaviour_suite.test_scheduling import (
     TestScheduling,
     TestStartDeduplication,
 )
+from queuert_conformance.behaviour_suite.test_transaction_handles import TestTransactionHandles
 from queuert_conformance.behaviour_suite.test_transactions import (
     TestClientTransactions,
     TestValidation,
@@ -52,10 +54,12 @@ __all__ = [
     "TestNotifyResilience",
     "TestPatterns",
     "TestPickup",
+    "TestPoisonRows",
     "TestScheduling",
     "TestShutdown",
     "TestStartDeduplication",
     "TestStateResilience",
+    "TestTransactionHandles",
     "TestValidation",
     "TestWaitForChain",
     "TestWorkerRecovery",

@@ -16,6 +16,7 @@ from queuert.errors import (
     ChainCancelledError,
     ChainFailedError,
     ChainNotFoundError,
+    ConfigurationError,
     DuplicateJobIdError,
     DuplicateJobTypeError,
     InvalidIdentifierError,
@@ -34,6 +35,7 @@ from queuert.errors import (
     QueuertError,
     RescheduleJob,
     StateAdapterClosedError,
+    StoredValueError,
     TransactionAbortedError,
     TransactionHooksRequiredError,
     UnknownJobTypeError,
@@ -48,6 +50,7 @@ from queuert.in_memory import (
     NoopNotifyAdapter,
 )
 from queuert.job_types import Blockers, ChainResult, Continues, EntryJobType, JobType
+from queuert.json import UndecodableValue
 from queuert.models import Chain, Job
 from queuert.notify import NotifyAdapter
 from queuert.observability import LoggingObservability, ObservabilityAdapter, RecordingObservability
@@ -73,6 +76,7 @@ __all__ = [
     "Client",
     "Codec",
     "CodecError",
+    "ConfigurationError",
     "Continues",
     "Deduplication",
     "DefaultCodec",
@@ -111,10 +115,12 @@ __all__ = [
     "Schedule",
     "StateAdapter",
     "StateAdapterClosedError",
+    "StoredValueError",
     "TransactionAbortedError",
     "TransactionHooks",
     "TransactionHooksRequiredError",
     "TxContext",
+    "UndecodableValue",
     "UnknownJobTypeError",
     "UsageError",
     "WaitChainTimeoutError",

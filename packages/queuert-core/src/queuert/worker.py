@@ -15,7 +15,10 @@ One asyncio worker per process; any number of processes. The worker
 * recovers from state errors with a backoff that resets after the next success;
 * on ``close()`` stops claiming, tells handlers (``signal.reason == "shutdown"``), waits up to
   ``shutdown_timeout``, then cancels what is left and returns its jobs to ready; every task it started
-  has ended when ``close()`` returns.
+  has ended when ``close()`` returns. A handler that ignores its cancellation is abandoned after a
+  cleanup grace (``min(shutdown_timeout + 1 s, 10 s)``), with a warning: its job is not released but
+  left to its lease, so no other worker runs it while it may still be running, and ``close()``
+  still returns.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from queuert.errors import (
     BlockerChainFailedError,
     JobNotCompletedError,
     RescheduleJob,
+    StoredValueError,
     UsageError,
 )
 from queuert.hooks import TransactionHooks
@@ -273,6 +277,8 @@ class Worker(Generic[TxT]):
         self.shutdown_timeout = to_timedelta(shutdown_timeout, name="shutdown_timeout")
         """How long in-flight handlers may take to finish on ``close()``."""
         self._shutdown_seconds = self.shutdown_timeout.total_seconds()
+        self._cleanup_seconds = min(self._shutdown_seconds + 1.0, 10.0)
+        """How long cancelled handlers get to roll back before they are abandoned."""
         self.reap_interval = (
             None
             if reap_interval is None
@@ -295,6 +301,9 @@ class Worker(Generic[TxT]):
         self._held: set[str] = set()
         """Jobs whose row this worker holds locked in an open transaction (not renewed meanwhile)."""
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._abandoned: set[asyncio.Future[Any]] = set()
+        self._grace_over = False
+        """Handlers that ignored their cancellation at shutdown (referenced, never awaited)."""
         self._wake = asyncio.Event()
         self._stopping = False
         self._started = False
@@ -405,7 +414,8 @@ class Worker(Generic[TxT]):
         self._core.emit(WorkerStarted(self.id, tuple(self.type_names), self.concurrency))
 
     async def close(self) -> None:
-        """Stop gracefully within ``shutdown_timeout`` (+ a short cleanup grace); idempotent."""
+        """Stop gracefully within ``shutdown_timeout`` plus the cleanup grace (``shutdown_timeout``
+        + 1 s, at most 10 s); idempotent."""
         if not self._started:
             return
         if self._closing is None:
@@ -462,7 +472,8 @@ class Worker(Generic[TxT]):
             if pending:
                 for running in list(self._running.values()):
                     running.cancel("shutdown")
-                _, still = await asyncio.wait(pending, timeout=10.0)
+                _, still = await asyncio.wait(pending, timeout=self._cleanup_seconds)
+                self._grace_over = True  # attempts still running abandon their handlers at once
                 for task in still:
                     task.cancel()
                 await asyncio.gather(*still, return_exceptions=True)
@@ -741,6 +752,16 @@ class Worker(Generic[TxT]):
             if running.watch is not None:
                 await self._unwatch(running.watch)
 
+    def _abandon(self, job: StoredJob, handler: asyncio.Future[Any]) -> None:
+        """Stop waiting for a handler that ignores its cancellation. Its job stays leased until the
+        lease expires (no renewal), so no other worker runs it while it may still be running."""
+        self._abandoned.add(handler)
+        handler.add_done_callback(self._abandoned.discard)
+        logger.warning(
+            "a handler ignored its cancellation; left running, its job is left to its lease",
+            extra={"queuert_job_id": job.id, "queuert_job_type": job.type_name},
+        )
+
     async def _attempt(self, running: _Running, started: float) -> None:
         job = running.job
         client = self.client
@@ -754,14 +775,14 @@ class Worker(Generic[TxT]):
                 failed = [b for b in blockers if b.outcome in ("failed", "cancelled")]
                 if failed and config.job_type.on_blocker_failure == "fail":
                     raise BlockerChainFailedError(failed[0].id, failed[0].outcome or "failed")
-            public = core.to_job(job)
+            public = core.to_job(job, strict=True)
             attempt: Attempt[Any] = Attempt(
                 host=self._host, stored=job, job=public, input=public.input, blockers=blockers
             )
         except Exception as exc:
-            await self._record_failure(
-                running, exc, started, final=isinstance(exc, BlockerChainFailedError)
-            )
+            # a failed blocker or a stored value that cannot be read: retrying changes nothing
+            final = isinstance(exc, (BlockerChainFailedError, StoredValueError))
+            await self._record_failure(running, exc, started, final=final)
             return
         running.attempt = attempt
         if running.cancel_reason is not None:
@@ -776,13 +797,21 @@ class Worker(Generic[TxT]):
         try:
             await asyncio.shield(running.handler_task)
         except asyncio.CancelledError:
-            # The worker itself is being torn down: stop the handler and wait for its rollback.
-            if not running.handler_task.done():
-                running.handler_task.cancel()
-                with contextlib.suppress(BaseException):
-                    await running.handler_task
-            if running.cancel_reason not in LOST_REASONS:
-                await self._release(job)
+            # The worker itself is being torn down: stop the handler and wait for its rollback,
+            # within the cleanup grace (a handler that ignores its cancellation is abandoned).
+            handler = running.handler_task
+            if not handler.done():
+                handler.cancel()
+                grace = 0.0 if self._grace_over else self._cleanup_seconds
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait({handler}, timeout=grace)
+            if not handler.done():
+                self._abandon(job, handler)
+            else:
+                if not handler.cancelled():
+                    handler.exception()  # retrieved: it is reported as the attempt's outcome
+                if running.cancel_reason not in LOST_REASONS:
+                    await self._release(job)
             raise
         except OwnershipLostError as lost:
             self._lose(job.id, lost.reason)

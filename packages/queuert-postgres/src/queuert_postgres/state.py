@@ -16,6 +16,7 @@ from queuert.cursor import (
     decode_chains_cursor,
     decode_jobs_cursor,
 )
+from queuert.duration import Duration
 from queuert.errors import (
     BlockerReference,
     ChainNotFoundError,
@@ -175,11 +176,15 @@ class PgStateAdapter(Generic[TxT]):
         min_size: int = 1,
         max_size: int = 10,
         prepared_statements: bool = True,
+        connect_timeout: Duration = 10.0,
+        statement_timeout: Duration | None = 60.0,
         **pool_options: Any,
     ) -> Opening[PgStateAdapter[Any]]:
         """An adapter over a new asyncpg pool (closed by :meth:`close`):
         ``async with PgStateAdapter.connect(dsn) as adapter:`` closes it when the block ends,
-        ``adapter = await PgStateAdapter.connect(dsn)`` leaves closing to you."""
+        ``adapter = await PgStateAdapter.connect(dsn)`` leaves closing to you. ``connect_timeout``
+        and ``statement_timeout`` bound connecting and each statement (see
+        :class:`~queuert_postgres.AsyncpgProvider`)."""
         from queuert_postgres._provider import AsyncpgProvider
 
         names = Names(schema, table_prefix)  # validate before connecting
@@ -190,6 +195,8 @@ class PgStateAdapter(Generic[TxT]):
                 min_size=min_size,
                 max_size=max_size,
                 prepared_statements=prepared_statements,
+                connect_timeout=connect_timeout,
+                statement_timeout=statement_timeout,
                 **pool_options,
             )
             return PgStateAdapter(provider, schema=names.schema, table_prefix=names.prefix)

@@ -28,7 +28,7 @@ from queuert_conformance.behaviour_suite.jobs import (
     Text,
     Tolerant,
 )
-from queuert_conformance.behaviour_suite.support import MakeEnv
+from queuert_conformance.behaviour_suite.support import MakeEnv, handler_entered
 
 
 class TestModes:
@@ -106,7 +106,7 @@ class TestModes:
         worker = env.worker({Echo: handle})
         chain = await env.start_one(Echo(Num(0)))
         async with worker:
-            await asyncio.wait_for(entered.wait(), 5)
+            await handler_entered(entered)
             seen_from_outside = await env.client.get_job(chain.id)
             release.set()
             await env.wait(chain)

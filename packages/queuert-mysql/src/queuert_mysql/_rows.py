@@ -1,0 +1,66 @@
+"""Decoding result rows into :class:`~queuert.state.StoredJob` / :class:`~queuert.state.StoredChain`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from queuert.state import STORED_FIELDS, StoredChain, StoredJob
+
+from queuert_mysql._sql import JOB_ID, NCOLS
+
+__all__ = ["chain_from_row", "job_from_row", "naive", "utc"]
+
+_UTC = timezone.utc
+_decode = json.JSONDecoder().decode
+_new = object.__new__
+
+_FIELDS = (*STORED_FIELDS, "status")
+"""The :class:`StoredJob` field of each column :func:`~queuert_mysql._sql.cols` selects, in order."""
+
+assert len(_FIELDS) == NCOLS and set(_FIELDS) == set(StoredJob.__dataclass_fields__)
+
+_TIMESTAMPS = ("created_at", "scheduled_at", "completed_at", "last_attempt_at", "leased_until")
+
+
+def utc(value: datetime) -> datetime:
+    """A ``DATETIME`` value (naive, in UTC: the adapter stores nothing else) as an aware datetime."""
+    return value.replace(tzinfo=_UTC)
+
+
+def naive(value: datetime) -> datetime:
+    """An aware datetime as the naive UTC value a ``DATETIME(6)`` parameter takes."""
+    return value.astimezone(_UTC).replace(tzinfo=None)
+
+
+def job_from_row(row: Sequence[Any], o: int = 0) -> StoredJob:
+    """The job whose :func:`~queuert_mysql._sql.cols` start at column ``o``.
+
+    Hot (every claimed and every closed job): fills the frozen dataclass's ``__dict__`` from the
+    columns in one step instead of calling its 23-argument ``__init__``.
+    """
+    values = dict(zip(_FIELDS, tuple(row)[o : o + NCOLS], strict=True))
+    text = values["input"]
+    if text is not None:
+        values["input"] = _decode(text)
+    text = values["output"]
+    if text is not None:
+        values["output"] = _decode(text)
+    for name in _TIMESTAMPS:
+        stamp = values[name]
+        if stamp is not None:
+            values[name] = stamp.replace(tzinfo=_UTC)
+    values["blocked"] = bool(values["blocked"])
+    job: StoredJob = _new(StoredJob)
+    job.__dict__.update(values)
+    return job
+
+
+def chain_from_row(row: Sequence[Any], o: int = 0) -> StoredChain:
+    """A chain from two consecutive job column groups (root, then tail)."""
+    tail = job_from_row(row, o + NCOLS)
+    if row[o + JOB_ID] == tail.id:  # a one-job chain
+        return StoredChain(root=tail, tail=tail)
+    return StoredChain(root=job_from_row(row, o), tail=tail)

@@ -1,0 +1,116 @@
+"""Shared test helpers. Every test gets its own table prefix, dropped afterwards, so concurrent test
+runs on the shared server never collide."""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import aiomysql
+from queuert_mysql import MysqlStateAdapter, SqlAlchemyProvider
+from queuert_mysql._url import parse_url
+
+URL = os.environ.get("QUEUERT_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
+
+TABLES = ("job_blocker", "job", "dedup_lock", "migration")
+
+
+def connect_args() -> dict[str, Any]:
+    return parse_url(URL)[0]
+
+
+def unique_prefix() -> str:
+    return f"q{uuid.uuid4().hex[:10]}_"
+
+
+async def drop_prefix(prefix: str) -> None:
+    conn = await aiomysql.connect(**connect_args(), autocommit=True)
+    try:
+        async with conn.cursor() as cur:
+            warnings.simplefilter("ignore")  # the server's note for a table that is not there
+            for table in TABLES:
+                await cur.execute(f"DROP TABLE IF EXISTS `{prefix}{table}`")
+    finally:
+        conn.close()
+
+
+async def make_adapter(
+    prefix: str, kind: str = "aiomysql", **options: Any
+) -> MysqlStateAdapter[Any]:
+    """An adapter on the aiomysql pool of its own (``kind="aiomysql"``) or on a SQLAlchemy engine
+    with the ``aiomysql`` or ``asyncmy`` driver (``"sqlalchemy-aiomysql"``, ...), disposed on close."""
+    if kind == "aiomysql":
+        return await MysqlStateAdapter.connect(
+            table_prefix=prefix, maxsize=options.pop("maxsize", 10), **connect_args(), **options
+        )
+    return MysqlStateAdapter(OwnedEngine(engine(kind.split("-")[1])), table_prefix=prefix)
+
+
+def engine(driver: str) -> Any:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    return create_async_engine(
+        URL.replace("mysql://", f"mysql+{driver}://"), isolation_level="READ COMMITTED"
+    )
+
+
+class OwnedEngine(SqlAlchemyProvider):
+    """A SQLAlchemy provider that disposes its engine on close (tests only)."""
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+async def sql(statement: str, *args: Any) -> list[tuple[Any, ...]]:
+    """Run one statement on a connection of its own (autocommit) and return its rows."""
+    conn = await aiomysql.connect(**connect_args(), autocommit=True)
+    try:
+        async with conn.cursor() as cur:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # notes such as "Unknown table" of IF EXISTS
+                await cur.execute(statement, args)
+            return list(await cur.fetchall()) if cur.description else []
+    finally:
+        conn.close()
+
+
+class CountingProvider:
+    """Delegates to ``inner`` and records every statement sent (one entry per round trip),
+    including the ``BEGIN`` and ``COMMIT`` of the transactions it opens."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.statements: list[str] = []
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Any]:
+        self.statements.append("BEGIN")
+        async with self.inner.transaction() as tx:
+            yield tx
+            self.statements.append("COMMIT")
+
+    def transaction(self) -> AbstractAsyncContextManager[Any]:
+        return self._transaction()
+
+    def state(self, tx: Any) -> Any:
+        return self.inner.state(tx)
+
+    async def fetch(self, sql: str, args: Sequence[Any], tx: Any | None) -> list[Any]:
+        self.statements.append(sql)
+        return list(await self.inner.fetch(sql, args, tx))
+
+    async def execute(self, sql: str, args: Sequence[Any], tx: Any | None) -> int:
+        self.statements.append(sql)
+        return int(await self.inner.execute(sql, args, tx))
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    def take(self) -> int:
+        count = len(self.statements)
+        self.statements.clear()
+        return count

@@ -1,0 +1,187 @@
+"""Enqueue inside the application's own transaction, for every provider (aiomysql, SQLAlchemy with
+aiomysql, SQLAlchemy with asyncmy): a rolled-back business write leaves no job, a committed one
+leaves a job that a worker then runs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aiomysql
+import pytest
+from mysql_helpers import connect_args, drop_prefix, engine, sql, unique_prefix
+from queuert import Attempt, Client, EntryJobType, Worker
+from queuert_mysql import AiomysqlProvider, MysqlStateAdapter, SqlAlchemyProvider
+
+
+@dataclass
+class Order:
+    order_id: str
+
+
+@dataclass
+class Receipt:
+    text: str
+
+
+class SendReceipt(EntryJobType[Order, Receipt]):
+    pass
+
+
+class Boom(Exception):
+    pass
+
+
+Insert = Callable[[Any, str], Awaitable[None]]
+OwnTx = Callable[[], AbstractAsyncContextManager[tuple[Any, Insert]]]
+
+
+@asynccontextmanager
+async def aiomysql_scenario(prefix: str) -> AsyncIterator[tuple[MysqlStateAdapter[Any], OwnTx]]:
+    pool = await aiomysql.create_pool(**connect_args(), autocommit=True, maxsize=4)
+    adapter = MysqlStateAdapter(AiomysqlProvider(pool), table_prefix=prefix)
+
+    async def insert(conn: Any, order_id: str) -> None:
+        async with conn.cursor() as cur:
+            await cur.execute(f"INSERT INTO `{prefix}orders` (id) VALUES (%s)", (order_id,))
+
+    @asynccontextmanager
+    async def own() -> AsyncIterator[tuple[Any, Insert]]:
+        async with pool.acquire() as conn:
+            await conn.begin()
+            try:
+                yield conn, insert
+            except BaseException:
+                await conn.rollback()
+                raise
+            await conn.commit()
+
+    try:
+        yield adapter, own
+    finally:
+        await adapter.close()
+        pool.close()
+        await pool.wait_closed()
+
+
+def sqlalchemy_scenario(driver: str) -> Any:
+    @asynccontextmanager
+    async def scenario(prefix: str) -> AsyncIterator[tuple[MysqlStateAdapter[Any], OwnTx]]:
+        from sqlalchemy import text
+        from sqlalchemy.ext.asyncio import AsyncSession
+
+        app_engine = engine(driver)
+        adapter = MysqlStateAdapter(SqlAlchemyProvider(app_engine), table_prefix=prefix)
+
+        async def insert(session: Any, order_id: str) -> None:
+            await session.execute(
+                text(f"INSERT INTO `{prefix}orders` (id) VALUES (:id)"), {"id": order_id}
+            )
+
+        @asynccontextmanager
+        async def own() -> AsyncIterator[tuple[Any, Insert]]:
+            async with AsyncSession(app_engine) as session, session.begin():
+                yield session, insert
+
+        try:
+            yield adapter, own
+        finally:
+            await adapter.close()
+            await app_engine.dispose()
+
+    return scenario
+
+
+SCENARIOS = {
+    "aiomysql": aiomysql_scenario,
+    "sqlalchemy-aiomysql": sqlalchemy_scenario("aiomysql"),
+    "sqlalchemy-asyncmy": sqlalchemy_scenario("asyncmy"),
+}
+
+
+@pytest.fixture
+async def prefix() -> AsyncIterator[str]:
+    name = unique_prefix()
+    yield name
+    await drop_prefix(name)
+    await sql(f"DROP TABLE IF EXISTS `{name}orders`")
+
+
+@pytest.mark.parametrize("kind", list(SCENARIOS))
+async def test_enqueue_in_the_applications_transaction(kind: str, prefix: str) -> None:
+    async with SCENARIOS[kind](prefix) as (adapter, own_transaction):
+        await adapter.migrate()
+        await sql(f"CREATE TABLE `{prefix}orders` (id VARCHAR(20) PRIMARY KEY)")
+        client = Client(adapter, job_types=[SendReceipt])
+        try:
+            # 1. The business write and the chain roll back together.
+            rolled_back = ""
+            with pytest.raises(Boom):
+                async with client.hooks() as hooks, own_transaction() as (tx, insert):
+                    await insert(tx, "o-1")
+                    chain = await client.start_chain(SendReceipt(Order("o-1")), tx=tx, hooks=hooks)
+                    rolled_back = chain.id
+                    raise Boom()
+            assert await adapter.get_chain(rolled_back) is None
+            assert await sql(f"SELECT id FROM `{prefix}orders`") == []
+
+            # 2. Committed together: the order exists and a worker runs the job.
+            async with client.hooks() as hooks, own_transaction() as (tx, insert):
+                await insert(tx, "o-2")
+                chain = await client.start_chain(SendReceipt(Order("o-2")), tx=tx, hooks=hooks)
+                # not visible outside the transaction before the commit
+                assert await adapter.get_chain(chain.id) is None
+            assert await sql(f"SELECT id FROM `{prefix}orders`") == [("o-2",)]
+            worker = Worker(client, name=f"w-{kind}", concurrency=2)
+
+            @worker.handler(SendReceipt)
+            async def send(attempt: Attempt[SendReceipt]) -> Receipt:
+                return Receipt(f"receipt for {attempt.input.order_id}")
+
+            async with worker:
+                receipt = await client.wait_for_chain(chain, timeout=20)
+            assert receipt == Receipt("receipt for o-2")
+        finally:
+            await client.close()
+
+
+@pytest.mark.parametrize("driver", ["aiomysql", "asyncmy"])
+async def test_sqlalchemy_sessions_flush_side_effects_on_their_own_commit(
+    driver: str, prefix: str
+) -> None:
+    """With a SQLAlchemy session no hooks scope is needed: the session's commit and rollback events
+    flush or drop the notifications and events (after the commit, never before)."""
+    from queuert import RecordingObservability
+    from queuert.observability import ChainCreated
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    app_engine = engine(driver)
+    adapter = MysqlStateAdapter(SqlAlchemyProvider(app_engine), table_prefix=prefix)
+    await adapter.migrate()
+    events = RecordingObservability()
+    client = Client(adapter, job_types=[SendReceipt], observability=events)
+    try:
+        with pytest.raises(Boom):
+            async with AsyncSession(app_engine) as session, session.begin():
+                await client.start_chain(SendReceipt(Order("o-1")), tx=session)
+                raise Boom()
+        await client.wait_published()
+        assert events.of(ChainCreated) == []
+
+        async with AsyncSession(app_engine) as session:
+            async with session.begin():
+                chain = await client.start_chain(SendReceipt(Order("o-2")), tx=session)
+                assert events.of(ChainCreated) == [], "nothing before the commit"
+            await client.wait_published()
+            assert [e.chain_id for e in events.of(ChainCreated)] == [chain.id]
+            async with session.begin():
+                second = await client.start_chain(SendReceipt(Order("o-3")), tx=session)
+            await client.wait_published()
+            assert [e.chain_id for e in events.of(ChainCreated)] == [chain.id, second.id]
+        assert await adapter.get_chain(chain.id) is not None
+    finally:
+        await client.close()
+        await adapter.close()
+        await app_engine.dispose()
