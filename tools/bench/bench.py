@@ -147,7 +147,7 @@ async def drop_backend(dsn: str) -> None:
 # -- one measured run (child process) --------------------------------------------------------------
 
 
-def counting_otel(target: int) -> tuple[Any, asyncio.Event]:
+def counting_otel(target: int, sample: float = 1.0) -> tuple[Any, asyncio.Event]:
     """An ``OtelObservability`` exporting everything into the SDK's in-memory exporters (through the
     batch processors, as in production: export on the SDK's thread), which also counts completed
     attempts like :class:`Countdown`."""
@@ -158,9 +158,10 @@ def counting_otel(target: int) -> tuple[Any, asyncio.Event]:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
     from queuert_otel import OtelObservability
 
-    tracer_provider = TracerProvider()
+    tracer_provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(sample)))
     tracer_provider.add_span_processor(BatchSpanProcessor(InMemorySpanExporter()))
     meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
     exporter = (
@@ -184,12 +185,18 @@ def counting_otel(target: int) -> tuple[Any, asyncio.Event]:
 
 
 async def run_processing(
-    dsn: str, chains: int, start_mode: str, process_mode: str, notify: str, otel: bool = False
+    dsn: str,
+    chains: int,
+    start_mode: str,
+    process_mode: str,
+    notify: str,
+    otel: float | None = None,
 ) -> dict[str, float]:
+    """``otel``: ``None`` for queuert-otel off, else on with that trace sampling ratio."""
     state, notifier = await open_backend(dsn, notify)
     observability: Any
-    if otel:
-        observability, done = counting_otel(chains)
+    if otel is not None:
+        observability, done = counting_otel(chains, otel)
     else:
         observability = Countdown(chains)
         done = observability.done
@@ -422,45 +429,48 @@ def main() -> None:
                 f"   ({min(starts):,.0f}..{max(starts):,.0f} / {min(procs):,.0f}..{max(procs):,.0f})"
             )
     elif args.kind == "otel":
-        results: dict[bool, list[dict[str, float]]] = {False: [], True: []}
+        variants: dict[str, float | None] = {"off": None, "on": 1.0, "on 10%": 0.1}
+        results: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
         for _ in range(args.runs):
-            for on in (False, True):  # alternating, so drift hits both alike
+            for name, sample in variants.items():  # alternating, so drift hits all alike
                 payload = {
                     "dsn": args.dsn,
                     "chains": args.chains,
                     "start_mode": "batch",
                     "process_mode": "atomic",
                     "notify": args.notify,
-                    "otel": on,
+                    "otel": sample,
                 }
-                results[on].append(child(["processing", json.dumps(payload)]))
+                results[name].append(child(["processing", json.dumps(payload)]))
         # CPU time of this process per processed job: far less sensitive than throughput to other
         # processes competing for the machine (it includes the SDK's export threads)
+        print("on: traces of every chain; on 10%: traces sampled (ParentBased, 10% of chains)")
         print(
-            f"{'otel':<6}{'start chains/s':>16}{'process jobs/s':>16}{'process CPU us/job':>20}"
+            f"{'otel':<8}{'start chains/s':>16}{'process jobs/s':>16}{'process CPU us/job':>20}"
             "   (min..max)"
         )
-        medians: dict[bool, tuple[float, float, float]] = {}
-        for on in (False, True):
-            starts = [r["start_per_s"] for r in results[on]]
-            procs = [r["process_per_s"] for r in results[on]]
-            cpus = [r["process_cpu_us"] for r in results[on]]
-            medians[on] = (
+        medians: dict[str, tuple[float, float, float]] = {}
+        for name in variants:
+            starts = [r["start_per_s"] for r in results[name]]
+            procs = [r["process_per_s"] for r in results[name]]
+            cpus = [r["process_cpu_us"] for r in results[name]]
+            medians[name] = (
                 statistics.median(starts),
                 statistics.median(procs),
                 statistics.median(cpus),
             )
             print(
-                f"{'on' if on else 'off':<6}{medians[on][0]:>16,.0f}{medians[on][1]:>16,.0f}"
-                f"{medians[on][2]:>20,.0f}"
+                f"{name:<8}{medians[name][0]:>16,.0f}{medians[name][1]:>16,.0f}"
+                f"{medians[name][2]:>20,.0f}"
                 f"   ({min(starts):,.0f}..{max(starts):,.0f} / {min(procs):,.0f}..{max(procs):,.0f}"
                 f" / {min(cpus):,.0f}..{max(cpus):,.0f})"
             )
-        print(
-            f"on/off{medians[True][0] / medians[False][0]:>16.2f}"
-            f"{medians[True][1] / medians[False][1]:>16.2f}"
-            f"{medians[True][2] / medians[False][2]:>20.2f}"
-        )
+        off = medians["off"]
+        for name in ("on", "on 10%"):
+            m = medians[name]
+            print(
+                f"{name + '/off':<8}{m[0] / off[0]:>16.2f}{m[1] / off[1]:>16.2f}{m[2] / off[2]:>20.2f}"
+            )
     elif args.kind == "latency":
         runs = [
             child(

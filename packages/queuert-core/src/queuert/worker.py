@@ -119,6 +119,20 @@ class HandlerConfig:
     max_attempts: int | None
 
 
+def _forget_abandoned(
+    abandoned: set[asyncio.Future[Any]],
+) -> Callable[[asyncio.Future[Any]], None]:
+    """Done callback of an abandoned handler: drop it, and take its outcome (nobody awaits it, so
+    asyncio would otherwise log "exception was never retrieved")."""
+
+    def done(handler: asyncio.Future[Any]) -> None:
+        abandoned.discard(handler)
+        if not handler.cancelled():
+            handler.exception()
+
+    return done
+
+
 def serialize_error(exc: BaseException) -> str:
     """``Type: message`` plus a traceback summary, capped at 10,000 characters."""
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=8))
@@ -756,7 +770,7 @@ class Worker(Generic[TxT]):
         """Stop waiting for a handler that ignores its cancellation. Its job stays leased until the
         lease expires (no renewal), so no other worker runs it while it may still be running."""
         self._abandoned.add(handler)
-        handler.add_done_callback(self._abandoned.discard)
+        handler.add_done_callback(_forget_abandoned(self._abandoned))
         logger.warning(
             "a handler ignored its cancellation; left running, its job is left to its lease",
             extra={"queuert_job_id": job.id, "queuert_job_type": job.type_name},

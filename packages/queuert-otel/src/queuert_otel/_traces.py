@@ -246,7 +246,10 @@ class Traces:
         self._chains[job.chain_id] = span
         if len(self._attempts) > MAX_PENDING:
             key = next(iter(self._attempts))
-            self._attempts.pop(key).end()
+            evicted = self._attempts.pop(key)
+            for chain_id in [c for c, s in self._chains.items() if s is evicted]:
+                del self._chains[chain_id]
+            evicted.end()
 
     def attempt_span(self, job: JobInfo) -> Span | None:
         """The span of the job's current attempt, while it runs."""
