@@ -1,4 +1,4 @@
-"""The code blocks of README.md and docs/guide.md work as printed.
+"""The code blocks of README.md, docs/guide.md and docs/integrations.md work as printed.
 
 Every ```python block is marked by an HTML comment on the line before it:
 
@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCUMENTS = [ROOT / "README.md", ROOT / "docs" / "guide.md"]
+DOCUMENTS = [ROOT / "README.md", ROOT / "docs" / "guide.md", ROOT / "docs" / "integrations.md"]
 MARK = re.compile(r"^<!--\s*doc-test:\s*(run|fragment)\s*-->$")
 RUN_TIMEOUT = 30.0
 """Generous: a README program that waited for a poll interval instead of a wake-up would still pass,
@@ -82,6 +82,7 @@ PRELUDE = """
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -101,6 +102,7 @@ from queuert import (
     InMemoryStateAdapter,
     JobType,
     Lease,
+    Periodic,
     TxContext,
     Worker,
     WorkerlessCompletion,
@@ -226,6 +228,10 @@ class Account:
 
 
 class SyncAccount(EntryJobType[Account, Account]): ...
+
+
+async def sync_account(attempt: Attempt[SyncAccount]) -> Account:
+    return attempt.input
 
 
 @dataclass

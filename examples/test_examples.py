@@ -5,7 +5,9 @@ from __future__ import annotations
 import pkgutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,18 +17,30 @@ from examples import (
     dashboard,
     deduplication,
     deletion_and_trigger,
+    fastapi_service,
     middleware_and_shutdown,
     observability,
     otel,
+    periodic,
     processing_modes,
     pydantic_validation,
     quick_start,
+    retention,
     scheduling_and_retries,
+    sqlalchemy_orm,
     transactional_enqueue,
     workerless,
 )
 
 HERE = Path(__file__).parent
+
+
+def _httpx() -> Any:
+    try:
+        import httpx2
+    except ImportError:  # httpx2 needs Python 3.11; 3.10 has httpx
+        import httpx as httpx2  # type: ignore[no-redef, import-not-found, unused-ignore]
+    return httpx2
 
 
 def test_every_example_is_tested() -> None:
@@ -84,6 +98,18 @@ async def test_scheduling_and_retries() -> None:
     assert results["broken"].tail.attempt == 3
     log = results["log"]
     assert log.index("reminder 'after' runs") < log.index("reminder 'at' runs")
+
+
+async def test_retention() -> None:
+    results = await retention.main()
+    assert results["expired"] >= 1
+    assert results["left"] < 3, "a chain closed for longer than closed_for was kept"
+
+
+async def test_periodic() -> None:
+    results = await periodic.main()
+    assert results["chains"] >= 3
+    assert results["distinct_ticks"] == results["chains"], "a tick was started twice"
 
 
 async def test_deduplication() -> None:
@@ -192,3 +218,70 @@ async def test_dashboard() -> None:
                 dashboard.SendWelcome.type_name in page.text
                 and 'href="/admin/queue/chains"' in page.text
             )
+
+
+async def test_fastapi_service(tmp_path: Path) -> None:
+    httpx = _httpx()
+    app = fastapi_service.create_app(tmp_path / "orders.db")
+    # ASGITransport does not run the lifespan: enter it around the requests, as a server would.
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as http,
+    ):
+        client = app.state.client
+        created = await http.post("/orders", json={"order_id": "o-1", "amount_cents": 1250})
+        assert created.status_code == 201
+        # committed before the response: the row and the chain are both there
+        order = (await http.get("/orders/o-1")).json()
+        assert order["chain_id"] == created.json()["chain_id"]
+        assert await client.get_chain(order["chain_id"]) is not None
+        receipt = await http.get("/orders/o-1/receipt", params={"timeout": 10})
+        assert receipt.status_code == 200
+        assert receipt.json() == {"order_id": "o-1", "text": "paid 12.50 EUR"}
+
+        # refused after writing the row and starting the chain: both rolled back
+        refused = await http.post("/orders", json={"order_id": "o-2", "amount_cents": 10**6})
+        assert refused.status_code == 402
+        assert (await http.get("/orders/o-2")).status_code == 404
+        chains = await client.list_chains()
+        assert [c.id for c in chains.items] == [order["chain_id"]]
+
+        duplicate = await http.post("/orders", json={"order_id": "o-1", "amount_cents": 1})
+        assert duplicate.status_code == 409
+        assert len((await client.list_chains()).items) == 1
+        assert (await http.get("/orders/o-9/receipt")).status_code == 404
+
+
+async def test_fastapi_service_receipt_timeout(tmp_path: Path) -> None:
+    """Without a worker in the web process the receipt is not there in time: 504. A worker started
+    afterwards (as a separate worker process would) processes it."""
+    httpx = _httpx()
+    app = fastapi_service.create_app(tmp_path / "orders.db", run_worker=False)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as http,
+    ):
+        created = await http.post("/orders", json={"order_id": "o-1", "amount_cents": 99})
+        assert created.status_code == 201
+        late = await http.get("/orders/o-1/receipt", params={"timeout": 0.2})
+        assert late.status_code == 504
+        async with fastapi_service.build_worker(app.state.client):
+            receipt = await http.get("/orders/o-1/receipt", params={"timeout": 10})
+        assert receipt.json()["text"] == "paid 0.99 EUR"
+
+
+async def test_sqlalchemy_orm() -> None:
+    import asyncpg  # type: ignore[import-untyped, unused-ignore]
+
+    schema = f"ex_orm_{uuid.uuid4().hex[:12]}"
+    results = await sqlalchemy_orm.main(sqlalchemy_orm.DSN, schema)
+    assert results["declined_row"] is False
+    assert results["declined_chains"] == 0, "the rolled-back session left no chain"
+    assert results["shipment"] == sqlalchemy_orm.Shipment("TRK-o-2")
+    assert results["row"] == ("shipped", "TRK-o-2"), "the handler's write committed with the job"
+    conn = await asyncpg.connect(sqlalchemy_orm.PG_DSN)
+    try:
+        left = await conn.fetchval("SELECT count(*) FROM pg_namespace WHERE nspname = $1", schema)
+    finally:
+        await conn.close()
+    assert left == 0, "the example drops its schema"

@@ -61,17 +61,25 @@ def test_the_suites_run_in_strict_and_auto_mode(
     result.stdout.fnmatch_lines(["*= queuert conformance =*", "cases: 23; passed: 23; failed: 0;*"])
 
 
+def collected(pytester: pytest.Pytester, *args: str) -> list[str]:
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--collect-only", "-q", *args)
+    assert result.ret == 0, result.stdout.str()
+    return [line for line in result.outlines if "::" in line]
+
+
 def test_both_suites_in_one_module_collect_every_case(pytester: pytest.Pytester) -> None:
     third_party(pytester, mode="strict", decorator="pytest_asyncio.fixture")
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--collect-only", "-q")
-    state = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "--collect-only", "-q", "-k", "not (Test and Client)"
+    pytester.makepyfile(
+        test_state_only="from queuert_conformance.state import *  # noqa: F403\n",
+        test_behaviour_only="from queuert_conformance.behaviour import *  # noqa: F403\n",
     )
-    assert result.ret == 0 and state.ret == 0
-    collected = [line for line in result.outlines if "::" in line]
-    classes = {line.split("::")[1] for line in collected}
+    together = collected(pytester, "test_my_adapter.py")
+    apart = collected(pytester, "test_state_only.py") + collected(
+        pytester, "test_behaviour_only.py"
+    )
+    assert len(together) == len(set(together)) == len(apart)
+    classes = {line.split("::")[1] for line in together}
     assert {"TestCreateJobs", "TestStateModel", "TestStartDeduplication", "TestPatterns"} <= classes
-    assert len(collected) == len(set(collected))
 
 
 def test_cases_that_need_an_undeclared_hook_are_not_applicable(pytester: pytest.Pytester) -> None:
@@ -113,6 +121,14 @@ def test_a_failing_case_is_not_certified(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         ["cases: 1; passed: 0; failed: 1;*", "NOT CERTIFIED: 1 case(s) failed"]
     )
+
+
+def test_an_unset_loop_scope_is_pointed_out_in_the_summary(pytester: pytest.Pytester) -> None:
+    third_party(pytester, mode="strict", decorator="pytest_asyncio.fixture")
+    pytester.makefile(".ini", pytest="[pytest]\nfilterwarnings = error\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-k", "TestCreateJobs")
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(['note: set asyncio_default_fixture_loop_scope = "function" *'])
 
 
 def test_a_project_without_the_suites_sees_nothing(pytester: pytest.Pytester) -> None:

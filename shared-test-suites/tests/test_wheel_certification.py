@@ -3,8 +3,8 @@
 The test builds the ``queuert-core`` and ``queuert-conformance`` wheels, installs them into a fresh
 virtual environment outside the workspace (their dependencies come from the package index or uv's
 cache), writes a small adapter project there, and runs the suites on two adapters: an honest one,
-which must come out certified, and one with a planted bug (lease renewal that does not extend the
-lease), which must not, with the failure naming the lease.
+which must come out certified, and two with a planted bug each (lease renewal that extends nothing;
+completion that ignores who holds the lease), which must not, with the failure naming what broke.
 """
 
 from __future__ import annotations
@@ -46,7 +46,23 @@ CONFTEST = textwrap.dedent(
             return await super().renew_leases(expired, worker_id=worker_id, tx=tx)
 
 
-    ADAPTERS = {"honest": HonestAdapter, "forgetful": ForgetfulLeases}
+    class IgnoresOwner(InMemoryStateAdapter):
+        \"\"\"Completes a job whoever holds its lease: the owner check is dropped.\"\"\"
+
+        async def complete_job(self, job_id: str, **options: Any) -> Any:
+            options.pop("owner", None)
+            return await super().complete_job(job_id, **options)
+
+        async def complete_jobs(self, completions: Any, **options: Any) -> Any:
+            options.pop("owner", None)
+            return await super().complete_jobs(completions, **options)
+
+
+    ADAPTERS = {
+        "honest": HonestAdapter,
+        "forgetful": ForgetfulLeases,
+        "ignores-owner": IgnoresOwner,
+    }
 
 
     @pytest_asyncio.fixture
@@ -152,12 +168,23 @@ def test_an_honest_adapter_is_certified(third_party: tuple[Path, Path]) -> None:
     assert "needs StateHarness.open_another" in output
 
 
-def test_a_planted_bug_is_caught_and_named(third_party: tuple[Path, Path]) -> None:
+@pytest.mark.parametrize(
+    ("adapter", "cases", "named"),
+    [
+        (
+            "forgetful",
+            "TestRenewLeases or test_a_job_longer_than_its_lease",
+            "lease was not renewed",
+        ),
+        ("ignores-owner", "TestCompleteJob", "DID NOT RAISE JobTakenByAnotherWorkerError"),
+    ],
+)
+def test_a_planted_bug_is_caught_and_named(
+    third_party: tuple[Path, Path], adapter: str, cases: str, named: str
+) -> None:
     project, python = third_party
-    result = pytest_in(
-        project, python, "--adapter", "forgetful", "-k", "TestRenewLeases or TestLeases"
-    )
+    result = pytest_in(project, python, "--adapter", adapter, "-k", cases)
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
-    assert "lease was not renewed" in output
+    assert named in output
     assert "NOT CERTIFIED" in output

@@ -14,6 +14,11 @@ latency: start single jobs one at a time against an idle worker and measure how 
 starts (min / median / p99), with the given notify adapter and a 1 s poll interval.
 memory: Python heap (tracemalloc) for setup, peak while processing 1,000 jobs, and retained after
 close, over repeated build -> process -> close cycles.
+otel: batch start and atomic processing with queuert-otel off and on (metrics, traces and logs
+with the default settings, into the OpenTelemetry SDK's batch processors and in-memory exporters),
+alternating off and on runs in one session; reports both throughputs and the ratio of the medians.
+
+    uv run python tools/bench/bench.py otel --dsn sqlite:///bench.db --runs 5
 """
 
 from __future__ import annotations
@@ -142,13 +147,61 @@ async def drop_backend(dsn: str) -> None:
 # -- one measured run (child process) --------------------------------------------------------------
 
 
+def counting_otel(target: int, sample: float = 1.0) -> tuple[Any, asyncio.Event]:
+    """An ``OtelObservability`` exporting everything into the SDK's in-memory exporters (through the
+    batch processors, as in production: export on the SDK's thread), which also counts completed
+    attempts like :class:`Countdown`."""
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs import export as log_export
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+    from queuert_otel import OtelObservability
+
+    tracer_provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(sample)))
+    tracer_provider.add_span_processor(BatchSpanProcessor(InMemorySpanExporter()))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    exporter = (
+        getattr(log_export, "InMemoryLogRecordExporter", None) or log_export.InMemoryLogExporter
+    )
+    logger_provider = LoggerProvider()
+    logger_provider.add_log_record_processor(log_export.BatchLogRecordProcessor(exporter()))
+    countdown = Countdown(target)
+
+    class Counting(OtelObservability):
+        def emit(self, event: Event) -> None:
+            super().emit(event)
+            countdown.emit(event)
+
+    otel = Counting(
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        logger_provider=logger_provider,
+    )
+    return otel, countdown.done
+
+
 async def run_processing(
-    dsn: str, chains: int, start_mode: str, process_mode: str, notify: str
+    dsn: str,
+    chains: int,
+    start_mode: str,
+    process_mode: str,
+    notify: str,
+    otel: float | None = None,
 ) -> dict[str, float]:
+    """``otel``: ``None`` for queuert-otel off, else on with that trace sampling ratio."""
     state, notifier = await open_backend(dsn, notify)
-    countdown = Countdown(chains)
+    observability: Any
+    if otel is not None:
+        observability, done = counting_otel(chains, otel)
+    else:
+        observability = Countdown(chains)
+        done = observability.done
     client: Client[Any] = Client(
-        state, job_types=[BenchJob], notify=notifier, observability=countdown
+        state, job_types=[BenchJob], notify=notifier, observability=observability
     )
     worker: Worker[Any] = Worker(client, concurrency=10, poll_interval=1.0, lease=Lease(60, 30))
 
@@ -179,16 +232,22 @@ async def run_processing(
     started = time.perf_counter() - t0
 
     t1 = time.perf_counter()
+    cpu1 = time.process_time()
     await worker.start()
-    await countdown.done.wait()
+    await done.wait()
     processed = time.perf_counter() - t1
+    cpu = time.process_time() - cpu1
     await worker.close()
     await client.close()
     remaining = await client.list_jobs(statuses=["ready", "running", "scheduled"], limit=1)
     assert not remaining.items, "every job was processed"
     await notifier.close()
     await state.close()
-    return {"start_per_s": chains / started, "process_per_s": chains / processed}
+    return {
+        "start_per_s": chains / started,
+        "process_per_s": chains / processed,
+        "process_cpu_us": cpu / chains * 1e6,
+    }
 
 
 async def run_latency(dsn: str, samples: int, notify: str) -> dict[str, float]:
@@ -323,7 +382,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("kind", choices=["processing", "latency", "memory"])
+    parser.add_argument("kind", choices=["processing", "latency", "memory", "otel"])
     parser.add_argument("--dsn", default="memory://")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--chains", type=int, default=5000)
@@ -368,6 +427,49 @@ def main() -> None:
             print(
                 f"{start_mode:<8}{process_mode:<9}{statistics.median(starts):>16,.0f}{statistics.median(procs):>16,.0f}"
                 f"   ({min(starts):,.0f}..{max(starts):,.0f} / {min(procs):,.0f}..{max(procs):,.0f})"
+            )
+    elif args.kind == "otel":
+        variants: dict[str, float | None] = {"off": None, "on": 1.0, "on 10%": 0.1}
+        results: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
+        for _ in range(args.runs):
+            for name, sample in variants.items():  # alternating, so drift hits all alike
+                payload = {
+                    "dsn": args.dsn,
+                    "chains": args.chains,
+                    "start_mode": "batch",
+                    "process_mode": "atomic",
+                    "notify": args.notify,
+                    "otel": sample,
+                }
+                results[name].append(child(["processing", json.dumps(payload)]))
+        # CPU time of this process per processed job: far less sensitive than throughput to other
+        # processes competing for the machine (it includes the SDK's export threads)
+        print("on: traces of every chain; on 10%: traces sampled (ParentBased, 10% of chains)")
+        print(
+            f"{'otel':<8}{'start chains/s':>16}{'process jobs/s':>16}{'process CPU us/job':>20}"
+            "   (min..max)"
+        )
+        medians: dict[str, tuple[float, float, float]] = {}
+        for name in variants:
+            starts = [r["start_per_s"] for r in results[name]]
+            procs = [r["process_per_s"] for r in results[name]]
+            cpus = [r["process_cpu_us"] for r in results[name]]
+            medians[name] = (
+                statistics.median(starts),
+                statistics.median(procs),
+                statistics.median(cpus),
+            )
+            print(
+                f"{name:<8}{medians[name][0]:>16,.0f}{medians[name][1]:>16,.0f}"
+                f"{medians[name][2]:>20,.0f}"
+                f"   ({min(starts):,.0f}..{max(starts):,.0f} / {min(procs):,.0f}..{max(procs):,.0f}"
+                f" / {min(cpus):,.0f}..{max(cpus):,.0f})"
+            )
+        off = medians["off"]
+        for name in ("on", "on 10%"):
+            m = medians[name]
+            print(
+                f"{name + '/off':<8}{m[0] / off[0]:>16.2f}{m[1] / off[1]:>16.2f}{m[2] / off[2]:>20.2f}"
             )
     elif args.kind == "latency":
         runs = [

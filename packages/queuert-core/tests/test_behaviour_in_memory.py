@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 from queuert import InMemoryStateAdapter, InProcessNotifyAdapter, NoopNotifyAdapter, NotifyAdapter
+from queuert.json import loads_stored
 from queuert_conformance import StateHarness
 from queuert_conformance.behaviour import *  # noqa: F403
 
@@ -14,7 +16,16 @@ from queuert_conformance.behaviour import *  # noqa: F403
 @pytest.fixture
 async def queuert_state_harness() -> AsyncIterator[StateHarness]:
     adapter = InMemoryStateAdapter()
-    yield StateHarness(adapter=adapter, poison=getattr(adapter, "poison", None))
+
+    async def write_raw(job_id: str, which: str, text: str) -> bool:
+        """Replace the stored value with what reading ``text`` gives (the store keeps values)."""
+        store = adapter._store
+        store.jobs[job_id] = dataclasses.replace(store.jobs[job_id], **{which: loads_stored(text)})
+        return True
+
+    yield StateHarness(
+        adapter=adapter, poison=getattr(adapter, "poison", None), write_raw=write_raw
+    )
     await adapter.close()
 
 

@@ -80,7 +80,11 @@ def _same_as_init(built: Any, cls: type[Any]) -> None:
 @given(
     continuation=st.booleans(),
     schedule=st.none() | st.builds(Schedule, after=st.timedeltas(timedelta(0), timedelta(1))),
-    dedup=st.none() | st.builds(Deduplication, st.text(min_size=1, max_size=4)),
+    dedup=st.none()
+    | st.builds(
+        Deduplication,
+        st.text(st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1, max_size=4),
+    ),
     contexts=st.tuples(maybe_text, maybe_text),
     when=moments,
     later=st.booleans(),

@@ -19,6 +19,7 @@ from queuert import (
     Client,
     Continues,
     Deduplication,
+    DuplicateJobIdError,
     EntryJobType,
     InMemoryStateAdapter,
     JobType,
@@ -275,3 +276,14 @@ async def test_the_handler_runs_in_the_attempt_scope() -> None:
     assert seen == [f"{chain.id}#1"]
     assert scoped.entered == [chain.id]
     assert CURRENT.get() is None, "the scope stays inside the handler's task"
+
+
+async def test_a_failed_write_abandons_its_contexts(client: Client[Any], tracing: Tracing) -> None:
+    async with client.transaction() as tx:
+        first = await client.start_chain(Leaf(1), tx=tx)
+    tracing.events.clear()
+    with pytest.raises(DuplicateJobIdError):
+        async with client.transaction() as tx:
+            await client.start_chain(Leaf(2, id=first.id), tx=tx)
+    assert tracing.events == []
+    assert sorted(tracing.abandoned) == ["chain:2", "job:3"]

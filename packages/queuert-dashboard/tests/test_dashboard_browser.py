@@ -42,6 +42,12 @@ async def test_the_overview_follows_chains_as_they_complete(live: Live) -> None:
     await expect(page.locator("#activity rect.b-completed")).to_have_count(1, timeout=TIMEOUT)
     assert await page.evaluate("window.scrollY") == before, "the refresh kept the scroll position"
     await expect(page.locator("#counts")).to_contain_text("mail.send")
+    for i in range(2):
+        await live.start(SendMail({"to": f"later{i}@example.com"}, schedule=Schedule(after=600)))
+    await live.order("hold-overview")  # its stock check runs until the gate opens; it waits
+    queues = page.locator("#queues tbody tr")
+    await expect(queues).to_have_count(3, timeout=TIMEOUT)
+    await expect(page.locator("#workers")).to_contain_text("stock.check", timeout=TIMEOUT)
     await live.screenshot(page, "overview")
 
 

@@ -160,3 +160,50 @@ def test_job_list_and_page(site: Site) -> None:
     assert "worker-3" in page.text and "lease" in page.text
     detail = site.http.get(f"/jobs/{ready.id}")
     assert "a@example.com" in detail.text
+
+
+def test_overview_shows_each_queues_backlog_and_expired_leases(site: Site) -> None:
+    seed = site.seed
+    seed.start("mail.send")
+    seed.start("mail.send")
+    seed.start("report.build", after=timedelta(hours=1))
+    seed.start("stalled.job")
+    seed.claim("stalled.job", worker_id="worker-gone", lease=timedelta(0))  # expired at once
+    page = site.http.get("/")
+    queues = rows(page.text, "queues")
+    mail = re.search(r"<tr><th><a[^>]*>mail.send</a></th>(.*?)</tr>", queues, re.S)
+    assert mail
+    cells = [
+        re.sub(r"<[^>]+>", "", c).strip()
+        for c in re.findall(r"<td>(.*?)</td>", mail.group(1), re.S)
+    ]
+    assert cells[0] == "2" and cells[1], "two ready, with the oldest one's wait"
+    assert cells[2:] == ["0", "0", "0", "0"]
+    report = re.search(r"<tr><th><a[^>]*>report.build</a></th>(.*?)</tr>", queues, re.S)
+    assert report
+    assert [
+        re.sub(r"<[^>]+>", "", c).strip()
+        for c in re.findall(r"<td>(.*?)</td>", report.group(1), re.S)
+    ] == ["0", "", "1", "0", "0", "0"]
+    stalled = re.search(r"<tr><th><a[^>]*>stalled.job</a></th>(.*?)</tr>", queues, re.S)
+    assert stalled
+    assert [
+        re.sub(r"<[^>]+>", "", c).strip()
+        for c in re.findall(r"<td>(.*?)</td>", stalled.group(1), re.S)
+    ] == ["0", "", "0", "0", "1", "1"]
+    cards = rows(page.text, "cards")
+    assert re.search(r"Ready backlog</h2><p class=\"big\">2<", cards)
+    assert "oldest waiting" in cards and "1 on an expired lease" in cards
+
+
+def test_a_long_chain_shows_its_first_jobs_and_links_to_all(site: Site) -> None:
+    job = site.seed.start("loop.step", {"i": 0})
+    for i in range(1, 52):
+        job = site.seed.continue_chain(job, "loop.step", {"i": i})
+    page = site.http.get(f"/chains/{job.chain_id}")
+    assert page.status_code == 200
+    assert rows(page.text, "chain-graph").count('class="node n-job"') == 50
+    jobs = rows(page.text, "chain-jobs")
+    assert f'href="/jobs?q={job.chain_id}"' in jobs, "a link to every job of the chain"
+    listed = site.http.get("/jobs", params={"q": job.chain_id})
+    assert 'rel="next"' in listed.text, "the job list pages through all 52"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from nats.aio.client import Client
 from nats_notify_support import NATS_URL, NatsServer, make_adapter
+from queuert import ConfigurationError
 from queuert.notify import NotifyAdapter
 from queuert_conformance.notify_worker import (
     ListenerCalls,
@@ -109,12 +110,12 @@ async def test_configuration_is_checked() -> None:
     adapter = NatsNotifyAdapter(NATS_URL)
     assert isinstance(adapter, NotifyAdapter)
     await adapter.close()
-    with pytest.raises(ValueError, match="exactly one"):
+    with pytest.raises(ConfigurationError, match="exactly one"):
         NatsNotifyAdapter()
-    with pytest.raises(ValueError, match="exactly one"):
+    with pytest.raises(ConfigurationError, match="exactly one"):
         NatsNotifyAdapter(NATS_URL, client=Client())
     for bad in ("has space", "", "a..b", "a.*", "a.>", ".a"):
-        with pytest.raises(ValueError, match="invalid NATS subject prefix"):
+        with pytest.raises(ConfigurationError, match="invalid NATS subject prefix"):
             NatsNotifyAdapter(NATS_URL, subject_prefix=bad)
-    with pytest.raises(ValueError, match="invalid KV bucket"):
+    with pytest.raises(ConfigurationError, match="invalid KV bucket"):
         NatsNotifyAdapter(NATS_URL, wake_hint_bucket="a.b")

@@ -3,6 +3,7 @@ they hold (span trees, metric points, log records)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,6 +38,7 @@ class Telemetry:
             tracer_provider=self.tracer_provider,
             meter_provider=self.meter_provider,
             logger_provider=self.logger_provider,
+            log_level=logging.INFO,
         )
 
     def shutdown(self) -> None:

@@ -11,7 +11,14 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Tracer
 from otel_helpers import Telemetry
-from queuert import Attempt, Client, EntryJobType, InMemoryStateAdapter, Worker
+from queuert import (
+    Attempt,
+    ChainFailedError,
+    Client,
+    EntryJobType,
+    InMemoryStateAdapter,
+    Worker,
+)
 from queuert.state import StateAdapter
 from queuert_otel import OtelObservability
 
@@ -22,6 +29,10 @@ class N:
 
 
 class Echo(EntryJobType[N, N]):
+    pass
+
+
+class Bad(EntryJobType[N, N], max_attempts=1):
     pass
 
 
@@ -68,6 +79,26 @@ async def test_events_become_correlated_log_records(
         if record.body == "chain_created":
             assert record.trace_id == telemetry.one("create chain echo").context.trace_id
     assert "job_leases_renewed" not in bodies, "DEBUG events stay out at the default level"
+
+
+async def test_by_default_only_what_needs_attention_is_logged() -> None:
+    telemetry = Telemetry()
+    otel = OtelObservability(logger_provider=telemetry.logger_provider)
+    client = Client(InMemoryStateAdapter(), job_types=[Bad], observability=otel)
+    worker: Worker[Any] = Worker(client)
+
+    @worker.handler(Bad)
+    async def bad(attempt: Attempt[Bad]) -> N:
+        raise KeyError("no")
+
+    async with client:
+        async with client.transaction() as tx:
+            chain = await client.start_chain(Bad(N(1)), tx=tx)
+        async with worker:
+            with pytest.raises(ChainFailedError):
+                await client.wait_for_chain(chain, timeout=20)
+    assert telemetry.log_bodies() == ["job_attempt_failed"]
+    telemetry.shutdown()
 
 
 class BrokenTracer(Tracer):

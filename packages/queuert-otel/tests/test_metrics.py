@@ -98,7 +98,7 @@ async def test_instruments_of_a_processed_workload(
     assert t("queuert.job.unblocked", p) == 1
     assert t("queuert.job.attempt.failed", p, queuert__job__retried=True) == 1
     assert t("queuert.job.attempt.failed", p, queuert__job__retried=False) == 1
-    assert t("queuert.job.attempt.duration", p) == 5
+    assert t("messaging.process.duration", p, queuert__processing__mode="atomic") == 3
     assert t("queuert.job.duration", p) == 3
     assert t("queuert.job.wait.duration", p) == 5
     assert t("queuert.job_type.processing", p) == 0, "every started attempt ended"
@@ -156,3 +156,28 @@ async def test_a_reader_on_another_thread_gets_a_fresh_reading(
             # a periodic exporter collects on its own thread: it waits for the refresh
             data = await asyncio.to_thread(telemetry.points)
             assert telemetry.total("queuert.queue.ready", data) == expected
+
+
+class FailingStats:
+    """A client whose queue statistics cannot be read (the store is down)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def get_queue_stats(self, type_names: Any = None) -> Any:
+        self.calls += 1
+        raise ConnectionError("store down")
+
+
+async def test_a_failed_reading_is_logged_and_not_retried_at_once(
+    telemetry: Telemetry, caplog: pytest.LogCaptureFixture
+) -> None:
+    failing = FailingStats()
+    async with telemetry.observability.watch(failing, min_interval=3600) as health:
+        assert health is not None
+        await health.refresh()
+        for _ in range(3):
+            await asyncio.to_thread(telemetry.reader.get_metrics_data)
+        assert failing.calls == 1, "the failure counts as a reading for the rate limit"
+        assert telemetry.total("queuert.queue.ready") == 0
+    assert any("reading queue statistics failed" in r.message for r in caplog.records)

@@ -3,10 +3,12 @@ with no notifications at all (polling only)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import pytest
 from pg_helpers import DSN, Namespace, drop_namespace, make_adapter, unique_schema
 from queuert.in_memory import NoopNotifyAdapter
@@ -32,7 +34,29 @@ async def queuert_state_harness(request: pytest.FixtureRequest) -> AsyncIterator
         async def open_another() -> PgStateAdapter[Any]:
             return await make_adapter("asyncpg", ns)
 
-        yield StateHarness(adapter=adapter, poison=adapter.poison, open_another=open_another)
+        async def write_raw(job_id: str, which: str, text: str) -> bool:
+            """Store ``text`` as it is, through a connection of its own (as a hand edit would);
+            jsonb holds JSON only, so a text that is not JSON cannot be stored."""
+            column = {"input": "input", "output": "output"}[which]
+            try:
+                json.loads(text)
+            except ValueError:
+                return False
+            conn = await asyncpg.connect(DSN)
+            try:
+                await conn.execute(
+                    f'UPDATE "{ns.schema}"."{ns.prefix}job" SET {column} = $1::jsonb'
+                    " WHERE id = $2::uuid",
+                    text,
+                    job_id,
+                )
+            finally:
+                await conn.close()
+            return True
+
+        yield StateHarness(
+            adapter=adapter, poison=adapter.poison, open_another=open_another, write_raw=write_raw
+        )
     finally:
         await adapter.close()
         await drop_namespace(ns)

@@ -1,13 +1,18 @@
-"""The session settings of a pool that ``AsyncpgProvider.connect`` creates: generic plans by default
-(with an opt-out, and the caller's own ``server_settings`` winning), and no session reset unless asked."""
+"""The settings of a pool that ``AsyncpgProvider.connect`` creates: generic plans by default (with an
+opt-out, and the caller's own ``server_settings`` winning), no session reset unless asked, and
+timeouts on connecting and on every statement."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from datetime import timedelta
 from typing import Any
 
+import asyncpg
 import pytest
-from pg_helpers import DSN
-from queuert_postgres import AsyncpgProvider
+from pg_helpers import DSN, Namespace
+from queuert_postgres import AsyncpgProvider, PgStateAdapter
 
 
 async def _setting(provider: AsyncpgProvider, name: str) -> Any:
@@ -50,3 +55,56 @@ async def test_session_reset_only_when_asked(reset_sessions: bool) -> None:
         assert await _setting(provider, "plan_cache_mode") == "force_generic_plan"
     finally:
         await provider.close()
+
+
+async def test_a_server_that_never_answers_fails_the_connect_within_its_timeout() -> None:
+    """A peer that accepts the TCP connection and then says nothing (a hung server, a black-holing
+    proxy) makes connecting raise TimeoutError after ``connect_timeout``, not asyncpg's 60 s."""
+    accepted = asyncio.Event()
+    peers: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peers.append(writer)
+        accepted.set()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        with pytest.raises(TimeoutError):
+            await PgStateAdapter.connect(
+                f"postgresql://postgres@127.0.0.1:{port}/test", connect_timeout=0.5
+            )
+        assert accepted.is_set(), "the connection reached the silent peer"
+        assert loop.time() - started < 5
+    finally:
+        for writer in peers:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_statement_that_hangs_raises_after_the_statement_timeout(
+    namespace: Namespace,
+) -> None:
+    """A statement of queuert's that gets no answer (here: waiting behind a lock another session
+    holds) raises TimeoutError after ``statement_timeout`` instead of hanging the worker."""
+    adapter = await PgStateAdapter.connect(
+        DSN, schema=namespace.schema, statement_timeout=timedelta(milliseconds=300)
+    )
+    holder = await asyncpg.connect(DSN)
+    try:
+        await adapter.migrate()
+        tx = holder.transaction()
+        await tx.start()
+        await holder.execute(
+            f'LOCK TABLE "{namespace.schema}".queuert_job IN ACCESS EXCLUSIVE MODE'
+        )
+        with pytest.raises(TimeoutError):
+            await adapter.get_job(str(uuid.uuid4()))
+        await tx.rollback()
+        assert await adapter.get_job(str(uuid.uuid4())) is None, "the adapter works again"
+    finally:
+        await holder.close()
+        await adapter.close()

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 from pg_helpers import DSN, Namespace
-from queuert import Attempt, Client, EntryJobType, Worker
+from queuert import Attempt, Client, EntryJobType, UsageError, Worker
 from queuert_postgres import (
     AsyncpgProvider,
     PgNotifyAdapter,
@@ -211,3 +211,41 @@ async def test_sqlalchemy_sessions_flush_side_effects_on_their_own_commit(
         await client.close()
         await adapter.close()
         await engine.dispose()
+
+
+async def test_an_asyncpg_connection_with_no_transaction_is_refused(namespace: Namespace) -> None:
+    """Outside a transaction asyncpg commits every statement on its own: the chain's rows would be
+    written one by one, whatever the caller does next. Refused with UsageError, nothing written."""
+    pool = await asyncpg.create_pool(DSN, min_size=1, max_size=2)
+    adapter = PgStateAdapter(AsyncpgProvider(pool), schema=namespace.schema)
+    try:
+        await adapter.migrate()
+        async with Client(adapter, job_types=[SendReceipt]) as client, pool.acquire() as conn:
+            with pytest.raises(UsageError, match="no open transaction"):
+                async with client.hooks(conn):
+                    await client.start_chain(SendReceipt(Order("o")), tx=conn)
+            assert not (await client.list_chains()).items
+    finally:
+        await adapter.close()
+        await pool.close()
+
+
+async def test_a_psycopg_connection_in_autocommit_is_refused(namespace: Namespace) -> None:
+    import psycopg
+
+    adapter = PgStateAdapter(PsycopgProvider(DSN, max_size=2), schema=namespace.schema)
+    try:
+        await adapter.migrate()
+        conn = await psycopg.AsyncConnection.connect(DSN, autocommit=True)
+        try:
+            async with Client(adapter, job_types=[SendReceipt]) as client:
+                with pytest.raises(UsageError, match="autocommit"):
+                    async with client.hooks(conn):
+                        await client.start_chain(SendReceipt(Order("o")), tx=conn)
+                async with conn.transaction(), client.hooks(conn):  # inside one: accepted
+                    await client.start_chain(SendReceipt(Order("p")), tx=conn)
+                assert len((await client.list_chains()).items) == 1
+        finally:
+            await conn.close()
+    finally:
+        await adapter.close()

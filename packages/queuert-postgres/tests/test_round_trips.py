@@ -115,6 +115,10 @@ async def test_statement_counts_per_operation(
     assert provider.take() == 1
     await adapter.next_due(["work", "dep"])
     assert provider.take() == 1
+    await adapter.get_queue_stats()
+    assert provider.take() == 1
+    await adapter.get_queue_stats(["work", "dep"])
+    assert provider.take() == 1
     # a locked read of a chain: one statement
     async with adapter.transaction() as tx:
         await adapter.get_chain(root.job.id, lock=True, tx=tx)

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
+from queuert import ConfigurationError
 from queuert.notify import NotifyAdapter
 from queuert_conformance.notify_worker import (
     ListenerCalls,
@@ -134,11 +135,11 @@ async def test_configuration_is_checked() -> None:
     adapter = RedisNotifyAdapter(REDIS_URL)
     assert isinstance(adapter, NotifyAdapter)
     await adapter.close()
-    with pytest.raises(ValueError, match="exactly one"):
+    with pytest.raises(ConfigurationError, match="exactly one"):
         RedisNotifyAdapter()
-    with pytest.raises(ValueError, match="exactly one"):
+    with pytest.raises(ConfigurationError, match="exactly one"):
         RedisNotifyAdapter(REDIS_URL, client=Redis())
-    with pytest.raises(ValueError, match="invalid Redis prefix"):
+    with pytest.raises(ConfigurationError, match="invalid Redis prefix"):
         RedisNotifyAdapter(REDIS_URL, prefix="has space")
-    with pytest.raises(ValueError, match="invalid Redis prefix"):
+    with pytest.raises(ConfigurationError, match="invalid Redis prefix"):
         RedisNotifyAdapter(REDIS_URL, prefix="")

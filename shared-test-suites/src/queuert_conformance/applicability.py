@@ -38,6 +38,11 @@ REASONS: dict[str, str] = {
         "capabilities.multi_process is declared but not checked without it)"
     ),
     "open_sharing": "needs StateHarness.open_sharing (an adapter over the adapter's own connections)",
+    "write_raw": "needs StateHarness.write_raw (a way to store a value bypassing the adapter)",
+    "raw_text": (
+        "the store cannot hold a stored value that is not JSON (its JSON column refuses it), so "
+        "such a row cannot occur"
+    ),
     "notify_open_another": "needs NotifyHarness.open_another (a second connection to the server)",
     "notify_interrupt": "needs NotifyHarness.interrupt (a way to drop the adapter's connections)",
 }

@@ -10,6 +10,8 @@ from queuert_conformance.behaviour_suite.test_blockers import TestFanOutFanIn
 from queuert_conformance.behaviour_suite.test_chains import TestContinuations, TestPatterns
 from queuert_conformance.behaviour_suite.test_deletion import TestDeletion, TestWaitForChain
 from queuert_conformance.behaviour_suite.test_hostile_values import TestHostileValues
+from queuert_conformance.behaviour_suite.test_periodic import TestPeriodic
+from queuert_conformance.behaviour_suite.test_poison_rows import TestPoisonRows
 from queuert_conformance.behaviour_suite.test_processing import (
     TestErrors,
     TestMaxAttempts,
@@ -20,10 +22,12 @@ from queuert_conformance.behaviour_suite.test_resilience import (
     TestNotifyResilience,
     TestStateResilience,
 )
+from queuert_conformance.behaviour_suite.test_retention import TestRetention
 from queuert_conformance.behaviour_suite.test_scheduling import (
     TestScheduling,
     TestStartDeduplication,
 )
+from queuert_conformance.behaviour_suite.test_transaction_handles import TestTransactionHandles
 from queuert_conformance.behaviour_suite.test_transactions import (
     TestClientTransactions,
     TestValidation,
@@ -51,11 +55,15 @@ __all__ = [
     "TestModes",
     "TestNotifyResilience",
     "TestPatterns",
+    "TestPeriodic",
     "TestPickup",
+    "TestPoisonRows",
+    "TestRetention",
     "TestScheduling",
     "TestShutdown",
     "TestStartDeduplication",
     "TestStateResilience",
+    "TestTransactionHandles",
     "TestValidation",
     "TestWaitForChain",
     "TestWorkerRecovery",

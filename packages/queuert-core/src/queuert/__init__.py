@@ -16,6 +16,7 @@ from queuert.errors import (
     ChainCancelledError,
     ChainFailedError,
     ChainNotFoundError,
+    ConfigurationError,
     DuplicateJobIdError,
     DuplicateJobTypeError,
     InvalidIdentifierError,
@@ -34,6 +35,7 @@ from queuert.errors import (
     QueuertError,
     RescheduleJob,
     StateAdapterClosedError,
+    StoredValueError,
     TransactionAbortedError,
     TransactionHooksRequiredError,
     UnknownJobTypeError,
@@ -48,9 +50,12 @@ from queuert.in_memory import (
     NoopNotifyAdapter,
 )
 from queuert.job_types import Blockers, ChainResult, Continues, EntryJobType, JobType
+from queuert.json import UndecodableValue
 from queuert.models import Chain, Job
 from queuert.notify import NotifyAdapter
 from queuert.observability import LoggingObservability, ObservabilityAdapter, RecordingObservability
+from queuert.periodic import Periodic
+from queuert.retention import Retention
 from queuert.schedule import Deduplication, Schedule
 from queuert.state import Page, QueueStats, StateAdapter
 from queuert.worker import AttemptMiddleware, Worker
@@ -73,6 +78,7 @@ __all__ = [
     "Client",
     "Codec",
     "CodecError",
+    "ConfigurationError",
     "Continues",
     "Deduplication",
     "DefaultCodec",
@@ -104,17 +110,21 @@ __all__ = [
     "ObservabilityAdapter",
     "Page",
     "PayloadTooLargeError",
+    "Periodic",
     "QueueStats",
     "QueuertError",
     "RecordingObservability",
     "RescheduleJob",
+    "Retention",
     "Schedule",
     "StateAdapter",
     "StateAdapterClosedError",
+    "StoredValueError",
     "TransactionAbortedError",
     "TransactionHooks",
     "TransactionHooksRequiredError",
     "TxContext",
+    "UndecodableValue",
     "UnknownJobTypeError",
     "UsageError",
     "WaitChainTimeoutError",

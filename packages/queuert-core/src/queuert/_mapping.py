@@ -8,9 +8,9 @@ from typing import Any
 
 from queuert._fastinit import from_fields
 from queuert.codec import Codec, CodecError
-from queuert.errors import JobTypeValidationError
+from queuert.errors import StoredValueError
 from queuert.job_types import JobTypeRegistry
-from queuert.json import JsonValue
+from queuert.json import UndecodableValue
 from queuert.models import Chain, Job
 from queuert.observability import JobInfo
 from queuert.state import StoredChain, StoredJob
@@ -41,10 +41,18 @@ class Mapper:
         self._registry = registry
         self._codec = codec
 
-    def decode(self, type_name: str, data: JsonValue, which: str) -> Any:
-        """A stored ``input`` or ``output`` (``which``) decoded with the type's declared type."""
+    def decode(self, type_name: str, data: Any, which: str, *, strict: bool = True) -> Any:
+        """A stored ``input`` or ``output`` (``which``) decoded with the type's declared type.
+
+        A value that cannot be read raises :class:`StoredValueError` when ``strict`` (processing),
+        and is returned as an :class:`UndecodableValue` otherwise (reads never fail on one bad row).
+        """
         if data is None:
             return None
+        if isinstance(data, UndecodableValue):
+            if strict:
+                raise StoredValueError(which, type_name, data.reason)
+            return data
         jt = self._registry.get(type_name)
         if jt is None:
             return data
@@ -53,14 +61,15 @@ class Mapper:
         try:
             return self._codec.decode(tp, data)
         except CodecError as exc:
-            raise JobTypeValidationError(
-                "invalid_input" if which == "input" else "invalid_output",
-                type_name,
-                f"stored {which} does not decode: {exc}",
-            ) from exc
+            reason = f"it does not fit the declared type: {exc}"
+            if strict:
+                raise StoredValueError(which, type_name, reason) from exc
+            return UndecodableValue(data, reason)
 
-    def to_job(self, stored: StoredJob, *, input: Any = DECODE) -> Job:
-        """The public view of a stored job (``input`` given: already decoded, used as is)."""
+    def to_job(self, stored: StoredJob, *, input: Any = DECODE, strict: bool = False) -> Job:
+        """The public view of a stored job (``input`` given: already decoded, used as is). With
+        ``strict`` (a job about to be processed) a value that cannot be read raises
+        :class:`StoredValueError`; otherwise it reads as an :class:`UndecodableValue`."""
         type_name = stored.type_name
         output = stored.output
         # the fields as one dict (Job's declaration order): cheaper than 18 keyword arguments
@@ -72,10 +81,12 @@ class Mapper:
                 "chain_id": stored.chain_id,
                 "chain_type_name": stored.chain_type_name,
                 "status": stored.status,
-                "input": self.decode(type_name, stored.input, "input")
+                "input": self.decode(type_name, stored.input, "input", strict=strict)
                 if input is DECODE
                 else input,
-                "output": None if output is None else self.decode(type_name, output, "output"),
+                "output": None
+                if output is None
+                else self.decode(type_name, output, "output", strict=strict),
                 "attempt": stored.attempt,
                 "created_at": stored.created_at,
                 "scheduled_at": stored.scheduled_at,

@@ -19,6 +19,7 @@ __all__ = [
     "ChainCancelledError",
     "ChainFailedError",
     "ChainNotFoundError",
+    "ConfigurationError",
     "DuplicateJobIdError",
     "DuplicateJobTypeError",
     "InvalidIdentifierError",
@@ -37,6 +38,7 @@ __all__ = [
     "QueuertError",
     "RescheduleJob",
     "StateAdapterClosedError",
+    "StoredValueError",
     "TransactionAbortedError",
     "TransactionHooksRequiredError",
     "UnknownJobTypeError",
@@ -94,6 +96,17 @@ class JobTypeValidationError(QueuertError):
         self.type_name = type_name
         self.details = details
         super().__init__(f"{code} for job type {type_name!r}: {details}")
+
+
+class StoredValueError(JobTypeValidationError):
+    """A stored input or output cannot be read for processing (not valid JSON, or it no longer fits the
+    job type's declared type). A worker fails such a job at once, without retrying; reads return an
+    :class:`~queuert.json.UndecodableValue` in its place instead."""
+
+    def __init__(self, which: str, type_name: str, reason: str) -> None:
+        self.which = which
+        code: ValidationCode = "invalid_input" if which == "input" else "invalid_output"
+        super().__init__(code, type_name, f"stored {which} cannot be read: {reason}")
 
 
 class UnknownJobTypeError(QueuertError):
@@ -271,6 +284,11 @@ class TransactionHooksRequiredError(UsageError):
             "this call needs transaction hooks: open the transaction with client.transaction(), "
             "wrap your own transaction in `async with client.hooks(tx):`, or pass hooks=..."
         )
+
+
+class ConfigurationError(UsageError, ValueError):
+    """An adapter was given options it cannot work with (a malformed key prefix or subject, both or
+    neither of two alternatives, a non-positive timeout); nothing was opened."""
 
 
 class InvalidIdentifierError(QueuertError, ValueError):

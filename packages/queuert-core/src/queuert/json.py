@@ -5,13 +5,14 @@ from __future__ import annotations
 import json as _json
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, TypeAlias, cast
 
 from queuert.errors import NotJsonError
 
 JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
 
-__all__ = ["JsonValue", "dumps", "ensure_json", "loads"]
+__all__ = ["JsonValue", "UndecodableValue", "dumps", "ensure_json", "loads", "loads_stored"]
 
 
 def ensure_json(value: object, path: str = "$") -> JsonValue:
@@ -104,3 +105,28 @@ def _deep_copy(value: Any) -> JsonValue:
 
 
 copy_json = _deep_copy
+
+
+@dataclass(frozen=True)
+class UndecodableValue:
+    """A stored input or output that cannot be read: not valid JSON (edited by hand, written by
+    something else), or JSON that no longer fits its job type's declared type.
+
+    Reads (``get_job``, ``list_jobs``, ``get_chain``, ``list_chains``...) return this in place of the
+    value instead of failing the whole page; ``raw`` is what is stored (the text when it is not JSON)
+    and ``reason`` says what is wrong. A worker that claims such a job fails it at once, without
+    retrying, with the reason as its error.
+    """
+
+    raw: object
+    reason: str
+
+
+def loads_stored(text: str | bytes) -> JsonValue | UndecodableValue:
+    """A stored JSON text as its value, or an :class:`UndecodableValue` when it does not parse (what
+    every state adapter uses to read stored inputs and outputs: a bad row never fails a read)."""
+    try:
+        return loads(text)
+    except (ValueError, RecursionError) as exc:
+        raw = text if isinstance(text, str) else bytes(text).decode("utf-8", "replace")
+        return UndecodableValue(raw, f"the stored text is not valid JSON: {exc}")

@@ -79,7 +79,7 @@ from typing_extensions import Self
 from queuert._fastinit import fast_init, from_fields
 from queuert.errors import BlockerReference, InvalidJobIdError, UsageError
 from queuert.ids import IdPolicy, check_ids
-from queuert.json import JsonValue
+from queuert.json import JsonValue, UndecodableValue
 from queuert.schedule import Deduplication, Schedule
 
 __all__ = [
@@ -177,8 +177,11 @@ class StoredJob:
     chain_type_name: str
     chain_index: int
     """0 for the chain's first job, +1 per continuation; ``(chain_id, chain_index)`` is unique."""
-    input: JsonValue
-    output: JsonValue
+    input: JsonValue | UndecodableValue
+    """The stored input; a stored text that is not JSON reads as an
+    :class:`~queuert.json.UndecodableValue` (adapters decode with :func:`~queuert.json.loads_stored`,
+    so one bad row never fails a claim or a read)."""
+    output: JsonValue | UndecodableValue
     """The output of a job closed as ``completed`` without a successor; ``None`` otherwise."""
     status: JobStatus
     outcome: Outcome | None

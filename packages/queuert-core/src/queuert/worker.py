@@ -15,7 +15,10 @@ One asyncio worker per process; any number of processes. The worker
 * recovers from state errors with a backoff that resets after the next success;
 * on ``close()`` stops claiming, tells handlers (``signal.reason == "shutdown"``), waits up to
   ``shutdown_timeout``, then cancels what is left and returns its jobs to ready; every task it started
-  has ended when ``close()`` returns.
+  has ended when ``close()`` returns. A handler that ignores its cancellation is abandoned after a
+  cleanup grace (``min(shutdown_timeout + 1 s, 10 s)``), with a warning: its job is not released but
+  left to its lease, so no other worker runs it while it may still be running, and ``close()``
+  still returns.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from queuert.errors import (
     BlockerChainFailedError,
     JobNotCompletedError,
     RescheduleJob,
+    StoredValueError,
     UsageError,
 )
 from queuert.hooks import TransactionHooks
@@ -73,6 +77,8 @@ from queuert.observability import (
     WorkerStopping,
 )
 from queuert.payload import storable_text
+from queuert.periodic import Periodic, PeriodicStarter
+from queuert.retention import Retention, RetentionResult, RunRetention, run_retention
 from queuert.schedule import Schedule
 from queuert.state import CompleteResult, Completion, StoredJob
 
@@ -113,6 +119,20 @@ class HandlerConfig:
     lease: Lease
     backoff: Backoff
     max_attempts: int | None
+
+
+def _forget_abandoned(
+    abandoned: set[asyncio.Future[Any]],
+) -> Callable[[asyncio.Future[Any]], None]:
+    """Done callback of an abandoned handler: drop it, and take its outcome (nobody awaits it, so
+    asyncio would otherwise log "exception was never retrieved")."""
+
+    def done(handler: asyncio.Future[Any]) -> None:
+        abandoned.discard(handler)
+        if not handler.cancelled():
+            handler.exception()
+
+    return done
 
 
 def serialize_error(exc: BaseException) -> str:
@@ -253,6 +273,8 @@ class Worker(Generic[TxT]):
         reap_interval: Duration | None = None,
         reap_batch: int = 100,
         prefetch: int | None = None,
+        periodic: Sequence[Periodic[Any]] = (),
+        retention: Retention | None = None,
     ) -> None:
         if name is not None and not _NAME_RE.match(name):
             raise UsageError("worker name must be 1-100 characters of A-Z a-z 0-9 . _ -")
@@ -261,6 +283,10 @@ class Worker(Generic[TxT]):
         self.client = client
         self._core: Core[TxT] = client._core
         """The client's internals (publishing, bound transactions, mapping, finishing)."""
+        if retention is not None:
+            periodic = [*periodic, retention.periodic()]
+        self._periodic = PeriodicStarter(client, periodic) if periodic else None
+        """Starts the periodic chains at their ticks while the worker runs."""
         self.name = name
         self.id = f"{name}-{uuid.uuid4().hex[:12]}" if name else uuid.uuid4().hex
         self.concurrency = concurrency
@@ -273,6 +299,8 @@ class Worker(Generic[TxT]):
         self.shutdown_timeout = to_timedelta(shutdown_timeout, name="shutdown_timeout")
         """How long in-flight handlers may take to finish on ``close()``."""
         self._shutdown_seconds = self.shutdown_timeout.total_seconds()
+        self._cleanup_seconds = min(self._shutdown_seconds + 1.0, 10.0)
+        """How long cancelled handlers get to roll back before they are abandoned."""
         self.reap_interval = (
             None
             if reap_interval is None
@@ -295,6 +323,9 @@ class Worker(Generic[TxT]):
         self._held: set[str] = set()
         """Jobs whose row this worker holds locked in an open transaction (not renewed meanwhile)."""
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._abandoned: set[asyncio.Future[Any]] = set()
+        self._grace_over = False
+        """Handlers that ignored their cancellation at shutdown (referenced, never awaited)."""
         self._wake = asyncio.Event()
         self._stopping = False
         self._started = False
@@ -310,6 +341,12 @@ class Worker(Generic[TxT]):
         self._host = _AttemptHost(self)
         self.processed = 0
         """Attempts finished (any outcome) since start; handy for tests and benchmarks."""
+        if retention is not None:
+
+            async def expire(attempt: Attempt[RunRetention]) -> RetentionResult:
+                return await run_retention(client, attempt)
+
+            self.register(RunRetention, expire)
         for job_type, fn in (handlers or {}).items():
             self.register(job_type, fn)
 
@@ -402,10 +439,13 @@ class Worker(Generic[TxT]):
             self._core.emit(NotifyAdapterError(operation="listen_job_scheduled", error=repr(exc)))
         self._main = asyncio.create_task(self._main_loop(), name=f"queuert-worker-{self.id}")
         self._renewer = asyncio.create_task(self._renew_loop(), name=f"queuert-leases-{self.id}")
+        if self._periodic is not None:
+            self._periodic.start()
         self._core.emit(WorkerStarted(self.id, tuple(self.type_names), self.concurrency))
 
     async def close(self) -> None:
-        """Stop gracefully within ``shutdown_timeout`` (+ a short cleanup grace); idempotent."""
+        """Stop gracefully within ``shutdown_timeout`` plus the cleanup grace (``shutdown_timeout``
+        + 1 s, at most 10 s); idempotent."""
         if not self._started:
             return
         if self._closing is None:
@@ -448,6 +488,8 @@ class Worker(Generic[TxT]):
         self._stopping = True
         self._wake.set()
         self._core.emit(WorkerStopping(self.id, len(self._running)))
+        if self._periodic is not None:
+            await self._periodic.close()
         if self._main is not None:
             await _finish(self._main, timeout=self._shutdown_seconds + 5)
         while self._buffer:
@@ -462,7 +504,8 @@ class Worker(Generic[TxT]):
             if pending:
                 for running in list(self._running.values()):
                     running.cancel("shutdown")
-                _, still = await asyncio.wait(pending, timeout=10.0)
+                _, still = await asyncio.wait(pending, timeout=self._cleanup_seconds)
+                self._grace_over = True  # attempts still running abandon their handlers at once
                 for task in still:
                     task.cancel()
                 await asyncio.gather(*still, return_exceptions=True)
@@ -741,6 +784,16 @@ class Worker(Generic[TxT]):
             if running.watch is not None:
                 await self._unwatch(running.watch)
 
+    def _abandon(self, job: StoredJob, handler: asyncio.Future[Any]) -> None:
+        """Stop waiting for a handler that ignores its cancellation. Its job stays leased until the
+        lease expires (no renewal), so no other worker runs it while it may still be running."""
+        self._abandoned.add(handler)
+        handler.add_done_callback(_forget_abandoned(self._abandoned))
+        logger.warning(
+            "a handler ignored its cancellation; left running, its job is left to its lease",
+            extra={"queuert_job_id": job.id, "queuert_job_type": job.type_name},
+        )
+
     async def _attempt(self, running: _Running, started: float) -> None:
         job = running.job
         client = self.client
@@ -754,14 +807,14 @@ class Worker(Generic[TxT]):
                 failed = [b for b in blockers if b.outcome in ("failed", "cancelled")]
                 if failed and config.job_type.on_blocker_failure == "fail":
                     raise BlockerChainFailedError(failed[0].id, failed[0].outcome or "failed")
-            public = core.to_job(job)
+            public = core.to_job(job, strict=True)
             attempt: Attempt[Any] = Attempt(
                 host=self._host, stored=job, job=public, input=public.input, blockers=blockers
             )
         except Exception as exc:
-            await self._record_failure(
-                running, exc, started, final=isinstance(exc, BlockerChainFailedError)
-            )
+            # a failed blocker or a stored value that cannot be read: retrying changes nothing
+            final = isinstance(exc, (BlockerChainFailedError, StoredValueError))
+            await self._record_failure(running, exc, started, final=final)
             return
         running.attempt = attempt
         if running.cancel_reason is not None:
@@ -776,13 +829,21 @@ class Worker(Generic[TxT]):
         try:
             await asyncio.shield(running.handler_task)
         except asyncio.CancelledError:
-            # The worker itself is being torn down: stop the handler and wait for its rollback.
-            if not running.handler_task.done():
-                running.handler_task.cancel()
-                with contextlib.suppress(BaseException):
-                    await running.handler_task
-            if running.cancel_reason not in LOST_REASONS:
-                await self._release(job)
+            # The worker itself is being torn down: stop the handler and wait for its rollback,
+            # within the cleanup grace (a handler that ignores its cancellation is abandoned).
+            handler = running.handler_task
+            if not handler.done():
+                handler.cancel()
+                grace = 0.0 if self._grace_over else self._cleanup_seconds
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait({handler}, timeout=grace)
+            if not handler.done():
+                self._abandon(job, handler)
+            else:
+                if not handler.cancelled():
+                    handler.exception()  # retrieved: it is reported as the attempt's outcome
+                if running.cancel_reason not in LOST_REASONS:
+                    await self._release(job)
             raise
         except OwnershipLostError as lost:
             self._lose(job.id, lost.reason)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["main", "serve"]
 
@@ -24,17 +26,25 @@ async def serve(dsn: str, *, host: str, port: int, read_only: bool, root_path: s
 
     from queuert_dashboard.app import create_dashboard
 
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[Any] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                bound = self.servers[0].sockets[0].getsockname()[1] if self.servers else port
+                print(
+                    f"queuert dashboard listening on http://{host}:{bound}{root_path}/", flush=True
+                )
+                logger.info(
+                    "dashboard listening",
+                    extra={"host": host, "port": bound, "read_only": read_only},
+                )
+
     async with open_state_adapter(dsn) as state, Client(state) as client:
         app = create_dashboard(client, read_only=read_only)
         config = uvicorn.Config(
             app, host=host, port=port, root_path=root_path, log_level="warning", lifespan="off"
         )
-        server = uvicorn.Server(config)
-        logger.info(
-            "dashboard listening",
-            extra={"host": host, "port": port, "read_only": read_only},
-        )
-        await server.serve()
+        await Server(config).serve()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,7 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--dsn", required=True, help="e.g. sqlite:///jobs.db or postgresql://...")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
+    parser.add_argument(
+        "--port", type=int, default=8000, help="port to listen on (8000; 0: any free port)"
+    )
     parser.add_argument("--read-only", action="store_true", help="show everything, allow no action")
     parser.add_argument(
         "--root-path", default="", help="path prefix when served behind a proxy under a path"
@@ -53,14 +65,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         import uvicorn  # noqa: F401
     except ImportError:
         parser.exit(2, "queuert dashboard needs uvicorn: pip install 'queuert-dashboard[server]'\n")
-    print(f"queuert dashboard on http://{args.host}:{args.port}{args.root_path}/", flush=True)
-    asyncio.run(
-        serve(
-            args.dsn,
-            host=args.host,
-            port=args.port,
-            read_only=args.read_only,
-            root_path=args.root_path,
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the Ctrl-C it stopped on
+        asyncio.run(
+            serve(
+                args.dsn,
+                host=args.host,
+                port=args.port,
+                read_only=args.read_only,
+                root_path=args.root_path,
+            )
         )
-    )
     return 0

@@ -40,8 +40,8 @@ async def overview(dash: Dashboard, request: Request) -> Response:
         workers[seen.worker_id] = {"closed": seen.closed, "last_closed_at": seen.last_closed_at}
     for worker_id in leases:
         workers.setdefault(worker_id, {"closed": 0, "last_closed_at": None})
-    oldest_ready = await client.list_jobs(statuses=["ready"], order="asc", limit=1)
-    oldest = oldest_ready.items[0] if oldest_ready.items else None
+    queues = await client.get_queue_stats()
+    ages = [q.oldest_ready_age for q in queues if q.oldest_ready_age is not None]
     chart = activity_chart(activity.buckets, WINDOW.total_seconds() / BUCKETS)
     return dash.renderer.page(
         request,
@@ -52,8 +52,10 @@ async def overview(dash: Dashboard, request: Request) -> Response:
             "statuses": JOB_STATUSES,
             "by_type": dict(sorted(by_type.items())),
             "totals": totals,
-            "ready_backlog": totals["ready"],
-            "oldest_ready": oldest,
+            "queues": queues,
+            "ready_backlog": sum(q.ready for q in queues),
+            "oldest_ready_age": max(ages) if ages else None,
+            "lease_expired": sum(q.lease_expired for q in queues),
             "chart": chart,
             "window": WINDOW,
             "workers": dict(sorted(workers.items())),

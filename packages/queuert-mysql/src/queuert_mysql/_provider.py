@@ -27,7 +27,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from queuert.errors import TransactionAbortedError
+from queuert.errors import TransactionAbortedError, UsageError
 
 __all__ = [
     "AiomysqlProvider",
@@ -172,6 +172,30 @@ async def to_the_end(conn: Any, statement: Awaitable[T]) -> T:
     return task.result()
 
 
+def aiomysql_open(tx: Any) -> Any:
+    """``tx`` if it is an aiomysql connection whose statements run in a transaction;
+    :class:`UsageError` otherwise (an object of another kind, a closed connection, or one in
+    autocommit mode with no transaction begun, whose statements would each commit on their own)."""
+    try:
+        closed = tx.closed
+        in_transaction = tx.get_transaction_status()
+        autocommit = tx.get_autocommit()
+    except AttributeError:
+        raise UsageError(
+            f"tx={tx!r:.80} is not an aiomysql connection: pass the connection of your open"
+            " transaction, or open one with client.transaction()"
+        ) from None
+    if closed:
+        raise UsageError("the transaction has ended (its connection is closed)")
+    if autocommit and not in_transaction:
+        raise UsageError(
+            "this aiomysql connection is in autocommit mode with no transaction begun (each"
+            " statement would commit on its own): call `await conn.begin()` first, or open one"
+            " with client.transaction()"
+        )
+    return tx
+
+
 class AiomysqlProvider:
     """Runs the SQL on an ``aiomysql`` pool (``tx`` = an aiomysql connection inside a transaction).
 
@@ -254,6 +278,7 @@ class AiomysqlProvider:
         return self._transaction()
 
     def state(self, tx: Any) -> TxState:
+        aiomysql_open(tx)
         state = self._states.get(tx)
         if state is None:
             state = self._states[tx] = TxState()

@@ -102,9 +102,17 @@ class SqlAlchemyProvider:
         return driver
 
     def state(self, tx: Any) -> TxState:
-        """Per transaction: a session or connection that begins a new transaction starts afresh."""
+        """Per transaction: a session or connection that begins a new transaction starts afresh.
+        Anything but an ``AsyncSession`` or an open ``AsyncConnection`` is a :class:`UsageError`."""
         sync = getattr(tx, "sync_session", None)
         if sync is None:
+            if not hasattr(tx, "get_raw_connection"):
+                raise UsageError(
+                    f"tx={tx!r:.80} is not a SQLAlchemy AsyncSession or AsyncConnection: pass the"
+                    " one of your open transaction, or open one with client.transaction()"
+                )
+            if tx.closed:
+                raise UsageError("the transaction has ended (its connection is closed)")
             sync = getattr(tx, "sync_connection", None)
         marker = sync.get_transaction() if sync is not None else None
         key = sync if sync is not None else tx

@@ -16,7 +16,7 @@ from nats.errors import Error as NatsError
 from nats.js.api import StorageType
 from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
-from queuert.errors import NotifyAdapterClosedError
+from queuert.errors import ConfigurationError, NotifyAdapterClosedError
 from queuert.notify import Unsubscribe
 
 from queuert_nats import _hints
@@ -71,16 +71,16 @@ class NatsNotifyAdapter:
         connect_options: Mapping[str, Any] | None = None,
     ) -> None:
         if (servers is None) == (client is None):
-            raise ValueError("pass exactly one of servers= or client=")
+            raise ConfigurationError("pass exactly one of servers= or client=")
         if not _PREFIX.fullmatch(subject_prefix):
-            raise ValueError(
+            raise ConfigurationError(
                 f"invalid NATS subject prefix {subject_prefix!r}: dot-separated tokens of "
                 "letters, digits, '_' and '-'"
             )
         if isinstance(wake_hint_bucket, str) and not _BUCKET.fullmatch(wake_hint_bucket):
-            raise ValueError(f"invalid KV bucket name {wake_hint_bucket!r}")
+            raise ConfigurationError(f"invalid KV bucket name {wake_hint_bucket!r}")
         if wake_hint_ttl <= 0 or publish_timeout <= 0 or listen_timeout < 0:
-            raise ValueError("wake_hint_ttl and publish_timeout must be positive")
+            raise ConfigurationError("wake_hint_ttl and publish_timeout must be positive")
         self.subject_prefix = subject_prefix
         self._owns_client = client is None
         self._nc = client if client is not None else Client()

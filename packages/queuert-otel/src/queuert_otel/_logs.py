@@ -71,10 +71,27 @@ class Logs:
         self._logger.emit(record)
 
 
+_FIELDS: dict[type[Any], tuple[tuple[str, str], ...]] = {}
+"""Per event (or nested dataclass) class: (field name, attribute key) pairs, made once."""
+
+
+def _fields(cls: type[Any], prefix: str) -> tuple[tuple[str, str], ...]:
+    found = _FIELDS.get(cls) if prefix == "queuert" else None
+    if found is None:
+        found = tuple((f.name, f"{prefix}.{f.name}") for f in fields(cls) if f.name not in _SKIPPED)
+        if prefix == "queuert":
+            _FIELDS[cls] = found
+    return found
+
+
+_SKIPPED = frozenset({"trace_context", "chain_trace_context", "origin_trace_context"})
+"""Fields left out of the attributes: the record carries the trace and span ids."""
+
+
 def _attributes(event: Event) -> dict[str, Any]:
     out: dict[str, Any] = {"queuert.event": event.name}
-    for f in fields(event):
-        _flatten(out, f"queuert.{f.name}", getattr(event, f.name))
+    for name, key in _fields(type(event), "queuert"):
+        _flatten(out, key, getattr(event, name))
     return out
 
 
@@ -91,7 +108,7 @@ def _flatten(out: dict[str, Any], key: str, value: Any) -> None:
         else:
             out[key] = [str(v) for v in value]
     elif hasattr(value, "__dataclass_fields__"):
-        for f in fields(value):
-            _flatten(out, f"{key}.{f.name}", getattr(value, f.name))
+        for name, sub in _fields(type(value), key):
+            _flatten(out, sub, getattr(value, name))
     else:
         out[key] = str(value)

@@ -3,10 +3,10 @@ and ``queuert.*``). Every instrument is listed in the package README."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from opentelemetry.metrics import Meter
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.util.types import AttributeValue
 from queuert.observability import (
     AttemptCompleted,
@@ -37,13 +37,41 @@ from queuert_otel import _attributes as a
 
 __all__ = ["Metrics"]
 
-Attributes = Mapping[str, Any]
+Key = tuple[tuple[str, AttributeValue], ...]
+"""An attribute set as a hashable tuple of (name, value) pairs."""
 
 _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
 """The bucket boundaries the messaging conventions give for their durations (seconds)."""
 
 _LONG_BUCKETS = (0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)
 """Job and chain lifetimes and waits: milliseconds to a day."""
+
+
+class _Sum:
+    """A counter or up-down counter summed here and reported by an observable instrument when a
+    reader collects: an event costs one dict update instead of an SDK measurement (the SDK's
+    per-measurement attribute handling would cost more than the work it measures)."""
+
+    __slots__ = ("_values",)
+
+    def __init__(
+        self, meter: Meter, name: str, unit: str, description: str, *, monotonic: bool = True
+    ) -> None:
+        self._values: dict[Key, int] = {}
+        create = (
+            meter.create_observable_counter
+            if monotonic
+            else meter.create_observable_up_down_counter
+        )
+        create(name, callbacks=[self._observe], unit=unit, description=description)
+
+    def add(self, amount: int, key: Key = ()) -> None:
+        values = self._values
+        values[key] = values.get(key, 0) + amount
+
+    def _observe(self, options: CallbackOptions) -> Iterable[Observation]:
+        # a collection may run on another thread: copy first (atomic under the GIL)
+        return [Observation(value, dict(key)) for key, value in self._values.copy().items()]
 
 
 class Metrics:
@@ -53,37 +81,37 @@ class Metrics:
     def __init__(self, meter: Meter) -> None:
         m = meter
         # -- messaging semantic conventions
-        self.sent = m.create_counter(
+        self.sent = _Sum(
+            m,
             "messaging.client.sent.messages",
-            unit="{message}",
-            description="Jobs created (each a message sent to the queue of its type).",
+            "{message}",
+            "Jobs created (each a message sent to the queue of its type).",
         )
-        self.consumed = m.create_counter(
+        self.consumed = _Sum(
+            m,
             "messaging.client.consumed.messages",
-            unit="{message}",
-            description="Jobs claimed by a worker (each a message delivered to a handler).",
+            "{message}",
+            "Jobs claimed by a worker (each a message delivered to a handler).",
         )
         self.process_duration = m.create_histogram(
             "messaging.process.duration",
             unit="s",
-            description="Duration of one attempt: the handler and its completion.",
+            description="Duration of one attempt: the handler and its completion (also queuert's "
+            "attempt duration).",
             explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
         )
         # -- chains
-        self.chains_created = m.create_counter(
-            "queuert.chain.created", unit="{chain}", description="Chains started."
-        )
-        self.chains_deduplicated = m.create_counter(
+        self.chains_created = _Sum(m, "queuert.chain.created", "{chain}", "Chains started.")
+        self.chains_deduplicated = _Sum(
+            m,
             "queuert.chain.deduplicated",
-            unit="{chain}",
-            description="Chain starts that matched an existing chain (nothing created).",
+            "{chain}",
+            "Chain starts that matched an existing chain (nothing created).",
         )
-        self.chains_closed = m.create_counter(
-            "queuert.chain.closed", unit="{chain}", description="Chains closed, by outcome."
+        self.chains_closed = _Sum(
+            m, "queuert.chain.closed", "{chain}", "Chains closed, by outcome."
         )
-        self.chains_deleted = m.create_counter(
-            "queuert.chain.deleted", unit="{chain}", description="Chains deleted."
-        )
+        self.chains_deleted = _Sum(m, "queuert.chain.deleted", "{chain}", "Chains deleted.")
         self.chain_duration = m.create_histogram(
             "queuert.chain.duration",
             unit="s",
@@ -91,33 +119,26 @@ class Metrics:
             explicit_bucket_boundaries_advisory=_LONG_BUCKETS,
         )
         # -- jobs
-        self.jobs_created = m.create_counter(
-            "queuert.job.created", unit="{job}", description="Jobs created."
-        )
-        self.jobs_completed = m.create_counter(
+        self.jobs_created = _Sum(m, "queuert.job.created", "{job}", "Jobs created.")
+        self.jobs_completed = _Sum(
+            m,
             "queuert.job.completed",
-            unit="{job}",
-            description="Jobs completed (with an output or a continuation).",
+            "{job}",
+            "Jobs completed (with an output or a continuation).",
         )
-        self.jobs_failed = m.create_counter(
-            "queuert.job.failed", unit="{job}", description="Jobs closed as failed."
+        self.jobs_failed = _Sum(m, "queuert.job.failed", "{job}", "Jobs closed as failed.")
+        self.jobs_cancelled = _Sum(m, "queuert.job.cancelled", "{job}", "Jobs closed as cancelled.")
+        self.jobs_reaped = _Sum(
+            m, "queuert.job.reaped", "{job}", "Jobs whose expired lease a reaper took back."
         )
-        self.jobs_cancelled = m.create_counter(
-            "queuert.job.cancelled", unit="{job}", description="Jobs closed as cancelled."
+        self.jobs_blocked = _Sum(
+            m, "queuert.job.blocked", "{job}", "Jobs created waiting for blockers."
         )
-        self.jobs_reaped = m.create_counter(
-            "queuert.job.reaped",
-            unit="{job}",
-            description="Jobs whose expired lease a reaper took back.",
+        self.jobs_unblocked = _Sum(
+            m, "queuert.job.unblocked", "{job}", "Jobs released by their blockers."
         )
-        self.jobs_blocked = m.create_counter(
-            "queuert.job.blocked", unit="{job}", description="Jobs created waiting for blockers."
-        )
-        self.jobs_unblocked = m.create_counter(
-            "queuert.job.unblocked", unit="{job}", description="Jobs released by their blockers."
-        )
-        self.jobs_triggered = m.create_counter(
-            "queuert.job.triggered", unit="{job}", description="Jobs made ready now by a trigger."
+        self.jobs_triggered = _Sum(
+            m, "queuert.job.triggered", "{job}", "Jobs made ready now by a trigger."
         )
         self.job_duration = m.create_histogram(
             "queuert.job.duration",
@@ -126,24 +147,20 @@ class Metrics:
             explicit_bucket_boundaries_advisory=_LONG_BUCKETS,
         )
         # -- attempts
-        self.attempts_started = m.create_counter(
-            "queuert.job.attempt.started", unit="{attempt}", description="Attempts started."
+        self.attempts_started = _Sum(
+            m, "queuert.job.attempt.started", "{attempt}", "Attempts started."
         )
-        self.attempts_completed = m.create_counter(
+        self.attempts_completed = _Sum(
+            m,
             "queuert.job.attempt.completed",
-            unit="{attempt}",
-            description="Attempts that completed their job.",
+            "{attempt}",
+            "Attempts that completed their job.",
         )
-        self.attempts_failed = m.create_counter(
+        self.attempts_failed = _Sum(
+            m,
             "queuert.job.attempt.failed",
-            unit="{attempt}",
-            description="Attempts that failed (retried or not).",
-        )
-        self.attempt_duration = m.create_histogram(
-            "queuert.job.attempt.duration",
-            unit="s",
-            description="Duration of one attempt, by result.",
-            explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
+            "{attempt}",
+            "Attempts that failed (retried or not).",
         )
         self.wait_duration = m.create_histogram(
             "queuert.job.wait.duration",
@@ -152,39 +169,47 @@ class Metrics:
             explicit_bucket_boundaries_advisory=_LONG_BUCKETS,
         )
         # -- leases and workers
-        self.leases_renewed = m.create_counter(
-            "queuert.lease.renewed", unit="{lease}", description="Leases renewed."
-        )
-        self.leases_lost = m.create_counter(
+        self.leases_renewed = _Sum(m, "queuert.lease.renewed", "{lease}", "Leases renewed.")
+        self.leases_lost = _Sum(
+            m,
             "queuert.lease.lost",
-            unit="{lease}",
-            description="Running jobs a worker lost (reaped, cancelled, deleted, taken).",
+            "{lease}",
+            "Running jobs a worker lost (reaped, cancelled, deleted, taken).",
         )
-        self.processing = m.create_up_down_counter(
+        self.processing = _Sum(
+            m,
             "queuert.job_type.processing",
-            unit="{job}",
-            description="Attempts running now, by job type.",
+            "{job}",
+            "Attempts running now, by job type.",
+            monotonic=False,
         )
-        self.idle = m.create_up_down_counter(
+        self.idle = _Sum(
+            m,
             "queuert.job_type.idle",
-            unit="{slot}",
-            description="Free worker slots that could run a job of the type.",
+            "{slot}",
+            "Free worker slots that could run a job of the type.",
+            monotonic=False,
         )
-        self.workers = m.create_up_down_counter(
-            "queuert.worker.running", unit="{worker}", description="Workers running."
+        self.workers = _Sum(
+            m, "queuert.worker.running", "{worker}", "Workers running.", monotonic=False
         )
-        self.worker_errors = m.create_counter(
+        self.worker_errors = _Sum(
+            m,
             "queuert.worker.errors",
-            unit="{error}",
-            description="Errors of a worker's loop (it retries after a delay).",
+            "{error}",
+            "Errors of a worker's loop (it retries after a delay).",
         )
-        self.adapter_errors = m.create_counter(
+        self.adapter_errors = _Sum(
+            m,
             "queuert.adapter.errors",
-            unit="{error}",
-            description="Failed state or notify adapter operations that queuert recovered from.",
+            "{error}",
+            "Failed state or notify adapter operations that queuert recovered from.",
         )
         self._workers: dict[str, tuple[tuple[str, ...], list[int]]] = {}
         """worker id -> (types it serves, [idle slots])."""
+        self._running: set[tuple[str, int]] = set()
+        """(job id, attempt) of the attempts started and not yet ended."""
+        self._keys: dict[tuple[str, str], _Keys] = {}
         self._handlers: dict[type[Event], Callable[[Any], None]] = {
             ChainCreated: self._chain_created,
             ChainDeduplicated: self._chain_deduplicated,
@@ -207,120 +232,91 @@ class Metrics:
             StateAdapterError: self._adapter_error,
             NotifyAdapterError: self._adapter_error,
         }
-        self._running: set[tuple[str, int]] = set()
-        """(job id, attempt) of the attempts started and not yet ended."""
-        self._job_attrs: dict[tuple[str, str], dict[str, str]] = {}
-        self._messaging: dict[tuple[str, str], dict[str, str]] = {}
 
     def record(self, event: Event) -> None:
         handler = self._handlers.get(type(event))
         if handler is not None:
             handler(event)
 
-    # -- attribute sets (cached: a handful of types, reused for every event)
-
-    def _job(self, job: JobInfo) -> dict[str, str]:
-        key = (job.type_name, job.chain_type_name)
-        found = self._job_attrs.get(key)
+    def _k(self, job: JobInfo) -> _Keys:
+        """The attribute sets of a (job type, chain type), made once."""
+        found = self._keys.get((job.type_name, job.chain_type_name))
         if found is None:
-            found = self._job_attrs[key] = {
-                a.JOB_TYPE: job.type_name,
-                a.CHAIN_TYPE: job.chain_type_name,
-            }
-        return found
-
-    def _msg(self, type_name: str, operation: str) -> dict[str, str]:
-        key = (type_name, operation)
-        found = self._messaging.get(key)
-        if found is None:
-            kind = {"create": "send", "claim": "receive", "process": "process"}[operation]
-            found = self._messaging[key] = {
-                a.MESSAGING_SYSTEM: a.SYSTEM,
-                a.DESTINATION: type_name,
-                a.OPERATION_NAME: operation,
-                a.OPERATION_TYPE: kind,
-            }
+            found = self._keys[(job.type_name, job.chain_type_name)] = _Keys(
+                job.type_name, job.chain_type_name
+            )
         return found
 
     # -- handlers
 
     def _chain_created(self, e: ChainCreated) -> None:
-        self.chains_created.add(1, {a.CHAIN_TYPE: e.type_name})
+        self.chains_created.add(1, ((a.CHAIN_TYPE, e.type_name),))
 
     def _chain_deduplicated(self, e: ChainDeduplicated) -> None:
-        self.chains_deduplicated.add(1, {a.CHAIN_TYPE: e.type_name})
+        self.chains_deduplicated.add(1, ((a.CHAIN_TYPE, e.type_name),))
 
     def _chain_closed(self, e: ChainClosed) -> None:
-        self.chains_closed.add(1, {a.CHAIN_TYPE: e.type_name, a.CHAIN_OUTCOME: e.outcome})
+        key: Key = ((a.CHAIN_TYPE, e.type_name), (a.CHAIN_OUTCOME, e.outcome))
+        self.chains_closed.add(1, key)
         if e.duration is not None:
-            self.chain_duration.record(
-                e.duration, {a.CHAIN_TYPE: e.type_name, a.CHAIN_OUTCOME: e.outcome}
-            )
+            self.chain_duration.record(e.duration, dict(key))
         # failing or cancelling a job always closes its chain: count the job here
         if e.outcome == "failed":
-            self.jobs_failed.add(1, {a.CHAIN_TYPE: e.type_name})
+            self.jobs_failed.add(1, ((a.CHAIN_TYPE, e.type_name),))
         elif e.outcome == "cancelled":
-            self.jobs_cancelled.add(1, {a.CHAIN_TYPE: e.type_name})
+            self.jobs_cancelled.add(1, ((a.CHAIN_TYPE, e.type_name),))
 
     def _chain_deleted(self, e: ChainDeleted) -> None:
-        self.chains_deleted.add(1, {a.CHAIN_TYPE: e.type_name})
+        self.chains_deleted.add(1, ((a.CHAIN_TYPE, e.type_name),))
 
     def _job_created(self, e: JobCreated) -> None:
-        self.jobs_created.add(1, self._job(e.job))
-        self.sent.add(1, self._msg(e.job.type_name, "create"))
+        k = self._k(e.job)
+        self.jobs_created.add(1, k.job)
+        self.sent.add(1, k.create)
 
     def _job_blocked(self, e: JobBlocked) -> None:
-        self.jobs_blocked.add(1, self._job(e.job))
+        self.jobs_blocked.add(1, self._k(e.job).job)
 
     def _job_unblocked(self, e: JobUnblocked) -> None:
-        self.jobs_unblocked.add(1, self._job(e.job))
+        self.jobs_unblocked.add(1, self._k(e.job).job)
 
     def _job_triggered(self, e: JobTriggered) -> None:
-        self.jobs_triggered.add(1, self._job(e.job))
+        self.jobs_triggered.add(1, self._k(e.job).job)
 
     def _job_reaped(self, e: JobReaped) -> None:
-        self.jobs_reaped.add(1, self._job(e.job))
+        self.jobs_reaped.add(1, self._k(e.job).job)
 
     def _job_completed(self, e: JobCompleted) -> None:
-        attrs: dict[str, AttributeValue] = {
-            **self._job(e.job),
-            a.CONTINUED: e.continued_with is not None,
-            a.WORKERLESS: e.worker_id is None,
-        }
-        self.jobs_completed.add(1, attrs)
-        self.job_duration.record(e.duration, self._job(e.job))
+        k = self._k(e.job)
+        continued = e.continued_with is not None
+        workerless = e.worker_id is None
+        self.jobs_completed.add(1, (*k.job, (a.CONTINUED, continued), (a.WORKERLESS, workerless)))
+        self.job_duration.record(e.duration, k.job_attributes)
 
     def _attempt_started(self, e: AttemptStarted) -> None:
-        attrs = self._job(e.job)
-        self.attempts_started.add(1, attrs)
-        self.consumed.add(1, self._msg(e.job.type_name, "claim"))
-        self.wait_duration.record(e.waited, attrs)
+        k = self._k(e.job)
+        self.attempts_started.add(1, k.job)
+        self.consumed.add(1, k.claim)
+        self.wait_duration.record(e.waited, k.job_attributes)
         self._running.add((e.job.id, e.job.attempt))
-        self.processing.add(1, {a.JOB_TYPE: e.job.type_name})
+        self.processing.add(1, k.type)
         self._slots(e.worker_id, -1)
 
     def _attempt_completed(self, e: AttemptCompleted) -> None:
-        attrs = self._job(e.job)
-        self.attempts_completed.add(1, attrs)
-        self.attempt_duration.record(e.duration, {**attrs, a.MODE: e.mode})
-        self.process_duration.record(e.duration, self._msg(e.job.type_name, "process"))
+        k = self._k(e.job)
+        self.attempts_completed.add(1, k.job)
+        self.process_duration.record(e.duration, k.atomic if e.mode == "atomic" else k.staged)
         self._attempt_ended(e.job, e.worker_id)
 
     def _attempt_failed(self, e: AttemptFailed) -> None:
-        attrs: dict[str, AttributeValue] = {
-            **self._job(e.job),
-            a.ERROR_TYPE: e.error_type,
-            a.RETRIED: e.retry_at is not None,
-        }
-        self.attempts_failed.add(1, attrs)
-        self.attempt_duration.record(e.duration, attrs)
-        self.process_duration.record(
-            e.duration, {**self._msg(e.job.type_name, "process"), a.ERROR_TYPE: e.error_type}
-        )
+        k = self._k(e.job)
+        key: Key = (*k.job, (a.ERROR_TYPE, e.error_type), (a.RETRIED, e.retry_at is not None))
+        self.attempts_failed.add(1, key)
+        self.process_duration.record(e.duration, {**k.process, a.ERROR_TYPE: e.error_type})
         self._attempt_ended(e.job, e.worker_id)
 
     def _lease_lost(self, e: LeaseLost) -> None:
-        self.leases_lost.add(1, {**self._job(e.job), a.LEASE_LOST_REASON: e.reason})
+        self.leases_lost.add(1, (*self._k(e.job).job, (a.LEASE_LOST_REASON, e.reason)))
         self._attempt_ended(e.job, e.worker_id)
 
     def _attempt_ended(self, job: JobInfo, worker_id: str) -> None:
@@ -328,21 +324,18 @@ class Metrics:
         if key not in self._running:
             return  # failed before it started (a blocker failed), or already ended
         self._running.discard(key)
-        self.processing.add(-1, {a.JOB_TYPE: job.type_name})
+        self.processing.add(-1, self._k(job).type)
         self._slots(worker_id, +1)
 
     def _leases_renewed(self, e: LeasesRenewed) -> None:
-        counts: dict[str, int] = {}
         for name in e.type_names:
-            counts[name] = counts.get(name, 0) + 1
-        for name, count in counts.items():
-            self.leases_renewed.add(count, {a.JOB_TYPE: name})
+            self.leases_renewed.add(1, ((a.JOB_TYPE, name),))
 
     def _worker_started(self, e: WorkerStarted) -> None:
         self.workers.add(1)
         self._workers[e.worker_id] = (e.type_names, [e.concurrency])
         for name in e.type_names:
-            self.idle.add(e.concurrency, {a.JOB_TYPE: name})
+            self.idle.add(e.concurrency, ((a.JOB_TYPE, name),))
 
     def _worker_stopped(self, e: WorkerStopped) -> None:
         self.workers.add(-1)
@@ -350,7 +343,7 @@ class Metrics:
         if found is not None:
             names, idle = found
             for name in names:
-                self.idle.add(-idle[0], {a.JOB_TYPE: name})
+                self.idle.add(-idle[0], ((a.JOB_TYPE, name),))
 
     def _slots(self, worker_id: str, delta: int) -> None:
         """A slot of ``worker_id`` was taken (-1) or freed (+1): one fewer or more idle slot for
@@ -361,11 +354,36 @@ class Metrics:
         names, idle = found
         idle[0] += delta
         for name in names:
-            self.idle.add(delta, {a.JOB_TYPE: name})
+            self.idle.add(delta, ((a.JOB_TYPE, name),))
 
     def _worker_error(self, e: WorkerError) -> None:
         self.worker_errors.add(1)
 
     def _adapter_error(self, e: StateAdapterError | NotifyAdapterError) -> None:
         adapter = "state" if isinstance(e, StateAdapterError) else "notify"
-        self.adapter_errors.add(1, {a.ADAPTER: adapter, a.ADAPTER_OPERATION: e.operation})
+        self.adapter_errors.add(1, ((a.ADAPTER, adapter), (a.ADAPTER_OPERATION, e.operation)))
+
+
+class _Keys:
+    """The attribute sets of one (job type, chain type), built once and reused by every event."""
+
+    __slots__ = ("atomic", "claim", "create", "job", "job_attributes", "process", "staged", "type")
+
+    def __init__(self, type_name: str, chain_type_name: str) -> None:
+        self.type: Key = ((a.JOB_TYPE, type_name),)
+        self.job: Key = ((a.JOB_TYPE, type_name), (a.CHAIN_TYPE, chain_type_name))
+        self.job_attributes: dict[str, AttributeValue] = dict(self.job)
+
+        def messaging(operation: str, kind: str) -> Key:
+            return (
+                (a.MESSAGING_SYSTEM, a.SYSTEM),
+                (a.DESTINATION, type_name),
+                (a.OPERATION_NAME, operation),
+                (a.OPERATION_TYPE, kind),
+            )
+
+        self.create = messaging("create", "send")
+        self.claim = messaging("claim", "receive")
+        self.process: dict[str, AttributeValue] = dict(messaging("process", "process"))
+        self.atomic = {**self.process, a.MODE: "atomic"}
+        self.staged = {**self.process, a.MODE: "staged"}

@@ -14,8 +14,17 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace import (
+    Link,
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    Tracer,
+)
 from queuert.observability import (
     AttemptCompleted,
     AttemptFailed,
@@ -32,14 +41,12 @@ from queuert.observability import (
 
 from queuert_otel import _attributes as a
 
-__all__ = ["MAX_PENDING", "Traces", "parse", "traceparent"]
+__all__ = ["MAX_PENDING", "Traces", "parse", "span_context", "traceparent"]
 
 MAX_PENDING = 10_000
 """Started spans kept waiting for their commit or their attempt's end; past this, the oldest is
 ended as an error (work whose outcome queuert never reported, e.g. a continuation planned by a
 handler that then failed)."""
-
-_PROPAGATOR = TraceContextTextMapPropagator()
 
 
 def traceparent(span: Span) -> str | None:
@@ -50,22 +57,34 @@ def traceparent(span: Span) -> str | None:
     return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
 
 
+def span_context(value: str | None) -> SpanContext | None:
+    """The remote span context of the ``traceparent`` ``value``; ``None`` if it is missing or not
+    one (another tool's value: ignored). Version 00 only, the one this package writes."""
+    if not value or len(value) != 55 or value[:3] != "00-" or value[35] != "-" or value[52] != "-":
+        return None
+    try:
+        trace_id = int(value[3:35], 16)
+        span_id = int(value[36:52], 16)
+        flags = int(value[53:55], 16)
+    except ValueError:
+        return None
+    if trace_id == 0 or span_id == 0:
+        return None
+    return SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags))
+
+
 def parse(value: str | None) -> Context | None:
-    """The context whose remote parent is the ``traceparent`` ``value``; ``None`` if it is missing
-    or not one (another tracer's value: ignored)."""
-    if not value:
+    """The context whose parent is the remote span of the ``traceparent`` ``value`` (``None`` as
+    :func:`span_context`)."""
+    context = span_context(value)
+    if context is None:
         return None
-    context = _PROPAGATOR.extract({"traceparent": value})
-    if not trace.get_current_span(context).get_span_context().is_valid:
-        return None
-    return context
+    return trace.set_span_in_context(NonRecordingSpan(context))
 
 
 def _link(value: str | None) -> list[Link]:
-    context = parse(value)
-    if context is None:
-        return []
-    return [Link(trace.get_current_span(context).get_span_context())]
+    context = span_context(value)
+    return [] if context is None else [Link(context)]
 
 
 class Traces:
@@ -76,6 +95,8 @@ class Traces:
         self._pending: dict[str, Span] = {}
         """Started PRODUCER spans by the context handed out, until their commit or abandon."""
         self._attempts: dict[tuple[str, int], Span] = {}
+        self._chains: dict[str, Span] = {}
+        """The running attempt span of each chain (a chain runs one job at a time)."""
         self._handlers: dict[type[Event], Callable[[Any], None]] = {
             ChainCreated: self._chain_created,
             ChainDeduplicated: self._chain_deduplicated,
@@ -94,13 +115,7 @@ class Traces:
         span = self._tracer.start_span(
             f"create chain {chain_type_name}",
             kind=SpanKind.PRODUCER,
-            attributes={
-                a.MESSAGING_SYSTEM: a.SYSTEM,
-                a.DESTINATION: chain_type_name,
-                a.OPERATION_NAME: "create",
-                a.OPERATION_TYPE: "create",
-                a.CHAIN_TYPE: chain_type_name,
-            },
+            attributes={a.CHAIN_TYPE: chain_type_name},
         )
         return self._hold(span)
 
@@ -111,9 +126,12 @@ class Traces:
         chain_trace_context: str | None,
         origin_trace_context: str | None,
     ) -> str | None:
+        chain_span = self._pending.get(chain_trace_context) if chain_trace_context else None
         span = self._tracer.start_span(
             f"create {type_name}",
-            context=parse(chain_trace_context),
+            context=trace.set_span_in_context(chain_span)
+            if chain_span is not None
+            else parse(chain_trace_context),
             kind=SpanKind.PRODUCER,
             links=_link(origin_trace_context),
             attributes={
@@ -121,8 +139,6 @@ class Traces:
                 a.DESTINATION: type_name,
                 a.OPERATION_NAME: "create",
                 a.OPERATION_TYPE: "create",
-                a.JOB_TYPE: type_name,
-                a.CHAIN_TYPE: chain_type_name,
             },
         )
         return self._hold(span)
@@ -227,9 +243,13 @@ class Traces:
             attributes=_process_attributes(job, e.worker_id),
         )
         self._attempts[(job.id, job.attempt)] = span
+        self._chains[job.chain_id] = span
         if len(self._attempts) > MAX_PENDING:
             key = next(iter(self._attempts))
-            self._attempts.pop(key).end()
+            evicted = self._attempts.pop(key)
+            for chain_id in [c for c, s in self._chains.items() if s is evicted]:
+                del self._chains[chain_id]
+            evicted.end()
 
     def attempt_span(self, job: JobInfo) -> Span | None:
         """The span of the job's current attempt, while it runs."""
@@ -238,6 +258,8 @@ class Traces:
     def _attempt_span(self, job: JobInfo, worker_id: str) -> Span:
         """The span of this attempt (one started now if it failed before it started)."""
         span = self._attempts.pop((job.id, job.attempt), None)
+        if span is not None and self._chains.get(job.chain_id) is span:
+            del self._chains[job.chain_id]
         if span is None:
             span = self._tracer.start_span(
                 f"process {job.type_name}",
@@ -268,6 +290,8 @@ class Traces:
 
     def _lease_lost(self, e: LeaseLost) -> None:
         span = self._attempts.pop((e.job.id, e.job.attempt), None)
+        if span is not None and self._chains.get(e.job.chain_id) is span:
+            del self._chains[e.job.chain_id]
         if span is not None:
             span.set_attribute(a.LEASE_LOST_REASON, e.reason)
             span.set_status(Status(StatusCode.ERROR, f"lost the job: {e.reason}"))
@@ -296,8 +320,12 @@ class Traces:
         ).end()
 
     def _chain_closed(self, e: ChainClosed) -> None:
-        parent = parse(e.trace_context)
-        if parent is not None:
+        attempt = self._chains.get(e.chain_id)
+        if attempt is not None:
+            # closed by the attempt running now: an event on its span, not a span of its own
+            attempt.add_event("chain closed")
+            attempt.set_attribute(a.CHAIN_OUTCOME, e.outcome)
+        elif (parent := parse(e.trace_context)) is not None:
             self._tracer.start_span(
                 f"close chain {e.type_name}",
                 context=parent,
@@ -313,14 +341,13 @@ class Traces:
 
 
 def _process_attributes(job: JobInfo, worker_id: str) -> dict[str, Any]:
+    """The attributes of an attempt span (the chain's id and type are on the chain's span)."""
     return {
         a.MESSAGING_SYSTEM: a.SYSTEM,
         a.DESTINATION: job.type_name,
         a.OPERATION_NAME: "process",
         a.OPERATION_TYPE: "process",
         a.MESSAGE_ID: job.id,
-        a.CHAIN_ID: job.chain_id,
-        a.CHAIN_TYPE: job.chain_type_name,
         a.JOB_ATTEMPT: job.attempt,
         a.WORKER_ID: worker_id,
     }

@@ -18,7 +18,7 @@ from queuert.tracing import AttemptScopes, TraceContexts
 from queuert_otel._logs import Logs
 from queuert_otel._metrics import Metrics
 from queuert_otel._queue_health import QueueHealth
-from queuert_otel._traces import Traces, parse
+from queuert_otel._traces import Traces, span_context
 
 __all__ = ["SCOPE", "OtelObservability"]
 
@@ -46,9 +46,11 @@ class OtelObservability(TraceContexts, AttemptScopes):
     did the work commits. Nothing here blocks the event loop or raises into queuert: a failure is
     logged on the ``queuert.otel`` logger and the event dropped.
 
-    ``log_level`` is the lowest level of the events sent as log records (the default, ``INFO``,
-    leaves out the per-renewal ``DEBUG`` events). Queue-health gauges need a client to read from:
-    see :meth:`watch`.
+    ``log_level`` is the lowest level of the events sent as log records. The default, ``WARNING``,
+    sends what needs attention (failed attempts, reaped jobs, lost leases, adapter and worker
+    errors): every other event of a job is already a span and a metric. ``logging.INFO`` sends
+    every lifecycle event too, ``logging.DEBUG`` also the lease renewals. Queue-health gauges need
+    a client to read from: see :meth:`watch`.
     """
 
     def __init__(
@@ -57,7 +59,7 @@ class OtelObservability(TraceContexts, AttemptScopes):
         tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None,
         logger_provider: LoggerProvider | None = None,
-        log_level: int = logging.INFO,
+        log_level: int = logging.WARNING,
     ) -> None:
         version = _version()
         self._meter: Meter | None = None
@@ -205,10 +207,7 @@ class OtelObservability(TraceContexts, AttemptScopes):
 
 
 def _span_context(value: object) -> SpanContext | None:
-    context = parse(value) if isinstance(value, str) else None
-    if context is None:
-        return None
-    return trace.get_current_span(context).get_span_context()
+    return span_context(value) if isinstance(value, str) else None
 
 
 def _seconds(value: timedelta | float) -> float:

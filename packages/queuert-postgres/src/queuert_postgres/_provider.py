@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from queuert.duration import Duration, to_timedelta
 from queuert.errors import TransactionAbortedError, UsageError
 
 __all__ = [
@@ -116,6 +117,27 @@ def savepoint_name() -> str:
 # -- asyncpg ----------------------------------------------------------------------------------------
 
 
+def _asyncpg_open(tx: Any) -> Any:
+    """``tx`` if it is an asyncpg connection inside an open transaction; :class:`UsageError` otherwise
+    (an object of another kind, a connection back in its pool, or one in autocommit, whose
+    statements would each commit on their own)."""
+    try:
+        in_transaction = tx.is_in_transaction()
+    except AttributeError:
+        raise UsageError(
+            f"tx={tx!r:.80} is not an asyncpg connection: pass the connection of your open"
+            " transaction, or open one with client.transaction()"
+        ) from None
+    except Exception as exc:  # asyncpg's InterfaceError: the connection went back to its pool
+        raise UsageError(f"the transaction has ended ({exc})") from None
+    if not in_transaction:
+        raise UsageError(
+            "this asyncpg connection has no open transaction (each statement would commit on its"
+            " own): pass it inside `async with conn.transaction():`"
+        )
+    return tx
+
+
 async def _asyncpg_fetch(conn: Any, sql: Sql, args: Sequence[Any]) -> list[Row]:
     rows: list[Row] = await conn.fetch(sql.text, *args)
     return rows
@@ -174,7 +196,10 @@ class AsyncpgProvider:
     """Runs the SQL on an ``asyncpg`` pool (``tx`` = an asyncpg connection inside a transaction).
 
     Build it from a pool you already have (``AsyncpgProvider(pool)``; you close the pool) or let it
-    create one (``await AsyncpgProvider.connect(dsn)``; closed with the adapter). asyncpg prepares and
+    create one (``await AsyncpgProvider.connect(dsn)``; closed with the adapter). A pool it creates
+    gives up connecting after ``connect_timeout`` (10 s) and on a statement of queuert's after
+    ``statement_timeout`` (60 s; ``None``: no limit), raising ``TimeoutError``, so a server that
+    accepts connections but never answers cannot hang a worker. asyncpg prepares and
     caches statements; behind PgBouncer in transaction pooling mode pass ``prepared_statements=False``
     to :meth:`connect` (or create your pool with ``statement_cache_size=0``).
 
@@ -205,9 +230,20 @@ class AsyncpgProvider:
         prepared_statements: bool = True,
         reset_sessions: bool = False,
         generic_plans: bool = True,
+        connect_timeout: Duration = 10.0,
+        statement_timeout: Duration | None = 60.0,
         **pool_options: Any,
     ) -> AsyncpgProvider:
         import asyncpg
+
+        pool_options.setdefault(
+            "timeout", to_timedelta(connect_timeout, name="connect_timeout").total_seconds()
+        )
+        if statement_timeout is not None:
+            pool_options.setdefault(
+                "command_timeout",
+                to_timedelta(statement_timeout, name="statement_timeout").total_seconds(),
+            )
 
         if not prepared_statements:
             pool_options.setdefault("statement_cache_size", 0)
@@ -258,10 +294,10 @@ class AsyncpgProvider:
         if tx is None:
             async with self.pool.acquire() as conn:
                 return await _asyncpg_fetch(conn, sql, args)
-        return await _asyncpg_fetch(tx, sql, args)
+        return await _asyncpg_fetch(_asyncpg_open(tx), sql, args)
 
     async def script(self, sql: str, tx: Any) -> None:
-        await tx.execute(sql)
+        await _asyncpg_open(tx).execute(sql)
 
     async def close(self) -> None:
         if self._owns_pool:
@@ -269,6 +305,27 @@ class AsyncpgProvider:
 
 
 # -- psycopg 3 --------------------------------------------------------------------------------------
+
+
+def _psycopg_open(tx: Any) -> Any:
+    """``tx`` if it is a psycopg async connection that runs statements in a transaction;
+    :class:`UsageError` otherwise (an object of another kind, a closed connection, or one in
+    autocommit with no transaction open, whose statements would each commit on their own)."""
+    try:
+        closed, autocommit, status = tx.closed, tx.autocommit, tx.info.transaction_status
+    except AttributeError:
+        raise UsageError(
+            f"tx={tx!r:.80} is not a psycopg connection: pass the connection of your open"
+            " transaction, or open one with client.transaction()"
+        ) from None
+    if closed:
+        raise UsageError("the transaction has ended (its connection is closed)")
+    if autocommit and status == 0:  # TransactionStatus.IDLE
+        raise UsageError(
+            "this psycopg connection is in autocommit with no open transaction (each statement"
+            " would commit on its own): pass it inside `async with conn.transaction():`"
+        )
+    return tx
 
 
 async def _psycopg_fetch(
@@ -381,10 +438,10 @@ class PsycopgProvider:
         if tx is None:
             async with self.pool.connection() as conn:
                 return await _psycopg_fetch(conn, sql, args, self._prepare)
-        return await _psycopg_fetch(tx, sql, args, self._prepare)
+        return await _psycopg_fetch(_psycopg_open(tx), sql, args, self._prepare)
 
     async def script(self, sql: str, tx: Any) -> None:
-        await tx.execute(sql)
+        await _psycopg_open(tx).execute(sql)
 
     async def close(self) -> None:
         if self._own_pool is not None:
@@ -481,6 +538,11 @@ class SqlAlchemyProvider:
         conn = tx
         if hasattr(tx, "sync_session"):  # AsyncSession
             conn = await tx.connection()
+        if not hasattr(conn, "get_raw_connection"):
+            raise UsageError(
+                f"tx={tx!r:.80} is not a SQLAlchemy AsyncSession or AsyncConnection: pass the one"
+                " of your open transaction, or open one with client.transaction()"
+            )
         raw = await conn.get_raw_connection()
         driver = raw.driver_connection
         module = type(driver).__module__

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from queuert.json import loads_stored
 from queuert.state import STORED_FIELDS, StoredChain, StoredJob
 
 from queuert_postgres._sql import JOB_ID, NCOLS
@@ -23,7 +23,6 @@ def utc(value: datetime) -> datetime:
     return value.astimezone(_UTC)
 
 
-_decode = json.JSONDecoder().decode
 _new = object.__new__
 
 _FIELDS = (*STORED_FIELDS, "status")
@@ -43,10 +42,10 @@ def job_from_row(row: Sequence[Any], o: int = 0) -> StoredJob:
     values = dict(zip(_FIELDS, tuple(row)[o : o + NCOLS], strict=True))
     text = values["input"]
     if text is not None:
-        values["input"] = _decode(text)
+        values["input"] = loads_stored(text)
     text = values["output"]
     if text is not None:
-        values["output"] = _decode(text)
+        values["output"] = loads_stored(text)
     for name in _TIMESTAMPS:
         stamp = values[name]
         if stamp is not None and stamp.tzinfo is not _UTC:

@@ -711,12 +711,39 @@ SELECT {DeleteRow.REFERENCE}, refs.chain_id::text, refs.job_id::text, {NULL_COLS
 FROM refs
 """
 
+LEASED = "{a}.outcome IS NULL AND {a}.leased_until IS NOT NULL"
+"""Status ``running`` (the predicate of the leased index)."""
+
+UNSUCCESSFUL = "{a}.outcome IN ('failed', 'cancelled')"
+"""Statuses ``failed`` and ``cancelled`` (the predicate of the unsuccessful index)."""
+
+STATUS_PREDICATES = {
+    "ready": READY,
+    "scheduled": READY,
+    "running": LEASED,
+    "blocked": BLOCKED,
+    "failed": UNSUCCESSFUL,
+    "cancelled": UNSUCCESSFUL,
+}
+"""For each status a partial index holds, the stored facts every job of that status has, written as
+that index's predicate: a status filter adds it so that PostgreSQL can read the jobs from the index
+instead of testing the derived status of every job (``completed`` and ``continued`` jobs, the bulk of
+a store, have none)."""
+
 JOB_ACTIVITY = f"""
 WITH w AS (SELECT {NOW} AS now, {NOW} - make_interval(secs => $1::float8) AS since),
 recent AS (
-    SELECT j.type_name, j.completed_at, j.completed_by, {status_sql("j")} AS status
-    FROM {{job}} j
-    WHERE j.outcome IS NULL OR j.completed_at >= (SELECT since FROM w)
+    SELECT j.type_name, NULL::timestamptz AS completed_at, NULL::text AS completed_by,
+        CASE WHEN j.scheduled_at > {NOW} THEN 'scheduled' ELSE 'ready' END AS status
+    FROM {{job}} j WHERE {READY.format(a="j")}
+    UNION ALL
+    SELECT j.type_name, NULL, NULL, 'running' FROM {{job}} j WHERE {LEASED.format(a="j")}
+    UNION ALL
+    SELECT j.type_name, NULL, NULL, 'blocked' FROM {{job}} j WHERE {BLOCKED.format(a="j")}
+    UNION ALL
+    SELECT j.type_name, j.completed_at, j.completed_by,
+        CASE WHEN j.succeeded_by_job_id IS NOT NULL THEN 'continued' ELSE j.outcome END
+    FROM {{job}} j WHERE j.completed_at >= (SELECT since FROM w)
 )
 SELECT 'c', r.type_name, r.status, count(*)::int, NULL::int, NULL::timestamptz
 FROM recent r GROUP BY r.type_name, r.status
@@ -733,7 +760,10 @@ UNION ALL
 SELECT 't', NULL, NULL, NULL, NULL, w.now FROM w
 """
 """Counts by type and status of open jobs and jobs closed since ``now - $1`` seconds, closings by
-slice (``$2`` slices) and status, closings by worker, and the clock (kind ``t``)."""
+slice (``$2`` slices) and status, closings by worker, and the clock (kind ``t``). Open jobs are read
+from the three partial indexes that together hold every open job (ready or scheduled, leased,
+blocked), closed ones from the index on ``completed_at``: the cost follows the open jobs and the
+window, not the history."""
 
 _ALL = {
     "create": CREATE,

@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from queuert.errors import NotifyAdapterClosedError
+from queuert.errors import ConfigurationError, NotifyAdapterClosedError
 from queuert.notify import Unsubscribe
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.connection import AbstractConnection
@@ -61,11 +61,13 @@ class RedisNotifyAdapter:
         keepalive_interval: float = 15.0,
     ) -> None:
         if (url is None) == (client is None):
-            raise ValueError("pass exactly one of url= or client=")
+            raise ConfigurationError("pass exactly one of url= or client=")
         if not _PREFIX.fullmatch(prefix):
-            raise ValueError(f"invalid Redis prefix {prefix!r}: must match {_PREFIX.pattern}")
+            raise ConfigurationError(
+                f"invalid Redis prefix {prefix!r}: must match {_PREFIX.pattern}"
+            )
         if wake_hint_ttl <= 0 or publish_timeout <= 0 or listen_timeout < 0:
-            raise ValueError("wake_hint_ttl and publish_timeout must be positive")
+            raise ConfigurationError("wake_hint_ttl and publish_timeout must be positive")
         self.prefix = prefix
         self.client_name = client_name or f"queuert-notify:{prefix}"
         self._publish_timeout = publish_timeout

@@ -11,6 +11,7 @@ meet a row locked by someone else.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -93,6 +94,8 @@ from queuert_sqlite._schema import apply_migrations, validate_prefix
 from queuert_sqlite._sql import Statements, json_param
 from queuert_sqlite._time import add_delta, format_ts, now, parse_ts, scheduled_at
 from queuert_sqlite._transaction import SqliteConnection, in_savepoint
+
+logger = logging.getLogger("queuert.sqlite")
 
 __all__ = ["SqliteStateAdapter"]
 
@@ -311,11 +314,11 @@ class SqliteStateAdapter:
             _, now_dt = now()
             jobs = {
                 row[0]: job_from_row(row, now_dt)
-                for row in raw.execute(sql.jobs_by_ids, (json_param(job_ids),))
+                for row in raw.execute(sql.jobs_by_ids, (json_param(job_ids),)).fetchall()
             }
             chains: dict[str, tuple[str | None, bool]] = {}
             if chain_ids_all:
-                for row in raw.execute(sql.blocker_chains, (json_param(chain_ids_all),)):
+                for row in raw.execute(sql.blocker_chains, (json_param(chain_ids_all),)).fetchall():
                     chains[row[0]] = (row[1], bool(row[2]))
             for job_id, chain_list, _ in plan:
                 if job_id not in jobs:
@@ -398,7 +401,7 @@ class SqliteStateAdapter:
             _, now_dt = now()
             root: StoredJob | None = None
             tail: StoredJob | None = None
-            for row in raw.execute(sql, (chain_id,)):
+            for row in raw.execute(sql, (chain_id,)).fetchall():
                 if row[0] == 0:
                     root = job_from_row(row, now_dt, 1)
                 else:
@@ -418,7 +421,7 @@ class SqliteStateAdapter:
             _, now_dt = now()
             return [
                 StoredChain(root=job_from_row(row, now_dt), tail=job_from_row(row, now_dt, NCOLS))
-                for row in raw.execute(sql, (job_id,))
+                for row in raw.execute(sql, (job_id,)).fetchall()
             ]
 
         return await self._read(op, tx)
@@ -434,7 +437,14 @@ class SqliteStateAdapter:
             row = raw.execute(sql, (types,)).fetchone()
             if row is None or row[0] is None:
                 return None
-            return max(parse_ts(row[0]) - now_dt, timedelta(0))
+            try:
+                due = parse_ts(row[0])
+            except ValueError:  # a time edited by hand into something else: the poll interval
+                logger.warning(
+                    "a scheduled_at that is not a time", extra={"queuert_value": str(row[0])[:40]}
+                )
+                return None
+            return max(due - now_dt, timedelta(0))
 
         return await self._read(op, tx)
 
@@ -483,7 +493,7 @@ class SqliteStateAdapter:
             _, now_dt = now()
             items = [
                 StoredChain(root=job_from_row(row, now_dt), tail=job_from_row(row, now_dt, NCOLS))
-                for row in raw.execute(query, params)
+                for row in raw.execute(query, params).fetchall()
             ]
             return chains_page(items, limit)
 
@@ -554,7 +564,7 @@ class SqliteStateAdapter:
 
         def op(raw: sqlite3.Connection) -> Page[StoredJob]:
             _, now_dt = now()
-            items = [job_from_row(row, now_dt) for row in raw.execute(query, params)]
+            items = [job_from_row(row, now_dt) for row in raw.execute(query, params).fetchall()]
             return chain_jobs_page(items, limit)
 
         return await self._read(op, tx)
@@ -587,7 +597,7 @@ class SqliteStateAdapter:
             now_text, now_dt = now()
             if needs_now:
                 params["now"] = now_text
-            items = [job_from_row(row, now_dt) for row in raw.execute(query, params)]
+            items = [job_from_row(row, now_dt) for row in raw.execute(query, params).fetchall()]
             return page(items, limit)
 
         return await self._read(op, tx)
@@ -837,7 +847,7 @@ class SqliteStateAdapter:
             now_text, now_dt = now()
             found = {
                 row[0]: job_from_row(row, now_dt)
-                for row in raw.execute(sql.jobs_by_ids, (ids_json,))
+                for row in raw.execute(sql.jobs_by_ids, (ids_json,)).fetchall()
             }
             not_found = [i for i in ids if i not in found]
             not_triggerable: list[tuple[str, JobStatus]] = [
@@ -894,7 +904,7 @@ class SqliteStateAdapter:
                 return DeleteResult(deleted=[], references=references)
             deleted = [
                 StoredChain(root=job_from_row(row, now_dt), tail=job_from_row(row, now_dt, NCOLS))
-                for row in raw.execute(sql.chains_by_ids, (target_json,))
+                for row in raw.execute(sql.chains_by_ids, (target_json,)).fetchall()
             ]
             raw.execute(sql.delete_blockers, (target_json,))
             raw.execute(sql.delete_jobs, (target_json,))

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from queuert.json import loads
+from queuert.json import loads_stored
 from queuert.state import STORED_FIELDS, StoredJob, derive_status
 
 __all__ = ["COLUMNS", "NCOLS", "columns", "job_from_row", "make_job"]
@@ -90,8 +90,8 @@ def job_from_row(row: Sequence[Any], now: datetime, offset: int = 0) -> StoredJo
             "chain_id": chain_id,
             "chain_type_name": chain_type_name,
             "chain_index": chain_index,
-            "input": loads(input_text),
-            "output": None if output_text is None else loads(output_text),
+            "input": loads_stored(input_text),
+            "output": None if output_text is None else loads_stored(output_text),
             "status": derive_status(
                 outcome=outcome,
                 succeeded_by_job_id=succeeded_by_job_id,

@@ -153,6 +153,17 @@ class Env:
 MakeEnv = Callable[..., Awaitable[Env]]
 
 
+async def handler_entered(entered: asyncio.Event, timeout: float = 5.0) -> None:
+    """Wait until a handler set ``entered``; fail naming the property if no worker ever ran it."""
+    try:
+        await asyncio.wait_for(entered.wait(), timeout)
+    except asyncio.TimeoutError:
+        raise AssertionError(
+            f"no handler started within {timeout:g}s: no worker claimed the ready job "
+            "(claim_jobs did not return it) or none ran it"
+        ) from None
+
+
 async def eventually(
     predicate: Callable[[], Awaitable[bool] | bool],
     *,
@@ -201,7 +212,7 @@ async def reason_a_running_handler_is_told(
     lease = Lease(duration=60, renew_every=30) if delivers else FAST_LEASE
     chain = await env.start_one(Echo(Num(0)))
     async with env.worker({Echo: handle}, lease=lease):
-        await asyncio.wait_for(entered.wait(), 5)
+        await handler_entered(entered)
         async with env.client.transaction() as tx:
             await action(chain, tx)
         await eventually(lambda: bool(reasons), timeout=5, what="the running handler to be told")

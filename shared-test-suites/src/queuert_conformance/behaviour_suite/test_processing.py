@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -28,7 +27,7 @@ from queuert_conformance.behaviour_suite.jobs import (
     Text,
     Tolerant,
 )
-from queuert_conformance.behaviour_suite.support import MakeEnv
+from queuert_conformance.behaviour_suite.support import MakeEnv, handler_entered
 
 
 class TestModes:
@@ -106,7 +105,7 @@ class TestModes:
         worker = env.worker({Echo: handle})
         chain = await env.start_one(Echo(Num(0)))
         async with worker:
-            await asyncio.wait_for(entered.wait(), 5)
+            await handler_entered(entered)
             seen_from_outside = await env.client.get_job(chain.id)
             release.set()
             await env.wait(chain)
@@ -265,9 +264,11 @@ class TestErrors:
 
     async def test_errors_are_recorded_and_backoff_grows(self, queuert_env: MakeEnv) -> None:
         env = await queuert_env(job_types=ALL)
-        schedule: list[tuple[int, datetime, datetime | None]] = []
+        claimed: dict[int, datetime] = {}
 
         async def handle(attempt: Attempt[Echo]) -> Num:
+            assert attempt.job.last_attempt_at is not None
+            claimed[attempt.number] = attempt.job.last_attempt_at  # the store's clock at the claim
             if attempt.number <= 3:
                 raise ValueError(f"failure {attempt.number}")
             return Num(attempt.number)
@@ -281,12 +282,15 @@ class TestErrors:
         failures = env.events.of(AttemptFailed)
         assert [f.job.attempt for f in failures] == [1, 2, 3]
         assert [f.error_type for f in failures] == ["ValueError"] * 3
+        # retry n is planned 0.1 * 2**(n-1) s after the failure, which follows the claim: measured
+        # from the claim (both on the store's clock), each wait is at least its planned delay
+        delays = []
         for failed in failures:
             assert failed.retry_at is not None
-            schedule.append((failed.job.attempt, failed.retry_at, None))
-        gaps = [(b[1] - a[1]).total_seconds() for a, b in itertools.pairwise(schedule)]
-        # retry n waits 0.1 * 2**(n-1): the gaps between planned retries grow
-        assert gaps[1] > gaps[0] > 0.1
+            delays.append((failed.retry_at - claimed[failed.job.attempt]).total_seconds())
+        for delay, planned in zip(delays, [0.1, 0.2, 0.4], strict=True):
+            assert delay >= planned - 0.005, f"retry planned {delay:.3f}s after the claim"
+        assert delays[2] > delays[0], f"the backoff did not grow: {delays}"
 
     async def test_the_last_error_is_visible_to_the_next_attempt(
         self, queuert_env: MakeEnv

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -12,7 +13,12 @@ from queuert.observability import JobReaped, WorkerError
 
 from queuert_conformance.behaviour_suite.faults import CountingStateAdapter, FlakyStateAdapter
 from queuert_conformance.behaviour_suite.jobs import ALL, Echo, Num
-from queuert_conformance.behaviour_suite.support import MakeEnv, eventually, stall_lease_renewal
+from queuert_conformance.behaviour_suite.support import (
+    MakeEnv,
+    eventually,
+    handler_entered,
+    stall_lease_renewal,
+)
 
 
 async def _echo(attempt: Attempt[Echo]) -> Num:
@@ -237,7 +243,7 @@ class TestLeases:
         chain = await env.start_one(Echo(Num(0)))
         first = env.worker({Echo: stalled}, lease=lease)
         async with first:
-            await asyncio.wait_for(stalled_entered.wait(), 5)
+            await handler_entered(stalled_entered)
             resume = stall_lease_renewal(first)  # the first worker stalls: its lease expires
             second = env.worker(
                 {Echo: healthy}, lease=lease, client=env.another_client(), reap_interval=0.1
@@ -271,7 +277,7 @@ class TestShutdown:
         chain = await env.start_one(Echo(Num(0)))
         worker = env.worker({Echo: handle}, shutdown_timeout=5)
         await worker.start()
-        await asyncio.wait_for(entered.wait(), 5)
+        await handler_entered(entered)
         await worker.close()
         assert (await env.wait(chain, timeout=1)).value == 1
 
@@ -289,7 +295,7 @@ class TestShutdown:
         chain = await env.start_one(Echo(Num(4)))
         worker = env.worker({Echo: stubborn}, shutdown_timeout=0.3)
         await worker.start()
-        await asyncio.wait_for(entered.wait(), 5)
+        await handler_entered(entered)
         loop = asyncio.get_running_loop()
         started = loop.time()
         await worker.close()
@@ -304,6 +310,40 @@ class TestShutdown:
         )
         async with env.worker({Echo: _echo}):
             assert (await env.wait(chain)).value == 4
+
+    async def test_a_handler_that_ignores_cancellation_does_not_hold_up_close(
+        self, queuert_env: MakeEnv
+    ) -> None:
+        """close() returns within shutdown_timeout plus the cleanup grace (here 0.3 + 1.3 s) even if
+        a handler swallows every cancellation; its job is not released (it may still be running)
+        but left to its lease, so no other worker runs it meanwhile."""
+        env = await queuert_env(job_types=ALL)
+        entered, let_go, ended = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+        async def swallows(attempt: Attempt[Echo]) -> None:
+            entered.set()
+            try:
+                while not let_go.is_set():
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await let_go.wait()
+            finally:
+                ended.set()
+
+        chain = await env.start_one(Echo(Num(5)))
+        worker = env.worker({Echo: swallows}, shutdown_timeout=0.3)
+        await worker.start()
+        await asyncio.wait_for(entered.wait(), 5)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.wait_for(worker.close(), 10)
+        assert loop.time() - started < 4, "close() waited for a handler that ignores cancellation"
+        assert not worker._tasks, "close() awaited every task it started"
+        job = await env.client.get_job(chain.id)
+        assert job is not None and job.status == "running", (
+            f"the abandoned handler's job was released ({job and job.status}) while it may run"
+        )
+        let_go.set()
+        await asyncio.wait_for(ended.wait(), 5)
 
 
 class TestWorkerRecovery:

@@ -728,7 +728,7 @@ class StateModelMachine(RuleBasedStateMachine):
 
     async def observe(
         self,
-    ) -> tuple[list[StoredJob], list[Any], dict[str, list[str]], dict[str, Any]]:
+    ) -> tuple[list[StoredJob], list[Any], dict[str, list[str]], dict[str, Any], list[Any]]:
         jobs: list[StoredJob] = []
         cursor = None
         while True:
@@ -755,11 +755,12 @@ class StateModelMachine(RuleBasedStateMachine):
             if j.blockers
         }
         due = {t: await self.adapter.next_due([t]) for t in self.types}
-        return jobs, chains, blockers, due
+        stats = await self.adapter.get_queue_stats(list(self.types))
+        return jobs, chains, blockers, due, stats
 
     @invariant()
     def adapter_matches_model(self) -> None:
-        jobs, chains, blockers, due = self.run(self.observe())
+        jobs, chains, blockers, due, stats = self.run(self.observe())
         model = self.model
         problems: list[str] = []
         stored = {j.id: j for j in jobs}
@@ -815,6 +816,20 @@ class StateModelMachine(RuleBasedStateMachine):
             bucket = "none" if got is None else "now" if got == timedelta(0) else "later"
             if bucket != want:
                 problems.append(f"next_due([{type_name!r}]) is {got}, the model expects {want}")
+        for entry in stats:
+            counted = [model.status(j) for j in model.open_jobs() if j.type_name == entry.type_name]
+            want_counts = {
+                k: counted.count(k) for k in ("ready", "scheduled", "blocked", "running")
+            }
+            got_counts = {k: getattr(entry, k) for k in want_counts}
+            if got_counts != want_counts or not 0 <= entry.lease_expired <= entry.running:
+                problems.append(
+                    f"get_queue_stats for {entry.type_name!r}: {entry}, the model counts {want_counts}"
+                )
+            if (entry.oldest_ready_age is None) != (entry.ready == 0):
+                problems.append(f"get_queue_stats for {entry.type_name!r}: age {entry}")
+        if [e.type_name for e in stats] != sorted(set(self.types)):
+            problems.append(f"get_queue_stats entries {[e.type_name for e in stats]}")
         assert not problems, "the adapter differs from the model:\n" + "\n".join(problems)
 
 

@@ -1,0 +1,71 @@
+"""A read that fails while decoding its rows (here: a timestamp edited by hand into something that is
+not a time) must not leave the reader connection on an old snapshot: the next read sees what was
+committed since."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from queuert import Client, EntryJobType
+from queuert_sqlite import SqliteStateAdapter
+
+
+@dataclass
+class N:
+    value: int
+
+
+class Job(EntryJobType[N, N], name="failed_reads_job"):
+    pass
+
+
+async def _write_created_at(path: Path, table: str, job_id: str, text: str) -> None:
+    def write() -> None:
+        with contextlib.closing(sqlite3.connect(path, timeout=10)) as conn:
+            conn.execute(f"UPDATE {table} SET created_at = ? WHERE id = ?", (text, job_id))
+            conn.commit()
+
+    await asyncio.to_thread(write)
+
+
+async def test_a_read_that_fails_while_decoding_leaves_no_stale_snapshot(
+    adapter: SqliteStateAdapter, db_path: Path
+) -> None:
+    async with Client(adapter, job_types=[Job]) as client:
+        chains = await _start(client, 30)
+        await _write_created_at(db_path, f"{adapter.table_prefix}job", chains[0], "not a time")
+        with pytest.raises(ValueError):
+            await client.list_jobs(limit=50)
+        (fresh,) = await _start(client, 1)
+        assert await client.get_chain(fresh) is not None, "the read after the failure was stale"
+
+
+async def _start(client: Client[object], count: int) -> list[str]:
+    async with client.transaction() as tx:
+        return [c.id for c in await client.start_chains([Job(N(i)) for i in range(count)], tx=tx)]
+
+
+async def test_a_scheduled_at_that_is_no_time_does_not_fail_the_idle_workers_wait(
+    adapter: SqliteStateAdapter, db_path: Path
+) -> None:
+    """``next_due`` (what an idle worker sleeps on) reads the earliest scheduled time; a value edited
+    into something that is not a time made it raise, and the worker fell into its error backoff.
+    It now answers "unknown" (the worker sleeps its poll interval)."""
+    async with Client(adapter, job_types=[Job]) as client:
+        (chain,) = await _start(client, 1)
+
+        def write() -> None:
+            with contextlib.closing(sqlite3.connect(db_path, timeout=10)) as conn:
+                conn.execute(
+                    f"UPDATE {adapter.table_prefix}job SET scheduled_at = 'tomorrow' WHERE id = ?",
+                    (chain,),
+                )
+                conn.commit()
+
+        await asyncio.to_thread(write)
+        assert await adapter.next_due([Job.type_name]) is None

@@ -1,0 +1,94 @@
+"""Poison rows, on every adapter: one job whose stored input cannot be read (not JSON, or JSON that no
+longer fits its job type) never stops the queue.
+
+A worker that claims such a job fails it at once, without retrying, with a readable error, and goes on
+processing every other job; reads (``get_job``, ``get_chain``, ``list_jobs``, ``list_chains``,
+``list_chain_jobs``) return the row with an ``UndecodableValue`` in place of the value instead of
+failing the page. The rows are corrupted through ``StateHarness.write_raw``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from queuert import Attempt, Chain, UndecodableValue
+
+from queuert_conformance.applicability import not_applicable
+from queuert_conformance.behaviour_suite.jobs import ALL, Echo, Num
+from queuert_conformance.behaviour_suite.support import Env, MakeEnv
+
+NOT_JSON = '{"value": 7'
+"""A stored text that is not JSON (cut short)."""
+
+UNREADABLE = {
+    "not JSON": NOT_JSON,
+    "JSON of another shape": '"seven"',
+    "JSON missing a field": '{"amount": 7}',
+}
+
+
+async def _corrupt(env: Env, job_id: str, text: str) -> None:
+    write_raw = env.harness.write_raw
+    if write_raw is None:
+        not_applicable("write_raw")
+    if not await write_raw(job_id, "input", text):
+        not_applicable("raw_text")
+
+
+async def _handle(attempt: Attempt[Echo]) -> Num:
+    return Num(attempt.input.value)
+
+
+class TestPoisonRows:
+    @pytest.mark.parametrize("case", sorted(UNREADABLE))
+    async def test_an_unreadable_job_fails_at_once_and_the_others_run(
+        self, queuert_env: MakeEnv, case: str
+    ) -> None:
+        env = await queuert_env(job_types=ALL)
+        bad, *good = await env.start(*[Echo(Num(i)) for i in range(4)])
+        await _corrupt(env, bad.id, UNREADABLE[case])
+        async with env.worker({Echo: _handle}, concurrency=2):
+            for chain in good:
+                assert (await env.wait(chain)).value == chain.root.input.value
+            closed = await env.wait_closed(bad)
+        assert closed.outcome == "failed", "the unreadable job was not failed"
+        job = await env.client.get_job(bad.id)
+        assert job is not None
+        assert job.attempt == 1, "an unreadable job was retried: retrying cannot help"
+        assert job.last_attempt_error is not None
+        assert "stored input cannot be read" in job.last_attempt_error, job.last_attempt_error
+
+    @pytest.mark.parametrize("case", sorted(UNREADABLE))
+    async def test_reads_return_the_unreadable_row_instead_of_failing(
+        self, queuert_env: MakeEnv, case: str
+    ) -> None:
+        env = await queuert_env(job_types=ALL)
+        bad, good = await env.start(Echo(Num(1)), Echo(Num(2)))
+        await _corrupt(env, bad.id, UNREADABLE[case])
+        client = env.client
+
+        def unreadable(value: Any) -> UndecodableValue:
+            assert isinstance(value, UndecodableValue), f"read {value!r}"
+            assert value.reason
+            return value
+
+        job = await client.get_job(bad.id)
+        assert job is not None
+        raw = unreadable(job.input).raw
+        if case == "not JSON":
+            assert raw == NOT_JSON
+        chain = await client.get_chain(bad.id)
+        assert chain is not None
+        unreadable(chain.root.input)
+        listed_jobs = (await client.list_jobs(limit=10)).items
+        assert {j.id for j in listed_jobs} >= {bad.id, good.id}
+        unreadable(next(j for j in listed_jobs if j.id == bad.id).input)
+        assert next(j for j in listed_jobs if j.id == good.id).input == Num(2)
+        listed: list[Chain[Any]] = (await client.list_chains(limit=10)).items
+        assert {c.id for c in listed} >= {bad.id, good.id}
+        (only,) = (await client.list_chain_jobs(bad.id)).items
+        unreadable(only.input)
+        # and after the failed decode, a fresh write is visible to the next read
+        (fresh,) = await env.start(Echo(Num(3)))
+        assert await client.get_chain(fresh.id) is not None
