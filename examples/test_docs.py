@@ -82,6 +82,7 @@ PRELUDE = """
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -101,6 +102,7 @@ from queuert import (
     InMemoryStateAdapter,
     JobType,
     Lease,
+    Periodic,
     TxContext,
     Worker,
     WorkerlessCompletion,
@@ -226,6 +228,10 @@ class Account:
 
 
 class SyncAccount(EntryJobType[Account, Account]): ...
+
+
+async def sync_account(attempt: Attempt[SyncAccount]) -> Account:
+    return attempt.input
 
 
 @dataclass

@@ -21,6 +21,7 @@ from examples import (
     middleware_and_shutdown,
     observability,
     otel,
+    periodic,
     processing_modes,
     pydantic_validation,
     quick_start,
@@ -96,6 +97,12 @@ async def test_scheduling_and_retries() -> None:
     assert results["broken"].tail.attempt == 3
     log = results["log"]
     assert log.index("reminder 'after' runs") < log.index("reminder 'at' runs")
+
+
+async def test_periodic() -> None:
+    results = await periodic.main()
+    assert results["chains"] >= 3
+    assert results["distinct_ticks"] == results["chains"], "a tick was started twice"
 
 
 async def test_deduplication() -> None:

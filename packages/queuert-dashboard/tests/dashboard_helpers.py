@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
 from queuert import Client
 from queuert.json import JsonValue
@@ -23,7 +24,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 T = TypeVar("T")
 
 PG_DSN = os.environ.get("QUEUERT_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-BACKENDS = ["memory", "sqlite", "postgres"]
+MYSQL_URL = os.environ.get("QUEUERT_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
+BACKENDS = ["memory", "sqlite", "postgres", "mysql"]
 
 
 class Swappable:
@@ -81,6 +83,36 @@ def backend_url(backend: str, tmp_path: Path) -> tuple[str, Callable[[], Awaitab
         return "memory://", None
     if backend == "sqlite":
         return f"sqlite:///{tmp_path / 'dashboard.db'}", None
+    if backend == "mysql":
+        prefix = f"qdash{uuid.uuid4().hex[:8]}_"
+
+        async def drop_tables() -> None:
+            import aiomysql
+
+            url = urlsplit(MYSQL_URL)
+            conn = await aiomysql.connect(
+                host=url.hostname or "127.0.0.1",
+                port=url.port or 3306,
+                user=unquote(url.username or "root"),
+                password=unquote(url.password or ""),
+                db=url.path.lstrip("/"),
+                autocommit=True,
+            )
+            try:
+                async with conn.cursor() as cur:
+                    await cur.execute(
+                        "SELECT table_name FROM information_schema.tables "
+                        "WHERE table_schema = DATABASE() AND table_name LIKE %s",
+                        (prefix.replace("_", "\\_") + "%",),
+                    )
+                    tables = [row[0] for row in await cur.fetchall()]
+                    await cur.execute("SET FOREIGN_KEY_CHECKS = 0")
+                    for table in tables:
+                        await cur.execute(f"DROP TABLE IF EXISTS `{table}`")
+            finally:
+                conn.close()
+
+        return f"{MYSQL_URL}?table_prefix={prefix}", drop_tables
     schema = f"qd_{uuid.uuid4().hex[:12]}"
 
     async def drop() -> None:

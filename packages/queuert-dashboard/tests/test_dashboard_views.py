@@ -194,3 +194,16 @@ def test_overview_shows_each_queues_backlog_and_expired_leases(site: Site) -> No
     cards = rows(page.text, "cards")
     assert re.search(r"Ready backlog</h2><p class=\"big\">2<", cards)
     assert "oldest waiting" in cards and "1 on an expired lease" in cards
+
+
+def test_a_long_chain_shows_its_first_jobs_and_links_to_all(site: Site) -> None:
+    job = site.seed.start("loop.step", {"i": 0})
+    for i in range(1, 52):
+        job = site.seed.continue_chain(job, "loop.step", {"i": i})
+    page = site.http.get(f"/chains/{job.chain_id}")
+    assert page.status_code == 200
+    assert rows(page.text, "chain-graph").count('class="node n-job"') == 50
+    jobs = rows(page.text, "chain-jobs")
+    assert f'href="/jobs?q={job.chain_id}"' in jobs, "a link to every job of the chain"
+    listed = site.http.get("/jobs", params={"q": job.chain_id})
+    assert 'rel="next"' in listed.text, "the job list pages through all 52"

@@ -74,8 +74,9 @@ async def test_tables_live_in_the_configured_schema_with_the_prefix() -> None:
                 )
             }
             assert {"acme_job_ready_idx", "acme_job_leased_idx", "acme_job_dedup_idx"} <= indexes
-            # every index is written by each claim and completion: only the hot paths, one listing,
-            # and partial indexes a claim never writes (closed jobs, chains with a key)
+            # each claim and completion writes into every index that holds its row: only the hot
+            # paths, one listing, and partial indexes a claim never writes into (closed, failed or
+            # cancelled jobs, chains with a deduplication key)
             assert indexes == {
                 "acme_job_pkey",
                 "acme_job_chain_position_idx",
@@ -86,6 +87,7 @@ async def test_tables_live_in_the_configured_schema_with_the_prefix() -> None:
                 "acme_job_blocked_idx",
                 "acme_job_closed_idx",
                 "acme_chain_dedup_key_idx",
+                "acme_job_unsuccessful_idx",
                 "acme_job_blocker_pkey",
                 "acme_job_blocker_chain_idx",
                 "acme_migration_pkey",

@@ -48,3 +48,24 @@ async def test_a_read_that_fails_while_decoding_leaves_no_stale_snapshot(
 async def _start(client: Client[object], count: int) -> list[str]:
     async with client.transaction() as tx:
         return [c.id for c in await client.start_chains([Job(N(i)) for i in range(count)], tx=tx)]
+
+
+async def test_a_scheduled_at_that_is_no_time_does_not_fail_the_idle_workers_wait(
+    adapter: SqliteStateAdapter, db_path: Path
+) -> None:
+    """``next_due`` (what an idle worker sleeps on) reads the earliest scheduled time; a value edited
+    into something that is not a time made it raise, and the worker fell into its error backoff.
+    It now answers "unknown" (the worker sleeps its poll interval)."""
+    async with Client(adapter, job_types=[Job]) as client:
+        (chain,) = await _start(client, 1)
+
+        def write() -> None:
+            with contextlib.closing(sqlite3.connect(db_path, timeout=10)) as conn:
+                conn.execute(
+                    f"UPDATE {adapter.table_prefix}job SET scheduled_at = 'tomorrow' WHERE id = ?",
+                    (chain,),
+                )
+                conn.commit()
+
+        await asyncio.to_thread(write)
+        assert await adapter.next_due([Job.type_name]) is None

@@ -54,6 +54,7 @@ from queuert.json import UndecodableValue
 from queuert.models import Chain, Job
 from queuert.notify import NotifyAdapter
 from queuert.observability import LoggingObservability, ObservabilityAdapter, RecordingObservability
+from queuert.periodic import Periodic
 from queuert.schedule import Deduplication, Schedule
 from queuert.state import Page, QueueStats, StateAdapter
 from queuert.worker import AttemptMiddleware, Worker
@@ -108,6 +109,7 @@ __all__ = [
     "ObservabilityAdapter",
     "Page",
     "PayloadTooLargeError",
+    "Periodic",
     "QueueStats",
     "QueuertError",
     "RecordingObservability",

@@ -47,19 +47,10 @@ class Transactions(Generic[TxT]):
         self._bound: dict[int, list[TransactionHooks]] = {}
         """Hooks by ``id(tx)``, innermost last (a savepoint may share its transaction's handle)."""
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[BoundTransaction[TxT]]:
+    def transaction(self) -> TransactionScope[TxT]:
         """A transaction of the state adapter with new hooks: flushed after the commit, dropped on
-        rollback."""
-        hooks = TransactionHooks()
-        try:
-            async with self._state.transaction() as tx:
-                with self._bind(tx, hooks):
-                    yield BoundTransaction(tx, hooks)
-        except BaseException:
-            hooks.discard()
-            raise
-        await hooks.flush()
+        rollback (``async with transactions.transaction() as bound``)."""
+        return TransactionScope(self)
 
     @asynccontextmanager
     async def hooks_around(self, tx: Any = None) -> AsyncIterator[TransactionHooks]:
@@ -108,14 +99,22 @@ class Transactions(Generic[TxT]):
 
     @contextmanager
     def _bind(self, tx: Any, hooks: TransactionHooks) -> Iterator[None]:
-        stack = self._bound.setdefault(id(tx), [])
-        stack.append(hooks)
+        self.push(tx, hooks)
         try:
             yield
         finally:
-            stack.pop()
-            if not stack:
-                del self._bound[id(tx)]
+            self.pop(tx)
+
+    def push(self, tx: Any, hooks: TransactionHooks) -> None:
+        """Bind ``hooks`` to ``tx`` (innermost)."""
+        self._bound.setdefault(id(tx), []).append(hooks)
+
+    def pop(self, tx: Any) -> None:
+        """Undo the innermost :meth:`push` for ``tx``."""
+        stack = self._bound[id(tx)]
+        stack.pop()
+        if not stack:
+            del self._bound[id(tx)]
 
     def _attach_commit_hooks(self, tx: Any) -> TransactionHooks | None:
         """Hooks flushed by the transaction's own commit event, where the adapter offers one."""
@@ -144,3 +143,38 @@ class Transactions(Generic[TxT]):
             stack.remove(hooks)
             if not stack:
                 del self._bound[key]
+
+
+class TransactionScope(Generic[TxT]):
+    """``async with`` a new bound transaction (see :meth:`Transactions.transaction`).
+
+    A class rather than an ``@asynccontextmanager``: every chain started one by one opens one, and
+    async generators cost several microseconds each on that path.
+    """
+
+    __slots__ = ("_entered", "_hooks", "_transactions", "_tx")
+
+    def __init__(self, transactions: Transactions[TxT]) -> None:
+        self._transactions = transactions
+
+    async def __aenter__(self) -> BoundTransaction[TxT]:
+        hooks = self._hooks = TransactionHooks()
+        entered = self._entered = self._transactions._state.transaction()
+        tx = self._tx = await entered.__aenter__()
+        self._transactions.push(tx, hooks)
+        return BoundTransaction(tx, hooks)
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> bool:
+        self._transactions.pop(self._tx)
+        try:
+            suppressed = bool(await self._entered.__aexit__(exc_type, exc, tb))
+        except BaseException:
+            self._hooks.discard()
+            raise
+        if exc_type is not None and not suppressed:
+            self._hooks.discard()
+            return False
+        await self._hooks.flush()
+        return suppressed

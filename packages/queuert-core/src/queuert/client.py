@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar, overload
 
+from queuert._bound_transaction import TransactionScope
 from queuert._core import Core
 from queuert._declared import WithChainResult, WithOutput, WorkerlessCompletable
 from queuert._mapping import DECODE
@@ -150,12 +151,11 @@ class Client(Generic[TxT]):
 
     # -- transactions and hooks -----------------------------------------------------------------
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[TxT]:
+    def transaction(self) -> AbstractAsyncContextManager[TxT]:
         """Open a transaction of the state adapter with hooks bound to it; side effects are
-        flushed after the commit and dropped on rollback."""
-        async with self._core.transactions.transaction() as bound:
-            yield bound.tx
+        flushed after the commit and dropped on rollback (``async with client.transaction() as
+        tx``)."""
+        return _TxOf(self._core.transactions.transaction())
 
     @asynccontextmanager
     async def hooks(self, tx: Any = None) -> AsyncIterator[TransactionHooks]:
@@ -671,3 +671,20 @@ class WorkerlessCompletion(TxContext[TxT], Generic[TxT, I]):
 
     job: Job = None  # type: ignore[assignment]
     input: I = None  # type: ignore[assignment]
+
+
+class _TxOf(Generic[TxT]):
+    """The ``tx`` of a bound transaction scope (what :meth:`Client.transaction` yields)."""
+
+    __slots__ = ("_scope",)
+
+    def __init__(self, scope: TransactionScope[TxT]) -> None:
+        self._scope = scope
+
+    async def __aenter__(self) -> TxT:
+        return (await self._scope.__aenter__()).tx
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> bool:
+        return await self._scope.__aexit__(exc_type, exc, tb)

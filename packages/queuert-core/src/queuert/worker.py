@@ -77,6 +77,7 @@ from queuert.observability import (
     WorkerStopping,
 )
 from queuert.payload import storable_text
+from queuert.periodic import Periodic, PeriodicStarter
 from queuert.schedule import Schedule
 from queuert.state import CompleteResult, Completion, StoredJob
 
@@ -271,6 +272,7 @@ class Worker(Generic[TxT]):
         reap_interval: Duration | None = None,
         reap_batch: int = 100,
         prefetch: int | None = None,
+        periodic: Sequence[Periodic[Any]] = (),
     ) -> None:
         if name is not None and not _NAME_RE.match(name):
             raise UsageError("worker name must be 1-100 characters of A-Z a-z 0-9 . _ -")
@@ -279,6 +281,8 @@ class Worker(Generic[TxT]):
         self.client = client
         self._core: Core[TxT] = client._core
         """The client's internals (publishing, bound transactions, mapping, finishing)."""
+        self._periodic = PeriodicStarter(client, periodic) if periodic else None
+        """Starts the periodic chains at their ticks while the worker runs."""
         self.name = name
         self.id = f"{name}-{uuid.uuid4().hex[:12]}" if name else uuid.uuid4().hex
         self.concurrency = concurrency
@@ -425,6 +429,8 @@ class Worker(Generic[TxT]):
             self._core.emit(NotifyAdapterError(operation="listen_job_scheduled", error=repr(exc)))
         self._main = asyncio.create_task(self._main_loop(), name=f"queuert-worker-{self.id}")
         self._renewer = asyncio.create_task(self._renew_loop(), name=f"queuert-leases-{self.id}")
+        if self._periodic is not None:
+            self._periodic.start()
         self._core.emit(WorkerStarted(self.id, tuple(self.type_names), self.concurrency))
 
     async def close(self) -> None:
@@ -472,6 +478,8 @@ class Worker(Generic[TxT]):
         self._stopping = True
         self._wake.set()
         self._core.emit(WorkerStopping(self.id, len(self._running)))
+        if self._periodic is not None:
+            await self._periodic.close()
         if self._main is not None:
             await _finish(self._main, timeout=self._shutdown_seconds + 5)
         while self._buffer:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from queuert import Chain, Job
@@ -17,8 +18,9 @@ from queuert_dashboard.graph import ChainGraph, layout_chain
 
 __all__ = ["chain_detail", "chain_list"]
 
-MAX_CHAIN_JOBS = 200
-"""The chain page shows at most this many of a chain's jobs (the first ones)."""
+MAX_CHAIN_JOBS = 50
+"""The chain page shows at most this many of a chain's jobs (the first ones; the job list filtered
+by the chain pages through all of them)."""
 MAX_DEPENDENTS = 50
 
 
@@ -67,11 +69,10 @@ async def chain_detail(dash: Dashboard, request: Request) -> Response:
         return dash.not_found(request, "chain", chain_id)
     jobs_page = await client.list_chain_jobs(chain_id, limit=MAX_CHAIN_JOBS)
     jobs: list[Job] = jobs_page.items
-    blockers: dict[str, list[Chain[Any]]] = {}
-    for job in jobs:
-        waits_for = await client.get_job_blockers(job.id)
-        if waits_for:
-            blockers[job.id] = waits_for
+    found = await asyncio.gather(*(client.get_job_blockers(job.id) for job in jobs))
+    blockers: dict[str, list[Chain[Any]]] = {
+        job.id: waits_for for job, waits_for in zip(jobs, found, strict=True) if waits_for
+    }
     dependents_page = await client.list_blocked_jobs(chain_id, limit=MAX_DEPENDENTS)
     graph: ChainGraph = layout_chain(jobs, blockers, dependents_page.items)
     return dash.renderer.page(

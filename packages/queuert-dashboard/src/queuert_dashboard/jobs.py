@@ -30,10 +30,11 @@ async def _find_jobs(dash: Dashboard, query: ListQuery) -> Page[Job]:
         if not dash.is_id(query.search):
             query.errors.append("search: not a job or chain id")
             return Page([], None)
-        by_job = await dash.client.list_jobs(job_ids=[query.search], **common)
-        if by_job.items or query.cursor:
-            return by_job
-        return await dash.client.list_jobs(chain_ids=[query.search], **common)
+        # a chain's id is also its first job's: a chain id lists the chain's jobs
+        by_chain = await dash.client.list_jobs(chain_ids=[query.search], **common)
+        if by_chain.items or query.cursor:
+            return by_chain
+        return await dash.client.list_jobs(job_ids=[query.search], **common)
     return await dash.client.list_jobs(**common)
 
 

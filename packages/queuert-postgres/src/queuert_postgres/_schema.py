@@ -167,12 +167,22 @@ from the ready, leased and blocked indexes), and a search of chains by deduplica
 entry in the first when it closes (a completion already rewrites every index entry of its row),
 and in the second only if it starts a chain with a deduplication key."""
 
+_UNSUCCESSFUL_INDEX = """
+CREATE INDEX "{p}job_unsuccessful_idx" ON {job} (created_at, id)
+    WHERE outcome IN ('failed', 'cancelled');
+"""
+"""A list of failed or cancelled jobs (an operator's first look after an incident) reads them from
+this index instead of walking every job's listing entry until it has a page: when failures are rare
+among a million jobs, that walk reads them all. Partial: a job gets an entry only when it fails or
+is cancelled."""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_initial_schema", _INITIAL),
     Migration("0002_storage_tuning", _STORAGE_TUNING),
     Migration("0003_fewer_listing_indexes", _FEWER_LISTING_INDEXES),
     Migration("0004_blocked_index", _BLOCKED_INDEX),
     Migration("0005_activity_and_key_indexes", _ACTIVITY_AND_KEY_INDEXES),
+    Migration("0006_unsuccessful_index", _UNSUCCESSFUL_INDEX),
 )
 """Applied in order; each in its own transaction. Never edit one that has shipped: add a new one."""
 

@@ -714,15 +714,21 @@ FROM refs
 LEASED = "{a}.outcome IS NULL AND {a}.leased_until IS NOT NULL"
 """Status ``running`` (the predicate of the leased index)."""
 
-OPEN_STATUS_PREDICATES = {
+UNSUCCESSFUL = "{a}.outcome IN ('failed', 'cancelled')"
+"""Statuses ``failed`` and ``cancelled`` (the predicate of the unsuccessful index)."""
+
+STATUS_PREDICATES = {
     "ready": READY,
     "scheduled": READY,
     "running": LEASED,
     "blocked": BLOCKED,
+    "failed": UNSUCCESSFUL,
+    "cancelled": UNSUCCESSFUL,
 }
-"""For each open status, the stored facts every job of that status has, written as the predicate of
-the partial index that holds those jobs: a status filter adds it so that PostgreSQL can read the
-jobs from that index instead of testing the derived status of every job."""
+"""For each status a partial index holds, the stored facts every job of that status has, written as
+that index's predicate: a status filter adds it so that PostgreSQL can read the jobs from the index
+instead of testing the derived status of every job (``completed`` and ``continued`` jobs, the bulk of
+a store, have none)."""
 
 JOB_ACTIVITY = f"""
 WITH w AS (SELECT {NOW} AS now, {NOW} - make_interval(secs => $1::float8) AS since),

@@ -71,7 +71,7 @@ from queuert_postgres._rows import chain_from_row, job_from_row, utc
 from queuert_postgres._schema import BOOTSTRAP, MIGRATION_LOCK_KEY, MIGRATIONS, Names
 from queuert_postgres._sql import (
     JOB_ID,
-    OPEN_STATUS_PREDICATES,
+    STATUS_PREDICATES,
     AddBlockersRow,
     ClaimRow,
     CompleteRow,
@@ -761,9 +761,9 @@ class PgStateAdapter(Generic[TxT]):
             where.append(f"j.type_name = ANY({p.add(list(filter.type_names), 'text[]')})")
         if filter.statuses is not None:
             where.append(f"({status_sql('j')}) = ANY({p.add(list(filter.statuses), 'text[]')})")
-            implied = {OPEN_STATUS_PREDICATES.get(status) for status in filter.statuses}
+            implied = {STATUS_PREDICATES.get(status) for status in filter.statuses}
             if filter.statuses and None not in implied:
-                # only open statuses: read the jobs from the partial indexes that hold them
+                # every status asked for has a partial index: read the jobs from those indexes
                 arms = sorted(f"({predicate.format(a='j')})" for predicate in implied if predicate)
                 where.append(f"({' OR '.join(arms)})")
         if filter.job_ids is not None:

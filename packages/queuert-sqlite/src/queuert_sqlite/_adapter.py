@@ -11,6 +11,7 @@ meet a row locked by someone else.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -93,6 +94,8 @@ from queuert_sqlite._schema import apply_migrations, validate_prefix
 from queuert_sqlite._sql import Statements, json_param
 from queuert_sqlite._time import add_delta, format_ts, now, parse_ts, scheduled_at
 from queuert_sqlite._transaction import SqliteConnection, in_savepoint
+
+logger = logging.getLogger("queuert.sqlite")
 
 __all__ = ["SqliteStateAdapter"]
 
@@ -434,7 +437,14 @@ class SqliteStateAdapter:
             row = raw.execute(sql, (types,)).fetchone()
             if row is None or row[0] is None:
                 return None
-            return max(parse_ts(row[0]) - now_dt, timedelta(0))
+            try:
+                due = parse_ts(row[0])
+            except ValueError:  # a time edited by hand into something else: the poll interval
+                logger.warning(
+                    "a scheduled_at that is not a time", extra={"queuert_value": str(row[0])[:40]}
+                )
+                return None
+            return max(due - now_dt, timedelta(0))
 
         return await self._read(op, tx)
 

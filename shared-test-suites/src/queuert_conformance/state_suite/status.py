@@ -167,6 +167,8 @@ class TestStatusPrecedence:
         assert await listed(list(STATUSES)) == set(expected)
         pair: list[JobStatus] = ["blocked", "running"]
         assert await listed(pair) == {j for j, s in expected.items() if s in pair}
+        mixed: list[JobStatus] = ["scheduled", "running", "failed", "cancelled"]
+        assert await listed(mixed) == {j for j, s in expected.items() if s in mixed}
         closed: list[JobStatus] = ["continued", "completed", "failed", "cancelled"]
         assert await listed(closed, [TYPE_A]) == {
             j for j, s in expected.items() if s in closed and type_of[j] == TYPE_A

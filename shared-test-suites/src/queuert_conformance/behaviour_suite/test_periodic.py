@@ -1,0 +1,88 @@
+"""Periodic chains, on every adapter: one chain per tick however many workers start it, and after a
+worker was down across several ticks only the most recent missed tick is started."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from datetime import datetime, timedelta, timezone
+
+from queuert import Attempt, Periodic
+
+from queuert_conformance.behaviour_suite.jobs import ALL, Echo, Num
+from queuert_conformance.behaviour_suite.support import Env, MakeEnv, eventually
+
+
+async def _echo(attempt: Attempt[Echo]) -> Num:
+    return Num(attempt.input.value)
+
+
+def _every(seconds: float) -> Periodic[Num]:
+    return Periodic(
+        Echo,
+        every=timedelta(seconds=seconds),
+        input=lambda tick: Num(int(tick.timestamp() * 1000) % 1_000_000),
+        name="conformance-echo",
+    )
+
+
+async def _ticks(env: Env) -> list[datetime]:
+    """The tick of every periodic chain, from its deduplication key."""
+    chains = (await env.client.list_chains(type_names=[Echo], limit=1000)).items
+    prefix = "periodic:conformance-echo:"
+    ticks = []
+    for chain in chains:
+        key = chain.root.deduplication_key
+        assert key is not None and key.startswith(prefix), key
+        ticks.append(datetime.fromisoformat(key.removeprefix(prefix)))
+    return sorted(ticks)
+
+
+class TestPeriodic:
+    async def test_one_chain_per_tick_however_many_workers_start_it(
+        self, queuert_env: MakeEnv
+    ) -> None:
+        env = await queuert_env(job_types=ALL)
+        periodic = _every(0.2)
+        workers = [env.worker({Echo: _echo}, periodic=[periodic]) for _ in range(3)]
+        for worker in workers:
+            await worker.start()
+
+        async def three_ticks() -> bool:
+            return len(await _ticks(env)) >= 3
+
+        await eventually(three_ticks, timeout=10)
+        for worker in workers:
+            await worker.close()
+        ticks = await _ticks(env)
+        assert len(ticks) == len(set(ticks)), f"a tick was started twice: {ticks}"
+        for earlier, later in itertools.pairwise(ticks):
+            assert (later - earlier) % periodic.every == timedelta(0), (earlier, later)
+
+    async def test_after_a_worker_was_down_only_the_latest_missed_tick_starts(
+        self, queuert_env: MakeEnv
+    ) -> None:
+        env = await queuert_env(job_types=ALL)
+        periodic = _every(0.3)
+        async with env.worker({Echo: _echo}, periodic=[periodic]):
+
+            async def first() -> bool:
+                return len(await _ticks(env)) >= 1
+
+            await eventually(first, timeout=10)
+        (before,) = (await _ticks(env))[-1:]
+        # the worker is down while four more ticks pass
+        down_until = before + 5 * periodic.every  # the event waited for is the clock passing it
+        await asyncio.sleep(max((down_until - datetime.now(timezone.utc)).total_seconds(), 0.0))
+        restart_tick = periodic.tick_at_or_before(datetime.now(timezone.utc))
+        count = len(await _ticks(env))
+        async with env.worker({Echo: _echo}, periodic=[periodic]):
+
+            async def restarted() -> bool:
+                return len(await _ticks(env)) > count
+
+            await eventually(restarted, timeout=10)
+        after = [t for t in await _ticks(env) if t > before]
+        assert after and min(after) >= restart_tick, (
+            f"ticks missed while no worker ran were replayed: {after} (restart at {restart_tick})"
+        )
