@@ -25,6 +25,7 @@ from examples import (
     processing_modes,
     pydantic_validation,
     quick_start,
+    retention,
     scheduling_and_retries,
     sqlalchemy_orm,
     transactional_enqueue,
@@ -97,6 +98,12 @@ async def test_scheduling_and_retries() -> None:
     assert results["broken"].tail.attempt == 3
     log = results["log"]
     assert log.index("reminder 'after' runs") < log.index("reminder 'at' runs")
+
+
+async def test_retention() -> None:
+    results = await retention.main()
+    assert results["expired"] >= 1
+    assert results["left"] < 3, "a chain closed for longer than closed_for was kept"
 
 
 async def test_periodic() -> None:

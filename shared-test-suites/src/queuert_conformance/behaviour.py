@@ -22,6 +22,7 @@ from queuert_conformance.behaviour_suite.test_resilience import (
     TestNotifyResilience,
     TestStateResilience,
 )
+from queuert_conformance.behaviour_suite.test_retention import TestRetention
 from queuert_conformance.behaviour_suite.test_scheduling import (
     TestScheduling,
     TestStartDeduplication,
@@ -57,6 +58,7 @@ __all__ = [
     "TestPeriodic",
     "TestPickup",
     "TestPoisonRows",
+    "TestRetention",
     "TestScheduling",
     "TestShutdown",
     "TestStartDeduplication",

@@ -55,6 +55,7 @@ from queuert.models import Chain, Job
 from queuert.notify import NotifyAdapter
 from queuert.observability import LoggingObservability, ObservabilityAdapter, RecordingObservability
 from queuert.periodic import Periodic
+from queuert.retention import Retention
 from queuert.schedule import Deduplication, Schedule
 from queuert.state import Page, QueueStats, StateAdapter
 from queuert.worker import AttemptMiddleware, Worker
@@ -114,6 +115,7 @@ __all__ = [
     "QueuertError",
     "RecordingObservability",
     "RescheduleJob",
+    "Retention",
     "Schedule",
     "StateAdapter",
     "StateAdapterClosedError",

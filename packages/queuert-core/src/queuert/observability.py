@@ -27,6 +27,7 @@ __all__ = [
     "ChainCreated",
     "ChainDeduplicated",
     "ChainDeleted",
+    "ChainsExpired",
     "Event",
     "JobBlocked",
     "JobCompleted",
@@ -259,6 +260,17 @@ class ChainDeleted(Event):
     name: ClassVar[str] = "chain_deleted"
     chain_id: str
     type_name: str
+
+
+@dataclass(frozen=True)
+class ChainsExpired(Event):
+    """A retention batch committed: ``deleted`` chains closed before ``cutoff`` were deleted;
+    ``skipped`` were kept because a chain outside the batch still waits for them."""
+
+    name: ClassVar[str] = "chains_expired"
+    deleted: int
+    skipped: int
+    cutoff: datetime
 
 
 @dataclass(frozen=True)

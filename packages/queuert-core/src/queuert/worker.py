@@ -78,6 +78,7 @@ from queuert.observability import (
 )
 from queuert.payload import storable_text
 from queuert.periodic import Periodic, PeriodicStarter
+from queuert.retention import Retention, RetentionResult, RunRetention, run_retention
 from queuert.schedule import Schedule
 from queuert.state import CompleteResult, Completion, StoredJob
 
@@ -273,6 +274,7 @@ class Worker(Generic[TxT]):
         reap_batch: int = 100,
         prefetch: int | None = None,
         periodic: Sequence[Periodic[Any]] = (),
+        retention: Retention | None = None,
     ) -> None:
         if name is not None and not _NAME_RE.match(name):
             raise UsageError("worker name must be 1-100 characters of A-Z a-z 0-9 . _ -")
@@ -281,6 +283,8 @@ class Worker(Generic[TxT]):
         self.client = client
         self._core: Core[TxT] = client._core
         """The client's internals (publishing, bound transactions, mapping, finishing)."""
+        if retention is not None:
+            periodic = [*periodic, retention.periodic()]
         self._periodic = PeriodicStarter(client, periodic) if periodic else None
         """Starts the periodic chains at their ticks while the worker runs."""
         self.name = name
@@ -337,6 +341,12 @@ class Worker(Generic[TxT]):
         self._host = _AttemptHost(self)
         self.processed = 0
         """Attempts finished (any outcome) since start; handy for tests and benchmarks."""
+        if retention is not None:
+
+            async def expire(attempt: Attempt[RunRetention]) -> RetentionResult:
+                return await run_retention(client, attempt)
+
+            self.register(RunRetention, expire)
         for job_type, fn in (handlers or {}).items():
             self.register(job_type, fn)
 
