@@ -62,6 +62,10 @@ class ImportBrokenFile(EntryJobType[Request, Done], max_attempts=3):  # gives up
     pass
 
 
+class CallHangingApi(EntryJobType[Request, Done]):
+    pass
+
+
 def build_worker(client: Client[Any], say: Callable[[str], None]) -> Worker[Any]:
     # Short delays so the example runs in about a second; the default backoff is 10 s, x2, up to
     # 300 s. Durations take a timedelta or a number of seconds.
@@ -100,6 +104,18 @@ def build_worker(client: Client[Any], say: Callable[[str], None]) -> Worker[Any]
         say(f"import attempt {attempt.number}")
         raise ValueError("line 3: unexpected end of file")
 
+    # A timeout cancels an attempt that runs too long; it fails (AttemptTimeoutError) and retries.
+    @worker.handler(CallHangingApi, timeout=0.2)
+    async def call_hanging(attempt: Attempt[CallHangingApi]) -> Done:
+        say(f"hanging api attempt {attempt.number}")
+        if attempt.number == 1:
+            try:
+                await asyncio.sleep(60)  # the first call hangs
+            except asyncio.CancelledError:
+                say(f"hanging api attempt 1 told: {attempt.signal.reason}")
+                raise
+        return Done(attempt.input.name, attempt.number)
+
     return worker
 
 
@@ -125,10 +141,11 @@ async def main() -> dict[str, Any]:
             flaky = await client.start_chain(CallFlakyApi(Request("flaky")), tx=tx)
             limited = await client.start_chain(CallRateLimitedApi(Request("limited")), tx=tx)
             broken = await client.start_chain(ImportBrokenFile(Request("broken")), tx=tx)
+            hanging = await client.start_chain(CallHangingApi(Request("hanging")), tx=tx)
         say(f"scheduled chains start as {at.root.status!r}, the others as {flaky.root.status!r}")
 
         async with worker:
-            for chain in (after, at, flaky, limited):
+            for chain in (after, at, flaky, limited, hanging):
                 results[chain.input.name] = await client.wait_for_chain(chain, timeout=10)
             try:
                 await client.wait_for_chain(broken, timeout=10)

@@ -94,6 +94,8 @@ async def test_scheduling_and_retries() -> None:
     results = await scheduling_and_retries.main()
     assert results["flaky"].attempts == 3
     assert results["limited"].attempts == 2
+    assert results["hanging"].attempts == 2
+    assert "hanging api attempt 1 told: timeout" in results["log"]
     assert results["broken"].outcome == "failed"
     assert results["broken"].tail.attempt == 3
     log = results["log"]

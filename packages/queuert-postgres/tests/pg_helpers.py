@@ -3,14 +3,16 @@ in ``public``), dropped afterwards, so concurrent test runs on the shared server
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from queuert_conformance import StateHarness
 from queuert_postgres import (
     AsyncpgProvider,
     PgProvider,
@@ -117,3 +119,42 @@ class CountingProvider:
         count = len(self.statements)
         self.statements.clear()
         return count
+
+
+@asynccontextmanager
+async def behaviour_harness(ns: Namespace) -> AsyncIterator[StateHarness]:
+    """A migrated asyncpg adapter in ``ns`` with the behaviour suites' hooks (poison, another
+    adapter, raw writes); ``ns`` is dropped afterwards."""
+    adapter = await make_adapter("asyncpg", ns)
+    try:
+        await adapter.migrate()
+
+        async def open_another() -> PgStateAdapter[Any]:
+            return await make_adapter("asyncpg", ns)
+
+        async def write_raw(job_id: str, which: str, text: str) -> bool:
+            """Store ``text`` as it is, through a connection of its own (as a hand edit would);
+            jsonb holds JSON only, so a text that is not JSON cannot be stored."""
+            column = {"input": "input", "output": "output"}[which]
+            try:
+                json.loads(text)
+            except ValueError:
+                return False
+            conn = await asyncpg.connect(DSN)
+            try:
+                await conn.execute(
+                    f'UPDATE "{ns.schema}"."{ns.prefix}job" SET {column} = $1::jsonb'
+                    " WHERE id = $2::uuid",
+                    text,
+                    job_id,
+                )
+            finally:
+                await conn.close()
+            return True
+
+        yield StateHarness(
+            adapter=adapter, poison=adapter.poison, open_another=open_another, write_raw=write_raw
+        )
+    finally:
+        await adapter.close()
+        await drop_namespace(ns)

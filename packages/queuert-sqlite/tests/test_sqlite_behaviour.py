@@ -2,49 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from queuert.state import StateAdapter
 from queuert_conformance import StateHarness
 from queuert_conformance.behaviour import *  # noqa: F403
-from queuert_sqlite import SqliteStateAdapter
+from sqlite_harness import sqlite_harness
 
 
 @pytest.fixture
 async def queuert_state_harness(db_path: Path, table_prefix: str) -> AsyncIterator[StateHarness]:
-    adapter = await SqliteStateAdapter.open(db_path, table_prefix=table_prefix)
-    await adapter.migrate()
-
-    async def open_another() -> StateAdapter[Any]:
-        return await SqliteStateAdapter.open(db_path, table_prefix=table_prefix)
-
-    async def write_raw(job_id: str, which: str, text: str) -> bool:
-        """Store ``text`` as it is, through a connection of its own (as a hand edit would)."""
-        column = {"input": "input", "output": "output"}[which]
-
-        def write() -> None:
-            with contextlib.closing(sqlite3.connect(db_path, timeout=10)) as conn:
-                conn.execute(
-                    f"UPDATE {adapter.table_prefix}job SET {column} = ? WHERE id = ?",
-                    (text, job_id),
-                )
-                conn.commit()
-
-        await asyncio.to_thread(write)
-        return True
-
-    try:
-        yield StateHarness(
-            adapter=adapter,
-            poison=adapter.poison,
-            open_another=open_another,
-            write_raw=write_raw,
-        )
-    finally:
-        await adapter.close()
+    async with sqlite_harness(db_path, table_prefix) as harness:
+        yield harness

@@ -27,6 +27,7 @@ from queuert_conformance.behaviour_suite.test_scheduling import (
     TestScheduling,
     TestStartDeduplication,
 )
+from queuert_conformance.behaviour_suite.test_timeouts import TestAttemptTimeout
 from queuert_conformance.behaviour_suite.test_transaction_handles import TestTransactionHandles
 from queuert_conformance.behaviour_suite.test_transactions import (
     TestClientTransactions,
@@ -42,6 +43,7 @@ from queuert_conformance.behaviour_suite.test_workers import (
 
 __all__ = [
     "TestArguments",
+    "TestAttemptTimeout",
     "TestCancel",
     "TestClientTransactions",
     "TestContinuations",

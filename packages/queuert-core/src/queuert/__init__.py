@@ -10,6 +10,7 @@ from queuert.backoff import Backoff, Lease
 from queuert.client import Client, TxContext, WorkerlessCompletion
 from queuert.codec import Codec, CodecError, DefaultCodec
 from queuert.errors import (
+    AttemptTimeoutError,
     BlockerChainFailedError,
     BlockerReference,
     BlockerReferenceError,
@@ -63,6 +64,7 @@ from queuert.worker import AttemptMiddleware, Worker
 __all__ = [
     "Attempt",
     "AttemptMiddleware",
+    "AttemptTimeoutError",
     "Backoff",
     "BlockerChainFailedError",
     "BlockerReference",

@@ -54,7 +54,7 @@ T = TypeVar("T")
 
 Mode = Literal["atomic", "staged"]
 CancelReason = Literal[
-    "taken_by_another_worker", "not_found", "already_completed", "cancelled", "shutdown"
+    "taken_by_another_worker", "not_found", "already_completed", "cancelled", "shutdown", "timeout"
 ]
 LOST_REASONS = frozenset({"taken_by_another_worker", "not_found", "already_completed", "cancelled"})
 

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 __all__ = [
+    "AttemptTimeoutError",
     "BlockerChainFailedError",
     "BlockerReference",
     "BlockerReferenceError",
@@ -215,6 +216,18 @@ class JobLostError(QueuertError):
         self.reason = reason
         self.leased_by = leased_by
         super().__init__(f"job {job_id} was lost: {reason}")
+
+
+class AttemptTimeoutError(QueuertError, TimeoutError):
+    """An attempt ran longer than its handler's ``timeout``: the handler was cancelled, and the
+    attempt fails and is retried with backoff like any failure."""
+
+    def __init__(self, type_name: str, timeout: float) -> None:
+        self.type_name = type_name
+        self.timeout = timeout
+        super().__init__(
+            f"the attempt of {type_name!r} ran longer than its timeout of {timeout:g}s"
+        )
 
 
 class BlockerChainFailedError(QueuertError):

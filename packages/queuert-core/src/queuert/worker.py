@@ -52,6 +52,7 @@ from queuert.backoff import Backoff, Lease
 from queuert.client import Client
 from queuert.duration import Duration, to_timedelta
 from queuert.errors import (
+    AttemptTimeoutError,
     BlockerChainFailedError,
     JobNotCompletedError,
     RescheduleJob,
@@ -119,6 +120,8 @@ class HandlerConfig:
     lease: Lease
     backoff: Backoff
     max_attempts: int | None
+    timeout: float | None = None
+    """Seconds an attempt may run before its handler is cancelled (``None``: no limit)."""
 
 
 def _forget_abandoned(
@@ -360,11 +363,16 @@ class Worker(Generic[TxT]):
         lease: Lease | None = None,
         backoff: Backoff | None = None,
         max_attempts: int | None = None,
+        timeout: Duration | None = None,
     ) -> None:
         """Run ``handler`` for jobs of ``job_type``. The type (and every type reachable from it)
         becomes known to the client, if it was not already. The handler returns the job's output
         or the next job (mypy checks both against the type's declaration), or calls
-        ``attempt.complete(...)`` and returns ``None``."""
+        ``attempt.complete(...)`` and returns ``None``.
+
+        ``timeout`` limits each attempt: when it passes, ``attempt.signal.reason`` becomes
+        ``"timeout"`` and the handler is cancelled; the attempt fails with
+        :class:`~queuert.errors.AttemptTimeoutError` and is retried with backoff like any failure."""
         if self._started:
             raise UsageError("register handlers before the worker starts")
         jt = cast(AnyJobType, job_type)
@@ -381,6 +389,9 @@ class Worker(Generic[TxT]):
             lease=lease or self.default_lease,
             backoff=backoff or self.default_backoff,
             max_attempts=max_attempts if max_attempts is not None else jt.max_attempts,
+            timeout=None
+            if timeout is None
+            else to_timedelta(timeout, name="timeout", positive=True).total_seconds(),
         )
 
     def handler(
@@ -390,6 +401,7 @@ class Worker(Generic[TxT]):
         lease: Lease | None = None,
         backoff: Backoff | None = None,
         max_attempts: int | None = None,
+        timeout: Duration | None = None,
     ) -> Callable[
         [Callable[[Attempt[J]], Awaitable[O | C | None]]],
         Callable[[Attempt[J]], Awaitable[O | C | None]],
@@ -399,7 +411,14 @@ class Worker(Generic[TxT]):
         def decorate(
             fn: Callable[[Attempt[J]], Awaitable[O | C | None]],
         ) -> Callable[[Attempt[J]], Awaitable[O | C | None]]:
-            self.register(job_type, fn, lease=lease, backoff=backoff, max_attempts=max_attempts)
+            self.register(
+                job_type,
+                fn,
+                lease=lease,
+                backoff=backoff,
+                max_attempts=max_attempts,
+                timeout=timeout,
+            )
             return fn
 
         return decorate
@@ -826,12 +845,23 @@ class Worker(Generic[TxT]):
             )
         )
         running.handler_task = asyncio.ensure_future(self._run_handler(running, attempt, config))
+        timer = (
+            None
+            if config.timeout is None
+            else asyncio.get_running_loop().call_later(config.timeout, running.cancel, "timeout")
+        )
         try:
             await asyncio.shield(running.handler_task)
         except asyncio.CancelledError:
+            handler = running.handler_task
+            if running.cancel_reason == "timeout" and handler.cancelled() and not self._stopping:
+                # the handler was cancelled by its timeout (this task was not): a failed attempt
+                assert config.timeout is not None
+                timed_out = AttemptTimeoutError(job.type_name, config.timeout)
+                await self._record_failure(running, timed_out, started)
+                return
             # The worker itself is being torn down: stop the handler and wait for its rollback,
             # within the cleanup grace (a handler that ignores its cancellation is abandoned).
-            handler = running.handler_task
             if not handler.done():
                 handler.cancel()
                 grace = 0.0 if self._grace_over else self._cleanup_seconds
@@ -861,6 +891,9 @@ class Worker(Generic[TxT]):
                 await self._record_failure(running, exc, started, final=final)
                 return
             raise
+        finally:
+            if timer is not None:
+                timer.cancel()
         core.emit(
             AttemptCompleted(
                 job_info(job),

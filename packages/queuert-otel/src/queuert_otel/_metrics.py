@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.util.types import AttributeValue
 from queuert.observability import (
@@ -42,6 +44,15 @@ Key = tuple[tuple[str, AttributeValue], ...]
 
 _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
 """The bucket boundaries the messaging conventions give for their durations (seconds)."""
+
+_NO_SPAN: Context = trace.set_span_in_context(trace.INVALID_SPAN, Context())
+"""The context histograms are recorded in: no span (explicitly: an empty context would mean the
+current one), so no exemplar. Events are recorded after the
+commit, in whichever task flushes it (one flush reports many jobs), so the current span there is
+not the span of the job measured; the attempt spans carry the durations instead."""
+
+_MAX_ERROR_TYPES = 64
+"""Error types whose failed-attempt attributes are kept per job type (more are built per event)."""
 
 _LONG_BUCKETS = (0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)
 """Job and chain lifetimes and waits: milliseconds to a day."""
@@ -205,11 +216,13 @@ class Metrics:
             "{error}",
             "Failed state or notify adapter operations that queuert recovered from.",
         )
-        self._workers: dict[str, tuple[tuple[str, ...], list[int]]] = {}
-        """worker id -> (types it serves, [idle slots])."""
+        self._workers: dict[str, tuple[tuple[Key, ...], list[int]]] = {}
+        """worker id -> (the keys of the types it serves, [idle slots])."""
         self._running: set[tuple[str, int]] = set()
         """(job id, attempt) of the attempts started and not yet ended."""
         self._keys: dict[tuple[str, str], _Keys] = {}
+        self._closed: dict[tuple[str, str], tuple[Key, dict[str, AttributeValue]]] = {}
+        """(chain type, outcome) -> the key and attributes of a closed chain, made once."""
         self._handlers: dict[type[Event], Callable[[Any], None]] = {
             ChainCreated: self._chain_created,
             ChainDeduplicated: self._chain_deduplicated,
@@ -256,10 +269,14 @@ class Metrics:
         self.chains_deduplicated.add(1, ((a.CHAIN_TYPE, e.type_name),))
 
     def _chain_closed(self, e: ChainClosed) -> None:
-        key: Key = ((a.CHAIN_TYPE, e.type_name), (a.CHAIN_OUTCOME, e.outcome))
+        found = self._closed.get((e.type_name, e.outcome))
+        if found is None:
+            key: Key = ((a.CHAIN_TYPE, e.type_name), (a.CHAIN_OUTCOME, e.outcome))
+            found = self._closed[(e.type_name, e.outcome)] = (key, dict(key))
+        key, attributes = found
         self.chains_closed.add(1, key)
         if e.duration is not None:
-            self.chain_duration.record(e.duration, dict(key))
+            self.chain_duration.record(e.duration, attributes, _NO_SPAN)
         # failing or cancelling a job always closes its chain: count the job here
         if e.outcome == "failed":
             self.jobs_failed.add(1, ((a.CHAIN_TYPE, e.type_name),))
@@ -288,16 +305,15 @@ class Metrics:
 
     def _job_completed(self, e: JobCompleted) -> None:
         k = self._k(e.job)
-        continued = e.continued_with is not None
-        workerless = e.worker_id is None
-        self.jobs_completed.add(1, (*k.job, (a.CONTINUED, continued), (a.WORKERLESS, workerless)))
-        self.job_duration.record(e.duration, k.job_attributes)
+        completed = k.completed[(e.continued_with is not None) * 2 + (e.worker_id is None)]
+        self.jobs_completed.add(1, completed)
+        self.job_duration.record(e.duration, k.job_attributes, _NO_SPAN)
 
     def _attempt_started(self, e: AttemptStarted) -> None:
         k = self._k(e.job)
         self.attempts_started.add(1, k.job)
         self.consumed.add(1, k.claim)
-        self.wait_duration.record(e.waited, k.job_attributes)
+        self.wait_duration.record(e.waited, k.job_attributes, _NO_SPAN)
         self._running.add((e.job.id, e.job.attempt))
         self.processing.add(1, k.type)
         self._slots(e.worker_id, -1)
@@ -305,14 +321,20 @@ class Metrics:
     def _attempt_completed(self, e: AttemptCompleted) -> None:
         k = self._k(e.job)
         self.attempts_completed.add(1, k.job)
-        self.process_duration.record(e.duration, k.atomic if e.mode == "atomic" else k.staged)
+        attributes = k.atomic if e.mode == "atomic" else k.staged
+        self.process_duration.record(e.duration, attributes, _NO_SPAN)
         self._attempt_ended(e.job, e.worker_id)
 
     def _attempt_failed(self, e: AttemptFailed) -> None:
         k = self._k(e.job)
         key: Key = (*k.job, (a.ERROR_TYPE, e.error_type), (a.RETRIED, e.retry_at is not None))
         self.attempts_failed.add(1, key)
-        self.process_duration.record(e.duration, {**k.process, a.ERROR_TYPE: e.error_type})
+        failed = k.failed.get(e.error_type)
+        if failed is None:
+            failed = {**k.process, a.ERROR_TYPE: e.error_type}
+            if len(k.failed) < _MAX_ERROR_TYPES:
+                k.failed[e.error_type] = failed
+        self.process_duration.record(e.duration, failed, _NO_SPAN)
         self._attempt_ended(e.job, e.worker_id)
 
     def _lease_lost(self, e: LeaseLost) -> None:
@@ -333,17 +355,18 @@ class Metrics:
 
     def _worker_started(self, e: WorkerStarted) -> None:
         self.workers.add(1)
-        self._workers[e.worker_id] = (e.type_names, [e.concurrency])
-        for name in e.type_names:
-            self.idle.add(e.concurrency, ((a.JOB_TYPE, name),))
+        keys: tuple[Key, ...] = tuple(((a.JOB_TYPE, name),) for name in e.type_names)
+        self._workers[e.worker_id] = (keys, [e.concurrency])
+        for key in keys:
+            self.idle.add(e.concurrency, key)
 
     def _worker_stopped(self, e: WorkerStopped) -> None:
         self.workers.add(-1)
         found = self._workers.pop(e.worker_id, None)
         if found is not None:
-            names, idle = found
-            for name in names:
-                self.idle.add(-idle[0], ((a.JOB_TYPE, name),))
+            keys, idle = found
+            for key in keys:
+                self.idle.add(-idle[0], key)
 
     def _slots(self, worker_id: str, delta: int) -> None:
         """A slot of ``worker_id`` was taken (-1) or freed (+1): one fewer or more idle slot for
@@ -351,10 +374,11 @@ class Metrics:
         found = self._workers.get(worker_id)
         if found is None:
             return
-        names, idle = found
+        keys, idle = found
         idle[0] += delta
-        for name in names:
-            self.idle.add(delta, ((a.JOB_TYPE, name),))
+        add = self.idle.add
+        for key in keys:
+            add(delta, key)
 
     def _worker_error(self, e: WorkerError) -> None:
         self.worker_errors.add(1)
@@ -367,7 +391,18 @@ class Metrics:
 class _Keys:
     """The attribute sets of one (job type, chain type), built once and reused by every event."""
 
-    __slots__ = ("atomic", "claim", "create", "job", "job_attributes", "process", "staged", "type")
+    __slots__ = (
+        "atomic",
+        "claim",
+        "completed",
+        "create",
+        "failed",
+        "job",
+        "job_attributes",
+        "process",
+        "staged",
+        "type",
+    )
 
     def __init__(self, type_name: str, chain_type_name: str) -> None:
         self.type: Key = ((a.JOB_TYPE, type_name),)
@@ -387,3 +422,12 @@ class _Keys:
         self.process: dict[str, AttributeValue] = dict(messaging("process", "process"))
         self.atomic = {**self.process, a.MODE: "atomic"}
         self.staged = {**self.process, a.MODE: "staged"}
+        self.completed: tuple[Key, ...] = tuple(
+            (*self.job, (a.CONTINUED, continued), (a.WORKERLESS, workerless))
+            for continued in (False, True)
+            for workerless in (False, True)
+        )
+        """Indexed by ``continued * 2 + workerless``."""
+        self.failed: dict[str, dict[str, AttributeValue]] = {}
+        """Error type -> the attributes of a failed attempt's duration (up to
+        ``_MAX_ERROR_TYPES``, made once)."""

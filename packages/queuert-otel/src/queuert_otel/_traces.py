@@ -68,9 +68,13 @@ def span_context(value: str | None) -> SpanContext | None:
         flags = int(value[53:55], 16)
     except ValueError:
         return None
-    if trace_id == 0 or span_id == 0:
+    if trace_id == 0 or span_id == 0 or not 0 <= flags <= 0xFF:
         return None
-    return SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags))
+    return SpanContext(trace_id, span_id, is_remote=True, trace_flags=_FLAGS[flags])
+
+
+_FLAGS = tuple(TraceFlags(flags) for flags in range(256))
+"""Every ``TraceFlags`` value, made once (a parsed context shares them)."""
 
 
 def parse(value: str | None) -> Context | None:
@@ -322,8 +326,8 @@ class Traces:
     def _chain_closed(self, e: ChainClosed) -> None:
         attempt = self._chains.get(e.chain_id)
         if attempt is not None:
-            # closed by the attempt running now: an event on its span, not a span of its own
-            attempt.add_event("chain closed")
+            # closed by the attempt running now: an attribute of its span, not a span of its own
+            # (nor a span event: one more object per job for what the span's end already dates)
             attempt.set_attribute(a.CHAIN_OUTCOME, e.outcome)
         elif (parent := parse(e.trace_context)) is not None:
             self._tracer.start_span(
