@@ -185,3 +185,33 @@ async def test_sqlalchemy_sessions_flush_side_effects_on_their_own_commit(
         await client.close()
         await adapter.close()
         await app_engine.dispose()
+
+
+async def test_connecting_to_a_silent_server_times_out() -> None:
+    """A peer that accepts the TCP connection and then says nothing makes connecting fail after
+    ``connect_timeout`` (10 s by default; here 1 s), not aiomysql's 60 s."""
+    import asyncio
+
+    accepted = asyncio.Event()
+    peers: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peers.append(writer)
+        accepted.set()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        with pytest.raises(asyncio.TimeoutError):
+            await MysqlStateAdapter.connect(
+                host="127.0.0.1", port=port, user="root", db="test", connect_timeout=1
+            )
+        assert accepted.is_set(), "the connection reached the silent peer"
+        assert loop.time() - started < 6, f"gave up after {loop.time() - started:.1f}s"
+    finally:
+        for writer in peers:
+            writer.close()
+        server.close()
+        await server.wait_closed()

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 import pytest
 from pg_helpers import DSN, Namespace
-from queuert_postgres import AsyncpgProvider, PgStateAdapter
+from queuert_postgres import AsyncpgProvider, PgStateAdapter, PsycopgProvider, Sql
 
 
 async def _setting(provider: AsyncpgProvider, name: str) -> Any:
@@ -72,7 +72,7 @@ async def test_a_server_that_never_answers_fails_the_connect_within_its_timeout(
     loop = asyncio.get_running_loop()
     started = loop.time()
     try:
-        with pytest.raises(TimeoutError):
+        with pytest.raises(asyncio.TimeoutError):
             await PgStateAdapter.connect(
                 f"postgresql://postgres@127.0.0.1:{port}/test", connect_timeout=0.5
             )
@@ -101,10 +101,35 @@ async def test_a_statement_that_hangs_raises_after_the_statement_timeout(
         await holder.execute(
             f'LOCK TABLE "{namespace.schema}".queuert_job IN ACCESS EXCLUSIVE MODE'
         )
-        with pytest.raises(TimeoutError):
+        with pytest.raises(asyncio.TimeoutError):
             await adapter.get_job(str(uuid.uuid4()))
         await tx.rollback()
         assert await adapter.get_job(str(uuid.uuid4())) is None, "the adapter works again"
     finally:
         await holder.close()
         await adapter.close()
+
+
+async def test_the_psycopg_providers_connections_time_out_on_a_silent_server() -> None:
+    accepted = asyncio.Event()
+    peers: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peers.append(writer)
+        accepted.set()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    provider = PsycopgProvider(f"postgresql://postgres@127.0.0.1:{port}/test", connect_timeout=0.5)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        with pytest.raises(asyncio.TimeoutError):
+            await provider.fetch(Sql("SELECT 1"), (), None)
+        assert accepted.is_set() and loop.time() - started < 5
+    finally:
+        await provider.close()
+        for writer in peers:
+            writer.close()
+        server.close()
+        await server.wait_closed()

@@ -216,13 +216,19 @@ class AiomysqlProvider:
         cls, *, minsize: int = 1, maxsize: int = 10, **connect_options: Any
     ) -> AiomysqlProvider:
         """A provider over a new ``aiomysql.create_pool(**connect_options)`` (``host``, ``port``,
-        ``user``, ``password``, ``db``, ...)."""
+        ``user``, ``password``, ``db``, ...). Opening the pool gives up after ``connect_timeout``
+        seconds (10 unless given) with ``asyncio.TimeoutError``, also when the server accepts the
+        connection and never answers (aiomysql's own timeout covers the TCP connect only)."""
         import aiomysql
 
+        connect_options.setdefault("connect_timeout", 10)
         connect_options.setdefault("autocommit", True)
         connect_options.setdefault("charset", "utf8mb4")
         connect_options.setdefault("init_command", SESSION_SETUP)
-        pool = await aiomysql.create_pool(minsize=minsize, maxsize=maxsize, **connect_options)
+        pool = await asyncio.wait_for(
+            aiomysql.create_pool(minsize=minsize, maxsize=maxsize, **connect_options),
+            float(connect_options["connect_timeout"]),
+        )
         return cls(pool, owns_pool=True)
 
     async def _prepare(self, conn: Any) -> Any:

@@ -361,8 +361,9 @@ def _psycopg_in_error(conn: Any) -> bool:
 class _PsycopgPool:
     """A minimal pool of autocommit ``psycopg.AsyncConnection`` objects (used when no pool is given)."""
 
-    def __init__(self, conninfo: str, max_size: int) -> None:
+    def __init__(self, conninfo: str, max_size: int, connect_timeout: float) -> None:
         self._conninfo = conninfo
+        self._connect_timeout = connect_timeout
         self._idle: list[Any] = []
         self._slots = asyncio.Semaphore(max_size)
         self._closed = False
@@ -372,9 +373,12 @@ class _PsycopgPool:
         import psycopg
 
         async with self._slots:
-            conn = self._idle.pop() if self._idle else None
+            conn: Any = self._idle.pop() if self._idle else None
             if conn is None or conn.closed:
-                conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+                conn = await asyncio.wait_for(
+                    psycopg.AsyncConnection.connect(self._conninfo, autocommit=True),
+                    self._connect_timeout,
+                )
             healthy = False
             try:
                 yield conn
@@ -407,7 +411,8 @@ class PsycopgProvider:
     Pass ``conninfo`` (the provider keeps a small pool of its own autocommit connections) or ``pool``,
     any object with an ``async with pool.connection() as conn`` method (e.g. ``psycopg_pool``'s
     ``AsyncConnectionPool`` whose connections are in autocommit mode). ``prepare=False`` disables
-    server-side prepared statements (PgBouncer transaction pooling).
+    server-side prepared statements (PgBouncer transaction pooling). The provider's own connections
+    give up connecting after ``connect_timeout`` (10 s), raising ``TimeoutError``.
     """
 
     def __init__(
@@ -417,10 +422,16 @@ class PsycopgProvider:
         pool: Any = None,
         max_size: int = 10,
         prepare: bool | None = None,
+        connect_timeout: Duration = 10.0,
     ) -> None:
         if (conninfo is None) == (pool is None):
             raise UsageError("PsycopgProvider needs exactly one of conninfo or pool")
-        self._own_pool = _PsycopgPool(conninfo, max_size) if conninfo is not None else None
+        seconds = to_timedelta(connect_timeout, name="connect_timeout", positive=True)
+        self._own_pool = (
+            _PsycopgPool(conninfo, max_size, seconds.total_seconds())
+            if conninfo is not None
+            else None
+        )
         self.pool: Any = self._own_pool if self._own_pool is not None else pool
         self._prepare = False if prepare is False else None
 
