@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -39,3 +40,20 @@ def test_processing_runs_every_mode_and_the_floor(backend: str, tmp_path: Path) 
         assert "write-atomic / floor:" in out
     else:
         assert "floor" not in out
+
+
+def test_peer_comparison_runs_queuert_and_the_floors() -> None:
+    """The comparison end to end without the peers (installing them needs the package index)."""
+    prefix = f"bench_smoke_{uuid.uuid4().hex[:8]}_"
+    systems = "queuert-pg-notify,floor-autocommit"
+    server = POSTGRES.rsplit("/", 1)[0]
+    out = run_tool(
+        "peers/compare.py",
+        *("--server", server, "--prefix", prefix, "--systems", systems),
+        *("--jobs", "40", "--rounds", "1"),
+    )
+    assert out.count("| queuert (") == 1
+    assert out.count("| floor: asyncpg") == 1
+    one_by_one = [line for line in out.splitlines() if "alone, autocommit INSERT" in line]
+    per_job = float(one_by_one[0].rsplit("|", 2)[1].split("/")[0])
+    assert 1.0 <= per_job < 1.5  # a transaction per row, and the driver's few of its own
