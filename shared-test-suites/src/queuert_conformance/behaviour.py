@@ -31,6 +31,7 @@ from queuert_conformance.behaviour_suite.test_timeouts import TestAttemptTimeout
 from queuert_conformance.behaviour_suite.test_transaction_handles import TestTransactionHandles
 from queuert_conformance.behaviour_suite.test_transactions import (
     TestClientTransactions,
+    TestStartsWithoutATransaction,
     TestValidation,
 )
 from queuert_conformance.behaviour_suite.test_workerless import TestCancel, TestWorkerlessCompletion
@@ -64,6 +65,7 @@ __all__ = [
     "TestScheduling",
     "TestShutdown",
     "TestStartDeduplication",
+    "TestStartsWithoutATransaction",
     "TestStateResilience",
     "TestTransactionHandles",
     "TestValidation",
