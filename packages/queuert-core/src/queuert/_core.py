@@ -42,7 +42,7 @@ class Core(Generic[TxT]):
         self.state = state
         self.notify = notify
         self.registry = registry
-        self.publishing = Publishing(notify, observability)
+        self.publishing = Publishing(notify, observability, state)
         self.transactions: Transactions[TxT] = Transactions(state, self.publishing)
         self.codec = codec
         self.mapper = Mapper(registry, codec)

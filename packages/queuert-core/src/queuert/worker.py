@@ -180,18 +180,28 @@ class _Completer:
     async def _run(self) -> None:
         worker = self._worker
         core = self._core
-        after_close = core.finishing.after_close
+        # With a notify adapter that publishes inside the store's transactions, a batch is written
+        # in a transaction of its own that carries its notifications; otherwise in one statement,
+        # its notifications published after it.
+        in_transaction = await core.publishing.in_transaction() is not None
         while self._pending:
             batch, self._pending = self._pending, []
-            hooks = TransactionHooks()
+            completions = [Completion(job.id, output=output) for job, output, _ in batch]
             try:
-                results = await core.state.complete_jobs(
-                    [Completion(job.id, output=output) for job, output, _ in batch],
-                    worker_id=worker.id,
-                    owner=worker.id,
-                )
+                if in_transaction:
+                    async with core.transactions.transaction() as bound:
+                        results = await core.state.complete_jobs(
+                            completions, worker_id=worker.id, owner=worker.id, tx=bound.tx
+                        )
+                        self._after_close(results, bound.hooks)
+                else:
+                    hooks = TransactionHooks()
+                    results = await core.state.complete_jobs(
+                        completions, worker_id=worker.id, owner=worker.id
+                    )
+                    self._after_close(results, hooks)
+                    await hooks.flush()
             except BaseException as exc:
-                hooks.discard()
                 for _, _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
@@ -199,11 +209,19 @@ class _Completer:
                     raise
                 continue
             for (_, _, future), result in zip(batch, results, strict=True):
-                if result is not None:
-                    after_close(result, worker_id=worker.id, hooks=hooks)
                 if not future.done():
                     future.set_result(result)
-            await hooks.flush()
+
+    def _after_close(
+        self,
+        results: Sequence[CompleteResult | None],
+        hooks: TransactionHooks,
+    ) -> None:
+        after_close = self._core.finishing.after_close
+        worker_id = self._worker.id
+        for result in results:
+            if result is not None:
+                after_close(result, worker_id=worker_id, hooks=hooks)
 
 
 class _AttemptHost:
