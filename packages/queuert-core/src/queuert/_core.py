@@ -44,6 +44,7 @@ class Core(Generic[TxT]):
         self.registry = registry
         self.publishing = Publishing(notify, observability, state)
         self.transactions: Transactions[TxT] = Transactions(state, self.publishing)
+        self.codec = codec
         self.mapper = Mapper(registry, codec)
         self.payloads = Payloads(codec, max_payload_bytes)
         self.creation: ChainCreation[TxT] = ChainCreation(
