@@ -8,7 +8,8 @@ spread). Backends are chosen by URL: ``memory://``, ``sqlite:///path.db``, ``pos
     uv run python tools/bench/bench.py latency --dsn ... --notify postgres|redis|nats|none --runs 3
     uv run python tools/bench/bench.py memory --dsn ... --runs 3
 
-processing: start N chains one by one (one transaction each) and in batches of 100, then process them
+processing: start N chains one by one (``single``: one ``client.transaction()`` each; ``alone``: no
+``tx``, each start commits on its own) and in batches of 100, then process them
 with one worker at concurrency 10; reports chains/s, jobs/s and the worker's CPU time per job. The
 handlers (``process`` column):
 
@@ -482,6 +483,9 @@ async def run_processing(
         for i in range(chains):
             async with client.transaction() as tx:
                 await client.start_chain(BenchJob(Item(i)), tx=tx)
+    elif start_mode == "alone":
+        for i in range(chains):
+            await client.start_chain(BenchJob(Item(i)))
     else:
         for offset in range(0, chains, 100):
             async with client.transaction() as tx:
@@ -658,7 +662,7 @@ def main() -> None:
         f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cpus; {args.runs} runs, medians"
     )
     if args.kind == "processing":
-        modes = [("single", "noop"), ("batch", "noop"), ("batch", "noop-atomic")]
+        modes = [("single", "noop"), ("alone", "noop"), ("batch", "noop"), ("batch", "noop-atomic")]
         if not args.dsn.startswith("memory"):
             modes += [("batch", "write-atomic"), ("batch", "write-staged")]
         measured: dict[tuple[str, str], list[dict[str, float]]] = {mode: [] for mode in modes}
