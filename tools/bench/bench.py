@@ -306,14 +306,14 @@ async def run_floor(dsn: str, chains: int, concurrency: int = 10) -> dict[str, f
                         '{"ok": true}',
                     )
 
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         try:
             await asyncio.gather(*(pg_loop(conn) for conn in conns))
-            elapsed = time.perf_counter() - t0
+            elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         finally:
             for conn in conns:
                 await conn.close()
-        return {"process_per_s": chains / elapsed}
+        return {"process_per_s": chains / elapsed, "process_cpu_us": cpu / chains * 1e6}
     if dsn.startswith(("mysql://", "mariadb://")):
         import aiomysql
         from queuert_mysql._url import parse_url
@@ -355,14 +355,14 @@ async def run_floor(dsn: str, chains: int, concurrency: int = 10) -> dict[str, f
                     )
                     await cur.execute("COMMIT")
 
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         try:
             await asyncio.gather(*(my_loop(conn) for conn in my_conns))
-            elapsed = time.perf_counter() - t0
+            elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         finally:
             for conn in my_conns:
                 conn.close()
-        return {"process_per_s": chains / elapsed}
+        return {"process_per_s": chains / elapsed, "process_cpu_us": cpu / chains * 1e6}
     raise SystemExit("the floor is measured on PostgreSQL and MySQL/MariaDB only")
 
 
@@ -662,7 +662,7 @@ def main() -> None:
         if not args.dsn.startswith("memory"):
             modes += [("batch", "write-atomic"), ("batch", "write-staged")]
         measured: dict[tuple[str, str], list[dict[str, float]]] = {mode: [] for mode in modes}
-        floors: list[float] = []
+        floors: list[dict[str, float]] = []
         for _ in range(args.runs):  # interleaved: every mode once per round
             for start_mode, process_mode in modes:
                 payload = {
@@ -677,7 +677,7 @@ def main() -> None:
                 )
             if has_floor(args.dsn):
                 floor_payload = {"dsn": args.dsn, "chains": args.chains}
-                floors.append(child(["floor", json.dumps(floor_payload)])["process_per_s"])
+                floors.append(child(["floor", json.dumps(floor_payload)]))
         print(
             f"{'start':<8}{'process':<14}{'start chains/s':>16}{'process jobs/s':>16}"
             f"{'CPU us/job':>12}   (min..max)"
@@ -693,11 +693,15 @@ def main() -> None:
                 f" / {min(cpus):,.0f}..{max(cpus):,.0f})"
             )
         if floors:
-            floor = statistics.median(floors)
+            rates = [r["process_per_s"] for r in floors]
+            floor_cpus = [r["process_cpu_us"] for r in floors]
+            floor = statistics.median(rates)
             print(
-                f"{'floor':<8}{'write-atomic':<14}{'':>16}{floor:>16,.0f}{'':>12}"
-                f"   ({min(floors):,.0f}..{max(floors):,.0f}; no queuert: 10 driver connections,"
-                " BEGIN, INSERT, UPDATE, COMMIT)"
+                f"{'floor':<8}{'write-atomic':<14}{'':>16}{floor:>16,.0f}"
+                f"{statistics.median(floor_cpus):>12,.0f}"
+                f"   ({min(rates):,.0f}..{max(rates):,.0f} / {min(floor_cpus):,.0f}.."
+                f"{max(floor_cpus):,.0f}; no queuert: 10 driver connections, BEGIN, INSERT, UPDATE,"
+                " COMMIT)"
             )
             atomic = statistics.median(
                 r["process_per_s"] for r in measured["batch", "write-atomic"]

@@ -117,8 +117,11 @@ class CountingProvider:
     def __init__(self, inner: PgProvider[Any]) -> None:
         self.inner = inner
         self.statements: list[str] = []
+        self.transactions = 0
+        """Transactions opened with :meth:`transaction` (BEGIN ... COMMIT)."""
 
     def transaction(self) -> AbstractAsyncContextManager[Any]:
+        self.transactions += 1
         return self.inner.transaction()
 
     async def fetch(self, sql: Sql, args: Sequence[Any], tx: Any | None) -> list[Any]:
@@ -133,8 +136,10 @@ class CountingProvider:
         await self.inner.close()
 
     def take(self) -> int:
+        """The statements sent since the last call (the transaction count starts again too)."""
         count = len(self.statements)
         self.statements.clear()
+        self.transactions = 0
         return count
 
 

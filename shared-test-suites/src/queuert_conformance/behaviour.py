@@ -33,6 +33,7 @@ from queuert_conformance.behaviour_suite.test_timeouts import TestAttemptTimeout
 from queuert_conformance.behaviour_suite.test_transaction_handles import TestTransactionHandles
 from queuert_conformance.behaviour_suite.test_transactions import (
     TestClientTransactions,
+    TestStartsWithoutATransaction,
     TestValidation,
 )
 from queuert_conformance.behaviour_suite.test_workerless import TestCancel, TestWorkerlessCompletion
@@ -68,6 +69,7 @@ __all__ = [
     "TestScheduling",
     "TestShutdown",
     "TestStartDeduplication",
+    "TestStartsWithoutATransaction",
     "TestStateResilience",
     "TestTransactionHandles",
     "TestValidation",
