@@ -86,6 +86,7 @@ from datetime import timedelta
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from typing_extensions import Never
 
@@ -100,6 +101,7 @@ from queuert import (
     Deduplication,
     EntryJobType,
     InMemoryStateAdapter,
+    IsolatedJob,
     JobType,
     Lease,
     Periodic,
@@ -220,6 +222,23 @@ async def create_order(tx: Any, order: Order) -> None: ...
 class Mailer:
     async def send(self, receipt: Receipt) -> str:
         return receipt.order_id
+
+
+@dataclass
+class PageName:
+    name: str
+
+
+@dataclass
+class Rendered:
+    image: bytes
+
+
+class Render(EntryJobType[PageName, Rendered]): ...
+
+
+def draw(name: str) -> bytes:
+    return name.encode()
 
 
 @dataclass

@@ -8,8 +8,25 @@ spread). Backends are chosen by URL: ``memory://``, ``sqlite:///path.db``, ``pos
     uv run python tools/bench/bench.py latency --dsn ... --notify postgres|redis|nats|none --runs 3
     uv run python tools/bench/bench.py memory --dsn ... --runs 3
 
-processing: start N chains one by one (one transaction each) and in batches of 100, then process them
-with one worker at concurrency 10 in atomic and in staged mode; reports chains/s and jobs/s.
+processing: start N chains one by one (``single``: one ``client.transaction()`` each; ``alone``: no
+``tx``, each start commits on its own) and in batches of 100, then process them
+with one worker at concurrency 10; reports chains/s, jobs/s and the worker's CPU time per job. The
+handlers (``process`` column):
+
+* ``noop``: returns its output; the worker writes the completions of attempts finishing together in
+  one statement (no transaction of the job's own).
+* ``noop-atomic``: calls ``attempt.prepare("atomic")`` and returns its output: a transaction that
+  holds the job is opened, and the completion commits in it (the exactly-once path, with no work).
+* ``write-atomic``: ``prepare("atomic", insert)``: inserts one row of its own in the job's transaction,
+  which commits with the completion (exactly once).
+* ``write-staged``: ``prepare("staged")``, then ``complete(insert)``: the row is inserted in the
+  transaction that completes the job (one opened at ``complete``, after re-checking the lease).
+
+On PostgreSQL and MySQL/MariaDB each round also measures the floor of ``write-atomic`` with no
+queuert code: 10 connections of the driver, each running ``BEGIN``, the handler's ``INSERT``, an
+``UPDATE`` that marks one job row completed, and ``COMMIT``, over as many jobs; ``write-atomic``'s
+ratio to it is printed. Rounds are interleaved (every mode once per round) so drift hits all alike.
+The write modes need a database (not ``memory://``).
 latency: start single jobs one at a time against an idle worker and measure how long until the handler
 starts (min / median / p99), with the given notify adapter and a 1 s poll interval.
 memory: Python heap (tracemalloc) for setup, peak while processing 1,000 jobs, and retained after
@@ -36,7 +53,15 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from queuert import Attempt, Client, EntryJobType, InProcessNotifyAdapter, NoopNotifyAdapter, Worker
+from queuert import (
+    Attempt,
+    Client,
+    EntryJobType,
+    InProcessNotifyAdapter,
+    NoopNotifyAdapter,
+    TxContext,
+    Worker,
+)
 from queuert.backends import open_state_adapter
 from queuert.backoff import Lease
 from queuert.observability import AttemptCompleted, Event, NoopObservability
@@ -138,10 +163,212 @@ async def drop_backend(dsn: str) -> None:
         conn = await aiomysql.connect(**parse_url(dsn)[0], autocommit=True)
         try:
             async with conn.cursor() as cur:
-                for table in ("job_blocker", "job", "dedup_lock", "migration"):
+                for table in (
+                    "job_blocker",
+                    "job",
+                    "dedup_lock",
+                    "migration",
+                    "bench_row",
+                    "floor_job",
+                ):
                     await cur.execute(f"DROP TABLE IF EXISTS `{prefix}{table}`")
         finally:
             conn.close()
+
+
+# -- the handler's own row (write modes) and the floor without queuert ------------------------------
+
+
+def pg_schema(dsn: str) -> str:
+    return dsn.split("schema=")[1].split("&")[0] if "schema=" in dsn else "public"
+
+
+def mysql_prefix(dsn: str) -> str:
+    return dsn.split("table_prefix=")[1].split("&")[0] if "table_prefix=" in dsn else ""
+
+
+class RowWriter:
+    """Creates the table a write handler inserts into, and inserts one row through the transaction
+    object queuert hands the handler (an asyncpg connection, the SQLite adapter's connection or an
+    aiomysql connection)."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        if dsn.startswith(("postgresql://", "postgres://")):
+            self.kind = "postgres"
+            self.table = f'"{pg_schema(dsn)}".bench_row'
+        elif dsn.startswith(("mysql://", "mariadb://")):
+            self.kind = "mysql"
+            self.table = f"`{mysql_prefix(dsn)}bench_row`"
+        elif dsn.startswith("sqlite:///"):
+            self.kind = "sqlite"
+            self.table = "bench_row"
+        else:
+            raise SystemExit(
+                "the write modes need a database: postgresql://, mysql:// or sqlite:///"
+            )
+
+    async def create(self) -> None:
+        if self.kind == "postgres":
+            import asyncpg
+
+            conn = await asyncpg.connect(self.dsn.split("?")[0])
+            try:
+                await conn.execute(
+                    f"CREATE TABLE {self.table} (job_id text PRIMARY KEY, n integer NOT NULL)"
+                )
+            finally:
+                await conn.close()
+        elif self.kind == "mysql":
+            import aiomysql
+            from queuert_mysql._url import parse_url
+
+            conn = await aiomysql.connect(**parse_url(self.dsn)[0], autocommit=True)
+            try:
+                async with conn.cursor() as cur:
+                    await cur.execute(
+                        f"CREATE TABLE {self.table} (job_id VARCHAR(36) PRIMARY KEY, n INT NOT NULL)"
+                    )
+            finally:
+                conn.close()
+        else:
+            import sqlite3
+
+            raw = sqlite3.connect(self.dsn[len("sqlite:///") :])
+            try:
+                raw.execute(
+                    f"CREATE TABLE {self.table} (job_id TEXT PRIMARY KEY, n INTEGER NOT NULL)"
+                )
+                raw.commit()
+            finally:
+                raw.close()
+
+    async def insert(self, tx: Any, job_id: str, n: int) -> None:
+        if self.kind == "postgres":
+            await tx.execute(f"INSERT INTO {self.table} (job_id, n) VALUES ($1, $2)", job_id, n)
+        elif self.kind == "mysql":
+            async with tx.cursor() as cur:
+                await cur.execute(
+                    f"INSERT INTO {self.table} (job_id, n) VALUES (%s, %s)", (job_id, n)
+                )
+        else:
+            await tx.execute(f"INSERT INTO {self.table} (job_id, n) VALUES (?, ?)", (job_id, n))
+
+    async def count(self, client: Client[Any]) -> int:
+        async with client.transaction() as tx:
+            if self.kind == "postgres":
+                value: int = await tx.fetchval(f"SELECT count(*) FROM {self.table}")
+                return value
+            if self.kind == "mysql":
+                async with tx.cursor() as cur:
+                    await cur.execute(f"SELECT count(*) FROM {self.table}")
+                    return int((await cur.fetchone())[0])
+            return int((await tx.execute(f"SELECT count(*) FROM {self.table}"))[0][0])
+
+
+async def run_floor(dsn: str, chains: int, concurrency: int = 10) -> dict[str, float]:
+    """``write-atomic`` without queuert: ``concurrency`` connections of the driver, each taking the
+    next job and running ``BEGIN``, the handler's ``INSERT``, the completion ``UPDATE`` of the job's
+    row and ``COMMIT`` (four round trips), on a job table with its primary key alone."""
+    ids = [str(uuid.uuid4()) for _ in range(chains)]
+    queue = iter(ids)
+    if dsn.startswith(("postgresql://", "postgres://")):
+        import asyncpg
+
+        schema = pg_schema(dsn)
+        plain = dsn.split("?")[0]
+        setup = await asyncpg.connect(plain)
+        try:
+            await setup.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            await setup.execute(
+                f'CREATE TABLE "{schema}".floor_job (id text PRIMARY KEY, outcome text, '
+                "output jsonb, completed_at timestamptz)"
+            )
+            await setup.execute(
+                f'CREATE TABLE "{schema}".bench_row (job_id text PRIMARY KEY, n integer NOT NULL)'
+            )
+            await setup.execute(
+                f'INSERT INTO "{schema}".floor_job (id) SELECT unnest($1::text[])', ids
+            )
+        finally:
+            await setup.close()
+        conns = [await asyncpg.connect(plain) for _ in range(concurrency)]
+
+        async def pg_loop(conn: Any) -> None:
+            for n, job_id in enumerate(queue):
+                async with conn.transaction():
+                    await conn.execute(
+                        f'INSERT INTO "{schema}".bench_row (job_id, n) VALUES ($1, $2)', job_id, n
+                    )
+                    await conn.execute(
+                        f"UPDATE \"{schema}\".floor_job SET outcome = 'completed', "
+                        "output = $2::jsonb, completed_at = now() WHERE id = $1",
+                        job_id,
+                        '{"ok": true}',
+                    )
+
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        try:
+            await asyncio.gather(*(pg_loop(conn) for conn in conns))
+            elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        finally:
+            for conn in conns:
+                await conn.close()
+        return {"process_per_s": chains / elapsed, "process_cpu_us": cpu / chains * 1e6}
+    if dsn.startswith(("mysql://", "mariadb://")):
+        import aiomysql
+        from queuert_mysql._url import parse_url
+
+        prefix = mysql_prefix(dsn)
+        options = parse_url(dsn)[0]
+        setup = await aiomysql.connect(**options, autocommit=True)
+        try:
+            async with setup.cursor() as cur:
+                await cur.execute(
+                    f"CREATE TABLE `{prefix}floor_job` (id VARCHAR(36) PRIMARY KEY, outcome "
+                    "VARCHAR(16), output JSON, completed_at DATETIME(6))"
+                )
+                await cur.execute(
+                    f"CREATE TABLE `{prefix}bench_row` (job_id VARCHAR(36) PRIMARY KEY, n INT NOT NULL)"
+                )
+                for offset in range(0, chains, 1000):
+                    part = ids[offset : offset + 1000]
+                    await cur.execute(
+                        f"INSERT INTO `{prefix}floor_job` (id) VALUES "
+                        + ", ".join(["(%s)"] * len(part)),
+                        part,
+                    )
+        finally:
+            setup.close()
+        my_conns = [await aiomysql.connect(**options, autocommit=True) for _ in range(concurrency)]
+
+        async def my_loop(conn: Any) -> None:
+            async with conn.cursor() as cur:
+                for n, job_id in enumerate(queue):
+                    await cur.execute("BEGIN")
+                    await cur.execute(
+                        f"INSERT INTO `{prefix}bench_row` (job_id, n) VALUES (%s, %s)", (job_id, n)
+                    )
+                    await cur.execute(
+                        f"UPDATE `{prefix}floor_job` SET outcome = 'completed', output = %s, "
+                        "completed_at = NOW(6) WHERE id = %s",
+                        ('{"ok": true}', job_id),
+                    )
+                    await cur.execute("COMMIT")
+
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        try:
+            await asyncio.gather(*(my_loop(conn) for conn in my_conns))
+            elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        finally:
+            for conn in my_conns:
+                conn.close()
+        return {"process_per_s": chains / elapsed, "process_cpu_us": cpu / chains * 1e6}
+    raise SystemExit("the floor is measured on PostgreSQL and MySQL/MariaDB only")
+
+
+def has_floor(dsn: str) -> bool:
+    return dsn.startswith(("postgresql://", "postgres://", "mysql://", "mariadb://"))
 
 
 # -- one measured run (child process) --------------------------------------------------------------
@@ -205,24 +432,60 @@ async def run_processing(
     )
     worker: Worker[Any] = Worker(client, concurrency=10, poll_interval=1.0, lease=Lease(60, 30))
 
-    if process_mode == "atomic":
+    writer: RowWriter | None = None
+    if process_mode.startswith("write-"):
+        writer = RowWriter(dsn)
+        await writer.create()
+    if process_mode == "noop":
 
         @worker.handler(BenchJob)
-        async def atomic(attempt: Attempt[BenchJob]) -> Done:
+        async def noop(attempt: Attempt[BenchJob]) -> Done:
             return Done(True)  # a returned output: the worker's group commit writes it
 
-    else:
+    elif process_mode == "noop-atomic":
 
         @worker.handler(BenchJob)
-        async def staged(attempt: Attempt[BenchJob]) -> None:
+        async def noop_atomic(attempt: Attempt[BenchJob]) -> Done:
+            await attempt.prepare("atomic")  # the job's own transaction, committed on return
+            return Done(True)
+
+    elif process_mode == "write-atomic":
+        assert writer is not None
+        atomic_writer = writer
+
+        @worker.handler(BenchJob)
+        async def write_atomic(attempt: Attempt[BenchJob]) -> Done:
+            async def insert(ctx: TxContext[Any]) -> None:
+                await atomic_writer.insert(ctx.tx, attempt.job.id, attempt.input.index)
+
+            await attempt.prepare("atomic", insert)
+            return Done(True)
+
+    elif process_mode == "write-staged":
+        assert writer is not None
+        staged_writer = writer
+
+        @worker.handler(BenchJob)
+        async def write_staged(attempt: Attempt[BenchJob]) -> None:
             await attempt.prepare("staged")
-            await attempt.complete(Done(True))
+
+            async def insert(ctx: TxContext[Any]) -> Done:
+                await staged_writer.insert(ctx.tx, attempt.job.id, attempt.input.index)
+                return Done(True)
+
+            await attempt.complete(insert)
+
+    else:
+        raise SystemExit(f"unknown process mode {process_mode!r}")
 
     t0 = time.perf_counter()
     if start_mode == "single":
         for i in range(chains):
             async with client.transaction() as tx:
                 await client.start_chain(BenchJob(Item(i)), tx=tx)
+    elif start_mode == "alone":
+        for i in range(chains):
+            await client.start_chain(BenchJob(Item(i)))
     else:
         for offset in range(0, chains, 100):
             async with client.transaction() as tx:
@@ -238,6 +501,9 @@ async def run_processing(
     processed = time.perf_counter() - t1
     cpu = time.process_time() - cpu1
     await worker.close()
+    if writer is not None:
+        rows = await writer.count(client)
+        assert rows == chains, f"{rows} rows written for {chains} jobs: each exactly once"
     await client.close()
     remaining = await client.list_jobs(statuses=["ready", "running", "scheduled"], limit=1)
     assert not remaining.items, "every job was processed"
@@ -370,6 +636,8 @@ def main() -> None:
         try:
             if kind == "processing":
                 result = asyncio.run(run_processing(**payload))
+            elif kind == "floor":
+                result = asyncio.run(run_floor(**payload))
             elif kind == "latency":
                 result = asyncio.run(run_latency(**payload))
             else:
@@ -394,40 +662,55 @@ def main() -> None:
         f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cpus; {args.runs} runs, medians"
     )
     if args.kind == "processing":
-        rows = []
-        for start_mode, process_mode in (
-            ("single", "staged"),
-            ("batch", "atomic"),
-            ("batch", "staged"),
-        ):
-            runs = [
-                child(
-                    [
-                        "processing",
-                        json.dumps(
-                            {
-                                "dsn": args.dsn,
-                                "chains": args.chains,
-                                "start_mode": start_mode,
-                                "process_mode": process_mode,
-                                "notify": args.notify,
-                            }
-                        ),
-                    ]
+        modes = [("single", "noop"), ("alone", "noop"), ("batch", "noop"), ("batch", "noop-atomic")]
+        if not args.dsn.startswith("memory"):
+            modes += [("batch", "write-atomic"), ("batch", "write-staged")]
+        measured: dict[tuple[str, str], list[dict[str, float]]] = {mode: [] for mode in modes}
+        floors: list[dict[str, float]] = []
+        for _ in range(args.runs):  # interleaved: every mode once per round
+            for start_mode, process_mode in modes:
+                payload = {
+                    "dsn": args.dsn,
+                    "chains": args.chains,
+                    "start_mode": start_mode,
+                    "process_mode": process_mode,
+                    "notify": args.notify,
+                }
+                measured[start_mode, process_mode].append(
+                    child(["processing", json.dumps(payload)])
                 )
-                for _ in range(args.runs)
-            ]
+            if has_floor(args.dsn):
+                floor_payload = {"dsn": args.dsn, "chains": args.chains}
+                floors.append(child(["floor", json.dumps(floor_payload)]))
+        print(
+            f"{'start':<8}{'process':<14}{'start chains/s':>16}{'process jobs/s':>16}"
+            f"{'CPU us/job':>12}   (min..max)"
+        )
+        for (start_mode, process_mode), runs in measured.items():
             starts = [r["start_per_s"] for r in runs]
             procs = [r["process_per_s"] for r in runs]
-            rows.append((start_mode, process_mode, starts, procs))
-        print(
-            f"{'start':<8}{'process':<9}{'start chains/s':>16}{'process jobs/s':>16}   (min..max)"
-        )
-        for start_mode, process_mode, starts, procs in rows:
+            cpus = [r["process_cpu_us"] for r in runs]
             print(
-                f"{start_mode:<8}{process_mode:<9}{statistics.median(starts):>16,.0f}{statistics.median(procs):>16,.0f}"
-                f"   ({min(starts):,.0f}..{max(starts):,.0f} / {min(procs):,.0f}..{max(procs):,.0f})"
+                f"{start_mode:<8}{process_mode:<14}{statistics.median(starts):>16,.0f}"
+                f"{statistics.median(procs):>16,.0f}{statistics.median(cpus):>12,.0f}"
+                f"   ({min(starts):,.0f}..{max(starts):,.0f} / {min(procs):,.0f}..{max(procs):,.0f}"
+                f" / {min(cpus):,.0f}..{max(cpus):,.0f})"
             )
+        if floors:
+            rates = [r["process_per_s"] for r in floors]
+            floor_cpus = [r["process_cpu_us"] for r in floors]
+            floor = statistics.median(rates)
+            print(
+                f"{'floor':<8}{'write-atomic':<14}{'':>16}{floor:>16,.0f}"
+                f"{statistics.median(floor_cpus):>12,.0f}"
+                f"   ({min(rates):,.0f}..{max(rates):,.0f} / {min(floor_cpus):,.0f}.."
+                f"{max(floor_cpus):,.0f}; no queuert: 10 driver connections, BEGIN, INSERT, UPDATE,"
+                " COMMIT)"
+            )
+            atomic = statistics.median(
+                r["process_per_s"] for r in measured["batch", "write-atomic"]
+            )
+            print(f"write-atomic / floor: {atomic / floor:.2f} (target 0.80)")
     elif args.kind == "otel":
         variants: dict[str, float | None] = {"off": None, "on": 1.0, "on 10%": 0.1}
         results: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
@@ -437,7 +720,7 @@ def main() -> None:
                     "dsn": args.dsn,
                     "chains": args.chains,
                     "start_mode": "batch",
-                    "process_mode": "atomic",
+                    "process_mode": "noop",
                     "notify": args.notify,
                     "otel": sample,
                 }

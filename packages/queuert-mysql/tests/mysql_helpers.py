@@ -3,10 +3,12 @@ runs on the shared server never collide."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -121,3 +123,39 @@ class CountingProvider:
         count = len(self.statements)
         self.statements.clear()
         return count
+
+
+_THREAD_ID = re.compile(r"(?:MySQL|MariaDB) thread id (\d+)")
+
+
+async def server_transactions() -> dict[int, str]:
+    """The server's open InnoDB transactions by connection thread id: ``"LOCK WAIT"`` for one
+    waiting for a lock, else ``"ACTIVE"``.
+
+    Read from ``SHOW ENGINE INNODB STATUS``, not ``information_schema.innodb_trx``: InnoDB fills
+    that table from a cache that it refreshes only when nobody has read it for 0.1 s, so a loop
+    polling it faster sees one frozen picture for as long as it polls.
+    """
+    rows = await sql("SHOW ENGINE INNODB STATUS")
+    status = str(rows[0][2])
+    listing = status.partition("LIST OF TRANSACTIONS FOR EACH SESSION:")[2]
+    listing = listing.partition("\n--------\n")[0]
+    found: dict[int, str] = {}
+    for block in listing.split("---TRANSACTION ")[1:]:
+        header = block.partition("\n")[0]
+        thread = _THREAD_ID.search(block)
+        if ", ACTIVE" not in header or thread is None:
+            continue  # "not started": a session with no transaction open
+        waiting = "\nLOCK WAIT" in block or "WAITING FOR THIS LOCK" in block
+        found[int(thread.group(1))] = "LOCK WAIT" if waiting else "ACTIVE"
+    return found
+
+
+async def waiting_for_a_lock(thread_ids: Callable[[], Iterable[int]]) -> None:
+    """Return once the server shows one of the connections ``thread_ids()`` (called on every
+    look, so connections opened meanwhile count) waiting for a row lock."""
+    while True:
+        waiting = {t for t, state in (await server_transactions()).items() if state == "LOCK WAIT"}
+        if waiting & set(thread_ids()):
+            return
+        await asyncio.sleep(0.01)

@@ -1,10 +1,7 @@
 """Deadlocks (1213) on the real server: retried whole when the operation runs in a transaction of
-the adapter's own.
-
-(The case of a deadlock in the caller's transaction, surfaced as ``TransactionAbortedError``, hung
-on MariaDB 10.11 when it ran after this one in the same process: a locking read stalled in the
-server's "Statistics" state behind transactions left by the retried deadlock, whose connections were
-already gone. It is removed until that leftover is understood; see the CHANGELOG.)
+the adapter's own, surfaced in the caller's transaction (which the server has rolled back), after
+which every operation in it raises ``TransactionAbortedError`` and it cannot commit. Either way no
+transaction stays open on the server afterwards and no lock is left behind.
 
 The other party is a plain connection that first writes rows to a scratch table, so that InnoDB,
 which rolls back the transaction that wrote less, picks the adapter's transaction as the victim.
@@ -19,11 +16,20 @@ from typing import Any
 
 import aiomysql
 import pytest
-from mysql_helpers import connect_args, drop_prefix, make_adapter, sql, unique_prefix
+from mysql_helpers import (
+    connect_args,
+    drop_prefix,
+    make_adapter,
+    server_transactions,
+    sql,
+    unique_prefix,
+    waiting_for_a_lock,
+)
+from queuert.errors import TransactionAbortedError
 from queuert.ids import uuid7
 from queuert.state import Completion, NewJob
 from queuert_mysql import MysqlStateAdapter
-from queuert_mysql._errors import DEADLOCK
+from queuert_mysql._errors import DEADLOCK, error_code
 
 
 @pytest.fixture
@@ -59,32 +65,45 @@ async def heavy_locker(prefix: str, job_id: str) -> Any:
     return conn
 
 
-async def waiting_for_a_lock(*thread_ids: int) -> None:
-    """Return once the server shows one of the connections ``thread_ids`` waiting for a row lock."""
-    while True:
-        rows = await sql(
-            "SELECT 1 FROM information_schema.innodb_trx WHERE trx_state = 'LOCK WAIT' "
-            f"AND trx_mysql_thread_id IN ({', '.join(['%s'] * len(thread_ids))})",
-            *thread_ids,
-        )
-        if rows:
-            return
-        await asyncio.sleep(0.01)
+def pool_threads(adapter: MysqlStateAdapter[Any]) -> set[int]:
+    pool = adapter.provider.pool  # type: ignore[attr-defined]
+    return {c.server_thread_id[0] for c in [*pool._free, *pool._used]}
 
 
-async def test_a_deadlock_is_retried_in_the_adapters_own_transaction(
-    adapter: MysqlStateAdapter[Any], caplog: pytest.LogCaptureFixture
-) -> None:
+async def assert_nothing_left_open(adapter: MysqlStateAdapter[Any], *job_ids: str) -> None:
+    """No connection of the adapter's pool has a transaction open, neither as the driver sees it
+    nor on the server, and every row can be locked at once by a new transaction."""
+    pool = adapter.provider.pool  # type: ignore[attr-defined]
+    assert not pool._used, "every connection went back to the pool"
+    assert [c.get_transaction_status() for c in pool._free] == [False] * len(pool._free)
+    open_ = await server_transactions()
+    assert not (pool_threads(adapter) & set(open_)), f"transactions left open: {open_}"
+    conn = await aiomysql.connect(**connect_args(), autocommit=False)
+    try:
+        async with conn.cursor() as cur:
+            await cur.execute("BEGIN")
+            await cur.execute(
+                f"SELECT id FROM `{adapter.names.prefix}job` WHERE id IN "
+                f"({', '.join(['%s'] * len(job_ids))}) FOR UPDATE NOWAIT",
+                job_ids,
+            )
+            assert len(await cur.fetchall()) == len(job_ids)
+        await conn.rollback()
+    finally:
+        conn.close()
+
+
+async def retried_deadlock(adapter: MysqlStateAdapter[Any]) -> tuple[list[Any], str, str]:
+    """Two jobs completed in one call of the adapter, which becomes a deadlock's victim midway and
+    runs its transaction again: the results and the two job ids."""
     first, second = await two_jobs(adapter)
     other = await heavy_locker(adapter.names.prefix, second)
     try:
-        caplog.set_level(logging.DEBUG, logger="queuert.mysql")
         # locks `first`, then waits for `second`
         closing = asyncio.create_task(
             adapter.complete_jobs([Completion(first), Completion(second)], worker_id=None)
         )
-        pool = adapter.provider.pool  # type: ignore[attr-defined]
-        await waiting_for_a_lock(*(c.server_thread_id[0] for c in [*pool._free, *pool._used]))
+        await waiting_for_a_lock(lambda: pool_threads(adapter))
         async with other.cursor() as cur:
             # the other party now asks for `first`: a deadlock, and the adapter's transaction
             # (the lighter one) is rolled back and run again; it then waits for this commit
@@ -95,6 +114,55 @@ async def test_a_deadlock_is_retried_in_the_adapters_own_transaction(
         results = await asyncio.wait_for(closing, 30)
     finally:
         other.close()
+    return list(results), first, second
+
+
+def deadlock_retries(caplog: pytest.LogCaptureFixture) -> int:
+    return sum(getattr(r, "queuert_error_code", None) == DEADLOCK for r in caplog.records)
+
+
+async def test_a_deadlock_is_retried_in_the_adapters_own_transaction(
+    adapter: MysqlStateAdapter[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="queuert.mysql")
+    results, _, _ = await retried_deadlock(adapter)
     assert [r is not None and r.job.outcome == "completed" for r in results] == [True, True]
-    retries = [r for r in caplog.records if getattr(r, "queuert_error_code", None) == DEADLOCK]
-    assert retries, "the adapter met the deadlock and ran its transaction again"
+    assert deadlock_retries(caplog), "the adapter met the deadlock and ran its transaction again"
+
+
+async def test_no_transaction_is_left_open_after_a_retried_deadlock(
+    adapter: MysqlStateAdapter[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="queuert.mysql")
+    _, first, second = await retried_deadlock(adapter)
+    assert deadlock_retries(caplog)
+    await assert_nothing_left_open(adapter, first, second)
+
+
+async def test_a_deadlock_in_the_callers_transaction_is_surfaced(
+    adapter: MysqlStateAdapter[Any],
+) -> None:
+    first, second = await two_jobs(adapter)
+    other = await heavy_locker(adapter.names.prefix, second)
+    try:
+        with pytest.raises(TransactionAbortedError):
+            async with adapter.transaction() as tx:
+                await adapter.get_job(first, lock=True, tx=tx)
+                waiting = asyncio.create_task(adapter.get_job(second, lock=True, tx=tx))
+                await waiting_for_a_lock(lambda: [tx.server_thread_id[0]])
+                async with other.cursor() as cur:
+                    await cur.execute(
+                        f"SELECT id FROM `{adapter.names.prefix}job` WHERE id = %s FOR UPDATE",
+                        (first,),
+                    )
+                with pytest.raises(Exception) as caught:
+                    await waiting
+                assert error_code(caught.value) == DEADLOCK
+                with pytest.raises(TransactionAbortedError):
+                    await adapter.get_job(first, tx=tx)
+                # leaving the block normally: it must not commit, and says so
+        await other.commit()
+    finally:
+        other.close()
+    assert (await adapter.get_job(first)) is not None
+    await assert_nothing_left_open(adapter, first, second)

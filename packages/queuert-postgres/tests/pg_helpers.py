@@ -3,6 +3,7 @@ in ``public``), dropped afterwards, so concurrent test runs on the shared server
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import uuid
@@ -86,6 +87,22 @@ STATE_CONFIGS = {
 }
 
 
+@asynccontextmanager
+async def new_database() -> AsyncIterator[str]:
+    """The DSN of a database of its own (for what PostgreSQL counts or scopes per database), dropped
+    afterwards."""
+    name = f"qt_db_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(DSN)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield DSN.rsplit("/", 1)[0] + "/" + name
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
 async def terminate_backend(pid: int) -> None:
     conn = await asyncpg.connect(DSN)
     try:
@@ -100,8 +117,11 @@ class CountingProvider:
     def __init__(self, inner: PgProvider[Any]) -> None:
         self.inner = inner
         self.statements: list[str] = []
+        self.transactions = 0
+        """Transactions opened with :meth:`transaction` (BEGIN ... COMMIT)."""
 
     def transaction(self) -> AbstractAsyncContextManager[Any]:
+        self.transactions += 1
         return self.inner.transaction()
 
     async def fetch(self, sql: Sql, args: Sequence[Any], tx: Any | None) -> list[Any]:
@@ -116,8 +136,10 @@ class CountingProvider:
         await self.inner.close()
 
     def take(self) -> int:
+        """The statements sent since the last call (the transaction count starts again too)."""
         count = len(self.statements)
         self.statements.clear()
+        self.transactions = 0
         return count
 
 
@@ -153,7 +175,12 @@ async def behaviour_harness(ns: Namespace) -> AsyncIterator[StateHarness]:
             return True
 
         yield StateHarness(
-            adapter=adapter, poison=adapter.poison, open_another=open_another, write_raw=write_raw
+            adapter=adapter,
+            poison=adapter.poison,
+            open_another=open_another,
+            write_raw=write_raw,
+            # in the suites' worker processes: an adapter of their own in the same namespace
+            open_in_process=functools.partial(make_adapter, "asyncpg", ns),
         )
     finally:
         await adapter.close()

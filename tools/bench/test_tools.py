@@ -1,0 +1,59 @@
+"""The benchmark tools run end to end at a tiny size (their figures are not checked here: performance
+claims come from full runs of the tools, reported in RESULTS.md)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+POSTGRES = os.environ.get("QUEUERT_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+ROWS = ("single  noop", "batch   noop", "noop-atomic", "write-atomic", "write-staged")
+
+
+def run_tool(*args: str) -> str:
+    out = subprocess.run(
+        [sys.executable, str(HERE / args[0]), *args[1:]],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_processing_runs_every_mode_and_the_floor(backend: str, tmp_path: Path) -> None:
+    dsn = f"sqlite:///{tmp_path}/bench.db" if backend == "sqlite" else POSTGRES
+    out = run_tool("bench.py", "processing", "--dsn", dsn, "--runs", "1", "--chains", "30")
+    for row in ROWS:
+        assert row in out
+    if backend == "postgres":
+        assert "floor   write-atomic" in out
+        assert "write-atomic / floor:" in out
+    else:
+        assert "floor" not in out
+
+
+def test_peer_comparison_runs_queuert_and_the_floors() -> None:
+    """The comparison end to end without the peers (installing them needs the package index)."""
+    prefix = f"bench_smoke_{uuid.uuid4().hex[:8]}_"
+    systems = "queuert-pg-notify,floor-autocommit"
+    server = POSTGRES.rsplit("/", 1)[0]
+    out = run_tool(
+        "peers/compare.py",
+        *("--server", server, "--prefix", prefix, "--systems", systems),
+        *("--jobs", "40", "--rounds", "1"),
+    )
+    assert out.count("| queuert (") == 1
+    assert out.count("| floor: asyncpg") == 1
+    one_by_one = [line for line in out.splitlines() if "alone, autocommit INSERT" in line]
+    per_job = float(one_by_one[0].rsplit("|", 2)[1].split("/")[0])
+    assert 1.0 <= per_job < 1.5  # a transaction per row, and the driver's few of its own
