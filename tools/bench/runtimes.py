@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from bench import Countdown
 from queuert import Attempt, Client, EntryJobType, InProcessNotifyAdapter, Worker
 from queuert.backoff import Lease
-from queuert.observability import AttemptCompleted, Event
 from queuert_postgres import AsyncpgProvider, PgStateAdapter, PsycopgProvider
 
 COMBINATIONS = [
@@ -46,18 +46,6 @@ class Item:
 
 class Noop(EntryJobType[Item, Item], name="runtimes_noop"):
     pass
-
-
-class Countdown:
-    def __init__(self, target: int) -> None:
-        self.remaining = target
-        self.done = asyncio.Event()
-
-    def emit(self, event: Event) -> None:
-        if isinstance(event, AttemptCompleted):
-            self.remaining -= 1
-            if self.remaining <= 0:
-                self.done.set()
 
 
 async def measure(dsn: str, driver: str, chains: int, single: int) -> dict[str, float]:
