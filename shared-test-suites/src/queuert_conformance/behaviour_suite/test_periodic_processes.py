@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import multiprocessing
-import queue
 import traceback
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -21,6 +20,7 @@ from queuert_conformance.applicability import not_applicable, require_capability
 from queuert_conformance.behaviour_suite.jobs import Echo
 from queuert_conformance.behaviour_suite.support import MakeEnv, eventually
 from queuert_conformance.behaviour_suite.test_periodic import _echo, _every, _ticks
+from queuert_conformance.spawning import collect_reports, reap
 
 PROCESSES = 3
 EVERY = 0.3
@@ -95,21 +95,9 @@ class TestPeriodicProcesses:
             for sender, _ in pipes[1:]:
                 sender.send("stop")
             survivors = processes[1:]
-            got = []
-            for _ in survivors:
-                try:
-                    got.append(await asyncio.to_thread(reports.get, True, PROCESS_TIMEOUT))
-                except queue.Empty:
-                    raise AssertionError(
-                        f"a worker process did not stop within {PROCESS_TIMEOUT:g}s"
-                    ) from None
-            for process in survivors:
-                await asyncio.to_thread(process.join, PROCESS_TIMEOUT)
+            got = await collect_reports(reports, survivors, len(survivors), PROCESS_TIMEOUT)
         finally:
-            for process in processes:
-                if process.is_alive():
-                    process.kill()
-                    await asyncio.to_thread(process.join, PROCESS_TIMEOUT)
+            await reap(processes, PROCESS_TIMEOUT)
             reports.close()
             for sender, receiver in pipes:
                 sender.close()
