@@ -81,3 +81,13 @@ def test_otel_compares_off_on_and_the_sdk_floor() -> None:
     out = run_tool("bench.py", "otel", "--dsn", "memory://", "--runs", "1", "--chains", "30")
     for row in ("off ", "on ", "on 10%", "SDK floor"):
         assert row in out
+
+
+def test_history_compares_sizes_of_history() -> None:
+    out = run_tool(
+        "history.py",
+        *("--dsn", POSTGRES, "--history", "0,300", "--runs", "1"),
+        *("--chains", "30", "--samples", "3", "--rebuild", "--drop"),
+    )
+    assert "(ratio to 0)" in out
+    assert out.count("(1.00, 1.00;") >= 1
