@@ -91,3 +91,11 @@ def test_history_compares_sizes_of_history() -> None:
     )
     assert "(ratio to 0)" in out
     assert out.count("(1.00, 1.00;") >= 1
+
+
+def test_retention_measures_deletion_alone_and_beside_processing() -> None:
+    out = run_tool(
+        "retention.py", "--dsn", POSTGRES, "--runs", "1", "--chains", "30", "--expired", "200"
+    )
+    assert "retention alone, chains deleted/s" in out
+    assert "processing with retention / alone" in out
