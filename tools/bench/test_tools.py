@@ -81,3 +81,21 @@ def test_otel_compares_off_on_and_the_sdk_floor() -> None:
     out = run_tool("bench.py", "otel", "--dsn", "memory://", "--runs", "1", "--chains", "30")
     for row in ("off ", "on ", "on 10%", "SDK floor"):
         assert row in out
+
+
+def test_history_compares_sizes_of_history() -> None:
+    out = run_tool(
+        "history.py",
+        *("--dsn", POSTGRES, "--history", "0,300", "--runs", "1"),
+        *("--chains", "30", "--samples", "3", "--rebuild", "--drop"),
+    )
+    assert "(ratio to 0)" in out
+    assert out.count("(1.00, 1.00;") >= 1
+
+
+def test_retention_measures_deletion_alone_and_beside_processing() -> None:
+    out = run_tool(
+        "retention.py", "--dsn", POSTGRES, "--runs", "1", "--chains", "30", "--expired", "200"
+    )
+    assert "retention alone, chains deleted/s" in out
+    assert "processing with retention / alone" in out
