@@ -3,6 +3,7 @@ in ``public``), dropped afterwards, so concurrent test runs on the shared server
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import uuid
@@ -174,7 +175,12 @@ async def behaviour_harness(ns: Namespace) -> AsyncIterator[StateHarness]:
             return True
 
         yield StateHarness(
-            adapter=adapter, poison=adapter.poison, open_another=open_another, write_raw=write_raw
+            adapter=adapter,
+            poison=adapter.poison,
+            open_another=open_another,
+            write_raw=write_raw,
+            # in the suites' worker processes: an adapter of their own in the same namespace
+            open_in_process=functools.partial(make_adapter, "asyncpg", ns),
         )
     finally:
         await adapter.close()

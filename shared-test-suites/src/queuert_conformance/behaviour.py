@@ -12,6 +12,7 @@ from queuert_conformance.behaviour_suite.test_deletion import TestDeletion, Test
 from queuert_conformance.behaviour_suite.test_hostile_values import TestHostileValues
 from queuert_conformance.behaviour_suite.test_isolation import TestIsolatedHandlers
 from queuert_conformance.behaviour_suite.test_periodic import TestPeriodic
+from queuert_conformance.behaviour_suite.test_periodic_processes import TestPeriodicProcesses
 from queuert_conformance.behaviour_suite.test_poison_rows import TestPoisonRows
 from queuert_conformance.behaviour_suite.test_processing import (
     TestErrors,
@@ -61,6 +62,7 @@ __all__ = [
     "TestNotifyResilience",
     "TestPatterns",
     "TestPeriodic",
+    "TestPeriodicProcesses",
     "TestPickup",
     "TestPoisonRows",
     "TestRetention",
