@@ -70,3 +70,28 @@ async def test_a_state_adapter_on_another_database_is_declined() -> None:
         ):
             assert await notify.in_transactions_of(elsewhere) is None
             assert await notify.in_transactions_of(object()) is None
+
+
+async def test_notify_many_sends_every_message_at_once() -> None:
+    """After a commit (no transaction to ride in) the client hands the adapter everything at once:
+    one statement carries the job-scheduled, chain-closed and ownership-lost messages."""
+    async with (
+        PgNotifyAdapter(DSN, channel_prefix="qtmany") as publisher,
+        PgNotifyAdapter(DSN, channel_prefix="qtmany") as listener,
+    ):
+        heard: list[str] = []
+        last = asyncio.Event()
+
+        def on(what: str) -> None:
+            heard.append(what)
+            if len(heard) == 4:
+                last.set()
+
+        await listener.listen_job_scheduled(["a", "b"], lambda t: on(f"sched:{t}"))
+        await listener.listen_chain_closed("c1", lambda: on("chainc:c1"))
+        await listener.listen_job_ownership_lost("j1", lambda: on("owls:j1"))
+        await publisher.notify_many(
+            Notifications({"a": 3}, frozenset({"b"}), frozenset({"c1"}), frozenset({"j1"}))
+        )
+        await asyncio.wait_for(last.wait(), 10)
+        assert heard == ["sched:a", "sched:b", "chainc:c1", "owls:j1"]

@@ -29,6 +29,7 @@ from queuert.notify import (
     NotifyAdapter,
     NotifyInTransaction,
     SupportsNotifyInTransaction,
+    SupportsNotifyMany,
 )
 from queuert.observability import Event, NotifyAdapterError, ObservabilityAdapter
 from queuert.tracing import AttemptScopes, TraceContexts, handed_out
@@ -85,6 +86,13 @@ class Publisher:
                 await coro
             except Exception as exc:
                 self._emit(NotifyAdapterError(operation=operation, error=repr(exc)))
+
+        if isinstance(notify, SupportsNotifyMany):
+            notifications = Notifications(
+                ready, frozenset(scheduled), frozenset(closed), frozenset(lost)
+            )
+            await call("notify_many", notify.notify_many(notifications))
+            return
 
         for type_name, count in ready.items():
             await call("provide_wake_hint", notify.provide_wake_hint(type_name, count))

@@ -50,6 +50,7 @@ __all__ = [
     "NotifyAdapter",
     "NotifyInTransaction",
     "SupportsNotifyInTransaction",
+    "SupportsNotifyMany",
     "Unsubscribe",
 ]
 
@@ -123,4 +124,15 @@ class SupportsNotifyInTransaction(Protocol):
         """A function publishing inside ``state``'s transactions, or ``None`` when this adapter cannot
         for that state adapter (another kind of store, another database, unreachable). Called once
         per client; never raises."""
+        ...
+
+
+@runtime_checkable
+class SupportsNotifyMany(Protocol):
+    """Optional for notify adapters: publish everything one commit (or a burst of commits)
+    announces in one call, where the transport can send it at once."""
+
+    async def notify_many(self, notifications: Notifications) -> None:
+        """The messages of ``notifications`` (wake hints and all); same failure contract as the
+        ``notify_*`` calls: never raises connection errors."""
         ...

@@ -249,6 +249,23 @@ class PgNotifyAdapter:
                 payloads.append(key)
         return channels, payloads
 
+    async def notify_many(self, notifications: Notifications) -> None:
+        """Every message in one ``SELECT pg_notify(...) FROM unnest(...)`` on the publishing pool."""
+        self._check_open()
+        channels, payloads = self._messages(notifications)
+        if not channels:
+            return
+        try:
+            pool = await self._publisher()
+            await pool.execute(_NOTIFY_MANY, channels, payloads)
+        except Exception as error:
+            if self._closed:
+                raise NotifyAdapterClosedError() from error
+            logger.warning(
+                "publishing notifications failed (polling will catch up)",
+                extra={"queuert_messages": len(channels), "queuert_error": repr(error)},
+            )
+
     async def notify_job_scheduled(self, type_name: str) -> None:
         await self._publish("sched", type_name)
 
