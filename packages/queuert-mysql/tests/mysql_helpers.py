@@ -21,16 +21,16 @@ URL = os.environ.get("QUEUERT_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
 TABLES = ("job_blocker", "job", "dedup_lock", "migration")
 
 
-def connect_args() -> dict[str, Any]:
-    return parse_url(URL)[0]
+def connect_args(url: str | None = None) -> dict[str, Any]:
+    return parse_url(url or URL)[0]
 
 
 def unique_prefix() -> str:
     return f"q{uuid.uuid4().hex[:10]}_"
 
 
-async def drop_prefix(prefix: str) -> None:
-    conn = await aiomysql.connect(**connect_args(), autocommit=True)
+async def drop_prefix(prefix: str, *, url: str | None = None) -> None:
+    conn = await aiomysql.connect(**connect_args(url), autocommit=True)
     try:
         async with conn.cursor() as cur:
             warnings.simplefilter("ignore")  # the server's note for a table that is not there
@@ -41,13 +41,13 @@ async def drop_prefix(prefix: str) -> None:
 
 
 async def make_adapter(
-    prefix: str, kind: str = "aiomysql", **options: Any
+    prefix: str, kind: str = "aiomysql", *, url: str | None = None, **options: Any
 ) -> MysqlStateAdapter[Any]:
     """An adapter on the aiomysql pool of its own (``kind="aiomysql"``) or on a SQLAlchemy engine
     with the ``aiomysql`` or ``asyncmy`` driver (``"sqlalchemy-aiomysql"``, ...), disposed on close."""
     if kind == "aiomysql":
         return await MysqlStateAdapter.connect(
-            table_prefix=prefix, maxsize=options.pop("maxsize", 10), **connect_args(), **options
+            table_prefix=prefix, maxsize=options.pop("maxsize", 10), **connect_args(url), **options
         )
     return MysqlStateAdapter(OwnedEngine(engine(kind.split("-")[1])), table_prefix=prefix)
 
@@ -67,9 +67,10 @@ class OwnedEngine(SqlAlchemyProvider):
         await self.engine.dispose()
 
 
-async def sql(statement: str, *args: Any) -> list[tuple[Any, ...]]:
-    """Run one statement on a connection of its own (autocommit) and return its rows."""
-    conn = await aiomysql.connect(**connect_args(), autocommit=True)
+async def sql(statement: str, *args: Any, url: str | None = None) -> list[tuple[Any, ...]]:
+    """Run one statement on a connection of its own (autocommit; on the server of ``url``, by
+    default the tests' one) and return its rows."""
+    conn = await aiomysql.connect(**connect_args(url), autocommit=True)
     try:
         async with conn.cursor() as cur:
             with warnings.catch_warnings():
