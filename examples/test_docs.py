@@ -100,6 +100,7 @@ from queuert import (
     Deduplication,
     EntryJobType,
     InMemoryStateAdapter,
+    IsolatedJob,
     JobType,
     Lease,
     Periodic,
@@ -220,6 +221,23 @@ async def create_order(tx: Any, order: Order) -> None: ...
 class Mailer:
     async def send(self, receipt: Receipt) -> str:
         return receipt.order_id
+
+
+@dataclass
+class PageName:
+    name: str
+
+
+@dataclass
+class Rendered:
+    image: bytes
+
+
+class Render(EntryJobType[PageName, Rendered]): ...
+
+
+def draw(name: str) -> bytes:
+    return name.encode()
 
 
 @dataclass

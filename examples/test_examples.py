@@ -22,6 +22,7 @@ from examples import (
     observability,
     otel,
     periodic,
+    process_isolation,
     processing_modes,
     pydantic_validation,
     quick_start,
@@ -112,6 +113,18 @@ async def test_periodic() -> None:
     results = await periodic.main()
     assert results["chains"] >= 3
     assert results["distinct_ticks"] == results["chains"], "a tick was started twice"
+
+
+async def test_process_isolation() -> None:
+    results = await process_isolation.main()
+    assert results["outcomes"] == {
+        "home": "rendered",
+        "endless": "failed",
+        "greedy": "failed",
+        "flaky": "rendered after a retry",
+        "about": "rendered",
+    }
+    assert results["errors"] == ["HandlerCrashedError", "HardTimeoutError", "MemoryLimitError"]
 
 
 async def test_deduplication() -> None:

@@ -86,6 +86,22 @@ STATE_CONFIGS = {
 }
 
 
+@asynccontextmanager
+async def new_database() -> AsyncIterator[str]:
+    """The DSN of a database of its own (for what PostgreSQL counts or scopes per database), dropped
+    afterwards."""
+    name = f"qt_db_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(DSN)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield DSN.rsplit("/", 1)[0] + "/" + name
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
 async def terminate_backend(pid: int) -> None:
     conn = await asyncpg.connect(DSN)
     try:

@@ -10,6 +10,7 @@ from queuert_conformance.behaviour_suite.test_blockers import TestFanOutFanIn
 from queuert_conformance.behaviour_suite.test_chains import TestContinuations, TestPatterns
 from queuert_conformance.behaviour_suite.test_deletion import TestDeletion, TestWaitForChain
 from queuert_conformance.behaviour_suite.test_hostile_values import TestHostileValues
+from queuert_conformance.behaviour_suite.test_isolation import TestIsolatedHandlers
 from queuert_conformance.behaviour_suite.test_periodic import TestPeriodic
 from queuert_conformance.behaviour_suite.test_poison_rows import TestPoisonRows
 from queuert_conformance.behaviour_suite.test_processing import (
@@ -51,6 +52,7 @@ __all__ = [
     "TestErrors",
     "TestFanOutFanIn",
     "TestHostileValues",
+    "TestIsolatedHandlers",
     "TestLeases",
     "TestMaxAttempts",
     "TestMisuse",

@@ -168,6 +168,15 @@ class TransactionScope(Generic[TxT]):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
     ) -> bool:
         self._transactions.pop(self._tx)
+        if exc_type is None:
+            try:
+                # notifications the notify adapter sends inside the transaction: on commit only
+                await self._transactions._publishing.before_commit(self._tx, self._hooks)
+            except BaseException as error:
+                self._hooks.discard()
+                if not await self._entered.__aexit__(type(error), error, error.__traceback__):
+                    raise
+                return True
         try:
             suppressed = bool(await self._entered.__aexit__(exc_type, exc, tb))
         except BaseException:

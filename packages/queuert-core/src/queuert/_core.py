@@ -42,8 +42,9 @@ class Core(Generic[TxT]):
         self.state = state
         self.notify = notify
         self.registry = registry
-        self.publishing = Publishing(notify, observability)
+        self.publishing = Publishing(notify, observability, state)
         self.transactions: Transactions[TxT] = Transactions(state, self.publishing)
+        self.codec = codec
         self.mapper = Mapper(registry, codec)
         self.payloads = Payloads(codec, max_payload_bytes)
         self.creation: ChainCreation[TxT] = ChainCreation(

@@ -7,6 +7,11 @@ flush after the commit, the events go to the observability adapter in order and 
 one background publisher per client, which merges whatever accumulates while it is busy (wake-up
 counts add up, ids are deduplicated), so a burst of commits costs a few publishes. A rollback drops
 both; a rolled-back savepoint drops its share.
+
+Where the notify adapter can publish inside the state adapter's transactions
+(:class:`~queuert.notify.SupportsNotifyInTransaction`), a transaction the core opens sends its
+notifications just before it commits, in that transaction: the store delivers them on commit and
+drops them on rollback, and no transaction is spent on them.
 """
 
 from __future__ import annotations
@@ -19,7 +24,12 @@ from typing import Any
 
 from queuert._tasks import drain
 from queuert.hooks import TransactionHooks
-from queuert.notify import NotifyAdapter
+from queuert.notify import (
+    Notifications,
+    NotifyAdapter,
+    NotifyInTransaction,
+    SupportsNotifyInTransaction,
+)
 from queuert.observability import Event, NotifyAdapterError, ObservabilityAdapter
 from queuert.tracing import AttemptScopes, TraceContexts, handed_out
 
@@ -103,6 +113,17 @@ class NotifyBuffer:
         self.ownership_lost: set[str] = set()
         """Jobs a worker may be running that it no longer owns (completed, cancelled, deleted)."""
 
+    def is_empty(self) -> bool:
+        return not (self.ready or self.scheduled or self.closed_chains or self.ownership_lost)
+
+    def notifications(self) -> Notifications:
+        return Notifications(
+            dict(self.ready),
+            frozenset(self.scheduled),
+            frozenset(self.closed_chains),
+            frozenset(self.ownership_lost),
+        )
+
     async def flush(self) -> None:
         ready, scheduled = dict(self.ready), set(self.scheduled)
         closed, lost = set(self.closed_chains), set(self.ownership_lost)
@@ -168,8 +189,16 @@ class Publishing:
     """One client's after-commit side effects: the buffers in each transaction's hooks, the
     background publisher they flush into, and flushes started from synchronous commit events."""
 
-    def __init__(self, notify: NotifyAdapter, observability: ObservabilityAdapter) -> None:
+    def __init__(
+        self, notify: NotifyAdapter, observability: ObservabilityAdapter, state: object = None
+    ) -> None:
         self.notify = notify
+        self._state = state
+        self._in_tx_capable = state is not None and isinstance(notify, SupportsNotifyInTransaction)
+        """The notify adapter may publish inside the state adapter's transactions (asked once)."""
+        self._in_tx: NotifyInTransaction | None = None
+        self._in_tx_asked = False
+        self._in_tx_lock = asyncio.Lock()
         self.observability = observability
         self.tracing: TraceContexts | None = (
             observability if isinstance(observability, TraceContexts) else None
@@ -184,6 +213,35 @@ class Publishing:
         self._new_notify_buffer = lambda: NotifyBuffer(self._publisher)
         dropped = self._dropped if self.tracing is not None else None
         self._new_event_buffer = lambda: EventBuffer(self.emit, dropped)
+
+    async def in_transaction(self) -> NotifyInTransaction | None:
+        """The notify adapter's publisher inside the state adapter's transactions, or ``None``."""
+        if self._in_tx_asked or not self._in_tx_capable:
+            return self._in_tx
+        async with self._in_tx_lock:
+            if not self._in_tx_asked:
+                notify = self.notify
+                assert isinstance(notify, SupportsNotifyInTransaction)
+                try:
+                    self._in_tx = await notify.in_transactions_of(self._state)
+                except Exception:
+                    logger.exception("the notify adapter failed to say how it publishes")
+                self._in_tx_asked = True
+        return self._in_tx
+
+    async def before_commit(self, tx: Any, hooks: TransactionHooks) -> None:
+        """Send the notifications buffered in ``hooks`` inside ``tx`` when the notify adapter can
+        (they then leave the buffer); otherwise they stay for the after-commit flush."""
+        if not self._in_tx_capable:
+            return
+        buffer = hooks.find(_NOTIFY_KEY)
+        if not isinstance(buffer, NotifyBuffer) or buffer.is_empty():
+            return
+        publish = await self.in_transaction()
+        if publish is None:
+            return
+        await publish(tx, buffer.notifications())
+        buffer.discard()
 
     def emit(self, event: Event) -> None:
         """Hand ``event`` to the observability adapter now (errors are logged, never raised)."""

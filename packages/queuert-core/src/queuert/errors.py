@@ -7,6 +7,7 @@ Every error a caller may want to handle has its own class with the facts as attr
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,10 +22,15 @@ __all__ = [
     "ChainFailedError",
     "ChainNotFoundError",
     "ConfigurationError",
+    "CpuLimitError",
     "DuplicateJobIdError",
     "DuplicateJobTypeError",
+    "HandlerCrashedError",
+    "HardTimeoutError",
     "InvalidIdentifierError",
     "InvalidJobIdError",
+    "IsolatedHandlerError",
+    "IsolationError",
     "JobAlreadyCompletedError",
     "JobLostError",
     "JobNotCompletedError",
@@ -33,6 +39,7 @@ __all__ = [
     "JobTakenByAnotherWorkerError",
     "JobTypeMismatchError",
     "JobTypeValidationError",
+    "MemoryLimitError",
     "NotJsonError",
     "NotifyAdapterClosedError",
     "PayloadTooLargeError",
@@ -356,3 +363,72 @@ class RescheduleJob(Exception):
         self.schedule = Schedule(at=at, after=after)
         self.reason = reason
         super().__init__(reason or f"reschedule requested ({self.schedule})")
+
+
+class IsolationError(QueuertError):
+    """An isolated handler's process was stopped by a limit or died: the attempt fails and is retried
+    with backoff like any failure."""
+
+    def __init__(self, type_name: str, message: str) -> None:
+        self.type_name = type_name
+        super().__init__(message)
+
+
+class HardTimeoutError(IsolationError, TimeoutError):
+    """The handler ran longer than its ``hard_timeout``: its process was killed."""
+
+    def __init__(self, type_name: str, timeout: float) -> None:
+        self.timeout = timeout
+        super().__init__(
+            type_name,
+            f"the isolated handler of {type_name!r} ran longer than its hard timeout of "
+            f"{timeout:g}s and was killed",
+        )
+
+
+class MemoryLimitError(IsolationError, MemoryError):
+    """The handler needed more address space than its ``memory_limit``."""
+
+    def __init__(self, type_name: str, limit: int) -> None:
+        self.limit = limit
+        super().__init__(
+            type_name,
+            f"the isolated handler of {type_name!r} exceeded its memory limit of {limit} bytes",
+        )
+
+
+class CpuLimitError(IsolationError):
+    """The handler used more CPU time than its ``cpu_limit``: its process was killed."""
+
+    def __init__(self, type_name: str, limit: float) -> None:
+        self.limit = limit
+        super().__init__(
+            type_name,
+            f"the isolated handler of {type_name!r} used more than its CPU limit of {limit:g}s",
+        )
+
+
+class HandlerCrashedError(IsolationError):
+    """The handler's process died (a crash, a signal, ``os._exit``) before it answered."""
+
+    def __init__(self, type_name: str, returncode: int | None) -> None:
+        self.returncode = returncode
+        if returncode is not None and returncode < 0:
+            try:
+                how = f"was killed by {signal.Signals(-returncode).name}"
+            except ValueError:
+                how = f"was killed by signal {-returncode}"
+        else:
+            how = f"exited with code {returncode}"
+        super().__init__(type_name, f"the isolated handler of {type_name!r} {how}")
+
+
+class IsolatedHandlerError(QueuertError):
+    """The isolated handler raised: ``error_type`` and ``message`` are the original exception's, and
+    ``remote_traceback`` its traceback in the handler's process."""
+
+    def __init__(self, error_type: str, message: str, remote_traceback: str) -> None:
+        self.error_type = error_type
+        self.message = message
+        self.remote_traceback = remote_traceback
+        super().__init__(f"{error_type}: {message}")

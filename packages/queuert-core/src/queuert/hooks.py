@@ -62,6 +62,10 @@ class TransactionHooks:
             self._states[key] = state
         return state  # type: ignore[return-value]
 
+    def find(self, key: object) -> HookState | None:
+        """The buffer registered under ``key``, if any (never creates one)."""
+        return self._states.get(key)
+
     def checkpoint(self) -> Callable[[], None]:
         """Remember the current buffers; the returned function restores them (savepoint rollback).
 

@@ -29,16 +29,29 @@ connection errors into the caller (they log and count them); ``consume_wake_hint
 cannot tell. Calls are bounded in time. ``close()`` is idempotent; afterwards ``notify_*``/``listen_*``
 raise :class:`~queuert.errors.NotifyAdapterClosedError`. The adapter is an async context manager that
 closes it on exit (``async with RedisNotifyAdapter(...) as notify: ...``).
+
+Optional, for adapters whose messages can travel inside the state adapter's transaction
+(:class:`SupportsNotifyInTransaction`): the message is then part of the transaction, delivered when
+it commits and dropped when it rolls back, and publishing it costs no transaction of its own. The
+core asks once per client; an adapter that declines (another kind of store, another database) is
+used as above, after the commit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 from typing_extensions import Self
 
-__all__ = ["NotifyAdapter", "Unsubscribe"]
+__all__ = [
+    "Notifications",
+    "NotifyAdapter",
+    "NotifyInTransaction",
+    "SupportsNotifyInTransaction",
+    "Unsubscribe",
+]
 
 Unsubscribe = Callable[[], Awaitable[None]]
 
@@ -76,3 +89,38 @@ class NotifyAdapter(Protocol):
         ...
 
     async def __aexit__(self, *exc: object) -> None: ...
+
+
+@dataclass(frozen=True)
+class Notifications:
+    """The messages one transaction publishes (what :class:`NotifyAdapter`'s ``notify_*`` and
+    ``provide_wake_hint`` calls would send one by one)."""
+
+    ready: Mapping[str, int]
+    """Jobs that became ready, counted by type: a wake hint of that count and a job-scheduled
+    message for each type."""
+    scheduled: frozenset[str]
+    """Types with jobs scheduled for later: a job-scheduled message each."""
+    closed_chains: frozenset[str]
+    ownership_lost: frozenset[str]
+
+    def scheduled_types(self) -> list[str]:
+        """Every type that gets a job-scheduled message, sorted."""
+        return sorted(set(self.ready) | self.scheduled)
+
+
+NotifyInTransaction = Callable[[Any, Notifications], Awaitable[None]]
+"""``await publish(tx, notifications)``: sends the messages inside the state adapter's transaction
+``tx``; they are delivered if and when it commits. An error propagates (the transaction is then
+rolled back by its owner)."""
+
+
+@runtime_checkable
+class SupportsNotifyInTransaction(Protocol):
+    """Optional for notify adapters: publish inside the state adapter's transactions."""
+
+    async def in_transactions_of(self, state: object) -> NotifyInTransaction | None:
+        """A function publishing inside ``state``'s transactions, or ``None`` when this adapter cannot
+        for that state adapter (another kind of store, another database, unreachable). Called once
+        per client; never raises."""
+        ...

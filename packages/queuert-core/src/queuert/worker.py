@@ -27,6 +27,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import os
 import random
 import re
 import signal as signals
@@ -60,6 +61,7 @@ from queuert.errors import (
     UsageError,
 )
 from queuert.hooks import TransactionHooks
+from queuert.isolation import IsolatedJob, IsolationLimits, ProcessPool
 from queuert.job_types import AnyJobType, JobType
 from queuert.json import JsonValue
 from queuert.models import Chain
@@ -178,18 +180,28 @@ class _Completer:
     async def _run(self) -> None:
         worker = self._worker
         core = self._core
-        after_close = core.finishing.after_close
+        # With a notify adapter that publishes inside the store's transactions, a batch is written
+        # in a transaction of its own that carries its notifications; otherwise in one statement,
+        # its notifications published after it.
+        in_transaction = await core.publishing.in_transaction() is not None
         while self._pending:
             batch, self._pending = self._pending, []
-            hooks = TransactionHooks()
+            completions = [Completion(job.id, output=output) for job, output, _ in batch]
             try:
-                results = await core.state.complete_jobs(
-                    [Completion(job.id, output=output) for job, output, _ in batch],
-                    worker_id=worker.id,
-                    owner=worker.id,
-                )
+                if in_transaction:
+                    async with core.transactions.transaction() as bound:
+                        results = await core.state.complete_jobs(
+                            completions, worker_id=worker.id, owner=worker.id, tx=bound.tx
+                        )
+                        self._after_close(results, bound.hooks)
+                else:
+                    hooks = TransactionHooks()
+                    results = await core.state.complete_jobs(
+                        completions, worker_id=worker.id, owner=worker.id
+                    )
+                    self._after_close(results, hooks)
+                    await hooks.flush()
             except BaseException as exc:
-                hooks.discard()
                 for _, _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
@@ -197,11 +209,19 @@ class _Completer:
                     raise
                 continue
             for (_, _, future), result in zip(batch, results, strict=True):
-                if result is not None:
-                    after_close(result, worker_id=worker.id, hooks=hooks)
                 if not future.done():
                     future.set_result(result)
-            await hooks.flush()
+
+    def _after_close(
+        self,
+        results: Sequence[CompleteResult | None],
+        hooks: TransactionHooks,
+    ) -> None:
+        after_close = self._core.finishing.after_close
+        worker_id = self._worker.id
+        for result in results:
+            if result is not None:
+                after_close(result, worker_id=worker_id, hooks=hooks)
 
 
 class _AttemptHost:
@@ -320,6 +340,7 @@ class Worker(Generic[TxT]):
         """Claimed jobs waiting for a slot (their leases are renewed like running jobs')."""
         self._handler_time: float | None = None
         self._configs: dict[str, HandlerConfig] = {}
+        self._pools: list[ProcessPool] = []
         self._running: dict[str, _Running] = {}
         self._busy = 0
         """Slots taken by running handlers (a settled handler frees its slot before its write)."""
@@ -419,6 +440,94 @@ class Worker(Generic[TxT]):
                 max_attempts=max_attempts,
                 timeout=timeout,
             )
+            return fn
+
+        return decorate
+
+    def isolated(
+        self,
+        job_type: type[Handled[O, C, J]],
+        *,
+        hard_timeout: Duration,
+        memory_limit: int | None = None,
+        cpu_limit: Duration | None = None,
+        processes: int | None = None,
+        lease: Lease | None = None,
+        backoff: Backoff | None = None,
+        max_attempts: int | None = None,
+    ) -> Callable[
+        [Callable[[IsolatedJob[J]], O | C | Awaitable[O | C]]],
+        Callable[[IsolatedJob[J]], O | C | Awaitable[O | C]],
+    ]:
+        """Run jobs of ``job_type`` with a function of an :class:`~queuert.isolation.IsolatedJob`
+        in processes of their own (a pool of at most ``processes``, default the worker's
+        concurrency capped at the CPU count), in staged mode.
+
+        A handler that runs longer than ``hard_timeout``, needs more address space than
+        ``memory_limit`` bytes or more CPU time than ``cpu_limit``, or whose process dies, fails
+        its attempt with :class:`~queuert.isolation.HardTimeoutError`,
+        :class:`~queuert.isolation.MemoryLimitError`, :class:`~queuert.isolation.CpuLimitError` or
+        :class:`~queuert.isolation.HandlerCrashedError`, and the attempt is retried with backoff
+        like any failure; the process is replaced. The function must be defined at module level
+        (its process imports it by name); it returns the job's output or the next job (without
+        blockers or deduplication: those need the worker's transaction). POSIX only."""
+        if os.name != "posix":
+            raise UsageError("isolated handlers need a POSIX system (resource limits, signals)")
+        timeout = to_timedelta(hard_timeout, name="hard_timeout", positive=True).total_seconds()
+        if memory_limit is not None and (
+            not isinstance(memory_limit, int) or isinstance(memory_limit, bool) or memory_limit < 1
+        ):
+            raise UsageError("memory_limit must be a positive number of bytes")
+        cpu = (
+            None
+            if cpu_limit is None
+            else to_timedelta(cpu_limit, name="cpu_limit", positive=True).total_seconds()
+        )
+        if processes is not None and (
+            not isinstance(processes, int) or isinstance(processes, bool) or processes < 1
+        ):
+            raise UsageError("processes must be a positive int")
+        size = processes or max(1, min(self.concurrency, os.cpu_count() or 1))
+        jt = cast(AnyJobType, job_type)
+        if isinstance(jt, type) and issubclass(jt, JobType) and jt.spec().blockers.declared:
+            raise UsageError(
+                f"{jt.__name__} declares blockers: an isolated handler cannot read blocker outputs"
+            )
+        codec = self._core.codec
+
+        def decorate(
+            fn: Callable[[IsolatedJob[J]], O | C | Awaitable[O | C]],
+        ) -> Callable[[IsolatedJob[J]], O | C | Awaitable[O | C]]:
+            pool = ProcessPool(
+                type_name=jt.type_name,
+                function=fn,
+                job_type=jt,
+                codec=codec,
+                lookup=self._core.registry.require,
+                limits=IsolationLimits(timeout, memory_limit, cpu),
+                size=size,
+            )
+            spec = jt.spec()
+
+            async def run_isolated(attempt: Attempt[Any]) -> object:
+                await attempt.prepare("staged")
+                stored = attempt.job
+                result: object = await pool.run(
+                    input_json=codec.encode(spec.input_type, attempt.input),
+                    id=stored.id,
+                    chain_id=stored.chain_id,
+                    number=attempt.number,
+                )
+                return result
+
+            self.register(
+                job_type,
+                cast("Callable[[Attempt[J]], Awaitable[O | C | None]]", run_isolated),
+                lease=lease,
+                backoff=backoff,
+                max_attempts=max_attempts,
+            )
+            self._pools.append(pool)
             return fn
 
         return decorate
@@ -528,6 +637,8 @@ class Worker(Generic[TxT]):
                 for task in still:
                     task.cancel()
                 await asyncio.gather(*still, return_exceptions=True)
+        for pool in self._pools:
+            await pool.close()
         if self._renewer is not None:
             await _finish(self._renewer, timeout=0)
         if self._unsubscribe is not None:

@@ -19,6 +19,7 @@ from queuert import (
     Client,
     Continues,
     EntryJobType,
+    IsolatedJob,
     JobType,
     TxContext,
     WorkerlessCompletion,
@@ -264,3 +265,22 @@ def register_always_continuing(worker: Worker[Any]) -> None:
     @worker.handler(Route)  # E: arg-type
     async def route_wrong(attempt: Attempt[Route]) -> int:
         return 1
+
+
+def isolated_fetch(job: IsolatedJob[Fetch]) -> FetchOut:
+    reveal_type(job.input)  # R: check_api.FetchIn
+    return FetchOut(body=job.input.url)
+
+
+def isolated_route(job: IsolatedJob[Route]) -> Publish:
+    return Publish(PublishIn(job.input.topic))
+
+
+def isolated_wrong(job: IsolatedJob[Fetch]) -> Summary:
+    return Summary("x")
+
+
+def register_isolated(worker: Worker[Any]) -> None:
+    worker.isolated(Fetch, hard_timeout=5)(isolated_fetch)
+    worker.isolated(Route, hard_timeout=5)(isolated_route)
+    worker.isolated(Fetch, hard_timeout=5)(isolated_wrong)  # E: arg-type

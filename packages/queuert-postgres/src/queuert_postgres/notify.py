@@ -2,8 +2,14 @@
 
 * Channels ``{prefix}_sched`` (payload: job type name), ``{prefix}_chainc`` (chain id) and
   ``{prefix}_owls`` (job id); ``prefix`` defaults to ``queuert``.
-* Publishing runs ``SELECT pg_notify(channel, payload)`` on a pooled connection. A failed publish is
-  logged and swallowed: notifications are hints, polling covers a lost one.
+* Publishing inside the transaction: with a :class:`~queuert_postgres.PgStateAdapter` on the same
+  database, the notifications of every transaction the client or the worker opens are sent in that
+  transaction, by one ``SELECT pg_notify(...) FROM unnest(...)`` just before the COMMIT. PostgreSQL
+  delivers them when the transaction commits and never if it rolls back, so they cost no transaction
+  of their own (and a worker's group commit runs in a transaction for that reason).
+* Otherwise (a transaction of the caller's, work committed without one, another state adapter)
+  publishing runs ``SELECT pg_notify(channel, payload)`` on a pooled connection after the commit. A
+  failed publish is logged and swallowed: notifications are hints, polling covers a lost one.
 * Listening uses ONE dedicated connection per adapter that LISTENs to the three channels once, for the
   adapter's lifetime; every local callback is multiplexed on it by payload. Subscribing and
   unsubscribing only touch in-process maps (no LISTEN/UNLISTEN round trips).
@@ -25,15 +31,30 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from queuert.errors import NotifyAdapterClosedError
-from queuert.notify import Unsubscribe
+from queuert.notify import Notifications, NotifyInTransaction, Unsubscribe
 
+from queuert_postgres._provider import Sql
 from queuert_postgres._schema import validate_identifier
+from queuert_postgres.state import PgStateAdapter
 
 __all__ = ["PgNotifyAdapter"]
 
 logger = logging.getLogger("queuert.postgres.notify")
 
 _MAX_PAYLOAD = 7999
+
+_NOTIFY_MANY = "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS n(c, p)"
+
+_DATABASE = (
+    "SELECT current_database()::text, extract(epoch FROM pg_postmaster_start_time())::text,"
+    " current_setting('port')"
+)
+"""Which database of which server a connection is on (LISTEN/NOTIFY work within one database)."""
+
+
+async def _no_reset(conn: Any) -> None:
+    """The publishing pool's connections only run ``pg_notify``: nothing to reset on release (the
+    default reset is a statement, and a transaction, per publish)."""
 
 
 class _Routes:
@@ -140,7 +161,11 @@ class PgNotifyAdapter:
                     import asyncpg
 
                     self._pool = await asyncpg.create_pool(
-                        self._dsn, min_size=0, max_size=2, timeout=self._connect_timeout
+                        self._dsn,
+                        min_size=0,
+                        max_size=2,
+                        timeout=self._connect_timeout,
+                        reset=_no_reset,
                     )
         return self._pool
 
@@ -163,6 +188,60 @@ class PgNotifyAdapter:
                 "publishing a notification failed (polling will catch up)",
                 extra={"queuert_channel": channel, "queuert_error": repr(error)},
             )
+
+    async def in_transactions_of(self, state: object) -> NotifyInTransaction | None:
+        """Publishing inside the transactions of ``state`` when it is a
+        :class:`~queuert_postgres.PgStateAdapter` on this adapter's database (checked once, by
+        asking both connections which database and server they are on); ``None`` otherwise."""
+        if self._closed or not isinstance(state, PgStateAdapter):
+            return None
+        check = Sql(_DATABASE)
+        try:
+            pool = await self._publisher()
+            mine = tuple(await pool.fetchrow(check.text))
+            theirs = tuple((await state.provider.fetch(check, [], None))[0])
+        except Exception as error:
+            logger.warning(
+                "could not compare the notify and state databases; publishing after commit",
+                extra={"queuert_error": repr(error)},
+            )
+            return None
+        if mine != theirs:
+            logger.info(
+                "the state adapter is on another database; publishing after commit",
+                extra={"queuert_database": mine[0], "queuert_state_database": theirs[0]},
+            )
+            return None
+        notify_many = Sql(_NOTIFY_MANY)
+        fetch = state.provider.fetch
+
+        async def publish(tx: Any, notifications: Notifications) -> None:
+            channels, payloads = self._messages(notifications)
+            if channels:
+                await fetch(notify_many, [channels, payloads], tx)
+
+        return publish
+
+    def _messages(self, notifications: Notifications) -> tuple[list[str], list[str]]:
+        """Channels and payloads, in the order the one-by-one calls would send them."""
+        channels: list[str] = []
+        payloads: list[str] = []
+        for kind, keys in (
+            ("sched", notifications.scheduled_types()),
+            ("chainc", notifications.closed_chains),
+            ("owls", notifications.ownership_lost),
+        ):
+            channel = self.channels[kind]
+            for key in keys:
+                if len(key) > _MAX_PAYLOAD // 4 and len(key.encode()) > _MAX_PAYLOAD:
+                    logger.error(
+                        "notification payload too long for NOTIFY; dropped",
+                        extra={"queuert_channel": channel, "queuert_payload_size": len(key)},
+                    )
+                    continue
+                channels.append(channel)
+                payloads.append(key)
+        return channels, payloads
 
     async def notify_job_scheduled(self, type_name: str) -> None:
         await self._publish("sched", type_name)
