@@ -3,8 +3,8 @@ hard limits, and only their own attempt pays.
 
     uv run python -m examples.process_isolation
 
-``render`` runs in a pool of processes the worker owns, with a hard timeout of 2 s and a memory
-limit of 512 MiB. A page that makes it loop forever is killed at the timeout, one that makes it eat
+``render`` runs in a pool of processes the worker owns, with a hard timeout of 3 s and a memory
+limit of 256 MiB. A page that makes it loop forever is killed at the timeout, one that makes it eat
 memory is stopped at the limit, and a crash (``os._exit``) on the first attempt is retried in a new
 process: each failure is recorded with its own error type, and the other pages render meanwhile.
 The handler must be a module-level function: its process imports it by name.
@@ -64,7 +64,7 @@ async def main() -> dict[str, Any]:
     events = RecordingObservability()
     async with InMemoryStateAdapter() as state, Client(state, observability=events) as client:
         worker = Worker(client, concurrency=4, backoff=Backoff(initial=0.1, jitter=0.0))
-        worker.isolated(Render, hard_timeout=2, memory_limit=512 * 2**20, processes=2)(render)
+        worker.isolated(Render, hard_timeout=3, memory_limit=256 * 2**20, processes=2)(render)
         names = ["home", "endless", "greedy", "flaky", "about"]
         async with client.transaction() as tx:
             chains = await client.start_chains([Render(Page(n)) for n in names], tx=tx)

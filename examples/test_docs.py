@@ -86,6 +86,7 @@ from datetime import timedelta
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from typing_extensions import Never
 

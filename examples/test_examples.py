@@ -70,7 +70,7 @@ async def test_quick_start(capsys: pytest.CaptureFixture[str]) -> None:
 
 async def test_transactional_enqueue() -> None:
     exists = await transactional_enqueue.main()
-    assert exists == {"o-1": False, "o-2": True, "o-3": False, "o-4": True}
+    assert exists == {"o-1": False, "o-2": True, "o-3": False, "o-4": True, "o-5": True}
 
 
 async def test_continuations() -> None:

@@ -2,10 +2,10 @@
 
     uv run python -m examples.transactional_enqueue
 
-Shows ``client.transaction()``, a rollback, a savepoint that undoes only its own share, and
+Shows ``client.transaction()``, a rollback, a savepoint that undoes only its own share,
 ``client.hooks()`` around a transaction you open yourself (with PostgreSQL that would be your asyncpg
 connection's or SQLAlchemy session's transaction: ``async with client.hooks(conn): async with
-conn.transaction(): ...``).
+conn.transaction(): ...``), and a start with no transaction at all, which commits on its own.
 """
 
 from __future__ import annotations
@@ -75,6 +75,12 @@ async def main() -> dict[str, bool]:
             own = await client.start_chain(IssueInvoice(Order("o-4")), tx=tx, hooks=hooks)
         exists["o-4"] = await client.get_chain(own.id) is not None
         print(f"own transaction: o-4 exists={exists['o-4']}")
+
+        # 4. Nothing else to write: without tx= the start commits on its own (on PostgreSQL one
+        #    autocommit INSERT), then announces itself like any commit.
+        alone = await client.start_chain(IssueInvoice(Order("o-5")))
+        exists["o-5"] = await client.get_chain(alone.id) is not None
+        print(f"no transaction: o-5 exists={exists['o-5']}, last event={events.names()[-1]}")
     return exists
 
 

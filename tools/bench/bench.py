@@ -8,7 +8,8 @@ spread). Backends are chosen by URL: ``memory://``, ``sqlite:///path.db``, ``pos
     uv run python tools/bench/bench.py latency --dsn ... --notify postgres|redis|nats|none --runs 3
     uv run python tools/bench/bench.py memory --dsn ... --runs 3
 
-processing: start N chains one by one (one transaction each) and in batches of 100, then process them
+processing: start N chains one by one (``single``: one ``client.transaction()`` each; ``alone``: no
+``tx``, each start commits on its own) and in batches of 100, then process them
 with one worker at concurrency 10; reports chains/s, jobs/s and the worker's CPU time per job. The
 handlers (``process`` column):
 
@@ -306,14 +307,14 @@ async def run_floor(dsn: str, chains: int, concurrency: int = 10) -> dict[str, f
                         '{"ok": true}',
                     )
 
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         try:
             await asyncio.gather(*(pg_loop(conn) for conn in conns))
-            elapsed = time.perf_counter() - t0
+            elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         finally:
             for conn in conns:
                 await conn.close()
-        return {"process_per_s": chains / elapsed}
+        return {"process_per_s": chains / elapsed, "process_cpu_us": cpu / chains * 1e6}
     if dsn.startswith(("mysql://", "mariadb://")):
         import aiomysql
         from queuert_mysql._url import parse_url
@@ -355,14 +356,14 @@ async def run_floor(dsn: str, chains: int, concurrency: int = 10) -> dict[str, f
                     )
                     await cur.execute("COMMIT")
 
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         try:
             await asyncio.gather(*(my_loop(conn) for conn in my_conns))
-            elapsed = time.perf_counter() - t0
+            elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         finally:
             for conn in my_conns:
                 conn.close()
-        return {"process_per_s": chains / elapsed}
+        return {"process_per_s": chains / elapsed, "process_cpu_us": cpu / chains * 1e6}
     raise SystemExit("the floor is measured on PostgreSQL and MySQL/MariaDB only")
 
 
@@ -408,6 +409,63 @@ def counting_otel(target: int, sample: float = 1.0) -> tuple[Any, asyncio.Event]
         logger_provider=logger_provider,
     )
     return otel, countdown.done
+
+
+def run_otel_floor(chains: int) -> dict[str, float]:
+    """What the OpenTelemetry SDK alone costs per job for what queuert-otel records of a one-job
+    chain, with the same providers as ``counting_otel`` and no queuert code: three spans (the
+    chain's and the job's creation, the attempt) started and ended with messaging attributes, and
+    four histogram measurements (attempt, wait, job and chain durations)."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind, set_span_in_context
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(InMemorySpanExporter()))
+    tracer = tracer_provider.get_tracer("queuert")
+    meter = MeterProvider(metric_readers=[InMemoryMetricReader()]).get_meter("queuert")
+    histograms = [
+        meter.create_histogram(name, unit="s")
+        for name in (
+            "messaging.process.duration",
+            "queuert.job.wait.duration",
+            "queuert.job.duration",
+            "queuert.chain.duration",
+        )
+    ]
+    attributes = {
+        "messaging.system": "queuert",
+        "messaging.destination.name": "bench_job",
+        "messaging.operation.type": "process",
+        "messaging.operation.name": "process",
+    }
+    began = time.process_time()
+    for i in range(chains):
+        chain = tracer.start_span("create bench_job", kind=SpanKind.PRODUCER, attributes=attributes)
+        job = tracer.start_span(
+            "create bench_job",
+            kind=SpanKind.PRODUCER,
+            attributes=attributes,
+            context=set_span_in_context(chain),
+        )
+        job.set_attribute("messaging.message.id", str(i))
+        job.end()
+        chain.end()
+        attempt = tracer.start_span(
+            "process bench_job",
+            kind=SpanKind.CONSUMER,
+            attributes=attributes,
+            context=set_span_in_context(job),
+        )
+        attempt.end()
+        for histogram in histograms:
+            histogram.record(0.001, attributes)
+    used = time.process_time() - began
+    tracer_provider.shutdown()
+    return {"floor_cpu_us": used / chains * 1e6}
 
 
 async def run_processing(
@@ -482,6 +540,9 @@ async def run_processing(
         for i in range(chains):
             async with client.transaction() as tx:
                 await client.start_chain(BenchJob(Item(i)), tx=tx)
+    elif start_mode == "alone":
+        for i in range(chains):
+            await client.start_chain(BenchJob(Item(i)))
     else:
         for offset in range(0, chains, 100):
             async with client.transaction() as tx:
@@ -634,6 +695,8 @@ def main() -> None:
                 result = asyncio.run(run_processing(**payload))
             elif kind == "floor":
                 result = asyncio.run(run_floor(**payload))
+            elif kind == "otel_floor":
+                result = run_otel_floor(payload["chains"])
             elif kind == "latency":
                 result = asyncio.run(run_latency(**payload))
             else:
@@ -658,11 +721,11 @@ def main() -> None:
         f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cpus; {args.runs} runs, medians"
     )
     if args.kind == "processing":
-        modes = [("single", "noop"), ("batch", "noop"), ("batch", "noop-atomic")]
+        modes = [("single", "noop"), ("alone", "noop"), ("batch", "noop"), ("batch", "noop-atomic")]
         if not args.dsn.startswith("memory"):
             modes += [("batch", "write-atomic"), ("batch", "write-staged")]
         measured: dict[tuple[str, str], list[dict[str, float]]] = {mode: [] for mode in modes}
-        floors: list[float] = []
+        floors: list[dict[str, float]] = []
         for _ in range(args.runs):  # interleaved: every mode once per round
             for start_mode, process_mode in modes:
                 payload = {
@@ -677,7 +740,7 @@ def main() -> None:
                 )
             if has_floor(args.dsn):
                 floor_payload = {"dsn": args.dsn, "chains": args.chains}
-                floors.append(child(["floor", json.dumps(floor_payload)])["process_per_s"])
+                floors.append(child(["floor", json.dumps(floor_payload)]))
         print(
             f"{'start':<8}{'process':<14}{'start chains/s':>16}{'process jobs/s':>16}"
             f"{'CPU us/job':>12}   (min..max)"
@@ -693,11 +756,15 @@ def main() -> None:
                 f" / {min(cpus):,.0f}..{max(cpus):,.0f})"
             )
         if floors:
-            floor = statistics.median(floors)
+            rates = [r["process_per_s"] for r in floors]
+            floor_cpus = [r["process_cpu_us"] for r in floors]
+            floor = statistics.median(rates)
             print(
-                f"{'floor':<8}{'write-atomic':<14}{'':>16}{floor:>16,.0f}{'':>12}"
-                f"   ({min(floors):,.0f}..{max(floors):,.0f}; no queuert: 10 driver connections,"
-                " BEGIN, INSERT, UPDATE, COMMIT)"
+                f"{'floor':<8}{'write-atomic':<14}{'':>16}{floor:>16,.0f}"
+                f"{statistics.median(floor_cpus):>12,.0f}"
+                f"   ({min(rates):,.0f}..{max(rates):,.0f} / {min(floor_cpus):,.0f}.."
+                f"{max(floor_cpus):,.0f}; no queuert: 10 driver connections, BEGIN, INSERT, UPDATE,"
+                " COMMIT)"
             )
             atomic = statistics.median(
                 r["process_per_s"] for r in measured["batch", "write-atomic"]
@@ -746,6 +813,18 @@ def main() -> None:
             print(
                 f"{name + '/off':<8}{m[0] / off[0]:>16.2f}{m[1] / off[1]:>16.2f}{m[2] / off[2]:>20.2f}"
             )
+        sdk_floors = [
+            child(["otel_floor", json.dumps({"dsn": "memory://", "chains": args.chains})])[
+                "floor_cpu_us"
+            ]
+            for _ in range(args.runs)
+        ]
+        sdk_floor = statistics.median(sdk_floors)
+        print(
+            f"SDK floor (3 spans and 4 histogram records per job, no queuert): {sdk_floor:,.0f} us/job"
+            f" ({min(sdk_floors):,.0f}..{max(sdk_floors):,.0f}); off + floor = {(off[2] + sdk_floor) / off[2]:.2f}"
+            " x off's CPU per job: the best any instrumentation recording the same could do"
+        )
     elif args.kind == "latency":
         runs = [
             child(

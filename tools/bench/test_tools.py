@@ -57,3 +57,37 @@ def test_peer_comparison_runs_queuert_and_the_floors() -> None:
     one_by_one = [line for line in out.splitlines() if "alone, autocommit INSERT" in line]
     per_job = float(one_by_one[0].rsplit("|", 2)[1].split("/")[0])
     assert 1.0 <= per_job < 1.5  # a transaction per row, and the driver's few of its own
+
+
+def test_isolation_compares_in_process_and_isolated_handlers() -> None:
+    out = run_tool("isolation.py", "--runs", "1", "--jobs", "20")
+    assert out.count("isolation adds") == 2  # at concurrency 1 and 10
+
+
+def test_runtimes_runs_every_loop_and_driver() -> None:
+    out = run_tool(
+        "runtimes.py", "--dsn", POSTGRES, "--runs", "1", "--chains", "30", "--single", "5"
+    )
+    for loop, driver in (
+        ("asyncio", "asyncpg"),
+        ("uvloop", "asyncpg"),
+        ("asyncio", "psycopg"),
+        ("uvloop", "psycopg"),
+    ):
+        assert f"{loop:<9}{driver:<9}" in out
+
+
+def test_otel_compares_off_on_and_the_sdk_floor() -> None:
+    out = run_tool("bench.py", "otel", "--dsn", "memory://", "--runs", "1", "--chains", "30")
+    for row in ("off ", "on ", "on 10%", "SDK floor"):
+        assert row in out
+
+
+def test_history_compares_sizes_of_history() -> None:
+    out = run_tool(
+        "history.py",
+        *("--dsn", POSTGRES, "--history", "0,300", "--runs", "1"),
+        *("--chains", "30", "--samples", "3", "--rebuild", "--drop"),
+    )
+    assert "(ratio to 0)" in out
+    assert out.count("(1.00, 1.00;") >= 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import os
+import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -303,6 +304,28 @@ async def test_closing_the_worker_kills_a_running_isolated_handler_in_bounded_ti
     assert time.monotonic() - began < 0.5 + 1.5 + 2.5, "shutdown is bounded"
     assert child.proc.returncode is not None, "no process outlives the worker"
     assert pool._live == set()
+
+
+def sleep_briefly(job: IsolatedJob[Work]) -> Pid:
+    time.sleep(0.5)
+    return Pid(os.getpid(), job.number)
+
+
+async def test_ctrl_c_reaching_the_process_group_does_not_fail_an_isolated_job(
+    client: Client[Any],
+) -> None:
+    """SIGINT (a terminal's Ctrl-C goes to every process of the group) is the worker's to handle:
+    the handler's process ignores it and finishes its job."""
+    worker = worker_for(client)
+    worker.isolated(Work, hard_timeout=10)(sleep_briefly)
+    pool = worker._pools[0]
+    chain = await start(client, Work(Num(1)))
+    async with worker:
+        await asyncio.wait_for(pool.job_sent.wait(), 10)
+        (child,) = pool._live
+        child.proc.send_signal(signal.SIGINT)
+        result = await client.wait_for_chain(chain, timeout=20, poll_interval=0.05)
+    assert result.attempt == 1 and failures(client) == []
 
 
 def test_bad_arguments_are_refused_before_anything_runs(client: Client[Any]) -> None:

@@ -4,6 +4,7 @@ LISTEN/NOTIFY of its own)."""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -44,7 +45,12 @@ async def queuert_state_harness(request: pytest.FixtureRequest) -> AsyncIterator
             return True
 
         yield StateHarness(
-            adapter=adapter, poison=adapter.poison, open_another=open_another, write_raw=write_raw
+            adapter=adapter,
+            poison=adapter.poison,
+            open_another=open_another,
+            write_raw=write_raw,
+            # in the suites' worker processes: an adapter of their own on the same tables
+            open_in_process=functools.partial(make_adapter, prefix),
         )
     finally:
         await adapter.close()

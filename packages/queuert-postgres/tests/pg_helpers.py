@@ -3,6 +3,7 @@ in ``public``), dropped afterwards, so concurrent test runs on the shared server
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import uuid
@@ -116,8 +117,11 @@ class CountingProvider:
     def __init__(self, inner: PgProvider[Any]) -> None:
         self.inner = inner
         self.statements: list[str] = []
+        self.transactions = 0
+        """Transactions opened with :meth:`transaction` (BEGIN ... COMMIT)."""
 
     def transaction(self) -> AbstractAsyncContextManager[Any]:
+        self.transactions += 1
         return self.inner.transaction()
 
     async def fetch(self, sql: Sql, args: Sequence[Any], tx: Any | None) -> list[Any]:
@@ -132,8 +136,10 @@ class CountingProvider:
         await self.inner.close()
 
     def take(self) -> int:
+        """The statements sent since the last call (the transaction count starts again too)."""
         count = len(self.statements)
         self.statements.clear()
+        self.transactions = 0
         return count
 
 
@@ -169,7 +175,12 @@ async def behaviour_harness(ns: Namespace) -> AsyncIterator[StateHarness]:
             return True
 
         yield StateHarness(
-            adapter=adapter, poison=adapter.poison, open_another=open_another, write_raw=write_raw
+            adapter=adapter,
+            poison=adapter.poison,
+            open_another=open_another,
+            write_raw=write_raw,
+            # in the suites' worker processes: an adapter of their own in the same namespace
+            open_in_process=functools.partial(make_adapter, "asyncpg", ns),
         )
     finally:
         await adapter.close()

@@ -133,3 +133,31 @@ async def test_the_psycopg_providers_connections_time_out_on_a_silent_server() -
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_the_psycopg_providers_statements_time_out_and_the_connection_is_dropped(
+    namespace: Namespace,
+) -> None:
+    """A statement on the psycopg provider's own connections that gets no answer (waiting behind a
+    lock another session holds) raises TimeoutError after ``statement_timeout``; the connection is
+    closed, and the next statement gets a fresh one."""
+    provider = PsycopgProvider(DSN, statement_timeout=timedelta(milliseconds=300))
+    adapter = PgStateAdapter(provider, schema=namespace.schema)
+    holder = await asyncpg.connect(DSN)
+    try:
+        await adapter.migrate()
+        tx = holder.transaction()
+        await tx.start()
+        await holder.execute(
+            f'LOCK TABLE "{namespace.schema}".queuert_job IN ACCESS EXCLUSIVE MODE'
+        )
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(asyncio.TimeoutError):
+            await adapter.get_job(str(uuid.uuid4()))
+        assert loop.time() - started < 3
+        await tx.rollback()
+        assert await adapter.get_job(str(uuid.uuid4())) is None, "the adapter works again"
+    finally:
+        await holder.close()
+        await adapter.close()

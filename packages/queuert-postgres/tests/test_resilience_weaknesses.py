@@ -187,8 +187,8 @@ class _CountingNotify:
 
 async def test_the_worker_listens_once_for_its_lifetime(namespace: Namespace) -> None:
     """Thirty chains, each started while the worker is idle and processed before the next: the
-    listening backend runs no statement after its first LISTENs (no LISTEN/UNLISTEN per wait, none per
-    attempt), and the worker subscribes to job-scheduled notifications once."""
+    listening backend runs no statement after its first LISTENs (one per channel; no LISTEN/UNLISTEN
+    per wait, none per attempt), and the worker subscribes to job-scheduled notifications once."""
     state = await PgStateAdapter.connect(
         DSN, schema=namespace.schema, table_prefix=namespace.prefix, max_size=4
     )
@@ -204,6 +204,10 @@ async def test_the_worker_listens_once_for_its_lifetime(namespace: Namespace) ->
     try:
         await state.migrate()
         async with worker:
+            # the first wait LISTENs to the chain-closed channel (once, on its first subscriber)
+            async with client.transaction() as tx:
+                first = await client.start_chain(RLeaf(N(-1)), tx=tx)
+            await client.wait_for_chain(first, timeout=10, poll_interval=0.05)
             pid = notify.listener_pid
             assert pid is not None
             before = await _listener_activity(pid)
@@ -216,7 +220,7 @@ async def test_the_worker_listens_once_for_its_lifetime(namespace: Namespace) ->
         assert after == before, f"the listening backend ran statements: {before} -> {after}"
         assert str(before[2]).upper().startswith("LISTEN")
         assert counting.subscriptions["listen_job_scheduled"] == 1
-        assert counting.subscriptions["listen_job_ownership_lost"] >= 30
+        assert counting.subscriptions["listen_job_ownership_lost"] >= 31
     finally:
         await worker.close()
         await client.close()

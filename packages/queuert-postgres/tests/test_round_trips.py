@@ -4,11 +4,13 @@ silently. Counted at the provider seam, inside one caller transaction where the 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from pg_helpers import DSN, CountingProvider, Namespace
+from queuert import Client, EntryJobType
 from queuert.ids import uuid7
 from queuert.schedule import Deduplication
 from queuert.state import Completion, NewJob
@@ -136,3 +138,28 @@ async def test_has_more_has_no_false_positive(
     assert len(last.jobs) == 1
     assert last.has_more is False, "taking the last ready job must not report more"
     assert (await adapter.claim_jobs(leases=LEASE, limit=5, worker_id="w")).jobs == []
+
+
+@dataclass
+class Item:
+    n: int
+
+
+class Work(EntryJobType[Item, None], name="work"):
+    pass
+
+
+async def test_a_start_without_a_transaction_is_one_statement(
+    counted: tuple[PgStateAdapter[Any], CountingProvider],
+) -> None:
+    adapter, provider = counted
+    async with Client(adapter, job_types=[Work]) as client:
+        chain = await client.start_chain(Work(Item(1)))
+        assert len(provider.statements) == 1 and provider.transactions == 0, provider.statements
+        assert await adapter.get_job(chain.id) is not None
+        provider.take()
+        # in the caller's transaction: the INSERT and nothing else
+        async with client.transaction() as tx:
+            provider.take()
+            await client.start_chain(Work(Item(2)), tx=tx)
+            assert provider.take() == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -45,6 +46,10 @@ async def sqlite_harness(db_path: Path, table_prefix: str) -> AsyncIterator[Stat
             poison=adapter.poison,
             open_another=open_another,
             write_raw=write_raw,
+            # in the suites' worker processes: their own adapter on the same file
+            open_in_process=functools.partial(
+                SqliteStateAdapter.open, db_path, table_prefix=table_prefix
+            ),
         )
     finally:
         await adapter.close()

@@ -69,3 +69,33 @@ async def test_a_scheduled_at_that_is_no_time_does_not_fail_the_idle_workers_wai
 
         await asyncio.to_thread(write)
         assert await adapter.next_due([Job.type_name]) is None
+
+
+async def test_a_read_that_raises_with_its_cursor_open_leaves_no_stale_snapshot(
+    adapter: SqliteStateAdapter,
+) -> None:
+    """Any read function that raises while its cursor is still open (a decode error half-way
+    through its rows) used to keep the cursor alive in the exception's traceback: its statement was
+    never reset, the reader kept its read transaction, and every later read on that reader saw the
+    old snapshot, missing everything committed since."""
+    provider = adapter.provider
+    table = f"{adapter.table_prefix}job"
+
+    def fail_half_way(raw: sqlite3.Connection) -> None:
+        cursor = raw.execute(f"SELECT id FROM {table}")
+        cursor.fetchone()
+        raise ValueError("this row cannot be decoded")
+
+    async with Client(adapter, job_types=[Job]) as client:
+        await _start(client, 5)
+        for _ in range(provider.options.readers + 1):  # every reader has failed at least once
+            with pytest.raises(ValueError, match="cannot be decoded"):
+                await provider.run_read(fail_half_way)
+        await _start(client, 1)
+
+        def count(raw: sqlite3.Connection) -> int:
+            row = raw.execute(f"SELECT count(*) FROM {table}").fetchone()
+            return int(row[0])
+
+        seen = [await provider.run_read(count) for _ in range(provider.options.readers * 2)]
+        assert seen == [6] * len(seen), f"reads after the failures saw old snapshots: {seen}"

@@ -12,6 +12,7 @@ from queuert_conformance.behaviour_suite.test_deletion import TestDeletion, Test
 from queuert_conformance.behaviour_suite.test_hostile_values import TestHostileValues
 from queuert_conformance.behaviour_suite.test_isolation import TestIsolatedHandlers
 from queuert_conformance.behaviour_suite.test_periodic import TestPeriodic
+from queuert_conformance.behaviour_suite.test_periodic_processes import TestPeriodicProcesses
 from queuert_conformance.behaviour_suite.test_poison_rows import TestPoisonRows
 from queuert_conformance.behaviour_suite.test_processing import (
     TestErrors,
@@ -32,6 +33,7 @@ from queuert_conformance.behaviour_suite.test_timeouts import TestAttemptTimeout
 from queuert_conformance.behaviour_suite.test_transaction_handles import TestTransactionHandles
 from queuert_conformance.behaviour_suite.test_transactions import (
     TestClientTransactions,
+    TestStartsWithoutATransaction,
     TestValidation,
 )
 from queuert_conformance.behaviour_suite.test_workerless import TestCancel, TestWorkerlessCompletion
@@ -60,12 +62,14 @@ __all__ = [
     "TestNotifyResilience",
     "TestPatterns",
     "TestPeriodic",
+    "TestPeriodicProcesses",
     "TestPickup",
     "TestPoisonRows",
     "TestRetention",
     "TestScheduling",
     "TestShutdown",
     "TestStartDeduplication",
+    "TestStartsWithoutATransaction",
     "TestStateResilience",
     "TestTransactionHandles",
     "TestValidation",

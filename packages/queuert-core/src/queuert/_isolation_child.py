@@ -15,6 +15,7 @@ import os
 import pickle
 import resource
 import runpy
+import signal
 import sys
 import traceback
 import types
@@ -75,6 +76,9 @@ def _cpu_limit(seconds: float | None) -> None:
 
 
 def main() -> None:
+    # The worker decides when this process ends: Ctrl-C in a terminal reaches the whole process
+    # group, and must not fail the job running here while the worker shuts down gracefully.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     source = os.fdopen(os.dup(0), "rb")
     sink = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # the handler's prints go to standard error

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar, overload
 
-from queuert._bound_transaction import TransactionScope
+from queuert._bound_transaction import BoundTransaction, TransactionScope
 from queuert._core import Core
 from queuert._declared import WithChainResult, WithOutput, WorkerlessCompletable
 from queuert._mapping import DECODE
@@ -208,9 +208,10 @@ class Client(Generic[TxT]):
     # -- creating chains -------------------------------------------------------------------------
 
     async def start_chain(
-        self, job: J, *, tx: TxT, hooks: TransactionHooks | None = None
+        self, job: J, *, tx: TxT | None = None, hooks: TransactionHooks | None = None
     ) -> Chain[J]:
-        """Start a chain with ``job`` (an instance of an entry job type) inside ``tx``.
+        """Start a chain with ``job`` (an instance of an entry job type) inside ``tx``, or, without
+        ``tx``, in a transaction of its own (one statement where the backend allows).
 
         Returns the new chain, or the existing one with ``deduplicated=True`` when ``job``'s
         deduplication matched. Nothing is written if validation fails.
@@ -219,14 +220,32 @@ class Client(Generic[TxT]):
         return chain
 
     async def start_chains(
-        self, jobs: Sequence[J], *, tx: TxT, hooks: TransactionHooks | None = None
+        self, jobs: Sequence[J], *, tx: TxT | None = None, hooks: TransactionHooks | None = None
     ) -> list[Chain[J]]:
         """Start several chains in one batch (one round trip per stage where the backend allows);
-        results in input order."""
+        results in input order. Without ``tx`` the batch commits on its own, all or nothing, and
+        what it announces (wake-ups, events) follows that commit."""
         core = self._core
         creation = core.creation
         plans = creation.plan_starts(jobs)
-        created = await creation.write(plans, None, core.transactions.bound(tx, hooks))
+        if tx is not None:
+            created = await creation.write(plans, None, core.transactions.bound(tx, hooks))
+        elif hooks is not None:
+            raise UsageError("hooks= belongs to a transaction: pass its tx= too")
+        elif any(plan.blockers for plan in plans):
+            # the rows and their blocker links commit together
+            async with core.transactions.transaction() as linked:
+                created = await creation.write(plans, None, linked)
+        else:
+            # the state adapter's own short transaction: one statement where it can
+            own = TransactionHooks()
+            bound: BoundTransaction[Any] = BoundTransaction(None, own)
+            try:
+                created = await creation.write(plans, None, bound)
+            except BaseException:
+                own.discard()
+                raise
+            await own.flush()
         chain = core.mapper.chain
         return [
             # a new chain holds the input it was given

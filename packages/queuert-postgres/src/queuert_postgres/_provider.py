@@ -412,7 +412,10 @@ class PsycopgProvider:
     any object with an ``async with pool.connection() as conn`` method (e.g. ``psycopg_pool``'s
     ``AsyncConnectionPool`` whose connections are in autocommit mode). ``prepare=False`` disables
     server-side prepared statements (PgBouncer transaction pooling). The provider's own connections
-    give up connecting after ``connect_timeout`` (10 s), raising ``TimeoutError``.
+    give up connecting after ``connect_timeout`` (10 s) and waiting for a statement of queuert's after
+    ``statement_timeout`` (60 s; ``None``: no limit), raising ``TimeoutError``; a connection that timed
+    out is closed, not reused (its transaction, if any, is lost with it). A ``pool`` you pass keeps
+    its own settings.
     """
 
     def __init__(
@@ -423,10 +426,18 @@ class PsycopgProvider:
         max_size: int = 10,
         prepare: bool | None = None,
         connect_timeout: Duration = 10.0,
+        statement_timeout: Duration | None = 60.0,
     ) -> None:
         if (conninfo is None) == (pool is None):
             raise UsageError("PsycopgProvider needs exactly one of conninfo or pool")
         seconds = to_timedelta(connect_timeout, name="connect_timeout", positive=True)
+        self._statement_timeout = (
+            None
+            if statement_timeout is None or conninfo is None
+            else to_timedelta(
+                statement_timeout, name="statement_timeout", positive=True
+            ).total_seconds()
+        )
         self._own_pool = (
             _PsycopgPool(conninfo, max_size, seconds.total_seconds())
             if conninfo is not None
@@ -448,11 +459,25 @@ class PsycopgProvider:
     async def fetch(self, sql: Sql, args: Sequence[Any], tx: Any | None) -> list[Row]:
         if tx is None:
             async with self.pool.connection() as conn:
-                return await _psycopg_fetch(conn, sql, args, self._prepare)
-        return await _psycopg_fetch(_psycopg_open(tx), sql, args, self._prepare)
+                return await self._bounded(conn, _psycopg_fetch(conn, sql, args, self._prepare))
+        conn = _psycopg_open(tx)
+        return await self._bounded(conn, _psycopg_fetch(conn, sql, args, self._prepare))
 
     async def script(self, sql: str, tx: Any) -> None:
-        await _psycopg_open(tx).execute(sql)
+        conn = _psycopg_open(tx)
+        await self._bounded(conn, conn.execute(sql))
+
+    async def _bounded(self, conn: Any, work: Awaitable[T]) -> T:
+        """``work`` on ``conn``, given up after the statement timeout (own connections only): the
+        connection is then closed, so that no one reuses it in an unknown state."""
+        if self._statement_timeout is None:
+            return await work
+        try:
+            return await asyncio.wait_for(work, self._statement_timeout)
+        except asyncio.TimeoutError:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), 1.0)
+            raise
 
     async def close(self) -> None:
         if self._own_pool is not None:

@@ -10,9 +10,12 @@
 * Otherwise (a transaction of the caller's, work committed without one, another state adapter)
   publishing runs ``SELECT pg_notify(channel, payload)`` on a pooled connection after the commit. A
   failed publish is logged and swallowed: notifications are hints, polling covers a lost one.
-* Listening uses ONE dedicated connection per adapter that LISTENs to the three channels once, for the
-  adapter's lifetime; every local callback is multiplexed on it by payload. Subscribing and
-  unsubscribing only touch in-process maps (no LISTEN/UNLISTEN round trips).
+* Listening uses ONE dedicated connection per adapter that LISTENs to the job-scheduled and
+  ownership-lost channels when it connects, and to the chain-closed channel when the first
+  ``listen_chain_closed`` comes (a worker that never waits for a chain is not woken by every chain
+  that closes); each LISTEN once for the adapter's lifetime. Every local callback is multiplexed on
+  it by payload. Subscribing and unsubscribing only touch in-process maps (no LISTEN/UNLISTEN round
+  trips).
 * When that connection drops (server restart, ``pg_terminate_backend``, network), a supervisor task
   reconnects with exponential backoff and jitter, LISTENs again, then calls every job-scheduled listener
   once per subscribed type and every chain/ownership listener once, so listeners re-check whatever they
@@ -129,6 +132,9 @@ class PgNotifyAdapter:
         self._ping_interval = ping_interval
         self._connect_timeout = connect_timeout
         self._conn: Any = None
+        self._wanted = {"sched", "owls"}
+        """The channels (by kind) the listening connection LISTENs to: chain-closed once wanted."""
+        self._listen_lock = asyncio.Lock()
         self._live = asyncio.Event()
         self._lost = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
@@ -282,6 +288,8 @@ class PgNotifyAdapter:
         self._check_open()
         await self._ensure_listening()
         self._check_open()
+        if kind not in self._wanted:
+            await self._want(kind)
         self._next_token += 1
         token = self._next_token
         routes = self._routes[kind]
@@ -309,6 +317,24 @@ class PgNotifyAdapter:
         self._supervisor = asyncio.create_task(self._supervise(), name="pg-notify-listener")
         await asyncio.shield(self._first)
 
+    async def _want(self, kind: str) -> None:
+        """LISTEN to ``kind``'s channel from now on (on the live connection, and on every one after
+        a reconnect). If the connection fails meanwhile, the reconnect LISTENs and catches up."""
+        async with self._listen_lock:
+            if kind in self._wanted:
+                return
+            self._wanted.add(kind)
+            conn = self._conn
+            if conn is None or conn.is_closed():
+                return
+            try:
+                await conn.add_listener(self.channels[kind], self._on_notification)
+            except Exception as error:
+                logger.info(
+                    "LISTEN failed; the reconnect will listen",
+                    extra={"queuert_channel": self.channels[kind], "queuert_error": repr(error)},
+                )
+
     async def _connect(self) -> Any:
         import asyncpg
 
@@ -316,8 +342,10 @@ class PgNotifyAdapter:
         try:
             lost = self._lost
             conn.add_termination_listener(lambda _conn: lost.set())
-            for channel in self.channels.values():
-                await conn.add_listener(channel, self._on_notification)
+            async with self._listen_lock:
+                for kind in self._wanted:
+                    await conn.add_listener(self.channels[kind], self._on_notification)
+                self._conn = conn  # a channel wanted from now on is LISTENed on this connection
         except BaseException:
             conn.terminate()
             raise

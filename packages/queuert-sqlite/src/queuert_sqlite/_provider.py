@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import traceback
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from functools import partial
@@ -530,7 +531,7 @@ class SqliteProvider:
             reader = await self._idle.get()
             try:
                 self._check_open()
-                return await reader.call(partial(fn, reader.raw))
+                return await reader.call(partial(_releasing_statements, fn, reader.raw))
             except Exception as exc:
                 if not is_busy(exc) or attempt >= self.options.busy_retries:
                     raise
@@ -548,7 +549,23 @@ class SqliteProvider:
             # deferred ones too).
             if tx._has_writes:
                 return await self._run_in_tx(tx, fn, atomic=False)
-            return await self._writer.call(lambda: fn(raw))
+            return await self._writer.call(partial(_releasing_statements, fn, raw))
         async with self._write_lock:
             self._check_open()
-            return await self._writer.call(lambda: fn(raw))
+            return await self._writer.call(partial(_releasing_statements, fn, raw))
+
+
+def _releasing_statements(fn: Callable[[sqlite3.Connection], T], raw: sqlite3.Connection) -> T:
+    """``fn(raw)``, making sure a failure leaves no statement of it unfinished.
+
+    A cursor that ``fn`` was reading when it raised stays alive as long as its frame does, and that
+    frame lives on in the exception's traceback: its statement is never reset, so the connection
+    keeps its read transaction, and in WAL mode every later read on it sees that old snapshot (a
+    chain committed since reads as missing). Clearing the frames' variables releases the cursor at
+    once; the exception keeps its type, message and line numbers.
+    """
+    try:
+        return fn(raw)
+    except BaseException as exc:
+        traceback.clear_frames(exc.__traceback__)
+        raise

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 
 import pytest
 from queuert import (
+    Attempt,
     DuplicateJobIdError,
     EntryJobType,
     InvalidJobIdError,
@@ -19,7 +20,8 @@ from queuert import (
     UnknownJobTypeError,
     UsageError,
 )
-from queuert.observability import ChainCreated, JobCreated
+from queuert.observability import ChainCreated, ChainDeduplicated, JobCreated
+from queuert.schedule import Deduplication
 
 from queuert_conformance.applicability import require_capability
 from queuert_conformance.behaviour_suite.jobs import ALL, Double, Echo, Num
@@ -121,13 +123,69 @@ class TestClientTransactions:
         async with env.state.transaction() as tx:
             with pytest.raises(TransactionHooksRequiredError):
                 await env.client.start_chain(Echo(Num(1)), tx=tx)
-        with pytest.raises(UsageError):
-            await env.client.start_chain(Echo(Num(1)), tx=None)
+        async with env.client.hooks() as hooks:
+            with pytest.raises(UsageError):  # hooks without their transaction
+                await env.client.start_chain(Echo(Num(1)), hooks=hooks)
         async with env.client.hooks() as hooks:
             async with env.state.transaction() as tx:
                 chain = await env.client.start_chain(Echo(Num(1)), tx=tx, hooks=hooks)
             assert env.events.events == []
         assert env.events.of(ChainCreated)[0].chain_id == chain.id
+
+
+class TestStartsWithoutATransaction:
+    """``start_chain`` without ``tx``: the start commits on its own (one statement where the backend
+    allows), with the guarantees and the after-commit effects of a start in a transaction."""
+
+    async def test_the_start_commits_then_announces(self, queuert_env: MakeEnv) -> None:
+        env = await queuert_env(job_types=ALL)
+        woken: list[str] = []
+        unsubscribe = await env.notify.listen_job_scheduled(["b_echo"], woken.append)
+        chain = await env.client.start_chain(Echo(Num(1)))
+        assert [type(e) for e in env.events.events] == [ChainCreated, JobCreated]
+        assert env.events.of(ChainCreated)[0].chain_id == chain.id
+        assert await env.client.get_chain(chain.id) is not None
+        chains = await env.client.start_chains([Echo(Num(2)), Echo(Num(3))])
+        assert len(env.events.of(ChainCreated)) == 3
+        await env.client.wait_published()
+        if not isinstance(env.notify, NoopNotifyAdapter):
+            await eventually(lambda: "b_echo" in woken, what="the job-scheduled notification")
+        await unsubscribe()
+
+        async def handle(attempt: Attempt[Echo]) -> Num:
+            return Num(attempt.input.value)
+
+        async with env.worker({Echo: handle}):
+            for started in (chain, *chains):
+                assert (await env.wait(started)).value == started.input.value
+
+    async def test_a_failed_batch_writes_and_announces_nothing(self, queuert_env: MakeEnv) -> None:
+        env = await queuert_env(job_types=ALL)
+        taken = await env.start_one(Echo(Num(0)))
+        before = len(env.events.events)
+        with pytest.raises(DuplicateJobIdError):
+            await env.client.start_chains([Echo(Num(1)), Echo(Num(2), id=taken.id)])
+        assert [c.id for c in (await env.client.list_chains()).items] == [taken.id]
+        assert len(env.events.events) == before
+        with pytest.raises(UsageError):  # hooks without their transaction
+            async with env.client.hooks() as hooks:
+                await env.client.start_chain(Echo(Num(1)), hooks=hooks)
+
+    async def test_deduplication_and_blockers_hold(self, queuert_env: MakeEnv) -> None:
+        from queuert_conformance.behaviour_suite.jobs import Join, Leaf, Text
+
+        env = await queuert_env(job_types=ALL)
+        key = f"k-{uuid.uuid4().hex[:8]}"
+        first = await env.client.start_chain(Echo(Num(1), deduplication=Deduplication(key)))
+        again = await env.client.start_chain(Echo(Num(2), deduplication=Deduplication(key)))
+        assert again.deduplicated and again.id == first.id
+        assert len(env.events.of(ChainDeduplicated)) == 1
+        leaf = await env.client.start_chain(Leaf(Num(1)))
+        join = await env.client.start_chain(Join(Text("j"), blockers=(leaf,)))
+        assert (await env.client.get_job(join.id)).status == "blocked"  # type: ignore[union-attr]
+        async with env.client.transaction() as tx:
+            await env.client.complete_chain(leaf, Leaf, Num(1), tx=tx)
+        assert (await env.client.get_job(join.id)).status == "ready"  # type: ignore[union-attr]
 
 
 class TestValidation:

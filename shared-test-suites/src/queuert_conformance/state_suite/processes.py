@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import queue
 import traceback
 from collections.abc import Callable
 from datetime import timedelta
@@ -19,6 +18,7 @@ from queuert.state import Completion, StateAdapter
 
 from queuert_conformance.applicability import not_applicable, require_capability
 from queuert_conformance.harness import StateHarness
+from queuert_conformance.spawning import collect_reports, reap
 from queuert_conformance.state_suite._support import TYPE_A, Ops, assert_status
 
 __all__ = ["TestMultiProcess"]
@@ -105,22 +105,9 @@ class TestMultiProcess:
         try:
             for process in processes:
                 process.start()
-            reports = []
-            for _ in processes:
-                try:
-                    reports.append(await asyncio.to_thread(results.get, True, PROCESS_TIMEOUT))
-                except queue.Empty:
-                    raise AssertionError(
-                        f"a worker process did not report within {PROCESS_TIMEOUT:g}s (exit codes: "
-                        f"{[p.exitcode for p in processes]}; reported: {[r[0] for r in reports]})"
-                    ) from None
-            for process in processes:
-                await asyncio.to_thread(process.join, PROCESS_TIMEOUT)
+            reports = await collect_reports(results, processes, len(processes), PROCESS_TIMEOUT)
         finally:
-            for process in processes:
-                if process.is_alive():
-                    process.kill()
-                    await asyncio.to_thread(process.join, PROCESS_TIMEOUT)
+            await reap(processes, PROCESS_TIMEOUT)
             results.close()
 
         errors = {worker: error for worker, _, error in reports if error is not None}
