@@ -4,7 +4,9 @@ into its three steps.
     uv run python tools/bench/hotspots.py --dsn sqlite:////tmp/profile.db
     uv run python tools/bench/hotspots.py --dsn postgresql://postgres@127.0.0.1/test --top 30
 
-For each phase (start one by one, start in batches of 100, process atomic at concurrency 10) it prints
+For each phase (start one by one, start in batches of 100, process no-op jobs at concurrency 10, and
+on a database process jobs whose handler writes a row in the job's own transaction, bench.py's
+``write-atomic``) it prints
 the wall time per chain or job, the process's CPU time per chain or job (``getrusage``: the event
 loop's thread and, on SQLite, the connection threads), the share of the event loop's time spent idle
 in ``select`` (waiting for the database), and the functions with the most time of their own. cProfile
@@ -27,10 +29,23 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bench import BenchJob, Countdown, Done, Item, drop_backend, isolated_dsn, remove_sqlite_files
-from queuert import Attempt, Client, InProcessNotifyAdapter, Worker
+from bench import (
+    BenchJob,
+    Countdown,
+    Done,
+    Item,
+    RowWriter,
+    drop_backend,
+    isolated_dsn,
+    remove_sqlite_files,
+)
+from queuert import Attempt, Client, EntryJobType, InProcessNotifyAdapter, TxContext, Worker
 from queuert.backends import open_state_adapter
 from queuert.backoff import Lease
+
+
+class WriteJob(EntryJobType[Item, Done], name="bench_write_job"):
+    pass
 
 
 def cpu_seconds() -> float:
@@ -72,7 +87,10 @@ async def run(dsn: str, chains: int, top: int) -> None:
     await state.migrate()
     countdown = Countdown(chains)
     client: Client[Any] = Client(
-        state, job_types=[BenchJob], notify=InProcessNotifyAdapter(), observability=countdown
+        state,
+        job_types=[BenchJob, WriteJob],
+        notify=InProcessNotifyAdapter(),
+        observability=countdown,
     )
 
     async def one_by_one() -> None:
@@ -90,8 +108,8 @@ async def run(dsn: str, chains: int, top: int) -> None:
     worker: Worker[Any] = Worker(client, concurrency=10, poll_interval=1.0, lease=Lease(60, 30))
 
     @worker.handler(BenchJob)
-    async def atomic(attempt: Attempt[BenchJob]) -> None:
-        await attempt.complete(Done(True))
+    async def noop(attempt: Attempt[BenchJob]) -> Done:
+        return Done(True)  # the worker's group commit writes it
 
     async def process() -> None:
         await worker.start()
@@ -100,8 +118,10 @@ async def run(dsn: str, chains: int, top: int) -> None:
     # The start phases leave 2 * chains jobs; processing takes the first `chains` of them.
     await profiled("start one by one (a transaction each)", chains, top, one_by_one)
     await profiled("start in batches of 100", chains, top, batches)
-    await profiled("process, atomic, concurrency 10", chains, top, process)
+    await profiled("process, no-op handler (group-committed), concurrency 10", chains, top, process)
     await worker.close()
+    if not dsn.startswith("memory"):
+        await profile_write_atomic(client, dsn, chains, top)
 
     steps: list[list[float]] = [[], [], []]
     for i in range(min(chains, 2000)):
@@ -124,6 +144,41 @@ async def run(dsn: str, chains: int, top: int) -> None:
         print(f"   {label:<42}{statistics.median(step):>8.0f}")
     await client.close()
     await state.close()
+
+
+async def profile_write_atomic(client: Client[Any], dsn: str, chains: int, top: int) -> None:
+    """bench.py's ``write-atomic``: ``prepare("atomic", insert)``, one row of the handler's own
+    committed with the completion, on jobs of a type of their own started beforehand."""
+    writer = RowWriter(dsn)
+    await writer.create()
+    for offset in range(0, chains, 100):
+        async with client.transaction() as tx:
+            await client.start_chains(
+                [WriteJob(Item(i)) for i in range(offset, min(offset + 100, chains))], tx=tx
+            )
+    finished = asyncio.Event()
+    done = 0
+    worker: Worker[Any] = Worker(client, concurrency=10, poll_interval=1.0, lease=Lease(60, 30))
+
+    @worker.handler(WriteJob)
+    async def write_atomic(attempt: Attempt[WriteJob]) -> Done:
+        nonlocal done
+
+        async def insert(ctx: TxContext[Any]) -> None:
+            await writer.insert(ctx.tx, attempt.job.id, attempt.input.index)
+
+        await attempt.prepare("atomic", insert)
+        done += 1
+        if done == chains:
+            finished.set()
+        return Done(True)
+
+    async def process() -> None:
+        await worker.start()
+        await finished.wait()
+
+    await profiled("process, write-atomic (a row in the job's transaction)", chains, top, process)
+    await worker.close()
 
 
 def main() -> None:

@@ -59,6 +59,15 @@ def test_peer_comparison_runs_queuert_and_the_floors() -> None:
     assert 1.0 <= per_job < 1.5  # a transaction per row, and the driver's few of its own
 
 
+def test_hotspots_profiles_every_phase(tmp_path: Path) -> None:
+    dsn = f"sqlite:///{tmp_path}/profile.db"
+    out = run_tool("hotspots.py", "--dsn", dsn, "--chains", "40", "--top", "3")
+    phases = [line for line in out.splitlines() if line.startswith("== ")]
+    assert len(phases) == 5, phases  # four profiled phases, then the one-chain transaction's steps
+    assert "write-atomic" in phases[3]
+    assert "one-chain transaction, without the profiler" in out
+
+
 def test_isolation_compares_in_process_and_isolated_handlers() -> None:
     out = run_tool("isolation.py", "--runs", "1", "--jobs", "20")
     assert out.count("isolation adds") == 2  # at concurrency 1 and 10
@@ -91,3 +100,11 @@ def test_history_compares_sizes_of_history() -> None:
     )
     assert "(ratio to 0)" in out
     assert out.count("(1.00, 1.00;") >= 1
+
+
+def test_retention_measures_deletion_alone_and_beside_processing() -> None:
+    out = run_tool(
+        "retention.py", "--dsn", POSTGRES, "--runs", "1", "--chains", "30", "--expired", "200"
+    )
+    assert "retention alone, chains deleted/s" in out
+    assert "processing with retention / alone" in out

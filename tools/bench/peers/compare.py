@@ -3,8 +3,8 @@
     uv run python tools/bench/peers/compare.py                       # 10,000 jobs, 3 rounds
     uv run python tools/bench/peers/compare.py --rounds 5 --systems queuert-pg-notify,pgqueuer
 
-For each system, in a database of its own on the server (``--server``; created afresh for every
-phase and dropped at the end): 10,000 no-op jobs enqueued one by one (one call each), then in a new
+For each system, in a database of its own on the server (``--server``; named after the system and
+this run, created afresh for every phase and dropped at the end): 10,000 no-op jobs enqueued one by one (one call each), then in a new
 database 10,000 in batches of 100, which one worker process at concurrency 10 then processes. Every
 phase runs in a process of its own; the worker's CPU time and peak RSS are its process's (the
 measured part starts once the worker is built and connected, and ends when it has written the last
@@ -158,14 +158,18 @@ async def transactions(admin: asyncpg.Connection, database: str) -> int:
     return int(value)
 
 
-def drive(system: System, command: str, dsn: str, jobs: int) -> dict[str, float]:
-    out = subprocess.run(
-        [system.python, str(HERE / system.driver), command, dsn, str(jobs), *system.extra],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=HERE,
-    )
+def drive(system: System, command: str, dsn: str, jobs: int, timeout: float) -> dict[str, float]:
+    try:
+        out = subprocess.run(
+            [system.python, str(HERE / system.driver), command, dsn, str(jobs), *system.extra],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=HERE,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        raise SystemExit(f"{system.name} {command} did not finish in {timeout:.0f} s") from None
     if out.returncode != 0:
         raise SystemExit(f"{system.name} {command} failed:\n{out.stderr[-4000:]}")
     result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -190,10 +194,10 @@ async def one_round(
     samples: dict[str, Sample] = {}
     for group in system.phases:
         await recreate(admin, database)
-        drive(system, "setup", dsn, jobs)
+        drive(system, "setup", dsn, jobs, args.timeout)
         for command, column in group:
             before = await transactions(admin, database)
-            result = await asyncio.to_thread(drive, system, command, dsn, jobs)
+            result = await asyncio.to_thread(drive, system, command, dsn, jobs, args.timeout)
             spent = await transactions(admin, database) - before
             sample = Sample(jobs / result["seconds"], spent / jobs)
             if command == "work":
@@ -285,6 +289,8 @@ async def run(args: argparse.Namespace) -> None:
                 )
                 results[system.name].append(await one_round(admin, system, args))
     finally:
+        for database in {f"{args.prefix}{system.database}" for system in chosen}:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         await admin.close()
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print("medians over the rounds (range in brackets)")
@@ -303,8 +309,15 @@ def main() -> None:
     )
     parser.add_argument(
         "--prefix",
-        default="bench_peers_",
-        help="the systems' databases are named PREFIX + system (dropped afterwards)",
+        default=f"bench_peers_{os.getpid()}_",
+        help="the systems' databases are named PREFIX + system (dropped afterwards); unique per "
+        "run by default, so that two runs on one server cannot drop each other's databases",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=900,
+        help="seconds a phase may take before the run fails (a phase that cannot finish must not hang)",
     )
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)

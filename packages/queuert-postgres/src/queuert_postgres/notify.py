@@ -195,17 +195,18 @@ class PgNotifyAdapter:
                 extra={"queuert_channel": channel, "queuert_error": repr(error)},
             )
 
-    async def in_transactions_of(self, state: object) -> NotifyInTransaction | None:
+    async def in_transactions_of(self, state: object, tx: Any = None) -> NotifyInTransaction | None:
         """Publishing inside the transactions of ``state`` when it is a
         :class:`~queuert_postgres.PgStateAdapter` on this adapter's database (checked once, by
-        asking both connections which database and server they are on); ``None`` otherwise."""
+        asking both sides which database and server they are on: the state side through ``tx``
+        when given); ``None`` otherwise."""
         if self._closed or not isinstance(state, PgStateAdapter):
             return None
         check = Sql(_DATABASE)
         try:
             pool = await self._publisher()
             mine = tuple(await pool.fetchrow(check.text))
-            theirs = tuple((await state.provider.fetch(check, [], None))[0])
+            theirs = tuple((await state.provider.fetch(check, [], tx))[0])
         except Exception as error:
             logger.warning(
                 "could not compare the notify and state databases; publishing after commit",
@@ -248,6 +249,23 @@ class PgNotifyAdapter:
                 channels.append(channel)
                 payloads.append(key)
         return channels, payloads
+
+    async def notify_many(self, notifications: Notifications) -> None:
+        """Every message in one ``SELECT pg_notify(...) FROM unnest(...)`` on the publishing pool."""
+        self._check_open()
+        channels, payloads = self._messages(notifications)
+        if not channels:
+            return
+        try:
+            pool = await self._publisher()
+            await pool.execute(_NOTIFY_MANY, channels, payloads)
+        except Exception as error:
+            if self._closed:
+                raise NotifyAdapterClosedError() from error
+            logger.warning(
+                "publishing notifications failed (polling will catch up)",
+                extra={"queuert_messages": len(channels), "queuert_error": repr(error)},
+            )
 
     async def notify_job_scheduled(self, type_name: str) -> None:
         await self._publish("sched", type_name)

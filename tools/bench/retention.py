@@ -1,0 +1,210 @@
+"""Retention's speed on PostgreSQL, alone and while a worker processes new jobs, and what it costs
+that processing.
+
+    uv run python tools/bench/retention.py --dsn postgresql://postgres@127.0.0.1:5432/test --runs 3
+
+Each round fills a fresh schema with ``--expired`` closed one-job chains (closed 100 days ago, by
+set-based SQL), then measures, in fresh child processes:
+
+* ``processing``: ``--chains`` chains started in batches of 100 and processed by a worker at
+  concurrency 10 (``noop`` handler), no retention;
+* ``retention``: a worker with ``Retention(closed_for=1 day)`` deleting the expired chains (one run,
+  ``--batch`` chains per transaction), nothing else: jobs deleted per second;
+* ``both``: the two at once in one process, a worker each.
+
+Reports medians (and the range): the deletion rate, and the processing rate with retention running
+against without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+from bench import BenchJob, Done, Item
+from queuert import Attempt, Client, InProcessNotifyAdapter, Retention, Worker
+from queuert.backends import open_state_adapter
+from queuert.backoff import Lease
+from queuert.observability import AttemptCompleted, ChainsExpired, Event
+
+PREFIX = "queuert_"
+
+
+def fill_sql(schema: str, count: int) -> str:
+    job = f'"{schema}"."{PREFIX}job"'
+    return f"""
+INSERT INTO {job} (id, type_name, chain_id, chain_type_name, chain_index, input, output, outcome,
+    created_at, scheduled_at, completed_at, completed_by, attempt, last_attempt_at)
+SELECT md5('r' || i)::uuid, 'expired_job', md5('r' || i)::uuid, 'expired_job', 0,
+    json_build_object('n', i), '"ok"'::json, 'completed',
+    created, created, created + interval '1 second', 'worker-0', 1, created
+FROM (SELECT i, now() - interval '100 days' + i * interval '1 millisecond' AS created
+      FROM generate_series(1, {count}) AS i) g
+"""
+
+
+class Progress:
+    """Counts completed attempts (processing) and deleted chains (retention)."""
+
+    def __init__(self, jobs: int, expired: int) -> None:
+        self.jobs, self.expired = jobs, expired
+        self.processed = asyncio.Event()
+        self.cleaned = asyncio.Event()
+        self.deleted = 0
+        self.first_delete: float | None = None
+        self.last_delete = 0.0
+
+    def emit(self, event: Event) -> None:
+        if isinstance(event, AttemptCompleted) and event.job.type_name == BenchJob.type_name:
+            self.jobs -= 1
+            if self.jobs <= 0:
+                self.processed.set()
+        elif isinstance(event, ChainsExpired):
+            now = time.perf_counter()
+            self.first_delete = self.first_delete or now
+            self.last_delete = now
+            self.deleted += event.deleted
+            if self.deleted >= self.expired:
+                self.cleaned.set()
+
+
+async def measure(dsn: str, mode: str, chains: int, expired: int, batch: int) -> dict[str, float]:
+    state = await open_state_adapter(dsn)
+    await state.migrate()
+    progress = Progress(chains if mode != "retention" else 0, expired)
+    client: Client[Any] = Client(
+        state, job_types=[BenchJob], notify=InProcessNotifyAdapter(), observability=progress
+    )
+    workers: list[Worker[Any]] = []
+    if mode in ("processing", "both"):
+        worker: Worker[Any] = Worker(client, concurrency=10, poll_interval=1.0, lease=Lease(60, 30))
+
+        @worker.handler(BenchJob)
+        async def noop(attempt: Attempt[BenchJob]) -> Done:
+            return Done(True)
+
+        workers.append(worker)
+        for offset in range(0, chains, 100):
+            jobs = [BenchJob(Item(i)) for i in range(offset, min(offset + 100, chains))]
+            async with client.transaction() as tx:
+                await client.start_chains(jobs, tx=tx)
+    if mode in ("retention", "both"):
+        retention = Retention(
+            closed_for=timedelta(days=1),
+            every=timedelta(hours=1),  # one run: the first tick is started at once
+            batch=batch,
+            max_per_run=expired * 2,
+        )
+        workers.append(Worker(client, retention=retention, poll_interval=0.2, lease=Lease(600, 30)))
+    began = time.perf_counter()
+    for w in workers:
+        await w.start()
+    result: dict[str, float] = {}
+    if mode in ("processing", "both"):
+        await progress.processed.wait()
+        result["process_per_s"] = chains / (time.perf_counter() - began)
+    if mode in ("retention", "both"):
+        await progress.cleaned.wait()
+        elapsed = time.perf_counter() - began
+        result["deleted_per_s"] = progress.deleted / elapsed
+    for w in workers:
+        await w.close()
+    await client.close()
+    await state.close()
+    return result
+
+
+async def fill(dsn: str, schema: str, count: int) -> None:
+    state = await open_state_adapter(f"{dsn}?schema={schema}")
+    try:
+        await state.migrate()
+    finally:
+        await state.close()
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(fill_sql(schema, count))
+        await conn.execute(f'VACUUM ANALYZE "{schema}"."{PREFIX}job"')
+    finally:
+        await conn.close()
+
+
+async def drop(dsn: str, schema: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+def child(payload: dict[str, Any]) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, "_child", json.dumps(payload)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"retention run failed:\n{out.stderr}")
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_child":
+        print(json.dumps(asyncio.run(measure(**json.loads(sys.argv[2])))))
+        return
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--chains", type=int, default=5000)
+    parser.add_argument("--expired", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=500)
+    args = parser.parse_args()
+    print(
+        f"queuert bench: retention, {args.expired:,} expired chains, batches of {args.batch}; "
+        f"{args.runs} rounds, medians (min..max)",
+        flush=True,
+    )
+    results: dict[str, list[dict[str, float]]] = {"processing": [], "retention": [], "both": []}
+    for _ in range(args.runs):
+        for mode in results:
+            schema = f"bench_retention_{uuid.uuid4().hex[:8]}"
+            asyncio.run(fill(args.dsn, schema, args.expired))
+            try:
+                payload = {
+                    "dsn": f"{args.dsn}?schema={schema}",
+                    "mode": mode,
+                    "chains": args.chains,
+                    "expired": args.expired,
+                    "batch": args.batch,
+                }
+                results[mode].append(child(payload))
+            finally:
+                asyncio.run(drop(args.dsn, schema))
+
+    def cell(mode: str, key: str) -> str:
+        values = [r[key] for r in results[mode]]
+        return f"{statistics.median(values):,.0f} ({min(values):,.0f}..{max(values):,.0f})"
+
+    print(f"processing alone, jobs/s:            {cell('processing', 'process_per_s')}")
+    print(f"processing with retention, jobs/s:   {cell('both', 'process_per_s')}")
+    print(f"retention alone, chains deleted/s:   {cell('retention', 'deleted_per_s')}")
+    print(f"retention while processing, chains/s: {cell('both', 'deleted_per_s')}")
+    alone = statistics.median(r["process_per_s"] for r in results["processing"])
+    both = statistics.median(r["process_per_s"] for r in results["both"])
+    print(f"processing with retention / alone:   {both / alone:.2f}")
+
+
+if __name__ == "__main__":
+    main()
