@@ -184,12 +184,19 @@ class Progress(RecordingObservability):
                     future.set_result(None)
             self._waiters = [(n, f) for n, f in self._waiters if not f.done()]
 
-    async def reached(self, n: int) -> None:
+    async def reached(self, n: int, timeout: float = 90.0) -> None:
+        """Wait until ``n`` attempts completed; fail (rather than hang) after ``timeout``."""
         if self.completed >= n:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append((n, future))
-        await future
+        try:
+            await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            raise AssertionError(
+                f"only {self.completed} of {n} attempts completed within {timeout:g}s: "
+                "processing stalled"
+            ) from None
 
     def count(self, name: str) -> int:
         return sum(1 for e in self.events if e.name == name)
