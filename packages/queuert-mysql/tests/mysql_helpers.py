@@ -4,6 +4,8 @@ runs on the shared server never collide."""
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import os
 import re
 import uuid
@@ -13,6 +15,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import aiomysql
+from queuert_conformance import StateHarness
 from queuert_mysql import MysqlStateAdapter, SqlAlchemyProvider
 from queuert_mysql._url import parse_url
 
@@ -160,3 +163,39 @@ async def waiting_for_a_lock(thread_ids: Callable[[], Iterable[int]]) -> None:
         if waiting & set(thread_ids()):
             return
         await asyncio.sleep(0.01)
+
+
+@asynccontextmanager
+async def behaviour_harness(prefix: str) -> AsyncIterator[StateHarness]:
+    """The behaviour suites' harness: a migrated adapter under ``prefix`` with every hook the
+    suites use; the tables are dropped afterwards."""
+    adapter = await make_adapter(prefix)
+    try:
+        await adapter.migrate()
+
+        async def open_another() -> MysqlStateAdapter[Any]:
+            return await make_adapter(prefix)
+
+        async def write_raw(job_id: str, which: str, text: str) -> bool:
+            """Store ``text`` as it is, through a connection of its own (as a hand edit would);
+            the columns hold JSON text only (``JSON_VALID``), so a text that is not JSON cannot be
+            stored."""
+            column = {"input": "input", "output": "output"}[which]
+            try:
+                json.loads(text)
+            except ValueError:
+                return False
+            await sql(f"UPDATE `{prefix}job` SET {column} = %s WHERE id = %s", text, job_id)
+            return True
+
+        yield StateHarness(
+            adapter=adapter,
+            poison=adapter.poison,
+            open_another=open_another,
+            write_raw=write_raw,
+            # in the suites' worker processes: an adapter of their own on the same tables
+            open_in_process=functools.partial(make_adapter, prefix),
+        )
+    finally:
+        await adapter.close()
+        await drop_prefix(prefix)
