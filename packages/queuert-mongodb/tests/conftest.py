@@ -12,14 +12,11 @@ from mongo_helpers import drop_prefix, open_adapter, unique_prefix
 from queuert_conformance import StateHarness
 from queuert_mongodb import MongoStateAdapter
 
-STATE_CONFIGS = ["default-prefix", "unique-prefix"]
 
-
-@pytest.fixture(params=STATE_CONFIGS)
-async def queuert_state_harness(request: pytest.FixtureRequest) -> AsyncIterator[StateHarness]:
-    prefix = unique_prefix()
-    if request.param == "default-prefix":
-        prefix = prefix[:-1] + "queuert_"
+@pytest.fixture
+async def queuert_state_harness() -> AsyncIterator[StateHarness]:
+    # the default prefix "queuert_" after a unique lead, so that parallel runs never collide
+    prefix = unique_prefix()[:-1] + "queuert_"
     url = mongo_server.server_url()
     adapter = await open_adapter(prefix, url)
     try:
@@ -47,21 +44,3 @@ async def queuert_state_harness(request: pytest.FixtureRequest) -> AsyncIterator
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     mongo_server.stop()
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The hypothesis model case runs for one collection-prefix configuration only: it drives the
-    same commands whatever the prefix, and takes a minute per run on SecantusDB."""
-    keep: list[pytest.Item] = []
-    dropped: list[pytest.Item] = []
-    for item in items:
-        callspec = getattr(item, "callspec", None)
-        config_name = callspec.params.get("queuert_state_harness") if callspec else None
-        cls = getattr(item, "cls", None)
-        if cls is not None and cls.__name__ == "TestStateModel" and config_name == "unique-prefix":
-            dropped.append(item)
-        else:
-            keep.append(item)
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = keep

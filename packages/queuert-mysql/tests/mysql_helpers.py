@@ -4,6 +4,8 @@ runs on the shared server never collide."""
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import os
 import re
 import uuid
@@ -13,6 +15,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import aiomysql
+from queuert_conformance import StateHarness
 from queuert_mysql import MysqlStateAdapter, SqlAlchemyProvider
 from queuert_mysql._url import parse_url
 
@@ -21,16 +24,16 @@ URL = os.environ.get("QUEUERT_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
 TABLES = ("job_blocker", "job", "dedup_lock", "migration")
 
 
-def connect_args() -> dict[str, Any]:
-    return parse_url(URL)[0]
+def connect_args(url: str | None = None) -> dict[str, Any]:
+    return parse_url(url or URL)[0]
 
 
 def unique_prefix() -> str:
     return f"q{uuid.uuid4().hex[:10]}_"
 
 
-async def drop_prefix(prefix: str) -> None:
-    conn = await aiomysql.connect(**connect_args(), autocommit=True)
+async def drop_prefix(prefix: str, *, url: str | None = None) -> None:
+    conn = await aiomysql.connect(**connect_args(url), autocommit=True)
     try:
         async with conn.cursor() as cur:
             warnings.simplefilter("ignore")  # the server's note for a table that is not there
@@ -41,13 +44,13 @@ async def drop_prefix(prefix: str) -> None:
 
 
 async def make_adapter(
-    prefix: str, kind: str = "aiomysql", **options: Any
+    prefix: str, kind: str = "aiomysql", *, url: str | None = None, **options: Any
 ) -> MysqlStateAdapter[Any]:
     """An adapter on the aiomysql pool of its own (``kind="aiomysql"``) or on a SQLAlchemy engine
     with the ``aiomysql`` or ``asyncmy`` driver (``"sqlalchemy-aiomysql"``, ...), disposed on close."""
     if kind == "aiomysql":
         return await MysqlStateAdapter.connect(
-            table_prefix=prefix, maxsize=options.pop("maxsize", 10), **connect_args(), **options
+            table_prefix=prefix, maxsize=options.pop("maxsize", 10), **connect_args(url), **options
         )
     return MysqlStateAdapter(OwnedEngine(engine(kind.split("-")[1])), table_prefix=prefix)
 
@@ -67,9 +70,10 @@ class OwnedEngine(SqlAlchemyProvider):
         await self.engine.dispose()
 
 
-async def sql(statement: str, *args: Any) -> list[tuple[Any, ...]]:
-    """Run one statement on a connection of its own (autocommit) and return its rows."""
-    conn = await aiomysql.connect(**connect_args(), autocommit=True)
+async def sql(statement: str, *args: Any, url: str | None = None) -> list[tuple[Any, ...]]:
+    """Run one statement on a connection of its own (autocommit; on the server of ``url``, by
+    default the tests' one) and return its rows."""
+    conn = await aiomysql.connect(**connect_args(url), autocommit=True)
     try:
         async with conn.cursor() as cur:
             with warnings.catch_warnings():
@@ -159,3 +163,39 @@ async def waiting_for_a_lock(thread_ids: Callable[[], Iterable[int]]) -> None:
         if waiting & set(thread_ids()):
             return
         await asyncio.sleep(0.01)
+
+
+@asynccontextmanager
+async def behaviour_harness(prefix: str) -> AsyncIterator[StateHarness]:
+    """The behaviour suites' harness: a migrated adapter under ``prefix`` with every hook the
+    suites use; the tables are dropped afterwards."""
+    adapter = await make_adapter(prefix)
+    try:
+        await adapter.migrate()
+
+        async def open_another() -> MysqlStateAdapter[Any]:
+            return await make_adapter(prefix)
+
+        async def write_raw(job_id: str, which: str, text: str) -> bool:
+            """Store ``text`` as it is, through a connection of its own (as a hand edit would);
+            the columns hold JSON text only (``JSON_VALID``), so a text that is not JSON cannot be
+            stored."""
+            column = {"input": "input", "output": "output"}[which]
+            try:
+                json.loads(text)
+            except ValueError:
+                return False
+            await sql(f"UPDATE `{prefix}job` SET {column} = %s WHERE id = %s", text, job_id)
+            return True
+
+        yield StateHarness(
+            adapter=adapter,
+            poison=adapter.poison,
+            open_another=open_another,
+            write_raw=write_raw,
+            # in the suites' worker processes: an adapter of their own on the same tables
+            open_in_process=functools.partial(make_adapter, prefix),
+        )
+    finally:
+        await adapter.close()
+        await drop_prefix(prefix)

@@ -7,32 +7,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mysql_helpers import URL, drop_prefix, make_adapter, sql, unique_prefix
-from mysql_resilience_support import (
-    JOB_TYPES,
-    N,
-    RLeaf,
-    Workload,
-    check_exactly_once,
-    drop_audit,
-    install_audit,
-    start_workload,
-    wait_all_closed,
-)
+from mysql_resilience_support import check_exactly_once, drop_audit, install_audit, wait_all_closed
 from queuert import Client
+from queuert_conformance import worker_process as resilience_fleet
+from queuert_conformance.resilience import JOB_TYPES, N, RLeaf, Workload, start_workload
 from queuert_redis import RedisNotifyAdapter
 
 WORKER_SCRIPT = Path(__file__).with_name("mysql_resilience_worker.py")
@@ -42,98 +31,13 @@ RENEW_EVERY = 0.5
 REAP_INTERVAL = 0.25
 
 
-@dataclass
-class Process:
-    name: str
-    process: asyncio.subprocess.Process
-    log: Path
-    worker_id: str = ""
-    pid: int = 0
+class Fleet(resilience_fleet.Fleet):
+    """Worker processes under one table prefix, woken over Redis."""
 
-
-@dataclass
-class Fleet:
-    """Worker processes on one schema; every process still running at teardown is killed."""
-
-    prefix: str
-    root: Path
-    channel_prefix: str = field(default_factory=lambda: f"qt{uuid.uuid4().hex[:12]}")
-    processes: list[Process] = field(default_factory=list)
-
-    @property
-    def markers(self) -> Path:
-        return self.root / "markers"
-
-    async def spawn(self, name: str, *options: str) -> Process:
-        tag = f"{name}-{len(self.processes)}"
-        ready = self.root / f"{tag}.ready"
-        log = self.root / f"{tag}.log"
-        with log.open("wb") as out:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                str(WORKER_SCRIPT),
-                "--dsn",
-                URL,
-                "--prefix",
-                self.prefix,
-                "--redis",
-                REDIS_URL,
-                "--channel-prefix",
-                self.channel_prefix,
-                "--name",
-                name,
-                "--markers",
-                str(self.markers),
-                "--ready",
-                str(ready),
-                *options,
-                stdout=out,
-                stderr=asyncio.subprocess.STDOUT,
-            )
-        handle = Process(name, process, log)
-        self.processes.append(handle)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 30
-        while not ready.exists():
-            if process.returncode is not None or loop.time() > deadline:
-                raise AssertionError(f"worker {tag} did not start:\n{log.read_text()}")
-            await asyncio.sleep(0.02)
-        info = json.loads(ready.read_text())
-        handle.worker_id, handle.pid = info["worker"], info["pid"]
-        return handle
-
-    async def stop(self, handle: Process) -> int:
-        """SIGTERM (graceful shutdown) and the exit code."""
-        handle.process.send_signal(signal.SIGTERM)
-        try:
-            return await asyncio.wait_for(handle.process.wait(), 20)
-        except asyncio.TimeoutError:
-            handle.process.kill()
-            await handle.process.wait()
-            raise AssertionError(f"{handle.name} did not stop:\n{handle.log.read_text()}") from None
-
-    def marks(self) -> list[dict[str, Any]]:
-        return [
-            json.loads(p.read_text())
-            for p in self.markers.iterdir()
-            if not p.name.startswith(("hanging.", "."))
-        ]
-
-    def hanging(self, pid: int) -> list[dict[str, Any]]:
-        return [json.loads(p.read_text()) for p in self.markers.glob(f"hanging.{pid}.*")]
-
-    def logs(self) -> str:
-        """The output of every worker process (for failure messages)."""
-        return "\n".join(
-            f"--- {h.name} ({h.worker_id}):\n{h.log.read_text()}" for h in self.processes
-        )
-
-    async def close(self) -> None:
-        for handle in self.processes:
-            if handle.process.returncode is None:
-                handle.process.kill()
-                with contextlib.suppress(Exception):
-                    await handle.process.wait()
+    def __init__(self, prefix: str, root: Path) -> None:
+        script = [sys.executable, str(WORKER_SCRIPT), "--dsn", URL, "--prefix", prefix]
+        super().__init__(root, [*script, "--redis", REDIS_URL])
+        self.prefix = prefix
 
 
 @pytest.fixture
@@ -146,7 +50,6 @@ async def fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
         await state.close()
     await install_audit(prefix)
     result = Fleet(prefix, tmp_path)
-    result.markers.mkdir()
     try:
         yield result
     finally:

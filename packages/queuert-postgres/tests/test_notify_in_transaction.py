@@ -95,3 +95,39 @@ async def test_notify_many_sends_every_message_at_once() -> None:
         )
         await asyncio.wait_for(last.wait(), 10)
         assert heard == ["sched:a", "sched:b", "chainc:c1", "owls:j1"]
+
+
+async def test_the_first_commit_does_not_wait_for_a_connection_its_own_pool_cannot_give() -> None:
+    """The first commit asks whether the notify adapter can publish inside it; that check went
+    through another connection of the state adapter's pool. With every connection held by
+    transactions waiting to commit (here: a pool of one), it waited forever, and so did they. It
+    now reads the state side through the committing transaction itself."""
+    from dataclasses import dataclass
+
+    from queuert import Client, EntryJobType
+
+    @dataclass
+    class N:
+        value: int
+
+    class OnePool(EntryJobType[N, N], name="one_pool_job"):
+        pass
+
+    ns = Namespace(unique_schema(), "queuert_")
+    provider = await AsyncpgProvider.connect(DSN, min_size=1, max_size=1)
+    try:
+        async with (
+            PgStateAdapter(provider, schema=ns.schema) as state,
+            PgNotifyAdapter(DSN, channel_prefix="qtonepool") as notify,
+            Client(state, job_types=[OnePool], notify=notify) as client,
+        ):
+            await state.migrate()
+
+            async def start() -> None:
+                async with client.transaction() as tx:
+                    await client.start_chain(OnePool(N(1)), tx=tx)
+
+            await asyncio.wait_for(start(), 10)
+            assert await client._core.publishing.in_transaction() is not None, "it publishes in tx"
+    finally:
+        await drop_namespace(ns)

@@ -15,8 +15,8 @@ import asyncpg
 import pytest
 from pg_helpers import DSN, Namespace, make_provider
 from queuert import Attempt, Client, EntryJobType, Worker
+from queuert_conformance.resilience import Progress
 from queuert_postgres import PgProvider, PgStateAdapter, Sql, _provider
-from resilience_support import Progress
 
 PID = Sql("SELECT pg_backend_pid()")
 ONE = Sql("SELECT 1")

@@ -17,14 +17,11 @@ from typing import Any
 from pg_helpers import DSN, Namespace
 from queuert import Attempt, Backoff, Client, Lease, Worker
 from queuert.observability import AttemptFailed
+from queuert_conformance.resilience import JOB_TYPES, Progress, handlers, start_workload
 from queuert_postgres import PgNotifyAdapter, PgStateAdapter
 from resilience_support import (
-    JOB_TYPES,
-    Progress,
     check_exactly_once,
-    handlers,
     install_audit,
-    start_workload,
     terminate_app_backends,
     unique_app_name,
     wait_all_closed,

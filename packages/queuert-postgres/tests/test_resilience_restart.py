@@ -17,19 +17,17 @@ from typing import Any
 import pytest
 from pg_cluster import PrivateCluster
 from queuert import Attempt, Backoff, Client, Lease, Worker
-from queuert_postgres import PgNotifyAdapter, PgStateAdapter
-from resilience_support import (
+from queuert_conformance.resilience import (
     JOB_TYPES,
     N,
     Progress,
     RLeaf,
     WorkerSpy,
-    check_exactly_once,
     handlers,
-    install_audit,
     start_workload,
-    wait_all_closed,
 )
+from queuert_postgres import PgNotifyAdapter, PgStateAdapter
+from resilience_support import check_exactly_once, install_audit, wait_all_closed
 
 POLL = 5.0
 """The worker's poll interval and reap interval: a wake-up much sooner than this is a notification."""

@@ -29,19 +29,18 @@ from queuert import Attempt, Client, Lease, Worker
 from queuert.errors import DuplicateJobIdError
 from queuert.ids import uuid7
 from queuert.state import NewJob
-from queuert_postgres import AsyncpgProvider, PgNotifyAdapter, PgStateAdapter
-from resilience_support import (
+from queuert_conformance.resilience import (
     JOB_TYPES,
     N,
-    RecordingProvider,
     RFinish,
     RJoin,
     RLeaf,
     RStart,
     Workload,
     start_workload,
-    wait_all_closed,
 )
+from queuert_postgres import AsyncpgProvider, PgNotifyAdapter, PgStateAdapter
+from resilience_support import RecordingProvider, wait_all_closed
 
 
 @pytest.fixture

@@ -71,8 +71,8 @@ class CountingNotify(PgNotifyAdapter):
 
     notifying = 0
 
-    async def in_transactions_of(self, state: object) -> NotifyInTransaction | None:
-        publish = await super().in_transactions_of(state)
+    async def in_transactions_of(self, state: object, tx: Any = None) -> NotifyInTransaction | None:
+        publish = await super().in_transactions_of(state, tx)
         if publish is None:
             return None
         inner = publish

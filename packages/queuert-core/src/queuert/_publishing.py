@@ -206,7 +206,6 @@ class Publishing:
         """The notify adapter may publish inside the state adapter's transactions (asked once)."""
         self._in_tx: NotifyInTransaction | None = None
         self._in_tx_asked = False
-        self._in_tx_lock = asyncio.Lock()
         self.observability = observability
         self.tracing: TraceContexts | None = (
             observability if isinstance(observability, TraceContexts) else None
@@ -222,19 +221,25 @@ class Publishing:
         dropped = self._dropped if self.tracing is not None else None
         self._new_event_buffer = lambda: EventBuffer(self.emit, dropped)
 
-    async def in_transaction(self) -> NotifyInTransaction | None:
-        """The notify adapter's publisher inside the state adapter's transactions, or ``None``."""
+    async def in_transaction(self, tx: Any = None) -> NotifyInTransaction | None:
+        """The notify adapter's publisher inside the state adapter's transactions, or ``None``.
+
+        Asked of the adapter until one answer arrives, then remembered. ``tx``, when the caller is
+        inside a transaction of the state adapter, lets the adapter check through it: a check
+        needing a connection of its own could wait forever for a pool whose connections are all
+        held by transactions waiting to commit. Concurrent first asks are not serialised (a lock
+        here would make those transactions wait on a check that waits on their connections)."""
         if self._in_tx_asked or not self._in_tx_capable:
             return self._in_tx
-        async with self._in_tx_lock:
-            if not self._in_tx_asked:
-                notify = self.notify
-                assert isinstance(notify, SupportsNotifyInTransaction)
-                try:
-                    self._in_tx = await notify.in_transactions_of(self._state)
-                except Exception:
-                    logger.exception("the notify adapter failed to say how it publishes")
-                self._in_tx_asked = True
+        notify = self.notify
+        assert isinstance(notify, SupportsNotifyInTransaction)
+        try:
+            found = await notify.in_transactions_of(self._state, tx)
+        except Exception:
+            logger.exception("the notify adapter failed to say how it publishes")
+            found = None
+        if not self._in_tx_asked:
+            self._in_tx, self._in_tx_asked = found, True
         return self._in_tx
 
     async def before_commit(self, tx: Any, hooks: TransactionHooks) -> None:
@@ -245,7 +250,7 @@ class Publishing:
         buffer = hooks.find(_NOTIFY_KEY)
         if not isinstance(buffer, NotifyBuffer) or buffer.is_empty():
             return
-        publish = await self.in_transaction()
+        publish = await self.in_transaction(tx)
         if publish is None:
             return
         await publish(tx, buffer.notifications())

@@ -120,10 +120,13 @@ rolled back by its owner)."""
 class SupportsNotifyInTransaction(Protocol):
     """Optional for notify adapters: publish inside the state adapter's transactions."""
 
-    async def in_transactions_of(self, state: object) -> NotifyInTransaction | None:
+    async def in_transactions_of(self, state: object, tx: Any = None) -> NotifyInTransaction | None:
         """A function publishing inside ``state``'s transactions, or ``None`` when this adapter cannot
         for that state adapter (another kind of store, another database, unreachable). Called once
-        per client; never raises."""
+        per client, usually from inside a transaction of ``state``, given as ``tx``: whatever the
+        adapter needs to ask of the state's database goes through ``tx`` then, never through another
+        connection of ``state`` (its pool may be held by transactions waiting for this answer).
+        Never raises."""
         ...
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import PyMongoError
 from queuert.errors import TransactionAbortedError, UsageError
 
@@ -86,13 +87,17 @@ class Sessions:
     def state(self, session: Any) -> TxState:
         """The state of the caller's (or our) session; refuses a session outside a transaction and an
         aborted transaction."""
+        if not isinstance(session, AsyncClientSession):
+            raise UsageError(
+                f"tx must be a pymongo AsyncClientSession inside a transaction, not {session!r}"
+            )
+        if not session.in_transaction:
+            raise UsageError(
+                "tx must be an AsyncClientSession inside a transaction "
+                "(await session.start_transaction() first; a transaction that ended is refused)"
+            )
         state = self._states.get(session)
         if state is None:
-            if not getattr(session, "in_transaction", False):
-                raise UsageError(
-                    "tx must be an AsyncClientSession inside a transaction "
-                    "(await session.start_transaction() first)"
-                )
             state = TxState()
             self._states[session] = state
         elif state.aborted:
@@ -136,6 +141,8 @@ class Sessions:
     def fresh(self, session: Any) -> bool:
         """True if ``session`` is a transaction this adapter opened and in which no command has
         run yet: restarting it then loses nothing."""
+        if not isinstance(session, AsyncClientSession):
+            return False
         state = self._states.get(session)
         transaction = getattr(session, "_transaction", None)
         return (

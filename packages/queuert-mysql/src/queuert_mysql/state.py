@@ -65,6 +65,7 @@ from queuert.state import (
 )
 
 from queuert_mysql._errors import DEADLOCK, DUPLICATE_KEY, error_code, is_retryable
+from queuert_mysql._listing import Where
 from queuert_mysql._provider import MysqlProvider, Row, TxState, savepoint_name
 from queuert_mysql._rows import chain_from_row, job_from_row, naive, utc
 from queuert_mysql._schema import BOOTSTRAP, MIGRATION_LOCK, MIGRATIONS, Names
@@ -915,39 +916,28 @@ class MysqlStateAdapter(Generic[TxT]):
         self._check_open()
         desc = order == "desc"
         after = decode_chains_cursor(cursor) if cursor is not None else None
-        where = ["r.chain_index = 0"]
-        args: list[Any] = []
-        if filter.type_names is not None:
-            _in(where, args, "r.type_name", filter.type_names)
-        if filter.chain_ids is not None:
-            _in(where, args, "r.id", filter.chain_ids)
+        where = Where("r", "r.chain_index = 0")
+        where.one_of("r.type_name", filter.type_names)
+        where.one_of("r.id", filter.chain_ids)
         if filter.job_ids is not None:
             if filter.job_ids:
-                where.append(
+                where.add(
                     f"r.id IN (SELECT m.chain_id FROM {{job}} m "
-                    f"WHERE m.id IN ({marks(len(filter.job_ids))}))"
+                    f"WHERE m.id IN ({marks(len(filter.job_ids))}))",
+                    *filter.job_ids,
                 )
-                args.extend(filter.job_ids)
             else:
-                where.append("FALSE")
+                where.add("FALSE")
         if filter.status is not None:
             closed = "t.outcome IS NOT NULL AND t.succeeded_by_job_id IS NULL"
-            where.append(closed if filter.status == "closed" else f"NOT ({closed})")
+            where.add(closed if filter.status == "closed" else f"NOT ({closed})")
         if filter.root_only:
-            where.append(
-                "NOT EXISTS (SELECT 1 FROM {blocker} b WHERE b.blocked_by_chain_id = r.id)"
-            )
-        if filter.deduplication_keys is not None:
-            _in(where, args, "r.deduplication_key", filter.deduplication_keys)
-        _time_filters(where, args, "r", filter.created_from, filter.created_to)
-        _keyset(where, args, "r", after, desc)
-        direction = "DESC" if desc else "ASC"
-        sql = self.sql.render(
-            f"SELECT {cols('r')}, {cols('t')} FROM {{job}} r {tail_join('r', 't')} "
-            f"WHERE {' AND '.join(where)} "
-            f"ORDER BY r.created_at {direction}, r.id {direction} LIMIT {fetch_size(limit)}"
-        )
-        rows = await self._fetch(sql, args, tx)
+            where.add("NOT EXISTS (SELECT 1 FROM {blocker} b WHERE b.blocked_by_chain_id = r.id)")
+        where.one_of("r.deduplication_key", filter.deduplication_keys)
+        where.created_between(filter.created_from, filter.created_to)
+        select = f"SELECT {cols('r')}, {cols('t')} FROM {{job}} r {tail_join('r', 't')}"
+        sql = self.sql.render(where.page(select, after, desc, fetch_size(limit)))
+        rows = await self._fetch(sql, where.args, tx)
         return chains_page([chain_from_row(row) for row in rows], limit)
 
     async def list_jobs(
@@ -962,26 +952,17 @@ class MysqlStateAdapter(Generic[TxT]):
         self._check_open()
         desc = order == "desc"
         after = decode_jobs_cursor(cursor) if cursor is not None else None
-        where = ["TRUE"]
-        args: list[Any] = []
-        if filter.type_names is not None:
-            _in(where, args, "j.type_name", filter.type_names)
-        if filter.statuses is not None:
-            _in(where, args, f"({status_sql('j')})", filter.statuses)
-        if filter.job_ids is not None:
-            _in(where, args, "j.id", filter.job_ids)
-        if filter.chain_ids is not None:
-            _in(where, args, "j.chain_id", filter.chain_ids)
-        if filter.chain_type_names is not None:
-            _in(where, args, "j.chain_type_name", filter.chain_type_names)
-        _time_filters(where, args, "j", filter.created_from, filter.created_to)
-        _keyset(where, args, "j", after, desc)
-        direction = "DESC" if desc else "ASC"
+        where = Where("j")
+        where.one_of("j.type_name", filter.type_names)
+        where.one_of(f"({status_sql('j')})", filter.statuses)
+        where.one_of("j.id", filter.job_ids)
+        where.one_of("j.chain_id", filter.chain_ids)
+        where.one_of("j.chain_type_name", filter.chain_type_names)
+        where.created_between(filter.created_from, filter.created_to)
         sql = self.sql.render(
-            f"SELECT {cols('j')} FROM {{job}} j WHERE {' AND '.join(where)} "
-            f"ORDER BY j.created_at {direction}, j.id {direction} LIMIT {fetch_size(limit)}"
+            where.page(f"SELECT {cols('j')} FROM {{job}} j", after, desc, fetch_size(limit))
         )
-        rows = await self._fetch(sql, args, tx)
+        rows = await self._fetch(sql, where.args, tx)
         return jobs_page([job_from_row(row) for row in rows], limit)
 
     async def list_chain_jobs(
@@ -1021,15 +1002,15 @@ class MysqlStateAdapter(Generic[TxT]):
         self._check_open()
         desc = order == "desc"
         after = decode_blocked_jobs_cursor(cursor) if cursor is not None else None
-        where = ["j.id IN (SELECT b.job_id FROM {blocker} b WHERE b.blocked_by_chain_id = %s)"]
-        args: list[Any] = [chain_id]
-        _keyset(where, args, "j", after, desc)
-        direction = "DESC" if desc else "ASC"
-        sql = self.sql.render(
-            f"SELECT {cols('j')} FROM {{job}} j WHERE {' AND '.join(where)} "
-            f"ORDER BY j.created_at {direction}, j.id {direction} LIMIT {fetch_size(limit)}"
+        where = Where(
+            "j",
+            "j.id IN (SELECT b.job_id FROM {blocker} b WHERE b.blocked_by_chain_id = %s)",
+            chain_id,
         )
-        rows = await self._fetch(sql, args, tx)
+        sql = self.sql.render(
+            where.page(f"SELECT {cols('j')} FROM {{job}} j", after, desc, fetch_size(limit))
+        )
+        rows = await self._fetch(sql, where.args, tx)
         return blocked_jobs_page([job_from_row(row) for row in rows], limit)
 
     # -- processing -------------------------------------------------------------------------------
@@ -1671,38 +1652,6 @@ class MysqlStateAdapter(Generic[TxT]):
             tx,
         )
         return DeleteResult(deleted=deleted, references=[])  # in no particular order
-
-
-def _in(where: list[str], args: list[Any], expression: str, values: Sequence[Any]) -> None:
-    """``expression IN (values)``; an empty list matches nothing."""
-    if not values:
-        where.append("FALSE")
-        return
-    where.append(f"{expression} IN ({marks(len(values))})")
-    args.extend(values)
-
-
-def _time_filters(
-    where: list[str], args: list[Any], a: str, start: datetime | None, end: datetime | None
-) -> None:
-    if start is not None:
-        where.append(f"{a}.created_at >= %s")
-        args.append(naive(start))
-    if end is not None:
-        where.append(f"{a}.created_at < %s")
-        args.append(naive(end))
-
-
-def _keyset(
-    where: list[str], args: list[Any], a: str, after: tuple[datetime, str] | None, desc: bool
-) -> None:
-    """Rows after the cursor position ``after`` (a ``created_at`` and an id) in list order."""
-    if after is None:
-        return
-    at, row_id = after
-    op = "<" if desc else ">"
-    where.append(f"({a}.created_at {op} %s OR ({a}.created_at = %s AND {a}.id {op} %s))")
-    args.extend((naive(at), naive(at), row_id))
 
 
 def _plan(

@@ -195,17 +195,18 @@ class PgNotifyAdapter:
                 extra={"queuert_channel": channel, "queuert_error": repr(error)},
             )
 
-    async def in_transactions_of(self, state: object) -> NotifyInTransaction | None:
+    async def in_transactions_of(self, state: object, tx: Any = None) -> NotifyInTransaction | None:
         """Publishing inside the transactions of ``state`` when it is a
         :class:`~queuert_postgres.PgStateAdapter` on this adapter's database (checked once, by
-        asking both connections which database and server they are on); ``None`` otherwise."""
+        asking both sides which database and server they are on: the state side through ``tx``
+        when given); ``None`` otherwise."""
         if self._closed or not isinstance(state, PgStateAdapter):
             return None
         check = Sql(_DATABASE)
         try:
             pool = await self._publisher()
             mine = tuple(await pool.fetchrow(check.text))
-            theirs = tuple((await state.provider.fetch(check, [], None))[0])
+            theirs = tuple((await state.provider.fetch(check, [], tx))[0])
         except Exception as error:
             logger.warning(
                 "could not compare the notify and state databases; publishing after commit",
