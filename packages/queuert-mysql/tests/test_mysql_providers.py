@@ -215,3 +215,33 @@ async def test_connecting_to_a_silent_server_times_out() -> None:
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_a_statement_that_gets_no_answer_times_out_and_its_connection_is_dropped() -> None:
+    """A statement of queuert's that waits with no answer (here: behind a table lock another
+    session holds) raises TimeoutError after ``statement_timeout`` instead of hanging the worker;
+    its connection is closed, and the next statement gets a fresh one."""
+    import asyncio
+    import uuid
+
+    prefix = unique_prefix()
+    adapter = await MysqlStateAdapter.connect(
+        **connect_args(), table_prefix=prefix, statement_timeout=0.5
+    )
+    holder = await aiomysql.connect(**connect_args(), autocommit=True)
+    try:
+        await adapter.migrate()
+        async with holder.cursor() as cur:
+            await cur.execute(f"LOCK TABLES `{prefix}job` WRITE")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(asyncio.TimeoutError):
+            await adapter.get_job(str(uuid.uuid4()))
+        assert loop.time() - started < 5
+        async with holder.cursor() as cur:
+            await cur.execute("UNLOCK TABLES")
+        assert await adapter.get_job(str(uuid.uuid4())) is None, "the adapter works again"
+    finally:
+        holder.close()
+        await adapter.close()
+        await drop_prefix(prefix)

@@ -27,6 +27,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from queuert.duration import Duration, to_timedelta
 from queuert.errors import TransactionAbortedError, UsageError
 
 __all__ = [
@@ -205,22 +206,38 @@ class AiomysqlProvider:
     ``READ COMMITTED`` once (one statement each, on first use); transactions start with ``BEGIN``.
     """
 
-    def __init__(self, pool: Any, *, owns_pool: bool = False) -> None:
+    def __init__(
+        self, pool: Any, *, owns_pool: bool = False, statement_timeout: float | None = None
+    ) -> None:
         self.pool = pool
         self._owns_pool = owns_pool
+        self._statement_timeout = statement_timeout
+        """Seconds one of queuert's statements may wait for its answer (``None``: no limit)."""
         self._ready: weakref.WeakSet[Any] = weakref.WeakSet()
         self._states: weakref.WeakKeyDictionary[Any, TxState] = weakref.WeakKeyDictionary()
 
     @classmethod
     async def connect(
-        cls, *, minsize: int = 1, maxsize: int = 10, **connect_options: Any
+        cls,
+        *,
+        minsize: int = 1,
+        maxsize: int = 10,
+        statement_timeout: Duration | None = 60.0,
+        **connect_options: Any,
     ) -> AiomysqlProvider:
         """A provider over a new ``aiomysql.create_pool(**connect_options)`` (``host``, ``port``,
         ``user``, ``password``, ``db``, ...). Opening the pool gives up after ``connect_timeout``
         seconds (10 unless given) with ``asyncio.TimeoutError``, also when the server accepts the
-        connection and never answers (aiomysql's own timeout covers the TCP connect only)."""
+        connection and never answers (aiomysql's own timeout covers the TCP connect only). A
+        statement of queuert's that gets no answer within ``statement_timeout`` (60 s; ``None``: no
+        limit) raises ``asyncio.TimeoutError`` too, and its connection is closed, not reused."""
         import aiomysql
 
+        timeout = (
+            None
+            if statement_timeout is None
+            else to_timedelta(statement_timeout, name="statement_timeout", positive=True)
+        )
         connect_options.setdefault("connect_timeout", 10)
         connect_options.setdefault("autocommit", True)
         connect_options.setdefault("charset", "utf8mb4")
@@ -229,7 +246,22 @@ class AiomysqlProvider:
             aiomysql.create_pool(minsize=minsize, maxsize=maxsize, **connect_options),
             float(connect_options["connect_timeout"]),
         )
-        return cls(pool, owns_pool=True)
+        return cls(
+            pool,
+            owns_pool=True,
+            statement_timeout=None if timeout is None else timeout.total_seconds(),
+        )
+
+    async def _bounded(self, conn: Any, work: Awaitable[T]) -> T:
+        """``work`` on ``conn``, given up after the statement timeout: the connection is then
+        closed (the server rolls back its transaction), so that no one reuses it half-way."""
+        if self._statement_timeout is None:
+            return await work
+        try:
+            return await asyncio.wait_for(work, self._statement_timeout)
+        except asyncio.TimeoutError:
+            conn.close()
+            raise
 
     async def _prepare(self, conn: Any) -> Any:
         if conn not in self._ready:
@@ -293,14 +325,14 @@ class AiomysqlProvider:
     async def fetch(self, sql: str, args: Sequence[Any], tx: Any | None) -> list[Row]:
         if tx is None:
             async with self._acquire() as conn:
-                return (await run_on(conn, sql, args))[0]
-        return (await run_on(tx, sql, args))[0]
+                return (await self._bounded(conn, run_on(conn, sql, args)))[0]
+        return (await self._bounded(tx, run_on(tx, sql, args)))[0]
 
     async def execute(self, sql: str, args: Sequence[Any], tx: Any | None) -> int:
         if tx is None:
             async with self._acquire() as conn:
-                return (await run_on(conn, sql, args))[1]
-        return (await run_on(tx, sql, args))[1]
+                return (await self._bounded(conn, run_on(conn, sql, args)))[1]
+        return (await self._bounded(tx, run_on(tx, sql, args)))[1]
 
     def multi_statements(self, tx: Any | None) -> bool:
         return True  # aiomysql connects with CLIENT_MULTI_STATEMENTS
@@ -308,8 +340,8 @@ class AiomysqlProvider:
     async def fetch_many(self, sql: str, args: Sequence[Any], tx: Any | None) -> list[Row]:
         if tx is None:
             async with self._acquire() as conn:
-                return (await run_many(conn, sql, args))[0]
-        return (await run_many(tx, sql, args))[0]
+                return (await self._bounded(conn, run_many(conn, sql, args)))[0]
+        return (await self._bounded(tx, run_many(tx, sql, args)))[0]
 
     async def close(self) -> None:
         if self._owns_pool:
