@@ -2,7 +2,7 @@
 
 Every measurement runs in a fresh child process, several times; the report gives medians (and the
 spread). Backends are chosen by URL: ``memory://``, ``sqlite:///path.db``, ``postgresql://...``,
-``mysql://...`` (MySQL or MariaDB).
+``mysql://...`` (MySQL or MariaDB), ``mongodb://...`` (a replica set: ``?replicaSet=...``).
 
     uv run python tools/bench/bench.py processing --dsn postgresql://postgres@127.0.0.1/test --runs 5
     uv run python tools/bench/bench.py latency --dsn ... --notify postgres|redis|nats|none --runs 3
@@ -110,6 +110,9 @@ def isolated_dsn(dsn: str, tag: str) -> str:
     if dsn.startswith(("mysql://", "mariadb://")):
         sep = "&" if "?" in dsn else "?"
         return f"{dsn}{sep}table_prefix=bench_{tag}_"
+    if dsn.startswith(("mongodb://", "mongodb+srv://")):
+        sep = "&" if "?" in dsn else "?"
+        return f"{dsn}{sep}collection_prefix=bench_{tag}_"
     return dsn
 
 
@@ -146,6 +149,20 @@ def remove_sqlite_files(dsn: str) -> None:
 
 
 async def drop_backend(dsn: str) -> None:
+    if dsn.startswith(("mongodb://", "mongodb+srv://")) and "collection_prefix=bench_" in dsn:
+        from pymongo import AsyncMongoClient
+        from queuert_mongodb._url import parse_url as parse_mongodb_url
+
+        driver_url, database, found = parse_mongodb_url(dsn)
+        prefix = found["collection_prefix"]
+        client: AsyncMongoClient[Any] = AsyncMongoClient(driver_url)
+        try:
+            db = client[database]
+            for name in await db.list_collection_names():
+                if name.startswith(prefix):
+                    await db.drop_collection(name)
+        finally:
+            await client.close()
     if dsn.startswith(("postgresql://", "postgres://")) and "schema=bench_" in dsn:
         import asyncpg
 
@@ -678,6 +695,8 @@ def describe_backend(dsn: str) -> str:
         return "PostgreSQL (server defaults: fsync and synchronous_commit as configured, not tuned)"
     if dsn.startswith(("mysql://", "mariadb://")):
         return "MySQL/MariaDB (server defaults: innodb_flush_log_at_trx_commit as configured, not tuned)"
+    if dsn.startswith(("mongodb://", "mongodb+srv://")):
+        return "MongoDB (or a wire-compatible server), replica set"
     if dsn.startswith("sqlite"):
         import sqlite3
 
@@ -722,7 +741,8 @@ def main() -> None:
     )
     if args.kind == "processing":
         modes = [("single", "noop"), ("alone", "noop"), ("batch", "noop"), ("batch", "noop-atomic")]
-        if not args.dsn.startswith("memory"):
+        # the write modes insert a row through the handler's SQL transaction: SQL backends only
+        if not args.dsn.startswith(("memory", "mongodb")):
             modes += [("batch", "write-atomic"), ("batch", "write-staged")]
         measured: dict[tuple[str, str], list[dict[str, float]]] = {mode: [] for mode in modes}
         floors: list[dict[str, float]] = []
