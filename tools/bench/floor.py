@@ -27,7 +27,10 @@ brackets), per operation:
   (``SELECT 1``); one-row transaction (``BEGIN``, an insert into a two-column table, ``COMMIT``);
   insert per row (100 rows in one multi-row ``INSERT``); and a claim-shaped transaction: ``BEGIN``, a
   locking read of 10 rows, an ``UPDATE`` of them and ``COMMIT`` (what claiming a batch costs at
-  least with four round trips), per row.
+  least with four round trips), per row; and atomic processing at concurrency 10 on 11 connections:
+  a claimer taking up to the free slots' worth of rows per claim transaction, ten handlers closing
+  one row each in a transaction of its own (``BEGIN``, locking read, ``UPDATE``, ``COMMIT``): the
+  statements of queuert's atomic mode, issued by bare aiomysql at the same concurrency.
 - with ``--memory-cycles N``: the Python heap that asyncpg alone retains over N cycles of opening a
   pool, running 50 transactions and closing it (what bench.py's memory figures for PostgreSQL
   include before queuert adds anything).
@@ -316,6 +319,95 @@ async def mysql(dsn: str, count: int = 2_000) -> dict[str, list[float]]:
         conn.close()
 
 
+async def mysql_processing(
+    dsn: str, jobs: int = 3_000, concurrency: int = 10
+) -> dict[str, list[float]]:
+    """Atomic processing with no queuert code, at queuert's concurrency: a claimer on a connection
+    of its own claims up to ``concurrency`` free slots' worth of rows at a time (``BEGIN``, a
+    locking ``SKIP LOCKED`` read, an ``UPDATE`` writing the lease, ``COMMIT``) and ``concurrency``
+    handlers, each on a connection of its own, close one row each per transaction (``BEGIN``, a
+    locking read of the row, an ``UPDATE`` writing the outcome, ``COMMIT``): the statements of
+    queuert's atomic mode, per processed row, in microseconds."""
+    import aiomysql
+    from queuert_mysql._url import parse_url
+
+    args = parse_url(dsn)[0]
+    table = f"queuert_floor_p_{os.getpid()}"
+    admin = await aiomysql.connect(**args, autocommit=True)
+    conns = [await aiomysql.connect(**args, autocommit=True) for _ in range(concurrency + 1)]
+    samples: list[float] = []
+    try:
+        async with admin.cursor() as cur:
+            await cur.execute(
+                f"CREATE TABLE {table} (id CHAR(36) PRIMARY KEY, n INT NOT NULL, KEY (n, id))"
+            )
+        for conn in conns:
+            async with conn.cursor() as cur:
+                await cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        for _ in range(REPEATS):
+            async with admin.cursor() as cur:
+                await cur.execute(f"DELETE FROM {table}")
+                for offset in range(0, jobs, 500):
+                    ids = [uuid7() for _ in range(min(500, jobs - offset))]
+                    await cur.execute(
+                        f"INSERT INTO {table} VALUES " + ", ".join(["(%s, 0)"] * len(ids)), ids
+                    )
+            work: asyncio.Queue[str | None] = asyncio.Queue()
+            free = asyncio.Semaphore(concurrency)
+
+            async def claimer(work: asyncio.Queue[str | None], free: asyncio.Semaphore) -> None:
+                cur = await conns[0].cursor()
+                while True:
+                    await free.acquire()
+                    room = 1
+                    while free.locked() is False and room < concurrency:
+                        await free.acquire()
+                        room += 1
+                    await cur.execute("BEGIN")
+                    await cur.execute(
+                        f"SELECT id FROM {table} WHERE n = 0 ORDER BY n, id LIMIT {room} "
+                        "FOR UPDATE SKIP LOCKED"
+                    )
+                    ids = [row[0] for row in await cur.fetchall()]
+                    if ids:
+                        await cur.execute(
+                            f"UPDATE {table} SET n = 1 WHERE id IN "
+                            f"({', '.join(['%s'] * len(ids))})",
+                            ids,
+                        )
+                    await cur.execute("COMMIT")
+                    for _ in range(room - len(ids)):
+                        free.release()
+                    if not ids:
+                        for _ in range(concurrency):
+                            work.put_nowait(None)
+                        return
+                    for job_id in ids:
+                        work.put_nowait(job_id)
+
+            async def handler(
+                conn: Any, work: asyncio.Queue[str | None], free: asyncio.Semaphore
+            ) -> None:
+                cur = await conn.cursor()
+                while (job_id := await work.get()) is not None:
+                    await cur.execute("BEGIN")
+                    await cur.execute(f"SELECT n FROM {table} WHERE id = %s FOR UPDATE", (job_id,))
+                    await cur.fetchall()
+                    await cur.execute(f"UPDATE {table} SET n = 2 WHERE id = %s", (job_id,))
+                    await cur.execute("COMMIT")
+                    free.release()
+
+            started = time.perf_counter()
+            await asyncio.gather(claimer(work, free), *(handler(c, work, free) for c in conns[1:]))
+            samples.append((time.perf_counter() - started) / jobs * 1e6)
+        async with admin.cursor() as cur:
+            await cur.execute(f"DROP TABLE {table}")
+        return {"process": samples}
+    finally:
+        for conn in [admin, *conns]:
+            conn.close()
+
+
 async def asyncpg_memory(dsn: str, cycles: int) -> list[tuple[int, float]]:
     """Python heap retained (KiB, ``tracemalloc``) after repeated cycles of asyncpg alone: open a pool
     of up to 10 connections, run 50 concurrent one-statement transactions, close it. The baseline is
@@ -429,6 +521,12 @@ def main() -> None:
         print(
             f"  ceiling claims:       {1e6 / claim:>10,.0f} jobs/s     (claims alone, batches of 10)"
         )
+        processing = asyncio.run(mysql_processing(args.dsn))
+        atomic = report(
+            "atomic processing at concurrency 10 (claims + a transaction per job), per job",
+            processing["process"],
+        )
+        print(f"  ceiling atomic:       {1e6 / atomic:>10,.0f} jobs/s     (no queuert code)")
     elif args.dsn:
         pg = asyncio.run(postgres(args.dsn))
         print("PostgreSQL (asyncpg, server defaults)")

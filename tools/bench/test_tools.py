@@ -108,3 +108,16 @@ def test_retention_measures_deletion_alone_and_beside_processing() -> None:
     )
     assert "retention alone, chains deleted/s" in out
     assert "processing with retention / alone" in out
+
+
+def test_the_mysql_atomic_floor_runs_to_its_end() -> None:
+    """``floor.py``'s atomic-processing floor on MySQL runs at a tiny size: a claimer and ten
+    handlers work until the claimer finds no unclaimed row left, in every repetition."""
+    import asyncio
+
+    sys.path.insert(0, str(HERE))
+    from floor import REPEATS, mysql_processing
+
+    url = os.environ.get("QUEUERT_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
+    samples = asyncio.run(mysql_processing(url, jobs=60))["process"]
+    assert len(samples) == REPEATS and all(sample > 0 for sample in samples)

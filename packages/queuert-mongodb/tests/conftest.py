@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import mongo_server
 import pytest
@@ -40,6 +40,13 @@ async def queuert_state_harness() -> AsyncIterator[StateHarness]:
     finally:
         await adapter.close()
         await drop_prefix(prefix, url)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_the_session_server() -> Iterator[None]:
+    """Stop the server this process started (each pytest-xdist worker starts its own)."""
+    yield
+    mongo_server.stop()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -4,6 +4,7 @@ free port with its data in a temporary directory, owned by this process and stop
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import socket
@@ -122,6 +123,7 @@ def server_url() -> str:
         return url
     if _session_server is None:
         _session_server = SecantusServer()
+        atexit.register(stop)  # also when pytest_unconfigure does not run in this process
         _session_server.start()
         # child processes of the tests (spawned workers) use the same server
         os.environ["QUEUERT_MONGODB_URL"] = _session_server.url

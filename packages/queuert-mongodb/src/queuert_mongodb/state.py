@@ -161,9 +161,11 @@ class MongoStateAdapter:
         *,
         database: str = "queuert",
         collection_prefix: str = "queuert_",
+        retries: int = _RETRIES,
         **client_options: Any,
     ) -> Opening[MongoStateAdapter]:
-        """An adapter over a new ``AsyncMongoClient(url, **client_options)``, closed with it."""
+        """An adapter over a new ``AsyncMongoClient(url, **client_options)``, closed with it.
+        ``retries`` bounds the attempts of the adapter's own units of work (see the class)."""
         Names(database, collection_prefix)  # validate before connecting
 
         async def open() -> MongoStateAdapter:
@@ -171,7 +173,11 @@ class MongoStateAdapter:
 
             client: Any = AsyncMongoClient(url, **client_options)
             adapter = MongoStateAdapter(
-                client, database=database, collection_prefix=collection_prefix, owns_client=True
+                client,
+                database=database,
+                collection_prefix=collection_prefix,
+                owns_client=True,
+                retries=retries,
             )
             try:
                 await adapter._check_topology()
