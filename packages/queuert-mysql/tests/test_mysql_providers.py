@@ -245,3 +245,49 @@ async def test_a_statement_that_gets_no_answer_times_out_and_its_connection_is_d
         holder.close()
         await adapter.close()
         await drop_prefix(prefix)
+
+
+async def test_cancelling_a_statement_that_waits_ends_it_at_once() -> None:
+    """A worker shutting down cancels what its tasks await: a statement waiting behind a lock, with
+    a statement timeout set, gives way at once (the cancellation is never lost)."""
+    import asyncio
+    import uuid
+
+    prefix = unique_prefix()
+    adapter = await MysqlStateAdapter.connect(
+        **connect_args(), table_prefix=prefix, statement_timeout=30
+    )
+    holder = await aiomysql.connect(**connect_args(), autocommit=True)
+    try:
+        await adapter.migrate()
+        async with holder.cursor() as cur:
+            await cur.execute(f"LOCK TABLES `{prefix}job` WRITE")
+        waiting = asyncio.ensure_future(adapter.get_job(str(uuid.uuid4())))
+
+        async def blocked() -> bool:
+            async with holder.cursor() as cur:
+                await cur.execute(
+                    "SELECT count(*) FROM information_schema.processlist"
+                    " WHERE state LIKE 'Waiting for table metadata lock'"
+                    " AND info LIKE %s",
+                    (f"%{prefix}job%",),
+                )
+                (count,) = await cur.fetchone()
+                return bool(count)
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while not await blocked():
+            assert loop.time() < deadline, "the statement never reached the lock"
+        began = loop.time()
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(waiting, 5)
+        assert loop.time() - began < 2
+        async with holder.cursor() as cur:
+            await cur.execute("UNLOCK TABLES")
+        assert await adapter.get_job(str(uuid.uuid4())) is None, "the adapter works again"
+    finally:
+        holder.close()
+        await adapter.close()
+        await drop_prefix(prefix)

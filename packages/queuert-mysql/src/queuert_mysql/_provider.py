@@ -173,6 +173,12 @@ async def to_the_end(conn: Any, statement: Awaitable[T]) -> T:
     return task.result()
 
 
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark the outcome of a statement task as seen (it may end after its caller gave up)."""
+    if not task.cancelled():
+        task.exception()
+
+
 def aiomysql_open(tx: Any) -> Any:
     """``tx`` if it is an aiomysql connection whose statements run in a transaction;
     :class:`UsageError` otherwise (an object of another kind, a closed connection, or one in
@@ -254,14 +260,27 @@ class AiomysqlProvider:
 
     async def _bounded(self, conn: Any, work: Awaitable[T]) -> T:
         """``work`` on ``conn``, given up after the statement timeout: the connection is then
-        closed (the server rolls back its transaction), so that no one reuses it half-way."""
+        closed (the server rolls back its transaction), so that no one reuses it half-way.
+
+        Not ``asyncio.wait_for``: before Python 3.12 it can swallow a cancellation of the caller
+        that arrives as the statement finishes, and a worker shutting down then waits on."""
         if self._statement_timeout is None:
             return await work
+        task = asyncio.ensure_future(work)
+        task.add_done_callback(_retrieve)
         try:
-            return await asyncio.wait_for(work, self._statement_timeout)
-        except asyncio.TimeoutError:
-            conn.close()
+            done, _ = await asyncio.wait({task}, timeout=self._statement_timeout)
+        except asyncio.CancelledError:
+            task.cancel()
+            conn.close()  # the statement's state is unknown: never reuse the connection
             raise
+        if not done:
+            task.cancel()
+            conn.close()
+            raise asyncio.TimeoutError(
+                f"a statement got no answer within {self._statement_timeout:g} s"
+            )
+        return task.result()
 
     async def _prepare(self, conn: Any) -> Any:
         if conn not in self._ready:

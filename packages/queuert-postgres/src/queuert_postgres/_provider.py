@@ -405,6 +405,12 @@ class _PsycopgPool:
                 await conn.close()
 
 
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark the outcome of a statement task as seen (it may end after its caller gave up)."""
+    if not task.cancelled():
+        task.exception()
+
+
 class PsycopgProvider:
     """Runs the SQL with psycopg 3 (``tx`` = a ``psycopg.AsyncConnection`` inside a transaction).
 
@@ -469,15 +475,27 @@ class PsycopgProvider:
 
     async def _bounded(self, conn: Any, work: Awaitable[T]) -> T:
         """``work`` on ``conn``, given up after the statement timeout (own connections only): the
-        connection is then closed, so that no one reuses it in an unknown state."""
+        connection is then closed, so that no one reuses it in an unknown state.
+
+        Not ``asyncio.wait_for``: before Python 3.12 it can swallow a cancellation of the caller
+        that arrives as the statement finishes, and a worker shutting down then waits on."""
         if self._statement_timeout is None:
             return await work
+        task = asyncio.ensure_future(work)
+        task.add_done_callback(_retrieve)
         try:
-            return await asyncio.wait_for(work, self._statement_timeout)
-        except asyncio.TimeoutError:
+            done, _ = await asyncio.wait({task}, timeout=self._statement_timeout)
+        except asyncio.CancelledError:
+            task.cancel()  # psycopg cancels the query on the server when its task is cancelled
+            raise
+        if not done:
+            task.cancel()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), 1.0)
-            raise
+            raise asyncio.TimeoutError(
+                f"a statement got no answer within {self._statement_timeout:g} s"
+            )
+        return task.result()
 
     async def close(self) -> None:
         if self._own_pool is not None:
