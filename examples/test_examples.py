@@ -29,6 +29,7 @@ from examples import (
     retention,
     scheduling_and_retries,
     sqlalchemy_orm,
+    sync_enqueue,
     transactional_enqueue,
     workerless,
 )
@@ -300,3 +301,11 @@ async def test_sqlalchemy_orm() -> None:
     finally:
         await conn.close()
     assert left == 0, "the example drops its schema"
+
+
+def test_sync_enqueue() -> None:
+    results = sync_enqueue.main()
+    assert results["declined_chain"] is None, "the rolled-back transaction left no chain"
+    assert results["shipped"] is True, "the worker thread was woken and shipped the order"
+    assert results["refund"] is True
+    assert results["row"] == ("refunded",), "the completion's write committed with it"

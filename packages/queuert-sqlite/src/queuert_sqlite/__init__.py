@@ -11,6 +11,7 @@ from queuert_sqlite._driver import SqliteSetupError
 from queuert_sqlite._options import SqliteOptions
 from queuert_sqlite._provider import SqliteProvider
 from queuert_sqlite._schema import MIGRATIONS
+from queuert_sqlite._sync import SqliteSyncBackend
 from queuert_sqlite._transaction import SqliteConnection
 from queuert_sqlite._url import from_url, parse_url
 
@@ -21,6 +22,7 @@ __all__ = [
     "SqliteProvider",
     "SqliteSetupError",
     "SqliteStateAdapter",
+    "SqliteSyncBackend",
     "from_url",
     "parse_url",
 ]
