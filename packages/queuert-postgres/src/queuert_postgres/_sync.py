@@ -12,10 +12,11 @@ own). Observability events still wait for your commit in ``with sync_client.hook
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from queuert.errors import UsageError
 from queuert.notify import Notifications, NotifyInTransaction
+from queuert.sqlalchemy_session import attach_session_commit_hooks, driver_connection
 from queuert.state import StateAdapter
 
 from queuert_postgres._inline_provider import InlinePsycopgProvider
@@ -24,7 +25,12 @@ from queuert_postgres._schema import validate_identifier
 from queuert_postgres.notify import NOTIFY_MANY, channels_of, notify_messages
 from queuert_postgres.state import PgStateAdapter
 
-__all__ = ["PsycopgSyncBackend", "notifier_on"]
+if TYPE_CHECKING:
+    import psycopg
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.orm import Session
+
+__all__ = ["PsycopgSyncBackend", "SqlAlchemySyncBackend", "notifier_on"]
 
 
 class PsycopgSyncBackend:
@@ -56,7 +62,7 @@ class PsycopgSyncBackend:
     def state(self) -> StateAdapter[Any]:
         return self._state
 
-    def transaction_of(self, tx: Any, *, write: bool) -> Any:
+    def transaction_of(self, tx: psycopg.Connection[Any], *, write: bool) -> Any:
         return psycopg_in_transaction(tx, write=write)
 
     def notifier_in_transaction(self) -> NotifyInTransaction | None:
@@ -65,7 +71,10 @@ class PsycopgSyncBackend:
         return notifier_on(self.provider, self._channel_prefix)
 
     def attach_commit_hooks(
-        self, tx: Any, on_commit: Callable[[], None], on_rollback: Callable[[], None]
+        self,
+        tx: psycopg.Connection[Any],
+        on_commit: Callable[[], None],
+        on_rollback: Callable[[], None],
     ) -> bool:
         return False  # psycopg connections have no commit events
 
@@ -103,3 +112,50 @@ def notifier_on(provider: PgProvider[Any], channel_prefix: str) -> NotifyInTrans
             await provider.fetch(statement, [names, payloads], tx)
 
     return send
+
+
+class SqlAlchemySyncBackend:
+    """:class:`~queuert.sync_backend.SyncBackend` for SQLAlchemy 2 sync ``Session`` and
+    ``Connection`` objects on ``postgresql+psycopg://`` engines (``tx`` is your session or
+    connection). queuert's statements run on the psycopg connection under it, in its transaction.
+    With a ``Session`` the side effects follow its ``after_commit`` / ``after_rollback`` events (no
+    ``sync_client.hooks()`` block needed; a rolled-back ``begin_nested()`` drops its own); a
+    ``Connection`` has no events after its commit, so open ``with sync_client.hooks(conn):``
+    around its transaction. Wake-ups are ``NOTIFY`` inside the transaction, as with
+    :class:`PsycopgSyncBackend`, whose options it takes."""
+
+    def __init__(
+        self,
+        *,
+        schema: str = "public",
+        table_prefix: str = "queuert_",
+        channel_prefix: str | None = "queuert",
+        prepare: bool | None = None,
+    ) -> None:
+        self._psycopg = PsycopgSyncBackend(
+            schema=schema, table_prefix=table_prefix, channel_prefix=channel_prefix, prepare=prepare
+        )
+
+    @property
+    def state(self) -> StateAdapter[Any]:
+        return self._psycopg.state
+
+    def transaction_of(self, tx: Session | Connection, *, write: bool) -> Any:
+        raw = driver_connection(tx)
+        if type(raw).__module__.split(".")[0] != "psycopg":
+            raise UsageError(
+                "SqlAlchemySyncBackend runs on psycopg 3 engines (postgresql+psycopg://), not "
+                f"{type(raw).__module__}"
+            )
+        return psycopg_in_transaction(raw, write=write)
+
+    def notifier_in_transaction(self) -> NotifyInTransaction | None:
+        return self._psycopg.notifier_in_transaction()
+
+    def attach_commit_hooks(
+        self,
+        tx: Session | Connection,
+        on_commit: Callable[[], None],
+        on_rollback: Callable[[], None],
+    ) -> bool:
+        return attach_session_commit_hooks(tx, on_commit, on_rollback)

@@ -12,16 +12,21 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from queuert.errors import UsageError
 from queuert.notify import NotifyInTransaction
+from queuert.sqlalchemy_session import attach_session_commit_hooks, driver_connection
 from queuert.state import StateAdapter
 
 from queuert_sqlite._adapter import SqliteStateAdapter
 from queuert_sqlite._inline_provider import InlineSqliteProvider
 
-__all__ = ["SqliteSyncBackend"]
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.orm import Session
+
+__all__ = ["SqlAlchemySyncBackend", "SqliteSyncBackend"]
 
 
 class SqliteSyncBackend:
@@ -73,3 +78,40 @@ def _autocommit(tx: sqlite3.Connection) -> bool:
     if autocommit is True:
         return True
     return autocommit == -1 and tx.isolation_level is None
+
+
+class SqlAlchemySyncBackend:
+    """:class:`~queuert.sync_backend.SyncBackend` for SQLAlchemy 2 sync ``Session`` and
+    ``Connection`` objects on ``sqlite://`` engines (the standard ``pysqlite`` driver; ``tx`` is
+    your session or connection). queuert's statements run on the ``sqlite3`` connection under it,
+    in its transaction, as with :class:`SqliteSyncBackend`. With a ``Session`` the side effects
+    follow its commit and rollback events (no ``sync_client.hooks()`` block needed; a rolled-back
+    ``begin_nested()`` drops its own); with a ``Connection`` open ``with sync_client.hooks(conn):``
+    around its transaction."""
+
+    def __init__(self, *, table_prefix: str = "queuert_") -> None:
+        self._sqlite = SqliteSyncBackend(table_prefix=table_prefix)
+
+    @property
+    def state(self) -> StateAdapter[Any]:
+        return self._sqlite.state
+
+    def transaction_of(self, tx: Session | Connection, *, write: bool) -> sqlite3.Connection:
+        raw = driver_connection(tx)
+        if not isinstance(raw, sqlite3.Connection):
+            raise UsageError(
+                "SqlAlchemySyncBackend runs on sqlite:// engines with the standard sqlite3 driver, "
+                f"not {type(raw).__module__}"
+            )
+        return self._sqlite.transaction_of(raw, write=write)
+
+    def notifier_in_transaction(self) -> NotifyInTransaction | None:
+        return None
+
+    def attach_commit_hooks(
+        self,
+        tx: Session | Connection,
+        on_commit: Callable[[], None],
+        on_rollback: Callable[[], None],
+    ) -> bool:
+        return attach_session_commit_hooks(tx, on_commit, on_rollback)
