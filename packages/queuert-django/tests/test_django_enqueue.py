@@ -137,13 +137,13 @@ def test_other_calls_run_on_the_sync_client_with_django_s_connection(alias: str)
 def test_on_postgresql_workers_are_woken_after_the_outermost_commit_only(databases: None) -> None:
     import psycopg
     from django.test.utils import override_settings
-    from django_project import PG_DSN, queuert_settings
+    from django_project import PG_DSN, SCHEMA, queuert_settings
 
     with (
         override_settings(QUEUERT=queuert_settings("pg")),
         psycopg.connect(PG_DSN, autocommit=True) as listener,
     ):
-        listener.execute("LISTEN queuert_sched")
+        listener.execute(f"LISTEN {SCHEMA}_sched")
 
         def pending() -> list[str]:
             # a round trip delivers what the server has sent so far
@@ -157,7 +157,7 @@ def test_on_postgresql_workers_are_woken_after_the_outermost_commit_only(databas
             with transaction.atomic(using="pg"):
                 start_chain(SendReceipt(OrderRef(_reference())))
             assert pending() == []  # not before the commit
-        assert pending() == ["queuert_sched"]
+        assert pending() == [f"{SCHEMA}_sched"]
 
 
 def test_a_view_writes_the_order_and_its_chain_or_neither(alias: str) -> None:
