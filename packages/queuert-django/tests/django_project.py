@@ -54,7 +54,12 @@ def manage(*args: str, alias: str, env: dict[str, str] | None = None) -> subproc
     return subprocess.Popen(
         [sys.executable, "manage.py", *args],
         cwd=PROJECT,
-        env={**os.environ, "QUEUERT_DJANGO_DATABASE": alias, **(env or {})},
+        env={
+            **os.environ,
+            "QUEUERT_DJANGO_DATABASE": alias,
+            "QUEUERT_DJANGO_LOG_STDOUT": "1",
+            **(env or {}),
+        },
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

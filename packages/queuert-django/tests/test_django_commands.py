@@ -13,10 +13,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
+from django.db import transaction
 from django_project import SCHEMA, manage, pg_execute
 from queuert import Client
-from queuert_django.connections import open_client
+from queuert_django import open_client, start_chain
 
 WAIT = 30.0
 """Upper bound of every wait: a bug fails the test instead of hanging it."""
@@ -87,12 +87,6 @@ class _Lines:
                 return line
 
 
-async def _start(job: Any) -> str:
-    async with open_client() as client:
-        chain = await client.start_chain(job)
-        return chain.id
-
-
 async def _wait(chain_id: str, job_type: Any) -> Any:
     async with open_client() as client:
         return await _wait_with(client, chain_id, job_type)
@@ -102,38 +96,59 @@ async def _wait_with(client: Client[Any], chain_id: str, job_type: Any) -> Any:
     return await client.wait_for_chain(chain_id, job_type, timeout=WAIT, poll_interval=0.1)
 
 
-@pytest.mark.parametrize("job", ["receipt", "slow"])
-def test_queuert_worker_finishes_the_job_in_flight_on_sigterm_and_exits_cleanly(
-    alias: str, job: str
-) -> None:
-    from shop.jobs import OrderRef, Pause, Paused, Receipt, SendReceipt, SlowJob
-    from shop.models import Order
-
-    # SQLite has no notifications across processes: the worker polls often instead
-    worker = manage(
+def _worker(alias: str) -> subprocess.Popen[str]:
+    # on PostgreSQL only the commit's NOTIFY can wake the worker within the tests' waits (it would
+    # poll after a minute); SQLite has no notifications across processes, so there it polls often
+    poll = "60" if alias == "pg" else "0.1"
+    return manage(
         "queuert_worker",
         alias=alias,
-        env={"SHOP_POLL_INTERVAL": "0.1", "SHOP_SHUTDOWN_TIMEOUT": "10"},
+        env={"SHOP_POLL_INTERVAL": poll, "SHOP_SHUTDOWN_TIMEOUT": "10"},
     )
+
+
+def _stop(worker: subprocess.Popen[str]) -> None:
+    if worker.poll() is None:
+        worker.kill()
+        worker.communicate()
+
+
+def test_queuert_worker_processes_a_chain_committed_in_django_s_transaction(alias: str) -> None:
+    from shop.jobs import OrderRef, Receipt, SendReceipt
+    from shop.models import Order
+
+    worker = _worker(alias)
     lines = _Lines(worker)
     try:
-        if job == "receipt":
-            reference = f"o-{uuid.uuid4().hex[:8]}"
+        lines.wait_for("worker_started")  # listening: a NOTIFY from now on reaches it
+        reference = f"o-{uuid.uuid4().hex[:8]}"
+        with transaction.atomic(using=alias):
             Order.objects.using(alias).create(reference=reference)
-            chain_id = asyncio.run(_start(SendReceipt(OrderRef(reference))))
-            assert asyncio.run(_wait(chain_id, SendReceipt)) == Receipt(reference)
-            assert Order.objects.using(alias).get(reference=reference).receipt_sent
-        else:
-            chain_id = asyncio.run(_start(SlowJob(Pause(1.5))))
-        if job == "slow":
-            lines.wait_for("started ")
+            chain_id = start_chain(SendReceipt(OrderRef(reference))).id
+        assert asyncio.run(_wait(chain_id, SendReceipt)) == Receipt(reference)
+        assert Order.objects.using(alias).get(reference=reference).receipt_sent
         worker.send_signal(signal.SIGTERM)
         status, _, err = _finish(worker)
         assert status == 0, err
-        if job == "slow":
-            # the handler was running when SIGTERM came: it finished before the worker exited
-            assert asyncio.run(_wait(chain_id, SlowJob)) == Paused(1.5)
     finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.communicate()
+        _stop(worker)
+
+
+def test_queuert_worker_finishes_the_job_in_flight_on_sigterm_and_exits_cleanly(
+    alias: str,
+) -> None:
+    from shop.jobs import Pause, Paused, SlowJob
+
+    worker = _worker(alias)
+    lines = _Lines(worker)
+    try:
+        lines.wait_for("worker_started")
+        chain_id = start_chain(SlowJob(Pause(1.5))).id
+        lines.wait_for("started ")
+        worker.send_signal(signal.SIGTERM)
+        status, _, err = _finish(worker)
+        assert status == 0, err
+        # the handler was running when SIGTERM came: it finished before the worker exited
+        assert asyncio.run(_wait(chain_id, SlowJob)) == Paused(1.5)
+    finally:
+        _stop(worker)

@@ -62,3 +62,13 @@ QUEUERT = {
     "WORKER": "shop.jobs.build_worker",
     "SCHEMA": _schema,
 }
+
+# queuert's events on stdout in the manage.py subprocesses of the tests, which wait for the
+# worker's "worker_started" line (QUEUERT_DJANGO_LOG_STDOUT=1)
+if os.environ.get("QUEUERT_DJANGO_LOG_STDOUT") == "1":
+    LOGGING = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {"stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout"}},
+        "loggers": {"queuert": {"handlers": ["stdout"], "level": "INFO"}},
+    }

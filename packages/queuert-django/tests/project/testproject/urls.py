@@ -1,3 +1,4 @@
-from django.urls import URLPattern
+from django.urls import path
+from shop.views import place_order
 
-urlpatterns: list[URLPattern] = []
+urlpatterns = [path("orders/", place_order)]
