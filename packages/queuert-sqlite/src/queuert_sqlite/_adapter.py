@@ -40,6 +40,7 @@ from queuert.json import JsonValue, dumps
 from queuert.opening import Opening
 from queuert.paging import blocked_jobs_page, chain_jobs_page, chains_page, jobs_page
 from queuert.schedule import Schedule
+from queuert.sqlalchemy_session import attach_session_commit_hooks
 from queuert.state import (
     BlockersAdded,
     Capabilities,
@@ -197,6 +198,17 @@ class SqliteStateAdapter:
     def savepoint(self, tx: SqliteConnection) -> AbstractAsyncContextManager[SqliteConnection]:
         self._check_open()
         return self.provider.savepoint(tx)
+
+    def attach_commit_hooks(
+        self, tx: Any, on_commit: Callable[[], None], on_rollback: Callable[[], None]
+    ) -> bool:
+        """See :class:`queuert.state.SupportsCommitHooks`: for a SQLAlchemy ``AsyncSession`` given
+        as ``tx``, its commit and rollback events end the client's hooks, so
+        ``client.start_chain(job, tx=session)`` needs no ``client.hooks(...)`` around it."""
+        sync_session = getattr(tx, "sync_session", None)
+        if sync_session is None:
+            return False
+        return attach_session_commit_hooks(sync_session, on_commit, on_rollback)
 
     async def migrate(self) -> MigrationResult:
         """Create or upgrade the schema (one ``BEGIN IMMEDIATE`` transaction; safe to run from
