@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from django.db import transaction
-from queuert import Chain
+from queuert import Chain, UsageError
 from queuert_django import db_connection, get_sync_client, start_chain, start_chains
 from shop.jobs import OrderRef, SendReceipt
 from shop.models import Order
@@ -132,6 +132,16 @@ def test_other_calls_run_on_the_sync_client_with_django_s_connection(alias: str)
         queuert.delete_chains([chain], tx=db_connection())
         raise Boom
     assert _exists(chain)  # the deletion was rolled back
+
+
+def test_a_write_outside_atomic_is_refused_before_anything_is_written(alias: str) -> None:
+    with transaction.atomic(using=alias):
+        chain = start_chain(SendReceipt(OrderRef(_reference())))
+    with pytest.raises(UsageError, match=r"inside transaction\.atomic\("):
+        get_sync_client().cancel_chain(chain, tx=db_connection())
+    stored = get_sync_client().get_chain(chain.id, tx=db_connection())  # reads need no block
+    assert stored is not None
+    assert stored.status == "open"
 
 
 def test_on_postgresql_workers_are_woken_after_the_outermost_commit_only(databases: None) -> None:
