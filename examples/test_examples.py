@@ -29,6 +29,10 @@ from examples import (
     retention,
     scheduling_and_retries,
     sqlalchemy_orm,
+    sqlalchemy_orm_mysql,
+    sqlalchemy_orm_sqlite,
+    sqlalchemy_sync_session,
+    sync_enqueue,
     transactional_enqueue,
     workerless,
 )
@@ -300,3 +304,34 @@ async def test_sqlalchemy_orm() -> None:
     finally:
         await conn.close()
     assert left == 0, "the example drops its schema"
+
+
+def test_sync_enqueue() -> None:
+    results = sync_enqueue.main()
+    assert results["declined_chain"] is None, "the rolled-back transaction left no chain"
+    assert results["shipped"] is True, "the worker thread was woken and shipped the order"
+    assert results["refund"] is True
+    assert results["row"] == ("refunded",), "the completion's write committed with it"
+
+
+def test_sqlalchemy_sync_session() -> None:
+    results = sqlalchemy_sync_session.main()
+    assert results["declined_chain"] is None, "the rolled-back session left no chain"
+    assert results["extra_chain"] is None, "the rolled-back savepoint left no chain"
+    assert results["orders"] == ["o-2"]
+    assert results["shipment"] == sqlalchemy_sync_session.Shipment("TRK-o-2")
+
+
+async def test_sqlalchemy_orm_sqlite() -> None:
+    results = await sqlalchemy_orm_sqlite.main()
+    assert results["declined_chains"] == 0, "the rolled-back session left no chain"
+    assert results["shipment"] == sqlalchemy_orm_sqlite.Shipment("TRK-o-2")
+    assert results["rows"] == [("o-2", "shipped")], "the handler's write committed with the job"
+
+
+async def test_sqlalchemy_orm_mysql() -> None:
+    results = await sqlalchemy_orm_mysql.main()
+    assert results["declined_row"] is False
+    assert results["declined_chains"] == 0, "the rolled-back session left no chain"
+    assert results["shipment"] == sqlalchemy_orm_mysql.Shipment("TRK-o-2")
+    assert results["status"] == "shipped", "the handler's write committed with the job"
