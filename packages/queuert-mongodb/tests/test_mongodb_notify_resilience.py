@@ -43,7 +43,7 @@ def adapter_for(server: SecantusServer, prefix: str, **options: Any) -> MongoNot
     )
 
 
-async def test_listeners_recover_after_the_server_crashes_and_restarts(
+async def test_listeners_recover_after_the_server_goes_away_and_restarts(
     server: SecantusServer,
 ) -> None:
     await asyncio.to_thread(server.start)
@@ -51,7 +51,10 @@ async def test_listeners_recover_after_the_server_crashes_and_restarts(
     try:
         await listeners_recover_after_a_crash(
             adapter,
-            crash_server=lambda: asyncio.to_thread(server.kill),
+            # Stopped, not killed: a killed SecantusDB may lose its last oplog entries, and then
+            # numbers them again, so a stream resumed after them would skip new messages (a real
+            # mongod journals them first).
+            crash_server=lambda: asyncio.to_thread(server.stop),
             start_server=lambda: asyncio.to_thread(server.start),
             server="SecantusDB",
         )
