@@ -98,6 +98,7 @@ class Mapper:
                 "leased_by": stored.leased_by,
                 "leased_until": stored.leased_until,
                 "deduplication_key": stored.deduplication_key,
+                "priority": stored.priority,
             },
         )
 

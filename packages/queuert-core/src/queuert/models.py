@@ -47,6 +47,8 @@ class Job:
     leased_by: str | None
     leased_until: datetime | None
     deduplication_key: str | None = None
+    priority: int = 0
+    """Among ready jobs, workers claim higher priorities first."""
 
     @property
     def is_closed(self) -> bool:

@@ -88,6 +88,7 @@ from queuert_sqlite._rows import (
     I_LEASED_BY,
     I_LEASED_UNTIL,
     I_OUTCOME,
+    I_PRIORITY,
     I_SCHEDULED_AT,
     NCOLS,
     job_from_row,
@@ -641,7 +642,7 @@ class SqliteStateAdapter:
                 return ClaimResult(jobs=[], has_more=bool(more))
             untils = [add_delta(now_text, durations[t]) for t in types]
             rows = raw.execute(claim_sql, (now_text, limit, worker_id, *types, *untils)).fetchall()
-            rows.sort(key=lambda r: (r[I_SCHEDULED_AT], r[I_ID]))
+            rows.sort(key=lambda r: (-r[I_PRIORITY], r[I_SCHEDULED_AT], r[I_ID]))
             now_dt = parse_ts(now_text)
             claimed = [job_from_row(row, now_dt) for row in rows]
             has_more = False
