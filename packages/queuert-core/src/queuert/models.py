@@ -47,6 +47,9 @@ class Job:
     leased_by: str | None
     leased_until: datetime | None
     deduplication_key: str | None = None
+    unreadable: str | None = None
+    """Why a stored time of this job cannot be read (a row edited by hand): that time reads as
+    1970-01-01 UTC (``None`` where it is optional) and a worker fails the job at once."""
 
     @property
     def is_closed(self) -> bool:
