@@ -27,6 +27,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from queuert.bounded import bounded
 from queuert.duration import Duration, to_timedelta
 from queuert.errors import TransactionAbortedError, UsageError
 
@@ -173,12 +174,6 @@ async def to_the_end(conn: Any, statement: Awaitable[T]) -> T:
     return task.result()
 
 
-def _retrieve(task: asyncio.Future[Any]) -> None:
-    """Mark the outcome of a statement task as seen (it may end after its caller gave up)."""
-    if not task.cancelled():
-        task.exception()
-
-
 def aiomysql_open(tx: Any) -> Any:
     """``tx`` if it is an aiomysql connection whose statements run in a transaction;
     :class:`UsageError` otherwise (an object of another kind, a closed connection, or one in
@@ -248,9 +243,10 @@ class AiomysqlProvider:
         connect_options.setdefault("autocommit", True)
         connect_options.setdefault("charset", "utf8mb4")
         connect_options.setdefault("init_command", SESSION_SETUP)
-        pool = await asyncio.wait_for(
+        pool = await bounded(
             aiomysql.create_pool(minsize=minsize, maxsize=maxsize, **connect_options),
             float(connect_options["connect_timeout"]),
+            what="connecting",
         )
         return cls(
             pool,
@@ -260,27 +256,15 @@ class AiomysqlProvider:
 
     async def _bounded(self, conn: Any, work: Awaitable[T]) -> T:
         """``work`` on ``conn``, given up after the statement timeout: the connection is then
-        closed (the server rolls back its transaction), so that no one reuses it half-way.
-
-        Not ``asyncio.wait_for``: before Python 3.12 it can swallow a cancellation of the caller
-        that arrives as the statement finishes, and a worker shutting down then waits on."""
-        if self._statement_timeout is None:
-            return await work
-        task = asyncio.ensure_future(work)
-        task.add_done_callback(_retrieve)
-        try:
-            done, _ = await asyncio.wait({task}, timeout=self._statement_timeout)
-        except asyncio.CancelledError:
-            task.cancel()
-            conn.close()  # the statement's state is unknown: never reuse the connection
-            raise
-        if not done:
-            task.cancel()
-            conn.close()
-            raise asyncio.TimeoutError(
-                f"a statement got no answer within {self._statement_timeout:g} s"
-            )
-        return task.result()
+        closed (the server rolls back its transaction), so that no one reuses it half-way; the
+        same when the caller is cancelled, since the statement's state is then unknown."""
+        return await bounded(
+            work,
+            self._statement_timeout,
+            what="a statement",
+            on_timeout=conn.close,
+            on_cancel=conn.close,
+        )
 
     async def _prepare(self, conn: Any) -> Any:
         if conn not in self._ready:
