@@ -205,15 +205,24 @@ class AiomysqlProvider:
     create one (``await AiomysqlProvider.connect(host=..., db=...)``; closed with the adapter).
     Every connection the provider takes from the pool is switched to autocommit mode and
     ``READ COMMITTED`` once (one statement each, on first use); transactions start with ``BEGIN``.
+    With ``connect_timeout`` (seconds; set by ``connect``), opening a new pooled connection gives
+    up after that long, also when the server accepts it and never answers.
     """
 
     def __init__(
-        self, pool: Any, *, owns_pool: bool = False, statement_timeout: float | None = None
+        self,
+        pool: Any,
+        *,
+        owns_pool: bool = False,
+        statement_timeout: float | None = None,
+        connect_timeout: float | None = None,
     ) -> None:
         self.pool = pool
         self._owns_pool = owns_pool
         self._statement_timeout = statement_timeout
         """Seconds one of queuert's statements may wait for its answer (``None``: no limit)."""
+        self._connect_timeout = connect_timeout
+        """Seconds opening a new pooled connection may take (``None``: no limit)."""
         self._ready: weakref.WeakSet[Any] = weakref.WeakSet()
         self._states: weakref.WeakKeyDictionary[Any, TxState] = weakref.WeakKeyDictionary()
 
@@ -229,8 +238,8 @@ class AiomysqlProvider:
         """A provider over a new ``aiomysql.create_pool(**connect_options)`` (``host``, ``port``,
         ``user``, ``password``, ``db``, ...). Opening the pool gives up after ``connect_timeout``
         seconds (10 unless given) with ``asyncio.TimeoutError``, also when the server accepts the
-        connection and never answers (aiomysql's own timeout covers the TCP connect only). A
-        statement of queuert's that gets no answer within ``statement_timeout`` (60 s; ``None``: no
+        connection and never answers (aiomysql's own timeout covers the TCP connect only); so
+        does each new connection the pool opens later. A statement of queuert's that gets no answer within ``statement_timeout`` (60 s; ``None``: no
         limit) raises ``asyncio.TimeoutError`` too, and its connection is closed, not reused."""
         import aiomysql
 
@@ -252,6 +261,7 @@ class AiomysqlProvider:
             pool,
             owns_pool=True,
             statement_timeout=None if timeout is None else timeout.total_seconds(),
+            connect_timeout=float(connect_options["connect_timeout"]),
         )
 
     async def _bounded(self, conn: Any, work: Awaitable[T]) -> T:
@@ -276,7 +286,7 @@ class AiomysqlProvider:
 
     @asynccontextmanager
     async def _acquire(self) -> AsyncIterator[Any]:
-        conn = await self.pool.acquire()
+        conn = await self._take()
         try:
             yield await self._prepare(conn)
         except asyncio.CancelledError:
@@ -287,6 +297,21 @@ class AiomysqlProvider:
         finally:
             # (the pool closes a connection still inside a transaction instead of keeping it)
             self.pool.release(conn)
+
+    async def _take(self) -> Any:
+        """A connection from the pool. Waiting for one that other tasks hold is back-pressure and
+        is not limited; opening a new one (aiomysql's ``connect_timeout`` covers the TCP connect
+        only, not the server's greeting) gives up after ``connect_timeout`` seconds, so that a
+        server that accepts connections and never answers cannot hang a worker."""
+        pool = self.pool
+        seconds = self._connect_timeout
+        try:
+            busy = pool.freesize == 0 and pool.size >= pool.maxsize
+        except AttributeError:  # a pool of another kind: its own limits apply
+            busy = True
+        if seconds is None or busy:
+            return await pool.acquire()
+        return await bounded(pool.acquire(), seconds, what="connecting")
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Any]:
