@@ -29,6 +29,8 @@ from examples import (
     retention,
     scheduling_and_retries,
     sqlalchemy_orm,
+    sqlalchemy_sync_session,
+    sync_enqueue,
     transactional_enqueue,
     workerless,
 )
@@ -300,3 +302,19 @@ async def test_sqlalchemy_orm() -> None:
     finally:
         await conn.close()
     assert left == 0, "the example drops its schema"
+
+
+def test_sync_enqueue() -> None:
+    results = sync_enqueue.main()
+    assert results["declined_chain"] is None, "the rolled-back transaction left no chain"
+    assert results["shipped"] is True, "the worker thread was woken and shipped the order"
+    assert results["refund"] is True
+    assert results["row"] == ("refunded",), "the completion's write committed with it"
+
+
+def test_sqlalchemy_sync_session() -> None:
+    results = sqlalchemy_sync_session.main()
+    assert results["declined_chain"] is None, "the rolled-back session left no chain"
+    assert results["extra_chain"] is None, "the rolled-back savepoint left no chain"
+    assert results["orders"] == ["o-2"]
+    assert results["shipment"] == sqlalchemy_sync_session.Shipment("TRK-o-2")

@@ -43,6 +43,8 @@ from queuert.errors import (
     RescheduleJob,
     StateAdapterClosedError,
     StoredValueError,
+    SyncCallInEventLoopError,
+    SyncCallSuspendedError,
     TransactionAbortedError,
     TransactionHooksRequiredError,
     UnknownJobTypeError,
@@ -66,6 +68,8 @@ from queuert.periodic import Periodic
 from queuert.retention import Retention
 from queuert.schedule import Deduplication, Schedule
 from queuert.state import Page, QueueStats, StateAdapter
+from queuert.sync_backend import SyncBackend
+from queuert.sync_client import SyncClient, SyncTxContext, SyncWorkerlessCompletion
 from queuert.worker import AttemptMiddleware, Worker
 
 __all__ = [
@@ -136,6 +140,12 @@ __all__ = [
     "StateAdapter",
     "StateAdapterClosedError",
     "StoredValueError",
+    "SyncBackend",
+    "SyncCallInEventLoopError",
+    "SyncCallSuspendedError",
+    "SyncClient",
+    "SyncTxContext",
+    "SyncWorkerlessCompletion",
     "TransactionAbortedError",
     "TransactionHooks",
     "TransactionHooksRequiredError",

@@ -290,6 +290,37 @@ class Publishing:
         """Queue notifications for the background publisher (for work already committed)."""
         self._publisher.add(ready, scheduled, closed, lost)
 
+    def take_notifications(self, hooks: TransactionHooks) -> Notifications | None:
+        """Remove the notifications buffered in ``hooks`` and return them (``None`` if there are
+        none): for a caller that sends them itself, inside its transaction."""
+        buffer = hooks.find(_NOTIFY_KEY)
+        if not isinstance(buffer, NotifyBuffer) or buffer.is_empty():
+            return None
+        notifications = buffer.notifications()
+        buffer.discard()
+        return notifications
+
+    def flush_sync(
+        self, hooks: TransactionHooks, publish: Callable[[Notifications], None] | None
+    ) -> None:
+        """Flush ``hooks`` after a commit without an event loop: emit the events in order, then hand
+        the notifications to ``publish`` (dropped when ``None``: the workers' polling finds the
+        work). For synchronous callers, whose side effects never go through the background
+        publisher of this thread."""
+        notifications = self.take_notifications(hooks)
+        buffer = hooks.find(_EVENTS_KEY)
+        events: list[Event] = []
+        if isinstance(buffer, EventBuffer):
+            events, buffer.events = buffer.events, []
+        hooks.discard()  # what remains is empty; marks the hooks done
+        for event in events:
+            self.emit(event)
+        if notifications is not None and publish is not None:
+            try:
+                publish(notifications)
+            except Exception:
+                logger.exception("publishing notifications after a synchronous commit failed")
+
     def flush_later(self, hooks: TransactionHooks) -> None:
         """Flush hooks from a synchronous commit event, in a task awaited by :meth:`wait_published`."""
         task = asyncio.ensure_future(hooks.flush())

@@ -47,6 +47,8 @@ __all__ = [
     "RescheduleJob",
     "StateAdapterClosedError",
     "StoredValueError",
+    "SyncCallInEventLoopError",
+    "SyncCallSuspendedError",
     "TransactionAbortedError",
     "TransactionHooksRequiredError",
     "UnknownJobTypeError",
@@ -301,10 +303,37 @@ class BlockerReferenceError(QueuertError):
 class TransactionHooksRequiredError(UsageError):
     """A mutating call got a transaction that no hooks scope is bound to."""
 
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(
+            message
+            or "this call needs transaction hooks: open the transaction with client.transaction(), "
+            "wrap your own transaction in `async with client.hooks(tx):`, or pass hooks=..."
+        )
+
+
+class SyncCallInEventLoopError(UsageError):
+    """A :class:`~queuert.SyncClient` method was called on a thread running an event loop: its
+    blocking database calls would stall every task of that loop (use :class:`~queuert.Client`
+    there, or call the sync client from a worker thread)."""
+
     def __init__(self) -> None:
         super().__init__(
-            "this call needs transaction hooks: open the transaction with client.transaction(), "
-            "wrap your own transaction in `async with client.hooks(tx):`, or pass hooks=..."
+            "SyncClient blocks: it cannot run on a thread with a running event loop; use the "
+            "async Client there (or call it in a thread, e.g. asyncio.to_thread)"
+        )
+
+
+class SyncCallSuspendedError(QueuertError):
+    """An operation of a synchronous backend tried to wait for the event loop: the backend's
+    operations must complete without suspending (a backend bug, or an async connection given to a
+    synchronous backend). Nothing was awaited; the caller's transaction may hold part of the call's
+    writes, so roll it back."""
+
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+        super().__init__(
+            f"{operation} tried to suspend: a synchronous backend must complete its operations "
+            "without waiting for an event loop (roll the transaction back)"
         )
 
 

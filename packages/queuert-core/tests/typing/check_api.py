@@ -21,6 +21,8 @@ from queuert import (
     EntryJobType,
     IsolatedJob,
     JobType,
+    SyncClient,
+    SyncWorkerlessCompletion,
     TxContext,
     WorkerlessCompletion,
     Worker,
@@ -284,3 +286,34 @@ def register_isolated(worker: Worker[Any]) -> None:
     worker.isolated(Fetch, hard_timeout=5)(isolated_fetch)
     worker.isolated(Route, hard_timeout=5)(isolated_route)
     worker.isolated(Fetch, hard_timeout=5)(isolated_wrong)  # E: arg-type
+
+
+class Conn:
+    """A synchronous connection type (as sqlite3.Connection or psycopg.Connection)."""
+
+
+def sync_side(sync: SyncClient[Conn], conn: Conn) -> None:
+    # the sync client types its calls as the async client does, and checks the tx type
+    fetched = sync.start_chain(Fetch(FetchIn(url="https://example.com")), tx=conn)
+    reveal_type(fetched)  # R: queuert.models.Chain[check_api.Fetch]
+    reveal_type(fetched.output)  # R: check_api.FetchOut
+    reveal_type(sync.start_chains([Ping(SummaryIn("x"))], tx=conn))  # R: list[queuert.models.Chain[check_api.Ping]]
+    sync.start_chain(Summarize(SummaryIn("x"), blockers=(fetched, fetched)), tx=conn)
+    sync.start_chain(Publish(PublishIn("x")), tx=conn)  # E: type-var
+    sync.start_chain(Fetch(FetchIn("x")), tx="not a connection")  # E: arg-type
+    summarized = sync.get_chain("id", Summarize, tx=conn)
+    assert summarized is not None
+    reveal_type(summarized.output)  # R: check_api.Summary | int
+    sync.list_chains(type_names=[Fetch, "summarize"], tx=conn)
+    sync.list_chains(type_names=[FetchIn], tx=conn)  # E: list-item
+
+    # workerless completion: outputs and continuation targets are checked
+    def decide(completion: SyncWorkerlessCompletion[Conn, SummaryIn]) -> Summary | Publish:
+        reveal_type(completion.tx)  # R: check_api.Conn
+        completion.start_chain(Fetch(FetchIn(completion.input.topic)))
+        return Publish(PublishIn(completion.input.topic))
+
+    sync.complete_chain("id", Summarize, decide, tx=conn)
+    sync.complete_chain("id", Summarize, Summary("done"), tx=conn)
+    sync.complete_chain("id", Summarize, Unrelated(PublishIn("x")), tx=conn)  # E: arg-type
+    sync.complete_chain("id", Fetch, Publish(PublishIn("x")), tx=conn)  # E: arg-type

@@ -8,6 +8,7 @@ from queuert_postgres._provider import (
     SqlAlchemyProvider,
 )
 from queuert_postgres._schema import MIGRATIONS
+from queuert_postgres._sync import PsycopgSyncBackend, SqlAlchemySyncBackend
 from queuert_postgres._url import from_url
 from queuert_postgres.notify import PgNotifyAdapter
 from queuert_postgres.state import PgStateAdapter
@@ -19,7 +20,9 @@ __all__ = [
     "PgProvider",
     "PgStateAdapter",
     "PsycopgProvider",
+    "PsycopgSyncBackend",
     "Sql",
     "SqlAlchemyProvider",
+    "SqlAlchemySyncBackend",
     "from_url",
 ]

@@ -96,6 +96,44 @@ def _call(callback: Callable[[str], None], key: str) -> None:
         logger.exception("notify listener failed", extra={"queuert_key": key})
 
 
+def channels_of(channel_prefix: str) -> dict[str, str]:
+    """The channel of each kind of message (``sched``, ``chainc``, ``owls``) for a prefix."""
+    return {
+        "sched": f"{channel_prefix}_sched",
+        "chainc": f"{channel_prefix}_chainc",
+        "owls": f"{channel_prefix}_owls",
+    }
+
+
+NOTIFY_MANY = _NOTIFY_MANY
+"""``SELECT pg_notify(...)`` of channels ``$1`` and payloads ``$2`` (text arrays)."""
+
+
+def notify_messages(
+    channels: dict[str, str], notifications: Notifications
+) -> tuple[list[str], list[str]]:
+    """Channels and payloads of ``notifications``, in the order the one-by-one calls would send
+    them (a payload too long for ``NOTIFY`` is logged and dropped)."""
+    names: list[str] = []
+    payloads: list[str] = []
+    for kind, keys in (
+        ("sched", notifications.scheduled_types()),
+        ("chainc", notifications.closed_chains),
+        ("owls", notifications.ownership_lost),
+    ):
+        channel = channels[kind]
+        for key in keys:
+            if len(key) > _MAX_PAYLOAD // 4 and len(key.encode()) > _MAX_PAYLOAD:
+                logger.error(
+                    "notification payload too long for NOTIFY; dropped",
+                    extra={"queuert_channel": channel, "queuert_payload_size": len(key)},
+                )
+                continue
+            names.append(channel)
+            payloads.append(key)
+    return names, payloads
+
+
 class PgNotifyAdapter:
     """LISTEN/NOTIFY notifications for queuert over asyncpg.
 
@@ -117,11 +155,7 @@ class PgNotifyAdapter:
         validate_identifier("channel prefix", channel_prefix)
         self._dsn = dsn
         self.channel_prefix = channel_prefix
-        self.channels = {
-            "sched": f"{channel_prefix}_sched",
-            "chainc": f"{channel_prefix}_chainc",
-            "owls": f"{channel_prefix}_owls",
-        }
+        self.channels = channels_of(channel_prefix)
         self._routes = {name: _Routes() for name in self.channels}
         self._by_channel = {channel: self._routes[name] for name, channel in self.channels.items()}
         self._pool = pool
@@ -230,25 +264,7 @@ class PgNotifyAdapter:
         return publish
 
     def _messages(self, notifications: Notifications) -> tuple[list[str], list[str]]:
-        """Channels and payloads, in the order the one-by-one calls would send them."""
-        channels: list[str] = []
-        payloads: list[str] = []
-        for kind, keys in (
-            ("sched", notifications.scheduled_types()),
-            ("chainc", notifications.closed_chains),
-            ("owls", notifications.ownership_lost),
-        ):
-            channel = self.channels[kind]
-            for key in keys:
-                if len(key) > _MAX_PAYLOAD // 4 and len(key.encode()) > _MAX_PAYLOAD:
-                    logger.error(
-                        "notification payload too long for NOTIFY; dropped",
-                        extra={"queuert_channel": channel, "queuert_payload_size": len(key)},
-                    )
-                    continue
-                channels.append(channel)
-                payloads.append(key)
-        return channels, payloads
+        return notify_messages(self.channels, notifications)
 
     async def notify_many(self, notifications: Notifications) -> None:
         """Every message in one ``SELECT pg_notify(...) FROM unnest(...)`` on the publishing pool."""

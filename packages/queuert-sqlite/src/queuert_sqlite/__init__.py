@@ -11,16 +11,19 @@ from queuert_sqlite._driver import SqliteSetupError
 from queuert_sqlite._options import SqliteOptions
 from queuert_sqlite._provider import SqliteProvider
 from queuert_sqlite._schema import MIGRATIONS
+from queuert_sqlite._sync import SqlAlchemySyncBackend, SqliteSyncBackend
 from queuert_sqlite._transaction import SqliteConnection
 from queuert_sqlite._url import from_url, parse_url
 
 __all__ = [
     "MIGRATIONS",
+    "SqlAlchemySyncBackend",
     "SqliteConnection",
     "SqliteOptions",
     "SqliteProvider",
     "SqliteSetupError",
     "SqliteStateAdapter",
+    "SqliteSyncBackend",
     "from_url",
     "parse_url",
 ]

@@ -79,6 +79,7 @@ from queuert_sqlite._create import (
     taken_ids,
 )
 from queuert_sqlite._driver import is_integrity_error
+from queuert_sqlite._inline_provider import InlineSqliteProvider
 from queuert_sqlite._options import SqliteOptions
 from queuert_sqlite._provider import SqliteProvider
 from queuert_sqlite._rows import (
@@ -129,7 +130,7 @@ class SqliteStateAdapter:
 
     def __init__(
         self,
-        provider: SqliteProvider,
+        provider: SqliteProvider | InlineSqliteProvider,
         *,
         table_prefix: str = "queuert_",
         owns_provider: bool = True,

@@ -1,0 +1,151 @@
+"""Open queuert's adapters on the database of a Django ``DATABASES`` alias.
+
+The worker, ``queuert_migrate`` and the dashboard run on asyncio connections of their own, opened
+with the same parameters as Django's (name, user, password, host, port and the libpq ``OPTIONS``);
+they never use Django's synchronous connection. PostgreSQL: psycopg 3 for the state adapter,
+LISTEN/NOTIFY (asyncpg) for wake-ups when ``NOTIFY`` is on. SQLite: the file of ``NAME``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from queuert import Client
+from queuert.notify import NotifyAdapter
+from queuert.state import StateAdapter
+
+from queuert_django.conf import QueuertSettings, load_settings
+
+__all__ = ["libpq_params", "open_client", "open_notify_adapter", "open_state_adapter"]
+
+_DJANGO_ONLY_OPTIONS = frozenset(
+    {
+        "assume_role",
+        "isolation_level",
+        "pool",
+        "server_side_binding",
+        "prepare_threshold",
+        "cursor_factory",
+        "context",
+    }
+)
+"""Keys of a PostgreSQL database's ``OPTIONS`` that Django consumes itself (not libpq's)."""
+
+_ASYNCPG_OPTIONS = (
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "passfile",
+    "target_session_attrs",
+)
+"""The libpq options the LISTEN/NOTIFY connection (asyncpg) understands in a DSN."""
+
+
+def libpq_params(alias: str) -> dict[str, str]:
+    """The libpq connection parameters of a PostgreSQL alias, as Django connects with them."""
+    db = settings.DATABASES[alias]
+    params: dict[str, str] = {"dbname": db.get("NAME") or "postgres"}
+    for key, name in (("USER", "user"), ("PASSWORD", "password"), ("HOST", "host")):
+        if db.get(key):
+            params[name] = str(db[key])
+    if db.get("PORT"):
+        params["port"] = str(db["PORT"])
+    for key, value in (db.get("OPTIONS") or {}).items():
+        if key in _DJANGO_ONLY_OPTIONS:
+            continue
+        if not isinstance(value, (str, int)):
+            raise ImproperlyConfigured(
+                f"DATABASES[{alias!r}]['OPTIONS'][{key!r}] is not a libpq option queuert can pass on"
+            )
+        params[key] = str(value)
+    return params
+
+
+def _asyncpg_dsn(params: dict[str, str]) -> str:
+    auth = quote(params.get("user", ""), safe="")
+    if "password" in params:
+        auth += ":" + quote(params["password"], safe="")
+    host = params.get("host", "")
+    if host.startswith("/"):  # a Unix socket directory goes in the query
+        netloc = f"{auth}@" if auth else ""
+        query = {"host": host}
+    else:
+        netloc = (f"{auth}@" if auth else "") + (f"[{host}]" if ":" in host else host)
+        query = {}
+    if "port" in params:
+        netloc += f":{params['port']}" if netloc and not host.startswith("/") else ""
+        if host.startswith("/"):
+            query["port"] = params["port"]
+    query.update({key: params[key] for key in _ASYNCPG_OPTIONS if key in params})
+    suffix = f"?{urlencode(query)}" if query else ""
+    return f"postgresql://{netloc}/{quote(params['dbname'], safe='')}{suffix}"
+
+
+@asynccontextmanager
+async def open_state_adapter(
+    conf: QueuertSettings | None = None,
+) -> AsyncIterator[StateAdapter[Any]]:
+    """The state adapter on the database of ``QUEUERT["DATABASE"]``, closed on exit."""
+    conf = conf or load_settings()
+    if conf.backend == "sqlite":
+        from queuert_sqlite import SqliteStateAdapter
+
+        name = str(settings.DATABASES[conf.database].get("NAME") or "")
+        if not name or name == ":memory:" or "mode=memory" in name:
+            raise ImproperlyConfigured(
+                "queuert needs a SQLite database file that the worker can open too, "
+                f"not {name or 'an empty NAME'!r}"
+            )
+        async with SqliteStateAdapter.open(name, table_prefix=conf.table_prefix) as sqlite:
+            yield sqlite
+        return
+    from psycopg.conninfo import make_conninfo
+    from queuert_postgres import PgStateAdapter, PsycopgProvider
+
+    provider = PsycopgProvider(make_conninfo(**libpq_params(conf.database)))
+    adapter = PgStateAdapter(provider, schema=conf.schema, table_prefix=conf.table_prefix)
+    try:
+        yield adapter
+    finally:
+        await adapter.close()
+
+
+@asynccontextmanager
+async def open_notify_adapter(
+    conf: QueuertSettings | None = None,
+) -> AsyncIterator[NotifyAdapter | None]:
+    """PostgreSQL's LISTEN/NOTIFY adapter when ``NOTIFY`` is on, else ``None`` (the client's
+    in-process notifications: workers of other processes find new jobs at their next poll)."""
+    conf = conf or load_settings()
+    if conf.backend != "postgresql" or not conf.notify:
+        yield None
+        return
+    from queuert_postgres import PgNotifyAdapter
+
+    adapter = PgNotifyAdapter(
+        _asyncpg_dsn(libpq_params(conf.database)), channel_prefix=conf.channel_prefix
+    )
+    try:
+        yield adapter
+    finally:
+        await adapter.close()
+
+
+@asynccontextmanager
+async def open_client(conf: QueuertSettings | None = None) -> AsyncIterator[Client[Any]]:
+    """A :class:`~queuert.Client` over the configured database, job types and notifications;
+    the client and its adapters are closed on exit."""
+    conf = conf or load_settings()
+    async with AsyncExitStack() as stack:
+        state = await stack.enter_async_context(open_state_adapter(conf))
+        notify = await stack.enter_async_context(open_notify_adapter(conf))
+        client = await stack.enter_async_context(
+            Client(state, notify=notify, job_types=conf.job_types)
+        )
+        yield client

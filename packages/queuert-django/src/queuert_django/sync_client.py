@@ -1,0 +1,75 @@
+"""Start and manage chains from Django's synchronous code, on Django's connection, in its transaction.
+
+::
+
+    from django.db import transaction
+    from queuert_django import start_chain
+
+    with transaction.atomic():
+        order = Order.objects.create(reference="o-1")
+        start_chain(SendReceipt(OrderRef(order.reference)))
+
+The chain is written on the connection of ``QUEUERT["DATABASE"]``, inside the transaction Django has
+open there: it exists when the outermost ``atomic()`` block commits and vanishes when the block rolls
+back, or with the savepoint of a nested block that rolls back. Wake-ups follow the commit: on
+PostgreSQL a ``NOTIFY`` sent in the transaction (delivered by the server on commit, dropped on
+rollback); on SQLite, workers in other processes find the jobs at their next poll.
+
+:func:`start_chain` and :func:`start_chains` open an ``atomic()`` block of their own when called
+outside one. Every other call of :class:`queuert.SyncClient` (workerless completion, cancellation,
+deletion, reads) is on :func:`get_sync_client`, with ``tx=db_connection()`` inside ``atomic()``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from django.db import connections, transaction
+from queuert import Chain, EntryJobType, SyncClient
+
+from queuert_django.conf import QueuertSettings, load_settings
+from queuert_django.sync_backends import sync_backend
+
+__all__ = ["db_connection", "get_sync_client", "start_chain", "start_chains"]
+
+J = TypeVar("J", bound=EntryJobType[Any, Any])
+
+_clients: dict[QueuertSettings, SyncClient[Any]] = {}
+_lock = threading.Lock()
+
+
+def get_sync_client() -> SyncClient[Any]:
+    """The process's :class:`queuert.SyncClient` for the ``QUEUERT`` setting (one per setting,
+    shared by every thread; each thread passes its own connection, :func:`db_connection`)."""
+    conf = load_settings()
+    client = _clients.get(conf)
+    if client is None:
+        with _lock:
+            client = _clients.get(conf)
+            if client is None:
+                client = _clients[conf] = SyncClient(sync_backend(conf), job_types=conf.job_types)
+    return client
+
+
+def db_connection() -> Any:
+    """The DB-API connection under Django's connection to ``QUEUERT["DATABASE"]`` on this thread
+    (psycopg 3 or ``sqlite3``), connected: the ``tx=`` of :class:`queuert.SyncClient`'s calls."""
+    connection = connections[load_settings().database]
+    connection.ensure_connection()
+    return connection.connection
+
+
+def start_chain(job: J) -> Chain[J]:
+    """Start a chain with ``job`` in Django's transaction on ``QUEUERT["DATABASE"]`` (see
+    :meth:`queuert.Client.start_chain`)."""
+    (chain,) = start_chains([job])
+    return chain
+
+
+def start_chains(jobs: Sequence[J]) -> list[Chain[J]]:
+    """Start several chains in one batch in Django's transaction; results in input order."""
+    client = get_sync_client()
+    with transaction.atomic(using=load_settings().database, savepoint=False):
+        return client.start_chains(jobs, tx=db_connection())

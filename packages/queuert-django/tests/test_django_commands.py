@@ -1,0 +1,154 @@
+"""``manage.py queuert_migrate`` and ``manage.py queuert_worker`` in the test project, run as
+subprocesses on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from django.db import transaction
+from django_project import SCHEMA, manage, pg_execute
+from queuert import Client
+from queuert_django import open_client, start_chain
+
+WAIT = 30.0
+"""Upper bound of every wait: a bug fails the test instead of hanging it."""
+
+
+def _finish(process: subprocess.Popen[str], timeout: float = WAIT) -> tuple[int, str, str]:
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        raise AssertionError(f"still running after {timeout} s\n{out}\n{err}") from None
+    return process.returncode, out, err
+
+
+def test_queuert_migrate_creates_the_tables_then_finds_them_up_to_date(
+    alias: str, tmp_path: Path
+) -> None:
+    fresh_schema = f"{SCHEMA}_m"
+    env = {"QUEUERT_DJANGO_SQLITE": str(tmp_path / "fresh.sqlite3")}
+    if alias == "pg":
+        pg_execute(f'CREATE SCHEMA "{fresh_schema}"')
+        env["QUEUERT_DJANGO_PG_SCHEMA"] = fresh_schema
+    try:
+        status, out, err = _finish(manage("queuert_migrate", alias=alias, env=env))
+        assert status == 0, err
+        assert "applied  " in out
+        status, out, err = _finish(manage("queuert_migrate", alias=alias, env=env))
+        assert status == 0, err
+        assert "up to date" in out
+        assert "applied" not in out
+    finally:
+        if alias == "pg":
+            pg_execute(f'DROP SCHEMA "{fresh_schema}" CASCADE')
+
+
+def test_queuert_worker_refuses_a_worker_path_that_does_not_import(alias: str) -> None:
+    status, _, err = _finish(
+        manage("queuert_worker", "--worker", "shop.nowhere.build", alias=alias)
+    )
+    assert status != 0
+    assert "cannot import 'shop.nowhere.build'" in err
+
+
+class _Lines:
+    """The subprocess's stdout, line by line, read on a thread (so a wait can time out)."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        assert process.stdout is not None
+        stdout = process.stdout
+
+        def pump() -> None:
+            for line in stdout:
+                self._lines.put(line)
+            self._lines.put(None)
+
+        self._thread = threading.Thread(target=pump, daemon=True)
+        self._thread.start()
+
+    def wait_for(self, prefix: str, timeout: float = WAIT) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self._lines.get(timeout=max(deadline - time.monotonic(), 0.01))
+            if line is None:
+                raise AssertionError(f"the process ended before printing {prefix!r}")
+            if line.startswith(prefix):
+                return line
+
+
+async def _wait(chain_id: str, job_type: Any) -> Any:
+    async with open_client() as client:
+        return await _wait_with(client, chain_id, job_type)
+
+
+async def _wait_with(client: Client[Any], chain_id: str, job_type: Any) -> Any:
+    return await client.wait_for_chain(chain_id, job_type, timeout=WAIT, poll_interval=0.1)
+
+
+def _worker(alias: str) -> subprocess.Popen[str]:
+    # on PostgreSQL only the commit's NOTIFY can wake the worker within the tests' waits (it would
+    # poll after a minute); SQLite has no notifications across processes, so there it polls often
+    poll = "60" if alias == "pg" else "0.1"
+    return manage(
+        "queuert_worker",
+        alias=alias,
+        env={"SHOP_POLL_INTERVAL": poll, "SHOP_SHUTDOWN_TIMEOUT": "10"},
+    )
+
+
+def _stop(worker: subprocess.Popen[str]) -> None:
+    if worker.poll() is None:
+        worker.kill()
+        worker.communicate()
+
+
+def test_queuert_worker_processes_a_chain_committed_in_django_s_transaction(alias: str) -> None:
+    from shop.jobs import OrderRef, Receipt, SendReceipt
+    from shop.models import Order
+
+    worker = _worker(alias)
+    lines = _Lines(worker)
+    try:
+        lines.wait_for("worker_started")  # listening: a NOTIFY from now on reaches it
+        reference = f"o-{uuid.uuid4().hex[:8]}"
+        with transaction.atomic(using=alias):
+            Order.objects.using(alias).create(reference=reference)
+            chain_id = start_chain(SendReceipt(OrderRef(reference))).id
+        assert asyncio.run(_wait(chain_id, SendReceipt)) == Receipt(reference)
+        assert Order.objects.using(alias).get(reference=reference).receipt_sent
+        worker.send_signal(signal.SIGTERM)
+        status, _, err = _finish(worker)
+        assert status == 0, err
+    finally:
+        _stop(worker)
+
+
+def test_queuert_worker_finishes_the_job_in_flight_on_sigterm_and_exits_cleanly(
+    alias: str,
+) -> None:
+    from shop.jobs import Pause, Paused, SlowJob
+
+    worker = _worker(alias)
+    lines = _Lines(worker)
+    try:
+        lines.wait_for("worker_started")
+        chain_id = start_chain(SlowJob(Pause(1.5))).id
+        lines.wait_for("started ")
+        worker.send_signal(signal.SIGTERM)
+        status, _, err = _finish(worker)
+        assert status == 0, err
+        # the handler was running when SIGTERM came: it finished before the worker exited
+        assert asyncio.run(_wait(chain_id, SlowJob)) == Paused(1.5)
+    finally:
+        _stop(worker)
