@@ -29,6 +29,8 @@ from examples import (
     retention,
     scheduling_and_retries,
     sqlalchemy_orm,
+    sqlalchemy_orm_mysql,
+    sqlalchemy_orm_sqlite,
     sqlalchemy_sync_session,
     sync_enqueue,
     transactional_enqueue,
@@ -318,3 +320,18 @@ def test_sqlalchemy_sync_session() -> None:
     assert results["extra_chain"] is None, "the rolled-back savepoint left no chain"
     assert results["orders"] == ["o-2"]
     assert results["shipment"] == sqlalchemy_sync_session.Shipment("TRK-o-2")
+
+
+async def test_sqlalchemy_orm_sqlite() -> None:
+    results = await sqlalchemy_orm_sqlite.main()
+    assert results["declined_chains"] == 0, "the rolled-back session left no chain"
+    assert results["shipment"] == sqlalchemy_orm_sqlite.Shipment("TRK-o-2")
+    assert results["rows"] == [("o-2", "shipped")], "the handler's write committed with the job"
+
+
+async def test_sqlalchemy_orm_mysql() -> None:
+    results = await sqlalchemy_orm_mysql.main()
+    assert results["declined_row"] is False
+    assert results["declined_chains"] == 0, "the rolled-back session left no chain"
+    assert results["shipment"] == sqlalchemy_orm_mysql.Shipment("TRK-o-2")
+    assert results["status"] == "shipped", "the handler's write committed with the job"

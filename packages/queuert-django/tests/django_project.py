@@ -45,6 +45,7 @@ def queuert_settings(alias: str, **extra: object) -> dict[str, object]:
         "JOB_TYPES": "shop.jobs.JOB_TYPES",
         "WORKER": "shop.jobs.build_worker",
         "SCHEMA": SCHEMA,
+        "CHANNEL_PREFIX": SCHEMA,
         **extra,
     }
 

@@ -81,6 +81,7 @@ async def test_tables_live_in_the_configured_schema_with_the_prefix() -> None:
                 "acme_job_pkey",
                 "acme_job_chain_position_idx",
                 "acme_job_ready_idx",
+                "acme_job_claim_idx",
                 "acme_job_leased_idx",
                 "acme_job_dedup_idx",
                 "acme_job_listing_idx",
@@ -190,14 +191,22 @@ async def test_upgrade_drops_the_listing_indexes_by_type_and_keeps_the_jobs(
 
     old = await make_adapter("asyncpg", namespace)
     monkeypatch.setattr(pg_state, "MIGRATIONS", MIGRATIONS[:2])
+    ids = [uuid7() for _ in range(3)]
     try:
         assert (await old.migrate()).applied == [m.name for m in MIGRATIONS[:2]]
-        created = await old.create_jobs(
-            [
-                NewJob(id=uuid7(), type_name=t, chain_type_name=t, input=i)
-                for i, t in enumerate(["a", "b", "a"])
-            ]
-        )
+        # rows as that schema holds them (today's adapter writes columns added since)
+        conn = await asyncpg.connect(DSN)
+        try:
+            for job_id, t in zip(ids, ["a", "b", "a"], strict=True):
+                await conn.execute(
+                    f"INSERT INTO {old.sql.names.job} (id, type_name, chain_id, chain_type_name, "
+                    "chain_index, input, created_at, scheduled_at) "
+                    "VALUES ($1::uuid, $2, $1::uuid, $2, 0, '1', clock_timestamp(), now())",
+                    job_id,
+                    t,
+                )
+        finally:
+            await conn.close()
     finally:
         await old.close()
     p = namespace.prefix
@@ -207,16 +216,17 @@ async def test_upgrade_drops_the_listing_indexes_by_type_and_keeps_the_jobs(
         f"{p}chain_listing_idx",
     }
 
-    monkeypatch.setattr(pg_state, "MIGRATIONS", MIGRATIONS[:3])
+    monkeypatch.setattr(pg_state, "MIGRATIONS", MIGRATIONS)
     new = await make_adapter("asyncpg", namespace)
     try:
         result = await new.migrate()
-        assert result.applied == ["0003_fewer_listing_indexes"]
+        assert result.applied == [m.name for m in MIGRATIONS[2:]]
         assert await dropped_indexes() == set()
         page = await new.list_jobs(JobFilter(type_names=["a"]), order="asc")
-        assert [j.id for j in page.items] == [created[0].job.id, created[2].job.id]
+        assert [j.id for j in page.items] == [ids[0], ids[2]]
+        assert [j.priority for j in page.items] == [0, 0], "older jobs read as priority 0"
         chains = await new.list_chains(ChainFilter(type_names=["a"]), order="asc")
-        assert [c.id for c in chains.items] == [created[0].job.id, created[2].job.id]
+        assert [c.id for c in chains.items] == [ids[0], ids[2]]
     finally:
         await new.close()
 
@@ -250,12 +260,44 @@ async def test_queue_stats_read_only_the_partial_indexes_of_open_jobs(namespace:
                 rows = await conn.fetch("EXPLAIN " + statement.text, *args)
                 plan = "\n".join(r[0] for r in rows)
                 p = namespace.prefix
-                for index in ("job_ready_idx", "job_leased_idx", "job_blocked_idx"):
+                # the ready and the claim index both hold exactly the ready jobs
+                assert f"{p}job_ready_idx" in plan or f"{p}job_claim_idx" in plan, plan
+                for index in ("job_leased_idx", "job_blocked_idx"):
                     assert f"{p}{index}" in plan, plan
                 assert "Seq Scan" not in plan, plan
         finally:
             await conn.close()
         stats = await adapter.get_queue_stats()
         assert [(s.type_name, s.ready) for s in stats] == [("t1", 3)]
+    finally:
+        await adapter.close()
+
+
+async def test_claim_walks_the_claim_index_in_priority_order(namespace: Namespace) -> None:
+    """A claim reads each type's ready jobs from ``job_claim_idx`` in its order (no sort of the
+    backlog) and takes the highest priority first."""
+    adapter = await make_adapter("asyncpg", namespace)
+    try:
+        await adapter.migrate()
+        job = adapter.sql.names.job
+        conn = await asyncpg.connect(DSN)
+        try:
+            await conn.execute(
+                f"INSERT INTO {job} (id, type_name, chain_id, chain_type_name, chain_index, "
+                "created_at, scheduled_at, priority) "
+                "SELECT u, 't' || (n % 5), u, 't' || (n % 5), 0, now(), now(), n % 7 "
+                "FROM (SELECT gen_random_uuid() AS u, n FROM generate_series(1, 20000) n) g"
+            )
+            await conn.execute(f"ANALYZE {job}")
+            rows = await conn.fetch("EXPLAIN " + adapter.sql.claim.text, ["t1"], [30.0], 10, "w")
+            plan = "\n".join(r[0] for r in rows)
+            assert f"{namespace.prefix}job_claim_idx" in plan, plan
+            assert "Seq Scan" not in plan, plan
+            claimed = await adapter.claim_jobs(
+                leases={"t1": timedelta(seconds=30)}, limit=5, worker_id="w"
+            )
+            assert [j.priority for j in claimed.jobs] == [6] * 5
+        finally:
+            await conn.close()
     finally:
         await adapter.close()

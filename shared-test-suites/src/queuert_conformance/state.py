@@ -46,6 +46,7 @@ from queuert_conformance.state_suite.listing import (  # noqa: E402
     TestListJobs,
 )
 from queuert_conformance.state_suite.model import TestStateModel  # noqa: E402
+from queuert_conformance.state_suite.priority import TestPriorities  # noqa: E402
 from queuert_conformance.state_suite.processes import TestMultiProcess  # noqa: E402
 from queuert_conformance.state_suite.read import TestGetChain, TestGetJob, TestNextDue  # noqa: E402
 from queuert_conformance.state_suite.reap import TestReapExpiredLeases  # noqa: E402
@@ -80,6 +81,7 @@ __all__ = [
     "TestListJobs",
     "TestMultiProcess",
     "TestNextDue",
+    "TestPriorities",
     "TestQueueStats",
     "TestReadIsolation",
     "TestReapExpiredLeases",

@@ -127,6 +127,7 @@ class ChainCreation(Generic[TxT]):
                     schedule=job.schedule,
                     deduplication=job.deduplication,
                     fresh_id=job.id is None,
+                    priority=0 if job.priority is None else job.priority,
                 )
             else:
                 if job.deduplication is not None:
@@ -139,6 +140,8 @@ class ChainCreation(Generic[TxT]):
                     chain_id=continuation_of.chain_id,
                     chain_index=continuation_of.chain_index + 1,
                     schedule=job.schedule,
+                    # a continuation keeps its chain's priority unless it sets its own
+                    priority=continuation_of.priority if job.priority is None else job.priority,
                 )
             plans.append(PlannedJob(row, blockers))
         return plans

@@ -101,6 +101,7 @@ class Mapper:
                 "leased_by": stored.leased_by,
                 "leased_until": stored.leased_until,
                 "deduplication_key": stored.deduplication_key,
+                "priority": stored.priority,
                 "unreadable": None
                 if unreadable is None
                 else f"stored {unreadable[0]} cannot be read: {unreadable[1]}",

@@ -278,10 +278,10 @@ class ProcessPool:
                     return self._codec.decode(self._job_type.spec().output_type, answer[1])
                 if kind == "continue":
                     keep = True
-                    type_name, encoded, job_id, schedule = answer[1:]
+                    type_name, encoded, job_id, schedule, priority = answer[1:]
                     next_type = self._lookup(type_name)
                     value = self._codec.decode(next_type.spec().input_type, encoded)
-                    return next_type(value, id=job_id, schedule=schedule)
+                    return next_type(value, id=job_id, schedule=schedule, priority=priority)
                 if kind == "reschedule":
                     keep = True
                     at, after, reason = answer[1:]
@@ -329,4 +329,5 @@ def next_job_message(result: Any, codec: Codec) -> tuple[Any, ...] | None:
         codec.encode(kind.spec().input_type, result.input),
         result.id,
         schedule,
+        result.priority,
     )

@@ -47,6 +47,8 @@ if TYPE_CHECKING:
     from queuert.models import Chain
 
 __all__ = [
+    "MAX_PRIORITY",
+    "MIN_PRIORITY",
     "AnyJobType",
     "BlockerFailurePolicy",
     "BlockerSlots",
@@ -58,6 +60,7 @@ __all__ = [
     "JobTypeRegistry",
     "JobTypeSpec",
     "NoContinuation",
+    "check_priority",
     "job_type_name",
 ]
 
@@ -92,13 +95,14 @@ class _JobTypeBase:
     _spec: ClassVar[JobTypeSpec | None] = None
     _abstract_job_type: ClassVar[bool] = True
 
-    __slots__ = ("blockers", "deduplication", "id", "input", "schedule")
+    __slots__ = ("blockers", "deduplication", "id", "input", "priority", "schedule")
 
     input: Any
     id: str | None
     schedule: Schedule | None
     blockers: Sequence[Chain[Any]]
     deduplication: Deduplication | None
+    priority: int | None
 
     if TYPE_CHECKING:
         # the defaults of the declaration (see queuert._declared); the mixins override them
@@ -121,6 +125,7 @@ class _JobTypeBase:
         schedule: Schedule | None = None,
         blockers: B | None = None,
         deduplication: Deduplication | None = None,
+        priority: int | None = None,
     ) -> S:
         # ``cls`` is typed by what the class declares (its input and blocker slots, and the class
         # itself), so type checkers check the arguments of ``Summarize(...)`` against Summarize's
@@ -134,6 +139,8 @@ class _JobTypeBase:
             raise UsageError(
                 f"deduplication must be a queuert.Deduplication, not {deduplication!r}"
             )
+        if priority is not None:
+            check_priority(priority)
         self = object.__new__(klass)
         self.input = input
         self.id = id
@@ -142,6 +149,7 @@ class _JobTypeBase:
             tuple(cast("Sequence[Chain[Any]]", blockers)) if blockers is not None else ()
         )
         self.deduplication = deduplication
+        self.priority = priority
         return self  # type: ignore[return-value]
 
     @classmethod
@@ -255,6 +263,24 @@ class ChainResult(_JobTypeBase, Generic[R]):
 
 AnyJobType = type[JobType[Any, Any]]
 """Any job type class."""
+
+
+MIN_PRIORITY = -(2**31)
+MAX_PRIORITY = 2**31 - 1
+
+
+def check_priority(priority: object) -> int:
+    """``priority`` if it is an int from :data:`MIN_PRIORITY` to :data:`MAX_PRIORITY`, else a
+    :class:`~queuert.errors.UsageError`."""
+    if (
+        isinstance(priority, bool)
+        or not isinstance(priority, int)
+        or not MIN_PRIORITY <= priority <= MAX_PRIORITY
+    ):
+        raise UsageError(
+            f"priority must be an int from {MIN_PRIORITY} to {MAX_PRIORITY}, not {priority!r}"
+        )
+    return priority
 
 
 def job_type_name(value: str | AnyJobType, *, argument: str = "type_names") -> str:

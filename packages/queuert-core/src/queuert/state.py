@@ -208,6 +208,8 @@ class StoredJob:
     deduplication_key: str | None = None
     chain_trace_context: str | None = None
     trace_context: str | None = None
+    priority: int = 0
+    """Claim order among ready jobs: higher first (then oldest ``scheduled_at``, then id)."""
     unreadable: tuple[str, str] | None = None
     """``(field, reason)`` when a stored time of this row cannot be read (edited by hand into
     something that is not a time): the field reads as :data:`UNREADABLE_TIME` (``None`` for an
@@ -272,6 +274,8 @@ class NewJob:
     job can have it. A store may then write a new chain's job later in the transaction (with
     its next statement or its commit) instead of right away: the insert cannot clash, and if it fails
     for another reason the whole transaction fails. Stores may ignore it."""
+    priority: int = 0
+    """Stored as is (the core checked the range: a 32-bit signed int)."""
 
 
 STORED_FIELDS: tuple[str, ...] = (
@@ -297,6 +301,7 @@ STORED_FIELDS: tuple[str, ...] = (
     "deduplication_key",
     "chain_trace_context",
     "trace_context",
+    "priority",
 )
 """The stored facts of a :class:`StoredJob` (every field but the derived ``status``), in the order the
 SQL adapters select them."""
@@ -329,11 +334,12 @@ def inserted_job(
         fields["deduplication_key"] = new.deduplication.key
     fields["chain_trace_context"] = new.chain_trace_context
     fields["trace_context"] = new.trace_context
+    fields["priority"] = new.priority
     return from_fields(StoredJob, fields)
 
 
 _FRESH_JOB: dict[str, Any] = {f.name: None for f in dataclasses.fields(StoredJob)}
-_FRESH_JOB.update(attempt=0, blocked=False)
+_FRESH_JOB.update(attempt=0, blocked=False, priority=0)
 """A new job's fields in declaration order: ``None`` but for the counters (the rest is filled in)."""
 
 
@@ -913,8 +919,8 @@ class StateAdapter(Protocol[TxT]):
         worker_id: str,
         tx: TxT | None = None,
     ) -> ClaimResult:
-        """Claim up to ``limit`` ready jobs whose type is a key of ``leases``, oldest ``scheduled_at``
-        first (ties by id), in one atomic step: each gets ``attempt + 1``, ``last_attempt_at = now``,
+        """Claim up to ``limit`` ready jobs whose type is a key of ``leases``, highest ``priority``
+        first, then oldest ``scheduled_at`` (ties by id), in one atomic step: each gets ``attempt + 1``, ``last_attempt_at = now``,
         ``leased_by = worker_id`` and ``leased_until = now + leases[type]``. Two claimers never get the
         same job; rows locked by other transactions are skipped, never waited on."""
         ...

@@ -154,6 +154,7 @@ def job_from_doc(doc: dict[str, Any], now: datetime, status: JobStatus | None = 
         deduplication_key=doc.get("deduplication_key"),
         chain_trace_context=doc.get("chain_trace_context"),
         trace_context=doc.get("trace_context"),
+        priority=doc.get("priority", 0),
         unreadable=unreadable,
     )
 

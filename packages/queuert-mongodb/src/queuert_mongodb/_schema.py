@@ -82,7 +82,34 @@ async def _initial(db: Any, names: Names) -> None:
     await db[names.meta].update_one({"_id": CLOCK_ID}, {"$set": {"_id": CLOCK_ID}}, upsert=True)
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration("0001_initial", _initial),)
+async def _priority(db: Any, names: Names) -> None:
+    jobs = db[names.jobs]
+    # jobs stored before priorities have none: they read as 0, and must sort as 0
+    await jobs.update_many({"priority": {"$exists": False}}, {"$set": {"priority": 0}})
+    await jobs.create_indexes(
+        [
+            # claims: open, unleased, unblocked jobs of a type by priority (highest first), then
+            # due time; the "claim" index keeps serving next_due
+            IndexModel(
+                [
+                    ("type_name", ASCENDING),
+                    ("outcome", ASCENDING),
+                    ("leased_until", ASCENDING),
+                    ("blocked", ASCENDING),
+                    ("priority", DESCENDING),
+                    ("scheduled_at", ASCENDING),
+                    ("_id", ASCENDING),
+                ],
+                name="claim_by_priority",
+            ),
+        ]
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration("0001_initial", _initial),
+    Migration("0002_priority", _priority),
+)
 """Every migration, oldest first."""
 
 

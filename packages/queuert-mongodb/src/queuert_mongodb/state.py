@@ -464,6 +464,7 @@ class MongoStateAdapter:
                 ),
                 "chain_trace_context": new.chain_trace_context,
                 "trace_context": new.trace_context,
+                "priority": new.priority,
             }
             if new.chain_id is None:
                 doc["chain_open"] = True
@@ -1064,7 +1065,7 @@ class MongoStateAdapter:
                                 "scheduled_at": {"$lte": now},
                             }
                         },
-                        {"$sort": {"scheduled_at": 1, "_id": 1}},
+                        {"$sort": {"priority": -1, "scheduled_at": 1, "_id": 1}},
                         {"$limit": n},
                         {"$project": {"_id": 1, "type_name": 1}},
                     ],
@@ -1105,7 +1106,7 @@ class MongoStateAdapter:
                 claimed = await self._find(
                     s,
                     {"_id": {"$in": [d["_id"] for d in take]}, "leased_by": worker_id},
-                    sort=[("scheduled_at", 1), ("_id", 1)],
+                    sort=[("priority", -1), ("scheduled_at", 1), ("_id", 1)],
                 )
                 return ClaimResult(
                     jobs=[job_from_doc(d, now, "running") for d in claimed],

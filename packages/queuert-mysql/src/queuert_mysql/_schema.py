@@ -192,10 +192,19 @@ ALTER TABLE {job}
 anyway. MySQL's binary ``JSON`` would store an integer outside 64 bits as a double (and reorder
 object keys), so a value would not read back equal; the text does."""
 
+_PRIORITY = """
+ALTER TABLE {job}
+    ADD COLUMN priority INT NOT NULL DEFAULT 0,
+    ADD KEY `{p}job_claim_idx` (ready_type, priority DESC, scheduled_at, id)
+"""
+"""A claim walks the ready jobs of each type by priority (highest first), then due time, from
+``job_claim_idx``; the ready index keeps serving ``next_due`` and the queue stats."""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_initial_schema", (_JOB, _BLOCKER, _DEDUP_LOCK)),
     Migration("0002_blocked_index", (_BLOCKED_TYPE,)),
     Migration("0003_exact_json_text", (_EXACT_JSON,)),
+    Migration("0004_priority", (_PRIORITY,)),
 )
 """Applied in order. Never edit one that has shipped: add a new one."""
 

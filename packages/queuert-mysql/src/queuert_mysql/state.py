@@ -486,6 +486,7 @@ class MysqlStateAdapter(Generic[TxT]):
                     text,
                     new.chain_trace_context,
                     new.trace_context,
+                    new.priority,
                 )
             )
         args.append(prepared[0][0].id)
@@ -494,8 +495,9 @@ class MysqlStateAdapter(Generic[TxT]):
             len(prepared),
             lambda n: (
                 "INSERT INTO {job} (id, type_name, chain_id, chain_type_name, chain_index, "
-                "input, created_at, scheduled_at, chain_trace_context, trace_context) VALUES "
-                + ", ".join([f"(%s, %s, %s, %s, 0, %s, {NOW}, {NOW}, %s, %s)"] * n)
+                "input, created_at, scheduled_at, chain_trace_context, trace_context, priority) "
+                "VALUES "
+                + ", ".join([f"(%s, %s, %s, %s, 0, %s, {NOW}, {NOW}, %s, %s, %s)"] * n)
                 + "; SELECT created_at FROM {job} WHERE id = %s"
             ),
         )
@@ -1038,21 +1040,23 @@ class MysqlStateAdapter(Generic[TxT]):
         tx: TxT,
     ) -> ClaimResult:
         take = max(limit, 0)
-        # Each type walks its own ready index in order and locks at most limit + 1 rows, skipping
-        # rows other transactions hold; the union is cut to the oldest limit + 1.
+        # Each type walks its own claim index in order (highest priority, then oldest) and locks at
+        # most limit + 1 rows, skipping rows other transactions hold; the union is cut to the first
+        # limit + 1 in the same order.
         sql = self.sql.sized(
             "claim",
             len(types),
             lambda n: (
                 " UNION ALL ".join(
                     [
-                        f"(SELECT {cols('j')}, {NOW} FROM {{job}} j WHERE j.ready_type = %s "
-                        f"AND j.scheduled_at <= {NOW} ORDER BY j.scheduled_at, j.id "
+                        f"(SELECT {cols('j')}, {NOW} FROM {{job}} j FORCE INDEX (`{{p}}job_claim_idx`) "
+                        f"WHERE j.ready_type = %s AND j.scheduled_at <= {NOW} "
+                        "ORDER BY j.priority DESC, j.scheduled_at, j.id "
                         "LIMIT %s FOR UPDATE SKIP LOCKED)"
                     ]
                     * n
                 )
-                + (" ORDER BY 10, 1" if n > 1 else "")
+                + (" ORDER BY 23 DESC, 10, 1" if n > 1 else "")
             ),
         )
         args: list[Any] = []
@@ -1703,6 +1707,7 @@ def _plan(
                 dedup.key if dedup is not None else None,
                 new.chain_trace_context,
                 new.trace_context,
+                new.priority,
             )
         )
         job = inserted_job(

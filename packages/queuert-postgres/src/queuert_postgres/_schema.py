@@ -176,6 +176,15 @@ this index instead of walking every job's listing entry until it has a page: whe
 among a million jobs, that walk reads them all. Partial: a job gets an entry only when it fails or
 is cancelled."""
 
+_PRIORITY = """
+ALTER TABLE {job} ADD COLUMN priority integer NOT NULL DEFAULT 0;
+CREATE INDEX "{p}job_claim_idx" ON {job} (type_name, priority DESC, scheduled_at, id)
+    WHERE outcome IS NULL AND open_blockers = 0 AND leased_until IS NULL;
+"""
+"""A claim walks the ready jobs of each type by priority (highest first), then due time, from
+``job_claim_idx``; the ready index keeps serving ``next_due`` (the earliest due time of a type) and
+the queue stats. The column's constant default makes the ``ALTER`` a catalog change: no rewrite."""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_initial_schema", _INITIAL),
     Migration("0002_storage_tuning", _STORAGE_TUNING),
@@ -183,6 +192,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0004_blocked_index", _BLOCKED_INDEX),
     Migration("0005_activity_and_key_indexes", _ACTIVITY_AND_KEY_INDEXES),
     Migration("0006_unsuccessful_index", _UNSUCCESSFUL_INDEX),
+    Migration("0007_priority", _PRIORITY),
 )
 """Applied in order; each in its own transaction. Never edit one that has shipped: add a new one."""
 

@@ -28,7 +28,7 @@ __all__ = [
 
 NOW = "statement_timestamp()"
 
-NCOLS = 23
+NCOLS = 24
 """Number of columns :func:`cols` selects for one job."""
 
 
@@ -51,7 +51,7 @@ def cols(a: str) -> str:
         f"{a}.completed_at, {a}.completed_by, {a}.succeeded_by_job_id::text, {a}.attempt, "
         f"{a}.last_attempt_at, {a}.last_attempt_error, {a}.leased_by, {a}.leased_until, "
         f"{a}.open_blockers > 0, {a}.deduplication_key, {a}.chain_trace_context, "
-        f"{a}.trace_context, {status_sql(a)}"
+        f"{a}.trace_context, {a}.priority, {status_sql(a)}"
     )
 
 
@@ -203,7 +203,7 @@ CREATE = f"""
 WITH i AS (
     SELECT u.ord::int AS ord, u.id::uuid AS id, u.type_name, u.chain_type_name,
            u.chain_id::uuid AS chain_id, u.chain_index, u.input, u.sched_at, u.sched_after,
-           u.dkey, u.dany, u.dwin, u.ctc, u.tc,
+           u.dkey, u.dany, u.dwin, u.ctc, u.tc, coalesce(u.pri, 0) AS pri,
            (CASE WHEN u.chain_id IS NOT NULL
                  THEN min(u.ord) OVER (PARTITION BY u.chain_id, u.chain_index)
                  WHEN u.dkey IS NOT NULL
@@ -211,9 +211,9 @@ WITH i AS (
                  ELSE u.ord END)::int AS leader
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[],
                 $7::timestamptz[], $8::float8[], $9::text[], $10::bool[], $11::float8[],
-                $12::text[], $13::text[])
+                $12::text[], $13::text[], $16::int[])
          WITH ORDINALITY AS u(id, type_name, chain_type_name, chain_id, chain_index, input,
-                              sched_at, sched_after, dkey, dany, dwin, ctc, tc, ord)
+                              sched_at, sched_after, dkey, dany, dwin, ctc, tc, pri, ord)
 ),
 cont AS (
     SELECT i.ord, j.id AS rid
@@ -246,11 +246,11 @@ clash AS (
 ins AS (
     INSERT INTO {{job}} AS j (id, type_name, chain_id, chain_type_name, chain_index, input,
                               created_at, scheduled_at, deduplication_key,
-                              chain_trace_context, trace_context)
+                              chain_trace_context, trace_context, priority)
     SELECT x.id, x.type_name, coalesce(x.chain_id, x.id), x.chain_type_name, x.chain_index,
            x.input::json, {NOW},
            greatest(coalesce(x.sched_at, {NOW} + x.sched_after * interval '1 second'), {NOW}),
-           x.dkey, x.ctc, x.tc
+           x.dkey, x.ctc, x.tc, x.pri
     FROM x WHERE NOT EXISTS (SELECT 1 FROM clash)
     ORDER BY x.ord
     ON CONFLICT (chain_id, chain_index) DO UPDATE SET chain_index = excluded.chain_index
@@ -272,13 +272,14 @@ SELECT {CreateRow.INSERTED}, NULL, NULL, {cols("ins")} FROM ins
 CREATE_FIRST = f"""
 WITH ins AS (
     INSERT INTO {{job}} AS j (id, type_name, chain_id, chain_type_name, chain_index, input, created_at,
-                              scheduled_at, chain_trace_context, trace_context)
+                              scheduled_at, chain_trace_context, trace_context, priority)
     SELECT u.id::uuid, u.type_name, u.id::uuid, u.chain_type_name, 0, u.input::json, {NOW},
            greatest(coalesce(u.sched_at, {NOW} + u.sched_after * interval '1 second'), {NOW}),
-           u.ctc, u.tc
+           u.ctc, u.tc, coalesce(u.pri, 0)
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::float8[],
-                $7::text[], $8::text[])
-         WITH ORDINALITY AS u(id, type_name, chain_type_name, input, sched_at, sched_after, ctc, tc, ord)
+                $7::text[], $8::text[], $9::int[])
+         WITH ORDINALITY AS u(id, type_name, chain_type_name, input, sched_at, sched_after, ctc, tc,
+                              pri, ord)
     ORDER BY u.ord
     ON CONFLICT DO NOTHING
     RETURNING j.id, j.scheduled_at
@@ -463,18 +464,20 @@ WITH req AS (
     SELECT q.type_name, q.secs FROM unnest($1::text[], $2::float8[]) AS q(type_name, secs)
 ),
 cand AS (
-    SELECT c.id, c.scheduled_at, req.secs
+    SELECT c.id, c.priority, c.scheduled_at, req.secs
     FROM req CROSS JOIN LATERAL (
-        SELECT j.id, j.scheduled_at FROM {{job}} j
+        SELECT j.id, j.priority, j.scheduled_at FROM {{job}} j
         WHERE j.type_name = req.type_name AND {READY.format(a="j")} AND j.scheduled_at <= {NOW}
-        ORDER BY j.scheduled_at, j.id
+        ORDER BY j.priority DESC, j.scheduled_at, j.id
         LIMIT $3::int + 1
         FOR NO KEY UPDATE SKIP LOCKED
     ) c
-    ORDER BY c.scheduled_at, c.id
+    ORDER BY c.priority DESC, c.scheduled_at, c.id
     LIMIT $3::int + 1
 ),
-pick AS (SELECT * FROM cand ORDER BY cand.scheduled_at, cand.id LIMIT $3::int),
+pick AS (
+    SELECT * FROM cand ORDER BY cand.priority DESC, cand.scheduled_at, cand.id LIMIT $3::int
+),
 upd AS (
     UPDATE {{job}} j
     SET attempt = j.attempt + 1, last_attempt_at = {NOW}, leased_by = $4::text,
@@ -484,7 +487,7 @@ upd AS (
 )
 SELECT (SELECT count(*) FROM cand) > $3::int, {cols("u")}
 FROM (SELECT 1) one LEFT JOIN upd u ON true
-ORDER BY u.scheduled_at, u.id
+ORDER BY u.priority DESC, u.scheduled_at, u.id
 """
 
 RENEW = f"""

@@ -376,6 +376,7 @@ class PgStateAdapter(Generic[TxT]):
                     _secs(dedup.window) if dedup is not None and dedup.window is not None else None,
                     new.chain_trace_context,
                     new.trace_context,
+                    new.priority or None,  # NULL reads as 0: a batch without priorities sends []
                 )
             )
             if dedup is not None:
@@ -387,7 +388,8 @@ class PgStateAdapter(Generic[TxT]):
         columns = [list(column) for column in zip(*per_job, strict=True)]
         if starts_only:
             return await self._create_first(jobs, values, columns, tx)
-        args = [*columns, excl_ord, excl_id]
+        priorities = columns[13] if columns[13].count(None) != len(columns[13]) else []
+        args = [*columns[:13], excl_ord, excl_id, priorities]
         if not lock_keys:
             rows = await self._fetch(self.sql.create, args, tx)
             return await self._created(jobs, rows, tx)
@@ -412,7 +414,7 @@ class PgStateAdapter(Generic[TxT]):
         # the driver skips inspecting a hundred Nones (schedules and trace contexts usually are).
         args = [
             column if column.count(None) != len(column) else []
-            for column in (columns[i] for i in (0, 1, 2, 5, 6, 7, 11, 12))
+            for column in (columns[i] for i in (0, 1, 2, 5, 6, 7, 11, 12, 13))
         ]
         ((statement_at, count, inserted, later_ids, later_at),) = await self._fetch(
             self.sql.create_first, args, tx

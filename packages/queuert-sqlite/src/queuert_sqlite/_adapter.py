@@ -40,6 +40,7 @@ from queuert.json import JsonValue, dumps
 from queuert.opening import Opening
 from queuert.paging import blocked_jobs_page, chain_jobs_page, chains_page, jobs_page
 from queuert.schedule import Schedule
+from queuert.sqlalchemy_session import attach_session_commit_hooks
 from queuert.state import (
     UNREADABLE_TIME,
     BlockersAdded,
@@ -88,6 +89,7 @@ from queuert_sqlite._rows import (
     I_LEASED_BY,
     I_LEASED_UNTIL,
     I_OUTCOME,
+    I_PRIORITY,
     I_SCHEDULED_AT,
     NCOLS,
     job_from_row,
@@ -197,6 +199,17 @@ class SqliteStateAdapter:
     def savepoint(self, tx: SqliteConnection) -> AbstractAsyncContextManager[SqliteConnection]:
         self._check_open()
         return self.provider.savepoint(tx)
+
+    def attach_commit_hooks(
+        self, tx: Any, on_commit: Callable[[], None], on_rollback: Callable[[], None]
+    ) -> bool:
+        """See :class:`queuert.state.SupportsCommitHooks`: for a SQLAlchemy ``AsyncSession`` given
+        as ``tx``, its commit and rollback events end the client's hooks, so
+        ``client.start_chain(job, tx=session)`` needs no ``client.hooks(...)`` around it."""
+        sync_session = getattr(tx, "sync_session", None)
+        if sync_session is None:
+            return False
+        return attach_session_commit_hooks(sync_session, on_commit, on_rollback)
 
     async def migrate(self) -> MigrationResult:
         """Create or upgrade the schema (one ``BEGIN IMMEDIATE`` transaction; safe to run from
@@ -631,7 +644,7 @@ class SqliteStateAdapter:
                 return ClaimResult(jobs=[], has_more=bool(more))
             untils = [add_delta(now_text, durations[t]) for t in types]
             rows = raw.execute(claim_sql, (now_text, limit, worker_id, *types, *untils)).fetchall()
-            rows.sort(key=lambda r: (r[I_SCHEDULED_AT], r[I_ID]))
+            rows.sort(key=lambda r: (-r[I_PRIORITY], r[I_SCHEDULED_AT], r[I_ID]))
             now_dt = parse_ts(now_text)
             claimed = [job_from_row(row, now_dt) for row in rows]
             has_more = False

@@ -76,6 +76,7 @@ def new_row(new: NewJob, text: str, now_text: str, now_dt: datetime) -> tuple[Ro
         dedup.key if dedup is not None else None,
         new.chain_trace_context,
         new.trace_context,
+        new.priority,
     )
     job = inserted_job(
         new,

@@ -43,6 +43,7 @@ from queuert_sqlite._busy import BEGIN, backoff, begin_immediate, retry_busy
 from queuert_sqlite._connection import ThreadConnection, setup_connection
 from queuert_sqlite._driver import is_busy, load_driver
 from queuert_sqlite._options import SqliteOptions
+from queuert_sqlite._sqlalchemy import SessionTransactions, is_session
 from queuert_sqlite._transaction import (
     Deferred,
     SavepointBlock,
@@ -98,6 +99,8 @@ class SqliteProvider:
         self._checkpointer = checkpointer
         self._checkpoint_task: asyncio.Task[None] | None = None
         self._last_checkpoint = 0.0
+        self._sessions = SessionTransactions(database, memory=memory)
+        """Runs operations whose ``tx`` is a SQLAlchemy async session (see ``_sqlalchemy``)."""
 
     # -- opening and closing ------------------------------------------------------------------------
 
@@ -279,6 +282,9 @@ class SqliteProvider:
 
     def savepoint(self, tx: SqliteConnection) -> AbstractAsyncContextManager[SqliteConnection]:
         """``SAVEPOINT`` / ``RELEASE`` / ``ROLLBACK TO`` inside ``tx`` (yields ``tx``)."""
+        if _foreign(tx):
+            self._check_open()
+            return self._sessions.savepoint(tx)
         return SavepointBlock(self, tx)
 
     def _held_here(self) -> SqliteConnection | None:
@@ -468,6 +474,9 @@ class SqliteProvider:
         an error leaves nothing of it behind in ``tx``.
         """
         if tx is not None:
+            if _foreign(tx):
+                self._check_open()
+                return await self._sessions.run(fn, tx, write=True, atomic=atomic)
             return await self._run_in_tx(self._check_tx(tx), fn, atomic=atomic)
         self._check_open()
         self._check_not_owner()
@@ -522,6 +531,9 @@ class SqliteProvider:
     ) -> T:
         """Run ``fn(connection)`` in ``tx``, else on a reader (never inside someone's transaction)."""
         if tx is not None:
+            if _foreign(tx):
+                self._check_open()
+                return await self._sessions.run(fn, tx, write=False, atomic=False)
             return await self._run_in_tx(self._check_tx(tx), fn, atomic=False)
         self._check_open()
         if not self._readers:
@@ -553,6 +565,11 @@ class SqliteProvider:
         async with self._write_lock:
             self._check_open()
             return await self._writer.call(partial(_releasing_statements, fn, raw))
+
+
+def _foreign(tx: object) -> bool:
+    """``tx`` is a SQLAlchemy async session or connection, not a transaction of the provider."""
+    return type(tx) is not SqliteConnection and is_session(tx)
 
 
 def _releasing_statements(fn: Callable[[sqlite3.Connection], T], raw: sqlite3.Connection) -> T:

@@ -22,6 +22,7 @@ I_SCHEDULED_AT = 9
 I_LEASED_BY = 16
 I_LEASED_UNTIL = 17
 I_CREATED_AT = 8
+I_PRIORITY = 22
 
 
 _FIELDS = frozenset(f.name for f in dataclasses.fields(StoredJob))
@@ -116,6 +117,7 @@ def _job_from_row(row: Sequence[Any], now: datetime, offset: int) -> StoredJob:
         deduplication_key,
         chain_trace_context,
         trace_context,
+        priority,
     ) = row[offset : offset + NCOLS]
     scheduled = datetime.fromisoformat(scheduled_at + "+00:00")
     lease_end = _ts(leased_until)
@@ -152,5 +154,6 @@ def _job_from_row(row: Sequence[Any], now: datetime, offset: int) -> StoredJob:
             "deduplication_key": deduplication_key,
             "chain_trace_context": chain_trace_context,
             "trace_context": trace_context,
+            "priority": priority,
         }
     )

@@ -106,9 +106,20 @@ def _blocked_index(p: str) -> list[str]:
     ]
 
 
+def _priority(p: str) -> list[str]:
+    # claim_jobs: open, unblocked, unleased jobs of a type by priority (highest first), then due
+    # time; the ready index keeps serving next_due and the queue stats
+    return [
+        f"ALTER TABLE {p}job ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",
+        f"""CREATE INDEX {p}job_claim_idx ON {p}job (type_name, priority DESC, scheduled_at, id)
+            WHERE outcome IS NULL AND leased_until IS NULL AND blocked = 0""",
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("20260601000000_initial_schema", _initial),
     Migration("20261206000000_blocked_index", _blocked_index),
+    Migration("20261206100000_priority", _priority),
 )
 """Every migration, oldest first. Names sort in application order; never edit a released one."""
 

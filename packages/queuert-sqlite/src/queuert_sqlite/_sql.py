@@ -98,8 +98,8 @@ class Statements:
         # insert jobs, one parameter row each (executemany)
         self.insert_job = (
             f"INSERT INTO {p}job (id, type_name, chain_id, chain_type_name, chain_index, input, "
-            "created_at, scheduled_at, deduplication_key, chain_trace_context, trace_context) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "created_at, scheduled_at, deduplication_key, chain_trace_context, trace_context, "
+            "priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
         # per [chain_id, chain_index] of ?1: (position, does the chain exist, the job at that index)
         self.continuation_lookup = (
@@ -430,24 +430,27 @@ class Statements:
         return sql
 
     def _build_claim(self, type_count: int) -> str:
-        """Claim the oldest ready jobs of ``type_count`` types in one UPDATE ... RETURNING.
+        """Claim the first ready jobs of ``type_count`` types in one UPDATE ... RETURNING, by
+        priority (highest first), then oldest.
 
         Parameters: ?1 now, ?2 limit, ?3 worker id, then the type names, then each type's new
-        ``leased_until``. Each type contributes its own oldest ``limit`` jobs (an ordered range scan
-        of the ready index), and the union is cut to ``limit`` again, so no type's backlog is sorted.
+        ``leased_until``. Each type contributes its own first ``limit`` jobs (an ordered range scan
+        of the claim index, named: the planner would rather take the ready index's range on
+        ``scheduled_at`` and sort the whole backlog), and the union is cut to ``limit`` again.
         """
         p = self.prefix
         types = [f"?{4 + i}" for i in range(type_count)]
         untils = [f"?{4 + type_count + i}" for i in range(type_count)]
         parts = [
-            f"SELECT * FROM (SELECT j.id, j.scheduled_at FROM {p}job j WHERE j.type_name = {t} "
+            f"SELECT * FROM (SELECT j.id, j.priority, j.scheduled_at FROM {p}job j "
+            f"INDEXED BY {p}job_claim_idx WHERE j.type_name = {t} "
             f"AND j.{_READY.format(a='j.')} AND j.scheduled_at <= ?1 "
-            "ORDER BY j.scheduled_at, j.id LIMIT ?2)"
+            "ORDER BY j.priority DESC, j.scheduled_at, j.id LIMIT ?2)"
             for t in types
         ]
         pick = " UNION ALL ".join(parts)
         if type_count > 1:
-            pick = f"SELECT id FROM ({pick}) ORDER BY scheduled_at, id LIMIT ?2"
+            pick = f"SELECT id FROM ({pick}) ORDER BY priority DESC, scheduled_at, id LIMIT ?2"
         else:
             pick = f"SELECT id FROM ({pick})"
         lease = " ".join(f"WHEN {t} THEN {u}" for t, u in zip(types, untils, strict=True))

@@ -26,7 +26,28 @@ def start_in_a_process(job: IsolatedJob[Start]) -> Double:
     return Double(Num(job.input.value + 1))
 
 
+def start_urgently_in_a_process(job: IsolatedJob[Start]) -> Double:
+    return Double(Num(job.input.value + 1), priority=7)
+
+
 class TestIsolatedHandlers:
+    async def test_a_continuation_from_a_process_keeps_the_priority_it_sets(
+        self, queuert_env: MakeEnv
+    ) -> None:
+        env = await queuert_env(job_types=ALL)
+        worker = env.worker()
+        worker.isolated(Start, hard_timeout=30, processes=1)(start_urgently_in_a_process)
+
+        @worker.handler(Double)
+        async def double(attempt: Attempt[Double]) -> Num:
+            return Num(attempt.input.value * 2)
+
+        chain = await env.start_one(Start(Num(1), priority=-1))
+        async with worker:
+            assert await env.wait(chain, timeout=30) == Num(4)
+        jobs = await env.client.list_chain_jobs(chain.id)
+        assert [job.priority for job in jobs.items] == [-1, 7]
+
     async def test_an_isolated_handler_continues_its_chain_through_the_store(
         self, queuert_env: MakeEnv
     ) -> None:

@@ -78,6 +78,7 @@ def new_job(
     deduplication: Deduplication | None = None,
     chain_trace_context: str | None = None,
     trace_context: str | None = None,
+    priority: int = 0,
 ) -> NewJob:
     """The first job of a new chain (the chain's type is the job's type unless given), with a new id
     from ``policy`` unless ``id`` is given."""
@@ -90,6 +91,7 @@ def new_job(
         deduplication=deduplication,
         chain_trace_context=chain_trace_context,
         trace_context=trace_context,
+        priority=priority,
     )
 
 
@@ -102,6 +104,7 @@ def next_job(
     id: str | None = None,
     schedule: Schedule | None = None,
     trace_context: str | None = None,
+    priority: int = 0,
 ) -> NewJob:
     """The continuation of ``previous`` (same chain, next ``chain_index``), with a new id from
     ``policy`` unless ``id`` is given."""
@@ -115,6 +118,7 @@ def next_job(
         schedule=schedule,
         chain_trace_context=previous.chain_trace_context,
         trace_context=trace_context,
+        priority=priority,
     )
 
 
@@ -262,6 +266,7 @@ class Ops:
         deduplication: Deduplication | None = None,
         chain_trace_context: str | None = None,
         trace_context: str | None = None,
+        priority: int = 0,
     ) -> NewJob:
         """:func:`new_job` with a new id from the adapter's policy unless ``id`` is given."""
         return new_job(
@@ -274,6 +279,7 @@ class Ops:
             deduplication=deduplication,
             chain_trace_context=chain_trace_context,
             trace_context=trace_context,
+            priority=priority,
         )
 
     def next_job(
@@ -285,6 +291,7 @@ class Ops:
         id: str | None = None,
         schedule: Schedule | None = None,
         trace_context: str | None = None,
+        priority: int = 0,
     ) -> NewJob:
         """:func:`next_job` with a new id from the adapter's policy unless ``id`` is given."""
         return next_job(
@@ -295,6 +302,7 @@ class Ops:
             id=id,
             schedule=schedule,
             trace_context=trace_context,
+            priority=priority,
         )
 
     # -- operations

@@ -125,6 +125,7 @@ class _Row:
     deduplication_key: str | None
     chain_trace_context: str | None
     trace_context: str | None
+    priority: int
 
     @property
     def is_root(self) -> bool:
@@ -527,7 +528,12 @@ def _stored(row: _Row, now: datetime) -> StoredJob:
         deduplication_key=row.deduplication_key,
         chain_trace_context=row.chain_trace_context,
         trace_context=row.trace_context,
+        priority=row.priority,
     )
+
+
+def _claim_order(row: _Row) -> int:
+    return -row.priority
 
 
 def _beyond(key: _Key, after: _Key | None, reverse: bool) -> bool:
@@ -1198,18 +1204,19 @@ class InMemoryStateAdapter:
         durations = dict(leases)
 
         def op(view: _View, now: datetime) -> ClaimResult:
-            ready = heapq.merge(*(view.iter_pending(t) for t in durations))
-            claimed: list[StoredJob] = []
-            has_more = False
-            for due, job_id in ready:
+            pending = heapq.merge(*(view.iter_pending(t) for t in durations))
+            ready: list[_Row] = []
+            for due, job_id in pending:
                 if due > now:
                     break
-                if len(claimed) >= limit:
-                    has_more = True
-                    break
                 row = view.job(job_id)
-                if row is None:  # pragma: no cover - the index only lists existing rows
-                    continue
+                if row is not None:  # the index only lists existing rows
+                    ready.append(row)
+            # highest priority first; the merge already ordered each priority by (scheduled_at, id)
+            ready.sort(key=_claim_order)
+            claimed: list[StoredJob] = []
+            has_more = len(ready) > limit
+            for row in ready[:limit]:
                 row = replace(
                     row,
                     attempt=row.attempt + 1,

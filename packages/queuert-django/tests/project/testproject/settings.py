@@ -5,7 +5,8 @@ with xdist, the worker subprocesses) never share state:
 
 * ``QUEUERT_DJANGO_SQLITE``: the SQLite database file of "default";
 * ``QUEUERT_PG_DSN`` (``postgresql://user@host:port/db``) and ``QUEUERT_DJANGO_PG_SCHEMA``: the
-  PostgreSQL database of "pg" and the schema (``search_path``) of both Django's and queuert's tables;
+  PostgreSQL database of "pg" and the schema (``search_path``) of both Django's and queuert's tables,
+  also the prefix of queuert's LISTEN/NOTIFY channels;
 * ``QUEUERT_DJANGO_DATABASE``: the alias queuert uses ("default" unless set).
 """
 
@@ -61,6 +62,7 @@ QUEUERT = {
     "JOB_TYPES": "shop.jobs.JOB_TYPES",
     "WORKER": "shop.jobs.build_worker",
     "SCHEMA": _schema,
+    "CHANNEL_PREFIX": _schema,  # notifications are database-wide: one channel set per test process
 }
 
 # queuert's events on stdout in the manage.py subprocesses of the tests, which wait for the
