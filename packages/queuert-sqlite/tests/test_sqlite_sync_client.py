@@ -21,6 +21,7 @@ from queuert import (
     EntryJobType,
     InProcessNotifyAdapter,
     JobType,
+    RecordingObservability,
     SyncCallInEventLoopError,
     SyncClient,
     SyncWorkerlessCompletion,
@@ -28,6 +29,7 @@ from queuert import (
     UsageError,
     Worker,
 )
+from queuert.observability import ChainCreated
 from queuert_sqlite import SqliteStateAdapter, SqliteSyncBackend
 
 WAIT = 20.0
@@ -203,13 +205,25 @@ def test_a_rolled_back_chain_vanishes_with_the_rows_and_sends_no_wake_up(
     assert worker_thread.woken.empty()
 
 
-def test_a_rollback_inside_the_hooks_block_drops_the_chain(
-    conn: sqlite3.Connection, sync: SyncClient[sqlite3.Connection]
+def test_transaction_commits_or_rolls_back_and_announces_only_what_committed(
+    conn: sqlite3.Connection, table_prefix: str
 ) -> None:
-    with sync.hooks(conn):
-        chain = sync.start_chain(ShipOrder(Order(1)), tx=conn)
-        conn.rollback()
-    assert sync.get_chain(chain.id, tx=conn) is None
+    recorded = RecordingObservability()
+    sync = SyncClient(
+        SqliteSyncBackend(table_prefix=table_prefix), job_types=[ShipOrder], observability=recorded
+    )
+    with pytest.raises(RuntimeError), sync.transaction(conn):
+        conn.execute("INSERT INTO orders (id) VALUES (1)")
+        doomed = sync.start_chain(ShipOrder(Order(1)), tx=conn)
+        raise RuntimeError("the request failed")
+    assert not conn.in_transaction
+    with sync.transaction(conn):
+        conn.execute("INSERT INTO orders (id) VALUES (2)")
+        kept = sync.start_chain(ShipOrder(Order(2)), tx=conn)
+        assert recorded.of(ChainCreated) == []
+    assert [e.chain_id for e in recorded.of(ChainCreated)] == [kept.id]
+    assert sync.get_chain(doomed.id, tx=conn) is None
+    assert conn.execute("SELECT id FROM orders").fetchall() == [(2,)]
 
 
 def test_the_chain_is_visible_in_the_transaction_and_to_others_only_after_commit(

@@ -145,7 +145,9 @@ class SyncClient(Generic[TxT]):
         """Transaction hooks for your transaction on ``tx``: open the block *around* the
         transaction; it flushes when the block exits normally (after your commit) and drops what
         it holds when the block raises. Needed where the connection has no commit events
-        (``sqlite3``, psycopg)."""
+        (``sqlite3``, psycopg). A rollback must leave the block with an exception: the block
+        cannot see a ``rollback()`` that it does not see raise (its wake-ups are then only
+        superfluous hints, its events wrong); :meth:`transaction` commits and rolls back itself."""
         hooks = TransactionHooks()
         stack = self._scopes.setdefault(id(tx), [])
         stack.append(hooks)
@@ -159,6 +161,21 @@ class SyncClient(Generic[TxT]):
             if not stack:
                 del self._scopes[id(tx)]
         self._flush(hooks)
+
+    @contextmanager
+    def transaction(self, tx: TxT) -> Iterator[TxT]:
+        """Your transaction on ``tx`` with queuert's hooks around it: ``tx.commit()`` when the
+        block exits normally, then the side effects flush; ``tx.rollback()`` when it raises, and
+        they are dropped. For ``sqlite3`` and psycopg connections (as ``with conn:`` would), where
+        it replaces ``hooks()`` plus your own commit."""
+        conn: Any = tx
+        with self.hooks(tx):
+            try:
+                yield tx
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
 
     @contextmanager
     def savepoint(self, tx: TxT) -> Iterator[TxT]:
