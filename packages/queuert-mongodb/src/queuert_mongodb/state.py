@@ -877,6 +877,8 @@ class MongoStateAdapter:
             stats = []
             for d in await (await self.jobs.aggregate(pipeline, session=s)).to_list():
                 oldest = d.get("oldest")
+                if not isinstance(oldest, datetime):  # none, or a time edited into another type
+                    oldest = None
                 stats.append(
                     QueueStats(
                         type_name=d["_id"],
