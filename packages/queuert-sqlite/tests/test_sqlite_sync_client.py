@@ -181,7 +181,8 @@ def test_a_committed_chain_wakes_the_worker_thread_and_is_processed(
         chain = sync.start_chain(ShipOrder(Order(1)), tx=conn)
         assert chain.status == "open"
         conn.commit()
-    assert worker_thread.woken.get(timeout=WAIT) == "ship_order"
+    sync.wait_published()  # the wake-up has reached the worker's notify adapter
+    assert worker_thread.woken.get_nowait() == "ship_order"
     assert worker_thread.next_processed() == ("ship_order", 1)
 
 
