@@ -680,14 +680,21 @@ async def run_memory(dsn: str, jobs: int, cycles: int) -> dict[str, float]:
 # -- driver ----------------------------------------------------------------------------------------
 
 
-def child(args: list[str]) -> dict[str, float]:
+def run_in_child(script: str, args: list[str], what: str) -> dict[str, float]:
+    """Run ``script _child *args`` in a fresh interpreter (measured runs share no state, caches or
+    loop) and return the JSON object its last output line prints; exit naming ``what`` if it fails.
+    Every tool of this directory runs its measurements this way."""
     out = subprocess.run(
-        [sys.executable, __file__, "_child", *args], capture_output=True, text=True, check=False
+        [sys.executable, script, "_child", *args], capture_output=True, text=True, check=False
     )
     if out.returncode != 0:
-        raise SystemExit(f"benchmark run failed:\n{out.stderr}")
+        raise SystemExit(f"{what} failed:\n{out.stderr}")
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
+
+
+def child(args: list[str]) -> dict[str, float]:
+    return run_in_child(__file__, args, "benchmark run")
 
 
 def describe_backend(dsn: str) -> str:

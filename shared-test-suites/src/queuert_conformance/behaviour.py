@@ -13,7 +13,7 @@ from queuert_conformance.behaviour_suite.test_hostile_values import TestHostileV
 from queuert_conformance.behaviour_suite.test_isolation import TestIsolatedHandlers
 from queuert_conformance.behaviour_suite.test_periodic import TestPeriodic
 from queuert_conformance.behaviour_suite.test_periodic_processes import TestPeriodicProcesses
-from queuert_conformance.behaviour_suite.test_poison_rows import TestPoisonRows
+from queuert_conformance.behaviour_suite.test_poison_rows import TestPoisonRows, TestUnreadableTimes
 from queuert_conformance.behaviour_suite.test_priorities import TestPriorities
 from queuert_conformance.behaviour_suite.test_processing import (
     TestErrors,
@@ -74,6 +74,7 @@ __all__ = [
     "TestStartsWithoutATransaction",
     "TestStateResilience",
     "TestTransactionHandles",
+    "TestUnreadableTimes",
     "TestValidation",
     "TestWaitForChain",
     "TestWorkerRecovery",

@@ -49,6 +49,9 @@ class Job:
     deduplication_key: str | None = None
     priority: int = 0
     """Among ready jobs, workers claim higher priorities first."""
+    unreadable: str | None = None
+    """Why a stored time of this job cannot be read (a row edited by hand): that time reads as
+    1970-01-01 UTC (``None`` where it is optional) and a worker fails the job at once."""
 
     @property
     def is_closed(self) -> bool:

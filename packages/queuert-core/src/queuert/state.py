@@ -84,6 +84,7 @@ from queuert.schedule import Deduplication, Schedule
 
 __all__ = [
     "STORED_FIELDS",
+    "UNREADABLE_TIME",
     "ActivityBucket",
     "BlockersAdded",
     "Capabilities",
@@ -166,6 +167,10 @@ def derive_status(
     return "ready"
 
 
+UNREADABLE_TIME = datetime(1970, 1, 1, tzinfo=timezone.utc)
+"""What a stored time that cannot be read reads as (see :attr:`StoredJob.unreadable`)."""
+
+
 @fast_init
 @dataclass(frozen=True)
 class StoredJob:
@@ -205,6 +210,10 @@ class StoredJob:
     trace_context: str | None = None
     priority: int = 0
     """Claim order among ready jobs: higher first (then oldest ``scheduled_at``, then id)."""
+    unreadable: tuple[str, str] | None = None
+    """``(field, reason)`` when a stored time of this row cannot be read (edited by hand into
+    something that is not a time): the field reads as :data:`UNREADABLE_TIME` (``None`` for an
+    optional one), reads still return the row, and a worker that claims the job fails it at once."""
 
     @property
     def is_closed(self) -> bool:
