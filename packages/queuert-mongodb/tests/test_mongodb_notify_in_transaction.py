@@ -1,16 +1,18 @@
 """MongoNotifyAdapter publishing inside a MongoStateAdapter's transactions: a message is delivered
 when the transaction commits and never when it rolls back; a state adapter on another client is
-declined (the client then publishes after the commit)."""
+declined (the client then publishes after the commit). And a standalone server is refused."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 
 import pytest
 from mongo_helpers import DATABASE, drop_prefix, open_adapter, unique_prefix
+from mongo_server import SecantusServer
 from queuert.notify import Notifications
-from queuert_mongodb import MongoNotifyAdapter, MongoStateAdapter
+from queuert_mongodb import MongoNotifyAdapter, MongoStateAdapter, StandaloneServerError
 
 
 def closed(*chain_ids: str) -> Notifications:
@@ -100,3 +102,22 @@ async def test_notify_many_sends_everything_one_commit_announces(state: MongoSta
         assert [await notify.consume_wake_hint("mail") for _ in range(3)] == [True, True, False]
         messages = state.client[DATABASE][f"{prefix}notify"]
         assert await messages.count_documents({}) == 1, "one message document per publish"
+
+
+async def test_a_standalone_server_has_no_change_streams() -> None:
+    """The first listener on a standalone server gets the error that names the fix."""
+    url = os.environ.get("QUEUERT_MONGODB_STANDALONE_URL")
+    server = None
+    if not url:
+        server = SecantusServer(standalone=True)
+        await asyncio.to_thread(server.start)
+        url = server.url
+    try:
+        async with MongoNotifyAdapter.connect(url, collection_prefix=unique_prefix()) as notify:
+            with pytest.raises(StandaloneServerError, match=r"--replSet.*rs\.initiate"):
+                await notify.listen_chain_closed("chain", lambda: None)
+            # publishing stays a hint: it works, or fails quietly
+            await notify.notify_chain_closed("chain")
+    finally:
+        if server is not None:
+            await asyncio.to_thread(server.remove)

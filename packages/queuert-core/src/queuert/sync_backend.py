@@ -13,7 +13,9 @@ wake-ups of a transaction reach the workers:
 * otherwise the caller opens ``with sync_client.hooks(tx):`` around its transaction.
 
 Backends ship with the adapter packages: ``queuert_sqlite.SqliteSyncBackend`` (``sqlite3``),
-``queuert_postgres.PsycopgSyncBackend`` (psycopg 3) and the SQLAlchemy ones.
+``queuert_postgres.PsycopgSyncBackend`` (psycopg 3), ``queuert_mysql.PymysqlSyncBackend`` (PyMySQL),
+and a ``SqlAlchemySyncBackend`` in each of the three for SQLAlchemy's sync ``Session`` and
+``Connection``.
 """
 
 from __future__ import annotations

@@ -216,6 +216,22 @@ class SyncClient(Generic[TxT]):
     def _flush(self, hooks: TransactionHooks) -> None:
         self._publishing.flush_sync(hooks, self._publish_after_commit if self._loop else None)
 
+    def wait_published(self, timeout: float = 10.0) -> None:
+        """Block until the wake-ups handed to ``notify_loop`` so far are published (at most
+        ``timeout`` seconds, then :class:`TimeoutError`): call it before that loop stops, so
+        none is lost with it. Without ``notify_loop`` there is nothing to wait for."""
+        check_no_running_loop()
+        loop = self._loop
+        if loop is None:
+            return
+        publishing = self._publishing
+
+        async def drained() -> None:
+            await publishing.wait_published()
+
+        # the hand-over (call_soon_threadsafe) is ahead of this in the loop's queue
+        asyncio.run_coroutine_threadsafe(drained(), loop).result(timeout)
+
     def _publish_after_commit(self, notifications: Notifications) -> None:
         loop = self._loop
         assert loop is not None

@@ -106,13 +106,14 @@ class PymysqlSyncBackend:
         return self._state
 
     def transaction_of(self, tx: Any, *, write: bool) -> Any:
-        try:
-            is_open, status, autocommit = tx.open, tx.server_status, tx.get_autocommit()
-        except AttributeError:
+        import pymysql.connections
+
+        if not isinstance(tx, pymysql.connections.Connection):
             raise UsageError(
                 f"tx={tx!r:.80} is not a pymysql connection: pass the connection of your "
                 "transaction"
-            ) from None
+            )
+        is_open, status, autocommit = tx.open, tx.server_status, tx.get_autocommit()
         if not is_open:
             raise UsageError("the connection is closed")
         if not status & _IN_TRANSACTION:
