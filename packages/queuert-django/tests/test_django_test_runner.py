@@ -26,8 +26,12 @@ def _pg_database_exists(name: str) -> bool:
     return row is not None
 
 
-def _run_tests(alias: str, env: dict[str, str], *options: str) -> tuple[int, str, str]:
-    process = manage("test", "shop", "--noinput", *options, alias=alias, env=env)
+def _run_tests(
+    alias: str, env: dict[str, str], *options: str, start_method: str | None = None
+) -> tuple[int, str, str]:
+    process = manage(
+        "test", "shop", "--noinput", *options, alias=alias, env=env, start_method=start_method
+    )
     try:
         out, err = process.communicate(timeout=RUN_TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -42,7 +46,9 @@ def _run_tests(alias: str, env: dict[str, str], *options: str) -> tuple[int, str
 def test_django_s_test_runner_passes_the_shop_s_tests_in_a_test_database_it_drops(
     alias: str, parallel: bool
 ) -> None:
-    """``--parallel 2``: Django clones the test database (queuert's tables with it) per process."""
+    """``--parallel 2``: Django clones the test database (queuert's tables with it) for each of
+    its processes. Started with ``fork`` on every Python: with ``spawn`` Django's SQLite clones are
+    in memory, and Python 3.14's default (``forkserver``) is not one Django 5.2 runs in parallel."""
     suffix = uuid.uuid4().hex[:10]
     sqlite_test = SCRATCH / f"test_{suffix}.sqlite3"
     pg_test = f"test_qdj_{suffix}"
@@ -53,13 +59,18 @@ def test_django_s_test_runner_passes_the_shop_s_tests_in_a_test_database_it_drop
         "QUEUERT_DJANGO_PG_SCHEMA": "public",
     }
     try:
-        status, _, err = _run_tests(alias, env, *(["--parallel", "2"] if parallel else []))
+        if parallel:
+            status, _, err = _run_tests(alias, env, "--parallel", "2", start_method="fork")
+        else:
+            status, _, err = _run_tests(alias, env)
         assert status == 0, err
         ran = re.search(r"^Ran (\d+) tests?", err, re.MULTILINE)
         assert ran is not None, err
         assert int(ran.group(1)) >= 7, err
         assert re.search(r"^OK$", err, re.MULTILINE), err
         assert f"Creating test database for alias '{alias}'" in err
+        if parallel:
+            assert f"Cloning test database for alias '{alias}'" in err
         # dropped by Django at the end of the run, with their clones
         if alias == "pg":
             assert not _pg_database_exists(pg_test)
