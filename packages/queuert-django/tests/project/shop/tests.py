@@ -77,14 +77,20 @@ class PlaceOrderTests(TestCase):
         self.assertEqual(chain.input, OrderRef("o-3"))
         self.assertTrue(Order.objects.using(DB).filter(reference="o-3").exists())
 
-    def test_queuert_s_side_effects_are_an_on_commit_callback(self) -> None:
-        # TestCase never commits: capture the on_commit callbacks and run them as a commit would
+    def test_queuert_s_events_wait_for_the_commit_in_an_on_commit_callback(self) -> None:
+        # TestCase never commits, so Django never runs on_commit callbacks on its own: capture
+        # them, then run them as the commit would
         with (
-            self.captureOnCommitCallbacks(using=DB, execute=True) as callbacks,
+            self.captureOnCommitCallbacks(using=DB) as callbacks,
+            self.assertNoLogs("queuert", level="INFO"),
             transaction.atomic(using=DB),
         ):
-            start_chain(SendReceipt(OrderRef("o-4")))
+            chain = start_chain(SendReceipt(OrderRef("o-4")))
         self.assertEqual(len(callbacks), 1)
+        with self.assertLogs("queuert", level="INFO") as logs:
+            callbacks[0]()
+        created = [r for r in logs.records if getattr(r, "queuert_event", None) == "chain_created"]
+        self.assertEqual([r.queuert["chain_id"] for r in created], [chain.id])
 
     def test_a_rolled_back_chain_leaves_no_on_commit_callback(self) -> None:
         with (
