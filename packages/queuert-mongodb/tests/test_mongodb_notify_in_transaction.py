@@ -37,6 +37,7 @@ async def test_delivered_on_commit_never_on_rollback(state: MongoStateAdapter) -
         MongoNotifyAdapter(state.client, database=DATABASE, collection_prefix=prefix) as publisher,
         MongoNotifyAdapter(state.client, database=DATABASE, collection_prefix=prefix) as listener,
     ):
+        await publisher.migrate()
         publish = await publisher.in_transactions_of(state)
         assert publish is not None
         heard: list[str] = []
@@ -68,11 +69,27 @@ async def test_a_state_adapter_on_another_client_is_declined(state: MongoStateAd
         async with MongoNotifyAdapter(
             url_adapter.client, database=DATABASE, collection_prefix=state.names.prefix
         ) as notify:
+            await notify.migrate()
             assert await notify.in_transactions_of(state) is None
             assert await notify.in_transactions_of(object()) is None
             assert await notify.in_transactions_of(url_adapter) is not None
     finally:
         await url_adapter.close()
+
+
+async def test_before_migrate_the_first_client_publishes_after_commit(
+    state: MongoStateAdapter,
+) -> None:
+    """The collections are created when first asked (perhaps while a transaction runs, which could
+    not write them then): that client publishes after its commits, later ones inside."""
+    prefix = state.names.prefix
+    async with MongoNotifyAdapter(
+        state.client, database=DATABASE, collection_prefix=prefix
+    ) as notify:
+        async with state.transaction() as tx:
+            assert await notify.in_transactions_of(state, tx) is None
+        async with state.transaction() as tx:
+            assert await notify.in_transactions_of(state, tx) is not None
 
 
 async def test_notify_many_sends_everything_one_commit_announces(state: MongoStateAdapter) -> None:

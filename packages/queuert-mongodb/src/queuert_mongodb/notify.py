@@ -156,14 +156,27 @@ class MongoNotifyAdapter:
         if self._closed:
             raise NotifyAdapterClosedError()
 
-    async def _prepare(self) -> None:
-        """Create the TTL and lookup indexes (and so the collections), once per adapter."""
+    async def migrate(self) -> None:
+        """Create the adapter's collections and indexes (idempotent; the first listener does it
+        too). Call it once per deployment, next to the state adapter's ``migrate()``, so that
+        publishing inside transactions works from the first one: a collection created while a
+        transaction runs cannot be written in that transaction."""
+        self._check_open()
+        with pymongo.timeout(self._publish_timeout):
+            await self._prepare()
+
+    async def _prepare(self) -> bool:
+        """Create the TTL and lookup indexes (and so the collections), once per adapter; True when
+        the collections existed already."""
         if self._prepared:
-            return
+            return True
+        names = [self.names.notify, self.names.wake_hints]
+        found = await self._messages.database.list_collection_names(filter={"name": {"$in": names}})
         await self._messages.create_index("at", expireAfterSeconds=_KEEP_SECONDS)
         await self._budgets.create_index("at", expireAfterSeconds=_KEEP_SECONDS)
         await self._budgets.create_index([("t", 1), ("at", 1)])
         self._prepared = True
+        return set(found) == set(names)
 
     # -- publishing ---------------------------------------------------------------------------------
 
@@ -261,11 +274,19 @@ class MongoNotifyAdapter:
             return None
         try:
             with pymongo.timeout(self._publish_timeout):
-                await self._prepare()  # no collection is created inside a transaction
+                existed = await self._prepare()
         except PyMongoError as error:
             logger.warning(
                 "could not prepare the notify collections; publishing after commit",
                 extra={"queuert_error": repr(error)},
+            )
+            return None
+        if not existed:
+            # Created just now, maybe while ``tx`` runs: it could not write them. This client
+            # publishes after the commit; the next ones publish inside their transactions.
+            logger.info(
+                "notify collections created; call migrate() to publish inside transactions",
+                extra={"queuert_collection": self.names.notify},
             )
             return None
         sessions = state.sessions
