@@ -11,6 +11,7 @@ with everything in "default" leaves out ``databases`` and ``using=``.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from django.conf import settings
@@ -28,6 +29,13 @@ WAIT = 30.0
 
 class Rollback(Exception):
     pass
+
+
+def _created(records: list[logging.LogRecord]) -> list[str]:
+    """The chains of the ``chain_created`` events among queuert's log records."""
+    return [
+        r.queuert["chain_id"] for r in records if getattr(r, "queuert_event", "") == "chain_created"
+    ]
 
 
 async def _read_chain(chain_id: str) -> Any:
@@ -89,8 +97,7 @@ class PlaceOrderTests(TestCase):
         self.assertEqual(len(callbacks), 1)
         with self.assertLogs("queuert", level="INFO") as logs:
             callbacks[0]()
-        created = [r for r in logs.records if getattr(r, "queuert_event", None) == "chain_created"]
-        self.assertEqual([r.queuert["chain_id"] for r in created], [chain.id])
+        self.assertEqual(_created(logs.records), [chain.id])
 
     def test_a_rolled_back_chain_leaves_no_on_commit_callback(self) -> None:
         with (
@@ -128,6 +135,12 @@ class CommittedOrderTests(TransactionTestCase):
         found = asyncio.run(_read_chain(chain.id))
         assert found is not None
         self.assertEqual(found.input, OrderRef("c-1"))
+
+    def test_queuert_s_events_follow_the_real_commit(self) -> None:
+        with self.assertLogs("queuert", level="INFO") as logs, transaction.atomic(using=DB):
+            chain = start_chain(SendReceipt(OrderRef("c-2")))
+            self.assertEqual(_created(logs.records), [])  # not before the commit
+        self.assertEqual(_created(logs.records), [chain.id])
 
     def test_the_worker_processes_a_committed_chain(self) -> None:
         with transaction.atomic(using=DB):
