@@ -11,6 +11,7 @@ from queuert_conformance.behaviour_suite.test_chains import TestContinuations, T
 from queuert_conformance.behaviour_suite.test_deletion import TestDeletion, TestWaitForChain
 from queuert_conformance.behaviour_suite.test_hostile_values import TestHostileValues
 from queuert_conformance.behaviour_suite.test_isolation import TestIsolatedHandlers
+from queuert_conformance.behaviour_suite.test_limits import TestConcurrencyLimits
 from queuert_conformance.behaviour_suite.test_periodic import TestPeriodic
 from queuert_conformance.behaviour_suite.test_periodic_processes import TestPeriodicProcesses
 from queuert_conformance.behaviour_suite.test_poison_rows import TestPoisonRows
@@ -50,6 +51,7 @@ __all__ = [
     "TestAttemptTimeout",
     "TestCancel",
     "TestClientTransactions",
+    "TestConcurrencyLimits",
     "TestContinuations",
     "TestDeletion",
     "TestErrors",

@@ -99,6 +99,7 @@ class Mapper:
                 "leased_until": stored.leased_until,
                 "deduplication_key": stored.deduplication_key,
                 "priority": stored.priority,
+                "limit_key": stored.limit_key,
             },
         )
 

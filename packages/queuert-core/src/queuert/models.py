@@ -49,6 +49,8 @@ class Job:
     deduplication_key: str | None = None
     priority: int = 0
     """Among ready jobs, workers claim higher priorities first."""
+    limit_key: str | None = None
+    """The key its type's ``key_limit`` counts by (from the input, when the job was created)."""
 
     @property
     def is_closed(self) -> bool:

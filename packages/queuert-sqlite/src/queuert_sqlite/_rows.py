@@ -81,6 +81,7 @@ def job_from_row(row: Sequence[Any], now: datetime, offset: int = 0) -> StoredJo
         chain_trace_context,
         trace_context,
         priority,
+        limit_key,
     ) = row[offset : offset + NCOLS]
     scheduled = datetime.fromisoformat(scheduled_at + "+00:00")
     lease_end = _ts(leased_until)
@@ -118,5 +119,6 @@ def job_from_row(row: Sequence[Any], now: datetime, offset: int = 0) -> StoredJo
             "chain_trace_context": chain_trace_context,
             "trace_context": trace_context,
             "priority": priority,
+            "limit_key": limit_key,
         }
     )
