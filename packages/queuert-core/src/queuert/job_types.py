@@ -191,7 +191,7 @@ class JobType(_JobTypeBase, Generic[In, Out]):
         on_blocker_failure: BlockerFailurePolicy | None = None,
         limit: int | None = None,
         key_limit: int | None = None,
-        limit_key: Callable[[In], str] | None = None,
+        limit_key: Callable[[Any], str] | None = None,
     ) -> None:
         super().__init_subclass__()
         if cls.__dict__.get("_abstract_job_type", False):

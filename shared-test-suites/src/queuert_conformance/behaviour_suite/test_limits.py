@@ -79,9 +79,10 @@ class TestConcurrencyLimits:
         assert gauge.peak["*"] >= 2, "customers are not held back by each other"
 
     async def test_a_limit_key_that_is_not_a_string_is_refused(self, queuert_env: MakeEnv) -> None:
-        class BadKey(
-            EntryJobType[Num, Num], name="b_bad_key", key_limit=1, limit_key=lambda n: n.value
-        ):
+        def not_a_string(value: Num) -> Any:
+            return value.value
+
+        class BadKey(EntryJobType[Num, Num], name="b_bad_key", key_limit=1, limit_key=not_a_string):
             pass
 
         env = await queuert_env(job_types=[*ALL, BadKey])
