@@ -95,8 +95,10 @@ async def main() -> dict[str, Any]:
             tx=tx,
         )
     async with build_worker(client, gauge, order), build_worker(client, gauge, order):
-        for chain in [*reports, *exports]:
-            await client.wait_for_chain(chain, timeout=10, poll_interval=0.02)
+        for report in reports:
+            await client.wait_for_chain(report, timeout=10, poll_interval=0.02)
+        for export in exports:
+            await client.wait_for_chain(export, timeout=10, poll_interval=0.02)
     return {
         "first": order[0],
         "last": order[-1],
