@@ -44,6 +44,9 @@ from queuert_conformance.state_suite.limits import (  # noqa: E402
     TestKeyedLimits,
     TestLimitKeys,
 )
+from queuert_conformance.state_suite.limits_processes import (  # noqa: E402
+    TestLimitsAcrossProcesses,
+)
 from queuert_conformance.state_suite.limits_property import TestLimitsProperty  # noqa: E402
 from queuert_conformance.state_suite.listing import (  # noqa: E402
     TestListBlockedJobs,
@@ -83,6 +86,7 @@ __all__ = [
     "TestJobActivity",
     "TestKeyedLimits",
     "TestLimitKeys",
+    "TestLimitsAcrossProcesses",
     "TestLimitsProperty",
     "TestListBlockedJobs",
     "TestListChainJobs",

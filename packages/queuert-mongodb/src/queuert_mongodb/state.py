@@ -1206,7 +1206,9 @@ class MongoStateAdapter:
                     skip.append({"type_name": type_name, "limit_key": {"$in": full}})
         if not types:
             return ClaimResult(jobs=[], has_more=False)
-        window = 4 * limit + 1
+        # only a key limit skips candidates: only then look further than limit + 1
+        keyed = any(b.key_limit is not None for t, b in bounds.items() if t in types)
+        window = 4 * limit + 1 if keyed else limit + 1
         match: dict[str, Any] = {
             "type_name": {"$in": types},
             **_CLAIMABLE,
@@ -1232,7 +1234,7 @@ class MongoStateAdapter:
             running_keys=running_keys,
             want=limit,
         )
-        if len(docs) >= window:
+        if keyed and len(docs) >= window:
             has_more = True  # more behind the window (the next claim skips the keys now full)
         if not taken:
             return ClaimResult(jobs=[], has_more=has_more)

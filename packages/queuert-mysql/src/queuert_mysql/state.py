@@ -1140,7 +1140,8 @@ class MysqlStateAdapter(Generic[TxT]):
             elif bound.limit is not None and running_types.get(type_name, 0) >= bound.limit:
                 continue  # full: none of its jobs fits
             else:
-                windows[type_name] = 4 * take + 1
+                # only a key limit skips candidates: only then look further than take + 1
+                windows[type_name] = 4 * take + 1 if bound.key_limit is not None else take + 1
             full = (
                 [k for (t, k), n in running_keys.items() if t == type_name and n >= bound.key_limit]
                 if bound is not None and bound.key_limit is not None

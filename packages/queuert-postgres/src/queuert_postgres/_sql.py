@@ -494,14 +494,14 @@ ORDER BY u.priority DESC, u.scheduled_at, u.id
 CLAIM_LIMITED = f"""
 WITH req AS (
     SELECT q.type_name, q.secs, q.tlim, q.klim,
-           CASE WHEN q.tlim IS NULL AND q.klim IS NULL THEN $3::int + 1
-                ELSE 4 * $3::int + 1 END AS win
+           CASE WHEN q.klim IS NULL THEN $3::int + 1 ELSE 4 * $3::int + 1 END AS win
     FROM unnest($1::text[], $2::float8[], $5::int[], $6::int[]) AS q(type_name, secs, tlim, klim)
 ),
 run AS (
     SELECT j.type_name, coalesce(j.limit_key, '') AS k, count(*)::int AS n
     FROM {{job}} j
-    WHERE j.type_name IN (SELECT req.type_name FROM req WHERE req.win > $3::int + 1)
+    WHERE j.type_name IN (SELECT req.type_name FROM req
+                          WHERE req.tlim IS NOT NULL OR req.klim IS NOT NULL)
       AND j.outcome IS NULL AND j.leased_until IS NOT NULL
     GROUP BY j.type_name, coalesce(j.limit_key, '')
 ),
@@ -593,7 +593,8 @@ ORDER BY u.priority DESC, u.scheduled_at, u.id
 """
 """A claim under concurrency limits, in one statement. Per type it counts the running jobs by limit
 key (its snapshot), locks ready candidates in claim order (skipping types and keys already full),
-keeps those that fit the key and then the type limit, and cuts to ``$3``. Each limited (type, key)
+keeps those that fit the key and then the type limit, and cuts to ``$3``. Only a type with a key
+limit can skip candidates (those of a full key), so only it looks at more than ``$3 + 1`` of them. Each limited (type, key)
 and type it takes jobs of has a row in ``job_limit`` whose counter it increments with an upsert,
 which waits for a concurrent claimer's lock and sees its committed counter: a counter that moved
 since the snapshot means another claim of that type or key committed after the counts were taken,
