@@ -9,9 +9,10 @@
   routed from it by key. A lost stream is reopened after its last resume token, so messages written
   while it was down are still delivered; then, as the notify contract asks, every listener gets one
   catch-up call to re-check state.
-* Wake-hint budgets are documents of ``{prefix}wake_hints`` (``t`` type, ``n`` units left, ``at``
-  the server's time): providing inserts one (so publishers never contend for a counter), consuming
-  decrements one that is younger than ``wake_hint_ttl`` in a single ``find_one_and_update``.
+* Wake-hint budgets are documents of ``{prefix}wake_hints`` (``t`` type, ``n`` units left, ``exp``
+  the server's time plus ``wake_hint_ttl``): providing inserts one (so publishers never contend for
+  a counter), consuming decrements one that has not expired in a single ``find_one_and_update``; a
+  TTL index removes them once expired.
 * Publishing inside the transaction: with a :class:`~queuert_mongodb.MongoStateAdapter` on the same
   ``AsyncMongoClient``, the messages of every transaction queuert commits are inserted in that
   transaction, so the change stream sees them if and when it commits.
@@ -49,7 +50,7 @@ _TOPICS = {
     OWNERSHIP_LOST: "ownership_lost",
 }
 _KEEP_SECONDS = 600
-"""Messages and budgets are removed by a TTL index this long after they were written."""
+"""Messages are removed by a TTL index this long after they were written."""
 _CODEC: CodecOptions[Any] = CodecOptions(tz_aware=True)
 
 
@@ -81,8 +82,8 @@ class MongoNotifyAdapter:
         max_reconnect_delay: float = 10.0,
     ) -> None:
         self.names = Names(database, collection_prefix)
-        if not 0 < wake_hint_ttl <= _KEEP_SECONDS:
-            raise ConfigurationError(f"wake_hint_ttl must be in (0, {_KEEP_SECONDS}] seconds")
+        if wake_hint_ttl <= 0:
+            raise ConfigurationError("wake_hint_ttl must be positive")
         if publish_timeout <= 0 or max_await <= 0:
             raise ConfigurationError("publish_timeout and max_await must be positive")
         self.client = client
@@ -173,8 +174,8 @@ class MongoNotifyAdapter:
         names = [self.names.notify, self.names.wake_hints]
         found = await self._messages.database.list_collection_names(filter={"name": {"$in": names}})
         await self._messages.create_index("at", expireAfterSeconds=_KEEP_SECONDS)
-        await self._budgets.create_index("at", expireAfterSeconds=_KEEP_SECONDS)
-        await self._budgets.create_index([("t", 1), ("at", 1)])
+        await self._budgets.create_index("exp", expireAfterSeconds=0)
+        await self._budgets.create_index([("t", 1), ("exp", 1)])
         self._prepared = True
         return set(found) == set(names)
 
@@ -185,7 +186,15 @@ class MongoNotifyAdapter:
         budgets = [
             UpdateOne(
                 {"_id": ObjectId()},
-                [{"$set": {"t": {"$literal": type_name}, "n": count, "at": "$$NOW"}}],
+                [
+                    {
+                        "$set": {
+                            "t": {"$literal": type_name},
+                            "n": count,
+                            "exp": {"$add": ["$$NOW", self._wake_hint_ttl_ms]},
+                        }
+                    }
+                ],
                 upsert=True,
             )
             for type_name, count in sorted(message.budgets.items())
@@ -235,12 +244,11 @@ class MongoNotifyAdapter:
             await self._send(_Message({type_name: count}, {}), "wake_hint")
 
     async def consume_wake_hint(self, type_name: str) -> bool:
-        """Takes one unit of a budget of ``type_name`` younger than ``wake_hint_ttl``: True when
+        """Takes one unit of an unexpired budget of ``type_name``: True when
         one was left or no budget exists, False when every such budget is used up."""
         self._check_open()
         # compared as milliseconds: SecantusDB (the test server) gets date comparisons with $$NOW wrong
-        cutoff = {"$subtract": [{"$toLong": "$$NOW"}, self._wake_hint_ttl_ms]}
-        fresh = {"$expr": {"$gt": [{"$toLong": "$at"}, cutoff]}}
+        fresh = {"$expr": {"$gt": [{"$toLong": "$exp"}, {"$toLong": "$$NOW"}]}}
         try:
             with pymongo.timeout(self._publish_timeout):
                 taken = await self._budgets.find_one_and_update(
