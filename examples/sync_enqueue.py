@@ -157,6 +157,7 @@ def main() -> dict[str, Any]:
             results["refund"] = approved.output
             results["row"] = conn.execute("SELECT status FROM orders WHERE id = 'o-2'").fetchone()
             results["chain"] = chain.id
+            sync.wait_published()  # hand the last wake-ups over before the worker's loop stops
         conn.close()
     return results
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import pkgutil
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +25,7 @@ from examples import (
     fastapi_service,
     limits_and_priorities,
     middleware_and_shutdown,
+    mongodb_transactional_enqueue,
     observability,
     otel,
     periodic,
@@ -337,6 +343,39 @@ async def test_sqlalchemy_orm_sqlite() -> None:
     assert results["declined_chains"] == 0, "the rolled-back session left no chain"
     assert results["shipment"] == sqlalchemy_orm_sqlite.Shipment("TRK-o-2")
     assert results["rows"] == [("o-2", "shipped")], "the handler's write committed with the job"
+
+
+@pytest.fixture(scope="module")
+def mongodb_url() -> Iterator[str]:
+    """``QUEUERT_MONGODB_URL``, or a SecantusDB (a MongoDB wire-protocol server installed with the
+    workspace) started on a free port for this module."""
+    url = os.environ.get("QUEUERT_MONGODB_URL")
+    if url:
+        yield url
+        return
+    binary = shutil.which("secantusd-py") or str(Path(sys.executable).with_name("secantusd-py"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    with tempfile.TemporaryDirectory() as data:
+        server = subprocess.Popen(
+            [binary, "--host", "127.0.0.1", "--port", str(port), "--storage-path", data + "/db"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            yield f"mongodb://127.0.0.1:{port}/?replicaSet=secantus"
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+async def test_mongodb_transactional_enqueue(mongodb_url: str) -> None:
+    results = await mongodb_transactional_enqueue.main(mongodb_url)
+    assert results["declined_order"] is False
+    assert results["declined_chains"] == 0, "the aborted transaction left no chain"
+    assert results["shipment"] == mongodb_transactional_enqueue.Shipment("TRK-o-2")
+    assert results["status"] == "shipped", "the handler's write committed with the job"
 
 
 async def test_sqlalchemy_orm_mysql() -> None:

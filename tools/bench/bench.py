@@ -5,7 +5,7 @@ spread). Backends are chosen by URL: ``memory://``, ``sqlite:///path.db``, ``pos
 ``mysql://...`` (MySQL or MariaDB), ``mongodb://...`` (a replica set: ``?replicaSet=...``).
 
     uv run python tools/bench/bench.py processing --dsn postgresql://postgres@127.0.0.1/test --runs 5
-    uv run python tools/bench/bench.py latency --dsn ... --notify postgres|redis|nats|none --runs 3
+    uv run python tools/bench/bench.py latency --dsn ... --notify postgres|redis|nats|mongodb|none --runs 3
     uv run python tools/bench/bench.py memory --dsn ... --runs 3
 
 processing: start N chains one by one (``single``: one ``client.transaction()`` each; ``alone``: no
@@ -137,6 +137,17 @@ async def open_backend(dsn: str, notify: str) -> tuple[Any, Any]:
 
         url = os.environ.get("QUEUERT_NATS_URL", "nats://127.0.0.1:4222")
         return state, NatsNotifyAdapter(url, subject_prefix=f"bench{uuid.uuid4().hex[:8]}")
+    if notify == "mongodb":
+        from queuert_mongodb import MongoNotifyAdapter, MongoStateAdapter
+
+        if not isinstance(state, MongoStateAdapter):
+            raise SystemExit("--notify mongodb needs a mongodb:// --dsn (it rides on its client)")
+        names = state.names
+        notifier = MongoNotifyAdapter(
+            state.client, database=names.database, collection_prefix=names.prefix
+        )
+        await notifier.migrate()
+        return state, notifier
     raise SystemExit(f"unknown notify adapter {notify!r}")
 
 
@@ -680,14 +691,21 @@ async def run_memory(dsn: str, jobs: int, cycles: int) -> dict[str, float]:
 # -- driver ----------------------------------------------------------------------------------------
 
 
-def child(args: list[str]) -> dict[str, float]:
+def run_in_child(script: str, args: list[str], what: str) -> dict[str, float]:
+    """Run ``script _child *args`` in a fresh interpreter (measured runs share no state, caches or
+    loop) and return the JSON object its last output line prints; exit naming ``what`` if it fails.
+    Every tool of this directory runs its measurements this way."""
     out = subprocess.run(
-        [sys.executable, __file__, "_child", *args], capture_output=True, text=True, check=False
+        [sys.executable, script, "_child", *args], capture_output=True, text=True, check=False
     )
     if out.returncode != 0:
-        raise SystemExit(f"benchmark run failed:\n{out.stderr}")
+        raise SystemExit(f"{what} failed:\n{out.stderr}")
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
+
+
+def child(args: list[str]) -> dict[str, float]:
+    return run_in_child(__file__, args, "benchmark run")
 
 
 def describe_backend(dsn: str) -> str:

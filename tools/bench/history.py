@@ -21,12 +21,11 @@ import asyncio
 import json
 import platform
 import statistics
-import subprocess
 import sys
 import time
 
 import asyncpg
-from bench import run_latency, run_processing
+from bench import run_in_child, run_latency, run_processing
 from queuert.backends import open_state_adapter
 
 PREFIX = "queuert_"
@@ -118,16 +117,7 @@ async def drop_history(dsn: str, sizes: list[int]) -> None:
 
 
 def child(kind: str, payload: dict[str, object]) -> dict[str, float]:
-    out = subprocess.run(
-        [sys.executable, __file__, "_child", kind, json.dumps(payload)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if out.returncode != 0:
-        raise SystemExit(f"history run failed:\n{out.stderr}")
-    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    return run_in_child(__file__, [kind, json.dumps(payload)], "history run")
 
 
 def main() -> None:

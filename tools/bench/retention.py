@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -30,7 +29,7 @@ from datetime import timedelta
 from typing import Any
 
 import asyncpg
-from bench import BenchJob, Done, Item
+from bench import BenchJob, Done, Item, run_in_child
 from queuert import Attempt, Client, InProcessNotifyAdapter, Retention, Worker
 from queuert.backends import open_state_adapter
 from queuert.backoff import Lease
@@ -146,16 +145,7 @@ async def drop(dsn: str, schema: str) -> None:
 
 
 def child(payload: dict[str, Any]) -> dict[str, float]:
-    out = subprocess.run(
-        [sys.executable, __file__, "_child", json.dumps(payload)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if out.returncode != 0:
-        raise SystemExit(f"retention run failed:\n{out.stderr}")
-    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    return run_in_child(__file__, [json.dumps(payload)], "retention run")
 
 
 def main() -> None:

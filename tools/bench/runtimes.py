@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -26,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from bench import Countdown
+from bench import Countdown, run_in_child
 from queuert import Attempt, Client, EntryJobType, InProcessNotifyAdapter, Worker
 from queuert.backoff import Lease
 from queuert_postgres import AsyncpgProvider, PgStateAdapter, PsycopgProvider
@@ -138,15 +137,9 @@ def main() -> None:
                 "chains": args.chains,
                 "single": args.single,
             }
-            out = subprocess.run(
-                [sys.executable, __file__, "_child", json.dumps(payload)],
-                capture_output=True,
-                text=True,
-                check=False,
+            results[(loop, driver)].append(
+                run_in_child(__file__, [json.dumps(payload)], f"{loop}/{driver}")
             )
-            if out.returncode != 0:
-                raise SystemExit(f"{loop}/{driver} failed:\n{out.stderr}")
-            results[(loop, driver)].append(json.loads(out.stdout.strip().splitlines()[-1]))
     columns = [
         ("batch_per_s", "batch starts/s"),
         ("single_per_s", "single starts/s"),

@@ -236,7 +236,10 @@ async def chaos(
                     await conn.close()
             next_terminate = now + rng.uniform(0.5, 1.5) * args.terminate_every
         if now >= next_restart:
-            await asyncio.to_thread(subprocess.run, args.restart_command, shell=True, check=False)
+            # its output goes to stderr: stdout carries the report alone
+            await asyncio.to_thread(
+                subprocess.run, args.restart_command, shell=True, check=False, stdout=sys.stderr
+            )
             tally.restarts += 1
             next_restart = now + args.restart_every
         await asyncio.sleep(0.05)

@@ -19,6 +19,8 @@ async def queuert_state_harness() -> AsyncIterator[StateHarness]:
 
     async def write_raw(job_id: str, which: str, text: str) -> bool:
         """Replace the stored value with what reading ``text`` gives (the store keeps values)."""
+        if which not in ("input", "output"):
+            return False  # times are held as datetimes: nothing else can be stored there
         store = adapter._store
         store.jobs[job_id] = dataclasses.replace(store.jobs[job_id], **{which: loads_stored(text)})
         return True

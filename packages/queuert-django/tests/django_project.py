@@ -45,14 +45,28 @@ def queuert_settings(alias: str, **extra: object) -> dict[str, object]:
         "JOB_TYPES": "shop.jobs.JOB_TYPES",
         "WORKER": "shop.jobs.build_worker",
         "SCHEMA": SCHEMA,
+        "CHANNEL_PREFIX": SCHEMA,
         **extra,
     }
 
 
-def manage(*args: str, alias: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    """``python manage.py ARGS`` of the test project, with queuert on ``alias``."""
+def manage(
+    *args: str,
+    alias: str,
+    env: dict[str, str] | None = None,
+    start_method: str | None = None,
+) -> subprocess.Popen[str]:
+    """``python manage.py ARGS`` of the test project, with queuert on ``alias``; with
+    ``start_method``, multiprocessing's start method set to it first."""
+    launch = ["manage.py"]
+    if start_method is not None:
+        launch = [
+            "-c",
+            f"import multiprocessing, runpy; multiprocessing.set_start_method({start_method!r}); "
+            "runpy.run_path('manage.py', run_name='__main__')",
+        ]
     return subprocess.Popen(
-        [sys.executable, "manage.py", *args],
+        [sys.executable, *launch, *args],
         cwd=PROJECT,
         env={
             **os.environ,

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from django.db import transaction
 from django_project import SCHEMA, manage, pg_execute
 from queuert import Client
@@ -134,8 +135,9 @@ def test_queuert_worker_processes_a_chain_committed_in_django_s_transaction(alia
         _stop(worker)
 
 
-def test_queuert_worker_finishes_the_job_in_flight_on_sigterm_and_exits_cleanly(
-    alias: str,
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_queuert_worker_finishes_the_job_in_flight_when_stopped_and_exits_cleanly(
+    alias: str, stop: signal.Signals
 ) -> None:
     from shop.jobs import Pause, Paused, SlowJob
 
@@ -145,10 +147,10 @@ def test_queuert_worker_finishes_the_job_in_flight_on_sigterm_and_exits_cleanly(
         lines.wait_for("worker_started")
         chain_id = start_chain(SlowJob(Pause(1.5))).id
         lines.wait_for("started ")
-        worker.send_signal(signal.SIGTERM)
+        worker.send_signal(stop)
         status, _, err = _finish(worker)
         assert status == 0, err
-        # the handler was running when SIGTERM came: it finished before the worker exited
+        # the handler was running when the signal came: it finished before the worker exited
         assert asyncio.run(_wait(chain_id, SlowJob)) == Paused(1.5)
     finally:
         _stop(worker)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from django.db import transaction
-from queuert import Chain
+from queuert import Chain, UsageError
 from queuert_django import db_connection, get_sync_client, start_chain, start_chains
 from shop.jobs import OrderRef, SendReceipt
 from shop.models import Order
@@ -134,16 +134,26 @@ def test_other_calls_run_on_the_sync_client_with_django_s_connection(alias: str)
     assert _exists(chain)  # the deletion was rolled back
 
 
+def test_a_write_outside_atomic_is_refused_before_anything_is_written(alias: str) -> None:
+    with transaction.atomic(using=alias):
+        chain = start_chain(SendReceipt(OrderRef(_reference())))
+    with pytest.raises(UsageError, match=r"inside transaction\.atomic\("):
+        get_sync_client().cancel_chain(chain, tx=db_connection())
+    stored = get_sync_client().get_chain(chain.id, tx=db_connection())  # reads need no block
+    assert stored is not None
+    assert stored.status == "open"
+
+
 def test_on_postgresql_workers_are_woken_after_the_outermost_commit_only(databases: None) -> None:
     import psycopg
     from django.test.utils import override_settings
-    from django_project import PG_DSN, queuert_settings
+    from django_project import PG_DSN, SCHEMA, queuert_settings
 
     with (
         override_settings(QUEUERT=queuert_settings("pg")),
         psycopg.connect(PG_DSN, autocommit=True) as listener,
     ):
-        listener.execute("LISTEN queuert_sched")
+        listener.execute(f"LISTEN {SCHEMA}_sched")
 
         def pending() -> list[str]:
             # a round trip delivers what the server has sent so far
@@ -157,7 +167,7 @@ def test_on_postgresql_workers_are_woken_after_the_outermost_commit_only(databas
             with transaction.atomic(using="pg"):
                 start_chain(SendReceipt(OrderRef(_reference())))
             assert pending() == []  # not before the commit
-        assert pending() == ["queuert_sched"]
+        assert pending() == [f"{SCHEMA}_sched"]
 
 
 def test_a_view_writes_the_order_and_its_chain_or_neither(alias: str) -> None:

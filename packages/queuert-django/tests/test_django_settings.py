@@ -99,3 +99,7 @@ def test_libpq_parameters_are_django_s_without_django_s_own_options() -> None:
 def test_a_unix_socket_directory_goes_in_the_notification_dsn_s_query() -> None:
     dsn = _asyncpg_dsn({"dbname": "shop", "host": "/run/postgresql", "port": "5433"})
     assert dsn == "postgresql:///shop?host=%2Frun%2Fpostgresql&port=5433"
+    assert _asyncpg_dsn({"dbname": "shop", "port": "5433"}) == "postgresql:///shop?port=5433"
+    assert _asyncpg_dsn({"dbname": "shop", "user": "app", "host": "::1"}) == (
+        "postgresql://app@[::1]/shop"
+    )

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import mongo_server
 import pytest
-from mongo_helpers import drop_prefix, open_adapter, unique_prefix
-from queuert_conformance import StateHarness
-from queuert_mongodb import MongoStateAdapter
+from mongo_helpers import DATABASE, drop_prefix, open_adapter, unique_prefix
+from pymongo import AsyncMongoClient
+from queuert_conformance import NotifyHarness, StateHarness
+from queuert_mongodb import MongoNotifyAdapter, MongoStateAdapter
 
 
 @pytest.fixture
@@ -37,6 +39,41 @@ async def queuert_state_harness() -> AsyncIterator[StateHarness]:
             open_sharing=open_sharing,
             open_in_process=functools.partial(open_adapter, prefix, url),
         )
+    finally:
+        await adapter.close()
+        await drop_prefix(prefix, url)
+
+
+@pytest.fixture
+async def queuert_notify_harness() -> AsyncIterator[NotifyHarness]:
+    prefix = unique_prefix()
+    url = mongo_server.server_url()
+
+    def open_notify() -> MongoNotifyAdapter:
+        return MongoNotifyAdapter.connect(
+            url, database=DATABASE, collection_prefix=prefix, reconnect_delay=0.05, max_await=0.2
+        )
+
+    adapter = open_notify()
+
+    async def open_another() -> MongoNotifyAdapter:
+        return open_notify()
+
+    async def interrupt() -> None:
+        """Kill the change stream's cursor on the server, as a restart or a failover would."""
+        cursor_id = adapter.listening_cursor_id
+        assert cursor_id is not None, "the adapter has no change stream to interrupt"
+        killer: AsyncMongoClient[Any] = AsyncMongoClient(url)
+        try:
+            reply = await killer[DATABASE].command(
+                "killCursors", f"{prefix}notify", cursors=[cursor_id]
+            )
+        finally:
+            await killer.close()
+        assert reply["cursorsKilled"] == [cursor_id]
+
+    try:
+        yield NotifyHarness(adapter=adapter, open_another=open_another, interrupt=interrupt)
     finally:
         await adapter.close()
         await drop_prefix(prefix, url)

@@ -30,7 +30,9 @@ async def queuert_state_harness() -> AsyncIterator[StateHarness]:
         async def write_raw(job_id: str, which: str, text: str) -> bool:
             """Store ``text`` as it is, outside the adapter (as a hand edit would): the documents
             keep inputs and outputs as text, so any text can be stored."""
-            field = {"input": "input", "output": "output"}[which]
+            if which not in ("input", "output"):
+                return False  # times are BSON dates, compared by type in every query
+            field = which
             await adapter.jobs.update_one({"_id": ObjectId(job_id)}, {"$set": {field: text}})
             return True
 

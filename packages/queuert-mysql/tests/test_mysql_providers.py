@@ -217,6 +217,39 @@ async def test_connecting_to_a_silent_server_times_out() -> None:
         await server.wait_closed()
 
 
+async def test_a_new_pooled_connection_to_a_silent_server_times_out() -> None:
+    """A pool that opens its connections on demand (``minsize=0``: after a server restart, say)
+    gives up on one whose server accepts the TCP connection and then says nothing, after
+    ``connect_timeout`` (aiomysql bounds the TCP connect only, not the server's greeting)."""
+    import asyncio
+
+    accepted = asyncio.Event()
+    peers: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peers.append(writer)
+        accepted.set()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    adapter = await MysqlStateAdapter.connect(
+        host="127.0.0.1", port=port, user="root", db="test", connect_timeout=1, minsize=0
+    )
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        with pytest.raises(asyncio.TimeoutError, match="connecting got no answer"):
+            await adapter.next_due(["any"])
+        assert accepted.is_set(), "the connection reached the silent peer"
+        assert loop.time() - started < 6, f"gave up after {loop.time() - started:.1f}s"
+    finally:
+        for writer in peers:
+            writer.close()
+        await adapter.close()
+        server.close()
+        await server.wait_closed()
+
+
 async def test_a_statement_that_gets_no_answer_times_out_and_its_connection_is_dropped() -> None:
     """A statement of queuert's that waits with no answer (here: behind a table lock another
     session holds) raises TimeoutError after ``statement_timeout`` instead of hanging the worker;

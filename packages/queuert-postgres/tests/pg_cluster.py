@@ -92,10 +92,14 @@ class PrivateCluster:
         subprocess.run(self._pg_ctl("start"), check=True, capture_output=True)
         self.started = True
 
+    def restart_command(self) -> list[str]:
+        """The command of :meth:`restart`, for a tool that restarts the server itself."""
+        return self._pg_ctl("-m", "fast", "restart")
+
     async def restart(self) -> None:
         """``pg_ctl restart -m fast``: disconnects every client, aborts open transactions."""
         process = await asyncio.create_subprocess_exec(
-            *self._pg_ctl("-m", "fast", "restart"),
+            *self.restart_command(),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )

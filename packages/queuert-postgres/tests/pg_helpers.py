@@ -157,7 +157,9 @@ async def behaviour_harness(ns: Namespace) -> AsyncIterator[StateHarness]:
         async def write_raw(job_id: str, which: str, text: str) -> bool:
             """Store ``text`` as it is, through a connection of its own (as a hand edit would);
             jsonb holds JSON only, so a text that is not JSON cannot be stored."""
-            column = {"input": "input", "output": "output"}[which]
+            if which not in ("input", "output"):
+                return False  # times are typed columns: nothing else can be stored there
+            column = which
             try:
                 json.loads(text)
             except ValueError:

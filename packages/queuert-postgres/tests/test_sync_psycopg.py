@@ -195,3 +195,9 @@ def test_calls_need_hooks_and_a_transaction(
         with pytest.raises(UsageError, match="autocommit"), sync.hooks(autocommit):
             sync.start_chain(ShipOrder(Order(1)), tx=autocommit)
         assert sync.list_chains(tx=autocommit).items == []  # a read needs no transaction
+
+
+async def test_an_async_connection_is_refused(sync: SyncClient[Any]) -> None:
+    async with await psycopg.AsyncConnection.connect(DSN) as aconn:
+        with pytest.raises(UsageError, match="not a psycopg \\(sync\\) Connection"):
+            await asyncio.to_thread(sync.list_chains, tx=aconn)

@@ -27,7 +27,13 @@ async def sqlite_harness(db_path: Path, table_prefix: str) -> AsyncIterator[Stat
         return await SqliteStateAdapter.open(db_path, table_prefix=table_prefix)
 
     async def write_raw(job_id: str, which: str, text: str) -> bool:
-        column = {"input": "input", "output": "output"}[which]
+        # every column is text: values and times alike can be edited into anything
+        column = {
+            "input": "input",
+            "output": "output",
+            "scheduled_at": "scheduled_at",
+            "created_at": "created_at",
+        }[which]
 
         def write() -> None:
             with contextlib.closing(sqlite3.connect(db_path, timeout=10)) as conn:

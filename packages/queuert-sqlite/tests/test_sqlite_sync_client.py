@@ -4,8 +4,11 @@ rollback, and reach an asyncio worker running in another thread."""
 from __future__ import annotations
 
 import asyncio
+import json
 import queue
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +24,7 @@ from queuert import (
     EntryJobType,
     InProcessNotifyAdapter,
     JobType,
+    RecordingObservability,
     SyncCallInEventLoopError,
     SyncClient,
     SyncWorkerlessCompletion,
@@ -28,7 +32,9 @@ from queuert import (
     UsageError,
     Worker,
 )
+from queuert.observability import ChainCreated
 from queuert_sqlite import SqliteStateAdapter, SqliteSyncBackend
+from sync_worker_proc import Parcel, SendParcel
 
 WAIT = 20.0
 """Seconds any wait in these tests may take before it fails."""
@@ -179,7 +185,8 @@ def test_a_committed_chain_wakes_the_worker_thread_and_is_processed(
         chain = sync.start_chain(ShipOrder(Order(1)), tx=conn)
         assert chain.status == "open"
         conn.commit()
-    assert worker_thread.woken.get(timeout=WAIT) == "ship_order"
+    sync.wait_published()  # the wake-up has reached the worker's notify adapter
+    assert worker_thread.woken.get_nowait() == "ship_order"
     assert worker_thread.next_processed() == ("ship_order", 1)
 
 
@@ -203,13 +210,25 @@ def test_a_rolled_back_chain_vanishes_with_the_rows_and_sends_no_wake_up(
     assert worker_thread.woken.empty()
 
 
-def test_a_rollback_inside_the_hooks_block_drops_the_chain(
-    conn: sqlite3.Connection, sync: SyncClient[sqlite3.Connection]
+def test_transaction_commits_or_rolls_back_and_announces_only_what_committed(
+    conn: sqlite3.Connection, table_prefix: str
 ) -> None:
-    with sync.hooks(conn):
-        chain = sync.start_chain(ShipOrder(Order(1)), tx=conn)
-        conn.rollback()
-    assert sync.get_chain(chain.id, tx=conn) is None
+    recorded = RecordingObservability()
+    sync = SyncClient(
+        SqliteSyncBackend(table_prefix=table_prefix), job_types=[ShipOrder], observability=recorded
+    )
+    with pytest.raises(RuntimeError), sync.transaction(conn):
+        conn.execute("INSERT INTO orders (id) VALUES (1)")
+        doomed = sync.start_chain(ShipOrder(Order(1)), tx=conn)
+        raise RuntimeError("the request failed")
+    assert not conn.in_transaction
+    with sync.transaction(conn):
+        conn.execute("INSERT INTO orders (id) VALUES (2)")
+        kept = sync.start_chain(ShipOrder(Order(2)), tx=conn)
+        assert recorded.of(ChainCreated) == []
+    assert [e.chain_id for e in recorded.of(ChainCreated)] == [kept.id]
+    assert sync.get_chain(doomed.id, tx=conn) is None
+    assert conn.execute("SELECT id FROM orders").fetchall() == [(2,)]
 
 
 def test_the_chain_is_visible_in_the_transaction_and_to_others_only_after_commit(
@@ -341,3 +360,23 @@ def test_a_tx_that_is_not_a_sqlite3_connection_is_refused(
 ) -> None:
     with pytest.raises(UsageError, match="not a sqlite3 connection"):
         sync.get_chain("01a24ad0-865b-70bb-b28d-f6f43345a96c", tx="conn")  # type: ignore[arg-type]
+
+
+def test_a_worker_in_another_process_processes_what_the_sync_client_committed(
+    conn: sqlite3.Connection, database: Path, table_prefix: str
+) -> None:
+    sync = SyncClient(SqliteSyncBackend(table_prefix=table_prefix), job_types=[SendParcel])
+    with sync.transaction(conn):
+        chain = sync.start_chain(SendParcel(Parcel(3)), tx=conn)
+    script = Path(__file__).with_name("sync_worker_proc.py")
+    done = subprocess.run(
+        [sys.executable, str(script), str(database), table_prefix, chain.id],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == "sent 3 from another process"
+    closed = sync.get_chain(chain.id, SendParcel, tx=conn)
+    assert closed is not None and closed.output == "sent 3 from another process"

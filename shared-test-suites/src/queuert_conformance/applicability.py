@@ -46,6 +46,10 @@ REASONS: dict[str, str] = {
         "the store cannot hold a stored value that is not JSON (its JSON column refuses it), so "
         "such a row cannot occur"
     ),
+    "raw_time": (
+        "the store keeps times typed (a timestamp column, a date), so a stored time that is not a "
+        "time cannot occur"
+    ),
     "notify_open_another": "needs NotifyHarness.open_another (a second connection to the server)",
     "notify_interrupt": "needs NotifyHarness.interrupt (a way to drop the adapter's connections)",
 }

@@ -14,7 +14,7 @@ from queuert_conformance.behaviour_suite.test_isolation import TestIsolatedHandl
 from queuert_conformance.behaviour_suite.test_limits import TestConcurrencyLimits
 from queuert_conformance.behaviour_suite.test_periodic import TestPeriodic
 from queuert_conformance.behaviour_suite.test_periodic_processes import TestPeriodicProcesses
-from queuert_conformance.behaviour_suite.test_poison_rows import TestPoisonRows
+from queuert_conformance.behaviour_suite.test_poison_rows import TestPoisonRows, TestUnreadableTimes
 from queuert_conformance.behaviour_suite.test_priorities import TestPriorities
 from queuert_conformance.behaviour_suite.test_processing import (
     TestErrors,
@@ -76,6 +76,7 @@ __all__ = [
     "TestStartsWithoutATransaction",
     "TestStateResilience",
     "TestTransactionHandles",
+    "TestUnreadableTimes",
     "TestValidation",
     "TestWaitForChain",
     "TestWorkerRecovery",

@@ -26,10 +26,11 @@ class StateHarness:
       a fresh interpreter: a module-level function or classmethod, or a ``functools.partial`` of
       one, taking no argument and returning an awaitable of the adapter (for example
       ``functools.partial(MyAdapter.open, url, prefix=prefix)``). The processes close it.
-    * ``write_raw(job_id, which, text)`` stores ``text`` as the job's ``"input"`` or ``"output"``
-      exactly as it is, bypassing the adapter (as an operator editing the row by hand, or an older
-      version, would), for the poison-row cases. It returns False when the store cannot hold that
-      text at all (a JSON column and a text that is not JSON): those cases are then not applicable.
+    * ``write_raw(job_id, which, text)`` stores ``text`` as the job's ``"input"``, ``"output"``,
+      ``"scheduled_at"`` or ``"created_at"`` exactly as it is, bypassing the adapter (as an operator
+      editing the row by hand, or an older version, would), for the poison-row cases. It returns
+      False when the store cannot hold that text at all (a JSON column and a text that is not JSON,
+      a typed time column): those cases are then not applicable.
     * ``open_sharing()`` returns a second adapter built over ``adapter``'s own connections (its
       pool, provider or store), which it does not own: closing it must close it and leave the
       connections to their owner. The suites close it.

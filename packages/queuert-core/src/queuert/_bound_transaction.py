@@ -117,32 +117,20 @@ class Transactions(Generic[TxT]):
             del self._bound[id(tx)]
 
     def _attach_commit_hooks(self, tx: Any) -> TransactionHooks | None:
-        """Hooks flushed by the transaction's own commit event, where the adapter offers one."""
+        """Hooks flushed by the transaction's own commit event, where the adapter offers one.
+
+        New hooks for every call, never bound to ``tx``: each call's side effects then belong to
+        the (sub)transaction the call ran in, so a savepoint of the caller's that rolls back (a
+        SQLAlchemy ``begin_nested()``) drops exactly the calls made inside it, if the adapter's
+        events tell savepoints apart."""
         attach = getattr(self._state, "attach_commit_hooks", None)
         if attach is None:
             return None
         hooks = TransactionHooks()
-        key = id(tx)
-
-        def on_commit() -> None:
-            self._unbind_attached(key, hooks)
-            self._publishing.flush_later(hooks)
-
-        def on_rollback() -> None:
-            self._unbind_attached(key, hooks)
-            hooks.discard()
-
-        if not attach(tx, on_commit, on_rollback):
+        publishing = self._publishing
+        if not attach(tx, lambda: publishing.flush_later(hooks), hooks.discard):
             return None
-        self._bound.setdefault(key, []).append(hooks)
         return hooks
-
-    def _unbind_attached(self, key: int, hooks: TransactionHooks) -> None:
-        stack = self._bound.get(key)
-        if stack and hooks in stack:
-            stack.remove(hooks)
-            if not stack:
-                del self._bound[key]
 
 
 class TransactionScope(Generic[TxT]):

@@ -72,6 +72,9 @@ class Mapper:
         :class:`StoredValueError`; otherwise it reads as an :class:`UndecodableValue`."""
         type_name = stored.type_name
         output = stored.output
+        unreadable = stored.unreadable
+        if unreadable is not None and strict:
+            raise StoredValueError(unreadable[0], type_name, unreadable[1])
         # the fields as one dict (Job's declaration order): cheaper than 18 keyword arguments
         return from_fields(
             Job,
@@ -100,6 +103,9 @@ class Mapper:
                 "deduplication_key": stored.deduplication_key,
                 "priority": stored.priority,
                 "limit_key": stored.limit_key,
+                "unreadable": None
+                if unreadable is None
+                else f"stored {unreadable[0]} cannot be read: {unreadable[1]}",
             },
         )
 

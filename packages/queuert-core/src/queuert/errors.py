@@ -110,8 +110,10 @@ class JobTypeValidationError(QueuertError):
 
 class StoredValueError(JobTypeValidationError):
     """A stored input or output cannot be read for processing (not valid JSON, or it no longer fits the
-    job type's declared type). A worker fails such a job at once, without retrying; reads return an
-    :class:`~queuert.json.UndecodableValue` in its place instead."""
+    job type's declared type), or a stored time of the job is not a time (``which`` names the field).
+    A worker fails such a job at once, without retrying; reads return an
+    :class:`~queuert.json.UndecodableValue` in place of the value (or the job's ``unreadable``
+    reason) instead."""
 
     def __init__(self, which: str, type_name: str, reason: str) -> None:
         self.which = which

@@ -152,18 +152,17 @@ class _Process:
 
     async def stop(self) -> None:
         """Close the pipe (the child exits at end of input), then kill it if it lingers."""
+        with contextlib.suppress(Exception):
+            self.writer.close()
         if self.proc.returncode is None:
-            with contextlib.suppress(Exception):
-                self.writer.close()
             try:
                 await asyncio.wait_for(self.proc.wait(), _STOP_GRACE)
             except asyncio.TimeoutError:
                 self.kill()
                 await self.proc.wait()
-        # let the transports close before the loop does
+        # the pipe's transport is closed when this returns (before the loop may be closed)
         with contextlib.suppress(Exception):
-            self.writer.close()
-        await asyncio.sleep(0)
+            await asyncio.wait_for(self.writer.wait_closed(), _STOP_GRACE)
 
 
 class ProcessPool:

@@ -85,6 +85,7 @@ from queuert.schedule import Deduplication, Schedule
 
 __all__ = [
     "STORED_FIELDS",
+    "UNREADABLE_TIME",
     "ActivityBucket",
     "BlockersAdded",
     "Capabilities",
@@ -167,6 +168,10 @@ def derive_status(
     return "ready"
 
 
+UNREADABLE_TIME = datetime(1970, 1, 1, tzinfo=timezone.utc)
+"""What a stored time that cannot be read reads as (see :attr:`StoredJob.unreadable`)."""
+
+
 @fast_init
 @dataclass(frozen=True)
 class StoredJob:
@@ -208,6 +213,10 @@ class StoredJob:
     """Claim order among ready jobs: higher first (then oldest ``scheduled_at``, then id)."""
     limit_key: str | None = None
     """The key its type's ``key_limit`` counts by (computed from the input when it was created)."""
+    unreadable: tuple[str, str] | None = None
+    """``(field, reason)`` when a stored time of this row cannot be read (edited by hand into
+    something that is not a time): the field reads as :data:`UNREADABLE_TIME` (``None`` for an
+    optional one), reads still return the row, and a worker that claims the job fails it at once."""
 
     @property
     def is_closed(self) -> bool:

@@ -47,7 +47,7 @@ from queuert.notify import Notifications, NotifyAdapter
 from queuert.observability import ObservabilityAdapter
 from queuert.payload import DEFAULT_MAX_PAYLOAD_BYTES
 from queuert.state import ChainStatus, JobActivity, JobStatus, Order, Page, QueueStats
-from queuert.sync_backend import SyncBackend
+from queuert.sync_backend import SyncBackend, TracksTransactions
 
 __all__ = ["SyncClient", "SyncTxContext", "SyncWorkerlessCompletion"]
 
@@ -145,9 +145,13 @@ class SyncClient(Generic[TxT]):
         """Transaction hooks for your transaction on ``tx``: open the block *around* the
         transaction; it flushes when the block exits normally (after your commit) and drops what
         it holds when the block raises. Needed where the connection has no commit events
-        (``sqlite3``, psycopg)."""
+        (``sqlite3``, psycopg). A rollback must leave the block with an exception: the block
+        cannot see a ``rollback()`` that it does not see raise (its wake-ups are then only
+        superfluous hints, its events wrong); :meth:`transaction` commits and rolls back itself."""
         hooks = TransactionHooks()
         stack = self._scopes.setdefault(id(tx), [])
+        if not stack and isinstance(self.backend, TracksTransactions):
+            self.backend.transaction_begins(tx)  # the outermost block: a new transaction
         stack.append(hooks)
         try:
             yield hooks
@@ -159,6 +163,21 @@ class SyncClient(Generic[TxT]):
             if not stack:
                 del self._scopes[id(tx)]
         self._flush(hooks)
+
+    @contextmanager
+    def transaction(self, tx: TxT) -> Iterator[TxT]:
+        """Your transaction on ``tx`` with queuert's hooks around it: ``tx.commit()`` when the
+        block exits normally, then the side effects flush; ``tx.rollback()`` when it raises, and
+        they are dropped. For ``sqlite3`` and psycopg connections (as ``with conn:`` would), where
+        it replaces ``hooks()`` plus your own commit."""
+        conn: Any = tx
+        with self.hooks(tx):
+            try:
+                yield tx
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
 
     @contextmanager
     def savepoint(self, tx: TxT) -> Iterator[TxT]:
@@ -198,6 +217,22 @@ class SyncClient(Generic[TxT]):
 
     def _flush(self, hooks: TransactionHooks) -> None:
         self._publishing.flush_sync(hooks, self._publish_after_commit if self._loop else None)
+
+    def wait_published(self, timeout: float = 10.0) -> None:
+        """Block until the wake-ups handed to ``notify_loop`` so far are published (at most
+        ``timeout`` seconds, then :class:`TimeoutError`): call it before that loop stops, so
+        none is lost with it. Without ``notify_loop`` there is nothing to wait for."""
+        check_no_running_loop()
+        loop = self._loop
+        if loop is None:
+            return
+        publishing = self._publishing
+
+        async def drained() -> None:
+            await publishing.wait_published()
+
+        # the hand-over (call_soon_threadsafe) is ahead of this in the loop's queue
+        asyncio.run_coroutine_threadsafe(drained(), loop).result(timeout)
 
     def _publish_after_commit(self, notifications: Notifications) -> None:
         loop = self._loop

@@ -5,7 +5,8 @@
   of :class:`queuert.SyncClient` on :func:`get_sync_client` with ``tx=db_connection()``;
 * ``manage.py queuert_migrate`` and ``manage.py queuert_worker``;
 * :func:`open_client`: an asyncio client over the configured database (on connections of its own);
-* the dashboard in front of Django's ASGI application: :mod:`queuert_django.dashboard`.
+* the dashboard in front of Django's ASGI application: :mod:`queuert_django.dashboard`;
+* ``manage.py test`` with queuert's tables in the test database: :mod:`queuert_django.testing`.
 """
 
 from queuert_django.conf import QueuertSettings, load_settings

@@ -68,19 +68,21 @@ def libpq_params(alias: str) -> dict[str, str]:
 
 
 def _asyncpg_dsn(params: dict[str, str]) -> str:
+    """A ``postgresql://`` URL for asyncpg with the same target as the libpq ``params``."""
     auth = quote(params.get("user", ""), safe="")
     if "password" in params:
         auth += ":" + quote(params["password"], safe="")
+    netloc = f"{auth}@" if auth else ""
     host = params.get("host", "")
-    if host.startswith("/"):  # a Unix socket directory goes in the query
-        netloc = f"{auth}@" if auth else ""
-        query = {"host": host}
-    else:
-        netloc = (f"{auth}@" if auth else "") + (f"[{host}]" if ":" in host else host)
-        query = {}
-    if "port" in params:
-        netloc += f":{params['port']}" if netloc and not host.startswith("/") else ""
-        if host.startswith("/"):
+    query: dict[str, str] = {}
+    if host and not host.startswith("/"):
+        netloc += f"[{host}]" if ":" in host else host
+        if "port" in params:
+            netloc += f":{params['port']}"
+    else:  # a Unix socket directory (or libpq's default one): host and port go in the query
+        if host:
+            query["host"] = host
+        if "port" in params:
             query["port"] = params["port"]
     query.update({key: params[key] for key in _ASYNCPG_OPTIONS if key in params})
     suffix = f"?{urlencode(query)}" if query else ""

@@ -14,11 +14,19 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
-from queuert import SyncBackend
+from queuert import SyncBackend, UsageError
 
 from queuert_django.conf import QueuertSettings
 
 __all__ = ["sync_backend"]
+
+
+def _check_atomic(alias: str, write: bool) -> None:
+    if write and not transaction.get_connection(alias).in_atomic_block:
+        raise UsageError(
+            f"queuert writes on Django's connection {alias!r} inside transaction.atomic("
+            f"using={alias!r}) only (start_chain and start_chains open one themselves)"
+        )
 
 
 def _on_commit(alias: str, on_commit: Callable[[], None]) -> bool:
@@ -35,6 +43,10 @@ def sync_backend(conf: QueuertSettings) -> SyncBackend[Any]:
         from queuert_sqlite import SqliteSyncBackend
 
         class DjangoSqliteSyncBackend(SqliteSyncBackend):
+            def transaction_of(self, tx: Any, *, write: bool) -> Any:
+                _check_atomic(alias, write)
+                return super().transaction_of(tx, write=write)
+
             def attach_commit_hooks(
                 self, tx: Any, on_commit: Callable[[], None], on_rollback: Callable[[], None]
             ) -> bool:
@@ -45,6 +57,10 @@ def sync_backend(conf: QueuertSettings) -> SyncBackend[Any]:
     from queuert_postgres import PsycopgSyncBackend
 
     class DjangoPsycopgSyncBackend(PsycopgSyncBackend):
+        def transaction_of(self, tx: Any, *, write: bool) -> Any:
+            _check_atomic(alias, write)
+            return super().transaction_of(tx, write=write)
+
         def attach_commit_hooks(
             self, tx: Any, on_commit: Callable[[], None], on_rollback: Callable[[], None]
         ) -> bool:

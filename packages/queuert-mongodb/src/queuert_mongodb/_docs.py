@@ -25,7 +25,7 @@ from typing import Any
 from bson import ObjectId
 from queuert.ids import IdPolicy
 from queuert.json import loads_stored
-from queuert.state import JobStatus, StoredJob, derive_status
+from queuert.state import UNREADABLE_TIME, JobStatus, StoredJob, derive_status
 
 __all__ = [
     "OBJECT_IDS",
@@ -87,8 +87,34 @@ def _id(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+_TIMES = ("created_at", "scheduled_at", "completed_at", "last_attempt_at", "leased_until")
+_REQUIRED_TIMES = ("created_at", "scheduled_at")
+
+
+def _unreadable_times(doc: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, str] | None]:
+    """``doc`` with every time that is not a BSON date (a hand edit stored another type) replaced
+    by :data:`~queuert.state.UNREADABLE_TIME` (``None`` where optional), and the first such field
+    with its reason."""
+    unreadable: tuple[str, str] | None = None
+    for name in _TIMES:
+        value = doc.get(name)
+        if value is None or isinstance(value, datetime):
+            continue
+        if unreadable is None:
+            unreadable = (name, f"{str(value)[:40]!r} is not a time")
+        doc = {**doc, name: UNREADABLE_TIME if name in _REQUIRED_TIMES else None}
+    return doc, unreadable
+
+
 def job_from_doc(doc: dict[str, Any], now: datetime, status: JobStatus | None = None) -> StoredJob:
-    """The :class:`StoredJob` of a document read at ``now`` (the store's clock)."""
+    """The :class:`StoredJob` of a document read at ``now`` (the store's clock).
+
+    A time that is not a date never fails the read: the job reads marked ``unreadable``."""
+    unreadable: tuple[str, str] | None = None
+    if not (
+        isinstance(doc["created_at"], datetime) and isinstance(doc["scheduled_at"], datetime)
+    ) or any(not isinstance(doc.get(n), (datetime, type(None))) for n in _TIMES[2:]):
+        doc, unreadable = _unreadable_times(doc)
     outcome = doc.get("outcome")
     succeeded = doc.get("succeeded_by_job_id")
     leased_until = doc.get("leased_until")
@@ -130,6 +156,7 @@ def job_from_doc(doc: dict[str, Any], now: datetime, status: JobStatus | None = 
         trace_context=doc.get("trace_context"),
         priority=doc.get("priority", 0),
         limit_key=doc.get("limit_key"),
+        unreadable=unreadable,
     )
 
 

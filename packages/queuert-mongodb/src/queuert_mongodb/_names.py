@@ -16,7 +16,8 @@ _DATABASE = re.compile(r"[A-Za-z0-9_-]{1,63}")
 @dataclass(frozen=True)
 class Names:
     """``database`` and the collection names ``{prefix}jobs``, ``{prefix}locks`` (deduplication
-    locks) and ``{prefix}meta`` (applied migrations, the clock document, the migration lock)."""
+    locks) and ``{prefix}meta`` (applied migrations, the clock document, the migration lock), and
+    the notify adapter's ``{prefix}notify`` (messages) and ``{prefix}wake_hints`` (budgets)."""
 
     database: str
     prefix: str
@@ -38,3 +39,11 @@ class Names:
     @property
     def meta(self) -> str:
         return f"{self.prefix}meta"
+
+    @property
+    def notify(self) -> str:
+        return f"{self.prefix}notify"
+
+    @property
+    def wake_hints(self) -> str:
+        return f"{self.prefix}wake_hints"

@@ -78,6 +78,7 @@ from queuert_mongodb._docs import (
 from queuert_mongodb._names import Names
 from queuert_mongodb._schema import CLOCK_ID
 from queuert_mongodb._schema import migrate as run_migrations
+from queuert_mongodb._timeouts import with_default_timeouts
 from queuert_mongodb._transactions import TRANSIENT, Sessions, is_transient
 from queuert_mongodb.errors import StandaloneServerError, TransactionRetriesExhaustedError
 
@@ -167,13 +168,17 @@ class MongoStateAdapter:
         **client_options: Any,
     ) -> Opening[MongoStateAdapter]:
         """An adapter over a new ``AsyncMongoClient(url, **client_options)``, closed with it.
-        ``retries`` bounds the attempts of the adapter's own units of work (see the class)."""
+        ``retries`` bounds the attempts of the adapter's own units of work (see the class). Unless
+        the URL or ``client_options`` set them, the client gives up connecting after 10 s, finding
+        a server after 10 s and waiting for an answer after 60 s (``connectTimeoutMS``,
+        ``serverSelectionTimeoutMS``, ``socketTimeoutMS``; PyMongo's own defaults would wait
+        30 s for a server and forever for an answer)."""
         Names(database, collection_prefix)  # validate before connecting
 
         async def open() -> MongoStateAdapter:
             from pymongo import AsyncMongoClient
 
-            client: Any = AsyncMongoClient(url, **client_options)
+            client: Any = AsyncMongoClient(url, **with_default_timeouts(url, client_options))
             adapter = MongoStateAdapter(
                 client,
                 database=database,
@@ -880,6 +885,8 @@ class MongoStateAdapter:
             stats = []
             for d in await (await self.jobs.aggregate(pipeline, session=s)).to_list():
                 oldest = d.get("oldest")
+                if not isinstance(oldest, datetime):  # none, or a time edited into another type
+                    oldest = None
                 stats.append(
                     QueueStats(
                         type_name=d["_id"],

@@ -3,6 +3,7 @@
 from queuert_mysql._provider import AiomysqlProvider, MysqlProvider, TxState
 from queuert_mysql._schema import MIGRATIONS
 from queuert_mysql._sqlalchemy import SqlAlchemyProvider
+from queuert_mysql._sync import PymysqlSyncBackend, SqlAlchemySyncBackend
 from queuert_mysql._url import from_url
 from queuert_mysql.state import MysqlStateAdapter
 
@@ -11,7 +12,9 @@ __all__ = [
     "AiomysqlProvider",
     "MysqlProvider",
     "MysqlStateAdapter",
+    "PymysqlSyncBackend",
     "SqlAlchemyProvider",
+    "SqlAlchemySyncBackend",
     "TxState",
     "from_url",
 ]

@@ -27,6 +27,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from queuert.bounded import bounded
 from queuert.duration import Duration, to_timedelta
 from queuert.errors import TransactionAbortedError, UsageError
 
@@ -173,12 +174,6 @@ async def to_the_end(conn: Any, statement: Awaitable[T]) -> T:
     return task.result()
 
 
-def _retrieve(task: asyncio.Future[Any]) -> None:
-    """Mark the outcome of a statement task as seen (it may end after its caller gave up)."""
-    if not task.cancelled():
-        task.exception()
-
-
 def aiomysql_open(tx: Any) -> Any:
     """``tx`` if it is an aiomysql connection whose statements run in a transaction;
     :class:`UsageError` otherwise (an object of another kind, a closed connection, or one in
@@ -210,15 +205,24 @@ class AiomysqlProvider:
     create one (``await AiomysqlProvider.connect(host=..., db=...)``; closed with the adapter).
     Every connection the provider takes from the pool is switched to autocommit mode and
     ``READ COMMITTED`` once (one statement each, on first use); transactions start with ``BEGIN``.
+    With ``connect_timeout`` (seconds; set by ``connect``), opening a new pooled connection gives
+    up after that long, also when the server accepts it and never answers.
     """
 
     def __init__(
-        self, pool: Any, *, owns_pool: bool = False, statement_timeout: float | None = None
+        self,
+        pool: Any,
+        *,
+        owns_pool: bool = False,
+        statement_timeout: float | None = None,
+        connect_timeout: float | None = None,
     ) -> None:
         self.pool = pool
         self._owns_pool = owns_pool
         self._statement_timeout = statement_timeout
         """Seconds one of queuert's statements may wait for its answer (``None``: no limit)."""
+        self._connect_timeout = connect_timeout
+        """Seconds opening a new pooled connection may take (``None``: no limit)."""
         self._ready: weakref.WeakSet[Any] = weakref.WeakSet()
         self._states: weakref.WeakKeyDictionary[Any, TxState] = weakref.WeakKeyDictionary()
 
@@ -234,8 +238,8 @@ class AiomysqlProvider:
         """A provider over a new ``aiomysql.create_pool(**connect_options)`` (``host``, ``port``,
         ``user``, ``password``, ``db``, ...). Opening the pool gives up after ``connect_timeout``
         seconds (10 unless given) with ``asyncio.TimeoutError``, also when the server accepts the
-        connection and never answers (aiomysql's own timeout covers the TCP connect only). A
-        statement of queuert's that gets no answer within ``statement_timeout`` (60 s; ``None``: no
+        connection and never answers (aiomysql's own timeout covers the TCP connect only); so
+        does each new connection the pool opens later. A statement of queuert's that gets no answer within ``statement_timeout`` (60 s; ``None``: no
         limit) raises ``asyncio.TimeoutError`` too, and its connection is closed, not reused."""
         import aiomysql
 
@@ -248,39 +252,29 @@ class AiomysqlProvider:
         connect_options.setdefault("autocommit", True)
         connect_options.setdefault("charset", "utf8mb4")
         connect_options.setdefault("init_command", SESSION_SETUP)
-        pool = await asyncio.wait_for(
+        pool = await bounded(
             aiomysql.create_pool(minsize=minsize, maxsize=maxsize, **connect_options),
             float(connect_options["connect_timeout"]),
+            what="connecting",
         )
         return cls(
             pool,
             owns_pool=True,
             statement_timeout=None if timeout is None else timeout.total_seconds(),
+            connect_timeout=float(connect_options["connect_timeout"]),
         )
 
     async def _bounded(self, conn: Any, work: Awaitable[T]) -> T:
         """``work`` on ``conn``, given up after the statement timeout: the connection is then
-        closed (the server rolls back its transaction), so that no one reuses it half-way.
-
-        Not ``asyncio.wait_for``: before Python 3.12 it can swallow a cancellation of the caller
-        that arrives as the statement finishes, and a worker shutting down then waits on."""
-        if self._statement_timeout is None:
-            return await work
-        task = asyncio.ensure_future(work)
-        task.add_done_callback(_retrieve)
-        try:
-            done, _ = await asyncio.wait({task}, timeout=self._statement_timeout)
-        except asyncio.CancelledError:
-            task.cancel()
-            conn.close()  # the statement's state is unknown: never reuse the connection
-            raise
-        if not done:
-            task.cancel()
-            conn.close()
-            raise asyncio.TimeoutError(
-                f"a statement got no answer within {self._statement_timeout:g} s"
-            )
-        return task.result()
+        closed (the server rolls back its transaction), so that no one reuses it half-way; the
+        same when the caller is cancelled, since the statement's state is then unknown."""
+        return await bounded(
+            work,
+            self._statement_timeout,
+            what="a statement",
+            on_timeout=conn.close,
+            on_cancel=conn.close,
+        )
 
     async def _prepare(self, conn: Any) -> Any:
         if conn not in self._ready:
@@ -292,7 +286,7 @@ class AiomysqlProvider:
 
     @asynccontextmanager
     async def _acquire(self) -> AsyncIterator[Any]:
-        conn = await self.pool.acquire()
+        conn = await self._take()
         try:
             yield await self._prepare(conn)
         except asyncio.CancelledError:
@@ -303,6 +297,21 @@ class AiomysqlProvider:
         finally:
             # (the pool closes a connection still inside a transaction instead of keeping it)
             self.pool.release(conn)
+
+    async def _take(self) -> Any:
+        """A connection from the pool. Waiting for one that other tasks hold is back-pressure and
+        is not limited; opening a new one (aiomysql's ``connect_timeout`` covers the TCP connect
+        only, not the server's greeting) gives up after ``connect_timeout`` seconds, so that a
+        server that accepts connections and never answers cannot hang a worker."""
+        pool = self.pool
+        seconds = self._connect_timeout
+        try:
+            busy = pool.freesize == 0 and pool.size >= pool.maxsize
+        except AttributeError:  # a pool of another kind: its own limits apply
+            busy = True
+        if seconds is None or busy:
+            return await pool.acquire()
+        return await bounded(pool.acquire(), seconds, what="connecting")
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Any]:

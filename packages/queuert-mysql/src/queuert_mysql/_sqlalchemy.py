@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from queuert.errors import TransactionAbortedError, UsageError
+from queuert.sqlalchemy_session import attach_session_commit_hooks
 
 from queuert_mysql._provider import ABORTED_AT_COMMIT, Row, TxState, run_on
 
@@ -39,39 +39,12 @@ class SqlAlchemyProvider:
         self, tx: Any, on_commit: Callable[[], None], on_rollback: Callable[[], None]
     ) -> bool:
         """For an ``AsyncSession``: call ``on_commit`` after its transaction commits and
-        ``on_rollback`` after it rolls back (SQLAlchemy session events), whichever comes first."""
+        ``on_rollback`` after it (or the ``begin_nested()`` savepoint the call ran in) rolls back,
+        through the session's events (see :mod:`queuert.sqlalchemy_session`)."""
         sync_session = getattr(tx, "sync_session", None)
         if sync_session is None:
             return False
-        from sqlalchemy import event
-
-        done = False
-
-        def committed(_session: Any) -> None:
-            if finish():
-                on_commit()
-
-        def rolled_back(_session: Any) -> None:
-            if finish():
-                on_rollback()
-
-        def finish() -> bool:
-            nonlocal done
-            if done:
-                return False
-            done = True
-            # SQLAlchemy forbids removing listeners while it runs them: detach on the next turn.
-            asyncio.get_running_loop().call_soon(detach)
-            return True
-
-        def detach() -> None:
-            for name, listener in (("after_commit", committed), ("after_rollback", rolled_back)):
-                if event.contains(sync_session, name, listener):
-                    event.remove(sync_session, name, listener)
-
-        event.listen(sync_session, "after_commit", committed)
-        event.listen(sync_session, "after_rollback", rolled_back)
-        return True
+        return attach_session_commit_hooks(sync_session, on_commit, on_rollback)
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Any]:

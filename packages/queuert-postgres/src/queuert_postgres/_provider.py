@@ -24,8 +24,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from queuert.bounded import bounded
 from queuert.duration import Duration, to_timedelta
 from queuert.errors import TransactionAbortedError, UsageError
+from queuert.sqlalchemy_session import attach_session_commit_hooks
 
 __all__ = [
     "AsyncpgProvider",
@@ -375,9 +377,10 @@ class _PsycopgPool:
         async with self._slots:
             conn: Any = self._idle.pop() if self._idle else None
             if conn is None or conn.closed:
-                conn = await asyncio.wait_for(
+                conn = await bounded(
                     psycopg.AsyncConnection.connect(self._conninfo, autocommit=True),
                     self._connect_timeout,
+                    what="connecting",
                 )
             healthy = False
             try:
@@ -403,12 +406,6 @@ class _PsycopgPool:
         for conn in idle:
             with contextlib.suppress(Exception):
                 await conn.close()
-
-
-def _retrieve(task: asyncio.Future[Any]) -> None:
-    """Mark the outcome of a statement task as seen (it may end after its caller gave up)."""
-    if not task.cancelled():
-        task.exception()
 
 
 class PsycopgProvider:
@@ -475,27 +472,11 @@ class PsycopgProvider:
 
     async def _bounded(self, conn: Any, work: Awaitable[T]) -> T:
         """``work`` on ``conn``, given up after the statement timeout (own connections only): the
-        connection is then closed, so that no one reuses it in an unknown state.
-
-        Not ``asyncio.wait_for``: before Python 3.12 it can swallow a cancellation of the caller
-        that arrives as the statement finishes, and a worker shutting down then waits on."""
-        if self._statement_timeout is None:
-            return await work
-        task = asyncio.ensure_future(work)
-        task.add_done_callback(_retrieve)
-        try:
-            done, _ = await asyncio.wait({task}, timeout=self._statement_timeout)
-        except asyncio.CancelledError:
-            task.cancel()  # psycopg cancels the query on the server when its task is cancelled
-            raise
-        if not done:
-            task.cancel()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.close(), 1.0)
-            raise asyncio.TimeoutError(
-                f"a statement got no answer within {self._statement_timeout:g} s"
-            )
-        return task.result()
+        connection is then closed, so that no one reuses it in an unknown state. (A cancelled
+        caller cancels the statement: psycopg cancels the query on the server.)"""
+        return await bounded(
+            work, self._statement_timeout, what="a statement", on_timeout=conn.close
+        )
 
     async def close(self) -> None:
         if self._own_pool is not None:
@@ -526,39 +507,12 @@ class SqlAlchemyProvider:
         self, tx: Any, on_commit: Callable[[], None], on_rollback: Callable[[], None]
     ) -> bool:
         """For an ``AsyncSession``: call ``on_commit`` after its transaction commits and
-        ``on_rollback`` after it rolls back (SQLAlchemy session events), whichever comes first."""
+        ``on_rollback`` after it (or the ``begin_nested()`` savepoint the call ran in) rolls back,
+        through the session's events (see :mod:`queuert.sqlalchemy_session`)."""
         sync_session = getattr(tx, "sync_session", None)
         if sync_session is None:
             return False
-        from sqlalchemy import event
-
-        done = False
-
-        def committed(_session: Any) -> None:
-            if finish():
-                on_commit()
-
-        def rolled_back(_session: Any) -> None:
-            if finish():
-                on_rollback()
-
-        def finish() -> bool:
-            nonlocal done
-            if done:
-                return False
-            done = True
-            # SQLAlchemy forbids removing listeners while it runs them: detach on the next turn.
-            asyncio.get_running_loop().call_soon(detach)
-            return True
-
-        def detach() -> None:
-            for name, listener in (("after_commit", committed), ("after_rollback", rolled_back)):
-                if event.contains(sync_session, name, listener):
-                    event.remove(sync_session, name, listener)
-
-        event.listen(sync_session, "after_commit", committed)
-        event.listen(sync_session, "after_rollback", rolled_back)
-        return True
+        return attach_session_commit_hooks(sync_session, on_commit, on_rollback)
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Any]:

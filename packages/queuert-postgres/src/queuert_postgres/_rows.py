@@ -28,7 +28,9 @@ _new = object.__new__
 _FIELDS = (*STORED_FIELDS, "status")
 """The :class:`StoredJob` field of each column :func:`~queuert_postgres._sql.cols` selects, in order."""
 
-assert len(_FIELDS) == NCOLS and set(_FIELDS) == set(StoredJob.__dataclass_fields__)
+# ``unreadable`` is never set from a row here: typed time columns always read as times
+assert len(_FIELDS) == NCOLS
+assert {*_FIELDS, "unreadable"} == set(StoredJob.__dataclass_fields__)
 
 _TIMESTAMPS = ("created_at", "scheduled_at", "completed_at", "last_attempt_at", "leased_until")
 

@@ -81,18 +81,18 @@ class PsycopgSyncBackend:
 
 def psycopg_in_transaction(tx: Any, *, write: bool) -> Any:
     """``tx`` if it is a usable psycopg 3 sync connection; :class:`UsageError` otherwise (another
-    kind of object, a closed connection, or for a write one in autocommit outside a transaction,
-    whose statements would each commit on their own)."""
-    try:
-        closed, autocommit, status = tx.closed, tx.autocommit, tx.info.transaction_status
-        tx.cursor  # noqa: B018 - present on connections only
-    except AttributeError:
+    kind of object, an async connection, a closed connection, or for a write one in autocommit
+    outside a transaction, whose statements would each commit on their own)."""
+    import psycopg
+
+    if not isinstance(tx, psycopg.Connection):
         raise UsageError(
-            f"tx={tx!r:.80} is not a psycopg connection: pass the connection of your transaction"
-        ) from None
-    if closed:
+            f"tx={tx!r:.80} is not a psycopg (sync) Connection: pass the connection of your "
+            "transaction (an AsyncConnection goes to the async Client, with PsycopgProvider)"
+        )
+    if tx.closed:
         raise UsageError("the connection is closed")
-    if write and autocommit and status == 0:  # TransactionStatus.IDLE
+    if write and tx.autocommit and tx.info.transaction_status == 0:  # TransactionStatus.IDLE
         raise UsageError(
             "this psycopg connection is in autocommit with no open transaction (each statement "
             "would commit on its own): use it inside `with conn.transaction():`"

@@ -44,6 +44,7 @@ from queuert.paging import blocked_jobs_page, chain_jobs_page, chains_page, jobs
 from queuert.schedule import Schedule
 from queuert.sqlalchemy_session import attach_session_commit_hooks
 from queuert.state import (
+    UNREADABLE_TIME,
     BlockersAdded,
     Capabilities,
     ChainFilter,
@@ -97,7 +98,7 @@ from queuert_sqlite._rows import (
 )
 from queuert_sqlite._schema import apply_migrations, validate_prefix
 from queuert_sqlite._sql import Statements, json_param
-from queuert_sqlite._time import add_delta, format_ts, now, parse_ts, scheduled_at
+from queuert_sqlite._time import add_delta, format_ts, now, parse_ts, read_ts, scheduled_at
 from queuert_sqlite._transaction import SqliteConnection, in_savepoint
 
 logger = logging.getLogger("queuert.sqlite")
@@ -481,8 +482,9 @@ class SqliteStateAdapter:
                 entry = found.setdefault(type_name, {})
                 if kind == 0:
                     entry["ready"], entry["scheduled"] = first, second
-                    if oldest is not None:
-                        entry["oldest_ready_age"] = max(now_dt - parse_ts(oldest), timedelta(0))
+                    oldest_at = None if oldest is None else read_ts(oldest)
+                    if oldest_at is not None:  # a time edited into something else: no age
+                        entry["oldest_ready_age"] = max(now_dt - oldest_at, timedelta(0))
                 elif kind == 1:
                     entry["running"], entry["lease_expired"] = first, second
                 else:
@@ -539,7 +541,7 @@ class SqliteStateAdapter:
                 elif kind == "b":
                     closed[(slot, status)] = n
                 else:
-                    workers.append(WorkerActivity(name, n, parse_ts(last)))
+                    workers.append(WorkerActivity(name, n, read_ts(last) or UNREADABLE_TIME))
             counts.sort(key=lambda c: (c.type_name, c.status))
             workers.sort(key=lambda w: w.worker_id)
             return JobActivity(

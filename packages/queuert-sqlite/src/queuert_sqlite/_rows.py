@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from queuert.json import loads_stored
-from queuert.state import STORED_FIELDS, StoredJob, derive_status
+from queuert.state import STORED_FIELDS, UNREADABLE_TIME, StoredJob, derive_status
 
 __all__ = ["COLUMNS", "NCOLS", "columns", "job_from_row", "make_job"]
 
@@ -27,14 +27,15 @@ I_PRIORITY = 22
 
 _FIELDS = frozenset(f.name for f in dataclasses.fields(StoredJob))
 _FAST = (
-    frozenset((*COLUMNS, "status")) == _FIELDS
+    frozenset((*COLUMNS, "status", "unreadable")) == _FIELDS
     and "__slots__" not in vars(StoredJob)
     and getattr(StoredJob, "__post_init__", None) is None
     and StoredJob.__new__ is object.__new__
 )
 """Build StoredJob without its generated ``__init__`` (23 frozen ``object.__setattr__`` calls cost
 several microseconds per row). Only while StoredJob is a plain frozen dataclass with exactly these
-fields and no ``__post_init__``; otherwise rows go through the normal constructor."""
+fields (``unreadable`` is left to its class default) and no ``__post_init__``; otherwise rows go
+through the normal constructor."""
 
 
 def make_job(values: dict[str, Any]) -> StoredJob:
@@ -55,8 +56,44 @@ def _ts(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text + "+00:00")
 
 
+_TIME_FIELDS = ("created_at", "scheduled_at", "completed_at", "last_attempt_at", "leased_until")
+_TIME_POSITIONS = tuple(COLUMNS.index(name) for name in _TIME_FIELDS)
+
+
 def job_from_row(row: Sequence[Any], now: datetime, offset: int = 0) -> StoredJob:
-    """The StoredJob of the ``NCOLS`` columns of ``row`` starting at ``offset``."""
+    """The StoredJob of the ``NCOLS`` columns of ``row`` starting at ``offset``.
+
+    A stored time that is not a time (edited by hand) never fails the read: it reads as
+    :data:`~queuert.state.UNREADABLE_TIME` (``None`` where the field is optional) and the job is
+    marked ``unreadable``, which a worker fails at once.
+    """
+    try:
+        return _job_from_row(row, now, offset)
+    except (ValueError, TypeError):
+        pass
+    values = list(row[offset : offset + NCOLS])
+    unreadable: tuple[str, str] | None = None
+    for name, position in zip(_TIME_FIELDS, _TIME_POSITIONS, strict=True):
+        text = values[position]
+        if text is None:
+            continue
+        try:
+            _ts(text)
+        except (ValueError, TypeError):
+            if unreadable is None:
+                unreadable = (name, f"{str(text)[:40]!r} is not a time")
+            required = name in ("created_at", "scheduled_at")
+            values[position] = _UNREADABLE_TEXT if required else None
+    job = _job_from_row(values, now, 0)
+    if unreadable is None:  # not a time field: let the original error surface
+        return _job_from_row(row, now, offset)
+    return dataclasses.replace(job, unreadable=unreadable)
+
+
+_UNREADABLE_TEXT = UNREADABLE_TIME.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _job_from_row(row: Sequence[Any], now: datetime, offset: int) -> StoredJob:
     (
         job_id,
         type_name,

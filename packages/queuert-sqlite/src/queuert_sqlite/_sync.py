@@ -20,6 +20,7 @@ from queuert.sqlalchemy_session import attach_session_commit_hooks, driver_conne
 from queuert.state import StateAdapter
 
 from queuert_sqlite._adapter import SqliteStateAdapter
+from queuert_sqlite._busy import BEGIN
 from queuert_sqlite._inline_provider import InlineSqliteProvider
 
 if TYPE_CHECKING:
@@ -35,9 +36,9 @@ class SqliteSyncBackend:
 
     The connection's settings stay yours: rows must come back as tuples or :class:`sqlite3.Row`,
     and queuert's foreign keys are enforced only if you switch ``PRAGMA foreign_keys`` on (its
-    operations do not depend on them; they guard against writes that bypass queuert). A write call on a connection that is
-    not in a transaction begins one (``BEGIN``, as ``sqlite3`` would before your own first write);
-    on a connection in autocommit mode it is refused, since each statement would commit alone.
+    operations do not depend on them; they guard against writes that bypass queuert). A write call
+    on a connection that is not in a transaction begins one, with ``BEGIN IMMEDIATE`` (taking
+    SQLite's write lock up front); on a connection in autocommit mode it is refused, since each statement would commit alone.
     """
 
     def __init__(self, *, table_prefix: str = "queuert_") -> None:
@@ -59,7 +60,9 @@ class SqliteSyncBackend:
                     "this sqlite3 connection is in autocommit mode with no open transaction (each "
                     "statement would commit on its own): run `BEGIN` first"
                 )
-            tx.execute("BEGIN")
+            # the write lock up front (waiting up to the connection's timeout): a deferred BEGIN
+            # that read first could not upgrade once another connection wrote (WAL snapshots)
+            tx.execute(BEGIN)
         return tx
 
     def notifier_in_transaction(self) -> NotifyInTransaction | None:

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 from queuert.schedule import Schedule
 from queuert.schedule import scheduled_at as schedule_due
 
-__all__ = ["MAX_TS", "add_delta", "format_ts", "now", "parse_ts", "scheduled_at"]
+__all__ = ["MAX_TS", "add_delta", "format_ts", "now", "parse_ts", "read_ts", "scheduled_at"]
 
 UTC = timezone.utc
 MAX_TS = "9999-12-31 23:59:59.999999"
@@ -42,6 +42,14 @@ def format_ts(value: datetime) -> str:
 def parse_ts(text: str) -> datetime:
     """The aware UTC datetime of a stored timestamp."""
     return datetime.fromisoformat(text + "+00:00")
+
+
+def read_ts(text: str) -> datetime | None:
+    """:func:`parse_ts`, or ``None`` for a stored text that is not a time (edited by hand)."""
+    try:
+        return parse_ts(text)
+    except (ValueError, TypeError):
+        return None
 
 
 def now() -> tuple[str, datetime]:

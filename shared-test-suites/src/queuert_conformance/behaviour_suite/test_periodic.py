@@ -7,35 +7,9 @@ import asyncio
 import itertools
 from datetime import datetime, timedelta, timezone
 
-from queuert import Attempt, Periodic
-
-from queuert_conformance.behaviour_suite.jobs import ALL, Echo, Num
-from queuert_conformance.behaviour_suite.support import Env, MakeEnv, eventually
-
-
-async def _echo(attempt: Attempt[Echo]) -> Num:
-    return Num(attempt.input.value)
-
-
-def _every(seconds: float) -> Periodic[Num]:
-    return Periodic(
-        Echo,
-        every=timedelta(seconds=seconds),
-        input=lambda tick: Num(int(tick.timestamp() * 1000) % 1_000_000),
-        name="conformance-echo",
-    )
-
-
-async def _ticks(env: Env) -> list[datetime]:
-    """The tick of every periodic chain, from its deduplication key."""
-    chains = (await env.client.list_chains(type_names=[Echo], limit=1000)).items
-    prefix = "periodic:conformance-echo:"
-    ticks = []
-    for chain in chains:
-        key = chain.root.deduplication_key
-        assert key is not None and key.startswith(prefix), key
-        ticks.append(datetime.fromisoformat(key.removeprefix(prefix)))
-    return sorted(ticks)
+from queuert_conformance.behaviour_suite.jobs import ALL, Echo
+from queuert_conformance.behaviour_suite.periodics import echo, echo_every, started_ticks
+from queuert_conformance.behaviour_suite.support import MakeEnv, eventually
 
 
 class TestPeriodic:
@@ -43,18 +17,18 @@ class TestPeriodic:
         self, queuert_env: MakeEnv
     ) -> None:
         env = await queuert_env(job_types=ALL)
-        periodic = _every(0.2)
-        workers = [env.worker({Echo: _echo}, periodic=[periodic]) for _ in range(3)]
+        periodic = echo_every(0.2)
+        workers = [env.worker({Echo: echo}, periodic=[periodic]) for _ in range(3)]
         for worker in workers:
             await worker.start()
 
         async def three_ticks() -> bool:
-            return len(await _ticks(env)) >= 3
+            return len(await started_ticks(env)) >= 3
 
         await eventually(three_ticks, timeout=10)
         for worker in workers:
             await worker.close()
-        ticks = await _ticks(env)
+        ticks = await started_ticks(env)
         assert len(ticks) == len(set(ticks)), f"a tick was started twice: {ticks}"
         for earlier, later in itertools.pairwise(ticks):
             assert (later - earlier) % timedelta(seconds=0.2) == timedelta(0), (earlier, later)
@@ -63,14 +37,14 @@ class TestPeriodic:
         self, queuert_env: MakeEnv
     ) -> None:
         env = await queuert_env(job_types=ALL)
-        periodic = _every(0.3)
-        async with env.worker({Echo: _echo}, periodic=[periodic]):
+        periodic = echo_every(0.3)
+        async with env.worker({Echo: echo}, periodic=[periodic]):
 
             async def first() -> bool:
-                return len(await _ticks(env)) >= 1
+                return len(await started_ticks(env)) >= 1
 
             await eventually(first, timeout=10)
-        (before,) = (await _ticks(env))[-1:]
+        (before,) = (await started_ticks(env))[-1:]
         # the worker is down while four more ticks pass
         down_until = before + 5 * timedelta(
             seconds=0.3
@@ -78,14 +52,14 @@ class TestPeriodic:
         await asyncio.sleep(max((down_until - datetime.now(timezone.utc)).total_seconds(), 0.0))
         restart_tick = periodic.tick_at_or_before(datetime.now(timezone.utc))
         assert restart_tick is not None
-        count = len(await _ticks(env))
-        async with env.worker({Echo: _echo}, periodic=[periodic]):
+        count = len(await started_ticks(env))
+        async with env.worker({Echo: echo}, periodic=[periodic]):
 
             async def restarted() -> bool:
-                return len(await _ticks(env)) > count
+                return len(await started_ticks(env)) > count
 
             await eventually(restarted, timeout=10)
-        after = [t for t in await _ticks(env) if t > before]
+        after = [t for t in await started_ticks(env) if t > before]
         assert after and min(after) >= restart_tick, (
             f"ticks missed while no worker ran were replayed: {after} (restart at {restart_tick})"
         )

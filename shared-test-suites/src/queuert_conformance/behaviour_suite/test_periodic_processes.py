@@ -18,8 +18,8 @@ from queuert import Client, NoopNotifyAdapter, StateAdapter, Worker
 
 from queuert_conformance.applicability import not_applicable, require_capability
 from queuert_conformance.behaviour_suite.jobs import Echo
+from queuert_conformance.behaviour_suite.periodics import echo, echo_every, started_ticks
 from queuert_conformance.behaviour_suite.support import MakeEnv, eventually
-from queuert_conformance.behaviour_suite.test_periodic import _echo, _every, _ticks
 from queuert_conformance.spawning import collect_reports, reap
 
 PROCESSES = 3
@@ -43,7 +43,7 @@ async def _run_worker(open_adapter: Any, stop: Any) -> None:
     try:
         client: Client[Any] = Client(adapter, job_types=[Echo], notify=NoopNotifyAdapter())
         async with Worker(
-            client, handlers={Echo: _echo}, periodic=[_every(EVERY)], poll_interval=0.1
+            client, handlers={Echo: echo}, periodic=[echo_every(EVERY)], poll_interval=0.1
         ):
             await asyncio.to_thread(stop.poll, PROCESS_TIMEOUT)
         await client.close()
@@ -78,7 +78,7 @@ class TestPeriodicProcesses:
                 process.start()
 
             async def ticking(count: int) -> bool:
-                return len(await _ticks(env)) >= count
+                return len(await started_ticks(env)) >= count
 
             await eventually(lambda: ticking(2), timeout=PROCESS_TIMEOUT, what="two ticks")
             killed = processes[0]
@@ -87,7 +87,7 @@ class TestPeriodicProcesses:
             killed_at = datetime.now(timezone.utc)
 
             async def ticking_after_the_kill() -> bool:
-                return len([t for t in await _ticks(env) if t > killed_at]) >= 3
+                return len([t for t in await started_ticks(env) if t > killed_at]) >= 3
 
             await eventually(
                 ticking_after_the_kill, timeout=PROCESS_TIMEOUT, what="ticks after the kill"
@@ -105,7 +105,7 @@ class TestPeriodicProcesses:
 
         errors = [f"--- {name}\n{error}" for name, error in got if error is not None]
         assert not errors, "a worker process failed:\n" + "\n".join(errors)
-        ticks = await _ticks(env)
+        ticks = await started_ticks(env)
         assert len(ticks) == len(set(ticks)), f"a tick's chain was started twice: {ticks}"
         for earlier, later in itertools.pairwise(ticks):
             assert (later - earlier) % every == timedelta(0), (

@@ -4,7 +4,9 @@ longer fits its job type) never stops the queue.
 A worker that claims such a job fails it at once, without retrying, with a readable error, and goes on
 processing every other job; reads (``get_job``, ``get_chain``, ``list_jobs``, ``list_chains``,
 ``list_chain_jobs``) return the row with an ``UndecodableValue`` in place of the value instead of
-failing the page. The rows are corrupted through ``StateHarness.write_raw``.
+failing the page. The same holds for a stored time that is not a time, where the store keeps times
+as text: the job is failed at once and reads mark it ``unreadable``. The rows are corrupted through
+``StateHarness.write_raw``.
 """
 
 from __future__ import annotations
@@ -28,12 +30,16 @@ UNREADABLE = {
 }
 
 
-async def _corrupt(env: Env, job_id: str, text: str) -> None:
+NOT_A_TIME = "2000-01-01 not a time"
+"""A stored time edited into text that is not a time (sorts before any time of this century)."""
+
+
+async def _corrupt(env: Env, job_id: str, text: str, which: str = "input") -> None:
     write_raw = env.harness.write_raw
     if write_raw is None:
         not_applicable("write_raw")
-    if not await write_raw(job_id, "input", text):
-        not_applicable("raw_text")
+    if not await write_raw(job_id, which, text):
+        not_applicable("raw_text" if which in ("input", "output") else "raw_time")
 
 
 async def _handle(attempt: Attempt[Echo]) -> Num:
@@ -92,3 +98,47 @@ class TestPoisonRows:
         # and after the failed decode, a fresh write is visible to the next read
         (fresh,) = await env.start(Echo(Num(3)))
         assert await client.get_chain(fresh.id) is not None
+
+
+class TestUnreadableTimes:
+    """Where times are stored as text, one that is not a time (edited by hand) fails its job only."""
+
+    @pytest.mark.parametrize("field", ["scheduled_at", "created_at"])
+    async def test_the_job_fails_at_once_and_the_others_run(
+        self, queuert_env: MakeEnv, field: str
+    ) -> None:
+        env = await queuert_env(job_types=ALL)
+        bad, *good = await env.start(*[Echo(Num(i)) for i in range(4)])
+        await _corrupt(env, bad.id, NOT_A_TIME, field)
+        async with env.worker({Echo: _handle}, concurrency=2):
+            for chain in good:
+                assert (await env.wait(chain)).value == chain.root.input.value
+            closed = await env.wait_closed(bad)
+        assert closed.outcome == "failed", "the job with an unreadable time was not failed"
+        job = await env.client.get_job(bad.id)
+        assert job is not None
+        assert job.attempt == 1, "a job with an unreadable time was retried: retrying cannot help"
+        assert job.last_attempt_error is not None
+        assert f"stored {field} cannot be read" in job.last_attempt_error, job.last_attempt_error
+        assert job.unreadable is not None and field in job.unreadable
+
+    async def test_reads_mark_the_job_instead_of_failing(self, queuert_env: MakeEnv) -> None:
+        env = await queuert_env(job_types=ALL)
+        bad, good = await env.start(Echo(Num(1)), Echo(Num(2)))
+        await _corrupt(env, bad.id, NOT_A_TIME, "scheduled_at")
+        client = env.client
+        job = await client.get_job(bad.id)
+        assert job is not None and job.unreadable is not None
+        assert repr(NOT_A_TIME) in job.unreadable, job.unreadable
+        assert job.input == Num(1), "the readable fields are still read"
+        chain = await client.get_chain(bad.id)
+        assert chain is not None and chain.root.unreadable is not None
+        listed_jobs = (await client.list_jobs(limit=10)).items
+        assert {j.id for j in listed_jobs} >= {bad.id, good.id}
+        assert next(j for j in listed_jobs if j.id == good.id).unreadable is None
+        listed: list[Chain[Any]] = (await client.list_chains(limit=10)).items
+        assert {c.id for c in listed} >= {bad.id, good.id}
+        (only,) = (await client.list_chain_jobs(bad.id)).items
+        assert only.unreadable is not None
+        stats = await env.state.get_queue_stats()
+        assert sum(s.ready for s in stats) >= 1, "queue statistics still read"

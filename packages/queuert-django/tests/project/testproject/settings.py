@@ -5,8 +5,11 @@ with xdist, the worker subprocesses) never share state:
 
 * ``QUEUERT_DJANGO_SQLITE``: the SQLite database file of "default";
 * ``QUEUERT_PG_DSN`` (``postgresql://user@host:port/db``) and ``QUEUERT_DJANGO_PG_SCHEMA``: the
-  PostgreSQL database of "pg" and the schema (``search_path``) of both Django's and queuert's tables;
-* ``QUEUERT_DJANGO_DATABASE``: the alias queuert uses ("default" unless set).
+  PostgreSQL database of "pg" and the schema (``search_path``) of both Django's and queuert's tables,
+  also the prefix of queuert's LISTEN/NOTIFY channels;
+* ``QUEUERT_DJANGO_DATABASE``: the alias queuert uses ("default" unless set);
+* ``QUEUERT_DJANGO_SQLITE_TEST`` and ``QUEUERT_DJANGO_PG_TEST_DB``: the test databases that
+  ``manage.py test`` creates and drops (a SQLite file, a PostgreSQL database).
 """
 
 import os
@@ -16,6 +19,9 @@ from urllib.parse import urlsplit
 
 _pg = urlsplit(os.environ.get("QUEUERT_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test"))
 _schema = os.environ.get("QUEUERT_DJANGO_PG_SCHEMA", "public")
+_sqlite = os.environ.get(
+    "QUEUERT_DJANGO_SQLITE", str(Path(tempfile.gettempdir()) / "queuert-django.sqlite3")
+)
 
 SECRET_KEY = "test-only-not-secret"
 DEBUG = False
@@ -40,10 +46,10 @@ MIDDLEWARE = [
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": os.environ.get(
-            "QUEUERT_DJANGO_SQLITE", str(Path(tempfile.gettempdir()) / "queuert-django.sqlite3")
-        ),
+        "NAME": _sqlite,
         "OPTIONS": {"timeout": 10},
+        # a file, not Django's in-memory test database: queuert's own connections open it too
+        "TEST": {"NAME": os.environ.get("QUEUERT_DJANGO_SQLITE_TEST", _sqlite + ".test")},
     },
     "pg": {
         "ENGINE": "django.db.backends.postgresql",
@@ -53,14 +59,22 @@ DATABASES = {
         "HOST": _pg.hostname or "",
         "PORT": str(_pg.port or ""),
         "OPTIONS": {"options": f"-c search_path={_schema}"},
+        "TEST": {
+            "NAME": os.environ.get("QUEUERT_DJANGO_PG_TEST_DB"),  # None: test_<NAME>
+            "DEPENDENCIES": [],  # tests that use "pg" only need no test database of "default"
+        },
     },
 }
+
+# manage.py test: Django's runner, plus queuert's tables in the test database
+TEST_RUNNER = "queuert_django.testing.QueuertTestRunner"
 
 QUEUERT = {
     "DATABASE": os.environ.get("QUEUERT_DJANGO_DATABASE", "default"),
     "JOB_TYPES": "shop.jobs.JOB_TYPES",
     "WORKER": "shop.jobs.build_worker",
     "SCHEMA": _schema,
+    "CHANNEL_PREFIX": _schema,  # notifications are database-wide: one channel set per test process
 }
 
 # queuert's events on stdout in the manage.py subprocesses of the tests, which wait for the

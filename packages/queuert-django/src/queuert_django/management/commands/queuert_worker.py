@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from dataclasses import replace
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -41,7 +42,7 @@ class Command(BaseCommand):  # type: ignore[misc]
                 "function that takes the client and returns a queuert Worker)"
             )
         try:
-            factory = QueuertSettings(**{**conf.__dict__, "worker": path}).build_worker()
+            factory = replace(conf, worker=path).build_worker()
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc)) from exc
         asyncio.run(_run(conf, factory, path))

@@ -1,0 +1,68 @@
+"""``queuert.bounded.bounded``: a time limit that never swallows a cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from queuert.bounded import bounded
+
+
+async def test_the_result_comes_back_within_the_limit() -> None:
+    async def answer() -> int:
+        await asyncio.sleep(0)
+        return 42
+
+    assert await bounded(answer(), 5.0) == 42
+    assert await bounded(answer(), None) == 42
+
+
+async def test_a_timeout_cancels_the_work_runs_the_clean_up_and_raises() -> None:
+    never = asyncio.Event()
+    cancelled = asyncio.Event()
+    cleaned: list[str] = []
+
+    async def hang() -> None:
+        try:
+            await never.wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    async def clean() -> None:
+        cleaned.append("timeout")
+
+    with pytest.raises(asyncio.TimeoutError, match=r"a statement got no answer within 0\.05 s"):
+        await bounded(hang(), 0.05, what="a statement", on_timeout=clean)
+    assert cancelled.is_set(), "the given-up work was not cancelled"
+    assert cleaned == ["timeout"]
+
+
+async def test_a_cancelled_caller_is_cancelled_even_as_the_work_ends() -> None:
+    """The case ``asyncio.wait_for`` gets wrong before Python 3.12: the work's result arrives in the
+    same loop iteration as the caller's cancellation, and the cancellation must still win."""
+    release = asyncio.Event()
+    cleaned: list[str] = []
+
+    async def work() -> str:
+        await release.wait()
+        return "done"
+
+    async def caller() -> str:
+        return await bounded(work(), 5.0, on_cancel=lambda: cleaned.append("cancel"))
+
+    task = asyncio.ensure_future(caller())
+    await asyncio.sleep(0)  # the caller is now waiting on the work
+    release.set()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert cleaned == ["cancel"]
+
+
+async def test_an_error_of_the_work_propagates_untouched() -> None:
+    async def fail() -> None:
+        raise LookupError("boom")
+
+    with pytest.raises(LookupError, match="boom"):
+        await bounded(fail(), 5.0, on_timeout=lambda: pytest.fail("no timeout happened"))

@@ -1,0 +1,66 @@
+"""A client the adapter opens is bounded: 10 s to connect and to find a server, 60 s per answer,
+unless the URL or the caller says otherwise; a server that accepts connections and never answers
+makes opening the adapter fail instead of hang."""
+
+from __future__ import annotations
+
+import asyncio
+
+import mongo_server
+import pytest
+from mongo_helpers import DATABASE, unique_prefix
+from pymongo.errors import ServerSelectionTimeoutError
+from queuert_mongodb import MongoStateAdapter
+
+
+async def test_the_client_gets_bounded_timeouts_by_default() -> None:
+    adapter = await MongoStateAdapter.connect(
+        mongo_server.server_url(), database=DATABASE, collection_prefix=unique_prefix()
+    )
+    try:
+        pool = adapter.client.options.pool_options
+        assert pool.connect_timeout == 10 and pool.socket_timeout == 60
+        assert adapter.client.options.server_selection_timeout == 10
+    finally:
+        await adapter.close()
+
+
+async def test_the_url_and_the_caller_keep_their_own_timeouts() -> None:
+    base = mongo_server.server_url()
+    url = base + ("&" if "?" in base else "?") + "sockettimeoutms=5000"
+    adapter = await MongoStateAdapter.connect(
+        url, database=DATABASE, collection_prefix=unique_prefix(), connectTimeoutMS=3000
+    )
+    try:
+        pool = adapter.client.options.pool_options
+        assert pool.socket_timeout == 5 and pool.connect_timeout == 3
+    finally:
+        await adapter.close()
+
+
+async def test_opening_against_a_server_that_never_answers_fails() -> None:
+    peers: list[asyncio.StreamWriter] = []
+    accepted = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peers.append(writer)
+        accepted.set()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        with pytest.raises(ServerSelectionTimeoutError):
+            # the URL shortens the wait for a server; the answer wait is the adapter's default
+            await MongoStateAdapter.connect(
+                f"mongodb://127.0.0.1:{port}/?directConnection=true&serverSelectionTimeoutMS=1500",
+                database=DATABASE,
+            )
+        assert accepted.is_set(), "the client reached the silent server"
+        assert loop.time() - started < 10, f"gave up after {loop.time() - started:.1f} s"
+    finally:
+        for writer in peers:
+            writer.close()
+        server.close()
+        await server.wait_closed()
