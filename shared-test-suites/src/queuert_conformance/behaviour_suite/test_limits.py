@@ -37,7 +37,7 @@ class _Gauge:
                 self.now[name] -= 1
 
 
-class TestConcurrencyLimits:
+class TestWorkerLimits:
     async def test_a_type_limit_holds_across_workers(self, queuert_env: MakeEnv) -> None:
         env = await queuert_env(job_types=ALL)
         require_capability(env.capabilities, "concurrency_limits")
