@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -32,6 +31,7 @@ from bench import (
     isolated_dsn,
     open_backend,
     remove_sqlite_files,
+    run_in_child,
 )
 from queuert import Attempt, Client, EntryJobType, Worker
 from queuert.backoff import Lease
@@ -81,13 +81,8 @@ async def run(dsn: str, chains: int, limit: int | None) -> dict[str, float]:
 
 def child(dsn: str, chains: int, limit: int | None) -> float:
     tagged = isolated_dsn(dsn, f"lim{uuid.uuid4().hex[:8]}")
-    out = subprocess.run(
-        [sys.executable, __file__, "_child", json.dumps([tagged, chains, limit])],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return float(json.loads(out.stdout.strip().splitlines()[-1])["jobs_per_s"])
+    result = run_in_child(__file__, [json.dumps([tagged, chains, limit])], "limits run")
+    return float(result["jobs_per_s"])
 
 
 def main() -> None:
