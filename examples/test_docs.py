@@ -199,6 +199,12 @@ class BuildReport(EntryJobType[UserRef, Report], Blockers[tuple[Chain[LoadUser],
 
 
 @dataclass
+class Export:
+    customer: str
+    part: int
+
+
+@dataclass
 class Receipt:
     order_id: str
 

@@ -23,6 +23,7 @@ from examples import (
     deduplication,
     deletion_and_trigger,
     fastapi_service,
+    limits_and_priorities,
     middleware_and_shutdown,
     mongodb_transactional_enqueue,
     observability,
@@ -135,6 +136,15 @@ async def test_process_isolation() -> None:
         "about": "rendered",
     }
     assert results["errors"] == ["HandlerCrashedError", "HardTimeoutError", "MemoryLimitError"]
+
+
+async def test_limits_and_priorities() -> None:
+    results = await limits_and_priorities.main()
+    assert results["first"] == "board meeting"
+    assert results["last"] == "archive"
+    assert results["reports at once"] == 2, "eight slots, a limit of two"
+    assert results["exports of one customer at once"] == 1
+    assert results["exports at once"] == 2, "the two customers export side by side"
 
 
 async def test_deduplication() -> None:

@@ -121,3 +121,10 @@ def test_the_mysql_atomic_floor_runs_to_its_end() -> None:
     url = os.environ.get("QUEUERT_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
     samples = asyncio.run(mysql_processing(url, jobs=60))["process"]
     assert len(samples) == REPEATS and all(sample > 0 for sample in samples)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_limits_compares_a_limited_type_with_an_unlimited_one(backend: str, tmp_path: Path) -> None:
+    dsn = f"sqlite:///{tmp_path}/bench.db" if backend == "sqlite" else POSTGRES
+    out = run_tool("limits.py", "--dsn", dsn, "--runs", "1", "--chains", "30")
+    assert "no limit" in out and "limit / no limit:" in out

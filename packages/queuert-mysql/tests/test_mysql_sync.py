@@ -193,3 +193,34 @@ def test_a_sqlalchemy_session_carries_row_chain_and_events(
         assert sync.get_chain(kept.id, tx=session) is not None
         ids = session.execute(text(f"SELECT id FROM {prefix}orders")).scalars().all()
         assert list(ids) == ["o-2"]
+
+
+def test_a_failed_statement_does_not_spill_into_the_next_transaction(
+    sync: SyncClient[Any], conn: Any, prefix: str
+) -> None:
+    """A statement of queuert's that fails (here: a lock wait timeout) marks its transaction as
+    aborted; once the caller rolled it back, a new transaction begun inside ``sync.hooks`` on the
+    same connection is not refused because of it."""
+    with sync.transaction(conn):
+        locked = sync.start_chain(ShipOrder(Order("o-locked")), tx=conn)
+    holder = pymysql.connect(**pymysql_args())
+    try:
+        holder.begin()
+        with holder.cursor() as cur:
+            cur.execute(f"SELECT id FROM `{prefix}job` WHERE id = %s FOR UPDATE", (locked.id,))
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION innodb_lock_wait_timeout = 1")
+        with pytest.raises(pymysql.err.OperationalError), sync.hooks(conn):
+            conn.begin()
+            sync.cancel_chain(locked.id, tx=conn)  # waits for the holder's lock, then gives up
+        conn.rollback()
+        with sync.hooks(conn):
+            conn.begin()  # the caller begins its next transaction itself
+            fresh = sync.start_chain(ShipOrder(Order("o-fresh")), tx=conn)
+            conn.commit()
+    finally:
+        holder.rollback()
+        holder.close()
+    conn.begin()
+    assert sync.get_chain(fresh.id, ShipOrder, tx=conn) is not None
+    conn.rollback()

@@ -59,7 +59,12 @@ async def test_tables_live_in_the_configured_schema_with_the_prefix() -> None:
         result = await adapter.migrate()
         assert result.applied == [m.name for m in MIGRATIONS]
         assert result.skipped == [] and result.unrecognized == []
-        assert await tables_in(ns.schema) == {"acme_job", "acme_job_blocker", "acme_migration"}
+        assert await tables_in(ns.schema) == {
+            "acme_job",
+            "acme_job_blocker",
+            "acme_job_limit",
+            "acme_migration",
+        }
         conn = await asyncpg.connect(DSN)
         try:
             options = await conn.fetchval(
@@ -91,6 +96,7 @@ async def test_tables_live_in_the_configured_schema_with_the_prefix() -> None:
                 "acme_job_unsuccessful_idx",
                 "acme_job_blocker_pkey",
                 "acme_job_blocker_chain_idx",
+                "acme_job_limit_pkey",
                 "acme_migration_pkey",
             }
         finally:

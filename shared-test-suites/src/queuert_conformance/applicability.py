@@ -25,6 +25,9 @@ REASONS: dict[str, str] = {
         "transactions would pass the race trivially)"
     ),
     "multi_process": "needs capabilities.multi_process (several processes share one store)",
+    "concurrency_limits": (
+        "needs capabilities.concurrency_limits (claims enforce the job types' concurrency limits)"
+    ),
     "poison": (
         "needs capabilities.poison_transaction and StateHarness.poison (a statement failing "
         "inside a transaction)"

@@ -11,10 +11,11 @@ from queuert_conformance.behaviour_suite.test_chains import TestContinuations, T
 from queuert_conformance.behaviour_suite.test_deletion import TestDeletion, TestWaitForChain
 from queuert_conformance.behaviour_suite.test_hostile_values import TestHostileValues
 from queuert_conformance.behaviour_suite.test_isolation import TestIsolatedHandlers
+from queuert_conformance.behaviour_suite.test_limits import TestWorkerLimits
 from queuert_conformance.behaviour_suite.test_periodic import TestPeriodic
 from queuert_conformance.behaviour_suite.test_periodic_processes import TestPeriodicProcesses
 from queuert_conformance.behaviour_suite.test_poison_rows import TestPoisonRows, TestUnreadableTimes
-from queuert_conformance.behaviour_suite.test_priorities import TestPriorities
+from queuert_conformance.behaviour_suite.test_priorities import TestWorkerPriorities
 from queuert_conformance.behaviour_suite.test_processing import (
     TestErrors,
     TestMaxAttempts,
@@ -66,7 +67,6 @@ __all__ = [
     "TestPeriodicProcesses",
     "TestPickup",
     "TestPoisonRows",
-    "TestPriorities",
     "TestRetention",
     "TestScheduling",
     "TestShutdown",
@@ -77,6 +77,8 @@ __all__ = [
     "TestUnreadableTimes",
     "TestValidation",
     "TestWaitForChain",
+    "TestWorkerLimits",
+    "TestWorkerPriorities",
     "TestWorkerRecovery",
     "TestWorkerlessCompletion",
     "queuert_env",

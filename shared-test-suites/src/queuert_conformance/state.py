@@ -39,6 +39,15 @@ from queuert_conformance.state_suite.ids import TestIdPolicy  # noqa: E402
 from queuert_conformance.state_suite.isolation import TestReadIsolation  # noqa: E402
 from queuert_conformance.state_suite.lease import TestRenewLeases  # noqa: E402
 from queuert_conformance.state_suite.lifecycle import TestAdapterLifecycle  # noqa: E402
+from queuert_conformance.state_suite.limits import (  # noqa: E402
+    TestConcurrencyLimits,
+    TestKeyedLimits,
+    TestLimitKeys,
+)
+from queuert_conformance.state_suite.limits_processes import (  # noqa: E402
+    TestLimitsAcrossProcesses,
+)
+from queuert_conformance.state_suite.limits_property import TestLimitsProperty  # noqa: E402
 from queuert_conformance.state_suite.listing import (  # noqa: E402
     TestListBlockedJobs,
     TestListChainJobs,
@@ -66,6 +75,7 @@ __all__ = [
     "TestCompleteJob",
     "TestCompleteJobs",
     "TestConcurrency",
+    "TestConcurrencyLimits",
     "TestCreateJobs",
     "TestDeduplication",
     "TestDeleteChains",
@@ -74,6 +84,10 @@ __all__ = [
     "TestGetJobBlockers",
     "TestIdPolicy",
     "TestJobActivity",
+    "TestKeyedLimits",
+    "TestLimitKeys",
+    "TestLimitsAcrossProcesses",
+    "TestLimitsProperty",
     "TestListBlockedJobs",
     "TestListChainJobs",
     "TestListChains",

@@ -23,6 +23,7 @@ from queuert.errors import JobTypeValidationError, NotJsonError, UsageError
 from queuert.ids import check_id, check_ids
 from queuert.job_types import JobType, JobTypeRegistry
 from queuert.json import JsonValue
+from queuert.limits import check_limit_key
 from queuert.models import Chain
 from queuert.observability import (
     BlockerLink,
@@ -128,6 +129,7 @@ class ChainCreation(Generic[TxT]):
                     deduplication=job.deduplication,
                     fresh_id=job.id is None,
                     priority=0 if job.priority is None else job.priority,
+                    limit_key=_limit_key(job),
                 )
             else:
                 if job.deduplication is not None:
@@ -142,6 +144,7 @@ class ChainCreation(Generic[TxT]):
                     schedule=job.schedule,
                     # a continuation keeps its chain's priority unless it sets its own
                     priority=continuation_of.priority if job.priority is None else job.priority,
+                    limit_key=_limit_key(job),
                 )
             plans.append(PlannedJob(row, blockers))
         return plans
@@ -315,6 +318,13 @@ class ChainCreation(Generic[TxT]):
                     [c for cs in link_contexts.values() for c in cs if c is not None]
                 )
             raise
+
+
+def _limit_key(job: AnyJob) -> str | None:
+    """The key the job's type limits by (its ``limit_key`` of the job's input), if it has one."""
+    jt = type(job)
+    key_of = jt.limit_key_of
+    return None if key_of is None else check_limit_key(key_of(job.input), jt.type_name)
 
 
 def _origin(continuation_of: StoredJob | None) -> str | None:

@@ -102,6 +102,7 @@ class Mapper:
                 "leased_until": stored.leased_until,
                 "deduplication_key": stored.deduplication_key,
                 "priority": stored.priority,
+                "limit_key": stored.limit_key,
                 "unreadable": None
                 if unreadable is None
                 else f"stored {unreadable[0]} cannot be read: {unreadable[1]}",

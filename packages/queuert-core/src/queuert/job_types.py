@@ -31,7 +31,7 @@ import re
 import sys
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, cast
 
@@ -39,6 +39,7 @@ from typing_extensions import Never
 
 from queuert._declared import Constructible, NoContinuation
 from queuert.errors import DuplicateJobTypeError, UnknownJobTypeError, UsageError
+from queuert.limits import ConcurrencyLimit
 from queuert.schedule import Deduplication, Schedule
 
 if TYPE_CHECKING:
@@ -92,6 +93,8 @@ class _JobTypeBase:
     entry: ClassVar[bool] = False
     max_attempts: ClassVar[int | None] = None
     on_blocker_failure: ClassVar[BlockerFailurePolicy] = "fail"
+    concurrency_limit: ClassVar[ConcurrencyLimit] = ConcurrencyLimit()
+    limit_key_of: ClassVar[Callable[[Any], str] | None] = None
     _spec: ClassVar[JobTypeSpec | None] = None
     _abstract_job_type: ClassVar[bool] = True
 
@@ -170,7 +173,10 @@ class JobType(_JobTypeBase, Generic[In, Out]):
 
     Class keywords: ``name`` (stored type name; default: the class name in snake_case),
     ``max_attempts`` (opt-in limit after which the chain closes as *failed*), ``on_blocker_failure``
-    (see :data:`BlockerFailurePolicy`). Lease and backoff are set where the handler is registered.
+    (see :data:`BlockerFailurePolicy`), ``limit`` (at most this many of its jobs run at once across
+    every worker), ``key_limit`` with ``limit_key`` (a function of the input returning a string: at
+    most ``key_limit`` jobs with the same key run at once; 1 makes each key a singleton). Lease and
+    backoff are set where the handler is registered.
     Add :class:`Continues`, :class:`Blockers` and :class:`ChainResult` to declare more.
     """
 
@@ -183,6 +189,9 @@ class JobType(_JobTypeBase, Generic[In, Out]):
         name: str | None = None,
         max_attempts: int | None = None,
         on_blocker_failure: BlockerFailurePolicy | None = None,
+        limit: int | None = None,
+        key_limit: int | None = None,
+        limit_key: Callable[[Any], str] | None = None,
     ) -> None:
         super().__init_subclass__()
         if cls.__dict__.get("_abstract_job_type", False):
@@ -206,6 +215,14 @@ class JobType(_JobTypeBase, Generic[In, Out]):
             if on_blocker_failure not in ("fail", "proceed"):
                 raise UsageError("on_blocker_failure must be 'fail' or 'proceed'")
             cls.on_blocker_failure = on_blocker_failure
+        if (key_limit is None) != (limit_key is None):
+            raise UsageError("key_limit and limit_key go together: a limit per key needs the key")
+        if limit_key is not None and not callable(limit_key):
+            raise UsageError(f"limit_key must be a function of the input, not {limit_key!r}")
+        if limit is not None or key_limit is not None:
+            cls.concurrency_limit = ConcurrencyLimit(limit=limit, key_limit=key_limit)
+        if limit_key is not None:
+            cls.limit_key_of = staticmethod(limit_key)
         cls._spec = None
 
     if TYPE_CHECKING:

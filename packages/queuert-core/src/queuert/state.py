@@ -80,6 +80,7 @@ from queuert._fastinit import fast_init, from_fields
 from queuert.errors import BlockerReference, InvalidJobIdError, UsageError
 from queuert.ids import IdPolicy, check_ids
 from queuert.json import JsonValue, UndecodableValue
+from queuert.limits import ConcurrencyLimit
 from queuert.schedule import Deduplication, Schedule
 
 __all__ = [
@@ -210,6 +211,8 @@ class StoredJob:
     trace_context: str | None = None
     priority: int = 0
     """Claim order among ready jobs: higher first (then oldest ``scheduled_at``, then id)."""
+    limit_key: str | None = None
+    """The key its type's ``key_limit`` counts by (computed from the input when it was created)."""
     unreadable: tuple[str, str] | None = None
     """``(field, reason)`` when a stored time of this row cannot be read (edited by hand into
     something that is not a time): the field reads as :data:`UNREADABLE_TIME` (``None`` for an
@@ -276,6 +279,8 @@ class NewJob:
     for another reason the whole transaction fails. Stores may ignore it."""
     priority: int = 0
     """Stored as is (the core checked the range: a 32-bit signed int)."""
+    limit_key: str | None = None
+    """Stored as is (the core checked it: 1 to 200 characters, no NUL)."""
 
 
 STORED_FIELDS: tuple[str, ...] = (
@@ -302,6 +307,7 @@ STORED_FIELDS: tuple[str, ...] = (
     "chain_trace_context",
     "trace_context",
     "priority",
+    "limit_key",
 )
 """The stored facts of a :class:`StoredJob` (every field but the derived ``status``), in the order the
 SQL adapters select them."""
@@ -335,6 +341,7 @@ def inserted_job(
     fields["chain_trace_context"] = new.chain_trace_context
     fields["trace_context"] = new.trace_context
     fields["priority"] = new.priority
+    fields["limit_key"] = new.limit_key
     return from_fields(StoredJob, fields)
 
 
@@ -718,6 +725,8 @@ class Capabilities:
     """Several processes can share one store."""
     poison_transaction: bool = False
     """The adapter's harness can make a statement fail inside a transaction (for error-path tests)."""
+    concurrency_limits: bool = False
+    """``claim_jobs`` enforces ``limits`` (a worker refuses limited job types otherwise)."""
 
 
 @runtime_checkable
@@ -917,12 +926,23 @@ class StateAdapter(Protocol[TxT]):
         leases: Mapping[str, timedelta],
         limit: int,
         worker_id: str,
+        limits: Mapping[str, ConcurrencyLimit] | None = None,
         tx: TxT | None = None,
     ) -> ClaimResult:
         """Claim up to ``limit`` ready jobs whose type is a key of ``leases``, highest ``priority``
         first, then oldest ``scheduled_at`` (ties by id), in one atomic step: each gets ``attempt + 1``, ``last_attempt_at = now``,
         ``leased_by = worker_id`` and ``leased_until = now + leases[type]``. Two claimers never get the
-        same job; rows locked by other transactions are skipped, never waited on."""
+        same job; rows locked by other transactions are skipped, never waited on.
+
+        ``limits`` (only on adapters with ``capabilities.concurrency_limits``; the core passes only
+        set limits of requested types): a job is taken only if, counting the jobs of its type that
+        are running (open and leased, expired or not) and those taken before it in this claim, its
+        type stays within ``limit`` and its (type, ``limit_key``) within ``key_limit``; a job that
+        does not fit is skipped and the ones after it are still considered
+        (:func:`queuert.limits.take_within_limits`). This holds against every concurrent claimer
+        of the store: an adapter that cannot tell whether a claim of the same type or key committed
+        since it counted takes none of those jobs this time (and reports ``has_more``).
+        ``has_more`` is true when another job could have been taken within the limits."""
         ...
 
     async def renew_leases(

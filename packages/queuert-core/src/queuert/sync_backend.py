@@ -21,12 +21,12 @@ and a ``SqlAlchemySyncBackend`` in each of the three for SQLAlchemy's sync ``Ses
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from queuert.notify import NotifyInTransaction
 from queuert.state import StateAdapter
 
-__all__ = ["SyncBackend"]
+__all__ = ["SyncBackend", "TracksTransactions"]
 
 TxT = TypeVar("TxT", contravariant=True)
 
@@ -61,4 +61,16 @@ class SyncBackend(Protocol[TxT]):  # the caller's connection: an argument only
     ) -> bool:
         """Arrange ``on_commit()`` after the caller's ``tx`` commits and ``on_rollback()`` after it
         rolls back (at most once each, whichever comes first); False if ``tx`` has no such events."""
+        ...
+
+
+@runtime_checkable
+class TracksTransactions(Protocol):
+    """A sync backend that keeps state per transaction of the caller's connection (MySQL's record
+    of a failed statement, say) and cannot see the caller begin a new one on the same connection:
+    :meth:`~queuert.SyncClient.hooks` tells it when the caller opens the block around a new
+    transaction."""
+
+    def transaction_begins(self, tx: Any) -> None:
+        """The caller is about to begin a new transaction on ``tx``: forget the previous one's."""
         ...

@@ -47,7 +47,7 @@ from queuert.notify import Notifications, NotifyAdapter
 from queuert.observability import ObservabilityAdapter
 from queuert.payload import DEFAULT_MAX_PAYLOAD_BYTES
 from queuert.state import ChainStatus, JobActivity, JobStatus, Order, Page, QueueStats
-from queuert.sync_backend import SyncBackend
+from queuert.sync_backend import SyncBackend, TracksTransactions
 
 __all__ = ["SyncClient", "SyncTxContext", "SyncWorkerlessCompletion"]
 
@@ -150,6 +150,8 @@ class SyncClient(Generic[TxT]):
         superfluous hints, its events wrong); :meth:`transaction` commits and rolls back itself."""
         hooks = TransactionHooks()
         stack = self._scopes.setdefault(id(tx), [])
+        if not stack and isinstance(self.backend, TracksTransactions):
+            self.backend.transaction_begins(tx)  # the outermost block: a new transaction
         stack.append(hooks)
         try:
             yield hooks

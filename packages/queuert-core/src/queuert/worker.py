@@ -100,6 +100,9 @@ Handler = Callable[[Attempt[J]], Awaitable[object]]
 MAX_ERROR_LENGTH = 10_000
 _PREFETCH_MAX_HANDLER_TIME = 0.05
 _CLAIM_GATHER_TURNS = 3
+_LIMIT_RECHECK = 0.5
+"""Seconds before a worker looks again at ready jobs that a concurrency limit held back (a place
+freed by another worker wakes nobody; one freed by this worker's own jobs wakes it at once)."""
 _NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 
 
@@ -361,6 +364,8 @@ class Worker(Generic[TxT]):
         self._stop_requested: asyncio.Event | None = None
         self._consuming: set[str] = set()
         self._next_reap = 0.0
+        self._held_back = False
+        """The last claim left ready jobs to their concurrency limits."""
         self._completer = _Completer(self)
         self._host = _AttemptHost(self)
         self.processed = 0
@@ -403,6 +408,10 @@ class Worker(Generic[TxT]):
             raise UsageError(f"a handler for {jt.type_name!r} is already registered")
         if max_attempts is not None and (not isinstance(max_attempts, int) or max_attempts < 1):
             raise UsageError("max_attempts must be a positive int")
+        if jt.concurrency_limit.is_set and not self._core.state.capabilities.concurrency_limits:
+            raise UsageError(
+                f"{jt.type_name!r} has a concurrency limit, which this state adapter cannot enforce"
+            )
         self._core.registry.add([jt])
         self._configs[jt.type_name] = HandlerConfig(
             job_type=jt,
@@ -693,9 +702,20 @@ class Worker(Generic[TxT]):
         # Claim when a slot is free, or (all slots busy) to refill a prefetch buffer that ran low.
         if wanted > 0 and (self._free_slots() > 0 or len(self._buffer) <= prefetch // 2):
             leases = {name: cfg.lease.duration for name, cfg in self._configs.items()}
-            claim = await self._core.state.claim_jobs(
-                leases=leases, limit=wanted, worker_id=self.id
-            )
+            limits = {
+                name: cfg.job_type.concurrency_limit
+                for name, cfg in self._configs.items()
+                if cfg.job_type.concurrency_limit.is_set
+            }
+            if limits:
+                claim = await self._core.state.claim_jobs(
+                    leases=leases, limit=wanted, worker_id=self.id, limits=limits
+                )
+            else:
+                claim = await self._core.state.claim_jobs(
+                    leases=leases, limit=wanted, worker_id=self.id
+                )
+            self._held_back = bool(limits) and not claim.has_more and len(claim.jobs) < wanted
             for job in claim.jobs:
                 if self._stopping:
                     self._spawn(self._release(job), f"queuert-release-{job.id}")
@@ -757,7 +777,11 @@ class Worker(Generic[TxT]):
         if self._free_slots() > 0:
             due = await self._core.state.next_due(self.type_names)
             if due is not None:
-                delay = min(delay, max(due.total_seconds(), 0.0))
+                seconds = max(due.total_seconds(), 0.0)
+                if seconds == 0.0 and self._held_back:
+                    # ready jobs the last claim left to their concurrency limits
+                    seconds = _LIMIT_RECHECK
+                delay = min(delay, seconds)
         delay = min(delay, max(self._next_reap - loop.time(), 0.0))
         if delay > 0:
             delay *= random.uniform(0.95, 1.05)

@@ -155,6 +155,7 @@ def job_from_doc(doc: dict[str, Any], now: datetime, status: JobStatus | None = 
         chain_trace_context=doc.get("chain_trace_context"),
         trace_context=doc.get("trace_context"),
         priority=doc.get("priority", 0),
+        limit_key=doc.get("limit_key"),
         unreadable=unreadable,
     )
 

@@ -32,6 +32,7 @@ from queuert.errors import (
     UsageError,
 )
 from queuert.json import dumps
+from queuert.limits import ConcurrencyLimit, take_within_limits
 from queuert.opening import Opening
 from queuert.paging import blocked_jobs_page, chain_jobs_page, chains_page, fetch_size, jobs_page
 from queuert.schedule import scheduled_at
@@ -79,7 +80,7 @@ from queuert_mongodb._schema import CLOCK_ID
 from queuert_mongodb._schema import migrate as run_migrations
 from queuert_mongodb._timeouts import with_default_timeouts
 from queuert_mongodb._transactions import TRANSIENT, Sessions, is_transient
-from queuert_mongodb.errors import StandaloneServerError
+from queuert_mongodb.errors import StandaloneServerError, TransactionRetriesExhaustedError
 
 __all__ = ["MongoStateAdapter"]
 
@@ -151,6 +152,7 @@ class MongoStateAdapter:
             concurrent_transactions=True,
             multi_process=True,
             poison_transaction=True,
+            concurrency_limits=True,
         )
         self._closed = False
         self._topology_checked = False
@@ -470,6 +472,7 @@ class MongoStateAdapter:
                 "chain_trace_context": new.chain_trace_context,
                 "trace_context": new.trace_context,
                 "priority": new.priority,
+                "limit_key": new.limit_key,
             }
             if new.chain_id is None:
                 doc["chain_open"] = True
@@ -1047,9 +1050,21 @@ class MongoStateAdapter:
         leases: Mapping[str, timedelta],
         limit: int,
         worker_id: str,
+        limits: Mapping[str, ConcurrencyLimit] | None = None,
         tx: Any | None = None,
     ) -> ClaimResult:
         self._check_open()
+        bounds = {t: b for t, b in (limits or {}).items() if t in leases and b.is_set}
+        if bounds and limit > 0:
+            try:
+                return await self._in_tx(
+                    tx,
+                    "claim_jobs",
+                    lambda s: self._claim_limited(s, dict(leases), limit, worker_id, bounds),
+                )
+            except TransactionRetriesExhaustedError:
+                # other claimers of these types kept committing first: nothing taken this time
+                return ClaimResult(jobs=[], has_more=True)
         if not leases or limit <= 0:
             return (
                 ClaimResult(jobs=[], has_more=False)
@@ -1133,6 +1148,132 @@ class MongoStateAdapter:
             return ClaimResult(jobs=jobs, has_more=len(docs) > len(jobs))
 
         return await self._skipping(tx, "claim_jobs", run)
+
+    async def _claim_limited(
+        self,
+        s: Any,
+        leases: dict[str, timedelta],
+        limit: int,
+        worker_id: str,
+        bounds: dict[str, ConcurrencyLimit],
+    ) -> ClaimResult:
+        """A claim under concurrency limits, in one transaction. It first increments a counter
+        document per limited type: a claim of the same type that committed after this
+        transaction's snapshot, or is still running, makes that write fail (a write conflict,
+        and the transaction is run again), so once it succeeds the running jobs counted in the
+        snapshot are every running job of those types (a release since only lowers them). Then
+        it takes the ready candidates that fit, in claim order
+        (:func:`~queuert.limits.take_within_limits`)."""
+        limited = sorted(bounds)
+        for type_name in limited:
+            await self.meta.update_one(
+                {"_id": {"limit": type_name}}, {"$inc": {"claims": 1}}, upsert=True, session=s
+            )
+        now = await self._now(s)
+        running_types: dict[str, int] = {}
+        running_keys: dict[tuple[str, str], int] = {}
+        counted = await (
+            await self.jobs.aggregate(
+                [
+                    {
+                        "$match": {
+                            "type_name": {"$in": limited},
+                            **_OPEN,
+                            "leased_until": {"$ne": None},
+                        }
+                    },
+                    {"$group": {"_id": {"t": "$type_name", "k": "$limit_key"}, "n": {"$sum": 1}}},
+                ],
+                session=s,
+            )
+        ).to_list()
+        for row in counted:
+            type_name, key = row["_id"]["t"], row["_id"].get("k")
+            running_types[type_name] = running_types.get(type_name, 0) + row["n"]
+            if key is not None:
+                running_keys[(type_name, key)] = row["n"]
+        skip: list[dict[str, Any]] = []
+        types: list[str] = []
+        for type_name in leases:
+            bound = bounds.get(type_name)
+            if (
+                bound is not None
+                and bound.limit is not None
+                and running_types.get(type_name, 0) >= bound.limit
+            ):
+                continue  # full: none of its jobs fits
+            types.append(type_name)
+            if bound is not None and bound.key_limit is not None:
+                full = [
+                    k
+                    for (t, k), n in running_keys.items()
+                    if t == type_name and n >= bound.key_limit
+                ]
+                if full:
+                    skip.append({"type_name": type_name, "limit_key": {"$in": full}})
+        if not types:
+            return ClaimResult(jobs=[], has_more=False)
+        # only a key limit skips candidates: only then look further than limit + 1
+        keyed = any(b.key_limit is not None for t, b in bounds.items() if t in types)
+        window = 4 * limit + 1 if keyed else limit + 1
+        match: dict[str, Any] = {
+            "type_name": {"$in": types},
+            **_CLAIMABLE,
+            "scheduled_at": {"$lte": now},
+        }
+        if skip:
+            match["$nor"] = skip
+        docs = await (
+            await self.jobs.aggregate(
+                [
+                    {"$match": match},
+                    {"$sort": {"priority": -1, "scheduled_at": 1, "_id": 1}},
+                    {"$limit": window},
+                    {"$project": {"_id": 1, "type_name": 1, "limit_key": 1}},
+                ],
+                session=s,
+            )
+        ).to_list()
+        taken, has_more = take_within_limits(
+            ((d["type_name"], d.get("limit_key"), d) for d in docs),
+            limits=bounds,
+            running_types=running_types,
+            running_keys=running_keys,
+            want=limit,
+        )
+        if keyed and len(docs) >= window:
+            has_more = True  # more behind the window (the next claim skips the keys now full)
+        if not taken:
+            return ClaimResult(jobs=[], has_more=has_more)
+        by_type: dict[str, list[ObjectId]] = {}
+        for d in taken:
+            by_type.setdefault(d["type_name"], []).append(d["_id"])
+        await self.jobs.bulk_write(
+            [
+                UpdateMany(
+                    {"_id": {"$in": ids}, **_CLAIMABLE},
+                    {
+                        "$set": {
+                            "leased_by": worker_id,
+                            "leased_until": until(now, leases[t]),
+                            "last_attempt_at": now,
+                        },
+                        "$inc": {"attempt": 1},
+                    },
+                )
+                for t, ids in by_type.items()
+            ],
+            ordered=True,
+            session=s,
+        )
+        claimed = await self._find(
+            s,
+            {"_id": {"$in": [d["_id"] for d in taken]}, "leased_by": worker_id},
+            sort=[("priority", -1), ("scheduled_at", 1), ("_id", 1)],
+        )
+        return ClaimResult(
+            jobs=[job_from_doc(d, now, "running") for d in claimed], has_more=has_more
+        )
 
     async def _has_any(self, leases: Mapping[str, timedelta], tx: Any | None) -> ClaimResult:
         due = await self.next_due(list(leases), tx=tx)

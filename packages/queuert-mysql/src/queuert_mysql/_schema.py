@@ -76,6 +76,10 @@ class Names:
         return self._q("dedup_lock")
 
     @property
+    def job_limit(self) -> str:
+        return self._q("job_limit")
+
+    @property
     def migration(self) -> str:
         return self._q("migration")
 
@@ -84,6 +88,7 @@ class Names:
             template.replace("{job}", self.job)
             .replace("{blocker}", self.blocker)
             .replace("{dedup_lock}", self.dedup_lock)
+            .replace("{job_limit}", self.job_limit)
             .replace("{migration}", self.migration)
             .replace("{p}", self.prefix)
         )
@@ -102,6 +107,7 @@ _ID = "CHAR(36) CHARACTER SET ascii COLLATE ascii_bin"
 _NAME = "VARBINARY(1020)"
 _KEY = "MEDIUMBLOB"
 _TEXT = "MEDIUMTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+_LIMIT_KEY_TYPE = "VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
 
 _JOB = f"""
 CREATE TABLE IF NOT EXISTS {{job}} (
@@ -200,11 +206,28 @@ ALTER TABLE {job}
 """A claim walks the ready jobs of each type by priority (highest first), then due time, from
 ``job_claim_idx``; the ready index keeps serving ``next_due`` and the queue stats."""
 
+_LIMIT_KEY = f"""
+ALTER TABLE {{job}} ADD COLUMN limit_key {_LIMIT_KEY_TYPE} NULL
+"""
+
+_JOB_LIMIT = f"""
+CREATE TABLE IF NOT EXISTS {{job_limit}} (
+    type_name {_NAME}  NOT NULL,
+    claims    BIGINT   NOT NULL,
+    PRIMARY KEY (type_name)
+) ENGINE = InnoDB
+"""
+"""One row per job type ever claimed under a concurrency limit. A limited claim writes its type's
+row first (``INSERT ... ON DUPLICATE KEY UPDATE``), which holds the row's lock until the claim
+commits: limited claims of one type are serialised, and each one counts the running jobs after
+the previous one committed (every statement reads the latest commits under READ COMMITTED)."""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_initial_schema", (_JOB, _BLOCKER, _DEDUP_LOCK)),
     Migration("0002_blocked_index", (_BLOCKED_TYPE,)),
     Migration("0003_exact_json_text", (_EXACT_JSON,)),
     Migration("0004_priority", (_PRIORITY,)),
+    Migration("0005_concurrency_limits", (_LIMIT_KEY, _JOB_LIMIT)),
 )
 """Applied in order. Never edit one that has shipped: add a new one."""
 

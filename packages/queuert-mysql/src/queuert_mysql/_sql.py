@@ -27,7 +27,7 @@ __all__ = [
 
 NOW = "UTC_TIMESTAMP(6)"
 
-NCOLS = 24
+NCOLS = 25
 """Number of columns :func:`cols` selects for one job."""
 
 JOB_ID = 0
@@ -70,7 +70,8 @@ def cols(a: str) -> str:
         f"{a}.completed_at, {_text(f'{a}.completed_by')}, {a}.succeeded_by_job_id, {a}.attempt, "
         f"{a}.last_attempt_at, {a}.last_attempt_error, {_text(f'{a}.leased_by')}, "
         f"{a}.leased_until, {a}.open_blockers > 0, {_text(f'{a}.deduplication_key')}, "
-        f"{a}.chain_trace_context, {a}.trace_context, {a}.priority, {status_sql(a)}"
+        f"{a}.chain_trace_context, {a}.trace_context, {a}.priority, {a}.limit_key, "
+        f"{status_sql(a)}"
     )
 
 
@@ -92,9 +93,9 @@ def chain_open(root: str) -> str:
 
 INSERT_COLUMNS = (
     "id, type_name, chain_id, chain_type_name, chain_index, input, created_at, scheduled_at, "
-    "deduplication_key, chain_trace_context, trace_context, priority"
+    "deduplication_key, chain_trace_context, trace_context, priority, limit_key"
 )
-INSERT_ROW = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+INSERT_ROW = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 """The placeholders of one row of :data:`INSERT_COLUMNS`."""
 
 

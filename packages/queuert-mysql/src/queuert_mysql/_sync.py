@@ -105,6 +105,11 @@ class PymysqlSyncBackend:
     def state(self) -> StateAdapter[Any]:
         return self._state
 
+    def transaction_begins(self, tx: Any) -> None:
+        """A failed statement of an earlier transaction on ``tx`` no longer counts (the caller
+        opens ``sync.hooks(conn)`` or ``sync.transaction(conn)`` around each transaction)."""
+        self.provider.started(tx)
+
     def transaction_of(self, tx: Any, *, write: bool) -> Any:
         import pymysql.connections
 

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import logging
 import random
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from dataclasses import replace
@@ -30,6 +31,7 @@ from queuert.errors import (
 )
 from queuert.ids import UUID_IDS
 from queuert.json import JsonValue, dumps
+from queuert.limits import ConcurrencyLimit, take_within_limits
 from queuert.opening import Opening
 from queuert.paging import blocked_jobs_page, chain_jobs_page, chains_page, fetch_size, jobs_page
 from queuert.schedule import Schedule, scheduled_at
@@ -85,6 +87,11 @@ from queuert_mysql._sql import (
 )
 
 __all__ = ["MysqlStateAdapter"]
+
+_SCHEDULED_AT = 9
+_PRIORITY = 22
+_LIMIT_KEY = 23
+"""Positions of these columns in :func:`~queuert_mysql._sql.cols`."""
 
 TxT = TypeVar("TxT")
 T = TypeVar("T")
@@ -157,6 +164,7 @@ class MysqlStateAdapter(Generic[TxT]):
             concurrent_transactions=True,
             multi_process=True,
             poison_transaction=True,
+            concurrency_limits=True,
         )
         self._closed = False
 
@@ -487,6 +495,7 @@ class MysqlStateAdapter(Generic[TxT]):
                     new.chain_trace_context,
                     new.trace_context,
                     new.priority,
+                    new.limit_key,
                 )
             )
         args.append(prepared[0][0].id)
@@ -495,9 +504,9 @@ class MysqlStateAdapter(Generic[TxT]):
             len(prepared),
             lambda n: (
                 "INSERT INTO {job} (id, type_name, chain_id, chain_type_name, chain_index, "
-                "input, created_at, scheduled_at, chain_trace_context, trace_context, priority) "
-                "VALUES "
-                + ", ".join([f"(%s, %s, %s, %s, 0, %s, {NOW}, {NOW}, %s, %s, %s)"] * n)
+                "input, created_at, scheduled_at, chain_trace_context, trace_context, priority, "
+                "limit_key) VALUES "
+                + ", ".join([f"(%s, %s, %s, %s, 0, %s, {NOW}, {NOW}, %s, %s, %s, %s)"] * n)
                 + "; SELECT created_at FROM {job} WHERE id = %s"
             ),
         )
@@ -1023,12 +1032,18 @@ class MysqlStateAdapter(Generic[TxT]):
         leases: Mapping[str, timedelta],
         limit: int,
         worker_id: str,
+        limits: Mapping[str, ConcurrencyLimit] | None = None,
         tx: TxT | None = None,
     ) -> ClaimResult:
         self._check_open()
         if not leases:
             return ClaimResult(jobs=[], has_more=False)
         types = list(leases)
+        bounds = {t: b for t, b in (limits or {}).items() if t in leases and b.is_set}
+        if bounds:
+            return await self._in_tx(
+                tx, lambda t: self._claim_limited(types, leases, limit, worker_id, bounds, t)
+            )
         return await self._in_tx(tx, lambda t: self._claim(types, leases, limit, worker_id, t))
 
     async def _claim(
@@ -1064,7 +1079,118 @@ class MysqlStateAdapter(Generic[TxT]):
             args.extend((type_name, take + 1))
         rows = await self._fetch(sql, args, tx)
         has_more = len(rows) > take
-        rows = rows[:take]
+        return await self._lease(rows[:take], has_more, leases, worker_id, tx)
+
+    async def _claim_limited(
+        self,
+        types: list[str],
+        leases: Mapping[str, timedelta],
+        limit: int,
+        worker_id: str,
+        bounds: dict[str, ConcurrencyLimit],
+        tx: TxT,
+    ) -> ClaimResult:
+        """A claim under concurrency limits. It first writes the row of each limited type in
+        ``job_limit`` (in one order, so claimers never wait on each other in a cycle): a concurrent
+        limited claim of the same type waits there until this one commits. Then it counts the
+        running jobs by (type, key) (READ COMMITTED: every statement sees the latest commits),
+        locks ready candidates in claim order (skipping full types and keys) and takes those that
+        fit (:func:`~queuert.limits.take_within_limits`)."""
+        take = max(limit, 0)
+        limited = sorted(bounds)
+        await self._execute(
+            self.sql.sized(
+                "job_limit_lock",
+                len(limited),
+                lambda n: (
+                    "INSERT INTO {job_limit} (type_name, claims) VALUES "
+                    + ", ".join(["(%s, 1)"] * n)
+                    + " ON DUPLICATE KEY UPDATE claims = claims + 1"
+                ),
+            ),
+            limited,
+            tx,
+        )
+        running_types: dict[str, int] = {}
+        running_keys: dict[tuple[str, str], int] = {}
+        counted = await self._fetch(
+            self.sql.sized(
+                "running_by_key",
+                len(limited),
+                lambda n: (
+                    "SELECT CONVERT(j.leased_type USING utf8mb4), j.limit_key, COUNT(*) "
+                    f"FROM {{job}} j WHERE j.leased_type IN ({marks(n)}) "
+                    "GROUP BY j.leased_type, j.limit_key"
+                ),
+            ),
+            limited,
+            tx,
+        )
+        for type_name, key, count in counted:
+            running_types[type_name] = running_types.get(type_name, 0) + count
+            if key is not None:
+                running_keys[(type_name, key)] = count
+        parts: list[str] = []
+        args: list[Any] = []
+        windows: dict[str, int] = {}
+        for type_name in types:
+            bound = bounds.get(type_name)
+            if bound is None:
+                windows[type_name] = take + 1
+            elif bound.limit is not None and running_types.get(type_name, 0) >= bound.limit:
+                continue  # full: none of its jobs fits
+            else:
+                # only a key limit skips candidates: only then look further than take + 1
+                windows[type_name] = 4 * take + 1 if bound.key_limit is not None else take + 1
+            full = (
+                [k for (t, k), n in running_keys.items() if t == type_name and n >= bound.key_limit]
+                if bound is not None and bound.key_limit is not None
+                else []
+            )
+            skip = f"AND (j.limit_key IS NULL OR j.limit_key NOT IN ({marks(len(full))})) "
+            parts.append(
+                f"(SELECT {cols('j')}, {NOW} FROM {{job}} j FORCE INDEX (`{{p}}job_claim_idx`) "
+                f"WHERE j.ready_type = %s AND j.scheduled_at <= {NOW} "
+                + (skip if full else "")
+                + "ORDER BY j.priority DESC, j.scheduled_at, j.id LIMIT %s FOR UPDATE SKIP LOCKED)"
+            )
+            args.extend((type_name, *full, windows[type_name]))
+        if not parts:
+            return ClaimResult(jobs=[], has_more=False)
+        rows = await self._fetch(self.sql.render(" UNION ALL ".join(parts)), args, tx)
+        rows.sort(key=lambda r: (-r[_PRIORITY], r[_SCHEDULED_AT], r[0]))
+        taken, has_more = take_within_limits(
+            ((r[1], r[_LIMIT_KEY], r) for r in rows),
+            limits=bounds,
+            running_types=running_types,
+            running_keys=running_keys,
+            want=take,
+        )
+        # a type whose window filled may have jobs that fit behind it (the next claim skips the
+        # keys this one filled), unless its own limit is reached now
+        seen = Counter(r[1] for r in rows)
+        now_running = Counter(r[1] for r in taken)
+        for type_name, n in seen.items():
+            bound = bounds.get(type_name)
+            at_limit = (
+                bound is not None
+                and bound.limit is not None
+                and running_types.get(type_name, 0) + now_running[type_name] >= bound.limit
+            )
+            if n >= windows[type_name] and not at_limit:
+                has_more = True
+        return await self._lease(taken, has_more, leases, worker_id, tx)
+
+    async def _lease(
+        self,
+        rows: list[Row],
+        has_more: bool,
+        leases: Mapping[str, timedelta],
+        worker_id: str,
+        tx: TxT,
+    ) -> ClaimResult:
+        """Lease the claimed candidate ``rows`` (their job columns, then the statement's now)."""
+        types = list(leases)
         if not rows:
             return ClaimResult(jobs=[], has_more=has_more)
         now = rows[0][NCOLS]
@@ -1708,6 +1834,7 @@ def _plan(
                 new.chain_trace_context,
                 new.trace_context,
                 new.priority,
+                new.limit_key,
             )
         )
         job = inserted_job(

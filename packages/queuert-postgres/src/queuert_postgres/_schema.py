@@ -52,6 +52,10 @@ class Names:
         return self._q("job_blocker")
 
     @property
+    def job_limit(self) -> str:
+        return self._q("job_limit")
+
+    @property
     def migration(self) -> str:
         return self._q("migration")
 
@@ -63,6 +67,7 @@ class Names:
         return (
             template.replace("{job}", self.job)
             .replace("{blocker}", self.blocker)
+            .replace("{job_limit}", self.job_limit)
             .replace("{migration}", self.migration)
             .replace("{schema}", self.schema_q)
             .replace("{p}", self.prefix)
@@ -185,6 +190,20 @@ CREATE INDEX "{p}job_claim_idx" ON {job} (type_name, priority DESC, scheduled_at
 ``job_claim_idx``; the ready index keeps serving ``next_due`` (the earliest due time of a type) and
 the queue stats. The column's constant default makes the ``ALTER`` a catalog change: no rewrite."""
 
+_CONCURRENCY_LIMITS = """
+ALTER TABLE {job} ADD COLUMN limit_key text;
+CREATE TABLE {job_limit} (
+    type_name text   NOT NULL,
+    limit_key text   NOT NULL,
+    claims    bigint NOT NULL,
+    PRIMARY KEY (type_name, limit_key)
+);
+"""
+"""``limit_key`` is the key a type's ``key_limit`` counts by. ``job_limit`` holds one row per limited
+type (``limit_key`` '') and per limited (type, key) that was ever claimed: a claim counter that
+every limited claim of it increments, which is how a claim tells whether another one committed
+since its snapshot (see :data:`queuert_postgres._sql.CLAIM_LIMITED`)."""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_initial_schema", _INITIAL),
     Migration("0002_storage_tuning", _STORAGE_TUNING),
@@ -193,6 +212,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0005_activity_and_key_indexes", _ACTIVITY_AND_KEY_INDEXES),
     Migration("0006_unsuccessful_index", _UNSUCCESSFUL_INDEX),
     Migration("0007_priority", _PRIORITY),
+    Migration("0008_concurrency_limits", _CONCURRENCY_LIMITS),
 )
 """Applied in order; each in its own transaction. Never edit one that has shipped: add a new one."""
 

@@ -28,7 +28,7 @@ __all__ = [
 
 NOW = "statement_timestamp()"
 
-NCOLS = 24
+NCOLS = 25
 """Number of columns :func:`cols` selects for one job."""
 
 
@@ -51,7 +51,7 @@ def cols(a: str) -> str:
         f"{a}.completed_at, {a}.completed_by, {a}.succeeded_by_job_id::text, {a}.attempt, "
         f"{a}.last_attempt_at, {a}.last_attempt_error, {a}.leased_by, {a}.leased_until, "
         f"{a}.open_blockers > 0, {a}.deduplication_key, {a}.chain_trace_context, "
-        f"{a}.trace_context, {a}.priority, {status_sql(a)}"
+        f"{a}.trace_context, {a}.priority, {a}.limit_key, {status_sql(a)}"
     )
 
 
@@ -203,7 +203,7 @@ CREATE = f"""
 WITH i AS (
     SELECT u.ord::int AS ord, u.id::uuid AS id, u.type_name, u.chain_type_name,
            u.chain_id::uuid AS chain_id, u.chain_index, u.input, u.sched_at, u.sched_after,
-           u.dkey, u.dany, u.dwin, u.ctc, u.tc, coalesce(u.pri, 0) AS pri,
+           u.dkey, u.dany, u.dwin, u.ctc, u.tc, coalesce(u.pri, 0) AS pri, u.lkey,
            (CASE WHEN u.chain_id IS NOT NULL
                  THEN min(u.ord) OVER (PARTITION BY u.chain_id, u.chain_index)
                  WHEN u.dkey IS NOT NULL
@@ -211,9 +211,9 @@ WITH i AS (
                  ELSE u.ord END)::int AS leader
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[],
                 $7::timestamptz[], $8::float8[], $9::text[], $10::bool[], $11::float8[],
-                $12::text[], $13::text[], $16::int[])
+                $12::text[], $13::text[], $16::int[], $17::text[])
          WITH ORDINALITY AS u(id, type_name, chain_type_name, chain_id, chain_index, input,
-                              sched_at, sched_after, dkey, dany, dwin, ctc, tc, pri, ord)
+                              sched_at, sched_after, dkey, dany, dwin, ctc, tc, pri, lkey, ord)
 ),
 cont AS (
     SELECT i.ord, j.id AS rid
@@ -246,11 +246,11 @@ clash AS (
 ins AS (
     INSERT INTO {{job}} AS j (id, type_name, chain_id, chain_type_name, chain_index, input,
                               created_at, scheduled_at, deduplication_key,
-                              chain_trace_context, trace_context, priority)
+                              chain_trace_context, trace_context, priority, limit_key)
     SELECT x.id, x.type_name, coalesce(x.chain_id, x.id), x.chain_type_name, x.chain_index,
            x.input::json, {NOW},
            greatest(coalesce(x.sched_at, {NOW} + x.sched_after * interval '1 second'), {NOW}),
-           x.dkey, x.ctc, x.tc, x.pri
+           x.dkey, x.ctc, x.tc, x.pri, x.lkey
     FROM x WHERE NOT EXISTS (SELECT 1 FROM clash)
     ORDER BY x.ord
     ON CONFLICT (chain_id, chain_index) DO UPDATE SET chain_index = excluded.chain_index
@@ -272,14 +272,15 @@ SELECT {CreateRow.INSERTED}, NULL, NULL, {cols("ins")} FROM ins
 CREATE_FIRST = f"""
 WITH ins AS (
     INSERT INTO {{job}} AS j (id, type_name, chain_id, chain_type_name, chain_index, input, created_at,
-                              scheduled_at, chain_trace_context, trace_context, priority)
+                              scheduled_at, chain_trace_context, trace_context, priority,
+                              limit_key)
     SELECT u.id::uuid, u.type_name, u.id::uuid, u.chain_type_name, 0, u.input::json, {NOW},
            greatest(coalesce(u.sched_at, {NOW} + u.sched_after * interval '1 second'), {NOW}),
-           u.ctc, u.tc, coalesce(u.pri, 0)
+           u.ctc, u.tc, coalesce(u.pri, 0), u.lkey
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::float8[],
-                $7::text[], $8::text[], $9::int[])
+                $7::text[], $8::text[], $9::int[], $10::text[])
          WITH ORDINALITY AS u(id, type_name, chain_type_name, input, sched_at, sched_after, ctc, tc,
-                              pri, ord)
+                              pri, lkey, ord)
     ORDER BY u.ord
     ON CONFLICT DO NOTHING
     RETURNING j.id, j.scheduled_at
@@ -489,6 +490,117 @@ SELECT (SELECT count(*) FROM cand) > $3::int, {cols("u")}
 FROM (SELECT 1) one LEFT JOIN upd u ON true
 ORDER BY u.priority DESC, u.scheduled_at, u.id
 """
+
+CLAIM_LIMITED = f"""
+WITH req AS (
+    SELECT q.type_name, q.secs, q.tlim, q.klim,
+           CASE WHEN q.klim IS NULL THEN $3::int + 1 ELSE 4 * $3::int + 1 END AS win
+    FROM unnest($1::text[], $2::float8[], $5::int[], $6::int[]) AS q(type_name, secs, tlim, klim)
+),
+run AS (
+    SELECT j.type_name, coalesce(j.limit_key, '') AS k, count(*)::int AS n
+    FROM {{job}} j
+    WHERE j.type_name IN (SELECT req.type_name FROM req
+                          WHERE req.tlim IS NOT NULL OR req.klim IS NOT NULL)
+      AND j.outcome IS NULL AND j.leased_until IS NOT NULL
+    GROUP BY j.type_name, coalesce(j.limit_key, '')
+),
+run_type AS (SELECT run.type_name, sum(run.n)::int AS n FROM run GROUP BY run.type_name),
+cand AS (
+    SELECT c.id, c.priority, c.scheduled_at, c.k, req.type_name, req.secs, req.tlim, req.klim,
+           req.win
+    FROM req CROSS JOIN LATERAL (
+        SELECT j.id, j.priority, j.scheduled_at, coalesce(j.limit_key, '') AS k FROM {{job}} j
+        WHERE j.type_name = req.type_name AND {READY.format(a="j")} AND j.scheduled_at <= {NOW}
+          AND (req.tlim IS NULL OR coalesce(
+                (SELECT rt.n FROM run_type rt WHERE rt.type_name = req.type_name), 0) < req.tlim)
+          AND (req.klim IS NULL OR j.limit_key IS NULL OR coalesce(
+                (SELECT r.n FROM run r WHERE r.type_name = req.type_name AND r.k = j.limit_key),
+                0) < req.klim)
+        ORDER BY j.priority DESC, j.scheduled_at, j.id
+        LIMIT req.win
+        FOR NO KEY UPDATE SKIP LOCKED
+    ) c
+),
+keyfit AS (
+    SELECT c.* FROM (
+        SELECT c.*, row_number() OVER (PARTITION BY c.type_name, c.k
+                                       ORDER BY c.priority DESC, c.scheduled_at, c.id) AS kr,
+               coalesce((SELECT r.n FROM run r WHERE r.type_name = c.type_name AND r.k = c.k),
+                        0) AS kn
+        FROM cand c
+    ) c
+    WHERE c.klim IS NULL OR c.k = '' OR c.kn + c.kr <= c.klim
+),
+fit AS (
+    SELECT f.* FROM (
+        SELECT f.*, row_number() OVER (PARTITION BY f.type_name
+                                       ORDER BY f.priority DESC, f.scheduled_at, f.id) AS tr,
+               coalesce((SELECT rt.n FROM run_type rt WHERE rt.type_name = f.type_name), 0) AS tn
+        FROM keyfit f
+    ) f
+    WHERE f.tlim IS NULL OR f.tn + f.tr <= f.tlim
+),
+chosen AS (SELECT * FROM fit ORDER BY fit.priority DESC, fit.scheduled_at, fit.id LIMIT $3::int),
+bump AS (
+    INSERT INTO {{job_limit}} AS l (type_name, limit_key, claims)
+    SELECT w.type_name, w.k, 1 FROM (
+        SELECT ch.type_name, ch.k FROM chosen ch WHERE ch.klim IS NOT NULL AND ch.k <> ''
+        UNION
+        SELECT ch.type_name, '' FROM chosen ch WHERE ch.tlim IS NOT NULL
+    ) w
+    ORDER BY w.type_name, w.k
+    ON CONFLICT (type_name, limit_key) DO UPDATE SET claims = l.claims + 1
+    RETURNING l.type_name, l.limit_key, l.claims
+),
+stale AS (
+    SELECT b.type_name, b.limit_key FROM bump b
+    WHERE b.claims - 1 <> coalesce((SELECT s.claims FROM {{job_limit}} s
+                                    WHERE s.type_name = b.type_name
+                                      AND s.limit_key = b.limit_key), 0)
+),
+pick AS (
+    SELECT ch.* FROM chosen ch
+    WHERE NOT EXISTS (
+        SELECT 1 FROM stale s
+        WHERE s.type_name = ch.type_name
+          AND ((s.limit_key = '' AND ch.tlim IS NOT NULL)
+               OR (s.limit_key = ch.k AND ch.k <> '' AND ch.klim IS NOT NULL))
+    )
+),
+upd AS (
+    UPDATE {{job}} j
+    SET attempt = j.attempt + 1, last_attempt_at = {NOW}, leased_by = $4::text,
+        leased_until = {NOW} + p.secs * interval '1 second'
+    FROM pick p WHERE j.id = p.id
+    RETURNING j.*
+),
+more AS (
+    SELECT (SELECT count(*) FROM fit) > (SELECT count(*) FROM chosen)
+        OR EXISTS (SELECT 1 FROM stale)
+        OR EXISTS (
+            SELECT 1 FROM cand c GROUP BY c.type_name, c.win, c.tlim
+            HAVING count(*) >= c.win
+               AND (c.tlim IS NULL OR coalesce((SELECT rt.n FROM run_type rt
+                                                WHERE rt.type_name = c.type_name), 0)
+                                     + (SELECT count(*) FROM fit f
+                                        WHERE f.type_name = c.type_name) < c.tlim)
+        ) AS any
+)
+SELECT (SELECT more.any FROM more), {cols("u")}
+FROM (SELECT 1) one LEFT JOIN upd u ON true
+ORDER BY u.priority DESC, u.scheduled_at, u.id
+"""
+"""A claim under concurrency limits, in one statement. Per type it counts the running jobs by limit
+key (its snapshot), locks ready candidates in claim order (skipping types and keys already full),
+keeps those that fit the key and then the type limit, and cuts to ``$3``. Only a type with a key
+limit can skip candidates (those of a full key), so only it looks at more than ``$3 + 1`` of them. Each limited (type, key)
+and type it takes jobs of has a row in ``job_limit`` whose counter it increments with an upsert,
+which waits for a concurrent claimer's lock and sees its committed counter: a counter that moved
+since the snapshot means another claim of that type or key committed after the counts were taken,
+so this claim takes none of those jobs (and reports more). A release (completion, failure,
+cancellation, retry, reaping, deletion) only lowers the running counts, so a count from an older
+snapshot is never too low. ``$5``/``$6``: each type's limit and key limit, NULL where not set."""
 
 RENEW = f"""
 WITH r AS (
@@ -785,6 +897,7 @@ _ALL = {
     "queue_stats": QUEUE_STATS,
     "queue_stats_of": QUEUE_STATS_OF,
     "claim": CLAIM,
+    "claim_limited": CLAIM_LIMITED,
     "renew": RENEW,
     "complete": COMPLETE,
     "complete_catch_up": COMPLETE_CATCH_UP,
@@ -818,6 +931,7 @@ class Statements:
         self.queue_stats = rendered["queue_stats"]
         self.queue_stats_of = rendered["queue_stats_of"]
         self.claim = rendered["claim"]
+        self.claim_limited = rendered["claim_limited"]
         self.renew = rendered["renew"]
         self.complete = rendered["complete"]
         self.complete_catch_up = rendered["complete_catch_up"]

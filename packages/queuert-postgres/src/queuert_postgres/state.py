@@ -29,6 +29,7 @@ from queuert.errors import (
 )
 from queuert.ids import UUID_IDS
 from queuert.json import JsonValue, dumps
+from queuert.limits import ConcurrencyLimit
 from queuert.opening import Opening
 from queuert.paging import blocked_jobs_page, chain_jobs_page, chains_page, fetch_size, jobs_page
 from queuert.schedule import Schedule
@@ -162,6 +163,7 @@ class PgStateAdapter(Generic[TxT]):
             concurrent_transactions=True,
             multi_process=True,
             poison_transaction=True,
+            concurrency_limits=True,
         )
         self._closed = False
         self._dynamic: dict[str, Sql] = {}
@@ -377,6 +379,7 @@ class PgStateAdapter(Generic[TxT]):
                     new.chain_trace_context,
                     new.trace_context,
                     new.priority or None,  # NULL reads as 0: a batch without priorities sends []
+                    new.limit_key,
                 )
             )
             if dedup is not None:
@@ -388,8 +391,10 @@ class PgStateAdapter(Generic[TxT]):
         columns = [list(column) for column in zip(*per_job, strict=True)]
         if starts_only:
             return await self._create_first(jobs, values, columns, tx)
-        priorities = columns[13] if columns[13].count(None) != len(columns[13]) else []
-        args = [*columns[:13], excl_ord, excl_id, priorities]
+        priorities, keys = (
+            column if column.count(None) != len(column) else [] for column in columns[13:15]
+        )
+        args = [*columns[:13], excl_ord, excl_id, priorities, keys]
         if not lock_keys:
             rows = await self._fetch(self.sql.create, args, tx)
             return await self._created(jobs, rows, tx)
@@ -414,7 +419,7 @@ class PgStateAdapter(Generic[TxT]):
         # the driver skips inspecting a hundred Nones (schedules and trace contexts usually are).
         args = [
             column if column.count(None) != len(column) else []
-            for column in (columns[i] for i in (0, 1, 2, 5, 6, 7, 11, 12, 13))
+            for column in (columns[i] for i in (0, 1, 2, 5, 6, 7, 11, 12, 13, 14))
         ]
         ((statement_at, count, inserted, later_ids, later_at),) = await self._fetch(
             self.sql.create_first, args, tx
@@ -870,6 +875,7 @@ class PgStateAdapter(Generic[TxT]):
         leases: Mapping[str, timedelta],
         limit: int,
         worker_id: str,
+        limits: Mapping[str, ConcurrencyLimit] | None = None,
         tx: TxT | None = None,
     ) -> ClaimResult:
         self._check_open()
@@ -877,7 +883,22 @@ class PgStateAdapter(Generic[TxT]):
             return ClaimResult(jobs=[], has_more=False)
         types = list(leases)
         secs = [_secs(leases[t]) for t in types]
-        rows = await self._fetch(self.sql.claim, [types, secs, max(limit, 0), worker_id], tx)
+        bounds = [limits.get(t) for t in types] if limits else []
+        if any(b is not None and b.is_set for b in bounds):
+            rows = await self._fetch(
+                self.sql.claim_limited,
+                [
+                    types,
+                    secs,
+                    max(limit, 0),
+                    worker_id,
+                    [None if b is None else b.limit for b in bounds],
+                    [None if b is None else b.key_limit for b in bounds],
+                ],
+                tx,
+            )
+        else:
+            rows = await self._fetch(self.sql.claim, [types, secs, max(limit, 0), worker_id], tx)
         at = ClaimRow.JOB
         jobs = [job_from_row(row, at) for row in rows if row[at] is not None]
         return ClaimResult(jobs=jobs, has_more=bool(rows[0][ClaimRow.HAS_MORE]))

@@ -11,6 +11,7 @@ meet a row locked by someone else.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 import sqlite3
@@ -37,6 +38,7 @@ from queuert.errors import (
 )
 from queuert.ids import UUID_IDS
 from queuert.json import JsonValue, dumps
+from queuert.limits import ConcurrencyLimit, take_within_limits
 from queuert.opening import Opening
 from queuert.paging import blocked_jobs_page, chain_jobs_page, chains_page, jobs_page
 from queuert.schedule import Schedule
@@ -148,6 +150,7 @@ class SqliteStateAdapter:
             concurrent_transactions=False,
             multi_process=not provider.memory,
             poison_transaction=True,
+            concurrency_limits=True,
         )
 
     @classmethod
@@ -626,12 +629,16 @@ class SqliteStateAdapter:
         leases: Mapping[str, timedelta],
         limit: int,
         worker_id: str,
+        limits: Mapping[str, ConcurrencyLimit] | None = None,
         tx: SqliteConnection | None = None,
     ) -> ClaimResult:
         durations = dict(leases)
         if not durations:
             self._check_open()
             return ClaimResult(jobs=[], has_more=False)
+        bounds = {t: b for t, b in (limits or {}).items() if t in durations and b.is_set}
+        if bounds and limit >= 1:
+            return await self._claim_limited(durations, limit, worker_id, bounds, tx)
         types = list(durations)
         sql = self._sql
         claim_sql = sql.claim(len(types))
@@ -654,6 +661,55 @@ class SqliteStateAdapter:
             return ClaimResult(jobs=claimed, has_more=has_more)
 
         return await self._write(op, tx, atomic=False)
+
+    async def _claim_limited(
+        self,
+        durations: dict[str, timedelta],
+        limit: int,
+        worker_id: str,
+        bounds: dict[str, ConcurrencyLimit],
+        tx: SqliteConnection | None,
+    ) -> ClaimResult:
+        """A claim under concurrency limits: count the running jobs, walk the ready ones in claim
+        order taking those that fit (:func:`~queuert.limits.take_within_limits`), update those.
+        Several statements in one write transaction: the write lock, taken before the first
+        read, keeps every other claimer (of any process) out until it commits."""
+        sql = self._sql
+        types = list(durations)
+        types_json = json_param(types)
+
+        def op(raw: sqlite3.Connection) -> ClaimResult:
+            now_text, _ = now()
+            running_types: dict[str, int] = {}
+            running_keys: dict[tuple[str, str], int] = {}
+            for type_name, key, count in raw.execute(sql.running_by_key, (types_json,)):
+                running_types[type_name] = running_types.get(type_name, 0) + count
+                if key is not None:
+                    running_keys[(type_name, key)] = count
+            walks = [
+                raw.execute(sql.ready_in_claim_order, (now_text, type_name)) for type_name in types
+            ]
+            ready = heapq.merge(*walks, key=lambda r: (-r[0], r[1], r[2]))
+            take, has_more = take_within_limits(
+                ((r[3], r[4], r[2]) for r in ready),
+                limits=bounds,
+                running_types=running_types,
+                running_keys=running_keys,
+                want=limit,
+            )
+            for walk in walks:
+                walk.close()
+            if not take:
+                return ClaimResult(jobs=[], has_more=has_more)
+            untils = dumps({t: add_delta(now_text, durations[t]) for t in types})
+            rows = raw.execute(
+                sql.claim_ids, (now_text, worker_id, json_param(take), untils)
+            ).fetchall()
+            rows.sort(key=lambda r: (-r[I_PRIORITY], r[I_SCHEDULED_AT], r[I_ID]))
+            now_dt = parse_ts(now_text)
+            return ClaimResult(jobs=[job_from_row(row, now_dt) for row in rows], has_more=has_more)
+
+        return await self._write(op, tx)
 
     async def renew_leases(
         self, leases: Mapping[str, timedelta], *, worker_id: str, tx: SqliteConnection | None = None

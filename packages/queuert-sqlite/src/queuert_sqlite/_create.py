@@ -77,6 +77,7 @@ def new_row(new: NewJob, text: str, now_text: str, now_dt: datetime) -> tuple[Ro
         new.chain_trace_context,
         new.trace_context,
         new.priority,
+        new.limit_key,
     )
     job = inserted_job(
         new,

@@ -118,6 +118,7 @@ def _job_from_row(row: Sequence[Any], now: datetime, offset: int) -> StoredJob:
         chain_trace_context,
         trace_context,
         priority,
+        limit_key,
     ) = row[offset : offset + NCOLS]
     scheduled = datetime.fromisoformat(scheduled_at + "+00:00")
     lease_end = _ts(leased_until)
@@ -155,5 +156,6 @@ def _job_from_row(row: Sequence[Any], now: datetime, offset: int) -> StoredJob:
             "chain_trace_context": chain_trace_context,
             "trace_context": trace_context,
             "priority": priority,
+            "limit_key": limit_key,
         }
     )

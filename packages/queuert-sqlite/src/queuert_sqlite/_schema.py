@@ -116,10 +116,16 @@ def _priority(p: str) -> list[str]:
     ]
 
 
+def _limit_key(p: str) -> list[str]:
+    # claim_jobs with concurrency limits counts the running jobs of a type by limit key
+    return [f"ALTER TABLE {p}job ADD COLUMN limit_key TEXT"]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("20260601000000_initial_schema", _initial),
     Migration("20261206000000_blocked_index", _blocked_index),
     Migration("20261206100000_priority", _priority),
+    Migration("20261206110000_limit_key", _limit_key),
 )
 """Every migration, oldest first. Names sort in application order; never edit a released one."""
 

@@ -99,7 +99,7 @@ class Statements:
         self.insert_job = (
             f"INSERT INTO {p}job (id, type_name, chain_id, chain_type_name, chain_index, input, "
             "created_at, scheduled_at, deduplication_key, chain_trace_context, trace_context, "
-            "priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "priority, limit_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
         # per [chain_id, chain_index] of ?1: (position, does the chain exist, the job at that index)
         self.continuation_lookup = (
@@ -180,6 +180,24 @@ class Statements:
 
         # -- processing -----------------------------------------------------------------------------
         # is any job of the types of ?2 (JSON list) ready at ?1
+        # limited claims (serialised by the write lock): running jobs by (type, limit key), the
+        # ready jobs of one type in claim order, and the update of the jobs taken
+        self.running_by_key = (
+            f"SELECT j.type_name, j.limit_key, count(*) FROM {p}job j "
+            "WHERE j.type_name IN (SELECT value FROM json_each(?1)) "
+            "AND j.outcome IS NULL AND j.leased_until IS NOT NULL GROUP BY j.type_name, j.limit_key"
+        )
+        self.ready_in_claim_order = (
+            f"SELECT j.priority, j.scheduled_at, j.id, j.type_name, j.limit_key FROM {p}job j "
+            f"INDEXED BY {p}job_claim_idx WHERE j.type_name = ?2 "
+            f"AND j.{_READY.format(a='j.')} AND j.scheduled_at <= ?1 "
+            "ORDER BY j.priority DESC, j.scheduled_at, j.id"
+        )
+        self.claim_ids = (
+            f"UPDATE {p}job SET attempt = attempt + 1, last_attempt_at = ?1, leased_by = ?2, "
+            "leased_until = (SELECT json_extract(?4, '$.' || json_quote(type_name))) "
+            f"WHERE id IN (SELECT value FROM json_each(?3)) RETURNING {_RETURNING}"
+        )
         self.any_ready = (
             f"SELECT EXISTS (SELECT 1 FROM {p}job j "
             "WHERE j.type_name IN (SELECT value FROM json_each(?2)) "

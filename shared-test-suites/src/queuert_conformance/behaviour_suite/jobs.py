@@ -94,7 +94,21 @@ class Collect(JobType[Num, Num], Blockers[tuple[Chain[Leaf], ...]], name="b_coll
     pass
 
 
+class Capped(EntryJobType[Num, Num], name="b_capped", limit=2):
+    """At most two run at once, across every worker."""
+
+
+def _customer(value: Num) -> str:
+    return f"customer-{value.value % 3}"
+
+
+class PerCustomer(EntryJobType[Num, Num], name="b_per_customer", key_limit=1, limit_key=_customer):
+    """One at a time per customer (``value % 3``); customers run side by side."""
+
+
 ALL = [
+    Capped,
+    PerCustomer,
     Raw,
     Echo,
     Other,

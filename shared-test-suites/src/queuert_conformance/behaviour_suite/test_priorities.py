@@ -14,7 +14,7 @@ async def _double(attempt: Attempt[Double]) -> Num:
     return Num(attempt.input.value * 2)
 
 
-class TestPriorities:
+class TestWorkerPriorities:
     async def test_a_worker_takes_higher_priorities_first_then_the_oldest(
         self, queuert_env: MakeEnv
     ) -> None:

@@ -79,6 +79,7 @@ def new_job(
     chain_trace_context: str | None = None,
     trace_context: str | None = None,
     priority: int = 0,
+    limit_key: str | None = None,
 ) -> NewJob:
     """The first job of a new chain (the chain's type is the job's type unless given), with a new id
     from ``policy`` unless ``id`` is given."""
@@ -92,6 +93,7 @@ def new_job(
         chain_trace_context=chain_trace_context,
         trace_context=trace_context,
         priority=priority,
+        limit_key=limit_key,
     )
 
 
@@ -105,6 +107,7 @@ def next_job(
     schedule: Schedule | None = None,
     trace_context: str | None = None,
     priority: int = 0,
+    limit_key: str | None = None,
 ) -> NewJob:
     """The continuation of ``previous`` (same chain, next ``chain_index``), with a new id from
     ``policy`` unless ``id`` is given."""
@@ -119,6 +122,7 @@ def next_job(
         chain_trace_context=previous.chain_trace_context,
         trace_context=trace_context,
         priority=priority,
+        limit_key=limit_key,
     )
 
 
@@ -267,6 +271,7 @@ class Ops:
         chain_trace_context: str | None = None,
         trace_context: str | None = None,
         priority: int = 0,
+        limit_key: str | None = None,
     ) -> NewJob:
         """:func:`new_job` with a new id from the adapter's policy unless ``id`` is given."""
         return new_job(
@@ -280,6 +285,7 @@ class Ops:
             chain_trace_context=chain_trace_context,
             trace_context=trace_context,
             priority=priority,
+            limit_key=limit_key,
         )
 
     def next_job(
@@ -292,6 +298,7 @@ class Ops:
         schedule: Schedule | None = None,
         trace_context: str | None = None,
         priority: int = 0,
+        limit_key: str | None = None,
     ) -> NewJob:
         """:func:`next_job` with a new id from the adapter's policy unless ``id`` is given."""
         return next_job(
@@ -303,6 +310,7 @@ class Ops:
             schedule=schedule,
             trace_context=trace_context,
             priority=priority,
+            limit_key=limit_key,
         )
 
     # -- operations

@@ -54,6 +54,7 @@ from queuert.errors import (
 )
 from queuert.ids import UUID_IDS
 from queuert.json import JsonValue, copy_json
+from queuert.limits import ConcurrencyLimit, take_within_limits
 from queuert.paging import blocked_jobs_page, chain_jobs_page, chains_page, jobs_page
 from queuert.schedule import Deduplication, Schedule, scheduled_at
 from queuert.state import (
@@ -126,6 +127,7 @@ class _Row:
     chain_trace_context: str | None
     trace_context: str | None
     priority: int
+    limit_key: str | None
 
     @property
     def is_root(self) -> bool:
@@ -529,6 +531,7 @@ def _stored(row: _Row, now: datetime) -> StoredJob:
         chain_trace_context=row.chain_trace_context,
         trace_context=row.trace_context,
         priority=row.priority,
+        limit_key=row.limit_key,
     )
 
 
@@ -593,6 +596,7 @@ class InMemoryStateAdapter:
             concurrent_transactions=False,
             multi_process=False,
             poison_transaction=True,
+            concurrency_limits=True,
         )
         self._store = _Store()
         self._lock = asyncio.Lock()
@@ -1198,10 +1202,12 @@ class InMemoryStateAdapter:
         leases: Mapping[str, timedelta],
         limit: int,
         worker_id: str,
+        limits: Mapping[str, ConcurrencyLimit] | None = None,
         tx: InMemoryTransaction | None = None,
     ) -> ClaimResult:
         self._check_open()
         durations = dict(leases)
+        bounds = {t: b for t, b in (limits or {}).items() if t in durations and b.is_set}
 
         def op(view: _View, now: datetime) -> ClaimResult:
             pending = heapq.merge(*(view.iter_pending(t) for t in durations))
@@ -1214,9 +1220,29 @@ class InMemoryStateAdapter:
                     ready.append(row)
             # highest priority first; the merge already ordered each priority by (scheduled_at, id)
             ready.sort(key=_claim_order)
+            if bounds:
+                running_types: dict[str, int] = {}
+                running_keys: dict[tuple[str, str], int] = {}
+                for type_name in bounds:
+                    for _, job_id in view.iter_leased(type_name):
+                        leased = view.job(job_id)
+                        if leased is None:  # the index only lists existing rows
+                            continue
+                        running_types[type_name] = running_types.get(type_name, 0) + 1
+                        if leased.limit_key is not None:
+                            key = (type_name, leased.limit_key)
+                            running_keys[key] = running_keys.get(key, 0) + 1
+                take, has_more = take_within_limits(
+                    ((r.type_name, r.limit_key, r) for r in ready),
+                    limits=bounds,
+                    running_types=running_types,
+                    running_keys=running_keys,
+                    want=limit,
+                )
+            else:
+                take, has_more = ready[:limit], len(ready) > limit
             claimed: list[StoredJob] = []
-            has_more = len(ready) > limit
-            for row in ready[:limit]:
+            for row in take:
                 row = replace(
                     row,
                     attempt=row.attempt + 1,
