@@ -66,3 +66,27 @@ async def test_an_error_of_the_work_propagates_untouched() -> None:
 
     with pytest.raises(LookupError, match="boom"):
         await bounded(fail(), 5.0, on_timeout=lambda: pytest.fail("no timeout happened"))
+
+
+async def test_a_result_that_arrives_after_the_caller_gave_up_is_discarded() -> None:
+    """A connection taken from a pool as its caller is cancelled must go back to the pool: the
+    call hands it to ``discard`` instead of dropping it (closing the pool would wait for it)."""
+    release = asyncio.Event()
+    discarded: list[str] = []
+
+    async def take_a_connection() -> str:
+        await release.wait()
+        return "connection"
+
+    async def caller() -> str:
+        return await bounded(take_a_connection(), 5.0, discard=discarded.append)
+
+    task = asyncio.ensure_future(caller())
+    await asyncio.sleep(0)  # the caller is now waiting on the work
+    release.set()  # the work finishes in the same loop iteration as the cancellation
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(3):  # the done callbacks run on the next iterations
+        await asyncio.sleep(0)
+    assert discarded == ["connection"]

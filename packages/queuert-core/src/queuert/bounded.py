@@ -12,6 +12,8 @@ that it never outlives the call unseen.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -34,11 +36,14 @@ async def bounded(
     what: str = "the operation",
     on_timeout: Abandon | None = None,
     on_cancel: Abandon | None = None,
+    discard: Callable[[T], object] | None = None,
 ) -> T:
     """``await work``, given up after ``seconds`` (``None``: no limit) with ``asyncio.TimeoutError``
     (``"<what> got no answer within <seconds> s"``). ``on_timeout`` runs after a timeout and
     ``on_cancel`` after a cancellation of the caller, once the work's task is cancelled; both then
-    re-raise."""
+    re-raise. ``discard`` gets a result that arrives after the call gave up (the work finished as
+    it was being cancelled): a connection taken from a pool must go back, or closing the pool
+    would wait for it forever."""
     if seconds is None:
         return await work
     task = asyncio.ensure_future(work)
@@ -46,15 +51,19 @@ async def bounded(
     try:
         done, _ = await asyncio.wait({task}, timeout=seconds)
     except asyncio.CancelledError:
-        await _abandon(task, on_cancel)
+        await _abandon(task, on_cancel, discard)
         raise
     if not done:
-        await _abandon(task, on_timeout)
+        await _abandon(task, on_timeout, discard)
         raise asyncio.TimeoutError(f"{what} got no answer within {seconds:g} s")
     return task.result()
 
 
-async def _abandon(task: asyncio.Future[Any], cleanup: Abandon | None) -> None:
+async def _abandon(
+    task: asyncio.Future[T], cleanup: Abandon | None, discard: Callable[[T], object] | None
+) -> None:
+    if discard is not None:
+        task.add_done_callback(functools.partial(_discard, discard))
     task.cancel()
     if cleanup is not None:
         try:
@@ -68,6 +77,13 @@ async def _abandon(task: asyncio.Future[Any], cleanup: Abandon | None) -> None:
         except Exception:  # the clean-up of work already given up: nothing more to do
             pass
     await asyncio.wait({task}, timeout=_GRACE)
+
+
+def _discard(discard: Callable[[T], object], task: asyncio.Future[T]) -> None:
+    """Hand ``discard`` what the given-up work produced after all, if it produced anything."""
+    if not task.cancelled() and task.exception() is None:
+        with contextlib.suppress(Exception):  # nothing more can be done with it
+            discard(task.result())
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:

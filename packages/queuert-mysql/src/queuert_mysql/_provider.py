@@ -256,6 +256,7 @@ class AiomysqlProvider:
             aiomysql.create_pool(minsize=minsize, maxsize=maxsize, **connect_options),
             float(connect_options["connect_timeout"]),
             what="connecting",
+            discard=lambda late: late.close(),
         )
         return cls(
             pool,
@@ -311,7 +312,7 @@ class AiomysqlProvider:
             busy = True
         if seconds is None or busy:
             return await pool.acquire()
-        return await bounded(pool.acquire(), seconds, what="connecting")
+        return await bounded(pool.acquire(), seconds, what="connecting", discard=pool.release)
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Any]:

@@ -360,6 +360,11 @@ def _psycopg_in_error(conn: Any) -> bool:
     return bool(conn.info.transaction_status == TransactionStatus.INERROR)
 
 
+def _close_at_once(conn: Any) -> None:
+    """Close a connection that arrived after its caller gave up (no one will use it)."""
+    conn.pgconn.finish()
+
+
 class _PsycopgPool:
     """A minimal pool of autocommit ``psycopg.AsyncConnection`` objects (used when no pool is given)."""
 
@@ -381,6 +386,7 @@ class _PsycopgPool:
                     psycopg.AsyncConnection.connect(self._conninfo, autocommit=True),
                     self._connect_timeout,
                     what="connecting",
+                    discard=_close_at_once,
                 )
             healthy = False
             try:
