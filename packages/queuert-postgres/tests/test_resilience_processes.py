@@ -25,7 +25,14 @@ import pytest
 from pg_helpers import DSN, Namespace
 from queuert import Client
 from queuert_conformance import worker_process as resilience_fleet
-from queuert_conformance.resilience import JOB_TYPES, N, RLeaf, Workload, start_workload
+from queuert_conformance.resilience import (
+    N,
+    RLeaf,
+    Workload,
+    producing_client,
+    start_workload,
+    wait_until,
+)
 from queuert_postgres import PgNotifyAdapter, PgStateAdapter
 from resilience_support import check_exactly_once, install_audit, wait_all_closed
 
@@ -69,22 +76,8 @@ async def producer(fleet: Fleet) -> AsyncIterator[Client[Any]]:
         DSN, schema=fleet.namespace.schema, table_prefix=fleet.namespace.prefix, max_size=2
     )
     notify = PgNotifyAdapter(DSN, channel_prefix=fleet.channel_prefix)
-    client: Client[Any] = Client(state, job_types=JOB_TYPES, notify=notify)
-    try:
+    async with producing_client(state, notify) as client:
         yield client
-    finally:
-        await client.close()
-        await notify.close()
-        await state.close()
-
-
-async def _wait_for(predicate: Any, *, timeout: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def test_sigkill_of_a_worker_process_mid_job(fleet: Fleet) -> None:
@@ -104,7 +97,7 @@ async def test_sigkill_of_a_worker_process_mid_job(fleet: Fleet) -> None:
 
         # The victim's handlers hang inside their jobs once it has started 60 attempts: wait until
         # all four of its slots are inside a job, then SIGKILL it.
-        await _wait_for(
+        await wait_until(
             lambda: len(fleet.hanging(victim.pid)) == 4, timeout=30, what="the victim to hang"
         )
         hung = {m["job"]: m for m in fleet.hanging(victim.pid)}

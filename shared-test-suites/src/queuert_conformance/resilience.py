@@ -14,10 +14,11 @@ same declarations.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +31,9 @@ from queuert import (
     Continues,
     EntryJobType,
     JobType,
+    NotifyAdapter,
     RecordingObservability,
+    StateAdapter,
 )
 from queuert.observability import Event
 from typing_extensions import Never
@@ -50,8 +53,10 @@ __all__ = [
     "Workload",
     "check_exactly_once",
     "handlers",
+    "producing_client",
     "start_workload",
     "wait_all_closed",
+    "wait_until",
 ]
 
 
@@ -314,3 +319,29 @@ def check_exactly_once(
     twice = {job_id: n for job_id, n in closes.items() if n != 1}
     assert not twice, f"outcomes written more than once: {list(twice.items())[:5]}"
     assert len(closes) == work.jobs, f"{len(closes)} outcome writes for {work.jobs} jobs"
+
+
+@contextlib.asynccontextmanager
+async def producing_client(
+    state: StateAdapter[Any], notify: NotifyAdapter
+) -> AsyncIterator[Client[Any]]:
+    """A client of the resilience job types over ``state`` and ``notify`` (the test's producer,
+    beside worker processes); closes the client, then ``notify``, then ``state``."""
+    client: Client[Any] = Client(state, job_types=JOB_TYPES, notify=notify)
+    try:
+        yield client
+    finally:
+        await client.close()
+        await notify.close()
+        await state.close()
+
+
+async def wait_until(predicate: Callable[[], bool], *, timeout: float, what: str) -> None:
+    """Return once ``predicate()`` holds (checked every 20 ms); fail after ``timeout`` seconds
+    naming ``what``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)
