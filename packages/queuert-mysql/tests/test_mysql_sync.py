@@ -224,3 +224,43 @@ def test_a_failed_statement_does_not_spill_into_the_next_transaction(
     conn.begin()
     assert sync.get_chain(fresh.id, ShipOrder, tx=conn) is not None
     conn.rollback()
+
+
+def test_a_failed_statement_in_a_session_does_not_spill_into_the_next_one(
+    prefix: str, recorded: RecordingObservability
+) -> None:
+    """The same with SQLAlchemy sessions: after a session's transaction in which a statement of
+    queuert's failed rolls back, the next session on the same pooled connection, whose own
+    statement begins its transaction first, is not refused."""
+    engine = create_engine(
+        URL.replace("mysql://", "mysql+pymysql://", 1),
+        isolation_level="READ COMMITTED",
+        pool_size=1,
+        max_overflow=0,
+    )
+    sync = SyncClient(
+        SqlAlchemySyncBackend(table_prefix=prefix), job_types=[ShipOrder], observability=recorded
+    )
+    holder = pymysql.connect(**pymysql_args())
+    try:
+        with Session(engine) as session, session.begin():
+            locked = sync.start_chain(ShipOrder(Order("o-locked")), tx=session)
+        holder.begin()
+        with holder.cursor() as cur:
+            cur.execute(f"SELECT id FROM `{prefix}job` WHERE id = %s FOR UPDATE", (locked.id,))
+        with (
+            pytest.raises(pymysql.err.OperationalError),
+            Session(engine) as session,
+            session.begin(),
+        ):
+            session.execute(text("SET SESSION innodb_lock_wait_timeout = 1"))
+            sync.cancel_chain(locked.id, tx=session)  # waits for the lock, then gives up
+        with Session(engine) as session, session.begin():
+            session.execute(text("SELECT 1"))  # the session's transaction begins first
+            fresh = sync.start_chain(ShipOrder(Order("o-fresh")), tx=session)
+        with Session(engine) as session:
+            assert sync.get_chain(fresh.id, ShipOrder, tx=session) is not None
+    finally:
+        holder.rollback()
+        holder.close()
+        engine.dispose()

@@ -176,4 +176,15 @@ class SqlAlchemySyncBackend:
         on_commit: Callable[[], None],
         on_rollback: Callable[[], None],
     ) -> bool:
-        return attach_session_commit_hooks(tx, on_commit, on_rollback)
+        raw = driver_connection(tx)
+
+        def ended(then: Callable[[], None]) -> Callable[[], None]:
+            def run() -> None:
+                # a failed statement of this transaction no longer counts for the connection's
+                # next one (the pool hands it to another session)
+                self._pymysql.transaction_begins(raw)
+                then()
+
+            return run
+
+        return attach_session_commit_hooks(tx, ended(on_commit), ended(on_rollback))
