@@ -90,6 +90,30 @@ class InlinePymysqlProvider:
         """Nothing to close: the connections are the caller's."""
 
 
+_TRANSACTION_IN_PROGRESS = 1568
+"""MySQL's ``ER_CANT_CHANGE_TX_CHARACTERISTICS``: a transaction is in progress."""
+
+
+def _begin_unless_begun(tx: Any) -> None:
+    """Begin a ``READ COMMITTED`` transaction on ``tx`` unless one is in progress.
+
+    PyMySQL learns the server's transaction flag from OK packets only: after a ``SELECT`` that
+    began the caller's transaction (autocommit off), ``server_status`` still says none is open. A
+    ``START TRANSACTION`` then would commit the caller's work, so the server decides instead:
+    ``SET TRANSACTION`` is refused while a transaction is in progress.
+    """
+    import pymysql
+
+    with tx.cursor() as cur:
+        try:
+            cur.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        except pymysql.err.OperationalError as exc:
+            if exc.args[0] != _TRANSACTION_IN_PROGRESS:
+                raise
+            return  # the caller's transaction, begun by a read
+        cur.execute("START TRANSACTION")
+
+
 class PymysqlSyncBackend:
     """:class:`~queuert.sync_backend.SyncBackend` for ``pymysql`` connections (``tx`` is your
     ``pymysql.connections.Connection``). ``database`` and ``table_prefix`` as for
@@ -129,9 +153,7 @@ class PymysqlSyncBackend:
                     "this pymysql connection is in autocommit mode with no transaction begun (each "
                     "statement would commit on its own): call conn.begin() first"
                 )
-            with tx.cursor() as cur:
-                cur.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
-                cur.execute("START TRANSACTION")
+            _begin_unless_begun(tx)
         return tx
 
     def notifier_in_transaction(self) -> NotifyInTransaction | None:
