@@ -29,6 +29,7 @@ from examples import (
     observability,
     otel,
     periodic,
+    postgres_partitioned,
     process_isolation,
     processing_modes,
     pydantic_validation,
@@ -303,6 +304,16 @@ async def test_fastapi_service_receipt_timeout(tmp_path: Path) -> None:
         async with fastapi_service.build_worker(app.state.client):
             receipt = await http.get("/orders/o-1/receipt", params={"timeout": 10})
         assert receipt.json()["text"] == "paid 0.99 EUR"
+
+
+async def test_postgres_partitioned() -> None:
+    results = await postgres_partitioned.main()
+    assert results["applied"] == ["layout_partitioned"]
+    assert results["partitions"][0].endswith("job_phistory")
+    assert results["partitions"][-1].endswith("job_pdefault")
+    assert results["after"] == results["partitions"][1:], "only the history partition was dropped"
+    assert results["dropped_chains"] == 3
+    assert results["old_left"] == 0
 
 
 async def test_sqlalchemy_orm() -> None:

@@ -10,12 +10,14 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
 from queuert_conformance import StateHarness
 from queuert_postgres import (
     AsyncpgProvider,
+    Partitioning,
     PgProvider,
     PgStateAdapter,
     PsycopgProvider,
@@ -72,9 +74,18 @@ class _OwnedEngine(SqlAlchemyProvider):
         await self.engine.dispose()
 
 
-async def make_adapter(kind: str, ns: Namespace) -> PgStateAdapter[Any]:
+TEST_PARTITIONING = Partitioning(timedelta(days=1), ahead=1)
+"""The partitioned layout of the partitioned conformance runs: the current day and the next."""
+
+
+async def make_adapter(kind: str, ns: Namespace, partitioned: bool = False) -> PgStateAdapter[Any]:
     provider = await make_provider(kind)
-    return PgStateAdapter(provider, schema=ns.schema, table_prefix=ns.prefix)
+    return PgStateAdapter(
+        provider,
+        schema=ns.schema,
+        table_prefix=ns.prefix,
+        partitioning=TEST_PARTITIONING if partitioned else None,
+    )
 
 
 STATE_CONFIGS = {
@@ -144,15 +155,17 @@ class CountingProvider:
 
 
 @asynccontextmanager
-async def behaviour_harness(ns: Namespace) -> AsyncIterator[StateHarness]:
+async def behaviour_harness(
+    ns: Namespace, *, partitioned: bool = False
+) -> AsyncIterator[StateHarness]:
     """A migrated asyncpg adapter in ``ns`` with the behaviour suites' hooks (poison, another
-    adapter, raw writes); ``ns`` is dropped afterwards."""
-    adapter = await make_adapter("asyncpg", ns)
+    adapter, raw writes); ``ns`` is dropped afterwards. ``partitioned``: the partitioned layout."""
+    adapter = await make_adapter("asyncpg", ns, partitioned)
     try:
         await adapter.migrate()
 
         async def open_another() -> PgStateAdapter[Any]:
-            return await make_adapter("asyncpg", ns)
+            return await make_adapter("asyncpg", ns, partitioned)
 
         async def write_raw(job_id: str, which: str, text: str) -> bool:
             """Store ``text`` as it is, through a connection of its own (as a hand edit would);
@@ -182,7 +195,7 @@ async def behaviour_harness(ns: Namespace) -> AsyncIterator[StateHarness]:
             open_another=open_another,
             write_raw=write_raw,
             # in the suites' worker processes: an adapter of their own in the same namespace
-            open_in_process=functools.partial(make_adapter, "asyncpg", ns),
+            open_in_process=functools.partial(make_adapter, "asyncpg", ns, partitioned),
         )
     finally:
         await adapter.close()

@@ -55,3 +55,43 @@ async def test_generic_plans_by_url(query: str, expected: str) -> None:
             assert await tx.fetchval("SELECT current_setting('plan_cache_mode')") == expected
     finally:
         await adapter.close()
+
+
+def test_partitioned_layout_by_url_through_the_migrate_command(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import asyncio
+
+    from pg_helpers import drop_namespace
+    from queuert.cli import main
+
+    ns = Namespace(unique_schema(), "queuert_")
+    url = DSN + f"?schema={ns.schema}&partitioned=true&partition_minutes=60&partitions_ahead=2"
+
+    async def partitions() -> list[str]:
+        adapter = await from_url(url)
+        try:
+            assert adapter.partitioning is not None
+            assert adapter.partitioning.interval.total_seconds() == 3600
+            return [b.name for b in await adapter.partitions()]
+        finally:
+            await adapter.close()
+
+    try:
+        assert main(["migrate", "--dsn", url]) == 0
+        assert "applied  layout_partitioned" in capsys.readouterr().out
+        names = asyncio.run(partitions())
+        # history, the current hour and the two after it, default
+        assert len(names) == 5
+        assert names[0].endswith("job_phistory") and names[-1].endswith("job_pdefault")
+    finally:
+        asyncio.run(drop_namespace(ns))
+
+
+async def test_partition_options_by_url_are_checked() -> None:
+    with pytest.raises(UsageError, match="partitioned=true"):
+        await from_url(DSN + "?partition_minutes=60")
+    with pytest.raises(UsageError, match="integer"):
+        await from_url(DSN + "?partitioned=true&partition_minutes=hour")
+    with pytest.raises(UsageError, match="interval"):
+        await from_url(DSN + "?partitioned=true&partition_minutes=0")

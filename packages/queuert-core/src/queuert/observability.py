@@ -265,12 +265,16 @@ class ChainDeleted(Event):
 @dataclass(frozen=True)
 class ChainsExpired(Event):
     """A retention batch committed: ``deleted`` chains closed before ``cutoff`` were deleted;
-    ``skipped`` were kept because a chain outside the batch still waits for them."""
+    ``skipped`` were kept because a chain outside the batch still waits for them. ``partitions``:
+    the chains went with that many partitions dropped whole (``jobs``: the jobs they held; None for
+    a batch of row deletes)."""
 
     name: ClassVar[str] = "chains_expired"
     deleted: int
     skipped: int
     cutoff: datetime
+    jobs: int | None = None
+    partitions: int = 0
 
 
 @dataclass(frozen=True)

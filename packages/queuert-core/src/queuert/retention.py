@@ -10,6 +10,10 @@ up to ``max_per_run`` chains. A chain that a chain outside the batch still waits
 or one not old enough yet) is skipped, never deleted from under it. Each committed batch emits a
 :class:`~queuert.observability.ChainsExpired` event; the run's output says how many chains it deleted
 and skipped. Retention runs are chains too, and expire like the others.
+
+A state adapter with a storage layout of its own (:class:`~queuert.state.SupportsStorageMaintenance`,
+such as PostgreSQL's partitioned layout) is asked first to remove whole partitions of expired chains;
+the run then deletes what is left row by row.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from queuert.errors import BlockerReferenceError, UsageError
 from queuert.job_types import EntryJobType
 from queuert.observability import ChainsExpired
 from queuert.periodic import Periodic
+from queuert.state import SupportsStorageMaintenance
 
 if TYPE_CHECKING:
     from queuert.attempt import Attempt
@@ -43,10 +48,12 @@ class RetentionRun:
 @dataclass
 class RetentionResult:
     """The output of a retention run: chains deleted, and chains skipped because a chain outside the
-    batch still waits for them."""
+    batch still waits for them; ``partitions_dropped``: partitions of expired chains dropped whole
+    (their chains count in ``deleted``)."""
 
     deleted: int
     skipped: int
+    partitions_dropped: int = 0
 
 
 class RunRetention(EntryJobType[RetentionRun, RetentionResult], name="queuert_retention"):
@@ -96,7 +103,18 @@ async def run_retention(client: Client[Any], attempt: Attempt[RunRetention]) -> 
     now = attempt.job.last_attempt_at  # the database's clock, at the claim
     assert now is not None
     cutoff = now - timedelta(seconds=run.closed_for_seconds)
-    deleted = skipped = 0
+    deleted = skipped = dropped = 0
+    state = client._core.state
+    if isinstance(state, SupportsStorageMaintenance):
+        expiry = await state.maintain_storage(cutoff)
+        if expiry.partitions_dropped:
+            client._core.emit(
+                ChainsExpired(
+                    expiry.chains, 0, cutoff, jobs=expiry.jobs, partitions=expiry.partitions_dropped
+                )
+            )
+        deleted += expiry.chains
+        dropped = expiry.partitions_dropped
     cursor: str | None = None
     while deleted < run.max_per_run and not attempt.signal.is_set():
         page = await client.list_chains(
@@ -118,7 +136,7 @@ async def run_retention(client: Client[Any], attempt: Attempt[RunRetention]) -> 
         if page.next_cursor is None:
             break
         cursor = page.next_cursor
-    return RetentionResult(deleted, skipped)
+    return RetentionResult(deleted, skipped, dropped)
 
 
 async def _delete(client: Client[Any], chain_ids: list[str], cutoff: datetime) -> tuple[int, int]:

@@ -108,9 +108,11 @@ __all__ = [
     "QueueStats",
     "StateAdapter",
     "StatusCount",
+    "StorageExpiry",
     "StoredChain",
     "StoredJob",
     "SupportsCommitHooks",
+    "SupportsStorageMaintenance",
     "TriggerResult",
     "WorkerActivity",
     "activity_buckets",
@@ -743,6 +745,39 @@ class SupportsCommitHooks(Protocol):
     ) -> bool:
         """Arrange for ``on_commit()`` after ``tx`` commits and ``on_rollback()`` after it rolls back
         (each at most once, whichever comes first). Return False if ``tx`` offers no such events."""
+        ...
+
+
+@dataclass(frozen=True)
+class StorageExpiry:
+    """What one run of a state adapter's own storage maintenance did (see
+    :class:`SupportsStorageMaintenance`)."""
+
+    chains: int = 0
+    """Chains removed with the partitions dropped."""
+    jobs: int = 0
+    """Jobs removed with the partitions dropped."""
+    partitions_dropped: int = 0
+    partitions_created: int = 0
+    partitions_kept: int = 0
+    """Partitions old enough to drop that still hold something needed (an open chain, a chain
+    closed more recently, a chain another chain waits for): their expired chains are deleted row by
+    row instead."""
+
+
+@runtime_checkable
+class SupportsStorageMaintenance(Protocol):
+    """Optional for state adapters: maintenance of the adapter's own storage layout, such as
+    partitions created ahead and expired ones dropped whole (PostgreSQL's partitioned layout).
+
+    Retention runs call it first, under the maintenance lease, with the run's cutoff; the chains it
+    removes count as deleted by the run, and the run then deletes what is left row by row. An
+    adapter without the layout returns an empty :class:`StorageExpiry`.
+    """
+
+    async def maintain_storage(self, closed_before: datetime | None = None) -> StorageExpiry:
+        """Create what the layout needs ahead and, with ``closed_before``, remove whole units
+        (partitions) whose chains all closed before it and that no chain outside them waits for."""
         ...
 
 

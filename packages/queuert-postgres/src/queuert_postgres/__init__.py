@@ -1,5 +1,6 @@
 """PostgreSQL backends for queuert: a state adapter and a LISTEN/NOTIFY notify adapter."""
 
+from queuert_postgres._partitions import Bounds, Partitioning
 from queuert_postgres._provider import (
     AsyncpgProvider,
     PgProvider,
@@ -16,6 +17,8 @@ from queuert_postgres.state import PgStateAdapter
 __all__ = [
     "MIGRATIONS",
     "AsyncpgProvider",
+    "Bounds",
+    "Partitioning",
     "PgNotifyAdapter",
     "PgProvider",
     "PgStateAdapter",

@@ -284,6 +284,7 @@ WITH ins AS (
                 $7::text[], $8::text[], $9::int[], $10::text[])
          WITH ORDINALITY AS u(id, type_name, chain_type_name, input, sched_at, sched_after, ctc, tc,
                               pri, lkey, ord)
+    /*ids*/
     ORDER BY u.ord
     ON CONFLICT DO NOTHING
     RETURNING j.id, j.scheduled_at
@@ -410,7 +411,7 @@ GET_JOB_LOCKED = GET_JOB + " FOR NO KEY UPDATE"
 
 _GET_CHAIN = """
 SELECT {r}, {t} FROM {{job}} r CROSS JOIN LATERAL {tail} t
-WHERE r.id = $1::uuid AND r.chain_index = 0
+WHERE r.id = $1::uuid AND r.chain_id = $1::uuid AND r.chain_index = 0
 """
 GET_CHAIN = _GET_CHAIN.format(r=cols("r"), t=cols("t"), tail=tail_of("r.id"))
 GET_CHAIN_LOCKED = _GET_CHAIN.format(
@@ -967,12 +968,23 @@ _ALL = {
 }
 
 
-class Statements:
-    """The statements above with the configured schema and table names filled in."""
+_PARTITIONED_IDS = "WHERE NOT EXISTS (SELECT 1 FROM {job} e WHERE e.id = u.id::uuid)"
+"""In the partitioned layout the primary key is (id, chain_id), which keeps a new chain's id from
+repeating another chain's id but not a continuation job's (whose chain differs): :data:`CREATE_FIRST`
+looks for the id among all jobs. (:data:`CREATE` always does.)"""
 
-    def __init__(self, names: Names) -> None:
+
+class Statements:
+    """The statements above with the configured schema and table names filled in (``partitioned``:
+    the variants for the partitioned layout)."""
+
+    def __init__(self, names: Names, *, partitioned: bool = False) -> None:
         self.names = names
-        rendered = {key: Sql(names.render(text)) for key, text in _ALL.items()}
+        templates = dict(_ALL)
+        templates["create_first"] = CREATE_FIRST.replace(
+            "/*ids*/", _PARTITIONED_IDS if partitioned else ""
+        )
+        rendered = {key: Sql(names.render(text)) for key, text in templates.items()}
         self.create = rendered["create"]
         self.create_first = rendered["create_first"]
         self.dedup_locks = rendered["dedup_locks"]

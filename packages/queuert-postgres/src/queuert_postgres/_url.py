@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from queuert.errors import UsageError
 from queuert.opening import Opening
 
+from queuert_postgres._partitions import Partitioning
 from queuert_postgres.state import PgStateAdapter
 
 __all__ = ["from_url"]
@@ -25,6 +27,13 @@ def _flag(name: str, value: str) -> bool:
     raise UsageError(f"query parameter {name}={value!r} must be true or false")
 
 
+def _int(name: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise UsageError(f"query parameter {name}={value!r} must be an integer") from None
+
+
 def from_url(url: str, **options: Any) -> Opening[PgStateAdapter[Any]]:
     """A :class:`PgStateAdapter` over a new asyncpg pool for a ``postgresql://`` or ``postgres://`` DSN:
     ``async with from_url(url) as adapter:`` (closed when the block ends) or
@@ -32,7 +41,9 @@ def from_url(url: str, **options: Any) -> Opening[PgStateAdapter[Any]]:
 
     queuert's own options may be given as keyword arguments or as query parameters of the URL:
     ``schema``, ``table_prefix``, ``prepared_statements`` (``false`` behind PgBouncer in transaction
-    mode), ``generic_plans`` (see :class:`AsyncpgProvider`), ``pool_min_size``, ``pool_max_size``.
+    mode), ``generic_plans`` (see :class:`AsyncpgProvider`), ``pool_min_size``, ``pool_max_size``,
+    ``partitioned`` (``true``: the partitioned layout, see :class:`Partitioning`) with
+    ``partition_minutes`` (the span of one partition; a day by default) and ``partitions_ahead``.
     Other query parameters stay in the DSN for asyncpg.
     """
     parts = urlsplit(url)
@@ -48,6 +59,9 @@ def from_url(url: str, **options: Any) -> Opening[PgStateAdapter[Any]]:
             "generic_plans",
             "pool_min_size",
             "pool_max_size",
+            "partitioned",
+            "partition_minutes",
+            "partitions_ahead",
         ):
             found[key] = value
         else:
@@ -65,6 +79,13 @@ def from_url(url: str, **options: Any) -> Opening[PgStateAdapter[Any]]:
         options.setdefault("generic_plans", _flag("generic_plans", found["generic_plans"]))
     min_size = int(options.pop("min_size", found.get("pool_min_size", 1)))
     max_size = int(options.pop("max_size", found.get("pool_max_size", 10)))
+    if "partitioning" not in options and _flag("partitioned", found.get("partitioned", "false")):
+        options["partitioning"] = Partitioning(
+            timedelta(minutes=_int("partition_minutes", found.get("partition_minutes", "1440"))),
+            ahead=_int("partitions_ahead", found.get("partitions_ahead", "7")),
+        )
+    elif "partition_minutes" in found or "partitions_ahead" in found:
+        raise UsageError("partition_minutes and partitions_ahead need partitioned=true")
     return PgStateAdapter.connect(
         dsn,
         schema=schema,

@@ -20,6 +20,7 @@ from queuert.duration import Duration
 from queuert.errors import (
     BlockerReference,
     ChainNotFoundError,
+    ConfigurationError,
     DuplicateJobIdError,
     JobAlreadyCompletedError,
     JobNotFoundError,
@@ -52,6 +53,7 @@ from queuert.state import (
     Page,
     QueueStats,
     StatusCount,
+    StorageExpiry,
     StoredChain,
     StoredJob,
     TriggerResult,
@@ -61,6 +63,8 @@ from queuert.state import (
     queue_stats_in_order,
 )
 
+from queuert_postgres import _partitions as parts
+from queuert_postgres._partitions import LAYOUT_MIGRATION, Bounds, Partitioning
 from queuert_postgres._provider import (
     PgProvider,
     Row,
@@ -98,6 +102,18 @@ _ABORTED = (
     "a statement failed in this transaction: roll back to the enclosing savepoint (or end the "
     "transaction) before running more statements"
 )
+
+
+def _lock_not_available(exc: BaseException) -> bool:
+    """True for PostgreSQL's ``lock_not_available`` (55P03), whatever the driver."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        code = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
+        if code == "55P03":
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
 
 _MAX_FOLLOW = 1000
 """Upper bound on re-reads while following a chain that keeps continuing under a locked read."""
@@ -152,11 +168,17 @@ class PgStateAdapter(Generic[TxT]):
         schema: str = "public",
         table_prefix: str = "queuert_",
         owns_provider: bool = True,
+        partitioning: Partitioning | None = None,
     ) -> None:
         self.names = Names(schema, table_prefix)
+        if partitioning is not None and not isinstance(partitioning, Partitioning):
+            raise ConfigurationError(
+                f"partitioning must be a queuert_postgres.Partitioning or None, not {partitioning!r}"
+            )
+        self.partitioning = partitioning
         self.provider = provider
         self._owns_provider = owns_provider
-        self.sql = Statements(self.names)
+        self.sql = Statements(self.names, partitioned=partitioning is not None)
         self.capabilities = Capabilities(
             savepoints=True,
             row_locks=True,
@@ -180,13 +202,15 @@ class PgStateAdapter(Generic[TxT]):
         prepared_statements: bool = True,
         connect_timeout: Duration = 10.0,
         statement_timeout: Duration | None = 60.0,
+        partitioning: Partitioning | None = None,
         **pool_options: Any,
     ) -> Opening[PgStateAdapter[Any]]:
         """An adapter over a new asyncpg pool (closed by :meth:`close`):
         ``async with PgStateAdapter.connect(dsn) as adapter:`` closes it when the block ends,
         ``adapter = await PgStateAdapter.connect(dsn)`` leaves closing to you. ``connect_timeout``
         and ``statement_timeout`` bound connecting and each statement (see
-        :class:`~queuert_postgres.AsyncpgProvider`)."""
+        :class:`~queuert_postgres.AsyncpgProvider`); ``partitioning`` selects the partitioned
+        layout (see :class:`~queuert_postgres.Partitioning`)."""
         from queuert_postgres._provider import AsyncpgProvider
 
         names = Names(schema, table_prefix)  # validate before connecting
@@ -201,7 +225,12 @@ class PgStateAdapter(Generic[TxT]):
                 statement_timeout=statement_timeout,
                 **pool_options,
             )
-            return PgStateAdapter(provider, schema=names.schema, table_prefix=names.prefix)
+            return PgStateAdapter(
+                provider,
+                schema=names.schema,
+                table_prefix=names.prefix,
+                partitioning=partitioning,
+            )
 
         return Opening(open)
 
@@ -284,13 +313,18 @@ class PgStateAdapter(Generic[TxT]):
 
         Each migration runs in its own transaction under a transaction-scoped advisory lock, so
         processes migrating at once apply every migration exactly once.
+
+        With ``partitioning``, a new (empty) job table is then partitioned (migration
+        ``layout_partitioned``) and the partitions of the current bucket and the ``ahead`` after it
+        are created. An unpartitioned table that holds jobs is not converted here (that copies
+        every job under an exclusive lock): :meth:`migrate_to_partitioned` does it.
         """
         self._check_open()
         names = self.names
         applied: list[str] = []
         skipped: list[str] | None = None
         unrecognized: list[str] = []
-        known = [m.name for m in MIGRATIONS]
+        known = [m.name for m in MIGRATIONS] + [LAYOUT_MIGRATION]
         lock = Sql("SELECT pg_advisory_xact_lock($1::int8) IS NULL")
         select = self.sql.render("SELECT name FROM {migration} ORDER BY name")
         record = self.sql.render("INSERT INTO {migration} (name) VALUES ($1::text)")
@@ -306,6 +340,24 @@ class PgStateAdapter(Generic[TxT]):
                     unrecognized = [name for name in done if name not in known]
                 pending = [m for m in MIGRATIONS if m.name not in done]
                 if not pending:
+                    partitioned = LAYOUT_MIGRATION in done
+                    if partitioned and self.partitioning is None:
+                        raise ConfigurationError(
+                            f"the job table in schema {names.schema!r} with prefix "
+                            f"{names.prefix!r} is partitioned: open the adapter with "
+                            "partitioning=Partitioning(...)"
+                        )
+                    if self.partitioning is not None and not partitioned:
+                        empty = self.sql.render("SELECT NOT EXISTS (SELECT 1 FROM {job})")
+                        if not (await self.provider.fetch(empty, [], tx))[0][0]:
+                            raise ConfigurationError(
+                                "the job table holds jobs and is not partitioned: move it with "
+                                "PgStateAdapter.migrate_to_partitioned() (in a maintenance "
+                                "window), or open the adapter without partitioning"
+                            )
+                        await self._partition_table(tx)
+                        await self.provider.fetch(record, [LAYOUT_MIGRATION], tx)
+                        applied.append(LAYOUT_MIGRATION)
                     break
                 migration = pending[0]
                 logger.info(
@@ -315,7 +367,283 @@ class PgStateAdapter(Generic[TxT]):
                 await self.provider.script(names.render(migration.sql), tx)
                 await self.provider.fetch(record, [migration.name], tx)
             applied.append(migration.name)
+        if self.partitioning is not None:
+            await self.maintain_storage()
         return MigrationResult(applied=applied, skipped=skipped or [], unrecognized=unrecognized)
+
+    async def migrate_to_partitioned(self) -> MigrationResult:
+        """Move an installation to the partitioned layout (the adapter must have ``partitioning``).
+
+        Applies the pending migrations, then, in one transaction, renames the job table, creates the
+        partitioned one, copies every job into it (chains created before the current bucket go to
+        the ``history`` partition, which retention drops once all of it has expired), drops the old
+        table and builds the indexes. The old table stays locked for the whole copy: stop the
+        workers and producers first (a maintenance window; about a minute per few million jobs).
+        Idempotent: on a partitioned table it only applies pending migrations.
+        """
+        self._check_open()
+        if self.partitioning is None:
+            raise ConfigurationError("migrate_to_partitioned() needs an adapter with partitioning")
+        names = self.names
+        lock = Sql("SELECT pg_advisory_xact_lock($1::int8) IS NULL")
+        select = self.sql.render("SELECT name FROM {migration} ORDER BY name")
+        record = self.sql.render("INSERT INTO {migration} (name) VALUES ($1::text)")
+        async with self.provider.transaction() as tx:
+            await self.provider.fetch(lock, [MIGRATION_LOCK_KEY], tx)
+            if names.schema != "public":
+                await self.provider.script(f"CREATE SCHEMA IF NOT EXISTS {names.schema_q}", tx)
+            await self.provider.script(names.render(BOOTSTRAP), tx)
+            done = [row[0] for row in await self.provider.fetch(select, [], tx)]
+        if LAYOUT_MIGRATION in done:
+            return await self.migrate()
+        plain = PgStateAdapter(
+            self.provider, schema=names.schema, table_prefix=names.prefix, owns_provider=False
+        )
+        result = await plain.migrate()
+        async with self.provider.transaction() as tx:
+            await self.provider.fetch(lock, [MIGRATION_LOCK_KEY], tx)
+            done = [row[0] for row in await self.provider.fetch(select, [], tx)]
+            if LAYOUT_MIGRATION not in done:
+                logger.info(
+                    "moving the job table to the partitioned layout",
+                    extra={"queuert_schema": names.schema, "queuert_table_prefix": names.prefix},
+                )
+                await self.provider.script("SET LOCAL statement_timeout = 0", tx)
+                await self._partition_table(tx)
+                await self.provider.fetch(record, [LAYOUT_MIGRATION], tx)
+                result.applied.append(LAYOUT_MIGRATION)
+            else:
+                result.skipped.append(LAYOUT_MIGRATION)
+        await self.maintain_storage()
+        return result
+
+    async def _partition_table(self, tx: TxT) -> None:
+        """Replace the unpartitioned job table with the partitioned one (see :meth:`migrate`)."""
+        assert self.partitioning is not None
+        names = self.names
+        provider = self.provider
+        old = f"{names.prefix}job_unpartitioned"
+        job_table = f"{names.prefix}job"
+        indexes = await provider.fetch(
+            Sql(
+                "SELECT i.indexname, i.indexdef FROM pg_indexes i "
+                "WHERE i.schemaname = $1::text AND i.tablename = $2::text "
+                "AND i.indexname <> $3::text ORDER BY i.indexname"
+            ),
+            [names.schema, job_table, f"{job_table}_pkey"],
+            tx,
+        )
+        foreign_keys = await provider.fetch(
+            Sql(
+                "SELECT c.conname FROM pg_constraint c "
+                "WHERE c.conrelid = $1::text::regclass AND c.contype = 'f' ORDER BY c.conname"
+            ),
+            [names.blocker],
+            tx,
+        )
+        now_ms = await self._now_ms(tx)
+        buckets = parts.wanted_buckets(self.partitioning, now_ms)
+        statements = [
+            f'ALTER TABLE {names.blocker} DROP CONSTRAINT "{row[0]}"' for row in foreign_keys
+        ]
+        statements += [
+            f'ALTER TABLE {names.job} RENAME TO "{old}"',
+            f"CREATE TABLE {names.job} (LIKE {parts.q(names, old)} INCLUDING DEFAULTS "
+            "INCLUDING CONSTRAINTS) PARTITION BY RANGE (chain_id)",
+            parts.create_partition_sql(names, parts.history_name(names), None, buckets[0][1]),
+        ]
+        statements += [
+            parts.create_partition_sql(names, parts.bucket_name(names, start), low, high)
+            for start, low, high in buckets
+        ]
+        statements += [
+            f"CREATE TABLE {parts.q(names, parts.default_name(names))} PARTITION OF {names.job} "
+            f"DEFAULT WITH ({parts.PARTITION_STORAGE})",
+            f"INSERT INTO {names.job} SELECT * FROM {parts.q(names, old)}",
+            f"DROP TABLE {parts.q(names, old)}",
+            f'ALTER TABLE {names.job} ADD CONSTRAINT "{job_table}_pkey" PRIMARY KEY (id, chain_id)',
+        ]
+        statements += [str(row[1]) for row in indexes]
+        statements.append(f"ANALYZE {names.job}")
+        for statement in statements:
+            await provider.script(statement, tx)
+
+    async def _now_ms(self, tx: TxT | None) -> int:
+        rows = await self._fetch(
+            Sql("SELECT (extract(epoch FROM statement_timestamp()) * 1000)::int8"), [], tx
+        )
+        return int(rows[0][0])
+
+    async def partitions(self, *, tx: TxT | None = None) -> list[Bounds]:
+        """The partitions of the job table, oldest range first (the default one last); empty for
+        an unpartitioned table."""
+        rows = await self._fetch(
+            Sql(
+                "SELECT c.relname::text, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
+                "JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = $1::text::regclass"
+            ),
+            [self.names.job],
+            tx,
+        )
+        found = [parts.parse_bound(str(row[0]), str(row[1])) for row in rows]
+        return sorted(found, key=lambda b: (b.is_default, b.low or "", b.high or ""))
+
+    async def maintain_storage(self, closed_before: datetime | None = None) -> StorageExpiry:
+        """The partitioned layout's maintenance (a no-op without ``partitioning``): create the
+        partitions of the current bucket and the ``ahead`` after it, and, with ``closed_before``,
+        drop each partition whose range ends before it and whose chains are all closed before it
+        and waited on by no chain outside the partition. Retention runs call it (under the
+        maintenance lease); it is safe to call from several processes at once.
+
+        A partition with an open chain, a chain closed later, or a chain that another one waits on
+        is kept (``kept``); retention deletes its expired chains one by one instead. Dropping takes
+        a brief exclusive lock on the job table; if it is not granted within
+        ``Partitioning.lock_timeout`` the partition waits for the next run.
+        """
+        self._check_open()
+        if self.partitioning is None:
+            return StorageExpiry()
+        created = await self._create_ahead()
+        chains = jobs = dropped = kept = 0
+        if closed_before is not None:
+            limit = parts.uuid_at(parts.ms_of(closed_before))
+            for bounds in await self.partitions():
+                if bounds.is_default or bounds.high is None or bounds.high > limit:
+                    continue
+                outcome = await self._drop_partition(bounds, closed_before)
+                if outcome is None:
+                    kept += 1
+                else:
+                    chains += outcome[0]
+                    jobs += outcome[1]
+                    dropped += 1
+        return StorageExpiry(
+            chains=chains,
+            jobs=jobs,
+            partitions_dropped=dropped,
+            partitions_created=created,
+            partitions_kept=kept,
+        )
+
+    async def _create_ahead(self) -> int:
+        assert self.partitioning is not None
+        names = self.names
+        created = 0
+        now_ms = await self._now_ms(None)
+        existing = await self.partitions()
+        default = next((b for b in existing if b.is_default), None)
+        for start, low, high in parts.wanted_buckets(self.partitioning, now_ms):
+            if parts.overlaps(existing, low, high):
+                continue
+            name = parts.bucket_name(names, start)
+            try:
+                async with self.provider.transaction() as tx:
+                    await self.provider.script(
+                        f"SET LOCAL lock_timeout = {self.partitioning.lock_timeout_ms}", tx
+                    )
+                    await self.provider.fetch(
+                        Sql("SELECT pg_advisory_xact_lock($1::int8) IS NULL"),
+                        [MIGRATION_LOCK_KEY],
+                        tx,
+                    )
+                    if parts.overlaps(await self.partitions(tx=tx), low, high):
+                        continue
+                    moving = f"{names.prefix}job_moving"
+                    if default is not None:
+                        # rows of the new range in the default partition move into it
+                        source = parts.q(names, default.name)
+                        where = f"chain_id >= '{low}'::uuid AND chain_id < '{high}'::uuid"
+                        await self.provider.script(
+                            f'CREATE TEMPORARY TABLE "{moving}" ON COMMIT DROP AS '
+                            f"SELECT * FROM {source} WHERE {where}; "
+                            f"DELETE FROM {source} WHERE {where}",
+                            tx,
+                        )
+                    await self.provider.script(
+                        parts.create_partition_sql(names, name, low, high), tx
+                    )
+                    if default is not None:
+                        await self.provider.script(
+                            f'INSERT INTO {names.job} SELECT * FROM "{moving}"', tx
+                        )
+                created += 1
+                logger.info(
+                    "created partition",
+                    extra={"queuert_partition": name, "queuert_schema": names.schema},
+                )
+            except Exception as exc:
+                if not _lock_not_available(exc):
+                    raise
+                logger.warning(
+                    "creating a partition timed out waiting for its lock; retrying next run",
+                    extra={"queuert_partition": name, "queuert_schema": names.schema},
+                )
+        return created
+
+    async def _drop_partition(
+        self, bounds: Bounds, closed_before: datetime
+    ) -> tuple[int, int] | None:
+        """Drop one expired partition; (chains, jobs) it held, or None if it must stay."""
+        assert self.partitioning is not None
+        names = self.names
+        table = parts.q(names, bounds.name)
+        ready = "outcome IS NULL AND open_blockers = 0 AND leased_until IS NULL"
+        leased = "outcome IS NULL AND leased_until IS NOT NULL"
+        blocked = "outcome IS NULL AND open_blockers > 0 AND leased_until IS NULL"
+        check = Sql(
+            f"SELECT EXISTS (SELECT 1 FROM {table} WHERE {ready}) "
+            f"OR EXISTS (SELECT 1 FROM {table} WHERE {leased}) "
+            f"OR EXISTS (SELECT 1 FROM {table} WHERE {blocked}) "
+            f"OR EXISTS (SELECT 1 FROM {table} WHERE completed_at >= $1::timestamptz) "
+            f"OR EXISTS (SELECT 1 FROM {names.blocker} b "
+            f"WHERE {bounds.where('b.blocked_by_chain_id')} "
+            f"AND NOT EXISTS (SELECT 1 FROM {table} j WHERE j.id = b.job_id))"
+        )
+        async with self.provider.transaction() as tx:
+            await self.provider.script("SET LOCAL statement_timeout = 0", tx)
+            if (await self.provider.fetch(check, [closed_before], tx))[0][0]:
+                return None
+            counted = await self.provider.fetch(
+                Sql(f"SELECT count(*) FILTER (WHERE chain_index = 0), count(*) FROM {table}"),
+                [],
+                tx,
+            )
+            # links from the partition's jobs (closed, so no longer consulted)
+            await self.provider.script(
+                f"DELETE FROM {names.blocker} b WHERE b.job_id IN (SELECT j.id FROM {table} j)",
+                tx,
+            )
+        chains, jobs = int(counted[0][0]), int(counted[0][1])
+        try:
+            async with self.provider.transaction() as tx:
+                await self.provider.script(
+                    f"SET LOCAL lock_timeout = {self.partitioning.lock_timeout_ms}", tx
+                )
+                await self.provider.script(f"LOCK TABLE {names.job} IN ACCESS EXCLUSIVE MODE", tx)
+                # nothing can have changed what the check saw except a chain created since with an
+                # id in this old range (a client clock far behind): check again under the lock
+                if (await self.provider.fetch(check, [closed_before], tx))[0][0]:
+                    return None
+                await self.provider.script(f"DROP TABLE {table}", tx)
+        except Exception as exc:
+            if not _lock_not_available(exc):
+                raise
+            logger.warning(
+                "dropping a partition timed out waiting for its lock; retrying next run",
+                extra={"queuert_partition": bounds.name, "queuert_schema": names.schema},
+            )
+            return None
+        logger.info(
+            "dropped partition",
+            extra={
+                "queuert_partition": bounds.name,
+                "queuert_schema": names.schema,
+                "queuert_chains": chains,
+                "queuert_jobs": jobs,
+            },
+        )
+        return chains, jobs
 
     async def close(self) -> None:
         """Close the adapter, and its provider if it owns it (``owns_provider``). Idempotent."""

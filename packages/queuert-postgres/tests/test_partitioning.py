@@ -1,0 +1,356 @@
+"""The partitioned layout: migration, partitions created ahead, expired partitions dropped whole
+(and kept while something in them is still needed), and the move of an existing installation."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
+
+import asyncpg
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pg_helpers import DSN, Namespace, make_adapter
+from queuert import Client, Retention, Worker
+from queuert.errors import ConfigurationError, DuplicateJobIdError
+from queuert.ids import uuid7
+from queuert.observability import ChainsExpired, Event
+from queuert.retention import RunRetention
+from queuert.state import NewJob, StoredJob
+from queuert_postgres import AsyncpgProvider, Partitioning, PgStateAdapter
+from queuert_postgres._partitions import bucket_start, parse_bound, uuid_at
+
+DAY = timedelta(days=1)
+
+
+def uuid7_at(moment: datetime) -> str:
+    """A version-7 UUID made at ``moment`` (as a client with that clock would make it)."""
+    return uuid7_ms(int(moment.timestamp() * 1000))
+
+
+def uuid7_ms(ms: int) -> str:
+    rand = random.getrandbits(74)
+    return (
+        f"{ms >> 16:08x}-{ms & 0xFFFF:04x}-7{rand >> 62:03x}-"
+        f"{0x8000 | ((rand >> 48) & 0x3FFF):04x}-{rand & 0xFFFF_FFFF_FFFF:012x}"
+    )
+
+
+def days_ago(n: float) -> datetime:
+    return datetime.now(timezone.utc) - timedelta(days=n)
+
+
+async def partitioned(ns: Namespace, *, ahead: int = 1) -> PgStateAdapter[object]:
+    provider = await AsyncpgProvider.connect(DSN, min_size=1, max_size=4)
+    return PgStateAdapter(
+        provider,
+        schema=ns.schema,
+        table_prefix=ns.prefix,
+        partitioning=Partitioning(DAY, ahead=ahead),
+    )
+
+
+@pytest.fixture
+async def adapter(namespace: Namespace) -> AsyncIterator[PgStateAdapter[object]]:
+    state = await partitioned(namespace)
+    await state.migrate()
+    try:
+        yield state
+    finally:
+        await state.close()
+
+
+async def start(state: PgStateAdapter[object], chain_id: str, type_name: str = "t") -> StoredJob:
+    (created,) = await state.create_jobs(
+        [NewJob(id=chain_id, type_name=type_name, chain_type_name=type_name, input=None)]
+    )
+    return created.job
+
+
+async def close(state: PgStateAdapter[object], job_id: str) -> None:
+    await state.complete_job(job_id, outcome="completed", worker_id=None, output=1)
+
+
+async def partition_of(ns: Namespace, job_id: str) -> str:
+    conn = await asyncpg.connect(DSN)
+    try:
+        return str(
+            await conn.fetchval(
+                f'SELECT tableoid::regclass::text FROM "{ns.schema}"."{ns.prefix}job" '
+                "WHERE id = $1::uuid",
+                job_id,
+            )
+        )
+    finally:
+        await conn.close()
+
+
+async def test_partitioned_migrate_creates_the_partitions_ahead(
+    adapter: PgStateAdapter[object], namespace: Namespace
+) -> None:
+    names = [b.name for b in await adapter.partitions()]
+    today = datetime.now(timezone.utc).strftime("%Y%m%d")
+    tomorrow = (datetime.now(timezone.utc) + DAY).strftime("%Y%m%d")
+    p = namespace.prefix
+    assert names == [
+        f"{p}job_phistory",
+        f"{p}job_p{today}t0000",
+        f"{p}job_p{tomorrow}t0000",
+        f"{p}job_pdefault",
+    ]
+    again = await adapter.migrate()
+    assert again.applied == []
+    assert "layout_partitioned" in again.skipped
+    assert again.unrecognized == []
+    job = await start(adapter, uuid7())
+    assert await partition_of(namespace, job.id) == f"{namespace.schema}.{p}job_p{today}t0000"
+
+
+async def test_partitioned_layout_needs_a_partitioned_adapter_and_back(
+    namespace: Namespace,
+) -> None:
+    state = await partitioned(namespace)
+    plain = await make_adapter("asyncpg", namespace)
+    try:
+        await state.migrate()
+        with pytest.raises(ConfigurationError, match="partitioned"):
+            await plain.migrate()
+    finally:
+        await state.close()
+        await plain.close()
+
+
+async def test_partitioned_migrate_refuses_a_table_with_jobs(namespace: Namespace) -> None:
+    plain = await make_adapter("asyncpg", namespace)
+    state = await partitioned(namespace)
+    try:
+        await plain.migrate()
+        await start(plain, uuid7())
+        with pytest.raises(ConfigurationError, match="migrate_to_partitioned"):
+            await state.migrate()
+    finally:
+        await state.close()
+        await plain.close()
+
+
+async def test_partitioned_ids_stay_unique_across_partitions(
+    adapter: PgStateAdapter[object],
+) -> None:
+    """A continuation's id (stored in its chain's partition) cannot start another chain."""
+    root = await start(adapter, uuid7_at(days_ago(3)))
+    follow = uuid7()
+    await adapter.create_jobs(
+        [
+            NewJob(
+                id=follow,
+                type_name="t",
+                chain_type_name="t",
+                input=None,
+                chain_id=root.id,
+                chain_index=1,
+            )
+        ]
+    )
+    with pytest.raises(DuplicateJobIdError):
+        await start(adapter, follow)
+    with pytest.raises(DuplicateJobIdError):
+        await adapter.create_jobs(
+            [NewJob(id=follow, type_name="t", chain_type_name="t", input=None, fresh_id=False)]
+        )
+
+
+async def test_partition_of_expired_chains_is_dropped_whole(
+    adapter: PgStateAdapter[object], namespace: Namespace
+) -> None:
+    old = [await start(adapter, uuid7_at(days_ago(3 + i / 10))) for i in range(5)]
+    follow = uuid7()
+    await adapter.create_jobs(
+        [
+            NewJob(
+                id=follow,
+                type_name="t",
+                chain_type_name="t",
+                input=None,
+                chain_id=old[0].id,
+                chain_index=1,
+            )
+        ]
+    )
+    await adapter.complete_job(
+        old[0].id, outcome="completed", worker_id=None, succeeded_by_job_id=follow
+    )
+    for job in [*old[1:]]:
+        await close(adapter, job.id)
+    await close(adapter, follow)
+    # a closed chain of the history waits for another one of it: both go together
+    (waits,) = await adapter.create_jobs(
+        [NewJob(id=uuid7_at(days_ago(3)), type_name="t", chain_type_name="t", input=None)]
+    )
+    await adapter.add_blockers([(waits.job.id, [old[1].id])])
+    await close(adapter, waits.job.id)
+    recent = await start(adapter, uuid7())
+    await close(adapter, recent.id)
+    assert await partition_of(namespace, old[0].id) == (
+        f"{namespace.schema}.{namespace.prefix}job_phistory"
+    )
+
+    expiry = await adapter.maintain_storage(closed_before=datetime.now(timezone.utc))
+
+    assert (expiry.partitions_dropped, expiry.chains, expiry.jobs) == (1, 6, 7)
+    assert f"{namespace.prefix}job_phistory" not in [b.name for b in await adapter.partitions()]
+    for job in [*old, waits.job]:
+        assert await adapter.get_chain(job.id) is None
+    assert await adapter.get_job(follow) is None
+    assert await adapter.get_chain(recent.id) is not None, "a partition in use was dropped"
+    conn = await asyncpg.connect(DSN)
+    try:
+        links = await conn.fetchval(
+            f'SELECT count(*) FROM "{namespace.schema}"."{namespace.prefix}job_blocker"'
+        )
+    finally:
+        await conn.close()
+    assert links == 0
+    # an id of the dropped range now lands in the default partition
+    late = await start(adapter, uuid7_at(days_ago(4)))
+    assert await partition_of(namespace, late.id) == (
+        f"{namespace.schema}.{namespace.prefix}job_pdefault"
+    )
+
+
+@pytest.mark.parametrize("needed", ["open", "closed-later", "waited-on"])
+async def test_partition_still_needed_is_kept(adapter: PgStateAdapter[object], needed: str) -> None:
+    done = await start(adapter, uuid7_at(days_ago(3)))
+    await close(adapter, done.id)
+    other = await start(adapter, uuid7_at(days_ago(2)))
+    cutoff = datetime.now(timezone.utc)
+    if needed == "closed-later":
+        await close(adapter, other.id)
+        # the history partition ends at the start of today; its chain closed after that
+        cutoff = cutoff.replace(hour=0, minute=0, second=0, microsecond=0)
+    elif needed == "waited-on":
+        await close(adapter, other.id)
+        waiting = await start(adapter, uuid7())  # an open chain of today's partition
+        await adapter.add_blockers([(waiting.id, [done.id])])
+
+    expiry = await adapter.maintain_storage(closed_before=cutoff)
+
+    assert expiry.partitions_dropped == 0
+    assert expiry.partitions_kept == 1
+    assert await adapter.get_chain(done.id) is not None
+    assert await adapter.get_chain(other.id) is not None
+
+
+async def test_partition_created_ahead_takes_its_rows_from_the_default(
+    adapter: PgStateAdapter[object], namespace: Namespace
+) -> None:
+    ahead = datetime.now(timezone.utc) + timedelta(days=4)
+    early = await start(adapter, uuid7_at(ahead))
+    assert await partition_of(namespace, early.id) == (
+        f"{namespace.schema}.{namespace.prefix}job_pdefault"
+    )
+    wider = await partitioned(namespace, ahead=6)
+    try:
+        expiry = await wider.maintain_storage()
+        assert expiry.partitions_created == 5
+        expected = f"{namespace.prefix}job_p{ahead.strftime('%Y%m%d')}t0000"
+        assert await partition_of(namespace, early.id) == f"{namespace.schema}.{expected}"
+        assert (await wider.get_chain(early.id)) is not None
+        assert (await wider.maintain_storage()).partitions_created == 0
+    finally:
+        await wider.close()
+
+
+async def test_migrate_to_partitioned_moves_an_existing_installation(namespace: Namespace) -> None:
+    plain = await make_adapter("asyncpg", namespace)
+    state = await partitioned(namespace)
+    try:
+        await plain.migrate()
+        old = await start(plain, uuid7_at(days_ago(10)))
+        blocker = await start(plain, uuid7())
+        (waiting,) = await plain.create_jobs(
+            [NewJob(id=uuid7(), type_name="w", chain_type_name="w", input={"x": 1})]
+        )
+        await plain.add_blockers([(waiting.job.id, [blocker.id])])
+        await close(plain, old.id)
+        before = [await plain.get_job(j) for j in (old.id, blocker.id, waiting.job.id)]
+
+        result = await state.migrate_to_partitioned()
+
+        assert result.applied == ["layout_partitioned"]
+        assert [await state.get_job(j) for j in (old.id, blocker.id, waiting.job.id)] == before
+        assert await partition_of(namespace, old.id) == (
+            f"{namespace.schema}.{namespace.prefix}job_phistory"
+        )
+        # the links still hold: closing the blocker releases the waiting job
+        closed = await state.complete_job(
+            blocker.id, outcome="completed", worker_id=None, output=None
+        )
+        assert [j.id for j in closed.unblocked] == [waiting.job.id]
+        assert (await state.migrate_to_partitioned()).applied == []
+        assert (await state.migrate()).applied == []
+        expiry = await state.maintain_storage(closed_before=datetime.now(timezone.utc))
+        assert (expiry.partitions_dropped, expiry.chains) == (1, 1)
+    finally:
+        await state.close()
+        await plain.close()
+
+
+class _Dropped:
+    """Observability that records the retention batches and signals one that dropped partitions."""
+
+    def __init__(self) -> None:
+        self.events: list[ChainsExpired] = []
+        self.dropped = asyncio.Event()
+
+    def emit(self, event: Event) -> None:
+        if isinstance(event, ChainsExpired):
+            self.events.append(event)
+            if event.partitions:
+                self.dropped.set()
+
+
+async def test_retention_run_drops_the_partition_and_reports_it(namespace: Namespace) -> None:
+    state = await partitioned(namespace)
+    await state.migrate()
+    seen = _Dropped()
+    client = Client(state, job_types=[RunRetention], observability=seen)
+    try:
+        for i in range(3):
+            await close(state, (await start(state, uuid7_at(days_ago(2 + i)))).id)
+        worker = Worker(client, retention=Retention(closed_for=0, every=0.2))
+        async with worker:
+            await asyncio.wait_for(seen.dropped.wait(), 20)
+        (expired,) = [e for e in seen.events if e.partitions]
+        assert (expired.deleted, expired.jobs, expired.partitions) == (3, 3, 1)
+    finally:
+        await client.close()
+        await state.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(min_value=0, max_value=2**48 - 1 - 10_000 * 60_000),
+    st.integers(min_value=1, max_value=10_000),
+)
+def test_partition_bounds_hold_the_ids_of_their_time(ms: int, minutes: int) -> None:
+    step = minutes * 60_000
+    low = bucket_start(ms, step)
+    bounds = parse_bound("p", f"FOR VALUES FROM ('{uuid_at(low)}') TO ('{uuid_at(low + step)}')")
+    made = uuid7_ms(ms)
+    assert bounds.low is not None and bounds.high is not None
+    assert bounds.low <= made < bounds.high
+    assert not (made < uuid_at(low)) and made < uuid_at(low + step)
+    assert parse_bound("d", "DEFAULT").is_default
+    assert parse_bound("h", f"FOR VALUES FROM (MINVALUE) TO ('{uuid_at(low)}')").low is None
+
+
+def test_partitioning_is_validated() -> None:
+    for bad in (timedelta(seconds=30), timedelta(minutes=1, seconds=1), 0):
+        with pytest.raises(Exception, match="interval"):
+            Partitioning(bad)
+    with pytest.raises(ConfigurationError):
+        Partitioning(ahead=0)
+    with pytest.raises(ConfigurationError):
+        PgStateAdapter(object(), partitioning="daily")  # type: ignore[arg-type]
