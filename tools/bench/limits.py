@@ -108,12 +108,12 @@ async def claims(dsn: str, jobs: int, limit: int) -> dict[str, float]:
     """Median seconds of a claim call on the unlimited and on the limited store (see the module's
     docstring)."""
     capped = limited_type(limit)
-    job_types: tuple[type[EntryJobType[Item, Done]], ...] = (Plain, capped)
     tag = uuid.uuid4().hex[:8]
     dsns = [isolated_dsn(dsn, f"limc{tag}"), isolated_dsn(dsn, f"liml{tag}")]
     opened: list[tuple[Any, Client[Any]]] = []
     try:
-        for one, job_type in zip(dsns, job_types, strict=True):
+        kinds: tuple[type[EntryJobType[Item, Done]], ...] = (Plain, capped)
+        for one, job_type in zip(dsns, kinds, strict=True):
             state, notifier = await open_backend(one, "in_process")
             client: Client[Any] = Client(state, job_types=[job_type], notify=notifier)
             opened.append((state, client))
