@@ -31,9 +31,11 @@ latency: start single jobs one at a time against an idle worker and measure how 
 starts (min / median / p99), with the given notify adapter and a 1 s poll interval.
 memory: Python heap (tracemalloc) for setup, peak while processing 1,000 jobs, and retained after
 close, over repeated build -> process -> close cycles.
-otel: batch start and atomic processing with queuert-otel off and on (metrics, traces and logs
-with the default settings, into the OpenTelemetry SDK's batch processors and in-memory exporters),
-alternating off and on runs in one session; reports both throughputs and the ratio of the medians.
+otel: batch start and processing with queuert-otel off and on (metrics, traces and logs with the
+default settings, into the OpenTelemetry SDK's batch processors and in-memory exporters),
+alternating off and on runs in one session, for each handler of ``--process`` (``noop-atomic``,
+the atomic mode, and ``noop``, group-committed completions, unless given); reports both
+throughputs and the ratio of the medians.
 
     uv run python tools/bench/bench.py otel --dsn sqlite:///bench.db --runs 5
 """
@@ -762,6 +764,13 @@ def main() -> None:
     parser.add_argument("--chains", type=int, default=5000)
     parser.add_argument("--notify", default="in_process")
     parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument(
+        "--process",
+        nargs="+",
+        choices=["noop", "noop-atomic"],
+        default=["noop-atomic", "noop"],
+        help="otel: the handlers to measure (default: both)",
+    )
     args = parser.parse_args()
     print(f"queuert bench: {args.kind}, backend {describe_backend(args.dsn)}, notify {args.notify}")
     print(
@@ -820,47 +829,51 @@ def main() -> None:
             print(f"write-atomic / floor: {atomic / floor:.2f} (target 0.80)")
     elif args.kind == "otel":
         variants: dict[str, float | None] = {"off": None, "on": 1.0, "on 10%": 0.1}
-        results: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
+        rows = [(process, name) for process in args.process for name in variants]
+        results: dict[tuple[str, str], list[dict[str, float]]] = {row: [] for row in rows}
         for _ in range(args.runs):
-            for name, sample in variants.items():  # alternating, so drift hits all alike
+            for process, name in rows:  # alternating, so drift hits all alike
                 payload = {
                     "dsn": args.dsn,
                     "chains": args.chains,
                     "start_mode": "batch",
-                    "process_mode": "noop",
+                    "process_mode": process,
                     "notify": args.notify,
-                    "otel": sample,
+                    "otel": variants[name],
                 }
-                results[name].append(child(["processing", json.dumps(payload)]))
+                results[process, name].append(child(["processing", json.dumps(payload)]))
         # CPU time of this process per processed job: far less sensitive than throughput to other
         # processes competing for the machine (it includes the SDK's export threads)
         print("on: traces of every chain; on 10%: traces sampled (ParentBased, 10% of chains)")
         print(
-            f"{'otel':<8}{'start chains/s':>16}{'process jobs/s':>16}{'process CPU us/job':>20}"
-            "   (min..max)"
+            f"{'process':<13}{'otel':<8}{'start chains/s':>16}{'process jobs/s':>16}"
+            f"{'process CPU us/job':>20}   (min..max)"
         )
-        medians: dict[str, tuple[float, float, float]] = {}
-        for name in variants:
-            starts = [r["start_per_s"] for r in results[name]]
-            procs = [r["process_per_s"] for r in results[name]]
-            cpus = [r["process_cpu_us"] for r in results[name]]
-            medians[name] = (
+        medians: dict[tuple[str, str], tuple[float, float, float]] = {}
+        for process, name in rows:
+            runs = results[process, name]
+            starts = [r["start_per_s"] for r in runs]
+            procs = [r["process_per_s"] for r in runs]
+            cpus = [r["process_cpu_us"] for r in runs]
+            m = medians[process, name] = (
                 statistics.median(starts),
                 statistics.median(procs),
                 statistics.median(cpus),
             )
             print(
-                f"{name:<8}{medians[name][0]:>16,.0f}{medians[name][1]:>16,.0f}"
-                f"{medians[name][2]:>20,.0f}"
+                f"{process:<13}{name:<8}{m[0]:>16,.0f}{m[1]:>16,.0f}{m[2]:>20,.0f}"
                 f"   ({min(starts):,.0f}..{max(starts):,.0f} / {min(procs):,.0f}..{max(procs):,.0f}"
                 f" / {min(cpus):,.0f}..{max(cpus):,.0f})"
             )
-        off = medians["off"]
-        for name in ("on", "on 10%"):
-            m = medians[name]
-            print(
-                f"{name + '/off':<8}{m[0] / off[0]:>16.2f}{m[1] / off[1]:>16.2f}{m[2] / off[2]:>20.2f}"
-            )
+        for process in args.process:
+            off = medians[process, "off"]
+            for name in ("on", "on 10%"):
+                m = medians[process, name]
+                label = name + "/off"
+                print(
+                    f"{process:<13}{label:<8}{m[0] / off[0]:>16.2f}{m[1] / off[1]:>16.2f}"
+                    f"{m[2] / off[2]:>20.2f}"
+                )
         sdk_floors = [
             child(["otel_floor", json.dumps({"dsn": "memory://", "chains": args.chains})])[
                 "floor_cpu_us"
@@ -870,9 +883,14 @@ def main() -> None:
         sdk_floor = statistics.median(sdk_floors)
         print(
             f"SDK floor (3 spans and 4 histogram records per job, no queuert): {sdk_floor:,.0f} us/job"
-            f" ({min(sdk_floors):,.0f}..{max(sdk_floors):,.0f}); off + floor = {(off[2] + sdk_floor) / off[2]:.2f}"
-            " x off's CPU per job: the best any instrumentation recording the same could do"
+            f" ({min(sdk_floors):,.0f}..{max(sdk_floors):,.0f})"
         )
+        for process in args.process:
+            off_cpu = medians[process, "off"][2]
+            print(
+                f"{process}: off + floor = {(off_cpu + sdk_floor) / off_cpu:.2f} x off's CPU per"
+                " job: the best any instrumentation recording the same could do"
+            )
     elif args.kind == "latency":
         runs = [
             child(

@@ -90,6 +90,9 @@ def test_otel_compares_off_on_and_the_sdk_floor() -> None:
     out = run_tool("bench.py", "otel", "--dsn", "memory://", "--runs", "1", "--chains", "30")
     for row in ("off ", "on ", "on 10%", "SDK floor"):
         assert row in out
+    for process in ("noop-atomic", "noop"):  # the atomic mode and group-committed completions
+        assert f"{process:<13}on/off" in out
+        assert f"{process}: off + floor =" in out
 
 
 def test_history_compares_sizes_of_history() -> None:

@@ -324,3 +324,43 @@ async def test_cancelling_a_statement_that_waits_ends_it_at_once() -> None:
         holder.close()
         await adapter.close()
         await drop_prefix(prefix)
+
+
+async def test_a_caller_waiting_for_a_full_pool_goes_on_when_a_dead_connection_comes_back() -> None:
+    """The pool's only connection is killed by the server while a second caller waits for it: the
+    dead connection frees its place, and the waiting caller gets a new one (aiomysql wakes waiters
+    only for open connections; before, the waiter waited forever)."""
+    import asyncio
+    import uuid
+
+    prefix = unique_prefix()
+    adapter = await MysqlStateAdapter.connect(
+        **connect_args(), table_prefix=prefix, minsize=1, maxsize=1
+    )
+    holder = await aiomysql.connect(**connect_args(), autocommit=True)
+    pool = adapter.provider.pool  # type: ignore[attr-defined]
+    try:
+        await adapter.migrate()
+        async with holder.cursor() as cur:
+            await cur.execute(f"LOCK TABLES `{prefix}job` WRITE")
+        first = asyncio.ensure_future(adapter.get_job(str(uuid.uuid4())))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while not pool._used:  # the first caller holds the only connection
+            assert loop.time() < deadline, "the first caller never took the connection"
+            await asyncio.sleep(0.01)
+        (taken,) = pool._used
+        second = asyncio.ensure_future(adapter.get_job(str(uuid.uuid4())))
+        while not pool._cond._waiters:  # the second caller waits for the full pool
+            assert loop.time() < deadline, "the second caller never waited"
+            await asyncio.sleep(0.01)
+        await sql(f"KILL CONNECTION {int(taken.server_thread_id[0])}")
+        with pytest.raises(aiomysql.OperationalError):
+            await first
+        async with holder.cursor() as cur:
+            await cur.execute("UNLOCK TABLES")
+        assert await asyncio.wait_for(second, 10) is None, "the waiting caller went on"
+    finally:
+        holder.close()
+        await adapter.close()
+        await drop_prefix(prefix)

@@ -5,13 +5,9 @@ within about one lease, and the surviving process keeps going. Wake-ups travel o
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-import signal
 import sys
-import time
-from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,14 +17,7 @@ from mysql_helpers import URL, drop_prefix, make_adapter, sql, unique_prefix
 from mysql_resilience_support import check_exactly_once, drop_audit, install_audit, wait_all_closed
 from queuert import Client
 from queuert_conformance import worker_process as resilience_fleet
-from queuert_conformance.resilience import (
-    N,
-    RLeaf,
-    Workload,
-    producing_client,
-    start_workload,
-    wait_until,
-)
+from queuert_conformance.resilience import producing_client
 from queuert_redis import RedisNotifyAdapter
 
 WORKER_SCRIPT = Path(__file__).with_name("mysql_resilience_worker.py")
@@ -74,80 +63,18 @@ async def producer(fleet: Fleet) -> AsyncIterator[Client[Any]]:
 
 
 async def test_sigkill_of_a_worker_process_mid_job(fleet: Fleet) -> None:
-    options = (
-        "--concurrency=4",
-        f"--lease={LEASE}",
-        f"--renew-every={RENEW_EVERY}",
-        f"--reap-interval={REAP_INTERVAL}",
-        "--job-seconds=0.02",
+    store = resilience_fleet.StoreChecks(
+        wait_all_closed=lambda expected, timeout: wait_all_closed(
+            fleet.prefix, expected, timeout=timeout
+        ),
+        check_exactly_once=lambda work: check_exactly_once(fleet.prefix, work),
+        completed_by=lambda job_ids: _completed_by(fleet.prefix, job_ids),
     )
     async with producer(fleet) as client:
-        victim = await fleet.spawn("victim", *options, "--hang-after=60")
-        survivor = await fleet.spawn("survivor", *options)
-        work = await start_workload(client, two_step=240, joins=12)
-        assert work.chains == 300
-
-        # The victim's handlers hang inside their jobs once it has started 60 attempts: wait until
-        # all four of its slots are inside a job, then SIGKILL it.
-        await wait_until(
-            lambda: len(fleet.hanging(victim.pid)) == 4, timeout=30, what="the victim to hang"
+        outcome = await resilience_fleet.sigkill_mid_job(
+            fleet, client, store, lease=LEASE, renew_every=RENEW_EVERY, reap_interval=REAP_INTERVAL
         )
-        hung = {m["job"]: m for m in fleet.hanging(victim.pid)}
-        killed_at = _now()
-        os.kill(victim.pid, signal.SIGKILL)
-        assert await asyncio.wait_for(victim.process.wait(), 10) == -signal.SIGKILL
-        # A new process under the same worker name (a new worker id) joins.
-        replacement = await fleet.spawn("victim", *options)
-        assert replacement.worker_id != victim.worker_id
-
-        await wait_all_closed(fleet.prefix, work.chains, timeout=60)
-        # The survivor kept going: a chain started now is still processed.
-        extra = Workload()
-        async with client.transaction() as tx:
-            extra.leaves = await client.start_chains(
-                [RLeaf(N(900_000 + i)) for i in range(20)], tx=tx
-            )
-        work.extend(extra)
-        await wait_all_closed(fleet.prefix, work.chains, timeout=30)
-        assert survivor.process.returncode is None, "the surviving worker process kept running"
-        assert await fleet.stop(survivor) == 0
-        assert await fleet.stop(replacement) == 0
-
-    await check_exactly_once(fleet.prefix, work)
-    marks = fleet.marks()
-    # Never two runs of one attempt: a job runs again only after its lease was taken back.
-    attempts = Counter((m["job"], m["attempt"]) for m in marks)
-    assert all(n == 1 for n in attempts.values()), "an attempt ran twice"
-    # The jobs the victim held when it died - the four hung ones, and any whose completion it had
-    # not written yet (a finished handler frees its slot before its completion is written) - were
-    # run again by another process, within about one lease of the kill. No other job ran twice.
-    by_job: dict[str, list[dict[str, Any]]] = {}
-    for m in sorted(marks, key=lambda m: m["attempt"]):
-        by_job.setdefault(m["job"], []).append(m)
-    rerun = {job: runs for job, runs in by_job.items() if len(runs) > 1}
-    assert set(hung) <= set(rerun), "every hung job was run again"
-    delays = []
-    for job_id, runs in rerun.items():
-        first, again = runs[-2], runs[-1]
-        assert first["pid"] == victim.pid, f"job {job_id} re-run although its worker lived: {runs}"
-        assert again["pid"] in (survivor.pid, replacement.pid)
-        delays.append(again["t"] - killed_at)
-    bound = LEASE + REAP_INTERVAL + 1.5
-    assert max(delays) <= bound, f"reclaimed after {max(delays):.2f}s (bound {bound}s)"
-    assert min(delays) >= LEASE - RENEW_EVERY - 0.5, (
-        f"reclaimed after {min(delays):.2f}s: before the lease could have expired"
-    )
-    # the survivor worked before and after the kill
-    assert any(m["pid"] == survivor.pid and m["t"] > killed_at for m in marks)
-    assert any(m["pid"] == survivor.pid and m["t"] < killed_at for m in marks)
-    completed_by = await _completed_by(fleet.prefix, list(hung))
-    assert set(completed_by.values()) <= {survivor.worker_id, replacement.worker_id}
-    print(
-        f"\nkilled worker's {len(rerun)} jobs ({len(hung)} hung) reclaimed {min(delays):.2f}-{max(delays):.2f}s "
-        f"after SIGKILL (lease {LEASE}s, bound {bound}s); the survivor ran "
-        f"{sum(1 for m in marks if m['pid'] == survivor.pid)} attempts, the replacement "
-        f"{sum(1 for m in marks if m['pid'] == replacement.pid)}"
-    )
+    print(f"\n{outcome}")
 
 
 async def _completed_by(prefix: str, job_ids: list[str]) -> dict[str, str]:
@@ -157,7 +84,3 @@ async def _completed_by(prefix: str, job_ids: list[str]) -> dict[str, str]:
         *job_ids,
     )
     return {r[0]: r[1] for r in rows}
-
-
-def _now() -> float:
-    return time.time()

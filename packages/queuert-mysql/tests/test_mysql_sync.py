@@ -5,6 +5,7 @@ an asyncio worker in another thread processes what committed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -231,7 +232,7 @@ def test_a_failed_statement_in_a_session_does_not_spill_into_the_next_one(
 ) -> None:
     """The same with SQLAlchemy sessions: after a session's transaction in which a statement of
     queuert's failed rolls back, the next session on the same pooled connection, whose own
-    statement begins its transaction first, is not refused."""
+    write begins its transaction first, is not refused."""
     engine = create_engine(
         URL.replace("mysql://", "mysql+pymysql://", 1),
         isolation_level="READ COMMITTED",
@@ -243,6 +244,8 @@ def test_a_failed_statement_in_a_session_does_not_spill_into_the_next_one(
     )
     holder = pymysql.connect(**pymysql_args())
     try:
+        with holder.cursor() as cur:
+            cur.execute(f"CREATE TABLE `{prefix}orders` (id VARCHAR(20) PRIMARY KEY)")
         with Session(engine) as session, session.begin():
             locked = sync.start_chain(ShipOrder(Order("o-locked")), tx=session)
         holder.begin()
@@ -256,11 +259,63 @@ def test_a_failed_statement_in_a_session_does_not_spill_into_the_next_one(
             session.execute(text("SET SESSION innodb_lock_wait_timeout = 1"))
             sync.cancel_chain(locked.id, tx=session)  # waits for the lock, then gives up
         with Session(engine) as session, session.begin():
-            session.execute(text("SELECT 1"))  # the session's transaction begins first
+            # the session's own write begins its transaction first
+            session.execute(text(f"INSERT INTO `{prefix}orders` VALUES ('o-fresh')"))
             fresh = sync.start_chain(ShipOrder(Order("o-fresh")), tx=session)
         with Session(engine) as session:
             assert sync.get_chain(fresh.id, ShipOrder, tx=session) is not None
     finally:
         holder.rollback()
+        with holder.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS `{prefix}orders`")
         holder.close()
+        engine.dispose()
+
+
+def test_a_transaction_begun_by_a_read_is_the_one_the_chain_joins(
+    sync: SyncClient[Any], conn: Any, prefix: str, recorded: RecordingObservability
+) -> None:
+    """With autocommit off, the caller's first read begins its transaction (PyMySQL is not told):
+    the chain joins that transaction, commits with it and rolls back with it."""
+    chains = []
+    for commit in (False, True):
+        with contextlib.suppress(RuntimeError), sync.hooks(conn):
+            with conn.cursor() as cur:
+                cur.execute(f"SELECT COUNT(*) FROM `{prefix}job`")
+            chain = sync.start_chain(ShipOrder(Order(f"o-read-{commit}")), tx=conn)
+            chains.append(chain.id)
+            if not commit:
+                conn.rollback()
+                raise RuntimeError("the request failed")
+            conn.commit()
+        conn.begin()
+        assert (sync.get_chain(chain.id, tx=conn) is not None) is commit
+        conn.rollback()
+    assert created(recorded) == chains[1:]
+
+
+def test_a_session_that_reads_first_starts_a_chain_in_its_transaction(
+    prefix: str, recorded: RecordingObservability
+) -> None:
+    """A SQLAlchemy session whose first statement is a read of the application's starts a chain
+    in the transaction that read began."""
+    engine = create_engine(
+        URL.replace("mysql://", "mysql+pymysql://", 1), isolation_level="READ COMMITTED"
+    )
+    sync = SyncClient(
+        SqlAlchemySyncBackend(table_prefix=prefix), job_types=[ShipOrder], observability=recorded
+    )
+    try:
+        with pytest.raises(RuntimeError), Session(engine) as session, session.begin():
+            session.execute(text(f"SELECT COUNT(*) FROM `{prefix}job`"))
+            doomed = sync.start_chain(ShipOrder(Order("o-doomed")), tx=session)
+            raise RuntimeError("the request failed")
+        with Session(engine) as session, session.begin():
+            session.execute(text(f"SELECT COUNT(*) FROM `{prefix}job`"))
+            kept = sync.start_chain(ShipOrder(Order("o-kept")), tx=session)
+        with Session(engine) as session:
+            assert sync.get_chain(doomed.id, tx=session) is None
+            assert sync.get_chain(kept.id, ShipOrder, tx=session) is not None
+        assert created(recorded) == [kept.id]
+    finally:
         engine.dispose()

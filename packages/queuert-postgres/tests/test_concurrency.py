@@ -18,6 +18,7 @@ import asyncpg
 import pytest
 from pg_helpers import DSN, CountingProvider, Namespace, make_adapter
 from queuert.ids import uuid7
+from queuert.limits import ConcurrencyLimit
 from queuert.schedule import Deduplication
 from queuert.state import Completion, NewJob
 from queuert_postgres import AsyncpgProvider, PgStateAdapter
@@ -282,3 +283,52 @@ async def _group_commit_race(
         assert final is not None and final.status == "ready", (
             f"dependent is {final and final.status}"
         )
+
+
+@pytest.mark.parametrize(
+    ("bound", "key"),
+    [(ConcurrencyLimit(limit=3), None), (ConcurrencyLimit(key_limit=3), "k")],
+    ids=["type-limit", "key-limit"],
+)
+async def test_a_limited_claim_racing_a_committed_one_takes_nothing_and_reports_more(
+    adapters: list[PgStateAdapter[Any]], bound: ConcurrencyLimit, key: str | None
+) -> None:
+    """The second claim's snapshot misses the first's 2 jobs, so its counts would let it take 3:
+    the first claim's counter row makes it wait, and the moved counter makes it take none."""
+    # more jobs than the first claim locks as candidates (a key-limited claim locks up to 4x)
+    await adapters[0].create_jobs([job(limit_key=key) for _ in range(20)])
+    limits = {"work": bound}
+    first_claimed = asyncio.Event()
+    release = asyncio.Event()
+    holder: list[int] = []
+
+    async def first() -> None:
+        async with adapters[1].transaction() as tx:
+            holder.append(tx.get_server_pid())
+            got = await adapters[1].claim_jobs(
+                leases=LEASE, limit=2, worker_id="w1", limits=limits, tx=tx
+            )
+            assert len(got.jobs) == 2
+            first_claimed.set()
+            await release.wait()
+
+    async def second() -> None:
+        await first_claimed.wait()
+        task = asyncio.ensure_future(
+            adapters[2].claim_jobs(leases=LEASE, limit=3, worker_id="w2", limits=limits)
+        )
+
+        async def claim_waits(conn: asyncpg.Connection) -> bool:
+            return task.done() or await _someone_waits_for(conn, holder[0])
+
+        try:
+            await _until(claim_waits, "the second claim to wait for the first's counter row")
+            assert not task.done(), f"the second claim did not wait for the first: {task.result()}"
+        finally:
+            release.set()
+        late = await task
+        assert late.jobs == [] and late.has_more
+
+    await asyncio.gather(first(), second())
+    rest = await adapters[3].claim_jobs(leases=LEASE, limit=5, worker_id="w3", limits=limits)
+    assert len(rest.jobs) == 1 and not rest.has_more, "the limit allows one more beside the 2"

@@ -200,11 +200,39 @@ class Progress(RecordingObservability):
         except asyncio.TimeoutError:
             raise AssertionError(
                 f"only {self.completed} of {n} attempts completed within {timeout:g}s: "
-                "processing stalled"
+                f"processing stalled; the loop's tasks wait at:\n{waiting_tasks()}"
             ) from None
 
     def count(self, name: str) -> int:
         return sum(1 for e in self.events if e.name == name)
+
+
+def waiting_tasks(most: int = 25) -> str:
+    """Where the running loop's tasks wait, a line per place (the three innermost frames of the
+    chain of awaits each task is suspended in) with how many tasks wait there, most first: what a
+    stalled test prints."""
+    places: Counter[str] = Counter()
+    current = asyncio.current_task()
+    for task in asyncio.all_tasks():
+        if task is current:
+            continue
+        frames = []
+        awaited: Any = task.get_coro()
+        while awaited is not None:
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            if frame is None:
+                break
+            frames.append(frame)
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+        if frames:
+            places[
+                " <- ".join(
+                    f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno} "
+                    f"{frame.f_code.co_name}"
+                    for frame in reversed(frames[-3:])
+                )
+            ] += 1
+    return "\n".join(f"  {count} x {place}" for place, count in places.most_common(most))
 
 
 class WorkerSpy:

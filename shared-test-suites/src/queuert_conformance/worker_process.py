@@ -26,6 +26,9 @@ import os
 import signal
 import time
 import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +36,26 @@ from queuert import Attempt, Backoff, Client, Lease, Worker
 from queuert.notify import NotifyAdapter
 from queuert.state import StateAdapter
 
-from queuert_conformance.resilience import JOB_TYPES, N, RFinish, RJoin, RLeaf, RStart
+from queuert_conformance.resilience import (
+    JOB_TYPES,
+    N,
+    RFinish,
+    RJoin,
+    RLeaf,
+    RStart,
+    Workload,
+    start_workload,
+    wait_until,
+)
 
-__all__ = ["Fleet", "WorkerProcess", "add_worker_arguments", "run_worker_process"]
+__all__ = [
+    "Fleet",
+    "StoreChecks",
+    "WorkerProcess",
+    "add_worker_arguments",
+    "run_worker_process",
+    "sigkill_mid_job",
+]
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -230,3 +250,101 @@ class Fleet:
                 handle.process.kill()
                 with contextlib.suppress(Exception):
                     await handle.process.wait()
+
+
+@dataclass
+class StoreChecks:
+    """How :func:`sigkill_mid_job` reads an adapter's store (with the adapter's own queries)."""
+
+    wait_all_closed: Callable[[int, float], Awaitable[float]]
+    """``(expected, timeout)``: wait until that many chains are closed."""
+    check_exactly_once: Callable[[Workload], Awaitable[None]]
+    """Every chain of the workload closed exactly once (rows and audit of outcome writes)."""
+    completed_by: Callable[[list[str]], Awaitable[dict[str, str]]]
+    """The ``completed_by`` worker id of each of these jobs."""
+
+
+async def sigkill_mid_job(
+    fleet: Fleet,
+    client: Client[Any],
+    store: StoreChecks,
+    *,
+    lease: float,
+    renew_every: float,
+    reap_interval: float,
+) -> str:
+    """One of two worker processes is SIGKILLed while its four handlers hang inside jobs (staged
+    mode), and a new process starts under the same worker name. Checks that every chain completes
+    exactly once, that only the killed worker's jobs ran again and within about one lease of the
+    kill, and that the surviving process kept going. Returns a line that describes the run."""
+    options = (
+        "--concurrency=4",
+        f"--lease={lease}",
+        f"--renew-every={renew_every}",
+        f"--reap-interval={reap_interval}",
+        "--job-seconds=0.02",
+    )
+    victim = await fleet.spawn("victim", *options, "--hang-after=60")
+    survivor = await fleet.spawn("survivor", *options)
+    work = await start_workload(client, two_step=240, joins=12)
+    assert work.chains == 300
+
+    # The victim's handlers hang inside their jobs once it has started 60 attempts: wait until all
+    # four of its slots are inside a job, then SIGKILL it.
+    await wait_until(
+        lambda: len(fleet.hanging(victim.pid)) == 4, timeout=30, what="the victim to hang"
+    )
+    hung = {m["job"]: m for m in fleet.hanging(victim.pid)}
+    killed_at = time.time()
+    os.kill(victim.pid, signal.SIGKILL)
+    assert await asyncio.wait_for(victim.process.wait(), 10) == -signal.SIGKILL
+    # A new process under the same worker name (a new worker id) joins.
+    replacement = await fleet.spawn("victim", *options)
+    assert replacement.worker_id != victim.worker_id
+
+    await store.wait_all_closed(work.chains, 60)
+    # The survivor kept going: a chain started now is still processed.
+    extra = Workload()
+    async with client.transaction() as tx:
+        extra.leaves = await client.start_chains([RLeaf(N(900_000 + i)) for i in range(20)], tx=tx)
+    work.extend(extra)
+    await store.wait_all_closed(work.chains, 30)
+    assert survivor.process.returncode is None, "the surviving worker process kept running"
+    assert await fleet.stop(survivor) == 0
+    assert await fleet.stop(replacement) == 0
+
+    await store.check_exactly_once(work)
+    marks = fleet.marks()
+    # Never two runs of one attempt: a job runs again only after its lease was taken back.
+    attempts = Counter((m["job"], m["attempt"]) for m in marks)
+    assert all(n == 1 for n in attempts.values()), "an attempt ran twice"
+    # The jobs the victim held when it died - the four hung ones, and any whose completion it had
+    # not written yet (a finished handler frees its slot before its completion is written) - were
+    # run again by another process, within about one lease of the kill. No other job ran twice.
+    by_job: dict[str, list[dict[str, Any]]] = {}
+    for m in sorted(marks, key=lambda m: m["attempt"]):
+        by_job.setdefault(m["job"], []).append(m)
+    rerun = {job: runs for job, runs in by_job.items() if len(runs) > 1}
+    assert set(hung) <= set(rerun), "every hung job was run again"
+    delays = []
+    for job_id, runs in rerun.items():
+        first, again = runs[-2], runs[-1]
+        assert first["pid"] == victim.pid, f"job {job_id} re-run although its worker lived: {runs}"
+        assert again["pid"] in (survivor.pid, replacement.pid)
+        delays.append(again["t"] - killed_at)
+    bound = lease + reap_interval + 1.5
+    assert max(delays) <= bound, f"reclaimed after {max(delays):.2f}s (bound {bound}s)"
+    assert min(delays) >= lease - renew_every - 0.5, (
+        f"reclaimed after {min(delays):.2f}s: before the lease could have expired"
+    )
+    # the survivor worked before and after the kill
+    assert any(m["pid"] == survivor.pid and m["t"] > killed_at for m in marks)
+    assert any(m["pid"] == survivor.pid and m["t"] < killed_at for m in marks)
+    completed_by = await store.completed_by(list(hung))
+    assert set(completed_by.values()) <= {survivor.worker_id, replacement.worker_id}
+    return (
+        f"killed worker's {len(rerun)} jobs ({len(hung)} hung) reclaimed "
+        f"{min(delays):.2f}-{max(delays):.2f}s after SIGKILL (lease {lease}s, bound {bound}s); "
+        f"the survivor ran {sum(1 for m in marks if m['pid'] == survivor.pid)} attempts, the "
+        f"replacement {sum(1 for m in marks if m['pid'] == replacement.pid)}"
+    )

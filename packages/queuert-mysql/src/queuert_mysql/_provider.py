@@ -198,6 +198,25 @@ def aiomysql_open(tx: Any) -> Any:
     return tx
 
 
+async def give_back(pool: Any, conn: Any) -> None:
+    """Release ``conn`` to its aiomysql ``pool`` and, when it is closed, wake the pool's waiters.
+
+    aiomysql wakes a caller waiting for a connection of a full pool (and ``wait_closed``) only when
+    an open connection comes back. A dead one (killed by the server, closed after a failed
+    statement, or closed by ``release`` because a transaction was still open) frees its place
+    silently: with every connection of a busy worker killed at once, all its tasks would wait
+    forever. The pool's condition is notified here when nobody holds its lock (taking a free
+    asyncio lock does not suspend); a holder is opening a connection, and notifies a waiter itself
+    when done."""
+    pool.release(conn)
+    if not conn.closed:
+        return
+    condition = getattr(pool, "_cond", None)
+    if isinstance(condition, asyncio.Condition) and not condition.locked():
+        async with condition:
+            condition.notify_all()
+
+
 class AiomysqlProvider:
     """Runs the SQL on an ``aiomysql`` pool (``tx`` = an aiomysql connection inside a transaction).
 
@@ -297,7 +316,7 @@ class AiomysqlProvider:
             raise
         finally:
             # (the pool closes a connection still inside a transaction instead of keeping it)
-            self.pool.release(conn)
+            await give_back(self.pool, conn)
 
     async def _take(self) -> Any:
         """A connection from the pool. Waiting for one that other tasks hold is back-pressure and

@@ -18,19 +18,15 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from queuert.errors import UsageError
 from queuert.notify import NotifyInTransaction
-from queuert.sqlalchemy_session import attach_session_commit_hooks, driver_connection
+from queuert.sqlalchemy_sync_backend import SqlAlchemySessionBackend
 from queuert.state import StateAdapter
 
 from queuert_mysql._provider import Row, TxState
 from queuert_mysql.state import MysqlStateAdapter
-
-if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection
-    from sqlalchemy.orm import Session
 
 __all__ = ["InlinePymysqlProvider", "PymysqlSyncBackend", "SqlAlchemySyncBackend"]
 
@@ -90,6 +86,30 @@ class InlinePymysqlProvider:
         """Nothing to close: the connections are the caller's."""
 
 
+_TRANSACTION_IN_PROGRESS = 1568
+"""MySQL's ``ER_CANT_CHANGE_TX_CHARACTERISTICS``: a transaction is in progress."""
+
+
+def _begin_unless_begun(tx: Any) -> None:
+    """Begin a ``READ COMMITTED`` transaction on ``tx`` unless one is in progress.
+
+    PyMySQL learns the server's transaction flag from OK packets only: after a ``SELECT`` that
+    began the caller's transaction (autocommit off), ``server_status`` still says none is open. A
+    ``START TRANSACTION`` then would commit the caller's work, so the server decides instead:
+    ``SET TRANSACTION`` is refused while a transaction is in progress.
+    """
+    import pymysql
+
+    with tx.cursor() as cur:
+        try:
+            cur.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        except pymysql.err.OperationalError as exc:
+            if exc.args[0] != _TRANSACTION_IN_PROGRESS:
+                raise
+            return  # the caller's transaction, begun by a read
+        cur.execute("START TRANSACTION")
+
+
 class PymysqlSyncBackend:
     """:class:`~queuert.sync_backend.SyncBackend` for ``pymysql`` connections (``tx`` is your
     ``pymysql.connections.Connection``). ``database`` and ``table_prefix`` as for
@@ -129,9 +149,7 @@ class PymysqlSyncBackend:
                     "this pymysql connection is in autocommit mode with no transaction begun (each "
                     "statement would commit on its own): call conn.begin() first"
                 )
-            with tx.cursor() as cur:
-                cur.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
-                cur.execute("START TRANSACTION")
+            _begin_unless_begun(tx)
         return tx
 
     def notifier_in_transaction(self) -> NotifyInTransaction | None:
@@ -143,7 +161,7 @@ class PymysqlSyncBackend:
         return False  # pymysql connections have no commit events
 
 
-class SqlAlchemySyncBackend:
+class SqlAlchemySyncBackend(SqlAlchemySessionBackend):
     """:class:`~queuert.sync_backend.SyncBackend` for SQLAlchemy 2 sync ``Session`` and
     ``Connection`` objects on ``mysql+pymysql://`` (or ``mariadb+pymysql://``) engines. queuert's
     statements run on the PyMySQL connection under it, in its transaction, as with
@@ -151,40 +169,8 @@ class SqlAlchemySyncBackend:
     ``Session`` the side effects follow its commit and rollback events; with a ``Connection`` open
     ``with sync_client.hooks(conn):`` around its transaction."""
 
+    driver = "pymysql"
+    engines = "mysql+pymysql:// engines"
+
     def __init__(self, *, database: str | None = None, table_prefix: str = "queuert_") -> None:
-        self._pymysql = PymysqlSyncBackend(database=database, table_prefix=table_prefix)
-
-    @property
-    def state(self) -> StateAdapter[Any]:
-        return self._pymysql.state
-
-    def transaction_of(self, tx: Session | Connection, *, write: bool) -> Any:
-        raw = driver_connection(tx)
-        if type(raw).__module__.split(".")[0] != "pymysql":
-            raise UsageError(
-                "SqlAlchemySyncBackend runs on mysql+pymysql:// engines, not "
-                f"{type(raw).__module__}"
-            )
-        return self._pymysql.transaction_of(raw, write=write)
-
-    def notifier_in_transaction(self) -> NotifyInTransaction | None:
-        return None
-
-    def attach_commit_hooks(
-        self,
-        tx: Session | Connection,
-        on_commit: Callable[[], None],
-        on_rollback: Callable[[], None],
-    ) -> bool:
-        raw = driver_connection(tx)
-
-        def ended(then: Callable[[], None]) -> Callable[[], None]:
-            def run() -> None:
-                # a failed statement of this transaction no longer counts for the connection's
-                # next one (the pool hands it to another session)
-                self._pymysql.transaction_begins(raw)
-                then()
-
-            return run
-
-        return attach_session_commit_hooks(tx, ended(on_commit), ended(on_rollback))
+        super().__init__(PymysqlSyncBackend(database=database, table_prefix=table_prefix))

@@ -181,6 +181,9 @@ class DeleteRow:
 
 READY = "{a}.outcome IS NULL AND {a}.open_blockers = 0 AND {a}.leased_until IS NULL"
 
+LEASED = "{a}.outcome IS NULL AND {a}.leased_until IS NOT NULL"
+"""Status ``running`` (the predicate of the leased index)."""
+
 
 def tail_of(chain: str, *, lock: str = "") -> str:
     """A LATERAL subquery selecting the tail (highest ``chain_index``) of chain ``chain``."""
@@ -601,7 +604,64 @@ which waits for a concurrent claimer's lock and sees its committed counter: a co
 since the snapshot means another claim of that type or key committed after the counts were taken,
 so this claim takes none of those jobs (and reports more). A release (completion, failure,
 cancellation, retry, reaping, deletion) only lowers the running counts, so a count from an older
-snapshot is never too low. ``$5``/``$6``: each type's limit and key limit, NULL where not set."""
+snapshot is never too low. ``$5``/``$6``: each type's limit and key limit, NULL where not set.
+The adapter runs it when a requested type has a key limit, else :data:`CLAIM_TYPE_LIMITED`."""
+
+CLAIM_TYPE_LIMITED = f"""
+WITH room AS (
+    SELECT q.type_name, q.secs, q.tlim,
+           (CASE WHEN q.tlim IS NULL THEN $3::int + 1
+                 ELSE least($3::int + 1, greatest(q.tlim - (
+                     SELECT count(*) FROM {{job}} r
+                     WHERE r.type_name = q.type_name AND {LEASED.format(a="r")}), 0)) END)::int
+             AS cap
+    FROM unnest($1::text[], $2::float8[], $5::int[]) AS q(type_name, secs, tlim)
+),
+cand AS (
+    SELECT c.id, c.priority, c.scheduled_at, room.type_name, room.secs, room.tlim
+    FROM room CROSS JOIN LATERAL (
+        SELECT j.id, j.priority, j.scheduled_at FROM {{job}} j
+        WHERE j.type_name = room.type_name AND {READY.format(a="j")} AND j.scheduled_at <= {NOW}
+        ORDER BY j.priority DESC, j.scheduled_at, j.id
+        LIMIT room.cap
+        FOR NO KEY UPDATE SKIP LOCKED
+    ) c
+),
+chosen AS (
+    SELECT * FROM cand ORDER BY cand.priority DESC, cand.scheduled_at, cand.id LIMIT $3::int
+),
+bump AS (
+    INSERT INTO {{job_limit}} AS l (type_name, limit_key, claims)
+    SELECT DISTINCT ch.type_name, '', 1 FROM chosen ch WHERE ch.tlim IS NOT NULL
+    ORDER BY 1
+    ON CONFLICT (type_name, limit_key) DO UPDATE SET claims = l.claims + 1
+    RETURNING l.type_name, l.claims
+),
+stale AS (
+    SELECT b.type_name FROM bump b
+    WHERE b.claims - 1 <> coalesce((SELECT s.claims FROM {{job_limit}} s
+                                    WHERE s.type_name = b.type_name AND s.limit_key = ''), 0)
+),
+upd AS (
+    UPDATE {{job}} j
+    SET attempt = j.attempt + 1, last_attempt_at = {NOW}, leased_by = $4::text,
+        leased_until = {NOW} + p.secs * interval '1 second'
+    FROM chosen p
+    WHERE j.id = p.id AND NOT EXISTS (SELECT 1 FROM stale s WHERE s.type_name = p.type_name)
+    RETURNING j.*
+)
+SELECT (SELECT count(*) FROM cand) > $3::int OR EXISTS (SELECT 1 FROM stale), {cols("u")}
+FROM (SELECT 1) one LEFT JOIN upd u ON true
+ORDER BY u.priority DESC, u.scheduled_at, u.id
+"""
+"""The claim of :data:`CLAIM_LIMITED` when no requested type has a key limit (``$5``: each type's
+limit, NULL where not set), in about the cost of :data:`CLAIM`. With only type limits, the rule
+needs no ranking: a type may take its first ``limit - running`` ready jobs, so each type's
+candidate walk stops there (``LIMIT``, at most ``$3 + 1`` as in :data:`CLAIM`), and the first
+``$3`` of all candidates are the claim. No window function, no grouping by key, no candidate locked
+beyond what may be taken. Any candidate left over fits its type's limit, hence ``has_more``. The
+running count of each limited type comes from the statement's snapshot and is checked against the
+type's ``job_limit`` counter exactly as in :data:`CLAIM_LIMITED`."""
 
 RENEW = f"""
 WITH r AS (
@@ -827,9 +887,6 @@ SELECT {DeleteRow.REFERENCE}, refs.chain_id::text, refs.job_id::text, {NULL_COLS
 FROM refs
 """
 
-LEASED = "{a}.outcome IS NULL AND {a}.leased_until IS NOT NULL"
-"""Status ``running`` (the predicate of the leased index)."""
-
 UNSUCCESSFUL = "{a}.outcome IN ('failed', 'cancelled')"
 """Statuses ``failed`` and ``cancelled`` (the predicate of the unsuccessful index)."""
 
@@ -899,6 +956,7 @@ _ALL = {
     "queue_stats_of": QUEUE_STATS_OF,
     "claim": CLAIM,
     "claim_limited": CLAIM_LIMITED,
+    "claim_type_limited": CLAIM_TYPE_LIMITED,
     "renew": RENEW,
     "complete": COMPLETE,
     "complete_catch_up": COMPLETE_CATCH_UP,
@@ -944,6 +1002,7 @@ class Statements:
         self.queue_stats_of = rendered["queue_stats_of"]
         self.claim = rendered["claim"]
         self.claim_limited = rendered["claim_limited"]
+        self.claim_type_limited = rendered["claim_type_limited"]
         self.renew = rendered["renew"]
         self.complete = rendered["complete"]
         self.complete_catch_up = rendered["complete_catch_up"]

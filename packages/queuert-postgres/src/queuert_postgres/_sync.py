@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from queuert.errors import UsageError
 from queuert.notify import Notifications, NotifyInTransaction
-from queuert.sqlalchemy_session import attach_session_commit_hooks, driver_connection
+from queuert.sqlalchemy_sync_backend import SqlAlchemySessionBackend
 from queuert.state import StateAdapter
 
 from queuert_postgres._inline_provider import InlinePsycopgProvider
@@ -27,8 +27,6 @@ from queuert_postgres.state import PgStateAdapter
 
 if TYPE_CHECKING:
     import psycopg
-    from sqlalchemy.engine import Connection
-    from sqlalchemy.orm import Session
 
 __all__ = ["PsycopgSyncBackend", "SqlAlchemySyncBackend", "notifier_on"]
 
@@ -114,7 +112,7 @@ def notifier_on(provider: PgProvider[Any], channel_prefix: str) -> NotifyInTrans
     return send
 
 
-class SqlAlchemySyncBackend:
+class SqlAlchemySyncBackend(SqlAlchemySessionBackend):
     """:class:`~queuert.sync_backend.SyncBackend` for SQLAlchemy 2 sync ``Session`` and
     ``Connection`` objects on ``postgresql+psycopg://`` engines (``tx`` is your session or
     connection). queuert's statements run on the psycopg connection under it, in its transaction.
@@ -124,6 +122,9 @@ class SqlAlchemySyncBackend:
     around its transaction. Wake-ups are ``NOTIFY`` inside the transaction, as with
     :class:`PsycopgSyncBackend`, whose options it takes."""
 
+    driver = "psycopg"
+    engines = "psycopg 3 engines (postgresql+psycopg://)"
+
     def __init__(
         self,
         *,
@@ -132,30 +133,11 @@ class SqlAlchemySyncBackend:
         channel_prefix: str | None = "queuert",
         prepare: bool | None = None,
     ) -> None:
-        self._psycopg = PsycopgSyncBackend(
-            schema=schema, table_prefix=table_prefix, channel_prefix=channel_prefix, prepare=prepare
-        )
-
-    @property
-    def state(self) -> StateAdapter[Any]:
-        return self._psycopg.state
-
-    def transaction_of(self, tx: Session | Connection, *, write: bool) -> Any:
-        raw = driver_connection(tx)
-        if type(raw).__module__.split(".")[0] != "psycopg":
-            raise UsageError(
-                "SqlAlchemySyncBackend runs on psycopg 3 engines (postgresql+psycopg://), not "
-                f"{type(raw).__module__}"
+        super().__init__(
+            PsycopgSyncBackend(
+                schema=schema,
+                table_prefix=table_prefix,
+                channel_prefix=channel_prefix,
+                prepare=prepare,
             )
-        return psycopg_in_transaction(raw, write=write)
-
-    def notifier_in_transaction(self) -> NotifyInTransaction | None:
-        return self._psycopg.notifier_in_transaction()
-
-    def attach_commit_hooks(
-        self,
-        tx: Session | Connection,
-        on_commit: Callable[[], None],
-        on_rollback: Callable[[], None],
-    ) -> bool:
-        return attach_session_commit_hooks(tx, on_commit, on_rollback)
+        )

@@ -1215,7 +1215,7 @@ class PgStateAdapter(Generic[TxT]):
         types = list(leases)
         secs = [_secs(leases[t]) for t in types]
         bounds = [limits.get(t) for t in types] if limits else []
-        if any(b is not None and b.is_set for b in bounds):
+        if any(b is not None and b.key_limit is not None for b in bounds):
             rows = await self._fetch(
                 self.sql.claim_limited,
                 [
@@ -1225,6 +1225,18 @@ class PgStateAdapter(Generic[TxT]):
                     worker_id,
                     [None if b is None else b.limit for b in bounds],
                     [None if b is None else b.key_limit for b in bounds],
+                ],
+                tx,
+            )
+        elif any(b is not None and b.limit is not None for b in bounds):
+            rows = await self._fetch(
+                self.sql.claim_type_limited,
+                [
+                    types,
+                    secs,
+                    max(limit, 0),
+                    worker_id,
+                    [None if b is None else b.limit for b in bounds],
                 ],
                 tx,
             )

@@ -12,20 +12,16 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from queuert.errors import UsageError
 from queuert.notify import NotifyInTransaction
-from queuert.sqlalchemy_session import attach_session_commit_hooks, driver_connection
+from queuert.sqlalchemy_sync_backend import SqlAlchemySessionBackend
 from queuert.state import StateAdapter
 
 from queuert_sqlite._adapter import SqliteStateAdapter
 from queuert_sqlite._busy import BEGIN
 from queuert_sqlite._inline_provider import InlineSqliteProvider
-
-if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection
-    from sqlalchemy.orm import Session
 
 __all__ = ["SqlAlchemySyncBackend", "SqliteSyncBackend"]
 
@@ -83,7 +79,7 @@ def _autocommit(tx: sqlite3.Connection) -> bool:
     return autocommit == -1 and tx.isolation_level is None
 
 
-class SqlAlchemySyncBackend:
+class SqlAlchemySyncBackend(SqlAlchemySessionBackend):
     """:class:`~queuert.sync_backend.SyncBackend` for SQLAlchemy 2 sync ``Session`` and
     ``Connection`` objects on ``sqlite://`` engines (the standard ``pysqlite`` driver; ``tx`` is
     your session or connection). queuert's statements run on the ``sqlite3`` connection under it,
@@ -92,29 +88,8 @@ class SqlAlchemySyncBackend:
     ``begin_nested()`` drops its own); with a ``Connection`` open ``with sync_client.hooks(conn):``
     around its transaction."""
 
+    driver = "sqlite3"
+    engines = "sqlite:// engines with the standard sqlite3 driver"
+
     def __init__(self, *, table_prefix: str = "queuert_") -> None:
-        self._sqlite = SqliteSyncBackend(table_prefix=table_prefix)
-
-    @property
-    def state(self) -> StateAdapter[Any]:
-        return self._sqlite.state
-
-    def transaction_of(self, tx: Session | Connection, *, write: bool) -> sqlite3.Connection:
-        raw = driver_connection(tx)
-        if not isinstance(raw, sqlite3.Connection):
-            raise UsageError(
-                "SqlAlchemySyncBackend runs on sqlite:// engines with the standard sqlite3 driver, "
-                f"not {type(raw).__module__}"
-            )
-        return self._sqlite.transaction_of(raw, write=write)
-
-    def notifier_in_transaction(self) -> NotifyInTransaction | None:
-        return None
-
-    def attach_commit_hooks(
-        self,
-        tx: Session | Connection,
-        on_commit: Callable[[], None],
-        on_rollback: Callable[[], None],
-    ) -> bool:
-        return attach_session_commit_hooks(tx, on_commit, on_rollback)
+        super().__init__(SqliteSyncBackend(table_prefix=table_prefix))
