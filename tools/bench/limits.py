@@ -2,6 +2,7 @@
 
     uv run python tools/bench/limits.py --dsn postgresql://postgres@127.0.0.1:5432/test --runs 5
     uv run python tools/bench/limits.py --dsn sqlite:///bench.db --runs 5
+    uv run python tools/bench/limits.py --dsn postgresql://postgres@127.0.0.1:5432/test --claims 3000
 
 Each run starts ``--chains`` one-job chains in batches of 100, then one worker at concurrency 10
 processes them (a no-op handler whose output the worker group-commits), timed from the worker's start
@@ -9,6 +10,13 @@ to the last completion. The type is either unlimited or declares ``limit=`` larg
 concurrency (``--limit``, default 50), so the limit never holds a job back: the figure is the cost of
 the limited claim itself. The two alternate run by run, each in a fresh child process on a fresh
 schema or database file; reported as medians with the range.
+
+``--claims N`` measures the claim statement alone, in one process: two stores (fresh schemas or
+database files) of N ready jobs each, one of the unlimited type and one of the limited one, claimed
+5 at a time through the state adapter, alternating store claim by claim (so load on the machine
+hits both alike); each store's oldest claimed jobs are completed whenever more than 20 run, so
+both claim with about 20 jobs running, as a worker does. Reported: the median time of a claim
+call of each, and the difference.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import statistics
 import sys
 import time
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from bench import (
@@ -35,6 +44,7 @@ from bench import (
 )
 from queuert import Attempt, Client, EntryJobType, Worker
 from queuert.backoff import Lease
+from queuert.state import Completion
 
 
 class Plain(EntryJobType[Item, Done], name="bench_limits_plain"):
@@ -79,6 +89,55 @@ async def run(dsn: str, chains: int, limit: int | None) -> dict[str, float]:
     return {"jobs_per_s": chains / seconds}
 
 
+async def claims(dsn: str, jobs: int, limit: int) -> dict[str, float]:
+    """Median seconds of a claim call on the unlimited and on the limited store (see the module's
+    docstring)."""
+    capped = limited_type(limit)
+    tag = uuid.uuid4().hex[:8]
+    dsns = [isolated_dsn(dsn, f"limc{tag}"), isolated_dsn(dsn, f"liml{tag}")]
+    opened: list[tuple[Any, Client[Any]]] = []
+    try:
+        for one, job_type in zip(dsns, (Plain, capped), strict=True):
+            state, notifier = await open_backend(one, "in_process")
+            client: Client[Any] = Client(state, job_types=[job_type], notify=notifier)
+            opened.append((state, client))
+            for start in range(0, jobs, 100):
+                async with client.transaction() as tx:
+                    await client.start_chains(
+                        [job_type(Item(i)) for i in range(start, min(start + 100, jobs))], tx=tx
+                    )
+        names = (Plain.type_name, capped.type_name)
+        bounds = (None, {capped.type_name: capped.concurrency_limit})
+        times: tuple[list[float], list[float]] = ([], [])
+        held: tuple[list[str], list[str]] = ([], [])
+        for turn in range(jobs // 5):
+            for i in (0, 1) if turn % 2 == 0 else (1, 0):
+                state = opened[i][0]
+                t0 = time.perf_counter()
+                got = await state.claim_jobs(
+                    leases={names[i]: timedelta(minutes=5)},
+                    limit=5,
+                    worker_id="bench",
+                    limits=bounds[i],
+                )
+                times[i].append(time.perf_counter() - t0)
+                held[i].extend(job.id for job in got.jobs)
+                if len(held[i]) > 20:
+                    done = held[i][:5]
+                    del held[i][:5]
+                    await state.complete_jobs(
+                        [Completion(job_id, output=None) for job_id in done], worker_id="bench"
+                    )
+        return {"no limit": statistics.median(times[0]), "limit": statistics.median(times[1])}
+    finally:
+        for state, client in opened:
+            await client.close()
+            await state.close()
+        for one in dsns:
+            await drop_backend(one)
+            remove_sqlite_files(one)
+
+
 def child(dsn: str, chains: int, limit: int | None) -> float:
     tagged = isolated_dsn(dsn, f"lim{uuid.uuid4().hex[:8]}")
     result = run_in_child(__file__, [json.dumps([tagged, chains, limit])], "limits run")
@@ -97,7 +156,19 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--chains", type=int, default=3000)
     parser.add_argument("--limit", type=int, default=50)
+    parser.add_argument("--claims", type=int, default=0, metavar="N")
     args = parser.parse_args()
+    if args.claims:
+        medians = asyncio.run(claims(args.dsn, args.claims, args.limit))
+        print(
+            f"queuert bench: limits, claim calls, {describe_backend(args.dsn)}; {args.claims} jobs "
+            f"per store, 5 per claim, about 20 running, limit {args.limit}; medians"
+        )
+        for label, seconds in medians.items():
+            print(f"  {label:<9}{seconds * 1e6:>9,.0f} µs per claim")
+        extra = (medians["limit"] - medians["no limit"]) * 1e6
+        print(f"  limit - no limit: {extra:,.0f} µs")
+        return
     print(
         f"queuert bench: limits, {describe_backend(args.dsn)}; {args.chains} chains, "
         f"concurrency 10, limit {args.limit}; {args.runs} runs each, medians (min..max)"

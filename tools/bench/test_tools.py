@@ -138,3 +138,10 @@ def test_limits_compares_a_limited_type_with_an_unlimited_one(backend: str, tmp_
     dsn = f"sqlite:///{tmp_path}/bench.db" if backend == "sqlite" else POSTGRES
     out = run_tool("limits.py", "--dsn", dsn, "--runs", "1", "--chains", "30")
     assert "no limit" in out and "limit / no limit:" in out
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_limits_times_claim_calls_with_and_without_a_limit(backend: str, tmp_path: Path) -> None:
+    dsn = f"sqlite:///{tmp_path}/bench.db" if backend == "sqlite" else POSTGRES
+    out = run_tool("limits.py", "--dsn", dsn, "--claims", "40")
+    assert "µs per claim" in out and "limit - no limit:" in out

@@ -1,14 +1,26 @@
-"""Periodic's arguments and tick arithmetic (the behaviour across workers is in the conformance
-suite's TestPeriodic)."""
+"""Periodic's arguments, tick arithmetic and shutdown (the behaviour across workers is in the
+conformance suite's TestPeriodic)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from queuert import Client, EntryJobType, InMemoryStateAdapter, Periodic, UsageError, Worker
+from queuert import (
+    Attempt,
+    Client,
+    EntryJobType,
+    InMemoryStateAdapter,
+    Periodic,
+    UsageError,
+    Worker,
+)
+from queuert.state import CreatedJob, NewJob
 
 
 @dataclass
@@ -66,3 +78,43 @@ def test_names_must_be_unique_within_a_worker() -> None:
     assert Periodic(Digest, every=60, input=_day).anchor == datetime(
         1970, 1, 1, tzinfo=timezone.utc
     )
+
+
+async def _digest(attempt: Attempt[Digest]) -> None:
+    return None
+
+
+class _LosesOneCancellation(InMemoryStateAdapter):
+    """A store whose first chain start waits until cancelled and then completes anyway, as a
+    driver call can when the cancellation arrives together with its result (asyncio.wait_for
+    before Python 3.12 returns the result then)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.starting = asyncio.Event()
+        self.lost = False
+
+    async def create_jobs(self, jobs: Sequence[NewJob], *, tx: Any = None) -> list[CreatedJob]:
+        if not self.lost:
+            self.starting.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.lost = True
+        return await super().create_jobs(jobs, tx=tx)
+
+
+async def test_closing_ends_a_periodic_whose_cancellation_was_lost() -> None:
+    state = _LosesOneCancellation()
+    client: Client[Any] = Client(state)
+    # hourly: after starting its tick the periodic sleeps until the next one, an hour away
+    worker: Worker[Any] = Worker(
+        client, handlers={Digest: _digest}, periodic=[Periodic(Digest, every=3600, input=_day)]
+    )
+    await worker.start()
+    await asyncio.wait_for(state.starting.wait(), 10)
+    await asyncio.wait_for(worker.close(), 10)
+    assert state.lost, "the first cancellation was let go by the store"
+    chains = (await client.list_chains(type_names=[Digest])).items
+    assert len(chains) == 1, "the tick's chain start completed"
+    await client.close()

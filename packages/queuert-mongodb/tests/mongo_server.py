@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pymongo import MongoClient
 
-__all__ = ["SecantusServer", "free_port", "server_url", "stop"]
+__all__ = ["SecantusServer", "free_port", "owned", "server_url", "stop"]
 
 
 def free_port() -> int:
@@ -128,6 +128,11 @@ def server_url() -> str:
         # child processes of the tests (spawned workers) use the same server
         os.environ["QUEUERT_MONGODB_URL"] = _session_server.url
     return _session_server.url
+
+
+def owned(url: str) -> bool:
+    """True if ``url`` is the server this process started (no other process's tests use it)."""
+    return _session_server is not None and _session_server.url == url
 
 
 def stop() -> None:

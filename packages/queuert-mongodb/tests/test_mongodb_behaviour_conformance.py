@@ -3,6 +3,7 @@ no notifications at all (polling only)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import mongo_server
@@ -43,6 +44,7 @@ async def queuert_state_harness() -> AsyncIterator[StateHarness]:
             adapter=adapter,
             poison=adapter.poison,
             open_another=open_another,
+            open_in_process=functools.partial(open_adapter, prefix, url),
             write_raw=write_raw,
         )
     finally:

@@ -1,14 +1,21 @@
 """A time edited by hand into another BSON type (a string, say) never fails a read: the job reads
-marked ``unreadable`` and the rest of the page is read as usual. (MongoDB compares values of
+marked ``unreadable`` and the rest of the page is read as usual (``job_from_doc`` reads every
+document, so its check is inline; the cases below check it field by field). (MongoDB compares values of
 different types by type, so such a job is never due and no claim selects it.)"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
 
 from bson import ObjectId
+from hypothesis import given
+from hypothesis import strategies as st
 from mongo_helpers import drop_prefix, open_adapter, unique_prefix
 from queuert import Client, EntryJobType
+from queuert.state import UNREADABLE_TIME
+from queuert_mongodb._docs import job_from_doc
 
 
 @dataclass
@@ -42,3 +49,59 @@ async def test_a_time_of_another_type_is_read_marked() -> None:
     finally:
         await adapter.close()
         await drop_prefix(prefix)
+
+
+_TIMES = ("created_at", "scheduled_at", "completed_at", "last_attempt_at", "leased_until")
+_NOW = datetime(2026, 1, 2, 3, 4, 5, 6000, tzinfo=timezone.utc)
+
+
+def _document(**times: object) -> dict[str, Any]:
+    job_id = ObjectId()
+    return {
+        "_id": job_id,
+        "type_name": "t",
+        "chain_id": job_id,
+        "chain_type_name": "t",
+        "chain_index": 0,
+        "input": "{}",
+        "output": None,
+        "outcome": None,
+        "completed_by": None,
+        "succeeded_by_job_id": None,
+        "attempt": 1,
+        "last_attempt_error": None,
+        "leased_by": "w",
+        "blocked": False,
+        **dict.fromkeys(_TIMES, _NOW),
+        **times,
+    }
+
+
+def test_a_document_with_readable_times_reads_them() -> None:
+    job = job_from_doc(_document(completed_at=None), _NOW)
+    assert job.unreadable is None
+    assert (job.created_at, job.scheduled_at, job.completed_at) == (_NOW, _NOW, None)
+    assert (job.last_attempt_at, job.leased_until) == (_NOW, _NOW)
+
+
+not_a_time = st.one_of(
+    st.text(max_size=60),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.booleans(),
+    st.lists(st.integers(), max_size=3),
+    st.builds(ObjectId),
+)
+
+
+@given(field=st.sampled_from(_TIMES), value=not_a_time)
+def test_any_time_field_of_another_type_reads_marked(field: str, value: object) -> None:
+    job = job_from_doc(_document(**{field: value}), _NOW)
+    assert job.unreadable is not None
+    assert job.unreadable[0] == field
+    assert "is not a time" in job.unreadable[1]
+    expected = UNREADABLE_TIME if field in ("created_at", "scheduled_at") else None
+    assert getattr(job, field) == expected
+    for other in _TIMES:
+        if other != field:
+            assert getattr(job, other) == _NOW, f"{other} is read as stored"

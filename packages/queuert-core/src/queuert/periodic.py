@@ -39,6 +39,9 @@ __all__ = ["Periodic", "PeriodicStarter"]
 
 logger = logging.getLogger("queuert.periodic")
 
+_RECANCEL_SECONDS = 0.1
+"""How long close() waits for a cancelled periodic task before cancelling it again."""
+
 In = TypeVar("In")
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -138,25 +141,36 @@ class PeriodicStarter:
         self._client = client
         self._periodics = list(periodics)
         self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
         for periodic in self._periodics:
             client.registry.add([periodic.job_type])
 
     def start(self) -> None:
+        self._closing = False
         self._tasks = [
             asyncio.create_task(self._run(p), name=f"queuert-periodic-{p.name}")
             for p in self._periodics
         ]
 
     async def close(self) -> None:
-        for task in self._tasks:
+        self._closing = True
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
+        # A cancellation can be lost on its way through the store's driver (before Python 3.12,
+        # asyncio.wait_for returns a result that completes together with the cancellation); the
+        # task then goes on to sleep until its next tick. Cancel again until every task ended.
+        pending = set(tasks)
+        while pending:
+            _, pending = await asyncio.wait(pending, timeout=_RECANCEL_SECONDS)
+            for task in pending:
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _run(self, periodic: Periodic[Any]) -> None:
         started: datetime | None = None
         retry = 1.0 if periodic.every is None else min(1.0, periodic.every.total_seconds())
-        while True:
+        while not self._closing:
             now = datetime.now(timezone.utc)
             tick = periodic.tick_at_or_before(now)
             if tick is not None and tick != started:

@@ -111,13 +111,23 @@ def job_from_doc(doc: dict[str, Any], now: datetime, status: JobStatus | None = 
 
     A time that is not a date never fails the read: the job reads marked ``unreadable``."""
     unreadable: tuple[str, str] | None = None
+    completed_at = doc.get("completed_at")
+    last_attempt_at = doc.get("last_attempt_at")
+    leased_until = doc.get("leased_until")
+    # inline: this runs for every document read (PyMongo decodes BSON dates as datetime itself)
     if not (
-        isinstance(doc["created_at"], datetime) and isinstance(doc["scheduled_at"], datetime)
-    ) or any(not isinstance(doc.get(n), (datetime, type(None))) for n in _TIMES[2:]):
+        type(doc["created_at"]) is datetime
+        and type(doc["scheduled_at"]) is datetime
+        and (completed_at is None or type(completed_at) is datetime)
+        and (last_attempt_at is None or type(last_attempt_at) is datetime)
+        and (leased_until is None or type(leased_until) is datetime)
+    ):
         doc, unreadable = _unreadable_times(doc)
+        completed_at = doc.get("completed_at")
+        last_attempt_at = doc.get("last_attempt_at")
+        leased_until = doc.get("leased_until")
     outcome = doc.get("outcome")
     succeeded = doc.get("succeeded_by_job_id")
-    leased_until = doc.get("leased_until")
     blocked = bool(doc.get("blocked"))
     scheduled = doc["scheduled_at"]
     if status is None:
@@ -142,11 +152,11 @@ def job_from_doc(doc: dict[str, Any], now: datetime, status: JobStatus | None = 
         outcome=outcome,
         created_at=doc["created_at"],
         scheduled_at=scheduled,
-        completed_at=doc.get("completed_at"),
+        completed_at=completed_at,
         completed_by=doc.get("completed_by"),
         succeeded_by_job_id=_id(succeeded),
         attempt=doc.get("attempt", 0),
-        last_attempt_at=doc.get("last_attempt_at"),
+        last_attempt_at=last_attempt_at,
         last_attempt_error=doc.get("last_attempt_error"),
         leased_by=doc.get("leased_by"),
         leased_until=leased_until,
