@@ -97,7 +97,8 @@ async def claims(dsn: str, jobs: int, limit: int) -> dict[str, float]:
     dsns = [isolated_dsn(dsn, f"limc{tag}"), isolated_dsn(dsn, f"liml{tag}")]
     opened: list[tuple[Any, Client[Any]]] = []
     try:
-        for one, job_type in zip(dsns, (Plain, capped), strict=True):
+        kinds: tuple[type[EntryJobType[Item, Done]], ...] = (Plain, capped)
+        for one, job_type in zip(dsns, kinds, strict=True):
             state, notifier = await open_backend(one, "in_process")
             client: Client[Any] = Client(state, job_types=[job_type], notify=notifier)
             opened.append((state, client))
