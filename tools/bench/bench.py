@@ -209,6 +209,16 @@ async def drop_backend(dsn: str) -> None:
 # -- the handler's own row (write modes) and the floor without queuert ------------------------------
 
 
+def uuid7_sql(moment: str, seed: str) -> str:
+    """SQL for a UUIDv7-shaped id made at ``moment`` (a timestamptz expression), its other bits from
+    ``md5(seed)``: time-ordered like the ids queuert makes, so a history filled with them lands in
+    the partitions of its time in the partitioned layout."""
+    return (
+        f"(lpad(to_hex((extract(epoch FROM {moment}) * 1000)::int8), 12, '0') || '7' || "
+        f"substr(md5({seed}), 1, 3) || '8' || substr(md5({seed}), 4, 15))::uuid"
+    )
+
+
 def pg_schema(dsn: str) -> str:
     return dsn.split("schema=")[1].split("&")[0] if "schema=" in dsn else "public"
 

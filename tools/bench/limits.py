@@ -7,9 +7,14 @@
 Each run starts ``--chains`` one-job chains in batches of 100, then one worker at concurrency 10
 processes them (a no-op handler whose output the worker group-commits), timed from the worker's start
 to the last completion. The type is either unlimited or declares ``limit=`` larger than the
-concurrency (``--limit``, default 50), so the limit never holds a job back: the figure is the cost of
-the limited claim itself. The two alternate run by run, each in a fresh child process on a fresh
-schema or database file; reported as medians with the range.
+concurrency (``--limit``, default 50). Every job the worker holds counts against the limit: the 10
+running, the prefetch buffer (up to twice the concurrency while handlers are short) and those whose
+completion is being written, so with this no-op handler a limit of 50 does hold some claims back
+(a PostgreSQL commit that waits for a WAL flush keeps many completions in flight), while one of 100
+never does and leaves only the cost of the limited claim. The two alternate run by run, each in a
+fresh child process on a fresh schema or database file; reported as medians with the range, and the
+median number of claim calls per run and of those that took fewer jobs than they asked for (the
+last claims of a run, and those a limit held back).
 
 ``--claims N`` measures the claim statement alone, in one process: two stores (fresh schemas or
 database files) of N ready jobs each, one of the unlimited type and one of the limited one, claimed
@@ -71,6 +76,16 @@ async def run(dsn: str, chains: int, limit: int | None) -> dict[str, float]:
         return Done(True)
 
     worker.register(job_type, noop)
+    calls = [0, 0]  # claim calls, and those that took fewer jobs than asked for
+    claim_jobs = state.claim_jobs
+
+    async def counted(**kwargs: Any) -> Any:
+        result = await claim_jobs(**kwargs)
+        calls[0] += 1
+        calls[1] += len(result.jobs) < kwargs["limit"]
+        return result
+
+    state.claim_jobs = counted
     try:
         for start in range(0, chains, 100):
             async with client.transaction() as tx:
@@ -86,7 +101,7 @@ async def run(dsn: str, chains: int, limit: int | None) -> dict[str, float]:
         await state.close()
         await drop_backend(dsn)
         remove_sqlite_files(dsn)
-    return {"jobs_per_s": chains / seconds}
+    return {"jobs_per_s": chains / seconds, "claims": calls[0], "short": calls[1]}
 
 
 async def claims(dsn: str, jobs: int, limit: int) -> dict[str, float]:
@@ -139,10 +154,9 @@ async def claims(dsn: str, jobs: int, limit: int) -> dict[str, float]:
             remove_sqlite_files(one)
 
 
-def child(dsn: str, chains: int, limit: int | None) -> float:
+def child(dsn: str, chains: int, limit: int | None) -> dict[str, float]:
     tagged = isolated_dsn(dsn, f"lim{uuid.uuid4().hex[:8]}")
-    result = run_in_child(__file__, [json.dumps([tagged, chains, limit])], "limits run")
-    return float(result["jobs_per_s"])
+    return run_in_child(__file__, [json.dumps([tagged, chains, limit])], "limits run")
 
 
 def main() -> None:
@@ -175,13 +189,20 @@ def main() -> None:
         f"concurrency 10, limit {args.limit}; {args.runs} runs each, medians (min..max)"
     )
     figures: dict[str, list[float]] = {"no limit": [], "limit": []}
+    calls: dict[str, list[float]] = {"no limit": [], "limit": []}
+    short: dict[str, list[float]] = {"no limit": [], "limit": []}
     for _ in range(args.runs):
-        figures["no limit"].append(child(args.dsn, args.chains, None))
-        figures["limit"].append(child(args.dsn, args.chains, args.limit))
+        for label, limit in (("no limit", None), ("limit", args.limit)):
+            result = child(args.dsn, args.chains, limit)
+            figures[label].append(result["jobs_per_s"])
+            calls[label].append(result["claims"])
+            short[label].append(result["short"])
     for label, values in figures.items():
         print(
             f"  {label:<9}{statistics.median(values):>9,.0f} jobs/s "
-            f"({min(values):,.0f}..{max(values):,.0f})"
+            f"({min(values):,.0f}..{max(values):,.0f}); "
+            f"claim calls {statistics.median(calls[label]):,.0f}, "
+            f"short of what was asked {statistics.median(short[label]):,.0f}"
         )
     ratio = statistics.median(figures["limit"]) / statistics.median(figures["no limit"])
     print(f"  limit / no limit: {ratio:.2f}")

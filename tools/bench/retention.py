@@ -1,7 +1,8 @@
 """Retention's speed on PostgreSQL, alone and while a worker processes new jobs, and what it costs
 that processing.
 
-    uv run python tools/bench/retention.py --dsn postgresql://postgres@127.0.0.1:5432/test --runs 3
+    uv run python tools/bench/retention.py --dsn postgresql://postgres@127.0.0.1:5432/test --runs 3 \\
+        --layout partitioned
 
 Each round fills a fresh schema with ``--expired`` closed one-job chains (closed 100 days ago, by
 set-based SQL), then measures, in fresh child processes:
@@ -11,6 +12,11 @@ set-based SQL), then measures, in fresh child processes:
 * ``retention``: a worker with ``Retention(closed_for=1 day)`` deleting the expired chains (one run,
   ``--batch`` chains per transaction), nothing else: jobs deleted per second;
 * ``both``: the two at once in one process, a worker each.
+
+``--layout partitioned``: each schema is filled unpartitioned, then moved with
+``migrate_to_partitioned()`` (daily partitions; the expired chains land in the history partition),
+so retention drops that partition instead of deleting rows. That partition ends at the start of
+today (UTC), so the runs' ``closed_for`` is the time since then, less a minute, instead of a day.
 
 Reports medians (and the range): the deletion rate, and the processing rate with retention running
 against without it.
@@ -25,11 +31,11 @@ import statistics
 import sys
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import asyncpg
-from bench import BenchJob, Done, Item, run_in_child
+from bench import BenchJob, Done, Item, run_in_child, uuid7_sql
 from queuert import Attempt, Client, InProcessNotifyAdapter, Retention, Worker
 from queuert.backends import open_state_adapter
 from queuert.backoff import Lease
@@ -43,7 +49,8 @@ def fill_sql(schema: str, count: int) -> str:
     return f"""
 INSERT INTO {job} (id, type_name, chain_id, chain_type_name, chain_index, input, output, outcome,
     created_at, scheduled_at, completed_at, completed_by, attempt, last_attempt_at)
-SELECT md5('r' || i)::uuid, 'expired_job', md5('r' || i)::uuid, 'expired_job', 0,
+SELECT {uuid7_sql("created", "'r' || i")}, 'expired_job', {uuid7_sql("created", "'r' || i")},
+    'expired_job', 0,
     json_build_object('n', i), '"ok"'::json, 'completed',
     created, created, created + interval '1 second', 'worker-0', 1, created
 FROM (SELECT i, now() - interval '100 days' + i * interval '1 millisecond' AS created
@@ -97,8 +104,15 @@ async def measure(dsn: str, mode: str, chains: int, expired: int, batch: int) ->
             async with client.transaction() as tx:
                 await client.start_chains(jobs, tx=tx)
     if mode in ("retention", "both"):
+        closed_for = timedelta(days=1)
+        if "partitioned=true" in dsn:
+            # the history partition ends at the start of today (UTC): a cutoff after it, and still
+            # before the chains this run processes
+            now = datetime.now(timezone.utc)
+            today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+            closed_for = max(timedelta(minutes=1), now - today - timedelta(minutes=1))
         retention = Retention(
-            closed_for=timedelta(days=1),
+            closed_for=closed_for,
             every=timedelta(hours=1),  # one run: the first tick is started at once
             batch=batch,
             max_per_run=expired * 2,
@@ -122,7 +136,7 @@ async def measure(dsn: str, mode: str, chains: int, expired: int, batch: int) ->
     return result
 
 
-async def fill(dsn: str, schema: str, count: int) -> None:
+async def fill(dsn: str, schema: str, count: int, layout: str) -> None:
     state = await open_state_adapter(f"{dsn}?schema={schema}")
     try:
         await state.migrate()
@@ -131,6 +145,12 @@ async def fill(dsn: str, schema: str, count: int) -> None:
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(fill_sql(schema, count))
+        if layout == "partitioned":
+            moving = await open_state_adapter(f"{dsn}?schema={schema}&partitioned=true")
+            try:
+                await moving.migrate_to_partitioned()  # type: ignore[attr-defined]
+            finally:
+                await moving.close()
         await conn.execute(f'VACUUM ANALYZE "{schema}"."{PREFIX}job"')
     finally:
         await conn.close()
@@ -160,9 +180,12 @@ def main() -> None:
     parser.add_argument("--chains", type=int, default=5000)
     parser.add_argument("--expired", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--layout", choices=("plain", "partitioned"), default="plain")
     args = parser.parse_args()
+    extra = "&partitioned=true" if args.layout == "partitioned" else ""
     print(
-        f"queuert bench: retention, {args.expired:,} expired chains, batches of {args.batch}; "
+        f"queuert bench: retention, {args.layout} layout, {args.expired:,} expired chains, "
+        f"batches of {args.batch}; "
         f"{args.runs} rounds, medians (min..max)",
         flush=True,
     )
@@ -170,10 +193,10 @@ def main() -> None:
     for _ in range(args.runs):
         for mode in results:
             schema = f"bench_retention_{uuid.uuid4().hex[:8]}"
-            asyncio.run(fill(args.dsn, schema, args.expired))
+            asyncio.run(fill(args.dsn, schema, args.expired, args.layout))
             try:
                 payload = {
-                    "dsn": f"{args.dsn}?schema={schema}",
+                    "dsn": f"{args.dsn}?schema={schema}{extra}",
                     "mode": mode,
                     "chains": args.chains,
                     "expired": args.expired,

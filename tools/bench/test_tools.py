@@ -95,20 +95,27 @@ def test_otel_compares_off_on_and_the_sdk_floor() -> None:
         assert f"{process}: off + floor =" in out
 
 
-def test_history_compares_sizes_of_history() -> None:
+def test_history_compares_sizes_of_history_and_layouts() -> None:
     out = run_tool(
         "history.py",
         *("--dsn", POSTGRES, "--history", "0,300", "--runs", "1"),
+        *("--layouts", "plain,partitioned"),
         *("--chains", "30", "--samples", "3", "--rebuild", "--drop"),
     )
-    assert "(ratio to 0)" in out
-    assert out.count("(1.00, 1.00;") >= 1
+    assert "(ratio to 0; ranges)" in out
+    assert out.count("(1.00, 1.00;") == 2, "one base row per layout"
+    assert "moved bench_hist_part_300 to the partitioned layout" in out
+    assert "partitioned / plain at the same history" in out
 
 
-def test_retention_measures_deletion_alone_and_beside_processing() -> None:
+@pytest.mark.parametrize("layout", ["plain", "partitioned"])
+def test_retention_measures_deletion_alone_and_beside_processing(layout: str) -> None:
     out = run_tool(
-        "retention.py", "--dsn", POSTGRES, "--runs", "1", "--chains", "30", "--expired", "200"
+        "retention.py",
+        *("--dsn", POSTGRES, "--runs", "1", "--chains", "30", "--expired", "200"),
+        *("--layout", layout),
     )
+    assert f"{layout} layout" in out
     assert "retention alone, chains deleted/s" in out
     assert "processing with retention / alone" in out
 

@@ -601,7 +601,10 @@ class PgStateAdapter(Generic[TxT]):
             f"AND NOT EXISTS (SELECT 1 FROM {table} j WHERE j.id = b.job_id))"
         )
         async with self.provider.transaction() as tx:
-            await self.provider.script("SET LOCAL statement_timeout = 0", tx)
+            # the count reads the whole partition: on one core, leaving the others to the workers
+            await self.provider.script(
+                "SET LOCAL statement_timeout = 0; SET LOCAL max_parallel_workers_per_gather = 0", tx
+            )
             if (await self.provider.fetch(check, [closed_before], tx))[0][0]:
                 return None
             counted = await self.provider.fetch(
