@@ -7,12 +7,16 @@ import functools
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import mongo_container
 import mongo_server
 import pytest
 from mongo_helpers import DATABASE, drop_prefix, open_adapter, unique_prefix
 from pymongo import AsyncMongoClient
 from queuert_conformance import NotifyHarness, StateHarness
 from queuert_mongodb import MongoNotifyAdapter, MongoStateAdapter
+
+# before any test asks for a server, and before pytest-xdist starts its workers (they inherit the URLs)
+mongo_container.start_if_asked()
 
 
 @pytest.fixture
@@ -88,3 +92,4 @@ def _stop_the_session_server() -> Iterator[None]:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     mongo_server.stop()
+    mongo_container.stop()
