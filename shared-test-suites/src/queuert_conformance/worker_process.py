@@ -159,6 +159,12 @@ async def run_worker_process(
         await state.close()
 
 
+STOP_TIMEOUT = 45.0
+"""Seconds a worker process may take to stop after SIGTERM. Its graceful shutdown is bounded at
+about 21 s (the worker's loop, ``shutdown_timeout=5`` for running jobs, closing its adapters),
+so this is about twice that, for a loaded machine: a stop that takes longer is a hang."""
+
+
 class WorkerProcess:
     """One started worker script: its name, OS process, log file, worker id and pid."""
 
@@ -219,10 +225,10 @@ class Fleet:
         return handle
 
     async def stop(self, handle: WorkerProcess) -> int:
-        """SIGTERM (graceful shutdown) and the exit code."""
+        """SIGTERM (graceful shutdown) and the exit code, within :data:`STOP_TIMEOUT`."""
         handle.process.send_signal(signal.SIGTERM)
         try:
-            return await asyncio.wait_for(handle.process.wait(), 20)
+            return await asyncio.wait_for(handle.process.wait(), STOP_TIMEOUT)
         except asyncio.TimeoutError:
             handle.process.kill()
             await handle.process.wait()
