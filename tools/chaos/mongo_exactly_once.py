@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
 from queuert import Client
 from queuert_conformance import resilience
 from queuert_conformance.resilience import JOB_TYPES, OutcomeWrite, start_workload
@@ -106,16 +107,16 @@ async def secantus() -> AsyncIterator[str]:
 # -- reading the store back ---------------------------------------------------------------------
 
 
-async def operation_time(client: AsyncMongoClient[Any]) -> Any:
-    async with client.start_session() as session:
-        await client[DATABASE].command("ping", session=session)
+async def operation_time(db: AsyncDatabase[Any]) -> Any:
+    """The server's operation time now: :func:`audit` reads every change from there on."""
+    async with db.client.start_session() as session:
+        await db.command("ping", session=session)
         return session.operation_time
 
 
-async def audit(client: AsyncMongoClient[Any], prefix: str, since: Any) -> list[OutcomeWrite]:
+async def audit(db: AsyncDatabase[Any], prefix: str, since: Any) -> list[OutcomeWrite]:
     """Every update of a job since ``since`` that set its outcome, or touched the outcome fields of
     a closed job, in the order written: (job id, outcome before, outcome after)."""
-    db = client[DATABASE]
     end = db[f"{prefix}audit_end"]
     await end.insert_one({"end": True})
     outcomes: dict[str, Any] = {}
@@ -144,10 +145,10 @@ async def audit(client: AsyncMongoClient[Any], prefix: str, since: Any) -> list[
             outcomes[job_id] = after
 
 
-async def job_rows(client: AsyncMongoClient[Any], prefix: str) -> list[dict[str, Any]]:
+async def job_rows(db: AsyncDatabase[Any], prefix: str) -> list[dict[str, Any]]:
     """The job documents as :data:`queuert_conformance.resilience.JOB_ROW_COLUMNS` rows."""
     rows = []
-    async for doc in client[DATABASE][f"{prefix}jobs"].find({}):
+    async for doc in db[f"{prefix}jobs"].find({}):
         succeeded = doc.get("succeeded_by_job_id")
         open_blockers = sum(1 for b in doc.get("blockers") or [] if b.get("o"))
         rows.append(
@@ -166,8 +167,9 @@ async def job_rows(client: AsyncMongoClient[Any], prefix: str) -> list[dict[str,
     return rows
 
 
-async def count_closed(client: AsyncMongoClient[Any], prefix: str) -> int:
-    return await client[DATABASE][f"{prefix}jobs"].count_documents(
+async def count_closed(db: AsyncDatabase[Any], prefix: str) -> int:
+    """Chains whose tail is closed without a successor."""
+    return await db[f"{prefix}jobs"].count_documents(
         {"outcome": {"$ne": None}, "succeeded_by_job_id": None}
     )
 
@@ -186,7 +188,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         stack.push_async_callback(notify.close)
         producer: Client[Any] = Client(state, job_types=JOB_TYPES, notify=notify)
         stack.push_async_callback(producer.close)
-        since = await operation_time(state.client)
+        since = await operation_time(state.client[DATABASE])
 
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="queuert-fleet-")))
         command = [sys.executable, str(SCRIPT), "worker", "--url", url]
@@ -213,7 +215,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + args.timeout
         next_kill = loop.time() + args.kill_every if args.kill_every else None
-        while (closed := await count_closed(state.client, prefix)) < work.chains:
+        while (closed := await count_closed(state.client[DATABASE], prefix)) < work.chains:
             if loop.time() > deadline:
                 raise SystemExit(f"only {closed} of {work.chains} chains closed in {args.timeout}s")
             if next_kill is not None and loop.time() >= next_kill:
@@ -229,8 +231,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if await fleet.stop(worker) != 0:
                 raise SystemExit(f"worker {worker.name} did not stop cleanly:\n{fleet.logs()}")
 
-        rows = await job_rows(state.client, prefix)
-        writes = await audit(state.client, prefix, since)
+        rows = await job_rows(state.client[DATABASE], prefix)
+        writes = await audit(state.client[DATABASE], prefix, since)
         resilience.check_exactly_once(rows, writes, work)
         attempts = len(fleet.marks())
         report = {

@@ -1,12 +1,18 @@
 """The MongoDB side of the resilience tests: the job documents read as
 :data:`queuert_conformance.resilience.JOB_ROW_COLUMNS` rows, and an audit of every write of a job's
-outcome read back from a change stream over the whole run. Job types, workload, handlers and the
-checks themselves come from :mod:`queuert_conformance.resilience`.
+outcome read back from a change stream over the whole run, with the readers of
+``tools/chaos/mongo_exactly_once.py``. Job types, workload, handlers and the checks themselves come
+from :mod:`queuert_conformance.resilience`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from mongo_helpers import DATABASE, open_adapter
@@ -22,93 +28,53 @@ from queuert_conformance.resilience import (
 )
 from queuert_mongodb import MongoNotifyAdapter
 
-_CLOSING_FIELDS = ("outcome", "output", "completed_at", "completed_by", "succeeded_by_job_id")
+_TOOL = Path(__file__).resolve().parents[3] / "tools" / "chaos" / "mongo_exactly_once.py"
+
+
+def _load_tool() -> ModuleType:
+    """``tools/chaos/mongo_exactly_once.py``, whose readers of the store these tests share."""
+    spec = importlib.util.spec_from_file_location("mongo_exactly_once", _TOOL)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_tool = _load_tool()
+
+
+@contextlib.asynccontextmanager
+async def _database(url: str) -> AsyncIterator[Any]:
+    client: AsyncMongoClient[Any] = AsyncMongoClient(url)
+    try:
+        yield client[DATABASE]
+    finally:
+        await client.close()
 
 
 async def start_audit(url: str) -> Any:
     """The server's operation time now: the audit reads every change from there on."""
-    client: AsyncMongoClient[Any] = AsyncMongoClient(url)
-    try:
-        async with client.start_session() as session:
-            await client[DATABASE].command("ping", session=session)
-            return session.operation_time
-    finally:
-        await client.close()
+    async with _database(url) as db:
+        return await _tool.operation_time(db)
 
 
 async def audit(prefix: str, url: str, since: Any) -> list[OutcomeWrite]:
     """Every update of a job document since ``since`` that set its outcome, or touched the outcome
     fields of a closed job, in the order written: (job id, outcome before, outcome after)."""
-    client: AsyncMongoClient[Any] = AsyncMongoClient(url)
-    try:
-        db = client[DATABASE]
-        end = db[f"{prefix}audit_end"]
-        await end.insert_one({"end": True})
-        outcomes: dict[str, Any] = {}
-        writes: list[OutcomeWrite] = []
-        pipeline = [{"$match": {"ns.coll": {"$in": [f"{prefix}jobs", end.name]}}}]
-        async with await db.watch(pipeline, start_at_operation_time=since) as stream:
-            while True:
-                change = await stream.try_next()
-                if change is None:
-                    continue
-                if change["ns"]["coll"] == end.name:
-                    break
-                job_id = str(change["documentKey"]["_id"])
-                kind = change["operationType"]
-                if kind in ("insert", "replace"):
-                    before = outcomes.get(job_id)
-                    after = change["fullDocument"].get("outcome")
-                    if kind == "replace" and (before is not None or after != before):
-                        writes.append((job_id, before, after))
-                    outcomes[job_id] = after
-                elif kind == "update":
-                    fields = change["updateDescription"]["updatedFields"]
-                    before = outcomes.get(job_id)
-                    after = fields.get("outcome", before)
-                    if any(f in fields for f in _CLOSING_FIELDS) and (
-                        before is not None or after != before
-                    ):
-                        writes.append((job_id, before, after))
-                    outcomes[job_id] = after
+    async with _database(url) as db:
+        writes: list[OutcomeWrite] = await _tool.audit(db, prefix, since)
         return writes
-    finally:
-        await client.close()
 
 
 async def job_rows(prefix: str, url: str) -> list[dict[str, Any]]:
-    client: AsyncMongoClient[Any] = AsyncMongoClient(url)
-    try:
-        rows = []
-        async for doc in client[DATABASE][f"{prefix}jobs"].find({}):
-            succeeded = doc.get("succeeded_by_job_id")
-            open_blockers = sum(1 for b in doc.get("blockers") or [] if b.get("o"))
-            rows.append(
-                {
-                    "id": str(doc["_id"]),
-                    "type_name": doc["type_name"],
-                    "chain_id": str(doc["chain_id"]),
-                    "chain_index": doc["chain_index"],
-                    "outcome": doc.get("outcome"),
-                    "output": doc.get("output"),
-                    "succeeded_by_job_id": None if succeeded is None else str(succeeded),
-                    "leased_by": doc.get("leased_by"),
-                    "open_blockers": open_blockers or int(bool(doc.get("blocked"))),
-                }
-            )
+    async with _database(url) as db:
+        rows: list[dict[str, Any]] = await _tool.job_rows(db, prefix)
         return rows
-    finally:
-        await client.close()
 
 
 async def count_closed_chains(prefix: str, url: str) -> int:
-    client: AsyncMongoClient[Any] = AsyncMongoClient(url)
-    try:
-        return await client[DATABASE][f"{prefix}jobs"].count_documents(
-            {"outcome": {"$ne": None}, "succeeded_by_job_id": None}
-        )
-    finally:
-        await client.close()
+    async with _database(url) as db:
+        return int(await _tool.count_closed(db, prefix))
 
 
 async def wait_all_closed(prefix: str, url: str, expected: int, *, timeout: float) -> float:
