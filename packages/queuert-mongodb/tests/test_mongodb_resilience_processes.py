@@ -7,13 +7,8 @@ change streams."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import os
-import signal
 import sys
-import time
-from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,14 +20,7 @@ from mongo_resilience_support import check_exactly_once, start_audit, wait_all_c
 from mongo_server import server_url
 from queuert import Client
 from queuert_conformance import worker_process as resilience_fleet
-from queuert_conformance.resilience import (
-    N,
-    RLeaf,
-    Workload,
-    producing_client,
-    start_workload,
-    wait_until,
-)
+from queuert_conformance.resilience import producing_client
 from queuert_mongodb import MongoNotifyAdapter
 
 WORKER_SCRIPT = Path(__file__).with_name("mongo_resilience_worker.py")
@@ -87,47 +75,23 @@ async def test_sigkill_of_a_worker_process_mid_job(fleet: Fleet) -> None:
     )
     since = await start_audit(fleet.url)
     async with producer(fleet) as client:
-        victim = await fleet.spawn("victim", *options, "--hang-after=60")
-        survivor = await fleet.spawn("survivor", *options)
-        work = await start_workload(client, two_step=160, joins=8)
-        assert work.chains == 200
-
-        # The victim's handlers hang inside their jobs once it has started 60 attempts: wait until
-        # all four of its slots are inside a job, then SIGKILL it.
-        await wait_until(
-            lambda: len(fleet.hanging(victim.pid)) == 4, timeout=60, what="the victim to hang"
+        run = await resilience_fleet.kill_one_mid_job(
+            fleet,
+            client,
+            lambda expected, timeout: wait_all_closed(
+                fleet.prefix, fleet.url, expected, timeout=timeout
+            ),
+            options,
+            two_step=160,
+            joins=8,
+            hang_timeout=60,
+            close_timeout=180,
         )
-        hung = {m["job"]: m for m in fleet.hanging(victim.pid)}
-        killed_at = time.time()
-        os.kill(victim.pid, signal.SIGKILL)
-        assert await asyncio.wait_for(victim.process.wait(), 10) == -signal.SIGKILL
-        # A new process under the same worker name (a new worker id) joins.
-        replacement = await fleet.spawn("victim", *options)
-        assert replacement.worker_id != victim.worker_id
-
-        await wait_all_closed(fleet.prefix, fleet.url, work.chains, timeout=180)
-        # The survivor kept going: a chain started now is still processed.
-        extra = Workload()
-        async with client.transaction() as tx:
-            extra.leaves = await client.start_chains(
-                [RLeaf(N(900_000 + i)) for i in range(20)], tx=tx
-            )
-        work.extend(extra)
-        await wait_all_closed(fleet.prefix, fleet.url, work.chains, timeout=60)
-        assert survivor.process.returncode is None, "the surviving worker process kept running"
-        assert await fleet.stop(survivor) == 0
-        assert await fleet.stop(replacement) == 0
-
-    await check_exactly_once(fleet.prefix, fleet.url, work, since)
+    victim, survivor, replacement = run.victim, run.survivor, run.replacement
+    hung, killed_at = run.hung, run.killed_at
+    await check_exactly_once(fleet.prefix, fleet.url, run.work, since)
     marks = fleet.marks()
-    # Never two runs of one attempt number.
-    attempts = Counter((m["job"], m["attempt"]) for m in marks)
-    assert all(n == 1 for n in attempts.values()), "an attempt ran twice"
-    by_job: dict[str, list[dict[str, Any]]] = {}
-    for m in sorted(marks, key=lambda m: m["attempt"]):
-        by_job.setdefault(m["job"], []).append(m)
-    rerun = {job: runs for job, runs in by_job.items() if len(runs) > 1}
-    assert set(hung) <= set(rerun), "every hung job was run again"
+    rerun = run.reruns(marks)
     # All four slots of the victim were inside the hung jobs when it was killed, so those are the
     # jobs it held mid-attempt: they are taken over once its lease is gone. Every other job it had
     # run had ended before the kill: completed, or failed (MongoDB fails a conflicting write at

@@ -50,9 +50,11 @@ from queuert_conformance.resilience import (
 
 __all__ = [
     "Fleet",
+    "KilledRun",
     "StoreChecks",
     "WorkerProcess",
     "add_worker_arguments",
+    "kill_one_mid_job",
     "run_worker_process",
     "sigkill_mid_job",
 ]
@@ -270,35 +272,56 @@ class StoreChecks:
     """The ``completed_by`` worker id of each of these jobs."""
 
 
-async def sigkill_mid_job(
+@dataclass
+class KilledRun:
+    """What :func:`kill_one_mid_job` leaves for the checks of a test."""
+
+    victim: WorkerProcess
+    survivor: WorkerProcess
+    replacement: WorkerProcess
+    work: Workload
+    hung: dict[str, dict[str, Any]]
+    """The markers of the jobs the victim's handlers hung in when it was killed, by job id."""
+    killed_at: float
+    """Wall-clock time of the SIGKILL (the markers' ``t`` use the same clock)."""
+
+    def reruns(self, marks: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+        """The runs of every job that ran more than once, by attempt; checks that no attempt
+        number ran twice."""
+        attempts = Counter((m["job"], m["attempt"]) for m in marks)
+        assert all(n == 1 for n in attempts.values()), "an attempt ran twice"
+        by_job: dict[str, list[dict[str, Any]]] = {}
+        for m in sorted(marks, key=lambda m: m["attempt"]):
+            by_job.setdefault(m["job"], []).append(m)
+        rerun = {job: runs for job, runs in by_job.items() if len(runs) > 1}
+        assert set(self.hung) <= set(rerun), "every hung job was run again"
+        return rerun
+
+
+async def kill_one_mid_job(
     fleet: Fleet,
     client: Client[Any],
-    store: StoreChecks,
+    wait_all_closed: Callable[[int, float], Awaitable[float]],
+    options: tuple[str, ...],
     *,
-    lease: float,
-    renew_every: float,
-    reap_interval: float,
-) -> str:
-    """One of two worker processes is SIGKILLed while its four handlers hang inside jobs (staged
-    mode), and a new process starts under the same worker name. Checks that every chain completes
-    exactly once, that only the killed worker's jobs ran again and within about one lease of the
-    kill, and that the surviving process kept going. Returns a line that describes the run."""
-    options = (
-        "--concurrency=4",
-        f"--lease={lease}",
-        f"--renew-every={renew_every}",
-        f"--reap-interval={reap_interval}",
-        "--job-seconds=0.02",
-    )
+    two_step: int = 240,
+    joins: int = 12,
+    hang_timeout: float = 30,
+    close_timeout: float = 60,
+) -> KilledRun:
+    """Two worker processes (``options``) process a workload; one of them is SIGKILLed while its
+    four handlers hang inside jobs, and a new process starts under the same worker name. Waits
+    until every chain closed, checks that the survivor still processes a chain started then, and
+    stops both processes gracefully."""
     victim = await fleet.spawn("victim", *options, "--hang-after=60")
     survivor = await fleet.spawn("survivor", *options)
-    work = await start_workload(client, two_step=240, joins=12)
-    assert work.chains == 300
+    work = await start_workload(client, two_step=two_step, joins=joins)
+    assert work.chains == two_step + 5 * joins
 
     # The victim's handlers hang inside their jobs once it has started 60 attempts: wait until all
     # four of its slots are inside a job, then SIGKILL it.
     await wait_until(
-        lambda: len(fleet.hanging(victim.pid)) == 4, timeout=30, what="the victim to hang"
+        lambda: len(fleet.hanging(victim.pid)) == 4, timeout=hang_timeout, what="the victim to hang"
     )
     hung = {m["job"]: m for m in fleet.hanging(victim.pid)}
     killed_at = time.time()
@@ -308,48 +331,65 @@ async def sigkill_mid_job(
     replacement = await fleet.spawn("victim", *options)
     assert replacement.worker_id != victim.worker_id
 
-    await store.wait_all_closed(work.chains, 60)
+    await wait_all_closed(work.chains, close_timeout)
     # The survivor kept going: a chain started now is still processed.
     extra = Workload()
     async with client.transaction() as tx:
         extra.leaves = await client.start_chains([RLeaf(N(900_000 + i)) for i in range(20)], tx=tx)
     work.extend(extra)
-    await store.wait_all_closed(work.chains, 30)
+    await wait_all_closed(work.chains, 30)
     assert survivor.process.returncode is None, "the surviving worker process kept running"
     assert await fleet.stop(survivor) == 0
     assert await fleet.stop(replacement) == 0
+    return KilledRun(victim, survivor, replacement, work, hung, killed_at)
 
-    await store.check_exactly_once(work)
+
+async def sigkill_mid_job(
+    fleet: Fleet,
+    client: Client[Any],
+    store: StoreChecks,
+    *,
+    lease: float,
+    renew_every: float,
+    reap_interval: float,
+) -> str:
+    """:func:`kill_one_mid_job` in staged mode. Checks that every chain completes exactly once,
+    that only the killed worker's jobs ran again and within about one lease of the kill, and that
+    the surviving process kept going. Returns a line that describes the run."""
+    options = (
+        "--concurrency=4",
+        f"--lease={lease}",
+        f"--renew-every={renew_every}",
+        f"--reap-interval={reap_interval}",
+        "--job-seconds=0.02",
+    )
+    run = await kill_one_mid_job(fleet, client, store.wait_all_closed, options)
+    victim, survivor, replacement = run.victim, run.survivor, run.replacement
+    await store.check_exactly_once(run.work)
     marks = fleet.marks()
-    # Never two runs of one attempt: a job runs again only after its lease was taken back.
-    attempts = Counter((m["job"], m["attempt"]) for m in marks)
-    assert all(n == 1 for n in attempts.values()), "an attempt ran twice"
-    # The jobs the victim held when it died - the four hung ones, and any whose completion it had
-    # not written yet (a finished handler frees its slot before its completion is written) - were
-    # run again by another process, within about one lease of the kill. No other job ran twice.
-    by_job: dict[str, list[dict[str, Any]]] = {}
-    for m in sorted(marks, key=lambda m: m["attempt"]):
-        by_job.setdefault(m["job"], []).append(m)
-    rerun = {job: runs for job, runs in by_job.items() if len(runs) > 1}
-    assert set(hung) <= set(rerun), "every hung job was run again"
+    # A job runs again only after its lease was taken back. The jobs the victim held when it died -
+    # the four hung ones, and any whose completion it had not written yet (a finished handler frees
+    # its slot before its completion is written) - were run again by another process, within about
+    # one lease of the kill. No other job ran twice.
+    rerun = run.reruns(marks)
     delays = []
     for job_id, runs in rerun.items():
         first, again = runs[-2], runs[-1]
         assert first["pid"] == victim.pid, f"job {job_id} re-run although its worker lived: {runs}"
         assert again["pid"] in (survivor.pid, replacement.pid)
-        delays.append(again["t"] - killed_at)
+        delays.append(again["t"] - run.killed_at)
     bound = lease + reap_interval + 1.5
     assert max(delays) <= bound, f"reclaimed after {max(delays):.2f}s (bound {bound}s)"
     assert min(delays) >= lease - renew_every - 0.5, (
         f"reclaimed after {min(delays):.2f}s: before the lease could have expired"
     )
     # the survivor worked before and after the kill
-    assert any(m["pid"] == survivor.pid and m["t"] > killed_at for m in marks)
-    assert any(m["pid"] == survivor.pid and m["t"] < killed_at for m in marks)
-    completed_by = await store.completed_by(list(hung))
+    assert any(m["pid"] == survivor.pid and m["t"] > run.killed_at for m in marks)
+    assert any(m["pid"] == survivor.pid and m["t"] < run.killed_at for m in marks)
+    completed_by = await store.completed_by(list(run.hung))
     assert set(completed_by.values()) <= {survivor.worker_id, replacement.worker_id}
     return (
-        f"killed worker's {len(rerun)} jobs ({len(hung)} hung) reclaimed "
+        f"killed worker's {len(rerun)} jobs ({len(run.hung)} hung) reclaimed "
         f"{min(delays):.2f}-{max(delays):.2f}s after SIGKILL (lease {lease}s, bound {bound}s); "
         f"the survivor ran {sum(1 for m in marks if m['pid'] == survivor.pid)} attempts, the "
         f"replacement {sum(1 for m in marks if m['pid'] == replacement.pid)}"
