@@ -145,7 +145,9 @@ class TestUnreadableTimes:
         stats = await env.state.get_queue_stats()
         assert sum(s.ready for s in stats) >= 1, "queue statistics still read"
 
-    async def test_an_unreadable_lease_is_reaped_with_the_others(self, queuert_env: MakeEnv) -> None:
+    async def test_an_unreadable_lease_is_reaped_with_the_others(
+        self, queuert_env: MakeEnv
+    ) -> None:
         """A dead worker's job whose lease end was edited into text that is not a time: the reaper
         returns it to ready with the other expired jobs (the lease is cleared, so the job is
         readable again and runs) instead of failing every reap that meets it."""
