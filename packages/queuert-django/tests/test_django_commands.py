@@ -154,3 +154,34 @@ def test_queuert_worker_finishes_the_job_in_flight_when_stopped_and_exits_cleanl
         assert asyncio.run(_wait(chain_id, SlowJob)) == Paused(1.5)
     finally:
         _stop(worker)
+
+
+def test_queuert_worker_returns_a_job_that_outlasts_the_shutdown_timeout_and_exits_in_time(
+    alias: str,
+) -> None:
+    from shop.jobs import Pause, SlowJob
+
+    worker = manage(
+        "queuert_worker",
+        alias=alias,
+        env={"SHOP_POLL_INTERVAL": "0.1", "SHOP_SHUTDOWN_TIMEOUT": "0.5"},
+    )
+    lines = _Lines(worker)
+    try:
+        lines.wait_for("worker_started")
+        chain_id = start_chain(SlowJob(Pause(600))).id
+        lines.wait_for("started ")
+        worker.send_signal(signal.SIGTERM)
+        # shutdown_timeout (0.5 s) plus the cleanup grace, not the handler's ten minutes
+        status, _, err = _finish(worker, timeout=15)
+        assert status == 0, err
+
+        async def chain_after_exit() -> Any:
+            async with open_client() as client:
+                return await client.get_chain(chain_id, SlowJob)
+
+        job = asyncio.run(chain_after_exit()).tail
+        # back in the queue: ready for the next worker, leased by nobody
+        assert (job.status, job.leased_by, job.attempt) == ("ready", None, 1)
+    finally:
+        _stop(worker)

@@ -100,6 +100,22 @@ def test_a_nested_block_that_rolls_back_takes_only_its_own_chain(
     assert sorted(created) == sorted([kept.id, after.id])
 
 
+def test_a_savepoint_opened_before_any_statement_rolls_back_only_its_chain(
+    alias: str, created: list[str]
+) -> None:
+    dropped: list[Chain[SendReceipt]] = []
+    with transaction.atomic(using=alias):
+        with pytest.raises(Boom), transaction.atomic(using=alias):  # the first statement
+            dropped.append(start_chain(SendReceipt(OrderRef(_reference()))))
+            raise Boom
+        with transaction.atomic(using=alias):
+            kept = start_chain(SendReceipt(OrderRef(_reference())))
+        assert created == []
+    assert not _exists(dropped[0])
+    assert _exists(kept)
+    assert created == [kept.id]
+
+
 def test_a_nested_block_that_committed_goes_with_the_outer_rollback(
     alias: str, created: list[str]
 ) -> None:
