@@ -19,7 +19,9 @@ so retention drops that partition instead of deleting rows. That partition ends 
 today (UTC), so the runs' ``closed_for`` is the time since then, less a minute, instead of a day.
 
 Reports medians (and the range): the deletion rate, and the processing rate with retention running
-against without it.
+against without it, both as the ratio of the medians and round by round (each round's ``both``
+against the same round's ``processing``, which shared the machine's load at the time), with how
+long retention ran within the processing it overlapped and the load average of the machine.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import time
@@ -124,11 +127,14 @@ async def measure(dsn: str, mode: str, chains: int, expired: int, batch: int) ->
     result: dict[str, float] = {}
     if mode in ("processing", "both"):
         await progress.processed.wait()
-        result["process_per_s"] = chains / (time.perf_counter() - began)
+        result["process_s"] = time.perf_counter() - began
+        result["process_per_s"] = chains / result["process_s"]
     if mode in ("retention", "both"):
         await progress.cleaned.wait()
-        elapsed = time.perf_counter() - began
+        # until the batch that completed the deletion (in ``both``, processing may end later)
+        elapsed = progress.last_delete - began
         result["deleted_per_s"] = progress.deleted / elapsed
+        result["retention_s"] = elapsed
     for w in workers:
         await w.close()
     await client.close()
@@ -190,7 +196,9 @@ def main() -> None:
         flush=True,
     )
     results: dict[str, list[dict[str, float]]] = {"processing": [], "retention": [], "both": []}
-    for _ in range(args.runs):
+    ratios: list[float] = []
+    for run in range(args.runs):
+        load = os.getloadavg()[0]
         for mode in results:
             schema = f"bench_retention_{uuid.uuid4().hex[:8]}"
             asyncio.run(fill(args.dsn, schema, args.expired, args.layout))
@@ -205,6 +213,15 @@ def main() -> None:
                 results[mode].append(child(payload))
             finally:
                 asyncio.run(drop(args.dsn, schema))
+        solo, paired = results["processing"][-1], results["both"][-1]
+        ratios.append(paired["process_per_s"] / solo["process_per_s"])
+        print(
+            f"  round {run + 1}: processing {solo['process_per_s']:,.0f} jobs/s alone, "
+            f"{paired['process_per_s']:,.0f} with retention ({ratios[-1]:.2f}); processing took "
+            f"{paired['process_s']:.2f} s, retention {paired['retention_s']:.2f} s of it; "
+            f"load average {load:.1f} -> {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
 
     def cell(mode: str, key: str) -> str:
         values = [r[key] for r in results[mode]]
@@ -216,7 +233,11 @@ def main() -> None:
     print(f"retention while processing, chains/s: {cell('both', 'deleted_per_s')}")
     alone = statistics.median(r["process_per_s"] for r in results["processing"])
     both = statistics.median(r["process_per_s"] for r in results["both"])
-    print(f"processing with retention / alone:   {both / alone:.2f}")
+    print(f"processing with retention / alone:   {both / alone:.2f} (ratio of the medians)")
+    print(
+        f"same, round by round:                {statistics.median(ratios):.2f} "
+        f"({min(ratios):.2f}..{max(ratios):.2f})"
+    )
 
 
 if __name__ == "__main__":
