@@ -17,7 +17,7 @@ import pytest
 from django.db import transaction
 from django_project import SCHEMA, manage, pg_execute
 from queuert import Client
-from queuert_django import open_client, start_chain
+from queuert_django import db_connection, get_sync_client, open_client, start_chain
 
 WAIT = 30.0
 """Upper bound of every wait: a bug fails the test instead of hanging it."""
@@ -88,13 +88,15 @@ class _Lines:
                 return line
 
 
-async def _wait(chain_id: str, job_type: Any) -> Any:
+async def _wait(chain_id: str, job_type: Any, timeout: float = WAIT) -> Any:
     async with open_client() as client:
-        return await _wait_with(client, chain_id, job_type)
+        return await _wait_with(client, chain_id, job_type, timeout)
 
 
-async def _wait_with(client: Client[Any], chain_id: str, job_type: Any) -> Any:
-    return await client.wait_for_chain(chain_id, job_type, timeout=WAIT, poll_interval=0.1)
+async def _wait_with(
+    client: Client[Any], chain_id: str, job_type: Any, timeout: float = WAIT
+) -> Any:
+    return await client.wait_for_chain(chain_id, job_type, timeout=timeout, poll_interval=0.1)
 
 
 def _worker(alias: str) -> subprocess.Popen[str]:
@@ -106,6 +108,12 @@ def _worker(alias: str) -> subprocess.Popen[str]:
         alias=alias,
         env={"SHOP_POLL_INTERVAL": poll, "SHOP_SHUTDOWN_TIMEOUT": "10"},
     )
+
+
+def _cancel(chain_id: str, alias: str) -> None:
+    """Cancel a chain a stopped worker returned to the queue, so that no later worker takes it."""
+    with transaction.atomic(using=alias):
+        get_sync_client().cancel_chain(chain_id, tx=db_connection())
 
 
 def _stop(worker: subprocess.Popen[str]) -> None:
@@ -170,7 +178,7 @@ def test_queuert_worker_returns_a_job_that_outlasts_the_shutdown_timeout_and_exi
     try:
         lines.wait_for("worker_started")
         chain_id = start_chain(SlowJob(Pause(600))).id
-        lines.wait_for("started ")
+        lines.wait_for(f"started {chain_id}")
         worker.send_signal(signal.SIGTERM)
         # shutdown_timeout (0.5 s) plus the cleanup grace, not the handler's ten minutes
         status, _, err = _finish(worker, timeout=15)
@@ -183,5 +191,44 @@ def test_queuert_worker_returns_a_job_that_outlasts_the_shutdown_timeout_and_exi
         job = asyncio.run(chain_after_exit()).tail
         # back in the queue: ready for the next worker, leased by nobody
         assert (job.status, job.leased_by, job.attempt) == ("ready", None, 1)
+        _cancel(chain_id, alias)
     finally:
         _stop(worker)
+
+
+def test_with_redis_wake_ups_queuert_worker_processes_a_committed_chain_at_once(
+    alias: str,
+) -> None:
+    """``QUEUERT["NOTIFY"]`` a Redis URL, on SQLite as on PostgreSQL. The worker polls once a
+    minute (its first poll may come after half of that) and is busy with a ten-minute job in one of
+    its two slots, which it took once its Redis subscription was up: only the wake-up published
+    after Django's commit gets the second chain processed within 15 seconds."""
+    from django.test.utils import override_settings
+    from django_project import REDIS_URL, queuert_settings
+    from shop.jobs import OrderRef, Pause, Receipt, SendReceipt, SlowJob
+
+    with override_settings(QUEUERT=queuert_settings(alias, NOTIFY=REDIS_URL)):
+        worker = manage(
+            "queuert_worker",
+            alias=alias,
+            env={
+                "SHOP_POLL_INTERVAL": "60",
+                "SHOP_SHUTDOWN_TIMEOUT": "0.5",
+                "QUEUERT_DJANGO_NOTIFY": REDIS_URL,
+            },
+        )
+        lines = _Lines(worker)
+        try:
+            lines.wait_for("worker_started")
+            slow_id = start_chain(SlowJob(Pause(600))).id
+            lines.wait_for(f"started {slow_id}")  # the subscription is up, the worker idle
+            reference = f"o-{uuid.uuid4().hex[:8]}"
+            with transaction.atomic(using=alias):
+                chain_id = start_chain(SendReceipt(OrderRef(reference))).id
+            assert asyncio.run(_wait(chain_id, SendReceipt, timeout=15)) == Receipt(reference)
+            worker.send_signal(signal.SIGTERM)
+            status, _, err = _finish(worker)
+            assert status == 0, err
+            _cancel(slow_id, alias)
+        finally:
+            _stop(worker)
