@@ -251,6 +251,55 @@ async def test_partition_left_detached_by_a_stopped_run_is_dropped_by_the_next(
         await conn.close()
 
 
+@pytest.mark.parametrize("analysed", [True, False])
+async def test_partition_counts_estimated_from_the_catalog(
+    namespace: Namespace, analysed: bool
+) -> None:
+    """``counts="estimated"`` reports what the last VACUUM or ANALYZE recorded of the partition (its
+    rows, the share of first jobs), flagged as an estimate; a partition never analysed is counted."""
+    provider = await AsyncpgProvider.connect(DSN, min_size=1, max_size=4)
+    state = PgStateAdapter(
+        provider,
+        schema=namespace.schema,
+        table_prefix=namespace.prefix,
+        partitioning=Partitioning(DAY, ahead=1, counts="estimated"),
+    )
+    await state.migrate()
+    conn = await asyncpg.connect(DSN)
+    try:
+        first = [await start(state, uuid7_at(days_ago(3 + i))) for i in range(4)]
+        follow = uuid7()
+        await state.create_jobs(
+            [
+                NewJob(
+                    id=follow,
+                    type_name="t",
+                    chain_type_name="t",
+                    input=None,
+                    chain_id=first[0].id,
+                    chain_index=1,
+                )
+            ]
+        )
+        await state.complete_job(
+            first[0].id, outcome="completed", worker_id=None, succeeded_by_job_id=follow
+        )
+        for job_id in [*(j.id for j in first[1:]), follow]:
+            await close(state, job_id)
+        if analysed:
+            await conn.execute(
+                f'VACUUM ANALYZE "{namespace.schema}"."{namespace.prefix}job_phistory"'
+            )
+
+        expiry = await state.maintain_storage(closed_before=datetime.now(timezone.utc))
+
+        assert (expiry.partitions_dropped, expiry.chains, expiry.jobs) == (1, 4, 5)
+        assert expiry.estimated is analysed
+    finally:
+        await conn.close()
+        await state.close()
+
+
 async def test_partition_whose_lock_is_not_granted_waits_for_the_next_run(
     namespace: Namespace,
 ) -> None:
@@ -469,5 +518,7 @@ def test_partitioning_is_validated() -> None:
             Partitioning(bad)
     with pytest.raises(ConfigurationError):
         Partitioning(ahead=0)
+    with pytest.raises(ConfigurationError, match="counts"):
+        Partitioning(counts="roughly")  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError):
         PgStateAdapter(object(), partitioning="daily")  # type: ignore[arg-type]

@@ -763,6 +763,8 @@ class StorageExpiry:
     """Partitions old enough to drop that still hold something needed (an open chain, a chain
     closed more recently, a chain another chain waits for): their expired chains are deleted row by
     row instead."""
+    estimated: bool = False
+    """``chains`` and ``jobs`` are (partly) the database's estimates, not counts."""
 
 
 @runtime_checkable

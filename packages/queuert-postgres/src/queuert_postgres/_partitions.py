@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Literal
 
 from queuert.duration import Duration, to_timedelta
 from queuert.errors import ConfigurationError
@@ -62,12 +62,18 @@ class Partitioning:
     ``maintain``: the workers run the layout's maintenance (partitions created ahead, drops a
     stopped run left half done) every :attr:`maintenance_every`, with or without retention (see
     :mod:`queuert.storage_maintenance`); False: only ``migrate()`` and retention runs do.
+    ``counts``: how a dropped partition's chains and jobs are counted for the run's result and
+    event: ``"exact"`` (a read of the whole detached table before it is dropped: exact, one core
+    busy for about 0.1 s per million jobs) or ``"estimated"`` (the table's row count and share of
+    first jobs as the last ``VACUUM`` or ``ANALYZE`` recorded them, reported with ``estimated``;
+    counted exactly when the table has no such statistics).
     """
 
     interval: timedelta
     ahead: int
     lock_timeout: timedelta
     maintain: bool
+    counts: Literal["exact", "estimated"]
 
     def __init__(
         self,
@@ -76,6 +82,7 @@ class Partitioning:
         ahead: int = 7,
         lock_timeout: Duration = timedelta(seconds=2),
         maintain: bool = True,
+        counts: Literal["exact", "estimated"] = "exact",
     ) -> None:
         span = to_timedelta(interval, name="Partitioning interval", positive=True)
         if span < _MINUTE or span % _MINUTE:
@@ -88,7 +95,12 @@ class Partitioning:
         object.__setattr__(self, "interval", span)
         object.__setattr__(self, "ahead", ahead)
         object.__setattr__(self, "lock_timeout", wait)
+        if counts not in ("exact", "estimated"):
+            raise ConfigurationError(
+                f"Partitioning counts must be 'exact' or 'estimated', not {counts!r}"
+            )
         object.__setattr__(self, "maintain", bool(maintain))
+        object.__setattr__(self, "counts", counts)
 
     @property
     def maintenance_every(self) -> timedelta | None:

@@ -523,12 +523,14 @@ class PgStateAdapter(Generic[TxT]):
             return StorageExpiry()
         created = await self._create_ahead()
         chains = jobs = dropped = kept = 0
+        estimated = False
         for name in await self._detached():
             # detached by a run that stopped before it dropped them: finish that run's work
             finished = await self._drop_detached(name)
             if finished is not None:
                 chains += finished[0]
                 jobs += finished[1]
+                estimated = estimated or finished[2]
                 dropped += 1
         if closed_before is not None:
             limit = parts.uuid_at(parts.ms_of(closed_before))
@@ -541,6 +543,7 @@ class PgStateAdapter(Generic[TxT]):
                 else:
                     chains += outcome[0]
                     jobs += outcome[1]
+                    estimated = estimated or outcome[2]
                     dropped += 1
         return StorageExpiry(
             chains=chains,
@@ -548,6 +551,7 @@ class PgStateAdapter(Generic[TxT]):
             partitions_dropped=dropped,
             partitions_created=created,
             partitions_kept=kept,
+            estimated=estimated,
         )
 
     async def _create_ahead(self) -> int:
@@ -607,8 +611,9 @@ class PgStateAdapter(Generic[TxT]):
 
     async def _drop_partition(
         self, bounds: Bounds, closed_before: datetime
-    ) -> tuple[int, int] | None:
-        """Detach and drop one expired partition; (chains, jobs) it held, or None if it must stay.
+    ) -> tuple[int, int, bool] | None:
+        """Detach and drop one expired partition; (chains, jobs, estimated) it held, or None if it
+        must stay.
 
         Two steps, each one transaction: under the job table's lock (``lock_timeout``) the partition
         is checked again and detached, a change of the catalog only; then, with nothing waiting on
@@ -687,9 +692,11 @@ class PgStateAdapter(Generic[TxT]):
         )
         return [str(row[0]) for row in rows]
 
-    async def _drop_detached(self, name: str) -> tuple[int, int] | None:
+    async def _drop_detached(self, name: str) -> tuple[int, int, bool] | None:
         """Count and drop a detached partition's table (one transaction: a run that stops here
-        leaves it to the next); (chains, jobs) it held, or None if another run dropped it."""
+        leaves it to the next); (chains, jobs, estimated) it held, or None if another run dropped
+        it."""
+        assert self.partitioning is not None
         names = self.names
         table = parts.q(names, name)
         async with self.provider.transaction() as tx:
@@ -701,14 +708,32 @@ class PgStateAdapter(Generic[TxT]):
             )
             if name not in await self._detached(tx):
                 return None
-            # exact, and no longer in the way of the hot paths: nothing else reads this table
-            counted = await self.provider.fetch(
-                Sql(f"SELECT count(*) FILTER (WHERE chain_index = 0), count(*) FROM {table}"),
-                [],
-                tx,
-            )
+            counted = None
+            if self.partitioning.counts == "estimated":
+                # the table's rows as the last VACUUM or ANALYZE counted or estimated them (-1:
+                # never analysed), and the share of first jobs (the chains) in its statistics
+                counted = await self.provider.fetch(
+                    Sql(
+                        "SELECT c.reltuples * m.f, c.reltuples FROM pg_class c "
+                        "JOIN pg_stats s ON s.schemaname = $1::text AND s.tablename = $2::text "
+                        "AND s.attname = 'chain_index' AND NOT s.inherited "
+                        "CROSS JOIN LATERAL unnest(s.most_common_vals::text::int[], "
+                        "s.most_common_freqs) AS m(v, f) "
+                        "WHERE c.oid = $3::text::regclass AND c.reltuples >= 0 AND m.v = 0"
+                    ),
+                    [names.schema, name, table],
+                    tx,
+                )
+            estimated = bool(counted)
+            if not counted:
+                # exact, and no longer in the way of the hot paths: nothing else reads this table
+                counted = await self.provider.fetch(
+                    Sql(f"SELECT count(*) FILTER (WHERE chain_index = 0), count(*) FROM {table}"),
+                    [],
+                    tx,
+                )
             await self.provider.script(f"DROP TABLE {table}", tx)
-        chains, jobs = int(counted[0][0]), int(counted[0][1])
+        chains, jobs = round(float(counted[0][0])), round(float(counted[0][1]))
         logger.info(
             "dropped partition",
             extra={
@@ -716,9 +741,10 @@ class PgStateAdapter(Generic[TxT]):
                 "queuert_schema": names.schema,
                 "queuert_chains": chains,
                 "queuert_jobs": jobs,
+                "queuert_estimated": estimated,
             },
         )
-        return chains, jobs
+        return chains, jobs, estimated
 
     async def close(self) -> None:
         """Close the adapter, and its provider if it owns it (``owns_provider``). Idempotent."""
