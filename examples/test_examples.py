@@ -288,6 +288,26 @@ async def test_fastapi_service(tmp_path: Path) -> None:
         assert (await http.get("/orders/o-9/receipt")).status_code == 404
 
 
+def test_fastapi_service_with_fastapi_s_test_client(tmp_path: Path) -> None:
+    """The same service through FastAPI's own ``TestClient``, which runs the lifespan (client and
+    worker) on an event loop of its own, as a server would, and sends each request to it."""
+    from fastapi.testclient import TestClient
+
+    app = fastapi_service.create_app(tmp_path / "orders.db")
+    with TestClient(app) as http:
+        created = http.post("/orders", json={"order_id": "o-1", "amount_cents": 420})
+        assert created.status_code == 201
+        order = http.get("/orders/o-1").json()
+        assert order["chain_id"] == created.json()["chain_id"]
+        receipt = http.get("/orders/o-1/receipt", params={"timeout": 10})
+        assert receipt.status_code == 200
+        assert receipt.json() == {"order_id": "o-1", "text": "paid 4.20 EUR"}
+        refused = http.post("/orders", json={"order_id": "o-2", "amount_cents": 10**6})
+        assert refused.status_code == 402
+        assert http.get("/orders/o-2").status_code == 404
+        assert http.get("/orders/o-2/receipt").status_code == 404
+
+
 async def test_fastapi_service_receipt_timeout(tmp_path: Path) -> None:
     """Without a worker in the web process the receipt is not there in time: 504. A worker started
     afterwards (as a separate worker process would) processes it."""

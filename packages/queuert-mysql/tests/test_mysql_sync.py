@@ -1,6 +1,7 @@
 """SyncClient on MySQL / MariaDB with PyMySQL and with SQLAlchemy's sync Session (mysql+pymysql):
-the chain commits or rolls back with the caller's transaction, its events follow the commit, and
-an asyncio worker in another thread processes what committed."""
+the chain commits or rolls back with the caller's transaction, its wake-ups and events follow the
+commit, the other calls (workerless completion, cancellation, deletion, reads) run on the caller's
+connection, and an asyncio worker in another thread processes what committed."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from queuert import (
     Worker,
 )
 from queuert.observability import ChainCreated
+from queuert_conformance.notify_loop import NotifyLoopThread
 from queuert_mysql import PymysqlSyncBackend, SqlAlchemySyncBackend
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session
@@ -102,6 +104,91 @@ def test_a_transaction_commits_or_rolls_back_the_chain_and_its_events(
     assert sync.get_chain(doomed.id, tx=conn) is None
     assert sync.get_chain(dropped.id, tx=conn) is None
     assert sync.get_chain(kept.id, ShipOrder, tx=conn) is not None
+    conn.rollback()
+
+
+def test_wake_ups_are_handed_over_after_the_commit_and_dropped_on_rollback(
+    conn: Any, prefix: str
+) -> None:
+    with NotifyLoopThread(["ship_order"]) as wake:
+        sync = SyncClient(
+            PymysqlSyncBackend(table_prefix=prefix),
+            job_types=[ShipOrder],
+            notify=wake.notify,
+            notify_loop=wake.loop,
+        )
+        with pytest.raises(RuntimeError), sync.transaction(conn):
+            sync.start_chain(ShipOrder(Order("o-1")), tx=conn)
+            raise RuntimeError("the request failed")
+        with sync.transaction(conn), pytest.raises(KeyError), sync.savepoint(conn):
+            sync.start_chain(ShipOrder(Order("o-2")), tx=conn)
+            raise KeyError("inner")
+        sync.wait_published()
+        assert wake.received() == []  # neither the rolled-back transaction nor the savepoint
+        with sync.transaction(conn):
+            sync.start_chain(ShipOrder(Order("o-3")), tx=conn)
+            sync.wait_published()
+            assert wake.received() == []  # not before the commit
+        sync.wait_published()
+        assert wake.received() == ["ship_order"]
+
+
+def test_a_session_s_wake_ups_follow_its_commit_and_are_dropped_on_rollback(
+    engine: Engine, prefix: str
+) -> None:
+    with NotifyLoopThread(["ship_order"]) as wake:
+        sync = SyncClient(
+            SqlAlchemySyncBackend(table_prefix=prefix),
+            job_types=[ShipOrder],
+            notify=wake.notify,
+            notify_loop=wake.loop,
+        )
+        with pytest.raises(RuntimeError), Session(engine) as session, session.begin():
+            sync.start_chain(ShipOrder(Order("o-1")), tx=session)
+            raise RuntimeError("declined")
+        with Session(engine) as session, session.begin():
+            # the savepoint is the transaction's first statement: queuert's joins it
+            nested = session.begin_nested()
+            dropped = sync.start_chain(ShipOrder(Order("o-2")), tx=session)
+            nested.rollback()
+            kept = sync.start_chain(ShipOrder(Order("o-3")), tx=session)
+            sync.wait_published()
+            assert wake.received() == []  # not before the commit
+        sync.wait_published()
+        assert wake.received() == ["ship_order"]  # one, for the chain that committed
+        with Session(engine) as session:
+            assert sync.get_chain(dropped.id, tx=session) is None
+            assert sync.get_chain(kept.id, tx=session) is not None
+
+
+def test_workerless_completion_cancel_delete_and_reads_on_the_caller_s_connection(
+    sync: SyncClient[Any], conn: Any
+) -> None:
+    with sync.transaction(conn):
+        first = sync.start_chain(ShipOrder(Order("o-1")), tx=conn)
+        second = sync.start_chain(ShipOrder(Order("o-2")), tx=conn)
+    with sync.transaction(conn):
+        done = sync.complete_chain(
+            first, ShipOrder, lambda c: f"by hand {c.input.order_id}", tx=conn
+        )
+        cancelled = sync.cancel_chain(second, tx=conn)
+    assert (done.output, cancelled.outcome) == ("by hand o-1", "cancelled")
+    conn.begin()
+    found = sync.get_chain(first.id, ShipOrder, tx=conn)
+    assert found is not None and found.output == "by hand o-1"
+    assert {c.id for c in sync.list_chains(type_names=[ShipOrder], tx=conn).items} == {
+        first.id,
+        second.id,
+    }
+    conn.rollback()
+    with pytest.raises(RuntimeError), sync.transaction(conn):
+        sync.delete_chains([first, second], tx=conn)
+        raise RuntimeError("changed my mind")
+    with sync.transaction(conn):
+        assert len(sync.list_chains(tx=conn).items) == 2  # the rolled-back deletion left them
+        assert {c.id for c in sync.delete_chains([first, second], tx=conn)} == {first.id, second.id}
+    conn.begin()
+    assert sync.list_chains(tx=conn).items == []
     conn.rollback()
 
 

@@ -12,6 +12,8 @@ from queuert_conformance.notify_worker import (
     adapter_down_at_start_up,
     close_while_down_leaves_no_task_behind,
     listeners_recover_after_a_crash,
+    silent_peer,
+    silent_server_is_given_up_on,
 )
 from queuert_nats import NatsNotifyAdapter
 
@@ -41,6 +43,19 @@ async def test_nats_down_at_start_up(nats_server: NatsServer, prefix: str) -> No
         await adapter_down_at_start_up(adapter, start_server=nats_server.start)
     finally:
         await adapter.close()
+
+
+async def test_a_server_that_accepts_and_never_answers_is_given_up_on(prefix: str) -> None:
+    """Connecting (the TCP connect succeeds, the server's INFO never comes) and every call are
+    bounded by ``publish_timeout`` / ``listen_timeout``: nothing waits on the silent peer."""
+    async with silent_peer() as (host, port, accepted):
+        adapter = make_adapter(
+            f"nats://{host}:{port}", prefix, publish_timeout=1.0, listen_timeout=1.0
+        )
+        try:
+            await silent_server_is_given_up_on(adapter, accepted, bound=4.0)
+        finally:
+            await adapter.close()
 
 
 async def test_close_while_nats_is_down_leaves_no_task_behind(

@@ -13,6 +13,8 @@ from queuert_conformance.notify_worker import (
     adapter_down_at_start_up,
     close_while_down_leaves_no_task_behind,
     listeners_recover_after_a_crash,
+    silent_peer,
+    silent_server_is_given_up_on,
 )
 from queuert_redis import RedisNotifyAdapter
 from redis.asyncio import Redis
@@ -77,6 +79,19 @@ async def test_a_silent_drop_is_found_by_the_keepalive(
         await chain.wait_for(2)
     finally:
         await adapter.close()
+
+
+async def test_a_server_that_accepts_and_never_answers_is_given_up_on(prefix: str) -> None:
+    """Connecting (the TCP connect succeeds, the handshake gets no answer) and every call are
+    bounded by ``publish_timeout`` / ``listen_timeout``: nothing waits on the silent peer."""
+    async with silent_peer() as (host, port, accepted):
+        adapter = adapter_for(
+            f"redis://{host}:{port}", prefix, publish_timeout=0.5, listen_timeout=0.5
+        )
+        try:
+            await silent_server_is_given_up_on(adapter, accepted, bound=3.0)
+        finally:
+            await adapter.close()
 
 
 async def test_close_while_redis_is_down_leaves_no_task_behind(

@@ -29,10 +29,16 @@ async def sqlite_harness(db_path: Path, table_prefix: str) -> AsyncIterator[Stat
     async def write_raw(job_id: str, which: str, text: str) -> bool:
         # every column is text: values and times alike can be edited into anything
         column = {
-            "input": "input",
-            "output": "output",
-            "scheduled_at": "scheduled_at",
-            "created_at": "created_at",
+            name: name
+            for name in (
+                "input",
+                "output",
+                "scheduled_at",
+                "created_at",
+                "completed_at",
+                "last_attempt_at",
+                "leased_until",
+            )
         }[which]
 
         def write() -> None:

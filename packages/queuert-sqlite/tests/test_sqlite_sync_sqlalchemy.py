@@ -1,5 +1,6 @@
 """SyncClient on SQLAlchemy's sync Session and Connection over SQLite: the chain lives and dies
-with the session's transaction, and its side effects follow the session's commit events."""
+with the session's transaction, and its side effects (wake-ups, events) follow the session's commit
+events."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from queuert import (
     UsageError,
 )
 from queuert.observability import ChainCreated
+from queuert_conformance.notify_loop import NotifyLoopThread
 from queuert_sqlite import SqlAlchemySyncBackend, SqliteStateAdapter
 from sqlalchemy import Engine, String, create_engine, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -118,6 +120,33 @@ def test_a_rolled_back_begin_nested_drops_only_its_own_chain(
     with Session(engine) as session:
         assert sync.get_chain(dropped.id, tx=session) is None
         assert sync.get_chain(released.id, tx=session) is not None
+
+
+def test_wake_ups_are_handed_over_after_the_session_s_commit_only(
+    engine: Engine, table_prefix: str
+) -> None:
+    with NotifyLoopThread(["ship_order"]) as wake:
+        sync = SyncClient(
+            SqlAlchemySyncBackend(table_prefix=table_prefix),
+            job_types=[ShipOrder],
+            notify=wake.notify,
+            notify_loop=wake.loop,
+        )
+        with pytest.raises(RuntimeError), Session(engine) as session, session.begin():
+            sync.start_chain(ShipOrder(Order("o-1")), tx=session)
+            raise RuntimeError("the request failed")
+        with Session(engine) as session, session.begin():
+            nested = session.begin_nested()
+            dropped = sync.start_chain(ShipOrder(Order("o-2")), tx=session)
+            nested.rollback()
+            kept = sync.start_chain(ShipOrder(Order("o-3")), tx=session)
+            sync.wait_published()
+            assert wake.received() == []  # not before the commit
+        sync.wait_published()
+        assert wake.received() == ["ship_order"]  # one, for the chain that committed
+        with Session(engine) as session:
+            assert sync.get_chain(dropped.id, tx=session) is None
+            assert sync.get_chain(kept.id, tx=session) is not None
 
 
 def test_a_connection_needs_a_hooks_block(

@@ -27,7 +27,8 @@ class StateHarness:
       one, taking no argument and returning an awaitable of the adapter (for example
       ``functools.partial(MyAdapter.open, url, prefix=prefix)``). The processes close it.
     * ``write_raw(job_id, which, text)`` stores ``text`` as the job's ``"input"``, ``"output"``,
-      ``"scheduled_at"`` or ``"created_at"`` exactly as it is, bypassing the adapter (as an operator
+      ``"scheduled_at"``, ``"created_at"``, ``"completed_at"``, ``"last_attempt_at"`` or
+      ``"leased_until"`` exactly as it is, bypassing the adapter (as an operator
       editing the row by hand, or an older version, would), for the poison-row cases. It returns
       False when the store cannot hold that text at all (a JSON column and a text that is not JSON,
       a typed time column): those cases are then not applicable.

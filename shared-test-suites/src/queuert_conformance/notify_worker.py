@@ -67,6 +67,8 @@ __all__ = [
     "listeners_recover_after_a_crash",
     "probe",
     "produce",
+    "silent_peer",
+    "silent_server_is_given_up_on",
     "wait_idle",
     "worker_started_while_the_server_is_down",
     "worker_through_a_server_restart",
@@ -309,6 +311,55 @@ async def close_while_down_leaves_no_task_behind(open_adapter: Callable[[], Noti
     assert asyncio.all_tasks() <= before
     with pytest.raises(NotifyAdapterClosedError):
         await adapter.notify_job_scheduled("mail")
+
+
+@contextlib.asynccontextmanager
+async def silent_peer() -> AsyncIterator[tuple[str, int, asyncio.Event]]:
+    """A TCP server on 127.0.0.1 that accepts connections and never sends a byte (a hung server, or
+    a peer that is not what the adapter expects): yields its host, port and an event set once a
+    connection arrived."""
+    accepted = asyncio.Event()
+    peers: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peers.append(writer)
+        accepted.set()
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    try:
+        yield "127.0.0.1", server.sockets[0].getsockname()[1], accepted
+    finally:
+        for writer in peers:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def silent_server_is_given_up_on(
+    adapter: CountingNotifyAdapter, accepted: asyncio.Event, *, bound: float
+) -> None:
+    """``adapter`` points at :func:`silent_peer`: no call waits for an answer that never comes.
+    ``listen_*`` returns, publishes and the wake-hint calls fail quietly (counted), each within
+    ``bound`` seconds (the adapter's timeouts plus a margin), and ``close()`` returns promptly."""
+    loop = asyncio.get_running_loop()
+
+    async def within(what: str, call: Awaitable[Any]) -> Any:
+        started = loop.time()
+        try:
+            return await asyncio.wait_for(call, bound * 3)
+        except asyncio.TimeoutError:
+            raise AssertionError(f"{what} hung on a server that never answers") from None
+        finally:
+            took = loop.time() - started
+            assert took < bound, f"{what} gave up after {took:.1f}s (bound {bound:g}s)"
+
+    await within("listen_job_scheduled", adapter.listen_job_scheduled(["mail"], ListenerCalls()))
+    assert accepted.is_set(), "the adapter reached the silent peer"
+    await within("notify_job_scheduled", adapter.notify_job_scheduled("mail"))
+    await within("provide_wake_hint", adapter.provide_wake_hint("mail", 1))
+    assert await within("consume_wake_hint", adapter.consume_wake_hint("mail")) is True
+    assert adapter.publish_errors >= 2, "the failed publishes were counted"
+    await within("close", adapter.close())
 
 
 # -- worker-level building blocks --------------------------------------------------------------------

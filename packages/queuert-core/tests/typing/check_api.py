@@ -258,6 +258,11 @@ async def workerless(client: Client[Any], tx: Any) -> None:
     await client.complete_chain("id", Summarize, Unrelated(PublishIn("x")), tx=tx)  # E: arg-type
     await client.complete_chain("id", Fetch, Publish(PublishIn("x")), tx=tx)  # E: arg-type
 
+    async def decide_undeclared(completion: WorkerlessCompletion[Any, SummaryIn]) -> Unrelated:
+        return Unrelated(PublishIn(completion.input.topic))
+
+    await client.complete_chain("id", Summarize, decide_undeclared, tx=tx)  # E: arg-type
+
 
 def register_always_continuing(worker: Worker[Any]) -> None:
     @worker.handler(Route)
@@ -317,3 +322,22 @@ def sync_side(sync: SyncClient[Conn], conn: Conn) -> None:
     sync.complete_chain("id", Summarize, Summary("done"), tx=conn)
     sync.complete_chain("id", Summarize, Unrelated(PublishIn("x")), tx=conn)  # E: arg-type
     sync.complete_chain("id", Fetch, Publish(PublishIn("x")), tx=conn)  # E: arg-type
+
+    # a callback is checked as the async client's is: its input, its outputs, its continuations
+    def decide_undeclared(completion: SyncWorkerlessCompletion[Conn, SummaryIn]) -> Unrelated:
+        completion.start_chain(Publish(PublishIn("x")))  # E: type-var
+        return Unrelated(PublishIn(completion.input.topic))
+
+    def decide_fetch(completion: SyncWorkerlessCompletion[Conn, FetchIn]) -> FetchOut:
+        return FetchOut(completion.input.url)
+
+    sync.complete_chain("id", Summarize, decide_undeclared, tx=conn)  # E: arg-type
+    sync.complete_chain("id", Summarize, decide_fetch, tx=conn)  # E: arg-type
+    reveal_type(sync.complete_chain("id", Fetch, decide_fetch, tx=conn))  # R: queuert.models.Chain[Any]
+    # the other calls take the client's tx type, and job types where type names go
+    sync.cancel_chain(fetched, tx=conn)
+    sync.delete_chains([fetched, "id"], tx=conn)
+    sync.trigger_jobs(["id"], tx=conn)
+    sync.cancel_chain(fetched, tx="not a connection")  # E: arg-type
+    sync.list_jobs(type_names=[Publish], chain_type_names=[Summarize], tx=conn)
+    Summarize(SummaryIn("x"), blockers=(fetched,))  # E: arg-type

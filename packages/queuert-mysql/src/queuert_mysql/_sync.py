@@ -7,8 +7,8 @@ own operations run directly on that connection (:class:`InlinePymysqlProvider`),
 never wait and the sync client runs them to their end on your thread.
 
 The adapter needs ``READ COMMITTED`` transactions: a write call on a connection with no transaction
-open starts one at that level itself (``SET TRANSACTION ISOLATION LEVEL READ COMMITTED`` then
-``START TRANSACTION``); a transaction you opened yourself must run at it. MySQL cannot carry a
+open starts one at that level itself (``SET TRANSACTION ISOLATION LEVEL READ COMMITTED``, then its
+first statement begins it, autocommit being off); a transaction you opened yourself must run at it. MySQL cannot carry a
 wake-up inside a transaction: workers in other processes find the new jobs when they poll (or pass
 the sync client a notify adapter and the event loop it runs on).
 """
@@ -91,12 +91,15 @@ _TRANSACTION_IN_PROGRESS = 1568
 
 
 def _begin_unless_begun(tx: Any) -> None:
-    """Begin a ``READ COMMITTED`` transaction on ``tx`` unless one is in progress.
+    """Make the transaction that queuert's next statement begins on ``tx`` (autocommit off) a
+    ``READ COMMITTED`` one, unless a transaction is in progress.
 
     PyMySQL learns the server's transaction flag from OK packets only: after a ``SELECT`` that
-    began the caller's transaction (autocommit off), ``server_status`` still says none is open. A
-    ``START TRANSACTION`` then would commit the caller's work, so the server decides instead:
-    ``SET TRANSACTION`` is refused while a transaction is in progress.
+    began the caller's transaction (autocommit off), ``server_status`` still says none is open, so
+    the server decides instead: ``SET TRANSACTION`` is refused while a transaction is in progress.
+    No ``START TRANSACTION`` follows: with autocommit off the next statement begins the transaction
+    anyway, and ``START TRANSACTION`` would first commit what the server holds of the caller's,
+    such as a ``SAVEPOINT`` (SQLAlchemy's ``begin_nested()``) set before any table was touched.
     """
     import pymysql
 
@@ -106,8 +109,7 @@ def _begin_unless_begun(tx: Any) -> None:
         except pymysql.err.OperationalError as exc:
             if exc.args[0] != _TRANSACTION_IN_PROGRESS:
                 raise
-            return  # the caller's transaction, begun by a read
-        cur.execute("START TRANSACTION")
+            # the caller's transaction, begun by a read
 
 
 class PymysqlSyncBackend:

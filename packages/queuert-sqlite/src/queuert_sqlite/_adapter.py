@@ -892,13 +892,10 @@ class SqliteStateAdapter:
                 cleared[I_LEASED_BY] = None
                 cleared[I_LEASED_UNTIL] = None
                 job = job_from_row(cleared, now_dt)
-                reaped.append(
-                    replace(
-                        job,
-                        leased_by=row[I_LEASED_BY],
-                        leased_until=parse_ts(row[I_LEASED_UNTIL]),
-                    )
-                )
+                # a lease end edited into text that is not a time (it sorts as expired) is
+                # reaped like the others: the cleared row is readable again
+                lease_end = read_ts(row[I_LEASED_UNTIL]) or UNREADABLE_TIME
+                reaped.append(replace(job, leased_by=row[I_LEASED_BY], leased_until=lease_end))
             return reaped
 
         return await self._write(op, tx, atomic=False)  # one write

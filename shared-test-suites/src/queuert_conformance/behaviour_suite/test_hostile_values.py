@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -23,10 +24,12 @@ from queuert import (
     Deduplication,
     NotJsonError,
     PayloadTooLargeError,
+    Schedule,
     UsageError,
 )
+from queuert.schedule import LATEST_SCHEDULE, LONGEST_DELAY
 
-from queuert_conformance.behaviour_suite.jobs import ALL, Raw
+from queuert_conformance.behaviour_suite.jobs import ALL, Echo, Num, Raw
 from queuert_conformance.behaviour_suite.support import Env, MakeEnv
 
 NESTED: Any = []
@@ -75,6 +78,28 @@ class TestHostileValues:
         env = await queuert_env(job_types=ALL)
         error = await _refused_with_nothing_written(env, HOSTILE[case], NotJsonError, case)
         assert isinstance(error, NotJsonError) and error.path.startswith("$")
+
+    async def test_the_latest_schedules_accepted_are_stored_exactly(
+        self, queuert_env: MakeEnv
+    ) -> None:
+        """``Schedule`` refuses times past what a backend can store (before anything is written);
+        the latest it accepts — just before 9000-01-01, or a delay of about a thousand years — is
+        stored and read back exactly on every backend, not overflowed or clamped."""
+        env = await queuert_env(job_types=ALL)
+        latest = LATEST_SCHEDULE - timedelta(microseconds=1)
+        at, after = await env.start(
+            Echo(Num(1), schedule=Schedule(at=latest)),
+            Echo(Num(2), schedule=Schedule(after=LONGEST_DELAY)),
+        )
+        job = await env.client.get_job(at.id)
+        assert job is not None
+        # (a store may keep times to the millisecond, as MongoDB does)
+        assert latest - timedelta(milliseconds=1) < job.scheduled_at <= latest, job.scheduled_at
+        job = await env.client.get_job(after.id)
+        assert job is not None
+        due = job.created_at + LONGEST_DELAY
+        assert abs(job.scheduled_at - due) < timedelta(seconds=1), (job.scheduled_at, due)
+        assert job.status == "scheduled"
 
     async def test_an_input_over_the_size_limit_is_refused(self, queuert_env: MakeEnv) -> None:
         env = await queuert_env(job_types=ALL, max_payload_bytes=1_000)

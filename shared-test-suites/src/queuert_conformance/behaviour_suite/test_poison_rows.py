@@ -11,10 +11,12 @@ as text: the job is failed at once and reads mark it ``unreadable``. The rows ar
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from queuert import Attempt, Chain, UndecodableValue
+from queuert.observability import JobReaped
 
 from queuert_conformance.applicability import not_applicable
 from queuert_conformance.behaviour_suite.jobs import ALL, Echo, Num
@@ -142,3 +144,26 @@ class TestUnreadableTimes:
         assert only.unreadable is not None
         stats = await env.state.get_queue_stats()
         assert sum(s.ready for s in stats) >= 1, "queue statistics still read"
+
+    async def test_an_unreadable_lease_is_reaped_with_the_others(
+        self, queuert_env: MakeEnv
+    ) -> None:
+        """A dead worker's job whose lease end was edited into text that is not a time: the reaper
+        returns it to ready with the other expired jobs (the lease is cleared, so the job is
+        readable again and runs) instead of failing every reap that meets it."""
+        env = await queuert_env(job_types=ALL)
+        bad, good = await env.start(Echo(Num(1)), Echo(Num(2)))
+        claim = await env.state.claim_jobs(
+            leases={"b_echo": timedelta(milliseconds=1)}, limit=2, worker_id="dead-worker"
+        )
+        assert {j.id for j in claim.jobs} == {bad.id, good.id}
+        await _corrupt(env, bad.id, NOT_A_TIME, "leased_until")
+        job = await env.client.get_job(bad.id)
+        assert job is not None and job.unreadable is not None, "reads mark the lease unreadable"
+        assert "leased_until" in job.unreadable, job.unreadable
+        async with env.worker({Echo: _handle}, reap_interval=0.05):
+            for chain in (bad, good):
+                result = await env.wait(chain, what="a dead worker's job (its lease is reaped)")
+                assert result.value == chain.root.input.value
+        reaped = {r.job.id: r.leased_by for r in env.events.of(JobReaped)}
+        assert reaped == {bad.id: "dead-worker", good.id: "dead-worker"}, reaped
