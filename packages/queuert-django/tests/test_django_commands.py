@@ -99,14 +99,15 @@ async def _wait_with(
     return await client.wait_for_chain(chain_id, job_type, timeout=timeout, poll_interval=0.1)
 
 
-def _worker(alias: str) -> subprocess.Popen[str]:
-    # on PostgreSQL only the commit's NOTIFY can wake the worker within the tests' waits (it would
-    # poll after a minute); SQLite has no notifications across processes, so there it polls often
+def _worker(alias: str, shutdown_timeout: str = "10") -> subprocess.Popen[str]:
+    # on PostgreSQL only the commit's NOTIFY can wake the worker within 15 s (it polls once a minute
+    # and reaps, then claims, every 30 s); SQLite has no notifications across processes (without
+    # Redis), so there it polls often
     poll = "60" if alias == "pg" else "0.1"
     return manage(
         "queuert_worker",
         alias=alias,
-        env={"SHOP_POLL_INTERVAL": poll, "SHOP_SHUTDOWN_TIMEOUT": "10"},
+        env={"SHOP_POLL_INTERVAL": poll, "SHOP_SHUTDOWN_TIMEOUT": shutdown_timeout},
     )
 
 
@@ -123,22 +124,27 @@ def _stop(worker: subprocess.Popen[str]) -> None:
 
 
 def test_queuert_worker_processes_a_chain_committed_in_django_s_transaction(alias: str) -> None:
-    from shop.jobs import OrderRef, Receipt, SendReceipt
+    """The worker first takes a ten-minute job into one of its two slots (so its first claims are
+    over); on PostgreSQL only the NOTIFY of Django's commit then gets the chain processed in time."""
+    from shop.jobs import OrderRef, Pause, Receipt, SendReceipt, SlowJob
     from shop.models import Order
 
-    worker = _worker(alias)
+    worker = _worker(alias, shutdown_timeout="0.5")
     lines = _Lines(worker)
     try:
         lines.wait_for("worker_started")  # listening: a NOTIFY from now on reaches it
+        slow_id = start_chain(SlowJob(Pause(600))).id
+        lines.wait_for(f"started {slow_id}")
         reference = f"o-{uuid.uuid4().hex[:8]}"
         with transaction.atomic(using=alias):
             Order.objects.using(alias).create(reference=reference)
             chain_id = start_chain(SendReceipt(OrderRef(reference))).id
-        assert asyncio.run(_wait(chain_id, SendReceipt)) == Receipt(reference)
+        assert asyncio.run(_wait(chain_id, SendReceipt, timeout=15)) == Receipt(reference)
         assert Order.objects.using(alias).get(reference=reference).receipt_sent
         worker.send_signal(signal.SIGTERM)
         status, _, err = _finish(worker)
         assert status == 0, err
+        _cancel(slow_id, alias)
     finally:
         _stop(worker)
 
@@ -200,9 +206,9 @@ def test_with_redis_wake_ups_queuert_worker_processes_a_committed_chain_at_once(
     alias: str,
 ) -> None:
     """``QUEUERT["NOTIFY"]`` a Redis URL, on SQLite as on PostgreSQL. The worker polls once a
-    minute (its first poll may come after half of that) and is busy with a ten-minute job in one of
-    its two slots, which it took once its Redis subscription was up: only the wake-up published
-    after Django's commit gets the second chain processed within 15 seconds."""
+    minute (and claims when it reaps expired leases, every half lease: 30 s) and is busy with a
+    ten-minute job in one of its two slots, which it took once its Redis subscription was up: only
+    the wake-up published after Django's commit gets the second chain processed within 15 s."""
     from django.test.utils import override_settings
     from django_project import REDIS_URL, queuert_settings
     from shop.jobs import OrderRef, Pause, Receipt, SendReceipt, SlowJob
