@@ -168,6 +168,9 @@ class TestUnreadableTimes:
         assert only.unreadable is not None
         stats = await env.state.get_queue_stats()
         assert sum(s.ready for s in stats) >= 1, "queue statistics still read"
+        # what an idle worker sleeps on: no error (a worker would fall into its recovery backoff)
+        await env.state.next_due([Echo.type_name])
+        await env.state.get_job_activity(window=timedelta(hours=1), buckets=4)
 
     async def test_an_unreadable_lease_is_reaped_with_the_others(
         self, queuert_env: MakeEnv
