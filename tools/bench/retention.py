@@ -17,9 +17,12 @@ set-based SQL), then measures, in fresh child processes:
 ``migrate_to_partitioned()`` (daily partitions; the expired chains land in the history partition),
 so retention drops that partition instead of deleting rows. That partition ends at the start of
 today (UTC), so the runs' ``closed_for`` is the time since then, less a minute, instead of a day.
+``--counts estimated``: the dropped partition is not counted but estimated from the catalog.
 
 Reports medians (and the range): the deletion rate, and the processing rate with retention running
-against without it.
+against without it, both as the ratio of the medians and round by round (each round's ``both``
+against the same round's ``processing``, which shared the machine's load at the time), with how
+long retention ran within the processing it overlapped and the load average of the machine.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import time
@@ -79,7 +83,8 @@ class Progress:
             self.first_delete = self.first_delete or now
             self.last_delete = now
             self.deleted += event.deleted
-            if self.deleted >= self.expired:
+            # a dropped partition held them all (its count may be an estimate)
+            if self.deleted >= self.expired or event.partitions:
                 self.cleaned.set()
 
 
@@ -124,11 +129,14 @@ async def measure(dsn: str, mode: str, chains: int, expired: int, batch: int) ->
     result: dict[str, float] = {}
     if mode in ("processing", "both"):
         await progress.processed.wait()
-        result["process_per_s"] = chains / (time.perf_counter() - began)
+        result["process_s"] = time.perf_counter() - began
+        result["process_per_s"] = chains / result["process_s"]
     if mode in ("retention", "both"):
         await progress.cleaned.wait()
-        elapsed = time.perf_counter() - began
-        result["deleted_per_s"] = progress.deleted / elapsed
+        # until the batch that completed the deletion (in ``both``, processing may end later)
+        elapsed = progress.last_delete - began
+        result["deleted_per_s"] = expired / elapsed
+        result["retention_s"] = elapsed
     for w in workers:
         await w.close()
     await client.close()
@@ -181,16 +189,28 @@ def main() -> None:
     parser.add_argument("--expired", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--layout", choices=("plain", "partitioned"), default="plain")
+    parser.add_argument(
+        "--counts",
+        choices=("exact", "estimated"),
+        default="exact",
+        help="how a dropped partition is counted (partitioned layout: Partitioning(counts=...))",
+    )
     args = parser.parse_args()
-    extra = "&partitioned=true" if args.layout == "partitioned" else ""
+    extra = (
+        f"&partitioned=true&partition_counts={args.counts}" if args.layout == "partitioned" else ""
+    )
     print(
-        f"queuert bench: retention, {args.layout} layout, {args.expired:,} expired chains, "
+        f"queuert bench: retention, {args.layout} layout"
+        f"{f' ({args.counts} counts)' if args.layout == 'partitioned' else ''}, "
+        f"{args.expired:,} expired chains, "
         f"batches of {args.batch}; "
         f"{args.runs} rounds, medians (min..max)",
         flush=True,
     )
     results: dict[str, list[dict[str, float]]] = {"processing": [], "retention": [], "both": []}
-    for _ in range(args.runs):
+    ratios: list[float] = []
+    for run in range(args.runs):
+        load = os.getloadavg()[0]
         for mode in results:
             schema = f"bench_retention_{uuid.uuid4().hex[:8]}"
             asyncio.run(fill(args.dsn, schema, args.expired, args.layout))
@@ -205,6 +225,15 @@ def main() -> None:
                 results[mode].append(child(payload))
             finally:
                 asyncio.run(drop(args.dsn, schema))
+        solo, paired = results["processing"][-1], results["both"][-1]
+        ratios.append(paired["process_per_s"] / solo["process_per_s"])
+        print(
+            f"  round {run + 1}: processing {solo['process_per_s']:,.0f} jobs/s alone, "
+            f"{paired['process_per_s']:,.0f} with retention ({ratios[-1]:.2f}); processing took "
+            f"{paired['process_s']:.2f} s, retention {paired['retention_s']:.2f} s of it; "
+            f"load average {load:.1f} -> {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
 
     def cell(mode: str, key: str) -> str:
         values = [r[key] for r in results[mode]]
@@ -216,7 +245,11 @@ def main() -> None:
     print(f"retention while processing, chains/s: {cell('both', 'deleted_per_s')}")
     alone = statistics.median(r["process_per_s"] for r in results["processing"])
     both = statistics.median(r["process_per_s"] for r in results["both"])
-    print(f"processing with retention / alone:   {both / alone:.2f}")
+    print(f"processing with retention / alone:   {both / alone:.2f} (ratio of the medians)")
+    print(
+        f"same, round by round:                {statistics.median(ratios):.2f} "
+        f"({min(ratios):.2f}..{max(ratios):.2f})"
+    )
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import pytest
 from django.db import transaction
 from django_project import SCHEMA, manage, pg_execute
 from queuert import Client
-from queuert_django import open_client, start_chain
+from queuert_django import db_connection, get_sync_client, open_client, start_chain
 
 WAIT = 30.0
 """Upper bound of every wait: a bug fails the test instead of hanging it."""
@@ -88,24 +88,33 @@ class _Lines:
                 return line
 
 
-async def _wait(chain_id: str, job_type: Any) -> Any:
+async def _wait(chain_id: str, job_type: Any, timeout: float = WAIT) -> Any:
     async with open_client() as client:
-        return await _wait_with(client, chain_id, job_type)
+        return await _wait_with(client, chain_id, job_type, timeout)
 
 
-async def _wait_with(client: Client[Any], chain_id: str, job_type: Any) -> Any:
-    return await client.wait_for_chain(chain_id, job_type, timeout=WAIT, poll_interval=0.1)
+async def _wait_with(
+    client: Client[Any], chain_id: str, job_type: Any, timeout: float = WAIT
+) -> Any:
+    return await client.wait_for_chain(chain_id, job_type, timeout=timeout, poll_interval=0.1)
 
 
-def _worker(alias: str) -> subprocess.Popen[str]:
-    # on PostgreSQL only the commit's NOTIFY can wake the worker within the tests' waits (it would
-    # poll after a minute); SQLite has no notifications across processes, so there it polls often
+def _worker(alias: str, shutdown_timeout: str = "10") -> subprocess.Popen[str]:
+    # on PostgreSQL only the commit's NOTIFY can wake the worker within 15 s (it polls once a minute
+    # and reaps, then claims, every 30 s); SQLite has no notifications across processes (without
+    # Redis), so there it polls often
     poll = "60" if alias == "pg" else "0.1"
     return manage(
         "queuert_worker",
         alias=alias,
-        env={"SHOP_POLL_INTERVAL": poll, "SHOP_SHUTDOWN_TIMEOUT": "10"},
+        env={"SHOP_POLL_INTERVAL": poll, "SHOP_SHUTDOWN_TIMEOUT": shutdown_timeout},
     )
+
+
+def _cancel(chain_id: str, alias: str) -> None:
+    """Cancel a chain a stopped worker returned to the queue, so that no later worker takes it."""
+    with transaction.atomic(using=alias):
+        get_sync_client().cancel_chain(chain_id, tx=db_connection())
 
 
 def _stop(worker: subprocess.Popen[str]) -> None:
@@ -115,22 +124,27 @@ def _stop(worker: subprocess.Popen[str]) -> None:
 
 
 def test_queuert_worker_processes_a_chain_committed_in_django_s_transaction(alias: str) -> None:
-    from shop.jobs import OrderRef, Receipt, SendReceipt
+    """The worker first takes a ten-minute job into one of its two slots (so its first claims are
+    over); on PostgreSQL only the NOTIFY of Django's commit then gets the chain processed in time."""
+    from shop.jobs import OrderRef, Pause, Receipt, SendReceipt, SlowJob
     from shop.models import Order
 
-    worker = _worker(alias)
+    worker = _worker(alias, shutdown_timeout="0.5")
     lines = _Lines(worker)
     try:
         lines.wait_for("worker_started")  # listening: a NOTIFY from now on reaches it
+        slow_id = start_chain(SlowJob(Pause(600))).id
+        lines.wait_for(f"started {slow_id}")
         reference = f"o-{uuid.uuid4().hex[:8]}"
         with transaction.atomic(using=alias):
             Order.objects.using(alias).create(reference=reference)
             chain_id = start_chain(SendReceipt(OrderRef(reference))).id
-        assert asyncio.run(_wait(chain_id, SendReceipt)) == Receipt(reference)
+        assert asyncio.run(_wait(chain_id, SendReceipt, timeout=15)) == Receipt(reference)
         assert Order.objects.using(alias).get(reference=reference).receipt_sent
         worker.send_signal(signal.SIGTERM)
         status, _, err = _finish(worker)
         assert status == 0, err
+        _cancel(slow_id, alias)
     finally:
         _stop(worker)
 
@@ -154,3 +168,73 @@ def test_queuert_worker_finishes_the_job_in_flight_when_stopped_and_exits_cleanl
         assert asyncio.run(_wait(chain_id, SlowJob)) == Paused(1.5)
     finally:
         _stop(worker)
+
+
+def test_queuert_worker_returns_a_job_that_outlasts_the_shutdown_timeout_and_exits_in_time(
+    alias: str,
+) -> None:
+    from shop.jobs import Pause, SlowJob
+
+    worker = manage(
+        "queuert_worker",
+        alias=alias,
+        env={"SHOP_POLL_INTERVAL": "0.1", "SHOP_SHUTDOWN_TIMEOUT": "0.5"},
+    )
+    lines = _Lines(worker)
+    try:
+        lines.wait_for("worker_started")
+        chain_id = start_chain(SlowJob(Pause(600))).id
+        lines.wait_for(f"started {chain_id}")
+        worker.send_signal(signal.SIGTERM)
+        # shutdown_timeout (0.5 s) plus the cleanup grace, not the handler's ten minutes
+        status, _, err = _finish(worker, timeout=15)
+        assert status == 0, err
+
+        async def chain_after_exit() -> Any:
+            async with open_client() as client:
+                return await client.get_chain(chain_id, SlowJob)
+
+        job = asyncio.run(chain_after_exit()).tail
+        # back in the queue: ready for the next worker, leased by nobody
+        assert (job.status, job.leased_by, job.attempt) == ("ready", None, 1)
+        _cancel(chain_id, alias)
+    finally:
+        _stop(worker)
+
+
+def test_with_redis_wake_ups_queuert_worker_processes_a_committed_chain_at_once(
+    alias: str,
+) -> None:
+    """``QUEUERT["NOTIFY"]`` a Redis URL, on SQLite as on PostgreSQL. The worker polls once a
+    minute (and claims when it reaps expired leases, every half lease: 30 s) and is busy with a
+    ten-minute job in one of its two slots, which it took once its Redis subscription was up: only
+    the wake-up published after Django's commit gets the second chain processed within 15 s."""
+    from django.test.utils import override_settings
+    from django_project import REDIS_URL, queuert_settings
+    from shop.jobs import OrderRef, Pause, Receipt, SendReceipt, SlowJob
+
+    with override_settings(QUEUERT=queuert_settings(alias, NOTIFY=REDIS_URL)):
+        worker = manage(
+            "queuert_worker",
+            alias=alias,
+            env={
+                "SHOP_POLL_INTERVAL": "60",
+                "SHOP_SHUTDOWN_TIMEOUT": "0.5",
+                "QUEUERT_DJANGO_NOTIFY": REDIS_URL,
+            },
+        )
+        lines = _Lines(worker)
+        try:
+            lines.wait_for("worker_started")
+            slow_id = start_chain(SlowJob(Pause(600))).id
+            lines.wait_for(f"started {slow_id}")  # the subscription is up, the worker idle
+            reference = f"o-{uuid.uuid4().hex[:8]}"
+            with transaction.atomic(using=alias):
+                chain_id = start_chain(SendReceipt(OrderRef(reference))).id
+            assert asyncio.run(_wait(chain_id, SendReceipt, timeout=15)) == Receipt(reference)
+            worker.send_signal(signal.SIGTERM)
+            status, _, err = _finish(worker)
+            assert status == 0, err
+            _cancel(slow_id, alias)
+        finally:
+            _stop(worker)

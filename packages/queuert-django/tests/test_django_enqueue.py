@@ -16,6 +16,9 @@ from queuert_django import db_connection, get_sync_client, start_chain, start_ch
 from shop.jobs import OrderRef, SendReceipt
 from shop.models import Order
 
+WAIT = 30.0
+"""Upper bound of every wait: a bug fails the test instead of hanging it."""
+
 
 class Boom(Exception):
     pass
@@ -199,3 +202,41 @@ def test_a_view_writes_the_order_and_its_chain_or_neither(alias: str) -> None:
     assert again.status_code == 409
     chains = get_sync_client().list_chains(type_names=[SendReceipt], tx=db_connection())
     assert [c.id for c in chains.items if c.input == OrderRef(reference)] == [chain_id]
+
+
+def test_with_redis_wake_ups_follow_the_outermost_commit_only(alias: str) -> None:
+    """``QUEUERT["NOTIFY"]`` a Redis URL: the wake-up is published after the outermost commit, by
+    the process's notify thread, and never for a rolled-back block or savepoint."""
+    import redis
+    from django.test.utils import override_settings
+    from django_project import REDIS_URL, SCHEMA, queuert_settings
+    from shop.jobs import Pause, SlowJob
+
+    channel = f"{SCHEMA}:sched"
+    with (
+        override_settings(QUEUERT=queuert_settings(alias, NOTIFY=REDIS_URL)),
+        redis.Redis.from_url(REDIS_URL) as server,
+        server.pubsub() as subscription,
+    ):
+        subscription.subscribe(channel)
+        confirmed = subscription.get_message(timeout=WAIT)
+        assert confirmed is not None and confirmed["type"] == "subscribe"
+        queuert = get_sync_client()
+        with pytest.raises(Boom), transaction.atomic(using=alias):
+            start_chain(SlowJob(Pause(0)))
+            raise Boom
+        with transaction.atomic(using=alias):
+            with pytest.raises(Boom), transaction.atomic(using=alias):
+                start_chain(SlowJob(Pause(0)))
+                raise Boom
+            start_chain(SendReceipt(OrderRef(_reference())))
+            queuert.wait_published()  # whatever was handed over so far is out
+            server.publish(channel, "marker")  # so a wake-up sent before the commit precedes this
+        queuert.wait_published()
+        received = []
+        while len(received) < 2:
+            message = subscription.get_message(timeout=WAIT)
+            assert message is not None, f"only {received} arrived"
+            received.append(message["data"].decode())
+        # neither the rolled-back block nor the savepoint sent one; the commit sent one, after it
+        assert received == ["marker", "send_receipt"]

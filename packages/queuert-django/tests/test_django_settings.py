@@ -39,7 +39,7 @@ def test_job_types_load_from_a_dotted_path() -> None:
     [
         ({"DATABSE": "pg"}, "unknown QUEUERT keys: DATABSE"),
         ({"DATABASE": "replica"}, "'replica', which is not an alias of DATABASES"),
-        ({"NOTIFY": "yes"}, 'QUEUERT["NOTIFY"] must be True or False'),
+        ({"NOTIFY": "yes"}, 'QUEUERT["NOTIFY"] must be True, False or a Redis URL'),
         ({"JOB_TYPES": "shop.jobs.NOTHING"}, "cannot import 'shop.jobs.NOTHING'"),
         ({"JOB_TYPES": 3}, "must be a sequence of job types"),
         ({"TABLE_PREFIX": ""}, 'QUEUERT["TABLE_PREFIX"] must be a non-empty str'),

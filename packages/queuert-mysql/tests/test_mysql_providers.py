@@ -392,3 +392,34 @@ async def test_an_aiomysql_connection_in_autocommit_with_no_transaction_is_refus
         await adapter.close()
         pool.close()
         await pool.wait_closed()
+
+
+@pytest.mark.parametrize("driver", ["aiomysql", "asyncmy"])
+async def test_a_session_s_savepoint_set_before_any_statement_takes_only_its_chain(
+    driver: str, prefix: str
+) -> None:
+    """A savepoint that is the session transaction's first statement: the chain started in it
+    vanishes with its rollback, with its events, and the transaction goes on to commit the rest."""
+    from queuert import RecordingObservability
+    from queuert.observability import ChainCreated
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    app_engine = engine(driver)
+    adapter = MysqlStateAdapter(SqlAlchemyProvider(app_engine), table_prefix=prefix)
+    await adapter.migrate()
+    events = RecordingObservability()
+    client = Client(adapter, job_types=[SendReceipt], observability=events)
+    try:
+        async with AsyncSession(app_engine) as session, session.begin():
+            nested = await session.begin_nested()
+            dropped = await client.start_chain(SendReceipt(Order("o-1")), tx=session)
+            await nested.rollback()
+            kept = await client.start_chain(SendReceipt(Order("o-2")), tx=session)
+        await client.wait_published()
+        assert await adapter.get_chain(dropped.id) is None
+        assert await adapter.get_chain(kept.id) is not None
+        assert [e.chain_id for e in events.of(ChainCreated)] == [kept.id]
+    finally:
+        await client.close()
+        await adapter.close()
+        await app_engine.dispose()

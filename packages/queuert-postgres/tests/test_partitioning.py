@@ -16,9 +16,14 @@ from pg_helpers import DSN, Namespace, make_adapter
 from queuert import Client, Retention, Worker
 from queuert.errors import ConfigurationError, DuplicateJobIdError
 from queuert.ids import uuid7
-from queuert.observability import ChainsExpired, Event
+from queuert.observability import AttemptCompleted, ChainsExpired, Event
 from queuert.retention import RunRetention
 from queuert.state import NewJob, StoredJob
+from queuert.storage_maintenance import (
+    RunStorageMaintenance,
+    StorageMaintenanceResult,
+    storage_maintenance_periodic,
+)
 from queuert_postgres import AsyncpgProvider, Partitioning, PgStateAdapter
 from queuert_postgres._partitions import bucket_start, parse_bound, uuid_at
 
@@ -219,6 +224,116 @@ async def test_partition_of_expired_chains_is_dropped_whole(
     )
 
 
+async def test_partition_left_detached_by_a_stopped_run_is_dropped_by_the_next(
+    adapter: PgStateAdapter[object], namespace: Namespace
+) -> None:
+    """A run that stopped between detaching a partition and dropping it (the two are separate
+    transactions) leaves a detached table; the next run, with or without a cutoff, counts it and
+    drops it."""
+    old = [await start(adapter, uuid7_at(days_ago(3 + i))) for i in range(3)]
+    for job in old:
+        await close(adapter, job.id)
+    history = f'"{namespace.schema}"."{namespace.prefix}job_phistory"'
+    conn = await asyncpg.connect(DSN)
+    try:
+        # the state such a run leaves: what the first transaction of the drop commits
+        await conn.execute(
+            f'ALTER TABLE "{namespace.schema}"."{namespace.prefix}job" DETACH PARTITION {history}'
+        )
+        assert f"{namespace.prefix}job_phistory" not in [b.name for b in await adapter.partitions()]
+
+        expiry = await adapter.maintain_storage()
+
+        assert (expiry.partitions_dropped, expiry.chains, expiry.jobs) == (1, 3, 3)
+        assert await conn.fetchval("SELECT to_regclass($1::text)", history) is None
+        assert (await adapter.maintain_storage()).partitions_dropped == 0
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("analysed", [True, False])
+async def test_partition_counts_estimated_from_the_catalog(
+    namespace: Namespace, analysed: bool
+) -> None:
+    """``counts="estimated"`` reports what the last VACUUM or ANALYZE recorded of the partition (its
+    rows, the share of first jobs), flagged as an estimate; a partition never analysed is counted."""
+    provider = await AsyncpgProvider.connect(DSN, min_size=1, max_size=4)
+    state = PgStateAdapter(
+        provider,
+        schema=namespace.schema,
+        table_prefix=namespace.prefix,
+        partitioning=Partitioning(DAY, ahead=1, counts="estimated"),
+    )
+    await state.migrate()
+    conn = await asyncpg.connect(DSN)
+    try:
+        first = [await start(state, uuid7_at(days_ago(3 + i))) for i in range(4)]
+        follow = uuid7()
+        await state.create_jobs(
+            [
+                NewJob(
+                    id=follow,
+                    type_name="t",
+                    chain_type_name="t",
+                    input=None,
+                    chain_id=first[0].id,
+                    chain_index=1,
+                )
+            ]
+        )
+        await state.complete_job(
+            first[0].id, outcome="completed", worker_id=None, succeeded_by_job_id=follow
+        )
+        for job_id in [*(j.id for j in first[1:]), follow]:
+            await close(state, job_id)
+        if analysed:
+            await conn.execute(
+                f'VACUUM ANALYZE "{namespace.schema}"."{namespace.prefix}job_phistory"'
+            )
+
+        expiry = await state.maintain_storage(closed_before=datetime.now(timezone.utc))
+
+        assert (expiry.partitions_dropped, expiry.chains, expiry.jobs) == (1, 4, 5)
+        assert expiry.estimated is analysed
+    finally:
+        await conn.close()
+        await state.close()
+
+
+async def test_partition_whose_lock_is_not_granted_waits_for_the_next_run(
+    namespace: Namespace,
+) -> None:
+    """Detaching waits at most ``lock_timeout`` for the job table: a transaction that holds it
+    makes the run keep the partition, whole and attached, and the next run drops it."""
+    provider = await AsyncpgProvider.connect(DSN, min_size=1, max_size=4)
+    state = PgStateAdapter(
+        provider,
+        schema=namespace.schema,
+        table_prefix=namespace.prefix,
+        partitioning=Partitioning(DAY, ahead=1, lock_timeout=timedelta(milliseconds=200)),
+    )
+    await state.migrate()
+    conn = await asyncpg.connect(DSN)
+    try:
+        old = await start(state, uuid7_at(days_ago(3)))
+        await close(state, old.id)
+        holding = conn.transaction()
+        await holding.start()
+        await conn.execute(f'LOCK TABLE "{namespace.schema}"."{namespace.prefix}job" IN SHARE MODE')
+
+        kept = await state.maintain_storage(closed_before=datetime.now(timezone.utc))
+
+        await holding.rollback()
+        assert (kept.partitions_dropped, kept.partitions_kept) == (0, 1)
+        assert f"{namespace.prefix}job_phistory" in [b.name for b in await state.partitions()]
+        assert await state.get_chain(old.id) is not None
+        later = await state.maintain_storage(closed_before=datetime.now(timezone.utc))
+        assert (later.partitions_dropped, later.chains) == (1, 1)
+    finally:
+        await conn.close()
+        await state.close()
+
+
 @pytest.mark.parametrize("needed", ["open", "closed-later", "waited-on"])
 async def test_partition_still_needed_is_kept(adapter: PgStateAdapter[object], needed: str) -> None:
     done = await start(adapter, uuid7_at(days_ago(3)))
@@ -329,6 +444,57 @@ async def test_retention_run_drops_the_partition_and_reports_it(namespace: Names
         await state.close()
 
 
+class _Maintained:
+    """Observability that signals a completed storage maintenance run."""
+
+    def __init__(self) -> None:
+        self.done = asyncio.Event()
+
+    def emit(self, event: Event) -> None:
+        if (
+            isinstance(event, AttemptCompleted)
+            and event.job.type_name == RunStorageMaintenance.type_name
+        ):
+            self.done.set()
+
+
+async def test_workers_create_partitions_ahead_without_retention(namespace: Namespace) -> None:
+    """A worker with no retention still runs the layout's maintenance (a periodic chain, the first
+    at once): the coming partitions are created ahead, so new chains land in their bucket, not in
+    the default partition."""
+    state = await partitioned(namespace)  # one bucket ahead
+    await state.migrate()
+    wider = await partitioned(namespace, ahead=3)
+    seen = _Maintained()
+    client = Client(wider, observability=seen)
+    try:
+        in_three_days = datetime.now(timezone.utc) + timedelta(days=3)
+        bucket = f"{namespace.prefix}job_p{in_three_days.strftime('%Y%m%d')}t0000"
+        assert bucket not in [b.name for b in await wider.partitions()]
+        async with Worker(client):
+            await asyncio.wait_for(seen.done.wait(), 20)
+        (run,) = (await client.list_chains(type_names=[RunStorageMaintenance])).items
+        assert run.output == StorageMaintenanceResult(partitions_created=2)
+        assert bucket in [b.name for b in await wider.partitions()]
+        early = await start(wider, uuid7_at(in_three_days))
+        assert await partition_of(namespace, early.id) == f"{namespace.schema}.{bucket}"
+    finally:
+        await client.close()
+        await wider.close()
+        await state.close()
+
+
+def test_storage_maintenance_runs_only_where_the_layout_wants_them() -> None:
+    on = PgStateAdapter(object(), partitioning=Partitioning(DAY))
+    assert on.storage_maintenance_every == timedelta(hours=1)
+    assert storage_maintenance_periodic(on) is not None
+    minutes = PgStateAdapter(object(), partitioning=Partitioning(timedelta(minutes=10)))
+    assert minutes.storage_maintenance_every == timedelta(minutes=5)
+    off = PgStateAdapter(object(), partitioning=Partitioning(DAY, maintain=False))
+    assert storage_maintenance_periodic(off) is None
+    assert storage_maintenance_periodic(PgStateAdapter(object())) is None
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     st.integers(min_value=0, max_value=2**48 - 1 - 10_000 * 60_000),
@@ -352,5 +518,7 @@ def test_partitioning_is_validated() -> None:
             Partitioning(bad)
     with pytest.raises(ConfigurationError):
         Partitioning(ahead=0)
+    with pytest.raises(ConfigurationError, match="counts"):
+        Partitioning(counts="roughly")  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError):
         PgStateAdapter(object(), partitioning="daily")  # type: ignore[arg-type]

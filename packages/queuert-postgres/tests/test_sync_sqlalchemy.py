@@ -1,5 +1,6 @@
 """SyncClient on SQLAlchemy's sync Session over PostgreSQL (psycopg 3): the chain commits or rolls
-back with the session, its NOTIFY with it, and its events follow the session's commit events."""
+back with the session, its NOTIFY with it, and its events follow the session's commit events; the
+other calls (workerless completion, cancellation, deletion, reads) run in the session too."""
 
 from __future__ import annotations
 
@@ -11,7 +12,13 @@ from typing import Any
 import psycopg
 import pytest
 from pg_helpers import DSN, Namespace, drop_namespace, unique_schema
-from queuert import EntryJobType, RecordingObservability, SyncClient, UsageError
+from queuert import (
+    EntryJobType,
+    RecordingObservability,
+    SyncClient,
+    SyncWorkerlessCompletion,
+    UsageError,
+)
 from queuert.observability import ChainCreated
 from queuert_postgres import PgStateAdapter, SqlAlchemySyncBackend
 from sqlalchemy import Engine, create_engine, text
@@ -119,6 +126,39 @@ def test_a_rolled_back_begin_nested_drops_its_chain_and_its_events(
     assert created(recorded) == [kept.id]
     with Session(engine) as session:
         assert sync.get_chain(dropped.id, tx=session) is None
+
+
+def test_workerless_completion_cancel_delete_and_reads_in_a_session(
+    engine: Engine, sync: SyncClient[Any], recorded: RecordingObservability
+) -> None:
+    with Session(engine) as session, session.begin():
+        first = sync.start_chain(ShipOrder(Order("o-1")), tx=session)
+        second = sync.start_chain(ShipOrder(Order("o-2")), tx=session)
+
+    def ship_by_hand(completion: SyncWorkerlessCompletion[Any, Order]) -> str:
+        # a chain started by the callback joins the session's transaction
+        completion.start_chain(Barrier(Order(f"after {completion.input.order_id}")))
+        return f"by hand {completion.input.order_id}"
+
+    with pytest.raises(RuntimeError), Session(engine) as session, session.begin():
+        sync.complete_chain(first, ShipOrder, ship_by_hand, tx=session)
+        raise RuntimeError("the request failed")
+    with Session(engine) as session:
+        found = sync.get_chain(first.id, ShipOrder, tx=session)
+        assert found is not None and found.status == "open"  # the completion rolled back
+        assert sync.list_chains(type_names=[Barrier], tx=session).items == []
+    with Session(engine) as session, session.begin():
+        done = sync.complete_chain(first, ShipOrder, ship_by_hand, tx=session)
+        cancelled = sync.cancel_chain(second, tx=session)
+    assert (done.output, cancelled.outcome) == ("by hand o-1", "cancelled")
+    with Session(engine) as session, session.begin():
+        (barrier,) = sync.list_chains(type_names=[Barrier], tx=session).items
+        assert barrier.input == Order("after o-1")
+        deleted = sync.delete_chains([first, second], tx=session)
+        assert {c.id for c in deleted} == {first.id, second.id}
+    with Session(engine) as session:
+        assert [c.id for c in sync.list_chains(tx=session).items] == [barrier.id]
+    assert set(created(recorded)) == {first.id, second.id, barrier.id}
 
 
 def test_an_engine_of_another_driver_is_refused(namespace: Namespace) -> None:

@@ -267,7 +267,8 @@ class ChainsExpired(Event):
     """A retention batch committed: ``deleted`` chains closed before ``cutoff`` were deleted;
     ``skipped`` were kept because a chain outside the batch still waits for them. ``partitions``:
     the chains went with that many partitions dropped whole (``jobs``: the jobs they held; None for
-    a batch of row deletes)."""
+    a batch of row deletes). ``estimated``: ``deleted`` and ``jobs`` are the database's estimates
+    of what the partitions held, not counts (a layout configured to skip the count)."""
 
     name: ClassVar[str] = "chains_expired"
     deleted: int
@@ -275,6 +276,7 @@ class ChainsExpired(Event):
     cutoff: datetime
     jobs: int | None = None
     partitions: int = 0
+    estimated: bool = False
 
 
 @dataclass(frozen=True)

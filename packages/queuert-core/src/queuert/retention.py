@@ -110,7 +110,12 @@ async def run_retention(client: Client[Any], attempt: Attempt[RunRetention]) -> 
         if expiry.partitions_dropped:
             client._core.emit(
                 ChainsExpired(
-                    expiry.chains, 0, cutoff, jobs=expiry.jobs, partitions=expiry.partitions_dropped
+                    expiry.chains,
+                    0,
+                    cutoff,
+                    jobs=expiry.jobs,
+                    partitions=expiry.partitions_dropped,
+                    estimated=expiry.estimated,
                 )
             )
         deleted += expiry.chains

@@ -764,6 +764,8 @@ class StorageExpiry:
     """Partitions old enough to drop that still hold something needed (an open chain, a chain
     closed more recently, a chain another chain waits for): their expired chains are deleted row by
     row instead."""
+    estimated: bool = False
+    """``chains`` and ``jobs`` are (partly) the database's estimates, not counts."""
 
 
 @runtime_checkable
@@ -772,9 +774,16 @@ class SupportsStorageMaintenance(Protocol):
     partitions created ahead and expired ones dropped whole (PostgreSQL's partitioned layout).
 
     Retention runs call it first, under the maintenance lease, with the run's cutoff; the chains it
-    removes count as deleted by the run, and the run then deletes what is left row by row. An
-    adapter without the layout returns an empty :class:`StorageExpiry`.
+    removes count as deleted by the run, and the run then deletes what is left row by row. Storage
+    maintenance runs (every ``storage_maintenance_every``, retention or not) call it without a
+    cutoff. An adapter without the layout returns an empty :class:`StorageExpiry`.
     """
+
+    @property
+    def storage_maintenance_every(self) -> timedelta | None:
+        """How often the workers should run ``maintain_storage()`` even without retention (see
+        :mod:`queuert.storage_maintenance`); None: the layout needs no runs of its own."""
+        ...
 
     async def maintain_storage(self, closed_before: datetime | None = None) -> StorageExpiry:
         """Create what the layout needs ahead and, with ``closed_before``, remove whole units

@@ -84,6 +84,12 @@ from queuert.periodic import Periodic, PeriodicStarter
 from queuert.retention import Retention, RetentionResult, RunRetention, run_retention
 from queuert.schedule import Schedule
 from queuert.state import CompleteResult, Completion, StoredJob
+from queuert.storage_maintenance import (
+    RunStorageMaintenance,
+    StorageMaintenanceResult,
+    run_storage_maintenance,
+    storage_maintenance_periodic,
+)
 
 __all__ = ["AttemptMiddleware", "Handler", "HandlerConfig", "Worker"]
 
@@ -311,6 +317,9 @@ class Worker(Generic[TxT]):
         """The client's internals (publishing, bound transactions, mapping, finishing)."""
         if retention is not None:
             periodic = [*periodic, retention.periodic()]
+        maintenance = storage_maintenance_periodic(client._core.state)
+        if maintenance is not None:
+            periodic = [*periodic, maintenance]
         self._periodic = PeriodicStarter(client, periodic) if periodic else None
         """Starts the periodic chains at their ticks while the worker runs."""
         self.name = name
@@ -376,6 +385,14 @@ class Worker(Generic[TxT]):
                 return await run_retention(client, attempt)
 
             self.register(RunRetention, expire)
+        if maintenance is not None:
+
+            async def maintain(
+                attempt: Attempt[RunStorageMaintenance],
+            ) -> StorageMaintenanceResult:
+                return await run_storage_maintenance(client, attempt)
+
+            self.register(RunStorageMaintenance, maintain)
         for job_type, fn in (handlers or {}).items():
             self.register(job_type, fn)
 

@@ -6,10 +6,11 @@ Every key is optional::
         "DATABASE": "default",              # the DATABASES alias that holds queuert's tables
         "JOB_TYPES": "shop.jobs.JOB_TYPES",  # dotted path of a sequence of job types
         "WORKER": "shop.jobs.build_worker",  # dotted path of function(client) -> Worker
-        "NOTIFY": True,                      # PostgreSQL: wake workers with LISTEN/NOTIFY
+        "NOTIFY": True,                      # PostgreSQL: wake workers with LISTEN/NOTIFY;
+                                             # or a Redis URL: wake them through Redis
         "SCHEMA": "public",                  # PostgreSQL: the schema of queuert's tables
         "TABLE_PREFIX": "queuert_",
-        "CHANNEL_PREFIX": "queuert",         # PostgreSQL: the LISTEN/NOTIFY channels' prefix
+        "CHANNEL_PREFIX": "queuert",         # the LISTEN/NOTIFY channels' (or Redis keys') prefix
     }
 
 The settings are read on every call (not cached), so ``override_settings`` works in tests.
@@ -38,6 +39,8 @@ ENGINES = {
 }
 """The Django database engines queuert runs on, and the backend each maps to."""
 
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
 
 @dataclass(frozen=True)
 class QueuertSettings:
@@ -52,6 +55,9 @@ class QueuertSettings:
     schema: str
     table_prefix: str
     channel_prefix: str
+    redis_url: str | None = None
+    """``NOTIFY`` given as a Redis URL: wake-ups go through Redis (on either database) instead of
+    PostgreSQL's LISTEN/NOTIFY."""
 
     def build_worker(self) -> Callable[..., Any]:
         if self.worker is None:
@@ -87,8 +93,13 @@ def load_settings() -> QueuertSettings:
             f"queuert runs on PostgreSQL and SQLite; the database {database!r} uses {engine!r}"
         )
     notify = raw.get("NOTIFY", True)
-    if not isinstance(notify, bool):
-        raise ImproperlyConfigured('QUEUERT["NOTIFY"] must be True or False')
+    redis_url: str | None = None
+    if isinstance(notify, str) and notify.startswith(_REDIS_SCHEMES):
+        redis_url, notify = notify, True
+    elif not isinstance(notify, bool):
+        raise ImproperlyConfigured(
+            'QUEUERT["NOTIFY"] must be True, False or a Redis URL (redis://, rediss://, unix://)'
+        )
     worker = raw.get("WORKER")
     if worker is not None and not isinstance(worker, str):
         raise ImproperlyConfigured('QUEUERT["WORKER"] must be a dotted path (a str)')
@@ -101,6 +112,7 @@ def load_settings() -> QueuertSettings:
         schema=_text(raw, "SCHEMA", "public"),
         table_prefix=_text(raw, "TABLE_PREFIX", "queuert_"),
         channel_prefix=_text(raw, "CHANNEL_PREFIX", "queuert"),
+        redis_url=redis_url,
     )
 
 

@@ -3,7 +3,8 @@
 The worker, ``queuert_migrate`` and the dashboard run on asyncio connections of their own, opened
 with the same parameters as Django's (name, user, password, host, port and the libpq ``OPTIONS``);
 they never use Django's synchronous connection. PostgreSQL: psycopg 3 for the state adapter,
-LISTEN/NOTIFY (asyncpg) for wake-ups when ``NOTIFY`` is on. SQLite: the file of ``NAME``.
+LISTEN/NOTIFY (asyncpg) for wake-ups when ``NOTIFY`` is on. SQLite: the file of ``NAME``. With
+``NOTIFY`` set to a Redis URL, wake-ups go through Redis on either database.
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from queuert.state import StateAdapter
 
 from queuert_django.conf import QueuertSettings, load_settings
 
-__all__ = ["libpq_params", "open_client", "open_notify_adapter", "open_state_adapter"]
+__all__ = [
+    "libpq_params",
+    "open_client",
+    "open_notify_adapter",
+    "open_redis_notify_adapter",
+    "open_state_adapter",
+]
 
 _DJANGO_ONLY_OPTIONS = frozenset(
     {
@@ -122,9 +129,14 @@ async def open_state_adapter(
 async def open_notify_adapter(
     conf: QueuertSettings | None = None,
 ) -> AsyncIterator[NotifyAdapter | None]:
-    """PostgreSQL's LISTEN/NOTIFY adapter when ``NOTIFY`` is on, else ``None`` (the client's
-    in-process notifications: workers of other processes find new jobs at their next poll)."""
+    """The Redis notify adapter when ``NOTIFY`` is a Redis URL; PostgreSQL's LISTEN/NOTIFY adapter
+    when it is on; else ``None`` (the client's in-process notifications: workers of other
+    processes find new jobs at their next poll)."""
     conf = conf or load_settings()
+    if conf.redis_url is not None:
+        async with open_redis_notify_adapter(conf.redis_url, conf.channel_prefix) as redis:
+            yield redis
+        return
     if conf.backend != "postgresql" or not conf.notify:
         yield None
         return
@@ -133,6 +145,22 @@ async def open_notify_adapter(
     adapter = PgNotifyAdapter(
         _asyncpg_dsn(libpq_params(conf.database)), channel_prefix=conf.channel_prefix
     )
+    try:
+        yield adapter
+    finally:
+        await adapter.close()
+
+
+@asynccontextmanager
+async def open_redis_notify_adapter(url: str, prefix: str) -> AsyncIterator[NotifyAdapter]:
+    """A :class:`queuert_redis.RedisNotifyAdapter` on ``url`` with ``prefix``, closed on exit."""
+    try:
+        from queuert_redis import RedisNotifyAdapter
+    except ImportError as exc:
+        raise ImproperlyConfigured(
+            'QUEUERT["NOTIFY"] is a Redis URL: install queuert-django[redis]'
+        ) from exc
+    adapter = RedisNotifyAdapter(url, prefix=prefix)
     try:
         yield adapter
     finally:

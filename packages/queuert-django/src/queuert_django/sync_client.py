@@ -13,7 +13,9 @@ The chain is written on the connection of ``QUEUERT["DATABASE"]``, inside the tr
 open there: it exists when the outermost ``atomic()`` block commits and vanishes when the block rolls
 back, or with the savepoint of a nested block that rolls back. Wake-ups follow the commit: on
 PostgreSQL a ``NOTIFY`` sent in the transaction (delivered by the server on commit, dropped on
-rollback); on SQLite, workers in other processes find the jobs at their next poll.
+rollback); with ``QUEUERT["NOTIFY"]`` a Redis URL, a Redis message published after the commit
+(``transaction.on_commit``) by the process's notify thread (:mod:`queuert_django.notify_thread`);
+otherwise, on SQLite, workers in other processes find the jobs at their next poll.
 
 :func:`start_chain` and :func:`start_chains` open an ``atomic()`` block of their own when called
 outside one. Every other call of :class:`queuert.SyncClient` (workerless completion, cancellation,
@@ -22,6 +24,7 @@ deletion, reads) is on :func:`get_sync_client`, with ``tx=db_connection()`` insi
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from typing import Any, TypeVar
@@ -30,13 +33,16 @@ from django.db import connections, transaction
 from queuert import Chain, EntryJobType, SyncClient
 
 from queuert_django.conf import QueuertSettings, load_settings
+from queuert_django.connections import open_redis_notify_adapter
+from queuert_django.notify_thread import NotifyThread
 from queuert_django.sync_backends import sync_backend
 
 __all__ = ["db_connection", "get_sync_client", "start_chain", "start_chains"]
 
 J = TypeVar("J", bound=EntryJobType[Any, Any])
 
-_clients: dict[QueuertSettings, SyncClient[Any]] = {}
+_clients: dict[tuple[QueuertSettings, int], SyncClient[Any]] = {}
+"""The sync clients by setting and process id (a forked process builds its own)."""
 _lock = threading.Lock()
 
 
@@ -44,12 +50,27 @@ def get_sync_client() -> SyncClient[Any]:
     """The process's :class:`queuert.SyncClient` for the ``QUEUERT`` setting (one per setting,
     shared by every thread; each thread passes its own connection, :func:`db_connection`)."""
     conf = load_settings()
-    client = _clients.get(conf)
+    key = (conf, os.getpid())
+    client = _clients.get(key)
     if client is None:
         with _lock:
-            client = _clients.get(conf)
+            client = _clients.get(key)
             if client is None:
-                client = _clients[conf] = SyncClient(sync_backend(conf), job_types=conf.job_types)
+                client = _clients[key] = _build(conf)
+    return client
+
+
+def _build(conf: QueuertSettings) -> SyncClient[Any]:
+    if conf.redis_url is None:
+        return SyncClient(sync_backend(conf), job_types=conf.job_types)
+    url, prefix = conf.redis_url, conf.channel_prefix
+    thread = NotifyThread(
+        lambda: open_redis_notify_adapter(url, prefix), name="queuert-django-notify"
+    )
+    client: SyncClient[Any] = SyncClient(
+        sync_backend(conf), job_types=conf.job_types, notify=thread.adapter, notify_loop=thread.loop
+    )
+    thread.before_stop.append(client.wait_published)
     return client
 
 

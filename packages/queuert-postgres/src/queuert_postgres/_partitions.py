@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Literal
 
 from queuert.duration import Duration, to_timedelta
 from queuert.errors import ConfigurationError
@@ -48,6 +48,7 @@ PARTITION_STORAGE = (
 """The storage parameters of every partition (those the unpartitioned table has, migration 0002)."""
 
 _MINUTE = timedelta(minutes=1)
+_HOUR = timedelta(hours=1)
 
 
 @dataclass(frozen=True, init=False)
@@ -58,11 +59,21 @@ class Partitioning:
     one; a day by default). ``ahead``: how many buckets after the current one exist at any time
     (created by ``migrate()`` and by every maintenance run). ``lock_timeout``: how long dropping or
     creating a partition waits for the table lock before it gives up until the next run.
+    ``maintain``: the workers run the layout's maintenance (partitions created ahead, drops a
+    stopped run left half done) every :attr:`maintenance_every`, with or without retention (see
+    :mod:`queuert.storage_maintenance`); False: only ``migrate()`` and retention runs do.
+    ``counts``: how a dropped partition's chains and jobs are counted for the run's result and
+    event: ``"exact"`` (a read of the whole detached table before it is dropped: exact, one core
+    busy for about 0.1 s per million jobs) or ``"estimated"`` (the table's row count and share of
+    first jobs as the last ``VACUUM`` or ``ANALYZE`` recorded them, reported with ``estimated``;
+    counted exactly when the table has no such statistics).
     """
 
     interval: timedelta
     ahead: int
     lock_timeout: timedelta
+    maintain: bool
+    counts: Literal["exact", "estimated"]
 
     def __init__(
         self,
@@ -70,6 +81,8 @@ class Partitioning:
         *,
         ahead: int = 7,
         lock_timeout: Duration = timedelta(seconds=2),
+        maintain: bool = True,
+        counts: Literal["exact", "estimated"] = "exact",
     ) -> None:
         span = to_timedelta(interval, name="Partitioning interval", positive=True)
         if span < _MINUTE or span % _MINUTE:
@@ -82,6 +95,20 @@ class Partitioning:
         object.__setattr__(self, "interval", span)
         object.__setattr__(self, "ahead", ahead)
         object.__setattr__(self, "lock_timeout", wait)
+        if counts not in ("exact", "estimated"):
+            raise ConfigurationError(
+                f"Partitioning counts must be 'exact' or 'estimated', not {counts!r}"
+            )
+        object.__setattr__(self, "maintain", bool(maintain))
+        object.__setattr__(self, "counts", counts)
+
+    @property
+    def maintenance_every(self) -> timedelta | None:
+        """How often the workers run the layout's maintenance: half an interval, at most an hour
+        (None without ``maintain``)."""
+        if not self.maintain:
+            return None
+        return min(self.interval / 2, _HOUR)
 
     @property
     def interval_ms(self) -> int:
@@ -113,6 +140,12 @@ def bucket_name(names: Names, ms: int) -> str:
 
 def history_name(names: Names) -> str:
     return f"{names.prefix}job_phistory"
+
+
+def detached_pattern(names: Names) -> str:
+    """A regular expression for the names a bucket or the history partition can have (the
+    prefix is an identifier: letters, digits and ``_``, nothing a regular expression reads)."""
+    return f"^{names.prefix}job_p([0-9]{{8}}t[0-9]{{4}}|history)$"
 
 
 def default_name(names: Names) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from queuert.errors import UsageError
@@ -43,7 +43,8 @@ def from_url(url: str, **options: Any) -> Opening[PgStateAdapter[Any]]:
     ``schema``, ``table_prefix``, ``prepared_statements`` (``false`` behind PgBouncer in transaction
     mode), ``generic_plans`` (see :class:`AsyncpgProvider`), ``pool_min_size``, ``pool_max_size``,
     ``partitioned`` (``true``: the partitioned layout, see :class:`Partitioning`) with
-    ``partition_minutes`` (the span of one partition; a day by default) and ``partitions_ahead``.
+    ``partition_minutes`` (the span of one partition; a day by default), ``partitions_ahead`` and
+    ``partition_counts`` (``exact`` or ``estimated``).
     Other query parameters stay in the DSN for asyncpg.
     """
     parts = urlsplit(url)
@@ -62,6 +63,7 @@ def from_url(url: str, **options: Any) -> Opening[PgStateAdapter[Any]]:
             "partitioned",
             "partition_minutes",
             "partitions_ahead",
+            "partition_counts",
         ):
             found[key] = value
         else:
@@ -83,9 +85,12 @@ def from_url(url: str, **options: Any) -> Opening[PgStateAdapter[Any]]:
         options["partitioning"] = Partitioning(
             timedelta(minutes=_int("partition_minutes", found.get("partition_minutes", "1440"))),
             ahead=_int("partitions_ahead", found.get("partitions_ahead", "7")),
+            counts=_counts(found.get("partition_counts", "exact")),
         )
-    elif "partition_minutes" in found or "partitions_ahead" in found:
-        raise UsageError("partition_minutes and partitions_ahead need partitioned=true")
+    elif any(k in found for k in ("partition_minutes", "partitions_ahead", "partition_counts")):
+        raise UsageError(
+            "partition_minutes, partitions_ahead and partition_counts need partitioned=true"
+        )
     return PgStateAdapter.connect(
         dsn,
         schema=schema,
@@ -95,3 +100,11 @@ def from_url(url: str, **options: Any) -> Opening[PgStateAdapter[Any]]:
         prepared_statements=prepared,
         **options,
     )
+
+
+def _counts(value: str) -> Literal["exact", "estimated"]:
+    if value == "exact":
+        return "exact"
+    if value == "estimated":
+        return "estimated"
+    raise UsageError(f"partition_counts must be exact or estimated, not {value!r}")
