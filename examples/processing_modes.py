@@ -2,8 +2,9 @@
 
     uv run python -m examples.processing_modes
 
-* **atomic** — ``prepare("atomic")``: one transaction holds the job from there until the handler
-  returns; the completion and your own writes commit together. For short database work.
+* **atomic** — ``prepare("atomic")``: your writes and the completion share one transaction, which
+  commits when the handler returns, only if the job is still this worker's (else everything rolls
+  back). For short database work.
 * **staged** — ``prepare("staged")``: the handler works outside any transaction (the worker keeps
   renewing the lease), then ``complete`` opens a new transaction that first checks the job is still
   this worker's. For slow work (HTTP calls, rendering).
@@ -75,7 +76,7 @@ def build_worker(client: Client[Any], modes: dict[str, str | None]) -> Worker[An
         payment = attempt.input
 
         async def write(ctx: TxContext[Any]) -> Receipt:
-            # ctx.tx is the state adapter's transaction object, the one that holds the job. With
+            # ctx.tx is the state adapter's transaction object, the one that completes the job. With
             # PostgreSQL it is your driver's connection (or session), with SQLite the adapter's
             # connection:
             #     await ctx.tx.execute("INSERT INTO ledger (payment_id, cents) VALUES (?, ?)", ...)

@@ -124,8 +124,8 @@ async def test_a_worker_renews_all_its_leases_in_one_statement_per_interval(
 async def test_a_locked_job_row_does_not_hold_up_the_other_leases(
     recorded: tuple[PgStateAdapter[Any], RecordingProvider],
 ) -> None:
-    """A worker's atomic attempt holds its job row locked in its transaction for as long as the handler
-    runs. A renewal that includes that job (it was taken while the attempt opened its transaction) must
+    """A worker's transaction holds its job row locked from the completion (or a locked read, or the
+    handler's own SQL) until it ends. A renewal that includes that job (it was taken meanwhile) must
     not wait for the lock: it renews the other leases at once and reports the locked one as still
     held, neither renewed nor lost. (Waiting let the other jobs' leases expire and be reaped.)"""
     adapter, _provider = recorded

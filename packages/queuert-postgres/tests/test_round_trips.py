@@ -3,14 +3,16 @@ silently. Counted at the provider seam, inside one caller transaction where the 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from pg_helpers import DSN, CountingProvider, Namespace
-from queuert import Client, EntryJobType
+from queuert import Attempt, Client, EntryJobType, TxContext, Worker
 from queuert.ids import uuid7
 from queuert.schedule import Deduplication
 from queuert.state import Completion, NewJob
@@ -163,3 +165,84 @@ async def test_a_start_without_a_transaction_is_one_statement(
             provider.take()
             await client.start_chain(Work(Item(2)), tx=tx)
             assert provider.take() == 1
+
+
+class Write(EntryJobType[Item, int], name="write"):
+    pass
+
+
+class CountingTx(CountingProvider):
+    """Also records each transaction's BEGIN and COMMIT (or ROLLBACK) as the statements they are."""
+
+    def transaction(self) -> AbstractAsyncContextManager[Any]:
+        inner = super().transaction()
+        statements = self.statements
+
+        @asynccontextmanager
+        async def counted() -> AsyncIterator[Any]:
+            statements.append("BEGIN")
+            try:
+                async with inner as tx:
+                    yield tx
+            finally:
+                statements.append("COMMIT")
+
+        return counted()
+
+
+@pytest.mark.parametrize("process", ["atomic", "staged"])
+async def test_a_prepared_job_writing_one_row_takes_four_statements(
+    namespace: Namespace, process: str
+) -> None:
+    """The exactly-once path as ``tools/bench`` runs it: the handler inserts one row of its own in
+    the job's transaction (``prepare("atomic", insert)``, or ``complete(insert)`` after
+    ``prepare("staged")``) and the job completes in it. Per job that is BEGIN, the handler's INSERT,
+    the guarded completion and COMMIT; the claim is shared by the jobs it takes."""
+    jobs = 20
+    provider = CountingTx(await AsyncpgProvider.connect(DSN))
+    adapter = PgStateAdapter(provider, schema=namespace.schema, table_prefix=namespace.prefix)
+    await adapter.migrate()
+    table = f'"{namespace.schema}".bench_row'
+    async with adapter.transaction() as tx:
+        await tx.execute(f"CREATE TABLE {table} (job_id text PRIMARY KEY, n integer NOT NULL)")
+    done = asyncio.Event()
+    inserts = 0
+
+    async with Client(adapter, job_types=[Write]) as client:
+        worker: Worker[Any] = Worker(client, concurrency=1, poll_interval=600)
+
+        async def insert(ctx: TxContext[Any], attempt: Attempt[Write]) -> int:
+            nonlocal inserts
+            inserts += 1
+            await ctx.tx.execute(
+                f"INSERT INTO {table} (job_id, n) VALUES ($1, $2)", attempt.job.id, attempt.input.n
+            )
+            return attempt.input.n
+
+        @worker.handler(Write)
+        async def write(attempt: Attempt[Write]) -> int | None:
+            if process == "atomic":
+                await attempt.prepare("atomic", lambda ctx: insert(ctx, attempt))
+                result = attempt.input.n
+            else:
+                await attempt.prepare("staged")
+                await attempt.complete(lambda ctx: insert(ctx, attempt))
+                result = None
+            if attempt.input.n == jobs - 1:
+                done.set()
+            return result
+
+        await client.start_chains([Write(Item(n)) for n in range(jobs)])
+        provider.take()
+        async with worker:
+            await asyncio.wait_for(done.wait(), 30)
+        # the worker's own rounds (claims, reaping, the probe for the next due job) are not per job
+        rounds = {adapter.sql.claim.text, adapter.sql.reap.text, adapter.sql.next_due.text}
+        per_job = [s for s in provider.statements if s not in rounds]
+        async with adapter.transaction() as tx:
+            assert await tx.fetchval(f"SELECT count(*) FROM {table}") == jobs
+    assert inserts == jobs
+    # the handler's INSERT runs on the transaction's connection, past the provider: + 1 per job
+    assert (len(per_job) + inserts) / jobs == 4, per_job
+    assert per_job.count("BEGIN") == jobs, "one transaction per job"
+    assert not [s for s in per_job if "SAVEPOINT" in s], "no savepoint: the callback runs first"

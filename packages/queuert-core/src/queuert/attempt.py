@@ -10,12 +10,14 @@ since a retry would repeat whatever the handler already did.
 
 Modes:
 
-* **atomic** — ``prepare("atomic")`` opens a transaction that locks the job; ``complete`` runs in it,
-  and it commits when the handler returns. Use for short database work: the job's completion and your
-  own writes commit together.
+* **atomic** — ``prepare("atomic")``: the callbacks given to ``prepare`` and ``complete`` run in one
+  transaction (opened when the first of them runs), the job's completion is written in it when the
+  handler returns, and it commits only if that completion finds the job still leased by the worker;
+  otherwise it rolls back, your writes with it. Use for short database work (shorter than the lease:
+  the lease is not renewed while the transaction is open).
 * **staged** — ``prepare("staged")``: the handler works outside any transaction while the worker keeps
-  renewing the lease; ``complete`` opens a new transaction that first checks the worker still owns the
-  job.
+  renewing the lease; a callback given to ``complete`` runs in a new transaction that ends, the same
+  way, with the completion guarded by the lease.
 * **auto** (no ``prepare``) — decided at the handler's first suspension: if ``complete`` is called before
   the handler awaited anything that suspended, the attempt is atomic; otherwise staged.
 
@@ -36,7 +38,14 @@ from queuert._core import Core
 from queuert._declared import Completable, WithBlockers
 from queuert._finishing import CheckedResult
 from queuert.client import Client, TxContext
-from queuert.errors import JobLostError, JobNotCompletedError, UsageError
+from queuert.errors import (
+    JobAlreadyCompletedError,
+    JobLostError,
+    JobNotCompletedError,
+    JobNotFoundError,
+    JobTakenByAnotherWorkerError,
+    UsageError,
+)
 from queuert.job_types import JobType
 from queuert.json import JsonValue
 from queuert.models import Job
@@ -120,8 +129,9 @@ class AttemptHost(Protocol):
         ...
 
     def hold(self, job_id: str) -> None:
-        """A transaction of the attempt holds the job's row locked (its lease is not renewed
-        meanwhile: a renewal would wait for that lock)."""
+        """A transaction of the attempt is open: it holds the job's row locked, or will when it
+        writes the completion (the lease is not renewed meanwhile: a renewal would wait for that
+        lock)."""
         ...
 
     def unhold(self, job_id: str) -> None:
@@ -160,7 +170,9 @@ class Attempt(Generic[J]):
         self._auto = False
         self._stack: AsyncExitStack | None = None
         self._bound: BoundTransaction[Any] | None = None
-        """The open transaction holding the job, with its hooks."""
+        """The open transaction of the job, with its hooks."""
+        self._pristine = False
+        """No user callback has run in the open transaction yet."""
         self.continued_with: str | None = None
         self._checked: CheckedResult | None = None
         self._returned: object = None
@@ -197,10 +209,12 @@ class Attempt(Generic[J]):
     async def prepare(
         self, mode: Mode, fn: Callable[[TxContext[Any]], Awaitable[T]] | None = None
     ) -> T | None:
-        """Choose the processing mode, optionally running ``fn`` in a transaction that holds the job.
+        """Choose the processing mode, optionally running ``fn`` in a transaction of the job.
 
-        ``atomic``: the transaction stays open for ``complete``. ``staged``: it commits right away
-        (only opened if ``fn`` is given). Returns ``fn``'s result. Call at most once, before ``complete``.
+        ``atomic``: the transaction stays open for ``complete`` and commits with the completion (it is
+        opened only once something runs in it). ``staged``: it holds the job locked, checked still
+        leased by the worker, and commits right away (only opened if ``fn`` is given). Returns
+        ``fn``'s result. Call at most once, before ``complete``.
         """
         if self._auto:
             raise UsageError(
@@ -214,13 +228,11 @@ class Attempt(Generic[J]):
             raise UsageError(f"mode must be 'atomic' or 'staged', not {mode!r}")
         self._prepared = True
         self.mode = mode
-        if mode == "atomic":
-            await self._open()
-            if fn is None:
-                return None
-            return await self._in_savepoint(fn)
         if fn is None:
             return None
+        if mode == "atomic":
+            await self._open(guard=False)
+            return await self._in_savepoint(fn)
         await self._open()
         try:
             result = await self._in_savepoint(fn)
@@ -247,7 +259,7 @@ class Attempt(Generic[J]):
             self.mode = "staged" if self._suspended else "atomic"
         if callable(result) and not isinstance(result, JobType):
             if self._stack is None:
-                await self._open()
+                await self._open(guard=False)
             callback = result
 
             async def run(ctx: TxContext[Any]) -> Any:
@@ -288,7 +300,9 @@ class Attempt(Generic[J]):
 
         A plain output with no transaction open goes to the worker's completer, which writes the
         completions of attempts finishing together in one state operation; a continuation opens a
-        transaction of its own. Either way the write checks the job is still leased by this worker.
+        transaction of its own. Either way the write checks the job is still leased by this worker,
+        in the same statement: if it is not, the transaction rolls back (with whatever the handler's
+        callbacks wrote in it) and :class:`OwnershipLostError` tells why.
         """
         checked = self._checked
         assert checked is not None
@@ -302,13 +316,19 @@ class Attempt(Generic[J]):
         if self._stack is None:
             await self._open(guard=False)
         assert self._bound is not None
-        _result, successor = await host.core.finishing.write_result(
-            self._stored,
-            checked,
-            worker_id=host.worker_id,
-            bound=self._bound,
-            owner=host.worker_id,
-        )
+        try:
+            _result, successor = await host.core.finishing.write_result(
+                self._stored,
+                checked,
+                worker_id=host.worker_id,
+                bound=self._bound,
+                owner=host.worker_id,
+            )
+        except (JobTakenByAnotherWorkerError, JobAlreadyCompletedError, JobNotFoundError) as exc:
+            # the lease was lost while the handler ran: nothing of this attempt may commit
+            await self._close(exc)
+            await host.check_owned(self.job.id)  # raises OwnershipLostError with the reason
+            raise OwnershipLostError(self.job.id, "taken_by_another_worker") from exc
         self.continued_with = successor.id if successor is not None else None
         await self._close(None)
 
@@ -326,12 +346,14 @@ class Attempt(Generic[J]):
             self._auto = True
 
     async def _open(self, *, guard: bool = True) -> None:
-        """Open the transaction that holds the job; with ``guard``, lock the job at once and check it
-        is still ours (before user code runs in it)."""
+        """Open the transaction of the job; with ``guard``, lock the job at once and check it is still
+        ours (before user code runs in it). Without: a transaction that ends with the job's guarded
+        completion, or rolls back, needs no check up front."""
         stack = AsyncExitStack()
         host = self._host
         bound = await stack.enter_async_context(host.core.transactions.transaction())
         self._stack, self._bound = stack, bound
+        self._pristine = True
         host.hold(self.job.id)
         if not guard:
             return
@@ -355,12 +377,21 @@ class Attempt(Generic[J]):
             self._host.unhold(self.job.id)
 
     async def _in_savepoint(self, fn: Callable[[TxContext[Any]], Awaitable[T]]) -> T:
-        """Run a user callback in a savepoint so a failing statement cannot poison the transaction the
-        worker needs to record the failure."""
+        """Run a user callback so that, if it fails, only its own work is undone and the attempt can
+        go on: in a savepoint when the transaction already holds work of an earlier callback, else
+        directly, rolling the whole transaction back on failure (the next callback, continuation or
+        completion that needs one opens a new transaction)."""
         bound = self._bound
         assert bound is not None
         host = self._host
         core = host.core
+        if self._pristine:
+            self._pristine = False
+            try:
+                return await fn(TxContext(host.client, bound.tx, bound.hooks))
+            except BaseException as exc:
+                await self._close(exc)
+                raise
         if not core.state.capabilities.savepoints:
             restore = bound.hooks.checkpoint()
             try:

@@ -357,7 +357,8 @@ class Worker(Generic[TxT]):
         self._busy = 0
         """Slots taken by running handlers (a settled handler frees its slot before its write)."""
         self._held: set[str] = set()
-        """Jobs whose row this worker holds locked in an open transaction (not renewed meanwhile)."""
+        """Jobs with an open transaction of their attempt, which holds (or will hold) their row
+        locked: not renewed meanwhile."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._abandoned: set[asyncio.Future[Any]] = set()
         self._grace_over = False

@@ -8,11 +8,12 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from queuert import Attempt, Backoff, Lease
-from queuert.observability import JobReaped, WorkerError
+import pytest
+from queuert import Attempt, Backoff, Lease, TxContext
+from queuert.observability import AttemptCompleted, JobReaped, LeaseLost, WorkerError
 
 from queuert_conformance.behaviour_suite.faults import CountingStateAdapter, FlakyStateAdapter
-from queuert_conformance.behaviour_suite.jobs import ALL, Echo, Num
+from queuert_conformance.behaviour_suite.jobs import ALL, Echo, Num, Ping
 from queuert_conformance.behaviour_suite.support import (
     MakeEnv,
     eventually,
@@ -262,6 +263,59 @@ class TestLeases:
         assert completions == ["healthy"], (
             f"a worker that lost its lease must not complete the job; completions: {completions}"
         )
+
+    @pytest.mark.parametrize("mode", ["atomic", "staged"])
+    async def test_an_attempt_that_lost_its_lease_commits_none_of_its_writes(
+        self, queuert_env: MakeEnv, mode: str
+    ) -> None:
+        """What a handler writes in the job's transaction commits only with the job's completion,
+        and the completion only while the worker still holds the lease: when another worker took
+        the job meanwhile, the whole transaction rolls back, the handler's writes with it."""
+        env = await queuert_env(job_types=ALL)
+        entered = asyncio.Event()
+        taken = asyncio.Event()
+
+        async def handle(attempt: Attempt[Echo]) -> None:
+            await attempt.prepare(mode)  # type: ignore[arg-type]
+            entered.set()
+            await taken.wait()  # meanwhile another worker took the job; nobody tells this one
+
+            async def write(ctx: TxContext[Any]) -> Num:
+                await ctx.start_chain(Ping(Num(1)))  # the handler's own row
+                return Num(1)
+
+            await attempt.complete(write)
+
+        worker = env.worker({Echo: handle}, lease=Lease(duration=0.3, renew_every=0.1))
+        async with worker:
+            resume = stall_lease_renewal(worker)  # the worker stalls: its lease expires
+            chain = await env.start_one(Echo(Num(0)))
+            await handler_entered(entered)
+
+            async def reaped() -> bool:
+                return bool(await env.state.reap_expired_leases(["b_echo"], limit=1))
+
+            # another worker's reaper takes the job back and another worker claims it, through the
+            # state adapter (no ownership-lost notification)
+            # bounded: a transaction opened at prepare("atomic") would keep other writers waiting
+            await asyncio.wait_for(
+                eventually(reaped, what="the stalled worker's lease to expire and be reaped"), 15
+            )
+            claim = await env.state.claim_jobs(
+                leases={"b_echo": timedelta(minutes=5)}, limit=1, worker_id="other-worker"
+            )
+            assert [j.id for j in claim.jobs] == [chain.id]
+            taken.set()
+            await eventually(lambda: worker.processed >= 1, what="the first attempt to end")
+            resume()
+        job = await env.client.get_job(chain.id)
+        assert job is not None and job.status == "running" and job.leased_by == "other-worker", (
+            f"the completion of an attempt that lost its lease must be refused: {job}"
+        )
+        written = (await env.client.list_chains(type_names=["b_ping"])).items
+        assert written == [], "the handler's write committed although its attempt lost the job"
+        assert not env.events.of(AttemptCompleted)
+        assert [e.reason for e in env.events.of(LeaseLost)] == ["taken_by_another_worker"]
 
 
 class TestShutdown:
