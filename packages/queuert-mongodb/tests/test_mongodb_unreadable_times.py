@@ -9,13 +9,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from bson import ObjectId
+import bson
+from bson import DatetimeMS, ObjectId
 from hypothesis import given
 from hypothesis import strategies as st
 from mongo_helpers import drop_prefix, open_adapter, unique_prefix
 from queuert import Client, EntryJobType
 from queuert.state import UNREADABLE_TIME
 from queuert_mongodb._docs import job_from_doc
+from queuert_mongodb.state import _CODEC
 
 
 @dataclass
@@ -105,3 +107,22 @@ def test_any_time_field_of_another_type_reads_marked(field: str, value: object) 
     for other in _TIMES:
         if other != field:
             assert getattr(job, other) == _NOW, f"{other} is read as stored"
+
+
+@given(
+    field=st.sampled_from(_TIMES),
+    millis=st.one_of(
+        st.integers(min_value=-(2**63), max_value=-62_135_596_800_001),  # before the year 1
+        st.integers(min_value=253_402_300_800_000, max_value=2**63 - 1),  # after 9999
+    ),
+)
+def test_a_date_python_cannot_read_decodes_and_reads_marked(field: str, millis: int) -> None:
+    """MongoDB holds dates far outside Python's years 1-9999 (written by another program). The
+    adapter's codec decodes one instead of failing the whole batch (every job of the page or the
+    claim), and the job reads marked."""
+    raw = bson.encode(_document(**{field: DatetimeMS(millis)}))
+    doc = bson.decode(raw, codec_options=_CODEC)
+    job = job_from_doc(doc, _NOW)
+    assert job.unreadable is not None and job.unreadable[0] == field, job.unreadable
+    expected = UNREADABLE_TIME if field in ("created_at", "scheduled_at") else None
+    assert getattr(job, field) == expected

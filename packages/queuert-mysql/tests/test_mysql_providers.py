@@ -366,6 +366,34 @@ async def test_a_caller_waiting_for_a_full_pool_goes_on_when_a_dead_connection_c
         await drop_prefix(prefix)
 
 
+async def test_an_aiomysql_connection_in_autocommit_with_no_transaction_is_refused(
+    prefix: str,
+) -> None:
+    """In autocommit mode with no ``BEGIN`` every statement commits on its own: the chain's rows
+    would be written one by one, whatever the caller does next. Refused with ``UsageError`` before
+    anything is written; after ``await conn.begin()`` the same connection is accepted."""
+    from queuert import UsageError
+
+    pool = await aiomysql.create_pool(**connect_args(), minsize=1, maxsize=2, autocommit=True)
+    adapter = MysqlStateAdapter(AiomysqlProvider(pool), table_prefix=prefix)
+    try:
+        await adapter.migrate()
+        async with Client(adapter, job_types=[SendReceipt]) as client, pool.acquire() as conn:
+            with pytest.raises(UsageError, match="autocommit"):
+                async with client.hooks(conn):
+                    await client.start_chain(SendReceipt(Order("o")), tx=conn)
+            assert not (await client.list_chains()).items, "a refused start wrote a chain"
+            await conn.begin()
+            async with client.hooks(conn):
+                await client.start_chain(SendReceipt(Order("o")), tx=conn)
+            await conn.commit()
+            assert len((await client.list_chains()).items) == 1
+    finally:
+        await adapter.close()
+        pool.close()
+        await pool.wait_closed()
+
+
 @pytest.mark.parametrize("driver", ["aiomysql", "asyncmy"])
 async def test_a_session_s_savepoint_set_before_any_statement_takes_only_its_chain(
     driver: str, prefix: str

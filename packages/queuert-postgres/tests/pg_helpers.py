@@ -172,21 +172,25 @@ async def behaviour_harness(
         async def write_raw(job_id: str, which: str, text: str) -> bool:
             """Store ``text`` as it is, through a connection of its own (as a hand edit would);
             jsonb holds JSON only, so a text that is not JSON cannot be stored."""
-            if which not in ("input", "output"):
-                return False  # times are typed columns: nothing else can be stored there
             column = which
-            try:
-                json.loads(text)
-            except ValueError:
-                return False
+            if which in ("input", "output"):
+                kind = "jsonb"
+                try:
+                    json.loads(text)
+                except ValueError:
+                    return False
+            else:  # a typed time column: only what timestamptz reads (its range is wider)
+                kind = "timestamptz"
             conn = await asyncpg.connect(DSN)
             try:
                 await conn.execute(
-                    f'UPDATE "{ns.schema}"."{ns.prefix}job" SET {column} = $1::jsonb'
+                    f'UPDATE "{ns.schema}"."{ns.prefix}job" SET {column} = $1::text::{kind}'
                     " WHERE id = $2::uuid",
                     text,
                     job_id,
                 )
+            except asyncpg.DataError:
+                return False
             finally:
                 await conn.close()
             return True

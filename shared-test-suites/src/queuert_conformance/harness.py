@@ -31,7 +31,11 @@ class StateHarness:
       ``"leased_until"`` exactly as it is, bypassing the adapter (as an operator
       editing the row by hand, or an older version, would), for the poison-row cases. It returns
       False when the store cannot hold that text at all (a JSON column and a text that is not JSON,
-      a typed time column): those cases are then not applicable.
+      a typed time column and a text that is not a time of its type): those cases then try another
+      text or are not applicable. For times the cases try ``"2000-01-01 not a time"``, then
+      ``"0044-03-15 12:00:00+00 BC"`` (PostgreSQL's text form of a time before the year 1, which
+      Python cannot read), then ``"0000-00-00 00:00:00"`` (MySQL's zero date): a store stores the
+      first its time type can hold (converted as it needs).
     * ``open_sharing()`` returns a second adapter built over ``adapter``'s own connections (its
       pool, provider or store), which it does not own: closing it must close it and leave the
       connections to their owner. The suites close it.

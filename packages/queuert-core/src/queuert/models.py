@@ -52,7 +52,8 @@ class Job:
     limit_key: str | None = None
     """The key its type's ``key_limit`` counts by (from the input, when the job was created)."""
     unreadable: str | None = None
-    """Why a stored time of this job cannot be read (a row edited by hand): that time reads as
+    """Why a stored time of this job cannot be read (a row edited by hand, or a time outside
+    Python's years 1-9999): that time reads as
     1970-01-01 UTC (``None`` where it is optional) and a worker fails the job at once."""
 
     @property

@@ -217,7 +217,8 @@ class StoredJob:
     """The key its type's ``key_limit`` counts by (computed from the input when it was created)."""
     unreadable: tuple[str, str] | None = None
     """``(field, reason)`` when a stored time of this row cannot be read (edited by hand into
-    something that is not a time): the field reads as :data:`UNREADABLE_TIME` (``None`` for an
+    something that is not a time, or a time outside Python's years 1-9999 that the store holds;
+    the reason quotes what is stored): the field reads as :data:`UNREADABLE_TIME` (``None`` for an
     optional one), reads still return the row, and a worker that claims the job fails it at once."""
 
     @property

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 from bson import ObjectId
-from bson.codec_options import CodecOptions
+from bson.codec_options import CodecOptions, DatetimeConversion
 from pymongo import ASCENDING, DESCENDING, UpdateMany, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 from queuert.cursor import (
@@ -95,7 +95,11 @@ _CONTENDED_RETRIES = 100
 """Restarts of a caller's transaction in which a claim met a concurrent claimer before anything
 else ran in it."""
 
-_CODEC: CodecOptions[Any] = CodecOptions(tz_aware=True, tzinfo=timezone.utc)
+_CODEC: CodecOptions[Any] = CodecOptions(
+    tz_aware=True, tzinfo=timezone.utc, datetime_conversion=DatetimeConversion.DATETIME_AUTO
+)
+"""A BSON date outside Python's years 1-9999 (written by something else) decodes as a
+``bson.DatetimeMS`` instead of failing the whole batch: the job reads marked ``unreadable``."""
 
 _OPEN: dict[str, Any] = {"outcome": None}
 _CLAIMABLE: dict[str, Any] = {"outcome": None, "leased_until": None, "blocked": False}
@@ -664,7 +668,9 @@ class MongoStateAdapter:
             )
             if not docs:
                 return None
-            due: datetime = docs[0]["scheduled_at"]
+            due = docs[0]["scheduled_at"]
+            if not isinstance(due, datetime):  # a date Python cannot read: due, a claim fails it
+                return timedelta(0)
             return max(due - now, timedelta(0))
 
         return await self._in_tx(tx, "next_due", read)

@@ -7,11 +7,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from queuert.json import loads_stored
-from queuert.state import STORED_FIELDS, StoredChain, StoredJob
+from queuert.state import STORED_FIELDS, UNREADABLE_TIME, StoredChain, StoredJob
 
 from queuert_mysql._sql import JOB_ID, NCOLS
 
-__all__ = ["chain_from_row", "job_from_row", "naive", "utc"]
+__all__ = ["chain_from_row", "job_from_row", "naive", "read_time", "utc"]
 
 _UTC = timezone.utc
 _new = object.__new__
@@ -19,7 +19,7 @@ _new = object.__new__
 _FIELDS = (*STORED_FIELDS, "status")
 """The :class:`StoredJob` field of each column :func:`~queuert_mysql._sql.cols` selects, in order."""
 
-# ``unreadable`` is never set from a row here: typed time columns always read as times
+# ``unreadable`` is set from a row only when a time column holds what is not a time (see below)
 assert len(_FIELDS) == NCOLS
 assert {*_FIELDS, "unreadable"} == set(StoredJob.__dataclass_fields__)
 
@@ -52,11 +52,30 @@ def job_from_row(row: Sequence[Any], o: int = 0) -> StoredJob:
     for name in _TIMESTAMPS:
         stamp = values[name]
         if stamp is not None:
-            values[name] = stamp.replace(tzinfo=_UTC)
+            if stamp.__class__ is datetime:
+                values[name] = stamp.replace(tzinfo=_UTC)
+            else:
+                _unreadable(name, stamp, values)
     values["blocked"] = bool(values["blocked"])
     job: StoredJob = _new(StoredJob)
     job.__dict__.update(values)
     return job
+
+
+def _unreadable(name: str, stored: object, values: dict[str, Any]) -> None:
+    """A ``DATETIME`` that is no date (a zero date such as ``0000-00-00``, which the server stores
+    unless its ``sql_mode`` has ``NO_ZERO_DATE``/``NO_ZERO_IN_DATE``; the driver returns it as
+    text): it reads as :data:`~queuert.state.UNREADABLE_TIME` (``None`` where it is optional) and
+    the job is marked ``unreadable``, which a worker fails at once."""
+    required = name in ("created_at", "scheduled_at")
+    values[name] = UNREADABLE_TIME if required else None
+    if "unreadable" not in values:
+        values["unreadable"] = (name, f"{str(stored)[:40]!r} is not a date")
+
+
+def read_time(value: object) -> datetime | None:
+    """A ``DATETIME`` the driver returned as an aware datetime; ``None`` for a zero date (text)."""
+    return value.replace(tzinfo=_UTC) if isinstance(value, datetime) else None
 
 
 def chain_from_row(row: Sequence[Any], o: int = 0) -> StoredChain:

@@ -133,11 +133,11 @@ SELECT 'c', r.type_name, r.status, COUNT(*), NULL, NULL FROM recent r GROUP BY r
 UNION ALL
 SELECT 'b', NULL, r.status, COUNT(*),
        FLOOR(TIMESTAMPDIFF(MICROSECOND, w.since, r.completed_at) * %s / %s) AS slice, NULL
-FROM recent r, w WHERE r.completed_at IS NOT NULL
+FROM recent r, w WHERE r.completed_at >= w.since
 GROUP BY slice, r.status
 UNION ALL
 SELECT 'w', r.completed_by, NULL, COUNT(*), NULL, MAX(r.completed_at)
-FROM recent r WHERE r.completed_by IS NOT NULL AND r.completed_at IS NOT NULL
+FROM recent r, w WHERE r.completed_by IS NOT NULL AND r.completed_at >= w.since
 GROUP BY r.completed_by
 UNION ALL
 SELECT 't', NULL, NULL, NULL, NULL, w.now FROM w

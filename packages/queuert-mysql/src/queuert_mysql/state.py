@@ -853,8 +853,11 @@ class MysqlStateAdapter(Generic[TxT]):
         rows = await self._fetch(sql, types, tx)
         if not rows:
             return None
-        due: datetime = min(row[0] for row in rows)
+        dues = [row[0] for row in rows]
         now: datetime = rows[0][1]
+        if not all(isinstance(due, datetime) for due in dues):
+            return timedelta(0)  # a zero date (edited by hand) is due: a claim fails that job
+        due: datetime = min(dues)
         return max(due - now, timedelta(0))
 
     async def get_queue_stats(

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from queuert.json import loads_stored
-from queuert.state import STORED_FIELDS, StoredChain, StoredJob
+from queuert.state import STORED_FIELDS, UNREADABLE_TIME, StoredChain, StoredJob
 
 from queuert_postgres._sql import JOB_ID, NCOLS
 
@@ -25,12 +25,11 @@ def utc(value: datetime) -> datetime:
 
 _new = object.__new__
 
-_FIELDS = (*STORED_FIELDS, "status")
+_FIELDS = (*STORED_FIELDS, "status", "unreadable")
 """The :class:`StoredJob` field of each column :func:`~queuert_postgres._sql.cols` selects, in order."""
 
-# ``unreadable`` is never set from a row here: typed time columns always read as times
 assert len(_FIELDS) == NCOLS
-assert {*_FIELDS, "unreadable"} == set(StoredJob.__dataclass_fields__)
+assert set(_FIELDS) == set(StoredJob.__dataclass_fields__)
 
 _TIMESTAMPS = ("created_at", "scheduled_at", "completed_at", "last_attempt_at", "leased_until")
 
@@ -52,9 +51,22 @@ def job_from_row(row: Sequence[Any], o: int = 0) -> StoredJob:
         stamp = values[name]
         if stamp is not None and stamp.tzinfo is not _UTC:
             values[name] = stamp.astimezone(_UTC)
+    bad = values["unreadable"]
+    if bad is not None:
+        values["unreadable"] = _unreadable(bad, values)
     job: StoredJob = _new(StoredJob)
     job.__dict__.update(values)
     return job
+
+
+def _unreadable(bad: str, values: dict[str, Any]) -> tuple[str, str]:
+    """A time Python cannot read (before the year 1, after 9999, or infinite; selected as NULL):
+    the required ones read as :data:`~queuert.state.UNREADABLE_TIME`, and the job says which."""
+    field, _, text = bad.partition(" ")
+    for name in ("created_at", "scheduled_at"):
+        if values[name] is None:
+            values[name] = UNREADABLE_TIME
+    return field, f"{text[:40]!r} is out of the range of times Python can read"
 
 
 def chain_from_row(row: Sequence[Any], o: int = 0) -> StoredChain:

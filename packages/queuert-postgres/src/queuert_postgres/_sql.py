@@ -28,8 +28,30 @@ __all__ = [
 
 NOW = "statement_timestamp()"
 
-NCOLS = 25
+NCOLS = 26
 """Number of columns :func:`cols` selects for one job."""
+
+READABLE_FROM = "'0001-01-02 00:00:00+00'::timestamptz"
+READABLE_TO = "'9999-12-30 00:00:00+00'::timestamptz"
+"""The times Python's ``datetime`` reads in any session time zone. ``timestamptz`` reaches from 4713
+BC to 294276 AD and holds ``infinity``; a time outside these bounds (edited by hand) would make the
+driver fail the whole result, so :func:`cols` selects it as NULL and names it in its last column."""
+
+TIME_COLUMNS = ("created_at", "scheduled_at", "completed_at", "last_attempt_at", "leased_until")
+
+
+def readable(expr: str) -> str:
+    """``expr`` (a timestamptz) when Python can read it, else NULL."""
+    return f"CASE WHEN {expr} BETWEEN {READABLE_FROM} AND {READABLE_TO} THEN {expr} END"
+
+
+def _unreadable(a: str) -> str:
+    """NULL, or ``<column> <stored text>`` of the first time of job row ``a`` Python cannot read."""
+    whens = " ".join(
+        f"WHEN NOT {a}.{c} BETWEEN {READABLE_FROM} AND {READABLE_TO} THEN '{c} ' || {a}.{c}::text"
+        for c in TIME_COLUMNS
+    )
+    return f"CASE {whens} END"
 
 
 def status_sql(a: str) -> str:
@@ -47,11 +69,12 @@ def cols(a: str) -> str:
     """The columns of one job (decoded by ``_rows.job_from_row``)."""
     return (
         f"{a}.id::text, {a}.type_name, {a}.chain_id::text, {a}.chain_type_name, {a}.chain_index, "
-        f"{a}.input::text, {a}.output::text, {a}.outcome, {a}.created_at, {a}.scheduled_at, "
-        f"{a}.completed_at, {a}.completed_by, {a}.succeeded_by_job_id::text, {a}.attempt, "
-        f"{a}.last_attempt_at, {a}.last_attempt_error, {a}.leased_by, {a}.leased_until, "
+        f"{a}.input::text, {a}.output::text, {a}.outcome, {readable(f'{a}.created_at')}, "
+        f"{readable(f'{a}.scheduled_at')}, {readable(f'{a}.completed_at')}, {a}.completed_by, "
+        f"{a}.succeeded_by_job_id::text, {a}.attempt, {readable(f'{a}.last_attempt_at')}, "
+        f"{a}.last_attempt_error, {a}.leased_by, {readable(f'{a}.leased_until')}, "
         f"{a}.open_blockers > 0, {a}.deduplication_key, {a}.chain_trace_context, "
-        f"{a}.trace_context, {a}.priority, {a}.limit_key, {status_sql(a)}"
+        f"{a}.trace_context, {a}.priority, {a}.limit_key, {status_sql(a)}, {_unreadable(a)}"
     )
 
 
@@ -427,7 +450,8 @@ ORDER BY b.slot
 """
 
 NEXT_DUE = f"""
-SELECT min(x.scheduled_at), {NOW}
+SELECT CASE WHEN min(x.scheduled_at) < {READABLE_FROM} THEN {READABLE_FROM}
+    WHEN min(x.scheduled_at) > {READABLE_TO} THEN {READABLE_TO} ELSE min(x.scheduled_at) END, {NOW}
 FROM unnest($1::text[]) AS q(type_name)
 CROSS JOIN LATERAL (
     SELECT j.scheduled_at FROM {{job}} j
@@ -449,7 +473,8 @@ def _queue_stats(types: str) -> str:
     return f"""
 SELECT 0, j.type_name, count(*) FILTER (WHERE j.scheduled_at <= {NOW}),
     count(*) FILTER (WHERE j.scheduled_at > {NOW}),
-    extract(epoch FROM {NOW} - min(j.scheduled_at) FILTER (WHERE j.scheduled_at <= {NOW}))::float8
+    extract(epoch FROM {NOW} - min(j.scheduled_at)
+        FILTER (WHERE j.scheduled_at <= {NOW} AND j.scheduled_at >= {READABLE_FROM}))::float8
 FROM {{job}} j WHERE {READY.format(a="j")}{types} GROUP BY j.type_name
 UNION ALL
 SELECT 1, j.type_name, count(*), count(*) FILTER (WHERE j.leased_until <= {NOW}), NULL
@@ -823,7 +848,7 @@ upd AS (
     FROM c WHERE j.id = c.id
     RETURNING j.*, c.leased_by AS old_by, c.leased_until AS old_until
 )
-SELECT {cols("u")}, u.old_by, u.old_until FROM upd u ORDER BY u.old_until, u.id
+SELECT {cols("u")}, u.old_by, {readable("u.old_until")} FROM upd u ORDER BY u.old_until, u.id
 """
 
 TRIGGER = f"""
@@ -921,7 +946,7 @@ recent AS (
     UNION ALL
     SELECT j.type_name, j.completed_at, j.completed_by,
         CASE WHEN j.succeeded_by_job_id IS NOT NULL THEN 'continued' ELSE j.outcome END
-    FROM {{job}} j WHERE j.completed_at >= (SELECT since FROM w)
+    FROM {{job}} j WHERE j.completed_at >= (SELECT since FROM w) AND j.completed_at <= {READABLE_TO}
 )
 SELECT 'c', r.type_name, r.status, count(*)::int, NULL::int, NULL::timestamptz
 FROM recent r GROUP BY r.type_name, r.status

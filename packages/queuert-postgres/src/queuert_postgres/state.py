@@ -36,6 +36,7 @@ from queuert.opening import Opening
 from queuert.paging import blocked_jobs_page, chain_jobs_page, chains_page, fetch_size, jobs_page
 from queuert.schedule import Schedule
 from queuert.state import (
+    UNREADABLE_TIME,
     BlockersAdded,
     Capabilities,
     ChainFilter,
@@ -1513,7 +1514,8 @@ class PgStateAdapter(Generic[TxT]):
                 replace(
                     job,
                     leased_by=row[ReapRow.LEASED_BY],
-                    leased_until=utc(row[ReapRow.LEASED_UNTIL]),
+                    # (a lease end Python cannot read, edited by hand, is selected as NULL)
+                    leased_until=utc(row[ReapRow.LEASED_UNTIL] or UNREADABLE_TIME),
                 )
             )
         return reaped
