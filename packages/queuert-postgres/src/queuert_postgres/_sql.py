@@ -489,14 +489,17 @@ QUEUE_STATS = _queue_stats("")
 QUEUE_STATS_OF = _queue_stats(" AND j.type_name = ANY($1::text[])")
 
 
+# The claims and the completion update the rows they found by id *and* chain id: in the partitioned
+# layout the chain id is the partition key, so the executor updates each row in its own partition
+# (run-time pruning in the nested loop) instead of probing every partition for the id.
 CLAIM = f"""
 WITH req AS (
     SELECT q.type_name, q.secs FROM unnest($1::text[], $2::float8[]) AS q(type_name, secs)
 ),
 cand AS (
-    SELECT c.id, c.priority, c.scheduled_at, req.secs
+    SELECT c.id, c.chain_id, c.priority, c.scheduled_at, req.secs
     FROM req CROSS JOIN LATERAL (
-        SELECT j.id, j.priority, j.scheduled_at FROM {{job}} j
+        SELECT j.id, j.chain_id, j.priority, j.scheduled_at FROM {{job}} j
         WHERE j.type_name = req.type_name AND {READY.format(a="j")} AND j.scheduled_at <= {NOW}
         ORDER BY j.priority DESC, j.scheduled_at, j.id
         LIMIT $3::int + 1
@@ -512,7 +515,7 @@ upd AS (
     UPDATE {{job}} j
     SET attempt = j.attempt + 1, last_attempt_at = {NOW}, leased_by = $4::text,
         leased_until = {NOW} + p.secs * interval '1 second'
-    FROM pick p WHERE j.id = p.id
+    FROM pick p WHERE j.id = p.id AND j.chain_id = p.chain_id
     RETURNING j.*
 )
 SELECT (SELECT count(*) FROM cand) > $3::int, {cols("u")}
@@ -536,10 +539,11 @@ run AS (
 ),
 run_type AS (SELECT run.type_name, sum(run.n)::int AS n FROM run GROUP BY run.type_name),
 cand AS (
-    SELECT c.id, c.priority, c.scheduled_at, c.k, req.type_name, req.secs, req.tlim, req.klim,
-           req.win
+    SELECT c.id, c.chain_id, c.priority, c.scheduled_at, c.k, req.type_name, req.secs, req.tlim,
+           req.klim, req.win
     FROM req CROSS JOIN LATERAL (
-        SELECT j.id, j.priority, j.scheduled_at, coalesce(j.limit_key, '') AS k FROM {{job}} j
+        SELECT j.id, j.chain_id, j.priority, j.scheduled_at, coalesce(j.limit_key, '') AS k
+        FROM {{job}} j
         WHERE j.type_name = req.type_name AND {READY.format(a="j")} AND j.scheduled_at <= {NOW}
           AND (req.tlim IS NULL OR coalesce(
                 (SELECT rt.n FROM run_type rt WHERE rt.type_name = req.type_name), 0) < req.tlim)
@@ -601,7 +605,7 @@ upd AS (
     UPDATE {{job}} j
     SET attempt = j.attempt + 1, last_attempt_at = {NOW}, leased_by = $4::text,
         leased_until = {NOW} + p.secs * interval '1 second'
-    FROM pick p WHERE j.id = p.id
+    FROM pick p WHERE j.id = p.id AND j.chain_id = p.chain_id
     RETURNING j.*
 ),
 more AS (
@@ -643,9 +647,9 @@ WITH room AS (
     FROM unnest($1::text[], $2::float8[], $5::int[]) AS q(type_name, secs, tlim)
 ),
 cand AS (
-    SELECT c.id, c.priority, c.scheduled_at, room.type_name, room.secs, room.tlim
+    SELECT c.id, c.chain_id, c.priority, c.scheduled_at, room.type_name, room.secs, room.tlim
     FROM room CROSS JOIN LATERAL (
-        SELECT j.id, j.priority, j.scheduled_at FROM {{job}} j
+        SELECT j.id, j.chain_id, j.priority, j.scheduled_at FROM {{job}} j
         WHERE j.type_name = room.type_name AND {READY.format(a="j")} AND j.scheduled_at <= {NOW}
         ORDER BY j.priority DESC, j.scheduled_at, j.id
         LIMIT room.cap
@@ -672,7 +676,8 @@ upd AS (
     SET attempt = j.attempt + 1, last_attempt_at = {NOW}, leased_by = $4::text,
         leased_until = {NOW} + p.secs * interval '1 second'
     FROM chosen p
-    WHERE j.id = p.id AND NOT EXISTS (SELECT 1 FROM stale s WHERE s.type_name = p.type_name)
+    WHERE j.id = p.id AND j.chain_id = p.chain_id
+      AND NOT EXISTS (SELECT 1 FROM stale s WHERE s.type_name = p.type_name)
     RETURNING j.*
 )
 SELECT (SELECT count(*) FROM cand) > $3::int OR EXISTS (SELECT 1 FROM stale), {cols("u")}
@@ -758,7 +763,7 @@ upd AS (
         completed_at = {NOW}, completed_by = $6::text, leased_by = NULL, leased_until = NULL,
         last_attempt_error = CASE WHEN ok.outcome = 'completed' THEN NULL
                                   ELSE coalesce(ok.err, j.last_attempt_error) END
-    FROM ok WHERE j.id = ok.id
+    FROM ok WHERE j.id = ok.id AND j.chain_id = ok.chain_id
     RETURNING j.*, ok.ord AS by_ord
 ),
 closing AS (
