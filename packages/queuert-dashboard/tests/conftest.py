@@ -7,6 +7,7 @@ is opened on that loop too (through the client's portal) and every setup step ru
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,20 @@ from starlette.testclient import TestClient
 
 @pytest.fixture(params=BACKENDS)
 def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Site]:
-    url, drop = backend_url(request.param, tmp_path)
+    with open_site(request.param, tmp_path) as opened:
+        yield opened
+
+
+@pytest.fixture
+def sqlite_site(tmp_path: Path) -> Iterator[Site]:
+    """A dashboard over SQLite only: its file can be edited by hand (``tmp_path / "dashboard.db"``)."""
+    with open_site("sqlite", tmp_path) as opened:
+        yield opened
+
+
+@contextmanager
+def open_site(backend: str, tmp_path: Path) -> Iterator[Site]:
+    url, drop = backend_url(backend, tmp_path)
     swappable = Swappable()
     with TestClient(swappable, base_url="http://dashboard.test") as http:
         portal = http.portal

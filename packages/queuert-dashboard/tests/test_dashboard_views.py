@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import re
+import sqlite3
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from dashboard_helpers import Site, hrefs
@@ -207,3 +210,30 @@ def test_a_long_chain_shows_its_first_jobs_and_links_to_all(site: Site) -> None:
     assert f'href="/jobs?q={job.chain_id}"' in jobs, "a link to every job of the chain"
     listed = site.http.get("/jobs", params={"q": job.chain_id})
     assert 'rel="next"' in listed.text, "the job list pages through all 52"
+
+
+def test_a_row_that_cannot_be_read_is_shown_and_the_pages_still_render(
+    sqlite_site: Site, tmp_path: Path
+) -> None:
+    """A job whose stored input is not JSON and whose ``scheduled_at`` is not a time (edited by
+    hand in the SQLite file): every page that lists it still renders, and its page says what is
+    wrong with it (the stored text, and which time cannot be read)."""
+    site = sqlite_site
+    bad = site.seed.start("mail.send", {"to": "a@example.com"})
+    good = site.seed.start("mail.send", {"to": "b@example.com"})
+    with contextlib.closing(sqlite3.connect(tmp_path / "dashboard.db")) as conn:
+        conn.execute(
+            "UPDATE queuert_job SET input = ?, scheduled_at = ? WHERE id = ?",
+            ('{"to": "a@exa', "2000-01-01 not a time", bad.id),
+        )
+        conn.commit()
+    for path in ("/", "/chains", "/jobs", f"/chains/{bad.chain_id}"):
+        page = site.http.get(path)
+        assert page.status_code == 200, (path, page.status_code)
+    listed = site.http.get("/jobs", params={"type": "mail.send"})
+    assert {bad.id, good.id} <= set(re.findall(r'href="/jobs/([^"/?]+)"', listed.text))
+    detail = site.http.get(f"/jobs/{bad.id}")
+    assert detail.status_code == 200
+    text = html.unescape(detail.text)
+    assert "stored scheduled_at cannot be read" in text, "the page says which time is bad"
+    assert '{"to": "a@exa' in text, "the page shows the stored input as it is"

@@ -101,3 +101,26 @@ async def test_a_read_that_raises_with_its_cursor_open_leaves_no_stale_snapshot(
 
         seen = [await provider.run_read(count) for _ in range(provider.options.readers * 2)]
         assert seen == [6] * len(seen), f"reads after the failures saw old snapshots: {seen}"
+
+
+@pytest.mark.parametrize("text", ["not a time", "2000-01-01 not a time", "0"])
+@pytest.mark.parametrize("order", ["desc", "asc"])
+async def test_paging_goes_on_past_a_created_at_that_is_no_time(
+    adapter: SqliteStateAdapter, db_path: Path, text: str, order: str
+) -> None:
+    """A page that ends on a job whose ``created_at`` is not a time gives a cursor at the time that
+    job reads as (1970), not where its text sorts: the next page must still start right after it,
+    so that paging a page at a time lists every job and chain exactly once."""
+    async with Client(adapter, job_types=[Job]) as client:
+        chains = await _start(client, 4)
+        await _write_created_at(db_path, f"{adapter.table_prefix}job", chains[1], text)
+        for lister in (client.list_jobs, client.list_chains):
+            seen: list[str] = []
+            cursor = None
+            for _ in range(10):
+                page = await lister(limit=1, order=order, cursor=cursor)
+                seen += [item.id for item in page.items]
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+            assert sorted(seen) == sorted(chains), f"{lister.__name__} ({order}) listed {seen}"

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from queuert.json import UndecodableValue
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
@@ -67,7 +68,11 @@ def _plain(value: Any) -> Any:
 
 
 def as_json(value: Any) -> str:
-    """A job's input or output as indented JSON (decoded values are shown by their fields)."""
+    """A job's input or output as indented JSON (decoded values are shown by their fields); one
+    that cannot be read as it is stored, followed by what is wrong with it."""
+    if isinstance(value, UndecodableValue):
+        raw = value.raw if isinstance(value.raw, str) else as_json(value.raw)
+        return f"{raw}\n\n(cannot be read: {value.reason})"
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=_plain)
 
 

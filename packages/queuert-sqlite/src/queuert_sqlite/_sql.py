@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from queuert.state import ChainFilter, JobFilter
+from queuert.state import UNREADABLE_TIME, ChainFilter, JobFilter
 
 from queuert_sqlite._rows import COLUMNS, columns
 from queuert_sqlite._time import format_ts
@@ -371,7 +371,7 @@ class Statements:
             conds.append("r.deduplication_key IN (SELECT value FROM json_each(:dedup_keys))")
             params["dedup_keys"] = _json_list(filter.deduplication_keys)
         _created_between(conds, params, "r", filter.created_from, filter.created_to)
-        _after(conds, params, "r", after, desc)
+        _after(conds, params, "r", after, desc, f"{p}job")
         direction = "DESC" if desc else "ASC"
         query = (
             f"SELECT {self.chain_columns} FROM {p}job r {self.tail_join} "
@@ -403,7 +403,7 @@ class Statements:
             conds.append("j.chain_type_name IN (SELECT value FROM json_each(:chain_types))")
             params["chain_types"] = _json_list(filter.chain_type_names)
         _created_between(conds, params, "j", filter.created_from, filter.created_to)
-        _after(conds, params, "j", after, desc)
+        _after(conds, params, "j", after, desc, f"{self.prefix}job")
         return self._job_page(conds, params, desc), params
 
     def list_blocked_jobs(
@@ -415,7 +415,7 @@ class Statements:
             "WHERE b.blocked_by_chain_id = :chain)"
         ]
         params: dict[str, Any] = {"chain": chain_id, "lim": limit + 1}
-        _after(conds, params, "j", after, desc)
+        _after(conds, params, "j", after, desc, f"{self.prefix}job")
         return self._job_page(conds, params, desc), params
 
     def list_chain_jobs(self, chain_id: str, *, desc: bool, after: int | None, limit: int) -> Query:
@@ -500,10 +500,16 @@ def _after(
     alias: str,
     after: tuple[datetime, str] | None,
     desc: bool,
+    job_table: str,
 ) -> None:
-    if after is not None:
-        conds.append(
-            f"({alias}.created_at, {alias}.id) {'<' if desc else '>'} (:after_at, :after_id)"
-        )
-        params["after_at"] = format_ts(after[0])
-        params["after_id"] = after[1]
+    if after is None:
+        return
+    at = ":after_at"
+    if after[0] == UNREADABLE_TIME:
+        # The page ended on a job whose created_at is not a time: it reads as 1970, but its text
+        # sorts elsewhere. Start after the text it has (the cursor's id names the job, or the
+        # chain, whose id is its first job's), or the next page would skip or repeat rows.
+        at = f"coalesce((SELECT k.created_at FROM {job_table} k WHERE k.id = :after_id), {at})"
+    conds.append(f"({alias}.created_at, {alias}.id) {'<' if desc else '>'} ({at}, :after_id)")
+    params["after_at"] = format_ts(after[0])
+    params["after_id"] = after[1]
