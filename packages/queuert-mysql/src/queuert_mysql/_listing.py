@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from queuert.state import UNREADABLE_TIME
+
 from queuert_mysql._rows import naive
 from queuert_mysql._sql import marks
 
@@ -50,12 +52,24 @@ class Where:
         if after is not None:
             at, row_id = after
             op = "<" if desc else ">"
-            self.add(
-                f"({a}.created_at {op} %s OR ({a}.created_at = %s AND {a}.id {op} %s))",
-                naive(at),
-                naive(at),
-                row_id,
-            )
+            if at == UNREADABLE_TIME:
+                # The page ended on a job whose created_at is no date (a zero date reads as
+                # 1970): go on after what it holds (the cursor names the job, or the chain, whose
+                # id is its first job's).
+                held = "COALESCE((SELECT k.created_at FROM {job} k WHERE k.id = %s), %s)"
+                self.add(
+                    f"({a}.created_at {op} {held} OR ({a}.created_at = {held} AND {a}.id {op} %s))",
+                    *(row_id, naive(at)),
+                    *(row_id, naive(at)),
+                    row_id,
+                )
+            else:
+                self.add(
+                    f"({a}.created_at {op} %s OR ({a}.created_at = %s AND {a}.id {op} %s))",
+                    naive(at),
+                    naive(at),
+                    row_id,
+                )
         direction = "DESC" if desc else "ASC"
         return (
             f"{select} WHERE {' AND '.join(self.conditions)} "

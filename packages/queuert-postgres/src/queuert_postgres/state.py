@@ -1292,10 +1292,14 @@ class PgStateAdapter(Generic[TxT]):
             return
         at, row_id = after
         op = "<" if desc else ">"
-        where.append(
-            f"({a}.created_at, {a}.id) {op} "
-            f"({p.add(at, 'timestamptz')}, {p.add(row_id, 'text')}::uuid)"
-        )
+        row = f"{p.add(row_id, 'text')}::uuid"
+        time = p.add(at, "timestamptz")
+        if at == UNREADABLE_TIME:
+            # The page ended on a job whose created_at Python cannot read (it reads as 1970, but
+            # is stored elsewhere in time): go on after the time it holds (the cursor names the
+            # job, or the chain, whose id is its first job's).
+            time = f"coalesce((SELECT k.created_at FROM {{job}} k WHERE k.id = {row}), {time})"
+        where.append(f"({a}.created_at, {a}.id) {op} ({time}, {row})")
 
     # -- processing -------------------------------------------------------------------------------
 

@@ -194,3 +194,27 @@ class TestUnreadableTimes:
                 assert result.value == chain.root.input.value
         reaped = {r.job.id: r.leased_by for r in env.events.of(JobReaped)}
         assert reaped == {bad.id: "dead-worker", good.id: "dead-worker"}, reaped
+
+    @pytest.mark.parametrize("order", ["desc", "asc"])
+    async def test_paging_goes_on_past_unreadable_creation_times(
+        self, queuert_env: MakeEnv, order: str
+    ) -> None:
+        """A page ending on a job whose ``created_at`` cannot be read has a cursor at the time that
+        job reads as (1970), not where the store sorts what it holds: the next page still starts
+        right after it, so paging a page at a time lists every job and chain once, and ends."""
+        env = await queuert_env(job_types=ALL)
+        chains = await env.start(*[Echo(Num(i)) for i in range(4)])
+        for chain in chains[1:3]:
+            await _corrupt_time(env, chain.id, "created_at")
+        expected = sorted(c.id for c in chains)
+        for name in ("list_jobs", "list_chains"):
+            lister = getattr(env.client, name)
+            seen: list[str] = []
+            cursor = None
+            for _ in range(len(chains) + 3):
+                page = await lister(limit=1, order=order, cursor=cursor)
+                seen += [item.id for item in page.items]
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+            assert sorted(seen) == expected, f"{name} ({order}) paged through {seen}"
