@@ -251,6 +251,45 @@ async def test_partition_left_detached_by_a_stopped_run_is_dropped_by_the_next(
         await conn.close()
 
 
+class _StopBeforeTheCount(Exception):
+    """Stands for a maintainer that stops (crash, lost connection) after it detached a partition."""
+
+
+async def test_run_stopped_after_the_detach_is_finished_by_the_next(
+    adapter: PgStateAdapter[object], namespace: Namespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The adapter's own drop, stopped where the detach has committed and the count and drop have
+    not: the chains are gone from the job table, the detached table remains, and the next run
+    counts it, drops it and reports it."""
+    old = [await start(adapter, uuid7_at(days_ago(3 + i))) for i in range(2)]
+    for job in old:
+        await close(adapter, job.id)
+    fetch = adapter.provider.fetch
+
+    async def stopping(sql: object, args: object, tx: object) -> object:
+        if "count(*) FILTER" in str(sql):
+            raise _StopBeforeTheCount
+        return await fetch(sql, args, tx)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(adapter.provider, "fetch", stopping)
+    with pytest.raises(_StopBeforeTheCount):
+        await adapter.maintain_storage(closed_before=datetime.now(timezone.utc))
+    monkeypatch.undo()
+    history = f'"{namespace.schema}"."{namespace.prefix}job_phistory"'
+    conn = await asyncpg.connect(DSN)
+    try:
+        assert await conn.fetchval("SELECT to_regclass($1::text) IS NOT NULL", history)
+        assert f"{namespace.prefix}job_phistory" not in [b.name for b in await adapter.partitions()]
+        assert await adapter.get_chain(old[0].id) is None
+
+        expiry = await adapter.maintain_storage()
+
+        assert (expiry.partitions_dropped, expiry.chains, expiry.jobs) == (1, 2, 2)
+        assert await conn.fetchval("SELECT to_regclass($1::text)", history) is None
+    finally:
+        await conn.close()
+
+
 @pytest.mark.parametrize("analysed", [True, False])
 async def test_partition_counts_estimated_from_the_catalog(
     namespace: Namespace, analysed: bool
