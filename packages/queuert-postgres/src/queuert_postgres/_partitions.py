@@ -142,10 +142,17 @@ def history_name(names: Names) -> str:
     return f"{names.prefix}job_phistory"
 
 
-def detached_pattern(names: Names) -> str:
-    """A regular expression for the names a bucket or the history partition can have (the
-    prefix is an identifier: letters, digits and ``_``, nothing a regular expression reads)."""
-    return f"^{names.prefix}job_p([0-9]{{8}}t[0-9]{{4}}|history)$"
+def dropping_name(names: Names, partition: str) -> str:
+    """The name a partition takes when it is detached to be dropped (``{p}job_pdrop_...``), so that
+    a table left by a stopped run is told apart from one a person detached to keep (at most 63
+    characters: the prefix has at most 40)."""
+    return f"{names.prefix}job_pdrop_{partition[len(names.prefix) + len('job_p') :]}"
+
+
+def dropping_pattern(names: Names) -> str:
+    """A regular expression for the names of :func:`dropping_name` (the prefix is an identifier:
+    letters, digits and ``_``, nothing a regular expression reads)."""
+    return f"^{names.prefix}job_pdrop_([0-9]{{8}}t[0-9]{{4}}|history)$"
 
 
 def default_name(names: Names) -> str:

@@ -516,8 +516,8 @@ class PgStateAdapter(Generic[TxT]):
         is kept (``kept``); retention deletes its expired chains one by one instead. Detaching takes
         a brief exclusive lock on the job table (a change of the catalog only); if it is not granted
         within ``Partitioning.lock_timeout`` the partition waits for the next run. The detached
-        table is then counted (exactly) and dropped with no lock on the job table; a table that a
-        stopped run left detached is counted and dropped by the next one.
+        table (renamed ``{p}job_pdrop_...``) is then counted and dropped with no lock on the job
+        table; a table that a stopped run left detached is counted and dropped by the next one.
         """
         self._check_open()
         if self.partitioning is None:
@@ -668,7 +668,12 @@ class PgStateAdapter(Generic[TxT]):
                 # id in this old range (a client clock far behind): check again under the lock
                 if (await self.provider.fetch(check, [], tx))[0][0]:
                     return None
-                await self.provider.script(f"ALTER TABLE {names.job} DETACH PARTITION {table}", tx)
+                dropping = parts.dropping_name(names, bounds.name)
+                await self.provider.script(
+                    f"ALTER TABLE {names.job} DETACH PARTITION {table}; "
+                    f'ALTER TABLE {table} RENAME TO "{dropping}"',
+                    tx,
+                )
         except Exception as exc:
             if not _lock_not_available(exc):
                 raise
@@ -677,10 +682,12 @@ class PgStateAdapter(Generic[TxT]):
                 extra={"queuert_partition": bounds.name, "queuert_schema": names.schema},
             )
             return None
-        return await self._drop_detached(bounds.name)
+        return await self._drop_detached(dropping)
 
     async def _detached(self, tx: TxT | None = None) -> list[str]:
-        """Tables of expired partitions detached by a run that stopped before dropping them."""
+        """Tables of expired partitions detached (and renamed ``{p}job_pdrop_...``) by a run
+        that stopped before dropping them; a partition detached by hand keeps its name and is left
+        alone."""
         rows = await self._fetch(
             Sql(
                 "SELECT c.relname::text FROM pg_class c "
@@ -688,7 +695,7 @@ class PgStateAdapter(Generic[TxT]):
                 "WHERE n.nspname = $1::text AND c.relkind = 'r' AND NOT c.relispartition "
                 "AND c.relname::text ~ $2::text ORDER BY c.relname"
             ),
-            [self.names.schema, parts.detached_pattern(self.names)],
+            [self.names.schema, parts.dropping_pattern(self.names)],
             tx,
         )
         return [str(row[0]) for row in rows]
