@@ -10,6 +10,7 @@ import mongo_server
 import pytest
 from mongo_helpers import DATABASE, unique_prefix
 from pymongo.errors import ServerSelectionTimeoutError
+from queuert_conformance.resilience import silent_peer
 from queuert_mongodb import MongoStateAdapter
 
 
@@ -39,28 +40,14 @@ async def test_the_url_and_the_caller_keep_their_own_timeouts() -> None:
 
 
 async def test_opening_against_a_server_that_never_answers_fails() -> None:
-    peers: list[asyncio.StreamWriter] = []
-    accepted = asyncio.Event()
-
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peers.append(writer)
-        accepted.set()
-
-    server = await asyncio.start_server(silent, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
     loop = asyncio.get_running_loop()
-    started = loop.time()
-    try:
+    async with silent_peer() as (host, port, accepted):
+        started = loop.time()
         with pytest.raises(ServerSelectionTimeoutError):
             # the URL shortens the wait for a server; the answer wait is the adapter's default
             await MongoStateAdapter.connect(
-                f"mongodb://127.0.0.1:{port}/?directConnection=true&serverSelectionTimeoutMS=1500",
+                f"mongodb://{host}:{port}/?directConnection=true&serverSelectionTimeoutMS=1500",
                 database=DATABASE,
             )
         assert accepted.is_set(), "the client reached the silent server"
         assert loop.time() - started < 10, f"gave up after {loop.time() - started:.1f} s"
-    finally:
-        for writer in peers:
-            writer.close()
-        server.close()
-        await server.wait_closed()

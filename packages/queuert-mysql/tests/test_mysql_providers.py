@@ -13,6 +13,7 @@ import aiomysql
 import pytest
 from mysql_helpers import connect_args, drop_prefix, engine, sql, unique_prefix
 from queuert import Attempt, Client, EntryJobType, Worker
+from queuert_conformance.resilience import silent_peer
 from queuert_mysql import AiomysqlProvider, MysqlStateAdapter, SqlAlchemyProvider
 
 
@@ -192,29 +193,15 @@ async def test_connecting_to_a_silent_server_times_out() -> None:
     ``connect_timeout`` (10 s by default; here 1 s), not aiomysql's 60 s."""
     import asyncio
 
-    accepted = asyncio.Event()
-    peers: list[asyncio.StreamWriter] = []
-
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peers.append(writer)
-        accepted.set()
-
-    server = await asyncio.start_server(silent, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
     loop = asyncio.get_running_loop()
-    started = loop.time()
-    try:
+    async with silent_peer() as (host, port, accepted):
+        started = loop.time()
         with pytest.raises(asyncio.TimeoutError):
             await MysqlStateAdapter.connect(
-                host="127.0.0.1", port=port, user="root", db="test", connect_timeout=1
+                host=host, port=port, user="root", db="test", connect_timeout=1
             )
         assert accepted.is_set(), "the connection reached the silent peer"
         assert loop.time() - started < 6, f"gave up after {loop.time() - started:.1f}s"
-    finally:
-        for writer in peers:
-            writer.close()
-        server.close()
-        await server.wait_closed()
 
 
 async def test_a_new_pooled_connection_to_a_silent_server_times_out() -> None:
@@ -223,31 +210,19 @@ async def test_a_new_pooled_connection_to_a_silent_server_times_out() -> None:
     ``connect_timeout`` (aiomysql bounds the TCP connect only, not the server's greeting)."""
     import asyncio
 
-    accepted = asyncio.Event()
-    peers: list[asyncio.StreamWriter] = []
-
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peers.append(writer)
-        accepted.set()
-
-    server = await asyncio.start_server(silent, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    adapter = await MysqlStateAdapter.connect(
-        host="127.0.0.1", port=port, user="root", db="test", connect_timeout=1, minsize=0
-    )
     loop = asyncio.get_running_loop()
-    try:
-        started = loop.time()
-        with pytest.raises(asyncio.TimeoutError, match="connecting got no answer"):
-            await adapter.next_due(["any"])
-        assert accepted.is_set(), "the connection reached the silent peer"
-        assert loop.time() - started < 6, f"gave up after {loop.time() - started:.1f}s"
-    finally:
-        for writer in peers:
-            writer.close()
-        await adapter.close()
-        server.close()
-        await server.wait_closed()
+    async with silent_peer() as (host, port, accepted):
+        adapter = await MysqlStateAdapter.connect(
+            host=host, port=port, user="root", db="test", connect_timeout=1, minsize=0
+        )
+        try:
+            started = loop.time()
+            with pytest.raises(asyncio.TimeoutError, match="connecting got no answer"):
+                await adapter.next_due(["any"])
+            assert accepted.is_set(), "the connection reached the silent peer"
+            assert loop.time() - started < 6, f"gave up after {loop.time() - started:.1f}s"
+        finally:
+            await adapter.close()
 
 
 async def test_a_statement_that_gets_no_answer_times_out_and_its_connection_is_dropped() -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 import pytest
 from pg_helpers import DSN, Namespace
+from queuert_conformance.resilience import silent_peer
 from queuert_postgres import AsyncpgProvider, PgStateAdapter, PsycopgProvider, Sql
 
 
@@ -60,29 +61,15 @@ async def test_session_reset_only_when_asked(reset_sessions: bool) -> None:
 async def test_a_server_that_never_answers_fails_the_connect_within_its_timeout() -> None:
     """A peer that accepts the TCP connection and then says nothing (a hung server, a black-holing
     proxy) makes connecting raise TimeoutError after ``connect_timeout``, not asyncpg's 60 s."""
-    accepted = asyncio.Event()
-    peers: list[asyncio.StreamWriter] = []
-
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peers.append(writer)
-        accepted.set()
-
-    server = await asyncio.start_server(silent, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
     loop = asyncio.get_running_loop()
-    started = loop.time()
-    try:
+    async with silent_peer() as (host, port, accepted):
+        started = loop.time()
         with pytest.raises(asyncio.TimeoutError):
             await PgStateAdapter.connect(
-                f"postgresql://postgres@127.0.0.1:{port}/test", connect_timeout=0.5
+                f"postgresql://postgres@{host}:{port}/test", connect_timeout=0.5
             )
         assert accepted.is_set(), "the connection reached the silent peer"
         assert loop.time() - started < 5
-    finally:
-        for writer in peers:
-            writer.close()
-        server.close()
-        await server.wait_closed()
 
 
 async def test_a_statement_that_hangs_raises_after_the_statement_timeout(
@@ -111,28 +98,16 @@ async def test_a_statement_that_hangs_raises_after_the_statement_timeout(
 
 
 async def test_the_psycopg_providers_connections_time_out_on_a_silent_server() -> None:
-    accepted = asyncio.Event()
-    peers: list[asyncio.StreamWriter] = []
-
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peers.append(writer)
-        accepted.set()
-
-    server = await asyncio.start_server(silent, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    provider = PsycopgProvider(f"postgresql://postgres@127.0.0.1:{port}/test", connect_timeout=0.5)
     loop = asyncio.get_running_loop()
-    started = loop.time()
-    try:
-        with pytest.raises(asyncio.TimeoutError):
-            await provider.fetch(Sql("SELECT 1"), (), None)
-        assert accepted.is_set() and loop.time() - started < 5
-    finally:
-        await provider.close()
-        for writer in peers:
-            writer.close()
-        server.close()
-        await server.wait_closed()
+    async with silent_peer() as (host, port, accepted):
+        provider = PsycopgProvider(f"postgresql://postgres@{host}:{port}/test", connect_timeout=0.5)
+        started = loop.time()
+        try:
+            with pytest.raises(asyncio.TimeoutError):
+                await provider.fetch(Sql("SELECT 1"), (), None)
+            assert accepted.is_set() and loop.time() - started < 5
+        finally:
+            await provider.close()
 
 
 async def test_the_psycopg_providers_statements_time_out_and_the_connection_is_dropped(

@@ -48,6 +48,7 @@ from queuert.notify import NotifyAdapter
 from queuert.observability import NoopObservability
 
 from queuert_conformance.notify_suite._support import Recorder
+from queuert_conformance.resilience import silent_peer
 
 __all__ = [
     "FAST",
@@ -311,28 +312,6 @@ async def close_while_down_leaves_no_task_behind(open_adapter: Callable[[], Noti
     assert asyncio.all_tasks() <= before
     with pytest.raises(NotifyAdapterClosedError):
         await adapter.notify_job_scheduled("mail")
-
-
-@contextlib.asynccontextmanager
-async def silent_peer() -> AsyncIterator[tuple[str, int, asyncio.Event]]:
-    """A TCP server on 127.0.0.1 that accepts connections and never sends a byte (a hung server, or
-    a peer that is not what the adapter expects): yields its host, port and an event set once a
-    connection arrived."""
-    accepted = asyncio.Event()
-    peers: list[asyncio.StreamWriter] = []
-
-    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peers.append(writer)
-        accepted.set()
-
-    server = await asyncio.start_server(hold, "127.0.0.1", 0)
-    try:
-        yield "127.0.0.1", server.sockets[0].getsockname()[1], accepted
-    finally:
-        for writer in peers:
-            writer.close()
-        server.close()
-        await server.wait_closed()
 
 
 async def silent_server_is_given_up_on(

@@ -54,6 +54,7 @@ __all__ = [
     "check_exactly_once",
     "handlers",
     "producing_client",
+    "silent_peer",
     "start_workload",
     "wait_all_closed",
     "wait_until",
@@ -373,3 +374,25 @@ async def wait_until(predicate: Callable[[], bool], *, timeout: float, what: str
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def silent_peer() -> AsyncIterator[tuple[str, int, asyncio.Event]]:
+    """A TCP server on 127.0.0.1 that accepts connections and never sends a byte (a hung server, or
+    a peer that is not what the adapter expects): yields its host, port and an event set once a
+    connection arrived."""
+    accepted = asyncio.Event()
+    peers: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peers.append(writer)
+        accepted.set()
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    try:
+        yield "127.0.0.1", server.sockets[0].getsockname()[1], accepted
+    finally:
+        for writer in peers:
+            writer.close()
+        server.close()
+        await server.wait_closed()
