@@ -55,6 +55,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -455,6 +456,9 @@ async def run_start_floor(dsn: str, chains: int) -> dict[str, float]:
     checkpointer = await aiosqlite.Connection(opener(False), 64)
     raw = writer._conn
     raw_checkpointer = checkpointer._conn
+    # aiosqlite's one primitive that runs a function on the connection's thread (queuert uses it)
+    on_writer: Callable[..., Awaitable[Any]] = writer._execute
+    on_checkpointer: Callable[..., Awaitable[Any]] = checkpointer._execute
     loop = asyncio.get_running_loop()
     checkpoint: asyncio.Future[Any] | None = None
     last = 0.0
@@ -473,10 +477,10 @@ async def run_start_floor(dsn: str, chains: int) -> dict[str, float]:
             job_id = uuid7()
             at, _ = now()
             row = (job_id, "bench_job", job_id, "bench_job", 0, f'{{"index":{i}}}', at, at)
-            await writer._execute(one, (*row, None, None, None, 0, None))
+            await on_writer(one, (*row, None, None, None, 0, None))
             if (checkpoint is None or checkpoint.done()) and loop.time() - last >= 0.25:
                 last = loop.time()
-                checkpoint = asyncio.ensure_future(checkpointer._execute(passive))
+                checkpoint = asyncio.ensure_future(on_checkpointer(passive))
         elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         if checkpoint is not None:
             await checkpoint
