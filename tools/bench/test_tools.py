@@ -145,3 +145,9 @@ def test_limits_times_claim_calls_with_and_without_a_limit(backend: str, tmp_pat
     dsn = f"sqlite:///{tmp_path}/bench.db" if backend == "sqlite" else POSTGRES
     out = run_tool("limits.py", "--dsn", dsn, "--claims", "40")
     assert "µs per claim" in out and "limit - no limit:" in out
+
+
+def test_atomic_split_runs_every_variant() -> None:
+    out = run_tool("atomic_split.py", "--dsn", POSTGRES, "--runs", "1", "--jobs", "20")
+    for variant in ("driver", "pool", "adapter tx", "complete_job"):
+        assert f"\n{variant} " in out

@@ -328,7 +328,7 @@ class Attempt(Generic[J]):
             # the lease was lost while the handler ran: nothing of this attempt may commit
             await self._close(exc)
             await host.check_owned(self.job.id)  # raises OwnershipLostError with the reason
-            raise OwnershipLostError(self.job.id, "taken_by_another_worker") from exc
+            raise  # still ours: the refusal was about another row, a failure of the attempt
         self.continued_with = successor.id if successor is not None else None
         await self._close(None)
 
