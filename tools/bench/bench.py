@@ -25,7 +25,10 @@ handlers (``process`` column):
 On PostgreSQL and MySQL/MariaDB each round also measures the floor of ``write-atomic`` with no
 queuert code: 10 connections of the driver, each running ``BEGIN``, the handler's ``INSERT``, an
 ``UPDATE`` that marks one job row completed, and ``COMMIT``, over as many jobs; ``write-atomic``'s
-ratio to it is printed. Rounds are interleaved (every mode once per round) so drift hits all alike.
+ratio to it is printed. On a SQLite file each round also measures the floor of ``alone``: one hop
+per start from asyncio to an aiosqlite thread running ``BEGIN IMMEDIATE``, queuert's job ``INSERT``
+and ``COMMIT``, with the connections set up as queuert's (no queuert code); ``alone``'s ratio to it
+is printed. Rounds are interleaved (every mode once per round) so drift hits all alike.
 The write modes need a database (not ``memory://``).
 latency: start single jobs one at a time against an idle worker and measure how long until the handler
 starts (min / median / p99), with the given notify adapter and a 1 s poll interval.
@@ -52,6 +55,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -411,6 +415,81 @@ def has_floor(dsn: str) -> bool:
     return dsn.startswith(("postgresql://", "postgres://", "mysql://", "mariadb://"))
 
 
+def has_start_floor(dsn: str) -> bool:
+    return dsn.startswith("sqlite:///") and dsn != "sqlite:///:memory:"
+
+
+async def run_start_floor(dsn: str, chains: int) -> dict[str, float]:
+    """``alone`` starts without queuert, on SQLite: ``chains`` one-row transactions, one after
+    another from asyncio, each one hop to an aiosqlite connection's thread running ``BEGIN
+    IMMEDIATE``, queuert's own INSERT of a job row (every column it writes, into its schema with its
+    indexes) and ``COMMIT``. The connections are set up as queuert's provider sets up its own (WAL,
+    ``synchronous = NORMAL``, foreign keys on, no automatic checkpoints in the writer: a passive
+    checkpoint on a connection of its own at most every 0.25 s after a commit), so the one thing
+    left out is queuert's Python."""
+    import sqlite3
+
+    import aiosqlite
+    from queuert.ids import uuid7
+    from queuert_sqlite._sql import Statements
+    from queuert_sqlite._time import now
+
+    state = await open_state_adapter(dsn)  # queuert's schema, indexes included
+    await state.migrate()
+    await state.close()
+    path = dsn[len("sqlite:///") :]
+    insert = Statements("queuert_").insert_job
+
+    def opener(writer: bool) -> Any:
+        def connect() -> sqlite3.Connection:
+            raw = sqlite3.connect(path, isolation_level=None)
+            raw.execute("PRAGMA foreign_keys = ON")
+            raw.execute("PRAGMA synchronous = NORMAL")
+            raw.execute("PRAGMA journal_mode = WAL")
+            if writer:
+                raw.execute("PRAGMA wal_autocheckpoint = 0")
+            return raw
+
+        return connect
+
+    writer = await aiosqlite.Connection(opener(True), 64)
+    checkpointer = await aiosqlite.Connection(opener(False), 64)
+    raw = writer._conn
+    raw_checkpointer = checkpointer._conn
+    # aiosqlite's one primitive that runs a function on the connection's thread (queuert uses it)
+    on_writer: Callable[..., Awaitable[Any]] = writer._execute
+    on_checkpointer: Callable[..., Awaitable[Any]] = checkpointer._execute
+    loop = asyncio.get_running_loop()
+    checkpoint: asyncio.Future[Any] | None = None
+    last = 0.0
+
+    def one(row: tuple[Any, ...]) -> None:
+        raw.execute("BEGIN IMMEDIATE")
+        raw.execute(insert, row)
+        raw.execute("COMMIT")
+
+    def passive() -> None:
+        raw_checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    try:
+        for i in range(chains):
+            job_id = uuid7()
+            at, _ = now()
+            row = (job_id, "bench_job", job_id, "bench_job", 0, f'{{"index":{i}}}', at, at)
+            await on_writer(one, (*row, None, None, None, 0, None))
+            if (checkpoint is None or checkpoint.done()) and loop.time() - last >= 0.25:
+                last = loop.time()
+                checkpoint = asyncio.ensure_future(on_checkpointer(passive))
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        if checkpoint is not None:
+            await checkpoint
+    finally:
+        await writer.close()
+        await checkpointer.close()
+    return {"start_per_s": chains / elapsed, "start_cpu_us": cpu / chains * 1e6}
+
+
 # -- one measured run (child process) --------------------------------------------------------------
 
 
@@ -744,6 +823,8 @@ def main() -> None:
                 result = asyncio.run(run_processing(**payload))
             elif kind == "floor":
                 result = asyncio.run(run_floor(**payload))
+            elif kind == "start_floor":
+                result = asyncio.run(run_start_floor(**payload))
             elif kind == "otel_floor":
                 result = run_otel_floor(payload["chains"])
             elif kind == "latency":
@@ -783,6 +864,7 @@ def main() -> None:
             modes += [("batch", "write-atomic"), ("batch", "write-staged")]
         measured: dict[tuple[str, str], list[dict[str, float]]] = {mode: [] for mode in modes}
         floors: list[dict[str, float]] = []
+        start_floors: list[dict[str, float]] = []
         for _ in range(args.runs):  # interleaved: every mode once per round
             for start_mode, process_mode in modes:
                 payload = {
@@ -798,6 +880,9 @@ def main() -> None:
             if has_floor(args.dsn):
                 floor_payload = {"dsn": args.dsn, "chains": args.chains}
                 floors.append(child(["floor", json.dumps(floor_payload)]))
+            if has_start_floor(args.dsn):
+                floor_payload = {"dsn": args.dsn, "chains": args.chains}
+                start_floors.append(child(["start_floor", json.dumps(floor_payload)]))
         print(
             f"{'start':<8}{'process':<14}{'start chains/s':>16}{'process jobs/s':>16}"
             f"{'CPU us/job':>12}   (min..max)"
@@ -827,6 +912,16 @@ def main() -> None:
                 r["process_per_s"] for r in measured["batch", "write-atomic"]
             )
             print(f"write-atomic / floor: {atomic / floor:.2f} (target 0.80)")
+        if start_floors:
+            rates = [r["start_per_s"] for r in start_floors]
+            start_floor = statistics.median(rates)
+            print(
+                f"{'floor':<8}{'(start)':<14}{start_floor:>16,.0f}{'':>16}{'':>12}"
+                f"   ({min(rates):,.0f}..{max(rates):,.0f}; no queuert: one hop per start to an"
+                " aiosqlite thread running BEGIN IMMEDIATE, the job INSERT, COMMIT)"
+            )
+            alone = statistics.median(r["start_per_s"] for r in measured["alone", "noop"])
+            print(f"alone / start floor: {alone / start_floor:.2f}")
     elif args.kind == "otel":
         variants: dict[str, float | None] = {"off": None, "on": 1.0, "on 10%": 0.1}
         rows = [(process, name) for process in args.process for name in variants]

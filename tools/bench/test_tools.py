@@ -38,8 +38,12 @@ def test_processing_runs_every_mode_and_the_floor(backend: str, tmp_path: Path) 
     if backend == "postgres":
         assert "floor   write-atomic" in out
         assert "write-atomic / floor:" in out
+        assert "start floor" not in out
     else:
-        assert "floor" not in out
+        # a SQLite file: the floor of one-by-one starts, and no write-atomic floor
+        assert "floor   (start)" in out
+        assert "alone / start floor:" in out
+        assert "write-atomic / floor" not in out
 
 
 def test_peer_comparison_runs_queuert_and_the_floors() -> None:

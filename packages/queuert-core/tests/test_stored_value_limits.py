@@ -6,9 +6,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from queuert import Client, PayloadTooLargeError, Schedule, UsageError
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from queuert import Client, EntryJobType, NotJsonError, PayloadTooLargeError, Schedule, UsageError
 from queuert.codec import DefaultCodec
 from queuert.in_memory import InMemoryStateAdapter
+from queuert.json import JsonValue, dumps, loads
 from queuert.payload import Payloads, check_payload, storable_text
 from queuert.schedule import LATEST_SCHEDULE, LONGEST_DELAY
 from queuert.worker import serialize_error
@@ -77,3 +80,27 @@ def test_an_exception_whose_str_raises_is_still_recorded() -> None:
 
     text = serialize_error(Hostile())
     assert text.startswith("Hostile: <str() of the exception raised>")
+
+
+class _Carry(EntryJobType[JsonValue, None], name="limits_carry"):
+    pass
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(value=_json_values)
+def test_a_planned_start_carries_the_json_text_its_input_was_checked_as(value: JsonValue) -> None:
+    """The input is encoded once: the text the checks measured rides to the state adapter."""
+    client = Client(InMemoryStateAdapter(), job_types=[_Carry])
+    try:
+        (plan,) = client._core.creation.plan_starts([_Carry(value)])
+    except NotJsonError:
+        return  # refused before anything is planned (NUL, lone surrogates): nothing to carry
+    assert plan.row.input_text == dumps(plan.row.input)
+    assert loads(plan.row.input_text) == plan.row.input

@@ -111,7 +111,7 @@ class ChainCreation(Generic[TxT]):
         plans: list[PlannedJob] = []
         for job in jobs:
             jt = type(job)
-            payload = self._encode_input(job)
+            payload, text = self._encode_input(job)
             blockers = self._check_blockers(job)
             if continuation_of is None:
                 if job.deduplication is not None and job.deduplication.exclude_chain_ids:
@@ -130,6 +130,7 @@ class ChainCreation(Generic[TxT]):
                     fresh_id=job.id is None,
                     priority=0 if job.priority is None else job.priority,
                     limit_key=_limit_key(job),
+                    input_text=text,
                 )
             else:
                 if job.deduplication is not None:
@@ -145,6 +146,7 @@ class ChainCreation(Generic[TxT]):
                     # a continuation keeps its chain's priority unless it sets its own
                     priority=continuation_of.priority if job.priority is None else job.priority,
                     limit_key=_limit_key(job),
+                    input_text=text,
                 )
             plans.append(PlannedJob(row, blockers))
         return plans
@@ -156,11 +158,12 @@ class ChainCreation(Generic[TxT]):
             return self._ids.generate()
         return check_id(self._ids, job.id, argument="id")
 
-    def _encode_input(self, job: AnyJob) -> JsonValue:
+    def _encode_input(self, job: AnyJob) -> tuple[JsonValue, str]:
+        """The job's input as checked JSON, and as its JSON text (encoded once)."""
         jt = type(job)
         self._registry.check_registered(jt)
         try:
-            return self._payloads.encode(
+            return self._payloads.encode_text(
                 jt.spec().input_type, job.input, what="input", type_name=jt.type_name
             )
         except NotJsonError:

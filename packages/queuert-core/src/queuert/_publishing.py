@@ -20,7 +20,7 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from queuert._tasks import drain
 from queuert.hooks import TransactionHooks
@@ -48,6 +48,8 @@ class Publisher:
 
     def __init__(self, notify: NotifyAdapter, emit: Callable[[Event], None]) -> None:
         self._notify = notify
+        self._many = isinstance(notify, SupportsNotifyMany)
+        """Asked once: a runtime protocol check costs microseconds, and this runs per commit."""
         self._emit = emit
         self._ready: Counter[str] = Counter()
         self._scheduled: set[str] = set()
@@ -87,11 +89,12 @@ class Publisher:
             except Exception as exc:
                 self._emit(NotifyAdapterError(operation=operation, error=repr(exc)))
 
-        if isinstance(notify, SupportsNotifyMany):
+        if self._many:
             notifications = Notifications(
                 ready, frozenset(scheduled), frozenset(closed), frozenset(lost)
             )
-            await call("notify_many", notify.notify_many(notifications))
+            many = cast(SupportsNotifyMany, notify)
+            await call("notify_many", many.notify_many(notifications))
             return
 
         for type_name, count in ready.items():

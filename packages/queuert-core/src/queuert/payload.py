@@ -24,7 +24,13 @@ from queuert.codec import Codec
 from queuert.errors import NotJsonError, PayloadTooLargeError, UsageError
 from queuert.json import JsonValue, dumps
 
-__all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "Payloads", "check_payload", "storable_text"]
+__all__ = [
+    "DEFAULT_MAX_PAYLOAD_BYTES",
+    "Payloads",
+    "check_payload",
+    "checked_text",
+    "storable_text",
+]
 
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 """The default limit on one encoded input or output: 1 MiB."""
@@ -39,6 +45,13 @@ def check_payload(
 ) -> None:
     """Raise :class:`NotJsonError` or :class:`PayloadTooLargeError` if ``value`` may not be stored
     (see the module docstring); return quietly otherwise."""
+    checked_text(value, max_bytes=max_bytes, what=what, type_name=type_name)
+
+
+def checked_text(
+    value: JsonValue, *, max_bytes: int | None, what: Role = "input", type_name: str = "?"
+) -> str:
+    """:func:`check_payload`, returning the compact JSON text it checked (``dumps(value)``)."""
     try:
         text = dumps(value)
     except (RecursionError, ValueError):
@@ -59,6 +72,7 @@ def check_payload(
         _locate(value, "$", 0)  # raises if a string holds NUL or a lone surrogate
     if max_bytes is not None and size > max_bytes:
         raise PayloadTooLargeError(what, type_name, size, max_bytes)
+    return text
 
 
 _MAX_DEPTH = 200
@@ -118,12 +132,19 @@ class Payloads:
 
     def encode(self, tp: Any, value: Any, *, what: Role, type_name: str) -> JsonValue:
         """``value`` as stored JSON; the codec's errors propagate, then the checks above apply."""
+        return self.encode_text(tp, value, what=what, type_name=type_name)[0]
+
+    def encode_text(
+        self, tp: Any, value: Any, *, what: Role, type_name: str
+    ) -> tuple[JsonValue, str]:
+        """:meth:`encode`, and the value's compact JSON text (``queuert.json.dumps``), encoded once
+        for the checks and handed on to the state adapter."""
         try:
             data = self.codec.encode(tp, value)
         except RecursionError:
             raise NotJsonError("$", value, "nested too deeply to encode") from None
-        check_payload(data, max_bytes=self.max_bytes, what=what, type_name=type_name)
-        return data
+        text = checked_text(data, max_bytes=self.max_bytes, what=what, type_name=type_name)
+        return data, text
 
 
 def storable_text(text: str) -> str:

@@ -284,6 +284,9 @@ class NewJob:
     """Stored as is (the core checked the range: a 32-bit signed int)."""
     limit_key: str | None = None
     """Stored as is (the core checked it: 1 to 200 characters, no NUL)."""
+    input_text: str | None = None
+    """``input`` as compact JSON text (``queuert.json.dumps(input)``) when the client already
+    encoded it to check it; a store that writes JSON text may use it instead of encoding again."""
 
 
 STORED_FIELDS: tuple[str, ...] = (

@@ -283,15 +283,22 @@ class SqliteStateAdapter:
             return []
         prepared = prepare(jobs)
         sql = self._sql
-        if self.provider.can_defer(tx) and all(
+        if (tx is None or self.provider.can_defer(tx)) and all(
             new.fresh_id and new.chain_id is None and new.deduplication is None
             for new, _ in prepared
         ):
-            assert tx is not None
+            # nothing to look up and nothing to clash with: rows and results are known here
             rows, results = fresh_starts(prepared)
             insert = sql.insert_job
-            self._check_open()
-            self.provider.defer_write(tx, lambda raw: raw.executemany(insert, rows))
+            if tx is not None:
+                self._check_open()
+                self.provider.defer_write(tx, lambda raw: raw.executemany(insert, rows))
+            elif len(rows) == 1:
+                # a transaction of its own: BEGIN IMMEDIATE, this one INSERT and COMMIT, one hop
+                row = rows[0]
+                await self._write(lambda raw: raw.execute(insert, row), atomic=False)
+            else:
+                await self._write(lambda raw: raw.executemany(insert, rows), atomic=False)
             return results
         try:
             # one job is one INSERT, atomic by itself; a batch needs a savepoint inside tx

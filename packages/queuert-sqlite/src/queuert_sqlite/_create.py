@@ -56,8 +56,11 @@ class InsertConflict(Exception):
 
 
 def prepare(jobs: Sequence[NewJob]) -> list[Prepared]:
-    """Each job with its input's JSON text (jobs and inputs arrive checked by the core)."""
-    return [(new, dumps(new.input)) for new in jobs]
+    """Each job with its input's JSON text (jobs and inputs arrive checked by the core, most with
+    that text already)."""
+    return [
+        (new, new.input_text if new.input_text is not None else dumps(new.input)) for new in jobs
+    ]
 
 
 def new_row(new: NewJob, text: str, now_text: str, now_dt: datetime) -> tuple[Row, StoredJob]:
