@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from queuert import Attempt, Backoff, Client, Deduplication, EntryJobType, TxContext, Worker
 from queuert.errors import DuplicateJobIdError, TransactionAbortedError
 from queuert.ids import uuid7
+from queuert.observability import Event
 from queuert_sqlite import SqliteConnection, SqliteStateAdapter
 from sqlite_helpers import DBAPI, HopCounter, external_write_lock, statements_of
 
@@ -98,6 +99,61 @@ async def test_a_transaction_that_only_starts_a_chain_is_one_hop(
         chains = await client.start_chains([Mail(Note(str(i))) for i in range(100)], tx=tx)
     assert hops.count == 1
     assert {c.id for c in chains} <= job_ids(adapter, db_path)
+
+
+async def test_a_start_without_tx_is_one_hop_of_begin_insert_and_commit(
+    adapter: SqliteStateAdapter, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client: Client[SqliteConnection] = Client(adapter, job_types=[Mail])
+    try:
+        warm = await client.start_chain(Mail(Note("warm")))  # statements prepared and cached
+        seen = await statements_of(adapter)
+        hops = HopCounter(monkeypatch)
+        chain = await client.start_chain(Mail(Note("alone")))
+        assert hops.count == 1
+        assert [statement.split()[0] for statement in seen] == ["BEGIN", "INSERT", "COMMIT"]
+        assert job_ids(adapter, db_path) == {warm.id, chain.id}  # committed when it returns
+        stored = await client.get_chain(chain.id)
+        assert stored is not None and stored.status == "open"
+        assert stored.root.created_at == chain.root.created_at
+        assert stored.root.scheduled_at == chain.root.scheduled_at
+        assert stored.root.input == Note("alone")
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+async def test_a_failed_start_without_tx_writes_and_announces_nothing(
+    adapter: SqliteStateAdapter, db_path: Path, batch: int
+) -> None:
+    table = f"{adapter.table_prefix}job"
+    async with adapter.transaction() as tx:
+        await tx.execute(
+            f"CREATE TRIGGER refuse_boom BEFORE INSERT ON {table} "
+            "WHEN NEW.type_name = 'deferred_boom' BEGIN SELECT RAISE(ABORT, 'boom refused'); END"
+        )
+    events: list[Event] = []
+
+    class Recorder:
+        def emit(self, event: Event) -> None:
+            events.append(event)
+
+    client: Client[SqliteConnection] = Client(
+        adapter, job_types=[Mail, Boom], observability=Recorder()
+    )
+    try:
+        jobs: list[Any] = [Mail(Note(str(i))) for i in range(batch - 1)] + [Boom(Note("no"))]
+        with pytest.raises(DBAPI.IntegrityError, match="boom refused"):
+            await client.start_chains(jobs)
+        await client.wait_published()
+        assert job_ids(adapter, db_path) == set()  # all or nothing
+        assert events == []  # nothing announced for what never committed
+        kept = await client.start_chain(Mail(Note("next")))  # the writer is usable again
+        await client.wait_published()
+        assert job_ids(adapter, db_path) == {kept.id}
+        assert [type(e).__name__ for e in events] == ["ChainCreated", "JobCreated"]
+    finally:
+        await client.close()
 
 
 @pytest.mark.parametrize("case", ["explicit id", "deduplication key"])
