@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from queuert.cursor import (
@@ -27,7 +27,6 @@ from queuert.errors import (
     JobTakenByAnotherWorkerError,
     StateAdapterClosedError,
     TransactionAbortedError,
-    UsageError,
 )
 from queuert.ids import UUID_IDS
 from queuert.json import JsonValue, dumps
@@ -119,14 +118,6 @@ def _lock_not_available(exc: BaseException) -> bool:
 
 _MAX_FOLLOW = 1000
 """Upper bound on re-reads while following a chain that keeps continuing under a locked read."""
-
-
-def _timestamp_literal(moment: datetime) -> str:
-    """``moment`` (aware) as a ``timestamptz`` literal of a statement: digits and separators of
-    its ISO form only."""
-    if not isinstance(moment, datetime) or moment.tzinfo is None:
-        raise UsageError(f"a cutoff must be a timezone-aware datetime, not {moment!r}")
-    return f"'{moment.astimezone(timezone.utc).isoformat()}'::timestamptz"
 
 
 def _secs(delta: timedelta) -> float:
@@ -626,25 +617,27 @@ class PgStateAdapter(Generic[TxT]):
         ready = "outcome IS NULL AND open_blockers = 0 AND leased_until IS NULL"
         leased = "outcome IS NULL AND leased_until IS NOT NULL"
         blocked = "outcome IS NULL AND open_blockers > 0 AND leased_until IS NULL"
-        # the cutoff is a literal, not a parameter: under a generic plan PostgreSQL cannot see its
-        # value, guessed that a third of the partition closed after it and read the whole
-        # partition (100 ms per million jobs, twice, the second time under the table's lock)
-        # instead of probing the index of closing times
-        cutoff = _timestamp_literal(closed_before)
+        # the cutoff ($1) must be planned with its value (a custom plan, set below): under a
+        # generic plan PostgreSQL cannot see it, guesses that a third of the partition closed after
+        # it and reads the whole partition (100 ms per million jobs, twice, the second time under
+        # the table's lock) instead of probing the index of closing times
+        custom = "SET LOCAL plan_cache_mode = force_custom_plan"
         check = Sql(
             f"SELECT EXISTS (SELECT 1 FROM {table} WHERE {ready}) "
             f"OR EXISTS (SELECT 1 FROM {table} WHERE {leased}) "
             f"OR EXISTS (SELECT 1 FROM {table} WHERE {blocked}) "
-            f"OR EXISTS (SELECT 1 FROM {table} WHERE completed_at >= {cutoff}) "
+            f"OR EXISTS (SELECT 1 FROM {table} WHERE completed_at >= $1::timestamptz) "
             f"OR EXISTS (SELECT 1 FROM {names.blocker} b "
             f"WHERE {bounds.where('b.blocked_by_chain_id')} "
             f"AND NOT EXISTS (SELECT 1 FROM {table} j WHERE j.id = b.job_id))"
         )
         async with self.provider.transaction() as tx:
             await self.provider.script(
-                "SET LOCAL statement_timeout = 0; SET LOCAL max_parallel_workers_per_gather = 0", tx
+                "SET LOCAL statement_timeout = 0; SET LOCAL max_parallel_workers_per_gather = 0; "
+                + custom,
+                tx,
             )
-            if (await self.provider.fetch(check, [], tx))[0][0]:
+            if (await self.provider.fetch(check, [closed_before], tx))[0][0]:
                 return None
             # links from the partition's jobs (closed, so no longer consulted)
             await self.provider.script(
@@ -654,7 +647,7 @@ class PgStateAdapter(Generic[TxT]):
         try:
             async with self.provider.transaction() as tx:
                 await self.provider.script(
-                    f"SET LOCAL lock_timeout = {self.partitioning.lock_timeout_ms}", tx
+                    f"SET LOCAL lock_timeout = {self.partitioning.lock_timeout_ms}; {custom}", tx
                 )
                 # one maintainer at a time (the lease of the retention run already ensures it; a
                 # direct call from elsewhere waits here)
@@ -666,7 +659,7 @@ class PgStateAdapter(Generic[TxT]):
                     return None  # detached by another run meanwhile, which drops it
                 # nothing can have changed what the check saw except a chain created since with an
                 # id in this old range (a client clock far behind): check again under the lock
-                if (await self.provider.fetch(check, [], tx))[0][0]:
+                if (await self.provider.fetch(check, [closed_before], tx))[0][0]:
                     return None
                 dropping = parts.dropping_name(names, bounds.name)
                 await self.provider.script(
