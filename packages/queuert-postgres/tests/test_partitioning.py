@@ -224,6 +224,35 @@ async def test_partition_of_expired_chains_is_dropped_whole(
     )
 
 
+async def test_a_drop_brings_the_hot_partitions_statistics_up_to_date_first(
+    adapter: PgStateAdapter[object], namespace: Namespace
+) -> None:
+    """Detaching makes every connection plan its statements again with the partitions' statistics
+    of that moment. Today's partition, analysed while it was empty and filled since, must not be
+    planned as empty (the plans then read it row by row for every job of a batch): the drop
+    analyses it first."""
+    expired = await start(adapter, uuid7_at(days_ago(3)))
+    await close(adapter, expired.id)
+    first = await start(adapter, uuid7())
+    today = await partition_of(namespace, first.id)
+    conn = await asyncpg.connect(DSN)
+    try:
+        await conn.execute(f"DELETE FROM {today}")
+        await conn.execute(f"ANALYZE {today}")  # statistics of an empty partition
+        await adapter.create_jobs(
+            [NewJob(id=uuid7(), type_name="t", chain_type_name="t", input=None) for _ in range(300)]
+        )
+        reltuples = f"SELECT reltuples FROM pg_class WHERE oid = '{today}'::regclass"
+        assert await conn.fetchval(reltuples) <= 0
+
+        expiry = await adapter.maintain_storage(closed_before=datetime.now(timezone.utc))
+
+        assert expiry.partitions_dropped == 1
+        assert await conn.fetchval(reltuples) == 300
+    finally:
+        await conn.close()
+
+
 async def test_partition_detached_by_hand_is_left_alone(
     adapter: PgStateAdapter[object], namespace: Namespace
 ) -> None:
