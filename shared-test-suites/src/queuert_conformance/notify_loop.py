@@ -19,52 +19,42 @@ from __future__ import annotations
 
 import asyncio
 import queue
-import threading
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from types import TracebackType
 
 from queuert import InProcessNotifyAdapter
+from queuert.notify_thread import NotifyThread
 
 __all__ = ["NotifyLoopThread"]
 
 
 class NotifyLoopThread:
     """An :class:`~queuert.InProcessNotifyAdapter` listening for job-scheduled messages of
-    ``type_names`` on an event loop in a thread; a context manager (it starts and stops both)."""
+    ``type_names`` on the event loop of a :class:`queuert.notify_thread.NotifyThread`; a context
+    manager (it starts and stops both)."""
 
     def __init__(self, type_names: Sequence[str], *, timeout: float = 20.0) -> None:
         self._type_names = list(type_names)
         self._timeout = timeout
         self._woken: queue.Queue[str] = queue.Queue()
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._error: BaseException | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._notify: InProcessNotifyAdapter | None = None
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+        self._thread: NotifyThread[InProcessNotifyAdapter] | None = None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
-        assert self._loop is not None, "enter the NotifyLoopThread first"
-        return self._loop
+        assert self._thread is not None, "enter the NotifyLoopThread first"
+        return self._thread.loop
 
     @property
     def notify(self) -> InProcessNotifyAdapter:
-        assert self._notify is not None, "enter the NotifyLoopThread first"
-        return self._notify
+        assert self._thread is not None, "enter the NotifyLoopThread first"
+        return self._thread.adapter
 
-    async def _main(self) -> None:
-        try:
-            async with InProcessNotifyAdapter() as notify:
-                await notify.listen_job_scheduled(self._type_names, self._woken.put)
-                self._stop = asyncio.Event()
-                self._loop, self._notify = asyncio.get_running_loop(), notify
-                self._ready.set()
-                await self._stop.wait()
-        except BaseException as error:
-            self._error = error
-            self._ready.set()
-            raise
+    @asynccontextmanager
+    async def _listening(self) -> AsyncIterator[InProcessNotifyAdapter]:
+        async with InProcessNotifyAdapter() as notify:
+            await notify.listen_job_scheduled(self._type_names, self._woken.put)
+            yield notify
 
     def received(self) -> list[str]:
         """The type names of the job-scheduled messages received since the last call."""
@@ -76,10 +66,9 @@ class NotifyLoopThread:
                 return names
 
     def __enter__(self) -> NotifyLoopThread:
-        self._thread.start()
-        assert self._ready.wait(self._timeout), "the notify loop did not start"
-        if self._error is not None:
-            raise self._error
+        self._thread = NotifyThread(
+            self._listening, name="queuert-test-notify", timeout=self._timeout
+        )
         return self
 
     def __exit__(
@@ -88,7 +77,5 @@ class NotifyLoopThread:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(self._timeout)
-        assert not self._thread.is_alive(), "the notify loop did not stop"
+        assert self._thread is not None
+        self._thread.stop()

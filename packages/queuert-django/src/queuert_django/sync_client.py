@@ -14,7 +14,8 @@ open there: it exists when the outermost ``atomic()`` block commits and vanishes
 back, or with the savepoint of a nested block that rolls back. Wake-ups follow the commit: on
 PostgreSQL a ``NOTIFY`` sent in the transaction (delivered by the server on commit, dropped on
 rollback); with ``QUEUERT["NOTIFY"]`` a Redis URL, a Redis message published after the commit
-(``transaction.on_commit``) by the process's notify thread (:mod:`queuert_django.notify_thread`);
+(``transaction.on_commit``) by the process's notify thread (:class:`queuert.notify_thread.NotifyThread`, stopped
+at interpreter exit);
 otherwise, on SQLite, workers in other processes find the jobs at their next poll.
 
 :func:`start_chain` and :func:`start_chains` open an ``atomic()`` block of their own when called
@@ -24,6 +25,7 @@ deletion, reads) is on :func:`get_sync_client`, with ``tx=db_connection()`` insi
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 from collections.abc import Sequence
@@ -31,10 +33,10 @@ from typing import Any, TypeVar
 
 from django.db import connections, transaction
 from queuert import Chain, EntryJobType, SyncClient
+from queuert.notify_thread import NotifyThread
 
 from queuert_django.conf import QueuertSettings, load_settings
 from queuert_django.connections import open_redis_notify_adapter
-from queuert_django.notify_thread import NotifyThread
 from queuert_django.sync_backends import sync_backend
 
 __all__ = ["db_connection", "get_sync_client", "start_chain", "start_chains"]
@@ -71,6 +73,7 @@ def _build(conf: QueuertSettings) -> SyncClient[Any]:
         sync_backend(conf), job_types=conf.job_types, notify=thread.adapter, notify_loop=thread.loop
     )
     thread.before_stop.append(client.wait_published)
+    atexit.register(thread.stop)  # publish what is left before the process ends
     return client
 
 
