@@ -79,7 +79,7 @@ from typing_extensions import Self
 from queuert._fastinit import fast_init, from_fields
 from queuert.errors import BlockerReference, InvalidJobIdError, UsageError
 from queuert.ids import IdPolicy, check_ids
-from queuert.json import JsonValue, UndecodableValue
+from queuert.json import JsonValue, UndecodableValue, dumps
 from queuert.limits import ConcurrencyLimit
 from queuert.schedule import Deduplication, Schedule
 
@@ -287,6 +287,11 @@ class NewJob:
     input_text: str | None = None
     """``input`` as compact JSON text (``queuert.json.dumps(input)``) when the client already
     encoded it to check it; a store that writes JSON text may use it instead of encoding again."""
+
+    def input_json(self) -> str:
+        """``input`` as compact JSON text: :attr:`input_text` when the client carried it, else
+        encoded now (for stores that write JSON text)."""
+        return self.input_text if self.input_text is not None else dumps(self.input)
 
 
 STORED_FIELDS: tuple[str, ...] = (

@@ -454,7 +454,7 @@ class MongoStateAdapter:
                 "chain_id": job_oid if new.chain_id is None else oid(new.chain_id),
                 "chain_type_name": new.chain_type_name,
                 "chain_index": new.chain_index,
-                "input": dumps(new.input),
+                "input": new.input_json(),
                 "output": None,
                 "outcome": None,
                 "created_at": now,

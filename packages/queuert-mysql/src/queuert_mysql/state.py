@@ -422,7 +422,7 @@ class MysqlStateAdapter(Generic[TxT]):
         self._check_open()
         if not jobs:
             return []
-        prepared = [(new, dumps(new.input)) for new in jobs]
+        prepared = [(new, new.input_json()) for new in jobs]
         if all(new.chain_id is None and new.deduplication is None for new in jobs):
             # Chain starts only: nothing to look up, and one multi-row INSERT is atomic by itself.
             if self.provider.multi_statements(tx) and all(new.schedule is None for new in jobs):

@@ -18,7 +18,6 @@ from datetime import datetime
 from typing import Any
 
 from queuert.errors import ChainNotFoundError, DuplicateJobIdError
-from queuert.json import dumps
 from queuert.state import CreatedJob, NewJob, StoredJob, inserted_job
 
 from queuert_sqlite._driver import is_integrity_error
@@ -58,9 +57,7 @@ class InsertConflict(Exception):
 def prepare(jobs: Sequence[NewJob]) -> list[Prepared]:
     """Each job with its input's JSON text (jobs and inputs arrive checked by the core, most with
     that text already)."""
-    return [
-        (new, new.input_text if new.input_text is not None else dumps(new.input)) for new in jobs
-    ]
+    return [(new, new.input_json()) for new in jobs]
 
 
 def new_row(new: NewJob, text: str, now_text: str, now_dt: datetime) -> tuple[Row, StoredJob]:
