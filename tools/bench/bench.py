@@ -74,14 +74,15 @@ from queuert.observability import AttemptCompleted, Event, NoopObservability
 
 
 class Countdown:
-    """Observability adapter that sets ``done`` once ``target`` attempts completed."""
+    """Observability adapter that sets ``done`` once ``target`` attempts of ``bench_job`` completed
+    (not those of queuert's own jobs, such as the partitioned layout's maintenance chain)."""
 
     def __init__(self, target: int) -> None:
         self.remaining = target
         self.done = asyncio.Event()
 
     def emit(self, event: Event) -> None:
-        if isinstance(event, AttemptCompleted):
+        if isinstance(event, AttemptCompleted) and event.job.type_name == "bench_job":
             self.remaining -= 1
             if self.remaining <= 0:
                 self.done.set()
@@ -681,7 +682,9 @@ async def run_processing(
         rows = await writer.count(client)
         assert rows == chains, f"{rows} rows written for {chains} jobs: each exactly once"
     await client.close()
-    remaining = await client.list_jobs(statuses=["ready", "running", "scheduled"], limit=1)
+    remaining = await client.list_jobs(
+        type_names=[BenchJob], statuses=["ready", "running", "scheduled"], limit=1
+    )
     assert not remaining.items, "every job was processed"
     await notifier.close()
     await state.close()
