@@ -74,15 +74,16 @@ from queuert.observability import AttemptCompleted, Event, NoopObservability
 
 
 class Countdown:
-    """Observability adapter that sets ``done`` once ``target`` attempts of ``bench_job`` completed
-    (not those of queuert's own jobs, such as the partitioned layout's maintenance chain)."""
+    """Observability adapter that sets ``done`` once ``target`` attempts of the bench's jobs
+    completed (not those of queuert's own ``queuert_*`` jobs, such as the partitioned layout's
+    maintenance chain)."""
 
     def __init__(self, target: int) -> None:
         self.remaining = target
         self.done = asyncio.Event()
 
     def emit(self, event: Event) -> None:
-        if isinstance(event, AttemptCompleted) and event.job.type_name == "bench_job":
+        if isinstance(event, AttemptCompleted) and not event.job.type_name.startswith("queuert_"):
             self.remaining -= 1
             if self.remaining <= 0:
                 self.done.set()
