@@ -866,7 +866,7 @@ class PgStateAdapter(Generic[TxT]):
                     new.chain_type_name,
                     new.chain_id,
                     new.chain_index,
-                    dumps(value),
+                    new.input_json(),  # the text the client checked, not encoded again
                     at,
                     after,
                     dedup.key if dedup is not None else None,
