@@ -991,12 +991,13 @@ class Worker(Generic[TxT]):
         running.attempt = attempt
         if running.cancel_reason is not None:
             attempt.signal._set(running.cancel_reason)
-        now = datetime.now(timezone.utc)
-        core.emit(
-            AttemptStarted(
-                job_info(job), self.id, max((now - job.scheduled_at).total_seconds(), 0.0)
+        if core.publishing.listens(AttemptStarted.level):
+            now = datetime.now(timezone.utc)
+            core.emit(
+                AttemptStarted(
+                    job_info(job), self.id, max((now - job.scheduled_at).total_seconds(), 0.0)
+                )
             )
-        )
         running.handler_task = asyncio.ensure_future(self._run_handler(running, attempt, config))
         timer = (
             None
@@ -1047,15 +1048,16 @@ class Worker(Generic[TxT]):
         finally:
             if timer is not None:
                 timer.cancel()
-        core.emit(
-            AttemptCompleted(
-                job_info(job),
-                self.id,
-                loop_time_since(started),
-                attempt.mode or "atomic",
-                continued_with=attempt.continued_with,
+        if core.publishing.listens(AttemptCompleted.level):
+            core.emit(
+                AttemptCompleted(
+                    job_info(job),
+                    self.id,
+                    loop_time_since(started),
+                    attempt.mode or "atomic",
+                    continued_with=attempt.continued_with,
+                )
             )
-        )
 
     async def _run_handler(
         self, running: _Running, attempt: Attempt[Any], config: HandlerConfig
