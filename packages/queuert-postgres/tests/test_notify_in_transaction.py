@@ -131,3 +131,105 @@ async def test_the_first_commit_does_not_wait_for_a_connection_its_own_pool_cann
             assert await client._core.publishing.in_transaction() is not None, "it publishes in tx"
     finally:
         await drop_namespace(ns)
+
+
+async def test_a_start_without_a_transaction_wakes_a_listening_worker(
+    state: PgStateAdapter[Any],
+) -> None:
+    """A chain started without a transaction sends its wake-up in its own INSERT statement: a worker
+    that hears of new jobs through NOTIFY alone (it polls once a day) runs it at once."""
+    from dataclasses import dataclass
+
+    from queuert import Client, EntryJobType, Worker
+
+    @dataclass
+    class N:
+        value: int
+
+    class Woken(EntryJobType[N, int], name="woken_by_start"):
+        pass
+
+    ran = asyncio.Event()
+    async with (
+        PgNotifyAdapter(DSN, channel_prefix="qtstartwake") as notify,
+        Client(state, job_types=[Woken], notify=notify) as client,
+    ):
+        worker: Worker[Any] = Worker(client, concurrency=1, poll_interval=86400)
+
+        @worker.handler(Woken)
+        async def woken(attempt: Any) -> int:
+            ran.set()
+            return int(attempt.job.input.value)
+
+        await worker.start()
+        try:
+            chain = await client.start_chain(Woken(N(7)))
+            await asyncio.wait_for(ran.wait(), 10)
+            assert await client.wait_for_chain(chain, timeout=10) == 7
+        finally:
+            await worker.close()
+
+
+async def test_a_start_that_fails_or_deduplicates_sends_nothing(
+    state: PgStateAdapter[Any],
+) -> None:
+    """The wake-up rides in the INSERT statement only when every row of it is inserted: a start
+    whose id is taken raises and sends nothing, nor does a start deduplicated to an existing chain.
+    One listening connection receives in commit order, so a sentinel started afterwards would
+    arrive after any stray message."""
+    from dataclasses import dataclass
+
+    from queuert import Client, Deduplication, EntryJobType
+    from queuert.errors import DuplicateJobIdError
+
+    @dataclass
+    class N:
+        value: int
+
+    class Taken(EntryJobType[N, None], name="taken_id"):
+        pass
+
+    class Deduped(EntryJobType[N, None], name="deduped"):
+        pass
+
+    class Sentinel(EntryJobType[N, None], name="sentinel"):
+        pass
+
+    async with (
+        PgNotifyAdapter(DSN, channel_prefix="qtstartfail") as notify,
+        PgNotifyAdapter(DSN, channel_prefix="qtstartfail") as listener,
+        Client(state, job_types=[Taken, Deduped, Sentinel], notify=notify) as client,
+    ):
+        heard: list[str] = []
+        sentinels = 0
+        arrived = asyncio.Event()
+
+        def on(type_name: str) -> None:
+            nonlocal sentinels
+            heard.append(type_name)
+            if type_name == "sentinel":
+                sentinels += 1
+                arrived.set()
+
+        await listener.listen_job_scheduled(["taken_id", "deduped", "sentinel"], on)
+
+        async def sentinel() -> None:
+            arrived.clear()
+            await client.start_chain(Sentinel(N(0)))
+            await asyncio.wait_for(arrived.wait(), 10)
+
+        first = await client.start_chain(Taken(N(1)))
+        await client.start_chain(Deduped(N(1), deduplication=Deduplication(key="k")))
+        await sentinel()
+        assert heard == ["taken_id", "deduped", "sentinel"]
+        heard.clear()
+
+        with pytest.raises(DuplicateJobIdError):
+            await client.start_chains([Taken(N(2)), Taken(N(3), id=first.id)])
+        again = await client.start_chain(Deduped(N(2), deduplication=Deduplication(key="k")))
+        assert again.deduplicated
+        await client.wait_published()
+        await sentinel()
+        assert heard == ["sentinel"], "the failed and the deduplicated starts sent nothing"
+        page = await client.list_chains(type_names=["taken_id"])
+        assert [c.id for c in page.items] == [first.id], "the failed batch left no row"

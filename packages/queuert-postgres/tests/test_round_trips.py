@@ -16,7 +16,7 @@ from queuert import Attempt, Client, EntryJobType, TxContext, Worker
 from queuert.ids import uuid7
 from queuert.schedule import Deduplication
 from queuert.state import Completion, NewJob
-from queuert_postgres import AsyncpgProvider, PgStateAdapter
+from queuert_postgres import AsyncpgProvider, PgNotifyAdapter, PgStateAdapter
 
 LEASE = {"work": timedelta(minutes=5)}
 
@@ -165,6 +165,28 @@ async def test_a_start_without_a_transaction_is_one_statement(
             provider.take()
             await client.start_chain(Work(Item(2)), tx=tx)
             assert provider.take() == 1
+
+
+async def test_a_start_without_a_transaction_sends_its_wake_up_in_its_statement(
+    counted: tuple[PgStateAdapter[Any], CountingProvider],
+) -> None:
+    """With the LISTEN/NOTIFY adapter on the same database, the INSERT of a start without a
+    transaction also sends its wake-up: one statement, no transaction, nothing published after."""
+    adapter, provider = counted
+    async with (
+        PgNotifyAdapter(DSN, channel_prefix="qtroundtrip") as notify,
+        Client(adapter, job_types=[Work], notify=notify) as client,
+    ):
+        await client.start_chain(Work(Item(0)))  # the first asks which database the notify is on
+        provider.take()
+        for n in range(3):
+            await client.start_chain(Work(Item(n)))
+            assert provider.statements == [adapter.sql.create_first_notify.text]
+            assert provider.transactions == 0
+            provider.take()
+        await client.start_chains([Work(Item(n)) for n in range(100)])
+        assert provider.statements == [adapter.sql.create_first_notify.text]
+        assert provider.transactions == 0
 
 
 class Write(EntryJobType[Item, int], name="write"):

@@ -54,6 +54,10 @@ REASONS: dict[str, str] = {
         "the store compares values of different types by type, so a job whose stored time is not a "
         "time is never due and no claim takes it (the adapter's own tests cover how it is read)"
     ),
+    "create_publishing": (
+        "the adapter does not implement queuert.state_publishing.SupportsCreatePublishing "
+        "(optional: chain starts publish their wake-ups after their commit)"
+    ),
     "notify_open_another": "needs NotifyHarness.open_another (a second connection to the server)",
     "notify_interrupt": "needs NotifyHarness.interrupt (a way to drop the adapter's connections)",
 }

@@ -34,6 +34,7 @@ from queuert_conformance.state_suite.claim import TestClaimJobs  # noqa: E402
 from queuert_conformance.state_suite.complete import TestCompleteJob, TestCompleteJobs  # noqa: E402
 from queuert_conformance.state_suite.concurrency import TestConcurrency  # noqa: E402
 from queuert_conformance.state_suite.create import TestCreateJobs, TestDeduplication  # noqa: E402
+from queuert_conformance.state_suite.create_publishing import TestCreatePublishing  # noqa: E402
 from queuert_conformance.state_suite.delete import TestDeleteChains  # noqa: E402
 from queuert_conformance.state_suite.ids import TestIdPolicy  # noqa: E402
 from queuert_conformance.state_suite.isolation import TestReadIsolation  # noqa: E402
@@ -77,6 +78,7 @@ __all__ = [
     "TestConcurrency",
     "TestConcurrencyLimits",
     "TestCreateJobs",
+    "TestCreatePublishing",
     "TestDeduplication",
     "TestDeleteChains",
     "TestGetChain",

@@ -12,6 +12,7 @@ what was created in the transaction's hooks.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -25,6 +26,7 @@ from queuert.job_types import JobType, JobTypeRegistry
 from queuert.json import JsonValue
 from queuert.limits import check_limit_key
 from queuert.models import Chain
+from queuert.notify import Notifications, NotifyInTransaction
 from queuert.observability import (
     BlockerLink,
     ChainCreated,
@@ -35,6 +37,7 @@ from queuert.observability import (
 )
 from queuert.payload import Payloads
 from queuert.state import NewJob, StateAdapter, StoredJob
+from queuert.state_publishing import SupportsCreatePublishing
 from queuert.tracing import TraceContexts
 
 __all__ = ["ChainCreation", "PlannedJob"]
@@ -216,9 +219,15 @@ class ChainCreation(Generic[TxT]):
         plans: Sequence[PlannedJob],
         continuation_of: StoredJob | None,
         bound: BoundTransaction[TxT],
+        publish: NotifyInTransaction | None = None,
     ) -> list[tuple[StoredJob, bool]]:
         """Create the planned rows and their blocker links in ``bound``; per plan, the stored row and
-        whether deduplication matched an existing chain instead (in plan order)."""
+        whether deduplication matched an existing chain instead (in plan order).
+
+        ``publish`` (only for chain starts without blockers, outside any transaction, with a state
+        adapter that :class:`~queuert.state_publishing.SupportsCreatePublishing`): the state adapter
+        publishes the wake-ups of the new chains in the transaction that creates them, through it;
+        the hooks then buffer only the events."""
         if not plans:
             return []
         hooks = bound.hooks
@@ -229,8 +238,17 @@ class ChainCreation(Generic[TxT]):
         restore = hooks.checkpoint()
         link_contexts: dict[int, list[str | None]] = {}
         try:
-            created = await self._state.create_jobs(new_jobs, tx=tx)
+            if publish is None:
+                created = await self._state.create_jobs(new_jobs, tx=tx)
+            else:
+                state = self._state
+                assert tx is None and isinstance(state, SupportsCreatePublishing)
+                created = await state.create_jobs_publishing(
+                    new_jobs, _announced(new_jobs), publish
+                )
             results = [(c.job, c.deduplicated) for c in created]
+            # the state adapter published them unless a job was deduplicated
+            announce = publish is None or any(dedup for _, dedup in results)
             linked = [i for i, (_, dedup) in enumerate(results) if blockers[i] and not dedup]
             opened: dict[int, set[str]] = {}
             blocker_chains: dict[int, list[str | None]] = {}
@@ -308,6 +326,8 @@ class ChainCreation(Generic[TxT]):
                     )
                 if row.blocked:
                     events.append(JobBlocked(info, tuple(blockers[i])))
+                elif not announce:
+                    pass
                 elif row.status == "ready":
                     ready[row.type_name] += 1
                 else:
@@ -321,6 +341,19 @@ class ChainCreation(Generic[TxT]):
                     [c for cs in link_contexts.values() for c in cs if c is not None]
                 )
             raise
+
+
+def _announced(rows: Sequence[NewJob]) -> Notifications:
+    """What new chains without blockers announce once created: a wake-up per job due now (no
+    schedule), a job-scheduled message for the types of the others."""
+    ready: Counter[str] = Counter()
+    scheduled: set[str] = set()
+    for row in rows:
+        if row.schedule is None:
+            ready[row.type_name] += 1
+        else:
+            scheduled.add(row.type_name)
+    return Notifications(dict(ready), frozenset(scheduled), frozenset(), frozenset())
 
 
 def _limit_key(job: AnyJob) -> str | None:

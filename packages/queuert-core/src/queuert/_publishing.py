@@ -32,6 +32,7 @@ from queuert.notify import (
     SupportsNotifyMany,
 )
 from queuert.observability import Event, NotifyAdapterError, ObservabilityAdapter
+from queuert.state_publishing import SupportsCreatePublishing
 from queuert.tracing import AttemptScopes, TraceContexts, handed_out
 
 __all__ = ["EventBuffer", "NotifyBuffer", "Publisher", "Publishing"]
@@ -212,6 +213,9 @@ class Publishing:
         self._in_tx_capable = state is not None and isinstance(notify, SupportsNotifyInTransaction)
         """The notify adapter may publish inside the state adapter's transactions (asked once)."""
         self._in_tx: NotifyInTransaction | None = None
+        self._starts_in_tx = self._in_tx_capable and isinstance(state, SupportsCreatePublishing)
+        """The state adapter can also publish in the transaction of a start without a caller's
+        transaction (asked once)."""
         self._in_tx_asked = False
         self.observability = observability
         listens = getattr(observability, "listens", None)
@@ -252,6 +256,14 @@ class Publishing:
         if not self._in_tx_asked:
             self._in_tx, self._in_tx_asked = found, True
         return self._in_tx
+
+    async def for_starts(self) -> NotifyInTransaction | None:
+        """The publisher to hand the state adapter's
+        :meth:`~queuert.state_publishing.SupportsCreatePublishing.create_jobs_publishing` when it
+        starts chains in a transaction of its own, or ``None`` (it cannot: publish after the commit)."""
+        if not self._starts_in_tx:
+            return None
+        return await self.in_transaction()
 
     async def before_commit(self, tx: Any, hooks: TransactionHooks) -> None:
         """Send the notifications buffered in ``hooks`` inside ``tx`` when the notify adapter can

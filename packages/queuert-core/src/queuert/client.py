@@ -238,10 +238,12 @@ class Client(Generic[TxT]):
                 created = await creation.write(plans, None, linked)
         else:
             # the state adapter's own short transaction: one statement where it can
+            # (and, where the state and notify adapters can, the wake-ups in the same statement)
             own = TransactionHooks()
             bound: BoundTransaction[Any] = BoundTransaction(None, own)
+            publish = await core.publishing.for_starts()
             try:
-                created = await creation.write(plans, None, bound)
+                created = await creation.write(plans, None, bound, publish)
             except BaseException:
                 own.discard()
                 raise

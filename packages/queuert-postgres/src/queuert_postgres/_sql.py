@@ -324,6 +324,21 @@ with only what the server decided: the statement's time (every row's ``created_a
 ``scheduled_at`` unless later), how many rows were inserted, their ids if not all were, and the ids
 and times of the rows scheduled later. The caller knows the rest of each row."""
 
+_FIRST_ROWS, _FIRST_RESULT = CREATE_FIRST.rsplit("\nSELECT ", 1)
+
+CREATE_FIRST_NOTIFY = f"""{_FIRST_ROWS}
+, res AS (
+SELECT {_FIRST_RESULT.replace(", count(*),", " AS at, count(*) AS n,", 1)})
+SELECT r.*,
+       (SELECT count(pg_notify(m.c, m.p)) FROM unnest($11::text[], $12::text[]) AS m(c, p)
+        WHERE r.n = cardinality($1::text[]))
+FROM res r
+"""
+""":data:`CREATE_FIRST` that also sends the notifications of channels ``$11`` and payloads ``$12``
+(text arrays) in its transaction, only when every row was inserted: a start without a caller's
+transaction and its wake-ups in one autocommit statement. PostgreSQL delivers them when it
+commits."""
+
 DEDUP_LOCKS = "SELECT pg_advisory_xact_lock(u.k) IS NULL FROM unnest($1::int8[]) AS u(k)"
 
 UNDO_CREATE = "DELETE FROM {job} WHERE id = ANY($1::text[]::uuid[])"
@@ -971,6 +986,7 @@ window, not the history."""
 _ALL = {
     "create": CREATE,
     "create_first": CREATE_FIRST,
+    "create_first_notify": CREATE_FIRST_NOTIFY,
     "dedup_locks": DEDUP_LOCKS,
     "undo_create": UNDO_CREATE,
     "add_blockers": ADD_BLOCKERS,
@@ -1011,12 +1027,14 @@ class Statements:
     def __init__(self, names: Names, *, partitioned: bool = False) -> None:
         self.names = names
         templates = dict(_ALL)
-        templates["create_first"] = CREATE_FIRST.replace(
-            "/*ids*/", _PARTITIONED_IDS if partitioned else ""
-        )
+        for key in ("create_first", "create_first_notify"):
+            templates[key] = templates[key].replace(
+                "/*ids*/", _PARTITIONED_IDS if partitioned else ""
+            )
         rendered = {key: Sql(names.render(text)) for key, text in templates.items()}
         self.create = rendered["create"]
         self.create_first = rendered["create_first"]
+        self.create_first_notify = rendered["create_first_notify"]
         self.dedup_locks = rendered["dedup_locks"]
         self.undo_create = rendered["undo_create"]
         self.add_blockers = rendered["add_blockers"]

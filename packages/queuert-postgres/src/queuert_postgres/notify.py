@@ -6,7 +6,8 @@
   database, the notifications of every transaction the client or the worker opens are sent in that
   transaction, by one ``SELECT pg_notify(...) FROM unnest(...)`` just before the COMMIT. PostgreSQL
   delivers them when the transaction commits and never if it rolls back, so they cost no transaction
-  of their own (and a worker's group commit runs in a transaction for that reason).
+  of their own (and a worker's group commit runs in a transaction for that reason). A chain started
+  without a transaction sends its wake-ups in its own INSERT statement: one autocommit statement.
 * Otherwise (a transaction of the caller's, work committed without one, another state adapter)
   publishing runs ``SELECT pg_notify(channel, payload)`` on a pooled connection after the commit. A
   failed publish is logged and swallowed: notifications are hints, polling covers a lost one.
@@ -36,6 +37,7 @@ from typing import Any
 from queuert.errors import NotifyAdapterClosedError
 from queuert.notify import Notifications, NotifyInTransaction, Unsubscribe
 
+from queuert_postgres._notifying import PgPublisher
 from queuert_postgres._provider import Sql
 from queuert_postgres._schema import validate_identifier
 from queuert_postgres.state import PgStateAdapter
@@ -253,15 +255,7 @@ class PgNotifyAdapter:
                 extra={"queuert_database": mine[0], "queuert_state_database": theirs[0]},
             )
             return None
-        notify_many = Sql(_NOTIFY_MANY)
-        fetch = state.provider.fetch
-
-        async def publish(tx: Any, notifications: Notifications) -> None:
-            channels, payloads = self._messages(notifications)
-            if channels:
-                await fetch(notify_many, [channels, payloads], tx)
-
-        return publish
+        return PgPublisher(state, self._messages, state.provider.fetch, Sql(_NOTIFY_MANY))
 
     def _messages(self, notifications: Notifications) -> tuple[list[str], list[str]]:
         return notify_messages(self.channels, notifications)

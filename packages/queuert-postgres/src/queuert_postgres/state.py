@@ -31,6 +31,7 @@ from queuert.errors import (
 from queuert.ids import UUID_IDS
 from queuert.json import JsonValue, dumps
 from queuert.limits import ConcurrencyLimit
+from queuert.notify import Notifications, NotifyInTransaction
 from queuert.opening import Opening
 from queuert.paging import blocked_jobs_page, chain_jobs_page, chains_page, fetch_size, jobs_page
 from queuert.schedule import Schedule
@@ -65,6 +66,7 @@ from queuert.state import (
 )
 
 from queuert_postgres import _partitions as parts
+from queuert_postgres._notifying import PgPublisher
 from queuert_postgres._partitions import LAYOUT_MIGRATION, Bounds, Partitioning
 from queuert_postgres._provider import (
     PgProvider,
@@ -803,6 +805,38 @@ class PgStateAdapter(Generic[TxT]):
     async def create_jobs(
         self, jobs: Sequence[NewJob], *, tx: TxT | None = None
     ) -> list[CreatedJob]:
+        return await self._create_jobs(jobs, tx, None)
+
+    async def create_jobs_publishing(
+        self, jobs: Sequence[NewJob], notifications: Notifications, publish: NotifyInTransaction
+    ) -> list[CreatedJob]:
+        """:meth:`create_jobs` in a transaction of its own that also publishes ``notifications``
+        (see :class:`~queuert.state_publishing.SupportsCreatePublishing`). With the publisher of a
+        :class:`~queuert_postgres.PgNotifyAdapter` on this database and chain starts without
+        deduplication, one autocommit statement inserts the rows and sends the messages, only when
+        every row was inserted."""
+        self._check_open()
+        if (
+            isinstance(publish, PgPublisher)
+            and publish.state is self
+            and all(new.chain_id is None and new.deduplication is None for new in jobs)
+        ):
+            messages = publish.messages(notifications)
+            return await self._create_jobs(jobs, None, messages if messages[0] else None)
+        async with self.transaction() as tx:
+            created = await self._create_jobs(jobs, tx, None)
+            if not any(c.deduplicated for c in created):
+                await publish(tx, notifications)
+            return created
+
+    async def _create_jobs(
+        self,
+        jobs: Sequence[NewJob],
+        tx: TxT | None,
+        messages: tuple[list[str], list[str]] | None,
+    ) -> list[CreatedJob]:
+        """``messages`` (channels, payloads; only for chain starts without deduplication, ``tx``
+        ``None``): sent by the INSERT statement itself."""
         self._check_open()
         if not jobs:
             return []
@@ -852,7 +886,8 @@ class PgStateAdapter(Generic[TxT]):
         # one argument array per column: the rows transposed in C rather than 13 appends per job
         columns = [list(column) for column in zip(*per_job, strict=True)]
         if starts_only:
-            return await self._create_first(jobs, values, columns, tx)
+            return await self._create_first(jobs, values, columns, tx, messages)
+        assert messages is None, "messages only go with chain starts without deduplication"
         priorities, keys = (
             column if column.count(None) != len(column) else [] for column in columns[13:15]
         )
@@ -873,6 +908,7 @@ class PgStateAdapter(Generic[TxT]):
         values: list[JsonValue],
         columns: list[list[Any]],
         tx: TxT | None,
+        messages: tuple[list[str], list[str]] | None = None,
     ) -> list[CreatedJob]:
         """Chain starts without deduplication: one INSERT returning one row, and the jobs assembled
         from what we sent plus the server's timestamps (no row per job to decode, no JSON parsing of
@@ -883,9 +919,15 @@ class PgStateAdapter(Generic[TxT]):
             column if column.count(None) != len(column) else []
             for column in (columns[i] for i in (0, 1, 2, 5, 6, 7, 11, 12, 13, 14))
         ]
-        ((statement_at, count, inserted, later_ids, later_at),) = await self._fetch(
-            self.sql.create_first, args, tx
-        )
+        if messages is None:
+            ((statement_at, count, inserted, later_ids, later_at),) = await self._fetch(
+                self.sql.create_first, args, tx
+            )
+        else:
+            # and the wake-ups, delivered at its commit, sent only if every row was inserted
+            ((statement_at, count, inserted, later_ids, later_at, _sent),) = await self._fetch(
+                self.sql.create_first_notify, [*args, *messages], tx
+            )
         if count != len(jobs):
             # An id taken by a stored job (or earlier in this batch) was skipped: undo the rest and
             # report the first such id in input order.
