@@ -35,10 +35,12 @@ starts (min / median / p99), with the given notify adapter and a 1 s poll interv
 memory: Python heap (tracemalloc) for setup, peak while processing 1,000 jobs, and retained after
 close, over repeated build -> process -> close cycles.
 otel: batch start and processing with queuert-otel off and on (metrics, traces and logs with the
-default settings, into the OpenTelemetry SDK's batch processors and in-memory exporters),
-alternating off and on runs in one session, for each handler of ``--process`` (``noop-atomic``,
-the atomic mode, and ``noop``, group-committed completions, unless given); reports both
-throughputs and the ratio of the medians.
+default settings, into the OpenTelemetry SDK's batch processors and in-memory exporters), on with
+traces sampled at 10%, and ``sdk``: the SDK calls queuert-otel makes with no queuert-otel code
+(the floor, in the same conditions), alternating run by run in one session, for each handler of
+``--process`` (``noop-atomic``, the atomic mode, and ``noop``, group-committed completions, unless
+given); reports the throughputs, the CPU time per processed job and their ratios to off, and
+splits on's extra CPU per job into the SDK's share and queuert-otel's own.
 
     uv run python tools/bench/bench.py otel --dsn sqlite:///bench.db --runs 5
 """
@@ -55,7 +57,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,7 +72,16 @@ from queuert import (
 )
 from queuert.backends import open_state_adapter
 from queuert.backoff import Lease
-from queuert.observability import AttemptCompleted, Event, NoopObservability
+from queuert.observability import (
+    AttemptCompleted,
+    AttemptStarted,
+    ChainClosed,
+    ChainCreated,
+    Event,
+    JobCompleted,
+    JobCreated,
+    NoopObservability,
+)
 
 
 class Countdown:
@@ -495,10 +506,10 @@ async def run_start_floor(dsn: str, chains: int) -> dict[str, float]:
 # -- one measured run (child process) --------------------------------------------------------------
 
 
-def counting_otel(target: int, sample: float = 1.0) -> tuple[Any, asyncio.Event]:
-    """An ``OtelObservability`` exporting everything into the SDK's in-memory exporters (through the
-    batch processors, as in production: export on the SDK's thread), which also counts completed
-    attempts like :class:`Countdown`."""
+def otel_providers(sample: float = 1.0) -> tuple[Any, Any, Any]:
+    """The tracer, meter and logger providers of the otel runs: the SDK's batch processors (export
+    on the SDK's thread, as in production) into its in-memory exporters, and an in-memory metric
+    reader; traces sampled ``ParentBased(TraceIdRatioBased(sample))``."""
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs import export as log_export
     from opentelemetry.sdk.metrics import MeterProvider
@@ -507,7 +518,6 @@ def counting_otel(target: int, sample: float = 1.0) -> tuple[Any, asyncio.Event]
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-    from queuert_otel import OtelObservability
 
     tracer_provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(sample)))
     tracer_provider.add_span_processor(BatchSpanProcessor(InMemorySpanExporter()))
@@ -517,6 +527,15 @@ def counting_otel(target: int, sample: float = 1.0) -> tuple[Any, asyncio.Event]
     )
     logger_provider = LoggerProvider()
     logger_provider.add_log_record_processor(log_export.BatchLogRecordProcessor(exporter()))
+    return tracer_provider, meter_provider, logger_provider
+
+
+def counting_otel(target: int, sample: float = 1.0) -> tuple[Any, asyncio.Event]:
+    """An ``OtelObservability`` exporting everything into the SDK's in-memory exporters (see
+    :func:`otel_providers`), which also counts completed attempts like :class:`Countdown`."""
+    from queuert_otel import OtelObservability
+
+    tracer_provider, meter_provider, logger_provider = otel_providers(sample)
     countdown = Countdown(target)
 
     class Counting(OtelObservability):
@@ -532,58 +551,173 @@ def counting_otel(target: int, sample: float = 1.0) -> tuple[Any, asyncio.Event]
     return otel, countdown.done
 
 
-def run_otel_floor(chains: int) -> dict[str, float]:
-    """What the OpenTelemetry SDK alone costs per job for what queuert-otel records of a one-job
-    chain, with the same providers as ``counting_otel`` and no queuert code: three spans (the
-    chain's and the job's creation, the attempt) started and ended with messaging attributes, and
-    four histogram measurements (attempt, wait, job and chain durations)."""
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-    from opentelemetry.trace import SpanKind, set_span_in_context
+PROCESS_HISTOGRAMS = (
+    "messaging.process.duration",
+    "queuert.job.wait.duration",
+    "queuert.job.duration",
+    "queuert.chain.duration",
+)
+"""The histograms queuert-otel records for every processed job (its counters are summed in
+queuert-otel and read by the SDK only at collection: no SDK call per job)."""
 
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(BatchSpanProcessor(InMemorySpanExporter()))
-    tracer = tracer_provider.get_tracer("queuert")
-    meter = MeterProvider(metric_readers=[InMemoryMetricReader()]).get_meter("queuert")
-    histograms = [
-        meter.create_histogram(name, unit="s")
-        for name in (
-            "messaging.process.duration",
-            "queuert.job.wait.duration",
-            "queuert.job.duration",
-            "queuert.chain.duration",
+MESSAGING = {
+    "messaging.system": "queuert",
+    "messaging.destination.name": "bench_job",
+    "messaging.operation.name": "process",
+    "messaging.operation.type": "process",
+}
+JOB = {"queuert.job.type": "bench_job", "queuert.chain.type": "bench_job"}
+
+
+class SdkOnly(Countdown):
+    """The SDK floor inside a processing run: an observability adapter that makes, with no
+    queuert-otel code, the OpenTelemetry SDK calls queuert-otel makes for a one-job chain, on the
+    same providers. At the start (the client's trace contexts, then the events after the commit):
+    the chain's and the job's PRODUCER spans, held until their commit. Per processed job: the
+    attempt's CONSUMER span (parented on the job's stored context, the same seven attributes, the
+    processing mode and the chain's outcome set before it ends) and the four histogram records of
+    :data:`PROCESS_HISTOGRAMS` with the same attribute sets. Not done: the handler does not run in
+    the attempt's span (queuert-otel's attempt scope), and no counters, queue-health gauges or log
+    records (none is an SDK call per job at the default log level)."""
+
+    def __init__(self, target: int) -> None:
+        from opentelemetry.trace import SpanKind
+
+        super().__init__(target)
+        tracer_provider, meter_provider, _ = otel_providers(1.0)
+        self.tracer = tracer_provider.get_tracer("queuert")
+        meter = meter_provider.get_meter("queuert")
+        self.histograms = [meter.create_histogram(n, unit="s") for n in PROCESS_HISTOGRAMS]
+        self.pending: dict[str, Any] = {}
+        self.attempts: dict[str, Any] = {}
+        self.process = {
+            mode: {**MESSAGING, "queuert.processing.mode": mode} for mode in ("atomic", "staged")
+        }
+        self.producer = SpanKind.PRODUCER
+        self.consumer = SpanKind.CONSUMER
+
+    def _hold(self, span: Any) -> str:
+        c = span.get_span_context()
+        context = f"00-{c.trace_id:032x}-{c.span_id:016x}-{int(c.trace_flags):02x}"
+        self.pending[context] = span
+        return context
+
+    def start_chain(self, chain_type_name: str) -> str | None:
+        attributes = {"queuert.chain.type": chain_type_name}
+        span = self.tracer.start_span(
+            f"create chain {chain_type_name}", kind=self.producer, attributes=attributes
         )
+        return self._hold(span)
+
+    def start_job(
+        self,
+        type_name: str,
+        chain_type_name: str,
+        chain_trace_context: str | None,
+        origin_trace_context: str | None,
+    ) -> str | None:
+        from opentelemetry.trace import set_span_in_context
+
+        chain = self.pending.get(chain_trace_context or "")
+        span = self.tracer.start_span(
+            f"create {type_name}",
+            context=None if chain is None else set_span_in_context(chain),
+            kind=self.producer,
+            attributes={**MESSAGING, "messaging.operation.name": "create"},
+        )
+        return self._hold(span)
+
+    def start_blockers(
+        self, trace_context: str | None, blocker_chain_ids: Sequence[str]
+    ) -> list[str | None]:
+        return [None] * len(blocker_chain_ids)
+
+    def abandon(self, trace_contexts: Sequence[str]) -> None:
+        for context in trace_contexts:
+            span = self.pending.pop(context, None)
+            if span is not None:
+                span.end()
+
+    def emit(self, event: Event) -> None:
+        from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+        from opentelemetry.trace import set_span_in_context as in_context
+
+        if isinstance(event, ChainCreated) and event.trace_context is not None:
+            chain = self.pending.pop(event.trace_context)
+            chain.set_attribute("queuert.chain.id", event.chain_id)
+            chain.end()
+        elif isinstance(event, JobCreated) and event.job.trace_context is not None:
+            created = self.pending.pop(event.job.trace_context)
+            created.set_attribute("messaging.message.id", event.job.id)
+            created.set_attribute("queuert.chain.id", event.job.chain_id)
+            created.end()
+        elif isinstance(event, AttemptStarted):
+            job, stored = event.job, event.job.trace_context or ""
+            parent = SpanContext(int(stored[3:35], 16), int(stored[36:52], 16), True, TraceFlags(1))
+            self.attempts[job.chain_id] = self.tracer.start_span(
+                f"process {job.type_name}",
+                context=in_context(NonRecordingSpan(parent)),
+                kind=self.consumer,
+                attributes={
+                    **MESSAGING,
+                    "messaging.message.id": job.id,
+                    "queuert.job.attempt": job.attempt,
+                    "queuert.worker.id": event.worker_id,
+                },
+            )
+            self.histograms[1].record(event.waited, JOB)
+        elif isinstance(event, JobCompleted):
+            self.histograms[2].record(event.duration, JOB)
+        elif isinstance(event, ChainClosed):
+            if event.duration is not None:
+                self.histograms[3].record(event.duration, JOB)
+            self.attempts[event.chain_id].set_attribute("queuert.chain.outcome", event.outcome)
+        elif isinstance(event, AttemptCompleted):
+            span = self.attempts.pop(event.job.chain_id)
+            span.set_attribute("queuert.processing.mode", event.mode)
+            span.end()
+            self.histograms[0].record(event.duration, self.process[event.mode])
+        super().emit(event)
+
+
+def run_otel_floor(chains: int) -> dict[str, float]:
+    """What the OpenTelemetry SDK alone costs per processed job for what queuert-otel records of
+    it, with the same providers as ``counting_otel``, no queuert code and no database: the
+    attempt's span (a remote parent, the same attributes, mode and outcome set before its end) and
+    the four histogram records of :data:`PROCESS_HISTOGRAMS` (the chain's and the job's creation
+    spans belong to the start, not to processing)."""
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+    from opentelemetry.trace import set_span_in_context as in_context
+
+    tracer_provider, meter_provider, _ = otel_providers(1.0)
+    tracer = tracer_provider.get_tracer("queuert")
+    meter = meter_provider.get_meter("queuert")
+    histograms = [meter.create_histogram(name, unit="s") for name in PROCESS_HISTOGRAMS]
+    process = {**MESSAGING, "queuert.processing.mode": "atomic"}
+    parents = [
+        in_context(NonRecordingSpan(SpanContext(i + 1, i + 1, True, TraceFlags(1))))
+        for i in range(chains)
     ]
-    attributes = {
-        "messaging.system": "queuert",
-        "messaging.destination.name": "bench_job",
-        "messaging.operation.type": "process",
-        "messaging.operation.name": "process",
-    }
     began = time.process_time()
     for i in range(chains):
-        chain = tracer.start_span("create bench_job", kind=SpanKind.PRODUCER, attributes=attributes)
-        job = tracer.start_span(
-            "create bench_job",
-            kind=SpanKind.PRODUCER,
-            attributes=attributes,
-            context=set_span_in_context(chain),
-        )
-        job.set_attribute("messaging.message.id", str(i))
-        job.end()
-        chain.end()
         attempt = tracer.start_span(
             "process bench_job",
+            context=parents[i],
             kind=SpanKind.CONSUMER,
-            attributes=attributes,
-            context=set_span_in_context(job),
+            attributes={
+                **MESSAGING,
+                "messaging.message.id": str(i),
+                "queuert.job.attempt": 1,
+                "queuert.worker.id": "worker",
+            },
         )
+        histograms[1].record(0.001, JOB)
+        histograms[2].record(0.001, JOB)
+        histograms[3].record(0.001, JOB)
+        attempt.set_attribute("queuert.chain.outcome", "completed")
+        attempt.set_attribute("queuert.processing.mode", "atomic")
         attempt.end()
-        for histogram in histograms:
-            histogram.record(0.001, attributes)
+        histograms[0].record(0.001, process)
     used = time.process_time() - began
     tracer_provider.shutdown()
     return {"floor_cpu_us": used / chains * 1e6}
@@ -596,11 +730,16 @@ async def run_processing(
     process_mode: str,
     notify: str,
     otel: float | None = None,
+    sdk_only: bool = False,
 ) -> dict[str, float]:
-    """``otel``: ``None`` for queuert-otel off, else on with that trace sampling ratio."""
+    """``otel``: ``None`` for queuert-otel off, else on with that trace sampling ratio;
+    ``sdk_only``: :class:`SdkOnly` instead (the SDK floor)."""
     state, notifier = await open_backend(dsn, notify)
     observability: Any
-    if otel is not None:
+    if sdk_only:
+        observability = SdkOnly(chains)
+        done = observability.done
+    elif otel is not None:
         observability, done = counting_otel(chains, otel)
     else:
         observability = Countdown(chains)
@@ -927,7 +1066,8 @@ def main() -> None:
             alone = statistics.median(r["start_per_s"] for r in measured["alone", "noop"])
             print(f"alone / start floor: {alone / start_floor:.2f}")
     elif args.kind == "otel":
-        variants: dict[str, float | None] = {"off": None, "on": 1.0, "on 10%": 0.1}
+        # "sdk": SdkOnly, the SDK calls queuert-otel makes and nothing else (the floor, same run)
+        variants: dict[str, float | None] = {"off": None, "sdk": 1.0, "on": 1.0, "on 10%": 0.1}
         rows = [(process, name) for process in args.process for name in variants]
         results: dict[tuple[str, str], list[dict[str, float]]] = {row: [] for row in rows}
         for _ in range(args.runs):
@@ -939,11 +1079,15 @@ def main() -> None:
                     "process_mode": process,
                     "notify": args.notify,
                     "otel": variants[name],
+                    "sdk_only": name == "sdk",
                 }
                 results[process, name].append(child(["processing", json.dumps(payload)]))
         # CPU time of this process per processed job: far less sensitive than throughput to other
         # processes competing for the machine (it includes the SDK's export threads)
-        print("on: traces of every chain; on 10%: traces sampled (ParentBased, 10% of chains)")
+        print(
+            "on: traces of every chain; on 10%: traces sampled (ParentBased, 10% of chains);"
+            " sdk: the SDK calls queuert-otel makes, without it (the floor)"
+        )
         print(
             f"{'process':<13}{'otel':<8}{'start chains/s':>16}{'process jobs/s':>16}"
             f"{'process CPU us/job':>20}   (min..max)"
@@ -966,13 +1110,20 @@ def main() -> None:
             )
         for process in args.process:
             off = medians[process, "off"]
-            for name in ("on", "on 10%"):
+            for name in ("sdk", "on", "on 10%"):
                 m = medians[process, name]
                 label = name + "/off"
                 print(
                     f"{process:<13}{label:<8}{m[0] / off[0]:>16.2f}{m[1] / off[1]:>16.2f}"
                     f"{m[2] / off[2]:>20.2f}"
                 )
+        for process in args.process:
+            off_cpu, sdk_cpu, on_cpu = (medians[process, name][2] for name in ("off", "sdk", "on"))
+            print(
+                f"{process}: CPU per job, on - off = {on_cpu - off_cpu:,.0f} us, of which the SDK"
+                f" (sdk - off) {sdk_cpu - off_cpu:,.0f} us and queuert-otel (on - sdk)"
+                f" {on_cpu - sdk_cpu:,.0f} us"
+            )
         sdk_floors = [
             child(["otel_floor", json.dumps({"dsn": "memory://", "chains": args.chains})])[
                 "floor_cpu_us"
@@ -981,14 +1132,15 @@ def main() -> None:
         ]
         sdk_floor = statistics.median(sdk_floors)
         print(
-            f"SDK floor (3 spans and 4 histogram records per job, no queuert): {sdk_floor:,.0f} us/job"
+            f"SDK floor alone (per processed job: the attempt's span and 4 histogram records, no"
+            f" queuert, no database): {sdk_floor:,.0f} us/job"
             f" ({min(sdk_floors):,.0f}..{max(sdk_floors):,.0f})"
         )
         for process in args.process:
             off_cpu = medians[process, "off"][2]
             print(
-                f"{process}: off + floor = {(off_cpu + sdk_floor) / off_cpu:.2f} x off's CPU per"
-                " job: the best any instrumentation recording the same could do"
+                f"{process}: off + floor alone = {(off_cpu + sdk_floor) / off_cpu:.2f} x off's CPU"
+                " per job"
             )
     elif args.kind == "latency":
         runs = [

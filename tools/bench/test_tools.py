@@ -96,11 +96,13 @@ def test_runtimes_runs_every_loop_and_driver() -> None:
 
 def test_otel_compares_off_on_and_the_sdk_floor() -> None:
     out = run_tool("bench.py", "otel", "--dsn", "memory://", "--runs", "1", "--chains", "30")
-    for row in ("off ", "on ", "on 10%", "SDK floor"):
+    for row in ("off ", "sdk ", "on ", "on 10%", "SDK floor alone"):
         assert row in out
     for process in ("noop-atomic", "noop"):  # the atomic mode and group-committed completions
         assert f"{process:<13}on/off" in out
-        assert f"{process}: off + floor =" in out
+        assert f"{process:<13}sdk/off" in out
+        assert f"{process}: CPU per job, on - off =" in out
+        assert f"{process}: off + floor alone =" in out
 
 
 def test_history_compares_sizes_of_history_and_layouts() -> None:

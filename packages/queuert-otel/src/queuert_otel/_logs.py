@@ -45,6 +45,10 @@ class Logs:
         self._level = level
         self._span_of = span_of
 
+    def wants(self, cls: type[Event]) -> bool:
+        """Whether events of ``cls`` are sent (their level is a class constant)."""
+        return cls.level >= self._level
+
     def record(self, event: Event) -> None:
         if event.level < self._level:
             return

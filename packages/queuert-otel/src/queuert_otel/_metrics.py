@@ -251,6 +251,10 @@ class Metrics:
         if handler is not None:
             handler(event)
 
+    def handler(self, cls: type[Event]) -> Callable[[Any], None] | None:
+        """What records an event of ``cls`` (``None``: nothing to do for it)."""
+        return self._handlers.get(cls)
+
     def _k(self, job: JobInfo) -> _Keys:
         """The attribute sets of a (job type, chain type), made once."""
         found = self._keys.get((job.type_name, job.chain_type_name))

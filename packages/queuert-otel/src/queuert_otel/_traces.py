@@ -83,7 +83,12 @@ def parse(value: str | None) -> Context | None:
     context = span_context(value)
     if context is None:
         return None
-    return trace.set_span_in_context(NonRecordingSpan(context))
+    return trace.set_span_in_context(NonRecordingSpan(context), _ROOT)
+
+
+_ROOT = Context()
+"""The context a stored span context is parsed into: nothing else (the span continued is the one
+stored, whatever task the event arrives in)."""
 
 
 def _link(value: str | None) -> list[Link]:
@@ -190,6 +195,10 @@ class Traces:
         handler = self._handlers.get(type(event))
         if handler is not None:
             handler(event)
+
+    def handler(self, cls: type[Event]) -> Callable[[Any], None] | None:
+        """What records an event of ``cls`` (``None``: nothing to do for it)."""
+        return self._handlers.get(cls)
 
     def _chain_created(self, e: ChainCreated) -> None:
         span = self._release(e.trace_context)
@@ -346,12 +355,20 @@ class Traces:
 
 def _process_attributes(job: JobInfo, worker_id: str) -> dict[str, Any]:
     """The attributes of an attempt span (the chain's id and type are on the chain's span)."""
-    return {
-        a.MESSAGING_SYSTEM: a.SYSTEM,
-        a.DESTINATION: job.type_name,
-        a.OPERATION_NAME: "process",
-        a.OPERATION_TYPE: "process",
-        a.MESSAGE_ID: job.id,
-        a.JOB_ATTEMPT: job.attempt,
-        a.WORKER_ID: worker_id,
-    }
+    fixed = _PROCESS.get(job.type_name)
+    if fixed is None:
+        fixed = {
+            a.MESSAGING_SYSTEM: a.SYSTEM,
+            a.DESTINATION: job.type_name,
+            a.OPERATION_NAME: "process",
+            a.OPERATION_TYPE: "process",
+        }
+        if len(_PROCESS) < _MAX_TYPES:
+            _PROCESS[job.type_name] = fixed
+    return {**fixed, a.MESSAGE_ID: job.id, a.JOB_ATTEMPT: job.attempt, a.WORKER_ID: worker_id}
+
+
+_PROCESS: dict[str, dict[str, Any]] = {}
+"""Per job type, the attempt span attributes that do not change from job to job (made once)."""
+
+_MAX_TYPES = 1024
