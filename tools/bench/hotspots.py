@@ -4,7 +4,8 @@ into its three steps.
     uv run python tools/bench/hotspots.py --dsn sqlite:////tmp/profile.db
     uv run python tools/bench/hotspots.py --dsn postgresql://postgres@127.0.0.1/test --top 30
 
-For each phase (start one by one, start in batches of 100, process no-op jobs at concurrency 10, and
+For each phase (start one by one, start in batches of 100 in a transaction and without one, process
+no-op jobs at concurrency 10, and
 on a database process jobs whose handler writes a row in the job's own transaction, bench.py's
 ``write-atomic``) it prints
 the wall time per chain or job, the process's CPU time per chain or job (``getrusage``: the event
@@ -105,6 +106,12 @@ async def run(dsn: str, chains: int, top: int) -> None:
                     [BenchJob(Item(i)) for i in range(offset, min(offset + 100, chains))], tx=tx
                 )
 
+    async def batches_alone() -> None:
+        for offset in range(0, chains, 100):
+            await client.start_chains(
+                [BenchJob(Item(i)) for i in range(offset, min(offset + 100, chains))]
+            )
+
     worker: Worker[Any] = Worker(client, concurrency=10, poll_interval=1.0, lease=Lease(60, 30))
 
     @worker.handler(BenchJob)
@@ -115,9 +122,10 @@ async def run(dsn: str, chains: int, top: int) -> None:
         await worker.start()
         await countdown.done.wait()
 
-    # The start phases leave 2 * chains jobs; processing takes the first `chains` of them.
+    # The start phases leave 3 * chains jobs; processing takes the first `chains` of them.
     await profiled("start one by one (a transaction each)", chains, top, one_by_one)
     await profiled("start in batches of 100", chains, top, batches)
+    await profiled("start in batches of 100 without a transaction", chains, top, batches_alone)
     await profiled("process, no-op handler (group-committed), concurrency 10", chains, top, process)
     await worker.close()
     if not dsn.startswith("memory"):

@@ -61,14 +61,18 @@ def test_peer_comparison_runs_queuert_and_the_floors() -> None:
     one_by_one = [line for line in out.splitlines() if "alone, autocommit INSERT" in line]
     per_job = float(one_by_one[0].rsplit("|", 2)[1].split("/")[0])
     assert 1.0 <= per_job < 1.5  # a transaction per row, and the driver's few of its own
+    queuert = [line for line in out.splitlines() if line.startswith("| queuert (")]
+    per_start = float(queuert[0].rsplit("|", 2)[1].split("/")[0])
+    assert 1.0 <= per_start < 1.5  # the wake-up rides in the start's own statement
 
 
 def test_hotspots_profiles_every_phase(tmp_path: Path) -> None:
     dsn = f"sqlite:///{tmp_path}/profile.db"
     out = run_tool("hotspots.py", "--dsn", dsn, "--chains", "40", "--top", "3")
     phases = [line for line in out.splitlines() if line.startswith("== ")]
-    assert len(phases) == 5, phases  # four profiled phases, then the one-chain transaction's steps
-    assert "write-atomic" in phases[3]
+    assert len(phases) == 6, phases  # five profiled phases, then the one-chain transaction's steps
+    assert "without a transaction" in phases[2]
+    assert "write-atomic" in phases[4]
     assert "one-chain transaction, without the profiler" in out
 
 

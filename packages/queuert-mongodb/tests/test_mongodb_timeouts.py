@@ -11,11 +11,24 @@ import pytest
 from mongo_helpers import DATABASE, unique_prefix
 from pymongo.errors import ServerSelectionTimeoutError
 from queuert_conformance.resilience import silent_peer
-from queuert_mongodb import MongoStateAdapter
+from queuert_mongodb import MongoNotifyAdapter, MongoStateAdapter
 
 
 async def test_the_client_gets_bounded_timeouts_by_default() -> None:
     adapter = await MongoStateAdapter.connect(
+        mongo_server.server_url(), database=DATABASE, collection_prefix=unique_prefix()
+    )
+    try:
+        pool = adapter.client.options.pool_options
+        assert pool.connect_timeout == 10 and pool.socket_timeout == 60
+        assert adapter.client.options.server_selection_timeout == 10
+    finally:
+        await adapter.close()
+
+
+async def test_the_notify_adapters_client_gets_them_too() -> None:
+    """Its calls are bounded by ``publish_timeout``; closing its client (``endSessions``) by these."""
+    adapter = MongoNotifyAdapter.connect(
         mongo_server.server_url(), database=DATABASE, collection_prefix=unique_prefix()
     )
     try:

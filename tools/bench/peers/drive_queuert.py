@@ -2,9 +2,10 @@
 
 ``COMMAND`` is followed by the notify adapter in the system's name: ``drive_queuert.py work DSN JOBS
 postgres`` (``PgNotifyAdapter``: LISTEN/NOTIFY, what a deployment with several processes uses) or
-``none`` (``NoopNotifyAdapter``: workers find jobs by polling). The enqueuer starts each chain in a
-transaction of its own (``client.transaction()``), or without one where ``start_chain`` takes no
-``tx``; the worker runs at concurrency 10 with a no-op handler that returns its output.
+``none`` (``NoopNotifyAdapter``: workers find jobs by polling). The enqueuer starts each chain (or
+batch of 100) without a transaction where ``start_chain`` takes no ``tx`` (it then commits on its
+own), else in a transaction of its own (``client.transaction()``); the worker runs at concurrency
+10 with a no-op handler that returns its output.
 """
 
 from __future__ import annotations
@@ -89,10 +90,12 @@ async def enqueue_batch(dsn: str, jobs: int, clock: Clock) -> None:
     clock.start()
     for offset in range(0, jobs, BATCH):
         count = min(BATCH, jobs - offset)
-        async with client.transaction() as tx:
-            await client.start_chains(
-                [PeerJob(Item(**payload(offset + i))) for i in range(count)], tx=tx
-            )
+        batch = [PeerJob(Item(**payload(offset + i))) for i in range(count)]
+        if TX_OPTIONAL:
+            await client.start_chains(batch)  # type: ignore[call-arg, unused-ignore]
+        else:
+            async with client.transaction() as tx:
+                await client.start_chains(batch, tx=tx)
     await close(resources)
     clock.stop()
 

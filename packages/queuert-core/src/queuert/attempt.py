@@ -30,10 +30,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Generator
-from contextlib import AsyncExitStack
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
-from queuert._bound_transaction import BoundTransaction
+from queuert._bound_transaction import BoundTransaction, TransactionScope
 from queuert._core import Core
 from queuert._declared import Completable, WithBlockers
 from queuert._finishing import CheckedResult
@@ -168,11 +167,18 @@ class Attempt(Generic[J]):
         self._completed = False
         self._suspended = False
         self._auto = False
-        self._stack: AsyncExitStack | None = None
+        self._scope: TransactionScope[Any] | None = None
+        """The job's open transaction (entered), or ``None``."""
         self._bound: BoundTransaction[Any] | None = None
         """The open transaction of the job, with its hooks."""
         self._pristine = False
         """No user callback has run in the open transaction yet."""
+        self._in_transaction = False
+        """A transaction of the job is being opened or is open."""
+        self._watch_deferred = False
+        """The handler first suspended inside the job's transaction: the worker is told when that
+        transaction ends (while it is open the worker ignores ownership hints for the job anyway)."""
+        self._finishing = False
         self.continued_with: str | None = None
         self._checked: CheckedResult | None = None
         self._returned: object = None
@@ -258,7 +264,7 @@ class Attempt(Generic[J]):
         if self.mode is None:
             self.mode = "staged" if self._suspended else "atomic"
         if callable(result) and not isinstance(result, JobType):
-            if self._stack is None:
+            if self._scope is None:
                 await self._open(guard=False)
             callback = result
 
@@ -307,13 +313,14 @@ class Attempt(Generic[J]):
         checked = self._checked
         assert checked is not None
         host = self._host
-        if self._stack is None and checked.continuation is None:
+        self._finishing = True
+        if self._scope is None and checked.continuation is None:
             result = await host.complete_later(self._stored, checked.output)
             if result is None:
                 await host.check_owned(self.job.id)  # raises OwnershipLostError with the reason
                 raise OwnershipLostError(self.job.id, "taken_by_another_worker")
             return
-        if self._stack is None:
+        if self._scope is None:
             await self._open(guard=False)
         assert self._bound is not None
         try:
@@ -340,7 +347,10 @@ class Attempt(Generic[J]):
 
     def _on_first_suspension(self) -> None:
         self._suspended = True
-        self._host.suspended(self.job.id)
+        if self._in_transaction:
+            self._watch_deferred = True
+        else:
+            self._host.suspended(self.job.id)
         if self.mode is None and not self._prepared and not self._completed:
             self.mode = "staged"
             self._auto = True
@@ -349,10 +359,15 @@ class Attempt(Generic[J]):
         """Open the transaction of the job; with ``guard``, lock the job at once and check it is still
         ours (before user code runs in it). Without: a transaction that ends with the job's guarded
         completion, or rolls back, needs no check up front."""
-        stack = AsyncExitStack()
         host = self._host
-        bound = await stack.enter_async_context(host.core.transactions.transaction())
-        self._stack, self._bound = stack, bound
+        scope = host.core.transactions.transaction()
+        self._in_transaction = True
+        try:
+            bound = await scope.__aenter__()
+        except BaseException:
+            self._transaction_ended()
+            raise
+        self._scope, self._bound = scope, bound
         self._pristine = True
         host.hold(self.job.id)
         if not guard:
@@ -365,16 +380,24 @@ class Attempt(Generic[J]):
 
     async def _close(self, exc: BaseException | None) -> None:
         """Commit (``exc is None``) or roll back the open transaction."""
-        stack, self._stack, self._bound = self._stack, None, None
-        if stack is None:
+        scope, self._scope, self._bound = self._scope, None, None
+        if scope is None:
             return
         try:
             if exc is None:
-                await stack.aclose()
+                await scope.__aexit__(None, None, None)
             else:
-                await stack.__aexit__(type(exc), exc, exc.__traceback__)
+                await scope.__aexit__(type(exc), exc, exc.__traceback__)
         finally:
             self._host.unhold(self.job.id)
+            self._transaction_ended()
+
+    def _transaction_ended(self) -> None:
+        self._in_transaction = False
+        if self._watch_deferred and not self._finishing:
+            # the handler goes on after the transaction (staged, or a callback's failure caught)
+            self._watch_deferred = False
+            self._host.suspended(self.job.id)
 
     async def _in_savepoint(self, fn: Callable[[TxContext[Any]], Awaitable[T]]) -> T:
         """Run a user callback so that, if it fails, only its own work is undone and the attempt can
@@ -432,9 +455,15 @@ class FirstSuspension(Generic[T]):
                 except StopIteration as stop:
                     result = stop.value
                     return result
-            else:
+                continue
+            if sent is not None:
                 try:
                     value = iterator.send(sent)
                 except StopIteration as stop:
                     result = stop.value
                     return result
+                continue
+            # asyncio resumes a task with send(None): from here on the interpreter delegates
+            # every resumption to the coroutine itself (no Python frame of ours per step)
+            result = yield from iterator
+            return result

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from queuert._tasks import cancel_until_done
 from queuert.cron import Cron
 from queuert.duration import Duration, to_timedelta
 from queuert.errors import UsageError
@@ -38,9 +39,6 @@ if TYPE_CHECKING:
 __all__ = ["Periodic", "PeriodicStarter"]
 
 logger = logging.getLogger("queuert.periodic")
-
-_RECANCEL_SECONDS = 0.1
-"""How long close() waits for a cancelled periodic task before cancelling it again."""
 
 In = TypeVar("In")
 
@@ -155,17 +153,8 @@ class PeriodicStarter:
     async def close(self) -> None:
         self._closing = True
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        # A cancellation can be lost on its way through the store's driver (before Python 3.12,
-        # asyncio.wait_for returns a result that completes together with the cancellation); the
-        # task then goes on to sleep until its next tick. Cancel again until every task ended.
-        pending = set(tasks)
-        while pending:
-            _, pending = await asyncio.wait(pending, timeout=_RECANCEL_SECONDS)
-            for task in pending:
-                task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # a task whose cancellation the store's driver lost would sleep until its next tick
+        await cancel_until_done(tasks)
 
     async def _run(self, periodic: Periodic[Any]) -> None:
         started: datetime | None = None

@@ -41,7 +41,7 @@ from typing import Any, Generic, Protocol, TypeVar, cast
 from queuert._core import Core
 from queuert._declared import Handled
 from queuert._mapping import job_info
-from queuert._tasks import drain
+from queuert._tasks import cancel_until_done, drain
 from queuert.attempt import (
     LOST_REASONS,
     Attempt,
@@ -1187,10 +1187,9 @@ def loop_time_since(started: float) -> float:
 
 
 async def _finish(task: asyncio.Task[Any], *, timeout: float) -> None:
-    """Let ``task`` end within ``timeout`` seconds, then cancel it; always awaits it."""
+    """Let ``task`` end within ``timeout`` seconds, then cancel it until it has ended: the lease
+    renewer, whose cancellation a store's driver can lose (see :mod:`queuert._tasks`), would
+    otherwise go back to sleep before its next renewal, forever."""
     if not task.done() and timeout > 0:
         await asyncio.wait([task], timeout=timeout)
-    if not task.done():
-        task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task
+    await cancel_until_done([task])

@@ -36,6 +36,7 @@ from queuert.notify import Notifications, NotifyInTransaction, Unsubscribe
 
 from queuert_mongodb._change_feed import ChangeFeed, unreachable
 from queuert_mongodb._names import Names
+from queuert_mongodb._timeouts import with_default_timeouts
 from queuert_mongodb.errors import StandaloneServerError
 from queuert_mongodb.state import MongoStateAdapter
 
@@ -127,12 +128,16 @@ class MongoNotifyAdapter:
         **client_options: Any,
     ) -> MongoNotifyAdapter:
         """An adapter over a new ``AsyncMongoClient(url, **client_options)`` that it closes. (It
-        cannot publish inside the transactions of a state adapter on another client.)"""
+        cannot publish inside the transactions of a state adapter on another client.) The client
+        gets the time limits of :meth:`MongoStateAdapter.connect
+        <queuert_mongodb.MongoStateAdapter.connect>` unless the URL or ``client_options`` set
+        them: its calls are bounded by ``publish_timeout`` anyway, and so is closing it (the
+        server's answer to ``endSessions``)."""
         Names(database, collection_prefix)
         from pymongo import AsyncMongoClient
 
         return cls(
-            AsyncMongoClient(url, **client_options),
+            AsyncMongoClient(url, **with_default_timeouts(url, client_options)),
             database=database,
             collection_prefix=collection_prefix,
             owns_client=True,

@@ -840,12 +840,42 @@ class PgStateAdapter(Generic[TxT]):
         self._check_open()
         if not jobs:
             return []
+        if all(new.chain_id is None and new.deduplication is None for new in jobs):
+            # chain starts without deduplication, the common case: the short statement's columns
+            # built one by one (a column with no value in any row goes as an empty array: unnest
+            # pads it with NULLs, and the driver skips inspecting a hundred Nones)
+            schedules = [new.schedule for new in jobs]
+            if schedules.count(None) == len(schedules):
+                at_column: list[Any] = []
+                after_column: list[Any] = []
+            else:
+                at_column = [None if s is None else s.at for s in schedules]
+                after_column = [
+                    None if s is None or s.after is None else _secs(s.after) for s in schedules
+                ]
+            args = [
+                [new.id for new in jobs],
+                [new.type_name for new in jobs],
+                [new.chain_type_name for new in jobs],
+                [new.input_json() for new in jobs],  # the text the client checked
+                at_column,
+                after_column,
+                *(
+                    column if column.count(None) != len(column) else []
+                    for column in (
+                        [new.chain_trace_context for new in jobs],
+                        [new.trace_context for new in jobs],
+                        [new.priority or None for new in jobs],  # NULL reads as 0
+                        [new.limit_key for new in jobs],
+                    )
+                ),
+            ]
+            return await self._create_first(jobs, args, tx, messages)
+        assert messages is None, "messages only go with chain starts without deduplication"
         per_job: list[tuple[Any, ...]] = []
         excl_ord: list[int] = []
         excl_id: list[str] = []
         lock_keys: set[int] = set()
-        values: list[JsonValue] = []
-        starts_only = True  # every job starts a chain, none deduplicates: the short statement
         for ordinal, new in enumerate(jobs, start=1):
             dedup = new.deduplication if new.chain_id is None else None
             schedule = new.schedule
@@ -855,10 +885,6 @@ class PgStateAdapter(Generic[TxT]):
                 if schedule is not None and schedule.after is not None
                 else None
             )
-            if new.chain_id is not None or dedup is not None:
-                starts_only = False
-            value = new.input
-            values.append(value)
             per_job.append(
                 (
                     new.id,
@@ -866,7 +892,7 @@ class PgStateAdapter(Generic[TxT]):
                     new.chain_type_name,
                     new.chain_id,
                     new.chain_index,
-                    dumps(value),
+                    new.input_json(),  # the text the client checked, not encoded again
                     at,
                     after,
                     dedup.key if dedup is not None else None,
@@ -885,9 +911,6 @@ class PgStateAdapter(Generic[TxT]):
                     excl_id.append(excluded)
         # one argument array per column: the rows transposed in C rather than 13 appends per job
         columns = [list(column) for column in zip(*per_job, strict=True)]
-        if starts_only:
-            return await self._create_first(jobs, values, columns, tx, messages)
-        assert messages is None, "messages only go with chain starts without deduplication"
         priorities, keys = (
             column if column.count(None) != len(column) else [] for column in columns[13:15]
         )
@@ -905,20 +928,13 @@ class PgStateAdapter(Generic[TxT]):
     async def _create_first(
         self,
         jobs: Sequence[NewJob],
-        values: list[JsonValue],
-        columns: list[list[Any]],
+        args: list[list[Any]],
         tx: TxT | None,
         messages: tuple[list[str], list[str]] | None = None,
     ) -> list[CreatedJob]:
         """Chain starts without deduplication: one INSERT returning one row, and the jobs assembled
         from what we sent plus the server's timestamps (no row per job to decode, no JSON parsing of
         the input again)."""
-        # A column with no value in any row goes as an empty array: unnest pads it with NULLs, and
-        # the driver skips inspecting a hundred Nones (schedules and trace contexts usually are).
-        args = [
-            column if column.count(None) != len(column) else []
-            for column in (columns[i] for i in (0, 1, 2, 5, 6, 7, 11, 12, 13, 14))
-        ]
         if messages is None:
             ((statement_at, count, inserted, later_ids, later_at),) = await self._fetch(
                 self.sql.create_first, args, tx
@@ -942,11 +958,11 @@ class PgStateAdapter(Generic[TxT]):
         now = utc(statement_at)
         later = dict(zip(later_ids, later_at, strict=True)) if later_ids else {}
         results: list[CreatedJob] = []
-        for new, value in zip(jobs, values, strict=True):
-            at = later.get(new.id)
+        for new in jobs:
+            at = later.get(new.id) if later else None
             job = inserted_job(
                 new,
-                input=value,
+                input=new.input,
                 created_at=now,
                 scheduled_at=now if at is None else utc(at),
                 status="ready" if at is None else "scheduled",
