@@ -295,3 +295,32 @@ async def test_a_transaction_end_that_hangs_terminates_the_connection(
         assert conn.is_closed()
     finally:
         await conn.close()
+
+
+async def test_ends_watched_together_terminate_only_the_late_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A provider watches the ends of all its transactions with one timer: a late end terminates its
+    own connection only, and an end that finished in time leaves its connection usable."""
+    monkeypatch.setattr(_provider, "_END_TIMEOUT", 0.3)
+    deadlines = _provider._Deadlines()
+    slow, quick = await asyncpg.connect(DSN), await asyncpg.connect(DSN)
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        hanging = asyncio.ensure_future(
+            _provider._to_the_end(slow, slow.execute("SELECT pg_sleep(10)"), deadlines)
+        )
+        await asyncio.sleep(0.1)
+        assert (
+            await _provider._to_the_end(quick, quick.execute("SELECT 1"), deadlines) == "SELECT 1"
+        )
+        with pytest.raises(ConnectionError):
+            await hanging
+        assert loop.time() - started < 3
+        assert slow.is_closed()
+        assert not quick.is_closed()
+        assert await quick.fetchval("SELECT 2") == 2
+    finally:
+        await slow.close()
+        await quick.close()

@@ -150,40 +150,90 @@ _END_TIMEOUT = 10.0
 """Seconds a COMMIT or ROLLBACK may take before the connection is terminated instead."""
 
 
-def _to_the_end(conn: Any, statement: Awaitable[T]) -> Awaitable[T]:
+def _to_the_end(
+    conn: Any, statement: Awaitable[T], deadlines: _Deadlines | None = None
+) -> Awaitable[T]:
     """Await a transaction's COMMIT or ROLLBACK to its end even if the caller is cancelled meanwhile.
 
     Cancelling the task that ends a transaction (a worker shutting down cancels twice: once for the
     block, again during its rollback) would otherwise hand the connection back to the pool in the
     middle of the statement, still inside the transaction. The cancellation is re-raised once the
     statement finished; a statement that takes longer than ``_END_TIMEOUT`` terminates the connection
-    (the server then rolls back whatever was not committed).
+    (the server then rolls back whatever was not committed). ``deadlines``: the provider's, which
+    watches the ends of all its transactions with one timer.
     """
-    return _ToTheEnd(conn, statement)
+    return _ToTheEnd(conn, statement, deadlines if deadlines is not None else _Deadlines())
 
 
-def _terminate_late(conn: Any, late: list[bool]) -> None:
-    late.append(True)
-    conn.terminate()  # aborts the transport: the pending statement fails at once
+class _Deadlines:
+    """The transaction ends in flight on one provider's connections, with one timer for all of them
+    (a timer per statement is a push onto, and later a pop from, the loop's heap of timers, compared
+    in Python)."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ends: dict[int, tuple[float, Any, list[bool]]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, loop: asyncio.AbstractEventLoop, key: int, conn: Any, late: list[bool]) -> bool:
+        """Watch an end; ``False`` if this provider's ends are watched on another loop."""
+        if self._loop is not loop:
+            if self._ends:
+                return False
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._loop = loop
+        deadline = loop.time() + _END_TIMEOUT
+        self._ends[key] = (deadline, conn, late)
+        timer = self._timer
+        if timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timer = loop.call_at(deadline, self._expire)
+        return True
+
+    def remove(self, key: int) -> None:
+        self._ends.pop(key, None)
+
+    def _expire(self) -> None:
+        self._timer = None
+        loop = self._loop
+        assert loop is not None
+        now = loop.time()
+        for key, (deadline, conn, late) in list(self._ends.items()):
+            if deadline <= now:
+                del self._ends[key]
+                late.append(True)
+                conn.terminate()  # aborts the transport: the pending statement fails at once
+        if self._ends:
+            self._timer = loop.call_at(
+                min(deadline for deadline, _, _ in self._ends.values()), self._expire
+            )
 
 
 class _ToTheEnd(Generic[T]):
     """The awaitable of :func:`_to_the_end`: drives the statement in the caller's own task (no task
-    of its own: one per transaction was a tenth of the exactly-once path's CPU), waiting on each of
-    the driver's futures behind a proxy future. A cancellation of the caller cancels the proxy, never
+    of its own, which the exactly-once path paid for per job), waiting on each of the driver's
+    futures behind a proxy future. A cancellation of the caller cancels the proxy, never
     the driver's future, and is noted; the statement is driven on to its end, then the cancellation
     is raised."""
 
-    __slots__ = ("_conn", "_statement")
+    __slots__ = ("_conn", "_deadlines", "_statement")
 
-    def __init__(self, conn: Any, statement: Awaitable[T]) -> None:
+    def __init__(self, conn: Any, statement: Awaitable[T], deadlines: _Deadlines) -> None:
         self._conn = conn
         self._statement = statement
+        self._deadlines = deadlines
 
     def __await__(self) -> Generator[Any, None, T]:
         loop = asyncio.get_running_loop()
         late: list[bool] = []
-        timer = loop.call_later(_END_TIMEOUT, _terminate_late, self._conn, late)
+        deadlines = self._deadlines
+        key = id(self)
+        if not deadlines.add(loop, key, self._conn, late):
+            deadlines = _Deadlines()
+            deadlines.add(loop, key, self._conn, late)
         cancelled = False
         inner = self._statement.__await__()
         try:
@@ -215,7 +265,7 @@ class _ToTheEnd(Generic[T]):
                     raise _late_error() from None
                 raise
         finally:
-            timer.cancel()
+            deadlines.remove(key)
         if cancelled:
             raise asyncio.CancelledError()
         if late:
@@ -249,10 +299,11 @@ class _AsyncpgTransaction:
     async generator costs several microseconds more on each entry and exit.
     """
 
-    __slots__ = ("_conn", "_pool")
+    __slots__ = ("_conn", "_deadlines", "_pool")
 
-    def __init__(self, pool: Any) -> None:
+    def __init__(self, pool: Any, deadlines: _Deadlines) -> None:
         self._pool = pool
+        self._deadlines = deadlines
         self._conn: Any = None
 
     async def __aenter__(self) -> Any:
@@ -270,7 +321,7 @@ class _AsyncpgTransaction:
             try:
                 with contextlib.suppress(Exception):
                     if conn.is_in_transaction():
-                        await _to_the_end(conn, conn.execute("ROLLBACK"))
+                        await _to_the_end(conn, conn.execute("ROLLBACK"), self._deadlines)
                     elif not conn.is_closed():
                         conn.terminate()
             finally:
@@ -289,9 +340,9 @@ class _AsyncpgTransaction:
                 # fail the rollback (or even is_closed(), once asyncpg released it to the pool).
                 with contextlib.suppress(Exception):
                     if not conn.is_closed():
-                        await _to_the_end(conn, conn.execute("ROLLBACK"))
+                        await _to_the_end(conn, conn.execute("ROLLBACK"), self._deadlines)
                 return False
-            status = await _to_the_end(conn, conn.execute("COMMIT"))
+            status = await _to_the_end(conn, conn.execute("COMMIT"), self._deadlines)
         finally:
             await self._pool.release(conn)
         if status != "COMMIT":
@@ -326,6 +377,7 @@ class AsyncpgProvider:
     def __init__(self, pool: Any, *, owns_pool: bool = False) -> None:
         self.pool = pool
         self._owns_pool = owns_pool
+        self._deadlines = _Deadlines()
 
     @classmethod
     async def connect(
@@ -364,7 +416,7 @@ class AsyncpgProvider:
         return cls(pool, owns_pool=True)
 
     def transaction(self) -> AbstractAsyncContextManager[Any]:
-        return _AsyncpgTransaction(self.pool)
+        return _AsyncpgTransaction(self.pool, self._deadlines)
 
     async def fetch(self, sql: Sql, args: Sequence[Any], tx: Any | None) -> list[Row]:
         if tx is None:
