@@ -6,7 +6,8 @@
 For each system, in a database of its own on the server (``--server``; named after the system and
 this run, created afresh for every phase and dropped at the end): 10,000 no-op jobs enqueued one by one (one call each), then in a new
 database 10,000 in batches of 100, which one worker process at concurrency 10 then processes. Every
-phase runs in a process of its own; the worker's CPU time and peak RSS are its process's (the
+phase runs in a process of its own; the enqueuer's and the worker's CPU time, and the worker's peak
+RSS, are their process's (the
 measured part starts once the worker is built and connected, and ends when it has written the last
 completion). Transactions per job are the database's ``xact_commit + xact_rollback`` from
 ``pg_stat_database`` over the phase (read once every connection to the database has closed, so that
@@ -208,8 +209,8 @@ async def one_round(
             result = await asyncio.to_thread(drive, system, command, dsn, jobs, args.timeout)
             spent = await transactions(admin, database) - before
             sample = Sample(jobs / result["seconds"], spent / jobs)
+            sample.cpu_us = result["cpu_seconds"] / jobs * 1e6
             if command == "work":
-                sample.cpu_us = result["cpu_seconds"] / jobs * 1e6
                 sample.rss_mib = result["max_rss_kib"] / 1024
             samples[column] = sample
     await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
@@ -231,9 +232,9 @@ def spread(values: list[float], fmt: str) -> str:
 def table(chosen: list[System], results: dict[str, list[dict[str, Sample]]]) -> str:
     lines = [
         "| system | enqueue one by one, jobs/s | enqueue in batches of 100, jobs/s | process, jobs/s "
-        "| worker CPU, µs/job | worker peak RSS, MiB | transactions per job: one by one / batch / "
-        "process |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| enqueuer CPU, µs/job: one by one / batch | worker CPU, µs/job | worker peak RSS, MiB "
+        "| transactions per job: one by one / batch / process |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for system in chosen:
         rounds = results[system.name]
@@ -259,7 +260,9 @@ def table(chosen: list[System], results: dict[str, list[dict[str, Sample]]]) -> 
         )
         lines.append(
             f"| {label} | {col('single', 'rate', ',.0f')} | {col('batch', 'rate', ',.0f')} "
-            f"| {col('process', 'rate', ',.0f')} | {col('process', 'cpu_us', ',.0f')} "
+            f"| {col('process', 'rate', ',.0f')} "
+            f"| {col('single', 'cpu_us', ',.1f')} / {col('batch', 'cpu_us', ',.1f')} "
+            f"| {col('process', 'cpu_us', ',.0f')} "
             f"| {col('process', 'rss_mib', '.0f')} | {txs} |"
         )
     return "\n".join(lines)
