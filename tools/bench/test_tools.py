@@ -14,7 +14,7 @@ import pytest
 HERE = Path(__file__).parent
 POSTGRES = os.environ.get("QUEUERT_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
-ROWS = ("single  noop", "batch   noop", "noop-atomic", "write-atomic", "write-staged")
+ROWS = ("single  noop", "batch   noop", "noop-quiet", "noop-atomic", "write-atomic", "write-staged")
 
 
 def run_tool(*args: str) -> str:
