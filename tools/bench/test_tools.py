@@ -49,7 +49,7 @@ def test_processing_runs_every_mode_and_the_floor(backend: str, tmp_path: Path) 
 def test_peer_comparison_runs_queuert_and_the_floors() -> None:
     """The comparison end to end without the peers (installing them needs the package index)."""
     prefix = f"bench_smoke_{uuid.uuid4().hex[:8]}_"
-    systems = "queuert-pg-notify,floor-autocommit"
+    systems = "queuert-pg-notify,floor-autocommit,floor-process"
     server = POSTGRES.rsplit("/", 1)[0]
     out = run_tool(
         "peers/compare.py",
@@ -57,7 +57,11 @@ def test_peer_comparison_runs_queuert_and_the_floors() -> None:
         *("--jobs", "40", "--rounds", "1"),
     )
     assert out.count("| queuert (") == 1
-    assert out.count("| floor: asyncpg") == 1
+    assert out.count("| floor: asyncpg") == 2
+    processing = [line for line in out.splitlines() if "claims and batched completions" in line]
+    cells = [cell.strip() for cell in processing[0].split("|")]
+    assert float(cells[4].replace(",", "")) > 0  # jobs/s
+    assert float(cells[5].replace(",", "")) > 0  # worker CPU per job
     one_by_one = [line for line in out.splitlines() if "alone, autocommit INSERT" in line]
     per_job = float(one_by_one[0].rsplit("|", 2)[1].split("/")[0])
     assert 1.0 <= per_job < 1.5  # a transaction per row, and the driver's few of its own

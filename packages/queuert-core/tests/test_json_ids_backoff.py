@@ -18,7 +18,7 @@ from queuert import Backoff, Deduplication, Lease, NotJsonError, Schedule, Usage
 from queuert.cursor import decode_jobs_cursor, encode_chain_jobs_cursor, encode_chains_cursor
 from queuert.errors import InvalidJobIdError
 from queuert.ids import UUID_IDS, IdPolicy, check_id, check_ids, is_uuid, uuid7
-from queuert.json import _walk, ensure_json
+from queuert.json import _walk, dumps, ensure_json, loads
 
 json_values = st.recursive(
     st.none()
@@ -260,3 +260,57 @@ def test_schedule_and_deduplication_validate_their_options() -> None:
         Deduplication("k", scope="closed")  # type: ignore[arg-type]
     with pytest.raises(UsageError):
         Deduplication("k", window=timedelta(0))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"index":5}',
+        ' {"a":1}',
+        '{"a":1} ',
+        "\n[]\n",
+        '"x"',
+        "-0",
+        "1e400",
+        "null",
+        "NaN",
+        "1 2",
+        '{"a":1}x',
+        "",
+        " ",
+        "{",
+        '{"a":{"b":[1,{"c":null}]}}',
+    ],
+)
+def test_loads_reads_as_the_json_module_does(text: str) -> None:
+    def outcome(read: Callable[[str], object]) -> str:
+        try:
+            return repr(read(text))
+        except ValueError as exc:
+            return f"ValueError: {exc}"
+
+    assert outcome(loads) == outcome(json.loads)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"index": 5},
+        [1, 2.5, "\u00e9\u2028\x00", None, True, False],
+        "x",
+        10**30,
+        -0.0,
+        {"\u00e9": []},
+    ],
+)
+def test_dumps_writes_compact_json_as_the_json_module_does(value: object) -> None:
+    expected = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    assert dumps(value) == expected  # type: ignore[arg-type]
+
+
+def test_dumps_refuses_what_is_not_json() -> None:
+    circular: dict[str, object] = {}
+    circular["self"] = circular
+    for value in (float("nan"), {"k": object()}, circular):
+        with pytest.raises((ValueError, TypeError, RecursionError)):
+            dumps(value)  # type: ignore[arg-type]

@@ -15,7 +15,9 @@ the counts are flushed), divided by the jobs. Rounds are interleaved (each round
 once, in a rotating order) and the table gives medians with the range over the rounds.
 
 The floors run in the same rounds: asyncpg alone on a one-index table (one-row autocommit
-``INSERT``, ``BEGIN``/``INSERT``/``COMMIT``, 100-row ``INSERT``).
+``INSERT``, ``BEGIN``/``INSERT``/``COMMIT``, 100-row ``INSERT``), and for processing asyncpg alone
+claiming jobs on one connection (at most 30 in flight, as queuert's worker holds) and completing them in batches on another (its
+CPU time per job is what the statements and the driver cost; a queue's worker spends the rest).
 
 pgqueuer and procrastinate are installed by this tool, each in a virtual environment of its own
 under the cache directory (``--cache-dir``, by default ``~/.cache/queuert-bench/peers``), with
@@ -97,6 +99,12 @@ def systems() -> dict[str, System]:
             "drive_floor.py",
             "floor",
             [[("insert-batch", "batch")]],
+        ),
+        "floor-process": System(
+            "floor: asyncpg {version} alone, claims and batched completions",
+            "drive_floor.py",
+            "floor",
+            [[("fill", "fill"), ("work", "process")]],
         ),
     }
 

@@ -140,6 +140,14 @@ class Finishing(Generic[TxT]):
         cancelled) in ``hooks``."""
         publishing = self._publishing
         job = result.job
+        if not publishing.listens(JobCompleted.level):
+            # nobody takes the events (JobCompleted, ChainClosed, JobUnblocked: all one level)
+            if job.closes_chain:
+                notify = publishing.notify_buffer(hooks)
+                notify.closed_chains.add(job.chain_id)
+                for unblocked in result.unblocked:
+                    notify.ready[unblocked.type_name] += 1
+            return
         now = job.completed_at or datetime.now(timezone.utc)
         events = publishing.event_buffer(hooks).events
         if job.outcome == "completed":

@@ -197,6 +197,10 @@ class EventBuffer:
         del self.events[snapshot:]
 
 
+def _always(level: int) -> bool:
+    return True
+
+
 class Publishing:
     """One client's after-commit side effects: the buffers in each transaction's hooks, the
     background publisher they flush into, and flushes started from synchronous commit events."""
@@ -214,6 +218,10 @@ class Publishing:
         transaction (asked once)."""
         self._in_tx_asked = False
         self.observability = observability
+        listens = getattr(observability, "listens", None)
+        self.listens: Callable[[int], bool] = listens if callable(listens) else _always
+        """Whether the observability adapter takes events of a logging level (its optional
+        ``listens``; always, without one): hot paths build no event it would drop."""
         self.tracing: TraceContexts | None = (
             observability if isinstance(observability, TraceContexts) else None
         )

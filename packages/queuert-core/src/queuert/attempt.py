@@ -76,21 +76,26 @@ class CancellationSignal:
     """
 
     def __init__(self) -> None:
-        self._event = asyncio.Event()
+        self._event: asyncio.Event | None = None
+        """Made by the first :meth:`wait` (most attempts never wait on their signal)."""
         self.reason: CancelReason | None = None
 
     def is_set(self) -> bool:
-        return self._event.is_set()
+        return self.reason is not None
 
     async def wait(self) -> CancelReason:
-        await self._event.wait()
+        if self.reason is None:
+            if self._event is None:
+                self._event = asyncio.Event()
+            await self._event.wait()
         assert self.reason is not None
         return self.reason
 
     def _set(self, reason: CancelReason) -> None:
         if self.reason is None or (self.reason == "shutdown" and reason != "shutdown"):
             self.reason = reason
-        self._event.set()
+        if self._event is not None:
+            self._event.set()
 
 
 class OwnershipLostError(JobLostError):

@@ -81,11 +81,10 @@ class DefaultCodec:
         if dataclasses.is_dataclass(tp) and isinstance(tp, type):
             if not isinstance(data, dict):
                 raise CodecError(f"expected an object for {tp.__name__}, got {type(data).__name__}")
-            hints = _field_types(tp)
             kwargs = {}
-            for f in dataclasses.fields(tp):
-                if f.name in data:
-                    kwargs[f.name] = self._build(hints.get(f.name, Any), data[f.name])
+            for name, hint, build in _dataclass_plan(tp):
+                if name in data:
+                    kwargs[name] = self._build(hint, data[name]) if build else data[name]
             return tp(**kwargs)
         if isinstance(tp, type) and issubclass(tp, enum.Enum):
             return tp(data)
@@ -110,6 +109,32 @@ class DefaultCodec:
                         continue
             return data
         return data
+
+
+@lru_cache(maxsize=1024)
+def _dataclass_plan(cls: type) -> tuple[tuple[str, Any, bool], ...]:
+    """Each field of a dataclass: its name, its declared type, and whether a stored value needs
+    building into that type (``False``: :meth:`DefaultCodec._build` would return it unchanged)."""
+    hints = _field_types(cls)
+    plan = []
+    for f in dataclasses.fields(cls):
+        hint = hints.get(f.name, Any)
+        plan.append((f.name, hint, not _kept_as_is(hint)))
+    return tuple(plan)
+
+
+def _kept_as_is(tp: Any) -> bool:
+    """Whether :meth:`DefaultCodec._build` returns any value for ``tp`` unchanged: not a dataclass,
+    an enum, a typed list, tuple or dict, or a union with a dataclass member."""
+    if tp is Any or tp is None:
+        return True
+    if dataclasses.is_dataclass(tp) or (isinstance(tp, type) and issubclass(tp, enum.Enum)):
+        return False
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (list, typing.List, tuple, dict, typing.Dict) and args:  # noqa: UP006
+        return False
+    return not (args and _is_union(tp) and any(dataclasses.is_dataclass(a) for a in args))
 
 
 _SCALARS = (str, int, bool, type(None))

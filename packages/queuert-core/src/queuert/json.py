@@ -83,13 +83,56 @@ _encode = _json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan
 _decode = _json.JSONDecoder().decode
 
 
+_c_encode: Any = None
+try:
+    from json.encoder import (  # type: ignore[attr-defined]
+        c_make_encoder,
+        encode_basestring,
+    )
+
+    if c_make_encoder is not None:
+        # The C encoder that ``_encode`` builds on every call, built once: without a circular
+        # check (a value that refers to itself fails with RecursionError instead of ValueError).
+        _c_encode = c_make_encoder(
+            None,
+            _json.JSONEncoder().default,
+            encode_basestring,
+            None,
+            ":",
+            ",",
+            False,
+            False,
+            False,
+        )
+        if "".join(_c_encode({"a": [1, "\u00e9"]}, 0)) != '{"a":[1,"\u00e9"]}':
+            _c_encode = None  # pragma: no cover - an interpreter whose encoder differs
+except (ImportError, TypeError):  # pragma: no cover - CPython ships the C encoder
+    _c_encode = None
+
+
 def dumps(value: JsonValue) -> str:
     """Compact JSON text of an already checked value (one shared encoder: ``json.dumps`` with
     options builds a new one per call)."""
+    if _c_encode is not None and type(value) is not str:
+        return "".join(_c_encode(value, 0))
     return _encode(value)
 
 
+_scan = _json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+"""The decoder's scanner alone: :func:`loads` of a text with no surrounding whitespace (what
+:func:`dumps` writes) skips ``JSONDecoder.decode``'s two whitespace matches."""
+
+
 def loads(text: str | bytes) -> JsonValue:
+    if type(text) is str:
+        try:
+            value, end = _scan(text, 0)
+        except StopIteration:
+            pass  # whitespace first, or not JSON: the full decoder reads it or says why
+        else:
+            if end == len(text):
+                return cast(JsonValue, value)
+        return cast(JsonValue, _decode(text))
     if isinstance(text, (bytes, bytearray)):
         return cast(JsonValue, _json.loads(text))
     return cast(JsonValue, _decode(text))

@@ -302,6 +302,10 @@ for _event_class in _EVENT_CLASSES:
 
 @runtime_checkable
 class ObservabilityAdapter(Protocol):
+    """Receives events. An adapter may also define ``listens(level: int) -> bool``: ``False`` for
+    events of that logging level means it would drop them, and the core's hot paths (every attempt,
+    every completion) then skip building them. An adapter without it receives every event."""
+
     def emit(self, event: Event) -> None:
         """Receive one event. Must not block or raise."""
         ...
@@ -310,6 +314,10 @@ class ObservabilityAdapter(Protocol):
 class NoopObservability:
     def emit(self, event: Event) -> None:
         return None
+
+    def listens(self, level: int) -> bool:
+        """Never: the core builds no events for it on its hot paths."""
+        return False
 
 
 class LoggingObservability:
@@ -321,6 +329,10 @@ class LoggingObservability:
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
         self._logger = logger or logging.getLogger("queuert")
+
+    def listens(self, level: int) -> bool:
+        """Whether events of ``level`` would be logged (the logger's level, checked each time)."""
+        return self._logger.isEnabledFor(level)
 
     def emit(self, event: Event) -> None:
         if not self._logger.isEnabledFor(event.level):

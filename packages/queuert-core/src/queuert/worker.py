@@ -33,7 +33,7 @@ import re
 import signal as signals
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Generic, Protocol, TypeVar, cast
@@ -677,9 +677,8 @@ class Worker(Generic[TxT]):
         self._core.emit(WorkerStopped(self.id))
         self._closed.set()
 
-    def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
-        task.set_name(name)
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -991,17 +990,19 @@ class Worker(Generic[TxT]):
         running.attempt = attempt
         if running.cancel_reason is not None:
             attempt.signal._set(running.cancel_reason)
-        now = datetime.now(timezone.utc)
-        core.emit(
-            AttemptStarted(
-                job_info(job), self.id, max((now - job.scheduled_at).total_seconds(), 0.0)
+        if core.publishing.listens(AttemptStarted.level):
+            now = datetime.now(timezone.utc)
+            core.emit(
+                AttemptStarted(
+                    job_info(job), self.id, max((now - job.scheduled_at).total_seconds(), 0.0)
+                )
             )
-        )
-        running.handler_task = asyncio.ensure_future(self._run_handler(running, attempt, config))
+        loop = asyncio.get_running_loop()
+        running.handler_task = loop.create_task(self._run_handler(running, attempt, config))
         timer = (
             None
             if config.timeout is None
-            else asyncio.get_running_loop().call_later(config.timeout, running.cancel, "timeout")
+            else loop.call_later(config.timeout, running.cancel, "timeout")
         )
         try:
             await asyncio.shield(running.handler_task)
@@ -1047,15 +1048,16 @@ class Worker(Generic[TxT]):
         finally:
             if timer is not None:
                 timer.cancel()
-        core.emit(
-            AttemptCompleted(
-                job_info(job),
-                self.id,
-                loop_time_since(started),
-                attempt.mode or "atomic",
-                continued_with=attempt.continued_with,
+        if core.publishing.listens(AttemptCompleted.level):
+            core.emit(
+                AttemptCompleted(
+                    job_info(job),
+                    self.id,
+                    loop_time_since(started),
+                    attempt.mode or "atomic",
+                    continued_with=attempt.continued_with,
+                )
             )
-        )
 
     async def _run_handler(
         self, running: _Running, attempt: Attempt[Any], config: HandlerConfig

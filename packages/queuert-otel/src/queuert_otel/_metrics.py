@@ -63,12 +63,15 @@ class _Sum:
     reader collects: an event costs one dict update instead of an SDK measurement (the SDK's
     per-measurement attribute handling would cost more than the work it measures)."""
 
-    __slots__ = ("_values",)
+    __slots__ = ("_values", "sources")
 
     def __init__(
         self, meter: Meter, name: str, unit: str, description: str, *, monotonic: bool = True
     ) -> None:
         self._values: dict[Key, int] = {}
+        self.sources: list[Callable[[], Iterable[tuple[Key, int]]]] = []
+        """More (key, value) pairs read at collection: counts kept elsewhere (a plain integer
+        field per attribute set, for the events of every job), added to the summed ones."""
         create = (
             meter.create_observable_counter
             if monotonic
@@ -82,7 +85,11 @@ class _Sum:
 
     def _observe(self, options: CallbackOptions) -> Iterable[Observation]:
         # a collection may run on another thread: copy first (atomic under the GIL)
-        return [Observation(value, dict(key)) for key, value in self._values.copy().items()]
+        values = self._values.copy()
+        for source in self.sources:
+            for key, value in source():
+                values[key] = values.get(key, 0) + value
+        return [Observation(value, dict(key)) for key, value in values.items()]
 
 
 class Metrics:
@@ -221,8 +228,20 @@ class Metrics:
         self._running: set[tuple[str, int]] = set()
         """(job id, attempt) of the attempts started and not yet ended."""
         self._keys: dict[tuple[str, str], _Keys] = {}
-        self._closed: dict[tuple[str, str], tuple[Key, dict[str, AttributeValue]]] = {}
-        """(chain type, outcome) -> the key and attributes of a closed chain, made once."""
+        self._last: _Keys | None = None
+        """The attribute sets of the last job seen (most events are about the same type)."""
+        self._closed: dict[tuple[str, str], _Closed] = {}
+        """(chain type, outcome) -> the key, attributes and count of a closed chain."""
+        # the counts of every processed job: integer fields of its attribute sets, read at
+        # collection (an event costs an increment, not a keyed update)
+        self.attempts_started.sources.append(lambda: self._counts("job", "started"))
+        self.consumed.sources.append(lambda: self._counts("claim", "started"))
+        self.attempts_completed.sources.append(lambda: self._counts("job", "attempts_completed"))
+        self.processing.sources.append(self._running_counts)
+        self.jobs_completed.sources.append(self._completed_counts)
+        self.chains_closed.sources.append(
+            lambda: [(c.key, c.count) for c in list(self._closed.values()) if c.count]
+        )
         self._handlers: dict[type[Event], Callable[[Any], None]] = {
             ChainCreated: self._chain_created,
             ChainDeduplicated: self._chain_deduplicated,
@@ -257,12 +276,35 @@ class Metrics:
 
     def _k(self, job: JobInfo) -> _Keys:
         """The attribute sets of a (job type, chain type), made once."""
+        last = self._last
+        if (
+            last is not None
+            and last.type_name == job.type_name
+            and last.chain_type_name == job.chain_type_name
+        ):
+            return last
         found = self._keys.get((job.type_name, job.chain_type_name))
         if found is None:
             found = self._keys[(job.type_name, job.chain_type_name)] = _Keys(
                 job.type_name, job.chain_type_name
             )
+        self._last = found
         return found
+
+    def _counts(self, key: str, count: str) -> list[tuple[Key, int]]:
+        return [(getattr(k, key), n) for k in list(self._keys.values()) if (n := getattr(k, count))]
+
+    def _running_counts(self) -> list[tuple[Key, int]]:
+        # reported from a type's first attempt on, zero included (an up-down counter)
+        return [(k.type, k.running) for k in list(self._keys.values()) if k.started]
+
+    def _completed_counts(self) -> list[tuple[Key, int]]:
+        return [
+            (key, n)
+            for k in list(self._keys.values())
+            for key, n in zip(k.completed, list(k.jobs_completed), strict=True)
+            if n
+        ]
 
     # -- handlers
 
@@ -275,12 +317,10 @@ class Metrics:
     def _chain_closed(self, e: ChainClosed) -> None:
         found = self._closed.get((e.type_name, e.outcome))
         if found is None:
-            key: Key = ((a.CHAIN_TYPE, e.type_name), (a.CHAIN_OUTCOME, e.outcome))
-            found = self._closed[(e.type_name, e.outcome)] = (key, dict(key))
-        key, attributes = found
-        self.chains_closed.add(1, key)
+            found = self._closed[(e.type_name, e.outcome)] = _Closed(e.type_name, e.outcome)
+        found.count += 1
         if e.duration is not None:
-            self.chain_duration.record(e.duration, attributes, _NO_SPAN)
+            self.chain_duration.record(e.duration, found.attributes, _NO_SPAN)
         # failing or cancelling a job always closes its chain: count the job here
         if e.outcome == "failed":
             self.jobs_failed.add(1, ((a.CHAIN_TYPE, e.type_name),))
@@ -309,22 +349,20 @@ class Metrics:
 
     def _job_completed(self, e: JobCompleted) -> None:
         k = self._k(e.job)
-        completed = k.completed[(e.continued_with is not None) * 2 + (e.worker_id is None)]
-        self.jobs_completed.add(1, completed)
+        k.jobs_completed[(e.continued_with is not None) * 2 + (e.worker_id is None)] += 1
         self.job_duration.record(e.duration, k.job_attributes, _NO_SPAN)
 
     def _attempt_started(self, e: AttemptStarted) -> None:
         k = self._k(e.job)
-        self.attempts_started.add(1, k.job)
-        self.consumed.add(1, k.claim)
+        k.started += 1  # attempts started, and messages consumed
         self.wait_duration.record(e.waited, k.job_attributes, _NO_SPAN)
         self._running.add((e.job.id, e.job.attempt))
-        self.processing.add(1, k.type)
+        k.running += 1
         self._slots(e.worker_id, -1)
 
     def _attempt_completed(self, e: AttemptCompleted) -> None:
         k = self._k(e.job)
-        self.attempts_completed.add(1, k.job)
+        k.attempts_completed += 1
         attributes = k.atomic if e.mode == "atomic" else k.staged
         self.process_duration.record(e.duration, attributes, _NO_SPAN)
         self._attempt_ended(e.job, e.worker_id)
@@ -350,7 +388,7 @@ class Metrics:
         if key not in self._running:
             return  # failed before it started (a blocker failed), or already ended
         self._running.discard(key)
-        self.processing.add(-1, self._k(job).type)
+        self._k(job).running -= 1
         self._slots(worker_id, +1)
 
     def _leases_renewed(self, e: LeasesRenewed) -> None:
@@ -397,18 +435,33 @@ class _Keys:
 
     __slots__ = (
         "atomic",
+        "attempts_completed",
+        "chain_type_name",
         "claim",
         "completed",
         "create",
         "failed",
         "job",
         "job_attributes",
+        "jobs_completed",
         "process",
+        "running",
         "staged",
+        "started",
         "type",
+        "type_name",
     )
 
     def __init__(self, type_name: str, chain_type_name: str) -> None:
+        self.type_name = type_name
+        self.chain_type_name = chain_type_name
+        self.started = 0
+        """Attempts started (also the messages consumed)."""
+        self.attempts_completed = 0
+        self.running = 0
+        """Attempts started and not yet ended."""
+        self.jobs_completed = [0, 0, 0, 0]
+        """Jobs completed, indexed as :attr:`completed`."""
         self.type: Key = ((a.JOB_TYPE, type_name),)
         self.job: Key = ((a.JOB_TYPE, type_name), (a.CHAIN_TYPE, chain_type_name))
         self.job_attributes: dict[str, AttributeValue] = dict(self.job)
@@ -435,3 +488,14 @@ class _Keys:
         self.failed: dict[str, dict[str, AttributeValue]] = {}
         """Error type -> the attributes of a failed attempt's duration (up to
         ``_MAX_ERROR_TYPES``, made once)."""
+
+
+class _Closed:
+    """The attribute set of chains of one type closed with one outcome, and how many were."""
+
+    __slots__ = ("attributes", "count", "key")
+
+    def __init__(self, chain_type_name: str, outcome: str) -> None:
+        self.key: Key = ((a.CHAIN_TYPE, chain_type_name), (a.CHAIN_OUTCOME, outcome))
+        self.attributes: dict[str, AttributeValue] = dict(self.key)
+        self.count = 0

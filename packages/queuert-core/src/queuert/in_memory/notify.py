@@ -11,7 +11,7 @@ from datetime import timedelta
 from queuert.duration import Duration, to_timedelta
 from queuert.errors import NotifyAdapterClosedError
 from queuert.listeners import Listener, Listeners
-from queuert.notify import Unsubscribe
+from queuert.notify import Notifications, Unsubscribe
 
 __all__ = ["InProcessHub", "InProcessNotifyAdapter", "NoopNotifyAdapter"]
 
@@ -132,6 +132,23 @@ class InProcessNotifyAdapter:
         for adapter in list(self.hub.adapters):
             adapter._chains.dispatch(chain_id)
 
+    async def notify_many(self, notifications: Notifications) -> None:
+        """Every message of a commit (or a burst of commits) in one call, in the order the
+        one-by-one calls would send them: wake hints, job-scheduled, chain-closed, ownership-lost."""
+        self._check()
+        for type_name, count in notifications.ready.items():
+            await self.provide_wake_hint(type_name, count)
+        adapters = list(self.hub.adapters)
+        for type_name in notifications.scheduled_types():
+            for adapter in adapters:
+                adapter._scheduled.dispatch(type_name)
+        for chain_id in notifications.closed_chains:
+            for adapter in adapters:
+                adapter._chains.dispatch(chain_id)
+        for job_id in notifications.ownership_lost:
+            for adapter in adapters:
+                adapter._ownership.dispatch(job_id)
+
     async def listen_chain_closed(self, chain_id: str, callback: Callable[[], None]) -> Unsubscribe:
         self._check()
         return self._subscribe(self._chains, [chain_id], lambda _key: callback())
@@ -206,6 +223,10 @@ class NoopNotifyAdapter:
         return True
 
     async def notify_chain_closed(self, chain_id: str) -> None:
+        self._check()
+
+    async def notify_many(self, notifications: Notifications) -> None:
+        """Publishes nothing, in one call for a whole commit's messages."""
         self._check()
 
     async def listen_chain_closed(self, chain_id: str, callback: Callable[[], None]) -> Unsubscribe:
