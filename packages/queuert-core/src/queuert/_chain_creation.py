@@ -23,7 +23,6 @@ from queuert.codec import CodecError
 from queuert.errors import JobTypeValidationError, NotJsonError, UsageError
 from queuert.ids import check_id, check_ids
 from queuert.job_types import JobType, JobTypeRegistry
-from queuert.json import JsonValue
 from queuert.limits import check_limit_key
 from queuert.models import Chain
 from queuert.notify import Notifications, NotifyInTransaction
@@ -112,27 +111,43 @@ class ChainCreation(Generic[TxT]):
 
     def _plan(self, jobs: Sequence[AnyJob], continuation_of: StoredJob | None) -> list[PlannedJob]:
         plans: list[PlannedJob] = []
+        encode = self._payloads.encode_text
+        # per job type of the batch, checked once: (input type, whether it declares blockers)
+        checked: dict[type[AnyJob], tuple[Any, bool]] = {}
         for job in jobs:
             jt = type(job)
-            payload, text = self._encode_input(job)
-            blockers = self._check_blockers(job)
+            known = checked.get(jt)
+            if known is None:
+                self._registry.check_registered(jt)
+                spec = jt.spec()
+                known = checked[jt] = (spec.input_type, spec.blockers.declared)
+            type_name = jt.type_name
+            try:
+                payload, text = encode(known[0], job.input, what="input", type_name=type_name)
+            except NotJsonError:
+                raise
+            except CodecError as exc:
+                raise JobTypeValidationError("invalid_input", type_name, str(exc)) from exc
+            blockers = self._check_blockers(job) if known[1] or job.blockers else []
             if continuation_of is None:
-                if job.deduplication is not None and job.deduplication.exclude_chain_ids:
+                dedup = job.deduplication
+                if dedup is not None and dedup.exclude_chain_ids:
                     check_ids(
                         self._ids,
-                        job.deduplication.exclude_chain_ids,
+                        dedup.exclude_chain_ids,
                         argument="deduplication.exclude_chain_ids",
                     )
+                priority = job.priority
                 row = NewJob(
                     id=self._new_id(job),
-                    type_name=jt.type_name,
-                    chain_type_name=jt.type_name,
+                    type_name=type_name,
+                    chain_type_name=type_name,
                     input=payload,
                     schedule=job.schedule,
-                    deduplication=job.deduplication,
+                    deduplication=dedup,
                     fresh_id=job.id is None,
-                    priority=0 if job.priority is None else job.priority,
-                    limit_key=_limit_key(job),
+                    priority=0 if priority is None else priority,
+                    limit_key=None if jt.limit_key_of is None else _limit_key(job),
                     input_text=text,
                 )
             else:
@@ -160,19 +175,6 @@ class ChainCreation(Generic[TxT]):
         if job.id is None:
             return self._ids.generate()
         return check_id(self._ids, job.id, argument="id")
-
-    def _encode_input(self, job: AnyJob) -> tuple[JsonValue, str]:
-        """The job's input as checked JSON, and as its JSON text (encoded once)."""
-        jt = type(job)
-        self._registry.check_registered(jt)
-        try:
-            return self._payloads.encode_text(
-                jt.spec().input_type, job.input, what="input", type_name=jt.type_name
-            )
-        except NotJsonError:
-            raise
-        except CodecError as exc:
-            raise JobTypeValidationError("invalid_input", jt.type_name, str(exc)) from exc
 
     def _check_blockers(self, job: AnyJob) -> list[str]:
         jt = type(job)
@@ -273,6 +275,7 @@ class ChainCreation(Generic[TxT]):
             notify = self._publishing.notify_buffer(hooks)
             events = self._publishing.event_buffer(hooks).events
             ready = notify.ready
+            origin = _origin(continuation_of)
             for i, (row, dedup) in enumerate(results):
                 if dedup:
                     if continuation_of is None:
@@ -316,14 +319,12 @@ class ChainCreation(Generic[TxT]):
                             info,
                             row.scheduled_at,
                             row.blocked,
-                            _origin(continuation_of),
+                            origin,
                             links_of,
                         )
                     )
                 else:
-                    events.append(
-                        JobCreated(info, row.scheduled_at, row.blocked, _origin(continuation_of))
-                    )
+                    events.append(JobCreated(info, row.scheduled_at, row.blocked, origin))
                 if row.blocked:
                     events.append(JobBlocked(info, tuple(blockers[i])))
                 elif not announce:
