@@ -15,6 +15,10 @@ handlers (``process`` column):
 
 * ``noop``: returns its output; the worker writes the completions of attempts finishing together in
   one statement (no transaction of the job's own).
+* ``noop-quiet``: ``noop`` with the client's default observability (``LoggingObservability``, which
+  at the default ``WARNING`` level says it drops the per-job events, so the worker builds none), as
+  an application that configures none runs; the run ends once the worker is closed (which writes
+  the last group commit), since no event counts the completions.
 * ``noop-atomic``: calls ``attempt.prepare("atomic")`` and returns its output: a transaction that
   holds the job is opened, and the completion commits in it (the exactly-once path, with no work).
 * ``write-atomic``: ``prepare("atomic", insert)``: inserts one row of its own in the job's transaction,
@@ -741,6 +745,9 @@ async def run_processing(
         done = observability.done
     elif otel is not None:
         observability, done = counting_otel(chains, otel)
+    elif process_mode == "noop-quiet":
+        observability = None  # the client's default
+        done = asyncio.Event()
     else:
         observability = Countdown(chains)
         done = observability.done
@@ -758,6 +765,17 @@ async def run_processing(
         @worker.handler(BenchJob)
         async def noop(attempt: Attempt[BenchJob]) -> Done:
             return Done(True)  # a returned output: the worker's group commit writes it
+
+    elif process_mode == "noop-quiet":
+        handled = 0
+
+        @worker.handler(BenchJob)
+        async def noop_quiet(attempt: Attempt[BenchJob]) -> Done:
+            nonlocal handled
+            handled += 1
+            if handled == chains:
+                done.set()
+            return Done(True)
 
     elif process_mode == "noop-atomic":
 
@@ -815,6 +833,8 @@ async def run_processing(
     cpu1 = time.process_time()
     await worker.start()
     await done.wait()
+    if process_mode == "noop-quiet":
+        await worker.close()  # writes the completions still waiting for their group commit
     processed = time.perf_counter() - t1
     cpu = time.process_time() - cpu1
     await worker.close()
@@ -1001,7 +1021,13 @@ def main() -> None:
         f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cpus; {args.runs} runs, medians"
     )
     if args.kind == "processing":
-        modes = [("single", "noop"), ("alone", "noop"), ("batch", "noop"), ("batch", "noop-atomic")]
+        modes = [
+            ("single", "noop"),
+            ("alone", "noop"),
+            ("batch", "noop"),
+            ("batch", "noop-quiet"),
+            ("batch", "noop-atomic"),
+        ]
         # the write modes insert a row through the handler's SQL transaction: SQL backends only
         if not args.dsn.startswith(("memory", "mongodb")):
             modes += [("batch", "write-atomic"), ("batch", "write-staged")]
