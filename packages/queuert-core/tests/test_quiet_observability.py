@@ -1,8 +1,10 @@
-"""Events nobody takes are not built on the worker's hot paths.
+"""Events nobody takes are not built on the worker's and the client's hot paths.
 
 * An observability adapter may define ``listens(level)``: for a level it says it drops, the worker
   builds no attempt events (started, completed) and no completion events (job completed, chain
   closed); events of a level it takes (a failed attempt) still arrive, and the jobs still complete.
+* Creating jobs builds no creation events (chain created, job created, job blocked, chain
+  deduplicated) for a level the adapter drops; the new jobs still wake whoever listens.
 * ``NoopObservability`` listens to nothing; ``LoggingObservability`` listens to what its logger
   would log, read at each event (a level changed at run time takes effect at once).
 """
@@ -11,10 +13,21 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from queuert import Attempt, Client, EntryJobType, InMemoryStateAdapter, NoopNotifyAdapter, Worker
+from queuert import (
+    Attempt,
+    Client,
+    Deduplication,
+    EntryJobType,
+    InMemoryStateAdapter,
+    InProcessNotifyAdapter,
+    NoopNotifyAdapter,
+    Schedule,
+    Worker,
+)
 from queuert._publishing import Publishing
 from queuert.backoff import Backoff
 from queuert.observability import (
@@ -74,6 +87,46 @@ async def test_a_quiet_level_builds_no_attempt_or_completion_events() -> None:
     assert not [e for e in observability.events if isinstance(e, quiet)]
     failed = [e for e in observability.events if isinstance(e, AttemptFailed)]
     assert [e.job.id for e in failed] == [chains[2].id]
+
+
+class Later(EntryJobType[Num, Num], name="quiet_later"):
+    pass
+
+
+async def test_a_quiet_level_builds_no_creation_events_and_new_jobs_still_wake() -> None:
+    observability = WarningsOnly()
+    notify = InProcessNotifyAdapter()
+    heard: list[str] = []
+    async with (
+        InMemoryStateAdapter() as state,
+        Client(
+            state, notify=notify, job_types=[Echo, Later], observability=observability
+        ) as client,
+    ):
+        await notify.listen_job_scheduled(["quiet_echo", "quiet_later"], heard.append)
+        first = await client.start_chain(Echo(Num(1), deduplication=Deduplication(key="k")))
+        again = await client.start_chain(Echo(Num(2), deduplication=Deduplication(key="k")))
+        assert again.deduplicated and again.id == first.id
+        await client.start_chains(
+            [Echo(Num(3)), Later(Num(4), schedule=Schedule(after=timedelta(hours=1)))]
+        )
+        await client.wait_published()
+        assert sorted(set(heard)) == ["quiet_echo", "quiet_later"]
+        assert observability.events == [], "no creation event was built for a quiet level"
+        async with client.transaction() as tx:
+            await client.start_chain(Echo(Num(5)), tx=tx)
+        assert observability.events == []
+
+
+async def test_a_listening_adapter_gets_the_creation_events() -> None:
+    recording = RecordingObservability()
+    async with (
+        InMemoryStateAdapter() as state,
+        Client(state, job_types=[Echo], observability=recording) as client,
+    ):
+        await client.start_chain(Echo(Num(1), deduplication=Deduplication(key="k")))
+        await client.start_chain(Echo(Num(2), deduplication=Deduplication(key="k")))
+    assert recording.names() == ["chain_created", "job_created", "chain_deduplicated"]
 
 
 async def test_a_listening_adapter_gets_every_event_of_an_attempt() -> None:

@@ -216,6 +216,11 @@ class ChainCreation(Generic[TxT]):
 
     # -- writing -------------------------------------------------------------------------------
 
+    def _listens_to_creation(self) -> bool:
+        """Whether the observability adapter takes the creation events (else they are not built)."""
+        listens = self._publishing.listens
+        return any(listens(level) for level in _CREATION_LEVELS)
+
     async def write(
         self,
         plans: Sequence[PlannedJob],
@@ -276,6 +281,17 @@ class ChainCreation(Generic[TxT]):
             events = self._publishing.event_buffer(hooks).events
             ready = notify.ready
             origin = _origin(continuation_of)
+            if tracing is None and not self._listens_to_creation():
+                # nobody takes the creation events: only the wake-ups
+                if announce:
+                    for row, dedup in results:
+                        if dedup or row.blocked:
+                            continue
+                        if row.status == "ready":
+                            ready[row.type_name] += 1
+                        else:
+                            notify.scheduled.add(row.type_name)
+                return results
             for i, (row, dedup) in enumerate(results):
                 if dedup:
                     if continuation_of is None:
@@ -342,6 +358,12 @@ class ChainCreation(Generic[TxT]):
                     [c for cs in link_contexts.values() for c in cs if c is not None]
                 )
             raise
+
+
+_CREATION_LEVELS = tuple(
+    sorted({ChainCreated.level, ChainDeduplicated.level, JobCreated.level, JobBlocked.level})
+)
+"""The logging levels of the events a creation emits."""
 
 
 def _announced(rows: Sequence[NewJob]) -> Notifications:
