@@ -233,14 +233,15 @@ async def test_an_endless_loop_is_killed_at_its_hard_timeout_while_other_jobs_go
 
     stuck = await start(client, Once(Num(1)))
     others = [await start(client, Quick(Num(i))) for i in range(5)]
-    began = time.monotonic()
     async with worker:
         for i, other in enumerate(others):
             assert await client.wait_for_chain(other, timeout=20, poll_interval=0.05) == Num(i)
         message = await fails_with(client, stuck, HardTimeoutError)
-        # the attempt's process may take a moment to start; the kill itself comes at the timeout
-        assert time.monotonic() - began < 0.5 + 1 + 2
     assert "hard timeout of 0.5s" in message
+    # the attempt that never ends on its own ends at its timeout (give or take the kill's
+    # round trip on a busy machine), not at some other bound
+    (failed,) = failures(client)
+    assert 0.5 <= failed.duration < 5
 
 
 async def test_a_memory_hog_is_stopped_at_its_limit(client: Client[Any]) -> None:

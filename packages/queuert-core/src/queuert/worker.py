@@ -998,7 +998,12 @@ class Worker(Generic[TxT]):
                 )
             )
         loop = asyncio.get_running_loop()
-        running.handler_task = loop.create_task(self._run_handler(running, attempt, config))
+        handle = (  # without attempt scopes, the task runs _handle itself
+            self._handle(running, attempt, config)
+            if core.publishing.scopes is None
+            else self._run_handler(running, attempt, config)
+        )
+        running.handler_task = loop.create_task(handle)
         timer = (
             None
             if config.timeout is None
@@ -1086,13 +1091,18 @@ class Worker(Generic[TxT]):
                 config.handler(attempt), attempt._on_first_suspension
             )
 
-        call: Callable[[], Awaitable[None]] = innermost
-        for middleware in reversed(self.middleware):
-            call = _bind(middleware, attempt, call)
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
-            await call()
+            if self.middleware:
+                call: Callable[[], Awaitable[None]] = innermost
+                for middleware in reversed(self.middleware):
+                    call = _bind(middleware, attempt, call)
+                await call()
+            else:  # the handler alone: one coroutine less on every resume
+                attempt._returned = await FirstSuspension(
+                    config.handler(attempt), attempt._on_first_suspension
+                )
             self._note_handler_time(loop.time() - started)
             self._release_slot(running)
             attempt._settle_returned()
