@@ -11,10 +11,11 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pg_helpers import DSN, Namespace, drop_namespace, unique_schema
+from pg_helpers import DSN, Namespace, drop_namespace, make_adapter, unique_schema
 from queuert.errors import DuplicateJobIdError
 from queuert.ids import uuid7
 from queuert.json import JsonValue
@@ -150,3 +151,112 @@ def test_a_clash_inside_a_transaction_undoes_only_its_batch(
     assert _stored(loop, adapter, before) is not None
     assert _stored(loop, adapter, after) is not None
     assert _stored(loop, adapter, lost) is None
+
+
+async def _logged_adapter(ns: Namespace, partitioned: bool) -> tuple[PgStateAdapter[Any], str]:
+    """An adapter on ``ns`` whose job table logs every inserted row's id, at once, into a table of
+    its own: a row committed and then deleted leaves its line there."""
+    adapter = await make_adapter("asyncpg", ns, partitioned)
+    await adapter.migrate()
+    log = f'"{ns.schema}"."inserted_log"'
+    conn = await asyncpg.connect(DSN)
+    try:
+        await conn.execute(f"CREATE TABLE {log} (id uuid NOT NULL)")
+        await conn.execute(
+            f'CREATE FUNCTION "{ns.schema}".log_insert() RETURNS trigger LANGUAGE plpgsql AS '
+            f"$$ BEGIN INSERT INTO {log} VALUES (NEW.id); RETURN NULL; END $$"
+        )
+        await conn.execute(
+            f'CREATE TRIGGER log_insert AFTER INSERT ON "{ns.schema}"."{ns.prefix}job" '
+            f'FOR EACH ROW EXECUTE FUNCTION "{ns.schema}".log_insert()'
+        )
+    finally:
+        await conn.close()
+    return adapter, log
+
+
+async def _logged(log: str) -> list[str]:
+    conn = await asyncpg.connect(DSN)
+    try:
+        return [str(row[0]) for row in await conn.fetch(f"SELECT id FROM {log}")]
+    finally:
+        await conn.close()
+
+
+def _start(job_id: str | None = None) -> NewJob:
+    return NewJob(id=job_id or uuid7(), type_name="a", chain_type_name="a", input=1)
+
+
+@pytest.mark.parametrize("partitioned", [False, True], ids=["plain", "partitioned"])
+@pytest.mark.parametrize("notify", [False, True], ids=["create", "notify"])
+@pytest.mark.parametrize("repeated", [False, True], ids=["stored", "repeated"])
+async def test_a_clash_without_a_transaction_commits_nothing(
+    namespace: Namespace, partitioned: bool, notify: bool, repeated: bool
+) -> None:
+    """A start without a caller's transaction is one autocommit statement: when an id of its batch
+    is taken (by a stored job, or earlier in the batch) no row of it is ever committed, so no worker
+    can claim a job whose start raised."""
+    adapter, log = await _logged_adapter(namespace, partitioned)
+    try:
+        (existing,) = await adapter.create_jobs([_start()])
+        first = _start()
+        taken = first.id if repeated else existing.job.id
+        batch = [first, _start(taken), _start()]
+        before = await _logged(log)
+        with pytest.raises(DuplicateJobIdError) as caught:
+            if notify:
+                await adapter._create_jobs(batch, None, (["qt_clash"], ["1"]))
+            else:
+                await adapter.create_jobs(batch)
+        assert caught.value.job_id == taken
+        assert await _logged(log) == before
+        for new in batch:
+            if new.id != existing.job.id:
+                assert await adapter.get_job(new.id) is None
+    finally:
+        await adapter.close()
+
+
+@pytest.mark.parametrize("partitioned", [False, True], ids=["plain", "partitioned"])
+async def test_a_raced_clash_without_a_transaction_commits_nothing(
+    namespace: Namespace, partitioned: bool
+) -> None:
+    """The general statement without a caller's transaction, when a concurrent transaction commits
+    a first job with one of the batch's ids after the statement's check: nothing of the batch is
+    committed."""
+    adapter, log = await _logged_adapter(namespace, partitioned)
+    try:
+        (chain,) = await adapter.create_jobs([_start()])
+        continuation = NewJob(
+            id=uuid7(),
+            type_name="a",
+            chain_type_name="a",
+            input=2,
+            chain_id=chain.job.id,
+            chain_index=1,
+        )
+        raced = _start()
+        async with adapter.transaction() as other:
+            await adapter.create_jobs([raced], tx=other)
+            holder = await other.fetchval("SELECT pg_backend_pid()")
+            creating = asyncio.ensure_future(adapter.create_jobs([continuation, _start(raced.id)]))
+            watcher = await asyncpg.connect(DSN)
+            try:
+                while not creating.done():  # until the statement waits for the other transaction
+                    waiting = await watcher.fetchval(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE $1::int = ANY(pg_blocking_pids(pid))",
+                        holder,
+                    )
+                    if waiting:
+                        break
+                    await asyncio.sleep(0.01)
+            finally:
+                await watcher.close()
+        with pytest.raises(DuplicateJobIdError) as caught:
+            await creating
+        assert caught.value.job_id == raced.id
+        assert sorted(await _logged(log)) == sorted([chain.job.id, raced.id])
+        assert await adapter.get_job(continuation.id) is None
+    finally:
+        await adapter.close()

@@ -181,11 +181,11 @@ async def test_a_start_without_a_transaction_sends_its_wake_up_in_its_statement(
         provider.take()
         for n in range(3):
             await client.start_chain(Work(Item(n)))
-            assert provider.statements == [adapter.sql.create_first_notify.text]
+            assert provider.statements == [adapter.sql.create_first_notify_alone.text]
             assert provider.transactions == 0
             provider.take()
         await client.start_chains([Work(Item(n)) for n in range(100)])
-        assert provider.statements == [adapter.sql.create_first_notify.text]
+        assert provider.statements == [adapter.sql.create_first_notify_alone.text]
         assert provider.transactions == 0
 
 

@@ -290,6 +290,7 @@ found AS (
 )
 SELECT {CreateRow.CLASHES} AS kind,
        (SELECT (array_agg(clash.id ORDER BY clash.ord))[1] FROM clash)::text, NULL::int, {NULL_COLS}
+/*all*/
 UNION ALL
 SELECT {CreateRow.MATCHED}, NULL, f.ord, {cols("f")} FROM found f
 UNION ALL
@@ -317,6 +318,7 @@ SELECT {NOW}, count(*),
        array_agg(ins.id::text) FILTER (WHERE ins.scheduled_at > {NOW}),
        array_agg(ins.scheduled_at) FILTER (WHERE ins.scheduled_at > {NOW})
 FROM ins
+/*all*/
 """
 """The common case of :data:`CREATE`: chain starts without deduplication. A row whose id is taken
 (stored, or earlier in the batch) is skipped; the caller then undoes the batch. One row comes back,
@@ -338,6 +340,29 @@ FROM res r
 (text arrays) in its transaction, only when every row was inserted: a start without a caller's
 transaction and its wake-ups in one autocommit statement. PostgreSQL delivers them when it
 commits."""
+
+ID_TAKEN = "queuert: a job id is taken"
+"""The text of the error the ``*_alone`` variants of :data:`CREATE` and :data:`CREATE_FIRST` raise
+when not every row was inserted (SQLSTATE 22P02, from a cast of this text): without a caller's
+transaction the statement commits on its own, and must then commit nothing."""
+
+_ALL_FIRST = (
+    "HAVING CASE WHEN count(*) = cardinality($1::text[]) THEN true "
+    f"ELSE ('{ID_TAKEN}, rows inserted: ' || count(*))::bool END"
+)
+"""In :data:`CREATE_FIRST` (``/*all*/``) without a caller's transaction: fail unless every row was
+inserted. The text is not constant, so the cast runs only when reached, never while planning."""
+
+_ALL_CREATE = (
+    "WHERE CASE WHEN EXISTS (SELECT 1 FROM clash) "
+    "OR (SELECT count(*) FROM ins) = (SELECT count(*) FROM x) THEN true "
+    f"ELSE ('{ID_TAKEN}, rows inserted: ' || (SELECT count(*) FROM ins))::bool END"
+)
+"""In :data:`CREATE` (``/*all*/``) without a caller's transaction: fail when a row to insert was
+skipped (a concurrent transaction committed a first job with its id after the check)."""
+
+STORED_IDS = "SELECT id::text FROM {job} WHERE id = ANY($1::text[]::uuid[])"
+"""Which of the ids ``$1`` stored jobs hold (to name the id that made a statement fail)."""
 
 DEDUP_LOCKS = "SELECT pg_advisory_xact_lock(u.k) IS NULL FROM unnest($1::int8[]) AS u(k)"
 
@@ -989,6 +1014,7 @@ _ALL = {
     "create_first_notify": CREATE_FIRST_NOTIFY,
     "dedup_locks": DEDUP_LOCKS,
     "undo_create": UNDO_CREATE,
+    "stored_ids": STORED_IDS,
     "add_blockers": ADD_BLOCKERS,
     "lock_tails": LOCK_TAILS,
     "add_open_blockers": ADD_OPEN_BLOCKERS,
@@ -1031,12 +1057,22 @@ class Statements:
             templates[key] = templates[key].replace(
                 "/*ids*/", _PARTITIONED_IDS if partitioned else ""
             )
+        for key, check in (
+            ("create", _ALL_CREATE),
+            ("create_first", _ALL_FIRST),
+            ("create_first_notify", _ALL_FIRST),
+        ):
+            templates[f"{key}_alone"] = templates[key].replace("/*all*/", check)
         rendered = {key: Sql(names.render(text)) for key, text in templates.items()}
         self.create = rendered["create"]
         self.create_first = rendered["create_first"]
         self.create_first_notify = rendered["create_first_notify"]
         self.dedup_locks = rendered["dedup_locks"]
+        self.create_alone = rendered["create_alone"]
+        self.create_first_alone = rendered["create_first_alone"]
+        self.create_first_notify_alone = rendered["create_first_notify_alone"]
         self.undo_create = rendered["undo_create"]
+        self.stored_ids = rendered["stored_ids"]
         self.add_blockers = rendered["add_blockers"]
         self.lock_tails = rendered["lock_tails"]
         self.add_open_blockers = rendered["add_open_blockers"]

@@ -78,6 +78,7 @@ from queuert_postgres._provider import (
 from queuert_postgres._rows import chain_from_row, job_from_row, utc
 from queuert_postgres._schema import BOOTSTRAP, MIGRATION_LOCK_KEY, MIGRATIONS, Names
 from queuert_postgres._sql import (
+    ID_TAKEN,
     JOB_ID,
     STATUS_PREDICATES,
     AddBlockersRow,
@@ -113,6 +114,17 @@ def _lock_not_available(exc: BaseException) -> bool:
     while seen is not None:
         code = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
         if code == "55P03":
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _id_taken(exc: BaseException) -> bool:
+    """True for the error of a statement that inserts all its rows or fails (see ``ID_TAKEN``)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        code = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
+        if code == "22P02" and ID_TAKEN in str(seen):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
@@ -916,7 +928,10 @@ class PgStateAdapter(Generic[TxT]):
         )
         args = [*columns[:13], excl_ord, excl_id, priorities, keys]
         if not lock_keys:
-            rows = await self._fetch(self.sql.create, args, tx)
+            if tx is None:
+                rows = await self._insert_alone(self.sql.create_alone, args, jobs, repeats=False)
+            else:
+                rows = await self._fetch(self.sql.create, args, tx)
             return await self._created(jobs, rows, tx)
         async with self._maybe_transaction(tx) as own:
             # Serialise creators of the same (chain type, key) before the check. A separate statement:
@@ -936,17 +951,21 @@ class PgStateAdapter(Generic[TxT]):
         from what we sent plus the server's timestamps (no row per job to decode, no JSON parsing of
         the input again)."""
         if messages is None:
-            ((statement_at, count, inserted, later_ids, later_at),) = await self._fetch(
-                self.sql.create_first, args, tx
-            )
+            if tx is None:
+                rows = await self._insert_alone(self.sql.create_first_alone, args, jobs)
+            else:
+                rows = await self._fetch(self.sql.create_first, args, tx)
+            ((statement_at, count, inserted, later_ids, later_at),) = rows
         else:
             # and the wake-ups, delivered at its commit, sent only if every row was inserted
-            ((statement_at, count, inserted, later_ids, later_at, _sent),) = await self._fetch(
-                self.sql.create_first_notify, [*args, *messages], tx
+            assert tx is None, "messages only go without a caller's transaction"
+            rows = await self._insert_alone(
+                self.sql.create_first_notify_alone, [*args, *messages], jobs
             )
+            ((statement_at, count, inserted, later_ids, later_at, _sent),) = rows
         if count != len(jobs):
-            # An id taken by a stored job (or earlier in this batch) was skipped: undo the rest and
-            # report the first such id in input order.
+            # In the caller's transaction an id taken by a stored job (or earlier in this batch) was
+            # skipped: undo the rest and report the first such id in input order.
             taken = set(inserted or ())
             for new in jobs:
                 if new.id not in taken:
@@ -969,6 +988,28 @@ class PgStateAdapter(Generic[TxT]):
             )
             results.append(CreatedJob(job=job, deduplicated=False))
         return results
+
+    async def _insert_alone(
+        self, sql: Sql, args: Sequence[Any], jobs: Sequence[NewJob], *, repeats: bool = True
+    ) -> list[Row]:
+        """Run an ``*_alone`` create statement without a caller's transaction: it commits on its
+        own, so it fails rather than commit part of a batch whose id is taken (a worker could
+        otherwise claim a job whose start raised). The id is then found with a read: the first, in
+        input order, that a stored job holds (or, with ``repeats``, that an earlier job of the batch
+        has). If none is taken any more (the job holding it was deleted meanwhile), try again."""
+        while True:
+            try:
+                return await self._fetch(sql, args, None)
+            except Exception as exc:
+                if not _id_taken(exc):
+                    raise
+            rows = await self._fetch(self.sql.stored_ids, [[new.id for new in jobs]], None)
+            stored = {row[0] for row in rows}
+            seen: set[str] = set()
+            for new in jobs:
+                if new.id in stored or (repeats and new.id in seen):
+                    raise DuplicateJobIdError(new.id)
+                seen.add(new.id)
 
     async def _created(
         self, jobs: Sequence[NewJob], rows: list[Row], tx: TxT | None
@@ -1018,7 +1059,8 @@ class PgStateAdapter(Generic[TxT]):
             results.append(CreatedJob(job=row_job, deduplicated=row_job.id != new.id))
         if missing:
             # A concurrent transaction inserted a first job with one of our ids between our check and
-            # our insert: undo what this statement inserted and report the id.
+            # our insert: undo what this statement inserted (in the caller's transaction; without
+            # one the statement failed instead) and report the id.
             ours = [job.id for job in inserted.values()]
             if ours:
                 await self._fetch(self.sql.undo_create, [ours], tx)
