@@ -130,6 +130,10 @@ def _id_taken(exc: BaseException) -> bool:
     return False
 
 
+_MAX_CLASH_RETRIES = 5
+"""How many times a start without a transaction is tried when its statement found an id taken
+that no stored job holds by the time it is read (the holder was deleted in between)."""
+
 _MAX_FOLLOW = 1000
 """Upper bound on re-reads while following a chain that keeps continuing under a locked read."""
 
@@ -996,12 +1000,13 @@ class PgStateAdapter(Generic[TxT]):
         own, so it fails rather than commit part of a batch whose id is taken (a worker could
         otherwise claim a job whose start raised). The id is then found with a read: the first, in
         input order, that a stored job holds (or, with ``repeats``, that an earlier job of the batch
-        has). If none is taken any more (the job holding it was deleted meanwhile), try again."""
-        while True:
+        has). If none is taken any more (the job holding it was deleted meanwhile), try again, a
+        few times at most."""
+        for tries_left in reversed(range(_MAX_CLASH_RETRIES)):
             try:
                 return await self._fetch(sql, args, None)
             except Exception as exc:
-                if not _id_taken(exc):
+                if not _id_taken(exc) or not tries_left:
                     raise
             rows = await self._fetch(self.sql.stored_ids, [[new.id for new in jobs]], None)
             stored = {row[0] for row in rows}
@@ -1010,6 +1015,7 @@ class PgStateAdapter(Generic[TxT]):
                 if new.id in stored or (repeats and new.id in seen):
                     raise DuplicateJobIdError(new.id)
                 seen.add(new.id)
+        raise AssertionError("the last try raises")  # pragma: no cover
 
     async def _created(
         self, jobs: Sequence[NewJob], rows: list[Row], tx: TxT | None
