@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from queuert._bound_transaction import BoundTransaction
-from queuert._publishing import Publishing
+from queuert._publishing import NotifyBuffer, Publishing
 from queuert.codec import CodecError
 from queuert.errors import JobTypeValidationError, NotJsonError, UsageError
 from queuert.ids import check_id, check_ids
@@ -279,18 +279,13 @@ class ChainCreation(Generic[TxT]):
                     blocker_chains[i] = one.blocker_chain_trace_contexts
             notify = self._publishing.notify_buffer(hooks)
             events = self._publishing.event_buffer(hooks).events
-            ready = notify.ready
             origin = _origin(continuation_of)
             if tracing is None and not self._listens_to_creation():
                 # nobody takes the creation events: only the wake-ups
                 if announce:
                     for row, dedup in results:
-                        if dedup or row.blocked:
-                            continue
-                        if row.status == "ready":
-                            ready[row.type_name] += 1
-                        else:
-                            notify.scheduled.add(row.type_name)
+                        if not dedup and not row.blocked:
+                            _announce(notify, row)
                 return results
             for i, (row, dedup) in enumerate(results):
                 if dedup:
@@ -343,12 +338,8 @@ class ChainCreation(Generic[TxT]):
                     events.append(JobCreated(info, row.scheduled_at, row.blocked, origin))
                 if row.blocked:
                     events.append(JobBlocked(info, tuple(blockers[i])))
-                elif not announce:
-                    pass
-                elif row.status == "ready":
-                    ready[row.type_name] += 1
-                else:
-                    notify.scheduled.add(row.type_name)
+                elif announce:
+                    _announce(notify, row)
             return results
         except BaseException:
             restore()
@@ -364,6 +355,15 @@ _CREATION_LEVELS = tuple(
     sorted({ChainCreated.level, ChainDeduplicated.level, JobCreated.level, JobBlocked.level})
 )
 """The logging levels of the events a creation emits."""
+
+
+def _announce(notify: NotifyBuffer, row: StoredJob) -> None:
+    """Buffer what a new job that is not blocked announces once committed: a wake-up if it is due
+    now, else a job-scheduled message for its type."""
+    if row.status == "ready":
+        notify.ready[row.type_name] += 1
+    else:
+        notify.scheduled.add(row.type_name)
 
 
 def _announced(rows: Sequence[NewJob]) -> Notifications:
