@@ -133,21 +133,9 @@ class InProcessNotifyAdapter:
             adapter._chains.dispatch(chain_id)
 
     async def notify_many(self, notifications: Notifications) -> None:
-        """Every message of a commit (or a burst of commits) in one call, in the order the
-        one-by-one calls would send them: wake hints, job-scheduled, chain-closed, ownership-lost."""
+        """Every message of a commit (or a burst of commits) in one call (see :func:`_one_by_one`)."""
         self._check()
-        for type_name, count in notifications.ready.items():
-            await self.provide_wake_hint(type_name, count)
-        adapters = list(self.hub.adapters)
-        for type_name in notifications.scheduled_types():
-            for adapter in adapters:
-                adapter._scheduled.dispatch(type_name)
-        for chain_id in notifications.closed_chains:
-            for adapter in adapters:
-                adapter._chains.dispatch(chain_id)
-        for job_id in notifications.ownership_lost:
-            for adapter in adapters:
-                adapter._ownership.dispatch(job_id)
+        await _one_by_one(self, notifications)
 
     async def listen_chain_closed(self, chain_id: str, callback: Callable[[], None]) -> Unsubscribe:
         self._check()
@@ -226,8 +214,9 @@ class NoopNotifyAdapter:
         self._check()
 
     async def notify_many(self, notifications: Notifications) -> None:
-        """Publishes nothing, in one call for a whole commit's messages."""
+        """Publishes nothing, in one call for a whole commit's messages (see :func:`_one_by_one`)."""
         self._check()
+        await _one_by_one(self, notifications)
 
     async def listen_chain_closed(self, chain_id: str, callback: Callable[[], None]) -> Unsubscribe:
         self._check()
@@ -250,3 +239,19 @@ class NoopNotifyAdapter:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+async def _one_by_one(
+    adapter: InProcessNotifyAdapter | NoopNotifyAdapter, notifications: Notifications
+) -> None:
+    """Send ``notifications`` through the adapter's one-by-one methods, in their order (wake
+    hints, job-scheduled, chain-closed, ownership-lost), so that a subclass overriding one of them
+    sees its messages although the core hands a commit's messages over in one call."""
+    for type_name, count in notifications.ready.items():
+        await adapter.provide_wake_hint(type_name, count)
+    for type_name in notifications.scheduled_types():
+        await adapter.notify_job_scheduled(type_name)
+    for chain_id in notifications.closed_chains:
+        await adapter.notify_chain_closed(chain_id)
+    for job_id in notifications.ownership_lost:
+        await adapter.notify_job_ownership_lost(job_id)
