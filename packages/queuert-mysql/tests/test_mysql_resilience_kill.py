@@ -34,10 +34,10 @@ async def test_chains_complete_exactly_once_while_connections_are_killed() -> No
             async with rig.worker:
                 for threshold in range(KILL_EVERY, work.jobs - KILL_EVERY // 2, KILL_EVERY):
                     await rig.progress.reached(threshold)
-                    kills.append(await kill_connections(thread_ids(rig.state)))
+                    kills.append(await kill_connections(thread_ids(rig.state), prefix=prefix))
                 took = await wait_all_closed(prefix, work.chains, timeout=120)
                 # The same worker goes on after one more kill: a new batch completes.
-                kills.append(await kill_connections(thread_ids(rig.state)))
+                kills.append(await kill_connections(thread_ids(rig.state), prefix=prefix))
                 more = await start_workload(rig.producer, two_step=20, joins=2, base=50_000)
                 work.extend(more)
                 await wait_all_closed(prefix, work.chains, timeout=60)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import inspect
 import itertools
 import json
 from collections import Counter
@@ -209,9 +211,9 @@ class Progress(RecordingObservability):
 
 
 def waiting_tasks(most: int = 25) -> str:
-    """Where the running loop's tasks wait, a line per place (the three innermost frames of the
-    chain of awaits each task is suspended in) with how many tasks wait there, most first: what a
-    stalled test prints."""
+    """Where the running loop's tasks wait, a line per place (the five innermost frames of the
+    chain of awaits each task is suspended in, the frames of an ``async with`` block's context
+    manager included) with how many tasks wait there, most first: what a stalled test prints."""
     places: Counter[str] = Counter()
     current = asyncio.current_task()
     for task in asyncio.all_tasks():
@@ -220,20 +222,43 @@ def waiting_tasks(most: int = 25) -> str:
         frames = []
         awaited: Any = task.get_coro()
         while awaited is not None:
-            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            frame = (
+                getattr(awaited, "cr_frame", None)
+                or getattr(awaited, "gi_frame", None)
+                or getattr(awaited, "ag_frame", None)
+            )
             if frame is None:
-                break
+                awaited = _async_generator_of(awaited)
+                if awaited is None:
+                    break
+                continue
             frames.append(frame)
-            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+            awaited = (
+                getattr(awaited, "cr_await", None)
+                or getattr(awaited, "gi_yieldfrom", None)
+                or getattr(awaited, "ag_await", None)
+            )
         if frames:
             places[
                 " <- ".join(
                     f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno} "
                     f"{frame.f_code.co_name}"
-                    for frame in reversed(frames[-3:])
+                    for frame in reversed(frames[-5:])
                 )
             ] += 1
     return "\n".join(f"  {count} x {place}" for place, count in places.most_common(most))
+
+
+def _async_generator_of(awaited: Any) -> Any:
+    """The async generator an ``async_generator_asend`` (what ``async with`` over an
+    ``@asynccontextmanager`` awaits) steps, so that the frames inside it show too; ``None`` for
+    anything else."""
+    if type(awaited).__name__ not in ("async_generator_asend", "async_generator_athrow"):
+        return None
+    for referent in gc.get_referents(awaited):
+        if inspect.isasyncgen(referent):
+            return referent
+    return None
 
 
 class WorkerSpy:
