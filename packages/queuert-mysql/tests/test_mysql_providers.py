@@ -4,6 +4,8 @@ leaves a job that a worker then runs."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -339,6 +341,109 @@ async def test_a_caller_waiting_for_a_full_pool_goes_on_when_a_dead_connection_c
         holder.close()
         await adapter.close()
         await drop_prefix(prefix)
+
+
+class SwitchableProxy:
+    """A TCP proxy in front of the tests' server that forwards each connection until ``silence()``;
+    connections accepted after that get no byte back (a server that accepts and never answers)."""
+
+    def __init__(self) -> None:
+        self.silent = False
+        self.silent_accepted = asyncio.Event()
+        self._writers: list[asyncio.StreamWriter] = []
+        self._pumps: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> SwitchableProxy:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+        for pump in self._pumps:
+            pump.cancel()
+        await asyncio.gather(*self._pumps, return_exceptions=True)
+        await self._server.wait_closed()
+
+    def silence(self) -> None:
+        self.silent = True
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.append(writer)
+        if self.silent:
+            self.silent_accepted.set()
+            return
+        args = connect_args()
+        up_reader, up_writer = await asyncio.open_connection(args["host"], args["port"])
+        self._writers.append(up_writer)
+        for source, sink in ((reader, up_writer), (up_reader, writer)):
+            pump = asyncio.ensure_future(self._pump(source, sink))
+            self._pumps.add(pump)
+
+    @staticmethod
+    async def _pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+        sink.close()
+
+
+async def test_a_caller_that_waited_for_a_full_pool_gives_up_on_a_silent_server() -> None:
+    """A caller waits for the pool's only connection; that connection dies and the server now
+    accepts connections and never answers. The waiting caller, which opens the replacement, gives
+    up after ``connect_timeout`` like any other caller (before, it waited for ever)."""
+    import uuid
+
+    prefix = unique_prefix()
+    async with SwitchableProxy() as proxy:
+        adapter = await MysqlStateAdapter.connect(
+            **{**connect_args(), "host": "127.0.0.1", "port": proxy.port},
+            table_prefix=prefix,
+            minsize=1,
+            maxsize=1,
+            connect_timeout=1,
+        )
+        holder = await aiomysql.connect(**connect_args(), autocommit=True)
+        pool = adapter.provider.pool  # type: ignore[attr-defined]
+        waiting: list[asyncio.Future[Any]] = []
+        try:
+            await adapter.migrate()
+            async with holder.cursor() as cur:
+                await cur.execute(f"LOCK TABLES `{prefix}job` WRITE")
+            first = asyncio.ensure_future(adapter.get_job(str(uuid.uuid4())))
+            waiting.append(first)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10
+            while not pool._used:  # the first caller holds the only connection
+                assert loop.time() < deadline, "the first caller never took the connection"
+                await asyncio.sleep(0.01)
+            (taken,) = pool._used
+            second = asyncio.ensure_future(adapter.get_job(str(uuid.uuid4())))
+            waiting.append(second)
+            while not pool._cond._waiters:  # the second caller waits for the full pool
+                assert loop.time() < deadline, "the second caller never waited"
+                await asyncio.sleep(0.01)
+            proxy.silence()
+            await sql(f"KILL CONNECTION {int(taken.server_thread_id[0])}")
+            with pytest.raises(aiomysql.OperationalError):
+                await first
+            done, _ = await asyncio.wait({second}, timeout=8)
+            assert done, "the waiting caller still waits for a server that never answers"
+            assert proxy.silent_accepted.is_set(), "the replacement went to the silent server"
+            with pytest.raises(asyncio.TimeoutError, match="connecting got no answer"):
+                second.result()
+        finally:
+            for future in waiting:
+                future.cancel()
+            await asyncio.gather(*waiting, return_exceptions=True)
+            async with holder.cursor() as cur:
+                await cur.execute("UNLOCK TABLES")
+            holder.close()
+            await adapter.close()
+            await drop_prefix(prefix)
 
 
 async def test_an_aiomysql_connection_in_autocommit_with_no_transaction_is_refused(

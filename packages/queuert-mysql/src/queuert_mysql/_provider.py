@@ -217,6 +217,17 @@ async def give_back(pool: Any, conn: Any) -> None:
             condition.notify_all()
 
 
+_FULL_POOL_RECHECK = 1.0
+"""Seconds a caller waits for a full pool before it looks again: aiomysql does not wake its
+waiters when a connection dies (``give_back`` does, unless the pool is busy opening one), and a
+woken waiter opens the replacement connection with no time limit of its own."""
+
+
+def _full(pool: Any) -> bool:
+    """Whether every connection ``pool`` may open is open and held by a caller."""
+    return bool(pool.freesize == 0 and pool.size >= pool.maxsize)
+
+
 class AiomysqlProvider:
     """Runs the SQL on an ``aiomysql`` pool (``tx`` = an aiomysql connection inside a transaction).
 
@@ -322,16 +333,25 @@ class AiomysqlProvider:
         """A connection from the pool. Waiting for one that other tasks hold is back-pressure and
         is not limited; opening a new one (aiomysql's ``connect_timeout`` covers the TCP connect
         only, not the server's greeting) gives up after ``connect_timeout`` seconds, so that a
-        server that accepts connections and never answers cannot hang a worker."""
+        server that accepts connections and never answers cannot hang a worker, also a caller
+        that waited for a full pool and then opens the connection that replaces a dead one."""
         pool = self.pool
         seconds = self._connect_timeout
-        try:
-            busy = pool.freesize == 0 and pool.size >= pool.maxsize
-        except AttributeError:  # a pool of another kind: its own limits apply
-            busy = True
-        if seconds is None or busy:
+        if seconds is None or not hasattr(pool, "freesize"):  # another kind: its own limits apply
             return await pool.acquire()
-        return await bounded(pool.acquire(), seconds, what="connecting", discard=pool.release)
+        while True:
+            full = _full(pool)
+            try:
+                return await bounded(
+                    pool.acquire(),
+                    min(seconds, _FULL_POOL_RECHECK) if full else seconds,
+                    what="connecting",
+                    discard=pool.release,
+                )
+            except asyncio.TimeoutError:
+                if not (full or _full(pool)):
+                    raise  # the pool had room: opening a connection got no answer
+                # every connection was held by other tasks: wait on, and look again
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Any]:
