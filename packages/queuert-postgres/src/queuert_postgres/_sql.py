@@ -779,7 +779,8 @@ unb AS (
 
 COMPLETE = f"""
 WITH c AS (
-    SELECT u.ord::int AS ord, u.id::uuid AS id, u.outcome, u.output, u.succ::uuid AS succ, u.err
+    SELECT u.ord::int AS ord, u.id::uuid AS id, coalesce(u.outcome, 'completed') AS outcome,
+           u.output, u.succ::uuid AS succ, u.err
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
          WITH ORDINALITY AS u(id, outcome, output, succ, err, ord)
 ),
