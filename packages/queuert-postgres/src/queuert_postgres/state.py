@@ -75,7 +75,7 @@ from queuert_postgres._provider import (
     in_failed_transaction,
     savepoint_name,
 )
-from queuert_postgres._rows import chain_from_row, job_from_row, utc
+from queuert_postgres._rows import chain_from_row, complete_result, job_from_row, utc
 from queuert_postgres._schema import BOOTSTRAP, MIGRATION_LOCK_KEY, MIGRATIONS, Names
 from queuert_postgres._sql import (
     ID_TAKEN,
@@ -96,6 +96,11 @@ from queuert_postgres._sql import (
 )
 
 __all__ = ["PgStateAdapter"]
+
+
+def _created_order(job: StoredJob) -> tuple[datetime, str]:
+    return (job.created_at, job.id)
+
 
 TxT = TypeVar("TxT")
 T = TypeVar("T")
@@ -1616,12 +1621,12 @@ class PgStateAdapter(Generic[TxT]):
             if job is None:
                 results.append(None)
                 continue
-            released = sorted(unblocked.get(ordinal, []), key=lambda j: (j.created_at, j.id))
-            results.append(
-                CompleteResult(
-                    job=job, unblocked=released, blocker_trace_contexts=contexts.get(ordinal, [])
-                )
-            )
+            released = unblocked.get(ordinal)
+            if released is None:
+                released = []
+            elif len(released) > 1:
+                released.sort(key=_created_order)
+            results.append(complete_result(job, released, contexts.get(ordinal, [])))
         return results, refusals
 
     async def reschedule_job(
