@@ -1555,16 +1555,32 @@ class PgStateAdapter(Generic[TxT]):
         Returns one result per completion (``None`` when refused) and, per refused ordinal (1-based),
         (row found, its outcome, its lease holder).
         """
-        args = [
-            [c.job_id for c in completions],
-            [c.outcome for c in completions],
-            [dumps(c.output) if c.closes_with_output else None for c in completions],
-            [c.succeeded_by_job_id for c in completions],
-            [c.error for c in completions],
-            worker_id,
-            owner,
-        ]
-        rows = await self._fetch(self.sql.complete, args, tx)
+        if len(completions) == 1:
+            (one,) = completions
+            rows = await self._fetch(
+                self.sql.complete_one,
+                [
+                    one.job_id,
+                    one.outcome,
+                    dumps(one.output) if one.closes_with_output else None,
+                    one.succeeded_by_job_id,
+                    one.error,
+                    worker_id,
+                    owner,
+                ],
+                tx,
+            )
+        else:
+            args = [
+                [c.job_id for c in completions],
+                [c.outcome for c in completions],
+                [dumps(c.output) if c.closes_with_output else None for c in completions],
+                [c.succeeded_by_job_id for c in completions],
+                [c.error for c in completions],
+                worker_id,
+                owner,
+            ]
+            rows = await self._fetch(self.sql.complete, args, tx)
         closed: dict[int, StoredJob] = {}
         unblocked: dict[int, list[StoredJob]] = {}
         contexts: dict[int, list[str]] = {}
