@@ -105,12 +105,14 @@ async def kill_connections(ids: list[int], *, prefix: str, url: str | None = Non
             if getattr(exc, "args", (None,))[0] != 1094:
                 raise
     marks = ", ".join(["%s"] * len(ids))
+    deadline = asyncio.get_running_loop().time() + 30
     while ids:
         alive = await sql(
-            f"SELECT 1 FROM information_schema.PROCESSLIST WHERE ID IN ({marks})", *ids, url=url
+            f"SELECT ID FROM information_schema.PROCESSLIST WHERE ID IN ({marks})", *ids, url=url
         )
         if not alive:
             break
+        assert asyncio.get_running_loop().time() < deadline, f"killed threads live on: {alive}"
         await asyncio.sleep(0.005)  # the killed threads end within a few milliseconds
     await sql(f"FLUSH TABLES `{prefix}job`", url=url)
     return killed

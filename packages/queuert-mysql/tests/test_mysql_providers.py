@@ -5,7 +5,7 @@ leaves a job that a worker then runs."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -15,7 +15,7 @@ import aiomysql
 import pytest
 from mysql_helpers import connect_args, drop_prefix, engine, sql, unique_prefix
 from queuert import Attempt, Client, EntryJobType, Worker
-from queuert_conformance.resilience import silent_peer
+from queuert_conformance.resilience import TcpProxy, silent_peer
 from queuert_mysql import AiomysqlProvider, MysqlStateAdapter, SqlAlchemyProvider
 
 
@@ -193,7 +193,6 @@ async def test_sqlalchemy_sessions_flush_side_effects_on_their_own_commit(
 async def test_connecting_to_a_silent_server_times_out() -> None:
     """A peer that accepts the TCP connection and then says nothing makes connecting fail after
     ``connect_timeout`` (10 s by default; here 1 s), not aiomysql's 60 s."""
-    import asyncio
 
     loop = asyncio.get_running_loop()
     async with silent_peer() as (host, port, accepted):
@@ -210,7 +209,6 @@ async def test_a_new_pooled_connection_to_a_silent_server_times_out() -> None:
     """A pool that opens its connections on demand (``minsize=0``: after a server restart, say)
     gives up on one whose server accepts the TCP connection and then says nothing, after
     ``connect_timeout`` (aiomysql bounds the TCP connect only, not the server's greeting)."""
-    import asyncio
 
     loop = asyncio.get_running_loop()
     async with silent_peer() as (host, port, accepted):
@@ -231,8 +229,6 @@ async def test_a_statement_that_gets_no_answer_times_out_and_its_connection_is_d
     """A statement of queuert's that waits with no answer (here: behind a table lock another
     session holds) raises TimeoutError after ``statement_timeout`` instead of hanging the worker;
     its connection is closed, and the next statement gets a fresh one."""
-    import asyncio
-    import uuid
 
     prefix = unique_prefix()
     adapter = await MysqlStateAdapter.connect(
@@ -260,8 +256,6 @@ async def test_a_statement_that_gets_no_answer_times_out_and_its_connection_is_d
 async def test_cancelling_a_statement_that_waits_ends_it_at_once() -> None:
     """A worker shutting down cancels what its tasks await: a statement waiting behind a lock, with
     a statement timeout set, gives way at once (the cancellation is never lost)."""
-    import asyncio
-    import uuid
 
     prefix = unique_prefix()
     adapter = await MysqlStateAdapter.connect(
@@ -303,147 +297,91 @@ async def test_cancelling_a_statement_that_waits_ends_it_at_once() -> None:
         await drop_prefix(prefix)
 
 
-async def test_a_caller_waiting_for_a_full_pool_goes_on_when_a_dead_connection_comes_back() -> None:
-    """The pool's only connection is killed by the server while a second caller waits for it: the
-    dead connection frees its place, and the waiting caller gets a new one (aiomysql wakes waiters
-    only for open connections; before, the waiter waited forever)."""
-    import asyncio
-    import uuid
+@dataclass
+class FullPool:
+    """Two callers of an adapter whose pool holds one connection: ``first`` holds it, waiting behind
+    a table lock, and ``second`` waits for the full pool; ``taken`` is the held connection."""
 
-    prefix = unique_prefix()
+    first: asyncio.Future[Any]
+    second: asyncio.Future[Any]
+    taken: Any
+    holder: Any
+    """The connection that holds the table lock."""
+
+    async def unlock(self) -> None:
+        async with self.holder.cursor() as cur:
+            await cur.execute("UNLOCK TABLES")
+
+    async def kill_the_held_connection(self) -> None:
+        """The server ends the held connection; the first caller fails with it."""
+        await sql(f"KILL CONNECTION {int(self.taken.server_thread_id[0])}")
+        with pytest.raises(aiomysql.OperationalError):
+            await self.first
+
+
+@asynccontextmanager
+async def full_pool(prefix: str, **connect_options: Any) -> AsyncIterator[FullPool]:
+    """:class:`FullPool` on a migrated adapter (``minsize=maxsize=1``, with ``connect_options``);
+    leaving cancels the callers, lifts the lock and closes the adapter."""
     adapter = await MysqlStateAdapter.connect(
-        **connect_args(), table_prefix=prefix, minsize=1, maxsize=1
+        **{**connect_args(), **connect_options}, table_prefix=prefix, minsize=1, maxsize=1
     )
     holder = await aiomysql.connect(**connect_args(), autocommit=True)
     pool = adapter.provider.pool  # type: ignore[attr-defined]
+    callers: list[asyncio.Future[Any]] = []
     try:
         await adapter.migrate()
         async with holder.cursor() as cur:
             await cur.execute(f"LOCK TABLES `{prefix}job` WRITE")
-        first = asyncio.ensure_future(adapter.get_job(str(uuid.uuid4())))
+        callers.append(asyncio.ensure_future(adapter.get_job(str(uuid.uuid4()))))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10
         while not pool._used:  # the first caller holds the only connection
             assert loop.time() < deadline, "the first caller never took the connection"
             await asyncio.sleep(0.01)
         (taken,) = pool._used
-        second = asyncio.ensure_future(adapter.get_job(str(uuid.uuid4())))
+        callers.append(asyncio.ensure_future(adapter.get_job(str(uuid.uuid4()))))
         while not pool._cond._waiters:  # the second caller waits for the full pool
             assert loop.time() < deadline, "the second caller never waited"
             await asyncio.sleep(0.01)
-        await sql(f"KILL CONNECTION {int(taken.server_thread_id[0])}")
-        with pytest.raises(aiomysql.OperationalError):
-            await first
+        yield FullPool(callers[0], callers[1], taken, holder)
+    finally:
+        for caller in callers:
+            caller.cancel()
+        await asyncio.gather(*callers, return_exceptions=True)
         async with holder.cursor() as cur:
             await cur.execute("UNLOCK TABLES")
-        assert await asyncio.wait_for(second, 10) is None, "the waiting caller went on"
-    finally:
         holder.close()
         await adapter.close()
         await drop_prefix(prefix)
 
 
-class SwitchableProxy:
-    """A TCP proxy in front of the tests' server that forwards each connection until ``silence()``;
-    connections accepted after that get no byte back (a server that accepts and never answers)."""
-
-    def __init__(self) -> None:
-        self.silent = False
-        self.silent_accepted = asyncio.Event()
-        self._writers: list[asyncio.StreamWriter] = []
-        self._pumps: set[asyncio.Task[None]] = set()
-
-    async def __aenter__(self) -> SwitchableProxy:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._server.close()
-        for writer in self._writers:
-            writer.close()
-        for pump in self._pumps:
-            pump.cancel()
-        await asyncio.gather(*self._pumps, return_exceptions=True)
-        await self._server.wait_closed()
-
-    def silence(self) -> None:
-        self.silent = True
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.append(writer)
-        if self.silent:
-            self.silent_accepted.set()
-            return
-        args = connect_args()
-        up_reader, up_writer = await asyncio.open_connection(args["host"], args["port"])
-        self._writers.append(up_writer)
-        for source, sink in ((reader, up_writer), (up_reader, writer)):
-            pump = asyncio.ensure_future(self._pump(source, sink))
-            self._pumps.add(pump)
-
-    @staticmethod
-    async def _pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError):
-            while data := await source.read(65536):
-                sink.write(data)
-                await sink.drain()
-        sink.close()
+async def test_a_caller_waiting_for_a_full_pool_goes_on_when_a_dead_connection_comes_back() -> None:
+    """The pool's only connection is killed by the server while a second caller waits for it: the
+    dead connection frees its place, and the waiting caller gets a new one (aiomysql wakes waiters
+    only for open connections; before, the waiter waited forever)."""
+    async with full_pool(unique_prefix()) as callers:
+        await callers.kill_the_held_connection()
+        await callers.unlock()
+        assert await asyncio.wait_for(callers.second, 10) is None, "the waiting caller went on"
 
 
 async def test_a_caller_that_waited_for_a_full_pool_gives_up_on_a_silent_server() -> None:
     """A caller waits for the pool's only connection; that connection dies and the server now
     accepts connections and never answers. The waiting caller, which opens the replacement, gives
     up after ``connect_timeout`` like any other caller (before, it waited for ever)."""
-    import uuid
-
-    prefix = unique_prefix()
-    async with SwitchableProxy() as proxy:
-        adapter = await MysqlStateAdapter.connect(
-            **{**connect_args(), "host": "127.0.0.1", "port": proxy.port},
-            table_prefix=prefix,
-            minsize=1,
-            maxsize=1,
-            connect_timeout=1,
-        )
-        holder = await aiomysql.connect(**connect_args(), autocommit=True)
-        pool = adapter.provider.pool  # type: ignore[attr-defined]
-        waiting: list[asyncio.Future[Any]] = []
-        try:
-            await adapter.migrate()
-            async with holder.cursor() as cur:
-                await cur.execute(f"LOCK TABLES `{prefix}job` WRITE")
-            first = asyncio.ensure_future(adapter.get_job(str(uuid.uuid4())))
-            waiting.append(first)
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 10
-            while not pool._used:  # the first caller holds the only connection
-                assert loop.time() < deadline, "the first caller never took the connection"
-                await asyncio.sleep(0.01)
-            (taken,) = pool._used
-            second = asyncio.ensure_future(adapter.get_job(str(uuid.uuid4())))
-            waiting.append(second)
-            while not pool._cond._waiters:  # the second caller waits for the full pool
-                assert loop.time() < deadline, "the second caller never waited"
-                await asyncio.sleep(0.01)
-            proxy.silence()
-            await sql(f"KILL CONNECTION {int(taken.server_thread_id[0])}")
-            with pytest.raises(aiomysql.OperationalError):
-                await first
-            done, _ = await asyncio.wait({second}, timeout=8)
-            assert done, "the waiting caller still waits for a server that never answers"
-            assert proxy.silent_accepted.is_set(), "the replacement went to the silent server"
-            with pytest.raises(asyncio.TimeoutError, match="connecting got no answer"):
-                second.result()
-        finally:
-            for future in waiting:
-                future.cancel()
-            await asyncio.gather(*waiting, return_exceptions=True)
-            async with holder.cursor() as cur:
-                await cur.execute("UNLOCK TABLES")
-            holder.close()
-            await adapter.close()
-            await drop_prefix(prefix)
+    args = connect_args()
+    async with (
+        TcpProxy(args["host"], args["port"]) as proxy,
+        full_pool(unique_prefix(), host="127.0.0.1", port=proxy.port, connect_timeout=1) as callers,
+    ):
+        proxy.silence()
+        await callers.kill_the_held_connection()
+        done, _ = await asyncio.wait({callers.second}, timeout=8)
+        assert done, "the waiting caller still waits for a server that never answers"
+        assert proxy.silent_accepted.is_set(), "the replacement went to the silent server"
+        with pytest.raises(asyncio.TimeoutError, match="connecting got no answer"):
+            callers.second.result()
 
 
 async def test_an_aiomysql_connection_in_autocommit_with_no_transaction_is_refused(

@@ -21,13 +21,13 @@ from nats_notify_support import (
     NATS_URL,
     PG_DSN,
     NatsServer,
-    TcpProxy,
     drop_schema,
     make_adapter,
     nats_server_binary,
     unique_schema,
 )
 from queuert_conformance import NotifyHarness
+from queuert_conformance.resilience import TcpProxy
 from queuert_nats import NatsNotifyAdapter
 from queuert_postgres import PgStateAdapter
 
@@ -82,7 +82,7 @@ async def queuert_notify_harness(
             await box[0].on_reconnected()
 
         await client.connect(
-            proxy.url,
+            f"nats://127.0.0.1:{proxy.port}",
             disconnected_cb=disconnected,
             reconnected_cb=reconnected,
             max_reconnect_attempts=-1,
@@ -96,7 +96,7 @@ async def queuert_notify_harness(
         closing.append(client)
     else:
         options: dict[str, object] = {} if with_kv else {"wake_hint_bucket": None}
-        adapter = make_adapter(proxy.url, prefix, **options)
+        adapter = make_adapter(f"nats://127.0.0.1:{proxy.port}", prefix, **options)
 
     async def open_another() -> NatsNotifyAdapter:
         other = make_adapter(NATS_URL, prefix, **({} if with_kv else {"wake_hint_bucket": None}))

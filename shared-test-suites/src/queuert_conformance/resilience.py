@@ -421,3 +421,94 @@ async def silent_peer() -> AsyncIterator[tuple[str, int, asyncio.Event]]:
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+class TcpProxy:
+    """Forwards 127.0.0.1:``port`` to a server, for tests that break the network between a client
+    and a server shared with other test runs, which is left alone.
+
+    :meth:`drop` cuts every connection through it at once: the client sees a real connection reset,
+    as when a server restarts or the network fails. After :meth:`silence`, new connections are
+    accepted and never answered, as by a server that hangs; ``silent_accepted`` is set when one
+    arrives. ``async with`` starts and closes it."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._target = (host, port)
+        self._server: asyncio.Server | None = None
+        self._transports: set[asyncio.WriteTransport] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
+        self.port = 0
+        self.silent = False
+        self.silent_accepted = asyncio.Event()
+
+    async def __aenter__(self) -> TcpProxy:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+
+    def silence(self) -> None:
+        """Connections accepted from now on get no byte back (those open go on)."""
+        self.silent = True
+
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._transports.add(writer.transport)
+        if self.silent:
+            self.silent_accepted.set()
+            return
+        task = asyncio.get_running_loop().create_task(self._forward(reader, writer))
+        self._handlers.add(task)
+        task.add_done_callback(self._handlers.discard)
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
+        except OSError:
+            writer.transport.abort()
+            self._transports.discard(writer.transport)
+            return
+        self._transports.add(upstream_writer.transport)
+        pumps = [
+            asyncio.ensure_future(self._pump(reader, upstream_writer)),
+            asyncio.ensure_future(self._pump(upstream_reader, writer)),
+        ]
+        try:
+            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for pump in pumps:
+                pump.cancel()
+            for pump in pumps:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pump
+            for side in (writer, upstream_writer):
+                side.transport.abort()
+                self._transports.discard(side.transport)
+
+    @staticmethod
+    async def _pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+
+    async def drop(self) -> int:
+        """Resets every connection through the proxy; returns how many client connections it cut."""
+        transports = list(self._transports)
+        for transport in transports:
+            transport.abort()
+        self._transports.clear()
+        handlers = list(self._handlers)
+        if handlers:
+            await asyncio.wait(handlers)
+        return len(handlers)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        await self.drop()
