@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from queuert._bound_transaction import BoundTransaction
-from queuert._publishing import NotifyBuffer, Publishing
+from queuert._publishing import Publishing
 from queuert.codec import CodecError
 from queuert.errors import JobTypeValidationError, NotJsonError, UsageError
 from queuert.ids import check_id, check_ids
@@ -69,6 +69,11 @@ class ChainCreation(Generic[TxT]):
         self._payloads = payloads
         self._publishing = publishing
         self._ids = state.ids
+        self._publishing_state: SupportsCreatePublishing | None = (
+            state if isinstance(state, SupportsCreatePublishing) else None
+        )
+        """``state`` if it can publish the wake-ups of new chains itself (a protocol check is slow:
+        done once here, not per start)."""
 
     # -- planning (no writes) -------------------------------------------------------------------
 
@@ -248,8 +253,8 @@ class ChainCreation(Generic[TxT]):
             if publish is None:
                 created = await self._state.create_jobs(new_jobs, tx=tx)
             else:
-                state = self._state
-                assert tx is None and isinstance(state, SupportsCreatePublishing)
+                state = self._publishing_state
+                assert tx is None and state is not None
                 created = await state.create_jobs_publishing(
                     new_jobs, _announced(new_jobs), publish
                 )
@@ -277,16 +282,18 @@ class ChainCreation(Generic[TxT]):
                     results[i] = (one.job, False)
                     opened[i] = set(one.open_blocker_chain_ids)
                     blocker_chains[i] = one.blocker_chain_trace_contexts
+            if tracing is None and not self._listens_to_creation():
+                # nobody takes the creation events: only the wake-ups (none left to buffer when
+                # the state adapter published them)
+                if announce:
+                    notify = self._publishing.notify_buffer(hooks)
+                    for row, dedup in results:
+                        if not dedup and not row.blocked:
+                            _announce(notify.ready, notify.scheduled, row.type_name, _due(row))
+                return results
             notify = self._publishing.notify_buffer(hooks)
             events = self._publishing.event_buffer(hooks).events
             origin = _origin(continuation_of)
-            if tracing is None and not self._listens_to_creation():
-                # nobody takes the creation events: only the wake-ups
-                if announce:
-                    for row, dedup in results:
-                        if not dedup and not row.blocked:
-                            _announce(notify, row)
-                return results
             for i, (row, dedup) in enumerate(results):
                 if dedup:
                     if continuation_of is None:
@@ -339,7 +346,7 @@ class ChainCreation(Generic[TxT]):
                 if row.blocked:
                     events.append(JobBlocked(info, tuple(blockers[i])))
                 elif announce:
-                    _announce(notify, row)
+                    _announce(notify.ready, notify.scheduled, row.type_name, _due(row))
             return results
         except BaseException:
             restore()
@@ -357,25 +364,30 @@ _CREATION_LEVELS = tuple(
 """The logging levels of the events a creation emits."""
 
 
-def _announce(notify: NotifyBuffer, row: StoredJob) -> None:
-    """Buffer what a new job that is not blocked announces once committed: a wake-up if it is due
-    now, else a job-scheduled message for its type."""
-    if row.status == "ready":
-        notify.ready[row.type_name] += 1
+def _announce(ready: Counter[str], scheduled: set[str], type_name: str, due_now: bool) -> None:
+    """What a new job that is not blocked announces once committed: a wake-up if it is due now,
+    else a job-scheduled message for its type. The one place this rule lives: the hooks' buffer
+    after a write (:func:`_due` of the stored row) and the wake-ups a state adapter publishes with
+    the write itself (:func:`_announced`, before the rows exist) both come from here."""
+    if due_now:
+        ready[type_name] += 1
     else:
-        notify.scheduled.add(row.type_name)
+        scheduled.add(type_name)
+
+
+def _due(row: StoredJob) -> bool:
+    """Whether a stored new job is due now (ready, not scheduled for later)."""
+    return row.status == "ready"
 
 
 def _announced(rows: Sequence[NewJob]) -> Notifications:
-    """What new chains without blockers announce once created: a wake-up per job due now (no
-    schedule), a job-scheduled message for the types of the others."""
+    """What new chains without blockers announce once created, decided before they are written:
+    a job without a schedule is due now; one with a schedule, even a past one, counts as later
+    (its type's job-scheduled message)."""
     ready: Counter[str] = Counter()
     scheduled: set[str] = set()
     for row in rows:
-        if row.schedule is None:
-            ready[row.type_name] += 1
-        else:
-            scheduled.add(row.type_name)
+        _announce(ready, scheduled, row.type_name, row.schedule is None)
     return Notifications(dict(ready), frozenset(scheduled), frozenset(), frozenset())
 
 

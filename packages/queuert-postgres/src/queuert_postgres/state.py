@@ -1560,23 +1560,39 @@ class PgStateAdapter(Generic[TxT]):
         Returns one result per completion (``None`` when refused) and, per refused ordinal (1-based),
         (row found, its outcome, its lease holder).
         """
-        count = len(completions)
-        outcomes = [c.outcome for c in completions]
-        successors = [c.succeeded_by_job_id for c in completions]
-        errors = [c.error for c in completions]
-        # A column that is all 'completed' or all NULL (the worker's group commits) goes as one
-        # NULL array, which unnest pads with NULLs (the statement reads NULL as 'completed'): the
-        # driver encodes no element of it.
-        args = [
-            [c.job_id for c in completions],
-            None if outcomes.count("completed") == count else outcomes,
-            [dumps(c.output) if c.closes_with_output else None for c in completions],
-            None if successors.count(None) == count else successors,
-            None if errors.count(None) == count else errors,
-            worker_id,
-            owner,
-        ]
-        rows = await self._fetch(self.sql.complete, args, tx)
+        if len(completions) == 1:
+            (one,) = completions
+            rows = await self._fetch(
+                self.sql.complete_one,
+                [
+                    one.job_id,
+                    one.outcome,
+                    dumps(one.output) if one.closes_with_output else None,
+                    one.succeeded_by_job_id,
+                    one.error,
+                    worker_id,
+                    owner,
+                ],
+                tx,
+            )
+        else:
+            count = len(completions)
+            outcomes = [c.outcome for c in completions]
+            successors = [c.succeeded_by_job_id for c in completions]
+            errors = [c.error for c in completions]
+            # A column that is all 'completed' or all NULL (the worker's group commits) goes as one
+            # NULL array, which unnest pads with NULLs (the statement reads NULL as 'completed'):
+            # the driver encodes no element of it.
+            args = [
+                [c.job_id for c in completions],
+                None if outcomes.count("completed") == count else outcomes,
+                [dumps(c.output) if c.closes_with_output else None for c in completions],
+                None if successors.count(None) == count else successors,
+                None if errors.count(None) == count else errors,
+                worker_id,
+                owner,
+            ]
+            rows = await self._fetch(self.sql.complete, args, tx)
         closed: dict[int, StoredJob] = {}
         unblocked: dict[int, list[StoredJob]] = {}
         contexts: dict[int, list[str]] = {}
