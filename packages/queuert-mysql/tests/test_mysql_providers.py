@@ -193,7 +193,6 @@ async def test_sqlalchemy_sessions_flush_side_effects_on_their_own_commit(
 async def test_connecting_to_a_silent_server_times_out() -> None:
     """A peer that accepts the TCP connection and then says nothing makes connecting fail after
     ``connect_timeout`` (10 s by default; here 1 s), not aiomysql's 60 s."""
-
     loop = asyncio.get_running_loop()
     async with silent_peer() as (host, port, accepted):
         started = loop.time()
@@ -209,7 +208,6 @@ async def test_a_new_pooled_connection_to_a_silent_server_times_out() -> None:
     """A pool that opens its connections on demand (``minsize=0``: after a server restart, say)
     gives up on one whose server accepts the TCP connection and then says nothing, after
     ``connect_timeout`` (aiomysql bounds the TCP connect only, not the server's greeting)."""
-
     loop = asyncio.get_running_loop()
     async with silent_peer() as (host, port, accepted):
         adapter = await MysqlStateAdapter.connect(
@@ -225,18 +223,27 @@ async def test_a_new_pooled_connection_to_a_silent_server_times_out() -> None:
             await adapter.close()
 
 
+async def migrated(prefix: str) -> None:
+    """Migrate ``prefix``'s tables with an adapter of its own that has no statement timeout (a test
+    that sets a short one times its own statement, not the migration's DDL on a busy server)."""
+    adapter = await MysqlStateAdapter.connect(**connect_args(), table_prefix=prefix)
+    try:
+        await adapter.migrate()
+    finally:
+        await adapter.close()
+
+
 async def test_a_statement_that_gets_no_answer_times_out_and_its_connection_is_dropped() -> None:
     """A statement of queuert's that waits with no answer (here: behind a table lock another
     session holds) raises TimeoutError after ``statement_timeout`` instead of hanging the worker;
     its connection is closed, and the next statement gets a fresh one."""
-
     prefix = unique_prefix()
+    await migrated(prefix)
     adapter = await MysqlStateAdapter.connect(
         **connect_args(), table_prefix=prefix, statement_timeout=0.5
     )
     holder = await aiomysql.connect(**connect_args(), autocommit=True)
     try:
-        await adapter.migrate()
         async with holder.cursor() as cur:
             await cur.execute(f"LOCK TABLES `{prefix}job` WRITE")
         loop = asyncio.get_running_loop()
@@ -256,7 +263,6 @@ async def test_a_statement_that_gets_no_answer_times_out_and_its_connection_is_d
 async def test_cancelling_a_statement_that_waits_ends_it_at_once() -> None:
     """A worker shutting down cancels what its tasks await: a statement waiting behind a lock, with
     a statement timeout set, gives way at once (the cancellation is never lost)."""
-
     prefix = unique_prefix()
     adapter = await MysqlStateAdapter.connect(
         **connect_args(), table_prefix=prefix, statement_timeout=30

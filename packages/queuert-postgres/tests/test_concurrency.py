@@ -228,26 +228,31 @@ async def test_attaching_to_a_chain_that_continues_concurrently_is_not_released_
         assert [j.id for j in result.unblocked] == [dependent.job.id]
 
 
+@pytest.mark.parametrize("batch", [1, 2], ids=["one completion", "two completions"])
 async def test_group_commit_racing_an_attachment_releases_the_dependent(
-    adapters: list[PgStateAdapter[Any]], namespace: Namespace
+    adapters: list[PgStateAdapter[Any]], namespace: Namespace, batch: int
 ) -> None:
     """An unguarded completion (no earlier lock, e.g. the worker's batched ``complete_jobs``)
-    whose statement starts while a dependent is being attached must still release it."""
+    whose statement starts while a dependent is being attached must still release it, alone
+    (the one-completion statement) or in a batch (the array form)."""
     counting = CountingProvider(await AsyncpgProvider.connect(DSN))
     completer = PgStateAdapter(counting, schema=namespace.schema, table_prefix=namespace.prefix)
     try:
-        await _group_commit_race(adapters, completer, counting)
+        await _group_commit_race(adapters, completer, counting, batch)
     finally:
         await completer.close()
 
 
 async def _group_commit_race(
-    adapters: list[PgStateAdapter[Any]], completer: PgStateAdapter[Any], counting: CountingProvider
+    adapters: list[PgStateAdapter[Any]],
+    completer: PgStateAdapter[Any],
+    counting: CountingProvider,
+    batch: int,
 ) -> None:
     for _ in range(10):
-        (blocker,) = await adapters[0].create_jobs([job()])
-        claim = await adapters[0].claim_jobs(leases=LEASE, limit=1, worker_id="w")
-        assert [j.id for j in claim.jobs] == [blocker.job.id]
+        (blocker, *others) = await adapters[0].create_jobs([job() for _ in range(batch)])
+        claim = await adapters[0].claim_jobs(leases=LEASE, limit=batch, worker_id="w")
+        assert {j.id for j in claim.jobs} == {blocker.job.id, *(o.job.id for o in others)}
         (dependent,) = await adapters[1].create_jobs([job("dep")])
         attached = asyncio.Event()
         release = asyncio.Event()
@@ -263,8 +268,9 @@ async def _group_commit_race(
         async def complete() -> None:
             await attached.wait()
             counting.take()
+            completions = [Completion(blocker.job.id), *(Completion(o.job.id) for o in others)]
             task = asyncio.ensure_future(
-                completer.complete_jobs([Completion(blocker.job.id)], worker_id="w", owner="w")
+                completer.complete_jobs(completions, worker_id="w", owner="w")
             )
 
             async def completion_waits(conn: asyncpg.Connection) -> bool:
@@ -272,8 +278,8 @@ async def _group_commit_race(
 
             await _until(completion_waits, "the completion to wait for the attachment's lock")
             release.set()
-            (result,) = await task
-            assert result is not None
+            result, *rest = await task
+            assert result is not None and all(r is not None for r in rest)
             # the link committed after the completion's snapshot: a catch-up statement released it
             assert counting.take() == 2
             assert [j.id for j in result.unblocked] == [dependent.job.id]

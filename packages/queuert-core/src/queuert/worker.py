@@ -261,13 +261,23 @@ class _AttemptHost:
 
 
 class _Running:
-    """Book-keeping of one in-flight attempt."""
+    """Book-keeping of one in-flight attempt.
+
+    The handler runs in the attempt's own task (no task of its own): while it runs
+    (``in_handler``), cancelling the attempt cancels that task, and the attempt's book-keeping,
+    which follows in the same task, takes the cancellation back (``Task.uncancel``)."""
 
     def __init__(self, job: StoredJob, config: HandlerConfig) -> None:
         self.job = job
         self.config = config
         self.attempt: Attempt[Any] | None = None
-        self.handler_task: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[Any] | None = None
+        self.in_handler = False
+        """The task is running the handler (and the completion it writes): cancellable."""
+        self.cancels = 0
+        """Cancellations of the task requested while it ran the handler."""
+        self.abandoned = False
+        """Shutdown gave up on a handler that ignores its cancellation: once it ends, nothing more."""
         self.cancel_reason: CancelReason | None = None
         self.holds_slot = True
         self.watch: asyncio.Task[Callable[[], Awaitable[None]] | None] | None = None
@@ -277,8 +287,20 @@ class _Running:
             self.attempt.signal._set(reason)
         if self.cancel_reason is None or reason in LOST_REASONS:
             self.cancel_reason = reason
-        if self.handler_task is not None and not self.handler_task.done():
-            self.handler_task.cancel()
+        if self.in_handler and self.task is not None and self.task.cancel():
+            self.cancels += 1
+
+    def handler_ended(self) -> None:
+        """The handler returned or raised: later cancellations no longer reach the task, and those
+        that did are taken back (Python 3.11+ counts them; a task whose count stays up would see
+        the next ``asyncio.timeout`` it enters misread)."""
+        self.in_handler = False
+        task = self.task
+        uncancel = getattr(task, "uncancel", None)
+        if uncancel is not None:
+            for _ in range(self.cancels):
+                uncancel()
+        self.cancels = 0
 
 
 class Worker(Generic[TxT]):
@@ -361,8 +383,7 @@ class Worker(Generic[TxT]):
         locked: not renewed meanwhile."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._abandoned: set[asyncio.Future[Any]] = set()
-        self._grace_over = False
-        """Handlers that ignored their cancellation at shutdown (referenced, never awaited)."""
+        """Attempts whose handler ignored its cancellation at shutdown (referenced, never awaited)."""
         self._wake = asyncio.Event()
         self._stopping = False
         self._started = False
@@ -660,10 +681,21 @@ class Worker(Generic[TxT]):
                 for running in list(self._running.values()):
                     running.cancel("shutdown")
                 _, still = await asyncio.wait(pending, timeout=self._cleanup_seconds)
-                self._grace_over = True  # attempts still running abandon their handlers at once
-                for task in still:
+                watches = []
+                for running in list(self._running.values()):
+                    if running.in_handler and running.task in still:
+                        # its handler ignores its cancellation: left running, not awaited
+                        assert running.task is not None
+                        still.discard(running.task)
+                        self._abandon(running)
+                        if running.watch is not None:
+                            watches.append(running.watch)
+                            running.watch = None
+                for task in still:  # stuck in book-keeping (a store that does not answer)
                     task.cancel()
                 await asyncio.gather(*still, return_exceptions=True)
+                for watch in watches:
+                    await self._unwatch(watch)
         for pool in self._pools:
             await pool.close()
         if self._renewer is not None:
@@ -937,7 +969,7 @@ class Worker(Generic[TxT]):
         running = _Running(job, config)
         self._running[job.id] = running
         self._busy += 1
-        self._spawn(self._run_attempt(running), f"queuert-attempt-{job.id}")
+        running.task = self._spawn(self._run_attempt(running), f"queuert-attempt-{job.id}")
 
     async def _run_attempt(self, running: _Running) -> None:
         job = running.job
@@ -948,18 +980,25 @@ class Worker(Generic[TxT]):
         except Exception:
             logger.exception("attempt bookkeeping failed", extra={"queuert_job_id": job.id})
         finally:
-            self._running.pop(job.id, None)
-            self._release_slot(running)
-            self.processed += 1
-            self._wake.set()
+            if not running.abandoned:
+                self._running.pop(job.id, None)
+                self._release_slot(running)
+                self.processed += 1
+                self._wake.set()
             if running.watch is not None:
                 await self._unwatch(running.watch)
 
-    def _abandon(self, job: StoredJob, handler: asyncio.Future[Any]) -> None:
+    def _abandon(self, running: _Running) -> None:
         """Stop waiting for a handler that ignores its cancellation. Its job stays leased until the
-        lease expires (no renewal), so no other worker runs it while it may still be running."""
-        self._abandoned.add(handler)
-        handler.add_done_callback(_forget_abandoned(self._abandoned))
+        lease expires (no renewal), so no other worker runs it while it may still be running; when
+        the handler ends, its attempt records nothing."""
+        job, task = running.job, running.task
+        assert task is not None
+        running.abandoned = True
+        self._running.pop(job.id, None)
+        self._tasks.discard(task)
+        self._abandoned.add(task)
+        task.add_done_callback(_forget_abandoned(self._abandoned))
         logger.warning(
             "a handler ignored its cancellation; left running, its job is left to its lease",
             extra={"queuert_job_id": job.id, "queuert_job_type": job.type_name},
@@ -998,51 +1037,43 @@ class Worker(Generic[TxT]):
                 )
             )
         loop = asyncio.get_running_loop()
-        handle = (  # without attempt scopes, the task runs _handle itself
+        handle = (  # without attempt scopes, the handler runs in _handle directly
             self._handle(running, attempt, config)
             if core.publishing.scopes is None
             else self._run_handler(running, attempt, config)
         )
-        running.handler_task = loop.create_task(handle)
         timer = (
             None
             if config.timeout is None
             else loop.call_later(config.timeout, running.cancel, "timeout")
         )
+        # The handler runs in this task: one task per attempt. running.cancel() cancels this task
+        # only while the handler runs; handler_ended() takes those cancellations back.
+        running.in_handler = True
         try:
-            await asyncio.shield(running.handler_task)
-        except asyncio.CancelledError:
-            handler = running.handler_task
-            if running.cancel_reason == "timeout" and handler.cancelled() and not self._stopping:
-                # the handler was cancelled by its timeout (this task was not): a failed attempt
-                assert config.timeout is not None
-                timed_out = AttemptTimeoutError(job.type_name, config.timeout)
-                await self._record_failure(running, timed_out, started)
-                return
-            # The worker itself is being torn down: stop the handler and wait for its rollback,
-            # within the cleanup grace (a handler that ignores its cancellation is abandoned).
-            if not handler.done():
-                handler.cancel()
-                grace = 0.0 if self._grace_over else self._cleanup_seconds
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait({handler}, timeout=grace)
-            if not handler.done():
-                self._abandon(job, handler)
-            else:
-                if not handler.cancelled():
-                    handler.exception()  # retrieved: it is reported as the attempt's outcome
-                if running.cancel_reason not in LOST_REASONS:
-                    await self._release(job)
-            raise
-        except OwnershipLostError as lost:
-            self._lose(job.id, lost.reason)
-            return
+            await handle
         except BaseException as exc:
+            running.handler_ended()
+            if running.abandoned:  # close() gave up on it long ago: nothing is ours to record
+                return
             reason = running.cancel_reason
+            if isinstance(exc, OwnershipLostError):
+                self._lose(job.id, exc.reason)
+                return
             if reason in LOST_REASONS:
                 return
-            if reason == "shutdown" and isinstance(exc, asyncio.CancelledError):
+            if isinstance(exc, asyncio.CancelledError):
+                if reason == "timeout" and not self._stopping:
+                    # the handler was cancelled by its timeout: a failed attempt
+                    assert config.timeout is not None
+                    timed_out = AttemptTimeoutError(job.type_name, config.timeout)
+                    await self._record_failure(running, timed_out, started)
+                    return
+                # cancelled for the shutdown, or by something of the handler's own: give the job
+                # back (ready again, attempt counted)
                 await self._release(job)
+                if reason is None:
+                    raise
                 return
             if isinstance(exc, Exception):
                 # A handler that completed nothing must not run again: it would repeat its effects.
@@ -1053,6 +1084,9 @@ class Worker(Generic[TxT]):
         finally:
             if timer is not None:
                 timer.cancel()
+        running.handler_ended()
+        if running.abandoned:
+            return
         if core.publishing.listens(AttemptCompleted.level):
             core.emit(
                 AttemptCompleted(

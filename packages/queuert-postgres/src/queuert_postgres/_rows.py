@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from itertools import islice
 from typing import Any
 
 from queuert.json import loads_stored
-from queuert.state import STORED_FIELDS, UNREADABLE_TIME, StoredChain, StoredJob
+from queuert.state import (
+    STORED_FIELDS,
+    UNREADABLE_TIME,
+    CompleteResult,
+    StoredChain,
+    StoredJob,
+)
 
 from queuert_postgres._sql import JOB_ID, NCOLS
 
-__all__ = ["chain_from_row", "job_from_row", "utc"]
+__all__ = ["chain_from_row", "complete_result", "job_from_row", "utc"]
 
 _UTC = timezone.utc
 
@@ -24,6 +31,7 @@ def utc(value: datetime) -> datetime:
 
 
 _new = object.__new__
+_set = object.__setattr__
 
 _FIELDS = (*STORED_FIELDS, "status", "unreadable")
 """The :class:`StoredJob` field of each column :func:`~queuert_postgres._sql.cols` selects, in order."""
@@ -31,16 +39,18 @@ _FIELDS = (*STORED_FIELDS, "status", "unreadable")
 assert len(_FIELDS) == NCOLS
 assert set(_FIELDS) == set(StoredJob.__dataclass_fields__)
 
+assert tuple(CompleteResult.__dataclass_fields__) == ("job", "unblocked", "blocker_trace_contexts")
+
 _TIMESTAMPS = ("created_at", "scheduled_at", "completed_at", "last_attempt_at", "leased_until")
 
 
 def job_from_row(row: Sequence[Any], o: int = 0) -> StoredJob:
     """The job whose :func:`~queuert_postgres._sql.cols` start at column ``o``.
 
-    Hot (every claimed and every closed job): fills the frozen dataclass's ``__dict__`` from the
-    columns in one step instead of calling its 23-argument ``__init__``.
+    Hot (every claimed and every closed job): the frozen dataclass's ``__dict__`` is the dict
+    built from the columns (no copy of the row, no 23-argument ``__init__``).
     """
-    values = dict(zip(_FIELDS, tuple(row)[o : o + NCOLS], strict=True))
+    values = dict(zip(_FIELDS, islice(row, o, o + NCOLS), strict=True))
     text = values["input"]
     if text is not None:
         values["input"] = loads_stored(text)
@@ -55,7 +65,7 @@ def job_from_row(row: Sequence[Any], o: int = 0) -> StoredJob:
     if bad is not None:
         values["unreadable"] = _unreadable(bad, values)
     job: StoredJob = _new(StoredJob)
-    job.__dict__.update(values)
+    _set(job, "__dict__", values)
     return job
 
 
@@ -77,3 +87,16 @@ def chain_from_row(row: Sequence[Any], o: int = 0) -> StoredChain:
     ):  # a one-job chain: the tail columns are the freshest (a locked read)
         return StoredChain(root=tail, tail=tail)
     return StoredChain(root=job_from_row(row, o), tail=tail)
+
+
+def complete_result(
+    job: StoredJob, unblocked: list[StoredJob], blocker_trace_contexts: list[str]
+) -> CompleteResult:
+    """A :class:`CompleteResult` (hot: every closed job), its ``__dict__`` filled in one step."""
+    result: CompleteResult = _new(CompleteResult)
+    _set(
+        result,
+        "__dict__",
+        {"job": job, "unblocked": unblocked, "blocker_trace_contexts": blocker_trace_contexts},
+    )
+    return result

@@ -75,7 +75,7 @@ from queuert_postgres._provider import (
     in_failed_transaction,
     savepoint_name,
 )
-from queuert_postgres._rows import chain_from_row, job_from_row, utc
+from queuert_postgres._rows import chain_from_row, complete_result, job_from_row, utc
 from queuert_postgres._schema import BOOTSTRAP, MIGRATION_LOCK_KEY, MIGRATIONS, Names
 from queuert_postgres._sql import (
     ID_TAKEN,
@@ -96,6 +96,11 @@ from queuert_postgres._sql import (
 )
 
 __all__ = ["PgStateAdapter"]
+
+
+def _created_order(job: StoredJob) -> tuple[datetime, str]:
+    return (job.created_at, job.id)
+
 
 TxT = TypeVar("TxT")
 T = TypeVar("T")
@@ -1555,16 +1560,39 @@ class PgStateAdapter(Generic[TxT]):
         Returns one result per completion (``None`` when refused) and, per refused ordinal (1-based),
         (row found, its outcome, its lease holder).
         """
-        args = [
-            [c.job_id for c in completions],
-            [c.outcome for c in completions],
-            [dumps(c.output) if c.closes_with_output else None for c in completions],
-            [c.succeeded_by_job_id for c in completions],
-            [c.error for c in completions],
-            worker_id,
-            owner,
-        ]
-        rows = await self._fetch(self.sql.complete, args, tx)
+        if len(completions) == 1:
+            (one,) = completions
+            rows = await self._fetch(
+                self.sql.complete_one,
+                [
+                    one.job_id,
+                    one.outcome,
+                    dumps(one.output) if one.closes_with_output else None,
+                    one.succeeded_by_job_id,
+                    one.error,
+                    worker_id,
+                    owner,
+                ],
+                tx,
+            )
+        else:
+            count = len(completions)
+            outcomes = [c.outcome for c in completions]
+            successors = [c.succeeded_by_job_id for c in completions]
+            errors = [c.error for c in completions]
+            # A column that is all 'completed' or all NULL (the worker's group commits) goes as one
+            # NULL array, which unnest pads with NULLs (the statement reads NULL as 'completed'):
+            # the driver encodes no element of it.
+            args = [
+                [c.job_id for c in completions],
+                None if outcomes.count("completed") == count else outcomes,
+                [dumps(c.output) if c.closes_with_output else None for c in completions],
+                None if successors.count(None) == count else successors,
+                None if errors.count(None) == count else errors,
+                worker_id,
+                owner,
+            ]
+            rows = await self._fetch(self.sql.complete, args, tx)
         closed: dict[int, StoredJob] = {}
         unblocked: dict[int, list[StoredJob]] = {}
         contexts: dict[int, list[str]] = {}
@@ -1609,12 +1637,12 @@ class PgStateAdapter(Generic[TxT]):
             if job is None:
                 results.append(None)
                 continue
-            released = sorted(unblocked.get(ordinal, []), key=lambda j: (j.created_at, j.id))
-            results.append(
-                CompleteResult(
-                    job=job, unblocked=released, blocker_trace_contexts=contexts.get(ordinal, [])
-                )
-            )
+            released = unblocked.get(ordinal)
+            if released is None:
+                released = []
+            elif len(released) > 1:
+                released.sort(key=_created_order)
+            results.append(complete_result(job, released, contexts.get(ordinal, [])))
         return results, refusals
 
     async def reschedule_job(
