@@ -84,6 +84,36 @@ async def test_concurrent_statements_take_other_connections(provider: AsyncpgPro
     await _all_idle(provider)
 
 
+async def test_statements_in_a_row_leave_a_one_connection_pool_to_a_waiting_transaction() -> None:
+    """With one connection in the pool, a loop of statements that never pauses does not keep it
+    from a transaction waiting for it: the lane goes back whenever the pool has none to give."""
+    provider = await AsyncpgProvider.connect(DSN, min_size=1, max_size=1)
+    stop, holding = asyncio.Event(), asyncio.Event()
+
+    async def loop_of_statements() -> None:
+        statements = 0
+        while not stop.is_set():
+            await provider.fetch(ECHO, [statements], None)
+            statements += 1
+            if statements == 3:  # the loop holds the lane
+                holding.set()
+
+    async def transaction() -> int:
+        async with provider.transaction() as tx:
+            value: int = await tx.fetchval("SELECT 41 + 1")
+        stop.set()
+        return value
+
+    try:
+        looping = asyncio.ensure_future(loop_of_statements())
+        await asyncio.wait_for(holding.wait(), GUARD)
+        assert await asyncio.wait_for(transaction(), GUARD) == 42
+        await asyncio.wait_for(looping, GUARD)
+    finally:
+        stop.set()
+        await asyncio.wait_for(provider.close(), GUARD)
+
+
 async def test_a_cancelled_statement_hands_the_lane_back(provider: AsyncpgProvider) -> None:
     await provider.fetch(ECHO, [1], None)  # the lane is taken
     task = asyncio.ensure_future(

@@ -369,8 +369,9 @@ class AsyncpgProvider:
 
     Statements without ``tx`` that follow one another (a loop of ``start_chain`` calls) run on one
     pooled connection kept between them, handed back to the pool once an event loop iteration
-    passes without one: an acquire and release of asyncpg's pool cost more CPU than a one-row
-    ``INSERT``'s round trip. Concurrent statements take other connections of the pool as before.
+    passes without one, or at once when the pool has no other connection to give: an acquire and
+    release of asyncpg's pool cost more CPU than a one-row ``INSERT``'s round trip. Concurrent
+    statements take other connections of the pool as before.
 
     It also sets ``plan_cache_mode = force_generic_plan`` on its connections: queuert's statements
     take arrays and have one good plan whatever the arguments, but PostgreSQL's default kept
@@ -456,7 +457,9 @@ class AsyncpgProvider:
             raise
         finally:
             self._lane_busy = False
-        if self._closed_meanwhile():  # close() left the lane to this statement
+        if self._closed_meanwhile() or self._pool_exhausted():
+            # close() left the lane to this statement, or others may wait for a connection: the
+            # lane goes back now, lest statements in a row keep it from them for good
             self._lane = None
             await self.pool.release(conn)
         elif self._lane_check is None:
@@ -465,6 +468,12 @@ class AsyncpgProvider:
 
     def _closed_meanwhile(self) -> bool:
         return self._closed
+
+    def _pool_exhausted(self) -> bool:
+        """Whether every connection the pool may open is open and taken (the lane included): a
+        caller may be waiting for one."""
+        pool = self.pool
+        return bool(pool.get_idle_size() == 0 and pool.get_size() >= pool.get_max_size())
 
     def _return_idle_lane(self) -> None:
         """An event loop iteration after a statement on the lane: hand the lane back to the pool
