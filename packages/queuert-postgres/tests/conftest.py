@@ -12,6 +12,7 @@ import pytest
 from pg_helpers import (
     DSN,
     STATE_CONFIGS,
+    CountingProvider,
     Namespace,
     drop_namespace,
     make_adapter,
@@ -19,7 +20,7 @@ from pg_helpers import (
     unique_schema,
 )
 from queuert_conformance import StateHarness
-from queuert_postgres import PgStateAdapter
+from queuert_postgres import AsyncpgProvider, PgStateAdapter
 
 
 @pytest.fixture
@@ -28,6 +29,20 @@ async def namespace() -> AsyncIterator[Namespace]:
     ns = Namespace(unique_schema(), "queuert_")
     yield ns
     await drop_namespace(ns)
+
+
+@pytest.fixture
+async def counted(
+    namespace: Namespace,
+) -> AsyncIterator[tuple[PgStateAdapter[Any], CountingProvider]]:
+    """A migrated adapter in ``namespace`` whose provider counts the statements it sends (from
+    zero: the migration's are not counted)."""
+    provider = CountingProvider(await AsyncpgProvider.connect(DSN))
+    adapter = PgStateAdapter(provider, schema=namespace.schema, table_prefix=namespace.prefix)
+    await adapter.migrate()
+    provider.take()
+    yield adapter, provider
+    await adapter.close()
 
 
 @pytest.fixture(params=list(STATE_CONFIGS))

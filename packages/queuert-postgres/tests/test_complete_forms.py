@@ -3,27 +3,15 @@ both must close, refuse and release alike."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from pg_helpers import DSN, CountingProvider, Namespace
+from pg_helpers import CountingProvider
 from queuert.errors import JobAlreadyCompletedError, JobNotFoundError, JobTakenByAnotherWorkerError
 from queuert.ids import uuid7
 from queuert.state import CompleteResult, Completion, NewJob
-from queuert_postgres import AsyncpgProvider, PgStateAdapter
-
-
-@pytest.fixture
-async def counted(
-    namespace: Namespace,
-) -> AsyncIterator[tuple[PgStateAdapter[Any], CountingProvider]]:
-    provider = CountingProvider(await AsyncpgProvider.connect(DSN))
-    adapter = PgStateAdapter(provider, schema=namespace.schema, table_prefix=namespace.prefix)
-    await adapter.migrate()
-    yield adapter, provider
-    await adapter.close()
+from queuert_postgres import PgStateAdapter
 
 
 def job(type_name: str = "work", **kw: Any) -> NewJob:

@@ -21,18 +21,6 @@ from queuert_postgres import AsyncpgProvider, PgNotifyAdapter, PgStateAdapter
 LEASE = {"work": timedelta(minutes=5)}
 
 
-@pytest.fixture
-async def counted(
-    namespace: Namespace,
-) -> AsyncIterator[tuple[PgStateAdapter[Any], CountingProvider]]:
-    provider = CountingProvider(await AsyncpgProvider.connect(DSN))
-    adapter = PgStateAdapter(provider, schema=namespace.schema, table_prefix=namespace.prefix)
-    await adapter.migrate()
-    provider.take()
-    yield adapter, provider
-    await adapter.close()
-
-
 def job(type_name: str = "work", **kw: Any) -> NewJob:
     return NewJob(id=uuid7(), type_name=type_name, chain_type_name=type_name, input={"n": 1}, **kw)
 
