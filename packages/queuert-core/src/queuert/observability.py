@@ -304,7 +304,8 @@ for _event_class in _EVENT_CLASSES:
 class ObservabilityAdapter(Protocol):
     """Receives events. An adapter may also define ``listens(level: int) -> bool``: ``False`` for
     events of that logging level means it would drop them, and the core's hot paths (every attempt,
-    every completion, every job created) then skip building them. An adapter without it receives every event."""
+    every completion, every job created) then skip building them. An adapter without it receives
+    every event."""
 
     def emit(self, event: Event) -> None:
         """Receive one event. Must not block or raise."""

@@ -1120,10 +1120,11 @@ class Worker(Generic[TxT]):
         self, running: _Running, attempt: Attempt[Any], config: HandlerConfig
     ) -> None:
 
+        def run_handler() -> FirstSuspension[Any]:
+            return FirstSuspension(config.handler(attempt), attempt._on_first_suspension)
+
         async def innermost() -> None:
-            attempt._returned = await FirstSuspension(
-                config.handler(attempt), attempt._on_first_suspension
-            )
+            attempt._returned = await run_handler()
 
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -1134,9 +1135,7 @@ class Worker(Generic[TxT]):
                     call = _bind(middleware, attempt, call)
                 await call()
             else:  # the handler alone: one coroutine less on every resume
-                attempt._returned = await FirstSuspension(
-                    config.handler(attempt), attempt._on_first_suspension
-                )
+                attempt._returned = await run_handler()
             self._note_handler_time(loop.time() - started)
             self._release_slot(running)
             attempt._settle_returned()
