@@ -865,6 +865,30 @@ of :data:`COMPLETE` for a single ordinal 1, with no arrays to build and unnest (
 path closes one job per transaction; the server runs this in about four fifths of the time of the
 array form)."""
 
+COMPLETE_ONE_PLAIN = f"""
+UPDATE {{job}} j
+SET outcome = $2::text, output = $3::text::json, succeeded_by_job_id = $4::text::uuid,
+    completed_at = {NOW}, completed_by = $6::text, leased_by = NULL, leased_until = NULL,
+    last_attempt_error = CASE WHEN $2::text = 'completed' THEN NULL
+                              ELSE coalesce($5::text, j.last_attempt_error) END
+FROM {{job}} s
+WHERE s.id = $1::text::uuid AND j.id = s.id AND j.chain_id = s.chain_id AND j.xmin = s.xmin
+  AND j.outcome IS NULL AND ($7::text IS NULL OR j.leased_by = $7::text)
+  AND ($4::text IS NOT NULL
+       OR NOT EXISTS (SELECT 1 FROM {{blocker}} b WHERE b.blocked_by_chain_id = s.chain_id))
+RETURNING {cols("j")}
+"""
+"""The common case of :data:`COMPLETE_ONE` (same arguments), as one guarded ``UPDATE``: it closes
+the job only if it is open, held by the owner, unchanged since the statement's snapshot (``s``, the
+same row as the snapshot saw it: a write committed after the snapshot, such as a blocker attachment
+touching the tail, makes the update, which waits for it and re-checks the newest version, skip the
+row) and, unless it continues its chain, no job waits for its chain. It returns the closed job's
+columns, which are then the whole result of :data:`COMPLETE_ONE` (nothing released, no trace
+context, no tail moved), or no row and changes nothing: the caller then sends
+:data:`COMPLETE_ONE`, which handles the refusals, the dependents and the race. It skips the
+statement's lock-then-update, the chain-closing checks and the release of dependents, whose plan
+nodes cost a completion with nothing to release most of its server time."""
+
 COMPLETE_CATCH_UP = f"""
 WITH mc AS (
     SELECT u.chain_id::uuid AS chain_id, u.ord FROM unnest($1::text[], $2::int[]) AS u(chain_id, ord)
@@ -1062,6 +1086,7 @@ _ALL = {
     "renew": RENEW,
     "complete": COMPLETE,
     "complete_one": COMPLETE_ONE,
+    "complete_one_plain": COMPLETE_ONE_PLAIN,
     "complete_catch_up": COMPLETE_CATCH_UP,
     "reschedule": RESCHEDULE,
     "reap": REAP,
@@ -1121,6 +1146,7 @@ class Statements:
         self.renew = rendered["renew"]
         self.complete = rendered["complete"]
         self.complete_one = rendered["complete_one"]
+        self.complete_one_plain = rendered["complete_one_plain"]
         self.complete_catch_up = rendered["complete_catch_up"]
         self.reschedule = rendered["reschedule"]
         self.reap = rendered["reap"]

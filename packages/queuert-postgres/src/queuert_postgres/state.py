@@ -1562,19 +1562,21 @@ class PgStateAdapter(Generic[TxT]):
         """
         if len(completions) == 1:
             (one,) = completions
-            rows = await self._fetch(
-                self.sql.complete_one,
-                [
-                    one.job_id,
-                    one.outcome,
-                    dumps(one.output) if one.closes_with_output else None,
-                    one.succeeded_by_job_id,
-                    one.error,
-                    worker_id,
-                    owner,
-                ],
-                tx,
-            )
+            args = [
+                one.job_id,
+                one.outcome,
+                dumps(one.output) if one.closes_with_output else None,
+                one.succeeded_by_job_id,
+                one.error,
+                worker_id,
+                owner,
+            ]
+            # The common case first (nothing to release, no refusal, no race): one UPDATE. When it
+            # closes nothing, the full statement decides (it sees what the first one did not).
+            rows = await self._fetch(self.sql.complete_one_plain, args, tx)
+            if rows:
+                return [complete_result(job_from_row(rows[0]), [], [])], {}
+            rows = await self._fetch(self.sql.complete_one, args, tx)
         else:
             count = len(completions)
             outcomes = [c.outcome for c in completions]
