@@ -841,6 +841,31 @@ SELECT {CompleteRow.REFUSED}, c.ord, cur.outcome, cur.leased_by, cur.id::text,
 FROM c LEFT JOIN cur ON cur.id = c.id WHERE NOT EXISTS (SELECT 1 FROM ok WHERE ok.ord = c.ord)
 """
 
+COMPLETE_PLAIN = f"""
+UPDATE {{job}} j
+SET outcome = c.outcome, output = c.output::json, succeeded_by_job_id = c.succ,
+    completed_at = {NOW}, completed_by = $6::text, leased_by = NULL, leased_until = NULL,
+    last_attempt_error = CASE WHEN c.outcome = 'completed' THEN NULL
+                              ELSE coalesce(c.err, j.last_attempt_error) END
+FROM (
+    SELECT u.ord::int AS ord, u.id::uuid AS id, coalesce(u.outcome, 'completed') AS outcome,
+           u.output, u.succ::uuid AS succ, u.err
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+         WITH ORDINALITY AS u(id, outcome, output, succ, err, ord)
+    ORDER BY 2
+) c
+JOIN {{job}} s ON s.id = c.id
+WHERE j.id = s.id AND j.chain_id = s.chain_id AND j.xmin = s.xmin
+  AND j.outcome IS NULL AND ($7::text IS NULL OR j.leased_by = $7::text)
+  AND (c.succ IS NOT NULL
+       OR NOT EXISTS (SELECT 1 FROM {{blocker}} b WHERE b.blocked_by_chain_id = s.chain_id))
+RETURNING c.ord, {cols("j")}
+"""
+"""The common case of :data:`COMPLETE` (same arguments), as one guarded ``UPDATE``: what
+:data:`COMPLETE_ONE_PLAIN` is to :data:`COMPLETE_ONE`, for each completion of the batch (taken in
+job id order, the order the full statement locks in). It returns the ordinal and the columns of
+each job it closed; the caller sends :data:`COMPLETE` for the others."""
+
 COMPLETE_ONE = f"""
 WITH cur AS (
     SELECT j.id, j.xmin::text AS v, j.chain_id, j.chain_index, j.outcome, j.leased_by
@@ -1085,6 +1110,7 @@ _ALL = {
     "claim_type_limited": CLAIM_TYPE_LIMITED,
     "renew": RENEW,
     "complete": COMPLETE,
+    "complete_plain": COMPLETE_PLAIN,
     "complete_one": COMPLETE_ONE,
     "complete_one_plain": COMPLETE_ONE_PLAIN,
     "complete_catch_up": COMPLETE_CATCH_UP,
@@ -1145,6 +1171,7 @@ class Statements:
         self.claim_type_limited = rendered["claim_type_limited"]
         self.renew = rendered["renew"]
         self.complete = rendered["complete"]
+        self.complete_plain = rendered["complete_plain"]
         self.complete_one = rendered["complete_one"]
         self.complete_one_plain = rendered["complete_one_plain"]
         self.complete_catch_up = rendered["complete_catch_up"]
