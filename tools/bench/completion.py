@@ -10,9 +10,10 @@ Forms, on jobs in chains of one with nothing waiting for them:
 * ``update``: the floor's guarded ``UPDATE`` closing the job row (nothing returned);
 * ``update returning``: the same ``UPDATE ... RETURNING`` the job's columns;
 * ``one-job statements``: what ``complete_job`` sends, raw through the adapter's provider (the
-  plain ``UPDATE``, and the full one-job statement when that closed nothing);
+  plain ``UPDATE``, and the full one-job statement when it closed nothing);
 * ``complete_job``: the adapter's guarded ``complete_job`` (the same, with the rows decoded);
-* ``array form``: the array statement with that one completion (a group commit's statement);
+* ``array statements``: the array statements with that one completion (what a group commit
+  sends: the plain ``UPDATE``, and the full statement for what it did not close);
 * with ``--base DIR`` (a checkout of another commit): ``base: one-job statement`` and ``base: array
   form``, that checkout's statements sent raw through this adapter's provider;
 
@@ -105,12 +106,17 @@ async def measure(
             return None
         return await provider.fetch(state.sql.complete_one, one_args(job_id), tx)
 
+    async def plain_then_full_array(job_id: str, tx: Any) -> object:
+        if await provider.fetch(state.sql.complete_plain, array_args(job_id), tx):
+            return None
+        return await provider.fetch(state.sql.complete, array_args(job_id), tx)
+
     plain: dict[str, Call] = {
         "update": statement(floor, lambda job_id: [job_id, output]),
         "update returning": statement(returning, lambda job_id: [job_id, output]),
         "one-job statements": plain_then_full,
         "complete_job": on_complete_job,
-        "array form": statement(state.sql.complete, array_args),
+        "array statements": plain_then_full_array,
     }
     blocked: dict[str, Call] = {
         "one-job statements, 1 dep.": plain_then_full,
