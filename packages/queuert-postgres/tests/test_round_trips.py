@@ -72,13 +72,14 @@ async def test_statement_counts_per_operation(
     assert all(r is not None for r in results)
     assert provider.take() == 1
 
-    # completing a blocker chain and releasing its 10 dependents: one statement
+    # completing a blocker chain and releasing its 10 dependents: the plain completion finds
+    # dependents and closes nothing, the full statement closes and releases
     async with adapter.transaction() as tx:
         result = await adapter.complete_job(
             blocker[0].job.id, outcome="completed", worker_id=None, tx=tx
         )
         assert len(result.unblocked) == 10
-        assert provider.take() == 1
+        assert provider.take() == 2
 
     # continuation: create successor (1) + close predecessor (1)
     (root,) = await adapter.create_jobs([job("loop")])

@@ -863,6 +863,31 @@ SELECT {CompleteRow.REFUSED}, c.ord, cur.outcome, cur.leased_by, cur.id::text,
 FROM c LEFT JOIN cur ON cur.id = c.id WHERE NOT EXISTS (SELECT 1 FROM ok WHERE ok.ord = c.ord)
 """
 
+COMPLETE_PLAIN = f"""
+UPDATE {{job}} j
+SET outcome = c.outcome, output = c.output::json, succeeded_by_job_id = c.succ,
+    completed_at = {NOW}, completed_by = $6::text, leased_by = NULL, leased_until = NULL,
+    last_attempt_error = CASE WHEN c.outcome = 'completed' THEN NULL
+                              ELSE coalesce(c.err, j.last_attempt_error) END
+FROM (
+    SELECT u.ord::int AS ord, u.id::uuid AS id, coalesce(u.outcome, 'completed') AS outcome,
+           u.output, u.succ::uuid AS succ, u.err
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+         WITH ORDINALITY AS u(id, outcome, output, succ, err, ord)
+    ORDER BY 2
+) c
+JOIN {{job}} s ON s.id = c.id
+WHERE j.id = s.id AND j.chain_id = s.chain_id AND j.xmin = s.xmin
+  AND j.outcome IS NULL AND ($7::text IS NULL OR j.leased_by = $7::text)
+  AND (c.succ IS NOT NULL
+       OR NOT EXISTS (SELECT 1 FROM {{blocker}} b WHERE b.blocked_by_chain_id = s.chain_id))
+RETURNING c.ord, {cols("j")}
+"""
+"""The common case of :data:`COMPLETE` (same arguments), as one guarded ``UPDATE``: what
+:data:`COMPLETE_ONE_PLAIN` is to :data:`COMPLETE_ONE`, for each completion of the batch (taken in
+job id order, the order the full statement locks in). It returns the ordinal and the columns of
+each job it closed; the caller sends :data:`COMPLETE` for the others."""
+
 COMPLETE_ONE = f"""
 WITH cur AS (
     SELECT j.id, j.xmin::text AS v, j.chain_id, j.chain_index, j.outcome, j.leased_by
@@ -886,6 +911,30 @@ as JSON text, ``$4`` the successor, ``$5`` the error, ``$6`` the worker, ``$7`` 
 of :data:`COMPLETE` for a single ordinal 1, with no arrays to build and unnest (the exactly-once
 path closes one job per transaction; the server runs this in about four fifths of the time of the
 array form)."""
+
+COMPLETE_ONE_PLAIN = f"""
+UPDATE {{job}} j
+SET outcome = $2::text, output = $3::text::json, succeeded_by_job_id = $4::text::uuid,
+    completed_at = {NOW}, completed_by = $6::text, leased_by = NULL, leased_until = NULL,
+    last_attempt_error = CASE WHEN $2::text = 'completed' THEN NULL
+                              ELSE coalesce($5::text, j.last_attempt_error) END
+FROM {{job}} s
+WHERE s.id = $1::text::uuid AND j.id = s.id AND j.chain_id = s.chain_id AND j.xmin = s.xmin
+  AND j.outcome IS NULL AND ($7::text IS NULL OR j.leased_by = $7::text)
+  AND ($4::text IS NOT NULL
+       OR NOT EXISTS (SELECT 1 FROM {{blocker}} b WHERE b.blocked_by_chain_id = s.chain_id))
+RETURNING {cols("j")}
+"""
+"""The common case of :data:`COMPLETE_ONE` (same arguments), as one guarded ``UPDATE``: it closes
+the job only if it is open, held by the owner, unchanged since the statement's snapshot (``s``, the
+same row as the snapshot saw it: a write committed after the snapshot, such as a blocker attachment
+touching the tail, makes the update, which waits for it and re-checks the newest version, skip the
+row) and, unless it continues its chain, no job waits for its chain. It returns the closed job's
+columns, which are then the whole result of :data:`COMPLETE_ONE` (nothing released, no trace
+context, no tail moved), or no row and changes nothing: the caller then sends
+:data:`COMPLETE_ONE`, which handles the refusals, the dependents and the race. It skips the
+statement's lock-then-update, the chain-closing checks and the release of dependents, whose plan
+nodes cost a completion with nothing to release most of its server time."""
 
 COMPLETE_CATCH_UP = f"""
 WITH mc AS (
@@ -1085,7 +1134,9 @@ _ALL = {
     "claim_type_limited": CLAIM_TYPE_LIMITED,
     "renew": RENEW,
     "complete": COMPLETE,
+    "complete_plain": COMPLETE_PLAIN,
     "complete_one": COMPLETE_ONE,
+    "complete_one_plain": COMPLETE_ONE_PLAIN,
     "complete_catch_up": COMPLETE_CATCH_UP,
     "reschedule": RESCHEDULE,
     "reap": REAP,
@@ -1152,7 +1203,9 @@ class Statements:
         self.claim_type_limited = rendered["claim_type_limited"]
         self.renew = rendered["renew"]
         self.complete = rendered["complete"]
+        self.complete_plain = rendered["complete_plain"]
         self.complete_one = rendered["complete_one"]
+        self.complete_one_plain = rendered["complete_one_plain"]
         self.complete_catch_up = rendered["complete_catch_up"]
         self.reschedule = rendered["reschedule"]
         self.reap = rendered["reap"]

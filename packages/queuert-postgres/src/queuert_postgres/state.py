@@ -1601,43 +1601,80 @@ class PgStateAdapter(Generic[TxT]):
         owner: str | None,
         tx: TxT | None,
     ) -> tuple[list[CompleteResult | None], dict[int, tuple[bool, str | None, str | None]]]:
-        """Close jobs in one statement (plus a catch-up statement in a rare race, see below).
+        """Close jobs: first with a plain guarded ``UPDATE`` (the common case: nothing to release,
+        no refusal, no race), then with the full statement for the completions it did not close
+        (it sees what the first one did not: dependents, refusals, a write after its snapshot).
 
         Returns one result per completion (``None`` when refused) and, per refused ordinal (1-based),
         (row found, its outcome, its lease holder).
         """
         if len(completions) == 1:
-            (one,) = completions
-            rows = await self._fetch(
-                self.sql.complete_one,
-                [
-                    one.job_id,
-                    one.outcome,
-                    dumps(one.output) if one.closes_with_output else None,
-                    one.succeeded_by_job_id,
-                    one.error,
-                    worker_id,
-                    owner,
-                ],
-                tx,
-            )
+            args = self._completion_args(completions[0], worker_id, owner)
+            rows = await self._fetch(self.sql.complete_one_plain, args, tx)
+            if rows:
+                return [complete_result(job_from_row(rows[0]), [], [])], {}
+            return await self._complete_fully(completions, args, tx)
+        args = self._completions_args(completions, worker_id, owner)
+        rows = await self._fetch(self.sql.complete_plain, args, tx)
+        results: list[CompleteResult | None] = [None] * len(completions)
+        for row in rows:
+            results[row[0] - 1] = complete_result(job_from_row(row, 1), [], [])
+        if len(rows) == len(completions):
+            return results, {}
+        rest = [i for i, result in enumerate(results) if result is None]
+        left = [completions[i] for i in rest]
+        if len(left) == 1:
+            args = self._completion_args(left[0], worker_id, owner)
         else:
-            count = len(completions)
-            outcomes = [c.outcome for c in completions]
-            successors = [c.succeeded_by_job_id for c in completions]
-            errors = [c.error for c in completions]
-            # A column that is all 'completed' or all NULL (the worker's group commits) goes as one
-            # NULL array, which unnest pads with NULLs (the statement reads NULL as 'completed'):
-            # the driver encodes no element of it.
-            args = [
-                [c.job_id for c in completions],
-                None if outcomes.count("completed") == count else outcomes,
-                [dumps(c.output) if c.closes_with_output else None for c in completions],
-                None if successors.count(None) == count else successors,
-                None if errors.count(None) == count else errors,
-                worker_id,
-                owner,
-            ]
+            args = self._completions_args(left, worker_id, owner)
+        found, refused = await self._complete_fully(left, args, tx)
+        for i, result in zip(rest, found, strict=True):
+            results[i] = result
+        return results, {rest[ordinal - 1] + 1: why for ordinal, why in refused.items()}
+
+    @staticmethod
+    def _completion_args(one: Completion, worker_id: str | None, owner: str | None) -> list[Any]:
+        """The arguments of the one-job statements."""
+        return [
+            one.job_id,
+            one.outcome,
+            dumps(one.output) if one.closes_with_output else None,
+            one.succeeded_by_job_id,
+            one.error,
+            worker_id,
+            owner,
+        ]
+
+    @staticmethod
+    def _completions_args(
+        completions: Sequence[Completion], worker_id: str | None, owner: str | None
+    ) -> list[Any]:
+        """The arguments of the array statements."""
+        count = len(completions)
+        outcomes = [c.outcome for c in completions]
+        successors = [c.succeeded_by_job_id for c in completions]
+        errors = [c.error for c in completions]
+        # A column that is all 'completed' or all NULL (the worker's group commits) goes as one
+        # NULL array, which unnest pads with NULLs (the statement reads NULL as 'completed'): the
+        # driver encodes no element of it.
+        return [
+            [c.job_id for c in completions],
+            None if outcomes.count("completed") == count else outcomes,
+            [dumps(c.output) if c.closes_with_output else None for c in completions],
+            None if successors.count(None) == count else successors,
+            None if errors.count(None) == count else errors,
+            worker_id,
+            owner,
+        ]
+
+    async def _complete_fully(
+        self, completions: Sequence[Completion], args: list[Any], tx: TxT | None
+    ) -> tuple[list[CompleteResult | None], dict[int, tuple[bool, str | None, str | None]]]:
+        """:meth:`_complete` with the full statement (``args`` built for it), plus a catch-up
+        statement in a rare race (see below)."""
+        if len(completions) == 1:
+            rows = await self._fetch(self.sql.complete_one, args, tx)
+        else:
             rows = await self._fetch(self.sql.complete, args, tx)
         closed: dict[int, StoredJob] = {}
         unblocked: dict[int, list[StoredJob]] = {}
