@@ -146,7 +146,8 @@ async def test_a_start_without_a_transaction_is_one_statement(
     adapter, provider = counted
     async with Client(adapter, job_types=[Work]) as client:
         chain = await client.start_chain(Work(Item(1)))
-        assert len(provider.statements) == 1 and provider.transactions == 0, provider.statements
+        assert provider.statements == [adapter.sql.create_one.text], provider.statements
+        assert provider.transactions == 0
         assert await adapter.get_job(chain.id) is not None
         provider.take()
         # in the caller's transaction: the INSERT and nothing else
@@ -170,7 +171,7 @@ async def test_a_start_without_a_transaction_sends_its_wake_up_in_its_statement(
         provider.take()
         for n in range(3):
             await client.start_chain(Work(Item(n)))
-            assert provider.statements == [adapter.sql.create_first_notify_alone.text]
+            assert provider.statements == [adapter.sql.create_one_notify.text]
             assert provider.transactions == 0
             provider.take()
         await client.start_chains([Work(Item(n)) for n in range(100)])

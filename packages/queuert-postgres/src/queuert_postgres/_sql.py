@@ -341,6 +341,28 @@ FROM res r
 transaction and its wake-ups in one autocommit statement. PostgreSQL delivers them when it
 commits."""
 
+CREATE_ONE = f"""
+INSERT INTO {{job}} AS j (id, type_name, chain_id, chain_type_name, chain_index, input, created_at,
+                          scheduled_at, chain_trace_context, trace_context, priority, limit_key)
+SELECT $1::text::uuid, $2::text, $1::text::uuid, $3::text, 0, $4::text::json, {NOW},
+       greatest(coalesce($5::timestamptz, {NOW} + $6::float8 * interval '1 second'), {NOW}),
+       $7::text, $8::text, $9::int, $10::text
+/*id*/
+ON CONFLICT DO NOTHING
+RETURNING {NOW} AS at, j.scheduled_at
+"""
+""":data:`CREATE_FIRST` for one chain start, with scalar arguments in the order of its arrays (no
+arrays to encode and unnest). No row comes back when the id is taken (nothing was inserted, so the
+statement may commit on its own); else one: the statement's time (``created_at``) and
+``scheduled_at``."""
+
+CREATE_ONE_NOTIFY = f"""
+WITH ins AS ({CREATE_ONE})
+SELECT ins.at, ins.scheduled_at, pg_notify($11::text, $12::text) FROM ins
+"""
+""":data:`CREATE_ONE` that also sends the notification of channel ``$11`` with payload ``$12`` in its
+transaction, only when the row was inserted (PostgreSQL delivers it when it commits)."""
+
 ID_TAKEN = "queuert: a job id is taken"
 """The text of the error the ``*_alone`` variants of :data:`CREATE` and :data:`CREATE_FIRST` raise
 when not every row was inserted (SQLSTATE 22P02, from a cast of this text): without a caller's
@@ -1091,6 +1113,8 @@ _ALL = {
     "create": CREATE,
     "create_first": CREATE_FIRST,
     "create_first_notify": CREATE_FIRST_NOTIFY,
+    "create_one": CREATE_ONE,
+    "create_one_notify": CREATE_ONE_NOTIFY,
     "dedup_locks": DEDUP_LOCKS,
     "undo_create": UNDO_CREATE,
     "stored_ids": STORED_IDS,
@@ -1123,9 +1147,11 @@ _ALL = {
 
 
 _PARTITIONED_IDS = "WHERE NOT EXISTS (SELECT 1 FROM {job} e WHERE e.id = u.id::uuid)"
+_PARTITIONED_ID = "WHERE NOT EXISTS (SELECT 1 FROM {job} e WHERE e.id = $1::text::uuid)"
 """In the partitioned layout the primary key is (id, chain_id), which keeps a new chain's id from
 repeating another chain's id but not a continuation job's (whose chain differs): :data:`CREATE_FIRST`
-looks for the id among all jobs. (:data:`CREATE` always does.)"""
+looks for the id among all jobs, and :data:`CREATE_ONE` for its one id. (:data:`CREATE` always
+does.)"""
 
 
 class Statements:
@@ -1139,6 +1165,10 @@ class Statements:
             templates[key] = templates[key].replace(
                 "/*ids*/", _PARTITIONED_IDS if partitioned else ""
             )
+        for key in ("create_one", "create_one_notify"):
+            templates[key] = templates[key].replace(
+                "/*id*/", _PARTITIONED_ID if partitioned else ""
+            )
         for key, check in (
             ("create", _ALL_CREATE),
             ("create_first", _ALL_FIRST),
@@ -1149,6 +1179,8 @@ class Statements:
         self.create = rendered["create"]
         self.create_first = rendered["create_first"]
         self.create_first_notify = rendered["create_first_notify"]
+        self.create_one = rendered["create_one"]
+        self.create_one_notify = rendered["create_one_notify"]
         self.dedup_locks = rendered["dedup_locks"]
         self.create_alone = rendered["create_alone"]
         self.create_first_alone = rendered["create_first_alone"]

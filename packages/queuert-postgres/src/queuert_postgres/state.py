@@ -862,36 +862,9 @@ class PgStateAdapter(Generic[TxT]):
         if not jobs:
             return []
         if all(new.chain_id is None and new.deduplication is None for new in jobs):
-            # chain starts without deduplication, the common case: the short statement's columns
-            # built one by one (a column with no value in any row goes as an empty array: unnest
-            # pads it with NULLs, and the driver skips inspecting a hundred Nones)
-            schedules = [new.schedule for new in jobs]
-            if schedules.count(None) == len(schedules):
-                at_column: list[Any] = []
-                after_column: list[Any] = []
-            else:
-                at_column = [None if s is None else s.at for s in schedules]
-                after_column = [
-                    None if s is None or s.after is None else _secs(s.after) for s in schedules
-                ]
-            args = [
-                [new.id for new in jobs],
-                [new.type_name for new in jobs],
-                [new.chain_type_name for new in jobs],
-                [new.input_json() for new in jobs],  # the text the client checked
-                at_column,
-                after_column,
-                *(
-                    column if column.count(None) != len(column) else []
-                    for column in (
-                        [new.chain_trace_context for new in jobs],
-                        [new.trace_context for new in jobs],
-                        [new.priority or None for new in jobs],  # NULL reads as 0
-                        [new.limit_key for new in jobs],
-                    )
-                ),
-            ]
-            return await self._create_first(jobs, args, tx, messages)
+            if len(jobs) == 1 and (messages is None or len(messages[0]) == 1):
+                return [await self._create_one(jobs[0], tx, messages)]
+            return await self._create_first(jobs, self._first_args(jobs), tx, messages)
         assert messages is None, "messages only go with chain starts without deduplication"
         per_job: list[tuple[Any, ...]] = []
         excl_ord: list[int] = []
@@ -948,6 +921,79 @@ class PgStateAdapter(Generic[TxT]):
             await self._fetch(self.sql.dedup_locks, [sorted(lock_keys)], own)
             rows = await self._fetch(self.sql.create, args, own)
             return await self._created(jobs, rows, own)
+
+    @staticmethod
+    def _first_args(jobs: Sequence[NewJob]) -> list[list[Any]]:
+        """The arrays of :data:`~queuert_postgres._sql.CREATE_FIRST` for ``jobs``."""
+        # chain starts without deduplication, the common case: the short statement's columns
+        # built one by one (a column with no value in any row goes as an empty array: unnest
+        # pads it with NULLs, and the driver skips inspecting a hundred Nones)
+        schedules = [new.schedule for new in jobs]
+        if schedules.count(None) == len(schedules):
+            at_column: list[Any] = []
+            after_column: list[Any] = []
+        else:
+            at_column = [None if s is None else s.at for s in schedules]
+            after_column = [
+                None if s is None or s.after is None else _secs(s.after) for s in schedules
+            ]
+        return [
+            [new.id for new in jobs],
+            [new.type_name for new in jobs],
+            [new.chain_type_name for new in jobs],
+            [new.input_json() for new in jobs],  # the text the client checked
+            at_column,
+            after_column,
+            *(
+                column if column.count(None) != len(column) else []
+                for column in (
+                    [new.chain_trace_context for new in jobs],
+                    [new.trace_context for new in jobs],
+                    [new.priority or None for new in jobs],  # NULL reads as 0
+                    [new.limit_key for new in jobs],
+                )
+            ),
+        ]
+
+    async def _create_one(
+        self, new: NewJob, tx: TxT | None, messages: tuple[list[str], list[str]] | None
+    ) -> CreatedJob:
+        """One chain start without deduplication: :data:`~queuert_postgres._sql.CREATE_ONE`, the
+        arguments of :meth:`_create_first`'s arrays as scalars, and its one wake-up if ``messages``
+        holds it. Nothing is inserted when the id is taken, so the statement may commit on its own
+        and there is nothing to undo in ``tx``."""
+        schedule = new.schedule
+        args: list[Any] = [
+            new.id,
+            new.type_name,
+            new.chain_type_name,
+            new.input_json(),  # the text the client checked
+            None if schedule is None else schedule.at,
+            None if schedule is None or schedule.after is None else _secs(schedule.after),
+            new.chain_trace_context,
+            new.trace_context,
+            new.priority,
+            new.limit_key,
+        ]
+        if messages is None:
+            rows = await self._fetch(self.sql.create_one, args, tx)
+        else:
+            assert tx is None, "messages only go without a caller's transaction"
+            (channel,), (payload,) = messages
+            rows = await self._fetch(self.sql.create_one_notify, [*args, channel, payload], None)
+        if not rows:
+            raise DuplicateJobIdError(new.id)
+        statement_at, scheduled_at = rows[0][0], rows[0][1]
+        now = utc(statement_at)
+        later = scheduled_at > statement_at
+        job = inserted_job(
+            new,
+            input=new.input,
+            created_at=now,
+            scheduled_at=utc(scheduled_at) if later else now,
+            status="scheduled" if later else "ready",
+        )
+        return CreatedJob(job=job, deduplicated=False)
 
     async def _create_first(
         self,
