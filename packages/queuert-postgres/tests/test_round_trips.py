@@ -146,7 +146,7 @@ async def test_a_start_without_a_transaction_is_one_statement(
     adapter, provider = counted
     async with Client(adapter, job_types=[Work]) as client:
         chain = await client.start_chain(Work(Item(1)))
-        assert provider.statements == [adapter.sql.create_one.text], provider.statements
+        assert provider.statements == [adapter.sql.create_one_alone.text], provider.statements
         assert provider.transactions == 0
         assert await adapter.get_job(chain.id) is not None
         provider.take()

@@ -352,20 +352,30 @@ ON CONFLICT DO NOTHING
 RETURNING {NOW} AS at, j.scheduled_at
 """
 """:data:`CREATE_FIRST` for one chain start, with scalar arguments in the order of its arrays (no
-arrays to encode and unnest). No row comes back when the id is taken (nothing was inserted, so the
-statement may commit on its own); else one: the statement's time (``created_at``) and
-``scheduled_at``."""
+arrays to encode and unnest). No row comes back when the id is taken (nothing was inserted); else
+one: the statement's time (``created_at``) and ``scheduled_at``. Its ``_alone`` variant (without a
+caller's transaction) raises a unique violation instead of skipping the row: see
+:data:`SKIP_TAKEN`."""
 
 CREATE_ONE_NOTIFY = f"""
 WITH ins AS ({CREATE_ONE})
 SELECT ins.at, ins.scheduled_at, pg_notify($11::text, $12::text) FROM ins
 """
 """:data:`CREATE_ONE` that also sends the notification of channel ``$11`` with payload ``$12`` in its
-transaction, only when the row was inserted (PostgreSQL delivers it when it commits)."""
+transaction, only when the row was inserted (PostgreSQL delivers it when it commits). Only run
+without a caller's transaction, so always without :data:`SKIP_TAKEN`."""
+
+SKIP_TAKEN = "ON CONFLICT DO NOTHING\n"
+"""The clause with which :data:`CREATE_FIRST` and :data:`CREATE_ONE` skip a row whose id is taken, so
+that the caller's transaction goes on after the error. Their variants without a caller's
+transaction leave it out: a taken id (stored, or repeated in the batch) then fails the statement
+with a unique violation (SQLSTATE 23505) and nothing commits, as with :data:`ID_TAKEN`. An
+``INSERT`` without it does not check each row's unique keys before inserting it and again after
+(speculative insertion): about a third less server time for a batch of 100 starts."""
 
 ID_TAKEN = "queuert: a job id is taken"
 """The text of the error the ``*_alone`` variants of :data:`CREATE` and :data:`CREATE_FIRST` raise
-when not every row was inserted (SQLSTATE 22P02, from a cast of this text): without a caller's
+when not every row was inserted (the partitioned layout's check of the ids, or :data:`CREATE`'s) (SQLSTATE 22P02, from a cast of this text): without a caller's
 transaction the statement commits on its own, and must then commit nothing."""
 
 _ALL_FIRST = (
@@ -1175,11 +1185,21 @@ class Statements:
             ("create_first_notify", _ALL_FIRST),
         ):
             templates[f"{key}_alone"] = templates[key].replace("/*all*/", check)
+        templates["create_one_alone"] = templates["create_one"]
+        for key in (
+            "create_first_alone",
+            "create_first_notify_alone",
+            "create_one_alone",
+            "create_one_notify",
+        ):
+            assert SKIP_TAKEN in templates[key], key
+            templates[key] = templates[key].replace(SKIP_TAKEN, "")
         rendered = {key: Sql(names.render(text)) for key, text in templates.items()}
         self.create = rendered["create"]
         self.create_first = rendered["create_first"]
         self.create_first_notify = rendered["create_first_notify"]
         self.create_one = rendered["create_one"]
+        self.create_one_alone = rendered["create_one_alone"]
         self.create_one_notify = rendered["create_one_notify"]
         self.dedup_locks = rendered["dedup_locks"]
         self.create_alone = rendered["create_alone"]

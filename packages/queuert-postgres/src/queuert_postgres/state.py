@@ -125,11 +125,12 @@ def _lock_not_available(exc: BaseException) -> bool:
 
 
 def _id_taken(exc: BaseException) -> bool:
-    """True for the error of a statement that inserts all its rows or fails (see ``ID_TAKEN``)."""
+    """True for the error of a statement that inserts all its rows or fails: its check failed (see
+    ``ID_TAKEN``) or an id was taken (a unique violation, see ``SKIP_TAKEN``)."""
     seen: BaseException | None = exc
     while seen is not None:
         code = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
-        if code == "22P02" and ID_TAKEN in str(seen):
+        if code == "23505" or (code == "22P02" and ID_TAKEN in str(seen)):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
@@ -960,8 +961,8 @@ class PgStateAdapter(Generic[TxT]):
     ) -> CreatedJob:
         """One chain start without deduplication: :data:`~queuert_postgres._sql.CREATE_ONE`, the
         arguments of :meth:`_create_first`'s arrays as scalars, and its one wake-up if ``messages``
-        holds it. Nothing is inserted when the id is taken, so the statement may commit on its own
-        and there is nothing to undo in ``tx``."""
+        holds it. In ``tx`` nothing is inserted when the id is taken (nothing to undo); without
+        it the statement fails instead, as a batch does."""
         schedule = new.schedule
         args: list[Any] = [
             new.id,
@@ -975,12 +976,16 @@ class PgStateAdapter(Generic[TxT]):
             new.priority,
             new.limit_key,
         ]
-        if messages is None:
+        if tx is not None:
+            assert messages is None, "messages only go without a caller's transaction"
             rows = await self._fetch(self.sql.create_one, args, tx)
+        elif messages is None:
+            rows = await self._insert_alone(self.sql.create_one_alone, args, (new,))
         else:
-            assert tx is None, "messages only go without a caller's transaction"
             (channel,), (payload,) = messages
-            rows = await self._fetch(self.sql.create_one_notify, [*args, channel, payload], None)
+            rows = await self._insert_alone(
+                self.sql.create_one_notify, [*args, channel, payload], (new,)
+            )
         if not rows:
             raise DuplicateJobIdError(new.id)
         statement_at, scheduled_at = rows[0][0], rows[0][1]
