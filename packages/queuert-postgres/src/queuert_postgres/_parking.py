@@ -47,19 +47,16 @@ def _fresh_proxy(conn: Any) -> Any:
     reference to it fails from now on, as after a release). ``None`` if this asyncpg's pool
     internals are not the ones known here."""
     try:
-        from asyncpg.pool import PoolConnectionProxy
-
         holder = conn._holder
-        if holder._proxy is not conn:
+        con = conn._con
+        if holder._proxy is not conn or con is None or con._proxy is not conn:
             return None
-        con = conn._detach()
-        if con is None:
-            return None
-        con._on_release()  # what a release does first: invalidates the old proxy's statements
-        proxy = PoolConnectionProxy(holder, con)
-        holder._proxy = proxy
-    except (AttributeError, ImportError, TypeError):
+    except AttributeError:
         return None
+    con._on_release()  # what a release does first: invalidates the old proxy's statements
+    conn._detach()
+    proxy = type(conn)(holder, con)  # asyncpg's PoolConnectionProxy
+    holder._proxy = proxy
     return proxy
 
 
