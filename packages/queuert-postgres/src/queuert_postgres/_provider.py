@@ -393,8 +393,8 @@ class AsyncpgProvider:
     left (the exactly-once path opens a transaction per job). A connection it keeps unused goes
     back to the pool within 0.1 s, and all of them on :meth:`close`; the connection object a
     transaction yields fails once the transaction has ended, as after a release. Not with
-    ``reset_sessions=True``, nor by default on a pool you pass (whose own reset would be skipped
-    between queuert's transactions).
+    ``reset_sessions=True`` or ``keep_connections=False``, nor by default on a pool you pass (whose
+    own reset would be skipped between queuert's transactions).
 
     It also sets ``plan_cache_mode = force_generic_plan`` on its connections: queuert's statements
     take arrays and have one good plan whatever the arguments, but PostgreSQL's default kept
@@ -433,6 +433,7 @@ class AsyncpgProvider:
         prepared_statements: bool = True,
         reset_sessions: bool = False,
         generic_plans: bool = True,
+        keep_connections: bool = True,
         connect_timeout: Duration = 10.0,
         statement_timeout: Duration | None = 60.0,
         **pool_options: Any,
@@ -457,7 +458,7 @@ class AsyncpgProvider:
             settings.setdefault("plan_cache_mode", "force_generic_plan")
             pool_options["server_settings"] = settings
         pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, **pool_options)
-        return cls(pool, owns_pool=True, keep_connections=not reset_sessions)
+        return cls(pool, owns_pool=True, keep_connections=keep_connections and not reset_sessions)
 
     def transaction(self) -> AbstractAsyncContextManager[Any]:
         return _AsyncpgTransaction(self.pool, self._deadlines, self._parking)
