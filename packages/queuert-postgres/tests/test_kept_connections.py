@@ -152,3 +152,13 @@ async def test_a_pool_of_the_application_is_not_kept_from_by_default(pool: async
         assert _all_idle(pool)
     finally:
         await asyncio.wait_for(provider.close(), GUARD)
+
+
+async def test_connect_without_keeping_releases_every_connection() -> None:
+    provider = await AsyncpgProvider.connect(DSN, min_size=1, max_size=2, keep_connections=False)
+    try:
+        async with provider.transaction() as tx:
+            await tx.execute("SELECT 1")
+        assert _all_idle(provider.pool)
+    finally:
+        await asyncio.wait_for(provider.close(), GUARD)
