@@ -7,8 +7,9 @@
 The default test run uses the Django of ``uv.lock``; this tool runs the same tests with each LTS
 release instead, through ``uv run --with "django>=X.Y,<X.Y+1"`` (an overlay environment over the
 workspace's; nothing in the workspace changes). The tests need the PostgreSQL of ``QUEUERT_PG_DSN``
-(default ``postgresql://postgres@127.0.0.1:5432/test``) and the Redis of ``QUEUERT_REDIS_URL``
-(default ``redis://127.0.0.1:6379/0``). A release that does not support the running
+(default ``postgresql://postgres@127.0.0.1:5432/test``), the Redis of ``QUEUERT_REDIS_URL``
+(default ``redis://127.0.0.1:6379/0``) and the NATS of ``QUEUERT_NATS_URL`` (default
+``nats://127.0.0.1:4222``). A release that does not support the running
 Python is reported as such, not run. Prints a Markdown table at the end; the exit status is 1 if
 any run failed.
 """

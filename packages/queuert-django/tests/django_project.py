@@ -15,8 +15,6 @@ from pathlib import Path
 
 PROJECT = Path(__file__).parent / "project"
 PG_DSN = os.environ.get("QUEUERT_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("QUEUERT_REDIS_URL", "redis://127.0.0.1:6379/0")
-"""The Redis server of the tests of wake-ups through Redis (``QUEUERT["NOTIFY"]``)."""
 SCHEMA = f"qdj_{uuid.uuid4().hex[:10]}"
 SCRATCH = Path(tempfile.mkdtemp(prefix="queuert-django-"))
 

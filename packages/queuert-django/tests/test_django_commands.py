@@ -202,25 +202,27 @@ def test_queuert_worker_returns_a_job_that_outlasts_the_shutdown_timeout_and_exi
         _stop(worker)
 
 
-def test_with_redis_wake_ups_queuert_worker_processes_a_committed_chain_at_once(
-    alias: str,
+@pytest.mark.parametrize("broker", ["redis", "nats"])
+def test_with_broker_wake_ups_queuert_worker_processes_a_committed_chain_at_once(
+    alias: str, broker: str
 ) -> None:
-    """``QUEUERT["NOTIFY"]`` a Redis URL, on SQLite as on PostgreSQL. The worker polls once a
+    """``QUEUERT["NOTIFY"]`` a Redis or NATS URL, on SQLite as on PostgreSQL. The worker polls once a
     minute (and claims when it reaps expired leases, every half lease: 30 s) and is busy with a
-    ten-minute job in one of its two slots, which it took once its Redis subscription was up: only
+    ten-minute job in one of its two slots, which it took once its subscription was up: only
     the wake-up published after Django's commit gets the second chain processed within 15 s."""
     from django.test.utils import override_settings
-    from django_project import REDIS_URL, queuert_settings
+    from django_brokers import BROKERS
+    from django_project import queuert_settings
     from shop.jobs import OrderRef, Pause, Receipt, SendReceipt, SlowJob
 
-    with override_settings(QUEUERT=queuert_settings(alias, NOTIFY=REDIS_URL)):
+    with override_settings(QUEUERT=queuert_settings(alias, NOTIFY=BROKERS[broker])):
         worker = manage(
             "queuert_worker",
             alias=alias,
             env={
                 "SHOP_POLL_INTERVAL": "60",
                 "SHOP_SHUTDOWN_TIMEOUT": "0.5",
-                "QUEUERT_DJANGO_NOTIFY": REDIS_URL,
+                "QUEUERT_DJANGO_NOTIFY": BROKERS[broker],
             },
         )
         lines = _Lines(worker)

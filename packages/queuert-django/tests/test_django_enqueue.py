@@ -204,23 +204,19 @@ def test_a_view_writes_the_order_and_its_chain_or_neither(alias: str) -> None:
     assert [c.id for c in chains.items if c.input == OrderRef(reference)] == [chain_id]
 
 
-def test_with_redis_wake_ups_follow_the_outermost_commit_only(alias: str) -> None:
-    """``QUEUERT["NOTIFY"]`` a Redis URL: the wake-up is published after the outermost commit, by
-    the process's notify thread, and never for a rolled-back block or savepoint."""
-    import redis
+@pytest.mark.parametrize("broker", ["redis", "nats"])
+def test_with_broker_wake_ups_follow_the_outermost_commit_only(alias: str, broker: str) -> None:
+    """``QUEUERT["NOTIFY"]`` a Redis or NATS URL: the wake-up is published after the outermost
+    commit, by the process's notify thread, and never for a rolled-back block or savepoint."""
     from django.test.utils import override_settings
-    from django_project import REDIS_URL, SCHEMA, queuert_settings
+    from django_brokers import BROKERS, scheduled_jobs
+    from django_project import SCHEMA, queuert_settings
     from shop.jobs import Pause, SlowJob
 
-    channel = f"{SCHEMA}:sched"
     with (
-        override_settings(QUEUERT=queuert_settings(alias, NOTIFY=REDIS_URL)),
-        redis.Redis.from_url(REDIS_URL) as server,
-        server.pubsub() as subscription,
+        override_settings(QUEUERT=queuert_settings(alias, NOTIFY=BROKERS[broker])),
+        scheduled_jobs(broker, SCHEMA, WAIT) as subscription,
     ):
-        subscription.subscribe(channel)
-        confirmed = subscription.get_message(timeout=WAIT)
-        assert confirmed is not None and confirmed["type"] == "subscribe"
         queuert = get_sync_client()
         with pytest.raises(Boom), transaction.atomic(using=alias):
             start_chain(SlowJob(Pause(0)))
@@ -231,12 +227,12 @@ def test_with_redis_wake_ups_follow_the_outermost_commit_only(alias: str) -> Non
                 raise Boom
             start_chain(SendReceipt(OrderRef(_reference())))
             queuert.wait_published()  # whatever was handed over so far is out
-            server.publish(channel, "marker")  # so a wake-up sent before the commit precedes this
+            subscription.publish("marker")  # so a wake-up sent before the commit precedes this
         queuert.wait_published()
-        received = []
+        received: list[str] = []
         while len(received) < 2:
-            message = subscription.get_message(timeout=WAIT)
-            assert message is not None, f"only {received} arrived"
-            received.append(message["data"].decode())
+            data = subscription.next(WAIT)
+            assert data is not None, f"only {received} arrived"
+            received.append(data)
         # neither the rolled-back block nor the savepoint sent one; the commit sent one, after it
         assert received == ["marker", "send_receipt"]

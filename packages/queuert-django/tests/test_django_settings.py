@@ -25,6 +25,23 @@ def test_the_defaults_use_the_default_database_with_notifications() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("url", "broker"),
+    [
+        ("redis://cache:6379/0", "redis"),
+        ("rediss://cache:6380/0", "redis"),
+        ("unix:///run/redis.sock", "redis"),
+        ("nats://bus:4222", "nats"),
+        ("tls://bus:4222", "nats"),
+    ],
+)
+def test_notify_may_name_a_broker_that_wake_ups_go_through(url: str, broker: str) -> None:
+    with override_settings(QUEUERT={"NOTIFY": url}):
+        conf = load_settings()
+    assert (conf.notify, conf.broker_url) == (True, url)
+    assert (conf.redis_url, conf.nats_url) == ((url, None) if broker == "redis" else (None, url))
+
+
 def test_job_types_load_from_a_dotted_path() -> None:
     from shop.jobs import SendReceipt, SlowJob
 
@@ -39,7 +56,7 @@ def test_job_types_load_from_a_dotted_path() -> None:
     [
         ({"DATABSE": "pg"}, "unknown QUEUERT keys: DATABSE"),
         ({"DATABASE": "replica"}, "'replica', which is not an alias of DATABASES"),
-        ({"NOTIFY": "yes"}, 'QUEUERT["NOTIFY"] must be True, False or a Redis URL'),
+        ({"NOTIFY": "yes"}, 'QUEUERT["NOTIFY"] must be True, False, a Redis URL'),
         ({"JOB_TYPES": "shop.jobs.NOTHING"}, "cannot import 'shop.jobs.NOTHING'"),
         ({"JOB_TYPES": 3}, "must be a sequence of job types"),
         ({"TABLE_PREFIX": ""}, 'QUEUERT["TABLE_PREFIX"] must be a non-empty str'),

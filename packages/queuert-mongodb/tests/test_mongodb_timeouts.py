@@ -5,6 +5,7 @@ makes opening the adapter fail instead of hang."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import mongo_server
 import pytest
@@ -14,23 +15,24 @@ from queuert_conformance.resilience import silent_peer
 from queuert_mongodb import MongoNotifyAdapter, MongoStateAdapter
 
 
-async def test_the_client_gets_bounded_timeouts_by_default() -> None:
-    adapter = await MongoStateAdapter.connect(
+async def _state_adapter() -> MongoStateAdapter:
+    return await MongoStateAdapter.connect(
         mongo_server.server_url(), database=DATABASE, collection_prefix=unique_prefix()
     )
-    try:
-        pool = adapter.client.options.pool_options
-        assert pool.connect_timeout == 10 and pool.socket_timeout == 60
-        assert adapter.client.options.server_selection_timeout == 10
-    finally:
-        await adapter.close()
 
 
-async def test_the_notify_adapters_client_gets_them_too() -> None:
+async def _notify_adapter() -> MongoNotifyAdapter:
     """Its calls are bounded by ``publish_timeout``; closing its client (``endSessions``) by these."""
-    adapter = MongoNotifyAdapter.connect(
+    return MongoNotifyAdapter.connect(
         mongo_server.server_url(), database=DATABASE, collection_prefix=unique_prefix()
     )
+
+
+@pytest.mark.parametrize("open_adapter", [_state_adapter, _notify_adapter], ids=["state", "notify"])
+async def test_the_client_an_adapter_opens_gets_bounded_timeouts_by_default(
+    open_adapter: Callable[[], Awaitable[MongoStateAdapter | MongoNotifyAdapter]],
+) -> None:
+    adapter = await open_adapter()
     try:
         pool = adapter.client.options.pool_options
         assert pool.connect_timeout == 10 and pool.socket_timeout == 60

@@ -112,6 +112,11 @@ async def prefix() -> AsyncIterator[str]:
     await sql(f"DROP TABLE IF EXISTS `{name}orders`")
 
 
+async def unlock_tables(connection: Any) -> None:
+    async with connection.cursor() as cur:
+        await cur.execute("UNLOCK TABLES")
+
+
 @pytest.mark.parametrize("kind", list(SCENARIOS))
 async def test_enqueue_in_the_applications_transaction(kind: str, prefix: str) -> None:
     async with SCENARIOS[kind](prefix) as (adapter, own_transaction):
@@ -251,8 +256,7 @@ async def test_a_statement_that_gets_no_answer_times_out_and_its_connection_is_d
         with pytest.raises(asyncio.TimeoutError):
             await adapter.get_job(str(uuid.uuid4()))
         assert loop.time() - started < 5
-        async with holder.cursor() as cur:
-            await cur.execute("UNLOCK TABLES")
+        await unlock_tables(holder)
         assert await adapter.get_job(str(uuid.uuid4())) is None, "the adapter works again"
     finally:
         holder.close()
@@ -294,8 +298,7 @@ async def test_cancelling_a_statement_that_waits_ends_it_at_once() -> None:
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(waiting, 5)
         assert loop.time() - began < 2
-        async with holder.cursor() as cur:
-            await cur.execute("UNLOCK TABLES")
+        await unlock_tables(holder)
         assert await adapter.get_job(str(uuid.uuid4())) is None, "the adapter works again"
     finally:
         holder.close()
@@ -315,8 +318,7 @@ class FullPool:
     """The connection that holds the table lock."""
 
     async def unlock(self) -> None:
-        async with self.holder.cursor() as cur:
-            await cur.execute("UNLOCK TABLES")
+        await unlock_tables(self.holder)
 
     async def kill_the_held_connection(self) -> None:
         """The server ends the held connection; the first caller fails with it."""
@@ -355,8 +357,7 @@ async def full_pool(prefix: str, **connect_options: Any) -> AsyncIterator[FullPo
         for caller in callers:
             caller.cancel()
         await asyncio.gather(*callers, return_exceptions=True)
-        async with holder.cursor() as cur:
-            await cur.execute("UNLOCK TABLES")
+        await unlock_tables(holder)
         holder.close()
         await adapter.close()
         await drop_prefix(prefix)

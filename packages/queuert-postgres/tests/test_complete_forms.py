@@ -1,5 +1,6 @@
-"""A single completion runs a statement of its own (scalar arguments) and a batch the array form:
-both must close, refuse and release alike."""
+"""A single completion runs a plain guarded ``UPDATE`` when it has nothing to release, else a
+statement of its own (scalar arguments); a batch runs the array form: all must close, refuse and
+release alike."""
 
 from __future__ import annotations
 
@@ -21,52 +22,85 @@ def job(type_name: str = "work", **kw: Any) -> NewJob:
 async def _scene(
     adapter: PgStateAdapter[Any], type_name: str
 ) -> tuple[list[Completion], list[str]]:
-    """Five completions by worker ``w``: one of a job it holds whose chain blocks a dependent,
-    one of a job it holds that continues its chain, one of a job another worker holds, one of a
-    closed job and one of a job that does not exist (all of type ``type_name``). Returns them and
-    the dependent's id."""
+    """Eight completions by worker ``w`` (all of type ``type_name``): of a job it holds whose chain
+    blocks a dependent; of a job it holds that continues its chain; of a job another worker holds;
+    of a closed job; of a job that does not exist; of a job it holds in a chain of one with nothing
+    waiting for it; of such a job that fails; of a job it holds that continues a chain another job
+    waits for. Returns them and the two dependents' ids (the first is released, the second not:
+    its blocker chain goes on)."""
     lease = {type_name: timedelta(minutes=5)}
-    blocker, continued, taken, closed = (
-        created.job for created in await adapter.create_jobs([job(type_name) for _ in range(4)])
+    blocker, continued, taken, closed, plain, failing, continued_blocker = (
+        created.job for created in await adapter.create_jobs([job(type_name) for _ in range(7)])
     )
-    (dependent,) = await adapter.create_jobs([job("dep")])
-    await adapter.add_blockers([(dependent.job.id, [blocker.id])], trace_contexts=[["tc"]])
+    dependents = [created.job for created in await adapter.create_jobs([job("dep"), job("dep")])]
+    await adapter.add_blockers(
+        [(dependents[0].id, [blocker.id]), (dependents[1].id, [continued_blocker.id])],
+        trace_contexts=[["tc"], ["tc2"]],
+    )
     async with adapter.transaction() as tx:
-        (successor,) = await adapter.create_jobs(
-            [
-                NewJob(
-                    id=uuid7(),
-                    type_name=type_name,
-                    chain_id=continued.chain_id,
-                    chain_type_name=type_name,
-                    chain_index=1,
-                    input=None,
-                )
-            ],
-            tx=tx,
-        )
+        successors = [
+            created.job
+            for created in await adapter.create_jobs(
+                [
+                    NewJob(
+                        id=uuid7(),
+                        type_name=type_name,
+                        chain_id=chain.chain_id,
+                        chain_type_name=type_name,
+                        chain_index=1,
+                        input=None,
+                    )
+                    for chain in (continued, continued_blocker)
+                ],
+                tx=tx,
+            )
+        ]
     mine = await adapter.claim_jobs(leases=lease, limit=2, worker_id="w")
     assert {j.id for j in mine.jobs} == {blocker.id, continued.id}
     other = await adapter.claim_jobs(leases=lease, limit=1, worker_id="other")
     assert [j.id for j in other.jobs] == [taken.id]
     await adapter.complete_job(closed.id, outcome="completed", worker_id=None, output=0)
+    more = await adapter.claim_jobs(leases=lease, limit=3, worker_id="w")
+    assert {j.id for j in more.jobs} == {plain.id, failing.id, continued_blocker.id}
     completions = [
         Completion(blocker.id, output={"done": 1}),
-        Completion(continued.id, succeeded_by_job_id=successor.job.id),
+        Completion(continued.id, succeeded_by_job_id=successors[0].id),
         Completion(taken.id, output=2),
         Completion(closed.id, output=3),
         Completion(str(uuid7()), output=4),
+        Completion(plain.id, output=[6]),
+        Completion(failing.id, outcome="failed", error="boom"),
+        Completion(continued_blocker.id, succeeded_by_job_id=successors[1].id),
     ]
-    return completions, [dependent.job.id]
+    return completions, [d.id for d in dependents]
+
+
+EXPECTED = [
+    ("completed", "completed", {"done": 1}, None, False, "w", None, True, ["dep"], ["tc"]),
+    ("continued", "completed", None, None, True, "w", None, False, [], []),
+    None,
+    None,
+    None,
+    ("completed", "completed", [6], None, False, "w", None, True, [], []),
+    ("failed", "failed", None, "boom", False, "w", None, True, [], []),
+    ("continued", "completed", None, None, True, "w", None, False, [], []),
+]
+
+STATEMENTS = [2, 1, 2, 2, 2, 1, 1, 1]
+"""Statements per completion alone: one when it releases nothing and is not refused (the plain
+``UPDATE``), else a second one (the full statement)."""
 
 
 def _shape(result: CompleteResult | None) -> tuple[Any, ...] | None:
     if result is None:
         return None
     closed = result.job
+    assert closed.completed_at is not None
     return (
+        closed.status,
         closed.outcome,
         closed.output,
+        closed.last_attempt_error,
         closed.succeeded_by_job_id is not None,
         closed.completed_by,
         closed.leased_by,
@@ -74,6 +108,15 @@ def _shape(result: CompleteResult | None) -> tuple[Any, ...] | None:
         [j.type_name for j in result.unblocked],
         list(result.blocker_trace_contexts),
     )
+
+
+async def _dependents_state(adapter: PgStateAdapter[Any], ids: list[str]) -> list[str]:
+    states = []
+    for dependent in ids:
+        stored = await adapter.get_job(dependent)
+        assert stored is not None
+        states.append(stored.status)
+    return states
 
 
 async def test_one_completion_at_a_time_and_a_batch_agree(
@@ -84,22 +127,43 @@ async def test_one_completion_at_a_time_and_a_batch_agree(
     batch, dependents_2 = await _scene(adapter, "batch")
 
     provider.take()
-    singles = [(await adapter.complete_jobs([c], worker_id="w", owner="w"))[0] for c in one_by_one]
-    assert provider.take() == len(one_by_one), "one statement per completion"
+    singles = []
+    for completion, statements in zip(one_by_one, STATEMENTS, strict=True):
+        singles.append((await adapter.complete_jobs([completion], worker_id="w", owner="w"))[0])
+        assert provider.take() == statements, completion
     together = await adapter.complete_jobs(batch, worker_id="w", owner="w")
-    assert provider.take() == 1
+    assert provider.take() == 2, "the plain UPDATE, then the full statement for the others"
 
     assert [_shape(r) for r in singles] == [_shape(r) for r in together]
-    assert [_shape(r) for r in singles] == [
-        ("completed", {"done": 1}, False, "w", None, True, ["dep"], ["tc"]),
-        ("completed", None, True, "w", None, False, [], []),
-        None,
-        None,
-        None,
-    ]
-    for dependent in (*dependents_1, *dependents_2):
-        stored = await adapter.get_job(dependent)
-        assert stored is not None and stored.status == "ready"
+    assert [_shape(r) for r in singles] == EXPECTED
+    assert await _dependents_state(adapter, dependents_1) == ["ready", "blocked"]
+    assert await _dependents_state(adapter, dependents_2) == ["ready", "blocked"]
+
+
+async def test_the_full_statements_alone_agree(
+    counted: tuple[PgStateAdapter[Any], CountingProvider],
+) -> None:
+    """The full statements, without the plain ``UPDATE`` first, give the same results: the plain
+    one changes the cost of the common case, not what a completion does."""
+    adapter, provider = counted
+    one_by_one, dependents_1 = await _scene(adapter, "one")
+    batch, dependents_2 = await _scene(adapter, "batch")
+
+    provider.take()
+    singles = []
+    for completion in one_by_one:
+        args = adapter._completion_args(completion, "w", "w")
+        (result,), _ = await adapter._complete_fully([completion], args, None)
+        singles.append(result)
+        assert provider.take() == 1
+    args = adapter._completions_args(batch, "w", "w")
+    together, _ = await adapter._complete_fully(batch, args, None)
+    assert provider.take() == 1
+
+    assert [_shape(r) for r in singles] == EXPECTED
+    assert [_shape(r) for r in together] == EXPECTED
+    assert await _dependents_state(adapter, dependents_1) == ["ready", "blocked"]
+    assert await _dependents_state(adapter, dependents_2) == ["ready", "blocked"]
 
 
 async def test_a_single_refusal_says_why(
@@ -108,7 +172,7 @@ async def test_a_single_refusal_says_why(
     """``complete_job`` (the one-completion statement) tells the three refusals apart."""
     adapter, _ = counted
     completions, _ = await _scene(adapter, "work")
-    _, _, taken, closed, missing = completions
+    taken, closed, missing = completions[2:5]
     for completion, error in (
         (taken, JobTakenByAnotherWorkerError),
         (closed, JobAlreadyCompletedError),

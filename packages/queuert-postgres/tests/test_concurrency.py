@@ -280,7 +280,8 @@ async def _group_commit_race(
             release.set()
             result, *rest = await task
             assert result is not None and all(r is not None for r in rest)
-            # the link committed after the completion's snapshot: a catch-up statement released it
+            # the link committed after the completion's snapshot: a second statement released it
+            # (alone: the full statement after the plain one; in a batch: the catch-up)
             assert counting.take() == 2
             assert [j.id for j in result.unblocked] == [dependent.job.id]
 

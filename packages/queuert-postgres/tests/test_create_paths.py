@@ -1,7 +1,8 @@
-"""create_jobs has two statements: a short INSERT for batches of chain starts without deduplication
-(the common case, whose jobs are assembled from what was sent plus the server's timestamps) and the
-general one (continuations, deduplication). These tests pin that both give what the store then holds,
-and that an id clash undoes only the failed batch."""
+"""create_jobs has three statements: a short INSERT for batches of chain starts without deduplication
+(the common case, whose jobs are assembled from what was sent plus the server's timestamps), its form
+with scalar arguments for one such start, and the general one (continuations, deduplication). These
+tests pin that they give what the store then holds, that the one-start form stores what the batch
+form stores, and that an id clash undoes only the failed batch."""
 
 from __future__ import annotations
 
@@ -15,12 +16,19 @@ import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pg_helpers import DSN, Namespace, drop_namespace, make_adapter, unique_schema
+from pg_helpers import (
+    DSN,
+    CountingProvider,
+    Namespace,
+    drop_namespace,
+    make_adapter,
+    unique_schema,
+)
 from queuert.errors import DuplicateJobIdError
 from queuert.ids import uuid7
 from queuert.json import JsonValue
 from queuert.schedule import Deduplication, Schedule
-from queuert.state import NewJob
+from queuert.state import CreatedJob, NewJob, StoredJob
 from queuert_postgres import AsyncpgProvider, PgStateAdapter
 
 json_values: st.SearchStrategy[JsonValue] = st.recursive(
@@ -63,6 +71,13 @@ def chain_starts(draw: st.DrawFn) -> NewJob:
         schedule=draw(schedules),
         chain_trace_context=draw(st.none() | st.just("00-chain-01")),
         trace_context=draw(st.none() | st.just("00-job-01")),
+        priority=draw(st.sampled_from([0, 0, 5, -(2**31), 2**31 - 1])),
+        limit_key=draw(
+            st.none()
+            | st.text(
+                st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1, max_size=20
+            )
+        ),
     )
 
 
@@ -119,6 +134,102 @@ def test_created_chain_starts_equal_what_the_store_holds(
             assert result.job == stored
 
     loop.run_until_complete(check())
+
+
+def _as_the_other(job: StoredJob, other: StoredJob, schedule: Schedule | None) -> StoredJob:
+    """``job`` with what is its own replaced by ``other``'s: the id (and so the chain id), the time
+    of its statement (``created_at``), and ``scheduled_at`` where it follows that time (no schedule,
+    a delay, or a time already past)."""
+    if schedule is None or schedule.at is None or job.scheduled_at == job.created_at:
+        assert job.scheduled_at - job.created_at == other.scheduled_at - other.created_at
+        scheduled_at = other.scheduled_at
+    else:
+        scheduled_at = job.scheduled_at
+    return replace(
+        job,
+        id=other.id,
+        chain_id=other.chain_id,
+        created_at=other.created_at,
+        scheduled_at=scheduled_at,
+    )
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(start=chain_starts(), in_transaction=st.booleans())
+def test_one_start_stores_what_the_batch_statement_stores(
+    loop: asyncio.AbstractEventLoop,
+    adapter: PgStateAdapter[Any],
+    start: NewJob,
+    in_transaction: bool,
+) -> None:
+    """One chain start runs the statement with scalar arguments; the same start through the batch
+    statement (its arrays of one row) stores the same row and returns the same job, and each result
+    is what the store holds."""
+    one, batch = replace(start, id=uuid7()), replace(start, id=uuid7())
+
+    async def create() -> tuple[CreatedJob, CreatedJob]:
+        if in_transaction:
+            async with adapter.transaction() as tx:
+                (by_one,) = await adapter.create_jobs([one], tx=tx)
+                (by_batch,) = await adapter._create_first([batch], adapter._first_args([batch]), tx)
+        else:
+            (by_one,) = await adapter.create_jobs([one])
+            (by_batch,) = await adapter._create_first([batch], adapter._first_args([batch]), None)
+        return by_one, by_batch
+
+    async def check() -> None:
+        counting = CountingProvider(adapter.provider)
+        adapter.provider = counting
+        try:
+            by_one, by_batch = await create()
+        finally:
+            adapter.provider = counting.inner
+        assert counting.statements == [
+            adapter.sql.create_one.text if in_transaction else adapter.sql.create_one_alone.text,
+            adapter.sql.create_first.text
+            if in_transaction
+            else adapter.sql.create_first_alone.text,
+        ]
+        assert (by_one.job.id, by_batch.job.id) == (one.id, batch.id)
+        assert not by_one.deduplicated and not by_batch.deduplicated
+        stored_one, stored_batch = await adapter.get_job(one.id), await adapter.get_job(batch.id)
+        assert stored_one is not None and stored_batch is not None
+        if (by_one.job.status, by_batch.job.status) == ("scheduled", "scheduled"):
+            # only time can have moved a stored job on: due meanwhile
+            stored_one = replace(stored_one, status="scheduled")
+            stored_batch = replace(stored_batch, status="scheduled")
+        assert by_one.job == stored_one
+        assert by_batch.job == stored_batch
+        assert _as_the_other(stored_batch, stored_one, start.schedule) == stored_one
+
+    loop.run_until_complete(check())
+
+
+@pytest.mark.parametrize("in_transaction", [False, True], ids=["alone", "in-transaction"])
+def test_one_start_with_a_taken_id_inserts_nothing(
+    loop: asyncio.AbstractEventLoop, adapter: PgStateAdapter[Any], in_transaction: bool
+) -> None:
+    """The statement of one start finds its id taken: it raises with that id, the stored job is
+    untouched, and the caller's transaction goes on."""
+
+    async def scenario() -> None:
+        (existing,) = await adapter.create_jobs([_start()])
+        clash = replace(_start(existing.job.id), input={"other": True}, priority=3)
+        if in_transaction:
+            async with adapter.transaction() as tx:
+                with pytest.raises(DuplicateJobIdError) as caught:
+                    await adapter.create_jobs([clash], tx=tx)
+                (after,) = await adapter.create_jobs([_start()], tx=tx)
+            assert await adapter.get_job(after.job.id) is not None
+        else:
+            with pytest.raises(DuplicateJobIdError) as caught:
+                await adapter.create_jobs([clash])
+        assert caught.value.job_id == existing.job.id
+        assert await adapter.get_job(existing.job.id) == existing.job
+
+    loop.run_until_complete(scenario())
 
 
 def _stored(loop: asyncio.AbstractEventLoop, adapter: PgStateAdapter[Any], job_id: str) -> Any:
@@ -258,5 +369,28 @@ async def test_a_raced_clash_without_a_transaction_commits_nothing(
         assert caught.value.job_id == raced.id
         assert sorted(await _logged(log)) == sorted([chain.job.id, raced.id])
         assert await adapter.get_job(continuation.id) is None
+    finally:
+        await adapter.close()
+
+
+@pytest.mark.parametrize("partitioned", [False, True], ids=["plain", "partitioned"])
+@pytest.mark.parametrize("notify", [False, True], ids=["create", "notify"])
+async def test_one_start_with_a_taken_id_without_a_transaction_commits_nothing(
+    namespace: Namespace, partitioned: bool, notify: bool
+) -> None:
+    """The statement of one start (scalar arguments), in both layouts, with and without its
+    wake-up: a taken id commits no row and raises with the id."""
+    adapter, log = await _logged_adapter(namespace, partitioned)
+    try:
+        (existing,) = await adapter.create_jobs([_start()])
+        before = await _logged(log)
+        with pytest.raises(DuplicateJobIdError) as caught:
+            if notify:
+                await adapter._create_jobs([_start(existing.job.id)], None, (["qt_clash"], ["1"]))
+            else:
+                await adapter.create_jobs([_start(existing.job.id)])
+        assert caught.value.job_id == existing.job.id
+        assert await _logged(log) == before
+        assert await adapter.get_job(existing.job.id) == existing.job
     finally:
         await adapter.close()

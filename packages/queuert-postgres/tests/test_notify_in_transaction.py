@@ -226,6 +226,8 @@ async def test_a_start_that_fails_or_deduplicates_sends_nothing(
 
         with pytest.raises(DuplicateJobIdError):
             await client.start_chains([Taken(N(2)), Taken(N(3), id=first.id)])
+        with pytest.raises(DuplicateJobIdError):  # one start: the statement with scalar arguments
+            await client.start_chain(Taken(N(4), id=first.id))
         again = await client.start_chain(Deduped(N(2), deduplication=Deduplication(key="k")))
         assert again.deduplicated
         await client.wait_published()

@@ -7,10 +7,11 @@ Every key is optional::
         "JOB_TYPES": "shop.jobs.JOB_TYPES",  # dotted path of a sequence of job types
         "WORKER": "shop.jobs.build_worker",  # dotted path of function(client) -> Worker
         "NOTIFY": True,                      # PostgreSQL: wake workers with LISTEN/NOTIFY;
-                                             # or a Redis URL: wake them through Redis
+                                             # or a Redis or NATS URL: wake them through it
         "SCHEMA": "public",                  # PostgreSQL: the schema of queuert's tables
         "TABLE_PREFIX": "queuert_",
-        "CHANNEL_PREFIX": "queuert",         # the LISTEN/NOTIFY channels' (or Redis keys') prefix
+        "CHANNEL_PREFIX": "queuert",         # the prefix of the LISTEN/NOTIFY channels (or of the
+                                             # Redis channels and keys, or the NATS subjects)
     }
 
 The settings are read on every call (not cached), so ``override_settings`` works in tests.
@@ -40,6 +41,7 @@ ENGINES = {
 """The Django database engines queuert runs on, and the backend each maps to."""
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+_NATS_SCHEMES = ("nats://", "tls://")
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,13 @@ class QueuertSettings:
     redis_url: str | None = None
     """``NOTIFY`` given as a Redis URL: wake-ups go through Redis (on either database) instead of
     PostgreSQL's LISTEN/NOTIFY."""
+    nats_url: str | None = None
+    """``NOTIFY`` given as a NATS URL: wake-ups go through NATS (on either database)."""
+
+    @property
+    def broker_url(self) -> str | None:
+        """The Redis or NATS URL that wake-ups go through, if ``NOTIFY`` is one."""
+        return self.redis_url or self.nats_url
 
     def build_worker(self) -> Callable[..., Any]:
         if self.worker is None:
@@ -94,11 +103,15 @@ def load_settings() -> QueuertSettings:
         )
     notify = raw.get("NOTIFY", True)
     redis_url: str | None = None
+    nats_url: str | None = None
     if isinstance(notify, str) and notify.startswith(_REDIS_SCHEMES):
         redis_url, notify = notify, True
+    elif isinstance(notify, str) and notify.startswith(_NATS_SCHEMES):
+        nats_url, notify = notify, True
     elif not isinstance(notify, bool):
         raise ImproperlyConfigured(
-            'QUEUERT["NOTIFY"] must be True, False or a Redis URL (redis://, rediss://, unix://)'
+            'QUEUERT["NOTIFY"] must be True, False, a Redis URL (redis://, rediss://, unix://) '
+            "or a NATS URL (nats://, tls://)"
         )
     worker = raw.get("WORKER")
     if worker is not None and not isinstance(worker, str):
@@ -113,6 +126,7 @@ def load_settings() -> QueuertSettings:
         table_prefix=_text(raw, "TABLE_PREFIX", "queuert_"),
         channel_prefix=_text(raw, "CHANNEL_PREFIX", "queuert"),
         redis_url=redis_url,
+        nats_url=nats_url,
     )
 
 

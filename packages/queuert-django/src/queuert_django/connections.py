@@ -4,7 +4,7 @@ The worker, ``queuert_migrate`` and the dashboard run on asyncio connections of 
 with the same parameters as Django's (name, user, password, host, port and the libpq ``OPTIONS``);
 they never use Django's synchronous connection. PostgreSQL: psycopg 3 for the state adapter,
 LISTEN/NOTIFY (asyncpg) for wake-ups when ``NOTIFY`` is on. SQLite: the file of ``NAME``. With
-``NOTIFY`` set to a Redis URL, wake-ups go through Redis on either database.
+``NOTIFY`` set to a Redis or NATS URL, wake-ups go through that broker on either database.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ from queuert_django.conf import QueuertSettings, load_settings
 
 __all__ = [
     "libpq_params",
+    "open_broker_notify_adapter",
     "open_client",
+    "open_nats_notify_adapter",
     "open_notify_adapter",
     "open_redis_notify_adapter",
     "open_state_adapter",
@@ -129,13 +131,13 @@ async def open_state_adapter(
 async def open_notify_adapter(
     conf: QueuertSettings | None = None,
 ) -> AsyncIterator[NotifyAdapter | None]:
-    """The Redis notify adapter when ``NOTIFY`` is a Redis URL; PostgreSQL's LISTEN/NOTIFY adapter
-    when it is on; else ``None`` (the client's in-process notifications: workers of other
+    """The Redis or NATS notify adapter when ``NOTIFY`` is such a URL; PostgreSQL's LISTEN/NOTIFY
+    adapter when it is on; else ``None`` (the client's in-process notifications: workers of other
     processes find new jobs at their next poll)."""
     conf = conf or load_settings()
-    if conf.redis_url is not None:
-        async with open_redis_notify_adapter(conf.redis_url, conf.channel_prefix) as redis:
-            yield redis
+    if conf.broker_url is not None:
+        async with open_broker_notify_adapter(conf) as broker:
+            yield broker
         return
     if conf.backend != "postgresql" or not conf.notify:
         yield None
@@ -152,6 +154,19 @@ async def open_notify_adapter(
 
 
 @asynccontextmanager
+async def open_broker_notify_adapter(conf: QueuertSettings) -> AsyncIterator[NotifyAdapter]:
+    """The notify adapter of ``NOTIFY``'s Redis or NATS URL, closed on exit."""
+    if conf.redis_url is not None:
+        async with open_redis_notify_adapter(conf.redis_url, conf.channel_prefix) as redis:
+            yield redis
+    elif conf.nats_url is not None:
+        async with open_nats_notify_adapter(conf.nats_url, conf.channel_prefix) as nats:
+            yield nats
+    else:
+        raise ImproperlyConfigured('QUEUERT["NOTIFY"] is not a Redis or NATS URL')
+
+
+@asynccontextmanager
 async def open_redis_notify_adapter(url: str, prefix: str) -> AsyncIterator[NotifyAdapter]:
     """A :class:`queuert_redis.RedisNotifyAdapter` on ``url`` with ``prefix``, closed on exit."""
     try:
@@ -161,6 +176,23 @@ async def open_redis_notify_adapter(url: str, prefix: str) -> AsyncIterator[Noti
             'QUEUERT["NOTIFY"] is a Redis URL: install queuert-django[redis]'
         ) from exc
     adapter = RedisNotifyAdapter(url, prefix=prefix)
+    try:
+        yield adapter
+    finally:
+        await adapter.close()
+
+
+@asynccontextmanager
+async def open_nats_notify_adapter(url: str, prefix: str) -> AsyncIterator[NotifyAdapter]:
+    """A :class:`queuert_nats.NatsNotifyAdapter` on ``url`` with ``prefix`` (its subjects' prefix),
+    closed on exit."""
+    try:
+        from queuert_nats import NatsNotifyAdapter
+    except ImportError as exc:
+        raise ImproperlyConfigured(
+            'QUEUERT["NOTIFY"] is a NATS URL: install queuert-django[nats]'
+        ) from exc
+    adapter = NatsNotifyAdapter(url, subject_prefix=prefix)
     try:
         yield adapter
     finally:

@@ -69,6 +69,6 @@ def sync_backend(conf: QueuertSettings) -> SyncBackend[Any]:
     return DjangoPsycopgSyncBackend(
         schema=conf.schema,
         table_prefix=conf.table_prefix,
-        # with Redis wake-ups the NOTIFY in the transaction would reach no worker
-        channel_prefix=conf.channel_prefix if conf.notify and conf.redis_url is None else None,
+        # with Redis or NATS wake-ups the NOTIFY in the transaction would reach no worker
+        channel_prefix=conf.channel_prefix if conf.notify and conf.broker_url is None else None,
     )

@@ -13,7 +13,7 @@ The chain is written on the connection of ``QUEUERT["DATABASE"]``, inside the tr
 open there: it exists when the outermost ``atomic()`` block commits and vanishes when the block rolls
 back, or with the savepoint of a nested block that rolls back. Wake-ups follow the commit: on
 PostgreSQL a ``NOTIFY`` sent in the transaction (delivered by the server on commit, dropped on
-rollback); with ``QUEUERT["NOTIFY"]`` a Redis URL, a Redis message published after the commit
+rollback); with ``QUEUERT["NOTIFY"]`` a Redis or NATS URL, a message published after the commit
 (``transaction.on_commit``) by the process's notify thread (:class:`queuert.notify_thread.NotifyThread`, stopped
 at interpreter exit);
 otherwise, on SQLite, workers in other processes find the jobs at their next poll.
@@ -36,7 +36,7 @@ from queuert import Chain, EntryJobType, SyncClient
 from queuert.notify_thread import NotifyThread
 
 from queuert_django.conf import QueuertSettings, load_settings
-from queuert_django.connections import open_redis_notify_adapter
+from queuert_django.connections import open_broker_notify_adapter
 from queuert_django.sync_backends import sync_backend
 
 __all__ = ["db_connection", "get_sync_client", "start_chain", "start_chains"]
@@ -63,12 +63,9 @@ def get_sync_client() -> SyncClient[Any]:
 
 
 def _build(conf: QueuertSettings) -> SyncClient[Any]:
-    if conf.redis_url is None:
+    if conf.broker_url is None:
         return SyncClient(sync_backend(conf), job_types=conf.job_types)
-    url, prefix = conf.redis_url, conf.channel_prefix
-    thread = NotifyThread(
-        lambda: open_redis_notify_adapter(url, prefix), name="queuert-django-notify"
-    )
+    thread = NotifyThread(lambda: open_broker_notify_adapter(conf), name="queuert-django-notify")
     client: SyncClient[Any] = SyncClient(
         sync_backend(conf), job_types=conf.job_types, notify=thread.adapter, notify_loop=thread.loop
     )

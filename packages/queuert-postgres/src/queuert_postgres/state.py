@@ -125,11 +125,12 @@ def _lock_not_available(exc: BaseException) -> bool:
 
 
 def _id_taken(exc: BaseException) -> bool:
-    """True for the error of a statement that inserts all its rows or fails (see ``ID_TAKEN``)."""
+    """True for the error of a statement that inserts all its rows or fails: its check failed (see
+    ``ID_TAKEN``) or an id was taken (a unique violation, see ``SKIP_TAKEN``)."""
     seen: BaseException | None = exc
     while seen is not None:
         code = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
-        if code == "22P02" and ID_TAKEN in str(seen):
+        if code == "23505" or (code == "22P02" and ID_TAKEN in str(seen)):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
@@ -862,36 +863,9 @@ class PgStateAdapter(Generic[TxT]):
         if not jobs:
             return []
         if all(new.chain_id is None and new.deduplication is None for new in jobs):
-            # chain starts without deduplication, the common case: the short statement's columns
-            # built one by one (a column with no value in any row goes as an empty array: unnest
-            # pads it with NULLs, and the driver skips inspecting a hundred Nones)
-            schedules = [new.schedule for new in jobs]
-            if schedules.count(None) == len(schedules):
-                at_column: list[Any] = []
-                after_column: list[Any] = []
-            else:
-                at_column = [None if s is None else s.at for s in schedules]
-                after_column = [
-                    None if s is None or s.after is None else _secs(s.after) for s in schedules
-                ]
-            args = [
-                [new.id for new in jobs],
-                [new.type_name for new in jobs],
-                [new.chain_type_name for new in jobs],
-                [new.input_json() for new in jobs],  # the text the client checked
-                at_column,
-                after_column,
-                *(
-                    column if column.count(None) != len(column) else []
-                    for column in (
-                        [new.chain_trace_context for new in jobs],
-                        [new.trace_context for new in jobs],
-                        [new.priority or None for new in jobs],  # NULL reads as 0
-                        [new.limit_key for new in jobs],
-                    )
-                ),
-            ]
-            return await self._create_first(jobs, args, tx, messages)
+            if len(jobs) == 1 and (messages is None or len(messages[0]) == 1):
+                return [await self._create_one(jobs[0], tx, messages)]
+            return await self._create_first(jobs, self._first_args(jobs), tx, messages)
         assert messages is None, "messages only go with chain starts without deduplication"
         per_job: list[tuple[Any, ...]] = []
         excl_ord: list[int] = []
@@ -948,6 +922,83 @@ class PgStateAdapter(Generic[TxT]):
             await self._fetch(self.sql.dedup_locks, [sorted(lock_keys)], own)
             rows = await self._fetch(self.sql.create, args, own)
             return await self._created(jobs, rows, own)
+
+    @staticmethod
+    def _first_args(jobs: Sequence[NewJob]) -> list[list[Any]]:
+        """The arrays of :data:`~queuert_postgres._sql.CREATE_FIRST` for ``jobs``."""
+        # chain starts without deduplication, the common case: the short statement's columns
+        # built one by one (a column with no value in any row goes as an empty array: unnest
+        # pads it with NULLs, and the driver skips inspecting a hundred Nones)
+        schedules = [new.schedule for new in jobs]
+        if schedules.count(None) == len(schedules):
+            at_column: list[Any] = []
+            after_column: list[Any] = []
+        else:
+            at_column = [None if s is None else s.at for s in schedules]
+            after_column = [
+                None if s is None or s.after is None else _secs(s.after) for s in schedules
+            ]
+        return [
+            [new.id for new in jobs],
+            [new.type_name for new in jobs],
+            [new.chain_type_name for new in jobs],
+            [new.input_json() for new in jobs],  # the text the client checked
+            at_column,
+            after_column,
+            *(
+                column if column.count(None) != len(column) else []
+                for column in (
+                    [new.chain_trace_context for new in jobs],
+                    [new.trace_context for new in jobs],
+                    [new.priority or None for new in jobs],  # NULL reads as 0
+                    [new.limit_key for new in jobs],
+                )
+            ),
+        ]
+
+    async def _create_one(
+        self, new: NewJob, tx: TxT | None, messages: tuple[list[str], list[str]] | None
+    ) -> CreatedJob:
+        """One chain start without deduplication: :data:`~queuert_postgres._sql.CREATE_ONE`, the
+        arguments of :meth:`_create_first`'s arrays as scalars, and its one wake-up if ``messages``
+        holds it. In ``tx`` nothing is inserted when the id is taken (nothing to undo); without
+        it the statement fails instead, as a batch does."""
+        schedule = new.schedule
+        args: list[Any] = [
+            new.id,
+            new.type_name,
+            new.chain_type_name,
+            new.input_json(),  # the text the client checked
+            None if schedule is None else schedule.at,
+            None if schedule is None or schedule.after is None else _secs(schedule.after),
+            new.chain_trace_context,
+            new.trace_context,
+            new.priority,
+            new.limit_key,
+        ]
+        if tx is not None:
+            assert messages is None, "messages only go without a caller's transaction"
+            rows = await self._fetch(self.sql.create_one, args, tx)
+        elif messages is None:
+            rows = await self._insert_alone(self.sql.create_one_alone, args, (new,))
+        else:
+            (channel,), (payload,) = messages
+            rows = await self._insert_alone(
+                self.sql.create_one_notify, [*args, channel, payload], (new,)
+            )
+        if not rows:
+            raise DuplicateJobIdError(new.id)
+        statement_at, scheduled_at = rows[0][0], rows[0][1]
+        now = utc(statement_at)
+        later = scheduled_at > statement_at
+        job = inserted_job(
+            new,
+            input=new.input,
+            created_at=now,
+            scheduled_at=utc(scheduled_at) if later else now,
+            status="scheduled" if later else "ready",
+        )
+        return CreatedJob(job=job, deduplicated=False)
 
     async def _create_first(
         self,
@@ -1555,43 +1606,80 @@ class PgStateAdapter(Generic[TxT]):
         owner: str | None,
         tx: TxT | None,
     ) -> tuple[list[CompleteResult | None], dict[int, tuple[bool, str | None, str | None]]]:
-        """Close jobs in one statement (plus a catch-up statement in a rare race, see below).
+        """Close jobs: first with a plain guarded ``UPDATE`` (the common case: nothing to release,
+        no refusal, no race), then with the full statement for the completions it did not close
+        (it sees what the first one did not: dependents, refusals, a write after its snapshot).
 
         Returns one result per completion (``None`` when refused) and, per refused ordinal (1-based),
         (row found, its outcome, its lease holder).
         """
         if len(completions) == 1:
-            (one,) = completions
-            rows = await self._fetch(
-                self.sql.complete_one,
-                [
-                    one.job_id,
-                    one.outcome,
-                    dumps(one.output) if one.closes_with_output else None,
-                    one.succeeded_by_job_id,
-                    one.error,
-                    worker_id,
-                    owner,
-                ],
-                tx,
-            )
+            args = self._completion_args(completions[0], worker_id, owner)
+            rows = await self._fetch(self.sql.complete_one_plain, args, tx)
+            if rows:
+                return [complete_result(job_from_row(rows[0]), [], [])], {}
+            return await self._complete_fully(completions, args, tx)
+        args = self._completions_args(completions, worker_id, owner)
+        rows = await self._fetch(self.sql.complete_plain, args, tx)
+        results: list[CompleteResult | None] = [None] * len(completions)
+        for row in rows:
+            results[row[0] - 1] = complete_result(job_from_row(row, 1), [], [])
+        if len(rows) == len(completions):
+            return results, {}
+        rest = [i for i, result in enumerate(results) if result is None]
+        left = [completions[i] for i in rest]
+        if len(left) == 1:
+            args = self._completion_args(left[0], worker_id, owner)
         else:
-            count = len(completions)
-            outcomes = [c.outcome for c in completions]
-            successors = [c.succeeded_by_job_id for c in completions]
-            errors = [c.error for c in completions]
-            # A column that is all 'completed' or all NULL (the worker's group commits) goes as one
-            # NULL array, which unnest pads with NULLs (the statement reads NULL as 'completed'):
-            # the driver encodes no element of it.
-            args = [
-                [c.job_id for c in completions],
-                None if outcomes.count("completed") == count else outcomes,
-                [dumps(c.output) if c.closes_with_output else None for c in completions],
-                None if successors.count(None) == count else successors,
-                None if errors.count(None) == count else errors,
-                worker_id,
-                owner,
-            ]
+            args = self._completions_args(left, worker_id, owner)
+        found, refused = await self._complete_fully(left, args, tx)
+        for i, result in zip(rest, found, strict=True):
+            results[i] = result
+        return results, {rest[ordinal - 1] + 1: why for ordinal, why in refused.items()}
+
+    @staticmethod
+    def _completion_args(one: Completion, worker_id: str | None, owner: str | None) -> list[Any]:
+        """The arguments of the one-job statements."""
+        return [
+            one.job_id,
+            one.outcome,
+            dumps(one.output) if one.closes_with_output else None,
+            one.succeeded_by_job_id,
+            one.error,
+            worker_id,
+            owner,
+        ]
+
+    @staticmethod
+    def _completions_args(
+        completions: Sequence[Completion], worker_id: str | None, owner: str | None
+    ) -> list[Any]:
+        """The arguments of the array statements."""
+        count = len(completions)
+        outcomes = [c.outcome for c in completions]
+        successors = [c.succeeded_by_job_id for c in completions]
+        errors = [c.error for c in completions]
+        # A column that is all 'completed' or all NULL (the worker's group commits) goes as one
+        # NULL array, which unnest pads with NULLs (the statement reads NULL as 'completed'): the
+        # driver encodes no element of it.
+        return [
+            [c.job_id for c in completions],
+            None if outcomes.count("completed") == count else outcomes,
+            [dumps(c.output) if c.closes_with_output else None for c in completions],
+            None if successors.count(None) == count else successors,
+            None if errors.count(None) == count else errors,
+            worker_id,
+            owner,
+        ]
+
+    async def _complete_fully(
+        self, completions: Sequence[Completion], args: list[Any], tx: TxT | None
+    ) -> tuple[list[CompleteResult | None], dict[int, tuple[bool, str | None, str | None]]]:
+        """:meth:`_complete` with the full statement (``args`` built for it), plus a catch-up
+        statement in a rare race (see below)."""
+        if len(completions) == 1:
+            rows = await self._fetch(self.sql.complete_one, args, tx)
+        else:
             rows = await self._fetch(self.sql.complete, args, tx)
         closed: dict[int, StoredJob] = {}
         unblocked: dict[int, list[StoredJob]] = {}

@@ -8,7 +8,7 @@ with xdist, the worker subprocesses) never share state:
   PostgreSQL database of "pg" and the schema (``search_path``) of both Django's and queuert's tables,
   also the prefix of queuert's LISTEN/NOTIFY channels;
 * ``QUEUERT_DJANGO_DATABASE``: the alias queuert uses ("default" unless set);
-* ``QUEUERT_DJANGO_NOTIFY``: a Redis URL, for wake-ups through Redis (``QUEUERT["NOTIFY"]``);
+* ``QUEUERT_DJANGO_NOTIFY``: a Redis or NATS URL, for wake-ups through it (``QUEUERT["NOTIFY"]``);
 * ``QUEUERT_DJANGO_SQLITE_TEST`` and ``QUEUERT_DJANGO_PG_TEST_DB``: the test databases that
   ``manage.py test`` creates and drops (a SQLite file, a PostgreSQL database).
 """
@@ -77,7 +77,7 @@ QUEUERT = {
     "SCHEMA": _schema,
     "CHANNEL_PREFIX": _schema,  # notifications are database-wide: one channel set per test process
 }
-if os.environ.get("QUEUERT_DJANGO_NOTIFY"):  # a Redis URL: wake-ups through Redis
+if os.environ.get("QUEUERT_DJANGO_NOTIFY"):  # a Redis or NATS URL: wake-ups through it
     QUEUERT["NOTIFY"] = os.environ["QUEUERT_DJANGO_NOTIFY"]
 
 # queuert's events on stdout in the manage.py subprocesses of the tests, which wait for the
