@@ -10,9 +10,15 @@ Variants, run interleaved round by round on the same claimed jobs of a fresh sch
   ``UPDATE`` closing the job row (guarded by ``leased_by``);
 * ``pool``: the same statements on connections taken from the adapter's pool, one per job;
 * ``adapter tx``: the adapter's own ``transaction()`` (pool, ``BEGIN``, the protected ``COMMIT``)
-  with the same plain ``UPDATE``;
+  with the same plain ``UPDATE``, on a provider that releases each transaction's connection to the
+  pool (``keep_connections=False``);
+* ``kept tx``: the same on a provider that keeps them for its next transactions (the default);
 * ``complete_job``: the adapter's transaction and its guarded ``complete_job`` (what the worker's
-  atomic path runs: the lease check, the close, unblocking of dependents, the closed row returned).
+  atomic path runs: the lease check, the close, unblocking of dependents, the closed row returned),
+  connections released;
+* ``kept complete_job``: the same, connections kept.
+
+Every round runs the variants in turn, in reverse order every other round.
 
 Reports jobs/s and this process's CPU time per job (medians, with the range).
 """
@@ -35,7 +41,7 @@ from queuert.state import StoredJob
 from queuert_postgres import AsyncpgProvider, PgStateAdapter
 
 CONCURRENCY = 10
-VARIANTS = ("driver", "pool", "adapter tx", "complete_job")
+VARIANTS = ("driver", "pool", "adapter tx", "kept tx", "complete_job", "kept complete_job")
 
 
 async def measure(
@@ -43,9 +49,11 @@ async def measure(
 ) -> dict[str, list[tuple[float, float]]]:
     schema = pg_schema(dsn)
     plain = dsn.split("?")[0]
-    provider = await AsyncpgProvider.connect(plain, max_size=CONCURRENCY)
+    provider = await AsyncpgProvider.connect(plain, max_size=CONCURRENCY, keep_connections=False)
     state = PgStateAdapter(provider, schema=schema)
     await state.migrate()
+    keeping = await AsyncpgProvider.connect(plain, max_size=CONCURRENCY)
+    kept = PgStateAdapter(keeping, schema=schema)
     client: Client[Any] = Client(state, job_types=[BenchJob])
     rows = f'"{schema}".bench_row'
     job_table = state.names.job
@@ -82,35 +90,47 @@ async def measure(
                 await conn.execute(insert, job.id, 1)
                 await conn.execute(close, job.id, output)
 
-    async def on_adapter_tx(_: Any, batch: Iterator[StoredJob]) -> None:
-        for job in batch:
-            async with state.transaction() as tx:
-                await tx.execute(insert, job.id, 1)
-                await tx.execute(close, job.id, output)
+    def on_adapter_tx(
+        adapter: PgStateAdapter[Any],
+    ) -> Callable[[Any, Iterator[StoredJob]], Awaitable[None]]:
+        async def run(_: Any, batch: Iterator[StoredJob]) -> None:
+            for job in batch:
+                async with adapter.transaction() as tx:
+                    await tx.execute(insert, job.id, 1)
+                    await tx.execute(close, job.id, output)
 
-    async def on_complete_job(_: Any, batch: Iterator[StoredJob]) -> None:
-        for job in batch:
-            async with state.transaction() as tx:
-                await tx.execute(insert, job.id, 1)
-                await state.complete_job(
-                    job.id,
-                    outcome="completed",
-                    worker_id="w",
-                    output={"ok": True},
-                    owner="w",
-                    tx=tx,
-                )
+        return run
+
+    def on_complete_job(
+        adapter: PgStateAdapter[Any],
+    ) -> Callable[[Any, Iterator[StoredJob]], Awaitable[None]]:
+        async def run(_: Any, batch: Iterator[StoredJob]) -> None:
+            for job in batch:
+                async with adapter.transaction() as tx:
+                    await tx.execute(insert, job.id, 1)
+                    await adapter.complete_job(
+                        job.id,
+                        outcome="completed",
+                        worker_id="w",
+                        output={"ok": True},
+                        owner="w",
+                        tx=tx,
+                    )
+
+        return run
 
     runs: dict[str, Callable[[Any, Iterator[StoredJob]], Awaitable[None]]] = {
         "driver": on_driver,
         "pool": on_pool,
-        "adapter tx": on_adapter_tx,
-        "complete_job": on_complete_job,
+        "adapter tx": on_adapter_tx(state),
+        "kept tx": on_adapter_tx(kept),
+        "complete_job": on_complete_job(state),
+        "kept complete_job": on_complete_job(kept),
     }
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in VARIANTS}
     try:
-        for _ in range(rounds):
-            for name in VARIANTS:
+        for round_ in range(rounds):
+            for name in VARIANTS if round_ % 2 == 0 else VARIANTS[::-1]:
                 batch = iter([next(queue) for _ in range(jobs_per_variant)])
                 t0, cpu0 = time.perf_counter(), time.process_time()
                 await asyncio.gather(*(runs[name](conn, batch) for conn in dedicated))
@@ -123,6 +143,7 @@ async def measure(
         for conn in dedicated:
             await conn.close()
         await client.close()
+        await kept.close()
         await state.close()
     return results
 
@@ -146,13 +167,21 @@ def main() -> None:
         f"exactly-once statements at concurrency {CONCURRENCY}, {args.runs} rounds of "
         f"{args.jobs} jobs per variant, medians (min..max)"
     )
-    print(f"{'variant':<14}{'jobs/s':>10}{'CPU us/job':>12}")
+    print(f"{'variant':<20}{'jobs/s':>10}{'CPU us/job':>12}")
     for name in VARIANTS:
         rates = [r for r, _ in results[name]]
         cpus = [c for _, c in results[name]]
         print(
-            f"{name:<14}{statistics.median(rates):>10,.0f}{statistics.median(cpus):>12,.0f}"
+            f"{name:<20}{statistics.median(rates):>10,.0f}{statistics.median(cpus):>12,.0f}"
             f"   ({min(rates):,.0f}..{max(rates):,.0f} / {min(cpus):,.0f}..{max(cpus):,.0f})"
+        )
+    for released, kept in (("adapter tx", "kept tx"), ("complete_job", "kept complete_job")):
+        saved = [
+            r[1] - k[1] for r, k in zip(results[released], results[kept], strict=True)
+        ]  # same round, next to each other
+        print(
+            f"{kept} against {released}: CPU us/job saved per round, median "
+            f"{statistics.median(saved):,.0f} ({min(saved):,.0f}..{max(saved):,.0f})"
         )
 
 

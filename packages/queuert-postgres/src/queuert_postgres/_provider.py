@@ -30,6 +30,8 @@ from queuert.duration import Duration, to_timedelta
 from queuert.errors import TransactionAbortedError, UsageError
 from queuert.sqlalchemy_session import attach_session_commit_hooks
 
+from queuert_postgres._parking import Parking
+
 __all__ = [
     "AsyncpgProvider",
     "PgProvider",
@@ -293,22 +295,25 @@ async def _keep_session(conn: Any) -> None:
 class _AsyncpgTransaction:
     """``async with provider.transaction() as conn``: a pooled asyncpg connection inside ``BEGIN``,
     committed on normal exit (protected from cancellation, see :func:`_to_the_end`), rolled back on
-    error, handed back to the pool either way.
+    error, then kept by the provider for its next use (see :mod:`queuert_postgres._parking`) or
+    handed back to the pool.
 
     A class rather than an ``@asynccontextmanager``: the exactly-once path opens one per job, and an
     async generator costs several microseconds more on each entry and exit.
     """
 
-    __slots__ = ("_conn", "_deadlines", "_pool")
+    __slots__ = ("_conn", "_deadlines", "_parking", "_pool")
 
-    def __init__(self, pool: Any, deadlines: _Deadlines) -> None:
+    def __init__(self, pool: Any, deadlines: _Deadlines, parking: Parking | None) -> None:
         self._pool = pool
         self._deadlines = deadlines
+        self._parking = parking
         self._conn: Any = None
 
     async def __aenter__(self) -> Any:
         pool = self._pool
-        conn = await pool.acquire()
+        parking = self._parking
+        conn = await (pool.acquire() if parking is None else parking.acquire())
         try:
             await conn.execute("BEGIN")
         except BaseException:
@@ -325,7 +330,7 @@ class _AsyncpgTransaction:
                     elif not conn.is_closed():
                         conn.terminate()
             finally:
-                await pool.release(conn)
+                await (pool.release(conn) if parking is None else parking.release(conn))
             raise
         self._conn = conn
         return conn
@@ -334,6 +339,7 @@ class _AsyncpgTransaction:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
     ) -> bool:
         conn, self._conn = self._conn, None
+        ended = False
         try:
             if exc_type is not None:
                 # The block's exception must reach the caller unchanged: a dead connection can
@@ -341,10 +347,18 @@ class _AsyncpgTransaction:
                 with contextlib.suppress(Exception):
                     if not conn.is_closed():
                         await _to_the_end(conn, conn.execute("ROLLBACK"), self._deadlines)
+                        ended = True
                 return False
             status = await _to_the_end(conn, conn.execute("COMMIT"), self._deadlines)
+            ended = True
         finally:
-            await self._pool.release(conn)
+            parking = self._parking
+            if parking is None:
+                await self._pool.release(conn)
+            elif not ended:
+                await parking.release(conn)
+            else:
+                await parking.give_back(conn, detach=True)
         if status != "COMMIT":
             raise TransactionAbortedError(ABORTED_AT_COMMIT)
         return False
@@ -373,6 +387,15 @@ class AsyncpgProvider:
     release of asyncpg's pool cost more CPU than a one-row ``INSERT``'s round trip. Concurrent
     statements take other connections of the pool as before.
 
+    A provider whose pool it created (or built with ``keep_connections=True``) keeps the connection
+    of a finished transaction for its next transaction or statement instead of handing it back to
+    the pool, and hands it straight to a caller of its own waiting for one while the pool has none
+    left (the exactly-once path opens a transaction per job). A connection it keeps unused goes
+    back to the pool within 0.1 s, and all of them on :meth:`close`; the connection object a
+    transaction yields fails once the transaction has ended, as after a release. Not with
+    ``reset_sessions=True`` or ``keep_connections=False``, nor by default on a pool you pass (whose
+    own reset would be skipped between queuert's transactions).
+
     It also sets ``plan_cache_mode = force_generic_plan`` on its connections: queuert's statements
     take arrays and have one good plan whatever the arguments, but PostgreSQL's default kept
     re-planning the claim on every execution (about 0.4 ms of its 1.3 ms here; ``tools/bench``
@@ -380,10 +403,17 @@ class AsyncpgProvider:
     your own statements on these connections need plans made for each call's values.
     """
 
-    def __init__(self, pool: Any, *, owns_pool: bool = False) -> None:
+    def __init__(
+        self, pool: Any, *, owns_pool: bool = False, keep_connections: bool | None = None
+    ) -> None:
         self.pool = pool
         self._owns_pool = owns_pool
         self._deadlines = _Deadlines()
+        if keep_connections is None:
+            keep_connections = owns_pool
+        self._parking = Parking(pool) if keep_connections else None
+        """Connections kept between transactions and statements (see
+        :mod:`queuert_postgres._parking`), or ``None``: each goes back to the pool at once."""
         self._lane: Any = None
         """The pooled connection kept for autocommit statements that follow one another (see
         :meth:`fetch`), or ``None``."""
@@ -403,6 +433,7 @@ class AsyncpgProvider:
         prepared_statements: bool = True,
         reset_sessions: bool = False,
         generic_plans: bool = True,
+        keep_connections: bool = True,
         connect_timeout: Duration = 10.0,
         statement_timeout: Duration | None = 60.0,
         **pool_options: Any,
@@ -427,10 +458,27 @@ class AsyncpgProvider:
             settings.setdefault("plan_cache_mode", "force_generic_plan")
             pool_options["server_settings"] = settings
         pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, **pool_options)
-        return cls(pool, owns_pool=True)
+        return cls(pool, owns_pool=True, keep_connections=keep_connections and not reset_sessions)
 
     def transaction(self) -> AbstractAsyncContextManager[Any]:
-        return _AsyncpgTransaction(self.pool, self._deadlines)
+        return _AsyncpgTransaction(self.pool, self._deadlines, self._parking)
+
+    async def _acquire(self) -> Any:
+        if self._parking is None:
+            return await self.pool.acquire()
+        return await self._parking.acquire()
+
+    async def _give_back(self, conn: Any) -> None:
+        if self._parking is None:
+            await self.pool.release(conn)
+        else:
+            await self._parking.give_back(conn, detach=False)
+
+    async def _release(self, conn: Any) -> None:
+        if self._parking is None:
+            await self.pool.release(conn)
+        else:
+            await self._parking.release(conn)
 
     async def fetch(self, sql: Sql, args: Sequence[Any], tx: Any | None) -> list[Row]:
         """Without ``tx``: on the lane, a pooled connection kept while autocommit statements follow
@@ -442,26 +490,36 @@ class AsyncpgProvider:
         if tx is not None:
             return await _asyncpg_fetch(_asyncpg_open(tx), sql, args)
         if self._lane_busy or self._closed:
-            async with self.pool.acquire() as conn:
-                return await _asyncpg_fetch(conn, sql, args)
+            if self._parking is None or self._closed:
+                async with self.pool.acquire() as conn:
+                    return await _asyncpg_fetch(conn, sql, args)
+            other = await self._acquire()
+            try:
+                answer = await _asyncpg_fetch(other, sql, args)
+            except BaseException:
+                await self._release(other)
+                raise
+            await self._give_back(other)
+            return answer
         self._lane_busy = True
         conn = self._lane
         try:
             if conn is None:
-                conn = self._lane = await self.pool.acquire()
+                conn = self._lane = await self._acquire()
             rows: list[Row] = await conn.fetch(sql.text, *args)
         except BaseException:
             if conn is not None:
                 self._lane = None
-                await self.pool.release(conn)
+                await self._release(conn)
             raise
         finally:
             self._lane_busy = False
         if self._closed_meanwhile() or self._pool_exhausted():
             # close() left the lane to this statement, or others may wait for a connection: the
-            # lane goes back now, lest statements in a row keep it from them for good
+            # lane goes back now, lest statements in a row keep it from them for good (kept by
+            # the provider if no caller of its own waits for the pool, else to the pool)
             self._lane = None
-            await self.pool.release(conn)
+            await self._give_back(conn)
         elif self._lane_check is None:
             self._lane_check = asyncio.get_running_loop().call_soon(self._return_idle_lane)
         return rows
@@ -482,7 +540,9 @@ class AsyncpgProvider:
         if self._lane_busy or self._lane is None:
             return
         conn, self._lane = self._lane, None
-        task = asyncio.get_running_loop().create_task(self.pool.release(conn))
+        if self._parking is not None and self._parking.keep(conn, detach=False):
+            return
+        task = asyncio.get_running_loop().create_task(self._release(conn))
         self._returning.add(task)
         task.add_done_callback(self._returning.discard)
 
@@ -501,6 +561,8 @@ class AsyncpgProvider:
             await self.pool.release(conn)
         while self._returning:
             await asyncio.gather(*self._returning, return_exceptions=True)
+        if self._parking is not None:
+            await self._parking.close()
         if self._owns_pool:
             await self.pool.close()
 
