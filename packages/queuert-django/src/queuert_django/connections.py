@@ -10,7 +10,7 @@ LISTEN/NOTIFY (asyncpg) for wake-ups when ``NOTIFY`` is on. SQLite: the file of 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -166,8 +166,7 @@ async def open_broker_notify_adapter(conf: QueuertSettings) -> AsyncIterator[Not
         raise ImproperlyConfigured('QUEUERT["NOTIFY"] is not a Redis or NATS URL')
 
 
-@asynccontextmanager
-async def open_redis_notify_adapter(url: str, prefix: str) -> AsyncIterator[NotifyAdapter]:
+def open_redis_notify_adapter(url: str, prefix: str) -> AbstractAsyncContextManager[NotifyAdapter]:
     """A :class:`queuert_redis.RedisNotifyAdapter` on ``url`` with ``prefix``, closed on exit."""
     try:
         from queuert_redis import RedisNotifyAdapter
@@ -175,15 +174,10 @@ async def open_redis_notify_adapter(url: str, prefix: str) -> AsyncIterator[Noti
         raise ImproperlyConfigured(
             'QUEUERT["NOTIFY"] is a Redis URL: install queuert-django[redis]'
         ) from exc
-    adapter = RedisNotifyAdapter(url, prefix=prefix)
-    try:
-        yield adapter
-    finally:
-        await adapter.close()
+    return _closing(RedisNotifyAdapter(url, prefix=prefix))
 
 
-@asynccontextmanager
-async def open_nats_notify_adapter(url: str, prefix: str) -> AsyncIterator[NotifyAdapter]:
+def open_nats_notify_adapter(url: str, prefix: str) -> AbstractAsyncContextManager[NotifyAdapter]:
     """A :class:`queuert_nats.NatsNotifyAdapter` on ``url`` with ``prefix`` (its subjects' prefix),
     closed on exit."""
     try:
@@ -192,7 +186,12 @@ async def open_nats_notify_adapter(url: str, prefix: str) -> AsyncIterator[Notif
         raise ImproperlyConfigured(
             'QUEUERT["NOTIFY"] is a NATS URL: install queuert-django[nats]'
         ) from exc
-    adapter = NatsNotifyAdapter(url, subject_prefix=prefix)
+    return _closing(NatsNotifyAdapter(url, subject_prefix=prefix))
+
+
+@asynccontextmanager
+async def _closing(adapter: Any) -> AsyncIterator[NotifyAdapter]:
+    """``adapter``, closed on exit."""
     try:
         yield adapter
     finally:

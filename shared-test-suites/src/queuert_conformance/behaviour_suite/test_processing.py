@@ -283,14 +283,16 @@ class TestErrors:
         assert [f.job.attempt for f in failures] == [1, 2, 3]
         assert [f.error_type for f in failures] == ["ValueError"] * 3
         # retry n is planned 0.1 * 2**(n-1) s after the failure, which follows the claim: measured
-        # from the claim (both on the store's clock), each wait is at least its planned delay
+        # from the claim (both on the store's clock), each wait is at least its planned delay. The
+        # third's bound (0.4 s) is four times the first delay, so a backoff that does not grow fails
+        # here. (No upper bound: the time from a claim to its failure's write has none on a busy
+        # machine.)
         delays = []
         for failed in failures:
             assert failed.retry_at is not None
             delays.append((failed.retry_at - claimed[failed.job.attempt]).total_seconds())
         for delay, planned in zip(delays, [0.1, 0.2, 0.4], strict=True):
-            assert delay >= planned - 0.005, f"retry planned {delay:.3f}s after the claim"
-        assert delays[2] > delays[0], f"the backoff did not grow: {delays}"
+            assert delay >= planned - 0.005, f"retry planned {delay:.3f}s after the claim: {delays}"
 
     async def test_the_last_error_is_visible_to_the_next_attempt(
         self, queuert_env: MakeEnv
