@@ -27,6 +27,16 @@ async def pool() -> AsyncIterator[asyncpg.Pool]:
         await asyncio.wait_for(pool.close(), GUARD)
 
 
+@pytest.fixture
+async def kept(pool: asyncpg.Pool) -> AsyncIterator[AsyncpgProvider]:
+    """A provider over ``pool`` that keeps its connections, closed after the test."""
+    provider = AsyncpgProvider(pool, keep_connections=True)
+    try:
+        yield provider
+    finally:
+        await asyncio.wait_for(provider.close(), GUARD)
+
+
 def _all_idle(pool: asyncpg.Pool) -> bool:
     return bool(pool.get_idle_size() == pool.get_size())
 
@@ -54,48 +64,38 @@ async def test_the_next_transaction_reuses_the_connection_and_close_returns_it(
     assert _all_idle(pool)
 
 
-async def test_an_unused_kept_connection_goes_back_to_the_pool(pool: asyncpg.Pool) -> None:
-    provider = AsyncpgProvider(pool, keep_connections=True)
-    try:
-        async with provider.transaction() as tx:
-            await tx.execute("SELECT 1")
-        await _until_idle(pool)
-    finally:
-        await asyncio.wait_for(provider.close(), GUARD)
+async def test_an_unused_kept_connection_goes_back_to_the_pool(
+    pool: asyncpg.Pool, kept: AsyncpgProvider
+) -> None:
+    async with kept.transaction() as tx:
+        await tx.execute("SELECT 1")
+    await _until_idle(pool)
 
 
 async def test_a_reference_past_the_transaction_fails_and_never_joins_the_next(
-    pool: asyncpg.Pool,
+    kept: AsyncpgProvider,
 ) -> None:
-    provider = AsyncpgProvider(pool, keep_connections=True)
-    try:
-        async with provider.transaction() as first:
+    async with kept.transaction() as first:
+        await first.execute("SELECT 1")
+    async with kept.transaction() as second:
+        with pytest.raises(asyncpg.InterfaceError):
             await first.execute("SELECT 1")
-        async with provider.transaction() as second:
-            with pytest.raises(asyncpg.InterfaceError):
-                await first.execute("SELECT 1")
-            assert await second.fetchval("SELECT 42") == 42
-    finally:
-        await asyncio.wait_for(provider.close(), GUARD)
+        assert await second.fetchval("SELECT 42") == 42
 
 
 async def test_a_failing_block_rolls_back_and_the_connection_serves_the_next(
-    pool: asyncpg.Pool,
+    kept: AsyncpgProvider,
 ) -> None:
-    provider = AsyncpgProvider(pool, keep_connections=True)
     table = "queuert_kept_rollback"
-    try:
-        async with provider.transaction() as tx:
-            await tx.execute(f"CREATE TEMP TABLE {table} (n int) ON COMMIT PRESERVE ROWS")
-        with pytest.raises(RuntimeError):
-            async with provider.transaction() as tx:
-                await tx.execute(f"INSERT INTO {table} VALUES (1)")
-                raise RuntimeError("handler failed")
-        async with provider.transaction() as tx:
-            # the same session (a temporary table is per connection), without the row
-            assert await tx.fetchval(f"SELECT count(*) FROM {table}") == 0
-    finally:
-        await asyncio.wait_for(provider.close(), GUARD)
+    async with kept.transaction() as tx:
+        await tx.execute(f"CREATE TEMP TABLE {table} (n int) ON COMMIT PRESERVE ROWS")
+    with pytest.raises(RuntimeError):
+        async with kept.transaction() as tx:
+            await tx.execute(f"INSERT INTO {table} VALUES (1)")
+            raise RuntimeError("handler failed")
+    async with kept.transaction() as tx:
+        # the same session (a temporary table is per connection), without the row
+        assert await tx.fetchval(f"SELECT count(*) FROM {table}") == 0
 
 
 async def test_a_waiting_transaction_gets_the_next_finished_connection() -> None:
