@@ -1,14 +1,15 @@
 """The cost of a batch of chain starts on PostgreSQL against the job table's schema: this checkout's
-adapter starts batches into two fresh schemas, one migrated by this checkout and one by the
-migrations of another checkout (``--base``), the two alternating call by call (the order swapped
-every call), so that the machine's drift reaches both alike.
+adapter starts batches into two job tables of a fresh schema (table prefixes ``a_`` and ``b_``),
+one migrated by this checkout and one by the migrations of another checkout (``--base``), the two
+alternating call by call (the order swapped every call), so that the machine's drift reaches both
+alike.
 
     uv run python tools/bench/batch_start.py --dsn postgresql://postgres@127.0.0.1:5432/test \\
         --base ../base-checkout
 
 Each side holds one transaction open on a connection of its own for all its calls (no commit
 waits: what differs is the server's work on the table and its indexes, the statement and the client
-being the same). Without ``--base`` both schemas are this checkout's (the spread of identical sides).
+being the same). Without ``--base`` both tables are this checkout's (the spread of identical sides).
 Reports, per side, the median wall time per batch (with the quartiles) and the server's execution
 time per batch from ``EXPLAIN (ANALYZE, TIMING OFF)`` of the statement the adapter sends (one more
 batch, explained, after every ``--explain-every`` measured calls; it inserts its rows too).
@@ -17,20 +18,18 @@ batch, explained, after every ``--explain-every`` measured calls; it inserts its
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib.util
 import json
 import statistics
 import sys
 import time
-import uuid
 from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-from bench import drop_backend, isolated_dsn, pg_schema
+from bench import pg_schema, run_on_own_schema
 from queuert.ids import uuid7
 from queuert.state import NewJob
 from queuert_postgres import AsyncpgProvider, PgStateAdapter
@@ -74,7 +73,7 @@ def batch(size: int) -> list[NewJob]:
 
 
 class Side:
-    """One schema, and what its batches took."""
+    """One job table, and what its batches took."""
 
     def __init__(self, name: str, state: PgStateAdapter[Any]) -> None:
         self.name = name
@@ -117,11 +116,11 @@ async def measure(
     schema = pg_schema(dsn)
     plain = dsn.split("?")[0]
     sides: list[Side] = []
-    for name, suffix in (("this checkout", "_a"), ("base" if base else "this checkout", "_b")):
-        names = Names(schema + suffix, "queuert_")
+    for name, prefix in (("this checkout", "a_"), ("base" if base else "this checkout", "b_")):
+        names = Names(schema, prefix)
         provider = await AsyncpgProvider.connect(plain, min_size=1, max_size=2)
-        state = PgStateAdapter(provider, schema=names.schema)
-        if base and suffix == "_b":
+        state = PgStateAdapter(provider, schema=names.schema, table_prefix=names.prefix)
+        if base and prefix == "b_":
             await migrate_raw(plain, names, base_migrations(base))
         else:
             await state.migrate()
@@ -156,20 +155,16 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/test")
-    parser.add_argument("--base", help="a checkout whose migrations make the other schema")
+    parser.add_argument("--base", help="a checkout whose migrations make the other table")
     parser.add_argument("--calls", type=int, default=300, help="batches per side")
     parser.add_argument("--size", type=int, default=100, help="chain starts per batch")
     parser.add_argument("--explain-every", type=int, default=3)
     args = parser.parse_args()
-    if not args.dsn.startswith(("postgresql://", "postgres://")):
-        raise SystemExit("batch_start measures PostgreSQL only")
-    dsn = isolated_dsn(args.dsn, uuid.uuid4().hex[:10])
-    schema = pg_schema(dsn)
-    try:
-        sides = asyncio.run(measure(dsn, args.base, args.calls, args.size, args.explain_every))
-    finally:
-        for suffix in ("_a", "_b"):
-            asyncio.run(drop_backend(dsn.replace(f"schema={schema}", f"schema={schema}{suffix}")))
+    sides = run_on_own_schema(
+        "batch_start",
+        args.dsn,
+        lambda dsn: measure(dsn, args.base, args.calls, args.size, args.explain_every),
+    )
     print(
         f"batches of {args.size} chain starts in one open transaction per side, {args.calls} "
         "calls per side, alternating; median (quartiles)"

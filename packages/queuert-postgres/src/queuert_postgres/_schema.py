@@ -209,7 +209,7 @@ DROP INDEX IF EXISTS {schema}."{p}job_ready_idx";
 """
 """``job_ready_idx`` (type, due time) and ``job_claim_idx`` (type, priority, due time) held exactly the
 same rows, so every insert, reschedule and unblock of a job wrote an entry into both: a 100-row
-batch start took 1.39 ms of server time with both and 1.20 ms with the claim index alone (medians,
+batch start took 1.26 ms of server time with both and 1.06 ms with the claim index alone (medians,
 ``tools/bench/batch_start.py``). The claim index now serves everything the ready one did:
 
 * ``next_due`` walks it as a loose index scan: per type, one probe for each next lower priority
