@@ -108,7 +108,7 @@ def _blocked_index(p: str) -> list[str]:
 
 def _priority(p: str) -> list[str]:
     # claim_jobs: open, unblocked, unleased jobs of a type by priority (highest first), then due
-    # time; the ready index keeps serving next_due and the queue stats
+    # time; the ready index keeps serving next_due and the queue stats (until one_ready_index)
     return [
         f"ALTER TABLE {p}job ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",
         f"""CREATE INDEX {p}job_claim_idx ON {p}job (type_name, priority DESC, scheduled_at, id)
@@ -121,11 +121,20 @@ def _limit_key(p: str) -> list[str]:
     return [f"ALTER TABLE {p}job ADD COLUMN limit_key TEXT"]
 
 
+def _one_ready_index(p: str) -> list[str]:
+    # job_ready_idx (type, due time) held the same rows as job_claim_idx (type, priority, due
+    # time), so every insert, reschedule and unblock wrote both. next_due and any_ready walk the
+    # claim index one distinct priority at a time (a loose index scan), the queue stats read it
+    # whole as they read the ready index before.
+    return [f"DROP INDEX IF EXISTS {p}job_ready_idx"]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("20260601000000_initial_schema", _initial),
     Migration("20261206000000_blocked_index", _blocked_index),
     Migration("20261206100000_priority", _priority),
     Migration("20261206110000_limit_key", _limit_key),
+    Migration("20261207000000_one_ready_index", _one_ready_index),
 )
 """Every migration, oldest first. Names sort in application order; never edit a released one."""
 

@@ -71,6 +71,26 @@ def _queue_stats(p: str, types: str) -> str:
     )
 
 
+def _priorities(p: str, types: str) -> str:
+    """``prio(type_name, priority)``: the distinct priorities of the ready jobs of each type of the
+    JSON list ``types``, highest first. ``job_claim_idx`` orders a type's ready jobs by priority
+    first, so its earliest due time is not its first entry: this loose index scan finds each next
+    lower priority with one probe, and a statement then reads the first entry of each (type,
+    priority) by due time. That reads O(distinct priorities) entries per type, not every ready job.
+    """
+    probe = (
+        f"SELECT j.priority FROM {p}job j INDEXED BY {p}job_claim_idx WHERE j.type_name = {{t}} "
+        f"AND j.{_READY.format(a='j.')}{{below}} ORDER BY j.priority DESC LIMIT 1"
+    )
+    first = probe.format(t="k.value", below="")
+    lower = probe.format(t="q.type_name", below=" AND j.priority < q.priority")
+    return (
+        "WITH RECURSIVE prio(type_name, priority) AS ("
+        f"SELECT k.value, ({first}) FROM json_each({types}) k "
+        f"UNION ALL SELECT q.type_name, ({lower}) FROM prio q WHERE q.priority IS NOT NULL)"
+    )
+
+
 class Statements:
     """Every statement of the adapter for one table prefix, each with a one-line description
     (``?n`` are positional parameters; a JSON list or map is one parameter)."""
@@ -167,8 +187,10 @@ class Statements:
         )
         # the earliest scheduled_at of a ready job of the types of ?1 (JSON list)
         self.next_due = (
-            f"SELECT min((SELECT j.scheduled_at FROM {p}job j WHERE j.type_name = k.value AND "
-            f"j.{_READY.format(a='j.')} ORDER BY j.scheduled_at LIMIT 1)) FROM json_each(?1) k"
+            f"{_priorities(p, '?1')} SELECT min((SELECT j.scheduled_at FROM {p}job j "
+            f"INDEXED BY {p}job_claim_idx WHERE j.type_name = q.type_name "
+            f"AND j.{_READY.format(a='j.')} AND j.priority = q.priority "
+            "ORDER BY j.priority DESC, j.scheduled_at LIMIT 1)) FROM prio q"
         )
 
         # queue health at ?1 (now), per type: tagged rows from the ready, lease and blocked indexes
@@ -198,10 +220,11 @@ class Statements:
             "leased_until = (SELECT json_extract(?4, '$.' || json_quote(type_name))) "
             f"WHERE id IN (SELECT value FROM json_each(?3)) RETURNING {_RETURNING}"
         )
+        # (per type and distinct priority, one probe of the claim index, as next_due)
         self.any_ready = (
-            f"SELECT EXISTS (SELECT 1 FROM {p}job j "
-            "WHERE j.type_name IN (SELECT value FROM json_each(?2)) "
-            f"AND j.{_READY.format(a='j.')} AND j.scheduled_at <= ?1)"
+            f"{_priorities(p, '?2')} SELECT EXISTS (SELECT 1 FROM prio q WHERE EXISTS "
+            f"(SELECT 1 FROM {p}job j INDEXED BY {p}job_claim_idx WHERE j.type_name = q.type_name "
+            f"AND j.{_READY.format(a='j.')} AND j.priority = q.priority AND j.scheduled_at <= ?1))"
         )
         # set each lease of ?1 (JSON map id -> leased_until) held by worker ?2
         self.renew_leases = (
@@ -453,8 +476,8 @@ class Statements:
 
         Parameters: ?1 now, ?2 limit, ?3 worker id, then the type names, then each type's new
         ``leased_until``. Each type contributes its own first ``limit`` jobs (an ordered range scan
-        of the claim index, named: the planner would rather take the ready index's range on
-        ``scheduled_at`` and sort the whole backlog), and the union is cut to ``limit`` again.
+        of the claim index, named so that the planner never picks another index and sorts the
+        whole backlog), and the union is cut to ``limit`` again.
         """
         p = self.prefix
         types = [f"?{4 + i}" for i in range(type_count)]
