@@ -222,12 +222,22 @@ row first (``INSERT ... ON DUPLICATE KEY UPDATE``), which holds the row's lock u
 commits: limited claims of one type are serialised, and each one counts the running jobs after
 the previous one committed (every statement reads the latest commits under READ COMMITTED)."""
 
+_ONE_READY_INDEX = """
+ALTER TABLE {job} DROP INDEX `{p}job_ready_idx`
+"""
+"""``job_ready_idx`` (ready type, due time) held the same rows as ``job_claim_idx`` (ready type,
+priority, due time), so every insert, reschedule and unblock wrote an entry into both. ``next_due``
+now probes the claim index one distinct priority of a type at a time (a loose index scan driven by
+the adapter: MariaDB and MySQL read every ready job of the type for a ``GROUP BY`` or a correlated
+bound here), and the queue stats read the claim index whole, as they read the ready index."""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_initial_schema", (_JOB, _BLOCKER, _DEDUP_LOCK)),
     Migration("0002_blocked_index", (_BLOCKED_TYPE,)),
     Migration("0003_exact_json_text", (_EXACT_JSON,)),
     Migration("0004_priority", (_PRIORITY,)),
     Migration("0005_concurrency_limits", (_LIMIT_KEY, _JOB_LIMIT)),
+    Migration("0006_one_ready_index", (_ONE_READY_INDEX,)),
 )
 """Applied in order. Never edit one that has shipped: add a new one."""
 

@@ -99,6 +99,26 @@ INSERT_ROW = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 """The placeholders of one row of :data:`INSERT_COLUMNS`."""
 
 
+ABOVE_PRIORITIES = 2**31
+"""A bound above every priority (an ``INT``): the first round of :func:`next_due_round`."""
+
+
+def next_due_round(types: int) -> str:
+    """One round of ``next_due`` for ``types`` (type name, priority bound) pairs: per pair, the
+    first ready job of the type by (priority descending, due time) below the bound that no other
+    transaction holds locked, as ``(pair's position, priority, scheduled_at, now)``.
+    ``job_claim_idx`` orders a type's ready jobs by priority first, so its earliest due time is not
+    its first entry: each round is one range probe of the index per type, and the caller repeats it
+    below each priority found (a loose index scan) instead of reading every ready job of the
+    type."""
+    return " UNION ALL ".join(
+        f"(SELECT {i}, j.priority, j.scheduled_at, {NOW} FROM {{job}} j "
+        "FORCE INDEX (`{p}job_claim_idx`) WHERE j.ready_type = %s AND j.priority < %s "
+        "ORDER BY j.priority DESC, j.scheduled_at, j.id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+        for i in range(types)
+    )
+
+
 def queue_stats(types: int | None) -> str:
     """Per type, one row from each index over open jobs (``kind, type, n1, n2, age``): ready
     (ready, scheduled, microseconds the oldest ready job has been due), leased (running, lease

@@ -72,6 +72,7 @@ from queuert_mysql._provider import MysqlProvider, Row, TxState, savepoint_name
 from queuert_mysql._rows import chain_from_row, job_from_row, naive, utc
 from queuert_mysql._schema import BOOTSTRAP, MIGRATION_LOCK, MIGRATIONS, Names
 from queuert_mysql._sql import (
+    ABOVE_PRIORITIES,
     BY_CHAIN,
     INSERT_COLUMNS,
     INSERT_ROW,
@@ -81,6 +82,7 @@ from queuert_mysql._sql import (
     chain_open,
     cols,
     marks,
+    next_due_round,
     queue_stats,
     status_sql,
     tail_join,
@@ -839,26 +841,30 @@ class MysqlStateAdapter(Generic[TxT]):
         types = list(dict.fromkeys(type_names))
         if not types:
             return None
-        sql = self.sql.sized(
-            "next_due",
-            len(types),
-            lambda n: " UNION ALL ".join(
-                [
-                    f"(SELECT j.scheduled_at, {NOW} FROM {{job}} j WHERE j.ready_type = %s "
-                    "ORDER BY j.scheduled_at, j.id LIMIT 1 FOR UPDATE SKIP LOCKED)"
-                ]
-                * n
-            ),
-        )
-        rows = await self._fetch(sql, types, tx)
-        if not rows:
+        # next_due_round walks job_claim_idx one distinct priority at a time: each round reads,
+        # per type, the first unlocked ready job of the highest priority below the type's bound
+        # (the earliest due time of that priority). The earliest of all rounds is the answer; a
+        # round that finds a job already due ends the walk, so a busy queue takes one round.
+        bounds: list[tuple[str, int]] = [(t, ABOVE_PRIORITIES) for t in types]
+        earliest: datetime | None = None
+        now: datetime | None = None
+        while bounds:
+            sql = self.sql.sized("next_due", len(bounds), next_due_round)
+            rows = await self._fetch(sql, [arg for bound in bounds for arg in bound], tx)
+            lower: list[tuple[str, int]] = []
+            for position, priority, due, read_at in rows:
+                now = read_at
+                if not isinstance(due, datetime):
+                    return timedelta(0)  # a zero date (edited by hand) is due: a claim fails it
+                if earliest is None or due < earliest:
+                    earliest = due
+                lower.append((bounds[int(position)][0], int(priority)))
+            if earliest is not None and now is not None and earliest <= now:
+                return timedelta(0)
+            bounds = lower
+        if earliest is None or now is None:
             return None
-        dues = [row[0] for row in rows]
-        now: datetime = rows[0][1]
-        if not all(isinstance(due, datetime) for due in dues):
-            return timedelta(0)  # a zero date (edited by hand) is due: a claim fails that job
-        due: datetime = min(dues)
-        return max(due - now, timedelta(0))
+        return max(earliest - now, timedelta(0))
 
     async def get_queue_stats(
         self, type_names: Sequence[str] | None = None, *, tx: TxT | None = None
