@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from mysql_helpers import CountingProvider, connect_args, drop_prefix, unique_prefix
 from queuert.ids import uuid7
-from queuert.schedule import Deduplication
+from queuert.schedule import Deduplication, Schedule
 from queuert.state import Completion, NewJob
 from queuert_mysql import AiomysqlProvider, MysqlStateAdapter
 
@@ -123,9 +123,15 @@ async def test_statement_counts_per_operation(
     provider.take()
     await adapter.reap_expired_leases(["work"], limit=100)
     assert provider.take() == 3
-    # the next-due probe: one statement for every type
+    # the next-due probe: one statement for every type while a job is due
     await adapter.next_due(["work", "dep"])
     assert provider.take() == 1
+    # else one more per distinct priority (down the claim index), and one that finds no lower one
+    later = Schedule(after=timedelta(hours=1))
+    await adapter.create_jobs([job("later", schedule=later, priority=p) for p in (1, 2, 2)])
+    provider.take()
+    await adapter.next_due(["later"])
+    assert provider.take() == 3
 
 
 async def test_has_more_has_no_false_positive(

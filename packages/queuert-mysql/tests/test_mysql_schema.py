@@ -137,7 +137,7 @@ async def test_timestamps_are_the_servers_utc_clock_with_microseconds() -> None:
 
 
 async def test_hot_paths_use_their_indexes() -> None:
-    """The claim walks the ready index and the reaper the leased index (EXPLAIN on a table with
+    """The claim walks the claim index and the reaper the leased index (EXPLAIN on a table with
     closed history)."""
     prefix = unique_prefix()
     adapter = await make_adapter(prefix)
@@ -145,9 +145,10 @@ async def test_hot_paths_use_their_indexes() -> None:
         await adapter.migrate()
         plan = await sql(
             f"EXPLAIN SELECT id FROM `{prefix}job` j WHERE j.ready_type = 't' "
-            "AND j.scheduled_at <= UTC_TIMESTAMP(6) ORDER BY j.scheduled_at, j.id LIMIT 11"
+            "AND j.scheduled_at <= UTC_TIMESTAMP(6) "
+            "ORDER BY j.priority DESC, j.scheduled_at, j.id LIMIT 11"
         )
-        assert any(f"{prefix}job_ready_idx" in str(row) for row in plan), plan
+        assert any(f"{prefix}job_claim_idx" in str(row) for row in plan), plan
         plan = await sql(
             f"EXPLAIN SELECT id FROM `{prefix}job` j WHERE j.leased_type = 't' "
             "AND j.leased_until <= UTC_TIMESTAMP(6) ORDER BY j.leased_until, j.id LIMIT 11"
@@ -156,3 +157,49 @@ async def test_hot_paths_use_their_indexes() -> None:
     finally:
         await adapter.close()
         await drop_prefix(prefix)
+
+
+async def ready_indexes(prefix: str) -> list[str]:
+    """The indexes of the job table that lead with ``ready_type`` (their rows: the ready jobs)."""
+    rows = await sql(
+        "SELECT index_name FROM information_schema.statistics WHERE table_schema = DATABASE() "
+        "AND table_name = %s AND column_name = 'ready_type' AND seq_in_index = 1",
+        f"{prefix}job",
+    )
+    return sorted(row[0] for row in rows)
+
+
+async def test_one_index_over_the_ready_jobs_fresh_and_upgraded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A fresh installation has only the claim index over the ready jobs; an installation at the
+    previous migration has both, and the upgrade drops the ready index, keeping its jobs due."""
+    fresh, upgraded = unique_prefix(), unique_prefix()
+    adapter = await make_adapter(fresh)
+    try:
+        await adapter.migrate()
+        assert await ready_indexes(fresh) == [f"{fresh}job_claim_idx"]
+    finally:
+        await adapter.close()
+        await drop_prefix(fresh)
+    assert MIGRATIONS[-1].name == "0006_one_ready_index"
+    adapter = await make_adapter(upgraded)
+    try:
+        monkeypatch.setattr("queuert_mysql.state.MIGRATIONS", MIGRATIONS[:-1])
+        await adapter.migrate()
+        assert await ready_indexes(upgraded) == [
+            f"{upgraded}job_claim_idx",
+            f"{upgraded}job_ready_idx",
+        ]
+        await adapter.create_jobs(
+            [NewJob(id=uuid7(), type_name="t", chain_type_name="t", input=None, priority=p)
+             for p in (0, 7)]
+        )  # fmt: skip
+        monkeypatch.undo()
+        result = await adapter.migrate()
+        assert result.applied == ["0006_one_ready_index"]
+        assert await ready_indexes(upgraded) == [f"{upgraded}job_claim_idx"]
+        assert await adapter.next_due(["t"]) == timedelta(0)
+    finally:
+        await adapter.close()
+        await drop_prefix(upgraded)
