@@ -938,10 +938,14 @@ class PgStateAdapter(Generic[TxT]):
             after_column = [
                 None if s is None or s.after is None else _secs(s.after) for s in schedules
             ]
+        type_names = [new.type_name for new in jobs]
+        chain_type_names = [new.chain_type_name for new in jobs]
         return [
             [new.id for new in jobs],
-            [new.type_name for new in jobs],
-            [new.chain_type_name for new in jobs],
+            # one job type: its name once (the statement gives it to every row)
+            type_names[:1] if type_names.count(type_names[0]) == len(type_names) else type_names,
+            # a chain's type is its first job's: sent only if one differs
+            [] if chain_type_names == type_names else chain_type_names,
             [new.input_json() for new in jobs],  # the text the client checked
             at_column,
             after_column,
