@@ -37,6 +37,8 @@ class CheckedResult(NamedTuple):
 
     continuation: PlannedJob | None
     output: JsonValue
+    output_text: str | None = None
+    """The output's compact JSON text, encoded once for the checks (``None`` with a continuation)."""
 
 
 class Finishing(Generic[TxT]):
@@ -78,16 +80,14 @@ class Finishing(Generic[TxT]):
                 "this type must continue the chain, it declares no output",
             )
         try:
-            return CheckedResult(
-                None,
-                self._payloads.encode(
-                    spec.output_type, value, what="output", type_name=job.type_name
-                ),
+            output, text = self._payloads.encode_text(
+                spec.output_type, value, what="output", type_name=job.type_name
             )
         except NotJsonError:
             raise
         except CodecError as exc:
             raise JobTypeValidationError("invalid_output", job.type_name, str(exc)) from exc
+        return CheckedResult(None, output, text)
 
     async def finish(
         self, job: StoredJob, value: Any, *, worker_id: str | None, bound: BoundTransaction[TxT]
@@ -109,7 +109,7 @@ class Finishing(Generic[TxT]):
     ) -> tuple[CompleteResult, StoredJob | None]:
         """Write a result from :meth:`check_result` (only if still leased by ``owner`` when given);
         returns the close and the continuation's row, if any."""
-        continuation, output = checked
+        continuation, output, _ = checked
         successor: StoredJob | None = None
         if continuation is not None:
             ((successor, _),) = await self._creation.write([continuation], job, bound)

@@ -176,12 +176,14 @@ class _Completer:
     def __init__(self, worker: Worker[Any]) -> None:
         self._worker = worker
         self._core = worker._core
-        self._pending: list[tuple[StoredJob, JsonValue, asyncio.Future[CompleteResult | None]]] = []
+        self._pending: list[tuple[Completion, asyncio.Future[CompleteResult | None]]] = []
         self._task: asyncio.Task[None] | None = None
 
-    def submit(self, job: StoredJob, output: JsonValue) -> asyncio.Future[CompleteResult | None]:
+    def submit(
+        self, job: StoredJob, output: JsonValue, output_text: str | None
+    ) -> asyncio.Future[CompleteResult | None]:
         future: asyncio.Future[CompleteResult | None] = asyncio.get_running_loop().create_future()
-        self._pending.append((job, output, future))
+        self._pending.append((Completion(job.id, output=output, output_text=output_text), future))
         if self._task is None or self._task.done():
             self._task = self._worker._spawn(self._run(), "queuert-completer")
         return future
@@ -195,7 +197,7 @@ class _Completer:
         in_transaction = await core.publishing.in_transaction() is not None
         while self._pending:
             batch, self._pending = self._pending, []
-            completions = [Completion(job.id, output=output) for job, output, _ in batch]
+            completions = [completion for completion, _ in batch]
             try:
                 if in_transaction:
                     async with core.transactions.transaction() as bound:
@@ -211,13 +213,13 @@ class _Completer:
                     self._after_close(results, hooks)
                     await hooks.flush()
             except BaseException as exc:
-                for _, _, future in batch:
+                for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 continue
-            for (_, _, future), result in zip(batch, results, strict=True):
+            for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
 
@@ -243,9 +245,9 @@ class _AttemptHost:
         self.core: Core[Any] = worker._core
 
     def complete_later(
-        self, job: StoredJob, output: JsonValue
+        self, job: StoredJob, output: JsonValue, output_text: str | None
     ) -> asyncio.Future[CompleteResult | None]:
-        return self._worker._completer.submit(job, output)
+        return self._worker._completer.submit(job, output, output_text)
 
     async def check_owned(self, job_id: str, *, tx: Any = None) -> None:
         await self._worker._check_owned(job_id, tx=tx)
