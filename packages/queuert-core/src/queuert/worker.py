@@ -228,11 +228,7 @@ class _Completer:
         results: Sequence[CompleteResult | None],
         hooks: TransactionHooks,
     ) -> None:
-        after_close = self._core.finishing.after_close
-        worker_id = self._worker.id
-        for result in results:
-            if result is not None:
-                after_close(result, worker_id=worker_id, hooks=hooks)
+        self._core.finishing.after_close_all(results, worker_id=self._worker.id, hooks=hooks)
 
 
 class _AttemptHost:
