@@ -69,6 +69,7 @@ from queuert.observability import (
     AttemptCompleted,
     AttemptFailed,
     AttemptStarted,
+    JobInfo,
     JobReaped,
     LeaseLost,
     LeasesRenewed,
@@ -264,6 +265,19 @@ class _Running:
     The handler runs in the attempt's own task (no task of its own): while it runs
     (``in_handler``), cancelling the attempt cancels that task, and the attempt's book-keeping,
     which follows in the same task, takes the cancellation back (``Task.uncancel``)."""
+
+    __slots__ = (
+        "abandoned",
+        "attempt",
+        "cancel_reason",
+        "cancels",
+        "config",
+        "holds_slot",
+        "in_handler",
+        "job",
+        "task",
+        "watch",
+    )
 
     def __init__(self, job: StoredJob, config: HandlerConfig) -> None:
         self.job = job
@@ -1027,12 +1041,12 @@ class Worker(Generic[TxT]):
         running.attempt = attempt
         if running.cancel_reason is not None:
             attempt.signal._set(running.cancel_reason)
+        info: JobInfo | None = None  # what the attempt's events say about the job, built once
         if core.publishing.listens(AttemptStarted.level):
             now = datetime.now(timezone.utc)
+            info = job_info(job)
             core.emit(
-                AttemptStarted(
-                    job_info(job), self.id, max((now - job.scheduled_at).total_seconds(), 0.0)
-                )
+                AttemptStarted(info, self.id, max((now - job.scheduled_at).total_seconds(), 0.0))
             )
         loop = asyncio.get_running_loop()
         handle = (  # without attempt scopes, the handler runs in _handle directly
@@ -1088,7 +1102,7 @@ class Worker(Generic[TxT]):
         if core.publishing.listens(AttemptCompleted.level):
             core.emit(
                 AttemptCompleted(
-                    job_info(job),
+                    job_info(job) if info is None else info,
                     self.id,
                     loop_time_since(started),
                     attempt.mode or "atomic",
