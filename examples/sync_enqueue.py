@@ -9,6 +9,7 @@ starts the chain with ``SyncClient`` on the same ``sqlite3.Connection``, in one 
 - a commit keeps both; the asyncio worker, here in a thread of the same process, is woken after the
   commit (``notify=`` / ``notify_loop=``: its notify adapter and its event loop) and ships the order.
   A worker in another process would find it at its next poll.
+- ``wait_for_chain`` blocks until the worker has closed the chain and returns its output;
 - ``complete_chain`` finishes a job by hand from synchronous code, with the same typing.
 
 The SQLite file lives in a temporary directory.
@@ -59,7 +60,6 @@ class WorkerThread:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.shipped = threading.Event()
         self.ready = threading.Event()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.notify: InProcessNotifyAdapter | None = None
@@ -76,7 +76,6 @@ class WorkerThread:
 
             @worker.handler(ShipOrder)
             async def ship(attempt: Attempt[ShipOrder]) -> Shipment:
-                self.shipped.set()
                 return Shipment(f"TRK-{attempt.input.order_id}")
 
             self._stop = asyncio.Event()
@@ -137,7 +136,8 @@ def main() -> dict[str, Any]:
                 conn.execute("INSERT INTO orders VALUES ('o-2', 'new')")
                 chain = sync.start_chain(ShipOrder(Order("o-2")), tx=conn)  # Chain[ShipOrder]
                 conn.commit()
-            results["shipped"] = worker.shipped.wait(30)
+            # Block until the worker has shipped it: the chain-closed notification ends the wait.
+            results["shipment"] = sync.wait_for_chain(chain, tx=conn, timeout=30)  # Shipment
 
             # Workerless completion from synchronous code: a person approves a refund.
             with sync.hooks(conn):

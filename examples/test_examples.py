@@ -356,7 +356,7 @@ async def test_sqlalchemy_orm() -> None:
 def test_sync_enqueue() -> None:
     results = sync_enqueue.main()
     assert results["declined_chain"] is None, "the rolled-back transaction left no chain"
-    assert results["shipped"] is True, "the worker thread was woken and shipped the order"
+    assert results["shipment"] == sync_enqueue.Shipment("TRK-o-2"), "the worker shipped the order"
     assert results["refund"] is True
     assert results["row"] == ("refunded",), "the completion's write committed with it"
 

@@ -29,13 +29,12 @@ import argparse
 import asyncio
 import statistics
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
 import asyncpg
-from bench import BenchJob, Item, drop_backend, isolated_dsn, pg_schema
+from bench import BenchJob, Item, pg_schema, run_on_own_schema
 from queuert import Client
 from queuert.state import StoredJob
 from queuert_postgres import AsyncpgProvider, PgStateAdapter
@@ -90,42 +89,35 @@ async def measure(
                 await conn.execute(insert, job.id, 1)
                 await conn.execute(close, job.id, output)
 
-    def on_adapter_tx(
+    async def close_plain(adapter: PgStateAdapter[Any], tx: Any, job: StoredJob) -> None:
+        await tx.execute(close, job.id, output)
+
+    async def close_guarded(adapter: PgStateAdapter[Any], tx: Any, job: StoredJob) -> None:
+        await adapter.complete_job(
+            job.id, outcome="completed", worker_id="w", output={"ok": True}, owner="w", tx=tx
+        )
+
+    def in_transactions(
         adapter: PgStateAdapter[Any],
+        close_job: Callable[[PgStateAdapter[Any], Any, StoredJob], Awaitable[None]],
     ) -> Callable[[Any, Iterator[StoredJob]], Awaitable[None]]:
+        """Per job, the adapter's own transaction: the insert, then ``close_job``."""
+
         async def run(_: Any, batch: Iterator[StoredJob]) -> None:
             for job in batch:
                 async with adapter.transaction() as tx:
                     await tx.execute(insert, job.id, 1)
-                    await tx.execute(close, job.id, output)
-
-        return run
-
-    def on_complete_job(
-        adapter: PgStateAdapter[Any],
-    ) -> Callable[[Any, Iterator[StoredJob]], Awaitable[None]]:
-        async def run(_: Any, batch: Iterator[StoredJob]) -> None:
-            for job in batch:
-                async with adapter.transaction() as tx:
-                    await tx.execute(insert, job.id, 1)
-                    await adapter.complete_job(
-                        job.id,
-                        outcome="completed",
-                        worker_id="w",
-                        output={"ok": True},
-                        owner="w",
-                        tx=tx,
-                    )
+                    await close_job(adapter, tx, job)
 
         return run
 
     runs: dict[str, Callable[[Any, Iterator[StoredJob]], Awaitable[None]]] = {
         "driver": on_driver,
         "pool": on_pool,
-        "adapter tx": on_adapter_tx(state),
-        "kept tx": on_adapter_tx(kept),
-        "complete_job": on_complete_job(state),
-        "kept complete_job": on_complete_job(kept),
+        "adapter tx": in_transactions(state, close_plain),
+        "kept tx": in_transactions(kept, close_plain),
+        "complete_job": in_transactions(state, close_guarded),
+        "kept complete_job": in_transactions(kept, close_guarded),
     }
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in VARIANTS}
     try:
@@ -156,13 +148,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=1000, help="jobs per variant and round")
     args = parser.parse_args()
-    if not args.dsn.startswith(("postgresql://", "postgres://")):
-        raise SystemExit("atomic_split measures PostgreSQL only")
-    dsn = isolated_dsn(args.dsn, uuid.uuid4().hex[:10])
-    try:
-        results = asyncio.run(measure(dsn, args.jobs, args.runs))
-    finally:
-        asyncio.run(drop_backend(dsn))
+    results = run_on_own_schema(
+        "atomic_split", args.dsn, lambda dsn: measure(dsn, args.jobs, args.runs)
+    )
     print(
         f"exactly-once statements at concurrency {CONCURRENCY}, {args.runs} rounds of "
         f"{args.jobs} jobs per variant, medians (min..max)"

@@ -61,9 +61,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from queuert import (
     Attempt,
@@ -242,6 +242,21 @@ def uuid7_sql(moment: str, seed: str) -> str:
 
 def pg_schema(dsn: str) -> str:
     return dsn.split("schema=")[1].split("&")[0] if "schema=" in dsn else "public"
+
+
+T = TypeVar("T")
+
+
+def run_on_own_schema(tool: str, dsn: str, measure: Callable[[str], Coroutine[Any, Any, T]]) -> T:
+    """``measure(dsn)`` on PostgreSQL in a schema of this run's own, dropped afterwards; another
+    database is refused (``tool`` names the PostgreSQL-only tool)."""
+    if not dsn.startswith(("postgresql://", "postgres://")):
+        raise SystemExit(f"{tool} measures PostgreSQL only")
+    own = isolated_dsn(dsn, uuid.uuid4().hex[:10])
+    try:
+        return asyncio.run(measure(own))
+    finally:
+        asyncio.run(drop_backend(own))
 
 
 def mysql_prefix(dsn: str) -> str:

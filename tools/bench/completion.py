@@ -28,18 +28,16 @@ run.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib.util
 import statistics
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from bench import drop_backend, isolated_dsn, pg_schema
+from bench import pg_schema, run_on_own_schema
 from queuert.ids import uuid7
 from queuert.state import NewJob
 from queuert_postgres import AsyncpgProvider, PgStateAdapter
@@ -181,14 +179,10 @@ def main() -> None:
     parser.add_argument("--dependents", type=int, default=200, help="calls per form with one")
     parser.add_argument("--base", help="a checkout of another commit to compare with")
     args = parser.parse_args()
-    if not args.dsn.startswith(("postgresql://", "postgres://")):
-        raise SystemExit("completion measures PostgreSQL only")
     base = load_sql(args.base) if args.base else None
-    dsn = isolated_dsn(args.dsn, uuid.uuid4().hex[:10])
-    try:
-        results = asyncio.run(measure(dsn, args.jobs, args.dependents, base))
-    finally:
-        asyncio.run(drop_backend(dsn))
+    results = run_on_own_schema(
+        "completion", args.dsn, lambda dsn: measure(dsn, args.jobs, args.dependents, base)
+    )
     print(
         f"one completion per call in one transaction, {args.jobs} calls per form "
         f"({args.dependents} with a dependent), forms alternating; median (quartiles)"

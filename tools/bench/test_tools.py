@@ -167,3 +167,19 @@ def test_atomic_split_runs_every_variant() -> None:
     out = run_tool("atomic_split.py", "--dsn", POSTGRES, "--runs", "1", "--jobs", "20")
     for variant in ("driver", "pool", "adapter tx", "complete_job"):
         assert f"\n{variant} " in out
+
+
+def test_batch_start_compares_two_schemas() -> None:
+    out = run_tool(
+        "batch_start.py",
+        "--dsn",
+        POSTGRES,
+        "--calls",
+        "4",
+        "--size",
+        "5",
+        "--base",
+        str(HERE.parents[1]),
+    )
+    rows = [line for line in out.splitlines() if line.startswith(("this checkout", "base"))]
+    assert [row.split()[0] for row in rows] == ["this", "base"], out

@@ -77,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         outcome, seconds = run_version(version, args.pytest_args)
         rows.append((version, outcome, f"{seconds:.0f} s"))
     print(f"\n| Django (Python {python}) | tests | time |\n|---|---|---|")
-    for version, outcome, seconds in rows:
-        print(f"| {version} | {outcome} | {seconds} |")
+    for version, outcome, took in rows:
+        print(f"| {version} | {outcome} | {took} |")
     return 1 if any(outcome == "FAILED" for _, outcome, _ in rows) else 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from typing import Any
 
 import pytest
@@ -10,7 +11,12 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test.utils import override_settings
 from django_project import SCHEMA
 from queuert_django.conf import load_settings
-from queuert_django.connections import _asyncpg_dsn, libpq_params
+from queuert_django.connections import (
+    _asyncpg_dsn,
+    libpq_params,
+    open_nats_notify_adapter,
+    open_redis_notify_adapter,
+)
 
 
 def test_the_defaults_use_the_default_database_with_notifications() -> None:
@@ -40,6 +46,21 @@ def test_notify_may_name_a_broker_that_wake_ups_go_through(url: str, broker: str
         conf = load_settings()
     assert (conf.notify, conf.broker_url) == (True, url)
     assert (conf.redis_url, conf.nats_url) == ((url, None) if broker == "redis" else (None, url))
+
+
+@pytest.mark.parametrize(
+    ("opener", "module", "extra"),
+    [
+        (open_redis_notify_adapter, "queuert_redis", "queuert-django[redis]"),
+        (open_nats_notify_adapter, "queuert_nats", "queuert-django[nats]"),
+    ],
+)
+def test_a_broker_url_without_its_adapter_installed_names_the_extra(
+    opener: Any, module: str, extra: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # importing it raises ImportError
+    with pytest.raises(ImproperlyConfigured, match=re.escape(f"install {extra}")):
+        opener("redis://cache:6379/0", "queuert")
 
 
 def test_job_types_load_from_a_dotted_path() -> None:

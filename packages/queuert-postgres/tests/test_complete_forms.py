@@ -4,6 +4,7 @@ release alike."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -110,60 +111,67 @@ def _shape(result: CompleteResult | None) -> tuple[Any, ...] | None:
     )
 
 
-async def _dependents_state(adapter: PgStateAdapter[Any], ids: list[str]) -> list[str]:
-    states = []
-    for dependent in ids:
-        stored = await adapter.get_job(dependent)
-        assert stored is not None
-        states.append(stored.status)
-    return states
+@dataclass
+class Scenes:
+    """Two scenes on one adapter: ``one`` completed one completion at a time, ``batch`` together
+    (each: the completions, and the ids of its two dependents)."""
+
+    adapter: PgStateAdapter[Any]
+    provider: CountingProvider
+    one: tuple[list[Completion], list[str]]
+    batch: tuple[list[Completion], list[str]]
+
+    async def assert_only_the_first_dependents_released(self) -> None:
+        for _, dependents in (self.one, self.batch):
+            states = []
+            for dependent in dependents:
+                stored = await self.adapter.get_job(dependent)
+                assert stored is not None
+                states.append(stored.status)
+            assert states == ["ready", "blocked"]
 
 
-async def test_one_completion_at_a_time_and_a_batch_agree(
-    counted: tuple[PgStateAdapter[Any], CountingProvider],
-) -> None:
+@pytest.fixture
+async def scenes(counted: tuple[PgStateAdapter[Any], CountingProvider]) -> Scenes:
     adapter, provider = counted
-    one_by_one, dependents_1 = await _scene(adapter, "one")
-    batch, dependents_2 = await _scene(adapter, "batch")
+    built = Scenes(adapter, provider, await _scene(adapter, "one"), await _scene(adapter, "batch"))
+    provider.take()  # count from here
+    return built
 
-    provider.take()
+
+async def test_one_completion_at_a_time_and_a_batch_agree(scenes: Scenes) -> None:
+    adapter, provider = scenes.adapter, scenes.provider
     singles = []
-    for completion, statements in zip(one_by_one, STATEMENTS, strict=True):
+    for completion, statements in zip(scenes.one[0], STATEMENTS, strict=True):
         singles.append((await adapter.complete_jobs([completion], worker_id="w", owner="w"))[0])
         assert provider.take() == statements, completion
-    together = await adapter.complete_jobs(batch, worker_id="w", owner="w")
+    together = await adapter.complete_jobs(scenes.batch[0], worker_id="w", owner="w")
     assert provider.take() == 2, "the plain UPDATE, then the full statement for the others"
 
     assert [_shape(r) for r in singles] == [_shape(r) for r in together]
     assert [_shape(r) for r in singles] == EXPECTED
-    assert await _dependents_state(adapter, dependents_1) == ["ready", "blocked"]
-    assert await _dependents_state(adapter, dependents_2) == ["ready", "blocked"]
+    await scenes.assert_only_the_first_dependents_released()
 
 
-async def test_the_full_statements_alone_agree(
-    counted: tuple[PgStateAdapter[Any], CountingProvider],
-) -> None:
+async def test_the_full_statements_alone_agree(scenes: Scenes) -> None:
     """The full statements, without the plain ``UPDATE`` first, give the same results: the plain
     one changes the cost of the common case, not what a completion does."""
-    adapter, provider = counted
-    one_by_one, dependents_1 = await _scene(adapter, "one")
-    batch, dependents_2 = await _scene(adapter, "batch")
-
-    provider.take()
+    adapter, provider = scenes.adapter, scenes.provider
     singles = []
-    for completion in one_by_one:
+    for completion in scenes.one[0]:
         args = adapter._completion_args(completion, "w", "w")
         (result,), _ = await adapter._complete_fully([completion], args, None)
         singles.append(result)
         assert provider.take() == 1
-    args = adapter._completions_args(batch, "w", "w")
-    together, _ = await adapter._complete_fully(batch, args, None)
+    batch = scenes.batch[0]
+    together, _ = await adapter._complete_fully(
+        batch, adapter._completions_args(batch, "w", "w"), None
+    )
     assert provider.take() == 1
 
     assert [_shape(r) for r in singles] == EXPECTED
     assert [_shape(r) for r in together] == EXPECTED
-    assert await _dependents_state(adapter, dependents_1) == ["ready", "blocked"]
-    assert await _dependents_state(adapter, dependents_2) == ["ready", "blocked"]
+    await scenes.assert_only_the_first_dependents_released()
 
 
 async def test_a_single_refusal_says_why(

@@ -78,14 +78,13 @@ async def test_tables_live_in_the_configured_schema_with_the_prefix() -> None:
                     "SELECT indexname FROM pg_indexes WHERE schemaname = $1", ns.schema
                 )
             }
-            assert {"acme_job_ready_idx", "acme_job_leased_idx", "acme_job_dedup_idx"} <= indexes
+            assert {"acme_job_claim_idx", "acme_job_leased_idx", "acme_job_dedup_idx"} <= indexes
             # each claim and completion writes into every index that holds its row: only the hot
             # paths, one listing, and partial indexes a claim never writes into (closed, failed or
             # cancelled jobs, chains with a deduplication key)
             assert indexes == {
                 "acme_job_pkey",
                 "acme_job_chain_position_idx",
-                "acme_job_ready_idx",
                 "acme_job_claim_idx",
                 "acme_job_leased_idx",
                 "acme_job_dedup_idx",
@@ -239,7 +238,7 @@ async def test_upgrade_drops_the_listing_indexes_by_type_and_keeps_the_jobs(
 
 async def test_queue_stats_read_only_the_partial_indexes_of_open_jobs(namespace: Namespace) -> None:
     """The plan of ``get_queue_stats`` on a table of mostly closed jobs: each branch scans one
-    partial index over open jobs (ready, leased, blocked), never the table's closed history."""
+    partial index over open jobs (claim, leased, blocked), never the table's closed history."""
     adapter = await make_adapter("asyncpg", namespace)
     try:
         await adapter.migrate()
@@ -266,8 +265,7 @@ async def test_queue_stats_read_only_the_partial_indexes_of_open_jobs(namespace:
                 rows = await conn.fetch("EXPLAIN " + statement.text, *args)
                 plan = "\n".join(r[0] for r in rows)
                 p = namespace.prefix
-                # the ready and the claim index both hold exactly the ready jobs
-                assert f"{p}job_ready_idx" in plan or f"{p}job_claim_idx" in plan, plan
+                assert f"{p}job_claim_idx" in plan, plan
                 for index in ("job_leased_idx", "job_blocked_idx"):
                     assert f"{p}{index}" in plan, plan
                 assert "Seq Scan" not in plan, plan
@@ -307,3 +305,98 @@ async def test_claim_walks_the_claim_index_in_priority_order(namespace: Namespac
             await conn.close()
     finally:
         await adapter.close()
+
+
+READY_PREDICATE = "((outcome IS NULL) AND (open_blockers = 0) AND (leased_until IS NULL))"
+
+
+async def ready_indexes(ns: Namespace) -> dict[str, list[str]]:
+    """Per table of the job table (the table, or the partitioned parent and each partition), the
+    definitions of the indexes over exactly the ready jobs."""
+    conn = await asyncpg.connect(DSN)
+    try:
+        rows = await conn.fetch(
+            "SELECT t.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+            "JOIN pg_class t ON t.oid = i.indrelid JOIN pg_class x ON x.oid = i.indexrelid "
+            "JOIN pg_namespace n ON n.oid = t.relnamespace "
+            "WHERE n.nspname = $1 AND t.relname LIKE $2 "
+            "AND pg_get_expr(i.indpred, i.indrelid) = "
+            "$3 ORDER BY 1, 2",
+            ns.schema,
+            f"{ns.prefix}job%",
+            READY_PREDICATE,
+        )
+    finally:
+        await conn.close()
+    found: dict[str, list[str]] = {}
+    for table, index in rows:
+        found.setdefault(table, []).append(index)
+    return found
+
+
+def is_claim_index(index: str) -> bool:
+    """Whether the definition ``index`` (``pg_get_indexdef``) has the claim index's columns (a
+    partition's copy of an index has a name of its own)."""
+    return index.endswith("(type_name, priority DESC, scheduled_at, id) WHERE " + READY_PREDICATE)
+
+
+@pytest.mark.parametrize("partitioned", [False, True], ids=["plain", "partitioned"])
+async def test_upgrade_keeps_one_ready_index_and_the_ready_jobs(
+    namespace: Namespace, monkeypatch: pytest.MonkeyPatch, partitioned: bool
+) -> None:
+    """An installation migrated up to ``0008`` has two indexes over the ready jobs (on every
+    partition too); ``0009`` leaves only the claim index, and the ready jobs stay claimable and
+    counted. A fresh installation has only the claim index."""
+    import queuert_postgres.state as pg_state
+
+    before = MIGRATIONS[:8]
+    assert before[-1].name == "0008_concurrency_limits"
+    monkeypatch.setattr(pg_state, "MIGRATIONS", before)
+    old = await make_adapter("asyncpg", namespace, partitioned=partitioned)
+    news = [
+        NewJob(id=uuid7(), type_name="t", chain_type_name="t", input=i, priority=i % 3)
+        for i in range(5)
+    ]
+    try:
+        applied = (await old.migrate()).applied
+        assert applied[: len(before)] == [m.name for m in before]
+        await old.create_jobs(news)
+    finally:
+        await old.close()
+    found = await ready_indexes(namespace)
+    assert found and all(len(indexes) == 2 for indexes in found.values()), found
+    if partitioned:
+        assert len(found) > 1, found
+
+    monkeypatch.setattr(pg_state, "MIGRATIONS", MIGRATIONS)
+    new = await make_adapter("asyncpg", namespace, partitioned=partitioned)
+    try:
+        assert (await new.migrate()).applied == ["0009_one_ready_index"]
+        after = await ready_indexes(namespace)
+        assert after.keys() == found.keys()
+        for table, indexes in after.items():
+            assert len(indexes) == 1 and is_claim_index(indexes[0]), (table, indexes)
+        (parent,) = after[f"{namespace.prefix}job"]
+        assert f"INDEX {namespace.prefix}job_claim_idx ON" in parent, parent
+        assert await new.next_due(["t"]) == timedelta(0)
+        (stats,) = await new.get_queue_stats(["t"])
+        assert stats.ready == 5
+        claimed = await new.claim_jobs(leases={"t": timedelta(seconds=30)}, limit=5, worker_id="w")
+        assert sorted(j.priority for j in claimed.jobs) == [0, 0, 1, 1, 2]
+    finally:
+        await new.close()
+
+
+@pytest.mark.parametrize("partitioned", [False, True], ids=["plain", "partitioned"])
+async def test_fresh_installation_has_only_the_claim_index(
+    namespace: Namespace, partitioned: bool
+) -> None:
+    adapter = await make_adapter("asyncpg", namespace, partitioned=partitioned)
+    try:
+        await adapter.migrate()
+    finally:
+        await adapter.close()
+    found = await ready_indexes(namespace)
+    assert found, found
+    for table, indexes in found.items():
+        assert len(indexes) == 1 and is_claim_index(indexes[0]), (table, indexes)

@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,17 +20,21 @@ import pytest
 from queuert import (
     Attempt,
     Chain,
+    ChainCancelledError,
+    ChainNotFoundError,
     Client,
     Continues,
     EntryJobType,
     InProcessNotifyAdapter,
     JobType,
+    JobTypeMismatchError,
     RecordingObservability,
     SyncCallInEventLoopError,
     SyncClient,
     SyncWorkerlessCompletion,
     TransactionHooksRequiredError,
     UsageError,
+    WaitChainTimeoutError,
     Worker,
 )
 from queuert.observability import ChainCreated
@@ -188,6 +193,49 @@ def test_a_committed_chain_wakes_the_worker_thread_and_is_processed(
     sync.wait_published()  # the wake-up has reached the worker's notify adapter
     assert worker_thread.woken.get_nowait() == "ship_order"
     assert worker_thread.next_processed() == ("ship_order", 1)
+
+
+def test_wait_for_chain_ends_on_the_chain_closed_notification(
+    conn: sqlite3.Connection, worker_thread: WorkerThread, table_prefix: str
+) -> None:
+    sync = woken_client(worker_thread, table_prefix)
+    with sync.transaction(conn):
+        chain = sync.start_chain(ShipOrder(Order(1)), tx=conn)
+    began = time.monotonic()
+    # no read is due before the deadline: only the notification can end the wait before it
+    output = sync.wait_for_chain(chain, tx=conn, timeout=WAIT, poll_interval=3600)
+    assert output == "shipped"
+    assert time.monotonic() - began < WAIT
+
+
+def test_wait_for_chain_reads_until_the_chain_closes_without_notifications(
+    conn: sqlite3.Connection, worker_thread: WorkerThread, table_prefix: str
+) -> None:
+    starter = woken_client(worker_thread, table_prefix)
+    with starter.transaction(conn):
+        chain = starter.start_chain(ShipOrder(Order(2)), tx=conn)
+    waiter = SyncClient(SqliteSyncBackend(table_prefix=table_prefix), job_types=[ShipOrder])
+    assert waiter.wait_for_chain(
+        chain.id, ShipOrder, tx=conn, timeout=WAIT, poll_interval=0.01
+    ) == ("shipped")
+
+
+def test_wait_for_chain_raises_what_the_async_wait_raises(
+    conn: sqlite3.Connection, sync: SyncClient[sqlite3.Connection]
+) -> None:
+    with sync.transaction(conn):
+        open_chain = sync.start_chain(ShipOrder(Order(3)), tx=conn)
+        cancelled = sync.start_chain(ShipOrder(Order(4)), tx=conn)
+    with sync.transaction(conn):
+        sync.cancel_chain(cancelled, tx=conn)
+    with pytest.raises(WaitChainTimeoutError):
+        sync.wait_for_chain(open_chain, tx=conn, timeout=0.05, poll_interval=0.01)
+    with pytest.raises(ChainCancelledError):
+        sync.wait_for_chain(cancelled, tx=conn, timeout=WAIT)
+    with pytest.raises(JobTypeMismatchError):
+        sync.wait_for_chain(open_chain.id, Barrier, tx=conn, timeout=WAIT)
+    with pytest.raises(ChainNotFoundError):
+        sync.wait_for_chain("01a24ad0-865b-70bb-b28d-f6f43345a96c", tx=conn, timeout=WAIT)  # type: ignore[call-overload]
 
 
 def test_a_rolled_back_chain_vanishes_with_the_rows_and_sends_no_wake_up(

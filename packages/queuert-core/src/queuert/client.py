@@ -635,12 +635,7 @@ class Client(Generic[TxT]):
         :class:`JobTypeMismatchError`, and :class:`ChainFailedError` / :class:`ChainCancelledError`
         if it closed without an output.
         """
-        expected: str | None
-        if isinstance(chain, Chain):
-            chain_id, expected = chain.id, chain.type_name
-        else:
-            chain_id, expected = chain, job_type.type_name if job_type is not None else None
-        check_id(self._ids, chain_id, argument="chain")
+        chain_id, expected = self._wait_target(chain, job_type)
         timeout_td = to_timedelta(timeout, name="timeout")
         poll = to_timedelta(poll_interval, name="poll_interval", positive=True).total_seconds()
         loop = asyncio.get_running_loop()
@@ -653,13 +648,11 @@ class Client(Generic[TxT]):
             self._core.emit(NotifyAdapterError(operation="listen_chain_closed", error=repr(exc)))
         try:
             while True:
-                stored = await self.state.get_chain(chain_id)
-                if stored is None:
-                    raise ChainNotFoundError(chain_id)
-                if expected is not None and stored.root.type_name != expected:
-                    raise JobTypeMismatchError(expected, stored.root.type_name)
-                if stored.tail.closes_chain:
-                    return self._core.to_chain(stored).output
+                closed, output = self._closed_output(
+                    await self.state.get_chain(chain_id), chain_id, expected
+                )
+                if closed:
+                    return output
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     raise WaitChainTimeoutError(chain_id, timeout_td)
@@ -672,6 +665,31 @@ class Client(Generic[TxT]):
                     await unsubscribe()
                 except Exception as exc:
                     self._core.emit(NotifyAdapterError(operation="unsubscribe", error=repr(exc)))
+
+    def _wait_target(
+        self, chain: Chain[Any] | str, job_type: type[Any] | None
+    ) -> tuple[str, str | None]:
+        """The id of the chain a wait is for, and the type its first job must have (if known)."""
+        expected: str | None
+        if isinstance(chain, Chain):
+            chain_id, expected = chain.id, chain.type_name
+        else:
+            chain_id, expected = chain, job_type.type_name if job_type is not None else None
+        check_id(self._ids, chain_id, argument="chain")
+        return chain_id, expected
+
+    def _closed_output(
+        self, stored: StoredChain | None, chain_id: str, expected: str | None
+    ) -> tuple[bool, Any]:
+        """Whether the chain a wait reads as ``stored`` has closed, and then its output (raising
+        what a closed chain without one raises); a missing chain or one of another type raises."""
+        if stored is None:
+            raise ChainNotFoundError(chain_id)
+        if expected is not None and stored.root.type_name != expected:
+            raise JobTypeMismatchError(expected, stored.root.type_name)
+        if stored.tail.closes_chain:
+            return True, self._core.to_chain(stored).output
+        return False, None
 
 
 def _type_names(values: TypeNames | None, argument: str) -> list[str] | None:

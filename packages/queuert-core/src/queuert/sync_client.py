@@ -27,24 +27,26 @@ Side effects follow the caller's commit, as with the async client:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar, overload
 
-from queuert._declared import WorkerlessCompletable
+from queuert._declared import WithChainResult, WithOutput, WorkerlessCompletable
 from queuert._inline import check_no_running_loop, run_inline
 from queuert.client import Client, TypeNames, WorkerlessCompletion
 from queuert.codec import Codec
-from queuert.duration import Duration
-from queuert.errors import TransactionHooksRequiredError, UsageError
+from queuert.duration import Duration, to_timedelta
+from queuert.errors import TransactionHooksRequiredError, UsageError, WaitChainTimeoutError
 from queuert.hooks import TransactionHooks
 from queuert.in_memory.notify import NoopNotifyAdapter
 from queuert.job_types import AnyJobType, EntryJobType, JobType, JobTypeRegistry
 from queuert.models import Chain, Job
 from queuert.notify import Notifications, NotifyAdapter
-from queuert.observability import ObservabilityAdapter
+from queuert.observability import NotifyAdapterError, ObservabilityAdapter
 from queuert.payload import DEFAULT_MAX_PAYLOAD_BYTES
 from queuert.state import ChainStatus, JobActivity, JobStatus, Order, Page, QueueStats
 from queuert.sync_backend import SyncBackend, TracksTransactions
@@ -58,6 +60,11 @@ I = TypeVar("I")  # noqa: E741
 O = TypeVar("O")  # noqa: E741
 C = TypeVar("C")
 R = TypeVar("R")
+
+_WAIT_POLL = timedelta(seconds=1)
+_NOTIFY_CALL_TIMEOUT = 10.0
+"""Seconds a wait gives ``notify_loop`` to subscribe it to (or unsubscribe it from) the chain-closed
+notification before it goes on with its reads alone."""
 
 _HOOKS_REQUIRED = (
     "this connection has no commit events: open `with sync_client.hooks(tx):` around your "
@@ -372,6 +379,110 @@ class SyncClient(Generic[TxT]):
         """The chain, or ``None`` (read in ``tx``: your own uncommitted chains are visible)."""
         client = self._client
         return self._read(tx, lambda atx: client.get_chain(chain_id, job_type, tx=atx))
+
+    @overload
+    def wait_for_chain(
+        self,
+        chain: Chain[WithChainResult[R]],
+        *,
+        tx: TxT,
+        timeout: Duration,
+        poll_interval: Duration = _WAIT_POLL,
+    ) -> R: ...
+
+    @overload
+    def wait_for_chain(
+        self,
+        chain: Chain[WithOutput[O]],
+        *,
+        tx: TxT,
+        timeout: Duration,
+        poll_interval: Duration = _WAIT_POLL,
+    ) -> O: ...
+
+    @overload
+    def wait_for_chain(
+        self,
+        chain: str,
+        job_type: type[WithChainResult[R]],
+        *,
+        tx: TxT,
+        timeout: Duration,
+        poll_interval: Duration = _WAIT_POLL,
+    ) -> R: ...
+
+    @overload
+    def wait_for_chain(
+        self,
+        chain: str,
+        job_type: type[WithOutput[O]],
+        *,
+        tx: TxT,
+        timeout: Duration,
+        poll_interval: Duration = _WAIT_POLL,
+    ) -> O: ...
+
+    def wait_for_chain(
+        self,
+        chain: Chain[Any] | str,
+        job_type: type[Any] | None = None,
+        *,
+        tx: TxT,
+        timeout: Duration,
+        poll_interval: Duration = _WAIT_POLL,
+    ) -> Any:
+        """Block until the chain closes and return its output (see
+        :meth:`queuert.Client.wait_for_chain`, which raises the same errors).
+
+        Reads the chain in ``tx`` every ``poll_interval`` (default: one second), so ``tx`` must see
+        other transactions' commits as they land: a connection outside a transaction (or in
+        autocommit), or a transaction at read committed. Wait after the commit that started the
+        chain, never inside it: no worker sees the chain before that commit. With ``notify`` and
+        ``notify_loop``, the chain-closed notification ends the wait before the next read is due.
+        """
+        check_no_running_loop()
+        client = self._client
+        chain_id, expected = client._wait_target(chain, job_type)
+        timeout_td = to_timedelta(timeout, name="timeout")
+        poll = to_timedelta(poll_interval, name="poll_interval", positive=True).total_seconds()
+        deadline = time.monotonic() + timeout_td.total_seconds()
+        woken = threading.Event()
+        unsubscribe = self._on_loop(
+            "listen_chain_closed", lambda: client.notify.listen_chain_closed(chain_id, woken.set)
+        )
+        try:
+            while True:
+                stored = self._read(tx, lambda atx: client.state.get_chain(chain_id, tx=atx))
+                closed, output = client._closed_output(stored, chain_id, expected)
+                if closed:
+                    return output
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise WaitChainTimeoutError(chain_id, timeout_td)
+                woken.wait(min(poll, remaining))
+                woken.clear()
+        finally:
+            if unsubscribe is not None:
+                self._on_loop("unsubscribe", unsubscribe)
+
+    def _on_loop(self, operation: str, call: Callable[[], Awaitable[R]]) -> R | None:
+        """``call()`` run on ``notify_loop`` (the notify adapter's), its result; ``None`` without
+        that loop, or when the adapter failed or did not answer in time (reported as a
+        :class:`NotifyAdapterError` event for ``operation``)."""
+        loop = self._loop
+        if loop is None:
+            return None
+
+        async def run() -> R:
+            return await call()
+
+        future = asyncio.run_coroutine_threadsafe(run(), loop)
+        try:
+            return future.result(_NOTIFY_CALL_TIMEOUT)
+        except Exception as exc:
+            future.cancel()
+            self._client._core.emit(NotifyAdapterError(operation=operation, error=repr(exc)))
+            return None
 
     def get_job(self, job_id: str, job_type: AnyJobType | None = None, *, tx: TxT) -> Job | None:
         client = self._client

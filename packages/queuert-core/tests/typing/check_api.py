@@ -335,6 +335,9 @@ def sync_side(sync: SyncClient[Conn], conn: Conn) -> None:
     sync.complete_chain("id", Summarize, decide_fetch, tx=conn)  # E: arg-type
     reveal_type(sync.complete_chain("id", Fetch, decide_fetch, tx=conn))  # R: queuert.models.Chain[Any]
     # the other calls take the client's tx type, and job types where type names go
+    reveal_type(sync.wait_for_chain(fetched, tx=conn, timeout=1))  # R: check_api.FetchOut
+    reveal_type(sync.wait_for_chain("id", Summarize, tx=conn, timeout=1))  # R: check_api.Summary | int
+    sync.wait_for_chain(fetched, timeout=1)  # E: call-overload
     sync.cancel_chain(fetched, tx=conn)
     sync.delete_chains([fetched, "id"], tx=conn)
     sync.trigger_jobs(["id"], tx=conn)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from importlib import import_module
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -168,25 +169,26 @@ async def open_broker_notify_adapter(conf: QueuertSettings) -> AsyncIterator[Not
 
 def open_redis_notify_adapter(url: str, prefix: str) -> AbstractAsyncContextManager[NotifyAdapter]:
     """A :class:`queuert_redis.RedisNotifyAdapter` on ``url`` with ``prefix``, closed on exit."""
-    try:
-        from queuert_redis import RedisNotifyAdapter
-    except ImportError as exc:
-        raise ImproperlyConfigured(
-            'QUEUERT["NOTIFY"] is a Redis URL: install queuert-django[redis]'
-        ) from exc
-    return _closing(RedisNotifyAdapter(url, prefix=prefix))
+    adapter = _broker_adapter("queuert_redis", "RedisNotifyAdapter", "a Redis URL", "redis")
+    return _closing(adapter(url, prefix=prefix))
 
 
 def open_nats_notify_adapter(url: str, prefix: str) -> AbstractAsyncContextManager[NotifyAdapter]:
     """A :class:`queuert_nats.NatsNotifyAdapter` on ``url`` with ``prefix`` (its subjects' prefix),
     closed on exit."""
+    adapter = _broker_adapter("queuert_nats", "NatsNotifyAdapter", "a NATS URL", "nats")
+    return _closing(adapter(url, subject_prefix=prefix))
+
+
+def _broker_adapter(module: str, name: str, what: str, extra: str) -> Any:
+    """The notify adapter class ``name`` of ``module``; if that package is not installed, the
+    configuration error that names the extra to install."""
     try:
-        from queuert_nats import NatsNotifyAdapter
+        return getattr(import_module(module), name)
     except ImportError as exc:
         raise ImproperlyConfigured(
-            'QUEUERT["NOTIFY"] is a NATS URL: install queuert-django[nats]'
+            f'QUEUERT["NOTIFY"] is {what}: install queuert-django[{extra}]'
         ) from exc
-    return _closing(NatsNotifyAdapter(url, subject_prefix=prefix))
 
 
 @asynccontextmanager

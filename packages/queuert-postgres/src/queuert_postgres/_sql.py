@@ -522,17 +522,35 @@ ORDER BY b.slot
 """
 
 NEXT_DUE = f"""
+WITH RECURSIVE prio(type_name, priority) AS (
+    SELECT q.type_name, (
+        SELECT j.priority FROM {{job}} j
+        WHERE j.type_name = q.type_name AND {READY.format(a="j")}
+        ORDER BY j.priority DESC LIMIT 1
+    ) FROM unnest($1::text[]) AS q(type_name)
+    UNION ALL
+    SELECT p.type_name, (
+        SELECT j.priority FROM {{job}} j
+        WHERE j.type_name = p.type_name AND {READY.format(a="j")} AND j.priority < p.priority
+        ORDER BY j.priority DESC LIMIT 1
+    ) FROM prio p WHERE p.priority IS NOT NULL
+)
 SELECT CASE WHEN min(x.scheduled_at) < {READABLE_FROM} THEN {READABLE_FROM}
     WHEN min(x.scheduled_at) > {READABLE_TO} THEN {READABLE_TO} ELSE min(x.scheduled_at) END, {NOW}
-FROM unnest($1::text[]) AS q(type_name)
+FROM prio p
 CROSS JOIN LATERAL (
     SELECT j.scheduled_at FROM {{job}} j
-    WHERE j.type_name = q.type_name AND {READY.format(a="j")}
+    WHERE j.type_name = p.type_name AND {READY.format(a="j")} AND j.priority = p.priority
     ORDER BY j.scheduled_at, j.id
     LIMIT 1
     FOR NO KEY UPDATE SKIP LOCKED
 ) x
 """
+"""The earliest due time of the ready jobs of these types, skipping locked rows. ``job_claim_idx``
+orders each type's ready jobs by priority first, so the earliest due time is not its first entry: a
+loose index scan walks the type's distinct priorities (``prio``: each step one probe for the next
+lower priority), and for each reads its first unlocked job by due time; the minimum of those is the
+answer. That reads O(distinct priorities) index entries per type instead of every ready job."""
 
 BLOCKED = "{a}.outcome IS NULL AND {a}.open_blockers > 0 AND {a}.leased_until IS NULL"
 """Status ``blocked`` (the predicate of the blocked index)."""

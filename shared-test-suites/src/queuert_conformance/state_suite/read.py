@@ -130,6 +130,24 @@ class TestNextDue:
         due_a = await adapter.next_due([TYPE_A])
         assert due_a is not None and due_a > HOUR, "only the requested types count"
 
+    async def test_earliest_due_time_whatever_its_priority(
+        self, queuert_state_harness: StateHarness
+    ) -> None:
+        """The earliest job may have neither the highest nor the lowest priority of its type: a
+        store that orders ready jobs by priority first must still find it."""
+        ops = Ops(queuert_state_harness)
+        adapter = queuert_state_harness.adapter
+        for priority, after in ((9, 3 * HOUR), (5, 4 * HOUR), (5, HOUR), (0, 2 * HOUR)):
+            await ops.start(TYPE_A, priority=priority, schedule=Schedule(after=after))
+        await ops.start(TYPE_B, priority=7, schedule=Schedule(after=HOUR / 2))
+        due = await adapter.next_due([TYPE_A])
+        assert due is not None
+        assert HOUR - timedelta(seconds=30) <= due <= HOUR, f"next_due is {due}, expected about 1h"
+        due = await adapter.next_due([TYPE_A, TYPE_B])
+        assert due is not None and due <= HOUR / 2, f"next_due is {due}, expected at most 30min"
+        await ops.start(TYPE_A, priority=-3)
+        assert await adapter.next_due([TYPE_A]) == timedelta(0), "a ready job of any priority"
+
     async def test_ignores_blocked_running_and_closed_jobs(
         self, queuert_state_harness: StateHarness
     ) -> None:
