@@ -149,6 +149,18 @@ def test_uuid7_borrows_the_next_millisecond_when_its_counter_runs_out(
     assert millis[-1] in (millis[0] + 1, millis[0] + 2), "borrowed one millisecond per 4,096 ids"
 
 
+@given(st.integers(min_value=0, max_value=2**62 - 1))
+def test_uuid7_ends_with_the_variant_and_62_random_bits(rand: int) -> None:
+    """The last 64 bits of an id are the variant (binary 10) and the random bits, leading zeros
+    included, in canonical form."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ids, "_getrandbits", lambda bits: rand & ((1 << bits) - 1))
+        made = uuid7()
+    parsed = uuid.UUID(made)
+    assert is_uuid(made) and (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
+    assert parsed.int & (2**64 - 1) == 1 << 63 | rand
+
+
 def _canonical_by_uuid_module(value: str) -> bool:
     try:
         return str(uuid.UUID(value)) == value

@@ -116,51 +116,63 @@ class ChainCreation(Generic[TxT]):
 
     def _plan(self, jobs: Sequence[AnyJob], continuation_of: StoredJob | None) -> list[PlannedJob]:
         plans: list[PlannedJob] = []
+        append = plans.append
         encode = self._payloads.encode_text
-        # per job type of the batch, checked once: (input type, whether it declares blockers)
-        checked: dict[type[AnyJob], tuple[Any, bool]] = {}
+        ids = self._ids
+        generate = ids.generate
+        # per job type of the batch, checked once: its input type, whether it declares blockers,
+        # its name and whether it has a limit key (a batch of one type looks these up once)
+        checked: dict[type[AnyJob], tuple[Any, bool, str, bool]] = {}
         for job in jobs:
             jt = type(job)
             known = checked.get(jt)
             if known is None:
                 self._registry.check_registered(jt)
                 spec = jt.spec()
-                known = checked[jt] = (spec.input_type, spec.blockers.declared)
-            type_name = jt.type_name
+                known = checked[jt] = (
+                    spec.input_type,
+                    spec.blockers.declared,
+                    jt.type_name,
+                    jt.limit_key_of is not None,
+                )
+            input_type, declares_blockers, type_name, keyed = known
             try:
-                payload, text = encode(known[0], job.input, what="input", type_name=type_name)
+                payload, text = encode(input_type, job.input, what="input", type_name=type_name)
             except NotJsonError:
                 raise
             except CodecError as exc:
                 raise JobTypeValidationError("invalid_input", type_name, str(exc)) from exc
-            blockers = self._check_blockers(job) if known[1] or job.blockers else []
+            blockers = self._check_blockers(job) if declares_blockers or job.blockers else []
+            dedup = job.deduplication
             if continuation_of is None:
-                dedup = job.deduplication
                 if dedup is not None and dedup.exclude_chain_ids:
                     check_ids(
-                        self._ids,
-                        dedup.exclude_chain_ids,
-                        argument="deduplication.exclude_chain_ids",
+                        ids, dedup.exclude_chain_ids, argument="deduplication.exclude_chain_ids"
                     )
+            elif dedup is not None:
+                raise UsageError("deduplication applies to chain starts, not to continuations")
+            # the caller's id is checked with the adapter's id policy, else a new one is made (no
+            # stored job has a generated id: ``NewJob.fresh_id``)
+            given_id = job.id
+            new_id = generate() if given_id is None else check_id(ids, given_id, argument="id")
+            if continuation_of is None:
                 priority = job.priority
                 row = NewJob(
-                    id=self._new_id(job),
+                    id=new_id,
                     type_name=type_name,
                     chain_type_name=type_name,
                     input=payload,
                     schedule=job.schedule,
                     deduplication=dedup,
-                    fresh_id=job.id is None,
+                    fresh_id=given_id is None,
                     priority=0 if priority is None else priority,
-                    limit_key=None if jt.limit_key_of is None else _limit_key(job),
+                    limit_key=_limit_key(job) if keyed else None,
                     input_text=text,
                 )
             else:
-                if job.deduplication is not None:
-                    raise UsageError("deduplication applies to chain starts, not to continuations")
                 row = NewJob(
-                    id=self._new_id(job),
-                    type_name=jt.type_name,
+                    id=new_id,
+                    type_name=type_name,
                     chain_type_name=continuation_of.chain_type_name,
                     input=payload,
                     chain_id=continuation_of.chain_id,
@@ -168,18 +180,11 @@ class ChainCreation(Generic[TxT]):
                     schedule=job.schedule,
                     # a continuation keeps its chain's priority unless it sets its own
                     priority=continuation_of.priority if job.priority is None else job.priority,
-                    limit_key=_limit_key(job),
+                    limit_key=_limit_key(job) if keyed else None,
                     input_text=text,
                 )
-            plans.append(PlannedJob(row, blockers))
+            append(PlannedJob(row, blockers))
         return plans
-
-    def _new_id(self, job: AnyJob) -> str:
-        """The caller's id checked with the adapter's id policy, or a new one (no stored job has a
-        generated id: ``NewJob.fresh_id``)."""
-        if job.id is None:
-            return self._ids.generate()
-        return check_id(self._ids, job.id, argument="id")
 
     def _check_blockers(self, job: AnyJob) -> list[str]:
         jt = type(job)

@@ -16,7 +16,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 from queuert._bound_transaction import BoundTransaction
 from queuert._chain_creation import ChainCreation, PlannedJob
 from queuert._mapping import job_info
-from queuert._publishing import Publishing
+from queuert._publishing import NotifyBuffer, Publishing
 from queuert.codec import CodecError
 from queuert.errors import JobTypeValidationError, NotJsonError
 from queuert.hooks import TransactionHooks
@@ -37,6 +37,8 @@ class CheckedResult(NamedTuple):
 
     continuation: PlannedJob | None
     output: JsonValue
+    output_text: str | None = None
+    """The output's compact JSON text, encoded once for the checks (``None`` with a continuation)."""
 
 
 class Finishing(Generic[TxT]):
@@ -78,16 +80,14 @@ class Finishing(Generic[TxT]):
                 "this type must continue the chain, it declares no output",
             )
         try:
-            return CheckedResult(
-                None,
-                self._payloads.encode(
-                    spec.output_type, value, what="output", type_name=job.type_name
-                ),
+            output, text = self._payloads.encode_text(
+                spec.output_type, value, what="output", type_name=job.type_name
             )
         except NotJsonError:
             raise
         except CodecError as exc:
             raise JobTypeValidationError("invalid_output", job.type_name, str(exc)) from exc
+        return CheckedResult(None, output, text)
 
     async def finish(
         self, job: StoredJob, value: Any, *, worker_id: str | None, bound: BoundTransaction[TxT]
@@ -109,7 +109,7 @@ class Finishing(Generic[TxT]):
     ) -> tuple[CompleteResult, StoredJob | None]:
         """Write a result from :meth:`check_result` (only if still leased by ``owner`` when given);
         returns the close and the continuation's row, if any."""
-        continuation, output = checked
+        continuation, output, _ = checked
         successor: StoredJob | None = None
         if continuation is not None:
             ((successor, _),) = await self._creation.write([continuation], job, bound)
@@ -138,35 +138,56 @@ class Finishing(Generic[TxT]):
     ) -> None:
         """Buffer the notifications and events of a closed job (completed, continued, failed,
         cancelled) in ``hooks``."""
+        self.after_close_all((result,), worker_id=worker_id, hooks=hooks)
+
+    def after_close_all(
+        self,
+        results: Sequence[CompleteResult | None],
+        *,
+        worker_id: str | None,
+        hooks: TransactionHooks,
+    ) -> None:
+        """:meth:`after_close` of each result that is not ``None`` (a batch closed in one
+        transaction: the buffers are looked up once)."""
         publishing = self._publishing
-        job = result.job
+        notify: NotifyBuffer | None = None
         if not publishing.listens(JobCompleted.level):
             # nobody takes the events (JobCompleted, ChainClosed, JobUnblocked: all one level)
-            if job.closes_chain:
+            for result in results:
+                if result is None:
+                    continue
+                job = result.job
+                if job.closes_chain:
+                    if notify is None:
+                        notify = publishing.notify_buffer(hooks)
+                    notify.closed_chains.add(job.chain_id)
+                    for unblocked in result.unblocked:
+                        notify.ready[unblocked.type_name] += 1
+            return
+        events = publishing.event_buffer(hooks).events
+        for result in results:
+            if result is None:
+                continue
+            job = result.job
+            now = job.completed_at or datetime.now(timezone.utc)
+            if job.outcome == "completed":
+                events.append(
+                    JobCompleted(
+                        job_info(job),
+                        worker_id,
+                        (now - job.created_at).total_seconds(),
+                        continued_with=job.succeeded_by_job_id,
+                    )
+                )
+            if notify is None:
                 notify = publishing.notify_buffer(hooks)
+            if job.closes_chain:
                 notify.closed_chains.add(job.chain_id)
+                assert job.outcome is not None
+                events.append(chain_closed(job, job.outcome, now, result.blocker_trace_contexts))
                 for unblocked in result.unblocked:
                     notify.ready[unblocked.type_name] += 1
-            return
-        now = job.completed_at or datetime.now(timezone.utc)
-        events = publishing.event_buffer(hooks).events
-        if job.outcome == "completed":
-            events.append(
-                JobCompleted(
-                    job_info(job),
-                    worker_id,
-                    (now - job.created_at).total_seconds(),
-                    continued_with=job.succeeded_by_job_id,
-                )
-            )
-        notify = publishing.notify_buffer(hooks)
-        if job.closes_chain:
-            notify.closed_chains.add(job.chain_id)
-            assert job.outcome is not None
-            events.append(chain_closed(job, job.outcome, now, result.blocker_trace_contexts))
-            for unblocked in result.unblocked:
-                notify.ready[unblocked.type_name] += 1
-                events.append(JobUnblocked(job_info(unblocked), job.chain_id))
+                    events.append(JobUnblocked(job_info(unblocked), job.chain_id))
 
 
 def chain_closed(

@@ -122,9 +122,12 @@ class AttemptHost(Protocol):
         """That client's internals: bound transactions and job finishing."""
         ...
 
-    def complete_later(self, job: StoredJob, output: JsonValue) -> Awaitable[CompleteResult | None]:
-        """Complete ``job`` with ``output`` in the worker's next group commit, only if the worker
-        still holds its lease (``None`` if it does not)."""
+    def complete_later(
+        self, job: StoredJob, output: JsonValue, output_text: str | None
+    ) -> Awaitable[CompleteResult | None]:
+        """Complete ``job`` with ``output`` (``output_text``: its JSON text, when already encoded)
+        in the worker's next group commit, only if the worker still holds its lease (``None`` if it
+        does not)."""
         ...
 
     async def check_owned(self, job_id: str, *, tx: Any = None) -> None:
@@ -320,7 +323,7 @@ class Attempt(Generic[J]):
         host = self._host
         self._finishing = True
         if self._scope is None and checked.continuation is None:
-            result = await host.complete_later(self._stored, checked.output)
+            result = await host.complete_later(self._stored, checked.output, checked.output_text)
             if result is None:
                 await host.check_owned(self.job.id)  # raises OwnershipLostError with the reason
                 raise OwnershipLostError(self.job.id, "taken_by_another_worker")

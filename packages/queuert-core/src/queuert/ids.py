@@ -50,9 +50,12 @@ def uuid7() -> str:
                 _prefix = _millisecond_prefix(_last_ms)
         prefix = _prefix
         counter = _counter
-    rand = _getrandbits(62)
-    # variant bits 10, then 62 random bits
-    return f"{prefix}{counter:03x}-{0x8000 | (rand >> 48):04x}-{rand & 0xFFFF_FFFF_FFFF:012x}"
+    # variant bits 10, then 62 random bits: 16 hex digits, split once
+    tail = f"{_VARIANT | _getrandbits(62):x}"
+    return f"{prefix}{counter:03x}-{tail[:4]}-{tail[4:]}"
+
+
+_VARIANT = 1 << 63
 
 
 def _millisecond_prefix(ms: int) -> str:

@@ -428,6 +428,9 @@ class Completion:
     output: JsonValue = None
     succeeded_by_job_id: str | None = None
     error: str | None = None
+    output_text: str | None = field(default=None, compare=False, repr=False)
+    """``output`` as compact JSON text (``queuert.json.dumps(output)``) when the core already
+    encoded it to check it; a store that writes JSON text may use it instead of encoding again."""
 
     def __init__(
         self,
@@ -436,6 +439,7 @@ class Completion:
         output: JsonValue = None,
         succeeded_by_job_id: str | None = None,
         error: str | None = None,
+        output_text: str | None = None,
     ) -> None:
         if outcome == "completed":
             if succeeded_by_job_id is not None and output is not None:
@@ -456,12 +460,18 @@ class Completion:
             output=output,
             succeeded_by_job_id=succeeded_by_job_id,
             error=error,
+            output_text=output_text,
         )
 
     @property
     def closes_with_output(self) -> bool:
         """True if the job closes its chain as ``completed`` (its ``output`` is stored)."""
         return self.outcome == "completed" and self.succeeded_by_job_id is None
+
+    def output_json(self) -> str:
+        """``output`` as compact JSON text: :attr:`output_text` when the core carried it, else
+        encoded now (for stores that write JSON text)."""
+        return self.output_text if self.output_text is not None else dumps(self.output)
 
 
 @dataclass(frozen=True)

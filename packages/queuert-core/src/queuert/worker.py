@@ -69,6 +69,7 @@ from queuert.observability import (
     AttemptCompleted,
     AttemptFailed,
     AttemptStarted,
+    JobInfo,
     JobReaped,
     LeaseLost,
     LeasesRenewed,
@@ -176,12 +177,14 @@ class _Completer:
     def __init__(self, worker: Worker[Any]) -> None:
         self._worker = worker
         self._core = worker._core
-        self._pending: list[tuple[StoredJob, JsonValue, asyncio.Future[CompleteResult | None]]] = []
+        self._pending: list[tuple[Completion, asyncio.Future[CompleteResult | None]]] = []
         self._task: asyncio.Task[None] | None = None
 
-    def submit(self, job: StoredJob, output: JsonValue) -> asyncio.Future[CompleteResult | None]:
+    def submit(
+        self, job: StoredJob, output: JsonValue, output_text: str | None
+    ) -> asyncio.Future[CompleteResult | None]:
         future: asyncio.Future[CompleteResult | None] = asyncio.get_running_loop().create_future()
-        self._pending.append((job, output, future))
+        self._pending.append((Completion(job.id, output=output, output_text=output_text), future))
         if self._task is None or self._task.done():
             self._task = self._worker._spawn(self._run(), "queuert-completer")
         return future
@@ -195,7 +198,7 @@ class _Completer:
         in_transaction = await core.publishing.in_transaction() is not None
         while self._pending:
             batch, self._pending = self._pending, []
-            completions = [Completion(job.id, output=output) for job, output, _ in batch]
+            completions = [completion for completion, _ in batch]
             try:
                 if in_transaction:
                     async with core.transactions.transaction() as bound:
@@ -211,13 +214,13 @@ class _Completer:
                     self._after_close(results, hooks)
                     await hooks.flush()
             except BaseException as exc:
-                for _, _, future in batch:
+                for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 continue
-            for (_, _, future), result in zip(batch, results, strict=True):
+            for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
 
@@ -226,11 +229,7 @@ class _Completer:
         results: Sequence[CompleteResult | None],
         hooks: TransactionHooks,
     ) -> None:
-        after_close = self._core.finishing.after_close
-        worker_id = self._worker.id
-        for result in results:
-            if result is not None:
-                after_close(result, worker_id=worker_id, hooks=hooks)
+        self._core.finishing.after_close_all(results, worker_id=self._worker.id, hooks=hooks)
 
 
 class _AttemptHost:
@@ -243,9 +242,9 @@ class _AttemptHost:
         self.core: Core[Any] = worker._core
 
     def complete_later(
-        self, job: StoredJob, output: JsonValue
+        self, job: StoredJob, output: JsonValue, output_text: str | None
     ) -> asyncio.Future[CompleteResult | None]:
-        return self._worker._completer.submit(job, output)
+        return self._worker._completer.submit(job, output, output_text)
 
     async def check_owned(self, job_id: str, *, tx: Any = None) -> None:
         await self._worker._check_owned(job_id, tx=tx)
@@ -266,6 +265,19 @@ class _Running:
     The handler runs in the attempt's own task (no task of its own): while it runs
     (``in_handler``), cancelling the attempt cancels that task, and the attempt's book-keeping,
     which follows in the same task, takes the cancellation back (``Task.uncancel``)."""
+
+    __slots__ = (
+        "abandoned",
+        "attempt",
+        "cancel_reason",
+        "cancels",
+        "config",
+        "holds_slot",
+        "in_handler",
+        "job",
+        "task",
+        "watch",
+    )
 
     def __init__(self, job: StoredJob, config: HandlerConfig) -> None:
         self.job = job
@@ -1029,12 +1041,12 @@ class Worker(Generic[TxT]):
         running.attempt = attempt
         if running.cancel_reason is not None:
             attempt.signal._set(running.cancel_reason)
+        info: JobInfo | None = None  # what the attempt's events say about the job, built once
         if core.publishing.listens(AttemptStarted.level):
             now = datetime.now(timezone.utc)
+            info = job_info(job)
             core.emit(
-                AttemptStarted(
-                    job_info(job), self.id, max((now - job.scheduled_at).total_seconds(), 0.0)
-                )
+                AttemptStarted(info, self.id, max((now - job.scheduled_at).total_seconds(), 0.0))
             )
         loop = asyncio.get_running_loop()
         handle = (  # without attempt scopes, the handler runs in _handle directly
@@ -1090,7 +1102,7 @@ class Worker(Generic[TxT]):
         if core.publishing.listens(AttemptCompleted.level):
             core.emit(
                 AttemptCompleted(
-                    job_info(job),
+                    job_info(job) if info is None else info,
                     self.id,
                     loop_time_since(started),
                     attempt.mode or "atomic",

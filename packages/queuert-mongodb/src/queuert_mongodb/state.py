@@ -31,7 +31,6 @@ from queuert.errors import (
     StateAdapterClosedError,
     UsageError,
 )
-from queuert.json import dumps
 from queuert.limits import ConcurrencyLimit, take_within_limits
 from queuert.opening import Opening
 from queuert.paging import blocked_jobs_page, chain_jobs_page, chains_page, fetch_size, jobs_page
@@ -1442,7 +1441,7 @@ class MongoStateAdapter:
             error = None if c.outcome == "completed" else (c.error or doc.get("last_attempt_error"))
             changes: dict[str, Any] = {
                 "outcome": c.outcome,
-                "output": dumps(c.output) if c.closes_with_output else None,
+                "output": c.output_json() if c.closes_with_output else None,
                 "succeeded_by_job_id": (
                     None if c.succeeded_by_job_id is None else oid(c.succeeded_by_job_id)
                 ),

@@ -30,7 +30,7 @@ from queuert.errors import (
     TransactionAbortedError,
 )
 from queuert.ids import UUID_IDS
-from queuert.json import JsonValue, dumps
+from queuert.json import JsonValue
 from queuert.limits import ConcurrencyLimit, take_within_limits
 from queuert.opening import Opening
 from queuert.paging import blocked_jobs_page, chain_jobs_page, chains_page, fetch_size, jobs_page
@@ -1384,7 +1384,7 @@ class MysqlStateAdapter(Generic[TxT]):
         for _, c, _ in ok:
             args.extend((c.job_id, c.outcome))
         for _, c, _ in ok:
-            args.extend((c.job_id, dumps(c.output) if c.closes_with_output else None))
+            args.extend((c.job_id, c.output_json() if c.closes_with_output else None))
         for _, c, _ in ok:
             args.extend((c.job_id, c.succeeded_by_job_id))
         for c in errors:

@@ -12,13 +12,14 @@ from queuert.state import (
     STORED_FIELDS,
     UNREADABLE_TIME,
     CompleteResult,
+    Completion,
     StoredChain,
     StoredJob,
 )
 
 from queuert_postgres._sql import JOB_ID, NCOLS
 
-__all__ = ["chain_from_row", "complete_result", "job_from_row", "utc"]
+__all__ = ["chain_from_row", "complete_result", "job_from_row", "utc", "written_output"]
 
 _UTC = timezone.utc
 
@@ -44,8 +45,14 @@ assert tuple(CompleteResult.__dataclass_fields__) == ("job", "unblocked", "block
 _TIMESTAMPS = ("created_at", "scheduled_at", "completed_at", "last_attempt_at", "leased_until")
 
 
-def job_from_row(row: Sequence[Any], o: int = 0) -> StoredJob:
-    """The job whose :func:`~queuert_postgres._sql.cols` start at column ``o``.
+_READ: Any = object()
+"""``output=`` of :func:`job_from_row`: decode the stored output."""
+
+
+def job_from_row(row: Sequence[Any], o: int = 0, output: Any = _READ) -> StoredJob:
+    """The job whose :func:`~queuert_postgres._sql.cols` start at column ``o``; ``output``, when
+    given, is the value of its output column (the caller just wrote it from that value), not
+    parsed again.
 
     Hot (every claimed and every closed job): the frozen dataclass's ``__dict__`` is the dict
     built from the columns (no copy of the row, no 23-argument ``__init__``).
@@ -54,9 +61,12 @@ def job_from_row(row: Sequence[Any], o: int = 0) -> StoredJob:
     text = values["input"]
     if text is not None:
         values["input"] = loads_stored(text)
-    text = values["output"]
-    if text is not None:
-        values["output"] = loads_stored(text)
+    if output is not _READ:
+        values["output"] = output
+    else:
+        text = values["output"]
+        if text is not None:
+            values["output"] = loads_stored(text)
     for name in _TIMESTAMPS:
         stamp = values[name]
         if stamp is not None and stamp.tzinfo is not _UTC:
@@ -67,6 +77,13 @@ def job_from_row(row: Sequence[Any], o: int = 0) -> StoredJob:
     job: StoredJob = _new(StoredJob)
     _set(job, "__dict__", values)
     return job
+
+
+def written_output(completion: Completion) -> Any:
+    """``output=`` for :func:`job_from_row` of the row ``completion`` closed: its output when the
+    core encoded it (the stored text is that value's JSON, and the value is the core's own), else
+    read from the row."""
+    return completion.output if completion.output_text is not None else _READ
 
 
 def _unreadable(bad: str, values: dict[str, Any]) -> tuple[str, str]:

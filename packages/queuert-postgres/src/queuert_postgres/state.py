@@ -29,7 +29,7 @@ from queuert.errors import (
     TransactionAbortedError,
 )
 from queuert.ids import UUID_IDS
-from queuert.json import JsonValue, dumps
+from queuert.json import JsonValue
 from queuert.limits import ConcurrencyLimit
 from queuert.notify import Notifications, NotifyInTransaction
 from queuert.opening import Opening
@@ -75,7 +75,13 @@ from queuert_postgres._provider import (
     in_failed_transaction,
     savepoint_name,
 )
-from queuert_postgres._rows import chain_from_row, complete_result, job_from_row, utc
+from queuert_postgres._rows import (
+    chain_from_row,
+    complete_result,
+    job_from_row,
+    utc,
+    written_output,
+)
 from queuert_postgres._schema import BOOTSTRAP, MIGRATION_LOCK_KEY, MIGRATIONS, Names
 from queuert_postgres._sql import (
     ID_TAKEN,
@@ -938,10 +944,14 @@ class PgStateAdapter(Generic[TxT]):
             after_column = [
                 None if s is None or s.after is None else _secs(s.after) for s in schedules
             ]
+        type_names = [new.type_name for new in jobs]
+        chain_type_names = [new.chain_type_name for new in jobs]
         return [
             [new.id for new in jobs],
-            [new.type_name for new in jobs],
-            [new.chain_type_name for new in jobs],
+            # one job type: its name once (the statement gives it to every row)
+            type_names[:1] if type_names.count(type_names[0]) == len(type_names) else type_names,
+            # a chain's type is its first job's: sent only if one differs
+            [] if chain_type_names == type_names else chain_type_names,
             [new.input_json() for new in jobs],  # the text the client checked
             at_column,
             after_column,
@@ -1617,13 +1627,16 @@ class PgStateAdapter(Generic[TxT]):
             args = self._completion_args(completions[0], worker_id, owner)
             rows = await self._fetch(self.sql.complete_one_plain, args, tx)
             if rows:
-                return [complete_result(job_from_row(rows[0]), [], [])], {}
+                job = job_from_row(rows[0], 0, written_output(completions[0]))
+                return [complete_result(job, [], [])], {}
             return await self._complete_fully(completions, args, tx)
         args = self._completions_args(completions, worker_id, owner)
         rows = await self._fetch(self.sql.complete_plain, args, tx)
         results: list[CompleteResult | None] = [None] * len(completions)
         for row in rows:
-            results[row[0] - 1] = complete_result(job_from_row(row, 1), [], [])
+            at = row[0] - 1
+            job = job_from_row(row, 1, written_output(completions[at]))
+            results[at] = complete_result(job, [], [])
         if len(rows) == len(completions):
             return results, {}
         rest = [i for i, result in enumerate(results) if result is None]
@@ -1643,7 +1656,7 @@ class PgStateAdapter(Generic[TxT]):
         return [
             one.job_id,
             one.outcome,
-            dumps(one.output) if one.closes_with_output else None,
+            one.output_json() if one.closes_with_output else None,
             one.succeeded_by_job_id,
             one.error,
             worker_id,
@@ -1665,7 +1678,7 @@ class PgStateAdapter(Generic[TxT]):
         return [
             [c.job_id for c in completions],
             None if outcomes.count("completed") == count else outcomes,
-            [dumps(c.output) if c.closes_with_output else None for c in completions],
+            [c.output_json() if c.closes_with_output else None for c in completions],
             None if successors.count(None) == count else successors,
             None if errors.count(None) == count else errors,
             worker_id,

@@ -112,7 +112,7 @@ _CompletionParams = tuple[str, str, "str | None", "str | None", "str | None"]
 
 
 def _completion_params(completion: Completion) -> _CompletionParams:
-    output_text = dumps(completion.output) if completion.closes_with_output else None
+    output_text = completion.output_json() if completion.closes_with_output else None
     return (
         completion.job_id,
         completion.outcome,

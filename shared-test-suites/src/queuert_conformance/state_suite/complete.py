@@ -10,6 +10,7 @@ from queuert.errors import (
     JobNotFoundError,
     JobTakenByAnotherWorkerError,
 )
+from queuert.json import dumps
 from queuert.state import Completion, StoredJob
 
 from queuert_conformance.harness import StateHarness
@@ -286,6 +287,33 @@ class TestCompleteJobs:
         assert (await ops.job(a.id)).last_attempt_error == "a failed"
         for job in (a, b, c):
             assert (await ops.chain(job.id)).status == "closed"
+
+    @pytest.mark.parametrize("count", [1, 3])
+    async def test_output_text_carried_by_the_core_is_the_stored_output(
+        self, queuert_state_harness: StateHarness, count: int
+    ) -> None:
+        """A completion may carry its output's JSON text (the core encoded it once to check it):
+        the job stores that output, returns it, and reads it back the same, alone or in a batch."""
+        ops = Ops(queuert_state_harness)
+        adapter = queuert_state_harness.adapter
+        outputs: list[Any] = [{"b": [1, 2.5, None], "a": "\u00e9"}, "text", None][:count]
+        jobs = [await ops.start(TYPE_A) for _ in outputs]
+        for job in jobs:
+            await ops.claim_one(job.id)
+        results = await adapter.complete_jobs(
+            [
+                Completion(job.id, output=output, output_text=dumps(output))
+                for job, output in zip(jobs, outputs, strict=True)
+            ],
+            worker_id=WORKER,
+            owner=WORKER,
+        )
+        for job, output, result in zip(jobs, outputs, results, strict=True):
+            assert result is not None, "closed: the worker holds the job"
+            assert result.job.output == output, "the returned job has the output"
+            stored = await ops.job(job.id)
+            assert stored.output == output, "the stored output is the value of the text"
+            assert stored == result.job
 
     async def test_missing_closed_and_foreign_jobs_are_skipped(
         self, queuert_state_harness: StateHarness
