@@ -216,6 +216,7 @@ async def drop_backend(dsn: str) -> None:
             async with conn.cursor() as cur:
                 for table in (
                     "job_blocker",
+                    "job_limit",
                     "job",
                     "dedup_lock",
                     "migration",

@@ -22,7 +22,7 @@ from queuert_mysql._url import parse_url
 
 URL = os.environ.get("QUEUERT_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
 
-TABLES = ("job_blocker", "job", "dedup_lock", "migration")
+TABLES = ("job_blocker", "job_limit", "job", "dedup_lock", "migration")
 
 
 def connect_args(url: str | None = None) -> dict[str, Any]:
