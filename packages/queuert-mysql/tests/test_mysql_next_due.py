@@ -27,14 +27,6 @@ statement's."""
 
 
 @pytest.fixture(scope="module")
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    """One loop for every hypothesis example (the adapter's pool lives on it)."""
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
-
-
-@pytest.fixture(scope="module")
 def adapter(loop: asyncio.AbstractEventLoop) -> Iterator[MysqlStateAdapter[Any]]:
     prefix = unique_prefix()
 

@@ -83,14 +83,6 @@ def chain_starts(draw: st.DrawFn) -> NewJob:
 
 
 @pytest.fixture(scope="module")
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    """One loop for every hypothesis example (the adapter's pool lives on it)."""
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
-
-
-@pytest.fixture(scope="module")
 def adapter(loop: asyncio.AbstractEventLoop) -> Iterator[PgStateAdapter[Any]]:
     ns = Namespace(unique_schema(), "queuert_")
 

@@ -25,14 +25,6 @@ SLACK = timedelta(seconds=20)
 statement's."""
 
 
-@pytest.fixture(scope="module")
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    """One loop for every hypothesis example (the adapter's pool lives on it)."""
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
-
-
 @pytest.fixture(scope="module", params=["plain", "partitioned"])
 def adapter(
     loop: asyncio.AbstractEventLoop, request: pytest.FixtureRequest
