@@ -31,6 +31,7 @@ import os
 import random
 import re
 import signal as signals
+import sys
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
@@ -981,24 +982,21 @@ class Worker(Generic[TxT]):
         running = _Running(job, config)
         self._running[job.id] = running
         self._busy += 1
-        running.task = self._spawn(self._run_attempt(running), f"queuert-attempt-{job.id}")
-
-    async def _run_attempt(self, running: _Running) -> None:
-        job = running.job
+        # Owned like every task of the worker, but with no done callback (one loop callback less
+        # per attempt): _run_attempt takes its task out of the set as its last step. Python 3.12+
+        # runs the attempt's first step at once, in this call (as the current task): a handler that
+        # does not suspend reaches its completion without waiting for a loop turn.
+        coro = self._run_attempt(running)
+        name = f"queuert-attempt-{job.id}"
         loop = asyncio.get_running_loop()
-        started = loop.time()
-        try:
-            await self._attempt(running, started)
-        except Exception:
-            logger.exception("attempt bookkeeping failed", extra={"queuert_job_id": job.id})
-        finally:
-            if not running.abandoned:
-                self._running.pop(job.id, None)
-                self._release_slot(running)
-                self.processed += 1
-                self._wake.set()
-            if running.watch is not None:
-                await self._unwatch(running.watch)
+        task: asyncio.Task[None]
+        if sys.version_info >= (3, 12):
+            task = asyncio.Task(coro, loop=loop, name=name, eager_start=True)
+        else:
+            task = loop.create_task(coro, name=name)
+        running.task = task
+        if not task.done():  # an eager first step may have run the whole attempt
+            self._tasks.add(task)
 
     def _abandon(self, running: _Running) -> None:
         """Stop waiting for a handler that ignores its cancellation. Its job stays leased until the
@@ -1016,99 +1014,138 @@ class Worker(Generic[TxT]):
             extra={"queuert_job_id": job.id, "queuert_job_type": job.type_name},
         )
 
-    async def _attempt(self, running: _Running, started: float) -> None:
+    async def _run_attempt(self, running: _Running) -> None:
+        """One attempt in its own task, from the job's public view to the bookkeeping after its
+        completion. Without middleware and attempt scopes the handler runs right here: no
+        coroutine of the worker's between the task and the handler."""
         job = running.job
-        client = self.client
-        core = self._core
-        config = running.config
-        spec = config.job_type.spec()
-        try:
-            blockers: tuple[Chain[Any], ...] = ()
-            if spec.blockers.declared:
-                blockers = tuple(await client.get_job_blockers(job.id))
-                failed = [b for b in blockers if b.outcome in ("failed", "cancelled")]
-                if failed and config.job_type.on_blocker_failure == "fail":
-                    raise BlockerChainFailedError(failed[0].id, failed[0].outcome or "failed")
-            public = core.to_job(job, strict=True)
-            attempt: Attempt[Any] = Attempt(
-                host=self._host, stored=job, job=public, input=public.input, blockers=blockers
-            )
-        except Exception as exc:
-            # a failed blocker or a stored value that cannot be read: retrying changes nothing
-            final = isinstance(exc, (BlockerChainFailedError, StoredValueError))
-            await self._record_failure(running, exc, started, final=final)
-            return
-        running.attempt = attempt
-        if running.cancel_reason is not None:
-            attempt.signal._set(running.cancel_reason)
-        info: JobInfo | None = None  # what the attempt's events say about the job, built once
-        if core.publishing.listens(AttemptStarted.level):
-            now = datetime.now(timezone.utc)
-            info = job_info(job)
-            core.emit(
-                AttemptStarted(info, self.id, max((now - job.scheduled_at).total_seconds(), 0.0))
-            )
         loop = asyncio.get_running_loop()
-        handle = (  # without attempt scopes, the handler runs in _handle directly
-            self._handle(running, attempt, config)
-            if core.publishing.scopes is None
-            else self._run_handler(running, attempt, config)
-        )
-        timer = (
-            None
-            if config.timeout is None
-            else loop.call_later(config.timeout, running.cancel, "timeout")
-        )
-        # The handler runs in this task: one task per attempt. running.cancel() cancels this task
-        # only while the handler runs; handler_ended() takes those cancellations back.
-        running.in_handler = True
+        started = loop.time()
         try:
-            await handle
-        except BaseException as exc:
-            running.handler_ended()
-            if running.abandoned:  # close() gave up on it long ago: nothing is ours to record
-                return
-            reason = running.cancel_reason
-            if isinstance(exc, OwnershipLostError):
-                self._lose(job.id, exc.reason)
-                return
-            if reason in LOST_REASONS:
-                return
-            if isinstance(exc, asyncio.CancelledError):
-                if reason == "timeout" and not self._stopping:
-                    # the handler was cancelled by its timeout: a failed attempt
-                    assert config.timeout is not None
-                    timed_out = AttemptTimeoutError(job.type_name, config.timeout)
-                    await self._record_failure(running, timed_out, started)
-                    return
-                # cancelled for the shutdown, or by something of the handler's own: give the job
-                # back (ready again, attempt counted)
-                await self._release(job)
-                if reason is None:
-                    raise
-                return
-            if isinstance(exc, Exception):
-                # A handler that completed nothing must not run again: it would repeat its effects.
-                final = isinstance(exc, JobNotCompletedError)
+            client = self.client
+            core = self._core
+            config = running.config
+            spec = config.job_type.spec()
+            try:
+                blockers: tuple[Chain[Any], ...] = ()
+                if spec.blockers.declared:
+                    blockers = tuple(await client.get_job_blockers(job.id))
+                    failed = [b for b in blockers if b.outcome in ("failed", "cancelled")]
+                    if failed and config.job_type.on_blocker_failure == "fail":
+                        raise BlockerChainFailedError(failed[0].id, failed[0].outcome or "failed")
+                public = core.to_job(job, strict=True)
+                attempt: Attempt[Any] = Attempt(
+                    host=self._host, stored=job, job=public, input=public.input, blockers=blockers
+                )
+            except Exception as exc:
+                # a failed blocker or a stored value that cannot be read: retrying changes nothing
+                final = isinstance(exc, (BlockerChainFailedError, StoredValueError))
                 await self._record_failure(running, exc, started, final=final)
                 return
-            raise
-        finally:
-            if timer is not None:
-                timer.cancel()
-        running.handler_ended()
-        if running.abandoned:
-            return
-        if core.publishing.listens(AttemptCompleted.level):
-            core.emit(
-                AttemptCompleted(
-                    job_info(job) if info is None else info,
-                    self.id,
-                    loop_time_since(started),
-                    attempt.mode or "atomic",
-                    continued_with=attempt.continued_with,
+            running.attempt = attempt
+            if running.cancel_reason is not None:
+                attempt.signal._set(running.cancel_reason)
+            info: JobInfo | None = None  # what the attempt's events say about the job, built once
+            if core.publishing.listens(AttemptStarted.level):
+                now = datetime.now(timezone.utc)
+                info = job_info(job)
+                core.emit(
+                    AttemptStarted(
+                        info, self.id, max((now - job.scheduled_at).total_seconds(), 0.0)
+                    )
                 )
+            scopes = core.publishing.scopes
+            handle = (  # None: the handler alone, run below (no coroutine of _handle around it)
+                None
+                if scopes is None and not self.middleware
+                else self._handle(running, attempt, config)
+                if scopes is None
+                else self._run_handler(running, attempt, config)
             )
+            timer = (
+                None
+                if config.timeout is None
+                else loop.call_later(config.timeout, running.cancel, "timeout")
+            )
+            # The handler runs in this task: one task per attempt. running.cancel() cancels this task
+            # only while the handler runs; handler_ended() takes those cancellations back.
+            running.in_handler = True
+            try:
+                if handle is not None:
+                    await handle
+                else:  # _handle without middleware, inline
+                    try:
+                        handler_started = loop.time()
+                        attempt._returned = await FirstSuspension(
+                            config.handler(attempt), attempt._on_first_suspension
+                        )
+                        self._note_handler_time(loop.time() - handler_started)
+                        self._release_slot(running)
+                        attempt._settle_returned()
+                        await attempt._finish()
+                    except BaseException as exc:
+                        await attempt._close(exc)
+                        raise
+            except BaseException as exc:
+                running.handler_ended()
+                if running.abandoned:  # close() gave up on it long ago: nothing is ours to record
+                    return
+                reason = running.cancel_reason
+                if isinstance(exc, OwnershipLostError):
+                    self._lose(job.id, exc.reason)
+                    return
+                if reason in LOST_REASONS:
+                    return
+                if isinstance(exc, asyncio.CancelledError):
+                    if reason == "timeout" and not self._stopping:
+                        # the handler was cancelled by its timeout: a failed attempt
+                        assert config.timeout is not None
+                        timed_out = AttemptTimeoutError(job.type_name, config.timeout)
+                        await self._record_failure(running, timed_out, started)
+                        return
+                    # cancelled for the shutdown, or by something of the handler's own: give the job
+                    # back (ready again, attempt counted)
+                    await self._release(job)
+                    if reason is None:
+                        raise
+                    return
+                if isinstance(exc, Exception):
+                    # A handler that completed nothing must not run again: it would repeat its effects.
+                    final = isinstance(exc, JobNotCompletedError)
+                    await self._record_failure(running, exc, started, final=final)
+                    return
+                raise
+            finally:
+                if timer is not None:
+                    timer.cancel()
+            running.handler_ended()
+            if running.abandoned:
+                return
+            if core.publishing.listens(AttemptCompleted.level):
+                core.emit(
+                    AttemptCompleted(
+                        job_info(job) if info is None else info,
+                        self.id,
+                        max(loop.time() - started, 0.0),
+                        attempt.mode or "atomic",
+                        continued_with=attempt.continued_with,
+                    )
+                )
+        except Exception:
+            logger.exception("attempt bookkeeping failed", extra={"queuert_job_id": job.id})
+        finally:
+            try:
+                if not running.abandoned:
+                    self._running.pop(job.id, None)
+                    self._release_slot(running)
+                    self.processed += 1
+                    self._wake.set()
+                if running.watch is not None:
+                    await self._unwatch(running.watch)
+            finally:
+                # nothing is awaited after this: the task ends in this step
+                # (None: the task's eager first step ran the whole attempt; it was never added)
+                self._tasks.discard(running.task)
 
     async def _run_handler(
         self, running: _Running, attempt: Attempt[Any], config: HandlerConfig
