@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from itertools import islice
-from typing import Any
+from typing import Any, Protocol
 
 from queuert.json import loads_stored
 from queuert.state import (
@@ -49,34 +48,47 @@ _READ: Any = object()
 """``output=`` of :func:`job_from_row`: decode the stored output."""
 
 
-def job_from_row(row: Sequence[Any], o: int = 0, output: Any = _READ) -> StoredJob:
-    """The job whose :func:`~queuert_postgres._sql.cols` start at column ``o``; ``output``, when
-    given, is the value of its output column (the caller just wrote it from that value), not
-    parsed again.
-
-    Hot (every claimed and every closed job): the frozen dataclass's ``__dict__`` is the dict
-    built from the columns (no copy of the row, no 23-argument ``__init__``).
-    """
-    values = dict(zip(_FIELDS, islice(row, o, o + NCOLS), strict=True))
-    text = values["input"]
-    if text is not None:
-        values["input"] = loads_stored(text)
-    if output is not _READ:
-        values["output"] = output
-    else:
-        text = values["output"]
-        if text is not None:
-            values["output"] = loads_stored(text)
-    for name in _TIMESTAMPS:
-        stamp = values[name]
-        if stamp is not None and stamp.tzinfo is not _UTC:
-            values[name] = stamp.astimezone(_UTC)
-    bad = values["unreadable"]
-    if bad is not None:
-        values["unreadable"] = _unreadable(bad, values)
-    job: StoredJob = _new(StoredJob)
-    _set(job, "__dict__", values)
-    return job
+def _reader() -> Any:
+    """:func:`job_from_row`, generated: one dict display over the row's columns, each read by its
+    index (no ``zip`` over field names, no second pass over the timestamps)."""
+    items = []
+    for k, name in enumerate(_FIELDS):
+        at = f"row[o + {k}]" if k else "row[o]"
+        if name == "input":
+            value = f"None if (v := {at}) is None else loads_stored(v)"
+        elif name == "output":
+            value = f"output if output is not _READ else None if (v := {at}) is None else loads_stored(v)"
+        elif name in _TIMESTAMPS:
+            value = f"v if (v := {at}) is None or v.tzinfo is _UTC else v.astimezone(_UTC)"
+        else:
+            value = at
+        items.append(f"        {name!r}: ({value}),")
+    source = "\n".join(
+        [
+            "def job_from_row(row, o=0, output=_READ):",
+            "    values = {",
+            *items,
+            "    }",
+            "    bad = values['unreadable']",
+            "    if bad is not None:",
+            "        values['unreadable'] = _unreadable(bad, values)",
+            "    job = _new(StoredJob)",
+            "    _set(job, '__dict__', values)",
+            "    return job",
+        ]
+    )
+    namespace: dict[str, Any] = {
+        "__name__": __name__,
+        "_READ": _READ,
+        "_UTC": _UTC,
+        "_new": _new,
+        "_set": _set,
+        "_unreadable": _unreadable,
+        "loads_stored": loads_stored,
+        "StoredJob": StoredJob,
+    }
+    exec(source, namespace)
+    return namespace["job_from_row"]
 
 
 def written_output(completion: Completion) -> Any:
@@ -94,6 +106,19 @@ def _unreadable(bad: str, values: dict[str, Any]) -> tuple[str, str]:
         if values[name] is None:
             values[name] = UNREADABLE_TIME
     return field, f"{text[:40]!r} is out of the range of times Python can read"
+
+
+class _JobFromRow(Protocol):
+    def __call__(self, row: Sequence[Any], o: int = 0, output: Any = _READ) -> StoredJob: ...
+
+
+job_from_row: _JobFromRow = _reader()
+"""``job_from_row(row, o=0, output=...)``: the job whose :func:`~queuert_postgres._sql.cols` start
+at column ``o``; ``output``, when given, is the value of its output column (the caller just wrote
+it from that value), not parsed again.
+
+Hot (every claimed and every closed job): the frozen dataclass's ``__dict__`` is the dict built
+from the columns (no copy of the row, no 23-argument ``__init__``)."""
 
 
 def chain_from_row(row: Sequence[Any], o: int = 0) -> StoredChain:
