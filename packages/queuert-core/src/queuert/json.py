@@ -131,7 +131,8 @@ def loads(text: str | bytes) -> JsonValue:
             pass  # whitespace first, or not JSON: the full decoder reads it or says why
         else:
             if end == len(text):
-                return cast(JsonValue, value)
+                parsed: JsonValue = value  # no cast(): a function call on every read
+                return parsed
         return cast(JsonValue, _decode(text))
     if isinstance(text, (bytes, bytearray)):
         return cast(JsonValue, _json.loads(text))

@@ -1075,7 +1075,9 @@ class Worker(Generic[TxT]):
                     await handle
                 else:  # _handle without middleware, inline
                     try:
-                        handler_started = loop.time()
+                        # the handler's time (prefetch); without blockers to read first, the
+                        # attempt's start is the handler's within microseconds
+                        handler_started = loop.time() if spec.blockers.declared else started
                         attempt._returned = await FirstSuspension(
                             config.handler(attempt), attempt._on_first_suspension
                         )
