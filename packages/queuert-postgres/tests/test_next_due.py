@@ -1,6 +1,8 @@
 """``next_due`` reads the claim index (type, priority, due time) one distinct priority at a time:
-whatever the priorities and the rows other transactions hold locked, it returns the earliest due
-time of the unlocked ready jobs, in both layouts, and its plan reads only the claim index."""
+whatever the rows other transactions hold locked, it returns the earliest due time of the unlocked
+ready jobs, in both layouts, and its plan reads only the claim index. (That it finds the earliest
+due job whatever the priorities, without locks, is the conformance suite's ``TestNextDueProperty``;
+the property here adds the locks.)"""
 
 from __future__ import annotations
 
