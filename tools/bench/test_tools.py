@@ -185,3 +185,8 @@ def test_batch_start_compares_two_schemas() -> None:
     )
     rows = [line for line in out.splitlines() if line.startswith(("this checkout", "base"))]
     assert [row.split()[0] for row in rows] == ["this", "base"], out
+
+
+def test_transaction_cpu_times_the_hooks_and_a_transaction() -> None:
+    out = run_tool("transaction_cpu.py", "--dsn", POSTGRES, "--blocks", "2")
+    assert out.count(" min ") == 2  # the hooks alone, then an empty transaction
