@@ -23,11 +23,13 @@ import cProfile
 import json
 import os
 import pstats
+import re
 import statistics
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +40,20 @@ WARM = 200
 @dataclass
 class Item:
     n: int
+
+
+def figures(
+    starts: int, one_cpu: float, one_wall: float, chains: int, batch_cpu: float, batch_wall: float
+) -> dict[str, float]:
+    """Rates and per-start times (zero for a part that did not run)."""
+    starts_, chains_ = max(starts, 1), max(chains, 1)
+    return {
+        "one_per_s": starts / one_wall if starts else 0.0,
+        "one_cpu_us": one_cpu / starts_ * 1e6,
+        "one_wall_us": one_wall / starts_ * 1e6,
+        "batch_per_s": chains / batch_wall if chains else 0.0,
+        "batch_cpu_us": batch_cpu / chains_ * 1e6,
+    }
 
 
 def measure(
@@ -86,14 +102,7 @@ def measure(
             await client.close()
             await notify.close()
             await state.close()
-        chains = batches * BATCH
-        return {
-            "one_per_s": starts / one_wall,
-            "one_cpu_us": one_cpu / starts * 1e6,
-            "one_wall_us": one_wall / starts * 1e6,
-            "batch_per_s": chains / batch_wall,
-            "batch_cpu_us": batch_cpu / chains * 1e6,
-        }
+        return figures(starts, one_cpu, one_wall, batches * BATCH, batch_cpu, batch_wall)
 
     return run
 
@@ -133,14 +142,7 @@ def floor(starts: int, batches: int) -> Any:  # pragma: no cover - runs in the c
             batch_cpu, batch_wall = time.process_time() - cpu, time.perf_counter() - wall
         finally:
             await conn.close()
-        chains = batches * BATCH
-        return {
-            "one_per_s": starts / one_wall,
-            "one_cpu_us": one_cpu / starts * 1e6,
-            "one_wall_us": one_wall / starts * 1e6,
-            "batch_per_s": chains / batch_wall,
-            "batch_cpu_us": batch_cpu / chains * 1e6,
-        }
+        return figures(starts, one_cpu, one_wall, batches * BATCH, batch_cpu, batch_wall)
 
     return run
 
@@ -157,17 +159,62 @@ def child(args: list[str]) -> None:  # pragma: no cover - runs in the child
     print(json.dumps(result))
 
 
-def run_side(python: str, kind: str, dsn: str, starts: int, batches: int) -> dict[str, float]:
+def run_side(
+    python: str,
+    kind: str,
+    dsn: str,
+    starts: int,
+    batches: int,
+    src: str | None = None,
+    wrap: Sequence[str] = (),
+) -> dict[str, float]:
+    env = dict(os.environ)
+    if src is not None:  # this side's library from another tree (a snapshot of a commit)
+        packages = os.path.join(src, "packages")
+        env["PYTHONPATH"] = os.pathsep.join(
+            os.path.join(packages, name, "src") for name in ("queuert-core", "queuert-postgres")
+        )
     out = subprocess.run(
-        [python, __file__, "_child", kind, dsn, str(starts), str(batches)],
+        [*wrap, python, __file__, "_child", kind, dsn, str(starts), str(batches)],
         capture_output=True,
         text=True,
         check=False,
+        env=env,
     )
     if out.returncode != 0:
         raise SystemExit(f"{kind} run failed:\n{out.stderr}")
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    if wrap:
+        found = re.search(r"Collected : (\d+)", out.stderr)
+        if found is None:
+            raise SystemExit(f"no instruction count from {wrap[0]}:\n{out.stderr}")
+        result["instructions"] = float(found.group(1))
     return result
+
+
+CALLGRIND = ("valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null")
+
+
+def instructions(sides: list[tuple[str, str, str, str | None]], args: argparse.Namespace) -> None:
+    """The client's instructions per start and per chain of a batch, counted by callgrind: each
+    side runs ``--starts`` starts and twice as many, then ``--batches`` batches and twice as many
+    (every run with its warm-up and set-up); the differences divided by the extra starts or chains
+    leave the start alone. Counts do not depend on the machine's load, as times do."""
+    n, m = args.starts, args.batches
+    for name, python, kind, src in sides:
+        if kind != "queuert":
+            continue
+        counts: list[float] = []
+        for starts, batches in ((n, 0), (2 * n, 0), (0, m), (0, 2 * m)):
+            result = run_side(python, kind, args.dsn, starts, batches, src, CALLGRIND)
+            counts.append(result["instructions"])
+        one = (counts[1] - counts[0]) / n
+        batch = (counts[3] - counts[2]) / (m * BATCH)
+        print(
+            f"{name}: {one:,.0f} instructions per start one by one, "
+            f"{batch:,.0f} per chain in batches of {BATCH}",
+            flush=True,
+        )
 
 
 COLUMNS = [
@@ -191,8 +238,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--starts", type=int, default=3000)
     parser.add_argument("--batches", type=int, default=100)
+    parser.add_argument(
+        "--src", help="run this side's library from another tree (e.g. an exported commit)"
+    )
     parser.add_argument("--no-floor", action="store_true")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count the client's instructions per start under callgrind (valgrind) instead",
+    )
     args = parser.parse_args()
     if args.profile:
         out = subprocess.run(
@@ -200,16 +255,21 @@ def main() -> None:
             check=False,
         )
         raise SystemExit(out.returncode)
-    sides: list[tuple[str, str, str]] = [("this", sys.executable, "queuert")]
+    sides: list[tuple[str, str, str, str | None]] = [("this", sys.executable, "queuert", args.src)]
     if args.base:
-        sides.append(("base", os.path.join(args.base, ".venv", "bin", "python"), "queuert"))
+        base_python = os.path.join(args.base, ".venv", "bin", "python")
+        sides.append(("base", base_python, "queuert", None))
     if not args.no_floor:
-        sides.append(("floor", sys.executable, "floor"))
-    results: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in sides}
+        sides.append(("floor", sys.executable, "floor", None))
+    if args.instructions:
+        for _ in range(args.rounds):
+            instructions(sides, args)
+        return
+    results: dict[str, list[dict[str, float]]] = {name: [] for name, _, _, _ in sides}
     for round_no in range(args.rounds):
         order = sides if round_no % 2 == 0 else sides[::-1]
-        for name, python, kind in order:
-            result = run_side(python, kind, args.dsn, args.starts, args.batches)
+        for name, python, kind, src in order:
+            result = run_side(python, kind, args.dsn, args.starts, args.batches, src)
             results[name].append(result)
             shown = ", ".join(fmt.format(result[key]) for _, key, fmt in COLUMNS)
             print(f"round {round_no + 1} {name}: {shown}", flush=True)

@@ -844,13 +844,19 @@ class PgStateAdapter(Generic[TxT]):
         deduplication, one autocommit statement inserts the rows and sends the messages, only when
         every row was inserted."""
         self._check_open()
-        if (
-            isinstance(publish, PgPublisher)
-            and publish.state is self
-            and all(new.chain_id is None and new.deduplication is None for new in jobs)
-        ):
-            messages = publish.messages(notifications)
-            return await self._create_jobs(jobs, None, messages if messages[0] else None)
+        if isinstance(publish, PgPublisher) and publish.state is self:
+            if len(jobs) == 1:
+                # one start (a loop of start_chain calls): straight to its statement
+                new = jobs[0]
+                if new.chain_id is None and new.deduplication is None:
+                    messages = publish.messages(notifications)
+                    if len(messages[0]) <= 1:
+                        return [
+                            await self._create_one(new, None, messages if messages[0] else None)
+                        ]
+            if all(new.chain_id is None and new.deduplication is None for new in jobs):
+                messages = publish.messages(notifications)
+                return await self._create_jobs(jobs, None, messages if messages[0] else None)
         async with self.transaction() as tx:
             created = await self._create_jobs(jobs, tx, None)
             if not any(c.deduplicated for c in created):
@@ -1068,9 +1074,11 @@ class PgStateAdapter(Generic[TxT]):
         input order, that a stored job holds (or, with ``repeats``, that an earlier job of the batch
         has). If none is taken any more (the job holding it was deleted meanwhile), try again, a
         few times at most."""
+        self._check_open()
+        fetch = self.provider.fetch  # no caller's transaction: no aborted one to report
         for tries_left in reversed(range(_MAX_CLASH_RETRIES)):
             try:
-                return await self._fetch(sql, args, None)
+                return await fetch(sql, args, None)
             except Exception as exc:
                 if not _id_taken(exc) or not tries_left:
                     raise
