@@ -57,7 +57,7 @@ def figures(
 
 
 def measure(
-    starts: int, batches: int, profile: bool
+    starts: int, batches: int, profile: bool, profile_batches: bool = False
 ) -> Any:  # pragma: no cover - runs in the child
     from bench import isolated_dsn, run_on_own_schema  # noqa: F401 - its path set up by the child
     from queuert import Client, EntryJobType
@@ -94,10 +94,25 @@ def measure(
                 print(f"per start: {stats.total_calls / starts:.1f} calls")  # type: ignore[attr-defined]
                 return {}
             groups = [[StartJob(Item(i)) for i in range(BATCH)] for _ in range(batches)]
+            prof = cProfile.Profile() if profile_batches else None
+            if prof is not None:
+                prof.enable()
             cpu, wall = time.process_time(), time.perf_counter()
             for group in groups:
                 await client.start_chains(group)
             batch_cpu, batch_wall = time.process_time() - cpu, time.perf_counter() - wall
+            if prof is not None:
+                prof.disable()
+                stats = pstats.Stats(prof)
+                stats.sort_stats("tottime").print_stats(
+                    int(os.environ.get("STARTS_PROFILE_ROWS", "40"))
+                )
+                callers = os.environ.get("STARTS_PROFILE_CALLERS")
+                if callers:
+                    stats.print_callers(callers)
+                chains = batches * BATCH
+                print(f"per chain: {stats.total_calls / chains:.1f} calls")  # type: ignore[attr-defined]
+                return {}
         finally:
             await client.close()
             await notify.close()
@@ -155,7 +170,10 @@ def child(args: list[str]) -> None:  # pragma: no cover - runs in the child
     if kind == "floor":
         result = run_on_own_schema("starts.py", dsn, floor(starts, batches))
     else:
-        result = run_on_own_schema("starts.py", dsn, measure(starts, batches, kind == "profile"))
+        profile, profile_batches = kind == "profile", kind == "profile-batches"
+        result = run_on_own_schema(
+            "starts.py", dsn, measure(starts, batches, profile, profile_batches)
+        )
     print(json.dumps(result))
 
 
@@ -250,8 +268,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.profile:
+        # one by one, or the batches alone with --starts 0
+        kind, batches = ("profile", 0) if args.starts else ("profile-batches", args.batches)
         out = subprocess.run(
-            [sys.executable, __file__, "_child", "profile", args.dsn, str(args.starts), "0"],
+            [sys.executable, __file__, "_child", kind, args.dsn, str(args.starts), str(batches)],
             check=False,
         )
         raise SystemExit(out.returncode)

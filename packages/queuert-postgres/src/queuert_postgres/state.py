@@ -84,7 +84,9 @@ from queuert_postgres._rows import (
 )
 from queuert_postgres._schema import BOOTSTRAP, MIGRATION_LOCK_KEY, MIGRATIONS, Names
 from queuert_postgres._sql import (
+    ID_SEPARATOR,
     ID_TAKEN,
+    INPUT_SEPARATOR,
     JOB_ID,
     STATUS_PREDICATES,
     AddBlockersRow,
@@ -936,8 +938,8 @@ class PgStateAdapter(Generic[TxT]):
             return await self._created(jobs, rows, own)
 
     @staticmethod
-    def _first_args(jobs: Sequence[NewJob]) -> list[list[Any]]:
-        """The arrays of :data:`~queuert_postgres._sql.CREATE_FIRST` for ``jobs``."""
+    def _first_args(jobs: Sequence[NewJob]) -> list[Any]:
+        """The arguments of :data:`~queuert_postgres._sql.CREATE_FIRST` for ``jobs``."""
         # chain starts without deduplication, the common case: the short statement's columns
         # built one by one (a column with no value in any row goes as an empty array: unnest
         # pads it with NULLs, and the driver skips inspecting a hundred Nones)
@@ -952,13 +954,20 @@ class PgStateAdapter(Generic[TxT]):
             ]
         type_names = [new.type_name for new in jobs]
         chain_type_names = [new.chain_type_name for new in jobs]
+        # the ids and the inputs as one text each, split by the statement
+        ids = ID_SEPARATOR.join([new.id for new in jobs])
+        inputs = INPUT_SEPARATOR.join([new.input_json() for new in jobs])  # the checked text
+        if ids.count(ID_SEPARATOR) != len(jobs) - 1:
+            raise ValueError("a job id holds a comma: not an id of the adapter's id policy")
+        if inputs.count(INPUT_SEPARATOR) != len(jobs) - 1:
+            raise ValueError("an input_text holds a control character: not compact JSON text")
         return [
-            [new.id for new in jobs],
+            ids,
             # one job type: its name once (the statement gives it to every row)
             type_names[:1] if type_names.count(type_names[0]) == len(type_names) else type_names,
             # a chain's type is its first job's: sent only if one differs
             [] if chain_type_names == type_names else chain_type_names,
-            [new.input_json() for new in jobs],  # the text the client checked
+            inputs,
             at_column,
             after_column,
             *(
@@ -1019,7 +1028,7 @@ class PgStateAdapter(Generic[TxT]):
     async def _create_first(
         self,
         jobs: Sequence[NewJob],
-        args: list[list[Any]],
+        args: list[Any],
         tx: TxT | None,
         messages: tuple[list[str], list[str]] | None = None,
     ) -> list[CreatedJob]:
