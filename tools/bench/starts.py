@@ -9,11 +9,16 @@ Each run is a fresh child process on a fresh schema: a client with a
 ``LoggingObservability`` (the default), ``--starts`` chains started with ``await
 client.start_chain(job)`` one after another, then ``--batches`` batches of 100 with ``await
 client.start_chains(jobs)`` (a warm-up of each first). It reports, per start (or per chain of a
-batch), the wall time and the process's CPU time. The base side runs the same child code with the
-base checkout's environment (``<base>/.venv/bin/python``), so only the library differs. Every round
-also runs the floor: asyncpg alone, an autocommit one-row ``INSERT`` into a table with one index,
-and a 100-row ``INSERT ... SELECT FROM unnest`` into it. ``--profile`` prints the calls per start
-under cProfile (this checkout, one child) instead.
+batch), the wall time and the process's CPU time. The base side runs the same child code, interpreter
+and dependencies with the base checkout's ``queuert`` and ``queuert_postgres`` first on
+``PYTHONPATH``, so only the library differs (``--src`` does the same for this side: a tree exported
+from a commit, measured while the checkout changes). Every round also runs the floor: asyncpg alone,
+an autocommit one-row ``INSERT`` into a table with one index, and a 100-row ``INSERT ... SELECT FROM
+unnest`` into it.
+
+``--profile`` prints, instead, the calls per start under cProfile (``--starts 0``: per chain of the
+batches); ``--instructions`` counts the instructions per start and per chain of a batch under
+callgrind (valgrind), which the machine's load does not disturb as it does times.
 """
 
 from __future__ import annotations
@@ -252,7 +257,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/test")
-    parser.add_argument("--base", help="another checkout (with its own .venv) to compare against")
+    parser.add_argument("--base", help="another checkout to compare against")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--starts", type=int, default=3000)
     parser.add_argument("--batches", type=int, default=100)
@@ -276,9 +281,8 @@ def main() -> None:
         )
         raise SystemExit(out.returncode)
     sides: list[tuple[str, str, str, str | None]] = [("this", sys.executable, "queuert", args.src)]
-    if args.base:
-        base_python = os.path.join(args.base, ".venv", "bin", "python")
-        sides.append(("base", base_python, "queuert", None))
+    if args.base:  # the same interpreter and dependencies, the base checkout's library
+        sides.append(("base", sys.executable, "queuert", args.base))
     if not args.no_floor:
         sides.append(("floor", sys.executable, "floor", None))
     if args.instructions:
