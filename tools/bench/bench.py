@@ -32,7 +32,11 @@ queuert code: 10 connections of the driver, each running ``BEGIN``, the handler'
 ratio to it is printed. On a SQLite file each round also measures the floor of ``alone``: one hop
 per start from asyncio to an aiosqlite thread running ``BEGIN IMMEDIATE``, queuert's job ``INSERT``
 and ``COMMIT``, with the connections set up as queuert's (no queuert code); ``alone``'s ratio to it
-is printed. Rounds are interleaved (every mode once per round) so drift hits all alike.
+is printed. It also measures the same starts through the SQLite state adapter alone
+(``create_jobs`` of one new chain's job, as the client hands it, without ``tx``; no client), which
+splits ``alone``'s distance to the floor into the adapter's share and the rest's. Both floor rows
+print their process CPU time per start. Rounds are interleaved (every mode once per round) so drift
+hits all alike.
 The write modes need a database (not ``memory://``).
 latency: start single jobs one at a time against an idle worker and measure how long until the handler
 starts (min / median / p99), with the given notify adapter and a 1 s poll interval.
@@ -523,6 +527,35 @@ async def run_start_floor(dsn: str, chains: int) -> dict[str, float]:
     return {"start_per_s": chains / elapsed, "start_cpu_us": cpu / chains * 1e6}
 
 
+async def run_start_adapter(dsn: str, chains: int) -> dict[str, float]:
+    """``alone`` starts through the SQLite state adapter alone: ``chains`` calls of ``create_jobs``
+    without ``tx``, one after another, each with one new chain's job as the client builds it (a
+    fresh id of the adapter's id policy, the input with its JSON text); no client, no notify
+    adapter. Between the start floor and ``alone``: what the adapter and its provider add to the
+    floor, and what the client adds to them."""
+    from queuert.state import NewJob
+
+    state = await open_state_adapter(dsn)
+    await state.migrate()
+    generate = state.ids.generate
+    try:
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        for i in range(chains):
+            new = NewJob(
+                id=generate(),
+                type_name="bench_job",
+                chain_type_name="bench_job",
+                input={"index": i},
+                fresh_id=True,
+                input_text=f'{{"index":{i}}}',
+            )
+            await state.create_jobs([new])
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    finally:
+        await state.close()
+    return {"start_per_s": chains / elapsed, "start_cpu_us": cpu / chains * 1e6}
+
+
 # -- one measured run (child process) --------------------------------------------------------------
 
 
@@ -1004,6 +1037,8 @@ def main() -> None:
                 result = asyncio.run(run_floor(**payload))
             elif kind == "start_floor":
                 result = asyncio.run(run_start_floor(**payload))
+            elif kind == "start_adapter":
+                result = asyncio.run(run_start_adapter(**payload))
             elif kind == "otel_floor":
                 result = run_otel_floor(payload["chains"])
             elif kind == "latency":
@@ -1050,6 +1085,7 @@ def main() -> None:
         measured: dict[tuple[str, str], list[dict[str, float]]] = {mode: [] for mode in modes}
         floors: list[dict[str, float]] = []
         start_floors: list[dict[str, float]] = []
+        start_adapters: list[dict[str, float]] = []
         for _ in range(args.runs):  # interleaved: every mode once per round
             for start_mode, process_mode in modes:
                 payload = {
@@ -1068,6 +1104,7 @@ def main() -> None:
             if has_start_floor(args.dsn):
                 floor_payload = {"dsn": args.dsn, "chains": args.chains}
                 start_floors.append(child(["start_floor", json.dumps(floor_payload)]))
+                start_adapters.append(child(["start_adapter", json.dumps(floor_payload)]))
         print(
             f"{'start':<8}{'process':<14}{'start chains/s':>16}{'process jobs/s':>16}"
             f"{'CPU us/job':>12}   (min..max)"
@@ -1100,13 +1137,26 @@ def main() -> None:
         if start_floors:
             rates = [r["start_per_s"] for r in start_floors]
             start_floor = statistics.median(rates)
+            start_cpu = statistics.median(r["start_cpu_us"] for r in start_floors)
             print(
                 f"{'floor':<8}{'(start)':<14}{start_floor:>16,.0f}{'':>16}{'':>12}"
-                f"   ({min(rates):,.0f}..{max(rates):,.0f}; no queuert: one hop per start to an"
-                " aiosqlite thread running BEGIN IMMEDIATE, the job INSERT, COMMIT)"
+                f"   ({min(rates):,.0f}..{max(rates):,.0f}; CPU {start_cpu:,.0f} us/start; no"
+                " queuert: one hop per start to an aiosqlite thread running BEGIN IMMEDIATE, the"
+                " job INSERT, COMMIT)"
+            )
+            rates = [r["start_per_s"] for r in start_adapters]
+            adapter = statistics.median(rates)
+            adapter_cpu = statistics.median(r["start_cpu_us"] for r in start_adapters)
+            print(
+                f"{'adapter':<8}{'(start)':<14}{adapter:>16,.0f}{'':>16}{'':>12}"
+                f"   ({min(rates):,.0f}..{max(rates):,.0f}; CPU {adapter_cpu:,.0f} us/start; the"
+                " state adapter's create_jobs without tx, no client)"
             )
             alone = statistics.median(r["start_per_s"] for r in measured["alone", "noop"])
-            print(f"alone / start floor: {alone / start_floor:.2f}")
+            print(
+                f"alone / start floor: {alone / start_floor:.2f}; adapter / start floor:"
+                f" {adapter / start_floor:.2f}; alone / adapter: {alone / adapter:.2f}"
+            )
     elif args.kind == "otel":
         # "sdk": SdkOnly, the SDK calls queuert-otel makes and nothing else (the floor, same run)
         variants: dict[str, float | None] = {"off": None, "sdk": 1.0, "on": 1.0, "on 10%": 0.1}

@@ -38,11 +38,13 @@ def test_processing_runs_every_mode_and_the_floor(backend: str, tmp_path: Path) 
     if backend == "postgres":
         assert "floor   write-atomic" in out
         assert "write-atomic / floor:" in out
-        assert "start floor" not in out
+        assert "start floor" not in out and "adapter (start)" not in out
     else:
         # a SQLite file: the floor of one-by-one starts, and no write-atomic floor
         assert "floor   (start)" in out
         assert "alone / start floor:" in out
+        # the same starts through the state adapter alone, between the floor and alone
+        assert "adapter (start)" in out and "alone / adapter:" in out
         assert "write-atomic / floor" not in out
 
 

@@ -1,54 +1,23 @@
 """``next_due`` probes the claim index (ready type, priority, due time) one distinct priority at a
-time: whatever the priorities and the rows other transactions hold locked, it returns the earliest
-due time of the unlocked ready jobs, and each probe is one range read of the claim index."""
+time: it skips the rows other transactions hold locked, and each probe is one range read of the
+claim index. That it finds the earliest due job whatever the priorities is the conformance suite's
+property (``TestNextDueProperty``)."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 import aiomysql
-import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from mysql_helpers import connect_args, drop_prefix, make_adapter, sql, unique_prefix
 from queuert.ids import uuid7
 from queuert.schedule import Schedule
 from queuert.state import NewJob
-from queuert_mysql import MysqlStateAdapter
 from queuert_mysql._sql import ABOVE_PRIORITIES, next_due_round
 
 SLACK = timedelta(seconds=20)
 """Due times differ by whole minutes; this covers the time between the client's clock and the
 statement's."""
-
-
-@pytest.fixture(scope="module")
-def adapter(loop: asyncio.AbstractEventLoop) -> Iterator[MysqlStateAdapter[Any]]:
-    prefix = unique_prefix()
-
-    async def open_adapter() -> MysqlStateAdapter[Any]:
-        adapter = await make_adapter(prefix)
-        await adapter.migrate()
-        return adapter
-
-    adapter = loop.run_until_complete(open_adapter())
-    yield adapter
-    loop.run_until_complete(adapter.close())
-    loop.run_until_complete(drop_prefix(prefix))
-
-
-jobs = st.lists(
-    st.tuples(
-        st.sampled_from([-5, 0, 0, 3, 10]),  # priority
-        st.integers(min_value=0, max_value=40),  # due in that many minutes after a base time
-    ),
-    min_size=1,
-    max_size=12,
-)
 
 
 def _new_jobs(type_name: str, base: datetime, jobs: list[tuple[int, int]]) -> list[NewJob]:
@@ -63,30 +32,6 @@ def _new_jobs(type_name: str, base: datetime, jobs: list[tuple[int, int]]) -> li
         )
         for priority, minutes in jobs
     ]
-
-
-@settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(jobs=jobs, base_minutes=st.sampled_from([-10, 60]))
-def test_earliest_ready_job_across_priorities(
-    loop: asyncio.AbstractEventLoop,
-    adapter: MysqlStateAdapter[Any],
-    jobs: list[tuple[int, int]],
-    base_minutes: int,
-) -> None:
-    type_name = f"t{uuid.uuid4().hex[:10]}"
-    base = datetime.now(timezone.utc) + timedelta(minutes=base_minutes)
-
-    async def check() -> None:
-        await adapter.create_jobs(_new_jobs(type_name, base, jobs))
-        due = await adapter.next_due([type_name, "other"])
-        want = base + timedelta(minutes=min(m for _, m in jobs)) - datetime.now(timezone.utc)
-        want = max(want, timedelta(0))
-        assert due is not None
-        assert want - SLACK <= due <= want + SLACK, (due, want)
-
-    loop.run_until_complete(check())
 
 
 async def test_a_job_locked_by_another_transaction_is_skipped() -> None:

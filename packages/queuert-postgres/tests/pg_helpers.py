@@ -101,6 +101,38 @@ STATE_CONFIGS = {
 
 
 @asynccontextmanager
+async def backlog(
+    ns: Namespace, columns: dict[str, str]
+) -> AsyncIterator[tuple[PgStateAdapter[Any], asyncpg.Connection]]:
+    """A migrated asyncpg adapter whose job table holds 20,000 generated chain starts of types
+    ``t0`` .. ``t4``, analysed, and a raw connection to ``EXPLAIN`` its statements on. ``columns``
+    adds columns to each row: their SQL expressions of ``n``, the row's number, and ``u``, its id."""
+    adapter = await make_adapter("asyncpg", ns)
+    try:
+        await adapter.migrate()
+        job = adapter.sql.names.job
+        conn = await asyncpg.connect(DSN)
+        try:
+            await conn.execute(
+                f"INSERT INTO {job} (id, type_name, chain_id, chain_type_name, chain_index, "
+                f"created_at, {', '.join(columns)}) "
+                f"SELECT u, 't' || (n % 5), u, 't' || (n % 5), 0, now(), {', '.join(columns.values())} "
+                "FROM (SELECT gen_random_uuid() AS u, n FROM generate_series(1, 20000) n) g"
+            )
+            await conn.execute(f"ANALYZE {job}")
+            yield adapter, conn
+        finally:
+            await conn.close()
+    finally:
+        await adapter.close()
+
+
+async def explain(conn: asyncpg.Connection, statement: Sql, *args: Any) -> str:
+    """The plan PostgreSQL chooses for one of the adapter's statements, as text."""
+    return "\n".join(row[0] for row in await conn.fetch("EXPLAIN " + statement.text, *args))
+
+
+@asynccontextmanager
 async def new_database() -> AsyncIterator[str]:
     """The DSN of a database of its own (for what PostgreSQL counts or scopes per database), dropped
     afterwards."""

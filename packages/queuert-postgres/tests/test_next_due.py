@@ -1,6 +1,8 @@
 """``next_due`` reads the claim index (type, priority, due time) one distinct priority at a time:
-whatever the priorities and the rows other transactions hold locked, it returns the earliest due
-time of the unlocked ready jobs, in both layouts, and its plan reads only the claim index."""
+whatever the rows other transactions hold locked, it returns the earliest due time of the unlocked
+ready jobs, in both layouts, and its plan reads only the claim index. (That it finds the earliest
+due job whatever the priorities, without locks, is the conformance suite's ``TestNextDueProperty``;
+the property here adds the locks.)"""
 
 from __future__ import annotations
 
@@ -14,7 +16,15 @@ import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pg_helpers import DSN, Namespace, drop_namespace, make_adapter, unique_schema
+from pg_helpers import (
+    DSN,
+    Namespace,
+    backlog,
+    drop_namespace,
+    explain,
+    make_adapter,
+    unique_schema,
+)
 from queuert.ids import uuid7
 from queuert.schedule import Schedule
 from queuert.state import NewJob
@@ -108,27 +118,10 @@ def test_earliest_unlocked_ready_job_across_priorities(
 async def test_plan_walks_the_priorities_of_the_claim_index(namespace: Namespace) -> None:
     """On a backlog of ready and scheduled jobs of several types and priorities, ``next_due`` reads
     the claim index a few entries at a time (no sort of a type's ready jobs)."""
-    adapter = await make_adapter("asyncpg", namespace)
-    try:
-        await adapter.migrate()
-        job = adapter.sql.names.job
-        conn = await asyncpg.connect(DSN)
-        try:
-            await conn.execute(
-                f"INSERT INTO {job} (id, type_name, chain_id, chain_type_name, chain_index, "
-                "created_at, scheduled_at, priority) "
-                "SELECT u, 't' || (n % 5), u, 't' || (n % 5), 0, now(), "
-                "now() + (n % 100 - 50) * interval '1 minute', n % 4 "
-                "FROM (SELECT gen_random_uuid() AS u, n FROM generate_series(1, 20000) n) g"
-            )
-            await conn.execute(f"ANALYZE {job}")
-            rows = await conn.fetch("EXPLAIN " + adapter.sql.next_due.text, ["t1", "t2"])
-            plan = "\n".join(r[0] for r in rows)
-            assert f"{namespace.prefix}job_claim_idx" in plan, plan
-            for absent in ("Sort", "Seq Scan", "Bitmap"):
-                assert absent not in plan, plan
-        finally:
-            await conn.close()
+    columns = {"scheduled_at": "now() + (n % 100 - 50) * interval '1 minute'", "priority": "n % 4"}
+    async with backlog(namespace, columns) as (adapter, conn):
+        plan = await explain(conn, adapter.sql.next_due, ["t1", "t2"])
+        assert f"{namespace.prefix}job_claim_idx" in plan, plan
+        for absent in ("Sort", "Seq Scan", "Bitmap"):
+            assert absent not in plan, plan
         assert await adapter.next_due(["t1", "t2"]) == timedelta(0)
-    finally:
-        await adapter.close()

@@ -7,7 +7,15 @@ from datetime import timedelta
 
 import asyncpg
 import pytest
-from pg_helpers import DSN, Namespace, drop_namespace, make_adapter, unique_schema
+from pg_helpers import (
+    DSN,
+    Namespace,
+    backlog,
+    drop_namespace,
+    explain,
+    make_adapter,
+    unique_schema,
+)
 from queuert.errors import InvalidIdentifierError
 from queuert.ids import uuid7
 from queuert.state import NewJob
@@ -239,72 +247,39 @@ async def test_upgrade_drops_the_listing_indexes_by_type_and_keeps_the_jobs(
 async def test_queue_stats_read_only_the_partial_indexes_of_open_jobs(namespace: Namespace) -> None:
     """The plan of ``get_queue_stats`` on a table of mostly closed jobs: each branch scans one
     partial index over open jobs (claim, leased, blocked), never the table's closed history."""
-    adapter = await make_adapter("asyncpg", namespace)
-    try:
-        await adapter.migrate()
-        job = adapter.sql.names.job
-        conn = await asyncpg.connect(DSN)
-        try:
-            await conn.execute(
-                f"INSERT INTO {job} (id, type_name, chain_id, chain_type_name, chain_index, "
-                "outcome, created_at, scheduled_at, completed_at) "
-                "SELECT u, 't' || (n % 5), u, 't' || (n % 5), 0, 'completed', now(), now(), now() "
-                "FROM (SELECT gen_random_uuid() AS u, n FROM generate_series(1, 20000) n) g"
-            )
-            await adapter.create_jobs(
-                [
-                    NewJob(id=uuid7(), type_name="t1", chain_type_name="t1", input=i)
-                    for i in range(3)
-                ]
-            )
-            await conn.execute(f"ANALYZE {job}")
-            for statement, args in (
-                (adapter.sql.queue_stats, []),
-                (adapter.sql.queue_stats_of, [["t1", "t2"]]),
-            ):
-                rows = await conn.fetch("EXPLAIN " + statement.text, *args)
-                plan = "\n".join(r[0] for r in rows)
-                p = namespace.prefix
-                assert f"{p}job_claim_idx" in plan, plan
-                for index in ("job_leased_idx", "job_blocked_idx"):
-                    assert f"{p}{index}" in plan, plan
-                assert "Seq Scan" not in plan, plan
-        finally:
-            await conn.close()
+    closed = {"outcome": "'completed'", "scheduled_at": "now()", "completed_at": "now()"}
+    async with backlog(namespace, closed) as (adapter, conn):
+        await adapter.create_jobs(
+            [NewJob(id=uuid7(), type_name="t1", chain_type_name="t1", input=i) for i in range(3)]
+        )
+        await conn.execute(f"ANALYZE {adapter.sql.names.job}")
+        for statement, args in (
+            (adapter.sql.queue_stats, []),
+            (adapter.sql.queue_stats_of, [["t1", "t2"]]),
+        ):
+            plan = await explain(conn, statement, *args)
+            p = namespace.prefix
+            for index in ("job_claim_idx", "job_leased_idx", "job_blocked_idx"):
+                assert f"{p}{index}" in plan, plan
+            assert "Seq Scan" not in plan, plan
         stats = await adapter.get_queue_stats()
         assert [(s.type_name, s.ready) for s in stats] == [("t1", 3)]
-    finally:
-        await adapter.close()
 
 
 async def test_claim_walks_the_claim_index_in_priority_order(namespace: Namespace) -> None:
     """A claim reads each type's ready jobs from ``job_claim_idx`` in its order (no sort of the
     backlog) and takes the highest priority first."""
-    adapter = await make_adapter("asyncpg", namespace)
-    try:
-        await adapter.migrate()
-        job = adapter.sql.names.job
-        conn = await asyncpg.connect(DSN)
-        try:
-            await conn.execute(
-                f"INSERT INTO {job} (id, type_name, chain_id, chain_type_name, chain_index, "
-                "created_at, scheduled_at, priority) "
-                "SELECT u, 't' || (n % 5), u, 't' || (n % 5), 0, now(), now(), n % 7 "
-                "FROM (SELECT gen_random_uuid() AS u, n FROM generate_series(1, 20000) n) g"
-            )
-            await conn.execute(f"ANALYZE {job}")
-            rows = await conn.fetch("EXPLAIN " + adapter.sql.claim.text, ["t1"], [30.0], 10, "w")
-            plan = "\n".join(r[0] for r in rows)
-            assert f"{namespace.prefix}job_claim_idx" in plan, plan
-            assert "Seq Scan" not in plan, plan
-            claimed = await adapter.claim_jobs(
-                leases={"t1": timedelta(seconds=30)}, limit=5, worker_id="w"
-            )
-            assert [j.priority for j in claimed.jobs] == [6] * 5
-        finally:
-            await conn.close()
-    finally:
-        await adapter.close()
+    async with backlog(namespace, {"scheduled_at": "now()", "priority": "n % 7"}) as (
+        adapter,
+        conn,
+    ):
+        plan = await explain(conn, adapter.sql.claim, ["t1"], [30.0], 10, "w")
+        assert f"{namespace.prefix}job_claim_idx" in plan, plan
+        assert "Seq Scan" not in plan, plan
+        claimed = await adapter.claim_jobs(
+            leases={"t1": timedelta(seconds=30)}, limit=5, worker_id="w"
+        )
+        assert [j.priority for j in claimed.jobs] == [6] * 5
 
 
 READY_PREDICATE = "((outcome IS NULL) AND (open_blockers = 0) AND (leased_until IS NULL))"

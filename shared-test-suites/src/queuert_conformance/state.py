@@ -56,6 +56,7 @@ from queuert_conformance.state_suite.listing import (  # noqa: E402
     TestListJobs,
 )
 from queuert_conformance.state_suite.model import TestStateModel  # noqa: E402
+from queuert_conformance.state_suite.next_due_property import TestNextDueProperty  # noqa: E402
 from queuert_conformance.state_suite.priority import TestPriorities  # noqa: E402
 from queuert_conformance.state_suite.processes import TestMultiProcess  # noqa: E402
 from queuert_conformance.state_suite.read import TestGetChain, TestGetJob, TestNextDue  # noqa: E402
@@ -97,6 +98,7 @@ __all__ = [
     "TestListJobs",
     "TestMultiProcess",
     "TestNextDue",
+    "TestNextDueProperty",
     "TestPriorities",
     "TestQueueStats",
     "TestReadIsolation",

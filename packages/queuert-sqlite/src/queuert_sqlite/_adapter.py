@@ -94,7 +94,9 @@ from queuert_sqlite._rows import (
     I_PRIORITY,
     I_SCHEDULED_AT,
     NCOLS,
+    READ,
     job_from_row,
+    written_output,
 )
 from queuert_sqlite._schema import apply_migrations, validate_prefix
 from queuert_sqlite._sql import Statements, json_param
@@ -659,7 +661,6 @@ class SqliteStateAdapter:
             untils = [add_delta(now_text, durations[t]) for t in types]
             rows = raw.execute(claim_sql, (now_text, limit, worker_id, *types, *untils)).fetchall()
             rows.sort(key=lambda r: (-r[I_PRIORITY], r[I_SCHEDULED_AT], r[I_ID]))
-            now_dt = parse_ts(now_text)
             claimed = [job_from_row(row, now_dt) for row in rows]
             has_more = False
             if len(claimed) >= limit:
@@ -686,7 +687,7 @@ class SqliteStateAdapter:
         types_json = json_param(types)
 
         def op(raw: sqlite3.Connection) -> ClaimResult:
-            now_text, _ = now()
+            now_text, now_dt = now()
             running_types: dict[str, int] = {}
             running_keys: dict[tuple[str, str], int] = {}
             for type_name, key, count in raw.execute(sql.running_by_key, (types_json,)):
@@ -713,7 +714,6 @@ class SqliteStateAdapter:
                 sql.claim_ids, (now_text, worker_id, json_param(take), untils)
             ).fetchall()
             rows.sort(key=lambda r: (-r[I_PRIORITY], r[I_SCHEDULED_AT], r[I_ID]))
-            now_dt = parse_ts(now_text)
             return ClaimResult(jobs=[job_from_row(row, now_dt) for row in rows], has_more=has_more)
 
         return await self._write(op, tx)
@@ -796,6 +796,11 @@ class SqliteStateAdapter:
         sql = self._sql
         batch = json_param([list(c) for c in checked])
         ids = json_param([c[0] for c in checked])
+        # each closed row's output is the value its completion wrote (not parsed back), unless an
+        # id repeats in the batch (which of its completions the UPDATE applied is SQLite's choice)
+        outputs = {c.job_id: written_output(c) for c in completions}
+        if len(outputs) != len(completions):
+            outputs = {}
 
         def op(raw: sqlite3.Connection) -> list[CompleteResult | None]:
             now_text, now_dt = now()
@@ -805,7 +810,10 @@ class SqliteStateAdapter:
                 return [self._close(raw, p, worker_id, owner, now_text, now_dt) for p in checked]
             # Nothing waits for these chains: one UPDATE closes every job it may close.
             rows = raw.execute(sql.complete_many, (batch, now_text, worker_id, owner)).fetchall()
-            closed = {row[I_ID]: job_from_row(row, now_dt) for row in rows}
+            closed = {
+                row[I_ID]: job_from_row(row, now_dt, 0, outputs.get(row[I_ID], READ))
+                for row in rows
+            }
             return [CompleteResult(job=closed[c[0]]) if c[0] in closed else None for c in checked]
 
         return await self._write(op, tx, atomic=len(checked) > 1)

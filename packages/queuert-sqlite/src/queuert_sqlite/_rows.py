@@ -8,9 +8,15 @@ from datetime import datetime
 from typing import Any
 
 from queuert.json import loads_stored
-from queuert.state import STORED_FIELDS, UNREADABLE_TIME, StoredJob, derive_status
+from queuert.state import (
+    STORED_FIELDS,
+    UNREADABLE_TIME,
+    Completion,
+    StoredJob,
+    derive_status,
+)
 
-__all__ = ["COLUMNS", "NCOLS", "columns", "job_from_row", "make_job"]
+__all__ = ["COLUMNS", "NCOLS", "READ", "columns", "job_from_row", "make_job", "written_output"]
 
 COLUMNS = STORED_FIELDS
 NCOLS = len(COLUMNS)
@@ -56,19 +62,29 @@ def _ts(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text + "+00:00")
 
 
+_iso = datetime.fromisoformat
+
+READ: Any = object()
+"""``output=`` of :func:`job_from_row`: decode the stored output."""
+
+
 _TIME_FIELDS = ("created_at", "scheduled_at", "completed_at", "last_attempt_at", "leased_until")
 _TIME_POSITIONS = tuple(COLUMNS.index(name) for name in _TIME_FIELDS)
 
 
-def job_from_row(row: Sequence[Any], now: datetime, offset: int = 0) -> StoredJob:
-    """The StoredJob of the ``NCOLS`` columns of ``row`` starting at ``offset``.
+def job_from_row(
+    row: Sequence[Any], now: datetime, offset: int = 0, output: Any = READ
+) -> StoredJob:
+    """The StoredJob of the ``NCOLS`` columns of ``row`` starting at ``offset``; ``output``, when
+    given, is the value of its output column (the caller just wrote it from that value), not
+    parsed again.
 
     A stored time that is not a time (edited by hand) never fails the read: it reads as
     :data:`~queuert.state.UNREADABLE_TIME` (``None`` where the field is optional) and the job is
     marked ``unreadable``, which a worker fails at once.
     """
     try:
-        return _job_from_row(row, now, offset)
+        return _job_from_row(row, now, offset, output)
     except (ValueError, TypeError):
         pass
     values = list(row[offset : offset + NCOLS])
@@ -84,16 +100,27 @@ def job_from_row(row: Sequence[Any], now: datetime, offset: int = 0) -> StoredJo
                 unreadable = (name, f"{str(text)[:40]!r} is not a time")
             required = name in ("created_at", "scheduled_at")
             values[position] = _UNREADABLE_TEXT if required else None
-    job = _job_from_row(values, now, 0)
+    job = _job_from_row(values, now, 0, output)
     if unreadable is None:  # not a time field: let the original error surface
-        return _job_from_row(row, now, offset)
+        return _job_from_row(row, now, offset, output)
     return dataclasses.replace(job, unreadable=unreadable)
+
+
+def written_output(completion: Completion) -> Any:
+    """``output=`` for :func:`job_from_row` of the row ``completion`` closed: its output when the
+    core encoded it (the stored text is that value's JSON, and the value is the core's own), else
+    read from the row."""
+    if completion.output_text is not None and completion.closes_with_output:
+        return completion.output
+    return READ
 
 
 _UNREADABLE_TEXT = UNREADABLE_TIME.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def _job_from_row(row: Sequence[Any], now: datetime, offset: int) -> StoredJob:
+def _job_from_row(row: Sequence[Any], now: datetime, offset: int, output: Any = READ) -> StoredJob:
+    """Hot (every claimed and every closed job): a ``scheduled_at`` equal to ``created_at``, as for
+    every job started without a schedule, shares its parsed value."""
     (
         job_id,
         type_name,
@@ -119,10 +146,13 @@ def _job_from_row(row: Sequence[Any], now: datetime, offset: int) -> StoredJob:
         trace_context,
         priority,
         limit_key,
-    ) = row[offset : offset + NCOLS]
-    scheduled = datetime.fromisoformat(scheduled_at + "+00:00")
-    lease_end = _ts(leased_until)
+    ) = row[offset : offset + NCOLS] if offset or len(row) != NCOLS else row
+    created = _iso(created_at + "+00:00")
+    scheduled = created if scheduled_at == created_at else _iso(scheduled_at + "+00:00")
+    lease_end = None if leased_until is None else _iso(leased_until + "+00:00")
     is_blocked = bool(blocked)
+    if output is READ:
+        output = None if output_text is None else loads_stored(output_text)
     return make_job(
         {
             "id": job_id,
@@ -131,7 +161,7 @@ def _job_from_row(row: Sequence[Any], now: datetime, offset: int) -> StoredJob:
             "chain_type_name": chain_type_name,
             "chain_index": chain_index,
             "input": loads_stored(input_text),
-            "output": None if output_text is None else loads_stored(output_text),
+            "output": output,
             "status": derive_status(
                 outcome=outcome,
                 succeeded_by_job_id=succeeded_by_job_id,
@@ -141,13 +171,15 @@ def _job_from_row(row: Sequence[Any], now: datetime, offset: int) -> StoredJob:
                 now=now,
             ),
             "outcome": outcome,
-            "created_at": datetime.fromisoformat(created_at + "+00:00"),
+            "created_at": created,
             "scheduled_at": scheduled,
-            "completed_at": _ts(completed_at),
+            "completed_at": None if completed_at is None else _iso(completed_at + "+00:00"),
             "completed_by": completed_by,
             "succeeded_by_job_id": succeeded_by_job_id,
             "attempt": attempt,
-            "last_attempt_at": _ts(last_attempt_at),
+            "last_attempt_at": (
+                None if last_attempt_at is None else _iso(last_attempt_at + "+00:00")
+            ),
             "last_attempt_error": last_attempt_error,
             "leased_by": leased_by,
             "leased_until": lease_end,

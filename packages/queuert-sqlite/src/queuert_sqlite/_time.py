@@ -52,16 +52,36 @@ def read_ts(text: str) -> datetime | None:
         return None
 
 
+_second: tuple[int, str, datetime] = (-1, "", datetime(1970, 1, 1, tzinfo=UTC))
+"""The last second :func:`now` read: (seconds since the epoch, its text up to the fraction's dot,
+its datetime). Replaced as one tuple, so every thread reads a consistent one."""
+
+
 def now() -> tuple[str, datetime]:
-    """The store's clock now, as stored text and as an aware datetime."""
-    micros = time.time_ns() // 1000
-    seconds, us = divmod(micros, 1_000_000)
+    """The store's clock now, as stored text and as an aware datetime.
+
+    Hot (every operation): the calendar fields of the current second are computed once per second
+    (``time.gmtime`` and the formatting cost more than everything else here), then only the
+    microseconds change."""
+    global _second
+    seconds, us = divmod(time.time_ns() // 1000, 1_000_000)
+    last = _second
+    if last[0] != seconds:
+        last = _second = _calendar(seconds)
+    return f"{last[1]}{us:06d}", last[2].replace(microsecond=us)
+
+
+def _calendar(seconds: int) -> tuple[int, str, datetime]:
     t = time.gmtime(seconds)
     text = (
         f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d} "
-        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{us:06d}"
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}."
     )
-    return text, datetime(t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, us, UTC)
+    return (
+        seconds,
+        text,
+        datetime(t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, 0, UTC),
+    )
 
 
 def add_delta(now: str, delta: timedelta) -> str:
