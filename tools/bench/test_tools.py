@@ -209,3 +209,8 @@ def test_starts_profiles_one_by_one_and_batches() -> None:
     assert "per start:" in run_tool("starts.py", "--dsn", POSTGRES, "--profile", "--starts", "20")
     out = run_tool("starts.py", "--dsn", POSTGRES, "--profile", "--starts", "0", "--batches", "2")
     assert "per chain:" in out
+
+
+def test_transaction_cpu_times_the_hooks_and_a_transaction() -> None:
+    out = run_tool("transaction_cpu.py", "--dsn", POSTGRES, "--blocks", "2")
+    assert out.count(" min ") == 2  # the hooks alone, then an empty transaction

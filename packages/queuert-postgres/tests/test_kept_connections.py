@@ -83,6 +83,18 @@ async def test_a_reference_past_the_transaction_fails_and_never_joins_the_next(
         assert await second.fetchval("SELECT 42") == 42
 
 
+async def test_a_statement_prepared_in_an_ended_transaction_fails_in_the_next(
+    kept: AsyncpgProvider,
+) -> None:
+    async with kept.transaction() as first:
+        statement = await first.prepare("SELECT 1")
+        assert await statement.fetchval() == 1
+    async with kept.transaction() as second:
+        with pytest.raises(asyncpg.InterfaceError):
+            await statement.fetchval()
+        assert await second.fetchval("SELECT 42") == 42
+
+
 async def test_a_failing_block_rolls_back_and_the_connection_serves_the_next(
     kept: AsyncpgProvider,
 ) -> None:

@@ -13,7 +13,7 @@ import asyncio
 import sqlite3
 import tempfile
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +21,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from queuert import Attempt, Backoff, Client, Deduplication, EntryJobType, TxContext, Worker
-from queuert.errors import DuplicateJobIdError, TransactionAbortedError
+from queuert.errors import DuplicateJobIdError, StateAdapterClosedError, TransactionAbortedError
 from queuert.ids import uuid7
 from queuert.observability import Event
 from queuert_sqlite import SqliteConnection, SqliteStateAdapter
-from sqlite_helpers import DBAPI, HopCounter, external_write_lock, statements_of
+from sqlite_helpers import DBAPI, HopCounter, external_write_lock, new_job, statements_of
 
 ORDERS = "CREATE TABLE orders (id INTEGER PRIMARY KEY, note TEXT NOT NULL)"
 
@@ -586,3 +586,13 @@ async def _run_program(path: Path, program: list[Step], commit: bool, *, refused
     finally:
         await client.close()
         await adapter.close()
+
+
+async def test_a_start_without_tx_returns_its_job_as_stored(adapter: SqliteStateAdapter) -> None:
+    new = replace(new_job({"n": 1}), fresh_id=True, priority=3, limit_key="k")
+    (created,) = await adapter.create_jobs([new])
+    assert not created.deduplicated
+    assert created.job == await adapter.get_job(new.id)
+    await adapter.close()
+    with pytest.raises(StateAdapterClosedError):  # refused before anything is sent
+        await adapter.create_jobs([replace(new_job(None), fresh_id=True)])

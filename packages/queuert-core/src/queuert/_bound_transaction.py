@@ -155,11 +155,13 @@ class TransactionScope(Generic[TxT]):
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
     ) -> bool:
-        self._transactions.pop(self._tx)
-        if exc_type is None:
+        transactions = self._transactions
+        transactions.pop(self._tx)
+        publishing = transactions._publishing
+        if exc_type is None and publishing.sends_before_commit(self._hooks):
             try:
                 # notifications the notify adapter sends inside the transaction: on commit only
-                await self._transactions._publishing.before_commit(self._tx, self._hooks)
+                await publishing.before_commit(self._tx, self._hooks)
             except BaseException as error:
                 self._hooks.discard()
                 if not await self._entered.__aexit__(type(error), error, error.__traceback__):

@@ -137,11 +137,10 @@ class NotifyBuffer:
         )
 
     async def flush(self) -> None:
-        ready, scheduled = dict(self.ready), set(self.scheduled)
-        closed, lost = set(self.closed_chains), set(self.ownership_lost)
+        if self.ready or self.scheduled or self.closed_chains or self.ownership_lost:
+            # the publisher merges them into its own containers: no copies here
+            self._publisher.add(self.ready, self.scheduled, self.closed_chains, self.ownership_lost)
         self.discard()
-        if ready or scheduled or closed or lost:
-            self._publisher.add(ready, scheduled, closed, lost)
 
     def discard(self) -> None:
         self.ready.clear()
@@ -265,6 +264,14 @@ class Publishing:
             return None
         return await self.in_transaction()
 
+    def sends_before_commit(self, hooks: TransactionHooks) -> bool:
+        """Whether :meth:`before_commit` may have something to send for ``hooks`` (callers skip
+        its coroutine when not: every transaction the core opens asks)."""
+        if not self._in_tx_capable or (self._in_tx_asked and self._in_tx is None):
+            return False
+        buffer = hooks.find(_NOTIFY_KEY)
+        return isinstance(buffer, NotifyBuffer) and not buffer.is_empty()
+
     async def before_commit(self, tx: Any, hooks: TransactionHooks) -> None:
         """Send the notifications buffered in ``hooks`` inside ``tx`` when the notify adapter can
         (they then leave the buffer); otherwise they stay for the after-commit flush."""
@@ -273,7 +280,7 @@ class Publishing:
         buffer = hooks.find(_NOTIFY_KEY)
         if not isinstance(buffer, NotifyBuffer) or buffer.is_empty():
             return
-        publish = await self.in_transaction(tx)
+        publish = self._in_tx if self._in_tx_asked else await self.in_transaction(tx)
         if publish is None:
             return
         await publish(tx, buffer.notifications())

@@ -89,10 +89,19 @@ class TransactionHooks:
         if self._done:
             return
         self._done = True
-        states = list(self._states.values())
-        self._states.clear()
-        for state in states:
-            await _safe_flush(state)
+        states = self._states
+        if not states:
+            return
+        self._states = {}
+        for state in states.values():
+            # inline rather than a helper coroutine: this runs after every commit
+            try:
+                await state.flush()
+            except Exception:
+                logger.exception(
+                    "flushing transaction hooks failed",
+                    extra={"queuert_hook": type(state).__name__},
+                )
 
     def discard(self) -> None:
         if self._done:
@@ -108,15 +117,6 @@ class TransactionHooks:
     @property
     def is_done(self) -> bool:
         return self._done
-
-
-async def _safe_flush(state: HookState) -> None:
-    try:
-        await state.flush()
-    except Exception:
-        logger.exception(
-            "flushing transaction hooks failed", extra={"queuert_hook": type(state).__name__}
-        )
 
 
 class CallbackBuffer:

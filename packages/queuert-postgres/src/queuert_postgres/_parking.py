@@ -51,9 +51,12 @@ def _fresh_proxy(conn: Any) -> Any:
         con = conn._con
         if holder._proxy is not conn or con is None or con._proxy is not conn:
             return None
+        # What a release does first (``_on_release``): invalidate the statements prepared through
+        # the old proxy. Its other step, a check for listeners left behind, is not needed: only a
+        # connection without any is kept (``_clean``).
+        con._pool_release_ctr += 1
     except AttributeError:
         return None
-    con._on_release()  # what a release does first: invalidates the old proxy's statements
     conn._detach()
     proxy = type(conn)(holder, con)  # asyncpg's PoolConnectionProxy
     holder._proxy = proxy

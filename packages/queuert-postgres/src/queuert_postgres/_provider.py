@@ -313,7 +313,13 @@ class _AsyncpgTransaction:
     async def __aenter__(self) -> Any:
         pool = self._pool
         parking = self._parking
-        conn = await (pool.acquire() if parking is None else parking.acquire())
+        if parking is None:
+            conn = await pool.acquire()
+        else:
+            # a kept connection without a coroutine of the parking's (the common case)
+            conn = parking.take()
+            if conn is None:
+                conn = await parking.acquire()
         try:
             await conn.execute("BEGIN")
         except BaseException:
@@ -355,10 +361,8 @@ class _AsyncpgTransaction:
             parking = self._parking
             if parking is None:
                 await self._pool.release(conn)
-            elif not ended:
+            elif not ended or not parking.keep(conn, detach=True):
                 await parking.release(conn)
-            else:
-                await parking.give_back(conn, detach=True)
         if status != "COMMIT":
             raise TransactionAbortedError(ABORTED_AT_COMMIT)
         return False

@@ -1601,7 +1601,12 @@ class PgStateAdapter(Generic[TxT]):
     ) -> CompleteResult:
         self._check_open()
         completion = Completion(job_id, outcome, output, succeeded_by_job_id, error)
-        results, refusals = await self._complete([completion], worker_id, owner, tx)
+        # _complete's one-job path, inline: every job of the exactly-once path closes here
+        args = self._completion_args(completion, worker_id, owner)
+        rows = await self._fetch(self.sql.complete_one_plain, args, tx)
+        if rows:
+            return complete_result(job_from_row(rows[0], 0, written_output(completion)), [], [])
+        results, refusals = await self._complete_fully([completion], args, tx)
         result = results[0]
         if result is not None:
             return result

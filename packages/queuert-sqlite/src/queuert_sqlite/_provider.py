@@ -481,8 +481,11 @@ class SqliteProvider:
         self._check_open()
         self._check_not_owner()
         attempt = 0
+        lock = self._write_lock
         while True:
-            async with self._write_lock:
+            # acquire/release rather than ``async with``: two coroutines fewer per operation
+            await lock.acquire()
+            try:
                 self._check_open()
                 try:
                     result = await self._writer.call(lambda: self._own_tx_on_thread(fn))
@@ -491,6 +494,8 @@ class SqliteProvider:
                 except Exception as exc:
                     if not is_busy(exc) or attempt >= self.options.busy_retries:
                         raise
+            finally:
+                lock.release()
             logger.info(
                 "sqlite busy, retrying the transaction",
                 extra={"queuert_attempt": attempt + 1, "queuert_database": self.database},
