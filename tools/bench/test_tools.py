@@ -187,6 +187,30 @@ def test_batch_start_compares_two_schemas() -> None:
     assert [row.split()[0] for row in rows] == ["this", "base"], out
 
 
+def test_starts_compares_one_by_one_and_batches_with_a_base_and_the_floor() -> None:
+    out = run_tool(
+        "starts.py",
+        "--dsn",
+        POSTGRES,
+        "--rounds",
+        "1",
+        "--starts",
+        "20",
+        "--batches",
+        "2",
+        "--base",
+        str(HERE.parents[1]),
+    )
+    rows = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ")]
+    assert rows[1:] == ["this", "base", "floor"], out
+
+
+def test_starts_profiles_one_by_one_and_batches() -> None:
+    assert "per start:" in run_tool("starts.py", "--dsn", POSTGRES, "--profile", "--starts", "20")
+    out = run_tool("starts.py", "--dsn", POSTGRES, "--profile", "--starts", "0", "--batches", "2")
+    assert "per chain:" in out
+
+
 def test_transaction_cpu_times_the_hooks_and_a_transaction() -> None:
     out = run_tool("transaction_cpu.py", "--dsn", POSTGRES, "--blocks", "2")
     assert out.count(" min ") == 2  # the hooks alone, then an empty transaction

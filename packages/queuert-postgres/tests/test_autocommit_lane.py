@@ -1,8 +1,8 @@
 """``AsyncpgProvider``'s statements without ``tx`` share one pooled connection while they follow one
-another (the lane): every answer is the statement's own, the connection goes back to the pool once
-the statements stop, concurrent statements take other connections, and a cancelled or failing
-statement, or a close in the middle of one, leaves neither a connection out of the pool nor a broken
-provider."""
+another (a kept connection, or the lane without kept connections): every answer is the statement's
+own, the connection goes back to the pool once the statements stop, concurrent statements take
+other connections, and a cancelled or failing statement, or a close in the middle of one, leaves
+neither a connection out of the pool nor a broken provider."""
 
 from __future__ import annotations
 
@@ -20,9 +20,12 @@ GUARD = 10.0
 """Seconds a step may take before the test fails instead of hanging."""
 
 
-@pytest.fixture
-async def provider() -> AsyncIterator[AsyncpgProvider]:
-    provider = await AsyncpgProvider.connect(DSN, min_size=1, max_size=2)
+@pytest.fixture(params=[True, False], ids=["kept", "lane"])
+async def provider(request: pytest.FixtureRequest) -> AsyncIterator[AsyncpgProvider]:
+    """With kept connections (the default) and without (the lane)."""
+    provider = await AsyncpgProvider.connect(
+        DSN, min_size=1, max_size=2, keep_connections=request.param
+    )
     try:
         yield provider
     finally:
@@ -84,10 +87,14 @@ async def test_concurrent_statements_take_other_connections(provider: AsyncpgPro
     await _all_idle(provider)
 
 
-async def test_statements_in_a_row_leave_a_one_connection_pool_to_a_waiting_transaction() -> None:
+@pytest.mark.parametrize("keep", [True, False], ids=["kept", "lane"])
+async def test_statements_in_a_row_leave_a_one_connection_pool_to_a_waiting_transaction(
+    keep: bool,
+) -> None:
     """With one connection in the pool, a loop of statements that never pauses does not keep it
-    from a transaction waiting for it: the lane goes back whenever the pool has none to give."""
-    provider = await AsyncpgProvider.connect(DSN, min_size=1, max_size=1)
+    from a transaction waiting for it: the lane goes back whenever the pool has none to give (a
+    kept connection goes to the waiting transaction)."""
+    provider = await AsyncpgProvider.connect(DSN, min_size=1, max_size=1, keep_connections=keep)
     stop, holding = asyncio.Event(), asyncio.Event()
 
     async def loop_of_statements() -> None:
@@ -135,8 +142,9 @@ async def test_a_failing_statement_hands_the_lane_back(provider: AsyncpgProvider
     await _all_idle(provider)
 
 
-async def test_close_during_a_statement_on_the_lane() -> None:
-    provider = await AsyncpgProvider.connect(DSN, min_size=1, max_size=2)
+@pytest.mark.parametrize("keep", [True, False], ids=["kept", "lane"])
+async def test_close_during_a_statement_on_the_lane(keep: bool) -> None:
+    provider = await AsyncpgProvider.connect(DSN, min_size=1, max_size=2, keep_connections=keep)
     task = asyncio.ensure_future(
         provider.fetch(Sql("SELECT pg_sleep(0.2), 'lane-close'"), [], None)
     )

@@ -212,6 +212,74 @@ def test_one_start_stores_what_the_batch_statement_stores(
     loop.run_until_complete(check())
 
 
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    texts=st.lists(
+        st.text(st.sampled_from(["\x1e", "\x1f", ",", "\u2028", "\\", '"', "a", "é"])),
+        min_size=2,
+        max_size=6,
+    ),
+    in_transaction=st.booleans(),
+)
+def test_a_batch_keeps_each_input_apart(
+    loop: asyncio.AbstractEventLoop,
+    adapter: PgStateAdapter[Any],
+    texts: list[str],
+    in_transaction: bool,
+) -> None:
+    """The batch statement takes its ids and inputs as one text each, split by separators: inputs
+    holding the separators, commas and other characters JSON escapes or keeps come back and are
+    stored each as given, in order."""
+    batch = [
+        NewJob(id=uuid7(), type_name="a", chain_type_name="a", input=[text, {",": text}])
+        for text in texts
+    ]
+
+    async def check() -> None:
+        if in_transaction:
+            async with adapter.transaction() as tx:
+                created = await adapter.create_jobs(batch, tx=tx)
+        else:
+            created = await adapter.create_jobs(batch)
+        assert [(c.job.id, c.job.input) for c in created] == [(n.id, n.input) for n in batch]
+        for new in batch:
+            stored = await adapter.get_job(new.id)
+            assert stored is not None and stored.input == new.input
+
+    loop.run_until_complete(check())
+
+
+@pytest.mark.parametrize(
+    ("bad_id", "bad_text"),
+    [(True, False), (False, True)],
+    ids=["id-with-a-comma", "input-text-with-a-separator"],
+)
+def test_a_batch_refuses_what_its_separators_would_split(
+    loop: asyncio.AbstractEventLoop, adapter: PgStateAdapter[Any], bad_id: bool, bad_text: bool
+) -> None:
+    """An id holding a comma (outside the adapter's id policy) or an input text holding the input
+    separator (not compact JSON text) is refused before anything is sent: nothing is stored."""
+    good = NewJob(id=uuid7(), type_name="a", chain_type_name="a", input="x")
+    first, second = uuid7(), uuid7()
+    bad = NewJob(
+        id=f"{first},{second}" if bad_id else first,
+        type_name="a",
+        chain_type_name="a",
+        input="x",
+        input_text='"x"\x1e"y"' if bad_text else None,
+    )
+
+    async def check() -> None:
+        with pytest.raises(ValueError):
+            await adapter.create_jobs([good, bad])
+        for job_id in (good.id, first, second):
+            assert await adapter.get_job(job_id) is None
+
+    loop.run_until_complete(check())
+
+
 @pytest.mark.parametrize("in_transaction", [False, True], ids=["alone", "in-transaction"])
 def test_one_start_with_a_taken_id_inserts_nothing(
     loop: asyncio.AbstractEventLoop, adapter: PgStateAdapter[Any], in_transaction: bool

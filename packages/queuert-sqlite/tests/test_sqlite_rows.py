@@ -1,4 +1,5 @@
-"""Rows and the clock as the adapter reads them: the hot paths give what a plain reading gives."""
+"""Rows, the clock and JSON parameters as the adapter makes them: the hot paths give what a plain
+reading gives."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from queuert.json import dumps, loads_stored
 from queuert.state import STORED_FIELDS, Completion, StoredJob, derive_status
 from queuert_sqlite import SqliteStateAdapter, _time
 from queuert_sqlite._rows import NCOLS, READ, job_from_row, written_output
+from queuert_sqlite._sql import json_param
 from queuert_sqlite._time import format_ts, parse_ts
 from sqlite_helpers import LEASE, TYPE, new_job
 
@@ -183,3 +185,20 @@ async def test_a_group_completion_naming_a_job_twice_reads_what_was_stored(
     stored = await adapter.get_job(job_id)
     assert stored is not None and stored.output in (first, second)
     assert [r.job if r is not None else None for r in results] == [stored, stored]
+
+
+_param = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_param)
+def test_json_params_are_the_compact_text_sqlite_reads_back(value: Any) -> None:
+    import json
+
+    text = json_param(value)
+    assert text == json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    assert json.loads(text) == value

@@ -12,8 +12,7 @@ what was created in the transaction's hooks.
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import replace
 from typing import Any, Generic, NamedTuple, TypeVar
 
@@ -74,6 +73,9 @@ class ChainCreation(Generic[TxT]):
         )
         """``state`` if it can publish the wake-ups of new chains itself (a protocol check is slow:
         done once here, not per start)."""
+        self._checked: dict[type[AnyJob], tuple[Any, bool, str, bool]] = {}
+        """Per job type found registered: its input type, whether it declares blockers, its name
+        and whether it has a limit key (a registry only grows, and these are fixed per class)."""
 
     # -- planning (no writes) -------------------------------------------------------------------
 
@@ -120,21 +122,23 @@ class ChainCreation(Generic[TxT]):
         encode = self._payloads.encode_text
         ids = self._ids
         generate = ids.generate
-        # per job type of the batch, checked once: its input type, whether it declares blockers,
-        # its name and whether it has a limit key (a batch of one type looks these up once)
-        checked: dict[type[AnyJob], tuple[Any, bool, str, bool]] = {}
+        # per job type, checked once: its input type, whether it declares blockers, its name and
+        # whether it has a limit key
+        checked = self._checked
         for job in jobs:
             jt = type(job)
             known = checked.get(jt)
             if known is None:
                 self._registry.check_registered(jt)
                 spec = jt.spec()
-                known = checked[jt] = (
+                known = (
                     spec.input_type,
                     spec.blockers.declared,
                     jt.type_name,
                     jt.limit_key_of is not None,
                 )
+                if len(checked) < _MAX_CHECKED_TYPES:
+                    checked[jt] = known
             input_type, declares_blockers, type_name, keyed = known
             try:
                 payload, text = encode(input_type, job.input, what="input", type_name=type_name)
@@ -252,7 +256,9 @@ class ChainCreation(Generic[TxT]):
         tracing = self._publishing.tracing
         new_jobs = [plan.row for plan in plans]
         blockers = [plan.blockers for plan in plans]
-        restore = hooks.checkpoint()
+        # taken before the first buffering (after every await): a failure from then on drops
+        # what this write buffered, and only that
+        restore: Callable[[], None] | None = None
         link_contexts: dict[int, list[str | None]] = {}
         try:
             if publish is None:
@@ -266,7 +272,11 @@ class ChainCreation(Generic[TxT]):
             results = [(c.job, c.deduplicated) for c in created]
             # the state adapter published them unless a job was deduplicated
             announce = publish is None or any(dedup for _, dedup in results)
-            linked = [i for i, (_, dedup) in enumerate(results) if blockers[i] and not dedup]
+            linked = (
+                [i for i, (_, dedup) in enumerate(results) if blockers[i] and not dedup]
+                if any(blockers)
+                else None
+            )
             opened: dict[int, set[str]] = {}
             blocker_chains: dict[int, list[str | None]] = {}
             if linked:
@@ -291,11 +301,13 @@ class ChainCreation(Generic[TxT]):
                 # nobody takes the creation events: only the wake-ups (none left to buffer when
                 # the state adapter published them)
                 if announce:
+                    restore = hooks.checkpoint()
                     notify = self._publishing.notify_buffer(hooks)
                     for row, dedup in results:
                         if not dedup and not row.blocked:
                             _announce(notify.ready, notify.scheduled, row.type_name, _due(row))
                 return results
+            restore = hooks.checkpoint()
             notify = self._publishing.notify_buffer(hooks)
             events = self._publishing.event_buffer(hooks).events
             origin = _origin(continuation_of)
@@ -354,7 +366,8 @@ class ChainCreation(Generic[TxT]):
                     _announce(notify.ready, notify.scheduled, row.type_name, _due(row))
             return results
         except BaseException:
-            restore()
+            if restore is not None:
+                restore()
             if tracing is not None:
                 self.abandon(plans)
                 self._publishing.abandon(
@@ -363,19 +376,25 @@ class ChainCreation(Generic[TxT]):
             raise
 
 
+_MAX_CHECKED_TYPES = 1024
+"""How many job types a :class:`ChainCreation` remembers as checked (types made on the fly are
+checked every time past that)."""
+
 _CREATION_LEVELS = tuple(
     sorted({ChainCreated.level, ChainDeduplicated.level, JobCreated.level, JobBlocked.level})
 )
 """The logging levels of the events a creation emits."""
 
 
-def _announce(ready: Counter[str], scheduled: set[str], type_name: str, due_now: bool) -> None:
+def _announce(
+    ready: MutableMapping[str, int], scheduled: set[str], type_name: str, due_now: bool
+) -> None:
     """What a new job that is not blocked announces once committed: a wake-up if it is due now,
     else a job-scheduled message for its type. The one place this rule lives: the hooks' buffer
     after a write (:func:`_due` of the stored row) and the wake-ups a state adapter publishes with
     the write itself (:func:`_announced`, before the rows exist) both come from here."""
     if due_now:
-        ready[type_name] += 1
+        ready[type_name] = ready.get(type_name, 0) + 1
     else:
         scheduled.add(type_name)
 
@@ -389,11 +408,14 @@ def _announced(rows: Sequence[NewJob]) -> Notifications:
     """What new chains without blockers announce once created, decided before they are written:
     a job without a schedule is due now; one with a schedule, even a past one, counts as later
     (its type's job-scheduled message)."""
-    ready: Counter[str] = Counter()
+    ready: dict[str, int] = {}
     scheduled: set[str] = set()
     for row in rows:
         _announce(ready, scheduled, row.type_name, row.schedule is None)
-    return Notifications(dict(ready), frozenset(scheduled), frozenset(), frozenset())
+    return Notifications(ready, frozenset(scheduled) if scheduled else _NONE, _NONE, _NONE)
+
+
+_NONE: frozenset[str] = frozenset()
 
 
 def _limit_key(job: AnyJob) -> str | None:

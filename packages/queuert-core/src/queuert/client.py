@@ -39,7 +39,7 @@ from queuert.ids import check_id, check_ids
 from queuert.in_memory.notify import InProcessNotifyAdapter
 from queuert.job_types import AnyJobType, EntryJobType, JobType, JobTypeRegistry, job_type_name
 from queuert.models import Chain, Job
-from queuert.notify import NotifyAdapter
+from queuert.notify import NotifyAdapter, NotifyInTransaction
 from queuert.observability import (
     ChainDeleted,
     JobTriggered,
@@ -147,6 +147,9 @@ class Client(Generic[TxT]):
         """The internals this client is built from; the worker and attempts share them."""
         self._ids = state.ids
         """The adapter's id policy: every id a caller passes is checked with it first."""
+        self._starts_publisher: NotifyInTransaction | None = None
+        """What publishes the wake-ups of chains started without ``tx`` in the state adapter's
+        own transaction, once the core found one."""
         self._closed = False
 
     # -- transactions and hooks -----------------------------------------------------------------
@@ -241,7 +244,10 @@ class Client(Generic[TxT]):
             # (and, where the state and notify adapters can, the wake-ups in the same statement)
             own = TransactionHooks()
             bound: BoundTransaction[Any] = BoundTransaction(None, own)
-            publish = await core.publishing.for_starts()
+            publish = self._starts_publisher
+            if publish is None:
+                # a publisher, once found, is the answer for good (see Publishing.in_transaction)
+                publish = self._starts_publisher = await core.publishing.for_starts()
             try:
                 created = await creation.write(plans, None, bound, publish)
             except BaseException:

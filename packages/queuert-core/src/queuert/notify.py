@@ -45,6 +45,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from typing_extensions import Self
 
+from queuert._fastinit import fast_init
+
 __all__ = [
     "Notifications",
     "NotifyAdapter",
@@ -92,6 +94,7 @@ class NotifyAdapter(Protocol):
     async def __aexit__(self, *exc: object) -> None: ...
 
 
+@fast_init
 @dataclass(frozen=True)
 class Notifications:
     """The messages one transaction publishes (what :class:`NotifyAdapter`'s ``notify_*`` and

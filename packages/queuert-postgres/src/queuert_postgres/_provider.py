@@ -385,20 +385,21 @@ class AsyncpgProvider:
     state on these connections (``SET`` rather than ``SET LOCAL``, ``LISTEN``, session advisory
     locks), pass ``reset_sessions=True``.
 
-    Statements without ``tx`` that follow one another (a loop of ``start_chain`` calls) run on one
-    pooled connection kept between them, handed back to the pool once an event loop iteration
+    A provider whose pool it created (or built with ``keep_connections=True``) keeps the connection
+    of a finished transaction or statement for its next transaction or statement instead of handing
+    it back to the pool, and hands it straight to a caller of its own waiting for one while the pool
+    has none left (the exactly-once path opens a transaction per job, a loop of ``start_chain``
+    calls a statement per start). A connection it keeps unused goes back to the pool within 0.1 s,
+    and all of them on :meth:`close`; the connection object a transaction yields fails once the
+    transaction has ended, as after a release. Not with ``reset_sessions=True`` or
+    ``keep_connections=False``, nor by default on a pool you pass (whose own reset would be skipped
+    between queuert's transactions).
+
+    Without kept connections, statements without ``tx`` that follow one another run on one pooled
+    connection kept between them (the lane), handed back to the pool once an event loop iteration
     passes without one, or at once when the pool has no other connection to give: an acquire and
     release of asyncpg's pool cost more CPU than a one-row ``INSERT``'s round trip. Concurrent
     statements take other connections of the pool as before.
-
-    A provider whose pool it created (or built with ``keep_connections=True``) keeps the connection
-    of a finished transaction for its next transaction or statement instead of handing it back to
-    the pool, and hands it straight to a caller of its own waiting for one while the pool has none
-    left (the exactly-once path opens a transaction per job). A connection it keeps unused goes
-    back to the pool within 0.1 s, and all of them on :meth:`close`; the connection object a
-    transaction yields fails once the transaction has ended, as after a release. Not with
-    ``reset_sessions=True`` or ``keep_connections=False``, nor by default on a pool you pass (whose
-    own reset would be skipped between queuert's transactions).
 
     It also sets ``plan_cache_mode = force_generic_plan`` on its connections: queuert's statements
     take arrays and have one good plan whatever the arguments, but PostgreSQL's default kept
@@ -485,32 +486,40 @@ class AsyncpgProvider:
             await self._parking.release(conn)
 
     async def fetch(self, sql: Sql, args: Sequence[Any], tx: Any | None) -> list[Row]:
-        """Without ``tx``: on the lane, a pooled connection kept while autocommit statements follow
-        one another (a statement awaited right after another, as a loop of ``start_chain`` calls
-        does), and handed back to the pool once an iteration of the event loop passes without one.
-        An acquire and release of asyncpg's pool cost more CPU than a one-row INSERT's own round
-        trip. A statement that finds the lane in use takes a connection of the pool as before; one
-        that fails or is cancelled hands the lane back to the pool, which cleans the connection up."""
+        """Without ``tx``: on a connection the provider keeps (see :mod:`queuert_postgres._parking`)
+        or, without kept connections, on the lane: a pooled connection kept while autocommit
+        statements follow one another (a statement awaited right after another, as a loop of
+        ``start_chain`` calls does), and handed back to the pool once an iteration of the event loop
+        passes without one. An acquire and release of asyncpg's pool cost more CPU than a one-row
+        INSERT's own round trip. A statement that finds the lane in use takes a connection of the
+        pool as before; one that fails or is cancelled hands its connection back to the pool, which
+        cleans it up."""
         if tx is not None:
             return await _asyncpg_fetch(_asyncpg_open(tx), sql, args)
-        if self._lane_busy or self._closed:
-            if self._parking is None or self._closed:
-                async with self.pool.acquire() as conn:
-                    return await _asyncpg_fetch(conn, sql, args)
-            other = await self._acquire()
+        parking = self._parking
+        if parking is not None and not self._closed:
+            # the kept connection of the last statement or transaction, taken and kept again
+            # with no await in between: no lane to hand back, no event loop turn to wait for
+            conn = parking.take()
+            if conn is None:
+                conn = await parking.acquire()
             try:
-                answer = await _asyncpg_fetch(other, sql, args)
+                rows: list[Row] = await conn.fetch(sql.text, *args)
             except BaseException:
-                await self._release(other)
+                await parking.release(conn)
                 raise
-            await self._give_back(other)
-            return answer
+            if not parking.keep(conn, detach=False):
+                await parking.release(conn)
+            return rows
+        if self._lane_busy or self._closed:
+            async with self.pool.acquire() as other:
+                return await _asyncpg_fetch(other, sql, args)
         self._lane_busy = True
         conn = self._lane
         try:
             if conn is None:
                 conn = self._lane = await self._acquire()
-            rows: list[Row] = await conn.fetch(sql.text, *args)
+            rows = await conn.fetch(sql.text, *args)
         except BaseException:
             if conn is not None:
                 self._lane = None
@@ -520,8 +529,7 @@ class AsyncpgProvider:
             self._lane_busy = False
         if self._closed_meanwhile() or self._pool_exhausted():
             # close() left the lane to this statement, or others may wait for a connection: the
-            # lane goes back now, lest statements in a row keep it from them for good (kept by
-            # the provider if no caller of its own waits for the pool, else to the pool)
+            # lane goes back now, lest statements in a row keep it from them for good
             self._lane = None
             await self._give_back(conn)
         elif self._lane_check is None:
@@ -535,6 +543,9 @@ class AsyncpgProvider:
         """Whether every connection the pool may open is open and taken (the lane included): a
         caller may be waiting for one."""
         pool = self.pool
+        queue = getattr(pool, "_queue", None)
+        if queue is not None:  # asyncpg's free holders: empty when every one is taken
+            return bool(queue.empty())
         return bool(pool.get_idle_size() == 0 and pool.get_size() >= pool.get_max_size())
 
     def _return_idle_lane(self) -> None:

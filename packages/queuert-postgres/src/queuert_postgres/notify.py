@@ -116,6 +116,17 @@ def notify_messages(
 ) -> tuple[list[str], list[str]]:
     """Channels and payloads of ``notifications``, in the order the one-by-one calls would send
     them (a payload too long for ``NOTIFY`` is logged and dropped)."""
+    ready = notifications.ready
+    if (
+        len(ready) == 1
+        and not notifications.scheduled
+        and not notifications.closed_chains
+        and not notifications.ownership_lost
+    ):
+        # jobs of one type became ready (a chain start): its job-scheduled message alone
+        (key,) = ready
+        if len(key) <= _MAX_PAYLOAD // 4:
+            return [channels["sched"]], [key]
     names: list[str] = []
     payloads: list[str] = []
     for kind, keys in (

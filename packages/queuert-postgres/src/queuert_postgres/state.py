@@ -84,7 +84,9 @@ from queuert_postgres._rows import (
 )
 from queuert_postgres._schema import BOOTSTRAP, MIGRATION_LOCK_KEY, MIGRATIONS, Names
 from queuert_postgres._sql import (
+    ID_SEPARATOR,
     ID_TAKEN,
+    INPUT_SEPARATOR,
     JOB_ID,
     STATUS_PREDICATES,
     AddBlockersRow,
@@ -844,13 +846,19 @@ class PgStateAdapter(Generic[TxT]):
         deduplication, one autocommit statement inserts the rows and sends the messages, only when
         every row was inserted."""
         self._check_open()
-        if (
-            isinstance(publish, PgPublisher)
-            and publish.state is self
-            and all(new.chain_id is None and new.deduplication is None for new in jobs)
-        ):
-            messages = publish.messages(notifications)
-            return await self._create_jobs(jobs, None, messages if messages[0] else None)
+        if isinstance(publish, PgPublisher) and publish.state is self:
+            if len(jobs) == 1:
+                # one start (a loop of start_chain calls): straight to its statement
+                new = jobs[0]
+                if new.chain_id is None and new.deduplication is None:
+                    messages = publish.messages(notifications)
+                    if len(messages[0]) <= 1:
+                        return [
+                            await self._create_one(new, None, messages if messages[0] else None)
+                        ]
+            if all(new.chain_id is None and new.deduplication is None for new in jobs):
+                messages = publish.messages(notifications)
+                return await self._create_jobs(jobs, None, messages if messages[0] else None)
         async with self.transaction() as tx:
             created = await self._create_jobs(jobs, tx, None)
             if not any(c.deduplicated for c in created):
@@ -930,8 +938,8 @@ class PgStateAdapter(Generic[TxT]):
             return await self._created(jobs, rows, own)
 
     @staticmethod
-    def _first_args(jobs: Sequence[NewJob]) -> list[list[Any]]:
-        """The arrays of :data:`~queuert_postgres._sql.CREATE_FIRST` for ``jobs``."""
+    def _first_args(jobs: Sequence[NewJob]) -> list[Any]:
+        """The arguments of :data:`~queuert_postgres._sql.CREATE_FIRST` for ``jobs``."""
         # chain starts without deduplication, the common case: the short statement's columns
         # built one by one (a column with no value in any row goes as an empty array: unnest
         # pads it with NULLs, and the driver skips inspecting a hundred Nones)
@@ -946,13 +954,20 @@ class PgStateAdapter(Generic[TxT]):
             ]
         type_names = [new.type_name for new in jobs]
         chain_type_names = [new.chain_type_name for new in jobs]
+        # the ids and the inputs as one text each, split by the statement
+        ids = ID_SEPARATOR.join([new.id for new in jobs])
+        inputs = INPUT_SEPARATOR.join([new.input_json() for new in jobs])  # the checked text
+        if ids.count(ID_SEPARATOR) != len(jobs) - 1:
+            raise ValueError("a job id holds a comma: not an id of the adapter's id policy")
+        if inputs.count(INPUT_SEPARATOR) != len(jobs) - 1:
+            raise ValueError("an input_text holds a control character: not compact JSON text")
         return [
-            [new.id for new in jobs],
+            ids,
             # one job type: its name once (the statement gives it to every row)
             type_names[:1] if type_names.count(type_names[0]) == len(type_names) else type_names,
             # a chain's type is its first job's: sent only if one differs
             [] if chain_type_names == type_names else chain_type_names,
-            [new.input_json() for new in jobs],  # the text the client checked
+            inputs,
             at_column,
             after_column,
             *(
@@ -1013,7 +1028,7 @@ class PgStateAdapter(Generic[TxT]):
     async def _create_first(
         self,
         jobs: Sequence[NewJob],
-        args: list[list[Any]],
+        args: list[Any],
         tx: TxT | None,
         messages: tuple[list[str], list[str]] | None = None,
     ) -> list[CreatedJob]:
@@ -1068,9 +1083,11 @@ class PgStateAdapter(Generic[TxT]):
         input order, that a stored job holds (or, with ``repeats``, that an earlier job of the batch
         has). If none is taken any more (the job holding it was deleted meanwhile), try again, a
         few times at most."""
+        self._check_open()
+        fetch = self.provider.fetch  # no caller's transaction: no aborted one to report
         for tries_left in reversed(range(_MAX_CLASH_RETRIES)):
             try:
-                return await self._fetch(sql, args, None)
+                return await fetch(sql, args, None)
             except Exception as exc:
                 if not _id_taken(exc) or not tries_left:
                     raise

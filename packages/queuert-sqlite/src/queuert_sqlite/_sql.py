@@ -7,11 +7,11 @@ of job types of a claim) are reused, so SQLite's prepared statement cache serves
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
+from queuert.json import JsonValue, dumps
 from queuert.state import UNREADABLE_TIME, ChainFilter, JobFilter
 
 from queuert_sqlite._rows import COLUMNS, columns
@@ -24,8 +24,12 @@ Query = tuple[str, dict[str, Any]]
 
 
 def json_param(value: object) -> str:
-    """The JSON text bound for a list or map (ids, keys, timestamps: plain strings and numbers)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """The JSON text bound for a list or map (ids, keys, timestamps: plain strings and numbers).
+
+    Compact, non-ASCII kept, through queuert's one shared encoder (``json.dumps`` with options
+    builds a new encoder per call, which costs more than encoding a claim's or a completion's
+    parameters)."""
+    return dumps(cast(JsonValue, value))
 
 
 def _json_list(values: Iterable[str]) -> str:
