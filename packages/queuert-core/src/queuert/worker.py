@@ -1081,10 +1081,7 @@ class Worker(Generic[TxT]):
                         attempt._returned = await FirstSuspension(
                             config.handler(attempt), attempt._on_first_suspension
                         )
-                        self._note_handler_time(loop.time() - handler_started)
-                        self._release_slot(running)
-                        attempt._settle_returned()
-                        await attempt._finish()
+                        await self._handled(running, attempt, handler_started)
                     except BaseException as exc:
                         await attempt._close(exc)
                         raise
@@ -1187,13 +1184,18 @@ class Worker(Generic[TxT]):
                 await call()
             else:  # the handler alone: one coroutine less on every resume
                 attempt._returned = await run_handler()
-            self._note_handler_time(loop.time() - started)
-            self._release_slot(running)
-            attempt._settle_returned()
-            await attempt._finish()
+            await self._handled(running, attempt, started)
         except BaseException as exc:
             await attempt._close(exc)
             raise
+
+    async def _handled(self, running: _Running, attempt: Attempt[Any], started: float) -> None:
+        """After the handler returned (``started``: when it began, by the loop's clock): its time
+        noted, its slot given to the next claim, and what it returned settled and written."""
+        self._note_handler_time(asyncio.get_running_loop().time() - started)
+        self._release_slot(running)
+        attempt._settle_returned()
+        await attempt._finish()
 
     async def _release(self, job: StoredJob) -> None:
         """Give a job back (shutdown): ready again at once, attempt kept, only if still ours."""
