@@ -61,6 +61,19 @@ def figures(
     }
 
 
+def print_profile(prof: cProfile.Profile, count: int, what: str) -> None:
+    """Stop ``prof`` and print its functions with the most time of their own
+    (``STARTS_PROFILE_ROWS``, 40 by default), the callers of those matching
+    ``STARTS_PROFILE_CALLERS`` if set, and the calls per ``what`` over ``count`` of them."""
+    prof.disable()
+    stats = pstats.Stats(prof)
+    stats.sort_stats("tottime").print_stats(int(os.environ.get("STARTS_PROFILE_ROWS", "40")))
+    callers = os.environ.get("STARTS_PROFILE_CALLERS")
+    if callers:
+        stats.print_callers(callers)
+    print(f"per {what}: {stats.total_calls / count:.1f} calls")  # type: ignore[attr-defined]
+
+
 def measure(
     starts: int, batches: int, profile: bool, profile_batches: bool = False
 ) -> Any:  # pragma: no cover - runs in the child
@@ -91,12 +104,7 @@ def measure(
                 await client.start_chain(job)
             one_cpu, one_wall = time.process_time() - cpu, time.perf_counter() - wall
             if prof is not None:
-                prof.disable()
-                stats = pstats.Stats(prof)
-                stats.sort_stats("tottime").print_stats(
-                    int(os.environ.get("STARTS_PROFILE_ROWS", "40"))
-                )
-                print(f"per start: {stats.total_calls / starts:.1f} calls")  # type: ignore[attr-defined]
+                print_profile(prof, starts, "start")
                 return {}
             groups = [[StartJob(Item(i)) for i in range(BATCH)] for _ in range(batches)]
             prof = cProfile.Profile() if profile_batches else None
@@ -107,16 +115,7 @@ def measure(
                 await client.start_chains(group)
             batch_cpu, batch_wall = time.process_time() - cpu, time.perf_counter() - wall
             if prof is not None:
-                prof.disable()
-                stats = pstats.Stats(prof)
-                stats.sort_stats("tottime").print_stats(
-                    int(os.environ.get("STARTS_PROFILE_ROWS", "40"))
-                )
-                callers = os.environ.get("STARTS_PROFILE_CALLERS")
-                if callers:
-                    stats.print_callers(callers)
-                chains = batches * BATCH
-                print(f"per chain: {stats.total_calls / chains:.1f} calls")  # type: ignore[attr-defined]
+                print_profile(prof, batches * BATCH, "chain")
                 return {}
         finally:
             await client.close()

@@ -60,6 +60,16 @@ schedules = (
 )
 
 
+async def create(
+    adapter: PgStateAdapter[Any], batch: list[NewJob], in_transaction: bool
+) -> list[CreatedJob]:
+    """``create_jobs`` of ``batch`` in a transaction of the caller's, or without one."""
+    if in_transaction:
+        async with adapter.transaction() as tx:
+            return await adapter.create_jobs(batch, tx=tx)
+    return await adapter.create_jobs(batch)
+
+
 @st.composite
 def chain_starts(draw: st.DrawFn) -> NewJob:
     type_name = draw(st.sampled_from(["a", "b"]))
@@ -123,11 +133,7 @@ def test_created_chain_starts_equal_what_the_store_holds(
     batch = [replace(new, id=uuid7()) for new in batch]
 
     async def check() -> None:
-        if in_transaction:
-            async with adapter.transaction() as tx:
-                created = await adapter.create_jobs(batch, tx=tx)
-        else:
-            created = await adapter.create_jobs(batch)
+        created = await create(adapter, batch, in_transaction)
         assert [c.job.id for c in created] == [new.id for new in batch]
         assert not any(c.deduplicated for c in created)
         for result in created:
@@ -238,11 +244,7 @@ def test_a_batch_keeps_each_input_apart(
     ]
 
     async def check() -> None:
-        if in_transaction:
-            async with adapter.transaction() as tx:
-                created = await adapter.create_jobs(batch, tx=tx)
-        else:
-            created = await adapter.create_jobs(batch)
+        created = await create(adapter, batch, in_transaction)
         assert [(c.job.id, c.job.input) for c in created] == [(n.id, n.input) for n in batch]
         for new in batch:
             stored = await adapter.get_job(new.id)
