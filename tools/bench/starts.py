@@ -12,9 +12,10 @@ client.start_chains(jobs)`` (a warm-up of each first). It reports, per start (or
 batch), the wall time and the process's CPU time. The base side runs the same child code, interpreter
 and dependencies with the base checkout's ``queuert`` and ``queuert_postgres`` first on
 ``PYTHONPATH``, so only the library differs (``--src`` does the same for this side: a tree exported
-from a commit, measured while the checkout changes). Every round also runs the floor: asyncpg alone,
-an autocommit one-row ``INSERT`` into a table with one index, and a 100-row ``INSERT ... SELECT FROM
-unnest`` into it.
+from a commit, measured while the checkout changes). Every round also runs queuert's own statements
+sent alone (``statement``: asyncpg on queuert's schema, the statements and arguments the adapter
+sends, wake-ups included, with no client) and the floor: asyncpg alone, an autocommit one-row
+``INSERT`` into a table with one index, and a 100-row ``INSERT ... SELECT FROM unnest`` into it.
 
 ``--profile`` prints, instead, the calls per start under cProfile (``--starts 0``: per chain of the
 batches); ``--instructions`` counts the instructions per start and per chain of a batch under
@@ -166,6 +167,67 @@ def floor(starts: int, batches: int) -> Any:  # pragma: no cover - runs in the c
     return run
 
 
+def statement(starts: int, batches: int) -> Any:  # pragma: no cover - runs in the child
+    """The statements queuert sends for starts without ``tx``, sent alone: asyncpg on one
+    connection, into queuert's schema with its indexes, one start's ``INSERT`` with its wake-up
+    (``create_one_notify``) one after another, then a batch's with its wake-up
+    (``create_first_notify``, its arguments built by the adapter's own code). What is left between
+    this and the client is queuert's Python."""
+    import asyncpg
+    from queuert.backends import open_state_adapter
+    from queuert.ids import uuid7
+    from queuert.state import NewJob
+    from queuert_postgres import PgStateAdapter
+
+    def news(count: int) -> list[NewJob]:
+        return [
+            NewJob(
+                id=uuid7(),
+                type_name="start_job",
+                chain_type_name="start_job",
+                input={"n": i},
+                input_text=f'{{"n": {i}}}',
+            )
+            for i in range(count)
+        ]
+
+    async def run(dsn: str) -> dict[str, float]:
+        state = await open_state_adapter(dsn)
+        await state.migrate()
+        assert isinstance(state, PgStateAdapter)
+        one, many = state.sql.create_one_notify.text, state.sql.create_first_notify_alone.text
+        await state.close()
+        wake = ("queuert_bench", "start_job")
+        conn = await asyncpg.connect(dsn.split("?")[0])
+        try:
+
+            def one_args(new: NewJob) -> list[Any]:
+                # id, type, chain type, input, at, after, trace contexts, priority, limit key
+                return [
+                    *(new.id, "start_job", "start_job", new.input_text),
+                    *(None, None, None, None, 0, None, *wake),
+                ]
+
+            for new in news(WARM):
+                await conn.fetch(one, *one_args(new))
+            rows = [one_args(new) for new in news(starts)]
+            cpu, wall = time.process_time(), time.perf_counter()
+            for row in rows:
+                await conn.fetch(one, *row)
+            one_cpu, one_wall = time.process_time() - cpu, time.perf_counter() - wall
+            groups = [news(BATCH) for _ in range(batches)]
+            cpu, wall = time.process_time(), time.perf_counter()
+            for group in groups:
+                args = PgStateAdapter._first_args(group)
+                await conn.fetch(many, *args, [wake[0]], [wake[1]])
+            batch_cpu, batch_wall = time.process_time() - cpu, time.perf_counter() - wall
+        finally:
+            await conn.close()
+        return figures(starts, one_cpu, one_wall, batches * BATCH, batch_cpu, batch_wall)
+
+    return run
+
+
 def child(args: list[str]) -> None:  # pragma: no cover - runs in the child
     kind, dsn, starts, batches = args[0], args[1], int(args[2]), int(args[3])
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -173,6 +235,8 @@ def child(args: list[str]) -> None:  # pragma: no cover - runs in the child
 
     if kind == "floor":
         result = run_on_own_schema("starts.py", dsn, floor(starts, batches))
+    elif kind == "statement":
+        result = run_on_own_schema("starts.py", dsn, statement(starts, batches))
     else:
         profile, profile_batches = kind == "profile", kind == "profile-batches"
         result = run_on_own_schema(
@@ -283,6 +347,7 @@ def main() -> None:
     if args.base:  # the same interpreter and dependencies, the base checkout's library
         sides.append(("base", sys.executable, "queuert", args.base))
     if not args.no_floor:
+        sides.append(("statement", sys.executable, "statement", None))
         sides.append(("floor", sys.executable, "floor", None))
     if args.instructions:
         for _ in range(args.rounds):

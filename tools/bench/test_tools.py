@@ -187,7 +187,7 @@ def test_batch_start_compares_two_schemas() -> None:
     assert [row.split()[0] for row in rows] == ["this", "base"], out
 
 
-def test_starts_compares_one_by_one_and_batches_with_a_base_and_the_floor() -> None:
+def test_starts_compares_one_by_one_and_batches_with_a_base_its_statements_and_the_floor() -> None:
     out = run_tool(
         "starts.py",
         "--dsn",
@@ -202,7 +202,7 @@ def test_starts_compares_one_by_one_and_batches_with_a_base_and_the_floor() -> N
         str(HERE.parents[1]),
     )
     rows = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ")]
-    assert rows[1:] == ["this", "base", "floor"], out
+    assert rows[1:] == ["this", "base", "statement", "floor"], out
 
 
 def test_starts_profiles_one_by_one_and_batches() -> None:
