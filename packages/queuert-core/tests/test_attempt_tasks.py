@@ -4,6 +4,7 @@
   when it never suspends (Python 3.12 and newer start the task eagerly, in the claim loop's step).
 * A context variable a handler sets stays in its attempt's task.
 * A task of an attempt that ended, whatever its outcome, is no longer among the worker's tasks.
+* A task factory the application set on the loop makes the attempts' tasks too.
 """
 
 from __future__ import annotations
@@ -71,3 +72,21 @@ async def _process(kinds: list[str]) -> None:
 @given(st.lists(st.sampled_from(["return", "suspend", "fail"]), min_size=1, max_size=12))
 def test_attempts_run_in_their_own_tasks_and_leave_none_behind(kinds: list[str]) -> None:
     asyncio.run(_process(kinds))
+
+
+def test_a_task_factory_of_the_loop_makes_the_attempt_tasks() -> None:
+    made: list[asyncio.Task[Any]] = []
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        task = asyncio.Task(coro, loop=loop, **kwargs)
+        made.append(task)  # named by create_task after the factory returns it
+        return task
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_task_factory(factory)
+        await _process(["return", "suspend", "fail"])
+
+    asyncio.run(main())
+    names = [task.get_name() for task in made]
+    attempts = [name for name in names if name.startswith("queuert-attempt-")]
+    assert len(attempts) == 4, names  # three jobs, one of them retried once

@@ -990,9 +990,9 @@ class Worker(Generic[TxT]):
         name = f"queuert-attempt-{job.id}"
         loop = asyncio.get_running_loop()
         task: asyncio.Task[None]
-        if sys.version_info >= (3, 12):
+        if sys.version_info >= (3, 12) and loop.get_task_factory() is None:
             task = asyncio.Task(coro, loop=loop, name=name, eager_start=True)
-        else:
+        else:  # a task factory of the application's own makes every task, the attempts' too
             task = loop.create_task(coro, name=name)
         running.task = task
         if not task.done():  # an eager first step may have run the whole attempt
