@@ -23,6 +23,7 @@ from queuert.cursor import (
 )
 from queuert.errors import InvalidJobIdError, UsageError
 from queuert.ids import UUID_IDS, uuid7
+from queuert.json import dumps
 from queuert.paging import (
     MAX_LIMIT,
     ListName,
@@ -35,6 +36,7 @@ from queuert.paging import (
 )
 from queuert.schedule import Schedule, scheduled_at
 from queuert.state import (
+    READ_OUTPUT,
     ChainFilter,
     Completion,
     JobFilter,
@@ -237,6 +239,14 @@ def test_completions_that_are_consistent() -> None:
     assert Completion("j", "cancelled").outcome == "cancelled"
     with pytest.raises(AttributeError):
         failed.error = "x"  # type: ignore[misc]
+
+
+def test_a_completion_knows_its_written_output_only_when_the_core_encoded_it() -> None:
+    value = {"ok": [1, 2]}
+    assert Completion("j", output=value, output_text=dumps(value)).written_output is value
+    assert Completion("j", output=value).written_output is READ_OUTPUT  # the store encoded it
+    assert Completion("j", succeeded_by_job_id="s").written_output is READ_OUTPUT
+    assert Completion("j", outcome="failed", error="e").written_output is READ_OUTPUT
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from queuert.json import dumps, loads_stored
-from queuert.state import STORED_FIELDS, Completion, StoredJob, derive_status
+from queuert.state import READ_OUTPUT, STORED_FIELDS, Completion, StoredJob, derive_status
 from queuert_sqlite import SqliteStateAdapter, _time
-from queuert_sqlite._rows import NCOLS, READ, job_from_row, written_output
+from queuert_sqlite._rows import NCOLS, job_from_row
 from queuert_sqlite._sql import json_param
 from queuert_sqlite._time import format_ts, parse_ts
 from sqlite_helpers import LEASE, TYPE, new_job
@@ -111,7 +111,7 @@ def test_a_row_reads_as_the_constructor_builds_it(
     padded = ("x",) * before + row + ("y",) * after  # the columns of a wider select
     job = job_from_row(padded, now_dt, before)
     assert job == expected and repr(job) == repr(expected) and job.unreadable is None
-    assert job_from_row(row, now_dt, 0, READ) == expected
+    assert job_from_row(row, now_dt, 0, READ_OUTPUT) == expected
     given_output = {"given": True}
     assert job_from_row(row, now_dt, 0, given_output).output is given_output
 
@@ -134,15 +134,6 @@ def _fixed_row(at: str) -> tuple[Any, ...]:
     row = tuple(values[name] for name in STORED_FIELDS)
     assert len(row) == NCOLS
     return row
-
-
-def test_written_output_is_the_completion_value_only_when_it_was_stored() -> None:
-    value = {"ok": [1, 2]}
-    stored = Completion("j", output=value, output_text=dumps(value))
-    assert written_output(stored) is value
-    assert written_output(Completion("j", output=value)) is READ  # encoded by the adapter: read
-    assert written_output(Completion("j", succeeded_by_job_id="s")) is READ
-    assert written_output(Completion("j", outcome="failed", error="e")) is READ
 
 
 async def test_a_group_completion_returns_each_job_with_its_output(

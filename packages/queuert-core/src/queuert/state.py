@@ -84,6 +84,7 @@ from queuert.limits import ConcurrencyLimit
 from queuert.schedule import Deduplication, Schedule
 
 __all__ = [
+    "READ_OUTPUT",
     "STORED_FIELDS",
     "UNREADABLE_TIME",
     "ActivityBucket",
@@ -472,6 +473,20 @@ class Completion:
         """``output`` as compact JSON text: :attr:`output_text` when the core carried it, else
         encoded now (for stores that write JSON text)."""
         return self.output_text if self.output_text is not None else dumps(self.output)
+
+    @property
+    def written_output(self) -> Any:
+        """The output of the row this completion closes, known without reading the row back:
+        ``output`` when the job closes with it and the core encoded it (the stored text is that
+        value's JSON, and the value is the core's own); else :data:`READ_OUTPUT` (the store decodes
+        what it wrote)."""
+        if self.output_text is not None and self.closes_with_output:
+            return self.output
+        return READ_OUTPUT
+
+
+READ_OUTPUT: Any = object()
+"""What :attr:`Completion.written_output` is when the closed row's output is to be read back."""
 
 
 @dataclass(frozen=True)

@@ -8,17 +8,17 @@ from typing import Any, Protocol
 
 from queuert.json import loads_stored
 from queuert.state import (
+    READ_OUTPUT,
     STORED_FIELDS,
     UNREADABLE_TIME,
     CompleteResult,
-    Completion,
     StoredChain,
     StoredJob,
 )
 
 from queuert_postgres._sql import JOB_ID, NCOLS
 
-__all__ = ["chain_from_row", "complete_result", "job_from_row", "utc", "written_output"]
+__all__ = ["chain_from_row", "complete_result", "job_from_row", "utc"]
 
 _UTC = timezone.utc
 
@@ -44,10 +44,6 @@ assert tuple(CompleteResult.__dataclass_fields__) == ("job", "unblocked", "block
 _TIMESTAMPS = ("created_at", "scheduled_at", "completed_at", "last_attempt_at", "leased_until")
 
 
-_READ: Any = object()
-"""``output=`` of :func:`job_from_row`: decode the stored output."""
-
-
 def _reader() -> Any:
     """:func:`job_from_row`, generated: one dict display over the row's columns, each read by its
     index (no ``zip`` over field names, no second pass over the timestamps)."""
@@ -57,7 +53,7 @@ def _reader() -> Any:
         if name == "input":
             value = f"None if (v := {at}) is None else loads_stored(v)"
         elif name == "output":
-            value = f"output if output is not _READ else None if (v := {at}) is None else loads_stored(v)"
+            value = f"output if output is not READ_OUTPUT else None if (v := {at}) is None else loads_stored(v)"
         elif name in _TIMESTAMPS:
             value = f"v if (v := {at}) is None or v.tzinfo is _UTC else v.astimezone(_UTC)"
         else:
@@ -65,7 +61,7 @@ def _reader() -> Any:
         items.append(f"        {name!r}: ({value}),")
     source = "\n".join(
         [
-            "def job_from_row(row, o=0, output=_READ):",
+            "def job_from_row(row, o=0, output=READ_OUTPUT):",
             "    values = {",
             *items,
             "    }",
@@ -79,7 +75,7 @@ def _reader() -> Any:
     )
     namespace: dict[str, Any] = {
         "__name__": __name__,
-        "_READ": _READ,
+        "READ_OUTPUT": READ_OUTPUT,
         "_UTC": _UTC,
         "_new": _new,
         "_set": _set,
@@ -89,13 +85,6 @@ def _reader() -> Any:
     }
     exec(source, namespace)
     return namespace["job_from_row"]
-
-
-def written_output(completion: Completion) -> Any:
-    """``output=`` for :func:`job_from_row` of the row ``completion`` closed: its output when the
-    core encoded it (the stored text is that value's JSON, and the value is the core's own), else
-    read from the row."""
-    return completion.output if completion.output_text is not None else _READ
 
 
 def _unreadable(bad: str, values: dict[str, Any]) -> tuple[str, str]:
@@ -109,7 +98,7 @@ def _unreadable(bad: str, values: dict[str, Any]) -> tuple[str, str]:
 
 
 class _JobFromRow(Protocol):
-    def __call__(self, row: Sequence[Any], o: int = 0, output: Any = _READ) -> StoredJob: ...
+    def __call__(self, row: Sequence[Any], o: int = 0, output: Any = READ_OUTPUT) -> StoredJob: ...
 
 
 job_from_row: _JobFromRow = _reader()

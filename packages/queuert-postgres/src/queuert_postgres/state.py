@@ -80,7 +80,6 @@ from queuert_postgres._rows import (
     complete_result,
     job_from_row,
     utc,
-    written_output,
 )
 from queuert_postgres._schema import BOOTSTRAP, MIGRATION_LOCK_KEY, MIGRATIONS, Names
 from queuert_postgres._sql import (
@@ -1605,7 +1604,7 @@ class PgStateAdapter(Generic[TxT]):
         args = self._completion_args(completion, worker_id, owner)
         rows = await self._fetch(self.sql.complete_one_plain, args, tx)
         if rows:
-            return complete_result(job_from_row(rows[0], 0, written_output(completion)), [], [])
+            return complete_result(job_from_row(rows[0], 0, completion.written_output), [], [])
         results, refusals = await self._complete_fully([completion], args, tx)
         result = results[0]
         if result is not None:
@@ -1649,7 +1648,7 @@ class PgStateAdapter(Generic[TxT]):
             args = self._completion_args(completions[0], worker_id, owner)
             rows = await self._fetch(self.sql.complete_one_plain, args, tx)
             if rows:
-                job = job_from_row(rows[0], 0, written_output(completions[0]))
+                job = job_from_row(rows[0], 0, completions[0].written_output)
                 return [complete_result(job, [], [])], {}
             return await self._complete_fully(completions, args, tx)
         args = self._completions_args(completions, worker_id, owner)
@@ -1657,7 +1656,7 @@ class PgStateAdapter(Generic[TxT]):
         results: list[CompleteResult | None] = [None] * len(completions)
         for row in rows:
             at = row[0] - 1
-            job = job_from_row(row, 1, written_output(completions[at]))
+            job = job_from_row(row, 1, completions[at].written_output)
             results[at] = complete_result(job, [], [])
         if len(rows) == len(completions):
             return results, {}

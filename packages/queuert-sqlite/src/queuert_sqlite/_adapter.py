@@ -44,6 +44,7 @@ from queuert.paging import blocked_jobs_page, chain_jobs_page, chains_page, jobs
 from queuert.schedule import Schedule
 from queuert.sqlalchemy_session import attach_session_commit_hooks
 from queuert.state import (
+    READ_OUTPUT,
     UNREADABLE_TIME,
     BlockersAdded,
     Capabilities,
@@ -95,9 +96,7 @@ from queuert_sqlite._rows import (
     I_PRIORITY,
     I_SCHEDULED_AT,
     NCOLS,
-    READ,
     job_from_row,
-    written_output,
 )
 from queuert_sqlite._schema import apply_migrations, validate_prefix
 from queuert_sqlite._sql import Statements, json_param
@@ -806,7 +805,7 @@ class SqliteStateAdapter:
         ids = json_param([c[0] for c in checked])
         # each closed row's output is the value its completion wrote (not parsed back), unless an
         # id repeats in the batch (which of its completions the UPDATE applied is SQLite's choice)
-        outputs = {c.job_id: written_output(c) for c in completions}
+        outputs = {c.job_id: c.written_output for c in completions}
         if len(outputs) != len(completions):
             outputs = {}
 
@@ -819,7 +818,7 @@ class SqliteStateAdapter:
             # Nothing waits for these chains: one UPDATE closes every job it may close.
             rows = raw.execute(sql.complete_many, (batch, now_text, worker_id, owner)).fetchall()
             closed = {
-                row[I_ID]: job_from_row(row, now_dt, 0, outputs.get(row[I_ID], READ))
+                row[I_ID]: job_from_row(row, now_dt, 0, outputs.get(row[I_ID], READ_OUTPUT))
                 for row in rows
             }
             return [CompleteResult(job=closed[c[0]]) if c[0] in closed else None for c in checked]

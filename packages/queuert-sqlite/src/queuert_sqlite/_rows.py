@@ -9,14 +9,14 @@ from typing import Any
 
 from queuert.json import loads_stored
 from queuert.state import (
+    READ_OUTPUT,
     STORED_FIELDS,
     UNREADABLE_TIME,
-    Completion,
     StoredJob,
     derive_status,
 )
 
-__all__ = ["COLUMNS", "NCOLS", "READ", "columns", "job_from_row", "make_job", "written_output"]
+__all__ = ["COLUMNS", "NCOLS", "columns", "job_from_row", "make_job"]
 
 COLUMNS = STORED_FIELDS
 NCOLS = len(COLUMNS)
@@ -64,16 +64,12 @@ def _ts(text: str | None) -> datetime | None:
 
 _iso = datetime.fromisoformat
 
-READ: Any = object()
-"""``output=`` of :func:`job_from_row`: decode the stored output."""
-
-
 _TIME_FIELDS = ("created_at", "scheduled_at", "completed_at", "last_attempt_at", "leased_until")
 _TIME_POSITIONS = tuple(COLUMNS.index(name) for name in _TIME_FIELDS)
 
 
 def job_from_row(
-    row: Sequence[Any], now: datetime, offset: int = 0, output: Any = READ
+    row: Sequence[Any], now: datetime, offset: int = 0, output: Any = READ_OUTPUT
 ) -> StoredJob:
     """The StoredJob of the ``NCOLS`` columns of ``row`` starting at ``offset``; ``output``, when
     given, is the value of its output column (the caller just wrote it from that value), not
@@ -106,19 +102,12 @@ def job_from_row(
     return dataclasses.replace(job, unreadable=unreadable)
 
 
-def written_output(completion: Completion) -> Any:
-    """``output=`` for :func:`job_from_row` of the row ``completion`` closed: its output when the
-    core encoded it (the stored text is that value's JSON, and the value is the core's own), else
-    read from the row."""
-    if completion.output_text is not None and completion.closes_with_output:
-        return completion.output
-    return READ
-
-
 _UNREADABLE_TEXT = UNREADABLE_TIME.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def _job_from_row(row: Sequence[Any], now: datetime, offset: int, output: Any = READ) -> StoredJob:
+def _job_from_row(
+    row: Sequence[Any], now: datetime, offset: int, output: Any = READ_OUTPUT
+) -> StoredJob:
     """Hot (every claimed and every closed job): a ``scheduled_at`` equal to ``created_at``, as for
     every job started without a schedule, shares its parsed value."""
     (
@@ -151,7 +140,7 @@ def _job_from_row(row: Sequence[Any], now: datetime, offset: int, output: Any = 
     scheduled = created if scheduled_at == created_at else _iso(scheduled_at + "+00:00")
     lease_end = None if leased_until is None else _iso(leased_until + "+00:00")
     is_blocked = bool(blocked)
-    if output is READ:
+    if output is READ_OUTPUT:
         output = None if output_text is None else loads_stored(output_text)
     return make_job(
         {
