@@ -432,6 +432,10 @@ class Completion:
     output_text: str | None = field(default=None, compare=False, repr=False)
     """``output`` as compact JSON text (``queuert.json.dumps(output)``) when the core already
     encoded it to check it; a store that writes JSON text may use it instead of encoding again."""
+    claimed: StoredJob | None = field(default=None, compare=False, repr=False)
+    """The job as its worker claimed it, when the completion is guarded by that worker's lease
+    (``owner``): a store may return the closed job as :meth:`closed_job` builds it from this one,
+    instead of reading the whole closed row back."""
 
     def __init__(
         self,
@@ -441,6 +445,7 @@ class Completion:
         succeeded_by_job_id: str | None = None,
         error: str | None = None,
         output_text: str | None = None,
+        claimed: StoredJob | None = None,
     ) -> None:
         if outcome == "completed":
             if succeeded_by_job_id is not None and output is not None:
@@ -462,6 +467,7 @@ class Completion:
             succeeded_by_job_id=succeeded_by_job_id,
             error=error,
             output_text=output_text,
+            claimed=claimed,
         )
 
     @property
@@ -483,6 +489,48 @@ class Completion:
         if self.output_text is not None and self.closes_with_output:
             return self.output
         return READ_OUTPUT
+
+    def closed_job(
+        self,
+        *,
+        completed_at: datetime,
+        completed_by: str | None,
+        attempt: int,
+        last_attempt_at: datetime | None,
+    ) -> StoredJob:
+        """The job this completion closed, as reading its row back gives it: :attr:`claimed` (which
+        must be set) with what the close wrote, and what the store returned of the closed row (its
+        close time, and its attempt, which a later claim of the same job may have moved on)."""
+        claimed = self.claimed
+        assert claimed is not None
+        outcome = self.outcome
+        successor = self.succeeded_by_job_id
+        values = dict(claimed.__dict__)
+        values.update(
+            output=self.output,
+            status=derive_status(
+                outcome=outcome,
+                succeeded_by_job_id=successor,
+                leased_until=None,
+                blocked=claimed.blocked,
+                scheduled_at=claimed.scheduled_at,
+                now=completed_at,
+            ),
+            outcome=outcome,
+            completed_at=completed_at,
+            completed_by=completed_by,
+            succeeded_by_job_id=successor,
+            attempt=attempt,
+            last_attempt_at=last_attempt_at,
+            last_attempt_error=None
+            if outcome == "completed"
+            else self.error
+            if self.error is not None
+            else claimed.last_attempt_error,
+            leased_by=None,
+            leased_until=None,
+        )
+        return from_fields(StoredJob, values)
 
 
 READ_OUTPUT: Any = object()

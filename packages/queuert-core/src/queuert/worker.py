@@ -185,7 +185,8 @@ class _Completer:
         self, job: StoredJob, output: JsonValue, output_text: str | None
     ) -> asyncio.Future[CompleteResult | None]:
         future: asyncio.Future[CompleteResult | None] = asyncio.get_running_loop().create_future()
-        self._pending.append((Completion(job.id, output=output, output_text=output_text), future))
+        completion = Completion(job.id, output=output, output_text=output_text, claimed=job)
+        self._pending.append((completion, future))
         if self._task is None or self._task.done():
             self._task = self._worker._spawn(self._run(), "queuert-completer")
         return future

@@ -12,13 +12,14 @@ from queuert.state import (
     STORED_FIELDS,
     UNREADABLE_TIME,
     CompleteResult,
+    Completion,
     StoredChain,
     StoredJob,
 )
 
-from queuert_postgres._sql import JOB_ID, NCOLS
+from queuert_postgres._sql import JOB_ID, NCOLS, ClosedRow
 
-__all__ = ["chain_from_row", "complete_result", "job_from_row", "utc"]
+__all__ = ["chain_from_row", "closed_job", "complete_result", "job_from_row", "utc"]
 
 _UTC = timezone.utc
 
@@ -118,6 +119,20 @@ def chain_from_row(row: Sequence[Any], o: int = 0) -> StoredChain:
     ):  # a one-job chain: the tail columns are the freshest (a locked read)
         return StoredChain(root=tail, tail=tail)
     return StoredChain(root=job_from_row(row, o), tail=tail)
+
+
+def closed_job(
+    completion: Completion, row: Sequence[Any], o: int, worker_id: str | None
+) -> StoredJob:
+    """The job ``completion`` closed, from its claimed job and the :class:`ClosedRow` columns that
+    start at column ``o``."""
+    last_attempt_at = row[o + ClosedRow.LAST_ATTEMPT_AT]
+    return completion.closed_job(
+        completed_at=utc(row[o + ClosedRow.COMPLETED_AT]),
+        completed_by=worker_id,
+        attempt=row[o + ClosedRow.ATTEMPT],
+        last_attempt_at=None if last_attempt_at is None else utc(last_attempt_at),
+    )
 
 
 def complete_result(

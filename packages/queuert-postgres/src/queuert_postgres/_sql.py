@@ -15,6 +15,7 @@ __all__ = [
     "NCOLS",
     "AddBlockersRow",
     "ClaimRow",
+    "ClosedRow",
     "CompleteRow",
     "CreateRow",
     "DeleteRow",
@@ -163,6 +164,15 @@ class CompleteRow:
     TEXT = 2
     OTHER = 3
     JOB = 4
+
+
+class ClosedRow:
+    """What :data:`COMPLETE_ONE_PLAIN_CLAIMED` returns of a job it closed (after the ordinal, in
+    :data:`COMPLETE_PLAIN_CLAIMED`): what its completion and the claimed job do not tell."""
+
+    COMPLETED_AT = 0
+    ATTEMPT = 1
+    LAST_ATTEMPT_AT = 2
 
 
 class TriggerRow:
@@ -978,6 +988,24 @@ context, no tail moved), or no row and changes nothing: the caller then sends
 statement's lock-then-update, the chain-closing checks and the release of dependents, whose plan
 nodes cost a completion with nothing to release most of its server time."""
 
+_CLOSED_COLS = (
+    f"{readable('j.completed_at')}, j.attempt, {readable('j.last_attempt_at')}"  # ClosedRow
+)
+_RETURN_ROW = f"RETURNING {cols('j')}\n"
+_RETURN_ORD_ROW = f"RETURNING c.ord, {cols('j')}\n"
+assert COMPLETE_ONE_PLAIN.count(_RETURN_ROW) == COMPLETE_PLAIN.count(_RETURN_ORD_ROW) == 1
+
+COMPLETE_ONE_PLAIN_CLAIMED = COMPLETE_ONE_PLAIN.replace(_RETURN_ROW, f"RETURNING {_CLOSED_COLS}\n")
+""":data:`COMPLETE_ONE_PLAIN` for a completion of a job the caller claimed
+(:attr:`queuert.state.Completion.claimed`): it returns only the :class:`ClosedRow` columns, from
+which and the claimed job the caller builds the closed one, instead of every column to decode."""
+
+COMPLETE_PLAIN_CLAIMED = COMPLETE_PLAIN.replace(
+    _RETURN_ORD_ROW, f"RETURNING c.ord, {_CLOSED_COLS}\n"
+)
+""":data:`COMPLETE_PLAIN` for completions of jobs the caller claimed: the ordinal, then the
+:class:`ClosedRow` columns (see :data:`COMPLETE_ONE_PLAIN_CLAIMED`)."""
+
 COMPLETE_CATCH_UP = f"""
 WITH mc AS (
     SELECT u.chain_id::uuid AS chain_id, u.ord FROM unnest($1::text[], $2::int[]) AS u(chain_id, ord)
@@ -1179,6 +1207,8 @@ _ALL = {
     "complete_plain": COMPLETE_PLAIN,
     "complete_one": COMPLETE_ONE,
     "complete_one_plain": COMPLETE_ONE_PLAIN,
+    "complete_plain_claimed": COMPLETE_PLAIN_CLAIMED,
+    "complete_one_plain_claimed": COMPLETE_ONE_PLAIN_CLAIMED,
     "complete_catch_up": COMPLETE_CATCH_UP,
     "reschedule": RESCHEDULE,
     "reap": REAP,
@@ -1258,6 +1288,8 @@ class Statements:
         self.complete_plain = rendered["complete_plain"]
         self.complete_one = rendered["complete_one"]
         self.complete_one_plain = rendered["complete_one_plain"]
+        self.complete_plain_claimed = rendered["complete_plain_claimed"]
+        self.complete_one_plain_claimed = rendered["complete_one_plain_claimed"]
         self.complete_catch_up = rendered["complete_catch_up"]
         self.reschedule = rendered["reschedule"]
         self.reap = rendered["reap"]

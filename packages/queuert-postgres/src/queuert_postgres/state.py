@@ -77,6 +77,7 @@ from queuert_postgres._provider import (
 )
 from queuert_postgres._rows import (
     chain_from_row,
+    closed_job,
     complete_result,
     job_from_row,
     utc,
@@ -1644,20 +1645,37 @@ class PgStateAdapter(Generic[TxT]):
         Returns one result per completion (``None`` when refused) and, per refused ordinal (1-based),
         (row found, its outcome, its lease holder).
         """
+        # Jobs the caller claimed (the worker's group commits) come back as built from the claimed
+        # job and the few columns the close alone knows; others as their rows.
+        claimed = all(c.claimed is not None for c in completions)
         if len(completions) == 1:
-            args = self._completion_args(completions[0], worker_id, owner)
-            rows = await self._fetch(self.sql.complete_one_plain, args, tx)
-            if rows:
-                job = job_from_row(rows[0], 0, completions[0].written_output)
-                return [complete_result(job, [], [])], {}
+            one = completions[0]
+            args = self._completion_args(one, worker_id, owner)
+            if claimed:
+                rows = await self._fetch(self.sql.complete_one_plain_claimed, args, tx)
+                if rows:
+                    return [complete_result(closed_job(one, rows[0], 0, worker_id), [], [])], {}
+            else:
+                rows = await self._fetch(self.sql.complete_one_plain, args, tx)
+                if rows:
+                    job = job_from_row(rows[0], 0, one.written_output)
+                    return [complete_result(job, [], [])], {}
             return await self._complete_fully(completions, args, tx)
         args = self._completions_args(completions, worker_id, owner)
-        rows = await self._fetch(self.sql.complete_plain, args, tx)
         results: list[CompleteResult | None] = [None] * len(completions)
-        for row in rows:
-            at = row[0] - 1
-            job = job_from_row(row, 1, completions[at].written_output)
-            results[at] = complete_result(job, [], [])
+        if claimed:
+            rows = await self._fetch(self.sql.complete_plain_claimed, args, tx)
+            for row in rows:
+                at = row[0] - 1
+                results[at] = complete_result(
+                    closed_job(completions[at], row, 1, worker_id), [], []
+                )
+        else:
+            rows = await self._fetch(self.sql.complete_plain, args, tx)
+            for row in rows:
+                at = row[0] - 1
+                job = job_from_row(row, 1, completions[at].written_output)
+                results[at] = complete_result(job, [], [])
         if len(rows) == len(completions):
             return results, {}
         rest = [i for i, result in enumerate(results) if result is None]

@@ -315,6 +315,40 @@ class TestCompleteJobs:
             assert stored.output == output, "the stored output is the value of the text"
             assert stored == result.job
 
+    @pytest.mark.parametrize("count", [1, 4])
+    async def test_a_completion_carrying_its_claimed_job_returns_the_row(
+        self, queuert_state_harness: StateHarness, count: int
+    ) -> None:
+        """A completion may carry the job as its worker claimed it (a store may build the closed
+        job from it): the closed job returned is the row as read back, whatever the outcome, with
+        the row's attempt even when the claimed copy is older, and with its dependents released."""
+        ops = Ops(queuert_state_harness)
+        adapter = queuert_state_harness.adapter
+        jobs = [await ops.start(TYPE_A) for _ in range(count)]
+        # in a batch, the last job's chain has a dependent to release
+        dependent = await ops.start_blocked(TYPE_B, [jobs[-1].id]) if count > 1 else None
+        claimed = {job.id: job for job in (await ops.claim(TYPE_A, limit=count)).jobs}
+        assert set(claimed) == {job.id for job in jobs}
+        copies = [jobs[0], *(claimed[job.id] for job in jobs[1:])]  # the first: before its claim
+        output = {"n": [1, "x"]}
+        closes: list[dict[str, Any]] = [
+            {"output": output, "output_text": dumps(output)},
+            {"outcome": "failed", "error": "boom"},
+            {"outcome": "cancelled"},
+        ]
+        closes = [*closes[: count - 1], {"output": [2]}]
+        completions = [
+            Completion(job.id, claimed=copy, **close)
+            for job, copy, close in zip(jobs, copies, closes, strict=True)
+        ]
+        results = await adapter.complete_jobs(completions, worker_id=WORKER, owner=WORKER)
+        for job, result in zip(jobs, results, strict=True):
+            assert result is not None, "closed: the worker holds the job"
+            assert result.job == await ops.job(job.id)
+        last = results[-1]
+        assert last is not None
+        assert ids_of(last.unblocked) == ([] if dependent is None else [dependent.id])
+
     async def test_missing_closed_and_foreign_jobs_are_skipped(
         self, queuert_state_harness: StateHarness
     ) -> None:
