@@ -3,8 +3,11 @@ reading gives."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -156,6 +159,26 @@ async def test_a_group_completion_returns_each_job_with_its_output(
         assert result.job.output == output
         assert result.job == await adapter.get_job(job.id)
     assert results[0] is not None and results[0].job.output is outputs[0]
+
+
+async def test_a_claimed_job_whose_attempt_time_is_no_time_closes_read_back_whole(
+    adapter: SqliteStateAdapter, db_path: Path
+) -> None:
+    """A group completion builds a claimed job's closed job from the claimed one and the row's
+    attempt time; a time edited by hand into something that is not one reads back the whole row
+    instead (marked ``unreadable``, as every read marks it)."""
+    await adapter.create_jobs([new_job(0)])
+    (job,) = (await adapter.claim_jobs(leases=LEASE, limit=1, worker_id="w")).jobs
+    with contextlib.closing(sqlite3.connect(db_path, timeout=10)) as conn:
+        table = f"{adapter.table_prefix}job"
+        conn.execute(f"UPDATE {table} SET last_attempt_at = 'x' WHERE id = ?", (job.id,))
+        conn.commit()
+    (result,) = await adapter.complete_jobs(
+        [Completion(job.id, output=1, claimed=job)], worker_id="w", owner="w"
+    )
+    assert result is not None and result.job.unreadable is not None
+    assert result.job.last_attempt_at is None and result.job.status == "completed"
+    assert result.job == await adapter.get_job(job.id)
 
 
 async def test_a_group_completion_naming_a_job_twice_reads_what_was_stored(

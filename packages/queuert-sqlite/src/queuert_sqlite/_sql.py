@@ -261,6 +261,11 @@ class Statements:
             f"WHERE {p}job.id = c.id AND {p}job.outcome IS NULL "
             f"AND (?4 IS NULL OR {p}job.leased_by = ?4) RETURNING {_RETURNING}"
         )
+        # complete_many for jobs the caller claimed: what the completions and the claimed jobs do
+        # not tell (id, attempt, last_attempt_at); the caller builds each closed job from them
+        self.complete_many_claimed = self.complete_many.replace(
+            f"RETURNING {_RETURNING}", "RETURNING id, attempt, last_attempt_at"
+        )
         # before closing jobs: does any job wait for one of their chains?
         self.any_chain_has_dependents = (
             f"SELECT EXISTS (SELECT 1 FROM json_each(?1) k JOIN {p}job j ON j.id = k.value "

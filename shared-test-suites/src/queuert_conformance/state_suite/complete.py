@@ -10,7 +10,7 @@ from queuert.errors import (
     JobNotFoundError,
     JobTakenByAnotherWorkerError,
 )
-from queuert.json import dumps
+from queuert.json import JsonValue, dumps
 from queuert.state import Completion, StoredJob
 
 from queuert_conformance.harness import StateHarness
@@ -315,9 +315,9 @@ class TestCompleteJobs:
             assert stored.output == output, "the stored output is the value of the text"
             assert stored == result.job
 
-    @pytest.mark.parametrize("count", [1, 4])
+    @pytest.mark.parametrize(("count", "waited_for"), [(1, False), (4, False), (4, True)])
     async def test_a_completion_carrying_its_claimed_job_returns_the_row(
-        self, queuert_state_harness: StateHarness, count: int
+        self, queuert_state_harness: StateHarness, count: int, waited_for: bool
     ) -> None:
         """A completion may carry the job as its worker claimed it (a store may build the closed
         job from it): the closed job returned is the row as read back, whatever the outcome, with
@@ -325,12 +325,11 @@ class TestCompleteJobs:
         ops = Ops(queuert_state_harness)
         adapter = queuert_state_harness.adapter
         jobs = [await ops.start(TYPE_A) for _ in range(count)]
-        # in a batch, the last job's chain has a dependent to release
-        dependent = await ops.start_blocked(TYPE_B, [jobs[-1].id]) if count > 1 else None
+        dependent = await ops.start_blocked(TYPE_B, [jobs[-1].id]) if waited_for else None
         claimed = {job.id: job for job in (await ops.claim(TYPE_A, limit=count)).jobs}
         assert set(claimed) == {job.id for job in jobs}
         copies = [jobs[0], *(claimed[job.id] for job in jobs[1:])]  # the first: before its claim
-        output = {"n": [1, "x"]}
+        output: JsonValue = {"n": [1, "x"]}
         closes: list[dict[str, Any]] = [
             {"output": output, "output_text": dumps(output)},
             {"outcome": "failed", "error": "boom"},
