@@ -168,11 +168,14 @@ def _to_the_end(
 
 
 class _Deadlines:
-    """The transaction ends in flight on one provider's connections, with one timer for all of them
-    (a timer per statement is a push onto, and later a pop from, the loop's heap of timers, compared
-    in Python)."""
+    """Statements in flight on one provider's connections, each with a deadline, watched with one
+    timer for all of them (a timer per statement is a push onto, and later a pop from, the loop's
+    heap of timers, compared in Python). A statement past its deadline has its connection
+    terminated. ``seconds``: each statement's allowance (``None``: ``_END_TIMEOUT``, for the ends
+    of transactions)."""
 
-    def __init__(self) -> None:
+    def __init__(self, seconds: float | None = None) -> None:
+        self._seconds = seconds
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ends: dict[int, tuple[float, Any, list[bool]]] = {}
         self._timer: asyncio.TimerHandle | None = None
@@ -186,7 +189,8 @@ class _Deadlines:
                 self._timer.cancel()
                 self._timer = None
             self._loop = loop
-        deadline = loop.time() + _END_TIMEOUT
+        seconds = self._seconds
+        deadline = loop.time() + (_END_TIMEOUT if seconds is None else seconds)
         self._ends[key] = (deadline, conn, late)
         timer = self._timer
         if timer is None or timer.when() > deadline:
@@ -287,6 +291,28 @@ def _late_error() -> ConnectionError:
     )
 
 
+async def _within(deadlines: _Deadlines | None, conn: Any, statement: Awaitable[T]) -> T:
+    """Await a statement of queuert's on asyncpg connection ``conn``; past the allowance of
+    ``deadlines`` (``None``: no limit) the connection is terminated and ``TimeoutError`` raised
+    (the server rolls back the connection's transaction, if any, and the pool replaces it)."""
+    if deadlines is None:
+        return await statement
+    loop = asyncio.get_running_loop()
+    late: list[bool] = []
+    key = id(late)
+    if not deadlines.add(loop, key, conn, late):  # watched on another loop: a watch of its own
+        deadlines = _Deadlines(deadlines._seconds)
+        deadlines.add(loop, key, conn, late)
+    try:
+        return await statement
+    except BaseException:
+        if late:
+            raise asyncio.TimeoutError() from None
+        raise
+    finally:
+        deadlines.remove(key)
+
+
 async def _keep_session(conn: Any) -> None:
     """asyncpg pool ``reset`` hook that keeps the session (asyncpg has already rolled back an open
     transaction and dropped listeners when it calls this)."""
@@ -302,12 +328,19 @@ class _AsyncpgTransaction:
     async generator costs several microseconds more on each entry and exit.
     """
 
-    __slots__ = ("_conn", "_deadlines", "_parking", "_pool")
+    __slots__ = ("_conn", "_deadlines", "_parking", "_pool", "_statements")
 
-    def __init__(self, pool: Any, deadlines: _Deadlines, parking: Parking | None) -> None:
+    def __init__(
+        self,
+        pool: Any,
+        deadlines: _Deadlines,
+        parking: Parking | None,
+        statements: _Deadlines | None,
+    ) -> None:
         self._pool = pool
         self._deadlines = deadlines
         self._parking = parking
+        self._statements = statements
         self._conn: Any = None
 
     async def __aenter__(self) -> Any:
@@ -321,7 +354,7 @@ class _AsyncpgTransaction:
             if conn is None:
                 conn = await parking.acquire()
         try:
-            await conn.execute("BEGIN")
+            await _within(self._statements, conn, conn.execute("BEGIN"))
         except BaseException:
             # Interrupted (cancelled) with the BEGIN on its way: the server opens the transaction
             # all the same, and asyncpg would roll it back when the pool takes the connection
@@ -373,9 +406,15 @@ class AsyncpgProvider:
 
     Build it from a pool you already have (``AsyncpgProvider(pool)``; you close the pool) or let it
     create one (``await AsyncpgProvider.connect(dsn)``; closed with the adapter). A pool it creates
-    gives up connecting after ``connect_timeout`` (10 s) and on a statement of queuert's after
-    ``statement_timeout`` (60 s; ``None``: no limit), raising ``TimeoutError``, so a server that
-    accepts connections but never answers cannot hang a worker. asyncpg prepares and
+    gives up connecting after ``connect_timeout`` (10 s), and the provider gives up waiting for a
+    statement of queuert's after ``statement_timeout`` (60 s; ``None``: no limit), raising
+    ``TimeoutError``, so a server that accepts connections but never answers cannot hang a worker.
+    A connection that timed out is terminated, not reused (its transaction, if any, is rolled back
+    by the server; the pool opens a new one). The provider watches all of its statements with one
+    timer rather than asyncpg's ``command_timeout`` (a timer per statement), so the statements you
+    run yourself on its connections (``ctx.tx`` in a handler) are not bounded by it: pass them
+    asyncpg's ``timeout=`` where they need one. ``AsyncpgProvider(pool, statement_timeout=...)``
+    bounds queuert's statements on a pool you pass the same way. asyncpg prepares and
     caches statements; behind PgBouncer in transaction pooling mode pass ``prepared_statements=False``
     to :meth:`connect` (or create your pool with ``statement_cache_size=0``).
 
@@ -409,11 +448,26 @@ class AsyncpgProvider:
     """
 
     def __init__(
-        self, pool: Any, *, owns_pool: bool = False, keep_connections: bool | None = None
+        self,
+        pool: Any,
+        *,
+        owns_pool: bool = False,
+        keep_connections: bool | None = None,
+        statement_timeout: Duration | None = None,
     ) -> None:
         self.pool = pool
         self._owns_pool = owns_pool
         self._deadlines = _Deadlines()
+        self._statements = (
+            None
+            if statement_timeout is None
+            else _Deadlines(
+                to_timedelta(
+                    statement_timeout, name="statement_timeout", positive=True
+                ).total_seconds()
+            )
+        )
+        """The deadlines of queuert's statements on this provider (``None``: no limit)."""
         if keep_connections is None:
             keep_connections = owns_pool
         self._parking = Parking(pool) if keep_connections else None
@@ -448,12 +502,6 @@ class AsyncpgProvider:
         pool_options.setdefault(
             "timeout", to_timedelta(connect_timeout, name="connect_timeout").total_seconds()
         )
-        if statement_timeout is not None:
-            pool_options.setdefault(
-                "command_timeout",
-                to_timedelta(statement_timeout, name="statement_timeout").total_seconds(),
-            )
-
         if not prepared_statements:
             pool_options.setdefault("statement_cache_size", 0)
         if not reset_sessions:
@@ -463,10 +511,15 @@ class AsyncpgProvider:
             settings.setdefault("plan_cache_mode", "force_generic_plan")
             pool_options["server_settings"] = settings
         pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, **pool_options)
-        return cls(pool, owns_pool=True, keep_connections=keep_connections and not reset_sessions)
+        return cls(
+            pool,
+            owns_pool=True,
+            keep_connections=keep_connections and not reset_sessions,
+            statement_timeout=statement_timeout,
+        )
 
     def transaction(self) -> AbstractAsyncContextManager[Any]:
-        return _AsyncpgTransaction(self.pool, self._deadlines, self._parking)
+        return _AsyncpgTransaction(self.pool, self._deadlines, self._parking, self._statements)
 
     async def _acquire(self) -> Any:
         if self._parking is None:
@@ -494,8 +547,10 @@ class AsyncpgProvider:
         INSERT's own round trip. A statement that finds the lane in use takes a connection of the
         pool as before; one that fails or is cancelled hands its connection back to the pool, which
         cleans it up."""
+        statements = self._statements
         if tx is not None:
-            return await _asyncpg_fetch(_asyncpg_open(tx), sql, args)
+            conn = _asyncpg_open(tx)
+            return await _within(statements, conn, conn.fetch(sql.text, *args))
         parking = self._parking
         if parking is not None and not self._closed:
             # the kept connection of the last statement or transaction, taken and kept again
@@ -504,7 +559,7 @@ class AsyncpgProvider:
             if conn is None:
                 conn = await parking.acquire()
             try:
-                rows: list[Row] = await conn.fetch(sql.text, *args)
+                rows: list[Row] = await _within(statements, conn, conn.fetch(sql.text, *args))
             except BaseException:
                 await parking.release(conn)
                 raise
@@ -513,13 +568,13 @@ class AsyncpgProvider:
             return rows
         if self._lane_busy or self._closed:
             async with self.pool.acquire() as other:
-                return await _asyncpg_fetch(other, sql, args)
+                return await _within(statements, other, other.fetch(sql.text, *args))
         self._lane_busy = True
         conn = self._lane
         try:
             if conn is None:
                 conn = self._lane = await self._acquire()
-            rows = await conn.fetch(sql.text, *args)
+            rows = await _within(statements, conn, conn.fetch(sql.text, *args))
         except BaseException:
             if conn is not None:
                 self._lane = None
@@ -562,7 +617,8 @@ class AsyncpgProvider:
         task.add_done_callback(self._returning.discard)
 
     async def script(self, sql: str, tx: Any) -> None:
-        await _asyncpg_open(tx).execute(sql)
+        conn = _asyncpg_open(tx)
+        await _within(self._statements, conn, conn.execute(sql))
 
     async def close(self) -> None:
         """Hand the lane back (a statement still running on it does so when it ends), then close
