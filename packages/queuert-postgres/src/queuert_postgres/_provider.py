@@ -25,7 +25,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
-from queuert.bounded import bounded
+from queuert.bounded import Deadlines, bounded, within
 from queuert.duration import Duration, to_timedelta
 from queuert.errors import TransactionAbortedError, UsageError
 from queuert.sqlalchemy_session import attach_session_commit_hooks
@@ -167,55 +167,15 @@ def _to_the_end(
     return _ToTheEnd(conn, statement, deadlines if deadlines is not None else _Deadlines())
 
 
-class _Deadlines:
-    """Statements in flight on one provider's connections, each with a deadline, watched with one
-    timer for all of them (a timer per statement is a push onto, and later a pop from, the loop's
-    heap of timers, compared in Python). A statement past its deadline has its connection
-    terminated. ``seconds``: each statement's allowance (``None``: ``_END_TIMEOUT``, for the ends
-    of transactions)."""
+class _Deadlines(Deadlines):
+    """The transaction ends (or, with ``seconds``, the statements) in flight on one provider's
+    connections, watched with one timer (see :class:`~queuert.bounded.Deadlines`); a late one has
+    its connection terminated. Without ``seconds``, each gets ``_END_TIMEOUT``."""
 
-    def __init__(self, seconds: float | None = None) -> None:
-        self._seconds = seconds
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._ends: dict[int, tuple[float, Any, list[bool]]] = {}
-        self._timer: asyncio.TimerHandle | None = None
+    __slots__ = ()
 
-    def add(self, loop: asyncio.AbstractEventLoop, key: int, conn: Any, late: list[bool]) -> bool:
-        """Watch an end; ``False`` if this provider's ends are watched on another loop."""
-        if self._loop is not loop:
-            if self._ends:
-                return False
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            self._loop = loop
-        seconds = self._seconds
-        deadline = loop.time() + (_END_TIMEOUT if seconds is None else seconds)
-        self._ends[key] = (deadline, conn, late)
-        timer = self._timer
-        if timer is None or timer.when() > deadline:
-            if timer is not None:
-                timer.cancel()
-            self._timer = loop.call_at(deadline, self._expire)
-        return True
-
-    def remove(self, key: int) -> None:
-        self._ends.pop(key, None)
-
-    def _expire(self) -> None:
-        self._timer = None
-        loop = self._loop
-        assert loop is not None
-        now = loop.time()
-        for key, (deadline, conn, late) in list(self._ends.items()):
-            if deadline <= now:
-                del self._ends[key]
-                late.append(True)
-                conn.terminate()  # aborts the transport: the pending statement fails at once
-        if self._ends:
-            self._timer = loop.call_at(
-                min(deadline for deadline, _, _ in self._ends.values()), self._expire
-            )
+    def allowance(self) -> float:
+        return _END_TIMEOUT if self.seconds is None else self.seconds
 
 
 class _ToTheEnd(Generic[T]):
@@ -237,9 +197,10 @@ class _ToTheEnd(Generic[T]):
         late: list[bool] = []
         deadlines = self._deadlines
         key = id(self)
-        if not deadlines.add(loop, key, self._conn, late):
+        terminate = self._conn.terminate  # aborts the transport: the statement fails at once
+        if not deadlines.add(loop, key, terminate, late):
             deadlines = _Deadlines()
-            deadlines.add(loop, key, self._conn, late)
+            deadlines.add(loop, key, terminate, late)
         cancelled = False
         inner = self._statement.__await__()
         try:
@@ -291,26 +252,11 @@ def _late_error() -> ConnectionError:
     )
 
 
-async def _within(deadlines: _Deadlines | None, conn: Any, statement: Awaitable[T]) -> T:
+def _within(deadlines: Deadlines | None, conn: Any, statement: Awaitable[T]) -> Awaitable[T]:
     """Await a statement of queuert's on asyncpg connection ``conn``; past the allowance of
     ``deadlines`` (``None``: no limit) the connection is terminated and ``TimeoutError`` raised
     (the server rolls back the connection's transaction, if any, and the pool replaces it)."""
-    if deadlines is None:
-        return await statement
-    loop = asyncio.get_running_loop()
-    late: list[bool] = []
-    key = id(late)
-    if not deadlines.add(loop, key, conn, late):  # watched on another loop: a watch of its own
-        deadlines = _Deadlines(deadlines._seconds)
-        deadlines.add(loop, key, conn, late)
-    try:
-        return await statement
-    except BaseException:
-        if late:
-            raise asyncio.TimeoutError() from None
-        raise
-    finally:
-        deadlines.remove(key)
+    return within(deadlines, statement, conn.terminate)
 
 
 async def _keep_session(conn: Any) -> None:
@@ -335,7 +281,7 @@ class _AsyncpgTransaction:
         pool: Any,
         deadlines: _Deadlines,
         parking: Parking | None,
-        statements: _Deadlines | None,
+        statements: Deadlines | None,
     ) -> None:
         self._pool = pool
         self._deadlines = deadlines
@@ -461,7 +407,7 @@ class AsyncpgProvider:
         self._statements = (
             None
             if statement_timeout is None
-            else _Deadlines(
+            else Deadlines(
                 to_timedelta(
                     statement_timeout, name="statement_timeout", positive=True
                 ).total_seconds()
