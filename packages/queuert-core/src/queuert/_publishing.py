@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -52,7 +52,8 @@ class Publisher:
         self._many = isinstance(notify, SupportsNotifyMany)
         """Asked once: a runtime protocol check costs microseconds, and this runs per commit."""
         self._emit = emit
-        self._ready: Counter[str] = Counter()
+        # plain containers (a Counter's methods are Python calls): this runs after every commit
+        self._ready: dict[str, int] = {}
         self._scheduled: set[str] = set()
         self._closed: set[str] = set()
         self._lost: set[str] = set()
@@ -61,42 +62,44 @@ class Publisher:
     def add(
         self, ready: dict[str, int], scheduled: set[str], closed: set[str], lost: set[str]
     ) -> None:
-        self._ready.update(ready)
-        self._scheduled |= scheduled
-        self._closed |= closed
-        self._lost |= lost
-        if self._task is None or self._task.done():
-            self._task = asyncio.ensure_future(self._run())
+        pending = self._ready
+        for type_name, count in ready.items():
+            pending[type_name] = pending.get(type_name, 0) + count
+        if scheduled:
+            self._scheduled |= scheduled
+        if closed:
+            self._closed |= closed
+        if lost:
+            self._lost |= lost
+        task = self._task
+        if task is None or task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
         while self._ready or self._scheduled or self._closed or self._lost:
-            ready, scheduled, closed, lost = (
-                dict(self._ready),
-                self._scheduled,
-                self._closed,
-                self._lost,
-            )
-            self._ready, self._scheduled, self._closed, self._lost = Counter(), set(), set(), set()
+            ready, scheduled, closed, lost = self._ready, self._scheduled, self._closed, self._lost
+            self._ready, self._scheduled, self._closed, self._lost = {}, set(), set(), set()
             await self._publish(ready, scheduled, closed, lost)
 
     async def _publish(
         self, ready: dict[str, int], scheduled: set[str], closed: set[str], lost: set[str]
     ) -> None:
         notify = self._notify
+        if self._many:
+            notifications = Notifications(
+                ready, frozenset(scheduled), frozenset(closed), frozenset(lost)
+            )
+            try:
+                await cast(SupportsNotifyMany, notify).notify_many(notifications)
+            except Exception as exc:
+                self._emit(NotifyAdapterError(operation="notify_many", error=repr(exc)))
+            return
 
         async def call(operation: str, coro: Awaitable[Any]) -> None:
             try:
                 await coro
             except Exception as exc:
                 self._emit(NotifyAdapterError(operation=operation, error=repr(exc)))
-
-        if self._many:
-            notifications = Notifications(
-                ready, frozenset(scheduled), frozenset(closed), frozenset(lost)
-            )
-            many = cast(SupportsNotifyMany, notify)
-            await call("notify_many", many.notify_many(notifications))
-            return
 
         for type_name, count in ready.items():
             await call("provide_wake_hint", notify.provide_wake_hint(type_name, count))
@@ -117,8 +120,9 @@ class NotifyBuffer:
 
     def __init__(self, publisher: Publisher) -> None:
         self._publisher = publisher
-        self.ready: Counter[str] = Counter()
-        """Jobs that became ready, by type (each is a wake-up hint)."""
+        self.ready: defaultdict[str, int] = defaultdict(int)
+        """Jobs that became ready, by type (each is a wake-up hint; a ``defaultdict`` rather than a
+        ``Counter``, whose construction is two Python calls per transaction)."""
         self.scheduled: set[str] = set()
         """Types with jobs scheduled for later."""
         self.closed_chains: set[str] = set()
@@ -150,7 +154,7 @@ class NotifyBuffer:
 
     def snapshot(self) -> object:
         return (
-            Counter(self.ready),
+            dict(self.ready),
             set(self.scheduled),
             set(self.closed_chains),
             set(self.ownership_lost),
@@ -158,7 +162,7 @@ class NotifyBuffer:
 
     def restore(self, snapshot: object) -> None:
         assert isinstance(snapshot, tuple)
-        self.ready = Counter(snapshot[0])
+        self.ready = defaultdict(int, snapshot[0])
         self.scheduled = set(snapshot[1])
         self.closed_chains = set(snapshot[2])
         self.ownership_lost = set(snapshot[3])
