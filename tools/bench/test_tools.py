@@ -211,6 +211,6 @@ def test_starts_profiles_one_by_one_and_batches() -> None:
     assert "per chain:" in out
 
 
-def test_transaction_cpu_times_the_hooks_and_a_transaction() -> None:
+def test_transaction_cpu_times_the_hooks_a_transaction_and_a_statement() -> None:
     out = run_tool("transaction_cpu.py", "--dsn", POSTGRES, "--blocks", "2")
-    assert out.count(" min ") == 2  # the hooks alone, then an empty transaction
+    assert out.count(" min ") == 3  # the hooks alone, an empty transaction, one statement

@@ -8,7 +8,9 @@ Run it from two checkouts, alternating, to compare them. Parts:
 * ``hooks``: a transaction's hooks with a closed chain and two events buffered, then flushed (no
   database; the in-process notify adapter's publisher);
 * ``transaction``: ``AsyncpgProvider.transaction()`` around an empty block (BEGIN and COMMIT on a
-  connection the provider keeps between its transactions).
+  connection the provider keeps between its transactions);
+* ``statement``: one ``SELECT`` of queuert's (``provider.fetch``) inside an open transaction, with
+  the provider's statement timeout watching it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from queuert import InProcessNotifyAdapter
 from queuert._publishing import Publishing
 from queuert.hooks import TransactionHooks
 from queuert.observability import Event
-from queuert_postgres import AsyncpgProvider
+from queuert_postgres import AsyncpgProvider, Sql
 
 
 class Quiet:
@@ -71,6 +73,17 @@ async def run(dsn: str, blocks: int) -> None:
             await transaction_cycle()
         best, median = await cpu_per_call(transaction_cycle, blocks=blocks, per_block=100)
         print(f"transaction  min {best:8.1f} us   median {median:8.1f} us")
+
+        select = Sql("SELECT $1::int")
+        async with provider.transaction() as tx:
+
+            async def statement() -> None:
+                await provider.fetch(select, (1,), tx)
+
+            for _ in range(200):  # warm: the statement prepared
+                await statement()
+            best, median = await cpu_per_call(statement, blocks=blocks, per_block=100)
+        print(f"statement    min {best:8.1f} us   median {median:8.1f} us")
     finally:
         await provider.close()
 

@@ -108,6 +108,53 @@ async def test_a_statement_that_hangs_raises_after_the_statement_timeout(
         await adapter.close()
 
 
+async def test_a_statement_in_a_transaction_times_out_and_its_connection_is_dropped() -> None:
+    """A statement of queuert's inside a transaction of the provider that gets no answer raises
+    TimeoutError after ``statement_timeout``; its connection is terminated (the server rolls the
+    transaction back) and the next transaction gets a working one."""
+    provider = await AsyncpgProvider.connect(
+        DSN, min_size=1, max_size=1, statement_timeout=timedelta(milliseconds=300)
+    )
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        with pytest.raises(asyncio.TimeoutError):
+            async with provider.transaction() as tx:
+                await provider.fetch(Sql("SELECT pg_sleep(10)"), (), tx)
+        assert loop.time() - started < 3
+        async with provider.transaction() as again:
+            assert await provider.fetch(Sql("SELECT $1::int"), (7,), again) == [(7,)]
+    finally:
+        await provider.close()
+
+
+async def test_the_statement_timeout_bounds_queuerts_statements_only() -> None:
+    """Statements the application runs itself on a transaction's connection are not bounded by
+    ``statement_timeout`` (asyncpg's own ``timeout=`` is theirs to pass)."""
+    provider = await AsyncpgProvider.connect(
+        DSN, min_size=1, max_size=1, statement_timeout=timedelta(milliseconds=100)
+    )
+    try:
+        async with provider.transaction() as tx:
+            assert await tx.fetchval("SELECT pg_sleep(0.4)::text || 'done'") == "done"
+    finally:
+        await provider.close()
+
+
+async def test_a_pool_you_pass_can_have_queuerts_statements_bounded() -> None:
+    """``AsyncpgProvider(pool, statement_timeout=...)``: the same bound on a pool of your own,
+    whose connection that timed out is replaced by the pool."""
+    pool = await asyncpg.create_pool(DSN, min_size=1, max_size=1)
+    provider = AsyncpgProvider(pool, statement_timeout=0.3)
+    try:
+        with pytest.raises(asyncio.TimeoutError):
+            await provider.fetch(Sql("SELECT pg_sleep(10)"), (), None)
+        assert await provider.fetch(Sql("SELECT 1"), (), None) == [(1,)]
+    finally:
+        await provider.close()
+        await pool.close()
+
+
 async def test_the_psycopg_providers_connections_time_out_on_a_silent_server() -> None:
     loop = asyncio.get_running_loop()
     async with silent_peer() as (host, port, accepted):

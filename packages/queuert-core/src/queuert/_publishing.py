@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
 
 from queuert._tasks import drain
@@ -52,7 +52,6 @@ class Publisher:
         self._many = isinstance(notify, SupportsNotifyMany)
         """Asked once: a runtime protocol check costs microseconds, and this runs per commit."""
         self._emit = emit
-        # plain containers (a Counter's methods are Python calls): this runs after every commit
         self._ready: dict[str, int] = {}
         self._scheduled: set[str] = set()
         self._closed: set[str] = set()
@@ -60,11 +59,13 @@ class Publisher:
         self._task: asyncio.Task[None] | None = None
 
     def add(
-        self, ready: dict[str, int], scheduled: set[str], closed: set[str], lost: set[str]
+        self, ready: Mapping[str, int], scheduled: set[str], closed: set[str], lost: set[str]
     ) -> None:
-        pending = self._ready
-        for type_name, count in ready.items():
-            pending[type_name] = pending.get(type_name, 0) + count
+        # runs after every commit that notifies: only the non-empty parts are merged
+        if ready:
+            merged = self._ready
+            for type_name, count in ready.items():
+                merged[type_name] = merged.get(type_name, 0) + count
         if scheduled:
             self._scheduled |= scheduled
         if closed:
@@ -89,18 +90,12 @@ class Publisher:
             notifications = Notifications(
                 ready, frozenset(scheduled), frozenset(closed), frozenset(lost)
             )
-            try:
+            try:  # inline rather than through call(): one coroutine less per publish
                 await cast(SupportsNotifyMany, notify).notify_many(notifications)
             except Exception as exc:
                 self._emit(NotifyAdapterError(operation="notify_many", error=repr(exc)))
             return
-
-        async def call(operation: str, coro: Awaitable[Any]) -> None:
-            try:
-                await coro
-            except Exception as exc:
-                self._emit(NotifyAdapterError(operation=operation, error=repr(exc)))
-
+        call = self._call
         for type_name, count in ready.items():
             await call("provide_wake_hint", notify.provide_wake_hint(type_name, count))
         for type_name in sorted(set(ready) | scheduled):
@@ -109,6 +104,14 @@ class Publisher:
             await call("notify_chain_closed", notify.notify_chain_closed(chain_id))
         for job_id in lost:
             await call("notify_job_ownership_lost", notify.notify_job_ownership_lost(job_id))
+
+    async def _call(self, operation: str, coro: Awaitable[Any]) -> None:
+        """Await one call of the notify adapter; its error becomes a :class:`NotifyAdapterError`
+        event, never an exception."""
+        try:
+            await coro
+        except Exception as exc:
+            self._emit(NotifyAdapterError(operation=operation, error=repr(exc)))
 
     async def drain(self) -> None:
         while self._task is not None and not self._task.done():

@@ -18,7 +18,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-__all__ = ["bounded"]
+__all__ = ["Deadlines", "bounded", "within"]
 
 T = TypeVar("T")
 
@@ -77,6 +77,109 @@ async def _abandon(
         except Exception:  # the clean-up of work already given up: nothing more to do
             pass
     await asyncio.wait({task}, timeout=_GRACE)
+
+
+class Deadlines:
+    """Awaits in flight, each with a deadline, watched with one timer for all of them (a timer per
+    await is a push onto, and later a pop from, the loop's heap of timers, compared in Python, and
+    :func:`bounded` adds a task). An await past its deadline is aborted: its ``abort`` is called
+    (closing the connection it waits on, say) and it is marked late. Each await gets
+    :meth:`allowance` seconds (``seconds``)."""
+
+    __slots__ = ("_ends", "_loop", "_timer", "seconds")
+
+    def __init__(self, seconds: float | None = None) -> None:
+        self.seconds = seconds
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ends: dict[int, tuple[float, Callable[[], object], list[bool]]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    def allowance(self) -> float:
+        """Seconds each await gets."""
+        assert self.seconds is not None
+        return self.seconds
+
+    def add(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        key: int,
+        abort: Callable[[], object],
+        late: list[bool],
+    ) -> bool:
+        """Watch an await (``late`` gets ``True`` if it is aborted); ``False`` if these deadlines
+        are watched on another loop."""
+        if self._loop is not loop:
+            if self._ends:
+                return False
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._loop = loop
+        deadline = loop.time() + self.allowance()
+        self._ends[key] = (deadline, abort, late)
+        timer = self._timer
+        if timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timer = loop.call_at(deadline, self._expire)
+        return True
+
+    def remove(self, key: int) -> None:
+        self._ends.pop(key, None)
+
+    def _expire(self) -> None:
+        self._timer = None
+        loop = self._loop
+        assert loop is not None
+        now = loop.time()
+        for key, (deadline, abort, late) in list(self._ends.items()):
+            if deadline <= now:
+                del self._ends[key]
+                late.append(True)
+                with contextlib.suppress(Exception):  # a failed abort: nothing more to do
+                    abort()
+        if self._ends:
+            self._timer = loop.call_at(
+                min(deadline for deadline, _, _ in self._ends.values()), self._expire
+            )
+
+
+async def within(
+    deadlines: Deadlines | None,
+    work: Awaitable[T],
+    abort: Callable[[], object],
+    *,
+    what: str = "a statement",
+    abort_on_cancel: bool = False,
+) -> T:
+    """``await work`` in the caller's own task, watched by ``deadlines`` (``None``: no limit): past
+    its allowance ``abort`` is called (it must make ``work`` fail, e.g. by closing its connection)
+    and ``asyncio.TimeoutError`` raised instead of that failure. ``abort_on_cancel``: a
+    cancellation of the caller calls ``abort`` too (the work's state is then unknown). Cheaper
+    than :func:`bounded`, which runs the work as a task of its own, for work that fails once its
+    connection is closed."""
+    if deadlines is None:
+        return await work
+    loop = asyncio.get_running_loop()
+    late: list[bool] = []
+    key = id(late)
+    if not deadlines.add(loop, key, abort, late):  # watched on another loop: a watch of its own
+        deadlines = type(deadlines)(deadlines.seconds)
+        deadlines.add(loop, key, abort, late)
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if abort_on_cancel and not late:
+            abort()
+        raise
+    except BaseException:
+        if late:
+            raise asyncio.TimeoutError(
+                f"{what} got no answer within {deadlines.allowance():g} s"
+            ) from None
+        raise
+    finally:
+        deadlines.remove(key)
 
 
 def _discard(discard: Callable[[T], object], task: asyncio.Future[T]) -> None:

@@ -27,7 +27,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from queuert.bounded import bounded
+from queuert.bounded import Deadlines, bounded, within
 from queuert.duration import Duration, to_timedelta
 from queuert.errors import TransactionAbortedError, UsageError
 
@@ -249,8 +249,9 @@ class AiomysqlProvider:
     ) -> None:
         self.pool = pool
         self._owns_pool = owns_pool
-        self._statement_timeout = statement_timeout
-        """Seconds one of queuert's statements may wait for its answer (``None``: no limit)."""
+        self._statements = None if statement_timeout is None else Deadlines(statement_timeout)
+        """The deadlines of queuert's statements, one timer for all of them: the seconds each
+        may wait for its answer (``None``: no limit)."""
         self._connect_timeout = connect_timeout
         """Seconds opening a new pooled connection may take (``None``: no limit)."""
         self._ready: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -295,17 +296,11 @@ class AiomysqlProvider:
             connect_timeout=float(connect_options["connect_timeout"]),
         )
 
-    async def _bounded(self, conn: Any, work: Awaitable[T]) -> T:
+    def _bounded(self, conn: Any, work: Awaitable[T]) -> Awaitable[T]:
         """``work`` on ``conn``, given up after the statement timeout: the connection is then
         closed (the server rolls back its transaction), so that no one reuses it half-way; the
         same when the caller is cancelled, since the statement's state is then unknown."""
-        return await bounded(
-            work,
-            self._statement_timeout,
-            what="a statement",
-            on_timeout=conn.close,
-            on_cancel=conn.close,
-        )
+        return within(self._statements, work, conn.close, abort_on_cancel=True)
 
     async def _prepare(self, conn: Any) -> Any:
         if conn not in self._ready:

@@ -25,7 +25,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
-from queuert.bounded import bounded
+from queuert.bounded import Deadlines, bounded, within
 from queuert.duration import Duration, to_timedelta
 from queuert.errors import TransactionAbortedError, UsageError
 from queuert.sqlalchemy_session import attach_session_commit_hooks
@@ -167,51 +167,15 @@ def _to_the_end(
     return _ToTheEnd(conn, statement, deadlines if deadlines is not None else _Deadlines())
 
 
-class _Deadlines:
-    """The transaction ends in flight on one provider's connections, with one timer for all of them
-    (a timer per statement is a push onto, and later a pop from, the loop's heap of timers, compared
-    in Python)."""
+class _Deadlines(Deadlines):
+    """The transaction ends (or, with ``seconds``, the statements) in flight on one provider's
+    connections, watched with one timer (see :class:`~queuert.bounded.Deadlines`); a late one has
+    its connection terminated. Without ``seconds``, each gets ``_END_TIMEOUT``."""
 
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._ends: dict[int, tuple[float, Any, list[bool]]] = {}
-        self._timer: asyncio.TimerHandle | None = None
+    __slots__ = ()
 
-    def add(self, loop: asyncio.AbstractEventLoop, key: int, conn: Any, late: list[bool]) -> bool:
-        """Watch an end; ``False`` if this provider's ends are watched on another loop."""
-        if self._loop is not loop:
-            if self._ends:
-                return False
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            self._loop = loop
-        deadline = loop.time() + _END_TIMEOUT
-        self._ends[key] = (deadline, conn, late)
-        timer = self._timer
-        if timer is None or timer.when() > deadline:
-            if timer is not None:
-                timer.cancel()
-            self._timer = loop.call_at(deadline, self._expire)
-        return True
-
-    def remove(self, key: int) -> None:
-        self._ends.pop(key, None)
-
-    def _expire(self) -> None:
-        self._timer = None
-        loop = self._loop
-        assert loop is not None
-        now = loop.time()
-        for key, (deadline, conn, late) in list(self._ends.items()):
-            if deadline <= now:
-                del self._ends[key]
-                late.append(True)
-                conn.terminate()  # aborts the transport: the pending statement fails at once
-        if self._ends:
-            self._timer = loop.call_at(
-                min(deadline for deadline, _, _ in self._ends.values()), self._expire
-            )
+    def allowance(self) -> float:
+        return _END_TIMEOUT if self.seconds is None else self.seconds
 
 
 class _ToTheEnd(Generic[T]):
@@ -233,9 +197,10 @@ class _ToTheEnd(Generic[T]):
         late: list[bool] = []
         deadlines = self._deadlines
         key = id(self)
-        if not deadlines.add(loop, key, self._conn, late):
+        terminate = self._conn.terminate  # aborts the transport: the statement fails at once
+        if not deadlines.add(loop, key, terminate, late):
             deadlines = _Deadlines()
-            deadlines.add(loop, key, self._conn, late)
+            deadlines.add(loop, key, terminate, late)
         cancelled = False
         inner = self._statement.__await__()
         try:
@@ -287,6 +252,13 @@ def _late_error() -> ConnectionError:
     )
 
 
+def _within(deadlines: Deadlines | None, conn: Any, statement: Awaitable[T]) -> Awaitable[T]:
+    """Await a statement of queuert's on asyncpg connection ``conn``; past the allowance of
+    ``deadlines`` (``None``: no limit) the connection is terminated and ``TimeoutError`` raised
+    (the server rolls back the connection's transaction, if any, and the pool replaces it)."""
+    return within(deadlines, statement, conn.terminate)
+
+
 async def _keep_session(conn: Any) -> None:
     """asyncpg pool ``reset`` hook that keeps the session (asyncpg has already rolled back an open
     transaction and dropped listeners when it calls this)."""
@@ -302,12 +274,19 @@ class _AsyncpgTransaction:
     async generator costs several microseconds more on each entry and exit.
     """
 
-    __slots__ = ("_conn", "_deadlines", "_parking", "_pool")
+    __slots__ = ("_conn", "_deadlines", "_parking", "_pool", "_statements")
 
-    def __init__(self, pool: Any, deadlines: _Deadlines, parking: Parking | None) -> None:
+    def __init__(
+        self,
+        pool: Any,
+        deadlines: _Deadlines,
+        parking: Parking | None,
+        statements: Deadlines | None,
+    ) -> None:
         self._pool = pool
         self._deadlines = deadlines
         self._parking = parking
+        self._statements = statements
         self._conn: Any = None
 
     async def __aenter__(self) -> Any:
@@ -321,7 +300,7 @@ class _AsyncpgTransaction:
             if conn is None:
                 conn = await parking.acquire()
         try:
-            await conn.execute("BEGIN")
+            await _within(self._statements, conn, conn.execute("BEGIN"))
         except BaseException:
             # Interrupted (cancelled) with the BEGIN on its way: the server opens the transaction
             # all the same, and asyncpg would roll it back when the pool takes the connection
@@ -373,9 +352,15 @@ class AsyncpgProvider:
 
     Build it from a pool you already have (``AsyncpgProvider(pool)``; you close the pool) or let it
     create one (``await AsyncpgProvider.connect(dsn)``; closed with the adapter). A pool it creates
-    gives up connecting after ``connect_timeout`` (10 s) and on a statement of queuert's after
-    ``statement_timeout`` (60 s; ``None``: no limit), raising ``TimeoutError``, so a server that
-    accepts connections but never answers cannot hang a worker. asyncpg prepares and
+    gives up connecting after ``connect_timeout`` (10 s), and the provider gives up waiting for a
+    statement of queuert's after ``statement_timeout`` (60 s; ``None``: no limit), raising
+    ``TimeoutError``, so a server that accepts connections but never answers cannot hang a worker.
+    A connection that timed out is terminated, not reused (its transaction, if any, is rolled back
+    by the server; the pool opens a new one). The provider watches all of its statements with one
+    timer rather than asyncpg's ``command_timeout`` (a timer per statement), so the statements you
+    run yourself on its connections (``ctx.tx`` in a handler) are not bounded by it: pass them
+    asyncpg's ``timeout=`` where they need one. ``AsyncpgProvider(pool, statement_timeout=...)``
+    bounds queuert's statements on a pool you pass the same way. asyncpg prepares and
     caches statements; behind PgBouncer in transaction pooling mode pass ``prepared_statements=False``
     to :meth:`connect` (or create your pool with ``statement_cache_size=0``).
 
@@ -409,11 +394,26 @@ class AsyncpgProvider:
     """
 
     def __init__(
-        self, pool: Any, *, owns_pool: bool = False, keep_connections: bool | None = None
+        self,
+        pool: Any,
+        *,
+        owns_pool: bool = False,
+        keep_connections: bool | None = None,
+        statement_timeout: Duration | None = None,
     ) -> None:
         self.pool = pool
         self._owns_pool = owns_pool
         self._deadlines = _Deadlines()
+        self._statements = (
+            None
+            if statement_timeout is None
+            else Deadlines(
+                to_timedelta(
+                    statement_timeout, name="statement_timeout", positive=True
+                ).total_seconds()
+            )
+        )
+        """The deadlines of queuert's statements on this provider (``None``: no limit)."""
         if keep_connections is None:
             keep_connections = owns_pool
         self._parking = Parking(pool) if keep_connections else None
@@ -448,12 +448,6 @@ class AsyncpgProvider:
         pool_options.setdefault(
             "timeout", to_timedelta(connect_timeout, name="connect_timeout").total_seconds()
         )
-        if statement_timeout is not None:
-            pool_options.setdefault(
-                "command_timeout",
-                to_timedelta(statement_timeout, name="statement_timeout").total_seconds(),
-            )
-
         if not prepared_statements:
             pool_options.setdefault("statement_cache_size", 0)
         if not reset_sessions:
@@ -463,10 +457,15 @@ class AsyncpgProvider:
             settings.setdefault("plan_cache_mode", "force_generic_plan")
             pool_options["server_settings"] = settings
         pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, **pool_options)
-        return cls(pool, owns_pool=True, keep_connections=keep_connections and not reset_sessions)
+        return cls(
+            pool,
+            owns_pool=True,
+            keep_connections=keep_connections and not reset_sessions,
+            statement_timeout=statement_timeout,
+        )
 
     def transaction(self) -> AbstractAsyncContextManager[Any]:
-        return _AsyncpgTransaction(self.pool, self._deadlines, self._parking)
+        return _AsyncpgTransaction(self.pool, self._deadlines, self._parking, self._statements)
 
     async def _acquire(self) -> Any:
         if self._parking is None:
@@ -494,8 +493,10 @@ class AsyncpgProvider:
         INSERT's own round trip. A statement that finds the lane in use takes a connection of the
         pool as before; one that fails or is cancelled hands its connection back to the pool, which
         cleans it up."""
+        statements = self._statements
         if tx is not None:
-            return await _asyncpg_fetch(_asyncpg_open(tx), sql, args)
+            conn = _asyncpg_open(tx)
+            return await _within(statements, conn, conn.fetch(sql.text, *args))
         parking = self._parking
         if parking is not None and not self._closed:
             # the kept connection of the last statement or transaction, taken and kept again
@@ -504,7 +505,7 @@ class AsyncpgProvider:
             if conn is None:
                 conn = await parking.acquire()
             try:
-                rows: list[Row] = await conn.fetch(sql.text, *args)
+                rows: list[Row] = await _within(statements, conn, conn.fetch(sql.text, *args))
             except BaseException:
                 await parking.release(conn)
                 raise
@@ -513,13 +514,13 @@ class AsyncpgProvider:
             return rows
         if self._lane_busy or self._closed:
             async with self.pool.acquire() as other:
-                return await _asyncpg_fetch(other, sql, args)
+                return await _within(statements, other, other.fetch(sql.text, *args))
         self._lane_busy = True
         conn = self._lane
         try:
             if conn is None:
                 conn = self._lane = await self._acquire()
-            rows = await conn.fetch(sql.text, *args)
+            rows = await _within(statements, conn, conn.fetch(sql.text, *args))
         except BaseException:
             if conn is not None:
                 self._lane = None
@@ -562,7 +563,8 @@ class AsyncpgProvider:
         task.add_done_callback(self._returning.discard)
 
     async def script(self, sql: str, tx: Any) -> None:
-        await _asyncpg_open(tx).execute(sql)
+        conn = _asyncpg_open(tx)
+        await _within(self._statements, conn, conn.execute(sql))
 
     async def close(self) -> None:
         """Hand the lane back (a statement still running on it does so when it ends), then close
