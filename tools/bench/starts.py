@@ -65,9 +65,12 @@ def figures(
 def print_profile(prof: cProfile.Profile, count: int, what: str) -> None:
     """Stop ``prof`` and print its functions with the most time of their own
     (``STARTS_PROFILE_ROWS``, 40 by default), the callers of those matching
-    ``STARTS_PROFILE_CALLERS`` if set, and the calls per ``what`` over ``count`` of them."""
+    ``STARTS_PROFILE_CALLERS`` if set, and the calls per ``what`` over ``count`` of them; the
+    statistics also go to the file ``STARTS_PROFILE_DUMP`` names, if set (for ``pstats``)."""
     prof.disable()
     stats = pstats.Stats(prof)
+    if os.environ.get("STARTS_PROFILE_DUMP"):
+        stats.dump_stats(os.environ["STARTS_PROFILE_DUMP"])
     stats.sort_stats("tottime").print_stats(int(os.environ.get("STARTS_PROFILE_ROWS", "40")))
     callers = os.environ.get("STARTS_PROFILE_CALLERS")
     if callers:

@@ -209,3 +209,31 @@ async def test_ids_follow_the_adapters_policy() -> None:
     assert await client.get_chain("job-1") is not None
     with pytest.raises(InvalidJobIdError):
         await client.get_chain(str(uuid.uuid4()))
+
+
+async def test_a_batch_takes_its_new_ids_from_the_policy_at_once() -> None:
+    """A batch of starts asks a policy's ``generate_many`` once (single starts ask ``generate``); a
+    caller's id is kept, and the new ids go to the other jobs in batch order."""
+    asked: list[int] = []
+    counter = itertools.count(1)
+
+    def many(count: int) -> list[str]:
+        asked.append(count)
+        return [f"job-{next(counter)}" for _ in range(count)]
+
+    policy = IdPolicy(
+        name="numbered",
+        generate=lambda: f"job-{next(counter)}",
+        is_valid=lambda value: value.startswith("job-") and value[4:].isdigit(),
+        describe="job-<n>",
+        generate_many=many,
+    )
+    client: Client[Any] = Client(Recording(policy), job_types=[Echo])
+    async with client.transaction() as tx:
+        chains = await client.start_chains(
+            [Echo(Num(1)), Echo(Num(2), id="job-99"), Echo(Num(3))], tx=tx
+        )
+        single = await client.start_chain(Echo(Num(4)), tx=tx)
+    assert [c.id for c in chains] == ["job-1", "job-99", "job-2"]
+    assert asked == [3] and single.id == "job-4"
+    assert [c.root.input for c in chains] == [Num(1), Num(2), Num(3)]

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from queuert import Backoff, Deduplication, Lease, NotJsonError, Schedule, UsageError, ids
 from queuert.cursor import decode_jobs_cursor, encode_chain_jobs_cursor, encode_chains_cursor
 from queuert.errors import InvalidJobIdError
-from queuert.ids import UUID_IDS, IdPolicy, check_id, check_ids, is_uuid, uuid7
+from queuert.ids import UUID_IDS, IdPolicy, check_id, check_ids, is_uuid, uuid7, uuid7_many
 from queuert.json import _walk, dumps, ensure_json, loads
 
 json_values = st.recursive(
@@ -120,9 +120,29 @@ def test_ensure_json_shares_no_container_with_its_argument(value: object) -> Non
     assert not set(containers(checked)) & set(containers(value))
 
 
-def test_uuid7_ids_are_valid_time_ordered_and_unique() -> None:
+def _one_by_one(count: int) -> list[str]:
+    return [uuid7() for _ in range(count)]
+
+
+def _in_batches(count: int) -> list[str]:
+    """``count`` ids from :func:`uuid7_many` in batches of 1 to 700, single ids between them."""
+    made: list[str] = []
+    size = 1
+    while len(made) < count:
+        made += uuid7_many(min(size, count - len(made)))
+        if len(made) < count:
+            made.append(uuid7())
+        size = size * 3 % 701
+    return made
+
+
+MAKERS = pytest.mark.parametrize("make", [_one_by_one, _in_batches], ids=["uuid7", "uuid7_many"])
+
+
+@MAKERS
+def test_uuid7_ids_are_valid_time_ordered_and_unique(make: Callable[[int], list[str]]) -> None:
     before = time.time_ns() // 1_000_000
-    made = [uuid7() for _ in range(5000)]
+    made = make(5000)
     after = time.time_ns() // 1_000_000
     assert len(set(made)) == len(made)
     assert made == sorted(made), "ids made by one process increase"
@@ -133,8 +153,9 @@ def test_uuid7_ids_are_valid_time_ordered_and_unique() -> None:
     assert not is_uuid("not-a-uuid") and not is_uuid(str(uuid.uuid4()).upper())
 
 
+@MAKERS
 def test_uuid7_borrows_the_next_millisecond_when_its_counter_runs_out(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, make: Callable[[int], list[str]]
 ) -> None:
     """More than 4,096 ids within one millisecond (here: a clock that stands still) stay increasing:
     the counter restarts on the next millisecond."""
@@ -142,7 +163,7 @@ def test_uuid7_borrows_the_next_millisecond_when_its_counter_runs_out(
     for name in ("_last_ms", "_counter", "_prefix"):  # restored afterwards: later ids use the clock
         monkeypatch.setattr(ids, name, getattr(ids, name))
     monkeypatch.setattr(ids, "_time_ns", lambda: frozen)
-    made = [uuid7() for _ in range(6000)]
+    made = make(6000)
     assert made == sorted(made) and len(set(made)) == len(made)
     millis = [uuid.UUID(i).int >> 80 for i in made]
     assert millis[0] == frozen // 1_000_000
@@ -155,10 +176,11 @@ def test_uuid7_ends_with_the_variant_and_62_random_bits(rand: int) -> None:
     included, in canonical form."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(ids, "_getrandbits", lambda bits: rand & ((1 << bits) - 1))
-        made = uuid7()
-    parsed = uuid.UUID(made)
-    assert is_uuid(made) and (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
-    assert parsed.int & (2**64 - 1) == 1 << 63 | rand
+        made, (batched,) = uuid7(), uuid7_many(1)
+    for one in (made, batched):
+        parsed = uuid.UUID(one)
+        assert is_uuid(one) and (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
+        assert parsed.int & (2**64 - 1) == 1 << 63 | rand
 
 
 def _canonical_by_uuid_module(value: str) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import replace
+from operator import itemgetter
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from queuert._bound_transaction import BoundTransaction
@@ -34,7 +35,7 @@ from queuert.observability import (
     JobInfo,
 )
 from queuert.payload import Payloads
-from queuert.state import NewJob, StateAdapter, StoredJob
+from queuert.state import CreatedJob, NewJob, StateAdapter, StoredJob
 from queuert.state_publishing import SupportsCreatePublishing
 from queuert.tracing import TraceContexts
 
@@ -51,6 +52,9 @@ class PlannedJob(NamedTuple):
 
     row: NewJob
     blockers: list[str]
+
+
+_new_plan = tuple.__new__
 
 
 class ChainCreation(Generic[TxT]):
@@ -90,15 +94,21 @@ class ChainCreation(Generic[TxT]):
                 raise JobTypeValidationError(
                     "not_entry_point", type(job).type_name, "only entry job types can start a chain"
                 )
-        return self.plan(jobs, None)
+        plans = self._plan(jobs, None)
+        return plans if self._publishing.tracing is None else self._traced(plans, None)
 
     def plan(self, jobs: Sequence[AnyJob], continuation_of: StoredJob | None) -> list[PlannedJob]:
         """Rows for ``jobs``: new chains, or the next job of ``continuation_of``'s chain (with the
         trace contexts of the tracing adapter, if there is one)."""
         plans = self._plan(jobs, continuation_of)
+        return plans if self._publishing.tracing is None else self._traced(plans, continuation_of)
+
+    def _traced(
+        self, plans: list[PlannedJob], continuation_of: StoredJob | None
+    ) -> list[PlannedJob]:
+        """``plans`` with the trace contexts of the tracing adapter."""
         tracing = self._publishing.tracing
-        if tracing is None:
-            return plans
+        assert tracing is not None
         traced: list[PlannedJob] = []
         try:
             for plan in plans:
@@ -122,6 +132,9 @@ class ChainCreation(Generic[TxT]):
         encode = self._payloads.encode_text
         ids = self._ids
         generate = ids.generate
+        many = ids.generate_many
+        # a batch's new ids made at once, one per job (a caller's id leaves its one unused)
+        fresh = iter(many(len(jobs))) if many is not None and len(jobs) > 1 else None
         # per job type, checked once: its input type, whether it declares blockers, its name and
         # whether it has a limit key
         checked = self._checked
@@ -158,7 +171,10 @@ class ChainCreation(Generic[TxT]):
             # the caller's id is checked with the adapter's id policy, else a new one is made (no
             # stored job has a generated id: ``NewJob.fresh_id``)
             given_id = job.id
-            new_id = generate() if given_id is None else check_id(ids, given_id, argument="id")
+            if given_id is not None:
+                new_id = check_id(ids, given_id, argument="id")
+            else:
+                new_id = generate() if fresh is None else next(fresh)
             if continuation_of is None:
                 priority = job.priority
                 row = NewJob(
@@ -187,7 +203,7 @@ class ChainCreation(Generic[TxT]):
                     limit_key=_limit_key(job) if keyed else None,
                     input_text=text,
                 )
-            append(PlannedJob(row, blockers))
+            append(_new_plan(PlannedJob, (row, blockers)))  # without the named tuple's __new__
         return plans
 
     def _check_blockers(self, job: AnyJob) -> list[str]:
@@ -233,7 +249,7 @@ class ChainCreation(Generic[TxT]):
     def _listens_to_creation(self) -> bool:
         """Whether the observability adapter takes the creation events (else they are not built)."""
         listens = self._publishing.listens
-        return any(listens(level) for level in _CREATION_LEVELS)
+        return any(map(listens, _CREATION_LEVELS))
 
     async def write(
         self,
@@ -241,7 +257,7 @@ class ChainCreation(Generic[TxT]):
         continuation_of: StoredJob | None,
         bound: BoundTransaction[TxT],
         publish: NotifyInTransaction | None = None,
-    ) -> list[tuple[StoredJob, bool]]:
+    ) -> list[CreatedJob]:
         """Create the planned rows and their blocker links in ``bound``; per plan, the stored row and
         whether deduplication matched an existing chain instead (in plan order).
 
@@ -254,8 +270,9 @@ class ChainCreation(Generic[TxT]):
         hooks = bound.hooks
         tx = bound.tx
         tracing = self._publishing.tracing
-        new_jobs = [plan.row for plan in plans]
-        blockers = [plan.blockers for plan in plans]
+        new_jobs: Sequence[NewJob]
+        blockers: Sequence[list[str]]
+        new_jobs, blockers = zip(*plans, strict=True)
         # taken before the first buffering (after every await): a failure from then on drops
         # what this write buffered, and only that
         restore: Callable[[], None] | None = None
@@ -269,9 +286,9 @@ class ChainCreation(Generic[TxT]):
                 created = await state.create_jobs_publishing(
                     new_jobs, _announced(new_jobs), publish
                 )
-            results = [(c.job, c.deduplicated) for c in created]
+            results = list(created)
             # the state adapter published them unless a job was deduplicated
-            announce = publish is None or any(dedup for _, dedup in results)
+            announce = publish is None or any(map(_DEDUPLICATED, results))
             linked = (
                 [i for i, (_, dedup) in enumerate(results) if blockers[i] and not dedup]
                 if any(blockers)
@@ -294,7 +311,7 @@ class ChainCreation(Generic[TxT]):
                     tx=tx,
                 )
                 for i, one in zip(linked, added, strict=True):
-                    results[i] = (one.job, False)
+                    results[i] = CreatedJob(one.job, False)
                     opened[i] = set(one.open_blocker_chain_ids)
                     blocker_chains[i] = one.blocker_chain_trace_contexts
             if tracing is None and not self._listens_to_creation():
@@ -375,6 +392,9 @@ class ChainCreation(Generic[TxT]):
                 )
             raise
 
+
+_DEDUPLICATED = itemgetter(1)
+"""A :class:`~queuert.state.CreatedJob`'s ``deduplicated`` (in C: no call per job)."""
 
 _MAX_CHECKED_TYPES = 1024
 """How many job types a :class:`ChainCreation` remembers as checked (types made on the fly are

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from queuert._fastinit import from_fields
+from queuert._fastinit import blank, set_field
 from queuert.codec import Codec, CodecError
 from queuert.errors import StoredValueError
 from queuert.job_types import JobTypeRegistry
@@ -76,8 +76,9 @@ class Mapper:
         if unreadable is not None and strict:
             raise StoredValueError(unreadable[0], type_name, unreadable[1])
         # the fields as one dict (Job's declaration order): cheaper than 18 keyword arguments
-        return from_fields(
-            Job,
+        set_field(
+            job := blank(Job),
+            "__dict__",
             {
                 "id": stored.id,
                 "type_name": type_name,
@@ -108,6 +109,7 @@ class Mapper:
                 else f"stored {unreadable[0]} cannot be read: {unreadable[1]}",
             },
         )
+        return job
 
     def to_chain(
         self, stored: StoredChain, *, deduplicated: bool = False, input: Any = DECODE
@@ -122,8 +124,9 @@ class Mapper:
         tail = root if tail_row.id == root_row.id else self.to_job(tail_row)
         closed = tail_row.closes_chain
         completed = closed and tail_row.outcome == "completed"
-        return from_fields(
-            Chain,
+        set_field(
+            chain := blank(Chain),
+            "__dict__",
             {
                 "id": root_row.id,
                 "type_name": root_row.type_name,
@@ -135,3 +138,4 @@ class Mapper:
                 "_output": tail.output if completed else None,
             },
         )
+        return chain

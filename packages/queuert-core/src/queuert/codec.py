@@ -156,14 +156,30 @@ def _plain_to_json(value: Any) -> JsonValue:
     if kind is str or kind is int or kind is bool or value is None:
         return value  # type: ignore[no-any-return]
     names = _dataclass_fields(kind)
+    out: dict[str, JsonValue]
     if names is not None:
-        return {name: _plain_to_json(getattr(value, name)) for name in names}
+        # a field of a scalar type is taken here, without a call per field
+        out = {}
+        for name in names:
+            item = getattr(value, name)
+            kind = type(item)
+            out[name] = (
+                item
+                if kind is str or kind is int or kind is bool or item is None
+                else _plain_to_json(item)
+            )
+        return out
     if kind is dict:
-        out: dict[str, JsonValue] = {}
+        out = {}
         for key, item in value.items():
             if type(key) is not str:
                 raise _NotPlain
-            out[key] = _plain_to_json(item)
+            kind = type(item)
+            out[key] = (
+                item
+                if kind is str or kind is int or kind is bool or item is None
+                else _plain_to_json(item)
+            )
         return out
     if kind is list or kind is tuple:
         return [_plain_to_json(item) for item in value]

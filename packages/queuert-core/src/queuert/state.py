@@ -72,11 +72,20 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Generic, Literal, Protocol, TypeVar, get_args, runtime_checkable
+from typing import (
+    Any,
+    Generic,
+    Literal,
+    NamedTuple,
+    Protocol,
+    TypeVar,
+    get_args,
+    runtime_checkable,
+)
 
 from typing_extensions import Self
 
-from queuert._fastinit import fast_init, from_fields
+from queuert._fastinit import blank, fast_init, set_field
 from queuert.errors import BlockerReference, InvalidJobIdError, UsageError
 from queuert.ids import IdPolicy, check_ids
 from queuert.json import JsonValue, UndecodableValue, dumps
@@ -354,7 +363,8 @@ def inserted_job(
     fields["trace_context"] = new.trace_context
     fields["priority"] = new.priority
     fields["limit_key"] = new.limit_key
-    return from_fields(StoredJob, fields)
+    set_field(job := blank(StoredJob), "__dict__", fields)
+    return job
 
 
 _FRESH_JOB: dict[str, Any] = {f.name: None for f in dataclasses.fields(StoredJob)}
@@ -362,10 +372,8 @@ _FRESH_JOB.update(attempt=0, blocked=False, priority=0)
 """A new job's fields in declaration order: ``None`` but for the counters (the rest is filled in)."""
 
 
-@fast_init
-@dataclass(frozen=True)
-class CreatedJob:
-    """Result of :meth:`StateAdapter.create_jobs` for one input.
+class CreatedJob(NamedTuple):
+    """Result of :meth:`StateAdapter.create_jobs` for one input: ``(job, deduplicated)``.
 
     ``deduplicated`` is True when nothing was inserted for this input: ``job`` is then the first job
     of the matching existing chain (deduplication, including an earlier item of the same batch with
@@ -530,7 +538,8 @@ class Completion:
             leased_by=None,
             leased_until=None,
         )
-        return from_fields(StoredJob, values)
+        set_field(job := blank(StoredJob), "__dict__", values)
+        return job
 
 
 READ_OUTPUT: Any = object()

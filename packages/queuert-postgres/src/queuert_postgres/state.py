@@ -846,6 +846,8 @@ class PgStateAdapter(Generic[TxT]):
         deduplication, one autocommit statement inserts the rows and sends the messages, only when
         every row was inserted."""
         self._check_open()
+        if not jobs:
+            return []
         if isinstance(publish, PgPublisher) and publish.state is self:
             if len(jobs) == 1:
                 # one start (a loop of start_chain calls): straight to its statement
@@ -856,9 +858,14 @@ class PgStateAdapter(Generic[TxT]):
                         return [
                             await self._create_one(new, None, messages if messages[0] else None)
                         ]
-            if all(new.chain_id is None and new.deduplication is None for new in jobs):
+            for new in jobs:  # a loop, not all(): no generator step per job
+                if new.chain_id is not None or new.deduplication is not None:
+                    break
+            else:
                 messages = publish.messages(notifications)
-                return await self._create_jobs(jobs, None, messages if messages[0] else None)
+                return await self._create_first(
+                    jobs, self._first_args(jobs), None, messages if messages[0] else None
+                )
         async with self.transaction() as tx:
             created = await self._create_jobs(jobs, tx, None)
             if not any(c.deduplicated for c in created):

@@ -79,7 +79,6 @@ from queuert_sqlite._create import (
     InsertConflict,
     create_on_thread,
     fresh_starts,
-    new_row,
     prepare,
     taken_ids,
 )
@@ -283,32 +282,24 @@ class SqliteStateAdapter:
         if not jobs:
             self._check_open()
             return []
-        if tx is None and len(jobs) == 1:
-            new = jobs[0]
-            if new.fresh_id and new.chain_id is None and new.deduplication is None:
-                # one chain start in a transaction of its own (a start without tx): BEGIN
-                # IMMEDIATE, its INSERT and COMMIT in one hop, its row and result built here
-                now_text, now_dt = now()
-                row, job = new_row(new, new.input_json(), now_text, now_dt)
-                insert = self._sql.insert_job
-                self._check_open()
-                await self.provider.run_write(lambda raw: raw.execute(insert, row), atomic=False)
-                return [CreatedJob(job=job, deduplicated=False)]
-        prepared = prepare(jobs)
-        sql = self._sql
-        if (tx is None or self.provider.can_defer(tx)) and all(
-            new.fresh_id and new.chain_id is None and new.deduplication is None
-            for new, _ in prepared
-        ):
+        fresh = fresh_starts(jobs) if tx is None or self.provider.can_defer(tx) else None
+        if fresh is not None:
             # nothing to look up and nothing to clash with: rows and results are known here
-            rows, results = fresh_starts(prepared)
-            insert = sql.insert_job
+            rows, results = fresh
+            insert = self._sql.insert_job
             if tx is not None:
                 self._check_open()
                 self.provider.defer_write(tx, lambda raw: raw.executemany(insert, rows))
+            elif len(rows) == 1:
+                # one start in a transaction of its own: BEGIN IMMEDIATE, its INSERT and COMMIT in
+                # one hop
+                (row,) = rows
+                await self._write(lambda raw: raw.execute(insert, row), atomic=False)
             else:
                 await self._write(lambda raw: raw.executemany(insert, rows), atomic=False)
             return results
+        prepared = prepare(jobs)
+        sql = self._sql
         try:
             # one job is one INSERT, atomic by itself; a batch needs a savepoint inside tx
             return await self._write(

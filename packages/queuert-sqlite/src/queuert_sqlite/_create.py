@@ -89,16 +89,19 @@ def new_row(new: NewJob, text: str, now_text: str, now_dt: datetime) -> tuple[Ro
     return row, job
 
 
-def fresh_starts(prepared: list[Prepared]) -> tuple[list[Row], list[CreatedJob]]:
-    """Rows and results of chain starts with fresh ids and no deduplication key: nothing to look
-    up and nothing they can clash with, so both are known before anything reaches SQLite."""
+def fresh_starts(jobs: Sequence[NewJob]) -> tuple[list[Row], list[CreatedJob]] | None:
+    """Rows and results of ``jobs`` if each is a chain start with an id the client made and no
+    deduplication key: nothing to look up and nothing it can clash with, so both are known before
+    anything reaches SQLite. ``None`` if one is not."""
     now_text, now_dt = now()
     rows: list[Row] = []
     results: list[CreatedJob] = []
-    for new, text in prepared:
-        row, job = new_row(new, text, now_text, now_dt)
+    for new in jobs:
+        if not new.fresh_id or new.chain_id is not None or new.deduplication is not None:
+            return None
+        row, job = new_row(new, new.input_json(), now_text, now_dt)
         rows.append(row)
-        results.append(CreatedJob(job=job, deduplicated=False))
+        results.append(CreatedJob(job, False))
     return rows, results
 
 
