@@ -249,6 +249,17 @@ def test_a_completion_knows_its_written_output_only_when_the_core_encoded_it() -
     assert Completion("j", outcome="failed", error="e").written_output is READ_OUTPUT
 
 
+def test_a_completion_closes_from_its_claim_only_with_its_written_output_known() -> None:
+    claimed = _job(0)
+    value = {"ok": True}
+    text = dumps(value)
+    assert Completion("j", output=value, output_text=text, claimed=claimed).closes_from_claim
+    assert not Completion("j", output=value, output_text=text).closes_from_claim  # no claim
+    # the store encodes the output itself: the row's output is to be read back
+    assert not Completion("j", output=value, claimed=claimed).closes_from_claim
+    assert not Completion("j", succeeded_by_job_id="s", claimed=claimed).closes_from_claim
+
+
 @pytest.mark.parametrize(
     "args",
     [

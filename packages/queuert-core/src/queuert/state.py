@@ -498,6 +498,13 @@ class Completion:
             return self.output
         return READ_OUTPUT
 
+    @property
+    def closes_from_claim(self) -> bool:
+        """True when a store may return :meth:`closed_job` instead of reading the closed row back:
+        both the job as its worker claimed it (:attr:`claimed`) and the output the row now holds
+        (:attr:`written_output`) are known."""
+        return self.claimed is not None and self.written_output is not READ_OUTPUT
+
     def closed_job(
         self,
         *,
@@ -510,7 +517,7 @@ class Completion:
         must be set) with what the close wrote, and what the store returned of the closed row (its
         close time, and its attempt, which a later claim of the same job may have moved on)."""
         claimed = self.claimed
-        assert claimed is not None
+        assert claimed is not None and self.closes_from_claim
         outcome = self.outcome
         successor = self.succeeded_by_job_id
         values = dict(claimed.__dict__)

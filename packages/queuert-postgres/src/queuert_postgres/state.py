@@ -1654,7 +1654,7 @@ class PgStateAdapter(Generic[TxT]):
         """
         # Jobs the caller claimed (the worker's group commits) come back as built from the claimed
         # job and the few columns the close alone knows; others as their rows.
-        claimed = all(c.claimed is not None for c in completions)
+        claimed = all(c.closes_from_claim for c in completions)
         if len(completions) == 1:
             one = completions[0]
             args = self._completion_args(one, worker_id, owner)

@@ -801,7 +801,7 @@ class SqliteStateAdapter:
             outputs = {}
         # jobs the caller claimed come back built from the claimed job and the few columns the
         # close alone knows (ids unique, as above)
-        claimed = {c.job_id: c for c in completions if c.claimed is not None}
+        claimed = {c.job_id: c for c in completions if c.closes_from_claim}
         if len(claimed) != len(completions):
             claimed = {}
 
