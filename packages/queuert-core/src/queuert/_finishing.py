@@ -5,11 +5,16 @@ full, or an output that encodes; nothing written), write it (the continuation's 
 closed as completed, guarded by the worker's lease when an owner is given), and after the close buffer
 what the commit announces: the job's and the chain's events, the chain-closed notification, and
 wake-ups for jobs that were waiting for the chain.
+
+What a close announces is decided here once (:func:`_announce_closed_chain`), whether the hooks
+buffer it for the commit (:meth:`Finishing.after_close_all`), the state adapter publishes it in the
+transaction of a group commit (:func:`announced_by`), or it is known before the write, for a
+completion that closes its job releasing nothing (:func:`closing_notifications`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, Generic, NamedTuple, TypeVar
 
@@ -22,11 +27,18 @@ from queuert.errors import JobTypeValidationError, NotJsonError
 from queuert.hooks import TransactionHooks
 from queuert.job_types import JobType, JobTypeRegistry
 from queuert.json import JsonValue
+from queuert.notify import Notifications
 from queuert.observability import ChainClosed, JobCompleted, JobUnblocked
 from queuert.payload import Payloads
-from queuert.state import CompleteResult, Outcome, StateAdapter, StoredJob
+from queuert.state import CompleteResult, Completion, Outcome, StateAdapter, StoredJob
 
-__all__ = ["CheckedResult", "Finishing", "chain_closed"]
+__all__ = [
+    "CheckedResult",
+    "Finishing",
+    "announced_by",
+    "chain_closed",
+    "closing_notifications",
+]
 
 TxT = TypeVar("TxT")
 
@@ -146,13 +158,18 @@ class Finishing(Generic[TxT]):
         *,
         worker_id: str | None,
         hooks: TransactionHooks,
+        published: bool = False,
     ) -> None:
         """:meth:`after_close` of each result that is not ``None`` (a batch closed in one
-        transaction: the buffers are looked up once)."""
+        transaction: the buffers are looked up once). ``published``: the state adapter published
+        the notifications already (:func:`announced_by`, :func:`closing_notifications`), in the
+        transaction that closed the jobs; only the events are buffered."""
         publishing = self._publishing
         notify: NotifyBuffer | None = None
         if not publishing.listens(JobCompleted.level):
             # nobody takes the events (JobCompleted, ChainClosed, JobUnblocked: all one level)
+            if published:
+                return
             for result in results:
                 if result is None:
                     continue
@@ -160,9 +177,9 @@ class Finishing(Generic[TxT]):
                 if job.closes_chain:
                     if notify is None:
                         notify = publishing.notify_buffer(hooks)
-                    notify.closed_chains.add(job.chain_id)
-                    for unblocked in result.unblocked:
-                        notify.ready[unblocked.type_name] += 1
+                    _announce_closed_chain(
+                        job.chain_id, result.unblocked, notify.closed_chains, notify.ready
+                    )
             return
         events = publishing.event_buffer(hooks).events
         for result in results:
@@ -179,15 +196,66 @@ class Finishing(Generic[TxT]):
                         continued_with=job.succeeded_by_job_id,
                     )
                 )
-            if notify is None:
+            if notify is None and not published:
                 notify = publishing.notify_buffer(hooks)
             if job.closes_chain:
-                notify.closed_chains.add(job.chain_id)
+                if notify is not None:
+                    _announce_closed_chain(
+                        job.chain_id, result.unblocked, notify.closed_chains, notify.ready
+                    )
                 assert job.outcome is not None
                 events.append(chain_closed(job, job.outcome, now, result.blocker_trace_contexts))
                 for unblocked in result.unblocked:
-                    notify.ready[unblocked.type_name] += 1
                     events.append(JobUnblocked(job_info(unblocked), job.chain_id))
+
+
+def _announce_closed_chain(
+    chain_id: str,
+    unblocked: Sequence[StoredJob],
+    closed_chains: set[str],
+    ready: MutableMapping[str, int],
+) -> None:
+    """What a close that closes its chain announces (a close that continues the chain announces
+    nothing): the chain closed, which wakes its waiters, and a wake-up of each job the close
+    released, counted by type."""
+    closed_chains.add(chain_id)
+    for job in unblocked:
+        ready[job.type_name] = ready.get(job.type_name, 0) + 1
+
+
+_NONE: frozenset[str] = frozenset()
+
+
+def announced_by(results: Sequence[CompleteResult | None]) -> Notifications:
+    """What the closes of ``results`` announce (``None``: a refused completion, nothing): the
+    :data:`~queuert.state_publishing.Announce` a state adapter publishes in the transaction that
+    closed them."""
+    closed: set[str] = set()
+    ready: dict[str, int] = {}
+    for result in results:
+        if result is not None and result.job.closes_chain:
+            _announce_closed_chain(result.job.chain_id, result.unblocked, closed, ready)
+    return Notifications(ready, _NONE, frozenset(closed), _NONE)
+
+
+def closing_notifications(completions: Sequence[Completion]) -> list[Notifications]:
+    """What each completion of a job its worker claimed (:attr:`~queuert.state.Completion.claimed`)
+    announces if it closes the job releasing no other job, known before the write: what
+    :func:`announced_by` gives for that close. A closed job without a successor closes its chain
+    (:attr:`~queuert.state.StoredJob.closes_chain`)."""
+    found: list[Notifications] = []
+    nothing = Notifications({}, _NONE, _NONE, _NONE)
+    for completion in completions:
+        claimed = completion.claimed
+        assert claimed is not None, "known before the write only from the claimed job"
+        if completion.succeeded_by_job_id is not None:
+            found.append(nothing)
+            continue
+        closed: set[str] = set()
+        ready: dict[str, int] = {}
+        _announce_closed_chain(claimed.chain_id, (), closed, ready)
+        found.append(Notifications(ready, _NONE, frozenset(closed), _NONE))
+    return found
 
 
 def chain_closed(

@@ -41,6 +41,7 @@ from typing import Any, Generic, Protocol, TypeVar, cast
 
 from queuert._core import Core
 from queuert._declared import Handled
+from queuert._finishing import announced_by, closing_notifications
 from queuert._mapping import job_info
 from queuert._tasks import cancel_until_done, drain
 from queuert.attempt import (
@@ -86,6 +87,7 @@ from queuert.periodic import Periodic, PeriodicStarter
 from queuert.retention import Retention, RetentionResult, RunRetention, run_retention
 from queuert.schedule import Schedule
 from queuert.state import CompleteResult, Completion, StoredJob
+from queuert.state_publishing import SupportsCompletePublishing
 from queuert.storage_maintenance import (
     RunStorageMaintenance,
     StorageMaintenanceResult,
@@ -178,6 +180,11 @@ class _Completer:
     def __init__(self, worker: Worker[Any]) -> None:
         self._worker = worker
         self._core = worker._core
+        state = worker._core.state
+        self._publishing_state: SupportsCompletePublishing | None = (
+            state if isinstance(state, SupportsCompletePublishing) else None
+        )
+        """The state adapter when it can also publish what a batch announces (asked once)."""
         self._pending: list[tuple[Completion, asyncio.Future[CompleteResult | None]]] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -194,15 +201,30 @@ class _Completer:
     async def _run(self) -> None:
         worker = self._worker
         core = self._core
-        # With a notify adapter that publishes inside the store's transactions, a batch is written
-        # in a transaction of its own that carries its notifications; otherwise in one statement,
-        # its notifications published after it.
-        in_transaction = await core.publishing.in_transaction() is not None
+        # With a notify adapter that publishes inside the store's transactions, a batch's
+        # notifications go with its write: the state adapter publishes them (in one statement
+        # where it can) when it supports it, else the batch is written in a transaction of its
+        # own that carries them. Otherwise the batch is one statement, its notifications
+        # published after it.
+        in_transaction = await core.publishing.in_transaction()
+        publishing_state = self._publishing_state if in_transaction is not None else None
         while self._pending:
             batch, self._pending = self._pending, []
             completions = [completion for completion, _ in batch]
             try:
-                if in_transaction:
+                if publishing_state is not None and in_transaction is not None:
+                    hooks = TransactionHooks()
+                    results = await publishing_state.complete_jobs_publishing(
+                        completions,
+                        closing_notifications(completions),
+                        announced_by,
+                        in_transaction,
+                        worker_id=worker.id,
+                        owner=worker.id,
+                    )
+                    self._after_close(results, hooks, published=True)
+                    await hooks.flush()
+                elif in_transaction is not None:
                     async with core.transactions.transaction() as bound:
                         results = await core.state.complete_jobs(
                             completions, worker_id=worker.id, owner=worker.id, tx=bound.tx
@@ -230,8 +252,12 @@ class _Completer:
         self,
         results: Sequence[CompleteResult | None],
         hooks: TransactionHooks,
+        *,
+        published: bool = False,
     ) -> None:
-        self._core.finishing.after_close_all(results, worker_id=self._worker.id, hooks=hooks)
+        self._core.finishing.after_close_all(
+            results, worker_id=self._worker.id, hooks=hooks, published=published
+        )
 
 
 class _AttemptHost:
