@@ -21,10 +21,8 @@ import asyncpg
 import pytest
 from pg_helpers import DSN, new_database
 from queuert import Client, EntryJobType, Worker
-from queuert.notify import Notifications, NotifyInTransaction
 from queuert.observability import AttemptCompleted, Event
 from queuert_postgres import AsyncpgProvider, PgNotifyAdapter, PgProvider, PgStateAdapter, Sql
-from queuert_postgres._notifying import PgPublisher
 
 CHAINS = 100
 SLACK = 10
@@ -45,19 +43,26 @@ class Ping(EntryJobType[Item, int], name="ping"):
 
 class CountingTransactions:
     """Delegates to ``inner``; counts the transactions opened through it (an autocommit statement is
-    one)."""
+    one) and the statements that carried notifications (whether the notify adapter's publisher
+    sent them in a transaction or a statement of the state adapter did: one per transaction)."""
 
     def __init__(self, inner: PgProvider[Any]) -> None:
         self.inner = inner
         self.transactions = 0
+        self.opened = 0
+        """Transactions opened with ``transaction()`` (BEGIN ... COMMIT), not autocommit statements."""
+        self.notifying = 0
 
     def transaction(self) -> AbstractAsyncContextManager[Any]:
         self.transactions += 1
+        self.opened += 1
         return self.inner.transaction()
 
     async def fetch(self, sql: Sql, args: Sequence[Any], tx: Any | None) -> list[Any]:
         if tx is None:
             self.transactions += 1
+        if "pg_notify" in sql.text:
+            self.notifying += 1
         return await self.inner.fetch(sql, args, tx)
 
     async def script(self, sql: str, tx: Any) -> None:
@@ -65,30 +70,6 @@ class CountingTransactions:
 
     async def close(self) -> None:
         await self.inner.close()
-
-
-class CountingNotify(PgNotifyAdapter):
-    """Counts the transactions that carried notifications."""
-
-    notifying = 0
-
-    async def in_transactions_of(self, state: object, tx: Any = None) -> NotifyInTransaction | None:
-        publish = await super().in_transactions_of(state, tx)
-        if publish is None:
-            return None
-        # counted where the messages are made, whether the publisher sends them or a statement of
-        # the state adapter does (it recognises the publisher, so it stays one)
-        assert isinstance(publish, PgPublisher)
-        messages = publish.messages
-
-        def counted(notifications: Notifications) -> tuple[list[str], list[str]]:
-            found = messages(notifications)
-            if found[0]:
-                self.notifying += 1
-            return found
-
-        publish.messages = counted
-        return publish
 
 
 class Done:
@@ -153,7 +134,7 @@ async def test_listen_notify_adds_no_transactions(database: str) -> None:
     state = PgStateAdapter(provider)
     await state.migrate()
     publishing_pool = await asyncpg.create_pool(database, min_size=1, max_size=1)
-    notify = CountingNotify(database, pool=publishing_pool, ping_interval=3600)
+    notify = PgNotifyAdapter(database, pool=publishing_pool, ping_interval=3600)
     observed = Done()
     client: Client[Any] = Client(state, notify=notify, job_types=[Ping], observability=observed)
 
@@ -175,14 +156,14 @@ async def test_listen_notify_adds_no_transactions(database: str) -> None:
 
     async def phase_start() -> int:
         await report_stats(pools, connections())
-        provider.transactions = notify.notifying = 0
+        provider.transactions = provider.opened = provider.notifying = 0
         return await committed(database)
 
     async def phase_end(before: int) -> tuple[int, int, int]:
         """(transactions the server ended, counted at the provider, commits that notified)"""
         extra = await report_stats(pools, connections())
         server = await committed(database) - before - extra
-        return server, provider.transactions, notify.notifying
+        return server, provider.transactions, provider.notifying
 
     worker = new_worker()
     try:
@@ -232,6 +213,10 @@ async def test_listen_notify_adds_no_transactions(database: str) -> None:
             f" {counted}, {notifying} of them notified"
         )
         assert server <= CHAINS, f"{server / (2 * CHAINS):.2f} transactions per processed job"
+        # the group commits send their chain-closed messages in their UPDATE statement: claims,
+        # completions and their messages are autocommit statements, no BEGIN ... COMMIT
+        assert provider.opened == 0, f"processing opened {provider.opened} transactions"
+        assert notifying >= 1, "the group commits carried the chain-closed messages"
     finally:
         await worker.close()
         await client.close()

@@ -1006,6 +1006,28 @@ COMPLETE_PLAIN_CLAIMED = COMPLETE_PLAIN.replace(
 """:data:`COMPLETE_PLAIN` for completions of jobs the caller claimed: the ordinal, then the
 :class:`ClosedRow` columns (see :data:`COMPLETE_ONE_PLAIN_CLAIMED`)."""
 
+COMPLETE_PLAIN_CLAIMED_NOTIFY = f"""
+WITH closed (ord, completed_at, attempt, last_attempt_at) AS (
+{COMPLETE_PLAIN_CLAIMED})
+SELECT closed.*,
+       (SELECT count(pg_notify(m.c, m.p))
+        FROM unnest($8::int[], $9::text[], $10::text[]) AS m(o, c, p) WHERE m.o = closed.ord)
+FROM closed
+"""
+""":data:`COMPLETE_PLAIN_CLAIMED` that also sends, in its transaction, the notifications of the
+completions it closed: channel ``$9[i]`` with payload ``$10[i]`` for completion ordinal ``$8[i]``
+(what that completion announces when it closes releasing nothing). A completion it leaves open
+sends nothing: a group commit and its messages in one autocommit statement, which PostgreSQL
+delivers when it commits."""
+
+COMPLETE_ONE_PLAIN_CLAIMED_NOTIFY = f"""
+WITH closed (completed_at, attempt, last_attempt_at) AS (
+{COMPLETE_ONE_PLAIN_CLAIMED})
+SELECT closed.*, pg_notify($8::text, $9::text) FROM closed
+"""
+""":data:`COMPLETE_ONE_PLAIN_CLAIMED` that also sends the notification of channel ``$8`` with
+payload ``$9`` in its transaction, only when it closed the job."""
+
 COMPLETE_CATCH_UP = f"""
 WITH mc AS (
     SELECT u.chain_id::uuid AS chain_id, u.ord FROM unnest($1::text[], $2::int[]) AS u(chain_id, ord)
@@ -1209,6 +1231,8 @@ _ALL = {
     "complete_one_plain": COMPLETE_ONE_PLAIN,
     "complete_plain_claimed": COMPLETE_PLAIN_CLAIMED,
     "complete_one_plain_claimed": COMPLETE_ONE_PLAIN_CLAIMED,
+    "complete_plain_claimed_notify": COMPLETE_PLAIN_CLAIMED_NOTIFY,
+    "complete_one_plain_claimed_notify": COMPLETE_ONE_PLAIN_CLAIMED_NOTIFY,
     "complete_catch_up": COMPLETE_CATCH_UP,
     "reschedule": RESCHEDULE,
     "reap": REAP,
@@ -1290,6 +1314,8 @@ class Statements:
         self.complete_one_plain = rendered["complete_one_plain"]
         self.complete_plain_claimed = rendered["complete_plain_claimed"]
         self.complete_one_plain_claimed = rendered["complete_one_plain_claimed"]
+        self.complete_plain_claimed_notify = rendered["complete_plain_claimed_notify"]
+        self.complete_one_plain_claimed_notify = rendered["complete_one_plain_claimed_notify"]
         self.complete_catch_up = rendered["complete_catch_up"]
         self.reschedule = rendered["reschedule"]
         self.reap = rendered["reap"]

@@ -6,8 +6,9 @@
   database, the notifications of every transaction the client or the worker opens are sent in that
   transaction, by one ``SELECT pg_notify(...) FROM unnest(...)`` just before the COMMIT. PostgreSQL
   delivers them when the transaction commits and never if it rolls back, so they cost no transaction
-  of their own (and a worker's group commit runs in a transaction for that reason). A chain started
-  without a transaction sends its wake-ups in its own INSERT statement: one autocommit statement.
+  of their own. A chain started without a transaction sends its wake-ups in its own INSERT
+  statement, and a worker's group commit its chain-closed messages in its own UPDATE statement: one
+  autocommit statement each.
 * Otherwise (a transaction of the caller's, work committed without one, another state adapter)
   publishing runs ``SELECT pg_notify(channel, payload)`` on a pooled connection after the commit. A
   failed publish is logged and swallowed: notifications are hints, polling covers a lost one.
@@ -117,16 +118,18 @@ def notify_messages(
     """Channels and payloads of ``notifications``, in the order the one-by-one calls would send
     them (a payload too long for ``NOTIFY`` is logged and dropped)."""
     ready = notifications.ready
-    if (
-        len(ready) == 1
-        and not notifications.scheduled
-        and not notifications.closed_chains
-        and not notifications.ownership_lost
-    ):
-        # jobs of one type became ready (a chain start): its job-scheduled message alone
-        (key,) = ready
-        if len(key) <= _MAX_PAYLOAD // 4:
-            return [channels["sched"]], [key]
+    closed = notifications.closed_chains
+    if not notifications.scheduled and not notifications.ownership_lost:
+        if len(ready) == 1 and not closed:
+            # jobs of one type became ready (a chain start): its job-scheduled message alone
+            (key,) = ready
+            if len(key) <= _MAX_PAYLOAD // 4:
+                return [channels["sched"]], [key]
+        elif not ready and len(closed) == 1:
+            # one chain closed, releasing nothing (a job of a group commit): its message alone
+            (key,) = closed
+            if len(key) <= _MAX_PAYLOAD // 4:
+                return [channels["chainc"]], [key]
     names: list[str] = []
     payloads: list[str] = []
     for kind, keys in (

@@ -64,6 +64,7 @@ from queuert.state import (
     inserted_job,
     queue_stats_in_order,
 )
+from queuert.state_publishing import Announce
 
 from queuert_postgres import _partitions as parts
 from queuert_postgres._notifying import PgPublisher
@@ -150,6 +151,16 @@ that no stored job holds by the time it is read (the holder was deleted in betwe
 
 _MAX_FOLLOW = 1000
 """Upper bound on re-reads while following a chain that keeps continuing under a locked read."""
+
+
+def _announces(notifications: Notifications) -> bool:
+    """Whether ``notifications`` hold any message."""
+    return bool(
+        notifications.ready
+        or notifications.scheduled
+        or notifications.closed_chains
+        or notifications.ownership_lost
+    )
 
 
 def _secs(delta: timedelta) -> float:
@@ -1636,6 +1647,76 @@ class PgStateAdapter(Generic[TxT]):
         if not completions:
             return []
         results, _ = await self._complete(completions, worker_id, owner, tx)
+        return results
+
+    async def complete_jobs_publishing(
+        self,
+        completions: Sequence[Completion],
+        closing: Sequence[Notifications],
+        announce: Announce,
+        publish: NotifyInTransaction,
+        *,
+        worker_id: str | None,
+        owner: str | None = None,
+    ) -> list[CompleteResult | None]:
+        """:meth:`complete_jobs` without a caller's transaction, publishing what the closes
+        announce in the transaction that makes them (see
+        :class:`~queuert.state_publishing.SupportsCompletePublishing`). With the publisher of a
+        :class:`~queuert_postgres.PgNotifyAdapter` on this database and completions of jobs the
+        caller claimed (a worker's group commit), one autocommit statement closes the jobs that
+        release nothing and sends their ``closing`` messages; the others (dependents to release, a
+        refusal, a write since the statement's snapshot) are closed by the full statement in a
+        transaction that publishes ``announce`` of their results."""
+        self._check_open()
+        if not completions:
+            return []
+        assert len(closing) == len(completions), "one closing announcement per completion"
+        if not (isinstance(publish, PgPublisher) and publish.state is self) or not all(
+            c.closes_from_claim for c in completions
+        ):
+            async with self.transaction() as tx:
+                closed, _ = await self._complete(completions, worker_id, owner, tx)
+                announced = announce(closed)
+                if _announces(announced):
+                    await publish(tx, announced)
+            return closed
+        ordinals, channels, payloads = publish.each(closing)
+        count = len(completions)
+        results: list[CompleteResult | None] = [None] * count
+        if count == 1 and len(channels) == 1:
+            one = completions[0]
+            args = self._completion_args(one, worker_id, owner)
+            rows = await self._fetch(
+                self.sql.complete_one_plain_claimed_notify, [*args, channels[0], payloads[0]], None
+            )
+            if rows:
+                return [complete_result(closed_job(one, rows[0], 0, worker_id), [], [])]
+            rest = [0]
+        else:
+            args = self._completions_args(completions, worker_id, owner)
+            rows = await self._fetch(
+                self.sql.complete_plain_claimed_notify, [*args, ordinals, channels, payloads], None
+            )
+            for row in rows:
+                at = row[0] - 1
+                results[at] = complete_result(
+                    closed_job(completions[at], row, 1, worker_id), [], []
+                )
+            if len(rows) == count:
+                return results
+            rest = [i for i, result in enumerate(results) if result is None]
+        left = [completions[i] for i in rest]
+        if len(left) == 1:
+            args = self._completion_args(left[0], worker_id, owner)
+        else:
+            args = self._completions_args(left, worker_id, owner)
+        async with self.transaction() as tx:
+            found, _ = await self._complete_fully(left, args, tx)
+            announced = announce(found)
+            if _announces(announced):
+                await publish(tx, announced)
+        for i, result in zip(rest, found, strict=True):
+            results[i] = result
         return results
 
     async def _complete(
