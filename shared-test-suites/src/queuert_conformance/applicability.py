@@ -58,6 +58,10 @@ REASONS: dict[str, str] = {
         "the adapter does not implement queuert.state_publishing.SupportsCreatePublishing "
         "(optional: chain starts publish their wake-ups after their commit)"
     ),
+    "complete_publishing": (
+        "the adapter does not implement queuert.state_publishing.SupportsCompletePublishing "
+        "(optional: a worker's group commits publish in a transaction the core opens)"
+    ),
     "notify_open_another": "needs NotifyHarness.open_another (a second connection to the server)",
     "notify_interrupt": "needs NotifyHarness.interrupt (a way to drop the adapter's connections)",
 }

@@ -32,6 +32,9 @@ from queuert_conformance.state_suite.blockers import (  # noqa: E402
 )
 from queuert_conformance.state_suite.claim import TestClaimJobs  # noqa: E402
 from queuert_conformance.state_suite.complete import TestCompleteJob, TestCompleteJobs  # noqa: E402
+from queuert_conformance.state_suite.complete_publishing import (  # noqa: E402
+    TestCompletePublishing,
+)
 from queuert_conformance.state_suite.concurrency import TestConcurrency  # noqa: E402
 from queuert_conformance.state_suite.create import TestCreateJobs, TestDeduplication  # noqa: E402
 from queuert_conformance.state_suite.create_publishing import TestCreatePublishing  # noqa: E402
@@ -76,6 +79,7 @@ __all__ = [
     "TestClaimJobs",
     "TestCompleteJob",
     "TestCompleteJobs",
+    "TestCompletePublishing",
     "TestConcurrency",
     "TestConcurrencyLimits",
     "TestCreateJobs",
