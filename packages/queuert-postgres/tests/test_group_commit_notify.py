@@ -17,10 +17,14 @@ from pg_helpers import DSN, CountingProvider, Namespace, drop_namespace, unique_
 from queuert import Blockers, Chain, Client, EntryJobType, Worker
 from queuert._finishing import announced_by, closing_notifications
 from queuert.json import dumps
+from queuert.notify import Notifications
 from queuert.state import CompleteResult, Completion, StoredJob
 from queuert_postgres import AsyncpgProvider, PgNotifyAdapter, PgStateAdapter
+from queuert_postgres._notifying import PgPublisher
+from queuert_postgres.notify import channels_of, notify_messages
 
 WORKER = "group-commit-worker"
+NONE: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -205,3 +209,44 @@ async def test_a_worker_wakes_a_waiter_of_another_notify_adapter(setup: Setup) -
                 20,
             )
         assert outputs == [0, 1, 2, 3, 4]
+
+
+async def test_every_message_of_a_closed_completion_goes_and_none_of_a_refused_one(
+    setup: Setup,
+) -> None:
+    """The statement sends each completion's messages by its ordinal, however many it has."""
+    jobs = await claimed(setup, 3)
+    await setup.state.reschedule_job(jobs[1].id, schedule=None, error=None)
+    publish = await setup.notify.in_transactions_of(setup.state)
+    assert publish is not None
+    heard = Heard(setup.listener)
+    extra = [f"extra-{n}" for n in range(3)]
+    await heard.chains([*(job.chain_id for job in jobs), *extra])
+    closing = [
+        Notifications({}, NONE, frozenset({job.chain_id, extra[n]}), NONE)
+        for n, job in enumerate(jobs)
+    ]
+    completions = [Completion(job.id, output=None, output_text="null", claimed=job) for job in jobs]
+    setup.provider.take()
+    results = await setup.state.complete_jobs_publishing(
+        completions, closing, announced_by, publish, worker_id=WORKER, owner=WORKER
+    )
+    assert [r is not None for r in results] == [True, False, True]
+    assert setup.provider.transactions == 1, "the refused one goes to the full statement"
+    assert sorted(await heard.until_sentinel(setup.notify)) == sorted(
+        f"closed:{key}" for key in (jobs[0].chain_id, extra[0], jobs[2].chain_id, extra[2])
+    )
+
+
+def test_the_messages_of_a_batch_are_joined_unless_a_payload_cannot_be() -> None:
+    publisher = PgPublisher(None, lambda n: notify_messages(channels_of("qt"), n), None, None)  # type: ignore[arg-type]
+    chains = [
+        Notifications({}, NONE, frozenset({"a"}), NONE),
+        Notifications({}, NONE, NONE, NONE),
+        Notifications({}, NONE, frozenset({"b"}), NONE),
+    ]
+    assert publisher.each(chains) == ("qt_chainc\x1fqt_chainc", "a\x1fb", "1,3")
+    assert publisher.each(chains[1:2]) == ("", "", ""), "no message"
+    odd = Notifications({}, NONE, frozenset({"x\x1fy"}), NONE)
+    assert publisher.each([odd]) is None, "a payload holding the separator"
+    assert publisher.each([Notifications({}, NONE, frozenset({""}), NONE)]) is None, "empty"

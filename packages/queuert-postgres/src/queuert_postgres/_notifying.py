@@ -13,6 +13,7 @@ from typing import Any
 from queuert.notify import Notifications
 
 from queuert_postgres._provider import Sql
+from queuert_postgres._sql import MESSAGE_SEPARATOR
 
 __all__ = ["PgPublisher"]
 
@@ -37,23 +38,25 @@ class PgPublisher:
         if channels:
             await self._fetch(self._sql, [channels, payloads], tx)
 
-    def each(
-        self, notifications: Sequence[Notifications]
-    ) -> tuple[list[int], list[str], list[str]]:
-        """The messages of every element of ``notifications``: their channels and payloads, each
-        with the 1-based ordinal of the element it belongs to."""
-        ordinals: list[int] = []
+    def each(self, notifications: Sequence[Notifications]) -> tuple[str, str, str] | None:
+        """The messages of every element of ``notifications`` as three texts: their channels and
+        their payloads, each joined with :data:`~queuert_postgres._sql.MESSAGE_SEPARATOR`, and the
+        1-based ordinal of the element each belongs to, joined with commas (three empty texts: no
+        message); ``None`` when a payload is empty or holds the separator (they cannot be joined
+        then)."""
+        ordinals: list[str] = []
         channels: list[str] = []
         payloads: list[str] = []
         messages = self.messages
         for ordinal, one in enumerate(notifications, 1):
             names, texts = messages(one)
-            if len(names) == 1:
-                ordinals.append(ordinal)
-                channels.append(names[0])
-                payloads.append(texts[0])
-            elif names:
-                ordinals.extend([ordinal] * len(names))
+            if names:
+                ordinals.extend([str(ordinal)] * len(names))
                 channels.extend(names)
                 payloads.extend(texts)
-        return ordinals, channels, payloads
+        if not payloads:
+            return "", "", ""
+        joined = MESSAGE_SEPARATOR.join(payloads)
+        if "" in payloads or joined.count(MESSAGE_SEPARATOR) != len(payloads) - 1:
+            return None
+        return MESSAGE_SEPARATOR.join(channels), joined, ",".join(ordinals)

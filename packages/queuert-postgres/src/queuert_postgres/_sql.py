@@ -1006,19 +1006,27 @@ COMPLETE_PLAIN_CLAIMED = COMPLETE_PLAIN.replace(
 """:data:`COMPLETE_PLAIN` for completions of jobs the caller claimed: the ordinal, then the
 :class:`ClosedRow` columns (see :data:`COMPLETE_ONE_PLAIN_CLAIMED`)."""
 
+MESSAGE_SEPARATOR = "\x1f"
+"""What joins the channels, and the payloads, of :data:`COMPLETE_PLAIN_CLAIMED_NOTIFY`'s messages
+into one text each (the caller checks that no payload holds it)."""
+
 COMPLETE_PLAIN_CLAIMED_NOTIFY = f"""
 WITH closed (ord, completed_at, attempt, last_attempt_at) AS (
-{COMPLETE_PLAIN_CLAIMED})
-SELECT closed.*,
-       (SELECT count(pg_notify(m.c, m.p))
-        FROM unnest($8::int[], $9::text[], $10::text[]) AS m(o, c, p) WHERE m.o = closed.ord)
+{COMPLETE_PLAIN_CLAIMED}),
+m AS (
+    SELECT * FROM unnest(string_to_array($8::text, E'\\x1f'), string_to_array($9::text, E'\\x1f'),
+                         string_to_array($10::text, ',')::int[]) AS m(c, p, o)
+)
+SELECT closed.*, (SELECT count(pg_notify(m.c, m.p)) FROM m WHERE m.o = closed.ord)
 FROM closed
 """
 """:data:`COMPLETE_PLAIN_CLAIMED` that also sends, in its transaction, the notifications of the
-completions it closed: channel ``$9[i]`` with payload ``$10[i]`` for completion ordinal ``$8[i]``
-(what that completion announces when it closes releasing nothing). A completion it leaves open
-sends nothing: a group commit and its messages in one autocommit statement, which PostgreSQL
-delivers when it commits."""
+completions it closed: the ``i``-th channel of ``$8`` with the ``i``-th payload of ``$9`` (each
+joined with :data:`MESSAGE_SEPARATOR`) for the completion of the ``i``-th ordinal of ``$10``
+(joined with commas): what that completion announces when it closes releasing nothing. A
+completion it leaves open sends nothing: a group commit and its messages in one autocommit
+statement, which PostgreSQL delivers when it commits. (One text each rather than text arrays: the
+driver inspects and encodes each element of an array one by one.)"""
 
 COMPLETE_ONE_PLAIN_CLAIMED_NOTIFY = f"""
 WITH closed (completed_at, attempt, last_attempt_at) AS (

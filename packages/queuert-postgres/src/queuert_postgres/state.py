@@ -1674,29 +1674,39 @@ class PgStateAdapter(Generic[TxT]):
         if not (isinstance(publish, PgPublisher) and publish.state is self) or not all(
             c.closes_from_claim for c in completions
         ):
-            async with self.transaction() as tx:
-                closed, _ = await self._complete(completions, worker_id, owner, tx)
-                announced = announce(closed)
-                if _announces(announced):
-                    await publish(tx, announced)
-            return closed
-        ordinals, channels, payloads = publish.each(closing)
+            return await self._complete_publishing(completions, announce, publish, worker_id, owner)
         count = len(completions)
         results: list[CompleteResult | None] = [None] * count
-        if count == 1 and len(channels) == 1:
+        if count == 1:
             one = completions[0]
             args = self._completion_args(one, worker_id, owner)
-            rows = await self._fetch(
-                self.sql.complete_one_plain_claimed_notify, [*args, channels[0], payloads[0]], None
-            )
+            channels, payloads = publish.messages(closing[0])
+            if len(channels) == 1:
+                statement = self.sql.complete_one_plain_claimed_notify
+                args.extend((channels[0], payloads[0]))
+            elif not channels:
+                statement = self.sql.complete_one_plain_claimed
+            else:
+                return await self._complete_publishing(
+                    completions, announce, publish, worker_id, owner
+                )
+            rows = await self._fetch(statement, args, None)
             if rows:
                 return [complete_result(closed_job(one, rows[0], 0, worker_id), [], [])]
             rest = [0]
         else:
+            messages = publish.each(closing)
+            if messages is None:
+                return await self._complete_publishing(
+                    completions, announce, publish, worker_id, owner
+                )
             args = self._completions_args(completions, worker_id, owner)
-            rows = await self._fetch(
-                self.sql.complete_plain_claimed_notify, [*args, ordinals, channels, payloads], None
-            )
+            if messages[0]:
+                statement = self.sql.complete_plain_claimed_notify
+                args.extend(messages)
+            else:
+                statement = self.sql.complete_plain_claimed
+            rows = await self._fetch(statement, args, None)
             for row in rows:
                 at = row[0] - 1
                 results[at] = complete_result(
@@ -1717,6 +1727,23 @@ class PgStateAdapter(Generic[TxT]):
                 await publish(tx, announced)
         for i, result in zip(rest, found, strict=True):
             results[i] = result
+        return results
+
+    async def _complete_publishing(
+        self,
+        completions: Sequence[Completion],
+        announce: Announce,
+        publish: NotifyInTransaction,
+        worker_id: str | None,
+        owner: str | None,
+    ) -> list[CompleteResult | None]:
+        """:meth:`complete_jobs_publishing` in one transaction that publishes ``announce`` of the
+        results with ``publish`` before it commits."""
+        async with self.transaction() as tx:
+            results, _ = await self._complete(completions, worker_id, owner, tx)
+            announced = announce(results)
+            if _announces(announced):
+                await publish(tx, announced)
         return results
 
     async def _complete(
