@@ -65,11 +65,16 @@ async def test_an_idle_writer_runs_short_writes_on_the_loop_thread(db_path: Path
         before = writer.submitted
         assert await provider.run_write(insert(1), inline=True) == loop_thread
         assert writer.submitted == before, "no call to the writer's thread"
-        # the worker's and the client's short writes
-        await adapter.create_jobs([new_job("a")])
-        await adapter.create_jobs([new_job(i) for i in range(INLINE_BATCH)])
+        # the client's and the worker's short writes
+        (single,) = await adapter.create_jobs([new_job("a")])
+        batch = await adapter.create_jobs([new_job(i) for i in range(INLINE_BATCH)])
+        (added,) = await adapter.add_blockers([(single.job.id, [batch[0].job.chain_id])])
+        assert added.job.status == "blocked"
+        assert writer.submitted == before
+        # claims and group commits take the thread (they batch what gathers meanwhile)
         claimed = await adapter.claim_jobs(leases=LEASE, limit=10, worker_id="w")
         assert len(claimed.jobs) == 10
+        assert writer.submitted == before + 1
         renewal = await adapter.renew_leases(
             {j.id: LEASE[TYPE] for j in claimed.jobs}, worker_id="w"
         )
@@ -77,20 +82,23 @@ async def test_an_idle_writer_runs_short_writes_on_the_loop_thread(db_path: Path
         first, *rest = claimed.jobs
         done = await adapter.complete_job(first.id, outcome="completed", worker_id="w", owner="w")
         assert done.job.status == "completed"
+        rescheduled = await adapter.reschedule_job(rest[0].id, schedule=None, error="again")
+        assert rescheduled.status == "ready"
+        assert writer.submitted == before + 1
         results = await adapter.complete_jobs(
-            [Completion(j.id, output=1) for j in rest], worker_id="w", owner="w"
+            [Completion(j.id, output=1) for j in rest[1:]], worker_id="w", owner="w"
         )
         assert all(r is not None and r.job.status == "completed" for r in results)
-        assert writer.submitted == before
+        assert writer.submitted == before + 2
         # a write not marked short, and a batch over the bound, take the writer's thread
         assert await provider.run_write(insert(2)) != loop_thread
         await adapter.create_jobs([new_job(i) for i in range(INLINE_BATCH + 1)])
-        assert writer.submitted == before + 2
+        assert writer.submitted == before + 4
         assert await numbers(provider) == [1, 2]
         page = await adapter.list_jobs(JobFilter(), limit=1000)
         assert len(page.items) == 1 + INLINE_BATCH + INLINE_BATCH + 1
         completed = await adapter.list_jobs(JobFilter(statuses=["completed"]), limit=1000)
-        assert len(completed.items) == 10
+        assert len(completed.items) == 9
 
 
 async def test_a_held_transaction_makes_the_write_wait_and_take_the_thread(

@@ -29,7 +29,7 @@ class SqliteOptions:
       their own, at most every this many seconds after a commit, so that the writer never pays for
       copying pages back and for the fsync (``None``: SQLite's automatic checkpoints in the
       committing writer).
-    * ``inline_writes``: short writes of the provider's own (a chain start, a claim, a completion)
+    * ``inline_writes``: short writes of the provider's own (a chain start, a single completion)
       run on the event loop's thread when they cannot wait: WAL with background checkpoints and
       ``synchronous`` ``OFF`` or ``NORMAL`` (or an in-memory database), the writer idle, and no
       other process holding the write lock (else they take the writer's thread as before). The

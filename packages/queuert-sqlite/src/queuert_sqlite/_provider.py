@@ -22,7 +22,7 @@ Round trips
 Writes on the event loop's thread
     The hop costs more than a short write itself: waking the writer's thread, then waking the event
     loop with the result. So a short write of the provider's own (``run_write(fn, inline=True)``
-    without ``tx``: chain starts, claims, completions) runs directly on the event loop's thread
+    without ``tx``: chain starts, a single completion) runs directly on the event loop's thread
     when it cannot wait for anything (see :meth:`SqliteProvider.inline_possible`): WAL with
     background checkpoints (a commit neither copies pages back nor fsyncs) and ``synchronous``
     ``OFF`` or ``NORMAL``, or a private in-memory database; the write lock free and the writer's
