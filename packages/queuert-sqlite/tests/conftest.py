@@ -30,3 +30,15 @@ async def adapter(db_path: Path, table_prefix: str) -> AsyncIterator[SqliteState
         yield store
     finally:
         await store.close()
+
+
+@pytest.fixture
+async def thread_adapter(db_path: Path, table_prefix: str) -> AsyncIterator[SqliteStateAdapter]:
+    """An adapter whose writes all take the writer's thread (``inline_writes=False``): for tests of
+    the round trips to the connections' threads."""
+    store = await SqliteStateAdapter.open(db_path, table_prefix=table_prefix, inline_writes=False)
+    await store.migrate()
+    try:
+        yield store
+    finally:
+        await store.close()

@@ -18,8 +18,9 @@ from sqlite_helpers import LEASE, TYPE, HopCounter, new_job
 
 @pytest.mark.parametrize("size", [1, 100, 1000])
 async def test_operations_are_one_round_trip_per_batch(
-    adapter: SqliteStateAdapter, monkeypatch: pytest.MonkeyPatch, size: int
+    thread_adapter: SqliteStateAdapter, monkeypatch: pytest.MonkeyPatch, size: int
 ) -> None:
+    adapter = thread_adapter
     hops = HopCounter(monkeypatch)
     blockers = await adapter.create_jobs([new_job(i, type_name="blocker") for i in range(size)])
     assert hops.count == 1
@@ -99,8 +100,9 @@ async def test_claim_across_types_takes_the_oldest_first(adapter: SqliteStateAda
 
 
 async def test_complete_jobs_is_one_round_trip_and_skips_what_it_cannot_close(
-    adapter: SqliteStateAdapter, monkeypatch: pytest.MonkeyPatch
+    thread_adapter: SqliteStateAdapter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    adapter = thread_adapter
     created = await adapter.create_jobs([new_job(i) for i in range(50)])
     claimed = await adapter.claim_jobs(leases=LEASE, limit=40, worker_id="w")
     other = await adapter.claim_jobs(leases=LEASE, limit=10, worker_id="other")

@@ -101,16 +101,22 @@ async def test_a_transaction_that_only_starts_a_chain_is_one_hop(
     assert {c.id for c in chains} <= job_ids(adapter, db_path)
 
 
+@pytest.mark.parametrize("inline", [False, True], ids=["thread", "inline"])
 async def test_a_start_without_tx_is_one_hop_of_begin_insert_and_commit(
-    adapter: SqliteStateAdapter, db_path: Path, monkeypatch: pytest.MonkeyPatch
+    db_path: Path, table_prefix: str, monkeypatch: pytest.MonkeyPatch, inline: bool
 ) -> None:
+    """On the writer's thread: one hop. Inline (the writer idle): none, the same statements."""
+    adapter = await SqliteStateAdapter.open(
+        db_path, table_prefix=table_prefix, inline_writes=inline
+    )
+    await adapter.migrate()
     client: Client[SqliteConnection] = Client(adapter, job_types=[Mail])
     try:
         warm = await client.start_chain(Mail(Note("warm")))  # statements prepared and cached
         seen = await statements_of(adapter)
         hops = HopCounter(monkeypatch)
         chain = await client.start_chain(Mail(Note("alone")))
-        assert hops.count == 1
+        assert hops.count == (0 if inline else 1)
         assert [statement.split()[0] for statement in seen] == ["BEGIN", "INSERT", "COMMIT"]
         assert job_ids(adapter, db_path) == {warm.id, chain.id}  # committed when it returns
         stored = await client.get_chain(chain.id)
@@ -120,6 +126,7 @@ async def test_a_start_without_tx_is_one_hop_of_begin_insert_and_commit(
         assert stored.root.input == Note("alone")
     finally:
         await client.close()
+        await adapter.close()
 
 
 @pytest.mark.parametrize("batch", [1, 3])

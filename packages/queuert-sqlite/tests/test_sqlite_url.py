@@ -30,7 +30,7 @@ def test_parse_url_locations(url: str, database: str) -> None:
 def test_parse_url_options() -> None:
     database, options = parse_url(
         "sqlite:////tmp/q.db?table_prefix=app_&readers=4&busy_timeout=2.5&busy_retries=7"
-        "&journal_mode=WAL&synchronous=FULL&cached_statements=64"
+        "&journal_mode=WAL&synchronous=FULL&cached_statements=64&inline_writes=false"
     )
     assert database == "/tmp/q.db"
     assert options == {
@@ -41,7 +41,9 @@ def test_parse_url_options() -> None:
         "journal_mode": "WAL",
         "synchronous": "FULL",
         "cached_statements": 64,
+        "inline_writes": False,
     }
+    assert parse_url("sqlite:///q.db?inline_writes=1")[1] == {"inline_writes": True}
 
 
 @pytest.mark.parametrize(
@@ -54,6 +56,7 @@ def test_parse_url_options() -> None:
         "sqlite://host/jobs.db",
         "sqlite:///jobs.db?colour=blue",
         "sqlite:///jobs.db?readers=many",
+        "sqlite:///jobs.db?inline_writes=maybe",
     ],
 )
 def test_parse_url_rejects(url: str) -> None:

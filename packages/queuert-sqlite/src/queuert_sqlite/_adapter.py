@@ -108,6 +108,16 @@ __all__ = ["SqliteStateAdapter"]
 
 T = TypeVar("T")
 
+INLINE_BATCH = 100
+"""The largest batch (chain starts, blocker links, renewals) whose write may run on the event loop's
+thread (see :meth:`SqliteProvider.run_write`); a larger one takes the writer's thread, so that the
+loop is never held for long.
+
+A worker's claims (``claim_jobs``) and group commits (``complete_jobs``) always take the thread:
+while one is there, more handlers finish and more slots free up, so the next claim and the next
+group commit are larger. Run on the loop they return at once and carry half as many jobs each,
+for more CPU per processed job."""
+
 _CompletionParams = tuple[str, str, "str | None", "str | None", "str | None"]
 """(job id, outcome, output JSON text, successor id, error) of one completion."""
 
@@ -167,6 +177,7 @@ class SqliteStateAdapter:
         synchronous: str = "NORMAL",
         cached_statements: int = 256,
         checkpoint_interval: float | None = 0.25,
+        inline_writes: bool = True,
         driver: str | None = None,
     ) -> Opening[SqliteStateAdapter]:
         """Open ``database`` (a file path, ``":memory:"`` or a ``file:`` URI); see SqliteOptions.
@@ -182,6 +193,7 @@ class SqliteStateAdapter:
             synchronous=synchronous,
             cached_statements=cached_statements,
             checkpoint_interval=checkpoint_interval,
+            inline_writes=inline_writes,
         )
         if driver is not None:
             options = replace(options, driver=driver)
@@ -245,10 +257,15 @@ class SqliteStateAdapter:
         tx: SqliteConnection | None = None,
         *,
         atomic: bool = True,
+        inline: bool = False,
     ) -> Awaitable[T]:
-        """``provider.run_write`` once the adapter is known to be open (no coroutine of its own)."""
+        """``provider.run_write`` once the adapter is known to be open (no coroutine of its own).
+
+        ``inline``: ``fn`` is short (a few statements on indexed rows, for a batch the caller
+        chose), so it may run on the event loop's thread (see :meth:`SqliteProvider.run_write`);
+        never for maintenance over many rows."""
         self._check_open()
-        return self.provider.run_write(fn, tx, atomic=atomic)
+        return self.provider.run_write(fn, tx, atomic=atomic, inline=inline)
 
     def _read(
         self, fn: Callable[[sqlite3.Connection], T], tx: SqliteConnection | None = None
@@ -294,16 +311,23 @@ class SqliteStateAdapter:
                 # one start in a transaction of its own: BEGIN IMMEDIATE, its INSERT and COMMIT in
                 # one hop
                 (row,) = rows
-                await self._write(lambda raw: raw.execute(insert, row), atomic=False)
+                await self._write(lambda raw: raw.execute(insert, row), atomic=False, inline=True)
             else:
-                await self._write(lambda raw: raw.executemany(insert, rows), atomic=False)
+                await self._write(
+                    lambda raw: raw.executemany(insert, rows),
+                    atomic=False,
+                    inline=len(rows) <= INLINE_BATCH,
+                )
             return results
         prepared = prepare(jobs)
         sql = self._sql
         try:
             # one job is one INSERT, atomic by itself; a batch needs a savepoint inside tx
             return await self._write(
-                lambda raw: create_on_thread(raw, sql, prepared), tx, atomic=len(prepared) > 1
+                lambda raw: create_on_thread(raw, sql, prepared),
+                tx,
+                atomic=len(prepared) > 1,
+                inline=len(prepared) <= INLINE_BATCH,
             )
         except InsertConflict as conflict:
             # Everything of the batch was rolled back; name the id that collides, if that was it.
@@ -399,7 +423,7 @@ class SqliteStateAdapter:
             # a job listed twice gets its final row in every result
             return [replace(r, job=jobs[r.job.id]) for r in results]
 
-        return await self._write(op, tx)
+        return await self._write(op, tx, inline=len(plan) <= INLINE_BATCH)
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -666,6 +690,7 @@ class SqliteStateAdapter:
                 has_more = bool(raw.execute(sql.any_ready, (now_text, types_json)).fetchone()[0])
             return ClaimResult(jobs=claimed, has_more=has_more)
 
+        # On the writer's thread (see INLINE_BATCH): a worker claims again as soon as this returns.
         return await self._write(op, tx, atomic=False)
 
     async def _claim_limited(
@@ -714,6 +739,7 @@ class SqliteStateAdapter:
             rows.sort(key=lambda r: (-r[I_PRIORITY], r[I_SCHEDULED_AT], r[I_ID]))
             return ClaimResult(jobs=[job_from_row(row, now_dt) for row in rows], has_more=has_more)
 
+        # on the writer's thread: the walk may pass many ready jobs that do not fit the limits
         return await self._write(op, tx)
 
     async def renew_leases(
@@ -737,7 +763,7 @@ class SqliteStateAdapter:
                 renewed={k: renewed[k] for k in durations if k in renewed}, lost=lost
             )
 
-        return await self._write(op, tx, atomic=False)
+        return await self._write(op, tx, atomic=False, inline=len(durations) <= INLINE_BATCH)
 
     async def complete_job(
         self,
@@ -776,7 +802,7 @@ class SqliteStateAdapter:
                 raise JobAlreadyCompletedError(job_id)
             raise JobTakenByAnotherWorkerError(job_id, owner, current.leased_by)
 
-        return await self._write(op, tx, atomic=False)
+        return await self._write(op, tx, atomic=False, inline=True)
 
     async def complete_jobs(
         self,
@@ -827,6 +853,7 @@ class SqliteStateAdapter:
                 }
             return [CompleteResult(job=closed[c[0]]) if c[0] in closed else None for c in checked]
 
+        # On the writer's thread (see INLINE_BATCH): the worker's group commit.
         return await self._write(op, tx, atomic=len(checked) > 1)
 
     def _closed_claimed(
@@ -909,7 +936,7 @@ class SqliteStateAdapter:
                 raise JobNotFoundError(job_id)
             return job_from_row(row, now_dt)
 
-        return await self._write(op, tx, atomic=False)
+        return await self._write(op, tx, atomic=False, inline=True)
 
     async def reap_expired_leases(
         self,

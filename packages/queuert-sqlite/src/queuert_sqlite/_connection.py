@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Awaitable, Callable
+from functools import partial
 from types import ModuleType
 from typing import Any, TypeVar
 
@@ -41,12 +42,16 @@ class ThreadConnection:
     """One SQLite connection and the aiosqlite thread it lives on (``role``: writer, reader or
     checkpointer)."""
 
-    __slots__ = ("_submit", "aio", "raw", "role")
+    __slots__ = ("_submit", "aio", "finished", "raw", "role", "submitted")
 
     def __init__(self, aio: aiosqlite.Connection, raw: sqlite3.Connection, role: str) -> None:
         self.aio = aio
         self.raw = raw
         self.role = role
+        self.submitted = 0
+        """Calls queued for the thread (counted on the event loop's thread)."""
+        self.finished = 0
+        """Calls the thread has finished running (counted on the thread, after the call)."""
         # aiosqlite runs every call of a connection on that connection's thread, in order. Its
         # internal ``_execute`` is the one primitive that runs an arbitrary function there, which is
         # what lets an operation of many statements cost one thread hop instead of one per statement.
@@ -58,8 +63,25 @@ class ThreadConnection:
         self._submit = submit
 
     def call(self, fn: Callable[[], T]) -> Awaitable[T]:
-        """Run ``fn`` on the connection's thread (after everything queued before it)."""
-        return self._submit(fn)
+        """Run ``fn`` on the connection's thread (after everything queued before it).
+
+        Await the result at once: the call is counted as submitted here and queued when awaited.
+        """
+        self.submitted += 1
+        return self._submit(partial(self._counted, fn))
+
+    def _counted(self, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        finally:
+            self.finished += 1
+
+    @property
+    def idle(self) -> bool:
+        """No call is queued or running on the thread: the connection may be used from the event
+        loop's thread without meeting one (a caller cancelled while awaiting :meth:`call` leaves
+        its function to run to its end on the thread)."""
+        return self.submitted == self.finished
 
     @classmethod
     async def open(
@@ -71,7 +93,10 @@ class ThreadConnection:
         role: str,
         setup: Callable[[sqlite3.Connection], None],
         dbapi: ModuleType,
+        any_thread: bool = False,
     ) -> ThreadConnection:
+        """Open the connection on a thread of its own; with ``any_thread`` it may also be used from
+        other threads (``check_same_thread=False``), when the caller knows the thread is idle."""
         holder: list[sqlite3.Connection] = []
 
         def connector() -> sqlite3.Connection:
@@ -81,6 +106,7 @@ class ThreadConnection:
                 isolation_level=None,
                 uri=uri,
                 cached_statements=options.cached_statements,
+                check_same_thread=not any_thread,
             )
             try:
                 setup(raw)

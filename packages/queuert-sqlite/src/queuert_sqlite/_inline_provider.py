@@ -77,9 +77,15 @@ class InlineSqliteProvider:
         raise UsageError("a synchronous SQLite backend does not emulate aborted transactions")
 
     async def run_write(
-        self, fn: Callable[[sqlite3.Connection], T], tx: Any = None, *, atomic: bool = True
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        tx: Any = None,
+        *,
+        atomic: bool = True,
+        inline: bool = False,
     ) -> T:
-        """``fn(tx)``; with ``atomic``, inside a savepoint so that an error leaves nothing of it."""
+        """``fn(tx)``; with ``atomic``, inside a savepoint so that an error leaves nothing of it
+        (every write runs at once on the caller's connection: ``inline`` changes nothing)."""
         raw = self._connection(tx)
         return in_savepoint(raw, fn) if atomic else fn(raw)
 

@@ -29,6 +29,12 @@ class SqliteOptions:
       their own, at most every this many seconds after a commit, so that the writer never pays for
       copying pages back and for the fsync (``None``: SQLite's automatic checkpoints in the
       committing writer).
+    * ``inline_writes``: short writes of the provider's own (a chain start, a single completion)
+      run on the event loop's thread when they cannot wait: WAL with background checkpoints and
+      ``synchronous`` ``OFF`` or ``NORMAL`` (or an in-memory database), the writer idle, and no
+      other process holding the write lock (else they take the writer's thread as before). The
+      event loop is held for the statements' CPU time (tens of microseconds per start), never for
+      a lock or an fsync. ``False``: every write runs on the writer's thread.
     * ``driver``: the DB-API module that provides SQLite: ``"sqlite3"`` (the standard library,
       default), ``"sqlean"`` (sqlean.py) or ``"pysqlite3"`` (pysqlite3 / pysqlite3-binary), for a
       newer SQLite than the one bundled with Python. The environment variable
@@ -42,6 +48,7 @@ class SqliteOptions:
     synchronous: str = "NORMAL"
     cached_statements: int = 256
     checkpoint_interval: float | None = 0.25
+    inline_writes: bool = True
     driver: str = field(default_factory=lambda: os.environ.get(DRIVER_ENV, "sqlite3"))
 
     def __post_init__(self) -> None:
@@ -67,5 +74,7 @@ class SqliteOptions:
             raise UsageError(
                 f"checkpoint_interval must be seconds >= 0 or None, not {self.checkpoint_interval!r}"
             )
+        if not isinstance(self.inline_writes, bool):
+            raise UsageError(f"inline_writes must be a bool, not {self.inline_writes!r}")
         if isinstance(self.cached_statements, bool) or not isinstance(self.cached_statements, int):
             raise UsageError(f"cached_statements must be an int, not {self.cached_statements!r}")

@@ -19,6 +19,17 @@ __all__ = ["from_url", "parse_url"]
 _INT_OPTIONS = frozenset({"readers", "busy_retries", "cached_statements"})
 _FLOAT_OPTIONS = frozenset({"busy_timeout", "checkpoint_interval"})
 _STR_OPTIONS = frozenset({"table_prefix", "journal_mode", "synchronous", "driver"})
+_BOOL_OPTIONS = frozenset({"inline_writes"})
+_BOOLS = {
+    "1": True,
+    "true": True,
+    "yes": True,
+    "on": True,
+    "0": False,
+    "false": False,
+    "no": False,
+    "off": False,
+}
 
 
 def parse_url(url: str) -> tuple[str, dict[str, Any]]:
@@ -48,9 +59,11 @@ def parse_url(url: str) -> tuple[str, dict[str, Any]]:
                 options[key] = float(value)
             elif key in _STR_OPTIONS:
                 options[key] = value
+            elif key in _BOOL_OPTIONS:
+                options[key] = _BOOLS[value.lower()]
             else:
                 raise UsageError(f"unknown sqlite URL option {key!r}")
-        except ValueError as exc:
+        except (ValueError, KeyError) as exc:
             raise UsageError(f"invalid value {value!r} for sqlite URL option {key!r}") from exc
     return database, options
 
