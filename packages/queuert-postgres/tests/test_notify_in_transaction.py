@@ -235,3 +235,73 @@ async def test_a_start_that_fails_or_deduplicates_sends_nothing(
         assert heard == ["sentinel"], "the failed and the deduplicated starts sent nothing"
         page = await client.list_chains(type_names=["taken_id"])
         assert [c.id for c in page.items] == [first.id], "the failed batch left no row"
+
+
+async def test_a_batch_with_a_deduplicated_start_announces_the_new_chains_after_commit(
+    state: PgStateAdapter[Any],
+) -> None:
+    """A batch without a transaction in which one start deduplicates sends no wake-up in its
+    statement; the chains it did create are announced after its commit instead (one message for
+    their type), with nobody taking the creation events. The deduplicated one announces nothing."""
+    from dataclasses import dataclass
+
+    from queuert import Client, Deduplication, EntryJobType
+
+    @dataclass
+    class N:
+        value: int
+
+    class Deduped(EntryJobType[N, None], name="deduped_in_batch"):
+        pass
+
+    class Fresh(EntryJobType[N, None], name="fresh_in_batch"):
+        pass
+
+    class Sentinel(EntryJobType[N, None], name="batch_sentinel"):
+        pass
+
+    class Quiet:
+        """Takes no event of any level (nothing is to be built for it)."""
+
+        def __init__(self) -> None:
+            self.emitted: list[object] = []
+
+        def listens(self, level: int) -> bool:
+            return False
+
+        def emit(self, event: object) -> None:
+            self.emitted.append(event)
+
+    names = ["deduped_in_batch", "fresh_in_batch", "batch_sentinel"]
+    quiet = Quiet()
+    async with (
+        PgNotifyAdapter(DSN, channel_prefix="qtbatchdedup") as notify,
+        PgNotifyAdapter(DSN, channel_prefix="qtbatchdedup") as listener,
+        Client(
+            state, job_types=[Deduped, Fresh, Sentinel], notify=notify, observability=quiet
+        ) as client,
+    ):
+        heard: list[str] = []
+        arrived = asyncio.Event()
+
+        def on(type_name: str) -> None:
+            heard.append(type_name)
+            if type_name == "batch_sentinel":
+                arrived.set()
+
+        await listener.listen_job_scheduled(names, on)
+        first = await client.start_chain(Deduped(N(0), deduplication=Deduplication(key="k")))
+        chains = await client.start_chains(
+            [
+                Deduped(N(1), deduplication=Deduplication(key="k")),
+                Fresh(N(2)),
+                Fresh(N(3)),
+            ]
+        )
+        assert [c.deduplicated for c in chains] == [True, False, False]
+        assert chains[0].id == first.id
+        await client.wait_published()
+        await client.start_chain(Sentinel(N(4)))
+        await asyncio.wait_for(arrived.wait(), 10)
+        assert heard == ["deduped_in_batch", "fresh_in_batch", "batch_sentinel"]
+        assert quiet.emitted == []

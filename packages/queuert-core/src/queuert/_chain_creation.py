@@ -15,12 +15,14 @@ import logging
 from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import replace
 from operator import itemgetter
+from types import MappingProxyType
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from queuert._bound_transaction import BoundTransaction
 from queuert._publishing import Publishing
 from queuert.codec import CodecError
 from queuert.errors import JobTypeValidationError, NotJsonError, UsageError
+from queuert.hooks import TransactionHooks
 from queuert.ids import check_id, check_ids
 from queuert.job_types import JobType, JobTypeRegistry
 from queuert.limits import check_limit_key
@@ -77,6 +79,9 @@ class ChainCreation(Generic[TxT]):
         )
         """``state`` if it can publish the wake-ups of new chains itself (a protocol check is slow:
         done once here, not per start)."""
+        self._starts_publisher: NotifyInTransaction | None = None
+        """What publishes the wake-ups of chains started without a caller's transaction in the
+        state adapter's own, once :meth:`Publishing.for_starts` found one."""
         self._checked: dict[type[AnyJob], tuple[Any, bool, str, bool]] = {}
         """Per job type found registered: its input type, whether it declares blockers, its name
         and whether it has a limit key (a registry only grows, and these are fixed per class)."""
@@ -246,6 +251,43 @@ class ChainCreation(Generic[TxT]):
 
     # -- writing -------------------------------------------------------------------------------
 
+    async def start_alone(self, plans: Sequence[PlannedJob]) -> list[CreatedJob]:
+        """Start the planned chains (none waits for blockers) without a caller's transaction: in
+        the state adapter's own short one (one statement where it can, with the wake-ups in it
+        where the state and notify adapters can); what they announce follows its commit. Per plan,
+        the stored row and whether deduplication matched an existing chain instead."""
+        publish = self._starts_publisher
+        if publish is None:
+            # a publisher, once found, is the answer for good (see Publishing.in_transaction)
+            publish = self._starts_publisher = await self._publishing.for_starts()
+        if (
+            publish is not None
+            and self._publishing.tracing is None
+            and not self._listens_to_creation()
+        ):
+            # no events to build and the wake-ups sent with the rows: no hooks to fill and flush
+            state = self._publishing_state
+            assert state is not None
+            rows = [plans[0].row] if len(plans) == 1 else [plan.row for plan in plans]
+            created = await state.create_jobs_publishing(rows, _announced(rows), publish)
+            if any(map(_DEDUPLICATED, created)):
+                # then the state adapter published nothing: the new ones are announced now
+                ready: dict[str, int] = {}
+                scheduled: set[str] = set()
+                _announce_created(created, ready, scheduled)
+                if ready or scheduled:
+                    self._publishing.publish_later(ready, scheduled, set(), set())
+            return created
+        own = TransactionHooks()
+        bound: BoundTransaction[Any] = BoundTransaction(None, own)
+        try:
+            created = await self.write(plans, None, bound, publish)
+        except BaseException:
+            own.discard()
+            raise
+        await own.flush()
+        return created
+
     def _listens_to_creation(self) -> bool:
         """Whether the observability adapter takes the creation events (else they are not built)."""
         listens = self._publishing.listens
@@ -320,9 +362,7 @@ class ChainCreation(Generic[TxT]):
                 if announce:
                     restore = hooks.checkpoint()
                     notify = self._publishing.notify_buffer(hooks)
-                    for row, dedup in results:
-                        if not dedup and not row.blocked:
-                            _announce(notify.ready, notify.scheduled, row.type_name, _due(row))
+                    _announce_created(results, notify.ready, notify.scheduled)
                 return results
             restore = hooks.checkpoint()
             notify = self._publishing.notify_buffer(hooks)
@@ -419,6 +459,16 @@ def _announce(
         scheduled.add(type_name)
 
 
+def _announce_created(
+    created: Sequence[CreatedJob], ready: MutableMapping[str, int], scheduled: set[str]
+) -> None:
+    """What the jobs just created announce once committed (a deduplicated or blocked one
+    nothing)."""
+    for row, dedup in created:
+        if not dedup and not row.blocked:
+            _announce(ready, scheduled, row.type_name, _due(row))
+
+
 def _due(row: StoredJob) -> bool:
     """Whether a stored new job is due now (ready, not scheduled for later)."""
     return row.status == "ready"
@@ -428,14 +478,26 @@ def _announced(rows: Sequence[NewJob]) -> Notifications:
     """What new chains without blockers announce once created, decided before they are written:
     a job without a schedule is due now; one with a schedule, even a past one, counts as later
     (its type's job-scheduled message)."""
+    if len(rows) == 1 and rows[0].schedule is None:
+        # one start due now (a loop of start_chain calls): the same answer for every one of its
+        # type, made once
+        type_name = rows[0].type_name
+        one = _ONE_READY.get(type_name)
+        if one is not None:
+            return one
     ready: dict[str, int] = {}
     scheduled: set[str] = set()
     for row in rows:
         _announce(ready, scheduled, row.type_name, row.schedule is None)
-    return Notifications(ready, frozenset(scheduled) if scheduled else _NONE, _NONE, _NONE)
+    notifications = Notifications(ready, frozenset(scheduled) if scheduled else _NONE, _NONE, _NONE)
+    if len(rows) == 1 and not scheduled and len(_ONE_READY) < _MAX_CHECKED_TYPES:
+        _ONE_READY[type_name] = Notifications(MappingProxyType(ready), _NONE, _NONE, _NONE)
+    return notifications
 
 
 _NONE: frozenset[str] = frozenset()
+_ONE_READY: dict[str, Notifications] = {}
+"""Per job type, what one new chain of it due now announces (read-only: shared by every start)."""
 
 
 def _limit_key(job: AnyJob) -> str | None:

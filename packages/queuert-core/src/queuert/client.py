@@ -19,7 +19,8 @@ from datetime import datetime, timedelta
 from operator import itemgetter
 from typing import Any, Generic, TypeVar, overload
 
-from queuert._bound_transaction import BoundTransaction, TransactionScope
+from queuert._bound_transaction import TransactionScope
+from queuert._chain_creation import PlannedJob
 from queuert._core import Core
 from queuert._declared import WithChainResult, WithOutput, WorkerlessCompletable
 from queuert._mapping import DECODE
@@ -40,7 +41,7 @@ from queuert.ids import check_id, check_ids
 from queuert.in_memory.notify import InProcessNotifyAdapter
 from queuert.job_types import AnyJobType, EntryJobType, JobType, JobTypeRegistry, job_type_name
 from queuert.models import Chain, Job
-from queuert.notify import NotifyAdapter, NotifyInTransaction
+from queuert.notify import NotifyAdapter
 from queuert.observability import (
     ChainDeleted,
     JobTriggered,
@@ -53,6 +54,7 @@ from queuert.payload import DEFAULT_MAX_PAYLOAD_BYTES
 from queuert.state import (
     ChainFilter,
     ChainStatus,
+    CreatedJob,
     JobActivity,
     JobFilter,
     JobStatus,
@@ -148,9 +150,6 @@ class Client(Generic[TxT]):
         """The internals this client is built from; the worker and attempts share them."""
         self._ids = state.ids
         """The adapter's id policy: every id a caller passes is checked with it first."""
-        self._starts_publisher: NotifyInTransaction | None = None
-        """What publishes the wake-ups of chains started without ``tx`` in the state adapter's
-        own transaction, once the core found one."""
         self._closed = False
 
     # -- transactions and hooks -----------------------------------------------------------------
@@ -220,8 +219,16 @@ class Client(Generic[TxT]):
         Returns the new chain, or the existing one with ``deduplicated=True`` when ``job``'s
         deduplication matched. Nothing is written if validation fails.
         """
-        (chain,) = await self.start_chains([job], tx=tx, hooks=hooks)
-        return chain
+        # start_chains for one job, without its lists (a loop of these is the common enqueue)
+        core = self._core
+        creation = core.creation
+        plans = creation.plan_starts((job,))
+        if tx is None and hooks is None and not plans[0].blockers:
+            ((row, dedup),) = await creation.start_alone(plans)
+        else:
+            ((row, dedup),) = await self._write(plans, tx, hooks)
+        # a new chain holds the input it was given
+        return core.mapper.chain(row, row, dedup, DECODE if dedup else job.input)
 
     async def start_chains(
         self, jobs: Sequence[J], *, tx: TxT | None = None, hooks: TransactionHooks | None = None
@@ -232,35 +239,36 @@ class Client(Generic[TxT]):
         core = self._core
         creation = core.creation
         plans = creation.plan_starts(jobs)
-        if tx is not None:
-            created = await creation.write(plans, None, core.transactions.bound(tx, hooks))
-        elif hooks is not None:
-            raise UsageError("hooks= belongs to a transaction: pass its tx= too")
-        elif any(map(_BLOCKERS, plans)):
-            # the rows and their blocker links commit together
-            async with core.transactions.transaction() as linked:
-                created = await creation.write(plans, None, linked)
+        if tx is None and hooks is None and not any(map(_BLOCKERS, plans)):
+            # the state adapter's own short transaction: one statement where it can (and, where
+            # the state and notify adapters can, the wake-ups in the same statement)
+            created = await creation.start_alone(plans) if plans else []
         else:
-            # the state adapter's own short transaction: one statement where it can
-            # (and, where the state and notify adapters can, the wake-ups in the same statement)
-            own = TransactionHooks()
-            bound: BoundTransaction[Any] = BoundTransaction(None, own)
-            publish = self._starts_publisher
-            if publish is None:
-                # a publisher, once found, is the answer for good (see Publishing.in_transaction)
-                publish = self._starts_publisher = await core.publishing.for_starts()
-            try:
-                created = await creation.write(plans, None, bound, publish)
-            except BaseException:
-                own.discard()
-                raise
-            await own.flush()
+            created = await self._write(plans, tx, hooks)
         chain = core.mapper.chain
         return [
             # a new chain holds the input it was given
             chain(row, row, dedup, DECODE if dedup else job.input)
             for job, (row, dedup) in zip(jobs, created, strict=True)
         ]
+
+    def _write(
+        self, plans: list[PlannedJob], tx: TxT | None, hooks: TransactionHooks | None
+    ) -> Awaitable[list[CreatedJob]]:
+        """Write planned chain starts in ``tx``, or, for starts waiting for blockers, in a
+        transaction of the client's (the rows and their blocker links commit together)."""
+        core = self._core
+        if tx is not None:
+            return core.creation.write(plans, None, core.transactions.bound(tx, hooks))
+        if hooks is not None:
+            raise UsageError("hooks= belongs to a transaction: pass its tx= too")
+        return self._write_linked(plans)
+
+    async def _write_linked(self, plans: list[PlannedJob]) -> list[CreatedJob]:
+        core = self._core
+        async with core.transactions.transaction() as linked:
+            created = await core.creation.write(plans, None, linked)
+        return created
 
     # -- workerless completion, cancellation ---------------------------------------------------
 

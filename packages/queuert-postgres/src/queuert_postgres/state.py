@@ -850,14 +850,23 @@ class PgStateAdapter(Generic[TxT]):
             return []
         if isinstance(publish, PgPublisher) and publish.state is self:
             if len(jobs) == 1:
-                # one start (a loop of start_chain calls): straight to its statement
+                # one start (a loop of start_chain calls): straight to its statement, awaited
+                # here rather than through _create_one and _insert_alone (a coroutine each)
                 new = jobs[0]
                 if new.chain_id is None and new.deduplication is None:
-                    messages = publish.messages(notifications)
-                    if len(messages[0]) <= 1:
-                        return [
-                            await self._create_one(new, None, messages if messages[0] else None)
-                        ]
+                    channels, payloads = publish.messages(notifications)
+                    if len(channels) <= 1:
+                        args = self._one_args(new)
+                        if channels:
+                            sql = self.sql.create_one_notify
+                            args += (channels[0], payloads[0])
+                        else:
+                            sql = self.sql.create_one_alone
+                        try:
+                            rows = await self.provider.fetch(sql, args, None)
+                        except Exception as exc:
+                            rows = await self._insert_again(exc, sql, args, jobs)
+                        return [self._one_created(new, rows)]
             for new in jobs:  # a loop, not all(): no generator step per job
                 if new.chain_id is not None or new.deduplication is not None:
                     break
@@ -995,19 +1004,7 @@ class PgStateAdapter(Generic[TxT]):
         arguments of :meth:`_create_first`'s arrays as scalars, and its one wake-up if ``messages``
         holds it. In ``tx`` nothing is inserted when the id is taken (nothing to undo); without
         it the statement fails instead, as a batch does."""
-        schedule = new.schedule
-        args: list[Any] = [
-            new.id,
-            new.type_name,
-            new.chain_type_name,
-            new.input_json(),  # the text the client checked
-            None if schedule is None else schedule.at,
-            None if schedule is None or schedule.after is None else _secs(schedule.after),
-            new.chain_trace_context,
-            new.trace_context,
-            new.priority,
-            new.limit_key,
-        ]
+        args = self._one_args(new)
         if tx is not None:
             assert messages is None, "messages only go without a caller's transaction"
             rows = await self._fetch(self.sql.create_one, args, tx)
@@ -1016,8 +1013,36 @@ class PgStateAdapter(Generic[TxT]):
         else:
             (channel,), (payload,) = messages
             rows = await self._insert_alone(
-                self.sql.create_one_notify, [*args, channel, payload], (new,)
+                self.sql.create_one_notify, (*args, channel, payload), (new,)
             )
+        return self._one_created(new, rows)
+
+    @staticmethod
+    def _one_args(new: NewJob) -> tuple[Any, ...]:
+        """The arguments of :data:`~queuert_postgres._sql.CREATE_ONE` for ``new``."""
+        schedule = new.schedule
+        if schedule is None:
+            at = after = None
+        else:
+            at = schedule.at
+            after = None if schedule.after is None else _secs(schedule.after)
+        return (
+            new.id,
+            new.type_name,
+            new.chain_type_name,
+            new.input_json(),  # the text the client checked
+            at,
+            after,
+            new.chain_trace_context,
+            new.trace_context,
+            new.priority,
+            new.limit_key,
+        )
+
+    @staticmethod
+    def _one_created(new: NewJob, rows: list[Row]) -> CreatedJob:
+        """The job :data:`~queuert_postgres._sql.CREATE_ONE` inserted for ``new``, from what was
+        sent and the ``rows`` it returned (none: the id was taken)."""
         if not rows:
             raise DuplicateJobIdError(new.id)
         statement_at, scheduled_at = rows[0][0], rows[0][1]
@@ -1030,7 +1055,7 @@ class PgStateAdapter(Generic[TxT]):
             scheduled_at=utc(scheduled_at) if later else now,
             status="scheduled" if later else "ready",
         )
-        return CreatedJob(job=job, deduplicated=False)
+        return CreatedJob(job, False)
 
     async def _create_first(
         self,
@@ -1086,18 +1111,32 @@ class PgStateAdapter(Generic[TxT]):
     ) -> list[Row]:
         """Run an ``*_alone`` create statement without a caller's transaction: it commits on its
         own, so it fails rather than commit part of a batch whose id is taken (a worker could
-        otherwise claim a job whose start raised). The id is then found with a read: the first, in
-        input order, that a stored job holds (or, with ``repeats``, that an earlier job of the batch
-        has). If none is taken any more (the job holding it was deleted meanwhile), try again, a
-        few times at most."""
+        otherwise claim a job whose start raised). The id is then found with a read: see
+        :meth:`_insert_again`."""
         self._check_open()
-        fetch = self.provider.fetch  # no caller's transaction: no aborted one to report
-        for tries_left in reversed(range(_MAX_CLASH_RETRIES)):
-            try:
-                return await fetch(sql, args, None)
-            except Exception as exc:
-                if not _id_taken(exc) or not tries_left:
-                    raise
+        try:
+            # no caller's transaction: no aborted one to report
+            return await self.provider.fetch(sql, args, None)
+        except Exception as exc:
+            return await self._insert_again(exc, sql, args, jobs, repeats=repeats)
+
+    async def _insert_again(
+        self,
+        error: Exception,
+        sql: Sql,
+        args: Sequence[Any],
+        jobs: Sequence[NewJob],
+        *,
+        repeats: bool = True,
+    ) -> list[Row]:
+        """After ``error`` of an ``*_alone`` create statement (see :meth:`_insert_alone`): unless
+        it is not about a taken id, raise :class:`DuplicateJobIdError` for the first id, in input
+        order, that a stored job holds (or, with ``repeats``, that an earlier job of the batch
+        has). If none is taken any more (the job holding it was deleted meanwhile), try again, a
+        few times in all at most."""
+        for tries_left in reversed(range(_MAX_CLASH_RETRIES - 1)):
+            if not _id_taken(error):
+                raise error
             rows = await self._fetch(self.sql.stored_ids, [[new.id for new in jobs]], None)
             stored = {row[0] for row in rows}
             seen: set[str] = set()
@@ -1105,7 +1144,13 @@ class PgStateAdapter(Generic[TxT]):
                 if new.id in stored or (repeats and new.id in seen):
                     raise DuplicateJobIdError(new.id)
                 seen.add(new.id)
-        raise AssertionError("the last try raises")  # pragma: no cover
+            try:
+                return await self.provider.fetch(sql, args, None)
+            except Exception as exc:
+                if not tries_left:
+                    raise
+                error = exc
+        raise error  # pragma: no cover - the last try raises
 
     async def _created(
         self, jobs: Sequence[NewJob], rows: list[Row], tx: TxT | None
