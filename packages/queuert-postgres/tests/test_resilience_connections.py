@@ -279,6 +279,32 @@ async def test_a_transaction_end_runs_to_its_end_through_cancellations() -> None
         await conn.close()
 
 
+async def test_a_transaction_end_that_fails_raises_the_statements_error() -> None:
+    """``_to_the_end`` hands the caller the statement's own error, at once and unchanged, whether
+    or not the caller was cancelled meanwhile (then the cancellation wins), and the connection is
+    usable afterwards."""
+    conn = await asyncpg.connect(DSN)
+    try:
+        with pytest.raises(asyncpg.DivisionByZeroError):
+            await _provider._to_the_end(
+                conn, conn.execute("SELECT 1 / (count(*) - 1) FROM pg_sleep(0.1)")
+            )
+        assert await conn.fetchval("SELECT 1") == 1
+
+        task = asyncio.ensure_future(
+            _provider._to_the_end(
+                conn, conn.execute("SELECT 1 / (count(*) - 1) FROM pg_sleep(0.2)")
+            )
+        )
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await conn.fetchval("SELECT 2") == 2, "the statement ended before the caller did"
+    finally:
+        await conn.close()
+
+
 async def test_a_transaction_end_that_hangs_terminates_the_connection(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

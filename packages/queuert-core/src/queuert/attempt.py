@@ -245,8 +245,7 @@ class Attempt(Generic[J]):
         if fn is None:
             return None
         if mode == "atomic":
-            await self._open(guard=False)
-            return await self._in_savepoint(fn)
+            return await self._open_and_run(fn)
         await self._open()
         try:
             result = await self._in_savepoint(fn)
@@ -382,6 +381,26 @@ class Attempt(Generic[J]):
             return
         try:
             await host.check_owned(self.job.id, tx=bound.tx)
+        except BaseException as exc:
+            await self._close(exc)
+            raise
+
+    async def _open_and_run(self, fn: Callable[[TxContext[Any]], Awaitable[T]]) -> T:
+        """``_open(guard=False)``, then ``fn`` first in the new transaction (``_in_savepoint`` of a
+        pristine one), in one coroutine: ``prepare("atomic", fn)``, every job of the exactly-once
+        path, waits on the BEGIN and on ``fn`` through one frame less."""
+        host = self._host
+        scope = host.core.transactions.transaction()
+        self._in_transaction = True
+        try:
+            bound = await scope.__aenter__()
+        except BaseException:
+            self._transaction_ended()
+            raise
+        self._scope, self._bound = scope, bound
+        host.hold(self.job.id)
+        try:
+            return await fn(TxContext(host.client, bound.tx, bound.hooks))
         except BaseException as exc:
             await self._close(exc)
             raise

@@ -22,7 +22,6 @@ import re
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from functools import partial
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from queuert.bounded import Deadlines, bounded, within
@@ -181,9 +180,8 @@ class _Deadlines(Deadlines):
 class _ToTheEnd(Generic[T]):
     """The awaitable of :func:`_to_the_end`: drives the statement in the caller's own task (no task
     of its own, which the exactly-once path paid for per job), waiting on each of the driver's
-    futures behind a proxy future. A cancellation of the caller cancels the proxy, never
-    the driver's future, and is noted; the statement is driven on to its end, then the cancellation
-    is raised."""
+    futures through a :class:`_Shield`. A cancellation of the caller never reaches the driver's
+    future and is noted; the statement is driven on to its end, then the cancellation is raised."""
 
     __slots__ = ("_conn", "_deadlines", "_statement")
 
@@ -215,13 +213,14 @@ class _ToTheEnd(Generic[T]):
                     else:
                         step._asyncio_future_blocking = False
                         while not step.done():
-                            proxy = loop.create_future()
-                            step.add_done_callback(partial(_wake_proxy, proxy))
-                            proxy._asyncio_future_blocking = True
                             try:
-                                yield proxy
+                                yield _Shield(step)
                             except asyncio.CancelledError:
                                 cancelled = True
+                            except Exception:
+                                # the future's own error, thrown in by the task's wake-up: the
+                                # statement raises it (or handles it) when driven on below
+                                pass
                     step = inner.send(None)
             except StopIteration as stop:
                 result: T = stop.value
@@ -240,9 +239,44 @@ class _ToTheEnd(Generic[T]):
         return result
 
 
-def _wake_proxy(proxy: asyncio.Future[None], _: object) -> None:
-    if not proxy.done():
-        proxy.set_result(None)
+class _Shield:
+    """What :class:`_ToTheEnd` hands the task to wait on instead of a driver's future: the task's
+    wake-up is added to the driver's future itself (no proxy future, no extra loop callback per
+    await), but ``Task.cancel()`` reaches only this object, which refuses; the task then takes
+    the cancellation at its next step, once the driver's future is done (what an asyncio task
+    does when the future it waits on does not cancel, on every Python queuert supports). The
+    driver's future is never cancelled: a cancelled asyncpg future would leave its connection
+    mid-statement."""
+
+    __slots__ = ("_asyncio_future_blocking", "_future")
+
+    def __init__(self, future: asyncio.Future[Any]) -> None:
+        self._future = future
+        self._asyncio_future_blocking = True
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._future.get_loop()
+
+    def add_done_callback(self, fn: Callable[[Any], object], *, context: Any = None) -> None:
+        self._future.add_done_callback(fn, context=context)
+
+    def remove_done_callback(self, fn: Callable[[Any], object]) -> int:
+        return self._future.remove_done_callback(fn)
+
+    def cancel(self, msg: Any = None) -> bool:
+        return False
+
+    def cancelled(self) -> bool:
+        return False
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def result(self) -> Any:
+        return self._future.result()
+
+    def exception(self) -> BaseException | None:
+        return self._future.exception()
 
 
 def _late_error() -> ConnectionError:
