@@ -1765,11 +1765,7 @@ class PgStateAdapter(Generic[TxT]):
             if len(rows) == count:
                 return results
             rest = [i for i, result in enumerate(results) if result is None]
-        left = [completions[i] for i in rest]
-        if len(left) == 1:
-            args = self._completion_args(left[0], worker_id, owner)
-        else:
-            args = self._completions_args(left, worker_id, owner)
+        left, args = self._left_open(completions, rest, worker_id, owner)
         async with self.transaction() as tx:
             found, _ = await self._complete_fully(left, args, tx)
             announced = announce(found)
@@ -1844,15 +1840,25 @@ class PgStateAdapter(Generic[TxT]):
         if len(rows) == len(completions):
             return results, {}
         rest = [i for i, result in enumerate(results) if result is None]
-        left = [completions[i] for i in rest]
-        if len(left) == 1:
-            args = self._completion_args(left[0], worker_id, owner)
-        else:
-            args = self._completions_args(left, worker_id, owner)
+        left, args = self._left_open(completions, rest, worker_id, owner)
         found, refused = await self._complete_fully(left, args, tx)
         for i, result in zip(rest, found, strict=True):
             results[i] = result
         return results, {rest[ordinal - 1] + 1: why for ordinal, why in refused.items()}
+
+    def _left_open(
+        self,
+        completions: Sequence[Completion],
+        rest: Sequence[int],
+        worker_id: str | None,
+        owner: str | None,
+    ) -> tuple[list[Completion], list[Any]]:
+        """The completions at positions ``rest`` (those the plain statement left open) and the
+        arguments of the full statement that closes them."""
+        left = [completions[i] for i in rest]
+        if len(left) == 1:
+            return left, self._completion_args(left[0], worker_id, owner)
+        return left, self._completions_args(left, worker_id, owner)
 
     @staticmethod
     def _completion_args(one: Completion, worker_id: str | None, owner: str | None) -> list[Any]:

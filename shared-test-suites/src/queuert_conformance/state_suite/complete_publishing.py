@@ -60,6 +60,20 @@ def completions(jobs: Sequence[StoredJob]) -> list[Completion]:
     return found
 
 
+async def group_commit(
+    adapter: SupportsCompletePublishing, claimed: Sequence[StoredJob], recorder: Recorder
+) -> list[CompleteResult | None]:
+    """The worker's group commit of the ``claimed`` jobs, published through ``recorder``."""
+    return await adapter.complete_jobs_publishing(
+        completions(claimed),
+        closing(claimed),
+        announce,
+        recorder,
+        worker_id=WORKER,
+        owner=WORKER,
+    )
+
+
 class Recorder:
     """A publisher recording what it was asked to publish, and what the jobs looked like in the
     transaction it was given."""
@@ -106,14 +120,7 @@ class TestCompletePublishing:
         claimed = (await ops.claim(TYPE_A, limit=count)).jobs
         assert len(claimed) == count
         recorder = Recorder(queuert_state_harness, [job.id for job in claimed])
-        results = await adapter.complete_jobs_publishing(
-            completions(claimed),
-            closing(claimed),
-            announce,
-            recorder,
-            worker_id=WORKER,
-            owner=WORKER,
-        )
+        results = await group_commit(adapter, claimed, recorder)
         assert [r.job.id if r else None for r in results] == [job.id for job in claimed]
         for n, (job, result) in enumerate(zip(claimed, results, strict=True)):
             assert result is not None and result.job.status == "completed"
@@ -142,14 +149,7 @@ class TestCompletePublishing:
         lost = claimed[0]
         await queuert_state_harness.adapter.reschedule_job(lost.id, schedule=None, error=None)
         recorder = Recorder(queuert_state_harness, [])
-        results = await adapter.complete_jobs_publishing(
-            completions(claimed),
-            closing(claimed),
-            announce,
-            recorder,
-            worker_id=WORKER,
-            owner=WORKER,
-        )
+        results = await group_commit(adapter, claimed, recorder)
         assert results[0] is None, "refused: the worker no longer holds the job"
         assert (await ops.job(lost.id)).outcome is None, "left open"
         assert all(r is not None for r in results[1:])
@@ -168,14 +168,7 @@ class TestCompletePublishing:
         claimed = (await ops.claim(TYPE_A, limit=2)).jobs
         assert {job.id for job in claimed} == {first.id, second.id}
         recorder = Recorder(queuert_state_harness, [])
-        results = await adapter.complete_jobs_publishing(
-            completions(claimed),
-            closing(claimed),
-            announce,
-            recorder,
-            worker_id=WORKER,
-            owner=WORKER,
-        )
+        results = await group_commit(adapter, claimed, recorder)
         released = [job.id for r in results if r is not None for job in r.unblocked]
         assert released == [dependent.id]
         assert (await ops.job(dependent.id)).status == "ready"
@@ -192,14 +185,7 @@ class TestCompletePublishing:
         claimed = (await ops.claim(TYPE_A, limit=1)).jobs
         recorder = Recorder(queuert_state_harness, [], fail=True)
         with pytest.raises(RuntimeError, match="publishing failed"):
-            await adapter.complete_jobs_publishing(
-                completions(claimed),
-                closing(claimed),
-                announce,
-                recorder,
-                worker_id=WORKER,
-                owner=WORKER,
-            )
+            await group_commit(adapter, claimed, recorder)
         stored = await ops.job(job.id)
         assert stored.outcome is None and stored.leased_by == WORKER, "rolled back"
 
