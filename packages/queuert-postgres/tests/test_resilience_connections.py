@@ -296,13 +296,36 @@ async def test_a_transaction_end_that_fails_raises_the_statements_error() -> Non
                 conn, conn.execute("SELECT 1 / (count(*) - 1) FROM pg_sleep(0.2)")
             )
         )
-        await asyncio.sleep(0.05)
+        await _until_active(conn.get_server_pid())  # cancelled only once the statement runs
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert await conn.fetchval("SELECT 2") == 2, "the statement ended before the caller did"
+        assert await _state_of(conn.get_server_pid()) == "idle", "the statement ended first"
+        assert await conn.fetchval("SELECT 2") == 2, "and the connection is free again"
     finally:
         await conn.close()
+
+
+async def _state_of(pid: int) -> str | None:
+    """The ``pg_stat_activity`` state of backend ``pid``, seen from another connection."""
+    other = await asyncpg.connect(DSN)
+    try:
+        state: str | None = await other.fetchval(
+            "SELECT state FROM pg_stat_activity WHERE pid = $1", pid
+        )
+        return state
+    finally:
+        await other.close()
+
+
+async def _until_active(pid: int) -> None:
+    """Wait (10 s at most) until backend ``pid`` runs a statement."""
+
+    async def poll() -> None:
+        while await _state_of(pid) != "active":
+            pass
+
+    await asyncio.wait_for(poll(), 10)
 
 
 async def test_a_transaction_end_that_hangs_terminates_the_connection(
