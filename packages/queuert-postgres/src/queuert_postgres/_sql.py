@@ -219,21 +219,67 @@ LEASED = "{a}.outcome IS NULL AND {a}.leased_until IS NOT NULL"
 
 
 def tail_of(chain: str, *, lock: str = "") -> str:
-    """A LATERAL subquery selecting the tail (highest ``chain_index``) of chain ``chain``."""
+    """A LATERAL subquery selecting the tail (highest ``chain_index``) of chain ``chain``.
+
+    The chain position index holds continuations only (a first job's position is its primary key:
+    ``chain_id = id``). Unlocked, the tail is the last continuation, probed backwards in that
+    index, or else the first job, probed by its key (the second arm runs only when the first finds
+    none). A row lock is not allowed over a ``UNION``: locked, the chain's jobs are read from both
+    indexes at once (``BitmapOr``) and the last one is locked."""
+    if lock:
+        return (
+            f"(SELECT * FROM {{job}} t WHERE {chain_members(chain).format(a='t')} "
+            f"ORDER BY t.chain_index DESC LIMIT 1 {lock})"
+        )
     return (
-        f"(SELECT * FROM {{job}} t WHERE t.chain_id = {chain} "
-        f"ORDER BY t.chain_index DESC LIMIT 1 {lock})"
+        f"((SELECT * FROM {{job}} t WHERE t.chain_id = {chain} AND t.chain_index > 0 "
+        f"ORDER BY t.chain_index DESC LIMIT 1) "
+        f"UNION ALL (SELECT * FROM {{job}} t WHERE t.id = {chain} AND t.chain_id = {chain}) "
+        f"LIMIT 1)"
     )
+
+
+def chain_members(chain: str) -> str:
+    """A predicate on ``{a}`` (job alias, filled by ``format``) and a column ``{chain}`` holding a
+    chain id: the job belongs to that chain. The first job is found by its key, the continuations
+    in the chain position index (which holds only them): PostgreSQL reads the two with a
+    ``BitmapOr``."""
+    return f"{{a}}.chain_id = {chain} AND ({{a}}.id = {chain} OR {{a}}.chain_index > 0)"
 
 
 def chain_open(root: str) -> str:
     """True if the chain whose first job is ``root`` is open (its tail is open or continued)."""
     return (
-        f"EXISTS (SELECT 1 FROM (SELECT t.outcome, t.succeeded_by_job_id FROM {{job}} t "
-        f"WHERE t.chain_id = {root} ORDER BY t.chain_index DESC LIMIT 1) t "
+        f"EXISTS (SELECT 1 FROM {tail_of(root)} t "
         f"WHERE t.outcome IS NULL OR t.succeeded_by_job_id IS NOT NULL)"
     )
 
+
+def _insert_new(name: str, which: str, conflict: str) -> str:
+    """A CTE of :data:`CREATE` inserting the rows of ``x`` that match ``which``. First jobs skip a
+    row whose id is taken (their chain position is their key); a continuation whose position a
+    concurrent transaction took returns that job (the update of the arbiter row locks it, exactly
+    one continuation per position), which the caller reads as the continuation that already
+    exists. The arbiter names the predicate of the partial chain position index."""
+    return f"""{name} AS (
+    INSERT INTO {{job}} AS j (id, type_name, chain_id, chain_type_name, chain_index, input,
+                              created_at, scheduled_at, deduplication_key,
+                              chain_trace_context, trace_context, priority, limit_key)
+    SELECT x.id, x.type_name, coalesce(x.chain_id, x.id), x.chain_type_name, x.chain_index,
+           x.input::json, {NOW},
+           greatest(coalesce(x.sched_at, {NOW} + x.sched_after * interval '1 second'), {NOW}),
+           x.dkey, x.ctc, x.tc, x.pri, x.lkey
+    FROM x WHERE {which} AND NOT EXISTS (SELECT 1 FROM clash)
+    ORDER BY x.ord
+    {conflict}
+    RETURNING j.*
+)"""
+
+
+_NEXT_CONFLICT = (
+    "ON CONFLICT (chain_id, chain_index) WHERE chain_index > 0\n"
+    "    DO UPDATE SET chain_index = excluded.chain_index"
+)
 
 CREATE = f"""
 WITH i AS (
@@ -254,7 +300,7 @@ WITH i AS (
 cont AS (
     SELECT i.ord, j.id AS rid
     FROM i JOIN {{job}} j ON j.chain_id = i.chain_id AND j.chain_index = i.chain_index
-    WHERE i.chain_id IS NOT NULL AND i.leader = i.ord
+    WHERE i.chain_id IS NOT NULL AND i.leader = i.ord AND j.chain_index > 0
 ),
 dm AS (
     SELECT DISTINCT ON (i.ord) i.ord, r.id AS rid
@@ -279,20 +325,9 @@ clash AS (
     UNION ALL
     SELECT min(x.ord), x.id FROM x GROUP BY x.id HAVING count(*) > 1
 ),
-ins AS (
-    INSERT INTO {{job}} AS j (id, type_name, chain_id, chain_type_name, chain_index, input,
-                              created_at, scheduled_at, deduplication_key,
-                              chain_trace_context, trace_context, priority, limit_key)
-    SELECT x.id, x.type_name, coalesce(x.chain_id, x.id), x.chain_type_name, x.chain_index,
-           x.input::json, {NOW},
-           greatest(coalesce(x.sched_at, {NOW} + x.sched_after * interval '1 second'), {NOW}),
-           x.dkey, x.ctc, x.tc, x.pri, x.lkey
-    FROM x WHERE NOT EXISTS (SELECT 1 FROM clash)
-    ORDER BY x.ord
-    ON CONFLICT (chain_id, chain_index) DO UPDATE SET chain_index = excluded.chain_index
-       WHERE excluded.chain_index > 0
-    RETURNING j.*
-),
+{_insert_new("ins_first", "x.chain_index = 0", "ON CONFLICT DO NOTHING")},
+{_insert_new("ins_next", "x.chain_index > 0", _NEXT_CONFLICT)},
+ins AS (SELECT * FROM ins_first UNION ALL SELECT * FROM ins_next),
 found AS (
     SELECT cont.ord, j.* FROM cont JOIN {{job}} j ON j.id = cont.rid
     UNION ALL
@@ -864,7 +899,8 @@ closing AS (
     SELECT ok.ord, ok.chain_id, ok.moved FROM ok
     WHERE ok.succ IS NULL
       AND NOT EXISTS (SELECT 1 FROM {{job}} h
-                      WHERE h.chain_id = ok.chain_id AND h.chain_index > ok.chain_index)
+                      WHERE h.chain_id = ok.chain_id AND h.chain_index > ok.chain_index
+                        AND h.chain_index > 0)
 ),
 links AS (
     SELECT closing.ord, closing.chain_id, b.job_id, b.slot, b.trace_context
@@ -1124,11 +1160,17 @@ WITH RECURSIVE targets(id) AS (
     SELECT r.id FROM {{job}} r WHERE r.id = ANY($1::text[]::uuid[]) AND r.chain_index = 0
     UNION
     SELECT b.blocked_by_chain_id
-    FROM targets tg JOIN {{job}} m ON m.chain_id = tg.id JOIN {{blocker}} b ON b.job_id = m.id
+    FROM targets tg JOIN {{job}} m ON {chain_members("tg.id").format(a="m")}
+    JOIN {{blocker}} b ON b.job_id = m.id
     WHERE $2::bool
 ),
 members AS (
-    SELECT j.id FROM {{job}} j WHERE j.chain_id IN (SELECT targets.id FROM targets)
+    SELECT j.id FROM {{job}} j
+    WHERE (j.id, j.chain_id) IN (SELECT targets.id, targets.id FROM targets
+                                 UNION ALL
+                                 SELECT c.id, c.chain_id FROM {{job}} c
+                                 WHERE c.chain_id IN (SELECT targets.id FROM targets)
+                                   AND c.chain_index > 0)
     ORDER BY j.id
     FOR UPDATE
 ),

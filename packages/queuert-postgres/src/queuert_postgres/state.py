@@ -1492,7 +1492,8 @@ class PgStateAdapter(Generic[TxT]):
             where.append(f"j.id = ANY({p.add(ids, 'text[]')}::uuid[])")
         if filter.chain_ids is not None:
             ids = list(filter.chain_ids)
-            where.append(f"j.chain_id = ANY({p.add(ids, 'text[]')}::uuid[])")
+            chains = f"ANY({p.add(ids, 'text[]')}::uuid[])"
+            where.append(f"j.chain_id = {chains} AND (j.id = {chains} OR j.chain_index > 0)")
         if filter.chain_type_names is not None:
             names = list(filter.chain_type_names)
             where.append(f"j.chain_type_name = ANY({p.add(names, 'text[]')})")
@@ -1520,12 +1521,18 @@ class PgStateAdapter(Generic[TxT]):
         desc = order == "desc"
         after = decode_chain_jobs_cursor(cursor) if cursor is not None else None
         p = _Params()
-        where = [f"j.chain_id = {p.add(chain_id, 'text')}::uuid"]
+        chain = f"{p.add(chain_id, 'text')}::uuid"
+        where = ["true"]
         if after is not None:
             where.append(f"j.chain_index {'<' if desc else '>'} {p.add(after, 'int')}")
         direction = "DESC" if desc else "ASC"
+        # the first job by its key, the continuations from the chain position index (which holds
+        # only them): a merge of the two in chain order
         sql = (
-            f"SELECT {cols('j')} FROM {{job}} j WHERE {' AND '.join(where)} "
+            f"SELECT {cols('j')} FROM ("
+            f"SELECT * FROM {{job}} f WHERE f.id = {chain} AND f.chain_id = {chain} "
+            f"UNION ALL SELECT * FROM {{job}} n WHERE n.chain_id = {chain} AND n.chain_index > 0"
+            f") j WHERE {' AND '.join(where)} "
             f"ORDER BY j.chain_index {direction} LIMIT {_limit(limit)}"
         )
         rows = await self._fetch(self._sql(sql), p.values, tx)
