@@ -1000,15 +1000,26 @@ COMPLETE_ONE_PLAIN_CLAIMED = COMPLETE_ONE_PLAIN.replace(_RETURN_ROW, f"RETURNING
 (:attr:`queuert.state.Completion.claimed`): it returns only the :class:`ClosedRow` columns, from
 which and the claimed job the caller builds the closed one, instead of every column to decode."""
 
-COMPLETE_PLAIN_CLAIMED = COMPLETE_PLAIN.replace(
-    _RETURN_ORD_ROW, f"RETURNING c.ord, {_CLOSED_COLS}\n"
-)
-""":data:`COMPLETE_PLAIN` for completions of jobs the caller claimed: the ordinal, then the
-:class:`ClosedRow` columns (see :data:`COMPLETE_ONE_PLAIN_CLAIMED`)."""
-
 MESSAGE_SEPARATOR = "\x1f"
 """What joins the channels, and the payloads, of :data:`COMPLETE_PLAIN_CLAIMED_NOTIFY`'s messages
-into one text each (the caller checks that no payload holds it)."""
+into one text each, and the outputs of :data:`COMPLETE_PLAIN_CLAIMED` (the caller checks that no
+payload or output holds it; compact JSON text never does: it escapes every control character)."""
+
+_ARRAYS = "unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])"
+_CLAIMED_TEXTS = (
+    "unnest(string_to_array($1::text, ','), $2::text[],\n"
+    "                string_to_array($3::text, E'\\x1f'), $4::text[], $5::text[])"
+)
+assert COMPLETE_PLAIN.count(_ARRAYS) == 1
+
+COMPLETE_PLAIN_CLAIMED = COMPLETE_PLAIN.replace(
+    _RETURN_ORD_ROW, f"RETURNING c.ord, {_CLOSED_COLS}\n"
+).replace(_ARRAYS, _CLAIMED_TEXTS)
+""":data:`COMPLETE_PLAIN` for completions of jobs the caller claimed, each closing its job with an
+output: ``$1`` the job ids joined with commas and ``$3`` their outputs' JSON texts joined with
+:data:`MESSAGE_SEPARATOR` (one text each rather than text arrays: the driver inspects and encodes
+each element of an array one by one), ``$2``, ``$4`` and ``$5`` NULL. It returns the ordinal, then
+the :class:`ClosedRow` columns (see :data:`COMPLETE_ONE_PLAIN_CLAIMED`)."""
 
 COMPLETE_PLAIN_CLAIMED_NOTIFY = f"""
 WITH closed (ord, completed_at, attempt, last_attempt_at) AS (
