@@ -46,6 +46,20 @@ def readable(expr: str) -> str:
     return f"CASE WHEN {expr} BETWEEN {READABLE_FROM} AND {READABLE_TO} THEN {expr} END"
 
 
+def micros(expr: str) -> str:
+    """``expr`` (a timestamptz) as microseconds since the Unix epoch (``int8``) when Python can read
+    it, else NULL; exact on every supported server (before PostgreSQL 14 ``extract`` gives a
+    ``float8``: whole seconds and the microseconds within the minute each fit it exactly). The driver
+    decodes an ``int8`` in a fraction of the time of a ``timestamptz``, and times repeated within a
+    result (a claim's lease and attempt times, a batch's creation time) become one ``datetime``
+    each (:func:`queuert_postgres._rows.job_from_claim_row`)."""
+    return (
+        f"CASE WHEN {expr} BETWEEN {READABLE_FROM} AND {READABLE_TO} THEN "
+        f"extract(epoch FROM date_trunc('second', {expr}))::int8 * 1000000 "
+        f"+ extract(microseconds FROM {expr})::int8 % 1000000 END"
+    )
+
+
 def _unreadable(a: str) -> str:
     """NULL, or ``<column> <stored text>`` of the first time of job row ``a`` Python cannot read."""
     whens = " ".join(
@@ -66,14 +80,16 @@ def status_sql(a: str) -> str:
     )
 
 
-def cols(a: str) -> str:
-    """The columns of one job (decoded by ``_rows.job_from_row``)."""
+def cols(a: str, *, in_micros: bool = False) -> str:
+    """The columns of one job (decoded by ``_rows.job_from_row``; with ``in_micros``, its times as
+    :func:`micros`, decoded by ``_rows.job_from_claim_row``)."""
+    time = micros if in_micros else readable
     return (
         f"{a}.id::text, {a}.type_name, {a}.chain_id::text, {a}.chain_type_name, {a}.chain_index, "
-        f"{a}.input::text, {a}.output::text, {a}.outcome, {readable(f'{a}.created_at')}, "
-        f"{readable(f'{a}.scheduled_at')}, {readable(f'{a}.completed_at')}, {a}.completed_by, "
-        f"{a}.succeeded_by_job_id::text, {a}.attempt, {readable(f'{a}.last_attempt_at')}, "
-        f"{a}.last_attempt_error, {a}.leased_by, {readable(f'{a}.leased_until')}, "
+        f"{a}.input::text, {a}.output::text, {a}.outcome, {time(f'{a}.created_at')}, "
+        f"{time(f'{a}.scheduled_at')}, {time(f'{a}.completed_at')}, {a}.completed_by, "
+        f"{a}.succeeded_by_job_id::text, {a}.attempt, {time(f'{a}.last_attempt_at')}, "
+        f"{a}.last_attempt_error, {a}.leased_by, {time(f'{a}.leased_until')}, "
         f"{a}.open_blockers > 0, {a}.deduplication_key, {a}.chain_trace_context, "
         f"{a}.trace_context, {a}.priority, {a}.limit_key, {status_sql(a)}, {_unreadable(a)}"
     )
@@ -632,7 +648,7 @@ upd AS (
     FROM pick p WHERE j.id = p.id AND j.chain_id = p.chain_id
     RETURNING j.*
 )
-SELECT (SELECT count(*) FROM cand) > $3::int, {cols("u")}
+SELECT (SELECT count(*) FROM cand) > $3::int, {cols("u", in_micros=True)}
 FROM (SELECT 1) one LEFT JOIN upd u ON true
 ORDER BY u.priority DESC, u.scheduled_at, u.id
 """
@@ -734,7 +750,7 @@ more AS (
                                         WHERE f.type_name = c.type_name) < c.tlim)
         ) AS any
 )
-SELECT (SELECT more.any FROM more), {cols("u")}
+SELECT (SELECT more.any FROM more), {cols("u", in_micros=True)}
 FROM (SELECT 1) one LEFT JOIN upd u ON true
 ORDER BY u.priority DESC, u.scheduled_at, u.id
 """
@@ -794,7 +810,7 @@ upd AS (
       AND NOT EXISTS (SELECT 1 FROM stale s WHERE s.type_name = p.type_name)
     RETURNING j.*
 )
-SELECT (SELECT count(*) FROM cand) > $3::int OR EXISTS (SELECT 1 FROM stale), {cols("u")}
+SELECT (SELECT count(*) FROM cand) > $3::int OR EXISTS (SELECT 1 FROM stale), {cols("u", in_micros=True)}
 FROM (SELECT 1) one LEFT JOIN upd u ON true
 ORDER BY u.priority DESC, u.scheduled_at, u.id
 """
@@ -988,9 +1004,7 @@ context, no tail moved), or no row and changes nothing: the caller then sends
 statement's lock-then-update, the chain-closing checks and the release of dependents, whose plan
 nodes cost a completion with nothing to release most of its server time."""
 
-_CLOSED_COLS = (
-    f"{readable('j.completed_at')}, j.attempt, {readable('j.last_attempt_at')}"  # ClosedRow
-)
+_CLOSED_COLS = f"{micros('j.completed_at')}, j.attempt, {micros('j.last_attempt_at')}"  # ClosedRow
 _RETURN_ROW = f"RETURNING {cols('j')}\n"
 _RETURN_ORD_ROW = f"RETURNING c.ord, {cols('j')}\n"
 assert COMPLETE_ONE_PLAIN.count(_RETURN_ROW) == COMPLETE_PLAIN.count(_RETURN_ORD_ROW) == 1

@@ -80,6 +80,7 @@ from queuert_postgres._rows import (
     chain_from_row,
     closed_job,
     complete_result,
+    job_from_claim_row,
     job_from_row,
     utc,
 )
@@ -1631,7 +1632,7 @@ class PgStateAdapter(Generic[TxT]):
         else:
             rows = await self._fetch(self.sql.claim, [types, secs, max(limit, 0), worker_id], tx)
         at = ClaimRow.JOB
-        jobs = [job_from_row(row, at) for row in rows if row[at] is not None]
+        jobs = [job_from_claim_row(row, at) for row in rows if row[at] is not None]
         return ClaimResult(jobs=jobs, has_more=bool(rows[0][ClaimRow.HAS_MORE]))
 
     async def renew_leases(
