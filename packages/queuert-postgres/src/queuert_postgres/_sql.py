@@ -46,6 +46,20 @@ def readable(expr: str) -> str:
     return f"CASE WHEN {expr} BETWEEN {READABLE_FROM} AND {READABLE_TO} THEN {expr} END"
 
 
+def micros(expr: str) -> str:
+    """``expr`` (a timestamptz) as microseconds since the Unix epoch (``int8``) when Python can read
+    it, else NULL; exact on every supported server (before PostgreSQL 14 ``extract`` gives a
+    ``float8``: whole seconds and the microseconds within the minute each fit it exactly). The driver
+    decodes an ``int8`` in a fraction of the time of a ``timestamptz``, and times repeated within a
+    result (a claim's lease and attempt times, a batch's creation time) become one ``datetime``
+    each (:func:`queuert_postgres._rows.job_from_claim_row`)."""
+    return (
+        f"CASE WHEN {expr} BETWEEN {READABLE_FROM} AND {READABLE_TO} THEN "
+        f"extract(epoch FROM date_trunc('second', {expr}))::int8 * 1000000 "
+        f"+ extract(microseconds FROM {expr})::int8 % 1000000 END"
+    )
+
+
 def _unreadable(a: str) -> str:
     """NULL, or ``<column> <stored text>`` of the first time of job row ``a`` Python cannot read."""
     whens = " ".join(
@@ -66,14 +80,16 @@ def status_sql(a: str) -> str:
     )
 
 
-def cols(a: str) -> str:
-    """The columns of one job (decoded by ``_rows.job_from_row``)."""
+def cols(a: str, *, in_micros: bool = False) -> str:
+    """The columns of one job (decoded by ``_rows.job_from_row``; with ``in_micros``, its times as
+    :func:`micros`, decoded by ``_rows.job_from_claim_row``)."""
+    time = micros if in_micros else readable
     return (
         f"{a}.id::text, {a}.type_name, {a}.chain_id::text, {a}.chain_type_name, {a}.chain_index, "
-        f"{a}.input::text, {a}.output::text, {a}.outcome, {readable(f'{a}.created_at')}, "
-        f"{readable(f'{a}.scheduled_at')}, {readable(f'{a}.completed_at')}, {a}.completed_by, "
-        f"{a}.succeeded_by_job_id::text, {a}.attempt, {readable(f'{a}.last_attempt_at')}, "
-        f"{a}.last_attempt_error, {a}.leased_by, {readable(f'{a}.leased_until')}, "
+        f"{a}.input::text, {a}.output::text, {a}.outcome, {time(f'{a}.created_at')}, "
+        f"{time(f'{a}.scheduled_at')}, {time(f'{a}.completed_at')}, {a}.completed_by, "
+        f"{a}.succeeded_by_job_id::text, {a}.attempt, {time(f'{a}.last_attempt_at')}, "
+        f"{a}.last_attempt_error, {a}.leased_by, {time(f'{a}.leased_until')}, "
         f"{a}.open_blockers > 0, {a}.deduplication_key, {a}.chain_trace_context, "
         f"{a}.trace_context, {a}.priority, {a}.limit_key, {status_sql(a)}, {_unreadable(a)}"
     )
@@ -667,7 +683,7 @@ upd AS (
     FROM pick p WHERE j.id = p.id AND j.chain_id = p.chain_id
     RETURNING j.*
 )
-SELECT (SELECT count(*) FROM cand) > $3::int, {cols("u")}
+SELECT (SELECT count(*) FROM cand) > $3::int, {cols("u", in_micros=True)}
 FROM (SELECT 1) one LEFT JOIN upd u ON true
 ORDER BY u.priority DESC, u.scheduled_at, u.id
 """
@@ -769,7 +785,7 @@ more AS (
                                         WHERE f.type_name = c.type_name) < c.tlim)
         ) AS any
 )
-SELECT (SELECT more.any FROM more), {cols("u")}
+SELECT (SELECT more.any FROM more), {cols("u", in_micros=True)}
 FROM (SELECT 1) one LEFT JOIN upd u ON true
 ORDER BY u.priority DESC, u.scheduled_at, u.id
 """
@@ -829,7 +845,7 @@ upd AS (
       AND NOT EXISTS (SELECT 1 FROM stale s WHERE s.type_name = p.type_name)
     RETURNING j.*
 )
-SELECT (SELECT count(*) FROM cand) > $3::int OR EXISTS (SELECT 1 FROM stale), {cols("u")}
+SELECT (SELECT count(*) FROM cand) > $3::int OR EXISTS (SELECT 1 FROM stale), {cols("u", in_micros=True)}
 FROM (SELECT 1) one LEFT JOIN upd u ON true
 ORDER BY u.priority DESC, u.scheduled_at, u.id
 """
@@ -1024,9 +1040,7 @@ context, no tail moved), or no row and changes nothing: the caller then sends
 statement's lock-then-update, the chain-closing checks and the release of dependents, whose plan
 nodes cost a completion with nothing to release most of its server time."""
 
-_CLOSED_COLS = (
-    f"{readable('j.completed_at')}, j.attempt, {readable('j.last_attempt_at')}"  # ClosedRow
-)
+_CLOSED_COLS = f"{micros('j.completed_at')}, j.attempt, {micros('j.last_attempt_at')}"  # ClosedRow
 _RETURN_ROW = f"RETURNING {cols('j')}\n"
 _RETURN_ORD_ROW = f"RETURNING c.ord, {cols('j')}\n"
 assert COMPLETE_ONE_PLAIN.count(_RETURN_ROW) == COMPLETE_PLAIN.count(_RETURN_ORD_ROW) == 1
@@ -1036,15 +1050,26 @@ COMPLETE_ONE_PLAIN_CLAIMED = COMPLETE_ONE_PLAIN.replace(_RETURN_ROW, f"RETURNING
 (:attr:`queuert.state.Completion.claimed`): it returns only the :class:`ClosedRow` columns, from
 which and the claimed job the caller builds the closed one, instead of every column to decode."""
 
-COMPLETE_PLAIN_CLAIMED = COMPLETE_PLAIN.replace(
-    _RETURN_ORD_ROW, f"RETURNING c.ord, {_CLOSED_COLS}\n"
-)
-""":data:`COMPLETE_PLAIN` for completions of jobs the caller claimed: the ordinal, then the
-:class:`ClosedRow` columns (see :data:`COMPLETE_ONE_PLAIN_CLAIMED`)."""
-
 MESSAGE_SEPARATOR = "\x1f"
 """What joins the channels, and the payloads, of :data:`COMPLETE_PLAIN_CLAIMED_NOTIFY`'s messages
-into one text each (the caller checks that no payload holds it)."""
+into one text each, and the outputs of :data:`COMPLETE_PLAIN_CLAIMED` (the caller checks that no
+payload or output holds it; compact JSON text never does: it escapes every control character)."""
+
+_ARRAYS = "unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])"
+_CLAIMED_TEXTS = (
+    "unnest(string_to_array($1::text, ','), $2::text[],\n"
+    "                string_to_array($3::text, E'\\x1f'), $4::text[], $5::text[])"
+)
+assert COMPLETE_PLAIN.count(_ARRAYS) == 1
+
+COMPLETE_PLAIN_CLAIMED = COMPLETE_PLAIN.replace(
+    _RETURN_ORD_ROW, f"RETURNING c.ord, {_CLOSED_COLS}\n"
+).replace(_ARRAYS, _CLAIMED_TEXTS)
+""":data:`COMPLETE_PLAIN` for completions of jobs the caller claimed, each closing its job with an
+output: ``$1`` the job ids joined with commas and ``$3`` their outputs' JSON texts joined with
+:data:`MESSAGE_SEPARATOR` (one text each rather than text arrays: the driver inspects and encodes
+each element of an array one by one), ``$2``, ``$4`` and ``$5`` NULL. It returns the ordinal, then
+the :class:`ClosedRow` columns (see :data:`COMPLETE_ONE_PLAIN_CLAIMED`)."""
 
 COMPLETE_PLAIN_CLAIMED_NOTIFY = f"""
 WITH closed (ord, completed_at, attempt, last_attempt_at) AS (
