@@ -818,6 +818,28 @@ class SqliteStateAdapter:
             return []
 
         sql = self._sql
+        if len(checked) == 1:
+            # One completion (the exactly-once path closes its job alone): complete_job's
+            # statements, without the batch's JSON encoding and json_each.
+            params = checked[0]
+            job_id = params[0]
+
+            def op_one(raw: sqlite3.Connection) -> list[CompleteResult | None]:
+                now_text, now_dt = now()
+                if (
+                    params[3] is None
+                    and raw.execute(sql.chain_has_dependents, (job_id,)).fetchone()[0]
+                ):
+                    # two writes (close, unblock): keep them atomic
+                    return [
+                        in_savepoint(
+                            raw,
+                            lambda r: self._close(r, params, worker_id, owner, now_text, now_dt),
+                        )
+                    ]
+                return [self._close(raw, params, worker_id, owner, now_text, now_dt, unblock=False)]
+
+            return await self._write(op_one, tx, atomic=False)
         batch = json_param([list(c) for c in checked])
         ids = json_param([c[0] for c in checked])
         # each closed row's output is the value its completion wrote (not parsed back), unless an
