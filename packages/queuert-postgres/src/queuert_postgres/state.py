@@ -62,6 +62,7 @@ from queuert.state import (
     WorkerActivity,
     activity_buckets,
     inserted_job,
+    inserted_jobs,
     queue_stats_in_order,
 )
 from queuert.state_publishing import Announce
@@ -115,6 +116,8 @@ TxT = TypeVar("TxT")
 T = TypeVar("T")
 
 logger = logging.getLogger("queuert.postgres")
+
+_new_tuple = tuple.__new__
 
 _ABORTED = (
     "a statement failed in this transaction: roll back to the enclosing savepoint (or end the "
@@ -1066,7 +1069,7 @@ class PgStateAdapter(Generic[TxT]):
             scheduled_at=utc(scheduled_at) if later else now,
             status="scheduled" if later else "ready",
         )
-        return CreatedJob(job, False)
+        return _new_tuple(CreatedJob, (job, False))  # without the named tuple's __new__
 
     async def _create_first(
         self,
@@ -1102,20 +1105,12 @@ class PgStateAdapter(Generic[TxT]):
                     raise DuplicateJobIdError(new.id)
                 taken.discard(new.id)  # a second use of an id in the batch is a clash too
             raise AssertionError(f"{count} rows inserted for {len(jobs)} distinct new ids")
-        now = utc(statement_at)
-        later = dict(zip(later_ids, later_at, strict=True)) if later_ids else {}
-        results: list[CreatedJob] = []
-        for new in jobs:
-            at = later.get(new.id) if later else None
-            job = inserted_job(
-                new,
-                input=new.input,
-                created_at=now,
-                scheduled_at=now if at is None else utc(at),
-                status="ready" if at is None else "scheduled",
-            )
-            results.append(CreatedJob(job=job, deduplicated=False))
-        return results
+        later = (
+            {job_id: utc(at) for job_id, at in zip(later_ids, later_at, strict=True)}
+            if later_ids
+            else None
+        )
+        return inserted_jobs(jobs, created_at=utc(statement_at), later=later)
 
     async def _insert_alone(
         self, sql: Sql, args: Sequence[Any], jobs: Sequence[NewJob], *, repeats: bool = True
