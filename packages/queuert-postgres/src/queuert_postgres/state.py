@@ -1524,18 +1524,21 @@ class PgStateAdapter(Generic[TxT]):
         after = decode_chain_jobs_cursor(cursor) if cursor is not None else None
         p = _Params()
         chain = f"{p.add(chain_id, 'text')}::uuid"
-        where = ["true"]
+        past = ""
         if after is not None:
-            where.append(f"j.chain_index {'<' if desc else '>'} {p.add(after, 'int')}")
+            past = f" AND {{a}}.chain_index {'<' if desc else '>'} {p.add(after, 'int')}"
         direction = "DESC" if desc else "ASC"
-        # the first job by its key, the continuations from the chain position index (which holds
-        # only them): a merge of the two in chain order
+        page = _limit(limit)
+        # the first job by its key, and a page of the continuations walked in order on the chain
+        # position index (which holds only them): at most a page and one more row to sort, however
+        # long the chain
         sql = (
             f"SELECT {cols('j')} FROM ("
-            f"SELECT * FROM {{job}} f WHERE f.id = {chain} AND f.chain_id = {chain} "
-            f"UNION ALL SELECT * FROM {{job}} n WHERE n.chain_id = {chain} AND n.chain_index > 0"
-            f") j WHERE {' AND '.join(where)} "
-            f"ORDER BY j.chain_index {direction} LIMIT {_limit(limit)}"
+            f"(SELECT * FROM {{job}} f WHERE f.id = {chain} AND f.chain_id = {chain}"
+            f"{past.format(a='f')}) UNION ALL "
+            f"(SELECT * FROM {{job}} n WHERE n.chain_id = {chain} AND n.chain_index > 0"
+            f"{past.format(a='n')} ORDER BY n.chain_index {direction} LIMIT {page})"
+            f") j ORDER BY j.chain_index {direction} LIMIT {page}"
         )
         rows = await self._fetch(self._sql(sql), p.values, tx)
         return chain_jobs_page([job_from_row(row) for row in rows], limit)
