@@ -214,3 +214,20 @@ def test_starts_profiles_one_by_one_and_batches() -> None:
 def test_transaction_cpu_times_the_hooks_a_transaction_and_a_statement() -> None:
     out = run_tool("transaction_cpu.py", "--dsn", POSTGRES, "--blocks", "2")
     assert out.count(" min ") == 3  # the hooks alone, an empty transaction, one statement
+
+
+def test_worker_instructions_seeds_and_processes_the_jobs_it_counts() -> None:
+    """Both steps the tool runs for each count (the second under callgrind, left out here: it
+    takes minutes): every job it starts is processed, with and without events."""
+    import asyncio
+
+    sys.path.insert(0, str(HERE))
+    from bench import drop_backend
+
+    dsn = f"{POSTGRES}?schema=bench_wi_{uuid.uuid4().hex[:8]}"
+    try:
+        for events in ((), ("--events",)):
+            run_tool("worker_instructions.py", "--seed", "--dsn", dsn, "--jobs", "30")
+            run_tool("worker_instructions.py", "--process", "--dsn", dsn, "--jobs", "30", *events)
+    finally:
+        asyncio.run(drop_backend(dsn))

@@ -18,7 +18,7 @@ from pg_helpers import (
 )
 from queuert.errors import InvalidIdentifierError
 from queuert.ids import uuid7
-from queuert.state import NewJob
+from queuert.state import JobFilter, NewJob
 from queuert_postgres import MIGRATIONS, AsyncpgProvider, PgStateAdapter
 
 
@@ -92,7 +92,7 @@ async def test_tables_live_in_the_configured_schema_with_the_prefix() -> None:
             # cancelled jobs, chains with a deduplication key)
             assert indexes == {
                 "acme_job_pkey",
-                "acme_job_chain_position_idx",
+                "acme_job_chain_continuation_idx",
                 "acme_job_claim_idx",
                 "acme_job_leased_idx",
                 "acme_job_dedup_idx",
@@ -343,7 +343,7 @@ async def test_upgrade_keeps_one_ready_index_and_the_ready_jobs(
     if partitioned:
         assert len(found) > 1, found
 
-    monkeypatch.setattr(pg_state, "MIGRATIONS", MIGRATIONS)
+    monkeypatch.setattr(pg_state, "MIGRATIONS", MIGRATIONS[:9])
     new = await make_adapter("asyncpg", namespace, partitioned=partitioned)
     try:
         assert (await new.migrate()).applied == ["0009_one_ready_index"]
@@ -375,3 +375,146 @@ async def test_fresh_installation_has_only_the_claim_index(
     assert found, found
     for table, indexes in found.items():
         assert len(indexes) == 1 and is_claim_index(indexes[0]), (table, indexes)
+
+
+async def chain_position_indexes(ns: Namespace) -> dict[str, list[str]]:
+    """Per table of the job table's hierarchy (the parent and each partition), the definitions of
+    its indexes on ``(chain_id, chain_index)``."""
+    conn = await asyncpg.connect(DSN)
+    try:
+        rows = await conn.fetch(
+            "SELECT tablename, indexdef FROM pg_indexes WHERE schemaname = $1 "
+            "AND tablename LIKE $2 AND indexdef LIKE '%(chain_id, chain_index)%'",
+            ns.schema,
+            f"{ns.prefix}job%",
+        )
+    finally:
+        await conn.close()
+    found: dict[str, list[str]] = {}
+    for row in rows:
+        found.setdefault(row[0], []).append(row[1])
+    return found
+
+
+@pytest.mark.parametrize("partitioned", [False, True], ids=["plain", "partitioned"])
+async def test_upgrade_keeps_only_continuations_in_the_chain_position_index(
+    namespace: Namespace, monkeypatch: pytest.MonkeyPatch, partitioned: bool
+) -> None:
+    """An installation migrated up to ``0009`` with a one-job chain and a chain of three jobs:
+    ``0010`` replaces the chain position index (on every partition too) by a unique one over the
+    continuations only, and every lookup by chain still finds the first jobs and the
+    continuations: tails, the chain's jobs in both orders, listings by chain, an idempotent
+    continuation, a taken position, and the deletion of both chains."""
+    import queuert_postgres.state as pg_state
+
+    before = MIGRATIONS[:9]
+    assert before[-1].name == "0009_one_ready_index"
+    monkeypatch.setattr(pg_state, "MIGRATIONS", before)
+    single, first = uuid7(), uuid7()
+    second, third = uuid7(), uuid7()
+    old = await make_adapter("asyncpg", namespace, partitioned=partitioned)
+    try:
+        await old.migrate()
+        await old.create_jobs(
+            [
+                NewJob(id=single, type_name="t", chain_type_name="t", input=0),
+                NewJob(id=first, type_name="t", chain_type_name="c", input=1),
+            ]
+        )
+        await old.create_jobs(
+            [
+                NewJob(
+                    id=second,
+                    type_name="u",
+                    chain_type_name="c",
+                    input=None,
+                    chain_id=first,
+                    chain_index=1,
+                )
+            ]
+        )
+    finally:
+        await old.close()
+    found = await chain_position_indexes(namespace)
+    assert found and all(
+        len(d) == 1 and "UNIQUE" in d[0] and "WHERE" not in d[0] for d in found.values()
+    ), found
+
+    monkeypatch.setattr(pg_state, "MIGRATIONS", MIGRATIONS)
+    new = await make_adapter("asyncpg", namespace, partitioned=partitioned)
+    try:
+        assert (await new.migrate()).applied == ["0010_chain_continuation_index"]
+        after = await chain_position_indexes(namespace)
+        assert after.keys() == found.keys()
+        for table, definitions in after.items():
+            assert len(definitions) == 1, (table, definitions)
+            assert "UNIQUE" in definitions[0], definitions
+            assert definitions[0].endswith("WHERE (chain_index > 0)"), definitions
+        (parent,) = after[f"{namespace.prefix}job"]
+        assert f"INDEX {namespace.prefix}job_chain_continuation_idx ON" in parent, parent
+
+        created = await new.create_jobs(
+            [
+                NewJob(
+                    id=third,
+                    type_name="v",
+                    chain_type_name="c",
+                    input=None,
+                    chain_id=first,
+                    chain_index=2,
+                )
+            ]
+        )
+        assert [(c.job.id, c.deduplicated) for c in created] == [(third, False)]
+        again = await new.create_jobs(
+            [
+                NewJob(
+                    id=uuid7(),
+                    type_name="v",
+                    chain_type_name="c",
+                    input=None,
+                    chain_id=first,
+                    chain_index=2,
+                )
+            ]
+        )
+        assert [(c.job.id, c.deduplicated) for c in again] == [(third, True)]
+
+        one = await new.get_chain(single)
+        assert one is not None and one.root.id == one.tail.id == single
+        three = await new.get_chain(first, lock=True)
+        assert three is not None and (three.root.id, three.tail.id) == (first, third)
+        asc = await new.list_chain_jobs(first)
+        assert [j.id for j in asc.items] == [first, second, third]
+        desc = await new.list_chain_jobs(first, order="desc", limit=2)
+        assert [j.id for j in desc.items] == [third, second]
+        assert desc.next_cursor is not None
+        rest = await new.list_chain_jobs(first, order="desc", cursor=desc.next_cursor)
+        assert [j.id for j in rest.items] == [first]
+        assert [j.id for j in (await new.list_chain_jobs(single)).items] == [single]
+        # a continuation's id is not a chain id
+        listed = await new.list_jobs(JobFilter(chain_ids=[single, second]), order="asc")
+        assert [j.id for j in listed.items] == [single]
+        listed = await new.list_jobs(JobFilter(chain_ids=[first]), order="asc")
+        assert sorted(j.id for j in listed.items) == sorted([first, second, third])
+
+        conn = await asyncpg.connect(DSN)
+        try:
+            with pytest.raises(asyncpg.UniqueViolationError):
+                await conn.execute(
+                    f"INSERT INTO {new.names.job} (id, type_name, chain_id, chain_type_name, "
+                    "chain_index, created_at, scheduled_at) "
+                    "VALUES ($1::uuid, 'v', $2::uuid, 'c', 2, now(), now())",
+                    uuid7(),
+                    first,
+                )
+        finally:
+            await conn.close()
+
+        deleted = await new.delete_chains([single, first])
+        assert not deleted.references
+        assert sorted(c.root.id for c in deleted.deleted) == sorted([single, first])
+        assert [j.id for j in (await new.list_chain_jobs(first)).items] == []
+        assert await new.get_chain(single) is None
+    finally:
+        await new.close()

@@ -48,7 +48,7 @@ from queuert.errors import (
 from queuert.job_types import JobType
 from queuert.json import JsonValue
 from queuert.models import Job
-from queuert.state import CompleteResult, StoredJob
+from queuert.state import CompleteResult, Completion, StoredJob
 
 __all__ = ["Attempt", "AttemptHost", "CancelReason", "CancellationSignal", "Mode"]
 
@@ -329,13 +329,43 @@ class Attempt(Generic[J]):
             return
         if self._scope is None:
             await self._open(guard=False)
-        assert self._bound is not None
+        bound = self._bound
+        assert bound is not None
+        if checked.continuation is None:
+            # The exactly-once path (an output, in the job's open transaction): the completion of
+            # the job as the worker claimed it, with the output text the check encoded, so that the
+            # store returns the few columns the close alone knows instead of the whole row.
+            core = host.core
+            worker_id = host.worker_id
+            (closed,) = await core.state.complete_jobs(
+                (
+                    Completion(
+                        self._stored.id,
+                        output=checked.output,
+                        output_text=checked.output_text,
+                        claimed=self._stored,
+                    ),
+                ),
+                worker_id=worker_id,
+                owner=worker_id,
+                tx=bound.tx,
+            )
+            if closed is None:
+                # the lease was lost while the handler ran: nothing of this attempt may commit
+                lost = OwnershipLostError(self.job.id, "taken_by_another_worker")
+                await self._close(lost)
+                await host.check_owned(self.job.id)  # raises OwnershipLostError with the reason
+                raise lost
+            core.finishing.after_close(closed, worker_id=worker_id, hooks=bound.hooks)
+            self.continued_with = None
+            await self._close(None)
+            return
         try:
             _result, successor = await host.core.finishing.write_result(
                 self._stored,
                 checked,
                 worker_id=host.worker_id,
-                bound=self._bound,
+                bound=bound,
                 owner=host.worker_id,
             )
         except (JobTakenByAnotherWorkerError, JobAlreadyCompletedError, JobNotFoundError) as exc:

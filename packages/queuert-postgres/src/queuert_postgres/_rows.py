@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 from queuert.json import loads_stored
@@ -19,7 +19,15 @@ from queuert.state import (
 
 from queuert_postgres._sql import JOB_ID, NCOLS, ClosedRow
 
-__all__ = ["chain_from_row", "closed_job", "complete_result", "job_from_row", "utc"]
+__all__ = [
+    "chain_from_row",
+    "closed_job",
+    "complete_result",
+    "job_from_claim_row",
+    "job_from_row",
+    "time_from_micros",
+    "utc",
+]
 
 _UTC = timezone.utc
 
@@ -29,6 +37,25 @@ def utc(value: datetime) -> datetime:
     if value.tzinfo is _UTC:
         return value
     return value.astimezone(_UTC)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
+_TIMES: dict[int, datetime] = {}
+"""The times :func:`time_from_micros` built, by their microseconds (a claim's rows share their
+attempt and lease times, a group commit's its close time, a batch of starts its creation time)."""
+_TIMES_KEPT = 4096
+
+
+def time_from_micros(value: int) -> datetime:
+    """The UTC time ``value`` microseconds after the Unix epoch (what :func:`~queuert_postgres._sql.
+    micros` selects), the same object for the same time while it is remembered."""
+    found = _TIMES.get(value)
+    if found is not None:
+        return found
+    if len(_TIMES) >= _TIMES_KEPT:
+        _TIMES.clear()
+    found = _TIMES[value] = _EPOCH + timedelta(microseconds=value)
+    return found
 
 
 _new = object.__new__
@@ -45,9 +72,10 @@ assert tuple(CompleteResult.__dataclass_fields__) == ("job", "unblocked", "block
 _TIMESTAMPS = ("created_at", "scheduled_at", "completed_at", "last_attempt_at", "leased_until")
 
 
-def _reader() -> Any:
-    """:func:`job_from_row`, generated: one dict display over the row's columns, each read by its
-    index (no ``zip`` over field names, no second pass over the timestamps)."""
+def _reader(*, in_micros: bool = False) -> Any:
+    """:func:`job_from_row` (with ``in_micros``: :func:`job_from_claim_row`), generated: one dict
+    display over the row's columns, each read by its index (no ``zip`` over field names, no second
+    pass over the timestamps)."""
     items = []
     for k, name in enumerate(_FIELDS):
         at = f"row[o + {k}]" if k else "row[o]"
@@ -55,6 +83,8 @@ def _reader() -> Any:
             value = f"None if (v := {at}) is None else loads_stored(v)"
         elif name == "output":
             value = f"output if output is not READ_OUTPUT else None if (v := {at}) is None else loads_stored(v)"
+        elif name in _TIMESTAMPS and in_micros:
+            value = f"v if (v := {at}) is None else _TIMES.get(v) or _time(v)"
         elif name in _TIMESTAMPS:
             value = f"v if (v := {at}) is None or v.tzinfo is _UTC else v.astimezone(_UTC)"
         else:
@@ -83,6 +113,8 @@ def _reader() -> Any:
         "_unreadable": _unreadable,
         "loads_stored": loads_stored,
         "StoredJob": StoredJob,
+        "_TIMES": _TIMES,
+        "_time": time_from_micros,
     }
     exec(source, namespace)
     return namespace["job_from_row"]
@@ -111,6 +143,11 @@ Hot (every claimed and every closed job): the frozen dataclass's ``__dict__`` is
 from the columns (no copy of the row, no 23-argument ``__init__``)."""
 
 
+job_from_claim_row: _JobFromRow = _reader(in_micros=True)
+""":func:`job_from_row` of a row whose times are selected as microseconds
+(``cols(..., in_micros=True)``: the claims)."""
+
+
 def chain_from_row(row: Sequence[Any], o: int = 0) -> StoredChain:
     """A chain from two consecutive job column groups (root, then tail)."""
     tail = job_from_row(row, o + NCOLS)
@@ -125,13 +162,13 @@ def closed_job(
     completion: Completion, row: Sequence[Any], o: int, worker_id: str | None
 ) -> StoredJob:
     """The job ``completion`` closed, from its claimed job and the :class:`ClosedRow` columns that
-    start at column ``o``."""
+    start at column ``o`` (times in microseconds)."""
     last_attempt_at = row[o + ClosedRow.LAST_ATTEMPT_AT]
     return completion.closed_job(
-        completed_at=utc(row[o + ClosedRow.COMPLETED_AT]),
+        completed_at=time_from_micros(row[o + ClosedRow.COMPLETED_AT]),
         completed_by=worker_id,
         attempt=row[o + ClosedRow.ATTEMPT],
-        last_attempt_at=None if last_attempt_at is None else utc(last_attempt_at),
+        last_attempt_at=None if last_attempt_at is None else time_from_micros(last_attempt_at),
     )
 
 

@@ -46,6 +46,20 @@ def readable(expr: str) -> str:
     return f"CASE WHEN {expr} BETWEEN {READABLE_FROM} AND {READABLE_TO} THEN {expr} END"
 
 
+def micros(expr: str) -> str:
+    """``expr`` (a timestamptz) as microseconds since the Unix epoch (``int8``) when Python can read
+    it, else NULL; exact on every supported server (before PostgreSQL 14 ``extract`` gives a
+    ``float8``: whole seconds and the microseconds within the minute each fit it exactly). The driver
+    decodes an ``int8`` in a fraction of the time of a ``timestamptz``, and times repeated within a
+    result (a claim's lease and attempt times, a batch's creation time) become one ``datetime``
+    each (:func:`queuert_postgres._rows.job_from_claim_row`)."""
+    return (
+        f"CASE WHEN {expr} BETWEEN {READABLE_FROM} AND {READABLE_TO} THEN "
+        f"extract(epoch FROM date_trunc('second', {expr}))::int8 * 1000000 "
+        f"+ extract(microseconds FROM {expr})::int8 % 1000000 END"
+    )
+
+
 def _unreadable(a: str) -> str:
     """NULL, or ``<column> <stored text>`` of the first time of job row ``a`` Python cannot read."""
     whens = " ".join(
@@ -66,14 +80,16 @@ def status_sql(a: str) -> str:
     )
 
 
-def cols(a: str) -> str:
-    """The columns of one job (decoded by ``_rows.job_from_row``)."""
+def cols(a: str, *, in_micros: bool = False) -> str:
+    """The columns of one job (decoded by ``_rows.job_from_row``; with ``in_micros``, its times as
+    :func:`micros`, decoded by ``_rows.job_from_claim_row``)."""
+    time = micros if in_micros else readable
     return (
         f"{a}.id::text, {a}.type_name, {a}.chain_id::text, {a}.chain_type_name, {a}.chain_index, "
-        f"{a}.input::text, {a}.output::text, {a}.outcome, {readable(f'{a}.created_at')}, "
-        f"{readable(f'{a}.scheduled_at')}, {readable(f'{a}.completed_at')}, {a}.completed_by, "
-        f"{a}.succeeded_by_job_id::text, {a}.attempt, {readable(f'{a}.last_attempt_at')}, "
-        f"{a}.last_attempt_error, {a}.leased_by, {readable(f'{a}.leased_until')}, "
+        f"{a}.input::text, {a}.output::text, {a}.outcome, {time(f'{a}.created_at')}, "
+        f"{time(f'{a}.scheduled_at')}, {time(f'{a}.completed_at')}, {a}.completed_by, "
+        f"{a}.succeeded_by_job_id::text, {a}.attempt, {time(f'{a}.last_attempt_at')}, "
+        f"{a}.last_attempt_error, {a}.leased_by, {time(f'{a}.leased_until')}, "
         f"{a}.open_blockers > 0, {a}.deduplication_key, {a}.chain_trace_context, "
         f"{a}.trace_context, {a}.priority, {a}.limit_key, {status_sql(a)}, {_unreadable(a)}"
     )
@@ -219,21 +235,67 @@ LEASED = "{a}.outcome IS NULL AND {a}.leased_until IS NOT NULL"
 
 
 def tail_of(chain: str, *, lock: str = "") -> str:
-    """A LATERAL subquery selecting the tail (highest ``chain_index``) of chain ``chain``."""
+    """A LATERAL subquery selecting the tail (highest ``chain_index``) of chain ``chain``.
+
+    The chain position index holds continuations only (a first job's position is its primary key:
+    ``chain_id = id``). Unlocked, the tail is the last continuation, probed backwards in that
+    index, or else the first job, probed by its key (the second arm runs only when the first finds
+    none). A row lock is not allowed over a ``UNION``: locked, the chain's jobs are read from both
+    indexes at once (``BitmapOr``) and the last one is locked."""
+    if lock:
+        return (
+            f"(SELECT * FROM {{job}} t WHERE {chain_members(chain).format(a='t')} "
+            f"ORDER BY t.chain_index DESC LIMIT 1 {lock})"
+        )
     return (
-        f"(SELECT * FROM {{job}} t WHERE t.chain_id = {chain} "
-        f"ORDER BY t.chain_index DESC LIMIT 1 {lock})"
+        f"((SELECT * FROM {{job}} t WHERE t.chain_id = {chain} AND t.chain_index > 0 "
+        f"ORDER BY t.chain_index DESC LIMIT 1) "
+        f"UNION ALL (SELECT * FROM {{job}} t WHERE t.id = {chain} AND t.chain_id = {chain}) "
+        f"LIMIT 1)"
     )
+
+
+def chain_members(chain: str) -> str:
+    """A predicate on ``{a}`` (job alias, filled by ``format``) and a column ``{chain}`` holding a
+    chain id: the job belongs to that chain. The first job is found by its key, the continuations
+    in the chain position index (which holds only them): PostgreSQL reads the two with a
+    ``BitmapOr``."""
+    return f"{{a}}.chain_id = {chain} AND ({{a}}.id = {chain} OR {{a}}.chain_index > 0)"
 
 
 def chain_open(root: str) -> str:
     """True if the chain whose first job is ``root`` is open (its tail is open or continued)."""
     return (
-        f"EXISTS (SELECT 1 FROM (SELECT t.outcome, t.succeeded_by_job_id FROM {{job}} t "
-        f"WHERE t.chain_id = {root} ORDER BY t.chain_index DESC LIMIT 1) t "
+        f"EXISTS (SELECT 1 FROM {tail_of(root)} t "
         f"WHERE t.outcome IS NULL OR t.succeeded_by_job_id IS NOT NULL)"
     )
 
+
+def _insert_new(name: str, which: str, conflict: str) -> str:
+    """A CTE of :data:`CREATE` inserting the rows of ``x`` that match ``which``. First jobs skip a
+    row whose id is taken (their chain position is their key); a continuation whose position a
+    concurrent transaction took returns that job (the update of the arbiter row locks it, exactly
+    one continuation per position), which the caller reads as the continuation that already
+    exists. The arbiter names the predicate of the partial chain position index."""
+    return f"""{name} AS (
+    INSERT INTO {{job}} AS j (id, type_name, chain_id, chain_type_name, chain_index, input,
+                              created_at, scheduled_at, deduplication_key,
+                              chain_trace_context, trace_context, priority, limit_key)
+    SELECT x.id, x.type_name, coalesce(x.chain_id, x.id), x.chain_type_name, x.chain_index,
+           x.input::json, {NOW},
+           greatest(coalesce(x.sched_at, {NOW} + x.sched_after * interval '1 second'), {NOW}),
+           x.dkey, x.ctc, x.tc, x.pri, x.lkey
+    FROM x WHERE {which} AND NOT EXISTS (SELECT 1 FROM clash)
+    ORDER BY x.ord
+    {conflict}
+    RETURNING j.*
+)"""
+
+
+_NEXT_CONFLICT = (
+    "ON CONFLICT (chain_id, chain_index) WHERE chain_index > 0\n"
+    "    DO UPDATE SET chain_index = excluded.chain_index"
+)
 
 CREATE = f"""
 WITH i AS (
@@ -254,7 +316,7 @@ WITH i AS (
 cont AS (
     SELECT i.ord, j.id AS rid
     FROM i JOIN {{job}} j ON j.chain_id = i.chain_id AND j.chain_index = i.chain_index
-    WHERE i.chain_id IS NOT NULL AND i.leader = i.ord
+    WHERE i.chain_id IS NOT NULL AND i.leader = i.ord AND j.chain_index > 0
 ),
 dm AS (
     SELECT DISTINCT ON (i.ord) i.ord, r.id AS rid
@@ -279,20 +341,9 @@ clash AS (
     UNION ALL
     SELECT min(x.ord), x.id FROM x GROUP BY x.id HAVING count(*) > 1
 ),
-ins AS (
-    INSERT INTO {{job}} AS j (id, type_name, chain_id, chain_type_name, chain_index, input,
-                              created_at, scheduled_at, deduplication_key,
-                              chain_trace_context, trace_context, priority, limit_key)
-    SELECT x.id, x.type_name, coalesce(x.chain_id, x.id), x.chain_type_name, x.chain_index,
-           x.input::json, {NOW},
-           greatest(coalesce(x.sched_at, {NOW} + x.sched_after * interval '1 second'), {NOW}),
-           x.dkey, x.ctc, x.tc, x.pri, x.lkey
-    FROM x WHERE NOT EXISTS (SELECT 1 FROM clash)
-    ORDER BY x.ord
-    ON CONFLICT (chain_id, chain_index) DO UPDATE SET chain_index = excluded.chain_index
-       WHERE excluded.chain_index > 0
-    RETURNING j.*
-),
+{_insert_new("ins_first", "x.chain_index = 0", "ON CONFLICT DO NOTHING")},
+{_insert_new("ins_next", "x.chain_index > 0", _NEXT_CONFLICT)},
+ins AS (SELECT * FROM ins_first UNION ALL SELECT * FROM ins_next),
 found AS (
     SELECT cont.ord, j.* FROM cont JOIN {{job}} j ON j.id = cont.rid
     UNION ALL
@@ -632,7 +683,7 @@ upd AS (
     FROM pick p WHERE j.id = p.id AND j.chain_id = p.chain_id
     RETURNING j.*
 )
-SELECT (SELECT count(*) FROM cand) > $3::int, {cols("u")}
+SELECT (SELECT count(*) FROM cand) > $3::int, {cols("u", in_micros=True)}
 FROM (SELECT 1) one LEFT JOIN upd u ON true
 ORDER BY u.priority DESC, u.scheduled_at, u.id
 """
@@ -734,7 +785,7 @@ more AS (
                                         WHERE f.type_name = c.type_name) < c.tlim)
         ) AS any
 )
-SELECT (SELECT more.any FROM more), {cols("u")}
+SELECT (SELECT more.any FROM more), {cols("u", in_micros=True)}
 FROM (SELECT 1) one LEFT JOIN upd u ON true
 ORDER BY u.priority DESC, u.scheduled_at, u.id
 """
@@ -794,7 +845,7 @@ upd AS (
       AND NOT EXISTS (SELECT 1 FROM stale s WHERE s.type_name = p.type_name)
     RETURNING j.*
 )
-SELECT (SELECT count(*) FROM cand) > $3::int OR EXISTS (SELECT 1 FROM stale), {cols("u")}
+SELECT (SELECT count(*) FROM cand) > $3::int OR EXISTS (SELECT 1 FROM stale), {cols("u", in_micros=True)}
 FROM (SELECT 1) one LEFT JOIN upd u ON true
 ORDER BY u.priority DESC, u.scheduled_at, u.id
 """
@@ -864,7 +915,8 @@ closing AS (
     SELECT ok.ord, ok.chain_id, ok.moved FROM ok
     WHERE ok.succ IS NULL
       AND NOT EXISTS (SELECT 1 FROM {{job}} h
-                      WHERE h.chain_id = ok.chain_id AND h.chain_index > ok.chain_index)
+                      WHERE h.chain_id = ok.chain_id AND h.chain_index > ok.chain_index
+                        AND h.chain_index > 0)
 ),
 links AS (
     SELECT closing.ord, closing.chain_id, b.job_id, b.slot, b.trace_context
@@ -988,9 +1040,7 @@ context, no tail moved), or no row and changes nothing: the caller then sends
 statement's lock-then-update, the chain-closing checks and the release of dependents, whose plan
 nodes cost a completion with nothing to release most of its server time."""
 
-_CLOSED_COLS = (
-    f"{readable('j.completed_at')}, j.attempt, {readable('j.last_attempt_at')}"  # ClosedRow
-)
+_CLOSED_COLS = f"{micros('j.completed_at')}, j.attempt, {micros('j.last_attempt_at')}"  # ClosedRow
 _RETURN_ROW = f"RETURNING {cols('j')}\n"
 _RETURN_ORD_ROW = f"RETURNING c.ord, {cols('j')}\n"
 assert COMPLETE_ONE_PLAIN.count(_RETURN_ROW) == COMPLETE_PLAIN.count(_RETURN_ORD_ROW) == 1
@@ -1000,15 +1050,26 @@ COMPLETE_ONE_PLAIN_CLAIMED = COMPLETE_ONE_PLAIN.replace(_RETURN_ROW, f"RETURNING
 (:attr:`queuert.state.Completion.claimed`): it returns only the :class:`ClosedRow` columns, from
 which and the claimed job the caller builds the closed one, instead of every column to decode."""
 
-COMPLETE_PLAIN_CLAIMED = COMPLETE_PLAIN.replace(
-    _RETURN_ORD_ROW, f"RETURNING c.ord, {_CLOSED_COLS}\n"
-)
-""":data:`COMPLETE_PLAIN` for completions of jobs the caller claimed: the ordinal, then the
-:class:`ClosedRow` columns (see :data:`COMPLETE_ONE_PLAIN_CLAIMED`)."""
-
 MESSAGE_SEPARATOR = "\x1f"
 """What joins the channels, and the payloads, of :data:`COMPLETE_PLAIN_CLAIMED_NOTIFY`'s messages
-into one text each (the caller checks that no payload holds it)."""
+into one text each, and the outputs of :data:`COMPLETE_PLAIN_CLAIMED` (the caller checks that no
+payload or output holds it; compact JSON text never does: it escapes every control character)."""
+
+_ARRAYS = "unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])"
+_CLAIMED_TEXTS = (
+    "unnest(string_to_array($1::text, ','), $2::text[],\n"
+    "                string_to_array($3::text, E'\\x1f'), $4::text[], $5::text[])"
+)
+assert COMPLETE_PLAIN.count(_ARRAYS) == 1
+
+COMPLETE_PLAIN_CLAIMED = COMPLETE_PLAIN.replace(
+    _RETURN_ORD_ROW, f"RETURNING c.ord, {_CLOSED_COLS}\n"
+).replace(_ARRAYS, _CLAIMED_TEXTS)
+""":data:`COMPLETE_PLAIN` for completions of jobs the caller claimed, each closing its job with an
+output: ``$1`` the job ids joined with commas and ``$3`` their outputs' JSON texts joined with
+:data:`MESSAGE_SEPARATOR` (one text each rather than text arrays: the driver inspects and encodes
+each element of an array one by one), ``$2``, ``$4`` and ``$5`` NULL. It returns the ordinal, then
+the :class:`ClosedRow` columns (see :data:`COMPLETE_ONE_PLAIN_CLAIMED`)."""
 
 COMPLETE_PLAIN_CLAIMED_NOTIFY = f"""
 WITH closed (ord, completed_at, attempt, last_attempt_at) AS (
@@ -1124,11 +1185,17 @@ WITH RECURSIVE targets(id) AS (
     SELECT r.id FROM {{job}} r WHERE r.id = ANY($1::text[]::uuid[]) AND r.chain_index = 0
     UNION
     SELECT b.blocked_by_chain_id
-    FROM targets tg JOIN {{job}} m ON m.chain_id = tg.id JOIN {{blocker}} b ON b.job_id = m.id
+    FROM targets tg JOIN {{job}} m ON {chain_members("tg.id").format(a="m")}
+    JOIN {{blocker}} b ON b.job_id = m.id
     WHERE $2::bool
 ),
 members AS (
-    SELECT j.id FROM {{job}} j WHERE j.chain_id IN (SELECT targets.id FROM targets)
+    SELECT j.id FROM {{job}} j
+    WHERE (j.id, j.chain_id) IN (SELECT targets.id, targets.id FROM targets
+                                 UNION ALL
+                                 SELECT c.id, c.chain_id FROM {{job}} c
+                                 WHERE c.chain_id IN (SELECT targets.id FROM targets)
+                                   AND c.chain_index > 0)
     ORDER BY j.id
     FOR UPDATE
 ),

@@ -81,6 +81,7 @@ from queuert_postgres._rows import (
     chain_from_row,
     closed_job,
     complete_result,
+    job_from_claim_row,
     job_from_row,
     utc,
 )
@@ -90,6 +91,7 @@ from queuert_postgres._sql import (
     ID_TAKEN,
     INPUT_SEPARATOR,
     JOB_ID,
+    MESSAGE_SEPARATOR,
     STATUS_PREDICATES,
     AddBlockersRow,
     ClaimRow,
@@ -1487,7 +1489,8 @@ class PgStateAdapter(Generic[TxT]):
             where.append(f"j.id = ANY({p.add(ids, 'text[]')}::uuid[])")
         if filter.chain_ids is not None:
             ids = list(filter.chain_ids)
-            where.append(f"j.chain_id = ANY({p.add(ids, 'text[]')}::uuid[])")
+            chains = f"ANY({p.add(ids, 'text[]')}::uuid[])"
+            where.append(f"j.chain_id = {chains} AND (j.id = {chains} OR j.chain_index > 0)")
         if filter.chain_type_names is not None:
             names = list(filter.chain_type_names)
             where.append(f"j.chain_type_name = ANY({p.add(names, 'text[]')})")
@@ -1515,13 +1518,22 @@ class PgStateAdapter(Generic[TxT]):
         desc = order == "desc"
         after = decode_chain_jobs_cursor(cursor) if cursor is not None else None
         p = _Params()
-        where = [f"j.chain_id = {p.add(chain_id, 'text')}::uuid"]
+        chain = f"{p.add(chain_id, 'text')}::uuid"
+        past = ""
         if after is not None:
-            where.append(f"j.chain_index {'<' if desc else '>'} {p.add(after, 'int')}")
+            past = f" AND {{a}}.chain_index {'<' if desc else '>'} {p.add(after, 'int')}"
         direction = "DESC" if desc else "ASC"
+        page = _limit(limit)
+        # the first job by its key, and a page of the continuations walked in order on the chain
+        # position index (which holds only them): at most a page and one more row to sort, however
+        # long the chain
         sql = (
-            f"SELECT {cols('j')} FROM {{job}} j WHERE {' AND '.join(where)} "
-            f"ORDER BY j.chain_index {direction} LIMIT {_limit(limit)}"
+            f"SELECT {cols('j')} FROM ("
+            f"(SELECT * FROM {{job}} f WHERE f.id = {chain} AND f.chain_id = {chain}"
+            f"{past.format(a='f')}) UNION ALL "
+            f"(SELECT * FROM {{job}} n WHERE n.chain_id = {chain} AND n.chain_index > 0"
+            f"{past.format(a='n')} ORDER BY n.chain_index {direction} LIMIT {page})"
+            f") j ORDER BY j.chain_index {direction} LIMIT {page}"
         )
         rows = await self._fetch(self._sql(sql), p.values, tx)
         return chain_jobs_page([job_from_row(row) for row in rows], limit)
@@ -1625,7 +1637,7 @@ class PgStateAdapter(Generic[TxT]):
         else:
             rows = await self._fetch(self.sql.claim, [types, secs, max(limit, 0), worker_id], tx)
         at = ClaimRow.JOB
-        jobs = [job_from_row(row, at) for row in rows if row[at] is not None]
+        jobs = [job_from_claim_row(row, at) for row in rows if row[at] is not None]
         return ClaimResult(jobs=jobs, has_more=bool(rows[0][ClaimRow.HAS_MORE]))
 
     async def renew_leases(
@@ -1741,11 +1753,12 @@ class PgStateAdapter(Generic[TxT]):
             rest = [0]
         else:
             messages = publish.each(closing)
-            if messages is None:
+            claimed_args = self._claimed_args(completions, worker_id, owner)
+            if messages is None or claimed_args is None:
                 return await self._complete_publishing(
                     completions, announce, publish, worker_id, owner
                 )
-            args = self._completions_args(completions, worker_id, owner)
+            args = claimed_args
             if messages[0]:
                 statement = self.sql.complete_plain_claimed_notify
                 args.extend(messages)
@@ -1817,16 +1830,17 @@ class PgStateAdapter(Generic[TxT]):
                     job = job_from_row(rows[0], 0, one.written_output)
                     return [complete_result(job, [], [])], {}
             return await self._complete_fully(completions, args, tx)
-        args = self._completions_args(completions, worker_id, owner)
+        claimed_args = self._claimed_args(completions, worker_id, owner) if claimed else None
         results: list[CompleteResult | None] = [None] * len(completions)
-        if claimed:
-            rows = await self._fetch(self.sql.complete_plain_claimed, args, tx)
+        if claimed_args is not None:
+            rows = await self._fetch(self.sql.complete_plain_claimed, claimed_args, tx)
             for row in rows:
                 at = row[0] - 1
                 results[at] = complete_result(
                     closed_job(completions[at], row, 1, worker_id), [], []
                 )
         else:
+            args = self._completions_args(completions, worker_id, owner)
             rows = await self._fetch(self.sql.complete_plain, args, tx)
             for row in rows:
                 at = row[0] - 1
@@ -1889,6 +1903,21 @@ class PgStateAdapter(Generic[TxT]):
             worker_id,
             owner,
         ]
+
+    @staticmethod
+    def _claimed_args(
+        completions: Sequence[Completion], worker_id: str | None, owner: str | None
+    ) -> list[Any] | None:
+        """The arguments of :data:`~queuert_postgres._sql.COMPLETE_PLAIN_CLAIMED` for completions
+        that each close a claimed job with an output (:attr:`Completion.closes_from_claim`): the
+        ids and the outputs' JSON texts as one joined text each. ``None`` in the case that never
+        comes from compact JSON, an output holding the separator: the caller sends the array
+        form."""
+        outputs = MESSAGE_SEPARATOR.join([c.output_json() for c in completions])
+        if outputs.count(MESSAGE_SEPARATOR) != len(completions) - 1:
+            return None
+        ids = ID_SEPARATOR.join([c.job_id for c in completions])
+        return [ids, None, outputs, None, None, worker_id, owner]
 
     async def _complete_fully(
         self, completions: Sequence[Completion], args: list[Any], tx: TxT | None

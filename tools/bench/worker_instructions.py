@@ -1,0 +1,164 @@
+"""Instructions per processed job under callgrind: the worker's Python cost, free of the machine's load.
+
+    uv run python tools/bench/worker_instructions.py --dsn postgresql://postgres@127.0.0.1/test
+    uv run python tools/bench/worker_instructions.py --dsn ... --base ../base-checkout --notify postgres
+
+For each checkout (this one, and ``--base`` if given) and each of two sizes (``--jobs`` and twice as
+many), the jobs are started in batches by a process of their own, then a second process runs under
+``valgrind --tool=callgrind``: it opens a client, starts a worker at concurrency 10 with a no-op
+handler, waits until every job has been processed and closes. The instructions of the smaller run
+subtracted from those of the larger, divided by the difference in jobs, are the instructions per
+processed job (imports, connecting and closing cancel out). ``--repeat`` runs each pair that many
+times; the medians are printed. ``--events`` counts attempts through an observability adapter that
+takes every event (bench.py's ``noop``); without it, the client's default (bench.py's ``noop-quiet``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve()
+
+
+async def seed(dsn: str, jobs: int) -> None:
+    from bench import BenchJob, Item, open_backend
+    from queuert import Client
+
+    state, notifier = await open_backend(dsn, "none")
+    client: Client[Any] = Client(state, job_types=[BenchJob], notify=notifier)
+    for offset in range(0, jobs, 100):
+        await client.start_chains(
+            [BenchJob(Item(i)) for i in range(offset, min(offset + 100, jobs))]
+        )
+    await client.close()
+    await notifier.close()
+    await state.close()
+
+
+async def process(dsn: str, jobs: int, notify: str, events: bool) -> None:
+    from bench import BenchJob, Countdown, Done, open_backend
+    from queuert import Attempt, Client, Worker
+    from queuert.backoff import Lease
+
+    state, notifier = await open_backend(dsn, notify)
+    countdown = Countdown(jobs) if events else None
+    done = countdown.done if countdown is not None else asyncio.Event()
+    client: Client[Any] = Client(
+        state, job_types=[BenchJob], notify=notifier, observability=countdown
+    )
+    worker: Worker[Any] = Worker(client, concurrency=10, poll_interval=1.0, lease=Lease(60, 30))
+    handled = 0
+
+    @worker.handler(BenchJob)
+    async def noop(attempt: Attempt[BenchJob]) -> Done:
+        nonlocal handled
+        handled += 1
+        if handled == jobs and countdown is None:
+            done.set()
+        return Done(True)
+
+    await worker.start()
+    await done.wait()
+    await worker.close()
+    remaining = await client.list_jobs(
+        type_names=[BenchJob], statuses=["ready", "running", "scheduled"], limit=1
+    )
+    assert not remaining.items, "every job was processed"
+    await client.close()
+    await notifier.close()
+    await state.close()
+
+
+def python_of(checkout: Path) -> str:
+    venv = checkout / ".venv" / "bin" / "python"
+    return str(venv) if venv.exists() else sys.executable
+
+
+def instructions(checkout: Path, dsn: str, jobs: int, notify: str, events: bool) -> int:
+    from bench import drop_backend, isolated_dsn
+
+    own = isolated_dsn(dsn, uuid.uuid4().hex[:10])
+    python = python_of(checkout)
+    script = str(checkout / "tools" / "bench" / "worker_instructions.py")
+    if not Path(script).exists():  # a base checkout from before this tool: run ours with its code
+        script = str(HERE)
+    env = dict(os.environ, PYTHONPATH=str(checkout / "tools" / "bench"))
+    try:
+        subprocess.run(
+            [python, script, "--seed", "--dsn", own, "--jobs", str(jobs)], check=True, env=env
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "callgrind.out"
+            command = [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={out}",
+                python,
+                script,
+                "--process",
+                "--dsn",
+                own,
+                "--jobs",
+                str(jobs),
+                "--notify",
+                notify,
+            ]
+            if events:
+                command.append("--events")
+            run = subprocess.run(command, check=True, env=env, capture_output=True, text=True)
+            found = re.search(r"Collected : (\d+)", run.stderr)
+            if found is None:
+                raise SystemExit(f"no instruction count from callgrind:\n{run.stderr}")
+            return int(found.group(1))
+    finally:
+        asyncio.run(drop_backend(own))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--notify", default="in_process")
+    parser.add_argument("--events", action="store_true")
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--base", type=Path, default=None)
+    parser.add_argument("--seed", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--process", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.seed:
+        asyncio.run(seed(args.dsn, args.jobs))
+        return
+    if args.process:
+        asyncio.run(process(args.dsn, args.jobs, args.notify, args.events))
+        return
+    sides = [("new", HERE.parents[2])]
+    if args.base is not None:
+        sides.append(("base", args.base.resolve()))
+    per_job: dict[str, list[float]] = {name: [] for name, _ in sides}
+    for _ in range(args.repeat):
+        for name, checkout in sides:  # alternating, as the machine's state drifts
+            small = instructions(checkout, args.dsn, args.jobs, args.notify, args.events)
+            large = instructions(checkout, args.dsn, 2 * args.jobs, args.notify, args.events)
+            per_job[name].append((large - small) / args.jobs)
+            print(f"{name}: {per_job[name][-1]:,.0f} instructions per job", flush=True)
+    for name, values in per_job.items():
+        print(
+            f"{name:<5} median {statistics.median(values):>10,.0f} instructions per processed job "
+            f"({', '.join(f'{v:,.0f}' for v in values)})"
+        )
+
+
+if __name__ == "__main__":
+    main()
