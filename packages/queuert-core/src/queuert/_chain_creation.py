@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from queuert._bound_transaction import BoundTransaction
+from queuert._fastinit import blank, set_field
 from queuert._publishing import Publishing
 from queuert.codec import CodecError
 from queuert.errors import JobTypeValidationError, NotJsonError, UsageError
@@ -57,6 +58,10 @@ class PlannedJob(NamedTuple):
 
 
 _new_plan = tuple.__new__
+
+_NO_BLOCKERS: list[str] = []
+"""The blockers of every planned job that waits for none (shared, never changed: no list per
+job)."""
 
 
 class ChainCreation(Generic[TxT]):
@@ -164,7 +169,9 @@ class ChainCreation(Generic[TxT]):
                 raise
             except CodecError as exc:
                 raise JobTypeValidationError("invalid_input", type_name, str(exc)) from exc
-            blockers = self._check_blockers(job) if declares_blockers or job.blockers else []
+            blockers = (
+                self._check_blockers(job) if declares_blockers or job.blockers else _NO_BLOCKERS
+            )
             dedup = job.deduplication
             if continuation_of is None:
                 if dedup is not None and dedup.exclude_chain_ids:
@@ -182,17 +189,26 @@ class ChainCreation(Generic[TxT]):
                 new_id = generate() if fresh is None else next(fresh)
             if continuation_of is None:
                 priority = job.priority
-                row = NewJob(
-                    id=new_id,
-                    type_name=type_name,
-                    chain_type_name=type_name,
-                    input=payload,
-                    schedule=job.schedule,
-                    deduplication=dedup,
-                    fresh_id=given_id is None,
-                    priority=0 if priority is None else priority,
-                    limit_key=_limit_key(job) if keyed else None,
-                    input_text=text,
+                # the fields in declaration order, without NewJob.__init__'s keyword arguments
+                set_field(
+                    row := blank(NewJob),
+                    "__dict__",
+                    {
+                        "id": new_id,
+                        "type_name": type_name,
+                        "chain_type_name": type_name,
+                        "input": payload,
+                        "chain_id": None,
+                        "chain_index": 0,
+                        "schedule": job.schedule,
+                        "deduplication": dedup,
+                        "chain_trace_context": None,
+                        "trace_context": None,
+                        "fresh_id": given_id is None,
+                        "priority": 0 if priority is None else priority,
+                        "limit_key": _limit_key(job) if keyed else None,
+                        "input_text": text,
+                    },
                 )
             else:
                 row = NewJob(

@@ -116,6 +116,57 @@ class Mapper:
     ) -> Chain[Any]:
         return self.chain(stored.root, stored.tail, deduplicated, input)
 
+    def started(self, row: StoredJob, deduplicated: bool, input: Any) -> Chain[Any]:
+        """The chain a start returns: ``row`` is its first job, new (it holds ``input``, the value
+        the caller gave) or, when ``deduplicated``, the existing chain's (its input decoded).
+
+        A new job is open, without output and readable: its view is built here in one step, without
+        :meth:`chain`'s and :meth:`to_job`'s general cases (hot: once per started chain)."""
+        if deduplicated or row.outcome is not None or row.output is not None or row.unreadable:
+            return self.chain(row, row, deduplicated, DECODE if deduplicated else input)
+        set_field(
+            job := blank(Job),
+            "__dict__",
+            {
+                "id": row.id,
+                "type_name": row.type_name,
+                "chain_id": row.chain_id,
+                "chain_type_name": row.chain_type_name,
+                "status": row.status,
+                "input": input,
+                "output": None,
+                "attempt": row.attempt,
+                "created_at": row.created_at,
+                "scheduled_at": row.scheduled_at,
+                "completed_at": row.completed_at,
+                "completed_by": row.completed_by,
+                "succeeded_by_job_id": row.succeeded_by_job_id,
+                "last_attempt_at": row.last_attempt_at,
+                "last_attempt_error": row.last_attempt_error,
+                "leased_by": row.leased_by,
+                "leased_until": row.leased_until,
+                "deduplication_key": row.deduplication_key,
+                "priority": row.priority,
+                "limit_key": row.limit_key,
+                "unreadable": None,
+            },
+        )
+        set_field(
+            chain := blank(Chain),
+            "__dict__",
+            {
+                "id": row.id,
+                "type_name": row.type_name,
+                "status": "open",
+                "outcome": None,
+                "root": job,
+                "tail": job,
+                "deduplicated": False,
+                "_output": None,
+            },
+        )
+        return chain
+
     def chain(
         self, root_row: StoredJob, tail_row: StoredJob, deduplicated: bool, input: Any
     ) -> Chain[Any]:

@@ -23,7 +23,6 @@ from queuert._bound_transaction import TransactionScope
 from queuert._chain_creation import PlannedJob
 from queuert._core import Core
 from queuert._declared import WithChainResult, WithOutput, WorkerlessCompletable
-from queuert._mapping import DECODE
 from queuert.codec import Codec, DefaultCodec
 from queuert.duration import Duration, to_timedelta
 from queuert.errors import (
@@ -228,7 +227,7 @@ class Client(Generic[TxT]):
         else:
             ((row, dedup),) = await self._write(plans, tx, hooks)
         # a new chain holds the input it was given
-        return core.mapper.chain(row, row, dedup, DECODE if dedup else job.input)
+        return core.mapper.started(row, dedup, job.input)
 
     async def start_chains(
         self, jobs: Sequence[J], *, tx: TxT | None = None, hooks: TransactionHooks | None = None
@@ -245,11 +244,10 @@ class Client(Generic[TxT]):
             created = await creation.start_alone(plans) if plans else []
         else:
             created = await self._write(plans, tx, hooks)
-        chain = core.mapper.chain
+        started = core.mapper.started
+        # a new chain holds the input it was given
         return [
-            # a new chain holds the input it was given
-            chain(row, row, dedup, DECODE if dedup else job.input)
-            for job, (row, dedup) in zip(jobs, created, strict=True)
+            started(row, dedup, job.input) for job, (row, dedup) in zip(jobs, created, strict=True)
         ]
 
     def _write(

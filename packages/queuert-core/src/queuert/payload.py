@@ -143,8 +143,21 @@ class Payloads:
             data = self.codec.encode(tp, value)
         except RecursionError:
             raise NotJsonError("$", value, "nested too deeply to encode") from None
-        text = checked_text(data, max_bytes=self.max_bytes, what=what, type_name=type_name)
-        return data, text
+        # the common case of checked_text here, without its call: ASCII text (its length is its
+        # size) without an escaped NUL, within the limit
+        try:
+            text = dumps(data)
+        except (RecursionError, ValueError):
+            pass  # checked_text names what cannot be encoded
+        else:
+            max_bytes = self.max_bytes
+            if (
+                text.isascii()
+                and _ESCAPED_NUL not in text
+                and (max_bytes is None or len(text) <= max_bytes)
+            ):
+                return data, text
+        return data, checked_text(data, max_bytes=self.max_bytes, what=what, type_name=type_name)
 
 
 def storable_text(text: str) -> str:

@@ -129,6 +129,7 @@ __all__ = [
     "derive_status",
     "in_creation_order",
     "inserted_job",
+    "inserted_jobs",
     "queue_stats_in_order",
 ]
 
@@ -366,6 +367,47 @@ def inserted_job(
     set_field(job := blank(StoredJob), "__dict__", fields)
     return job
 
+
+def inserted_jobs(
+    news: Sequence[NewJob], *, created_at: datetime, later: Mapping[str, datetime] | None = None
+) -> list[CreatedJob]:
+    """:func:`inserted_job` for each of ``news`` (none deduplicated), all inserted at
+    ``created_at`` with their inputs as given: each due then, or scheduled at its time in ``later``
+    (by id) when the store put it later. For adapters that assemble a batch from what they sent,
+    in one loop rather than a call per job."""
+    results: list[CreatedJob] = []
+    append = results.append
+    fresh = _FRESH_JOB
+    for new in news:
+        fields = fresh.copy()
+        fields["id"] = new_id = new.id
+        fields["type_name"] = new.type_name
+        chain_id = new.chain_id
+        fields["chain_id"] = new_id if chain_id is None else chain_id
+        fields["chain_type_name"] = new.chain_type_name
+        fields["chain_index"] = new.chain_index
+        fields["input"] = new.input
+        at = later.get(new_id) if later else None
+        if at is None:
+            fields["status"] = "ready"
+            fields["created_at"] = fields["scheduled_at"] = created_at
+        else:
+            fields["status"] = "scheduled"
+            fields["created_at"] = created_at
+            fields["scheduled_at"] = at
+        if chain_id is None and new.deduplication is not None:
+            fields["deduplication_key"] = new.deduplication.key
+        fields["chain_trace_context"] = new.chain_trace_context
+        fields["trace_context"] = new.trace_context
+        fields["priority"] = new.priority
+        fields["limit_key"] = new.limit_key
+        set_field(job := blank(StoredJob), "__dict__", fields)
+        append(_new_created(CreatedJob, (job, False)))
+    return results
+
+
+_new_created = tuple.__new__
+"""``_new_created(CreatedJob, (job, deduplicated))``: without the named tuple's ``__new__``."""
 
 _FRESH_JOB: dict[str, Any] = {f.name: None for f in dataclasses.fields(StoredJob)}
 _FRESH_JOB.update(attempt=0, blocked=False, priority=0)

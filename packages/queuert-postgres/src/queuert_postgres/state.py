@@ -62,6 +62,7 @@ from queuert.state import (
     WorkerActivity,
     activity_buckets,
     inserted_job,
+    inserted_jobs,
     queue_stats_in_order,
 )
 from queuert.state_publishing import Announce
@@ -117,6 +118,8 @@ TxT = TypeVar("TxT")
 T = TypeVar("T")
 
 logger = logging.getLogger("queuert.postgres")
+
+_new_tuple = tuple.__new__
 
 _ABORTED = (
     "a statement failed in this transaction: roll back to the enclosing savepoint (or end the "
@@ -1068,7 +1071,7 @@ class PgStateAdapter(Generic[TxT]):
             scheduled_at=utc(scheduled_at) if later else now,
             status="scheduled" if later else "ready",
         )
-        return CreatedJob(job, False)
+        return _new_tuple(CreatedJob, (job, False))  # without the named tuple's __new__
 
     async def _create_first(
         self,
@@ -1104,20 +1107,12 @@ class PgStateAdapter(Generic[TxT]):
                     raise DuplicateJobIdError(new.id)
                 taken.discard(new.id)  # a second use of an id in the batch is a clash too
             raise AssertionError(f"{count} rows inserted for {len(jobs)} distinct new ids")
-        now = utc(statement_at)
-        later = dict(zip(later_ids, later_at, strict=True)) if later_ids else {}
-        results: list[CreatedJob] = []
-        for new in jobs:
-            at = later.get(new.id) if later else None
-            job = inserted_job(
-                new,
-                input=new.input,
-                created_at=now,
-                scheduled_at=now if at is None else utc(at),
-                status="ready" if at is None else "scheduled",
-            )
-            results.append(CreatedJob(job=job, deduplicated=False))
-        return results
+        later = (
+            {job_id: utc(at) for job_id, at in zip(later_ids, later_at, strict=True)}
+            if later_ids
+            else None
+        )
+        return inserted_jobs(jobs, created_at=utc(statement_at), later=later)
 
     async def _insert_alone(
         self, sql: Sql, args: Sequence[Any], jobs: Sequence[NewJob], *, repeats: bool = True
@@ -1524,18 +1519,21 @@ class PgStateAdapter(Generic[TxT]):
         after = decode_chain_jobs_cursor(cursor) if cursor is not None else None
         p = _Params()
         chain = f"{p.add(chain_id, 'text')}::uuid"
-        where = ["true"]
+        past = ""
         if after is not None:
-            where.append(f"j.chain_index {'<' if desc else '>'} {p.add(after, 'int')}")
+            past = f" AND {{a}}.chain_index {'<' if desc else '>'} {p.add(after, 'int')}"
         direction = "DESC" if desc else "ASC"
-        # the first job by its key, the continuations from the chain position index (which holds
-        # only them): a merge of the two in chain order
+        page = _limit(limit)
+        # the first job by its key, and a page of the continuations walked in order on the chain
+        # position index (which holds only them): at most a page and one more row to sort, however
+        # long the chain
         sql = (
             f"SELECT {cols('j')} FROM ("
-            f"SELECT * FROM {{job}} f WHERE f.id = {chain} AND f.chain_id = {chain} "
-            f"UNION ALL SELECT * FROM {{job}} n WHERE n.chain_id = {chain} AND n.chain_index > 0"
-            f") j WHERE {' AND '.join(where)} "
-            f"ORDER BY j.chain_index {direction} LIMIT {_limit(limit)}"
+            f"(SELECT * FROM {{job}} f WHERE f.id = {chain} AND f.chain_id = {chain}"
+            f"{past.format(a='f')}) UNION ALL "
+            f"(SELECT * FROM {{job}} n WHERE n.chain_id = {chain} AND n.chain_index > 0"
+            f"{past.format(a='n')} ORDER BY n.chain_index {direction} LIMIT {page})"
+            f") j ORDER BY j.chain_index {direction} LIMIT {page}"
         )
         rows = await self._fetch(self._sql(sql), p.values, tx)
         return chain_jobs_page([job_from_row(row) for row in rows], limit)
