@@ -26,6 +26,7 @@ from queuert.storage_maintenance import (
 )
 from queuert_postgres import AsyncpgProvider, Partitioning, PgStateAdapter
 from queuert_postgres._partitions import bucket_start, parse_bound, uuid_at
+from queuert_postgres._schema import MIGRATION_LOCK_KEY
 
 DAY = timedelta(days=1)
 
@@ -393,6 +394,53 @@ async def test_partition_whose_lock_is_not_granted_waits_for_the_next_run(
         assert await state.get_chain(old.id) is not None
         later = await state.maintain_storage(closed_before=datetime.now(timezone.utc))
         assert (later.partitions_dropped, later.chains) == (1, 1)
+    finally:
+        await conn.close()
+        await state.close()
+
+
+async def test_a_migration_running_meanwhile_delays_a_detach_without_timing_it_out(
+    namespace: Namespace,
+) -> None:
+    """``lock_timeout`` bounds the wait for the job table only: a migration in the same database
+    (any installation's: they share the migration lock) holding the maintainers' lock makes the
+    run wait for it, then drop the partition, not give up after ``lock_timeout``."""
+    provider = await AsyncpgProvider.connect(DSN, min_size=1, max_size=4)
+    state = PgStateAdapter(
+        provider,
+        schema=namespace.schema,
+        table_prefix=namespace.prefix,
+        partitioning=Partitioning(DAY, ahead=1, lock_timeout=timedelta(milliseconds=200)),
+    )
+    await state.migrate()
+    conn = await asyncpg.connect(DSN)
+    try:
+        old = await start(state, uuid7_at(days_ago(3)))
+        await close(state, old.id)
+        migrating = conn.transaction()
+        await migrating.start()
+        await conn.execute("SELECT pg_advisory_xact_lock($1::int8)", MIGRATION_LOCK_KEY)
+        run = asyncio.create_task(state.maintain_storage(closed_before=datetime.now(timezone.utc)))
+        holder = await conn.fetchval("SELECT pg_backend_pid()")
+        watcher = await asyncpg.connect(DSN)
+        try:
+            # the run waits for the migration lock, past twice its lock_timeout
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10
+            while not await watcher.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity"
+                " WHERE wait_event_type = 'Lock' AND $1 = ANY(pg_blocking_pids(pid))"
+                " AND clock_timestamp() - query_start > interval '400 milliseconds')",
+                holder,
+            ):
+                assert not run.done(), run.result()
+                assert loop.time() < deadline, "the run never waited past its lock_timeout"
+                await asyncio.sleep(0.005)
+        finally:
+            await watcher.close()
+        await migrating.rollback()
+        done = await run
+        assert (done.partitions_dropped, done.chains) == (1, 1)
     finally:
         await conn.close()
         await state.close()

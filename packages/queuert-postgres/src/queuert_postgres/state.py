@@ -607,13 +607,15 @@ class PgStateAdapter(Generic[TxT]):
             name = parts.bucket_name(names, start)
             try:
                 async with self.provider.transaction() as tx:
-                    await self.provider.script(
-                        f"SET LOCAL lock_timeout = {self.partitioning.lock_timeout_ms}", tx
-                    )
+                    # the maintainers' lock first: lock_timeout bounds the wait for the job
+                    # table's locks, not for another installation's migration in this database
                     await self.provider.fetch(
                         Sql("SELECT pg_advisory_xact_lock($1::int8) IS NULL"),
                         [MIGRATION_LOCK_KEY],
                         tx,
+                    )
+                    await self.provider.script(
+                        f"SET LOCAL lock_timeout = {self.partitioning.lock_timeout_ms}", tx
                     )
                     if parts.overlaps(await self.partitions(tx=tx), low, high):
                         continue
@@ -697,13 +699,15 @@ class PgStateAdapter(Generic[TxT]):
         await self._analyze_hot()
         try:
             async with self.provider.transaction() as tx:
-                await self.provider.script(
-                    f"SET LOCAL lock_timeout = {self.partitioning.lock_timeout_ms}; {custom}", tx
-                )
                 # one maintainer at a time (the lease of the retention run already ensures it; a
-                # direct call from elsewhere waits here)
+                # direct call from elsewhere waits here). Taken before lock_timeout is set: that
+                # bounds the wait for the job table, not for a migration (of any installation in
+                # the database: they share this lock) running meanwhile
                 await self.provider.fetch(
                     Sql("SELECT pg_advisory_xact_lock($1::int8) IS NULL"), [MIGRATION_LOCK_KEY], tx
+                )
+                await self.provider.script(
+                    f"SET LOCAL lock_timeout = {self.partitioning.lock_timeout_ms}; {custom}", tx
                 )
                 await self.provider.script(f"LOCK TABLE {names.job} IN ACCESS EXCLUSIVE MODE", tx)
                 if bounds not in await self.partitions(tx=tx):
