@@ -7,6 +7,7 @@ import asyncio
 import random
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import asyncpg
 import pytest
@@ -365,11 +366,9 @@ async def test_partition_counts_estimated_from_the_catalog(
         await state.close()
 
 
-async def test_partition_whose_lock_is_not_granted_waits_for_the_next_run(
-    namespace: Namespace,
-) -> None:
-    """Detaching waits at most ``lock_timeout`` for the job table: a transaction that holds it
-    makes the run keep the partition, whole and attached, and the next run drops it."""
+async def impatient_state(namespace: Namespace) -> PgStateAdapter[Any]:
+    """A migrated adapter over daily partitions whose maintenance waits at most 200 ms for the
+    job table's locks."""
     provider = await AsyncpgProvider.connect(DSN, min_size=1, max_size=4)
     state = PgStateAdapter(
         provider,
@@ -378,6 +377,15 @@ async def test_partition_whose_lock_is_not_granted_waits_for_the_next_run(
         partitioning=Partitioning(DAY, ahead=1, lock_timeout=timedelta(milliseconds=200)),
     )
     await state.migrate()
+    return state
+
+
+async def test_partition_whose_lock_is_not_granted_waits_for_the_next_run(
+    namespace: Namespace,
+) -> None:
+    """Detaching waits at most ``lock_timeout`` for the job table: a transaction that holds it
+    makes the run keep the partition, whole and attached, and the next run drops it."""
+    state = await impatient_state(namespace)
     conn = await asyncpg.connect(DSN)
     try:
         old = await start(state, uuid7_at(days_ago(3)))
@@ -405,14 +413,7 @@ async def test_a_migration_running_meanwhile_delays_a_detach_without_timing_it_o
     """``lock_timeout`` bounds the wait for the job table only: a migration in the same database
     (any installation's: they share the migration lock) holding the maintainers' lock makes the
     run wait for it, then drop the partition, not give up after ``lock_timeout``."""
-    provider = await AsyncpgProvider.connect(DSN, min_size=1, max_size=4)
-    state = PgStateAdapter(
-        provider,
-        schema=namespace.schema,
-        table_prefix=namespace.prefix,
-        partitioning=Partitioning(DAY, ahead=1, lock_timeout=timedelta(milliseconds=200)),
-    )
-    await state.migrate()
+    state = await impatient_state(namespace)
     conn = await asyncpg.connect(DSN)
     try:
         old = await start(state, uuid7_at(days_ago(3)))
