@@ -148,6 +148,7 @@ class ChainCreation(Generic[TxT]):
         # per job type, checked once: its input type, whether it declares blockers, its name and
         # whether it has a limit key
         checked = self._checked
+        start_fields = _START_FIELDS.copy
         for job in jobs:
             jt = type(job)
             known = checked.get(jt)
@@ -188,28 +189,27 @@ class ChainCreation(Generic[TxT]):
             else:
                 new_id = generate() if fresh is None else next(fresh)
             if continuation_of is None:
+                # the fields in declaration order, without NewJob.__init__'s keyword arguments: a
+                # copy of a new chain's fields, those of this job set (a copy and a few stores
+                # cost less than a dict display of every field)
+                fields = start_fields()
+                fields["id"] = new_id
+                fields["type_name"] = fields["chain_type_name"] = type_name
+                fields["input"] = payload
+                fields["input_text"] = text
+                if given_id is not None:
+                    fields["fresh_id"] = False
+                schedule = job.schedule
+                if schedule is not None:
+                    fields["schedule"] = schedule
+                if dedup is not None:
+                    fields["deduplication"] = dedup
                 priority = job.priority
-                # the fields in declaration order, without NewJob.__init__'s keyword arguments
-                set_field(
-                    row := blank(NewJob),
-                    "__dict__",
-                    {
-                        "id": new_id,
-                        "type_name": type_name,
-                        "chain_type_name": type_name,
-                        "input": payload,
-                        "chain_id": None,
-                        "chain_index": 0,
-                        "schedule": job.schedule,
-                        "deduplication": dedup,
-                        "chain_trace_context": None,
-                        "trace_context": None,
-                        "fresh_id": given_id is None,
-                        "priority": 0 if priority is None else priority,
-                        "limit_key": _limit_key(job) if keyed else None,
-                        "input_text": text,
-                    },
-                )
+                if priority:
+                    fields["priority"] = priority
+                if keyed:
+                    fields["limit_key"] = _limit_key(job)
+                set_field(row := blank(NewJob), "__dict__", fields)
             else:
                 row = NewJob(
                     id=new_id,
@@ -451,6 +451,26 @@ class ChainCreation(Generic[TxT]):
 
 _DEDUPLICATED = itemgetter(1)
 """A :class:`~queuert.state.CreatedJob`'s ``deduplicated`` (in C: no call per job)."""
+
+_START_FIELDS: dict[str, Any] = {
+    "id": None,
+    "type_name": None,
+    "chain_type_name": None,
+    "input": None,
+    "chain_id": None,
+    "chain_index": 0,
+    "schedule": None,
+    "deduplication": None,
+    "chain_trace_context": None,
+    "trace_context": None,
+    "fresh_id": True,
+    "priority": 0,
+    "limit_key": None,
+    "input_text": None,
+}
+"""The fields of a planned chain start, in :class:`~queuert.state.NewJob`'s declaration order:
+what every start without a caller's id, schedule, deduplication, priority or limit key holds (each
+plan fills in its own)."""
 
 _MAX_CHECKED_TYPES = 1024
 """How many job types a :class:`ChainCreation` remembers as checked (types made on the fly are

@@ -4,6 +4,7 @@ job type's declared types (plain JSON for a type the client does not know)."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from queuert._fastinit import blank, set_field
@@ -124,47 +125,44 @@ class Mapper:
         :meth:`chain`'s and :meth:`to_job`'s general cases (hot: once per started chain)."""
         if deduplicated or row.outcome is not None or row.output is not None or row.unreadable:
             return self.chain(row, row, deduplicated, DECODE if deduplicated else input)
-        set_field(
-            job := blank(Job),
-            "__dict__",
-            {
-                "id": row.id,
-                "type_name": row.type_name,
-                "chain_id": row.chain_id,
-                "chain_type_name": row.chain_type_name,
-                "status": row.status,
-                "input": input,
-                "output": None,
-                "attempt": row.attempt,
-                "created_at": row.created_at,
-                "scheduled_at": row.scheduled_at,
-                "completed_at": row.completed_at,
-                "completed_by": row.completed_by,
-                "succeeded_by_job_id": row.succeeded_by_job_id,
-                "last_attempt_at": row.last_attempt_at,
-                "last_attempt_error": row.last_attempt_error,
-                "leased_by": row.leased_by,
-                "leased_until": row.leased_until,
-                "deduplication_key": row.deduplication_key,
-                "priority": row.priority,
-                "limit_key": row.limit_key,
-                "unreadable": None,
-            },
-        )
-        set_field(
-            chain := blank(Chain),
-            "__dict__",
-            {
-                "id": row.id,
-                "type_name": row.type_name,
-                "status": "open",
-                "outcome": None,
-                "root": job,
-                "tail": job,
-                "deduplicated": False,
-                "_output": None,
-            },
-        )
+        # copies of prepared field dicts with this row's values stored: cheaper than dict
+        # displays of every field (a field a new job leaves empty is stored only if set)
+        value: Any
+        fields = _NEW_JOB_FIELDS.copy()
+        fields["id"] = row_id = row.id
+        fields["type_name"] = type_name = row.type_name
+        fields["chain_id"] = row.chain_id
+        fields["chain_type_name"] = row.chain_type_name
+        fields["status"] = row.status
+        fields["input"] = input
+        fields["attempt"] = row.attempt
+        fields["created_at"] = row.created_at
+        fields["scheduled_at"] = row.scheduled_at
+        if (value := row.completed_at) is not None:
+            fields["completed_at"] = value
+        if (value := row.completed_by) is not None:
+            fields["completed_by"] = value
+        if (value := row.succeeded_by_job_id) is not None:
+            fields["succeeded_by_job_id"] = value
+        if (value := row.last_attempt_at) is not None:
+            fields["last_attempt_at"] = value
+        if (value := row.last_attempt_error) is not None:
+            fields["last_attempt_error"] = value
+        if (value := row.leased_by) is not None:
+            fields["leased_by"] = value
+        if (value := row.leased_until) is not None:
+            fields["leased_until"] = value
+        if (value := row.deduplication_key) is not None:
+            fields["deduplication_key"] = value
+        fields["priority"] = row.priority
+        if (value := row.limit_key) is not None:
+            fields["limit_key"] = value
+        set_field(job := blank(Job), "__dict__", fields)
+        fields = _NEW_CHAIN_FIELDS.copy()
+        fields["id"] = row_id
+        fields["type_name"] = type_name
+        fields["root"] = fields["tail"] = job
+        set_field(chain := blank(Chain), "__dict__", fields)
         return chain
 
     def chain(
@@ -190,3 +188,13 @@ class Mapper:
             },
         )
         return chain
+
+
+_NEW_JOB_FIELDS: dict[str, Any] = {f.name: None for f in dataclasses.fields(Job)}
+"""A :class:`~queuert.models.Job`'s fields in declaration order, all ``None``: what
+:meth:`Mapper.started` copies and fills in."""
+
+_NEW_CHAIN_FIELDS: dict[str, Any] = {f.name: None for f in dataclasses.fields(Chain)}
+_NEW_CHAIN_FIELDS.update(status="open", deduplicated=False)
+"""An open chain's fields in declaration order (no outcome or output, not deduplicated): what
+:meth:`Mapper.started` copies and fills in with its first job."""
