@@ -62,27 +62,47 @@ def uuid7_many(count: int) -> list[str]:
     """``count`` new ids of :func:`uuid7`, in increasing order, made under one lock: what a batch of
     new jobs asks for (a call per id costs as much again)."""
     global _last_ms, _counter, _prefix
-    stamps: list[tuple[str, int]] = []
-    append = stamps.append
+    # runs of ids that share a millisecond prefix: (prefix, first counter, counter past the last)
+    runs: list[tuple[str, int, int]] = []
     with _lock:
         ms = _time_ns() // 1_000_000
         if ms > _last_ms:
             _last_ms = ms
             _counter = _getrandbits(10) - 1  # counted up to the new millisecond's first below
             _prefix = _millisecond_prefix(ms)
-        for _ in range(count):
-            _counter += 1
-            if _counter > 0xFFF:  # counter exhausted: borrow the next millisecond
+        left = count
+        while left > 0:
+            room = 0xFFF - _counter
+            if room <= 0:  # counter exhausted: borrow the next millisecond
                 _last_ms += 1
-                _counter = 0
+                _counter = -1
                 _prefix = _millisecond_prefix(_last_ms)
-            append((_prefix, _counter))
-    getrandbits = _getrandbits
+                room = 0x1000
+            taken = min(left, room)
+            runs.append((_prefix, _counter + 1, _counter + 1 + taken))
+            _counter += taken
+            left -= taken
+    # each id's 62 random bits from one draw for the batch: 16 hex digits per id, the first of
+    # which keeps its two low bits under the variant bits 10 (8, 9, a or b)
+    digits = f"{_getrandbits(64 * count):0{16 * count}x}"
+    variants = digits[::16].translate(_VARIANT_DIGITS)
     ids: list[str] = []
-    for prefix, counter in stamps:
-        tail = f"{_VARIANT | getrandbits(62):x}"
-        ids.append(f"{prefix}{counter:03x}-{tail[:4]}-{tail[4:]}")
+    append = ids.append
+    at = 0
+    for prefix, first, past in runs:
+        for counter in range(first, past):
+            start = at * 16
+            append(
+                f"{prefix}{counter:03x}-{variants[at]}{digits[start + 1 : start + 4]}"
+                f"-{digits[start + 4 : start + 16]}"
+            )
+            at += 1
     return ids
+
+
+_VARIANT_DIGITS = str.maketrans("0123456789abcdef", "89ab89ab89ab89ab")
+"""A random hex digit as the first digit of the variant field: its two low bits under the bits
+``10``."""
 
 
 def _millisecond_prefix(ms: int) -> str:
