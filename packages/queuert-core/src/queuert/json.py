@@ -110,6 +110,11 @@ except (ImportError, TypeError):  # pragma: no cover - CPython ships the C encod
     _c_encode = None
 
 
+dumps_chunks: Any = _c_encode
+"""The C encoder :func:`dumps` joins the pieces of (``None`` where there is none): for a value that
+is not a ``str``, ``"".join(dumps_chunks(value, 0))`` is ``dumps(value)`` without its call."""
+
+
 def dumps(value: JsonValue) -> str:
     """Compact JSON text of an already checked value (one shared encoder: ``json.dumps`` with
     options builds a new one per call)."""

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from queuert.codec import Codec
 from queuert.errors import NotJsonError, PayloadTooLargeError, UsageError
-from queuert.json import JsonValue, dumps
+from queuert.json import JsonValue, dumps, dumps_chunks
 
 __all__ = [
     "DEFAULT_MAX_PAYLOAD_BYTES",
@@ -146,7 +146,11 @@ class Payloads:
         # the common case of checked_text here, without its call: ASCII text (its length is its
         # size) without an escaped NUL, within the limit
         try:
-            text = dumps(data)
+            # dumps(data), inlined where it can be (hot: once per job started)
+            if dumps_chunks is not None and type(data) is not str:
+                text = "".join(dumps_chunks(data, 0))
+            else:
+                text = dumps(data)
         except (RecursionError, ValueError):
             pass  # checked_text names what cannot be encoded
         else:

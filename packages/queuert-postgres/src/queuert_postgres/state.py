@@ -992,7 +992,11 @@ class PgStateAdapter(Generic[TxT]):
         chain_type_names = [new.chain_type_name for new in jobs]
         # the ids and the inputs as one text each, split by the statement
         ids = ID_SEPARATOR.join([new.id for new in jobs])
-        inputs = INPUT_SEPARATOR.join([new.input_json() for new in jobs])  # the checked text
+        # the texts the client checked (each encoded now only where a job came without it)
+        texts: list[Any] = [new.input_text for new in jobs]
+        if None in texts:
+            texts = [new.input_json() for new in jobs]
+        inputs = INPUT_SEPARATOR.join(texts)
         if ids.count(ID_SEPARATOR) != len(jobs) - 1:
             raise ValueError("a job id holds a comma: not an id of the adapter's id policy")
         if inputs.count(INPUT_SEPARATOR) != len(jobs) - 1:
