@@ -14,6 +14,7 @@ takes every event (bench.py's ``noop``); without it, the client's default (bench
 ``--handler write-atomic`` counts the exactly-once path instead of the no-op handler: bench.py's
 ``write-atomic`` handler inserts one row in the job's own transaction (``prepare("atomic", insert)``)
 and the worker closes the job in it (the row table is created by the seeding process).
+``--concurrency`` sets the worker's (10; at 1, jobs run one at a time).
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ async def seed(dsn: str, jobs: int, handler: str) -> None:
     await state.close()
 
 
-async def process(dsn: str, jobs: int, notify: str, events: bool, handler: str) -> None:
+async def process(
+    dsn: str, jobs: int, notify: str, events: bool, handler: str, concurrency: int
+) -> None:
     from bench import BenchJob, Countdown, Done, RowWriter, open_backend
     from queuert import Attempt, Client, TxContext, Worker
     from queuert.backoff import Lease
@@ -61,7 +64,9 @@ async def process(dsn: str, jobs: int, notify: str, events: bool, handler: str) 
     client: Client[Any] = Client(
         state, job_types=[BenchJob], notify=notifier, observability=countdown
     )
-    worker: Worker[Any] = Worker(client, concurrency=10, poll_interval=1.0, lease=Lease(60, 30))
+    worker: Worker[Any] = Worker(
+        client, concurrency=concurrency, poll_interval=1.0, lease=Lease(60, 30)
+    )
     handled = 0
 
     writer = RowWriter(dsn) if handler == "write-atomic" else None
@@ -112,14 +117,14 @@ def python_of(checkout: Path) -> str:
 
 
 def instructions(
-    checkout: Path, dsn: str, jobs: int, notify: str, events: bool, handler: str
+    checkout: Path, dsn: str, jobs: int, notify: str, events: bool, handler: str, concurrency: int
 ) -> int:
     from bench import drop_backend, isolated_dsn
 
     own = isolated_dsn(dsn, uuid.uuid4().hex[:10])
     python = python_of(checkout)
     script = str(checkout / "tools" / "bench" / "worker_instructions.py")
-    if not Path(script).exists() or handler != "noop":
+    if not Path(script).exists() or handler != "noop" or concurrency != 10:
         script = str(HERE)  # a base checkout from before this tool or option: ours with its code
     env = dict(os.environ, PYTHONPATH=str(checkout / "tools" / "bench"))
     try:
@@ -145,6 +150,8 @@ def instructions(
                 notify,
                 "--handler",
                 handler,
+                "--concurrency",
+                str(concurrency),
             ]
             if events:
                 command.append("--events")
@@ -166,6 +173,7 @@ def main() -> None:
     parser.add_argument("--notify", default="in_process")
     parser.add_argument("--events", action="store_true")
     parser.add_argument("--handler", choices=["noop", "write-atomic"], default="noop")
+    parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--base", type=Path, default=None)
     parser.add_argument("--seed", action="store_true", help=argparse.SUPPRESS)
@@ -175,7 +183,9 @@ def main() -> None:
         asyncio.run(seed(args.dsn, args.jobs, args.handler))
         return
     if args.process:
-        asyncio.run(process(args.dsn, args.jobs, args.notify, args.events, args.handler))
+        asyncio.run(
+            process(args.dsn, args.jobs, args.notify, args.events, args.handler, args.concurrency)
+        )
         return
     sides = [("new", HERE.parents[2])]
     if args.base is not None:
@@ -184,10 +194,22 @@ def main() -> None:
     for _ in range(args.repeat):
         for name, checkout in sides:  # alternating, as the machine's state drifts
             small = instructions(
-                checkout, args.dsn, args.jobs, args.notify, args.events, args.handler
+                checkout,
+                args.dsn,
+                args.jobs,
+                args.notify,
+                args.events,
+                args.handler,
+                args.concurrency,
             )
             large = instructions(
-                checkout, args.dsn, 2 * args.jobs, args.notify, args.events, args.handler
+                checkout,
+                args.dsn,
+                2 * args.jobs,
+                args.notify,
+                args.events,
+                args.handler,
+                args.concurrency,
             )
             per_job[name].append((large - small) / args.jobs)
             print(f"{name}: {per_job[name][-1]:,.0f} instructions per job", flush=True)
