@@ -231,3 +231,10 @@ def test_worker_instructions_seeds_and_processes_the_jobs_it_counts() -> None:
             run_tool("worker_instructions.py", "--process", "--dsn", dsn, "--jobs", "30", *events)
     finally:
         asyncio.run(drop_backend(dsn))
+    dsn = f"{POSTGRES}?schema=bench_wi_{uuid.uuid4().hex[:8]}"
+    atomic = ("--dsn", dsn, "--jobs", "30", "--handler", "write-atomic")
+    try:  # the exactly-once path: each job's row written once, in the job's own transaction
+        run_tool("worker_instructions.py", "--seed", *atomic)
+        run_tool("worker_instructions.py", "--process", *atomic)
+    finally:
+        asyncio.run(drop_backend(dsn))

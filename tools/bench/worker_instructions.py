@@ -11,6 +11,10 @@ subtracted from those of the larger, divided by the difference in jobs, are the 
 processed job (imports, connecting and closing cancel out). ``--repeat`` runs each pair that many
 times; the medians are printed. ``--events`` counts attempts through an observability adapter that
 takes every event (bench.py's ``noop``); without it, the client's default (bench.py's ``noop-quiet``).
+``--handler write-atomic`` counts the exactly-once path instead of the no-op handler: bench.py's
+``write-atomic`` handler inserts one row in the job's own transaction (``prepare("atomic", insert)``)
+and the worker closes the job in it (the row table is created by the seeding process).
+``--concurrency`` sets the worker's (10; at 1, jobs run one at a time).
 """
 
 from __future__ import annotations
@@ -30,11 +34,13 @@ from typing import Any
 HERE = Path(__file__).resolve()
 
 
-async def seed(dsn: str, jobs: int) -> None:
-    from bench import BenchJob, Item, open_backend
+async def seed(dsn: str, jobs: int, handler: str) -> None:
+    from bench import BenchJob, Item, RowWriter, open_backend
     from queuert import Client
 
     state, notifier = await open_backend(dsn, "none")
+    if handler == "write-atomic":
+        await RowWriter(dsn).create()
     client: Client[Any] = Client(state, job_types=[BenchJob], notify=notifier)
     for offset in range(0, jobs, 100):
         await client.start_chains(
@@ -45,9 +51,11 @@ async def seed(dsn: str, jobs: int) -> None:
     await state.close()
 
 
-async def process(dsn: str, jobs: int, notify: str, events: bool) -> None:
-    from bench import BenchJob, Countdown, Done, open_backend
-    from queuert import Attempt, Client, Worker
+async def process(
+    dsn: str, jobs: int, notify: str, events: bool, handler: str, concurrency: int
+) -> None:
+    from bench import BenchJob, Countdown, Done, RowWriter, open_backend
+    from queuert import Attempt, Client, TxContext, Worker
     from queuert.backoff import Lease
 
     state, notifier = await open_backend(dsn, notify)
@@ -56,16 +64,37 @@ async def process(dsn: str, jobs: int, notify: str, events: bool) -> None:
     client: Client[Any] = Client(
         state, job_types=[BenchJob], notify=notifier, observability=countdown
     )
-    worker: Worker[Any] = Worker(client, concurrency=10, poll_interval=1.0, lease=Lease(60, 30))
+    worker: Worker[Any] = Worker(
+        client, concurrency=concurrency, poll_interval=1.0, lease=Lease(60, 30)
+    )
     handled = 0
 
-    @worker.handler(BenchJob)
-    async def noop(attempt: Attempt[BenchJob]) -> Done:
+    writer = RowWriter(dsn) if handler == "write-atomic" else None
+
+    def counted() -> None:
         nonlocal handled
         handled += 1
         if handled == jobs and countdown is None:
             done.set()
-        return Done(True)
+
+    if writer is None:
+
+        @worker.handler(BenchJob)
+        async def noop(attempt: Attempt[BenchJob]) -> Done:
+            counted()
+            return Done(True)
+
+    else:
+        atomic_writer = writer
+
+        @worker.handler(BenchJob)
+        async def write_atomic(attempt: Attempt[BenchJob]) -> Done:
+            async def insert(ctx: TxContext[Any]) -> None:
+                await atomic_writer.insert(ctx.tx, attempt.job.id, attempt.input.index)
+
+            await attempt.prepare("atomic", insert)
+            counted()
+            return Done(True)
 
     await worker.start()
     await done.wait()
@@ -74,6 +103,9 @@ async def process(dsn: str, jobs: int, notify: str, events: bool) -> None:
         type_names=[BenchJob], statuses=["ready", "running", "scheduled"], limit=1
     )
     assert not remaining.items, "every job was processed"
+    if writer is not None:
+        rows = await writer.count(client)
+        assert rows == jobs, f"{rows} rows written for {jobs} jobs: each exactly once"
     await client.close()
     await notifier.close()
     await state.close()
@@ -84,18 +116,22 @@ def python_of(checkout: Path) -> str:
     return str(venv) if venv.exists() else sys.executable
 
 
-def instructions(checkout: Path, dsn: str, jobs: int, notify: str, events: bool) -> int:
+def instructions(
+    checkout: Path, dsn: str, jobs: int, notify: str, events: bool, handler: str, concurrency: int
+) -> int:
     from bench import drop_backend, isolated_dsn
 
     own = isolated_dsn(dsn, uuid.uuid4().hex[:10])
     python = python_of(checkout)
     script = str(checkout / "tools" / "bench" / "worker_instructions.py")
-    if not Path(script).exists():  # a base checkout from before this tool: run ours with its code
-        script = str(HERE)
+    if not Path(script).exists() or handler != "noop" or concurrency != 10:
+        script = str(HERE)  # a base checkout from before this tool or option: ours with its code
     env = dict(os.environ, PYTHONPATH=str(checkout / "tools" / "bench"))
     try:
         subprocess.run(
-            [python, script, "--seed", "--dsn", own, "--jobs", str(jobs)], check=True, env=env
+            [python, script, "--seed", "--dsn", own, "--jobs", str(jobs), "--handler", handler],
+            check=True,
+            env=env,
         )
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "callgrind.out"
@@ -112,6 +148,10 @@ def instructions(checkout: Path, dsn: str, jobs: int, notify: str, events: bool)
                 str(jobs),
                 "--notify",
                 notify,
+                "--handler",
+                handler,
+                "--concurrency",
+                str(concurrency),
             ]
             if events:
                 command.append("--events")
@@ -132,16 +172,20 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--notify", default="in_process")
     parser.add_argument("--events", action="store_true")
+    parser.add_argument("--handler", choices=["noop", "write-atomic"], default="noop")
+    parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--base", type=Path, default=None)
     parser.add_argument("--seed", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--process", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.seed:
-        asyncio.run(seed(args.dsn, args.jobs))
+        asyncio.run(seed(args.dsn, args.jobs, args.handler))
         return
     if args.process:
-        asyncio.run(process(args.dsn, args.jobs, args.notify, args.events))
+        asyncio.run(
+            process(args.dsn, args.jobs, args.notify, args.events, args.handler, args.concurrency)
+        )
         return
     sides = [("new", HERE.parents[2])]
     if args.base is not None:
@@ -149,8 +193,24 @@ def main() -> None:
     per_job: dict[str, list[float]] = {name: [] for name, _ in sides}
     for _ in range(args.repeat):
         for name, checkout in sides:  # alternating, as the machine's state drifts
-            small = instructions(checkout, args.dsn, args.jobs, args.notify, args.events)
-            large = instructions(checkout, args.dsn, 2 * args.jobs, args.notify, args.events)
+            small = instructions(
+                checkout,
+                args.dsn,
+                args.jobs,
+                args.notify,
+                args.events,
+                args.handler,
+                args.concurrency,
+            )
+            large = instructions(
+                checkout,
+                args.dsn,
+                2 * args.jobs,
+                args.notify,
+                args.events,
+                args.handler,
+                args.concurrency,
+            )
             per_job[name].append((large - small) / args.jobs)
             print(f"{name}: {per_job[name][-1]:,.0f} instructions per job", flush=True)
     for name, values in per_job.items():

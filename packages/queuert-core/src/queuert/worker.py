@@ -1017,10 +1017,13 @@ class Worker(Generic[TxT]):
         name = f"queuert-attempt-{job.id}"
         loop = asyncio.get_running_loop()
         task: asyncio.Task[None]
-        if sys.version_info >= (3, 12) and loop.get_task_factory() is None:
-            task = asyncio.Task(coro, loop=loop, name=name, eager_start=True)
-        else:  # a task factory of the application's own makes every task, the attempts' too
+        if loop.get_task_factory() is not None:
+            # a task factory of the application's own makes every task, the attempts' too
             task = loop.create_task(coro, name=name)
+        elif sys.version_info >= (3, 12):
+            task = asyncio.Task(coro, loop=loop, name=name, eager_start=True)
+        else:  # what create_task does without a factory, without its frame
+            task = asyncio.Task(coro, loop=loop, name=name)
         running.task = task
         if not task.done():  # an eager first step may have run the whole attempt
             self._tasks.add(task)
@@ -1052,10 +1055,10 @@ class Worker(Generic[TxT]):
             client = self.client
             core = self._core
             config = running.config
-            spec = config.job_type.spec()
+            declares_blockers = config.job_type.spec().blockers.declared
             try:
                 blockers: tuple[Chain[Any], ...] = ()
-                if spec.blockers.declared:
+                if declares_blockers:
                     blockers = tuple(await client.get_job_blockers(job.id))
                     failed = [b for b in blockers if b.outcome in ("failed", "cancelled")]
                     if failed and config.job_type.on_blocker_failure == "fail":
@@ -1104,11 +1107,16 @@ class Worker(Generic[TxT]):
                     try:
                         # the handler's time (prefetch); without blockers to read first, the
                         # attempt's start is the handler's within microseconds
-                        handler_started = loop.time() if spec.blockers.declared else started
+                        handler_started = loop.time() if declares_blockers else started
                         attempt._returned = await FirstSuspension(
                             config.handler(attempt), attempt._on_first_suspension
                         )
-                        await self._handled(running, attempt, handler_started)
+                        # _handled, inline: one coroutine less between this task and the
+                        # completion it waits for
+                        self._note_handler_time(loop.time() - handler_started)
+                        self._release_slot(running)
+                        attempt._settle_returned()
+                        await attempt._finish()
                     except BaseException as exc:
                         await attempt._close(exc)
                         raise
@@ -1144,7 +1152,9 @@ class Worker(Generic[TxT]):
             finally:
                 if timer is not None:
                     timer.cancel()
-            running.handler_ended()
+            running.in_handler = False
+            if running.cancels:
+                running.handler_ended()
             if running.abandoned:
                 return
             if core.publishing.listens(AttemptCompleted.level):
@@ -1163,9 +1173,9 @@ class Worker(Generic[TxT]):
             try:
                 if not running.abandoned:
                     self._running.pop(job.id, None)
-                    self._release_slot(running)
+                    if running.holds_slot:  # else freed (and the loop woken) when it returned
+                        self._release_slot(running)
                     self.processed += 1
-                    self._wake.set()
                 if running.watch is not None:
                     await self._unwatch(running.watch)
             finally:

@@ -293,6 +293,11 @@ def _within(deadlines: Deadlines | None, conn: Any, statement: Awaitable[T]) -> 
     return within(deadlines, statement, conn.terminate)
 
 
+def _no_answer(statements: Deadlines) -> asyncio.TimeoutError:
+    """What :func:`~queuert.bounded.within` raises for a statement past its allowance."""
+    return asyncio.TimeoutError(f"a statement got no answer within {statements.allowance():g} s")
+
+
 async def _keep_session(conn: Any) -> None:
     """asyncpg pool ``reset`` hook that keeps the session (asyncpg has already rolled back an open
     transaction and dropped listeners when it calls this)."""
@@ -333,8 +338,27 @@ class _AsyncpgTransaction:
             conn = parking.take()
             if conn is None:
                 conn = await parking.acquire()
+        statements = self._statements
         try:
-            await _within(self._statements, conn, conn.execute("BEGIN"))
+            if statements is None:
+                await conn.execute("BEGIN")
+            else:
+                # _within inline (one coroutine less per transaction)
+                late: list[bool] = []
+                key = id(late)
+                if not statements.add(asyncio.get_running_loop(), key, conn.terminate, late):
+                    await _within(statements, conn, conn.execute("BEGIN"))
+                else:
+                    try:
+                        await conn.execute("BEGIN")
+                    except asyncio.CancelledError:
+                        raise
+                    except BaseException:
+                        if late:
+                            raise _no_answer(statements) from None
+                        raise
+                    finally:
+                        statements.remove(key)
         except BaseException:
             # Interrupted (cancelled) with the BEGIN on its way: the server opens the transaction
             # all the same, and asyncpg would roll it back when the pool takes the connection
@@ -530,7 +554,25 @@ class AsyncpgProvider:
         statements = self._statements
         if tx is not None:
             conn = _asyncpg_open(tx)
-            return await _within(statements, conn, conn.fetch(sql.text, *args))
+            if statements is None:
+                tx_rows: list[Row] = await conn.fetch(sql.text, *args)
+                return tx_rows
+            # _within inline: every statement in a transaction (the exactly-once path's completion)
+            late: list[bool] = []
+            key = id(late)
+            if not statements.add(asyncio.get_running_loop(), key, conn.terminate, late):
+                return await _within(statements, conn, conn.fetch(sql.text, *args))
+            try:
+                tx_rows = await conn.fetch(sql.text, *args)
+            except asyncio.CancelledError:
+                raise
+            except BaseException:
+                if late:
+                    raise _no_answer(statements) from None
+                raise
+            finally:
+                statements.remove(key)
+            return tx_rows
         parking = self._parking
         if parking is not None and not self._closed:
             # the kept connection of the last statement or transaction, taken and kept again
