@@ -18,7 +18,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-__all__ = ["Deadlines", "bounded", "within"]
+__all__ = ["Deadlines", "Watch", "bounded", "within"]
 
 T = TypeVar("T")
 
@@ -127,6 +127,15 @@ class Deadlines:
     def remove(self, key: int) -> None:
         self._ends.pop(key, None)
 
+    def watch(self, abort: Callable[[], object], *, what: str = "a statement") -> Watch | None:
+        """:func:`within` as a ``with`` block around the await, for hot paths (no coroutine of its
+        own): ``with watch: await work``. ``None`` if these deadlines are watched on another loop
+        (then use :func:`within`)."""
+        watched = Watch(self, what)
+        if not self.add(asyncio.get_running_loop(), id(watched), abort, watched.late):
+            return None
+        return watched
+
     def _expire(self) -> None:
         self._timer = None
         loop = self._loop
@@ -142,6 +151,31 @@ class Deadlines:
             self._timer = loop.call_at(
                 min(deadline for deadline, _, _ in self._ends.values()), self._expire
             )
+
+
+class Watch:
+    """An await watched by :class:`Deadlines` (from :meth:`Deadlines.watch`): on leaving the block
+    it stops being watched, and a failure of an await that was aborted as late becomes
+    ``asyncio.TimeoutError`` (a cancellation passes through as it is)."""
+
+    __slots__ = ("_deadlines", "_what", "late")
+
+    def __init__(self, deadlines: Deadlines, what: str) -> None:
+        self._deadlines = deadlines
+        self._what = what
+        self.late: list[bool] = []
+
+    def __enter__(self) -> Watch:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        self._deadlines.remove(id(self))
+        if exc is not None and self.late and not isinstance(exc, asyncio.CancelledError):
+            raise asyncio.TimeoutError(
+                f"{self._what} got no answer within {self._deadlines.allowance():g} s"
+            ) from None
 
 
 async def within(

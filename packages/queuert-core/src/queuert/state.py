@@ -360,6 +360,14 @@ def inserted_job(
     fields["status"] = status
     fields["created_at"] = created_at
     fields["scheduled_at"] = scheduled_at
+    _set_optional(fields, new, chain_id)
+    set_field(job := blank(StoredJob), "__dict__", fields)
+    return job
+
+
+def _set_optional(fields: dict[str, Any], new: NewJob, chain_id: str | None) -> None:
+    """The fields of ``new``'s stored form that a new job often leaves at their defaults, stored
+    only where it does not (``chain_id``: the chain it continues, ``None`` for a chain start)."""
     if chain_id is None and new.deduplication is not None:
         fields["deduplication_key"] = new.deduplication.key
     if (context := new.chain_trace_context) is not None:
@@ -370,8 +378,6 @@ def inserted_job(
         fields["priority"] = priority
     if (limit_key := new.limit_key) is not None:
         fields["limit_key"] = limit_key
-    set_field(job := blank(StoredJob), "__dict__", fields)
-    return job
 
 
 def inserted_jobs(
@@ -403,16 +409,7 @@ def inserted_jobs(
         if later and (at := later.get(new_id)) is not None:
             fields["status"] = "scheduled"
             fields["scheduled_at"] = at
-        if chain_id is None and new.deduplication is not None:
-            fields["deduplication_key"] = new.deduplication.key
-        if (context := new.chain_trace_context) is not None:
-            fields["chain_trace_context"] = context
-        if (context := new.trace_context) is not None:
-            fields["trace_context"] = context
-        if (priority := new.priority) != 0:
-            fields["priority"] = priority
-        if (limit_key := new.limit_key) is not None:
-            fields["limit_key"] = limit_key
+        _set_optional(fields, new, chain_id)
         set_field(job := blank(StoredJob), "__dict__", fields)
         append(_new_created(CreatedJob, (job, False)))
     return results

@@ -293,11 +293,6 @@ def _within(deadlines: Deadlines | None, conn: Any, statement: Awaitable[T]) -> 
     return within(deadlines, statement, conn.terminate)
 
 
-def _no_answer(statements: Deadlines) -> asyncio.TimeoutError:
-    """What :func:`~queuert.bounded.within` raises for a statement past its allowance."""
-    return asyncio.TimeoutError(f"a statement got no answer within {statements.allowance():g} s")
-
-
 async def _keep_session(conn: Any) -> None:
     """asyncpg pool ``reset`` hook that keeps the session (asyncpg has already rolled back an open
     transaction and dropped listeners when it calls this)."""
@@ -342,23 +337,11 @@ class _AsyncpgTransaction:
         try:
             if statements is None:
                 await conn.execute("BEGIN")
+            elif (watch := statements.watch(conn.terminate)) is not None:
+                with watch:  # _within without its coroutine (one less per transaction)
+                    await conn.execute("BEGIN")
             else:
-                # _within inline (one coroutine less per transaction)
-                late: list[bool] = []
-                key = id(late)
-                if not statements.add(asyncio.get_running_loop(), key, conn.terminate, late):
-                    await _within(statements, conn, conn.execute("BEGIN"))
-                else:
-                    try:
-                        await conn.execute("BEGIN")
-                    except asyncio.CancelledError:
-                        raise
-                    except BaseException:
-                        if late:
-                            raise _no_answer(statements) from None
-                        raise
-                    finally:
-                        statements.remove(key)
+                await _within(statements, conn, conn.execute("BEGIN"))
         except BaseException:
             # Interrupted (cancelled) with the BEGIN on its way: the server opens the transaction
             # all the same, and asyncpg would roll it back when the pool takes the connection
@@ -557,21 +540,13 @@ class AsyncpgProvider:
             if statements is None:
                 tx_rows: list[Row] = await conn.fetch(sql.text, *args)
                 return tx_rows
-            # _within inline: every statement in a transaction (the exactly-once path's completion)
-            late: list[bool] = []
-            key = id(late)
-            if not statements.add(asyncio.get_running_loop(), key, conn.terminate, late):
+            # _within without its coroutine: every statement in a transaction (the exactly-once
+            # path's completion)
+            watch = statements.watch(conn.terminate)
+            if watch is None:
                 return await _within(statements, conn, conn.fetch(sql.text, *args))
-            try:
+            with watch:
                 tx_rows = await conn.fetch(sql.text, *args)
-            except asyncio.CancelledError:
-                raise
-            except BaseException:
-                if late:
-                    raise _no_answer(statements) from None
-                raise
-            finally:
-                statements.remove(key)
             return tx_rows
         parking = self._parking
         if parking is not None and not self._closed:
