@@ -1111,11 +1111,7 @@ class Worker(Generic[TxT]):
                         attempt._returned = await FirstSuspension(
                             config.handler(attempt), attempt._on_first_suspension
                         )
-                        # _handled, inline: one coroutine less between this task and the
-                        # completion it waits for
-                        self._note_handler_time(loop.time() - handler_started)
-                        self._release_slot(running)
-                        attempt._settle_returned()
+                        self._handler_returned(running, attempt, handler_started)
                         await attempt._finish()
                     except BaseException as exc:
                         await attempt._close(exc)
@@ -1152,9 +1148,7 @@ class Worker(Generic[TxT]):
             finally:
                 if timer is not None:
                     timer.cancel()
-            running.in_handler = False
-            if running.cancels:
-                running.handler_ended()
+            running.handler_ended()
             if running.abandoned:
                 return
             if core.publishing.listens(AttemptCompleted.level):
@@ -1173,8 +1167,7 @@ class Worker(Generic[TxT]):
             try:
                 if not running.abandoned:
                     self._running.pop(job.id, None)
-                    if running.holds_slot:  # else freed (and the loop woken) when it returned
-                        self._release_slot(running)
+                    self._release_slot(running)  # if not freed (and the loop woken) on return
                     self.processed += 1
                 if running.watch is not None:
                     await self._unwatch(running.watch)
@@ -1221,18 +1214,20 @@ class Worker(Generic[TxT]):
                 await call()
             else:  # the handler alone: one coroutine less on every resume
                 attempt._returned = await run_handler()
-            await self._handled(running, attempt, started)
+            self._handler_returned(running, attempt, started)
+            await attempt._finish()
         except BaseException as exc:
             await attempt._close(exc)
             raise
 
-    async def _handled(self, running: _Running, attempt: Attempt[Any], started: float) -> None:
+    def _handler_returned(self, running: _Running, attempt: Attempt[Any], started: float) -> None:
         """After the handler returned (``started``: when it began, by the loop's clock): its time
-        noted, its slot given to the next claim, and what it returned settled and written."""
+        noted, its slot given to the next claim, and what it returned settled; the caller then
+        awaits ``attempt._finish()`` to write it (in its own coroutine: no level between the
+        attempt's task and the completion it waits for)."""
         self._note_handler_time(asyncio.get_running_loop().time() - started)
         self._release_slot(running)
         attempt._settle_returned()
-        await attempt._finish()
 
     async def _release(self, job: StoredJob) -> None:
         """Give a job back (shutdown): ready again at once, attempt kept, only if still ours."""

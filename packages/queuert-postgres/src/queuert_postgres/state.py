@@ -1711,22 +1711,6 @@ class PgStateAdapter(Generic[TxT]):
         self._check_open()
         if not completions:
             return []
-        if len(completions) == 1 and tx is not None:
-            one = completions[0]
-            if one.closes_from_claim:
-                # the exactly-once path: _complete's first statement, inline (two coroutines
-                # less per job); the full statement when the plain one leaves the job open
-                args = self._completion_args(one, worker_id, owner)
-                try:
-                    rows = await self.provider.fetch(self.sql.complete_one_plain_claimed, args, tx)
-                except Exception as exc:
-                    if in_failed_transaction(exc):
-                        raise TransactionAbortedError(_ABORTED) from exc
-                    raise
-                if rows:
-                    return [complete_result(closed_job(one, rows[0], 0, worker_id), [], [])]
-                found, _ = await self._complete_fully(completions, args, tx)
-                return found
         results, _ = await self._complete(completions, worker_id, owner, tx)
         return results
 
