@@ -238,3 +238,26 @@ def test_worker_instructions_seeds_and_processes_the_jobs_it_counts() -> None:
         run_tool("worker_instructions.py", "--process", *atomic)
     finally:
         asyncio.run(drop_backend(dsn))
+
+
+@pytest.mark.parametrize("layer", ["driver", "provider", "transactions", "state", "attempt"])
+def test_atomic_instructions_closes_every_job_once_in_each_layer(layer: str) -> None:
+    """The loop the tool counts (under callgrind, left out here: it takes minutes), in each layer,
+    one job after another and (but on the one connection of ``driver``) a claim's at once: every
+    job closed, its row written once."""
+    import asyncio
+
+    sys.path.insert(0, str(HERE))
+    from bench import drop_backend
+
+    for together in ((), ("--together",)) if layer != "driver" else ((),):
+        dsn = f"{POSTGRES}?schema=bench_ai_{uuid.uuid4().hex[:8]}"
+        try:
+            seed = ("--seed", "--dsn", dsn, "--jobs", "25", "--handler", "write-atomic")
+            run_tool("worker_instructions.py", *seed)
+            run_tool(
+                "atomic_instructions.py",
+                *("--process", "--dsn", dsn, "--jobs", "25", "--layer", layer, *together),
+            )
+        finally:
+            asyncio.run(drop_backend(dsn))
