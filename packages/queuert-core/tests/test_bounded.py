@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from queuert.bounded import bounded
+from queuert.bounded import Deadlines, bounded
 
 
 async def test_the_result_comes_back_within_the_limit() -> None:
@@ -90,3 +90,20 @@ async def test_a_result_that_arrives_after_the_caller_gave_up_is_discarded() -> 
     for _ in range(3):  # the done callbacks run on the next iterations
         await asyncio.sleep(0)
     assert discarded == ["connection"]
+
+
+async def test_an_await_is_aborted_at_its_deadline_after_an_earlier_one_ended() -> None:
+    """The timer armed for the first await's deadline outlives its removal: it fires, finds the
+    second await not yet due, and waits on for it."""
+    deadlines = Deadlines(0.05)
+    loop = asyncio.get_running_loop()
+    aborted: asyncio.Future[str] = loop.create_future()
+    first: list[bool] = []
+    second: list[bool] = []
+    started = loop.time()
+    assert deadlines.add(loop, 1, lambda: aborted.set_result("first"), first)
+    assert deadlines.add(loop, 2, lambda: aborted.set_result("second"), second)
+    deadlines.remove(1)
+    assert await asyncio.wait_for(aborted, 5) == "second"
+    assert second == [True] and first == []
+    assert loop.time() - started >= 0.05

@@ -84,7 +84,7 @@ class Deadlines:
     await is a push onto, and later a pop from, the loop's heap of timers, compared in Python, and
     :func:`bounded` adds a task). An await past its deadline is aborted: its ``abort`` is called
     (closing the connection it waits on, say) and it is marked late. Each await gets
-    :meth:`allowance` seconds (``seconds``)."""
+    :meth:`allowance` seconds (``seconds``), the same for every await of one :class:`Deadlines`."""
 
     __slots__ = ("_ends", "_loop", "_timer", "seconds")
 
@@ -117,10 +117,11 @@ class Deadlines:
             self._loop = loop
         deadline = loop.time() + self.allowance()
         self._ends[key] = (deadline, abort, late)
-        timer = self._timer
-        if timer is None or timer.when() > deadline:
-            if timer is not None:
-                timer.cancel()
+        # Every await gets the same allowance, so a deadline added now is never earlier than one
+        # added before, nor than the timer (armed for the earliest deadline of its time, or an
+        # earlier one since removed: it then fires early and re-arms for the earliest left). A
+        # running timer needs no check; only a missing one is armed.
+        if self._timer is None:
             self._timer = loop.call_at(deadline, self._expire)
         return True
 
