@@ -12,9 +12,8 @@ what was created in the transaction's hooks.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, MutableMapping, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import replace
-from itertools import repeat
 from operator import attrgetter, itemgetter
 from types import MappingProxyType
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -152,20 +151,21 @@ class ChainCreation(Generic[TxT]):
         start_fields = _START_FIELDS.copy
         # a batch of one job type: its inputs encoded together (else, or when one of them needs
         # more, one by one in the loop, which raises the first job's error)
-        payloads: Iterable[Any] = _NOTHING
-        texts: Iterable[str | None] = _NOTHING
+        encoded = None
         if len(jobs) > 1 and len(set(map(type, jobs))) == 1:
             input_type = self._known(type(jobs[0]))[0]
             encoded = self._payloads.encode_texts(input_type, list(map(_INPUT, jobs)))
-            if encoded is not None:
-                payloads, texts = encoded
-        for job, payload, text in zip(jobs, payloads, texts, strict=False):
+        if encoded is not None:
+            next_payload, next_text = iter(encoded[0]).__next__, iter(encoded[1]).__next__
+        for job in jobs:
             jt = type(job)
             known = checked.get(jt)
             if known is None:
                 known = self._known(jt)
             input_type, declares_blockers, type_name, keyed = known
-            if text is None:
+            if encoded is not None:
+                payload, text = next_payload(), next_text()
+            else:
                 try:
                     payload, text = encode(input_type, job.input, what="input", type_name=type_name)
                 except NotJsonError:
@@ -468,9 +468,6 @@ class ChainCreation(Generic[TxT]):
                 )
             raise
 
-
-_NOTHING = repeat(None)
-"""What a job's payload and text are before the loop of :meth:`ChainCreation._plan` encodes it."""
 
 _INPUT = attrgetter("input")
 
