@@ -260,6 +260,53 @@ class _Completer:
         )
 
 
+class _Wake:
+    """The main loop's wake-up: set by a freed slot, a notification or the stop; the loop sleeps
+    on it for at most a delay. Like ``asyncio.Event`` under ``asyncio.wait_for``, but one future
+    and one timer per sleep (``wait_for`` wraps the wait in a task of its own before Python 3.12).
+    """
+
+    __slots__ = ("_is_set", "_waiter")
+
+    def __init__(self) -> None:
+        self._is_set = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        self._is_set = True
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._is_set = False
+
+    def is_set(self) -> bool:
+        return self._is_set
+
+    async def wait(self, delay: float) -> None:
+        """Return once set (at once if it is), or after ``delay`` seconds."""
+        if self._is_set:
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiter = waiter
+        timer = loop.call_later(delay, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            if self._waiter is waiter:
+                self._waiter = None
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class _AttemptHost:
     """The worker as its attempts see it: a :class:`~queuert.attempt.AttemptHost`."""
 
@@ -424,7 +471,7 @@ class Worker(Generic[TxT]):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._abandoned: set[asyncio.Future[Any]] = set()
         """Attempts whose handler ignored its cancellation at shutdown (referenced, never awaited)."""
-        self._wake = asyncio.Event()
+        self._wake = _Wake()
         self._stopping = False
         self._started = False
         self._closed = asyncio.Event()
@@ -880,8 +927,7 @@ class Worker(Generic[TxT]):
         """Sleep up to ``delay`` seconds or until woken (notification, freed slot, stop)."""
         if self._stopping:
             return
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), delay)
+        await self._wake.wait(delay)
 
     def _on_scheduled(self, type_name: str) -> None:
         if self._stopping or self._free_slots() <= 0 or type_name in self._consuming:
