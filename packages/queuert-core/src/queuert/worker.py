@@ -66,6 +66,7 @@ from queuert.hooks import TransactionHooks
 from queuert.isolation import IsolatedJob, IsolationLimits, ProcessPool
 from queuert.job_types import AnyJobType, JobType
 from queuert.json import JsonValue
+from queuert.limits import ConcurrencyLimit
 from queuert.models import Chain
 from queuert.observability import (
     AttemptCompleted,
@@ -137,6 +138,8 @@ class HandlerConfig:
     max_attempts: int | None
     timeout: float | None = None
     """Seconds an attempt may run before its handler is cancelled (``None``: no limit)."""
+    declares_blockers: bool = False
+    """The type declares blockers: an attempt reads their chains before its handler runs."""
 
 
 def _forget_abandoned(
@@ -481,6 +484,8 @@ class Worker(Generic[TxT]):
         self._unsubscribe: Callable[[], Awaitable[None]] | None = None
         self._stop_requested: asyncio.Event | None = None
         self._consuming: set[str] = set()
+        self._claim_leases: dict[str, timedelta] = {}
+        self._claim_limits: dict[str, ConcurrencyLimit] = {}
         self._next_reap = 0.0
         self._held_back = False
         """The last claim left ready jobs to their concurrency limits."""
@@ -548,6 +553,7 @@ class Worker(Generic[TxT]):
             timeout=None
             if timeout is None
             else to_timedelta(timeout, name="timeout", positive=True).total_seconds(),
+            declares_blockers=jt.spec().blockers.declared,
         )
 
     def handler(
@@ -694,6 +700,13 @@ class Worker(Generic[TxT]):
         if not self._configs:
             raise UsageError("the worker has no handlers")
         self._started = True
+        # what every claim asks for (the handlers are fixed once the worker has started)
+        self._claim_leases = {name: cfg.lease.duration for name, cfg in self._configs.items()}
+        self._claim_limits = {
+            name: cfg.job_type.concurrency_limit
+            for name, cfg in self._configs.items()
+            if cfg.job_type.concurrency_limit.is_set
+        }
         try:
             self._unsubscribe = await self._core.notify.listen_job_scheduled(
                 self.type_names, self._on_scheduled
@@ -837,12 +850,7 @@ class Worker(Generic[TxT]):
         wanted = self.concurrency + prefetch - self._busy - len(self._buffer)
         # Claim when a slot is free, or (all slots busy) to refill a prefetch buffer that ran low.
         if wanted > 0 and (self._free_slots() > 0 or len(self._buffer) <= prefetch // 2):
-            leases = {name: cfg.lease.duration for name, cfg in self._configs.items()}
-            limits = {
-                name: cfg.job_type.concurrency_limit
-                for name, cfg in self._configs.items()
-                if cfg.job_type.concurrency_limit.is_set
-            }
+            leases, limits = self._claim_leases, self._claim_limits
             if limits:
                 claim = await self._core.state.claim_jobs(
                     leases=leases, limit=wanted, worker_id=self.id, limits=limits
@@ -1101,7 +1109,7 @@ class Worker(Generic[TxT]):
             client = self.client
             core = self._core
             config = running.config
-            declares_blockers = config.job_type.spec().blockers.declared
+            declares_blockers = config.declares_blockers
             try:
                 blockers: tuple[Chain[Any], ...] = ()
                 if declares_blockers:
