@@ -935,6 +935,12 @@ class Worker(Generic[TxT]):
         """Sleep up to ``delay`` seconds or until woken (notification, freed slot, stop)."""
         if self._stopping:
             return
+        if self._wake.is_set():
+            # Woken meanwhile (slots freed during a claim): one loop turn first, so that the
+            # attempts this iteration started run their first steps and free their slots too, and
+            # the next claim fills them all at once instead of refilling the buffer by halves.
+            await asyncio.sleep(0)
+            return
         await self._wake.wait(delay)
 
     def _on_scheduled(self, type_name: str) -> None:
