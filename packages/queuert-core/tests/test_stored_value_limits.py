@@ -3,12 +3,22 @@ store, the client's payload size option, and error texts every backend can store
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from queuert import Client, EntryJobType, NotJsonError, PayloadTooLargeError, Schedule, UsageError
+from queuert import (
+    Client,
+    EntryJobType,
+    JobTypeValidationError,
+    NotJsonError,
+    PayloadTooLargeError,
+    Schedule,
+    UsageError,
+)
 from queuert.codec import DefaultCodec
 from queuert.in_memory import InMemoryStateAdapter
 from queuert.json import JsonValue, dumps, loads
@@ -104,3 +114,67 @@ def test_a_planned_start_carries_the_json_text_its_input_was_checked_as(value: J
         return  # refused before anything is planned (NUL, lone surrogates): nothing to carry
     assert plan.row.input_text == dumps(plan.row.input)
     assert loads(plan.row.input_text) == plan.row.input
+
+
+@dataclass
+class _Pair:
+    left: Any
+    right: Any
+
+
+@dataclass
+class _PairPlus(_Pair):
+    pass
+
+
+class _CarryPair(EntryJobType[_Pair, None], name="limits_carry_pair"):
+    pass
+
+
+def _planned(client: Client[Any], jobs: list[Any]) -> list[tuple[Any, str | None]] | str:
+    """Each planned row's input and text, or the error planning ``jobs`` raised."""
+    try:
+        plans = client._core.creation.plan_starts(jobs)
+    except Exception as exc:  # the error is what is compared
+        return f"{type(exc).__name__}: {exc}"
+    return [(plan.row.input, plan.row.input_text) for plan in plans]
+
+
+@settings(max_examples=80, deadline=None)
+@given(values=st.lists(_json_values, min_size=2, max_size=5), limit=st.sampled_from([None, 40]))
+def test_a_batch_of_starts_is_encoded_as_its_starts_one_by_one(
+    values: list[JsonValue], limit: int | None
+) -> None:
+    """A batch of one job type has its inputs encoded together: the same inputs and texts as
+    one by one, or the error of its first job that has one."""
+    client = Client(InMemoryStateAdapter(), job_types=[_Carry, _CarryPair], max_payload_bytes=limit)
+    for make in (_Carry, lambda value: _CarryPair(_Pair(value, len(values)))):
+        jobs = [make(value) for value in values]
+        alone = [_planned(client, [job]) for job in jobs]
+        errors = [one for one in alone if isinstance(one, str)]
+        expected = errors[0] if errors else [row for one in alone for row in one]
+        assert _planned(client, jobs) == expected
+
+
+def test_a_batch_within_the_limit_job_by_job_is_accepted() -> None:
+    """The limit is on each input: a batch whose inputs together exceed it is planned."""
+    client = Client(InMemoryStateAdapter(), job_types=[_Carry], max_payload_bytes=12)
+    plans = client._core.creation.plan_starts([_Carry("x" * 10) for _ in range(5)])
+    assert [plan.row.input_text for plan in plans] == ['"xxxxxxxxxx"'] * 5
+    with pytest.raises(PayloadTooLargeError):
+        client._core.creation.plan_starts([_Carry("x"), _Carry("x" * 11)])
+
+
+def test_a_batch_with_an_input_of_a_subclass_or_another_type_is_checked_job_by_job() -> None:
+    client = Client(InMemoryStateAdapter(), job_types=[_CarryPair])
+    plans = client._core.creation.plan_starts(
+        [_CarryPair(_Pair(1, "a")), _CarryPair(_PairPlus(2.5, [True]))]
+    )
+    assert [plan.row.input_text for plan in plans] == [
+        '{"left":1,"right":"a"}',
+        '{"left":2.5,"right":[true]}',
+    ]
+    with pytest.raises(JobTypeValidationError, match="expected _Pair"):
+        client._core.creation.plan_starts(
+            [_CarryPair(_Pair(1, "a")), _CarryPair({"left": 1})]  # type: ignore[arg-type]
+        )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import replace
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from types import MappingProxyType
 from typing import Any, Generic, NamedTuple, TypeVar
 
@@ -149,27 +149,29 @@ class ChainCreation(Generic[TxT]):
         # whether it has a limit key
         checked = self._checked
         start_fields = _START_FIELDS.copy
+        # a batch of one job type: its inputs encoded together (else, or when one of them needs
+        # more, one by one in the loop, which raises the first job's error)
+        encoded = None
+        if len(jobs) > 1 and len(set(map(type, jobs))) == 1:
+            input_type = self._known(type(jobs[0]))[0]
+            encoded = self._payloads.encode_texts(input_type, list(map(_INPUT, jobs)))
+        if encoded is not None:
+            next_payload, next_text = iter(encoded[0]).__next__, iter(encoded[1]).__next__
         for job in jobs:
             jt = type(job)
             known = checked.get(jt)
             if known is None:
-                self._registry.check_registered(jt)
-                spec = jt.spec()
-                known = (
-                    spec.input_type,
-                    spec.blockers.declared,
-                    jt.type_name,
-                    jt.limit_key_of is not None,
-                )
-                if len(checked) < _MAX_CHECKED_TYPES:
-                    checked[jt] = known
+                known = self._known(jt)
             input_type, declares_blockers, type_name, keyed = known
-            try:
-                payload, text = encode(input_type, job.input, what="input", type_name=type_name)
-            except NotJsonError:
-                raise
-            except CodecError as exc:
-                raise JobTypeValidationError("invalid_input", type_name, str(exc)) from exc
+            if encoded is not None:
+                payload, text = next_payload(), next_text()
+            else:
+                try:
+                    payload, text = encode(input_type, job.input, what="input", type_name=type_name)
+                except NotJsonError:
+                    raise
+                except CodecError as exc:
+                    raise JobTypeValidationError("invalid_input", type_name, str(exc)) from exc
             blockers = (
                 self._check_blockers(job) if declares_blockers or job.blockers else _NO_BLOCKERS
             )
@@ -226,6 +228,24 @@ class ChainCreation(Generic[TxT]):
                 )
             append(_new_plan(PlannedJob, (row, blockers)))  # without the named tuple's __new__
         return plans
+
+    def _known(self, jt: type[AnyJob]) -> tuple[Any, bool, str, bool]:
+        """A job type checked as registered: its input type, whether it declares blockers, its
+        name and whether it has a limit key (remembered for the next time)."""
+        checked = self._checked
+        known = checked.get(jt)
+        if known is None:
+            self._registry.check_registered(jt)
+            spec = jt.spec()
+            known = (
+                spec.input_type,
+                spec.blockers.declared,
+                jt.type_name,
+                jt.limit_key_of is not None,
+            )
+            if len(checked) < _MAX_CHECKED_TYPES:
+                checked[jt] = known
+        return known
 
     def _check_blockers(self, job: AnyJob) -> list[str]:
         jt = type(job)
@@ -448,6 +468,8 @@ class ChainCreation(Generic[TxT]):
                 )
             raise
 
+
+_INPUT = attrgetter("input")
 
 _DEDUPLICATED = itemgetter(1)
 """A :class:`~queuert.state.CreatedJob`'s ``deduplicated`` (in C: no call per job)."""

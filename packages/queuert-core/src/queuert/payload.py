@@ -18,6 +18,7 @@ A value is refused, with nothing written, when it
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from queuert.codec import Codec
@@ -120,7 +121,7 @@ class Payloads:
     """A codec and the checks above: what the client calls to turn an input or output into the
     JSON it stores."""
 
-    __slots__ = ("codec", "max_bytes")
+    __slots__ = ("_many", "codec", "max_bytes")
 
     def __init__(self, codec: Codec, max_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES) -> None:
         if max_bytes is not None and (
@@ -129,6 +130,47 @@ class Payloads:
             raise UsageError(f"max_payload_bytes must be a positive int or None, not {max_bytes!r}")
         self.codec = codec
         self.max_bytes = max_bytes
+        self._many: Callable[[Any, Sequence[Any]], list[JsonValue] | None] | None = getattr(
+            codec, "encode_many", None
+        )
+        """The codec's encoder of a batch of one type, if it has one (see
+        :meth:`~queuert.codec.DefaultCodec.encode_many`)."""
+
+    def encode_texts(
+        self, tp: Any, values: Sequence[Any]
+    ) -> tuple[list[JsonValue], list[str]] | None:
+        """:meth:`encode_text` of each of ``values`` (a batch of inputs of one declared type), in
+        one pass where the codec encodes batches (``encode_many``) and every value is plain, and
+        the checks made once on the batch's texts together; ``None`` when a value needs more (the
+        caller then encodes one by one, which raises the first value's error)."""
+        many = self._many
+        if many is None or dumps_chunks is None:
+            return None
+        try:
+            datas = many(tp, values)
+            if datas is None:
+                return None
+            join = "".join
+            chunks = dumps_chunks
+            texts = [
+                join(chunks(data, 0)) if type(data) is not str else dumps(data) for data in datas
+            ]
+        except (RecursionError, ValueError):
+            return None  # encode_text names what cannot be encoded
+        # a text of the batch fails a check only if the texts together do: ASCII, no escaped
+        # NUL (a JSON text never ends in a backslash, so none is made across two), each within
+        # the limit
+        together = join(texts)
+        max_bytes = self.max_bytes
+        if (
+            together.isascii()
+            and _ESCAPED_NUL not in together
+            and (
+                max_bytes is None or len(together) <= max_bytes or max(map(len, texts)) <= max_bytes
+            )
+        ):
+            return datas, texts
+        return None
 
     def encode(self, tp: Any, value: Any, *, what: Role, type_name: str) -> JsonValue:
         """``value`` as stored JSON; the codec's errors propagate, then the checks above apply."""
