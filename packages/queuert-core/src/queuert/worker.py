@@ -66,6 +66,7 @@ from queuert.hooks import TransactionHooks
 from queuert.isolation import IsolatedJob, IsolationLimits, ProcessPool
 from queuert.job_types import AnyJobType, JobType
 from queuert.json import JsonValue
+from queuert.limits import ConcurrencyLimit
 from queuert.models import Chain
 from queuert.observability import (
     AttemptCompleted,
@@ -137,6 +138,8 @@ class HandlerConfig:
     max_attempts: int | None
     timeout: float | None = None
     """Seconds an attempt may run before its handler is cancelled (``None``: no limit)."""
+    declares_blockers: bool = False
+    """The type declares blockers: an attempt reads their chains before its handler runs."""
 
 
 def _forget_abandoned(
@@ -258,6 +261,53 @@ class _Completer:
         self._core.finishing.after_close_all(
             results, worker_id=self._worker.id, hooks=hooks, published=published
         )
+
+
+class _Wake:
+    """The main loop's wake-up: set by a freed slot, a notification or the stop; the loop sleeps
+    on it for at most a delay. Like ``asyncio.Event`` under ``asyncio.wait_for``, but one future
+    and one timer per sleep (``wait_for`` wraps the wait in a task of its own before Python 3.12).
+    """
+
+    __slots__ = ("_is_set", "_waiter")
+
+    def __init__(self) -> None:
+        self._is_set = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        self._is_set = True
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._is_set = False
+
+    def is_set(self) -> bool:
+        return self._is_set
+
+    async def wait(self, delay: float) -> None:
+        """Return once set (at once if it is), or after ``delay`` seconds."""
+        if self._is_set:
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiter = waiter
+        timer = loop.call_later(delay, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            if self._waiter is waiter:
+                self._waiter = None
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class _AttemptHost:
@@ -424,7 +474,7 @@ class Worker(Generic[TxT]):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._abandoned: set[asyncio.Future[Any]] = set()
         """Attempts whose handler ignored its cancellation at shutdown (referenced, never awaited)."""
-        self._wake = asyncio.Event()
+        self._wake = _Wake()
         self._stopping = False
         self._started = False
         self._closed = asyncio.Event()
@@ -434,6 +484,8 @@ class Worker(Generic[TxT]):
         self._unsubscribe: Callable[[], Awaitable[None]] | None = None
         self._stop_requested: asyncio.Event | None = None
         self._consuming: set[str] = set()
+        self._claim_leases: dict[str, timedelta] = {}
+        self._claim_limits: dict[str, ConcurrencyLimit] = {}
         self._next_reap = 0.0
         self._held_back = False
         """The last claim left ready jobs to their concurrency limits."""
@@ -501,6 +553,7 @@ class Worker(Generic[TxT]):
             timeout=None
             if timeout is None
             else to_timedelta(timeout, name="timeout", positive=True).total_seconds(),
+            declares_blockers=jt.spec().blockers.declared,
         )
 
     def handler(
@@ -647,6 +700,13 @@ class Worker(Generic[TxT]):
         if not self._configs:
             raise UsageError("the worker has no handlers")
         self._started = True
+        # what every claim asks for (the handlers are fixed once the worker has started)
+        self._claim_leases = {name: cfg.lease.duration for name, cfg in self._configs.items()}
+        self._claim_limits = {
+            name: cfg.job_type.concurrency_limit
+            for name, cfg in self._configs.items()
+            if cfg.job_type.concurrency_limit.is_set
+        }
         try:
             self._unsubscribe = await self._core.notify.listen_job_scheduled(
                 self.type_names, self._on_scheduled
@@ -790,12 +850,7 @@ class Worker(Generic[TxT]):
         wanted = self.concurrency + prefetch - self._busy - len(self._buffer)
         # Claim when a slot is free, or (all slots busy) to refill a prefetch buffer that ran low.
         if wanted > 0 and (self._free_slots() > 0 or len(self._buffer) <= prefetch // 2):
-            leases = {name: cfg.lease.duration for name, cfg in self._configs.items()}
-            limits = {
-                name: cfg.job_type.concurrency_limit
-                for name, cfg in self._configs.items()
-                if cfg.job_type.concurrency_limit.is_set
-            }
+            leases, limits = self._claim_leases, self._claim_limits
             if limits:
                 claim = await self._core.state.claim_jobs(
                     leases=leases, limit=wanted, worker_id=self.id, limits=limits
@@ -880,8 +935,13 @@ class Worker(Generic[TxT]):
         """Sleep up to ``delay`` seconds or until woken (notification, freed slot, stop)."""
         if self._stopping:
             return
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), delay)
+        if self._wake.is_set():
+            # Woken meanwhile (slots freed during a claim): one loop turn first, so that the
+            # attempts this iteration started run their first steps and free their slots too, and
+            # the next claim fills them all at once instead of refilling the buffer by halves.
+            await asyncio.sleep(0)
+            return
+        await self._wake.wait(delay)
 
     def _on_scheduled(self, type_name: str) -> None:
         if self._stopping or self._free_slots() <= 0 or type_name in self._consuming:
@@ -1055,7 +1115,7 @@ class Worker(Generic[TxT]):
             client = self.client
             core = self._core
             config = running.config
-            declares_blockers = config.job_type.spec().blockers.declared
+            declares_blockers = config.declares_blockers
             try:
                 blockers: tuple[Chain[Any], ...] = ()
                 if declares_blockers:
