@@ -28,7 +28,6 @@ from queuert.notify import (
     Notifications,
     NotifyAdapter,
     NotifyInTransaction,
-    SupportsNotifyAtOnce,
     SupportsNotifyInTransaction,
     SupportsNotifyMany,
 )
@@ -46,79 +45,36 @@ _EVENTS_KEY = "queuert.events"
 
 class Publisher:
     """Publishes notifications in one background task, merging whatever accumulates while it is busy
-    (wake-up counts add up, ids are deduplicated), so a burst of commits costs a few publishes.
-
-    A notify adapter that publishes without awaiting anything
-    (:class:`~queuert.notify.SupportsNotifyAtOnce`: in-process delivery, or none) is published to
-    at once instead, in the caller, with no task."""
+    (wake-up counts add up, ids are deduplicated), so a burst of commits costs a few publishes."""
 
     def __init__(self, notify: NotifyAdapter, emit: Callable[[Event], None]) -> None:
         self._notify = notify
         self._many = isinstance(notify, SupportsNotifyMany)
         """Asked once: a runtime protocol check costs microseconds, and this runs per commit."""
-        self._at_once: Callable[[Notifications], None] | None = None
-        if isinstance(notify, SupportsNotifyAtOnce) and notify.publishes_at_once():
-            self._at_once = notify.notify_at_once
         self._emit = emit
         self._ready: dict[str, int] = {}
         self._scheduled: set[str] = set()
         self._closed: set[str] = set()
         self._lost: set[str] = set()
         self._task: asyncio.Task[None] | None = None
-        self._publishing = False
-        """A publish at once is running (a callback of a listener it called published again)."""
 
     def add(
         self, ready: Mapping[str, int], scheduled: set[str], closed: set[str], lost: set[str]
     ) -> None:
-        at_once = self._at_once
-        if at_once is not None and not self._publishing:
-            # published in this call, from the caller's containers (copied: the caller clears
-            # them), with no merge; then whatever listeners' callbacks published meanwhile
-            self._publishing = True
-            try:
-                self._send_at_once(
-                    at_once,
-                    Notifications(
-                        dict(ready), frozenset(scheduled), frozenset(closed), frozenset(lost)
-                    ),
-                )
-                while self._ready or self._scheduled or self._closed or self._lost:
-                    merged = Notifications(
-                        self._ready,
-                        frozenset(self._scheduled),
-                        frozenset(self._closed),
-                        frozenset(self._lost),
-                    )
-                    self._ready, self._scheduled, self._closed, self._lost = {}, set(), set(), set()
-                    self._send_at_once(at_once, merged)
-            finally:
-                self._publishing = False
-            return
         # runs after every commit that notifies: only the non-empty parts are merged
         if ready:
-            merged_ready = self._ready
+            merged = self._ready
             for type_name, count in ready.items():
-                merged_ready[type_name] = merged_ready.get(type_name, 0) + count
+                merged[type_name] = merged.get(type_name, 0) + count
         if scheduled:
             self._scheduled |= scheduled
         if closed:
             self._closed |= closed
         if lost:
             self._lost |= lost
-        if at_once is not None:
-            return  # a listener's callback published during a publish at once: that one sends it
         task = self._task
         if task is None or task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
-
-    def _send_at_once(
-        self, at_once: Callable[[Notifications], None], notifications: Notifications
-    ) -> None:
-        try:
-            at_once(notifications)
-        except Exception as exc:
-            self._emit(NotifyAdapterError(operation="notify_many", error=repr(exc)))
 
     async def _run(self) -> None:
         while self._ready or self._scheduled or self._closed or self._lost:

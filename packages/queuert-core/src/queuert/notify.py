@@ -35,10 +35,6 @@ Optional, for adapters whose messages can travel inside the state adapter's tran
 it commits and dropped when it rolls back, and publishing it costs no transaction of its own. The
 core asks once per client; an adapter that declines (another kind of store, another database) is
 used as above, after the commit.
-
-Optional, for adapters that publish without awaiting anything (:class:`SupportsNotifyAtOnce`: the
-in-process and no-op adapters): the core publishes what a commit announces right after it, in the
-code that committed, instead of from a background task.
 """
 
 from __future__ import annotations
@@ -55,7 +51,6 @@ __all__ = [
     "Notifications",
     "NotifyAdapter",
     "NotifyInTransaction",
-    "SupportsNotifyAtOnce",
     "SupportsNotifyInTransaction",
     "SupportsNotifyMany",
     "Unsubscribe",
@@ -146,23 +141,4 @@ class SupportsNotifyMany(Protocol):
     async def notify_many(self, notifications: Notifications) -> None:
         """The messages of ``notifications`` (wake hints and all); same failure contract as the
         ``notify_*`` calls: never raises connection errors."""
-        ...
-
-
-@runtime_checkable
-class SupportsNotifyAtOnce(Protocol):
-    """Optional for notify adapters that publish without awaiting anything (in-process delivery,
-    or none): the core publishes a commit's messages right after it, in the committing code, with
-    no task of its own."""
-
-    def publishes_at_once(self) -> bool:
-        """Whether :meth:`notify_at_once` may be used for this adapter (asked once per client; an
-        adapter whose ``notify_*`` methods a subclass overrides answers ``False``, so that the
-        overrides see their messages)."""
-        ...
-
-    def notify_at_once(self, notifications: Notifications) -> None:
-        """The messages of ``notifications``, as :meth:`SupportsNotifyMany.notify_many` sends them,
-        without awaiting anything; raises :class:`~queuert.errors.NotifyAdapterClosedError` once
-        the adapter is closed."""
         ...

@@ -111,9 +111,6 @@ class InProcessNotifyAdapter:
 
     async def provide_wake_hint(self, type_name: str, count: int) -> None:
         self._check()
-        self._add_wake_hint(type_name, count)
-
-    def _add_wake_hint(self, type_name: str, count: int) -> None:
         if count <= 0:
             return
         current = self.hub.budget(type_name)
@@ -139,27 +136,6 @@ class InProcessNotifyAdapter:
         """Every message of a commit (or a burst of commits) in one call (see :func:`_one_by_one`)."""
         self._check()
         await _one_by_one(self, notifications)
-
-    def publishes_at_once(self) -> bool:
-        """True unless a subclass overrides how messages are sent (see
-        :class:`~queuert.notify.SupportsNotifyAtOnce`)."""
-        return _own_sending(self, InProcessNotifyAdapter)
-
-    def notify_at_once(self, notifications: Notifications) -> None:
-        """:meth:`notify_many` without awaiting: delivery is synchronous here anyway."""
-        self._check()
-        for type_name, count in notifications.ready.items():
-            self._add_wake_hint(type_name, count)
-        adapters = self.hub.adapters
-        for type_name in notifications.scheduled_types():
-            for adapter in list(adapters):
-                adapter._scheduled.dispatch(type_name)
-        for chain_id in notifications.closed_chains:
-            for adapter in list(adapters):
-                adapter._chains.dispatch(chain_id)
-        for job_id in notifications.ownership_lost:
-            for adapter in list(adapters):
-                adapter._ownership.dispatch(job_id)
 
     async def listen_chain_closed(self, chain_id: str, callback: Callable[[], None]) -> Unsubscribe:
         self._check()
@@ -242,15 +218,6 @@ class NoopNotifyAdapter:
         self._check()
         await _one_by_one(self, notifications)
 
-    def publishes_at_once(self) -> bool:
-        """True unless a subclass overrides how messages are sent (see
-        :class:`~queuert.notify.SupportsNotifyAtOnce`)."""
-        return _own_sending(self, NoopNotifyAdapter)
-
-    def notify_at_once(self, notifications: Notifications) -> None:
-        """Publishes nothing, without awaiting."""
-        self._check()
-
     async def listen_chain_closed(self, chain_id: str, callback: Callable[[], None]) -> Unsubscribe:
         self._check()
         return self._noop_unsubscribe
@@ -272,22 +239,6 @@ class NoopNotifyAdapter:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-
-_SENDING = (
-    "provide_wake_hint",
-    "notify_job_scheduled",
-    "notify_chain_closed",
-    "notify_job_ownership_lost",
-    "notify_many",
-)
-"""The methods that send messages: a subclass overriding one of them is published to through them."""
-
-
-def _own_sending(adapter: object, cls: type) -> bool:
-    """Whether ``adapter`` sends its messages with ``cls``'s own methods (no subclass overrides)."""
-    kind = type(adapter)
-    return all(getattr(kind, name) is getattr(cls, name) for name in _SENDING)
 
 
 async def _one_by_one(
