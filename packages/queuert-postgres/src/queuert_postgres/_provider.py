@@ -286,6 +286,12 @@ def _late_error() -> ConnectionError:
     )
 
 
+def _late_statement(statements: Deadlines) -> asyncio.TimeoutError:
+    """What a statement of queuert's that was aborted past the allowance of ``statements`` raises
+    (as :func:`~queuert.bounded.within` does)."""
+    return asyncio.TimeoutError(f"a statement got no answer within {statements.allowance():g} s")
+
+
 def _within(deadlines: Deadlines | None, conn: Any, statement: Awaitable[T]) -> Awaitable[T]:
     """Await a statement of queuert's on asyncpg connection ``conn``; past the allowance of
     ``deadlines`` (``None``: no limit) the connection is terminated and ``TimeoutError`` raised
@@ -337,11 +343,22 @@ class _AsyncpgTransaction:
         try:
             if statements is None:
                 await conn.execute("BEGIN")
-            elif (watch := statements.watch(conn.terminate)) is not None:
-                with watch:  # _within without its coroutine (one less per transaction)
-                    await conn.execute("BEGIN")
             else:
-                await _within(statements, conn, conn.execute("BEGIN"))
+                # _within without its coroutine, and Deadlines.watch without its Watch (every
+                # transaction)
+                late: list[bool] = []
+                key = id(late)
+                if not statements.add(asyncio.get_running_loop(), key, conn.terminate, late):
+                    await _within(statements, conn, conn.execute("BEGIN"))
+                else:
+                    try:
+                        await conn.execute("BEGIN")
+                    except BaseException as exc:
+                        if late and not isinstance(exc, asyncio.CancelledError):
+                            raise _late_statement(statements) from None
+                        raise
+                    finally:
+                        statements.remove(key)
         except BaseException:
             # Interrupted (cancelled) with the BEGIN on its way: the server opens the transaction
             # all the same, and asyncpg would roll it back when the pool takes the connection
@@ -375,7 +392,8 @@ class _AsyncpgTransaction:
                         await _to_the_end(conn, conn.execute("ROLLBACK"), self._deadlines)
                         ended = True
                 return False
-            status = await _to_the_end(conn, conn.execute("COMMIT"), self._deadlines)
+            # _to_the_end, without its call
+            status = await _ToTheEnd(conn, conn.execute("COMMIT"), self._deadlines)
             ended = True
         finally:
             parking = self._parking
@@ -540,13 +558,20 @@ class AsyncpgProvider:
             if statements is None:
                 tx_rows: list[Row] = await conn.fetch(sql.text, *args)
                 return tx_rows
-            # _within without its coroutine: every statement in a transaction (the exactly-once
-            # path's completion)
-            watch = statements.watch(conn.terminate)
-            if watch is None:
+            # _within without its coroutine, and Deadlines.watch without its Watch: every
+            # statement in a transaction (the exactly-once path's completion)
+            late: list[bool] = []
+            key = id(late)
+            if not statements.add(asyncio.get_running_loop(), key, conn.terminate, late):
                 return await _within(statements, conn, conn.fetch(sql.text, *args))
-            with watch:
+            try:
                 tx_rows = await conn.fetch(sql.text, *args)
+            except BaseException as exc:
+                if late and not isinstance(exc, asyncio.CancelledError):
+                    raise _late_statement(statements) from None
+                raise
+            finally:
+                statements.remove(key)
             return tx_rows
         parking = self._parking
         if parking is not None and not self._closed:

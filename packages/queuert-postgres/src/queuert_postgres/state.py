@@ -1708,8 +1708,25 @@ class PgStateAdapter(Generic[TxT]):
         owner: str | None = None,
         tx: TxT | None = None,
     ) -> list[CompleteResult | None]:
-        self._check_open()
-        if not completions:
+        if self._closed:
+            raise StateAdapterClosedError()
+        if len(completions) == 1:
+            one = completions[0]
+            if one.closes_from_claim:
+                # _complete's one-job path of a claimed job, inline, with _fetch's: every job of
+                # the exactly-once path closes here (two coroutines less per job)
+                args = self._completion_args(one, worker_id, owner)
+                try:
+                    rows = await self.provider.fetch(self.sql.complete_one_plain_claimed, args, tx)
+                except Exception as exc:
+                    if tx is not None and in_failed_transaction(exc):
+                        raise TransactionAbortedError(_ABORTED) from exc
+                    raise
+                if rows:
+                    return [complete_result(closed_job(one, rows[0], 0, worker_id), [], [])]
+                results, _ = await self._complete_fully(completions, args, tx)
+                return results
+        elif not completions:
             return []
         results, _ = await self._complete(completions, worker_id, owner, tx)
         return results
