@@ -356,7 +356,7 @@ class Attempt(Generic[J]):
                 await self._close(lost)
                 await host.check_owned(self.job.id)  # raises OwnershipLostError with the reason
                 raise lost
-            core.finishing.after_close(closed, worker_id=worker_id, hooks=bound.hooks)
+            core.finishing.after_close_all((closed,), worker_id=worker_id, hooks=bound.hooks)
             self.continued_with = None
             # the commit, as _close(None) makes it (inline: one coroutine less per job)
             scope, self._scope, self._bound = self._scope, None, None

@@ -114,7 +114,10 @@ class Parking:
         kept = self._kept
         while kept:
             conn, _ = kept.pop()
-            if _clean(conn):
+            # clean when kept (keep checked), and no one holds it meanwhile: only the server or
+            # the network can have closed it since
+            con = getattr(conn, "_con", None)
+            if con is not None and not con.is_closed():
                 return conn
             self._release_later([conn])
         return None
@@ -190,7 +193,8 @@ class Parking:
                 waiter.set_result(conn)
                 return True
         self._kept.append((conn, self._sweeps))
-        self._arm()
+        if self._timer is None:
+            self._arm()
         return True
 
     def _arm(self) -> None:

@@ -1714,8 +1714,18 @@ class PgStateAdapter(Generic[TxT]):
             one = completions[0]
             if one.closes_from_claim:
                 # _complete's one-job path of a claimed job, inline, with _fetch's: every job of
-                # the exactly-once path closes here (two coroutines less per job)
-                args = self._completion_args(one, worker_id, owner)
+                # the exactly-once path closes here (two coroutines less per job). The arguments
+                # are _completion_args's: such a completion closes with the output the core
+                # encoded (output_text), and has no successor.
+                args = [
+                    one.job_id,
+                    one.outcome,
+                    one.output_text,
+                    None,
+                    one.error,
+                    worker_id,
+                    owner,
+                ]
                 try:
                     rows = await self.provider.fetch(self.sql.complete_one_plain_claimed, args, tx)
                 except Exception as exc:
