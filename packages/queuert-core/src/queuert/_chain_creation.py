@@ -11,6 +11,7 @@ what was created in the transaction's hooks.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import replace
@@ -27,7 +28,7 @@ from queuert.hooks import TransactionHooks
 from queuert.ids import check_id, check_ids
 from queuert.job_types import JobType, JobTypeRegistry
 from queuert.limits import check_limit_key
-from queuert.models import Chain
+from queuert.models import Chain, Job
 from queuert.notify import Notifications, NotifyInTransaction
 from queuert.observability import (
     BlockerLink,
@@ -90,6 +91,9 @@ class ChainCreation(Generic[TxT]):
         self._checked: dict[type[AnyJob], tuple[Any, bool, str, bool]] = {}
         """Per job type found registered: its input type, whether it declares blockers, its name
         and whether it has a limit key (a registry only grows, and these are fixed per class)."""
+        self._view_fields: dict[str, tuple[Callable[[], dict[str, Any]], dict[str, Any]]] = {}
+        """Per chain type started: the ``copy`` of the fields every new chain of it has in its
+        first job's view (see :meth:`started`), and those of its chain's view."""
 
     # -- planning (no writes) -------------------------------------------------------------------
 
@@ -284,6 +288,78 @@ class ChainCreation(Generic[TxT]):
                     f"blocker {index} must be a chain of {names}, got {chain.type_name!r}",
                 )
         return [chain.id for chain in chains]
+
+    # -- the views a start returns ---------------------------------------------------------------
+
+    def started(
+        self,
+        jobs: Sequence[AnyJob],
+        plans: Sequence[PlannedJob],
+        created: Sequence[CreatedJob],
+        stored: Callable[[StoredJob, bool, Any], Chain[Any]],
+    ) -> list[Chain[Any]]:
+        """The chains started with ``jobs`` (planned as ``plans``, written as ``created``), in
+        order: what a read of each returns right after its start.
+
+        A new chain's view is built from its plan, which holds what the store wrote (its id, type,
+        priority, limit key and deduplication key, stored as given) and the caller's ``input`` (the
+        value its stored JSON decodes to), and from the stored row only what the store chose: its
+        status and times. A new job is open: not attempted, leased or closed. Every other field of
+        the view is the same for every new chain of its type, copied from fields prepared once
+        per type. A deduplicated start (an existing chain) or a row whose times cannot be read is
+        the view ``stored`` builds from its row (:meth:`~queuert._mapping.Mapper.started`)."""
+        views: list[Chain[Any]] = []
+        append = views.append
+        prepared = self._view_fields
+        last_type: str | None = None  # the type of the last new chain, with its fields:
+        job_fields: Callable[[], dict[str, Any]] = dict
+        chain_fields: dict[str, Any] = {}
+        for job, plan, (row, dedup) in zip(jobs, plans, created, strict=True):
+            if dedup or row.unreadable is not None:
+                append(stored(row, dedup, job.input))
+                continue
+            new = plan[0]
+            type_name = new.type_name
+            if type_name != last_type:
+                of_type = prepared.get(type_name)
+                if of_type is None:
+                    of_type = self._prepare_view(type_name)
+                job_fields, chain_fields = of_type
+                last_type = type_name
+            fields = job_fields()
+            fields["id"] = fields["chain_id"] = new_id = new.id
+            fields["status"] = row.status
+            fields["input"] = job.input
+            fields["created_at"] = row.created_at
+            fields["scheduled_at"] = row.scheduled_at
+            dedup_by = new.deduplication
+            if dedup_by is not None:
+                fields["deduplication_key"] = dedup_by.key
+            priority = new.priority
+            if priority:
+                fields["priority"] = priority
+            limit_key = new.limit_key
+            if limit_key is not None:
+                fields["limit_key"] = limit_key
+            set_field(root := blank(Job), "__dict__", fields)
+            fields = chain_fields.copy()
+            fields["id"] = new_id
+            fields["root"] = fields["tail"] = root
+            set_field(chain := blank(Chain), "__dict__", fields)
+            append(chain)
+        return views
+
+    def _prepare_view(self, type_name: str) -> tuple[Callable[[], dict[str, Any]], dict[str, Any]]:
+        """The fields of a new chain of ``type_name`` that every one has, for its first job's view
+        (``copy`` of them) and its chain's (remembered for the next time)."""
+        job_fields = _VIEW_JOB_FIELDS.copy()
+        job_fields["type_name"] = job_fields["chain_type_name"] = type_name
+        chain_fields = _VIEW_CHAIN_FIELDS.copy()
+        chain_fields["type_name"] = type_name
+        prepared = (job_fields.copy, chain_fields)
+        if len(self._view_fields) < _MAX_CHECKED_TYPES:
+            self._view_fields[type_name] = prepared
+        return prepared
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -493,6 +569,17 @@ _START_FIELDS: dict[str, Any] = {
 """The fields of a planned chain start, in :class:`~queuert.state.NewJob`'s declaration order:
 what every start without a caller's id, schedule, deduplication, priority or limit key holds (each
 plan fills in its own)."""
+
+_VIEW_JOB_FIELDS: dict[str, Any] = {f.name: None for f in dataclasses.fields(Job)}
+_VIEW_JOB_FIELDS.update(attempt=0, priority=0)
+"""A new job's view (:class:`~queuert.models.Job`'s fields in declaration order): not attempted,
+leased or closed, without output, readable, of priority 0; the rest filled in per type and per
+job."""
+
+_VIEW_CHAIN_FIELDS: dict[str, Any] = {f.name: None for f in dataclasses.fields(Chain)}
+_VIEW_CHAIN_FIELDS.update(status="open", deduplicated=False)
+"""A new chain's view (:class:`~queuert.models.Chain`'s fields in declaration order): open, without
+outcome or output, not deduplicated; the rest filled in per type and per chain."""
 
 _MAX_CHECKED_TYPES = 1024
 """How many job types a :class:`ChainCreation` remembers as checked (types made on the fly are
