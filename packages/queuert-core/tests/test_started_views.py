@@ -24,11 +24,16 @@ from queuert import (
     Client,
     Deduplication,
     EntryJobType,
+    InMemoryStateAdapter,
+    JobType,
+    JobTypeValidationError,
     Schedule,
+    UsageError,
 )
+from queuert._chain_creation import _announced
 from queuert.backends import open_state_adapter
 from queuert.ids import uuid7
-from queuert.state import StateAdapter
+from queuert.state import NewJob, StateAdapter
 
 PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -213,3 +218,64 @@ def test_a_started_chain_is_what_a_read_of_it_returns(
                 assert chain.id == (job.id or chain.id)
 
     loop.run_until_complete(check())
+
+
+class ViewLater(JobType[int, None], name="view_later"):
+    """Not an entry type: it cannot start a chain."""
+
+
+@given(
+    good=st.integers(0, 4),
+    bad=st.sampled_from(["not a job", "not an entry"]),
+    at=st.integers(0, 4),
+    more_bad=st.booleans(),
+)
+def test_a_batch_with_a_wrong_start_names_the_first(
+    good: int, bad: str, at: int, more_bad: bool
+) -> None:
+    """A batch is checked per type of job it has; when one is wrong, the first wrong job of the
+    batch (in order) is the one named, as when each is checked in turn."""
+    client: Client[Any] = Client(InMemoryStateAdapter(), job_types=[ViewPoint, ViewLater])
+    jobs: list[Any] = [ViewPoint(Point(i, "")) for i in range(good)]
+    wrong: Any = "not a job" if bad == "not a job" else ViewLater(7)
+    jobs.insert(min(at, len(jobs)), wrong)
+    if more_bad:  # a later wrong job of the other kind is not the one named
+        jobs.append(ViewLater(8) if bad == "not a job" else 5)
+    with pytest.raises((UsageError, JobTypeValidationError)) as raised:
+        client._core.creation.plan_starts(jobs)
+    if bad == "not a job":
+        assert isinstance(raised.value, UsageError)
+        assert repr("not a job") in str(raised.value)
+    else:
+        assert isinstance(raised.value, JobTypeValidationError)
+        assert raised.value.code == "not_entry_point"
+
+
+@given(
+    rows=st.lists(
+        st.tuples(st.sampled_from(["a", "b", "c"]), st.booleans()), min_size=1, max_size=12
+    )
+)
+def test_what_new_chains_announce_is_each_one_announcing(rows: list[tuple[str, bool]]) -> None:
+    """A batch due now is announced per type at once: the same as each start announcing itself
+    (a job due now wakes a worker of its type, one scheduled announces its type as scheduled)."""
+    news = [
+        NewJob(
+            id=uuid7(),
+            type_name=type_name,
+            chain_type_name=type_name,
+            input=None,
+            schedule=Schedule(after=timedelta(hours=1)) if later else None,
+        )
+        for type_name, later in rows
+    ]
+    ready: dict[str, int] = {}
+    scheduled: set[str] = set()
+    for type_name, later in rows:
+        if later:
+            scheduled.add(type_name)
+        else:
+            ready[type_name] = ready.get(type_name, 0) + 1
+    announced = _announced(news)
+    assert dict(announced.ready) == ready
+    assert set(announced.scheduled) == scheduled

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import Counter
 from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import replace
 from operator import attrgetter, itemgetter
@@ -99,6 +100,16 @@ class ChainCreation(Generic[TxT]):
 
     def plan_starts(self, jobs: Sequence[AnyJob]) -> list[PlannedJob]:
         """Rows for new chains started with ``jobs`` (instances of entry job types)."""
+        if len(jobs) > 1:
+            # a batch checked per type (it has few), else per job in order: the first job's error
+            # raised
+            kinds = set(map(type, jobs))
+            for kind in kinds:
+                if not (issubclass(kind, JobType) and kind.entry):
+                    break
+            else:
+                plans = self._plan(jobs, None, kinds)
+                return plans if self._publishing.tracing is None else self._traced(plans, None)
         for job in jobs:
             if not isinstance(job, JobType):
                 raise UsageError(
@@ -140,7 +151,13 @@ class ChainCreation(Generic[TxT]):
         if contexts:
             self._publishing.abandon(contexts)
 
-    def _plan(self, jobs: Sequence[AnyJob], continuation_of: StoredJob | None) -> list[PlannedJob]:
+    def _plan(
+        self,
+        jobs: Sequence[AnyJob],
+        continuation_of: StoredJob | None,
+        kinds: set[type[AnyJob]] | None = None,
+    ) -> list[PlannedJob]:
+        """``jobs`` planned (``kinds``: their types, if the caller has them)."""
         plans: list[PlannedJob] = []
         append = plans.append
         encode = self._payloads.encode_text
@@ -153,20 +170,27 @@ class ChainCreation(Generic[TxT]):
         # whether it has a limit key
         checked = self._checked
         start_fields = _START_FIELDS.copy
-        # a batch of one job type: its inputs encoded together (else, or when one of them needs
-        # more, one by one in the loop, which raises the first job's error)
+        # a batch of one job type: the type checked once and its inputs encoded together (else,
+        # or when one of them needs more, one by one in the loop, which raises the first job's
+        # error)
         encoded = None
-        if len(jobs) > 1 and len(set(map(type, jobs))) == 1:
-            input_type = self._known(type(jobs[0]))[0]
-            encoded = self._payloads.encode_texts(input_type, list(map(_INPUT, jobs)))
+        single = None
+        if len(jobs) > 1:
+            if kinds is None:
+                kinds = set(map(type, jobs))
+            if len(kinds) == 1:
+                single = self._known(type(jobs[0]))
+                input_type, declares_blockers, type_name, keyed = single
+                encoded = self._payloads.encode_texts(input_type, list(map(_INPUT, jobs)))
         if encoded is not None:
             next_payload, next_text = iter(encoded[0]).__next__, iter(encoded[1]).__next__
         for job in jobs:
-            jt = type(job)
-            known = checked.get(jt)
-            if known is None:
-                known = self._known(jt)
-            input_type, declares_blockers, type_name, keyed = known
+            if single is None:
+                jt = type(job)
+                known = checked.get(jt)
+                if known is None:
+                    known = self._check_type(jt)
+                input_type, declares_blockers, type_name, keyed = known
             if encoded is not None:
                 payload, text = next_payload(), next_text()
             else:
@@ -236,19 +260,21 @@ class ChainCreation(Generic[TxT]):
     def _known(self, jt: type[AnyJob]) -> tuple[Any, bool, str, bool]:
         """A job type checked as registered: its input type, whether it declares blockers, its
         name and whether it has a limit key (remembered for the next time)."""
-        checked = self._checked
-        known = checked.get(jt)
-        if known is None:
-            self._registry.check_registered(jt)
-            spec = jt.spec()
-            known = (
-                spec.input_type,
-                spec.blockers.declared,
-                jt.type_name,
-                jt.limit_key_of is not None,
-            )
-            if len(checked) < _MAX_CHECKED_TYPES:
-                checked[jt] = known
+        known = self._checked.get(jt)
+        return self._check_type(jt) if known is None else known
+
+    def _check_type(self, jt: type[AnyJob]) -> tuple[Any, bool, str, bool]:
+        """:meth:`_known` of a job type not checked yet."""
+        self._registry.check_registered(jt)
+        spec = jt.spec()
+        known = (
+            spec.input_type,
+            spec.blockers.declared,
+            jt.type_name,
+            jt.limit_key_of is not None,
+        )
+        if len(self._checked) < _MAX_CHECKED_TYPES:
+            self._checked[jt] = known
         return known
 
     def _check_blockers(self, job: AnyJob) -> list[str]:
@@ -546,6 +572,8 @@ class ChainCreation(Generic[TxT]):
 
 
 _INPUT = attrgetter("input")
+_SCHEDULE = attrgetter("schedule")
+_TYPE_NAME = attrgetter("type_name")
 
 _DEDUPLICATED = itemgetter(1)
 """A :class:`~queuert.state.CreatedJob`'s ``deduplicated`` (in C: no call per job)."""
@@ -592,14 +620,19 @@ _CREATION_LEVELS = tuple(
 
 
 def _announce(
-    ready: MutableMapping[str, int], scheduled: set[str], type_name: str, due_now: bool
+    ready: MutableMapping[str, int],
+    scheduled: set[str],
+    type_name: str,
+    due_now: bool,
+    count: int = 1,
 ) -> None:
     """What a new job that is not blocked announces once committed: a wake-up if it is due now,
     else a job-scheduled message for its type. The one place this rule lives: the hooks' buffer
     after a write (:func:`_due` of the stored row) and the wake-ups a state adapter publishes with
-    the write itself (:func:`_announced`, before the rows exist) both come from here."""
+    the write itself (:func:`_announced`, before the rows exist) both come from here
+    (``count`` such jobs of the type at once)."""
     if due_now:
-        ready[type_name] = ready.get(type_name, 0) + 1
+        ready[type_name] = ready.get(type_name, 0) + count
     else:
         scheduled.add(type_name)
 
@@ -632,8 +665,13 @@ def _announced(rows: Sequence[NewJob]) -> Notifications:
             return one
     ready: dict[str, int] = {}
     scheduled: set[str] = set()
-    for row in rows:
-        _announce(ready, scheduled, row.type_name, row.schedule is None)
+    if len(rows) > 1 and list(map(_SCHEDULE, rows)).count(None) == len(rows):
+        # a batch due now: its jobs counted per type in C, announced per type
+        for type_name, count in Counter(map(_TYPE_NAME, rows)).items():
+            _announce(ready, scheduled, type_name, True, count)
+    else:
+        for row in rows:
+            _announce(ready, scheduled, row.type_name, row.schedule is None)
     notifications = Notifications(ready, frozenset(scheduled) if scheduled else _NONE, _NONE, _NONE)
     if len(rows) == 1 and not scheduled and len(_ONE_READY) < _MAX_CHECKED_TYPES:
         _ONE_READY[type_name] = Notifications(MappingProxyType(ready), _NONE, _NONE, _NONE)
