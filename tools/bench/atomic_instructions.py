@@ -30,14 +30,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
-import statistics
 import subprocess
-import sys
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
+
+from callgrind import count, medians, python_of
 
 HERE = Path(__file__).resolve()
 
@@ -164,11 +162,6 @@ async def floor(dsn: str, jobs: int, claim: int, together: bool) -> None:
     await run_floor(dsn, jobs, concurrency=claim if together else 1)
 
 
-def python_of(checkout: Path) -> str:
-    venv = checkout / ".venv" / "bin" / "python"
-    return str(venv) if venv.exists() else sys.executable
-
-
 def instructions(
     checkout: Path,
     dsn: str,
@@ -189,35 +182,12 @@ def instructions(
         if not alone:
             seed = [seeder, "--seed", "--dsn", own, "--jobs", str(jobs)]
             subprocess.run([python, *seed, "--handler", "write-atomic"], check=True, env=env)
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "callgrind.out"
-            command = [
-                "valgrind",
-                "--tool=callgrind",
-                f"--callgrind-out-file={out}",
-                python,
-                str(HERE),
-                "--process",
-                "--dsn",
-                own,
-                "--jobs",
-                str(jobs),
-                "--notify",
-                notify,
-                "--claim",
-                str(claim),
-            ]
-            if together:
-                command.append("--together")
-            if alone:
-                command.append("--floor")
-            if layer != "attempt":
-                command += ["--layer", layer]
-            run = subprocess.run(command, check=True, env=env, capture_output=True, text=True)
-            found = re.search(r"Collected : (\d+)", run.stderr)
-            if found is None:
-                raise SystemExit(f"no instruction count from callgrind:\n{run.stderr}")
-            return int(found.group(1))
+        command = [python, str(HERE), "--process", "--dsn", own, "--jobs", str(jobs)]
+        command += ["--notify", notify, "--claim", str(claim)]
+        command += ["--together"] * together + ["--floor"] * alone
+        if layer != "attempt":
+            command += ["--layer", layer]
+        return count(command, env)
     finally:
         asyncio.run(drop_backend(own))
 
@@ -248,29 +218,22 @@ def main() -> None:
     sides = [("new", HERE.parents[2])]
     if args.base is not None:
         sides.append(("base", args.base.resolve()))
-    per_job: dict[str, list[float]] = {name: [] for name, _ in sides}
-    for _ in range(args.repeat):
-        for name, checkout in sides:  # alternating, as the machine's state drifts
-            counts = [
-                instructions(
-                    checkout,
-                    args.dsn,
-                    size,
-                    args.notify,
-                    args.claim,
-                    args.together,
-                    args.floor,
-                    args.layer,
-                )
-                for size in (args.jobs, 2 * args.jobs)
-            ]
-            per_job[name].append((counts[1] - counts[0]) / args.jobs)
-            print(f"{name}: {per_job[name][-1]:,.0f} instructions per job", flush=True)
-    for name, values in per_job.items():
-        print(
-            f"{name:<5} median {statistics.median(values):>10,.0f} instructions per job "
-            f"({', '.join(f'{v:,.0f}' for v in values)})"
-        )
+    medians(
+        sides,
+        repeat=args.repeat,
+        size=args.jobs,
+        run=lambda checkout, jobs: instructions(
+            checkout,
+            args.dsn,
+            jobs,
+            args.notify,
+            args.claim,
+            args.together,
+            args.floor,
+            args.layer,
+        ),
+        unit="job",
+    )
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ import cProfile
 import json
 import os
 import pstats
-import re
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,8 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from callgrind import CALLGRIND, collected
 
 BATCH = 100
 WARM = 200
@@ -274,14 +275,8 @@ def run_side(
         raise SystemExit(f"{kind} run failed:\n{out.stderr}")
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     if wrap:
-        found = re.search(r"Collected : (\d+)", out.stderr)
-        if found is None:
-            raise SystemExit(f"no instruction count from {wrap[0]}:\n{out.stderr}")
-        result["instructions"] = float(found.group(1))
+        result["instructions"] = float(collected(out.stderr, wrap[0]))
     return result
-
-
-CALLGRIND = ("valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null")
 
 
 def instructions(sides: list[tuple[str, str, str, str | None]], args: argparse.Namespace) -> None:

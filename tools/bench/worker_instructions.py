@@ -22,14 +22,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
-import statistics
 import subprocess
-import sys
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
+
+from callgrind import count, medians, python_of
 
 HERE = Path(__file__).resolve()
 
@@ -111,11 +109,6 @@ async def process(
     await state.close()
 
 
-def python_of(checkout: Path) -> str:
-    venv = checkout / ".venv" / "bin" / "python"
-    return str(venv) if venv.exists() else sys.executable
-
-
 def instructions(
     checkout: Path, dsn: str, jobs: int, notify: str, events: bool, handler: str, concurrency: int
 ) -> int:
@@ -127,39 +120,12 @@ def instructions(
     if not Path(script).exists() or handler != "noop" or concurrency != 10:
         script = str(HERE)  # a base checkout from before this tool or option: ours with its code
     env = dict(os.environ, PYTHONPATH=str(checkout / "tools" / "bench"))
+    common = ["--dsn", own, "--jobs", str(jobs), "--handler", handler]
     try:
-        subprocess.run(
-            [python, script, "--seed", "--dsn", own, "--jobs", str(jobs), "--handler", handler],
-            check=True,
-            env=env,
-        )
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "callgrind.out"
-            command = [
-                "valgrind",
-                "--tool=callgrind",
-                f"--callgrind-out-file={out}",
-                python,
-                script,
-                "--process",
-                "--dsn",
-                own,
-                "--jobs",
-                str(jobs),
-                "--notify",
-                notify,
-                "--handler",
-                handler,
-                "--concurrency",
-                str(concurrency),
-            ]
-            if events:
-                command.append("--events")
-            run = subprocess.run(command, check=True, env=env, capture_output=True, text=True)
-            found = re.search(r"Collected : (\d+)", run.stderr)
-            if found is None:
-                raise SystemExit(f"no instruction count from callgrind:\n{run.stderr}")
-            return int(found.group(1))
+        subprocess.run([python, script, "--seed", *common], check=True, env=env)
+        command = [python, script, "--process", *common, "--notify", notify]
+        command += ["--concurrency", str(concurrency), *(["--events"] if events else [])]
+        return count(command, env)
     finally:
         asyncio.run(drop_backend(own))
 
@@ -190,34 +156,21 @@ def main() -> None:
     sides = [("new", HERE.parents[2])]
     if args.base is not None:
         sides.append(("base", args.base.resolve()))
-    per_job: dict[str, list[float]] = {name: [] for name, _ in sides}
-    for _ in range(args.repeat):
-        for name, checkout in sides:  # alternating, as the machine's state drifts
-            small = instructions(
-                checkout,
-                args.dsn,
-                args.jobs,
-                args.notify,
-                args.events,
-                args.handler,
-                args.concurrency,
-            )
-            large = instructions(
-                checkout,
-                args.dsn,
-                2 * args.jobs,
-                args.notify,
-                args.events,
-                args.handler,
-                args.concurrency,
-            )
-            per_job[name].append((large - small) / args.jobs)
-            print(f"{name}: {per_job[name][-1]:,.0f} instructions per job", flush=True)
-    for name, values in per_job.items():
-        print(
-            f"{name:<5} median {statistics.median(values):>10,.0f} instructions per processed job "
-            f"({', '.join(f'{v:,.0f}' for v in values)})"
-        )
+    medians(
+        sides,
+        repeat=args.repeat,
+        size=args.jobs,
+        run=lambda checkout, jobs: instructions(
+            checkout,
+            args.dsn,
+            jobs,
+            args.notify,
+            args.events,
+            args.handler,
+            args.concurrency,
+        ),
+        unit="processed job",
+    )
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ from queuert.notify import NotifyAdapter
 from queuert.observability import NoopObservability
 
 from queuert_conformance.notify_suite._support import Recorder
-from queuert_conformance.resilience import silent_peer
+from queuert_conformance.resilience import TcpProxy, silent_peer
 
 __all__ = [
     "FAST",
@@ -70,6 +70,7 @@ __all__ = [
     "produce",
     "silent_peer",
     "silent_server_is_given_up_on",
+    "subscribers_wait_for_a_subscription_on_its_way",
     "wait_idle",
     "worker_started_while_the_server_is_down",
     "worker_through_a_server_restart",
@@ -339,6 +340,41 @@ async def silent_server_is_given_up_on(
     assert await within("consume_wake_hint", adapter.consume_wake_hint("mail")) is True
     assert adapter.publish_errors >= 2, "the failed publishes were counted"
     await within("close", adapter.close())
+
+
+async def subscribers_wait_for_a_subscription_on_its_way(
+    listening: NotifyAdapter, publishing: NotifyAdapter, proxy: TcpProxy, *, timeout: float = 15.0
+) -> None:
+    """Two chain-closed listeners subscribe at once while the network is slow (``listening``
+    reaches its server through ``proxy``; ``publishing`` does not): neither call returns before the
+    subscription the first one sent has reached the server, so a message published as soon as
+    either returns reaches it. (A second subscriber that only saw the first one's subscription
+    started would return at once, and a chain closed right after could go unnoticed until a poll.)
+    Both adapters are open and left open."""
+    warm = ListenerCalls()
+    await listening.listen_job_scheduled([f"warm-{id(warm)}"], warm)  # connected and subscribed
+    first, second = ListenerCalls(), ListenerCalls()
+    order: list[str] = []
+    proxy.hold()
+    subscribing = asyncio.ensure_future(listening.listen_chain_closed("c-1", first.bind("c-1")))
+    try:
+        await asyncio.wait_for(proxy.holding.wait(), timeout)  # the subscription is on its way
+        joining = asyncio.ensure_future(listening.listen_chain_closed("c-2", second.bind("c-2")))
+        joining.add_done_callback(lambda _: order.append("second returned"))
+        # Enough turns of the loop for a call that does not wait on the server to return (one or
+        # two would do); a call that waits cannot return before the release below.
+        for _ in range(100):
+            await asyncio.sleep(0)
+        order.append("released")
+    finally:
+        proxy.release()
+    await asyncio.wait_for(asyncio.gather(subscribing, joining), timeout)
+    assert order == ["released", "second returned"], order
+    await publishing.notify_chain_closed("c-2")
+    await publishing.notify_chain_closed("c-1")
+    await second.wait_for(1, timeout)
+    await first.wait_for(1, timeout)
+    assert (first.calls, second.calls) == (["c-1"], ["c-2"])
 
 
 # -- worker-level building blocks --------------------------------------------------------------------

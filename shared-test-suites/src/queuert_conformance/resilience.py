@@ -430,7 +430,8 @@ class TcpProxy:
     :meth:`drop` cuts every connection through it at once: the client sees a real connection reset,
     as when a server restarts or the network fails. After :meth:`silence`, new connections are
     accepted and never answered, as by a server that hangs; ``silent_accepted`` is set when one
-    arrives. ``async with`` starts and closes it."""
+    arrives. After :meth:`hold`, what clients send waits in the proxy (a slow network) until
+    :meth:`release`; ``holding`` is set once something waits. ``async with`` starts and closes it."""
 
     def __init__(self, host: str, port: int) -> None:
         self._target = (host, port)
@@ -440,6 +441,9 @@ class TcpProxy:
         self.port = 0
         self.silent = False
         self.silent_accepted = asyncio.Event()
+        self._open = asyncio.Event()
+        self._open.set()
+        self.holding = asyncio.Event()
 
     async def __aenter__(self) -> TcpProxy:
         await self.start()
@@ -455,6 +459,15 @@ class TcpProxy:
     def silence(self) -> None:
         """Connections accepted from now on get no byte back (those open go on)."""
         self.silent = True
+
+    def hold(self) -> None:
+        """What clients send from now on waits in the proxy until :meth:`release`."""
+        self.holding = asyncio.Event()
+        self._open.clear()
+
+    def release(self) -> None:
+        """Forwards what waits, and everything after it."""
+        self._open.set()
 
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._transports.add(writer.transport)
@@ -474,7 +487,7 @@ class TcpProxy:
             return
         self._transports.add(upstream_writer.transport)
         pumps = [
-            asyncio.ensure_future(self._pump(reader, upstream_writer)),
+            asyncio.ensure_future(self._pump(reader, upstream_writer, self._gate)),
             asyncio.ensure_future(self._pump(upstream_reader, writer)),
         ]
         try:
@@ -489,10 +502,22 @@ class TcpProxy:
                 side.transport.abort()
                 self._transports.discard(side.transport)
 
+    async def _gate(self) -> None:
+        """Returns at once unless the proxy holds; then once it releases."""
+        if not self._open.is_set():
+            self.holding.set()
+            await self._open.wait()
+
     @staticmethod
-    async def _pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    async def _pump(
+        source: asyncio.StreamReader,
+        sink: asyncio.StreamWriter,
+        gate: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         with contextlib.suppress(OSError):
             while data := await source.read(65536):
+                if gate is not None:
+                    await gate()
                 sink.write(data)
                 await sink.drain()
 

@@ -11,7 +11,9 @@ what was created in the transaction's hooks.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections import Counter
 from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import replace
 from operator import attrgetter, itemgetter
@@ -27,7 +29,7 @@ from queuert.hooks import TransactionHooks
 from queuert.ids import check_id, check_ids
 from queuert.job_types import JobType, JobTypeRegistry
 from queuert.limits import check_limit_key
-from queuert.models import Chain
+from queuert.models import Chain, Job
 from queuert.notify import Notifications, NotifyInTransaction
 from queuert.observability import (
     BlockerLink,
@@ -90,11 +92,24 @@ class ChainCreation(Generic[TxT]):
         self._checked: dict[type[AnyJob], tuple[Any, bool, str, bool]] = {}
         """Per job type found registered: its input type, whether it declares blockers, its name
         and whether it has a limit key (a registry only grows, and these are fixed per class)."""
+        self._view_fields: dict[str, tuple[Callable[[], dict[str, Any]], dict[str, Any]]] = {}
+        """Per chain type started: the ``copy`` of the fields every new chain of it has in its
+        first job's view (see :meth:`started`), and those of its chain's view."""
 
     # -- planning (no writes) -------------------------------------------------------------------
 
     def plan_starts(self, jobs: Sequence[AnyJob]) -> list[PlannedJob]:
         """Rows for new chains started with ``jobs`` (instances of entry job types)."""
+        if len(jobs) > 1:
+            # a batch checked per type (it has few), else per job in order: the first job's error
+            # raised
+            kinds = set(map(type, jobs))
+            for kind in kinds:
+                if not (issubclass(kind, JobType) and kind.entry):
+                    break
+            else:
+                plans = self._plan(jobs, None, kinds)
+                return plans if self._publishing.tracing is None else self._traced(plans, None)
         for job in jobs:
             if not isinstance(job, JobType):
                 raise UsageError(
@@ -136,7 +151,13 @@ class ChainCreation(Generic[TxT]):
         if contexts:
             self._publishing.abandon(contexts)
 
-    def _plan(self, jobs: Sequence[AnyJob], continuation_of: StoredJob | None) -> list[PlannedJob]:
+    def _plan(
+        self,
+        jobs: Sequence[AnyJob],
+        continuation_of: StoredJob | None,
+        kinds: set[type[AnyJob]] | None = None,
+    ) -> list[PlannedJob]:
+        """``jobs`` planned (``kinds``: their types, if the caller has them)."""
         plans: list[PlannedJob] = []
         append = plans.append
         encode = self._payloads.encode_text
@@ -149,20 +170,27 @@ class ChainCreation(Generic[TxT]):
         # whether it has a limit key
         checked = self._checked
         start_fields = _START_FIELDS.copy
-        # a batch of one job type: its inputs encoded together (else, or when one of them needs
-        # more, one by one in the loop, which raises the first job's error)
+        # a batch of one job type: the type checked once and its inputs encoded together (else,
+        # or when one of them needs more, one by one in the loop, which raises the first job's
+        # error)
         encoded = None
-        if len(jobs) > 1 and len(set(map(type, jobs))) == 1:
-            input_type = self._known(type(jobs[0]))[0]
-            encoded = self._payloads.encode_texts(input_type, list(map(_INPUT, jobs)))
+        single = None
+        if len(jobs) > 1:
+            if kinds is None:
+                kinds = set(map(type, jobs))
+            if len(kinds) == 1:
+                single = self._known(type(jobs[0]))
+                input_type, declares_blockers, type_name, keyed = single
+                encoded = self._payloads.encode_texts(input_type, list(map(_INPUT, jobs)))
         if encoded is not None:
             next_payload, next_text = iter(encoded[0]).__next__, iter(encoded[1]).__next__
         for job in jobs:
-            jt = type(job)
-            known = checked.get(jt)
-            if known is None:
-                known = self._known(jt)
-            input_type, declares_blockers, type_name, keyed = known
+            if single is None:
+                jt = type(job)
+                known = checked.get(jt)
+                if known is None:
+                    known = self._check_type(jt)
+                input_type, declares_blockers, type_name, keyed = known
             if encoded is not None:
                 payload, text = next_payload(), next_text()
             else:
@@ -232,19 +260,21 @@ class ChainCreation(Generic[TxT]):
     def _known(self, jt: type[AnyJob]) -> tuple[Any, bool, str, bool]:
         """A job type checked as registered: its input type, whether it declares blockers, its
         name and whether it has a limit key (remembered for the next time)."""
-        checked = self._checked
-        known = checked.get(jt)
-        if known is None:
-            self._registry.check_registered(jt)
-            spec = jt.spec()
-            known = (
-                spec.input_type,
-                spec.blockers.declared,
-                jt.type_name,
-                jt.limit_key_of is not None,
-            )
-            if len(checked) < _MAX_CHECKED_TYPES:
-                checked[jt] = known
+        known = self._checked.get(jt)
+        return self._check_type(jt) if known is None else known
+
+    def _check_type(self, jt: type[AnyJob]) -> tuple[Any, bool, str, bool]:
+        """:meth:`_known` of a job type not checked yet."""
+        self._registry.check_registered(jt)
+        spec = jt.spec()
+        known = (
+            spec.input_type,
+            spec.blockers.declared,
+            jt.type_name,
+            jt.limit_key_of is not None,
+        )
+        if len(self._checked) < _MAX_CHECKED_TYPES:
+            self._checked[jt] = known
         return known
 
     def _check_blockers(self, job: AnyJob) -> list[str]:
@@ -284,6 +314,78 @@ class ChainCreation(Generic[TxT]):
                     f"blocker {index} must be a chain of {names}, got {chain.type_name!r}",
                 )
         return [chain.id for chain in chains]
+
+    # -- the views a start returns ---------------------------------------------------------------
+
+    def started(
+        self,
+        jobs: Sequence[AnyJob],
+        plans: Sequence[PlannedJob],
+        created: Sequence[CreatedJob],
+        stored: Callable[[StoredJob, bool, Any], Chain[Any]],
+    ) -> list[Chain[Any]]:
+        """The chains started with ``jobs`` (planned as ``plans``, written as ``created``), in
+        order: what a read of each returns right after its start.
+
+        A new chain's view is built from its plan, which holds what the store wrote (its id, type,
+        priority, limit key and deduplication key, stored as given) and the caller's ``input`` (the
+        value its stored JSON decodes to), and from the stored row only what the store chose: its
+        status and times. A new job is open: not attempted, leased or closed. Every other field of
+        the view is the same for every new chain of its type, copied from fields prepared once
+        per type. A deduplicated start (an existing chain) or a row whose times cannot be read is
+        the view ``stored`` builds from its row (:meth:`~queuert._mapping.Mapper.started`)."""
+        views: list[Chain[Any]] = []
+        append = views.append
+        prepared = self._view_fields
+        last_type: str | None = None  # the type of the last new chain, with its fields:
+        job_fields: Callable[[], dict[str, Any]] = dict
+        chain_fields: dict[str, Any] = {}
+        for job, plan, (row, dedup) in zip(jobs, plans, created, strict=True):
+            if dedup or row.unreadable is not None:
+                append(stored(row, dedup, job.input))
+                continue
+            new = plan[0]
+            type_name = new.type_name
+            if type_name != last_type:
+                of_type = prepared.get(type_name)
+                if of_type is None:
+                    of_type = self._prepare_view(type_name)
+                job_fields, chain_fields = of_type
+                last_type = type_name
+            fields = job_fields()
+            fields["id"] = fields["chain_id"] = new_id = new.id
+            fields["status"] = row.status
+            fields["input"] = job.input
+            fields["created_at"] = row.created_at
+            fields["scheduled_at"] = row.scheduled_at
+            dedup_by = new.deduplication
+            if dedup_by is not None:
+                fields["deduplication_key"] = dedup_by.key
+            priority = new.priority
+            if priority:
+                fields["priority"] = priority
+            limit_key = new.limit_key
+            if limit_key is not None:
+                fields["limit_key"] = limit_key
+            set_field(root := blank(Job), "__dict__", fields)
+            fields = chain_fields.copy()
+            fields["id"] = new_id
+            fields["root"] = fields["tail"] = root
+            set_field(chain := blank(Chain), "__dict__", fields)
+            append(chain)
+        return views
+
+    def _prepare_view(self, type_name: str) -> tuple[Callable[[], dict[str, Any]], dict[str, Any]]:
+        """The fields of a new chain of ``type_name`` that every one has, for its first job's view
+        (``copy`` of them) and its chain's (remembered for the next time)."""
+        job_fields = _VIEW_JOB_FIELDS.copy()
+        job_fields["type_name"] = job_fields["chain_type_name"] = type_name
+        chain_fields = _VIEW_CHAIN_FIELDS.copy()
+        chain_fields["type_name"] = type_name
+        prepared = (job_fields.copy, chain_fields)
+        if len(self._view_fields) < _MAX_CHECKED_TYPES:
+            self._view_fields[type_name] = prepared
+        return prepared
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -470,6 +572,8 @@ class ChainCreation(Generic[TxT]):
 
 
 _INPUT = attrgetter("input")
+_SCHEDULE = attrgetter("schedule")
+_TYPE_NAME = attrgetter("type_name")
 
 _DEDUPLICATED = itemgetter(1)
 """A :class:`~queuert.state.CreatedJob`'s ``deduplicated`` (in C: no call per job)."""
@@ -494,6 +598,17 @@ _START_FIELDS: dict[str, Any] = {
 what every start without a caller's id, schedule, deduplication, priority or limit key holds (each
 plan fills in its own)."""
 
+_VIEW_JOB_FIELDS: dict[str, Any] = {f.name: None for f in dataclasses.fields(Job)}
+_VIEW_JOB_FIELDS.update(attempt=0, priority=0)
+"""A new job's view (:class:`~queuert.models.Job`'s fields in declaration order): not attempted,
+leased or closed, without output, readable, of priority 0; the rest filled in per type and per
+job."""
+
+_VIEW_CHAIN_FIELDS: dict[str, Any] = {f.name: None for f in dataclasses.fields(Chain)}
+_VIEW_CHAIN_FIELDS.update(status="open", deduplicated=False)
+"""A new chain's view (:class:`~queuert.models.Chain`'s fields in declaration order): open, without
+outcome or output, not deduplicated; the rest filled in per type and per chain."""
+
 _MAX_CHECKED_TYPES = 1024
 """How many job types a :class:`ChainCreation` remembers as checked (types made on the fly are
 checked every time past that)."""
@@ -505,14 +620,19 @@ _CREATION_LEVELS = tuple(
 
 
 def _announce(
-    ready: MutableMapping[str, int], scheduled: set[str], type_name: str, due_now: bool
+    ready: MutableMapping[str, int],
+    scheduled: set[str],
+    type_name: str,
+    due_now: bool,
+    count: int = 1,
 ) -> None:
     """What a new job that is not blocked announces once committed: a wake-up if it is due now,
     else a job-scheduled message for its type. The one place this rule lives: the hooks' buffer
     after a write (:func:`_due` of the stored row) and the wake-ups a state adapter publishes with
-    the write itself (:func:`_announced`, before the rows exist) both come from here."""
+    the write itself (:func:`_announced`, before the rows exist) both come from here
+    (``count`` such jobs of the type at once)."""
     if due_now:
-        ready[type_name] = ready.get(type_name, 0) + 1
+        ready[type_name] = ready.get(type_name, 0) + count
     else:
         scheduled.add(type_name)
 
@@ -545,8 +665,13 @@ def _announced(rows: Sequence[NewJob]) -> Notifications:
             return one
     ready: dict[str, int] = {}
     scheduled: set[str] = set()
-    for row in rows:
-        _announce(ready, scheduled, row.type_name, row.schedule is None)
+    if len(rows) > 1 and list(map(_SCHEDULE, rows)).count(None) == len(rows):
+        # a batch due now: its jobs counted per type in C, announced per type
+        for type_name, count in Counter(map(_TYPE_NAME, rows)).items():
+            _announce(ready, scheduled, type_name, True, count)
+    else:
+        for row in rows:
+            _announce(ready, scheduled, row.type_name, row.schedule is None)
     notifications = Notifications(ready, frozenset(scheduled) if scheduled else _NONE, _NONE, _NONE)
     if len(rows) == 1 and not scheduled and len(_ONE_READY) < _MAX_CHECKED_TYPES:
         _ONE_READY[type_name] = Notifications(MappingProxyType(ready), _NONE, _NONE, _NONE)

@@ -223,11 +223,11 @@ class Client(Generic[TxT]):
         creation = core.creation
         plans = creation.plan_starts((job,))
         if tx is None and hooks is None and not plans[0].blockers:
-            ((row, dedup),) = await creation.start_alone(plans)
+            created = await creation.start_alone(plans)
         else:
-            ((row, dedup),) = await self._write(plans, tx, hooks)
-        # a new chain holds the input it was given
-        return core.mapper.started(row, dedup, job.input)
+            created = await self._write(plans, tx, hooks)
+        # a new chain's view from its plan, the caller's input and the stored row's times
+        return creation.started((job,), plans, created, core.mapper.started)[0]
 
     async def start_chains(
         self, jobs: Sequence[J], *, tx: TxT | None = None, hooks: TransactionHooks | None = None
@@ -244,11 +244,8 @@ class Client(Generic[TxT]):
             created = await creation.start_alone(plans) if plans else []
         else:
             created = await self._write(plans, tx, hooks)
-        started = core.mapper.started
-        # a new chain holds the input it was given
-        return [
-            started(row, dedup, job.input) for job, (row, dedup) in zip(jobs, created, strict=True)
-        ]
+        # the new chains' views from their plans, the caller's inputs and the stored rows' times
+        return creation.started(jobs, plans, created, core.mapper.started)
 
     def _write(
         self, plans: list[PlannedJob], tx: TxT | None, hooks: TransactionHooks | None

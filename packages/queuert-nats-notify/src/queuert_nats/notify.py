@@ -101,6 +101,9 @@ class NatsNotifyAdapter:
         self._topics = {subject: topic for topic, subject in self._subjects.items()}
         self._listeners = {topic: Listeners(topic) for topic in self._subjects}
         self._subscriptions: dict[str, Subscription] = {}
+        self._confirmed: set[str] = set()
+        """The subscribed topics the server is known to have (a flush after their SUB came back):
+        a listener returns only once its topic is here, not merely subscribed by a concurrent one."""
         self._wanted: set[str] = set()
         self._subscribe_lock = asyncio.Lock()
         self._kv: KeyValue | None = None
@@ -184,6 +187,7 @@ class NatsNotifyAdapter:
         if self._closed:
             return
         logger.warning("queuert notify connection to NATS lost; reconnecting")
+        self._confirmed.clear()  # the reconnect sends the subscriptions again; flushed once it did
         for listeners in self._listeners.values():
             listeners.mark_stale()
         self._attempt_failed = True
@@ -240,20 +244,19 @@ class NatsNotifyAdapter:
         async with self._subscribe_lock:
             if not self._nc.is_connected:
                 return False
-            added = False
             try:
                 for topic in sorted(self._wanted - self._subscriptions.keys()):
                     self._subscriptions[topic] = await self._nc.subscribe(
                         self._subjects[topic], cb=self._on_message
                     )
-                    added = True
-                if added:
+                if self._subscriptions.keys() - self._confirmed:
                     # Twice: nats-py (2.16) writes a flush's PING straight to the socket, ahead of the SUB
                     # still waiting in its buffer, so the first PONG does not prove the server has the
                     # subscription. The second PING leaves after the SUB (the buffer is written while
                     # the first round trip is under way), so its PONG does.
                     await self._nc.flush(timeout=self._listen_timeout)  # type: ignore[arg-type]
                     await self._nc.flush(timeout=self._listen_timeout)  # type: ignore[arg-type]
+                    self._confirmed.update(self._subscriptions)
             except NATS_ERRORS as error:
                 logger.warning(
                     "queuert notify could not subscribe on NATS; will retry on reconnect",
@@ -278,7 +281,7 @@ class NatsNotifyAdapter:
         try:
             self._wanted.add(topic)
             live = await self._await_connection(self._listen_timeout)
-            if live and topic not in self._subscriptions:
+            if live and topic not in self._confirmed:
                 live = await self._subscribe_missing()
         except BaseException:
             listeners.remove(listener)  # the caller never gets its unsubscribe function
@@ -443,6 +446,7 @@ class NatsNotifyAdapter:
         for listeners in self._listeners.values():
             listeners.clear()
         subscriptions, self._subscriptions = self._subscriptions, {}
+        self._confirmed.clear()
         if self._owns_client:
             if task is not None:  # else connect() was never called and there is nothing to close
                 with contextlib.suppress(*NATS_ERRORS):

@@ -184,8 +184,11 @@ class PgNotifyAdapter:
         self._conn: Any = None
         self._wanted = {"sched", "owls"}
         """The channels (by kind) the listening connection LISTENs to: chain-closed once wanted."""
+        self._ready = set(self._wanted)
+        """The kinds a subscriber may count on: LISTENed on the live connection, or left to the
+        reconnect (which LISTENs and catches up). A kind is wanted before it is ready: a subscriber
+        that finds it wanted but not ready waits for the LISTEN under way."""
         self._listen_lock = asyncio.Lock()
-        self._live = asyncio.Event()
         self._lost = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
         self._first: asyncio.Future[None] | None = None
@@ -330,7 +333,7 @@ class PgNotifyAdapter:
         self._check_open()
         await self._ensure_listening()
         self._check_open()
-        if kind not in self._wanted:
+        if kind not in self._ready:
             await self._want(kind)
         self._next_token += 1
         token = self._next_token
@@ -361,21 +364,24 @@ class PgNotifyAdapter:
 
     async def _want(self, kind: str) -> None:
         """LISTEN to ``kind``'s channel from now on (on the live connection, and on every one after
-        a reconnect). If the connection fails meanwhile, the reconnect LISTENs and catches up."""
+        a reconnect), returning once the server has the LISTEN: the lock, held until then, keeps
+        concurrent subscribers of the same kind waiting for it. If the connection fails meanwhile,
+        or the LISTEN does, the reconnect LISTENs and catches up."""
         async with self._listen_lock:
-            if kind in self._wanted:
+            if kind in self._ready:
                 return
             self._wanted.add(kind)
             conn = self._conn
-            if conn is None or conn.is_closed():
-                return
             try:
-                await conn.add_listener(self.channels[kind], self._on_notification)
+                if conn is not None and not conn.is_closed():
+                    await conn.add_listener(self.channels[kind], self._on_notification)
             except Exception as error:
                 logger.info(
-                    "LISTEN failed; the reconnect will listen",
+                    "LISTEN failed; reconnecting to listen",
                     extra={"queuert_channel": self.channels[kind], "queuert_error": repr(error)},
                 )
+                self._lost.set()
+            self._ready.add(kind)
 
     async def _connect(self) -> Any:
         import asyncpg
@@ -449,7 +455,9 @@ class PgNotifyAdapter:
             except asyncio.TimeoutError:
                 pass
             try:
-                await asyncio.wait_for(conn.fetchval("SELECT 1"), self._connect_timeout)
+                # Under the lock: a LISTEN and the ping on one connection at once would fail.
+                async with self._listen_lock:
+                    await asyncio.wait_for(conn.fetchval("SELECT 1"), self._connect_timeout)
             except asyncio.CancelledError:
                 raise
             except Exception:
